@@ -1,0 +1,73 @@
+"""Backends: IR -> source text through jinja2 templates.
+
+`emit(graph, backend)` builds the template context in Python (every name,
+number and import is decided there), renders it, and parses the result before
+returning it, so a broken module is never handed to the caller.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from archc.ir.graph import Graph
+
+BACKENDS = ("torch", "keras")
+
+
+def template_dir() -> Path:
+    """templates/ ships inside the wheel as archc/templates; a checkout has it at the top."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("archc templates are missing from this installation")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.globals["signature"] = _signature
+    return env
+
+
+def _signature(func: str, params: list[str], returns: str, indent: str = "    ") -> str:
+    """A `def` line, split one parameter per line when it does not fit in 88 columns."""
+    one = f"{indent}def {func}({', '.join(params)}) -> {returns}:"
+    if len(one) <= 88:
+        return one
+    inner = indent + "    "
+    joined = f"{inner}{', '.join(params)}"
+    if len(joined) <= 88:
+        return f"{indent}def {func}(\n{joined}\n{indent}) -> {returns}:"
+    body = "\n".join(f"{inner}{p}," for p in params)
+    return f"{indent}def {func}(\n{body}\n{indent}) -> {returns}:"
+
+
+def emit(graph: Graph, backend: str) -> str:
+    if backend == "torch":
+        from archc.backends.torch import TorchEmitter
+
+        context = TorchEmitter(graph).context()
+    elif backend == "keras":
+        from archc.backends.keras import KerasEmitter
+
+        context = KerasEmitter(graph).context()
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    text = _environment().get_template(f"{backend}/module.py.j2").render(**context)
+    try:
+        ast.parse(text)  # never hand out a module that does not parse
+    except SyntaxError as e:  # pragma: no cover - a template bug
+        raise RuntimeError(f"archc produced invalid Python for {graph.name} ({backend}): {e}") from e
+    return text

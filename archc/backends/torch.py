@@ -1,0 +1,293 @@
+"""IR -> PyTorch source, laid out like torchvision's resnet.py / densenet.py.
+
+One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
+`DenseStage` for dense connectivity) built in loops, a flat one-op-per-line
+`forward`, and module names taken from the spec so state_dict keys match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archc.backends import common
+from archc.backends.code import Call, Code, Gen, Seq, call, render
+from archc.ir import ops
+from archc.ir.graph import BlockInst, BlockType, Graph, GroupInst, Inst, LayerInst, StageInst, SymLayer
+from archc.spec import expr
+
+INDENT2 = " " * 8
+
+_ACTS = {
+    "relu": ("nn.ReLU", True),
+    "relu6": ("nn.ReLU6", True),
+    "leaky_relu": ("nn.LeakyReLU", True),
+    "elu": ("nn.ELU", True),
+    "gelu": ("nn.GELU", False),
+    "silu": ("nn.SiLU", True),
+    "sigmoid": ("nn.Sigmoid", False),
+    "tanh": ("nn.Tanh", False),
+    "softmax": ("nn.Softmax", False),
+}
+
+
+def layer_module(kind: str, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+    """The module for one primitive layer; `a` holds each argument as source text."""
+    if kind == "conv":
+        return call(
+            "nn.Conv2d", in_ch, a["filters"], kernel_size=a["kernel"],
+            stride=_unless(a["stride"], "1"), padding=_unless(a["padding"], "0"),
+            dilation=_unless(a["dilation"], "1"), groups=_unless(a["groups"], "1"), bias=a["bias"],
+        )  # fmt: skip
+    if kind == "batchnorm":
+        return call("nn.BatchNorm1d" if flat else "nn.BatchNorm2d", in_ch, eps=a["eps"], momentum=a["momentum"])
+    if kind == "act":
+        cls, can_inplace = _ACTS[a["fn"]]
+        kwargs = {k: a[k] for k in ("negative_slope", "alpha") if k in a}
+        if a["fn"] == "softmax":
+            kwargs["dim"] = "1"
+        if can_inplace and inplace:
+            kwargs["inplace"] = "True"
+        return call(cls, **kwargs)
+    if kind in ("maxpool", "avgpool"):
+        cls = "nn.MaxPool2d" if kind == "maxpool" else "nn.AvgPool2d"
+        extra = {"count_include_pad": "True"} if kind == "avgpool" and a["padding"] != "0" else {}
+        return call(cls, kernel_size=a["kernel"], stride=a["stride"], padding=_unless(a["padding"], "0"), **extra)
+    if kind == "global_avgpool":
+        return call("nn.AdaptiveAvgPool2d", "1")
+    if kind == "dense":
+        return call("nn.Linear", in_ch, a["units"], bias=a["bias"])
+    if kind == "dropout":
+        return call("nn.Dropout", p=a["rate"])
+    if kind == "flatten":
+        return call("nn.Flatten")
+    if kind == "zeropad":
+        return call("nn.ZeroPad2d", a["padding"])
+    raise AssertionError(kind)
+
+
+def _unless(value: str, default: str) -> str | None:
+    return None if value == default else value
+
+
+def concrete_args(op: ops.Op, exposed: dict[str, str]) -> dict[str, str]:
+    """Arguments of a concrete op as literals (or the build_model argument that sets them)."""
+    out = {}
+    for key, value in vars(op).items():
+        if value is None:
+            continue
+        out[key] = exposed.get(key) or (value if key == "fn" else common.literal(value))
+    return out
+
+
+def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
+    out = {}
+    for key, tree in layer.args:
+        if key == "fn":
+            out[key] = tree.value  # type: ignore[attr-defined]
+        elif key in ("filters", "units"):
+            out[key] = hoist.src(tree)
+        else:
+            out[key] = expr.to_python(tree)
+    return out
+
+
+class TorchEmitter:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.helpers: set[str] = set()
+        self.needs_math = False
+        self.needs_ordered_dict = False
+        self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
+        self.names = {b.name: common.class_name(b.name) for b in graph.blocks}
+
+    # --- block classes -----------------------------------------------------------------
+
+    def block_class(self, block: BlockType) -> dict[str, Any]:
+        sig = self.sigs[block.name]
+        layers = (*block.layers, *block.after)
+        hoist = common.Hoister(layers)
+        init: list[str] = []
+        defined: set[str] = set()
+        flat = False
+        for layer in layers:
+            self.needs_math |= any(expr.uses_math(t) for _, t in layer.args) or expr.uses_math(layer.in_channels)
+            init += [INDENT2 + line for line in hoist.definitions([layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]])]
+            if layer.name in defined:
+                continue  # a shared activation: one module, called again in forward
+            defined.add(layer.name)
+            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace=True)
+            init += render(module, INDENT2, f"self.{layer.name} = ")
+            flat = flat or layer.kind in ("dense", "global_avgpool")
+        forward = self._block_forward(block, sig, init, hoist)
+        return {
+            "name": self.names[block.name],
+            "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
+            "signature": ["in_channels: int", "*", *sig.parts()],
+            "init": init,
+            "forward": forward,
+        }
+
+    def _block_forward(self, block: BlockType, sig: common.Signature, init: list[str], hoist: common.Hoister) -> list[str]:
+        lines: list[str] = []
+        skip = block.connectivity == "skip"
+        if skip:
+            lines.append("identity = x")
+        var = "x"
+        for layer in block.layers:
+            lines += self._call_line(layer.name, layer.kind, var, "out")
+            var = "out"
+        sc = block.shortcut
+        if skip and sc is not None and (sig.flag or sc.when == "always"):
+            module = self._shortcut_module(sc, hoist)
+            if sig.flag:
+                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {sig.flag}:"]
+                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
+                lines += [f"if self.{sc.name} is not None:", f"    identity = self.{sc.name}(x)"]
+            else:
+                init += render(module, INDENT2, f"self.{sc.name} = ")
+                lines.append(f"identity = self.{sc.name}(x)")
+        if skip:
+            lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
+            var = "out"
+        for layer in block.after:
+            lines += self._call_line(layer.name, layer.kind, var, "out")
+        lines.append("return out" if var == "out" or block.layers else "return x")
+        return lines
+
+    def _shortcut_module(self, sc: Any, hoist: common.Hoister) -> Code:
+        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+        if sc.kind == "option_a":
+            self.helpers.add("PadShortcut")
+            return call("PadShortcut", stride, f"{out_ch} - in_channels")
+        conv = call("nn.Conv2d", "in_channels", out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
+        parts: list[Code] = [conv]
+        if sc.batchnorm:
+            parts.append(call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum)))
+        return Call("nn.Sequential", tuple(parts))
+
+    @staticmethod
+    def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
+        lines = [f"{dst} = self.{name}({src})"]
+        if kind == "global_avgpool":
+            lines.append(f"{dst} = torch.flatten({dst}, 1)")
+        return lines
+
+    # --- the model ------------------------------------------------------------------------
+
+    def model(self) -> dict[str, Any]:
+        init: list[str] = []
+        forward: list[str] = []
+        defined: set[str] = set()
+        first = True
+        for item in self.graph.body:
+            if item.name not in defined:
+                defined.add(item.name)
+                init += render(self._module(item, inplace=not first), INDENT2, f"self.{item.name} = ")
+            forward += self._call_line(item.name, _kind(item), "x", "x")
+            first = False
+        forward.append("return x")
+        exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
+        return {
+            "name": common.class_name(self.graph.name),
+            "doc": common.docstring(self.graph.doc or self.graph.name, 4),
+            "signature": exposed,
+            "init": init,
+            "forward": forward,
+            "call_args": [f"{n}={n}" for n, _ in self.graph.exposed],
+        }
+
+    def _module(self, item: Inst, inplace: bool) -> Code:
+        if isinstance(item, LayerInst):
+            module = layer_module(item.op.kind, concrete_args(item.op, dict(item.exposed)), common.literal(item.in_shape.c), not item.in_shape.spatial, inplace)
+            return module
+        if isinstance(item, BlockInst):
+            block = self.graph.block(item.block)
+            sig = self.sigs[item.block]
+            (run,) = common.runs([common.instance_values(item, block, sig)])
+            return common.instance_call(self.names[item.block], block, sig, run, "_")
+        if isinstance(item, StageInst):
+            return self._stage(item)
+        assert isinstance(item, GroupInst)
+        self.needs_ordered_dict = True
+        kwargs: dict[str, Code] = {}
+        first = True
+        for child in item.items:
+            if child.name in kwargs:
+                continue
+            module = self._module(child, inplace=not first)
+            if _kind(child) == "global_avgpool":
+                module = call("nn.Sequential", module, call("nn.Flatten"))
+            kwargs[child.name] = module
+            first = False
+        return call("nn.Sequential", call("OrderedDict", **kwargs))
+
+    def _stage(self, stage: StageInst) -> Code:
+        block = self.graph.block(stage.block)
+        sig = self.sigs[stage.block]
+        func = self.names[stage.block]
+        rows = [common.instance_values(inst, block, sig) for inst in stage.instances]
+        plain_names = stage.names == "{i}" and stage.connectivity == "none"
+        parts: list[Code] = []
+        for run in common.runs(rows):
+            looped = run.count > 2
+            var = "i" if looped and any(step for _, step in run.values) or (looped and not plain_names) else "_"
+            if run.start == 0 or var == "_":
+                clause = f"for {var} in range({run.count})"
+            else:
+                clause = f"for {var} in range({run.start}, {run.start + run.count})"
+            if not looped:
+                for k in range(run.count):
+                    single = common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]
+                    module = common.instance_call(func, block, sig, single, var)
+                    parts.append(module if plain_names else self._keyed(stage, single, var, module))
+                continue
+            module = common.instance_call(func, block, sig, run, var)
+            if plain_names:
+                parts.append(Gen(module, clause, prefix="*"))
+            else:
+                key, _ = common.name_pattern(stage, run, var, "", "")
+                parts.append(Gen(Call(f"{key}: {module.func}", module.args), clause, prefix="**", brackets="{}"))
+        if plain_names:
+            return Call("nn.Sequential", tuple(parts))
+        mapping: Code = parts[0] if len(parts) == 1 and isinstance(parts[0], Gen) else Seq(tuple(parts), "{}")
+        if isinstance(mapping, Gen):
+            mapping = Gen(mapping.elem, mapping.clause, brackets="{}")
+        if stage.connectivity == "dense":
+            self.helpers.add("DenseStage")
+            return call("DenseStage", mapping)
+        self.needs_ordered_dict = True
+        return call("nn.Sequential", call("OrderedDict", mapping))
+
+    @staticmethod
+    def _keyed(stage: StageInst, run: common.Run, var: str, module: Call) -> Code:
+        key, _ = common.name_pattern(stage, run, var, "", "")
+        return Call(f"{key}: {module.func}", module.args)
+
+    # --- the module ------------------------------------------------------------------------
+
+    def context(self) -> dict[str, Any]:
+        blocks = [self.block_class(b) for b in self.graph.blocks]
+        model = self.model()
+        imports = ["import math"] if self.needs_math else []
+        if self.needs_ordered_dict:
+            imports.insert(0, "from collections import OrderedDict")
+        torch_imports = ["import torch"]
+        if "PadShortcut" in self.helpers:
+            torch_imports.append("import torch.nn.functional as F")
+        torch_imports.append("from torch import Tensor, nn")
+        return {
+            "doc": common.docstring(self.graph.doc or self.graph.name, 0),
+            "header": common.header(self.graph, "torch"),
+            "stdlib_imports": imports,
+            "imports": torch_imports,
+            "input_shape": common.literal(self.graph.input_shape.as_tuple()),
+            "helpers": sorted(self.helpers),
+            "blocks": blocks,
+            "model": model,
+        }
+
+
+def _kind(item: Inst) -> str:
+    return item.op.kind if isinstance(item, LayerInst) else type(item).__name__
+
+

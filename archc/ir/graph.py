@@ -1,0 +1,153 @@
+"""The graph IR: an expanded dataflow graph plus the hierarchy it came from.
+
+- `Node`: one primitive op in the expanded graph, with its output shape and
+  parameter counts. Ids are dotted module paths (`layer1.0.conv1`), so they are
+  deterministic and equal to PyTorch state_dict prefixes.
+- `BlockType`: a block kind with symbolic layer arguments (expressions over its
+  parameters and `in_channels`), from which emitters write one class or
+  function per kind.
+- `LayerInst` / `BlockInst` / `StageInst` / `GroupInst`: the instance tree with
+  concrete arguments and shapes; stages keep their repeat structure so
+  emitters can write loops.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Union
+
+from archc.errors import Location
+from archc.ir.ops import Op, Shape
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    op: Op
+    inputs: tuple[str, ...]
+    shape: Shape
+    trainable: int = 0
+    non_trainable: int = 0
+
+
+@dataclass(frozen=True)
+class SymLayer:
+    """A layer of a block kind, its arguments as expressions (Python `ast`)."""
+
+    name: str
+    kind: str
+    args: tuple[tuple[str, ast.expr], ...]
+    in_channels: ast.expr  # channels entering this layer, as an expression
+    nonneg_in: bool = False  # input known to be >= 0 (after relu), for max-pool padding
+
+    def arg(self, key: str) -> ast.expr:
+        return dict(self.args)[key]
+
+
+@dataclass(frozen=True)
+class SymShortcut:
+    kind: str  # projection | option_a
+    when: str  # shape_changes | always
+    name: str
+    out_channels: ast.expr
+    stride: ast.expr
+    batchnorm: bool
+    bias: bool
+    eps: float | None
+    momentum: float | None
+
+
+@dataclass(frozen=True)
+class BlockType:
+    name: str
+    doc: str
+    params: tuple[tuple[str, object, str], ...]  # (name, default or None when required, type)
+    connectivity: str  # none | skip | dense
+    layers: tuple[SymLayer, ...]
+    after: tuple[SymLayer, ...]
+    shortcut: SymShortcut | None
+    out_channels: ast.expr
+    where: Location
+
+
+@dataclass(frozen=True)
+class Counts:
+    trainable: int = 0
+    non_trainable: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.trainable + other.trainable, self.non_trainable + other.non_trainable)
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.non_trainable
+
+
+@dataclass(frozen=True)
+class LayerInst:
+    name: str
+    op: Op
+    in_shape: Shape
+    out_shape: Shape
+    counts: Counts
+    nonneg_in: bool = False
+    exposed: tuple[tuple[str, str], ...] = ()  # (attr, model param) emitted as a build_model argument
+
+
+@dataclass(frozen=True)
+class BlockInst:
+    name: str
+    block: str
+    args: tuple[tuple[str, object], ...]  # every parameter's concrete value
+    shortcut: bool  # the instance uses its shortcut layers (projection / option A)
+    in_shape: Shape
+    out_shape: Shape
+    counts: Counts
+    children: tuple[Inst, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageInst:
+    name: str
+    block: str
+    connectivity: str  # none | dense
+    names: str  # instance name pattern, {i} from 0 or {n} from 1
+    instances: tuple[BlockInst, ...]
+    in_shape: Shape
+    out_shape: Shape
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class GroupInst:
+    name: str
+    items: tuple[Inst, ...]
+    in_shape: Shape
+    out_shape: Shape
+    counts: Counts
+
+
+Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    doc: str
+    input_shape: Shape
+    output_shape: Shape
+    params: tuple[tuple[str, object], ...]  # model parameters, evaluated
+    exposed: tuple[tuple[str, object], ...]  # those that build_model() accepts, with defaults
+    blocks: tuple[BlockType, ...]  # in order of first use
+    body: tuple[Inst, ...]
+    nodes: tuple[Node, ...] = field(repr=False)
+    source: str  # spec path as given
+    sha256: str
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(sum(n.trainable for n in self.nodes), sum(n.non_trainable for n in self.nodes))
+
+    def block(self, name: str) -> BlockType:
+        return next(b for b in self.blocks if b.name == name)

@@ -1,0 +1,219 @@
+"""A small, safe expression language for numbers in specs.
+
+Expressions use Python's syntax, so `(depth - 2) // 6`, `4 * growth_rate` and
+`floor(compression * in_channels)` read as expected, but they are never run by
+Python: `parse` accepts only the node types listed below, and `evaluate` walks
+that tree itself. Results are bounded so no expression can exhaust memory.
+The same tree can be printed back as Python source (`to_python`) for generated
+code, where it means exactly what `evaluate` computed.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import math
+import operator
+from collections.abc import Callable, Mapping
+
+Value = int | float | bool
+
+MAX_INT = 2**53  # beyond any real layer size; keeps ints exact as floats too
+MAX_EXPR_CHARS = 500
+
+_BINOPS: dict[type, Callable[[Value, Value], Value]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS: dict[type, Callable[[Value, Value], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+# name in a spec -> (implementation, Python source used in generated code)
+FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
+    "floor": (math.floor, "math.floor"),
+    "ceil": (math.ceil, "math.ceil"),
+    "round": (round, "round"),
+    "abs": (abs, "abs"),
+    "min": (min, "min"),
+    "max": (max, "max"),
+    "int": (int, "int"),
+    "float": (float, "float"),
+}
+
+
+class ExprError(ValueError):
+    """An expression is malformed or cannot be evaluated; the caller adds the location."""
+
+
+def parse(text: str) -> ast.expr:
+    """Parse `text` and check that it uses only the whitelisted constructs."""
+    if len(text) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as e:
+        raise ExprError(f"invalid expression {text!r}: {e.msg}") from None
+    for node in ast.walk(tree):
+        _check_node(node, text)
+    return tree
+
+
+def _check_node(node: ast.AST, text: str) -> None:
+    allowed = (
+        ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call, ast.Name,
+        ast.Constant, ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+    )  # fmt: skip
+    if not isinstance(node, allowed):
+        raise ExprError(f"{type(node).__name__} is not allowed in expression {text!r}")
+    if isinstance(node, ast.Constant) and type(node.value) not in (int, float, bool):
+        raise ExprError(f"only numbers and true/false are allowed in expression {text!r}")
+    if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
+        raise ExprError(f"operator {type(node.op).__name__} is not allowed in {text!r}")
+    if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+        raise ExprError(f"operator {type(node.op).__name__} is not allowed in {text!r}")
+    if isinstance(node, ast.Compare) and any(type(op) not in _CMPOPS for op in node.ops):
+        raise ExprError(f"only ==, !=, <, <=, >, >= comparisons are allowed in {text!r}")
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            raise ExprError(
+                f"unknown function in {text!r}; available: {', '.join(sorted(FUNCTIONS))}"
+            )
+        if node.keywords:
+            raise ExprError(f"keyword arguments are not allowed in {text!r}")
+
+
+def free_names(tree: ast.expr) -> set[str]:
+    """Variables an expression reads (function names excluded)."""
+    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in callees}
+
+
+def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
+    """Evaluate a parsed expression with the given variables."""
+    return _check_bounds(_eval(tree, scope))
+
+
+def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in scope:
+            known = ", ".join(sorted(scope)) or "none"
+            raise ExprError(f"unknown name {node.id!r} (known here: {known})")
+        return scope[node.id]
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left, scope), _eval(node.right, scope)
+        if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_INT):
+            raise ExprError(f"power {left} ** {right} is out of range")
+        try:
+            return _check_bounds(_BINOPS[type(node.op)](left, right))
+        except ZeroDivisionError:
+            raise ExprError("division by zero") from None
+        except OverflowError:
+            raise ExprError("arithmetic overflow") from None
+    if isinstance(node, ast.UnaryOp):
+        value = _eval(node.operand, scope)
+        if isinstance(node.op, ast.Not):
+            return not value
+        return -value if isinstance(node.op, ast.USub) else +value
+    if isinstance(node, ast.BoolOp):
+        values = [_eval(v, scope) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.Compare):
+        left = _eval(node.left, scope)
+        for op, comparator in zip(node.ops, node.comparators):
+            right = _eval(comparator, scope)
+            if not _CMPOPS[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.IfExp):
+        return _eval(node.body if _eval(node.test, scope) else node.orelse, scope)
+    if isinstance(node, ast.Call):
+        func = FUNCTIONS[node.func.id][0]  # type: ignore[union-attr]
+        args = [_eval(a, scope) for a in node.args]
+        try:
+            return _check_bounds(func(*args))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ExprError(f"{node.func.id}(): {e}") from None  # type: ignore[union-attr]
+    raise ExprError(f"unsupported expression node {type(node).__name__}")
+
+
+def _check_bounds(value: Value) -> Value:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError("result is not a finite number")
+    if abs(value) > MAX_INT:
+        raise ExprError(f"result {value:.3g} exceeds the limit of {MAX_INT:.3g}")
+    return value
+
+
+# --- symbolic use: substitution and printing as Python source -------------------
+
+
+def substitute(tree: ast.expr, values: Mapping[str, ast.expr]) -> ast.expr:
+    """Replace variables by expressions, folding constants where possible."""
+
+    class _Subst(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.expr:
+            return values.get(node.id, node)
+
+    new = _Subst().visit(copy.deepcopy(tree))
+    return fold(new)
+
+
+def fold(tree: ast.expr) -> ast.expr:
+    """Evaluate sub-trees without variables and drop `* 1` / `+ 0`."""
+    if not free_names(tree):
+        try:
+            return ast.Constant(evaluate(tree, {}))
+        except ExprError:
+            return tree
+    if isinstance(tree, ast.BinOp):
+        left, right = fold(tree.left), fold(tree.right)
+        lc = left.value if isinstance(left, ast.Constant) else None
+        rc = right.value if isinstance(right, ast.Constant) else None
+        if isinstance(tree.op, ast.Mult) and lc == 1 and not isinstance(lc, bool):
+            return right
+        if isinstance(tree.op, (ast.Mult, ast.FloorDiv)) and rc == 1 and not isinstance(rc, bool):
+            return left
+        if isinstance(tree.op, (ast.Add, ast.Sub)) and rc == 0 and not isinstance(rc, bool):
+            return left
+        if isinstance(tree.op, ast.Add) and lc == 0 and not isinstance(lc, bool):
+            return right
+        return ast.BinOp(left, tree.op, right)
+    return tree
+
+
+def constant(value: Value) -> ast.expr:
+    return ast.Constant(value)
+
+
+def to_python(tree: ast.expr) -> str:
+    """Python source for an expression; spec functions map to their Python names."""
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.expr:
+            self.generic_visit(node)
+            node.func = ast.Name(FUNCTIONS[node.func.id][1])  # type: ignore[union-attr]
+            return node
+
+    return ast.unparse(_Rename().visit(copy.deepcopy(tree)))
+
+
+def uses_math(tree: ast.expr) -> bool:
+    return any(
+        isinstance(n, ast.Call) and FUNCTIONS[n.func.id][1].startswith("math.")  # type: ignore[union-attr]
+        for n in ast.walk(tree)
+    )

@@ -1,0 +1,135 @@
+"""Read a spec file and the block libraries it uses into validated models.
+
+Every pydantic error becomes one `SpecError` at the YAML line that caused it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from archc.errors import Location, SpecError
+from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
+from archc.spec.yamlsrc import SourceMap, load_yaml_file, load_yaml_text
+
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
+
+
+@dataclass(frozen=True)
+class BlockSource:
+    """A block definition and where it was written (for located errors)."""
+
+    name: str
+    definition: BlockDef
+    source: SourceMap
+    path: tuple[Any, ...]  # path of the definition inside its file
+
+    def locate(self, *sub: Any) -> Location:
+        return self.source.locate((*self.path, *sub))
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    model: ModelSpec
+    source: SourceMap
+    blocks: dict[str, BlockSource]
+    sha256: str
+    path: str
+
+    def locate(self, *sub: Any) -> Location:
+        return self.source.locate(sub)
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    data, smap = load_yaml_file(path)
+    return _finish(data, smap, path.read_bytes(), path.parent)
+
+
+def load_spec_text(text: str, file: str = "<string>", base_dir: Path | None = None) -> LoadedSpec:
+    data, smap = load_yaml_text(text, file)
+    return _finish(data, smap, text.encode(), base_dir or Path.cwd())
+
+
+def _finish(data: Any, smap: SourceMap, raw: bytes, base_dir: Path) -> LoadedSpec:
+    if isinstance(data, dict) and "library" in data and "layers" not in data:
+        raise SpecError("this is a block library; pass a model spec (or `use:` this library from one)", smap.locate(()))
+    model = validate(ModelSpec, data, smap)
+    blocks: dict[str, BlockSource] = {}
+    for i, ref in enumerate(model.use):
+        lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
+        if "." not in ref and not lib_path.exists():
+            shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
+            raise SpecError(f"unknown library {ref!r}; shipped libraries: {', '.join(shipped)}", smap.locate(("use", i)))
+        lib_data, lib_map = load_yaml_file(lib_path)
+        library = validate(LibrarySpec, lib_data, lib_map)
+        for name, definition in library.blocks.items():
+            blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
+    for name, definition in model.blocks.items():
+        blocks[name] = BlockSource(name, definition, smap, ("blocks", name))  # local blocks override libraries
+    return LoadedSpec(model, smap, blocks, hashlib.sha256(raw).hexdigest(), smap.file)
+
+
+def validate(model_type: type[BaseModel], data: Any, smap: SourceMap) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError("a spec is a mapping; start with `archc: 1`", smap.locate(()))
+    try:
+        return model_type.model_validate(data)
+    except ValidationError as e:
+        raise _located(e, data, smap) from None
+
+
+def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
+    errors = err.errors(include_url=False)
+    # Union branches each report an error; the one a person wants is the
+    # deepest one that came from our own validators or an unknown key.
+    def rank(e: dict[str, Any]) -> tuple[int, int]:
+        return (e["type"] not in ("value_error", "extra_forbidden", "missing", "unknown_layer"), -len(e["loc"]))
+
+    e = sorted(errors, key=rank)[0]
+    path = _data_path(e["loc"], data)
+    message = e["msg"].removeprefix("Value error, ")
+    shown = ".".join(str(p) for p in path) or "spec"
+    if e["type"] == "extra_forbidden":
+        key = path[-1] if path else ""
+        hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
+        message = f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
+    elif e["type"] == "missing":
+        message = f"missing required key {e['loc'][-1]!r}"
+        shown = ".".join(str(p) for p in path) or "spec"
+    elif e["type"] in ("int_type", "float_type", "bool_type", "string_type", "literal_error"):
+        message = f"{message}, got {e.get('input')!r}"
+    return SpecError(f"{shown}: {message}", smap.locate(path))
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Keep the parts of a pydantic location that exist in the YAML data (drops union tags)."""
+    path: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif part == "with_" and isinstance(node, dict) and "with" in node:
+            node = node["with"]
+            path.append("with")
+    return tuple(path)
+
+
+def _known_keys() -> list[str]:
+    """Every key the language knows, for "did you mean" hints."""
+    from archc.spec import models
+
+    keys: set[str] = set()
+    for obj in vars(models).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
+            keys.update(f.alias or n for n, f in obj.model_fields.items())
+    return sorted(keys)

@@ -1,0 +1,405 @@
+"""The spec language as pydantic v2 models.
+
+A spec is a model (`archc: 1`, `name`, `input`, `layers`, ...) or a block
+library (`archc: 1`, `library`, `blocks`). Layers are written as one-key
+mappings, `- conv1: {conv: {filters: 64, kernel: 7}}`, so the name comes first
+and becomes the module name in generated code. Numbers may be expressions
+(see `archc.spec.expr`); they are parsed here and evaluated during lowering.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Tag,
+    model_validator,
+)
+
+from archc.spec import expr
+
+FORMAT_VERSION = 1
+
+# Names the generated modules use themselves; a spec name must not shadow them.
+RESERVED_NAMES = frozenset(
+    {
+        # locals, arguments and globals of the generated modules
+        "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
+        "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
+        "in_channels", "channels", "build_model", "INPUT_SHAPE", "super",
+        "int", "float", "bool", "range", "len", "list", "tuple", "dict", "None", "True", "False",
+        # attributes of torch.nn.Module that a submodule name would shadow
+        "training", "train", "eval", "forward", "parameters", "buffers", "children", "modules",
+        "named_parameters", "named_buffers", "named_children", "named_modules", "state_dict",
+        "load_state_dict", "to", "cuda", "cpu", "double", "half", "bfloat16", "type", "apply",
+        "zero_grad", "requires_grad_", "register_buffer", "register_parameter", "add_module",
+        "get_submodule", "extra_repr", "call_super_init", "dump_patches",
+    }
+)  # fmt: skip
+
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softmax")
+
+
+def _identifier(value: str) -> str:
+    if not value.isidentifier() or not value.isascii():
+        raise ValueError(f"{value!r} is not a valid name: use letters, digits and _, not starting with a digit")
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        raise ValueError(f"{value!r} is a Python keyword; choose another name")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is used by the generated code; choose another name")
+    if value.startswith("__"):
+        raise ValueError(f"{value!r}: names may not start with a double underscore")
+    return value
+
+
+Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
+
+
+def _expression(value: str) -> str:
+    try:
+        expr.parse(value)
+    except expr.ExprError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+ExprStr = Annotated[str, AfterValidator(_expression)]
+IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
+NumExpr = Annotated[Union[StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
+ParamValue = Annotated[Union[StrictBool, StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- primitive layers -----------------------------------------------------------
+
+
+class ConvArgs(Strict):
+    filters: IntExpr = Field(description="Output channels.")
+    kernel: IntExpr = Field(description="Square kernel size.")
+    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
+    padding: IntExpr = Field(0, description="Zero padding on every side (symmetric, as in PyTorch).")
+    groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
+    dilation: IntExpr = Field(1, description="Kernel dilation.")
+    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+
+
+class BatchNormArgs(Strict):
+    eps: NumExpr | None = Field(None, description="Added to the variance; unset means defaults.batchnorm.eps.")
+    momentum: NumExpr | None = Field(
+        None,
+        description="PyTorch convention: weight of the new batch in the running average "
+        "(Keras momentum = 1 - this). Unset means defaults.batchnorm.momentum.",
+    )
+
+
+class ActArgs(Strict):
+    fn: Literal[ACTIVATIONS] | None = Field(None, description="Activation; unset means defaults.activation.")  # type: ignore[valid-type]
+    negative_slope: NumExpr | None = Field(None, description="leaky_relu only (default 0.01).")
+    alpha: NumExpr | None = Field(None, description="elu only (default 1.0).")
+
+
+class PoolArgs(Strict):
+    kernel: IntExpr = Field(description="Square window size.")
+    stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
+    padding: IntExpr = Field(
+        0, description="Padding on every side. Average pooling counts padded zeros (PyTorch count_include_pad=True)."
+    )
+
+
+class DenseArgs(Strict):
+    units: IntExpr = Field(description="Output features.")
+    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
+
+
+class DropoutArgs(Strict):
+    rate: NumExpr = Field(description="Probability of zeroing an element, in [0, 1).")
+
+
+class ZeroPadArgs(Strict):
+    padding: IntExpr = Field(description="Zeros added on every spatial side.")
+
+
+class Empty(Strict):
+    pass
+
+
+class ConvItem(Strict):
+    conv: ConvArgs
+
+
+class BatchNormItem(Strict):
+    batchnorm: BatchNormArgs = BatchNormArgs()
+
+
+class ActItem(Strict):
+    act: ActArgs = ActArgs()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        # `act: relu` is short for `act: {fn: relu}`
+        if isinstance(data, dict) and isinstance(data.get("act"), str):
+            return {**data, "act": {"fn": data["act"]}}
+        return data
+
+
+class MaxPoolItem(Strict):
+    maxpool: PoolArgs
+
+
+class AvgPoolItem(Strict):
+    avgpool: PoolArgs
+
+
+class GlobalAvgPoolItem(Strict):
+    global_avgpool: Empty = Empty()
+
+
+class DenseItem(Strict):
+    dense: DenseArgs
+
+
+class DropoutItem(Strict):
+    dropout: DropoutArgs
+
+
+class FlattenItem(Strict):
+    flatten: Empty = Empty()
+
+
+class ZeroPadItem(Strict):
+    zeropad: ZeroPadArgs
+
+
+# --- composite items -------------------------------------------------------------
+
+
+class BlockItem(Strict):
+    """One instance of a block kind."""
+
+    block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
+    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
+
+
+class StageItem(Strict):
+    """A block repeated `repeat` times; the first instance may differ (`first:`)."""
+
+    stage: Name = Field(description="Block kind to repeat.")
+    repeat: IntExpr = Field(description="Number of instances (>= 1).")
+    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Parameters of every instance.")
+    first: dict[Name, ParamValue] = Field(
+        default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."
+    )
+    connectivity: Literal["none", "dense"] = Field(
+        "none",
+        description="none: instances run in sequence. dense: each instance receives the concatenation "
+        "of the stage input and all earlier outputs, and the stage returns that concatenation.",
+    )
+    names: str = Field(
+        "{i}",
+        max_length=64,
+        pattern=r"^[A-Za-z_]?[A-Za-z0-9_]*\{[in]\}$",
+        description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
+        "stages, 'denselayer{n}' for dense blocks).",
+    )
+
+
+class GroupItem(Strict):
+    """A named sequence of layers (a container, e.g. torchvision's `features`)."""
+
+    group: list[LayerEntry]
+
+
+_SHORTHANDS: dict[str, dict[str, Any]] = {
+    "batchnorm": {"batchnorm": {}},
+    "act": {"act": {}},
+    "global_avgpool": {"global_avgpool": {}},
+    "flatten": {"flatten": {}},
+    **{fn: {"act": {"fn": fn}} for fn in ACTIVATIONS},
+}
+_ITEM_KEYS = (
+    "conv", "batchnorm", "act", "maxpool", "avgpool", "global_avgpool", "dense", "dropout",
+    "flatten", "zeropad", "block", "stage", "group",
+)  # fmt: skip
+
+
+def _normalize_body(value: Any) -> Any:
+    if isinstance(value, str) and value in _SHORTHANDS:
+        return _SHORTHANDS[value]
+    if isinstance(value, list):
+        return {"group": value}
+    return value
+
+
+def _body_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in _ITEM_KEYS:
+            if key in value:
+                return key
+    return None
+
+
+_TaggedBody = Annotated[
+    Union[
+        Annotated[ConvItem, Tag("conv")],
+        Annotated[BatchNormItem, Tag("batchnorm")],
+        Annotated[ActItem, Tag("act")],
+        Annotated[MaxPoolItem, Tag("maxpool")],
+        Annotated[AvgPoolItem, Tag("avgpool")],
+        Annotated[GlobalAvgPoolItem, Tag("global_avgpool")],
+        Annotated[DenseItem, Tag("dense")],
+        Annotated[DropoutItem, Tag("dropout")],
+        Annotated[FlattenItem, Tag("flatten")],
+        Annotated[ZeroPadItem, Tag("zeropad")],
+        Annotated[BlockItem, Tag("block")],
+        Annotated[StageItem, Tag("stage")],
+        Annotated[GroupItem, Tag("group")],
+    ],
+    Discriminator(
+        _body_kind,
+        custom_error_type="unknown_layer",
+        custom_error_message="expected a layer: one of " + ", ".join(_ITEM_KEYS) + ", or a shorthand such as "
+        "batchnorm, relu, act, global_avgpool, flatten",
+    ),
+]
+LayerBody = Annotated[_TaggedBody, BeforeValidator(_normalize_body)]
+
+
+def _one_entry(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) != 1:
+        raise ValueError("each list item is one `name: layer` pair")
+    return value
+
+
+LayerEntry = Annotated[dict[Name, LayerBody], AfterValidator(_one_entry)]
+
+
+# --- blocks, defaults, specs ---------------------------------------------------------
+
+
+class Shortcut(Strict):
+    """What a `skip` block adds to its branch when the branch changes the shape."""
+
+    kind: Literal["projection", "option_a"] = Field(
+        "projection",
+        description="projection: 1x1 conv (with the branch's stride) + optional BN. option_a: parameter-free, "
+        "subsample by the stride and zero-pad the new channels (He et al. 2015).",
+    )
+    when: Literal["shape_changes", "always"] = Field(
+        "shape_changes", description="Use the shortcut layers only where shapes differ, or on every instance."
+    )
+    name: Name = Field("downsample", description="Module name of the shortcut (torchvision: downsample).")
+    batchnorm: StrictBool = Field(True, description="projection only: follow the 1x1 conv with batch norm.")
+    bias: StrictBool | None = Field(None, description="projection only: conv bias; unset means defaults.conv.bias.")
+
+
+class Check(Strict):
+    that: ExprStr = Field(description="An expression that must be true, e.g. '(depth - 2) % 6 == 0'.")
+    message: str = Field(
+        max_length=300, description="Shown when it is false; {name} is replaced by the value of a parameter."
+    )
+
+
+ParamDecl = Annotated[
+    Union[StrictBool, StrictInt, StrictFloat, Literal["int", "float", "bool"]],
+    Field(union_mode="left_to_right"),
+]
+
+
+class BlockDef(Strict):
+    doc: str = Field("", description="One line describing the block.")
+    params: dict[Name, ParamDecl] = Field(
+        default_factory=dict,
+        description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
+    )
+    connectivity: Literal["none", "skip", "dense"] = Field(
+        "none",
+        description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
+        "dense: each layer receives the concatenation of the input and all earlier outputs.",
+    )
+    shortcut: Shortcut | None = Field(None, description="skip only: the shortcut used when shapes change.")
+    layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
+    after: list[LayerEntry] = Field(default_factory=list, description="skip only: layers after the addition.")
+    checks: list[Check] = Field(default_factory=list, description="Rules on the parameters.")
+
+    @model_validator(mode="after")
+    def _skip_only(self) -> BlockDef:
+        if self.connectivity != "skip" and (self.shortcut is not None or self.after):
+            raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
+        return self
+
+
+class ConvDefaults(Strict):
+    bias: StrictBool | None = Field(None, description="Conv bias when a conv does not say.")
+
+
+class DenseDefaults(Strict):
+    bias: StrictBool = Field(True, description="Dense bias when a dense layer does not say.")
+
+
+class BatchNormDefaults(Strict):
+    eps: StrictFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
+    momentum: StrictFloat | None = Field(
+        None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
+    )
+
+
+class Defaults(Strict):
+    conv: ConvDefaults = ConvDefaults()
+    dense: DenseDefaults = DenseDefaults()
+    batchnorm: BatchNormDefaults = BatchNormDefaults()
+    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
+
+
+LibraryRef = Annotated[str, Field(pattern=r"^([a-z][a-z0-9_]*|[\w./-]+\.ya?ml)$", max_length=200)]
+
+
+class ModelSpec(Strict):
+    archc: Literal[1] = Field(description="Spec format version.")
+    name: Name = Field(description="Model name; also the generated class name's source.")
+    doc: str = Field("", max_length=2000, description="What the model is, with its reference.")
+    input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")
+    params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
+    defaults: Defaults = Defaults()
+    use: list[LibraryRef] = Field(
+        default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
+    )
+    blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
+    checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
+    layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
+
+    @model_validator(mode="after")
+    def _input_positive(self) -> ModelSpec:
+        if any(v < 1 for v in self.input):
+            raise ValueError("input must be three positive integers: [channels, height, width]")
+        return self
+
+
+class LibrarySpec(Strict):
+    archc: Literal[1]
+    library: Name = Field(description="Library name.")
+    doc: str = ""
+    blocks: dict[Name, BlockDef]
+
+
+GroupItem.model_rebuild()
+BlockDef.model_rebuild()
+ModelSpec.model_rebuild()
+LibrarySpec.model_rebuild()
+
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
