@@ -102,3 +102,21 @@ def render(code: Code | _Kw, indent: str = "", head: str = "", tail: str = "") -
             lines += render(a, inner, "", ",")
     lines.append(f"{indent}{c}{tail}")
     return lines
+
+
+def render_applied(layer: Call, indent: str, head: str, tail: str) -> list[str]:
+    """`head + Layer(...) + tail`, e.g. `x = layers.Dense(10)(x)`.
+
+    ruff splits such a line at the trailing call when the rest fits, giving an
+    awkward `(\n    x\n)`; a magic trailing comma in the layer's arguments
+    makes it split those instead, which is how the line reads best.
+    """
+    one = f"{indent}{head}{flat(layer)}{tail}"
+    if len(one) <= LINE:
+        return [one]
+    if len(f"{indent}{head}{flat(layer)}{tail[:1]}") <= LINE and layer.args:
+        lines = [f"{indent}{head}{layer.func}("]
+        for a in layer.args:
+            lines += render(a, indent + INDENT, "", ",")
+        return [*lines, f"{indent}){tail}"]
+    return render(layer, indent, head, tail)

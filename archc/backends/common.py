@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import textwrap
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ def literal(value: object) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return repr(value)
+        return json.dumps(value)  # a valid Python literal, in ruff's preferred double quotes
     if isinstance(value, tuple):
         return "(" + ", ".join(literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     raise TypeError(f"no literal for {type(value).__name__}")

@@ -270,8 +270,10 @@ class TorchEmitter:
         model = self.model()
         imports = ["import math"] if self.needs_math else []
         if self.needs_ordered_dict:
-            imports.insert(0, "from collections import OrderedDict")
-        torch_imports = ["import torch"]
+            imports.append("from collections import OrderedDict")
+        uses_torch = "DenseStage" in self.helpers or any("torch." in line for b in blocks for line in b["forward"])
+        uses_torch |= any("torch." in line for line in model["forward"])
+        torch_imports = ["import torch"] if uses_torch else []
         if "PadShortcut" in self.helpers:
             torch_imports.append("import torch.nn.functional as F")
         torch_imports.append("from torch import Tensor, nn")

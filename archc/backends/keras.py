@@ -1,0 +1,243 @@
+"""IR -> Keras 3 source, laid out like keras.applications' resnet.py / densenet.py.
+
+One function per block kind, `(x, in_channels, *, params..., name) -> x`, with
+hierarchical layer names (`layer1_0_conv1`), stages as loops, channels_last.
+Padding is always explicit: `ZeroPadding2D` then an unpadded layer, because
+Keras' 'same' pads unevenly with stride 2 and would not match PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archc.backends import common
+from archc.backends.code import Call, call, render, render_applied
+from archc.errors import SpecError
+from archc.ir.graph import BlockInst, BlockType, Graph, GroupInst, Inst, LayerInst, StageInst, SymLayer
+from archc.spec import expr
+
+I1 = " " * 4
+_ACTS = {
+    "relu": "relu", "relu6": "relu6", "gelu": "gelu", "silu": "silu",
+    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+}  # fmt: skip
+
+
+def _fname(prefix: str, layer: str) -> str:
+    """Source of a layer name: `prefix` is a literal or an f-string expression part."""
+    return prefix.replace("{LAYER}", layer)
+
+
+def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any) -> list[tuple[Call, str]]:
+    """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
+    out: list[tuple[Call, str]] = []
+
+    def named(cls: str, *args: str | None, suffix: str = "", **kwargs: str | None) -> Call:
+        return call(cls, *args, **kwargs, name=_name(name, suffix))
+
+    pad = a.get("padding", "0")
+    if kind in ("conv", "maxpool", "avgpool") and pad != "0":
+        if kind == "maxpool" and not nonneg:
+            raise SpecError(
+                "maxpool with padding needs a non-negative input (after relu) in the keras backend: "
+                "Keras has no -inf padding, and zero padding would change the result",
+                where,
+            )
+        out.append(_applied(named("layers.ZeroPadding2D", pad, suffix="_pad"), var))
+    if kind == "conv":
+        out.append(_applied(named(
+            "layers.Conv2D", a["filters"], a["kernel"], strides=_unless(a["stride"], "1"),
+            dilation_rate=_unless(a["dilation"], "1"), groups=_unless(a["groups"], "1"), use_bias=a["bias"],
+        ), var))  # fmt: skip
+    elif kind == "batchnorm":
+        out.append(_applied(named("layers.BatchNormalization", epsilon=a["eps"], momentum=_keras_momentum(a["momentum"])), var))
+    elif kind == "act":
+        fn = a["fn"]
+        if fn == "leaky_relu":
+            layer = named("layers.LeakyReLU", negative_slope=a["negative_slope"])
+        elif fn == "elu":
+            layer = named("layers.ELU", alpha=a["alpha"])
+        else:
+            layer = named("layers.Activation", common.literal(_ACTS[fn]))
+        out.append(_applied(layer, var))
+    elif kind == "maxpool":
+        out.append(_applied(named("layers.MaxPooling2D", a["kernel"], strides=a["stride"]), var))
+    elif kind == "avgpool":
+        out.append(_applied(named("layers.AveragePooling2D", a["kernel"], strides=a["stride"]), var))
+    elif kind == "global_avgpool":
+        out.append(_applied(named("layers.GlobalAveragePooling2D"), var))
+    elif kind == "dense":
+        out.append(_applied(named("layers.Dense", a["units"], use_bias=a["bias"]), var))
+    elif kind == "dropout":
+        out.append(_applied(named("layers.Dropout", a["rate"]), var))
+    elif kind == "flatten":
+        out.append(_applied(named("layers.Flatten"), var))
+    elif kind == "zeropad":
+        out.append(_applied(named("layers.ZeroPadding2D", a["padding"]), var))
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    return out
+
+
+def _applied(layer: Call, var: str) -> tuple[Call, str]:
+    """`var = Layer(...)(var)`: the layer, and the variable it is applied to."""
+    return (layer, var)
+
+
+def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
+    layer, var = stmt
+    return render_applied(layer, indent, f"{var} = ", f"({var})")
+
+
+def _name(name: str, suffix: str) -> str:
+    """`name` is a Python string literal or f-string; append a suffix inside it."""
+    return name[:-1] + suffix + name[-1]
+
+
+def _unless(value: str, default: str) -> str | None:
+    return None if value == default else value
+
+
+def _keras_momentum(momentum: str) -> str:
+    """PyTorch's momentum weighs the new batch; Keras' weighs the running average."""
+    try:
+        return repr(1 - float(momentum))
+    except ValueError:
+        return f"1 - ({momentum})"
+
+
+class KerasEmitter:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.helpers: set[str] = set()
+        self.needs_math = False
+        self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
+
+    def block_function(self, block: BlockType) -> dict[str, Any]:
+        sig = self.sigs[block.name]
+        hoist = common.Hoister((*block.layers, *block.after))
+        body: list[str] = []
+        uses: dict[str, int] = {}
+        skip = block.connectivity == "skip"
+        if skip:
+            body.append(I1 + "identity = x")
+        for layer in block.layers:
+            body += self._sym_layer(layer, hoist, uses, block)
+        sc = block.shortcut
+        if skip and sc is not None and (sig.flag or sc.when == "always"):
+            if sig.flag:
+                body.append(f"{I1}if {sig.flag}:")
+            body += self._shortcut(sc, hoist, I1 + I1 if sig.flag else I1)
+        if skip:
+            body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", "([x, identity])")
+        for layer in block.after:
+            body += self._sym_layer(layer, hoist, uses, block)
+        body.append(I1 + "return x")
+        return {
+            "name": block.name,
+            "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
+            "signature": ["x: keras.KerasTensor", "in_channels: int", "*", *sig.parts(), "name: str"],
+            "body": body,
+        }
+
+    def _sym_layer(self, layer: SymLayer, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
+        self.needs_math |= any(expr.uses_math(t) for _, t in layer.args)
+        lines = [I1 + line for line in hoist.definitions([t for k, t in layer.args if k in ("filters", "units")])]
+        uses[layer.name] = uses.get(layer.name, 0) + 1
+        suffix = layer.name if uses[layer.name] == 1 else f"{layer.name}_{uses[layer.name]}"
+        args = {}
+        for key, tree in layer.args:
+            args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
+        for stmt in layer_lines(layer.kind, args, 'f"{name}_' + suffix + '"', "x", layer.nonneg_in, block.where):
+            lines += applied_lines(stmt)
+        return lines
+
+    def _shortcut(self, sc: Any, hoist: common.Hoister, indent: str) -> list[str]:
+        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+        base = 'f"{name}_' + sc.name
+        if sc.kind == "option_a":
+            self.helpers.add("PadShortcut")
+            return render_applied(call("PadShortcut", stride, f"{out_ch} - in_channels", name=base + '"'), indent, "identity = ", "(identity)")
+        lines = render_applied(call(
+            "layers.Conv2D", out_ch, "1", strides=_unless(stride, "1"), use_bias=common.literal(sc.bias),
+            name=base + ('_0"' if sc.batchnorm else '"'),
+        ), indent, "identity = ", "(identity)")  # fmt: skip
+        if sc.batchnorm:
+            bn = call("layers.BatchNormalization", epsilon=common.literal(sc.eps), momentum=_keras_momentum(repr(sc.momentum)), name=base + '_1"')
+            lines += render_applied(bn, indent, "identity = ", "(identity)")
+        return lines
+
+    # --- the model ----------------------------------------------------------------------------
+
+    def model_body(self) -> list[str]:
+        lines = [I1 + 'inputs = keras.Input(shape=INPUT_SHAPE, name="input")', I1 + "x = inputs"]
+        lines += self._items(self.graph.body, "")
+        lines.append(f"{I1}return keras.Model(inputs, x, name={common.literal(self.graph.name)})")
+        return lines
+
+    def _items(self, items: tuple[Inst, ...], prefix: str) -> list[str]:
+        lines: list[str] = []
+        uses: dict[str, int] = {}
+        for item in items:
+            uses[item.name] = uses.get(item.name, 0) + 1
+            name = item.name if uses[item.name] == 1 else f"{item.name}_{uses[item.name]}"
+            full = prefix + name
+            if isinstance(item, GroupInst):
+                lines += self._items(item.items, full + "_")
+            elif isinstance(item, LayerInst):
+                exposed = dict(item.exposed)
+                args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in vars(item.op).items() if v is not None}
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, self.graph.source):
+                    lines += applied_lines(stmt)
+            elif isinstance(item, BlockInst):
+                lines += self._instances([item], item.block, None, full)
+            else:
+                assert isinstance(item, StageInst)
+                lines += self._instances(list(item.instances), item.block, item, full + "_")
+        return lines
+
+    def _instances(self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str) -> list[str]:
+        block = self.graph.block(block_name)
+        sig = self.sigs[block_name]
+        rows = [common.instance_values(inst, block, sig) for inst in insts]
+        dense = stage is not None and stage.connectivity == "dense"
+        lines: list[str] = []
+        for run in common.runs(rows):
+            looped = run.count > 2
+            singles = [run] if looped else [
+                common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]
+                for k in range(run.count)
+            ]
+            for r in singles:
+                var = "i" if looped else "_"
+                if stage is None:
+                    name_src = common.literal(prefix)
+                else:
+                    name_src, _ = common.name_pattern(stage, r, var, "_", prefix)
+                c = common.instance_call(block_name, block, sig, r, var, lead=("x",))
+                c = Call(c.func, (*c.args, f"name={name_src}"))
+                indent = I1 + I1 if looped else I1
+                if looped:
+                    bounds = f"{r.start}, {r.start + r.count}" if r.start else f"{r.count}"
+                    lines.append(f"{I1}for i in range({bounds}):")
+                lines += render(c, indent, "y = " if dense else "x = ")
+                if dense:
+                    lines += render_applied(call("layers.Concatenate", name=_name(name_src, "_concat")), indent, "x = ", "([x, y])")
+        return lines
+
+    def context(self) -> dict[str, Any]:
+        blocks = [self.block_function(b) for b in self.graph.blocks]
+        body = self.model_body()
+        c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w
+        shape = (h, w, c) if self.graph.input_shape.spatial else (c,)
+        exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
+        return {
+            "doc": common.docstring(self.graph.doc or self.graph.name, 0),
+            "header": common.header(self.graph, "keras"),
+            "stdlib_imports": ["import math"] if self.needs_math else [],
+            "input_shape": common.literal(shape),
+            "helpers": sorted(self.helpers),
+            "blocks": blocks,
+            "params": exposed,
+            "body": body,
+        }
