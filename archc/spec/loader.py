@@ -89,7 +89,8 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     # Union branches each report an error; the one a person wants is the
     # deepest one that came from our own validators or an unknown key.
     def rank(e: dict[str, Any]) -> tuple[int, int]:
-        return (e["type"] not in ("value_error", "extra_forbidden", "missing", "unknown_layer"), -len(e["loc"]))
+        order = ("extra_forbidden", "value_error", "unknown_layer", "missing")
+        return (order.index(e["type"]) if e["type"] in order else len(order), -len(e["loc"]))
 
     e = sorted(errors, key=rank)[0]
     path = _data_path(e["loc"], data)

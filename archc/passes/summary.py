@@ -1,0 +1,70 @@
+"""Summary pass: per-item output shapes and parameter counts, from the IR alone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from archc.ir.graph import Graph, GroupInst, Inst, StageInst
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # module path, e.g. features.denseblock1
+    kind: str  # the op, or block kind (x repeats)
+    output_shape: tuple[int, ...]
+    trainable: int
+    non_trainable: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    model: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    rows: tuple[Row, ...]
+    trainable: int
+    non_trainable: int
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.non_trainable
+
+    def to_dict(self) -> dict:  # type: ignore[type-arg]
+        return {**asdict(self), "total": self.total}
+
+
+def summarize(graph: Graph) -> Summary:
+    rows: list[Row] = []
+
+    def walk(items: tuple[Inst, ...], prefix: str) -> None:
+        for item in items:
+            path = f"{prefix}{item.name}"
+            if isinstance(item, GroupInst):
+                walk(item.items, path + ".")
+                continue
+            if isinstance(item, StageInst):
+                kind = f"{item.block} x{len(item.instances)}" + (" (dense)" if item.connectivity == "dense" else "")
+            elif hasattr(item, "op"):
+                kind = item.op.kind  # type: ignore[union-attr]
+            else:
+                kind = item.block  # type: ignore[union-attr]
+            c = item.counts
+            rows.append(Row(path, kind, item.out_shape.as_tuple(), c.trainable, c.non_trainable))
+
+    walk(graph.body, "")
+    c = graph.counts
+    return Summary(graph.name, graph.input_shape.as_tuple(), graph.output_shape.as_tuple(), tuple(rows), c.trainable, c.non_trainable)
+
+
+def to_table(s: Summary) -> str:
+    header = ("layer", "kind", "output shape", "trainable", "non-trainable")
+    body = [(r.name, r.kind, str(r.output_shape), f"{r.trainable:,}", f"{r.non_trainable:,}") for r in s.rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(5)]
+    line = "  ".join("-" * w for w in widths)
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+
+    out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", fmt(header), line, *map(fmt, body), line]
+    out.append(f"trainable {s.trainable:,}   non-trainable {s.non_trainable:,}   total {s.total:,}")
+    return "\n".join(out)

@@ -1,0 +1,43 @@
+"""Import generated torch and keras modules, run a forward pass in each, compare with the IR.
+
+Usage: python scripts/demo.py TORCH_MODULE.py KERAS_MODULE.py
+"""
+
+import importlib.util
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(torch_path: str, keras_path: str) -> None:
+    import numpy as np
+    import torch
+
+    tm = load(torch_path)
+    model = tm.build_model().eval()
+    x = torch.randn(2, *tm.INPUT_SHAPE)
+    with torch.no_grad():
+        y = model(x)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"torch  {torch_path}: input {tuple(x.shape)} -> output {tuple(y.shape)}, {params:,} parameters")
+
+    km = load(keras_path)
+    kmodel = km.build_model()
+    xk = np.random.default_rng(0).standard_normal((2, *km.INPUT_SHAPE)).astype("float32")
+    yk = kmodel(xk, training=False)
+    print(f"keras  {keras_path}: input {xk.shape} -> output {tuple(yk.shape)}, {kmodel.count_params():,} parameters")
+    if tuple(y.shape) != tuple(yk.shape):
+        sys.exit("output shapes differ between the backends")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,48 @@
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# spec -> (trainable, non-trainable or None). Trainable figures are the published ones
+# (torchvision, the papers, the Keras example; see shared REFERENCE.md); the
+# non-trainable figures are each model's BatchNorm channels x 2 (running mean and var).
+ZOO = {
+    "specs/resnet18.yaml": (11_689_512, 9_600),
+    "specs/resnet34.yaml": (21_797_672, 17_024),
+    "specs/resnet50.yaml": (25_557_032, 53_120),
+    "specs/resnet101.yaml": (44_549_160, 105_344),
+    "specs/resnet152.yaml": (60_192_808, 151_424),
+    "specs/densenet121.yaml": (7_978_856, 83_648),
+    "specs/densenet169.yaml": (14_149_480, 158_400),
+    "specs/densenet201.yaml": (20_013_928, 229_056),
+    "specs/densenet161.yaml": (28_681_000, 219_456),
+    "specs/cifar/resnet20.yaml": (269_722, 1_376),
+    "specs/cifar/resnet56.yaml": (853_018, 4_064),
+    "specs/cifar/resnet110.yaml": (1_727_962, 8_096),
+    "specs/cifar/plain20.yaml": (269_722, 1_376),
+    "specs/cifar/keras_resnet20v1.yaml": (273_066, 1_376),
+    "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
+    "specs/cifar/densenet_bc100_k12.yaml": (769_162, 23_988),
+}
+# keras.applications count_params() (trainable + non-trainable), and the Keras CIFAR example.
+KERAS_TOTALS = {
+    "specs/densenet121.yaml": 8_062_504,
+    "specs/densenet169.yaml": 14_307_880,
+    "specs/densenet201.yaml": 20_242_984,
+    "specs/cifar/keras_resnet20v1.yaml": 274_442,
+}
+BIG = {"specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml"}
+
+
+def load_module(path: Path):
+    name = f"archc_test_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

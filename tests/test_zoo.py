@@ -1,0 +1,119 @@
+"""Every zoo model: IR, generated torch and generated keras agree with each other and
+with the published parameter counts, and a forward pass gives the IR's output shape."""
+
+import pytest
+
+from archc.backends import emit
+from archc.lower import lower
+from archc.spec.loader import load_spec
+from conftest import BIG, KERAS_TOTALS, ROOT, ZOO, load_module
+
+SPECS = sorted(ZOO)
+
+
+def graph_of(spec):
+    return lower(load_spec(ROOT / spec))
+
+
+def generated_path(spec, backend):
+    return ROOT / "generated" / f"{graph_of(spec).name}_{backend}.py"
+
+
+def test_zoo_is_complete():
+    on_disk = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").rglob("*.yaml"))
+    assert on_disk == SPECS
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_ir_counts_match_published(spec):
+    counts = graph_of(spec).counts
+    assert (counts.trainable, counts.non_trainable) == ZOO[spec]
+
+
+@pytest.mark.parametrize("spec", sorted(KERAS_TOTALS))
+def test_ir_total_matches_keras_reference(spec):
+    assert graph_of(spec).counts.total == KERAS_TOTALS[spec]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_torch_module(spec):
+    torch = pytest.importorskip("torch")
+    graph = graph_of(spec)
+    module = load_module(generated_path(spec, "torch"))
+    model = module.build_model().eval()
+    trainable = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert (trainable, buffers) == ZOO[spec]
+    assert module.INPUT_SHAPE == graph.input_shape.as_tuple()
+    with torch.no_grad():
+        out = model(torch.randn(2, *module.INPUT_SHAPE))
+    assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_keras_module(spec):
+    pytest.importorskip("keras")
+    import numpy as np
+
+    graph = graph_of(spec)
+    module = load_module(generated_path(spec, "keras"))
+    model = module.build_model()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert (trainable, non_trainable) == ZOO[spec]
+    c, h, w = graph.input_shape.as_tuple()
+    assert module.INPUT_SHAPE == (h, w, c)
+    if spec in BIG:
+        assert tuple(model.output_shape) == (None, *graph.output_shape.as_tuple())
+        return
+    out = model(np.zeros((2, h, w, c), dtype="float32"), training=False)
+    assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_build_model_accepts_num_classes(backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+        model = load_module(generated_path("specs/resnet18.yaml", "torch")).build_model(num_classes=7)
+        assert model.fc.out_features == 7
+    else:
+        pytest.importorskip("keras")
+        model = load_module(generated_path("specs/cifar/resnet20.yaml", "keras")).build_model(num_classes=7)
+        assert model.output_shape == (None, 7)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_generated_is_in_sync(spec, backend):
+    path = generated_path(spec, backend)
+    expected = emit(graph_of(spec), backend)
+    assert path.exists(), f"{path} is missing; run `make generated`"
+    assert path.read_text() == expected, f"{path} is stale; run `make generated` and commit the result"
+
+
+def test_output_is_deterministic():
+    a = emit(graph_of("specs/densenet121.yaml"), "keras")
+    b = emit(graph_of("specs/densenet121.yaml"), "keras")
+    assert a == b
+    assert "sha256: " in a and "20" + "26-" not in a  # provenance, no timestamp
+
+
+def test_torchvision_state_dict_keys():
+    """Module names follow torchvision's, so real checkpoints load (full parity: issue 4)."""
+    pytest.importorskip("torch")
+    resnet = load_module(generated_path("specs/resnet50.yaml", "torch")).build_model().state_dict()
+    assert "layer1.0.downsample.0.weight" in resnet and "layer2.0.downsample.1.running_var" in resnet
+    assert "layer1.1.downsample.0.weight" not in resnet
+    assert tuple(resnet["fc.weight"].shape) == (1000, 2048)
+    densenet = load_module(generated_path("specs/densenet121.yaml", "torch")).build_model().state_dict()
+    for key in (
+        "features.conv0.weight",
+        "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock4.denselayer16.conv2.weight",
+        "features.transition3.conv.weight",
+        "features.norm5.running_mean",
+        "classifier.bias",
+    ):
+        assert key in densenet, key
+    # torchvision: conv0 1 + norm0 5 + 58 layers x 12 + 3 transitions x 6 + norm5 5 + classifier 2
+    assert len(densenet) == 727
