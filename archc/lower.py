@@ -154,10 +154,9 @@ def _value(
                 else:
                     state.pinned.add(name)
     if want == "int":
-        if isinstance(value, float) and value.is_integer() and isinstance(raw, str):
-            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"must be an integer, got {value!r}", where)
+            hint = "; use // or int(...) for whole numbers" if isinstance(value, float) else ""
+            raise SpecError(f"must be an integer, got {value!r}{hint}", where)
         if value > MAX_CHANNELS:
             raise SpecError(
                 f"{value} exceeds the limit of {MAX_CHANNELS} for a layer size; "

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # spec -> (trainable, non-trainable or None). Trainable figures are the published ones
 # (torchvision, the papers, the Keras example; see shared REFERENCE.md); the
-# non-trainable figures are each model's BatchNorm channels x 2 (running mean and var).
+# non-trainable figures are each model's BatchNorm channels x 2 (running mean and var),
+# counted by hand from the architectures (e.g. densenet161: 109,968 BN channels) and, for
+# DenseNet-121/169/201 and ResNet-50, equal to keras.applications' total minus trainable.
 ZOO = {
     "specs/resnet18.yaml": (11_689_512, 9_600),
     "specs/resnet34.yaml": (21_797_672, 17_024),
@@ -20,7 +22,7 @@ ZOO = {
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),
-    "specs/densenet161.yaml": (28_681_000, 219_456),
+    "specs/densenet161.yaml": (28_681_000, 219_936),
     "specs/cifar/resnet20.yaml": (269_722, 1_376),
     "specs/cifar/resnet56.yaml": (853_018, 4_064),
     "specs/cifar/resnet110.yaml": (1_727_962, 8_096),

@@ -17,7 +17,7 @@ def test_check_ok_and_error(tmp_path):
     ok = run("check", "specs/resnet50.yaml")
     assert ok.returncode == 0 and "25,557,032" in ok.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text("archc: 1\nname: x\ninput: [3, 8, 8]\nlayers:\n  - c: {conv: {filters: 4}}\n")
+    bad.write_text("archc: 1\nname: tiny\ninput: [3, 8, 8]\nlayers:\n  - c: {conv: {filters: 4}}\n")
     result = run("check", str(bad))
     assert result.returncode == 2
     assert result.stderr.strip() == f"archc: error: {bad}:5:15: layers.0.c.conv: missing required key 'kernel'"

@@ -64,12 +64,13 @@ def test_good_spec_compiles():
         ("with: {planes: 16}", "with: {}", "block 'basic' needs parameter 'planes'", 13),
         ("  - pool: global_avgpool", "  - pool: {maxpool: {kernel: 64}}", "shrinks (16, 16, 16) below 1x1", 14),
         ("  - pool: global_avgpool\n", "", "dense needs a flat input", 14),
-        ("  batchnorm: {eps: 1.0e-5, momentum: 0.1}\n", "", "batchnorm eps is not set", 11),
+        ("  batchnorm: {eps: 1.0e-5, momentum: 0.1}\n", "", "batchnorm eps is not set", 10),
         ("use: [resnet]", "use: [resnot]", "unknown library 'resnot'", 8),
         ("kernel: 3, padding: 1}", "kernel: 3, padding: 1, groups: 3}", "groups=3 must divide input channels 3 and filters 8", 10),
         ("input: [3, 32, 32]", "input: [3, 32]", "input", 3),
         ("name: tiny", "name: tiny\nname: again", "duplicate key 'name'", 3),
-        ("archc: 1", "archc: !!python/object/apply:os.system ['true']", "invalid YAML", 1),
+        ("archc: 1", "archc: !!python/object/apply:os.system ['true']", "is not allowed", 1),
+        ("archc: 1", "archc: !!python/name:os.system ''", "invalid YAML", 1),
     ],
 )
 def test_bad_spec(old, new, message, line):
@@ -94,7 +95,7 @@ def test_identity_shortcut_over_shape_change_is_located():
 def test_check_rule_message():
     text = GOOD.replace("params: {num_classes: 10, width: 8}", "params: {num_classes: 10, width: 7}\n"
                         "checks:\n  - {that: 'width % 2 == 0', message: 'width must be even; got {width}'}")
-    assert error_of(text) == "spec.yaml:7:5: width must be even; got 7"
+    assert error_of(text) == "spec.yaml:6:5: width must be even; got 7"
 
 
 def test_compression_leaving_no_channels():

@@ -47,6 +47,8 @@ class LoadedSpec:
 
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())  # generated headers name the spec the same way from anywhere here
     data, smap = load_yaml_file(path)
     return _finish(data, smap, path.read_bytes(), path.parent)
 

@@ -23,6 +23,7 @@ MAX_NODES = 200_000  # bounds alias ("billion laughs") expansion
 _FLOAT_EXP = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 Path_ = tuple[Any, ...]
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 
 @dataclass
@@ -100,6 +101,12 @@ class _Converter:
                 Location(self.smap.file, node.start_mark.line + 1),
             )
         self.smap.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        expected = _PLAIN_TAGS.get(type(node))
+        if expected is not None and node.tag != expected:
+            raise SpecError(
+                f"YAML tag {node.tag!r} is not allowed; specs hold plain mappings, lists and values",
+                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
+            )
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
