@@ -160,7 +160,7 @@ class KerasEmitter:
             return render_applied(call("PadShortcut", stride, f"{out_ch} - in_channels", name=base + '"'), indent, "identity = ", "(identity)")
         lines = render_applied(call(
             "layers.Conv2D", out_ch, "1", strides=_unless(stride, "1"), use_bias=common.literal(sc.bias),
-            name=base + ('_0"' if sc.batchnorm else '"'),
+            name=base + '_0"',
         ), indent, "identity = ", "(identity)")  # fmt: skip
         if sc.batchnorm:
             bn = call("layers.BatchNormalization", epsilon=common.literal(sc.eps), momentum=_keras_momentum(repr(sc.momentum)), name=base + '_1"')
