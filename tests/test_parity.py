@@ -3,11 +3,11 @@ id, randomise BN statistics so BN mistakes cannot hide, compare outputs (eval mo
 
 import numpy as np
 import pytest
+from conftest import ROOT, load_module
 
 from archc.ir import ops
 from archc.lower import lower
 from archc.spec.loader import load_spec
-from conftest import ROOT, load_module
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("keras")

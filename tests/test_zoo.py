@@ -2,11 +2,11 @@
 with the published parameter counts, and a forward pass gives the IR's output shape."""
 
 import pytest
+from conftest import BIG, KERAS_TOTALS, ROOT, ZOO, load_module
 
 from archc.backends import emit
 from archc.lower import lower
 from archc.spec.loader import load_spec
-from conftest import BIG, KERAS_TOTALS, ROOT, ZOO, load_module
 
 SPECS = sorted(ZOO)
 

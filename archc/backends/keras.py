@@ -13,7 +13,16 @@ from typing import Any
 from archc.backends import common
 from archc.backends.code import Call, call, render, render_applied
 from archc.errors import SpecError
-from archc.ir.graph import BlockInst, BlockType, Graph, GroupInst, Inst, LayerInst, StageInst, SymLayer
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    StageInst,
+    SymLayer,
+)
 from archc.spec import expr
 
 I1 = " " * 4

@@ -12,7 +12,16 @@ from typing import Any
 from archc.backends import common
 from archc.backends.code import Call, Code, Gen, Seq, call, render
 from archc.ir import ops
-from archc.ir.graph import BlockInst, BlockType, Graph, GroupInst, Inst, LayerInst, StageInst, SymLayer
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    StageInst,
+    SymLayer,
+)
 from archc.spec import expr
 
 INDENT2 = " " * 8
