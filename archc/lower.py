@@ -378,10 +378,7 @@ def _instantiate(
         block_in = cur
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
-        if definition.connectivity == "dense":
-            children, out, cur = _lower_dense_layers(state, bctx, definition.layers, shape, cur)
-        else:
-            children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
+        children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
         used_shortcut = False
         if definition.connectivity == "skip":
             out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)
@@ -416,25 +413,6 @@ def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[st
             raise SpecError(f"block {source.name!r} parameter {key!r} must be {kind}, got {value!r}", where)
         params[key] = float(value) if kind == "float" else value
     return params
-
-
-def _lower_dense_layers(state: _State, ctx: _Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str):  # type: ignore[no-untyped-def]
-    """A dense block: every entry reads the concatenation of the input and all earlier outputs."""
-    children: list[Inst] = []
-    for index, entry in enumerate(entries):
-        sub = _Ctx(ctx.source, ctx.yaml_path, ctx.module_path, ctx.scope, False)
-        (child,), out, child_out, _ = _lower_items(state, sub, [entry], shape, cur, False)
-        (name,) = entry
-        concat = ops.Concat()
-        try:
-            merged = ops.merge_shape(concat, [shape, out])
-        except ShapeError as e:
-            raise SpecError(f"{name}: {e}", ctx.where(index, name)) from None
-        cur_id = _join(ctx.module_path, f"{name}_concat")
-        _add_node(state, Node(cur_id, concat, (cur, child_out), merged), ctx.where(index, name))
-        children.append(child)
-        shape, cur = merged, cur_id
-    return tuple(children), shape, cur
 
 
 def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, children, where):  # type: ignore[no-untyped-def]
@@ -536,12 +514,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 nonneg = params["fn"].value in ops.Act.NONNEGATIVE  # type: ignore[attr-defined]
             elif kind in ("conv", "dense", "batchnorm"):
                 nonneg = False
-        if definition.connectivity == "dense" and section == "layers":
-            pass
         return tuple(out)
 
-    if definition.connectivity == "dense":
-        raise SpecError("connectivity: dense blocks are written as a stage with connectivity: dense", source.locate("connectivity"))
     layers = sym_layers(definition.layers, "layers")
     branch_channels, branch_stride = channels, stride
     shortcut = None

@@ -8,8 +8,7 @@ import textwrap
 from dataclasses import dataclass
 
 from archc import __version__
-from archc.backends.code import Call, Gen, call
-from archc.errors import SpecError
+from archc.backends.code import Call, call
 from archc.ir.graph import BlockInst, BlockType, Graph, StageInst, SymLayer
 from archc.spec import expr
 
@@ -210,9 +209,3 @@ class Hoister:
                 lines.append(f"{self.names[text]} = {text}")
         return lines
 
-
-def unsupported(message: str, block: BlockType) -> SpecError:
-    return SpecError(message, block.where)
-
-
-_ = Gen

@@ -63,7 +63,7 @@ class BlockType:
     name: str
     doc: str
     params: tuple[tuple[str, object, str], ...]  # (name, default or None when required, type)
-    connectivity: str  # none | skip | dense
+    connectivity: str  # none | skip
     layers: tuple[SymLayer, ...]
     after: tuple[SymLayer, ...]
     shortcut: SymShortcut | None

@@ -10,7 +10,6 @@ and becomes the module name in generated code. Numbers may be expressions
 from __future__ import annotations
 
 import keyword
-import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -327,10 +326,10 @@ class BlockDef(Strict):
         default_factory=dict,
         description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
     )
-    connectivity: Literal["none", "skip", "dense"] = Field(
+    connectivity: Literal["none", "skip"] = Field(
         "none",
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
-        "dense: each layer receives the concatenation of the input and all earlier outputs.",
+        "Dense connectivity is a stage's (stage: ..., connectivity: dense).",
     )
     shortcut: Shortcut | None = Field(None, description="skip only: the shortcut used when shapes change.")
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
@@ -401,5 +400,3 @@ GroupItem.model_rebuild()
 BlockDef.model_rebuild()
 ModelSpec.model_rebuild()
 LibrarySpec.model_rebuild()
-
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
