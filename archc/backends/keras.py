@@ -32,11 +32,6 @@ _ACTS = {
 }  # fmt: skip
 
 
-def _fname(prefix: str, layer: str) -> str:
-    """Source of a layer name: `prefix` is a literal or an f-string expression part."""
-    return prefix.replace("{LAYER}", layer)
-
-
 def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any) -> list[tuple[Call, str]]:
     """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
     out: list[tuple[Call, str]] = []
