@@ -244,7 +244,7 @@ def _lower_items(
                 raise SpecError(f"{name}: {e}", where) from None
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
-            _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable), where)
+            _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
             item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg)
             cur = node_id
             nonneg = _nonneg_after(op, nonneg)
@@ -452,7 +452,7 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
                 raise SpecError(f"shortcut of block {source.name!r}: {e}", where) from None
             node_id = _join(sc_path, sub) if sub else _join(sc_path)
             t, nt = op.params(shape)
-            _add_node(state, Node(node_id, op, (prev,), new_shape, t, nt), where)
+            _add_node(state, Node(node_id, op, (prev,), new_shape, t, nt, op.macs(shape)), where)
             prev, shape = node_id, new_shape
         if shape != out_shape:
             raise SpecError(

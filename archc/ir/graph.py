@@ -29,6 +29,7 @@ class Node:
     shape: Shape
     trainable: int = 0
     non_trainable: int = 0
+    macs: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Primitive operations of the graph IR: typed, frozen, framework-free.
 
-Each op knows how it transforms a shape (`infer`) and how many parameters it
-holds for a given input (`params`: trainable, non-trainable). Shapes are
+Each op knows how it transforms a shape (`infer`), how many parameters it
+holds for a given input (`params`: trainable, non-trainable) and how many
+multiply-accumulates it costs (`macs`: convolutions and dense layers only, the
+convention behind torchvision's and most papers' "FLOPs"). Shapes are
 (C, H, W) for feature maps and (C,) once flattened.
 """
 
@@ -64,6 +66,9 @@ class Op:
     def params(self, s: Shape) -> tuple[int, int]:
         return (0, 0)
 
+    def macs(self, s: Shape) -> int:
+        return 0
+
 
 @dataclass(frozen=True)
 class Conv(Op):
@@ -93,6 +98,10 @@ class Conv(Op):
     def params(self, s: Shape) -> tuple[int, int]:
         weights = self.filters * (s.c // self.groups) * self.kernel * self.kernel
         return (weights + (self.filters if self.bias else 0), 0)
+
+    def macs(self, s: Shape) -> int:
+        out = self.infer(s)
+        return self.filters * (s.c // self.groups) * self.kernel * self.kernel * out.h * out.w  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,9 @@ class Dense(Op):
 
     def params(self, s: Shape) -> tuple[int, int]:
         return (s.c * self.units + (self.units if self.bias else 0), 0)
+
+    def macs(self, s: Shape) -> int:
+        return s.c * self.units
 
 
 @dataclass(frozen=True)
