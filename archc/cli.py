@@ -1,8 +1,8 @@
-"""The archc command line: build, check, summary.
+"""The archc command line: build, check, summary, verify.
 
 Exit status: 0 ok, 2 a mistake in the spec or the command line (one located
-message, no traceback), 1 a bug in archc. None of these commands imports
-torch or tensorflow.
+message, no traceback), 1 a bug in archc (or, for verify, backends that
+disagree). Only verify imports torch and keras, inside the command.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py",
     "check": "archc check specs/densenet121.yaml",
     "summary": "archc summary specs/resnet50.yaml --json",
+    "verify": "archc verify specs/resnet50.yaml\n\n    archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
 }
 
 
@@ -126,6 +127,40 @@ def summary(spec: str, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2) if as_json else to_table(report))
 
     _run(action)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["verify"])
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+    help="Pass when max |torch - keras| <= T x max(1, max |torch|), for every block.",
+)  # fmt: skip
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Batch size of the random input.")
+@click.option("--train-mode", is_flag=True, help="BatchNorm uses batch statistics in both backends (dropout stays off).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights and the input.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify(spec: str, tolerance: float, batch: int, train_mode: bool, seed: int, as_json: bool) -> None:
+    """Prove that SPEC's PyTorch and Keras code compute the same function.
+
+    Builds both in memory, gives them the same random weights (BatchNorm
+    statistics included), runs one random batch through both and compares the
+    output of every block. Exit 0 when they agree, 1 when they do not.
+    """
+
+    def action() -> bool:
+        graph = _graph(spec)
+        if train_mode and batch < 2:
+            raise SpecError("--train-mode needs --batch 2 or more: batch statistics of one sample are degenerate")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+        try:
+            from archc import verify as verifier
+        except ImportError as e:
+            raise SpecError(f"archc verify needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
+        report = verifier.verify(graph, tolerance=tolerance, batch=batch, train_mode=train_mode, seed=seed)
+        click.echo(json.dumps(report.to_dict(), indent=2) if as_json else verifier.to_table(report))
+        return report.ok
+
+    sys.exit(0 if _run(action) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,212 @@
+"""Copy weights between the generated PyTorch and Keras models of one spec.
+
+Train in one framework, deploy in the other:
+
+    from archc.interop import torch_to_keras, keras_to_torch
+    torch_to_keras(torch_model, keras_model, "specs/resnet50.yaml")
+    keras_to_torch(keras_model, torch_model, "specs/resnet50.yaml")
+
+The transfer is driven by the IR, not by layer order: every weighted node's id
+is its PyTorch module path (`layer1.0.conv1`, so its state_dict keys are
+`layer1.0.conv1.weight`, ...) and, with dots as underscores, its Keras layer
+name (`layer1_0_conv1`). Layouts are converted on the way: conv kernels
+OIHW <-> HWIO (grouped convs included), dense kernels transposed, and where a
+flatten of a feature map feeds a dense (or flat batch-norm) layer, features are
+reordered between PyTorch's C,H,W and Keras' H,W,C. A weight missing on either
+side, an unexpected one, or a shape that disagrees with the spec is an error.
+Nothing here imports torch or keras until a model is handed over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archc.ir import ops
+from archc.ir.graph import Graph, Node
+from archc.ir.ops import Shape
+from archc.spec.loader import LoadedSpec
+
+__all__ = ["TransferError", "keras_name", "keras_to_torch", "torch_to_keras"]
+
+
+class TransferError(ValueError):
+    """The models do not hold the weights their spec says they should."""
+
+
+def keras_name(node_id: str) -> str:
+    """The Keras layer name of an IR node: `layer1.0.conv1` -> `layer1_0_conv1`."""
+    return node_id.replace(".", "_")
+
+
+def graph_of(spec: str | Path | LoadedSpec | Graph) -> Graph:
+    if isinstance(spec, Graph):
+        return spec
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    return lower(spec if isinstance(spec, LoadedSpec) else load_spec(spec))
+
+
+def flattened_map(graph: Graph, node_id: str) -> Shape | None:
+    """The (C, H, W) map whose flattening gives the features at `node_id`, when the
+    flatten reorders them (H*W > 1) and only element-wise layers follow it; else None."""
+    nodes = {n.id: n for n in graph.nodes}
+    while node_id in nodes:
+        node = nodes[node_id]
+        if isinstance(node.op, ops.Flatten):
+            src = nodes[node.inputs[0]].shape if node.inputs[0] in nodes else graph.input_shape
+            return src if src.spatial and src.h * src.w > 1 else None  # type: ignore[operator]
+        if node.shape.spatial or not isinstance(node.op, (ops.Dropout, ops.Act, ops.BatchNorm)):
+            return None
+        node_id = node.inputs[0]
+    return None
+
+
+# --- one weighted node: its tensors in Keras' order, and the layout conversions ---------------
+
+
+@dataclass(frozen=True)
+class _Slot:
+    node: Node
+    names: tuple[str, ...]  # PyTorch attribute names, in Keras' get_weights() order
+    flat: Shape | None  # features flattened from this (C, H, W) map
+
+
+def _slots(graph: Graph) -> list[_Slot]:
+    slots = []
+    for node in graph.nodes:
+        op = node.op
+        if isinstance(op, (ops.Conv, ops.Dense)):
+            names: tuple[str, ...] = ("weight", "bias") if op.bias else ("weight",)
+        elif isinstance(op, ops.BatchNorm):
+            names = ("weight", "bias", "running_mean", "running_var")
+        else:
+            assert not op.has_params, op
+            continue
+        slots.append(_Slot(node, names, flattened_map(graph, node.inputs[0]) if not node.shape.spatial else None))
+    return slots
+
+
+def _conv_kernel_to_keras(w: np.ndarray) -> np.ndarray:
+    return w.transpose(2, 3, 1, 0)  # (out, in / groups, kh, kw) -> (kh, kw, in / groups, out)
+
+
+def _conv_kernel_to_torch(k: np.ndarray) -> np.ndarray:
+    return k.transpose(3, 2, 0, 1)
+
+
+def _to_keras(slot: _Slot, name: str, w: np.ndarray) -> np.ndarray:
+    if isinstance(slot.node.op, ops.Conv) and name == "weight":
+        return _conv_kernel_to_keras(w)
+    if slot.flat is not None:
+        c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
+        if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (units, C*H*W) -> (H*W*C, units)
+            return w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, -1)  # type: ignore[operator]
+        if isinstance(slot.node.op, ops.BatchNorm):
+            return w.reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
+    if isinstance(slot.node.op, ops.Dense) and name == "weight":
+        return w.T
+    return w
+
+
+def _to_torch(slot: _Slot, name: str, k: np.ndarray) -> np.ndarray:
+    if isinstance(slot.node.op, ops.Conv) and name == "weight":
+        return _conv_kernel_to_torch(k)
+    if slot.flat is not None:
+        c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
+        if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (H*W*C, units) -> (units, C*H*W)
+            return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)  # type: ignore[operator]
+        if isinstance(slot.node.op, ops.BatchNorm):
+            return k.reshape(h, wd, c).transpose(2, 0, 1).reshape(-1)
+    if isinstance(slot.node.op, ops.Dense) and name == "weight":
+        return k.T
+    return k
+
+
+# --- the two directions ------------------------------------------------------------------------
+
+
+def torch_to_keras(torch_model: Any, keras_model: Any, spec: str | Path | LoadedSpec | Graph) -> None:
+    """Copy every weight of `torch_model` into `keras_model`, both generated from `spec`
+    (a spec path, a loaded spec or its IR graph)."""
+    graph = graph_of(spec)
+    slots = _slots(graph)
+    state = _torch_state(torch_model, slots, graph)
+    layers = _keras_layers(keras_model, slots, graph)
+    for slot in slots:
+        layer = layers[keras_name(slot.node.id)]
+        current = layer.get_weights()
+        new = []
+        for name, dest in zip(slot.names, current):
+            value = _to_keras(slot, name, state[f"{slot.node.id}.{name}"].detach().cpu().numpy())
+            _check_shape(slot, name, value.shape, dest.shape, "keras")
+            new.append(value.astype(dest.dtype))
+        layer.set_weights(new)
+
+
+def keras_to_torch(keras_model: Any, torch_model: Any, spec: str | Path | LoadedSpec | Graph) -> None:
+    """Copy every weight of `keras_model` into `torch_model`, both generated from `spec`."""
+    import torch
+
+    graph = graph_of(spec)
+    slots = _slots(graph)
+    state = _torch_state(torch_model, slots, graph)
+    layers = _keras_layers(keras_model, slots, graph)
+    for slot in slots:
+        for name, value in zip(slot.names, layers[keras_name(slot.node.id)].get_weights()):
+            key = f"{slot.node.id}.{name}"
+            value = _to_torch(slot, name, value)
+            _check_shape(slot, name, value.shape, tuple(state[key].shape), "torch")
+            state[key] = torch.from_numpy(np.ascontiguousarray(value)).to(state[key].dtype)
+    torch_model.load_state_dict(state, strict=True)
+
+
+def _check_shape(slot: _Slot, name: str, got: tuple[int, ...], want: tuple[int, ...], side: str) -> None:
+    if tuple(got) != tuple(want):
+        raise TransferError(
+            f"{slot.node.id}.{name}: the source gives shape {tuple(got)} but the {side} model holds {tuple(want)}; "
+            "were both models generated from this spec with the same build_model() arguments?"
+        )
+
+
+def _torch_state(model: Any, slots: list[_Slot], graph: Graph) -> dict[str, Any]:
+    """The state_dict, after checking that it holds exactly the tensors the IR expects."""
+    state = model.state_dict()
+    have = {k for k in state if not k.endswith(".num_batches_tracked")}
+    want = {f"{s.node.id}.{n}" for s in slots for n in s.names}
+    _check_sets("PyTorch state_dict", have, want, graph)
+    return state
+
+
+def _keras_layers(model: Any, slots: list[_Slot], graph: Graph) -> dict[str, Any]:
+    """Weighted layers by name, after checking they are exactly the ones the IR expects,
+    each with the number of weights its node implies."""
+    layers = {layer.name: layer for layer in model.layers if layer.weights}
+    by_name = {keras_name(s.node.id): s for s in slots}
+    _check_sets("Keras model's weighted layers", set(layers), set(by_name), graph)
+    for name, slot in by_name.items():
+        count = len(layers[name].weights)
+        if count != len(slot.names):
+            raise TransferError(
+                f"Keras layer {name} holds {count} weights but {slot.node.id} needs {len(slot.names)} "
+                f"({', '.join(slot.names)}); was the model generated from this spec?"
+            )
+    return layers
+
+
+def _check_sets(what: str, have: set[str], want: set[str], graph: Graph) -> None:
+    missing, extra = sorted(want - have), sorted(have - want)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"unexpected {len(extra)}: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        raise TransferError(
+            f"the {what} does not match spec {graph.name} ({graph.source}): {'; '.join(parts)}; "
+            "was the model generated from this spec?"
+        )

@@ -1,0 +1,281 @@
+"""`archc verify`: prove that the PyTorch and Keras code of a spec compute the same function.
+
+Both modules are generated and executed in memory (no files written). The PyTorch
+model gets random weights: He-uniform kernels, random biases and BatchNorm
+gamma/beta, and running statistics measured on a calibration batch and then
+perturbed per channel, so activations stay O(1) through deep nets and a BatchNorm
+mistake cannot hide behind mean 0 / variance 1. `archc.interop` copies the
+weights into the Keras model, one random batch goes through both (NCHW and NHWC),
+and every model-level item, stage, block instance and group is compared.
+
+A row passes when max |torch - keras| <= tolerance * max(1, max |torch|): float32
+rounding grows with the magnitude of the values compared, not with their count.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import torch
+
+from archc import interop
+from archc.backends import emit
+from archc.ir import ops
+from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
+from archc.ir.ops import Shape
+
+
+@dataclass(frozen=True)
+class Row:
+    item: str  # PyTorch module path (`layer1.0`); repeated model-level layers get `#2`, ...
+    depth: int  # nesting level, for indentation
+    shape: tuple[int, ...]  # IR output shape, (C, H, W) or (C,)
+    max_abs: float  # max |torch - keras|
+    magnitude: float  # max |torch|
+    within: bool  # max_abs <= tolerance * max(1, magnitude)
+    problem: str = ""  # why the outputs could not be compared at all
+
+    @property
+    def max_rel(self) -> float:
+        """max |torch - keras| relative to the magnitude of the output."""
+        if self.magnitude > 0:
+            return self.max_abs / self.magnitude
+        return 0.0 if self.max_abs == 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Report:
+    """Rows in model order, containers before their contents; the last model-level row is the
+    output. The verdict is the output's; inner rows locate where a disagreement starts."""
+
+    spec: str
+    model: str
+    mode: str  # eval | train
+    batch: int
+    seed: int
+    tolerance: float
+    rows: tuple[Row, ...]
+
+    @property
+    def output(self) -> Row:
+        return next(r for r in reversed(self.rows) if r.depth == 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.output.within and not any(r.problem for r in self.rows)
+
+    def first_disagreement(self) -> Row | None:
+        """The earliest row off tolerance, descending into a failing container's contents."""
+        bad = [i for i, r in enumerate(self.rows) if r.problem or not r.within]
+        if not bad:
+            return None
+        i = bad[0]
+        for j in bad[1:]:
+            if any(r.depth <= self.rows[i].depth for r in self.rows[i + 1 : j + 1]):
+                break  # left row i's contents
+            i = j
+        return self.rows[i]
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = [_finite({**asdict(r), "shape": list(r.shape), "max_rel": r.max_rel}) for r in self.rows]
+        return {
+            "spec": self.spec, "model": self.model, "mode": self.mode, "batch": self.batch, "seed": self.seed,
+            "tolerance": self.tolerance, "ok": self.ok, "output": rows[self.rows.index(self.output)], "blocks": rows,
+        }  # fmt: skip
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no infinity: a row whose outputs could not be compared reports null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def to_table(report: Report) -> str:
+    head = (
+        f"{report.spec}: {report.model}, {report.mode} mode, batch {report.batch}, seed {report.seed}\n"
+        f"pass: the output's max |torch - keras| <= {report.tolerance:g} x max(1, max |torch|); "
+        "rows over that bound are marked 'over'"
+    )
+    width = max(len("item"), *(2 * r.depth + len(r.item) for r in report.rows))
+    lines = [head, "", f"{'item':<{width}}  {'output shape':<16}{'max |diff|':>12}{'max |torch|':>13}{'rel diff':>11}"]
+    for r in report.rows:
+        name = "  " * r.depth + r.item
+        shape = "(" + ", ".join(map(str, r.shape)) + ("," if len(r.shape) == 1 else "") + ")"
+        status = r.problem or ("ok" if r.within else "over")
+        lines.append(f"{name:<{width}}  {shape:<16}{r.max_abs:>12.2e}{r.magnitude:>13.2e}{r.max_rel:>11.2e}  {status}")
+    out = report.output
+    bound = report.tolerance * max(1.0, out.magnitude)
+    worst = max(report.rows, key=lambda r: r.max_rel)
+    if report.ok:
+        verdict = f"PASS: output max |diff| {out.max_abs:.2e} <= {bound:.2e}; worst rel diff {worst.max_rel:.2e} ({worst.item})"
+    else:
+        first = report.first_disagreement()
+        assert first is not None
+        verdict = (
+            f"FAIL: output max |diff| {out.max_abs:.2e}, bound {bound:.2e}; "
+            f"the first disagreement is at {first.item} ({first.problem or f'max |diff| {first.max_abs:.2e}'})"
+        )
+    return "\n".join([*lines, "", verdict])
+
+
+# --- what is compared ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Point:
+    item: str
+    module: str  # PyTorch module path
+    call: int  # which call of that module (a model-level activation may be applied twice)
+    node: str  # IR node that gives the output (its Keras layer is keras_name(node))
+    depth: int
+    shape: Shape
+
+
+def points(graph: Graph) -> list[_Point]:
+    """Every model-level item, and inside groups and stages every item and block instance,
+    in the order of a depth-first walk (containers before their contents)."""
+    last: dict[str, str] = {}
+    for node in graph.nodes:
+        parts = node.id.split(".")
+        for k in range(1, len(parts) + 1):
+            last[".".join(parts[:k])] = node.id
+    out: list[_Point] = []
+
+    def walk(items: tuple[Inst, ...], path: tuple[str, ...], depth: int) -> None:
+        uses: dict[str, int] = {}
+        for item in items:
+            uses[item.name] = uses.get(item.name, 0) + 1
+            n = uses[item.name]
+            node_path = ".".join((*path, item.name if n == 1 else f"{item.name}_{n}"))
+            module = ".".join((*path, item.name))
+            label = module if n == 1 else f"{module}#{n}"
+            out.append(_Point(label, module, n - 1, last[node_path], depth, item.out_shape))
+            if isinstance(item, GroupInst):
+                walk(item.items, (*path, item.name), depth + 1)
+            elif isinstance(item, StageInst):
+                walk(item.instances, (*path, item.name), depth + 1)
+            else:
+                assert isinstance(item, (LayerInst, BlockInst))
+
+    walk(graph.body, (), 0)
+    return out
+
+
+# --- building and running the two models --------------------------------------------------------
+
+
+def load_generated(graph: Graph, backend: str) -> types.ModuleType:
+    """Generate the backend's module for `graph` and execute it in a fresh namespace."""
+    module = types.ModuleType(f"archc_verify_{graph.name}_{backend}")
+    code = compile(emit(graph, backend), f"<archc {backend} code for {graph.source}>", "exec")
+    exec(code, module.__dict__)
+    return module
+
+
+def randomize(model: Any, graph: Graph, seed: int) -> None:
+    """Random weights for every IR node of the PyTorch model, BatchNorm statistics included."""
+    gen = torch.Generator().manual_seed(seed)
+    norms = []
+    with torch.no_grad():
+        for node in graph.nodes:
+            if not node.op.has_params:
+                continue
+            module = model.get_submodule(node.id)
+            if isinstance(node.op, ops.BatchNorm):
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.5, 0.5, generator=gen)
+                norms.append(module)
+                continue
+            bound = math.sqrt(6 / module.weight[0].numel())  # He uniform: keeps activations O(1)
+            module.weight.uniform_(-bound, bound, generator=gen)
+            if module.bias is not None:
+                module.bias.uniform_(-0.5, 0.5, generator=gen)
+        # Running statistics: measured on a calibration batch (momentum None = plain average),
+        # then each channel's mean shifted and variance scaled at random.
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        model(torch.randn((2, *graph.input_shape.as_tuple()), generator=gen))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            std = m.running_var.sqrt()
+            m.running_mean.add_(0.25 * std * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.mul_(torch.rand(m.running_var.shape, generator=gen) * 1.5 + 0.5)
+            m.num_batches_tracked.zero_()
+
+
+def verify(
+    spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0
+) -> Report:
+    """Build both backends of `spec`, transfer random weights, compare every block's output."""
+    graph = interop.graph_of(spec)
+    tm, km = load_generated(graph, "torch"), load_generated(graph, "keras")
+    torch.manual_seed(seed)
+    t_model = tm.build_model()
+    randomize(t_model, graph, seed)
+    k_model = km.build_model()
+    interop.torch_to_keras(t_model, k_model, graph)
+
+    # Dropout is random, so it is off in both; --train-mode is about BatchNorm's batch statistics.
+    t_model.train(train_mode)
+    for m in t_model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    for layer in k_model.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+
+    pts = points(graph)
+    captured: dict[str, list[np.ndarray]] = {p.module: [] for p in pts}
+    hooks = [
+        t_model.get_submodule(path).register_forward_hook(
+            lambda _m, _i, out, path=path: captured[path].append(out.detach().numpy().copy())
+        )
+        for path in captured
+    ]
+    x = np.random.default_rng(seed).standard_normal((batch, *graph.input_shape.as_tuple())).astype("float32")
+    with torch.no_grad():
+        t_model(torch.from_numpy(x))
+    for hook in hooks:
+        hook.remove()
+
+    names = list(dict.fromkeys(interop.keras_name(p.node) for p in pts))
+    probe = keras.Model(k_model.input, [k_model.get_layer(n).output for n in names])
+    outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
+    k_outs = dict(zip(names, (np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
+
+    rows = []
+    for p in pts:
+        calls = captured[p.module]
+        got = k_outs[interop.keras_name(p.node)]
+        if p.call >= len(calls):
+            rows.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, "never run by torch"))
+            continue
+        want = _channels_last(calls[p.call], p.shape, interop.flattened_map(graph, p.node))
+        if want.shape != got.shape:
+            problem = f"shapes differ: torch {tuple(want.shape)}, keras {tuple(got.shape)}"
+            rows.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, problem))
+            continue
+        max_abs = float(np.abs(want - got).max())
+        magnitude = float(np.abs(want).max())
+        rows.append(Row(p.item, p.depth, p.shape.as_tuple(), max_abs, magnitude, max_abs <= tolerance * max(1.0, magnitude)))
+    return Report(graph.source, graph.name, "train" if train_mode else "eval", batch, seed, tolerance, tuple(rows))
+
+
+def _channels_last(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:
+    """A PyTorch output in Keras' layout: NCHW -> NHWC; flat features in H,W,C order."""
+    n = out.shape[0]
+    if out.size != n * shape.numel():
+        return out  # misshapen: reported as a mismatch
+    if shape.spatial:
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
+    if flat_from is not None:
+        return out.reshape(n, flat_from.c, flat_from.h, flat_from.w).transpose(0, 2, 3, 1).reshape(n, -1)  # type: ignore[arg-type]
+    return out.reshape(n, -1)
