@@ -30,6 +30,8 @@ ZOO = {
     "specs/cifar/keras_resnet20v1.yaml": (273_066, 1_376),
     "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
     "specs/cifar/densenet_bc100_k12.yaml": (769_162, 23_988),
+    "specs/keras/resnet50.yaml": (25_583_592, 53_120),
+    "specs/keras/densenet121.yaml": (7_978_856, 83_648),
 }
 # keras.applications count_params() (trainable + non-trainable), and the Keras CIFAR example.
 KERAS_TOTALS = {
@@ -37,6 +39,8 @@ KERAS_TOTALS = {
     "specs/densenet169.yaml": 14_307_880,
     "specs/densenet201.yaml": 20_242_984,
     "specs/cifar/keras_resnet20v1.yaml": 274_442,
+    "specs/keras/resnet50.yaml": 25_636_712,
+    "specs/keras/densenet121.yaml": 8_062_504,
 }
 BIG = {"specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml"}
 

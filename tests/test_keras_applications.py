@@ -1,0 +1,68 @@
+"""The keras-layout zoo specs are keras.applications' models: the same parameter count,
+and with keras.applications' weights (random, BatchNorm statistics included) copied in
+layer by layer, the same logits.
+
+The specs name their layers after keras.applications' (whose names start with digits
+where the spec language needs identifiers): RENAMES turns one into the other. Adding a
+model is adding a row to CASES.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from conftest import KERAS_TOTALS, ROOT, load_module
+
+from archc.lower import lower
+from archc.spec.loader import load_spec
+
+keras = pytest.importorskip("keras")
+
+CASES = [
+    ("specs/keras/resnet50.yaml", "ResNet50"),
+    ("specs/keras/densenet121.yaml", "DenseNet121"),
+]
+# ours -> keras.applications: conv2_block1_b1_conv -> conv2_block1_1_conv, shortcut conv/BN -> _0_conv/_0_bn.
+RENAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
+
+
+def reference_name(name):
+    for pattern, repl in RENAMES:
+        name = re.sub(pattern, repl, name)
+    return name
+
+
+def randomize(model, rng):
+    """Random kernels and biases, BN gamma/beta and running statistics away from 1/0."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c), rng.uniform(-0.5, 0.5, c), rng.uniform(0.5, 1.5, c)])
+        elif layer.weights:
+            kernel, *bias = layer.get_weights()
+            bound = np.sqrt(6 / np.prod(kernel.shape[:-1]))
+            layer.set_weights([rng.uniform(-bound, bound, kernel.shape), *(rng.uniform(-0.5, 0.5, b.shape) for b in bias)])
+
+
+@pytest.mark.parametrize("spec, constructor", CASES)
+def test_matches_keras_applications(spec, constructor):
+    name = lower(load_spec(ROOT / spec)).name
+    module = load_module(ROOT / "generated" / f"{name}_keras.py")
+    ours = module.build_model()
+    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
+    assert ours.count_params() == reference.count_params() == KERAS_TOTALS[spec]
+
+    ref_layers = {layer.name: layer for layer in reference.layers if layer.weights}
+    our_layers = {layer.name: layer for layer in ours.layers if layer.weights}
+    assert sorted(reference_name(n) for n in our_layers) == sorted(ref_layers)
+    randomize(reference, np.random.default_rng(0))
+    for n, layer in our_layers.items():
+        layer.set_weights(ref_layers[reference_name(n)].get_weights())
+
+    x = np.random.default_rng(1).standard_normal((1, *module.INPUT_SHAPE)).astype("float32")
+    expected = np.asarray(reference(x, training=False))
+    # The spec ends in a separate softmax layer; keras.applications' logits are the Dense output.
+    logits = keras.Model(ours.input, ours.get_layer("predictions").output)
+    got = np.asarray(logits(x, training=False))
+    assert np.abs(expected - got).max() <= 1e-5 * max(1.0, np.abs(expected).max())
+    assert isinstance(ours.layers[-1], keras.layers.Activation) and ours.layers[-1].get_config()["activation"] == "softmax"
