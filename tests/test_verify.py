@@ -1,0 +1,94 @@
+"""`archc verify` on the whole zoo, in train mode, and on deliberately broken models:
+a missing kernel transpose and Keras 'same' padding at stride 2 must both be caught."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import BIG, ROOT, ZOO
+
+from archc.cli import main
+
+verify = pytest.importorskip("archc.verify")
+
+
+def blocks_of(report):
+    return [r.item for r in report.rows]
+
+
+@pytest.mark.parametrize("spec", sorted(set(ZOO) - BIG))
+def test_zoo_verifies(spec):
+    report = verify.verify(ROOT / spec, batch=1 if "cifar" not in spec else 2)
+    out = report.output
+    assert out.max_abs <= 1e-4 * max(1.0, out.magnitude), verify.to_table(report)
+    assert report.ok and not any(r.problem for r in report.rows)
+
+
+def test_big_zoo_verifies():
+    """The deepest models, one test so that xdist spreads the rest around them."""
+    for spec in sorted(BIG):
+        report = verify.verify(ROOT / spec, batch=1)
+        assert report.ok, verify.to_table(report)
+
+
+def test_rows_cover_every_block():
+    report = verify.verify(ROOT / "specs/cifar/resnet20.yaml")
+    stages = [f"layer{s}" for s in (1, 2, 3)]
+    assert blocks_of(report) == ["conv1", "bn1", "relu"] + [
+        x for s in stages for x in (s, *(f"{s}.{i}" for i in range(3)))
+    ] + ["avgpool", "fc"]
+    assert report.rows[-1].shape == (10,) and report.rows[4].depth == 1
+
+
+@pytest.mark.parametrize("spec", ["specs/cifar/resnet20.yaml", "specs/cifar/densenet40_k12.yaml"])
+def test_train_mode(spec):
+    report = verify.verify(ROOT / spec, batch=4, train_mode=True)
+    assert report.mode == "train" and report.ok, verify.to_table(report)
+
+
+def test_missing_kernel_transpose_is_caught(monkeypatch):
+    """A transfer that reshapes OIHW to HWIO instead of transposing keeps every shape right."""
+    monkeypatch.setattr("archc.interop._conv_kernel_to_keras", lambda w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
+    report = verify.verify(ROOT / "specs/cifar/resnet20.yaml")
+    assert not report.ok
+    assert report.first_disagreement().item == "conv1"
+
+
+def test_same_padding_at_stride_2_is_caught(monkeypatch):
+    """Keras 'same' pads stride-2 convs bottom/right only. With it in place of the explicit
+    ZeroPadding2D, stride-1 blocks still agree and the first stride-2 block does not."""
+    emit = verify.emit
+    pad = '    x = layers.ZeroPadding2D(1, name=f"{name}_conv1_pad")(x)\n'
+
+    def same_padding(graph, backend):
+        text = emit(graph, backend)
+        if backend == "keras":
+            assert pad in text and "strides=stride,\n" in text
+            text = text.replace(pad, "").replace("strides=stride,\n", 'strides=stride,\n        padding="same",\n')
+        return text
+
+    monkeypatch.setattr(verify, "emit", same_padding)
+    report = verify.verify(ROOT / "specs/cifar/resnet20.yaml")
+    assert not report.ok
+    assert report.first_disagreement().item == "layer2.0"
+    assert all(r.within for r in report.rows if r.item.startswith("layer1"))
+
+
+def test_cli(monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml"), "--json", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] and data["mode"] == "eval" and data["seed"] == 3 and data["batch"] == 2
+    assert data["output"] == data["blocks"][-1] and data["output"]["shape"] == [10]
+    assert {"item", "shape", "max_abs", "max_rel", "magnitude", "within"} <= set(data["blocks"][0])
+
+    table = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/plain20.yaml")])
+    assert table.exit_code == 0 and "PASS: output max |diff|" in table.output and "layer3.2" in table.output
+
+    usage = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml"), "--train-mode", "--batch", "1"])
+    assert usage.exit_code == 2 and "--train-mode needs --batch 2" in usage.output
+
+    monkeypatch.setattr("archc.interop._conv_kernel_to_keras", lambda w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
+    broken = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml")])
+    assert broken.exit_code == 1 and "FAIL:" in broken.output and "first disagreement is at conv1" in broken.output
