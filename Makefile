@@ -1,11 +1,14 @@
 # make demo: set up, build a zoo model for both backends, run a forward pass in each.
 # make test: set up, run the whole suite.
+# make test-torchvision: torchvision parity in its own venv (torchvision is not a dev dependency).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
 SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: setup demo test generated lint clean
+TVENV ?= .tvenv
+
+.PHONY: setup demo test test-torchvision generated lint clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +26,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q
+
+$(TVENV)/.installed:
+	python3 -m venv $(TVENV)
+	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 numpy pytest pydantic PyYAML Jinja2 click
+	touch $@
+
+test-torchvision: $(TVENV)/.installed
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py
 
 # Regenerate generated/ after changing specs, emitters or templates.
 generated: setup
