@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ def lower(spec: LoadedSpec) -> Graph:
     top = _Ctx(spec.source, ("params",), (), scope, True)
     for name, raw in model.params.items():
         scope[name] = _value(raw, scope, top.where(name), "param", state=state, ref_ok=False)
-    _run_checks(model.checks, scope, _Ctx(spec.source, ("checks",), (), scope, True), state)
+    _run_checks(model.checks, scope, _Ctx(spec.source, ("checks",), (), scope, True), state, spec.source)
     c, h, w = model.input
     in_shape = Shape(c, h, w)
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
@@ -127,7 +128,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
-        source=spec.path,
+        source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
     )
 
@@ -172,7 +173,11 @@ def _value(
     return value
 
 
-def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
+def _run_checks(
+    checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State, params: SourceMap | None = None,
+) -> None:  # fmt: skip
+    """Fail on the first false check. With `params` (model checks), the message also says
+    where a parameter was set when that is not the check's own file (extends, --set)."""
     for i, check in enumerate(checks):
         ok = _value(check.that, scope, ctx.where(i, "that"), "any", state=state)
         if not ok:
@@ -181,7 +186,13 @@ def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, 
                 return repr(scope[name]) if name in scope else "{" + name + "}"
 
             message = _format_message(check.message, fill)
-            raise SpecError(message, ctx.where(i))
+            where = ctx.where(i)
+            if params is not None:
+                for name in sorted(expr.free_names(expr.parse(check.that)) & set(state.spec.model.params)):
+                    source = params.locate(("params", name))
+                    if source.file != where.file:
+                        message += f" ({name} = {scope[name]!r} from {source})"
+            raise SpecError(message, where)
 
 
 def _format_message(template: str, fill: Any) -> str:
