@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
-        source=spec.path,
+        source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
     )
 
@@ -146,33 +147,55 @@ def _value(
             tree = expr.parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            raise SpecError(str(e), where) from None
+            raise SpecError(str(e) + _provenance(state, raw, where), where) from None
         if state is not None:
             for name in expr.free_names(tree) & set(state.spec.model.params):
                 if ref_ok and ref is not None and raw.strip() == name:
                     state.param_refs.setdefault(name, []).append(ref)
                 else:
                     state.pinned.add(name)
-    if want == "int":
+    problem = _type_problem(value, want)
+    if problem:
+        raise SpecError(problem + _provenance(state, raw, where), where)
+    return float(value) if want == "num" else value
+
+
+def _type_problem(value: Any, want: str) -> str | None:
+    if want in ("int", "param_int"):
         if isinstance(value, bool) or not isinstance(value, int):
             hint = "; use // or int(...) for whole numbers" if isinstance(value, float) else ""
-            raise SpecError(f"must be an integer, got {value!r}{hint}", where)
+            return f"must be an integer, got {value!r}{hint}"
         if value > MAX_CHANNELS:
-            raise SpecError(
+            return (
                 f"{value} exceeds the limit of {MAX_CHANNELS} for a layer size; "
-                "raise archc.lower.MAX_CHANNELS deliberately if you mean it",
-                where,
+                "raise archc.lower.MAX_CHANNELS deliberately if you mean it"
             )
-    elif want == "num":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"must be a number, got {value!r}", where)
-        value = float(value)
-    elif want == "bool" and not isinstance(value, bool):
-        raise SpecError(f"must be true or false, got {value!r}", where)
-    return value
+    elif want in ("num", "param_float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"must be a number, got {value!r}"
+    elif want in ("bool", "param_bool") and not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+    return None
+
+
+def _provenance(state: _State | None, raw: Any, where: Location) -> str:
+    """' (depth = 21 from --set params.depth=21)' for each model parameter in `raw` that was
+    set in another file than `where` (an extending spec, a --set), else ''."""
+    if state is None or not isinstance(raw, str):
+        return ""
+    try:
+        names = expr.free_names(expr.parse(raw)) & set(state.spec.model.params)
+    except expr.ExprError:
+        return ""
+    notes = []
+    for name in sorted(names):
+        source = state.spec.source.locate(("params", name))
+        if source.file != where.file:
+            notes.append(f"{name} = {state.spec.model.params[name]!r} from {source}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
+    """Fail on the first false check, saying where its model parameters were set if elsewhere."""
     for i, check in enumerate(checks):
         ok = _value(check.that, scope, ctx.where(i, "that"), "any", state=state)
         if not ok:
@@ -181,7 +204,8 @@ def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, 
                 return repr(scope[name]) if name in scope else "{" + name + "}"
 
             message = _format_message(check.message, fill)
-            raise SpecError(message, ctx.where(i))
+            where = ctx.where(i)
+            raise SpecError(message + (_provenance(state, check.that, where) if ctx.top_level else ""), where)
 
 
 def _format_message(template: str, fill: Any) -> str:
@@ -230,7 +254,7 @@ def _lower_items(
             children, out, cur, nonneg = _lower_items(state, gctx, body.group, shape, cur, nonneg)
             item: Inst = GroupInst(name, children, shape, out, _sum(children))
         elif kind == "block":
-            args = _call_args(state, sub, body.with_, {}, "with")
+            args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
             nonneg = False
         elif kind == "stage":
@@ -308,10 +332,17 @@ def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: d
 # --- blocks and stages ------------------------------------------------------------------
 
 
-def _call_args(state: _State, ctx: _Ctx, raw: dict[str, Any], base: dict[str, Any], key: str) -> dict[str, Any]:
+def _call_args(
+    state: _State, ctx: _Ctx, block: str, raw: dict[str, Any], base: dict[str, Any], key: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate `with:` arguments, type-checked here (where the value is written) when the block is known."""
+    source = state.spec.blocks.get(block)
+    declared = source.definition.params if source else {}
     args = dict(base)
     for name, value in raw.items():
-        args[name] = _value(value, {**ctx.scope}, ctx.where(key, name), "param", state=state)
+        decl = declared.get(name)
+        kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
+        args[name] = _value(value, {**ctx.scope}, ctx.where(key, name), f"param_{kind}", state=state)
     return args
 
 
@@ -323,8 +354,8 @@ def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: 
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
             ctx.where("stage", "repeat"),
         )
-    common = _call_args(state, ctx, body.with_, {}, "stage")
-    first = _call_args(state, ctx, body.first, common, "stage")
+    common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
+    first = _call_args(state, ctx, body.stage, body.first, common, "first")
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     for k in range(repeat):

@@ -11,18 +11,22 @@ ROOT = Path(__file__).resolve().parent.parent
 # spec -> (trainable, non-trainable or None). Trainable figures are the published ones
 # (torchvision, the papers, the Keras example; see shared REFERENCE.md); the
 # non-trainable figures are each model's BatchNorm channels x 2 (running mean and var),
-# counted by hand from the architectures (e.g. densenet161: 109,968 BN channels) and, for
-# DenseNet-121/169/201 and ResNet-50, equal to keras.applications' total minus trainable.
+# counted by hand from the architectures (e.g. densenet161: 109,968 BN channels; DenseNet-BC
+# L=250 k=24: 128,988) and, for DenseNet-121/169/201 and ResNet-50, equal to keras.applications'
+# total minus trainable; ResNeXt-50 and WRN-50-2 (68,224) match torchvision 0.29's buffers.
 ZOO = {
     "specs/resnet18.yaml": (11_689_512, 9_600),
     "specs/resnet34.yaml": (21_797_672, 17_024),
     "specs/resnet50.yaml": (25_557_032, 53_120),
     "specs/resnet101.yaml": (44_549_160, 105_344),
     "specs/resnet152.yaml": (60_192_808, 151_424),
+    "specs/resnext50_32x4d.yaml": (25_028_904, 68_224),
+    "specs/wide_resnet50_2.yaml": (68_883_240, 68_224),
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),
     "specs/densenet161.yaml": (28_681_000, 219_936),
+    "specs/cifar/resnet.yaml": (269_722, 1_376),
     "specs/cifar/resnet20.yaml": (269_722, 1_376),
     "specs/cifar/resnet56.yaml": (853_018, 4_064),
     "specs/cifar/resnet110.yaml": (1_727_962, 8_096),
@@ -30,6 +34,7 @@ ZOO = {
     "specs/cifar/keras_resnet20v1.yaml": (273_066, 1_376),
     "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
     "specs/cifar/densenet_bc100_k12.yaml": (769_162, 23_988),
+    "specs/cifar/densenet_bc250_k24.yaml": (15_324_406, 257_976),
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
 }
@@ -42,7 +47,13 @@ KERAS_TOTALS = {
     "specs/keras/resnet50.yaml": 25_636_712,
     "specs/keras/densenet121.yaml": 8_062_504,
 }
-BIG = {"specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml"}
+BIG = {
+    "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
+    "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml",
+}  # fmt: skip
+# The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
+# the paper's Table 6 sizes, exact for option A shortcuts.
+CIFAR_RESNETS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
 def load_module(path: Path):

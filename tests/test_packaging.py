@@ -25,7 +25,7 @@ def test_wheel_builds_and_works_outside_checkout(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     spec = tmp_path / "r20.yaml"
-    shutil.copy(ROOT / "specs/cifar/resnet20.yaml", spec)
+    shutil.copy(ROOT / "specs/cifar/resnet.yaml", spec)
     code = "import sys; from archc.cli import main; sys.argv = ['archc', 'build', 'r20.yaml', '-b', 'torch', '-o', '-']; main()"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError
+from archc.spec.compose import apply_override, load_chain
 from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
 from archc.spec.yamlsrc import SourceMap, load_yaml_file, load_yaml_text
 
@@ -38,32 +40,39 @@ class LoadedSpec:
     model: ModelSpec
     source: SourceMap
     blocks: dict[str, BlockSource]
-    sha256: str
+    sha256: str  # of every file in the extends chain and every override
     path: str
+    overrides: tuple[str, ...] = ()
 
     def locate(self, *sub: Any) -> Location:
         return self.source.locate(sub)
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
+    """Load a model spec, the specs it extends and the libraries it uses, then apply
+    `overrides` (`--set` texts such as "params.depth=110") in order."""
     path = Path(path)
     if path.is_absolute() and path.is_relative_to(Path.cwd()):
         path = path.relative_to(Path.cwd())  # generated headers name the spec the same way from anywhere here
-    data, smap = load_yaml_file(path)
-    return _finish(data, smap, path.read_bytes(), path.parent)
+    data, smap, raws = load_chain(path)
+    return _finish(data, smap, raws, overrides)
 
 
-def load_spec_text(text: str, file: str = "<string>", base_dir: Path | None = None) -> LoadedSpec:
+def load_spec_text(text: str, file: str = "<string>", overrides: Sequence[str] = ()) -> LoadedSpec:
     data, smap = load_yaml_text(text, file)
-    return _finish(data, smap, text.encode(), base_dir or Path.cwd())
+    return _finish(data, smap, [text.encode()], overrides)
 
 
-def _finish(data: Any, smap: SourceMap, raw: bytes, base_dir: Path) -> LoadedSpec:
+def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[str]) -> LoadedSpec:
     if isinstance(data, dict) and "library" in data and "layers" not in data:
         raise SpecError("this is a block library; pass a model spec (or `use:` this library from one)", smap.locate(()))
+    for text in overrides:
+        data = apply_override(data, smap, text)
     model = validate(ModelSpec, data, smap)
     blocks: dict[str, BlockSource] = {}
     for i, ref in enumerate(model.use):
+        # a relative path is relative to the file that names it (which may be a base spec)
+        base_dir = Path(smap.locate(("use", i)).file).parent
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
@@ -74,7 +83,12 @@ def _finish(data: Any, smap: SourceMap, raw: bytes, base_dir: Path) -> LoadedSpe
             blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
     for name, definition in model.blocks.items():
         blocks[name] = BlockSource(name, definition, smap, ("blocks", name))  # local blocks override libraries
-    return LoadedSpec(model, smap, blocks, hashlib.sha256(raw).hexdigest(), smap.file)
+    parts = [*raws, *(o.encode() for o in overrides)]
+    if len(parts) == 1:
+        sha256 = hashlib.sha256(parts[0]).hexdigest()  # what `sha256sum spec.yaml` prints
+    else:
+        sha256 = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
+    return LoadedSpec(model, smap, blocks, sha256, smap.file, tuple(overrides))
 
 
 def validate(model_type: type[BaseModel], data: Any, smap: SourceMap) -> Any:
@@ -111,20 +125,31 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
-    """Keep the parts of a pydantic location that exist in the YAML data (drops union tags)."""
-    path: list[Any] = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            path.append(part)
-        elif part == "with_" and isinstance(node, dict) and "with" in node:
-            node = node["with"]
-            path.append("with")
-    return tuple(path)
+    """The longest path of pydantic location parts that exists in the YAML data.
+
+    Locations carry union tags (`stage`, `conv`, ...) besides keys; a tag may
+    also be a key (`stage: bottleneck`), so each tag is tried both ways.
+    """
+    from archc.spec.models import _ITEM_KEYS
+
+    best: tuple[Any, ...] = ()
+
+    def walk(i: int, node: Any, path: tuple[Any, ...]) -> None:
+        nonlocal best
+        if len(path) > len(best):
+            best = path
+        if i == len(loc):
+            return
+        part = "with" if loc[i] == "with_" else loc[i]
+        exists = isinstance(node, dict) and part in node
+        exists |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if part in _ITEM_KEYS or not exists:
+            walk(i + 1, node, path)  # skip the tag first: on a tie, the later key wins
+        if exists:
+            walk(i + 1, node[part], (*path, part))
+
+    walk(0, data, ())
+    return best
 
 
 def _known_keys() -> list[str]:

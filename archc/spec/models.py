@@ -370,6 +370,11 @@ LibraryRef = Annotated[str, Field(pattern=r"^([a-z][a-z0-9_]*|[\w./-]+\.ya?ml)$"
 
 class ModelSpec(Strict):
     archc: Literal[1] = Field(description="Spec format version.")
+    extends: str | None = Field(
+        None,
+        pattern=r"^[\w./-]+\.ya?ml$",
+        description="A base spec (path relative to this file) that this one modifies; see 'Variants'.",
+    )
     name: Name = Field(description="Model name; also the generated class name's source.")
     doc: str = Field("", max_length=2000, description="What the model is, with its reference.")
     input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")

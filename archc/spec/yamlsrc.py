@@ -28,18 +28,21 @@ _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "ta
 
 @dataclass
 class SourceMap:
-    """Maps a value's path (keys and list indexes from the root) to its location."""
+    """Maps a value's path (keys and list indexes from the root) to where it was written.
 
-    file: str
-    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    After `extends:` and `--set` (see `archc.spec.compose`) one document holds
+    values from several files and command-line overrides; each keeps its own location.
+    """
+
+    file: str  # the spec named on the command line
+    marks: dict[Path_, Location] = field(default_factory=dict)
 
     def locate(self, path: Path_) -> Location:
         """The location of `path`, or of its nearest ancestor that has one."""
         path = tuple(path)
         while path not in self.marks and path:
             path = path[:-1]
-        line, col = self.marks.get(path, (None, None))
-        return Location(self.file, line, col)
+        return self.marks.get(path, Location(self.file))
 
 
 def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
@@ -100,7 +103,7 @@ class _Converter:
                 f"document expands to more than {MAX_NODES} values (alias bomb?)",
                 Location(self.smap.file, node.start_mark.line + 1),
             )
-        self.smap.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        self.smap.marks.setdefault(path, Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1))
         expected = _PLAIN_TAGS.get(type(node))
         if expected is not None and node.tag != expected:
             raise SpecError(

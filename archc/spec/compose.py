@@ -1,0 +1,151 @@
+"""Variants: `extends:` chains and `--set path=value` overrides, on plain YAML data.
+
+Both act before validation, on the data and its `SourceMap`, so every value
+keeps the location of whoever supplied it: a line of the base spec, a line of
+the spec that extends it, or the `--set` on the command line.
+
+Merge rules for `extends:` (the extending spec wins):
+- mappings merge key by key, recursively;
+- any other value, lists included, replaces the base value;
+- `key: null` deletes the key from the base;
+- `{$replace: value}` replaces a mapping wholesale instead of merging;
+- `{$append: [items]}` appends to the base list.
+
+Override paths: `params.depth`, `input[1]`, and list entries by name:
+`layers.layer3.repeat` finds the `layer3: ...` entry of the `layers` list.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from archc.errors import Location, SpecError
+from archc.spec.yamlsrc import Path_, SourceMap, load_yaml_file, load_yaml_text
+
+MAX_EXTENDS_DEPTH = 16  # a chain longer than this is a mistake, not a design
+
+
+def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap, list[bytes]]:
+    """Load `path` and, recursively, the specs it extends; merged data, its map, each file's bytes."""
+    data, smap = load_yaml_file(path)
+    raw = [path.read_bytes()]
+    if not (isinstance(data, dict) and "extends" in data):
+        return data, smap, raw
+    ref, where = data["extends"], smap.locate(("extends",))
+    if not isinstance(ref, str) or not re.fullmatch(r"[\w./-]+\.ya?ml", ref):
+        raise SpecError("extends: give the path of a .yaml spec, relative to this file", where)
+    base_path = path.parent / ref
+    chain = (*seen, path.resolve())
+    if base_path.resolve() in chain:
+        names = " -> ".join(p.name for p in (*chain, base_path))
+        raise SpecError(f"extends cycle: {names}", where)
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        raise SpecError(f"extends chain is deeper than {MAX_EXTENDS_DEPTH} files", where)
+    if not base_path.is_file():
+        raise SpecError(f"extends: {base_path} not found (paths are relative to the file that names them)", where)
+    base, base_map, base_raw = load_chain(base_path, chain)
+    if not isinstance(base, dict):
+        raise SpecError(f"extends: {base_path} is not a spec mapping", where)
+    merged = SourceMap(smap.file)
+    result = _merge(base, data, (), base_map, smap, merged)
+    return result, merged, base_raw + raw
+
+
+def _merge(base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, out: SourceMap) -> Any:
+    if isinstance(over, dict) and len(over) == 1 and "$replace" in over:
+        return _copy(over["$replace"], (*path, "$replace"), path, omap, out)
+    if isinstance(over, dict) and len(over) == 1 and "$append" in over:
+        items = over["$append"]
+        if not isinstance(base, list) or not isinstance(items, list):
+            raise SpecError("$append needs a list here and in the base spec", omap.locate((*path, "$append")))
+        out.marks[path] = omap.locate(path)
+        head = [_copy(v, (*path, i), (*path, i), bmap, out) for i, v in enumerate(base)]
+        tail = [_copy(v, (*path, "$append", i), (*path, len(base) + i), omap, out) for i, v in enumerate(items)]
+        return head + tail
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return _copy(over, path, path, omap, out)
+    out.marks[path] = omap.locate(path) if path else bmap.locate(path)
+    merged: dict[Any, Any] = {}
+    for key, value in base.items():
+        if key not in over:
+            merged[key] = _copy(value, (*path, key), (*path, key), bmap, out)
+        elif over[key] is not None:
+            merged[key] = _merge(value, over[key], (*path, key), bmap, omap, out)
+    for key, value in over.items():
+        if key not in base and value is not None:
+            merged[key] = _copy(value, (*path, key), (*path, key), omap, out)
+    return merged
+
+
+def _copy(value: Any, src: Path_, dst: Path_, smap: SourceMap, out: SourceMap) -> Any:
+    """`value` placed at `dst`, with the locations it had at `src`."""
+    out.marks[dst] = smap.locate(src)
+    if isinstance(value, dict):
+        return {k: _copy(v, (*src, k), (*dst, k), smap, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v, (*src, i), (*dst, i), smap, out) for i, v in enumerate(value)]
+    return value
+
+
+# --- --set path=value ------------------------------------------------------------------
+
+_SEGMENT = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
+    """Apply one `path=value` override in place; the value is YAML (`110`, `0.5`, `[3, 64, 64]`)."""
+    where = Location(f"--set {text}")
+    path_text, eq, value_text = text.partition("=")
+    if not eq or not path_text.strip() or not value_text.strip():
+        raise SpecError("expected path=value, e.g. --set params.depth=110", where)
+    steps = parse_path(path_text.strip(), where)
+    value, _ = load_yaml_text(value_text, where.file)
+    node, path = data, ()
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(step, int):
+            if not isinstance(node, list) or not 0 <= step < len(node):
+                size = f"a list of {len(node)}" if isinstance(node, list) else "not a list"
+                raise SpecError(f"[{step}] does not exist at {_show(path)} ({size})", where)
+            key: Any = step
+        elif isinstance(node, dict):
+            if step not in node and not last:
+                raise SpecError(f"no key {step!r} at {_show(path)}; it has: {', '.join(map(str, node))}", where)
+            key = step
+        elif isinstance(node, list):
+            index = next((k for k, e in enumerate(node) if isinstance(e, dict) and list(e) == [step]), None)
+            if index is None:
+                names = [next(iter(e)) for e in node if isinstance(e, dict) and len(e) == 1]
+                raise SpecError(f"no entry named {step!r} in {_show(path)}; entries: {', '.join(map(str, names))}", where)
+            node, path = node[index], (*path, index)
+            key = step
+        else:
+            raise SpecError(f"{_show(path)} is a value, not a mapping or list", where)
+        if last:
+            for p in [p for p in smap.marks if p[: len(path) + 1] == (*path, key)]:
+                del smap.marks[p]
+            node[key] = _copy(value, (), (*path, key), SourceMap(where.file, {(): where}), smap)
+        else:
+            node, path = node[key], (*path, key)
+    return data
+
+
+def parse_path(text: str, where: Location) -> list[str | int]:
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        m = _SEGMENT.match(text, pos)
+        if not m or (pos == 0 and text.startswith(".")):
+            raise SpecError(f"bad path {text!r} at {text[pos:]!r}; write e.g. params.depth or input[1]", where)
+        steps.append(m.group(1) if m.group(1) else int(m.group(2)))
+        pos = m.end()
+    return steps
+
+
+def _show(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out or "the spec root"

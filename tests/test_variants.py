@@ -1,0 +1,189 @@
+"""Variants: `--set` overrides, `extends:` chains and `archc diff`, checked against published
+figures (one spec gives every CIFAR ResNet of the paper; densenet121 edited twice is densenet169)."""
+
+import json
+import textwrap
+import types
+
+import pytest
+from click.testing import CliRunner
+from conftest import CIFAR_RESNETS, ROOT, ZOO
+
+from archc.backends import emit
+from archc.cli import main
+from archc.errors import SpecError
+from archc.lower import lower
+from archc.spec.loader import load_spec
+
+
+def in_memory(graph, backend):
+    module = types.ModuleType(f"variant_{graph.name}_{backend}")
+    exec(compile(emit(graph, backend), module.__name__, "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.parametrize("depth", sorted(CIFAR_RESNETS))
+def test_one_spec_gives_every_cifar_resnet(depth):
+    graph = lower(load_spec(ROOT / "specs/cifar/resnet.yaml", [f"params.depth={depth}"]))
+    assert graph.counts.trainable == CIFAR_RESNETS[depth]
+    torch = pytest.importorskip("torch")
+    model = in_memory(graph, "torch").build_model()
+    assert sum(p.numel() for p in model.parameters()) == CIFAR_RESNETS[depth]
+    assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 10)
+    pytest.importorskip("keras")
+    keras_model = in_memory(graph, "keras").build_model()
+    assert sum(int(w.shape.num_elements()) for w in keras_model.trainable_weights) == CIFAR_RESNETS[depth]
+
+
+def test_extends_children_keep_their_base_counts():
+    """resnet56.yaml is resnet.yaml with one param changed: the same model as --set."""
+    child = lower(load_spec(ROOT / "specs/cifar/resnet56.yaml"))
+    via_set = lower(load_spec(ROOT / "specs/cifar/resnet.yaml", ["params.depth=56", "name=resnet56"]))
+    assert child.counts == via_set.counts
+    assert [n.id for n in child.nodes] == [n.id for n in via_set.nodes]
+
+
+def test_set_reaches_named_entries_inside_groups():
+    """DenseNet-169 is DenseNet-121 with 32 layers in blocks 3 and 4 (torchvision)."""
+    sets = ["layers.features.denseblock3.repeat=32", "layers.features.denseblock4.repeat=32"]
+    graph = lower(load_spec(ROOT / "specs/densenet121.yaml", sets))
+    assert (graph.counts.trainable, graph.counts.non_trainable) == ZOO["specs/densenet169.yaml"]
+    assert "--set layers.features.denseblock3.repeat=32" in emit(graph, "torch")  # provenance in the header
+
+
+def test_set_by_index_and_new_keys():
+    graph = lower(load_spec(ROOT / "specs/resnet18.yaml", ["input[1]=160", "input[2]=160", "layers[9].fc.dense.units=7"]))
+    assert graph.input_shape.as_tuple() == (3, 160, 160) and graph.output_shape.as_tuple() == (7,)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("params.depth=21", "--set params.depth=21"),  # the check names where depth came from
+        ("params.depth", "expected path=value"),
+        ("params..depth=3", "bad path"),
+        ("layers.layer9.repeat=3", "no entry named 'layer9' in layers; entries: conv1, bn1, relu"),
+        ("layers[40].x=1", "[40] does not exist at layers (a list of 8)"),
+        ("nope.x=1", "no key 'nope' at the spec root"),
+        ("layers.layer2.repeat=2.5", "layers.4.layer2.repeat: Input should be a valid integer, got 2.5"),
+        ("layers.layer2.repeats=2", "unknown key 'repeats'; did you mean 'repeat'?"),
+        ("params.depth=[1, 2", "invalid YAML"),
+    ],
+)
+def test_set_errors_name_the_override(override, message):
+    with pytest.raises(SpecError) as info:
+        lower(load_spec(ROOT / "specs/cifar/resnet.yaml", [override]))
+    assert message in str(info.value)
+    if "depth=21" in override:  # located at the failing check, naming the override
+        assert str(info.value.where).endswith("specs/cifar/resnet.yaml:14:5")
+    else:
+        assert str(info.value).startswith(f"--set {override}")
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BASE = """\
+    archc: 1
+    name: base
+    input: [3, 16, 16]
+    params: {width: 8, num_classes: 10, drop: 0.5}
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    blocks:
+      unit:
+        params: {filters: int}
+        layers:
+          - conv: {conv: {filters: filters, kernel: 3, padding: 1}}
+          - bn: batchnorm
+          - relu: relu
+    layers:
+      - stem: {block: unit, with: {filters: width}}
+      - pool: global_avgpool
+      - fc: {dense: {units: num_classes}}
+    """
+
+
+def test_extends_merge_rules(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "variants/child.yaml", """\
+        archc: 1
+        extends: ../base.yaml
+        name: child
+        params: {width: 16, drop: null}
+        defaults: {conv: {bias: true}}
+        layers: {$append: [{probs: softmax}]}
+        """)
+    spec = load_spec(child)
+    assert dict(spec.model.params) == {"width": 16, "num_classes": 10}  # merged; null deleted drop
+    assert spec.model.defaults.conv.bias is True and spec.model.defaults.batchnorm.eps == 1e-5
+    assert [next(iter(e)) for e in spec.model.layers] == ["stem", "pool", "fc", "probs"]
+    graph = lower(spec)
+    assert graph.counts.trainable == 3 * 16 * 9 + 16 + 2 * 16 + 16 * 10 + 10
+    replaced = write(tmp_path, "replaced.yaml", """\
+        archc: 1
+        extends: base.yaml
+        name: replaced
+        params: {$replace: {width: 4, num_classes: 3}}
+        """)
+    assert dict(load_spec(replaced).model.params) == {"width": 4, "num_classes": 3}
+
+
+def test_extends_errors_are_located_in_the_right_file(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "archc: 1\nextends: base.yaml\nname: child\nparams: {width: 0.5}\n")
+    with pytest.raises(SpecError) as info:
+        lower(load_spec(child))
+    # located where the base uses the value, naming the file that supplied it
+    assert str(info.value.where).startswith(f"{tmp_path / 'base.yaml'}:14:")
+    assert "must be an integer, got 0.5" in str(info.value)
+    assert str(info.value).endswith(f"(width = 0.5 from {child}:4:17)")
+    bad_base = write(tmp_path, "bad.yaml", BASE.replace("kernel: 3", "kernel: 3, strid: 2"))
+    child = write(tmp_path, "child2.yaml", "archc: 1\nextends: bad.yaml\nname: child2\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(child)
+    assert str(info.value.where).startswith(f"{bad_base}:10:") and "did you mean 'stride'" in str(info.value)
+
+
+def test_extends_cycles_and_missing_files(tmp_path):
+    write(tmp_path, "a.yaml", "archc: 1\nextends: b.yaml\nname: a\n")
+    write(tmp_path, "b.yaml", "archc: 1\nextends: a.yaml\nname: b\n")
+    with pytest.raises(SpecError, match=r"extends cycle: a.yaml -> b.yaml -> a.yaml"):
+        load_spec(tmp_path / "a.yaml")
+    write(tmp_path, "c.yaml", "archc: 1\nextends: missing.yaml\nname: c\n")
+    with pytest.raises(SpecError, match="not found") as info:
+        load_spec(tmp_path / "c.yaml")
+    assert str(info.value.where) == f"{tmp_path / 'c.yaml'}:2:10"
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_diff_two_specs_with_deltas():
+    code, out = run("diff", "specs/resnet50.yaml", "specs/resnext50_32x4d.yaml")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    total = rows["total"].split()
+    assert total[5] == f"-{(25_557_032 + 53_120) - (25_028_904 + 68_224):,}"
+    code, out = run("diff", "specs/resnet50.yaml", "specs/resnext50_32x4d.yaml", "--json")
+    data = json.loads(out)
+    assert data["delta"]["trainable"] == 25_028_904 - 25_557_032
+    assert data["a"]["macs"] == 4_089_184_256  # torchvision: resnet50 4.09 GFLOPS (MACs)
+    assert data["b"]["macs"] == 4_230_479_872  # torchvision: resnext50_32x4d 4.23
+    layer1 = next(r for r in data["rows"] if r["name"] == "layer1")
+    assert layer1["a"]["output_shape"] == layer1["b"]["output_shape"] == [256, 56, 56]
+
+
+def test_diff_one_spec_two_sets_of_overrides():
+    code, out = run("diff", "specs/cifar/resnet.yaml", "--set-a", "params.depth=20", "--set-b", "params.depth=110", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["a"]["trainable"], data["b"]["trainable"]) == (CIFAR_RESNETS[20], CIFAR_RESNETS[110])
+    assert data["b"]["label"] == "specs/cifar/resnet.yaml --set params.depth=110"
+    code, out = run("diff", "specs/cifar/resnet.yaml", "--set-b", "params.depth=23")
+    assert code == 2 and "depth must be 6n+2" in out and "--set params.depth=23" in out
