@@ -177,7 +177,7 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-    help="Pass when max |torch - keras| <= T x max(1, max |torch|), for every block.",
+    help="Pass when the output's max |torch - keras| <= T x max(1, max |torch|).",
 )  # fmt: skip
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Batch size of the random input.")
 @click.option("--train-mode", is_flag=True, help="BatchNorm uses batch statistics in both backends (dropout stays off).")
