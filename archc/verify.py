@@ -152,9 +152,11 @@ def points(graph: Graph) -> list[_Point]:
             uses[item.name] = uses.get(item.name, 0) + 1
             n = uses[item.name]
             node_path = ".".join((*path, item.name if n == 1 else f"{item.name}_{n}"))
-            module = ".".join((*path, item.name))
-            label = module if n == 1 else f"{module}#{n}"
-            out.append(_Point(label, module, n - 1, last[node_path], depth, item.out_shape))
+            label = ".".join((*path, item.name)) + ("" if n == 1 else f"#{n}")
+            if path:  # in a group (nn.Sequential): a repeated activation is a module of its own
+                out.append(_Point(label, node_path, 0, last[node_path], depth, item.out_shape))
+            else:  # at model level the model calls the same module again
+                out.append(_Point(label, item.name, n - 1, last[node_path], depth, item.out_shape))
             if isinstance(item, GroupInst):
                 walk(item.items, (*path, item.name), depth + 1)
             elif isinstance(item, StageInst):

@@ -93,3 +93,26 @@ def test_cli(monkeypatch):
     monkeypatch.setattr("archc.interop._conv_kernel_to_keras", lambda w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
     broken = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml")])
     assert broken.exit_code == 1 and "FAIL:" in broken.output and "first disagreement is at conv1" in broken.output
+
+
+def test_group_with_a_repeated_activation():
+    """A group (nn.Sequential) that applies its `relu` twice: torch must run both."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text("""
+archc: 1
+name: shared_relu
+input: [3, 8, 8]
+defaults: {conv: {bias: true}, activation: relu}
+layers:
+  - body:
+      - conv1: {conv: {filters: 4, kernel: 3, padding: 1}}
+      - relu: act
+      - conv2: {conv: {filters: 4, kernel: 3, padding: 1}}
+      - relu: act
+  - pool: global_avgpool
+"""))
+    report = verify.verify(graph)
+    assert [r.item for r in report.rows][3:5] == ["body.conv2", "body.relu#2"]
+    assert report.ok, verify.to_table(report)

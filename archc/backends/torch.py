@@ -219,14 +219,17 @@ class TorchEmitter:
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict = True
         kwargs: dict[str, Code] = {}
+        uses: dict[str, int] = {}
         first = True
         for child in item.items:
-            if child.name in kwargs:
-                continue
+            # nn.Sequential calls each entry once: an activation used again gets an entry of its
+            # own, named like its IR node (`relu_2`).
+            uses[child.name] = uses.get(child.name, 0) + 1
+            key = child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}"
             module = self._module(child, inplace=not first)
             if _kind(child) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
-            kwargs[child.name] = module
+            kwargs[key] = module
             first = False
         return call("nn.Sequential", call("OrderedDict", **kwargs))
 
