@@ -15,17 +15,29 @@ MODELS = [
 ]  # fmt: skip
 
 
+def randomize_batchnorm(model):
+    """Random gamma and beta; running statistics measured on a random batch, then perturbed
+    per channel (so activations stay O(1) however deep the model is)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.5, 0.5)
+            m.reset_running_stats()
+            m.momentum = None  # a plain average: one batch sets the statistics
+        model.train()(torch.randn(2, 3, 224, 224))
+        for m in norms:
+            m.momentum = 0.1
+            m.running_mean.add_(0.25 * m.running_var.sqrt() * torch.randn_like(m.running_mean))
+            m.running_var.mul_(torch.rand_like(m.running_var) * 1.5 + 0.5)
+    model.eval()
+
+
 @pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
 def test_matches_torchvision(name):
     torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)(weights=None).eval()
-    with torch.no_grad():
-        for m in reference.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
+    reference = getattr(torchvision.models, name)(weights=None)
+    randomize_batchnorm(reference)
     ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model().eval()
 
     def shapes(model):
