@@ -33,15 +33,23 @@ def reference_name(name):
 
 
 def randomize(model, rng):
-    """Random kernels and biases, BN gamma/beta and running statistics away from 1/0."""
+    """Random kernels, biases and BN gamma/beta; BN statistics measured on a random batch,
+    then perturbed per channel (so activations stay O(1) through the whole model)."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c), rng.uniform(-0.5, 0.5, c), rng.uniform(0.5, 1.5, c)])
+        if layer in norms:
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.uniform(-0.5, 0.5, beta.shape), mean, var])
+            layer.momentum = 0.0  # the next training call sets the statistics to the batch's
         elif layer.weights:
             kernel, *bias = layer.get_weights()
             bound = np.sqrt(6 / np.prod(kernel.shape[:-1]))
             layer.set_weights([rng.uniform(-bound, bound, kernel.shape), *(rng.uniform(-0.5, 0.5, b.shape) for b in bias)])
+    model(rng.standard_normal((2, *model.input_shape[1:])).astype("float32"), training=True)
+    for layer in norms:
+        gamma, beta, mean, var = layer.get_weights()
+        mean = mean + 0.25 * np.sqrt(var) * rng.standard_normal(mean.shape)
+        layer.set_weights([gamma, beta, mean, var * rng.uniform(0.5, 2.0, var.shape)])
 
 
 @pytest.mark.parametrize("spec, constructor", CASES)
