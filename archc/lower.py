@@ -356,13 +356,15 @@ def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: 
         )
     common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
     first = _call_args(state, ctx, body.stage, body.first, common, "first")
+    last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     for k in range(repeat):
         inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1))
         ictx = _Ctx(ctx.source, ctx.yaml_path, (*ctx.module_path, inst_name), ctx.scope, False)
         before = cur
-        inst, inst_out = _instantiate(state, ictx, body.stage, first if k == 0 else common, inst_name, out, cur, stage_ctx=ctx)
+        args = last if k == repeat - 1 else first if k == 0 else common
+        inst, inst_out = _instantiate(state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx)
         instances.append(inst)
         if body.connectivity == "dense":
             concat = ops.Concat()
@@ -410,7 +412,7 @@ def _instantiate(
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
-        used_shortcut = False
+        used_shortcut = None
         if definition.connectivity == "skip":
             out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)
             if definition.after:
@@ -447,36 +449,54 @@ def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[st
 
 
 def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, children, where):  # type: ignore[no-untyped-def]
-    """Add the shortcut to the branch output: identity, projection or option A."""
-    shortcut = source.definition.shortcut
-    add_inputs = [block_in]
-    used = False
-    if out_shape != in_shape or (shortcut and shortcut.when == "always"):
-        if shortcut is None:
+    """Add a shortcut to the branch output: the first of the block's shortcuts whose `when`
+    holds (projection or option A), else the identity."""
+    chosen, chosen_input = None, (block_in, in_shape, 0)
+    for k, sc in enumerate(source.definition.shortcuts):
+        sc_input = _shortcut_input(state, source, ctx, sc, block_in, in_shape, children, k)
+        if sc.when == "always":
+            holds = True
+        elif sc.when == "shape_changes":
+            holds = out_shape != sc_input[1]
+        else:
+            holds = _value(sc.when, params, source.locate("shortcut", *_sc_index(source, k), "when"), "bool")
+        if holds and chosen is not None and sc.when not in ("always", "shape_changes"):
+            raise SpecError(
+                f"block {source.name!r}: shortcuts {chosen.name!r} and {sc.name!r} both apply to this instance; "
+                "make their `when` conditions exclusive",
+                where,
+            )
+        if holds and chosen is None:
+            chosen, chosen_input = sc, sc_input
+    prev, shape, first_child = chosen_input
+    if chosen is None:
+        if out_shape != in_shape:
             raise SpecError(
                 f"identity shortcut over a shape change: block {source.name!r} maps {in_shape} to {out_shape}; "
                 "declare `shortcut: {kind: projection}` (or option_a) on the block",
                 where,
             )
-        stride = _branch_stride(children)
-        sc_path = (*ctx.module_path, shortcut.name)
-        if shortcut.kind == "projection":
+    else:
+        stride = _branch_stride(children[first_child:])
+        sc_path = (*ctx.module_path, chosen.name)
+        loc = source.locate("shortcut")
+        if chosen.kind == "projection":
             defaults = state.spec.model.defaults
-            bias = shortcut.bias if shortcut.bias is not None else defaults.conv.bias
+            bias = chosen.bias if chosen.bias is not None else defaults.conv.bias
             if bias is None:
-                raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", source.locate("shortcut"))
+                raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
             sc_ops: list[ops.Op] = [ops.Conv(out_shape.c, 1, stride, 0, 1, 1, bias)]
-            if shortcut.batchnorm:
+            if chosen.batchnorm:
                 bn = defaults.batchnorm
                 if bn.eps is None or bn.momentum is None:
-                    raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", source.locate("shortcut"))
+                    raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
                 sc_ops.append(ops.BatchNorm(bn.eps, bn.momentum))
-            names = [str(i) for i in range(len(sc_ops))]
+            # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`); a lone conv is the module itself
+            names: list[str | None] = [str(i) for i in range(len(sc_ops))] if len(sc_ops) > 1 else [None]
         else:
-            sc_ops = [ops.PadShortcut(stride, out_shape.c - in_shape.c)]
-            names = []
-        prev, shape = block_in, in_shape
-        for op, sub in zip(sc_ops, names or [None]):
+            sc_ops = [ops.PadShortcut(stride, out_shape.c - shape.c)]
+            names = [None]
+        for op, sub in zip(sc_ops, names):
             try:
                 new_shape = op.infer(shape)
             except ShapeError as e:
@@ -491,11 +511,29 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
                 "the branch must downsample by a whole stride",
                 where,
             )
-        add_inputs = [prev]
-        used = True
     add_id = _join(ctx.module_path, "add")
-    _add_node(state, Node(add_id, ops.Add(), (cur, add_inputs[0]), out_shape), where)
-    return out_shape, add_id, used
+    _add_node(state, Node(add_id, ops.Add(), (cur, prev), out_shape), where)
+    return out_shape, add_id, chosen.name if chosen else None
+
+
+def _sc_index(source: BlockSource, k: int) -> tuple[int, ...]:
+    return (k,) if isinstance(source.definition.shortcut, list) else ()
+
+
+def _shortcut_input(state, source, ctx, sc, block_in, in_shape, children, k):  # type: ignore[no-untyped-def]
+    """(node id, shape, index of the first branch layer after it) that shortcut `sc` reads."""
+    if sc.input is None:
+        return block_in, in_shape, 0
+    for i, child in enumerate(children):
+        if isinstance(child, LayerInst) and child.name == sc.input:
+            if sum(1 for c in children if c.name == sc.input) > 1:
+                break
+            return _join(ctx.module_path, child.name), child.out_shape, i + 1
+    names = ", ".join(c.name for c in children)
+    raise SpecError(
+        f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {names}",
+        source.locate("shortcut", *_sc_index(source, k), "input"),
+    )
 
 
 def _branch_stride(children: tuple[Inst, ...]) -> int:
@@ -518,6 +556,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     channels: ast.expr = ast.Name("in_channels")
     stride: ast.expr = ast.Constant(1)
     nonneg = False
+    points: dict[str, tuple[ast.expr, ast.expr]] = {}  # layer -> (channels after it, stride up to it)
 
     def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer, ...]:
         nonlocal channels, stride, nonneg
@@ -545,24 +584,36 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 nonneg = params["fn"].value in ops.Act.NONNEGATIVE  # type: ignore[attr-defined]
             elif kind in ("conv", "dense", "batchnorm"):
                 nonneg = False
+            points[name] = (channels, stride)
         return tuple(out)
 
     layers = sym_layers(definition.layers, "layers")
-    branch_channels, branch_stride = channels, stride
-    shortcut = None
-    if definition.connectivity == "skip" and definition.shortcut is not None:
-        sc = definition.shortcut
+    shortcuts = []
+    for k, sc in enumerate(definition.shortcuts):
+        sc_channels, sc_stride = points[sc.input] if sc.input else (ast.Name("in_channels"), ast.Constant(1))
+        if not isinstance(sc_stride, ast.Constant) or sc_stride.value != 1:
+            raise SpecError(f"shortcut input {sc.input!r} comes after a strided layer; read an earlier one", source.locate("shortcut"))
+        condition = None
+        if sc.when not in ("shape_changes", "always"):
+            condition = expr.parse(sc.when)
+            unknown = expr.free_names(condition) - set(definition.params)
+            if unknown:
+                where = source.locate("shortcut", *_sc_index(source, k), "when")
+                raise SpecError(f"`when` may use only the block's parameters; unknown: {', '.join(sorted(unknown))}", where)
         bias = sc.bias if sc.bias is not None else bool(defaults.conv.bias)
-        shortcut = SymShortcut(
-            sc.kind, sc.when, sc.name, branch_channels, branch_stride, sc.batchnorm, bias,
-            defaults.batchnorm.eps, defaults.batchnorm.momentum,
-        )  # fmt: skip
+        shortcuts.append(SymShortcut(
+            sc.kind, sc.when if condition is None else "expression", condition, sc.input, sc.name, sc_channels,
+            channels, stride, sc.batchnorm, bias, defaults.batchnorm.eps, defaults.batchnorm.momentum,
+        ))  # fmt: skip
     after = sym_layers(definition.after, "after")
     params = tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
     )
-    return BlockType(source.name, definition.doc, params, definition.connectivity, layers, after, shortcut, channels, source.locate())
+    return BlockType(
+        source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
+        source.locate(),
+    )  # fmt: skip
 
 
 def _sym_args(kind: str, args: Any, defaults: m.Defaults, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from archc import __version__
 from archc.backends.code import Call, call
-from archc.ir.graph import BlockInst, BlockType, Graph, StageInst, SymLayer
+from archc.ir.graph import BlockInst, BlockType, Graph, StageInst, SymLayer, SymShortcut
 from archc.spec import expr
 
 
@@ -54,24 +54,31 @@ class Signature:
     """A block kind's constructor arguments after `in_channels`, keyword-only."""
 
     params: tuple[tuple[str, object, str], ...]  # name, default (None: required), type
-    flag: str | None  # the shortcut switch, when the shortcut is used only on some instances
+    flags: tuple[str, ...]  # switches of `when: shape_changes` shortcuts that some instance uses
 
     def parts(self) -> list[str]:
         out = [f"{n}: {t}" for n, d, t in self.params if d is None]
         out += [f"{n}: {t} = {literal(d)}" for n, d, t in self.params if d is not None]
-        if self.flag:
-            out.append(f"{self.flag}: bool = False")
+        out += [f"{flag}: bool = False" for flag in self.flags]
         return out
 
 
 def signature(block: BlockType, graph: Graph) -> Signature:
-    sc = block.shortcut
-    flag = sc.name if sc is not None and sc.when == "shape_changes" and _uses_shortcut(block, graph) else None
-    return Signature(block.params, flag)
+    used = {inst.shortcut for inst in instances_of(graph, block.name)}
+    return Signature(block.params, tuple(sc.name for sc in block.shortcuts if sc.when == "shape_changes" and sc.name in used))
 
 
-def _uses_shortcut(block: BlockType, graph: Graph) -> bool:
-    return any(inst.shortcut for inst in instances_of(graph, block.name))
+def emitted_shortcuts(block: BlockType, sig: Signature) -> list[tuple[SymShortcut, str | None]]:
+    """The shortcuts a block's code builds, each with the condition guarding it (None: always)."""
+    out: list[tuple[SymShortcut, str | None]] = []
+    for sc in block.shortcuts:
+        if sc.when == "always":
+            out.append((sc, None))
+        elif sc.condition is not None:
+            out.append((sc, expr.to_python(sc.condition)))
+        elif sc.name in sig.flags:
+            out.append((sc, sc.name))
+    return out
 
 
 def instances_of(graph: Graph, block: str) -> list[BlockInst]:
@@ -96,8 +103,7 @@ def instances_of(graph: Graph, block: str) -> list[BlockInst]:
 
 def instance_values(inst: BlockInst, block: BlockType, sig: Signature) -> tuple[object, ...]:
     values: list[object] = [inst.in_shape.c, *(v for _, v in inst.args)]
-    if sig.flag:
-        values.append(inst.shortcut)
+    values += [inst.shortcut == flag for flag in sig.flags]
     return tuple(values)
 
 
@@ -153,10 +159,9 @@ def _at(value: object, step: int, k: int) -> object:
 
 def instance_call(func: str, block: BlockType, sig: Signature, run: Run, var: str, lead: tuple[str, ...] = ()) -> Call:
     """`Func(in_channels, param=value, ...)`, leaving out parameters at their default."""
-    names = ["in_channels", *(n for n, _, _ in block.params), *([sig.flag] if sig.flag else [])]
-    defaults = {n: d for n, d, _ in block.params}
-    if sig.flag:
-        defaults[sig.flag] = False
+    names = ["in_channels", *(n for n, _, _ in block.params), *sig.flags]
+    defaults: dict[str, object] = {n: d for n, d, _ in block.params}
+    defaults.update((flag, False) for flag in sig.flags)
     args: list[str] = [*lead, run.arg(0, var)]
     kwargs: dict[str, str] = {}
     for k, name in enumerate(names[1:], start=1):

@@ -22,6 +22,7 @@ from archc.ir.graph import (
     LayerInst,
     StageInst,
     SymLayer,
+    SymShortcut,
 )
 from archc.spec import expr
 
@@ -123,15 +124,23 @@ class KerasEmitter:
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
+        shortcuts = common.emitted_shortcuts(block, sig) if skip else []
+
+        def apply_shortcuts(point: str | None, var: str) -> list[str]:
+            out: list[str] = []
+            for sc, condition in shortcuts:
+                if sc.input == point:
+                    if condition is not None:
+                        out.append(f"{I1}if {condition}:")
+                    out += self._shortcut(sc, hoist, I1 + I1 if condition is not None else I1, var)
+            return out
+
         if skip:
             body.append(I1 + "identity = x")
         for layer in block.layers:
             body += self._sym_layer(layer, hoist, uses, block)
-        sc = block.shortcut
-        if skip and sc is not None and (sig.flag or sc.when == "always"):
-            if sig.flag:
-                body.append(f"{I1}if {sig.flag}:")
-            body += self._shortcut(sc, hoist, I1 + I1 if sig.flag else I1)
+            body += apply_shortcuts(layer.name, "x")
+        body += apply_shortcuts(None, "identity")
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", "([x, identity])")
         for layer in block.after:
@@ -156,16 +165,17 @@ class KerasEmitter:
             lines += applied_lines(stmt)
         return lines
 
-    def _shortcut(self, sc: Any, hoist: common.Hoister, indent: str) -> list[str]:
-        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+    def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:
+        """`identity = ...(src)`; layer names follow the IR's node ids (`downsample_0`, `downsample_1`)."""
+        in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
         base = 'f"{name}_' + sc.name
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
-            return render_applied(call("PadShortcut", stride, f"{out_ch} - in_channels", name=base + '"'), indent, "identity = ", "(identity)")
+            return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
         lines = render_applied(call(
             "layers.Conv2D", out_ch, "1", strides=_unless(stride, "1"), use_bias=common.literal(sc.bias),
-            name=base + '_0"',
-        ), indent, "identity = ", "(identity)")  # fmt: skip
+            name=base + ('_0"' if sc.batchnorm else '"'),
+        ), indent, "identity = ", f"({src})")  # fmt: skip
         if sc.batchnorm:
             bn = call("layers.BatchNormalization", epsilon=common.literal(sc.eps), momentum=_keras_momentum(repr(sc.momentum)), name=base + '_1"')
             lines += render_applied(bn, indent, "identity = ", "(identity)")

@@ -21,6 +21,7 @@ from archc.ir.graph import (
     LayerInst,
     StageInst,
     SymLayer,
+    SymShortcut,
 )
 from archc.spec import expr
 
@@ -118,13 +119,17 @@ class TorchEmitter:
         init: list[str] = []
         defined: set[str] = set()
         flat = False
-        for layer in layers:
+        # An activation may work in place unless its input is also read elsewhere: the block
+        # input (a skip or dense connection keeps it) or a shortcut's input.
+        read = {sc.input for sc in block.shortcuts}
+        for index, layer in enumerate(layers):
             self.needs_math |= any(expr.uses_math(t) for _, t in layer.args) or expr.uses_math(layer.in_channels)
             init += [INDENT2 + line for line in hoist.definitions([layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]])]
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
-            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace=True)
+            inplace = index > 0 and layers[index - 1].name not in read
+            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace)
             init += render(module, INDENT2, f"self.{layer.name} = ")
             flat = flat or layer.kind in ("dense", "global_avgpool")
         forward = self._block_forward(block, sig, init, hoist)
@@ -137,24 +142,31 @@ class TorchEmitter:
         }
 
     def _block_forward(self, block: BlockType, sig: common.Signature, init: list[str], hoist: common.Hoister) -> list[str]:
-        lines: list[str] = []
         skip = block.connectivity == "skip"
-        if skip:
-            lines.append("identity = x")
+        shortcuts = common.emitted_shortcuts(block, sig) if skip else []
+        for sc, condition in shortcuts:
+            module = self._shortcut_module(sc, hoist)
+            if condition is None:
+                init += render(module, INDENT2, f"self.{sc.name} = ")
+            else:
+                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {condition}:"]
+                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
+
+        def apply_shortcuts(point: str | None, var: str) -> list[str]:
+            out: list[str] = []
+            for sc, condition in shortcuts:
+                if sc.input == point:
+                    line = f"identity = self.{sc.name}({var})"
+                    out += [line] if condition is None else [f"if self.{sc.name} is not None:", "    " + line]
+            return out
+
+        lines = ["identity = x"] if skip else []
         var = "x"
         for layer in block.layers:
             lines += self._call_line(layer.name, layer.kind, var, "out")
             var = "out"
-        sc = block.shortcut
-        if skip and sc is not None and (sig.flag or sc.when == "always"):
-            module = self._shortcut_module(sc, hoist)
-            if sig.flag:
-                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {sig.flag}:"]
-                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
-                lines += [f"if self.{sc.name} is not None:", f"    identity = self.{sc.name}(x)"]
-            else:
-                init += render(module, INDENT2, f"self.{sc.name} = ")
-                lines.append(f"identity = self.{sc.name}(x)")
+            lines += apply_shortcuts(layer.name, var)
+        lines += apply_shortcuts(None, "x")
         if skip:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
@@ -163,16 +175,16 @@ class TorchEmitter:
         lines.append("return out" if var == "out" or block.layers else "return x")
         return lines
 
-    def _shortcut_module(self, sc: Any, hoist: common.Hoister) -> Code:
-        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+    def _shortcut_module(self, sc: SymShortcut, hoist: common.Hoister) -> Code:
+        in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
-            return call("PadShortcut", stride, f"{out_ch} - in_channels")
-        conv = call("nn.Conv2d", "in_channels", out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
-        parts: list[Code] = [conv]
-        if sc.batchnorm:
-            parts.append(call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum)))
-        return Call("nn.Sequential", tuple(parts))
+            return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
+        conv = call("nn.Conv2d", in_ch, out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
+        if not sc.batchnorm:
+            return conv
+        bn = call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum))
+        return Call("nn.Sequential", (conv, bn))
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:

@@ -49,10 +49,13 @@ class SymLayer:
 @dataclass(frozen=True)
 class SymShortcut:
     kind: str  # projection | option_a
-    when: str  # shape_changes | always
+    when: str  # shape_changes | always | expression (see `condition`)
+    condition: ast.expr | None  # `when` as an expression over the block's parameters
+    input: str | None  # the layer whose output it reads; None: the block input
     name: str
+    in_channels: ast.expr
     out_channels: ast.expr
-    stride: ast.expr
+    stride: ast.expr  # of the branch from `input` on
     batchnorm: bool
     bias: bool
     eps: float | None
@@ -67,7 +70,7 @@ class BlockType:
     connectivity: str  # none | skip
     layers: tuple[SymLayer, ...]
     after: tuple[SymLayer, ...]
-    shortcut: SymShortcut | None
+    shortcuts: tuple[SymShortcut, ...]
     out_channels: ast.expr
     where: Location
 
@@ -101,7 +104,7 @@ class BlockInst:
     name: str
     block: str
     args: tuple[tuple[str, object], ...]  # every parameter's concrete value
-    shortcut: bool  # the instance uses its shortcut layers (projection / option A)
+    shortcut: str | None  # name of the shortcut this instance uses; None: identity
     in_shape: Shape
     out_shape: Shape
     counts: Counts

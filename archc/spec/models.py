@@ -196,13 +196,17 @@ class BlockItem(Strict):
 
 
 class StageItem(Strict):
-    """A block repeated `repeat` times; the first instance may differ (`first:`)."""
+    """A block repeated `repeat` times; the first and last instances may differ (`first:`, `last:`)."""
 
     stage: Name = Field(description="Block kind to repeat.")
     repeat: IntExpr = Field(description="Number of instances (>= 1).")
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Parameters of every instance.")
     first: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."
+    )
+    last: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        description="Overrides for the last instance (Keras ResNet v2 downsamples there), applied after `first`.",
     )
     connectivity: Literal["none", "dense"] = Field(
         "none",
@@ -292,15 +296,23 @@ LayerEntry = Annotated[dict[Name, LayerBody], AfterValidator(_one_entry)]
 
 
 class Shortcut(Strict):
-    """What a `skip` block adds to its branch when the branch changes the shape."""
+    """What a `skip` block adds to its branch output instead of its input, and when."""
 
     kind: Literal["projection", "option_a"] = Field(
         "projection",
         description="projection: 1x1 conv (with the branch's stride) + optional BN. option_a: parameter-free, "
         "subsample by the stride and zero-pad the new channels (He et al. 2015).",
     )
-    when: Literal["shape_changes", "always"] = Field(
-        "shape_changes", description="Use the shortcut layers only where shapes differ, or on every instance."
+    when: Union[Literal["shape_changes", "always"], ExprStr] = Field(
+        "shape_changes",
+        union_mode="left_to_right",
+        description="shape_changes: only on instances whose branch changes the shape; always: on every instance; "
+        "or a boolean expression over the block's parameters, e.g. conv_shortcut.",
+    )
+    input: Name | None = Field(
+        None,
+        description="Read the output of this layer of the block instead of the block input, e.g. the "
+        "pre-activation's relu (ResNet v2).",
     )
     name: Name = Field("downsample", description="Module name of the shortcut (torchvision: downsample).")
     batchnorm: StrictBool = Field(True, description="projection only: follow the 1x1 conv with batch norm.")
@@ -331,7 +343,11 @@ class BlockDef(Strict):
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
         "Dense connectivity is a stage's (stage: ..., connectivity: dense).",
     )
-    shortcut: Shortcut | None = Field(None, description="skip only: the shortcut used when shapes change.")
+    shortcut: Shortcut | list[Shortcut] | None = Field(
+        None,
+        description="skip only: the shortcut, or a list of them tried in order (the first whose `when` holds "
+        "is used); with none applying, the identity.",
+    )
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
     after: list[LayerEntry] = Field(default_factory=list, description="skip only: layers after the addition.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the parameters.")
@@ -340,7 +356,16 @@ class BlockDef(Strict):
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
             raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
+        names = [sc.name for sc in self.shortcuts]
+        if len(set(names)) != len(names):
+            raise ValueError("shortcuts need distinct names (`name:`)")
         return self
+
+    @property
+    def shortcuts(self) -> tuple[Shortcut, ...]:
+        if self.shortcut is None:
+            return ()
+        return tuple(self.shortcut) if isinstance(self.shortcut, list) else (self.shortcut,)
 
 
 class ConvDefaults(Strict):
