@@ -33,7 +33,7 @@ def transfer(graph, t_model, k_model):
 
 @pytest.mark.parametrize(
     "spec", ["specs/cifar/resnet20.yaml", "specs/cifar/keras_resnet20v1.yaml", "specs/cifar/densenet_bc100_k12.yaml",
-             "specs/cifar/plain20.yaml", "specs/resnet18.yaml"],
+             "specs/cifar/plain20.yaml", "specs/resnet18.yaml", "specs/cifar/wrn28_10.yaml", "specs/keras/resnet50v2.yaml"],
 )  # fmt: skip
 def test_backends_agree(spec):
     graph = lower(load_spec(ROOT / spec))
