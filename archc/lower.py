@@ -453,7 +453,7 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
     holds (projection or option A), else the identity."""
     chosen, chosen_input = None, (block_in, in_shape, 0)
     for k, sc in enumerate(source.definition.shortcuts):
-        sc_input = _shortcut_input(state, source, ctx, sc, block_in, in_shape, children, k)
+        sc_input = _shortcut_input(ctx, sc, block_in, in_shape, children)
         if sc.when == "always":
             holds = True
         elif sc.when == "shape_changes":
@@ -520,20 +520,12 @@ def _sc_index(source: BlockSource, k: int) -> tuple[int, ...]:
     return (k,) if isinstance(source.definition.shortcut, list) else ()
 
 
-def _shortcut_input(state, source, ctx, sc, block_in, in_shape, children, k):  # type: ignore[no-untyped-def]
+def _shortcut_input(ctx, sc, block_in, in_shape, children):  # type: ignore[no-untyped-def]
     """(node id, shape, index of the first branch layer after it) that shortcut `sc` reads."""
     if sc.input is None:
         return block_in, in_shape, 0
-    for i, child in enumerate(children):
-        if isinstance(child, LayerInst) and child.name == sc.input:
-            if sum(1 for c in children if c.name == sc.input) > 1:
-                break
-            return _join(ctx.module_path, child.name), child.out_shape, i + 1
-    names = ", ".join(c.name for c in children)
-    raise SpecError(
-        f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {names}",
-        source.locate("shortcut", *_sc_index(source, k), "input"),
-    )
+    i = next(i for i, child in enumerate(children) if child.name == sc.input)  # checked in _block_type
+    return _join(ctx.module_path, sc.input), children[i].out_shape, i + 1
 
 
 def _branch_stride(children: tuple[Inst, ...]) -> int:
@@ -589,7 +581,13 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
 
     layers = sym_layers(definition.layers, "layers")
     shortcuts = []
+    names = [next(iter(e)) for e in definition.layers]
     for k, sc in enumerate(definition.shortcuts):
+        if sc.input is not None and (sc.input not in points or names.count(sc.input) > 1):
+            raise SpecError(
+                f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {', '.join(names)}",
+                source.locate("shortcut", *_sc_index(source, k), "input"),
+            )
         sc_channels, sc_stride = points[sc.input] if sc.input else (ast.Name("in_channels"), ast.Constant(1))
         if not isinstance(sc_stride, ast.Constant) or sc_stride.value != 1:
             raise SpecError(f"shortcut input {sc.input!r} comes after a strided layer; read an earlier one", source.locate("shortcut"))
