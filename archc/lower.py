@@ -29,8 +29,10 @@ from archc.ir.graph import (
     LayerInst,
     Node,
     StageInst,
+    SymBlock,
     SymLayer,
     SymShortcut,
+    SymStage,
 )
 from archc.ir.ops import Shape, ShapeError
 from archc.spec import expr
@@ -98,6 +100,7 @@ class _State:
     pinned: set[str] = field(default_factory=set)  # model params used where they cannot be arguments
     top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
     block_stack: list[str] = field(default_factory=list)
+    typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
 
 
 LayerKey = tuple[str, ...]
@@ -396,6 +399,7 @@ def _instantiate(
     stage_ctx: _Ctx | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     where = (stage_ctx or ctx).where()
+    nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
@@ -405,8 +409,7 @@ def _instantiate(
         params = _bind(source, args, where)
         if definition.checks:
             _run_checks(definition.checks, {**params, "in_channels": shape.c}, _Ctx(source.source, (*source.path, "checks"), (), {}, False), state)
-        btype = state.block_types.get(block) or _block_type(state, source)
-        state.block_types.setdefault(block, btype)
+        btype = _type_of(state, block, where)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur
         seen: dict[str, Any] = {}
@@ -419,6 +422,14 @@ def _instantiate(
                 actx = _Ctx(source.source, (*source.path, "after"), ctx.module_path, bctx.scope, False)
                 after, out, cur, _ = _lower_items(state, actx, definition.after, out, cur, False, seen, uses)
                 children = (*children, *after)
+    if nested:
+        for sc in btype.shortcuts:
+            if sc.when == "shape_changes" and expr.evaluate(_changes(sc), {**params, "in_channels": shape.c}) != (used_shortcut == sc.name):
+                raise SpecError(
+                    f"block {block!r} changes the map size without a stride here; inside another block its "
+                    "shortcut must follow from its stride and channels",
+                    where,
+                )
     counts = _sum_nodes(state, ctx.module_path)
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
@@ -550,17 +561,22 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     nonneg = False
     points: dict[str, tuple[ast.expr, ast.expr]] = {}  # layer -> (channels after it, stride up to it)
 
-    def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer, ...]:
+    def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer | SymBlock | SymStage, ...]:
         nonlocal channels, stride, nonneg
-        out: list[SymLayer] = []
+        out: list[SymLayer | SymBlock | SymStage] = []
         for index, entry in enumerate(entries):
             (name, body), = entry.items()
             kind = item_kind(body)
             where = source.locate(section, index, name)
-            if kind not in OP_TYPES:
-                raise SpecError(
-                    f"{name}: blocks may contain only primitive layers for now; use stages at model level", where
-                )
+            if kind in ("block", "stage"):
+                nested, channels, nested_stride = _sym_nested(state, name, kind, body, channels, where)
+                stride = expr.fold(ast.BinOp(stride, ast.Mult(), nested_stride))
+                nonneg = False
+                out.append(nested)
+                points[name] = (channels, stride)
+                continue
+            if kind == "group":
+                raise SpecError(f"{name}: groups belong at model level; inside a block, list the layers directly", where)
             if kind == "flatten":
                 raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
             args = _sym_args(kind, getattr(body, kind), defaults, channels, where)
@@ -610,8 +626,92 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     )
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
-        source.locate(),
+        stride, source.locate(),
     )  # fmt: skip
+
+
+def _type_of(state: _State, block: str, where: Location) -> BlockType:
+    """The symbolic form of a block kind, built once."""
+    if block in state.block_types:
+        return state.block_types[block]
+    source = state.spec.blocks.get(block)
+    if source is None:
+        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
+    if block in state.typing:
+        raise SpecError(f"block {block!r} contains itself ({' -> '.join([*state.typing, block])})", where)
+    state.typing.append(block)
+    try:
+        btype = _block_type(state, source)
+    finally:
+        state.typing.pop()
+    return state.block_types.setdefault(block, btype)
+
+
+def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.expr, where: Location):  # type: ignore[no-untyped-def]
+    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride)."""
+    inner = _type_of(state, body.block if kind == "block" else body.stage, where)
+    declared = {p for p, _, _ in inner.params}
+    for key in [*body.with_, *(body.first if kind == "stage" else {})]:
+        if key not in declared:
+            raise SpecError(f"block {inner.name!r} has no parameter {key!r}; its parameters: {', '.join(declared) or 'none'}", where)
+    common = {k: _sym(v, channels) for k, v in body.with_.items()}
+    if kind == "block":
+        sym = _sym_instance(inner, name, common, channels)
+        return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
+    if body.last:
+        raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
+    repeat = _sym(body.repeat, channels)
+    first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
+    first_out = _frame(inner, first, inner.out_channels)
+    if body.connectivity == "dense":
+        growth = _frame(inner, _sym_instance(inner, name, common, ast.Name("in_channels")), inner.out_channels)
+        if "in_channels" in expr.free_names(growth) or body.first:
+            raise SpecError(f"{name}: inside a block, a dense stage's instances must add a fixed number of channels", where)
+        step = ast.BinOp(ast.Name("i"), ast.Mult(), growth)
+        rest = _sym_instance(inner, name, common, expr.fold(ast.BinOp(channels, ast.Add(), step)))
+        out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
+        if not _is_one(_frame(inner, rest, inner.stride)):
+            raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
+        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, growth, channels), out, ast.Constant(1)
+    rest = _sym_instance(inner, name, common, first_out)
+    rest_out = _frame(inner, rest, inner.out_channels)
+    if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
+        raise SpecError(
+            f"{name}: inside a block, a stage's later instances must keep their input shape "
+            f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
+            where,
+        )
+    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, None, channels)
+    return stage, first_out, _frame(inner, first, inner.stride)
+
+
+def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
+    """An instance of `inner` with its shortcut switches as conditions (torchvision's
+    `stride != 1 or in_channels != planes * expansion`)."""
+    sym = SymBlock(name, inner.name, tuple(args.items()), (), in_channels)
+    flags = tuple((sc.name, _frame(inner, sym, _changes(sc))) for sc in inner.shortcuts if sc.when == "shape_changes")
+    return SymBlock(name, inner.name, tuple(args.items()), flags, in_channels)
+
+
+def _changes(sc: SymShortcut) -> ast.expr:
+    """When a `shape_changes` shortcut applies, as an expression over its block's parameters."""
+    return ast.BoolOp(ast.Or(), [
+        ast.Compare(sc.stride, [ast.NotEq()], [ast.Constant(1)]),
+        ast.Compare(sc.in_channels, [ast.NotEq()], [sc.out_channels]),
+    ])  # fmt: skip
+
+
+def _frame(inner: BlockType, sym: SymBlock, tree: ast.expr) -> ast.expr:
+    """An expression of the inner kind (over its parameters) in the outer kind's terms."""
+    values = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
+    values.update(dict(sym.args))
+    values["in_channels"] = sym.in_channels
+    return expr.substitute(tree, values)
+
+
+def _is_one(tree: ast.expr) -> bool:
+    return isinstance(tree, ast.Constant) and tree.value == 1
 
 
 def _sym_args(kind: str, args: Any, defaults: m.Defaults, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 
 from archc import __version__
 from archc.backends.code import Call, call
-from archc.ir.graph import BlockInst, BlockType, Graph, StageInst, SymLayer, SymShortcut
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    Graph,
+    StageInst,
+    SymBlock,
+    SymLayer,
+    SymShortcut,
+    SymStage,
+)
 from archc.spec import expr
 
 
@@ -89,8 +98,9 @@ def instances_of(graph: Graph, block: str) -> list[BlockInst]:
             if isinstance(item, BlockInst):
                 if item.block == block:
                     found.append(item)
+                walk(item.children)
             elif isinstance(item, StageInst):
-                found.extend(i for i in item.instances if i.block == block)
+                walk(item.instances)
             elif hasattr(item, "items"):
                 walk(item.items)
 
@@ -172,6 +182,29 @@ def instance_call(func: str, block: BlockType, sig: Signature, run: Run, var: st
     return call(func, *args, **kwargs)
 
 
+def inner_call(func: str, sym: SymBlock, sig: Signature, in_channels: str, lead: tuple[str, ...] = ()) -> Call:
+    """A call of an inner block kind inside another: arguments are expressions, and each
+    shortcut switch is a condition on them (`downsample=stride != 1 or ...`)."""
+    kwargs = {k: expr.to_python(v) for k, v in sym.args}
+    for flag, condition in sym.flags:
+        if flag in sig.flags and not (isinstance(condition, ast.Constant) and condition.value is False):
+            kwargs[flag] = expr.to_python(condition)
+    return call(func, *lead, in_channels, **kwargs)
+
+
+def sym_trees(layer: SymLayer | SymBlock | SymStage) -> list[ast.expr]:
+    """Every expression a symbolic layer, block or stage puts into generated code."""
+    if isinstance(layer, SymStage):
+        return [layer.repeat, *sym_trees(layer.first), *sym_trees(layer.rest)]
+    trees = [layer.in_channels, *(t for _, t in layer.args)]
+    return trees + [t for _, t in layer.flags] if isinstance(layer, SymBlock) else trees
+
+
+def stage_key(pattern: str) -> str:
+    """An instance name pattern as an f-string over the loop variable `i`."""
+    return 'f"' + pattern.replace("{i}", "{i}").replace("{n}", "{i + 1}") + '"'
+
+
 def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) -> tuple[str, bool]:
     """Instance name inside a loop: (source, is_fstring)."""
     pattern = stage.names
@@ -189,11 +222,12 @@ def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) ->
 class Hoister:
     """Names the non-trivial channel expressions of a block that are used more than once."""
 
-    def __init__(self, layers: tuple[SymLayer, ...]):
+    def __init__(self, layers: tuple[SymLayer | SymBlock | SymStage, ...]):
         counts: dict[str, int] = {}
         first_owner: dict[str, str] = {}
         for layer in layers:
-            for tree in (layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]):
+            widths = [t for k, t in layer.args if k in ("filters", "units")] if isinstance(layer, SymLayer) else []
+            for tree in (layer.in_channels, *widths):
                 src = expr.to_python(tree)
                 if not isinstance(tree, (ast.Name, ast.Constant)):
                     counts[src] = counts.get(src, 0) + 1

@@ -21,8 +21,10 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     StageInst,
+    SymBlock,
     SymLayer,
     SymShortcut,
+    SymStage,
 )
 from archc.spec import expr
 
@@ -153,8 +155,10 @@ class KerasEmitter:
             "body": body,
         }
 
-    def _sym_layer(self, layer: SymLayer, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
-        self.needs_math |= any(expr.uses_math(t) for _, t in layer.args)
+    def _sym_layer(self, layer: SymLayer | SymBlock | SymStage, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
+        self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+        if not isinstance(layer, SymLayer):
+            return [I1 + line for line in hoist.definitions([layer.in_channels])] + self._nested(layer, hoist)
         lines = [I1 + line for line in hoist.definitions([t for k, t in layer.args if k in ("filters", "units")])]
         uses[layer.name] = uses.get(layer.name, 0) + 1
         suffix = layer.name if uses[layer.name] == 1 else f"{layer.name}_{uses[layer.name]}"
@@ -164,6 +168,29 @@ class KerasEmitter:
         for stmt in layer_lines(layer.kind, args, 'f"{name}_' + suffix + '"', "x", layer.nonneg_in, block.where):
             lines += applied_lines(stmt)
         return lines
+
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> list[str]:
+        """A block or stage inside a block kind; layer names continue the outer `name`."""
+        prefix = 'f"{name}_' + sym.name
+        if isinstance(sym, SymBlock):
+            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ")
+        key = common.stage_key(sym.names)[2:-1]  # the pattern inside f"..."
+        count = expr.to_python(sym.repeat)
+        lines: list[str] = []
+        if sym.connectivity == "dense":
+            lines.append(f"{I1}for i in range({count}):")
+            name = f'{prefix}_{key}"'
+            lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, I1 + I1, "y = ")
+            concat = call("layers.Concatenate", name=_name(name, "_concat"))
+            return lines + render_applied(concat, I1 + I1, "x = ", "([x, y])")
+        first_key = sym.names.replace("{i}", "0").replace("{n}", "1")
+        lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', I1, "x = ")
+        lines.append(f"{I1}for i in range(1, {count}):")
+        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', I1 + I1, "x = ")
+
+    def _inner(self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str) -> list[str]:
+        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=("x",))
+        return render(Call(c.func, (*c.args, f"name={name}")), indent, head)
 
     def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:
         """`identity = ...(src)`; layer names follow the IR's node ids (`downsample_0`, `downsample_1`)."""

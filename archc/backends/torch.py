@@ -7,6 +7,7 @@ One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from archc.backends import common
@@ -20,8 +21,10 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     StageInst,
+    SymBlock,
     SymLayer,
     SymShortcut,
+    SymStage,
 )
 from archc.spec import expr
 
@@ -123,7 +126,11 @@ class TorchEmitter:
         # input (a skip or dense connection keeps it) or a shortcut's input.
         read = {sc.input for sc in block.shortcuts}
         for index, layer in enumerate(layers):
-            self.needs_math |= any(expr.uses_math(t) for _, t in layer.args) or expr.uses_math(layer.in_channels)
+            self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+            if not isinstance(layer, SymLayer):
+                init += [INDENT2 + line for line in hoist.definitions([layer.in_channels])]
+                init += render(self._nested(layer, hoist), INDENT2, f"self.{layer.name} = ")
+                continue
             init += [INDENT2 + line for line in hoist.definitions([layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]])]
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
@@ -163,7 +170,7 @@ class TorchEmitter:
         lines = ["identity = x"] if skip else []
         var = "x"
         for layer in block.layers:
-            lines += self._call_line(layer.name, layer.kind, var, "out")
+            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
             var = "out"
             lines += apply_shortcuts(layer.name, var)
         lines += apply_shortcuts(None, "x")
@@ -171,9 +178,33 @@ class TorchEmitter:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
         for layer in block.after:
-            lines += self._call_line(layer.name, layer.kind, var, "out")
+            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
         lines.append("return out" if var == "out" or block.layers else "return x")
         return lines
+
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> Code:
+        """A block or stage inside a block kind, its arguments as expressions."""
+        if isinstance(sym, SymBlock):
+            return self._inner(sym, hoist.src(sym.in_channels))
+        key = common.stage_key(sym.names)
+        if sym.connectivity == "dense":
+            self.helpers.add("DenseStage")
+            layer = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
+            count = expr.to_python(sym.repeat)
+            return call("DenseStage", Gen(Call(f"{key}: {layer.func}", layer.args), f"for i in range({count})", brackets="{}"))
+        first = self._inner(sym.first, hoist.src(sym.first.in_channels))
+        rest = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
+        more = expr.to_python(expr.fold(ast.BinOp(sym.repeat, ast.Sub(), ast.Constant(1))))
+        if sym.names == "{i}":
+            return Call("nn.Sequential", (first, Gen(rest, f"for _ in range({more})", prefix="*")))
+        self.needs_ordered_dict = True
+        first_key = common.literal(sym.names.replace("{i}", "0").replace("{n}", "1"))
+        count = expr.to_python(sym.repeat)
+        rest_items = Gen(Call(f"{key}: {rest.func}", rest.args), f"for i in range(1, {count})", prefix="**", brackets="{}")
+        return call("nn.Sequential", call("OrderedDict", Seq((Call(f"{first_key}: {first.func}", first.args), rest_items), "{}")))
+
+    def _inner(self, sym: SymBlock, in_channels: str) -> Call:
+        return common.inner_call(self.names[sym.block], sym, self.sigs[sym.block], in_channels)
 
     def _shortcut_module(self, sc: SymShortcut, hoist: common.Hoister) -> Code:
         in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)

@@ -193,6 +193,23 @@ def fold(tree: ast.expr) -> ast.expr:
         if isinstance(tree.op, ast.Add) and lc == 0 and not isinstance(lc, bool):
             return right
         return ast.BinOp(left, tree.op, right)
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], (ast.Eq, ast.NotEq)):
+        left, right = fold(tree.left), fold(tree.comparators[0])
+        if ast.dump(left) == ast.dump(right):  # x == x, x != x
+            return ast.Constant(isinstance(tree.ops[0], ast.Eq))
+        return ast.Compare(left, tree.ops, [right])
+    if isinstance(tree, ast.BoolOp):
+        absorbing = isinstance(tree.op, ast.Or)  # True absorbs `or`, False absorbs `and`
+        values = []
+        for value in map(fold, tree.values):
+            if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+                if value.value == absorbing:
+                    return ast.Constant(absorbing)
+                continue  # the neutral element
+            values.append(value)
+        if not values:
+            return ast.Constant(not absorbing)
+        return values[0] if len(values) == 1 else ast.BoolOp(tree.op, values)
     return tree
 
 
