@@ -101,6 +101,8 @@ class _State:
     top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
     block_stack: list[str] = field(default_factory=list)
     typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
+    # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
+    arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
 
 
 LayerKey = tuple[str, ...]
@@ -183,18 +185,23 @@ def _type_problem(value: Any, want: str) -> str | None:
 def _provenance(state: _State | None, raw: Any, where: Location) -> str:
     """' (depth = 21 from --set params.depth=21)' for each model parameter in `raw` that was
     set in another file than `where` (an extending spec, a --set), else ''."""
+    notes = _notes(state, raw, where)
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _notes(state: _State | None, raw: Any, where: Location) -> list[str]:
     if state is None or not isinstance(raw, str):
-        return ""
+        return []
     try:
         names = expr.free_names(expr.parse(raw)) & set(state.spec.model.params)
     except expr.ExprError:
-        return ""
+        return []
     notes = []
     for name in sorted(names):
         source = state.spec.source.locate(("params", name))
         if source.file != where.file:
             notes.append(f"{name} = {state.spec.model.params[name]!r} from {source}")
-    return f" ({'; '.join(notes)})" if notes else ""
+    return notes
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
@@ -209,6 +216,17 @@ def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, 
             message = _format_message(check.message, fill)
             where = ctx.where(i)
             raise SpecError(message + (_provenance(state, check.that, where) if ctx.top_level else ""), where)
+
+
+def _block_checks(state: _State, source: BlockSource, scope: dict[str, Any], where: Location) -> None:
+    """A block's rules, reported where the failing instance is written (the rule may live in a library)."""
+    for i, check in enumerate(source.definition.checks):
+        if not _value(check.that, scope, source.locate("checks", i, "that"), "any"):
+            names = sorted(expr.free_names(expr.parse(check.that)))
+            notes = [state.arg_notes[key] for key in ((source.name, n, scope.get(n)) for n in names) if key in state.arg_notes]
+            message = _format_message(check.message, lambda n: repr(scope[n]) if n in scope else "{" + n + "}")
+            rule = f"rule of block {source.name!r} at {source.locate('checks', i)}"
+            raise SpecError(f"{message} ({'; '.join([*notes, rule])})", where)
 
 
 def _format_message(template: str, fill: Any) -> str:
@@ -345,17 +363,20 @@ def _call_args(
     for name, value in raw.items():
         decl = declared.get(name)
         kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
-        args[name] = _value(value, {**ctx.scope}, ctx.where(key, name), f"param_{kind}", state=state)
+        where = ctx.where(key, name)
+        args[name] = _value(value, {**ctx.scope}, where, f"param_{kind}", state=state)
+        for note in _notes(state, value, where):
+            state.arg_notes[(block, name, args[name])] = note
     return args
 
 
 def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str) -> tuple[StageInst, str]:
-    repeat = _value(body.repeat, ctx.scope, ctx.where("stage", "repeat"), "int", state=state)
+    repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "int", state=state)
     if not 1 <= repeat <= MAX_REPEAT:
         raise SpecError(
             f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
-            ctx.where("stage", "repeat"),
+            ctx.where("repeat"),
         )
     common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
     first = _call_args(state, ctx, body.stage, body.first, common, "first")
@@ -407,8 +428,7 @@ def _instantiate(
     definition = source.definition
     with _entering(state, block, where):
         params = _bind(source, args, where)
-        if definition.checks:
-            _run_checks(definition.checks, {**params, "in_channels": shape.c}, _Ctx(source.source, (*source.path, "checks"), (), {}, False), state)
+        _block_checks(state, source, {**params, "in_channels": shape.c}, where)
         btype = _type_of(state, block, where)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur

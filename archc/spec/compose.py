@@ -17,6 +17,7 @@ Override paths: `params.depth`, `input[1]`, and list entries by name:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
     ref, where = data["extends"], smap.locate(("extends",))
     if not isinstance(ref, str) or not re.fullmatch(r"[\w./-]+\.ya?ml", ref):
         raise SpecError("extends: give the path of a .yaml spec, relative to this file", where)
-    base_path = path.parent / ref
+    base_path = Path(os.path.normpath(path.parent / ref))
     chain = (*seen, path.resolve())
     if base_path.resolve() in chain:
         names = " -> ".join(p.name for p in (*chain, base_path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
             raise SpecError(f"unknown library {ref!r}; shipped libraries: {', '.join(shipped)}", smap.locate(("use", i)))
-        lib_data, lib_map = load_yaml_file(lib_path)
+        lib_data, lib_map = load_yaml_file(_shown(lib_path))
         library = validate(LibrarySpec, lib_data, lib_map)
         for name, definition in library.blocks.items():
             blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
@@ -89,6 +90,12 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     else:
         sha256 = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
     return LoadedSpec(model, smap, blocks, sha256, smap.file, tuple(overrides))
+
+
+def _shown(path: Path) -> Path:
+    """A path as messages show it: relative to the working directory when under it."""
+    path = Path(os.path.normpath(path.absolute()))
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def validate(model_type: type[BaseModel], data: Any, smap: SourceMap) -> Any:

@@ -384,9 +384,11 @@ class BatchNormDefaults(Strict):
 
 
 class Defaults(Strict):
-    conv: ConvDefaults = ConvDefaults()
-    dense: DenseDefaults = DenseDefaults()
-    batchnorm: BatchNormDefaults = BatchNormDefaults()
+    conv: ConvDefaults = Field(ConvDefaults(), description="Conv settings a conv layer does not give itself.")
+    dense: DenseDefaults = Field(DenseDefaults(), description="Dense settings a dense layer does not give itself.")
+    batchnorm: BatchNormDefaults = Field(
+        BatchNormDefaults(), description="Batch-norm numerics; archc never relies on a framework's defaults."
+    )
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
@@ -404,7 +406,7 @@ class ModelSpec(Strict):
     doc: str = Field("", max_length=2000, description="What the model is, with its reference.")
     input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
-    defaults: Defaults = Defaults()
+    defaults: Defaults = Field(Defaults(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
         default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
     )
@@ -420,10 +422,10 @@ class ModelSpec(Strict):
 
 
 class LibrarySpec(Strict):
-    archc: Literal[1]
+    archc: Literal[1] = Field(description="Spec format version.")
     library: Name = Field(description="Library name.")
-    doc: str = ""
-    blocks: dict[Name, BlockDef]
+    doc: str = Field("", description="What the library holds, with its reference.")
+    blocks: dict[Name, BlockDef] = Field(description="The block kinds it provides.")
 
 
 GroupItem.model_rebuild()
