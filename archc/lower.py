@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
 from archc.ir import ops
 from archc.ir.graph import (
@@ -37,9 +38,12 @@ from archc.spec import models as m
 from archc.spec.loader import BlockSource, LoadedSpec
 from archc.spec.yamlsrc import SourceMap
 
+# Limits that keep a spec from asking for an absurd graph; raise them deliberately.
 MAX_NODES = 200_000  # expanded graph size; far above any published CNN
-MAX_CHANNELS = 1_000_000
-MAX_REPEAT = 10_000
+MAX_CHANNELS = 1_000_000  # channels, units, kernel sizes: any integer argument
+MAX_REPEAT = 10_000  # instances in one stage
+MAX_ELEMENTS = 10**9  # values in one feature map (C*H*W)
+MAX_PARAMS = 10**10  # parameters in the whole model (40 GB of float32)
 
 REQUIRED = object()
 # Attribute table for primitive layers: (attribute, type, default). A default of
@@ -97,6 +101,8 @@ class _State:
     pinned: set[str] = field(default_factory=set)  # model params used where they cannot be arguments
     top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
     block_stack: list[str] = field(default_factory=list)
+    params: int = 0  # parameters so far, trainable and not
+    keras_names: dict[str, str] = field(default_factory=lambda: {"input": "the input"})
 
 
 LayerKey = tuple[str, ...]
@@ -113,10 +119,18 @@ def lower(spec: LoadedSpec) -> Graph:
     _run_checks(model.checks, scope, _Ctx(spec.source, ("checks",), (), scope, True), state)
     c, h, w = model.input
     in_shape = Shape(c, h, w)
+    if max(c, h, w) > MAX_CHANNELS or in_shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"input {in_shape} exceeds the limits of {MAX_CHANNELS} per dimension and {MAX_ELEMENTS} values; "
+            "raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            spec.locate("input"),
+        )
+    _check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
+    _check_module_names(state)
     return Graph(
         name=model.name,
         doc=model.doc,
@@ -376,6 +390,7 @@ def _instantiate(
         state.block_types.setdefault(block, btype)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur
+        first_node = len(state.nodes)
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
@@ -386,7 +401,9 @@ def _instantiate(
                 actx = _Ctx(source.source, (*source.path, "after"), ctx.module_path, bctx.scope, False)
                 after, out, cur, _ = _lower_items(state, actx, definition.after, out, cur, False, seen, uses)
                 children = (*children, *after)
-    counts = _sum_nodes(state, ctx.module_path)
+    counts = Counts(
+        sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
+    )
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
 
@@ -560,6 +577,80 @@ def _sym(raw: Any, channels: ast.expr) -> ast.expr:
     return expr.substitute(tree, {"channels": channels})
 
 
+# --- whole-model checks --------------------------------------------------------------------
+
+
+def _check_size(state: _State, entries: list[dict[str, Any]], scope: dict[str, expr.Value], yaml_path: tuple[Any, ...], total: int = 0) -> int:
+    """Bound the expanded size from the repeat counts before expanding anything,
+    so an absurd spec fails at once instead of after building MAX_NODES nodes."""
+    for index, entry in enumerate(entries):
+        (name, body), = entry.items()
+        kind = item_kind(body)
+        where = state.spec.source.locate((*yaml_path, index, name))
+        if kind == "group":
+            total = _check_size(state, body.group, scope, (*yaml_path, index, name, "group"), total)
+            continue
+        count = 1
+        if kind in ("block", "stage"):
+            source = state.spec.blocks.get(getattr(body, kind))
+            d = source.definition if source else None
+            count = len(d.layers) + len(d.after) + 3 if d else 1  # layers, shortcut (<= 2 nodes), add
+        if kind == "stage":
+            try:
+                repeat = _value(body.repeat, scope, where, "int")
+            except SpecError:
+                repeat = 1  # lowering reports it where it is evaluated
+            count = (count + 1) * max(repeat, 1)  # + a concat per instance in dense stages
+        total += count
+        if total > MAX_NODES:
+            raise SpecError(
+                f"the model expands to more than {MAX_NODES} layers (up to {total} by here); "
+                "raise archc.lower.MAX_NODES deliberately if you mean it",
+                where,
+            )
+    return total
+
+
+def _check_module_names(state: _State) -> None:
+    """Names that meet in one generated module must not clash: block classes
+    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
+    and the parameters and shortcut switches that become arguments."""
+    spec = state.spec
+    model_class = class_name(spec.model.name)
+    classes: dict[str, str] = {model_class: f"model {spec.model.name!r}"}
+    for kind in (*TORCH_GLOBALS, *KERAS_GLOBALS):
+        classes[kind] = "the generated module"
+    for block in state.block_types:
+        source = spec.blocks[block]
+        cls = class_name(block)
+        if cls in classes:
+            raise SpecError(
+                f"block {block!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
+                source.locate(),
+            )
+        classes[cls] = f"block {block!r}"
+    module_scope = set(classes) | set(state.block_types)
+    for name in spec.model.params:
+        if name in module_scope:
+            raise SpecError(f"param {name!r} would shadow a class or function of the generated module; rename it", spec.locate("params", name))
+    for block in state.block_types:
+        source = spec.blocks[block]
+        d = source.definition
+        for name in d.params:
+            if name in module_scope:
+                raise SpecError(
+                    f"param {name!r} of block {block!r} would shadow a class or function of the generated module; rename it",
+                    source.locate("params", name),
+                )
+        if d.shortcut is not None:
+            layer_names = {n for entry in (*d.layers, *d.after) for n in entry}
+            if d.shortcut.name in d.params or d.shortcut.name in layer_names:
+                raise SpecError(
+                    f"shortcut name {d.shortcut.name!r} is also a parameter or layer of block {block!r}; rename it",
+                    source.locate("shortcut", "name"),
+                )
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -573,8 +664,30 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
             f"the model expands to more than {MAX_NODES} layers; raise archc.lower.MAX_NODES deliberately if you mean it",
             where,
         )
-    if node.shape.numel() > 10**9 or node.shape.c > MAX_CHANNELS:
-        raise SpecError(f"{node.id} would produce {node.shape} (over the {MAX_CHANNELS}-channel limit)", where)
+    if node.shape.c > MAX_CHANNELS or node.shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"{node.id} would produce {node.shape}, over the limits of {MAX_CHANNELS} channels and "
+            f"{MAX_ELEMENTS} values per map; raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            where,
+        )
+    state.params += node.trainable + node.non_trainable
+    if state.params > MAX_PARAMS:
+        raise SpecError(
+            f"the model has more than {MAX_PARAMS} parameters at {node.id}; "
+            "raise archc.lower.MAX_PARAMS deliberately if you mean it",
+            where,
+        )
+    # Keras names every layer after its node id ("layer1.0.conv1" -> "layer1_0_conv1", with a
+    # "_pad" layer before padded convs and pools); Keras requires them to be unique.
+    keras_names = [node.id.replace(".", "_")]
+    if getattr(node.op, "padding", 0) and isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)):
+        keras_names.append(keras_names[0] + "_pad")
+    for keras_name in keras_names:
+        other = state.keras_names.get(keras_name)
+        if other is not None:
+            clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
+            raise SpecError(f"{clash} would both be named {keras_name!r} in Keras; rename one of them", where)
+        state.keras_names[keras_name] = node.id
     state.nodes.append(node)
 
 
@@ -582,15 +695,6 @@ def _sum(items: Any) -> Counts:
     total = Counts()
     for item in items:
         total = total + item.counts
-    return total
-
-
-def _sum_nodes(state: _State, path: tuple[str, ...]) -> Counts:
-    prefix = _join(path) + "."
-    total = Counts()
-    for node in reversed(state.nodes):
-        if node.id.startswith(prefix):
-            total = total + Counts(node.trainable, node.non_trainable)
     return total
 
 

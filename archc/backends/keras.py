@@ -119,7 +119,7 @@ class KerasEmitter:
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
-        hoist = common.Hoister((*block.layers, *block.after))
+        hoist = common.Hoister((*block.layers, *block.after), sig.arguments())
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"

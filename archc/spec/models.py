@@ -36,14 +36,23 @@ RESERVED_NAMES = frozenset(
         # locals, arguments and globals of the generated modules
         "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
-        "in_channels", "channels", "build_model", "INPUT_SHAPE", "super",
-        "int", "float", "bool", "range", "len", "list", "tuple", "dict", "None", "True", "False",
-        # attributes of torch.nn.Module that a submodule name would shadow
-        "training", "train", "eval", "forward", "parameters", "buffers", "children", "modules",
-        "named_parameters", "named_buffers", "named_children", "named_modules", "state_dict",
-        "load_state_dict", "to", "cuda", "cpu", "double", "half", "bfloat16", "type", "apply",
-        "zero_grad", "requires_grad_", "register_buffer", "register_parameter", "add_module",
-        "get_submodule", "extra_repr", "call_super_init", "dump_patches",
+        "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
+        # builtins the generated code calls (expressions print round, abs, min, max, int, float)
+        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
+        "round", "abs", "min", "max", "None", "True", "False", "true", "false",
+        # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
+        # which a submodule of that name would shadow; tests/test_names.py keeps this complete
+        "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
+        "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend",
+        "extra_repr", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
+        "half", "insert", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
+        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+        "register_backward_hook", "register_buffer", "register_forward_hook",
+        "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
+        "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+        "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
+        "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
     }
 )  # fmt: skip
 
@@ -57,12 +66,24 @@ def _identifier(value: str) -> str:
         raise ValueError(f"{value!r} is a Python keyword; choose another name")
     if value in RESERVED_NAMES:
         raise ValueError(f"{value!r} is used by the generated code; choose another name")
-    if value.startswith("__"):
-        raise ValueError(f"{value!r}: names may not start with a double underscore")
+    if value.startswith("_"):
+        raise ValueError(f"{value!r}: names may not start with an underscore (private in Python and torch)")
     return value
 
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
+
+
+def _prose(value: str) -> str:
+    """Docs and messages are printed into docstrings and terminals: plain text only."""
+    bad = next((ch for ch in value if not (ch.isprintable() or ch in " \t\n")), None)
+    if bad is not None:
+        raise ValueError(f"control or formatting character {bad!r} is not allowed in text")
+    return " ".join(value.split())
+
+
+Doc = Annotated[str, Field(max_length=2000), AfterValidator(_prose)]
+Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _expression(value: str) -> str:
@@ -309,9 +330,7 @@ class Shortcut(Strict):
 
 class Check(Strict):
     that: ExprStr = Field(description="An expression that must be true, e.g. '(depth - 2) % 6 == 0'.")
-    message: str = Field(
-        max_length=300, description="Shown when it is false; {name} is replaced by the value of a parameter."
-    )
+    message: Message = Field(description="Shown when it is false; {name} is replaced by the value of a parameter.")
 
 
 ParamDecl = Annotated[
@@ -321,7 +340,7 @@ ParamDecl = Annotated[
 
 
 class BlockDef(Strict):
-    doc: str = Field("", description="One line describing the block.")
+    doc: Doc = Field("", description="One line describing the block.")
     params: dict[Name, ParamDecl] = Field(
         default_factory=dict,
         description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
@@ -371,7 +390,7 @@ LibraryRef = Annotated[str, Field(pattern=r"^([a-z][a-z0-9_]*|[\w./-]+\.ya?ml)$"
 class ModelSpec(Strict):
     archc: Literal[1] = Field(description="Spec format version.")
     name: Name = Field(description="Model name; also the generated class name's source.")
-    doc: str = Field("", max_length=2000, description="What the model is, with its reference.")
+    doc: Doc = Field("", description="What the model is, with its reference.")
     input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Defaults()
@@ -392,7 +411,7 @@ class ModelSpec(Strict):
 class LibrarySpec(Strict):
     archc: Literal[1]
     library: Name = Field(description="Library name.")
-    doc: str = ""
+    doc: Doc = ""
     blocks: dict[Name, BlockDef]
 
 
