@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError
 from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
-from archc.spec.yamlsrc import SourceMap, load_yaml_file, load_yaml_text
+from archc.spec.yamlsrc import SourceMap, load_yaml_bytes, load_yaml_text, read_spec_bytes
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
 
@@ -49,8 +49,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     if path.is_absolute() and path.is_relative_to(Path.cwd()):
         path = path.relative_to(Path.cwd())  # generated headers name the spec the same way from anywhere here
-    data, smap = load_yaml_file(path)
-    return _finish(data, smap, path.read_bytes(), path.parent)
+    raw = read_spec_bytes(path)
+    data, smap = load_yaml_bytes(raw, str(path))
+    return _finish(data, smap, raw, path.parent)
 
 
 def load_spec_text(text: str, file: str = "<string>", base_dir: Path | None = None) -> LoadedSpec:
@@ -64,13 +65,26 @@ def _finish(data: Any, smap: SourceMap, raw: bytes, base_dir: Path) -> LoadedSpe
     model = validate(ModelSpec, data, smap)
     blocks: dict[str, BlockSource] = {}
     for i, ref in enumerate(model.use):
+        where = smap.locate(("use", i))
+        if ref in model.use[:i]:
+            raise SpecError(f"library {ref!r} is listed twice", where)
+        # a path is relative to the file that names it, not to the working directory
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
-            raise SpecError(f"unknown library {ref!r}; shipped libraries: {', '.join(shipped)}", smap.locate(("use", i)))
-        lib_data, lib_map = load_yaml_file(lib_path)
+            hint = difflib.get_close_matches(ref, shipped, n=1)
+            raise SpecError(
+                f"unknown library {ref!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (shipped libraries: {', '.join(shipped)}; a path must end in .yaml)",
+                where,
+            )  # fmt: skip
+        lib_data, lib_map = load_yaml_bytes(read_spec_bytes(lib_path, where), str(lib_path))
+        if not (isinstance(lib_data, dict) and "library" in lib_data):
+            raise SpecError(f"{ref} is not a block library (it has no `library:` key)", where)
         library = validate(LibrarySpec, lib_data, lib_map)
         for name, definition in library.blocks.items():
+            if name in blocks:
+                raise SpecError(f"block {name!r} is defined by two libraries ({blocks[name].source.file}, {lib_map.file})", where)
             blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
     for name, definition in model.blocks.items():
         blocks[name] = BlockSource(name, definition, smap, ("blocks", name))  # local blocks override libraries
