@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,7 +256,8 @@ def _lower_items(
             try:
                 out = op.infer(shape)
             except ShapeError as e:
-                raise SpecError(f"{name}: {e}", where) from None
+                detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
+                raise SpecError(f"{name}: {detail}", where) from None
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
@@ -330,7 +332,10 @@ def _call_args(state: _State, ctx: _Ctx, raw: dict[str, Any], base: dict[str, An
 
 
 def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str) -> tuple[StageInst, str]:
-    repeat = _value(body.repeat, ctx.scope, ctx.where("stage", "repeat"), "int", state=state)
+    repeat = _value(body.repeat, ctx.scope, ctx.where("stage", "repeat"), "any", state=state)
+    if isinstance(repeat, bool) or not isinstance(repeat, int):
+        hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
+        raise SpecError(f"repeat must be an integer, got {repeat!r}{hint}", ctx.where("stage", "repeat"))
     if not 1 <= repeat <= MAX_REPEAT:
         raise SpecError(
             f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
@@ -380,8 +385,23 @@ def _instantiate(
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
-    definition = source.definition
+        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+    try:
+        return _expand(state, ctx, source, args, name, shape, cur, where)
+    except SpecError as e:
+        if e.where is None or e.where.file == where.file:
+            raise
+        # a mistake inside a library block shows at the instance that triggered it
+        raise SpecError(f"{_join(ctx.module_path)} (block {block!r}, {e.where}): {e.message}", where) from None
+
+
+def _expand(
+    state: _State, ctx: _Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
+    where: Location,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    block, definition = source.name, source.definition
     with _entering(state, block, where):
         params = _bind(source, args, where)
         if definition.checks:
@@ -597,10 +617,12 @@ def _check_size(state: _State, entries: list[dict[str, Any]], scope: dict[str, e
             count = len(d.layers) + len(d.after) + 3 if d else 1  # layers, shortcut (<= 2 nodes), add
         if kind == "stage":
             try:
-                repeat = _value(body.repeat, scope, where, "int")
+                repeat = _value(body.repeat, scope, where, "any")
             except SpecError:
+                repeat = 1
+            if not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
                 repeat = 1  # lowering reports it where it is evaluated
-            count = (count + 1) * max(repeat, 1)  # + a concat per instance in dense stages
+            count = (count + 1) * repeat  # + a concat per instance in dense stages
         total += count
         if total > MAX_NODES:
             raise SpecError(
@@ -626,7 +648,7 @@ def _check_module_names(state: _State) -> None:
         if cls in classes:
             raise SpecError(
                 f"block {block!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
-                source.locate(),
+                source.source.locate_key(source.path),
             )
         classes[cls] = f"block {block!r}"
     module_scope = set(classes) | set(state.block_types)

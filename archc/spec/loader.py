@@ -15,7 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError
 from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
-from archc.spec.yamlsrc import SourceMap, load_yaml_bytes, load_yaml_text, read_spec_bytes
+from archc.spec.yamlsrc import (
+    SourceMap,
+    load_yaml_bytes,
+    load_yaml_text,
+    read_spec_bytes,
+)
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
 
@@ -111,24 +116,38 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     e = sorted(errors, key=rank)[0]
     path = _data_path(e["loc"], data)
     message = e["msg"].removeprefix("Value error, ")
-    shown = ".".join(str(p) for p in path) or "spec"
+    shown = ".".join(_short(str(p)) for p in path) or "spec"
     if e["type"] == "extra_forbidden":
         key = path[-1] if path else ""
         hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
-        message = f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
+        message = f"unknown key {_short(repr(key))}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
     elif e["type"] == "missing":
         message = f"missing required key {e['loc'][-1]!r}"
-        shown = ".".join(str(p) for p in path) or "spec"
-    elif e["type"] in ("int_type", "float_type", "bool_type", "string_type", "literal_error"):
-        message = f"{message}, got {e.get('input')!r}"
-    return SpecError(f"{shown}: {message}", smap.locate(path))
+    elif e["type"] in _SHOW_INPUT:
+        message = f"{message}, got {_short(repr(e.get('input')))}"
+    where = smap.locate_key(path) if e["type"] == "extra_forbidden" else smap.locate(path)
+    return SpecError(f"{shown}: {message}", where)
+
+
+_SHOW_INPUT = (
+    "int_type", "float_type", "bool_type", "string_type", "literal_error", "greater_than_equal",
+    "tuple_type", "list_type", "dict_type", "model_type", "model_attributes_type",
+)  # fmt: skip
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """User text quoted in a message, cut so the message stays one readable line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     """Keep the parts of a pydantic location that exist in the YAML data (drops union tags)."""
     path: list[Any] = []
     node = data
-    for part in loc:
+    for i, part in enumerate(loc):
+        after = loc[i + 1] if i + 1 < len(loc) else None
+        if isinstance(node, dict) and part in node and after in node and not _has(node[part], after):
+            continue  # a union tag that is also a key, e.g. `stage` in {stage: basic, names: ...}
         if isinstance(node, dict) and part in node:
             node = node[part]
             path.append(part)
@@ -139,6 +158,10 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
             node = node["with"]
             path.append("with")
     return tuple(path)
+
+
+def _has(node: Any, key: Any) -> bool:
+    return isinstance(node, dict) and key in node
 
 
 def _known_keys() -> list[str]:

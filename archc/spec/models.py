@@ -10,6 +10,7 @@ and becomes the module name in generated code. Numbers may be expressions
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -95,6 +96,7 @@ def _expression(value: str) -> str:
 
 
 ExprStr = Annotated[str, AfterValidator(_expression)]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
 IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
 NumExpr = Annotated[Union[StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
 BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
@@ -216,6 +218,15 @@ class BlockItem(Strict):
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
 
 
+def _names_pattern(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]*\{[in]\}", value):
+        raise ValueError(
+            f"names must be letters, digits and _ followed by {{i}} (from 0) or {{n}} (from 1), "
+            f"e.g. 'denselayer{{n}}'; got {value!r}"
+        )
+    return value
+
+
 class StageItem(Strict):
     """A block repeated `repeat` times; the first instance may differ (`first:`)."""
 
@@ -230,10 +241,9 @@ class StageItem(Strict):
         description="none: instances run in sequence. dense: each instance receives the concatenation "
         "of the stage input and all earlier outputs, and the stage returns that concatenation.",
     )
-    names: str = Field(
+    names: Annotated[str, AfterValidator(_names_pattern)] = Field(
         "{i}",
         max_length=64,
-        pattern=r"^[A-Za-z_]?[A-Za-z0-9_]*\{[in]\}$",
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
         "stages, 'denselayer{n}' for dense blocks).",
     )
@@ -384,14 +394,20 @@ class Defaults(Strict):
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
-LibraryRef = Annotated[str, Field(pattern=r"^([a-z][a-z0-9_]*|[\w./-]+\.ya?ml)$", max_length=200)]
+def _library_ref(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
+        raise ValueError(f"a library is a shipped name (resnet, densenet) or a path ending in .yaml; got {value!r}")
+    return value
+
+
+LibraryRef = Annotated[str, Field(max_length=200), AfterValidator(_library_ref)]
 
 
 class ModelSpec(Strict):
     archc: Literal[1] = Field(description="Spec format version.")
     name: Name = Field(description="Model name; also the generated class name's source.")
     doc: Doc = Field("", description="What the model is, with its reference.")
-    input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")
+    input: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Defaults()
     use: list[LibraryRef] = Field(
@@ -401,11 +417,6 @@ class ModelSpec(Strict):
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
 
-    @model_validator(mode="after")
-    def _input_positive(self) -> ModelSpec:
-        if any(v < 1 for v in self.input):
-            raise ValueError("input must be three positive integers: [channels, height, width]")
-        return self
 
 
 class LibrarySpec(Strict):

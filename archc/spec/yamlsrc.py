@@ -34,6 +34,7 @@ class SourceMap:
 
     file: str
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # where a mapping key is written
 
     def locate(self, path: Path_) -> Location:
         """The location of `path`, or of its nearest ancestor that has one."""
@@ -43,6 +44,12 @@ class SourceMap:
         line, col = self.marks.get(path, (None, None))
         return Location(self.file, line, col)
 
+    def locate_key(self, path: Path_) -> Location:
+        """The location of the key that names `path` (for unknown keys)."""
+        if tuple(path) in self.key_marks:
+            return Location(self.file, *self.key_marks[tuple(path)])
+        return self.locate(path)
+
 
 def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data plus its source map."""
@@ -50,7 +57,7 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError(_too_large(), Location(file))
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text, file)
         node = loader.get_single_node()
         if node is None:
             raise SpecError("spec is empty; start with `archc: 1`", Location(file, 1, 1))
@@ -59,7 +66,10 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-        problem = " ".join((e.problem or e.context or "invalid YAML").split())
+        problem = e.problem or e.context or "invalid YAML"
+        if e.problem and e.context:
+            problem = f"{e.problem} ({e.context})"
+        problem = " ".join(problem.split())
         raise SpecError(f"invalid YAML: {problem}", where) from None
     except yaml.reader.ReaderError as e:
         line, col = _line_col(text, e.position)
@@ -75,6 +85,19 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         if loader is not None:
             loader.dispose()
     return data, smap
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, text: str, file: str):
+        super().__init__(text)
+        self.file = file
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # PyYAML's scanner takes time quadratic in flow nesting ("[[[[..."): stop early
+        if self.flow_level >= MAX_DEPTH:
+            mark = self.get_mark()
+            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", Location(self.file, mark.line + 1, mark.column + 1))
+        super().fetch_flow_collection_start(token_class)
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:
@@ -156,6 +179,7 @@ class _Converter:
                         f"duplicate key {key!r}; YAML would silently keep only the last one",
                         Location(self.smap.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
                     )
+                self.smap.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 out[key] = self.convert(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
