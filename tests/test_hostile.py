@@ -52,3 +52,60 @@ def test_hostile_spec(name, runner, tmp_path, monkeypatch):
     assert "Traceback" not in message
     assert not out.exists()
     assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
+
+
+# --- docs/errors.md is generated from the corpus -------------------------------------------
+
+KINDS = {
+    "yaml": "Unsafe or malformed YAML: object tags, aliases that expand without bound, duplicate keys, bad bytes.",
+    "key": "Unknown or missing keys (with a did-you-mean hint).",
+    "type": "Values of the wrong type or range.",
+    "layer": "Layers that are not layers, or whose options do not fit.",
+    "name": "Names that would not be safe, distinct Python identifiers in the generated module.",
+    "expr": "Expressions outside the small arithmetic language, or out of its bounds.",
+    "limit": "Specs that would produce an absurd graph; each names the limit that stops it.",
+    "shape": "Channel and spatial mismatches, with the shapes involved.",
+    "block": "Block kinds and their parameters.",
+    "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
+    "use": "Block libraries that are missing, misnamed or not libraries.",
+}
+DOC = Path(__file__).parent.parent / "docs" / "errors.md"
+
+
+def errors_doc() -> str:
+    """docs/errors.md: every error kind with the corpus file that shows it and its message."""
+    import os
+
+    runner, cwd = CliRunner(), os.getcwd()
+    out = [
+        "# archc error messages",
+        "",
+        "Every mistake in a spec ends in exit status 2 and one line, `archc: error: file:line:col: message`,",
+        "never a traceback and never a written file. The examples below are the hostile corpus",
+        "in `tests/hostile/`, which the test suite runs; the line shown is the one the error points at.",
+        "Regenerate this file with `python tests/test_hostile.py`.",
+    ]
+    os.chdir(HOSTILE)
+    try:
+        for kind, text in KINDS.items():
+            out += ["", f"## {kind}", "", text, ""]
+            for name in (n for n in CORPUS if n.split("_")[0] == kind):
+                _, line = expectation(HOSTILE / name)
+                shown = (HOSTILE / name).read_bytes().split(b"\n")[line - 1].replace(b"#<", b"").strip()
+                shown = shown.decode("utf-8", "replace")
+                shown = shown if shown.isprintable() else ascii(shown)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                message = runner.invoke(main, ["check", name]).stderr.strip().removeprefix("archc: error: ")
+                out += [f"- `{name}`: `{shown or '(empty)'}`", "  ```", f"  {message}", "  ```"]
+    finally:
+        os.chdir(cwd)
+    return "\n".join(out) + "\n"
+
+
+def test_errors_doc_is_current():
+    assert set(KINDS) == {name.split("_")[0] for name in CORPUS}
+    assert DOC.read_text(encoding="utf-8") == errors_doc(), "docs/errors.md is stale; run `python tests/test_hostile.py`"
+
+
+if __name__ == "__main__":
+    DOC.write_text(errors_doc(), encoding="utf-8")

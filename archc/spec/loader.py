@@ -83,7 +83,8 @@ def _finish(data: Any, smap: SourceMap, raw: bytes, base_dir: Path) -> LoadedSpe
                 + f" (shipped libraries: {', '.join(shipped)}; a path must end in .yaml)",
                 where,
             )  # fmt: skip
-        lib_data, lib_map = load_yaml_bytes(read_spec_bytes(lib_path, where), str(lib_path))
+        shown = f"archc/library/{ref}.yaml" if "." not in ref else str(lib_path)  # not the install path
+        lib_data, lib_map = load_yaml_bytes(read_spec_bytes(lib_path, where), shown)
         if not (isinstance(lib_data, dict) and "library" in lib_data):
             raise SpecError(f"{ref} is not a block library (it has no `library:` key)", where)
         library = validate(LibrarySpec, lib_data, lib_map)
