@@ -261,7 +261,7 @@ def _lower_items(
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
-            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg)
+            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
             nonneg = _nonneg_after(op, nonneg)
         items.append(item)

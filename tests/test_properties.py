@@ -48,7 +48,7 @@ def valid_specs(draw):
             planes = draw(st.sampled_from([c, 2 * c])) if kind == "cifar_basic" else draw(st.sampled_from([2, 4, 8]))
             args = {"planes": planes}
             if kind == "bottleneck":
-                args["groups"] = groups = draw(st.sampled_from([1, 2]))
+                args["groups"] = draw(st.sampled_from([1, 2]))
                 out = planes * 4
             else:
                 out = planes

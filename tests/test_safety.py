@@ -211,3 +211,16 @@ def test_ten_thousand_blocks_are_legal_a_million_are_not():
     assert len(graph.body[1].instances) == 10_000
     with pytest.raises(SpecError, match="repeat must be between 1 and 10000, got 1000000"):
         lower(load_spec_text(stage_spec(1_000_000), "huge.yaml"))
+
+
+def test_backend_complaints_are_located(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.yaml").write_text(
+        "archc: 1\nname: pool\ninput: [3, 8, 8]\ndefaults: {conv: {bias: false}}\nlayers:\n"
+        "  - conv0: {conv: {filters: 4, kernel: 3, padding: 1}}\n"
+        "  - pool: {maxpool: {kernel: 3, stride: 2, padding: 1}}\n"
+    )
+    assert build(CliRunner(), "pool.yaml", "-b", "torch", "-o", "-")[0] == 0
+    code, _, err = build(CliRunner(), "pool.yaml", "-b", "keras", "-o", "model.py")
+    assert code == 2 and err.startswith("archc: error: pool.yaml:7:11: maxpool with padding needs a non-negative input")
+    assert not (tmp_path / "model.py").exists()

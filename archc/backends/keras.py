@@ -191,7 +191,7 @@ class KerasEmitter:
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in vars(item.op).items() if v is not None}
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, self.graph.source):
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)
