@@ -638,10 +638,14 @@ def _check_module_names(state: _State) -> None:
     (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
     and the parameters and shortcut switches that become arguments."""
     spec = state.spec
+    classes = {name: "the generated module" for name in (*TORCH_GLOBALS, *KERAS_GLOBALS)}
     model_class = class_name(spec.model.name)
-    classes: dict[str, str] = {model_class: f"model {spec.model.name!r}"}
-    for kind in (*TORCH_GLOBALS, *KERAS_GLOBALS):
-        classes[kind] = "the generated module"
+    if model_class in classes:
+        raise SpecError(
+            f"model {spec.model.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
+            spec.locate("name"),
+        )
+    classes[model_class] = f"model {spec.model.name!r}"
     for block in state.block_types:
         source = spec.blocks[block]
         cls = class_name(block)
@@ -702,7 +706,7 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
     # Keras names every layer after its node id ("layer1.0.conv1" -> "layer1_0_conv1", with a
     # "_pad" layer before padded convs and pools); Keras requires them to be unique.
     keras_names = [node.id.replace(".", "_")]
-    if getattr(node.op, "padding", 0) and isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)):
+    if isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)) and node.op.padding:
         keras_names.append(keras_names[0] + "_pad")
     for keras_name in keras_names:
         other = state.keras_names.get(keras_name)

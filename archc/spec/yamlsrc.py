@@ -61,6 +61,7 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             raise SpecError("spec is empty; start with `archc: 1`", Location(file, 1, 1))
+        _expanded_size(node, file, {}, set())
         smap = SourceMap(file)
         data = _Converter(loader, smap).convert(node, ())
     except yaml.MarkedYAMLError as e:
@@ -139,23 +140,39 @@ def load_yaml_bytes(raw: bytes, file: str) -> tuple[Any, SourceMap]:
     return load_yaml_text(text, file)
 
 
+def _expanded_size(node: yaml.Node, file: str, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values in the document once aliases are expanded, counted per distinct node (so a
+    "billion laughs" is refused before anything is expanded)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    where = Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+    if key in open_:
+        raise SpecError("an alias refers to the collection that contains it", where)
+    open_.add(key)
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+    children = node.value if isinstance(node, yaml.SequenceNode) else children
+    size = 1 + sum(_expanded_size(child, file, sizes, open_) for child in children)
+    if size > MAX_NODES:
+        raise SpecError(
+            f"document expands to more than {MAX_NODES} values through aliases (a \"billion laughs\"?); "
+            "raise archc.spec.yamlsrc.MAX_NODES deliberately if you mean it",
+            where,
+        )
+    open_.discard(key)
+    sizes[key] = size
+    return size
+
+
 class _Converter:
     def __init__(self, loader: yaml.SafeLoader, smap: SourceMap):
         self.loader = loader
         self.smap = smap
-        self.count = 0
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise SpecError(
-                f"document expands to more than {MAX_NODES} values through aliases (a \"billion laughs\"?); "
-                "raise archc.spec.yamlsrc.MAX_NODES deliberately if you mean it",
-                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
-            )
         if len(path) > MAX_DEPTH:
             raise SpecError(
-                f"YAML nested more than {MAX_DEPTH} levels deep (a self-referencing alias?)",
+                f"YAML nested more than {MAX_DEPTH} levels deep",
                 Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
             )
         self.smap.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
