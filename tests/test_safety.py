@@ -224,3 +224,20 @@ def test_backend_complaints_are_located(tmp_path, monkeypatch):
     code, _, err = build(CliRunner(), "pool.yaml", "-b", "keras", "-o", "model.py")
     assert code == 2 and err.startswith("archc: error: pool.yaml:7:11: maxpool with padding needs a non-negative input")
     assert not (tmp_path / "model.py").exists()
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("doc: DOC", "doc: HUGE"),
+        ("filters: 8,", "filters: HUGE,"),
+        ("  - pool: global_avgpool", "  - ? HUGE\n    : relu"),
+        ("params: {num_classes: 10}", "params: {num_classes: 10, HUGE: 1}"),
+    ],
+)
+def test_huge_strings_give_short_messages(old, new, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "huge.yaml").write_text(TINY.replace(old, new.replace("HUGE", "a" * 900_000)))
+    code, _, err = build(CliRunner(), "huge.yaml", "-b", "torch", "-o", "model.py")
+    assert code == 2 and err.startswith("archc: error: huge.yaml:") and len(err) < 400, err[:400]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.yaml"]
