@@ -28,8 +28,7 @@ EXAMPLES = {
 
 
 def _fail(message: str) -> None:
-    # One line, whatever a message quotes; repr-escaped user text never holds a newline,
-    # this keeps the promise if some library's message does.
+    # one line, even if a message from a library holds a newline
     click.echo(f"archc: error: {' '.join(message.splitlines())}", err=True)
     sys.exit(2)
 

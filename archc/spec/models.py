@@ -42,7 +42,7 @@ RESERVED_NAMES = frozenset(
         "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
         "round", "abs", "min", "max", "None", "True", "False", "true", "false",
         # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
-        # which a submodule of that name would shadow; tests/test_names.py keeps this complete
+        # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
         "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
         "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend",
         "extra_repr", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
