@@ -156,6 +156,11 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param)."""
     value = raw
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        try:
+            value = expr.bounded(raw)  # YAML's .inf and .nan, or a 60-digit literal
+        except expr.ExprError as e:
+            raise SpecError(str(e), where) from None
     if isinstance(raw, str):
         try:
             tree = expr.parse(raw)

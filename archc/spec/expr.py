@@ -101,7 +101,7 @@ def _check_node(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.Constant) and type(node.value) not in (int, float, bool):
         raise ExprError(f"only numbers and true/false are allowed in expression {text!r}")
     if isinstance(node, ast.Constant):
-        _check_bounds(node.value)
+        bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
         raise ExprError(f"operator {type(node.op).__name__} is not allowed in {text!r}")
     if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
@@ -134,7 +134,7 @@ def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
     if unknown:
         known = ", ".join(sorted(scope)) or "none"
         raise ExprError(f"unknown name {unknown[0]!r} (known here: {known})")
-    return _check_bounds(_eval(tree, scope))
+    return bounded(_eval(tree, scope))
 
 
 def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
@@ -147,7 +147,7 @@ def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
         if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_INT):
             raise ExprError(f"power {left} ** {right} is out of range (exponents are limited to 64)")
         try:
-            return _check_bounds(_BINOPS[type(node.op)](left, right))
+            return bounded(_BINOPS[type(node.op)](left, right))
         except ZeroDivisionError:
             raise ExprError("division by zero") from None
         except OverflowError:
@@ -174,21 +174,21 @@ def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
         func = FUNCTIONS[node.func.id][0]  # type: ignore[union-attr]
         args = [_eval(a, scope) for a in node.args]
         try:
-            return _check_bounds(func(*args))
+            return bounded(func(*args))
         except (TypeError, ValueError, OverflowError) as e:
             raise ExprError(f"{node.func.id}(): {e}") from None  # type: ignore[union-attr]
     raise ExprError(f"unsupported expression node {type(node).__name__}")
 
 
-def _check_bounds(value: object) -> Value:
+def bounded(value: object) -> Value:
     if isinstance(value, bool):
         return value
     if not isinstance(value, (int, float)):  # e.g. the complex result of (-8) ** 0.5
-        raise ExprError(f"result {value!r} is not a real number")
+        raise ExprError(f"{value!r} is not a real number")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ExprError("result is not a finite number")
+        raise ExprError(f"{value} is not a finite number")
     if abs(value) > MAX_INT:
-        raise ExprError(f"result {value:.3g} exceeds the limit of {MAX_INT:.3g} ({LIMITS_HINT})")
+        raise ExprError(f"{value:.3g} exceeds the limit of {MAX_INT:.3g} ({LIMITS_HINT})")
     return value
 
 

@@ -111,7 +111,7 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     # Union branches each report an error; the one a person wants is the
     # deepest one that came from our own validators or an unknown key.
     def rank(e: dict[str, Any]) -> tuple[int, int]:
-        order = ("extra_forbidden", "value_error", "unknown_layer", "missing")
+        order = ("extra_forbidden", "value_error", "finite_number", "unknown_layer", "missing")
         return (order.index(e["type"]) if e["type"] in order else len(order), -len(e["loc"]))
 
     e = sorted(errors, key=rank)[0]
@@ -132,7 +132,7 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
 
 _SHOW_INPUT = (
     "int_type", "float_type", "bool_type", "string_type", "literal_error", "greater_than_equal",
-    "tuple_type", "list_type", "dict_type", "model_type", "model_attributes_type",
+    "tuple_type", "list_type", "dict_type", "model_type", "model_attributes_type", "finite_number",
 )  # fmt: skip
 
 

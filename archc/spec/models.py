@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -97,10 +98,11 @@ def _expression(value: str) -> str:
 
 ExprStr = Annotated[str, AfterValidator(_expression)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
+FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan have no Python literal
 IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
-NumExpr = Annotated[Union[StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+NumExpr = Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
 BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
-ParamValue = Annotated[Union[StrictBool, StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
 
 
 class Strict(BaseModel):
@@ -344,7 +346,7 @@ class Check(Strict):
 
 
 ParamDecl = Annotated[
-    Union[StrictBool, StrictInt, StrictFloat, Literal["int", "float", "bool"]],
+    Union[StrictBool, StrictInt, FiniteFloat, Literal["int", "float", "bool"]],
     Field(union_mode="left_to_right"),
 ]
 
@@ -381,8 +383,8 @@ class DenseDefaults(Strict):
 
 
 class BatchNormDefaults(Strict):
-    eps: StrictFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
-    momentum: StrictFloat | None = Field(
+    eps: FiniteFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
+    momentum: FiniteFloat | None = Field(
         None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
     )
 
