@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
 from archc.ir import ops
 from archc.ir.graph import (
@@ -40,9 +42,12 @@ from archc.spec import models as m
 from archc.spec.loader import BlockSource, LoadedSpec
 from archc.spec.yamlsrc import SourceMap
 
+# Limits that keep a spec from asking for an absurd graph; raise them deliberately.
 MAX_NODES = 200_000  # expanded graph size; far above any published CNN
-MAX_CHANNELS = 1_000_000
-MAX_REPEAT = 10_000
+MAX_CHANNELS = 1_000_000  # channels, units, kernel sizes: any integer argument
+MAX_REPEAT = 10_000  # instances in one stage
+MAX_ELEMENTS = 10**9  # values in one feature map (C*H*W)
+MAX_PARAMS = 10**10  # parameters in the whole model (40 GB of float32)
 
 REQUIRED = object()
 # Attribute table for primitive layers: (attribute, type, default). A default of
@@ -103,6 +108,8 @@ class _State:
     typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
     # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
     arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
+    params: int = 0  # parameters so far, trainable and not
+    keras_names: dict[str, str] = field(default_factory=lambda: {"input": "the input"})
 
 
 LayerKey = tuple[str, ...]
@@ -119,10 +126,18 @@ def lower(spec: LoadedSpec) -> Graph:
     _run_checks(model.checks, scope, _Ctx(spec.source, ("checks",), (), scope, True), state)
     c, h, w = model.input
     in_shape = Shape(c, h, w)
+    if max(c, h, w) > MAX_CHANNELS or in_shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"input {in_shape} exceeds the limits of {MAX_CHANNELS} per dimension and {MAX_ELEMENTS} values; "
+            "raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            spec.locate("input"),
+        )
+    _check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
+    _check_module_names(state)
     return Graph(
         name=model.name,
         doc=model.doc,
@@ -147,6 +162,11 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param)."""
     value = raw
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        try:
+            value = expr.bounded(raw)  # YAML's .inf and .nan, or a 60-digit literal
+        except expr.ExprError as e:
+            raise SpecError(str(e), where) from None
     if isinstance(raw, str):
         try:
             tree = expr.parse(raw)
@@ -286,11 +306,12 @@ def _lower_items(
             try:
                 out = op.infer(shape)
             except ShapeError as e:
-                raise SpecError(f"{name}: {e}", where) from None
+                detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
+                raise SpecError(f"{name}: {detail}", where) from None
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
-            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg)
+            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
             nonneg = _nonneg_after(op, nonneg)
         items.append(item)
@@ -364,14 +385,20 @@ def _call_args(
         decl = declared.get(name)
         kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
         where = ctx.where(key, name)
-        args[name] = _value(value, {**ctx.scope}, where, f"param_{kind}", state=state)
+        try:
+            args[name] = _value(value, {**ctx.scope}, where, f"param_{kind}", state=state)
+        except SpecError as e:
+            raise SpecError(f"block {block!r} parameter {name!r} {e.message}", e.where) from None
         for note in _notes(state, value, where):
             state.arg_notes[(block, name, args[name])] = note
     return args
 
 
 def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str) -> tuple[StageInst, str]:
-    repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "int", state=state)
+    repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
+    if isinstance(repeat, bool) or not isinstance(repeat, int):
+        hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
+        raise SpecError(f"repeat must be an integer, got {repeat!r}{hint}", ctx.where("repeat"))
     if not 1 <= repeat <= MAX_REPEAT:
         raise SpecError(
             f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
@@ -420,18 +447,34 @@ def _instantiate(
     stage_ctx: _Ctx | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     where = (stage_ctx or ctx).where()
-    nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
-    definition = source.definition
+        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+    try:
+        return _expand(state, ctx, source, args, name, shape, cur, where)
+    except SpecError as e:
+        if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
+            raise
+        # a mistake inside a library block shows at the instance that triggered it
+        raise SpecError(f"{_join(ctx.module_path)} (block {block!r}, {e.where}): {e.message}", where) from None
+
+
+def _expand(
+    state: _State, ctx: _Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
+    where: Location,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    block, definition = source.name, source.definition
+    nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     with _entering(state, block, where):
         params = _bind(source, args, where)
         _block_checks(state, source, {**params, "in_channels": shape.c}, where)
         btype = _type_of(state, block, where)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur
+        first_node = len(state.nodes)
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
@@ -450,7 +493,9 @@ def _instantiate(
                     "shortcut must follow from its stride and channels",
                     where,
                 )
-    counts = _sum_nodes(state, ctx.module_path)
+    counts = Counts(
+        sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
+    )
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
 
@@ -760,6 +805,96 @@ def _sym(raw: Any, channels: ast.expr) -> ast.expr:
     return expr.substitute(tree, {"channels": channels})
 
 
+# --- whole-model checks --------------------------------------------------------------------
+
+
+def _check_size(state: _State, entries: list[dict[str, Any]], scope: dict[str, expr.Value], yaml_path: tuple[Any, ...], total: int = 0) -> int:
+    """Bound the expanded size from the repeat counts before expanding anything,
+    so an absurd spec fails at once instead of after building MAX_NODES nodes."""
+    for index, entry in enumerate(entries):
+        (name, body), = entry.items()
+        kind = item_kind(body)
+        where = state.spec.source.locate((*yaml_path, index, name))
+        if kind == "group":
+            total = _check_size(state, body.group, scope, (*yaml_path, index, name, "group"), total)
+            continue
+        count = _block_size(state, getattr(body, kind), ()) if kind in ("block", "stage") else 1
+        if kind == "stage":
+            try:
+                repeat = _value(body.repeat, scope, where, "any")
+            except SpecError:
+                repeat = 1
+            if not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+                repeat = 1  # lowering reports it where it is evaluated
+            count = (count + 1) * repeat  # + a concat per instance in dense stages
+        total += count
+        if total > MAX_NODES:
+            raise SpecError(
+                f"the model expands to more than {MAX_NODES} layers (up to {total} by here); "
+                "raise archc.lower.MAX_NODES deliberately if you mean it",
+                where,
+            )
+    return total
+
+
+def _block_size(state: _State, block: str, seen: tuple[str, ...]) -> int:
+    """Nodes one instance of `block` adds at least (a stage inside it counted once)."""
+    source = state.spec.blocks.get(block)
+    if source is None or block in seen:
+        return 1  # lowering reports it
+    d = source.definition
+    size = 3  # shortcut (<= 2 nodes) and add
+    for entry in (*d.layers, *d.after):
+        (body,) = entry.values()
+        kind = item_kind(body)
+        size += _block_size(state, getattr(body, kind), (*seen, block)) + 1 if kind in ("block", "stage") else 1
+    return size
+
+
+def _check_module_names(state: _State) -> None:
+    """Names that meet in one generated module must not clash: block classes
+    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
+    and the parameters and shortcut switches that become arguments."""
+    spec = state.spec
+    classes = {name: "the generated module" for name in (*TORCH_GLOBALS, *KERAS_GLOBALS)}
+    model_class = class_name(spec.model.name)
+    if model_class in classes:
+        raise SpecError(
+            f"model {spec.model.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
+            spec.locate("name"),
+        )
+    classes[model_class] = f"model {spec.model.name!r}"
+    for block in state.block_types:
+        source = spec.blocks[block]
+        cls = class_name(block)
+        if cls in classes:
+            raise SpecError(
+                f"block {block!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
+                source.source.locate_key(source.path),
+            )
+        classes[cls] = f"block {block!r}"
+    module_scope = set(classes) | set(state.block_types)
+    for name in spec.model.params:
+        if name in module_scope:
+            raise SpecError(f"param {name!r} would shadow a class or function of the generated module; rename it", spec.locate("params", name))
+    for block in state.block_types:
+        source = spec.blocks[block]
+        d = source.definition
+        for name in d.params:
+            if name in module_scope:
+                raise SpecError(
+                    f"param {name!r} of block {block!r} would shadow a class or function of the generated module; rename it",
+                    source.locate("params", name),
+                )
+        layer_names = {n for entry in (*d.layers, *d.after) for n in entry}
+        for sc in d.shortcuts:
+            if sc.name in d.params or sc.name in layer_names:
+                raise SpecError(
+                    f"shortcut name {sc.name!r} is also a parameter or layer of block {block!r}; rename it",
+                    source.locate("shortcut"),
+                )
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -773,8 +908,30 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
             f"the model expands to more than {MAX_NODES} layers; raise archc.lower.MAX_NODES deliberately if you mean it",
             where,
         )
-    if node.shape.numel() > 10**9 or node.shape.c > MAX_CHANNELS:
-        raise SpecError(f"{node.id} would produce {node.shape} (over the {MAX_CHANNELS}-channel limit)", where)
+    if node.shape.c > MAX_CHANNELS or node.shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"{node.id} would produce {node.shape}, over the limits of {MAX_CHANNELS} channels and "
+            f"{MAX_ELEMENTS} values per map; raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            where,
+        )
+    state.params += node.trainable + node.non_trainable
+    if state.params > MAX_PARAMS:
+        raise SpecError(
+            f"the model has more than {MAX_PARAMS} parameters at {node.id}; "
+            "raise archc.lower.MAX_PARAMS deliberately if you mean it",
+            where,
+        )
+    # Keras names every layer after its node id ("layer1.0.conv1" -> "layer1_0_conv1", with a
+    # "_pad" layer before padded convs and pools); Keras requires them to be unique.
+    keras_names = [node.id.replace(".", "_")]
+    if isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)) and node.op.padding:
+        keras_names.append(keras_names[0] + "_pad")
+    for keras_name in keras_names:
+        other = state.keras_names.get(keras_name)
+        if other is not None:
+            clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
+            raise SpecError(f"{clash} would both be named {keras_name!r} in Keras; rename one of them", where)
+        state.keras_names[keras_name] = node.id
     state.nodes.append(node)
 
 
@@ -782,15 +939,6 @@ def _sum(items: Any) -> Counts:
     total = Counts()
     for item in items:
         total = total + item.counts
-    return total
-
-
-def _sum_nodes(state: _State, path: tuple[str, ...]) -> Counts:
-    prefix = _join(path) + "."
-    total = Counts()
-    for node in reversed(state.nodes):
-        if node.id.startswith(prefix):
-            total = total + Counts(node.trainable, node.non_trainable)
     return total
 
 

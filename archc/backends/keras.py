@@ -122,7 +122,7 @@ class KerasEmitter:
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
-        hoist = common.Hoister((*block.layers, *block.after))
+        hoist = common.Hoister((*block.layers, *block.after), sig.arguments())
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
@@ -228,7 +228,7 @@ class KerasEmitter:
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in vars(item.op).items() if v is not None}
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, self.graph.source):
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)

@@ -118,7 +118,7 @@ class TorchEmitter:
     def block_class(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
         layers = (*block.layers, *block.after)
-        hoist = common.Hoister(layers)
+        hoist = common.Hoister(layers, sig.arguments())
         init: list[str] = []
         defined: set[str] = set()
         flat = False

@@ -125,6 +125,7 @@ class LayerInst:
     counts: Counts
     nonneg_in: bool = False
     exposed: tuple[tuple[str, str], ...] = ()  # (attr, model param) emitted as a build_model argument
+    where: Location | None = None  # where the spec writes it, for a backend's complaints
 
 
 @dataclass(frozen=True)
