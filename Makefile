@@ -3,7 +3,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
-SPECS := $(shell find specs -name '*.yaml' | sort)
 
 .PHONY: setup demo test generated lint clean
 
@@ -24,12 +23,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n 2 -q
 
-# Regenerate generated/ after changing specs, emitters or templates.
+# Regenerate generated/ and the editor schema after changing specs, the spec models, emitters or templates.
 generated: setup
-	@for spec in $(SPECS); do \
-		$(ARCHC) build $$spec --backend torch || exit 1; \
-		$(ARCHC) build $$spec --backend keras || exit 1; \
-	done
+	$(ARCHC) build specs --backend torch,keras
+	$(ARCHC) schema -o docs/archc.schema.json
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests scripts generated

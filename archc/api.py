@@ -29,7 +29,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     return _load(path, overrides)
 
 
-def lower(spec: SpecLike) -> Graph:
+def to_ir(spec: SpecLike) -> Graph:
     """The graph IR of a spec (shapes, parameter counts, MACs)."""
     from archc.lower import lower as lower_spec
 
@@ -42,12 +42,12 @@ def compile(spec: SpecLike, backend: str) -> str:  # noqa: A001 - the name users
     """The generated module's source text, exactly what `archc build` writes."""
     from archc.backends import emit
 
-    return emit(lower(spec), backend)
+    return emit(to_ir(spec), backend)
 
 
 def build(spec: SpecLike, backend: str, **kwargs: Any) -> Any:
     """Compile, import in memory and return `build_model(**kwargs)`: a torch.nn.Module or keras.Model."""
-    graph = lower(spec)
+    graph = to_ir(spec)
     module = types.ModuleType(f"archc_generated_{graph.name}_{backend}")
     code = builtins.compile(compile(graph, backend), f"<archc {graph.source} ({backend})>", "exec")
     exec(code, module.__dict__)
@@ -58,4 +58,4 @@ def summary(spec: SpecLike, level: str = "blocks", batch: int = 1) -> Summary:
     """Per-block (or per-layer) output shapes, parameters, MACs and activation memory."""
     from archc.passes.summary import summarize
 
-    return summarize(lower(spec), level, batch)
+    return summarize(to_ir(spec), level, batch)

@@ -6,7 +6,7 @@ It is pydantic's schema of `ModelSpec`, with what the validators add by hand:
 - a spec with `extends:` is a partial document: nothing else is required, and a
   top-level value may be `null` (delete it from the base), `{$replace: value}` or
   `{$append: [...]}`. Nested merge operators are left to archc itself, which also
-  checks what no schema can (expressions, names in scope, shapes).
+  checks what no schema can (expressions, names in scope, shapes, the merged result).
 """
 
 from __future__ import annotations
@@ -47,20 +47,19 @@ def schema() -> dict[str, Any]:
         "description": "An activation: its name (act: relu) or its arguments.",
         "anyOf": [{"enum": list(ACTIVATIONS)}, {"$ref": "#/$defs/ActArgs"}],
     }
-    required = full.pop("required")
-    partial = {
-        "required": ["archc", "extends"],
-        "properties": {k: _mergeable(v) for k, v in full["properties"].items() if k not in ("archc", "extends")},
-    }
+    # The top level admits both forms (so editors complete and describe every key);
+    # `else` holds a spec without `extends` to the full rules.
+    strict = {"required": full.pop("required"), "properties": full["properties"]}
+    full["properties"] = {k: v if k in ("archc", "extends") else _mergeable(v) for k, v in full["properties"].items()}
     return {
         "$schema": SCHEMA_URL,
+        **full,
         "title": "archc spec",
         "description": "A CNN architecture spec for archc (docs/spec.md). A spec with `extends:` only states "
         "what it changes in its base.",
-        **full,
         "if": {"required": ["extends"]},
-        "then": partial,
-        "else": {"required": required},
+        "then": {"required": ["archc", "extends"]},
+        "else": strict,
         "$defs": dict(sorted(defs.items())),
     }
 
