@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
 
-.PHONY: setup demo test generated lint clean
+.PHONY: setup demo test generated diagrams lint clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: setup
 generated: setup
 	$(ARCHC) build specs --backend torch,keras
 	$(ARCHC) schema -o docs/archc.schema.json
+
+# Redraw the README's diagrams (needs Graphviz: apt-get install graphviz).
+diagrams: setup
+	$(ARCHC) graph specs/resnet50.yaml -o docs/resnet50.svg
+	$(ARCHC) graph specs/densenet121.yaml -o docs/densenet121.svg
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests scripts generated
