@@ -140,6 +140,8 @@ def build(spec: str, backends: tuple[str, ...], output: str | None, overrides: t
 
         graph = _graph(spec, overrides)
         text = emit(graph, backend)
+        if output == "-" and as_json:
+            raise SpecError("-o - and --json would both write to stdout; choose one")
         if output == "-":
             click.echo(text, nl=False)
             return

@@ -108,7 +108,7 @@ def test_densenet_sweep():
     assert published.trainable == 769_162  # DenseNet-BC L=100 k=12 (Huang et al. 2017)
     for k in (12, 24):
         for theta in (0.5, 1.0):
-            spec = archc.load_spec(DENSENET_BC, [f"params.growth_rate={k}", f"params.compression={theta}", "params.depth=40"])
+            spec = archc.load_spec(DENSENET_BC, [f"params.growth_rate={k}", f"params.compression={theta}", "params.depth=16"])
             s = archc.summary(spec)
             model = archc.build(spec, "torch")
             assert sum(p.numel() for p in model.parameters()) == s.trainable
@@ -119,5 +119,5 @@ def test_densenet_sweep():
     keras_model = archc.build(spec, "keras", num_classes=100)
     assert keras_model.output_shape == (None, 100)
     assert sum(int(np.prod(w.shape)) for w in keras_model.weights) == archc.summary(
-        archc.load_spec(DENSENET_BC, ["params.growth_rate=24", "params.compression=1.0", "params.depth=40", "params.num_classes=100"])
+        archc.load_spec(DENSENET_BC, ["params.growth_rate=24", "params.compression=1.0", "params.depth=16", "params.num_classes=100"])
     ).total
