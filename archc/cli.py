@@ -288,7 +288,7 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
         elif isinstance(data, bytes):
             if sys.stdout.isatty():
                 raise SpecError(f"{form} is binary; write it to a file with -o FILE.{form}")
-            click.get_binary_stream("stdout").write(data)
+            sys.stdout.buffer.write(data)
         else:
             click.echo(data, nl=False)
 

@@ -313,7 +313,8 @@ MERMAID_ARROWS = {"data": "-->", "skip": "-.->", "dense": "==>"}
 
 
 def to_mermaid(d: Diagram) -> str:
-    """Mermaid flowchart: skip edges dotted, dense edges thick; ids are n0, n1, ... in node order."""
+    """Mermaid flowchart: skip edges dotted, dense edges thick; ids are n0, n1, ... in node
+    order and c0, c1, ... for clusters."""
     ids = {n.id: f"n{i}" for i, n in enumerate(d.nodes)}
     out = ["flowchart TB"]
 
@@ -326,8 +327,12 @@ def to_mermaid(d: Diagram) -> str:
 
     by_id = {n.id: n for n in d.nodes}
 
+    clusters = 0
+
     def emit_cluster(c: Cluster, indent: str) -> None:
-        out.append(f"{indent}subgraph {ids.setdefault('cluster_' + c.id, f'c{len(ids)}')}[{label(c.label)}]")
+        nonlocal clusters
+        out.append(f"{indent}subgraph c{clusters}[{label(c.label)}]")
+        clusters += 1
         for member in c.members:
             emit_node(by_id[member], indent + "  ")
         for inner in c.clusters:
