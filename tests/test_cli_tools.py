@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -95,3 +97,20 @@ def test_no_color(tmp_path, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     plain = CliRunner().invoke(main, ["check", str(bad)], color=True)
     assert plain.exit_code == 2 and "\x1b[" not in plain.output and plain.output.startswith("archc: error: ")
+
+
+def test_new_commands_import_no_framework(tmp_path):
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from archc.cli import main\n"
+        "r = CliRunner()\n"
+        "for args in (['graph', 'specs/resnet50.yaml', '--level', 'layers'], ['schema'],\n"
+        "             ['summary', 'specs/resnet50.yaml', '--level', 'layers', '--json'],\n"
+        f"             ['build', 'specs/cifar', '-b', 'torch,keras', '-o', {str(tmp_path)!r}]):\n"
+        "    assert r.invoke(main, args).exit_code == 0, args\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
