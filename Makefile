@@ -3,9 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
-SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: setup demo test generated lint clean
+.PHONY: setup demo test generated diagrams lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,12 +23,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n 2 -q
 
-# Regenerate generated/ after changing specs, emitters or templates.
+# Regenerate generated/ and the editor schema after changing specs, the spec models, emitters or templates.
 generated: setup
-	@for spec in $(SPECS); do \
-		$(ARCHC) build $$spec --backend torch || exit 1; \
-		$(ARCHC) build $$spec --backend keras || exit 1; \
-	done
+	$(ARCHC) build specs --backend torch,keras
+	$(ARCHC) schema -o docs/archc.schema.json
+
+# Redraw the README's diagrams (needs Graphviz: apt-get install graphviz).
+diagrams: setup
+	$(ARCHC) graph specs/resnet50.yaml -o docs/resnet50.svg
+	$(ARCHC) graph specs/densenet121.yaml -o docs/densenet121.svg
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests scripts generated
