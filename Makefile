@@ -4,11 +4,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
-SPECS := $(shell find specs -name '*.yaml' | sort)
 
 TVENV ?= .tvenv
 
-.PHONY: setup demo test test-torchvision generated lint clean
+.PHONY: setup demo test test-torchvision generated diagrams lint clean
 
 setup: $(VENV)/.installed
 
@@ -35,12 +34,15 @@ $(TVENV)/.installed:
 test-torchvision: $(TVENV)/.installed
 	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py
 
-# Regenerate generated/ after changing specs, emitters or templates.
+# Regenerate generated/ and the editor schema after changing specs, the spec models, emitters or templates.
 generated: setup
-	@for spec in $(SPECS); do \
-		$(ARCHC) build $$spec --backend torch || exit 1; \
-		$(ARCHC) build $$spec --backend keras || exit 1; \
-	done
+	$(ARCHC) build specs --backend torch,keras
+	$(ARCHC) schema -o docs/archc.schema.json
+
+# Redraw the README's diagrams (needs Graphviz: apt-get install graphviz).
+diagrams: setup
+	$(ARCHC) graph specs/resnet50.yaml -o docs/resnet50.svg
+	$(ARCHC) graph specs/densenet121.yaml -o docs/densenet121.svg
 
 lint: setup
 	$(VENV)/bin/ruff check archc tests scripts generated

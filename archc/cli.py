@@ -1,14 +1,19 @@
-"""The archc command line: build, check, summary, diff, verify.
+"""The archc command line: build, check, summary, diff, graph, schema, completion, verify.
 
 Exit status: 0 ok, 2 a mistake in the spec or the command line (one located
 message, no traceback), 1 a bug in archc (or, for verify, backends that
 disagree). Only verify imports torch and keras, inside the command.
+`--json` output is always one JSON object whose "command" key
+names the command, with counts as plain integers and shapes as lists. Colour is
+used only on a terminal, and never when NO_COLOR is set.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -17,21 +22,50 @@ from pathlib import Path
 import click
 
 from archc import __version__
+from archc.backends.common import HEADER_MARK
 from archc.errors import SpecError
 
 EXAMPLES = {
-    "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py",
-    "check": "archc check specs/densenet121.yaml",
-    "summary": "archc summary specs/resnet50.yaml --json",
+    "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
+    "    archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
+    "check": "archc check specs/densenet121.yaml\n\n    archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
+    "summary": "archc summary specs/resnet50.yaml\n\n    archc summary specs/densenet121.yaml --level layers --batch 32\n\n"
+    "    archc summary specs/resnet50.yaml --json",
+    "graph": "archc graph specs/resnet50.yaml -o resnet50.svg          # format from the extension; needs Graphviz\n\n"
+    "    archc graph specs/densenet121.yaml --format mermaid\n\n"
+    "    archc graph specs/cifar/resnet20.yaml --expand --format dot | dot -Tpng -o resnet20.png\n\n"
+    "    archc graph specs/resnet18.yaml --level layers -o resnet18_layers.dot",
+    "schema": "archc schema -o docs/archc.schema.json",
+    "completion": 'eval "$(archc completion bash)"     # in ~/.bashrc; zsh and fish likewise',
     "diff": "archc diff specs/resnet50.yaml specs/resnext50_32x4d.yaml\n\n"
     "    archc diff specs/cifar/resnet.yaml --set-a params.depth=20 --set-b params.depth=56",
     "verify": "archc verify specs/resnet50.yaml\n\n    archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
 }
+GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", ".png": "png"}
+INSTALL_GRAPHVIZ = (
+    "svg and png are drawn by Graphviz's `dot`, which is not on PATH: install Graphviz "
+    "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
+    "or write --format dot or --format mermaid"
+)
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
 
 
+def _color() -> bool | None:
+    """None lets click decide (colour on a terminal only); NO_COLOR turns it off everywhere."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
+def _echo(message: str = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
+    click.echo(message, color=_color(), **kwargs)
+
+
+def _json(command: str, payload: dict) -> None:  # type: ignore[type-arg]
+    click.echo(json.dumps({"command": command, **payload}, indent=2))
+
+
 def _fail(message: str) -> None:
-    click.echo(f"archc: error: {message}", err=True)
+    # one line, even if a message from a library holds a newline
+    _echo(click.style("archc: error:", fg="red", bold=True) + " " + " ".join(message.splitlines()), err=True)
     sys.exit(2)
 
 
@@ -61,47 +95,93 @@ def _set_option(*names: str, help: str = SET_HELP):  # type: ignore[no-untyped-d
                         multiple=True, metavar="PATH=VALUE", help=help)  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _backends(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",")))
+    for name in names:
+        if name not in ("torch", "keras"):
+            raise click.BadParameter(f"{name!r} is not a backend; use torch, keras or torch,keras")
+    return names
+
+
+def _complete_backends(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    return [b for b in ("torch", "keras", "torch,keras") if b.startswith(incomplete)]
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Shell completion: eval \"$(archc completion bash)\" (or zsh, fish). Colour follows NO_COLOR.",
+)
 @click.version_option(__version__, prog_name="archc")
 def main() -> None:
     """archc: compile a CNN architecture spec (YAML) to PyTorch or Keras code."""
 
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["build"])
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--backend", "-b", type=click.Choice(["torch", "keras"]), required=True, help="Target framework.")
+@click.argument("spec", type=click.Path())
 @click.option(
-    "-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
-    help="Output file ('-' for stdout). Default: generated/<name>_<backend>.py.",
+    "--backend", "-b", "backends", required=True, callback=_backends, shell_complete=_complete_backends,
+    metavar="torch|keras|torch,keras", help="Target framework(s), comma-separated.",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", "output", type=click.Path(), default=None,
+    help="Output file ('-' for stdout); a directory when SPEC is a directory or there are several "
+    "backends. Default: generated/<name>_<backend>.py.",
 )  # fmt: skip
 @_set_option("--set")
-def build(spec: str, backend: str, output: str | None, overrides: tuple[str, ...]) -> None:
-    """Compile SPEC to a self-contained PyTorch or Keras module."""
+@click.option("--force", is_flag=True, help="Overwrite an existing file that archc did not generate.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report of what was built.")
+def build(
+    spec: str, backends: tuple[str, ...], output: str | None, overrides: tuple[str, ...], force: bool, as_json: bool
+) -> None:
+    """Compile SPEC to a self-contained PyTorch or Keras module. SPEC may be a directory:
+    every spec under it (recursively, in sorted order) is built, with a final table."""
+    if Path(spec).is_dir() or len(backends) > 1:
+        from archc.batch import build_many
+
+        _run(lambda: build_many(spec, backends, output, overrides, as_json, force))
+        return
+    backend = backends[0]
 
     def action() -> None:
         from archc.backends import emit
 
         graph = _graph(spec, overrides)
         text = emit(graph, backend)
+        if output == "-" and as_json:
+            raise SpecError("-o - and --json would both write to stdout; choose one")
         if output == "-":
             click.echo(text, nl=False)
             return
         target = Path(output) if output else Path("generated") / f"{graph.name}_{backend}.py"
-        _write_atomic(target, text)
+        _write_atomic(target, text, force)
         counts = graph.counts
+        if as_json:
+            row = {"spec": spec, "backend": backend, "model": graph.name, "output": str(target),
+                   "trainable": counts.trainable, "non_trainable": counts.non_trainable}  # fmt: skip
+            _json("build", {"built": [row], "failed": []})
+            return
         click.echo(f"wrote {target} ({counts.trainable:,} trainable + {counts.non_trainable:,} non-trainable parameters)")
 
     _run(action)
 
 
-def _write_atomic(target: Path, text: str) -> None:
-    """Write through a temporary file and rename, so no half-written module is ever left."""
+def _write_atomic(target: Path, text: str | bytes, force: bool = False) -> None:
+    """Write through a temporary file and rename, so no half-written module is ever left,
+    and never replace a file archc did not generate unless forced."""
     try:
+        if target.is_dir():
+            raise SpecError(f"cannot write {target}: it is a directory")
+        if target.exists() and not force and not _generated_by_archc(target):
+            raise SpecError(
+                f"{target} exists and was not generated by archc (its header lacks {HEADER_MARK!r}); "
+                "pass --force to overwrite it"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode() if isinstance(text, str) else text)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a module is an ordinary file
             os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
@@ -110,15 +190,33 @@ def _write_atomic(target: Path, text: str) -> None:
         raise SpecError(f"cannot write {target}: {e.strerror}") from None
 
 
+def _generated_by_archc(path: Path) -> bool:
+    """True when the module docstring has archc's header line (within the first 8 KB)."""
+    with path.open("rb") as f:
+        head = f.read(8192).decode("utf-8", "replace")
+    return any(line.startswith(f"{HEADER_MARK} ") for line in head.splitlines())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["check"])
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_set_option("--set")
-def check(spec: str, overrides: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SPEC: exit 0 if it compiles, else 2 with a located message."""
 
     def action() -> None:
         graph = _graph(spec, overrides)
         c = graph.counts
+        if as_json:
+            _json("check", {"spec": spec, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
+                            "trainable": c.trainable, "non_trainable": c.non_trainable})  # fmt: skip
+            return
         click.echo(f"{spec}: ok ({graph.name}: output {graph.output_shape}, {c.trainable:,} trainable parameters)")
 
     _run(action)
@@ -126,16 +224,28 @@ def check(spec: str, overrides: tuple[str, ...]) -> None:
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["summary"])
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
+              help="blocks: model-level layers, blocks and stages; layers: every layer of the expanded graph.")  # fmt: skip
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size for the activation-memory estimate.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_set_option("--set")
-def summary(spec: str, as_json: bool, overrides: tuple[str, ...]) -> None:
-    """Per-block output shapes, parameter counts and MACs of SPEC, from the IR."""
+def summary(spec: str, level: str, batch: int, as_json: bool, overrides: tuple[str, ...]) -> None:
+    """Output shape, trainable and non-trainable parameters and MACs of every block (or
+    layer) of SPEC, with totals and an activation-memory estimate, from the IR.
+
+    MACs: multiply-accumulates of convolutions and dense layers (torchvision's "GFLOPS"
+    column; BN, activations, pooling, add and concat are not counted). Activations:
+    float32 bytes of every layer's output for --batch samples."""
 
     def action() -> None:
         from archc.passes.summary import summarize, to_table
 
-        report = summarize(_graph(spec, overrides))
-        click.echo(json.dumps(report.to_dict(), indent=2) if as_json else to_table(report))
+        report = summarize(_graph(spec, overrides), level, batch)
+        if as_json:
+            _json("summary", report.to_dict())
+        else:
+            click.echo(to_table(report))
 
     _run(action)
 
@@ -164,9 +274,93 @@ def diff(
         report = compare(
             summarize(_graph(spec_a, sets_a)), summarize(_graph(b, sets_b)), _label(spec_a, sets_a), _label(b, sets_b)
         )
-        click.echo(json.dumps(report.to_dict(), indent=2) if as_json else to_table(report))
+        if as_json:
+            _json("diff", report.to_dict())
+        else:
+            click.echo(to_table(report))
 
     _run(action)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["graph"])
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "-f", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default=None,
+              help="Output format. Default: from -o's extension (.dot .gv .mmd .svg .png), else dot.")  # fmt: skip
+@click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
+              help="blocks: one box per block (stages as 'block ×n'); layers: every layer.")  # fmt: skip
+@click.option("--expand", is_flag=True, help="At block level, draw every block of a stage.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
+@_set_option("--set")
+@click.option("--json", "as_json", is_flag=True, help="The diagram's nodes and edges as JSON.")
+def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Draw SPEC: blocks (or layers) as boxes, edges labelled with tensor shapes, skip
+    connections dashed green, dense (concat) connections bold red. dot and mermaid are
+    text; svg and png are rendered by Graphviz's `dot`, which must be installed."""
+
+    def action() -> None:
+        from dataclasses import asdict
+
+        from archc.passes.diagram import diagram, to_dot, to_mermaid
+
+        d = diagram(_graph(spec, overrides), level, expand)
+        if as_json:
+            _json("graph", {"model": d.name, "level": d.level, "nodes": [asdict(n) for n in d.nodes],
+                            "edges": [asdict(e) for e in d.edges]})  # fmt: skip
+            return
+        form = fmt or GRAPH_FORMATS.get(Path(output).suffix.lower(), "dot")
+        if form in ("svg", "png"):
+            data: str | bytes = _render(to_dot(d), form)
+        else:
+            data = to_mermaid(d) if form == "mermaid" else to_dot(d)
+        if output != "-":
+            _write_atomic(Path(output), data, force=True)  # a diagram, not a module: no header to check
+        elif isinstance(data, bytes):
+            if sys.stdout.isatty():
+                raise SpecError(f"{form} is binary; write it to a file with -o FILE.{form}")
+            sys.stdout.buffer.write(data)
+        else:
+            click.echo(data, nl=False)
+
+    _run(action)
+
+
+def _render(dot_text: str, form: str) -> bytes:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise SpecError(INSTALL_GRAPHVIZ)
+    result = subprocess.run([dot, f"-T{form}"], input=dot_text.encode(), capture_output=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"dot failed on archc's output: {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["schema"])
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
+def schema(output: str) -> None:
+    """Print the JSON Schema of the spec language (for editors: completion and inline errors).
+
+    Zoo specs point at docs/archc.schema.json in their first line:
+    `# yaml-language-server: $schema=../docs/archc.schema.json`."""
+
+    def action() -> None:
+        from archc.schema import schema_text
+
+        if output == "-":
+            click.echo(schema_text(), nl=False)
+        else:
+            _write_atomic(Path(output), schema_text(), force=True)  # JSON has no header to check
+
+    _run(action)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["completion"])
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell-completion script for SHELL (the same as _ARCHC_COMPLETE=SHELL_source archc)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    click.echo(cls(main, {}, "archc", "_ARCHC_COMPLETE").source())  # type: ignore[misc]
 
 
 def _label(spec: str, overrides: tuple[str, ...]) -> str:
@@ -204,7 +398,10 @@ def verify(
         except ImportError as e:
             raise SpecError(f"archc verify needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
         report = verifier.verify(graph, tolerance=tolerance, batch=batch, train_mode=train_mode, seed=seed)
-        click.echo(json.dumps(report.to_dict(), indent=2) if as_json else verifier.to_table(report))
+        if as_json:
+            _json("verify", report.to_dict())
+        else:
+            click.echo(verifier.to_table(report))
         return report.ok
 
     sys.exit(0 if _run(action) else 1)

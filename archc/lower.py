@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
 from archc.ir import ops
 from archc.ir.graph import (
@@ -29,8 +31,10 @@ from archc.ir.graph import (
     LayerInst,
     Node,
     StageInst,
+    SymBlock,
     SymLayer,
     SymShortcut,
+    SymStage,
 )
 from archc.ir.ops import Shape, ShapeError
 from archc.spec import expr
@@ -38,9 +42,12 @@ from archc.spec import models as m
 from archc.spec.loader import BlockSource, LoadedSpec
 from archc.spec.yamlsrc import SourceMap
 
+# Limits that keep a spec from asking for an absurd graph; raise them deliberately.
 MAX_NODES = 200_000  # expanded graph size; far above any published CNN
-MAX_CHANNELS = 1_000_000
-MAX_REPEAT = 10_000
+MAX_CHANNELS = 1_000_000  # channels, units, kernel sizes: any integer argument
+MAX_REPEAT = 10_000  # instances in one stage
+MAX_ELEMENTS = 10**9  # values in one feature map (C*H*W)
+MAX_PARAMS = 10**10  # parameters in the whole model (40 GB of float32)
 
 REQUIRED = object()
 # Attribute table for primitive layers: (attribute, type, default). A default of
@@ -98,6 +105,11 @@ class _State:
     pinned: set[str] = field(default_factory=set)  # model params used where they cannot be arguments
     top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
     block_stack: list[str] = field(default_factory=list)
+    typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
+    # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
+    arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
+    params: int = 0  # parameters so far, trainable and not
+    keras_names: dict[str, str] = field(default_factory=lambda: {"input": "the input"})
 
 
 LayerKey = tuple[str, ...]
@@ -114,10 +126,18 @@ def lower(spec: LoadedSpec) -> Graph:
     _run_checks(model.checks, scope, _Ctx(spec.source, ("checks",), (), scope, True), state)
     c, h, w = model.input
     in_shape = Shape(c, h, w)
+    if max(c, h, w) > MAX_CHANNELS or in_shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"input {in_shape} exceeds the limits of {MAX_CHANNELS} per dimension and {MAX_ELEMENTS} values; "
+            "raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            spec.locate("input"),
+        )
+    _check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
+    _check_module_names(state)
     return Graph(
         name=model.name,
         doc=model.doc,
@@ -142,6 +162,11 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param)."""
     value = raw
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        try:
+            value = expr.bounded(raw)  # YAML's .inf and .nan, or a 60-digit literal
+        except expr.ExprError as e:
+            raise SpecError(str(e), where) from None
     if isinstance(raw, str):
         try:
             tree = expr.parse(raw)
@@ -180,18 +205,23 @@ def _type_problem(value: Any, want: str) -> str | None:
 def _provenance(state: _State | None, raw: Any, where: Location) -> str:
     """' (depth = 21 from --set params.depth=21)' for each model parameter in `raw` that was
     set in another file than `where` (an extending spec, a --set), else ''."""
+    notes = _notes(state, raw, where)
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _notes(state: _State | None, raw: Any, where: Location) -> list[str]:
     if state is None or not isinstance(raw, str):
-        return ""
+        return []
     try:
         names = expr.free_names(expr.parse(raw)) & set(state.spec.model.params)
     except expr.ExprError:
-        return ""
+        return []
     notes = []
     for name in sorted(names):
         source = state.spec.source.locate(("params", name))
         if source.file != where.file:
             notes.append(f"{name} = {state.spec.model.params[name]!r} from {source}")
-    return f" ({'; '.join(notes)})" if notes else ""
+    return notes
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
@@ -206,6 +236,17 @@ def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, 
             message = _format_message(check.message, fill)
             where = ctx.where(i)
             raise SpecError(message + (_provenance(state, check.that, where) if ctx.top_level else ""), where)
+
+
+def _block_checks(state: _State, source: BlockSource, scope: dict[str, Any], where: Location) -> None:
+    """A block's rules, reported where the failing instance is written (the rule may live in a library)."""
+    for i, check in enumerate(source.definition.checks):
+        if not _value(check.that, scope, source.locate("checks", i, "that"), "any"):
+            names = sorted(expr.free_names(expr.parse(check.that)))
+            notes = [state.arg_notes[key] for key in ((source.name, n, scope.get(n)) for n in names) if key in state.arg_notes]
+            message = _format_message(check.message, lambda n: repr(scope[n]) if n in scope else "{" + n + "}")
+            rule = f"rule of block {source.name!r} at {source.locate('checks', i)}"
+            raise SpecError(f"{message} ({'; '.join([*notes, rule])})", where)
 
 
 def _format_message(template: str, fill: Any) -> str:
@@ -265,11 +306,12 @@ def _lower_items(
             try:
                 out = op.infer(shape)
             except ShapeError as e:
-                raise SpecError(f"{name}: {e}", where) from None
+                detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
+                raise SpecError(f"{name}: {detail}", where) from None
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
-            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg)
+            item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
             nonneg = _nonneg_after(op, nonneg)
         items.append(item)
@@ -342,27 +384,38 @@ def _call_args(
     for name, value in raw.items():
         decl = declared.get(name)
         kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
-        args[name] = _value(value, {**ctx.scope}, ctx.where(key, name), f"param_{kind}", state=state)
+        where = ctx.where(key, name)
+        try:
+            args[name] = _value(value, {**ctx.scope}, where, f"param_{kind}", state=state)
+        except SpecError as e:
+            raise SpecError(f"block {block!r} parameter {name!r} {e.message}", e.where) from None
+        for note in _notes(state, value, where):
+            state.arg_notes[(block, name, args[name])] = note
     return args
 
 
 def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str) -> tuple[StageInst, str]:
-    repeat = _value(body.repeat, ctx.scope, ctx.where("stage", "repeat"), "int", state=state)
+    repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
+    if isinstance(repeat, bool) or not isinstance(repeat, int):
+        hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
+        raise SpecError(f"repeat must be an integer, got {repeat!r}{hint}", ctx.where("repeat"))
     if not 1 <= repeat <= MAX_REPEAT:
         raise SpecError(
             f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
-            ctx.where("stage", "repeat"),
+            ctx.where("repeat"),
         )
     common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
     first = _call_args(state, ctx, body.stage, body.first, common, "first")
+    last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     for k in range(repeat):
         inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1))
         ictx = _Ctx(ctx.source, ctx.yaml_path, (*ctx.module_path, inst_name), ctx.scope, False)
         before = cur
-        inst, inst_out = _instantiate(state, ictx, body.stage, first if k == 0 else common, inst_name, out, cur, stage_ctx=ctx)
+        args = last if k == repeat - 1 else first if k == 0 else common
+        inst, inst_out = _instantiate(state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx)
         instances.append(inst)
         if body.connectivity == "dense":
             concat = ops.Concat()
@@ -397,27 +450,52 @@ def _instantiate(
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
-    definition = source.definition
+        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+    try:
+        return _expand(state, ctx, source, args, name, shape, cur, where)
+    except SpecError as e:
+        if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
+            raise
+        # a mistake inside a library block shows at the instance that triggered it
+        raise SpecError(f"{_join(ctx.module_path)} (block {block!r}, {e.where}): {e.message}", where) from None
+
+
+def _expand(
+    state: _State, ctx: _Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
+    where: Location,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    block, definition = source.name, source.definition
+    nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     with _entering(state, block, where):
         params = _bind(source, args, where)
-        if definition.checks:
-            _run_checks(definition.checks, {**params, "in_channels": shape.c}, _Ctx(source.source, (*source.path, "checks"), (), {}, False), state)
-        btype = state.block_types.get(block) or _block_type(state, source)
-        state.block_types.setdefault(block, btype)
+        _block_checks(state, source, {**params, "in_channels": shape.c}, where)
+        btype = _type_of(state, block, where)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur
+        first_node = len(state.nodes)
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
-        used_shortcut = False
+        used_shortcut = None
         if definition.connectivity == "skip":
             out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)
             if definition.after:
                 actx = _Ctx(source.source, (*source.path, "after"), ctx.module_path, bctx.scope, False)
                 after, out, cur, _ = _lower_items(state, actx, definition.after, out, cur, False, seen, uses)
                 children = (*children, *after)
-    counts = _sum_nodes(state, ctx.module_path)
+    if nested:
+        for sc in btype.shortcuts:
+            if sc.when == "shape_changes" and expr.evaluate(_changes(sc), {**params, "in_channels": shape.c}) != (used_shortcut == sc.name):
+                raise SpecError(
+                    f"block {block!r} changes the map size without a stride here; inside another block its "
+                    "shortcut must follow from its stride and channels",
+                    where,
+                )
+    counts = Counts(
+        sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
+    )
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
 
@@ -447,36 +525,54 @@ def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[st
 
 
 def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, children, where):  # type: ignore[no-untyped-def]
-    """Add the shortcut to the branch output: identity, projection or option A."""
-    shortcut = source.definition.shortcut
-    add_inputs = [block_in]
-    used = False
-    if out_shape != in_shape or (shortcut and shortcut.when == "always"):
-        if shortcut is None:
+    """Add a shortcut to the branch output: the first of the block's shortcuts whose `when`
+    holds (projection or option A), else the identity."""
+    chosen, chosen_input = None, (block_in, in_shape, 0)
+    for k, sc in enumerate(source.definition.shortcuts):
+        sc_input = _shortcut_input(ctx, sc, block_in, in_shape, children)
+        if sc.when == "always":
+            holds = True
+        elif sc.when == "shape_changes":
+            holds = out_shape != sc_input[1]
+        else:
+            holds = _value(sc.when, params, source.locate("shortcut", *_sc_index(source, k), "when"), "bool")
+        if holds and chosen is not None and sc.when not in ("always", "shape_changes"):
+            raise SpecError(
+                f"block {source.name!r}: shortcuts {chosen.name!r} and {sc.name!r} both apply to this instance; "
+                "make their `when` conditions exclusive",
+                where,
+            )
+        if holds and chosen is None:
+            chosen, chosen_input = sc, sc_input
+    prev, shape, first_child = chosen_input
+    if chosen is None:
+        if out_shape != in_shape:
             raise SpecError(
                 f"identity shortcut over a shape change: block {source.name!r} maps {in_shape} to {out_shape}; "
                 "declare `shortcut: {kind: projection}` (or option_a) on the block",
                 where,
             )
-        stride = _branch_stride(children)
-        sc_path = (*ctx.module_path, shortcut.name)
-        if shortcut.kind == "projection":
+    else:
+        stride = _branch_stride(children[first_child:])
+        sc_path = (*ctx.module_path, chosen.name)
+        loc = source.locate("shortcut")
+        if chosen.kind == "projection":
             defaults = state.spec.model.defaults
-            bias = shortcut.bias if shortcut.bias is not None else defaults.conv.bias
+            bias = chosen.bias if chosen.bias is not None else defaults.conv.bias
             if bias is None:
-                raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", source.locate("shortcut"))
+                raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
             sc_ops: list[ops.Op] = [ops.Conv(out_shape.c, 1, stride, 0, 1, 1, bias)]
-            if shortcut.batchnorm:
+            if chosen.batchnorm:
                 bn = defaults.batchnorm
                 if bn.eps is None or bn.momentum is None:
-                    raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", source.locate("shortcut"))
+                    raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
                 sc_ops.append(ops.BatchNorm(bn.eps, bn.momentum))
-            names = [str(i) for i in range(len(sc_ops))]
+            # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`); a lone conv is the module itself
+            names: list[str | None] = [str(i) for i in range(len(sc_ops))] if len(sc_ops) > 1 else [None]
         else:
-            sc_ops = [ops.PadShortcut(stride, out_shape.c - in_shape.c)]
-            names = []
-        prev, shape = block_in, in_shape
-        for op, sub in zip(sc_ops, names or [None]):
+            sc_ops = [ops.PadShortcut(stride, out_shape.c - shape.c)]
+            names = [None]
+        for op, sub in zip(sc_ops, names):
             try:
                 new_shape = op.infer(shape)
             except ShapeError as e:
@@ -491,11 +587,21 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
                 "the branch must downsample by a whole stride",
                 where,
             )
-        add_inputs = [prev]
-        used = True
     add_id = _join(ctx.module_path, "add")
-    _add_node(state, Node(add_id, ops.Add(), (cur, add_inputs[0]), out_shape), where)
-    return out_shape, add_id, used
+    _add_node(state, Node(add_id, ops.Add(), (cur, prev), out_shape), where)
+    return out_shape, add_id, chosen.name if chosen else None
+
+
+def _sc_index(source: BlockSource, k: int) -> tuple[int, ...]:
+    return (k,) if isinstance(source.definition.shortcut, list) else ()
+
+
+def _shortcut_input(ctx, sc, block_in, in_shape, children):  # type: ignore[no-untyped-def]
+    """(node id, shape, index of the first branch layer after it) that shortcut `sc` reads."""
+    if sc.input is None:
+        return block_in, in_shape, 0
+    i = next(i for i, child in enumerate(children) if child.name == sc.input)  # checked in _block_type
+    return _join(ctx.module_path, sc.input), children[i].out_shape, i + 1
 
 
 def _branch_stride(children: tuple[Inst, ...]) -> int:
@@ -518,18 +624,24 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     channels: ast.expr = ast.Name("in_channels")
     stride: ast.expr = ast.Constant(1)
     nonneg = False
+    points: dict[str, tuple[ast.expr, ast.expr]] = {}  # layer -> (channels after it, stride up to it)
 
-    def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer, ...]:
+    def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer | SymBlock | SymStage, ...]:
         nonlocal channels, stride, nonneg
-        out: list[SymLayer] = []
+        out: list[SymLayer | SymBlock | SymStage] = []
         for index, entry in enumerate(entries):
             (name, body), = entry.items()
             kind = item_kind(body)
             where = source.locate(section, index, name)
-            if kind not in OP_TYPES:
-                raise SpecError(
-                    f"{name}: blocks may contain only primitive layers for now; use stages at model level", where
-                )
+            if kind in ("block", "stage"):
+                nested, channels, nested_stride = _sym_nested(state, name, kind, body, channels, where)
+                stride = expr.fold(ast.BinOp(stride, ast.Mult(), nested_stride))
+                nonneg = False
+                out.append(nested)
+                points[name] = (channels, stride)
+                continue
+            if kind == "group":
+                raise SpecError(f"{name}: groups belong at model level; inside a block, list the layers directly", where)
             if kind == "flatten":
                 raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
             args = _sym_args(kind, getattr(body, kind), defaults, channels, where)
@@ -545,24 +657,126 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 nonneg = params["fn"].value in ops.Act.NONNEGATIVE  # type: ignore[attr-defined]
             elif kind in ("conv", "dense", "batchnorm"):
                 nonneg = False
+            points[name] = (channels, stride)
         return tuple(out)
 
     layers = sym_layers(definition.layers, "layers")
-    branch_channels, branch_stride = channels, stride
-    shortcut = None
-    if definition.connectivity == "skip" and definition.shortcut is not None:
-        sc = definition.shortcut
+    shortcuts = []
+    names = [next(iter(e)) for e in definition.layers]
+    for k, sc in enumerate(definition.shortcuts):
+        if sc.input is not None and (sc.input not in points or names.count(sc.input) > 1):
+            raise SpecError(
+                f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {', '.join(names)}",
+                source.locate("shortcut", *_sc_index(source, k), "input"),
+            )
+        sc_channels, sc_stride = points[sc.input] if sc.input else (ast.Name("in_channels"), ast.Constant(1))
+        if not isinstance(sc_stride, ast.Constant) or sc_stride.value != 1:
+            raise SpecError(f"shortcut input {sc.input!r} comes after a strided layer; read an earlier one", source.locate("shortcut"))
+        condition = None
+        if sc.when not in ("shape_changes", "always"):
+            condition = expr.parse(sc.when)
+            unknown = expr.free_names(condition) - set(definition.params)
+            if unknown:
+                where = source.locate("shortcut", *_sc_index(source, k), "when")
+                raise SpecError(f"`when` may use only the block's parameters; unknown: {', '.join(sorted(unknown))}", where)
         bias = sc.bias if sc.bias is not None else bool(defaults.conv.bias)
-        shortcut = SymShortcut(
-            sc.kind, sc.when, sc.name, branch_channels, branch_stride, sc.batchnorm, bias,
-            defaults.batchnorm.eps, defaults.batchnorm.momentum,
-        )  # fmt: skip
+        shortcuts.append(SymShortcut(
+            sc.kind, sc.when if condition is None else "expression", condition, sc.input, sc.name, sc_channels,
+            channels, stride, sc.batchnorm, bias, defaults.batchnorm.eps, defaults.batchnorm.momentum,
+        ))  # fmt: skip
     after = sym_layers(definition.after, "after")
     params = tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
     )
-    return BlockType(source.name, definition.doc, params, definition.connectivity, layers, after, shortcut, channels, source.locate())
+    return BlockType(
+        source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
+        stride, source.locate(),
+    )  # fmt: skip
+
+
+def _type_of(state: _State, block: str, where: Location) -> BlockType:
+    """The symbolic form of a block kind, built once."""
+    if block in state.block_types:
+        return state.block_types[block]
+    source = state.spec.blocks.get(block)
+    if source is None:
+        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
+    if block in state.typing:
+        raise SpecError(f"block {block!r} contains itself ({' -> '.join([*state.typing, block])})", where)
+    state.typing.append(block)
+    try:
+        btype = _block_type(state, source)
+    finally:
+        state.typing.pop()
+    return state.block_types.setdefault(block, btype)
+
+
+def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.expr, where: Location):  # type: ignore[no-untyped-def]
+    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride)."""
+    inner = _type_of(state, body.block if kind == "block" else body.stage, where)
+    declared = {p for p, _, _ in inner.params}
+    for key in [*body.with_, *(body.first if kind == "stage" else {})]:
+        if key not in declared:
+            raise SpecError(f"block {inner.name!r} has no parameter {key!r}; its parameters: {', '.join(declared) or 'none'}", where)
+    common = {k: _sym(v, channels) for k, v in body.with_.items()}
+    if kind == "block":
+        sym = _sym_instance(inner, name, common, channels)
+        return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
+    if body.last:
+        raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
+    repeat = _sym(body.repeat, channels)
+    first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
+    first_out = _frame(inner, first, inner.out_channels)
+    if body.connectivity == "dense":
+        growth = _frame(inner, _sym_instance(inner, name, common, ast.Name("in_channels")), inner.out_channels)
+        if "in_channels" in expr.free_names(growth) or body.first:
+            raise SpecError(f"{name}: inside a block, a dense stage's instances must add a fixed number of channels", where)
+        step = ast.BinOp(ast.Name("i"), ast.Mult(), growth)
+        rest = _sym_instance(inner, name, common, expr.fold(ast.BinOp(channels, ast.Add(), step)))
+        out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
+        if not _is_one(_frame(inner, rest, inner.stride)):
+            raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
+        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, growth, channels), out, ast.Constant(1)
+    rest = _sym_instance(inner, name, common, first_out)
+    rest_out = _frame(inner, rest, inner.out_channels)
+    if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
+        raise SpecError(
+            f"{name}: inside a block, a stage's later instances must keep their input shape "
+            f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
+            where,
+        )
+    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, None, channels)
+    return stage, first_out, _frame(inner, first, inner.stride)
+
+
+def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
+    """An instance of `inner` with its shortcut switches as conditions (torchvision's
+    `stride != 1 or in_channels != planes * expansion`)."""
+    sym = SymBlock(name, inner.name, tuple(args.items()), (), in_channels)
+    flags = tuple((sc.name, _frame(inner, sym, _changes(sc))) for sc in inner.shortcuts if sc.when == "shape_changes")
+    return SymBlock(name, inner.name, tuple(args.items()), flags, in_channels)
+
+
+def _changes(sc: SymShortcut) -> ast.expr:
+    """When a `shape_changes` shortcut applies, as an expression over its block's parameters."""
+    return ast.BoolOp(ast.Or(), [
+        ast.Compare(sc.stride, [ast.NotEq()], [ast.Constant(1)]),
+        ast.Compare(sc.in_channels, [ast.NotEq()], [sc.out_channels]),
+    ])  # fmt: skip
+
+
+def _frame(inner: BlockType, sym: SymBlock, tree: ast.expr) -> ast.expr:
+    """An expression of the inner kind (over its parameters) in the outer kind's terms."""
+    values = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
+    values.update(dict(sym.args))
+    values["in_channels"] = sym.in_channels
+    return expr.substitute(tree, values)
+
+
+def _is_one(tree: ast.expr) -> bool:
+    return isinstance(tree, ast.Constant) and tree.value == 1
 
 
 def _sym_args(kind: str, args: Any, defaults: m.Defaults, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
@@ -591,6 +805,96 @@ def _sym(raw: Any, channels: ast.expr) -> ast.expr:
     return expr.substitute(tree, {"channels": channels})
 
 
+# --- whole-model checks --------------------------------------------------------------------
+
+
+def _check_size(state: _State, entries: list[dict[str, Any]], scope: dict[str, expr.Value], yaml_path: tuple[Any, ...], total: int = 0) -> int:
+    """Bound the expanded size from the repeat counts before expanding anything,
+    so an absurd spec fails at once instead of after building MAX_NODES nodes."""
+    for index, entry in enumerate(entries):
+        (name, body), = entry.items()
+        kind = item_kind(body)
+        where = state.spec.source.locate((*yaml_path, index, name))
+        if kind == "group":
+            total = _check_size(state, body.group, scope, (*yaml_path, index, name, "group"), total)
+            continue
+        count = _block_size(state, getattr(body, kind), ()) if kind in ("block", "stage") else 1
+        if kind == "stage":
+            try:
+                repeat = _value(body.repeat, scope, where, "any")
+            except SpecError:
+                repeat = 1
+            if not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+                repeat = 1  # lowering reports it where it is evaluated
+            count = (count + 1) * repeat  # + a concat per instance in dense stages
+        total += count
+        if total > MAX_NODES:
+            raise SpecError(
+                f"the model expands to more than {MAX_NODES} layers (up to {total} by here); "
+                "raise archc.lower.MAX_NODES deliberately if you mean it",
+                where,
+            )
+    return total
+
+
+def _block_size(state: _State, block: str, seen: tuple[str, ...]) -> int:
+    """Nodes one instance of `block` adds at least (a stage inside it counted once)."""
+    source = state.spec.blocks.get(block)
+    if source is None or block in seen:
+        return 1  # lowering reports it
+    d = source.definition
+    size = 3  # shortcut (<= 2 nodes) and add
+    for entry in (*d.layers, *d.after):
+        (body,) = entry.values()
+        kind = item_kind(body)
+        size += _block_size(state, getattr(body, kind), (*seen, block)) + 1 if kind in ("block", "stage") else 1
+    return size
+
+
+def _check_module_names(state: _State) -> None:
+    """Names that meet in one generated module must not clash: block classes
+    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
+    and the parameters and shortcut switches that become arguments."""
+    spec = state.spec
+    classes = {name: "the generated module" for name in (*TORCH_GLOBALS, *KERAS_GLOBALS)}
+    model_class = class_name(spec.model.name)
+    if model_class in classes:
+        raise SpecError(
+            f"model {spec.model.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
+            spec.locate("name"),
+        )
+    classes[model_class] = f"model {spec.model.name!r}"
+    for block in state.block_types:
+        source = spec.blocks[block]
+        cls = class_name(block)
+        if cls in classes:
+            raise SpecError(
+                f"block {block!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
+                source.source.locate_key(source.path),
+            )
+        classes[cls] = f"block {block!r}"
+    module_scope = set(classes) | set(state.block_types)
+    for name in spec.model.params:
+        if name in module_scope:
+            raise SpecError(f"param {name!r} would shadow a class or function of the generated module; rename it", spec.locate("params", name))
+    for block in state.block_types:
+        source = spec.blocks[block]
+        d = source.definition
+        for name in d.params:
+            if name in module_scope:
+                raise SpecError(
+                    f"param {name!r} of block {block!r} would shadow a class or function of the generated module; rename it",
+                    source.locate("params", name),
+                )
+        layer_names = {n for entry in (*d.layers, *d.after) for n in entry}
+        for sc in d.shortcuts:
+            if sc.name in d.params or sc.name in layer_names:
+                raise SpecError(
+                    f"shortcut name {sc.name!r} is also a parameter or layer of block {block!r}; rename it",
+                    source.locate("shortcut"),
+                )
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -604,8 +908,30 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
             f"the model expands to more than {MAX_NODES} layers; raise archc.lower.MAX_NODES deliberately if you mean it",
             where,
         )
-    if node.shape.numel() > 10**9 or node.shape.c > MAX_CHANNELS:
-        raise SpecError(f"{node.id} would produce {node.shape} (over the {MAX_CHANNELS}-channel limit)", where)
+    if node.shape.c > MAX_CHANNELS or node.shape.numel() > MAX_ELEMENTS:
+        raise SpecError(
+            f"{node.id} would produce {node.shape}, over the limits of {MAX_CHANNELS} channels and "
+            f"{MAX_ELEMENTS} values per map; raise archc.lower.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
+            where,
+        )
+    state.params += node.trainable + node.non_trainable
+    if state.params > MAX_PARAMS:
+        raise SpecError(
+            f"the model has more than {MAX_PARAMS} parameters at {node.id}; "
+            "raise archc.lower.MAX_PARAMS deliberately if you mean it",
+            where,
+        )
+    # Keras names every layer after its node id ("layer1.0.conv1" -> "layer1_0_conv1", with a
+    # "_pad" layer before padded convs and pools); Keras requires them to be unique.
+    keras_names = [node.id.replace(".", "_")]
+    if isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)) and node.op.padding:
+        keras_names.append(keras_names[0] + "_pad")
+    for keras_name in keras_names:
+        other = state.keras_names.get(keras_name)
+        if other is not None:
+            clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
+            raise SpecError(f"{clash} would both be named {keras_name!r} in Keras; rename one of them", where)
+        state.keras_names[keras_name] = node.id
     state.nodes.append(node)
 
 
@@ -613,15 +939,6 @@ def _sum(items: Any) -> Counts:
     total = Counts()
     for item in items:
         total = total + item.counts
-    return total
-
-
-def _sum_nodes(state: _State, path: tuple[str, ...]) -> Counts:
-    prefix = _join(path) + "."
-    total = Counts()
-    for node in reversed(state.nodes):
-        if node.id.startswith(prefix):
-            total = total + Counts(node.trainable, node.non_trainable)
     return total
 
 

@@ -41,7 +41,7 @@ def keras_basic(
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn2")(x)
     if projection:
         identity = layers.Conv2D(
-            filters, 1, strides=stride, use_bias=True, name=f"{name}_projection_0"
+            filters, 1, strides=stride, use_bias=True, name=f"{name}_projection"
         )(identity)
     x = layers.Add(name=f"{name}_add")([x, identity])
     x = layers.Activation("relu", name=f"{name}_relu2")(x)

@@ -36,8 +36,8 @@ class KerasBasic(nn.Module):
         self.relu2 = nn.ReLU(inplace=True)
         self.projection = None
         if projection:
-            self.projection = nn.Sequential(
-                nn.Conv2d(in_channels, filters, kernel_size=1, stride=stride, bias=True)
+            self.projection = nn.Conv2d(
+                in_channels, filters, kernel_size=1, stride=stride, bias=True
             )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -35,11 +35,14 @@ ZOO = {
     "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
     "specs/cifar/densenet_bc100_k12.yaml": (769_162, 23_988),
     "specs/cifar/densenet_bc250_k24.yaml": (15_324_406, 257_976),
+    "specs/cifar/wrn28_10.yaml": (36_479_194, 17_952),  # the paper's 36.5M; 8,976 BN channels
+    "specs/keras/resnet50v2.yaml": (25_568_360, 45_440),
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
 }
 # keras.applications count_params() (trainable + non-trainable), and the Keras CIFAR example.
 KERAS_TOTALS = {
+    "specs/keras/resnet50v2.yaml": 25_613_800,
     "specs/densenet121.yaml": 8_062_504,
     "specs/densenet169.yaml": 14_307_880,
     "specs/densenet201.yaml": 20_242_984,
@@ -49,7 +52,7 @@ KERAS_TOTALS = {
 }
 BIG = {
     "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
-    "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml",
+    "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
 }  # fmt: skip
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
 # the paper's Table 6 sizes, exact for option A shortcuts.

@@ -187,3 +187,54 @@ def test_diff_one_spec_two_sets_of_overrides():
     assert data["b"]["label"] == "specs/cifar/resnet.yaml --set params.depth=110"
     code, out = run("diff", "specs/cifar/resnet.yaml", "--set-b", "params.depth=23")
     assert code == 2 and "depth must be 6n+2" in out and "--set params.depth=23" in out
+
+
+PREACT18 = """\
+    archc: 1
+    name: preact_resnet18
+    input: [3, 32, 32]
+    params: {num_classes: 10}
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    use: [resnet]
+    layers:
+      - conv1: {conv: {filters: 64, kernel: 3, padding: 1}}
+      - layer1: {stage: preact_basic, repeat: 2, with: {planes: 64}}
+      - layer2: {stage: preact_basic, repeat: 2, with: {planes: 128}, first: {stride: 2}}
+      - layer3: {stage: preact_basic, repeat: 2, with: {planes: 256}, first: {stride: 2}}
+      - layer4: {stage: preact_basic, repeat: 2, with: {planes: 512}, first: {stride: 2}}
+      - avgpool: global_avgpool
+      - fc: {dense: {units: num_classes}}
+    """
+
+
+def test_preact_library_block(tmp_path):
+    """PreAct ResNet-18 for CIFAR as in the widely used kuangliu/pytorch-cifar layout: 11,171,146
+    parameters (by hand: 1,728 stem + 147,968 + 525,184 + 2,098,944 + 8,392,192 stages + 5,130 fc)."""
+    graph = lower(load_spec(write(tmp_path, "preact18.yaml", PREACT18)))
+    assert graph.counts.trainable == 11_171_146
+    ids = {n.id for n in graph.nodes}
+    assert "layer2.0.shortcut" in ids and "layer2.1.shortcut" not in ids and "layer1.0.shortcut" not in ids
+    shortcut = next(n for n in graph.nodes if n.id == "layer2.0.shortcut")
+    assert shortcut.inputs == ("layer2.0.relu1",)  # reads the pre-activated input
+
+
+def test_shortcut_rules_are_checked(tmp_path):
+    text = PREACT18.replace("use: [resnet]", textwrap.dedent("""\
+        blocks:
+          odd:
+            params: {planes: int, stride: 1, flag: true}
+            connectivity: skip
+            shortcut:
+              - {kind: projection, when: flag, name: a}
+              - {kind: projection, when: stride > 1, name: b}
+            layers:
+              - conv1: {conv: {filters: planes, kernel: 3, stride: stride, padding: 1}}
+        """).replace("\n", "\n    ")).replace("preact_basic", "odd")
+    with pytest.raises(SpecError, match="shortcuts 'a' and 'b' both apply to this instance"):
+        lower(load_spec(write(tmp_path, "odd.yaml", text)))
+    bad_input = text.replace("when: flag, name: a", "when: flag, name: a, input: conv9")
+    with pytest.raises(SpecError, match="shortcut input 'conv9' is not a layer"):
+        lower(load_spec(write(tmp_path, "odd2.yaml", bad_input)))
+    unknown = text.replace("when: flag, name: a", "when: flagz, name: a")
+    with pytest.raises(SpecError, match="unknown: flagz"):
+        lower(load_spec(write(tmp_path, "odd3.yaml", unknown)))

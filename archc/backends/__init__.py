@@ -7,7 +7,6 @@ returning it, so a broken module is never handed to the caller.
 
 from __future__ import annotations
 
-import ast
 from functools import cache
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def emit(graph: Graph, backend: str) -> str:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     text = _environment().get_template(f"{backend}/module.py.j2").render(**context)
     try:
-        ast.parse(text)  # never hand out a module that does not parse
-    except SyntaxError as e:  # pragma: no cover - a template bug
+        compile(text, f"<archc {graph.name} {backend}>", "exec")  # never hand out a module Python rejects
+    except (SyntaxError, ValueError) as e:  # pragma: no cover - a template bug
         raise RuntimeError(f"archc produced invalid Python for {graph.name} ({backend}): {e}") from e
     return text

@@ -21,7 +21,10 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     StageInst,
+    SymBlock,
     SymLayer,
+    SymShortcut,
+    SymStage,
 )
 from archc.spec import expr
 
@@ -119,19 +122,27 @@ class KerasEmitter:
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
-        hoist = common.Hoister((*block.layers, *block.after))
+        hoist = common.Hoister((*block.layers, *block.after), sig.arguments())
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
+        shortcuts = common.emitted_shortcuts(block, sig) if skip else []
+
+        def apply_shortcuts(point: str | None, var: str) -> list[str]:
+            out: list[str] = []
+            for sc, condition in shortcuts:
+                if sc.input == point:
+                    if condition is not None:
+                        out.append(f"{I1}if {condition}:")
+                    out += self._shortcut(sc, hoist, I1 + I1 if condition is not None else I1, var)
+            return out
+
         if skip:
             body.append(I1 + "identity = x")
         for layer in block.layers:
             body += self._sym_layer(layer, hoist, uses, block)
-        sc = block.shortcut
-        if skip and sc is not None and (sig.flag or sc.when == "always"):
-            if sig.flag:
-                body.append(f"{I1}if {sig.flag}:")
-            body += self._shortcut(sc, hoist, I1 + I1 if sig.flag else I1)
+            body += apply_shortcuts(layer.name, "x")
+        body += apply_shortcuts(None, "identity")
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", "([x, identity])")
         for layer in block.after:
@@ -144,8 +155,10 @@ class KerasEmitter:
             "body": body,
         }
 
-    def _sym_layer(self, layer: SymLayer, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
-        self.needs_math |= any(expr.uses_math(t) for _, t in layer.args)
+    def _sym_layer(self, layer: SymLayer | SymBlock | SymStage, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
+        self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+        if not isinstance(layer, SymLayer):
+            return [I1 + line for line in hoist.definitions([layer.in_channels])] + self._nested(layer, hoist)
         lines = [I1 + line for line in hoist.definitions([t for k, t in layer.args if k in ("filters", "units")])]
         uses[layer.name] = uses.get(layer.name, 0) + 1
         suffix = layer.name if uses[layer.name] == 1 else f"{layer.name}_{uses[layer.name]}"
@@ -156,16 +169,40 @@ class KerasEmitter:
             lines += applied_lines(stmt)
         return lines
 
-    def _shortcut(self, sc: Any, hoist: common.Hoister, indent: str) -> list[str]:
-        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> list[str]:
+        """A block or stage inside a block kind; layer names continue the outer `name`."""
+        prefix = 'f"{name}_' + sym.name
+        if isinstance(sym, SymBlock):
+            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ")
+        key = common.stage_key(sym.names)[2:-1]  # the pattern inside f"..."
+        count = expr.to_python(sym.repeat)
+        lines: list[str] = []
+        if sym.connectivity == "dense":
+            lines.append(f"{I1}for i in range({count}):")
+            name = f'{prefix}_{key}"'
+            lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, I1 + I1, "y = ")
+            concat = call("layers.Concatenate", name=_name(name, "_concat"))
+            return lines + render_applied(concat, I1 + I1, "x = ", "([x, y])")
+        first_key = sym.names.replace("{i}", "0").replace("{n}", "1")
+        lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', I1, "x = ")
+        lines.append(f"{I1}for i in range(1, {count}):")
+        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', I1 + I1, "x = ")
+
+    def _inner(self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str) -> list[str]:
+        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=("x",))
+        return render(Call(c.func, (*c.args, f"name={name}")), indent, head)
+
+    def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:
+        """`identity = ...(src)`; layer names follow the IR's node ids (`downsample_0`, `downsample_1`)."""
+        in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
         base = 'f"{name}_' + sc.name
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
-            return render_applied(call("PadShortcut", stride, f"{out_ch} - in_channels", name=base + '"'), indent, "identity = ", "(identity)")
+            return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
         lines = render_applied(call(
             "layers.Conv2D", out_ch, "1", strides=_unless(stride, "1"), use_bias=common.literal(sc.bias),
-            name=base + '_0"',
-        ), indent, "identity = ", "(identity)")  # fmt: skip
+            name=base + ('_0"' if sc.batchnorm else '"'),
+        ), indent, "identity = ", f"({src})")  # fmt: skip
         if sc.batchnorm:
             bn = call("layers.BatchNormalization", epsilon=common.literal(sc.eps), momentum=_keras_momentum(repr(sc.momentum)), name=base + '_1"')
             lines += render_applied(bn, indent, "identity = ", "(identity)")
@@ -191,7 +228,7 @@ class KerasEmitter:
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in vars(item.op).items() if v is not None}
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, self.graph.source):
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)

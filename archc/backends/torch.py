@@ -7,6 +7,7 @@ One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from archc.backends import common
@@ -20,7 +21,10 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     StageInst,
+    SymBlock,
     SymLayer,
+    SymShortcut,
+    SymStage,
 )
 from archc.spec import expr
 
@@ -114,17 +118,25 @@ class TorchEmitter:
     def block_class(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
         layers = (*block.layers, *block.after)
-        hoist = common.Hoister(layers)
+        hoist = common.Hoister(layers, sig.arguments())
         init: list[str] = []
         defined: set[str] = set()
         flat = False
-        for layer in layers:
-            self.needs_math |= any(expr.uses_math(t) for _, t in layer.args) or expr.uses_math(layer.in_channels)
+        # An activation may work in place unless its input is also read elsewhere: the block
+        # input (a skip or dense connection keeps it) or a shortcut's input.
+        read = {sc.input for sc in block.shortcuts}
+        for index, layer in enumerate(layers):
+            self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+            if not isinstance(layer, SymLayer):
+                init += [INDENT2 + line for line in hoist.definitions([layer.in_channels])]
+                init += render(self._nested(layer, hoist), INDENT2, f"self.{layer.name} = ")
+                continue
             init += [INDENT2 + line for line in hoist.definitions([layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]])]
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
-            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace=True)
+            inplace = index > 0 and layers[index - 1].name not in read
+            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace)
             init += render(module, INDENT2, f"self.{layer.name} = ")
             flat = flat or layer.kind in ("dense", "global_avgpool")
         forward = self._block_forward(block, sig, init, hoist)
@@ -137,42 +149,73 @@ class TorchEmitter:
         }
 
     def _block_forward(self, block: BlockType, sig: common.Signature, init: list[str], hoist: common.Hoister) -> list[str]:
-        lines: list[str] = []
         skip = block.connectivity == "skip"
-        if skip:
-            lines.append("identity = x")
+        shortcuts = common.emitted_shortcuts(block, sig) if skip else []
+        for sc, condition in shortcuts:
+            module = self._shortcut_module(sc, hoist)
+            if condition is None:
+                init += render(module, INDENT2, f"self.{sc.name} = ")
+            else:
+                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {condition}:"]
+                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
+
+        def apply_shortcuts(point: str | None, var: str) -> list[str]:
+            out: list[str] = []
+            for sc, condition in shortcuts:
+                if sc.input == point:
+                    line = f"identity = self.{sc.name}({var})"
+                    out += [line] if condition is None else [f"if self.{sc.name} is not None:", "    " + line]
+            return out
+
+        lines = ["identity = x"] if skip else []
         var = "x"
         for layer in block.layers:
-            lines += self._call_line(layer.name, layer.kind, var, "out")
+            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
             var = "out"
-        sc = block.shortcut
-        if skip and sc is not None and (sig.flag or sc.when == "always"):
-            module = self._shortcut_module(sc, hoist)
-            if sig.flag:
-                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {sig.flag}:"]
-                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
-                lines += [f"if self.{sc.name} is not None:", f"    identity = self.{sc.name}(x)"]
-            else:
-                init += render(module, INDENT2, f"self.{sc.name} = ")
-                lines.append(f"identity = self.{sc.name}(x)")
+            lines += apply_shortcuts(layer.name, var)
+        lines += apply_shortcuts(None, "x")
         if skip:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
         for layer in block.after:
-            lines += self._call_line(layer.name, layer.kind, var, "out")
+            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
         lines.append("return out" if var == "out" or block.layers else "return x")
         return lines
 
-    def _shortcut_module(self, sc: Any, hoist: common.Hoister) -> Code:
-        out_ch, stride = hoist.src(sc.out_channels), expr.to_python(sc.stride)
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> Code:
+        """A block or stage inside a block kind, its arguments as expressions."""
+        if isinstance(sym, SymBlock):
+            return self._inner(sym, hoist.src(sym.in_channels))
+        key = common.stage_key(sym.names)
+        if sym.connectivity == "dense":
+            self.helpers.add("DenseStage")
+            layer = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
+            count = expr.to_python(sym.repeat)
+            return call("DenseStage", Gen(Call(f"{key}: {layer.func}", layer.args), f"for i in range({count})", brackets="{}"))
+        first = self._inner(sym.first, hoist.src(sym.first.in_channels))
+        rest = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
+        more = expr.to_python(expr.fold(ast.BinOp(sym.repeat, ast.Sub(), ast.Constant(1))))
+        if sym.names == "{i}":
+            return Call("nn.Sequential", (first, Gen(rest, f"for _ in range({more})", prefix="*")))
+        self.needs_ordered_dict = True
+        first_key = common.literal(sym.names.replace("{i}", "0").replace("{n}", "1"))
+        count = expr.to_python(sym.repeat)
+        rest_items = Gen(Call(f"{key}: {rest.func}", rest.args), f"for i in range(1, {count})", prefix="**", brackets="{}")
+        return call("nn.Sequential", call("OrderedDict", Seq((Call(f"{first_key}: {first.func}", first.args), rest_items), "{}")))
+
+    def _inner(self, sym: SymBlock, in_channels: str) -> Call:
+        return common.inner_call(self.names[sym.block], sym, self.sigs[sym.block], in_channels)
+
+    def _shortcut_module(self, sc: SymShortcut, hoist: common.Hoister) -> Code:
+        in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
-            return call("PadShortcut", stride, f"{out_ch} - in_channels")
-        conv = call("nn.Conv2d", "in_channels", out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
-        parts: list[Code] = [conv]
-        if sc.batchnorm:
-            parts.append(call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum)))
-        return Call("nn.Sequential", tuple(parts))
+            return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
+        conv = call("nn.Conv2d", in_ch, out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
+        if not sc.batchnorm:
+            return conv
+        bn = call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum))
+        return Call("nn.Sequential", (conv, bn))
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:

@@ -47,12 +47,42 @@ class SymLayer:
 
 
 @dataclass(frozen=True)
+class SymBlock:
+    """An instance of another block kind inside a block kind; its arguments are expressions
+    over the outer kind's parameters and `in_channels`."""
+
+    name: str
+    block: str
+    args: tuple[tuple[str, ast.expr], ...]  # parameters given (the others keep their defaults)
+    flags: tuple[tuple[str, ast.expr], ...]  # the inner kind's shortcut switches, as conditions
+    in_channels: ast.expr
+
+
+@dataclass(frozen=True)
+class SymStage:
+    """A stage inside a block kind: `repeat` instances of `block`, in sequence or dense."""
+
+    name: str
+    block: str
+    repeat: ast.expr
+    connectivity: str  # none | dense
+    names: str  # instance name pattern, {i} from 0 or {n} from 1
+    first: SymBlock  # the first instance (name unused)
+    rest: SymBlock  # every later one; for dense stages, in_channels grows by `growth` per instance
+    growth: ast.expr | None  # dense only: channels each instance adds
+    in_channels: ast.expr
+
+
+@dataclass(frozen=True)
 class SymShortcut:
     kind: str  # projection | option_a
-    when: str  # shape_changes | always
+    when: str  # shape_changes | always | expression (see `condition`)
+    condition: ast.expr | None  # `when` as an expression over the block's parameters
+    input: str | None  # the layer whose output it reads; None: the block input
     name: str
+    in_channels: ast.expr
     out_channels: ast.expr
-    stride: ast.expr
+    stride: ast.expr  # of the branch from `input` on
     batchnorm: bool
     bias: bool
     eps: float | None
@@ -65,10 +95,11 @@ class BlockType:
     doc: str
     params: tuple[tuple[str, object, str], ...]  # (name, default or None when required, type)
     connectivity: str  # none | skip
-    layers: tuple[SymLayer, ...]
-    after: tuple[SymLayer, ...]
-    shortcut: SymShortcut | None
+    layers: tuple[SymLayer | SymBlock | SymStage, ...]
+    after: tuple[SymLayer | SymBlock | SymStage, ...]
+    shortcuts: tuple[SymShortcut, ...]
     out_channels: ast.expr
+    stride: ast.expr  # of the whole block
     where: Location
 
 
@@ -94,6 +125,7 @@ class LayerInst:
     counts: Counts
     nonneg_in: bool = False
     exposed: tuple[tuple[str, str], ...] = ()  # (attr, model param) emitted as a build_model argument
+    where: Location | None = None  # where the spec writes it, for a backend's complaints
 
 
 @dataclass(frozen=True)
@@ -101,7 +133,7 @@ class BlockInst:
     name: str
     block: str
     args: tuple[tuple[str, object], ...]  # every parameter's concrete value
-    shortcut: bool  # the instance uses its shortcut layers (projection / option A)
+    shortcut: str | None  # name of the shortcut this instance uses; None: identity
     in_shape: Shape
     out_shape: Shape
     counts: Counts

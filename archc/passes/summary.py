@@ -2,6 +2,9 @@
 
 MACs count the multiply-accumulates of convolutions and dense layers, the
 convention behind torchvision's "GFLOPS" column (ResNet-50: 4.09 G at 224x224).
+Activation memory is the float32 size of every IR node's output (every conv,
+BN, activation, pool, add and concat) for a batch: what a plain forward pass
+keeps for backward, before in-place or checkpointing savings.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class Summary:
     trainable: int
     non_trainable: int
     macs: int
+    level: str = "blocks"  # blocks: model-level items, blocks and stages; layers: every IR node
+    batch: int = 1
+    activation_bytes: int = 0  # float32 outputs of every node for `batch` samples
 
     @property
     def total(self) -> int:
@@ -39,7 +45,9 @@ class Summary:
         return {**asdict(self), "total": self.total}
 
 
-def summarize(graph: Graph) -> Summary:
+def summarize(graph: Graph, level: str = "blocks", batch: int = 1) -> Summary:
+    if level not in ("blocks", "layers"):
+        raise ValueError(f"unknown level {level!r}; choose blocks or layers")
     macs_under = _macs_by_prefix(graph)
     rows: list[Row] = []
 
@@ -58,10 +66,17 @@ def summarize(graph: Graph) -> Summary:
             c = item.counts
             rows.append(Row(path, kind, item.out_shape.as_tuple(), c.trainable, c.non_trainable, macs_under.get(path, 0)))
 
-    walk(graph.body, "")
+    if level == "blocks":
+        walk(graph.body, "")
+    else:
+        rows = [Row(n.id, n.op.kind, n.shape.as_tuple(), n.trainable, n.non_trainable, n.macs) for n in graph.nodes]
     c = graph.counts
     macs = sum(n.macs for n in graph.nodes)
-    return Summary(graph.name, graph.input_shape.as_tuple(), graph.output_shape.as_tuple(), tuple(rows), c.trainable, c.non_trainable, macs)
+    activations = 4 * batch * sum(n.shape.numel() for n in graph.nodes)
+    return Summary(
+        graph.name, graph.input_shape.as_tuple(), graph.output_shape.as_tuple(), tuple(rows), c.trainable,
+        c.non_trainable, macs, level, batch, activations,
+    )  # fmt: skip
 
 
 def _macs_by_prefix(graph: Graph) -> dict[str, int]:
@@ -95,4 +110,8 @@ def to_table(s: Summary) -> str:
 
     out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", fmt(header), line, *map(fmt, body), line]
     out.append(f"trainable {s.trainable:,}   non-trainable {s.non_trainable:,}   total {s.total:,}   MACs {si(s.macs)}")
+    out.append(
+        f"activations, batch {s.batch} (float32, every layer output): {s.activation_bytes / 2**20:,.1f} MiB"
+        f"   parameters (float32): {4 * s.total / 2**20:,.1f} MiB"
+    )
     return "\n".join(out)

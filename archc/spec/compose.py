@@ -17,26 +17,33 @@ Override paths: `params.depth`, `input[1]`, and list entries by name:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from archc.errors import Location, SpecError
-from archc.spec.yamlsrc import Path_, SourceMap, load_yaml_file, load_yaml_text
+from archc.spec.yamlsrc import (
+    Path_,
+    SourceMap,
+    load_yaml_bytes,
+    load_yaml_text,
+    read_spec_bytes,
+)
 
 MAX_EXTENDS_DEPTH = 16  # a chain longer than this is a mistake, not a design
 
 
 def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap, list[bytes]]:
     """Load `path` and, recursively, the specs it extends; merged data, its map, each file's bytes."""
-    data, smap = load_yaml_file(path)
-    raw = [path.read_bytes()]
+    raw = read_spec_bytes(path)
+    data, smap = load_yaml_bytes(raw, str(path))
     if not (isinstance(data, dict) and "extends" in data):
-        return data, smap, raw
+        return data, smap, [raw]
     ref, where = data["extends"], smap.locate(("extends",))
     if not isinstance(ref, str) or not re.fullmatch(r"[\w./-]+\.ya?ml", ref):
         raise SpecError("extends: give the path of a .yaml spec, relative to this file", where)
-    base_path = path.parent / ref
+    base_path = Path(os.path.normpath(path.parent / ref))
     chain = (*seen, path.resolve())
     if base_path.resolve() in chain:
         names = " -> ".join(p.name for p in (*chain, base_path))
@@ -50,7 +57,7 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
         raise SpecError(f"extends: {base_path} is not a spec mapping", where)
     merged = SourceMap(smap.file)
     result = _merge(base, data, (), base_map, smap, merged)
-    return result, merged, base_raw + raw
+    return result, merged, [*base_raw, raw]
 
 
 def _merge(base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, out: SourceMap) -> Any:
@@ -67,6 +74,8 @@ def _merge(base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, 
     if not (isinstance(base, dict) and isinstance(over, dict)):
         return _copy(over, path, path, omap, out)
     out.marks[path] = omap.locate(path) if path else bmap.locate(path)
+    if path in omap.key_marks:
+        out.key_marks[path] = omap.key_marks[path]
     merged: dict[Any, Any] = {}
     for key, value in base.items():
         if key not in over:
@@ -82,6 +91,8 @@ def _merge(base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, 
 def _copy(value: Any, src: Path_, dst: Path_, smap: SourceMap, out: SourceMap) -> Any:
     """`value` placed at `dst`, with the locations it had at `src`."""
     out.marks[dst] = smap.locate(src)
+    if src in smap.key_marks:
+        out.key_marks[dst] = smap.key_marks[src]
     if isinstance(value, dict):
         return {k: _copy(v, (*src, k), (*dst, k), smap, out) for k, v in value.items()}
     if isinstance(value, list):
@@ -124,8 +135,9 @@ def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
         else:
             raise SpecError(f"{_show(path)} is a value, not a mapping or list", where)
         if last:
-            for p in [p for p in smap.marks if p[: len(path) + 1] == (*path, key)]:
-                del smap.marks[p]
+            for marks in (smap.marks, smap.key_marks):
+                for p in [p for p in marks if p[: len(path) + 1] == (*path, key)]:
+                    del marks[p]
             node[key] = _copy(value, (), (*path, key), SourceMap(where.file, {(): where}), smap)
         else:
             node, path = node[key], (*path, key)

@@ -20,6 +20,8 @@ Value = int | float | bool
 
 MAX_INT = 2**53  # beyond any real layer size; keeps ints exact as floats too
 MAX_EXPR_CHARS = 500
+MAX_EXPR_DEPTH = 50  # nesting; the evaluator, substitution and printing all recurse
+LIMITS_HINT = "raise archc.spec.expr.MAX_INT deliberately if you mean it"
 
 _BINOPS: dict[type, Callable[[Value, Value], Value]] = {
     ast.Add: operator.add,
@@ -58,14 +60,35 @@ class ExprError(ValueError):
 def parse(text: str) -> ast.expr:
     """Parse `text` and check that it uses only the whitelisted constructs."""
     if len(text) > MAX_EXPR_CHARS:
-        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+        raise ExprError(
+            f"expression longer than {MAX_EXPR_CHARS} characters "
+            "(archc.spec.expr.MAX_EXPR_CHARS); name parts of it as params"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as e:
-        raise ExprError(f"invalid expression {text!r}: {e.msg}") from None
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        raise ExprError(f"invalid expression {text!r}: {getattr(e, 'msg', e)}") from None
+    if _depth(tree) > MAX_EXPR_DEPTH:
+        raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels (archc.spec.expr.MAX_EXPR_DEPTH)")
     for node in ast.walk(tree):
         _check_node(node, text)
-    return tree
+    return _Booleans().visit(tree)
+
+
+class _Booleans(ast.NodeTransformer):
+    """`true` / `false` (YAML's spelling) mean Python's True / False."""
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return ast.Constant(node.id == "true") if node.id in ("true", "false") else node
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _check_node(node: ast.AST, text: str) -> None:
@@ -77,6 +100,8 @@ def _check_node(node: ast.AST, text: str) -> None:
         raise ExprError(f"{type(node).__name__} is not allowed in expression {text!r}")
     if isinstance(node, ast.Constant) and type(node.value) not in (int, float, bool):
         raise ExprError(f"only numbers and true/false are allowed in expression {text!r}")
+    if isinstance(node, ast.Constant):
+        bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
         raise ExprError(f"operator {type(node.op).__name__} is not allowed in {text!r}")
     if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
@@ -99,24 +124,30 @@ def free_names(tree: ast.expr) -> set[str]:
 
 
 def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
-    """Evaluate a parsed expression with the given variables."""
-    return _check_bounds(_eval(tree, scope))
+    """Evaluate a parsed expression with the given variables.
+
+    Every name must be in scope, including names in a branch that is not taken:
+    the same tree may be printed into generated code, where a stray name would
+    reach a global of the generated module.
+    """
+    unknown = sorted(free_names(tree) - set(scope))
+    if unknown:
+        known = ", ".join(sorted(scope)) or "none"
+        raise ExprError(f"unknown name {unknown[0]!r} (known here: {known})")
+    return bounded(_eval(tree, scope))
 
 
 def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
-        if node.id not in scope:
-            known = ", ".join(sorted(scope)) or "none"
-            raise ExprError(f"unknown name {node.id!r} (known here: {known})")
         return scope[node.id]
     if isinstance(node, ast.BinOp):
         left, right = _eval(node.left, scope), _eval(node.right, scope)
         if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_INT):
-            raise ExprError(f"power {left} ** {right} is out of range")
+            raise ExprError(f"power {left} ** {right} is out of range (exponents are limited to 64)")
         try:
-            return _check_bounds(_BINOPS[type(node.op)](left, right))
+            return bounded(_BINOPS[type(node.op)](left, right))
         except ZeroDivisionError:
             raise ExprError("division by zero") from None
         except OverflowError:
@@ -143,19 +174,21 @@ def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
         func = FUNCTIONS[node.func.id][0]  # type: ignore[union-attr]
         args = [_eval(a, scope) for a in node.args]
         try:
-            return _check_bounds(func(*args))
+            return bounded(func(*args))
         except (TypeError, ValueError, OverflowError) as e:
             raise ExprError(f"{node.func.id}(): {e}") from None  # type: ignore[union-attr]
     raise ExprError(f"unsupported expression node {type(node).__name__}")
 
 
-def _check_bounds(value: Value) -> Value:
+def bounded(value: object) -> Value:
     if isinstance(value, bool):
         return value
+    if not isinstance(value, (int, float)):  # e.g. the complex result of (-8) ** 0.5
+        raise ExprError(f"{value!r} is not a real number")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ExprError("result is not a finite number")
+        raise ExprError(f"{value} is not a finite number")
     if abs(value) > MAX_INT:
-        raise ExprError(f"result {value:.3g} exceeds the limit of {MAX_INT:.3g}")
+        raise ExprError(f"{value:.3g} exceeds the limit of {MAX_INT:.3g} ({LIMITS_HINT})")
     return value
 
 
@@ -193,6 +226,23 @@ def fold(tree: ast.expr) -> ast.expr:
         if isinstance(tree.op, ast.Add) and lc == 0 and not isinstance(lc, bool):
             return right
         return ast.BinOp(left, tree.op, right)
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], (ast.Eq, ast.NotEq)):
+        left, right = fold(tree.left), fold(tree.comparators[0])
+        if ast.dump(left) == ast.dump(right):  # x == x, x != x
+            return ast.Constant(isinstance(tree.ops[0], ast.Eq))
+        return ast.Compare(left, tree.ops, [right])
+    if isinstance(tree, ast.BoolOp):
+        absorbing = isinstance(tree.op, ast.Or)  # True absorbs `or`, False absorbs `and`
+        values = []
+        for value in map(fold, tree.values):
+            if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+                if value.value == absorbing:
+                    return ast.Constant(absorbing)
+                continue  # the neutral element
+            values.append(value)
+        if not values:
+            return ast.Constant(not absorbing)
+        return values[0] if len(values) == 1 else ast.BoolOp(tree.op, values)
     return tree
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,12 @@ from pydantic import BaseModel, ValidationError
 from archc.errors import Location, SpecError
 from archc.spec.compose import apply_override, load_chain
 from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
-from archc.spec.yamlsrc import SourceMap, load_yaml_file, load_yaml_text
+from archc.spec.yamlsrc import (
+    SourceMap,
+    load_yaml_bytes,
+    load_yaml_text,
+    read_spec_bytes,
+)
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
 
@@ -71,15 +77,28 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     model = validate(ModelSpec, data, smap)
     blocks: dict[str, BlockSource] = {}
     for i, ref in enumerate(model.use):
-        # a relative path is relative to the file that names it (which may be a base spec)
-        base_dir = Path(smap.locate(("use", i)).file).parent
+        where = smap.locate(("use", i))
+        if ref in model.use[:i]:
+            raise SpecError(f"library {ref!r} is listed twice", where)
+        # a path is relative to the file that names it (which may be a base spec), not to the working directory
+        base_dir = Path(where.file).parent
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
-            raise SpecError(f"unknown library {ref!r}; shipped libraries: {', '.join(shipped)}", smap.locate(("use", i)))
-        lib_data, lib_map = load_yaml_file(lib_path)
+            hint = difflib.get_close_matches(ref, shipped, n=1)
+            raise SpecError(
+                f"unknown library {ref!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (shipped libraries: {', '.join(shipped)}; a path must end in .yaml)",
+                where,
+            )  # fmt: skip
+        shown = f"archc/library/{ref}.yaml" if "." not in ref else str(_shown(lib_path))  # not the install path
+        lib_data, lib_map = load_yaml_bytes(read_spec_bytes(lib_path, where), shown)
+        if not (isinstance(lib_data, dict) and "library" in lib_data):
+            raise SpecError(f"{ref} is not a block library (it has no `library:` key)", where)
         library = validate(LibrarySpec, lib_data, lib_map)
         for name, definition in library.blocks.items():
+            if name in blocks:
+                raise SpecError(f"block {name!r} is defined by two libraries ({blocks[name].source.file}, {lib_map.file})", where)
             blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
     for name, definition in model.blocks.items():
         blocks[name] = BlockSource(name, definition, smap, ("blocks", name))  # local blocks override libraries
@@ -89,6 +108,12 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     else:
         sha256 = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
     return LoadedSpec(model, smap, blocks, sha256, smap.file, tuple(overrides))
+
+
+def _shown(path: Path) -> Path:
+    """A path as messages show it: relative to the working directory when under it."""
+    path = Path(os.path.normpath(path.absolute()))
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def validate(model_type: type[BaseModel], data: Any, smap: SourceMap) -> Any:
@@ -105,23 +130,34 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     # Union branches each report an error; the one a person wants is the
     # deepest one that came from our own validators or an unknown key.
     def rank(e: dict[str, Any]) -> tuple[int, int]:
-        order = ("extra_forbidden", "value_error", "unknown_layer", "missing")
+        order = ("extra_forbidden", "value_error", "finite_number", "unknown_layer", "missing")
         return (order.index(e["type"]) if e["type"] in order else len(order), -len(e["loc"]))
 
     e = sorted(errors, key=rank)[0]
     path = _data_path(e["loc"], data)
     message = e["msg"].removeprefix("Value error, ")
-    shown = ".".join(str(p) for p in path) or "spec"
+    shown = ".".join(_short(str(p)) for p in path) or "spec"
     if e["type"] == "extra_forbidden":
         key = path[-1] if path else ""
         hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
-        message = f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
+        message = f"unknown key {_short(repr(key))}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
     elif e["type"] == "missing":
         message = f"missing required key {e['loc'][-1]!r}"
-        shown = ".".join(str(p) for p in path) or "spec"
-    elif e["type"] in ("int_type", "float_type", "bool_type", "string_type", "literal_error"):
-        message = f"{message}, got {e.get('input')!r}"
-    return SpecError(f"{shown}: {message}", smap.locate(path))
+    elif e["type"] in _SHOW_INPUT:
+        message = f"{message}, got {_short(repr(e.get('input')))}"
+    where = smap.locate_key(path) if e["type"] == "extra_forbidden" else smap.locate(path)
+    return SpecError(f"{shown}: {message}", where)
+
+
+_SHOW_INPUT = (
+    "int_type", "float_type", "bool_type", "string_type", "literal_error", "greater_than_equal",
+    "tuple_type", "list_type", "dict_type", "model_type", "model_attributes_type", "finite_number",
+)  # fmt: skip
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """User text quoted in a message, cut so the message stays one readable line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:

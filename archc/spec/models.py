@@ -10,10 +10,12 @@ and becomes the module name in generated code. Numbers may be expressions
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,14 +38,23 @@ RESERVED_NAMES = frozenset(
         # locals, arguments and globals of the generated modules
         "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
-        "in_channels", "channels", "build_model", "INPUT_SHAPE", "super",
-        "int", "float", "bool", "range", "len", "list", "tuple", "dict", "None", "True", "False",
-        # attributes of torch.nn.Module that a submodule name would shadow
-        "training", "train", "eval", "forward", "parameters", "buffers", "children", "modules",
-        "named_parameters", "named_buffers", "named_children", "named_modules", "state_dict",
-        "load_state_dict", "to", "cuda", "cpu", "double", "half", "bfloat16", "type", "apply",
-        "zero_grad", "requires_grad_", "register_buffer", "register_parameter", "add_module",
-        "get_submodule", "extra_repr", "call_super_init", "dump_patches",
+        "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
+        # builtins the generated code calls (expressions print round, abs, min, max, int, float)
+        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
+        "round", "abs", "min", "max", "None", "True", "False", "true", "false",
+        # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
+        # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
+        "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
+        "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend",
+        "extra_repr", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
+        "half", "insert", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
+        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+        "register_backward_hook", "register_buffer", "register_forward_hook",
+        "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
+        "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+        "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
+        "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
     }
 )  # fmt: skip
 
@@ -57,12 +68,24 @@ def _identifier(value: str) -> str:
         raise ValueError(f"{value!r} is a Python keyword; choose another name")
     if value in RESERVED_NAMES:
         raise ValueError(f"{value!r} is used by the generated code; choose another name")
-    if value.startswith("__"):
-        raise ValueError(f"{value!r}: names may not start with a double underscore")
+    if value.startswith("_"):
+        raise ValueError(f"{value!r}: names may not start with an underscore (private in Python and torch)")
     return value
 
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
+
+
+def _prose(value: str) -> str:
+    """Docs and messages are printed into docstrings and terminals: plain text only."""
+    bad = next((ch for ch in value if not (ch.isprintable() or ch in " \t\n")), None)
+    if bad is not None:
+        raise ValueError(f"control or formatting character {bad!r} is not allowed in text")
+    return " ".join(value.split())
+
+
+Doc = Annotated[str, Field(max_length=2000), AfterValidator(_prose)]
+Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _expression(value: str) -> str:
@@ -74,10 +97,12 @@ def _expression(value: str) -> str:
 
 
 ExprStr = Annotated[str, AfterValidator(_expression)]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan have no Python literal
 IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
-NumExpr = Annotated[Union[StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+NumExpr = Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
 BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
-ParamValue = Annotated[Union[StrictBool, StrictInt, StrictFloat, ExprStr], Field(union_mode="left_to_right")]
+ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
 
 
 class Strict(BaseModel):
@@ -195,8 +220,17 @@ class BlockItem(Strict):
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
 
 
+def _names_pattern(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]*\{[in]\}", value):
+        raise ValueError(
+            f"names must be letters, digits and _ followed by {{i}} (from 0) or {{n}} (from 1), "
+            f"e.g. 'denselayer{{n}}'; got {value!r}"
+        )
+    return value
+
+
 class StageItem(Strict):
-    """A block repeated `repeat` times; the first instance may differ (`first:`)."""
+    """A block repeated `repeat` times; the first and last instances may differ (`first:`, `last:`)."""
 
     stage: Name = Field(description="Block kind to repeat.")
     repeat: IntExpr = Field(description="Number of instances (>= 1).")
@@ -204,15 +238,18 @@ class StageItem(Strict):
     first: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."
     )
+    last: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        description="Overrides for the last instance (Keras ResNet v2 downsamples there), applied after `first`.",
+    )
     connectivity: Literal["none", "dense"] = Field(
         "none",
         description="none: instances run in sequence. dense: each instance receives the concatenation "
         "of the stage input and all earlier outputs, and the stage returns that concatenation.",
     )
-    names: str = Field(
+    names: Annotated[str, AfterValidator(_names_pattern)] = Field(
         "{i}",
         max_length=64,
-        pattern=r"^[A-Za-z_]?[A-Za-z0-9_]*\{[in]\}$",
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
         "stages, 'denselayer{n}' for dense blocks).",
     )
@@ -292,15 +329,23 @@ LayerEntry = Annotated[dict[Name, LayerBody], AfterValidator(_one_entry)]
 
 
 class Shortcut(Strict):
-    """What a `skip` block adds to its branch when the branch changes the shape."""
+    """What a `skip` block adds to its branch output instead of its input, and when."""
 
     kind: Literal["projection", "option_a"] = Field(
         "projection",
         description="projection: 1x1 conv (with the branch's stride) + optional BN. option_a: parameter-free, "
         "subsample by the stride and zero-pad the new channels (He et al. 2015).",
     )
-    when: Literal["shape_changes", "always"] = Field(
-        "shape_changes", description="Use the shortcut layers only where shapes differ, or on every instance."
+    when: Union[Literal["shape_changes", "always"], ExprStr] = Field(
+        "shape_changes",
+        union_mode="left_to_right",
+        description="shape_changes: only on instances whose branch changes the shape; always: on every instance; "
+        "or a boolean expression over the block's parameters, e.g. conv_shortcut.",
+    )
+    input: Name | None = Field(
+        None,
+        description="Read the output of this layer of the block instead of the block input, e.g. the "
+        "pre-activation's relu (ResNet v2).",
     )
     name: Name = Field("downsample", description="Module name of the shortcut (torchvision: downsample).")
     batchnorm: StrictBool = Field(True, description="projection only: follow the 1x1 conv with batch norm.")
@@ -309,19 +354,17 @@ class Shortcut(Strict):
 
 class Check(Strict):
     that: ExprStr = Field(description="An expression that must be true, e.g. '(depth - 2) % 6 == 0'.")
-    message: str = Field(
-        max_length=300, description="Shown when it is false; {name} is replaced by the value of a parameter."
-    )
+    message: Message = Field(description="Shown when it is false; {name} is replaced by the value of a parameter.")
 
 
 ParamDecl = Annotated[
-    Union[StrictBool, StrictInt, StrictFloat, Literal["int", "float", "bool"]],
+    Union[StrictBool, StrictInt, FiniteFloat, Literal["int", "float", "bool"]],
     Field(union_mode="left_to_right"),
 ]
 
 
 class BlockDef(Strict):
-    doc: str = Field("", description="One line describing the block.")
+    doc: Doc = Field("", description="One line describing the block.")
     params: dict[Name, ParamDecl] = Field(
         default_factory=dict,
         description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
@@ -331,7 +374,11 @@ class BlockDef(Strict):
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
         "Dense connectivity is a stage's (stage: ..., connectivity: dense).",
     )
-    shortcut: Shortcut | None = Field(None, description="skip only: the shortcut used when shapes change.")
+    shortcut: Shortcut | list[Shortcut] | None = Field(
+        None,
+        description="skip only: the shortcut, or a list of them tried in order (the first whose `when` holds "
+        "is used); with none applying, the identity.",
+    )
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
     after: list[LayerEntry] = Field(default_factory=list, description="skip only: layers after the addition.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the parameters.")
@@ -340,7 +387,16 @@ class BlockDef(Strict):
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
             raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
+        names = [sc.name for sc in self.shortcuts]
+        if len(set(names)) != len(names):
+            raise ValueError("shortcuts need distinct names (`name:`)")
         return self
+
+    @property
+    def shortcuts(self) -> tuple[Shortcut, ...]:
+        if self.shortcut is None:
+            return ()
+        return tuple(self.shortcut) if isinstance(self.shortcut, list) else (self.shortcut,)
 
 
 class ConvDefaults(Strict):
@@ -352,20 +408,28 @@ class DenseDefaults(Strict):
 
 
 class BatchNormDefaults(Strict):
-    eps: StrictFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
-    momentum: StrictFloat | None = Field(
+    eps: FiniteFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
+    momentum: FiniteFloat | None = Field(
         None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
     )
 
 
 class Defaults(Strict):
-    conv: ConvDefaults = ConvDefaults()
-    dense: DenseDefaults = DenseDefaults()
-    batchnorm: BatchNormDefaults = BatchNormDefaults()
+    conv: ConvDefaults = Field(ConvDefaults(), description="Conv settings a conv layer does not give itself.")
+    dense: DenseDefaults = Field(DenseDefaults(), description="Dense settings a dense layer does not give itself.")
+    batchnorm: BatchNormDefaults = Field(
+        BatchNormDefaults(), description="Batch-norm numerics; archc never relies on a framework's defaults."
+    )
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
-LibraryRef = Annotated[str, Field(pattern=r"^([a-z][a-z0-9_]*|[\w./-]+\.ya?ml)$", max_length=200)]
+def _library_ref(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
+        raise ValueError(f"a library is a shipped name (resnet, densenet) or a path ending in .yaml; got {value!r}")
+    return value
+
+
+LibraryRef = Annotated[str, Field(max_length=200), AfterValidator(_library_ref)]
 
 
 class ModelSpec(Strict):
@@ -376,10 +440,10 @@ class ModelSpec(Strict):
         description="A base spec (path relative to this file) that this one modifies; see 'Variants'.",
     )
     name: Name = Field(description="Model name; also the generated class name's source.")
-    doc: str = Field("", max_length=2000, description="What the model is, with its reference.")
-    input: tuple[StrictInt, StrictInt, StrictInt] = Field(description="Input shape as (channels, height, width).")
+    doc: Doc = Field("", description="What the model is, with its reference.")
+    input: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
-    defaults: Defaults = Defaults()
+    defaults: Defaults = Field(Defaults(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
         default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
     )
@@ -387,18 +451,13 @@ class ModelSpec(Strict):
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
 
-    @model_validator(mode="after")
-    def _input_positive(self) -> ModelSpec:
-        if any(v < 1 for v in self.input):
-            raise ValueError("input must be three positive integers: [channels, height, width]")
-        return self
 
 
 class LibrarySpec(Strict):
-    archc: Literal[1]
+    archc: Literal[1] = Field(description="Spec format version.")
     library: Name = Field(description="Library name.")
-    doc: str = ""
-    blocks: dict[Name, BlockDef]
+    doc: Doc = Field("", description="What the library holds, with its reference.")
+    blocks: dict[Name, BlockDef] = Field(description="The block kinds it provides.")
 
 
 GroupItem.model_rebuild()

@@ -1,0 +1,61 @@
+"""The Python API: what the CLI does, for notebooks and search loops.
+
+    import archc
+    spec = archc.load_spec("specs/cifar/densenet_bc100_k12.yaml", overrides=["params.growth_rate=24"])
+    archc.summary(spec).macs            # from the IR; no framework imported
+    model = archc.build(spec, "torch")  # compiled and imported in memory, no files written
+
+`spec` may be a path, a `LoadedSpec` (from `load_spec`) or a lowered `Graph`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from archc.ir.graph import Graph
+from archc.passes.summary import Summary
+from archc.spec.loader import LoadedSpec
+from archc.spec.loader import load_spec as _load
+
+SpecLike = Union[str, Path, LoadedSpec, Graph]
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
+    """Load and validate a spec; `overrides` are `--set` texts such as "params.growth_rate=24"."""
+    return _load(path, overrides)
+
+
+def to_ir(spec: SpecLike) -> Graph:
+    """The graph IR of a spec (shapes, parameter counts, MACs)."""
+    from archc.lower import lower as lower_spec
+
+    if isinstance(spec, Graph):
+        return spec
+    return lower_spec(spec if isinstance(spec, LoadedSpec) else _load(spec))
+
+
+def compile(spec: SpecLike, backend: str) -> str:  # noqa: A001 - the name users expect
+    """The generated module's source text, exactly what `archc build` writes."""
+    from archc.backends import emit
+
+    return emit(to_ir(spec), backend)
+
+
+def build(spec: SpecLike, backend: str, **kwargs: Any) -> Any:
+    """Compile, import in memory and return `build_model(**kwargs)`: a torch.nn.Module or keras.Model."""
+    graph = to_ir(spec)
+    module = types.ModuleType(f"archc_generated_{graph.name}_{backend}")
+    code = builtins.compile(compile(graph, backend), f"<archc {graph.source} ({backend})>", "exec")
+    exec(code, module.__dict__)
+    return module.build_model(**kwargs)
+
+
+def summary(spec: SpecLike, level: str = "blocks", batch: int = 1) -> Summary:
+    """Per-block (or per-layer) output shapes, parameters, MACs and activation memory."""
+    from archc.passes.summary import summarize
+
+    return summarize(to_ir(spec), level, batch)

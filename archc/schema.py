@@ -1,0 +1,112 @@
+"""The JSON Schema of the spec language, for editors (VS Code's YAML extension) and tools.
+
+It is pydantic's schema of `ModelSpec`, with what the validators add by hand:
+- a layer entry is a one-key mapping `name: layer`, and a layer may be a shorthand
+  (`batchnorm`, `relu`, ...), a list (a group) or `act: relu`;
+- a spec with `extends:` is a partial document: nothing else is required, and a
+  top-level value may be `null` (delete it from the base), `{$replace: value}` or
+  `{$append: [...]}`. Nested merge operators are left to archc itself, which also
+  checks what no schema can (expressions, names in scope, shapes, the merged result).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from archc.spec.models import _SHORTHANDS, ACTIVATIONS, ModelSpec
+
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def schema() -> dict[str, Any]:
+    full = ModelSpec.model_json_schema(mode="validation")
+    defs = full.pop("$defs")
+    layer_kinds = _find_layer_union(full)
+    defs["Layer"] = {
+        "description": "A layer: a primitive (conv, batchnorm, ...), a block, a stage, a list (a named group), "
+        "or a shorthand such as batchnorm, relu, act, global_avgpool, flatten.",
+        "anyOf": [
+            layer_kinds,
+            {"enum": sorted(_SHORTHANDS)},
+            {"type": "array", "items": {"$ref": "#/$defs/LayerEntry"}},
+        ],
+    }
+    defs["LayerEntry"] = {
+        "description": "One `name: layer` pair; the name becomes the module name.",
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "propertyNames": {"pattern": IDENTIFIER, "maxLength": 64},
+        "additionalProperties": {"$ref": "#/$defs/Layer"},
+    }
+    full = _replace_entries(full, layer_kinds)
+    defs = {k: _replace_entries(v, layer_kinds) for k, v in defs.items()}
+    defs["ActItem"]["properties"]["act"] = {
+        "description": "An activation: its name (act: relu) or its arguments.",
+        "anyOf": [{"enum": list(ACTIVATIONS)}, {"$ref": "#/$defs/ActArgs"}],
+    }
+    # The top level admits both forms (so editors complete and describe every key);
+    # `else` holds a spec without `extends` to the full rules.
+    strict = {"required": full.pop("required"), "properties": full["properties"]}
+    full["properties"] = {k: v if k in ("archc", "extends") else _mergeable(v) for k, v in full["properties"].items()}
+    return {
+        "$schema": SCHEMA_URL,
+        **full,
+        "title": "archc spec",
+        "description": "A CNN architecture spec for archc (docs/spec.md). A spec with `extends:` only states "
+        "what it changes in its base.",
+        "if": {"required": ["extends"]},
+        "then": {"required": ["archc", "extends"]},
+        "else": strict,
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _find_layer_union(node: Any) -> dict[str, Any]:
+    """The `oneOf` of layer kinds that pydantic writes for a layer entry's value."""
+    if isinstance(node, dict):
+        value = node.get("additionalProperties")
+        if isinstance(value, dict) and any(r.get("$ref") == "#/$defs/ConvItem" for r in value.get("oneOf", [])):
+            return value
+        for child in node.values():
+            found = _find_layer_union(child)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for child in node:
+            found = _find_layer_union(child)
+            if found:
+                return found
+    return {}
+
+
+def _replace_entries(node: Any, layer_kinds: dict[str, Any]) -> Any:
+    """Every pydantic layer-entry schema becomes a reference to LayerEntry."""
+    if isinstance(node, dict):
+        if node.get("additionalProperties") == layer_kinds and node.get("type") == "object":
+            return {"$ref": "#/$defs/LayerEntry"}
+        return {k: _replace_entries(v, layer_kinds) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_entries(v, layer_kinds) for v in node]
+    return node
+
+
+def _mergeable(prop: dict[str, Any]) -> dict[str, Any]:
+    """A top-level value in a spec with `extends:`: itself, null, or a merge operator."""
+    described = {k: v for k, v in prop.items() if k in ("description", "title")}
+    value = {k: v for k, v in prop.items() if k not in ("description", "title", "default")}
+    ops: list[dict[str, Any]] = [
+        value,
+        {"type": "null"},
+        {"type": "object", "properties": {"$replace": value}, "required": ["$replace"], "additionalProperties": False},
+    ]
+    if value.get("type") == "array":
+        items = {"type": "array", "items": value.get("items", {})}
+        ops.append({"type": "object", "properties": {"$append": items}, "required": ["$append"], "additionalProperties": False})
+    return {**described, "anyOf": ops}

@@ -1,0 +1,50 @@
+"""docs/spec.md stays true: its field reference is generated from the models, its examples
+build, and the tutorial's numbers are what archc prints."""
+
+import re
+
+from click.testing import CliRunner
+from conftest import ROOT
+
+from archc.cli import main
+from archc.lower import lower
+from archc.spec import reference
+from archc.spec.loader import load_spec
+
+SPEC_MD = ROOT / "docs/spec.md"
+
+
+def test_field_reference_is_current():
+    text = SPEC_MD.read_text()
+    start, end = text.index(reference.BEGIN), text.index(reference.END) + len(reference.END)
+    assert text[start:end] == reference.render(), "run `python -m archc.spec.reference docs/spec.md`"
+
+
+def test_every_model_field_is_documented():
+    for _, _, model in reference.SECTIONS:
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_examples_build_with_published_counts():
+    # ResNeXt-29 8x64d and 16x64d: 34.4M and 68.1M (Xie et al. 2017, Table 7)
+    resnext = ROOT / "docs/examples/resnext29_8x64d.yaml"
+    assert lower(load_spec(resnext)).counts.trainable == 34_426_698
+    assert lower(load_spec(resnext, ["params.cardinality=16"])).counts.trainable == 68_155_210
+    variant = lower(load_spec(ROOT / "docs/examples/densenet_bc_drop.yaml"))
+    assert variant.counts.trainable == 1_481_986
+    assert any(n.id == "denseblock3.denselayer16.drop" for n in variant.nodes)
+
+
+def test_tutorial_output_is_what_archc_prints():
+    text = SPEC_MD.read_text()
+    args = ["diff", "specs/cifar/densenet_bc100_k12.yaml", "--set-b", "params.growth_rate=16", "--set-b", "params.compression=0.6"]
+    out = CliRunner().invoke(main, args).output
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total in text
+    summary = CliRunner().invoke(main, ["summary", "specs/cifar/densenet_bc100_k12.yaml"]).output
+    for line in summary.splitlines():
+        if re.match(r"(conv0|denseblock1|transition1) ", line):
+            assert line in text, line
+    error = CliRunner().invoke(main, ["check", "specs/cifar/resnet.yaml", "--set", "params.depth=21"]).output
+    assert error.strip() in text

@@ -1,0 +1,111 @@
+"""The hostile corpus: every file in tests/hostile/ is a broken or malicious spec.
+
+Each starts with `# expect: TEXT` and marks the line the error must point at with
+`#<`. Through the real CLI, each must end in exit 2 with one line naming
+`file:line` and TEXT, no traceback, nothing written, in under a second.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archc.cli import main
+
+HOSTILE = Path(__file__).parent / "hostile"
+CORPUS = sorted(p.name for p in HOSTILE.glob("*.yaml"))
+
+
+def expectation(path: Path) -> tuple[str, int]:
+    lines = path.read_bytes().split(b"\n")
+    expect = lines[0].decode("ascii").removeprefix("# expect: ").replace("#<", "").strip()
+    line = next(i for i, text in enumerate(lines, start=1) if b"#<" in text)
+    return expect, line
+
+
+@pytest.fixture(scope="module")
+def runner():
+    runner = CliRunner()
+    runner.invoke(main, ["check", str(HOSTILE.parent.parent / "specs" / "resnet18.yaml")])  # imports, warm caches
+    return runner
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 40
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_hostile_spec(name, runner, tmp_path, monkeypatch):
+    expect, line = expectation(HOSTILE / name)
+    out = tmp_path / "out"
+    monkeypatch.chdir(HOSTILE)
+    start = time.perf_counter()
+    result = runner.invoke(main, ["build", name, "--backend", "torch", "-o", str(out / "model.py")])
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.endswith("\n") and message.count("\n") == 1, message
+    assert message.startswith(f"archc: error: {name}:{line}:") or message.startswith(f"archc: error: {name}:{line} "), message
+    assert expect in message, message
+    assert "Traceback" not in message
+    assert not out.exists()
+    assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
+
+
+# --- docs/errors.md is generated from the corpus -------------------------------------------
+
+KINDS = {
+    "yaml": "Unsafe or malformed YAML: object tags, aliases that expand without bound, duplicate keys, bad bytes.",
+    "key": "Unknown or missing keys (with a did-you-mean hint).",
+    "type": "Values of the wrong type or range.",
+    "layer": "Layers that are not layers, or whose options do not fit.",
+    "name": "Names that would not be safe, distinct Python identifiers in the generated module.",
+    "expr": "Expressions outside the small arithmetic language, or out of its bounds.",
+    "limit": "Specs that would produce an absurd graph; each names the limit that stops it.",
+    "shape": "Channel and spatial mismatches, with the shapes involved.",
+    "block": "Block kinds and their parameters.",
+    "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
+    "use": "Block libraries that are missing, misnamed or not libraries.",
+}
+DOC = Path(__file__).parent.parent / "docs" / "errors.md"
+
+
+def errors_doc() -> str:
+    """docs/errors.md: every error kind with the corpus file that shows it and its message."""
+    import os
+
+    runner, cwd = CliRunner(), os.getcwd()
+    out = [
+        "# archc error messages",
+        "",
+        "Every mistake in a spec ends in exit status 2 and one line, `archc: error: file:line:col: message`,",
+        "never a traceback and never a written file. The examples below are the hostile corpus",
+        "in `tests/hostile/`, which the test suite runs; the line shown is the one the error points at.",
+        "Regenerate this file with `python tests/test_hostile.py`.",
+    ]
+    os.chdir(HOSTILE)
+    try:
+        for kind, text in KINDS.items():
+            out += ["", f"## {kind}", "", text, ""]
+            for name in (n for n in CORPUS if n.split("_")[0] == kind):
+                _, line = expectation(HOSTILE / name)
+                shown = (HOSTILE / name).read_bytes().split(b"\n")[line - 1].replace(b"#<", b"").strip()
+                shown = shown.decode("utf-8", "replace")
+                shown = shown if shown.isprintable() else ascii(shown)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                message = runner.invoke(main, ["check", name]).stderr.strip().removeprefix("archc: error: ")
+                out += [f"- `{name}`: `{shown or '(empty)'}`", "  ```", f"  {message}", "  ```"]
+    finally:
+        os.chdir(cwd)
+    return "\n".join(out) + "\n"
+
+
+def test_errors_doc_is_current():
+    assert set(KINDS) == {name.split("_")[0] for name in CORPUS}
+    assert DOC.read_text(encoding="utf-8") == errors_doc(), "docs/errors.md is stale; run `python tests/test_hostile.py`"
+
+
+if __name__ == "__main__":
+    DOC.write_text(errors_doc(), encoding="utf-8")

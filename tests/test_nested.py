@@ -1,0 +1,111 @@
+"""Blocks inside blocks: a dense block of user-defined dense layers and a stage of residual
+blocks, each written as a block kind. Counts are checked by hand, the generated code of both
+backends against the IR, and the backends against each other with shared weights."""
+
+import shutil
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_parity import transfer
+from test_variants import in_memory
+
+from archc.backends import emit
+from archc.errors import SpecError
+from archc.lower import lower
+from archc.spec.loader import load_spec_text
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("keras")
+
+SPEC = textwrap.dedent("""\
+    archc: 1
+    name: nested_net
+    input: [3, 32, 32]
+    params: {growth_rate: 12, num_classes: 10}
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    use: [resnet, densenet]
+    blocks:
+      my_dense_layer:
+        params: {growth_rate: int}
+        layers:
+          - norm: batchnorm
+          - relu: relu
+          - conv: {conv: {filters: growth_rate, kernel: 3, padding: 1}}
+      dense_unit:
+        doc: A dense block of user-defined layers, then a transition.
+        params: {n: int, growth_rate: int}
+        layers:
+          - block: {stage: my_dense_layer, repeat: n, connectivity: dense, names: "layer{n}", with: {growth_rate: growth_rate}}
+          - transition: {block: transition, with: {compression: 0.5}}
+      res_group:
+        doc: A stage of residual blocks inside a block.
+        params: {planes: int, n: int, stride: 1}
+        layers:
+          - blocks: {stage: basic, repeat: n, names: NAMES, with: {planes: planes}, first: {stride: stride}}
+    layers:
+      - conv1: {conv: {filters: 16, kernel: 3, padding: 1}}
+      - dense1: {block: dense_unit, with: {n: 4, growth_rate: growth_rate}}
+      - dense2: {block: dense_unit, with: {n: 4, growth_rate: growth_rate}}
+      - res: {stage: res_group, repeat: 2, with: {planes: 64, n: 2}, first: {stride: 2}}
+      - pool: global_avgpool
+      - fc: {dense: {units: num_classes}}
+    """)
+
+
+@pytest.fixture(params=['"{i}"', '"unit{n}"'])
+def graph(request):
+    return lower(load_spec_text(SPEC.replace("NAMES", request.param), "nested.yaml"))
+
+
+def test_counts_by_hand(graph):
+    # dense1: 4 layers on 16 + 12i channels (BN 2c, conv 108c) + transition on 64 (BN 128, conv 64*32)
+    dense1 = 2 * 136 + 108 * 136 + 128 + 64 * 32
+    assert next(i for i in graph.body if i.name == "dense1").counts.trainable == dense1 == 17_136
+    ids = {n.id for n in graph.nodes}
+    assert {"dense1.block.layer4.conv", "dense1.block.layer4_concat", "dense1.transition.conv"} <= ids
+    first = "res.0.blocks.0" if "res.0.blocks.0.conv1" in ids else "res.0.blocks.unit1"
+    assert f"{first}.downsample.0" in ids  # 40 -> 64 channels, stride 2
+    assert not any(i.startswith("res.1.blocks.") and ".downsample" in i for i in ids)
+
+
+def test_backends_match_the_ir_and_each_other(graph, tmp_path):
+    t_model = in_memory(graph, "torch").build_model().eval()
+    k_model = in_memory(graph, "keras").build_model()
+    counts = graph.counts
+    assert sum(p.numel() for p in t_model.parameters()) == counts.trainable
+    assert sum(int(w.shape.num_elements()) for w in k_model.weights) == counts.total
+    keys = {k.rsplit(".", 1)[0] for k in t_model.state_dict()}
+    assert keys == {n.id for n in graph.nodes if n.op.has_params}  # module paths are node ids
+    with torch.no_grad():
+        for m in t_model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    transfer(graph, t_model, k_model)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32")
+    with torch.no_grad():
+        expected = t_model(torch.from_numpy(x)).numpy()
+    got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"{backend}.py"
+        path.write_text(emit(graph, backend))
+        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
+            result = subprocess.run([ruff, *args], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout
+
+
+def test_nested_limits_are_explained():
+    grows = SPEC.replace("NAMES", '"{i}"').replace("with: {planes: planes}, first: {stride: stride}}", "with: {planes: planes * 2}}")
+    lower(load_spec_text(grows, "ok.yaml"))  # planes*2 everywhere: later instances keep their shape
+    bad = SPEC.replace("NAMES", '"{i}"').replace("first: {stride: stride}}", "first: {stride: stride}, last: {stride: 2}}")
+    with pytest.raises(SpecError, match="`last:` is not supported on a stage inside a block"):
+        lower(load_spec_text(bad, "bad.yaml"))
+    loop = SPEC.replace("NAMES", '"{i}"').replace("transition: {block: transition, with: {compression: 0.5}}", "again: {block: dense_unit, with: {n: 1, growth_rate: 4}}")
+    with pytest.raises(SpecError, match="block 'dense_unit' contains itself"):
+        lower(load_spec_text(loop, "loop.yaml"))

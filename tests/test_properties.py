@@ -1,0 +1,236 @@
+"""Property tests (hypothesis, seeded and bounded).
+
+1. Random valid specs (library and inline blocks, plain, skip and dense connectivity,
+   growth rates, compression, strides, groups, activations) build in both backends,
+   and each generated model has the IR's output shape and parameter counts.
+2. Random mutations of valid specs (wrong types, missing and extra keys, out-of-range
+   values, truncated YAML, random bytes) end in exit 0 or in exit 2 with one located
+   line, never a traceback (exit 1) and never a written file.
+"""
+
+import contextlib
+import math
+import re
+import tempfile
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archc.backends import emit
+from archc.cli import main
+from archc.lower import lower
+from archc.spec.loader import load_spec_text
+
+SETTINGS = dict(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+ACTS = ["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"]
+
+
+@st.composite
+def valid_specs(draw):
+    """A spec that compiles, built while tracking channels c and the square map size h."""
+    c0, h0 = draw(st.sampled_from([1, 3, 4])), draw(st.sampled_from([8, 12, 16]))
+    h = h0
+    c = draw(st.sampled_from([4, 6, 8]))
+    layers = [{"stem": {"conv": {"filters": c, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"relu": "relu"}]
+    blocks, use = {}, set()
+    for k in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["basic", "bottleneck", "cifar_basic", "dense", "transition", "skip", "plain", "dense_inline"]))
+        stride = draw(st.sampled_from([1, 2])) if h >= 4 and kind not in ("dense", "dense_inline") else 1
+        repeat = draw(st.integers(1, 3))
+        name = f"stage{k}"
+        if kind in ("basic", "bottleneck", "cifar_basic"):
+            use.add("resnet")
+            planes = draw(st.sampled_from([c, 2 * c])) if kind == "cifar_basic" else draw(st.sampled_from([2, 4, 8]))
+            args = {"planes": planes}
+            if kind == "bottleneck":
+                args["groups"] = draw(st.sampled_from([1, 2]))
+                out = planes * 4
+            else:
+                out = planes
+            item = {"stage": kind, "repeat": repeat, "with": args}
+            if stride > 1:
+                item["first"] = {"stride": stride}
+            c, h = out, -(-h // stride)
+        elif kind == "dense":
+            use.add("densenet")
+            growth, bn_size = draw(st.sampled_from([2, 4, 6])), draw(st.sampled_from([1, 2, 4]))
+            item = {"stage": "dense_layer", "repeat": repeat, "connectivity": "dense",
+                    "names": draw(st.sampled_from(["denselayer{n}", "{i}"])),
+                    "with": {"growth_rate": growth, "bn_size": bn_size}}  # fmt: skip
+            c += repeat * growth
+        elif kind == "transition":
+            compression = draw(st.sampled_from([0.5, 1.0]))
+            if h < 2 or math.floor(compression * c) < 1:
+                continue
+            use.add("densenet")
+            item = {"block": "transition", "with": {"compression": compression}}
+            c, h = math.floor(compression * c), h // 2
+        else:
+            block, planes, out = inline_block(draw, c, skip=kind == "skip")
+            blocks[f"blk{k}"] = block
+            item = {"stage": f"blk{k}", "repeat": repeat, "with": {"planes": planes}}
+            if kind == "dense_inline":
+                item["connectivity"] = "dense"
+                c += repeat * out
+            else:
+                if stride > 1:
+                    item["first"] = {"stride": stride}
+                c, h = out, -(-h // stride)
+        layers.append({name: item})
+    layers.append({"pool": "global_avgpool"})
+    if draw(st.booleans()):
+        layers.append({"drop": {"dropout": {"rate": 0.2}}})
+    layers.append({"fc": {"dense": {"units": "num_classes"}}})
+    spec = {
+        "archc": 1,
+        "name": "prop",
+        "input": [c0, h0, h0],
+        "params": {"num_classes": draw(st.integers(2, 10))},
+        "defaults": {
+            "conv": {"bias": draw(st.booleans())},
+            "batchnorm": {"eps": draw(st.sampled_from([1e-5, 1.001e-5, 1e-3])), "momentum": 0.1},
+        },
+        "use": sorted(use),
+        "blocks": blocks,
+        "layers": layers,
+    }
+    return spec
+
+
+def inline_block(draw, c, skip):
+    """A block written in the spec: conv-bn-act [conv-bn], with groups only where they divide."""
+    planes = draw(st.sampled_from([2, 4, 8]))
+    mult = draw(st.sampled_from([1, 2]))
+    kernel = draw(st.sampled_from([1, 3]))
+    groups = draw(st.sampled_from([1, 2])) if c % 2 == 0 else 1
+    conv1 = {"filters": "planes * mult", "kernel": kernel, "stride": "stride", "padding": kernel // 2, "groups": groups}
+    layers = [{"conv1": {"conv": conv1}}, {"bn1": "batchnorm"}, {"act1": {"act": draw(st.sampled_from(ACTS))}}]
+    out = planes * mult
+    if draw(st.booleans()):
+        layers += [{"conv2": {"conv": {"filters": "planes", "kernel": 1}}}, {"bn2": "batchnorm"}]
+        out = planes
+    block = {"params": {"planes": "int", "stride": 1, "mult": mult}, "layers": layers}
+    if skip:
+        option_a = out >= c and draw(st.booleans())
+        block |= {"connectivity": "skip", "shortcut": {"kind": "option_a" if option_a else "projection"}}
+        block["after"] = [{"act2": "relu"}]
+    return block, planes, out
+
+
+def dump(spec) -> str:
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=1000)
+
+
+def module_from(text: str, name: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(valid_specs())
+def test_random_specs_agree_with_the_ir_in_both_backends(spec):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    import numpy as np
+
+    graph = lower(load_spec_text(dump(spec), "prop.yaml"))
+    counts = (graph.counts.trainable, graph.counts.non_trainable)
+
+    tm = module_from(emit(graph, "torch"), "prop_torch")
+    model = tm.build_model().eval()
+    trainable = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert (trainable, buffers) == counts
+    with torch.no_grad():
+        out = model(torch.zeros(2, *graph.input_shape.as_tuple()))
+    assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
+    assert {n.id for n in graph.nodes if n.op.has_params} == {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
+
+    km = module_from(emit(graph, "keras"), "prop_keras")
+    kmodel = km.build_model()
+    k_trainable = sum(int(np.prod(w.shape)) for w in kmodel.trainable_weights)
+    k_non_trainable = sum(int(np.prod(w.shape)) for w in kmodel.non_trainable_weights)
+    assert (k_trainable, k_non_trainable) == counts
+    assert tuple(kmodel.output_shape) == (None, *graph.output_shape.as_tuple())
+    weighted = {layer.name for layer in kmodel.layers if layer.weights}
+    assert weighted == {n.id.replace(".", "_") for n in graph.nodes if n.op.has_params}
+
+
+# --- mutations ---------------------------------------------------------------------------------
+
+HOSTILE_VALUES = [
+    "x", "", "__import__('os').system('true')", "1 +", "2 ** 10000", "1 / 0", "width * 2.5", [], [1, 2], {},
+    {"a": 1}, None, True, False, 0, -1, 1.5, 10**12, -(10**12), 1e308, "class", "a.b", "{i}",
+]  # fmt: skip
+EXTRA_KEYS = ["kernal", "fliters", "extra", "layer", "__class__", "with", "doc", "repeat", "0"]
+
+
+def paths(node, prefix=()):
+    """Every path to a value in the spec (keys and list indexes)."""
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from paths(value, (*prefix, i))
+
+
+def at(node, path):
+    for part in path:
+        node = node[part]
+    return node
+
+
+@st.composite
+def mutated_specs(draw):
+    """The bytes of a valid spec after one structural or textual mutation."""
+    spec = draw(valid_specs())
+    how = draw(st.sampled_from(["replace", "delete", "extra", "truncate", "bytes"]))
+    if how in ("replace", "delete", "extra"):
+        targets = [p for p in paths(spec) if p]
+        if how == "extra":
+            targets = [p for p in paths(spec) if isinstance(at(spec, p), dict)]
+        path = draw(st.sampled_from(targets))
+        if how == "extra":
+            at(spec, path)[draw(st.sampled_from(EXTRA_KEYS))] = draw(st.sampled_from(HOSTILE_VALUES))
+        else:
+            parent = at(spec, path[:-1])
+            if how == "delete":
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = draw(st.sampled_from(HOSTILE_VALUES))
+        return dump(spec).encode()
+    raw = dump(spec).encode()
+    cut = draw(st.integers(0, len(raw)))
+    if how == "truncate":
+        return raw[:cut]
+    return raw[:cut] + draw(st.binary(min_size=1, max_size=16)) + raw[cut + draw(st.integers(0, 16)) :]
+
+
+LOCATED = re.compile(r"archc: error: spec\.yaml:\d+(:\d+)?: \S")
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(mutated_specs())
+def test_mutated_specs_fail_cleanly(raw):
+    runner = CliRunner()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "spec.yaml").write_bytes(raw)
+        out = tmp / "out"
+        with contextlib.chdir(tmp):
+            result = runner.invoke(main, ["build", "spec.yaml", "-b", "torch", "-o", str(out / "model.py")])
+        assert result.exit_code in (0, 2), result.stderr  # 1 is a bug in archc
+        if result.exit_code == 0:  # some mutations leave a valid spec
+            compile((out / "model.py").read_text(), "model.py", "exec")
+            return
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+        assert LOCATED.match(result.stderr), result.stderr
+        assert not out.exists()

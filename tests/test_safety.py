@@ -1,0 +1,243 @@
+"""What a spec cannot do: run code, clash with the generated module's names, overwrite
+files archc did not write, or exhaust the compiler."""
+
+import ast
+import os
+import stat
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+from conftest import load_module
+
+from archc.backends import emit
+from archc.backends.common import HEADER_MARK
+from archc.cli import main
+from archc.errors import SpecError
+from archc.lower import lower
+from archc.spec import expr
+from archc.spec.loader import load_spec, load_spec_text
+from archc.spec.models import RESERVED_NAMES
+from archc.spec.yamlsrc import MAX_SPEC_BYTES
+
+TINY = """\
+archc: 1
+name: tiny
+doc: DOC
+input: [3, 8, 8]
+params: {num_classes: 10}
+defaults:
+  conv: {bias: false}
+  batchnorm: {eps: 1.0e-5, momentum: 0.1}
+use: [resnet]
+layers:
+  - conv1: {conv: {filters: 8, kernel: 3, padding: 1}}
+  - layer1: {stage: basic, repeat: 2, with: {planes: 16}, first: {stride: 2}}
+  - pool: global_avgpool
+  - fc: {dense: {units: num_classes}}
+"""
+
+
+def build(runner, *args):
+    result = runner.invoke(main, ["build", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+# --- generated code: only literals and checked identifiers -----------------------------------
+
+
+HOSTILE_DOC = r'''Ends the docstring """; import os; os.system("echo pwned") # and \" \x41 \N{BULLET} \\'''
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_doc_cannot_break_out_of_the_docstring(backend, tmp_path):
+    spec = tmp_path / 'odd """ name\\.yaml'
+    spec.write_text(TINY.replace("doc: DOC", f"doc: {HOSTILE_DOC!r}"), encoding="utf-8")  # YAML single quotes
+    text = emit(lower(load_spec(spec)), backend)
+    tree = ast.parse(text)
+    doc = ast.get_docstring(tree)
+    assert "import os" in doc and "\\" not in doc and '"""' not in doc
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    imports = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert not {"os", "system"} & (names | imports)  # the text stayed inside string constants
+    assert HEADER_MARK in doc  # the header survives an odd file name, on its own line
+    compile(text, "generated.py", "exec")
+
+
+def test_expression_names_are_checked_in_every_branch():
+    with pytest.raises(expr.ExprError, match="unknown name 'nn'"):
+        expr.evaluate(expr.parse("8 if true else nn"), {})
+    assert expr.evaluate(expr.parse("8 if false else 4"), {}) == 4
+    with pytest.raises(expr.ExprError, match="not a real number"):
+        expr.evaluate(expr.parse("(-8) ** 0.5"), {})
+    with pytest.raises(expr.ExprError, match="nested deeper"):
+        expr.parse("-" * 200 + "1")
+    with pytest.raises(expr.ExprError, match="exceeds the limit"):
+        expr.parse("1 if true else 99999999999999999999")
+
+
+def test_reserved_names_cover_torch_module_attributes():
+    nn = pytest.importorskip("torch.nn")
+    public = {n for cls in (nn.Module, nn.Sequential, nn.ModuleDict) for n in dir(cls) if not n.startswith("_")}
+    assert public <= RESERVED_NAMES, sorted(public - RESERVED_NAMES)
+
+
+HOIST = """\
+archc: 1
+name: hoisted
+input: [3, 8, 8]
+params: {conv1_channels: 3}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  wide:
+    params: {planes: int, conv1_channels: 2}
+    layers:
+      - conv1: {conv: {filters: planes * conv1_channels, kernel: 3, padding: 1}}
+      - bn1: batchnorm
+      - conv2: {conv: {filters: planes, kernel: 1}}
+layers:
+  - b: {block: wide, with: {planes: 4, conv1_channels: conv1_channels}}
+"""
+
+
+def test_hoisted_channel_names_avoid_parameters():
+    """`planes * conv1_channels` is used three times and would be hoisted as `conv1_channels`."""
+    torch = pytest.importorskip("torch")
+    graph = lower(load_spec_text(HOIST, "hoist.yaml"))
+    assert graph.output_shape.as_tuple() == (4, 8, 8)
+    text = emit(graph, "torch")
+    assert "conv1_channels_ = planes * conv1_channels" in text
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"hoisted_{os.getpid()}.py")
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        model = load_module(__import__("pathlib").Path(path)).build_model()
+    finally:
+        os.unlink(path)
+    assert sum(p.numel() for p in model.parameters()) == graph.counts.trainable
+    assert tuple(model(torch.zeros(1, 3, 8, 8)).shape) == (1, 4, 8, 8)
+
+
+# --- output files -------------------------------------------------------------------------------
+
+
+def test_build_refuses_to_overwrite_a_file_archc_did_not_write(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    runner = CliRunner()
+    mine = tmp_path / "mine.py"
+    mine.write_text("# my own module\n")
+    code, _, err = build(runner, "tiny.yaml", "-b", "torch", "-o", str(mine))
+    assert code == 2 and "was not generated by archc" in err and "--force" in err
+    assert mine.read_text() == "# my own module\n"
+    code, _, err = build(runner, "tiny.yaml", "-b", "torch", "-o", str(mine), "--force")
+    assert code == 0, err
+    assert HEADER_MARK in mine.read_text()
+    code, _, err = build(runner, "tiny.yaml", "-b", "keras", "-o", str(mine))  # archc's own file: replaced
+    assert code == 0, err
+    assert "import keras" in mine.read_text()
+    code, _, err = build(runner, "tiny.yaml", "-b", "torch", "-o", "tiny.yaml")  # not over the spec itself
+    assert code == 2 and "was not generated by archc" in err
+    assert (tmp_path / "tiny.yaml").read_text() == TINY
+
+
+def test_build_creates_directories_and_writes_ordinary_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    code, out, err = build(CliRunner(), "tiny.yaml", "-b", "torch")
+    assert code == 0, err
+    target = tmp_path / "generated" / "tiny_torch.py"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny_torch.py"]
+    code, out, _ = build(CliRunner(), "tiny.yaml", "-b", "torch", "-o", "-")
+    assert code == 0 and out == target.read_text()
+
+
+def test_nothing_is_written_when_the_spec_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(TINY.replace("kernel: 3, padding: 1", "kernel: 30"))
+    code, _, err = build(CliRunner(), "bad.yaml", "-b", "keras", "-o", "deep/dir/model.py")
+    assert code == 2 and "bad.yaml:11:" in err and "below 1x1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+# --- input files ---------------------------------------------------------------------------------
+
+
+def test_spec_size_and_kind_of_file(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("archc: 1\n" + "# padding\n" * (MAX_SPEC_BYTES // 10))
+    for path, message in [
+        (big, "larger than"),
+        ("/dev/zero", "not a regular file"),
+        (tmp_path, "not a regular file"),
+        (tmp_path / "missing.yaml", "file not found"),
+    ]:
+        with pytest.raises(SpecError, match=message):
+            load_spec(path)
+
+
+def test_library_paths_are_relative_to_the_spec(tmp_path, monkeypatch):
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / "mine.yaml").write_text(
+        "archc: 1\nlibrary: mine\nblocks:\n  twice:\n    layers: [{conv: {conv: {filters: 2 * in_channels, kernel: 1}}}]\n"
+    )
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "model.yaml"
+    spec.write_text(textwrap.dedent("""\
+        archc: 1
+        name: model
+        input: [3, 8, 8]
+        defaults: {conv: {bias: false}}
+        use: [../libs/mine.yaml]
+        layers:
+          - b: {block: twice}
+        """))
+    monkeypatch.chdir(tmp_path / "libs")  # anywhere but the spec's directory
+    assert lower(load_spec(spec)).output_shape.as_tuple() == (6, 8, 8)
+
+
+# --- limits ----------------------------------------------------------------------------------------
+
+
+def stage_spec(repeat):
+    return TINY.replace("repeat: 2, with: {planes: 16}, first: {stride: 2}", f"repeat: {repeat}, with: {{planes: 16}}")
+
+
+def test_ten_thousand_blocks_are_legal_a_million_are_not():
+    graph = lower(load_spec_text(stage_spec(10_000), "big.yaml"))
+    assert len(graph.body[1].instances) == 10_000
+    with pytest.raises(SpecError, match="repeat must be between 1 and 10000, got 1000000"):
+        lower(load_spec_text(stage_spec(1_000_000), "huge.yaml"))
+
+
+def test_backend_complaints_are_located(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.yaml").write_text(
+        "archc: 1\nname: pool\ninput: [3, 8, 8]\ndefaults: {conv: {bias: false}}\nlayers:\n"
+        "  - conv0: {conv: {filters: 4, kernel: 3, padding: 1}}\n"
+        "  - pool: {maxpool: {kernel: 3, stride: 2, padding: 1}}\n"
+    )
+    assert build(CliRunner(), "pool.yaml", "-b", "torch", "-o", "-")[0] == 0
+    code, _, err = build(CliRunner(), "pool.yaml", "-b", "keras", "-o", "model.py")
+    assert code == 2 and err.startswith("archc: error: pool.yaml:7:11: maxpool with padding needs a non-negative input")
+    assert not (tmp_path / "model.py").exists()
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("doc: DOC", "doc: HUGE"),
+        ("filters: 8,", "filters: HUGE,"),
+        ("  - pool: global_avgpool", "  - ? HUGE\n    : relu"),
+        ("params: {num_classes: 10}", "params: {num_classes: 10, HUGE: 1}"),
+    ],
+)
+def test_huge_strings_give_short_messages(old, new, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "huge.yaml").write_text(TINY.replace(old, new.replace("HUGE", "a" * 900_000)))
+    code, _, err = build(CliRunner(), "huge.yaml", "-b", "torch", "-o", "model.py")
+    assert code == 2 and err.startswith("archc: error: huge.yaml:") and len(err) < 400, err[:400]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.yaml"]
