@@ -3,8 +3,8 @@ and with keras.applications' weights (random, BatchNorm statistics included) cop
 layer by layer, the same logits.
 
 The specs name their layers after keras.applications' (whose names start with digits
-where the spec language needs identifiers): RENAMES turns one into the other. Adding a
-model is adding a row to CASES.
+where the spec language needs identifiers); each case's renames turn one into the other.
+Adding a model is adding a row to CASES.
 """
 
 import re
@@ -18,16 +18,19 @@ from archc.spec.loader import load_spec
 
 keras = pytest.importorskip("keras")
 
-CASES = [
-    ("specs/keras/resnet50.yaml", "ResNet50"),
-    ("specs/keras/densenet121.yaml", "DenseNet121"),
-]
 # ours -> keras.applications: conv2_block1_b1_conv -> conv2_block1_1_conv, shortcut conv/BN -> _0_conv/_0_bn.
-RENAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
+B_NAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
+# conv2_block1_conv1 -> conv2_block1_1_conv, conv2_block1_bn1 -> conv2_block1_1_bn.
+V2_NAMES = [(r"^conv1$", "conv1_conv"), (r"_shortcut$", "_0_conv"), (r"_(conv|bn)(\d)$", r"_\2_\1")]
+CASES = [
+    ("specs/keras/resnet50.yaml", "ResNet50", B_NAMES),
+    ("specs/keras/densenet121.yaml", "DenseNet121", B_NAMES),
+    ("specs/keras/resnet50v2.yaml", "ResNet50V2", V2_NAMES),
+]
 
 
-def reference_name(name):
-    for pattern, repl in RENAMES:
+def reference_name(name, renames):
+    for pattern, repl in renames:
         name = re.sub(pattern, repl, name)
     return name
 
@@ -52,8 +55,8 @@ def randomize(model, rng):
         layer.set_weights([gamma, beta, mean, var * rng.uniform(0.5, 2.0, var.shape)])
 
 
-@pytest.mark.parametrize("spec, constructor", CASES)
-def test_matches_keras_applications(spec, constructor):
+@pytest.mark.parametrize("spec, constructor, renames", CASES)
+def test_matches_keras_applications(spec, constructor, renames):
     name = lower(load_spec(ROOT / spec)).name
     module = load_module(ROOT / "generated" / f"{name}_keras.py")
     ours = module.build_model()
@@ -62,10 +65,10 @@ def test_matches_keras_applications(spec, constructor):
 
     ref_layers = {layer.name: layer for layer in reference.layers if layer.weights}
     our_layers = {layer.name: layer for layer in ours.layers if layer.weights}
-    assert sorted(reference_name(n) for n in our_layers) == sorted(ref_layers)
+    assert sorted(reference_name(n, renames) for n in our_layers) == sorted(ref_layers)
     randomize(reference, np.random.default_rng(0))
     for n, layer in our_layers.items():
-        layer.set_weights(ref_layers[reference_name(n)].get_weights())
+        layer.set_weights(ref_layers[reference_name(n, renames)].get_weights())
 
     x = np.random.default_rng(1).standard_normal((1, *module.INPUT_SHAPE)).astype("float32")
     expected = np.asarray(reference(x, training=False))
