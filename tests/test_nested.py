@@ -9,11 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import ROOT
-from test_parity import transfer
 from test_variants import in_memory
 
 from archc.backends import emit
 from archc.errors import SpecError
+from archc.interop import torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -85,7 +85,7 @@ def test_backends_match_the_ir_and_each_other(graph, tmp_path):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
-    transfer(graph, t_model, k_model)
+    torch_to_keras(t_model, k_model, graph)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         expected = t_model(torch.from_numpy(x)).numpy()
