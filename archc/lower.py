@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,7 +72,12 @@ _ACT_DEFAULTS = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 
 
 def item_kind(body: Any) -> str:
-    return next(k for k in m._ITEM_KEYS if k in type(body).model_fields)
+    return _kind_of(type(body))
+
+
+@functools.cache
+def _kind_of(cls: type) -> str:
+    return next(k for k in m._ITEM_KEYS if k in cls.model_fields)
 
 
 @dataclass
@@ -136,19 +142,19 @@ def lower(spec: LoadedSpec) -> Graph:
 
 
 def _value(
-    raw: Any, scope: dict[str, expr.Value], where: Location, want: str, *, state: _State | None = None,
+    raw: Any, scope: dict[str, expr.Value], where: Location | None, want: str, *, state: _State | None = None,
     ref_ok: bool = False, ref: tuple[int, str, LayerKey] | None = None,
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param)."""
     value = raw
     if isinstance(raw, str):
         try:
-            tree = expr.parse(raw)
+            tree, names = _parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
             raise SpecError(str(e), where) from None
         if state is not None:
-            for name in expr.free_names(tree) & set(state.spec.model.params):
+            for name in names & state.spec.model.params.keys():
                 if ref_ok and ref is not None and raw.strip() == name:
                     state.param_refs.setdefault(name, []).append(ref)
                 else:
@@ -170,6 +176,13 @@ def _value(
     elif want == "bool" and not isinstance(value, bool):
         raise SpecError(f"must be true or false, got {value!r}", where)
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> tuple[ast.expr, frozenset[str]]:
+    """Parse each distinct expression once: a deep stage evaluates the same few many times."""
+    tree = expr.parse(text)
+    return tree, frozenset(expr.free_names(tree))
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
@@ -266,11 +279,13 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
     values: dict[str, Any] = {}
     for attr, want, default in ATTRS[kind]:
         raw = getattr(args, attr)
-        where = ctx.where(kind, attr)
-        if raw is None:
-            raw = _default(state.spec.model.defaults, kind, attr, default, values, ctx.where(kind))
         ref = (top_index, attr, ctx.module_path) if ctx.top_level else None
-        values[attr] = _value(raw, scope, where, want, state=state, ref_ok=ctx.top_level, ref=ref)
+        try:
+            if raw is None:
+                raw = _default(state.spec.model.defaults, kind, attr, default, values, None)
+            values[attr] = _value(raw, scope, None, want, state=state, ref_ok=ctx.top_level, ref=ref)
+        except SpecError as e:  # located only on failure: deep stages run this loop thousands of times
+            raise SpecError(e.message, ctx.where(kind) if raw is None else ctx.where(kind, attr)) from None
     return OP_TYPES[kind](**values)
 
 
@@ -287,7 +302,7 @@ def _act(args: m.ActArgs, defaults: m.Defaults, evaluate: Any, where: Location) 
     return ops.Act(fn, **values)
 
 
-def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: dict[str, Any], where: Location) -> Any:
+def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: dict[str, Any], where: Location | None) -> Any:
     if default is REQUIRED:
         raise SpecError(f"{kind} needs `{attr}`", where)
     if default == "kernel":
@@ -363,6 +378,7 @@ def _instantiate(
     stage_ctx: _Ctx | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     where = (stage_ctx or ctx).where()
+    first_node = len(state.nodes)  # the block's nodes are the ones added from here on
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
@@ -386,7 +402,7 @@ def _instantiate(
                 actx = _Ctx(source.source, (*source.path, "after"), ctx.module_path, bctx.scope, False)
                 after, out, cur, _ = _lower_items(state, actx, definition.after, out, cur, False, seen, uses)
                 children = (*children, *after)
-    counts = _sum_nodes(state, ctx.module_path)
+    counts = _sum_nodes(state, ctx.module_path, first_node)
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
 
@@ -585,10 +601,10 @@ def _sum(items: Any) -> Counts:
     return total
 
 
-def _sum_nodes(state: _State, path: tuple[str, ...]) -> Counts:
+def _sum_nodes(state: _State, path: tuple[str, ...], start: int) -> Counts:
     prefix = _join(path) + "."
     total = Counts()
-    for node in reversed(state.nodes):
+    for node in state.nodes[start:]:
         if node.id.startswith(prefix):
             total = total + Counts(node.trainable, node.non_trainable)
     return total
