@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
 SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: setup demo test generated lint clean
+.PHONY: setup demo test test-slow bench generated lint clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q
+
+# The slow-marked tests only (deep Keras models, torch.compile of every zoo model).
+test-slow: setup
+	$(PY) -m pytest -n 2 -q -m slow
+
+# Compiler speed and scaling, generated vs reference runtime; prints tables with ratios.
+bench: setup
+	$(PY) bench/run.py
 
 # Regenerate generated/ after changing specs, emitters or templates.
 generated: setup

@@ -26,11 +26,31 @@ ZOO = {
     "specs/cifar/resnet20.yaml": (269_722, 1_376),
     "specs/cifar/resnet56.yaml": (853_018, 4_064),
     "specs/cifar/resnet110.yaml": (1_727_962, 8_096),
+    "specs/cifar/resnet1202.yaml": (19_421_274, 89_632),  # the paper's 19.4M; see cifar_resnet_counts
     "specs/cifar/plain20.yaml": (269_722, 1_376),
     "specs/cifar/keras_resnet20v1.yaml": (273_066, 1_376),
     "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
     "specs/cifar/densenet_bc100_k12.yaml": (769_162, 23_988),
 }
+
+
+def cifar_resnet_counts(n: int) -> tuple[int, int]:
+    """Option-A CIFAR ResNet with n basic blocks per stage, counted in closed form:
+    stem conv 3*16*9 + BN; stage 1: n blocks of two 16->16 3x3 convs + 2 BN; stages 2 and 3:
+    a first block widening c->2c, then n-1 blocks at 2c; fc 64*10 + 10."""
+    trainable, non_trainable = 3 * 16 * 9 + 2 * 16, 2 * 16
+    c = 16
+    for stage in range(3):
+        out = 16 * 2**stage
+        first = c * out * 9 + out * out * 9 + 4 * out
+        trainable += first + (n - 1) * (2 * out * out * 9 + 4 * out)
+        non_trainable += n * 4 * out
+        c = out
+    return trainable + 64 * 10 + 10, non_trainable
+
+
+assert cifar_resnet_counts(3) == ZOO["specs/cifar/resnet20.yaml"]  # the formula reproduces the paper's table
+assert cifar_resnet_counts(200) == ZOO["specs/cifar/resnet1202.yaml"]
 # keras.applications count_params() (trainable + non-trainable), and the Keras CIFAR example.
 KERAS_TOTALS = {
     "specs/densenet121.yaml": 8_062_504,
@@ -38,7 +58,7 @@ KERAS_TOTALS = {
     "specs/densenet201.yaml": 20_242_984,
     "specs/cifar/keras_resnet20v1.yaml": 274_442,
 }
-BIG = {"specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml"}
+BIG = {"specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml"}
 
 
 def load_module(path: Path):
