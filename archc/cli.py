@@ -65,14 +65,20 @@ def main() -> None:
     "-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
     help="Output file ('-' for stdout). Default: generated/<name>_<backend>.py.",
 )  # fmt: skip
-def build(spec: str, backend: str, output: str | None) -> None:
+@click.option(
+    "--memory-efficient", is_flag=True,
+    help="torch: DenseNet layers checkpoint concat-BN-ReLU-conv by default (build_model(memory_efficient=...)).",
+)  # fmt: skip
+def build(spec: str, backend: str, output: str | None, memory_efficient: bool) -> None:
     """Compile SPEC to a self-contained PyTorch or Keras module."""
 
     def action() -> None:
         from archc.backends import emit
 
+        if memory_efficient and backend != "torch":
+            raise SpecError("--memory-efficient applies to --backend torch only")
         graph = _graph(spec)
-        text = emit(graph, backend)
+        text = emit(graph, backend, memory_efficient=memory_efficient)
         if output == "-":
             click.echo(text, nl=False)
             return
