@@ -33,10 +33,22 @@ class DenseStage(nn.ModuleDict):
         return torch.cat(features, 1)
 
 
+def checkpointed(layer: nn.Module, features: list[Tensor]) -> Tensor:
+    """`layer.bottleneck(*features)` without keeping its activations: backward recomputes
+    them (torch.utils.checkpoint). Recomputing in eager mode runs BatchNorm again, so its
+    running statistics are put back; a compiled graph updates them once by itself."""
+    if torch.compiler.is_compiling():
+        return checkpoint(layer.bottleneck, *features, use_reentrant=False)
+    return checkpoint(
+        layer.bottleneck,
+        *features,
+        use_reentrant=False,
+        context_fn=lambda: (nullcontext(), keep_buffers(layer)),
+    )
+
+
 @contextmanager
 def keep_buffers(module: nn.Module) -> Iterator[None]:
-    """Checkpointing runs a layer's BatchNorm again in backward; put the running
-    statistics back, so that they are updated once per step as without checkpointing."""
     saved = [buffer.clone() for buffer in module.buffers()]
     try:
         yield
@@ -78,12 +90,7 @@ class DenseLayer(nn.Module):
 
     def forward(self, features: list[Tensor]) -> Tensor:
         if self.memory_efficient and any(f.requires_grad for f in features):
-            out = checkpoint(
-                self.bottleneck,
-                *features,
-                use_reentrant=False,
-                context_fn=lambda: (nullcontext(), keep_buffers(self)),
-            )
+            out = checkpointed(self, features)
         else:
             out = self.bottleneck(*features)
         out = self.norm2(out)

@@ -171,7 +171,7 @@ class TorchEmitter:
         so the concatenated features are not kept alive for every layer. Features are
         passed unpacked: the stage's list grows after the call, before the recompute."""
         self.needs_checkpoint = True
-        self.helpers.add("keep_buffers")
+        self.helpers.add("checkpointed")
         split = next(i for i, layer in enumerate(block.layers) if layer.kind == "conv") + 1
         bottleneck = ["out = torch.cat(features, 1)"]
         for layer in block.layers[:split]:
@@ -179,12 +179,7 @@ class TorchEmitter:
         forward = [
             *self._as_list(block),
             "if self.memory_efficient and any(f.requires_grad for f in features):",
-            "    out = checkpoint(",
-            "        self.bottleneck,",
-            "        *features,",
-            "        use_reentrant=False,",
-            "        context_fn=lambda: (nullcontext(), keep_buffers(self)),",
-            "    )",
+            "    out = checkpointed(self, features)",
             "else:",
             "    out = self.bottleneck(*features)",
         ]
