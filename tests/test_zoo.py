@@ -9,7 +9,7 @@ from conftest import BIG, KERAS_TOTALS, ROOT, ZOO, load_module
 
 from archc.backends import emit
 from archc.lower import lower
-from archc.spec.loader import load_spec
+from archc.spec.loader import load_spec, load_spec_text
 
 SPECS = sorted(ZOO)
 # ResNet-1202 has about 4,800 Keras layers in one chain: 15-25 s to build on CPU, and
@@ -138,3 +138,10 @@ def test_code_size_follows_block_kinds_not_depth(backend):
     small = len(emit(graph_of("specs/cifar/resnet20.yaml"), backend))
     deep = len(emit(graph_of("specs/cifar/resnet1202.yaml"), backend))
     assert deep <= 1.2 * small, (deep, small)
+
+
+def test_densenet_bc250_k24_matches_paper():
+    """The L=100 spec's depth and growth rate are parameters: L=250, k=24 is Huang et al.'s 15.3M net."""
+    text = (ROOT / "specs/cifar/densenet_bc100_k12.yaml").read_text()
+    text = text.replace("params: {depth: 100, growth_rate: 12,", "params: {depth: 250, growth_rate: 24,")
+    assert lower(load_spec_text(text, "bc250.yaml", ROOT / "specs")).counts.trainable == 15_324_406
