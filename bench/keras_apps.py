@@ -44,7 +44,9 @@ def generated_model(spec: Path) -> keras.Model:
     return module.build_model()
 
 
-def alternate(fns: dict[str, object], rounds: int) -> dict[str, float]:
+def alternate(fns: dict[str, object], rounds: int) -> tuple[dict[str, float], float]:
+    """Median seconds of each of two functions in alternating ABBA rounds, and the median
+    paired ratio first/second (neighbouring runs share the machine's load)."""
     for fn in fns.values():
         fn()  # warm up: tracing and first-call costs
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -54,7 +56,8 @@ def alternate(fns: dict[str, object], rounds: int) -> dict[str, float]:
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    a, b = (times[k] for k in keys)
+    return {k: statistics.median(v) for k, v in times.items()}, statistics.median(x / y for x, y in zip(a, b))
 
 
 def main(batch: int = 8, rounds: int = 6) -> None:
@@ -73,14 +76,15 @@ def main(batch: int = 8, rounds: int = 6) -> None:
         counts = " / ".join(f"{m.count_params():,}" for m in models.values())
         for m in models.values():
             m.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
-        fwd = alternate({k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}, rounds)
-        train = alternate({k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}, rounds)
+        order = ("app", "gen")  # ratio = app time / gen time: above 1, generated is faster
+        fwd, fwd_ratio = alternate({k: (lambda m=models[k]: m.predict_on_batch(x)) for k in order}, rounds)
+        train, train_ratio = alternate({k: (lambda m=models[k]: m.train_on_batch(x, y)) for k in order}, rounds)
         print(
             f"| {name} | {spec.relative_to(ROOT)} | {counts} | {batch / fwd['gen']:.1f} | {batch / fwd['app']:.1f} "
-            f"| {fwd['app'] / fwd['gen']:.3f} | {batch / train['gen']:.1f} | {batch / train['app']:.1f} | {train['app'] / train['gen']:.3f} |"
+            f"| {fwd_ratio:.3f} | {batch / train['gen']:.1f} | {batch / train['app']:.1f} | {train_ratio:.3f} |"
         )
 
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    main(rounds=2 if quick else 6)
+    main(rounds=4 if quick else 10)
