@@ -14,6 +14,7 @@ so. The CIFAR references are hand-written in bench/reference_models.py.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,22 +113,45 @@ def alternate(fns: dict[str, object], rounds: int, iters: int, warmup: int = 1) 
     return {k: statistics.median(v) for k, v in times.items()}, statistics.median(x / y for x, y in zip(a, b))
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operators a step dispatches: equal counts mean equal work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_counts(model, size: int) -> collections.Counter[str]:  # type: ignore[no-untyped-def]
+    x, y = torch.randn(2, 3, size, size), torch.randint(0, 10, (2,))
+    fn = step_fn(model, x, y, train=True)
+    with OpCounter() as counter:
+        fn()
+    return counter.ops
+
+
 def throughput(rounds: int, iters: int) -> None:
     print(f"\n### Throughput, generated vs reference (CPU, images/s; ratio = median over {rounds} alternating rounds of reference time / generated time)\n")
-    print("| model | batch | input | reference | forward gen | forward ref | ratio | train gen | train ref | ratio |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | batch | input | reference | aten ops per train step gen / ref | forward gen | forward ref | ratio | train gen | train ref | ratio |")
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for workload, (batch, size, factory, _) in WORKLOADS.items():
         gen, ref, batch, size = model_pair(workload)
         if ref is None:
-            print(f"| {workload} | {batch} | {size} | {factory}: not importable here | | | | | | |")
+            print(f"| {workload} | {batch} | {size} | {factory}: not importable here | | | | | | | |")
             continue
+        g_ops, r_ops = op_counts(gen, min(size, 64)), op_counts(ref, min(size, 64))  # counts do not depend on the size
+        same = "identical" if g_ops == r_ops else f"differ: {dict((g_ops - r_ops) + (r_ops - g_ops))}"
+        ops = f"{sum(g_ops.values()):,} / {sum(r_ops.values()):,} ({same})"
         torch.manual_seed(1)
         x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         row = []
         for train in (False, True):
             t, ratio = alternate({"ref": step_fn(ref, x, y, train), "gen": step_fn(gen, x, y, train)}, rounds, iters)
             row += [batch / t["gen"], batch / t["ref"], ratio]
-        print(f"| {workload} | {batch} | {size} | {factory} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.3f} | {row[3]:.1f} | {row[4]:.1f} | {row[5]:.3f} |")
+        print(f"| {workload} | {batch} | {size} | {factory} | {ops} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.3f} | {row[3]:.1f} | {row[4]:.1f} | {row[5]:.3f} |")
 
 
 def peak_rss_child(args: argparse.Namespace) -> None:
