@@ -119,7 +119,7 @@ def main(quick: bool = False) -> None:
     cli_check(repeats)
     depths = [20, 56, 110, 302, 602, 1202]
     series("CIFAR ResNet, depth 20 to 1202 (option A)", [(f"resnet{d}", resnet(d)) for d in depths], repeats)
-    dense = [(100, 12), (190, 12), (190, 40), (250, 24)]
+    dense = [(100, 12), (160, 12), (190, 12), (250, 24)]
     series("DenseNet-BC, L = 100 to 250", [(f"densenet_bc L={d} k={k}", densenet_bc(d, k)) for d, k in dense], repeats)
     # ~10,000 blocks: 3 stages of 3,333 basic blocks (depth 6n+2, n = 3,333)
     stress = [(f"resnet{6 * n + 2}", resnet(6 * n + 2)) for n in (33, 333, 3333)]
