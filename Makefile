@@ -40,7 +40,7 @@ generated: setup
 	done
 
 lint: setup
-	$(VENV)/bin/ruff check archc tests scripts generated
+	$(VENV)/bin/ruff check archc tests scripts generated bench
 	$(VENV)/bin/ruff format --check generated
 
 clean:
