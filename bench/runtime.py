@@ -5,7 +5,7 @@ Throughput: both models live in one process, get the same input, and run in alte
 rounds (ABBA order), so machine noise hits both alike; we report medians. Peak memory:
 torch's CPU allocator is invisible to tracemalloc, so each (model, variant) runs a few
 training steps in a fresh subprocess and reports the growth of its peak resident set
-size (ru_maxrss) over the resident size just before the first step.
+size (VmHWM) over the resident size just before the first step.
 
 References: torchvision (resnet50, densenet121) where importable; otherwise those rows say
 so. The CIFAR references are hand-written in bench/reference_models.py.
@@ -18,7 +18,6 @@ import collections
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -167,7 +166,9 @@ def peak_rss_child(args: argparse.Namespace) -> None:
     before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     for _ in range(args.steps):
         fn()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
     print(json.dumps({"peak_mib": (peak - before) / 2**20}))
 
 
