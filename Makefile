@@ -7,7 +7,7 @@ ARCHC := $(VENV)/bin/archc
 
 TVENV ?= .tvenv
 
-.PHONY: setup demo test test-torchvision generated diagrams lint clean
+.PHONY: setup demo test test-slow test-torchvision bench generated diagrams lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ $(TVENV)/.installed:
 test-torchvision: $(TVENV)/.installed
 	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py
 
+# The slow-marked tests only (deep Keras models, torch.compile of every zoo model).
+test-slow: setup
+	$(PY) -m pytest -n 2 -q -m slow
+
+# Compiler speed and scaling, generated vs reference runtime; prints tables with ratios.
+bench: setup
+	$(PY) bench/run.py
+
 # Regenerate generated/ and the editor schema after changing specs, the spec models, emitters or templates.
 generated: setup
 	$(ARCHC) build specs --backend torch,keras
@@ -45,7 +53,7 @@ diagrams: setup
 	$(ARCHC) graph specs/densenet121.yaml -o docs/densenet121.svg
 
 lint: setup
-	$(VENV)/bin/ruff check archc tests scripts generated
+	$(VENV)/bin/ruff check archc tests scripts generated bench
 	$(VENV)/bin/ruff format --check generated
 
 clean:

@@ -44,7 +44,7 @@ def find_specs(root: Path) -> list[Path]:
 
 def build_many(
     root: str, backends: tuple[str, ...], output: str | None, overrides: tuple[str, ...], as_json: bool,
-    force: bool = False,
+    force: bool = False, memory_efficient: bool = False,
 ) -> None:
     from archc.backends import emit
 
@@ -63,7 +63,8 @@ def build_many(
                 target = out_dir / f"{graph.name}_{backend}.py"
                 if target in owner:
                     raise SpecError(f"name {graph.name!r} is also the name of {owner[target]}; {target} would be overwritten")
-                _write_atomic(target, emit(graph, backend), force)
+                text = emit(graph, backend, memory_efficient=memory_efficient and backend == "torch")
+                _write_atomic(target, text, force)
                 owner[target] = str(spec)
                 c = graph.counts
                 built.append(Built(str(spec), backend, graph.name, str(target), c.trainable, c.non_trainable))

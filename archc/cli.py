@@ -127,18 +127,25 @@ def main() -> None:
     help="Output file ('-' for stdout); a directory when SPEC is a directory or there are several "
     "backends. Default: generated/<name>_<backend>.py.",
 )  # fmt: skip
+@click.option(
+    "--memory-efficient", is_flag=True,
+    help="torch: DenseNet layers checkpoint concat-BN-ReLU-conv by default (build_model(memory_efficient=...)).",
+)  # fmt: skip
 @_set_option("--set")
 @click.option("--force", is_flag=True, help="Overwrite an existing file that archc did not generate.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report of what was built.")
 def build(
-    spec: str, backends: tuple[str, ...], output: str | None, overrides: tuple[str, ...], force: bool, as_json: bool
-) -> None:
+    spec: str, backends: tuple[str, ...], output: str | None, memory_efficient: bool, overrides: tuple[str, ...],
+    force: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Compile SPEC to a self-contained PyTorch or Keras module. SPEC may be a directory:
     every spec under it (recursively, in sorted order) is built, with a final table."""
+    if memory_efficient and "torch" not in backends:
+        _fail("--memory-efficient applies to --backend torch only")
     if Path(spec).is_dir() or len(backends) > 1:
         from archc.batch import build_many
 
-        _run(lambda: build_many(spec, backends, output, overrides, as_json, force))
+        _run(lambda: build_many(spec, backends, output, overrides, as_json, force, memory_efficient))
         return
     backend = backends[0]
 
@@ -146,7 +153,7 @@ def build(
         from archc.backends import emit
 
         graph = _graph(spec, overrides)
-        text = emit(graph, backend)
+        text = emit(graph, backend, memory_efficient=memory_efficient)
         if output == "-" and as_json:
             raise SpecError("-o - and --json would both write to stdout; choose one")
         if output == "-":

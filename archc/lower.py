@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +80,12 @@ _ACT_DEFAULTS = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 
 
 def item_kind(body: Any) -> str:
-    return next(k for k in m._ITEM_KEYS if k in type(body).model_fields)
+    return _kind_of(type(body))
+
+
+@functools.cache
+def _kind_of(cls: type) -> str:
+    return next(k for k in m._ITEM_KEYS if k in cls.model_fields)
 
 
 @dataclass
@@ -157,7 +163,7 @@ def lower(spec: LoadedSpec) -> Graph:
 
 
 def _value(
-    raw: Any, scope: dict[str, expr.Value], where: Location, want: str, *, state: _State | None = None,
+    raw: Any, scope: dict[str, expr.Value], where: Location | None, want: str, *, state: _State | None = None,
     ref_ok: bool = False, ref: tuple[int, str, LayerKey] | None = None,
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param)."""
@@ -169,12 +175,12 @@ def _value(
             raise SpecError(str(e), where) from None
     if isinstance(raw, str):
         try:
-            tree = expr.parse(raw)
+            tree, names = _parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
             raise SpecError(str(e) + _provenance(state, raw, where), where) from None
         if state is not None:
-            for name in expr.free_names(tree) & set(state.spec.model.params):
+            for name in names & state.spec.model.params.keys():
                 if ref_ok and ref is not None and raw.strip() == name:
                     state.param_refs.setdefault(name, []).append(ref)
                 else:
@@ -202,16 +208,16 @@ def _type_problem(value: Any, want: str) -> str | None:
     return None
 
 
-def _provenance(state: _State | None, raw: Any, where: Location) -> str:
+def _provenance(state: _State | None, raw: Any, where: Location | None) -> str:
     """' (depth = 21 from --set params.depth=21)' for each model parameter in `raw` that was
     set in another file than `where` (an extending spec, a --set), else ''."""
     notes = _notes(state, raw, where)
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-def _notes(state: _State | None, raw: Any, where: Location) -> list[str]:
-    if state is None or not isinstance(raw, str):
-        return []
+def _notes(state: _State | None, raw: Any, where: Location | None) -> list[str]:
+    if state is None or where is None or not isinstance(raw, str):
+        return []  # without a location yet, the caller adds the notes when it locates the error
     try:
         names = expr.free_names(expr.parse(raw)) & set(state.spec.model.params)
     except expr.ExprError:
@@ -222,6 +228,13 @@ def _notes(state: _State | None, raw: Any, where: Location) -> list[str]:
         if source.file != where.file:
             notes.append(f"{name} = {state.spec.model.params[name]!r} from {source}")
     return notes
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> tuple[ast.expr, frozenset[str]]:
+    """Parse each distinct expression once: a deep stage evaluates the same few many times."""
+    tree = expr.parse(text)
+    return tree, frozenset(expr.free_names(tree))
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
@@ -332,11 +345,14 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
     values: dict[str, Any] = {}
     for attr, want, default in ATTRS[kind]:
         raw = getattr(args, attr)
-        where = ctx.where(kind, attr)
-        if raw is None:
-            raw = _default(state.spec.model.defaults, kind, attr, default, values, ctx.where(kind))
         ref = (top_index, attr, ctx.module_path) if ctx.top_level else None
-        values[attr] = _value(raw, scope, where, want, state=state, ref_ok=ctx.top_level, ref=ref)
+        try:
+            if raw is None:
+                raw = _default(state.spec.model.defaults, kind, attr, default, values, None)
+            values[attr] = _value(raw, scope, None, want, state=state, ref_ok=ctx.top_level, ref=ref)
+        except SpecError as e:  # located only on failure: deep stages run this loop thousands of times
+            where = ctx.where(kind) if raw is None else ctx.where(kind, attr)
+            raise SpecError(e.message + _provenance(state, raw, where), where) from None
     return OP_TYPES[kind](**values)
 
 
@@ -353,7 +369,7 @@ def _act(args: m.ActArgs, defaults: m.Defaults, evaluate: Any, where: Location) 
     return ops.Act(fn, **values)
 
 
-def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: dict[str, Any], where: Location) -> Any:
+def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: dict[str, Any], where: Location | None) -> Any:
     if default is REQUIRED:
         raise SpecError(f"{kind} needs `{attr}`", where)
     if default == "kernel":
@@ -474,7 +490,7 @@ def _expand(
         btype = _type_of(state, block, where)
         bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
         block_in = cur
-        first_node = len(state.nodes)
+        first_node = len(state.nodes)  # the block's nodes are the ones added from here on
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)

@@ -15,6 +15,7 @@ rounding grows with the magnitude of the values compared, not with their count.
 from __future__ import annotations
 
 import math
+import sys
 import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -222,7 +223,12 @@ def verify(
     torch.manual_seed(seed)
     t_model = tm.build_model()
     randomize(t_model, graph, seed)
-    k_model = km.build_model()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))  # Keras recurses through deep functional graphs
+    try:
+        k_model = km.build_model()
+    finally:
+        sys.setrecursionlimit(limit)
     interop.torch_to_keras(t_model, k_model, graph)
 
     # Dropout is random, so it is off in both; --train-mode is about BatchNorm's batch statistics.

@@ -8,9 +8,12 @@ Do not edit: change the spec and run `archc build specs/cifar/densenet_bc100_k12
 """
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 # Input shape as (channels, height, width); batches are NCHW.
 INPUT_SHAPE = (3, 32, 32)
@@ -18,21 +21,55 @@ INPUT_SHAPE = (3, 32, 32)
 
 class DenseStage(nn.ModuleDict):
     """Dense connectivity: each layer reads the concatenation of the stage input and
-    all earlier outputs; the stage returns the concatenation of all of them."""
+    all earlier outputs; the stage returns the concatenation of all of them. Layers get
+    the list and concatenate it themselves, so a memory-efficient layer can recompute
+    the concatenation in backward instead of keeping it."""
 
     def forward(self, x: Tensor) -> Tensor:
         features = [x]
         for layer in self.values():
-            features.append(layer(torch.cat(features, 1)))
+            features.append(layer(features))
         return torch.cat(features, 1)
+
+
+def checkpointed(layer: nn.Module, features: list[Tensor]) -> Tensor:
+    """`layer.bottleneck(*features)` without keeping its activations: backward recomputes
+    them (torch.utils.checkpoint). Recomputing in eager mode runs BatchNorm again, so its
+    running statistics are put back; a compiled graph updates them once by itself."""
+    if torch.compiler.is_compiling():
+        return checkpoint(layer.bottleneck, *features, use_reentrant=False)
+    return checkpoint(
+        layer.bottleneck,
+        *features,
+        use_reentrant=False,
+        context_fn=lambda: (nullcontext(), keep_buffers(layer)),
+    )
+
+
+@contextmanager
+def keep_buffers(module: nn.Module) -> Iterator[None]:
+    saved = [buffer.clone() for buffer in module.buffers()]
+    try:
+        yield
+    finally:  # the recomputation stops early by raising once it has what backward needs
+        for buffer, value in zip(module.buffers(), saved):
+            buffer.copy_(value)
 
 
 class DenseLayer(nn.Module):
     """BN-ReLU-1x1 conv (bn_size * k)-BN-ReLU-3x3 conv (k), the DenseNet-B bottleneck layer
     (torchvision _DenseLayer)."""
 
-    def __init__(self, in_channels: int, *, growth_rate: int, bn_size: int = 4) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        growth_rate: int,
+        bn_size: int = 4,
+        memory_efficient: bool = False,
+    ) -> None:
         super().__init__()
+        self.memory_efficient = memory_efficient
         self.norm1 = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
         self.relu1 = nn.ReLU(inplace=True)
         conv1_channels = bn_size * growth_rate
@@ -43,10 +80,18 @@ class DenseLayer(nn.Module):
             conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.norm1(x)
+    def bottleneck(self, *features: Tensor) -> Tensor:
+        out = torch.cat(features, 1)
+        out = self.norm1(out)
         out = self.relu1(out)
         out = self.conv1(out)
+        return out
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        if self.memory_efficient and any(f.requires_grad for f in features):
+            out = checkpointed(self, features)
+        else:
+            out = self.bottleneck(*features)
         out = self.norm2(out)
         out = self.relu2(out)
         out = self.conv2(out)
@@ -78,26 +123,32 @@ class DensenetBc100K12(nn.Module):
     transitions (BN-ReLU-1x1 conv-2x2 average pool) between them, then
     BN-ReLU-global average pool-fc."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, memory_efficient: bool = False) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
         self.denseblock1 = DenseStage(
             {
-                f"denselayer{i + 1}": DenseLayer(24 + 12 * i, growth_rate=12)
+                f"denselayer{i + 1}": DenseLayer(
+                    24 + 12 * i, growth_rate=12, memory_efficient=memory_efficient
+                )
                 for i in range(16)
             }
         )
         self.transition1 = Transition(216)
         self.denseblock2 = DenseStage(
             {
-                f"denselayer{i + 1}": DenseLayer(108 + 12 * i, growth_rate=12)
+                f"denselayer{i + 1}": DenseLayer(
+                    108 + 12 * i, growth_rate=12, memory_efficient=memory_efficient
+                )
                 for i in range(16)
             }
         )
         self.transition2 = Transition(300)
         self.denseblock3 = DenseStage(
             {
-                f"denselayer{i + 1}": DenseLayer(150 + 12 * i, growth_rate=12)
+                f"denselayer{i + 1}": DenseLayer(
+                    150 + 12 * i, growth_rate=12, memory_efficient=memory_efficient
+                )
                 for i in range(16)
             }
         )
@@ -121,6 +172,8 @@ class DensenetBc100K12(nn.Module):
         return x
 
 
-def build_model(num_classes: int = 10) -> DensenetBc100K12:
+def build_model(
+    num_classes: int = 10, memory_efficient: bool = False
+) -> DensenetBc100K12:
     """The model with the spec's defaults."""
-    return DensenetBc100K12(num_classes=num_classes)
+    return DensenetBc100K12(num_classes=num_classes, memory_efficient=memory_efficient)

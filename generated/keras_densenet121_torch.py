@@ -8,9 +8,12 @@ Do not edit: change the spec and run `archc build specs/keras/densenet121.yaml -
 """
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 # Input shape as (channels, height, width); batches are NCHW.
 INPUT_SHAPE = (3, 224, 224)
@@ -18,20 +21,49 @@ INPUT_SHAPE = (3, 224, 224)
 
 class DenseStage(nn.ModuleDict):
     """Dense connectivity: each layer reads the concatenation of the stage input and
-    all earlier outputs; the stage returns the concatenation of all of them."""
+    all earlier outputs; the stage returns the concatenation of all of them. Layers get
+    the list and concatenate it themselves, so a memory-efficient layer can recompute
+    the concatenation in backward instead of keeping it."""
 
     def forward(self, x: Tensor) -> Tensor:
         features = [x]
         for layer in self.values():
-            features.append(layer(torch.cat(features, 1)))
+            features.append(layer(features))
         return torch.cat(features, 1)
+
+
+def checkpointed(layer: nn.Module, features: list[Tensor]) -> Tensor:
+    """`layer.bottleneck(*features)` without keeping its activations: backward recomputes
+    them (torch.utils.checkpoint). Recomputing in eager mode runs BatchNorm again, so its
+    running statistics are put back; a compiled graph updates them once by itself."""
+    if torch.compiler.is_compiling():
+        return checkpoint(layer.bottleneck, *features, use_reentrant=False)
+    return checkpoint(
+        layer.bottleneck,
+        *features,
+        use_reentrant=False,
+        context_fn=lambda: (nullcontext(), keep_buffers(layer)),
+    )
+
+
+@contextmanager
+def keep_buffers(module: nn.Module) -> Iterator[None]:
+    saved = [buffer.clone() for buffer in module.buffers()]
+    try:
+        yield
+    finally:  # the recomputation stops early by raising once it has what backward needs
+        for buffer, value in zip(module.buffers(), saved):
+            buffer.copy_(value)
 
 
 class ConvBlock(nn.Module):
     """keras.applications DenseNet conv_block, BN-ReLU-1x1 conv (4k)-BN-ReLU-3x3 conv (k)."""
 
-    def __init__(self, in_channels: int, *, growth_rate: int) -> None:
+    def __init__(
+        self, in_channels: int, *, growth_rate: int, memory_efficient: bool = False
+    ) -> None:
         super().__init__()
+        self.memory_efficient = memory_efficient
         self.b0_bn = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.01)
         self.b0_relu = nn.ReLU(inplace=True)
         b1_conv_channels = 4 * growth_rate
@@ -44,10 +76,18 @@ class ConvBlock(nn.Module):
             b1_conv_channels, growth_rate, kernel_size=3, padding=1, bias=False
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.b0_bn(x)
+    def bottleneck(self, *features: Tensor) -> Tensor:
+        out = torch.cat(features, 1)
+        out = self.b0_bn(out)
         out = self.b0_relu(out)
         out = self.b1_conv(out)
+        return out
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        if self.memory_efficient and any(f.requires_grad for f in features):
+            out = checkpointed(self, features)
+        else:
+            out = self.bottleneck(*features)
         out = self.b1_bn(out)
         out = self.b1_relu(out)
         out = self.b2_conv(out)
@@ -79,7 +119,7 @@ class KerasDensenet121(nn.Module):
     16), 64 initial features, 1x1 bottleneck of 4k channels, compression 0.5,
     bias-free convs, BN epsilon 1.001e-5, softmax head."""
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, memory_efficient: bool = False) -> None:
         super().__init__()
         self.conv1_conv = nn.Conv2d(
             3, 64, kernel_size=7, stride=2, padding=3, bias=False
@@ -88,26 +128,37 @@ class KerasDensenet121(nn.Module):
         self.conv1_relu = nn.ReLU(inplace=True)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.conv2 = DenseStage(
-            {f"block{i + 1}": ConvBlock(64 + 32 * i, growth_rate=32) for i in range(6)}
+            {
+                f"block{i + 1}": ConvBlock(
+                    64 + 32 * i, growth_rate=32, memory_efficient=memory_efficient
+                )
+                for i in range(6)
+            }
         )
         self.pool2 = TransitionBlock(256)
         self.conv3 = DenseStage(
             {
-                f"block{i + 1}": ConvBlock(128 + 32 * i, growth_rate=32)
+                f"block{i + 1}": ConvBlock(
+                    128 + 32 * i, growth_rate=32, memory_efficient=memory_efficient
+                )
                 for i in range(12)
             }
         )
         self.pool3 = TransitionBlock(512)
         self.conv4 = DenseStage(
             {
-                f"block{i + 1}": ConvBlock(256 + 32 * i, growth_rate=32)
+                f"block{i + 1}": ConvBlock(
+                    256 + 32 * i, growth_rate=32, memory_efficient=memory_efficient
+                )
                 for i in range(24)
             }
         )
         self.pool4 = TransitionBlock(1024)
         self.conv5 = DenseStage(
             {
-                f"block{i + 1}": ConvBlock(512 + 32 * i, growth_rate=32)
+                f"block{i + 1}": ConvBlock(
+                    512 + 32 * i, growth_rate=32, memory_efficient=memory_efficient
+                )
                 for i in range(16)
             }
         )
@@ -138,6 +189,8 @@ class KerasDensenet121(nn.Module):
         return x
 
 
-def build_model(num_classes: int = 1000) -> KerasDensenet121:
+def build_model(
+    num_classes: int = 1000, memory_efficient: bool = False
+) -> KerasDensenet121:
     """The model with the spec's defaults."""
-    return KerasDensenet121(num_classes=num_classes)
+    return KerasDensenet121(num_classes=num_classes, memory_efficient=memory_efficient)

@@ -30,6 +30,7 @@ ZOO = {
     "specs/cifar/resnet20.yaml": (269_722, 1_376),
     "specs/cifar/resnet56.yaml": (853_018, 4_064),
     "specs/cifar/resnet110.yaml": (1_727_962, 8_096),
+    "specs/cifar/resnet1202.yaml": (19_421_274, 89_632),  # the paper's 19.4M; see cifar_resnet_counts
     "specs/cifar/plain20.yaml": (269_722, 1_376),
     "specs/cifar/keras_resnet20v1.yaml": (273_066, 1_376),
     "specs/cifar/densenet40_k12.yaml": (1_019_722, 18_096),
@@ -40,6 +41,25 @@ ZOO = {
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
 }
+
+
+def cifar_resnet_counts(n: int) -> tuple[int, int]:
+    """Option-A CIFAR ResNet with n basic blocks per stage, counted in closed form:
+    stem conv 3*16*9 + BN; stage 1: n blocks of two 16->16 3x3 convs + 2 BN; stages 2 and 3:
+    a first block widening c->2c, then n-1 blocks at 2c; fc 64*10 + 10."""
+    trainable, non_trainable = 3 * 16 * 9 + 2 * 16, 2 * 16
+    c = 16
+    for stage in range(3):
+        out = 16 * 2**stage
+        first = c * out * 9 + out * out * 9 + 4 * out
+        trainable += first + (n - 1) * (2 * out * out * 9 + 4 * out)
+        non_trainable += n * 4 * out
+        c = out
+    return trainable + 64 * 10 + 10, non_trainable
+
+
+assert cifar_resnet_counts(3) == ZOO["specs/cifar/resnet20.yaml"]  # the formula reproduces the paper's table
+assert cifar_resnet_counts(200) == ZOO["specs/cifar/resnet1202.yaml"]
 # keras.applications count_params() (trainable + non-trainable), and the Keras CIFAR example.
 KERAS_TOTALS = {
     "specs/keras/resnet50v2.yaml": 25_613_800,
@@ -51,9 +71,11 @@ KERAS_TOTALS = {
     "specs/keras/densenet121.yaml": 8_062_504,
 }
 BIG = {
-    "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
+    "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
 }  # fmt: skip
+# Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
+DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
 # the paper's Table 6 sizes, exact for option A shortcuts.
 CIFAR_RESNETS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}

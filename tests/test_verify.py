@@ -5,7 +5,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import BIG, ROOT, ZOO
+from conftest import BIG, DEEP, ROOT, ZOO
 
 from archc.cli import main
 
@@ -27,9 +27,17 @@ def test_zoo_verifies(spec):
 @pytest.mark.parametrize("half", [0, 1])
 def test_big_zoo_verifies(half):
     """The biggest models, in two tests so that xdist spreads the rest around them."""
-    for spec in sorted(BIG)[half::2]:
+    for spec in sorted(BIG - DEEP)[half::2]:
         report = verify.verify(ROOT / spec, batch=1)
         assert report.ok, verify.to_table(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", sorted(DEEP))
+def test_deep_zoo_verifies(spec):
+    """ResNet-1202: 6,000 Keras layers take minutes to build, so it runs with `make test-slow`."""
+    report = verify.verify(ROOT / spec, batch=1)
+    assert report.ok, verify.to_table(report)
 
 
 def test_rows_cover_every_block():

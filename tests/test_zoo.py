@@ -2,15 +2,19 @@
 with the published parameter counts, and a forward pass gives the IR's output shape."""
 
 import re
+import sys
 
 import pytest
-from conftest import BIG, KERAS_TOTALS, ROOT, ZOO, load_module
+from conftest import BIG, DEEP, KERAS_TOTALS, ROOT, ZOO, load_module
 
 from archc.backends import emit
 from archc.lower import lower
 from archc.spec.loader import load_spec
 
 SPECS = sorted(ZOO)
+# ResNet-1202 has about 4,800 Keras layers in one chain: 15-25 s to build on CPU, and
+# Keras' functional graph walk recurses once per layer, past Python's default limit (as a
+# hand-written Keras ResNet-1202 does too).
 
 
 def graph_of(spec):
@@ -52,14 +56,19 @@ def test_torch_module(spec):
     assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=pytest.mark.slow) if s in DEEP else s for s in SPECS])
 def test_keras_module(spec):
     pytest.importorskip("keras")
     import numpy as np
 
     graph = graph_of(spec)
     module = load_module(generated_path(spec, "keras"))
-    model = module.build_model()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000 if spec in DEEP else limit)
+    try:
+        model = module.build_model()
+    finally:
+        sys.setrecursionlimit(limit)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == ZOO[spec]
@@ -120,3 +129,17 @@ def test_torchvision_state_dict_keys():
         assert key in densenet, key
     # torchvision: conv0 1 + norm0 5 + 58 layers x 12 + 3 transitions x 6 + norm5 5 + classifier 2
     assert len(densenet) == 727
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_code_size_follows_block_kinds_not_depth(backend):
+    """ResNet-1202 has 60x the blocks of ResNet-20 but the same block kinds: stages are loops."""
+    small = len(emit(graph_of("specs/cifar/resnet20.yaml"), backend))
+    deep = len(emit(graph_of("specs/cifar/resnet1202.yaml"), backend))
+    assert deep <= 1.2 * small, (deep, small)
+
+
+def test_densenet_bc250_k24_matches_paper():
+    """The L=100 spec's depth and growth rate are parameters: L=250, k=24 is Huang et al.'s 15.3M net."""
+    spec = load_spec(ROOT / "specs/cifar/densenet_bc100_k12.yaml", ["params.depth=250", "params.growth_rate=24"])
+    assert lower(spec).counts.trainable == 15_324_406

@@ -53,11 +53,15 @@ def _signature(func: str, params: list[str], returns: str, indent: str = "    ")
     return f"{indent}def {func}(\n{body}\n{indent}) -> {returns}:"
 
 
-def emit(graph: Graph, backend: str) -> str:
+def emit(graph: Graph, backend: str, *, memory_efficient: bool = False) -> str:
+    """`memory_efficient` (torch only) is the default of the generated build_model's
+    option to checkpoint dense layers."""
     if backend == "torch":
         from archc.backends.torch import TorchEmitter
 
-        context = TorchEmitter(graph).context()
+        context = TorchEmitter(graph, memory_efficient).context()
+    elif memory_efficient:
+        raise ValueError("memory_efficient applies to the torch backend only")
     elif backend == "keras":
         from archc.backends.keras import KerasEmitter
 

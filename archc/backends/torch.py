@@ -105,13 +105,24 @@ def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
 
 
 class TorchEmitter:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
+        self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
         self.helpers: set[str] = set()
         self.needs_math = False
         self.needs_ordered_dict = False
+        self.needs_checkpoint = False
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
         self.names = {b.name: common.class_name(b.name) for b in graph.blocks}
+        in_dense, elsewhere = _dense_usage(graph)
+        # Kinds that dense stages call with the list of earlier features; `standalone`
+        # ones are also called on a tensor outside dense stages.
+        self.dense_kinds = in_dense
+        self.standalone = in_dense & elsewhere
+        # Dense kinds whose concat -> ... -> first conv can be recomputed in backward.
+        self.checkpointed = {
+            b.name for b in graph.blocks if b.name in in_dense and b.connectivity == "none" and any(x.kind == "conv" for x in b.layers)
+        }
 
     # --- block classes -----------------------------------------------------------------
 
@@ -139,14 +150,57 @@ class TorchEmitter:
             module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace)
             init += render(module, INDENT2, f"self.{layer.name} = ")
             flat = flat or layer.kind in ("dense", "global_avgpool")
-        forward = self._block_forward(block, sig, init, hoist)
+        signature = ["in_channels: int", "*", *sig.parts()]
+        if block.name in self.checkpointed:
+            signature.append("memory_efficient: bool = False")
+            init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")
+            methods = self._dense_methods(block)
+        else:
+            forward = self._block_forward(block, sig, init, hoist)
+            if block.name in self.dense_kinds:
+                forward = [*self._as_list(block), "x = torch.cat(features, 1)", *forward]
+                methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
+            else:
+                methods = [("forward(self, x: Tensor) -> Tensor", forward)]
         return {
             "name": self.names[block.name],
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
-            "signature": ["in_channels: int", "*", *sig.parts()],
+            "signature": signature,
             "init": init,
-            "forward": forward,
+            "methods": methods,
         }
+
+    def _features_param(self, block: BlockType) -> str:
+        return "features: Tensor | list[Tensor]" if block.name in self.standalone else "features: list[Tensor]"
+
+    def _as_list(self, block: BlockType) -> list[str]:
+        """A dense stage passes the list of the stage input and earlier outputs; elsewhere a tensor."""
+        return ["if isinstance(features, Tensor):", "    features = [features]"] if block.name in self.standalone else []
+
+    def _dense_methods(self, block: BlockType) -> list[tuple[str, list[str]]]:
+        """torchvision's memory-efficient dense layer: concat -> ... -> first conv is a
+        separate method, checkpointed (recomputed in backward) only when gradients flow,
+        so the concatenated features are not kept alive for every layer. Features are
+        passed unpacked: the stage's list grows after the call, before the recompute."""
+        self.needs_checkpoint = True
+        self.helpers.add("checkpointed")
+        split = next(i for i, layer in enumerate(block.layers) if layer.kind == "conv") + 1
+        bottleneck = ["out = torch.cat(features, 1)"]
+        for layer in block.layers[:split]:
+            bottleneck += self._call_line(layer.name, layer.kind, "out", "out")
+        forward = [
+            *self._as_list(block),
+            "if self.memory_efficient and any(f.requires_grad for f in features):",
+            "    out = checkpointed(self, features)",
+            "else:",
+            "    out = self.bottleneck(*features)",
+        ]
+        for layer in block.layers[split:]:
+            forward += self._call_line(layer.name, layer.kind, "out", "out")
+        return [
+            ("bottleneck(self, *features: Tensor) -> Tensor", [*bottleneck, "return out"]),
+            (f"forward(self, {self._features_param(block)}) -> Tensor", [*forward, "return out"]),
+        ]
 
     def _block_forward(self, block: BlockType, sig: common.Signature, init: list[str], hoist: common.Hoister) -> list[str]:
         skip = block.connectivity == "skip"
@@ -238,14 +292,18 @@ class TorchEmitter:
             forward += self._call_line(item.name, _kind(item), "x", "x")
             first = False
         forward.append("return x")
-        exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
+        signature = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
+        call_args = [f"{n}={n}" for n, _ in self.graph.exposed]
+        if self.checkpointed:
+            signature.append(f"memory_efficient: bool = {self.memory_efficient}")
+            call_args.append("memory_efficient=memory_efficient")
         return {
             "name": common.class_name(self.graph.name),
             "doc": common.docstring(self.graph.doc or self.graph.name, 4),
-            "signature": exposed,
+            "signature": signature,
             "init": init,
             "forward": forward,
-            "call_args": [f"{n}={n}" for n, _ in self.graph.exposed],
+            "call_args": call_args,
         }
 
     def _module(self, item: Inst, inplace: bool) -> Code:
@@ -279,7 +337,6 @@ class TorchEmitter:
     def _stage(self, stage: StageInst) -> Code:
         block = self.graph.block(stage.block)
         sig = self.sigs[stage.block]
-        func = self.names[stage.block]
         rows = [common.instance_values(inst, block, sig) for inst in stage.instances]
         plain_names = stage.names == "{i}" and stage.connectivity == "none"
         parts: list[Code] = []
@@ -293,10 +350,10 @@ class TorchEmitter:
             if not looped:
                 for k in range(run.count):
                     single = common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]
-                    module = common.instance_call(func, block, sig, single, var)
+                    module = self._instance_call(stage, single, var)
                     parts.append(module if plain_names else self._keyed(stage, single, var, module))
                 continue
-            module = common.instance_call(func, block, sig, run, var)
+            module = self._instance_call(stage, run, var)
             if plain_names:
                 parts.append(Gen(module, clause, prefix="*"))
             else:
@@ -313,6 +370,13 @@ class TorchEmitter:
         self.needs_ordered_dict = True
         return call("nn.Sequential", call("OrderedDict", mapping))
 
+    def _instance_call(self, stage: StageInst, run: common.Run, var: str) -> Call:
+        block = self.graph.block(stage.block)
+        module = common.instance_call(self.names[stage.block], block, self.sigs[stage.block], run, var)
+        if stage.connectivity == "dense" and stage.block in self.checkpointed:
+            module = Call(module.func, (*module.args, "memory_efficient=memory_efficient"))
+        return module
+
     @staticmethod
     def _keyed(stage: StageInst, run: common.Run, var: str, module: Call) -> Code:
         key, _ = common.name_pattern(stage, run, var, "", "")
@@ -326,12 +390,16 @@ class TorchEmitter:
         imports = ["import math"] if self.needs_math else []
         if self.needs_ordered_dict:
             imports.append("from collections import OrderedDict")
-        uses_torch = "DenseStage" in self.helpers or any("torch." in line for b in blocks for line in b["forward"])
+        if self.needs_checkpoint:
+            imports += ["from collections.abc import Iterator", "from contextlib import contextmanager, nullcontext"]
+        uses_torch = "DenseStage" in self.helpers or any("torch." in line for b in blocks for _, body in b["methods"] for line in body)
         uses_torch |= any("torch." in line for line in model["forward"])
         torch_imports = ["import torch"] if uses_torch else []
         if "PadShortcut" in self.helpers:
             torch_imports.append("import torch.nn.functional as F")
         torch_imports.append("from torch import Tensor, nn")
+        if self.needs_checkpoint:
+            torch_imports.append("from torch.utils.checkpoint import checkpoint")
         return {
             "doc": common.docstring(self.graph.doc or self.graph.name, 0),
             "header": common.header(self.graph, "torch"),
@@ -342,6 +410,27 @@ class TorchEmitter:
             "blocks": blocks,
             "model": model,
         }
+
+
+def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
+    """Block kinds instantiated in dense stages, and kinds instantiated anywhere else."""
+    dense: set[str] = set()
+    other: set[str] = set()
+
+    def walk(items: tuple[Inst, ...]) -> None:
+        for item in items:
+            if isinstance(item, StageInst):
+                (dense if item.connectivity == "dense" else other).add(item.block)
+                for inst in item.instances:
+                    walk(inst.children)
+            elif isinstance(item, BlockInst):
+                other.add(item.block)
+                walk(item.children)
+            elif isinstance(item, GroupInst):
+                walk(item.items)
+
+    walk(graph.body)
+    return dense, other
 
 
 def _kind(item: Inst) -> str:
