@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     quick = ["--quick"] if "--quick" in sys.argv else []
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}")
-    for script in ("compiler.py", "runtime.py", "keras_apps.py"):
+    for script in ("compiler.py", "corpus.py", "runtime.py", "keras_apps.py"):
         print(f"\n## bench/{script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *quick], check=True)
 

@@ -2,10 +2,9 @@
 
 Each starts with `# expect: TEXT` and marks the line the error must point at with
 `#<`. Through the real CLI, each must end in exit 2 with one line naming
-`file:line` and TEXT, no traceback, nothing written, in under a second.
+`file:line` and TEXT, no traceback, nothing written. (How fast: bench/corpus.py.)
 """
 
-import time
 from pathlib import Path
 
 import pytest
@@ -40,9 +39,7 @@ def test_hostile_spec(name, runner, tmp_path, monkeypatch):
     expect, line = expectation(HOSTILE / name)
     out = tmp_path / "out"
     monkeypatch.chdir(HOSTILE)
-    start = time.perf_counter()
     result = runner.invoke(main, ["build", name, "--backend", "torch", "-o", str(out / "model.py")])
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     message = result.stderr
@@ -51,7 +48,6 @@ def test_hostile_spec(name, runner, tmp_path, monkeypatch):
     assert expect in message, message
     assert "Traceback" not in message
     assert not out.exists()
-    assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
 
 
 # --- docs/errors.md is generated from the corpus -------------------------------------------
