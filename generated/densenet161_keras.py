@@ -32,8 +32,9 @@ def dense_layer(
     x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_norm2")(x)
     x = layers.Activation("relu", name=f"{name}_relu2")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(growth_rate, 3, use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=False, name=f"{name}_conv2"
+    )(x)
     return x
 
 

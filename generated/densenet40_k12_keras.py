@@ -21,8 +21,9 @@ def dense_layer_basic(
     """BN-ReLU-3x3 conv (k), the original DenseNet layer without a bottleneck."""
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_norm1")(x)
     x = layers.Activation("relu", name=f"{name}_relu1")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv1_pad")(x)
-    x = layers.Conv2D(growth_rate, 3, use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=False, name=f"{name}_conv1"
+    )(x)
     return x
 
 
@@ -43,8 +44,7 @@ def build_model(num_classes: int = 10) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
-    x = layers.ZeroPadding2D(1, name="conv0_pad")(x)
-    x = layers.Conv2D(16, 3, use_bias=False, name="conv0")(x)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv0")(x)
     for i in range(12):
         y = dense_layer_basic(
             x, 16 + 12 * i, growth_rate=12, name=f"denseblock1_denselayer{i + 1}"

@@ -32,8 +32,9 @@ def dense_layer(
     x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_norm2")(x)
     x = layers.Activation("relu", name=f"{name}_relu2")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(growth_rate, 3, use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=False, name=f"{name}_conv2"
+    )(x)
     return x
 
 
@@ -54,8 +55,7 @@ def build_model(num_classes: int = 10) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
-    x = layers.ZeroPadding2D(1, name="conv0_pad")(x)
-    x = layers.Conv2D(24, 3, use_bias=False, name="conv0")(x)
+    x = layers.Conv2D(24, 3, padding="same", use_bias=False, name="conv0")(x)
     for i in range(16):
         y = dense_layer(
             x, 24 + 12 * i, growth_rate=12, name=f"denseblock1_denselayer{i + 1}"

@@ -30,8 +30,9 @@ def conv_block(
         epsilon=1.001e-05, momentum=0.99, name=f"{name}_b1_bn"
     )(x)
     x = layers.Activation("relu", name=f"{name}_b1_relu")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_b2_conv_pad")(x)
-    x = layers.Conv2D(growth_rate, 3, use_bias=False, name=f"{name}_b2_conv")(x)
+    x = layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=False, name=f"{name}_b2_conv"
+    )(x)
     return x
 
 

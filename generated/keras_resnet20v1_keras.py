@@ -36,8 +36,13 @@ def keras_basic(
     )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu1")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(filters, 3, use_bias=True, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=True,
+        name=f"{name}_conv2",
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn2")(x)
     if projection:
         identity = layers.Conv2D(
@@ -52,8 +57,7 @@ def build_model(num_classes: int = 10) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
-    x = layers.ZeroPadding2D(1, name="conv1_pad")(x)
-    x = layers.Conv2D(16, 3, use_bias=True, name="conv1")(x)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=True, name="conv1")(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="bn1")(x)
     x = layers.Activation("relu", name="relu")(x)
     for i in range(3):

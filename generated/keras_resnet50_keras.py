@@ -33,8 +33,9 @@ def residual_v1(
         epsilon=1.001e-05, momentum=0.99, name=f"{name}_b1_bn"
     )(x)
     x = layers.Activation("relu", name=f"{name}_b1_relu")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_b2_conv_pad")(x)
-    x = layers.Conv2D(filters, 3, use_bias=True, name=f"{name}_b2_conv")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=True, name=f"{name}_b2_conv"
+    )(x)
     x = layers.BatchNormalization(
         epsilon=1.001e-05, momentum=0.99, name=f"{name}_b2_bn"
     )(x)

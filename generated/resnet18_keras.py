@@ -34,8 +34,13 @@ def basic(
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(planes, 3, use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        planes,
+        3,
+        padding="same",
+        use_bias=False,
+        name=f"{name}_conv2",
+    )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     if downsample:
         identity = layers.Conv2D(

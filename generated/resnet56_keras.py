@@ -55,8 +55,13 @@ def cifar_basic(
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(planes, 3, use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        planes,
+        3,
+        padding="same",
+        use_bias=False,
+        name=f"{name}_conv2",
+    )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     if shortcut:
         identity = PadShortcut(
@@ -73,8 +78,7 @@ def build_model(num_classes: int = 10) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
-    x = layers.ZeroPadding2D(1, name="conv1_pad")(x)
-    x = layers.Conv2D(16, 3, use_bias=False, name="conv1")(x)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)
     x = layers.Activation("relu", name="relu")(x)
     for i in range(9):

@@ -45,8 +45,13 @@ def wide_basic(
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.Activation("relu", name=f"{name}_relu2")(x)
     x = layers.Dropout(dropout, name=f"{name}_drop")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(planes, 3, use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        planes,
+        3,
+        padding="same",
+        use_bias=False,
+        name=f"{name}_conv2",
+    )(x)
     x = layers.Add(name=f"{name}_add")([x, identity])
     return x
 
@@ -55,8 +60,7 @@ def build_model(num_classes: int = 10) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
-    x = layers.ZeroPadding2D(1, name="conv1_pad")(x)
-    x = layers.Conv2D(16, 3, use_bias=False, name="conv1")(x)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(x)
     x = wide_basic(x, 16, planes=160, dropout=0.3, shortcut=True, name="block1_0")
     for i in range(1, 4):
         x = wide_basic(x, 160, planes=160, dropout=0.3, name=f"block1_{i}")
