@@ -402,7 +402,9 @@ def verify(
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
         try:
             from archc import verify as verifier
-        except ImportError as e:
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] not in ("torch", "keras", "tensorflow", "numpy"):
+                raise  # a bug in archc, not a missing runtime
             raise SpecError(f"archc verify needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
         report = verifier.verify(graph, tolerance=tolerance, batch=batch, train_mode=train_mode, seed=seed)
         if as_json:

@@ -398,6 +398,9 @@ def _call_args(
     declared = source.definition.params if source else {}
     args = dict(base)
     for name, value in raw.items():
+        if source is not None and name not in declared:
+            known = ", ".join(declared) or "none"
+            raise SpecError(f"block {block!r} has no parameter {name!r}; its parameters: {known}", ctx.where(key, name))
         decl = declared.get(name)
         kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
         where = ctx.where(key, name)
@@ -517,26 +520,15 @@ def _expand(
 
 
 def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[str, Any]:
-    declared = source.definition.params
-    for key in args:
-        if key not in declared:
-            known = ", ".join(declared) or "none"
-            raise SpecError(f"block {source.name!r} has no parameter {key!r}; its parameters: {known}", where)
+    """Every parameter's value: the arguments (named and typed in `_call_args`) over the defaults."""
     params: dict[str, Any] = {}
-    for key, decl in declared.items():
-        kind = decl if isinstance(decl, str) else ("bool" if isinstance(decl, bool) else type(decl).__name__)
+    for key, decl in source.definition.params.items():
         if key not in args:
             if isinstance(decl, str):
                 raise SpecError(f"block {source.name!r} needs parameter {key!r} ({decl}); pass it in `with:`", where)
             params[key] = decl
-            continue
-        value = args[key]
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "bool": isinstance(value, bool)}[kind]  # fmt: skip
-        if not ok:
-            raise SpecError(f"block {source.name!r} parameter {key!r} must be {kind}, got {value!r}", where)
-        params[key] = float(value) if kind == "float" else value
+        else:
+            params[key] = float(args[key]) if decl == "float" or type(decl) is float else args[key]
     return params
 
 
@@ -754,7 +746,7 @@ def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.ex
         out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
         if not _is_one(_frame(inner, rest, inner.stride)):
             raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
-        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, growth, channels), out, ast.Constant(1)
+        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, channels), out, ast.Constant(1)
     rest = _sym_instance(inner, name, common, first_out)
     rest_out = _frame(inner, rest, inner.out_channels)
     if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
@@ -763,7 +755,7 @@ def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.ex
             f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
             where,
         )
-    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, None, channels)
+    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
     return stage, first_out, _frame(inner, first, inner.stride)
 
 

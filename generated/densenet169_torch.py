@@ -34,13 +34,13 @@ class DenseStage(nn.ModuleDict):
 
 
 def checkpointed(layer: nn.Module, features: list[Tensor]) -> Tensor:
-    """`layer.bottleneck(*features)` without keeping its activations: backward recomputes
+    """`layer._bottleneck(*features)` without keeping its activations: backward recomputes
     them (torch.utils.checkpoint). Recomputing in eager mode runs BatchNorm again, so its
     running statistics are put back; a compiled graph updates them once by itself."""
     if torch.compiler.is_compiling():
-        return checkpoint(layer.bottleneck, *features, use_reentrant=False)
+        return checkpoint(layer._bottleneck, *features, use_reentrant=False)
     return checkpoint(
-        layer.bottleneck,
+        layer._bottleneck,
         *features,
         use_reentrant=False,
         context_fn=lambda: (nullcontext(), keep_buffers(layer)),
@@ -81,7 +81,7 @@ class DenseLayer(nn.Module):
             conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False
         )
 
-    def bottleneck(self, *features: Tensor) -> Tensor:
+    def _bottleneck(self, *features: Tensor) -> Tensor:
         out = torch.cat(features, 1)
         out = self.norm1(out)
         out = self.relu1(out)
@@ -92,7 +92,7 @@ class DenseLayer(nn.Module):
         if self.memory_efficient and any(f.requires_grad for f in features):
             out = checkpointed(self, features)
         else:
-            out = self.bottleneck(*features)
+            out = self._bottleneck(*features)
         out = self.norm2(out)
         out = self.relu2(out)
         out = self.conv2(out)

@@ -33,13 +33,13 @@ class DenseStage(nn.ModuleDict):
 
 
 def checkpointed(layer: nn.Module, features: list[Tensor]) -> Tensor:
-    """`layer.bottleneck(*features)` without keeping its activations: backward recomputes
+    """`layer._bottleneck(*features)` without keeping its activations: backward recomputes
     them (torch.utils.checkpoint). Recomputing in eager mode runs BatchNorm again, so its
     running statistics are put back; a compiled graph updates them once by itself."""
     if torch.compiler.is_compiling():
-        return checkpoint(layer.bottleneck, *features, use_reentrant=False)
+        return checkpoint(layer._bottleneck, *features, use_reentrant=False)
     return checkpoint(
-        layer.bottleneck,
+        layer._bottleneck,
         *features,
         use_reentrant=False,
         context_fn=lambda: (nullcontext(), keep_buffers(layer)),
@@ -76,7 +76,7 @@ class ConvBlock(nn.Module):
             b1_conv_channels, growth_rate, kernel_size=3, padding=1, bias=False
         )
 
-    def bottleneck(self, *features: Tensor) -> Tensor:
+    def _bottleneck(self, *features: Tensor) -> Tensor:
         out = torch.cat(features, 1)
         out = self.b0_bn(out)
         out = self.b0_relu(out)
@@ -87,7 +87,7 @@ class ConvBlock(nn.Module):
         if self.memory_efficient and any(f.requires_grad for f in features):
             out = checkpointed(self, features)
         else:
-            out = self.bottleneck(*features)
+            out = self._bottleneck(*features)
         out = self.b1_bn(out)
         out = self.b1_relu(out)
         out = self.b2_conv(out)

@@ -109,3 +109,42 @@ def test_nested_limits_are_explained():
     loop = SPEC.replace("NAMES", '"{i}"').replace("transition: {block: transition, with: {compression: 0.5}}", "again: {block: dense_unit, with: {n: 1, growth_rate: 4}}")
     with pytest.raises(SpecError, match="block 'dense_unit' contains itself"):
         lower(load_spec_text(loop, "loop.yaml"))
+
+
+DENSE_UNITS = textwrap.dedent("""\
+    archc: 1
+    name: dense_units
+    input: [3, 16, 16]
+    params: {num_classes: 10}
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    use: [densenet]
+    blocks:
+      unit:                       # a dense stage's block holding another block
+        params: {growth_rate: int}
+        layers:
+          - inner: {block: dense_layer_basic, with: {growth_rate: growth_rate}}
+          - squeeze: {conv: {filters: growth_rate, kernel: 1}}
+      plain:                      # a layer named like the memory-efficient helper method
+        params: {growth_rate: int}
+        layers:
+          - norm: batchnorm
+          - relu: relu
+          - bottleneck: {conv: {filters: growth_rate, kernel: 3, padding: 1}}
+    layers:
+      - conv0: {conv: {filters: 8, kernel: 3, padding: 1}}
+      - block1: {stage: unit, repeat: 3, connectivity: dense, with: {growth_rate: 4}}
+      - block2: {stage: plain, repeat: 3, connectivity: dense, with: {growth_rate: 4}}
+      - pool: global_avgpool
+      - fc: {dense: {units: num_classes}}
+    """)
+
+
+def test_dense_stage_blocks_with_nested_blocks_and_any_layer_names():
+    graph = lower(load_spec_text(DENSE_UNITS, "units.yaml"))
+    module = in_memory(graph, "torch")
+    for efficient in (False, True):
+        model = module.build_model(memory_efficient=efficient)
+        assert sum(p.numel() for p in model.parameters()) == graph.counts.trainable
+        x = torch.randn(2, 3, 16, 16, requires_grad=True)
+        model(x).sum().backward()  # the layer `bottleneck` is a module, not the checkpointed method
+        assert x.grad is not None

@@ -238,3 +238,22 @@ def test_shortcut_rules_are_checked(tmp_path):
     unknown = text.replace("when: flag, name: a", "when: flagz, name: a")
     with pytest.raises(SpecError, match="unknown: flagz"):
         lower(load_spec(write(tmp_path, "odd3.yaml", unknown)))
+
+
+def test_always_shortcut_stands_alone_and_unknown_arguments_are_located(tmp_path):
+    text = PREACT18.replace("use: [resnet]", textwrap.dedent("""\
+        blocks:
+          two:
+            params: {planes: int, stride: 1}
+            connectivity: skip
+            shortcut:
+              - {kind: projection, name: a}
+              - {kind: option_a, when: always, name: b}
+            layers:
+              - conv1: {conv: {filters: planes, kernel: 3, stride: stride, padding: 1}}
+        """).replace("\n", "\n    ")).replace("preact_basic", "two")
+    with pytest.raises(SpecError, match="`when: always` is used on every instance, so it must be the only one"):
+        load_spec(write(tmp_path, "two.yaml", text))
+    with pytest.raises(SpecError) as info:
+        lower(load_spec(ROOT / "specs/resnet18.yaml", ["layers.layer2.first.strid=2"]))
+    assert str(info.value) == "--set layers.layer2.first.strid=2: block 'basic' has no parameter 'strid'; its parameters: planes, stride"

@@ -219,7 +219,7 @@ def sym_trees(layer: SymLayer | SymBlock | SymStage) -> list[ast.expr]:
 
 def stage_key(pattern: str) -> str:
     """An instance name pattern as an f-string over the loop variable `i`."""
-    return 'f"' + pattern.replace("{i}", "{i}").replace("{n}", "{i + 1}") + '"'
+    return 'f"' + pattern.replace("{n}", "{i + 1}") + '"'
 
 
 def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) -> tuple[str, bool]:

@@ -121,7 +121,9 @@ class TorchEmitter:
         self.standalone = in_dense & elsewhere
         # Dense kinds whose concat -> ... -> first conv can be recomputed in backward.
         self.checkpointed = {
-            b.name for b in graph.blocks if b.name in in_dense and b.connectivity == "none" and any(x.kind == "conv" for x in b.layers)
+            b.name for b in graph.blocks
+            if b.name in in_dense and b.connectivity == "none"
+            and all(isinstance(x, SymLayer) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
         }
 
     # --- block classes -----------------------------------------------------------------
@@ -193,12 +195,12 @@ class TorchEmitter:
             "if self.memory_efficient and any(f.requires_grad for f in features):",
             "    out = checkpointed(self, features)",
             "else:",
-            "    out = self.bottleneck(*features)",
+            "    out = self._bottleneck(*features)",
         ]
         for layer in block.layers[split:]:
             forward += self._call_line(layer.name, layer.kind, "out", "out")
         return [
-            ("bottleneck(self, *features: Tensor) -> Tensor", [*bottleneck, "return out"]),
+            ("_bottleneck(self, *features: Tensor) -> Tensor", [*bottleneck, "return out"]),
             (f"forward(self, {self._features_param(block)}) -> Tensor", [*forward, "return out"]),
         ]
 

@@ -68,8 +68,7 @@ class SymStage:
     connectivity: str  # none | dense
     names: str  # instance name pattern, {i} from 0 or {n} from 1
     first: SymBlock  # the first instance (name unused)
-    rest: SymBlock  # every later one; for dense stages, in_channels grows by `growth` per instance
-    growth: ast.expr | None  # dense only: channels each instance adds
+    rest: SymBlock  # every later one; in dense stages its in_channels grows with the loop variable `i`
     in_channels: ast.expr
 
 

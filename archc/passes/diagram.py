@@ -232,11 +232,16 @@ class _Blocks:
         return _args(self.changed(inst))
 
     def stage_args(self, stage: StageInst) -> str:
-        """The arguments of the later instances, then what the first one changes."""
-        common = self.changed(stage.instances[-1])
-        last = dict(stage.instances[-1].args)
-        first = {k: v for k, v in stage.instances[0].args if last[k] != v}
-        return _args(common) + ("\nfirst: " + _args(first).strip() if first else "")
+        """The arguments of the middle instances, then what the first and last ones change."""
+        insts = stage.instances
+        middle = insts[len(insts) // 2] if len(insts) > 2 else insts[-1]
+        common = dict(middle.args)
+        out = _args(self.changed(middle))
+        for label, inst in (("first", insts[0]), ("last", insts[-1])):
+            diff = {k: v for k, v in inst.args if common[k] != v}
+            if diff and inst is not middle:
+                out += f"\n{label}: " + _args(diff).strip()
+        return out
 
 
 SHORTCUTS = {"identity": "identity", "projection": "projection", "option_a": "option A"}

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError
 from archc.spec.compose import apply_override, load_chain
-from archc.spec.models import BlockDef, LibrarySpec, ModelSpec
+from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec
 from archc.spec.yamlsrc import (
     SourceMap,
     load_yaml_bytes,
@@ -166,8 +166,6 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     Locations carry union tags (`stage`, `conv`, ...) besides keys; a tag may
     also be a key (`stage: bottleneck`), so each tag is tried both ways.
     """
-    from archc.spec.models import _ITEM_KEYS
-
     best: tuple[Any, ...] = ()
 
     def walk(i: int, node: Any, path: tuple[Any, ...]) -> None:

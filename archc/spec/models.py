@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 RESERVED_NAMES = frozenset(
     {
         # locals, arguments and globals of the generated modules
-        "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
+        "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
         "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
         # builtins the generated code calls (expressions print round, abs, min, max, int, float)
@@ -377,7 +377,8 @@ class BlockDef(Strict):
     shortcut: Shortcut | list[Shortcut] | None = Field(
         None,
         description="skip only: the shortcut, or a list of them tried in order (the first whose `when` holds "
-        "is used); with none applying, the identity.",
+        "is used; an expression `when` must not also hold where an earlier one is used); with none "
+        "applying, the identity.",
     )
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
     after: list[LayerEntry] = Field(default_factory=list, description="skip only: layers after the addition.")
@@ -390,6 +391,8 @@ class BlockDef(Strict):
         names = [sc.name for sc in self.shortcuts]
         if len(set(names)) != len(names):
             raise ValueError("shortcuts need distinct names (`name:`)")
+        if len(names) > 1 and any(sc.when == "always" for sc in self.shortcuts):
+            raise ValueError("a shortcut with `when: always` is used on every instance, so it must be the only one")
         return self
 
     @property
