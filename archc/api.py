@@ -29,13 +29,13 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     return _load(path, overrides)
 
 
-def to_ir(spec: SpecLike) -> Graph:
-    """The graph IR of a spec (shapes, parameter counts, MACs)."""
+def to_ir(spec: SpecLike, overrides: Sequence[str] = ()) -> Graph:
+    """The graph IR of a spec (shapes, parameter counts, MACs); `overrides` apply to a path."""
     from archc.lower import lower as lower_spec
 
     if isinstance(spec, Graph):
         return spec
-    return lower_spec(spec if isinstance(spec, LoadedSpec) else _load(spec))
+    return lower_spec(spec if isinstance(spec, LoadedSpec) else _load(spec, overrides))
 
 
 def compile(spec: SpecLike, backend: str) -> str:  # noqa: A001 - the name users expect
@@ -47,11 +47,15 @@ def compile(spec: SpecLike, backend: str) -> str:  # noqa: A001 - the name users
 
 def build(spec: SpecLike, backend: str, **kwargs: Any) -> Any:
     """Compile, import in memory and return `build_model(**kwargs)`: a torch.nn.Module or keras.Model."""
-    graph = to_ir(spec)
+    return load_module(to_ir(spec), backend).build_model(**kwargs)
+
+
+def load_module(graph: Graph, backend: str) -> types.ModuleType:
+    """The generated module for `graph`, executed in a fresh namespace; no file is written."""
     module = types.ModuleType(f"archc_generated_{graph.name}_{backend}")
     code = builtins.compile(compile(graph, backend), f"<archc {graph.source} ({backend})>", "exec")
     exec(code, module.__dict__)
-    return module.build_model(**kwargs)
+    return module
 
 
 def summary(spec: SpecLike, level: str = "blocks", batch: int = 1) -> Summary:

@@ -84,10 +84,9 @@ def _run(action):  # type: ignore[no-untyped-def]
 
 
 def _graph(spec: str, overrides: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    from archc.lower import lower
-    from archc.spec.loader import load_spec
+    from archc.api import to_ir
 
-    return lower(load_spec(spec, overrides))
+    return to_ir(spec, overrides)
 
 
 def _set_option(*names: str, help: str = SET_HELP):  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from archc.api import to_ir
 from archc.ir import ops
 from archc.ir.graph import Graph, Node
 from archc.ir.ops import Shape
@@ -40,15 +41,6 @@ class TransferError(ValueError):
 def keras_name(node_id: str) -> str:
     """The Keras layer name of an IR node: `layer1.0.conv1` -> `layer1_0_conv1`."""
     return node_id.replace(".", "_")
-
-
-def graph_of(spec: str | Path | LoadedSpec | Graph) -> Graph:
-    if isinstance(spec, Graph):
-        return spec
-    from archc.lower import lower
-    from archc.spec.loader import load_spec
-
-    return lower(spec if isinstance(spec, LoadedSpec) else load_spec(spec))
 
 
 def flattened_map(graph: Graph, node_id: str) -> Shape | None:
@@ -133,7 +125,7 @@ def _to_torch(slot: _Slot, name: str, k: np.ndarray) -> np.ndarray:
 def torch_to_keras(torch_model: Any, keras_model: Any, spec: str | Path | LoadedSpec | Graph) -> None:
     """Copy every weight of `torch_model` into `keras_model`, both generated from `spec`
     (a spec path, a loaded spec or its IR graph)."""
-    graph = graph_of(spec)
+    graph = to_ir(spec)
     slots = _slots(graph)
     state = _torch_state(torch_model, slots, graph)
     layers = _keras_layers(keras_model, slots, graph)
@@ -152,7 +144,7 @@ def keras_to_torch(keras_model: Any, torch_model: Any, spec: str | Path | Loaded
     """Copy every weight of `keras_model` into `torch_model`, both generated from `spec`."""
     import torch
 
-    graph = graph_of(spec)
+    graph = to_ir(spec)
     slots = _slots(graph)
     state = _torch_state(torch_model, slots, graph)
     layers = _keras_layers(keras_model, slots, graph)

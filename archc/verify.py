@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from archc import interop
-from archc.backends import emit
+from archc.api import load_module, to_ir
 from archc.ir import ops
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ir.ops import Shape
@@ -172,14 +171,6 @@ def points(graph: Graph) -> list[_Point]:
 # --- building and running the two models --------------------------------------------------------
 
 
-def load_generated(graph: Graph, backend: str) -> types.ModuleType:
-    """Generate the backend's module for `graph` and execute it in a fresh namespace."""
-    module = types.ModuleType(f"archc_verify_{graph.name}_{backend}")
-    code = compile(emit(graph, backend), f"<archc {backend} code for {graph.source}>", "exec")
-    exec(code, module.__dict__)
-    return module
-
-
 def randomize(model: Any, graph: Graph, seed: int) -> None:
     """Random weights for every IR node of the PyTorch model, BatchNorm statistics included."""
     gen = torch.Generator().manual_seed(seed)
@@ -218,8 +209,8 @@ def verify(
     spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0
 ) -> Report:
     """Build both backends of `spec`, transfer random weights, compare every block's output."""
-    graph = interop.graph_of(spec)
-    tm, km = load_generated(graph, "torch"), load_generated(graph, "keras")
+    graph = to_ir(spec)
+    tm, km = load_module(graph, "torch"), load_module(graph, "keras")
     torch.manual_seed(seed)
     t_model = tm.build_model()
     randomize(t_model, graph, seed)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, load_module
 
+from archc import api
 from archc.interop import TransferError, keras_to_torch, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec, load_spec_text
@@ -51,7 +52,7 @@ def test_round_trip(source):
     """torch -> keras -> a fresh torch model gives back every tensor exactly, and the Keras
     model computes what the torch model does."""
     graph = lower(load_spec_text(LAYOUTS) if source == "text" else load_spec(ROOT / source))
-    tm, km = verify.load_generated(graph, "torch"), verify.load_generated(graph, "keras")
+    tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
     torch.manual_seed(0)
     original = tm.build_model()
     verify.randomize(original, graph, seed=0)
@@ -70,7 +71,7 @@ def test_round_trip(source):
 def test_keras_trained_model_runs_in_torch():
     """Keras' own initialisation (not torch's) carried into torch gives the same outputs."""
     graph = lower(load_spec_text(LAYOUTS))
-    tm, km = verify.load_generated(graph, "torch"), verify.load_generated(graph, "keras")
+    tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
     keras.utils.set_random_seed(0)
     k_model = km.build_model()
     rng = np.random.default_rng(0)

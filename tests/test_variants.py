@@ -3,23 +3,19 @@ figures (one spec gives every CIFAR ResNet of the paper; densenet121 edited twic
 
 import json
 import textwrap
-import types
 
 import pytest
 from click.testing import CliRunner
 from conftest import CIFAR_RESNETS, ROOT, ZOO
 
+from archc.api import load_module
 from archc.backends import emit
 from archc.cli import main
 from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec
 
-
-def in_memory(graph, backend):
-    module = types.ModuleType(f"variant_{graph.name}_{backend}")
-    exec(compile(emit(graph, backend), module.__name__, "exec"), module.__dict__)
-    return module
+in_memory = load_module  # the generated module, executed without writing a file
 
 
 @pytest.mark.parametrize("depth", sorted(CIFAR_RESNETS))
