@@ -15,6 +15,7 @@ import click
 
 from archc.cli import _echo, _graph, _json, _write_atomic
 from archc.errors import SpecError
+from archc.passes.summary import columns
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,8 @@ def build_many(
 def table(built: list[Built], failed: list[Failed], n_specs: int, backends: tuple[str, ...]) -> str:
     header = ("spec", "backend", "output", "trainable", "non-trainable")
     rows = [(b.spec, b.backend, b.output, f"{b.trainable:,}", f"{b.non_trainable:,}") for b in built]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: tuple[str, ...]) -> str:
-        return "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
-
-    out = [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)]
+    lines, rule = columns([header, *rows])
+    out = [lines[0], rule, *lines[1:]]
     out += [click.style("FAILED", fg="red", bold=True) + f" {f.message}" for f in failed]
     per_backend = ", ".join(f"{b} {sum(x.backend == b for x in built)}" for b in backends)
     out.append(f"built {len(built)} modules from {n_specs - len(failed)} of {n_specs} specs ({per_backend}); {len(failed)} failed")

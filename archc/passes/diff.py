@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from archc.passes.summary import Row, Summary, si
+from archc.passes.summary import Row, Summary, columns, si
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ def to_table(d: Diff) -> str:
         "total", str(ta.output_shape), str(tb.output_shape), comma(ta.total), comma(tb.total),
         _delta(ta.total, tb.total, comma), si(ta.macs), si(tb.macs), _delta(ta.macs, tb.macs, si),
     )  # fmt: skip
-    widths = [max(len(r[i]) for r in [header, *body, total]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-
-    def fmt(r: tuple[str, ...]) -> str:
-        return "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-
+    lines, rule = columns([header, *body, total])
     trainable = f"trainable: A {ta.trainable:,}  B {tb.trainable:,}  delta {_delta(ta.trainable, tb.trainable, comma) or '0'}"
-    return "\n".join([f"A: {d.label_a}", f"B: {d.label_b}", fmt(header), line, *map(fmt, body), line, fmt(total), trainable])
+    return "\n".join([f"A: {d.label_a}", f"B: {d.label_b}", lines[0], rule, *lines[1:-1], rule, lines[-1], trainable])

@@ -99,16 +99,22 @@ def si(n: int) -> str:
     return str(n)
 
 
+def columns(rows: list[tuple[str, ...]], left: int = 3) -> tuple[list[str], str]:
+    """Rows as aligned text (the first `left` columns to the left, numbers to the right),
+    and a rule as wide as the columns; the text tables of summary, diff and batch builds."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+        for r in rows
+    ]
+    return lines, "  ".join("-" * w for w in widths)
+
+
 def to_table(s: Summary) -> str:
     header = ("layer", "kind", "output shape", "trainable", "non-trainable", "MACs")
     body = [(r.name, r.kind, str(r.output_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", si(r.macs)) for r in s.rows]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-
-    def fmt(row: tuple[str, ...]) -> str:
-        return "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-
-    out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", fmt(header), line, *map(fmt, body), line]
+    lines, rule = columns([header, *body])
+    out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", lines[0], rule, *lines[1:], rule]
     out.append(f"trainable {s.trainable:,}   non-trainable {s.non_trainable:,}   total {s.total:,}   MACs {si(s.macs)}")
     out.append(
         f"activations, batch {s.batch} (float32, every layer output): {s.activation_bytes / 2**20:,.1f} MiB"
