@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from archc.api import to_ir
-from archc.ir import ops
+from archc import ops
 from archc.ir.graph import Graph, Node
-from archc.ir.ops import Shape
+from archc.ops import Shape
 from archc.spec.loader import LoadedSpec
 
 __all__ = ["TransferError", "keras_name", "keras_to_torch", "torch_to_keras"]
@@ -71,52 +71,30 @@ class _Slot:
 def _slots(graph: Graph) -> list[_Slot]:
     slots = []
     for node in graph.nodes:
-        op = node.op
-        if isinstance(op, (ops.Conv, ops.Dense)):
-            names: tuple[str, ...] = ("weight", "bias") if op.bias else ("weight",)
-        elif isinstance(op, ops.BatchNorm):
-            names = ("weight", "bias", "running_mean", "running_var")
-        else:
-            assert not op.has_params, op
-            continue
-        slots.append(_Slot(node, names, flattened_map(graph, node.inputs[0]) if not node.shape.spatial else None))
+        names = node.op.weight_names()
+        if names:
+            slots.append(_Slot(node, names, flattened_map(graph, node.inputs[0]) if not node.shape.spatial else None))
     return slots
 
 
-def _conv_kernel_to_keras(w: np.ndarray) -> np.ndarray:
-    return w.transpose(2, 3, 1, 0)  # (out, in / groups, kh, kw) -> (kh, kw, in / groups, out)
-
-
-def _conv_kernel_to_torch(k: np.ndarray) -> np.ndarray:
-    return k.transpose(3, 2, 0, 1)
-
-
 def _to_keras(slot: _Slot, name: str, w: np.ndarray) -> np.ndarray:
-    if isinstance(slot.node.op, ops.Conv) and name == "weight":
-        return _conv_kernel_to_keras(w)
     if slot.flat is not None:
         c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
         if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (units, C*H*W) -> (H*W*C, units)
             return w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, -1)  # type: ignore[operator]
         if isinstance(slot.node.op, ops.BatchNorm):
             return w.reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
-    if isinstance(slot.node.op, ops.Dense) and name == "weight":
-        return w.T
-    return w
+    return slot.node.op.to_keras(name, w)
 
 
 def _to_torch(slot: _Slot, name: str, k: np.ndarray) -> np.ndarray:
-    if isinstance(slot.node.op, ops.Conv) and name == "weight":
-        return _conv_kernel_to_torch(k)
     if slot.flat is not None:
         c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
         if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (H*W*C, units) -> (units, C*H*W)
             return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)  # type: ignore[operator]
         if isinstance(slot.node.op, ops.BatchNorm):
             return k.reshape(h, wd, c).transpose(2, 0, 1).reshape(-1)
-    if isinstance(slot.node.op, ops.Dense) and name == "weight":
-        return k.T
-    return k
+    return slot.node.op.to_torch(name, k)
 
 
 # --- the two directions ------------------------------------------------------------------------

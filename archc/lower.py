@@ -3,7 +3,7 @@
 Lowering walks the spec top to bottom with the current shape in hand, because
 expressions may read it (`in_channels`, `channels`). For every block kind it
 also records a symbolic form (`BlockType`) so emitters can write one class per
-kind. Shape rules and parameter counts live in the ops (`archc.ir.ops`);
+kind. Shape rules and parameter counts live in the ops (`archc.ops`);
 lowering only applies them and turns their complaints into located errors.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
-from archc.ir import ops
+from archc import ops
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -33,14 +33,17 @@ from archc.ir.graph import (
     Node,
     StageInst,
     SymBlock,
+    SymGroup,
+    SymItem,
     SymLayer,
     SymShortcut,
     SymStage,
 )
-from archc.ir.ops import Shape, ShapeError
+from archc.ops import Shape, ShapeError
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource, LoadedSpec
+from archc.spec.models import POSITIONAL
 from archc.spec.yamlsrc import SourceMap
 
 # Limits that keep a spec from asking for an absurd graph; raise them deliberately.
@@ -49,35 +52,6 @@ MAX_CHANNELS = 1_000_000  # channels, units, kernel sizes: any integer argument
 MAX_REPEAT = 10_000  # instances in one stage
 MAX_ELEMENTS = 10**9  # values in one feature map (C*H*W)
 MAX_PARAMS = 10**10  # parameters in the whole model (40 GB of float32)
-
-REQUIRED = object()
-# Attribute table for primitive layers: (attribute, type, default). A default of
-# "defaults.X.Y" reads the model's `defaults:`; REQUIRED must be written.
-ATTRS: dict[str, tuple[tuple[str, str, Any], ...]] = {
-    "conv": (
-        ("filters", "int", REQUIRED), ("kernel", "int", REQUIRED), ("stride", "int", 1),
-        ("padding", "int", 0), ("groups", "int", 1), ("dilation", "int", 1),
-        ("bias", "bool", "defaults.conv.bias"),
-    ),
-    "batchnorm": (("eps", "num", "defaults.batchnorm.eps"), ("momentum", "num", "defaults.batchnorm.momentum")),
-    "maxpool": (("kernel", "int", REQUIRED), ("stride", "int", "kernel"), ("padding", "int", 0)),
-    "avgpool": (("kernel", "int", REQUIRED), ("stride", "int", "kernel"), ("padding", "int", 0)),
-    "dense": (("units", "int", REQUIRED), ("bias", "bool", "defaults.dense.bias")),
-    "dropout": (("rate", "num", REQUIRED),),
-    "zeropad": (("padding", "int", REQUIRED),),
-    "global_avgpool": (),
-    "flatten": (),
-    "act": (),  # handled separately: fn is a name, not a number
-}  # fmt: skip
-OP_TYPES: dict[str, type[ops.Op]] = {
-    "conv": ops.Conv, "batchnorm": ops.BatchNorm, "maxpool": ops.MaxPool, "avgpool": ops.AvgPool,
-    "dense": ops.Dense, "dropout": ops.Dropout, "zeropad": ops.ZeroPad,
-    "global_avgpool": ops.GlobalAvgPool, "flatten": ops.Flatten, "act": ops.Act,
-}  # fmt: skip
-# Ops whose constructor does not depend on the channels they receive.
-CHANNEL_FREE = frozenset({"act", "maxpool", "avgpool", "global_avgpool", "dropout", "flatten", "zeropad"})
-_ACT_DEFAULTS = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
-
 
 def item_kind(body: Any) -> str:
     return _kind_of(type(body))
@@ -282,31 +256,58 @@ def _format_message(template: str, fill: Any) -> str:
 
 def _lower_items(
     state: _State, ctx: _Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
-    seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None,
+    seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None, env: dict[str, Tensor] | None = None,
+    offset: int = 0, prev: str = "input", in_group: bool = False,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
     """Lower a list of `name: layer` entries in sequence.
 
-    `seen`/`uses` track names across lists that share a module (a block's layers and `after`).
+    Each entry reads the previous tensor, or the ones it names (`from:`, a merge's
+    list) from `env`: the tensors of this list and of the lists enclosing it, by
+    spec name, `input` among them. `seen`/`uses` track names across lists that
+    share a module (a block's layers and `after`).
     """
     items: list[Inst] = []
     seen = {} if seen is None else seen
     uses = {} if uses is None else uses
-    for index, entry in enumerate(entries):
-        (name, body), = entry.items()
-        where = ctx.where(index, name)
+    env = {"input": Tensor(cur, shape, nonneg)} if env is None else env
+    position = 0
+    for index, entry in enumerate(entries, start=offset):
+        (written, body), = entry.items()
         kind = item_kind(body)
+        where = ctx.where(index, written)
+        if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
+            raise SpecError(
+                f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+                "read other tensors with `from:` or merges outside the list",
+                where,
+            )
+        if body.if_ is not None and not _value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
+            if written != POSITIONAL:
+                env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
+                prev = written
+            continue
+        name = str(position) if written == POSITIONAL else written
+        position += 1
         if name in seen and not (kind == "act" and seen[name] == body):
             raise SpecError(f"duplicate layer name {name!r} in this list; only identical activations may share a name", where)
         uses[name] = uses.get(name, 0) + 1
         node_name = name if uses[name] == 1 else f"{name}_{uses[name]}"  # a shared activation, called again
         seen[name] = body
-        sub = _Ctx(ctx.source, (*ctx.yaml_path, index, name), (*ctx.module_path, node_name), ctx.scope, ctx.top_level)
+        sub = _Ctx(ctx.source, (*ctx.yaml_path, index, written), (*ctx.module_path, node_name), ctx.scope, ctx.top_level)
+        inputs: tuple[str, ...] = ()
+        if body.from_ is not None:
+            source = _lookup(env, body.from_, sub.where("from"))
+            cur, shape, nonneg = source
+            inputs = (body.from_,)
         if ctx.top_level:
-            state.top_kinds.append(kind if kind in OP_TYPES else "composite")
+            state.top_kinds.append(kind if kind in ops.KINDS else "composite")
         if kind == "group":
             gctx = _Ctx(ctx.source, (*sub.yaml_path, "group"), sub.module_path, ctx.scope, ctx.top_level)
-            children, out, cur, nonneg = _lower_items(state, gctx, body.group, shape, cur, nonneg)
+            children, out, cur, nonneg = _lower_items(state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True)
             item: Inst = GroupInst(name, children, shape, out, _sum(children))
+        elif kind == "branches":
+            branches, item, cur, nonneg = _lower_branches(state, sub, body, name, shape, cur, nonneg, env, prev)
+            items.extend(branches)
         elif kind == "block":
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
@@ -314,6 +315,21 @@ def _lower_items(
         elif kind == "stage":
             item, cur = _lower_stage(state, sub, body, name, shape, cur)
             nonneg = False
+        elif ops.KINDS[kind].MERGE:
+            names = getattr(body, kind)
+            if body.from_ is not None or len(names) < 2:
+                raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
+            sources = [_lookup(env, n, sub.where(kind, i)) for i, n in enumerate(names)]
+            op = ops.KINDS[kind]()
+            try:
+                out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
+            except ShapeError as e:
+                raise SpecError(f"{name}: {e} (from {', '.join(names)})", where) from None
+            node_id = _join(ctx.module_path, node_name)
+            _add_node(state, Node(node_id, op, tuple(t.node for t in sources), out), where)
+            nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
+            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(names))
+            cur = node_id
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
             try:
@@ -326,65 +342,118 @@ def _lower_items(
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
             item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
-            nonneg = _nonneg_after(op, nonneg)
+            nonneg = op.nonneg_after(nonneg)
+        if inputs:
+            item = dataclasses.replace(item, inputs=inputs)
         items.append(item)
         shape = item.out_shape
+        env[name] = Tensor(cur, shape, nonneg)
+        prev = name
     return tuple(items), shape, cur, nonneg
 
 
-def _nonneg_after(op: ops.Op, nonneg: bool) -> bool:
-    if isinstance(op, ops.Act):
-        return op.fn in ops.Act.NONNEGATIVE
-    return nonneg and isinstance(op, (ops.MaxPool, ops.AvgPool, ops.GlobalAvgPool, ops.Dropout, ops.Flatten, ops.ZeroPad))
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor a later entry may name: its node id (or `input`), shape and sign."""
+
+    node: str
+    shape: Shape
+    nonneg: bool
+
+
+def _lookup(env: dict[str, Tensor], name: str, where: Location) -> Tensor:
+    if name not in env:
+        hint = difflib.get_close_matches(name, list(env), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        known = ", ".join(env)
+        raise SpecError(
+            f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its list or an enclosing one; "
+            f"{guess}known here: {known}",
+            where,
+        )
+    return env[name]
+
+
+def _lower_branches(
+    state: _State, ctx: _Ctx, body: m.BranchesItem, name: str, shape: Shape, cur: str, nonneg: bool,
+    env: dict[str, Tensor], prev: str,
+) -> tuple[list[Inst], Inst, str, bool]:  # fmt: skip
+    """Parallel branches from one input: each branch is an entry of the enclosing list that
+    reads `prev` (its names are module names there); the merge is the entry `name`."""
+    bctx = _Ctx(ctx.source, (*ctx.yaml_path, "branches"), ctx.module_path[:-1], ctx.scope, ctx.top_level)
+    outs: list[Tensor] = []
+    branches: list[Inst] = []
+    for k, entry in enumerate(body.branches):
+        (written,) = entry
+        if written == POSITIONAL:
+            raise SpecError("branches need names: they are module names", bctx.where(k))
+        items, out, node, nn = _lower_items(state, bctx, [entry], shape, cur, nonneg, env={**env}, offset=k)
+        branches += [dataclasses.replace(item, inputs=(prev,)) for item in items]
+        outs.append(Tensor(node, out, nn))
+        env[written] = outs[-1]
+    op = ops.KINDS[body.merge]()
+    try:
+        merged = op.infer_many([t.shape for t in outs])  # type: ignore[attr-defined]
+    except ShapeError as e:
+        raise SpecError(f"{name}: {e}", ctx.where()) from None
+    node_id = _join(ctx.module_path)
+    _add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged), ctx.where())
+    merge = LayerInst(name, op, outs[0].shape, merged, Counts(), where=ctx.where(), inputs=tuple(b.name for b in branches))
+    return branches, merge, node_id, all(t.nonneg for t in outs)
+
+
+def _raw_args(state: _State, kind: str, args: Any, where: Any) -> dict[str, Any]:
+    """A layer's arguments as written, with what it leaves unset filled in from the op's
+    defaults and the model's `defaults:` (values or expression strings; None: not applicable)."""
+    op = ops.KINDS[kind]
+    raw: dict[str, Any] = {}
+    for attr in op.ATTRS:
+        value = getattr(args, attr.name)
+        raw[attr.name] = value if value is not None else _default(state.spec.model.defaults, kind, attr, raw, where)
+    if kind == "act":
+        problem = ops.Act.check_args(raw)
+        if problem:
+            raise SpecError(problem, where() if callable(where) else where)
+    return raw
 
 
 def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top_index: int) -> ops.Op:
     scope = {**ctx.scope, "channels": shape.c}
-    if kind == "act":
-        return _act(args, state.spec.model.defaults, lambda raw, key: _value(raw, scope, ctx.where(kind, key), "num"), ctx.where(kind))
+    raw = _raw_args(state, kind, args, lambda: ctx.where(kind))
     values: dict[str, Any] = {}
-    for attr, want, default in ATTRS[kind]:
-        raw = getattr(args, attr)
-        ref = (top_index, attr, ctx.module_path) if ctx.top_level else None
+    for attr in ops.KINDS[kind].ATTRS:
+        value = raw[attr.name]
+        if attr.type == "str" or value is None:
+            values[attr.name] = value
+            continue
+        ref = (top_index, attr.name, ctx.module_path) if ctx.top_level else None
         try:
-            if raw is None:
-                raw = _default(state.spec.model.defaults, kind, attr, default, values, None)
-            values[attr] = _value(raw, scope, None, want, state=state, ref_ok=ctx.top_level, ref=ref)
+            values[attr.name] = _value(value, scope, None, attr.type, state=state, ref_ok=ctx.top_level, ref=ref)
         except SpecError as e:  # located only on failure: deep stages run this loop thousands of times
-            where = ctx.where(kind) if raw is None else ctx.where(kind, attr)
-            raise SpecError(e.message + _provenance(state, raw, where), where) from None
-    return OP_TYPES[kind](**values)
+            where = ctx.where(kind) if getattr(args, attr.name) is None else ctx.where(kind, attr.name)
+            raise SpecError(e.message + _provenance(state, value, where), where) from None
+    return ops.KINDS[kind](**values)
 
 
-def _act(args: m.ActArgs, defaults: m.Defaults, evaluate: Any, where: Location) -> ops.Act:
-    fn = args.fn or defaults.activation
-    values: dict[str, Any] = {}
-    for key in ("negative_slope", "alpha"):
-        raw = getattr(args, key)
-        extra = _ACT_DEFAULTS.get(fn)
-        if raw is not None and (extra is None or extra[0] != key):
-            raise SpecError(f"{key} does not apply to {fn}", where)
-        if extra and extra[0] == key:
-            values[key] = evaluate(raw if raw is not None else extra[1], key)
-    return ops.Act(fn, **values)
-
-
-def _default(defaults: m.Defaults, kind: str, attr: str, default: Any, values: dict[str, Any], where: Location | None) -> Any:
-    if default is REQUIRED:
-        raise SpecError(f"{kind} needs `{attr}`", where)
-    if default == "kernel":
-        return values["kernel"]
-    if isinstance(default, str) and default.startswith("defaults."):
-        _, section, key = default.split(".")
-        value = getattr(getattr(defaults, section), key)
+def _default(defaults: m.Defaults, kind: str, attr: ops.Attr, values: dict[str, Any], where: Any) -> Any:
+    if attr.default is ops.REQUIRED:
+        raise SpecError(f"{kind} needs `{attr.name}`", where() if callable(where) else where)
+    if isinstance(attr.default, str) and attr.default.startswith("="):
+        return values[attr.default[1:]]
+    if isinstance(attr.default, str) and attr.default.startswith("defaults."):
+        path = attr.default.split(".")[1:]
+        value: Any = defaults
+        for part in path:
+            value = getattr(value, part)
         if value is None:
+            section, key = path
             raise SpecError(
-                f"{kind} {attr} is not set: write it on this layer or once in `defaults: {{{section}: {{{key}: ...}}}}` "
+                f"{kind} {attr.name} is not set: write it on this layer or once in `defaults: {{{section}: {{{key}: ...}}}}` "
                 "(archc never relies on a framework default)",
-                where,
+                where() if callable(where) else where,
             )
         return value
-    return default
+    return attr.default
 
 
 # --- blocks and stages ------------------------------------------------------------------
@@ -439,7 +508,7 @@ def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: 
         if body.connectivity == "dense":
             concat = ops.Concat()
             try:
-                out = ops.merge_shape(concat, [out, inst.out_shape])
+                out = concat.infer_many([out, inst.out_shape])
             except ShapeError as e:
                 raise SpecError(f"{name}.{inst_name}: {e}", ctx.where()) from None
             cur = _join(ctx.module_path, f"{inst_name}_concat")
@@ -615,8 +684,8 @@ def _shortcut_input(ctx, sc, block_in, in_shape, children):  # type: ignore[no-u
 def _branch_stride(children: tuple[Inst, ...]) -> int:
     stride = 1
     for child in children:
-        if isinstance(child, LayerInst) and isinstance(child.op, (ops.Conv, ops.MaxPool, ops.AvgPool)):
-            stride *= child.op.stride
+        if isinstance(child, LayerInst) and child.op.SPATIAL_STRIDE:
+            stride *= getattr(child.op, child.op.SPATIAL_STRIDE)
         elif not isinstance(child, LayerInst):
             stride *= max(1, (child.in_shape.h or 1) // (child.out_shape.h or 1))
     return stride
@@ -631,44 +700,86 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     defaults = state.spec.model.defaults
     channels: ast.expr = ast.Name("in_channels")
     stride: ast.expr = ast.Constant(1)
-    nonneg = False
-    points: dict[str, tuple[ast.expr, ast.expr]] = {}  # layer -> (channels after it, stride up to it)
+    points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
 
-    def sym_layers(entries: list[dict[str, Any]], section: str) -> tuple[SymLayer | SymBlock | SymStage, ...]:
-        nonlocal channels, stride, nonneg
-        out: list[SymLayer | SymBlock | SymStage] = []
+    def sym_layers(entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False) -> tuple[SymItem, ...]:
+        """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
+        out: list[SymItem] = []
+        position = 0
         for index, entry in enumerate(entries):
-            (name, body), = entry.items()
+            (written, body), = entry.items()
             kind = item_kind(body)
-            where = source.locate(section, index, name)
-            if kind in ("block", "stage"):
-                nested, channels, nested_stride = _sym_nested(state, name, kind, body, channels, where)
-                stride = expr.fold(ast.BinOp(stride, ast.Mult(), nested_stride))
-                nonneg = False
-                out.append(nested)
-                points[name] = (channels, stride)
+            where = source.locate(*section, index, written)
+            if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
+                raise SpecError(
+                    f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+                    "read other tensors with `from:` or merges outside the list",
+                    where,
+                )
+            name = str(position) if written == POSITIONAL else written
+            inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
+            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
+            condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
+            if isinstance(condition, ast.Constant) and not condition.value:
+                points[name] = here  # never present
+                prev = name
                 continue
-            if kind == "group":
-                raise SpecError(f"{name}: groups belong at model level; inside a block, list the layers directly", where)
-            if kind == "flatten":
-                raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
-            args = _sym_args(kind, getattr(body, kind), defaults, channels, where)
-            out.append(SymLayer(name, kind, args, channels, nonneg))
-            params = dict(args)
-            if kind in ("conv",):
-                channels = params["filters"]
-            elif kind == "dense":
-                channels = params["units"]
-            if kind in ("conv", "maxpool", "avgpool"):
-                stride = expr.fold(ast.BinOp(stride, ast.Mult(), params["stride"]))
-            if kind == "act":
-                nonneg = params["fn"].value in ops.Act.NONNEGATIVE  # type: ignore[attr-defined]
-            elif kind in ("conv", "dense", "batchnorm"):
-                nonneg = False
-            points[name] = (channels, stride)
+            position += 1
+            if kind in ("block", "stage"):
+                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where)
+                result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), False, False)
+            elif kind == "group":
+                source_name = inputs[0] if inputs else prev
+                children = sym_layers(body.group, (*section, index, written, "group"), source_name, in_group=True)
+                item, result = SymGroup(name, children, here.channels), points[LAST]
+            elif kind == "branches":
+                ends = []
+                for k, branch in enumerate(body.branches):
+                    (bname,) = branch
+                    if bname == POSITIONAL:
+                        raise SpecError("branches need names: they are module names", source.locate(*section, index, written, "branches", k))
+                    (child,) = sym_layers([branch], (*section, index, written, "branches"), prev)
+                    out.append(_with_inputs(child, (prev,)))
+                    ends.append(child.name)
+                merged = _sym_merge(body.merge, [points[e] for e in ends])
+                item, result = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, tuple(points[e].flat for e in ends)), merged
+            elif ops.KINDS[kind].MERGE:
+                inputs = tuple(getattr(body, kind))
+                if body.from_ is not None or len(inputs) < 2:
+                    raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
+                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
+                result = _sym_merge(kind, sources)
+                item = SymLayer(name, kind, (), sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
+            else:
+                if kind == "flatten":
+                    raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
+                op = ops.KINDS[kind]
+                args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
+                params = dict(args)
+                item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
+                step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+                result = SymTensor(
+                    op.out_channels(params, here.channels),
+                    expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
+                    op.sym_nonneg(params, here.nonneg),
+                    here.flat or kind in ("dense", "global_avgpool"),
+                )
+            if inputs:
+                item = _with_inputs(item, inputs)
+            if condition is not None:
+                item = dataclasses.replace(item, condition=condition)
+                result = SymTensor(
+                    _if(condition, result.channels, here.channels), _if(condition, result.stride, here.stride),
+                    result.nonneg and here.nonneg, result.flat,
+                )
+            points[name] = result
+            prev = name
+            out.append(item)
+        points[LAST] = points[prev]
         return tuple(out)
 
-    layers = sym_layers(definition.layers, "layers")
+    layers = sym_layers(definition.layers, ("layers",), "input")
+    channels, stride = points[LAST].channels, points[LAST].stride
     shortcuts = []
     names = [next(iter(e)) for e in definition.layers]
     for k, sc in enumerate(definition.shortcuts):
@@ -677,7 +788,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {', '.join(names)}",
                 source.locate("shortcut", *_sc_index(source, k), "input"),
             )
-        sc_channels, sc_stride = points[sc.input] if sc.input else (ast.Name("in_channels"), ast.Constant(1))
+        sc_channels, sc_stride = (points[sc.input].channels, points[sc.input].stride) if sc.input else (ast.Name("in_channels"), ast.Constant(1))
         if not isinstance(sc_stride, ast.Constant) or sc_stride.value != 1:
             raise SpecError(f"shortcut input {sc.input!r} comes after a strided layer; read an earlier one", source.locate("shortcut"))
         condition = None
@@ -692,7 +803,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             sc.kind, sc.when if condition is None else "expression", condition, sc.input, sc.name, sc_channels,
             channels, stride, sc.batchnorm, bias, defaults.batchnorm.eps, defaults.batchnorm.momentum,
         ))  # fmt: skip
-    after = sym_layers(definition.after, "after")
+    points["after.input"] = SymTensor(channels, stride, False, False)
+    after = sym_layers(definition.after, ("after",), "after.input")
+    channels = points[LAST].channels
     params = tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
@@ -701,6 +814,55 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(),
     )  # fmt: skip
+
+
+LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+@dataclass(frozen=True)
+class SymTensor:
+    """A tensor inside a block kind: its channels and stride (from the block input) as
+    expressions, whether it is known to be >= 0, and whether it is flat."""
+
+    channels: ast.expr
+    stride: ast.expr
+    nonneg: bool
+    flat: bool
+
+
+def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
+    if name not in points or "." in name and not name.endswith(".input"):
+        known = ", ".join(n for n in points if "." not in n)
+        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its block; known here: {known}", where)
+    return name
+
+
+def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location) -> ast.expr | None:
+    """An `if:` inside a block kind, over its parameters, in_channels and channels."""
+    if raw is None:
+        return None
+    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
+    unknown = expr.free_names(tree) - set(definition.params) - {"in_channels", "channels"}
+    if unknown:
+        raise SpecError(f"`if` may use the block's parameters, in_channels and channels; unknown: {', '.join(sorted(unknown))}", where)
+    return expr.substitute(tree, {"channels": channels})
+
+
+def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
+    if ast.dump(then) == ast.dump(other):
+        return then
+    return expr.fold(ast.IfExp(condition, then, other))
+
+
+def _sym_merge(kind: str, sources: list[SymTensor]) -> SymTensor:
+    first = sources[0]
+    channels = ops.Concat.merged_channels([t.channels for t in sources]) if kind == "concat" else first.channels
+    spatial = [t for t in sources if not t.flat] or sources
+    return SymTensor(expr.fold(channels), spatial[0].stride, all(t.nonneg for t in sources) and kind != "multiply", all(t.flat for t in sources))
+
+
+def _with_inputs(item: SymItem, inputs: tuple[str, ...]) -> SymItem:
+    return dataclasses.replace(item, inputs=inputs)
 
 
 def _type_of(state: _State, block: str, where: Location) -> BlockType:
@@ -787,25 +949,13 @@ def _is_one(tree: ast.expr) -> bool:
     return isinstance(tree, ast.Constant) and tree.value == 1
 
 
-def _sym_args(kind: str, args: Any, defaults: m.Defaults, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
-    if kind == "act":
-        fn = args.fn or defaults.activation
-        out: list[tuple[str, ast.expr]] = [("fn", ast.Constant(fn))]
-        extra = _ACT_DEFAULTS.get(fn)
-        if extra:
-            raw = getattr(args, extra[0])
-            out.append((extra[0], _sym(raw if raw is not None else extra[1], channels)))
-        return tuple(out)
-    values: dict[str, ast.expr] = {}
-    for attr, _, default in ATTRS[kind]:
-        raw = getattr(args, attr)
-        if raw is None:
-            if default == "kernel":
-                values[attr] = values["kernel"]
-                continue
-            raw = _default(defaults, kind, attr, default, {}, where)
-        values[attr] = _sym(raw, channels)
-    return tuple(values.items())
+def _sym_args(state: _State, kind: str, args: Any, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
+    out = []
+    for attr in ops.KINDS[kind].ATTRS:
+        value = _raw_args(state, kind, args, where)[attr.name]
+        if value is not None:
+            out.append((attr.name, ast.Constant(value) if attr.type == "str" else _sym(value, channels)))
+    return tuple(out)
 
 
 def _sym(raw: Any, channels: ast.expr) -> ast.expr:
@@ -958,7 +1108,7 @@ def _exposed_params(state: _State, scope: dict[str, expr.Value]) -> list[str]:
         if name in state.pinned or isinstance(scope[name], bool):
             continue
         ok = all(
-            attr == "rate" or (attr in ("units", "filters") and all(k in CHANNEL_FREE for k in state.top_kinds[idx + 1 :]))
+            attr == "rate" or (attr in ("units", "filters") and all(k in ops.KINDS and ops.KINDS[k].CHANNEL_FREE for k in state.top_kinds[idx + 1 :]))
             for idx, attr, _ in refs
         )
         if ok:

@@ -26,9 +26,9 @@ import torch
 
 from archc import interop
 from archc.api import load_module, to_ir
-from archc.ir import ops
+from archc import ops
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
-from archc.ir.ops import Shape
+from archc.ops import Shape
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
     norms = []
     with torch.no_grad():
         for node in graph.nodes:
-            if not node.op.has_params:
+            if not node.op.weight_names():
                 continue
             module = model.get_submodule(node.id)
             if isinstance(node.op, ops.BatchNorm):

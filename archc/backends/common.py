@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import dataclass
 
 from archc import __version__
-from archc.backends.code import Call, call
+from archc.code import Call, call
 from archc.ir.graph import (
     BlockInst,
     BlockType,

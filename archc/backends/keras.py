@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from archc.backends import common
-from archc.backends.code import Call, call, render, render_applied
-from archc.errors import SpecError
+from archc.code import Call, call, render, render_applied
+from archc import ops
+from archc.ops.base import keras_momentum as _keras_momentum
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -29,78 +30,11 @@ from archc.ir.graph import (
 from archc.spec import expr
 
 I1 = " " * 4
-_ACTS = {
-    "relu": "relu", "relu6": "relu6", "gelu": "gelu", "silu": "silu",
-    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-}  # fmt: skip
 
 
-def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any) -> list[tuple[Call, str]]:
+def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None) -> list[tuple[Call, str]]:
     """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
-    out: list[tuple[Call, str]] = []
-
-    def named(cls: str, *args: str | None, suffix: str = "", **kwargs: str | None) -> Call:
-        return call(cls, *args, **kwargs, name=_name(name, suffix))
-
-    pad = a.get("padding", "0")
-    same = kind == "conv" and _same(a)
-    if kind in ("conv", "maxpool", "avgpool") and pad != "0" and not same:
-        if kind == "maxpool" and not nonneg:
-            raise SpecError(
-                "maxpool with padding needs a non-negative input (after relu) in the keras backend: "
-                "Keras has no -inf padding, and zero padding would change the result",
-                where,
-            )
-        out.append(_applied(named("layers.ZeroPadding2D", pad, suffix="_pad"), var))
-    if kind == "conv":
-        out.append(_applied(named(
-            "layers.Conv2D", a["filters"], a["kernel"], strides=_unless(a["stride"], "1"),
-            padding='"same"' if same else None, dilation_rate=_unless(a["dilation"], "1"),
-            groups=_unless(a["groups"], "1"), use_bias=a["bias"],
-        ), var))  # fmt: skip
-    elif kind == "batchnorm":
-        out.append(_applied(named("layers.BatchNormalization", epsilon=a["eps"], momentum=_keras_momentum(a["momentum"])), var))
-    elif kind == "act":
-        fn = a["fn"]
-        if fn == "leaky_relu":
-            layer = named("layers.LeakyReLU", negative_slope=a["negative_slope"])
-        elif fn == "elu":
-            layer = named("layers.ELU", alpha=a["alpha"])
-        else:
-            layer = named("layers.Activation", common.literal(_ACTS[fn]))
-        out.append(_applied(layer, var))
-    elif kind == "maxpool":
-        out.append(_applied(named("layers.MaxPooling2D", a["kernel"], strides=a["stride"]), var))
-    elif kind == "avgpool":
-        out.append(_applied(named("layers.AveragePooling2D", a["kernel"], strides=a["stride"]), var))
-    elif kind == "global_avgpool":
-        out.append(_applied(named("layers.GlobalAveragePooling2D"), var))
-    elif kind == "dense":
-        out.append(_applied(named("layers.Dense", a["units"], use_bias=a["bias"]), var))
-    elif kind == "dropout":
-        out.append(_applied(named("layers.Dropout", a["rate"]), var))
-    elif kind == "flatten":
-        out.append(_applied(named("layers.Flatten"), var))
-    elif kind == "zeropad":
-        out.append(_applied(named("layers.ZeroPadding2D", a["padding"]), var))
-    else:  # pragma: no cover
-        raise AssertionError(kind)
-    return out
-
-
-def _same(a: dict[str, str]) -> bool:
-    """A stride-1 conv padded by (kernel - 1) / 2 on every side is Keras' 'same' exactly
-    (the uneven split only happens with strides), so it needs no ZeroPadding2D layer:
-    one op less, as in keras.applications. Decided on literal arguments only."""
-    if not all(a[k].isdigit() for k in ("kernel", "padding", "stride", "dilation")):
-        return False
-    kernel, padding = int(a["kernel"]), int(a["padding"])
-    return a["stride"] == "1" and a["dilation"] == "1" and kernel % 2 == 1 and padding == (kernel - 1) // 2 > 0
-
-
-def _applied(layer: Call, var: str) -> tuple[Call, str]:
-    """`var = Layer(...)(var)`: the layer, and the variable it is applied to."""
-    return (layer, var)
+    return [(layer, var) for layer in ops.KINDS[kind].keras_layers(a, ops.KerasCtx(name, nonneg, in_shape))]
 
 
 def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
@@ -115,14 +49,6 @@ def _name(name: str, suffix: str) -> str:
 
 def _unless(value: str, default: str) -> str | None:
     return None if value == default else value
-
-
-def _keras_momentum(momentum: str) -> str:
-    """PyTorch's momentum weighs the new batch; Keras' weighs the running average."""
-    try:
-        return repr(1 - float(momentum))
-    except ValueError:
-        return f"1 - ({momentum})"
 
 
 class KerasEmitter:
@@ -239,7 +165,7 @@ class KerasEmitter:
                 lines += self._items(item.items, full + "_")
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
-                args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in vars(item.op).items() if v is not None}
+                args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in item.op.values().items() if v is not None}
                 for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):

@@ -11,8 +11,8 @@ import ast
 from typing import Any
 
 from archc.backends import common
-from archc.backends.code import Call, Code, Gen, Seq, call, render
-from archc.ir import ops
+from archc.code import Call, Code, Gen, Seq, call, render
+from archc import ops
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -30,62 +30,16 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 
-_ACTS = {
-    "relu": ("nn.ReLU", True),
-    "relu6": ("nn.ReLU6", True),
-    "leaky_relu": ("nn.LeakyReLU", True),
-    "elu": ("nn.ELU", True),
-    "gelu": ("nn.GELU", False),
-    "silu": ("nn.SiLU", True),
-    "sigmoid": ("nn.Sigmoid", False),
-    "tanh": ("nn.Tanh", False),
-    "softmax": ("nn.Softmax", False),
-}
-
 
 def layer_module(kind: str, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
     """The module for one primitive layer; `a` holds each argument as source text."""
-    if kind == "conv":
-        return call(
-            "nn.Conv2d", in_ch, a["filters"], kernel_size=a["kernel"],
-            stride=_unless(a["stride"], "1"), padding=_unless(a["padding"], "0"),
-            dilation=_unless(a["dilation"], "1"), groups=_unless(a["groups"], "1"), bias=a["bias"],
-        )  # fmt: skip
-    if kind == "batchnorm":
-        return call("nn.BatchNorm1d" if flat else "nn.BatchNorm2d", in_ch, eps=a["eps"], momentum=a["momentum"])
-    if kind == "act":
-        cls, can_inplace = _ACTS[a["fn"]]
-        kwargs = {k: a[k] for k in ("negative_slope", "alpha") if k in a}
-        if a["fn"] == "softmax":
-            kwargs["dim"] = "1"
-        if can_inplace and inplace:
-            kwargs["inplace"] = "True"
-        return call(cls, **kwargs)
-    if kind in ("maxpool", "avgpool"):
-        cls = "nn.MaxPool2d" if kind == "maxpool" else "nn.AvgPool2d"
-        extra = {"count_include_pad": "True"} if kind == "avgpool" and a["padding"] != "0" else {}
-        return call(cls, kernel_size=a["kernel"], stride=a["stride"], padding=_unless(a["padding"], "0"), **extra)
-    if kind == "global_avgpool":
-        return call("nn.AdaptiveAvgPool2d", "1")
-    if kind == "dense":
-        return call("nn.Linear", in_ch, a["units"], bias=a["bias"])
-    if kind == "dropout":
-        return call("nn.Dropout", p=a["rate"])
-    if kind == "flatten":
-        return call("nn.Flatten")
-    if kind == "zeropad":
-        return call("nn.ZeroPad2d", a["padding"])
-    raise AssertionError(kind)
-
-
-def _unless(value: str, default: str) -> str | None:
-    return None if value == default else value
+    return ops.KINDS[kind].torch_module(a, in_ch, flat, inplace)
 
 
 def concrete_args(op: ops.Op, exposed: dict[str, str]) -> dict[str, str]:
     """Arguments of a concrete op as literals (or the build_model argument that sets them)."""
     out = {}
-    for key, value in vars(op).items():
+    for key, value in op.values().items():
         if value is None:
             continue
         out[key] = exposed.get(key) or (value if key == "fn" else common.literal(value))
@@ -267,7 +221,7 @@ class TorchEmitter:
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
-        conv = call("nn.Conv2d", in_ch, out_ch, kernel_size="1", stride=_unless(stride, "1"), bias=common.literal(sc.bias))
+        conv = call("nn.Conv2d", in_ch, out_ch, kernel_size="1", stride=ops.base.unless(stride, "1"), bias=common.literal(sc.bias))
         if not sc.batchnorm:
             return conv
         bn = call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum))
@@ -275,10 +229,8 @@ class TorchEmitter:
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
-        lines = [f"{dst} = self.{name}({src})"]
-        if kind == "global_avgpool":
-            lines.append(f"{dst} = torch.flatten({dst}, 1)")
-        return lines
+        after = ops.KINDS[kind].torch_after(dst) if kind in ops.KINDS else []
+        return [f"{dst} = self.{name}({src})", *after]
 
     # --- the model ------------------------------------------------------------------------
 

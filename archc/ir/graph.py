@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from archc.errors import Location
-from archc.ir.ops import Op, Shape
+from archc.ops import Op, Shape
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class SymLayer:
     args: tuple[tuple[str, ast.expr], ...]
     in_channels: ast.expr  # channels entering this layer, as an expression
     nonneg_in: bool = False  # input known to be >= 0 (after relu), for max-pool padding
+    inputs: tuple[str, ...] = ()  # tensors read by name (`input`, earlier layers); () is the previous one
+    condition: ast.expr | None = None  # present only where this holds
+    flat: tuple[bool, ...] = ()  # per input: flat (C,) rather than a map
 
     def arg(self, key: str) -> ast.expr:
         return dict(self.args)[key]
@@ -56,6 +59,8 @@ class SymBlock:
     args: tuple[tuple[str, ast.expr], ...]  # parameters given (the others keep their defaults)
     flags: tuple[tuple[str, ast.expr], ...]  # the inner kind's shortcut switches, as conditions
     in_channels: ast.expr
+    inputs: tuple[str, ...] = ()
+    condition: ast.expr | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,26 @@ class SymStage:
     first: SymBlock  # the first instance (name unused)
     rest: SymBlock  # every later one; in dense stages its in_channels grows with the loop variable `i`
     in_channels: ast.expr
+    inputs: tuple[str, ...] = ()
+    condition: ast.expr | None = None
+
+
+@dataclass(frozen=True)
+class SymGroup:
+    """A list inside a block kind (an nn.Sequential); entries may be conditional."""
+
+    name: str
+    children: tuple[SymItem, ...]
+    in_channels: ast.expr
+    inputs: tuple[str, ...] = ()
+    condition: ast.expr | None = None
+
+    @property
+    def positional(self) -> bool:
+        return bool(self.children) and all(c.name.isdigit() for c in self.children)
+
+
+SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup]
 
 
 @dataclass(frozen=True)
@@ -94,8 +119,8 @@ class BlockType:
     doc: str
     params: tuple[tuple[str, object, str], ...]  # (name, default or None when required, type)
     connectivity: str  # none | skip
-    layers: tuple[SymLayer | SymBlock | SymStage, ...]
-    after: tuple[SymLayer | SymBlock | SymStage, ...]
+    layers: tuple[SymItem, ...]
+    after: tuple[SymItem, ...]
     shortcuts: tuple[SymShortcut, ...]
     out_channels: ast.expr
     stride: ast.expr  # of the whole block
@@ -125,6 +150,7 @@ class LayerInst:
     nonneg_in: bool = False
     exposed: tuple[tuple[str, str], ...] = ()  # (attr, model param) emitted as a build_model argument
     where: Location | None = None  # where the spec writes it, for a backend's complaints
+    inputs: tuple[str, ...] = ()  # the tensors it reads by name (a merge's, or `from:`); () is the previous one
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,7 @@ class BlockInst:
     out_shape: Shape
     counts: Counts
     children: tuple[Inst, ...] = ()
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +176,7 @@ class StageInst:
     in_shape: Shape
     out_shape: Shape
     counts: Counts
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +186,13 @@ class GroupInst:
     in_shape: Shape
     out_shape: Shape
     counts: Counts
+    inputs: tuple[str, ...] = ()
+    transparent: bool = False  # parallel branches: the items are modules of the enclosing scope
+
+    @property
+    def positional(self) -> bool:
+        """Entries numbered like an nn.Sequential's children."""
+        return bool(self.items) and all(item.name.isdigit() for item in self.items)
 
 
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]

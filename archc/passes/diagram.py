@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archc.ir import ops
+from archc import ops
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
-from archc.ir.ops import Shape
+from archc.ops import Shape
 
 
 @dataclass(frozen=True)
@@ -55,24 +55,7 @@ class Diagram:
 
 def describe(op: ops.Op) -> str:
     """A short, readable description of a primitive op: 'conv 3×3 /2, 128'."""
-    if isinstance(op, ops.Conv):
-        text = f"conv {op.kernel}×{op.kernel}" + (f" /{op.stride}" if op.stride > 1 else "") + f", {op.filters}"
-        return text + (f", groups {op.groups}" if op.groups > 1 else "") + (f", dilation {op.dilation}" if op.dilation > 1 else "")
-    if isinstance(op, (ops.MaxPool, ops.AvgPool)):
-        return f"{op.kind} {op.kernel}×{op.kernel}" + (f" /{op.stride}" if op.stride > 1 else "")
-    if isinstance(op, ops.Act):
-        return op.fn
-    if isinstance(op, ops.Dense):
-        return f"dense {op.units}"
-    if isinstance(op, ops.Dropout):
-        return f"dropout {op.rate:g}"
-    if isinstance(op, ops.ZeroPad):
-        return f"zeropad {op.padding}"
-    if isinstance(op, ops.PadShortcut):
-        return f"option A /{op.stride}, +{op.extra} zero channels"
-    if isinstance(op, ops.GlobalAvgPool):
-        return "global avgpool"
-    return op.kind
+    return op.label()
 
 
 def shape_label(shape: Shape) -> str:

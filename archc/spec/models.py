@@ -9,71 +9,38 @@ and becomes the module name in generated code. Numbers may be expressions
 
 from __future__ import annotations
 
-import keyword
 import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
-    AllowInfNan,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     Tag,
+    create_model,
     model_validator,
 )
 
-from archc.spec import expr
+from archc import ops
+from archc.ops.act import ACTIVATIONS
+from archc.spec.types import (
+    RESERVED_NAMES,
+    BoolExpr,
+    Empty,
+    ExprStr,
+    FiniteFloat,
+    IntExpr,
+    Name,
+    ParamValue,
+    PositiveInt,
+    Strict,
+    _identifier,
+)
 
 FORMAT_VERSION = 1
-
-# Names the generated modules use themselves; a spec name must not shadow them.
-RESERVED_NAMES = frozenset(
-    {
-        # locals, arguments and globals of the generated modules
-        "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
-        "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
-        "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
-        # builtins the generated code calls (expressions print round, abs, min, max, int, float)
-        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
-        "round", "abs", "min", "max", "None", "True", "False", "true", "false",
-        # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
-        # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
-        "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
-        "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend",
-        "extra_repr", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
-        "half", "insert", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
-        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
-        "register_backward_hook", "register_buffer", "register_forward_hook",
-        "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
-        "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
-        "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
-        "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
-        "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
-    }
-)  # fmt: skip
-
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softmax")
-
-
-def _identifier(value: str) -> str:
-    if not value.isidentifier() or not value.isascii():
-        raise ValueError(f"{value!r} is not a valid name: use letters, digits and _, not starting with a digit")
-    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
-        raise ValueError(f"{value!r} is a Python keyword; choose another name")
-    if value in RESERVED_NAMES:
-        raise ValueError(f"{value!r} is used by the generated code; choose another name")
-    if value.startswith("_"):
-        raise ValueError(f"{value!r}: names may not start with an underscore (private in Python and torch)")
-    return value
-
-
-Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
 
 
 def _prose(value: str) -> str:
@@ -88,138 +55,6 @@ Doc = Annotated[str, Field(max_length=2000), AfterValidator(_prose)]
 Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
-def _expression(value: str) -> str:
-    try:
-        expr.parse(value)
-    except expr.ExprError as e:
-        raise ValueError(str(e)) from None
-    return value
-
-
-ExprStr = Annotated[str, AfterValidator(_expression)]
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
-FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan have no Python literal
-IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
-NumExpr = Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
-BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
-ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-# --- primitive layers -----------------------------------------------------------
-
-
-class ConvArgs(Strict):
-    filters: IntExpr = Field(description="Output channels.")
-    kernel: IntExpr = Field(description="Square kernel size.")
-    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
-    padding: IntExpr = Field(0, description="Zero padding on every side (symmetric, as in PyTorch).")
-    groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
-    dilation: IntExpr = Field(1, description="Kernel dilation.")
-    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
-
-
-class BatchNormArgs(Strict):
-    eps: NumExpr | None = Field(None, description="Added to the variance; unset means defaults.batchnorm.eps.")
-    momentum: NumExpr | None = Field(
-        None,
-        description="PyTorch convention: weight of the new batch in the running average "
-        "(Keras momentum = 1 - this). Unset means defaults.batchnorm.momentum.",
-    )
-
-
-class ActArgs(Strict):
-    fn: Literal[ACTIVATIONS] | None = Field(None, description="Activation; unset means defaults.activation.")  # type: ignore[valid-type]
-    negative_slope: NumExpr | None = Field(None, description="leaky_relu only (default 0.01).")
-    alpha: NumExpr | None = Field(None, description="elu only (default 1.0).")
-
-
-class PoolArgs(Strict):
-    kernel: IntExpr = Field(description="Square window size.")
-    stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
-    padding: IntExpr = Field(
-        0, description="Padding on every side. Average pooling counts padded zeros (PyTorch count_include_pad=True)."
-    )
-
-
-class DenseArgs(Strict):
-    units: IntExpr = Field(description="Output features.")
-    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
-
-
-class DropoutArgs(Strict):
-    rate: NumExpr = Field(description="Probability of zeroing an element, in [0, 1).")
-
-
-class ZeroPadArgs(Strict):
-    padding: IntExpr = Field(description="Zeros added on every spatial side.")
-
-
-class Empty(Strict):
-    pass
-
-
-class ConvItem(Strict):
-    conv: ConvArgs
-
-
-class BatchNormItem(Strict):
-    batchnorm: BatchNormArgs = BatchNormArgs()
-
-
-class ActItem(Strict):
-    act: ActArgs = ActArgs()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, data: Any) -> Any:
-        # `act: relu` is short for `act: {fn: relu}`
-        if isinstance(data, dict) and isinstance(data.get("act"), str):
-            return {**data, "act": {"fn": data["act"]}}
-        return data
-
-
-class MaxPoolItem(Strict):
-    maxpool: PoolArgs
-
-
-class AvgPoolItem(Strict):
-    avgpool: PoolArgs
-
-
-class GlobalAvgPoolItem(Strict):
-    global_avgpool: Empty = Empty()
-
-
-class DenseItem(Strict):
-    dense: DenseArgs
-
-
-class DropoutItem(Strict):
-    dropout: DropoutArgs
-
-
-class FlattenItem(Strict):
-    flatten: Empty = Empty()
-
-
-class ZeroPadItem(Strict):
-    zeropad: ZeroPadArgs
-
-
-# --- composite items -------------------------------------------------------------
-
-
-class BlockItem(Strict):
-    """One instance of a block kind."""
-
-    block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
-    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
-
-
 def _names_pattern(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_]*\{[in]\}", value):
         raise ValueError(
@@ -229,7 +64,53 @@ def _names_pattern(value: str) -> str:
     return value
 
 
-class StageItem(Strict):
+class Flow(Strict):
+    """What every layer entry may say besides its kind: where it reads from, and when it exists."""
+
+    from_: Name | None = Field(
+        None,
+        alias="from",
+        description="Read this tensor instead of the previous one: `input` (the block's or model's input) "
+        "or the name of an earlier layer in this list or an enclosing one.",
+    )
+    if_: BoolExpr | None = Field(
+        None,
+        alias="if",
+        description="Keep the layer only where this holds (an expression over the block's parameters and "
+        "in_channels, evaluated at build time); elsewhere the layer is absent and passes its input on.",
+    )
+
+
+def _op_item(kind: str, args: Any) -> type[Flow]:
+    """`{conv: {...}, from: ..., if: ...}`: the entry model of one op kind."""
+    try:
+        default = args()  # ops whose arguments are all optional may be written bare (`batchnorm`)
+    except Exception:
+        default = ...
+    if getattr(args, "__origin__", None) is list:  # merges: `add: [a, b]` lists their inputs
+        default = ...
+    description = (args.__doc__ or "").strip() if isinstance(args, type) else f"{kind}: the tensors it merges"
+    return create_model(
+        f"{kind.title().replace('_', '')}Item",
+        __base__=Flow,
+        **{kind: (args, Field(default, description=description or f"{kind} arguments"))},
+    )
+
+
+OP_ITEMS: dict[str, type[Flow]] = {kind: _op_item(kind, op.Args) for kind, op in ops.KINDS.items()}
+
+
+# --- composite items -------------------------------------------------------------
+
+
+class BlockItem(Flow):
+    """One instance of a block kind."""
+
+    block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
+    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
+
+
+class StageItem(Flow):
     """A block repeated `repeat` times; the first and last instances may differ (`first:`, `last:`)."""
 
     stage: Name = Field(description="Block kind to repeat.")
@@ -255,23 +136,28 @@ class StageItem(Strict):
     )
 
 
-class GroupItem(Strict):
-    """A named sequence of layers (a container, e.g. torchvision's `features`)."""
+class GroupItem(Flow):
+    """A named sequence of layers (a container, e.g. torchvision's `features`); entries written
+    without a name are numbered like the children of an nn.Sequential."""
 
     group: list[LayerEntry]
 
 
-_SHORTHANDS: dict[str, dict[str, Any]] = {
-    "batchnorm": {"batchnorm": {}},
-    "act": {"act": {}},
-    "global_avgpool": {"global_avgpool": {}},
-    "flatten": {"flatten": {}},
-    **{fn: {"act": {"fn": fn}} for fn in ACTIVATIONS},
-}
-_ITEM_KEYS = (
-    "conv", "batchnorm", "act", "maxpool", "avgpool", "global_avgpool", "dense", "dropout",
-    "flatten", "zeropad", "block", "stage", "group",
-)  # fmt: skip
+class BranchesItem(Flow):
+    """Parallel branches from one input, merged (an Inception module). The branch names are
+    module names of the enclosing block or model; the entry's own name names the merge."""
+
+    branches: list[LayerEntry] = Field(min_length=2, description="The branches: layers, blocks or lists.")
+    merge: Literal["concat", "add"] = Field("concat", description="How the branch outputs are merged.")
+
+
+_COMPOSITES: dict[str, type[Flow]] = {
+    "block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem,
+}  # fmt: skip
+ITEMS: dict[str, type[Flow]] = {**OP_ITEMS, **_COMPOSITES}
+_ITEM_KEYS = tuple(ITEMS)
+_SHORTHANDS: dict[str, dict[str, Any]] = dict(ops.SHORTHANDS)
+POSITIONAL = "#"  # the key of an entry written without a name; lowering numbers it
 
 
 def _normalize_body(value: Any) -> Any:
@@ -290,22 +176,24 @@ def _body_kind(value: Any) -> str | None:
     return None
 
 
+def _is_body(value: Any) -> bool:
+    """A layer body: a shorthand, a list (a group) or a mapping with a layer key."""
+    return (isinstance(value, str) and value in _SHORTHANDS) or isinstance(value, list) or _body_kind(value) is not None
+
+
+def _name_entry(value: Any) -> Any:
+    """`- relu` and `- {conv: {...}}` are entries without a name: `{"#": body}`."""
+    if isinstance(value, str) and value in _SHORTHANDS:
+        return {POSITIONAL: value}
+    if isinstance(value, dict) and value:
+        key = next(iter(value))
+        if len(value) > 1 or (key in ITEMS and not _is_body(value[key])):
+            return {POSITIONAL: value} if _body_kind(value) is not None else value
+    return value
+
+
 _TaggedBody = Annotated[
-    Union[
-        Annotated[ConvItem, Tag("conv")],
-        Annotated[BatchNormItem, Tag("batchnorm")],
-        Annotated[ActItem, Tag("act")],
-        Annotated[MaxPoolItem, Tag("maxpool")],
-        Annotated[AvgPoolItem, Tag("avgpool")],
-        Annotated[GlobalAvgPoolItem, Tag("global_avgpool")],
-        Annotated[DenseItem, Tag("dense")],
-        Annotated[DropoutItem, Tag("dropout")],
-        Annotated[FlattenItem, Tag("flatten")],
-        Annotated[ZeroPadItem, Tag("zeropad")],
-        Annotated[BlockItem, Tag("block")],
-        Annotated[StageItem, Tag("stage")],
-        Annotated[GroupItem, Tag("group")],
-    ],
+    Union[tuple(Annotated[item, Tag(kind)] for kind, item in ITEMS.items())],  # type: ignore[valid-type]
     Discriminator(
         _body_kind,
         custom_error_type="unknown_layer",
@@ -318,11 +206,16 @@ LayerBody = Annotated[_TaggedBody, BeforeValidator(_normalize_body)]
 
 def _one_entry(value: dict[str, Any]) -> dict[str, Any]:
     if len(value) != 1:
-        raise ValueError("each list item is one `name: layer` pair")
+        raise ValueError("each list item is one `name: layer` pair, or a layer without a name")
     return value
 
 
-LayerEntry = Annotated[dict[Name, LayerBody], AfterValidator(_one_entry)]
+def _entry_name(value: str) -> str:
+    return value if value == POSITIONAL else _identifier(value)
+
+
+EntryName = Annotated[str, Field(max_length=64), AfterValidator(_entry_name)]
+LayerEntry = Annotated[dict[EntryName, LayerBody], BeforeValidator(_name_entry), AfterValidator(_one_entry)]
 
 
 # --- blocks, defaults, specs ---------------------------------------------------------
@@ -464,6 +357,7 @@ class LibrarySpec(Strict):
 
 
 GroupItem.model_rebuild()
+BranchesItem.model_rebuild()
 BlockDef.model_rebuild()
 ModelSpec.model_rebuild()
 LibrarySpec.model_rebuild()

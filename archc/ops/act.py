@@ -1,0 +1,99 @@
+"""Activations: `act: {fn, negative_slope, alpha}`, or a shorthand (`relu`, `act: relu6`)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op
+from archc.spec.types import NumExpr, Strict
+
+# name -> (PyTorch module, takes inplace=, Keras layer or Activation name, output >= 0)
+FUNCTIONS: dict[str, tuple[str, bool, str, bool]] = {
+    "relu": ("nn.ReLU", True, '"relu"', True),
+    "relu6": ("nn.ReLU6", True, '"relu6"', True),
+    "leaky_relu": ("nn.LeakyReLU", True, "layers.LeakyReLU", False),
+    "elu": ("nn.ELU", True, "layers.ELU", False),
+    "gelu": ("nn.GELU", False, '"gelu"', False),
+    "silu": ("nn.SiLU", True, '"silu"', False),
+    "sigmoid": ("nn.Sigmoid", False, '"sigmoid"', True),
+    "tanh": ("nn.Tanh", False, '"tanh"', False),
+    "softmax": ("nn.Softmax", False, '"softmax"', True),
+    "hardswish": ("nn.Hardswish", True, '"hard_swish"', False),
+    "hardsigmoid": ("nn.Hardsigmoid", True, '"hard_sigmoid"', True),
+}
+ACTIVATIONS = tuple(FUNCTIONS)
+# The argument an activation takes, with its default.
+EXTRA = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
+
+
+class ActArgs(Strict):
+    fn: Literal[ACTIVATIONS] | None = Field(None, description="Activation; unset means defaults.activation.")  # type: ignore[valid-type]
+    negative_slope: NumExpr | None = Field(None, description="leaky_relu only (default 0.01).")
+    alpha: NumExpr | None = Field(None, description="elu only (default 1.0).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        # `act: relu` is short for `act: {fn: relu}`
+        return {"fn": data} if isinstance(data, str) else data
+
+
+@dataclass(frozen=True)
+class Act(Op):
+    kind: ClassVar[str] = "act"
+    Args: ClassVar[Any] = ActArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (
+        Attr("fn", "str", "defaults.activation"), Attr("negative_slope", "num", None), Attr("alpha", "num", None),
+    )  # fmt: skip
+    SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"act": {"act": {}}, **{fn: {"act": {"fn": fn}} for fn in FUNCTIONS}}
+    fn: str
+    negative_slope: float | None = None  # leaky_relu
+    alpha: float | None = None  # elu
+
+    def nonneg_after(self, nonneg_in: bool) -> bool:
+        return FUNCTIONS[self.fn][3]
+
+    @classmethod
+    def sym_nonneg(cls, args: dict[str, ast.expr], nonneg_in: bool) -> bool:
+        return FUNCTIONS[args["fn"].value][3]  # type: ignore[attr-defined]
+
+    @classmethod
+    def check_args(cls, values: dict[str, Any]) -> str | None:
+        """Fill in the argument `fn` takes; complain about one it does not."""
+        extra = EXTRA.get(values["fn"])
+        for key in ("negative_slope", "alpha"):
+            if values.get(key) is not None and (extra is None or extra[0] != key):
+                return f"{key} does not apply to {values['fn']}"
+        if extra and values.get(extra[0]) is None:
+            values[extra[0]] = extra[1]
+        return None
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        module, can_inplace, _, _ = FUNCTIONS[a["fn"]]
+        kwargs = {k: a[k] for k in ("negative_slope", "alpha") if k in a}
+        if a["fn"] == "softmax":
+            kwargs["dim"] = "1"
+        if can_inplace and inplace:
+            kwargs["inplace"] = "True"
+        return call(module, **kwargs)
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        keras = FUNCTIONS[a["fn"]][2]
+        if keras.startswith("layers."):
+            key = EXTRA[a["fn"]][0]
+            return [call(keras, **{key: a[key]}, name=ctx.name)]
+        return [call("layers.Activation", keras, name=ctx.name)]
+
+    @classmethod
+    def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:
+        return in_channels
+
+    def label(self) -> str:
+        return self.fn

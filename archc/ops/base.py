@@ -1,0 +1,208 @@
+"""What every op kind shares: shapes, the `Op` base class and the emission helpers.
+
+An op kind is one module in `archc.ops` holding everything archc knows about it:
+- `Args`: the pydantic model of its spec arguments (`conv: {filters: 64, ...}`),
+  with `ATTRS` saying how lowering fills in what a layer leaves unset;
+- the frozen op itself: `infer` (shape rule), `params` (trainable, non-trainable)
+  and `macs` (multiply-accumulates: convolutions and dense layers only, the
+  convention behind torchvision's "FLOPs");
+- `torch_module` / `keras_layers`: its PyTorch module and Keras layers, given
+  each argument as Python source (a literal, or an expression of a block's
+  parameters);
+- `WEIGHTS` and `to_keras` / `to_torch`: its tensors and their layouts, for
+  moving weights between the two frameworks;
+- `label`: how the diagram shows it.
+
+Shapes are (C, H, W) for feature maps and (C,) once flattened.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from archc.code import Call, call
+
+
+class ShapeError(ValueError):
+    """An op cannot accept its input shape; lowering adds the location."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    c: int
+    h: int | None = None
+    w: int | None = None
+
+    @property
+    def spatial(self) -> bool:
+        return self.h is not None
+
+    def numel(self) -> int:
+        return self.c * (self.h or 1) * (self.w or 1)
+
+    def __str__(self) -> str:
+        return f"({self.c}, {self.h}, {self.w})" if self.spatial else f"({self.c},)"
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.c, self.h, self.w) if self.spatial else (self.c,)
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One argument of an op as lowering sees it.
+
+    `default`: REQUIRED (must be written), a value, `"defaults.SECTION.KEY"` (the
+    model's `defaults:`, which must then be set) or `"=OTHER"` (another argument's
+    value, e.g. a pool's stride is its kernel).
+    """
+
+    name: str
+    type: str  # int | num | bool | str
+    default: Any = REQUIRED
+
+
+def need_map(op: str, s: Shape) -> None:
+    if not s.spatial:
+        raise ShapeError(f"{op} needs a feature map (C, H, W) but gets the flat shape {s}")
+
+
+def positive(op: str, **values: int) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ShapeError(f"{op} {key} must be >= 1, got {value}")
+
+
+def window(op: str, s: Shape, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> tuple[int, int]:
+    """Output size of a sliding window, as PyTorch computes it (ceil_mode included)."""
+    need_map(op, s)
+    positive(op, kernel=kernel, stride=stride, dilation=dilation)
+    if padding < 0:
+        raise ShapeError(f"{op} padding must be >= 0, got {padding}")
+    span = dilation * (kernel - 1) + 1
+
+    def size(n: int) -> int:
+        room = n + 2 * padding - span
+        out = (-(-room // stride) if ceil else room // stride) + 1
+        if ceil and (out - 1) * stride >= n + padding:
+            out -= 1  # PyTorch: the last window must start inside the input or left padding
+        return out
+
+    h, w = size(s.h), size(s.w)  # type: ignore[arg-type]
+    if h < 1 or w < 1:
+        raise ShapeError(
+            f"{op} with kernel {kernel}, stride {stride}, padding {padding} shrinks {s} below 1x1; "
+            "use a larger input or fewer downsampling steps"
+        )
+    return h, w
+
+
+def unless(value: str, default: str) -> str | None:
+    """Leave an argument out of generated code when it has the framework's default."""
+    return None if value == default else value
+
+
+def keras_momentum(momentum: str) -> str:
+    """PyTorch's momentum weighs the new batch; Keras' weighs the running average."""
+    try:
+        return repr(1 - float(momentum))
+    except ValueError:
+        return f"1 - ({momentum})"
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """`name` is a Python string literal or f-string; append a suffix inside it."""
+    return name[:-1] + suffix + name[-1]
+
+
+@dataclass(frozen=True)
+class KerasCtx:
+    """What a Keras emission needs besides the arguments."""
+
+    name: str  # the layer name's source: a string literal or an f-string
+    nonneg: bool  # the input is known to be >= 0 (after relu)
+    in_shape: Shape | None  # concrete input shape, where known (model level)
+
+
+class Op:
+    """Base of every op kind. Subclasses are frozen dataclasses whose fields are the
+    concrete arguments; the class attributes describe the kind."""
+
+    kind: ClassVar[str]
+    Args: ClassVar[Any] = None  # the pydantic model of the spec arguments; None: not a spec layer
+    ATTRS: ClassVar[tuple[Attr, ...]] = ()
+    SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {}  # `relu` -> {"act": {"fn": "relu"}}
+    WEIGHTS: ClassVar[tuple[str, ...]] = ()  # PyTorch tensor names, in Keras' get_weights() order
+    CHANNEL_FREE: ClassVar[bool] = True  # the module does not depend on the channels it receives
+    ELEMENTWISE: ClassVar[bool] = False  # keeps the sign of its input (for max-pool padding)
+    SPATIAL_STRIDE: ClassVar[str | None] = None  # the argument that divides H and W, if any
+    MERGE: ClassVar[bool] = False  # reads several tensors
+
+    # --- shapes and counts -------------------------------------------------------------
+
+    def infer(self, s: Shape) -> Shape:
+        return s
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        return (0, 0)
+
+    def macs(self, s: Shape) -> int:
+        return 0
+
+    def nonneg_after(self, nonneg_in: bool) -> bool:
+        """Whether the output is known to be >= 0."""
+        return nonneg_in and self.ELEMENTWISE
+
+    @classmethod
+    def sym_nonneg(cls, args: dict[str, ast.expr], nonneg_in: bool) -> bool:
+        """`nonneg_after` for a layer of a block kind, its arguments as expressions."""
+        return nonneg_in and cls.ELEMENTWISE
+
+    def weight_names(self) -> tuple[str, ...]:
+        return self.WEIGHTS
+
+    # --- symbolic channels ---------------------------------------------------------------
+
+    @classmethod
+    def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:
+        """Channels after the op, as an expression over the block's parameters."""
+        return in_channels
+
+    # --- emission ---------------------------------------------------------------------
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        raise NotImplementedError(cls.kind)
+
+    @classmethod
+    def torch_after(cls, var: str) -> list[str]:
+        """Lines after the module call in `forward` (e.g. a flatten)."""
+        return []
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        raise NotImplementedError(cls.kind)
+
+    # --- weights ---------------------------------------------------------------------
+
+    def to_keras(self, name: str, w: Any) -> Any:
+        return w
+
+    def to_torch(self, name: str, k: Any) -> Any:
+        return k
+
+    # --- diagram ----------------------------------------------------------------------
+
+    def label(self) -> str:
+        return self.kind
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def layer(cls: str, *args: str | None, **kwargs: str | None) -> Call:
+    return call(cls, *args, **kwargs)

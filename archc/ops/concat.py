@@ -1,0 +1,44 @@
+"""Channel concatenation of maps of one size: `concat: [a, b, ...]`."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from archc.code import Call, call
+from archc.ops.base import KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import Name
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    kind: ClassVar[str] = "concat"
+    Args: ClassVar[Any] = list[Name]
+    MERGE: ClassVar[bool] = True
+
+    def infer_many(self, shapes: list[Shape]) -> Shape:
+        if any((s.h, s.w) != (shapes[0].h, shapes[0].w) for s in shapes):
+            raise ShapeError(f"cannot concatenate maps of different size: {', '.join(map(str, shapes))}")
+        return Shape(sum(s.c for s in shapes), shapes[0].h, shapes[0].w)
+
+    def nonneg_after(self, nonneg_in: bool) -> bool:
+        return nonneg_in
+
+    @classmethod
+    def merged_channels(cls, channels: list[ast.expr]) -> ast.expr:
+        total = channels[0]
+        for c in channels[1:]:
+            total = ast.BinOp(total, ast.Add(), c)
+        return total
+
+    @classmethod
+    def torch_merge(cls, srcs: list[str], flats: list[bool]) -> str:
+        return f"torch.cat([{', '.join(srcs)}], 1)"
+
+    @classmethod
+    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool]) -> tuple[Call, str]:
+        return call("layers.Concatenate", name=ctx.name), f"[{', '.join(srcs)}]"
+
+    def label(self) -> str:
+        return "concat"

@@ -1,0 +1,105 @@
+"""2-D convolution: `conv: {filters, kernel, stride, padding, groups, dilation, bias}`."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, positive, suffixed, unless, window
+from archc.spec.types import BoolExpr, IntExpr, Strict
+
+
+class ConvArgs(Strict):
+    filters: IntExpr = Field(description="Output channels.")
+    kernel: IntExpr = Field(description="Square kernel size.")
+    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
+    padding: IntExpr = Field(0, description="Zero padding on every side (symmetric, as in PyTorch).")
+    groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
+    dilation: IntExpr = Field(1, description="Kernel dilation.")
+    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    kind: ClassVar[str] = "conv"
+    Args: ClassVar[Any] = ConvArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (
+        Attr("filters", "int"), Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
+        Attr("groups", "int", 1), Attr("dilation", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
+    )  # fmt: skip
+    CHANNEL_FREE: ClassVar[bool] = False
+    SPATIAL_STRIDE: ClassVar[str | None] = "stride"
+    filters: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    dilation: int = 1
+    bias: bool = False
+
+    def infer(self, s: Shape) -> Shape:
+        positive("conv", filters=self.filters, groups=self.groups)
+        h, w = window("conv", s, self.kernel, self.stride, self.padding, self.dilation)
+        if s.c % self.groups or self.filters % self.groups:
+            raise ShapeError(f"conv groups={self.groups} must divide input channels {s.c} and filters {self.filters}")
+        return Shape(self.filters, h, w)
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        weights = self.filters * (s.c // self.groups) * self.kernel * self.kernel
+        return (weights + (self.filters if self.bias else 0), 0)
+
+    def macs(self, s: Shape) -> int:
+        out = self.infer(s)
+        return self.filters * (s.c // self.groups) * self.kernel * self.kernel * out.h * out.w  # type: ignore[operator]
+
+    def weight_names(self) -> tuple[str, ...]:
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:
+        return args["filters"]
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call(
+            "nn.Conv2d", in_ch, a["filters"], kernel_size=a["kernel"],
+            stride=unless(a["stride"], "1"), padding=unless(a["padding"], "0"),
+            dilation=unless(a["dilation"], "1"), groups=unless(a["groups"], "1"), bias=a["bias"],
+        )  # fmt: skip
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        same = _same(a)
+        out = []
+        if a["padding"] != "0" and not same:
+            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")))
+        out.append(call(
+            "layers.Conv2D", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
+            padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),
+            groups=unless(a["groups"], "1"), use_bias=a["bias"], name=ctx.name,
+        ))  # fmt: skip
+        return out
+
+    def to_keras(self, name: str, w: Any) -> Any:
+        return w.transpose(2, 3, 1, 0) if name == "weight" else w  # OIHW -> HWIO
+
+    def to_torch(self, name: str, k: Any) -> Any:
+        return k.transpose(3, 2, 0, 1) if name == "weight" else k
+
+    def label(self) -> str:
+        text = f"conv {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
+        return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {self.dilation}" if self.dilation > 1 else "")
+
+
+def _same(a: dict[str, str]) -> bool:
+    """A stride-1 conv padded by (kernel - 1) / 2 on every side is Keras' 'same' exactly
+    (the uneven split only happens with strides), so it needs no ZeroPadding2D layer:
+    one op less, as in keras.applications. Decided on literal arguments only."""
+    if not all(a[k].isdigit() for k in ("kernel", "padding", "stride", "dilation")):
+        return False
+    kernel, padding = int(a["kernel"]), int(a["padding"])
+    return a["stride"] == "1" and a["dilation"] == "1" and kernel % 2 == 1 and padding == (kernel - 1) // 2 > 0

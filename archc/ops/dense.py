@@ -1,0 +1,65 @@
+"""Fully connected layer on flat features: `dense: {units, bias}`."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import BoolExpr, IntExpr, Strict
+
+
+class DenseArgs(Strict):
+    units: IntExpr = Field(description="Output features.")
+    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
+
+
+@dataclass(frozen=True)
+class Dense(Op):
+    kind: ClassVar[str] = "dense"
+    Args: ClassVar[Any] = DenseArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"))
+    CHANNEL_FREE: ClassVar[bool] = False
+    units: int
+    bias: bool = True
+
+    def infer(self, s: Shape) -> Shape:
+        if s.spatial:
+            raise ShapeError(f"dense needs a flat input but gets {s}; add flatten or global_avgpool before it")
+        if self.units < 1:
+            raise ShapeError(f"dense units must be >= 1, got {self.units}")
+        return Shape(self.units)
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        return (s.c * self.units + (self.units if self.bias else 0), 0)
+
+    def macs(self, s: Shape) -> int:
+        return s.c * self.units
+
+    def weight_names(self) -> tuple[str, ...]:
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:
+        return args["units"]
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call("nn.Linear", in_ch, a["units"], bias=a["bias"])
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call("layers.Dense", a["units"], use_bias=a["bias"], name=ctx.name)]
+
+    def to_keras(self, name: str, w: Any) -> Any:
+        return w.T if name == "weight" else w
+
+    def to_torch(self, name: str, k: Any) -> Any:
+        return k.T if name == "weight" else k
+
+    def label(self) -> str:
+        return f"dense {self.units}"

@@ -1,0 +1,41 @@
+"""Dropout: `dropout: {rate}`; the identity at inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import NumExpr, Strict
+
+
+class DropoutArgs(Strict):
+    rate: NumExpr = Field(description="Probability of zeroing an element, in [0, 1).")
+
+
+@dataclass(frozen=True)
+class Dropout(Op):
+    kind: ClassVar[str] = "dropout"
+    Args: ClassVar[Any] = DropoutArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
+    ELEMENTWISE: ClassVar[bool] = True
+    rate: float
+
+    def infer(self, s: Shape) -> Shape:
+        if not 0 <= self.rate < 1:
+            raise ShapeError(f"dropout rate must be in [0, 1), got {self.rate}")
+        return s
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call("nn.Dropout", p=a["rate"])
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call("layers.Dropout", a["rate"], name=ctx.name)]
+
+    def label(self) -> str:
+        return f"dropout {self.rate:g}"

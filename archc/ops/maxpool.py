@@ -1,0 +1,95 @@
+"""Max pooling: `maxpool: {kernel, stride, padding, ceil_mode}`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field, StrictBool
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, suffixed, unless, window
+from archc.spec.types import IntExpr, Strict
+
+
+class PoolArgs(Strict):
+    kernel: IntExpr = Field(description="Square window size.")
+    stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
+    padding: IntExpr = Field(
+        0, description="Padding on every side. Average pooling counts padded zeros (PyTorch count_include_pad=True)."
+    )
+    ceil_mode: StrictBool = Field(
+        False, description="Round the output size up, as PyTorch's ceil_mode (a last, partial window)."
+    )
+
+
+POOL_ATTRS = (Attr("kernel", "int"), Attr("stride", "int", "=kernel"), Attr("padding", "int", 0), Attr("ceil_mode", "bool", False))
+
+
+@dataclass(frozen=True)
+class Pool(Op):
+    """What max and average pooling share."""
+
+    SPATIAL_STRIDE: ClassVar[str | None] = "stride"
+    TORCH: ClassVar[str]
+    KERAS: ClassVar[str]
+    kernel: int
+    stride: int
+    padding: int = 0
+    ceil_mode: bool = False
+
+    def infer(self, s: Shape) -> Shape:
+        if self.padding * 2 > self.kernel:
+            raise ShapeError(f"{self.kind} padding {self.padding} must be at most half the kernel {self.kernel}")
+        return Shape(s.c, *window(self.kind, s, self.kernel, self.stride, self.padding, ceil=self.ceil_mode))
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        extra = {"count_include_pad": "True"} if cls.kind == "avgpool" and a["padding"] != "0" else {}
+        ceil = {"ceil_mode": "True"} if a.get("ceil_mode", "False") != "False" else {}
+        return call(cls.TORCH, kernel_size=a["kernel"], stride=a["stride"], padding=unless(a["padding"], "0"), **ceil, **extra)
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        out = []
+        if a["padding"] != "0" or a.get("ceil_mode", "False") != "False":
+            out.append(call("layers.ZeroPadding2D", _keras_padding(a, ctx), name=suffixed(ctx.name, "_pad")))
+        out.append(call(cls.KERAS, a["kernel"], strides=a["stride"], name=ctx.name))
+        return out
+
+    def label(self) -> str:
+        return f"{self.kind} {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + (" ceil" if self.ceil_mode else "")
+
+
+def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
+    """Symmetric padding, plus for ceil_mode the extra bottom/right rows PyTorch's last
+    window reads (decided on the concrete input size)."""
+    if a.get("ceil_mode", "False") == "False":
+        return a["padding"]
+    assert ctx.in_shape is not None and ctx.in_shape.h is not None  # checked by `keras_check`
+    p, k, s = int(a["padding"]), int(a["kernel"]), int(a["stride"])
+    pads = []
+    for n in (ctx.in_shape.h, ctx.in_shape.w):
+        out = window("pool", Shape(1, n, n), k, s, p, ceil=True)[0]
+        pads.append((p, max(0, (out - 1) * s + k - n - p)))
+    (t, b), (l, r) = pads
+    return f"(({t}, {b}), ({l}, {r}))"
+
+
+@dataclass(frozen=True)
+class MaxPool(Pool):
+    kind: ClassVar[str] = "maxpool"
+    Args: ClassVar[Any] = PoolArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = POOL_ATTRS
+    ELEMENTWISE: ClassVar[bool] = True
+    TORCH: ClassVar[str] = "nn.MaxPool2d"
+    KERAS: ClassVar[str] = "layers.MaxPooling2D"
+
+    def keras_problem(self, nonneg_in: bool) -> str | None:
+        """Keras pads with zeros, not -inf: only harmless on a non-negative input."""
+        if (self.padding or self.ceil_mode) and not nonneg_in:
+            return (
+                "maxpool with padding or ceil_mode needs a non-negative input (after relu) in the keras backend: "
+                "Keras has no -inf padding, and zero padding would change the result"
+            )
+        return None

@@ -1,0 +1,81 @@
+"""Value types of the spec language, shared by the spec models and the op modules.
+
+Numbers may be expressions (see `archc.spec.expr`): they are parsed here and
+evaluated during lowering. Names become Python identifiers in generated code,
+so they are checked here once.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Annotated, Union
+
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+from archc.spec import expr
+
+# Names the generated modules use themselves; a spec name must not shadow them.
+RESERVED_NAMES = frozenset(
+    {
+        # locals, arguments and globals of the generated modules
+        "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
+        "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
+        "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
+        # builtins the generated code calls (expressions print round, abs, min, max, int, float)
+        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
+        "round", "abs", "min", "max", "None", "True", "False", "true", "false",
+        # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
+        # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
+        "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
+        "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend",
+        "extra_repr", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
+        "half", "insert", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
+        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+        "register_backward_hook", "register_buffer", "register_forward_hook",
+        "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook", "register_module",
+        "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+        "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to",
+        "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
+    }
+)  # fmt: skip
+
+
+def _identifier(value: str) -> str:
+    if not value.isidentifier() or not value.isascii():
+        raise ValueError(f"{value!r} is not a valid name: use letters, digits and _, not starting with a digit")
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        raise ValueError(f"{value!r} is a Python keyword; choose another name")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is used by the generated code; choose another name")
+    if value.startswith("_"):
+        raise ValueError(f"{value!r}: names may not start with an underscore (private in Python and torch)")
+    return value
+
+
+Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
+
+
+def _expression(value: str) -> str:
+    try:
+        expr.parse(value)
+    except expr.ExprError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+ExprStr = Annotated[str, AfterValidator(_expression)]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan have no Python literal
+IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
+NumExpr = Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
+BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
+ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Empty(Strict):
+    pass
