@@ -297,7 +297,7 @@ def _lower_items(
         inputs: tuple[str, ...] = ()
         if body.from_ is not None:
             source = _lookup(env, body.from_, sub.where("from"))
-            cur, shape, nonneg = source
+            cur, shape, nonneg = source.node, source.shape, source.nonneg
             inputs = (body.from_,)
         if ctx.top_level:
             state.top_kinds.append(kind if kind in ops.KINDS else "composite")

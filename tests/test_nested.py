@@ -78,7 +78,7 @@ def test_backends_match_the_ir_and_each_other(graph, tmp_path):
     assert sum(p.numel() for p in t_model.parameters()) == counts.trainable
     assert sum(int(w.shape.num_elements()) for w in k_model.weights) == counts.total
     keys = {k.rsplit(".", 1)[0] for k in t_model.state_dict()}
-    assert keys == {n.id for n in graph.nodes if n.op.has_params}  # module paths are node ids
+    assert keys == {n.id for n in graph.nodes if n.op.weight_names()}  # module paths are node ids
     with torch.no_grad():
         for m in t_model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -150,7 +150,7 @@ def test_random_specs_agree_with_the_ir_in_both_backends(spec):
     with torch.no_grad():
         out = model(torch.zeros(2, *graph.input_shape.as_tuple()))
     assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
-    assert {n.id for n in graph.nodes if n.op.has_params} == {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
+    assert {n.id for n in graph.nodes if n.op.weight_names()} == {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
 
     km = module_from(emit(graph, "keras"), "prop_keras")
     kmodel = km.build_model()
@@ -159,7 +159,7 @@ def test_random_specs_agree_with_the_ir_in_both_backends(spec):
     assert (k_trainable, k_non_trainable) == counts
     assert tuple(kmodel.output_shape) == (None, *graph.output_shape.as_tuple())
     weighted = {layer.name for layer in kmodel.layers if layer.weights}
-    assert weighted == {n.id.replace(".", "_") for n in graph.nodes if n.op.has_params}
+    assert weighted == {n.id.replace(".", "_") for n in graph.nodes if n.op.weight_names()}
 
 
 # --- mutations ---------------------------------------------------------------------------------

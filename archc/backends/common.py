@@ -15,10 +15,15 @@ from archc.ir.graph import (
     Graph,
     StageInst,
     SymBlock,
+    SymGroup,
+    SymItem,
     SymLayer,
     SymShortcut,
     SymStage,
 )
+from archc.ops import KINDS
+
+_MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
 from archc.spec import expr
 
 
@@ -209,12 +214,58 @@ def inner_call(func: str, sym: SymBlock, sig: Signature, in_channels: str, lead:
     return call(func, *lead, in_channels, **kwargs)
 
 
-def sym_trees(layer: SymLayer | SymBlock | SymStage) -> list[ast.expr]:
-    """Every expression a symbolic layer, block or stage puts into generated code."""
+def sym_trees(layer: SymItem) -> list[ast.expr]:
+    """Every expression a symbolic layer, block, stage or list puts into generated code."""
+    own = [layer.condition] if layer.condition is not None else []
+    if isinstance(layer, SymGroup):
+        return own + [t for child in layer.children for t in sym_trees(child)]
     if isinstance(layer, SymStage):
-        return [layer.repeat, *sym_trees(layer.first), *sym_trees(layer.rest)]
-    trees = [layer.in_channels, *(t for _, t in layer.args)]
+        return [*own, layer.repeat, *sym_trees(layer.first), *sym_trees(layer.rest)]
+    trees = [*own, layer.in_channels, *(t for _, t in layer.args)]
     return trees + [t for _, t in layer.flags] if isinstance(layer, SymBlock) else trees
+
+
+def width_trees(layer: SymItem) -> list[ast.expr]:
+    """The channel expressions of an item that the Hoister may name."""
+    if isinstance(layer, SymLayer):
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+    return [layer.in_channels]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One item of a list in a block kind's code: the variables it reads and writes."""
+
+    item: SymItem
+    srcs: tuple[str, ...]  # variables it reads (a merge reads several)
+    dst: str  # the variable it writes
+    passthrough: str  # the variable that holds its value where its condition fails
+    inplace: bool  # its input is read by nothing else, so an activation may overwrite it
+
+
+def plan(items: tuple[SymItem, ...], first: str, default: str, keep: set[str | None], first_safe: bool = False) -> list[Step]:
+    """Variables for a list of items that read the previous tensor or named ones.
+
+    A tensor that a later item reads by name gets a variable of that name; the others
+    share `default` (`out`), so a plain sequence reads `out = self.conv1(x)`,
+    `out = self.bn1(out)`, ... as torchvision's blocks do. `keep` names items whose
+    output is read again elsewhere (a shortcut's input), so the next item must not
+    work in place on it.
+    """
+    named = {n for item in items for n in item.inputs} - {"input"}
+    var = {"input": first}
+    prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
+    steps = []
+    for item in items:
+        srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)
+        merge = isinstance(item, SymLayer) and item.kind in _MERGES
+        dst = (item.name if item.name.isidentifier() else f"out_{item.name}") if item.name in named else default
+        safe = prev_safe if not item.inputs else False
+        steps.append(Step(item, srcs, dst, prev if merge else srcs[0], safe and item.condition is None))
+        var[item.name] = dst
+        prev = dst
+        prev_safe = dst not in named and item.condition is None and item.name not in keep and dst != first
+    return steps
 
 
 def stage_key(pattern: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from archc.backends import common
 from archc.code import Call, call, render, render_applied
 from archc import ops
+from archc.errors import SpecError
 from archc.ops.base import keras_momentum as _keras_momentum
 from archc.ir.graph import (
     BlockInst,
@@ -23,6 +24,7 @@ from archc.ir.graph import (
     LayerInst,
     StageInst,
     SymBlock,
+    SymGroup,
     SymLayer,
     SymShortcut,
     SymStage,
@@ -34,7 +36,11 @@ I1 = " " * 4
 
 def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None) -> list[tuple[Call, str]]:
     """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
-    return [(layer, var) for layer in ops.KINDS[kind].keras_layers(a, ops.KerasCtx(name, nonneg, in_shape))]
+    ctx = ops.KerasCtx(name, nonneg, in_shape)
+    problem = ops.KINDS[kind].keras_problem(a, ctx)
+    if problem:
+        raise SpecError(problem, where)
+    return [(layer, var) for layer in ops.KINDS[kind].keras_layers(a, ctx)]
 
 
 def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
@@ -49,6 +55,17 @@ def _name(name: str, suffix: str) -> str:
 
 def _unless(value: str, default: str) -> str | None:
     return None if value == default else value
+
+
+def _renamed(item: Any, name: str) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(item, name=name)
+
+
+def _indent(lines: list[str], indent: str) -> list[str]:
+    """Lines written at one indent, moved to `indent`."""
+    return [indent + line[len(I1):] if line.startswith(I1) else line for line in lines]
 
 
 class KerasEmitter:
@@ -75,17 +92,24 @@ class KerasEmitter:
                     out += self._shortcut(sc, hoist, I1 + I1 if condition is not None else I1, var)
             return out
 
+        reads_input = any("input" in item.inputs for item in (*block.layers, *block.after))
         if skip:
             body.append(I1 + "identity = x")
-        for layer in block.layers:
-            body += self._sym_layer(layer, hoist, uses, block)
-            body += apply_shortcuts(layer.name, "x")
+        if reads_input:
+            body.append(I1 + "inputs = x")
+        var = "x"
+        for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
+            body += self._sym_layer(step, hoist, uses, block)
+            var = step.dst
+            body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
-            body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", "([x, identity])")
-        for layer in block.after:
-            body += self._sym_layer(layer, hoist, uses, block)
-        body.append(I1 + "return x")
+            body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
+            var = "x"
+        for step in common.plan(block.after, var, "x", set()):
+            body += self._sym_layer(step, hoist, uses, block)
+            var = step.dst
+        body.append(f"{I1}return {var}")
         return {
             "name": block.name,
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
@@ -93,23 +117,61 @@ class KerasEmitter:
             "body": body,
         }
 
-    def _sym_layer(self, layer: SymLayer | SymBlock | SymStage, hoist: common.Hoister, uses: dict[str, int], block: BlockType) -> list[str]:
+    def _sym_layer(self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str = "", indent: str = I1) -> list[str]:
+        """One item of a block kind applied to `step.srcs`, written to `step.dst`; guarded by its condition."""
+        layer = step.item
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+        lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
+        inner = indent
+        src = step.srcs[0]
+        if layer.condition is not None:
+            if step.dst != step.passthrough:
+                lines.append(f"{indent}{step.dst} = {step.passthrough}")
+            lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
+            inner = indent + I1
+            src = step.dst if not (isinstance(layer, SymLayer) and layer.kind in common._MERGES) else src
+        uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
+        n = uses[prefix + layer.name]
+        suffix = prefix + (layer.name if n == 1 else f"{layer.name}_{n}")
+        name = 'f"{name}_' + suffix + '"'
+        if isinstance(layer, SymGroup):
+            return lines + self._group(layer, hoist, uses, block, step, src, prefix, inner)
         if not isinstance(layer, SymLayer):
-            return [I1 + line for line in hoist.definitions([layer.in_channels])] + self._nested(layer, hoist)
-        lines = [I1 + line for line in hoist.definitions([t for k, t in layer.args if k in ("filters", "units")])]
-        uses[layer.name] = uses.get(layer.name, 0) + 1
-        suffix = layer.name if uses[layer.name] == 1 else f"{layer.name}_{uses[layer.name]}"
+            return lines + self._nested(layer, hoist, src, step.dst, name, inner)
+        if layer.kind in common._MERGES:
+            merge, applied = ops.KINDS[layer.kind].keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
+            return lines + render_applied(merge, inner, f"{step.dst} = ", f"({applied})")
         args = {}
         for key, tree in layer.args:
             args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
-        for stmt in layer_lines(layer.kind, args, 'f"{name}_' + suffix + '"', "x", layer.nonneg_in, block.where):
-            lines += applied_lines(stmt)
+        for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where)):
+            lines += render_applied(stmt, inner, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
         return lines
 
-    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> list[str]:
+    def _group(self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, step: common.Step, src: str, prefix: str, indent: str) -> list[str]:
+        """A list inside a block kind, inlined; entries are numbered as the PyTorch
+        nn.Sequential numbers them (conditional ones count only where they hold)."""
+        lines = [f"{indent}{step.dst} = {src}"] if src != step.dst else []
+        conditions: list[str] = []
+        for k, child_step in enumerate(common.plan(group.children, step.dst, step.dst, set())):
+            child = child_step.item
+            if group.positional and conditions:
+                index = " + ".join([f"({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
+                child = _renamed(child, "{" + index + "}")
+                child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
+            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_", indent)
+            if child.condition is not None:
+                conditions.append(expr.to_python(child.condition))
+        return lines
+
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, src: str, dst: str, name: str, indent: str) -> list[str]:
         """A block or stage inside a block kind; layer names continue the outer `name`."""
-        prefix = 'f"{name}_' + sym.name
+        if src != dst:
+            return [f"{indent}{dst} = {src}", *self._nested(sym, hoist, dst, dst, name, indent)]
+        if dst != "x" or indent != I1:
+            # the loops below work on `x` at one indent; elsewhere go through it
+            return [f"{indent}x = {src}"] * (src != "x") + self._nested(sym, hoist, "x", "x", name, I1) if indent == I1 else _indent(self._nested(sym, hoist, src, "x", name, I1), indent) + ([f"{indent}{dst} = x"] if dst != "x" else [])
+        prefix = name[:-1]
         if isinstance(sym, SymBlock):
             return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ")
         key = common.stage_key(sym.names)[2:-1]  # the pattern inside f"..."
@@ -166,7 +228,7 @@ class KerasEmitter:
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in item.op.values().items() if v is not None}
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where):
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where, item.in_shape):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from archc import ops
 from archc.backends import common
+from archc.errors import SpecError
 from archc.code import Call, Code, Gen, Seq, call, render
 from archc import ops
 from archc.ir.graph import (
@@ -22,6 +24,8 @@ from archc.ir.graph import (
     LayerInst,
     StageInst,
     SymBlock,
+    SymGroup,
+    SymItem,
     SymLayer,
     SymShortcut,
     SymStage,
@@ -88,24 +92,16 @@ class TorchEmitter:
         hoist = common.Hoister(layers, sig.arguments())
         init: list[str] = []
         defined: set[str] = set()
-        flat = False
         # An activation may work in place unless its input is also read elsewhere: the block
-        # input (a skip or dense connection keeps it) or a shortcut's input.
-        read = {sc.input for sc in block.shortcuts}
-        for index, layer in enumerate(layers):
+        # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
+        after_read = {sc.input for sc in block.shortcuts}
+        for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
+            layer = step.item
             self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
-            if not isinstance(layer, SymLayer):
-                init += [INDENT2 + line for line in hoist.definitions([layer.in_channels])]
-                init += render(self._nested(layer, hoist), INDENT2, f"self.{layer.name} = ")
-                continue
-            init += [INDENT2 + line for line in hoist.definitions([layer.in_channels, *[t for k, t in layer.args if k in ("filters", "units")]])]
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
-            inplace = index > 0 and layers[index - 1].name not in read
-            module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace)
-            init += render(module, INDENT2, f"self.{layer.name} = ")
-            flat = flat or layer.kind in ("dense", "global_avgpool")
+            init += self._init_lines(layer, hoist, step.inplace, INDENT2)
         signature = ["in_channels: int", "*", *sig.parts()]
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
@@ -179,18 +175,80 @@ class TorchEmitter:
 
         lines = ["identity = x"] if skip else []
         var = "x"
-        for layer in block.layers:
-            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
-            var = "out"
-            lines += apply_shortcuts(layer.name, var)
+        for step in common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts}):
+            lines += self._forward_lines(step)
+            var = step.dst
+            lines += apply_shortcuts(step.item.name, var)
         lines += apply_shortcuts(None, "x")
         if skip:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
-        for layer in block.after:
-            lines += self._call_line(layer.name, getattr(layer, "kind", "block"), var, "out")
-        lines.append("return out" if var == "out" or block.layers else "return x")
+        for step in common.plan(block.after, var, "out", set(), True):
+            lines += self._forward_lines(step)
+            var = step.dst
+        lines.append(f"return {var}")
         return lines
+
+    def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
+        """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
+        lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
+        condition = expr.to_python(layer.condition) if layer.condition is not None else None
+        if isinstance(layer, SymLayer) and ops.KINDS[layer.kind].MERGE:
+            return lines + ([f"{indent}self.use_{layer.name} = {condition}"] if condition else [])
+        if isinstance(layer, SymGroup):
+            return lines + self._group_lines(layer, hoist, indent)
+        if isinstance(layer, SymLayer):
+            module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
+        else:
+            module = self._nested(layer, hoist)
+        if condition is None:
+            return lines + render(module, indent, f"self.{layer.name} = ")
+        return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
+
+    def _group_lines(self, group: SymGroup, hoist: common.Hoister, indent: str) -> list[str]:
+        """An nn.Sequential inside a block kind; conditional entries are appended when they hold."""
+        modules: list[tuple[str, Code, str | None]] = []
+        for step in common.plan(group.children, "x", "out", set()):
+            child = step.item
+            if isinstance(child, SymLayer):
+                code: Code = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
+            elif isinstance(child, SymGroup):
+                raise SpecError(f"{group.name}.{child.name}: a list inside a list is not supported in a block; use a block kind", None)
+            else:
+                code = self._nested(child, hoist)
+            modules.append((child.name, code, expr.to_python(child.condition) if child.condition is not None else None))
+        if not any(c for _, _, c in modules):
+            if group.positional:
+                return render(Call("nn.Sequential", tuple(code for _, code, _ in modules)), indent, f"self.{group.name} = ")
+            self.needs_ordered_dict = True
+            return render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
+        local = f"{group.name}_layers"
+        lines = [f"{indent}{local}: list[nn.Module] = []" if group.positional else f"{indent}{local}: dict[str, nn.Module] = {{}}"]
+        for name, code, condition in modules:
+            inner = indent + ("    " if condition else "")
+            if condition:
+                lines.append(f"{indent}if {condition}:")
+            head = f"{local}.append(" if group.positional else f"{local}[{common.literal(name)}] = "
+            lines += render(code, inner, head, ")" if group.positional else "")
+        whole = f"nn.Sequential(*{local})" if group.positional else f"nn.Sequential(OrderedDict({local}))"
+        self.needs_ordered_dict |= not group.positional
+        return [*lines, f"{indent}self.{group.name} = {whole}"]
+
+    def _forward_lines(self, step: common.Step) -> list[str]:
+        """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
+        layer = step.item
+        kind = getattr(layer, "kind", "block")
+        if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
+            body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
+            guard = f"if self.use_{layer.name}:"
+        else:
+            src = step.srcs[0] if layer.condition is None else step.dst
+            body = self._call_line(layer.name, kind, src, step.dst)
+            guard = f"if self.{layer.name} is not None:"
+        if layer.condition is None:
+            return body
+        preface = [f"{step.dst} = {step.passthrough}"] if step.dst != step.passthrough else []
+        return [*preface, guard, *("    " + line for line in body)]
 
     def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> Code:
         """A block or stage inside a block kind, its arguments as expressions."""
@@ -272,7 +330,7 @@ class TorchEmitter:
         if isinstance(item, StageInst):
             return self._stage(item)
         assert isinstance(item, GroupInst)
-        self.needs_ordered_dict = True
+        self.needs_ordered_dict |= not item.positional
         kwargs: dict[str, Code] = {}
         uses: dict[str, int] = {}
         first = True
@@ -286,6 +344,8 @@ class TorchEmitter:
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             kwargs[key] = module
             first = False
+        if item.positional:
+            return Call("nn.Sequential", tuple(kwargs.values()))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
 
     def _stage(self, stage: StageInst) -> Code:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ops.base import Attr
+from archc.ops.base import Attr, KerasCtx
 from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs
 
 
@@ -19,7 +19,8 @@ class AvgPool(Pool):
     TORCH: ClassVar[str] = "nn.AvgPool2d"
     KERAS: ClassVar[str] = "layers.AveragePooling2D"
 
-    def keras_problem(self, nonneg_in: bool) -> str | None:
-        if self.ceil_mode:
+    @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        if a.get("ceil_mode", "False") != "False":
             return "avgpool with ceil_mode divides its last window by fewer elements in PyTorch; Keras cannot match it"
         return None

@@ -187,6 +187,11 @@ class Op:
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         raise NotImplementedError(cls.kind)
 
+    @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        """Why the Keras backend cannot match PyTorch for these arguments, if it cannot."""
+        return None
+
     # --- weights ---------------------------------------------------------------------
 
     def to_keras(self, name: str, w: Any) -> Any:

@@ -52,8 +52,9 @@ class Pool(Op):
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         out = []
-        if a["padding"] != "0" or a.get("ceil_mode", "False") != "False":
-            out.append(call("layers.ZeroPadding2D", _keras_padding(a, ctx), name=suffixed(ctx.name, "_pad")))
+        padding = _keras_padding(a, ctx)
+        if padding not in ("0", "((0, 0), (0, 0))"):
+            out.append(call("layers.ZeroPadding2D", padding, name=suffixed(ctx.name, "_pad")))
         out.append(call(cls.KERAS, a["kernel"], strides=a["stride"], name=ctx.name))
         return out
 
@@ -64,9 +65,13 @@ class Pool(Op):
 def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
     """Symmetric padding, plus for ceil_mode the extra bottom/right rows PyTorch's last
     window reads (decided on the concrete input size)."""
-    if a.get("ceil_mode", "False") == "False":
+    if a.get("ceil_mode", "False") == "False" or a["stride"] == "1":  # with stride 1, ceil_mode changes nothing
         return a["padding"]
-    assert ctx.in_shape is not None and ctx.in_shape.h is not None  # checked by `keras_check`
+    if ctx.in_shape is None or not all(a[k].isdigit() for k in ("padding", "kernel", "stride")):
+        raise ShapeError(
+            "ceil_mode pooling with a stride inside a block kind: its Keras padding depends on the input size; "
+            "write it at model level"
+        )
     p, k, s = int(a["padding"]), int(a["kernel"]), int(a["stride"])
     pads = []
     for n in (ctx.in_shape.h, ctx.in_shape.w):
@@ -85,11 +90,16 @@ class MaxPool(Pool):
     TORCH: ClassVar[str] = "nn.MaxPool2d"
     KERAS: ClassVar[str] = "layers.MaxPooling2D"
 
-    def keras_problem(self, nonneg_in: bool) -> str | None:
+    @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Keras pads with zeros, not -inf: only harmless on a non-negative input."""
-        if (self.padding or self.ceil_mode) and not nonneg_in:
+        try:
+            padding = _keras_padding(a, ctx)
+        except ShapeError as e:
+            return str(e)
+        if padding not in ("0", "((0, 0), (0, 0))") and not ctx.nonneg:
             return (
-                "maxpool with padding or ceil_mode needs a non-negative input (after relu) in the keras backend: "
+                "maxpool with padding needs a non-negative input (after relu) in the keras backend (ceil_mode pads too): "
                 "Keras has no -inf padding, and zero padding would change the result"
             )
         return None

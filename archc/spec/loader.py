@@ -188,10 +188,11 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
 def _known_keys() -> list[str]:
     """Every key the language knows, for "did you mean" hints."""
+    from archc import ops
     from archc.spec import models
 
     keys: set[str] = set()
-    for obj in vars(models).values():
+    for obj in [*vars(models).values(), *(op.Args for op in ops.KINDS.values())]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             keys.update(f.alias or n for n, f in obj.model_fields.items())
     return sorted(keys)
