@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError
-from archc.spec.compose import apply_override, load_chain
+from archc.spec.compose import apply_override, from_override, load_chain
 from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec
 from archc.spec.yamlsrc import (
     SourceMap,
@@ -81,7 +81,7 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
         if ref in model.use[:i]:
             raise SpecError(f"library {ref!r} is listed twice", where)
         # a path is relative to the file that names it (which may be a base spec), not to the working directory
-        base_dir = Path(where.file).parent
+        base_dir = Path.cwd() if from_override(where) else Path(where.file).parent
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
@@ -165,25 +165,31 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
     Locations carry union tags (`stage`, `conv`, ...) besides keys; a tag may
     also be a key (`stage: bottleneck`), so each tag is tried both ways.
+    The search is memoised on (position in `loc`, node): the node fixes the path taken to
+    reach it, so each pair is solved once and the cost is at most len(loc) * depth steps
+    (trying both readings of every tag without it was exponential in nesting).
     """
-    best: tuple[Any, ...] = ()
+    memo: dict[tuple[int, int], tuple[Any, ...]] = {}
 
-    def walk(i: int, node: Any, path: tuple[Any, ...]) -> None:
-        nonlocal best
-        if len(path) > len(best):
-            best = path
-        if i == len(loc):
-            return
-        part = "with" if loc[i] == "with_" else loc[i]
-        exists = isinstance(node, dict) and part in node
-        exists |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if part in _ITEM_KEYS or not exists:
-            walk(i + 1, node, path)  # skip the tag first: on a tie, the later key wins
-        if exists:
-            walk(i + 1, node[part], (*path, part))
+    def walk(i: int, node: Any) -> tuple[Any, ...]:
+        """The longest continuation from `node` for loc[i:] (the first found on a tie)."""
+        key = (i, id(node))
+        if key in memo:
+            return memo[key]
+        best: tuple[Any, ...] = ()
+        if i < len(loc):
+            part = "with" if loc[i] == "with_" else loc[i]
+            exists = isinstance(node, dict) and part in node
+            exists |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if part in _ITEM_KEYS or not exists:
+                best = walk(i + 1, node)  # skip the tag first: on a tie, the later key wins
+            if exists:
+                taken = (part, *walk(i + 1, node[part]))
+                best = taken if len(taken) > len(best) else best
+        memo[key] = best
+        return best
 
-    walk(0, data, ())
-    return best
+    return walk(0, data)
 
 
 def _known_keys() -> list[str]:
