@@ -152,7 +152,7 @@ class TorchEmitter:
             module = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), flat, inplace)
             init += render(module, INDENT2, f"self.{layer.name} = ")
             flat = flat or layer.kind in ("dense", "global_avgpool")
-        signature = ["in_channels: int", "*", *sig.parts()]
+        signature = ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])]  # "*" needs a parameter after it
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
             init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")

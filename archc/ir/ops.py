@@ -44,6 +44,8 @@ def _need_map(op: str, s: Shape) -> None:
 
 def _window(op: str, s: Shape, kernel: int, stride: int, padding: int, dilation: int = 1) -> tuple[int, int]:
     _need_map(op, s)
+    if kernel < 1 or stride < 1 or padding < 0:
+        raise ShapeError(f"{op} needs kernel >= 1, stride >= 1 and padding >= 0, got {kernel}, {stride}, {padding}")
     span = dilation * (kernel - 1) + 1
     h = (s.h + 2 * padding - span) // stride + 1  # type: ignore[operator]
     w = (s.w + 2 * padding - span) // stride + 1  # type: ignore[operator]
@@ -232,6 +234,8 @@ class PadShortcut(Op):
 
     def infer(self, s: Shape) -> Shape:
         _need_map("option_a shortcut", s)
+        if self.stride < 1:
+            raise ShapeError(f"option_a shortcut stride must be >= 1, got {self.stride}")
         if self.extra < 0:
             raise ShapeError(f"option_a shortcut cannot reduce channels ({s.c} -> {s.c + self.extra})")
         return Shape(s.c + self.extra, -(-s.h // self.stride), -(-s.w // self.stride))  # type: ignore[operator]
