@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from archc.errors import Location, SpecError
+from archc.errors import Location, SpecError, SpecWarning
 from archc.spec.compose import apply_override, from_override, load_chain
 from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec
 from archc.spec.yamlsrc import (
@@ -75,6 +77,7 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     for text in overrides:
         data = apply_override(data, smap, text)
     model = validate(ModelSpec, data, smap)
+    _warn_unused_params(data, smap)
     blocks: dict[str, BlockSource] = {}
     for i, ref in enumerate(model.use):
         where = smap.locate(("use", i))
@@ -108,6 +111,29 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     else:
         sha256 = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
     return LoadedSpec(model, smap, blocks, sha256, smap.file, tuple(overrides))
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _warn_unused_params(data: dict[str, Any], smap: SourceMap) -> None:
+    """A model parameter that no expression, argument or check message names is probably a
+    typo or a leftover: warn (`file:line:col: warning: ...`), as it is still a valid spec.
+    (A parameter's own definition cannot name it: that would be an unknown name.)"""
+    used: set[str] = set()
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(v for k, v in value.items() if k != "doc")
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            used.update(_WORD.findall(value))
+    for name in data.get("params") or {}:
+        if name not in used:
+            where = smap.locate_key(("params", name))
+            warnings.warn(SpecWarning(f"parameter {name!r} is declared but never used", where), stacklevel=2)
 
 
 def _shown(path: Path) -> Path:
