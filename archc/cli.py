@@ -100,16 +100,15 @@ def _warn(warning: SpecWarning) -> None:
 
 def _run(action):  # type: ignore[no-untyped-def]
     """Turn user mistakes into exit 2 and archc bugs into exit 1, never a bare traceback;
-    print the spec's warnings (`file:line:col: warning: ...`) on stderr."""
+    print a valid spec's warnings (`file:line:col: warning: ...`) on stderr."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SpecWarning)
-            try:
-                return action()
-            finally:
-                for w in caught:
-                    if isinstance(w.message, SpecWarning):
-                        _warn(w.message)
+            result = action()
+        for w in caught:  # only for a spec that is otherwise fine: an error is the one line then
+            if isinstance(w.message, SpecWarning):
+                _warn(w.message)
+        return result
     except SpecError as e:
         _fail(str(e))
     except click.exceptions.Exit:

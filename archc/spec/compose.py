@@ -124,7 +124,7 @@ _SEGMENT = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
     """Apply one `path=value` override in place; the value is YAML (`110`, `0.5`, `[3, 64, 64]`)."""
-    where = Location(f"{OVERRIDE}{text}")
+    where = Location(OVERRIDE + (text if len(text) <= 80 else text[:77] + "..."))  # a --set is its own "file"
     path_text, eq, value_text = text.partition("=")
     if not eq or not path_text.strip() or not value_text.strip():
         raise SpecError("expected path=value, e.g. --set params.depth=110", where)
