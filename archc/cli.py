@@ -10,20 +10,22 @@ used only on a terminal, and never when NO_COLOR is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import traceback
+import warnings
 from pathlib import Path
 
 import click
 
 from archc import __version__
-from archc.backends.common import HEADER_MARK
-from archc.errors import SpecError
+from archc.errors import SpecError, SpecWarning
+from archc.output import write_atomic
 
 EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
@@ -56,30 +58,67 @@ def _color() -> bool | None:
 
 
 def _echo(message: str = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
-    click.echo(message, color=_color(), **kwargs)
+    _out(message, color=_color(), **kwargs)
+
+
+def _out(message: str | bytes = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """click.echo, with a full disk or a closed stdout (or stderr) as a located user error."""
+    stream = sys.stderr if kwargs.get("err") else sys.stdout
+    name = "standard error" if kwargs.get("err") else "standard output"
+    if stream is None:
+        raise SpecError(f"cannot write to {name}: it is closed")
+    try:
+        click.echo(message, **kwargs)
+    except OSError as e:
+        _silence(stream)
+        raise SpecError(f"cannot write to {name}: {e.strerror or e}") from None
+
+
+def _silence(stream) -> None:  # type: ignore[no-untyped-def]
+    """Point a stream that failed at /dev/null, so Python's flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _json(command: str, payload: dict) -> None:  # type: ignore[type-arg]
-    click.echo(json.dumps({"command": command, **payload}, indent=2))
+    _out(json.dumps({"command": command, **payload}, indent=2))
 
 
 def _fail(message: str) -> None:
     # one line, even if a message from a library holds a newline
-    _echo(click.style("archc: error:", fg="red", bold=True) + " " + " ".join(message.splitlines()), err=True)
+    with contextlib.suppress(SpecError):  # stderr itself may be closed or full: the exit status still says it
+        _echo(click.style("archc: error:", fg="red", bold=True) + " " + " ".join(message.splitlines()), err=True)
     sys.exit(2)
 
 
+def _warn(warning: SpecWarning) -> None:
+    with contextlib.suppress(SpecError):
+        _echo(" ".join(str(warning).splitlines()), err=True)
+
+
 def _run(action):  # type: ignore[no-untyped-def]
-    """Turn user mistakes into exit 2 and archc bugs into exit 1, never a bare traceback."""
+    """Turn user mistakes into exit 2 and archc bugs into exit 1, never a bare traceback;
+    print a valid spec's warnings (`file:line:col: warning: ...`) on stderr."""
     try:
-        return action()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SpecWarning)
+            result = action()
+        for w in caught:  # only for a spec that is otherwise fine: an error is the one line then
+            if isinstance(w.message, SpecWarning):
+                _warn(w.message)
+        return result
     except SpecError as e:
         _fail(str(e))
     except click.exceptions.Exit:
         raise
+    except RecursionError:  # a limit archc forgot to bound is still the input's fault, not a crash
+        _fail("input nested too deeply for archc (RecursionError); please report it as a missing limit")
     except Exception:  # a bug in archc
-        click.echo("archc: internal error (a bug in archc; please report it with this trace):", err=True)
-        click.echo(traceback.format_exc(), err=True)
+        with contextlib.suppress(OSError, ValueError):
+            click.echo("archc: internal error (a bug in archc; please report it with this trace):", err=True)
+            click.echo(traceback.format_exc(), err=True)
         sys.exit(1)
 
 
@@ -100,6 +139,12 @@ def _backends(ctx: click.Context, param: click.Parameter, value: str) -> tuple[s
         if name not in ("torch", "keras"):
             raise click.BadParameter(f"{name!r} is not a backend; use torch, keras or torch,keras")
     return names
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _complete_backends(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -138,13 +183,18 @@ def build(
     force: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Compile SPEC to a self-contained PyTorch or Keras module. SPEC may be a directory:
-    every spec under it (recursively, in sorted order) is built, with a final table."""
+    every spec under it (recursively, in sorted order) is built, with a final table.
+    With several backends, every module of a spec is written or none is. With --set,
+    -o is required: generated/ holds the modules of the unmodified specs."""
     if memory_efficient and "torch" not in backends:
         _fail("--memory-efficient applies to --backend torch only")
+    if overrides and output is None:
+        _fail(
+            "--set changes the model, so name its output with -o (the default generated/<name>_<backend>.py "
+            "is the unmodified spec's module)"
+        )
     if Path(spec).is_dir() or len(backends) > 1:
-        from archc.batch import build_many
-
-        _run(lambda: build_many(spec, backends, output, overrides, as_json, force, memory_efficient))
+        _run(lambda: _build_many(spec, backends, output, overrides, as_json, force, memory_efficient))
         return
     backend = backends[0]
 
@@ -156,57 +206,70 @@ def build(
         if output == "-" and as_json:
             raise SpecError("-o - and --json would both write to stdout; choose one")
         if output == "-":
-            click.echo(text, nl=False)
+            _out(text, nl=False)
             return
         target = Path(output) if output else Path("generated") / f"{graph.name}_{backend}.py"
-        _write_atomic(target, text, force)
+        write_atomic(target, text, force)
         counts = graph.counts
         if as_json:
             row = {"spec": spec, "backend": backend, "model": graph.name, "output": str(target),
                    "trainable": counts.trainable, "non_trainable": counts.non_trainable}  # fmt: skip
             _json("build", {"built": [row], "failed": []})
             return
-        click.echo(f"wrote {target} ({counts.trainable:,} trainable + {counts.non_trainable:,} non-trainable parameters)")
+        _out(f"wrote {target} ({counts.trainable:,} trainable + {counts.non_trainable:,} non-trainable parameters)")
 
     _run(action)
 
 
-def _write_atomic(target: Path, text: str | bytes, force: bool = False) -> None:
-    """Write through a temporary file and rename, so no half-written module is ever left,
-    and never replace a file archc did not generate unless forced."""
-    try:
-        if target.is_dir():
-            raise SpecError(f"cannot write {target}: it is a directory")
-        if target.exists() and not force and not _generated_by_archc(target):
-            raise SpecError(
-                f"{target} exists and was not generated by archc (its header lacks {HEADER_MARK!r}); "
-                "pass --force to overwrite it"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(text.encode() if isinstance(text, str) else text)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a module is an ordinary file
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as e:
-        raise SpecError(f"cannot write {target}: {e.strerror}") from None
+def _build_many(
+    root: str, backends: tuple[str, ...], output: str | None, overrides: tuple[str, ...], as_json: bool,
+    force: bool, memory_efficient: bool,
+) -> None:  # fmt: skip
+    """A directory, or one spec for several backends: build each spec (all its modules or
+    none), report each as it goes, then a table (or JSON) of the whole batch."""
+    from dataclasses import asdict
+
+    from archc.batch import Batch, Failed, find_specs
+
+    if output == "-":
+        raise SpecError("-o - writes a single module; with a directory or several backends, -o names a directory")
+    specs = find_specs(Path(root))
+    batch = Batch(backends, Path(output) if output else Path("generated"), overrides, force, memory_efficient)
+    live = sys.stdout is not None and sys.stdout.isatty() and not as_json
+    items = (
+        click.progressbar(specs, label="building", show_pos=True, item_show_func=lambda p: str(p) if p else None)
+        if live else contextlib.nullcontext(specs)
+    )  # fmt: skip
+    with items as iterate:
+        for spec in iterate:
+            outcome = batch.build(spec)
+            if as_json or live:
+                continue
+            if isinstance(outcome, Failed):
+                _echo(click.style("failed", fg="red") + f" {outcome.message}")
+            for b in outcome if isinstance(outcome, list) else ():
+                _echo(f"wrote {b.output}")
+    result = batch.result
+    if as_json:
+        _json("build", {"built": [asdict(b) for b in result.built], "failed": [asdict(f) for f in result.failed]})
+    else:
+        _echo(_batch_table(result))
+    if result.failed:
+        sys.exit(2)
 
 
-def _generated_by_archc(path: Path) -> bool:
-    """True when the module docstring has archc's header line (within the first 8 KB)."""
-    with path.open("rb") as f:
-        head = f.read(8192).decode("utf-8", "replace")
-    return any(line.startswith(f"{HEADER_MARK} ") for line in head.splitlines())
+def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
+    from archc.passes.summary import columns
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    header = ("spec", "backend", "output", "trainable", "non-trainable")
+    rows = [(b.spec, b.backend, b.output, f"{b.trainable:,}", f"{b.non_trainable:,}") for b in result.built]
+    lines, rule = columns([header, *rows])
+    out = [lines[0], rule, *lines[1:]]
+    out += [click.style("FAILED", fg="red", bold=True) + f" {f.message}" for f in result.failed]
+    per_backend = ", ".join(f"{b} {sum(x.backend == b for x in result.built)}" for b in result.backends)
+    n = result.n_specs
+    out.append(f"built {len(result.built)} modules from {n - len(result.failed)} of {n} specs ({per_backend}); {len(result.failed)} failed")
+    return "\n".join(out)
 
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["check"])
@@ -217,13 +280,17 @@ def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SPEC: exit 0 if it compiles, else 2 with a located message."""
 
     def action() -> None:
+        from archc.backends import BACKENDS, emit
+
         graph = _graph(spec, overrides)
+        for backend in BACKENDS:  # what any backend rejects, check rejects: `check` ok means every build works
+            emit(graph, backend)
         c = graph.counts
         if as_json:
             _json("check", {"spec": spec, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
                             "trainable": c.trainable, "non_trainable": c.non_trainable})  # fmt: skip
             return
-        click.echo(f"{spec}: ok ({graph.name}: output {graph.output_shape}, {c.trainable:,} trainable parameters)")
+        _out(f"{spec}: ok ({graph.name}: output {graph.output_shape}, {c.trainable:,} trainable parameters)")
 
     _run(action)
 
@@ -251,7 +318,7 @@ def summary(spec: str, level: str, batch: int, as_json: bool, overrides: tuple[s
         if as_json:
             _json("summary", report.to_dict())
         else:
-            click.echo(to_table(report))
+            _out(to_table(report))
 
     _run(action)
 
@@ -283,7 +350,7 @@ def diff(
         if as_json:
             _json("diff", report.to_dict())
         else:
-            click.echo(to_table(report))
+            _out(to_table(report))
 
     _run(action)
 
@@ -319,13 +386,13 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
         else:
             data = to_mermaid(d) if form == "mermaid" else to_dot(d)
         if output != "-":
-            _write_atomic(Path(output), data, force=True)  # a diagram, not a module: no header to check
+            write_atomic(Path(output), data, guard=False)  # a diagram, not a module: no header to check
         elif isinstance(data, bytes):
-            if sys.stdout.isatty():
+            if sys.stdout is not None and sys.stdout.isatty():
                 raise SpecError(f"{form} is binary; write it to a file with -o FILE.{form}")
-            sys.stdout.buffer.write(data)
+            _out(data, nl=False)
         else:
-            click.echo(data, nl=False)
+            _out(data, nl=False)
 
     _run(action)
 
@@ -352,9 +419,9 @@ def schema(output: str) -> None:
         from archc.schema import schema_text
 
         if output == "-":
-            click.echo(schema_text(), nl=False)
+            _out(schema_text(), nl=False)
         else:
-            _write_atomic(Path(output), schema_text(), force=True)  # JSON has no header to check
+            write_atomic(Path(output), schema_text(), guard=False)  # JSON has no header to check
 
     _run(action)
 
@@ -366,7 +433,7 @@ def completion(shell: str) -> None:
     from click.shell_completion import get_completion_class
 
     cls = get_completion_class(shell)
-    click.echo(cls(main, {}, "archc", "_ARCHC_COMPLETE").source())  # type: ignore[misc]
+    _run(lambda: _out(cls(main, {}, "archc", "_ARCHC_COMPLETE").source()))  # type: ignore[misc]
 
 
 def _label(spec: str, overrides: tuple[str, ...]) -> str:
@@ -376,7 +443,7 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["verify"])
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
-    "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+    "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, callback=_finite,
     help="Pass when the output's max |torch - keras| <= T x max(1, max |torch|).",
 )  # fmt: skip
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Batch size of the random input.")
@@ -409,7 +476,7 @@ def verify(
         if as_json:
             _json("verify", report.to_dict())
         else:
-            click.echo(verifier.to_table(report))
+            _out(verifier.to_table(report))
         return report.ok
 
     sys.exit(0 if _run(action) else 1)

@@ -35,3 +35,15 @@ class SpecError(Exception):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class SpecWarning(UserWarning):
+    """Something in a spec that is valid but probably a mistake (a parameter nothing uses)."""
+
+    def __init__(self, message: str, where: Location | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: warning: {self.message}" if self.where else f"warning: {self.message}"

@@ -52,6 +52,7 @@ MAX_CHANNELS = 1_000_000  # channels, units, kernel sizes: any integer argument
 MAX_REPEAT = 10_000  # instances in one stage
 MAX_ELEMENTS = 10**9  # values in one feature map (C*H*W)
 MAX_PARAMS = 10**10  # parameters in the whole model (40 GB of float32)
+MAX_BLOCK_DEPTH = 16  # blocks inside blocks; real networks nest two or three
 
 def item_kind(body: Any) -> str:
     return _kind_of(type(body))
@@ -519,10 +520,20 @@ def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: 
     return stage, cur
 
 
+def _check_block_depth(stack: list[str], name: str, where: Location) -> None:
+    if len(stack) >= MAX_BLOCK_DEPTH:
+        raise SpecError(
+            f"blocks nested more than {MAX_BLOCK_DEPTH} deep ({stack[0]} -> ... -> {name}); "
+            "raise archc.lower.MAX_BLOCK_DEPTH deliberately if you mean it",
+            where,
+        )
+
+
 @contextmanager
 def _entering(state: _State, name: str, where: Location) -> Iterator[None]:
     if name in state.block_stack:
         raise SpecError(f"block {name!r} contains itself ({' -> '.join([*state.block_stack, name])})", where)
+    _check_block_depth(state.block_stack, name, where)
     state.block_stack.append(name)
     try:
         yield
@@ -875,6 +886,7 @@ def _type_of(state: _State, block: str, where: Location) -> BlockType:
         raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
     if block in state.typing:
         raise SpecError(f"block {block!r} contains itself ({' -> '.join([*state.typing, block])})", where)
+    _check_block_depth(state.typing, block, where)
     state.typing.append(block)
     try:
         btype = _block_type(state, source)

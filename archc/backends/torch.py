@@ -102,7 +102,7 @@ class TorchEmitter:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
             init += self._init_lines(layer, hoist, step.inplace, INDENT2)
-        signature = ["in_channels: int", "*", *sig.parts()]
+        signature = ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])]  # "*" needs a parameter after it
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
             init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")

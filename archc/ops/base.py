@@ -80,9 +80,9 @@ def positive(op: str, **values: int) -> None:
 def window(op: str, s: Shape, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> tuple[int, int]:
     """Output size of a sliding window, as PyTorch computes it (ceil_mode included)."""
     need_map(op, s)
-    positive(op, kernel=kernel, stride=stride, dilation=dilation)
-    if padding < 0:
-        raise ShapeError(f"{op} padding must be >= 0, got {padding}")
+    if kernel < 1 or stride < 1 or padding < 0:
+        raise ShapeError(f"{op} needs kernel >= 1, stride >= 1 and padding >= 0, got {kernel}, {stride}, {padding}")
+    positive(op, dilation=dilation)
     span = dilation * (kernel - 1) + 1
 
     def size(n: int) -> int:

@@ -19,6 +19,8 @@ class PadShortcut(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("option_a shortcut", s)
+        if self.stride < 1:
+            raise ShapeError(f"option_a shortcut stride must be >= 1, got {self.stride}")
         if self.extra < 0:
             raise ShapeError(f"option_a shortcut cannot reduce channels ({s.c} -> {s.c + self.extra})")
         return Shape(s.c + self.extra, -(-s.h // self.stride), -(-s.w // self.stride))  # type: ignore[operator]

@@ -17,6 +17,7 @@ Override paths: `params.depth`, `input[1]`, and list entries by name:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -32,6 +33,20 @@ from archc.spec.yamlsrc import (
 )
 
 MAX_EXTENDS_DEPTH = 16  # a chain longer than this is a mistake, not a design
+OVERRIDE = "--set "  # the `file` of a value's location when a --set override supplied it
+
+
+def from_override(where: Location) -> bool:
+    """True when `where` is a `--set` on the command line (its paths are relative to the
+    working directory, as every path on a command line is)."""
+    return where.file.startswith(OVERRIDE)
+
+
+def _resolved(path: Path, where: Location) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        raise SpecError(f"extends: cannot resolve {path}: symlink loop or unreadable path ({e})", where) from None
 
 
 def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap, list[bytes]]:
@@ -44,8 +59,8 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
     if not isinstance(ref, str) or not re.fullmatch(r"[\w./-]+\.ya?ml", ref):
         raise SpecError("extends: give the path of a .yaml spec, relative to this file", where)
     base_path = Path(os.path.normpath(path.parent / ref))
-    chain = (*seen, path.resolve())
-    if base_path.resolve() in chain:
+    chain = (*seen, _resolved(path, where))
+    if _resolved(base_path, where) in chain:
         names = " -> ".join(p.name for p in (*chain, base_path))
         raise SpecError(f"extends cycle: {names}", where)
     if len(chain) > MAX_EXTENDS_DEPTH:
@@ -55,6 +70,8 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
     base, base_map, base_raw = load_chain(base_path, chain)
     if not isinstance(base, dict):
         raise SpecError(f"extends: {base_path} is not a spec mapping", where)
+    if "library" in base:
+        raise SpecError(f"extends: {base_path} is a block library, not a model spec; list it under `use:` instead", where)
     merged = SourceMap(smap.file)
     result = _merge(base, data, (), base_map, smap, merged)
     return result, merged, [*base_raw, raw]
@@ -107,11 +124,14 @@ _SEGMENT = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
     """Apply one `path=value` override in place; the value is YAML (`110`, `0.5`, `[3, 64, 64]`)."""
-    where = Location(f"--set {text}")
+    where = Location(OVERRIDE + (text if len(text) <= 80 else text[:77] + "..."))  # a --set is its own "file"
     path_text, eq, value_text = text.partition("=")
     if not eq or not path_text.strip() or not value_text.strip():
         raise SpecError("expected path=value, e.g. --set params.depth=110", where)
     steps = parse_path(path_text.strip(), where)
+    if steps[0] == "extends":
+        raise SpecError("extends cannot be set with --set (it is read before overrides apply); "
+                        "write a spec that extends the other one", where)  # fmt: skip
     value, _ = load_yaml_text(value_text, where.file)
     node, path = data, ()
     for i, step in enumerate(steps):
@@ -122,8 +142,16 @@ def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
                 raise SpecError(f"[{step}] does not exist at {_show(path)} ({size})", where)
             key: Any = step
         elif isinstance(node, dict):
-            if step not in node and not last:
-                raise SpecError(f"no key {step!r} at {_show(path)}; it has: {', '.join(map(str, node))}", where)
+            if step not in node and (not last or path == ("params",)):
+                # a new key is fine for a layer's settings, but a new model parameter is a typo:
+                # nothing would read it
+                hint = difflib.get_close_matches(step, [str(k) for k in node], n=1)
+                what = "no parameter" if path == ("params",) else "no key"
+                raise SpecError(
+                    f"{what} {step!r} at {_show(path)}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                    + f" (it has: {', '.join(map(str, node)) or 'nothing'})",
+                    where,
+                )  # fmt: skip
             key = step
         elif isinstance(node, list):
             index = next((k for k, e in enumerate(node) if isinstance(e, dict) and list(e) == [step]), None)

@@ -21,6 +21,7 @@ Value = int | float | bool
 MAX_INT = 2**53  # beyond any real layer size; keeps ints exact as floats too
 MAX_EXPR_CHARS = 500
 MAX_EXPR_DEPTH = 50  # nesting; the evaluator, substitution and printing all recurse
+MAX_ROUND_DIGITS = 20  # round(x, n) needs 10**|n|; beyond 20 digits a float has nothing left to round
 LIMITS_HINT = "raise archc.spec.expr.MAX_INT deliberately if you mean it"
 
 _BINOPS: dict[type, Callable[[Value, Value], Value]] = {
@@ -157,9 +158,13 @@ def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
         if isinstance(node.op, ast.Not):
             return not value
         return -value if isinstance(node.op, ast.USub) else +value
-    if isinstance(node, ast.BoolOp):
-        values = [_eval(v, scope) for v in node.values]
-        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.BoolOp):  # Python's: the first operand that decides, not a bool
+        stop_when = isinstance(node.op, ast.Or)  # `or` stops at a true operand, `and` at a false one
+        for operand in node.values:
+            value = _eval(operand, scope)
+            if bool(value) == stop_when:
+                return value
+        return value
     if isinstance(node, ast.Compare):
         left = _eval(node.left, scope)
         for op, comparator in zip(node.ops, node.comparators):
@@ -173,11 +178,40 @@ def _eval(node: ast.expr, scope: Mapping[str, Value]) -> Value:
     if isinstance(node, ast.Call):
         func = FUNCTIONS[node.func.id][0]  # type: ignore[union-attr]
         args = [_eval(a, scope) for a in node.args]
+        _check_args(node.func.id, args)  # type: ignore[union-attr]
         try:
             return bounded(func(*args))
         except (TypeError, ValueError, OverflowError) as e:
             raise ExprError(f"{node.func.id}(): {e}") from None  # type: ignore[union-attr]
     raise ExprError(f"unsupported expression node {type(node).__name__}")
+
+
+def _check_args(name: str, args: list[Value]) -> None:
+    """Bounds on what each function may be asked, so no call costs more than a few operations
+    (every argument is already a bounded number; `round`'s digit count is the one that is not)."""
+    if name in ("min", "max"):
+        if not args:
+            raise ExprError(f"{name}() needs at least one argument")
+        if len(args) == 1:
+            raise ExprError(f"{name}() of a single number; write the number, or give two or more")
+    elif name == "round":
+        if not 1 <= len(args) <= 2:
+            raise ExprError(f"round() takes a number and optionally a digit count, got {len(args)} arguments")
+        if len(args) == 2:
+            digits = args[1]
+            if isinstance(digits, bool) or not isinstance(digits, int):
+                raise ExprError(f"round(): the digit count must be an integer, got {digits!r}")
+            if abs(digits) > MAX_ROUND_DIGITS:
+                raise ExprError(f"round(): digit count {digits} is out of range (at most {MAX_ROUND_DIGITS} either way)")
+    elif len(args) != 1:
+        raise ExprError(f"{name}() takes exactly one argument, got {len(args)}")
+
+
+def _magnitude(value: int | float) -> str:
+    """A number for a message, even one too large for `float` or `str`."""
+    if isinstance(value, int) and value.bit_length() > 1000:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    return f"{value:.3g}"
 
 
 def bounded(value: object) -> Value:
@@ -188,7 +222,7 @@ def bounded(value: object) -> Value:
     if isinstance(value, float) and not math.isfinite(value):
         raise ExprError(f"{value} is not a finite number")
     if abs(value) > MAX_INT:
-        raise ExprError(f"{value:.3g} exceeds the limit of {MAX_INT:.3g} ({LIMITS_HINT})")
+        raise ExprError(f"{_magnitude(value)} exceeds the limit of {MAX_INT:.3g} ({LIMITS_HINT})")
     return value
 
 
@@ -231,17 +265,18 @@ def fold(tree: ast.expr) -> ast.expr:
         if ast.dump(left) == ast.dump(right):  # x == x, x != x
             return ast.Constant(isinstance(tree.ops[0], ast.Eq))
         return ast.Compare(left, tree.ops, [right])
-    if isinstance(tree, ast.BoolOp):
-        absorbing = isinstance(tree.op, ast.Or)  # True absorbs `or`, False absorbs `and`
-        values = []
-        for value in map(fold, tree.values):
-            if isinstance(value, ast.Constant) and isinstance(value.value, bool):
-                if value.value == absorbing:
-                    return ast.Constant(absorbing)
-                continue  # the neutral element
+    if isinstance(tree, ast.BoolOp):  # Python's semantics: the value is the operand that decides
+        stop_when = isinstance(tree.op, ast.Or)
+        values: list[ast.expr] = []
+        folded = [fold(v) for v in tree.values]
+        for k, value in enumerate(folded):
+            if isinstance(value, ast.Constant):
+                if bool(value.value) == stop_when:
+                    values.append(value)  # decides whenever it is reached; later operands never run
+                    break
+                if k < len(folded) - 1:
+                    continue  # passes evaluation on to the next operand
             values.append(value)
-        if not values:
-            return ast.Constant(not absorbing)
         return values[0] if len(values) == 1 else ast.BoolOp(tree.op, values)
     return tree
 

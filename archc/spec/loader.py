@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from archc.errors import Location, SpecError
-from archc.spec.compose import apply_override, load_chain
+from archc.errors import Location, SpecError, SpecWarning
+from archc.spec.compose import apply_override, from_override, load_chain
 from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec
 from archc.spec.yamlsrc import (
     SourceMap,
@@ -75,13 +77,14 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     for text in overrides:
         data = apply_override(data, smap, text)
     model = validate(ModelSpec, data, smap)
+    _warn_unused_params(data, smap)
     blocks: dict[str, BlockSource] = {}
     for i, ref in enumerate(model.use):
         where = smap.locate(("use", i))
         if ref in model.use[:i]:
             raise SpecError(f"library {ref!r} is listed twice", where)
         # a path is relative to the file that names it (which may be a base spec), not to the working directory
-        base_dir = Path(where.file).parent
+        base_dir = Path.cwd() if from_override(where) else Path(where.file).parent
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
@@ -108,6 +111,29 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     else:
         sha256 = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
     return LoadedSpec(model, smap, blocks, sha256, smap.file, tuple(overrides))
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _warn_unused_params(data: dict[str, Any], smap: SourceMap) -> None:
+    """A model parameter that no expression, argument or check message names is probably a
+    typo or a leftover: warn (`file:line:col: warning: ...`), as it is still a valid spec.
+    (A parameter's own definition cannot name it: that would be an unknown name.)"""
+    used: set[str] = set()
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(v for k, v in value.items() if k != "doc")
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            used.update(_WORD.findall(value))
+    for name in data.get("params") or {}:
+        if name not in used:
+            where = smap.locate_key(("params", name))
+            warnings.warn(SpecWarning(f"parameter {name!r} is declared but never used", where), stacklevel=2)
 
 
 def _shown(path: Path) -> Path:
@@ -165,25 +191,31 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
     Locations carry union tags (`stage`, `conv`, ...) besides keys; a tag may
     also be a key (`stage: bottleneck`), so each tag is tried both ways.
+    The search is memoised on (position in `loc`, node): the node fixes the path taken to
+    reach it, so each pair is solved once and the cost is at most len(loc) * depth steps
+    (trying both readings of every tag without it was exponential in nesting).
     """
-    best: tuple[Any, ...] = ()
+    memo: dict[tuple[int, int], tuple[Any, ...]] = {}
 
-    def walk(i: int, node: Any, path: tuple[Any, ...]) -> None:
-        nonlocal best
-        if len(path) > len(best):
-            best = path
-        if i == len(loc):
-            return
-        part = "with" if loc[i] == "with_" else loc[i]
-        exists = isinstance(node, dict) and part in node
-        exists |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if part in _ITEM_KEYS or not exists:
-            walk(i + 1, node, path)  # skip the tag first: on a tie, the later key wins
-        if exists:
-            walk(i + 1, node[part], (*path, part))
+    def walk(i: int, node: Any) -> tuple[Any, ...]:
+        """The longest continuation from `node` for loc[i:] (the first found on a tie)."""
+        key = (i, id(node))
+        if key in memo:
+            return memo[key]
+        best: tuple[Any, ...] = ()
+        if i < len(loc):
+            part = "with" if loc[i] == "with_" else loc[i]
+            exists = isinstance(node, dict) and part in node
+            exists |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if part in _ITEM_KEYS or not exists:
+                best = walk(i + 1, node)  # skip the tag first: on a tie, the later key wins
+            if exists:
+                taken = (part, *walk(i + 1, node[part]))
+                best = taken if len(taken) > len(best) else best
+        memo[key] = best
+        return best
 
-    walk(0, data, ())
-    return best
+    return walk(0, data)
 
 
 def _known_keys() -> list[str]:

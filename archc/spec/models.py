@@ -56,10 +56,10 @@ Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _names_pattern(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_]*\{[in]\}", value):
+    if not re.fullmatch(r"([A-Za-z][A-Za-z0-9_]*)?\{[in]\}", value):
         raise ValueError(
-            f"names must be letters, digits and _ followed by {{i}} (from 0) or {{n}} (from 1), "
-            f"e.g. 'denselayer{{n}}'; got {value!r}"
+            f"names must be letters, digits and _ (starting with a letter) followed by {{i}} (from 0) or "
+            f"{{n}} (from 1), e.g. 'denselayer{{n}}'; got {value!r}"
         )
     return value
 
@@ -328,8 +328,17 @@ def _library_ref(value: str) -> str:
 LibraryRef = Annotated[str, Field(max_length=200), AfterValidator(_library_ref)]
 
 
+def _format_version(value: Any) -> Any:
+    if type(value) is not int:  # Literal[1] alone would also take true and 1.0
+        raise ValueError(f"the format version is the integer 1, got {value!r}")
+    return value
+
+
+FormatVersion = Annotated[Literal[1], BeforeValidator(_format_version)]
+
+
 class ModelSpec(Strict):
-    archc: Literal[1] = Field(description="Spec format version.")
+    archc: FormatVersion = Field(description="Spec format version.")
     extends: str | None = Field(
         None,
         pattern=r"^[\w./-]+\.ya?ml$",
@@ -350,7 +359,7 @@ class ModelSpec(Strict):
 
 
 class LibrarySpec(Strict):
-    archc: Literal[1] = Field(description="Spec format version.")
+    archc: FormatVersion = Field(description="Spec format version.")
     library: Name = Field(description="Library name.")
     doc: Doc = Field("", description="What the library holds, with its reference.")
     blocks: dict[Name, BlockDef] = Field(description="The block kinds it provides.")

@@ -3,6 +3,12 @@
 Only PyYAML's safe scalar types are constructed (no tags that build objects),
 duplicate keys are errors, alias expansion is bounded, and each value's
 file:line:col is kept in a `SourceMap` keyed by its path from the document root.
+
+Cost is bounded by the text's size: libyaml's C parser (when PyYAML has it) scans and
+parses, and PyYAML's Python composer builds the nodes, counting them and their nesting
+as it goes, so a document with more than MAX_NODES values or MAX_DEPTH levels stops at
+the first one too many. Numbers longer than MAX_NUMBER_CHARS characters are refused
+before Python converts them.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import yaml
 from archc.errors import Location, SpecError
 
 MAX_SPEC_BYTES = 1_000_000  # a spec is text written by a person; 1 MB is generous
-MAX_NODES = 200_000  # bounds alias ("billion laughs") expansion
+MAX_NODES = 50_000  # values in a document, aliases expanded (a "billion laughs"); zoo specs hold < 2,000
 MAX_DEPTH = 64  # nesting of mappings and lists; real specs need about 10
+MAX_NUMBER_CHARS = 40  # a number literal; archc's numbers stay below 2**53 (16 digits) anyway
 
 # YAML 1.1 (PyYAML) reads 1e-5 as a string; YAML 1.2 and every user read it as a float.
 _FLOAT_EXP = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 Path_ = tuple[Any, ...]
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 
 
@@ -67,14 +75,17 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         data = _Converter(loader, smap).convert(node, ())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+        where = Location(file, *_clamped(text, mark.line + 1, mark.column + 1)) if mark else Location(file)
         problem = e.problem or e.context or "invalid YAML"
         if e.problem and e.context:
             problem = f"{e.problem} ({e.context})"
         problem = " ".join(problem.split())
+        if "maximum nesting depth" in problem:  # libyaml's own limit, reached while it scans ahead
+            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", where) from None
         raise SpecError(f"invalid YAML: {problem}", where) from None
     except yaml.reader.ReaderError as e:
-        line, col = _line_col(text, e.position)
+        before = text.encode("utf-8", "surrogatepass")[: e.position].decode("utf-8", "replace")  # libyaml: bytes
+        line, col = _line_col(before if yaml.__with_libyaml__ else text[: e.position])
         char = chr(e.character) if isinstance(e.character, int) else e.character
         raise SpecError(f"invalid YAML: character {char!r} is not allowed in YAML text", Location(file, line, col)) from None
     except yaml.YAMLError as e:  # pragma: no cover - PyYAML's other errors carry marks
@@ -89,22 +100,69 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
     return data, smap
 
 
-class _Loader(yaml.SafeLoader):
+if yaml.__with_libyaml__:  # pragma: no branch - PyYAML's wheels ship libyaml
+    _Parser: type = yaml.cyaml.CParser
+else:  # pragma: no cover
+
+    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+        def fetch_flow_collection_start(self, token_class: Any) -> None:
+            # the Python scanner takes time quadratic in flow nesting ("[[[[..."): stop early
+            if self.flow_level >= MAX_DEPTH:
+                mark = self.get_mark()
+                raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", Location(self.name, mark.line + 1, mark.column + 1))
+            super().fetch_flow_collection_start(token_class)
+
+
+class _Loader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """libyaml's events, PyYAML's composer (in Python, so it can count), safe constructors."""
+
     def __init__(self, text: str, file: str):
-        super().__init__(text)
+        _Parser.__init__(self, text)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self.file = file
+        self.nodes = 0
+        self.depth = 0
 
-    def fetch_flow_collection_start(self, token_class: Any) -> None:
-        # PyYAML's scanner takes time quadratic in flow nesting ("[[[[..."): stop early
-        if self.flow_level >= MAX_DEPTH:
-            mark = self.get_mark()
-            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", Location(self.file, mark.line + 1, mark.column + 1))
-        super().fetch_flow_collection_start(token_class)
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        where = Location(self.file, event.start_mark.line + 1, event.start_mark.column + 1)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise SpecError(_too_many_values(), where)
+        collection = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        self.depth += collection
+        if self.depth > MAX_DEPTH:
+            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", where)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= collection
 
 
-def _line_col(text: str, position: int) -> tuple[int, int]:
-    before = text[:position]
-    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+def _too_many_values(aliases: bool = False) -> str:
+    how = " through aliases (a \"billion laughs\"?)" if aliases else ""
+    return (
+        f"document {'expands to' if aliases else 'has'} more than {MAX_NODES} values{how}; "
+        "raise archc.spec.yamlsrc.MAX_NODES deliberately if you mean it"
+    )
+
+
+def _clamped(text: str, line: int, col: int) -> tuple[int, int]:
+    """libyaml reports the end of a text without a final newline one line past it."""
+    last = text.count("\n") + 1
+    return (line, col) if line <= last else (last, len(text) - text.rfind("\n"))
+
+
+def _line_col(before: str) -> tuple[int, int]:
+    """Line and column (in characters) of the place that `before` leads up to."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def _too_large() -> str:
@@ -136,7 +194,7 @@ def load_yaml_bytes(raw: bytes, file: str) -> tuple[Any, SourceMap]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line, col = _line_col(raw[: e.start].decode("utf-8", "replace"), e.start)
+        line, col = _line_col(raw[: e.start].decode("utf-8", "replace"))
         raise SpecError(f"not UTF-8 text (byte {raw[e.start]:#04x}); specs are UTF-8 YAML", Location(file, line, col)) from None
     return load_yaml_text(text, file)
 
@@ -155,11 +213,7 @@ def _expanded_size(node: yaml.Node, file: str, sizes: dict[int, int], open_: set
     children = node.value if isinstance(node, yaml.SequenceNode) else children
     size = 1 + sum(_expanded_size(child, file, sizes, open_) for child in children)
     if size > MAX_NODES:
-        raise SpecError(
-            f"document expands to more than {MAX_NODES} values through aliases (a \"billion laughs\"?); "
-            "raise archc.spec.yamlsrc.MAX_NODES deliberately if you mean it",
-            where,
-        )
+        raise SpecError(_too_many_values(aliases=True), where)
     open_.discard(key)
     sizes[key] = size
     return size
@@ -217,6 +271,12 @@ class _Converter:
             raise SpecError(
                 f"YAML tag {node.tag!r} is not allowed; specs hold plain text, numbers and true/false "
                 "(quote a value that is text)",
+                where,
+            )
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            raise SpecError(
+                f"number with {len(node.value)} characters; archc's numbers stay below 2**53 "
+                f"(at most {MAX_NUMBER_CHARS} characters: archc.spec.yamlsrc.MAX_NUMBER_CHARS)",
                 where,
             )
         value = self.loader.construct_object(node, deep=True)
