@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from archc.api import to_ir
 from archc import ops
+from archc.api import to_ir
 from archc.ir.graph import Graph, Node
 from archc.ops import Shape
 from archc.spec.loader import LoadedSpec

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from archc import ops
 from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
-from archc import ops
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -313,6 +313,12 @@ def _lower_items(
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
             nonneg = False
+        elif kind == "stage" and written == POSITIONAL and in_group:
+            stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
+            items.extend(stage.instances[:-1])
+            item = stage.instances[-1]
+            position += len(stage.instances) - 1
+            nonneg = False
         elif kind == "stage":
             item, cur = _lower_stage(state, sub, body, name, shape, cur)
             nonneg = False
@@ -483,7 +489,11 @@ def _call_args(
     return args
 
 
-def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str) -> tuple[StageInst, str]:
+def _lower_stage(
+    state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str, spliced_at: int | None = None,
+) -> tuple[StageInst, str]:  # fmt: skip
+    """A stage; `spliced_at`: its instances are entries of the enclosing list from that position on
+    (an unnamed stage in a numbered list, as torchvision's MobileNet `features`)."""
     repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
     if isinstance(repeat, bool) or not isinstance(repeat, int):
         hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
@@ -499,9 +509,12 @@ def _lower_stage(state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: 
     last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
+    if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
+        raise SpecError("a stage without a name is numbered with its list: it takes no `names:` and no dense connectivity", ctx.where())
+    parent = ctx.module_path if spliced_at is None else ctx.module_path[:-1]
     for k in range(repeat):
-        inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1))
-        ictx = _Ctx(ctx.source, ctx.yaml_path, (*ctx.module_path, inst_name), ctx.scope, False)
+        inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1)) if spliced_at is None else str(spliced_at + k)
+        ictx = _Ctx(ctx.source, ctx.yaml_path, (*parent, inst_name), ctx.scope, False)
         before = cur
         args = last if k == repeat - 1 else first if k == 0 else common
         inst, inst_out = _instantiate(state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx)
@@ -860,8 +873,14 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
 
 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
-    if ast.dump(then) == ast.dump(other):
+    """`then if condition else other`, or just `then` where the two agree whenever the
+    condition fails (`in_channels * t` is `in_channels` where `t != 1` fails)."""
+    if expr.to_python(then) == expr.to_python(other):
         return then
+    if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
+        left, right = condition.left, condition.comparators[0]
+        if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
+            return then
     return expr.fold(ast.IfExp(condition, then, other))
 
 

@@ -24,9 +24,8 @@ import keras
 import numpy as np
 import torch
 
-from archc import interop
+from archc import interop, ops
 from archc.api import load_module, to_ir
-from archc import ops
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ops import Shape
 

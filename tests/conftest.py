@@ -23,6 +23,7 @@ ZOO = {
     "specs/resnext50_32x4d.yaml": (25_028_904, 68_224),
     "specs/wide_resnet50_2.yaml": (68_883_240, 68_224),
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
+    "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),

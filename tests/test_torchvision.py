@@ -11,7 +11,7 @@ torchvision = pytest.importorskip("torchvision")
 
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
-    "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1",
+    "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
 ]  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from archc import __version__
@@ -13,6 +14,7 @@ from archc.ir.graph import (
     BlockInst,
     BlockType,
     Graph,
+    LayerInst,
     StageInst,
     SymBlock,
     SymGroup,
@@ -23,8 +25,9 @@ from archc.ir.graph import (
 )
 from archc.ops import KINDS
 
-_MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
 from archc.spec import expr
+
+_MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
 
 
 def class_name(name: str) -> str:
@@ -204,10 +207,13 @@ def instance_call(func: str, block: BlockType, sig: Signature, run: Run, var: st
     return call(func, *args, **kwargs)
 
 
-def inner_call(func: str, sym: SymBlock, sig: Signature, in_channels: str, lead: tuple[str, ...] = ()) -> Call:
-    """A call of an inner block kind inside another: arguments are expressions, and each
-    shortcut switch is a condition on them (`downsample=stride != 1 or ...`)."""
-    kwargs = {k: expr.to_python(v) for k, v in sym.args}
+def inner_call(
+    func: str, sym: SymBlock, sig: Signature, in_channels: str, lead: tuple[str, ...] = (), src: Callable[[ast.expr], str] = expr.to_python,
+) -> Call:  # fmt: skip
+    """A call of an inner block kind inside another: arguments are expressions (`src` prints
+    them, naming hoisted ones), and each shortcut switch is a condition on them
+    (`downsample=stride != 1 or ...`)."""
+    kwargs = {k: src(v) for k, v in sym.args}
     for flag, condition in sym.flags:
         if flag in sig.flags and not (isinstance(condition, ast.Constant) and condition.value is False):
             kwargs[flag] = expr.to_python(condition)
@@ -229,6 +235,8 @@ def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
         return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+    if isinstance(layer, SymGroup):
+        return _widths(layer)
     return [layer.in_channels]
 
 
@@ -243,7 +251,9 @@ class Step:
     inplace: bool  # its input is read by nothing else, so an activation may overwrite it
 
 
-def plan(items: tuple[SymItem, ...], first: str, default: str, keep: set[str | None], first_safe: bool = False) -> list[Step]:
+def plan(
+    items: tuple, first: str, default: str, keep: set[str | None], first_safe: bool = False, keep_first: bool = True,  # type: ignore[type-arg]
+) -> list[Step]:
     """Variables for a list of items that read the previous tensor or named ones.
 
     A tensor that a later item reads by name gets a variable of that name; the others
@@ -252,20 +262,33 @@ def plan(items: tuple[SymItem, ...], first: str, default: str, keep: set[str | N
     output is read again elsewhere (a shortcut's input), so the next item must not
     work in place on it.
     """
-    named = {n for item in items for n in item.inputs} - {"input"}
+    # a tensor needs a variable of its own when something other than the next item reads it
+    after = {item.name: nxt.name for item, nxt in zip(items, items[1:])}
+    named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {"input"}
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     steps = []
     for item in items:
         srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)
-        merge = isinstance(item, SymLayer) and item.kind in _MERGES
+        condition = getattr(item, "condition", None)
         dst = (item.name if item.name.isidentifier() else f"out_{item.name}") if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        steps.append(Step(item, srcs, dst, prev if merge else srcs[0], safe and item.condition is None))
+        steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe and condition is None))
         var[item.name] = dst
         prev = dst
-        prev_safe = dst not in named and item.condition is None and item.name not in keep and dst != first
+        prev_safe = dst not in named and condition is None and item.name not in keep and (dst != first or not keep_first)
     return steps
+
+
+def is_merge(item: object) -> bool:
+    """A layer that reads several tensors (add, concat, multiply)."""
+    if isinstance(item, SymLayer):
+        return item.kind in _MERGES
+    return isinstance(item, LayerInst) and item.op.MERGE
+
+
+def reads_input(items: tuple) -> bool:  # type: ignore[type-arg]
+    return any("input" in item.inputs for item in items)
 
 
 def stage_key(pattern: str) -> str:
@@ -287,6 +310,15 @@ def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) ->
 # --- symbolic layer arguments ---------------------------------------------------------------
 
 
+def _widths(layer: SymItem) -> list[ast.expr]:
+    """Channel expressions of an item, a list's entries' included (for the Hoister)."""
+    if isinstance(layer, SymGroup):
+        return [layer.in_channels, *(t for child in layer.children for t in _widths(child))]
+    if isinstance(layer, SymBlock):
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+    return width_trees(layer)
+
+
 class Hoister:
     """Names the non-trivial channel expressions of a block that are used more than once."""
 
@@ -294,8 +326,7 @@ class Hoister:
         counts: dict[str, int] = {}
         first_owner: dict[str, str] = {}
         for layer in layers:
-            widths = [t for k, t in layer.args if k in ("filters", "units")] if isinstance(layer, SymLayer) else []
-            for tree in (layer.in_channels, *widths):
+            for tree in _widths(layer):
                 src = expr.to_python(tree)
                 if not isinstance(tree, (ast.Name, ast.Constant)):
                     counts[src] = counts.get(src, 0) + 1

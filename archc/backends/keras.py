@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from archc import ops
 from archc.backends import common
 from archc.code import Call, call, render, render_applied
-from archc import ops
 from archc.errors import SpecError
-from archc.ops.base import keras_momentum as _keras_momentum
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -29,6 +28,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
 )
+from archc.ops.base import keras_momentum as _keras_momentum
 from archc.spec import expr
 
 I1 = " " * 4
@@ -110,6 +110,12 @@ class KerasEmitter:
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         body.append(f"{I1}return {var}")
+        if reads_input:  # `inputs = x` then `x = inputs` before anything writes x: drop the second
+            start = body.index(I1 + "inputs = x") + 1
+            while body[start].lstrip().split(" = ")[0] in hoist.names.values():
+                start += 1
+            if body[start] == I1 + "x = inputs":
+                del body[start]
         return {
             "name": block.name,
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
@@ -156,7 +162,7 @@ class KerasEmitter:
         for k, child_step in enumerate(common.plan(group.children, step.dst, step.dst, set())):
             child = child_step.item
             if group.positional and conditions:
-                index = " + ".join([f"({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
+                index = " + ".join([f"int({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_", indent)
@@ -173,7 +179,7 @@ class KerasEmitter:
             return [f"{indent}x = {src}"] * (src != "x") + self._nested(sym, hoist, "x", "x", name, I1) if indent == I1 else _indent(self._nested(sym, hoist, src, "x", name, I1), indent) + ([f"{indent}{dst} = x"] if dst != "x" else [])
         prefix = name[:-1]
         if isinstance(sym, SymBlock):
-            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ")
+            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ", hoist.src)
         key = common.stage_key(sym.names)[2:-1]  # the pattern inside f"..."
         count = expr.to_python(sym.repeat)
         lines: list[str] = []
@@ -188,8 +194,8 @@ class KerasEmitter:
         lines.append(f"{I1}for i in range(1, {count}):")
         return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', I1 + I1, "x = ")
 
-    def _inner(self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str) -> list[str]:
-        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=("x",))
+    def _inner(self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python) -> list[str]:
+        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=("x",), src=src)
         return render(Call(c.func, (*c.args, f"name={name}")), indent, head)
 
     def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:
@@ -211,19 +217,40 @@ class KerasEmitter:
     # --- the model ----------------------------------------------------------------------------
 
     def model_body(self) -> list[str]:
-        lines = [I1 + 'inputs = keras.Input(shape=INPUT_SHAPE, name="input")', I1 + "x = inputs"]
-        lines += self._items(self.graph.body, "")
-        lines.append(f"{I1}return keras.Model(inputs, x, name={common.literal(self.graph.name)})")
+        lines = [I1 + 'inputs = keras.Input(shape=INPUT_SHAPE, name="input")']
+        first = "inputs" if common.reads_input(self.graph.body) else "x"
+        if first == "x":
+            lines.append(I1 + "x = inputs")
+        var = "x"
+        steps = common.plan(self.graph.body, first, "x", set())
+        shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
+        for step in steps:
+            item = step.item
+            if common.is_merge(item):
+                ctx = ops.KerasCtx(common.literal(item.name), False, None)
+                flats = [not shapes[n].spatial for n in item.inputs]
+                merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]
+                lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
+            else:
+                if step.srcs[0] != "x":
+                    lines.append(f"{I1}x = {step.srcs[0]}")
+                lines += self._items((item,), "")
+                if step.dst != "x":
+                    lines.append(f"{I1}{step.dst} = x")
+            var = step.dst
+        lines.append(f"{I1}return keras.Model(inputs, {var}, name={common.literal(self.graph.name)})")
         return lines
 
-    def _items(self, items: tuple[Inst, ...], prefix: str) -> list[str]:
+    def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None) -> list[str]:
         lines: list[str] = []
         uses: dict[str, int] = {}
         for item in items:
             uses[item.name] = uses.get(item.name, 0) + 1
-            name = item.name if uses[item.name] == 1 else f"{item.name}_{uses[item.name]}"
+            name = as_name or (item.name if uses[item.name] == 1 else f"{item.name}_{uses[item.name]}")
             full = prefix + name
-            if isinstance(item, GroupInst):
+            if isinstance(item, GroupInst) and item.positional:
+                lines += self._rolled(item.items, full + "_")
+            elif isinstance(item, GroupInst):
                 lines += self._items(item.items, full + "_")
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
@@ -237,13 +264,33 @@ class KerasEmitter:
                 lines += self._instances(list(item.instances), item.block, item, full + "_")
         return lines
 
-    def _instances(self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str) -> list[str]:
+    def _rolled(self, items: tuple[Inst, ...], prefix: str) -> list[str]:
+        """A numbered list; consecutive instances of one block kind become loops where their
+        arguments allow (named by position, as the PyTorch nn.Sequential numbers them)."""
+        lines: list[str] = []
+        k = 0
+        while k < len(items):
+            item = items[k]
+            end = k + 1
+            if isinstance(item, BlockInst):
+                while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
+                    end += 1
+                chunk = list(items[k:end])
+                stage = StageInst(item.name, item.block, "none", "{i}", tuple(chunk), item.in_shape, chunk[-1].out_shape, item.counts)  # type: ignore[arg-type]
+                lines += self._instances(chunk, item.block, stage, prefix, offset=k)  # type: ignore[arg-type]
+            else:
+                lines += self._items((item,), prefix, as_name=item.name)
+            k = end
+        return lines
+
+    def _instances(self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str, offset: int = 0) -> list[str]:
         block = self.graph.block(block_name)
         sig = self.sigs[block_name]
         rows = [common.instance_values(inst, block, sig) for inst in insts]
         dense = stage is not None and stage.connectivity == "dense"
         lines: list[str] = []
         for run in common.runs(rows):
+            run = common.Run(run.start + offset, run.count, run.values)
             looped = run.count > 2
             singles = [run] if looped else [
                 common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]

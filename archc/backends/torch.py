@@ -12,9 +12,8 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.errors import SpecError
 from archc.code import Call, Code, Gen, Seq, call, render
-from archc import ops
+from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -95,6 +94,16 @@ class TorchEmitter:
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
+        if _sequential(block):
+            group = SymGroup("layers", block.layers, ast.Name("in_channels"))
+            return {
+                "name": self.names[block.name],
+                "base": "nn.Sequential",
+                "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
+                "signature": ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])],
+                "init": self._group_lines(group, hoist, INDENT2, target="super().__init__"),
+                "methods": [],
+            }
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
@@ -114,8 +123,10 @@ class TorchEmitter:
                 methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
             else:
                 methods = [("forward(self, x: Tensor) -> Tensor", forward)]
+        init.insert(0, f"{INDENT2}super().__init__()")
         return {
             "name": self.names[block.name],
+            "base": "nn.Module",
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
             "signature": signature,
             "init": init,
@@ -205,9 +216,12 @@ class TorchEmitter:
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
 
-    def _group_lines(self, group: SymGroup, hoist: common.Hoister, indent: str) -> list[str]:
-        """An nn.Sequential inside a block kind; conditional entries are appended when they hold."""
+    def _group_lines(self, group: SymGroup, hoist: common.Hoister, indent: str, target: str | None = None) -> list[str]:
+        """An nn.Sequential inside a block kind; conditional entries are appended when they hold.
+        `target`: the call that receives the modules (`super().__init__` for a block kind that
+        is itself a numbered sequence); by default `self.NAME = nn.Sequential(...)`."""
         modules: list[tuple[str, Code, str | None]] = []
+        lines = [indent + line for line in hoist.definitions(common.width_trees(group))]
         for step in common.plan(group.children, "x", "out", set()):
             child = step.item
             if isinstance(child, SymLayer):
@@ -217,22 +231,41 @@ class TorchEmitter:
             else:
                 code = self._nested(child, hoist)
             modules.append((child.name, code, expr.to_python(child.condition) if child.condition is not None else None))
+        head = f"{target}(" if target else f"self.{group.name} = nn.Sequential("
         if not any(c for _, _, c in modules):
             if group.positional:
-                return render(Call("nn.Sequential", tuple(code for _, code, _ in modules)), indent, f"self.{group.name} = ")
+                sequence = Call(target or "nn.Sequential", tuple(code for _, code, _ in modules))
+                return lines + render(sequence, indent, "" if target else f"self.{group.name} = ")
             self.needs_ordered_dict = True
-            return render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
+            return lines + render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
         local = f"{group.name}_layers"
-        lines = [f"{indent}{local}: list[nn.Module] = []" if group.positional else f"{indent}{local}: dict[str, nn.Module] = {{}}"]
-        for name, code, condition in modules:
-            inner = indent + ("    " if condition else "")
-            if condition:
-                lines.append(f"{indent}if {condition}:")
-            head = f"{local}.append(" if group.positional else f"{local}[{common.literal(name)}] = "
-            lines += render(code, inner, head, ")" if group.positional else "")
-        whole = f"nn.Sequential(*{local})" if group.positional else f"nn.Sequential(OrderedDict({local}))"
+        if not group.positional:
+            lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
+            for name, code, condition in modules:
+                if condition:
+                    lines.append(f"{indent}if {condition}:")
+                lines += render(code, indent + ("    " if condition else ""), f"{local}[{common.literal(name)}] = ")
+        else:  # torchvision's way: a list, appended to where a condition holds
+            lead = 0
+            while not modules[lead][2]:
+                lead += 1
+            lines += render(Seq(tuple(code for _, code, _ in modules[:lead])), indent, f"{local}: list[nn.Module] = ")
+            k = lead
+            while k < len(modules):
+                _, code, condition = modules[k]
+                if condition:
+                    lines += [f"{indent}if {condition}:", *render(Call(f"{local}.append", (code,)), indent + "    ")]
+                    k += 1
+                    continue
+                end = k
+                while end < len(modules) and not modules[end][2]:
+                    end += 1
+                run = [code for _, code, _ in modules[k:end]]
+                lines += render(Call(f"{local}.extend", (Seq(tuple(run)),)) if len(run) > 1 else Call(f"{local}.append", tuple(run)), indent)
+                k = end
+        whole = f"*{local}" if group.positional else f"OrderedDict({local})"
         self.needs_ordered_dict |= not group.positional
-        return [*lines, f"{indent}self.{group.name} = {whole}"]
+        return [*lines, f"{indent}{head}{whole})"]
 
     def _forward_lines(self, step: common.Step) -> list[str]:
         """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
@@ -253,7 +286,7 @@ class TorchEmitter:
     def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> Code:
         """A block or stage inside a block kind, its arguments as expressions."""
         if isinstance(sym, SymBlock):
-            return self._inner(sym, hoist.src(sym.in_channels))
+            return self._inner(sym, hoist.src(sym.in_channels), hoist.src)
         key = common.stage_key(sym.names)
         if sym.connectivity == "dense":
             self.helpers.add("DenseStage")
@@ -271,8 +304,8 @@ class TorchEmitter:
         rest_items = Gen(Call(f"{key}: {rest.func}", rest.args), f"for i in range(1, {count})", prefix="**", brackets="{}")
         return call("nn.Sequential", call("OrderedDict", Seq((Call(f"{first_key}: {first.func}", first.args), rest_items), "{}")))
 
-    def _inner(self, sym: SymBlock, in_channels: str) -> Call:
-        return common.inner_call(self.names[sym.block], sym, self.sigs[sym.block], in_channels)
+    def _inner(self, sym: SymBlock, in_channels: str, src: Any = expr.to_python) -> Call:
+        return common.inner_call(self.names[sym.block], sym, self.sigs[sym.block], in_channels, src=src)
 
     def _shortcut_module(self, sc: SymShortcut, hoist: common.Hoister) -> Code:
         in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
@@ -296,14 +329,24 @@ class TorchEmitter:
         init: list[str] = []
         forward: list[str] = []
         defined: set[str] = set()
-        first = True
-        for item in self.graph.body:
+        first = "x"
+        if common.reads_input(self.graph.body):
+            forward.append("inputs = x")
+            first = "inputs"
+        var = first
+        for step in common.plan(self.graph.body, first, "x", set(), keep_first=first == "inputs"):
+            item = step.item
+            var = step.dst
+            if common.is_merge(item):
+                op = item.op  # type: ignore[union-attr]
+                flats = [not s.spatial for s in self._input_shapes(item)]
+                forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
+                continue
             if item.name not in defined:
                 defined.add(item.name)
-                init += render(self._module(item, inplace=not first), INDENT2, f"self.{item.name} = ")
-            forward += self._call_line(item.name, _kind(item), "x", "x")
-            first = False
-        forward.append("return x")
+                init += render(self._module(item, inplace=step.inplace), INDENT2, f"self.{item.name} = ")
+            forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
+        forward.append(f"return {var}")
         signature = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         call_args = [f"{n}={n}" for n, _ in self.graph.exposed]
         if self.checkpointed:
@@ -317,6 +360,11 @@ class TorchEmitter:
             "forward": forward,
             "call_args": call_args,
         }
+
+    def _input_shapes(self, item: Inst) -> list[Any]:
+        """Shapes of the model-level tensors a merge reads."""
+        shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
+        return [shapes[n] for n in item.inputs]
 
     def _module(self, item: Inst, inplace: bool) -> Code:
         if isinstance(item, LayerInst):
@@ -345,8 +393,31 @@ class TorchEmitter:
             kwargs[key] = module
             first = False
         if item.positional:
-            return Call("nn.Sequential", tuple(kwargs.values()))
+            return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
+
+    def _rolled(self, items: tuple[Inst, ...], inplace_first: bool) -> list[Code]:
+        """The children of a numbered nn.Sequential; consecutive instances of one block kind
+        are written as loops where their arguments allow, as a stage's are."""
+        parts: list[Code] = []
+        k = 0
+        while k < len(items):
+            item = items[k]
+            if isinstance(item, BlockInst):
+                end = k
+                while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
+                    end += 1
+                chunk = tuple(items[k:end])
+                stage = StageInst(item.name, item.block, "none", "{i}", chunk, item.in_shape, chunk[-1].out_shape, _sum_counts(chunk))  # type: ignore[arg-type]
+                parts += list(self._stage(stage).args)  # type: ignore[union-attr]
+                k = end
+                continue
+            module = self._module(item, inplace=(k > 0 or inplace_first))
+            if _kind(item) == "global_avgpool":
+                module = call("nn.Sequential", module, call("nn.Flatten"))
+            parts.append(module)
+            k += 1
+        return parts
 
     def _stage(self, stage: StageInst) -> Code:
         block = self.graph.block(stage.block)
@@ -445,6 +516,23 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
+
+
+def _sequential(block: BlockType) -> bool:
+    """A block kind whose layers are numbered and run in sequence: an nn.Sequential subclass,
+    as torchvision's Conv2dNormActivation, so its state_dict keys are `0.weight`, `1.weight`, ..."""
+    return (
+        block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
+        and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
+        and not any(isinstance(layer, SymLayer) and layer.kind in common._MERGES for layer in block.layers)
+    )  # fmt: skip
+
+
+def _sum_counts(items: tuple[Inst, ...]) -> Any:
+    total = items[0].counts
+    for item in items[1:]:
+        total = total + item.counts
+    return total
 
 
 def _kind(item: Inst) -> str:

@@ -8,7 +8,16 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, suffixed, unless, window
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    ShapeError,
+    suffixed,
+    unless,
+    window,
+)
 from archc.spec.types import IntExpr, Strict
 
 
@@ -77,8 +86,8 @@ def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
     for n in (ctx.in_shape.h, ctx.in_shape.w):
         out = window("pool", Shape(1, n, n), k, s, p, ceil=True)[0]
         pads.append((p, max(0, (out - 1) * s + k - n - p)))
-    (t, b), (l, r) = pads
-    return f"(({t}, {b}), ({l}, {r}))"
+    (top, bottom), (left, right) = pads
+    return f"(({top}, {bottom}), ({left}, {right}))"
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ from pydantic import (
 from archc import ops
 from archc.ops.act import ACTIVATIONS
 from archc.spec.types import (
-    RESERVED_NAMES,
     BoolExpr,
-    Empty,
     ExprStr,
     FiniteFloat,
     IntExpr,
