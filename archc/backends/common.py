@@ -24,7 +24,6 @@ from archc.ir.graph import (
     SymStage,
 )
 from archc.ops import KINDS
-
 from archc.spec import expr
 
 _MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
