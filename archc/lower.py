@@ -312,16 +312,16 @@ def _lower_items(
         elif kind == "block":
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
-            nonneg = False
+            nonneg = state.block_types[body.block].nonneg_out
         elif kind == "stage" and written == POSITIONAL and in_group:
             stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
             items.extend(stage.instances[:-1])
             item = stage.instances[-1]
             position += len(stage.instances) - 1
-            nonneg = False
+            nonneg = state.block_types[body.stage].nonneg_out
         elif kind == "stage":
             item, cur = _lower_stage(state, sub, body, name, shape, cur)
-            nonneg = False
+            nonneg = body.connectivity == "none" and state.block_types[body.stage].nonneg_out
         elif ops.KINDS[kind].MERGE:
             names = getattr(body, kind)
             if body.from_ is not None or len(names) < 2:
@@ -751,7 +751,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             position += 1
             if kind in ("block", "stage"):
                 item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where)
-                result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), False, False)
+                inner = state.block_types[body.block if kind == "block" else body.stage]
+                nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
+                result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
             elif kind == "group":
                 source_name = inputs[0] if inputs else prev
                 children = sym_layers(body.group, (*section, index, written, "group"), source_name, in_group=True)
@@ -827,16 +829,19 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             sc.kind, sc.when if condition is None else "expression", condition, sc.input, sc.name, sc_channels,
             channels, stride, sc.batchnorm, bias, defaults.batchnorm.eps, defaults.batchnorm.momentum,
         ))  # fmt: skip
-    points["after.input"] = SymTensor(channels, stride, False, False)
+    # `after` reads the sum of the branch and the shortcut (nothing is known of its sign)
+    points["after.input"] = SymTensor(channels, stride, definition.connectivity == "none" and points[LAST].nonneg, False)
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     params = tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
     )
+    # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
+    nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
-        stride, source.locate(),
+        stride, source.locate(), nonneg_out,
     )  # fmt: skip
 
 

@@ -40,8 +40,12 @@ def fire(
     x = layers.Conv2D(
         expand3x3_planes, 3, padding="same", use_bias=True, name=f"{name}_expand3x3"
     )(squeeze_activation)
-    x = layers.Activation("relu", name=f"{name}_expand3x3_activation")(x)
-    x = layers.Concatenate(name=f"{name}_expand")([expand1x1_activation, x])
+    expand3x3_activation = layers.Activation(
+        "relu", name=f"{name}_expand3x3_activation"
+    )(x)
+    x = layers.Concatenate(
+        name=f"{name}_expand",
+    )([expand1x1_activation, expand3x3_activation])
     return x
 
 

@@ -24,6 +24,7 @@ ZOO = {
     "specs/wide_resnet50_2.yaml": (68_883_240, 68_224),
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
     "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
+    "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),

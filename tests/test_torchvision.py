@@ -12,7 +12,10 @@ torchvision = pytest.importorskip("torchvision")
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
-]  # fmt: skip
+    "googlenet",
+]
+# Constructor arguments of the reference where its defaults are not the spec's model.
+KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}  # fmt: skip
 
 
 def randomize_batchnorm(model):
@@ -36,7 +39,7 @@ def randomize_batchnorm(model):
 @pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
 def test_matches_torchvision(name):
     torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)(weights=None)
+    reference = getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {}))
     randomize_batchnorm(reference)
     ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model().eval()
 

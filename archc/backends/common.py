@@ -261,9 +261,11 @@ def plan(
     output is read again elsewhere (a shortcut's input), so the next item must not
     work in place on it.
     """
-    # a tensor needs a variable of its own when something other than the next item reads it
+    # a tensor needs a variable of its own when something other than the next item reads it,
+    # or a merge reads it with other named tensors (`torch.cat([branch1, branch2], 1)`)
     after = {item.name: nxt.name for item, nxt in zip(items, items[1:])}
     named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {"input"}
+    named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     steps = []

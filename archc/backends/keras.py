@@ -64,8 +64,8 @@ def _renamed(item: Any, name: str) -> Any:
 
 
 def _indent(lines: list[str], indent: str) -> list[str]:
-    """Lines written at one indent, moved to `indent`."""
-    return [indent + line[len(I1):] if line.startswith(I1) else line for line in lines]
+    """Lines written at the function body's indent, moved to `indent`."""
+    return [indent + line[len(I1) :] if line.startswith(I1) else line for line in lines]
 
 
 class KerasEmitter:
@@ -123,60 +123,65 @@ class KerasEmitter:
             "body": body,
         }
 
-    def _sym_layer(self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str = "", indent: str = I1) -> list[str]:
+    def _sym_layer(self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str = "") -> list[str]:
         """One item of a block kind applied to `step.srcs`, written to `step.dst`; guarded by its condition."""
         layer = step.item
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
-        lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
-        inner = indent
+        lines = [I1 + line for line in hoist.definitions(common.width_trees(layer))]
         src = step.srcs[0]
+        merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
         if layer.condition is not None:
             if step.dst != step.passthrough:
-                lines.append(f"{indent}{step.dst} = {step.passthrough}")
-            lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
-            inner = indent + I1
-            src = step.dst if not (isinstance(layer, SymLayer) and layer.kind in common._MERGES) else src
+                lines.append(f"{I1}{step.dst} = {step.passthrough}")
+            lines.append(f"{I1}if {expr.to_python(layer.condition)}:")
+            src = src if merge else step.dst
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
         n = uses[prefix + layer.name]
         suffix = prefix + (layer.name if n == 1 else f"{layer.name}_{n}")
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
-            return lines + self._group(layer, hoist, uses, block, step, src, prefix, inner)
-        if not isinstance(layer, SymLayer):
-            return lines + self._nested(layer, hoist, src, step.dst, name, inner)
-        if layer.kind in common._MERGES:
-            merge, applied = ops.KINDS[layer.kind].keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
-            return lines + render_applied(merge, inner, f"{step.dst} = ", f"({applied})")
-        args = {}
-        for key, tree in layer.args:
-            args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
-        for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where)):
-            lines += render_applied(stmt, inner, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
-        return lines
+            body = self._group(layer, hoist, uses, block, prefix)
+        elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
+            body = self._inner(layer, hoist.src(layer.in_channels), name, I1, f"{step.dst} = ", hoist.src, lead=src)
+            src = step.dst
+        elif not isinstance(layer, SymLayer):
+            body = self._nested(layer, hoist, name)
+        elif merge:
+            op = ops.KINDS[layer.kind]
+            call_, applied = op.keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
+            body = render_applied(call_, I1, f"{step.dst} = ", f"({applied})")
+            src = step.dst  # nothing to route
+        else:
+            args = {}
+            for key, tree in layer.args:
+                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
+            body = []
+            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where)):
+                body += render_applied(stmt, I1, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+            src = step.dst
+        if isinstance(layer, (SymGroup, SymStage)):
+            # blocks, stages and lists work on `x`: route the input in and the output out
+            body = [f"{I1}x = {src}"] * (src != "x") + body + [f"{I1}{step.dst} = x"] * (step.dst != "x")
+        return lines + (_indent(body, I1 + I1) if layer.condition is not None else body)
 
-    def _group(self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, step: common.Step, src: str, prefix: str, indent: str) -> list[str]:
-        """A list inside a block kind, inlined; entries are numbered as the PyTorch
+    def _group(self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str) -> list[str]:
+        """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
-        lines = [f"{indent}{step.dst} = {src}"] if src != step.dst else []
+        lines: list[str] = []
         conditions: list[str] = []
-        for k, child_step in enumerate(common.plan(group.children, step.dst, step.dst, set())):
+        for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
             child = child_step.item
             if group.positional and conditions:
                 index = " + ".join([f"int({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
-            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_", indent)
+            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_")
             if child.condition is not None:
                 conditions.append(expr.to_python(child.condition))
         return lines
 
-    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, src: str, dst: str, name: str, indent: str) -> list[str]:
-        """A block or stage inside a block kind; layer names continue the outer `name`."""
-        if src != dst:
-            return [f"{indent}{dst} = {src}", *self._nested(sym, hoist, dst, dst, name, indent)]
-        if dst != "x" or indent != I1:
-            # the loops below work on `x` at one indent; elsewhere go through it
-            return [f"{indent}x = {src}"] * (src != "x") + self._nested(sym, hoist, "x", "x", name, I1) if indent == I1 else _indent(self._nested(sym, hoist, src, "x", name, I1), indent) + ([f"{indent}{dst} = x"] if dst != "x" else [])
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, name: str) -> list[str]:
+        """A block or stage inside a block kind, applied to `x`; layer names continue the outer `name`."""
         prefix = name[:-1]
         if isinstance(sym, SymBlock):
             return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ", hoist.src)
@@ -194,8 +199,10 @@ class KerasEmitter:
         lines.append(f"{I1}for i in range(1, {count}):")
         return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', I1 + I1, "x = ")
 
-    def _inner(self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python) -> list[str]:
-        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=("x",), src=src)
+    def _inner(
+        self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python, lead: str = "x",
+    ) -> list[str]:  # fmt: skip
+        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=(lead,), src=src)
         return render(Call(c.func, (*c.args, f"name={name}")), indent, head)
 
     def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:

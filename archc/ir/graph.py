@@ -125,6 +125,7 @@ class BlockType:
     out_channels: ast.expr
     stride: ast.expr  # of the whole block
     where: Location
+    nonneg_out: bool = False  # its output is known to be >= 0 (it ends with a relu)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class Pool(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        if cls.kind == "maxpool" and _same(a):
+            return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         out = []
         padding = _keras_padding(a, ctx)
         if padding not in ("0", "((0, 0), (0, 0))"):
@@ -69,6 +71,15 @@ class Pool(Op):
 
     def label(self) -> str:
         return f"{self.kind} {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + (" ceil" if self.ceil_mode else "")
+
+
+def _same(a: dict[str, str]) -> bool:
+    """Stride 1 padded by (kernel - 1) / 2: Keras' 'same' max pooling, which ignores the
+    padding exactly as PyTorch's -inf padding does (and is symmetric at stride 1)."""
+    if not all(a[k].isdigit() for k in ("kernel", "padding", "stride")):
+        return False
+    kernel, padding = int(a["kernel"]), int(a["padding"])
+    return a["stride"] == "1" and kernel % 2 == 1 and padding == (kernel - 1) // 2 > 0
 
 
 def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
@@ -102,6 +113,8 @@ class MaxPool(Pool):
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Keras pads with zeros, not -inf: only harmless on a non-negative input."""
+        if _same(a):
+            return None
         try:
             padding = _keras_padding(a, ctx)
         except ShapeError as e:
