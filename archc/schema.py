@@ -34,12 +34,18 @@ def schema() -> dict[str, Any]:
         ],
     }
     defs["LayerEntry"] = {
-        "description": "One `name: layer` pair; the name becomes the module name.",
-        "type": "object",
-        "minProperties": 1,
-        "maxProperties": 1,
-        "propertyNames": {"pattern": IDENTIFIER, "maxLength": 64},
-        "additionalProperties": {"$ref": "#/$defs/Layer"},
+        "description": "One `name: layer` pair (the name becomes the module name), or a layer without a name "
+        "(numbered by its position, like an nn.Sequential's children).",
+        "anyOf": [
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "propertyNames": {"pattern": IDENTIFIER, "maxLength": 64},
+                "additionalProperties": {"$ref": "#/$defs/Layer"},
+            },
+            {"$ref": "#/$defs/Layer"},
+        ],
     }
     full = _replace_entries(full, layer_kinds)
     defs = {k: _replace_entries(v, layer_kinds) for k, v in defs.items()}

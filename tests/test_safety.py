@@ -17,7 +17,7 @@ from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec import expr
 from archc.spec.loader import load_spec, load_spec_text
-from archc.spec.models import RESERVED_NAMES
+from archc.spec.types import RESERVED_NAMES
 from archc.spec.yamlsrc import MAX_SPEC_BYTES
 
 TINY = """\

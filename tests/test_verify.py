@@ -58,7 +58,10 @@ def test_train_mode(spec):
 
 def test_missing_kernel_transpose_is_caught(monkeypatch):
     """A transfer that reshapes OIHW to HWIO instead of transposing keeps every shape right."""
-    monkeypatch.setattr("archc.interop._conv_kernel_to_keras", lambda w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
+    monkeypatch.setattr(
+        "archc.ops.conv.Conv.to_keras",
+        lambda self, name, w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]) if name == "weight" else w,
+    )
     report = verify.verify(ROOT / "specs/cifar/resnet20.yaml")
     assert not report.ok
     assert report.first_disagreement().item == "conv1"
@@ -99,7 +102,10 @@ def test_cli(monkeypatch):
     usage = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml"), "--train-mode", "--batch", "1"])
     assert usage.exit_code == 2 and "--train-mode needs --batch 2" in usage.output
 
-    monkeypatch.setattr("archc.interop._conv_kernel_to_keras", lambda w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
+    monkeypatch.setattr(
+        "archc.ops.conv.Conv.to_keras",
+        lambda self, name, w: w.reshape(w.shape[2], w.shape[3], w.shape[1], w.shape[0]) if name == "weight" else w,
+    )
     broken = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml")])
     assert broken.exit_code == 1 and "FAIL:" in broken.output and "first disagreement is at conv1" in broken.output
 

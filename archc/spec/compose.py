@@ -45,8 +45,8 @@ def from_override(where: Location) -> bool:
 def _resolved(path: Path, where: Location) -> Path:
     try:
         return path.resolve()
-    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
-        raise SpecError(f"extends: cannot resolve {path}: symlink loop or unreadable path ({e})", where) from None
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise SpecError(f"extends: cannot resolve {path}: a symlink loop or an unreadable path", where) from None
 
 
 def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap, list[bytes]]:
