@@ -278,7 +278,7 @@ def _lower_items(
         where = ctx.where(index, written)
         if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
             raise SpecError(
-                f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+                f"{_shown(written, index)}: the entries of a list run in sequence (it becomes an nn.Sequential); "
                 "read other tensors with `from:` or merges outside the list",
                 where,
             )
@@ -357,6 +357,11 @@ def _lower_items(
         env[name] = Tensor(cur, shape, nonneg)
         prev = name
     return tuple(items), shape, cur, nonneg
+
+
+def _shown(written: str, index: int) -> str:
+    """An entry's name for messages: its name, or its position when it has none."""
+    return f"entry {index}" if written == POSITIONAL else written
 
 
 @dataclass(frozen=True)
@@ -736,7 +741,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             where = source.locate(*section, index, written)
             if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
                 raise SpecError(
-                    f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+                    f"{_shown(written, index)}: the entries of a list run in sequence (it becomes an nn.Sequential); "
                     "read other tensors with `from:` or merges outside the list",
                     where,
                 )

@@ -65,6 +65,8 @@ KINDS = {
     "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
     "use": "Block libraries that are missing, misnamed or not libraries.",
     "extends": "`extends:` bases that are missing, are libraries, or loop through symlinks.",
+    "flow": "Dataflow mistakes: reading an unknown or later tensor, merging shapes that do not fit, a gate of "
+    "the wrong size, a condition that is not true or false.",
 }
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 
