@@ -270,8 +270,11 @@ def _lower_items(
     items: list[Inst] = []
     seen = {} if seen is None else seen
     uses = {} if uses is None else uses
+    model_level = env is None and ctx.top_level
     env = {"input": Tensor(cur, shape, nonneg)} if env is None else env
     position = 0
+    reads: set[str] = set()
+    defined: dict[str, Location] = {}
     for index, entry in enumerate(entries, start=offset):
         (written, body), = entry.items()
         kind = item_kind(body)
@@ -353,10 +356,27 @@ def _lower_items(
         if inputs:
             item = dataclasses.replace(item, inputs=inputs)
         items.append(item)
+        reads.update(item.inputs if item.inputs else (prev,))
+        if kind == "branches":
+            reads.add(prev)
+        defined[name] = where
         shape = item.out_shape
         env[name] = Tensor(cur, shape, nonneg)
         prev = name
+    if model_level:
+        _unread(defined, reads | {prev}, "the model")
     return tuple(items), shape, cur, nonneg
+
+
+def _unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
+    """A layer whose output nothing reads would be built by PyTorch but dropped by Keras."""
+    for name, where in defined.items():
+        if name not in reads:
+            raise SpecError(
+                f"layer {name!r} of {scope} is never read: no later layer reads it and it is not the output; "
+                "read it (`from:`, a merge) or remove it",
+                where,
+            )
 
 
 def _shown(written: str, index: int) -> str:
@@ -731,6 +751,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     stride: ast.expr = ast.Constant(1)
     points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
 
+    reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
+    defined: dict[str, Location] = {}
+
     def sym_layers(entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False) -> tuple[SymItem, ...]:
         """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
         out: list[SymItem] = []
@@ -772,6 +795,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                     (child,) = sym_layers([branch], (*section, index, written, "branches"), prev)
                     out.append(_with_inputs(child, (prev,)))
                     ends.append(child.name)
+                reads.update(ends)
                 merged = _sym_merge(body.merge, [points[e] for e in ends])
                 item, result = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, tuple(points[e].flat for e in ends)), merged
             elif ops.KINDS[kind].MERGE:
@@ -797,6 +821,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 )
             if inputs:
                 item = _with_inputs(item, inputs)
+            reads.update(item.inputs if item.inputs else (prev,))
+            if not in_group:
+                defined[name] = where
             if condition is not None:
                 item = dataclasses.replace(item, condition=condition)
                 result = SymTensor(
@@ -842,6 +869,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
     )
+    reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
+    reads.update(sc.input for sc in definition.shortcuts if sc.input)
+    _unread(defined, reads, f"block {source.name!r}")
     # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
     return BlockType(

@@ -1,8 +1,10 @@
 """Property tests (hypothesis, seeded and bounded).
 
 1. Random valid specs (library and inline blocks, plain, skip and dense connectivity,
-   growth rates, compression, strides, groups, activations) build in both backends,
-   and each generated model has the IR's output shape and parameter counts.
+   growth rates, compression, strides, groups, activations, and blocks as dataflow
+   graphs: named tensors, conditional entries, branches, gates, conditional residuals)
+   build in both backends, and each generated model has the IR's output shape and
+   parameter counts; a sample of dataflow specs passes `verify` (equal outputs).
 2. Random mutations of valid specs (wrong types, missing and extra keys, out-of-range
    values, truncated YAML, random bytes) end in exit 0 or in exit 2 with one located
    line, never a traceback (exit 1) and never a written file.
@@ -30,8 +32,11 @@ SETTINGS = dict(derandomize=True, deadline=None, database=None, suppress_health_
 ACTS = ["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"]
 
 
+KINDS = ["basic", "bottleneck", "cifar_basic", "dense", "transition", "skip", "plain", "dense_inline", "flow"]
+
+
 @st.composite
-def valid_specs(draw):
+def valid_specs(draw, kinds=tuple(KINDS)):
     """A spec that compiles, built while tracking channels c and the square map size h."""
     c0, h0 = draw(st.sampled_from([1, 3, 4])), draw(st.sampled_from([8, 12, 16]))
     h = h0
@@ -39,7 +44,7 @@ def valid_specs(draw):
     layers = [{"stem": {"conv": {"filters": c, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"relu": "relu"}]
     blocks, use = {}, set()
     for k in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["basic", "bottleneck", "cifar_basic", "dense", "transition", "skip", "plain", "dense_inline"]))
+        kind = draw(st.sampled_from(list(kinds)))
         stride = draw(st.sampled_from([1, 2])) if h >= 4 and kind not in ("dense", "dense_inline") else 1
         repeat = draw(st.integers(1, 3))
         name = f"stage{k}"
@@ -70,6 +75,11 @@ def valid_specs(draw):
             use.add("densenet")
             item = {"block": "transition", "with": {"compression": compression}}
             c, h = math.floor(compression * c), h // 2
+        elif kind == "flow":
+            block, args, out = flow_block(draw)
+            blocks[f"blk{k}"] = block
+            item = {"stage": f"blk{k}", "repeat": repeat, "with": args}
+            c = out
         else:
             block, planes, out = inline_block(draw, c, skip=kind == "skip")
             blocks[f"blk{k}"] = block
@@ -122,6 +132,38 @@ def inline_block(draw, c, skip):
     return block, planes, out
 
 
+def flow_block(draw):
+    """A block as a small dataflow graph: a named tensor read again, a list with a conditional
+    entry, parallel branches merged by concat or add, an optional squeeze-and-excitation gate,
+    a residual that exists only where the shapes allow; returns (block, with, out channels)."""
+    width = draw(st.sampled_from([2, 4, 6]))
+    merge = draw(st.sampled_from(["concat", "add"]))
+    out = 2 * width if merge == "concat" else width
+    layers = [
+        {"pre": {"conv": {"filters": "width", "kernel": 1}}},
+        {"pre_act": {"act": draw(st.sampled_from(ACTS))}},
+        {"body": [{"conv": {"filters": "width", "kernel": 3, "padding": 1}, "if": "extra"}, "batchnorm"]},
+        {"merged": {"branches": [
+            {"left": {"conv": {"filters": "width", "kernel": 1}}},
+            {"right": [{"conv": {"filters": "width", "kernel": 3, "padding": 1}}, "relu"]},
+        ], "merge": merge}},
+    ]  # fmt: skip
+    if draw(st.booleans()):  # a (C,) gate over the (C, H, W) map
+        layers += [
+            {"squeeze": "global_avgpool"},
+            {"excite": {"dense": {"units": "channels"}}},
+            {"gate": "sigmoid"},
+            {"scaled": {"multiply": ["merged", "gate"]}},
+        ]
+    if draw(st.booleans()):  # a side path from an earlier tensor, added back
+        last = next(iter(layers[-1]))
+        layers.append({"tail": {"conv": {"filters": out, "kernel": 1}, "from": draw(st.sampled_from(["pre_act", "pre"]))}})
+        layers.append({"joined": {"add": [last, "tail"]}})
+    layers.append({"residual": {"add": ["input", next(iter(layers[-1]))], "if": f"in_channels == {out}"}})
+    block = {"params": {"width": "int", "extra": False}, "layers": layers}
+    return block, {"width": width, "extra": draw(st.booleans())}, out
+
+
 def dump(spec) -> str:
     return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=1000)
 
@@ -160,6 +202,26 @@ def test_random_specs_agree_with_the_ir_in_both_backends(spec):
     assert tuple(kmodel.output_shape) == (None, *graph.output_shape.as_tuple())
     weighted = {layer.name for layer in kmodel.layers if layer.weights}
     assert weighted == {n.id.replace(".", "_") for n in graph.nodes if n.op.weight_names()}
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(valid_specs(kinds=("flow",)))
+def test_random_dataflow_blocks_agree_with_the_ir_in_both_backends(spec):
+    test_random_specs_agree_with_the_ir_in_both_backends.hypothesis.inner_test(spec)
+
+
+@settings(max_examples=3, **SETTINGS)
+@given(valid_specs(kinds=("flow",)))
+def test_random_dataflow_blocks_verify(tmp_path_factory, spec):
+    """Both backends compute the same function (weights transferred through the IR)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    from archc import verify
+
+    path = tmp_path_factory.mktemp("flow") / "flow.yaml"
+    path.write_text(dump(spec))
+    report = verify.verify(path)
+    assert report.ok, verify.to_table(report)
 
 
 # --- mutations ---------------------------------------------------------------------------------
