@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc import ops
-from archc.backends.common import KERAS_GLOBALS, TORCH_GLOBALS, class_name
 from archc.errors import Location, SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -90,7 +89,6 @@ class _State:
     # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
     arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
     params: int = 0  # parameters so far, trainable and not
-    keras_names: dict[str, str] = field(default_factory=lambda: {"input": "the input"})
 
 
 LayerKey = tuple[str, ...]
@@ -118,7 +116,6 @@ def lower(spec: LoadedSpec) -> Graph:
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
-    _check_module_names(state)
     return Graph(
         name=model.name,
         doc=model.doc,
@@ -131,6 +128,7 @@ def lower(spec: LoadedSpec) -> Graph:
         nodes=tuple(state.nodes),
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
+        locations=_locations(state),
     )
 
 
@@ -746,6 +744,13 @@ def _branch_stride(children: tuple[Inst, ...]) -> int:
 def _block_type(state: _State, source: BlockSource) -> BlockType:
     """The block kind with layer arguments as expressions over its parameters."""
     definition = source.definition
+    layer_names = {n for entry in (*definition.layers, *definition.after) for n in entry}
+    for sc in definition.shortcuts:
+        if sc.name in definition.params or sc.name in layer_names:
+            raise SpecError(
+                f"shortcut name {sc.name!r} is also a parameter or layer of block {source.name!r}; rename it",
+                source.locate("shortcut"),
+            )
     defaults = state.spec.model.defaults
     channels: ast.expr = ast.Name("in_channels")
     stride: ast.expr = ast.Constant(1)
@@ -1080,48 +1085,18 @@ def _block_size(state: _State, block: str, seen: tuple[str, ...]) -> int:
     return size
 
 
-def _check_module_names(state: _State) -> None:
-    """Names that meet in one generated module must not clash: block classes
-    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
-    and the parameters and shortcut switches that become arguments."""
+def _locations(state: _State) -> tuple[tuple[str, Location], ...]:
+    """Where the names that reach generated code are written, for the backends' checks."""
     spec = state.spec
-    classes = {name: "the generated module" for name in (*TORCH_GLOBALS, *KERAS_GLOBALS)}
-    model_class = class_name(spec.model.name)
-    if model_class in classes:
-        raise SpecError(
-            f"model {spec.model.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
-            spec.locate("name"),
-        )
-    classes[model_class] = f"model {spec.model.name!r}"
+    out = [("name", spec.locate("name"))]
+    out += [(f"params.{p}", spec.locate("params", p)) for p in spec.model.params]
     for block in state.block_types:
         source = spec.blocks[block]
-        cls = class_name(block)
-        if cls in classes:
-            raise SpecError(
-                f"block {block!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
-                source.source.locate_key(source.path),
-            )
-        classes[cls] = f"block {block!r}"
-    module_scope = set(classes) | set(state.block_types)
-    for name in spec.model.params:
-        if name in module_scope:
-            raise SpecError(f"param {name!r} would shadow a class or function of the generated module; rename it", spec.locate("params", name))
-    for block in state.block_types:
-        source = spec.blocks[block]
-        d = source.definition
-        for name in d.params:
-            if name in module_scope:
-                raise SpecError(
-                    f"param {name!r} of block {block!r} would shadow a class or function of the generated module; rename it",
-                    source.locate("params", name),
-                )
-        layer_names = {n for entry in (*d.layers, *d.after) for n in entry}
-        for sc in d.shortcuts:
-            if sc.name in d.params or sc.name in layer_names:
-                raise SpecError(
-                    f"shortcut name {sc.name!r} is also a parameter or layer of block {block!r}; rename it",
-                    source.locate("shortcut"),
-                )
+        out.append((f"block.{block}", source.source.locate_key(source.path)))
+        out += [(f"block.{block}.params.{p}", source.locate("params", p)) for p in source.definition.params]
+        if source.definition.shortcuts:
+            out.append((f"block.{block}.shortcut", source.locate("shortcut")))
+    return tuple(out)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -1150,17 +1125,7 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
             "raise archc.lower.MAX_PARAMS deliberately if you mean it",
             where,
         )
-    # Keras names every layer after its node id ("layer1.0.conv1" -> "layer1_0_conv1", with a
-    # "_pad" layer before padded convs and pools); Keras requires them to be unique.
-    keras_names = [node.id.replace(".", "_")]
-    if isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)) and node.op.padding:
-        keras_names.append(keras_names[0] + "_pad")
-    for keras_name in keras_names:
-        other = state.keras_names.get(keras_name)
-        if other is not None:
-            clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
-            raise SpecError(f"{clash} would both be named {keras_name!r} in Keras; rename one of them", where)
-        state.keras_names[keras_name] = node.id
+    node = dataclasses.replace(node, where=where)
     state.nodes.append(node)
 
 

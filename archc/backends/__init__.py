@@ -1,20 +1,91 @@
 """Backends: IR -> source text through jinja2 templates.
 
-`emit(graph, backend)` builds the template context in Python (every name,
-number and import is decided there), renders it, and parses the result before
-returning it, so a broken module is never handed to the caller.
+A backend is a module of this package with the `Backend` protocol's members: the
+module-level names its generated code defines (`GLOBALS`), `validate(graph)`
+(what it cannot express, as located SpecErrors) and `context(graph, ...)` (the
+template context). Lowering knows none of them.
+
+`emit(graph, backend)` validates the graph for every backend (so a spec that
+builds for one builds for all, and `archc check` means both), builds the
+template context in Python (every name, number and import is decided there),
+renders it, and parses the result before returning it, so a broken module is
+never handed to the caller.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
 
 import jinja2
 
+from archc.errors import SpecError
 from archc.ir.graph import Graph
 
 BACKENDS = ("torch", "keras")
+
+
+class Backend(Protocol):
+    GLOBALS: tuple[str, ...]  # module-level names of its generated modules besides block classes/functions
+
+    def validate(self, graph: Graph) -> None: ...
+
+    def context(self, graph: Graph, **options: Any) -> dict[str, Any]: ...
+
+
+def backend_module(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return importlib.import_module(f"archc.backends.{name}")
+
+
+def validate(graph: Graph) -> None:
+    """Every backend's restrictions, and the names all of them share a module with."""
+    modules = [backend_module(name) for name in BACKENDS]
+    _check_module_names(graph, tuple(n for m in modules for n in m.GLOBALS))
+    for module in modules:
+        module.validate(graph)
+
+
+def _check_module_names(graph: Graph, globals_: tuple[str, ...]) -> None:
+    """Names that meet in one generated module must not clash: block classes
+    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
+    and the parameters that become arguments."""
+    from archc.backends.common import class_name
+
+    classes = {name: "the generated module" for name in globals_}
+    model_class = class_name(graph.name)
+    if model_class in classes:
+        raise SpecError(
+            f"model {graph.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
+            graph.locate("name"),
+        )
+    classes[model_class] = f"model {graph.name!r}"
+    for block in graph.blocks:
+        cls = class_name(block.name)
+        if cls in classes:
+            raise SpecError(
+                f"block {block.name!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
+                graph.locate(f"block.{block.name}"),
+            )
+        classes[cls] = f"block {block.name!r}"
+    module_scope = set(classes) | {b.name for b in graph.blocks}
+    for name, _ in graph.params:
+        if name in module_scope:
+            raise SpecError(
+                f"param {name!r} would shadow a class or function of the generated module; rename it",
+                graph.locate(f"params.{name}"),
+            )
+    for block in graph.blocks:
+        for name, _, _ in block.params:
+            if name in module_scope:
+                raise SpecError(
+                    f"param {name!r} of block {block.name!r} would shadow a class or function of the generated module; rename it",
+                    graph.locate(f"block.{block.name}.params.{name}"),
+                )
 
 
 def template_dir() -> Path:
@@ -56,18 +127,11 @@ def _signature(func: str, params: list[str], returns: str, indent: str = "    ")
 def emit(graph: Graph, backend: str, *, memory_efficient: bool = False) -> str:
     """`memory_efficient` (torch only) is the default of the generated build_model's
     option to checkpoint dense layers."""
-    if backend == "torch":
-        from archc.backends.torch import TorchEmitter
-
-        context = TorchEmitter(graph, memory_efficient).context()
-    elif memory_efficient:
+    if memory_efficient and backend != "torch":
         raise ValueError("memory_efficient applies to the torch backend only")
-    elif backend == "keras":
-        from archc.backends.keras import KerasEmitter
-
-        context = KerasEmitter(graph).context()
-    else:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    module = backend_module(backend)
+    validate(graph)
+    context = module.context(graph, memory_efficient=memory_efficient)
     text = _environment().get_template(f"{backend}/module.py.j2").render(**context)
     try:
         compile(text, f"<archc {graph.name} {backend}>", "exec")  # never hand out a module Python rejects

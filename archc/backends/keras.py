@@ -32,6 +32,28 @@ from archc.ops.base import keras_momentum as _keras_momentum
 from archc.spec import expr
 
 I1 = " " * 4
+# Module-level names of generated modules besides the block functions.
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "PadShortcut", "build_model")
+
+
+def validate(graph: Graph) -> None:
+    """Keras names every layer after its node id (`layer1.0.conv1` -> `layer1_0_conv1`, with a
+    `_pad` layer before padded convs and pools) and requires the names to be unique."""
+    seen = {"input": "the input"}
+    for node in graph.nodes:
+        names = [node.id.replace(".", "_")]
+        if getattr(node.op, "padding", 0):
+            names.append(names[0] + "_pad")
+        for name in names:
+            other = seen.get(name)
+            if other is not None:
+                clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
+                raise SpecError(f"{clash} would both be named {name!r} in Keras; rename one of them", node.where)
+            seen[name] = node.id
+
+
+def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
+    return KerasEmitter(graph).context()
 
 
 def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None) -> list[tuple[Call, str]]:

@@ -32,6 +32,16 @@ from archc.ir.graph import (
 from archc.spec import expr
 
 INDENT2 = " " * 8
+# Module-level names of generated modules besides the block classes.
+GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "PadShortcut", "DenseStage", "build_model")
+
+
+def validate(graph: Graph) -> None:
+    """PyTorch expresses every graph lowering accepts; its names are checked with Keras'."""
+
+
+def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
+    return TorchEmitter(graph, memory_efficient).context()
 
 
 def layer_module(kind: str, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:

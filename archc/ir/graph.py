@@ -30,6 +30,7 @@ class Node:
     trainable: int = 0
     non_trainable: int = 0
     macs: int = 0
+    where: Location | None = field(default=None, compare=False, repr=False)  # the spec entry it comes from
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,12 @@ class Graph:
     nodes: tuple[Node, ...] = field(repr=False)
     source: str  # spec path as given
     sha256: str
+    # where names that reach generated code are written: "name", "params.P", "block.B",
+    # "block.B.params.P", "block.B.shortcut" (for a backend's complaints about them)
+    locations: tuple[tuple[str, Location], ...] = field(default=(), repr=False)
+
+    def locate(self, key: str) -> Location | None:
+        return dict(self.locations).get(key)
 
     @property
     def counts(self) -> Counts:
