@@ -334,7 +334,8 @@ def _lower_items(
             except ShapeError as e:
                 raise SpecError(f"{name}: {e} (from {', '.join(names)})", where) from None
             node_id = _join(ctx.module_path, node_name)
-            _add_node(state, Node(node_id, op, tuple(t.node for t in sources), out), where)
+            edges = tuple("gate" if kind == "multiply" and t.shape != out else "data" for t in sources)
+            _add_node(state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), where)
             nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
             item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(names))
             cur = node_id
@@ -427,7 +428,7 @@ def _lower_branches(
     except ShapeError as e:
         raise SpecError(f"{name}: {e}", ctx.where()) from None
     node_id = _join(ctx.module_path)
-    _add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged), ctx.where())
+    _add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged, edges=("branch",) * len(outs)), ctx.where())
     merge = LayerInst(name, op, outs[0].shape, merged, Counts(), where=ctx.where(), inputs=tuple(b.name for b in branches))
     return branches, merge, node_id, all(t.nonneg for t in outs)
 
@@ -549,7 +550,7 @@ def _lower_stage(
             except ShapeError as e:
                 raise SpecError(f"{name}.{inst_name}: {e}", ctx.where()) from None
             cur = _join(ctx.module_path, f"{inst_name}_concat")
-            _add_node(state, Node(cur, concat, (before, inst_out), out), ctx.where())
+            _add_node(state, Node(cur, concat, (before, inst_out), out, edges=("dense", "data")), ctx.where())
         else:
             out, cur = inst.out_shape, inst_out
     stage = StageInst(name, body.stage, body.connectivity, body.names, tuple(instances), stage_in, out, _sum(instances))
@@ -712,7 +713,7 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
                 where,
             )
     add_id = _join(ctx.module_path, "add")
-    _add_node(state, Node(add_id, ops.Add(), (cur, prev), out_shape), where)
+    _add_node(state, Node(add_id, ops.Add(), (cur, prev), out_shape, edges=("data", "residual")), where)
     return out_shape, add_id, chosen.name if chosen else None
 
 

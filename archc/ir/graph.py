@@ -31,6 +31,13 @@ class Node:
     non_trainable: int = 0
     macs: int = 0
     where: Location | None = field(default=None, compare=False, repr=False)  # the spec entry it comes from
+    # what each input edge is: data (the previous tensor or a named one), residual (a skip
+    # connection's shortcut), dense (the running concatenation of a dense stage), branch
+    # (a parallel branch into its merge), gate (a squeeze-and-excitation multiplier)
+    edges: tuple[str, ...] = ()
+
+    def edge(self, i: int) -> str:
+        return self.edges[i] if self.edges else "data"
 
 
 @dataclass(frozen=True)

@@ -75,13 +75,11 @@ def _layers(graph: Graph) -> Diagram:
     nodes = [DNode("input", f"input\n{shape_label(graph.input_shape)}", "io")]
     edges: list[DEdge] = []
     for n in graph.nodes:
-        kind = {"add": "add", "concat": "concat"}.get(n.op.kind, "layer")
+        kind = {"add": "add", "concat": "concat", "multiply": "add"}.get(n.op.kind, "layer")
         name, text = n.id.rsplit(".", 1)[-1], describe(n.op)
-        nodes.append(DNode(n.id, "+" if kind == "add" else name if text == name else f"{name}\n{text}", kind))
+        nodes.append(DNode(n.id, n.op.label() if kind == "add" else name if text == name else f"{name}\n{text}", kind))
         for i, src in enumerate(n.inputs):
-            # the IR orders merge inputs: add(branch, shortcut), concat(running concatenation, new features)
-            edge_kind = "skip" if kind == "add" and i == 1 else "dense" if kind == "concat" and i == 0 else "data"
-            edges.append(DEdge(src, n.id, shape_label(shapes[src]), edge_kind))
+            edges.append(DEdge(src, n.id, shape_label(shapes[src]), EDGE_KINDS[n.edge(i)]))
     last = graph.nodes[-1].id
     nodes.append(DNode("output", "output", "io"))
     edges.append(DEdge(last, "output", shape_label(graph.output_shape)))
@@ -136,10 +134,20 @@ class _Blocks:
 
     def items(self, items: tuple[Inst, ...], prefix: str, cur: str) -> tuple[str, list[Cluster]]:
         clusters: list[Cluster] = []
+        outs = {"input": cur}  # the diagram node holding each named tensor, for `from:` and merges
         for item in items:
             path = prefix + item.name
             first = len(self.nodes)
-            if isinstance(item, LayerInst):
+            if item.inputs and not (isinstance(item, LayerInst) and item.op.MERGE):
+                cur = outs[item.inputs[0]]
+            if isinstance(item, LayerInst) and item.op.MERGE:
+                kind = "concat" if item.op.kind == "concat" else "add"
+                self.nodes.append(DNode(path, item.name if kind == "concat" else item.op.label(), kind))
+                node = next(n for n in self.graph.nodes if n.id == path)
+                for i, name in enumerate(item.inputs):
+                    self.edges.append(DEdge(outs[name], path, "", EDGE_KINDS[node.edge(i)]))
+                cur = path
+            elif isinstance(item, LayerInst):
                 text = describe(item.op)
                 self.node(path, item.name if text == item.name else f"{item.name}\n{text}", "layer", cur, item.in_shape)
                 cur = path
@@ -158,6 +166,7 @@ class _Blocks:
             else:
                 label = f"{item.name}\n{item.block} ×{len(item.instances)}{self.stage_args(item)}"
                 cur = self.block(path, label, item.instances[0], list(item.instances), cur)
+            outs[item.name] = cur
         return cur, clusters
 
     def node(self, nid: str, label: str, kind: str, src: str, shape: Shape) -> None:
@@ -247,7 +256,10 @@ EDGE_STYLE = {
     "data": "",
     "skip": ', style=dashed, color="#2b8a3e", fontcolor="#2b8a3e"',
     "dense": ', style=bold, color="#c92a2a", fontcolor="#c92a2a"',
+    "gate": ', style=dotted, color="#5f3dc4", fontcolor="#5f3dc4"',
 }
+# IR edge kinds (archc.ir.graph.Node.edges) -> diagram edge styles
+EDGE_KINDS = {"data": "data", "residual": "skip", "dense": "dense", "branch": "data", "gate": "gate"}
 
 
 def _q(text: str) -> str:
