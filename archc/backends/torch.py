@@ -81,7 +81,7 @@ class TorchEmitter:
         self.checkpointed = {
             b.name for b in graph.blocks
             if b.name in in_dense and b.connectivity == "none"
-            and all(isinstance(x, SymLayer) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
+            and all(isinstance(x, SymLayer) and not _module_free(x.kind) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
         }
 
     # --- block classes -----------------------------------------------------------------
@@ -176,7 +176,7 @@ class TorchEmitter:
         lines = ["identity = x"] if skip else []
         var = "x"
         for step in common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts}):
-            lines += self._forward_lines(step)
+            lines += self._forward_lines(step, hoist)
             var = step.dst
             lines += apply_shortcuts(step.item.name, var)
         lines += apply_shortcuts(None, "x")
@@ -184,7 +184,7 @@ class TorchEmitter:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
         for step in common.plan(block.after, var, "out", set(), True):
-            lines += self._forward_lines(step)
+            lines += self._forward_lines(step, hoist)
             var = step.dst
         lines.append(f"return {var}")
         return lines
@@ -193,8 +193,11 @@ class TorchEmitter:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
         lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
         condition = expr.to_python(layer.condition) if layer.condition is not None else None
-        if isinstance(layer, SymLayer) and ops.KINDS[layer.kind].MERGE:
-            return lines + ([f"{indent}self.use_{layer.name} = {condition}"] if condition else [])
+        if isinstance(layer, SymLayer) and _module_free(layer.kind):
+            lines += [f"{indent}self.use_{layer.name} = {condition}"] if condition else []
+            inner = indent + "    " if condition else indent
+            stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
+            return lines + ([f"{indent}if self.use_{layer.name}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
             return lines + self._group_lines(layer, hoist, indent)
         if isinstance(layer, SymLayer):
@@ -234,12 +237,16 @@ class TorchEmitter:
         self.needs_ordered_dict |= not group.positional
         return [*lines, f"{indent}self.{group.name} = {whole}"]
 
-    def _forward_lines(self, step: common.Step) -> list[str]:
+    def _forward_lines(self, step: common.Step, hoist: common.Hoister) -> list[str]:
         """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
         layer = step.item
         kind = getattr(layer, "kind", "block")
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
+            guard = f"if self.use_{layer.name}:"
+        elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
+            args = {**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}
+            body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
             guard = f"if self.use_{layer.name}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
@@ -298,6 +305,10 @@ class TorchEmitter:
         defined: set[str] = set()
         first = True
         for item in self.graph.body:
+            if isinstance(item, LayerInst) and item.op.EXPRESSION:
+                # no module; the result may be a view of x, so `first` carries over
+                forward.append(f"x = {item.op.torch_expr('x', concrete_args(item.op, dict(item.exposed)))}")
+                continue
             if item.name not in defined:
                 defined.add(item.name)
                 init += render(self._module(item, inplace=not first), INDENT2, f"self.{item.name} = ")
@@ -401,6 +412,7 @@ class TorchEmitter:
     def context(self) -> dict[str, Any]:
         blocks = [self.block_class(b) for b in self.graph.blocks]
         model = self.model()
+        self.helpers |= common.op_helpers(self.graph, "torch")
         imports = ["import math"] if self.needs_math else []
         if self.needs_ordered_dict:
             imports.append("from collections import OrderedDict")
@@ -445,6 +457,26 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
+
+
+def _stored(layer: SymLayer, key: str) -> str:
+    return f"{layer.name}_{key}"
+
+
+def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[str, str]:
+    """The arguments of an expression op that are expressions of the block's parameters:
+    `forward` cannot see those, so `__init__` stores each as `self.<layer>_<argument>`.
+    stored=False: argument -> its source in `__init__`; True: argument -> the attribute."""
+    if not ops.KINDS[layer.kind].EXPRESSION:
+        return {}
+    args = symbolic_args(layer, hoist)
+    variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
+    return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
+
+
+def _module_free(kind: str) -> bool:
+    """A merge or an expression: code in `forward`, no module."""
+    return ops.KINDS[kind].MERGE or ops.KINDS[kind].EXPRESSION
 
 
 def _kind(item: Inst) -> str:
