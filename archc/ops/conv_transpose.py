@@ -15,7 +15,17 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, positive, suffixed, unless
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    ShapeError,
+    need_map,
+    positive,
+    suffixed,
+    unless,
+)
 from archc.spec.types import BoolExpr, IntExpr, Strict
 
 
