@@ -1104,6 +1104,8 @@ def _add_node(state: _State, node: Node, where: Location) -> None:
     keras_names = [node.id.replace(".", "_")]
     if isinstance(node.op, (ops.Conv, ops.MaxPool, ops.AvgPool)) and node.op.padding:
         keras_names.append(keras_names[0] + "_pad")
+    if node.op.keras_output(keras_names[0]) != keras_names[0]:  # a layer after it (a transposed conv's crop)
+        keras_names.append(node.op.keras_output(keras_names[0]))
     for keras_name in keras_names:
         other = state.keras_names.get(keras_name)
         if other is not None:

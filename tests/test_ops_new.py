@@ -320,3 +320,11 @@ def test_summary_and_diagram_labels():
     assert labels["up"] == "upsample ×2 bilinear" and labels["part"] == "slice [1:]"
     assert labels["deconv"] == "conv_transpose 3×3 ×2, 6" and labels["shuf"] == "channel shuffle, 4 groups"
     assert labels["pool"] == "adaptive avgpool 4×4"
+
+
+def test_keras_crop_layer_name_is_reserved():
+    """A padded transposed conv adds a `<name>_crop` layer in Keras; another layer of that name clashes."""
+    text = MODEL.replace("  - gate: hardsigmoid\n", "  - deconv_crop: hardsigmoid\n")
+    with pytest.raises(SpecError, match="'deconv_crop' and 'deconv' would both be named 'deconv_crop' in Keras") as info:
+        graph_of(text)
+    assert str(info.value).startswith("spec.yaml:20:")
