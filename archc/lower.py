@@ -277,12 +277,8 @@ def _lower_items(
         (written, body), = entry.items()
         kind = item_kind(body)
         where = ctx.where(index, written)
-        if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
-            raise SpecError(
-                f"{_shown(written, index)}: the entries of a list run in sequence (it becomes an nn.Sequential); "
-                "read other tensors with `from:` or merges outside the list",
-                where,
-            )
+        if in_group:
+            _check_list_entry(_shown(written, index), kind, body, where)
         if body.if_ is not None and not _value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
             if written != POSITIONAL:
                 env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
@@ -381,6 +377,22 @@ def _unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
 def _shown(written: str, index: int) -> str:
     """An entry's name for messages: its name, or its position when it has none."""
     return f"entry {index}" if written == POSITIONAL else written
+
+
+def _check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
+    """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
+    if body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE:
+        raise SpecError(
+            f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+            "read other tensors with `from:` or merges outside the list",
+            where,
+        )
+    if ops.KINDS.get(kind, ops.Op).EXPRESSION:
+        raise SpecError(
+            f"{written}: {kind} is an expression in PyTorch's forward, not a module, so it cannot be an entry of a "
+            "list (an nn.Sequential); write it outside the list",
+            where,
+        )
 
 
 @dataclass(frozen=True)
@@ -768,12 +780,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             (written, body), = entry.items()
             kind = item_kind(body)
             where = source.locate(*section, index, written)
-            if in_group and (body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE):
-                raise SpecError(
-                    f"{_shown(written, index)}: the entries of a list run in sequence (it becomes an nn.Sequential); "
-                    "read other tensors with `from:` or merges outside the list",
-                    where,
-                )
+            if in_group:
+                _check_list_entry(_shown(written, index), kind, body, where)
             name = str(position) if written == POSITIONAL else written
             inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]

@@ -14,6 +14,7 @@ rounding grows with the magnitude of the values compared, not with their count.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -167,6 +168,21 @@ def points(graph: Graph) -> list[_Point]:
     return out
 
 
+def _observable(pts: list[_Point], graph: Graph) -> list[_Point]:
+    """The points both models expose. An expression op (a channel slice) has no PyTorch
+    module and no Keras layer of its own: where it gives the model's output, that output
+    is compared (module ""); elsewhere its point is left out, and the next one covers it."""
+    nodes = {n.id: n for n in graph.nodes}
+    output = [p for p in pts if p.depth == 0][-1]
+    out = []
+    for p in pts:
+        if not nodes[p.node].op.EXPRESSION:
+            out.append(p)
+        elif p is output:
+            out.append(dataclasses.replace(p, module="", call=0))
+    return out
+
+
 # --- building and running the two models --------------------------------------------------------
 
 
@@ -230,7 +246,7 @@ def verify(
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
 
-    pts = points(graph)
+    pts = _observable(points(graph), graph)
     captured: dict[str, list[np.ndarray]] = {p.module: [] for p in pts}
     hooks = [
         t_model.get_submodule(path).register_forward_hook(
@@ -244,15 +260,20 @@ def verify(
     for hook in hooks:
         hook.remove()
 
-    names = list(dict.fromkeys(interop.keras_name(p.node) for p in pts))
-    probe = keras.Model(k_model.input, [k_model.get_layer(n).output for n in names])
+    nodes = {n.id: n for n in graph.nodes}
+
+    def keras_output(p: _Point) -> str:  # "": the model's output
+        return "" if p.module == "" else nodes[p.node].op.keras_output(interop.keras_name(p.node))
+
+    names = list(dict.fromkeys(keras_output(p) for p in pts))
+    probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
     outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
     k_outs = dict(zip(names, (np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
 
     rows = []
     for p in pts:
         calls = captured[p.module]
-        got = k_outs[interop.keras_name(p.node)]
+        got = k_outs[keras_output(p)]
         if p.call >= len(calls):
             rows.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, "never run by torch"))
             continue

@@ -33,7 +33,7 @@ from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "PadShortcut", "build_model")
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"))
 
 
 def validate(graph: Graph) -> None:
@@ -44,6 +44,8 @@ def validate(graph: Graph) -> None:
         names = [node.id.replace(".", "_")]
         if getattr(node.op, "padding", 0):
             names.append(names[0] + "_pad")
+        if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop)
+            names.append(node.op.keras_output(names[0]))
         for name in names:
             other = seen.get(name)
             if other is not None:
@@ -63,6 +65,15 @@ def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool,
     if problem:
         raise SpecError(problem, where)
     return [(layer, var) for layer in ops.KINDS[kind].keras_layers(a, ctx)]
+
+
+def expression(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None) -> str:
+    """An EXPRESSION op (no layer of its own) applied to `var`."""
+    ctx = ops.KerasCtx(name, nonneg, in_shape)
+    problem = ops.KINDS[kind].keras_problem(a, ctx)
+    if problem:
+        raise SpecError(problem, where)
+    return ops.KINDS[kind].keras_expr(var, a, ctx)
 
 
 def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
@@ -178,7 +189,9 @@ class KerasEmitter:
             for key, tree in layer.args:
                 args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
-            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where)):
+            if layer.kind in common._EXPRESSIONS:
+                body = [f"{I1}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
+            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where) if not body else []):
                 body += render_applied(stmt, I1, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
@@ -284,6 +297,9 @@ class KerasEmitter:
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in item.op.values().items() if v is not None}
+                if item.op.EXPRESSION:
+                    lines.append(f"{I1}x = {expression(item.op.kind, args, common.literal(full), 'x', item.nonneg_in, item.where, item.in_shape)}")
+                    continue
                 for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where, item.in_shape):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
@@ -345,6 +361,7 @@ class KerasEmitter:
     def context(self) -> dict[str, Any]:
         blocks = [self.block_function(b) for b in self.graph.blocks]
         body = self.model_body()
+        self.helpers |= common.op_helpers(self.graph, "keras")
         c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w
         shape = (h, w, c) if self.graph.input_shape.spatial else (c,)
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]

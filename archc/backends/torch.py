@@ -33,7 +33,7 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
-GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "PadShortcut", "DenseStage", "build_model")
+GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"))
 
 
 def validate(graph: Graph) -> None:
@@ -90,7 +90,7 @@ class TorchEmitter:
         self.checkpointed = {
             b.name for b in graph.blocks
             if b.name in in_dense and b.connectivity == "none"
-            and all(isinstance(x, SymLayer) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
+            and all(isinstance(x, SymLayer) and not _module_free(x.kind) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
         }
 
     # --- block classes -----------------------------------------------------------------
@@ -197,7 +197,7 @@ class TorchEmitter:
         lines = ["identity = x"] if skip else []
         var = "x"
         for step in common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts}):
-            lines += self._forward_lines(step)
+            lines += self._forward_lines(step, hoist)
             var = step.dst
             lines += apply_shortcuts(step.item.name, var)
         lines += apply_shortcuts(None, "x")
@@ -205,7 +205,7 @@ class TorchEmitter:
             lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
             var = "out"
         for step in common.plan(block.after, var, "out", set(), True):
-            lines += self._forward_lines(step)
+            lines += self._forward_lines(step, hoist)
             var = step.dst
         lines.append(f"return {var}")
         return lines
@@ -214,8 +214,11 @@ class TorchEmitter:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
         lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
         condition = expr.to_python(layer.condition) if layer.condition is not None else None
-        if isinstance(layer, SymLayer) and ops.KINDS[layer.kind].MERGE:
-            return lines + ([f"{indent}self.use_{layer.name} = {condition}"] if condition else [])
+        if isinstance(layer, SymLayer) and _module_free(layer.kind):
+            lines += [f"{indent}self.use_{layer.name} = {condition}"] if condition else []
+            inner = indent + "    " if condition else indent
+            stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
+            return lines + ([f"{indent}if self.use_{layer.name}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
             return lines + self._group_lines(layer, hoist, indent)
         if isinstance(layer, SymLayer):
@@ -277,12 +280,16 @@ class TorchEmitter:
         self.needs_ordered_dict |= not group.positional
         return [*lines, f"{indent}{head}{whole})"]
 
-    def _forward_lines(self, step: common.Step) -> list[str]:
+    def _forward_lines(self, step: common.Step, hoist: common.Hoister) -> list[str]:
         """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
         layer = step.item
         kind = getattr(layer, "kind", "block")
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
+            guard = f"if self.use_{layer.name}:"
+        elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
+            args = {**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}
+            body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
             guard = f"if self.use_{layer.name}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
@@ -351,6 +358,9 @@ class TorchEmitter:
                 op = item.op  # type: ignore[union-attr]
                 flats = [not s.spatial for s in self._input_shapes(item)]
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
+                continue
+            if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
+                forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], concrete_args(item.op, dict(item.exposed)))}")
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -482,6 +492,7 @@ class TorchEmitter:
     def context(self) -> dict[str, Any]:
         blocks = [self.block_class(b) for b in self.graph.blocks]
         model = self.model()
+        self.helpers |= common.op_helpers(self.graph, "torch")
         imports = ["import math"] if self.needs_math else []
         if self.needs_ordered_dict:
             imports.append("from collections import OrderedDict")
@@ -534,7 +545,7 @@ def _sequential(block: BlockType) -> bool:
     return (
         block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
         and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
-        and not any(isinstance(layer, SymLayer) and layer.kind in common._MERGES for layer in block.layers)
+        and not any(isinstance(layer, SymLayer) and _module_free(layer.kind) for layer in block.layers)
     )  # fmt: skip
 
 
@@ -543,6 +554,26 @@ def _sum_counts(items: tuple[Inst, ...]) -> Any:
     for item in items[1:]:
         total = total + item.counts
     return total
+
+
+def _stored(layer: SymLayer, key: str) -> str:
+    return f"{layer.name}_{key}"
+
+
+def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[str, str]:
+    """The arguments of an expression op that are expressions of the block's parameters:
+    `forward` cannot see those, so `__init__` stores each as `self.<layer>_<argument>`.
+    stored=False: argument -> its source in `__init__`; True: argument -> the attribute."""
+    if not ops.KINDS[layer.kind].EXPRESSION:
+        return {}
+    args = symbolic_args(layer, hoist)
+    variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
+    return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
+
+
+def _module_free(kind: str) -> bool:
+    """A merge or an expression: code in `forward`, no module."""
+    return ops.KINDS[kind].MERGE or ops.KINDS[kind].EXPRESSION
 
 
 def _kind(item: Inst) -> str:

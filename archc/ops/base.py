@@ -8,7 +8,10 @@ An op kind is one module in `archc.ops` holding everything archc knows about it:
   convention behind torchvision's "FLOPs");
 - `torch_module` / `keras_layers`: its PyTorch module and Keras layers, given
   each argument as Python source (a literal, or an expression of a block's
-  parameters);
+  parameters); or, for a module-free op (`EXPRESSION`, e.g. a channel slice),
+  `torch_expr` / `keras_expr`: an expression of its input in `forward`;
+- `HELPERS`: a class the generated module defines for it, per backend
+  (templates/<backend>/<name>.py.j2), where the framework has none;
 - `WEIGHTS` and `to_keras` / `to_torch`: its tensors and their layouts, for
   moving weights between the two frameworks;
 - `label`: how the diagram shows it.
@@ -141,6 +144,10 @@ class Op:
     ELEMENTWISE: ClassVar[bool] = False  # keeps the sign of its input (for max-pool padding)
     SPATIAL_STRIDE: ClassVar[str | None] = None  # the argument that divides H and W, if any
     MERGE: ClassVar[bool] = False  # reads several tensors
+    # Computed by an expression of its input (`torch_expr`, `keras_expr`), not by a module or a
+    # named layer; the result may be a view of its input (so nothing after it works in place).
+    EXPRESSION: ClassVar[bool] = False
+    HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -191,6 +198,21 @@ class Op:
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Why the Keras backend cannot match PyTorch for these arguments, if it cannot."""
         return None
+
+    def keras_output(self, name: str) -> str:
+        """The Keras layer that gives this op's output, given the name of its (weighted)
+        layer: itself, unless the op ends in a further layer (a transposed conv's cropping)."""
+        return name
+
+    @classmethod
+    def torch_expr(cls, src: str, a: dict[str, str]) -> str:
+        """An EXPRESSION op in PyTorch's `forward`, applied to the variable `src`."""
+        raise NotImplementedError(cls.kind)
+
+    @classmethod
+    def keras_expr(cls, src: str, a: dict[str, str], ctx: KerasCtx) -> str:
+        """An EXPRESSION op applied to the Keras tensor `src`."""
+        raise NotImplementedError(cls.kind)
 
     # --- weights ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_map
 @dataclass(frozen=True)
 class PadShortcut(Op):
     kind: ClassVar[str] = "pad_shortcut"
-    HELPER: ClassVar[str] = "PadShortcut"  # a class the generated module defines (templates/*/PadShortcut.py.j2)
+    HELPERS: ClassVar[dict[str, str]] = {"torch": "PadShortcut", "keras": "PadShortcut"}  # templates/*/PadShortcut.py.j2
     stride: int
     extra: int  # channels added; half before (rounded down), the rest after
 
