@@ -28,11 +28,11 @@ test: setup
 
 $(TVENV)/.installed:
 	python3 -m venv $(TVENV)
-	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 numpy pytest pydantic PyYAML Jinja2 click
+	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 timm==1.0.31 numpy pytest pydantic PyYAML Jinja2 click
 	touch $@
 
 test-torchvision: $(TVENV)/.installed
-	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py tests/test_timm.py
 
 # The slow-marked tests only (deep Keras models, torch.compile of every zoo model).
 test-slow: setup

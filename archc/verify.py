@@ -169,14 +169,15 @@ def points(graph: Graph) -> list[_Point]:
 
 
 def _observable(pts: list[_Point], graph: Graph) -> list[_Point]:
-    """The points both models expose. An expression op (a channel slice) has no PyTorch
-    module and no Keras layer of its own: where it gives the model's output, that output
-    is compared (module ""); elsewhere its point is left out, and the next one covers it."""
+    """The points both models expose. An expression op (a channel slice) or a merge at model
+    level (`torch.cat`, `+`) has no PyTorch module: where it gives the model's output, that
+    output is compared (module ""); elsewhere its point is left out, and the next one covers it."""
     nodes = {n.id: n for n in graph.nodes}
     output = [p for p in pts if p.depth == 0][-1]
     out = []
     for p in pts:
-        if not nodes[p.node].op.EXPRESSION:
+        op = nodes[p.node].op
+        if not (op.EXPRESSION or (op.MERGE and p.node == p.module)):
             out.append(p)
         elif p is output:
             out.append(dataclasses.replace(p, module="", call=0))

@@ -25,6 +25,8 @@ ZOO = {
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
     "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
+    "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
+    "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),
@@ -74,6 +76,7 @@ KERAS_TOTALS = {
     "specs/keras/densenet121.yaml": 8_062_504,
 }
 BIG = {
+    "specs/timm/seresnet50.yaml", "specs/unet.yaml",
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
 }  # fmt: skip
