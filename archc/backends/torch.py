@@ -258,24 +258,21 @@ class TorchEmitter:
                 if condition:
                     lines.append(f"{indent}if {condition}:")
                 lines += render(code, indent + ("    " if condition else ""), f"{local}[{common.literal(name)}] = ")
-        else:  # torchvision's way: a list, appended to where a condition holds
-            lead = 0
-            while not modules[lead][2]:
-                lead += 1
-            lines += render(Seq(tuple(code for _, code, _ in modules[:lead])), indent, f"{local}: list[nn.Module] = ")
-            k = lead
-            while k < len(modules):
-                _, code, condition = modules[k]
+        else:  # torchvision's way: a list, extended where a condition holds
+            runs: list[tuple[str | None, list[Code]]] = []  # consecutive entries under one condition
+            for _, code, condition in modules:
+                if runs and runs[-1][0] == condition:
+                    runs[-1][1].append(code)
+                else:
+                    runs.append((condition, [code]))
+            first: list[Code] = runs.pop(0)[1] if runs[0][0] is None else []
+            lines += render(Seq(tuple(first)), indent, f"{local}: list[nn.Module] = ")
+            for condition, run in runs:
+                inner = indent + "    " if condition else indent
                 if condition:
-                    lines += [f"{indent}if {condition}:", *render(Call(f"{local}.append", (code,)), indent + "    ")]
-                    k += 1
-                    continue
-                end = k
-                while end < len(modules) and not modules[end][2]:
-                    end += 1
-                run = [code for _, code, _ in modules[k:end]]
-                lines += render(Call(f"{local}.extend", (Seq(tuple(run)),)) if len(run) > 1 else Call(f"{local}.append", tuple(run)), indent)
-                k = end
+                    lines.append(f"{indent}if {condition}:")
+                grow = Call(f"{local}.extend", (Seq(tuple(run)),)) if len(run) > 1 else Call(f"{local}.append", tuple(run))
+                lines += render(grow, inner)
         whole = f"*{local}" if group.positional else f"OrderedDict({local})"
         self.needs_ordered_dict |= not group.positional
         return [*lines, f"{indent}{head}{whole})"]
