@@ -7,15 +7,19 @@ import ast
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from archc.api import load_module, to_ir
 from archc.backends import emit
 from archc.cli import main
+from archc.errors import SpecError
 from archc.spec.loader import load_spec_text
 
 HEAD = "archc: 1\nname: {name}\ninput: [3, 16, 16]\ndefaults: {{conv: {{bias: false}}}}\n"
@@ -217,3 +221,38 @@ def test_batch_does_not_import_the_cli():
     tree = ast.parse((ROOT / "archc" / "batch.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "archc.cli" not in imported
+
+
+# --- check ok <=> every backend builds, on random specs ----------------------------------
+
+SNIPPETS = [
+    "{conv: {filters: 4, kernel: 3, padding: 1}}", "{conv: {filters: 6, kernel: 1, stride: 2}}", "relu", "batchnorm",
+    "{maxpool: {kernel: 3, padding: 1}}", "{maxpool: {kernel: 2}}", "{avgpool: {kernel: 3, stride: 1, padding: 1}}",
+    "{zeropad: {padding: 1}}", "sigmoid", "{act: {fn: leaky_relu}}", "{maxpool: {kernel: 3, stride: 2, padding: 1}}",
+]  # fmt: skip
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(SNIPPETS), min_size=1, max_size=5))
+def test_check_agrees_with_every_backend_on_random_specs(layers):
+    from archc.backends import BACKENDS
+
+    text = HEAD.format(name="rnd") + "defaults_placeholder: 0\n"
+    text = text.replace("defaults_placeholder: 0\n", "layers:\n" + "".join(f"  - l{i}: {s}\n" for i, s in enumerate(layers)))
+    text = text.replace("defaults: {conv: {bias: false}}", "defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}")
+    spec = load_spec_text(text)
+    try:
+        graph = to_ir(spec)
+    except SpecError:
+        return  # a shape mistake: check rejects it before any backend is asked
+    verdicts = {}
+    for backend in BACKENDS:
+        try:
+            ast.parse(emit(graph, backend))
+            verdicts[backend] = True
+        except SpecError:
+            verdicts[backend] = False
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "s.yaml").write_text(text)
+        checked = cli("check", str(Path(tmp) / "s.yaml")).exit_code
+    assert checked == (0 if all(verdicts.values()) else 2), (layers, verdicts)
