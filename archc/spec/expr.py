@@ -274,11 +274,20 @@ def fold(tree: ast.expr) -> ast.expr:
                 if bool(value.value) == stop_when:
                     values.append(value)  # decides whenever it is reached; later operands never run
                     break
-                if k < len(folded) - 1:
-                    continue  # passes evaluation on to the next operand
+                if k < len(folded) - 1 or (values and all(map(_boolean, values))):
+                    continue  # passes evaluation on (a last one only decides the type, and that is bool)
             values.append(value)
         return values[0] if len(values) == 1 else ast.BoolOp(tree.op, values)
     return tree
+
+
+def _boolean(tree: ast.expr) -> bool:
+    """True when `tree` always evaluates to a bool (so `tree or False` is `tree`)."""
+    if isinstance(tree, ast.Constant):
+        return isinstance(tree.value, bool)
+    if isinstance(tree, ast.BoolOp):
+        return all(map(_boolean, tree.values))
+    return isinstance(tree, ast.Compare) or (isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not))
 
 
 def constant(value: Value) -> ast.expr:
