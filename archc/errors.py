@@ -25,25 +25,25 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-class SpecError(Exception):
+class _Located:
+    """A message about a place in a spec: `file:line:col: [label]message`."""
+
+    label = ""
+
+    def __init__(self, message: str, where: Location | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.label}{self.message}" if self.where else f"{self.label}{self.message}"
+
+
+class SpecError(_Located, Exception):
     """A mistake in a spec (or a command-line override), located where possible."""
 
-    def __init__(self, message: str, where: Location | None = None):
-        super().__init__(message)
-        self.message = message
-        self.where = where
 
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
-
-
-class SpecWarning(UserWarning):
+class SpecWarning(_Located, UserWarning):
     """Something in a spec that is valid but probably a mistake (a parameter nothing uses)."""
 
-    def __init__(self, message: str, where: Location | None = None):
-        super().__init__(message)
-        self.message = message
-        self.where = where
-
-    def __str__(self) -> str:
-        return f"{self.where}: warning: {self.message}" if self.where else f"warning: {self.message}"
+    label = "warning: "

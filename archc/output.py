@@ -65,21 +65,21 @@ def write_all(files: dict[Path, str | bytes], force: bool = False, guard: bool =
     for target in files:
         check_target(target, force, guard)
     written: list[tuple[str, Path]] = []
+    current = next(iter(files), Path())
     try:
         try:
-            for target, text in files.items():
-                target.parent.mkdir(parents=True, exist_ok=True)
+            for current, text in files.items():
+                current.parent.mkdir(parents=True, exist_ok=True)
                 # a short fixed prefix: the target's own name may already be 255 bytes long
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".archc-", suffix=".tmp")
-                written.append((tmp, target))
+                fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=".archc-", suffix=".tmp")
+                written.append((tmp, current))
                 with os.fdopen(fd, "wb") as f:
                     f.write(text.encode() if isinstance(text, str) else text)
                 os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a module is an ordinary file
-            for tmp, target in written:
-                os.replace(tmp, target)
+            for tmp, current in written:
+                os.replace(tmp, current)
         except OSError as e:
-            where = next((t for _, t in reversed(written)), next(iter(files), ""))
-            raise SpecError(f"cannot write {where}: {e.strerror or e}") from None
+            raise SpecError(f"cannot write {current}: {e.strerror or e}") from None
     finally:
         for tmp, _ in written:
             if os.path.lexists(tmp):

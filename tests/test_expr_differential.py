@@ -100,3 +100,21 @@ def test_every_function_is_bounded(text, message):
     with pytest.raises(expr.ExprError, match=message.replace("(", r"\(").replace(")", r"\)")):
         expr.evaluate(expr.parse(text), {})
     assert time.process_time() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    "text, scope",
+    [
+        ("(not b) and 1", {"b": 0}),  # `and 1` decides the type: 1, not True
+        ("a * 1.0", {"a": 3}),  # a float, not the int 3
+        ("a // 1", {"a": 2.5}),  # 2.0, not 2.5
+        ("(a > 1) + 0", {"a": 3}),  # 1, not True
+        ("a + (not (-(not b)))", {"a": 0, "b": 0}),
+        ("(a != 1) or false", {"a": 1}),
+    ],
+)
+def test_folding_keeps_pythons_value_and_type(text, scope):
+    tree = expr.parse(text)
+    value = expr.evaluate(tree, scope)
+    folded = expr.fold(expr.substitute(tree, {}))
+    assert same(python_value(expr.to_python(folded), scope), value), expr.to_python(folded)

@@ -251,13 +251,17 @@ def fold(tree: ast.expr) -> ast.expr:
         left, right = fold(tree.left), fold(tree.right)
         lc = left.value if isinstance(left, ast.Constant) else None
         rc = right.value if isinstance(right, ast.Constant) else None
-        if isinstance(tree.op, ast.Mult) and lc == 1 and not isinstance(lc, bool):
+        # identities, only where Python's value keeps its type: an int constant (1.0 would make a
+        # float), a kept operand that is not a bool (0 + True is 1), and `// 1` of an int only
+        if isinstance(tree.op, ast.Mult) and _int(lc) == 1 and not _boolean(right):
             return right
-        if isinstance(tree.op, (ast.Mult, ast.FloorDiv)) and rc == 1 and not isinstance(rc, bool):
+        if isinstance(tree.op, ast.Mult) and _int(rc) == 1 and not _boolean(left):
             return left
-        if isinstance(tree.op, (ast.Add, ast.Sub)) and rc == 0 and not isinstance(rc, bool):
+        if isinstance(tree.op, ast.FloorDiv) and _int(rc) == 1 and _integral(left):
             return left
-        if isinstance(tree.op, ast.Add) and lc == 0 and not isinstance(lc, bool):
+        if isinstance(tree.op, (ast.Add, ast.Sub)) and _int(rc) == 0 and not _boolean(left):
+            return left
+        if isinstance(tree.op, ast.Add) and _int(lc) == 0 and not _boolean(right):
             return right
         return ast.BinOp(left, tree.op, right)
     if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], (ast.Eq, ast.NotEq)):
@@ -274,11 +278,33 @@ def fold(tree: ast.expr) -> ast.expr:
                 if bool(value.value) == stop_when:
                     values.append(value)  # decides whenever it is reached; later operands never run
                     break
-                if k < len(folded) - 1:
-                    continue  # passes evaluation on to the next operand
+                if k < len(folded) - 1 or (_boolean(value) and values and all(map(_boolean, values))):
+                    continue  # passes evaluation on (a last one only decides the type, and that is bool)
             values.append(value)
         return values[0] if len(values) == 1 else ast.BoolOp(tree.op, values)
     return tree
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+def _integral(tree: ast.expr) -> bool:
+    """True when `tree` always evaluates to an int (not a float, not a bool)."""
+    if isinstance(tree, ast.Call):
+        return tree.func.id in ("floor", "ceil", "int") or (tree.func.id == "round" and len(tree.args) == 1)  # type: ignore[union-attr]
+    if isinstance(tree, ast.BinOp) and not isinstance(tree.op, (ast.Div, ast.Pow)):
+        return _integral(tree.left) and _integral(tree.right)
+    return isinstance(tree, ast.Constant) and type(tree.value) is int
+
+
+def _boolean(tree: ast.expr) -> bool:
+    """True when `tree` always evaluates to a bool (so `tree or False` is `tree`)."""
+    if isinstance(tree, ast.Constant):
+        return isinstance(tree.value, bool)
+    if isinstance(tree, ast.BoolOp):
+        return all(map(_boolean, tree.values))
+    return isinstance(tree, ast.Compare) or (isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not))
 
 
 def constant(value: Value) -> ast.expr:

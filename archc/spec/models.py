@@ -54,9 +54,9 @@ Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _names_pattern(value: str) -> str:
-    if not re.fullmatch(r"([A-Za-z][A-Za-z0-9_]*)?\{[in]\}", value):
+    if not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_]*)?\{[in]\}", value):
         raise ValueError(
-            f"names must be letters, digits and _ (starting with a letter) followed by {{i}} (from 0) or "
+            f"names must be letters, digits and _ (not starting with _) followed by {{i}} (from 0) or "
             f"{{n}} (from 1), e.g. 'denselayer{{n}}'; got {value!r}"
         )
     return value
