@@ -36,20 +36,26 @@ def randomize_batchnorm(model):
     model.eval()
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
-def test_matches_torchvision(name):
-    torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {}))
+def assert_same_model(reference, name: str) -> None:
+    """The generated module `name` has the reference's state_dict keys and shapes, loads its
+    weights strictly, and then computes its outputs (BatchNorm statistics randomised)."""
     randomize_batchnorm(reference)
-    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model().eval()
+    module = load_module(ROOT / "generated" / f"{name}_torch.py")
+    ours = module.build_model().eval()
 
     def shapes(model):
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     assert shapes(ours) == shapes(reference)
     ours.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(2, *module.INPUT_SHAPE)
     with torch.no_grad():
         expected, got = reference(x), ours(x)
-    assert got.shape == expected.shape == (2, 1000)
+    assert got.shape == expected.shape
     assert (expected - got).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
+def test_matches_torchvision(name):
+    torch.manual_seed(0)
+    assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)
