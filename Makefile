@@ -1,6 +1,7 @@
 # make demo: set up, build a zoo model for both backends, run a forward pass in each.
-# make test: set up, run the whole suite.
-# make test-torchvision: torchvision parity in its own venv (torchvision is not a dev dependency).
+# make test: set up (both environments), run the whole suite, torchvision and timm parity included.
+# make test-torchvision: only the torchvision and timm parity tests, in their own venv
+#   (torchvision is not a dev dependency: it needs torch 2.14.1, the dev venv pins 2.13.0).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARCHC := $(VENV)/bin/archc
@@ -23,16 +24,17 @@ demo: setup
 	$(ARCHC) build specs/densenet121.yaml --backend keras -o build/demo/densenet121_keras.py
 	$(PY) scripts/demo.py build/demo/densenet121_torch.py build/demo/densenet121_keras.py
 
-test: setup
+test: setup $(TVENV)/.installed
 	$(PY) -m pytest -n 2 -q
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider tests/test_torchvision.py tests/test_timm.py
 
 $(TVENV)/.installed:
 	python3 -m venv $(TVENV)
-	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 timm==1.0.31 numpy pytest pydantic PyYAML Jinja2 click
+	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 timm==1.0.31 numpy pytest pytest-xdist pydantic PyYAML Jinja2 click
 	touch $@
 
 test-torchvision: $(TVENV)/.installed
-	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -q tests/test_torchvision.py tests/test_timm.py
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider tests/test_torchvision.py tests/test_timm.py
 
 # The slow-marked tests only (deep Keras models, torch.compile of every zoo model).
 test-slow: setup
