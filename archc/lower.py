@@ -350,6 +350,7 @@ def _lower_items(
             nonneg = op.nonneg_after(nonneg)
         if inputs:
             item = dataclasses.replace(item, inputs=inputs)
+        item = dataclasses.replace(item, output=cur)
         items.append(item)
         reads.update(item.inputs if item.inputs else (prev,))
         if kind == "branches":
@@ -554,7 +555,7 @@ def _lower_stage(
         before = cur
         args = last if k == repeat - 1 else first if k == 0 else common
         inst, inst_out = _instantiate(state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx)
-        instances.append(inst)
+        instances.append(dataclasses.replace(inst, output=inst_out))
         if body.connectivity == "dense":
             concat = ops.Concat()
             try:

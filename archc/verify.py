@@ -139,11 +139,6 @@ class _Point:
 def points(graph: Graph) -> list[_Point]:
     """Every model-level item, and inside groups and stages every item and block instance,
     in the order of a depth-first walk (containers before their contents)."""
-    last: dict[str, str] = {}
-    for node in graph.nodes:
-        parts = node.id.split(".")
-        for k in range(1, len(parts) + 1):
-            last[".".join(parts[:k])] = node.id
     out: list[_Point] = []
 
     def walk(items: tuple[Inst, ...], path: tuple[str, ...], depth: int) -> None:
@@ -154,9 +149,9 @@ def points(graph: Graph) -> list[_Point]:
             node_path = ".".join((*path, item.name if n == 1 else f"{item.name}_{n}"))
             label = ".".join((*path, item.name)) + ("" if n == 1 else f"#{n}")
             if path:  # in a group (nn.Sequential): a repeated activation is a module of its own
-                out.append(_Point(label, node_path, 0, last[node_path], depth, item.out_shape))
+                out.append(_Point(label, node_path, 0, item.output, depth, item.out_shape))
             else:  # at model level the model calls the same module again
-                out.append(_Point(label, item.name, n - 1, last[node_path], depth, item.out_shape))
+                out.append(_Point(label, item.name, n - 1, item.output, depth, item.out_shape))
             if isinstance(item, GroupInst):
                 walk(item.items, (*path, item.name), depth + 1)
             elif isinstance(item, StageInst):

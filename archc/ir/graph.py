@@ -160,6 +160,7 @@ class LayerInst:
     exposed: tuple[tuple[str, str], ...] = ()  # (attr, model param) emitted as a build_model argument
     where: Location | None = None  # where the spec writes it, for a backend's complaints
     inputs: tuple[str, ...] = ()  # the tensors it reads by name (a merge's, or `from:`); () is the previous one
+    output: str = ""  # the IR node that gives its value
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class BlockInst:
     counts: Counts
     children: tuple[Inst, ...] = ()
     inputs: tuple[str, ...] = ()
+    output: str = ""  # the IR node that gives its value
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class StageInst:
     out_shape: Shape
     counts: Counts
     inputs: tuple[str, ...] = ()
+    output: str = ""  # the IR node that gives its value
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class GroupInst:
     out_shape: Shape
     counts: Counts
     inputs: tuple[str, ...] = ()
+    output: str = ""  # the IR node that gives its value
     transparent: bool = False  # parallel branches: the items are modules of the enclosing scope
 
     @property
