@@ -248,7 +248,7 @@ def verify(
     names = list(dict.fromkeys(interop.keras_name(p.node) for p in pts))
     probe = keras.Model(k_model.input, [k_model.get_layer(n).output for n in names])
     outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
-    k_outs = dict(zip(names, (np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
+    k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
 
     rows = []
     for p in pts:
