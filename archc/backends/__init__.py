@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from archc.ir.graph import Graph
+
+if TYPE_CHECKING:
+    import jinja2
 
 BACKENDS = ("torch", "keras")
 
@@ -28,6 +30,8 @@ def template_dir() -> Path:
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: `check` imports archc.backends.common but renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,

@@ -106,7 +106,9 @@ ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (see the
+    # end of this module); default instances are made with model_construct() for the same reason.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # --- primitive layers -----------------------------------------------------------
@@ -167,11 +169,11 @@ class ConvItem(Strict):
 
 
 class BatchNormItem(Strict):
-    batchnorm: BatchNormArgs = BatchNormArgs()
+    batchnorm: BatchNormArgs = BatchNormArgs.model_construct()
 
 
 class ActItem(Strict):
-    act: ActArgs = ActArgs()
+    act: ActArgs = ActArgs.model_construct()
 
     @model_validator(mode="before")
     @classmethod
@@ -191,7 +193,7 @@ class AvgPoolItem(Strict):
 
 
 class GlobalAvgPoolItem(Strict):
-    global_avgpool: Empty = Empty()
+    global_avgpool: Empty = Empty.model_construct()
 
 
 class DenseItem(Strict):
@@ -203,7 +205,7 @@ class DropoutItem(Strict):
 
 
 class FlattenItem(Strict):
-    flatten: Empty = Empty()
+    flatten: Empty = Empty.model_construct()
 
 
 class ZeroPadItem(Strict):
@@ -418,10 +420,10 @@ class BatchNormDefaults(Strict):
 
 
 class Defaults(Strict):
-    conv: ConvDefaults = Field(ConvDefaults(), description="Conv settings a conv layer does not give itself.")
-    dense: DenseDefaults = Field(DenseDefaults(), description="Dense settings a dense layer does not give itself.")
+    conv: ConvDefaults = Field(ConvDefaults.model_construct(), description="Conv settings a conv layer does not give itself.")
+    dense: DenseDefaults = Field(DenseDefaults.model_construct(), description="Dense settings a dense layer does not give itself.")
     batchnorm: BatchNormDefaults = Field(
-        BatchNormDefaults(), description="Batch-norm numerics; archc never relies on a framework's defaults."
+        BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
     )
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
@@ -446,7 +448,7 @@ class ModelSpec(Strict):
     doc: Doc = Field("", description="What the model is, with its reference.")
     input: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
-    defaults: Defaults = Field(Defaults(), description="Values for layer settings a layer leaves unset.")
+    defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
         default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
     )
@@ -463,7 +465,6 @@ class LibrarySpec(Strict):
     blocks: dict[Name, BlockDef] = Field(description="The block kinds it provides.")
 
 
-GroupItem.model_rebuild()
-BlockDef.model_rebuild()
-ModelSpec.model_rebuild()
-LibrarySpec.model_rebuild()
+# Validators are built on first use (defer_build): `check` validates a ModelSpec and its
+# libraries, whose schemas hold every other model, so building each class's own
+# validator at import would be wasted work. Forward references resolve then too.
