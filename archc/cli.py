@@ -1,4 +1,5 @@
-"""The archc command line: build, check, summary, diff, graph, schema, completion, verify.
+"""The archc command line: build, check, summary, diff, graph, schema, completion, verify,
+convert, blocks.
 
 Exit status: 0 ok, 2 a mistake in the spec or the command line (one located
 message, no traceback), 1 a bug in archc (or, for verify, backends that
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -335,13 +334,12 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
 
 
 def _render(dot_text: str, form: str) -> bytes:
-    dot = shutil.which("dot")
-    if dot is None:
+    from archc.passes.diagram import render
+
+    data = render(dot_text, form)
+    if data is None:
         raise SpecError(INSTALL_GRAPHVIZ)
-    result = subprocess.run([dot, f"-T{form}"], input=dot_text.encode(), capture_output=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"dot failed on archc's output: {result.stderr.decode(errors='replace')}")
-    return result.stdout
+    return data
 
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["schema"])
@@ -472,6 +470,26 @@ def convert(
             f"wrote {dst} ({graph.name}, {source} -> {target_kind}, {result.tensors} tensors; "
             f"outputs agree: max |torch - keras| {result.max_abs:.2e})"
         )
+
+    _run(action)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["blocks"])
+@click.argument("library", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def blocks(library: str | None, as_json: bool) -> None:
+    """List the block kinds of the shipped libraries (or of LIBRARY: a shipped name such
+    as resnet, or a path to a library .yaml) with their parameters, defaults, shortcuts,
+    layers and docs: what `use:` makes available to `block:` and `stage:`."""
+
+    def action() -> None:
+        from archc import blocks as listing
+
+        libraries = listing.load(library)
+        if as_json:
+            _json("blocks", listing.to_dict(libraries))
+        else:
+            click.echo(listing.to_text(libraries))
 
     _run(action)
 
