@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from archc.ir.graph import Graph
-from archc.passes.summary import Summary
 from archc.spec.loader import LoadedSpec
 from archc.spec.loader import load_spec as _load
 
 if TYPE_CHECKING:
     from archc.passes.diagram import Diagram
+    from archc.passes.summary import Summary
 
 SpecLike = Union[str, Path, LoadedSpec, Graph]
 
