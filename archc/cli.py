@@ -449,7 +449,8 @@ def convert(
     def action() -> None:
         from archc import convert as converter
 
-        converter.kind_of(src), converter.kind_of(dst)  # a wrong name fails before anything is built
+        for path in (src, dst):
+            converter.kind_of(path)  # a name that says no framework fails before anything is built
         target = Path(dst)
         if target.exists() and not force:
             raise SpecError(f"{dst} exists; pass --force to replace it")

@@ -64,6 +64,7 @@ KINDS = {
     "block": "Block kinds and their parameters.",
     "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
     "use": "Block libraries that are missing, misnamed or not libraries.",
+    "extends": "Patches of an inherited list by entry name that name no entry, or patch what has no names.",
 }
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 
