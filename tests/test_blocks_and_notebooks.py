@@ -5,6 +5,8 @@ render `archc.summary(...)` as an HTML table and `archc.diagram(...)` as inline 
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import yaml
 from click.testing import CliRunner
@@ -83,3 +85,20 @@ def test_diagram_renders_inline_svg_or_mermaid(tmp_path, monkeypatch):
     assert markdown.startswith("```mermaid\nflowchart TB\n") and markdown.endswith("```\n")
     assert "layer3" in markdown
     render_svg.cache_clear()
+
+
+def test_check_and_blocks_stay_light():
+    """`check` (run on every save by editors) and `blocks` import no framework, no numpy and
+    not jinja2 (templates are for build); importing archc.convert imports no framework."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from archc.cli import main\n"
+        "import archc.convert\n"
+        "for args in (['check', 'specs/resnet50.yaml'], ['blocks']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'keras', 'jax', 'numpy', 'jinja2') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
