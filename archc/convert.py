@@ -29,8 +29,7 @@ from archc.ir.graph import Graph
 KERAS_SUFFIX = ".weights.h5"
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
-# Step names, in order; `progress(step, done, total)` reports each.
-STEPS = ("read", "build", "transfer", "check", "write")
+# progress(step, done, total), for the steps build, read, transfer, check and write
 Progress = Callable[[str, int, int], None]
 
 
@@ -75,12 +74,13 @@ def convert(
 
     from archc import interop
     from archc.api import load_module
+    from archc.verify import build_keras
 
     tm, km = load_module(graph, "torch"), load_module(graph, "keras")
     report("build", 0, 2)
     t_model = tm.build_model()
     report("build", 1, 2)
-    k_model = km.build_model()
+    k_model = build_keras(km, graph)
     report("build", 2, 2)
     if source == "torch":
         report("read", 0, 1)

@@ -205,6 +205,17 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             m.num_batches_tracked.zero_()
 
 
+def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
+    """`module.build_model(**kwargs)` for a generated Keras module, with room on the stack:
+    Keras recurses through deep functional graphs (ResNet-1202)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))
+    try:
+        return module.build_model(**kwargs)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def verify(
     spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0
 ) -> Report:
@@ -214,12 +225,7 @@ def verify(
     torch.manual_seed(seed)
     t_model = tm.build_model()
     randomize(t_model, graph, seed)
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))  # Keras recurses through deep functional graphs
-    try:
-        k_model = km.build_model()
-    finally:
-        sys.setrecursionlimit(limit)
+    k_model = build_keras(km, graph)
     interop.torch_to_keras(t_model, k_model, graph)
 
     # Dropout is random, so it is off in both; --train-mode is about BatchNorm's batch statistics.
