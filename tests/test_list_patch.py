@@ -109,3 +109,18 @@ def test_only_named_entries_are_patched(tmp_path):
     path.write_text("archc: 1\nextends: base.yaml\nname: child\nuse: {resnet: null}\n")
     with pytest.raises(SpecError, match=r"child.yaml:4:6: use: only a list of `name: layer` entries can be patched by name"):
         load_spec(path)
+
+
+def test_a_repeated_name_is_not_patched_by_name(tmp_path):
+    """A model-level activation may be listed twice (the same module called again); which one a
+    patch meant would be a guess."""
+    (tmp_path / "base.yaml").write_text(
+        "archc: 1\nname: base\ninput: [3, 8, 8]\nlayers:\n  - relu: act\n  - c: {conv: {filters: 4, kernel: 1}}\n"
+        "  - relu: act\n  - fc: global_avgpool\n"
+    )
+    path = tmp_path / "child.yaml"
+    path.write_text("archc: 1\nextends: base.yaml\nname: child\nlayers:\n  relu: null\n")
+    with pytest.raises(SpecError, match=r"child.yaml:5:3: layers has 2 entries named 'relu'; a list is patched by name only where"):
+        load_spec(path)
+    path.write_text("archc: 1\nextends: base.yaml\nname: child\nlayers:\n  c: {conv: {filters: 8}}\n")
+    assert load_spec(path).model.layers[1]["c"].conv.filters == 8  # the unique ones still can be

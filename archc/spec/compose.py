@@ -125,7 +125,11 @@ def _patch_entries(
         where = omap.locate_key((*op, key))
         current = [row[0] for row in rows]
         if current.count(key) > 1:
-            raise SpecError(f"{_show(path)} has {current.count(key)} entries named {key!r}; patch one list by name only when names are unique", where)
+            raise SpecError(
+                f"{_show(path)} has {current.count(key)} entries named {key!r}; "
+                "a list is patched by name only where the name is unique",
+                where,
+            )
         places = {k: patch[k] for k in _PLACES if isinstance(patch, dict) and k in patch}
         if len(places) > 1:
             raise SpecError("give $before or $after, not both", where)
