@@ -1,6 +1,6 @@
 """archc: one YAML spec for a CNN, readable PyTorch and Keras code out.
 
-The Python API (`load_spec`, `compile`, `build`, `summary`, `to_ir`) lives in
+The Python API (`load_spec`, `compile`, `build`, `summary`, `diagram`, `to_ir`) lives in
 `archc.api` and is imported on first use, so `import archc` stays light and never
 imports torch or keras. `SpecError` is what every user mistake raises.
 """
@@ -8,11 +8,11 @@ imports torch or keras. `SpecError` is what every user mistake raises.
 from archc.errors import SpecError
 
 __version__ = "0.1.0"
-__all__ = ["SpecError", "build", "compile", "load_spec", "summary", "to_ir"]
+__all__ = ["SpecError", "build", "compile", "diagram", "load_spec", "summary", "to_ir"]
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    if name in ("build", "compile", "load_spec", "summary", "to_ir"):
+    if name in ("build", "compile", "diagram", "load_spec", "summary", "to_ir"):
         from archc import api
 
         return getattr(api, name)

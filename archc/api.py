@@ -2,7 +2,8 @@
 
     import archc
     spec = archc.load_spec("specs/cifar/densenet_bc100_k12.yaml", overrides=["params.growth_rate=24"])
-    archc.summary(spec).macs            # from the IR; no framework imported
+    archc.summary(spec).macs            # from the IR; no framework imported (a table in notebooks)
+    archc.diagram(spec)                 # block diagram: inline SVG in notebooks (Graphviz), else Mermaid
     model = archc.build(spec, "torch")  # compiled and imported in memory, no files written
 
 `spec` may be a path, a `LoadedSpec` (from `load_spec`) or a lowered `Graph`.
@@ -14,12 +15,15 @@ import builtins
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from archc.ir.graph import Graph
-from archc.passes.summary import Summary
 from archc.spec.loader import LoadedSpec
 from archc.spec.loader import load_spec as _load
+
+if TYPE_CHECKING:
+    from archc.passes.diagram import Diagram
+    from archc.passes.summary import Summary
 
 SpecLike = Union[str, Path, LoadedSpec, Graph]
 
@@ -63,3 +67,11 @@ def summary(spec: SpecLike, level: str = "blocks", batch: int = 1) -> Summary:
     from archc.passes.summary import summarize
 
     return summarize(to_ir(spec), level, batch)
+
+
+def diagram(spec: SpecLike, level: str = "blocks", expand: bool = False) -> Diagram:
+    """The block (or layer) diagram of `archc graph`: `.to_dot()`, `.to_mermaid()`, `.svg()`;
+    a notebook shows it inline (SVG drawn by Graphviz where installed, else Mermaid)."""
+    from archc.passes.diagram import diagram as draw
+
+    return draw(to_ir(spec), level, expand)

@@ -1,4 +1,5 @@
-"""The archc command line: build, check, summary, diff, graph, schema, completion, verify.
+"""The archc command line: build, check, summary, diff, graph, schema, completion, verify,
+convert, blocks.
 
 Exit status: 0 ok, 2 a mistake in the spec or the command line (one located
 message, no traceback), 1 a bug in archc (or, for verify, backends that
@@ -14,8 +15,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 import traceback
 import warnings
@@ -42,6 +41,10 @@ EXAMPLES = {
     "diff": "archc diff specs/resnet50.yaml specs/resnext50_32x4d.yaml\n\n"
     "    archc diff specs/cifar/resnet.yaml --set-a params.depth=20 --set-b params.depth=56",
     "verify": "archc verify specs/resnet50.yaml\n\n    archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
+    "convert": "archc convert specs/resnet50.yaml resnet50.pth resnet50.weights.h5      # PyTorch -> Keras\n\n"
+    "    archc convert specs/resnet50.yaml resnet50.weights.h5 resnet50.pth      # Keras -> PyTorch\n\n"
+    "    archc convert specs/cifar/resnet.yaml --set params.depth=56 r56.pth r56.weights.h5",
+    "blocks": "archc blocks               # every shipped library\n\n    archc blocks densenet      # one library",
 }
 GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", ".png": "png"}
 INSTALL_GRAPHVIZ = (
@@ -49,6 +52,10 @@ INSTALL_GRAPHVIZ = (
     "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
     "or write --format dot or --format mermaid"
 )
+# archc's spec models need no pydantic plugins, and looking for them reads the metadata of
+# every installed package (about 20 ms of each `archc check` in a venv with the runtimes).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
 
 
@@ -398,13 +405,12 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
 
 
 def _render(dot_text: str, form: str) -> bytes:
-    dot = shutil.which("dot")
-    if dot is None:
+    from archc.passes.diagram import render
+
+    data = render(dot_text, form)
+    if data is None:
         raise SpecError(INSTALL_GRAPHVIZ)
-    result = subprocess.run([dot, f"-T{form}"], input=dot_text.encode(), capture_output=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"dot failed on archc's output: {result.stderr.decode(errors='replace')}")
-    return result.stdout
+    return data
 
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["schema"])
@@ -480,6 +486,97 @@ def verify(
         return report.ok
 
     sys.exit(0 if _run(action) else 1)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["convert"])
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@_set_option("--set")
+@click.option(
+    "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+    help="Write DST only when the output's max |torch - keras| <= T x max(1, max |torch|) on a random batch.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def convert(
+    spec: str, src: str, dst: str, overrides: tuple[str, ...], tolerance: float, force: bool, progress: bool | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Convert SRC's weights for SPEC's model from PyTorch to Keras or back: a
+    `.weights.h5` file is Keras (keras.Model.save_weights), `.pth`/`.pt`/`.bin` a
+    PyTorch state_dict (read with torch.load(weights_only=True)).
+
+    Builds both models in memory, checks SRC tensor by tensor against the spec
+    (exit 2 naming the first missing, unexpected or misshapen tensor), moves the
+    weights through the IR, and writes DST only if one random batch gives the same
+    output in both frameworks (exit 1 otherwise)."""
+
+    def action() -> None:
+        from archc import convert as converter
+
+        for path in (src, dst):
+            converter.kind_of(path)  # a name that says no framework fails before anything is built
+        target = Path(dst)
+        if target.exists() and not force:
+            raise SpecError(f"{dst} exists; pass --force to replace it")
+        graph = _graph(spec, overrides)
+        show = sys.stderr.isatty() if progress is None else progress
+        try:
+            result = converter.convert(graph, Path(src), target, tolerance=tolerance, progress=_bar() if show else None)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] not in ("torch", "keras", "tensorflow", "h5py"):
+                raise
+            raise SpecError(f"archc convert needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
+        except converter.ConversionMismatch as e:
+            _echo(click.style("archc: error:", fg="red", bold=True) + f" {e}", err=True)
+            sys.exit(1)
+        if as_json:
+            _json("convert", {"spec": spec, "model": graph.name, "src": src, "dst": dst, "direction": result.direction,
+                              "tensors": result.tensors, "max_abs": result.max_abs, "magnitude": result.magnitude,
+                              "tolerance": result.tolerance})  # fmt: skip
+            return
+        source, target_kind = result.direction.split("->")
+        click.echo(
+            f"wrote {dst} ({graph.name}, {source} -> {target_kind}, {result.tensors} tensors; "
+            f"outputs agree: max |torch - keras| {result.max_abs:.2e})"
+        )
+
+    _run(action)
+
+
+@main.command(epilog="Examples:\n\n    " + EXAMPLES["blocks"])
+@click.argument("library", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def blocks(library: str | None, as_json: bool) -> None:
+    """List the block kinds of the shipped libraries (or of LIBRARY: a shipped name such
+    as resnet, or a path to a library .yaml) with their parameters, defaults, shortcuts,
+    layers and docs: what `use:` makes available to `block:` and `stage:`."""
+
+    def action() -> None:
+        from archc import blocks as listing
+
+        libraries = listing.load(library)
+        if as_json:
+            _json("blocks", listing.to_dict(libraries))
+        else:
+            click.echo(listing.to_text(libraries))
+
+    _run(action)
+
+
+def _bar():  # type: ignore[no-untyped-def]
+    """progress(step, done, total) drawing one line per step on stderr."""
+
+    def report(step: str, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{step:<9}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return report
 
 
 if __name__ == "__main__":  # pragma: no cover

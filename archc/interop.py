@@ -19,6 +19,7 @@ Nothing here imports torch or keras until a model is handed over.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,11 @@ def _to_torch(slot: _Slot, name: str, k: np.ndarray) -> np.ndarray:
 # --- the two directions ------------------------------------------------------------------------
 
 
-def torch_to_keras(torch_model: Any, keras_model: Any, spec: str | Path | LoadedSpec | Graph) -> None:
+def torch_to_keras(
+    torch_model: Any, keras_model: Any, spec: str | Path | LoadedSpec | Graph, on_node: Callable[[str], None] | None = None
+) -> None:
     """Copy every weight of `torch_model` into `keras_model`, both generated from `spec`
-    (a spec path, a loaded spec or its IR graph)."""
+    (a spec path, a loaded spec or its IR graph); `on_node(node_id)` follows each weighted node."""
     graph = to_ir(spec)
     slots = _slots(graph)
     state = _torch_state(torch_model, slots, graph)
@@ -116,9 +119,13 @@ def torch_to_keras(torch_model: Any, keras_model: Any, spec: str | Path | Loaded
             _check_shape(slot, name, value.shape, dest.shape, "keras")
             new.append(value.astype(dest.dtype))
         layer.set_weights(new)
+        if on_node:
+            on_node(slot.node.id)
 
 
-def keras_to_torch(keras_model: Any, torch_model: Any, spec: str | Path | LoadedSpec | Graph) -> None:
+def keras_to_torch(
+    keras_model: Any, torch_model: Any, spec: str | Path | LoadedSpec | Graph, on_node: Callable[[str], None] | None = None
+) -> None:
     """Copy every weight of `keras_model` into `torch_model`, both generated from `spec`."""
     import torch
 
@@ -132,6 +139,8 @@ def keras_to_torch(keras_model: Any, torch_model: Any, spec: str | Path | Loaded
             value = _to_torch(slot, name, value)
             _check_shape(slot, name, value.shape, tuple(state[key].shape), "torch")
             state[key] = torch.from_numpy(np.ascontiguousarray(value)).to(state[key].dtype)
+        if on_node:
+            on_node(slot.node.id)
     torch_model.load_state_dict(state, strict=True)
 
 

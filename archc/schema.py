@@ -5,8 +5,9 @@ It is pydantic's schema of `ModelSpec`, with what the validators add by hand:
   (`batchnorm`, `relu`, ...), a list (a group) or `act: relu`;
 - a spec with `extends:` is a partial document: nothing else is required, and a
   top-level value may be `null` (delete it from the base), `{$replace: value}` or
-  `{$append: [...]}`. Nested merge operators are left to archc itself, which also
-  checks what no schema can (expressions, names in scope, shapes, the merged result).
+  `{$append: [...]}`, and `layers` a patch by entry name. Nested merge operators are
+  left to archc itself, which also checks what no schema can (expressions, names in
+  scope, shapes, the merged result).
 """
 
 from __future__ import annotations
@@ -115,4 +116,7 @@ def _mergeable(prop: dict[str, Any]) -> dict[str, Any]:
     if value.get("type") == "array":
         items = {"type": "array", "items": value.get("items", {})}
         ops.append({"type": "object", "properties": {"$append": items}, "required": ["$append"], "additionalProperties": False})
+        if value.get("items") == {"$ref": "#/$defs/LayerEntry"}:
+            # a patch by entry name: null removes, a mapping merges or, with $before/$after, inserts
+            ops.append({"type": "object", "additionalProperties": {"anyOf": [{"type": "null"}, {"type": "object"}]}})
     return {**described, "anyOf": ops}

@@ -216,6 +216,17 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             m.num_batches_tracked.zero_()
 
 
+def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
+    """`module.build_model(**kwargs)` for a generated Keras module, with room on the stack:
+    Keras recurses through deep functional graphs (ResNet-1202)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))
+    try:
+        return module.build_model(**kwargs)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def verify(
     spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0
 ) -> Report:
@@ -225,12 +236,7 @@ def verify(
     torch.manual_seed(seed)
     t_model = tm.build_model()
     randomize(t_model, graph, seed)
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))  # Keras recurses through deep functional graphs
-    try:
-        k_model = km.build_model()
-    finally:
-        sys.setrecursionlimit(limit)
+    k_model = build_keras(km, graph)
     interop.torch_to_keras(t_model, k_model, graph)
 
     # Dropout is random, so it is off in both; --train-mode is about BatchNorm's batch statistics.
@@ -264,7 +270,7 @@ def verify(
     names = list(dict.fromkeys(keras_output(p) for p in pts))
     probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
     outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
-    k_outs = dict(zip(names, (np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
+    k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
 
     rows = []
     for p in pts:

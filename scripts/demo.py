@@ -18,6 +18,13 @@ def load(path):
     return module
 
 
+def counts(trainable: int, non_trainable: int) -> str:
+    return (
+        f"{trainable:,} trainable + {non_trainable:,} non-trainable (BatchNorm statistics) "
+        f"= {trainable + non_trainable:,} parameters"
+    )
+
+
 def main(torch_path: str, keras_path: str) -> None:
     import numpy as np
     import torch
@@ -27,16 +34,28 @@ def main(torch_path: str, keras_path: str) -> None:
     x = torch.randn(2, *tm.INPUT_SHAPE)
     with torch.no_grad():
         y = model(x)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"torch  {torch_path}: input {tuple(x.shape)} -> output {tuple(y.shape)}, {params:,} parameters")
+    trainable = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    print(f"torch  {torch_path}: input {tuple(x.shape)} -> output {tuple(y.shape)}")
+    print(f"       {counts(trainable, buffers)}")
 
     km = load(keras_path)
     kmodel = km.build_model()
     xk = np.random.default_rng(0).standard_normal((2, *km.INPUT_SHAPE)).astype("float32")
     yk = kmodel(xk, training=False)
-    print(f"keras  {keras_path}: input {xk.shape} -> output {tuple(yk.shape)}, {kmodel.count_params():,} parameters")
+    k_trainable = sum(int(np.prod(w.shape)) for w in kmodel.trainable_weights)
+    k_fixed = sum(int(np.prod(w.shape)) for w in kmodel.non_trainable_weights)
+    print(f"keras  {keras_path}: input {xk.shape} -> output {tuple(yk.shape)}")
+    print(f"       {counts(k_trainable, k_fixed)}")
+    print(
+        "Non-trainable parameters are BatchNorm running means and variances: PyTorch keeps them as\n"
+        "buffers (model.parameters() omits them), Keras counts them in count_params() "
+        f"({kmodel.count_params():,} here)."
+    )
     if tuple(y.shape) != tuple(yk.shape):
         sys.exit("output shapes differ between the backends")
+    if (trainable, buffers) != (k_trainable, k_fixed):
+        sys.exit("parameter counts differ between the backends")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ KINDS = {
     "block": "Block kinds and their parameters.",
     "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
     "use": "Block libraries that are missing, misnamed or not libraries.",
-    "extends": "`extends:` bases that are missing, are libraries, or loop through symlinks.",
+    "extends": "`extends:` bases that are missing, are libraries, or loop through symlinks; patches of an "
+    "inherited list by entry name that name no entry, or patch what has no names.",
     "flow": "Dataflow mistakes: reading an unknown or later tensor, merging shapes that do not fit, a gate of "
     "the wrong size, a condition that is not true or false.",
 }

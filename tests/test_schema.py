@@ -84,4 +84,7 @@ def test_partial_spec_with_extends(validator):
     assert not list(validator.iter_errors(ok))
     assert list(validator.iter_errors({**ok, "layerz": []}))
     assert list(validator.iter_errors({**ok, "layers": {"$append": [{"extra": "relux"}]}}))
+    patch = {"layer3": {"repeat": 23}, "maxpool": None, "drop": {"$before": "fc", "dropout": {"rate": 0.2}}}
+    assert not list(validator.iter_errors({**ok, "layers": patch}))
+    assert list(validator.iter_errors({**ok, "layers": {"layer3": 23}}))  # an entry patch is a mapping or null
     assert list(validator.iter_errors({"archc": 1, "params": {"groups": 32}}))  # no extends: incomplete

@@ -18,12 +18,13 @@ import importlib
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Protocol
 
 from archc.errors import SpecError
 from archc.ir.graph import Graph
+
+if TYPE_CHECKING:
+    import jinja2
 
 BACKENDS = ("torch", "keras")
 
@@ -99,6 +100,8 @@ def template_dir() -> Path:
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: `check` imports archc.backends.common but renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,

@@ -8,12 +8,15 @@ Two levels:
 - `layers`: every IR node, boxed by the block instance it belongs to.
 
 Every edge carries the shape of the tensor on it. Rendering to SVG/PNG is
-Graphviz's job (the CLI shells out to `dot`); this module only writes text.
+Graphviz's job: `render` shells out to `dot` (for the CLI and notebooks' inline SVG).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 
 from archc import ops
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
@@ -51,6 +54,24 @@ class Diagram:
     nodes: tuple[DNode, ...]
     edges: tuple[DEdge, ...]
     clusters: tuple[Cluster, ...]
+
+    def to_dot(self) -> str:
+        return to_dot(self)
+
+    def to_mermaid(self) -> str:
+        return to_mermaid(self)
+
+    def svg(self) -> str | None:
+        """The diagram drawn by Graphviz's `dot` as SVG text; None when dot is not installed."""
+        return render_svg(to_dot(self))
+
+    # Notebooks (IPython/Jupyter): inline SVG where Graphviz is installed; otherwise a
+    # Mermaid block, which JupyterLab and GitHub draw themselves.
+    def _repr_svg_(self) -> str | None:
+        return self.svg()
+
+    def _repr_markdown_(self) -> str | None:
+        return None if self.svg() is not None else f"```mermaid\n{to_mermaid(self)}```\n"
 
 
 def describe(op: ops.Op) -> str:
@@ -354,3 +375,21 @@ def to_mermaid(d: Diagram) -> str:
         if e.kind in styles:
             out.append(f"  linkStyle {i} {styles[e.kind]}")
     return "\n".join(out) + "\n"
+
+
+def render(dot_text: str, form: str) -> bytes | None:
+    """`dot_text` drawn by Graphviz's `dot` as `form` (svg, png); None when dot is not on PATH."""
+    dot = shutil.which("dot")
+    if dot is None:
+        return None
+    result = subprocess.run([dot, f"-T{form}"], input=dot_text.encode(), capture_output=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"dot failed on archc's output: {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+@lru_cache(maxsize=16)
+def render_svg(dot_text: str) -> str | None:
+    """SVG text for a notebook (cached: IPython asks for several representations)."""
+    data = render(dot_text, "svg")
+    return None if data is None else data.decode()

@@ -9,6 +9,7 @@ keeps for backward, before in-place or checkpointing savings.
 
 from __future__ import annotations
 
+import html
 from dataclasses import asdict, dataclass
 
 from archc.ir.graph import Graph, GroupInst, Inst, StageInst
@@ -43,6 +44,13 @@ class Summary:
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
         return {**asdict(self), "total": self.total}
+
+    def __str__(self) -> str:
+        return to_table(self)
+
+    def _repr_html_(self) -> str:
+        """The summary table in a notebook (IPython/Jupyter), with the totals as a footer."""
+        return to_html(self)
 
 
 def summarize(graph: Graph, level: str = "blocks", batch: int = 1) -> Summary:
@@ -110,10 +118,35 @@ def columns(rows: list[tuple[str, ...]], left: int = 3) -> tuple[list[str], str]
     return lines, "  ".join("-" * w for w in widths)
 
 
+def to_html(s: Summary) -> str:
+    esc = html.escape
+    head = "".join(f"<th style='text-align:{a}'>{h}</th>" for h, a in zip(_HEADER, _ALIGN))
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:{a}'>{esc(v)}</td>" for v, a in zip(_cells(r), _ALIGN)) + "</tr>"
+        for r in s.rows
+    )
+    foot = (
+        f"trainable {s.trainable:,} &nbsp; non-trainable {s.non_trainable:,} &nbsp; total {s.total:,} &nbsp; "
+        f"MACs {si(s.macs)}<br>activations, batch {s.batch} (float32, every layer output): "
+        f"{s.activation_bytes / 2**20:,.1f} MiB &nbsp; parameters (float32): {4 * s.total / 2**20:,.1f} MiB"
+    )
+    return (
+        f"<div><b>{esc(s.model)}</b>: input {esc(str(s.input_shape))} &rarr; output {esc(str(s.output_shape))}"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+        f"<tfoot><tr><td colspan='{len(_HEADER)}'>{foot}</td></tr></tfoot></table></div>"
+    )
+
+
+_HEADER = ("layer", "kind", "output shape", "trainable", "non-trainable", "MACs")
+_ALIGN = ("left", "left", "left", "right", "right", "right")
+
+
+def _cells(r: Row) -> tuple[str, ...]:
+    return (r.name, r.kind, str(r.output_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", si(r.macs))
+
+
 def to_table(s: Summary) -> str:
-    header = ("layer", "kind", "output shape", "trainable", "non-trainable", "MACs")
-    body = [(r.name, r.kind, str(r.output_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", si(r.macs)) for r in s.rows]
-    lines, rule = columns([header, *body])
+    lines, rule = columns([_HEADER, *(_cells(r) for r in s.rows)])
     out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", lines[0], rule, *lines[1:], rule]
     out.append(f"trainable {s.trainable:,}   non-trainable {s.non_trainable:,}   total {s.total:,}   MACs {si(s.macs)}")
     out.append(

@@ -9,7 +9,10 @@ Merge rules for `extends:` (the extending spec wins):
 - any other value, lists included, replaces the base value;
 - `key: null` deletes the key from the base;
 - `{$replace: value}` replaces a mapping wholesale instead of merging;
-- `{$append: [items]}` appends to the base list.
+- `{$append: [items]}` appends to the base list;
+- a mapping over a list of `name: layer` entries patches it by name: `layer3: {repeat: 23}`
+  merges into that entry, `layer3: null` removes it, and a new entry is placed with
+  `{$before: NAME, ...}` or `{$after: NAME, ...}` (an existing one given either moves).
 
 Override paths: `params.depth`, `input[1]`, and list entries by name:
 `layers.layer3.repeat` finds the `layer3: ...` entry of the `layers` list.
@@ -77,32 +80,123 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
     return result, merged, [*base_raw, raw]
 
 
-def _merge(base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, out: SourceMap) -> Any:
+def _merge(
+    base: Any, over: Any, path: Path_, bmap: SourceMap, omap: SourceMap, out: SourceMap,
+    bpath: Path_ | None = None, opath: Path_ | None = None,
+) -> Any:  # fmt: skip
+    """`over` merged onto `base`, placed at `path`; `bpath` and `opath` are where the two
+    were written when that differs from `path` (an entry patched by name moves)."""
+    bp, op = path if bpath is None else bpath, path if opath is None else opath
     if isinstance(over, dict) and len(over) == 1 and "$replace" in over:
-        return _copy(over["$replace"], (*path, "$replace"), path, omap, out)
+        return _copy(over["$replace"], (*op, "$replace"), path, omap, out)
     if isinstance(over, dict) and len(over) == 1 and "$append" in over:
         items = over["$append"]
         if not isinstance(base, list) or not isinstance(items, list):
-            raise SpecError("$append needs a list here and in the base spec", omap.locate((*path, "$append")))
-        out.marks[path] = omap.locate(path)
-        head = [_copy(v, (*path, i), (*path, i), bmap, out) for i, v in enumerate(base)]
-        tail = [_copy(v, (*path, "$append", i), (*path, len(base) + i), omap, out) for i, v in enumerate(items)]
+            raise SpecError("$append needs a list here and in the base spec", omap.locate((*op, "$append")))
+        out.marks[path] = omap.locate(op)
+        head = [_copy(v, (*bp, i), (*path, i), bmap, out) for i, v in enumerate(base)]
+        tail = [_copy(v, (*op, "$append", i), (*path, len(base) + i), omap, out) for i, v in enumerate(items)]
         return head + tail
+    if isinstance(base, list) and isinstance(over, dict):
+        return _patch_entries(base, over, path, bmap, omap, out, bp, op)
     if not (isinstance(base, dict) and isinstance(over, dict)):
-        return _copy(over, path, path, omap, out)
-    out.marks[path] = omap.locate(path) if path else bmap.locate(path)
-    if path in omap.key_marks:
-        out.key_marks[path] = omap.key_marks[path]
+        return _copy(over, op, path, omap, out)
+    out.marks[path] = omap.locate(op) if op else bmap.locate(bp)
+    if op in omap.key_marks:
+        out.key_marks[path] = omap.key_marks[op]
     merged: dict[Any, Any] = {}
     for key, value in base.items():
         if key not in over:
-            merged[key] = _copy(value, (*path, key), (*path, key), bmap, out)
+            merged[key] = _copy(value, (*bp, key), (*path, key), bmap, out)
         elif over[key] is not None:
-            merged[key] = _merge(value, over[key], (*path, key), bmap, omap, out)
+            merged[key] = _merge(value, over[key], (*path, key), bmap, omap, out, (*bp, key), (*op, key))
     for key, value in over.items():
         if key not in base and value is not None:
-            merged[key] = _copy(value, (*path, key), (*path, key), omap, out)
+            merged[key] = _copy(value, (*op, key), (*path, key), omap, out)
     return merged
+
+
+# --- patching a list of `name: layer` entries by name -------------------------------------
+
+_PLACES = ("$before", "$after")
+
+
+def _patch_entries(
+    base: list[Any], over: dict[Any, Any], path: Path_, bmap: SourceMap, omap: SourceMap, out: SourceMap,
+    bp: Path_, op: Path_,
+) -> list[Any]:  # fmt: skip
+    """A list of `name: layer` entries edited by a mapping keyed by entry name, in order:
+    `name: {...}` merges into that entry, `name: null` removes it, and `$before: other` or
+    `$after: other` in the mapping places a new entry (or moves an existing one)."""
+    names = [next(iter(e)) if isinstance(e, dict) and len(e) == 1 else None for e in base]
+    if None in names:
+        raise SpecError(
+            f"{_show(path)}: only a list of `name: layer` entries can be patched by name; "
+            "replace the whole list, or use {$append: [...]}",
+            omap.locate(op),
+        )
+    # each row: [name, index in base or None, patch or None]
+    rows: list[list[Any]] = [[name, i, None] for i, name in enumerate(names)]
+    for key, patch in over.items():
+        where = omap.locate_key((*op, key))
+        current = [row[0] for row in rows]
+        if current.count(key) > 1:
+            raise SpecError(
+                f"{_show(path)} has {current.count(key)} entries named {key!r}; "
+                "a list is patched by name only where the name is unique",
+                where,
+            )
+        places = {k: patch[k] for k in _PLACES if isinstance(patch, dict) and k in patch}
+        if len(places) > 1:
+            raise SpecError("give $before or $after, not both", where)
+        if key not in current and patch is None:
+            raise SpecError(f"cannot remove {key!r}: {_unknown(key, current, path)}", where)
+        if key not in current and not places:
+            raise SpecError(
+                f"{_unknown(key, current, path, 'to add it, place it with $before: NAME or $after: NAME')}", where
+            )
+        row = next((r for r in rows if r[0] == key), None)
+        if patch is None:
+            rows.remove(row)
+            continue
+        if row is None:
+            row = [key, None, None]
+        elif places:
+            rows.remove(row)
+        body = {k: v for k, v in patch.items() if k not in _PLACES} if isinstance(patch, dict) else patch
+        row[2] = None if body == {} and row[1] is not None else (body, key)  # a move alone changes nothing else
+        if places:
+            (place, anchor), = places.items()
+            names_now = [r[0] for r in rows]
+            if anchor not in names_now:
+                raise SpecError(f"{place}: {_unknown(anchor, names_now, path)}", omap.locate((*op, key, place)))
+            at = names_now.index(anchor) + (place == "$after")
+            rows.insert(at, row)
+    out.marks[path] = omap.locate(op)
+    result = []
+    for j, (name, i, patch) in enumerate(rows):
+        dst = (*path, j)
+        if i is None:  # a new entry, written in the patch
+            body, key = patch
+            out.marks[dst] = omap.locate((*op, key))
+            out.key_marks[(*dst, name)] = omap.locate_key((*op, key))
+            result.append({name: _copy(body, (*op, key), (*dst, name), omap, out)})
+            continue
+        out.marks[dst] = bmap.locate((*bp, i))
+        if (*bp, i, name) in bmap.key_marks:
+            out.key_marks[(*dst, name)] = bmap.key_marks[(*bp, i, name)]
+        if patch is None:
+            result.append({name: _copy(base[i][name], (*bp, i, name), (*dst, name), bmap, out)})
+        else:
+            body, key = patch
+            result.append({name: _merge(base[i][name], body, (*dst, name), bmap, omap, out, (*bp, i, name), (*op, key))})
+    return result
+
+
+def _unknown(name: Any, names: list[Any], path: Path_, advice: str = "") -> str:
+    close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"entries: {', '.join(map(str, names))}"
+    return "; ".join(part for part in (f"no entry named {name!r} in {_show(path)}", advice, hint) if part)
 
 
 def _copy(value: Any, src: Path_, dst: Path_, smap: SourceMap, out: SourceMap) -> Any:

@@ -81,10 +81,8 @@ class Flow(Strict):
 
 def _op_item(kind: str, args: Any) -> type[Flow]:
     """`{conv: {...}, from: ..., if: ...}`: the entry model of one op kind."""
-    try:
-        default = args()  # ops whose arguments are all optional may be written bare (`batchnorm`)
-    except Exception:
-        default = ...
+    optional = isinstance(args, type) and all(not f.is_required() for f in args.model_fields.values())
+    default = args.model_construct() if optional else ...  # all optional: may be written bare (`batchnorm`)
     if getattr(args, "__origin__", None) is list:  # merges: `add: [a, b]` lists their inputs
         default = ...
     description = (args.__doc__ or "").strip() if isinstance(args, type) else f"{kind}: the tensors it merges"
@@ -309,10 +307,10 @@ class BatchNormDefaults(Strict):
 
 
 class Defaults(Strict):
-    conv: ConvDefaults = Field(ConvDefaults(), description="Conv settings a conv layer does not give itself.")
-    dense: DenseDefaults = Field(DenseDefaults(), description="Dense settings a dense layer does not give itself.")
+    conv: ConvDefaults = Field(ConvDefaults.model_construct(), description="Conv settings a conv layer does not give itself.")
+    dense: DenseDefaults = Field(DenseDefaults.model_construct(), description="Dense settings a dense layer does not give itself.")
     batchnorm: BatchNormDefaults = Field(
-        BatchNormDefaults(), description="Batch-norm numerics; archc never relies on a framework's defaults."
+        BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
     )
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
@@ -346,7 +344,7 @@ class ModelSpec(Strict):
     doc: Doc = Field("", description="What the model is, with its reference.")
     input: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(description="Input shape as (channels, height, width).")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
-    defaults: Defaults = Field(Defaults(), description="Values for layer settings a layer leaves unset.")
+    defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
         default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
     )
@@ -363,8 +361,5 @@ class LibrarySpec(Strict):
     blocks: dict[Name, BlockDef] = Field(description="The block kinds it provides.")
 
 
-GroupItem.model_rebuild()
-BranchesItem.model_rebuild()
-BlockDef.model_rebuild()
-ModelSpec.model_rebuild()
-LibrarySpec.model_rebuild()
+# Validators are built on first use (defer_build): forward references (a list holds layer
+# entries, which hold lists) resolve then too.

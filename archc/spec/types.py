@@ -83,7 +83,10 @@ ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # `check` validates one ModelSpec, whose schema holds the others); default instances
+    # are made with model_construct() for the same reason.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Empty(Strict):
