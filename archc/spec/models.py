@@ -106,6 +106,12 @@ class BlockItem(Flow):
 
     block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
+    inline: StrictBool = Field(
+        False,
+        description="In a numbered list: the instance's layers become entries of the list, numbered with it "
+        "(torchvision's make_layers: `features.0` conv, `features.1` relu), rather than one nested entry. "
+        "The block kind's layers must all be unnamed layers.",
+    )
 
 
 class StageItem(Flow):
@@ -131,6 +137,12 @@ class StageItem(Flow):
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
         "stages, 'denselayer{n}' for dense blocks).",
+    )
+    inline: StrictBool = Field(
+        False,
+        description="In a numbered list: the instance's layers become entries of the list, numbered with it "
+        "(torchvision's make_layers: `features.0` conv, `features.1` relu), rather than one nested entry. "
+        "The block kind's layers must all be unnamed layers.",
     )
 
 
