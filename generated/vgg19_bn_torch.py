@@ -42,14 +42,18 @@ class Vgg19Bn(nn.Module):
             *Conv3x3(128, filters=128, batch_norm=True),
             nn.MaxPool2d(kernel_size=2, stride=2),
             *Conv3x3(128, filters=256, batch_norm=True),
-            *Conv3x3(256, filters=256, batch_norm=True),
-            *Conv3x3(256, filters=256, batch_norm=True),
-            *Conv3x3(256, filters=256, batch_norm=True),
+            *(
+                layer
+                for _ in range(3)
+                for layer in Conv3x3(256, filters=256, batch_norm=True)
+            ),
             nn.MaxPool2d(kernel_size=2, stride=2),
             *Conv3x3(256, filters=512, batch_norm=True),
-            *Conv3x3(512, filters=512, batch_norm=True),
-            *Conv3x3(512, filters=512, batch_norm=True),
-            *Conv3x3(512, filters=512, batch_norm=True),
+            *(
+                layer
+                for _ in range(3)
+                for layer in Conv3x3(512, filters=512, batch_norm=True)
+            ),
             nn.MaxPool2d(kernel_size=2, stride=2),
             *(
                 layer

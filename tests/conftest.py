@@ -25,6 +25,12 @@ ZOO = {
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
     "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
+    "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
+    "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
+    "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
+    "specs/vgg16.yaml": (138_357_544, 0),  # torchvision vgg16
+    "specs/vgg16_bn.yaml": (138_365_992, 8_448),  # torchvision vgg16_bn
+    "specs/vgg19_bn.yaml": (143_678_248, 11_008),  # torchvision vgg19_bn
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),
@@ -43,6 +49,7 @@ ZOO = {
     "specs/keras/resnet50v2.yaml": (25_568_360, 45_440),
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
+    "specs/keras/vgg16.yaml": (138_357_544, 0),
 }
 
 
@@ -72,10 +79,12 @@ KERAS_TOTALS = {
     "specs/cifar/keras_resnet20v1.yaml": 274_442,
     "specs/keras/resnet50.yaml": 25_636_712,
     "specs/keras/densenet121.yaml": 8_062_504,
+    "specs/keras/vgg16.yaml": 138_357_544,
 }
 BIG = {
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
 }  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}

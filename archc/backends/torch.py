@@ -430,8 +430,13 @@ class TorchEmitter:
                 while end in starts and starts[end][1].block == starts[k][1].block:
                     run.append(starts[end][1])
                     end += starts[end][0]
-                stage = StageInst(run[0].name, run[0].block, "none", "{i}", tuple(run), run[0].in_shape, run[-1].out_shape, _sum_counts(tuple(run)))
-                parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
+                # a widening first instance stands alone, so the equal ones after it make one loop
+                block, sig = self.graph.block(run[0].block), self.sigs[run[0].block]
+                rows = [common.instance_values(inst, block, sig) for inst in run[:3]]
+                chunks = [run[:1], run[1:]] if len(rows) == 3 and rows[0] != rows[1] == rows[2] else [run]
+                for chunk in chunks:
+                    stage = StageInst(chunk[0].name, chunk[0].block, "none", "{i}", tuple(chunk), chunk[0].in_shape, chunk[-1].out_shape, _sum_counts(tuple(chunk)))
+                    parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
                 k = end
                 continue
             item = items[k]
