@@ -325,6 +325,8 @@ def _lower_items(
                 stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1, inline=True)
                 insts = list(stage.instances)
             for inst in insts:
+                if not inst.children:
+                    raise SpecError(f"{_shown(written, index)}: this `inline` instance has no layers (every `if:` fails)", where)
                 inlined.append((len(items), len(inst.children), inst))
                 items.extend(inst.children)
             position += len(items) - inlined[-len(insts)][0] - 1

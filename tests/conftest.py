@@ -86,6 +86,10 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
 }  # fmt: skip
+# Family members whose generated code differs from a sibling's only in numbers (the VGG
+# family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
+# inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
+SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"}
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

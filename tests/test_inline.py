@@ -130,6 +130,9 @@ def test_inline_backends_agree():
      "entry 1: `inline` writes a block's layers"),
     ("      - relu\n", "      - act: relu\n", "block 'unit' cannot be written `inline`: its layers become entries"),
     ("      - relu\n", "      - relu\n      - {act: {fn: relu}, from: input}\n", "block 'unit' cannot be written `inline`"),
+    ("      - {conv: {filters: filters, kernel: 3, padding: 1}}\n      - {batchnorm: {}, if: batch_norm}\n      - relu\n",
+     "      - {batchnorm: {}, if: batch_norm}\n",  # a unit without batch norm is empty
+     "entry 2: this `inline` instance has no layers (every `if:` fails)"),
 ])  # fmt: skip
 def test_inline_mistakes(old, new, message):
     assert old in SPEC
