@@ -31,6 +31,7 @@ class Gen:
     clause: str  # "for _ in range(2)"
     prefix: str = ""
     brackets: str = "()"
+    more: tuple[str, ...] = ()  # further clauses: `(layer for _ in range(2) for layer in block)`
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def flat(code: Code | _Kw) -> str:
         return f"{code.prefix}{code.func}{o}{', '.join(flat(a) for a in code.args)}{c}"
     if isinstance(code, Gen):
         o, c = code.brackets
-        return f"{code.prefix}{o}{flat(code.elem)} {code.clause}{c}"
+        return f"{code.prefix}{o}{flat(code.elem)} {' '.join((code.clause, *code.more))}{c}"
     o, c = code.brackets
     return f"{o}{', '.join(flat(a) for a in code.items)}{c}"
 
@@ -83,7 +84,7 @@ def render(code: Code | _Kw, indent: str = "", head: str = "", tail: str = "") -
         return [
             f"{indent}{head}{code.prefix}{o}",
             *render(code.elem, inner),
-            f"{inner}{code.clause}",
+            *(f"{inner}{clause}" for clause in (code.clause, *code.more)),
             f"{indent}{c}{tail}",
         ]
     if isinstance(code, Call):

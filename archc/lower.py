@@ -256,21 +256,24 @@ def _format_message(template: str, fill: Any) -> str:
 def _lower_items(
     state: _State, ctx: _Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
     seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None, env: dict[str, Tensor] | None = None,
-    offset: int = 0, prev: str = "input", in_group: bool = False,
+    offset: int = 0, prev: str = "input", in_group: bool = False, first_position: int = 0,
+    inlined: list[tuple[int, int, BlockInst]] | None = None,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
     """Lower a list of `name: layer` entries in sequence.
 
     Each entry reads the previous tensor, or the ones it names (`from:`, a merge's
     list) from `env`: the tensors of this list and of the lists enclosing it, by
     spec name, `input` among them. `seen`/`uses` track names across lists that
-    share a module (a block's layers and `after`).
+    share a module (a block's layers and `after`). Unnamed entries are numbered from
+    `first_position`; `inlined` collects the block instances written `inline` in this
+    list, as (index of their first layer in the result, number of layers, instance).
     """
     items: list[Inst] = []
     seen = {} if seen is None else seen
     uses = {} if uses is None else uses
     model_level = env is None and ctx.top_level
     env = {"input": Tensor(cur, shape, nonneg)} if env is None else env
-    position = 0
+    position = first_position
     reads: set[str] = set()
     defined: dict[str, Location] = {}
     for index, entry in enumerate(entries, start=offset):
@@ -301,8 +304,35 @@ def _lower_items(
             state.top_kinds.append(kind if kind in ops.KINDS else "composite")
         if kind == "group":
             gctx = _Ctx(ctx.source, (*sub.yaml_path, "group"), sub.module_path, ctx.scope, ctx.top_level)
-            children, out, cur, nonneg = _lower_items(state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True)
-            item: Inst = GroupInst(name, children, shape, out, _sum(children))
+            spliced: list[tuple[int, int, BlockInst]] = []
+            children, out, cur, nonneg = _lower_items(
+                state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True, inlined=spliced
+            )
+            item: Inst = GroupInst(name, children, shape, out, _sum(children), inlined=tuple(spliced))
+        elif kind in ("block", "stage") and body.inline:
+            if written != POSITIONAL or inlined is None:
+                raise SpecError(
+                    f"{_shown(written, index)}: `inline` writes a block's layers as entries of a numbered list: "
+                    "use it on an unnamed entry of a list",
+                    where,
+                )
+            parent = _Ctx(ctx.source, sub.yaml_path, ctx.module_path, ctx.scope, ctx.top_level)
+            if kind == "block":
+                args = _call_args(state, sub, body.block, body.with_, {}, "with")
+                inst, cur = _instantiate(state, parent, body.block, args, name, shape, cur, first_position=position - 1)
+                insts = [inst]
+            else:
+                stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1, inline=True)
+                insts = list(stage.instances)
+            for inst in insts:
+                if not inst.children:
+                    raise SpecError(f"{_shown(written, index)}: this `inline` instance has no layers (every `if:` fails)", where)
+                inlined.append((len(items), len(inst.children), inst))
+                items.extend(inst.children)
+            position += len(items) - inlined[-len(insts)][0] - 1
+            item = items.pop()  # the last layer is this entry's result
+            nonneg = state.block_types[body.block if kind == "block" else body.stage].nonneg_out
+            name = item.name
         elif kind == "branches":
             branches, item, cur, nonneg = _lower_branches(state, sub, body, name, shape, cur, nonneg, env, prev)
             items.extend(branches)
@@ -528,9 +558,11 @@ def _call_args(
 
 def _lower_stage(
     state: _State, ctx: _Ctx, body: m.StageItem, name: str, shape: Shape, cur: str, spliced_at: int | None = None,
+    inline: bool = False,
 ) -> tuple[StageInst, str]:  # fmt: skip
     """A stage; `spliced_at`: its instances are entries of the enclosing list from that position on
-    (an unnamed stage in a numbered list, as torchvision's MobileNet `features`)."""
+    (an unnamed stage in a numbered list, as torchvision's MobileNet `features`); with `inline`,
+    the layers of its instances are those entries (torchvision's VGG `features`)."""
     repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
     if isinstance(repeat, bool) or not isinstance(repeat, int):
         hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
@@ -549,12 +581,19 @@ def _lower_stage(
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
         raise SpecError("a stage without a name is numbered with its list: it takes no `names:` and no dense connectivity", ctx.where())
     parent = ctx.module_path if spliced_at is None else ctx.module_path[:-1]
+    position = spliced_at
     for k in range(repeat):
         inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1)) if spliced_at is None else str(spliced_at + k)
-        ictx = _Ctx(ctx.source, ctx.yaml_path, (*parent, inst_name), ctx.scope, False)
+        if inline:
+            inst_name = str(position)
+        ictx = _Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)
         before = cur
         args = last if k == repeat - 1 else first if k == 0 else common
-        inst, inst_out = _instantiate(state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx)
+        inst, inst_out = _instantiate(
+            state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx, first_position=position if inline else None
+        )
+        if inline:
+            position += len(inst.children)  # type: ignore[operator]
         instances.append(dataclasses.replace(inst, output=inst_out))
         if body.connectivity == "dense":
             concat = ops.Concat()
@@ -593,8 +632,10 @@ def _entering(state: _State, name: str, where: Location) -> Iterator[None]:
 
 def _instantiate(
     state: _State, ctx: _Ctx, block: str, args: dict[str, Any], name: str, shape: Shape, cur: str,
-    stage_ctx: _Ctx | None = None,
+    stage_ctx: _Ctx | None = None, first_position: int | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
+    """One instance; `first_position`: written `inline`, its layers are entries of the
+    enclosing numbered list (ctx's module path) from that position on."""
     where = (stage_ctx or ctx).where()
     source = state.spec.blocks.get(block)
     if source is None:
@@ -603,7 +644,7 @@ def _instantiate(
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
     try:
-        return _expand(state, ctx, source, args, name, shape, cur, where)
+        return _expand(state, ctx, source, args, name, shape, cur, where, first_position)
     except SpecError as e:
         if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
             raise
@@ -613,9 +654,11 @@ def _instantiate(
 
 def _expand(
     state: _State, ctx: _Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
-    where: Location,
+    where: Location, first_position: int | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     block, definition = source.name, source.definition
+    if first_position is not None:
+        _check_inline(source, where)
     nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     with _entering(state, block, where):
         params = _bind(source, args, where)
@@ -626,7 +669,9 @@ def _expand(
         first_node = len(state.nodes)  # the block's nodes are the ones added from here on
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
-        children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
+        children, out, cur, _ = _lower_items(
+            state, bctx, definition.layers, shape, cur, False, seen, uses, first_position=first_position or 0
+        )
         used_shortcut = None
         if definition.connectivity == "skip":
             out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)
@@ -647,6 +692,22 @@ def _expand(
     )
     inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
     return inst, cur
+
+
+def _check_inline(source: BlockSource, where: Location) -> None:
+    """A block written `inline` contributes its layers to a numbered list: they must be
+    unnamed layers in sequence (what an nn.Sequential can hold), with no skip connection."""
+    definition = source.definition
+    for entry in definition.layers:
+        ((written, body),) = entry.items()
+        kind = item_kind(body)
+        plain = kind in ops.KINDS and not ops.KINDS[kind].MERGE and not ops.KINDS[kind].EXPRESSION
+        if written != POSITIONAL or not plain or body.from_ is not None or definition.connectivity != "none":
+            raise SpecError(
+                f"block {source.name!r} cannot be written `inline`: its layers become entries of a numbered list, "
+                "so they must all be unnamed layers in sequence (no names, blocks, lists, merges, `from:` or skip)",
+                where,
+            )
 
 
 def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[str, Any]:
@@ -793,6 +854,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 continue
             position += 1
             if kind in ("block", "stage"):
+                if body.inline:
+                    raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
                 item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")

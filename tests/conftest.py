@@ -27,6 +27,12 @@ ZOO = {
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
+    "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
+    "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
+    "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
+    "specs/vgg16.yaml": (138_357_544, 0),  # torchvision vgg16
+    "specs/vgg16_bn.yaml": (138_365_992, 8_448),  # torchvision vgg16_bn
+    "specs/vgg19_bn.yaml": (143_678_248, 11_008),  # torchvision vgg19_bn
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),
@@ -45,6 +51,7 @@ ZOO = {
     "specs/keras/resnet50v2.yaml": (25_568_360, 45_440),
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
+    "specs/keras/vgg16.yaml": (138_357_544, 0),
 }
 
 
@@ -74,12 +81,18 @@ KERAS_TOTALS = {
     "specs/cifar/keras_resnet20v1.yaml": 274_442,
     "specs/keras/resnet50.yaml": 25_636_712,
     "specs/keras/densenet121.yaml": 8_062_504,
+    "specs/keras/vgg16.yaml": 138_357_544,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
 }  # fmt: skip
+# Family members whose generated code differs from a sibling's only in numbers (the VGG
+# family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
+# inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
+SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"}
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

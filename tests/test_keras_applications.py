@@ -26,6 +26,7 @@ CASES = [
     ("specs/keras/resnet50.yaml", "ResNet50", B_NAMES),
     ("specs/keras/densenet121.yaml", "DenseNet121", B_NAMES),
     ("specs/keras/resnet50v2.yaml", "ResNet50V2", V2_NAMES),
+    ("specs/keras/vgg16.yaml", "VGG16", []),  # the same names
 ]
 
 

@@ -12,7 +12,7 @@ torchvision = pytest.importorskip("torchvision")
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
-    "googlenet",
+    "googlenet", "alexnet", "vgg16", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
 KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}  # fmt: skip
@@ -37,10 +37,41 @@ def randomize_batchnorm(model):
 
 
 def assert_same_model(reference, name: str) -> None:
-    """The generated module `name` has the reference's state_dict keys and shapes, loads its
-    weights strictly, and then computes its outputs (BatchNorm statistics randomised)."""
+    """The generated module `name` is the reference (see `assert_same`)."""
+    assert_same(reference, load_module(ROOT / "generated" / f"{name}_torch.py"))
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
+def test_matches_torchvision(name):
+    torch.manual_seed(0)
+    assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)
+
+
+# Family specs under --set: the members of torchvision's builders that have no spec file.
+FAMILY = {
+    "vgg11": ("vgg.yaml", ["params.depth=11"]),
+    "vgg13_bn": ("vgg.yaml", ["params.depth=13", "params.batch_norm=true"]),
+    "vgg19": ("vgg.yaml", ["params.depth=19"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_family_member_matches_torchvision(name):
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    spec, sets = FAMILY[name]
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None)
+    assert_same(reference, api.load_module(lower(load_spec(ROOT / "specs" / spec, sets)), "torch"))
+
+
+def assert_same(reference, module):
+    """The generated `module`'s model has the reference's state_dict keys and shapes; the
+    reference's weights (BN statistics randomised) load strictly and give the same outputs,
+    for an input of the generated model's size."""
     randomize_batchnorm(reference)
-    module = load_module(ROOT / "generated" / f"{name}_torch.py")
     ours = module.build_model().eval()
 
     def shapes(model):
@@ -54,8 +85,3 @@ def assert_same_model(reference, name: str) -> None:
     assert got.shape == expected.shape
     assert (expected - got).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
 
-
-@pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
-def test_matches_torchvision(name):
-    torch.manual_seed(0)
-    assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import BIG, DEEP, ROOT, ZOO
+from conftest import BIG, DEEP, ROOT, SIBLINGS, ZOO
 
 from archc import api
 from archc.cli import main
@@ -28,9 +28,16 @@ def test_zoo_verifies(spec):
 @pytest.mark.parametrize("half", [0, 1])
 def test_big_zoo_verifies(half):
     """The biggest models, in two tests so that xdist spreads the rest around them."""
-    for spec in sorted(BIG - DEEP)[half::2]:
+    for spec in sorted(BIG - DEEP - SIBLINGS)[half::2]:
         report = verify.verify(ROOT / spec, batch=1)
         assert report.ok, verify.to_table(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", sorted(SIBLINGS))
+def test_sibling_zoo_verifies(spec):
+    report = verify.verify(ROOT / spec, batch=1)
+    assert report.ok, verify.to_table(report)
 
 
 @pytest.mark.slow

@@ -150,6 +150,20 @@ def instances_of(graph: Graph, block: str) -> list[BlockInst]:
     return found
 
 
+def inline_only(graph: Graph) -> set[str]:
+    """Block kinds whose every instance is written `inline` (its layers numbered entries of a
+    list): a backend that writes those layers out needs no class or function for the kind."""
+    inlined: set[str] = set()
+
+    def walk(items: tuple) -> None:  # type: ignore[type-arg]
+        for item in items:
+            inlined.update(inst.block for _, _, inst in getattr(item, "inlined", ()))
+            walk(getattr(item, "items", ()))
+
+    walk(graph.body)
+    return {name for name in inlined if not instances_of(graph, name)}
+
+
 # --- instances and runs -------------------------------------------------------------------
 
 
@@ -308,7 +322,8 @@ def plan(
         steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe and condition is None))
         var[item.name] = dst
         prev = dst
-        prev_safe = dst not in named and condition is None and item.name not in keep and (dst != first or not keep_first)
+        # where a conditional item is absent, its variable holds its input: as safe as that was
+        prev_safe = dst not in named and (condition is None or safe) and item.name not in keep and (dst != first or not keep_first)
         if (isinstance(item, SymLayer) and item.kind in _EXPRESSIONS) or (isinstance(item, LayerInst) and item.op.EXPRESSION):
             prev_safe = prev_safe and safe  # a view of its input: writing it writes the input
     return steps

@@ -359,7 +359,8 @@ class KerasEmitter:
         return lines
 
     def context(self) -> dict[str, Any]:
-        blocks = [self.block_function(b) for b in self.graph.blocks]
+        unused = common.inline_only(self.graph)  # their layers are written out in place
+        blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
         self.helpers |= common.op_helpers(self.graph, "keras")
         c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w

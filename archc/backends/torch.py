@@ -12,7 +12,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.code import Call, Code, Gen, Seq, call, render
+from archc.code import Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -251,7 +251,7 @@ class TorchEmitter:
                 return lines + render(sequence, indent, "" if target else f"self.{group.name} = ")
             self.needs_ordered_dict = True
             return lines + render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
-        local = f"{group.name}_layers"
+        local = "layers" if target else f"{group.name}_layers"
         if not group.positional:
             lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
             for name, code, condition in modules:
@@ -410,15 +410,32 @@ class TorchEmitter:
             kwargs[key] = module
             first = False
         if item.positional:
-            return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False)))
+            return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
 
-    def _rolled(self, items: tuple[Inst, ...], inplace_first: bool) -> list[Code]:
+    def _rolled(self, items: tuple[Inst, ...], inplace_first: bool, inlined: tuple[tuple[int, int, BlockInst], ...] = ()) -> list[Code]:
         """The children of a numbered nn.Sequential; consecutive instances of one block kind
-        are written as loops where their arguments allow, as a stage's are."""
+        are written as loops where their arguments allow, as a stage's are. The layers of a
+        block written `inline` are its nn.Sequential unpacked in place (`*Conv3x3(...)`)."""
         parts: list[Code] = []
+        starts = {start: (count, inst) for start, count, inst in inlined}
         k = 0
         while k < len(items):
+            if k in starts:
+                run: list[BlockInst] = []
+                end = k
+                while end in starts and starts[end][1].block == starts[k][1].block:
+                    run.append(starts[end][1])
+                    end += starts[end][0]
+                # a widening first instance stands alone, so the equal ones after it make one loop
+                block, sig = self.graph.block(run[0].block), self.sigs[run[0].block]
+                rows = [common.instance_values(inst, block, sig) for inst in run[:3]]
+                chunks = [run[:1], run[1:]] if len(rows) == 3 and rows[0] != rows[1] == rows[2] else [run]
+                for chunk in chunks:
+                    stage = StageInst(chunk[0].name, chunk[0].block, "none", "{i}", tuple(chunk), chunk[0].in_shape, chunk[-1].out_shape, _sum_counts(tuple(chunk)))
+                    parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
+                k = end
+                continue
             item = items[k]
             if isinstance(item, BlockInst):
                 end = k
@@ -544,6 +561,15 @@ def _sequential(block: BlockType) -> bool:
         and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
         and not any(isinstance(layer, SymLayer) and _module_free(layer.kind) for layer in block.layers)
     )  # fmt: skip
+
+
+def _unpacked(part: Code) -> Code:
+    """An instance (or a loop of instances) of an nn.Sequential block kind, unpacked into the
+    enclosing nn.Sequential: `*Conv3x3(...)`, `*(layer for _ in range(3) for layer in Conv3x3(...))`."""
+    if isinstance(part, Gen):
+        return Gen("layer", part.clause, prefix="*", more=(f"for layer in {flat(part.elem)}",))
+    assert isinstance(part, Call)
+    return Call(part.func, part.args, prefix="*")
 
 
 def _sum_counts(items: tuple[Inst, ...]) -> Any:

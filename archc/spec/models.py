@@ -104,6 +104,12 @@ class BlockItem(Flow):
 
     block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
+    inline: StrictBool = Field(
+        False,
+        description="In a numbered list: the instance's layers become entries of the list, numbered with it "
+        "(torchvision's make_layers: `features.0` conv, `features.1` relu), rather than one nested entry. "
+        "The block kind's layers must all be unnamed layers.",
+    )
 
 
 class StageItem(Flow):
@@ -129,6 +135,12 @@ class StageItem(Flow):
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
         "stages, 'denselayer{n}' for dense blocks).",
+    )
+    inline: StrictBool = Field(
+        False,
+        description="In a numbered list: the instance's layers become entries of the list, numbered with it "
+        "(torchvision's make_layers: `features.0` conv, `features.1` relu), rather than one nested entry. "
+        "The block kind's layers must all be unnamed layers.",
     )
 
 
@@ -317,7 +329,7 @@ class Defaults(Strict):
 
 def _library_ref(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
-        raise ValueError(f"a library is a shipped name (resnet, densenet) or a path ending in .yaml; got {value!r}")
+        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet) or a path ending in .yaml; got {value!r}")
     return value
 
 
@@ -346,7 +358,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=list, description="Block libraries: a shipped name (resnet, densenet) or a path."
+        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
