@@ -25,6 +25,9 @@ ZOO = {
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
     "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
+    "specs/shufflenet_v2.yaml": (2_278_604, 16_180),  # the family spec; its defaults are x1.0
+    "specs/shufflenet_v2_x1_0.yaml": (2_278_604, 16_180),  # torchvision shufflenet_v2_x1_0
+    "specs/shufflenet_v2_x0_5.yaml": (1_366_792, 7_952),  # torchvision shufflenet_v2_x0_5
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),

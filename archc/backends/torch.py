@@ -220,7 +220,10 @@ class TorchEmitter:
             stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
             return lines + ([f"{indent}if self.use_{layer.name}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
-            return lines + self._group_lines(layer, hoist, indent)
+            if condition is None:
+                return lines + self._group_lines(layer, hoist, indent)
+            group = self._group_lines(layer, hoist, indent + "    ")
+            return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
         if isinstance(layer, SymLayer):
             module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
         else:
