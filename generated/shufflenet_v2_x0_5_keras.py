@@ -63,7 +63,9 @@ def inverted_residual(
         x = layers.BatchNormalization(
             epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_1"
         )(x)
-        x = layers.Conv2D(branch1_channels, 1, use_bias=False, name=f"{name}_branch1_2")(x)
+        x = layers.Conv2D(
+            branch1_channels, 1, use_bias=False, name=f"{name}_branch1_2"
+        )(x)
         x = layers.BatchNormalization(
             epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_3"
         )(x)
@@ -72,7 +74,6 @@ def inverted_residual(
     x = inputs
     if stride == 1:
         x = x[..., in_channels // 2 :]
-    branch2_channels = in_channels - in_channels // 2 if stride == 1 else in_channels
     x = layers.Conv2D(branch1_channels, 1, use_bias=False, name=f"{name}_branch2_0")(x)
     x = layers.BatchNormalization(
         epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_1"

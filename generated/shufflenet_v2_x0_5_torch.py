@@ -44,7 +44,9 @@ class InvertedResidual(nn.Module):
         self.use_x2 = stride == 1
         if self.use_x2:
             self.x2_start = in_channels // 2
-        branch2_channels = in_channels - in_channels // 2 if stride == 1 else in_channels
+        branch2_channels = (
+            in_channels - in_channels // 2 if stride == 1 else in_channels
+        )
         self.branch2 = nn.Sequential(
             nn.Conv2d(branch2_channels, branch1_channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),
