@@ -166,7 +166,7 @@ class KerasEmitter:
             if step.dst != step.passthrough:
                 lines.append(f"{indent}{step.dst} = {step.passthrough}")
             lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
-            src = src if merge else step.dst
+            src = src if merge or src == "x" else step.dst  # `x` is read in place: nothing to route
             at = indent + I1
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
         n = uses[prefix + layer.name]
