@@ -104,20 +104,15 @@ class ShufflenetV2(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2 = nn.Sequential(
             InvertedResidual(24, out_channels=116, stride=2),
-            InvertedResidual(116, out_channels=116),
-            InvertedResidual(116, out_channels=116),
-            InvertedResidual(116, out_channels=116),
+            *(InvertedResidual(116, out_channels=116) for _ in range(3)),
         )
         self.stage3 = nn.Sequential(
             InvertedResidual(116, out_channels=232, stride=2),
-            InvertedResidual(232, out_channels=232),
-            *(InvertedResidual(232, out_channels=232) for _ in range(6)),
+            *(InvertedResidual(232, out_channels=232) for _ in range(7)),
         )
         self.stage4 = nn.Sequential(
             InvertedResidual(232, out_channels=464, stride=2),
-            InvertedResidual(464, out_channels=464),
-            InvertedResidual(464, out_channels=464),
-            InvertedResidual(464, out_channels=464),
+            *(InvertedResidual(464, out_channels=464) for _ in range(3)),
         )
         self.conv5 = nn.Sequential(
             nn.Conv2d(464, 1024, kernel_size=1, bias=False),

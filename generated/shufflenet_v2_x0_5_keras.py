@@ -112,17 +112,14 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
     x = inverted_residual(x, 24, out_channels=48, stride=2, name="stage2_0")
-    x = inverted_residual(x, 48, out_channels=48, name="stage2_1")
-    x = inverted_residual(x, 48, out_channels=48, name="stage2_2")
-    x = inverted_residual(x, 48, out_channels=48, name="stage2_3")
+    for i in range(1, 4):
+        x = inverted_residual(x, 48, out_channels=48, name=f"stage2_{i}")
     x = inverted_residual(x, 48, out_channels=96, stride=2, name="stage3_0")
-    x = inverted_residual(x, 96, out_channels=96, name="stage3_1")
-    for i in range(2, 8):
+    for i in range(1, 8):
         x = inverted_residual(x, 96, out_channels=96, name=f"stage3_{i}")
     x = inverted_residual(x, 96, out_channels=192, stride=2, name="stage4_0")
-    x = inverted_residual(x, 192, out_channels=192, name="stage4_1")
-    x = inverted_residual(x, 192, out_channels=192, name="stage4_2")
-    x = inverted_residual(x, 192, out_channels=192, name="stage4_3")
+    for i in range(1, 4):
+        x = inverted_residual(x, 192, out_channels=192, name=f"stage4_{i}")
     x = layers.Conv2D(1024, 1, use_bias=False, name="conv5_0")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="conv5_1")(x)
     x = layers.Activation("relu", name="conv5_2")(x)

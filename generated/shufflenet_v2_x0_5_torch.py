@@ -97,20 +97,15 @@ class ShufflenetV2X05(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2 = nn.Sequential(
             InvertedResidual(24, out_channels=48, stride=2),
-            InvertedResidual(48, out_channels=48),
-            InvertedResidual(48, out_channels=48),
-            InvertedResidual(48, out_channels=48),
+            *(InvertedResidual(48, out_channels=48) for _ in range(3)),
         )
         self.stage3 = nn.Sequential(
             InvertedResidual(48, out_channels=96, stride=2),
-            InvertedResidual(96, out_channels=96),
-            *(InvertedResidual(96, out_channels=96) for _ in range(6)),
+            *(InvertedResidual(96, out_channels=96) for _ in range(7)),
         )
         self.stage4 = nn.Sequential(
             InvertedResidual(96, out_channels=192, stride=2),
-            InvertedResidual(192, out_channels=192),
-            InvertedResidual(192, out_channels=192),
-            InvertedResidual(192, out_channels=192),
+            *(InvertedResidual(192, out_channels=192) for _ in range(3)),
         )
         self.conv5 = nn.Sequential(
             nn.Conv2d(192, 1024, kernel_size=1, bias=False),

@@ -202,3 +202,29 @@ def tree(src):
 def test_assume(condition, value, expected):
     assert expr.to_python(_assume(tree(condition), tree(value))) == expected
     assert isinstance(_assume(tree(condition), tree(value)), ast.expr)
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        # a stage: the strided first instance, then identical ones (a loop follows it)
+        ([(24, 116, 2), (116, 116, 1), (116, 116, 1), (116, 116, 1)], [(0, 1), (1, 3)]),
+        # only two identical ones follow: nothing to loop, the first pairs up as before
+        ([(24, 116, 2), (116, 116, 1), (116, 116, 1)], [(0, 2), (2, 1)]),
+        # instances stepping evenly from the first stay one run (dense layers)
+        ([(64, 32), (96, 32), (128, 32), (160, 32)], [(0, 4)]),
+        # later instances keep the greedy split (MobileNet's numbered features, unchanged)
+        ([(1, 1), (9, 1), (2, 2), (3, 3), (3, 3), (3, 3), (3, 3)], [(0, 2), (2, 2), (4, 3)]),
+    ],
+)
+def test_stage_runs(rows, expected):
+    from archc.backends.common import runs
+
+    assert [(r.start, r.count) for r in runs(rows)] == expected
+
+
+def test_stages_are_loops_after_their_first_instance():
+    graph = graph_of(SPLIT.replace("repeat: 3, with: {out_channels: 12}", "repeat: 4, with: {out_channels: 12}"))
+    torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
+    assert "            InvertedResidual(6, out_channels=12, stride=2),\n            *(InvertedResidual(12, out_channels=12) for _ in range(3)),\n" in torch_src
+    assert '    for i in range(1, 4):\n        x = inverted_residual(x, 12, out_channels=12, name=f"stage2_{i}")\n' in keras_src

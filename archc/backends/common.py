@@ -178,25 +178,35 @@ class Run:
 
 
 def runs(rows: list[tuple[object, ...]]) -> list[Run]:
-    """Split instances into maximal runs whose arguments are constant or step evenly."""
+    """Split instances into maximal runs whose arguments are constant or step evenly. The
+    first instance (a stage's, with its `first:` overrides) does not pair up with the second
+    when the second starts a longer run: `First(...), *(Rest(...) for _ in range(3))`."""
     out: list[Run] = []
     s = 0
     while s < len(rows):
-        e = s + 1
-        steps: list[int] | None = None
-        while e < len(rows):
-            cand = [_step(a, b) for a, b in zip(rows[s], rows[e])] if steps is None else steps
-            if any(c is None for c in cand):
-                break
-            if all(rows[e][k] == _at(rows[s][k], cand[k], e - s) for k in range(len(cand))):  # type: ignore[arg-type]
-                steps = cand  # type: ignore[assignment]
-                e += 1
-            else:
-                break
-        steps = steps or [0] * len(rows[s])
-        out.append(Run(s, e - s, tuple(zip(rows[s], steps))))
+        e = _run_end(rows, s)
+        if s == 0 and e == 2 and _run_end(rows, 1) - 1 > 2:  # a loop (more than two) follows
+            e = 1
+        steps = [_step(a, b) for a, b in zip(rows[s], rows[s + 1])] if e - s > 1 else [0] * len(rows[s])
+        out.append(Run(s, e - s, tuple(zip(rows[s], steps))))  # type: ignore[arg-type]
         s = e
     return out
+
+
+def _run_end(rows: list[tuple[object, ...]], s: int) -> int:
+    """The end of the longest run from `s` whose arguments are constant or step evenly."""
+    e = s + 1
+    steps: list[int | None] | None = None
+    while e < len(rows):
+        cand = [_step(a, b) for a, b in zip(rows[s], rows[e])] if steps is None else steps
+        if any(c is None for c in cand):
+            break
+        if all(rows[e][k] == _at(rows[s][k], cand[k], e - s) for k in range(len(cand))):  # type: ignore[arg-type]
+            steps = cand
+            e += 1
+        else:
+            break
+    return e
 
 
 def _step(a: object, b: object) -> int | None:
