@@ -282,10 +282,16 @@ def _lower_items(
         where = ctx.where(index, written)
         if in_group:
             _check_list_entry(_shown(written, index), kind, body, where)
+        inputs: tuple[str, ...] = ()
+        if body.from_ is not None:  # its input, whether it is present or passes that input on
+            source = _lookup(env, body.from_, ctx.where(index, written, "from"))
+            cur, shape, nonneg = source.node, source.shape, source.nonneg
+            inputs = (body.from_,)
         if body.if_ is not None and not _value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
             if written != POSITIONAL:
                 env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
                 prev = written
+            reads.update(inputs)
             continue
         name = str(position) if written == POSITIONAL else written
         position += 1
@@ -295,11 +301,6 @@ def _lower_items(
         node_name = name if uses[name] == 1 else f"{name}_{uses[name]}"  # a shared activation, called again
         seen[name] = body
         sub = _Ctx(ctx.source, (*ctx.yaml_path, index, written), (*ctx.module_path, node_name), ctx.scope, ctx.top_level)
-        inputs: tuple[str, ...] = ()
-        if body.from_ is not None:
-            source = _lookup(env, body.from_, sub.where("from"))
-            cur, shape, nonneg = source.node, source.shape, source.nonneg
-            inputs = (body.from_,)
         if ctx.top_level:
             state.top_kinds.append(kind if kind in ops.KINDS else "composite")
         if kind == "group":
@@ -852,6 +853,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 points[name] = here  # never present
                 prev = name
                 continue
+            passed = here  # what the item passes on where it is absent
+            if condition is not None:  # its input where it is present
+                here = dataclasses.replace(here, channels=_assume(condition, here.channels))
             position += 1
             if kind in ("block", "stage"):
                 if body.inline:
@@ -862,6 +866,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
             elif kind == "group":
                 source_name = inputs[0] if inputs else prev
+                if here is not points[source_name]:  # simplified under its condition
+                    source_name = f"{name}.input"
+                    points[source_name] = here
                 children = sym_layers(body.group, (*section, index, written, "group"), source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
             elif kind == "branches":
@@ -905,8 +912,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             if condition is not None:
                 item = dataclasses.replace(item, condition=condition)
                 result = SymTensor(
-                    _if(condition, result.channels, here.channels), _if(condition, result.stride, here.stride),
-                    result.nonneg and here.nonneg, result.flat,
+                    _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
+                    result.nonneg and passed.nonneg, result.flat,
                 )
             points[name] = result
             prev = name
@@ -1000,6 +1007,31 @@ def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
         if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
             return then
     return expr.fold(ast.IfExp(condition, then, other))
+
+
+_NEGATED: dict[type, type] = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt}
+
+
+def _negation(tree: ast.expr) -> str:
+    """The source of `not tree`, written as Python would simplify it (`stride != 1` for `stride == 1`)."""
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not):
+        return expr.to_python(tree.operand)
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and type(tree.ops[0]) in _NEGATED:
+        return expr.to_python(ast.Compare(tree.left, [_NEGATED[type(tree.ops[0])]()], tree.comparators))
+    return expr.to_python(ast.UnaryOp(ast.Not(), tree))
+
+
+def _assume(condition: ast.expr, tree: ast.expr) -> ast.expr:
+    """`tree` where `condition` holds: a `then if c else other` whose `c` is the condition
+    (or its negation) is `then` (or `other`). An item under `if: stride != 1` reads
+    `in_channels`, not `in_channels // 2 if stride == 1 else in_channels`."""
+    if not isinstance(tree, ast.IfExp):
+        return tree
+    if expr.to_python(tree.test) == expr.to_python(condition):
+        return _assume(condition, tree.body)
+    if expr.to_python(condition) == _negation(tree.test) or expr.to_python(tree.test) == _negation(condition):
+        return _assume(condition, tree.orelse)
+    return tree
 
 
 def _sym_merge(kind: str, sources: list[SymTensor]) -> SymTensor:

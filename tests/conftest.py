@@ -33,6 +33,9 @@ ZOO = {
     "specs/vgg16.yaml": (138_357_544, 0),  # torchvision vgg16
     "specs/vgg16_bn.yaml": (138_365_992, 8_448),  # torchvision vgg16_bn
     "specs/vgg19_bn.yaml": (143_678_248, 11_008),  # torchvision vgg19_bn
+    "specs/shufflenet_v2.yaml": (2_278_604, 16_180),  # the family spec; its defaults are x1.0
+    "specs/shufflenet_v2_x1_0.yaml": (2_278_604, 16_180),  # torchvision shufflenet_v2_x1_0
+    "specs/shufflenet_v2_x0_5.yaml": (1_366_792, 7_952),  # torchvision shufflenet_v2_x0_5
     "specs/densenet121.yaml": (7_978_856, 83_648),
     "specs/densenet169.yaml": (14_149_480, 158_400),
     "specs/densenet201.yaml": (20_013_928, 229_056),

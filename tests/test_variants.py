@@ -31,6 +31,26 @@ def test_one_spec_gives_every_cifar_resnet(depth):
     assert sum(int(w.shape.num_elements()) for w in keras_model.trainable_weights) == CIFAR_RESNETS[depth]
 
 
+# torchvision's four ShuffleNet V2 widths (stages_out_channels[1:]) and their num_params.
+SHUFFLENET_V2 = {
+    "x0_5": ((48, 96, 192, 1024), 1_366_792),
+    "x1_0": ((116, 232, 464, 1024), 2_278_604),
+    "x1_5": ((176, 352, 704, 1024), 3_503_624),
+    "x2_0": ((244, 488, 976, 2048), 7_393_996),
+}
+
+
+@pytest.mark.parametrize("width", sorted(SHUFFLENET_V2))
+def test_one_spec_gives_every_shufflenet_v2(width):
+    channels, trainable = SHUFFLENET_V2[width]
+    names = ("stage2_channels", "stage3_channels", "stage4_channels", "conv5_channels")
+    graph = lower(load_spec(ROOT / "specs/shufflenet_v2.yaml", [f"params.{n}={c}" for n, c in zip(names, channels)]))
+    assert graph.counts.trainable == trainable
+    named = ROOT / f"specs/shufflenet_v2_{width}.yaml"
+    if named.exists():  # the named spec is the family with these widths
+        assert lower(load_spec(named)).counts == graph.counts
+
+
 def test_extends_children_keep_their_base_counts():
     """resnet56.yaml is resnet.yaml with one param changed: the same model as --set."""
     child = lower(load_spec(ROOT / "specs/cifar/resnet56.yaml"))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from archc import __version__
-from archc.code import Call, call
+from archc.code import INDENT, LINE, Call, call
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -192,25 +192,35 @@ class Run:
 
 
 def runs(rows: list[tuple[object, ...]]) -> list[Run]:
-    """Split instances into maximal runs whose arguments are constant or step evenly."""
+    """Split instances into maximal runs whose arguments are constant or step evenly. The
+    first instance (a stage's, with its `first:` overrides) does not pair up with the second
+    when the second starts a longer run: `First(...), *(Rest(...) for _ in range(3))`."""
     out: list[Run] = []
     s = 0
     while s < len(rows):
-        e = s + 1
-        steps: list[int] | None = None
-        while e < len(rows):
-            cand = [_step(a, b) for a, b in zip(rows[s], rows[e])] if steps is None else steps
-            if any(c is None for c in cand):
-                break
-            if all(rows[e][k] == _at(rows[s][k], cand[k], e - s) for k in range(len(cand))):  # type: ignore[arg-type]
-                steps = cand  # type: ignore[assignment]
-                e += 1
-            else:
-                break
-        steps = steps or [0] * len(rows[s])
-        out.append(Run(s, e - s, tuple(zip(rows[s], steps))))
+        e = _run_end(rows, s)
+        if s == 0 and e == 2 and _run_end(rows, 1) - 1 > 2:  # a loop (more than two) follows
+            e = 1
+        steps = [_step(a, b) for a, b in zip(rows[s], rows[s + 1])] if e - s > 1 else [0] * len(rows[s])
+        out.append(Run(s, e - s, tuple(zip(rows[s], steps))))  # type: ignore[arg-type]
         s = e
     return out
+
+
+def _run_end(rows: list[tuple[object, ...]], s: int) -> int:
+    """The end of the longest run from `s` whose arguments are constant or step evenly."""
+    e = s + 1
+    steps: list[int | None] | None = None
+    while e < len(rows):
+        cand = [_step(a, b) for a, b in zip(rows[s], rows[e])] if steps is None else steps
+        if any(c is None for c in cand):
+            break
+        if all(rows[e][k] == _at(rows[s][k], cand[k], e - s) for k in range(len(cand))):  # type: ignore[arg-type]
+            steps = cand
+            e += 1
+        else:
+            break
+    return e
 
 
 def _step(a: object, b: object) -> int | None:
@@ -271,14 +281,15 @@ def width_trees(layer: SymItem) -> list[ast.expr]:
     return [layer.in_channels]
 
 
-def _used_widths(layer: SymItem) -> list[ast.expr]:
-    """The channel expressions that an item's code uses (a conv's input channels, not a relu's)."""
+def _used_widths(layer: SymItem, in_channels: bool = True) -> list[ast.expr]:
+    """The channel expressions that an item's code uses (a conv's input channels, not a relu's;
+    in_channels=False: a backend whose layers infer their input channels, as Keras')."""
     if isinstance(layer, SymLayer):
         op = KINDS[layer.kind]
-        takes = not (op.CHANNEL_FREE or op.MERGE or op.EXPRESSION)
+        takes = in_channels and not (op.CHANNEL_FREE or op.MERGE or op.EXPRESSION)
         return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units")]
     if isinstance(layer, SymGroup):
-        return [t for child in layer.children for t in _used_widths(child)]
+        return [t for child in layer.children for t in _used_widths(child, in_channels)]
     if isinstance(layer, SymBlock):
         return [layer.in_channels, *(t for _, t in layer.args)]
     return [layer.in_channels]
@@ -371,10 +382,10 @@ def _widths(layer: SymItem) -> list[ast.expr]:
 class Hoister:
     """Names the non-trivial channel expressions of a block that are used more than once."""
 
-    def __init__(self, layers: tuple[SymLayer | SymBlock | SymStage, ...], taken: set[str]):
+    def __init__(self, layers: tuple[SymLayer | SymBlock | SymStage, ...], taken: set[str], in_channels: bool = True):
         counts: dict[str, int] = {}
         first_owner: dict[str, str] = {}
-        used = {expr.to_python(tree) for layer in layers for tree in _used_widths(layer)}
+        used = {expr.to_python(tree) for layer in layers for tree in _used_widths(layer, in_channels)}
         for layer in layers:
             for tree in _widths(layer):
                 src = expr.to_python(tree)
@@ -395,12 +406,18 @@ class Hoister:
         text = expr.to_python(tree)
         return self.names.get(text, text)
 
-    def definitions(self, trees: list[ast.expr]) -> list[str]:
+    def definitions(self, trees: list[ast.expr], indent: str) -> list[str]:
+        """`name = expression` at `indent` for each named expression not defined yet;
+        one too long for a line is parenthesised, as ruff format writes it."""
         lines = []
         for tree in trees:
             text = expr.to_python(tree)
             if text in self.names and text not in self.emitted:
                 self.emitted.add(text)
-                lines.append(f"{self.names[text]} = {text}")
+                line = f"{indent}{self.names[text]} = {text}"
+                if len(line) > LINE:
+                    lines += [f"{indent}{self.names[text]} = (", f"{indent}{INDENT}{text}", f"{indent})"]
+                else:
+                    lines.append(line)
         return lines
 

@@ -96,11 +96,6 @@ def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
 
-def _indent(lines: list[str], indent: str) -> list[str]:
-    """Lines written at the function body's indent, moved to `indent`."""
-    return [indent + line[len(I1) :] if line.startswith(I1) else line for line in lines]
-
-
 class KerasEmitter:
     def __init__(self, graph: Graph):
         self.graph = graph
@@ -110,7 +105,7 @@ class KerasEmitter:
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
-        hoist = common.Hoister((*block.layers, *block.after), sig.arguments())
+        hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
@@ -156,33 +151,38 @@ class KerasEmitter:
             "body": body,
         }
 
-    def _sym_layer(self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str = "") -> list[str]:
-        """One item of a block kind applied to `step.srcs`, written to `step.dst`; guarded by its condition."""
+    def _sym_layer(
+        self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str = "", indent: str = I1,
+    ) -> list[str]:  # fmt: skip
+        """One item of a block kind applied to `step.srcs`, written to `step.dst` at `indent`;
+        guarded by its condition (its body one level deeper, laid out for that depth)."""
         layer = step.item
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
-        lines = [I1 + line for line in hoist.definitions(common.width_trees(layer))]
+        lines = hoist.definitions(common.width_trees(layer), indent)
         src = step.srcs[0]
         merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
+        at = indent
         if layer.condition is not None:
             if step.dst != step.passthrough:
-                lines.append(f"{I1}{step.dst} = {step.passthrough}")
-            lines.append(f"{I1}if {expr.to_python(layer.condition)}:")
-            src = src if merge else step.dst
+                lines.append(f"{indent}{step.dst} = {step.passthrough}")
+            lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
+            src = src if merge or src == "x" else step.dst  # `x` is read in place: nothing to route
+            at = indent + I1
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
         n = uses[prefix + layer.name]
         suffix = prefix + (layer.name if n == 1 else f"{layer.name}_{n}")
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
-            body = self._group(layer, hoist, uses, block, prefix)
+            body = self._group(layer, hoist, uses, block, prefix, at)
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
-            body = self._inner(layer, hoist.src(layer.in_channels), name, I1, f"{step.dst} = ", hoist.src, lead=src)
+            body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=src)
             src = step.dst
         elif not isinstance(layer, SymLayer):
-            body = self._nested(layer, hoist, name)
+            body = self._nested(layer, hoist, name, at)
         elif merge:
             op = ops.KINDS[layer.kind]
             call_, applied = op.keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
-            body = render_applied(call_, I1, f"{step.dst} = ", f"({applied})")
+            body = render_applied(call_, at, f"{step.dst} = ", f"({applied})")
             src = step.dst  # nothing to route
         else:
             args = {}
@@ -190,16 +190,18 @@ class KerasEmitter:
                 args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
             if layer.kind in common._EXPRESSIONS:
-                body = [f"{I1}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
+                body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
             for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where) if not body else []):
-                body += render_applied(stmt, I1, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+                body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
-            body = [f"{I1}x = {src}"] * (src != "x") + body + [f"{I1}{step.dst} = x"] * (step.dst != "x")
-        return lines + (_indent(body, I1 + I1) if layer.condition is not None else body)
+            body = [f"{at}x = {src}"] * (src != "x") + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
+        return lines + body
 
-    def _group(self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str) -> list[str]:
+    def _group(
+        self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
+    ) -> list[str]:  # fmt: skip
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
@@ -210,29 +212,29 @@ class KerasEmitter:
                 index = " + ".join([f"int({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
-            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_")
+            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_", indent)
             if child.condition is not None:
                 conditions.append(expr.to_python(child.condition))
         return lines
 
-    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, name: str) -> list[str]:
-        """A block or stage inside a block kind, applied to `x`; layer names continue the outer `name`."""
+    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, name: str, indent: str) -> list[str]:
+        """A block or stage inside a block kind, applied to `x` at `indent`; layer names continue the outer `name`."""
         prefix = name[:-1]
         if isinstance(sym, SymBlock):
-            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', I1, "x = ", hoist.src)
+            return self._inner(sym, hoist.src(sym.in_channels), prefix + '"', indent, "x = ", hoist.src)
         key = common.stage_key(sym.names)[2:-1]  # the pattern inside f"..."
         count = expr.to_python(sym.repeat)
         lines: list[str] = []
         if sym.connectivity == "dense":
-            lines.append(f"{I1}for i in range({count}):")
+            lines.append(f"{indent}for i in range({count}):")
             name = f'{prefix}_{key}"'
-            lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, I1 + I1, "y = ")
+            lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, indent + I1, "y = ")
             concat = call("layers.Concatenate", name=_name(name, "_concat"))
-            return lines + render_applied(concat, I1 + I1, "x = ", "([x, y])")
+            return lines + render_applied(concat, indent + I1, "x = ", "([x, y])")
         first_key = sym.names.replace("{i}", "0").replace("{n}", "1")
-        lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', I1, "x = ")
-        lines.append(f"{I1}for i in range(1, {count}):")
-        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', I1 + I1, "x = ")
+        lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', indent, "x = ")
+        lines.append(f"{indent}for i in range(1, {count}):")
+        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', indent + I1, "x = ")
 
     def _inner(
         self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python, lead: str = "x",

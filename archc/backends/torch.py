@@ -212,7 +212,7 @@ class TorchEmitter:
 
     def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
-        lines = [indent + line for line in hoist.definitions(common.width_trees(layer))]
+        lines = hoist.definitions(common.width_trees(layer), indent)
         condition = expr.to_python(layer.condition) if layer.condition is not None else None
         if isinstance(layer, SymLayer) and _module_free(layer.kind):
             lines += [f"{indent}self.use_{layer.name} = {condition}"] if condition else []
@@ -220,7 +220,10 @@ class TorchEmitter:
             stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
             return lines + ([f"{indent}if self.use_{layer.name}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
-            return lines + self._group_lines(layer, hoist, indent)
+            if condition is None:
+                return lines + self._group_lines(layer, hoist, indent)
+            group = self._group_lines(layer, hoist, indent + "    ")
+            return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
         if isinstance(layer, SymLayer):
             module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
         else:
@@ -234,7 +237,7 @@ class TorchEmitter:
         `target`: the call that receives the modules (`super().__init__` for a block kind that
         is itself a numbered sequence); by default `self.NAME = nn.Sequential(...)`."""
         modules: list[tuple[str, Code, str | None]] = []
-        lines = [indent + line for line in hoist.definitions(common.width_trees(group))]
+        lines = hoist.definitions(common.width_trees(group), indent)
         for step in common.plan(group.children, "x", "out", set()):
             child = step.item
             if isinstance(child, SymLayer):
