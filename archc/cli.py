@@ -287,11 +287,10 @@ def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SPEC: exit 0 if it compiles, else 2 with a located message."""
 
     def action() -> None:
-        from archc.backends import BACKENDS, emit
+        from archc.backends import check_all
 
         graph = _graph(spec, overrides)
-        for backend in BACKENDS:  # what any backend rejects, check rejects: `check` ok means every build works
-            emit(graph, backend)
+        check_all(graph)  # what any backend rejects, check rejects: `check` ok means every build works
         c = graph.counts
         if as_json:
             _json("check", {"spec": spec, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),

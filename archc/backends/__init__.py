@@ -127,6 +127,15 @@ def _signature(func: str, params: list[str], returns: str, indent: str = "    ")
     return f"{indent}def {func}(\n{body}\n{indent}) -> {returns}:"
 
 
+def check_all(graph: Graph) -> None:
+    """Everything a build decides, for every backend, short of laying out the text: every
+    backend's checks and template context (where emission complains about what a backend
+    cannot express). Templates only lay out what the context holds."""
+    validate(graph)
+    for name in BACKENDS:
+        backend_module(name).context(graph)
+
+
 def emit(graph: Graph, backend: str, *, memory_efficient: bool = False) -> str:
     """`memory_efficient` (torch only) is the default of the generated build_model's
     option to checkpoint dense layers."""
