@@ -12,13 +12,16 @@ torchvision = pytest.importorskip("torchvision")
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
-    "googlenet",
+    "googlenet", "inception_v3",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
-KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}  # fmt: skip
+KWARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},  # transform_input stays False without weights
+}  # fmt: skip
 
 
-def randomize_batchnorm(model):
+def randomize_batchnorm(model, input_shape):
     """Random gamma and beta; running statistics measured on a random batch, then perturbed
     per channel (so activations stay O(1) however deep the model is)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -28,7 +31,7 @@ def randomize_batchnorm(model):
             m.bias.uniform_(-0.5, 0.5)
             m.reset_running_stats()
             m.momentum = None  # a plain average: one batch sets the statistics
-        model.train()(torch.randn(2, 3, 224, 224))
+        model.train()(torch.randn(2, *input_shape))
         for m in norms:
             m.momentum = 0.1
             m.running_mean.add_(0.25 * m.running_var.sqrt() * torch.randn_like(m.running_mean))
@@ -39,16 +42,18 @@ def randomize_batchnorm(model):
 @pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
 def test_matches_torchvision(name):
     torch.manual_seed(0)
+    module = load_module(ROOT / "generated" / f"{name}_torch.py")
     reference = getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {}))
-    randomize_batchnorm(reference)
-    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model().eval()
+    assert not getattr(reference, "transform_input", False)  # the spec has no input transform
+    randomize_batchnorm(reference, module.INPUT_SHAPE)
+    ours = module.build_model().eval()
 
     def shapes(model):
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     assert shapes(ours) == shapes(reference)
     ours.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(2, *module.INPUT_SHAPE)
     with torch.no_grad():
         expected, got = reference(x), ours(x)
     assert got.shape == expected.shape == (2, 1000)

@@ -306,6 +306,13 @@ class BatchNormDefaults(Strict):
     momentum: FiniteFloat | None = Field(
         None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
     )
+    scale: StrictBool = Field(True, description="Learn a per-channel scale (gamma); false as Keras' scale=False.")
+
+
+class AvgPoolDefaults(Strict):
+    count_include_pad: StrictBool = Field(
+        True, description="Average pooling counts padded zeros (PyTorch); false divides by the pixels inside (Keras' 'same')."
+    )
 
 
 class Defaults(Strict):
@@ -314,6 +321,7 @@ class Defaults(Strict):
     batchnorm: BatchNormDefaults = Field(
         BatchNormDefaults(), description="Batch-norm numerics; archc never relies on a framework's defaults."
     )
+    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults(), description="Average-pooling settings a pool does not give itself.")
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
