@@ -43,6 +43,10 @@ ZOO = {
     "specs/keras/resnet50v2.yaml": (25_568_360, 45_440),
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
+    # torchvision inception_v3(aux_logits=False) at 299x299: 17,216 BN channels; keras.applications'
+    # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
+    "specs/inception_v3.yaml": (23_834_568, 34_432),
+    "specs/keras/inception_v3.yaml": (23_817_352, 34_432),
 }
 
 
@@ -72,6 +76,7 @@ KERAS_TOTALS = {
     "specs/cifar/keras_resnet20v1.yaml": 274_442,
     "specs/keras/resnet50.yaml": 25_636_712,
     "specs/keras/densenet121.yaml": 8_062_504,
+    "specs/keras/inception_v3.yaml": 23_851_784,
 }
 BIG = {
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
