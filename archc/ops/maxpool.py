@@ -25,7 +25,7 @@ class PoolArgs(Strict):
     kernel: IntExpr = Field(description="Square window size.")
     stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
     padding: IntExpr = Field(
-        0, description="Padding on every side. Average pooling counts padded zeros (PyTorch count_include_pad=True)."
+        0, description="Padding on every side (max pooling never picks it; average pooling: count_include_pad)."
     )
     ceil_mode: StrictBool = Field(
         False, description="Round the output size up, as PyTorch's ceil_mode (a last, partial window)."
