@@ -81,6 +81,7 @@ KERAS_TOTALS = {
 BIG = {
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
+    "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
 }  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
