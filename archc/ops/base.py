@@ -65,7 +65,7 @@ class Attr:
     """
 
     name: str
-    type: str  # int | num | bool | str
+    type: str  # int | num | bool | str | pair (an int, or [height, width] ints: a tuple)
     default: Any = REQUIRED
 
 
