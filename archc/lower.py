@@ -139,7 +139,12 @@ def _value(
     raw: Any, scope: dict[str, expr.Value], where: Location | None, want: str, *, state: _State | None = None,
     ref_ok: bool = False, ref: tuple[int, str, LayerKey] | None = None,
 ) -> Any:  # fmt: skip
-    """Evaluate a literal or expression and check its type (int, num, bool, param)."""
+    """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
+    an int, or [height, width] ints, which becomes a tuple)."""
+    if want == "pair":
+        if isinstance(raw, list):
+            return tuple(_value(v, scope, where, "int", state=state) for v in raw)
+        want = "int"
     value = raw
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         try:
@@ -1140,6 +1145,8 @@ def _sym_args(state: _State, kind: str, args: Any, channels: ast.expr, where: Lo
 
 
 def _sym(raw: Any, channels: ast.expr) -> ast.expr:
+    if isinstance(raw, list):  # a [height, width] pair
+        return ast.Tuple([_sym(v, channels) for v in raw], ast.Load())
     tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
     return expr.substitute(tree, {"channels": channels})
 

@@ -192,7 +192,8 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
                 continue
             module = model.get_submodule(node.id)
             if isinstance(node.op, ops.BatchNorm):
-                module.weight.uniform_(0.5, 1.5, generator=gen)
+                if module.weight is not None:  # None: scale: false
+                    module.weight.uniform_(0.5, 1.5, generator=gen)
                 module.bias.uniform_(-0.5, 0.5, generator=gen)
                 norms.append(module)
                 continue

@@ -55,6 +55,10 @@ ZOO = {
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
     "specs/keras/vgg16.yaml": (138_357_544, 0),
+    # torchvision inception_v3(aux_logits=False) at 299x299: 17,216 BN channels; keras.applications'
+    # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
+    "specs/inception_v3.yaml": (23_834_568, 34_432),
+    "specs/keras/inception_v3.yaml": (23_817_352, 34_432),
 }
 
 
@@ -85,12 +89,14 @@ KERAS_TOTALS = {
     "specs/keras/resnet50.yaml": 25_636_712,
     "specs/keras/densenet121.yaml": 8_062_504,
     "specs/keras/vgg16.yaml": 138_357_544,
+    "specs/keras/inception_v3.yaml": 23_851_784,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",
     "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
+    "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the

@@ -4,6 +4,10 @@ layer by layer, the same logits.
 
 The specs name their layers after keras.applications' (whose names start with digits
 where the spec language needs identifiers); each case's renames turn one into the other.
+keras.applications' InceptionV3 leaves its conv and BN layers unnamed, so Keras numbers them
+in creation order (conv2d, conv2d_1, ...; batch_normalization, ...; the count goes on from
+earlier models in the session); its spec creates the same layers in the same order (the IR's
+node order), and BY_ORDER pairs the two by that order, layer type by layer type.
 Adding a model is adding a row to CASES.
 """
 
@@ -22,11 +26,13 @@ keras = pytest.importorskip("keras")
 B_NAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
 # conv2_block1_conv1 -> conv2_block1_1_conv, conv2_block1_bn1 -> conv2_block1_1_bn.
 V2_NAMES = [(r"^conv1$", "conv1_conv"), (r"_shortcut$", "_0_conv"), (r"_(conv|bn)(\d)$", r"_\2_\1")]
+BY_ORDER = "by creation order"
 CASES = [
     ("specs/keras/resnet50.yaml", "ResNet50", B_NAMES),
     ("specs/keras/densenet121.yaml", "DenseNet121", B_NAMES),
     ("specs/keras/resnet50v2.yaml", "ResNet50V2", V2_NAMES),
     ("specs/keras/vgg16.yaml", "VGG16", []),  # the same names
+    ("specs/keras/inception_v3.yaml", "InceptionV3", BY_ORDER),
 ]
 
 
@@ -36,14 +42,34 @@ def reference_name(name, renames):
     return name
 
 
+def creation_order(graph, ours, reference):
+    """Our weighted layers in the IR's node order, paired with the reference's of the same
+    type in the order of Keras' automatic numbering (`conv2d` before `conv2d_1` ...)."""
+
+    def number(name):
+        suffix = re.search(r"_(\d+)$", name)
+        return int(suffix.group(1)) if suffix else 0
+
+    ours_by_name = {layer.name: layer for layer in ours.layers}
+    pairs = {}
+    for kind in {type(layer) for layer in reference.layers if layer.weights}:
+        theirs = sorted((layer.name for layer in reference.layers if type(layer) is kind), key=number)
+        mine = [n.id.replace(".", "_") for n in graph.nodes if n.op.weight_names()]
+        mine = [n for n in mine if type(ours_by_name[n]) is kind]
+        assert len(mine) == len(theirs), kind
+        pairs.update(zip(mine, theirs))
+    return pairs
+
+
 def randomize(model, rng):
     """Random kernels, biases and BN gamma/beta; BN statistics measured on a random batch,
     then perturbed per channel (so activations stay O(1) through the whole model)."""
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in model.layers:
         if layer in norms:
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.uniform(-0.5, 0.5, beta.shape), mean, var])
+            *affine, mean, var = layer.get_weights()  # no gamma with scale=False (InceptionV3)
+            gamma = [rng.uniform(0.5, 1.5, mean.shape)] if layer.scale else []
+            layer.set_weights([*gamma, rng.uniform(-0.5, 0.5, mean.shape), mean, var])
             layer.momentum = 0.0  # the next training call sets the statistics to the batch's
         elif layer.weights:
             kernel, *bias = layer.get_weights()
@@ -51,14 +77,15 @@ def randomize(model, rng):
             layer.set_weights([rng.uniform(-bound, bound, kernel.shape), *(rng.uniform(-0.5, 0.5, b.shape) for b in bias)])
     model(rng.standard_normal((2, *model.input_shape[1:])).astype("float32"), training=True)
     for layer in norms:
-        gamma, beta, mean, var = layer.get_weights()
+        *affine, mean, var = layer.get_weights()
         mean = mean + 0.25 * np.sqrt(var) * rng.standard_normal(mean.shape)
-        layer.set_weights([gamma, beta, mean, var * rng.uniform(0.5, 2.0, var.shape)])
+        layer.set_weights([*affine, mean, var * rng.uniform(0.5, 2.0, var.shape)])
 
 
 @pytest.mark.parametrize("spec, constructor, renames", CASES)
 def test_matches_keras_applications(spec, constructor, renames):
-    name = lower(load_spec(ROOT / spec)).name
+    graph = lower(load_spec(ROOT / spec))
+    name = graph.name
     module = load_module(ROOT / "generated" / f"{name}_keras.py")
     ours = module.build_model()
     reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
@@ -66,10 +93,14 @@ def test_matches_keras_applications(spec, constructor, renames):
 
     ref_layers = {layer.name: layer for layer in reference.layers if layer.weights}
     our_layers = {layer.name: layer for layer in ours.layers if layer.weights}
-    assert sorted(reference_name(n, renames) for n in our_layers) == sorted(ref_layers)
+    if renames == BY_ORDER:
+        pairs = creation_order(graph, ours, reference)
+    else:
+        pairs = {n: reference_name(n, renames) for n in our_layers}
+    assert sorted(pairs) == sorted(our_layers) and sorted(pairs.values()) == sorted(ref_layers)
     randomize(reference, np.random.default_rng(0))
     for n, layer in our_layers.items():
-        layer.set_weights(ref_layers[reference_name(n, renames)].get_weights())
+        layer.set_weights(ref_layers[pairs[n]].get_weights())
 
     x = np.random.default_rng(1).standard_normal((1, *module.INPUT_SHAPE)).astype("float32")
     expected = np.asarray(reference(x, training=False))

@@ -13,13 +13,16 @@ MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
     "googlenet", "alexnet", "vgg16", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
-    "shufflenet_v2_x1_0", "shufflenet_v2_x0_5",
+    "shufflenet_v2_x1_0", "shufflenet_v2_x0_5", "inception_v3",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
-KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}  # fmt: skip
+KWARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},  # transform_input stays False without weights
+}  # fmt: skip
 
 
-def randomize_batchnorm(model):
+def randomize_batchnorm(model, input_shape):
     """Random gamma and beta; running statistics measured on a random batch, then perturbed
     per channel (so activations stay O(1) however deep the model is)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -29,7 +32,7 @@ def randomize_batchnorm(model):
             m.bias.uniform_(-0.5, 0.5)
             m.reset_running_stats()
             m.momentum = None  # a plain average: one batch sets the statistics
-        model.train()(torch.randn(2, 3, 224, 224))
+        model.train()(torch.randn(2, *input_shape))
         for m in norms:
             m.momentum = 0.1
             m.running_mean.add_(0.25 * m.running_var.sqrt() * torch.randn_like(m.running_mean))
@@ -72,7 +75,8 @@ def assert_same(reference, module):
     """The generated `module`'s model has the reference's state_dict keys and shapes; the
     reference's weights (BN statistics randomised) load strictly and give the same outputs,
     for an input of the generated model's size."""
-    randomize_batchnorm(reference)
+    assert not getattr(reference, "transform_input", False)  # the spec has no input transform
+    randomize_batchnorm(reference, module.INPUT_SHAPE)
     ours = module.build_model().eval()
 
     def shapes(model):

@@ -65,7 +65,7 @@ class Attr:
     """
 
     name: str
-    type: str  # int | num | bool | str
+    type: str  # int | num | bool | str | pair (an int, or [height, width] ints: a tuple)
     default: Any = REQUIRED
 
 
@@ -80,22 +80,37 @@ def positive(op: str, **values: int) -> None:
             raise ShapeError(f"{op} {key} must be >= 1, got {value}")
 
 
-def window(op: str, s: Shape, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> tuple[int, int]:
-    """Output size of a sliding window, as PyTorch computes it (ceil_mode included)."""
+def hw(value: int | tuple[int, int]) -> tuple[int, int]:
+    """A size given once for both spatial dimensions, or as (height, width)."""
+    return value if isinstance(value, tuple) else (value, value)  # type: ignore[return-value]
+
+
+def show(value: int | tuple[int, int]) -> str:
+    """A kernel size as the diagram shows it: 3×3, 1×7."""
+    h, w = hw(value)
+    return f"{h}×{w}"
+
+
+def window(
+    op: str, s: Shape, kernel: int | tuple[int, int], stride: int, padding: int | tuple[int, int], dilation: int = 1, ceil: bool = False,
+) -> tuple[int, int]:  # fmt: skip
+    """Output size of a sliding window, as PyTorch computes it (ceil_mode included).
+    Kernel and padding are one value for both dimensions or (height, width)."""
     need_map(op, s)
-    if kernel < 1 or stride < 1 or padding < 0:
+    (kh, kw), (ph, pw) = hw(kernel), hw(padding)
+    if min(kh, kw) < 1 or stride < 1 or min(ph, pw) < 0:
         raise ShapeError(f"{op} needs kernel >= 1, stride >= 1 and padding >= 0, got {kernel}, {stride}, {padding}")
     positive(op, dilation=dilation)
-    span = dilation * (kernel - 1) + 1
 
-    def size(n: int) -> int:
+    def size(n: int, kernel: int, padding: int) -> int:
+        span = dilation * (kernel - 1) + 1
         room = n + 2 * padding - span
         out = (-(-room // stride) if ceil else room // stride) + 1
         if ceil and (out - 1) * stride >= n + padding:
             out -= 1  # PyTorch: the last window must start inside the input or left padding
         return out
 
-    h, w = size(s.h), size(s.w)  # type: ignore[arg-type]
+    h, w = size(s.h, kh, ph), size(s.w, kw, pw)  # type: ignore[arg-type]
     if h < 1 or w < 1:
         raise ShapeError(
             f"{op} with kernel {kernel}, stride {stride}, padding {padding} shrinks {s} below 1x1; "
@@ -171,6 +186,12 @@ class Op:
 
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS
+
+    @classmethod
+    def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
+        """The helper class (of HELPERS) a layer with these arguments (values, or `ast`
+        expressions in a block kind) needs in `backend`, if any."""
+        return cls.HELPERS.get(backend)
 
     # --- symbolic channels ---------------------------------------------------------------
 

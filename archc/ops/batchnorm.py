@@ -1,11 +1,18 @@
-"""Batch normalization over channels: `batchnorm: {eps, momentum}` (PyTorch's momentum)."""
+"""Batch normalization over channels: `batchnorm: {eps, momentum, scale}` (PyTorch's momentum).
+
+`scale: false` leaves out the learned scale (gamma fixed at 1), as Keras'
+`BatchNormalization(scale=False)` in keras.applications' InceptionV3: PyTorch has no such
+option (`affine` drops both gamma and beta), so the torch backend defines
+`BatchNorm2dNoScale`, a BatchNorm2d whose `weight` is None (F.batch_norm then multiplies by
+nothing): the same function, the same buffers, and one parameter per channel, not two."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, keras_momentum
@@ -19,6 +26,11 @@ class BatchNormArgs(Strict):
         description="PyTorch convention: weight of the new batch in the running average "
         "(Keras momentum = 1 - this). Unset means defaults.batchnorm.momentum.",
     )
+    scale: StrictBool | None = Field(
+        None,
+        description="Learn a per-channel scale (gamma); false: gamma is 1 and only the shift is learned "
+        "(Keras scale=False). Unset means defaults.batchnorm.scale.",
+    )
 
 
 @dataclass(frozen=True)
@@ -27,25 +39,42 @@ class BatchNorm(Op):
     Args: ClassVar[Any] = BatchNormArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("eps", "num", "defaults.batchnorm.eps"), Attr("momentum", "num", "defaults.batchnorm.momentum"),
+        Attr("scale", "bool", "defaults.batchnorm.scale"),
     )  # fmt: skip
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"batchnorm": {"batchnorm": {}}}
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
     CHANNEL_FREE: ClassVar[bool] = False
+    HELPERS: ClassVar[dict[str, str]] = {"torch": "BatchNorm2dNoScale"}  # templates/torch/BatchNorm2dNoScale.py.j2, scale=False only
     eps: float
     momentum: float  # PyTorch convention: weight of the new batch
+    scale: bool = True  # learned gamma
 
     def infer(self, s: Shape) -> Shape:
         if not (self.eps > 0 and 0 < self.momentum < 1):
             raise ShapeError(f"batchnorm needs eps > 0 and 0 < momentum < 1, got {self.eps}, {self.momentum}")
+        if not self.scale and not s.spatial:
+            raise ShapeError(f"batchnorm with scale: false needs a feature map (C, H, W), got the flat shape {s}")
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:
-        return (2 * s.c, 2 * s.c)  # gamma, beta; running mean, running var
+        return ((2 if self.scale else 1) * s.c, 2 * s.c)  # gamma, beta; running mean, running var
+
+    def weight_names(self) -> tuple[str, ...]:
+        return self.WEIGHTS if self.scale else self.WEIGHTS[1:]
+
+    @classmethod
+    def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
+        scale = args.get("scale", True)
+        scale = scale.value if isinstance(scale, ast.Constant) else scale
+        return None if scale is True else cls.HELPERS.get(backend)
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        if a.get("scale", "True") != "True":
+            return call("BatchNorm2dNoScale", in_ch, eps=a["eps"], momentum=a["momentum"])
         return call("nn.BatchNorm1d" if flat else "nn.BatchNorm2d", in_ch, eps=a["eps"], momentum=a["momentum"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), name=ctx.name)]
+        scale = None if a.get("scale", "True") == "True" else "False"
+        return [call("layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), scale=scale, name=ctx.name)]

@@ -15,19 +15,23 @@ from archc.ops.base import (
     Op,
     Shape,
     ShapeError,
+    hw,
     positive,
+    show,
     suffixed,
     unless,
     window,
 )
-from archc.spec.types import BoolExpr, IntExpr, Strict
+from archc.spec.types import BoolExpr, IntExpr, IntPairExpr, Strict
 
 
 class ConvArgs(Strict):
     filters: IntExpr = Field(description="Output channels.")
-    kernel: IntExpr = Field(description="Square kernel size.")
+    kernel: IntPairExpr = Field(description="Kernel size: one value (square), or [height, width] (a 1x7 kernel is [1, 7]).")
     stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
-    padding: IntExpr = Field(0, description="Zero padding on every side (symmetric, as in PyTorch).")
+    padding: IntPairExpr = Field(
+        0, description="Zero padding on every side (symmetric, as in PyTorch); one value, or [height, width]."
+    )
     groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
     dilation: IntExpr = Field(1, description="Kernel dilation.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
@@ -38,15 +42,15 @@ class Conv(Op):
     kind: ClassVar[str] = "conv"
     Args: ClassVar[Any] = ConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
-        Attr("filters", "int"), Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
+        Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "int", 1), Attr("padding", "pair", 0),
         Attr("groups", "int", 1), Attr("dilation", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     filters: int
-    kernel: int
+    kernel: int | tuple[int, int]
     stride: int = 1
-    padding: int = 0
+    padding: int | tuple[int, int] = 0
     groups: int = 1
     dilation: int = 1
     bias: bool = False
@@ -59,12 +63,14 @@ class Conv(Op):
         return Shape(self.filters, h, w)
 
     def params(self, s: Shape) -> tuple[int, int]:
-        weights = self.filters * (s.c // self.groups) * self.kernel * self.kernel
+        kh, kw = hw(self.kernel)
+        weights = self.filters * (s.c // self.groups) * kh * kw
         return (weights + (self.filters if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
         out = self.infer(s)
-        return self.filters * (s.c // self.groups) * self.kernel * self.kernel * out.h * out.w  # type: ignore[operator]
+        kh, kw = hw(self.kernel)
+        return self.filters * (s.c // self.groups) * kh * kw * out.h * out.w  # type: ignore[operator]
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)
@@ -85,7 +91,7 @@ class Conv(Op):
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         same = _same(a)
         out = []
-        if a["padding"] != "0" and not same:
+        if a["padding"] not in ("0", "(0, 0)") and not same:
             out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")))
         out.append(call(
             "layers.Conv2D", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
@@ -101,15 +107,29 @@ class Conv(Op):
         return k.transpose(3, 2, 0, 1) if name == "weight" else k
 
     def label(self) -> str:
-        text = f"conv {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
+        text = f"conv {show(self.kernel)}" + (f" /{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
         return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {self.dilation}" if self.dilation > 1 else "")
 
 
 def _same(a: dict[str, str]) -> bool:
     """A stride-1 conv padded by (kernel - 1) / 2 on every side is Keras' 'same' exactly
     (the uneven split only happens with strides), so it needs no ZeroPadding2D layer:
-    one op less, as in keras.applications. Decided on literal arguments only."""
-    if not all(a[k].isdigit() for k in ("kernel", "padding", "stride", "dilation")):
+    one op less, as in keras.applications. Per dimension for a (height, width) kernel
+    (a 1x7 kernel padded (0, 3)). Decided on literal arguments only."""
+    kernel, padding = literal_pair(a["kernel"]), literal_pair(a["padding"])
+    if kernel is None or padding is None or a["stride"] != "1" or a["dilation"] != "1":
         return False
-    kernel, padding = int(a["kernel"]), int(a["padding"])
-    return a["stride"] == "1" and a["dilation"] == "1" and kernel % 2 == 1 and padding == (kernel - 1) // 2 > 0
+    return all(k % 2 == 1 and p == (k - 1) // 2 for k, p in zip(kernel, padding)) and max(padding) > 0
+
+
+def literal_pair(src: str) -> tuple[int, int] | None:
+    """An argument's source as (height, width), if it is a literal: `3`, `(1, 7)`."""
+    try:
+        value = ast.literal_eval(src)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    return None

@@ -25,7 +25,7 @@ class PoolArgs(Strict):
     kernel: IntExpr = Field(description="Square window size.")
     stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
     padding: IntExpr = Field(
-        0, description="Padding on every side. Average pooling counts padded zeros (PyTorch count_include_pad=True)."
+        0, description="Padding on every side (max pooling never picks it; average pooling: count_include_pad)."
     )
     ceil_mode: StrictBool = Field(
         False, description="Round the output size up, as PyTorch's ceil_mode (a last, partial window)."
@@ -54,13 +54,13 @@ class Pool(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        extra = {"count_include_pad": "True"} if cls.kind == "avgpool" and a["padding"] != "0" else {}
+        extra = {"count_include_pad": a.get("count_include_pad", "True")} if cls.kind == "avgpool" and a["padding"] != "0" else {}
         ceil = {"ceil_mode": "True"} if a.get("ceil_mode", "False") != "False" else {}
         return call(cls.TORCH, kernel_size=a["kernel"], stride=a["stride"], padding=unless(a["padding"], "0"), **ceil, **extra)
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        if cls.kind == "maxpool" and _same(a):
+        if cls.kind == "maxpool" and same_pool(a):
             return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         out = []
         padding = _keras_padding(a, ctx)
@@ -73,7 +73,7 @@ class Pool(Op):
         return f"{self.kind} {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + (" ceil" if self.ceil_mode else "")
 
 
-def _same(a: dict[str, str]) -> bool:
+def same_pool(a: dict[str, str]) -> bool:
     """Stride 1 padded by (kernel - 1) / 2: Keras' 'same' max pooling, which ignores the
     padding exactly as PyTorch's -inf padding does (and is symmetric at stride 1)."""
     if not all(a[k].isdigit() for k in ("kernel", "padding", "stride")):
@@ -113,7 +113,7 @@ class MaxPool(Pool):
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Keras pads with zeros, not -inf: only harmless on a non-negative input."""
-        if _same(a):
+        if same_pool(a):
             return None
         try:
             padding = _keras_padding(a, ctx)

@@ -242,6 +242,8 @@ def substitute(tree: ast.expr, values: Mapping[str, ast.expr]) -> ast.expr:
 
 def fold(tree: ast.expr) -> ast.expr:
     """Evaluate sub-trees without variables and drop `* 1` / `+ 0`."""
+    if isinstance(tree, ast.Tuple):  # a [height, width] pair of a layer argument
+        return ast.Tuple([fold(v) for v in tree.elts], ast.Load())
     if not free_names(tree):
         try:
             return ast.Constant(evaluate(tree, {}))

@@ -316,6 +316,13 @@ class BatchNormDefaults(Strict):
     momentum: FiniteFloat | None = Field(
         None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
     )
+    scale: StrictBool = Field(True, description="Learn a per-channel scale (gamma); false as Keras' scale=False.")
+
+
+class AvgPoolDefaults(Strict):
+    count_include_pad: StrictBool = Field(
+        True, description="Average pooling counts padded zeros (PyTorch); false divides by the pixels inside (Keras' 'same')."
+    )
 
 
 class Defaults(Strict):
@@ -324,6 +331,7 @@ class Defaults(Strict):
     batchnorm: BatchNormDefaults = Field(
         BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
     )
+    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults(), description="Average-pooling settings a pool does not give itself.")
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
@@ -358,7 +366,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet) or a path."
+        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")

@@ -46,6 +46,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("defaults.conv", "", m.ConvDefaults),
     ("defaults.dense", "", m.DenseDefaults),
     ("defaults.batchnorm", "", m.BatchNormDefaults),
+    ("defaults.avgpool", "", m.AvgPoolDefaults),
     ("Check", "An item of `checks:` (model or block).", m.Check),
     ("Block kind", "A value of `blocks:` (model spec or library).", m.BlockDef),
     ("Shortcut", "`shortcut:` of a block kind with `connectivity: skip`, or an item of that list.", m.Shortcut),

@@ -78,6 +78,8 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan have no Python literal
 IntExpr = Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")]
 NumExpr = Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
+# A size per spatial dimension: one value for both, or [height, width] (a 1x7 kernel is [1, 7]).
+IntPairExpr = Annotated[Union[StrictInt, ExprStr, Annotated[list[IntExpr], Field(min_length=2, max_length=2)]], Field(union_mode="left_to_right")]
 BoolExpr = Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")]
 ParamValue = Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")]
 
