@@ -248,6 +248,11 @@ def sym_trees(layer: SymItem) -> list[ast.expr]:
     return trees + [t for _, t in layer.flags] if isinstance(layer, SymBlock) else trees
 
 
+def helper_functions(layer: SymItem) -> set[str]:
+    """The expression functions (expr.HELPER_FUNCTIONS) that a symbolic item's code calls."""
+    return {f for tree in sym_trees(layer) for f in expr.helper_functions(tree)}
+
+
 def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
@@ -369,7 +374,8 @@ class Hoister:
         self.names: dict[str, str] = {}
         for src, n in counts.items():
             if n > 1 and src in used:  # else every line with it is channel-free: no dead variable
-                local = f"{first_owner[src]}_channels"
+                owner = first_owner[src]  # a positional entry's name is its number
+                local = f"{owner}_channels" if owner.isidentifier() else f"channels_{owner}"
                 while local in taken:  # a parameter of the same name
                     local += "_"
                 taken.add(local)

@@ -33,7 +33,7 @@ from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"))
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_FUNCTIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -106,6 +106,7 @@ class KerasEmitter:
         self.graph = graph
         self.helpers: set[str] = set()
         self.needs_math = False
+        self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
@@ -160,6 +161,7 @@ class KerasEmitter:
         """One item of a block kind applied to `step.srcs`, written to `step.dst`; guarded by its condition."""
         layer = step.item
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+        self.functions |= common.helper_functions(layer)
         lines = [I1 + line for line in hoist.definitions(common.width_trees(layer))]
         src = step.srcs[0]
         merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
@@ -370,6 +372,7 @@ class KerasEmitter:
             "header": common.header(self.graph, "keras"),
             "stdlib_imports": ["import math"] if self.needs_math else [],
             "input_shape": common.literal(shape),
+            "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,
             "params": exposed,

@@ -33,7 +33,7 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
-GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"))
+GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"), *sorted(expr.HELPER_FUNCTIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -77,6 +77,7 @@ class TorchEmitter:
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
         self.helpers: set[str] = set()
         self.needs_math = False
+        self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.needs_ordered_dict = False
         self.needs_checkpoint = False
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
@@ -99,6 +100,8 @@ class TorchEmitter:
         sig = self.sigs[block.name]
         layers = (*block.layers, *block.after)
         hoist = common.Hoister(layers, sig.arguments())
+        self.needs_math |= any(expr.uses_math(t) for layer in layers for t in common.sym_trees(layer))
+        self.functions |= {f for layer in layers for f in common.helper_functions(layer)}
         init: list[str] = []
         defined: set[str] = set()
         # An activation may work in place unless its input is also read elsewhere: the block
@@ -116,7 +119,6 @@ class TorchEmitter:
             }
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
-            self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
@@ -512,6 +514,7 @@ class TorchEmitter:
             "stdlib_imports": imports,
             "imports": torch_imports,
             "input_shape": common.literal(self.graph.input_shape.as_tuple()),
+            "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,
             "model": model,
