@@ -12,7 +12,7 @@ torchvision = pytest.importorskip("torchvision")
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
-    "googlenet",
+    "googlenet", "mobilenet_v3_large", "mobilenet_v3_small", "mnasnet1_0", "mnasnet0_5",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
 KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}  # fmt: skip

@@ -253,7 +253,7 @@ class TorchEmitter:
                 return lines + render(sequence, indent, "" if target else f"self.{group.name} = ")
             self.needs_ordered_dict = True
             return lines + render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
-        local = f"{group.name}_layers"
+        local = "layers" if target else f"{group.name}_layers"  # a block kind that is a sequence: torchvision's `layers`
         if not group.positional:
             lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
             for name, code, condition in modules:
