@@ -256,14 +256,16 @@ def _format_message(template: str, fill: Any) -> str:
 def _lower_items(
     state: _State, ctx: _Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
     seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None, env: dict[str, Tensor] | None = None,
-    offset: int = 0, prev: str = "input", in_group: bool = False,
+    offset: int = 0, prev: str = "input", in_group: bool = False, numbered: bool = False,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
     """Lower a list of `name: layer` entries in sequence.
 
     Each entry reads the previous tensor, or the ones it names (`from:`, a merge's
     list) from `env`: the tensors of this list and of the lists enclosing it, by
     spec name, `input` among them. `seen`/`uses` track names across lists that
-    share a module (a block's layers and `after`).
+    share a module (a block's layers and `after`). An unnamed stage of a list (`in_group`)
+    or of a numbered block kind (`numbered`, see `_numbered`) contributes its instances
+    to the numbering.
     """
     items: list[Inst] = []
     seen = {} if seen is None else seen
@@ -310,7 +312,7 @@ def _lower_items(
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
             nonneg = state.block_types[body.block].nonneg_out
-        elif kind == "stage" and written == POSITIONAL and in_group:
+        elif kind == "stage" and written == POSITIONAL and (in_group or (numbered and body.connectivity == "none")):
             stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
             items.extend(stage.instances[:-1])
             item = stage.instances[-1]
@@ -361,6 +363,21 @@ def _lower_items(
     if model_level:
         _unread(defined, reads | {prev}, "the model")
     return tuple(items), shape, cur, nonneg
+
+
+def _numbered(definition: Any) -> bool:
+    """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
+    torch backend's `_sequential`), whose unnamed stages contribute their instances to its
+    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`."""
+    if definition.connectivity != "none" or definition.after:
+        return False
+    for entry in definition.layers:
+        (written, body), = entry.items()
+        kind = item_kind(body)
+        op = ops.KINDS.get(kind)
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION)):
+            return False
+    return True
 
 
 def _unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
@@ -625,7 +642,7 @@ def _expand(
         first_node = len(state.nodes)  # the block's nodes are the ones added from here on
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
-        children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses)
+        children, out, cur, _ = _lower_items(state, bctx, definition.layers, shape, cur, False, seen, uses, numbered=_numbered(definition))
         used_shortcut = None
         if definition.connectivity == "skip":
             out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)

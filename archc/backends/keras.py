@@ -8,6 +8,7 @@ Keras' 'same' pads unevenly with stride 2 and would not match PyTorch.
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from archc import ops
@@ -132,7 +133,9 @@ class KerasEmitter:
         if reads_input:
             body.append(I1 + "inputs = x")
         var = "x"
-        for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
+        if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
+            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "")
+        for step in [] if common.sequential(block) else common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
             body += apply_shortcuts(step.item.name, var)
@@ -205,17 +208,35 @@ class KerasEmitter:
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
-        conditions: list[str] = []
+        terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
+        inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
         for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
             child = child_step.item
-            if group.positional and conditions:
-                index = " + ".join([f"int({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
+            index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            condition = expr.to_python(child.condition) if child.condition is not None else None
+            if common.spliced(child, group):
+                count = expr.to_python(child.repeat)
+                body = self._spliced(child, hoist, inner, index, count)
+                lines += [f"{I1}if {condition}:", *_indent(body, I1 + I1)] if condition else body
+                terms.append(f"({count}) * int({condition})" if condition else count)
+                continue
+            if group.positional and terms:
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
-            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_")
-            if child.condition is not None:
-                conditions.append(expr.to_python(child.condition))
+            lines += self._sym_layer(child_step, hoist, uses, block, inner)
+            if condition is not None:
+                terms.append(f"int({condition})")
         return lines
+
+    def _spliced(self, sym: SymStage, hoist: common.Hoister, inner: str, index: str, count: str) -> list[str]:
+        """An unnamed stage whose instances are entries of the enclosing sequence (common.spliced):
+        named on from its position `index`, as the PyTorch nn.Sequential numbers them."""
+        start = expr.parse(index)
+        first = index if index.isdigit() else "{" + index + "}"
+        lines = self._inner(sym.first, hoist.src(sym.first.in_channels), f'f"{{name}}_{inner}{first}"', I1, "x = ")
+        bounds = [expr.fold(ast.BinOp(start, ast.Add(), ast.Constant(1))), expr.fold(ast.BinOp(start, ast.Add(), sym.repeat))]
+        lines.append(f"{I1}for i in range({', '.join(expr.to_python(b) for b in bounds)}):")
+        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'f"{{name}}_{inner}{{i}}"', I1 + I1, "x = ")
 
     def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, name: str) -> list[str]:
         """A block or stage inside a block kind, applied to `x`; layer names continue the outer `name`."""

@@ -8,6 +8,7 @@ One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
 from __future__ import annotations
 
 import ast
+import dataclasses
 from typing import Any
 
 from archc import ops
@@ -107,7 +108,7 @@ class TorchEmitter:
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
-        if _sequential(block):
+        if common.sequential(block):
             group = SymGroup("layers", block.layers, ast.Name("in_channels"))
             return {
                 "name": self.names[block.name],
@@ -239,13 +240,19 @@ class TorchEmitter:
         lines = [indent + line for line in hoist.definitions(common.width_trees(group))]
         for step in common.plan(group.children, "x", "out", set()):
             child = step.item
+            condition = expr.to_python(child.condition) if child.condition is not None else None
             if isinstance(child, SymLayer):
                 code: Code = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
             elif isinstance(child, SymGroup):
                 raise SpecError(f"{group.name}.{child.name}: a list inside a list is not supported in a block; use a block kind", None)
+            elif common.spliced(child, group):  # its instances are entries of this sequence, as torchvision's _stack
+                first, rest = self._inner(child.first, hoist.src(child.first.in_channels)), self._inner(child.rest, expr.to_python(child.rest.in_channels))
+                more = expr.to_python(expr.fold(ast.BinOp(child.repeat, ast.Sub(), ast.Constant(1))))
+                modules += [(child.name, first, condition), (child.name, Gen(rest, f"for _ in range({more})", prefix="*"), condition)]
+                continue
             else:
                 code = self._nested(child, hoist)
-            modules.append((child.name, code, expr.to_python(child.condition) if child.condition is not None else None))
+            modules.append((child.name, code, condition))
         head = f"{target}(" if target else f"self.{group.name} = nn.Sequential("
         if not any(c for _, _, c in modules):
             if group.positional:
@@ -269,7 +276,8 @@ class TorchEmitter:
             while k < len(modules):
                 _, code, condition = modules[k]
                 if condition:
-                    lines += [f"{indent}if {condition}:", *render(Call(f"{local}.append", (code,)), indent + "    ")]
+                    add = Call(f"{local}.extend", (dataclasses.replace(code, prefix=""),)) if isinstance(code, Gen) else Call(f"{local}.append", (code,))
+                    lines += [f"{indent}if {condition}:", *render(add, indent + "    ")]
                     k += 1
                     continue
                 end = k
@@ -540,16 +548,6 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
-
-
-def _sequential(block: BlockType) -> bool:
-    """A block kind whose layers are numbered and run in sequence: an nn.Sequential subclass,
-    as torchvision's Conv2dNormActivation, so its state_dict keys are `0.weight`, `1.weight`, ..."""
-    return (
-        block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
-        and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
-        and not any(isinstance(layer, SymLayer) and _module_free(layer.kind) for layer in block.layers)
-    )  # fmt: skip
 
 
 def _sum_counts(items: tuple[Inst, ...]) -> Any:

@@ -65,6 +65,19 @@ def _identifier(value: str) -> str:
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
 
+# Reserved names that a layer may still have: module-level names of the generated code that a
+# layer name never becomes. A layer is an attribute (`self.layers`) and a Keras layer name
+# (`"layers_0"`); a tensor read by name gets the variable `out_NAME` instead of `NAME`.
+# torchvision's MNASNet calls its modules `layers`.
+LAYER_NAMES = frozenset({"layers"})
+
+
+def _layer_name(value: str) -> str:
+    return value if value in LAYER_NAMES else _identifier(value)
+
+
+LayerName = Annotated[str, Field(max_length=64), AfterValidator(_layer_name)]
+
 
 def _expression(value: str) -> str:
     try:
