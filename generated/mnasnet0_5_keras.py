@@ -37,7 +37,7 @@ def inverted_residual(
         layers_channels,
         kernel,
         strides=stride,
-        groups=in_channels * expansion_factor,
+        groups=layers_channels,
         use_bias=False,
         name=f"{name}_layers_3",
     )(x)

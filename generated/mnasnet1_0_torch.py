@@ -43,7 +43,7 @@ class InvertedResidual(nn.Module):
                 kernel_size=kernel,
                 stride=stride,
                 padding=kernel // 2,
-                groups=in_channels * expansion_factor,
+                groups=layers_channels,
                 bias=False,
             ),
             nn.BatchNorm2d(layers_channels, eps=1e-05, momentum=0.00029999999999996696),

@@ -257,7 +257,7 @@ def helper_functions(layer: SymItem) -> set[str]:
 def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
-        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
     if isinstance(layer, SymGroup):
         return _widths(layer)
     return [layer.in_channels]
@@ -268,7 +268,7 @@ def _used_widths(layer: SymItem) -> list[ast.expr]:
     if isinstance(layer, SymLayer):
         op = KINDS[layer.kind]
         takes = not (op.CHANNEL_FREE or op.MERGE or op.EXPRESSION)
-        return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units")]
+        return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units", "groups")]
     if isinstance(layer, SymGroup):
         return [t for child in layer.children for t in _used_widths(child)]
     if isinstance(layer, SymBlock):
@@ -378,7 +378,7 @@ def _widths(layer: SymItem) -> list[ast.expr]:
     if isinstance(layer, SymGroup):
         return [layer.in_channels, *(t for child in layer.children for t in _widths(child))]
     if isinstance(layer, SymBlock):
-        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
     return width_trees(layer)
 
 

@@ -192,7 +192,7 @@ class KerasEmitter:
         else:
             args = {}
             for key, tree in layer.args:
-                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
+                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units", "groups") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
             if layer.kind in common._EXPRESSIONS:
                 body = [f"{I1}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]

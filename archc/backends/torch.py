@@ -65,7 +65,7 @@ def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
     for key, tree in layer.args:
         if key == "fn":
             out[key] = tree.value  # type: ignore[attr-defined]
-        elif key in ("filters", "units"):
+        elif key in ("filters", "units", "groups"):  # a depthwise conv's groups are its width
             out[key] = hoist.src(tree)
         else:
             out[key] = expr.to_python(tree)
