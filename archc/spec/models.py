@@ -36,7 +36,6 @@ from archc.spec.types import (
     ParamValue,
     PositiveInt,
     Strict,
-    _identifier,
     _layer_name,
 )
 
