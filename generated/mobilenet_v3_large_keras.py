@@ -58,7 +58,10 @@ def conv_bn_act(
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
-        x = layers.Activation("relu", name=f"{name}_{int(activation and use_hs) + 2}")(x)
+        x = layers.Activation(
+            "relu",
+            name=f"{name}_{int(activation and use_hs) + 2}",
+        )(x)
     return x
 
 

@@ -97,6 +97,12 @@ def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
 
+def applied_at(depth: str, layer: Call, head: str, tail: str) -> list[str]:
+    """`render_applied` split for the width at `depth`, written at the body's indent (I1) as
+    every line of `_sym_layer` is before `_indent` moves a conditional one to `depth`."""
+    return [I1 + line[len(depth) :] for line in render_applied(layer, depth, head, tail)]
+
+
 def _indent(lines: list[str], indent: str) -> list[str]:
     """Lines written at the function body's indent, moved to `indent`."""
     return [indent + line[len(I1) :] if line.startswith(I1) else line for line in lines]
@@ -173,6 +179,7 @@ class KerasEmitter:
                 lines.append(f"{I1}{step.dst} = {step.passthrough}")
             lines.append(f"{I1}if {expr.to_python(layer.condition)}:")
             src = src if merge else step.dst
+        depth = I1 + I1 if layer.condition is not None else I1  # where the lines end up: split them for that width
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
         n = uses[prefix + layer.name]
         suffix = prefix + (layer.name if n == 1 else f"{layer.name}_{n}")
@@ -187,7 +194,7 @@ class KerasEmitter:
         elif merge:
             op = ops.KINDS[layer.kind]
             call_, applied = op.keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
-            body = render_applied(call_, I1, f"{step.dst} = ", f"({applied})")
+            body = applied_at(depth, call_, f"{step.dst} = ", f"({applied})")
             src = step.dst  # nothing to route
         else:
             args = {}
@@ -197,7 +204,7 @@ class KerasEmitter:
             if layer.kind in common._EXPRESSIONS:
                 body = [f"{I1}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
             for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where) if not body else []):
-                body += render_applied(stmt, I1, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+                body += applied_at(depth, stmt, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
