@@ -210,3 +210,13 @@ def test_unnamed_stages_in_sequences_are_numbered_on_in_every_backend():
     got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
     assert "out_layers" in emit(graph, "keras")  # never a variable named like keras' `layers`
+
+
+def test_layers_is_a_layer_name_only():
+    """`layers` may name a layer (torchvision's MNASNet), not a parameter or block, which
+    would shadow Keras' `layers` module in generated code."""
+    lower(load_spec_text(SEQUENCE, "sequences.yaml"))  # layers as a model-level and a block-level layer name
+    for old, new in (("params: {filters: int, n: int}", "params: {filters: int, n: int, layers: 1}"), ("  grouped:", "  layers:")):
+        assert old in SEQUENCE
+        with pytest.raises(SpecError, match="'layers' is used by the generated code"):
+            lower(load_spec_text(SEQUENCE.replace(old, new), "sequences.yaml"))
