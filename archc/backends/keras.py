@@ -141,10 +141,11 @@ class KerasEmitter:
         var = "x"
         if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
             body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "")
-        for step in [] if common.sequential(block) else common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
-            body += self._sym_layer(step, hoist, uses, block)
-            var = step.dst
-            body += apply_shortcuts(step.item.name, var)
+        else:
+            for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
+                body += self._sym_layer(step, hoist, uses, block)
+                var = step.dst
+                body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
