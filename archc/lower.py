@@ -262,7 +262,7 @@ def _lower_items(
     state: _State, ctx: _Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
     seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None, env: dict[str, Tensor] | None = None,
     offset: int = 0, prev: str = "input", in_group: bool = False, first_position: int = 0,
-    inlined: list[tuple[int, int, BlockInst]] | None = None,
+    inlined: list[tuple[int, int, BlockInst]] | None = None, numbered: bool = False,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
     """Lower a list of `name: layer` entries in sequence.
 
@@ -271,7 +271,9 @@ def _lower_items(
     spec name, `input` among them. `seen`/`uses` track names across lists that
     share a module (a block's layers and `after`). Unnamed entries are numbered from
     `first_position`; `inlined` collects the block instances written `inline` in this
-    list, as (index of their first layer in the result, number of layers, instance).
+    list, as (index of their first layer in the result, number of layers, instance). An
+    unnamed stage of a list (`in_group`) or of a numbered block kind (`numbered`, see
+    `_numbered`) contributes its instances to the numbering.
     """
     items: list[Inst] = []
     seen = {} if seen is None else seen
@@ -346,7 +348,7 @@ def _lower_items(
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
             nonneg = state.block_types[body.block].nonneg_out
-        elif kind == "stage" and written == POSITIONAL and in_group:
+        elif kind == "stage" and written == POSITIONAL and (in_group or (numbered and body.connectivity == "none")):
             stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
             items.extend(stage.instances[:-1])
             item = stage.instances[-1]
@@ -398,6 +400,21 @@ def _lower_items(
     if model_level:
         _unread(defined, reads | {prev}, "the model")
     return tuple(items), shape, cur, nonneg
+
+
+def _numbered(definition: Any) -> bool:
+    """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
+    torch backend's `_sequential`), whose unnamed stages contribute their instances to its
+    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`."""
+    if definition.connectivity != "none" or definition.after:
+        return False
+    for entry in definition.layers:
+        (written, body), = entry.items()
+        kind = item_kind(body)
+        op = ops.KINDS.get(kind)
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION)):
+            return False
+    return True
 
 
 def _unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
@@ -676,7 +693,8 @@ def _expand(
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
         children, out, cur, _ = _lower_items(
-            state, bctx, definition.layers, shape, cur, False, seen, uses, first_position=first_position or 0
+            state, bctx, definition.layers, shape, cur, False, seen, uses, first_position=first_position or 0,
+            numbered=_numbered(definition),
         )
         used_shortcut = None
         if definition.connectivity == "skip":

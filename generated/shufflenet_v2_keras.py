@@ -86,7 +86,7 @@ def inverted_residual(
         branch1_channels,
         3,
         strides=stride,
-        groups=out_channels // 2,
+        groups=branch1_channels,
         use_bias=False,
         name=f"{name}_branch2_3",
     )(x)

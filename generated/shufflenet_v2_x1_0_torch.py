@@ -57,7 +57,7 @@ class InvertedResidual(nn.Module):
                 kernel_size=3,
                 stride=stride,
                 padding=1,
-                groups=out_channels // 2,
+                groups=branch1_channels,
                 bias=False,
             ),
             nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),

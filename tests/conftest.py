@@ -24,6 +24,10 @@ ZOO = {
     "specs/wide_resnet50_2.yaml": (68_883_240, 68_224),
     "specs/squeezenet1_1.yaml": (1_235_496, 0),  # torchvision squeezenet1_1
     "specs/mobilenet_v2.yaml": (3_504_872, 34_112),  # torchvision mobilenet_v2
+    "specs/mobilenet_v3_large.yaml": (5_483_032, 24_400),  # torchvision mobilenet_v3_large
+    "specs/mobilenet_v3_small.yaml": (2_542_856, 12_112),  # torchvision mobilenet_v3_small
+    "specs/mnasnet1_0.yaml": (4_383_312, 37_920),  # torchvision mnasnet1_0
+    "specs/mnasnet0_5.yaml": (2_218_512, 20_624),  # torchvision mnasnet0_5
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels

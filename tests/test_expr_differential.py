@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archc.backends import _environment
 from archc.spec import expr
 
 SETTINGS = dict(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck), max_examples=600)
@@ -29,7 +30,8 @@ def expressions(max_leaves: int = 12):
         logic = st.tuples(inner, st.sampled_from(["and", "or"]), inner)
         compare = st.tuples(inner, st.sampled_from(["<", "<=", "==", "!=", ">", ">="]), inner)
         call1 = st.tuples(st.sampled_from(["floor", "ceil", "abs", "int", "float", "round"]), inner)
-        call2 = st.tuples(st.sampled_from(["min", "max", "round"]), inner, inner)
+        call2 = st.tuples(st.sampled_from(["min", "max", "round", "make_divisible"]), inner, inner)
+        call3 = st.tuples(inner, st.integers(1, 16), st.integers(1, 64))
         return st.one_of(
             binary.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
             logic.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
@@ -38,14 +40,27 @@ def expressions(max_leaves: int = 12):
             inner.map(lambda t: f"(-{t})"),
             call1.map(lambda t: f"{t[0]}({t[1]})"),
             call2.map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+            call3.map(lambda t: f"make_divisible({t[0]}, {t[1]}, {t[2]})"),
             st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
         )
 
     return st.recursive(leaves, extend, max_leaves=max_leaves)
 
 
+def generated_functions() -> dict:
+    """The expression functions as generated modules define them (templates/functions/)."""
+    namespace: dict = {}
+    for name in sorted(expr.HELPER_FUNCTIONS):
+        exec(_environment().get_template(f"functions/{name}.py.j2").render(), namespace)  # noqa: S102
+    return {name: namespace[name] for name in expr.HELPER_FUNCTIONS}
+
+
+BUILTINS = {"round": round, "abs": abs, "min": min, "max": max, "int": int, "float": float, "isinstance": isinstance}
+GENERATED = generated_functions()
+
+
 def python_value(source: str, scope: dict) -> object:
-    return eval(source, {"__builtins__": {"round": round, "abs": abs, "min": min, "max": max, "int": int, "float": float}, "math": math}, dict(scope))  # noqa: S307
+    return eval(source, {"__builtins__": BUILTINS, "math": math, **GENERATED}, dict(scope))  # noqa: S307
 
 
 def same(x: object, y: object) -> bool:
@@ -91,6 +106,13 @@ def test_and_or_return_the_deciding_operand(text, scope, value):
         ("round(1, 2, 3)", "round() takes"),
         ("floor(1, 2)", "exactly one argument"),
         ("max(3)", "single number"),
+        ("make_divisible(10, 0)", "divisor must be a positive integer"),
+        ("make_divisible(10, 2.5)", "divisor must be a positive integer"),
+        ("make_divisible(10, true)", "divisor must be a positive integer"),
+        ("make_divisible(10, 8, -1)", "minimum must be a positive integer"),
+        ("make_divisible(true)", "value must be a number"),
+        ("make_divisible(1, 2, 3, 4)", "make_divisible() takes"),
+        ("make_divisible(2 ** 53, 5404319552844595)", "exceeds the limit"),  # 2 divisors: 1.2 * 2 ** 53
         ("1" + "9" * 400, "exceeds the limit"),
         ("10 ** 60 * 10 ** 60", "exceeds the limit"),
     ],
@@ -118,3 +140,35 @@ def test_folding_keeps_pythons_value_and_type(text, scope):
     value = expr.evaluate(tree, scope)
     folded = expr.fold(expr.substitute(tree, {}))
     assert same(python_value(expr.to_python(folded), scope), value), expr.to_python(folded)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("make_divisible(72 * 0.75)", 56),  # MobileNetV3-Large at width 0.75
+        ("make_divisible(240 // 4, 8)", 64),  # its squeeze-and-excitation widths
+        ("make_divisible(120 // 4, 8)", 32),
+        ("make_divisible(16 * 0.5)", 8),  # never below the divisor
+        ("make_divisible(3, 8, 16)", 16),  # nor below min_value
+        ("make_divisible(83, 8)", 80),  # MNASNet's _round_to_multiple_of docstring: (83, 8) -> 80
+        ("make_divisible(84, 8)", 88),  # but (84, 8) -> 88
+        ("make_divisible(11.5, 10)", 20),  # 10 would lose more than 10%: one divisor more
+        ("make_divisible(100, 3)", 99),
+    ],
+)
+def test_make_divisible_values(text, value):
+    tree = expr.parse(text)
+    assert same(expr.evaluate(tree, {}), value)
+    assert same(python_value(expr.to_python(tree), {}), value)
+
+
+def test_make_divisible_helper_is_archcs_function():
+    """The function generated modules define equals the evaluator's on a grid of
+    widths, multipliers and divisors (torchvision's own is compared in test_torchvision.py)."""
+    helper = GENERATED["make_divisible"]
+    for channels in range(1, 400, 7):
+        for mult in (0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 2.0):
+            for divisor in (1, 4, 8, 16):
+                v = channels * mult
+                assert same(helper(v, divisor), expr.make_divisible(v, divisor)), (v, divisor)
+                assert same(helper(v, divisor, 24), expr.make_divisible(v, divisor, 24)), (v, divisor)

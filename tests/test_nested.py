@@ -148,3 +148,75 @@ def test_dense_stage_blocks_with_nested_blocks_and_any_layer_names():
         x = torch.randn(2, 3, 16, 16, requires_grad=True)
         model(x).sum().backward()  # the layer `bottleneck` is a module, not the checkpointed method
         assert x.grad is not None
+
+
+SEQUENCE = textwrap.dedent("""\
+    archc: 1
+    name: sequences
+    input: [3, 16, 16]
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    blocks:
+      unit:
+        params: {filters: int, use_relu: true}
+        layers:
+          - {conv: {filters: filters, kernel: 1}}
+          - batchnorm
+          - {act: hardswish, if: not use_relu}
+          - {act: relu, if: use_relu}
+      stack:  # torchvision's _stack: nn.Sequential(first, *remaining)
+        params: {filters: int, n: int, stride: 1}
+        layers:
+          - {conv: {filters: filters, kernel: 3, padding: 1, stride: stride}}
+          - {stage: unit, repeat: n, with: {filters: filters}, first: {use_relu: false}}
+          - {batchnorm: {}, if: n > 1}
+          - relu
+      grouped:
+        params: {filters: int, n: int}
+        layers:
+          - layers:
+              - {stage: unit, repeat: n, with: {filters: filters}}
+              - relu
+          - post: {conv: {filters: filters, kernel: 1}}
+          - residual: {add: [layers, post]}  # `layers` is read by name: a variable
+    layers:
+      - layers:
+          - {block: stack, with: {filters: 8, n: 3, stride: 2}}
+          - {block: stack, with: {filters: 8, n: 1}}
+          - {block: grouped, with: {filters: 8, n: 2}}
+      - pool: global_avgpool
+    """)
+
+
+def test_unnamed_stages_in_sequences_are_numbered_on_in_every_backend():
+    """An unnamed stage of a block kind that is a sequence, or of a list inside a block, adds
+    its instances to the numbering (IR node ids, PyTorch state_dict keys, Keras layer names),
+    after conditional entries; a layer may be named `layers` (torchvision's MNASNet)."""
+    graph = lower(load_spec_text(SEQUENCE, "sequences.yaml"))
+    ids = {n.id for n in graph.nodes}
+    assert {"layers.0.0", "layers.0.1.0", "layers.0.3.0", "layers.0.4", "layers.0.5"} <= ids  # 3 units at 1, 2, 3
+    assert {"layers.1.1.2", "layers.1.2"} <= ids and "layers.1.3" not in ids  # n = 1: no batchnorm
+    assert {"layers.2.layers.0.0", "layers.2.layers.1.0", "layers.2.layers.2", "layers.2.residual"} <= ids
+    t_model = in_memory(graph, "torch").build_model().eval()
+    k_model = in_memory(graph, "keras").build_model()
+    keys = {k.rsplit(".", 1)[0] for k in t_model.state_dict()}
+    assert keys == {n.id for n in graph.nodes if n.op.weight_names()}
+    named = {layer.name for layer in k_model.layers}
+    assert {n.id.replace(".", "_") for n in graph.nodes} <= named
+    assert isinstance(t_model.layers[0][1][2], torch.nn.Hardswish) and isinstance(t_model.layers[0][2][2], torch.nn.ReLU)
+    torch_to_keras(t_model, k_model, graph)
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype("float32")
+    with torch.no_grad():
+        expected = t_model(torch.from_numpy(x)).numpy()
+    got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    assert "out_layers" in emit(graph, "keras")  # never a variable named like keras' `layers`
+
+
+def test_layers_is_a_layer_name_only():
+    """`layers` may name a layer (torchvision's MNASNet), not a parameter or block, which
+    would shadow Keras' `layers` module in generated code."""
+    lower(load_spec_text(SEQUENCE, "sequences.yaml"))  # layers as a model-level and a block-level layer name
+    for old, new in (("params: {filters: int, n: int}", "params: {filters: int, n: int, layers: 1}"), ("  grouped:", "  layers:")):
+        assert old in SEQUENCE
+        with pytest.raises(SpecError, match="'layers' is used by the generated code"):
+            lower(load_spec_text(SEQUENCE.replace(old, new), "sequences.yaml"))

@@ -14,6 +14,7 @@ MODELS = [
     "densenet121", "densenet161", "densenet169", "densenet201", "squeezenet1_1", "mobilenet_v2",
     "googlenet", "alexnet", "vgg16", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
     "shufflenet_v2_x1_0", "shufflenet_v2_x0_5", "inception_v3",
+    "mobilenet_v3_large", "mobilenet_v3_small", "mnasnet1_0", "mnasnet0_5",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
 KWARGS = {
@@ -69,6 +70,41 @@ def test_family_member_matches_torchvision(name):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, name)(weights=None)
     assert_same(reference, api.load_module(lower(load_spec(ROOT / "specs" / spec, sets)), "torch"))
+
+
+# A family spec with `--set` is torchvision's builder with the same arguments.
+VARIANTS = [
+    ("mobilenet_v3_large", ["params.width_mult=0.75"], "mobilenet_v3_large", {"width_mult": 0.75}),
+    ("mobilenet_v3_large", ["params.reduced_tail=true", "params.dilated=true"], "mobilenet_v3_large", {"reduced_tail": True, "dilated": True}),
+    ("mobilenet_v3_small", ["params.width_mult=1.25", "params.reduced_tail=true"], "mobilenet_v3_small", {"width_mult": 1.25, "reduced_tail": True}),
+    ("mnasnet1_0", ["params.alpha=0.75"], "mnasnet0_75", {}),
+    ("mnasnet1_0", ["params.alpha=1.3"], "mnasnet1_3", {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec, overrides, name, kwargs", VARIANTS)
+def test_family_arguments_match_torchvision(spec, overrides, name, kwargs):
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None, **kwargs)
+    assert_same(reference, api.load_module(lower(load_spec(ROOT / "specs" / f"{spec}.yaml", overrides)), "torch"))
+
+
+def test_make_divisible_is_torchvisions():
+    from torchvision.models._utils import _make_divisible
+    from torchvision.models.mnasnet import _round_to_multiple_of
+
+    from archc.spec.expr import make_divisible
+
+    for channels in range(1, 1500, 3):
+        for mult in (0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 2.0):
+            v = channels * mult
+            assert make_divisible(v, 8) == _make_divisible(v, 8) == _round_to_multiple_of(v, 8), v
+            for divisor, minimum in ((4, None), (16, None), (8, 16), (3, 7)):
+                assert make_divisible(v, divisor, minimum) == _make_divisible(v, divisor, minimum), (v, divisor)
 
 
 def assert_same(reference, module):

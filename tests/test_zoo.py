@@ -133,6 +133,35 @@ def test_torchvision_state_dict_keys():
     assert len(densenet) == 727
 
 
+def test_mobilenet_v3_and_mnasnet_state_dict_keys():
+    """torchvision's names (full parity in test_torchvision.py): Conv2dNormActivation's
+    numbering, SqueezeExcitation's fc1/fc2, MNASNet's `layers` and its _stack sequences."""
+    pytest.importorskip("torch")
+    large = load_module(generated_path("specs/mobilenet_v3_large.yaml", "torch")).build_model().state_dict()
+    for key in ("features.0.0.weight", "features.1.block.0.0.weight", "features.2.block.0.0.weight",
+                "features.4.block.2.fc1.weight", "features.4.block.2.fc2.bias", "features.4.block.3.1.running_var",
+                "features.16.0.weight", "classifier.0.weight", "classifier.3.bias"):  # fmt: skip
+        assert key in large, key
+    assert "features.1.block.2.0.weight" not in large  # no expansion where the width is kept
+    small = load_module(generated_path("specs/mobilenet_v3_small.yaml", "torch")).build_model().state_dict()
+    assert "features.1.block.1.fc1.weight" in small and "features.12.0.weight" in small
+    mnasnet = load_module(generated_path("specs/mnasnet1_0.yaml", "torch")).build_model().state_dict()
+    for key in ("layers.0.weight", "layers.8.0.layers.0.weight", "layers.8.2.layers.7.running_var",
+                "layers.12.3.layers.3.weight", "layers.13.0.layers.7.bias", "layers.14.weight", "classifier.1.weight"):  # fmt: skip
+        assert key in mnasnet, key
+    assert "layers.13.1.layers.0.weight" not in mnasnet
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_make_divisible_is_defined_where_printed(backend):
+    """The MobileNetV3 blocks print make_divisible (the SE widths), so their modules define it;
+    specs that use it only at model level get numbers, and no definition."""
+    v3 = generated_path("specs/mobilenet_v3_large.yaml", backend).read_text()
+    assert "def make_divisible(" in v3 and "make_divisible(expanded // 4, 8)" in v3
+    for spec in ("specs/mnasnet1_0.yaml", "specs/mobilenet_v2.yaml"):
+        assert "make_divisible(" not in generated_path(spec, backend).read_text()
+
+
 @pytest.mark.parametrize("backend", ["torch", "keras"])
 def test_code_size_follows_block_kinds_not_depth(backend):
     """ResNet-1202 has 60x the blocks of ResNet-20 but the same block kinds: stages are loops."""

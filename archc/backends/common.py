@@ -25,6 +25,7 @@ from archc.ir.graph import (
 )
 from archc.ops import ALL, KINDS
 from archc.spec import expr
+from archc.spec.types import LAYER_NAMES
 
 _MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
 _EXPRESSIONS = frozenset(kind for kind, op in KINDS.items() if op.EXPRESSION)
@@ -273,10 +274,15 @@ def sym_trees(layer: SymItem) -> list[ast.expr]:
     return trees + [t for _, t in layer.flags] if isinstance(layer, SymBlock) else trees
 
 
+def helper_functions(layer: SymItem) -> set[str]:
+    """The expression functions (expr.HELPER_FUNCTIONS) that a symbolic item's code calls."""
+    return {f for tree in sym_trees(layer) for f in expr.helper_functions(tree)}
+
+
 def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
-        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
     if isinstance(layer, SymGroup):
         return _widths(layer)
     return [layer.in_channels]
@@ -288,7 +294,7 @@ def _used_widths(layer: SymItem, in_channels: bool = True) -> list[ast.expr]:
     if isinstance(layer, SymLayer):
         op = KINDS[layer.kind]
         takes = in_channels and not (op.CHANNEL_FREE or op.MERGE or op.EXPRESSION)
-        return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units")]
+        return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units", "groups")]
     if isinstance(layer, SymGroup):
         return [t for child in layer.children for t in _used_widths(child, in_channels)]
     if isinstance(layer, SymBlock):
@@ -329,7 +335,7 @@ def plan(
     for item in items:
         srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)
         condition = getattr(item, "condition", None)
-        dst = (item.name if item.name.isidentifier() else f"out_{item.name}") if item.name in named else default
+        dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
         steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe and condition is None))
         var[item.name] = dst
@@ -339,6 +345,29 @@ def plan(
         if (isinstance(item, SymLayer) and item.kind in _EXPRESSIONS) or (isinstance(item, LayerInst) and item.op.EXPRESSION):
             prev_safe = prev_safe and safe  # a view of its input: writing it writes the input
     return steps
+
+
+def sequential(block: BlockType) -> bool:
+    """A block kind whose layers are numbered and run in sequence: an nn.Sequential subclass,
+    as torchvision's Conv2dNormActivation, so its state_dict keys are `0.weight`, `1.weight`, ..."""
+    return (
+        block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
+        and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
+        and not any(isinstance(layer, SymLayer) and (KINDS[layer.kind].MERGE or KINDS[layer.kind].EXPRESSION) for layer in block.layers)
+    )  # fmt: skip
+
+
+def spliced(item: SymItem, group: SymGroup) -> bool:
+    """An unnamed stage of a numbered sequence (a positional list, or a block kind whose layers
+    are all unnamed) whose instances are entries of the sequence itself, numbered on from its
+    position (torchvision's `nn.Sequential(first, *remaining)`), as lowering numbers them."""
+    return isinstance(item, SymStage) and item.name.isdigit() and group.positional and item.connectivity == "none"
+
+
+def tensor_variable(name: str) -> str:
+    """The variable of a tensor read by name: the layer's name, unless that is a number or
+    a module-level name of the generated code (LAYER_NAMES)."""
+    return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
 
 
 def is_merge(item: object) -> bool:
@@ -376,7 +405,7 @@ def _widths(layer: SymItem) -> list[ast.expr]:
     if isinstance(layer, SymGroup):
         return [layer.in_channels, *(t for child in layer.children for t in _widths(child))]
     if isinstance(layer, SymBlock):
-        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units"))]
+        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
     return width_trees(layer)
 
 
@@ -396,7 +425,8 @@ class Hoister:
         self.names: dict[str, str] = {}
         for src, n in counts.items():
             if n > 1 and src in used:  # else every line with it is channel-free: no dead variable
-                local = f"{first_owner[src]}_channels"
+                owner = first_owner[src]  # a positional entry's name is its number
+                local = f"{owner}_channels" if owner.isidentifier() else f"channels_{owner}"
                 while local in taken:  # a parameter of the same name
                     local += "_"
                 taken.add(local)

@@ -8,6 +8,7 @@ Keras' 'same' pads unevenly with stride 2 and would not match PyTorch.
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from archc import ops
@@ -33,7 +34,7 @@ from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"))
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_FUNCTIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -101,6 +102,7 @@ class KerasEmitter:
         self.graph = graph
         self.helpers: set[str] = set()
         self.needs_math = False
+        self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
@@ -126,10 +128,13 @@ class KerasEmitter:
         if reads_input:
             body.append(I1 + "inputs = x")
         var = "x"
-        for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
-            body += self._sym_layer(step, hoist, uses, block)
-            var = step.dst
-            body += apply_shortcuts(step.item.name, var)
+        if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
+            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1)
+        else:
+            for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
+                body += self._sym_layer(step, hoist, uses, block)
+                var = step.dst
+                body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
@@ -158,6 +163,7 @@ class KerasEmitter:
         guarded by its condition (its body one level deeper, laid out for that depth)."""
         layer = step.item
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
+        self.functions |= common.helper_functions(layer)
         lines = hoist.definitions(common.width_trees(layer), indent)
         src = step.srcs[0]
         merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
@@ -187,7 +193,7 @@ class KerasEmitter:
         else:
             args = {}
             for key, tree in layer.args:
-                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units") else expr.to_python(tree))  # type: ignore[attr-defined]
+                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units", "groups") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
             if layer.kind in common._EXPRESSIONS:
                 body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
@@ -205,17 +211,37 @@ class KerasEmitter:
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
-        conditions: list[str] = []
+        terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
+        inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
         for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
             child = child_step.item
-            if group.positional and conditions:
-                index = " + ".join([f"int({c})" for c in conditions] + ([str(k - len(conditions))] if k - len(conditions) else []))
+            index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            condition = expr.to_python(child.condition) if child.condition is not None else None
+            if common.spliced(child, group):
+                count = expr.to_python(child.repeat)
+                if condition:
+                    lines += [f"{indent}if {condition}:", *self._spliced(child, hoist, inner, index, indent + I1)]
+                else:
+                    lines += self._spliced(child, hoist, inner, index, indent)
+                terms.append(f"({count}) * int({condition})" if condition else count)
+                continue
+            if group.positional and terms:
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
-            lines += self._sym_layer(child_step, hoist, uses, block, f"{prefix}{group.name}_", indent)
-            if child.condition is not None:
-                conditions.append(expr.to_python(child.condition))
+            lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
+            if condition is not None:
+                terms.append(f"int({condition})")
         return lines
+
+    def _spliced(self, sym: SymStage, hoist: common.Hoister, inner: str, index: str, indent: str) -> list[str]:
+        """An unnamed stage whose instances are entries of the enclosing sequence (common.spliced):
+        named on from its position `index`, as the PyTorch nn.Sequential numbers them."""
+        start = expr.parse(index)
+        first = index if index.isdigit() else "{" + index + "}"
+        lines = self._inner(sym.first, hoist.src(sym.first.in_channels), f'f"{{name}}_{inner}{first}"', indent, "x = ")
+        bounds = [expr.fold(ast.BinOp(start, ast.Add(), ast.Constant(1))), expr.fold(ast.BinOp(start, ast.Add(), sym.repeat))]
+        lines.append(f"{indent}for i in range({', '.join(expr.to_python(b) for b in bounds)}):")
+        return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'f"{{name}}_{inner}{{i}}"', indent + I1, "x = ")
 
     def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister, name: str, indent: str) -> list[str]:
         """A block or stage inside a block kind, applied to `x` at `indent`; layer names continue the outer `name`."""
@@ -373,6 +399,7 @@ class KerasEmitter:
             "header": common.header(self.graph, "keras"),
             "stdlib_imports": ["import math"] if self.needs_math else [],
             "input_shape": common.literal(shape),
+            "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,
             "params": exposed,

@@ -8,6 +8,7 @@ One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
 from __future__ import annotations
 
 import ast
+import dataclasses
 from typing import Any
 
 from archc import ops
@@ -33,7 +34,7 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
-GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"))
+GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"), *sorted(expr.HELPER_FUNCTIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -64,7 +65,7 @@ def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
     for key, tree in layer.args:
         if key == "fn":
             out[key] = tree.value  # type: ignore[attr-defined]
-        elif key in ("filters", "units"):
+        elif key in ("filters", "units", "groups"):  # a depthwise conv's groups are its width
             out[key] = hoist.src(tree)
         else:
             out[key] = expr.to_python(tree)
@@ -77,6 +78,7 @@ class TorchEmitter:
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
         self.helpers: set[str] = set()
         self.needs_math = False
+        self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.needs_ordered_dict = False
         self.needs_checkpoint = False
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
@@ -99,12 +101,14 @@ class TorchEmitter:
         sig = self.sigs[block.name]
         layers = (*block.layers, *block.after)
         hoist = common.Hoister(layers, sig.arguments())
+        self.needs_math |= any(expr.uses_math(t) for layer in layers for t in common.sym_trees(layer))
+        self.functions |= {f for layer in layers for f in common.helper_functions(layer)}
         init: list[str] = []
         defined: set[str] = set()
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
-        if _sequential(block):
+        if common.sequential(block):
             group = SymGroup("layers", block.layers, ast.Name("in_channels"))
             return {
                 "name": self.names[block.name],
@@ -116,7 +120,6 @@ class TorchEmitter:
             }
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
-            self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
             if layer.name in defined:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
@@ -240,13 +243,19 @@ class TorchEmitter:
         lines = hoist.definitions(common.width_trees(group), indent)
         for step in common.plan(group.children, "x", "out", set()):
             child = step.item
+            condition = expr.to_python(child.condition) if child.condition is not None else None
             if isinstance(child, SymLayer):
                 code: Code = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
             elif isinstance(child, SymGroup):
                 raise SpecError(f"{group.name}.{child.name}: a list inside a list is not supported in a block; use a block kind", None)
+            elif common.spliced(child, group):  # its instances are entries of this sequence, as torchvision's _stack
+                first, rest = self._inner(child.first, hoist.src(child.first.in_channels)), self._inner(child.rest, expr.to_python(child.rest.in_channels))
+                more = expr.to_python(expr.fold(ast.BinOp(child.repeat, ast.Sub(), ast.Constant(1))))
+                modules += [(child.name, first, condition), (child.name, Gen(rest, f"for _ in range({more})", prefix="*"), condition)]
+                continue
             else:
                 code = self._nested(child, hoist)
-            modules.append((child.name, code, expr.to_python(child.condition) if child.condition is not None else None))
+            modules.append((child.name, code, condition))
         head = f"{target}(" if target else f"self.{group.name} = nn.Sequential("
         if not any(c for _, _, c in modules):
             if group.positional:
@@ -254,7 +263,7 @@ class TorchEmitter:
                 return lines + render(sequence, indent, "" if target else f"self.{group.name} = ")
             self.needs_ordered_dict = True
             return lines + render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
-        local = "layers" if target else f"{group.name}_layers"
+        local = "layers" if target else f"{group.name}_layers"  # a block kind that is a sequence: torchvision's `layers`
         if not group.positional:
             lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
             for name, code, condition in modules:
@@ -274,7 +283,12 @@ class TorchEmitter:
                 inner = indent + "    " if condition else indent
                 if condition:
                     lines.append(f"{indent}if {condition}:")
-                grow = Call(f"{local}.extend", (Seq(tuple(run)),)) if len(run) > 1 else Call(f"{local}.append", tuple(run))
+                if len(run) == 1 and isinstance(run[0], Gen):  # a loop of instances (an unnamed stage)
+                    grow = Call(f"{local}.extend", (dataclasses.replace(run[0], prefix=""),))
+                elif len(run) > 1:
+                    grow = Call(f"{local}.extend", (Seq(tuple(run)),))
+                else:
+                    grow = Call(f"{local}.append", tuple(run))
                 lines += render(grow, inner)
         whole = f"*{local}" if group.positional else f"OrderedDict({local})"
         self.needs_ordered_dict |= not group.positional
@@ -529,6 +543,7 @@ class TorchEmitter:
             "stdlib_imports": imports,
             "imports": torch_imports,
             "input_shape": common.literal(self.graph.input_shape.as_tuple()),
+            "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,
             "model": model,
@@ -554,16 +569,6 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
-
-
-def _sequential(block: BlockType) -> bool:
-    """A block kind whose layers are numbered and run in sequence: an nn.Sequential subclass,
-    as torchvision's Conv2dNormActivation, so its state_dict keys are `0.weight`, `1.weight`, ..."""
-    return (
-        block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
-        and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
-        and not any(isinstance(layer, SymLayer) and _module_free(layer.kind) for layer in block.layers)
-    )  # fmt: skip
 
 
 def _unpacked(part: Code) -> Code:

@@ -8,13 +8,13 @@ from typing import Any, ClassVar
 
 from archc.code import Call, call
 from archc.ops.base import KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import Name
+from archc.spec.types import LayerName
 
 
 @dataclass(frozen=True)
 class Multiply(Op):
     kind: ClassVar[str] = "multiply"
-    Args: ClassVar[Any] = list[Name]
+    Args: ClassVar[Any] = list[LayerName]
     MERGE: ClassVar[bool] = True
 
     def infer_many(self, shapes: list[Shape]) -> Shape:

@@ -41,6 +41,21 @@ _CMPOPS: dict[type, Callable[[Value, Value], bool]] = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """torchvision's `_make_divisible` (from the TensorFlow MobileNet code): `v` rounded to a
+    multiple of `divisor`, at least `min_value` (default: `divisor`), and never more than 10%
+    below `v`. Generated modules that print it define the same function
+    (templates/functions/make_divisible.py.j2)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
 # name in a spec -> (implementation, Python source used in generated code)
 FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
     "floor": (math.floor, "math.floor"),
@@ -51,7 +66,11 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
     "max": (max, "max"),
     "int": (int, "int"),
     "float": (float, "float"),
+    "make_divisible": (make_divisible, "make_divisible"),
 }
+# Functions that are neither builtins nor `math`'s: a generated module that prints one defines
+# it, from templates/functions/NAME.py.j2.
+HELPER_FUNCTIONS = frozenset({"make_divisible"})
 
 
 class ExprError(ValueError):
@@ -203,8 +222,22 @@ def _check_args(name: str, args: list[Value]) -> None:
                 raise ExprError(f"round(): the digit count must be an integer, got {digits!r}")
             if abs(digits) > MAX_ROUND_DIGITS:
                 raise ExprError(f"round(): digit count {digits} is out of range (at most {MAX_ROUND_DIGITS} either way)")
+    elif name == "make_divisible":
+        _check_make_divisible(args)
     elif len(args) != 1:
         raise ExprError(f"{name}() takes exactly one argument, got {len(args)}")
+
+
+def _check_make_divisible(args: list[Value]) -> None:
+    """make_divisible(v, divisor=8, min_value=divisor): a number and positive integers
+    (so Python's result is an integer, as torchvision's; divisor 0 would divide by zero)."""
+    if not 1 <= len(args) <= 3:
+        raise ExprError(f"make_divisible() takes a number, optionally a divisor and a minimum, got {len(args)} arguments")
+    if isinstance(args[0], bool):
+        raise ExprError(f"make_divisible(): the value must be a number, got {args[0]!r}")
+    for what, value in zip(("divisor", "minimum"), args[1:]):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExprError(f"make_divisible(): the {what} must be a positive integer, got {value!r}")
 
 
 def _magnitude(value: int | float) -> str:
@@ -323,6 +356,11 @@ def to_python(tree: ast.expr) -> str:
             return node
 
     return ast.unparse(_Rename().visit(copy.deepcopy(tree)))
+
+
+def helper_functions(tree: ast.expr) -> set[str]:
+    """The HELPER_FUNCTIONS an expression calls, which its module must define."""
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in HELPER_FUNCTIONS}  # type: ignore[union-attr]
 
 
 def uses_math(tree: ast.expr) -> bool:

@@ -31,11 +31,12 @@ from archc.spec.types import (
     ExprStr,
     FiniteFloat,
     IntExpr,
+    LayerName,
     Name,
     ParamValue,
     PositiveInt,
     Strict,
-    _identifier,
+    _layer_name,
 )
 
 FORMAT_VERSION = 1
@@ -65,7 +66,7 @@ def _names_pattern(value: str) -> str:
 class Flow(Strict):
     """What every layer entry may say besides its kind: where it reads from, and when it exists."""
 
-    from_: Name | None = Field(
+    from_: LayerName | None = Field(
         None,
         alias="from",
         description="Read this tensor instead of the previous one: `input` (the block's or model's input) "
@@ -219,7 +220,7 @@ def _one_entry(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _entry_name(value: str) -> str:
-    return value if value == POSITIONAL else _identifier(value)
+    return value if value == POSITIONAL else _layer_name(value)
 
 
 EntryName = Annotated[str, Field(max_length=64), AfterValidator(_entry_name)]
@@ -243,7 +244,7 @@ class Shortcut(Strict):
         description="shape_changes: only on instances whose branch changes the shape; always: on every instance; "
         "or a boolean expression over the block's parameters, e.g. conv_shortcut.",
     )
-    input: Name | None = Field(
+    input: LayerName | None = Field(
         None,
         description="Read the output of this layer of the block instead of the block input, e.g. the "
         "pre-activation's relu (ResNet v2).",

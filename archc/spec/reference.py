@@ -75,7 +75,7 @@ def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore
     validators = {getattr(meta, "func", None) for meta in metadata if isinstance(meta, AfterValidator)}
     if t._expression in validators:
         return "expr"
-    if t._identifier in validators or m._entry_name in validators:
+    if t._identifier in validators or t._layer_name in validators or m._entry_name in validators:
         return "name"
     if m._one_entry in validators or annotation is m._TaggedBody:
         return "layer"

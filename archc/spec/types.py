@@ -30,9 +30,10 @@ RESERVED_NAMES = frozenset(
         "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
         "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
-        # builtins the generated code calls (expressions print round, abs, min, max, int, float)
+        # builtins the generated code calls (expressions print round, abs, min, max, int, float),
+        # and the expression functions it defines (expr.HELPER_FUNCTIONS)
         "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
-        "round", "abs", "min", "max", "None", "True", "False", "true", "false",
+        "round", "abs", "min", "max", "None", "True", "False", "true", "false", "make_divisible",
         # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
         # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
         "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",
@@ -63,6 +64,19 @@ def _identifier(value: str) -> str:
 
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
+
+# Reserved names that a layer may still have: module-level names of the generated code that a
+# layer name never becomes. A layer is an attribute (`self.layers`) and a Keras layer name
+# (`"layers_0"`); a tensor read by name gets the variable `out_NAME` instead of `NAME`.
+# torchvision's MNASNet calls its modules `layers`.
+LAYER_NAMES = frozenset({"layers"})
+
+
+def _layer_name(value: str) -> str:
+    return value if value in LAYER_NAMES else _identifier(value)
+
+
+LayerName = Annotated[str, Field(max_length=64), AfterValidator(_layer_name)]
 
 
 def _expression(value: str) -> str:
