@@ -1155,8 +1155,9 @@ def _is_one(tree: ast.expr) -> bool:
 
 def _sym_args(state: _State, kind: str, args: Any, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
     out = []
+    raw = _raw_args(state, kind, args, where)
     for attr in ops.KINDS[kind].ATTRS:
-        value = _raw_args(state, kind, args, where)[attr.name]
+        value = raw[attr.name]
         if value is not None:
             out.append((attr.name, ast.Constant(value) if attr.type == "str" else _sym(value, channels)))
     return tuple(out)

@@ -9,6 +9,7 @@ Keras' 'same' pads unevenly with stride 2 and would not match PyTorch.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from typing import Any
 
 from archc import ops
@@ -29,7 +30,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
 )
-from archc.ops.base import keras_momentum as _keras_momentum
+from archc.ops.base import suffixed
 from archc.spec import expr
 
 I1 = " " * 4
@@ -82,18 +83,7 @@ def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
     return render_applied(layer, indent, f"{var} = ", f"({var})")
 
 
-def _name(name: str, suffix: str) -> str:
-    """`name` is a Python string literal or f-string; append a suffix inside it."""
-    return name[:-1] + suffix + name[-1]
-
-
-def _unless(value: str, default: str) -> str | None:
-    return None if value == default else value
-
-
 def _renamed(item: Any, name: str) -> Any:
-    import dataclasses
-
     return dataclasses.replace(item, name=name)
 
 
@@ -255,7 +245,7 @@ class KerasEmitter:
             lines.append(f"{indent}for i in range({count}):")
             name = f'{prefix}_{key}"'
             lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, indent + I1, "y = ")
-            concat = call("layers.Concatenate", name=_name(name, "_concat"))
+            concat = call("layers.Concatenate", name=suffixed(name, "_concat"))
             return lines + render_applied(concat, indent + I1, "x = ", "([x, y])")
         first_key = sym.names.replace("{i}", "0").replace("{n}", "1")
         lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', indent, "x = ")
@@ -275,12 +265,11 @@ class KerasEmitter:
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
-        lines = render_applied(call(
-            "layers.Conv2D", out_ch, "1", strides=_unless(stride, "1"), use_bias=common.literal(sc.bias),
-            name=base + ('_0"' if sc.batchnorm else '"'),
-        ), indent, "identity = ", f"({src})")  # fmt: skip
-        if sc.batchnorm:
-            bn = call("layers.BatchNormalization", epsilon=common.literal(sc.eps), momentum=_keras_momentum(repr(sc.momentum)), name=base + '_1"')
+        conv_args, bn_args = common.projection_args(sc, hoist)
+        (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None))
+        lines = render_applied(conv, indent, "identity = ", f"({src})")
+        if bn_args is not None:
+            (bn,) = ops.BatchNorm.keras_layers(bn_args, ops.KerasCtx(base + '_1"', False, None))
             lines += render_applied(bn, indent, "identity = ", "(identity)")
         return lines
 
@@ -383,7 +372,7 @@ class KerasEmitter:
                     lines.append(f"{I1}for i in range({bounds}):")
                 lines += render(c, indent, "y = " if dense else "x = ")
                 if dense:
-                    lines += render_applied(call("layers.Concatenate", name=_name(name_src, "_concat")), indent, "x = ", "([x, y])")
+                    lines += render_applied(call("layers.Concatenate", name=suffixed(name_src, "_concat")), indent, "x = ", "([x, y])")
         return lines
 
     def context(self) -> dict[str, Any]:

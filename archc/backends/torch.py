@@ -343,11 +343,11 @@ class TorchEmitter:
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
-        conv = call("nn.Conv2d", in_ch, out_ch, kernel_size="1", stride=ops.base.unless(stride, "1"), bias=common.literal(sc.bias))
-        if not sc.batchnorm:
+        conv_args, bn_args = common.projection_args(sc, hoist)
+        conv = ops.Conv.torch_module(conv_args, in_ch, False, False)
+        if bn_args is None:
             return conv
-        bn = call("nn.BatchNorm2d", out_ch, eps=common.literal(sc.eps), momentum=common.literal(sc.momentum))
-        return Call("nn.Sequential", (conv, bn))
+        return Call("nn.Sequential", (conv, ops.BatchNorm.torch_module(bn_args, out_ch, False, False)))
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:

@@ -200,7 +200,6 @@ class GroupInst:
     counts: Counts
     inputs: tuple[str, ...] = ()
     output: str = ""  # the IR node that gives its value
-    transparent: bool = False  # parallel branches: the items are modules of the enclosing scope
     # block instances written `inline`: (index of their first layer in `items`, their number of
     # layers, the instance); the layers are numbered entries of this list (torchvision's VGG)
     inlined: tuple[tuple[int, int, BlockInst], ...] = ()

@@ -25,7 +25,7 @@ import ast
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from archc.code import Call, call
+from archc.code import Call
 
 
 class ShapeError(ValueError):
@@ -251,6 +251,3 @@ class Op:
     def values(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
-
-def layer(cls: str, *args: str | None, **kwargs: str | None) -> Call:
-    return call(cls, *args, **kwargs)
