@@ -51,7 +51,6 @@ def inception(
     """Four parallel branches from one input, concatenated (torchvision Inception)."""
     inputs = x
     branch1 = basic_conv2d(inputs, in_channels, filters=ch1x1, name=f"{name}_branch1")
-    x = inputs
     x = basic_conv2d(x, in_channels, filters=ch3x3red, name=f"{name}_branch2_0")
     x = basic_conv2d(
         x, ch3x3red, filters=ch3x3, kernel=3, padding=1, name=f"{name}_branch2_1"

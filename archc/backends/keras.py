@@ -93,6 +93,7 @@ class KerasEmitter:
         self.helpers: set[str] = set()
         self.needs_math = False
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
+        self.x_is_input = False  # inside a block function: `x` still holds the block input
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
@@ -121,9 +122,11 @@ class KerasEmitter:
         if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
             body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1)
         else:
+            self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
+                self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymStage))
                 body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
@@ -133,12 +136,7 @@ class KerasEmitter:
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         body.append(f"{I1}return {var}")
-        if reads_input:  # `inputs = x` then `x = inputs` before anything writes x: drop the second
-            start = body.index(I1 + "inputs = x") + 1
-            while body[start].lstrip().split(" = ")[0] in hoist.names.values():
-                start += 1
-            if body[start] == I1 + "x = inputs":
-                del body[start]
+        self.x_is_input = False
         return {
             "name": block.name,
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
@@ -159,7 +157,7 @@ class KerasEmitter:
         merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
         at = indent
         if layer.condition is not None:
-            if step.dst != step.passthrough:
+            if step.dst != step.passthrough and not (step.dst == "x" and step.passthrough == "inputs" and self.x_is_input):
                 lines.append(f"{indent}{step.dst} = {step.passthrough}")
             lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
             src = src if merge or src == "x" else step.dst  # `x` is read in place: nothing to route
@@ -192,7 +190,8 @@ class KerasEmitter:
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
-            body = [f"{at}x = {src}"] * (src != "x") + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
+            routed = src != "x" and not (src == "inputs" and self.x_is_input)
+            body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
 
     def _group(
