@@ -145,6 +145,16 @@ def projection_args(sc: SymShortcut, hoist: Hoister) -> tuple[dict[str, str], di
     return conv, bn
 
 
+def as_stage(instances: tuple[BlockInst, ...]) -> StageInst:
+    """Consecutive instances of one block kind in a numbered list, as a stage (named by
+    position), so that they are written in loops as a stage's instances are."""
+    first = instances[0]
+    counts = first.counts
+    for inst in instances[1:]:
+        counts = counts + inst.counts
+    return StageInst(first.name, first.block, "none", "{i}", instances, first.in_shape, instances[-1].out_shape, counts)
+
+
 def instances_of(graph: Graph, block: str) -> list[BlockInst]:
     found: list[BlockInst] = []
 

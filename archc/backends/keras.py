@@ -337,7 +337,7 @@ class KerasEmitter:
                 while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
                     end += 1
                 chunk = list(items[k:end])
-                stage = StageInst(item.name, item.block, "none", "{i}", tuple(chunk), item.in_shape, chunk[-1].out_shape, item.counts)  # type: ignore[arg-type]
+                stage = common.as_stage(tuple(chunk))  # type: ignore[arg-type]
                 lines += self._instances(chunk, item.block, stage, prefix, offset=k)  # type: ignore[arg-type]
             else:
                 lines += self._items((item,), prefix, as_name=item.name)

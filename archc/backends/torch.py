@@ -449,7 +449,7 @@ class TorchEmitter:
                 rows = [common.instance_values(inst, block, sig) for inst in run[:3]]
                 chunks = [run[:1], run[1:]] if len(rows) == 3 and rows[0] != rows[1] == rows[2] else [run]
                 for chunk in chunks:
-                    stage = StageInst(chunk[0].name, chunk[0].block, "none", "{i}", tuple(chunk), chunk[0].in_shape, chunk[-1].out_shape, _sum_counts(tuple(chunk)))
+                    stage = common.as_stage(tuple(chunk))
                     parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
                 k = end
                 continue
@@ -459,7 +459,7 @@ class TorchEmitter:
                 while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
                     end += 1
                 chunk = tuple(items[k:end])
-                stage = StageInst(item.name, item.block, "none", "{i}", chunk, item.in_shape, chunk[-1].out_shape, _sum_counts(chunk))  # type: ignore[arg-type]
+                stage = common.as_stage(chunk)  # type: ignore[arg-type]
                 parts += list(self._stage(stage).args)  # type: ignore[union-attr]
                 k = end
                 continue
@@ -578,13 +578,6 @@ def _unpacked(part: Code) -> Code:
         return Gen("layer", part.clause, prefix="*", more=(f"for layer in {flat(part.elem)}",))
     assert isinstance(part, Call)
     return Call(part.func, part.args, prefix="*")
-
-
-def _sum_counts(items: tuple[Inst, ...]) -> Any:
-    total = items[0].counts
-    for item in items[1:]:
-        total = total + item.counts
-    return total
 
 
 def _stored(layer: SymLayer, key: str) -> str:
