@@ -417,6 +417,21 @@ def _numbered(definition: Any) -> bool:
     return True
 
 
+def _check_named_layers(source: BlockSource) -> None:
+    """A block kind numbers its layers (an nn.Sequential) only when none has a name; in one
+    with named layers, an unnamed layer with weights or a module of its own would have no
+    attribute to live in."""
+    for i, entry in enumerate(source.definition.layers):
+        (written, body), = entry.items()
+        op = ops.KINDS.get(item_kind(body))
+        if written == POSITIONAL and not (op is not None and (op.MERGE or op.EXPRESSION)):
+            raise SpecError(
+                f"block {source.name!r} names some of its layers, so this one needs a name too (`NAME: ...`): "
+                "only a block kind whose layers are all unnamed is numbered, like nn.Sequential",
+                source.locate("layers", i),
+            )
+
+
 def _unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
     """A layer whose output nothing reads would be built by PyTorch but dropped by Keras."""
     for name, where in defined.items():
@@ -692,9 +707,12 @@ def _expand(
         first_node = len(state.nodes)  # the block's nodes are the ones added from here on
         seen: dict[str, Any] = {}
         uses: dict[str, int] = {}
+        numbered = _numbered(definition)
+        if not numbered:
+            _check_named_layers(source)
         children, out, cur, _ = _lower_items(
             state, bctx, definition.layers, shape, cur, False, seen, uses, first_position=first_position or 0,
-            numbered=_numbered(definition),
+            numbered=numbered,
         )
         used_shortcut = None
         if definition.connectivity == "skip":
