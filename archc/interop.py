@@ -39,6 +39,11 @@ class TransferError(ValueError):
     """The models do not hold the weights their spec says they should."""
 
 
+def torch_key(node_id: str, name: str) -> str:
+    """The state_dict key of a layer's tensor; a bare parameter (layer_scale) is its own path."""
+    return f"{node_id}.{name}" if name else node_id
+
+
 def keras_name(node_id: str) -> str:
     """The Keras layer name of an IR node: `layer1.0.conv1` -> `layer1_0_conv1`."""
     return node_id.replace(".", "_")
@@ -115,7 +120,7 @@ def torch_to_keras(
         current = layer.get_weights()
         new = []
         for name, dest in zip(slot.names, current):
-            value = _to_keras(slot, name, state[f"{slot.node.id}.{name}"].detach().cpu().numpy())
+            value = _to_keras(slot, name, state[torch_key(slot.node.id, name)].detach().cpu().numpy())
             _check_shape(slot, name, value.shape, dest.shape, "keras")
             new.append(value.astype(dest.dtype))
         layer.set_weights(new)
@@ -135,7 +140,7 @@ def keras_to_torch(
     layers = _keras_layers(keras_model, slots, graph)
     for slot in slots:
         for name, value in zip(slot.names, layers[keras_name(slot.node.id)].get_weights()):
-            key = f"{slot.node.id}.{name}"
+            key = torch_key(slot.node.id, name)
             value = _to_torch(slot, name, value)
             _check_shape(slot, name, value.shape, tuple(state[key].shape), "torch")
             state[key] = torch.from_numpy(np.ascontiguousarray(value)).to(state[key].dtype)
@@ -156,7 +161,7 @@ def _torch_state(model: Any, slots: list[_Slot], graph: Graph) -> dict[str, Any]
     """The state_dict, after checking that it holds exactly the tensors the IR expects."""
     state = model.state_dict()
     have = {k for k in state if not k.endswith(".num_batches_tracked")}
-    want = {f"{s.node.id}.{n}" for s in slots for n in s.names}
+    want = {torch_key(s.node.id, n) for s in slots for n in s.names}
     _check_sets("PyTorch state_dict", have, want, graph)
     return state
 

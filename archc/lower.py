@@ -114,6 +114,8 @@ def lower(spec: LoadedSpec) -> Graph:
     _check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
+    if out_shape.last:
+        raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", spec.locate("layers"))
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
@@ -362,6 +364,7 @@ def _lower_items(
             if body.from_ is not None or len(names) < 2:
                 raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
             sources = [_lookup(env, n, sub.where(kind, i)) for i, n in enumerate(names)]
+            _check_layout(name, kind, any(t.shape.last for t in sources), where)
             op = ops.KINDS[kind]()
             try:
                 out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
@@ -375,11 +378,14 @@ def _lower_items(
             cur = node_id
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
+            _check_layout(name, kind, shape.last, where, in_group)
             try:
                 out = op.infer(shape)
             except ShapeError as e:
                 detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
                 raise SpecError(f"{name}: {detail}", where) from None
+            if out.spatial:
+                out = dataclasses.replace(out, last=op.last_after(op.values(), shape.last))
             counts = Counts(*op.params(shape))
             node_id = _join(ctx.module_path, node_name)
             _add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
@@ -402,6 +408,24 @@ def _lower_items(
     return tuple(items), shape, cur, nonneg
 
 
+def _check_layout(name: str, kind: str, last: bool, where: Location, in_group: bool = False) -> None:
+    """A map PyTorch holds channels-last reaches only ops that work on the last axis; a bare
+    parameter (layer_scale) is an attribute of its module, never an entry of a list."""
+    op = ops.KINDS[kind]
+    if last and not op.CHANNELS_LAST:
+        raise SpecError(
+            f"{name}: {kind} needs a channels-first map, but after the permute PyTorch holds this one "
+            "channels-last; add `permute: {to: channels_first}` before it",
+            where,
+        )
+    if in_group and op.PARAMETER:
+        raise SpecError(
+            f"{name}: {kind} is a bare parameter of its module in PyTorch (torchvision's `self.{kind} = "
+            "nn.Parameter(...)`), not a module, so it cannot be an entry of a list; write it in a block kind's layers",
+            where,
+        )
+
+
 def _numbered(definition: Any) -> bool:
     """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
     torch backend's `_sequential`), whose unnamed stages contribute their instances to its
@@ -412,7 +436,7 @@ def _numbered(definition: Any) -> bool:
         (written, body), = entry.items()
         kind = item_kind(body)
         op = ops.KINDS.get(kind)
-        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION)):
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
             return False
     return True
 
@@ -544,6 +568,8 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
         except SpecError as e:  # located only on failure: deep stages run this loop thousands of times
             where = ctx.where(kind) if getattr(args, attr.name) is None else ctx.where(kind, attr.name)
             raise SpecError(e.message + _provenance(state, value, where), where) from None
+    if ops.KINDS[kind].LAYOUT:
+        values["channels_last"] = shape.last or not shape.spatial
     return ops.KINDS[kind](**values)
 
 
@@ -611,9 +637,20 @@ def _lower_stage(
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
             ctx.where("repeat"),
         )
-    common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
-    first = _call_args(state, ctx, body.stage, body.first, common, "first")
-    last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
+    indexed = _indexed(body)
+
+    def arguments(k: int) -> dict[str, Any]:
+        """The arguments of instance k; `i` (its index from 0) is in scope when they use it."""
+        kctx = dataclasses.replace(ctx, scope={**ctx.scope, INDEX: k}) if indexed else ctx
+        common = _call_args(state, kctx, body.stage, body.with_, {}, "with")
+        if k == 0:
+            common = _call_args(state, kctx, body.stage, body.first, common, "first")
+        if k == repeat - 1:
+            common = _call_args(state, kctx, body.stage, body.last, common, "last")
+        return common
+
+    if not indexed:
+        common, first, last = arguments(1), arguments(0), arguments(repeat - 1)
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
@@ -626,7 +663,7 @@ def _lower_stage(
             inst_name = str(position)
         ictx = _Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)
         before = cur
-        args = last if k == repeat - 1 else first if k == 0 else common
+        args = arguments(k) if indexed else last if k == repeat - 1 else first if k == 0 else common
         inst, inst_out = _instantiate(
             state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx, first_position=position if inline else None
         )
@@ -645,6 +682,16 @@ def _lower_stage(
             out, cur = inst.out_shape, inst_out
     stage = StageInst(name, body.stage, body.connectivity, body.names, tuple(instances), stage_in, out, _sum(instances))
     return stage, cur
+
+
+INDEX = "i"  # in a stage's `with:`, `first:` and `last:`: the instance's index, from 0
+
+
+def _indexed(body: m.StageItem) -> bool:
+    """Whether a stage's arguments use the instance index `i` (torchvision's ConvNeXt:
+    a stochastic depth rate that grows with the block's index)."""
+    raws = [*body.with_.values(), *body.first.values(), *body.last.values()]
+    return any(isinstance(raw, str) and INDEX in expr.free_names(expr.parse(raw)) for raw in raws)
 
 
 def _check_block_depth(stack: list[str], name: str, where: Location) -> None:
@@ -698,6 +745,8 @@ def _expand(
     if first_position is not None:
         _check_inline(source, where)
     nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
+    if shape.last:
+        raise SpecError(f"block {block!r} gets a map PyTorch holds channels-last; add `permute: {{to: channels_first}}` before it", where)
     with _entering(state, block, where):
         params = _bind(source, args, where)
         _block_checks(state, source, {**params, "in_channels": shape.c}, where)
@@ -929,13 +978,17 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
                 sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
+                _check_layout(name, kind, any(t.last for t in sources), where)
                 result = _sym_merge(kind, sources)
                 item = SymLayer(name, kind, (), sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
             else:
                 if kind == "flatten":
                     raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
                 op = ops.KINDS[kind]
+                _check_layout(name, kind, here.last, where, in_group)
                 args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
+                if op.LAYOUT:
+                    args = (*args, ("channels_last", ast.Constant(here.last or here.flat)))
                 params = dict(args)
                 item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
@@ -943,7 +996,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                     op.out_channels(params, here.channels),
                     expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
                     op.sym_nonneg(params, here.nonneg),
-                    here.flat or kind in ("dense", "global_avgpool"),
+                    here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool",
+                    op.last_after(params, here.last),
                 )
             if inputs:
                 item = _with_inputs(item, inputs)
@@ -952,9 +1006,11 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 defined[name] = where
             if condition is not None:
                 item = dataclasses.replace(item, condition=condition)
+                if result.last != passed.last:
+                    raise SpecError(f"{name}: a layer under `if:` may not change where PyTorch holds the channels", where)
                 result = SymTensor(
                     _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
-                    result.nonneg and passed.nonneg, result.flat,
+                    result.nonneg and passed.nonneg, result.flat, result.last,
                 )
             points[name] = result
             prev = name
@@ -964,6 +1020,11 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
 
     layers = sym_layers(definition.layers, ("layers",), "input")
     channels, stride = points[LAST].channels, points[LAST].stride
+    if points[LAST].last:
+        raise SpecError(
+            f"block {source.name!r} ends with a map PyTorch holds channels-last; end with `permute: {{to: channels_first}}`",
+            source.locate("layers"),
+        )
     shortcuts = []
     names = [next(iter(e)) for e in definition.layers]
     for k, sc in enumerate(definition.shortcuts):
@@ -1018,6 +1079,7 @@ class SymTensor:
     stride: ast.expr
     nonneg: bool
     flat: bool
+    last: bool = False  # a map PyTorch holds channels-last (after a permute)
 
 
 def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
@@ -1118,6 +1180,8 @@ def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.ex
         return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
     if body.last:
         raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
+    if _indexed(body):
+        raise SpecError(f"{name}: the instance index `{INDEX}` is available in stages at model level, not inside a block kind", where)
     repeat = _sym(body.repeat, channels)
     first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
     first_out = _frame(inner, first, inner.out_channels)

@@ -351,8 +351,9 @@ class TorchEmitter:
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
-        after = ops.KINDS[kind].torch_after(dst) if kind in ops.KINDS else []
-        return [f"{dst} = self.{name}({src})", *after]
+        op = ops.KINDS.get(kind)
+        applied = op.torch_apply(f"self.{name}", src) if op else f"self.{name}({src})"
+        return [f"{dst} = {applied}", *(op.torch_after(dst) if op else [])]
 
     # --- the model ------------------------------------------------------------------------
 
@@ -529,10 +530,11 @@ class TorchEmitter:
             imports.append("from collections import OrderedDict")
         if self.needs_checkpoint:
             imports += ["from collections.abc import Iterator", "from contextlib import contextmanager, nullcontext"]
-        uses_torch = "DenseStage" in self.helpers or any("torch." in line for b in blocks for _, body in b["methods"] for line in body)
-        uses_torch |= any("torch." in line for line in model["forward"])
+        uses_torch = bool({"DenseStage", "StochasticDepth"} & self.helpers)
+        uses_torch |= any("torch." in line for b in blocks for _, body in b["methods"] for line in body)
+        uses_torch |= any("torch." in line for lines in (model["forward"], model["init"], *(b["init"] for b in blocks)) for line in lines)
         torch_imports = ["import torch"] if uses_torch else []
-        if "PadShortcut" in self.helpers:
+        if {"PadShortcut", "LayerNorm2d"} & self.helpers:
             torch_imports.append("import torch.nn.functional as F")
         torch_imports.append("from torch import Tensor, nn")
         if self.needs_checkpoint:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import NumExpr, Strict
 
 # name -> (PyTorch module, takes inplace=, Keras layer or Activation name, output >= 0)
@@ -46,6 +46,7 @@ class ActArgs(Strict):
 @dataclass(frozen=True)
 class Act(Op):
     kind: ClassVar[str] = "act"
+    CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = ActArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("fn", "str", "defaults.activation"), Attr("negative_slope", "num", None), Attr("alpha", "num", None),
@@ -54,6 +55,11 @@ class Act(Op):
     fn: str
     negative_slope: float | None = None  # leaky_relu
     alpha: float | None = None  # elu
+
+    def infer(self, s: Shape) -> Shape:
+        if self.fn == "softmax" and s.last:
+            raise ShapeError("softmax over the channels of a map PyTorch holds channels-last is not supported; permute back first")
+        return s
 
     def nonneg_after(self, nonneg_in: bool) -> bool:
         return FUNCTIONS[self.fn][3]

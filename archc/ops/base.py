@@ -16,7 +16,10 @@ An op kind is one module in `archc.ops` holding everything archc knows about it:
   moving weights between the two frameworks;
 - `label`: how the diagram shows it.
 
-Shapes are (C, H, W) for feature maps and (C,) once flattened.
+Shapes are (C, H, W) for feature maps and (C,) once flattened. A map may be held
+channels-last in PyTorch (`Shape.last`, after a `permute`): only ops that work on the
+last axis (`CHANNELS_LAST`: linear layers, layer norm, activations) accept it there.
+Keras holds every map channels-last, so the flag changes nothing in Keras.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Shape:
     c: int
     h: int | None = None
     w: int | None = None
+    last: bool = False  # a map PyTorch holds as (H, W, C), after a permute (ConvNeXt's block)
 
     @property
     def spatial(self) -> bool:
@@ -46,6 +50,8 @@ class Shape:
         return self.c * (self.h or 1) * (self.w or 1)
 
     def __str__(self) -> str:
+        if self.last:
+            return f"({self.h}, {self.w}, {self.c})"
         return f"({self.c}, {self.h}, {self.w})" if self.spatial else f"({self.c},)"
 
     def as_tuple(self) -> tuple[int, ...]:
@@ -163,6 +169,16 @@ class Op:
     # named layer; the result may be a view of its input (so nothing after it works in place).
     EXPRESSION: ClassVar[bool] = False
     HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
+    # Works on the last axis of a PyTorch tensor, so it also accepts a map held channels-last
+    # (`Shape.last`) and keeps it so; every other op needs channels-first.
+    CHANNELS_LAST: ClassVar[bool] = False
+    # Its PyTorch module depends on where the channels are: lowering adds the argument
+    # `channels_last` (true for a flat input or a map held channels-last).
+    LAYOUT: ClassVar[bool] = False
+    # A bare parameter of the enclosing module (torchvision's `self.layer_scale =
+    # nn.Parameter(...)`), not a module: its state_dict key is its own path, and it cannot be
+    # an entry of a list. `torch_apply` says how `forward` uses it.
+    PARAMETER: ClassVar[bool] = False
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -174,6 +190,12 @@ class Op:
 
     def macs(self, s: Shape) -> int:
         return 0
+
+    @classmethod
+    def last_after(cls, args: dict[str, Any], last_in: bool) -> bool:
+        """Whether PyTorch holds the output map channels-last (`args`: values, or `ast`
+        expressions in a block kind); only a permute changes it."""
+        return last_in
 
     def nonneg_after(self, nonneg_in: bool) -> bool:
         """Whether the output is known to be >= 0."""
@@ -205,6 +227,11 @@ class Op:
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         raise NotImplementedError(cls.kind)
+
+    @classmethod
+    def torch_apply(cls, attr: str, src: str) -> str:
+        """The op applied to `src` in `forward`, its module (or parameter) being `attr`."""
+        return f"{attr}({src})"
 
     @classmethod
     def torch_after(cls, var: str) -> list[str]:

@@ -1,4 +1,6 @@
-"""Fully connected layer on flat features: `dense: {units, bias}`."""
+"""Fully connected layer: `dense: {units, bias}`, on flat features, or at every position
+of a map held channels-last (after a `permute`, as in ConvNeXt's block: PyTorch's
+nn.Linear and Keras' Dense both act on the last axis)."""
 
 from __future__ import annotations
 
@@ -24,21 +26,25 @@ class Dense(Op):
     Args: ClassVar[Any] = DenseArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"))
     CHANNEL_FREE: ClassVar[bool] = False
+    CHANNELS_LAST: ClassVar[bool] = True
     units: int
     bias: bool = True
 
     def infer(self, s: Shape) -> Shape:
-        if s.spatial:
-            raise ShapeError(f"dense needs a flat input but gets {s}; add flatten or global_avgpool before it")
+        if s.spatial and not s.last:
+            raise ShapeError(
+                f"dense needs a flat input but gets {s}; add flatten or global_avgpool before it "
+                "(or, to apply it at every position, permute: {to: channels_last})"
+            )
         if self.units < 1:
             raise ShapeError(f"dense units must be >= 1, got {self.units}")
-        return Shape(self.units)
+        return Shape(self.units, s.h, s.w, s.last)
 
     def params(self, s: Shape) -> tuple[int, int]:
         return (s.c * self.units + (self.units if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
-        return s.c * self.units
+        return s.c * self.units * (s.h or 1) * (s.w or 1)
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)

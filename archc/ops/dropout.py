@@ -19,6 +19,7 @@ class DropoutArgs(Strict):
 @dataclass(frozen=True)
 class Dropout(Op):
     kind: ClassVar[str] = "dropout"
+    CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = DropoutArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
     ELEMENTWISE: ClassVar[bool] = True

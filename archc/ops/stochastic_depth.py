@@ -27,6 +27,7 @@ class StochasticDepthArgs(Strict):
 @dataclass(frozen=True)
 class StochasticDepth(Op):
     kind: ClassVar[str] = "stochastic_depth"
+    CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = StochasticDepthArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
     ELEMENTWISE: ClassVar[bool] = True

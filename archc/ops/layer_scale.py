@@ -1,0 +1,59 @@
+"""Layer scale (Touvron et al. 2021, CaiT): `layer_scale: {}`, a learned multiplier per
+channel, as at the end of ConvNeXt's residual branch.
+
+In PyTorch it is a bare parameter of the enclosing module, as torchvision's CNBlock has
+it: `self.layer_scale = nn.Parameter(torch.ones(C, 1, 1))`, used in `forward` as
+`self.layer_scale * out`, so its state_dict key is the layer's own path
+(`features.1.0.layer_scale`); it therefore cannot be an entry of a list. Keras has no
+such layer; the generated module defines `LayerScale` (templates/keras/LayerScale.py.j2)
+with one weight `gamma` of shape (C,), as keras.applications' ConvNeXt. The values start
+at 1 (the identity); what a model starts from (torchvision's 1e-6) is initialisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from archc.code import Call, call
+from archc.ops.base import KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import Empty
+
+
+@dataclass(frozen=True)
+class LayerScale(Op):
+    kind: ClassVar[str] = "layer_scale"
+    Args: ClassVar[Any] = Empty
+    SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"layer_scale": {"layer_scale": {}}}
+    WEIGHTS: ClassVar[tuple[str, ...]] = ("",)  # the parameter itself: its key is the layer's path
+    CHANNEL_FREE: ClassVar[bool] = False
+    PARAMETER: ClassVar[bool] = True
+    HELPERS: ClassVar[dict[str, str]] = {"keras": "LayerScale"}
+
+    def infer(self, s: Shape) -> Shape:
+        if not s.spatial or s.last:
+            raise ShapeError(f"layer_scale needs a channels-first feature map (C, H, W), got {s}")
+        return s
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        return (s.c, 0)
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call("nn.Parameter", call("torch.ones", in_ch, "1", "1"))
+
+    @classmethod
+    def torch_apply(cls, attr: str, src: str) -> str:
+        return f"{attr} * {src}"
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call("LayerScale", name=ctx.name)]
+
+    def to_keras(self, name: str, w: Any) -> Any:
+        return w.reshape(-1)  # (C, 1, 1) -> (C,)
+
+    def to_torch(self, name: str, k: Any) -> Any:
+        return k.reshape(-1, 1, 1)
+
+    def label(self) -> str:
+        return "layer scale"

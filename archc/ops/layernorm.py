@@ -1,0 +1,65 @@
+"""Layer normalization over the channels: `layernorm: {eps}`.
+
+Each position's C values are normalized (mean 0, variance 1, biased variance plus eps)
+and then scaled and shifted by a learned per-channel weight and bias, as ConvNeXt does.
+Where the channels are PyTorch's last axis (a flat input, or a map held channels-last
+after a `permute`) this is `nn.LayerNorm(C)`; on a channels-first map it is torchvision's
+`LayerNorm2d` (which permutes around `F.layer_norm`), a class the generated module
+defines (templates/torch/LayerNorm2d.py.j2). Keras holds maps channels-last, so it is
+always `LayerNormalization(axis=-1)`."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import NumExpr, Strict
+
+
+class LayerNormArgs(Strict):
+    eps: NumExpr = Field(description="Added to the variance (ConvNeXt: 1e-6).")
+
+
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    kind: ClassVar[str] = "layernorm"
+    Args: ClassVar[Any] = LayerNormArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("eps", "num"),)
+    WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias")
+    CHANNEL_FREE: ClassVar[bool] = False
+    CHANNELS_LAST: ClassVar[bool] = True
+    LAYOUT: ClassVar[bool] = True
+    HELPERS: ClassVar[dict[str, str]] = {"torch": "LayerNorm2d"}  # channels-first maps only
+    eps: float
+    channels_last: bool = False  # set by lowering: the channels are PyTorch's last axis
+
+    def infer(self, s: Shape) -> Shape:
+        if not self.eps > 0:
+            raise ShapeError(f"layernorm needs eps > 0, got {self.eps}")
+        return s
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        return (2 * s.c, 0)
+
+    @classmethod
+    def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
+        last = args.get("channels_last", False)
+        last = last.value if isinstance(last, ast.Constant) else last
+        return None if last is True else cls.HELPERS.get(backend)
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        module = "nn.LayerNorm" if a.get("channels_last") == "True" else "LayerNorm2d"
+        return call(module, in_ch, eps=a["eps"])
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
+
+    def label(self) -> str:
+        return "layernorm"
