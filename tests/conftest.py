@@ -63,6 +63,10 @@ ZOO = {
     # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
     "specs/inception_v3.yaml": (23_834_568, 34_432),
     "specs/keras/inception_v3.yaml": (23_817_352, 34_432),
+    "specs/convnext.yaml": (28_589_128, 0),  # the ConvNeXt family spec; its defaults are convnext_tiny
+    "specs/convnext_tiny.yaml": (28_589_128, 0),  # torchvision convnext_tiny (layer norm: no statistics)
+    "specs/convnext_small.yaml": (50_223_688, 0),  # torchvision convnext_small
+    "specs/convnext_base.yaml": (88_591_464, 0),  # torchvision convnext_base
 }
 
 
@@ -101,11 +105,15 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
+    "specs/convnext_small.yaml", "specs/convnext_base.yaml",
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
 # inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
-SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"}
+SIBLINGS = {
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
+    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml",  # convnext_tiny verifies the family
+}  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

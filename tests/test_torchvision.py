@@ -15,6 +15,7 @@ MODELS = [
     "googlenet", "alexnet", "vgg16", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
     "shufflenet_v2_x1_0", "shufflenet_v2_x0_5", "inception_v3",
     "mobilenet_v3_large", "mobilenet_v3_small", "mnasnet1_0", "mnasnet0_5",
+    "convnext_tiny",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
 KWARGS = {
@@ -25,9 +26,18 @@ KWARGS = {
 
 def randomize_batchnorm(model, input_shape):
     """Random gamma and beta; running statistics measured on a random batch, then perturbed
-    per channel (so activations stay O(1) however deep the model is)."""
+    per channel (so activations stay O(1) however deep the model is). Layer norms get a
+    random weight and bias too, and ConvNeXt's layer scales random values instead of their
+    1e-6 start (which would hide every block's branch)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+        for key, p in model.named_parameters():
+            if key.endswith("layer_scale"):
+                p.uniform_(0.1, 1.0)
         for m in norms:
             m.weight.uniform_(0.5, 1.5)
             m.bias.uniform_(-0.5, 0.5)
@@ -50,6 +60,23 @@ def assert_same_model(reference, name: str) -> None:
 def test_matches_torchvision(name):
     torch.manual_seed(0)
     assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)
+
+
+@pytest.mark.parametrize("name", ["convnext_small", "convnext_base"])
+def test_convnext_siblings_load_torchvision(name):
+    """convnext_small and convnext_base differ from convnext_tiny (compared in full above)
+    only in depths, widths and stochastic depth rates: their state_dicts are torchvision's
+    and load strictly (no forward pass, which takes half a minute each on two cores), and
+    every block's rate is torchvision's."""
+    reference = getattr(torchvision.models, name)(weights=None)
+    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    ours.load_state_dict(reference.state_dict(), strict=True)
+
+    def rates(model):
+        return [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"]
+
+    assert rates(ours) == rates(reference) and len(set(rates(ours))) > 1
 
 
 # Family specs under --set: the members of torchvision's builders that have no spec file.
