@@ -190,7 +190,14 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
         for node in graph.nodes:
             if not node.op.weight_names():
                 continue
+            if node.op.PARAMETER:  # a bare parameter (layer scale): a multiplier of order 1
+                model.get_parameter(node.id).uniform_(0.5, 1.5, generator=gen)
+                continue
             module = model.get_submodule(node.id)
+            if isinstance(node.op, ops.LayerNorm):
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.5, 0.5, generator=gen)
+                continue
             if isinstance(node.op, ops.BatchNorm):
                 if module.weight is not None:  # None: scale: false
                     module.weight.uniform_(0.5, 1.5, generator=gen)
