@@ -67,6 +67,7 @@ ZOO = {
     "specs/convnext_tiny.yaml": (28_589_128, 0),  # torchvision convnext_tiny (layer norm: no statistics)
     "specs/convnext_small.yaml": (50_223_688, 0),  # torchvision convnext_small
     "specs/convnext_base.yaml": (88_591_464, 0),  # torchvision convnext_base
+    "specs/keras/convnext_tiny.yaml": (28_589_128, 0),  # keras.applications ConvNeXtTiny
 }
 
 
@@ -98,6 +99,7 @@ KERAS_TOTALS = {
     "specs/keras/densenet121.yaml": 8_062_504,
     "specs/keras/vgg16.yaml": 138_357_544,
     "specs/keras/inception_v3.yaml": 23_851_784,
+    "specs/keras/convnext_tiny.yaml": 28_589_128,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",

@@ -33,7 +33,13 @@ CASES = [
     ("specs/keras/resnet50v2.yaml", "ResNet50V2", V2_NAMES),
     ("specs/keras/vgg16.yaml", "VGG16", []),  # the same names
     ("specs/keras/inception_v3.yaml", "InceptionV3", BY_ORDER),
+    ("specs/keras/convnext_tiny.yaml", "ConvNeXtTiny", []),  # the same names
 ]
+# Constructor arguments where the reference's defaults are not the spec's model: the spec has no
+# preprocessing (keras.applications' ConvNeXt normalizes the input by ImageNet's mean and variance).
+KWARGS = {"ConvNeXtTiny": {"include_preprocessing": False}}
+# The layer giving the logits, where it is not `predictions`.
+LOGITS = {"ConvNeXtTiny": "convnext_tiny_head_dense"}
 
 
 def reference_name(name, renames):
@@ -61,12 +67,27 @@ def creation_order(graph, ours, reference):
     return pairs
 
 
-def randomize(model, rng):
-    """Random kernels, biases and BN gamma/beta; BN statistics measured on a random batch,
-    then perturbed per channel (so activations stay O(1) through the whole model)."""
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+def leaves(model):
+    """The model's layers, those of nested models (ConvNeXt's stem Sequential) in their place."""
     for layer in model.layers:
-        if layer in norms:
+        if isinstance(layer, keras.Model):
+            yield from leaves(layer)
+        else:
+            yield layer
+
+
+def randomize(model, rng):
+    """Random kernels, biases, BN and layer norm gamma/beta and layer scales (multipliers of
+    order 1, not ConvNeXt's 1e-6 start); BN statistics measured on a random batch, then
+    perturbed per channel (so activations stay O(1) through the whole model)."""
+    norms = [layer for layer in leaves(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in leaves(model):
+        if isinstance(layer, keras.layers.LayerNormalization):
+            gamma, beta = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.uniform(-0.5, 0.5, beta.shape)])
+        elif type(layer).__name__ == "LayerScale":
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+        elif layer in norms:
             *affine, mean, var = layer.get_weights()  # no gamma with scale=False (InceptionV3)
             gamma = [rng.uniform(0.5, 1.5, mean.shape)] if layer.scale else []
             layer.set_weights([*gamma, rng.uniform(-0.5, 0.5, mean.shape), mean, var])
@@ -88,10 +109,10 @@ def test_matches_keras_applications(spec, constructor, renames):
     name = graph.name
     module = load_module(ROOT / "generated" / f"{name}_keras.py")
     ours = module.build_model()
-    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
+    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None, **KWARGS.get(constructor, {}))
     assert ours.count_params() == reference.count_params() == KERAS_TOTALS[spec]
 
-    ref_layers = {layer.name: layer for layer in reference.layers if layer.weights}
+    ref_layers = {layer.name: layer for layer in leaves(reference) if layer.weights}
     our_layers = {layer.name: layer for layer in ours.layers if layer.weights}
     if renames == BY_ORDER:
         pairs = creation_order(graph, ours, reference)
@@ -105,7 +126,7 @@ def test_matches_keras_applications(spec, constructor, renames):
     x = np.random.default_rng(1).standard_normal((1, *module.INPUT_SHAPE)).astype("float32")
     expected = np.asarray(reference(x, training=False))
     # The spec ends in a separate softmax layer; keras.applications' logits are the Dense output.
-    logits = keras.Model(ours.input, ours.get_layer("predictions").output)
+    logits = keras.Model(ours.input, ours.get_layer(LOGITS.get(constructor, "predictions")).output)
     got = np.asarray(logits(x, training=False))
     assert np.abs(expected - got).max() <= 1e-5 * max(1.0, np.abs(expected).max())
     assert isinstance(ours.layers[-1], keras.layers.Activation) and ours.layers[-1].get_config()["activation"] == "softmax"
