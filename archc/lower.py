@@ -115,7 +115,8 @@ def lower(spec: LoadedSpec) -> Graph:
     top = _Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = _lower_items(state, top, model.layers, in_shape, "input", False)
     if out_shape.last:
-        raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", spec.locate("layers"))
+        where = spec.locate("layers", len(model.layers) - 1)
+        raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", where)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
@@ -313,7 +314,9 @@ def _lower_items(
         if ctx.top_level:
             state.top_kinds.append(kind if kind in ops.KINDS else "composite")
         if kind == "group":
-            gctx = _Ctx(ctx.source, (*sub.yaml_path, "group"), sub.module_path, ctx.scope, ctx.top_level)
+            gpath = (*sub.yaml_path, "group")  # written `name: {group: [...]}`, or `name: [...]`
+            gpath = gpath if gpath in ctx.source.marks else sub.yaml_path
+            gctx = _Ctx(ctx.source, gpath, sub.module_path, ctx.scope, ctx.top_level)
             spliced: list[tuple[int, int, BlockInst]] = []
             children, out, cur, nonneg = _lower_items(
                 state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True, inlined=spliced
@@ -1023,7 +1026,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     if points[LAST].last:
         raise SpecError(
             f"block {source.name!r} ends with a map PyTorch holds channels-last; end with `permute: {{to: channels_first}}`",
-            source.locate("layers"),
+            source.locate("layers", len(definition.layers) - 1),
         )
     shortcuts = []
     names = [next(iter(e)) for e in definition.layers]

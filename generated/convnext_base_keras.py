@@ -22,7 +22,9 @@ class LayerScale(layers.Layer):
     one weight `gamma` of shape (channels,)."""
 
     def build(self, input_shape) -> None:
-        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gamma")
+        self.gamma = self.add_weight(
+            shape=(input_shape[-1],), initializer="ones", name="gamma"
+        )
 
     def call(self, x):
         return x * self.gamma
