@@ -107,14 +107,16 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
-    "specs/convnext_small.yaml", "specs/convnext_base.yaml",
+    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml",
+    "specs/keras/convnext_tiny.yaml",  # its Keras forward runs in test_keras_applications
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
 # inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
 SIBLINGS = {
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
-    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml",  # convnext_tiny verifies the family
+    # convnext_tiny verifies the family and the block keras/convnext_tiny writes with Keras' names
+    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml", "specs/keras/convnext_tiny.yaml",
 }  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
