@@ -55,5 +55,8 @@ class LayerScale(Op):
     def to_torch(self, name: str, k: Any) -> Any:
         return k.reshape(-1, 1, 1)
 
+    def randomize(self, module: Any, gen: Any) -> None:
+        module.uniform_(0.5, 1.5, generator=gen)  # `module` is the parameter itself: a multiplier of order 1
+
     def label(self) -> str:
         return "layer scale"

@@ -61,5 +61,9 @@ class LayerNorm(Op):
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         return [call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
 
+    def randomize(self, module: Any, gen: Any) -> None:
+        module.weight.uniform_(0.5, 1.5, generator=gen)
+        module.bias.uniform_(-0.5, 0.5, generator=gen)
+
     def label(self) -> str:
         return "layernorm"
