@@ -35,9 +35,8 @@ CASES = [
     ("specs/keras/inception_v3.yaml", "InceptionV3", BY_ORDER),
     ("specs/keras/convnext_tiny.yaml", "ConvNeXtTiny", []),  # the same names
 ]
-# Constructor arguments where the reference's defaults are not the spec's model: the spec has no
-# preprocessing (keras.applications' ConvNeXt normalizes the input by ImageNet's mean and variance).
-KWARGS = {"ConvNeXtTiny": {"include_preprocessing": False}}
+# Constructor arguments where the reference's defaults are not the spec's model.
+KWARGS: dict[str, dict] = {}
 # The layer giving the logits, where it is not `predictions`.
 LOGITS = {"ConvNeXtTiny": "convnext_tiny_head_dense"}
 
