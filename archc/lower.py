@@ -683,8 +683,46 @@ def _lower_stage(
             _add_node(state, Node(cur, concat, (before, inst_out), out, edges=("dense", "data")), ctx.where())
         else:
             out, cur = inst.out_shape, inst_out
+    if indexed:
+        instances = _with_index_trees(body, ctx.scope, instances)
     stage = StageInst(name, body.stage, body.connectivity, body.names, tuple(instances), stage_in, out, _sum(instances))
     return stage, cur
+
+
+def _with_index_trees(body: m.StageItem, scope: dict[str, expr.Value], instances: list[BlockInst]) -> list[BlockInst]:
+    """Record, on the instances of a stage whose arguments use `i`, each such argument as an
+    expression of `i` alone (the model's parameters folded in), where it varies: emitters
+    then write one loop, `CNBlock(96, sd_prob=0.1 * (3 + i) / 17.0) for i in range(3)`,
+    rather than a line per instance. Only where that expression gives every instance's value
+    exactly (Python evaluates it as archc does)."""
+    repeat = len(instances)
+    trees: list[dict[str, ast.expr]] = []
+    for k in range(repeat):
+        raw = dict(body.with_)
+        if k == 0:
+            raw.update(body.first)
+        if k == repeat - 1:
+            raw.update(body.last)
+        here: dict[str, ast.expr] = {}
+        for key, value in raw.items():
+            tree = expr.parse(value) if isinstance(value, str) else None
+            if tree is not None and INDEX in expr.free_names(tree):
+                here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {INDEX}})
+        trees.append(here)
+    out = []
+    for k, inst in enumerate(instances):
+        args = dict(inst.args)
+        keep = []
+        for key, tree in trees[k].items():
+            varies = len({dict(i.args)[key] for i in instances}) > 1
+            try:
+                exact = expr.evaluate(tree, {INDEX: k}) == args[key]
+            except expr.ExprError:
+                exact = False
+            if varies and exact:
+                keep.append((key, tree))
+        out.append(dataclasses.replace(inst, indexed=tuple(keep), index=k))
+    return out
 
 
 INDEX = "i"  # in a stage's `with:`, `first:` and `last:`: the instance's index, from 0

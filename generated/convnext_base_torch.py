@@ -128,52 +128,18 @@ class ConvnextBase(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             Stem(3, filters=128),
-            nn.Sequential(
-                CnBlock(128, sd_prob=0.0),
-                CnBlock(128, sd_prob=0.014285714285714285),
-                CnBlock(128, sd_prob=0.02857142857142857),
-            ),
+            nn.Sequential(*(CnBlock(128, sd_prob=0.5 * i / 35.0) for i in range(3))),
             Downsample(128, filters=256),
             nn.Sequential(
-                CnBlock(256, sd_prob=0.04285714285714286),
-                CnBlock(256, sd_prob=0.05714285714285714),
-                CnBlock(256, sd_prob=0.07142857142857142),
+                *(CnBlock(256, sd_prob=0.5 * (3 + i) / 35.0) for i in range(3))
             ),
             Downsample(256, filters=512),
             nn.Sequential(
-                CnBlock(512, sd_prob=0.08571428571428572),
-                CnBlock(512, sd_prob=0.1),
-                CnBlock(512, sd_prob=0.11428571428571428),
-                CnBlock(512, sd_prob=0.12857142857142856),
-                CnBlock(512, sd_prob=0.14285714285714285),
-                CnBlock(512, sd_prob=0.15714285714285714),
-                CnBlock(512, sd_prob=0.17142857142857143),
-                CnBlock(512, sd_prob=0.18571428571428572),
-                CnBlock(512, sd_prob=0.2),
-                CnBlock(512, sd_prob=0.21428571428571427),
-                CnBlock(512, sd_prob=0.22857142857142856),
-                CnBlock(512, sd_prob=0.24285714285714285),
-                CnBlock(512, sd_prob=0.2571428571428571),
-                CnBlock(512, sd_prob=0.2714285714285714),
-                CnBlock(512, sd_prob=0.2857142857142857),
-                CnBlock(512, sd_prob=0.3),
-                CnBlock(512, sd_prob=0.3142857142857143),
-                CnBlock(512, sd_prob=0.32857142857142857),
-                CnBlock(512, sd_prob=0.34285714285714286),
-                CnBlock(512, sd_prob=0.35714285714285715),
-                CnBlock(512, sd_prob=0.37142857142857144),
-                CnBlock(512, sd_prob=0.38571428571428573),
-                CnBlock(512, sd_prob=0.4),
-                CnBlock(512, sd_prob=0.4142857142857143),
-                CnBlock(512, sd_prob=0.42857142857142855),
-                CnBlock(512, sd_prob=0.44285714285714284),
-                CnBlock(512, sd_prob=0.45714285714285713),
+                *(CnBlock(512, sd_prob=0.5 * (6 + i) / 35.0) for i in range(27))
             ),
             Downsample(512, filters=1024),
             nn.Sequential(
-                CnBlock(1024, sd_prob=0.4714285714285714),
-                CnBlock(1024, sd_prob=0.4857142857142857),
-                CnBlock(1024, sd_prob=0.5),
+                *(CnBlock(1024, sd_prob=0.5 * (33 + i) / 35.0) for i in range(3))
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)

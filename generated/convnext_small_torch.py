@@ -128,52 +128,18 @@ class ConvnextSmall(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             Stem(3, filters=96),
-            nn.Sequential(
-                CnBlock(96, sd_prob=0.0),
-                CnBlock(96, sd_prob=0.011428571428571429),
-                CnBlock(96, sd_prob=0.022857142857142857),
-            ),
+            nn.Sequential(*(CnBlock(96, sd_prob=0.4 * i / 35.0) for i in range(3))),
             Downsample(96, filters=192),
             nn.Sequential(
-                CnBlock(192, sd_prob=0.03428571428571429),
-                CnBlock(192, sd_prob=0.045714285714285714),
-                CnBlock(192, sd_prob=0.05714285714285714),
+                *(CnBlock(192, sd_prob=0.4 * (3 + i) / 35.0) for i in range(3))
             ),
             Downsample(192, filters=384),
             nn.Sequential(
-                CnBlock(384, sd_prob=0.06857142857142857),
-                CnBlock(384, sd_prob=0.08),
-                CnBlock(384, sd_prob=0.09142857142857143),
-                CnBlock(384, sd_prob=0.10285714285714286),
-                CnBlock(384, sd_prob=0.11428571428571428),
-                CnBlock(384, sd_prob=0.12571428571428572),
-                CnBlock(384, sd_prob=0.13714285714285715),
-                CnBlock(384, sd_prob=0.14857142857142858),
-                CnBlock(384, sd_prob=0.16),
-                CnBlock(384, sd_prob=0.17142857142857143),
-                CnBlock(384, sd_prob=0.18285714285714286),
-                CnBlock(384, sd_prob=0.1942857142857143),
-                CnBlock(384, sd_prob=0.2057142857142857),
-                CnBlock(384, sd_prob=0.21714285714285717),
-                CnBlock(384, sd_prob=0.22857142857142856),
-                CnBlock(384, sd_prob=0.24000000000000002),
-                CnBlock(384, sd_prob=0.25142857142857145),
-                CnBlock(384, sd_prob=0.2628571428571429),
-                CnBlock(384, sd_prob=0.2742857142857143),
-                CnBlock(384, sd_prob=0.2857142857142857),
-                CnBlock(384, sd_prob=0.29714285714285715),
-                CnBlock(384, sd_prob=0.3085714285714286),
-                CnBlock(384, sd_prob=0.32),
-                CnBlock(384, sd_prob=0.33142857142857146),
-                CnBlock(384, sd_prob=0.34285714285714286),
-                CnBlock(384, sd_prob=0.3542857142857143),
-                CnBlock(384, sd_prob=0.3657142857142857),
+                *(CnBlock(384, sd_prob=0.4 * (6 + i) / 35.0) for i in range(27))
             ),
             Downsample(384, filters=768),
             nn.Sequential(
-                CnBlock(768, sd_prob=0.37714285714285717),
-                CnBlock(768, sd_prob=0.3885714285714286),
-                CnBlock(768, sd_prob=0.4),
+                *(CnBlock(768, sd_prob=0.4 * (33 + i) / 35.0) for i in range(3))
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -128,34 +128,18 @@ class Convnext(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             Stem(3, filters=96),
-            nn.Sequential(
-                CnBlock(96, sd_prob=0.0),
-                CnBlock(96, sd_prob=0.0058823529411764705),
-                CnBlock(96, sd_prob=0.011764705882352941),
-            ),
+            nn.Sequential(*(CnBlock(96, sd_prob=0.1 * i / 17.0) for i in range(3))),
             Downsample(96, filters=192),
             nn.Sequential(
-                CnBlock(192, sd_prob=0.017647058823529415),
-                CnBlock(192, sd_prob=0.023529411764705882),
-                CnBlock(192, sd_prob=0.029411764705882353),
+                *(CnBlock(192, sd_prob=0.1 * (3 + i) / 17.0) for i in range(3))
             ),
             Downsample(192, filters=384),
             nn.Sequential(
-                CnBlock(384, sd_prob=0.03529411764705883),
-                CnBlock(384, sd_prob=0.0411764705882353),
-                CnBlock(384, sd_prob=0.047058823529411764),
-                CnBlock(384, sd_prob=0.052941176470588235),
-                CnBlock(384, sd_prob=0.058823529411764705),
-                CnBlock(384, sd_prob=0.06470588235294118),
-                CnBlock(384, sd_prob=0.07058823529411766),
-                CnBlock(384, sd_prob=0.07647058823529412),
-                CnBlock(384, sd_prob=0.0823529411764706),
+                *(CnBlock(384, sd_prob=0.1 * (6 + i) / 17.0) for i in range(9))
             ),
             Downsample(384, filters=768),
             nn.Sequential(
-                CnBlock(768, sd_prob=0.08823529411764706),
-                CnBlock(768, sd_prob=0.09411764705882353),
-                CnBlock(768, sd_prob=0.1),
+                *(CnBlock(768, sd_prob=0.1 * (15 + i) / 17.0) for i in range(3))
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -6,7 +6,7 @@ import ast
 import json
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archc import __version__
 from archc.code import INDENT, LINE, Call, call
@@ -190,8 +190,30 @@ def inline_only(graph: Graph) -> set[str]:
 # --- instances and runs -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Indexed:
+    """An argument of a stage's instance that is an expression of its index `i`, at
+    instance `k`: consecutive instances step by one, so a loop writes the expression."""
+
+    source: str  # the expression, as Python over `i`
+    tree: ast.expr = field(compare=False, hash=False)
+    k: int = 0
+
+    @property
+    def value(self) -> object:
+        return expr.evaluate(self.tree, {"i": self.k})
+
+    def __add__(self, step: int) -> Indexed:
+        return Indexed(self.source, self.tree, self.k + step)
+
+    def at(self, index: str) -> str:
+        """The expression where `i` is the source `index`."""
+        return expr.to_python(expr.substitute(self.tree, {"i": expr.parse(index)}))
+
+
 def instance_values(inst: BlockInst, block: BlockType, sig: Signature) -> tuple[object, ...]:
-    values: list[object] = [inst.in_shape.c, *(v for _, v in inst.args)]
+    indexed = {key: Indexed(expr.to_python(tree), tree, inst.index) for key, tree in inst.indexed}
+    values: list[object] = [inst.in_shape.c, *(indexed.get(k, v) for k, v in inst.args)]
     values += [inst.shortcut == flag for flag in sig.flags]
     return tuple(values)
 
@@ -205,6 +227,11 @@ class Run:
     def arg(self, k: int, var: str) -> str:
         """Argument k as source inside a loop over `var` (which counts from `start`)."""
         value, step = self.values[k]
+        if isinstance(value, Indexed):  # `var` counts from `start`, where the index is value.k
+            if step == 0:
+                return literal(value.value)
+            shift = value.k - self.start
+            return value.at(var if shift == 0 else f"{var} + {shift}" if shift > 0 else f"{var} - {-shift}")
         if step == 0:
             return literal(value)
         base = value - step * self.start  # type: ignore[operator]
@@ -249,6 +276,8 @@ def _run_end(rows: list[tuple[object, ...]], s: int) -> int:
 def _step(a: object, b: object) -> int | None:
     if type(a) is int and type(b) is int:
         return b - a
+    if isinstance(a, Indexed) and isinstance(b, Indexed):
+        return b.k - a.k if a.source == b.source and b.k != a.k else None
     return 0 if a == b else None
 
 

@@ -175,6 +175,10 @@ class BlockInst:
     children: tuple[Inst, ...] = ()
     inputs: tuple[str, ...] = ()
     output: str = ""  # the IR node that gives its value
+    # In a stage whose arguments use the instance index `i`: (parameter, its expression over `i`
+    # alone, the model's parameters folded in), for emitters to write loops; and this index.
+    indexed: tuple[tuple[str, ast.expr], ...] = field(default=(), compare=False)
+    index: int = 0
 
 
 @dataclass(frozen=True)
