@@ -35,6 +35,35 @@ layers:
   - fc: {dense: {units: 5}}
 """
 
+# A small ConvNeXt: layer norms on a channels-first map (LayerNorm2d), a channels-last one and a
+# flat one; Linear layers at every position; a layer scale (a bare torch parameter, (C, 1, 1)).
+CHANNELS_LAST = """
+archc: 1
+name: channels_last
+input: [3, 16, 16]
+defaults:
+  conv: {bias: true}
+blocks:
+  unit:
+    connectivity: skip
+    layers:
+      - block:
+          - {conv: {filters: in_channels, kernel: 7, padding: 3, groups: in_channels}}
+          - {permute: {to: channels_last}}
+          - {layernorm: {eps: 1.0e-6}}
+          - {dense: {units: 4 * in_channels}}
+          - gelu
+          - {dense: {units: in_channels}}
+          - {permute: {to: channels_first}}
+      - layer_scale: layer_scale
+layers:
+  - stem: [{conv: {filters: 8, kernel: 4, stride: 4}}, {layernorm: {eps: 1.0e-6}}]
+  - stage: {stage: unit, repeat: 2}
+  - pool: global_avgpool
+  - norm: {layernorm: {eps: 1.0e-6}}
+  - fc: {dense: {units: 5}}
+"""
+
 
 def outputs(t_model, k_model, shape):
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
@@ -47,11 +76,12 @@ def state(model):
     return {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
-@pytest.mark.parametrize("source", ["specs/cifar/resnet20.yaml", "specs/cifar/keras_resnet20v1.yaml", "text"])
+@pytest.mark.parametrize("source", ["specs/cifar/resnet20.yaml", "specs/cifar/keras_resnet20v1.yaml", "text", "channels_last"])
 def test_round_trip(source):
     """torch -> keras -> a fresh torch model gives back every tensor exactly, and the Keras
     model computes what the torch model does."""
-    graph = lower(load_spec_text(LAYOUTS) if source == "text" else load_spec(ROOT / source))
+    texts = {"text": LAYOUTS, "channels_last": CHANNELS_LAST}
+    graph = lower(load_spec_text(texts[source]) if source in texts else load_spec(ROOT / source))
     tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
     torch.manual_seed(0)
     original = tm.build_model()
