@@ -448,8 +448,16 @@ def _check_named_layers(source: BlockSource) -> None:
     """A block kind numbers its layers (an nn.Sequential) only when none has a name; in one
     with named layers, an unnamed layer with weights or a module of its own would have no
     attribute to live in."""
-    for i, entry in enumerate(source.definition.layers):
-        (written, body), = entry.items()
+    entries = [(i, *next(iter(entry.items()))) for i, entry in enumerate(source.definition.layers)]
+    for i, written, body in entries:  # the reason a bare parameter makes a block unnumbered
+        op = ops.KINDS.get(item_kind(body))
+        if written == POSITIONAL and op is not None and op.PARAMETER:
+            raise SpecError(
+                f"{op.kind} is a bare parameter of its block in PyTorch (`self.NAME = nn.Parameter(...)`), "
+                f"so it needs a name (`{op.kind}: {op.kind}`)",
+                source.locate("layers", i),
+            )
+    for i, written, body in entries:
         op = ops.KINDS.get(item_kind(body))
         if written == POSITIONAL and not (op is not None and (op.MERGE or op.EXPRESSION)):
             raise SpecError(

@@ -286,12 +286,13 @@ def verify(
 
 
 def _channels_last(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:
-    """A PyTorch output in Keras' layout: NCHW -> NHWC; flat features in H,W,C order."""
+    """A PyTorch output in Keras' layout: NCHW -> NHWC (a map PyTorch holds channels-last
+    after a permute is NHWC already); flat features in H,W,C order."""
     n = out.shape[0]
     if out.size != n * shape.numel():
         return out  # misshapen: reported as a mismatch
     if shape.spatial:
-        return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and not shape.last else out
     if flat_from is not None:
         return out.reshape(n, flat_from.c, flat_from.h, flat_from.w).transpose(0, 2, 3, 1).reshape(n, -1)  # type: ignore[arg-type]
     return out.reshape(n, -1)

@@ -138,3 +138,25 @@ layers:
     report = verify.verify(graph)
     assert [r.item for r in report.rows][3:5] == ["body.conv2", "body.relu#2"]
     assert report.ok, verify.to_table(report)
+
+
+def test_model_level_channels_last_section():
+    """Layers between permutes at model level: PyTorch's tensors there are NHWC already, and
+    verify compares them with Keras' as they are (a layer norm and a Linear at every position)."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text("""
+archc: 1
+name: channels_last
+input: [3, 8, 6]
+layers:
+  - to_last: {permute: {to: channels_last}}
+  - norm: {layernorm: {eps: 1.0e-6}}
+  - fc: {dense: {units: 5}}
+  - to_first: {permute: {to: channels_first}}
+  - pool: global_avgpool
+"""))
+    report = verify.verify(graph)
+    assert [r.item for r in report.rows][:4] == ["to_last", "norm", "fc", "to_first"]
+    assert report.ok and not any(r.problem for r in report.rows), verify.to_table(report)
