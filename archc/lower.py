@@ -661,7 +661,9 @@ def _lower_stage(
         return common
 
     if not indexed:
-        common, first, last = arguments(1), arguments(0), arguments(repeat - 1)
+        common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
+        first = _call_args(state, ctx, body.stage, body.first, common, "first")
+        last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
