@@ -304,7 +304,7 @@ def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
         return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
-    if isinstance(layer, SymGroup):
+    if isinstance(layer, (SymGroup, SymBlock)):  # a block's width arguments are used where it is built
         return _widths(layer)
     return [layer.in_channels]
 
