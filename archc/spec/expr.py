@@ -118,6 +118,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
 HELPER_FUNCTIONS = frozenset({"make_divisible", "regnet_stages", "regnet_width", "regnet_depth"})
 _REGNET = ("regnet_block_widths",)
 HELPER_SUPPORT: dict[str, tuple[str, ...]] = {"regnet_stages": _REGNET, "regnet_width": _REGNET, "regnet_depth": _REGNET}
+# Every function a generated module may define from templates/functions/.
+HELPER_DEFINITIONS = HELPER_FUNCTIONS | {s for names in HELPER_SUPPORT.values() for s in names}
 # Helpers whose definitions use `math` (the module then imports it).
 HELPERS_USING_MATH = frozenset({"regnet_block_widths"})
 
