@@ -106,12 +106,18 @@ BIG = {
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
     "specs/regnet.yaml", "specs/regnet_y_16gf.yaml",
+    "specs/regnet_x_400mf.yaml",  # not big, but a sibling (below): regnet_y_400mf represents the family
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
 # inline loops covered; the RegNet family spec at its defaults, which is regnet_y_400mf, and
-# regnet_y_16gf beside it): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
-SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml", "specs/regnet.yaml", "specs/regnet_y_16gf.yaml"}
+# regnet_y_16gf and regnet_x_400mf beside it: the same block classes, regnet_x_400mf's SE
+# switched off by its se_ratio argument): their `archc verify` (a minute each on 2 cores) runs
+# in `make test-slow`.
+SIBLINGS = {
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
+    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml", "specs/regnet_x_400mf.yaml",
+}  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

@@ -122,15 +122,16 @@ def test_regnet_stages_are_torchvisions():
 
     from torchvision.models.regnet import BlockParams
 
-    from archc.spec.expr import make_divisible, regnet_depth, regnet_stages, regnet_width
+    from archc.spec import expr
 
     def ours(depth, w_0, w_a, w_m, group_width, b=1.0):
+        """What regnet.yaml's params compute, for any number of stages."""
         widths, depths, groups = [], [], []
-        for k in range(1, regnet_stages(depth, w_0, w_a, w_m) + 1):
-            bottleneck = int(regnet_width(depth, w_0, w_a, w_m, k) * b)
+        for k in range(1, expr.regnet_stages(depth, w_0, w_a, w_m) + 1):
+            bottleneck = int(expr.regnet_width(depth, w_0, w_a, w_m, k) * b)
             groups.append(min(group_width, bottleneck))
-            widths.append(int(make_divisible(bottleneck, groups[-1]) / b))
-            depths.append(regnet_depth(depth, w_0, w_a, w_m, k))
+            widths.append(int(expr.make_divisible(bottleneck, groups[-1]) / b))
+            depths.append(expr.regnet_depth(depth, w_0, w_a, w_m, k))
         return widths, depths, groups
 
     torchvisions = [
