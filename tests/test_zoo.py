@@ -216,3 +216,23 @@ def test_regnet_functions_are_defined_where_printed(backend, tmp_path):
     for spec in ("specs/regnet.yaml", "specs/regnet_x_400mf.yaml"):
         generated = generated_path(spec, backend).read_text()
         assert "def regnet_" not in generated and "regnet_width(" not in generated and "import math" not in generated
+
+
+def test_regnet_module_names():
+    """torchvision's RegNet keys (`block1-0` from its add_module), and Keras layer names along
+    the same path (test_torchvision.py compares the whole state_dict with torchvision's)."""
+    pytest.importorskip("torch")
+    keys = load_module(generated_path("specs/regnet_y_400mf.yaml", "torch")).build_model().state_dict()
+    block = "trunk_output.block1.block1-0"
+    expected = ["stem.0.weight", "stem.1.running_var", f"{block}.proj.0.weight", f"{block}.proj.1.bias",
+                f"{block}.f.a.0.weight", f"{block}.f.b.0.weight", f"{block}.f.se.fc1.weight", f"{block}.f.se.fc2.bias",
+                f"{block}.f.c.0.weight", f"{block}.f.c.1.running_mean", "trunk_output.block4.block4-5.f.c.1.weight",
+                "fc.weight", "fc.bias"]  # fmt: skip
+    for key in expected:
+        assert key in keys, key
+    assert "trunk_output.block2.block2-1.proj.0.weight" not in keys  # identity where the shape is kept
+    assert not any(".se." in k for k in load_module(generated_path("specs/regnet_x_400mf.yaml", "torch")).build_model().state_dict())
+    pytest.importorskip("keras")
+    names = {layer.name for layer in load_module(generated_path("specs/regnet_y_400mf.yaml", "keras")).build_model().layers}
+    for key in expected:
+        assert key.rsplit(".", 1)[0].replace(".", "_") in names, key
