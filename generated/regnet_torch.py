@@ -97,7 +97,7 @@ class BottleneckTransform(nn.Module):
             filters=a_channels,
             kernel=3,
             stride=stride,
-            groups=int(round(width_out * bottleneck_multiplier)) // group_width,
+            groups=a_channels // group_width,
         )
         self.se = None
         if se_ratio > 0:

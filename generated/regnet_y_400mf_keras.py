@@ -74,7 +74,7 @@ def bottleneck_transform(
         filters=a_channels,
         kernel=3,
         stride=stride,
-        groups=int(round(width_out * bottleneck_multiplier)) // group_width,
+        groups=a_channels // group_width,
         name=f"{name}_b",
     )
     if se_ratio > 0:
