@@ -171,3 +171,21 @@ def assert_same(reference, module, input_shape=None):
     assert got.shape == expected.shape
     assert (expected - got).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
 
+
+
+@pytest.mark.parametrize("multiplier", [0.5, 2.0])
+def test_regnet_bottleneck_multiplier_matches_torchvision(multiplier):
+    """No torchvision builder changes bottleneck_multiplier (its group-width adjustment and
+    `int(round(width_out * bottleneck_multiplier))`), so the reference is its RegNet class on
+    BlockParams.from_init_params, with regnet_x_400mf's design, at 64x64."""
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    design = {"depth": 22, "w_0": 24, "w_a": 24.48, "w_m": 2.54, "group_width": 16}
+    overrides = [f"params.{k}={v}" for k, v in design.items()] + ["params.se_ratio=0", f"params.bottleneck_multiplier={multiplier}"]
+    torch.manual_seed(0)
+    reference = RegNet(BlockParams.from_init_params(**design, bottleneck_multiplier=multiplier))
+    assert_same(reference, api.load_module(lower(load_spec(ROOT / "specs" / "regnet.yaml", overrides)), "torch"), (3, 64, 64))
