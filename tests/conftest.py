@@ -28,6 +28,10 @@ ZOO = {
     "specs/mobilenet_v3_small.yaml": (2_542_856, 12_112),  # torchvision mobilenet_v3_small
     "specs/mnasnet1_0.yaml": (4_383_312, 37_920),  # torchvision mnasnet1_0
     "specs/mnasnet0_5.yaml": (2_218_512, 20_624),  # torchvision mnasnet0_5
+    "specs/regnet.yaml": (4_344_144, 27_152),  # the RegNet family spec; its defaults are regnet_y_400mf
+    "specs/regnet_y_400mf.yaml": (4_344_144, 27_152),  # torchvision regnet_y_400mf
+    "specs/regnet_x_400mf.yaml": (5_495_976, 37_856),  # torchvision regnet_x_400mf
+    "specs/regnet_y_16gf.yaml": (83_590_140, 122_816),  # torchvision regnet_y_16gf
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
@@ -101,11 +105,19 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
+    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml",
+    "specs/regnet_x_400mf.yaml",  # not big, but a sibling (below): regnet_y_400mf represents the family
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
-# inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
-SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"}
+# inline loops covered; the RegNet family spec at its defaults, which is regnet_y_400mf, and
+# regnet_y_16gf and regnet_x_400mf beside it: the same block classes, regnet_x_400mf's SE
+# switched off by its se_ratio argument): their `archc verify` (a minute each on 2 cores) runs
+# in `make test-slow`.
+SIBLINGS = {
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
+    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml", "specs/regnet_x_400mf.yaml",
+}  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

@@ -15,12 +15,16 @@ MODELS = [
     "googlenet", "alexnet", "vgg16", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
     "shufflenet_v2_x1_0", "shufflenet_v2_x0_5", "inception_v3",
     "mobilenet_v3_large", "mobilenet_v3_small", "mnasnet1_0", "mnasnet0_5",
+    "regnet_x_400mf", "regnet_y_400mf", "regnet_y_16gf",
 ]
 # Constructor arguments of the reference where its defaults are not the spec's model.
 KWARGS = {
     "googlenet": {"aux_logits": False, "init_weights": False},
     "inception_v3": {"aux_logits": False, "init_weights": False},  # transform_input stays False without weights
 }  # fmt: skip
+# Models whose forward at the spec's input would take the test past ~10 s on two cores: they
+# are compared at a smaller input (every layer still runs; RegNet's last stage sees 2x2 maps).
+SMALL_INPUT = {"regnet_y_16gf": (3, 64, 64)}
 
 
 def randomize_batchnorm(model, input_shape):
@@ -43,7 +47,7 @@ def randomize_batchnorm(model, input_shape):
 
 def assert_same_model(reference, name: str) -> None:
     """The generated module `name` is the reference (see `assert_same`)."""
-    assert_same(reference, load_module(ROOT / "generated" / f"{name}_torch.py"))
+    assert_same(reference, load_module(ROOT / "generated" / f"{name}_torch.py"), SMALL_INPUT.get(name))
 
 
 @pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
@@ -57,6 +61,9 @@ FAMILY = {
     "vgg11": ("vgg.yaml", ["params.depth=11"]),
     "vgg13_bn": ("vgg.yaml", ["params.depth=13", "params.batch_norm=true"]),
     "vgg19": ("vgg.yaml", ["params.depth=19"]),
+    # torchvision's regnet_x_800mf / regnet_y_800mf: BlockParams.from_init_params arguments
+    "regnet_x_800mf": ("regnet.yaml", ["params.depth=16", "params.w_0=56", "params.w_a=35.73", "params.w_m=2.28", "params.group_width=16", "params.se_ratio=0"]),
+    "regnet_y_800mf": ("regnet.yaml", ["params.depth=14", "params.w_0=56", "params.w_a=38.84", "params.w_m=2.4", "params.group_width=16"]),
 }
 
 
@@ -128,12 +135,50 @@ def test_stochastic_depth_is_torchvisions():
     assert torch.equal(ours(x), expected)
 
 
-def assert_same(reference, module):
+def test_regnet_stages_are_torchvisions():
+    """regnet_width / regnet_depth / regnet_stages and the spec's group-width adjustment
+    (make_divisible) give torchvision's BlockParams for every torchvision RegNet and for random
+    designs, ties of its float32 roundings included (float64 arithmetic misses about 1 in 1,500)."""
+    import random
+
+    from torchvision.models.regnet import BlockParams
+
+    from archc.spec import expr
+
+    def ours(depth, w_0, w_a, w_m, group_width, b=1.0):
+        """What regnet.yaml's params compute, for any number of stages."""
+        widths, depths, groups = [], [], []
+        for k in range(1, expr.regnet_stages(depth, w_0, w_a, w_m) + 1):
+            bottleneck = int(expr.regnet_width(depth, w_0, w_a, w_m, k) * b)
+            groups.append(min(group_width, bottleneck))
+            widths.append(int(expr.make_divisible(bottleneck, groups[-1]) / b))
+            depths.append(expr.regnet_depth(depth, w_0, w_a, w_m, k))
+        return widths, depths, groups
+
+    torchvisions = [
+        (16, 48, 27.89, 2.09, 8), (14, 56, 38.84, 2.4, 16), (27, 48, 20.71, 2.65, 24), (21, 80, 42.63, 2.66, 24),
+        (17, 192, 76.82, 2.19, 56), (18, 200, 106.23, 2.48, 112), (20, 232, 115.89, 2.53, 232),
+        (27, 456, 160.83, 2.52, 264), (22, 24, 24.48, 2.54, 16), (16, 56, 35.73, 2.28, 16), (18, 80, 34.01, 2.25, 24),
+        (25, 88, 26.31, 2.25, 48), (23, 80, 49.56, 2.88, 120), (22, 216, 55.59, 2.1, 128), (23, 320, 69.86, 2.0, 168),
+    ]  # fmt: skip
+    rng = random.Random(0)
+    designs = [(design, 1.0) for design in torchvisions]
+    for _ in range(3000):
+        depth, w_0, group_width = rng.randint(1, 40), 8 * rng.randint(1, 60), rng.choice([1, 2, 4, 8, 16, 24, 48, 128])
+        w_a, w_m = (round(rng.uniform(0, 200), 2), round(rng.uniform(1.05, 3.5), 2)) if rng.random() < 0.5 else (rng.uniform(0, 300), rng.uniform(1.01, 4))
+        designs.append(((depth, w_0, w_a, w_m, group_width), rng.choice([1.0, 0.5, 2.0, 0.25, 4.0])))
+    for design, b in designs:
+        params = BlockParams.from_init_params(*design, bottleneck_multiplier=b)
+        assert ours(*design, b) == (params.widths, params.depths, params.group_widths), (design, b)
+
+
+def assert_same(reference, module, input_shape=None):
     """The generated `module`'s model has the reference's state_dict keys and shapes; the
     reference's weights (BN statistics randomised) load strictly and give the same outputs,
-    for an input of the generated model's size."""
+    for an input of the generated model's size (or `input_shape`)."""
     assert not getattr(reference, "transform_input", False)  # the spec has no input transform
-    randomize_batchnorm(reference, module.INPUT_SHAPE)
+    input_shape = input_shape or module.INPUT_SHAPE
+    randomize_batchnorm(reference, input_shape)
     ours = module.build_model().eval()
 
     def shapes(model):
@@ -141,9 +186,27 @@ def assert_same(reference, module):
 
     assert shapes(ours) == shapes(reference)
     ours.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, *module.INPUT_SHAPE)
+    x = torch.randn(2, *input_shape)
     with torch.no_grad():
         expected, got = reference(x), ours(x)
     assert got.shape == expected.shape
     assert (expected - got).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
 
+
+
+@pytest.mark.parametrize("multiplier", [0.5, 2.0])
+def test_regnet_bottleneck_multiplier_matches_torchvision(multiplier):
+    """No torchvision builder changes bottleneck_multiplier (its group-width adjustment and
+    `int(round(width_out * bottleneck_multiplier))`), so the reference is its RegNet class on
+    BlockParams.from_init_params, with regnet_x_400mf's design, at 64x64."""
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    design = {"depth": 22, "w_0": 24, "w_a": 24.48, "w_m": 2.54, "group_width": 16}
+    overrides = [f"params.{k}={v}" for k, v in design.items()] + ["params.se_ratio=0", f"params.bottleneck_multiplier={multiplier}"]
+    torch.manual_seed(0)
+    reference = RegNet(BlockParams.from_init_params(**design, bottleneck_multiplier=multiplier))
+    assert_same(reference, api.load_module(lower(load_spec(ROOT / "specs" / "regnet.yaml", overrides)), "torch"), (3, 64, 64))

@@ -35,7 +35,7 @@ from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_FUNCTIONS))
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_DEFINITIONS))
 
 
 def validate(graph: Graph) -> None:

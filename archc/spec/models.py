@@ -55,10 +55,14 @@ Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _names_pattern(value: str) -> str:
-    if not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_]*)?\{[in]\}", value):
+    """Instance names are only ever dict keys (`nn.Sequential(OrderedDict(...))`), f-string text
+    and Keras layer-name parts, never Python identifiers, so besides letters, digits and _ they
+    may hold `-`: torchvision's RegNet names its blocks `block1-0` (add_module). Nothing else:
+    `.` would split a state_dict key, `/` a Keras name, quotes and braces the f-string."""
+    if not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_-]*)?\{[in]\}", value):
         raise ValueError(
-            f"names must be letters, digits and _ (not starting with _) followed by {{i}} (from 0) or "
-            f"{{n}} (from 1), e.g. 'denselayer{{n}}'; got {value!r}"
+            f"names must be letters, digits, _ and - (not starting with _ or -) followed by {{i}} (from 0) or "
+            f"{{n}} (from 1), e.g. 'denselayer{{n}}' or 'block1-{{i}}'; got {value!r}"
         )
     return value
 
@@ -135,7 +139,7 @@ class StageItem(Flow):
         "{i}",
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
-        "stages, 'denselayer{n}' for dense blocks).",
+        "stages, 'denselayer{n}' for dense blocks, 'block1-{i}' for RegNet stages).",
     )
     inline: StrictBool = Field(
         False,
