@@ -611,9 +611,10 @@ def _lower_stage(
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
             ctx.where("repeat"),
         )
-    common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
-    first = _call_args(state, ctx, body.stage, body.first, common, "first")
-    last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
+    indexed = _uses_index(body)
+    common = first = last = {}
+    if not indexed:
+        common, first, last = _stage_args(state, ctx, body, repeat, ctx.scope)
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
@@ -626,7 +627,11 @@ def _lower_stage(
             inst_name = str(position)
         ictx = _Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)
         before = cur
-        args = last if k == repeat - 1 else first if k == 0 else common
+        if indexed:  # the arguments read the instance's index `i`
+            icommon, ifirst, ilast = _stage_args(state, ctx, body, repeat, {**ctx.scope, STAGE_INDEX: k})
+            args = ilast if k == repeat - 1 else ifirst if k == 0 else icommon
+        else:
+            args = last if k == repeat - 1 else first if k == 0 else common
         inst, inst_out = _instantiate(
             state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx, first_position=position if inline else None
         )
@@ -645,6 +650,31 @@ def _lower_stage(
             out, cur = inst.out_shape, inst_out
     stage = StageInst(name, body.stage, body.connectivity, body.names, tuple(instances), stage_in, out, _sum(instances))
     return stage, cur
+
+
+STAGE_INDEX = "i"  # in a stage's `with`, `first` and `last`: the instance's index, from 0
+
+
+def _uses_index(body: m.StageItem) -> bool:
+    """Whether a stage's arguments read the instance index `i` (a name no spec may define)."""
+    for raw in (*body.with_.values(), *body.first.values(), *body.last.values()):
+        try:
+            if isinstance(raw, str) and STAGE_INDEX in _parse(raw)[1]:
+                return True
+        except expr.ExprError:
+            pass  # reported where the argument is evaluated
+    return False
+
+
+def _stage_args(
+    state: _State, ctx: _Ctx, body: m.StageItem, repeat: int, scope: dict[str, expr.Value],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A stage's arguments for its later, first and last instances."""
+    sctx = dataclasses.replace(ctx, scope=scope)
+    common = _call_args(state, sctx, body.stage, body.with_, {}, "with")
+    first = _call_args(state, sctx, body.stage, body.first, common, "first")
+    last = _call_args(state, sctx, body.stage, body.last, first if repeat == 1 else common, "last")
+    return common, first, last
 
 
 def _check_block_depth(stack: list[str], name: str, where: Location) -> None:
@@ -1047,6 +1077,9 @@ def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
         left, right = condition.left, condition.comparators[0]
         if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
             return then
+        sides = {expr.to_python(left), expr.to_python(right)}
+        if {expr.to_python(then), expr.to_python(other)} == sides and len(sides) == 2:
+            return then  # `a if a != b else b` is `a`
     return expr.fold(ast.IfExp(condition, then, other))
 
 
@@ -1118,6 +1151,12 @@ def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.ex
         return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
     if body.last:
         raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
+    if _uses_index(body):
+        raise SpecError(
+            f"{name}: the instance index `{STAGE_INDEX}` is available to stages at model level, not inside a block; "
+            "give the block a parameter",
+            where,
+        )
     repeat = _sym(body.repeat, channels)
     first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
     first_out = _frame(inner, first, inner.out_channels)

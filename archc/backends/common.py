@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import textwrap
 from collections.abc import Callable
@@ -457,6 +458,23 @@ class Hoister:
     def src(self, tree: ast.expr) -> str:
         text = expr.to_python(tree)
         return self.names.get(text, text)
+
+    def condition(self, tree: ast.expr | None) -> str | None:
+        """A condition as source, naming the expressions already defined in it
+        (`if block_channels != in_channels:`)."""
+        if tree is None:
+            return None
+        defined = {text: self.names[text] for text in self.emitted}
+
+        class Name(ast.NodeTransformer):
+            def visit(self, node: ast.AST) -> ast.AST:
+                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
+                    text = expr.to_python(node)
+                    if text in defined:
+                        return ast.Name(defined[text], ast.Load())
+                return super().visit(node)
+
+        return expr.to_python(Name().visit(copy.deepcopy(tree)))
 
     def definitions(self, trees: list[ast.expr], indent: str) -> list[str]:
         """`name = expression` at `indent` for each named expression not defined yet;

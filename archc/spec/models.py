@@ -191,8 +191,8 @@ def _is_body(value: Any) -> bool:
 
 
 def _name_entry(value: Any) -> Any:
-    """`- relu` and `- {conv: {...}}` are entries without a name: `{"#": body}`."""
-    if isinstance(value, str) and value in _SHORTHANDS:
+    """`- relu`, `- {conv: {...}}` and `- [...]` (a list in a list) are entries without a name: `{"#": body}`."""
+    if (isinstance(value, str) and value in _SHORTHANDS) or isinstance(value, list):
         return {POSITIONAL: value}
     if isinstance(value, dict) and value:
         key = next(iter(value))
