@@ -28,6 +28,11 @@ ZOO = {
     "specs/mobilenet_v3_small.yaml": (2_542_856, 12_112),  # torchvision mobilenet_v3_small
     "specs/mnasnet1_0.yaml": (4_383_312, 37_920),  # torchvision mnasnet1_0
     "specs/mnasnet0_5.yaml": (2_218_512, 20_624),  # torchvision mnasnet0_5
+    "specs/efficientnet.yaml": (5_288_548, 42_016),  # the EfficientNet family spec; its defaults are B0
+    "specs/efficientnet_b0.yaml": (5_288_548, 42_016),  # torchvision efficientnet_b0
+    "specs/efficientnet_b4.yaml": (19_341_616, 125_200),  # torchvision efficientnet_b4
+    "specs/efficientnet_b7.yaml": (66_347_960, 310_720),  # torchvision efficientnet_b7
+    "specs/efficientnet_v2_s.yaml": (21_458_488, 153_872),  # torchvision efficientnet_v2_s
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
@@ -101,11 +106,16 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
+    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml", "specs/efficientnet_v2_s.yaml",
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
 # inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
-SIBLINGS = {"specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"}
+# Likewise EfficientNet-B0, -B4 and -B7 beside the family spec at its defaults (B0).
+SIBLINGS = {
+    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
+    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
+}  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
