@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import re
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,7 +157,10 @@ def _value(
             tree, names = _parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            raise SpecError(str(e) + _provenance(state, raw, where), where) from None
+            hint = ""
+            if STAGE_INDEX not in scope and re.search(rf"\b{STAGE_INDEX}\b", raw):
+                hint = f"; `{STAGE_INDEX}`, the instance index, exists in a stage's `with`, `first` and `last` at model level"
+            raise SpecError(str(e) + hint + _provenance(state, raw, where), where) from None
         if state is not None:
             for name in names & state.spec.model.params.keys():
                 if ref_ok and ref is not None and raw.strip() == name:
