@@ -119,6 +119,8 @@ def torch_to_keras(
             _check_shape(slot, name, value.shape, dest.shape, "keras")
             new.append(value.astype(dest.dtype))
         layer.set_weights(new)
+        if hasattr(layer, "finalize_state"):  # preprocessing layers (Normalization) derive state from their weights
+            layer.finalize_state()
         if on_node:
             on_node(slot.node.id)
 

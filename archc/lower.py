@@ -539,7 +539,7 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
     values: dict[str, Any] = {}
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
-        if attr.type == "str" or value is None:
+        if attr.type in ("str", "const") or value is None:
             values[attr.name] = value
             continue
         ref = (top_index, attr.name, ctx.module_path) if ctx.top_level else None
@@ -1220,7 +1220,7 @@ def _sym_args(state: _State, kind: str, args: Any, channels: ast.expr, where: Lo
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
         if value is not None:
-            out.append((attr.name, ast.Constant(value) if attr.type == "str" else _sym(value, channels)))
+            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const") else _sym(value, channels)))
     return tuple(out)
 
 

@@ -191,16 +191,9 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             if not node.op.weight_names():
                 continue
             module = model.get_submodule(node.id)
+            node.op.randomize(module, gen)
             if isinstance(node.op, ops.BatchNorm):
-                if module.weight is not None:  # None: scale: false
-                    module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.uniform_(-0.5, 0.5, generator=gen)
                 norms.append(module)
-                continue
-            bound = math.sqrt(6 / module.weight[0].numel())  # He uniform: keeps activations O(1)
-            module.weight.uniform_(-bound, bound, generator=gen)
-            if module.bias is not None:
-                module.bias.uniform_(-0.5, 0.5, generator=gen)
         # Running statistics: measured on a calibration batch (momentum None = plain average),
         # then each channel's mean shifted and variance scaled at random.
         momenta = [m.momentum for m in norms]

@@ -119,6 +119,27 @@ def test_make_divisible_is_torchvisions():
                 assert make_divisible(v, divisor, minimum) == _make_divisible(v, divisor, minimum), (v, divisor)
 
 
+def test_stochastic_depth_is_torchvisions():
+    """The StochasticDepth a generated module defines draws as torchvision.ops.StochasticDepth
+    in "row" mode: the same samples dropped, the same scaling, for the same seed."""
+    from torchvision.ops import StochasticDepth
+
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    spec = (
+        "archc: 1\nname: sd\ninput: [2, 3, 3]\n"
+        "layers:\n  - drop: {stochastic_depth: {rate: 0.3}}\n  - pool: global_avgpool\n"
+    )
+    ours = api.load_module(lower(load_spec_text(spec, "sd.yaml")), "torch").StochasticDepth(0.3).train()
+    x = torch.randn(64, 2, 3, 3)
+    torch.manual_seed(1)
+    expected = StochasticDepth(0.3, "row").train()(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours(x), expected)
+
+
 def assert_same(reference, module, input_shape=()):
     """The generated `module`'s model has the reference's state_dict keys and shapes; the
     reference's weights (BN statistics randomised) load strictly and give the same outputs,

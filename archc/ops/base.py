@@ -65,7 +65,9 @@ class Attr:
     """
 
     name: str
-    type: str  # int | num | bool | str | pair (an int, or [height, width] ints: a tuple)
+    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | const (a literal
+    # written in the spec, used as it is: e.g. a tuple of per-channel numbers)
+    type: str
     default: Any = REQUIRED
 
 
@@ -242,6 +244,14 @@ class Op:
 
     def to_torch(self, name: str, k: Any) -> Any:
         return k
+
+    def randomize(self, module: Any, gen: Any) -> None:
+        """Random values for the PyTorch module's tensors (`archc verify`), drawn with the
+        torch.Generator `gen`; the default suits a weight and an optional bias."""
+        bound = (6 / module.weight[0].numel()) ** 0.5  # He uniform: keeps activations O(1)
+        module.weight.uniform_(-bound, bound, generator=gen)
+        if module.bias is not None:
+            module.bias.uniform_(-0.5, 0.5, generator=gen)
 
     # --- diagram ----------------------------------------------------------------------
 

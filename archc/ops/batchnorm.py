@@ -62,6 +62,11 @@ class BatchNorm(Op):
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS if self.scale else self.WEIGHTS[1:]
 
+    def randomize(self, module: Any, gen: Any) -> None:
+        if module.weight is not None:  # None: scale: false
+            module.weight.uniform_(0.5, 1.5, generator=gen)
+        module.bias.uniform_(-0.5, 0.5, generator=gen)  # running statistics: verify calibrates them
+
     @classmethod
     def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
         scale = args.get("scale", True)

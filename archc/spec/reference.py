@@ -90,6 +90,8 @@ def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore
         return f"list of {type_name(args[0])}"
     if origin is dict:
         return f"mapping of {type_name(args[0])} to {type_name(args[1])}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"list of {type_name(args[0])}"
     if origin is tuple:
         return "[" + ", ".join(type_name(a) for a in args) + "]"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -1,0 +1,44 @@
+"""Rescaling: `rescaling: {scale, offset}`, y = x * scale + offset (Keras' Rescaling, the
+first layer of keras.applications' EfficientNet: scale 1/255 turns pixels into [0, 1]).
+PyTorch has no such module, so the generated module defines one
+(templates/torch/Rescaling.py.j2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import Attr, KerasCtx, Op, unless
+from archc.spec.types import NumExpr, Strict
+
+
+class RescalingArgs(Strict):
+    scale: NumExpr = Field(description="Multiplier, e.g. 1 / 255.")
+    offset: NumExpr = Field(0.0, description="Added after scaling.")
+
+
+@dataclass(frozen=True)
+class Rescaling(Op):
+    kind: ClassVar[str] = "rescaling"
+    Args: ClassVar[Any] = RescalingArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "num"), Attr("offset", "num", 0.0))
+    HELPERS: ClassVar[dict[str, str]] = {"torch": "Rescaling"}
+    scale: float
+    offset: float = 0.0
+
+    def nonneg_after(self, nonneg_in: bool) -> bool:
+        return nonneg_in and self.scale >= 0 and self.offset >= 0
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call("Rescaling", a["scale"], offset=unless(a["offset"], "0.0"))
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call("layers.Rescaling", a["scale"], offset=unless(a["offset"], "0.0"), name=ctx.name)]
+
+    def label(self) -> str:
+        return f"x * {self.scale:.4g}" + (f" + {self.offset:g}" if self.offset else "")
