@@ -142,7 +142,9 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
     an int, or [height, width] ints, which becomes a tuple)."""
-    if want == "pair":
+    if want == "pads" and isinstance(raw, list):  # [[top, bottom], [left, right]]
+        return tuple(_value(v, scope, where, "pair", state=state) for v in raw)
+    if want in ("pair", "pads"):
         if isinstance(raw, list):
             return tuple(_value(v, scope, where, "int", state=state) for v in raw)
         want = "int"
@@ -977,7 +979,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                     op.out_channels(params, here.channels),
                     expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
                     op.sym_nonneg(params, here.nonneg),
-                    here.flat or kind in ("dense", "global_avgpool"),
+                    (here.flat or kind in ("dense", "global_avgpool")) if op.FLAT_OUT is None else op.FLAT_OUT,
                 )
             if inputs:
                 item = _with_inputs(item, inputs)

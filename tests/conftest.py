@@ -64,6 +64,9 @@ ZOO = {
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
     "specs/keras/vgg16.yaml": (138_357_544, 0),
+    # keras.applications EfficientNetB0: torchvision's B0 counts + the input Normalization's
+    # mean, variance (3 each) and count, non-trainable weights set by adapt()
+    "specs/keras/efficientnet_b0.yaml": (5_288_548, 42_023),
     # torchvision inception_v3(aux_logits=False) at 299x299: 17,216 BN channels; keras.applications'
     # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
     "specs/inception_v3.yaml": (23_834_568, 34_432),
@@ -99,6 +102,7 @@ KERAS_TOTALS = {
     "specs/keras/densenet121.yaml": 8_062_504,
     "specs/keras/vgg16.yaml": 138_357_544,
     "specs/keras/inception_v3.yaml": 23_851_784,
+    "specs/keras/efficientnet_b0.yaml": 5_330_571,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",
