@@ -942,6 +942,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
             elif kind == "group":
+                if in_group:
+                    raise SpecError(f"{_shown(written, index)}: a list inside a list is not supported in a block; use a block kind", where)
                 source_name = inputs[0] if inputs else prev
                 if here is not points[source_name]:  # simplified under its condition
                     source_name = f"{name}.input"
