@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, positive, unless, window
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    positive,
+    unless,
+    window,
+)
 from archc.spec.types import BoolExpr, IntExpr, Strict
 
 
