@@ -174,3 +174,28 @@ def test_stochastic_depth_rates_match_torchvision(name):
     expected = [b.stochastic_depth.p for b in reference.features.modules() if getattr(b, "use_res_connect", False)]
     got = [m.p for m in ours.modules() if type(m).__name__ == "StochasticDepth"]
     assert got == expected and len(got) > 30
+
+
+# The rest of torchvision's EfficientNet family, by --set on the family spec (counts only: a
+# forward of the wider members takes too long here; B2 runs in FAMILY).
+EFFICIENTNET_SETS = {
+    "efficientnet_b1": ["params.depth_mult=1.1"],
+    "efficientnet_b3": ["params.width_mult=1.2", "params.depth_mult=1.4", "params.dropout=0.3"],
+    "efficientnet_b5": ["params.width_mult=1.6", "params.depth_mult=2.2", "params.dropout=0.4", "defaults.batchnorm.eps=0.001", "defaults.batchnorm.momentum=0.01"],
+    "efficientnet_b6": ["params.width_mult=1.8", "params.depth_mult=2.6", "params.dropout=0.5", "defaults.batchnorm.eps=0.001", "defaults.batchnorm.momentum=0.01"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EFFICIENTNET_SETS))
+def test_efficientnet_family_counts_match_torchvision(name):
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    graph = lower(load_spec(ROOT / "specs" / "efficientnet.yaml", EFFICIENTNET_SETS[name]))
+    reference = getattr(torchvision.models, name)(weights=None)
+    trainable = sum(p.numel() for p in reference.parameters())
+    stats = sum(b.numel() for n, b in reference.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert (graph.counts.trainable, graph.counts.non_trainable) == (trainable, stats)
+    norms = {(m.eps, m.momentum) for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    ours = {(n.op.eps, n.op.momentum) for n in graph.nodes if n.op.kind == "batchnorm"}
+    assert ours == norms
