@@ -473,6 +473,23 @@ class Hoister:
 
         return expr.to_python(_Named().visit(copy.deepcopy(tree)))
 
+    def condition(self, tree: ast.expr | None) -> str | None:
+        """A condition as source, naming the expressions already defined in it
+        (`if block_channels != in_channels:`)."""
+        if tree is None:
+            return None
+        defined = {text: self.names[text] for text in self.emitted}
+
+        class Name(ast.NodeTransformer):
+            def visit(self, node: ast.AST) -> ast.AST:
+                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
+                    text = expr.to_python(node)
+                    if text in defined:
+                        return ast.Name(defined[text], ast.Load())
+                return super().visit(node)
+
+        return expr.to_python(Name().visit(copy.deepcopy(tree)))
+
     def definitions(self, trees: list[ast.expr], indent: str) -> list[str]:
         """`name = expression` at `indent` for each named expression not defined yet;
         one too long for a line is parenthesised, as ruff format writes it."""

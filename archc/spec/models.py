@@ -122,7 +122,12 @@ class StageItem(Flow):
 
     stage: Name = Field(description="Block kind to repeat.")
     repeat: IntExpr = Field(description="Number of instances (>= 1).")
-    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Parameters of every instance.")
+    with_: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Parameters of every instance; at model level, expressions here and in first/last may "
+        "read `i`, the instance's index from 0.",
+    )
     first: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."
     )
@@ -195,8 +200,8 @@ def _is_body(value: Any) -> bool:
 
 
 def _name_entry(value: Any) -> Any:
-    """`- relu` and `- {conv: {...}}` are entries without a name: `{"#": body}`."""
-    if isinstance(value, str) and value in _SHORTHANDS:
+    """`- relu`, `- {conv: {...}}` and `- [...]` (a list in a list) are entries without a name: `{"#": body}`."""
+    if (isinstance(value, str) and value in _SHORTHANDS) or isinstance(value, list):
         return {POSITIONAL: value}
     if isinstance(value, dict) and value:
         key = next(iter(value))
@@ -342,7 +347,7 @@ class Defaults(Strict):
 
 def _library_ref(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
-        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet) or a path ending in .yaml; got {value!r}")
+        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path ending in .yaml; got {value!r}")
     return value
 
 
@@ -371,7 +376,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception) or a path."
+        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
