@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import re
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,7 +145,9 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
     an int, or [height, width] ints, which becomes a tuple)."""
-    if want == "pair":
+    if want == "pads" and isinstance(raw, list):  # [[top, bottom], [left, right]]
+        return tuple(_value(v, scope, where, "pair", state=state) for v in raw)
+    if want in ("pair", "pads"):
         if isinstance(raw, list):
             return tuple(_value(v, scope, where, "int", state=state) for v in raw)
         want = "int"
@@ -159,7 +162,10 @@ def _value(
             tree, names = _parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            raise SpecError(str(e) + _provenance(state, raw, where), where) from None
+            hint = ""
+            if STAGE_INDEX not in scope and re.search(rf"\b{STAGE_INDEX}\b", raw):
+                hint = f"; `{STAGE_INDEX}`, the instance index, exists in a stage's `with`, `first` and `last` at model level"
+            raise SpecError(str(e) + hint + _provenance(state, raw, where), where) from None
         if state is not None:
             for name in names & state.spec.model.params.keys():
                 if ref_ok and ref is not None and raw.strip() == name:
@@ -648,22 +654,10 @@ def _lower_stage(
             "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
             ctx.where("repeat"),
         )
-    indexed = _indexed(body)
-
-    def arguments(k: int) -> dict[str, Any]:
-        """The arguments of instance k; `i` (its index from 0) is in scope when they use it."""
-        kctx = dataclasses.replace(ctx, scope={**ctx.scope, INDEX: k}) if indexed else ctx
-        common = _call_args(state, kctx, body.stage, body.with_, {}, "with")
-        if k == 0:
-            common = _call_args(state, kctx, body.stage, body.first, common, "first")
-        if k == repeat - 1:
-            common = _call_args(state, kctx, body.stage, body.last, common, "last")
-        return common
-
+    indexed = _uses_index(body)
+    common = first = last = {}
     if not indexed:
-        common = _call_args(state, ctx, body.stage, body.with_, {}, "with")
-        first = _call_args(state, ctx, body.stage, body.first, common, "first")
-        last = _call_args(state, ctx, body.stage, body.last, first if repeat == 1 else common, "last")
+        common, first, last = _stage_args(state, ctx, body, repeat, ctx.scope)
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
@@ -676,7 +670,11 @@ def _lower_stage(
             inst_name = str(position)
         ictx = _Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)
         before = cur
-        args = arguments(k) if indexed else last if k == repeat - 1 else first if k == 0 else common
+        if indexed:  # the arguments read the instance's index `i`
+            icommon, ifirst, ilast = _stage_args(state, ctx, body, repeat, {**ctx.scope, STAGE_INDEX: k})
+            args = ilast if k == repeat - 1 else ifirst if k == 0 else icommon
+        else:
+            args = last if k == repeat - 1 else first if k == 0 else common
         inst, inst_out = _instantiate(
             state, ictx, body.stage, args, inst_name, out, cur, stage_ctx=ctx, first_position=position if inline else None
         )
@@ -699,6 +697,31 @@ def _lower_stage(
     return stage, cur
 
 
+STAGE_INDEX = "i"  # in a stage's `with`, `first` and `last`: the instance's index, from 0
+
+
+def _uses_index(body: m.StageItem) -> bool:
+    """Whether a stage's arguments read the instance index `i` (a name no spec may define)."""
+    for raw in (*body.with_.values(), *body.first.values(), *body.last.values()):
+        try:
+            if isinstance(raw, str) and STAGE_INDEX in _parse(raw)[1]:
+                return True
+        except expr.ExprError:
+            pass  # reported where the argument is evaluated
+    return False
+
+
+def _stage_args(
+    state: _State, ctx: _Ctx, body: m.StageItem, repeat: int, scope: dict[str, expr.Value],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A stage's arguments for its later, first and last instances."""
+    sctx = dataclasses.replace(ctx, scope=scope)
+    common = _call_args(state, sctx, body.stage, body.with_, {}, "with")
+    first = _call_args(state, sctx, body.stage, body.first, common, "first")
+    last = _call_args(state, sctx, body.stage, body.last, first if repeat == 1 else common, "last")
+    return common, first, last
+
+
 def _with_index_trees(body: m.StageItem, scope: dict[str, expr.Value], instances: list[BlockInst]) -> list[BlockInst]:
     """Record, on the instances of a stage whose arguments use `i`, each such argument as an
     expression of `i` alone (the model's parameters folded in), where it varies: emitters
@@ -716,8 +739,8 @@ def _with_index_trees(body: m.StageItem, scope: dict[str, expr.Value], instances
         here: dict[str, ast.expr] = {}
         for key, value in raw.items():
             tree = expr.parse(value) if isinstance(value, str) else None
-            if tree is not None and INDEX in expr.free_names(tree):
-                here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {INDEX}})
+            if tree is not None and STAGE_INDEX in expr.free_names(tree):
+                here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {STAGE_INDEX}})
         trees.append(here)
     out = []
     for k, inst in enumerate(instances):
@@ -726,23 +749,13 @@ def _with_index_trees(body: m.StageItem, scope: dict[str, expr.Value], instances
         for key, tree in trees[k].items():
             varies = len({dict(i.args)[key] for i in instances}) > 1
             try:
-                exact = expr.evaluate(tree, {INDEX: k}) == args[key]
+                exact = expr.evaluate(tree, {STAGE_INDEX: k}) == args[key]
             except expr.ExprError:
                 exact = False
             if varies and exact:
                 keep.append((key, tree))
         out.append(dataclasses.replace(inst, indexed=tuple(keep), index=k))
     return out
-
-
-INDEX = "i"  # in a stage's `with:`, `first:` and `last:`: the instance's index, from 0
-
-
-def _indexed(body: m.StageItem) -> bool:
-    """Whether a stage's arguments use the instance index `i` (torchvision's ConvNeXt:
-    a stochastic depth rate that grows with the block's index)."""
-    raws = [*body.with_.values(), *body.first.values(), *body.last.values()]
-    return any(isinstance(raw, str) and INDEX in expr.free_names(expr.parse(raw)) for raw in raws)
 
 
 def _check_block_depth(stack: list[str], name: str, where: Location) -> None:
@@ -1006,6 +1019,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
             elif kind == "group":
+                if in_group:
+                    raise SpecError(f"{_shown(written, index)}: a list inside a list is not supported in a block; use a block kind", where)
                 source_name = inputs[0] if inputs else prev
                 if here is not points[source_name]:  # simplified under its condition
                     source_name = f"{name}.input"
@@ -1047,7 +1062,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                     op.out_channels(params, here.channels),
                     expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
                     op.sym_nonneg(params, here.nonneg),
-                    here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool",
+                    (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
                 )
             if inputs:
@@ -1160,6 +1175,9 @@ def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
         left, right = condition.left, condition.comparators[0]
         if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
             return then
+        sides = {expr.to_python(left), expr.to_python(right)}
+        if {expr.to_python(then), expr.to_python(other)} == sides and len(sides) == 2:
+            return then  # `a if a != b else b` is `a`
     return expr.fold(ast.IfExp(condition, then, other))
 
 
@@ -1231,8 +1249,12 @@ def _sym_nested(state: _State, name: str, kind: str, body: Any, channels: ast.ex
         return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
     if body.last:
         raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
-    if _indexed(body):
-        raise SpecError(f"{name}: the instance index `{INDEX}` is available in stages at model level, not inside a block kind", where)
+    if _uses_index(body):
+        raise SpecError(
+            f"{name}: the instance index `{STAGE_INDEX}` is available to stages at model level, not inside a block; "
+            "give the block a parameter",
+            where,
+        )
     repeat = _sym(body.repeat, channels)
     first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
     first_out = _frame(inner, first, inner.out_channels)

@@ -28,6 +28,15 @@ ZOO = {
     "specs/mobilenet_v3_small.yaml": (2_542_856, 12_112),  # torchvision mobilenet_v3_small
     "specs/mnasnet1_0.yaml": (4_383_312, 37_920),  # torchvision mnasnet1_0
     "specs/mnasnet0_5.yaml": (2_218_512, 20_624),  # torchvision mnasnet0_5
+    "specs/regnet.yaml": (4_344_144, 27_152),  # the RegNet family spec; its defaults are regnet_y_400mf
+    "specs/regnet_y_400mf.yaml": (4_344_144, 27_152),  # torchvision regnet_y_400mf
+    "specs/regnet_x_400mf.yaml": (5_495_976, 37_856),  # torchvision regnet_x_400mf
+    "specs/regnet_y_16gf.yaml": (83_590_140, 122_816),  # torchvision regnet_y_16gf
+    "specs/efficientnet.yaml": (5_288_548, 42_016),  # the EfficientNet family spec; its defaults are B0
+    "specs/efficientnet_b0.yaml": (5_288_548, 42_016),  # torchvision efficientnet_b0
+    "specs/efficientnet_b4.yaml": (19_341_616, 125_200),  # torchvision efficientnet_b4
+    "specs/efficientnet_b7.yaml": (66_347_960, 310_720),  # torchvision efficientnet_b7
+    "specs/efficientnet_v2_s.yaml": (21_458_488, 153_872),  # torchvision efficientnet_v2_s
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
@@ -59,6 +68,9 @@ ZOO = {
     "specs/keras/resnet50.yaml": (25_583_592, 53_120),
     "specs/keras/densenet121.yaml": (7_978_856, 83_648),
     "specs/keras/vgg16.yaml": (138_357_544, 0),
+    # keras.applications EfficientNetB0: torchvision's B0 counts + the input Normalization's
+    # mean, variance (3 each) and count, non-trainable weights set by adapt()
+    "specs/keras/efficientnet_b0.yaml": (5_288_548, 42_023),
     # torchvision inception_v3(aux_logits=False) at 299x299: 17,216 BN channels; keras.applications'
     # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
     "specs/inception_v3.yaml": (23_834_568, 34_432),
@@ -99,6 +111,7 @@ KERAS_TOTALS = {
     "specs/keras/densenet121.yaml": 8_062_504,
     "specs/keras/vgg16.yaml": 138_357_544,
     "specs/keras/inception_v3.yaml": 23_851_784,
+    "specs/keras/efficientnet_b0.yaml": 5_330_571,
     "specs/keras/convnext_tiny.yaml": 28_589_128,
 }
 BIG = {
@@ -107,15 +120,24 @@ BIG = {
     "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
     "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
+    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml",
+    "specs/regnet_x_400mf.yaml",  # not big, but a sibling (below): regnet_y_400mf represents the family
+    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml", "specs/efficientnet_v2_s.yaml",
     "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml",
     "specs/keras/convnext_tiny.yaml",  # its Keras forward runs in test_keras_applications
 }  # fmt: skip
 # Family members whose generated code differs from a sibling's only in numbers (the VGG
 # family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
-# inline loops covered): their `archc verify` (a minute each on 2 cores) runs in `make test-slow`.
+# inline loops covered; the RegNet family spec at its defaults, which is regnet_y_400mf, and
+# regnet_y_16gf and regnet_x_400mf beside it: the same block classes, regnet_x_400mf's SE
+# switched off by its se_ratio argument; EfficientNet-B0, -B4 and -B7 beside the family spec
+# at its defaults, B0; the ConvNeXt family spec, small and base beside convnext_tiny, and
+# keras/convnext_tiny, its block under Keras' names): their `archc verify` (a minute each on
+# 2 cores) runs in `make test-slow`.
 SIBLINGS = {
     "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
-    # convnext_tiny verifies the family and the block keras/convnext_tiny writes with Keras' names
+    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml", "specs/regnet_x_400mf.yaml",
+    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
     "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml", "specs/keras/convnext_tiny.yaml",
 }  # fmt: skip
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.

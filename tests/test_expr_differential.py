@@ -49,10 +49,10 @@ def expressions(max_leaves: int = 12):
 
 def generated_functions() -> dict:
     """The expression functions as generated modules define them (templates/functions/)."""
-    namespace: dict = {}
-    for name in sorted(expr.HELPER_FUNCTIONS):
+    namespace: dict = {"math": math}  # modules whose helpers use math import it
+    for name in sorted(expr.HELPER_DEFINITIONS):
         exec(_environment().get_template(f"functions/{name}.py.j2").render(), namespace)  # noqa: S102
-    return {name: namespace[name] for name in expr.HELPER_FUNCTIONS}
+    return {name: namespace[name] for name in expr.HELPER_DEFINITIONS}
 
 
 BUILTINS = {"round": round, "abs": abs, "min": min, "max": max, "int": int, "float": float, "isinstance": isinstance}
@@ -113,6 +113,19 @@ def test_and_or_return_the_deciding_operand(text, scope, value):
         ("make_divisible(true)", "value must be a number"),
         ("make_divisible(1, 2, 3, 4)", "make_divisible() takes"),
         ("make_divisible(2 ** 53, 5404319552844595)", "exceeds the limit"),  # 2 divisors: 1.2 * 2 ** 53
+        ("regnet_stages(1001, 8, 1, 2)", "depth must be an integer from 1 to 1000"),
+        ("regnet_width(16.0, 48, 27.89, 2.09, 1)", "depth must be an integer"),
+        ("regnet_stages(16, 44, 27.89, 2.09)", "invalid RegNet settings"),  # w_0 not a multiple of 8
+        ("regnet_stages(16, 48, -1, 2.09)", "invalid RegNet settings"),
+        ("regnet_stages(16, 48, 27.89, 1)", "invalid RegNet settings"),
+        ("regnet_stages(16, 0, 27.89, 2)", "invalid RegNet settings"),
+        ("regnet_stages(16, 48, 27.89, true)", "must be numbers"),
+        ("regnet_width(16, 48, 27.89, 2.09, 5)", "stage 5 does not exist: this design has stages 1 to 4"),
+        ("regnet_depth(16, 48, 27.89, 2.09, 0)", "stage 0 does not exist"),
+        ("regnet_depth(16, 48, 27.89, 2.09, 1.0)", "stage 1.0 does not exist"),
+        ("regnet_depth(16, 48, 27.89, 2.09)", "regnet_depth() takes (depth, w_0, w_a, w_m, stage)"),
+        ("regnet_stages(16, 48, 27.89, 2.09, 1)", "regnet_stages() takes (depth, w_0, w_a, w_m)"),
+        ("regnet_width(1000, 8, 2 ** 53, 1.00000006, 4)", "exceeds the limit"),  # the widest call: 1,000 blocks
         ("1" + "9" * 400, "exceeds the limit"),
         ("10 ** 60 * 10 ** 60", "exceeds the limit"),
     ],
@@ -172,3 +185,43 @@ def test_make_divisible_helper_is_archcs_function():
                 v = channels * mult
                 assert same(helper(v, divisor), expr.make_divisible(v, divisor)), (v, divisor)
                 assert same(helper(v, divisor, 24), expr.make_divisible(v, divisor, 24)), (v, divisor)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        # torchvision's regnet_y_400mf: stage widths 48, 104, 208, 440, depths 1, 3, 6, 6
+        ("regnet_stages(16, 48, 27.89, 2.09)", 4),
+        ("regnet_width(16, 48, 27.89, 2.09, 1)", 48),
+        ("regnet_width(16, 48, 27.89, 2.09, 4)", 440),
+        ("regnet_depth(16, 48, 27.89, 2.09, 3)", 6),
+        # regnet_x_400mf: widths 32, 64, 160, 392 before the group-width adjustment (400 after it)
+        ("regnet_width(22, 24, 24.48, 2.54, 4)", 392),
+        ("regnet_depth(22, 24, 24.48, 2.54, 4)", 12),
+        ("int(make_divisible(regnet_width(22, 24, 24.48, 2.54, 4), 16) / 1.0)", 400),
+        # w_0 * w_m = 436 is a tie at 54.5 eighths only in float32 (2.18 is 2.1800000667572021 there,
+        # and the product rounds to 436.0): torchvision rounds it to even, 432; float64 would say 440
+        ("regnet_width(25, 200, 92.96, 2.18, 2)", 432),
+        ("regnet_stages(1, 8, 0, 2)", 1),
+    ],
+)
+def test_regnet_values(text, value):
+    """torchvision's numbers (test_torchvision.py compares BlockParams on thousands of designs),
+    from the evaluator and from the functions a generated module defines."""
+    tree = expr.parse(text)
+    assert same(expr.evaluate(tree, {}), value)
+    assert same(python_value(expr.to_python(tree), {}), value)
+
+
+def test_regnet_helpers_are_archcs_functions():
+    """The functions generated modules define equal the evaluator's on a grid of designs."""
+    for depth in (1, 7, 27, 64):
+        for w_0 in (8, 48, 200):
+            for w_a in (0, 0.5, 27.89, 106.23, 300.0):
+                for w_m in (1.01, 2.09, 2.5, 3.7):
+                    stages = expr.regnet_stages(depth, w_0, w_a, w_m)
+                    assert same(GENERATED["regnet_stages"](depth, w_0, w_a, w_m), stages)
+                    assert GENERATED["regnet_block_widths"](depth, w_0, w_a, w_m) == expr.regnet_block_widths(depth, w_0, w_a, w_m)
+                    for k in range(1, stages + 1):
+                        for name in ("regnet_width", "regnet_depth"):
+                            assert same(GENERATED[name](depth, w_0, w_a, w_m, k), getattr(expr, name)(depth, w_0, w_a, w_m, k))

@@ -136,3 +136,20 @@ def test_renders_with_graphviz(tmp_path):
         head = out.read_bytes()[:400]
         assert magic in head
     assert "denseblock4" in (tmp_path / "d.svg").read_text()
+
+
+def test_regnet_draws_its_blocks_and_gates():
+    """RegNetY-400MF: blocks named `block1-0` (the DOT quotes them), 16 residual sums with a
+    projection at each of the 4 stage starts, and at layer level 16 squeeze-and-excitation
+    gates (a dotted edge into each multiply); RegNetX has none."""
+    graph = graph_of("specs/regnet_y_400mf.yaml")
+    blocks = diagram(graph, "blocks", expand=True)
+    g = parse(to_dot(blocks))
+    assert '"trunk_output.block1.block1-0"' in {n.get_name() for n in all_nodes(g)}
+    skips = [e for e in blocks.edges if e.kind == "skip"]
+    assert len(skips) == 16 and " ".join(e.note for e in skips).count("projection") == 4
+    layers = diagram(graph, "layers")
+    gates = [e for e in layers.edges if e.kind == "gate"]
+    assert len(gates) == 16 and all(e.dst.endswith(".f.se.scale") for e in gates)
+    assert len(parse(to_dot(layers)).get_edges()) == len(layers.edges)
+    assert not [e for e in diagram(graph_of("specs/regnet_x_400mf.yaml"), "layers").edges if e.kind == "gate"]

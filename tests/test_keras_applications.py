@@ -26,6 +26,8 @@ keras = pytest.importorskip("keras")
 B_NAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
 # conv2_block1_conv1 -> conv2_block1_1_conv, conv2_block1_bn1 -> conv2_block1_1_bn.
 V2_NAMES = [(r"^conv1$", "conv1_conv"), (r"_shortcut$", "_0_conv"), (r"_(conv|bn)(\d)$", r"_\2_\1")]
+# block2_1_dwconv -> block2b_dwconv (instance k of a stage is letter k).
+EFFICIENTNET_NAMES = [(rf"^block(\d)_{k}_", rf"block\g<1>{chr(ord('a') + k)}_") for k in range(10)]
 BY_ORDER = "by creation order"
 CASES = [
     ("specs/keras/resnet50.yaml", "ResNet50", B_NAMES),
@@ -33,10 +35,12 @@ CASES = [
     ("specs/keras/resnet50v2.yaml", "ResNet50V2", V2_NAMES),
     ("specs/keras/vgg16.yaml", "VGG16", []),  # the same names
     ("specs/keras/inception_v3.yaml", "InceptionV3", BY_ORDER),
+    ("specs/keras/efficientnet_b0.yaml", "EfficientNetB0", EFFICIENTNET_NAMES),
     ("specs/keras/convnext_tiny.yaml", "ConvNeXtTiny", []),  # the same names
 ]
-# Constructor arguments where the reference's defaults are not the spec's model.
-KWARGS: dict[str, dict] = {}
+# Layers keras.applications leaves unnamed, which Keras numbers per session (normalization,
+# normalization_1, ...): ours of that name pairs with the reference's one layer of its type.
+UNNAMED = {"normalization": "Normalization"}
 # The layer giving the logits, where it is not `predictions`.
 LOGITS = {"ConvNeXtTiny": "convnext_tiny_head_dense"}
 
@@ -81,7 +85,12 @@ def randomize(model, rng):
     perturbed per channel (so activations stay O(1) through the whole model)."""
     norms = [layer for layer in leaves(model) if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in leaves(model):
-        if isinstance(layer, keras.layers.LayerNormalization):
+        if isinstance(layer, keras.layers.Normalization):  # mean, variance, sample count (adapt)
+            if layer.weights:  # none where mean and variance are constants (ConvNeXt's preprocessing)
+                mean, var, count = layer.get_weights()
+                layer.set_weights([rng.uniform(-0.5, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape), count + 1000])
+                layer.finalize_state()
+        elif isinstance(layer, keras.layers.LayerNormalization):
             gamma, beta = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.uniform(-0.5, 0.5, beta.shape)])
         elif type(layer).__name__ == "LayerScale":
@@ -108,7 +117,7 @@ def test_matches_keras_applications(spec, constructor, renames):
     name = graph.name
     module = load_module(ROOT / "generated" / f"{name}_keras.py")
     ours = module.build_model()
-    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None, **KWARGS.get(constructor, {}))
+    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
     assert ours.count_params() == reference.count_params() == KERAS_TOTALS[spec]
 
     ref_layers = {layer.name: layer for layer in leaves(reference) if layer.weights}
@@ -117,10 +126,15 @@ def test_matches_keras_applications(spec, constructor, renames):
         pairs = creation_order(graph, ours, reference)
     else:
         pairs = {n: reference_name(n, renames) for n in our_layers}
+        for ours_name, kind in UNNAMED.items():
+            if ours_name in pairs:
+                (pairs[ours_name],) = (n for n, layer in ref_layers.items() if type(layer).__name__ == kind)
     assert sorted(pairs) == sorted(our_layers) and sorted(pairs.values()) == sorted(ref_layers)
     randomize(reference, np.random.default_rng(0))
     for n, layer in our_layers.items():
         layer.set_weights(ref_layers[pairs[n]].get_weights())
+        if hasattr(layer, "finalize_state"):  # Normalization reads its statistics from its weights here
+            layer.finalize_state()
 
     x = np.random.default_rng(1).standard_normal((1, *module.INPUT_SHAPE)).astype("float32")
     expected = np.asarray(reference(x, training=False))

@@ -274,34 +274,3 @@ def test_always_shortcut_stands_alone_and_unknown_arguments_are_located(tmp_path
         lower(load_spec(ROOT / "specs/resnet18.yaml", ["layers.layer2.first.strid=2"]))
     assert str(info.value) == "--set layers.layer2.first.strid=2: block 'basic' has no parameter 'strid'; its parameters: planes, stride"
 
-
-def test_stage_instance_index():
-    """`i` in a stage's arguments is each instance's index; `first:` still overrides. Both
-    backends write one loop whose expression gives each instance's value, and the PyTorch
-    model holds exactly those values (as torchvision's ConvNeXt computes its rates)."""
-    from archc import api
-    from archc.spec.loader import load_spec_text
-
-    text = """
-archc: 1
-name: indexed
-input: [4, 8, 8]
-params: {rate: 0.3, n: 5}
-blocks:
-  unit:
-    params: {p: float}
-    layers:
-      - drop: {stochastic_depth: {rate: p}}
-layers:
-  - stage: {stage: unit, repeat: n, with: {p: "rate * (2 + i) / (n - 1.0) / 2"}, first: {p: 0.05}}
-  - pool: global_avgpool
-"""
-    graph = lower(load_spec_text(text, "indexed.yaml"))
-    want = [0.05] + [0.3 * (2 + i) / (5 - 1.0) / 2 for i in range(1, 5)]
-    assert [dict(inst.args)["p"] for inst in graph.body[0].instances] == want
-    torch_src, keras_src = api.compile(graph, "torch"), api.compile(graph, "keras")
-    assert "Unit(4, p=0.05)" in torch_src and "for i in range(1, 5)" in torch_src
-    assert "p=0.3 * (2 + i) / 4.0 / 2" in torch_src and "p=0.3 * (2 + i) / 4.0 / 2" in keras_src
-    pytest.importorskip("torch")
-    model = api.load_module(graph, "torch").build_model()
-    assert [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"] == want

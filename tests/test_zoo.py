@@ -175,3 +175,65 @@ def test_densenet_bc250_k24_matches_paper():
     """The L=100 spec's depth and growth rate are parameters: L=250, k=24 is Huang et al.'s 15.3M net."""
     spec = load_spec(ROOT / "specs/cifar/densenet_bc100_k12.yaml", ["params.depth=250", "params.growth_rate=24"])
     assert lower(spec).counts.trainable == 15_324_406
+
+
+REGNET_IN_A_BLOCK = """\
+archc: 1
+name: regnet_widths
+input: [3, 16, 16]
+params: {w_a: 27.89}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  widths:
+    params: {w_a: float}
+    layers:
+      - conv1: {conv: {filters: "regnet_width(16, 48, w_a, 2.09, 2) // 8", kernel: 1}}
+      - conv2: {conv: {filters: "regnet_depth(16, 48, w_a, 2.09, 4) * regnet_stages(16, 48, w_a, 2.09)", kernel: 1}}
+layers:
+  - b: {block: widths, with: {w_a: w_a}}
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_regnet_functions_are_defined_where_printed(backend, tmp_path):
+    """A block that computes widths with regnet_* prints the calls; its module defines them, the
+    per-block widths they call, and imports math. The RegNet specs use them at model level only,
+    so their modules get numbers."""
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text(REGNET_IN_A_BLOCK, "regnet_widths.yaml"))
+    assert graph.output_shape.as_tuple() == (6 * 4, 16, 16)  # 104 // 8 = 13 channels, then 6 x 4 stages
+    text = emit(graph, backend)
+    assert "regnet_width(16, 48, w_a, 2.09, 2) // 8" in text and "import math" in text
+    for name in ("regnet_block_widths", "regnet_width", "regnet_depth", "regnet_stages"):
+        assert f"def {name}(" in text
+    path = tmp_path / f"regnet_widths_{backend}.py"
+    path.write_text(text)
+    model = load_module(path).build_model()
+    if backend == "torch":
+        assert model.b.conv1.out_channels == 13 and model.b.conv2.out_channels == 24
+    else:
+        assert model.output_shape == (None, 16, 16, 24)
+    for spec in ("specs/regnet.yaml", "specs/regnet_x_400mf.yaml"):
+        generated = generated_path(spec, backend).read_text()
+        assert "def regnet_" not in generated and "regnet_width(" not in generated and "import math" not in generated
+
+
+def test_regnet_module_names():
+    """torchvision's RegNet keys (`block1-0` from its add_module), and Keras layer names along
+    the same path (test_torchvision.py compares the whole state_dict with torchvision's)."""
+    pytest.importorskip("torch")
+    keys = load_module(generated_path("specs/regnet_y_400mf.yaml", "torch")).build_model().state_dict()
+    block = "trunk_output.block1.block1-0"
+    expected = ["stem.0.weight", "stem.1.running_var", f"{block}.proj.0.weight", f"{block}.proj.1.bias",
+                f"{block}.f.a.0.weight", f"{block}.f.b.0.weight", f"{block}.f.se.fc1.weight", f"{block}.f.se.fc2.bias",
+                f"{block}.f.c.0.weight", f"{block}.f.c.1.running_mean", "trunk_output.block4.block4-5.f.c.1.weight",
+                "fc.weight", "fc.bias"]  # fmt: skip
+    for key in expected:
+        assert key in keys, key
+    assert "trunk_output.block2.block2-1.proj.0.weight" not in keys  # identity where the shape is kept
+    assert not any(".se." in k for k in load_module(generated_path("specs/regnet_x_400mf.yaml", "torch")).build_model().state_dict())
+    pytest.importorskip("keras")
+    names = {layer.name for layer in load_module(generated_path("specs/regnet_y_400mf.yaml", "keras")).build_model().layers}
+    for key in expected:
+        assert key.rsplit(".", 1)[0].replace(".", "_") in names, key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import textwrap
 from collections.abc import Callable
@@ -333,7 +334,7 @@ def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
         return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
-    if isinstance(layer, SymGroup):
+    if isinstance(layer, (SymGroup, SymBlock)):  # a block's width arguments are used where it is built
         return _widths(layer)
     return [layer.in_channels]
 
@@ -484,8 +485,39 @@ class Hoister:
         self.emitted: set[str] = set()
 
     def src(self, tree: ast.expr) -> str:
+        """The expression's source, with its name if it has one, or with the names of the
+        parts that are already defined (`a_channels // group_width`)."""
         text = expr.to_python(tree)
-        return self.names.get(text, text)
+        if text in self.names or not self.emitted:
+            return self.names.get(text, text)
+        defined = {source: self.names[source] for source in self.emitted}
+
+        class _Named(ast.NodeTransformer):
+            def visit(self, node: ast.AST) -> ast.AST:
+                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
+                    name = defined.get(expr.to_python(node))
+                    if name is not None:
+                        return ast.Name(name)
+                return self.generic_visit(node)
+
+        return expr.to_python(_Named().visit(copy.deepcopy(tree)))
+
+    def condition(self, tree: ast.expr | None) -> str | None:
+        """A condition as source, naming the expressions already defined in it
+        (`if block_channels != in_channels:`)."""
+        if tree is None:
+            return None
+        defined = {text: self.names[text] for text in self.emitted}
+
+        class Name(ast.NodeTransformer):
+            def visit(self, node: ast.AST) -> ast.AST:
+                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
+                    text = expr.to_python(node)
+                    if text in defined:
+                        return ast.Name(defined[text], ast.Load())
+                return super().visit(node)
+
+        return expr.to_python(Name().visit(copy.deepcopy(tree)))
 
     def definitions(self, trees: list[ast.expr], indent: str) -> list[str]:
         """`name = expression` at `indent` for each named expression not defined yet;

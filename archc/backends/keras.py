@@ -35,7 +35,7 @@ from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_FUNCTIONS))
+GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_DEFINITIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -43,6 +43,9 @@ def validate(graph: Graph) -> None:
     `_pad` layer before padded convs and pools) and requires the names to be unique."""
     seen = {"input": "the input"}
     for node in graph.nodes:
+        problem = node.op.keras_instance_problem()
+        if problem:
+            raise SpecError(f"{node.id}: {problem}", node.where)
         names = [node.id.replace(".", "_")]
         if getattr(node.op, "padding", 0):
             names.append(names[0] + "_pad")
@@ -159,7 +162,7 @@ class KerasEmitter:
         if layer.condition is not None:
             if step.dst != step.passthrough and not (step.dst == "x" and step.passthrough == "inputs" and self.x_is_input):
                 lines.append(f"{indent}{step.dst} = {step.passthrough}")
-            lines.append(f"{indent}if {expr.to_python(layer.condition)}:")
+            lines.append(f"{indent}if {hoist.condition(layer.condition)}:")
             src = src if merge or src == "x" else step.dst  # `x` is read in place: nothing to route
             at = indent + I1
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
@@ -205,7 +208,7 @@ class KerasEmitter:
         for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
-            condition = expr.to_python(child.condition) if child.condition is not None else None
+            condition = hoist.condition(child.condition)
             if common.spliced(child, group):
                 count = expr.to_python(child.repeat)
                 if condition:

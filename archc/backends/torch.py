@@ -34,7 +34,7 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
-GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"), *sorted(expr.HELPER_FUNCTIONS))
+GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"), *sorted(expr.HELPER_DEFINITIONS))
 
 
 def validate(graph: Graph) -> None:
@@ -216,7 +216,7 @@ class TorchEmitter:
     def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
         lines = hoist.definitions(common.width_trees(layer), indent)
-        condition = expr.to_python(layer.condition) if layer.condition is not None else None
+        condition = hoist.condition(layer.condition)
         if isinstance(layer, SymLayer) and _module_free(layer.kind):
             lines += [f"{indent}self.use_{layer.name} = {condition}"] if condition else []
             inner = indent + "    " if condition else indent
@@ -243,7 +243,7 @@ class TorchEmitter:
         lines = hoist.definitions(common.width_trees(group), indent)
         for step in common.plan(group.children, "x", "out", set()):
             child = step.item
-            condition = expr.to_python(child.condition) if child.condition is not None else None
+            condition = hoist.condition(child.condition)
             if isinstance(child, SymLayer):
                 code: Code = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
             elif isinstance(child, SymGroup):

@@ -71,7 +71,8 @@ class Attr:
     """
 
     name: str
-    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | const (a literal
+    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | pads (an int, or
+    # [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
     # written in the spec, used as it is: e.g. a tuple of per-channel numbers)
     type: str
     default: Any = REQUIRED
@@ -167,6 +168,7 @@ class Op:
     ELEMENTWISE: ClassVar[bool] = False  # keeps the sign of its input (for max-pool padding)
     SPATIAL_STRIDE: ClassVar[str | None] = None  # the argument that divides H and W, if any
     MERGE: ClassVar[bool] = False  # reads several tensors
+    FLAT_OUT: ClassVar[bool | None] = None  # the output is flat (True) or a map (False); None: as its input
     # Computed by an expression of its input (`torch_expr`, `keras_expr`), not by a module or a
     # named layer; the result may be a view of its input (so nothing after it works in place).
     EXPRESSION: ClassVar[bool] = False
@@ -247,6 +249,11 @@ class Op:
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Why the Keras backend cannot match PyTorch for these arguments, if it cannot."""
+        return None
+
+    def keras_instance_problem(self) -> str | None:
+        """Why Keras cannot match PyTorch for this concrete layer (every node of the expanded
+        graph, where `keras_problem` sees a block's arguments as expressions), if it cannot."""
         return None
 
     def keras_output(self, name: str) -> str:

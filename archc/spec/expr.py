@@ -22,6 +22,7 @@ MAX_INT = 2**53  # beyond any real layer size; keeps ints exact as floats too
 MAX_EXPR_CHARS = 500
 MAX_EXPR_DEPTH = 50  # nesting; the evaluator, substitution and printing all recurse
 MAX_ROUND_DIGITS = 20  # round(x, n) needs 10**|n|; beyond 20 digits a float has nothing left to round
+MAX_REGNET_DEPTH = 1000  # blocks of a RegNet design; each regnet_* call walks them once (torchvision's are <= 27)
 LIMITS_HINT = "raise archc.spec.expr.MAX_INT deliberately if you mean it"
 
 _BINOPS: dict[type, Callable[[Value, Value], Value]] = {
@@ -56,6 +57,47 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     return new_v
 
 
+def _float32(v: float) -> float:
+    """`v` rounded to the nearest float32 (ties to even), as a Python float: torchvision
+    computes RegNet widths with float32 tensors, and ties of its roundings depend on that."""
+    mantissa, exponent = math.frexp(v)  # mantissa in [0.5, 1): 24 bits of it are a float32's
+    return math.ldexp(round(mantissa * 2**24), exponent - 24)
+
+
+def regnet_block_widths(depth: int, w_0: int, w_a: float, w_m: float) -> list[int]:
+    """torchvision's RegNet block widths (`BlockParams.from_init_params`): block j's width
+    u_j = w_0 + w_a * j is quantised in log space to w_0 * w_m ** round(log(u_j / w_0) / log(w_m))
+    and rounded to a multiple of 8, every step in float32 as torchvision's tensors compute it.
+    Generated modules that print a regnet_* function define the same function
+    (templates/functions/regnet_block_widths.py.j2)."""
+    f32 = _float32
+    w0, wa, wm, log_wm = f32(w_0), f32(w_a), f32(w_m), f32(math.log(w_m))
+    widths = []
+    for j in range(depth):
+        u = f32(f32(j * wa) + w0)
+        capacity = round(f32(f32(math.log(f32(u / w0))) / log_wm))
+        widths.append(round(f32(w0 * f32(wm**capacity)) / 8) * 8)
+    return widths
+
+
+def regnet_stages(depth: int, w_0: int, w_a: float, w_m: float) -> int:
+    """How many stages a RegNet design has: its distinct block widths (torchvision starts a
+    stage where the width changes, and the widths never decrease)."""
+    return len(set(regnet_block_widths(depth, w_0, w_a, w_m)))
+
+
+def regnet_width(depth: int, w_0: int, w_a: float, w_m: float, stage: int) -> int:
+    """The block width of RegNet stage `stage` (from 1), before torchvision's group-width
+    adjustment (`_adjust_widths_groups_compatibilty`, which a spec writes with make_divisible)."""
+    return sorted(set(regnet_block_widths(depth, w_0, w_a, w_m)))[stage - 1]
+
+
+def regnet_depth(depth: int, w_0: int, w_a: float, w_m: float, stage: int) -> int:
+    """The number of blocks of RegNet stage `stage` (from 1)."""
+    widths = regnet_block_widths(depth, w_0, w_a, w_m)
+    return widths.count(sorted(set(widths))[stage - 1])
+
+
 # name in a spec -> (implementation, Python source used in generated code)
 FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
     "floor": (math.floor, "math.floor"),
@@ -67,10 +109,19 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], str]] = {
     "int": (int, "int"),
     "float": (float, "float"),
     "make_divisible": (make_divisible, "make_divisible"),
+    "regnet_stages": (regnet_stages, "regnet_stages"),
+    "regnet_width": (regnet_width, "regnet_width"),
+    "regnet_depth": (regnet_depth, "regnet_depth"),
 }
 # Functions that are neither builtins nor `math`'s: a generated module that prints one defines
-# it, from templates/functions/NAME.py.j2.
-HELPER_FUNCTIONS = frozenset({"make_divisible"})
+# it, from templates/functions/NAME.py.j2, with the functions it calls (HELPER_SUPPORT).
+HELPER_FUNCTIONS = frozenset({"make_divisible", "regnet_stages", "regnet_width", "regnet_depth"})
+_REGNET = ("regnet_block_widths",)
+HELPER_SUPPORT: dict[str, tuple[str, ...]] = {"regnet_stages": _REGNET, "regnet_width": _REGNET, "regnet_depth": _REGNET}
+# Every function a generated module may define from templates/functions/.
+HELPER_DEFINITIONS = HELPER_FUNCTIONS | {s for names in HELPER_SUPPORT.values() for s in names}
+# Helpers whose definitions use `math` (the module then imports it).
+HELPERS_USING_MATH = frozenset({"regnet_block_widths"})
 
 
 class ExprError(ValueError):
@@ -224,6 +275,8 @@ def _check_args(name: str, args: list[Value]) -> None:
                 raise ExprError(f"round(): digit count {digits} is out of range (at most {MAX_ROUND_DIGITS} either way)")
     elif name == "make_divisible":
         _check_make_divisible(args)
+    elif name.startswith("regnet_"):
+        _check_regnet(name, args)
     elif len(args) != 1:
         raise ExprError(f"{name}() takes exactly one argument, got {len(args)}")
 
@@ -238,6 +291,31 @@ def _check_make_divisible(args: list[Value]) -> None:
     for what, value in zip(("divisor", "minimum"), args[1:]):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ExprError(f"make_divisible(): the {what} must be a positive integer, got {value!r}")
+
+
+def _check_regnet(name: str, args: list[Value]) -> None:
+    """regnet_*(depth, w_0, w_a, w_m[, stage]): torchvision's own validity rule on the design
+    (`w_a >= 0`, `w_0 > 0` a multiple of 8, `w_m > 1`), a depth of at most MAX_REGNET_DEPTH
+    blocks (the cost of a call), and a stage that exists."""
+    wanted = 4 if name == "regnet_stages" else 5
+    signature = "depth, w_0, w_a, w_m" + ("" if wanted == 4 else ", stage")
+    if len(args) != wanted:
+        raise ExprError(f"{name}() takes ({signature}), got {len(args)} arguments")
+    if any(isinstance(a, bool) for a in args):
+        raise ExprError(f"{name}(): the arguments ({signature}) must be numbers, got {args!r}")
+    depth, w_0, w_a, w_m = args[:4]
+    if not isinstance(depth, int) or not 1 <= depth <= MAX_REGNET_DEPTH:
+        raise ExprError(f"{name}(): depth must be an integer from 1 to {MAX_REGNET_DEPTH} (archc.spec.expr.MAX_REGNET_DEPTH), got {depth!r}")
+    if w_a < 0 or w_0 <= 0 or w_m <= 1 or w_0 % 8 != 0:
+        raise ExprError(f"{name}(): invalid RegNet settings (torchvision needs w_a >= 0, w_0 > 0 a multiple of 8, w_m > 1), got w_0={w_0!r}, w_a={w_a!r}, w_m={w_m!r}")
+    if wanted == 5:
+        try:
+            count = regnet_stages(depth, w_0, w_a, w_m)  # type: ignore[arg-type]
+        except OverflowError:
+            raise ExprError(f"{name}(): arithmetic overflow (w_m {w_m!r} too close to 1)") from None
+        stage = args[4]
+        if not isinstance(stage, int) or not 1 <= stage <= count:
+            raise ExprError(f"{name}(): stage {stage!r} does not exist: this design has stages 1 to {count}")
 
 
 def _magnitude(value: int | float) -> str:
@@ -359,12 +437,14 @@ def to_python(tree: ast.expr) -> str:
 
 
 def helper_functions(tree: ast.expr) -> set[str]:
-    """The HELPER_FUNCTIONS an expression calls, which its module must define."""
-    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in HELPER_FUNCTIONS}  # type: ignore[union-attr]
+    """The HELPER_FUNCTIONS an expression calls and the helpers they call, which its module must define."""
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in HELPER_FUNCTIONS}  # type: ignore[union-attr]
+    return called | {s for name in called for s in HELPER_SUPPORT.get(name, ())}
 
 
 def uses_math(tree: ast.expr) -> bool:
+    """The printed expression, or a helper it makes its module define, uses `math`."""
     return any(
         isinstance(n, ast.Call) and FUNCTIONS[n.func.id][1].startswith("math.")  # type: ignore[union-attr]
         for n in ast.walk(tree)
-    )
+    ) or bool(helper_functions(tree) & HELPERS_USING_MATH)

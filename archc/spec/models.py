@@ -55,10 +55,14 @@ Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
 def _names_pattern(value: str) -> str:
-    if not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_]*)?\{[in]\}", value):
+    """Instance names are only ever dict keys (`nn.Sequential(OrderedDict(...))`), f-string text
+    and Keras layer-name parts, never Python identifiers, so besides letters, digits and _ they
+    may hold `-`: torchvision's RegNet names its blocks `block1-0` (add_module). Nothing else:
+    `.` would split a state_dict key, `/` a Keras name, quotes and braces the f-string."""
+    if not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_-]*)?\{[in]\}", value):
         raise ValueError(
-            f"names must be letters, digits and _ (not starting with _) followed by {{i}} (from 0) or "
-            f"{{n}} (from 1), e.g. 'denselayer{{n}}'; got {value!r}"
+            f"names must be letters, digits, _ and - (not starting with _ or -) followed by {{i}} (from 0) or "
+            f"{{n}} (from 1), e.g. 'denselayer{{n}}' or 'block1-{{i}}'; got {value!r}"
         )
     return value
 
@@ -118,7 +122,12 @@ class StageItem(Flow):
 
     stage: Name = Field(description="Block kind to repeat.")
     repeat: IntExpr = Field(description="Number of instances (>= 1).")
-    with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Parameters of every instance.")
+    with_: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Parameters of every instance; at model level, expressions here and in first/last may "
+        "read `i`, the instance's index from 0.",
+    )
     first: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."
     )
@@ -135,7 +144,7 @@ class StageItem(Flow):
         "{i}",
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
-        "stages, 'denselayer{n}' for dense blocks).",
+        "stages, 'denselayer{n}' for dense blocks, 'block1-{i}' for RegNet stages).",
     )
     inline: StrictBool = Field(
         False,
@@ -191,7 +200,7 @@ def _is_body(value: Any) -> bool:
 
 
 def _name_entry(value: Any) -> Any:
-    """`- relu`, `- {conv: {...}}` and `- [...]` (a list) are entries without a name: `{"#": body}`."""
+    """`- relu`, `- {conv: {...}}` and `- [...]` (a list in a list) are entries without a name: `{"#": body}`."""
     if (isinstance(value, str) and value in _SHORTHANDS) or isinstance(value, list):
         return {POSITIONAL: value}
     if isinstance(value, dict) and value:
@@ -338,7 +347,7 @@ class Defaults(Strict):
 
 def _library_ref(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
-        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet) or a path ending in .yaml; got {value!r}")
+        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path ending in .yaml; got {value!r}")
     return value
 
 
@@ -367,7 +376,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception) or a path."
+        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")

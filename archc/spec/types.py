@@ -30,10 +30,11 @@ RESERVED_NAMES = frozenset(
         "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
         "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
-        # builtins the generated code calls (expressions print round, abs, min, max, int, float),
-        # and the expression functions it defines (expr.HELPER_FUNCTIONS)
-        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len",
+        # builtins the generated code calls (expressions print round, abs, min, max, int, float;
+        # the regnet helpers call sorted and set), and the functions it defines (expr.HELPER_DEFINITIONS)
+        "super", "int", "float", "bool", "str", "dict", "list", "tuple", "range", "len", "sorted", "set",
         "round", "abs", "min", "max", "None", "True", "False", "true", "false", "make_divisible",
+        "regnet_stages", "regnet_width", "regnet_depth", "regnet_block_widths",
         # public attributes of torch.nn.Module, nn.Sequential and nn.ModuleDict (torch 2.13),
         # which a submodule of that name would shadow; tests/test_safety.py keeps this complete
         "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init",

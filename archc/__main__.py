@@ -1,0 +1,5 @@
+"""`python -m archc ...`: the same command line as the `archc` script."""
+
+from archc.cli import main
+
+main()

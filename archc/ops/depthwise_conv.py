@@ -1,0 +1,114 @@
+"""Depthwise convolution: `depthwise_conv: {kernel, stride, padding, bias}`, one filter per
+input channel (a conv with groups = filters = input channels, as PyTorch writes it; Keras'
+DepthwiseConv2D, as keras.applications' MobileNetV2 and EfficientNet write it, whose kernel
+is laid out (kh, kw, channels, 1)).
+
+Keras pads 'same' or not at all, so its padding must be 0 or (kernel - 1) / 2 at stride 1
+on every instance (`keras_instance_problem`); a padding that depends on the block's
+parameters becomes `padding="same" if ... else "valid"`, and keras.applications' uneven
+padding before a strided depthwise conv is a `zeropad` layer in front of it."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from archc.code import Call, call
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    positive,
+    unless,
+    window,
+)
+from archc.spec.types import BoolExpr, IntExpr, Strict
+
+
+class DepthwiseConvArgs(Strict):
+    kernel: IntExpr = Field(description="Square kernel size.")
+    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
+    padding: IntExpr = Field(
+        0, description="Zero padding on every side; Keras needs 0, or (kernel - 1) / 2 at stride 1 ('same')."
+    )
+    bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+
+
+@dataclass(frozen=True)
+class DepthwiseConv(Op):
+    kind: ClassVar[str] = "depthwise_conv"
+    Args: ClassVar[Any] = DepthwiseConvArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (
+        Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
+        Attr("bias", "bool", "defaults.conv.bias"),
+    )  # fmt: skip
+    CHANNEL_FREE: ClassVar[bool] = False
+    SPATIAL_STRIDE: ClassVar[str | None] = "stride"
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    bias: bool = False
+
+    def infer(self, s: Shape) -> Shape:
+        positive("depthwise_conv", kernel=self.kernel)
+        h, w = window("depthwise_conv", s, self.kernel, self.stride, self.padding)
+        return Shape(s.c, h, w)
+
+    def params(self, s: Shape) -> tuple[int, int]:
+        return (s.c * self.kernel * self.kernel + (s.c if self.bias else 0), 0)
+
+    def macs(self, s: Shape) -> int:
+        out = self.infer(s)
+        return s.c * self.kernel * self.kernel * out.h * out.w  # type: ignore[operator]
+
+    def weight_names(self) -> tuple[str, ...]:
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    def keras_instance_problem(self) -> str | None:
+        same = self.stride == 1 and self.kernel % 2 == 1 and self.padding == (self.kernel - 1) // 2
+        if self.padding and not same:
+            return (
+                f"depthwise_conv padding {self.padding} (kernel {self.kernel}, stride {self.stride}): Keras' "
+                "DepthwiseConv2D pads 'same' (stride 1, padding (kernel - 1) // 2) or not at all; "
+                "put other padding in a zeropad layer before it"
+            )
+        return None
+
+    @classmethod
+    def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        return call(
+            "nn.Conv2d", in_ch, in_ch, kernel_size=a["kernel"], stride=unless(a["stride"], "1"),
+            padding=unless(a["padding"], "0"), groups=in_ch, bias=a["bias"],
+        )  # fmt: skip
+
+    @classmethod
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        return [call(
+            "layers.DepthwiseConv2D", a["kernel"], strides=unless(a["stride"], "1"), padding=_keras_padding(a["padding"]),
+            use_bias=a["bias"], name=ctx.name,
+        )]  # fmt: skip
+
+    def to_keras(self, name: str, w: Any) -> Any:
+        return w.transpose(2, 3, 0, 1) if name == "weight" else w  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+
+    def to_torch(self, name: str, k: Any) -> Any:
+        return k.transpose(2, 3, 0, 1) if name == "weight" else k
+
+    def label(self) -> str:
+        return f"depthwise {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "")
+
+
+def _keras_padding(src: str) -> str | None:
+    """'same' where the padding is not 0 (every instance is checked to be 'same' exactly there):
+    `padding="same"`, nothing for 0, or `"same" if stride == 1 else "valid"` for PyTorch's
+    `kernel // 2 if stride == 1 else 0`."""
+    tree = ast.parse(src, mode="eval").body
+    if isinstance(tree, ast.Constant):
+        return '"same"' if tree.value else None
+    if isinstance(tree, ast.IfExp) and isinstance(tree.orelse, ast.Constant) and tree.orelse.value == 0:
+        return f'"same" if {ast.unparse(tree.test)} else "valid"'
+    return f'"same" if {src} else "valid"' if isinstance(tree, ast.Name) else f'"same" if ({src}) else "valid"'
