@@ -38,11 +38,9 @@ def inverted_res_block(
     expand_channels = expansion * in_channels
     if expansion != 1:
         x = layers.Conv2D(expand_channels, 1, use_bias=False, name=f"{name}_expand")(x)
-    if expansion != 1:
         x = layers.BatchNormalization(
             epsilon=0.001, momentum=0.999, name=f"{name}_expand_BN"
         )(x)
-    if expansion != 1:
         x = layers.Activation("relu6", name=f"{name}_expand_relu")(x)
     if stride == 2:
         x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)

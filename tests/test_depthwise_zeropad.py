@@ -96,3 +96,20 @@ def test_code():
     assert "layers.DepthwiseConv2D(5, padding=\"same\", use_bias=False, name=\"same\")" in keras_src
     assert "padding=1 if stride == 1 else 0" in torch_src
     assert 'padding="same" if stride == 1 else "valid"' in keras_src
+
+
+def test_consecutive_guards_merge():
+    """Keras block functions put consecutive layers under one condition in one `if`, as
+    keras.applications' MobileNetV2 does (`if block_id:` over expand, expand_BN, expand_relu)."""
+    from conftest import ROOT
+
+    from archc.backends.keras import merge_guards
+
+    lines = ["    if a:", "        x = f(x)", "    if a:", "        x = g(", "            x", "        )(x)", "    if a:", "        x = h(x)"]
+    assert merge_guards(lines) == [lines[0], lines[1], *lines[3:6], lines[7]]
+    apart = ["    if a:", "        x = f(x)", "    y = x", "    if a:", "        x = g(x)"]
+    assert merge_guards(apart) == apart  # a statement in between: two guards
+    other = ["    if a:", "        x = f(x)", "    if b:", "        x = g(x)", "    else:", "        x = k(x)", "    if b:", "        x = h(x)"]
+    assert merge_guards(other) == other
+    source = (ROOT / "generated" / "keras_mobilenet_v2_keras.py").read_text()
+    assert source.count("if expansion != 1:") == 1
