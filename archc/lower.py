@@ -141,7 +141,9 @@ def _value(
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
     an int, or [height, width] ints, which becomes a tuple)."""
-    if want == "pair":
+    if want == "pads" and isinstance(raw, list):  # [[top, bottom], [left, right]]
+        return tuple(_value(v, scope, where, "pair", state=state) for v in raw)
+    if want in ("pair", "pads"):
         if isinstance(raw, list):
             return tuple(_value(v, scope, where, "int", state=state) for v in raw)
         want = "int"

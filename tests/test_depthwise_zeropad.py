@@ -1,7 +1,7 @@
 """The depthwise_conv op (Keras' DepthwiseConv2D) and uneven zeropad (keras.applications'
 correct_pad): at model level and inside a block kind whose padding depends on the stride,
 the IR's counts are the generated models', PyTorch and Keras compute the same function after
-`archc.interop`'s weight transfer (a depth multiplier included), and the weights go back."""
+`archc.interop`'s weight transfer, and the weights go back."""
 
 import textwrap
 
@@ -29,13 +29,13 @@ blocks:
   dw_block:
     params: {stride: 1}
     layers:
-      - pad: {zeropad: {bottom: 1, right: 1}, if: stride == 2}
+      - pad: {zeropad: {padding: [[0, 1], [0, 1]]}, if: stride == 2}
       - depthwise: {depthwise_conv: {kernel: 3, stride: stride, padding: 1 if stride == 1 else 0}}
       - bn: batchnorm
       - relu: relu6
 layers:
-  - pad: {zeropad: {top: 2, left: 1}}
-  - dw: {depthwise_conv: {kernel: 3, multiplier: 2, bias: true}}
+  - pad: {zeropad: {padding: [[2, 0], [1, 0]]}}
+  - dw: {depthwise_conv: {kernel: 3, bias: true}}
   - same: {depthwise_conv: {kernel: 5, padding: 2}}
   - down: {block: dw_block, with: {stride: 2}}
   - keep: {stage: dw_block, repeat: 2}
@@ -51,13 +51,13 @@ def built():
 
 def test_shapes_and_counts(built):
     graph, tm, km = built
-    # (4, 10, 9) -> pad top 2, left 1 -> (4, 12, 10) -> 3x3 valid, x2 -> (8, 10, 8) -> 'same' 5x5
-    # -> pad bottom/right, 3x3 /2 valid -> (8, 5, 4) -> two 'same' blocks -> global pool (8,)
+    # (4, 10, 9) -> pad top 2, left 1 -> (4, 12, 10) -> 3x3 valid -> (4, 10, 8) -> 'same' 5x5
+    # -> pad bottom/right, 3x3 /2 valid -> (4, 5, 4) -> two 'same' blocks -> global pool (4,)
     shapes = {n.id: n.shape.as_tuple() for n in graph.nodes}
-    assert shapes["pad"] == (4, 12, 10) and shapes["dw"] == (8, 10, 8) and shapes["same"] == (8, 10, 8)
-    assert shapes["down.depthwise"] == (8, 5, 4) and shapes["keep.1.relu"] == (8, 5, 4)
-    # dw: 8 filters of 3x3 + 8 biases; same: 8 x 5x5; three blocks of 8 x 3x3 + BN (16 + 16)
-    assert (graph.counts.trainable, graph.counts.non_trainable) == (80 + 200 + 3 * (72 + 16), 3 * 16)
+    assert shapes["pad"] == (4, 12, 10) and shapes["dw"] == (4, 10, 8) and shapes["same"] == (4, 10, 8)
+    assert shapes["down.depthwise"] == (4, 5, 4) and shapes["keep.1.relu"] == (4, 5, 4)
+    # dw: 4 filters of 3x3 + 4 biases; same: 4 x 5x5; three blocks of 4 x 3x3 + BN (8 + 8)
+    assert (graph.counts.trainable, graph.counts.non_trainable) == (40 + 100 + 3 * (36 + 8), 3 * 8)
     t_model, k_model = tm.build_model(), km.build_model()
     assert sum(p.numel() for p in t_model.parameters()) == graph.counts.trainable
     assert k_model.count_params() == graph.counts.total
@@ -70,7 +70,7 @@ def test_backends_agree(built):
 
 
 def test_weights_round_trip(built):
-    """Depthwise kernels (C * m, 1, kh, kw) <-> (kh, kw, C, m), both directions."""
+    """Depthwise kernels (C, 1, kh, kw) <-> (kh, kw, C, 1), both directions."""
     graph, tm, km = built
     original = tm.build_model()
     verify.randomize(original, graph, seed=0)
@@ -78,8 +78,8 @@ def test_weights_round_trip(built):
     torch_to_keras(original, k_model, graph)
     kernel = k_model.get_layer("dw").get_weights()[0]
     weight = original.dw.weight.detach().numpy()
-    assert kernel.shape == (3, 3, 4, 2)
-    assert np.array_equal(kernel[:, :, 1, 0], weight[2, 0]) and np.array_equal(kernel[:, :, 1, 1], weight[3, 0])
+    assert kernel.shape == (3, 3, 4, 1)
+    assert np.array_equal(kernel[:, :, 1, 0], weight[1, 0]) and np.array_equal(kernel[:, :, 3, 0], weight[3, 0])
     copy = tm.build_model()
     keras_to_torch(k_model, copy, graph)
     for key, value in original.state_dict().items():
@@ -91,8 +91,8 @@ def test_code():
     torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
     assert "nn.ZeroPad2d((1, 0, 2, 0))" in torch_src and "nn.ZeroPad2d((0, 1, 0, 1))" in torch_src
     assert "layers.ZeroPadding2D(((2, 0), (1, 0)), name=\"pad\")" in keras_src
-    assert "nn.Conv2d(4, 8, kernel_size=3, groups=4, bias=True)" in torch_src
-    assert "layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=True, name=\"dw\")" in keras_src
+    assert "nn.Conv2d(4, 4, kernel_size=3, groups=4, bias=True)" in torch_src
+    assert "layers.DepthwiseConv2D(3, use_bias=True, name=\"dw\")" in keras_src
     assert "layers.DepthwiseConv2D(5, padding=\"same\", use_bias=False, name=\"same\")" in keras_src
     assert "padding=1 if stride == 1 else 0" in torch_src
     assert 'padding="same" if stride == 1 else "valid"' in keras_src

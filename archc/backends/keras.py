@@ -43,6 +43,9 @@ def validate(graph: Graph) -> None:
     `_pad` layer before padded convs and pools) and requires the names to be unique."""
     seen = {"input": "the input"}
     for node in graph.nodes:
+        problem = node.op.keras_instance_problem()
+        if problem:
+            raise SpecError(f"{node.id}: {problem}", node.where)
         names = [node.id.replace(".", "_")]
         if getattr(node.op, "padding", 0):
             names.append(names[0] + "_pad")

@@ -65,7 +65,8 @@ class Attr:
     """
 
     name: str
-    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | const (a literal
+    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | pads (an int, or
+    # [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
     # written in the spec, used as it is: e.g. a tuple of per-channel numbers)
     type: str
     default: Any = REQUIRED
@@ -220,6 +221,11 @@ class Op:
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
         """Why the Keras backend cannot match PyTorch for these arguments, if it cannot."""
+        return None
+
+    def keras_instance_problem(self) -> str | None:
+        """Why Keras cannot match PyTorch for this concrete layer (every node of the expanded
+        graph, where `keras_problem` sees a block's arguments as expressions), if it cannot."""
         return None
 
     def keras_output(self, name: str) -> str:
