@@ -75,6 +75,9 @@ ZOO = {
     # InceptionV3 learns no BN scale (scale=False), 17,216 parameters fewer.
     "specs/inception_v3.yaml": (23_834_568, 34_432),
     "specs/keras/inception_v3.yaml": (23_817_352, 34_432),
+    # keras.applications MobileNetV2 (alpha 1.0): torchvision's mobilenet_v2 widths and so its
+    # 17,056 BN channels, without the classifier dropout; the same 3,504,872 trainable.
+    "specs/keras/mobilenet_v2.yaml": (3_504_872, 34_112),
 }
 
 
@@ -107,6 +110,7 @@ KERAS_TOTALS = {
     "specs/keras/vgg16.yaml": 138_357_544,
     "specs/keras/inception_v3.yaml": 23_851_784,
     "specs/keras/efficientnet_b0.yaml": 5_330_571,
+    "specs/keras/mobilenet_v2.yaml": 3_538_984,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",
