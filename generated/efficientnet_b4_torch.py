@@ -73,7 +73,7 @@ class ConvNormActivation(nn.Sequential):
             nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
         ]
         if activation:
-            layers.append(nn.SiLU())
+            layers.append(nn.SiLU(inplace=True))
         super().__init__(*layers)
 
 

@@ -74,7 +74,7 @@ class ConvNormActivation(nn.Sequential):
             nn.BatchNorm2d(filters, eps=0.001, momentum=0.01),
         ]
         if activation:
-            layers.append(nn.SiLU())
+            layers.append(nn.SiLU(inplace=True))
         super().__init__(*layers)
 
 
