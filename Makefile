@@ -8,7 +8,7 @@ ARCHC := $(VENV)/bin/archc
 
 TVENV ?= .tvenv
 
-.PHONY: setup demo test test-slow test-torchvision bench generated diagrams lint clean
+.PHONY: setup demo test test-slow test-torchvision bench bench-torchvision generated diagrams lint clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test-slow: setup
 # Compiler speed and scaling, generated vs reference runtime; prints tables with ratios.
 bench: setup
 	$(PY) bench/run.py
+
+# aten operators per training step, generated PyTorch vs torchvision, in .tvenv (torch + torchvision only);
+# BENCH_MODELS="mobilenet_v2 ..." to choose (default: mobilenet_v2 efficientnet_b0 convnext_tiny regnet_y_400mf).
+bench-torchvision: $(TVENV)/.installed
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python bench/torchvision_ops.py $(BENCH_MODELS)
 
 # Regenerate generated/ and the editor schema after changing specs, the spec models, emitters or templates.
 generated: setup

@@ -1,13 +1,17 @@
 """Training-step comparison on a GPU: generated PyTorch vs torchvision.
 
 Self-contained: needs only torch, torchvision and the pre-generated module files
-(generated/resnet50_torch.py, generated/densenet121_torch.py), not archc. Batch 256,
-bf16 autocast, channels_last, SGD; eager and torch.compile; DenseNet-121 also with
-memory_efficient on. Generated and reference models run alternately in one process on
-the same input; compile time is reported separately. Prints a markdown table.
+(generated/NAME_torch.py for mobilenet_v2, efficientnet_b0, convnext_tiny, regnet_y_400mf,
+resnet50, densenet121), not archc. Batch 256, bf16 autocast, channels_last, SGD;
+eager for every model first, then torch.compile; DenseNet-121 also with memory_efficient
+on. Generated and reference models run alternately in one process on the same input;
+compile time is reported separately. Prints a markdown table. A model whose generated file
+is missing is reported as "not generated", one that fails as "failed: ...", and the run
+goes on; cases past the time budget are listed as skipped.
 
-    python bench/gpu.py                                  # on the GPU machine, < 5 minutes
-    python bench/gpu.py --device cpu --batch 4 --steps 1 --no-compile   # smoke test anywhere
+    python bench/gpu.py                                  # on the GPU machine; past --budget (400 s) cases are skipped
+    python bench/gpu.py --models resnet50 densenet121    # a subset (e.g. the rest, in a second call)
+    python bench/gpu.py --device cpu --batch 4 --steps 1 --rounds 1 --warmup 0 --no-compile --models mobilenet_v2   # smoke test anywhere
 """
 
 from __future__ import annotations
@@ -83,6 +87,34 @@ def compare(runners: dict[str, Runner], warmup: int, rounds: int, steps: int) ->
     return {k: (statistics.median(out[k]), peak[k], first[k]) for k in runners}
 
 
+# The four of issue 12 first: resnet50 and densenet121 were measured before (bench/RESULTS.md, section 8).
+MODELS = ("mobilenet_v2", "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "resnet50", "densenet121")
+EFFICIENT = {"densenet121"}  # models with a memory_efficient option (generated and torchvision)
+
+
+def cases(models: list[str], compile_: bool) -> list[tuple[str, str, bool]]:
+    """Eager runs of every model (and memory_efficient where it exists), then compiled ones."""
+    out = [(m, "eager", e) for m in models for e in ((False, True) if m in EFFICIENT else (False,))]
+    return out + ([(m, "compile", False) for m in models] if compile_ else [])
+
+
+def run_case(args: argparse.Namespace, model: str, mode: str, efficient: bool, x: torch.Tensor, y: torch.Tensor) -> str:
+    path = args.generated / f"{model}_torch.py"
+    if not path.exists():
+        return f"| {model} | {mode} | {efficient} | not generated ({path.name} missing) | | | | | | |"
+    torch.manual_seed(0)
+    options = {"memory_efficient": True} if efficient else {}
+    gen = load(path).build_model(**options)
+    tv = torchvision.models.get_model(model, weights=None, **options)
+    runners = {k: Runner(m, x, y, args.device, mode == "compile") for k, m in (("gen", gen), ("tv", tv))}
+    res = compare(runners, args.warmup, args.rounds, args.steps)
+    (g, gp, gf), (t, tp, tf) = res["gen"], res["tv"]
+    return (
+        f"| {model} | {mode} | {efficient} | {g * 1e3:.1f} | {t * 1e3:.1f} | {t / g:.3f} "
+        f"| {gp:.2f} | {tp:.2f} | {gp / tp:.3f} | {gf:.1f} / {tf:.1f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -91,8 +123,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--generated", type=Path, default=HERE.parent / "generated")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"torchvision model names (default: {' '.join(MODELS)})")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--budget", type=float, default=270, help="seconds; later cases are skipped past it")
+    parser.add_argument(
+        "--budget", type=float, default=400, help="seconds; later cases are skipped past it (one compile case can take 3 minutes more)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     torch.backends.cudnn.benchmark = True
@@ -102,32 +137,17 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     x = torch.randn(args.batch, 3, 224, 224, device=args.device).to(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch,), device=args.device)
-    cases = [
-        ("resnet50", "eager", False),
-        ("densenet121", "eager", False),
-        ("densenet121", "eager", True),
-        ("resnet50", "compile", False),
-        ("densenet121", "compile", False),
-    ]
-    for model, mode, efficient in cases:
-        if mode == "compile" and args.no_compile:
-            continue
+    for model, mode, efficient in cases(args.models, not args.no_compile):
         if time.perf_counter() - start > args.budget:
             print(f"| {model} | {mode} | {efficient} | skipped: past the {args.budget:.0f} s budget | | | | | | |")
             continue
-        torch.manual_seed(0)
-        options = {"memory_efficient": True} if efficient else {}
-        gen = load(args.generated / f"{model}_torch.py").build_model(**options)
-        tv = getattr(torchvision.models, model)(weights=None, **options)
-        runners = {k: Runner(m, x, y, args.device, mode == "compile") for k, m in (("gen", gen), ("tv", tv))}
-        res = compare(runners, args.warmup, args.rounds, args.steps)
-        (g, gp, gf), (t, tp, tf) = res["gen"], res["tv"]
-        print(
-            f"| {model} | {mode} | {efficient} | {g * 1e3:.1f} | {t * 1e3:.1f} | {t / g:.3f} "
-            f"| {gp:.2f} | {tp:.2f} | {gp / tp:.3f} | {gf:.1f} / {tf:.1f} |",
-            flush=True,
-        )
-        del runners, gen, tv
+        try:
+            row = run_case(args, model, mode, efficient, x, y)
+        except Exception as e:  # one broken model must not cost the rest of a scarce GPU run
+            row = f"| {model} | {mode} | {efficient} | failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} | | | | | | |"
+        print(row, flush=True)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

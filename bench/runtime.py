@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_models  # noqa: E402
+from torchvision_ops import OpCounter  # noqa: E402  (counts aten ops; torch only)
 
 # name -> (batch, input size, reference factory name, generated module)
 WORKLOADS = {
@@ -110,18 +110,6 @@ def alternate(fns: dict[str, object], rounds: int, iters: int, warmup: int = 1) 
             times[k].append((time.perf_counter() - t) / iters)
     a, b = (times[k] for k in keys)
     return {k: statistics.median(v) for k, v in times.items()}, statistics.median(x / y for x, y in zip(a, b))
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts the aten operators a step dispatches: equal counts mean equal work."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.ops[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def op_counts(model, size: int) -> collections.Counter[str]:  # type: ignore[no-untyped-def]

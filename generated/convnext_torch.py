@@ -41,7 +41,8 @@ class Permute(nn.Module):
 
 class StochasticDepth(nn.Module):
     """Stochastic depth in torchvision's "row" mode: in training, zero each sample's
-    input with probability p and scale the rest by 1 / (1 - p); the identity in eval."""
+    input with probability p and scale the rest by 1 / (1 - p); the identity in eval.
+    The draw dispatches torchvision's operators (empty, bernoulli_, div_, mul)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -52,7 +53,8 @@ class StochasticDepth(nn.Module):
             return x
         keep = 1.0 - self.p
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample
-        noise = x.new_empty(shape).bernoulli_(keep).div_(keep)
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device)
+        noise.bernoulli_(keep).div_(keep)
         return x * noise
 
     def extra_repr(self) -> str:

@@ -26,7 +26,8 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 class StochasticDepth(nn.Module):
     """Stochastic depth in torchvision's "row" mode: in training, zero each sample's
-    input with probability p and scale the rest by 1 / (1 - p); the identity in eval."""
+    input with probability p and scale the rest by 1 / (1 - p); the identity in eval.
+    The draw dispatches torchvision's operators (empty, bernoulli_, div_, mul)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -37,7 +38,8 @@ class StochasticDepth(nn.Module):
             return x
         keep = 1.0 - self.p
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample
-        noise = x.new_empty(shape).bernoulli_(keep).div_(keep)
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device)
+        noise.bernoulli_(keep).div_(keep)
         return x * noise
 
     def extra_repr(self) -> str:
@@ -71,7 +73,7 @@ class ConvNormActivation(nn.Sequential):
             nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
         ]
         if activation:
-            layers.append(nn.SiLU())
+            layers.append(nn.SiLU(inplace=True))
         super().__init__(*layers)
 
 

@@ -120,7 +120,6 @@ def mbconv(
             noise_shape=(None, 1, 1, 1),
             name=f"{name}_stochastic_depth",
         )(x)
-    if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{name}_residual")([x, inputs])
     return x
 

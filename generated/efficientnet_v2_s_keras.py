@@ -79,7 +79,6 @@ def fused_mbconv(
             stride=stride,
             name=f"{name}_block_0",
         )
-    if block_channels != in_channels:
         x = conv_norm_activation(
             x,
             block_channels,
@@ -103,7 +102,6 @@ def fused_mbconv(
             noise_shape=(None, 1, 1, 1),
             name=f"{name}_stochastic_depth",
         )(x)
-    if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{name}_residual")([x, inputs])
     return x
 
@@ -175,7 +173,6 @@ def mbconv(
             noise_shape=(None, 1, 1, 1),
             name=f"{name}_stochastic_depth",
         )(x)
-    if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{name}_residual")([x, inputs])
     return x
 

@@ -45,11 +45,9 @@ def mbconv(
         x = layers.Conv2D(
             expand_conv_channels, 1, use_bias=False, name=f"{name}_expand_conv"
         )(x)
-    if expand_ratio != 1:
         x = layers.BatchNormalization(
             epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn"
         )(x)
-    if expand_ratio != 1:
         x = layers.Activation("silu", name=f"{name}_expand_activation")(x)
     if stride == 2:
         x = layers.ZeroPadding2D(
@@ -90,7 +88,6 @@ def mbconv(
             noise_shape=(None, 1, 1, 1),
             name=f"{name}_drop",
         )(x)
-    if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{name}_add")([x, inputs])
     return x
 

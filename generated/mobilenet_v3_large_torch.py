@@ -59,9 +59,9 @@ class ConvBnAct(nn.Sequential):
             nn.BatchNorm2d(filters, eps=0.001, momentum=0.01),
         ]
         if activation and use_hs:
-            layers.append(nn.Hardswish())
+            layers.append(nn.Hardswish(inplace=True))
         if activation and (not use_hs):
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 

@@ -43,7 +43,7 @@ class ConvBnAct(nn.Sequential):
             nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
         ]
         if activation:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 

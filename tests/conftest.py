@@ -80,6 +80,9 @@ ZOO = {
     "specs/convnext_small.yaml": (50_223_688, 0),  # torchvision convnext_small
     "specs/convnext_base.yaml": (88_591_464, 0),  # torchvision convnext_base
     "specs/keras/convnext_tiny.yaml": (28_589_128, 0),  # keras.applications ConvNeXtTiny
+    # keras.applications MobileNetV2 (alpha 1.0): torchvision's mobilenet_v2 widths and so its
+    # 17,056 BN channels, without the classifier dropout; the same 3,504,872 trainable.
+    "specs/keras/mobilenet_v2.yaml": (3_504_872, 34_112),
 }
 
 
@@ -113,6 +116,7 @@ KERAS_TOTALS = {
     "specs/keras/inception_v3.yaml": 23_851_784,
     "specs/keras/efficientnet_b0.yaml": 5_330_571,
     "specs/keras/convnext_tiny.yaml": 28_589_128,
+    "specs/keras/mobilenet_v2.yaml": 3_538_984,
 }
 BIG = {
     "specs/timm/seresnet50.yaml", "specs/unet.yaml",

@@ -153,3 +153,11 @@ def test_regnet_draws_its_blocks_and_gates():
     assert len(gates) == 16 and all(e.dst.endswith(".f.se.scale") for e in gates)
     assert len(parse(to_dot(layers)).get_edges()) == len(layers.edges)
     assert not [e for e in diagram(graph_of("specs/regnet_x_400mf.yaml"), "layers").edges if e.kind == "gate"]
+
+
+def test_mermaid_gates():
+    """Squeeze-and-excitation gates are drawn (they once had no Mermaid arrow): MobileNetV3-Large
+    has 8 SE blocks, each one gate edge into its multiply, styled apart from skips."""
+    d = diagram(graph_of("specs/mobilenet_v3_large.yaml"), "layers")
+    assert sum(e.kind == "gate" for e in d.edges) == 8
+    assert to_mermaid(d).count("stroke:#5f3dc4") == 8

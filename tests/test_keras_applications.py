@@ -37,6 +37,7 @@ CASES = [
     ("specs/keras/inception_v3.yaml", "InceptionV3", BY_ORDER),
     ("specs/keras/efficientnet_b0.yaml", "EfficientNetB0", EFFICIENTNET_NAMES),
     ("specs/keras/convnext_tiny.yaml", "ConvNeXtTiny", []),  # the same names
+    ("specs/keras/mobilenet_v2.yaml", "MobileNetV2", []),  # the same names
 ]
 # Layers keras.applications leaves unnamed, which Keras numbers per session (normalization,
 # normalization_1, ...): ours of that name pairs with the reference's one layer of its type.
@@ -143,3 +144,13 @@ def test_matches_keras_applications(spec, constructor, renames):
     got = np.asarray(logits(x, training=False))
     assert np.abs(expected - got).max() <= 1e-5 * max(1.0, np.abs(expected).max())
     assert isinstance(ours.layers[-1], keras.layers.Activation) and ours.layers[-1].get_config()["activation"] == "softmax"
+
+
+@pytest.mark.parametrize("alpha", [0.35, 1.4])
+def test_mobilenet_v2_width_multiplier(alpha):
+    """The MobileNetV2 spec's `alpha` is keras.applications' width multiplier: channel rounding
+    (make_divisible of int(filters * alpha)) and the widened last conv above 1.0 included."""
+    counts = lower(load_spec(ROOT / "specs/keras/mobilenet_v2.yaml", [f"params.alpha={alpha}"])).counts
+    reference = keras.applications.MobileNetV2(weights=None, alpha=alpha, input_shape=(224, 224, 3))
+    trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert (counts.total, counts.trainable) == (reference.count_params(), trainable)

@@ -229,6 +229,8 @@ SNIPPETS = [
     "{conv: {filters: 4, kernel: 3, padding: 1}}", "{conv: {filters: 6, kernel: 1, stride: 2}}", "relu", "batchnorm",
     "{maxpool: {kernel: 3, padding: 1}}", "{maxpool: {kernel: 2}}", "{avgpool: {kernel: 3, stride: 1, padding: 1}}",
     "{zeropad: {padding: 1}}", "sigmoid", "{act: {fn: leaky_relu}}", "{maxpool: {kernel: 3, stride: 2, padding: 1}}",
+    "{zeropad: {padding: [[0, 1], [0, 1]]}}", "{depthwise_conv: {kernel: 3, stride: 2}}", "{depthwise_conv: {kernel: 3, padding: 1}}",
+    "{depthwise_conv: {kernel: 3, stride: 2, padding: 1}}",
 ]  # fmt: skip
 
 

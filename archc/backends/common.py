@@ -388,7 +388,7 @@ def plan(
         condition = getattr(item, "condition", None)
         dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe and condition is None))
+        steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe))
         var[item.name] = dst
         prev = dst
         # where a conditional item is absent, its variable holds its input: as safe as that was

@@ -86,6 +86,26 @@ def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
     return render_applied(layer, indent, f"{var} = ", f"({var})")
 
 
+def merge_guards(lines: list[str]) -> list[str]:
+    """One `if` for consecutive layers under the same condition, as keras.applications writes
+    `if block_id:` over three layers: an `if` line that repeats the `if` whose body ends just
+    above it (nothing at its own level in between) is dropped. Conditions read only the block
+    function's arguments, which nothing reassigns, so the merged body runs exactly when each
+    part would have."""
+    out: list[str] = []
+    open_guard: str | None = None  # the `if` line whose body the last lines belong to
+    for line in lines:
+        indent = line[: len(line) - len(line.lstrip())]
+        if open_guard is not None and line == open_guard:
+            continue
+        if open_guard is not None and len(indent) <= len(open_guard) - len(open_guard.lstrip()):
+            open_guard = None
+        if line.lstrip().startswith("if ") and line.endswith(":") and open_guard is None:
+            open_guard = line
+        out.append(line)
+    return out
+
+
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -144,7 +164,7 @@ class KerasEmitter:
             "name": block.name,
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
             "signature": ["x: keras.KerasTensor", "in_channels: int", "*", *sig.parts(), "name: str"],
-            "body": body,
+            "body": merge_guards(body),
         }
 
     def _sym_layer(

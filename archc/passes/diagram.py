@@ -331,7 +331,7 @@ def _clustered(clusters: tuple[Cluster, ...]) -> set[str]:
 
 
 MERMAID_SHAPES = {"io": ("([", "])"), "layer": ("(", ")"), "block": ("[", "]"), "add": ("((", "))"), "concat": ("[[", "]]")}
-MERMAID_ARROWS = {"data": "-->", "skip": "-.->", "dense": "==>"}
+MERMAID_ARROWS = {"data": "-->", "skip": "-.->", "dense": "==>", "gate": "-.->"}
 
 
 def to_mermaid(d: Diagram) -> str:
@@ -370,7 +370,11 @@ def to_mermaid(d: Diagram) -> str:
     for e in d.edges:
         text = f"{e.note} {e.shape}" if e.note else e.shape
         out.append(f"  {ids[e.src]} {MERMAID_ARROWS[e.kind]}|{label(text)}| {ids[e.dst]}")
-    styles = {"skip": "stroke:#2b8a3e,stroke-dasharray:4", "dense": "stroke:#c92a2a,stroke-width:3px"}
+    styles = {
+        "skip": "stroke:#2b8a3e,stroke-dasharray:4",
+        "dense": "stroke:#c92a2a,stroke-width:3px",
+        "gate": "stroke:#5f3dc4,stroke-dasharray:2",
+    }
     for i, e in enumerate(d.edges):
         if e.kind in styles:
             out.append(f"  linkStyle {i} {styles[e.kind]}")
