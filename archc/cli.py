@@ -11,7 +11,9 @@ used only on a terminal, and never when NO_COLOR is set.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import json
 import math
 import os
@@ -72,6 +74,11 @@ def _get_plugins():  # type: ignore[no-untyped-def]
 if os.environ["PYDANTIC_DISABLE_PLUGINS"] in _PLUGINS_OFF and "pydantic.plugin._loader" not in sys.modules:
     sys.modules["pydantic.plugin._loader"] = types.ModuleType("pydantic.plugin._loader", _get_plugins.__doc__)
     sys.modules["pydantic.plugin._loader"].get_plugins = _get_plugins  # type: ignore[attr-defined]
+
+# At exit Python's last garbage collections walk every object the process made (every module,
+# class, validator and graph node: about 7 ms of a `check`); frozen objects are skipped, and
+# are still freed with their modules. Only cycles that are garbage at exit stay to the OS.
+atexit.register(gc.freeze)
 
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
 
