@@ -11,10 +11,10 @@ code, where it means exactly what `evaluate` computed.
 from __future__ import annotations
 
 import ast
-import copy
 import math
 import operator
 from collections.abc import Callable, Mapping
+from typing import Any
 
 Value = int | float | bool
 
@@ -268,7 +268,18 @@ def substitute(tree: ast.expr, values: Mapping[str, ast.expr]) -> ast.expr:
     in a copy, and only when there is something to replace."""
     if not any(isinstance(n, ast.Name) and n.id in values for n in ast.walk(tree)):
         return fold(tree)
-    return fold(_Subst(values).visit(copy.deepcopy(tree)))
+    return fold(_Subst(values).visit(_copy(tree)))
+
+
+def _copy(node: Any) -> Any:
+    """A copy of an expression tree for a transformer to change. Unlike copy.deepcopy it keeps
+    no memo: a sub-tree that occurs twice (a substituted value) is copied twice, so a
+    transformer visits each copy once."""
+    if isinstance(node, ast.AST):
+        return type(node)(**{name: _copy(value) for name, value in ast.iter_fields(node)})
+    if isinstance(node, list):
+        return [_copy(item) for item in node]
+    return node
 
 
 class _Subst(ast.NodeTransformer):
@@ -357,7 +368,7 @@ def to_python(tree: ast.expr) -> str:
     copy of the tree, made only when it calls one)."""
     if not any(isinstance(n, ast.Call) for n in ast.walk(tree)):
         return ast.unparse(tree)
-    return ast.unparse(_Rename().visit(copy.deepcopy(tree)))
+    return ast.unparse(_Rename().visit(_copy(tree)))
 
 
 class _Rename(ast.NodeTransformer):

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError, SpecWarning
 from archc.spec.compose import apply_override, from_override, load_chain
-from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec, build_validators
+from archc.spec.models import (
+    _ITEM_KEYS,
+    BlockDef,
+    LibrarySpec,
+    ModelSpec,
+    build_validators,
+)
 from archc.spec.yamlsrc import (
     SourceMap,
     load_yaml_bytes,
