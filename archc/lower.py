@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import functools
 import re
 import shlex
@@ -516,6 +515,8 @@ class Tensor:
 
 def _lookup(env: dict[str, Tensor], name: str, where: Location) -> Tensor:
     if name not in env:
+        import difflib  # error messages only: not imported by a successful check
+
         hint = difflib.get_close_matches(name, list(env), n=1)
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         known = ", ".join(env)
@@ -789,6 +790,8 @@ def _instantiate(
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+        import difflib  # error messages only: not imported by a successful check
+
         hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)

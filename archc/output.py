@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 from archc.backends.common import HEADER_MARK
@@ -70,6 +69,8 @@ def write_all(files: dict[Path, str | bytes], force: bool = False, guard: bool =
         try:
             for current, text in files.items():
                 current.parent.mkdir(parents=True, exist_ok=True)
+                import tempfile  # here, not at the top: `check` writes nothing
+
                 # a short fixed prefix: the target's own name may already be 255 bytes long
                 fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=".archc-", suffix=".tmp")
                 written.append((tmp, current))

@@ -20,7 +20,6 @@ Override paths: `params.depth`, `input[1]`, and list entries by name:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -194,6 +193,8 @@ def _patch_entries(
 
 
 def _unknown(name: Any, names: list[Any], path: Path_, advice: str = "") -> str:
+    import difflib  # error messages only: not imported by a successful check
+
     close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"entries: {', '.join(map(str, names))}"
     return "; ".join(part for part in (f"no entry named {name!r} in {_show(path)}", advice, hint) if part)
@@ -239,6 +240,8 @@ def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
             if step not in node and (not last or path == ("params",)):
                 # a new key is fine for a layer's settings, but a new model parameter is a typo:
                 # nothing would read it
+                import difflib  # error messages only: not imported by a successful check
+
                 hint = difflib.get_close_matches(step, [str(k) for k in node], n=1)
                 what = "no parameter" if path == ("params",) else "no key"
                 raise SpecError(

@@ -11,10 +11,10 @@ code, where it means exactly what `evaluate` computed.
 from __future__ import annotations
 
 import ast
-import copy
 import math
 import operator
 from collections.abc import Callable, Mapping
+from typing import Any
 
 Value = int | float | bool
 
@@ -341,14 +341,31 @@ def bounded(value: object) -> Value:
 
 
 def substitute(tree: ast.expr, values: Mapping[str, ast.expr]) -> ast.expr:
-    """Replace variables by expressions, folding constants where possible."""
+    """Replace variables by expressions, folding constants where possible. Trees are shared
+    (parsed once, see lower._parse) and never changed in place: the replacement is made
+    in a copy, and only when there is something to replace."""
+    if not any(isinstance(n, ast.Name) and n.id in values for n in ast.walk(tree)):
+        return fold(tree)
+    return fold(_Subst(values).visit(_copy(tree)))
 
-    class _Subst(ast.NodeTransformer):
-        def visit_Name(self, node: ast.Name) -> ast.expr:
-            return values.get(node.id, node)
 
-    new = _Subst().visit(copy.deepcopy(tree))
-    return fold(new)
+def _copy(node: Any) -> Any:
+    """A copy of an expression tree for a transformer to change. Unlike copy.deepcopy it keeps
+    no memo: a sub-tree that occurs twice (a substituted value) is copied twice, so a
+    transformer visits each copy once."""
+    if isinstance(node, ast.AST):
+        return type(node)(**{name: _copy(value) for name, value in ast.iter_fields(node)})
+    if isinstance(node, list):
+        return [_copy(item) for item in node]
+    return node
+
+
+class _Subst(ast.NodeTransformer):
+    def __init__(self, values: Mapping[str, ast.expr]):
+        self.values = values
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return self.values.get(node.id, node)
 
 
 def fold(tree: ast.expr) -> ast.expr:
@@ -425,15 +442,18 @@ def constant(value: Value) -> ast.expr:
 
 
 def to_python(tree: ast.expr) -> str:
-    """Python source for an expression; spec functions map to their Python names."""
+    """Python source for an expression; spec functions map to their Python names (in a
+    copy of the tree, made only when it calls one)."""
+    if not any(isinstance(n, ast.Call) for n in ast.walk(tree)):
+        return ast.unparse(tree)
+    return ast.unparse(_Rename().visit(_copy(tree)))
 
-    class _Rename(ast.NodeTransformer):
-        def visit_Call(self, node: ast.Call) -> ast.expr:
-            self.generic_visit(node)
-            node.func = ast.Name(FUNCTIONS[node.func.id][1])  # type: ignore[union-attr]
-            return node
 
-    return ast.unparse(_Rename().visit(copy.deepcopy(tree)))
+class _Rename(ast.NodeTransformer):
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        self.generic_visit(node)
+        node.func = ast.Name(FUNCTIONS[node.func.id][1])  # type: ignore[union-attr]
+        return node
 
 
 def helper_functions(tree: ast.expr) -> set[str]:

@@ -5,7 +5,6 @@ Every pydantic error becomes one `SpecError` at the YAML line that caused it.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
@@ -19,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError, SpecWarning
 from archc.spec.compose import apply_override, from_override, load_chain
-from archc.spec.models import _ITEM_KEYS, BlockDef, LibrarySpec, ModelSpec
+from archc.spec.models import (
+    _ITEM_KEYS,
+    BlockDef,
+    LibrarySpec,
+    ModelSpec,
+    build_validators,
+)
 from archc.spec.yamlsrc import (
     SourceMap,
     load_yaml_bytes,
@@ -88,6 +93,8 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
         lib_path = LIBRARY_DIR / f"{ref}.yaml" if "." not in ref else (base_dir / ref)
         if "." not in ref and not lib_path.exists():
             shipped = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
+            import difflib  # error messages only: not imported by a successful check
+
             hint = difflib.get_close_matches(ref, shipped, n=1)
             raise SpecError(
                 f"unknown library {ref!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
@@ -145,6 +152,7 @@ def _shown(path: Path) -> Path:
 def validate(model_type: type[BaseModel], data: Any, smap: SourceMap) -> Any:
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping; start with `archc: 1`", smap.locate(()))
+    build_validators()
     try:
         return model_type.model_validate(data)
     except ValidationError as e:
@@ -165,6 +173,8 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     shown = ".".join(_short(str(p)) for p in path) or "spec"
     if e["type"] == "extra_forbidden":
         key = path[-1] if path else ""
+        import difflib  # error messages only: not imported by a successful check
+
         hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
         message = f"unknown key {_short(repr(key))}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
     elif e["type"] == "missing":

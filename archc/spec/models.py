@@ -341,7 +341,7 @@ class Defaults(Strict):
     batchnorm: BatchNormDefaults = Field(
         BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
     )
-    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults(), description="Average-pooling settings a pool does not give itself.")
+    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults.model_construct(), description="Average-pooling settings a pool does not give itself.")
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
@@ -383,7 +383,6 @@ class ModelSpec(Strict):
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
 
 
-
 class LibrarySpec(Strict):
     archc: FormatVersion = Field(description="Spec format version.")
     library: Name = Field(description="Library name.")
@@ -393,3 +392,11 @@ class LibrarySpec(Strict):
 
 # Validators are built on first use (defer_build): forward references (a list holds layer
 # entries, which hold lists) resolve then too.
+
+
+def build_validators() -> None:
+    """Build BlockDef's validator before ModelSpec's or LibrarySpec's: its schema holds every
+    layer kind, and a complete model's schema is reused by the models that contain it, so
+    the two spec models share one instead of each generating it (about 20 ms of a `check`).
+    The validators are the same either way; only the time to build them differs."""
+    BlockDef.model_rebuild()
