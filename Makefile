@@ -36,7 +36,9 @@ $(TVENV)/.installed:
 test-torchvision: $(TVENV)/.installed
 	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider tests/test_torchvision.py tests/test_timm.py
 
-# The slow-marked tests only (deep Keras models, torch.compile of every zoo model).
+# The slow-marked tests only: verify, export and full-size forward passes of the family members
+# that are not their family's representative (tests/conftest.py FAMILIES), deep Keras models,
+# torch.compile of every zoo model.
 test-slow: setup
 	$(PY) -m pytest -n 2 -q -m slow
 

@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -118,32 +120,65 @@ KERAS_TOTALS = {
     "specs/keras/convnext_tiny.yaml": 28_589_128,
     "specs/keras/mobilenet_v2.yaml": 3_538_984,
 }
-BIG = {
-    "specs/timm/seresnet50.yaml", "specs/unet.yaml",
-    "specs/cifar/resnet1202.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/densenet161.yaml", "specs/densenet201.yaml",
-    "specs/wide_resnet50_2.yaml", "specs/cifar/densenet_bc250_k24.yaml", "specs/cifar/wrn28_10.yaml",
-    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg16_bn.yaml", "specs/vgg19_bn.yaml", "specs/keras/vgg16.yaml",
-    "specs/keras/inception_v3.yaml",  # its Keras forward runs in test_keras_applications
-    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml",
-    "specs/regnet_x_400mf.yaml",  # not big, but a sibling (below): regnet_y_400mf represents the family
-    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml", "specs/efficientnet_v2_s.yaml",
-    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml",
-    "specs/keras/convnext_tiny.yaml",  # its Keras forward runs in test_keras_applications
+# The zoo by family: specs whose generated code differs only in numbers (a family spec, the
+# models that extend it, the sizes of one builder). The first spec of each family is its
+# representative. Cheap checks (counts, golden files, a forward pass at a small size) cover
+# the whole zoo in `make test`; expensive per-model work (`archc verify`, torch.export,
+# full-size forward passes) covers the representatives there and every spec in
+# `make test-slow` (see `expensive`).
+FAMILIES = {
+    "resnet basic": ["specs/resnet18.yaml", "specs/resnet34.yaml"],
+    "resnet bottleneck": [
+        "specs/resnet50.yaml", "specs/resnet101.yaml", "specs/resnet152.yaml", "specs/resnext50_32x4d.yaml",
+        "specs/wide_resnet50_2.yaml",
+    ],
+    "densenet": ["specs/densenet121.yaml", "specs/densenet161.yaml", "specs/densenet169.yaml", "specs/densenet201.yaml"],
+    "cifar resnet": [
+        "specs/cifar/resnet20.yaml", "specs/cifar/resnet.yaml", "specs/cifar/resnet56.yaml", "specs/cifar/resnet110.yaml",
+        "specs/cifar/resnet1202.yaml",
+    ],
+    "cifar plain": ["specs/cifar/plain20.yaml"],
+    "cifar keras resnet": ["specs/cifar/keras_resnet20v1.yaml"],
+    "cifar densenet": ["specs/cifar/densenet40_k12.yaml"],
+    "cifar densenet-bc": ["specs/cifar/densenet_bc100_k12.yaml", "specs/cifar/densenet_bc250_k24.yaml"],
+    "cifar wide resnet": ["specs/cifar/wrn28_10.yaml"],
+    "squeezenet": ["specs/squeezenet1_1.yaml", "specs/squeezenet1_0.yaml"],
+    "alexnet": ["specs/alexnet.yaml"],
+    "vgg": ["specs/vgg16_bn.yaml", "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml"],
+    "mobilenet_v2": ["specs/mobilenet_v2.yaml"],
+    "mobilenet_v3": ["specs/mobilenet_v3_large.yaml", "specs/mobilenet_v3_small.yaml"],
+    "mnasnet": ["specs/mnasnet1_0.yaml", "specs/mnasnet0_5.yaml"],
+    "shufflenet_v2": ["specs/shufflenet_v2_x1_0.yaml", "specs/shufflenet_v2.yaml", "specs/shufflenet_v2_x0_5.yaml"],
+    "googlenet": ["specs/googlenet.yaml"],
+    "inception_v3": ["specs/inception_v3.yaml"],
+    "efficientnet": [
+        "specs/efficientnet.yaml", "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
+    ],
+    "efficientnet_v2": ["specs/efficientnet_v2_s.yaml"],
+    "regnet": ["specs/regnet_y_400mf.yaml", "specs/regnet.yaml", "specs/regnet_x_400mf.yaml", "specs/regnet_y_16gf.yaml"],
+    "convnext": ["specs/convnext_tiny.yaml", "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml"],
+    "seresnet": ["specs/timm/seresnet50.yaml"],
+    "unet": ["specs/unet.yaml"],
+    "keras resnet50": ["specs/keras/resnet50.yaml"],
+    "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
+    "keras densenet121": ["specs/keras/densenet121.yaml"],
+    "keras vgg16": ["specs/keras/vgg16.yaml"],
+    "keras inception_v3": ["specs/keras/inception_v3.yaml"],
+    "keras mobilenet_v2": ["specs/keras/mobilenet_v2.yaml"],
+    "keras efficientnet_b0": ["specs/keras/efficientnet_b0.yaml"],
+    "keras convnext_tiny": ["specs/keras/convnext_tiny.yaml"],
 }  # fmt: skip
-# Family members whose generated code differs from a sibling's only in numbers (the VGG
-# family spec at its defaults, vgg16 and vgg19_bn beside vgg16_bn, which keeps BN and the
-# inline loops covered; the RegNet family spec at its defaults, which is regnet_y_400mf, and
-# regnet_y_16gf and regnet_x_400mf beside it: the same block classes, regnet_x_400mf's SE
-# switched off by its se_ratio argument; EfficientNet-B0, -B4 and -B7 beside the family spec
-# at its defaults, B0; the ConvNeXt family spec, small and base beside convnext_tiny, and
-# keras/convnext_tiny, its block under Keras' names): their `archc verify` (a minute each on
-# 2 cores) runs in `make test-slow`.
-SIBLINGS = {
-    "specs/vgg.yaml", "specs/vgg16.yaml", "specs/vgg19_bn.yaml",
-    "specs/regnet.yaml", "specs/regnet_y_16gf.yaml", "specs/regnet_x_400mf.yaml",
-    "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
-    "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml", "specs/keras/convnext_tiny.yaml",
-}  # fmt: skip
+REPRESENTATIVES = {members[0] for members in FAMILIES.values()}
+# Representatives whose Keras forward pass at full size runs elsewhere (test_keras_applications).
+KERAS_FORWARD_ELSEWHERE = {"specs/keras/vgg16.yaml", "specs/keras/inception_v3.yaml", "specs/keras/convnext_tiny.yaml"}
+
+
+def expensive(specs):
+    """pytest parameters for expensive per-model work: the representatives run in `make test`,
+    the other family members are marked slow (`make test-slow`)."""
+    return [s if s in REPRESENTATIVES else pytest.param(s, marks=pytest.mark.slow) for s in sorted(specs)]
+
+
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):

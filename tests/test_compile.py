@@ -2,7 +2,7 @@
 trace it without graph breaks, channels_last works, and ONNX export runs in onnxruntime."""
 
 import pytest
-from conftest import BIG, ROOT, ZOO, load_module
+from conftest import ROOT, ZOO, expensive, load_module
 
 torch = pytest.importorskip("torch")
 
@@ -10,8 +10,8 @@ from archc.lower import lower  # noqa: E402
 from archc.spec.loader import load_spec  # noqa: E402
 
 SPECS = sorted(ZOO)
-# Exporting the deepest and widest models takes 10-30 s each on 2 cores: `make test-slow`.
-EXPORT = [pytest.param(s, marks=pytest.mark.slow) if s in BIG else s for s in SPECS]
+# Each family's representative; the other family members in `make test-slow`.
+EXPORT = expensive(SPECS)
 # One ImageNet ResNet, one DenseNet (with its DenseStage and checkpointing code), one CIFAR net.
 REPRESENTATIVE = ["specs/resnet18.yaml", "specs/cifar/densenet_bc100_k12.yaml", "specs/cifar/resnet20.yaml"]
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import BIG, DEEP, ROOT, SIBLINGS, ZOO
+from conftest import DEEP, ROOT, ZOO, expensive
 
 from archc import api
 from archc.cli import main
@@ -17,27 +17,13 @@ def blocks_of(report):
     return [r.item for r in report.rows]
 
 
-@pytest.mark.parametrize("spec", sorted(set(ZOO) - BIG))
+@pytest.mark.parametrize("spec", expensive(set(ZOO) - DEEP))
 def test_zoo_verifies(spec):
+    """Each family's representative; every other zoo spec in `make test-slow`."""
     report = verify.verify(ROOT / spec, batch=1 if "cifar" not in spec else 2)
     out = report.output
     assert out.max_abs <= 1e-4 * max(1.0, out.magnitude), verify.to_table(report)
     assert report.ok and not any(r.problem for r in report.rows)
-
-
-@pytest.mark.parametrize("half", [0, 1])
-def test_big_zoo_verifies(half):
-    """The biggest models, in two tests so that xdist spreads the rest around them."""
-    for spec in sorted(BIG - DEEP - SIBLINGS)[half::2]:
-        report = verify.verify(ROOT / spec, batch=1)
-        assert report.ok, verify.to_table(report)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec", sorted(SIBLINGS))
-def test_sibling_zoo_verifies(spec):
-    report = verify.verify(ROOT / spec, batch=1)
-    assert report.ok, verify.to_table(report)
 
 
 @pytest.mark.slow

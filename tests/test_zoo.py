@@ -4,8 +4,18 @@ with the published parameter counts, and a forward pass gives the IR's output sh
 import re
 import sys
 
+import numpy as np
 import pytest
-from conftest import BIG, DEEP, KERAS_TOTALS, ROOT, ZOO, load_module
+from conftest import (
+    DEEP,
+    FAMILIES,
+    KERAS_FORWARD_ELSEWHERE,
+    KERAS_TOTALS,
+    REPRESENTATIVES,
+    ROOT,
+    ZOO,
+    load_module,
+)
 
 from archc.backends import emit
 from archc.lower import lower
@@ -28,6 +38,8 @@ def generated_path(spec, backend):
 def test_zoo_is_complete():
     on_disk = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").rglob("*.yaml"))
     assert on_disk == SPECS
+    in_families = [spec for members in FAMILIES.values() for spec in members]
+    assert sorted(in_families) == SPECS  # each spec in exactly one family
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -43,7 +55,9 @@ def test_ir_total_matches_keras_reference(spec):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_torch_module(spec):
-    torch = pytest.importorskip("torch")
+    """Every spec's generated PyTorch model has the published counts; the family
+    representatives also run a forward pass at full size (the others: `make test-slow`)."""
+    pytest.importorskip("torch")
     graph = graph_of(spec)
     module = load_module(generated_path(spec, "torch"))
     model = module.build_model().eval()
@@ -52,6 +66,13 @@ def test_torch_module(spec):
     buffers = sum(b.numel() for n, b in model.named_buffers() if n in state and not n.endswith("num_batches_tracked"))
     assert (trainable, buffers) == ZOO[spec]
     assert module.INPUT_SHAPE == graph.input_shape.as_tuple()
+    if spec in REPRESENTATIVES:
+        torch_forward(graph, module, model)
+
+
+def torch_forward(graph, module, model):
+    import torch
+
     with torch.no_grad():
         out = model(torch.randn(2, *module.INPUT_SHAPE))
     assert tuple(out.shape) == (2, *graph.output_shape.as_tuple())
@@ -59,29 +80,50 @@ def test_torch_module(spec):
 
 @pytest.mark.parametrize("spec", [pytest.param(s, marks=pytest.mark.slow) if s in DEEP else s for s in SPECS])
 def test_keras_module(spec):
+    """The same for the generated Keras model."""
     pytest.importorskip("keras")
-    import numpy as np
-
     graph = graph_of(spec)
     module = load_module(generated_path(spec, "keras"))
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(20_000 if spec in DEEP else limit)
-    try:
-        model = module.build_model()
-    finally:
-        sys.setrecursionlimit(limit)
+    model = keras_model(spec, module)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == ZOO[spec]
     c, h, w = graph.input_shape.as_tuple()
     assert module.INPUT_SHAPE == (h, w, c)
-    shape = graph.output_shape
-    out_shape = (shape.h, shape.w, shape.c) if shape.spatial else (shape.c,)  # channels_last
-    if spec in BIG:
-        assert tuple(model.output_shape) == (None, *out_shape)
-        return
+    assert tuple(model.output_shape) == (None, *keras_shape(graph.output_shape))
+    if spec in REPRESENTATIVES and spec not in KERAS_FORWARD_ELSEWHERE:
+        keras_forward(graph, model)
+
+
+def keras_model(spec, module):
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000 if spec in DEEP else limit)
+    try:
+        return module.build_model()
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def keras_shape(shape):
+    return (shape.h, shape.w, shape.c) if shape.spatial else (shape.c,)  # channels_last
+
+
+def keras_forward(graph, model):
+    c, h, w = graph.input_shape.as_tuple()
     out = model(np.zeros((2, h, w, c), dtype="float32"), training=False)
-    assert tuple(out.shape) == (2, *out_shape)
+    assert tuple(out.shape) == (2, *keras_shape(graph.output_shape))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", sorted(set(ZOO) - REPRESENTATIVES))
+def test_forward_of_family_members(spec):
+    """Full-size forward passes of the specs that are not their family's representative."""
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    graph = graph_of(spec)
+    module = load_module(generated_path(spec, "torch"))
+    torch_forward(graph, module, module.build_model().eval())
+    keras_forward(graph, keras_model(spec, load_module(generated_path(spec, "keras"))))
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
