@@ -15,6 +15,7 @@ rounding grows with the magnitude of the values compared, not with their count.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -29,6 +30,10 @@ from archc import interop, ops
 from archc.api import load_module, to_ir
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ops import Shape
+
+# Each block is run as its own Keras model, so TensorFlow warns about function retracing;
+# the report is the output here, not its log.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
