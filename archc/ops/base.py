@@ -144,6 +144,8 @@ class KerasCtx:
     name: str  # the layer name's source: a string literal or an f-string
     nonneg: bool  # the input is known to be >= 0 (after relu)
     in_shape: Shape | None  # concrete input shape, where known (model level)
+    # the layer's initializer arguments (`kernel_initializer=...`), as sources; see ops.init
+    initializers: tuple[tuple[str, str], ...] = ()
 
 
 class Op:
@@ -236,6 +238,12 @@ class Op:
         raise NotImplementedError(cls.kind)
 
     # --- weights ---------------------------------------------------------------------
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        """Its weight's fan_in as PyTorch computes it, as source (a literal where the
+        arguments are): the bound of PyTorch's default bias. None: the op has no weight."""
+        return None
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w
