@@ -473,7 +473,9 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
     def text(value: Any) -> str:
         if isinstance(value, dict):
             return "{" + ", ".join(f"{json.dumps(k)}: {text(v)}" for k, v in value.items()) + "}"
-        return json.dumps(value) if isinstance(value, str) else repr(float(value))
+        if isinstance(value, str):
+            return json.dumps(value)
+        return "1 / 3" if value == 1 / 3 else repr(float(value))  # PyTorch's default: a = sqrt(5)
 
     one = f"{indent}{head}{text(config)}{tail}"
     if len(one) <= 88:
