@@ -102,13 +102,17 @@ class KerasResnet20v1(nn.Module):
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                variance_scaling_(m.weight, 2, "fan_in", "truncated_normal")
+                variance_scaling_(
+                    m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal"
+                )
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                variance_scaling_(m.weight, 2, "fan_in", "truncated_normal")
+                variance_scaling_(
+                    m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal"
+                )
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:

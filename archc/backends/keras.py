@@ -38,7 +38,7 @@ I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
 GLOBALS = (
     "math", "keras", "layers", "INPUT_SHAPE", "build_model", init.KERAS_HELPER, *common.helper_names("keras"),
-    *sorted(expr.HELPER_FUNCTIONS),
+    *sorted(expr.HELPER_FUNCTIONS), *(f"{kind.upper()}_{arg.upper()}" for kind, args in init.KERAS_ARGS.items() for arg in args),
 )  # fmt: skip
 
 

@@ -35,7 +35,10 @@ from archc.spec import expr
 
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
-GLOBALS = ("math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", *common.helper_names("torch"), *sorted(expr.HELPER_FUNCTIONS))
+GLOBALS = (
+    "math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", init.TORCH_HELPER,
+    *common.helper_names("torch"), *sorted(expr.HELPER_FUNCTIONS),
+)  # fmt: skip
 
 
 def validate(graph: Graph) -> None:

@@ -39,10 +39,18 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Discriminator, Field, StrictInt, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    model_validator,
+)
 
 from archc.code import Call
 from archc.spec.types import FiniteFloat, Strict
+
 
 def _positive(value: float) -> float:
     if not value > 0:
@@ -170,11 +178,9 @@ def _rule_tag(value: Any) -> str | None:
     return None
 
 
+_RULE_TYPES = (Annotated[Named, Tag("name")], *(Annotated[model, Tag(key)] for key, model in _RULES.items()))
 RuleSpec = Annotated[
-    Union[
-        Annotated[Named, Tag("name")],
-        *(Annotated[model, Tag(key)] for key, model in _RULES.items()),
-    ],
+    Union[_RULE_TYPES],  # type: ignore[valid-type]
     Discriminator(
         _rule_tag,
         custom_error_type="init_rule",
@@ -445,7 +451,7 @@ def _torch_text(rule: Rule, role: str, tensor: str, weight: str, kind: str) -> l
         mode_arg = ', mode="fan_out"' if mode == "fan_out" else ""
         nonlinearity = '"relu"' if scale == 2 else '"linear"'
         return [f"nn.init.kaiming_{torch_kind}_({tensor}{mode_arg}, nonlinearity={nonlinearity})"]
-    return [f"{TORCH_HELPER}({tensor}, {_g(scale)}, {json.dumps(mode)}, {json.dumps(distribution)})"]
+    return [f"{TORCH_HELPER}({tensor}, scale={float(scale)!r}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
 
 
 TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, for Keras' truncated normals
