@@ -44,7 +44,7 @@ def expected(graph, node, name: str) -> tuple[float, float]:
     """(mean, std) of the node's tensor `name` under its rule."""
     role = "weight" if name == "weight" else "bias"
     rule = getattr(node.op.init, role)
-    return init.moments(rule, role, node.op.kind, *fans(graph, node))
+    return init.moments(rule, role, node.op.kind, *fans(graph, node), getattr(node.op, "groups", 1))
 
 
 def check(values: np.ndarray, mean: float, std: float, what: str) -> None:
@@ -102,6 +102,7 @@ blocks:
       - seq:
           - {conv: {filters: 64, kernel: 3, padding: 1, groups: 64, init: {weight: lecun_normal}}}
           - {batchnorm: {init: {bias: {constant: 0.25}}}}
+      - g: {conv: {filters: 64, kernel: 3, padding: 1, groups: 16, init: {weight: {kaiming_normal: {mode: group_fan_out, nonlinearity: relu}}}}}
 layers:
   - c1: {conv: {filters: 64, kernel: 3, padding: 1}}
   - c2: {conv: {filters: 64, kernel: 3, padding: 1, init: {weight: kaiming_uniform}}}
@@ -121,6 +122,8 @@ layers:
   - c16: {conv: {filters: 64, kernel: 3, padding: 1, init: {weight: {uniform: {a: 0, b: 1}}, bias: {constant: -2}}}}
   - c17: {conv: {filters: 64, kernel: 3, padding: 1, init: keras_default}}
   - c18: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: fan_out}}}}}
+  - c19: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: group_fan_out, nonlinearity: relu}}}}}
+  - c20: {conv: {filters: 64, kernel: 3, padding: 1, groups: 4, init: {weight: {kaiming_uniform: {mode: group_fan_out}}}}}
   - bn1: batchnorm
   - bn2: {batchnorm: {init: keras_default}}
   - bn3: {batchnorm: {init: {weight: {uniform: {a: 0.5, b: 1.5}}, bias: {normal: {std: 0.1}}}}}

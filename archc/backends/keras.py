@@ -14,7 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.code import Call, call, render, render_applied
+from archc.code import Call, call, flat, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -120,7 +120,8 @@ class KerasEmitter:
             problem = init.keras_problem(rule)
             if problem:
                 raise SpecError(f"{kind} init {role}: {problem}", where)
-            source = init.keras_initializer(rule, role, kind, ops.KINDS[kind].fan_in(a, in_ch))
+            op = ops.KINDS[kind]
+            source = init.keras_initializer(rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
             if source is None:
                 continue
             if isinstance(source, dict):
@@ -131,9 +132,10 @@ class KerasEmitter:
                     name, n = f"{base}_{n}_{arg.upper()}", n + 1
                 self.constants[name] = source
                 source = name
-            elif source.startswith(init.KERAS_HELPER):
+            elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):
                 self.helpers.add(init.KERAS_HELPER)
                 self.needs_math = True
+            self.needs_math |= "math." in flat(source)
             out.append((arg, source))
         return tuple(out)
 

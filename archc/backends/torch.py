@@ -446,12 +446,12 @@ class TorchEmitter:
         if blocks:
             lines += [(0, "for m in self.modules():"), *((d + 1, c) for d, c in blocks)]
         lines += [(0, c) for c in self._model_overrides(self.graph.body, "self")]
-        return [out for depth, code in lines for out in render(code, INDENT2 + "    " * depth)]
+        return [out for depth, code in lines for out in _statement(code, INDENT2 + "    " * depth)]
 
     def _note_init(self, rules: Any) -> None:
         for rule in (rules.weight, rules.bias):
             self.helpers |= {init.TORCH_HELPER} if init.torch_needs_helper(rule) else set()
-            self.needs_math |= init.torch_needs_helper(rule)
+            self.needs_math |= init.torch_needs_helper(rule) or init.needs_math(rule)
 
     def _overrides(self, rules: Any, kind: str, path: str, has_bias: bool, has_weight: bool) -> list[Code]:
         """Statements for one layer whose rules differ from its kind's."""
@@ -720,6 +720,14 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
     args = symbolic_args(layer, hoist)
     variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
     return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
+
+
+def _statement(code: Code, indent: str) -> list[str]:
+    """A statement laid out as ruff does; a long assignment's value goes in parentheses."""
+    if isinstance(code, str) and " = " in code and len(indent + code) > 88:
+        target, value = code.split(" = ", 1)
+        return [f"{indent}{target} = (", f"{indent}    {value}", f"{indent})"]
+    return render(code, indent)
 
 
 def _module_free(kind: str) -> bool:

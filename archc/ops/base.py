@@ -145,7 +145,7 @@ class KerasCtx:
     nonneg: bool  # the input is known to be >= 0 (after relu)
     in_shape: Shape | None  # concrete input shape, where known (model level)
     # the layer's initializer arguments (`kernel_initializer=...`), as sources; see ops.init
-    initializers: tuple[tuple[str, str], ...] = ()
+    initializers: tuple[tuple[str, Any], ...] = ()  # source text, or a Call laid out by archc.code
 
 
 class Op:
@@ -243,6 +243,11 @@ class Op:
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
         """Its weight's fan_in as PyTorch computes it, as source (a literal where the
         arguments are): the bound of PyTorch's default bias. None: the op has no weight."""
+        return None
+
+    @classmethod
+    def group_fan_out(cls, a: dict[str, str]) -> str | None:
+        """fan_out / groups, as source: torchvision's RegNet initialises by it."""
         return None
 
     def to_keras(self, name: str, w: Any) -> Any:

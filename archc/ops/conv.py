@@ -110,6 +110,13 @@ class Conv(Op):
         area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
         return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *area)
 
+    @classmethod
+    def group_fan_out(cls, a: dict[str, str]) -> str | None:
+        kernel = literal_pair(a["kernel"])
+        area = str(kernel[0] * kernel[1]) if kernel else f"{a['kernel']}[0] * {a['kernel']}[1]" if a["kernel"].startswith("(") else f"{a['kernel']} * {a['kernel']}"
+        out = product(area, a["filters"])
+        return out if a["groups"] == "1" else f"{out} // {a['groups']}" if not out.isdigit() or not a["groups"].isdigit() else str(int(out) // int(a["groups"]))
+
     def to_keras(self, name: str, w: Any) -> Any:
         return w.transpose(2, 3, 1, 0) if name == "weight" else w  # OIHW -> HWIO
 

@@ -109,7 +109,10 @@ class KaimingArgs(Strict):
     a: NonNegative = Field(
         0.0, description="Negative slope of leaky_relu (its gain sqrt(2 / (1 + a^2))); only with leaky_relu."
     )
-    mode: Literal["fan_in", "fan_out"] = Field("fan_in", description="Which fan scales the variance.")
+    mode: Literal["fan_in", "fan_out", "group_fan_out"] = Field(
+        "fan_in",
+        description="Which fan scales the variance; group_fan_out (convs): fan_out / groups, torchvision's RegNet.",
+    )
     nonlinearity: Nonlinearity = Field("leaky_relu", description="The gain's nonlinearity (torch.nn.init.calculate_gain).")
 
 
@@ -293,6 +296,8 @@ def problem(rule: Rule, role: str, kind: str) -> str | None:
     if not fans and rule.name in ("kaiming", "xavier", "variance_scaling"):
         what = "batch norm's weight" if kind == "batchnorm" else "a bias"
         return f"{rule.name} needs a tensor with fans (a conv's or dense layer's weight), not {what}; use zeros, ones, constant, normal, uniform or trunc_normal"
+    if rule.name == "kaiming" and rule.arg("mode") == "group_fan_out" and not (fans and kind == "conv"):
+        return "mode group_fan_out is for conv weights (fan_out / groups)"
     if rule.name == "kaiming" and rule.arg("a") != 0 and rule.arg("nonlinearity") != "leaky_relu":
         return "kaiming's `a` is leaky_relu's negative slope; it needs nonlinearity: leaky_relu"
     return None
@@ -351,9 +356,9 @@ def _truncated_std(std: float, lo: float, hi: float) -> float:
     return std * math.sqrt(var)
 
 
-def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int) -> tuple[float, float]:
+def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int, groups: int = 1) -> tuple[float, float]:
     """(mean, standard deviation) of one element under `rule`, for a tensor with these fans
-    (a bias: its weight's fans). For tests and `archc summary`."""
+    (a bias: its weight's fans; `groups`: a conv's). For tests."""
     if rule.name in ("torch_default", "keras_default"):
         if kind == "batchnorm" or (rule.name == "keras_default" and role == "bias"):
             return (1.0 if role == "weight" and kind == "batchnorm" else 0.0, 0.0)
@@ -371,7 +376,8 @@ def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int) -> tupl
     if rule.name == "trunc_normal":
         return (a["mean"], _truncated_std(a["std"], a["a"] - a["mean"], a["b"] - a["mean"]))  # symmetric cut-offs in the zoo
     if rule.name == "kaiming":
-        std = math.sqrt(gain2(a["nonlinearity"], a["a"])) / math.sqrt(fan_in if a["mode"] == "fan_in" else fan_out)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "group_fan_out": fan_out / groups}[a["mode"]]
+        std = math.sqrt(gain2(a["nonlinearity"], a["a"])) / math.sqrt(fan)
         return (0.0, std)
     if rule.name == "xavier":
         return (0.0, a["gain"] * math.sqrt(2.0 / (fan_in + fan_out)))
@@ -386,14 +392,17 @@ def _g(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def torch_lines(rule: Rule, role: str, tensor: str, weight: str = "", kind: str = "conv") -> list[Call]:
+def torch_lines(rule: Rule, role: str, tensor: str, weight: str = "", kind: str = "conv") -> list[Call | str]:
     """Statements that initialise `tensor` by `rule`, as calls (laid out by archc.code.render)."""
     return [_as_call(line) for line in _torch_text(rule, role, tensor, weight, kind)]
 
 
-def _as_call(text: str) -> Call:
-    """`f(a, b=c)` as a Call; the arguments hold no top-level commas of their own."""
+def _as_call(text: str) -> Call | str:
+    """`f(a, b=c)` as a Call; the arguments hold no top-level commas of their own. An
+    assignment stays text."""
     func, _, rest = text.partition("(")
+    if " = " in func:
+        return text
     args, depth, start = [], 0, 0
     for i, ch in enumerate(rest[:-1]):
         depth += ch in "([{"
@@ -434,6 +443,13 @@ def _torch_text(rule: Rule, role: str, tensor: str, weight: str, kind: str) -> l
         return [f"nn.init.uniform_({tensor}, {_g(a['a'])}, {_g(a['b'])})"]
     if rule.name == "trunc_normal":
         return [f"nn.init.trunc_normal_({tensor}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
+    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # torchvision's RegNet, word for word
+        m = tensor.rsplit(".", 1)[0]
+        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        lines = [f"fan_out = {m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels", f"fan_out //= {m}.groups"]
+        if a["distribution"] == "normal":
+            return [*lines, f"nn.init.normal_({tensor}, 0.0, math.sqrt({scale} / fan_out))"]
+        return [*lines, f"bound = math.sqrt(3 * {scale} / fan_out)", f"nn.init.uniform_({tensor}, -bound, bound)"]
     if rule.name == "kaiming":
         parts = [tensor] + ([f"a={_g(a['a'])}"] if a["a"] else [])
         parts += [f"mode={json.dumps(a['mode'])}"] if a["mode"] != "fan_in" else []
@@ -458,7 +474,12 @@ TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, f
 
 
 def torch_needs_helper(rule: Rule) -> bool:
-    return rule.name == "variance_scaling" and torch_lines(rule, "weight", "w")[0].func == TORCH_HELPER
+    return rule.name == "variance_scaling" and getattr(torch_lines(rule, "weight", "w")[0], "func", "") == TORCH_HELPER
+
+
+def needs_math(rule: Rule) -> bool:
+    """The rule's PyTorch statements call `math` (besides the helper's own)."""
+    return rule.name == "kaiming" and rule.arg("mode") == "group_fan_out"
 
 
 # --- Keras --------------------------------------------------------------------------------------
@@ -495,7 +516,9 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
     return lines + [f"{indent}}}{tail}"]
 
 
-def keras_initializer(rule: Rule, role: str, kind: str, fan_in: str | None) -> str | dict[str, Any] | None:
+def keras_initializer(
+    rule: Rule, role: str, kind: str, fan_in: str | None, group_fan_out: str | None = None,
+) -> str | Call | dict[str, Any] | None:  # fmt: skip
     """The Keras initializer for one tensor: a string name or a call of the helper for
     PyTorch's default bias, as source; or a config dict (a fresh initializer per layer, as
     keras.applications' EfficientNet writes them: one initializer object shared between
@@ -524,6 +547,13 @@ def keras_initializer(rule: Rule, role: str, kind: str, fan_in: str | None) -> s
         if (a["a"] - a["mean"], a["b"] - a["mean"]) == (-2 * a["std"], 2 * a["std"]):
             return _config("TruncatedNormal", mean=a["mean"], stddev=a["std"])
         return _config("RandomNormal", mean=a["mean"], stddev=a["std"])  # only where the cut is far: see keras_problem
+    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # no Keras fan divides by the groups
+        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        fan = group_fan_out if str(group_fan_out).isdigit() else f"({group_fan_out})"
+        if a["distribution"] == "normal":
+            return Call("keras.initializers.RandomNormal", (f"stddev=math.sqrt({scale} / {fan})",))
+        bound = f"math.sqrt(3 * {scale} / {fan})"
+        return Call("keras.initializers.RandomUniform", (f"-{bound}", bound))
     if rule.name == "kaiming":
         distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
         return _config("VarianceScaling", scale=gain2(a["nonlinearity"], a["a"]), mode=a["mode"], distribution=distribution)
