@@ -401,7 +401,7 @@ def _as_call(text: str) -> Call | str:
     """`f(a, b=c)` as a Call; the arguments hold no top-level commas of their own. An
     assignment stays text."""
     func, _, rest = text.partition("(")
-    if " = " in func:
+    if "=" in func or not rest:
         return text
     args, depth, start = [], 0, 0
     for i, ch in enumerate(rest[:-1]):
