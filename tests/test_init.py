@@ -132,6 +132,7 @@ layers:
   - up: {conv_transpose: {filters: 64, kernel: 2, stride: 2, bias: true}}
   - up2: {conv_transpose: {filters: 64, kernel: 4, stride: 2, padding: 1, bias: true, init: torch_default}}
   - pool: global_avgpool
+  - bnf: {batchnorm: {init: {bias: {constant: 0.1}}}}
   - fc1: {dense: {units: 512}}
   - fc2: {dense: {units: 512, init: {weight: torch_default, bias: torch_default}}}
   - fc3: {dense: {units: 512, init: {weight: {kaiming_uniform: {mode: fan_out, nonlinearity: sigmoid}}}}}
@@ -164,6 +165,7 @@ def test_torch_shows_rules_as_torchvision_does(rules_graph):
     assert "nn.init.zeros_(m.bn.weight)" in source
     assert "if m.b is not None:\n                    nn.init.kaiming_uniform_(m.b.weight, a=math.sqrt(5))" in source
     assert "nn.init.kaiming_uniform_(self.c2.weight)" in source
+    assert "elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):" in source
     keras_source = api.compile(rules_graph, "keras")
     assert "CONV_KERNEL_INITIALIZER = {" in keras_source and 'kernel_initializer="he_normal"' in keras_source
 
