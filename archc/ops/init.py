@@ -111,7 +111,7 @@ class KaimingArgs(Strict):
     )
     mode: Literal["fan_in", "fan_out", "group_fan_out"] = Field(
         "fan_in",
-        description="Which fan scales the variance; group_fan_out (convs): fan_out / groups, torchvision's RegNet.",
+        description="Which fan scales the variance; group_fan_out (convs): fan_out / groups, timm's _init_weight_goog.",
     )
     nonlinearity: Nonlinearity = Field("leaky_relu", description="The gain's nonlinearity (torch.nn.init.calculate_gain).")
 
@@ -443,7 +443,7 @@ def _torch_text(rule: Rule, role: str, tensor: str, weight: str, kind: str) -> l
         return [f"nn.init.uniform_({tensor}, {_g(a['a'])}, {_g(a['b'])})"]
     if rule.name == "trunc_normal":
         return [f"nn.init.trunc_normal_({tensor}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
-    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # torchvision's RegNet, word for word
+    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # timm's _init_weight_goog, word for word
         m = tensor.rsplit(".", 1)[0]
         scale = repr(float(gain2(a["nonlinearity"], a["a"])))
         lines = [f"fan_out = {m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels", f"fan_out //= {m}.groups"]
