@@ -22,7 +22,11 @@ CONV_KERNEL_INITIALIZER = {
 }
 DENSE_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {"scale": 1 / 3, "mode": "fan_in", "distribution": "uniform"},
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
 }
 
 

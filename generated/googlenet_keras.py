@@ -20,11 +20,19 @@ INPUT_SHAPE = (224, 224, 3)
 # Initializers (the spec's `init`), as configs: each layer builds its own, so each draws its own values.
 CONV_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {"scale": 1 / 3, "mode": "fan_in", "distribution": "uniform"},
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
 }
 DENSE_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {"scale": 1 / 3, "mode": "fan_in", "distribution": "uniform"},
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
 }
 
 

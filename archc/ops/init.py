@@ -502,7 +502,7 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
             return "{" + ", ".join(f"{json.dumps(k)}: {text(v)}" for k, v in value.items()) + "}"
         if isinstance(value, str):
             return json.dumps(value)
-        return "1 / 3" if value == 1 / 3 else repr(float(value))  # PyTorch's default: a = sqrt(5)
+        return repr(float(value))
 
     one = f"{indent}{head}{text(config)}{tail}"
     if len(one) <= 88:
