@@ -58,11 +58,6 @@ def validate(graph: Graph) -> None:
                 clash = f"two layers are named {node.id!r}" if other == node.id else f"{node.id!r} and {other!r}"
                 raise SpecError(f"{clash} would both be named {name!r} in Keras; rename one of them", node.where)
             seen[name] = node.id
-        rules = getattr(node.op, "init", None)
-        for role in ("weight", "bias") if rules is not None else ():
-            problem = init.keras_problem(getattr(rules, role))
-            if problem:
-                raise SpecError(f"{node.op.kind} init {role}: {problem}", node.where)
 
 
 def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
