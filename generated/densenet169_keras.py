@@ -15,7 +15,8 @@ from keras import layers
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
 
-# Initializers (the spec's `init`), as configs: each layer builds its own, so each draws its own values.
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
 CONV_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"},

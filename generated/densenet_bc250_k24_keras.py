@@ -14,7 +14,8 @@ from keras import layers
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (32, 32, 3)
 
-# Initializers (the spec's `init`), as configs: each layer builds its own, so each draws its own values.
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
 CONV_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
