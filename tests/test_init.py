@@ -263,3 +263,17 @@ def test_keras_truncation_must_match():
     with pytest.raises(SpecError, match="TruncatedNormal cuts at 2 standard deviations") as e:
         api.compile(graph, "keras")
     assert e.value.where is not None
+
+
+def test_fan_rules_written_out_where_keras_fans_differ(rules_graph, monkeypatch):
+    """An op whose Keras kernel has other fans than its PyTorch weight (KERAS_FANS = False, a
+    depthwise kernel) gets its fan rules with PyTorch's fans written out: the same draws."""
+    from archc import ops
+
+    for kind in ("conv", "dense", "conv_transpose"):
+        monkeypatch.setattr(ops.KINDS[kind], "KERAS_FANS", False)
+    source = api.compile(rules_graph, "keras")
+    assert "keras.initializers.TruncatedNormal(" in source and "VarianceScaling" not in source.split("def build_model")[1]
+    keras.utils.set_random_seed(0)
+    model = api.load_module(rules_graph, "keras").build_model()
+    assert check_keras(rules_graph, model) > 60

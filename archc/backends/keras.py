@@ -122,6 +122,8 @@ class KerasEmitter:
                 raise SpecError(f"{kind} init {role}: {problem}", where)
             op = ops.KINDS[kind]
             source = init.keras_initializer(rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
+            if not op.KERAS_FANS and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
+                source = init.explicit_initializer(rule, op.fan_in(a, in_ch), op.fan_out(a, in_ch)) or source
             if source is None:
                 continue
             if isinstance(source, dict):

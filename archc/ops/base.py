@@ -165,6 +165,9 @@ class Op:
     # named layer; the result may be a view of its input (so nothing after it works in place).
     EXPRESSION: ClassVar[bool] = False
     HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
+    # Keras computes the fans of its kernel as PyTorch does of its weight (ops.init); where not
+    # (a depthwise kernel), fan rules are written out with PyTorch's fans (`fan_in`, `fan_out`)
+    KERAS_FANS: ClassVar[bool] = True
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -243,6 +246,11 @@ class Op:
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
         """Its weight's fan_in as PyTorch computes it, as source (a literal where the
         arguments are): the bound of PyTorch's default bias. None: the op has no weight."""
+        return None
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        """Its weight's fan_out as PyTorch computes it, as source; None: no weight."""
         return None
 
     @classmethod

@@ -111,6 +111,12 @@ class Conv(Op):
         return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *area)
 
     @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        kernel = literal_pair(a["kernel"])
+        area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
+        return product(a["filters"], *area)
+
+    @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
         kernel = literal_pair(a["kernel"])
         area = str(kernel[0] * kernel[1]) if kernel else f"{a['kernel']}[0] * {a['kernel']}[1]" if a["kernel"].startswith("(") else f"{a['kernel']} * {a['kernel']}"

@@ -136,6 +136,10 @@ class ConvTranspose(Op):
         out = a["filters"] if a["groups"] == "1" else f"{a['filters']} // {a['groups']}"
         return product(out, a["kernel"], a["kernel"])
 
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(in_ch, a["kernel"], a["kernel"])
+
     def keras_output(self, name: str) -> str:
         return name + "_crop" if self.padding else name
 

@@ -64,6 +64,10 @@ class Dense(Op):
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
         return product(in_ch)
 
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(a["units"])
+
     def to_keras(self, name: str, w: Any) -> Any:
         return w.T if name == "weight" else w
 

@@ -516,6 +516,33 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
     return lines + [f"{indent}}}{tail}"]
 
 
+def explicit_initializer(rule: Rule, fan_in: str, fan_out: str) -> Call | None:
+    """A weight's fan rule with PyTorch's fans written out (sources): for a layer whose Keras
+    kernel has other fans than its PyTorch weight (a depthwise kernel (k, k, C, 1) against
+    (C, 1, k, k)), so that Keras draws from PyTorch's distribution. None: not a fan rule."""
+    a = dict(rule.args)
+    fi, fo = (f if f.isdigit() else f"({f})" for f in (fan_in, fan_out))
+    if rule.name == "torch_default":
+        rule, a = Rule("variance_scaling"), {"scale": 1 / 3, "mode": "fan_in", "distribution": "uniform"}
+    if rule.name == "kaiming" and a["mode"] != "group_fan_out":
+        scale, fan = gain2(a["nonlinearity"], a["a"]), fi if a["mode"] == "fan_in" else fo
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+    elif rule.name == "xavier":
+        scale, fan = a["gain"] ** 2, f"({fi} + {fo}) / 2"
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+    elif rule.name == "variance_scaling":
+        scale, distribution = a["scale"], a["distribution"]
+        fan = {"fan_in": fi, "fan_out": fo, "fan_avg": f"({fi} + {fo}) / 2"}[a["mode"]]
+    else:
+        return None
+    std = f"math.sqrt({float(scale)!r} / {fan if fan.isdigit() or fan.startswith('(') and fan.endswith(')') else f'({fan})'})"
+    if distribution == "uniform":
+        return Call("keras.initializers.RandomUniform", (f"-math.sqrt(3) * {std}", f"math.sqrt(3) * {std}"))
+    if distribution == "untruncated_normal":
+        return Call("keras.initializers.RandomNormal", (f"stddev={std}",))
+    return Call("keras.initializers.TruncatedNormal", (f"stddev={std} / {_TRUNC2!r}",))
+
+
 def keras_initializer(
     rule: Rule, role: str, kind: str, fan_in: str | None, group_fan_out: str | None = None,
 ) -> str | Call | dict[str, Any] | None:  # fmt: skip
