@@ -38,7 +38,8 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
 )
-from archc.ops import Shape, ShapeError
+from archc.ops import Shape, ShapeError, init
+from archc.ops.init import Init
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource, LoadedSpec
@@ -89,6 +90,16 @@ class _State:
     # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
     arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
     params: int = 0  # parameters so far, trainable and not
+    inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
+
+    def init(self, kind: str) -> Init:
+        """The rules of `kind` in `defaults:` (unset: torch_default), checked where they are written."""
+        if kind not in self.inits:
+            written = getattr(self.spec.model.defaults, kind).init
+            self.inits[kind] = init.default_init(written)
+            if written is not None:
+                _check_init(self.inits[kind], kind, self.spec.locate("defaults", kind, "init"))
+        return self.inits[kind]
 
 
 LayerKey = tuple[str, ...]
@@ -129,6 +140,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
+        inits=tuple((kind, state.init(kind)) for kind in init.KINDS),
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
         locations=_locations(state),
@@ -563,6 +575,11 @@ def _raw_args(state: _State, kind: str, args: Any, where: Any) -> dict[str, Any]
     raw: dict[str, Any] = {}
     for attr in op.ATTRS:
         value = getattr(args, attr.name)
+        if attr.type == "init":  # the layer's rules over its kind's
+            raw[attr.name] = init.layer_init(value, state.init(attr.default.split(".")[1]))
+            if value is not None:
+                _check_init(raw[attr.name], kind, where() if callable(where) else where)
+            continue
         raw[attr.name] = value if value is not None else _default(state.spec.model.defaults, kind, attr, raw, where)
     if kind == "act":
         problem = ops.Act.check_args(raw)
@@ -577,7 +594,7 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
     values: dict[str, Any] = {}
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
-        if attr.type in ("str", "const") or value is None:
+        if attr.type in ("str", "const", "init") or value is None:
             values[attr.name] = value
             continue
         ref = (top_index, attr.name, ctx.module_path) if ctx.top_level else None
@@ -589,6 +606,13 @@ def _primitive(state: _State, ctx: _Ctx, kind: str, args: Any, shape: Shape, top
     if ops.KINDS[kind].LAYOUT:
         values["channels_last"] = shape.last or not shape.spatial
     return ops.KINDS[kind](**values)
+
+
+def _check_init(rules: Init, kind: str, where: Any) -> None:
+    for role in ("weight", "bias"):
+        problem = init.problem(getattr(rules, role), role, kind)
+        if problem:
+            raise SpecError(f"{kind} init {role}: {problem}", where)
 
 
 def _default(defaults: m.Defaults, kind: str, attr: ops.Attr, values: dict[str, Any], where: Any) -> Any:
@@ -918,12 +942,12 @@ def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, 
             bias = chosen.bias if chosen.bias is not None else defaults.conv.bias
             if bias is None:
                 raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
-            sc_ops: list[ops.Op] = [ops.Conv(out_shape.c, 1, stride, 0, 1, 1, bias)]
+            sc_ops: list[ops.Op] = [ops.Conv(out_shape.c, 1, stride, 0, 1, 1, bias, state.init("conv"))]
             if chosen.batchnorm:
                 bn = defaults.batchnorm
                 if bn.eps is None or bn.momentum is None:
                     raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
-                sc_ops.append(ops.BatchNorm(bn.eps, bn.momentum))
+                sc_ops.append(ops.BatchNorm(bn.eps, bn.momentum, init=state.init("batchnorm")))
             # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`); a lone conv is the module itself
             names: list[str | None] = [str(i) for i in range(len(sc_ops))] if len(sc_ops) > 1 else [None]
         else:
@@ -1317,7 +1341,7 @@ def _sym_args(state: _State, kind: str, args: Any, channels: ast.expr, where: Lo
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
         if value is not None:
-            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const") else _sym(value, channels)))
+            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init") else _sym(value, channels)))
     return tuple(out)
 
 

@@ -9,11 +9,32 @@ spec sha256: 2391e6f3f93c37456a0b561a2a76e92a99abbd4a137254aeb81cc7322ca464b5
 Do not edit: change the spec and run `archc build specs/convnext_base.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
 
 
 @keras.saving.register_keras_serializable(package="archc")
@@ -30,12 +51,26 @@ class LayerScale(layers.Layer):
         return x * self.gamma
 
 
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
 def stem(
     x: keras.KerasTensor, in_channels: int, *, filters: int, name: str
 ) -> keras.KerasTensor:
     """The patchify stem (torchvision's Conv2dNormActivation with LayerNorm2d and no
     activation)."""
-    x = layers.Conv2D(filters, 4, strides=4, use_bias=True, name=f"{name}_0")(x)
+    x = layers.Conv2D(
+        filters,
+        4,
+        strides=4,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels * 16),
+        name=f"{name}_0",
+    )(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_1")(x)
     return x
 
@@ -54,13 +89,27 @@ def cn_block(
         padding="same",
         groups=in_channels,
         use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((in_channels // in_channels) * 49),
         name=f"{name}_block_0",
     )(x)
     x = layers.Identity(name=f"{name}_block_1")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_block_2")(x)
-    x = layers.Dense(block_channels, use_bias=True, name=f"{name}_block_3")(x)
+    x = layers.Dense(
+        block_channels,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels),
+        name=f"{name}_block_3",
+    )(x)
     x = layers.Activation("gelu", name=f"{name}_block_4")(x)
-    x = layers.Dense(in_channels, use_bias=True, name=f"{name}_block_5")(x)
+    x = layers.Dense(
+        in_channels,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((4 * in_channels)),
+        name=f"{name}_block_5",
+    )(x)
     x = layers.Identity(name=f"{name}_block_6")(x)
     x = LayerScale(name=f"{name}_layer_scale")(x)
     x = layers.Dropout(
@@ -75,7 +124,15 @@ def downsample(
 ) -> keras.KerasTensor:
     """Layer norm, then a 2x2 conv with stride 2 to the next stage's width."""
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_0")(x)
-    x = layers.Conv2D(filters, 2, strides=2, use_bias=True, name=f"{name}_1")(x)
+    x = layers.Conv2D(
+        filters,
+        2,
+        strides=2,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels * 4),
+        name=f"{name}_1",
+    )(x)
     return x
 
 
@@ -98,5 +155,11 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name="classifier_0")(x)
     x = layers.Flatten(name="classifier_1")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="classifier_2")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(1024),
+        name="classifier_2",
+    )(x)
     return keras.Model(inputs, x, name="convnext_base")

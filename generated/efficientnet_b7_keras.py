@@ -7,11 +7,32 @@ spec sha256: 4edeca78a6f000ce9bfe477b9fc497a19fc8ad4cf165bbbe0d118a82d2361f80
 Do not edit: change the spec and run `archc build specs/efficientnet_b7.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (600, 600, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -23,6 +44,12 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     if new_v < 0.9 * v:  # rounding down must not lose more than 10%
         new_v += divisor
     return new_v
+
+
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
 
 
 def conv_norm_activation(
@@ -40,7 +67,13 @@ def conv_norm_activation(
     Conv2dNormActivation)."""
     x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
     x = layers.Conv2D(
-        filters, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}_0"
+        filters,
+        kernel,
+        strides=stride,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=f"{name}_0",
     )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_1")(x)
     if activation:
@@ -55,9 +88,23 @@ def squeeze_excitation(
     conv expand, sigmoid (torchvision SqueezeExcitation with activation=SiLU)."""
     inputs = x
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_avgpool")(inputs)
-    x = layers.Conv2D(squeeze_channels, 1, use_bias=True, name=f"{name}_fc1")(x)
+    x = layers.Conv2D(
+        squeeze_channels,
+        1,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels),
+        name=f"{name}_fc1",
+    )(x)
     x = layers.Activation("silu", name=f"{name}_activation")(x)
-    x = layers.Conv2D(in_channels, 1, use_bias=True, name=f"{name}_fc2")(x)
+    x = layers.Conv2D(
+        in_channels,
+        1,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(squeeze_channels),
+        name=f"{name}_fc2",
+    )(x)
     x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
@@ -292,5 +339,11 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = conv_norm_activation(x, 640, filters=2560, kernel=1, name="features_8")
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dropout(dropout, name="classifier_0")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="classifier_1")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(2560),
+        name="classifier_1",
+    )(x)
     return keras.Model(inputs, x, name="efficientnet_b7")

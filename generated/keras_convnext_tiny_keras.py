@@ -10,11 +10,32 @@ spec sha256: 98c685134f1f10aaeaad44ff6801e23ca571cde3b17511dd2f19055d3a0c0b42
 Do not edit: change the spec and run `archc build specs/keras/convnext_tiny.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
 
 
 @keras.saving.register_keras_serializable(package="archc")
@@ -31,6 +52,12 @@ class LayerScale(layers.Layer):
         return x * self.gamma
 
 
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
 def block(
     x: keras.KerasTensor, in_channels: int, *, drop_path_rate: float, name: str
 ) -> keras.KerasTensor:
@@ -43,16 +70,28 @@ def block(
         padding="same",
         groups=in_channels,
         use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((in_channels // in_channels) * 49),
         name=f"{name}_depthwise_conv",
     )(x)
     x = layers.Identity(name=f"{name}_channels_last")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_layernorm")(x)
     pointwise_conv_1_channels = 4 * in_channels
     x = layers.Dense(
-        pointwise_conv_1_channels, use_bias=True, name=f"{name}_pointwise_conv_1"
+        pointwise_conv_1_channels,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels),
+        name=f"{name}_pointwise_conv_1",
     )(x)
     x = layers.Activation("gelu", name=f"{name}_gelu")(x)
-    x = layers.Dense(in_channels, use_bias=True, name=f"{name}_pointwise_conv_2")(x)
+    x = layers.Dense(
+        in_channels,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((4 * in_channels)),
+        name=f"{name}_pointwise_conv_2",
+    )(x)
     x = layers.Identity(name=f"{name}_channels_first")(x)
     x = LayerScale(name=f"{name}_layer_scale")(x)
     x = layers.Dropout(
@@ -76,6 +115,8 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         4,
         strides=4,
         use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(48),
         name="convnext_tiny_stem_conv",
     )(x)
     x = layers.LayerNormalization(epsilon=1e-06, name="convnext_tiny_stem_layernorm")(x)
@@ -85,7 +126,13 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_0"
     )(x)
     x = layers.Conv2D(
-        192, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_0"
+        192,
+        2,
+        strides=2,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(384),
+        name="convnext_tiny_downsampling_conv_0",
     )(x)
     for i in range(3):
         x = block(x, 192, drop_path_rate=0.0, name=f"convnext_tiny_stage_1_block_{i}")
@@ -93,7 +140,13 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_1"
     )(x)
     x = layers.Conv2D(
-        384, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_1"
+        384,
+        2,
+        strides=2,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(768),
+        name="convnext_tiny_downsampling_conv_1",
     )(x)
     for i in range(9):
         x = block(x, 384, drop_path_rate=0.0, name=f"convnext_tiny_stage_2_block_{i}")
@@ -101,12 +154,24 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_2"
     )(x)
     x = layers.Conv2D(
-        768, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_2"
+        768,
+        2,
+        strides=2,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(1536),
+        name="convnext_tiny_downsampling_conv_2",
     )(x)
     for i in range(3):
         x = block(x, 768, drop_path_rate=0.0, name=f"convnext_tiny_stage_3_block_{i}")
     x = layers.GlobalAveragePooling2D(name="convnext_tiny_head_gap")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name="convnext_tiny_head_layernorm")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="convnext_tiny_head_dense")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(768),
+        name="convnext_tiny_head_dense",
+    )(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_convnext_tiny")

@@ -13,11 +13,38 @@ spec sha256: 67c5494b504dab9d31ac9e3413898fa6f0a751cd01f3c98e2879f36ceb924fe1
 Do not edit: change the spec and run `archc build specs/keras/efficientnet_b0.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+
+
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
 
 
 def mbconv(
@@ -43,7 +70,11 @@ def mbconv(
     expand_conv_channels = in_channels * expand_ratio
     if expand_ratio != 1:
         x = layers.Conv2D(
-            expand_conv_channels, 1, use_bias=False, name=f"{name}_expand_conv"
+            expand_conv_channels,
+            1,
+            use_bias=False,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            name=f"{name}_expand_conv",
         )(x)
         x = layers.BatchNormalization(
             epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn"
@@ -66,19 +97,34 @@ def mbconv(
     x = layers.GlobalAveragePooling2D(name=f"{name}_se_squeeze")(activation)
     x = layers.Reshape((1, 1, -1), name=f"{name}_se_reshape")(x)
     se_reduce_channels = max(1, int(in_channels * se_ratio))
-    x = layers.Conv2D(se_reduce_channels, 1, use_bias=True, name=f"{name}_se_reduce")(x)
+    x = layers.Conv2D(
+        se_reduce_channels,
+        1,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((in_channels * expand_ratio)),
+        name=f"{name}_se_reduce",
+    )(x)
     x = layers.Activation("silu", name=f"{name}_se_reduce_activation")(x)
     x = layers.Conv2D(
         expand_conv_channels,
         1,
         use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer((max(1, int(in_channels * se_ratio)))),
         name=f"{name}_se_expand",
     )(x)
     se_expand_activation = layers.Activation(
         "sigmoid", name=f"{name}_se_expand_activation"
     )(x)
     x = layers.Multiply(name=f"{name}_se_excite")([activation, se_expand_activation])
-    x = layers.Conv2D(out_channels, 1, use_bias=False, name=f"{name}_project_conv")(x)
+    x = layers.Conv2D(
+        out_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=f"{name}_project_conv",
+    )(x)
     x = layers.BatchNormalization(
         epsilon=0.001, momentum=0.99, name=f"{name}_project_bn"
     )(x)
@@ -99,7 +145,14 @@ def build_model(dropout_rate: float = 0.2, num_classes: int = 1000) -> keras.Mod
     x = layers.Rescaling(0.00392156862745098, name="rescaling")(x)
     x = layers.Normalization(name="normalization")(x)
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_conv_pad")(x)
-    x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem_conv")(x)
+    x = layers.Conv2D(
+        32,
+        3,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name="stem_conv",
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="stem_bn")(x)
     x = layers.Activation("silu", name="stem_activation")(x)
     x = mbconv(
@@ -261,11 +314,23 @@ def build_model(dropout_rate: float = 0.2, num_classes: int = 1000) -> keras.Mod
         drop_connect_rate=0.2,
         name="block7_0",
     )
-    x = layers.Conv2D(1280, 1, use_bias=False, name="top_conv")(x)
+    x = layers.Conv2D(
+        1280,
+        1,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name="top_conv",
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="top_bn")(x)
     x = layers.Activation("silu", name="top_activation")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(1280),
+        name="predictions",
+    )(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_efficientnet_b0")

@@ -12,11 +12,38 @@ spec sha256: 96abdb83172395c475f1711efe4b8eb4bc4946c7174e6c3d92916c52d194a5f4
 Do not edit: change the spec and run `archc build specs/keras/mobilenet_v2.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+
+
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
 
 
 def inverted_res_block(
@@ -37,7 +64,13 @@ def inverted_res_block(
     inputs = x
     expand_channels = expansion * in_channels
     if expansion != 1:
-        x = layers.Conv2D(expand_channels, 1, use_bias=False, name=f"{name}_expand")(x)
+        x = layers.Conv2D(
+            expand_channels,
+            1,
+            use_bias=False,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            name=f"{name}_expand",
+        )(x)
         x = layers.BatchNormalization(
             epsilon=0.001, momentum=0.999, name=f"{name}_expand_BN"
         )(x)
@@ -55,7 +88,13 @@ def inverted_res_block(
         epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_BN"
     )(x)
     x = layers.Activation("relu6", name=f"{name}_depthwise_relu")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=f"{name}_project",
+    )(x)
     x = layers.BatchNormalization(
         epsilon=0.001, momentum=0.999, name=f"{name}_project_BN"
     )(x)
@@ -69,7 +108,14 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="Conv1_pad")(x)
-    x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="Conv1")(x)
+    x = layers.Conv2D(
+        32,
+        3,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name="Conv1",
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="bn_Conv1")(x)
     x = layers.Activation("relu6", name="Conv1_relu")(x)
     x = inverted_res_block(x, 32, filters=16, expansion=1, name="expanded_conv")
@@ -89,10 +135,22 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = inverted_res_block(x, 160, filters=160, name="block_14")
     x = inverted_res_block(x, 160, filters=160, name="block_15")
     x = inverted_res_block(x, 160, filters=320, name="block_16")
-    x = layers.Conv2D(1280, 1, use_bias=False, name="Conv_1")(x)
+    x = layers.Conv2D(
+        1280,
+        1,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name="Conv_1",
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="Conv_1_bn")(x)
     x = layers.Activation("relu6", name="out_relu")(x)
     x = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(1280),
+        name="predictions",
+    )(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_mobilenet_v2")

@@ -8,11 +8,38 @@ spec sha256: 70ce931b8deda88f42a045007335260acb7be7d40053e63091cf0b60b7b41ece
 Do not edit: change the spec and run `archc build specs/regnet_x_400mf.yaml --backend keras`.
 """
 
+import math
+
 import keras
 from keras import layers
 
 # Input shape as (height, width, channels); batches are NHWC (channels_last).
 INPUT_SHAPE = (224, 224, 3)
+
+# Initializers (the spec's `init`) as configs: each layer builds its own initializer
+# from one, so each layer draws its own values.
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {
+        "scale": 0.3333333333333333,
+        "mode": "fan_in",
+        "distribution": "uniform",
+    },
+}
+
+
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default bias: uniform in +-1 / sqrt(fan_in) of its layer's weight."""
+    bound = 1 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
 
 
 def conv_bn_act(
@@ -29,7 +56,13 @@ def conv_bn_act(
     """Conv, batch norm and an optional ReLU (torchvision Conv2dNormActivation)."""
     x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
     x = layers.Conv2D(
-        filters, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}_0"
+        filters,
+        kernel,
+        strides=stride,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=f"{name}_0",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_1")(x)
     if activation:
@@ -44,9 +77,23 @@ def squeeze_excitation(
     pooled map (1x1 conv down, ReLU, 1x1 conv back, sigmoid) scale the input."""
     inputs = x
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_avgpool")(inputs)
-    x = layers.Conv2D(squeeze_channels, 1, use_bias=True, name=f"{name}_fc1")(x)
+    x = layers.Conv2D(
+        squeeze_channels,
+        1,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(in_channels),
+        name=f"{name}_fc1",
+    )(x)
     x = layers.Activation("relu", name=f"{name}_activation")(x)
-    x = layers.Conv2D(in_channels, 1, use_bias=True, name=f"{name}_fc2")(x)
+    x = layers.Conv2D(
+        in_channels,
+        1,
+        use_bias=True,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(squeeze_channels),
+        name=f"{name}_fc2",
+    )(x)
     x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
@@ -117,7 +164,12 @@ def res_bottleneck_block(
     )
     if proj:
         identity = layers.Conv2D(
-            width_out, 1, strides=stride, use_bias=False, name=f"{name}_proj_0"
+            width_out,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            name=f"{name}_proj_0",
         )(identity)
         identity = layers.BatchNormalization(
             epsilon=1e-05, momentum=0.9, name=f"{name}_proj_1"
@@ -188,5 +240,11 @@ def build_model(num_classes: int = 1000) -> keras.Model:
             name=f"trunk_output_block4_block4-{i}",
         )
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="fc")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=True,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        bias_initializer=torch_bias_initializer(400),
+        name="fc",
+    )(x)
     return keras.Model(inputs, x, name="regnet_x_400mf")

@@ -66,6 +66,8 @@ KINDS = {
     "use": "Block libraries that are missing, misnamed or not libraries.",
     "extends": "`extends:` bases that are missing, are libraries, or loop through symlinks; patches of an "
     "inherited list by entry name that name no entry, or patch what has no names.",
+    "init": "Initialisation rules that are unknown, out of range, or do not fit their tensor, their place in a block "
+    "kind, or a backend.",
     "flow": "Dataflow mistakes: reading an unknown or later tensor, merging shapes that do not fit, a gate of "
     "the wrong size, a condition that is not true or false.",
 }

@@ -123,7 +123,8 @@ def test_code():
     assert "self.bn = BatchNorm2dNoScale(filters, eps=0.001, momentum=0.01)" in torch_src
     assert "count_include_pad=False" in torch_src and "count_include_pad=True" in torch_src
     # a 1x7 conv padded (0, 3) is Keras' 'same'; 'same' average pooling leaves the padding out
-    assert 'layers.Conv2D(6, (1, 7), padding="same", use_bias=False, name="wide")' in keras_src
+    assert '        6,\n        (1, 7),\n        padding="same",\n        use_bias=False,\n' in keras_src
+    assert 'kernel_initializer=CONV_KERNEL_INITIALIZER,\n        name="wide",' in keras_src
     assert 'layers.AveragePooling2D(3, strides=1, padding="same", name="pool")' in keras_src
     assert 'layers.ZeroPadding2D(1, name="counted_pad")' in keras_src
     assert keras_src.count("scale=False") == 2  # bn2 and the block's bn; bn1 learns its scale

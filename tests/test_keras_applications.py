@@ -112,15 +112,8 @@ def randomize(model, rng):
         layer.set_weights([*affine, mean, var * rng.uniform(0.5, 2.0, var.shape)])
 
 
-@pytest.mark.parametrize("spec, constructor, renames", CASES)
-def test_matches_keras_applications(spec, constructor, renames):
-    graph = lower(load_spec(ROOT / spec))
-    name = graph.name
-    module = load_module(ROOT / "generated" / f"{name}_keras.py")
-    ours = module.build_model()
-    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
-    assert ours.count_params() == reference.count_params() == KERAS_TOTALS[spec]
-
+def paired(graph, ours, reference, renames):
+    """Both models' weighted layers by name, and ours -> theirs."""
     ref_layers = {layer.name: layer for layer in leaves(reference) if layer.weights}
     our_layers = {layer.name: layer for layer in ours.layers if layer.weights}
     if renames == BY_ORDER:
@@ -131,6 +124,46 @@ def test_matches_keras_applications(spec, constructor, renames):
             if ours_name in pairs:
                 (pairs[ours_name],) = (n for n, layer in ref_layers.items() if type(layer).__name__ == kind)
     assert sorted(pairs) == sorted(our_layers) and sorted(pairs.values()) == sorted(ref_layers)
+    return ref_layers, our_layers, pairs
+
+
+def assert_same_distribution(ours, theirs, what):
+    """Two freshly initialised tensors: equal if the reference's is a constant, else the same
+    standard deviation and mean within 5 standard errors of their difference."""
+    ours, theirs = np.asarray(ours, dtype=np.float64).ravel(), np.asarray(theirs, dtype=np.float64).ravel()
+    if theirs.min() == theirs.max():
+        assert np.array_equal(ours, theirs), what
+        return
+    n, std = theirs.size, theirs.std()
+    assert abs(ours.std() / std - 1) < 5 / np.sqrt(n), f"{what}: std {ours.std():.6g}, reference {std:.6g} (n={n})"
+    assert abs(ours.mean() - theirs.mean()) < 5 * np.sqrt(2) * std / np.sqrt(n), f"{what}: mean {ours.mean():.6g}, reference {theirs.mean():.6g}"
+
+
+@pytest.mark.parametrize(
+    "spec, constructor, renames",
+    [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("specs/keras/vgg16.yaml", "specs/keras/inception_v3.yaml") else case for case in CASES],
+)
+def test_init_matches_keras_applications(spec, constructor, renames):
+    """A freshly built generated model draws every tensor as keras.applications' does."""
+    graph = lower(load_spec(ROOT / spec))
+    ours = load_module(ROOT / "generated" / f"{graph.name}_keras.py").build_model()
+    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
+    ref_layers, our_layers, pairs = paired(graph, ours, reference, renames)
+    for n, layer in our_layers.items():
+        for mine, theirs in zip(layer.weights, ref_layers[pairs[n]].weights, strict=True):
+            assert_same_distribution(mine.numpy(), theirs.numpy(), f"{n}.{mine.name}")
+
+
+@pytest.mark.parametrize("spec, constructor, renames", CASES)
+def test_matches_keras_applications(spec, constructor, renames):
+    graph = lower(load_spec(ROOT / spec))
+    name = graph.name
+    module = load_module(ROOT / "generated" / f"{name}_keras.py")
+    ours = module.build_model()
+    reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
+    assert ours.count_params() == reference.count_params() == KERAS_TOTALS[spec]
+
+    ref_layers, our_layers, pairs = paired(graph, ours, reference, renames)
     randomize(reference, np.random.default_rng(0))
     for n, layer in our_layers.items():
         layer.set_weights(ref_layers[pairs[n]].get_weights())

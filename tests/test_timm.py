@@ -4,7 +4,8 @@ Needs timm, which lives with torchvision in the parity environment (`make test-t
 skips without it."""
 
 import pytest
-from test_torchvision import assert_same_model
+from conftest import ROOT, load_module
+from test_torchvision import assert_same_init, assert_same_model
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -16,3 +17,11 @@ MODELS = ["seresnet50"]
 def test_matches_timm(name):
     torch.manual_seed(0)
     assert_same_model(timm.create_model(name, pretrained=False), name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_init_matches_timm(name):
+    """timm's init_weights (kaiming_normal fan_out convs) and zero_init_last (the bottleneck's bn3)."""
+    torch.manual_seed(0)
+    reference = timm.create_model(name, pretrained=False)
+    assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())

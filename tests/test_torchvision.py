@@ -91,6 +91,39 @@ def test_convnext_siblings_load_torchvision(name):
         return [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"]
 
     assert rates(ours) == rates(reference) and len(set(rates(ours))) > 1
+def assert_same_init(reference, ours) -> None:
+    """Two freshly built models draw every tensor alike: the reference's constants (BatchNorm's
+    ones and zeros, zero biases, zero-initialised residual weights) exactly; its random tensors
+    by standard deviation and mean, within 5 standard errors of the difference, so that large
+    tensors make it tight."""
+    mine = ours.state_dict()
+    for key, theirs in reference.state_dict().items():
+        got = mine[key].double().flatten()
+        theirs = theirs.double().flatten()
+        if theirs.min() == theirs.max():
+            assert torch.equal(got, theirs), f"{key}: expected the constant {theirs[0].item()}"
+            continue
+        n, std = theirs.numel(), theirs.std(unbiased=False).item()
+        assert abs(got.std(unbiased=False).item() / std - 1) < 5 / n**0.5, f"{key}: std {got.std().item():.6g}, reference {std:.6g} (n={n})"
+        assert abs(got.mean().item() - theirs.mean().item()) < 5 * 2**0.5 * std / n**0.5, f"{key}: mean"
+
+
+# One or two per family in `make test` (grouped convs, overrides, every rule); the rest in `make test-slow`.
+INIT_FAST = {
+    "resnet18", "resnext50_32x4d", "densenet121", "squeezenet1_0", "squeezenet1_1", "mobilenet_v2",
+    "mobilenet_v3_small", "mnasnet0_5", "shufflenet_v2_x0_5", "googlenet",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(m, marks=() if m in INIT_FAST else pytest.mark.slow) for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()],
+)
+def test_init_matches_torchvision(name):
+    """A freshly built generated model initialises as torchvision's freshly built one."""
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {}))
+    assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())
 
 
 # Family specs under --set: the members of torchvision's builders that have no spec file.

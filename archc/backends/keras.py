@@ -14,7 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.code import Call, call, render, render_applied
+from archc.code import Call, call, flat, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -30,12 +30,16 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
 )
+from archc.ops import init
 from archc.ops.base import suffixed
 from archc.spec import expr
 
 I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
-GLOBALS = ("math", "keras", "layers", "INPUT_SHAPE", "build_model", *common.helper_names("keras"), *sorted(expr.HELPER_DEFINITIONS))
+GLOBALS = (
+    "math", "keras", "layers", "INPUT_SHAPE", "build_model", init.KERAS_HELPER, *common.helper_names("keras"),
+    *sorted(expr.HELPER_DEFINITIONS), *(f"{kind.upper()}_{arg.upper()}" for kind, args in init.KERAS_ARGS.items() for arg in args),
+)  # fmt: skip
 
 
 def validate(graph: Graph) -> None:
@@ -63,9 +67,12 @@ def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
     return KerasEmitter(graph).context()
 
 
-def layer_lines(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None) -> list[tuple[Call, str]]:
+def layer_lines(
+    kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None,
+    initializers: tuple[tuple[str, str], ...] = (),
+) -> list[tuple[Call, str]]:  # fmt: skip
     """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
-    ctx = ops.KerasCtx(name, nonneg, in_shape)
+    ctx = ops.KerasCtx(name, nonneg, in_shape, initializers)
     problem = ops.KINDS[kind].keras_problem(a, ctx)
     if problem:
         raise SpecError(problem, where)
@@ -118,6 +125,44 @@ class KerasEmitter:
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.x_is_input = False  # inside a block function: `x` still holds the block input
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
+        self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
+
+    def initializers(
+        self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
+    ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+        """A layer's initializer arguments (ops.init): Keras' own defaults left out; a config
+        that is its kind's rule in `defaults:` is a module constant (CONV_KERNEL_INITIALIZER, as
+        keras.applications' EfficientNet), another one a constant named after its layer."""
+        if kind not in init.KERAS_ARGS:
+            return ()
+        out = []
+        for role, arg in zip(("weight", "bias"), init.KERAS_ARGS[kind]):
+            if (kind == "batchnorm" and role == "weight" and a.get("scale") == "False") or (kind != "batchnorm" and role == "bias" and a.get("bias") == "False"):
+                continue
+            rule = getattr(rules, role)
+            problem = init.keras_problem(rule)
+            if problem:
+                raise SpecError(f"{kind} init {role}: {problem}", where)
+            op = ops.KINDS[kind]
+            source = init.keras_initializer(rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
+            if not op.KERAS_FANS and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
+                source = init.explicit_initializer(rule, op.fan_in(a, in_ch), op.fan_out(a, in_ch)) or source
+            if source is None:
+                continue
+            if isinstance(source, dict):
+                shared = rule == getattr(self.graph.init(kind), role)
+                base = kind.upper() if shared else owner.upper()
+                name, n = f"{base}_{arg.upper()}", 2
+                while self.constants.get(name, source) != source:
+                    name, n = f"{base}_{n}_{arg.upper()}", n + 1
+                self.constants[name] = source
+                source = name
+            elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):
+                self.helpers.add(init.KERAS_HELPER)
+                self.needs_math = True
+            self.needs_math |= "math." in flat(source)
+            out.append((arg, source))
+        return tuple(out)
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
@@ -204,11 +249,18 @@ class KerasEmitter:
         else:
             args = {}
             for key, tree in layer.args:
-                args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units", "groups") else expr.to_python(tree))  # type: ignore[attr-defined]
+                if key != "init":
+                    args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units", "groups") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
             if layer.kind in common._EXPRESSIONS:
                 body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
-            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where) if not body else []):
+            inits = ()
+            if layer.kind in init.KINDS:
+                inits = self.initializers(
+                    layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), block.where,  # type: ignore[attr-defined]
+                    f"{block.name}_{prefix}{layer.name}",
+                )
+            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where, None, inits) if not body else []):
                 body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
@@ -288,10 +340,12 @@ class KerasEmitter:
             self.helpers.add("PadShortcut")
             return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
         conv_args, bn_args = common.projection_args(sc, hoist)
-        (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None))
+        inits = self.initializers("conv", self.graph.init("conv"), conv_args, in_ch, None, "")
+        (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None, inits))
         lines = render_applied(conv, indent, "identity = ", f"({src})")
         if bn_args is not None:
-            (bn,) = ops.BatchNorm.keras_layers(bn_args, ops.KerasCtx(base + '_1"', False, None))
+            inits = self.initializers("batchnorm", self.graph.init("batchnorm"), bn_args, out_ch, None, "")
+            (bn,) = ops.BatchNorm.keras_layers(bn_args, ops.KerasCtx(base + '_1"', False, None, inits))
             lines += render_applied(bn, indent, "identity = ", "(identity)")
         return lines
 
@@ -335,11 +389,15 @@ class KerasEmitter:
                 lines += self._items(item.items, full + "_")
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
-                args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in item.op.values().items() if v is not None}
+                values = item.op.values()
+                args = {k: exposed.get(k) or (v if k == "fn" else common.literal(v)) for k, v in values.items() if v is not None and k != "init"}
                 if item.op.EXPRESSION:
                     lines.append(f"{I1}x = {expression(item.op.kind, args, common.literal(full), 'x', item.nonneg_in, item.where, item.in_shape)}")
                     continue
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where, item.in_shape):
+                inits = ()
+                if item.op.kind in init.KINDS:
+                    inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
+                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where, item.in_shape, inits):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)
@@ -412,6 +470,7 @@ class KerasEmitter:
             "input_shape": common.literal(shape),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
+            "constants": [line for name, config in self.constants.items() for line in init.config_source(config, "", f"{name} = ")],
             "blocks": blocks,
             "params": exposed,
             "body": body,

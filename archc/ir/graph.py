@@ -19,6 +19,7 @@ from typing import Union
 
 from archc.errors import Location
 from archc.ops import Op, Shape
+from archc.ops.init import Init
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,14 @@ class Graph:
     # where names that reach generated code are written: "name", "params.P", "block.B",
     # "block.B.params.P", "block.B.shortcut" (for a backend's complaints about them)
     locations: tuple[tuple[str, Location], ...] = field(default=(), repr=False)
+    # each weighted kind's rules from `defaults:` (ops.init), which its layers share unless they say
+    inits: tuple[tuple[str, Init], ...] = ()
 
     def locate(self, key: str) -> Location | None:
         return dict(self.locations).get(key)
+
+    def init(self, kind: str) -> Init:
+        return dict(self.inits)[kind]
 
     @property
     def counts(self) -> Counts:

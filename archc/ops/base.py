@@ -73,7 +73,8 @@ class Attr:
     name: str
     # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | pads (an int, or
     # [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
-    # written in the spec, used as it is: e.g. a tuple of per-channel numbers)
+    # written in the spec, used as it is: e.g. a tuple of per-channel numbers) | init (an
+    # initialisation rule, see archc.ops.init)
     type: str
     default: Any = REQUIRED
 
@@ -153,6 +154,8 @@ class KerasCtx:
     name: str  # the layer name's source: a string literal or an f-string
     nonneg: bool  # the input is known to be >= 0 (after relu)
     in_shape: Shape | None  # concrete input shape, where known (model level)
+    # the layer's initializer arguments (`kernel_initializer=...`), as sources; see ops.init
+    initializers: tuple[tuple[str, Any], ...] = ()  # source text, or a Call laid out by archc.code
 
 
 class Op:
@@ -183,6 +186,9 @@ class Op:
     # nn.Parameter(...)`), not a module: its state_dict key is its own path, and it cannot be
     # an entry of a list. `torch_apply` says how `forward` uses it.
     PARAMETER: ClassVar[bool] = False
+    # Keras computes the fans of its kernel as PyTorch does of its weight (ops.init); where not
+    # (a depthwise kernel), fan rules are written out with PyTorch's fans (`fan_in`, `fan_out`)
+    KERAS_FANS: ClassVar[bool] = True
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -272,6 +278,22 @@ class Op:
         raise NotImplementedError(cls.kind)
 
     # --- weights ---------------------------------------------------------------------
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        """Its weight's fan_in as PyTorch computes it, as source (a literal where the
+        arguments are): the bound of PyTorch's default bias. None: the op has no weight."""
+        return None
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        """Its weight's fan_out as PyTorch computes it, as source; None: no weight."""
+        return None
+
+    @classmethod
+    def group_fan_out(cls, a: dict[str, str]) -> str | None:
+        """fan_out / groups, as source: torchvision's RegNet initialises by it."""
+        return None
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w

@@ -16,6 +16,7 @@ from pydantic import Field, StrictBool
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, keras_momentum
+from archc.ops.init import DEFAULT, Init, InitSpec
 from archc.spec.types import NumExpr, Strict
 
 
@@ -31,6 +32,9 @@ class BatchNormArgs(Strict):
         description="Learn a per-channel scale (gamma); false: gamma is 1 and only the shift is learned "
         "(Keras scale=False). Unset means defaults.batchnorm.scale.",
     )
+    init: InitSpec | None = Field(
+        None, description="Initialisation of gamma (weight) and beta (bias); unset parts come from defaults.batchnorm.init."
+    )
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class BatchNorm(Op):
     Args: ClassVar[Any] = BatchNormArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("eps", "num", "defaults.batchnorm.eps"), Attr("momentum", "num", "defaults.batchnorm.momentum"),
-        Attr("scale", "bool", "defaults.batchnorm.scale"),
+        Attr("scale", "bool", "defaults.batchnorm.scale"), Attr("init", "init", "defaults.batchnorm.init"),
     )  # fmt: skip
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"batchnorm": {"batchnorm": {}}}
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
@@ -48,6 +52,7 @@ class BatchNorm(Op):
     eps: float
     momentum: float  # PyTorch convention: weight of the new batch
     scale: bool = True  # learned gamma
+    init: Init = DEFAULT
 
     def infer(self, s: Shape) -> Shape:
         if not (self.eps > 0 and 0 < self.momentum < 1):
@@ -82,4 +87,4 @@ class BatchNorm(Op):
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         scale = None if a.get("scale", "True") == "True" else "False"
-        return [call("layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), scale=scale, name=ctx.name)]
+        return [call("layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), scale=scale, **dict(ctx.initializers), name=ctx.name)]

@@ -22,6 +22,7 @@ from archc.ops.base import (
     unless,
     window,
 )
+from archc.ops.init import DEFAULT, Init, InitSpec, product
 from archc.spec.types import BoolExpr, IntExpr, IntPairExpr, Strict
 
 
@@ -35,6 +36,7 @@ class ConvArgs(Strict):
     groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
     dilation: IntExpr = Field(1, description="Kernel dilation.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+    init: InitSpec | None = Field(None, description="Initialisation; what it leaves unset comes from defaults.conv.init.")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Conv(Op):
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "int", 1), Attr("padding", "pair", 0),
         Attr("groups", "int", 1), Attr("dilation", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
+        Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
@@ -54,6 +57,7 @@ class Conv(Op):
     groups: int = 1
     dilation: int = 1
     bias: bool = False
+    init: Init = DEFAULT
 
     def infer(self, s: Shape) -> Shape:
         positive("conv", filters=self.filters, groups=self.groups)
@@ -96,9 +100,28 @@ class Conv(Op):
         out.append(call(
             "layers.Conv2D", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
             padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),
-            groups=unless(a["groups"], "1"), use_bias=a["bias"], name=ctx.name,
+            groups=unless(a["groups"], "1"), use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
         ))  # fmt: skip
         return out
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        kernel = literal_pair(a["kernel"])
+        area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
+        return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *area)
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        kernel = literal_pair(a["kernel"])
+        area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
+        return product(a["filters"], *area)
+
+    @classmethod
+    def group_fan_out(cls, a: dict[str, str]) -> str | None:
+        kernel = literal_pair(a["kernel"])
+        area = str(kernel[0] * kernel[1]) if kernel else f"{a['kernel']}[0] * {a['kernel']}[1]" if a["kernel"].startswith("(") else f"{a['kernel']} * {a['kernel']}"
+        out = product(area, a["filters"])
+        return out if a["groups"] == "1" else f"{out} // {a['groups']}" if not out.isdigit() or not a["groups"].isdigit() else str(int(out) // int(a["groups"]))
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.transpose(2, 3, 1, 0) if name == "weight" else w  # OIHW -> HWIO

@@ -26,6 +26,7 @@ from archc.ops.base import (
     suffixed,
     unless,
 )
+from archc.ops.init import DEFAULT, Init, InitSpec, product
 from archc.spec.types import BoolExpr, IntExpr, Strict
 
 
@@ -39,6 +40,9 @@ class ConvTransposeArgs(Strict):
     )
     groups: IntExpr = Field(1, description="Grouped transposed convolution (PyTorch only: Keras has no groups here).")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+    init: InitSpec | None = Field(
+        None, description="Initialisation; what it leaves unset comes from defaults.conv_transpose.init."
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ConvTranspose(Op):
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("filters", "int"), Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
         Attr("output_padding", "int", 0), Attr("groups", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
+        Attr("init", "init", "defaults.conv_transpose.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     filters: int
@@ -57,6 +62,7 @@ class ConvTranspose(Op):
     output_padding: int = 0
     groups: int = 1
     bias: bool = False
+    init: Init = DEFAULT
 
     def infer(self, s: Shape) -> Shape:
         need_map("conv_transpose", s)
@@ -117,11 +123,22 @@ class ConvTranspose(Op):
         plain = a["output_padding"] == "0" and literal and int(a["kernel"]) >= int(a["stride"])
         out = [call(
             "layers.Conv2DTranspose", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
-            output_padding=None if plain else a["output_padding"], use_bias=a["bias"], name=ctx.name,
+            output_padding=None if plain else a["output_padding"], use_bias=a["bias"], **dict(ctx.initializers),
+            name=ctx.name,
         )]  # fmt: skip
         if a["padding"] != "0":
             out.append(call("layers.Cropping2D", a["padding"], name=suffixed(ctx.name, "_crop")))
         return out
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        """PyTorch's weight is (in, out / groups, k, k): its fan_in is out / groups * k * k."""
+        out = a["filters"] if a["groups"] == "1" else f"{a['filters']} // {a['groups']}"
+        return product(out, a["kernel"], a["kernel"])
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(in_ch, a["kernel"], a["kernel"])
 
     def keras_output(self, name: str) -> str:
         return name + "_crop" if self.padding else name

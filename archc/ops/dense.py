@@ -12,23 +12,28 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.ops.init import DEFAULT, Init, InitSpec, product
 from archc.spec.types import BoolExpr, IntExpr, Strict
 
 
 class DenseArgs(Strict):
     units: IntExpr = Field(description="Output features.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
+    init: InitSpec | None = Field(None, description="Initialisation; what it leaves unset comes from defaults.dense.init.")
 
 
 @dataclass(frozen=True)
 class Dense(Op):
     kind: ClassVar[str] = "dense"
     Args: ClassVar[Any] = DenseArgs
-    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"))
+    ATTRS: ClassVar[tuple[Attr, ...]] = (
+        Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"), Attr("init", "init", "defaults.dense.init"),
+    )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     CHANNELS_LAST: ClassVar[bool] = True
     units: int
     bias: bool = True
+    init: Init = DEFAULT
 
     def infer(self, s: Shape) -> Shape:
         if s.spatial and not s.last:
@@ -59,7 +64,15 @@ class Dense(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.Dense", a["units"], use_bias=a["bias"], name=ctx.name)]
+        return [call("layers.Dense", a["units"], use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name)]
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(in_ch)
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(a["units"])
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.T if name == "weight" else w

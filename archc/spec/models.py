@@ -26,6 +26,7 @@ from pydantic import (
 
 from archc import ops
 from archc.ops.act import ACTIVATIONS
+from archc.ops.init import InitSpec
 from archc.spec.types import (
     BoolExpr,
     ExprStr,
@@ -313,12 +314,21 @@ class BlockDef(Strict):
         return tuple(self.shortcut) if isinstance(self.shortcut, list) else (self.shortcut,)
 
 
+_INIT = "Initialisation of the {0} layers, each tensor unless a layer says; unset: torch_default (PyTorch's own)."
+
+
 class ConvDefaults(Strict):
     bias: StrictBool | None = Field(None, description="Conv bias when a conv does not say.")
+    init: InitSpec | None = Field(None, description=_INIT.format("conv"))
+
+
+class ConvTransposeDefaults(Strict):
+    init: InitSpec | None = Field(None, description=_INIT.format("conv_transpose"))
 
 
 class DenseDefaults(Strict):
     bias: StrictBool = Field(True, description="Dense bias when a dense layer does not say.")
+    init: InitSpec | None = Field(None, description=_INIT.format("dense"))
 
 
 class BatchNormDefaults(Strict):
@@ -327,6 +337,7 @@ class BatchNormDefaults(Strict):
         None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
     )
     scale: StrictBool = Field(True, description="Learn a per-channel scale (gamma); false as Keras' scale=False.")
+    init: InitSpec | None = Field(None, description=_INIT.format("batchnorm") + " Its weight is gamma, its bias beta.")
 
 
 class AvgPoolDefaults(Strict):
@@ -337,6 +348,9 @@ class AvgPoolDefaults(Strict):
 
 class Defaults(Strict):
     conv: ConvDefaults = Field(ConvDefaults.model_construct(), description="Conv settings a conv layer does not give itself.")
+    conv_transpose: ConvTransposeDefaults = Field(
+        ConvTransposeDefaults.model_construct(), description="Transposed-conv settings a layer does not give itself."
+    )
     dense: DenseDefaults = Field(DenseDefaults.model_construct(), description="Dense settings a dense layer does not give itself.")
     batchnorm: BatchNormDefaults = Field(
         BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."

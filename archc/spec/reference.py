@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
 from archc import ops
+from archc.ops import init
 from archc.spec import models as m
 from archc.spec import types as t
 
@@ -44,6 +45,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("Model spec", "The top level of a model spec file.", m.ModelSpec),
     ("defaults", "`defaults:` in a model spec.", m.Defaults),
     ("defaults.conv", "", m.ConvDefaults),
+    ("defaults.conv_transpose", "", m.ConvTransposeDefaults),
     ("defaults.dense", "", m.DenseDefaults),
     ("defaults.batchnorm", "", m.BatchNormDefaults),
     ("defaults.avgpool", "", m.AvgPoolDefaults),
@@ -56,6 +58,22 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("branches", "`name: {branches: [...], merge: concat}`.", m.BranchesItem),
     ("Layer entry", "Keys every layer entry may add beside its kind: `name: {conv: {...}, from: x, if: ...}`.", m.Flow),
     *_op_sections(),
+    (
+        "init",
+        "`init:` of a conv, conv_transpose, dense or batchnorm layer and of its `defaults:` section; or "
+        "`torch_default` / `keras_default` for both tensors. Each tensor is a rule: a name (`zeros`, `ones`, "
+        "`torch_default`, `keras_default`, `kaiming_normal`, `kaiming_uniform`, `xavier_normal`, `xavier_uniform`, "
+        "`glorot_normal`, `glorot_uniform`, `he_normal`, `he_uniform`, `lecun_normal`, `lecun_uniform`) or a one-key "
+        "mapping below. See [Initialisation](#initialisation).",
+        init.InitPair,
+    ),
+    ("constant", "`{constant: VALUE}`: every element VALUE.", init.ConstantRule),
+    ("normal", "`{normal: {...}}`.", init.NormalArgs),
+    ("uniform", "`{uniform: {...}}`.", init.UniformArgs),
+    ("trunc_normal", "`{trunc_normal: {...}}`: PyTorch's trunc_normal_.", init.TruncNormalArgs),
+    ("kaiming_normal, kaiming_uniform", "`{kaiming_normal: {...}}`: PyTorch's; a bare name takes these defaults.", init.KaimingArgs),
+    ("xavier_normal, xavier_uniform", "`{xavier_uniform: {...}}`: PyTorch's.", init.XavierArgs),
+    ("variance_scaling", "`{variance_scaling: {...}}`: Keras' VarianceScaling (its presets glorot_*, he_*, lecun_*).", init.VarianceScalingArgs),
 )
 
 
@@ -70,6 +88,10 @@ ANCHORS = {model: anchor(title) for title, _, model in SECTIONS}
 def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore[assignment]
     """A reader's name for a field type: `int or expr`, `list of layer`, ..."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation == init.RuleSpec:
+        return "[rule](#init)"
+    if annotation == init.InitSpec:
+        return "`torch_default` \\| `keras_default` or [init](#init)"
     if origin is typing.Annotated:
         return type_name(args[0], list(args[1:]))
     validators = {getattr(meta, "func", None) for meta in metadata if isinstance(meta, AfterValidator)}

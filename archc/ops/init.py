@@ -1,0 +1,623 @@
+"""Initialisation: the `init` argument of the layers that have tensors (conv, conv_transpose,
+dense, batchnorm), its vocabulary, and what each rule becomes in PyTorch and in Keras.
+
+A layer's `init` names one rule per tensor, `{weight: RULE, bias: RULE}`, or one name for both
+(`torch_default`, `keras_default`). What a layer leaves unset comes from `defaults.KIND.init`,
+and what that leaves unset is `torch_default`: PyTorch's own constructor initialisation,
+which archc states in Keras too (archc's numerics are PyTorch's), so a spec that says nothing
+gets the same distributions in both frameworks.
+
+The rules (each a string, or a one-key mapping with its arguments):
+- `zeros`, `ones`, `{constant: VALUE}`;
+- `{normal: {mean: 0, std: S}}`, `{uniform: {a: A, b: B}}`,
+  `{trunc_normal: {mean: 0, std: S, a: -2, b: 2}}` (PyTorch's: the bounds are absolute values);
+- PyTorch's fan rules `kaiming_normal`, `kaiming_uniform` (`a`, `mode`: fan_in | fan_out,
+  `nonlinearity`) and `xavier_normal`, `xavier_uniform` (`gain`), with PyTorch's defaults;
+- Keras' `{variance_scaling: {scale, mode: fan_in | fan_out | fan_avg, distribution:
+  truncated_normal | untruncated_normal | uniform}}` and its presets `glorot_uniform`,
+  `glorot_normal`, `he_normal`, `he_uniform`, `lecun_normal`, `lecun_uniform`;
+- `torch_default` (weights: uniform(+-1/sqrt(fan_in)), PyTorch's kaiming_uniform_(a=sqrt(5));
+  a bias: uniform(+-1/sqrt(fan_in of its weight)); batch norm: ones and zeros) and
+  `keras_default` (kernels: glorot_uniform; biases zeros; batch norm: ones and zeros).
+
+Fans are PyTorch's: fan_in = in_channels / groups * kernel area, fan_out = out_channels *
+kernel area (a dense layer: its input and output features; a transposed conv's weight is
+(in, out / groups, k, k), so its fan_in is out / groups * kernel area). Keras' VarianceScaling
+computes the same fans for the layers archc emits (Conv2D with groups, Conv2DTranspose, Dense),
+so every fan rule is one Keras initializer; the only layer-dependent one is PyTorch's default
+bias, whose bound Keras receives as a number (`torch_bias_initializer(fan_in)`).
+
+PyTorch shows a model's rules as torchvision does: one loop over `self.modules()` per layer
+kind, then a line per layer that differs from its kind. Keras receives initializers as layer
+arguments, as keras.applications does, leaving out those equal to Keras' own defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    model_validator,
+)
+
+from archc.code import Call
+from archc.spec.types import FiniteFloat, Strict
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"must be > 0, got {value}")
+    return value
+
+
+def _nonnegative(value: float) -> float:
+    if not value >= 0:
+        raise ValueError(f"must be >= 0, got {value}")
+    return value
+
+
+Num = Annotated[Union[StrictInt, FiniteFloat], Field(union_mode="left_to_right")]
+Positive = Annotated[Num, AfterValidator(_positive)]
+NonNegative = Annotated[Num, AfterValidator(_nonnegative)]
+
+NAMES = (
+    "zeros", "ones", "torch_default", "keras_default", "kaiming_normal", "kaiming_uniform", "xavier_normal",
+    "xavier_uniform", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
+)  # fmt: skip
+Named = Literal[NAMES]  # type: ignore[valid-type]
+Nonlinearity = Literal["linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]
+
+
+class NormalArgs(Strict):
+    mean: Num = Field(0.0, description="Mean.")
+    std: Positive = Field(description="Standard deviation.")
+
+
+class UniformArgs(Strict):
+    a: Num = Field(description="Lower bound.")
+    b: Num = Field(description="Upper bound (> a).")
+
+    @model_validator(mode="after")
+    def _order(self) -> UniformArgs:
+        if not self.a < self.b:
+            raise ValueError(f"uniform needs a < b, got a={self.a}, b={self.b}")
+        return self
+
+
+class TruncNormalArgs(Strict):
+    mean: Num = Field(0.0, description="Mean of the normal before truncation.")
+    std: Positive = Field(description="Standard deviation of the normal before truncation.")
+    a: Num = Field(-2.0, description="Lower cut-off, an absolute value (PyTorch's trunc_normal_).")
+    b: Num = Field(2.0, description="Upper cut-off, an absolute value.")
+
+    @model_validator(mode="after")
+    def _order(self) -> TruncNormalArgs:
+        if not self.a < self.mean < self.b:
+            raise ValueError(f"trunc_normal needs a < mean < b, got a={self.a}, mean={self.mean}, b={self.b}")
+        return self
+
+
+class KaimingArgs(Strict):
+    a: NonNegative = Field(
+        0.0, description="Negative slope of leaky_relu (its gain sqrt(2 / (1 + a^2))); only with leaky_relu."
+    )
+    mode: Literal["fan_in", "fan_out", "group_fan_out"] = Field(
+        "fan_in",
+        description="Which fan scales the variance; group_fan_out (convs): fan_out / groups, timm's _init_weight_goog.",
+    )
+    nonlinearity: Nonlinearity = Field("leaky_relu", description="The gain's nonlinearity (torch.nn.init.calculate_gain).")
+
+
+class XavierArgs(Strict):
+    gain: Positive = Field(1.0, description="Scaling factor.")
+
+
+class VarianceScalingArgs(Strict):
+    scale: Positive = Field(1.0, description="Variance scale: the variance is scale / fan.")
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = Field("fan_in", description="Which fan (fan_avg: their mean).")
+    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = Field(
+        "truncated_normal", description="Keras' distributions; truncated_normal cuts at 2 standard deviations."
+    )
+
+
+class ConstantRule(Strict):
+    constant: Num = Field(description="Every element this value.")
+
+
+class NormalRule(Strict):
+    normal: NormalArgs
+
+
+class UniformRule(Strict):
+    uniform: UniformArgs
+
+
+class TruncNormalRule(Strict):
+    trunc_normal: TruncNormalArgs
+
+
+class KaimingNormalRule(Strict):
+    kaiming_normal: KaimingArgs
+
+
+class KaimingUniformRule(Strict):
+    kaiming_uniform: KaimingArgs
+
+
+class XavierNormalRule(Strict):
+    xavier_normal: XavierArgs
+
+
+class XavierUniformRule(Strict):
+    xavier_uniform: XavierArgs
+
+
+class VarianceScalingRule(Strict):
+    variance_scaling: VarianceScalingArgs
+
+
+_RULES: dict[str, type[Strict]] = {
+    "constant": ConstantRule, "normal": NormalRule, "uniform": UniformRule, "trunc_normal": TruncNormalRule,
+    "kaiming_normal": KaimingNormalRule, "kaiming_uniform": KaimingUniformRule, "xavier_normal": XavierNormalRule,
+    "xavier_uniform": XavierUniformRule, "variance_scaling": VarianceScalingRule,
+}  # fmt: skip
+
+
+def _rule_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value)) if next(iter(value)) in _RULES else None
+    if isinstance(value, Strict):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+_RULE_TYPES = (Annotated[Named, Tag("name")], *(Annotated[model, Tag(key)] for key, model in _RULES.items()))
+RuleSpec = Annotated[
+    Union[_RULE_TYPES],  # type: ignore[valid-type]
+    Discriminator(
+        _rule_tag,
+        custom_error_type="init_rule",
+        custom_error_message=f"an init rule is one of {', '.join(NAMES)}, or a one-key mapping: "
+        + ", ".join(f"{{{k}: ...}}" for k in _RULES),
+    ),
+    Field(description="An initialisation rule (see 'Initialisation' in docs/spec.md)."),
+]
+
+
+class InitPair(Strict):
+    weight: RuleSpec | None = Field(None, description="The weight (a conv's kernel; batch norm's scale, gamma).")
+    bias: RuleSpec | None = Field(None, description="The bias (batch norm's shift, beta).")
+
+
+BOTH = Literal["torch_default", "keras_default"]
+InitSpec = Annotated[
+    Union[Annotated[BOTH, Tag("both")], Annotated[InitPair, Tag("pair")]],
+    Discriminator(
+        lambda v: "both" if isinstance(v, str) else "pair",
+        custom_error_type="init",
+        custom_error_message="init is {weight: RULE, bias: RULE}, or torch_default or keras_default for both",
+    ),
+    Field(description="Initialisation: {weight: RULE, bias: RULE}, or torch_default / keras_default for both."),
+]
+
+
+# --- the rules as archc uses them --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One tensor's rule, resolved: `name` and its arguments (every default filled in)."""
+
+    name: str  # constant | normal | uniform | trunc_normal | kaiming | xavier | variance_scaling | torch_default | keras_default
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def arg(self, key: str) -> Any:
+        return dict(self.args)[key]
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.args)})"
+
+
+@dataclass(frozen=True)
+class Init:
+    """A layer's rules: weight and bias (batch norm: gamma and beta)."""
+
+    weight: Rule
+    bias: Rule
+
+    def __str__(self) -> str:
+        return f"weight {self.weight}, bias {self.bias}"
+
+
+TORCH_DEFAULT = Rule("torch_default")
+DEFAULT = Init(TORCH_DEFAULT, TORCH_DEFAULT)  # what a spec that says nothing gets
+KERAS_DEFAULT = Rule("keras_default")
+ZEROS = Rule("constant", (("value", 0.0),))
+ONES = Rule("constant", (("value", 1.0),))
+_PRESETS = {  # Keras' named initializers, as variance scaling
+    "glorot_uniform": (1.0, "fan_avg", "uniform"), "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"), "he_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"), "lecun_uniform": (1.0, "fan_in", "uniform"),
+}  # fmt: skip
+
+
+def _num(value: Any) -> float:
+    return float(value)
+
+
+def resolve(spec: Any) -> Rule | None:
+    """The Rule of a validated RuleSpec (None stays None)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec in ("torch_default", "keras_default"):
+            return Rule(spec)
+        if spec == "zeros":
+            return ZEROS
+        if spec == "ones":
+            return ONES
+        if spec in _PRESETS:
+            scale, mode, distribution = _PRESETS[spec]
+            return Rule("variance_scaling", (("scale", scale), ("mode", mode), ("distribution", distribution)))
+        return resolve(_RULES[spec].model_validate({spec: {}}))  # kaiming_*, xavier_*: PyTorch's defaults
+    key = next(iter(type(spec).model_fields))
+    args = getattr(spec, key)
+    if key == "constant":
+        return Rule("constant", (("value", _num(args)),))
+    if key == "normal":
+        return Rule("normal", (("mean", _num(args.mean)), ("std", _num(args.std))))
+    if key == "uniform":
+        return Rule("uniform", (("a", _num(args.a)), ("b", _num(args.b))))
+    if key == "trunc_normal":
+        return Rule("trunc_normal", (("mean", _num(args.mean)), ("std", _num(args.std)), ("a", _num(args.a)), ("b", _num(args.b))))
+    if key in ("kaiming_normal", "kaiming_uniform"):
+        distribution = key.split("_")[1]
+        return Rule("kaiming", (("distribution", distribution), ("a", _num(args.a)), ("mode", args.mode), ("nonlinearity", args.nonlinearity)))
+    if key in ("xavier_normal", "xavier_uniform"):
+        return Rule("xavier", (("distribution", key.split("_")[1]), ("gain", _num(args.gain))))
+    return Rule("variance_scaling", (("scale", _num(args.scale)), ("mode", args.mode), ("distribution", args.distribution)))
+
+
+def problem(rule: Rule, role: str, kind: str) -> str | None:
+    """Why `rule` cannot initialise this tensor, if it cannot: fan rules need a weight with fans."""
+    fans = role == "weight" and kind != "batchnorm"
+    if not fans and rule.name in ("kaiming", "xavier", "variance_scaling"):
+        what = "batch norm's weight" if kind == "batchnorm" else "a bias"
+        return f"{rule.name} needs a tensor with fans (a conv's or dense layer's weight), not {what}; use zeros, ones, constant, normal, uniform or trunc_normal"
+    if rule.name == "kaiming" and rule.arg("mode") == "group_fan_out" and not (fans and kind == "conv"):
+        return "mode group_fan_out is for conv weights (fan_out / groups)"
+    if rule.name == "kaiming" and rule.arg("a") != 0 and rule.arg("nonlinearity") != "leaky_relu":
+        return "kaiming's `a` is leaky_relu's negative slope; it needs nonlinearity: leaky_relu"
+    return None
+
+
+def layer_init(spec: Any, default: Init) -> Init:
+    """A layer's rules: what its `init` says, the kind's defaults for the rest."""
+    if spec is None:
+        return default
+    if isinstance(spec, str):
+        return Init(Rule(spec), Rule(spec))
+    weight, bias = resolve(spec.weight), resolve(spec.bias)
+    return Init(weight or default.weight, bias or default.bias)
+
+
+def default_init(spec: Any) -> Init:
+    """A kind's rules from `defaults.KIND.init`; unset means torch_default."""
+    return layer_init(spec, DEFAULT)
+
+
+def product(*parts: str) -> str:
+    """The product of sources, folded to a literal where they all are integers."""
+    if all(p.isdigit() for p in parts):
+        return str(math.prod(int(p) for p in parts))
+    parts = tuple(p for p in parts if p != "1")
+    return " * ".join(f"({p})" if any(op in p for op in " +-") and not p.isidentifier() else p for p in parts)
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def gain2(nonlinearity: str, a: float = 0.0) -> float:
+    """The square of torch.nn.init.calculate_gain: the variance scale (Keras' `scale`)."""
+    if nonlinearity == "tanh":
+        return 25.0 / 9
+    if nonlinearity == "relu":
+        return 2.0
+    if nonlinearity == "leaky_relu":
+        return 2.0 / (1 + a**2)
+    if nonlinearity == "selu":
+        return 9.0 / 16
+    return 1.0
+
+
+_TRUNC2 = 0.87962566103423978  # std of a unit normal truncated at +-2 standard deviations
+
+
+def _truncated_std(std: float, lo: float, hi: float) -> float:
+    """Standard deviation of N(0, std) truncated to [lo, hi] (in absolute values)."""
+    a, b = lo / std, hi / std
+    pdf = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+    z = cdf(b) - cdf(a)
+    mean = (pdf(a) - pdf(b)) / z
+    var = 1 + (a * pdf(a) - b * pdf(b)) / z - mean**2
+    return std * math.sqrt(var)
+
+
+def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int, groups: int = 1) -> tuple[float, float]:
+    """(mean, standard deviation) of one element under `rule`, for a tensor with these fans
+    (a bias: its weight's fans; `groups`: a conv's). For tests."""
+    if rule.name in ("torch_default", "keras_default"):
+        if kind == "batchnorm" or (rule.name == "keras_default" and role == "bias"):
+            return (1.0 if role == "weight" and kind == "batchnorm" else 0.0, 0.0)
+        if rule.name == "keras_default":
+            rule = resolve("glorot_uniform")  # type: ignore[assignment]
+        else:
+            return (0.0, 1 / math.sqrt(fan_in) / math.sqrt(3))  # uniform(+-1/sqrt(fan_in))
+    a = dict(rule.args)
+    if rule.name == "constant":
+        return (a["value"], 0.0)
+    if rule.name == "normal":
+        return (a["mean"], a["std"])
+    if rule.name == "uniform":
+        return ((a["a"] + a["b"]) / 2, (a["b"] - a["a"]) / math.sqrt(12))
+    if rule.name == "trunc_normal":
+        return (a["mean"], _truncated_std(a["std"], a["a"] - a["mean"], a["b"] - a["mean"]))  # symmetric cut-offs in the zoo
+    if rule.name == "kaiming":
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "group_fan_out": fan_out / groups}[a["mode"]]
+        std = math.sqrt(gain2(a["nonlinearity"], a["a"])) / math.sqrt(fan)
+        return (0.0, std)
+    if rule.name == "xavier":
+        return (0.0, a["gain"] * math.sqrt(2.0 / (fan_in + fan_out)))
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[a["mode"]]
+    return (0.0, math.sqrt(a["scale"] / fan))  # Keras scales every distribution to this std
+
+
+# --- PyTorch ------------------------------------------------------------------------------------
+
+
+def _g(value: float) -> str:
+    return repr(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def torch_lines(rule: Rule, role: str, tensor: str, weight: str = "", kind: str = "conv") -> list[Call | str]:
+    """Statements that initialise `tensor` by `rule`, as calls (laid out by archc.code.render)."""
+    return [_as_call(line) for line in _torch_text(rule, role, tensor, weight, kind)]
+
+
+def _as_call(text: str) -> Call | str:
+    """`f(a, b=c)` as a Call; the arguments hold no top-level commas of their own. An
+    assignment stays text."""
+    func, _, rest = text.partition("(")
+    if "=" in func or not rest:
+        return text
+    args, depth, start = [], 0, 0
+    for i, ch in enumerate(rest[:-1]):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            args.append(rest[start:i].strip())
+            start = i + 1
+    args.append(rest[start:-1].strip())
+    return Call(func, tuple(args))
+
+
+def _torch_text(rule: Rule, role: str, tensor: str, weight: str, kind: str) -> list[str]:
+    """Statements that initialise `tensor` (source, e.g. `m.weight`) by `rule`. torch_default
+    gives none in the init loop (the constructor has done it); where a layer returns to it
+    from another kind default, PyTorch's reset is written out (`weight`: its weight's source)."""
+    a = dict(rule.args)
+    if rule.name == "torch_default":
+        if not weight:
+            return []
+        if kind == "batchnorm":
+            return [f"nn.init.{'ones_' if role == 'weight' else 'zeros_'}({tensor})"]
+        if role == "weight":
+            return [f"nn.init.kaiming_uniform_({tensor}, a=math.sqrt(5))"]
+        bound = f"1 / math.sqrt({weight}[0].numel())"
+        return [f"nn.init.uniform_({tensor}, -{bound}, {bound})"]
+    if rule.name == "keras_default":
+        if role == "weight":
+            return [f"nn.init.{'ones_' if kind == 'batchnorm' else 'xavier_uniform_'}({tensor})"]
+        return [f"nn.init.zeros_({tensor})"]
+    if rule.name == "constant":
+        value = a["value"]
+        if value in (0, 1):
+            return [f"nn.init.{'zeros' if value == 0 else 'ones'}_({tensor})"]
+        return [f"nn.init.constant_({tensor}, {_g(value)})"]
+    if rule.name == "normal":
+        return [f"nn.init.normal_({tensor}, {_g(a['mean'])}, {_g(a['std'])})"]
+    if rule.name == "uniform":
+        return [f"nn.init.uniform_({tensor}, {_g(a['a'])}, {_g(a['b'])})"]
+    if rule.name == "trunc_normal":
+        return [f"nn.init.trunc_normal_({tensor}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
+    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # timm's _init_weight_goog, word for word
+        m = tensor.rsplit(".", 1)[0]
+        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        lines = [f"fan_out = {m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels", f"fan_out //= {m}.groups"]
+        if a["distribution"] == "normal":
+            return [*lines, f"nn.init.normal_({tensor}, 0.0, math.sqrt({scale} / fan_out))"]
+        return [*lines, f"bound = math.sqrt(3 * {scale} / fan_out)", f"nn.init.uniform_({tensor}, -bound, bound)"]
+    if rule.name == "kaiming":
+        parts = [tensor] + ([f"a={_g(a['a'])}"] if a["a"] else [])
+        parts += [f"mode={json.dumps(a['mode'])}"] if a["mode"] != "fan_in" else []
+        parts += [f"nonlinearity={json.dumps(a['nonlinearity'])}"] if a["nonlinearity"] != "leaky_relu" else []
+        return [f"nn.init.kaiming_{a['distribution']}_({', '.join(parts)})"]
+    if rule.name == "xavier":
+        more = f", gain={_g(a['gain'])}" if a["gain"] != 1 else ""
+        return [f"nn.init.xavier_{a['distribution']}_({tensor}{more})"]
+    # variance_scaling: PyTorch's own functions where one draws the same, else the helper
+    scale, mode, distribution = a["scale"], a["mode"], a["distribution"]
+    torch_kind = "uniform" if distribution == "uniform" else "normal"
+    if distribution != "truncated_normal" and mode == "fan_avg" and scale == 1:
+        return [f"nn.init.xavier_{torch_kind}_({tensor})"]
+    if distribution != "truncated_normal" and mode != "fan_avg" and scale in (1, 2):
+        mode_arg = ', mode="fan_out"' if mode == "fan_out" else ""
+        nonlinearity = '"relu"' if scale == 2 else '"linear"'
+        return [f"nn.init.kaiming_{torch_kind}_({tensor}{mode_arg}, nonlinearity={nonlinearity})"]
+    return [f"{TORCH_HELPER}({tensor}, scale={float(scale)!r}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
+
+
+TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, for Keras' truncated normals
+
+
+def torch_needs_helper(rule: Rule) -> bool:
+    return rule.name == "variance_scaling" and getattr(torch_lines(rule, "weight", "w")[0], "func", "") == TORCH_HELPER
+
+
+def needs_math(rule: Rule) -> bool:
+    """The rule's PyTorch statements call `math` (besides the helper's own)."""
+    return rule.name == "kaiming" and rule.arg("mode") == "group_fan_out"
+
+
+# --- Keras --------------------------------------------------------------------------------------
+
+KERAS_HELPER = "torch_bias_initializer"  # templates/keras/torch_bias_initializer.py.j2
+# Keras' default initializer for each tensor, as a Rule (an argument equal to it is left out)
+_KERAS_DEFAULTS = {"weight": resolve("glorot_uniform"), "bias": ZEROS}
+_BN_DEFAULTS = {"weight": ONES, "bias": ZEROS}
+
+
+def _config(class_name: str, **config: Any) -> dict[str, Any]:
+    return {"class_name": class_name, "config": {k: (v if isinstance(v, str) else float(v)) for k, v in config.items()}}
+
+
+def config_source(config: dict[str, Any], indent: str, head: str, tail: str = "") -> list[str]:
+    """A config dict as ruff formats it: on one line if it fits, else one item per line."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{json.dumps(k)}: {text(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, str):
+            return json.dumps(value)
+        return repr(float(value))
+
+    one = f"{indent}{head}{text(config)}{tail}"
+    if len(one) <= 88:
+        return [one]
+    lines = [f"{indent}{head}{{"]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines += config_source(value, indent + "    ", f"{json.dumps(key)}: ", ",")
+        else:
+            lines.append(f"{indent}    {json.dumps(key)}: {text(value)},")
+    return lines + [f"{indent}}}{tail}"]
+
+
+def explicit_initializer(rule: Rule, fan_in: str, fan_out: str) -> Call | None:
+    """A weight's fan rule with PyTorch's fans written out (sources): for a layer whose Keras
+    kernel has other fans than its PyTorch weight (a depthwise kernel (k, k, C, 1) against
+    (C, 1, k, k)), so that Keras draws from PyTorch's distribution. None: not a fan rule."""
+    a = dict(rule.args)
+    fi, fo = (f if f.isdigit() else f"({f})" for f in (fan_in, fan_out))
+    if rule.name == "torch_default":
+        rule, a = Rule("variance_scaling"), {"scale": 1 / 3, "mode": "fan_in", "distribution": "uniform"}
+    if rule.name == "kaiming" and a["mode"] != "group_fan_out":
+        scale, fan = gain2(a["nonlinearity"], a["a"]), fi if a["mode"] == "fan_in" else fo
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+    elif rule.name == "xavier":
+        scale, fan = a["gain"] ** 2, f"({fi} + {fo}) / 2"
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+    elif rule.name == "variance_scaling":
+        scale, distribution = a["scale"], a["distribution"]
+        fan = {"fan_in": fi, "fan_out": fo, "fan_avg": f"({fi} + {fo}) / 2"}[a["mode"]]
+    else:
+        return None
+    std = f"math.sqrt({float(scale)!r} / {fan if fan.isdigit() or fan.startswith('(') and fan.endswith(')') else f'({fan})'})"
+    if distribution == "uniform":
+        return Call("keras.initializers.RandomUniform", (f"-math.sqrt(3) * {std}", f"math.sqrt(3) * {std}"))
+    if distribution == "untruncated_normal":
+        return Call("keras.initializers.RandomNormal", (f"stddev={std}",))
+    return Call("keras.initializers.TruncatedNormal", (f"stddev={std} / {_TRUNC2!r}",))
+
+
+def keras_initializer(
+    rule: Rule, role: str, kind: str, fan_in: str | None, group_fan_out: str | None = None,
+) -> str | Call | dict[str, Any] | None:  # fmt: skip
+    """The Keras initializer for one tensor: a string name or a call of the helper for
+    PyTorch's default bias, as source; or a config dict (a fresh initializer per layer, as
+    keras.applications' EfficientNet writes them: one initializer object shared between
+    layers would draw the same values for each). None: Keras' own default for that argument
+    (left out). `fan_in`: the layer's fan_in as source (PyTorch's default bias needs it)."""
+    if rule.name == "keras_default":
+        return None
+    if rule.name == "torch_default":
+        if kind == "batchnorm":
+            return None  # ones and zeros in both
+        if role == "bias":
+            return f"{KERAS_HELPER}({fan_in})"
+        rule = Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_in"), ("distribution", "uniform")))
+    if rule == (_BN_DEFAULTS if kind == "batchnorm" else _KERAS_DEFAULTS)[role]:
+        return None
+    a = dict(rule.args)
+    if rule.name == "constant":
+        value = a["value"]
+        return '"zeros"' if value == 0 else '"ones"' if value == 1 else _config("Constant", value=value)
+    if rule.name == "normal":
+        return _config("RandomNormal", mean=a["mean"], stddev=a["std"])
+    if rule.name == "uniform":
+        return _config("RandomUniform", minval=a["a"], maxval=a["b"])
+    if rule.name == "trunc_normal":
+        # Keras' TruncatedNormal cuts at 2 standard deviations; PyTorch's bounds are absolute.
+        if (a["a"] - a["mean"], a["b"] - a["mean"]) == (-2 * a["std"], 2 * a["std"]):
+            return _config("TruncatedNormal", mean=a["mean"], stddev=a["std"])
+        return _config("RandomNormal", mean=a["mean"], stddev=a["std"])  # only where the cut is far: see keras_problem
+    if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # no Keras fan divides by the groups
+        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        fan = group_fan_out if str(group_fan_out).isdigit() else f"({group_fan_out})"
+        if a["distribution"] == "normal":
+            return Call("keras.initializers.RandomNormal", (f"stddev=math.sqrt({scale} / {fan})",))
+        bound = f"math.sqrt(3 * {scale} / {fan})"
+        return Call("keras.initializers.RandomUniform", (f"-{bound}", bound))
+    if rule.name == "kaiming":
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+        return _config("VarianceScaling", scale=gain2(a["nonlinearity"], a["a"]), mode=a["mode"], distribution=distribution)
+    if rule.name == "xavier":
+        distribution = "untruncated_normal" if a["distribution"] == "normal" else "uniform"
+        if a["gain"] == 1 and distribution == "uniform":
+            return '"glorot_uniform"'
+        return _config("VarianceScaling", scale=a["gain"] ** 2, mode="fan_avg", distribution=distribution)
+    names = {v: k for k, v in _PRESETS.items()}
+    name = names.get((a["scale"], a["mode"], a["distribution"]))
+    if name:
+        return json.dumps(name)
+    return _config("VarianceScaling", scale=a["scale"], mode=a["mode"], distribution=a["distribution"])
+
+
+def keras_problem(rule: Rule) -> str | None:
+    """A rule Keras cannot draw from the same distribution."""
+    if rule.name == "trunc_normal":
+        a = dict(rule.args)
+        lo, hi = a["a"] - a["mean"], a["b"] - a["mean"]
+        if (lo, hi) != (-2 * a["std"], 2 * a["std"]) and min(-lo, hi) < 6 * a["std"]:
+            return (
+                "Keras' TruncatedNormal cuts at 2 standard deviations: trunc_normal needs a, b = mean -+ 2 std "
+                f"(or cut-offs at least 6 std away, where it is the normal), got a={a['a']}, b={a['b']}, std={a['std']}"
+            )
+    return None
+
+
+# Keras' argument for each tensor
+KERAS_ARGS = {
+    "conv": ("kernel_initializer", "bias_initializer"),
+    "conv_transpose": ("kernel_initializer", "bias_initializer"),
+    "dense": ("kernel_initializer", "bias_initializer"),
+    "batchnorm": ("gamma_initializer", "beta_initializer"),
+}
+# PyTorch's classes for each kind, as the init loop tests them
+TORCH_CLASSES = {
+    "conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d", "dense": "nn.Linear", "batchnorm": "nn.BatchNorm2d",
+}  # fmt: skip
+KINDS = tuple(KERAS_ARGS)
