@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import BIG, DEEP, ROOT, load_module
+from conftest import DEEP, ROOT, load_module
 
 from archc import api
 from archc.errors import SpecError
@@ -200,8 +200,7 @@ FAST = {
 
 
 @pytest.mark.parametrize(
-    "spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO if s not in BIG or s in FAST]
-    + [pytest.param(s, marks=pytest.mark.slow) for s in ZOO if s in BIG and s not in FAST],
+    "spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO],
 )
 def test_zoo_models_draw_their_rules(spec):
     """The checked-in generated modules: every tensor of a fresh model, in both backends."""
