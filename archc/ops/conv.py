@@ -37,7 +37,7 @@ class ConvArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Conv(Op):
     kind: ClassVar[str] = "conv"
     Args: ClassVar[Any] = ConvArgs

@@ -20,7 +20,7 @@ class DenseArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dense(Op):
     kind: ClassVar[str] = "dense"
     Args: ClassVar[Any] = DenseArgs

@@ -29,7 +29,7 @@ class PermuteArgs(Strict):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Permute(Op):
     kind: ClassVar[str] = "permute"
     Args: ClassVar[Any] = PermuteArgs

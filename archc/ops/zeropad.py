@@ -26,7 +26,7 @@ class ZeroPadArgs(Strict):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ZeroPad(Op):
     kind: ClassVar[str] = "zeropad"
     Args: ClassVar[Any] = ZeroPadArgs
