@@ -162,7 +162,7 @@ class Op:
     Op defines ==, hash and repr once for all kinds, as a dataclass would (the fields in
     order; equal only to the same kind), so each kind says `eq=False, repr=False`: Python
     3.11 compiles every method a dataclass generates, and three fewer per kind are about
-    5 ms of every `archc check` (tests/test_ops.py::test_dataclass_methods)."""
+    5 ms of every `archc check` (tests/test_startup.py checks the results are the same)."""
 
     kind: ClassVar[str]
     Args: ClassVar[Any] = None  # the pydantic model of the spec arguments; None: not a spec layer
