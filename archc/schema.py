@@ -1,7 +1,8 @@
 """The JSON Schema of the spec language, for editors (VS Code's YAML extension) and tools.
 
-It is pydantic's schema of `ModelSpec`, with the named value types (`NumExpr`, ...,
-archc.spec.types.VALUE_TYPES) written out in place, and what the validators add by hand:
+It is pydantic's schema of `ModelSpec`, with the named types (TypeAliasType: the value types
+`NumExpr`, ..., archc.spec.types.VALUE_TYPES, and a layer entry) written out in place as
+pydantic writes unnamed ones, and what the validators add by hand:
 - a layer entry is a one-key mapping `name: layer`, and a layer may be a shorthand
   (`batchnorm`, `relu`, ...), a list (a group) or `act: relu`;
 - a spec with `extends:` is a partial document: nothing else is required, and a
@@ -26,7 +27,7 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 def schema() -> dict[str, Any]:
     full = ModelSpec.model_json_schema(mode="validation")
     defs = full.pop("$defs")
-    aliases = {name: defs.pop(name) for name in VALUE_TYPES}
+    aliases = {name: defs.pop(name) for name in (*VALUE_TYPES, "LayerEntry")}  # named types, written out
     full, defs = _inline(full, aliases), _inline(defs, aliases)
     layer_kinds = _find_layer_union(full)
     defs["Layer"] = {

@@ -23,6 +23,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
 from archc import ops
 from archc.ops.act import ACTIVATIONS
@@ -239,7 +240,9 @@ def _entry_name(value: str) -> str:
 
 
 EntryName = Annotated[str, Field(max_length=64), AfterValidator(_entry_name)]
-LayerEntry = Annotated[dict[EntryName, LayerBody], BeforeValidator(_name_entry), AfterValidator(_one_entry)]
+# Named (TypeAliasType), as the value types in archc.spec.types: five fields hold lists of layer
+# entries, and pydantic generates a named type's schema once rather than once per field.
+LayerEntry = TypeAliasType("LayerEntry", Annotated[dict[EntryName, LayerBody], BeforeValidator(_name_entry), AfterValidator(_one_entry)])
 
 
 # --- blocks, defaults, specs ---------------------------------------------------------
