@@ -43,7 +43,7 @@ class ActArgs(Strict):
         return {"fn": data} if isinstance(data, str) else data
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Act(Op):
     kind: ClassVar[str] = "act"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout

@@ -23,7 +23,7 @@ class AdaptiveAvgPoolArgs(Strict):
     size: IntExpr = Field(description="Output height and width (1: global average pooling that keeps the map).")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class AdaptiveAvgPool(Op):
     kind: ClassVar[str] = "adaptive_avgpool"
     Args: ClassVar[Any] = AdaptiveAvgPoolArgs

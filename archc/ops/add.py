@@ -10,7 +10,7 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import LayerName
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Add(Op):
     kind: ClassVar[str] = "add"
     Args: ClassVar[Any] = list[LayerName]

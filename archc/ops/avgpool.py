@@ -25,7 +25,7 @@ class AvgPoolArgs(PoolArgs):
     )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class AvgPool(Pool):
     kind: ClassVar[str] = "avgpool"
     Args: ClassVar[Any] = AvgPoolArgs

@@ -157,12 +157,7 @@ class KerasCtx:
 
 class Op:
     """Base of every op kind. Subclasses are frozen dataclasses whose fields are the
-    concrete arguments; the class attributes describe the kind.
-
-    Op defines ==, hash and repr once for all kinds, as a dataclass would (the fields in
-    order; equal only to the same kind), so each kind says `eq=False, repr=False`: Python
-    3.11 compiles every method a dataclass generates, and three fewer per kind are about
-    5 ms of every `archc check` (tests/test_startup.py checks the results are the same)."""
+    concrete arguments; the class attributes describe the kind."""
 
     kind: ClassVar[str]
     Args: ClassVar[Any] = None  # the pydantic model of the spec arguments; None: not a spec layer
@@ -299,19 +294,4 @@ class Op:
 
     def values(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
-        return f"{self.__class__.__qualname__}({args})"
 

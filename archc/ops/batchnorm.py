@@ -33,7 +33,7 @@ class BatchNormArgs(Strict):
     )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class BatchNorm(Op):
     kind: ClassVar[str] = "batchnorm"
     Args: ClassVar[Any] = BatchNormArgs

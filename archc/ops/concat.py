@@ -11,7 +11,7 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import LayerName
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Concat(Op):
     kind: ClassVar[str] = "concat"
     Args: ClassVar[Any] = list[LayerName]

@@ -37,7 +37,7 @@ class ConvArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Conv(Op):
     kind: ClassVar[str] = "conv"
     Args: ClassVar[Any] = ConvArgs

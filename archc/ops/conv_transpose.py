@@ -41,7 +41,7 @@ class ConvTransposeArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class ConvTranspose(Op):
     kind: ClassVar[str] = "conv_transpose"
     Args: ClassVar[Any] = ConvTransposeArgs

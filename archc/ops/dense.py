@@ -20,7 +20,7 @@ class DenseArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Dense(Op):
     kind: ClassVar[str] = "dense"
     Args: ClassVar[Any] = DenseArgs

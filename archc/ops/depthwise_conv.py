@@ -38,7 +38,7 @@ class DepthwiseConvArgs(Strict):
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class DepthwiseConv(Op):
     kind: ClassVar[str] = "depthwise_conv"
     Args: ClassVar[Any] = DepthwiseConvArgs

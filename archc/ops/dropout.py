@@ -16,7 +16,7 @@ class DropoutArgs(Strict):
     rate: NumExpr = Field(description="Probability of zeroing an element, in [0, 1).")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Dropout(Op):
     kind: ClassVar[str] = "dropout"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout

@@ -11,7 +11,7 @@ from archc.ops.base import KerasCtx, Op, Shape
 from archc.spec.types import Empty
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Flatten(Op):
     kind: ClassVar[str] = "flatten"
     Args: ClassVar[Any] = Empty

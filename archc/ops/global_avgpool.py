@@ -10,7 +10,7 @@ from archc.ops.base import KerasCtx, Op, Shape, need_map
 from archc.spec.types import Empty
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class GlobalAvgPool(Op):
     kind: ClassVar[str] = "global_avgpool"
     Args: ClassVar[Any] = Empty

@@ -19,7 +19,7 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import Empty
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class LayerScale(Op):
     kind: ClassVar[str] = "layer_scale"
     Args: ClassVar[Any] = Empty

@@ -25,7 +25,7 @@ class LayerNormArgs(Strict):
     eps: NumExpr = Field(description="Added to the variance (ConvNeXt: 1e-6).")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class LayerNorm(Op):
     kind: ClassVar[str] = "layernorm"
     Args: ClassVar[Any] = LayerNormArgs

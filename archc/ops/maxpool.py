@@ -35,7 +35,7 @@ class PoolArgs(Strict):
 POOL_ATTRS = (Attr("kernel", "int"), Attr("stride", "int", "=kernel"), Attr("padding", "int", 0), Attr("ceil_mode", "bool", False))
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Pool(Op):
     """What max and average pooling share."""
 
@@ -101,7 +101,7 @@ def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
     return f"(({top}, {bottom}), ({left}, {right}))"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class MaxPool(Pool):
     kind: ClassVar[str] = "maxpool"
     Args: ClassVar[Any] = PoolArgs

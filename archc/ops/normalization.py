@@ -40,7 +40,7 @@ class NormalizationArgs(Strict):
         return self
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Normalization(Op):
     kind: ClassVar[str] = "normalization"
     Args: ClassVar[Any] = NormalizationArgs

@@ -10,7 +10,7 @@ from archc.code import Call, call
 from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_map
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class PadShortcut(Op):
     kind: ClassVar[str] = "pad_shortcut"
     HELPERS: ClassVar[dict[str, str]] = {"torch": "PadShortcut", "keras": "PadShortcut"}  # templates/*/PadShortcut.py.j2

@@ -29,7 +29,7 @@ class PermuteArgs(Strict):
     )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Permute(Op):
     kind: ClassVar[str] = "permute"
     Args: ClassVar[Any] = PermuteArgs

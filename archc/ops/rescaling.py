@@ -20,7 +20,7 @@ class RescalingArgs(Strict):
     offset: NumExpr = Field(0.0, description="Added after scaling.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Rescaling(Op):
     kind: ClassVar[str] = "rescaling"
     Args: ClassVar[Any] = RescalingArgs

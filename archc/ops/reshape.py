@@ -12,7 +12,7 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import Empty
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Reshape(Op):
     kind: ClassVar[str] = "reshape"
     Args: ClassVar[Any] = Empty

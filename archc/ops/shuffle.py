@@ -19,7 +19,7 @@ class ShuffleArgs(Strict):
     groups: IntExpr = Field(description="Number of groups; must divide the channels.")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Shuffle(Op):
     kind: ClassVar[str] = "shuffle"
     Args: ClassVar[Any] = ShuffleArgs

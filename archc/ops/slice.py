@@ -43,7 +43,7 @@ def channel_slice(a: dict[str, str]) -> str:
     return f"{start} : {stop}".strip()
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Slice(Op):
     kind: ClassVar[str] = "slice"
     Args: ClassVar[Any] = SliceArgs

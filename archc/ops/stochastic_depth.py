@@ -24,7 +24,7 @@ class StochasticDepthArgs(Strict):
     rate: NumExpr = Field(description="Probability of dropping a sample's whole branch, in [0, 1).")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class StochasticDepth(Op):
     kind: ClassVar[str] = "stochastic_depth"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout

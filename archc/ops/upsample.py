@@ -32,7 +32,7 @@ def mode_literal(a: dict[str, str]) -> str:
     return json.dumps(ast.literal_eval(value) if value[:1] in "\"'" else value)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class Upsample(Op):
     kind: ClassVar[str] = "upsample"
     Args: ClassVar[Any] = UpsampleArgs

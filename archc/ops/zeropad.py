@@ -26,7 +26,7 @@ class ZeroPadArgs(Strict):
     )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True)
 class ZeroPad(Op):
     kind: ClassVar[str] = "zeropad"
     Args: ClassVar[Any] = ZeroPadArgs
