@@ -99,7 +99,8 @@ def _find_layer_union(node: Any) -> dict[str, Any]:
 
 
 def _inline(node: Any, aliases: dict[str, Any]) -> Any:
-    """Every reference to a value type (`NumExpr`, ...) becomes its schema, in place."""
+    """Every reference to a named type (`NumExpr`, `LayerEntry`, ...) becomes its schema, in
+    place, as pydantic writes the type when it is not named."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
@@ -108,9 +109,9 @@ def _inline(node: Any, aliases: dict[str, Any]) -> Any:
                 out.update(_inline(aliases[name], aliases))
             elif key == "properties":  # pydantic titles a field unless its schema is a reference
                 out[key] = {
-                    name: {**_inline(prop, aliases), "title": name.title().replace("_", " ")}
+                    field: {**_inline(prop, aliases), "title": field.title().replace("_", " ")}
                     if _refers(prop, aliases) and "title" not in prop else _inline(prop, aliases)
-                    for name, prop in value.items()
+                    for field, prop in value.items()
                 }
             elif key == "anyOf":  # flattened and deduplicated as pydantic writes an inline union
                 members: list[Any] = []

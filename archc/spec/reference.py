@@ -70,7 +70,7 @@ ANCHORS = {model: anchor(title) for title, _, model in SECTIONS}
 
 def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore[assignment]
     """A reader's name for a field type: `int or expr`, `list of layer`, ..."""
-    if isinstance(annotation, TypeAliasType):  # a value type such as NumExpr
+    if isinstance(annotation, TypeAliasType):  # a named type: NumExpr, LayerEntry, ...
         return type_name(annotation.__value__, metadata)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
