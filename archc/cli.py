@@ -24,9 +24,12 @@ from pathlib import Path
 
 import click
 
-from archc import __version__
+from archc import __version__, dataclass_cache
 from archc.errors import SpecError, SpecWarning
-from archc.output import write_atomic
+
+dataclass_cache.install()  # before pydantic, the spec models and the IR create their dataclasses
+
+from archc.output import write_atomic  # noqa: E402
 
 EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"

@@ -1,6 +1,8 @@
 """The JSON Schema of the spec language, for editors (VS Code's YAML extension) and tools.
 
-It is pydantic's schema of `ModelSpec`, with what the validators add by hand:
+It is pydantic's schema of `ModelSpec`, with the named types (TypeAliasType: the value types
+`NumExpr`, ..., archc.spec.types.VALUE_TYPES, and a layer entry) written out in place as
+pydantic writes unnamed ones, and what the validators add by hand:
 - a layer entry is a one-key mapping `name: layer`, and a layer may be a shorthand
   (`batchnorm`, `relu`, ...), a list (a group) or `act: relu`;
 - a spec with `extends:` is a partial document: nothing else is required, and a
@@ -16,6 +18,7 @@ import json
 from typing import Any
 
 from archc.spec.models import _SHORTHANDS, ACTIVATIONS, ModelSpec
+from archc.spec.types import VALUE_TYPES
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -24,6 +27,8 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 def schema() -> dict[str, Any]:
     full = ModelSpec.model_json_schema(mode="validation")
     defs = full.pop("$defs")
+    aliases = {name: defs.pop(name) for name in (*VALUE_TYPES, "LayerEntry")}  # named types, written out
+    full, defs = _inline(full, aliases), _inline(defs, aliases)
     layer_kinds = _find_layer_union(full)
     defs["Layer"] = {
         "description": "A layer: a primitive (conv, batchnorm, ...), a block, a stage, a list (a named group), "
@@ -91,6 +96,42 @@ def _find_layer_union(node: Any) -> dict[str, Any]:
             if found:
                 return found
     return {}
+
+
+def _inline(node: Any, aliases: dict[str, Any]) -> Any:
+    """Every reference to a named type (`NumExpr`, `LayerEntry`, ...) becomes its schema, in
+    place, as pydantic writes the type when it is not named."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            name = value.removeprefix("#/$defs/") if key == "$ref" else None
+            if name in aliases:
+                out.update(_inline(aliases[name], aliases))
+            elif key == "properties":  # pydantic titles a field unless its schema is a reference
+                out[key] = {
+                    field: {**_inline(prop, aliases), "title": field.title().replace("_", " ")}
+                    if _refers(prop, aliases) and "title" not in prop else _inline(prop, aliases)
+                    for field, prop in value.items()
+                }
+            elif key == "anyOf":  # flattened and deduplicated as pydantic writes an inline union
+                members: list[Any] = []
+                for member in _inline(value, aliases):
+                    for m in member["anyOf"] if list(member) == ["anyOf"] else [member]:
+                        if m not in members:
+                            members.append(m)
+                out[key] = members
+            else:
+                out[key] = _inline(value, aliases)
+        return out
+    if isinstance(node, list):
+        return [_inline(v, aliases) for v in node]
+    return node
+
+
+def _refers(node: Any, aliases: dict[str, Any]) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref", "").removeprefix("#/$defs/") in aliases or any(_refers(v, aliases) for v in node.values())
+    return isinstance(node, list) and any(_refers(v, aliases) for v in node)
 
 
 def _replace_entries(node: Any, layer_kinds: dict[str, Any]) -> Any:

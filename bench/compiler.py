@@ -129,6 +129,40 @@ def cli_check(repeats: int) -> None:
     )
 
 
+def cli_check_against(other: Path, repeats: int) -> None:
+    """`archc check specs/resnet50.yaml` here and in another tree of archc (e.g. `git archive
+    main | tar -x -C /tmp/main`), each over a bare interpreter start: every round runs the
+    three commands back to back, rotating their order. Bytecode caching on, as in cli_check."""
+    trees = {"this tree": ROOT, str(other): other.resolve()}
+    check = [sys.executable, "-m", "archc.cli", "check", "specs/resnet50.yaml"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def run(name: str) -> tuple[float, float]:
+        tree = trees.get(name)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        cmd, cwd = (check, tree) if tree else ([sys.executable, "-c", "pass"], ROOT)
+        subprocess.run(cmd, cwd=cwd, env={**env, "PYTHONPATH": str(cwd)}, check=True, capture_output=True)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    names = ["bare", *trees]
+    for name in names:  # warm-up: bytecode caches, page cache
+        run(name)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for i in range(repeats):
+        for name in names[i % 3 :] + names[: i % 3]:
+            times[name].append(run(name))
+    print(f"\n### `archc check specs/resnet50.yaml` over `python -c pass`, {repeats} rounds, load {os.getloadavg()[0]:.1f}\n")
+    print("| tree | wall median s | wall min s | CPU (user+sys) median s | CPU min s |")
+    print("|---|---:|---:|---:|---:|")
+    for name in trees:
+        wall = [a[0] - b[0] for a, b in zip(times[name], times["bare"])]
+        cpu = [a[1] - b[1] for a, b in zip(times[name], times["bare"])]
+        print(f"| {name} | {statistics.median(wall):.3f} | {min(wall):.3f} | {statistics.median(cpu):.3f} | {min(cpu):.3f} |")
+
+
 def resnet1202_target(repeats: int) -> None:
     text = (ROOT / "specs/cifar/resnet1202.yaml").read_text()
     totals = []
@@ -155,8 +189,12 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    if "--check" in sys.argv:  # only `archc check`'s start-up: bench/compiler.py --check [ROUNDS]
+    if "--check" in sys.argv:  # only `archc check`'s start-up: bench/compiler.py --check [ROUNDS] [--against TREE]
         after = sys.argv[sys.argv.index("--check") + 1 :]
-        cli_check(int(after[0]) if after and after[0].isdigit() else 21)
+        rounds = int(after[0]) if after and after[0].isdigit() else 21
+        if "--against" in sys.argv:
+            cli_check_against(Path(sys.argv[sys.argv.index("--against") + 1]), rounds)
+        else:
+            cli_check(rounds)
     else:
         main(quick="--quick" in sys.argv)

@@ -23,6 +23,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
 from archc import ops
 from archc.ops.act import ACTIVATIONS
@@ -41,6 +42,12 @@ from archc.spec.types import (
 )
 
 FORMAT_VERSION = 1
+
+
+def _empty_list() -> list[Any]:
+    """`default_factory=list` as a Python function: pydantic reads a default factory's signature,
+    and a builtin's is parsed from its text by the tokenize module (about 2 ms of a `check`)."""
+    return []
 
 
 def _prose(value: str) -> str:
@@ -234,7 +241,9 @@ def _entry_name(value: str) -> str:
 
 
 EntryName = Annotated[str, Field(max_length=64), AfterValidator(_entry_name)]
-LayerEntry = Annotated[dict[EntryName, LayerBody], BeforeValidator(_name_entry), AfterValidator(_one_entry)]
+# Named (TypeAliasType), as the value types in archc.spec.types: five fields hold lists of layer
+# entries, and pydantic generates a named type's schema once rather than once per field.
+LayerEntry = TypeAliasType("LayerEntry", Annotated[dict[EntryName, LayerBody], BeforeValidator(_name_entry), AfterValidator(_one_entry)])
 
 
 # --- blocks, defaults, specs ---------------------------------------------------------
@@ -293,8 +302,8 @@ class BlockDef(Strict):
         "applying, the identity.",
     )
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
-    after: list[LayerEntry] = Field(default_factory=list, description="skip only: layers after the addition.")
-    checks: list[Check] = Field(default_factory=list, description="Rules on the parameters.")
+    after: list[LayerEntry] = Field(default_factory=_empty_list, description="skip only: layers after the addition.")
+    checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the parameters.")
 
     @model_validator(mode="after")
     def _skip_only(self) -> BlockDef:
@@ -390,10 +399,10 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path."
+        default_factory=_empty_list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
-    checks: list[Check] = Field(default_factory=list, description="Rules on the model parameters.")
+    checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
 
 

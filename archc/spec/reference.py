@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
+from typing_extensions import TypeAliasType
 
 from archc import ops
 from archc.ops import init
@@ -87,6 +88,8 @@ ANCHORS = {model: anchor(title) for title, _, model in SECTIONS}
 
 def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore[assignment]
     """A reader's name for a field type: `int or expr`, `list of layer`, ..."""
+    if isinstance(annotation, TypeAliasType):  # a named type: NumExpr, LayerEntry, ...
+        return type_name(annotation.__value__, metadata)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation == init.RuleSpec:
         return "[rule](#init)"
