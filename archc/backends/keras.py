@@ -150,8 +150,8 @@ class KerasEmitter:
             if source is None:
                 continue
             if isinstance(source, dict):
-                shared = rule == getattr(self.graph.init(kind), role)
-                base = kind.upper() if shared else owner.upper()
+                shared = rule == getattr(self.graph.init(init.section(kind)), role)
+                base = init.section(kind).upper() if shared else owner.upper()
                 name, n = f"{base}_{arg.upper()}", 2
                 while self.constants.get(name, source) != source:
                     name, n = f"{base}_{n}_{arg.upper()}", n + 1

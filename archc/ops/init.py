@@ -1,5 +1,5 @@
 """Initialisation: the `init` argument of the layers that have tensors (conv, conv_transpose,
-dense, batchnorm), its vocabulary, and what each rule becomes in PyTorch and in Keras.
+dense, batchnorm; depthwise_conv, whose rules are the convs'), its vocabulary, and what each rule becomes in PyTorch and in Keras.
 
 A layer's `init` names one rule per tensor, `{weight: RULE, bias: RULE}`, or one name for both
 (`torch_default`, `keras_default`). What a layer leaves unset comes from `defaults.KIND.init`,
@@ -615,9 +615,18 @@ KERAS_ARGS = {
     "conv_transpose": ("kernel_initializer", "bias_initializer"),
     "dense": ("kernel_initializer", "bias_initializer"),
     "batchnorm": ("gamma_initializer", "beta_initializer"),
+    "depthwise_conv": ("depthwise_initializer", "bias_initializer"),
 }
 # PyTorch's classes for each kind, as the init loop tests them
 TORCH_CLASSES = {
     "conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d", "dense": "nn.Linear", "batchnorm": "nn.BatchNorm2d",
 }  # fmt: skip
 KINDS = tuple(KERAS_ARGS)
+# Kinds whose rules are another kind's in `defaults:`: a depthwise conv is PyTorch's nn.Conv2d
+# (groups = channels), one branch of the init loop with the convs, as in torchvision.
+SECTIONS = {"depthwise_conv": "conv"}
+
+
+def section(kind: str) -> str:
+    """The `defaults:` section (and init-loop branch) holding `kind`'s rules."""
+    return SECTIONS.get(kind, kind)
