@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import BIG, DEEP, ROOT, load_module
+from conftest import DEEP, ROOT, load_module
 
 from archc import api
 from archc.errors import SpecError
@@ -35,6 +35,8 @@ def fans(graph, node) -> tuple[int, int]:
         return c_in, op.units
     if op.kind == "batchnorm":
         return 1, 1
+    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, k, k)
+        return op.kernel * op.kernel, c_in * op.kernel * op.kernel
     kh, kw = (op.kernel, op.kernel) if isinstance(op.kernel, int) else op.kernel
     if op.kind == "conv_transpose":
         return op.filters // op.groups * kh * kw, c_in * kh * kw
@@ -62,6 +64,17 @@ def weighted(graph):
     return [n for n in graph.nodes if n.op.kind in init.KINDS]
 
 
+def fixed(graph):
+    """(node, tensor, value) of the tensors that start at a constant outside the rules: layer
+    scales at their init_value, layer norms at ones and zeros (in both frameworks)."""
+    for n in graph.nodes:
+        if n.op.kind == "layer_scale":
+            yield n, "", n.op.init_value
+        elif n.op.kind == "layernorm":
+            yield n, "weight", 1.0
+            yield n, "bias", 0.0
+
+
 def check_torch(graph, model) -> int:
     state = model.state_dict()
     count = 0
@@ -70,6 +83,10 @@ def check_torch(graph, model) -> int:
             if name in ("weight", "bias"):
                 check(state[f"{node.id}.{name}"].numpy(), *expected(graph, node, name), f"torch {node.id}.{name}")
                 count += 1
+    for node, name, value in fixed(graph):
+        key = f"{node.id}.{name}" if name else node.id
+        check(state[key].numpy(), value, 0.0, f"torch {key}")
+        count += 1
     return count
 
 
@@ -81,6 +98,10 @@ def check_keras(graph, model) -> int:
             if name in ("weight", "bias"):
                 check(value, *expected(graph, node, name), f"keras {node.id}.{name}")
                 count += 1
+    for node, name, value in fixed(graph):
+        weights = dict(zip(node.op.weight_names(), model.get_layer(node.id.replace(".", "_")).get_weights()))
+        check(weights[name], value, 0.0, f"keras {node.id}.{name}")
+        count += 1
     return count
 
 
@@ -195,14 +216,13 @@ ZOO = sorted(
 FAST = {
     "specs/resnet18.yaml", "specs/squeezenet1_1.yaml", "specs/mobilenet_v3_small.yaml", "specs/mnasnet0_5.yaml",
     "specs/shufflenet_v2_x0_5.yaml", "specs/cifar/resnet20.yaml", "specs/cifar/densenet40_k12.yaml",
-    "specs/cifar/keras_resnet20v1.yaml", "specs/densenet121.yaml",
+    "specs/cifar/keras_resnet20v1.yaml", "specs/densenet121.yaml", "specs/efficientnet_b0.yaml",
+    "specs/regnet_y_400mf.yaml", "specs/convnext_tiny.yaml", "specs/keras/efficientnet_b0.yaml",
+    "specs/keras/mobilenet_v2.yaml",
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO if s not in BIG or s in FAST]
-    + [pytest.param(s, marks=pytest.mark.slow) for s in ZOO if s in BIG and s not in FAST],
-)
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO])
 def test_zoo_models_draw_their_rules(spec):
     """The checked-in generated modules: every tensor of a fresh model, in both backends."""
     graph = lower(load_spec(ROOT / spec))
@@ -226,7 +246,11 @@ def test_every_zoo_spec_states_its_rules():
         kinds = {n.op.kind for n in weighted(graph)}
         loaded = load_spec(ROOT / spec).model.defaults
         for kind in kinds:
-            assert getattr(loaded, kind).init is not None, f"{spec}: defaults.{kind}.init is not stated"
+            section = init.section(kind)  # a depthwise conv takes the convs' rules
+            assert getattr(loaded, section).init is not None, f"{spec}: defaults.{section}.init is not stated"
+        for node in graph.nodes:  # a layer scale states where it starts (1 would be the identity)
+            if node.op.kind == "layer_scale":
+                assert node.op.init_value != 1, f"{spec}: {node.id} states no init_value"
 
 
 BAD = [
