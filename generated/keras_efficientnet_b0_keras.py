@@ -13,8 +13,6 @@ spec sha256: fe091fb087693b156be50f224657eebd17f45b0889c1387867ccce1fe95aac3d
 Do not edit: change the spec and run `archc build specs/keras/efficientnet_b0.yaml --backend keras`.
 """
 
-import math
-
 import keras
 from keras import layers
 
@@ -80,9 +78,7 @@ def mbconv(
         strides=stride,
         padding="same" if stride == 1 else "valid",
         use_bias=False,
-        depthwise_initializer=keras.initializers.TruncatedNormal(
-            stddev=math.sqrt(2.0 / (kernel * kernel)) / 0.8796256610342398
-        ),
+        depthwise_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_dwconv",
     )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)

@@ -146,6 +146,11 @@ layers:
   - c18: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: fan_out}}}}}
   - c19: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: group_fan_out, nonlinearity: relu}}}}}
   - c20: {conv: {filters: 64, kernel: 3, padding: 1, groups: 4, init: {weight: {kaiming_uniform: {mode: group_fan_out}}}}}
+  - dw1: {depthwise_conv: {kernel: 3, padding: 1, bias: true}}
+  - dw2: {depthwise_conv: {kernel: 3, padding: 1, bias: true, init: torch_default}}
+  - dw3: {depthwise_conv: {kernel: 5, padding: 2, init: {weight: {variance_scaling: {scale: 2.0, mode: fan_in, distribution: truncated_normal}}}}}
+  - dw4: {depthwise_conv: {kernel: 3, padding: 1, init: {weight: xavier_normal}}}
+  - dw5: {depthwise_conv: {kernel: 3, padding: 1, init: {weight: {kaiming_uniform: {nonlinearity: relu}}}}}
   - bn1: batchnorm
   - bn2: {batchnorm: {init: keras_default}}
   - bn3: {batchnorm: {init: {weight: {uniform: {a: 0.5, b: 1.5}}, bias: {normal: {std: 0.1}}}}}

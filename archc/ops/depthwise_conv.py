@@ -53,8 +53,8 @@ class DepthwiseConv(Op):
     CHANNEL_FREE: ClassVar[bool] = False
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     # Keras' kernel (k, k, C, 1) has fan_in C*k*k and fan_out k*k, PyTorch's (C, 1, k, k) the
-    # other way round: fan rules are written out with PyTorch's fans (ops.init)
-    KERAS_FANS: ClassVar[bool] = False
+    # other way round: a fan rule's mode is swapped for Keras (ops.init.swap_fans)
+    KERAS_FANS: ClassVar[bool | str] = "swapped"
     kernel: int
     stride: int = 1
     padding: int = 0
