@@ -140,7 +140,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
-        inits=tuple((kind, state.init(kind)) for kind in init.KINDS),
+        inits=tuple((kind, state.init(kind)) for kind in init.KINDS if kind not in init.SECTIONS),
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
         locations=_locations(state),

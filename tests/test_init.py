@@ -35,6 +35,8 @@ def fans(graph, node) -> tuple[int, int]:
         return c_in, op.units
     if op.kind == "batchnorm":
         return 1, 1
+    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, k, k)
+        return op.kernel * op.kernel, c_in * op.kernel * op.kernel
     kh, kw = (op.kernel, op.kernel) if isinstance(op.kernel, int) else op.kernel
     if op.kind == "conv_transpose":
         return op.filters // op.groups * kh * kw, c_in * kh * kw
@@ -62,6 +64,17 @@ def weighted(graph):
     return [n for n in graph.nodes if n.op.kind in init.KINDS]
 
 
+def fixed(graph):
+    """(node, tensor, value) of the tensors that start at a constant outside the rules: layer
+    scales at their init_value, layer norms at ones and zeros (in both frameworks)."""
+    for n in graph.nodes:
+        if n.op.kind == "layer_scale":
+            yield n, "", n.op.init_value
+        elif n.op.kind == "layernorm":
+            yield n, "weight", 1.0
+            yield n, "bias", 0.0
+
+
 def check_torch(graph, model) -> int:
     state = model.state_dict()
     count = 0
@@ -70,6 +83,10 @@ def check_torch(graph, model) -> int:
             if name in ("weight", "bias"):
                 check(state[f"{node.id}.{name}"].numpy(), *expected(graph, node, name), f"torch {node.id}.{name}")
                 count += 1
+    for node, name, value in fixed(graph):
+        key = f"{node.id}.{name}" if name else node.id
+        check(state[key].numpy(), value, 0.0, f"torch {key}")
+        count += 1
     return count
 
 
@@ -81,6 +98,10 @@ def check_keras(graph, model) -> int:
             if name in ("weight", "bias"):
                 check(value, *expected(graph, node, name), f"keras {node.id}.{name}")
                 count += 1
+    for node, name, value in fixed(graph):
+        weights = dict(zip(node.op.weight_names(), model.get_layer(node.id.replace(".", "_")).get_weights()))
+        check(weights[name], value, 0.0, f"keras {node.id}.{name}")
+        count += 1
     return count
 
 
@@ -125,6 +146,11 @@ layers:
   - c18: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: fan_out}}}}}
   - c19: {conv: {filters: 64, kernel: 3, padding: 1, groups: 8, init: {weight: {kaiming_normal: {mode: group_fan_out, nonlinearity: relu}}}}}
   - c20: {conv: {filters: 64, kernel: 3, padding: 1, groups: 4, init: {weight: {kaiming_uniform: {mode: group_fan_out}}}}}
+  - dw1: {depthwise_conv: {kernel: 3, padding: 1, bias: true}}
+  - dw2: {depthwise_conv: {kernel: 3, padding: 1, bias: true, init: torch_default}}
+  - dw3: {depthwise_conv: {kernel: 5, padding: 2, init: {weight: {variance_scaling: {scale: 2.0, mode: fan_in, distribution: truncated_normal}}}}}
+  - dw4: {depthwise_conv: {kernel: 3, padding: 1, init: {weight: xavier_normal}}}
+  - dw5: {depthwise_conv: {kernel: 3, padding: 1, init: {weight: {kaiming_uniform: {nonlinearity: relu}}}}}
   - bn1: batchnorm
   - bn2: {batchnorm: {init: keras_default}}
   - bn3: {batchnorm: {init: {weight: {uniform: {a: 0.5, b: 1.5}}, bias: {normal: {std: 0.1}}}}}
@@ -195,13 +221,13 @@ ZOO = sorted(
 FAST = {
     "specs/resnet18.yaml", "specs/squeezenet1_1.yaml", "specs/mobilenet_v3_small.yaml", "specs/mnasnet0_5.yaml",
     "specs/shufflenet_v2_x0_5.yaml", "specs/cifar/resnet20.yaml", "specs/cifar/densenet40_k12.yaml",
-    "specs/cifar/keras_resnet20v1.yaml", "specs/densenet121.yaml",
+    "specs/cifar/keras_resnet20v1.yaml", "specs/densenet121.yaml", "specs/efficientnet_b0.yaml",
+    "specs/regnet_y_400mf.yaml", "specs/convnext_tiny.yaml", "specs/keras/efficientnet_b0.yaml",
+    "specs/keras/mobilenet_v2.yaml",
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO],
-)
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO])
 def test_zoo_models_draw_their_rules(spec):
     """The checked-in generated modules: every tensor of a fresh model, in both backends."""
     graph = lower(load_spec(ROOT / spec))
@@ -225,7 +251,11 @@ def test_every_zoo_spec_states_its_rules():
         kinds = {n.op.kind for n in weighted(graph)}
         loaded = load_spec(ROOT / spec).model.defaults
         for kind in kinds:
-            assert getattr(loaded, kind).init is not None, f"{spec}: defaults.{kind}.init is not stated"
+            section = init.section(kind)  # a depthwise conv takes the convs' rules
+            assert getattr(loaded, section).init is not None, f"{spec}: defaults.{section}.init is not stated"
+        for node in graph.nodes:  # a layer scale states where it starts (1 would be the identity)
+            if node.op.kind == "layer_scale":
+                assert node.op.init_value != 1, f"{spec}: {node.id} states no init_value"
 
 
 BAD = [

@@ -144,17 +144,22 @@ class KerasEmitter:
             if problem:
                 raise SpecError(f"{kind} init {role}: {problem}", where)
             op = ops.KINDS[kind]
-            source = init.keras_initializer(rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
-            if not op.KERAS_FANS and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
+            keras_rule = init.swap_fans(rule) if op.KERAS_FANS == "swapped" and role == "weight" else rule
+            source = init.keras_initializer(keras_rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
+            if op.KERAS_FANS is False and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
                 source = init.explicit_initializer(rule, op.fan_in(a, in_ch), op.fan_out(a, in_ch)) or source
             if source is None:
                 continue
             if isinstance(source, dict):
-                shared = rule == getattr(self.graph.init(kind), role)
-                base = kind.upper() if shared else owner.upper()
+                shared = rule == getattr(self.graph.init(init.section(kind)), role)
+                base = init.section(kind).upper() if shared else owner.upper()
                 name, n = f"{base}_{arg.upper()}", 2
                 while self.constants.get(name, source) != source:
                     name, n = f"{base}_{n}_{arg.upper()}", n + 1
+                if not shared and name not in self.constants:  # a layer's own config that another
+                    # constant holds already (keras.applications' EfficientNet gives its depthwise
+                    # convs CONV_KERNEL_INITIALIZER): that constant
+                    name = next((other for other, config in self.constants.items() if config == source), name)
                 self.constants[name] = source
                 source = name
             elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):

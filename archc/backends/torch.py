@@ -411,8 +411,8 @@ class TorchEmitter:
         at model level, one line each."""
         kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: bias, scale, flat
         for node in self.graph.nodes:
-            if node.op.kind in init.KINDS:
-                facts = kinds.setdefault(node.op.kind, {"bias": set(), "scale": set(), "flat": set()})
+            if node.op.kind in init.KINDS:  # a depthwise conv is an nn.Conv2d: the convs' branch
+                facts = kinds.setdefault(init.section(node.op.kind), {"bias": set(), "scale": set(), "flat": set()})
                 facts["bias"].add(getattr(node.op, "bias", True))
                 facts["scale"].add(getattr(node.op, "scale", True))
                 facts["flat"].add(not node.shape.spatial)
@@ -456,7 +456,7 @@ class TorchEmitter:
 
     def _overrides(self, rules: Any, kind: str, path: str, has_bias: bool, has_weight: bool) -> list[Code]:
         """Statements for one layer whose rules differ from its kind's."""
-        default = self.graph.init(kind)
+        default = self.graph.init(init.section(kind))
         lines: list[Code] = []
         for role, present in (("weight", has_weight), ("bias", has_bias)):
             rule = getattr(rules, role)

@@ -186,9 +186,11 @@ class Op:
     # nn.Parameter(...)`), not a module: its state_dict key is its own path, and it cannot be
     # an entry of a list. `torch_apply` says how `forward` uses it.
     PARAMETER: ClassVar[bool] = False
-    # Keras computes the fans of its kernel as PyTorch does of its weight (ops.init); where not
-    # (a depthwise kernel), fan rules are written out with PyTorch's fans (`fan_in`, `fan_out`)
-    KERAS_FANS: ClassVar[bool] = True
+    # Keras computes the fans of its kernel as PyTorch does of its weight (ops.init). "swapped":
+    # Keras' fan_in is PyTorch's fan_out and the other way round (a depthwise kernel (k, k, C, 1)
+    # against (C, 1, k, k)): a fan rule's mode is swapped, the same Keras initializer otherwise.
+    # False: other fans, the fan rules written out with PyTorch's fans (`fan_in`, `fan_out`).
+    KERAS_FANS: ClassVar[bool | str] = True
 
     # --- shapes and counts -------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from archc.ops.base import (
     unless,
     window,
 )
+from archc.ops.init import DEFAULT, Init, InitSpec, product
 from archc.spec.types import BoolExpr, IntExpr, Strict
 
 
@@ -36,6 +37,9 @@ class DepthwiseConvArgs(Strict):
         0, description="Zero padding on every side; Keras needs 0, or (kernel - 1) / 2 at stride 1 ('same')."
     )
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
+    init: InitSpec | None = Field(
+        None, description="Initialisation, with PyTorch's fans (fan_in k*k, fan_out channels*k*k); unset parts come from defaults.conv.init."
+    )
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,18 @@ class DepthwiseConv(Op):
     Args: ClassVar[Any] = DepthwiseConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
-        Attr("bias", "bool", "defaults.conv.bias"),
+        Attr("bias", "bool", "defaults.conv.bias"), Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
+    # Keras' kernel (k, k, C, 1) has fan_in C*k*k and fan_out k*k, PyTorch's (C, 1, k, k) the
+    # other way round: a fan rule's mode is swapped for Keras (ops.init.swap_fans)
+    KERAS_FANS: ClassVar[bool | str] = "swapped"
     kernel: int
     stride: int = 1
     padding: int = 0
     bias: bool = False
+    init: Init = DEFAULT
 
     def infer(self, s: Shape) -> Shape:
         positive("depthwise_conv", kernel=self.kernel)
@@ -89,8 +97,16 @@ class DepthwiseConv(Op):
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         return [call(
             "layers.DepthwiseConv2D", a["kernel"], strides=unless(a["stride"], "1"), padding=_keras_padding(a["padding"]),
-            use_bias=a["bias"], name=ctx.name,
+            use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
         )]  # fmt: skip
+
+    @classmethod
+    def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(a["kernel"], a["kernel"])
+
+    @classmethod
+    def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
+        return product(in_ch, a["kernel"], a["kernel"])
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.transpose(2, 3, 0, 1) if name == "weight" else w  # (C, 1, kh, kw) -> (kh, kw, C, 1)

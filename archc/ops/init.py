@@ -1,5 +1,5 @@
 """Initialisation: the `init` argument of the layers that have tensors (conv, conv_transpose,
-dense, batchnorm), its vocabulary, and what each rule becomes in PyTorch and in Keras.
+dense, batchnorm; depthwise_conv, whose rules are the convs'), its vocabulary, and what each rule becomes in PyTorch and in Keras.
 
 A layer's `init` names one rule per tensor, `{weight: RULE, bias: RULE}`, or one name for both
 (`torch_default`, `keras_default`). What a layer leaves unset comes from `defaults.KIND.init`,
@@ -24,8 +24,9 @@ Fans are PyTorch's: fan_in = in_channels / groups * kernel area, fan_out = out_c
 kernel area (a dense layer: its input and output features; a transposed conv's weight is
 (in, out / groups, k, k), so its fan_in is out / groups * kernel area). Keras' VarianceScaling
 computes the same fans for the layers archc emits (Conv2D with groups, Conv2DTranspose, Dense),
-so every fan rule is one Keras initializer; the only layer-dependent one is PyTorch's default
-bias, whose bound Keras receives as a number (`torch_bias_initializer(fan_in)`).
+so every fan rule is one Keras initializer; a depthwise kernel's fans are PyTorch's swapped
+(`swap_fans`). The only layer-dependent one is PyTorch's default bias, whose bound Keras
+receives as a number (`torch_bias_initializer(fan_in)`).
 
 PyTorch shows a model's rules as torchvision does: one loop over `self.modules()` per layer
 kind, then a line per layer that differs from its kind. Keras receives initializers as layer
@@ -516,6 +517,19 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
     return lines + [f"{indent}}}{tail}"]
 
 
+def swap_fans(rule: Rule) -> Rule:
+    """A weight's rule for a Keras kernel whose fans are PyTorch's swapped (a depthwise kernel:
+    Keras' fan_in C*k*k and fan_out k*k are PyTorch's fan_out and fan_in): fan_in and fan_out
+    exchanged, so that Keras draws from PyTorch's distribution. PyTorch's default weight is
+    variance scaling (1/3, fan_in, uniform); fan_avg and fan-free rules stay as they are."""
+    if rule.name == "torch_default":
+        rule = Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_in"), ("distribution", "uniform")))
+    if rule.name not in ("kaiming", "variance_scaling") or rule.arg("mode") not in ("fan_in", "fan_out"):
+        return rule
+    swapped = "fan_out" if rule.arg("mode") == "fan_in" else "fan_in"
+    return Rule(rule.name, tuple((k, swapped if k == "mode" else v) for k, v in rule.args))
+
+
 def explicit_initializer(rule: Rule, fan_in: str, fan_out: str) -> Call | None:
     """A weight's fan rule with PyTorch's fans written out (sources): for a layer whose Keras
     kernel has other fans than its PyTorch weight (a depthwise kernel (k, k, C, 1) against
@@ -615,9 +629,18 @@ KERAS_ARGS = {
     "conv_transpose": ("kernel_initializer", "bias_initializer"),
     "dense": ("kernel_initializer", "bias_initializer"),
     "batchnorm": ("gamma_initializer", "beta_initializer"),
+    "depthwise_conv": ("depthwise_initializer", "bias_initializer"),
 }
 # PyTorch's classes for each kind, as the init loop tests them
 TORCH_CLASSES = {
     "conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d", "dense": "nn.Linear", "batchnorm": "nn.BatchNorm2d",
 }  # fmt: skip
 KINDS = tuple(KERAS_ARGS)
+# Kinds whose rules are another kind's in `defaults:`: a depthwise conv is PyTorch's nn.Conv2d
+# (groups = channels), one branch of the init loop with the convs, as in torchvision.
+SECTIONS = {"depthwise_conv": "conv"}
+
+
+def section(kind: str) -> str:
+    """The `defaults:` section (and init-loop branch) holding `kind`'s rules."""
+    return SECTIONS.get(kind, kind)

@@ -1,33 +1,43 @@
-"""Layer scale (Touvron et al. 2021, CaiT): `layer_scale: {}`, a learned multiplier per
-channel, as at the end of ConvNeXt's residual branch.
+"""Layer scale (Touvron et al. 2021, CaiT): `layer_scale: {init_value: V}`, a learned
+multiplier per channel, as at the end of ConvNeXt's residual branch.
 
 In PyTorch it is a bare parameter of the enclosing module, as torchvision's CNBlock has
-it: `self.layer_scale = nn.Parameter(torch.ones(C, 1, 1))`, used in `forward` as
+it: `self.layer_scale = nn.Parameter(torch.ones(C, 1, 1) * V)`, used in `forward` as
 `self.layer_scale * out`, so its state_dict key is the layer's own path
 (`features.1.0.layer_scale`); it therefore cannot be an entry of a list. Keras has no
 such layer; the generated module defines `LayerScale` (templates/keras/LayerScale.py.j2)
-with one weight `gamma` of shape (C,), as keras.applications' ConvNeXt. The values start
-at 1 (the identity); what a model starts from (torchvision's 1e-6) is initialisation."""
+with one weight `gamma` of shape (C,), as keras.applications' ConvNeXt. Every element starts
+at `init_value` (its initialisation: torchvision's `layer_scale` and keras.applications'
+`layer_scale_init_value` are 1e-6; unset, 1: the identity)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import Empty
+from archc.code import flat as source
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.spec.types import NumExpr, Strict
+
+
+class LayerScaleArgs(Strict):
+    init_value: NumExpr = Field(1.0, description="Every element's starting value (ConvNeXt's: 1e-6).")
 
 
 @dataclass(frozen=True)
 class LayerScale(Op):
     kind: ClassVar[str] = "layer_scale"
-    Args: ClassVar[Any] = Empty
+    Args: ClassVar[Any] = LayerScaleArgs
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("init_value", "num", 1.0),)
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"layer_scale": {"layer_scale": {}}}
     WEIGHTS: ClassVar[tuple[str, ...]] = ("",)  # the parameter itself: its key is the layer's path
     CHANNEL_FREE: ClassVar[bool] = False
     PARAMETER: ClassVar[bool] = True
     HELPERS: ClassVar[dict[str, str]] = {"keras": "LayerScale"}
+    init_value: float = 1.0
 
     def infer(self, s: Shape) -> Shape:
         if not s.spatial or s.last:
@@ -39,7 +49,9 @@ class LayerScale(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("nn.Parameter", call("torch.ones", in_ch, "1", "1"))
+        ones = call("torch.ones", in_ch, "1", "1")
+        value = _unless_one(a["init_value"])
+        return call("nn.Parameter", ones if value is None else f"{source(ones)} * {value}")
 
     @classmethod
     def torch_apply(cls, attr: str, src: str) -> str:
@@ -47,7 +59,7 @@ class LayerScale(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("LayerScale", name=ctx.name)]
+        return [call("LayerScale", _unless_one(a["init_value"]), name=ctx.name)]
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.reshape(-1)  # (C, 1, 1) -> (C,)
@@ -60,3 +72,8 @@ class LayerScale(Op):
 
     def label(self) -> str:
         return "layer scale"
+
+
+def _unless_one(value: str) -> str | None:
+    """The starting value, left out where it is 1 (the identity, the default)."""
+    return None if value in ("1", "1.0") else value
