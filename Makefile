@@ -39,8 +39,9 @@ test-torchvision: $(TVENV)/.installed
 # The slow-marked tests only: verify, export and full-size forward passes of the family members
 # that are not their family's representative (tests/conftest.py FAMILIES), deep Keras models,
 # torch.compile of every zoo model.
-test-slow: setup
+test-slow: setup $(TVENV)/.installed
 	$(PY) -m pytest -n 2 -q -m slow
+	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider -m slow tests/test_torchvision.py tests/test_timm.py
 
 # Compiler speed and scaling, generated vs reference runtime; prints tables with ratios.
 bench: setup

@@ -91,6 +91,18 @@ def test_convnext_siblings_load_torchvision(name):
         return [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"]
 
     assert rates(ours) == rates(reference) and len(set(rates(ours))) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["efficientnet_b4", "efficientnet_b7", "convnext_small", "convnext_base"])
+def test_large_family_members_match_torchvision(name):
+    """The members above whose outputs `make test` leaves unchecked (a forward pass takes
+    10-30 s each on two cores): strict load and equal outputs at 64x64 (every layer is
+    size-agnostic; the last stage sees 2x2 maps)."""
+    torch.manual_seed(0)
+    assert_same(getattr(torchvision.models, name)(weights=None), load_module(ROOT / "generated" / f"{name}_torch.py"), (3, 64, 64))
+
+
 def assert_same_init(reference, ours) -> None:
     """Two freshly built models draw every tensor alike: the reference's constants (BatchNorm's
     ones and zeros, zero biases, zero-initialised residual weights) exactly; its random tensors
