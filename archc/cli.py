@@ -485,8 +485,10 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights and the input.")
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all-rows", is_flag=True, help="Print every block; by default long runs of agreeing blocks are folded.")
 def verify(
-    spec: str, tolerance: float, batch: int, train_mode: bool, seed: int, overrides: tuple[str, ...], as_json: bool
+    spec: str, tolerance: float, batch: int, train_mode: bool, seed: int, overrides: tuple[str, ...], as_json: bool,
+    all_rows: bool,
 ) -> None:
     """Prove that SPEC's PyTorch and Keras code compute the same function.
 
@@ -510,7 +512,7 @@ def verify(
         if as_json:
             _json("verify", report.to_dict())
         else:
-            _out(verifier.to_table(report))
+            _out(verifier.to_table(report, all_rows=all_rows))
         return report.ok
 
     sys.exit(0 if _run(action) else 1)

@@ -100,7 +100,58 @@ def _finite(row: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
-def to_table(report: Report) -> str:
+FOLD_KEEP = (3, 2)  # siblings shown before and after a folded run
+FOLD_MIN = 4  # fold a run of at least this many agreeing siblings (a stage of 200 blocks)
+
+
+def _units(rows: list[Row]) -> list[list[Row]]:
+    """Split rows into units: a row and the deeper rows that follow it (its blocks, groups)."""
+    units: list[list[Row]] = []
+    for r in rows:
+        if units and r.depth > units[-1][0].depth:
+            units[-1].append(r)
+        else:
+            units.append([r])
+    return units
+
+
+def _fold(rows: list[Row]) -> list[Row | str]:
+    """The rows to print: in a long run of sibling items that all agree (the blocks of a deep
+    stage), the middle becomes one line saying how many and their worst relative difference.
+    Items that disagree are never folded."""
+    out: list[Row | str] = []
+    units = _units(rows)
+    head, tail = FOLD_KEEP
+    i = 0
+    while i < len(units):
+        j = i
+        while j < len(units) and all(r.within and not r.problem for r in units[j]):
+            j += 1
+        run = units[i:j]
+        if len(run) >= head + tail + FOLD_MIN:
+            for unit in run[:head]:
+                out += [unit[0], *_fold(unit[1:])]
+            middle = [r for unit in run[head:-tail] for r in unit]
+            worst = max(middle, key=lambda r: r.max_rel)
+            depth = run[head][0].depth
+            out.append(
+                f"{'  ' * depth}... {len(run) - head - tail} more ({run[head][0].item} to {run[-tail - 1][0].item}), "
+                f"all ok; worst rel diff {worst.max_rel:.2e} ({worst.item})"
+            )
+            for unit in run[-tail:]:
+                out += [unit[0], *_fold(unit[1:])]
+        else:
+            for unit in run:
+                out += [unit[0], *_fold(unit[1:])]
+        if j < len(units):  # a unit with a disagreement: shown, its agreeing contents folded
+            out += [units[j][0], *_fold(units[j][1:])]
+            j += 1
+        i = j
+    return out
+
+
+def to_table(report: Report, all_rows: bool = False) -> str:
+    """The report as text; long runs of agreeing blocks are folded unless `all_rows`."""
     head = (
         f"{report.spec}: {report.model}, {report.mode} mode, batch {report.batch}, seed {report.seed}\n"
         f"pass: the output's max |torch - keras| <= {report.tolerance:g} x max(1, max |torch|); "
@@ -108,7 +159,10 @@ def to_table(report: Report) -> str:
     )
     width = max(len("item"), *(2 * r.depth + len(r.item) for r in report.rows))
     lines = [head, "", f"{'item':<{width}}  {'output shape':<16}{'max |diff|':>12}{'max |torch|':>13}{'rel diff':>11}"]
-    for r in report.rows:
+    for r in list(report.rows) if all_rows else _fold(list(report.rows)):
+        if isinstance(r, str):
+            lines.append(r)
+            continue
         name = "  " * r.depth + r.item
         shape = "(" + ", ".join(map(str, r.shape)) + ("," if len(r.shape) == 1 else "") + ")"
         status = r.problem or ("ok" if r.within else "over")

@@ -146,3 +146,24 @@ layers:
     report = verify.verify(graph)
     assert [r.item for r in report.rows][:4] == ["to_last", "norm", "fc", "to_first"]
     assert report.ok and not any(r.problem for r in report.rows), verify.to_table(report)
+
+
+def test_long_stages_are_folded_but_disagreements_are_not():
+    """A 200-block stage prints its first and last blocks and one line for the rest; a block
+    that disagrees stays visible with its contents; --all-rows prints everything."""
+
+    def row(item, depth, ok=True):
+        return verify.Row(item, depth, (8, 4, 4), 0.0 if ok else 1.0, 1.0, ok)
+
+    blocks = [row(f"stage.{i}", 1, ok=i != 120) for i in range(200)]
+    inner = [row("stage.120.conv", 2, ok=False)]
+    rows = (row("stem", 0), row("stage", 0, ok=False), *blocks[:121], *inner, *blocks[121:], row("fc", 0, ok=False))
+    report = verify.Report("s.yaml", "m", "eval", 2, 0, 1e-4, rows)
+    text = verify.to_table(report)
+    lines = text.splitlines()
+    assert len(lines) < 30
+    assert "  ... 115 more (stage.3 to stage.117), all ok; worst rel diff 0.00e+00 (stage.3)" in lines
+    assert "  ... 74 more (stage.124 to stage.197), all ok; worst rel diff 0.00e+00 (stage.124)" in lines
+    shown = [line.split()[0] for line in lines if line.startswith("  stage.") or line.startswith("    stage.")]
+    assert shown == [*(f"stage.{i}" for i in (0, 1, 2, 118, 119, 120)), "stage.120.conv", *(f"stage.{i}" for i in (121, 122, 123, 198, 199))]
+    assert len(verify.to_table(report, all_rows=True).splitlines()) == len(rows) + 6  # two header lines, a blank, the column titles; a blank, the verdict
