@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DEEP, ROOT, load_module
+from conftest import DEEP, ROOT, ZOO, load_module
 
 from archc import api
 from archc.errors import SpecError
@@ -26,28 +26,28 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 
-def fans(graph, node) -> tuple[int, int]:
-    """PyTorch's (fan_in, fan_out) of a node's weight."""
+def fans(graph, node) -> tuple[int, int, int]:
+    """PyTorch's (fan_in, fan_out) of a node's weight, and its groups."""
     shapes = {n.id: n.shape for n in graph.nodes}
     c_in = shapes[node.inputs[0]].c if node.inputs and node.inputs[0] in shapes else graph.input_shape.c
     op = node.op
     if op.kind == "dense":
-        return c_in, op.units
+        return c_in, op.units, 1
     if op.kind == "batchnorm":
-        return 1, 1
-    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, k, k)
-        return op.kernel * op.kernel, c_in * op.kernel * op.kernel
+        return 1, 1, 1
+    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, k, k), one group per channel
+        return op.kernel * op.kernel, c_in * op.kernel * op.kernel, c_in
     kh, kw = (op.kernel, op.kernel) if isinstance(op.kernel, int) else op.kernel
     if op.kind == "conv_transpose":
-        return op.filters // op.groups * kh * kw, c_in * kh * kw
-    return c_in // op.groups * kh * kw, op.filters * kh * kw
+        return op.filters // op.groups * kh * kw, c_in * kh * kw, op.groups
+    return c_in // op.groups * kh * kw, op.filters * kh * kw, op.groups
 
 
 def expected(graph, node, name: str) -> tuple[float, float]:
     """(mean, std) of the node's tensor `name` under its rule."""
     role = "weight" if name == "weight" else "bias"
     rule = getattr(node.op.init, role)
-    return init.moments(rule, role, node.op.kind, *fans(graph, node), getattr(node.op, "groups", 1))
+    return init.moments(rule, role, node.op.kind, *fans(graph, node))
 
 
 def check(values: np.ndarray, mean: float, std: float, what: str) -> None:
@@ -212,11 +212,6 @@ def test_default_init_would_fail(rule, numel):
         check(default, *expected(graph, node, "weight"), "default")
 
 
-ZOO = sorted(
-    str(p.relative_to(ROOT))
-    for p in [*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/*/*.yaml")]
-    if "init" in p.read_text() or "extends" in p.read_text()
-)
 # A representative per family in `make test`; the rest, and the large ones, in `make test-slow`.
 FAST = {
     "specs/resnet18.yaml", "specs/squeezenet1_1.yaml", "specs/mobilenet_v3_small.yaml", "specs/mnasnet0_5.yaml",
@@ -227,7 +222,7 @@ FAST = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in ZOO])
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in sorted(ZOO)])
 def test_zoo_models_draw_their_rules(spec):
     """The checked-in generated modules: every tensor of a fresh model, in both backends."""
     graph = lower(load_spec(ROOT / spec))
@@ -246,7 +241,7 @@ def test_zoo_models_draw_their_rules(spec):
 
 def test_every_zoo_spec_states_its_rules():
     """No zoo model leaves a weighted kind to the unstated default."""
-    for spec in ZOO:
+    for spec in sorted(ZOO):
         graph = lower(load_spec(ROOT / spec))
         kinds = {n.op.kind for n in weighted(graph)}
         loaded = load_spec(ROOT / spec).model.defaults
@@ -306,3 +301,22 @@ def test_fan_rules_written_out_where_keras_fans_differ(rules_graph, monkeypatch)
     keras.utils.set_random_seed(0)
     model = api.load_module(rules_graph, "keras").build_model()
     assert check_keras(rules_graph, model) > 60
+
+
+def test_depthwise_group_fan_out():
+    """A depthwise conv has one group per channel: fan_out / groups is k * k, whether the rule
+    is its own or inherited from defaults.conv (it once printed `None` into the Keras code)."""
+    text = (
+        "archc: 1\nname: dw\ninput: [8, 16, 16]\n"
+        "defaults: {conv: {bias: false, init: {weight: {kaiming_normal: {mode: group_fan_out}}}}}\n"
+        "layers:\n  - dw: {depthwise_conv: {kernel: 3, padding: 1}}\n"
+        "  - dw2: {depthwise_conv: {kernel: 5, padding: 2, init: {weight: {kaiming_normal: {mode: group_fan_out}}}}}\n"
+        "  - pool: global_avgpool\n"
+    )
+    graph = lower(load_spec_text(text))
+    source = api.compile(graph, "keras")
+    assert "stddev=math.sqrt(2.0 / 9)" in source and "stddev=math.sqrt(2.0 / 25)" in source and "None" not in source
+    torch.manual_seed(0)
+    assert check_torch(graph, api.load_module(graph, "torch").build_model()) > 0
+    keras.utils.set_random_seed(0)
+    assert check_keras(graph, api.load_module(graph, "keras").build_model()) > 0

@@ -108,6 +108,10 @@ class DepthwiseConv(Op):
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
         return product(in_ch, a["kernel"], a["kernel"])
 
+    @classmethod
+    def group_fan_out(cls, a: dict[str, str]) -> str | None:
+        return product(a["kernel"], a["kernel"])  # fan_out / groups, one group per channel
+
     def to_keras(self, name: str, w: Any) -> Any:
         return w.transpose(2, 3, 0, 1) if name == "weight" else w  # (C, 1, kh, kw) -> (kh, kw, C, 1)
 

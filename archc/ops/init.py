@@ -244,7 +244,6 @@ class Init:
 
 TORCH_DEFAULT = Rule("torch_default")
 DEFAULT = Init(TORCH_DEFAULT, TORCH_DEFAULT)  # what a spec that says nothing gets
-KERAS_DEFAULT = Rule("keras_default")
 ZEROS = Rule("constant", (("value", 0.0),))
 ONES = Rule("constant", (("value", 1.0),))
 _PRESETS = {  # Keras' named initializers, as variance scaling
@@ -291,13 +290,21 @@ def resolve(spec: Any) -> Rule | None:
     return Rule("variance_scaling", (("scale", _num(args.scale)), ("mode", args.mode), ("distribution", args.distribution)))
 
 
+def _grouped(kind: str) -> bool:
+    """Whether the op kind's weight has a fan_out / groups (the convolutions)."""
+    from archc.ops import KINDS
+    from archc.ops.base import Op
+
+    return kind in KINDS and KINDS[kind].group_fan_out.__func__ is not Op.group_fan_out.__func__  # type: ignore[attr-defined]
+
+
 def problem(rule: Rule, role: str, kind: str) -> str | None:
     """Why `rule` cannot initialise this tensor, if it cannot: fan rules need a weight with fans."""
     fans = role == "weight" and kind != "batchnorm"
     if not fans and rule.name in ("kaiming", "xavier", "variance_scaling"):
         what = "batch norm's weight" if kind == "batchnorm" else "a bias"
         return f"{rule.name} needs a tensor with fans (a conv's or dense layer's weight), not {what}; use zeros, ones, constant, normal, uniform or trunc_normal"
-    if rule.name == "kaiming" and rule.arg("mode") == "group_fan_out" and not (fans and kind == "conv"):
+    if rule.name == "kaiming" and rule.arg("mode") == "group_fan_out" and not (fans and _grouped(kind)):
         return "mode group_fan_out is for conv weights (fan_out / groups)"
     if rule.name == "kaiming" and rule.arg("a") != 0 and rule.arg("nonlinearity") != "leaky_relu":
         return "kaiming's `a` is leaky_relu's negative slope; it needs nonlinearity: leaky_relu"
