@@ -9,7 +9,7 @@ import pytest
 
 from archc import api
 from archc.backends import emit
-from archc.ir.graph import BlockInst, GroupInst, StageInst
+from archc.ir.graph import BlockInst, GroupInst
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -71,10 +71,6 @@ def test_backends_agree():
 
     report = verify.verify(graph())
     assert report.ok, verify.to_table(report)
-
-
-def test_index_is_not_a_stage_of_its_own():
-    assert not any(isinstance(item, StageInst) for item in graph().body)
 
 
 def test_float_arguments_loop_over_their_expression():

@@ -106,22 +106,18 @@ class Conv(Op):
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
-        kernel = literal_pair(a["kernel"])
-        area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
-        return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *area)
+        return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *_area(a["kernel"]))
 
     @classmethod
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
-        kernel = literal_pair(a["kernel"])
-        area = [str(kernel[0] * kernel[1])] if kernel else [f"{a['kernel']}[0]", f"{a['kernel']}[1]"] if a["kernel"].startswith("(") else [a["kernel"], a["kernel"]]
-        return product(a["filters"], *area)
+        return product(a["filters"], *_area(a["kernel"]))
 
     @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
-        kernel = literal_pair(a["kernel"])
-        area = str(kernel[0] * kernel[1]) if kernel else f"{a['kernel']}[0] * {a['kernel']}[1]" if a["kernel"].startswith("(") else f"{a['kernel']} * {a['kernel']}"
-        out = product(area, a["filters"])
-        return out if a["groups"] == "1" else f"{out} // {a['groups']}" if not out.isdigit() or not a["groups"].isdigit() else str(int(out) // int(a["groups"]))
+        out = product(*_area(a["kernel"]), a["filters"])
+        if a["groups"] == "1":
+            return out
+        return str(int(out) // int(a["groups"])) if out.isdigit() and a["groups"].isdigit() else f"{out} // {a['groups']}"
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.transpose(2, 3, 1, 0) if name == "weight" else w  # OIHW -> HWIO
@@ -143,6 +139,14 @@ def _same(a: dict[str, str]) -> bool:
     if kernel is None or padding is None or a["stride"] != "1" or a["dilation"] != "1":
         return False
     return all(k % 2 == 1 and p == (k - 1) // 2 for k, p in zip(kernel, padding)) and max(padding) > 0
+
+
+def _area(kernel: str) -> list[str]:
+    """The kernel's height and width as factors of a fan (one literal where they are)."""
+    pair = literal_pair(kernel)
+    if pair:
+        return [str(pair[0] * pair[1])]
+    return [f"{kernel}[0]", f"{kernel}[1]"] if kernel.startswith("(") else [kernel, kernel]
 
 
 def literal_pair(src: str) -> tuple[int, int] | None:

@@ -64,6 +64,3 @@ class LayerNorm(Op):
     def randomize(self, module: Any, gen: Any) -> None:
         module.weight.uniform_(0.5, 1.5, generator=gen)
         module.bias.uniform_(-0.5, 0.5, generator=gen)
-
-    def label(self) -> str:
-        return "layernorm"
