@@ -28,9 +28,9 @@ test: setup $(TVENV)/.installed
 	$(PY) -m pytest -n 2 -q
 	PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider tests/test_torchvision.py tests/test_timm.py
 
-$(TVENV)/.installed:
+$(TVENV)/.installed: requirements-tvenv.txt
 	python3 -m venv $(TVENV)
-	$(TVENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 timm==1.0.31 numpy pytest pytest-xdist pydantic PyYAML Jinja2 click
+	$(TVENV)/bin/python -m pip install --quiet -r requirements-tvenv.txt
 	touch $@
 
 test-torchvision: $(TVENV)/.installed
