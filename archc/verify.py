@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import torch
 
-from archc import interop, ops
+from archc import interop
 from archc.api import load_module, to_ir
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ops import Shape
@@ -252,7 +252,7 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             # a bare parameter (layer scale) is not a submodule: the op randomizes the tensor itself
             target = model.get_parameter(node.id) if node.op.PARAMETER else model.get_submodule(node.id)
             node.op.randomize(target, gen)
-            if isinstance(node.op, ops.BatchNorm):
+            if node.op.RUNNING_STATS:
                 norms.append(target)
         # Running statistics: measured on a calibration batch (momentum None = plain average),
         # then each channel's mean shifted and variance scaled at random.

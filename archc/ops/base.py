@@ -176,6 +176,9 @@ class Op:
     # named layer; the result may be a view of its input (so nothing after it works in place).
     EXPRESSION: ClassVar[bool] = False
     HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
+    # Keeps running statistics (PyTorch's reset_running_stats / momentum), which `archc verify`
+    # measures on a calibration batch after `randomize`.
+    RUNNING_STATS: ClassVar[bool] = False
     # Works on the last axis of a PyTorch tensor, so it also accepts a map held channels-last
     # (`Shape.last`) and keeps it so; every other op needs channels-first.
     CHANNELS_LAST: ClassVar[bool] = False

@@ -48,6 +48,7 @@ class BatchNorm(Op):
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"batchnorm": {"batchnorm": {}}}
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
     CHANNEL_FREE: ClassVar[bool] = False
+    RUNNING_STATS: ClassVar[bool] = True
     HELPERS: ClassVar[dict[str, str]] = {"torch": "BatchNorm2dNoScale"}  # templates/torch/BatchNorm2dNoScale.py.j2, scale=False only
     eps: float
     momentum: float  # PyTorch convention: weight of the new batch
