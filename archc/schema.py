@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from archc.spec.models import _SHORTHANDS, ACTIVATIONS, ModelSpec
+from archc.spec.models import _SHORTHANDS, ACTIVATIONS, json_schema
 from archc.spec.types import VALUE_TYPES
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
@@ -25,7 +25,7 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 def schema() -> dict[str, Any]:
-    full = ModelSpec.model_json_schema(mode="validation")
+    full = json_schema()
     defs = full.pop("$defs")
     aliases = {name: defs.pop(name) for name in (*VALUE_TYPES, "LayerEntry")}  # named types, written out
     full, defs = _inline(full, aliases), _inline(defs, aliases)

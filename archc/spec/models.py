@@ -9,7 +9,9 @@ and becomes the module name in generated code. Numbers may be expressions
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -23,11 +25,12 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypeAliasType
 
 from archc import ops
 from archc.ops.act import ACTIVATIONS
-from archc.ops.init import InitSpec
+from archc.ops.init import InitPair, InitSpec
 from archc.spec.types import (
     BoolExpr,
     ExprStr,
@@ -106,7 +109,32 @@ def _op_item(kind: str, args: Any) -> type[Flow]:
     )
 
 
-OP_ITEMS: dict[str, type[Flow]] = {kind: _op_item(kind, op.Args) for kind, op in ops.KINDS.items()}
+
+
+class _Items(Mapping[str, type[Flow]]):
+    """Layer kind -> its entry model: an op kind's is made the first time it is asked for
+    (a spec uses a few of the ~30 kinds; making a model class costs about 0.2 ms)."""
+
+    def __init__(self, composites: dict[str, type[Flow]]):
+        self._made = dict(composites)
+        self._keys = (*ops.KINDS, *composites)
+
+    def __getitem__(self, kind: str) -> type[Flow]:
+        item = self._made.get(kind)
+        if item is None:
+            if kind not in ops.KINDS:
+                raise KeyError(kind)
+            item = self._made[kind] = _op_item(kind, ops.KINDS[kind].Args)
+        return item
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._keys
 
 
 # --- composite items -------------------------------------------------------------
@@ -177,10 +205,9 @@ class BranchesItem(Flow):
     merge: Literal["concat", "add"] = Field("concat", description="How the branch outputs are merged.")
 
 
-_COMPOSITES: dict[str, type[Flow]] = {
-    "block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem,
-}  # fmt: skip
-ITEMS: dict[str, type[Flow]] = {**OP_ITEMS, **_COMPOSITES}
+ITEMS: Mapping[str, type[Flow]] = _Items(
+    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem}
+)
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: dict[str, dict[str, Any]] = dict(ops.SHORTHANDS)
 POSITIONAL = "#"  # the key of an entry written without a name; lowering numbers it
@@ -218,16 +245,60 @@ def _name_entry(value: Any) -> Any:
     return value
 
 
-_TaggedBody = Annotated[
-    Union[tuple(Annotated[item, Tag(kind)] for kind, item in ITEMS.items())],  # type: ignore[valid-type]
-    Discriminator(
-        _body_kind,
-        custom_error_type="unknown_layer",
-        custom_error_message="expected a layer: one of " + ", ".join(_ITEM_KEYS) + ", or a shorthand such as "
-        "batchnorm, relu, act, global_avgpool, flatten",
-    ),
-]
-LayerBody = Annotated[_TaggedBody, BeforeValidator(_normalize_body)]
+_UNKNOWN_LAYER = (
+    "expected a layer: one of " + ", ".join(_ITEM_KEYS) + ", or a shorthand such as batchnorm, relu, act, global_avgpool, flatten"
+)
+
+
+def tagged_body() -> Any:
+    """The layer union as pydantic would validate it whole: every kind's model, tagged by its
+    key (for the JSON schema; validation builds it a kind at a time, see _Layer)."""
+    return Annotated[
+        Union[tuple(Annotated[item, Tag(kind)] for kind, item in ITEMS.items())],  # type: ignore[valid-type]
+        Discriminator(_body_kind, custom_error_type="unknown_layer", custom_error_message=_UNKNOWN_LAYER),
+    ]
+
+
+def _core_schema(item: type[Flow]) -> core_schema.CoreSchema:
+    item.model_rebuild()  # defer_build: generated now, on first use
+    return item.__pydantic_core_schema__
+
+
+@functools.cache
+def _kind_validator(kind: str) -> SchemaValidator:
+    """tagged_body() restricted to one layer kind: the same validation, errors and locations
+    (`conv1.conv.conv.filters`: the tag, then the field) as the whole union for that kind."""
+    return SchemaValidator(
+        core_schema.tagged_union_schema(
+            {kind: _core_schema(ITEMS[kind])},
+            discriminator=_body_kind,
+            custom_error_type="unknown_layer",
+            custom_error_message=_UNKNOWN_LAYER,
+        )
+    )
+
+
+def _validate_layer(value: Any) -> Any:
+    kind = _body_kind(value)
+    if kind is None:
+        raise PydanticCustomError("unknown_layer", _UNKNOWN_LAYER)
+    return _kind_validator(kind).validate_python(value)
+
+
+class _Layer:
+    """A layer body, validated as tagged_body() would validate it, with each kind's validator built the first
+    time a spec uses that kind: a spec uses a few of the ~30 kinds, and generating their
+    schemas is most of the cost of `check` that archc controls."""
+
+    eager = False  # json_schema(): the whole union, as pydantic generates it
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        if _Layer.eager:
+            return handler(tagged_body())
+        return core_schema.no_info_plain_validator_function(_validate_layer)
+
+
+LayerBody = Annotated[Any, _Layer(), BeforeValidator(_normalize_body)]
 
 
 def _one_entry(value: dict[str, Any]) -> dict[str, Any]:
@@ -422,4 +493,21 @@ def build_validators() -> None:
     layer kind, and a complete model's schema is reused by the models that contain it, so
     the two spec models share one instead of each generating it (about 20 ms of a `check`).
     The validators are the same either way; only the time to build them differs."""
+    InitPair.model_rebuild()
     BlockDef.model_rebuild()
+
+
+def json_schema() -> dict[str, Any]:
+    """ModelSpec's JSON schema. It needs the whole layer union, which validation builds per
+    kind (_Layer): the models that hold layer entries are rebuilt with it for the schema, and
+    rebuilt lazily again afterwards."""
+    holders = (GroupItem, BranchesItem, BlockDef, ModelSpec, LibrarySpec)
+    _Layer.eager = True
+    try:
+        for model in holders:
+            model.model_rebuild(force=True)
+        return ModelSpec.model_json_schema(mode="validation")
+    finally:
+        _Layer.eager = False
+        for model in holders:
+            model.model_rebuild(force=True)
