@@ -11,25 +11,19 @@ used only on a terminal, and never when NO_COLOR is set.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import gc
 import json
 import math
 import os
 import sys
-import types
 import warnings
 from pathlib import Path
 
 import click
 
-from archc import __version__, dataclass_cache
+from archc import __version__
 from archc.errors import SpecError, SpecWarning
-
-dataclass_cache.install()  # before pydantic, the spec models and the IR create their dataclasses
-
-from archc.output import write_atomic  # noqa: E402
+from archc.output import write_atomic
 
 EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
@@ -57,32 +51,6 @@ INSTALL_GRAPHVIZ = (
     "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
     "or write --format dot or --format mermaid"
 )
-# archc's spec models need no pydantic plugins, and looking for them reads the metadata of
-# every installed package (about 20 ms of each `archc check` in a venv with the runtimes).
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-_PLUGINS_OFF = ("__all__", "1", "true")  # the values with which pydantic's loader returns no plugins
-
-
-def _get_plugins():  # type: ignore[no-untyped-def]
-    """pydantic.plugin._loader.get_plugins, without importing importlib.metadata (and with it
-    email, zipfile, csv, socket: about 15 ms) while plugins are off; the real loader otherwise."""
-    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in _PLUGINS_OFF:
-        return ()
-    del sys.modules["pydantic.plugin._loader"]
-    import pydantic.plugin._loader as loader
-
-    return loader.get_plugins()
-
-
-if os.environ["PYDANTIC_DISABLE_PLUGINS"] in _PLUGINS_OFF and "pydantic.plugin._loader" not in sys.modules:
-    sys.modules["pydantic.plugin._loader"] = types.ModuleType("pydantic.plugin._loader", _get_plugins.__doc__)
-    sys.modules["pydantic.plugin._loader"].get_plugins = _get_plugins  # type: ignore[attr-defined]
-
-# At exit Python's last garbage collections walk every object the process made (every module,
-# class, validator and graph node: about 7 ms of a `check`); frozen objects are skipped, and
-# are still freed with their modules. Only cycles that are garbage at exit stay to the OS.
-atexit.register(gc.freeze)
-
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
 
 

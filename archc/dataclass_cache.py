@@ -11,7 +11,7 @@ the same text is the same, so the classes are exactly the ones `dataclasses` mak
 Only classes of the packages in CACHED are served (the file holds nothing else). The file
 is written at exit when something new was compiled, unless writing bytecode is off
 (PYTHONDONTWRITEBYTECODE), as for .pyc files; a missing or unreadable file costs only the
-compiling. `install()` is called by `archc.cli` before it imports the spec models.
+compiling. `install()` is called by the `archc` command (archc/__main__.py) before anything makes a dataclass.
 """
 
 from __future__ import annotations

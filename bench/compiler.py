@@ -94,7 +94,7 @@ def cli_check(repeats: int) -> None:
     wall time and in CPU time (user + sys of the child). Bytecode caching is on (as for an
     installed archc), whatever PYTHONDONTWRITEBYTECODE says here; one warm-up round
     writes the caches."""
-    check = [sys.executable, "-m", "archc.cli", "check", "specs/resnet50.yaml"]
+    check = [sys.executable, "-m", "archc", "check", "specs/resnet50.yaml"]
     bare = [sys.executable, "-c", "pass"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -134,7 +134,7 @@ def cli_check_against(other: Path, repeats: int) -> None:
     main | tar -x -C /tmp/main`), each over a bare interpreter start: every round runs the
     three commands back to back, rotating their order. Bytecode caching on, as in cli_check."""
     trees = {"this tree": ROOT, str(other): other.resolve()}
-    check = [sys.executable, "-m", "archc.cli", "check", "specs/resnet50.yaml"]
+    check = [sys.executable, "-m", "archc", "check", "specs/resnet50.yaml"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def run(name: str) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-ARCHC = [sys.executable, "-m", "archc.cli"]
+ARCHC = [sys.executable, "-m", "archc"]
 
 
 def run(*args, cwd=ROOT):

@@ -50,7 +50,7 @@ def test_recomputes_only_when_gradients_flow():
 
 
 def test_build_flag_sets_the_default(tmp_path):
-    cmd = [sys.executable, "-m", "archc.cli", "build", "specs/cifar/densenet40_k12.yaml"]
+    cmd = [sys.executable, "-m", "archc", "build", "specs/cifar/densenet40_k12.yaml"]
     out = tmp_path / "m.py"
     result = subprocess.run([*cmd, "-b", "torch", "--memory-efficient", "-o", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

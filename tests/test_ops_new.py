@@ -302,7 +302,7 @@ def test_adaptive_pool_in_block_needs_size_1_for_keras():
 def test_cli_exit_codes(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text(MODEL.replace("{shuffle: {groups: 4}}", "{shuffle: {groups: 3}}"))
-    run = [sys.executable, "-m", "archc.cli"]
+    run = [sys.executable, "-m", "archc"]
     result = subprocess.run([*run, "check", str(spec)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith(f"archc: error: {spec}:14:"), result.stderr
     assert "Traceback" not in result.stderr

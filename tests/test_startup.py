@@ -14,7 +14,7 @@ RUN_CHECK = """
 import sys
 from archc import dataclass_cache
 dataclass_cache.FILE = dataclass_cache.Path(sys.argv[1])
-from archc.cli import main
+from archc.__main__ import main
 sys.argv = ["archc", "check", "specs/resnet50.yaml", "--json"]
 try:
     main()
