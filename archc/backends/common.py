@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import textwrap
 from collections.abc import Callable
@@ -490,34 +489,14 @@ class Hoister:
         text = expr.to_python(tree)
         if text in self.names or not self.emitted:
             return self.names.get(text, text)
-        defined = {source: self.names[source] for source in self.emitted}
-
-        class _Named(ast.NodeTransformer):
-            def visit(self, node: ast.AST) -> ast.AST:
-                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
-                    name = defined.get(expr.to_python(node))
-                    if name is not None:
-                        return ast.Name(name)
-                return self.generic_visit(node)
-
-        return expr.to_python(_Named().visit(copy.deepcopy(tree)))
+        return expr.to_python(expr.replace_named(tree, {source: self.names[source] for source in self.emitted}))
 
     def condition(self, tree: ast.expr | None) -> str | None:
         """A condition as source, naming the expressions already defined in it
         (`if block_channels != in_channels:`)."""
         if tree is None:
             return None
-        defined = {text: self.names[text] for text in self.emitted}
-
-        class Name(ast.NodeTransformer):
-            def visit(self, node: ast.AST) -> ast.AST:
-                if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
-                    text = expr.to_python(node)
-                    if text in defined:
-                        return ast.Name(defined[text], ast.Load())
-                return super().visit(node)
-
-        return expr.to_python(Name().visit(copy.deepcopy(tree)))
+        return expr.to_python(expr.replace_named(tree, {text: self.names[text] for text in self.emitted}))
 
     def definitions(self, trees: list[ast.expr], indent: str) -> list[str]:
         """`name = expression` at `indent` for each named expression not defined yet;
