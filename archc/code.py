@@ -17,6 +17,8 @@ INDENT = "    "
 
 @dataclass(frozen=True)
 class Call:
+    """A call in generated code: `func(args)`, optionally starred or in other brackets."""
+
     func: str
     args: tuple[Code, ...] = ()
     prefix: str = ""  # e.g. "*" for a starred argument
@@ -36,6 +38,8 @@ class Gen:
 
 @dataclass(frozen=True)
 class Seq:
+    """A list or tuple display in generated code: `[a, b]`."""
+
     items: tuple[Code, ...] = field(default_factory=tuple)
     brackets: str = "[]"
 
@@ -52,6 +56,8 @@ def call(func: str, *args: Code | None, **kwargs: Code | None) -> Call:
 
 @dataclass(frozen=True)
 class _Kw:
+    """A keyword argument whose value is itself structured code."""
+
     key: str
     value: Code
 

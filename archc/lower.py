@@ -79,6 +79,8 @@ class _Ctx:
 
 @dataclass
 class _State:
+    """What lowering accumulates for one model: nodes, block kinds, names in use."""
+
     spec: LoadedSpec
     nodes: list[Node] = field(default_factory=list)
     block_types: dict[str, BlockType] = field(default_factory=dict)

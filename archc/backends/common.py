@@ -220,6 +220,8 @@ def instance_values(inst: BlockInst, block: BlockType, sig: Signature) -> tuple[
 
 @dataclass(frozen=True)
 class Run:
+    """Consecutive instances whose arguments step evenly: one loop in generated code."""
+
     start: int
     count: int
     values: tuple[tuple[object, int], ...]  # per argument: (value at `start`, step per instance)

@@ -24,6 +24,8 @@ from archc.ops.init import Init
 
 @dataclass(frozen=True)
 class Node:
+    """One op of the flat graph: its id (the PyTorch module path), the op and the ids of its inputs."""
+
     id: str
     op: Op
     inputs: tuple[str, ...]
@@ -108,6 +110,8 @@ SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup]
 
 @dataclass(frozen=True)
 class SymShortcut:
+    """A block kind's shortcut, with `when` as the condition its code tests."""
+
     kind: str  # projection | option_a
     when: str  # shape_changes | always | expression (see `condition`)
     condition: ast.expr | None  # `when` as an expression over the block's parameters
@@ -124,6 +128,8 @@ class SymShortcut:
 
 @dataclass(frozen=True)
 class BlockType:
+    """A block kind as its generated class or function is written: parameters and symbolic layers."""
+
     name: str
     doc: str
     params: tuple[tuple[str, object, str], ...]  # (name, default or None when required, type)
@@ -139,6 +145,8 @@ class BlockType:
 
 @dataclass(frozen=True)
 class Counts:
+    """Parameter counts: trainable, and non-trainable (BatchNorm statistics)."""
+
     trainable: int = 0
     non_trainable: int = 0
 
@@ -152,6 +160,8 @@ class Counts:
 
 @dataclass(frozen=True)
 class LayerInst:
+    """A primitive layer of the model, with its shapes and counts."""
+
     name: str
     op: Op
     in_shape: Shape
@@ -166,6 +176,8 @@ class LayerInst:
 
 @dataclass(frozen=True)
 class BlockInst:
+    """One instance of a block kind: its argument values, items, shapes and counts."""
+
     name: str
     block: str
     args: tuple[tuple[str, object], ...]  # every parameter's concrete value
@@ -184,6 +196,8 @@ class BlockInst:
 
 @dataclass(frozen=True)
 class StageInst:
+    """A block repeated `repeat` times (in sequence or densely connected)."""
+
     name: str
     block: str
     connectivity: str  # none | dense
@@ -198,6 +212,8 @@ class StageInst:
 
 @dataclass(frozen=True)
 class GroupInst:
+    """A named list of items (a container such as torchvision's `features`)."""
+
     name: str
     items: tuple[Inst, ...]
     in_shape: Shape
@@ -220,6 +236,8 @@ Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
 
 @dataclass(frozen=True)
 class Graph:
+    """The lowered model: every op with shapes and counts, the item tree and the block kinds."""
+
     name: str
     doc: str
     input_shape: Shape

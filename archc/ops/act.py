@@ -45,6 +45,8 @@ class ActArgs(Strict):
 
 @dataclass(frozen=True)
 class Act(Op):
+    """A `act` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "act"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = ActArgs

@@ -25,6 +25,8 @@ class AdaptiveAvgPoolArgs(Strict):
 
 @dataclass(frozen=True)
 class AdaptiveAvgPool(Op):
+    """A `adaptive_avgpool` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "adaptive_avgpool"
     Args: ClassVar[Any] = AdaptiveAvgPoolArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("size", "int"),)

@@ -12,6 +12,8 @@ from archc.spec.types import LayerName
 
 @dataclass(frozen=True)
 class Add(Op):
+    """A `add` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "add"
     Args: ClassVar[Any] = list[LayerName]
     MERGE: ClassVar[bool] = True

@@ -27,6 +27,8 @@ class AvgPoolArgs(PoolArgs):
 
 @dataclass(frozen=True)
 class AvgPool(Pool):
+    """A `avgpool` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "avgpool"
     Args: ClassVar[Any] = AvgPoolArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (*POOL_ATTRS, Attr("count_include_pad", "bool", "defaults.avgpool.count_include_pad"))

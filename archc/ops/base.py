@@ -37,6 +37,8 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class Shape:
+    """A tensor shape: (C, H, W) for a feature map, (C,) once flattened."""
+
     c: int
     h: int | None = None
     w: int | None = None

@@ -39,6 +39,8 @@ class BatchNormArgs(Strict):
 
 @dataclass(frozen=True)
 class BatchNorm(Op):
+    """A `batchnorm` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "batchnorm"
     Args: ClassVar[Any] = BatchNormArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (

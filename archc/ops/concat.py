@@ -13,6 +13,8 @@ from archc.spec.types import LayerName
 
 @dataclass(frozen=True)
 class Concat(Op):
+    """A `concat` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "concat"
     Args: ClassVar[Any] = list[LayerName]
     MERGE: ClassVar[bool] = True

@@ -41,6 +41,8 @@ class ConvArgs(Strict):
 
 @dataclass(frozen=True)
 class Conv(Op):
+    """A `conv` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "conv"
     Args: ClassVar[Any] = ConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (

@@ -47,6 +47,8 @@ class ConvTransposeArgs(Strict):
 
 @dataclass(frozen=True)
 class ConvTranspose(Op):
+    """A `conv_transpose` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "conv_transpose"
     Args: ClassVar[Any] = ConvTransposeArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (

@@ -24,6 +24,8 @@ class DenseArgs(Strict):
 
 @dataclass(frozen=True)
 class Dense(Op):
+    """A `dense` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "dense"
     Args: ClassVar[Any] = DenseArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (

@@ -44,6 +44,8 @@ class DepthwiseConvArgs(Strict):
 
 @dataclass(frozen=True)
 class DepthwiseConv(Op):
+    """A `depthwise_conv` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "depthwise_conv"
     Args: ClassVar[Any] = DepthwiseConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (

@@ -18,6 +18,8 @@ class DropoutArgs(Strict):
 
 @dataclass(frozen=True)
 class Dropout(Op):
+    """A `dropout` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "dropout"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = DropoutArgs

@@ -13,6 +13,8 @@ from archc.spec.types import Empty
 
 @dataclass(frozen=True)
 class Flatten(Op):
+    """A `flatten` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "flatten"
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"flatten": {"flatten": {}}}

@@ -12,6 +12,8 @@ from archc.spec.types import Empty
 
 @dataclass(frozen=True)
 class GlobalAvgPool(Op):
+    """A `global_avgpool` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "global_avgpool"
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"global_avgpool": {"global_avgpool": {}}}

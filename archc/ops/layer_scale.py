@@ -29,6 +29,8 @@ class LayerScaleArgs(Strict):
 
 @dataclass(frozen=True)
 class LayerScale(Op):
+    """A `layer_scale` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "layer_scale"
     Args: ClassVar[Any] = LayerScaleArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("init_value", "num", 1.0),)

@@ -27,6 +27,8 @@ class LayerNormArgs(Strict):
 
 @dataclass(frozen=True)
 class LayerNorm(Op):
+    """A `layernorm` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "layernorm"
     Args: ClassVar[Any] = LayerNormArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("eps", "num"),)

@@ -103,6 +103,8 @@ def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
 
 @dataclass(frozen=True)
 class MaxPool(Pool):
+    """A `maxpool` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "maxpool"
     Args: ClassVar[Any] = PoolArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = POOL_ATTRS

@@ -42,6 +42,8 @@ class NormalizationArgs(Strict):
 
 @dataclass(frozen=True)
 class Normalization(Op):
+    """A `normalization` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "normalization"
     Args: ClassVar[Any] = NormalizationArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("mean", "const", None), Attr("variance", "const", None))

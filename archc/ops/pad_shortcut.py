@@ -12,6 +12,8 @@ from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_map
 
 @dataclass(frozen=True)
 class PadShortcut(Op):
+    """An option A shortcut with its channels resolved (see the module docstring)."""
+
     kind: ClassVar[str] = "pad_shortcut"
     HELPERS: ClassVar[dict[str, str]] = {"torch": "PadShortcut", "keras": "PadShortcut"}  # templates/*/PadShortcut.py.j2
     stride: int

@@ -31,6 +31,8 @@ class PermuteArgs(Strict):
 
 @dataclass(frozen=True)
 class Permute(Op):
+    """A `permute` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "permute"
     Args: ClassVar[Any] = PermuteArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("to", "str"),)

@@ -22,6 +22,8 @@ class RescalingArgs(Strict):
 
 @dataclass(frozen=True)
 class Rescaling(Op):
+    """A `rescaling` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "rescaling"
     Args: ClassVar[Any] = RescalingArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "num"), Attr("offset", "num", 0.0))

@@ -14,6 +14,8 @@ from archc.spec.types import Empty
 
 @dataclass(frozen=True)
 class Reshape(Op):
+    """A `reshape` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "reshape"
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"reshape": {"reshape": {}}}

@@ -21,6 +21,8 @@ class ShuffleArgs(Strict):
 
 @dataclass(frozen=True)
 class Shuffle(Op):
+    """A `shuffle` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "shuffle"
     Args: ClassVar[Any] = ShuffleArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("groups", "int"),)

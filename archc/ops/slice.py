@@ -45,6 +45,8 @@ def channel_slice(a: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Slice(Op):
+    """A `slice` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "slice"
     Args: ClassVar[Any] = SliceArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("start", "int", 0), Attr("stop", "int", None))

@@ -26,6 +26,8 @@ class StochasticDepthArgs(Strict):
 
 @dataclass(frozen=True)
 class StochasticDepth(Op):
+    """A `stochastic_depth` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "stochastic_depth"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = StochasticDepthArgs

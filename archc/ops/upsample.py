@@ -34,6 +34,8 @@ def mode_literal(a: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Upsample(Op):
+    """A `upsample` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "upsample"
     Args: ClassVar[Any] = UpsampleArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "int", 2), Attr("mode", "str", "nearest"))

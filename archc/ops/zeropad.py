@@ -28,6 +28,8 @@ class ZeroPadArgs(Strict):
 
 @dataclass(frozen=True)
 class ZeroPad(Op):
+    """A `zeropad` layer with its arguments resolved (what it is: the module docstring)."""
+
     kind: ClassVar[str] = "zeropad"
     Args: ClassVar[Any] = ZeroPadArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("padding", "pads"),)

@@ -479,12 +479,14 @@ class _Rename(ast.NodeTransformer):
         return node
 
 
-def helper_functions(tree: ast.expr) -> set[str]:
+@functools.lru_cache(maxsize=_PER_TREE)
+def helper_functions(tree: ast.expr) -> frozenset[str]:
     """The HELPER_FUNCTIONS an expression calls and the helpers they call, which its module must define."""
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id in HELPER_FUNCTIONS}  # type: ignore[union-attr]
-    return called | {s for name in called for s in HELPER_SUPPORT.get(name, ())}
+    return frozenset(called | {s for name in called for s in HELPER_SUPPORT.get(name, ())})
 
 
+@functools.lru_cache(maxsize=_PER_TREE)
 def uses_math(tree: ast.expr) -> bool:
     """The printed expression, or a helper it makes its module define, uses `math`."""
     return any(

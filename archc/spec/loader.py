@@ -50,6 +50,8 @@ class BlockSource:
 
 @dataclass(frozen=True)
 class LoadedSpec:
+    """A validated model spec, where its values were written, and the block kinds it can use."""
+
     model: ModelSpec
     source: SourceMap
     blocks: dict[str, BlockSource]
