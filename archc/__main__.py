@@ -25,9 +25,9 @@ def main() -> None:
     # to the OS.
     atexit.register(gc.freeze)
     _no_pydantic_plugins()
-    from archc import dataclass_cache
+    from archc import compile_cache
 
-    dataclass_cache.install()  # before pydantic, the spec models and the IR create their dataclasses
+    compile_cache.install()  # before pydantic and archc's modules make their classes
     from archc.cli import main as cli
 
     cli()

@@ -12,22 +12,22 @@ from conftest import ROOT
 
 RUN_CHECK = """
 import sys
-from archc import dataclass_cache
-dataclass_cache.FILE = dataclass_cache.Path(sys.argv[1])
+from archc import compile_cache
+compile_cache.FILE = compile_cache.Path(sys.argv[1])
 from archc.__main__ import main
 sys.argv = ["archc", "check", "specs/resnet50.yaml", "--json"]
 try:
     main()
 finally:
-    print(len(dataclass_cache._added), file=sys.stderr)
+    print(compile_cache._added, file=sys.stderr)
 """
 
 
-def test_dataclass_cache_serves_what_dataclasses_compiles(tmp_path) -> None:
-    """The CLI's cache of dataclass methods (archc/dataclass_cache.py): a first run compiles and
-    writes every method, a second compiles none and prints the same; each cached code object
-    equals what compiling its text gives."""
-    file = tmp_path / "methods.marshal"
+def test_compile_cache_serves_what_python_compiles(tmp_path) -> None:
+    """The command's cache of code compiled from text (archc/compile_cache.py): a first run
+    compiles and writes every dataclass method and forward reference, a second compiles none
+    and prints the same; each cached code object equals what compiling its text gives."""
+    file = tmp_path / "compiled.marshal"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(ROOT)
     runs = [
@@ -36,8 +36,29 @@ def test_dataclass_cache_serves_what_dataclasses_compiles(tmp_path) -> None:
     ]
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
     assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
-    assert int(runs[0].stderr.split()[-1]) > 300 and int(runs[1].stderr.split()[-1]) == 0
+    assert int(runs[0].stderr.split()[-1]) > 500 and int(runs[1].stderr.split()[-1]) == 0
     codes = marshal.loads(file.read_bytes())
-    assert len(codes) > 300 and all(text.startswith("def __create_fn__(") for text in codes)
-    for text, code in codes.items():
-        assert code == compile(text, "<string>", "exec", dont_inherit=True)
+    methods = {text: code for (mode, text), code in codes.items() if mode == "exec"}
+    references = {text: code for (mode, text), code in codes.items() if mode == "eval"}
+    assert len(methods) > 300 and all(text.startswith("def __create_fn__(") for text in methods)
+    assert len(references) > 200  # pydantic_core's TypedDicts, typing_extensions, ...
+    for (mode, text), code in codes.items():
+        assert code == compile(text, "<string>", mode, dont_inherit=True)
+
+
+def test_forward_references_are_typings_own() -> None:
+    """A forward reference made while the cache serves `typing.compile` evaluates as one made
+    by Python itself, and other compiles (another file name, mode or flags) pass through."""
+    script = """
+import typing
+from archc import compile_cache
+compile_cache.install()
+ref = typing.ForwardRef("list[int] | None")
+assert ref.__forward_code__ == compile("list[int] | None", "<string>", "eval")
+assert typing.get_type_hints(type("T", (), {"__annotations__": {"x": "dict[str, int]"}}))["x"] == dict[str, int]
+assert typing.compile("1 + 1", "<x>", "eval").co_filename == "<x>"
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "ok\n", run.stderr

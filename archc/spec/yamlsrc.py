@@ -226,58 +226,49 @@ class _Converter:
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         if len(path) > MAX_DEPTH:
-            raise SpecError(
-                f"YAML nested more than {MAX_DEPTH} levels deep",
-                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
-            )
-        self.smap.marks.setdefault(path, Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1))
+            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", self.where(node))
+        if path not in self.smap.marks:
+            self.smap.marks[path] = self.where(node)
         expected = _PLAIN_TAGS.get(type(node))
         if expected is not None and node.tag != expected:
             raise SpecError(
                 f"YAML tag {node.tag!r} is not allowed; specs hold plain mappings, lists and values",
-                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
+                self.where(node),
             )
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self.scalar(key_node)
                 if not isinstance(key, (str, int)) or isinstance(key, bool):
-                    raise SpecError(
-                        "mapping keys must be names",
-                        Location(self.smap.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
-                    )
+                    raise SpecError("mapping keys must be names", self.where(key_node))
                 if key in out:
-                    raise SpecError(
-                        f"duplicate key {key!r}; YAML would silently keep only the last one",
-                        Location(self.smap.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
-                    )
-                self.smap.key_marks[(*path, key)] = Location(self.smap.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    raise SpecError(f"duplicate key {key!r}; YAML would silently keep only the last one", self.where(key_node))
+                self.smap.key_marks[(*path, key)] = self.where(key_node)
                 out[key] = self.convert(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
         return self.scalar(node)
 
+    def where(self, node: yaml.Node) -> Location:
+        return Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
-            raise SpecError(
-                "expected a plain value here",
-                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
-            )
-        where = Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1)
+            raise SpecError("expected a plain value here", self.where(node))
         if node.tag == "tag:yaml.org,2002:merge":
-            raise SpecError("YAML merge keys (<<) are not supported; write the keys out", where)
+            raise SpecError("YAML merge keys (<<) are not supported; write the keys out", self.where(node))
         if node.tag not in _SCALAR_TAGS:
             raise SpecError(
                 f"YAML tag {node.tag!r} is not allowed; specs hold plain text, numbers and true/false "
                 "(quote a value that is text)",
-                where,
+                self.where(node),
             )
         if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
             raise SpecError(
                 f"number with {len(node.value)} characters; archc's numbers stay below 2**53 "
                 f"(at most {MAX_NUMBER_CHARS} characters: archc.spec.yamlsrc.MAX_NUMBER_CHARS)",
-                where,
+                self.where(node),
             )
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, str) and node.style is None and _FLOAT_EXP.match(value):
@@ -285,6 +276,6 @@ class _Converter:
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise SpecError(
                 f"unsupported YAML value of type {type(value).__name__}; use numbers, strings, lists, mappings",
-                Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1),
+                self.where(node),
             )
         return value
