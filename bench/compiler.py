@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -163,6 +164,34 @@ def cli_check_against(other: Path, repeats: int) -> None:
         print(f"| {name} | {statistics.median(wall):.3f} | {min(wall):.3f} | {statistics.median(cpu):.3f} | {min(cpu):.3f} |")
 
 
+def cli_check_instructions(other: Path | None) -> None:
+    """Instructions executed by `archc check specs/resnet50.yaml` and by `python -c pass`
+    (valgrind's callgrind, PYTHONHASHSEED=0, bytecode caches warm): a figure that does not
+    depend on the machine's load, where wall time on a shared machine does. Optionally the
+    same in another tree of archc."""
+    if shutil.which("valgrind") is None:
+        print("\nvalgrind is not installed: no instruction counts")
+        return
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONHASHSEED"] = "0"
+    grind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+
+    def count(cmd: list[str], tree: Path) -> int:
+        run_env = {**env, "PYTHONPATH": str(tree)}
+        subprocess.run(cmd, cwd=tree, env=run_env, check=True, capture_output=True)  # warm the caches
+        out = subprocess.run(grind + cmd, cwd=tree, env=run_env, check=True, capture_output=True, text=True).stderr
+        return int(out.split("Collected : ")[1].split()[0])
+
+    bare = count([sys.executable, "-c", "pass"], ROOT)
+    trees = {"this tree": ROOT, **({str(other): other.resolve()} if other else {})}
+    print("\n### `archc check specs/resnet50.yaml`, instructions (callgrind)\n")
+    print("| tree | instructions | over `python -c pass` |")
+    print("|---|---:|---:|")
+    for name, tree in trees.items():
+        n = count([sys.executable, "-m", "archc", "check", "specs/resnet50.yaml"], tree)
+        print(f"| {name} | {n / 1e6:,.0f} M | {(n - bare) / 1e6:,.0f} M |")
+
+
 def resnet1202_target(repeats: int) -> None:
     text = (ROOT / "specs/cifar/resnet1202.yaml").read_text()
     totals = []
@@ -192,9 +221,11 @@ if __name__ == "__main__":
     if "--check" in sys.argv:  # only `archc check`'s start-up: bench/compiler.py --check [ROUNDS] [--against TREE]
         after = sys.argv[sys.argv.index("--check") + 1 :]
         rounds = int(after[0]) if after and after[0].isdigit() else 21
-        if "--against" in sys.argv:
-            cli_check_against(Path(sys.argv[sys.argv.index("--against") + 1]), rounds)
+        other = Path(sys.argv[sys.argv.index("--against") + 1]) if "--against" in sys.argv else None
+        if other is not None:
+            cli_check_against(other, rounds)
         else:
             cli_check(rounds)
+        cli_check_instructions(other)
     else:
         main(quick="--quick" in sys.argv)

@@ -44,7 +44,8 @@ def helper_names(backend: str) -> tuple[str, ...]:
 def op_helpers(graph: Graph, backend: str) -> set[str]:
     """The helper classes (an op's HELPERS) that the module for `graph` defines: for every
     op in the expanded graph and every layer of a block kind, present or not."""
-    found = {type(node.op).helper(backend, node.op.values()) for node in graph.nodes}
+    # helper() is one of HELPERS[backend] or None: an op kind without one needs none
+    found = {type(node.op).helper(backend, node.op.values()) for node in graph.nodes if backend in node.op.HELPERS}
 
     def walk(items: tuple[SymItem, ...]) -> None:
         for item in items:
