@@ -109,8 +109,6 @@ def _op_item(kind: str, args: Any) -> type[Flow]:
     )
 
 
-
-
 class _Items(Mapping[str, type[Flow]]):
     """Layer kind -> its entry model: an op kind's is made the first time it is asked for
     (a spec uses a few of the ~30 kinds; making a model class costs about 0.2 ms)."""
@@ -286,9 +284,9 @@ def _validate_layer(value: Any) -> Any:
 
 
 class _Layer:
-    """A layer body, validated as tagged_body() would validate it, with each kind's validator built the first
-    time a spec uses that kind: a spec uses a few of the ~30 kinds, and generating their
-    schemas is most of the cost of `check` that archc controls."""
+    """A layer body, validated as tagged_body() would validate it, but with each kind's
+    validator built the first time a spec uses that kind: a spec uses a few of the ~30
+    kinds, and generating their schemas was the largest cost of `check` inside archc."""
 
     eager = False  # json_schema(): the whole union, as pydantic generates it
 
@@ -489,10 +487,10 @@ class LibrarySpec(Strict):
 
 
 def build_validators() -> None:
-    """Build BlockDef's validator before ModelSpec's or LibrarySpec's: its schema holds every
-    layer kind, and a complete model's schema is reused by the models that contain it, so
-    the two spec models share one instead of each generating it (about 20 ms of a `check`).
-    The validators are the same either way; only the time to build them differs."""
+    """Build the validators of the models that several others hold first (InitPair: every
+    `init`; BlockDef: a spec's and a library's blocks): pydantic reuses a complete model's
+    schema in the models that contain it, where it would otherwise generate it again in
+    each. The validators are the same either way; only the time to build them differs."""
     InitPair.model_rebuild()
     BlockDef.model_rebuild()
 
