@@ -151,6 +151,7 @@ def render() -> str:
         if where or doc:
             out += [" ".join(p for p in (where, doc) if p), ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        model.model_rebuild()  # a model not used yet still holds forward references (list[LayerEntry])
         for name, field in model.model_fields.items():
             key = field.alias or name
             description = " ".join((field.description or "").split()).replace("|", "\\|")
