@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 # name -> (PyTorch module, takes inplace=, Keras layer or Activation name, output >= 0)
 FUNCTIONS: dict[str, tuple[str, bool, str, bool]] = {
@@ -31,7 +31,7 @@ ACTIVATIONS = tuple(FUNCTIONS)
 EXTRA = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 
 
-class ActArgs(Strict):
+class ActArgs(Arguments):
     fn: Literal[ACTIVATIONS] | None = Field(None, description="Activation; unset means defaults.activation.")  # type: ignore[valid-type]
     negative_slope: NumExpr | None = Field(None, description="leaky_relu only (default 0.01).")
     alpha: NumExpr | None = Field(None, description="elu only (default 1.0).")

@@ -16,10 +16,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, need_map, positive
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 
-class AdaptiveAvgPoolArgs(Strict):
+class AdaptiveAvgPoolArgs(Arguments):
     size: IntExpr = Field(description="Output height and width (1: global average pooling that keeps the map).")
 
 

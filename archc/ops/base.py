@@ -1,7 +1,8 @@
 """What every op kind shares: shapes, the `Op` base class and the emission helpers.
 
 An op kind is one module in `archc.ops` holding everything archc knows about it:
-- `Args`: the pydantic model of its spec arguments (`conv: {filters: 64, ...}`),
+- `Args`: its spec arguments (`conv: {filters: 64, ...}`), an `Arguments` declaration
+  written like a pydantic model and made into one where it is used (`args_model`),
   with `ATTRS` saying how lowering fills in what a layer leaves unset;
 - the frozen op itself: `infer` (shape rule), `params` (trainable, non-trainable)
   and `macs` (multiply-accumulates: convolutions and dense layers only, the
@@ -29,6 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from archc.code import Call
+from archc.spec.types import Arguments, model_of
 
 
 class ShapeError(ValueError):
@@ -165,7 +167,9 @@ class Op:
     concrete arguments; the class attributes describe the kind."""
 
     kind: ClassVar[str]
-    Args: ClassVar[Any] = None  # the pydantic model of the spec arguments; None: not a spec layer
+    # The spec arguments (None: not a spec layer): an archc.spec.types.Arguments declaration
+    # (made into its pydantic model where it is used, see args_model), Empty, or list[LayerName].
+    Args: ClassVar[Any] = None
     ATTRS: ClassVar[tuple[Attr, ...]] = ()
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {}  # `relu` -> {"act": {"fn": "relu"}}
     WEIGHTS: ClassVar[tuple[str, ...]] = ()  # PyTorch tensor names, in Keras' get_weights() order
@@ -315,6 +319,14 @@ class Op:
         module.weight.uniform_(-bound, bound, generator=gen)
         if module.bias is not None:
             module.bias.uniform_(-0.5, 0.5, generator=gen)
+
+    # --- spec arguments -----------------------------------------------------------------
+
+    @classmethod
+    def args_model(cls) -> Any:
+        """The pydantic type that validates this kind's spec arguments."""
+        declared = cls.Args
+        return model_of(declared) if isinstance(declared, type) and issubclass(declared, Arguments) else declared
 
     # --- diagram ----------------------------------------------------------------------
 

@@ -17,10 +17,10 @@ from pydantic import Field, StrictBool
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, keras_momentum
 from archc.ops.init import DEFAULT, Init, InitSpec
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class BatchNormArgs(Strict):
+class BatchNormArgs(Arguments):
     eps: NumExpr | None = Field(None, description="Added to the variance; unset means defaults.batchnorm.eps.")
     momentum: NumExpr | None = Field(
         None,

@@ -23,10 +23,10 @@ from archc.ops.base import (
     window,
 )
 from archc.ops.init import DEFAULT, Init, InitSpec, product
-from archc.spec.types import BoolExpr, IntExpr, IntPairExpr, Strict
+from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
 
 
-class ConvArgs(Strict):
+class ConvArgs(Arguments):
     filters: IntExpr = Field(description="Output channels.")
     kernel: IntPairExpr = Field(description="Kernel size: one value (square), or [height, width] (a 1x7 kernel is [1, 7]).")
     stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")

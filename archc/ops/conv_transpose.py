@@ -27,10 +27,10 @@ from archc.ops.base import (
     unless,
 )
 from archc.ops.init import DEFAULT, Init, InitSpec, product
-from archc.spec.types import BoolExpr, IntExpr, Strict
+from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
-class ConvTransposeArgs(Strict):
+class ConvTransposeArgs(Arguments):
     filters: IntExpr = Field(description="Output channels.")
     kernel: IntExpr = Field(description="Square kernel size.")
     stride: IntExpr = Field(1, description="Upsampling factor in both spatial dimensions.")

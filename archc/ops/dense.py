@@ -13,10 +13,10 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
 from archc.ops.init import DEFAULT, Init, InitSpec, product
-from archc.spec.types import BoolExpr, IntExpr, Strict
+from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
-class DenseArgs(Strict):
+class DenseArgs(Arguments):
     units: IntExpr = Field(description="Output features.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.dense.bias.")
     init: InitSpec | None = Field(None, description="Initialisation; what it leaves unset comes from defaults.dense.init.")

@@ -27,10 +27,10 @@ from archc.ops.base import (
     window,
 )
 from archc.ops.init import DEFAULT, Init, InitSpec, product
-from archc.spec.types import BoolExpr, IntExpr, Strict
+from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
-class DepthwiseConvArgs(Strict):
+class DepthwiseConvArgs(Arguments):
     kernel: IntExpr = Field(description="Square kernel size.")
     stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
     padding: IntExpr = Field(

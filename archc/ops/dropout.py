@@ -9,10 +9,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class DropoutArgs(Strict):
+class DropoutArgs(Arguments):
     rate: NumExpr = Field(description="Probability of zeroing an element, in [0, 1).")
 
 

@@ -20,10 +20,10 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.code import flat as source
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class LayerScaleArgs(Strict):
+class LayerScaleArgs(Arguments):
     init_value: NumExpr = Field(1.0, description="Every element's starting value (ConvNeXt's: 1e-6).")
 
 

@@ -18,10 +18,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class LayerNormArgs(Strict):
+class LayerNormArgs(Arguments):
     eps: NumExpr = Field(description="Added to the variance (ConvNeXt: 1e-6).")
 
 

@@ -18,10 +18,10 @@ from archc.ops.base import (
     unless,
     window,
 )
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 
-class PoolArgs(Strict):
+class PoolArgs(Arguments):
     kernel: IntExpr = Field(description="Square window size.")
     stride: IntExpr | None = Field(None, description="Stride; unset means the window size.")
     padding: IntExpr = Field(

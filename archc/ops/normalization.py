@@ -22,12 +22,12 @@ from pydantic import Field, model_validator
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
-from archc.spec.types import FiniteFloat, Strict, StrictInt
+from archc.spec.types import Arguments, FiniteFloat, StrictInt
 
 Numbers = tuple[StrictInt | FiniteFloat, ...]
 
 
-class NormalizationArgs(Strict):
+class NormalizationArgs(Arguments):
     mean: Numbers | None = Field(None, description="Per-channel mean, a constant; unset: learned from data (adapt).")
     variance: Numbers | None = Field(None, description="Per-channel variance (>= 0), a constant; set with mean.")
 

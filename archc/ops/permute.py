@@ -18,12 +18,12 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
-from archc.spec.types import Strict
+from archc.spec.types import Arguments
 
 DIMS = {"channels_last": "[0, 2, 3, 1]", "channels_first": "[0, 3, 1, 2]"}
 
 
-class PermuteArgs(Strict):
+class PermuteArgs(Arguments):
     to: Literal["channels_last", "channels_first"] = Field(
         description="channels_last: PyTorch's (N, C, H, W) becomes (N, H, W, C); channels_first: back."
     )

@@ -12,10 +12,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, unless
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class RescalingArgs(Strict):
+class RescalingArgs(Arguments):
     scale: NumExpr = Field(description="Multiplier, e.g. 1 / 255.")
     offset: NumExpr = Field(0.0, description="Added after scaling.")
 

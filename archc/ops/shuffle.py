@@ -12,10 +12,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, positive
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 
-class ShuffleArgs(Strict):
+class ShuffleArgs(Arguments):
     groups: IntExpr = Field(description="Number of groups; must divide the channels.")
 
 

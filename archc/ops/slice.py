@@ -14,10 +14,10 @@ from pydantic import Field
 from archc.code import Call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
 from archc.spec import expr
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 
-class SliceArgs(Strict):
+class SliceArgs(Arguments):
     start: IntExpr = Field(0, description="First channel kept (from 0).")
     stop: IntExpr | None = Field(None, description="Channel after the last one kept; unset means all the rest.")
 

@@ -17,10 +17,10 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
-from archc.spec.types import NumExpr, Strict
+from archc.spec.types import Arguments, NumExpr
 
 
-class StochasticDepthArgs(Strict):
+class StochasticDepthArgs(Arguments):
     rate: NumExpr = Field(description="Probability of dropping a sample's whole branch, in [0, 1).")
 
 

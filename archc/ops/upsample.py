@@ -14,12 +14,12 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, need_map, positive
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 MODES = ("nearest", "bilinear")
 
 
-class UpsampleArgs(Strict):
+class UpsampleArgs(Arguments):
     scale: IntExpr = Field(2, description="Integer factor for height and width.")
     mode: Literal[MODES] = Field(  # type: ignore[valid-type]
         "nearest", description="nearest: repeat pixels; bilinear: interpolate (PyTorch align_corners=False)."

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
-from archc.spec.types import IntExpr, Strict
+from archc.spec.types import Arguments, IntExpr
 
 _Side = Annotated[list[IntExpr], Field(min_length=2, max_length=2)]
 PadsExpr = Annotated[
@@ -20,7 +20,7 @@ PadsExpr = Annotated[
 ]
 
 
-class ZeroPadArgs(Strict):
+class ZeroPadArgs(Arguments):
     padding: PadsExpr = Field(
         description="Zeros added on every spatial side, or [[top, bottom], [left, right]]."
     )

@@ -236,7 +236,7 @@ def _known_keys() -> list[str]:
     from archc.spec import models
 
     keys: set[str] = set()
-    for obj in [*vars(models).values(), *(op.Args for op in ops.KINDS.values())]:
+    for obj in [*vars(models).values(), *(op.args_model() for op in ops.KINDS.values())]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             keys.update(f.alias or n for n, f in obj.model_fields.items())
     return sorted(keys)

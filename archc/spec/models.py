@@ -122,7 +122,7 @@ class _Items(Mapping[str, type[Flow]]):
         if item is None:
             if kind not in ops.KINDS:
                 raise KeyError(kind)
-            item = self._made[kind] = _op_item(kind, ops.KINDS[kind].Args)
+            item = self._made[kind] = _op_item(kind, ops.KINDS[kind].args_model())
         return item
 
     def __iter__(self) -> Iterator[str]:

@@ -29,8 +29,9 @@ def _op_sections() -> list[tuple[str, str, type[BaseModel]]]:
     """One section per argument model of the op kinds (kinds sharing one are listed together)."""
     by_args: dict[type, list[str]] = {}
     for kind, op in ops.KINDS.items():
-        if isinstance(op.Args, type) and issubclass(op.Args, BaseModel) and op.Args.model_fields:
-            by_args.setdefault(op.Args, []).append(kind)
+        args = op.args_model()
+        if isinstance(args, type) and issubclass(args, BaseModel) and args.model_fields:
+            by_args.setdefault(args, []).append(kind)
     out = []
     for args, kinds in by_args.items():
         forms = ", ".join(f"`name: {{{k}: {{...}}}}`" for k in kinds)
