@@ -9,7 +9,7 @@ running a formatter at build time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 LINE = 88
 INDENT = "    "
@@ -23,6 +23,11 @@ class Call:
     args: tuple[Code, ...] = ()
     prefix: str = ""  # e.g. "*" for a starred argument
     brackets: str = "()"
+    guard: str | None = None  # a statement applying it runs under `if guard:` (render_applied)
+
+    def when(self, condition: str | None) -> Call:
+        """This call, applied only where `condition` holds (None: always)."""
+        return replace(self, guard=condition)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ def render_applied(layer: Call, indent: str, head: str, tail: str) -> list[str]:
     awkward `(\n    x\n)`; a magic trailing comma in the layer's arguments
     makes it split those instead, which is how the line reads best.
     """
+    if layer.guard is not None:
+        return [f"{indent}if {layer.guard}:", *render_applied(layer.when(None), indent + INDENT, head, tail)]
     one = f"{indent}{head}{flat(layer)}{tail}"
     if len(one) <= LINE:
         return [one]

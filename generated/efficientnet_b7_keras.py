@@ -53,7 +53,8 @@ def conv_norm_activation(
 ) -> keras.KerasTensor:
     """Conv, batch norm, then SiLU unless activation is false (torchvision
     Conv2dNormActivation)."""
-    x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
+    if (kernel - 1) // 2:
+        x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
     x = layers.Conv2D(
         filters,
         kernel,

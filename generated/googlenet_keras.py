@@ -54,7 +54,8 @@ def basic_conv2d(
     name: str,
 ) -> keras.KerasTensor:
     """Conv, batch norm (eps 0.001), ReLU (torchvision BasicConv2d)."""
-    x = layers.ZeroPadding2D(padding, name=f"{name}_conv_pad")(x)
+    if padding:
+        x = layers.ZeroPadding2D(padding, name=f"{name}_conv_pad")(x)
     x = layers.Conv2D(
         filters,
         kernel,

@@ -29,7 +29,8 @@ def basic_conv2d(
 ) -> keras.KerasTensor:
     """Conv (no bias), batch norm, ReLU (torchvision BasicConv2d, Keras conv2d_bn); kernel
     kh x kw, padding ph, pw."""
-    x = layers.ZeroPadding2D((ph, pw), name=f"{name}_conv_pad")(x)
+    if ph or pw:
+        x = layers.ZeroPadding2D((ph, pw), name=f"{name}_conv_pad")(x)
     x = layers.Conv2D(
         filters, (kh, kw), strides=stride, use_bias=False, name=f"{name}_conv"
     )(x)

@@ -39,7 +39,8 @@ def conv_bn_act(
     name: str,
 ) -> keras.KerasTensor:
     """Conv, batch norm, ReLU6, numbered like torchvision's Conv2dNormActivation."""
-    x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
+    if (kernel - 1) // 2:
+        x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_0_pad")(x)
     x = layers.Conv2D(
         filters,
         kernel,

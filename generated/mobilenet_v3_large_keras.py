@@ -55,7 +55,8 @@ def conv_bn_act(
 ) -> keras.KerasTensor:
     """Conv, batch norm, then ReLU or hardswish or nothing (torchvision
     Conv2dNormActivation)."""
-    x = layers.ZeroPadding2D((kernel - 1) // 2 * dilation, name=f"{name}_0_pad")(x)
+    if (kernel - 1) // 2 * dilation:
+        x = layers.ZeroPadding2D((kernel - 1) // 2 * dilation, name=f"{name}_0_pad")(x)
     x = layers.Conv2D(
         filters,
         kernel,

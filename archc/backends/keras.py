@@ -266,6 +266,11 @@ class KerasEmitter:
                     f"{block.name}_{prefix}{layer.name}",
                 )
             for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where, None, inits) if not body else []):
+                if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
+                    stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
+                if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
+                    body.append(f"{at}{step.dst} = {src}")
+                    src = step.dst
                 body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
@@ -273,6 +278,22 @@ class KerasEmitter:
             routed = src != "x" and not (src == "inputs" and self.x_is_input)
             body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
+
+    def _holds_everywhere(self, block: BlockType, condition: str) -> bool:
+        """Whether `condition` (source over the block kind's parameters) holds in every instance
+        of the block kind in this model; False where that cannot be told."""
+        try:
+            tree = expr.parse(condition)
+        except expr.ExprError:
+            return False
+        instances = common.instances_of(self.graph, block.name)
+        for inst in instances:
+            try:
+                if not expr.evaluate(tree, {**dict(inst.args), "in_channels": inst.in_shape.c}):
+                    return False
+            except (expr.ExprError, TypeError):
+                return False
+        return bool(instances)
 
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,

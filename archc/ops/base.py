@@ -138,6 +138,24 @@ def unless(value: str, default: str) -> str | None:
     return None if value == default else value
 
 
+def pads_when(padding: str) -> str | None:
+    """The condition under which a Keras padding, given as source, pads at all: None when it
+    always does, else its parts that are not constants, e.g. `padding` or `ph or pw` for a
+    block kind's parameters (a ZeroPadding2D of 0 would be a layer that does nothing)."""
+    tree = ast.parse(padding, mode="eval").body
+    parts, stack = [], [tree]
+    while stack:  # an int, (h, w) or ((top, bottom), (left, right))
+        node = stack.pop(0)
+        if isinstance(node, ast.Tuple):
+            stack[:0] = node.elts
+        elif isinstance(node, ast.Constant):
+            if node.value:
+                return None
+        else:
+            parts.append(ast.unparse(node))
+    return " or ".join(parts) or None
+
+
 def keras_momentum(momentum: str) -> str:
     """PyTorch's momentum weighs the new batch; Keras' weighs the running average."""
     try:

@@ -16,6 +16,7 @@ from archc.ops.base import (
     Shape,
     ShapeError,
     hw,
+    pads_when,
     positive,
     show,
     suffixed,
@@ -98,7 +99,7 @@ class Conv(Op):
         same = _same(a)
         out = []
         if a["padding"] not in ("0", "(0, 0)") and not same:
-            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")))
+            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")).when(pads_when(a["padding"])))
         out.append(call(
             "layers.Conv2D", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
             padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),

@@ -14,6 +14,7 @@ from archc.ops.base import (
     Op,
     Shape,
     ShapeError,
+    pads_when,
     suffixed,
     unless,
     window,
@@ -65,7 +66,7 @@ class Pool(Op):
         out = []
         padding = _keras_padding(a, ctx)
         if padding not in ("0", "((0, 0), (0, 0))"):
-            out.append(call("layers.ZeroPadding2D", padding, name=suffixed(ctx.name, "_pad")))
+            out.append(call("layers.ZeroPadding2D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
         out.append(call(cls.KERAS, a["kernel"], strides=a["stride"], name=ctx.name))
         return out
 
