@@ -37,6 +37,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    instance_name,
 )
 from archc.ops import Shape, ShapeError, init
 from archc.ops.init import Init
@@ -692,7 +693,7 @@ def _lower_stage(
     parent = ctx.module_path if spliced_at is None else ctx.module_path[:-1]
     position = spliced_at
     for k in range(repeat):
-        inst_name = body.names.replace("{i}", str(k)).replace("{n}", str(k + 1)) if spliced_at is None else str(spliced_at + k)
+        inst_name = instance_name(body.names, k) if spliced_at is None else str(spliced_at + k)
         if inline:
             inst_name = str(position)
         ictx = _Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)

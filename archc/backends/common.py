@@ -22,6 +22,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    instance_name,
 )
 from archc.ops import ALL, KINDS
 from archc.spec import expr
@@ -444,7 +445,7 @@ def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) ->
     pattern = stage.names
     if run.count == 1 or "{" not in pattern:
         k = run.start
-        return literal(prefix + pattern.replace("{i}", str(k)).replace("{n}", str(k + 1))), False
+        return literal(prefix + instance_name(pattern, k)), False
     index = var if "{i}" in pattern else f"{var} + 1"
     text = prefix + pattern.replace("{i}", "{" + index + "}").replace("{n}", "{" + index + "}")
     return 'f"' + text + '"', True

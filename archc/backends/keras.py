@@ -29,6 +29,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    instance_name,
 )
 from archc.ops import init
 from archc.ops.base import suffixed
@@ -347,7 +348,7 @@ class KerasEmitter:
             lines += self._inner(sym.rest, expr.to_python(sym.rest.in_channels), name, indent + I1, "y = ")
             concat = call("layers.Concatenate", name=suffixed(name, "_concat"))
             return lines + render_applied(concat, indent + I1, "x = ", "([x, y])")
-        first_key = sym.names.replace("{i}", "0").replace("{n}", "1")
+        first_key = instance_name(sym.names, 0)
         lines += self._inner(sym.first, hoist.src(sym.first.in_channels), f'{prefix}_{first_key}"', indent, "x = ")
         lines.append(f"{indent}for i in range(1, {count}):")
         return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', indent + I1, "x = ")

@@ -29,6 +29,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    instance_name,
 )
 from archc.ops import init
 from archc.spec import expr
@@ -336,7 +337,7 @@ class TorchEmitter:
         if sym.names == "{i}":
             return Call("nn.Sequential", (first, Gen(rest, f"for _ in range({more})", prefix="*")))
         self.needs_ordered_dict = True
-        first_key = common.literal(sym.names.replace("{i}", "0").replace("{n}", "1"))
+        first_key = common.literal(instance_name(sym.names, 0))
         count = expr.to_python(sym.repeat)
         rest_items = Gen(Call(f"{key}: {rest.func}", rest.args), f"for i in range(1, {count})", prefix="**", brackets="{}")
         return call("nn.Sequential", call("OrderedDict", Seq((Call(f"{first_key}: {first.func}", first.args), rest_items), "{}")))

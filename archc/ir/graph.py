@@ -194,6 +194,12 @@ class BlockInst:
     index: int = 0
 
 
+def instance_name(pattern: str, k: int) -> str:
+    """The name of instance `k` (from 0) of a stage whose instances are named `pattern`
+    (`names:`): `{i}` is k, `{n}` is k + 1 (`denselayer{n}`, `block1-{i}`)."""
+    return pattern.replace("{i}", str(k)).replace("{n}", str(k + 1))
+
+
 @dataclass(frozen=True)
 class StageInst:
     """A block repeated `repeat` times (in sequence or densely connected)."""
