@@ -73,6 +73,7 @@ def flat(code: Code | _Kw) -> str:
     if isinstance(code, _Kw):
         return f"{code.key}={flat(code.value)}"
     if isinstance(code, Call):
+        assert code.guard is None, "a guarded call is a statement: lay it out with render_applied"
         o, c = code.brackets
         return f"{code.prefix}{code.func}{o}{', '.join(flat(a) for a in code.args)}{c}"
     if isinstance(code, Gen):

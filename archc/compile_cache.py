@@ -30,6 +30,7 @@ import os
 import sys
 import types
 import typing
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,10 @@ def install() -> None:
     if getattr(dataclasses, "exec", None) is _exec:
         return
     try:
-        saved = marshal.loads(FILE.read_bytes())
+        magic, saved = marshal.loads(FILE.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
-        saved = None
-    if isinstance(saved, dict):
+        magic, saved = None, None
+    if magic == MAGIC_NUMBER and isinstance(saved, dict):  # like a .pyc: only this bytecode's
         _codes.update(saved)
     dataclasses.exec = _exec  # type: ignore[attr-defined]  # the module's global `exec`, not the builtin
     typing.compile = _compile  # type: ignore[attr-defined]  # likewise `compile` in typing
@@ -87,10 +88,10 @@ def _save() -> None:
     if not _added or sys.dont_write_bytecode:
         return
     keep = _codes if len(_codes) <= MAX_ENTRIES else {key: _codes[key] for key in _used}
+    tmp = FILE.with_name(f"{FILE.name}.{os.getpid()}.tmp")
     try:
         FILE.parent.mkdir(exist_ok=True)
-        tmp = FILE.with_name(f"{FILE.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(marshal.dumps(keep))
+        tmp.write_bytes(marshal.dumps((MAGIC_NUMBER, keep)))
         os.replace(tmp, FILE)  # another process may write the same file: each write is whole
     except OSError:
-        pass
+        tmp.unlink(missing_ok=True)

@@ -120,7 +120,7 @@ def test_archc_fits_the_limits_from_a_cold_start():
         resource.setrlimit(resource.RLIMIT_AS, (AS_BYTES, AS_BYTES))
 
     result = subprocess.run(
-        [sys.executable, "-c", "from archc.cli import main; main()", "check", str(ROOT / "specs" / "densenet201.yaml")],
+        [sys.executable, "-m", "archc", "check", str(ROOT / "specs" / "densenet201.yaml")],
         preexec_fn=limits, capture_output=True, text=True, timeout=60, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip

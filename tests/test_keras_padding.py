@@ -37,6 +37,10 @@ blocks:
       - left: {conv: {filters: 4, kernel: 3, padding: 1}}
       - right: {conv: {filters: 4, kernel: 2 * p + 1, padding: p}, from: input}
       - sum: {add: [left, right]}
+  mixed:
+    params: {p: 1, s: 1}
+    layers:
+      - conv: {conv: {filters: 4, kernel: 3, padding: [p, "1 if s == 2 else 0"]}}
 layers:
   - a: {block: cbr, with: {filters: 4}}
   - b: {block: cbr, with: {filters: 6, kh: 1, kw: 1, ph: 0, pw: 0, pool_pad: 1}}
@@ -45,6 +49,8 @@ layers:
   - e: {block: always}
   - f: {block: fork}
   - g: {block: fork, with: {p: 1}}
+  - h: {block: mixed}
+  - j: {block: mixed, with: {p: 0}}
   - pool: global_avgpool
 """
 
@@ -62,8 +68,10 @@ def test_code_pads_only_where_the_padding_is_not_zero(graph):
     always = keras_src[keras_src.index("def always(") : keras_src.index("def fork(")]
     assert "if " not in always.split("return")[0]  # (kernel - 1) // 2 is 2 and 1: every instance pads
     assert "x = layers.ZeroPadding2D((kernel - 1) // 2," in always
-    fork = keras_src[keras_src.index("def fork(") :]  # the padded conv reads the block input, not x
+    fork = keras_src[keras_src.index("def fork(") : keras_src.index("def mixed(")]  # the padded conv reads the block input, not x
     assert '    right = inputs\n    if p:\n        right = layers.ZeroPadding2D(p, name=f"{name}_right_pad")(right)\n' in fork
+    mixed = keras_src[keras_src.index("def mixed(") :]  # one `or`, parenthesised as Python needs it
+    assert "    if p or (1 if s == 2 else 0):\n" in mixed
 
 
 def test_no_layer_that_does_nothing(graph):
@@ -71,8 +79,9 @@ def test_no_layer_that_does_nothing(graph):
     model = api.load_module(graph, "keras").build_model()
     pads = {layer.name: layer.padding for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)}
     # a: conv padding 1; b: pool padding 1; c: conv padding (0, 1); d, e: conv padding 2 and 1;
-    # g: the right conv (padding p = 1; left pads "same", in the Conv2D)
-    assert sorted(pads) == ["a_conv_pad", "b_pool_pad", "c_conv_pad", "d_conv_pad", "e_conv_pad", "g_right_pad"]
+    # g: the right conv (padding p = 1; left pads "same", in the Conv2D); h: (1, 0), where
+    # `p or 1 if s == 2 else 0` (the guard without its parentheses) would be 0; j: (0, 0)
+    assert sorted(pads) == ["a_conv_pad", "b_pool_pad", "c_conv_pad", "d_conv_pad", "e_conv_pad", "g_right_pad", "h_conv_pad"]
     assert all(any(any(side) for side in padding) for padding in pads.values())
     assert pads["c_conv_pad"] == ((0, 0), (1, 1))
 

@@ -26,7 +26,7 @@ def test_wheel_builds_and_works_outside_checkout(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     spec = tmp_path / "r20.yaml"
     shutil.copy(ROOT / "specs/cifar/resnet.yaml", spec)
-    code = "import sys; from archc.cli import main; sys.argv = ['archc', 'build', 'r20.yaml', '-b', 'torch', '-o', '-']; main()"
+    code = "import sys; from archc.__main__ import main; sys.argv = ['archc', 'build', 'r20.yaml', '-b', 'torch', '-o', '-']; main()"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},

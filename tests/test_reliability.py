@@ -168,7 +168,7 @@ def test_zoo_specs_have_no_warnings():
 
 def shell(command: str, cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    archc = f"{sys.executable} -c 'from archc.cli import main; main()'"
+    archc = f"{sys.executable} -m archc"
     return subprocess.run(["bash", "-c", command.replace("ARCHC", archc)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 

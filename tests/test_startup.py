@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import marshal
 import os
@@ -37,13 +38,19 @@ def test_compile_cache_serves_what_python_compiles(tmp_path) -> None:
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
     assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
     assert int(runs[0].stderr.split()[-1]) > 500 and int(runs[1].stderr.split()[-1]) == 0
-    codes = marshal.loads(file.read_bytes())
+    magic, codes = marshal.loads(file.read_bytes())
+    assert magic == importlib.util.MAGIC_NUMBER
     methods = {text: code for (mode, text), code in codes.items() if mode == "exec"}
     references = {text: code for (mode, text), code in codes.items() if mode == "eval"}
     assert len(methods) > 300 and all(text.startswith("def __create_fn__(") for text in methods)
     assert len(references) > 200  # pydantic_core's TypedDicts, typing_extensions, ...
     for (mode, text), code in codes.items():
         assert code == compile(text, "<string>", mode, dont_inherit=True)
+    # a file written by another bytecode version (same cache tag, as a pre-release may have)
+    # is not used, as a .pyc with another magic number is not: everything is compiled again
+    file.write_bytes(marshal.dumps((b"\0\0\r\n", codes)))
+    again = subprocess.run([sys.executable, "-c", RUN_CHECK, str(file)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and int(again.stderr.split()[-1]) > 500, again.stderr
 
 
 def test_forward_references_are_typings_own() -> None:

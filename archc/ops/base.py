@@ -142,18 +142,21 @@ def pads_when(padding: str) -> str | None:
     """The condition under which a Keras padding, given as source, pads at all: None when it
     always does, else its parts that are not constants, e.g. `padding` or `ph or pw` for a
     block kind's parameters (a ZeroPadding2D of 0 would be a layer that does nothing)."""
-    tree = ast.parse(padding, mode="eval").body
-    parts, stack = [], [tree]
+    parts: dict[str, ast.expr] = {}
+    stack = [ast.parse(padding, mode="eval").body]
     while stack:  # an int, (h, w) or ((top, bottom), (left, right))
-        node = stack.pop(0)
+        node = stack.pop()
         if isinstance(node, ast.Tuple):
-            stack[:0] = node.elts
+            stack += reversed(node.elts)
         elif isinstance(node, ast.Constant):
             if node.value:
                 return None
         else:
-            parts.append(ast.unparse(node))
-    return " or ".join(parts) or None
+            parts.setdefault(ast.unparse(node), node)
+    if not parts:
+        return None
+    nodes = list(parts.values())  # unparsed as one `or`: parenthesised where needed (`p or (1 if s else 0)`)
+    return ast.unparse(nodes[0] if len(nodes) == 1 else ast.BoolOp(ast.Or(), nodes))
 
 
 def keras_momentum(momentum: str) -> str:

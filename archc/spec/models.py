@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    PydanticInvalidForJsonSchema,
     StrictBool,
     StrictInt,
     Tag,
@@ -116,6 +117,7 @@ class _Items(Mapping[str, type[Flow]]):
     def __init__(self, composites: dict[str, type[Flow]]):
         self._made = dict(composites)
         self._keys = (*ops.KINDS, *composites)
+        self._known = frozenset(self._keys)
 
     def __getitem__(self, kind: str) -> type[Flow]:
         item = self._made.get(kind)
@@ -132,7 +134,7 @@ class _Items(Mapping[str, type[Flow]]):
         return len(self._keys)
 
     def __contains__(self, kind: object) -> bool:
-        return kind in self._keys
+        return kind in self._known
 
 
 # --- composite items -------------------------------------------------------------
@@ -294,6 +296,14 @@ class _Layer:
         if _Layer.eager:
             return handler(tagged_body())
         return core_schema.no_info_plain_validator_function(_validate_layer)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        if _Layer.eager:
+            return handler(schema)
+        raise PydanticInvalidForJsonSchema(
+            "the spec models validate layers a kind at a time; their JSON schema is "
+            "archc.spec.models.json_schema() (or archc.schema.schema(), `archc schema`)"
+        )
 
 
 LayerBody = Annotated[Any, _Layer(), BeforeValidator(_normalize_body)]
