@@ -104,3 +104,12 @@ def test_stochastic_depth_is_torchvisions_row_mode(built):
     model = km.build_model()
     drops = [layer for layer in model.layers if layer.name.endswith("_sd")]
     assert [(d.rate, tuple(d.noise_shape)) for d in drops] == [(0.1, (None, 1, 1, 1)), (0.3, (None, 1, 1, 1))]
+
+
+def test_a_module_with_only_the_preprocessing_layers_imports_what_it_reads():
+    """The Normalization and Rescaling classes read `torch`: their module imports it even
+    when nothing else in it does (the generated module used to rely on another op for that)."""
+    spec = "archc: 1\nname: just_preprocessing\ninput: [3, 4, 4]\nlayers:\n  - norm: normalization\n  - scale: {rescaling: {scale: 0.5}}\n"
+    graph = lower(load_spec_text(spec, "pre.yaml"))
+    model = api.load_module(graph, "torch").build_model()
+    assert tuple(model(torch.zeros(1, 3, 4, 4)).shape) == (1, 3, 4, 4)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from typing import Any
 
 from archc import ops
-from archc.backends import common
+from archc.backends import common, template_dir
 from archc.code import Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -78,6 +79,14 @@ def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
             out[key] = expr.to_python(tree)
     return out
 
+
+
+@functools.cache
+def _modules_read(helper: str) -> frozenset[str]:
+    """The modules a helper's code reads by name (`torch`, `F`): its template
+    (templates/torch/NAME.py.j2) is plain Python, so it is parsed, not searched as text."""
+    tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
+    return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
 class TorchEmitter:
     def __init__(self, graph: Graph, memory_efficient: bool = False):
@@ -658,11 +667,12 @@ class TorchEmitter:
             imports.append("from collections import OrderedDict")
         if self.needs_checkpoint:
             imports += ["from collections.abc import Iterator", "from contextlib import contextmanager, nullcontext"]
-        uses_torch = bool({"DenseStage", "StochasticDepth"} & self.helpers)
+        helper_modules = {name for helper in self.helpers for name in _modules_read(helper)}
+        uses_torch = "torch" in helper_modules
         uses_torch |= any("torch." in line for b in blocks for _, body in b["methods"] for line in body)
         uses_torch |= any("torch." in line for lines in (model["forward"], model["init"], *(b["init"] for b in blocks)) for line in lines)
         torch_imports = ["import torch"] if uses_torch else []
-        if {"PadShortcut", "LayerNorm2d"} & self.helpers:
+        if "F" in helper_modules:
             torch_imports.append("import torch.nn.functional as F")
         torch_imports.append("from torch import Tensor, nn")
         if self.needs_checkpoint:
