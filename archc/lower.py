@@ -770,17 +770,19 @@ def _with_index_trees(body: m.StageItem, scope: dict[str, expr.Value], instances
             if tree is not None and STAGE_INDEX in expr.free_names(tree):
                 here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {STAGE_INDEX}})
         trees.append(here)
+    all_args = [dict(inst.args) for inst in instances]
+    indexed_keys = {key for here in trees for key in here}
+    varies = {key: len({args[key] for args in all_args}) > 1 for key in indexed_keys}  # once per key, not per instance
     out = []
     for k, inst in enumerate(instances):
-        args = dict(inst.args)
+        args = all_args[k]
         keep = []
         for key, tree in trees[k].items():
-            varies = len({dict(i.args)[key] for i in instances}) > 1
             try:
                 exact = expr.evaluate(tree, {STAGE_INDEX: k}) == args[key]
             except expr.ExprError:
                 exact = False
-            if varies and exact:
+            if varies[key] and exact:
                 keep.append((key, tree))
         out.append(dataclasses.replace(inst, indexed=tuple(keep), index=k))
     return out
