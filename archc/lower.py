@@ -1414,6 +1414,8 @@ def _locations(state: _State) -> tuple[tuple[str, Location], ...]:
         out += [(f"block.{block}.params.{p}", source.locate("params", p)) for p in source.definition.params]
         if source.definition.shortcuts:
             out.append((f"block.{block}.shortcut", source.locate("shortcut")))
+    # the `defaults:` rules, for checks of the layers that take them from there (a projection shortcut)
+    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in init.KINDS if kind not in init.SECTIONS]
     return tuple(out)
 
 

@@ -289,6 +289,22 @@ def test_keras_truncation_must_match():
     assert e.value.where is not None
 
 
+def test_keras_truncation_of_a_shortcut_rule_is_located():
+    """A projection shortcut takes defaults.conv's rule: Keras' limit on it names that line."""
+    text = (
+        "archc: 1\nname: bad\ninput: [3, 8, 8]\n"
+        "defaults:\n  conv: {bias: false, init: {weight: {trunc_normal: {std: 0.02, a: -0.05, b: 0.05}}}}\n"
+        "  batchnorm: {eps: 1.0e-5, momentum: 0.1}\n"
+        "blocks:\n  b:\n    params: {planes: int}\n    connectivity: skip\n"
+        "    shortcut: {kind: projection, name: downsample, when: always}\n    layers:\n      - r: act\n"
+        "layers:\n  - s: {block: b, with: {planes: 8}}\n  - g: global_avgpool\n"
+    )
+    graph = lower(load_spec_text(text, "sc.yaml"))
+    with pytest.raises(SpecError, match="TruncatedNormal cuts at 2 standard deviations") as e:
+        api.compile(graph, "keras")
+    assert e.value.where is not None and (e.value.where.file, e.value.where.line) == ("sc.yaml", 5)
+
+
 def test_fan_rules_written_out_where_keras_fans_differ(rules_graph, monkeypatch):
     """An op whose Keras kernel has other fans than its PyTorch weight (KERAS_FANS = False, a
     depthwise kernel) gets its fan rules with PyTorch's fans written out: the same draws."""

@@ -367,11 +367,11 @@ class KerasEmitter:
             self.helpers.add("PadShortcut")
             return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
         conv_args, bn_args = common.projection_args(sc, hoist)
-        inits = self.initializers("conv", self.graph.init("conv"), conv_args, in_ch, None, "")
+        inits = self.initializers("conv", self.graph.init("conv"), conv_args, in_ch, self.graph.locate("defaults.conv.init"), "")
         (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None, inits))
         lines = render_applied(conv, indent, "identity = ", f"({src})")
         if bn_args is not None:
-            inits = self.initializers("batchnorm", self.graph.init("batchnorm"), bn_args, out_ch, None, "")
+            inits = self.initializers("batchnorm", self.graph.init("batchnorm"), bn_args, out_ch, self.graph.locate("defaults.batchnorm.init"), "")
             (bn,) = ops.BatchNorm.keras_layers(bn_args, ops.KerasCtx(base + '_1"', False, None, inits))
             lines += render_applied(bn, indent, "identity = ", "(identity)")
         return lines
