@@ -143,7 +143,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
-        inits=tuple((kind, state.init(kind)) for kind in init.KINDS if kind not in init.SECTIONS),
+        inits=tuple((kind, state.init(kind)) for kind in init.KINDS if init.section(kind) == kind),
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
         locations=_locations(state),
@@ -235,7 +235,7 @@ def _notes(state: _State | None, raw: Any, where: Location | None) -> list[str]:
 def _parse(text: str) -> tuple[ast.expr, frozenset[str]]:
     """Parse each distinct expression once: a deep stage evaluates the same few many times."""
     tree = expr.parse(text)
-    return tree, frozenset(expr.free_names(tree))
+    return tree, expr.free_names(tree)
 
 
 def _run_checks(checks: list[m.Check], scope: dict[str, expr.Value], ctx: _Ctx, state: _State) -> None:
@@ -579,7 +579,7 @@ def _raw_args(state: _State, kind: str, args: Any, where: Any) -> dict[str, Any]
     for attr in op.ATTRS:
         value = getattr(args, attr.name)
         if attr.type == "init":  # the layer's rules over its kind's
-            raw[attr.name] = init.layer_init(value, state.init(attr.default.split(".")[1]))
+            raw[attr.name] = init.layer_init(value, state.init(init.section(kind)))
             if value is not None:
                 _check_init(raw[attr.name], kind, where() if callable(where) else where)
             continue
@@ -1415,7 +1415,7 @@ def _locations(state: _State) -> tuple[tuple[str, Location], ...]:
         if source.definition.shortcuts:
             out.append((f"block.{block}.shortcut", source.locate("shortcut")))
     # the `defaults:` rules, for checks of the layers that take them from there (a projection shortcut)
-    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in init.KINDS if kind not in init.SECTIONS]
+    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in init.KINDS if init.section(kind) == kind]
     return tuple(out)
 
 

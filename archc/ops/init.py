@@ -643,11 +643,12 @@ TORCH_CLASSES = {
     "conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d", "dense": "nn.Linear", "batchnorm": "nn.BatchNorm2d",
 }  # fmt: skip
 KINDS = tuple(KERAS_ARGS)
-# Kinds whose rules are another kind's in `defaults:`: a depthwise conv is PyTorch's nn.Conv2d
-# (groups = channels), one branch of the init loop with the convs, as in torchvision.
-SECTIONS = {"depthwise_conv": "conv"}
 
 
 def section(kind: str) -> str:
-    """The `defaults:` section (and init-loop branch) holding `kind`'s rules."""
-    return SECTIONS.get(kind, kind)
+    """The `defaults:` section (and init-loop branch) holding `kind`'s rules, as its `init`
+    argument's default says: a depthwise conv's are the convs' (`defaults.conv.init`), since it
+    is PyTorch's nn.Conv2d (groups = channels), one branch of the init loop, as in torchvision."""
+    from archc.ops import KINDS as OPS  # at call time: the op modules import this one
+
+    return next(a.default for a in OPS[kind].ATTRS if a.type == "init").split(".")[1]
