@@ -38,6 +38,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     instance_name,
+    spliced,
 )
 from archc.ops import Shape, ShapeError, init
 from archc.ops.init import Init
@@ -337,11 +338,11 @@ def _lower_items(
             gpath = (*sub.yaml_path, "group")  # written `name: {group: [...]}`, or `name: [...]`
             gpath = gpath if gpath in ctx.source.marks else sub.yaml_path
             gctx = _Ctx(ctx.source, gpath, sub.module_path, ctx.scope, ctx.top_level)
-            spliced: list[tuple[int, int, BlockInst]] = []
+            inlined_here: list[tuple[int, int, BlockInst]] = []
             children, out, cur, nonneg = _lower_items(
-                state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True, inlined=spliced
+                state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True, inlined=inlined_here
             )
-            item: Inst = GroupInst(name, children, shape, out, _sum(children), inlined=tuple(spliced))
+            item: Inst = GroupInst(name, children, shape, out, _sum(children), inlined=tuple(inlined_here))
         elif kind in ("block", "stage") and body.inline:
             if written != POSITIONAL or inlined is None:
                 raise SpecError(
@@ -367,8 +368,9 @@ def _lower_items(
             nonneg = state.block_types[body.block if kind == "block" else body.stage].nonneg_out
             name = item.name
         elif kind == "branches":
-            branches, item, cur, nonneg = _lower_branches(state, sub, body, name, shape, cur, nonneg, env, prev)
+            branches, item, cur, nonneg = _lower_branches(state, sub, body, name, shape, cur, nonneg, env, body.from_ or prev)
             items.extend(branches)
+            inputs = ()  # the branches read `from:`; the merge reads the branches
         elif kind == "block":
             args = _call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = _instantiate(state, sub, body.block, args, name, shape, cur)
@@ -421,7 +423,7 @@ def _lower_items(
         items.append(item)
         reads.update(item.inputs if item.inputs else (prev,))
         if kind == "branches":
-            reads.add(prev)
+            reads.add(body.from_ or prev)
         defined[name] = where
         shape = item.out_shape
         env[name] = Tensor(cur, shape, nonneg)
@@ -552,12 +554,14 @@ def _lower_branches(
     bctx = _Ctx(ctx.source, (*ctx.yaml_path, "branches"), ctx.module_path[:-1], ctx.scope, ctx.top_level)
     outs: list[Tensor] = []
     branches: list[Inst] = []
+    ends: list[str] = []
     for k, entry in enumerate(body.branches):
         (written,) = entry
         if written == POSITIONAL:
             raise SpecError("branches need names: they are module names", bctx.where(k))
         items, out, node, nn = _lower_items(state, bctx, [entry], shape, cur, nonneg, env={**env}, offset=k)
-        branches += [dataclasses.replace(item, inputs=(prev,)) for item in items]
+        branches += [dataclasses.replace(item, inputs=item.inputs or (prev,)) for item in items]  # a branch may read another tensor
+        ends.append(items[-1].name if items else prev)  # a branch whose `if:` fails passes the input on
         outs.append(Tensor(node, out, nn))
         env[written] = outs[-1]
     op = ops.KINDS[body.merge]()
@@ -567,7 +571,7 @@ def _lower_branches(
         raise SpecError(f"{name}: {e}", ctx.where()) from None
     node_id = _join(ctx.module_path)
     _add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged, edges=("branch",) * len(outs)), ctx.where())
-    merge = LayerInst(name, op, outs[0].shape, merged, Counts(), where=ctx.where(), inputs=tuple(b.name for b in branches))
+    merge = LayerInst(name, op, outs[0].shape, merged, Counts(), where=ctx.where(), inputs=tuple(ends))
     return branches, merge, node_id, all(t.nonneg for t in outs)
 
 
@@ -673,15 +677,7 @@ def _lower_stage(
     (an unnamed stage in a numbered list, as torchvision's MobileNet `features`); with `inline`,
     the layers of its instances are those entries (torchvision's VGG `features`)."""
     repeat = _value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
-    if isinstance(repeat, bool) or not isinstance(repeat, int):
-        hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
-        raise SpecError(f"repeat must be an integer, got {repeat!r}{hint}", ctx.where("repeat"))
-    if not 1 <= repeat <= MAX_REPEAT:
-        raise SpecError(
-            f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
-            "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
-            ctx.where("repeat"),
-        )
+    _check_repeat(repeat, ctx.where("repeat"))
     indexed = _uses_index(body)
     common = first = last = {}
     if not indexed:
@@ -811,10 +807,10 @@ def _entering(state: _State, name: str, where: Location) -> Iterator[None]:
 
 def _instantiate(
     state: _State, ctx: _Ctx, block: str, args: dict[str, Any], name: str, shape: Shape, cur: str,
-    stage_ctx: _Ctx | None = None, first_position: int | None = None,
+    stage_ctx: _Ctx | None = None, first_position: int | None = None, switches: dict[str, bool] | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     """One instance; `first_position`: written `inline`, its layers are entries of the
-    enclosing numbered list (ctx's module path) from that position on."""
+    enclosing numbered list (ctx's module path) from that position on; `switches`: see `_expand`."""
     where = (stage_ctx or ctx).where()
     source = state.spec.blocks.get(block)
     if source is None:
@@ -825,7 +821,7 @@ def _instantiate(
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
     try:
-        return _expand(state, ctx, source, args, name, shape, cur, where, first_position)
+        return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches)
     except SpecError as e:
         if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
             raise
@@ -835,50 +831,334 @@ def _instantiate(
 
 def _expand(
     state: _State, ctx: _Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
-    where: Location, first_position: int | None = None,
+    where: Location, first_position: int | None = None, switches: dict[str, bool] | None = None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
-    block, definition = source.name, source.definition
+    """One instance of a block kind: its symbolic form (`BlockType`, what the code is printed
+    from) specialised to these arguments and this input. `switches`: inside another block
+    kind, the values its code passes for the `shape_changes` shortcuts."""
+    block = source.name
     if first_position is not None:
         _check_inline(source, where)
-    nested = bool(state.block_stack)  # inside another block: its shortcut switch is an expression
     if shape.last:
         raise SpecError(f"block {block!r} gets a map PyTorch holds channels-last; add `permute: {{to: channels_first}}` before it", where)
     with _entering(state, block, where):
         params = _bind(source, args, where)
-        _block_checks(state, source, {**params, "in_channels": shape.c}, where)
+        scope = {**params, "in_channels": shape.c}
+        _block_checks(state, source, scope, where)
         btype = _type_of(state, block, where)
-        bctx = _Ctx(source.source, (*source.path, "layers"), ctx.module_path, {**params, "in_channels": shape.c}, False)
-        block_in = cur
         first_node = len(state.nodes)  # the block's nodes are the ones added from here on
-        seen: dict[str, Any] = {}
-        uses: dict[str, int] = {}
-        numbered = _numbered(definition)
-        if not numbered:
-            _check_named_layers(source)
-        children, out, cur, _ = _lower_items(
-            state, bctx, definition.layers, shape, cur, False, seen, uses, first_position=first_position or 0,
-            numbered=numbered,
-        )
+        spec = _Specialiser(state, source, btype, scope, {"input": Tensor(cur, shape, False)}, {})
+        children, last = spec.items(btype.layers, ctx.module_path, "input", btype.numbered, first_position or 0)
+        out = spec.env[last]
         used_shortcut = None
-        if definition.connectivity == "skip":
-            out, cur, used_shortcut = _merge_skip(state, source, ctx, params, shape, out, block_in, cur, children, where)
-            if definition.after:
-                actx = _Ctx(source.source, (*source.path, "after"), ctx.module_path, bctx.scope, False)
-                after, out, cur, _ = _lower_items(state, actx, definition.after, out, cur, False, seen, uses)
-                children = (*children, *after)
-    if nested:
-        for sc in btype.shortcuts:
-            if sc.when == "shape_changes" and expr.evaluate(_changes(sc), {**params, "in_channels": shape.c}) != (used_shortcut == sc.name):
-                raise SpecError(
-                    f"block {block!r} changes the map size without a stride here; inside another block its "
-                    "shortcut must follow from its stride and channels",
-                    where,
-                )
+        if btype.connectivity == "skip":
+            out, used_shortcut = spec.merge_skip(ctx.module_path, out, where, switches)
+            spec.env[SUM] = out
+            after, last = spec.items(btype.after, ctx.module_path, SUM, False)
+            children = (*children, *after)
+            out = spec.env[last]
+        spec.check_channels(btype.out_channels, out.shape, f"block {block!r}")
     counts = Counts(
         sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
     )
-    inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out, counts, children)
-    return inst, cur
+    inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
+    return inst, out.node
+
+
+SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus the shortcut
+
+
+@dataclass
+class _Specialiser:
+    """Specialise the items of a block kind (`SymItem`s, their arguments expressions over
+    the kind's parameters and `in_channels`) to one instance: evaluate, infer shapes, count.
+    The code is printed from the same items, so what archc counts is what the code builds;
+    where the two could still part (a channel count the code computes from an expression),
+    they are compared and a difference is a bug in archc."""
+
+    state: _State
+    source: BlockSource
+    btype: BlockType
+    scope: dict[str, Any]  # the block's parameters and in_channels
+    env: dict[str, Tensor]  # tensors by name: `input`, the items so far
+    uses: dict[str, int]  # module names so far (an activation used again is called again)
+
+    def where(self, item: SymItem, *sub: Any) -> Location:
+        return self.source.locate(*item.at, *sub)
+
+    def value(self, tree: ast.expr, scope: dict[str, Any], want: str, where: Any) -> Any:
+        """An expression's value, of the type `want` (lowering's `_value` types)."""
+        if isinstance(tree, ast.Tuple):  # a [height, width] pair, or padding pairs
+            inner = "pair" if want == "pads" else "int"
+            return tuple(self.value(t, scope, inner, where) for t in tree.elts)
+        try:
+            value = expr.evaluate(tree, scope)
+        except expr.ExprError as e:
+            raise SpecError(str(e), where() if callable(where) else where) from None
+        problem = _type_problem(value, "int" if want in ("pair", "pads") else want)
+        if problem:
+            raise SpecError(problem, where() if callable(where) else where)
+        return float(value) if want == "num" else value
+
+    def holds(self, item: SymItem, scope: dict[str, Any]) -> bool:
+        if item.condition is None:
+            return True
+        return bool(self.value(item.condition, scope, "any", lambda: self.where(item, "if")))
+
+    def check_channels(self, tree: ast.expr, shape: Shape, what: str, scope: dict[str, Any] | None = None) -> None:
+        """The channel count the generated code computes equals the one the IR infers."""
+        got = expr.evaluate(tree, self.scope if scope is None else scope)
+        if got != shape.c:
+            raise AssertionError(f"{what}: the code computes {expr.to_python(tree)} = {got} channels, the IR has {shape}")
+
+    def items(
+        self, items: tuple[SymItem, ...], path: tuple[str, ...], prev: str, numbered: bool, position: int = 0,
+        scope: dict[str, Any] | None = None,
+    ) -> tuple[list[Inst], str]:  # fmt: skip
+        """The items of one list; returns their instances and the name of the tensor it ends with.
+        In a numbered list (an nn.Sequential), unnamed entries are numbered as present."""
+        scope = self.scope if scope is None else scope
+        out: list[Inst] = []
+        for item in items:
+            reads = item.inputs or (prev,)
+            if not self.holds(item, scope):  # absent: passes on what it reads
+                passes = (item.passes if isinstance(item, SymLayer) else None) or (prev if _is_merge(item) else reads[0])
+                self.env[item.name] = self.env[passes]
+                prev = item.name
+                continue
+            name = str(position) if item.name.isdigit() else item.name
+            position += 1
+            src = self.env[reads[0]]
+            if isinstance(item, SymStage) and spliced(item, numbered):
+                stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
+                out.extend(stage.instances)
+                position += len(stage.instances) - 1
+            else:
+                inst, tensor = self.item(item, name, path, reads, src, scope)
+                if item.inputs:
+                    inst = dataclasses.replace(inst, inputs=item.inputs)
+                out.append(dataclasses.replace(inst, output=tensor.node))
+            self.env[item.name] = tensor
+            prev = item.name
+        return out, prev
+
+    def item(
+        self, item: SymItem, name: str, path: tuple[str, ...], reads: tuple[str, ...], src: Tensor, scope: dict[str, Any],
+    ) -> tuple[Inst, Tensor]:  # fmt: skip
+        if isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE:
+            return self.merge(item, name, path, [self.env[n] for n in reads])
+        if isinstance(item, SymLayer):
+            return self.layer(item, name, path, src, scope)
+        if isinstance(item, SymGroup):
+            group_path = (*path, name)
+            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
+            out = self.env[last]
+            return GroupInst(name, tuple(children), src.shape, out.shape, _sum(children)), out
+        if isinstance(item, SymBlock):
+            return self.block(item, name, (*path, name), src, scope, self.where(item))
+        stage, tensor = self.stage(item, path, src, scope)
+        return stage, tensor
+
+    def node_id(self, path: tuple[str, ...], name: str) -> str:
+        """`path.name`, or `path.name_2` for an activation called again under its name."""
+        base = _join(path, name)
+        self.uses[base] = self.uses.get(base, 0) + 1
+        return base if self.uses[base] == 1 else f"{base}_{self.uses[base]}"
+
+    def layer(self, item: SymLayer, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any]) -> tuple[Inst, Tensor]:
+        op_class = ops.KINDS[item.kind]
+        given = dict(item.args)
+        values: dict[str, Any] = {}
+        for attr in op_class.ATTRS:
+            tree = given.get(attr.name)
+            if tree is None or attr.type in ("str", "const", "init"):
+                values[attr.name] = None if tree is None else tree.value  # type: ignore[attr-defined]
+                continue
+            values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
+        if op_class.LAYOUT:
+            values["channels_last"] = given["channels_last"].value  # type: ignore[attr-defined]
+        op = op_class(**values)
+        shape = src.shape
+        if not (op_class.CHANNEL_FREE or op_class.EXPRESSION):
+            self.check_channels(item.in_channels, shape, f"{self.source.name}.{item.name}", scope)
+        try:
+            out = op.infer(shape)
+        except ShapeError as e:
+            detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
+            raise SpecError(f"{name}: {detail}", item.where) from None
+        if out.spatial:
+            out = dataclasses.replace(out, last=op.last_after(op.values(), shape.last))
+        counts = Counts(*op.params(shape))
+        node_id = self.node_id(path, name)
+        _add_node(self.state, Node(node_id, op, (src.node,), out, counts.trainable, counts.non_trainable, op.macs(shape)), item.where)
+        inst = LayerInst(name, op, shape, out, counts, nonneg_in=src.nonneg, where=item.where)
+        return inst, Tensor(node_id, out, op.nonneg_after(src.nonneg))
+
+    def merge(self, item: SymLayer, name: str, path: tuple[str, ...], sources: list[Tensor]) -> tuple[Inst, Tensor]:
+        op = ops.KINDS[item.kind]()
+        try:
+            out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
+        except ShapeError as e:
+            raise SpecError(f"{name}: {e} (from {', '.join(item.inputs)})", item.where) from None
+        if item.passes is not None:  # the merge of `branches`
+            edges: tuple[str, ...] = ("branch",) * len(sources)
+        else:
+            edges = tuple("gate" if item.kind == "multiply" and t.shape != out else "data" for t in sources)
+        node_id = self.node_id(path, name)
+        _add_node(self.state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), item.where)
+        inst = LayerInst(name, op, sources[0].shape, out, Counts(), where=item.where, inputs=item.inputs)
+        nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
+        return inst, Tensor(node_id, out, nonneg)
+
+    def arguments(self, sym: SymBlock, scope: dict[str, Any], where: Location) -> tuple[BlockSource, dict[str, Any]]:
+        """An inner instance's arguments, typed as its kind declares them."""
+        inner = self.state.spec.blocks[sym.block]
+        args: dict[str, Any] = {}
+        for key, tree in sym.args:
+            decl = inner.definition.params[key]
+            kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
+            try:
+                args[key] = self.value(tree, scope, f"param_{kind}", where)
+            except SpecError as e:
+                raise SpecError(f"block {sym.block!r} parameter {key!r} {e.message}", e.where) from None
+        return inner, args
+
+    def block(
+        self, sym: SymBlock, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], where: Location,
+        first_position: int | None = None,
+    ) -> tuple[BlockInst, Tensor]:  # fmt: skip
+        _, args = self.arguments(sym, scope, where)
+        self.check_channels(sym.in_channels, src.shape, f"{self.source.name}.{sym.name}", scope)
+        switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
+        ctx = _Ctx(self.source.source, (*self.source.path, *sym.at), path, {}, False)
+        inst, node = _instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches)
+        nonneg = self.state.block_types[sym.block].nonneg_out
+        return inst, Tensor(node, inst.out_shape, nonneg)
+
+    def stage(
+        self, sym: SymStage, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], spliced_at: int | None = None,
+    ) -> tuple[StageInst, Tensor]:  # fmt: skip
+        """A stage inside a block kind; `spliced_at`: its instances are entries of the enclosing
+        numbered list from that position on (torchvision's `nn.Sequential(first, *remaining)`)."""
+        where = self.where(sym)
+        repeat = self.value(sym.repeat, scope, "any", lambda: self.where(sym, "repeat"))
+        _check_repeat(repeat, self.where(sym, "repeat"))
+        stage_path = (*path, sym.name) if spliced_at is None else path
+        dense = sym.connectivity == "dense"
+        cur, instances = src, []
+        for k in range(repeat):
+            inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
+            here = {**scope, STAGE_INDEX: k}
+            one = sym.rest if dense or k > 0 else sym.first
+            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where)
+            instances.append(dataclasses.replace(inst, output=out.node))
+            if dense:
+                concat = ops.Concat()
+                try:
+                    shape = concat.infer_many([cur.shape, inst.out_shape])
+                except ShapeError as e:
+                    raise SpecError(f"{sym.name}.{inst_name}: {e}", where) from None
+                node_id = _join(stage_path, f"{inst_name}_concat")
+                _add_node(self.state, Node(node_id, concat, (cur.node, out.node), shape, edges=("dense", "data")), where)
+                cur = Tensor(node_id, shape, False)
+            else:
+                cur = out
+        name = sym.name
+        stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, _sum(instances))
+        nonneg = not dense and self.state.block_types[sym.block].nonneg_out
+        return dataclasses.replace(stage, output=cur.node), Tensor(cur.node, cur.shape, nonneg)
+
+    def merge_skip(
+        self, path: tuple[str, ...], branch: Tensor, where: Location, switches: dict[str, bool] | None,
+    ) -> tuple[Tensor, str | None]:  # fmt: skip
+        """The sum of the branch and a shortcut: the first of the kind's shortcuts that applies
+        (projection or option A), else the identity. A `shape_changes` shortcut applies where
+        the shapes differ; inside another block kind, where the code's switch says so, and the
+        two must agree."""
+        btype, source = self.btype, self.source
+        chosen: SymShortcut | None = None
+        chosen_in = self.env["input"]
+        for k, sc in enumerate(btype.shortcuts):
+            sc_in = self.env[sc.input] if sc.input else self.env["input"]
+            if sc.when == "always":
+                holds = True
+            elif sc.when == "shape_changes":
+                holds = branch.shape != sc_in.shape
+                if switches is not None and switches.get(sc.name, False) != holds:
+                    raise SpecError(
+                        f"block {source.name!r} changes the map size without a stride here; inside another block its "
+                        "shortcut must follow from its stride and channels",
+                        where,
+                    )
+            else:
+                holds = bool(self.value(sc.condition, self.scope, "bool", lambda: source.locate("shortcut", *_sc_index(source, k), "when")))  # type: ignore[arg-type]
+            if holds and chosen is not None and sc.when not in ("always", "shape_changes"):
+                raise SpecError(
+                    f"block {source.name!r}: shortcuts {chosen.name!r} and {sc.name!r} both apply to this instance; "
+                    "make their `when` conditions exclusive",
+                    where,
+                )
+            if holds and chosen is None:
+                chosen, chosen_in = sc, sc_in
+        tensor = chosen_in
+        if chosen is None:
+            if branch.shape != tensor.shape:
+                raise SpecError(
+                    f"identity shortcut over a shape change: block {source.name!r} maps {tensor.shape} to {branch.shape}; "
+                    "declare `shortcut: {kind: projection}` (or option_a) on the block",
+                    where,
+                )
+        else:
+            for node_id, op in self.shortcut_ops(chosen, path, tensor, branch):
+                try:
+                    new_shape = op.infer(tensor.shape)
+                except ShapeError as e:
+                    raise SpecError(f"shortcut of block {source.name!r}: {e}", where) from None
+                t, nt = op.params(tensor.shape)
+                _add_node(self.state, Node(node_id, op, (tensor.node,), new_shape, t, nt, op.macs(tensor.shape)), where)
+                tensor = Tensor(node_id, new_shape, False)
+            if tensor.shape != branch.shape:
+                raise SpecError(
+                    f"shortcut of block {source.name!r} gives {tensor.shape} but the branch gives {branch.shape}; "
+                    "the branch must downsample by a whole stride",
+                    where,
+                )
+        add_id = _join(path, "add")
+        _add_node(self.state, Node(add_id, ops.Add(), (branch.node, tensor.node), branch.shape, edges=("data", "residual")), where)
+        return Tensor(add_id, branch.shape, False), chosen.name if chosen else None
+
+    def shortcut_ops(self, sc: SymShortcut, path: tuple[str, ...], src: Tensor, branch: Tensor) -> list[tuple[str, ops.Op]]:
+        """The shortcut's layers with their node ids: its stride is the one its code computes
+        (`sc.stride`, the branch's from the shortcut's input), not a product over every layer."""
+        stride = self.value(sc.stride, self.scope, "int", self.source.locate("shortcut"))
+        base = _join(path, sc.name)
+        if sc.kind != "projection":
+            return [(base, ops.PadShortcut(stride, branch.shape.c - src.shape.c))]
+        loc = self.source.locate("shortcut")
+        written = next(s for s in self.source.definition.shortcuts if s.name == sc.name)
+        defaults = self.state.spec.model.defaults
+        if written.bias is None and defaults.conv.bias is None:
+            raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
+        self.check_channels(sc.out_channels, branch.shape, f"shortcut of block {self.source.name!r}")
+        conv = ops.Conv(branch.shape.c, 1, stride, 0, 1, 1, sc.bias, self.state.init("conv"))
+        if not sc.batchnorm:
+            return [(base, conv)]  # a lone conv is the module itself
+        if sc.eps is None or sc.momentum is None:
+            raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
+        # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`)
+        return [(f"{base}.0", conv), (f"{base}.1", ops.BatchNorm(sc.eps, sc.momentum, init=self.state.init("batchnorm")))]
+
+
+def _check_repeat(repeat: Any, where: Location) -> None:
+    if isinstance(repeat, bool) or not isinstance(repeat, int):
+        hint = "; use // or int(...) for whole numbers" if isinstance(repeat, float) else ""
+        raise SpecError(f"repeat must be an integer, got {repeat!r}{hint}", where)
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise SpecError(
+            f"repeat must be between 1 and {MAX_REPEAT}, got {repeat} "
+            "(raise archc.lower.MAX_REPEAT deliberately if you mean it)",
+            where,
+        )
 
 
 def _check_inline(source: BlockSource, where: Location) -> None:
@@ -910,94 +1190,8 @@ def _bind(source: BlockSource, args: dict[str, Any], where: Location) -> dict[st
     return params
 
 
-def _merge_skip(state, source, ctx, params, in_shape, out_shape, block_in, cur, children, where):  # type: ignore[no-untyped-def]
-    """Add a shortcut to the branch output: the first of the block's shortcuts whose `when`
-    holds (projection or option A), else the identity."""
-    chosen, chosen_input = None, (block_in, in_shape, 0)
-    for k, sc in enumerate(source.definition.shortcuts):
-        sc_input = _shortcut_input(ctx, sc, block_in, in_shape, children)
-        if sc.when == "always":
-            holds = True
-        elif sc.when == "shape_changes":
-            holds = out_shape != sc_input[1]
-        else:
-            holds = _value(sc.when, params, source.locate("shortcut", *_sc_index(source, k), "when"), "bool")
-        if holds and chosen is not None and sc.when not in ("always", "shape_changes"):
-            raise SpecError(
-                f"block {source.name!r}: shortcuts {chosen.name!r} and {sc.name!r} both apply to this instance; "
-                "make their `when` conditions exclusive",
-                where,
-            )
-        if holds and chosen is None:
-            chosen, chosen_input = sc, sc_input
-    prev, shape, first_child = chosen_input
-    if chosen is None:
-        if out_shape != in_shape:
-            raise SpecError(
-                f"identity shortcut over a shape change: block {source.name!r} maps {in_shape} to {out_shape}; "
-                "declare `shortcut: {kind: projection}` (or option_a) on the block",
-                where,
-            )
-    else:
-        stride = _branch_stride(children[first_child:])
-        sc_path = (*ctx.module_path, chosen.name)
-        loc = source.locate("shortcut")
-        if chosen.kind == "projection":
-            defaults = state.spec.model.defaults
-            bias = chosen.bias if chosen.bias is not None else defaults.conv.bias
-            if bias is None:
-                raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
-            sc_ops: list[ops.Op] = [ops.Conv(out_shape.c, 1, stride, 0, 1, 1, bias, state.init("conv"))]
-            if chosen.batchnorm:
-                bn = defaults.batchnorm
-                if bn.eps is None or bn.momentum is None:
-                    raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
-                sc_ops.append(ops.BatchNorm(bn.eps, bn.momentum, init=state.init("batchnorm")))
-            # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`); a lone conv is the module itself
-            names: list[str | None] = [str(i) for i in range(len(sc_ops))] if len(sc_ops) > 1 else [None]
-        else:
-            sc_ops = [ops.PadShortcut(stride, out_shape.c - shape.c)]
-            names = [None]
-        for op, sub in zip(sc_ops, names):
-            try:
-                new_shape = op.infer(shape)
-            except ShapeError as e:
-                raise SpecError(f"shortcut of block {source.name!r}: {e}", where) from None
-            node_id = _join(sc_path, sub) if sub else _join(sc_path)
-            t, nt = op.params(shape)
-            _add_node(state, Node(node_id, op, (prev,), new_shape, t, nt, op.macs(shape)), where)
-            prev, shape = node_id, new_shape
-        if shape != out_shape:
-            raise SpecError(
-                f"shortcut of block {source.name!r} gives {shape} but the branch gives {out_shape}; "
-                "the branch must downsample by a whole stride",
-                where,
-            )
-    add_id = _join(ctx.module_path, "add")
-    _add_node(state, Node(add_id, ops.Add(), (cur, prev), out_shape, edges=("data", "residual")), where)
-    return out_shape, add_id, chosen.name if chosen else None
-
-
 def _sc_index(source: BlockSource, k: int) -> tuple[int, ...]:
     return (k,) if isinstance(source.definition.shortcut, list) else ()
-
-
-def _shortcut_input(ctx, sc, block_in, in_shape, children):  # type: ignore[no-untyped-def]
-    """(node id, shape, index of the first branch layer after it) that shortcut `sc` reads."""
-    if sc.input is None:
-        return block_in, in_shape, 0
-    i = next(i for i, child in enumerate(children) if child.name == sc.input)  # checked in _block_type
-    return _join(ctx.module_path, sc.input), children[i].out_shape, i + 1
-
-
-def _branch_stride(children: tuple[Inst, ...]) -> int:
-    stride = 1
-    for child in children:
-        if isinstance(child, LayerInst) and child.op.SPATIAL_STRIDE:
-            stride *= getattr(child.op, child.op.SPATIAL_STRIDE)
-        elif not isinstance(child, LayerInst):
-            stride *= max(1, (child.in_shape.h or 1) // (child.out_shape.h or 1))
-    return stride
 
 
 # --- symbolic block kinds ------------------------------------------------------------------
@@ -1021,11 +1215,13 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
     defined: dict[str, Location] = {}
 
-    def sym_layers(entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False) -> tuple[SymItem, ...]:
+    def sym_layers(
+        entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
+    ) -> tuple[SymItem, ...]:  # fmt: skip
         """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
         out: list[SymItem] = []
         position = 0
-        for index, entry in enumerate(entries):
+        for index, entry in enumerate(entries, start=offset):
             (written, body), = entry.items()
             kind = item_kind(body)
             where = source.locate(*section, index, written)
@@ -1057,20 +1253,40 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 if here is not points[source_name]:  # simplified under its condition
                     source_name = f"{name}.input"
                     points[source_name] = here
-                children = sym_layers(body.group, (*section, index, written, "group"), source_name, in_group=True)
+                group_section = (*section, index, written, "group")  # `name: {group: [...]}`, or `name: [...]`
+                if (*source.path, *group_section) not in source.source.marks:
+                    group_section = group_section[:-1]
+                children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
             elif kind == "branches":
+                # every branch reads the branches' input (`from:` or the previous tensor) and is
+                # present where the branches are; absent, the merge passes that input on
+                read = inputs[0] if inputs else prev
+                tracked = read
+                if here is not points[read]:  # simplified under the condition
+                    tracked = f"{name}.input"
+                    points[tracked] = here
                 ends = []
                 for k, branch in enumerate(body.branches):
                     (bname,) = branch
                     if bname == POSITIONAL:
                         raise SpecError("branches need names: they are module names", source.locate(*section, index, written, "branches", k))
-                    (child,) = sym_layers([branch], (*section, index, written, "branches"), prev)
-                    out.append(_with_inputs(child, (prev,)))
-                    ends.append(child.name)
+                    for child in sym_layers([branch], (*section, index, written, "branches"), tracked, offset=k):
+                        if condition is not None:
+                            both = condition if child.condition is None else ast.BoolOp(ast.And(), [condition, child.condition])
+                            child = dataclasses.replace(child, condition=both)
+                        out.append(_with_inputs(child, child.inputs or (read,)))  # a branch may read another tensor
+                        ends.append(child.name)
+                    if not ends or ends[-1] != bname:  # a branch whose `if:` never holds passes the input on
+                        ends.append(read)
+                        points[bname] = points[tracked]
                 reads.update(ends)
+                reads.add(read)
                 merged = _sym_merge(body.merge, [points[e] for e in ends])
-                item, result = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, tuple(points[e].flat for e in ends)), merged
+                flats = tuple(points[e].flat for e in ends)
+                item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
+                inputs = ()
+                result = merged
             elif ops.KINDS[kind].MERGE:
                 inputs = tuple(getattr(body, kind))
                 if body.from_ is not None or len(inputs) < 2:
@@ -1112,7 +1328,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
                 )
             points[name] = result
             prev = name
-            out.append(item)
+            out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
         points[LAST] = points[prev]
         return tuple(out)
 
@@ -1159,9 +1375,16 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     _unread(defined, reads, f"block {source.name!r}")
     # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
+    if not _numbered(definition):
+        _check_named_layers(source)
+    numbered = definition.connectivity == "none" and not after and all(
+        layer.name.isdigit() and not layer.inputs and not isinstance(layer, SymGroup)
+        and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION))
+        for layer in layers
+    )  # fmt: skip
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
-        stride, source.locate(), nonneg_out,
+        stride, source.locate(), nonneg_out, numbered,
     )  # fmt: skip
 
 
@@ -1482,3 +1705,7 @@ def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int
         marks = tuple((attr, p) for p in exposed for _, attr, where in refs.get(p, []) if where == here)
         return dataclasses.replace(item, exposed=marks) if marks else item
     return item
+
+
+def _is_merge(item: SymItem) -> bool:
+    return isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE

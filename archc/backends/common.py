@@ -24,6 +24,7 @@ from archc.ir.graph import (
     SymStage,
     instance_name,
 )
+from archc.ir.graph import spliced as numbered_on
 from archc.ops import ALL, KINDS
 from archc.spec import expr
 from archc.spec.types import LAYER_NAMES
@@ -404,18 +405,13 @@ def plan(
 def sequential(block: BlockType) -> bool:
     """A block kind whose layers are numbered and run in sequence: an nn.Sequential subclass,
     as torchvision's Conv2dNormActivation, so its state_dict keys are `0.weight`, `1.weight`, ..."""
-    return (
-        block.connectivity == "none" and not block.after and all(layer.name.isdigit() for layer in block.layers)
-        and not any(layer.inputs for layer in block.layers) and not any(isinstance(layer, SymGroup) for layer in block.layers)
-        and not any(isinstance(layer, SymLayer) and (KINDS[layer.kind].MERGE or KINDS[layer.kind].EXPRESSION) for layer in block.layers)
-    )  # fmt: skip
+    return block.numbered
 
 
 def spliced(item: SymItem, group: SymGroup) -> bool:
-    """An unnamed stage of a numbered sequence (a positional list, or a block kind whose layers
-    are all unnamed) whose instances are entries of the sequence itself, numbered on from its
-    position (torchvision's `nn.Sequential(first, *remaining)`), as lowering numbers them."""
-    return isinstance(item, SymStage) and item.name.isdigit() and group.positional and item.connectivity == "none"
+    """An unnamed stage of a numbered sequence whose instances are entries of the sequence
+    itself, numbered on from its position, as lowering numbers them."""
+    return numbered_on(item, group.positional)
 
 
 def tensor_variable(name: str) -> str:

@@ -108,7 +108,8 @@ class TorchEmitter:
         self.checkpointed = {
             b.name for b in graph.blocks
             if b.name in in_dense and b.connectivity == "none"
-            and all(isinstance(x, SymLayer) and not _module_free(x.kind) for x in b.layers) and any(x.kind == "conv" for x in b.layers)
+            and all(isinstance(x, SymLayer) and not _module_free(x.kind) and x.condition is None for x in b.layers)
+            and any(x.kind == "conv" for x in b.layers)
         }
 
     # --- block classes -----------------------------------------------------------------

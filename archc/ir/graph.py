@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from archc.errors import Location
 from archc.ops import Op, Shape
@@ -55,6 +55,11 @@ class SymLayer:
     inputs: tuple[str, ...] = ()  # tensors read by name (`input`, earlier layers); () is the previous one
     condition: ast.expr | None = None  # present only where this holds
     flat: tuple[bool, ...] = ()  # per input: flat (C,) rather than a map
+    # the tensor it passes on where its condition fails, when not the one it reads (the
+    # merge of `branches` passes on the branches' input, not the last branch's output)
+    passes: str | None = None
+    where: Location | None = field(default=None, compare=False)  # the spec entry
+    at: tuple[Any, ...] = field(default=(), compare=False)  # its YAML path in the block's source
 
     def arg(self, key: str) -> ast.expr:
         return dict(self.args)[key]
@@ -72,6 +77,8 @@ class SymBlock:
     in_channels: ast.expr
     inputs: tuple[str, ...] = ()
     condition: ast.expr | None = None
+    where: Location | None = field(default=None, compare=False)
+    at: tuple[Any, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class SymStage:
     in_channels: ast.expr
     inputs: tuple[str, ...] = ()
     condition: ast.expr | None = None
+    where: Location | None = field(default=None, compare=False)
+    at: tuple[Any, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class SymGroup:
     in_channels: ast.expr
     inputs: tuple[str, ...] = ()
     condition: ast.expr | None = None
+    where: Location | None = field(default=None, compare=False)
+    at: tuple[Any, ...] = field(default=(), compare=False)
 
     @property
     def positional(self) -> bool:
@@ -106,6 +117,13 @@ class SymGroup:
 
 
 SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup]
+
+
+def spliced(item: SymItem, numbered: bool) -> bool:
+    """An unnamed stage of a numbered list (a positional list, or a block kind whose layers are
+    all unnamed) contributes its instances to the list's numbering, as torchvision's `_stack` is
+    `nn.Sequential(first, *remaining)`."""
+    return isinstance(item, SymStage) and item.name.isdigit() and numbered and item.connectivity == "none"
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,9 @@ class BlockType:
     stride: ast.expr  # of the whole block
     where: Location
     nonneg_out: bool = False  # its output is known to be >= 0 (it ends with a relu)
+    # its layers are unnamed and run in sequence: an nn.Sequential subclass in PyTorch (torchvision's
+    # Conv2dNormActivation), numbered `0`, `1`, ...; its unnamed stages number on (`_stack`)
+    numbered: bool = False
 
 
 @dataclass(frozen=True)
