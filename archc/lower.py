@@ -307,6 +307,7 @@ def _lower_items(
     position = first_position
     reads: set[str] = set()
     defined: dict[str, Location] = {}
+    flow = _Flow()
     for index, entry in enumerate(entries, start=offset):
         (written, body), = entry.items()
         kind = item_kind(body)
@@ -321,11 +322,13 @@ def _lower_items(
         if body.if_ is not None and not _value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
             if written != POSITIONAL:
                 env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
+                flow.aliases[written] = body.from_ or prev
                 prev = written
-            reads.update(inputs)
+            flow.excused.update(flow.resolve(n) for n in _merged_names(body, kind))
             continue
         name = str(position) if written == POSITIONAL else written
         position += 1
+        first_node, first_item = len(state.nodes), len(items)
         if name in seen and not (kind == "act" and seen[name] == body):
             raise SpecError(f"duplicate layer name {name!r} in this list; only identical activations may share a name", where)
         uses[name] = uses.get(name, 0) + 1
@@ -421,16 +424,61 @@ def _lower_items(
             item = dataclasses.replace(item, inputs=inputs)
         item = dataclasses.replace(item, output=cur)
         items.append(item)
-        reads.update(item.inputs if item.inputs else (prev,))
-        if kind == "branches":
-            reads.add(body.from_ or prev)
+        read = [*(item.inputs if item.inputs else (prev,)), *((body.from_ or prev,) if kind == "branches" else ())]
+        reads.update(read)
+        flow.readers[name] = [flow.resolve(n) for n in read]
+        flow.spans[name] = (first_node, len(state.nodes), first_item, len(items))
         defined[name] = where
         shape = item.out_shape
         env[name] = Tensor(cur, shape, nonneg)
         prev = name
     if model_level:
-        _unread(defined, reads | {prev}, "the model")
+        flow.prune(state, items, defined, flow.resolve(prev))
     return tuple(items), shape, cur, nonneg
+
+
+@dataclass
+class _Flow:
+    """Who reads what among the model's layers, to drop those that only absent layers read
+    (`a` below a merge whose `if:` fails is built by no backend) and report the others."""
+
+    aliases: dict[str, str] = field(default_factory=dict)  # absent layer -> the tensor it passes on
+    readers: dict[str, list[str]] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # its nodes and items
+    excused: set[str] = field(default_factory=set)  # read by layers that are absent or dropped
+
+    def resolve(self, name: str) -> str:
+        while name in self.aliases:
+            name = self.aliases[name]
+        return name
+
+    def prune(self, state: _State, items: list[Inst], defined: dict[str, Location], output: str) -> None:
+        count: dict[str, int] = {output: 1}
+        for read in self.readers.values():
+            for name in read:
+                count[name] = count.get(name, 0) + 1
+        dead: list[str] = []
+        changed = True
+        while changed:
+            changed = False
+            for name in defined:
+                if name not in dead and not count.get(name) and name in self.excused:
+                    dead.append(name)
+                    changed = True
+                    for read in self.readers[name]:
+                        count[read] -= 1
+                        self.excused.add(read)
+        _unread({n: w for n, w in defined.items() if n not in dead}, {n for n, k in count.items() if k}, "the model")
+        nodes = {i for name in dead for i in range(*self.spans[name][:2])}
+        insts = {i for name in dead for i in range(*self.spans[name][2:])}
+        state.nodes[:] = [node for i, node in enumerate(state.nodes) if i not in nodes]
+        items[:] = [item for i, item in enumerate(items) if i not in insts]
+
+
+def _merged_names(body: Any, kind: str) -> list[str]:
+    """The tensors a merge lists."""
+    op = ops.KINDS.get(kind)
+    return list(getattr(body, kind)) if op is not None and op.MERGE else []
 
 
 def _check_layout(name: str, kind: str, last: bool, where: Location, in_group: bool = False) -> None:
@@ -1214,6 +1262,8 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
     defined: dict[str, Location] = {}
+    aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
+    last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
 
     def sym_layers(
         entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
@@ -1233,6 +1283,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
             if isinstance(condition, ast.Constant) and not condition.value:
                 points[name] = here  # never present
+                aliases[name] = inputs[0] if inputs else prev
                 prev = name
                 continue
             passed = here  # what the item passes on where it is absent
@@ -1330,6 +1381,7 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
             prev = name
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
         points[LAST] = points[prev]
+        last_of[section] = prev
         return tuple(out)
 
     layers = sym_layers(definition.layers, ("layers",), "input")
@@ -1366,6 +1418,9 @@ def _block_type(state: _State, source: BlockSource) -> BlockType:
     points["after.input"] = SymTensor(channels, stride, definition.connectivity == "none" and points[LAST].nonneg, False)
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
+    kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
+    layers = _live(layers, {last_of[("layers",)], *kept}, aliases)
+    after = _live(after, {last_of[("after",)]}, aliases)
     params = tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
@@ -1709,3 +1764,77 @@ def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int
 
 def _is_merge(item: SymItem) -> bool:
     return isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE
+
+
+def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]) -> tuple[SymItem, ...]:
+    """Each item of a block kind's list exists where its condition holds and something that
+    exists reads it: a layer read only by a merge under `if:` exists where the merge does,
+    in the IR and in both backends alike (a Keras model drops a layer nothing reads).
+
+    Walks the list backwards with, per item, the condition under which its value is used
+    (ALWAYS, or an expression over the block's parameters); an item that is absent passes
+    its input on, so that input is used where the item's value is and its condition fails."""
+    index: dict[str, int] = {}  # name -> the latest item of that name so far
+    wiring: list[tuple[list[object], object]] = []  # per item: what it reads, what it passes on
+
+    def resolve(name: str) -> object:
+        while name in aliases and name not in index:
+            name = aliases[name]
+        return index.get(name, name)
+
+    for k, item in enumerate(items):
+        prev: object = k - 1 if k else None
+        reads = [resolve(n) for n in item.inputs] or [prev]
+        passes = resolve(item.passes) if isinstance(item, SymLayer) and item.passes else prev if _is_merge(item) else reads[0]
+        wiring.append((reads, passes))
+        index[item.name] = k
+    used: dict[object, Any] = {resolve(name): ALWAYS for name in outputs}
+    out = list(items)
+    for k in reversed(range(len(items))):
+        item, (reads, passes) = items[k], wiring[k]
+        when = used.get(k)
+        if when is None:
+            continue  # nothing reads it (reported as an unread layer where it is defined)
+        condition = item.condition
+        for source in reads:
+            used[source] = _either(used.get(source), when if source == passes else _both(condition, when))
+        if condition is not None and passes not in reads:
+            used[passes] = _either(used.get(passes), _both(ast.UnaryOp(ast.Not(), condition), when))
+        if when is not ALWAYS and not _implies(condition, when):
+            out[k] = dataclasses.replace(item, condition=_both(condition, when))
+    return tuple(out)
+
+
+ALWAYS = ast.Constant(True)
+
+
+def _both(a: ast.expr | None, b: Any) -> Any:
+    if b is ALWAYS or b is None:
+        return a if a is not None else ALWAYS
+    if a is None or a is ALWAYS:
+        return b
+    return ast.BoolOp(ast.And(), [*_conjuncts(a), *(t for t in _conjuncts(b) if expr.to_python(t) not in {expr.to_python(c) for c in _conjuncts(a)})])
+
+
+def _either(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if a is ALWAYS or b is ALWAYS:
+        return ALWAYS
+    if expr.to_python(a) == expr.to_python(b):
+        return a
+    return ast.BoolOp(ast.Or(), [a, b])
+
+
+def _conjuncts(tree: ast.expr) -> list[ast.expr]:
+    if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And):
+        return [t for v in tree.values for t in _conjuncts(v)]
+    return [tree]
+
+
+def _implies(condition: ast.expr | None, when: ast.expr) -> bool:
+    """Whether `condition` holding means `when` holds, as far as their conjuncts tell."""
+    if condition is None:
+        return False
+    have = {expr.to_python(t) for t in _conjuncts(condition)}
+    return all(expr.to_python(t) in have for t in _conjuncts(when))

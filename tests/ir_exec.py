@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the name generated code uses
 from torch import nn
 
-from archc.backends.torch import concrete_args, layer_module
 from archc.backends.common import literal
+from archc.backends.torch import concrete_args, layer_module
 from archc.code import flat
 from archc.ir.graph import Graph
 

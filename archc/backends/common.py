@@ -384,6 +384,7 @@ def plan(
     after = {item.name: nxt.name for item, nxt in zip(items, items[1:])}
     named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {"input"}
     named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
+    named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {"input"}
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     steps = []
@@ -392,7 +393,8 @@ def plan(
         condition = getattr(item, "condition", None)
         dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        steps.append(Step(item, srcs, dst, prev if is_merge(item) else srcs[0], safe))
+        passes = getattr(item, "passes", None)  # what it passes on where its condition fails
+        steps.append(Step(item, srcs, dst, var[passes] if passes else prev if is_merge(item) else srcs[0], safe))
         var[item.name] = dst
         prev = dst
         # where a conditional item is absent, its variable holds its input: as safe as that was

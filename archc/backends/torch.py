@@ -135,9 +135,11 @@ class TorchEmitter:
                 "init": self._group_lines(group, hoist, INDENT2, target="super().__init__"),
                 "methods": [],
             }
+        self.switches: dict[int, str] = {}
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
-            if layer.name in defined:
+            module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
+            if layer.name in defined and not module_free:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
             init += self._init_lines(layer, hoist, step.inplace, INDENT2)
@@ -235,10 +237,10 @@ class TorchEmitter:
         lines = hoist.definitions(common.width_trees(layer), indent)
         condition = hoist.condition(layer.condition)
         if isinstance(layer, SymLayer) and _module_free(layer.kind):
-            lines += [f"{indent}self.use_{layer.name} = {condition}"] if condition else []
+            lines += [f"{indent}self.{self._switch(layer)} = {condition}"] if condition else []
             inner = indent + "    " if condition else indent
             stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
-            return lines + ([f"{indent}if self.use_{layer.name}:"] if condition and stored else []) + stored
+            return lines + ([f"{indent}if self.{self._switch(layer)}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
             if condition is None:
                 return lines + self._group_lines(layer, hoist, indent)
@@ -251,6 +253,17 @@ class TorchEmitter:
         if condition is None:
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
+
+    def _switch(self, layer: SymLayer) -> str:
+        """The attribute that says whether a conditional merge or expression is present:
+        `use_NAME`, numbered on where alternatives under other conditions share the name."""
+        if id(layer) not in self.switches:
+            taken = set(self.switches.values())
+            name, k = f"use_{layer.name}", 2
+            while name in taken:
+                name, k = f"use_{layer.name}_{k}", k + 1
+            self.switches[id(layer)] = name
+        return self.switches[id(layer)]
 
     def _group_lines(self, group: SymGroup, hoist: common.Hoister, indent: str, target: str | None = None) -> list[str]:
         """An nn.Sequential inside a block kind; conditional entries are appended when they hold.
@@ -317,11 +330,11 @@ class TorchEmitter:
         kind = getattr(layer, "kind", "block")
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
-            guard = f"if self.use_{layer.name}:"
+            guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = {**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}
             body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
-            guard = f"if self.use_{layer.name}:"
+            guard = f"if self.{self._switch(layer)}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
             body = self._call_line(layer.name, kind, src, step.dst)
