@@ -14,6 +14,7 @@ import pytest
 from ir_exec import run_ir
 
 from archc.backends import emit
+from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -258,3 +259,182 @@ outer:
 def test_channels_in_a_nested_blocks_with():
     graph = agree(spec(CHANNELS_IN_WITH, "- blk: {block: outer, with: {k: 3}}\n"))
     assert next(n for n in graph.nodes if n.id == "blk.again.conv").shape.c == 6
+
+
+# --- random dataflow specs ------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SETTINGS = dict(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+ACTS = ["relu", "silu", "sigmoid", "tanh", "gelu"]
+
+
+class _Block:
+    """A random block kind built while tracking each tensor's channels for one instance
+    (`w`, `flag` and the input channels known), so that most drawn specs are valid."""
+
+    def __init__(self, draw, name: str, c_in: int, w: int, flag: bool, inner: str | None, skip: bool):
+        self.draw, self.w, self.flag = draw, w, flag
+        self.layers: list[dict] = []
+        self.ch = {"input": c_in}
+        self.last = "input"
+        self.n = 0
+        for _ in range(draw(st.integers(1, 4))):
+            self.step(inner)
+        self.finish(skip)
+        params = {"w": "int", "flag": False, "stride": 1}
+        self.definition = {"params": params, "layers": self.layers}
+        if skip:
+            self.definition |= {"connectivity": "skip", "shortcut": {"kind": "projection"}, "after": [{"post": "relu"}]}
+        self.name = name
+
+    def fresh(self) -> str:
+        self.n += 1
+        return f"l{self.n}"
+
+    def add(self, name: str, body: dict, channels: int) -> None:
+        self.layers.append({name: body})
+        self.ch[name] = channels
+        self.last = name
+
+    def cond(self) -> tuple[str | None, bool]:
+        """An optional `if:` and whether it holds for this instance."""
+        text = self.draw(st.sampled_from([None, None, "flag", "not flag", "w > 3", "channels == w"]))
+        holds = {None: True, "flag": self.flag, "not flag": not self.flag, "w > 3": self.w > 3}.get(text)
+        return text, holds
+
+    def step(self, inner: str | None) -> None:
+        draw = self.draw
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner"]))
+        src = draw(st.sampled_from([self.last, self.last, *self.ch]))
+        body: dict = {} if src == self.last else {"from": src}
+        c = self.ch[src]
+        text, holds = self.cond()
+        if text == "channels == w":
+            holds = c == self.w
+        if text:
+            body["if"] = text
+        name = self.fresh()
+        if kind == "conv":
+            filters = draw(st.sampled_from(["w", "channels", "w * 2"]))
+            out = {"w": self.w, "channels": c, "w * 2": 2 * self.w}[filters]
+            k = draw(st.sampled_from([1, 3]))
+            body["conv"] = {"filters": filters, "kernel": k, "padding": k // 2}
+        elif kind == "act":
+            body["act"], out = draw(st.sampled_from(ACTS)), c
+        elif kind == "group":
+            entry = {"conv": {"filters": "w", "kernel": 1}}
+            if draw(st.booleans()):
+                entry["if"] = "flag"
+            body["group"] = [entry, "batchnorm", "relu"]
+            out = self.w if "if" not in entry or self.flag else c
+        elif kind == "branches":
+            merge = draw(st.sampled_from(["add", "concat"]))
+            branches = [{"b1": {"conv": {"filters": "w", "kernel": 1}}}, {"b2": [{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, "relu"]}]
+            if draw(st.booleans()) and len(self.ch) > 1:  # one branch reads another tensor of the same size
+                branches[1] = {"b2": {"conv": {"filters": "w", "kernel": 1}, "from": draw(st.sampled_from(list(self.ch)))}}
+            for b in branches:
+                (bname,) = b
+                b[f"{name}_{bname}"] = b.pop(bname)
+            body |= {"branches": branches, "merge": merge}
+            out = 2 * self.w if merge == "concat" else self.w
+        elif kind == "merge":
+            same = [n for n, ch in self.ch.items() if ch == c and n != src]
+            if not same:
+                return
+            other = draw(st.sampled_from(same))
+            op = draw(st.sampled_from(["add", "concat"]))
+            body.pop("from", None)
+            body[op] = [src, other]
+            out = 2 * c if op == "concat" else c
+            if text:  # absent, a merge passes the previous tensor on
+                c = self.ch[self.last]
+        else:
+            if inner is None:
+                return
+            body["block"], body["with"] = inner, {"w": draw(st.sampled_from(["w", "channels"]))}
+            out = self.w if body["with"]["w"] == "w" else c
+        self.add(name, body, out if holds else c)
+
+    def finish(self, skip: bool) -> None:
+        """End on `w` channels: a 1x1 conv (strided where the block is), or a strided pair of branches."""
+        if skip and self.draw(st.booleans()):
+            body = {"branches": [
+                {"f1": {"conv": {"filters": "w", "kernel": 1, "stride": "stride"}}},
+                {"f2": {"conv": {"filters": "w", "kernel": 3, "stride": "stride", "padding": 1}}},
+            ], "merge": "add"}  # fmt: skip
+        else:
+            body = {"conv": {"filters": "w", "kernel": 1, "stride": "stride" if skip else 1}}
+        self.add("final", body, self.w)
+        self.layers.append({"norm": "batchnorm"})
+
+
+@st.composite
+def dataflow_specs(draw):
+    c0 = draw(st.sampled_from([3, 4]))
+    size = draw(st.sampled_from([8, 10]))
+    stem = draw(st.sampled_from([4, 6]))
+    blocks: dict = {}
+    inner = None
+    if draw(st.booleans()):
+        block = _Block(draw, "inner", stem, 4, False, None, False)
+        blocks["inner"] = block.definition
+        inner = "inner"
+    layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"act": "relu"}]
+    c = stem
+    for k in range(draw(st.integers(1, 3))):
+        w, flag = draw(st.sampled_from([2, 4, 6])), draw(st.booleans())
+        skip = draw(st.booleans())
+        block = _Block(draw, f"blk{k}", c, w, flag, inner, skip)
+        blocks[f"blk{k}"] = block.definition
+        mode = draw(st.sampled_from(["block", "stage", "dense"] if not skip else ["block", "stage"]))
+        args = {"w": w, "flag": flag}
+        if mode == "block":
+            item = {"block": f"blk{k}", "with": args | ({"stride": 2} if skip and draw(st.booleans()) else {})}
+            c = w
+        elif mode == "stage":
+            item = {"stage": f"blk{k}", "repeat": draw(st.integers(1, 3)), "with": args}
+            if skip and draw(st.booleans()):
+                item["first"] = {"stride": 2}
+            c = w
+        else:
+            repeat = draw(st.integers(1, 3))
+            item = {"stage": f"blk{k}", "repeat": repeat, "connectivity": "dense", "with": args}
+            c += repeat * w
+        layers.append({f"s{k}": item})
+        if draw(st.booleans()):  # a model-level side path and a merge, maybe absent
+            layers.append({f"side{k}": {"conv": {"filters": c, "kernel": 1}, "from": f"s{k}"}})
+            merge = {"add": [f"s{k}", f"side{k}"]}
+            if draw(st.booleans()):
+                merge["if"] = draw(st.sampled_from(["true", "false"]))
+            layers.append({f"m{k}": merge})
+    layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
+    return {
+        "archc": 1, "name": "rand", "input": [c0, size, size],
+        "defaults": {"conv": {"bias": draw(st.booleans())}, "batchnorm": {"eps": 1e-5, "momentum": 0.1}},
+        "blocks": blocks, "layers": layers,
+    }  # fmt: skip
+
+
+def _lowered(spec_dict):
+    import yaml
+
+    text = yaml.safe_dump(spec_dict, sort_keys=False, default_flow_style=None, width=1000)
+    try:
+        lower(load_spec_text(text, "rand.yaml"))
+    except SpecError:
+        assume(False)
+    return text
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(dataflow_specs())
+def test_random_dataflow_specs_agree_in_the_ir_and_pytorch(spec_dict):
+    agree(_lowered(spec_dict), keras_too=False)
+
+
+@settings(max_examples=8, **SETTINGS)
+@given(dataflow_specs())
+def test_random_dataflow_specs_agree_in_all_three(spec_dict):
+    agree(_lowered(spec_dict))
