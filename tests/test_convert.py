@@ -377,3 +377,25 @@ def test_success_line_to_a_full_stdout(tiny, tmp_path):
     # TensorFlow's start-up log lines are another matter (issue 20, section 6); archc says one line
     archc_lines = [line for line in result.stderr.splitlines() if line.startswith("archc")]
     assert archc_lines == ["archc: error: cannot write to standard output: No space left on device"], result.stderr
+
+
+def test_progress_bar_on_a_full_stderr(monkeypatch):
+    """The bar is decoration: a stderr that cannot take it (full, closed) stops the drawing, not
+    the conversion."""
+    from archc import cli
+
+    class Full:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+        def fileno(self):
+            raise OSError(9, "no descriptor")
+
+    for stream in (Full(), None):
+        monkeypatch.setattr(sys, "stderr", stream)
+        report = cli._bar()
+        report("transfer", 1, 4)
+        report("transfer", 4, 4)
