@@ -205,6 +205,15 @@ def test_disagreeing_outputs_write_nothing(tiny, tmp_path, monkeypatch):
     assert "the converted model disagrees with the source" in result.output
     assert not (tmp_path / "m.weights.h5").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "tiny.yaml"]  # no temporary file left
+    # a stderr that cannot take the message does not turn archc's bug into a user error (exit 2)
+    from archc import cli
+    from archc.errors import SpecError
+
+    def full(message="", **kwargs):
+        raise SpecError("cannot write to standard error: No space left on device")
+
+    monkeypatch.setattr(cli, "_out", full)
+    assert convert(tiny, tmp_path / "m.pth", tmp_path / "m.weights.h5").exit_code == 1
 
 
 def test_progress_goes_to_stderr_only_when_asked(tiny, tmp_path):
