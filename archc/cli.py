@@ -507,7 +507,8 @@ def convert(
     PyTorch state_dict (read with torch.load(weights_only=True)).
 
     Builds both models in memory, checks SRC tensor by tensor against the spec
-    (exit 2 naming the first missing, unexpected or misshapen tensor), moves the
+    (exit 2 naming the first missing, unexpected, misshapen, sparse, complex, integer
+    or non-finite tensor; a pickled model is refused, never run), moves the
     weights through the IR, and writes DST only if one random batch gives the same
     output in both frameworks (exit 1 otherwise)."""
 
@@ -528,7 +529,8 @@ def convert(
                 raise
             raise SpecError(f"archc convert needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
         except converter.ConversionMismatch as e:
-            _echo(click.style("archc: error:", fg="red", bold=True) + f" {e}", err=True)
+            with contextlib.suppress(SpecError):  # a full stderr does not turn archc's bug into a user error
+                _echo(click.style("archc: error:", fg="red", bold=True) + f" {e}", err=True)
             sys.exit(1)
         if as_json:
             _json("convert", {"spec": spec, "model": graph.name, "src": src, "dst": dst, "direction": result.direction,
@@ -536,7 +538,7 @@ def convert(
                               "tolerance": result.tolerance})  # fmt: skip
             return
         source, target_kind = result.direction.split("->")
-        click.echo(
+        _out(
             f"wrote {dst} ({graph.name}, {source} -> {target_kind}, {result.tensors} tensors; "
             f"outputs agree: max |torch - keras| {result.max_abs:.2e})"
         )
@@ -565,14 +567,17 @@ def blocks(library: str | None, as_json: bool) -> None:
 
 
 def _bar():  # type: ignore[no-untyped-def]
-    """progress(step, done, total) drawing one line per step on stderr."""
+    """progress(step, done, total) drawing one line per step on stderr, while stderr takes it."""
 
     def report(step: str, done: int, total: int) -> None:
         width = 30
         filled = width * done // max(total, 1)
         end = "\n" if done >= total else ""
-        sys.stderr.write(f"\r{step:<9}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"\r{step:<9}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+            sys.stderr.flush()
+        except (OSError, AttributeError):  # a full or closed stderr: the bar is decoration, the work goes on
+            _silence(sys.stderr)
 
     return report
 

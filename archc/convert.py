@@ -3,13 +3,16 @@
 The direction follows the file names: a Keras weights file ends in `.weights.h5`;
 anything else (`.pth`, `.pt`, `.bin`) is a PyTorch state_dict. Both models are
 generated from SPEC in memory, the source file is checked tensor by tensor against
-the model SPEC describes (the first missing, unexpected or misshapen tensor is a
-`SpecError`: the checkpoint does not fit the spec), the weights are moved through
-the IR by `archc.interop`, and one random batch must give the same output in both
-frameworks before DST is written (atomically: a temporary file, then a rename).
+the model SPEC describes (the first missing, unexpected or misshapen tensor, and one
+that is sparse, quantized, on the meta device, complex, of integers where the model
+holds floats, or holds NaN or inf, is a `SpecError` naming it: the file's fault, not
+archc's), the weights are moved through the IR by `archc.interop`, and one random
+batch must give the same output in both frameworks before DST is written
+(atomically: a temporary file, then a rename).
 
 PyTorch files are read with `torch.load(..., weights_only=True)`: a checkpoint cannot
-run code. torch and keras are imported here, never by the compiler core.
+run code. Keras files are read only through hard links, from data inside the file.
+torch and keras are imported here, never by the compiler core.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def convert(
     else:
         report("read", 0, 1)
         _check_keras_file(src, k_model)
-        k_model.load_weights(str(src))
+        k_model.load_weights(str(src))  # after _check_keras_file, which refuses what Keras would
         report("read", 1, 1)
         _transfer(interop.keras_to_torch, k_model, t_model, graph, report)
 
@@ -101,6 +104,11 @@ def convert(
     with torch.no_grad():
         want = t_model(torch.from_numpy(x)).numpy()
     got = keras.ops.convert_to_numpy(k_model(x.transpose(0, 2, 3, 1), training=False))
+    if not np.isfinite(want).all():
+        raise SpecError(
+            f"{src}: with these weights the spec's model computes NaN or inf on the check batch (standard-normal "
+            f"inputs), so the conversion cannot be checked; {dst} was not written"
+        )
     max_abs = float(np.abs(want - got).max()) if want.shape == got.shape else float("inf")
     magnitude = float(np.abs(want).max())
     if not max_abs <= tolerance * max(1.0, magnitude):
@@ -142,44 +150,141 @@ def _transfer(move: Callable[..., None], a: Any, b: Any, graph: Graph, report: P
 
 # --- reading and checking the source file ---------------------------------------------------
 
+# Where training scripts keep the model's state_dict inside a checkpoint dict.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+SAVE_STATE_DICT = "torch.save(model.state_dict(), PATH)"
+
 
 def _read_torch(src: Path, model: Any) -> dict[str, Any]:
-    """The state_dict in `src` (also under a "state_dict" or "model" key, as training scripts
-    save it), after checking that its tensors are exactly the model's, with the same shapes."""
-    import pickle
-
+    """The state_dict in `src` (also under a WRAPPER_KEYS entry, as training scripts save it, and
+    with the `module.` prefix of nn.DataParallel removed), after checking that its tensors are
+    exactly the model's: the same names and shapes, dense, of the same kind of number, finite."""
     import torch
 
-    try:
-        loaded = torch.load(src, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpecError(
-            f"{src}: not a PyTorch state_dict that can be loaded safely (torch.load(weights_only=True): {first})"
-        ) from None
+    loaded = _load_torch(src)
     if isinstance(loaded, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(loaded.get(key), dict) and all(isinstance(v, torch.Tensor) for v in loaded[key].values()):
-                loaded = loaded[key]
+        for key in WRAPPER_KEYS:
+            inner = loaded.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                loaded = inner
                 break
-    if not (isinstance(loaded, dict) and all(isinstance(v, torch.Tensor) for v in loaded.values())):
+    if not isinstance(loaded, dict):
         raise SpecError(f"{src}: expected a state_dict (a mapping of names to tensors), found {type(loaded).__name__}")
+    for key, value in loaded.items():
+        if not isinstance(value, torch.Tensor):
+            wrappers = ", ".join(repr(k) for k in WRAPPER_KEYS[:-1]) + f" or {WRAPPER_KEYS[-1]!r}"
+            raise SpecError(
+                f"{src}: expected a state_dict (a mapping of names to tensors), but entry {key!r} is of type "
+                f"{type(value).__name__}; a training checkpoint's weights are read from its {wrappers} entry"
+            )
     want = model.state_dict()
+    if loaded and all(isinstance(k, str) and k.startswith("module.") for k in loaded) and not any(k.startswith("module.") for k in want):
+        loaded = {k.removeprefix("module."): v for k, v in loaded.items()}  # saved from nn.DataParallel / DDP
     for key, tensor in want.items():
         if key not in loaded:
             if key.endswith(".num_batches_tracked"):
                 loaded[key] = tensor  # a counter, not a weight: older checkpoints lack it
                 continue
             raise SpecError(f"{src}: missing tensor {key} {_shape(tensor.shape)}, which the spec's model holds{_HINT}")
-        if tuple(loaded[key].shape) != tuple(tensor.shape):
-            raise SpecError(
-                f"{src}: tensor {key} has shape {_shape(loaded[key].shape)} but the spec's model needs "
-                f"{_shape(tensor.shape)}{_HINT}"
-            )
+        _check_torch_tensor(src, key, loaded[key], tensor)
     for key, tensor in loaded.items():
         if key not in want:
             raise SpecError(f"{src}: unexpected tensor {key} {_shape(tensor.shape)}, which the spec's model lacks{_HINT}")
     return loaded
+
+
+def _load_torch(src: Path) -> Any:
+    """torch.load(weights_only=True): tensors and plain containers only, never code. A refusal
+    says what the file holds instead, found by reading its pickle's opcodes, not by running it."""
+    import torch
+
+    try:
+        return torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # whatever torch.load meets in a file is the file's doing
+        if "weights only load failed" not in str(e).lower():
+            detail = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().split(". ")[0].splitlines()[0] if str(e).strip() else ""
+            raise SpecError(
+                f"{src}: torch.load cannot read it ({type(e).__name__}{': ' + detail if detail else ''}); "
+                f"convert reads a file written by {SAVE_STATE_DICT}"
+            ) from None
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(src)  # PyTorch >= 2.5
+    except Exception:  # an older PyTorch, or the legacy (non-zip) format
+        found = []
+    if any(name.startswith("torch.nn.modules.") for name in found):
+        raise SpecError(
+            f"{src}: holds a whole pickled model (torch.save(model)), which cannot be loaded without running "
+            f"its code; save its weights instead, {SAVE_STATE_DICT}, and convert that file"
+        )
+    if found and all(name.startswith("numpy.") for name in found):
+        raise SpecError(
+            f"{src}: holds numpy arrays, which torch.load(weights_only=True) does not read; "
+            "save torch tensors: torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, PATH)"
+        )
+    objects = f"it pickles {', '.join(found[:3])}{' and more' if len(found) > 3 else ''}" if found else "it pickles Python objects"
+    raise SpecError(
+        f"{src}: not a PyTorch state_dict that can be loaded safely: {objects}, which "
+        f"torch.load(weights_only=True) refuses to run; save tensors only: {SAVE_STATE_DICT}"
+    )
+
+
+def _check_torch_tensor(src: Path, key: str, got: Any, want: Any) -> None:
+    """`got` can stand for the model's tensor `want`: dense, with real values, the same shape,
+    the same kind of number (floating point for weights, integer for counters), finite."""
+    import torch
+
+    what = f"tensor {key}"
+    if got.layout != torch.strided:
+        raise SpecError(f"{src}: {what} is stored in the {_unprefixed(got.layout)} layout, not dense; save it with tensor.to_dense()")
+    if got.is_quantized:
+        raise SpecError(f"{src}: {what} is quantized ({_unprefixed(got.dtype)}); save the float weights: tensor.dequantize()")
+    if got.is_meta:
+        raise SpecError(
+            f"{src}: {what} is on the meta device and holds no values (saved from a model that was never "
+            "given weights?); save the state_dict of a model with real weights"
+        )
+    if tuple(got.shape) != tuple(want.shape):
+        raise SpecError(f"{src}: {what} has shape {_shape(got.shape)} but the spec's model needs {_shape(want.shape)}{_HINT}")
+    if got.is_floating_point():
+        values = got.detach().to(torch.float64).numpy()  # exact for every floating dtype, bfloat16 included
+    elif got.is_complex():
+        values = got.detach().to(torch.complex128).numpy()
+    else:
+        values = got.detach().numpy()
+    _check_values(src, what, values, _unprefixed(got.dtype), _unprefixed(want.dtype))
+
+
+def _unprefixed(value: Any) -> str:
+    """A torch dtype or layout as numpy and users spell it: float32, sparse_coo."""
+    return str(value).removeprefix("torch.")
+
+
+def _check_values(src: Path, what: str, values: Any, stored: str, needed: str) -> None:
+    """The values of one tensor (a numpy array; `stored` names its dtype in the file) can be given
+    to a model variable of dtype `needed`: the same kind of number, finite before and after."""
+    import numpy as np
+
+    needed_dtype = np.dtype(needed)
+    floating = np.issubdtype(needed_dtype, np.floating)
+    fits = np.issubdtype(values.dtype, np.floating) if floating else np.issubdtype(values.dtype, np.integer)
+    if not fits:
+        kind = "floating-point" if floating else "integer"
+        raise SpecError(f"{src}: {what} holds {stored} values but the spec's model needs {kind} values ({needed})")
+    if not floating:
+        return
+    nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    if nan or inf:
+        counts = " and ".join(f"{n:,} {name}" for n, name in ((nan, "NaN"), (inf, "inf")) if n)
+        raise SpecError(
+            f"{src}: {what} holds {counts} of {values.size:,} values; only finite weights can be converted "
+            "(was the checkpoint saved after training diverged?)"
+        )
+    with np.errstate(over="ignore"):
+        if not np.isfinite(values.astype(needed_dtype)).all():
+            raise SpecError(
+                f"{src}: {what} holds values beyond the range of {needed}, the spec model's dtype "
+                f"(largest |x| = {float(np.abs(values).max()):.3g})"
+            )
 
 
 _HINT = "; was it saved from a model of this spec (with these --set values)?"
@@ -189,8 +294,8 @@ def _shape(shape: Any) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def keras_file_layout(model: Any) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(dataset path, what it is, shape) of every variable `model.save_weights` writes, in model
+def keras_file_layout(model: Any) -> list[tuple[str, str, tuple[int, ...], str]]:
+    """(dataset path, what it is, shape, dtype) of every variable `model.save_weights` writes, in model
     order. Keras 3 names a layer's group by its class, numbered in order (`layers/conv2d_3/vars/0`),
     not by the layer's name."""
     used: dict[str, int] = {}
@@ -203,7 +308,7 @@ def keras_file_layout(model: Any) -> list[tuple[str, str, tuple[int, ...]]]:
         else:
             used[name] = 0
         for i, var in enumerate([*layer.trainable_weights, *layer.non_trainable_weights]):
-            out.append((f"layers/{name}/vars/{i}", f"{layer.name} {var.name}", tuple(int(d) for d in var.shape)))
+            out.append((f"layers/{name}/vars/{i}", f"{layer.name} {var.name}", tuple(int(d) for d in var.shape), str(var.dtype)))
     return out
 
 
@@ -215,26 +320,57 @@ def _snake(name: str) -> str:
 
 
 def _check_keras_file(src: Path, model: Any) -> None:
+    """Every variable the model's save_weights would write is in `src` with its shape, stored in
+    the file itself (no HDF5 links, external or virtual datasets, which Keras refuses and which
+    would read other files), holding finite floating-point values; and nothing else is."""
     import h5py
+    import numpy as np
 
     try:
         with h5py.File(src, "r") as f:
             have: dict[str, tuple[int, ...]] = {}
             f.visititems(lambda name, obj: have.__setitem__(name, tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+            layout = keras_file_layout(model)
+            if layout and f.get("layers", getlink=True) is None:
+                raise SpecError(f"{src}: not a Keras weights file: it has no layers/ group, which keras.Model.save_weights writes")
+            for path, what, shape, dtype in layout:
+                dataset = _dataset(src, f, path)
+                if dataset is None:
+                    raise SpecError(f"{src}: missing tensor {path} ({what}) {_shape(shape)}, which the spec's model holds{_HINT}")
+                if dataset.shape != shape:
+                    raise SpecError(
+                        f"{src}: tensor {path} ({what}) has shape {_shape(dataset.shape)} but the spec's model needs {_shape(shape)}{_HINT}"
+                    )
+                _check_values(src, f"tensor {path} ({what})", np.asarray(dataset[()]), str(dataset.dtype), dtype)
+                have.pop(path, None)
     except OSError as e:
         raise SpecError(f"{src}: not a Keras weights file (HDF5): {e}") from None
-    layout = keras_file_layout(model)
-    for path, what, shape in layout:
-        if path not in have:
-            raise SpecError(f"{src}: missing tensor {path} ({what}) {_shape(shape)}, which the spec's model holds{_HINT}")
-        if have[path] != shape:
-            raise SpecError(
-                f"{src}: tensor {path} ({what}) has shape {_shape(have[path])} but the spec's model needs {_shape(shape)}{_HINT}"
-            )
-    expected = {path for path, _, _ in layout}
     for path, shape in have.items():
-        if path not in expected:
-            raise SpecError(f"{src}: unexpected tensor {path} {_shape(shape)}, which the spec's model lacks{_HINT}")
+        raise SpecError(f"{src}: unexpected tensor {path} {_shape(shape)}, which the spec's model lacks{_HINT}")
+
+
+def _dataset(src: Path, f: Any, path: str) -> Any:
+    """The dataset at `path` (None if there is none), reached through hard links only, its
+    values inside the file: HDF5 soft and external links, external storage and virtual
+    datasets are refused (as Keras refuses them), never followed or read."""
+    import h5py
+
+    node = f
+    parts = path.split("/")
+    for depth, part in enumerate(parts):
+        here = "/".join(parts[: depth + 1])
+        link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None  # looks at the link, follows nothing
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            raise SpecError(f"{src}: {here} is an HDF5 {type(link).__name__}; Keras loads only tensors stored in the file itself")
+        node = node[part]
+    if not isinstance(node, h5py.Dataset):
+        raise SpecError(f"{src}: {path} is an HDF5 group where the spec's model has a tensor")
+    if node.external or node.is_virtual:
+        how = "external storage" if node.external else "a virtual dataset"
+        raise SpecError(f"{src}: {path} keeps its values outside the file ({how}); Keras loads only tensors stored in the file itself")
+    return node
 
 
 @contextmanager
