@@ -10,6 +10,8 @@ and every model-level item, stage, block instance and group is compared.
 
 A row passes when max |torch - keras| <= tolerance * max(1, max |torch|): float32
 rounding grows with the magnitude of the values compared, not with their count.
+The verdict passes only when every row does: a table with a row over tolerance is a
+failure, whatever the output shows (two mistakes can cancel at the output).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class Row:
 @dataclass(frozen=True)
 class Report:
     """Rows in model order, containers before their contents; the last model-level row is the
-    output. The verdict is the output's; inner rows locate where a disagreement starts."""
+    output. It passes when every row does; the first row over tolerance locates where a
+    disagreement starts."""
 
     spec: str
     model: str
@@ -73,7 +76,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.output.within and not any(r.problem for r in self.rows)
+        return all(r.within and not r.problem for r in self.rows)
 
     def first_disagreement(self) -> Row | None:
         """The earliest row off tolerance, descending into a failing container's contents."""
@@ -154,7 +157,7 @@ def to_table(report: Report, all_rows: bool = False) -> str:
     """The report as text; long runs of agreeing blocks are folded unless `all_rows`."""
     head = (
         f"{report.spec}: {report.model}, {report.mode} mode, batch {report.batch}, seed {report.seed}\n"
-        f"pass: the output's max |torch - keras| <= {report.tolerance:g} x max(1, max |torch|); "
+        f"pass: every row's max |torch - keras| <= {report.tolerance:g} x max(1, max |torch|); "
         "rows over that bound are marked 'over'"
     )
     width = max(len("item"), *(2 * r.depth + len(r.item) for r in report.rows))
@@ -171,7 +174,7 @@ def to_table(report: Report, all_rows: bool = False) -> str:
     bound = report.tolerance * max(1.0, out.magnitude)
     worst = max(report.rows, key=lambda r: r.max_rel)
     if report.ok:
-        verdict = f"PASS: output max |diff| {out.max_abs:.2e} <= {bound:.2e}; worst rel diff {worst.max_rel:.2e} ({worst.item})"
+        verdict = f"PASS: every row within tolerance; output max |diff| {out.max_abs:.2e} <= {bound:.2e}; worst rel diff {worst.max_rel:.2e} ({worst.item})"
     else:
         first = report.first_disagreement()
         assert first is not None

@@ -90,7 +90,7 @@ def test_cli(monkeypatch):
     assert {"item", "shape", "max_abs", "max_rel", "magnitude", "within"} <= set(data["blocks"][0])
 
     table = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/plain20.yaml")])
-    assert table.exit_code == 0 and "PASS: output max |diff|" in table.output and "layer3.2" in table.output
+    assert table.exit_code == 0 and "PASS: every row within tolerance" in table.output and "layer3.2" in table.output
 
     usage = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml"), "--train-mode", "--batch", "1"])
     assert usage.exit_code == 2 and "--train-mode needs --batch 2" in usage.output
@@ -167,3 +167,16 @@ def test_long_stages_are_folded_but_disagreements_are_not():
     shown = [line.split()[0] for line in lines if line.startswith("  stage.") or line.startswith("    stage.")]
     assert shown == [*(f"stage.{i}" for i in (0, 1, 2, 118, 119, 120)), "stage.120.conv", *(f"stage.{i}" for i in (121, 122, 123, 198, 199))]
     assert len(verify.to_table(report, all_rows=True).splitlines()) == len(rows) + 6  # two header lines, a blank, the column titles; a blank, the verdict
+
+
+def test_a_row_over_tolerance_fails_the_verdict():
+    """Two mistakes can cancel at the output: a table with any row over tolerance is a FAIL."""
+    rows = (
+        verify.Row("layer1", 0, (4, 8, 8), 2.58, 1.0, False),
+        verify.Row("output", 0, (5,), 1e-7, 1.0, True),
+    )
+    report = verify.Report("t.yaml", "t", "eval", 2, 0, 1e-4, rows)
+    assert not report.ok and report.first_disagreement().item == "layer1"
+    table = verify.to_table(report)
+    assert "FAIL" in table and "PASS" not in table and "first disagreement is at layer1" in table
+    assert report.to_dict()["ok"] is False
