@@ -109,6 +109,7 @@ class _State:
 LayerKey = tuple[str, ...]
 
 
+@expr.work_budget
 def lower(spec: LoadedSpec) -> Graph:
     """Lower a loaded spec to the IR; raises SpecError for any mistake in the spec."""
     model = spec.model

@@ -19,12 +19,41 @@ ROOT = Path(__file__).resolve().parent.parent
 WRN = str(ROOT / "specs" / "cifar" / "wrn28_10.yaml")
 
 
+def long_list_patch(tmp: Path) -> str:
+    """A spec whose base lists 16,600 named layers (about yamlsrc.MAX_NODES values) and which
+    removes each but the last by name (issue 20: 7 s when each removal searched the list)."""
+    n = 16_600
+    (tmp / "long_base.yaml").write_text(
+        "archc: 1\nname: long\ninput: [3, 8, 8]\nlayers:\n" + "".join(f"  - r{k}: relu\n" for k in range(n))
+    )
+    patch = "".join(f"  r{k}: null\n" for k in range(n - 1))
+    tail = f"  pool: {{$after: r{n - 1}, global_avgpool: {{}}}}\n  fc: {{$after: pool, dense: {{units: 0}}}}\n"
+    (tmp / "long_patch.yaml").write_text("archc: 1\nextends: long_base.yaml\nname: patched\nlayers:\n" + patch + tail)
+    return str(tmp / "long_patch.yaml")
+
+
+def many_sets(tmp: Path) -> list[str]:
+    """3,000 `--set` on a spec of about 45,000 values, half of them on entries of a 5,500-entry
+    list found by name (issue 20: past 10 s when each one scanned every value's location)."""
+    params, entries = 3000, 5500
+    (tmp / "big.yaml").write_text(
+        "archc: 1\nname: big\ninput: [3, 8, 8]\n"
+        + "params: {" + ", ".join(f"q{k}: 1" for k in range(params)) + "}\nlayers:\n"
+        + "".join(f"  - r{k}: {{dropout: {{rate: 0.0}}}}\n" for k in range(entries))
+        + "  - pool: global_avgpool\n  - fc: {dense: {units: 1}}\n"
+    )  # fmt: skip
+    sets = [f"layers.r{entries - 1 - k}.dropout.rate=0.5" if k % 2 else f"params.q{k}=2" for k in range(params)]
+    return ["check", str(tmp / "big.yaml"), *(a for s in [*sets, "layers.fc.dense.units=0"] for a in ("--set", s))]
+
+
 def command_cases(tmp: Path) -> list[tuple[list[str], int, str]]:
     """Hostile options and environments: (argv, expected exit status, text in the message)."""
     fifo = tmp / "fifo.py"
     os.mkfifo(fifo)
     out = str(tmp / "o" / "m.py")
     return [
+        (["check", long_list_patch(tmp)], 2, "long_patch.yaml:16605:7: fc: dense units must be >= 1"),
+        (many_sets(tmp), 2, "big.yaml:5507:9: fc: dense units must be >= 1"),
         (["build", WRN, "-b", "torch", "-o", str(fifo)], 2, "not a regular file"),
         (["build", WRN, "-b", "torch", "-o", "/dev/stdin"], 2, "not a regular file"),
         (["build", WRN, "-b", "torch", "-o", "/dev/full"], 2, "not a regular file"),

@@ -2,6 +2,7 @@
 entry, remove one, insert before or after a named one; errors located in the file that
 wrote the patch, with did-you-mean."""
 
+import random
 import textwrap
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import ROOT
 
 from archc.errors import SpecError
 from archc.lower import lower
+from archc.spec.compose import load_chain
 from archc.spec.loader import load_spec
 
 
@@ -124,3 +126,39 @@ def test_a_repeated_name_is_not_patched_by_name(tmp_path):
         load_spec(path)
     path.write_text("archc: 1\nextends: base.yaml\nname: child\nlayers:\n  c: {conv: {filters: 8}}\n")
     assert load_spec(path).model.layers[1]["c"].conv.filters == 8  # the unique ones still can be
+    path.write_text("archc: 1\nextends: base.yaml\nname: child\nlayers:\n  d: {$after: relu, dropout: {rate: 0.1}}\n")
+    with pytest.raises(SpecError, match=r"child.yaml:5:15: \$after: layers has 2 entries named 'relu'; place an entry next to one"):
+        load_spec(path)  # nor is an entry placed next to one of them
+
+
+def test_a_long_patch_does_what_each_step_does_in_turn(tmp_path):
+    """Removals, moves and new entries on a 600-entry list, against the same steps applied one
+    by one to a Python list; every entry keeps the location of the file that wrote it."""
+    rng = random.Random(20)
+    names = [f"e{k}" for k in range(600)]
+    (tmp_path / "base.yaml").write_text("archc: 1\nname: b\ninput: [3, 8, 8]\nlayers:\n" + "".join(f"  - {n}: relu\n" for n in names))
+    expected, patch, patched = list(names), [], set()  # patch: its lines, in order; it names each entry once
+    for step in range(900):
+        key = f"n{step}" if step % 3 == 0 else rng.choice([n for n in expected if n.startswith("e") and n not in patched])
+        patched.add(key)
+        if step % 3 == 1:
+            expected.remove(key)
+            patch.append(f"  {key}:")
+            continue
+        if key in expected:
+            expected.remove(key)
+        anchor, place = rng.choice(expected), rng.choice(["$before", "$after"])
+        expected.insert(expected.index(anchor) + (place == "$after"), key)
+        patch.append(f"  {key}:")  # new entries are relu layers; a moved one is moved only
+        patch[-1] += f" {{{place}: {anchor}" + (", relu: {}}" if key.startswith("n") else "}")
+    child = "".join(f"{line} null\n" if line.endswith(":") else f"{line}\n" for line in patch)
+    (tmp_path / "child.yaml").write_text("archc: 1\nextends: base.yaml\nname: c\nlayers:\n" + child)
+    data, smap, _ = load_chain(tmp_path / "child.yaml")
+    assert [next(iter(e)) for e in data["layers"]] == expected
+    lines = {line.split(":")[0].strip(): i for i, line in enumerate(patch)}
+    for j, name in enumerate(expected):
+        where = smap.locate(("layers", j))
+        if name.startswith("n"):  # written in the patch
+            assert (where.file, where.line) == (str(tmp_path / "child.yaml"), 5 + lines[name])
+        else:
+            assert (where.file, where.line) == (str(tmp_path / "base.yaml"), 5 + names.index(name))

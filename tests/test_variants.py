@@ -13,7 +13,9 @@ from archc.backends import emit
 from archc.cli import main
 from archc.errors import SpecError
 from archc.lower import lower
+from archc.spec.compose import apply_overrides
 from archc.spec.loader import load_spec
+from archc.spec.yamlsrc import load_yaml_text
 
 in_memory = load_module  # the generated module, executed without writing a file
 
@@ -94,6 +96,51 @@ def test_set_errors_name_the_override(override, message):
         assert str(info.value.where).endswith("specs/cifar/resnet.yaml:14:5")
     else:
         assert str(info.value).startswith(f"--set {override}")
+
+
+def _paths(value, at=()):
+    """Every path in plain data, the root's included."""
+    yield at
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _paths(item, (*at, key))
+
+
+SETS = [
+    "layers[2]={x: {dropout: {rate: 0.1}}}",  # c is now x
+    "layers.x.dropout.rate=0.2",
+    "layers[3]={b: {dropout: {rate: 0.5}}}",  # two entries named b: the first is the one named
+    "layers.b.conv.filters=8",
+    "layers[1]={y: {conv: {filters: 16, kernel: 1}}}",  # now only the second
+    "layers.b.dropout.rate=0.6",
+    "layers[0].extra=1",  # a is no longer a `name: layer` entry
+]
+
+
+def test_overrides_find_entries_by_the_names_earlier_overrides_left():
+    text = "layers:\n  - a: relu\n  - b: {conv: {filters: 4, kernel: 3}}\n  - c: relu\n  - d: relu\n"
+    data, smap = load_yaml_text(text, "s.yaml")
+    data = apply_overrides(data, smap, SETS)
+    assert data["layers"] == [
+        {"a": "relu", "extra": 1}, {"y": {"conv": {"filters": 16, "kernel": 1}}}, {"x": {"dropout": {"rate": 0.2}}},
+        {"b": {"dropout": {"rate": 0.6}}},
+    ]  # fmt: skip
+    for missing, entries in [("c", "a, b, x, d"), ("a", "y, x, b")]:
+        data, smap = load_yaml_text(text, "s.yaml")
+        upto = SETS[:2] if missing == "c" else SETS
+        with pytest.raises(SpecError, match=rf"no entry named '{missing}' in layers; entries: {entries}$"):
+            apply_overrides(data, smap, [*upto, f"layers.{missing}.rate=1"])
+
+
+def test_an_override_brings_its_locations_and_drops_those_of_what_it_replaces():
+    text = "layers:\n  - a: relu\n  - b: {conv: {filters: 4, kernel: 3}}\n  - c: relu\n  - d: relu\n"
+    data, smap = load_yaml_text(text, "s.yaml")
+    data = apply_overrides(data, smap, SETS)
+    assert set(smap.marks) == set(_paths(data))
+    assert set(smap.key_marks) <= set(_paths(data))
+    assert str(smap.locate(("layers", 3, "b", "dropout", "rate"))) == "--set layers.b.dropout.rate=0.6"
+    assert str(smap.locate(("layers", 3, "b", "dropout"))) == "--set layers[3]={b: {dropout: {rate: 0.5}}}"
+    assert str(smap.locate(("layers", 0, "a"))) == "s.yaml:2:8"
 
 
 def write(tmp_path, name, text):

@@ -20,8 +20,10 @@ Override paths: `params.depth`, `input[1]`, and list entries by name:
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,8 @@ def _patch_entries(
 ) -> list[Any]:  # fmt: skip
     """A list of `name: layer` entries edited by a mapping keyed by entry name, in order:
     `name: {...}` merges into that entry, `name: null` removes it, and `$before: other` or
-    `$after: other` in the mapping places a new entry (or moves an existing one)."""
+    `$after: other` in the mapping places a new entry (or moves an existing one). Each
+    patch costs the same however long the list is."""
     names = [next(iter(e)) if isinstance(e, dict) and len(e) == 1 else None for e in base]
     if None in names:
         raise SpecError(
@@ -134,49 +137,51 @@ def _patch_entries(
             "replace the whole list, or use {$append: [...]}",
             omap.locate(op),
         )
-    # each row: [name, index in base or None, patch or None]
-    rows: list[list[Any]] = [[name, i, None] for i, name in enumerate(names)]
+    rows = _Rows(names)
     for key, patch in over.items():
         where = omap.locate_key((*op, key))
-        current = [row[0] for row in rows]
-        if current.count(key) > 1:
+        named = rows.named(key)
+        if len(named) > 1:
             raise SpecError(
-                f"{_show(path)} has {current.count(key)} entries named {key!r}; "
+                f"{_show(path)} has {len(named)} entries named {key!r}; "
                 "a list is patched by name only where the name is unique",
                 where,
             )
         places = {k: patch[k] for k in _PLACES if isinstance(patch, dict) and k in patch}
         if len(places) > 1:
             raise SpecError("give $before or $after, not both", where)
-        if key not in current and patch is None:
-            raise SpecError(f"cannot remove {key!r}: {_unknown(key, current, path)}", where)
-        if key not in current and not places:
+        if not named and patch is None:
+            raise SpecError(f"cannot remove {key!r}: {_unknown(key, rows.names(), path)}", where)
+        if not named and not places:
             raise SpecError(
-                f"{_unknown(key, current, path, 'to add it, place it with $before: NAME or $after: NAME')}", where
+                f"{_unknown(key, rows.names(), path, 'to add it, place it with $before: NAME or $after: NAME')}", where
             )
-        row = next((r for r in rows if r[0] == key), None)
+        row = named[0] if named else _Row(key, None)
         if patch is None:
             rows.remove(row)
             continue
-        if row is None:
-            row = [key, None, None]
-        elif places:
+        if named and places:
             rows.remove(row)
         body = {k: v for k, v in patch.items() if k not in _PLACES} if isinstance(patch, dict) else patch
-        row[2] = None if body == {} and row[1] is not None else (body, key)  # a move alone changes nothing else
+        row.patch = None if body == {} and row.index is not None else (body, key)  # a move alone changes nothing else
         if places:
             (place, anchor), = places.items()
-            names_now = [r[0] for r in rows]
-            if anchor not in names_now:
-                raise SpecError(f"{place}: {_unknown(anchor, names_now, path)}", omap.locate((*op, key, place)))
-            at = names_now.index(anchor) + (place == "$after")
-            rows.insert(at, row)
+            at = rows.named(anchor)
+            if not at:
+                raise SpecError(f"{place}: {_unknown(anchor, rows.names(), path)}", omap.locate((*op, key, place)))
+            if len(at) > 1:
+                raise SpecError(
+                    f"{place}: {_show(path)} has {len(at)} entries named {anchor!r}; "
+                    "place an entry next to one whose name is unique",
+                    omap.locate((*op, key, place)),
+                )
+            rows.insert(row, at[0], after=place == "$after")
     out.marks[path] = omap.locate(op)
     result = []
-    for j, (name, i, patch) in enumerate(rows):
-        dst = (*path, j)
+    for j, row in enumerate(rows):
+        name, i, dst = row.name, row.index, (*path, j)
         if i is None:  # a new entry, written in the patch
-            body, key = patch
+            body, key = row.patch
             out.marks[dst] = omap.locate((*op, key))
             out.key_marks[(*dst, name)] = omap.locate_key((*op, key))
             result.append({name: _copy(body, (*op, key), (*dst, name), omap, out)})
@@ -184,12 +189,55 @@ def _patch_entries(
         out.marks[dst] = bmap.locate((*bp, i))
         if (*bp, i, name) in bmap.key_marks:
             out.key_marks[(*dst, name)] = bmap.key_marks[(*bp, i, name)]
-        if patch is None:
+        if row.patch is None:
             result.append({name: _copy(base[i][name], (*bp, i, name), (*dst, name), bmap, out)})
         else:
-            body, key = patch
+            body, key = row.patch
             result.append({name: _merge(base[i][name], body, (*dst, name), bmap, omap, out, (*bp, i, name), (*op, key))})
     return result
+
+
+class _Row:
+    """An entry of a list being patched: its name, its index in the base list (None for a new
+    entry), its patch (body, key in the patch mapping) if any, and its neighbours."""
+
+    def __init__(self, name: Any, index: int | None):
+        self.name, self.index = name, index
+        self.patch: tuple[Any, Any] | None = None
+        self.before = self.after = self
+
+
+class _Rows:
+    """The entries of a list being patched, in order (a linked list: removing, moving and
+    placing an entry take constant time), and the entries of each name."""
+
+    def __init__(self, names: list[Any]):
+        self.end = _Row(None, None)  # before the first entry and after the last
+        self.by_name: dict[Any, list[_Row]] = {}
+        for i, name in enumerate(names):
+            self.insert(_Row(name, i), self.end, after=False)
+
+    def named(self, name: Any) -> list[_Row]:
+        return self.by_name.get(name, [])
+
+    def insert(self, row: _Row, anchor: _Row, after: bool) -> None:
+        row.before = anchor if after else anchor.before
+        row.after = row.before.after
+        row.before.after = row.after.before = row
+        self.by_name.setdefault(row.name, []).append(row)
+
+    def remove(self, row: _Row) -> None:
+        row.before.after, row.after.before = row.after, row.before
+        self.by_name[row.name].remove(row)
+
+    def __iter__(self) -> Iterator[_Row]:
+        row = self.end.after
+        while row is not self.end:
+            yield row
+            row = row.after
+
+    def names(self) -> list[Any]:
+        return [row.name for row in self]
 
 
 def _unknown(name: Any, names: list[Any], path: Path_, advice: str = "") -> str:
@@ -217,8 +265,17 @@ def _copy(value: Any, src: Path_, dst: Path_, smap: SourceMap, out: SourceMap) -
 _SEGMENT = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 
-def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
-    """Apply one `path=value` override in place; the value is YAML (`110`, `0.5`, `[3, 64, 64]`)."""
+def apply_overrides(data: Any, smap: SourceMap, texts: Sequence[str]) -> Any:
+    """Apply `path=value` overrides in order, in place; a value is YAML (`110`, `0.5`,
+    `[3, 64, 64]`). Each costs what its path and the values it adds and replaces hold,
+    however large the spec."""
+    entries = _Entries()
+    for text in texts:
+        data = _apply_override(data, smap, text, entries)
+    return data
+
+
+def _apply_override(data: Any, smap: SourceMap, text: str, entries: _Entries) -> Any:
     where = Location(OVERRIDE + (text if len(text) <= 80 else text[:77] + "..."))  # a --set is its own "file"
     path_text, eq, value_text = text.partition("=")
     if not eq or not path_text.strip() or not value_text.strip():
@@ -229,6 +286,7 @@ def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
                         "write a spec that extends the other one", where)  # fmt: skip
     value, _ = load_yaml_text(value_text, where.file)
     node, path = data, ()
+    owner: tuple[list[Any], int] | None = None  # the list that holds `node`, and where
     for i, step in enumerate(steps):
         last = i == len(steps) - 1
         if isinstance(step, int):
@@ -251,22 +309,78 @@ def apply_override(data: Any, smap: SourceMap, text: str) -> Any:
                 )  # fmt: skip
             key = step
         elif isinstance(node, list):
-            index = next((k for k, e in enumerate(node) if isinstance(e, dict) and list(e) == [step]), None)
+            index = entries.find(node, step)
             if index is None:
-                names = [next(iter(e)) for e in node if isinstance(e, dict) and len(e) == 1]
+                names = [name for name in map(_entry_name, node) if name is not None]
                 raise SpecError(f"no entry named {step!r} in {_show(path)}; entries: {', '.join(map(str, names))}", where)
-            node, path = node[index], (*path, index)
+            owner, node, path = (node, index), node[index], (*path, index)
             key = step
         else:
             raise SpecError(f"{_show(path)} is a value, not a mapping or list", where)
         if last:
-            for marks in (smap.marks, smap.key_marks):
-                for p in [p for p in marks if p[: len(path) + 1] == (*path, key)]:
-                    del marks[p]
+            _forget(smap, (*path, key), node[key] if isinstance(node, list) or key in node else None)
+            changed = (node, key) if isinstance(node, list) else owner  # an entry of a list may change its name
+            before = _entry_name(changed[0][changed[1]]) if changed else None
             node[key] = _copy(value, (), (*path, key), SourceMap(where.file, {(): where}), smap)
+            if changed:
+                entries.renamed(changed[0], changed[1], before)
         else:
+            owner = (node, key) if isinstance(node, list) else None
             node, path = node[key], (*path, key)
     return data
+
+
+def _forget(smap: SourceMap, path: Path_, value: Any) -> None:
+    """Drop the locations of `value`, found at `path`, and of everything in it (a value that
+    replaces it brings its own)."""
+    stack = [(path, value)]
+    while stack:
+        at, value = stack.pop()
+        smap.marks.pop(at, None)
+        smap.key_marks.pop(at, None)
+        if isinstance(value, dict):
+            stack.extend(((*at, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*at, k), v) for k, v in enumerate(value))
+
+
+def _entry_name(entry: Any) -> Any:
+    """The name of a `name: layer` entry of a list, or None for anything else."""
+    return next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else None
+
+
+class _Entries:
+    """Where each name is in the lists of `name: layer` entries that overrides look into,
+    built once per list and kept as overrides change its entries: finding an entry by name
+    is a dict lookup, not a walk along the list."""
+
+    def __init__(self) -> None:
+        self.lists: dict[int, tuple[list[Any], dict[Any, list[int]]]] = {}  # id -> (the list, kept alive; name -> indexes)
+
+    def _index(self, entries: list[Any]) -> dict[Any, list[int]]:
+        if id(entries) not in self.lists:
+            index: dict[Any, list[int]] = {}
+            for k, entry in enumerate(entries):
+                name = _entry_name(entry)
+                if name is not None:
+                    index.setdefault(name, []).append(k)
+            self.lists[id(entries)] = (entries, index)
+        return self.lists[id(entries)][1]
+
+    def find(self, entries: list[Any], name: str) -> int | None:
+        """The index of the first entry named `name`."""
+        at = self._index(entries).get(name)
+        return at[0] if at else None
+
+    def renamed(self, entries: list[Any], k: int, before: Any) -> None:
+        """Entry `k` of `entries`, named `before` (None: not an entry), has just been changed."""
+        after = _entry_name(entries[k])
+        if id(entries) in self.lists and before != after:
+            index = self.lists[id(entries)][1]
+            if before is not None:
+                index[before].remove(k)
+            if after is not None:
+                bisect.insort(index.setdefault(after, []), k)
 
 
 def parse_path(text: str, where: Location) -> list[str | int]:

@@ -11,11 +11,13 @@ code, where it means exactly what `evaluate` computed.
 from __future__ import annotations
 
 import ast
+import collections
+import contextvars
 import functools
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 Value = int | float | bool
 
@@ -23,7 +25,12 @@ MAX_INT = 2**53  # beyond any real layer size; keeps ints exact as floats too
 MAX_EXPR_CHARS = 500
 MAX_EXPR_DEPTH = 50  # nesting; the evaluator, substitution and printing all recurse
 MAX_ROUND_DIGITS = 20  # round(x, n) needs 10**|n|; beyond 20 digits a float has nothing left to round
-MAX_REGNET_DEPTH = 1000  # blocks of a RegNet design; each regnet_* call walks them once (torchvision's are <= 27)
+MAX_REGNET_DEPTH = 1000  # blocks of a RegNet design, which a regnet_* call walks (torchvision's are <= 27)
+# Work of expression functions per spec lowered, in steps. Every function but the regnet_* ones
+# is a few operations and costs nothing here; a RegNet design of depth d costs d steps the first
+# time a spec uses it, and is remembered (a repeated call is free). The zoo needs < 100 steps;
+# 100,000 steps take about 0.3 s.
+MAX_FUNCTION_WORK = 100_000
 LIMITS_HINT = "raise archc.spec.expr.MAX_INT deliberately if you mean it"
 
 _BINOPS: dict[type, Callable[[Value, Value], Value]] = {
@@ -81,22 +88,28 @@ def regnet_block_widths(depth: int, w_0: int, w_a: float, w_m: float) -> list[in
     return widths
 
 
+@functools.lru_cache(maxsize=256, typed=True)
+def _regnet_design(depth: int, w_0: int, w_a: float, w_m: float) -> tuple[tuple[int, int], ...]:
+    """Each stage's (width, blocks) of a RegNet design, widest last (torchvision starts a stage
+    where the width changes, and the widths never decrease). Computed once per design: a spec
+    may ask for the same design in every parameter and every instance of a stage."""
+    return tuple(sorted(collections.Counter(regnet_block_widths(depth, w_0, w_a, w_m)).items()))
+
+
 def regnet_stages(depth: int, w_0: int, w_a: float, w_m: float) -> int:
-    """How many stages a RegNet design has: its distinct block widths (torchvision starts a
-    stage where the width changes, and the widths never decrease)."""
-    return len(set(regnet_block_widths(depth, w_0, w_a, w_m)))
+    """How many stages a RegNet design has: its distinct block widths."""
+    return len(_regnet_design(depth, w_0, w_a, w_m))
 
 
 def regnet_width(depth: int, w_0: int, w_a: float, w_m: float, stage: int) -> int:
     """The block width of RegNet stage `stage` (from 1), before torchvision's group-width
     adjustment (`_adjust_widths_groups_compatibilty`, which a spec writes with make_divisible)."""
-    return sorted(set(regnet_block_widths(depth, w_0, w_a, w_m)))[stage - 1]
+    return _regnet_design(depth, w_0, w_a, w_m)[stage - 1][0]
 
 
 def regnet_depth(depth: int, w_0: int, w_a: float, w_m: float, stage: int) -> int:
     """The number of blocks of RegNet stage `stage` (from 1)."""
-    widths = regnet_block_widths(depth, w_0, w_a, w_m)
-    return widths.count(sorted(set(widths))[stage - 1])
+    return _regnet_design(depth, w_0, w_a, w_m)[stage - 1][1]
 
 
 # name in a spec -> (implementation, Python source used in generated code)
@@ -129,6 +142,59 @@ class ExprError(ValueError):
     """An expression is malformed or cannot be evaluated; the caller adds the location."""
 
 
+# --- the work budget of expression functions, one per spec lowered ---------------------------
+
+
+class _Budget:
+    """Steps left to the expression functions of one spec, and the RegNet designs already paid for."""
+
+    def __init__(self) -> None:
+        self.left = MAX_FUNCTION_WORK  # read now, so a deliberately raised limit applies
+        self.paid: set[tuple[Value, ...]] = set()
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("archc_expr_budget", default=None)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def work_budget(func: _F) -> _F:
+    """`func` (lowering one spec) runs with a fresh budget of MAX_FUNCTION_WORK steps for the
+    expression functions it evaluates; an expression evaluated outside such a call has none."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _BUDGET.set(_Budget())
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _BUDGET.reset(token)
+
+    return run  # type: ignore[return-value]
+
+
+def _charge(name: str, design: tuple[Value, ...], steps: int) -> None:
+    """Pay `steps` for a RegNet design the first time this spec uses it, before it is computed."""
+    budget = _BUDGET.get()
+    if budget is None or design in budget.paid:
+        return
+    if steps > budget.left:
+        raise ExprError(
+            f"{name}(): this spec's expression functions ran out of work: its distinct RegNet designs add up "
+            f"to more than {MAX_FUNCTION_WORK} blocks (archc.spec.expr.MAX_FUNCTION_WORK); reuse one design "
+            "(a parameter), or raise the limit deliberately if you mean it"
+        )
+    budget.left -= steps
+    budget.paid.add(design)
+
+
+# Trees are never changed once made (transformers work on copies), so a tree is shared by every
+# use of its text, and what is computed from a tree is kept per tree object: validation and
+# lowering parse the same texts, and lowering and both backends ask for the same trees' names
+# and source many times (about 4 % of a `check`).
+_PER_TREE = 8192
+
+
+@functools.lru_cache(maxsize=_PER_TREE)
 def parse(text: str) -> ast.expr:
     """Parse `text` and check that it uses only the whitelisted constructs."""
     if len(text) > MAX_EXPR_CHARS:
@@ -140,11 +206,14 @@ def parse(text: str) -> ast.expr:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
         raise ExprError(f"invalid expression {text!r}: {getattr(e, 'msg', e)}") from None
-    if _depth(tree) > MAX_EXPR_DEPTH:
+    nodes, depth = _nodes(tree)
+    if depth > MAX_EXPR_DEPTH:
         raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels (archc.spec.expr.MAX_EXPR_DEPTH)")
-    for node in ast.walk(tree):
+    for node in nodes:
         _check_node(node, text)
-    return _Booleans().visit(tree)
+    if any(isinstance(node, ast.Name) and node.id in ("true", "false") for node in nodes):
+        tree = _Booleans().visit(tree)
+    return tree
 
 
 class _Booleans(ast.NodeTransformer):
@@ -154,21 +223,31 @@ class _Booleans(ast.NodeTransformer):
         return ast.Constant(node.id == "true") if node.id in ("true", "false") else node
 
 
-def _depth(tree: ast.AST) -> int:
-    deepest, stack = 0, [(tree, 1)]
+def _nodes(tree: ast.AST) -> tuple[list[ast.AST], int]:
+    """Every node of `tree`, and its nesting depth (without recursion: any depth is measured;
+    read from `_fields` directly, which is twice as fast as ast.iter_child_nodes)."""
+    nodes, deepest, stack = [], 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
+        nodes.append(node)
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                stack.append((value, depth + 1))
+            elif isinstance(value, list):
+                stack.extend((item, depth + 1) for item in value if isinstance(item, ast.AST))
+    return nodes, deepest
+
+
+_ALLOWED = (
+    ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call, ast.Name,
+    ast.Constant, ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
 
 
 def _check_node(node: ast.AST, text: str) -> None:
-    allowed = (
-        ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call, ast.Name,
-        ast.Constant, ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
-    )  # fmt: skip
-    if not isinstance(node, allowed):
+    if not isinstance(node, _ALLOWED):
         raise ExprError(f"{type(node).__name__} is not allowed in expression {text!r}")
     if isinstance(node, ast.Constant) and type(node.value) not in (int, float, bool):
         raise ExprError(f"only numbers and true/false are allowed in expression {text!r}")
@@ -189,17 +268,12 @@ def _check_node(node: ast.AST, text: str) -> None:
             raise ExprError(f"keyword arguments are not allowed in {text!r}")
 
 
-# Trees are never changed once made (transformers work on copies), so what is computed from
-# a tree is kept per tree object: lowering and both backends ask for the same trees' names
-# and source many times (about 4 % of a `check`).
-_PER_TREE = 8192
-
-
 @functools.lru_cache(maxsize=_PER_TREE)
 def free_names(tree: ast.expr) -> frozenset[str]:
     """Variables an expression reads (function names excluded)."""
-    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in callees)
+    nodes = _nodes(tree)[0]
+    callees = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+    return frozenset(n.id for n in nodes if isinstance(n, ast.Name) and id(n) not in callees)
 
 
 def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
@@ -304,7 +378,7 @@ def _check_make_divisible(args: list[Value]) -> None:
 def _check_regnet(name: str, args: list[Value]) -> None:
     """regnet_*(depth, w_0, w_a, w_m[, stage]): torchvision's own validity rule on the design
     (`w_a >= 0`, `w_0 > 0` a multiple of 8, `w_m > 1`), a depth of at most MAX_REGNET_DEPTH
-    blocks (the cost of a call), and a stage that exists."""
+    blocks (the cost of computing the design), paid from the spec's budget, and a stage that exists."""
     wanted = 4 if name == "regnet_stages" else 5
     signature = "depth, w_0, w_a, w_m" + ("" if wanted == 4 else ", stage")
     if len(args) != wanted:
@@ -316,6 +390,7 @@ def _check_regnet(name: str, args: list[Value]) -> None:
         raise ExprError(f"{name}(): depth must be an integer from 1 to {MAX_REGNET_DEPTH} (archc.spec.expr.MAX_REGNET_DEPTH), got {depth!r}")
     if w_a < 0 or w_0 <= 0 or w_m <= 1 or w_0 % 8 != 0:
         raise ExprError(f"{name}(): invalid RegNet settings (torchvision needs w_a >= 0, w_0 > 0 a multiple of 8, w_m > 1), got w_0={w_0!r}, w_a={w_a!r}, w_m={w_m!r}")
+    _charge(name, (depth, w_0, w_a, w_m), depth)
     if wanted == 5:
         try:
             count = regnet_stages(depth, w_0, w_a, w_m)  # type: ignore[arg-type]

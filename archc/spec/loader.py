@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from archc.errors import Location, SpecError, SpecWarning
-from archc.spec.compose import apply_override, from_override, load_chain
+from archc.spec.compose import apply_overrides, from_override, load_chain
 from archc.spec.models import (
     _ITEM_KEYS,
     BlockDef,
@@ -81,8 +81,7 @@ def load_spec_text(text: str, file: str = "<string>", overrides: Sequence[str] =
 def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[str]) -> LoadedSpec:
     if isinstance(data, dict) and "library" in data and "layers" not in data:
         raise SpecError("this is a block library; pass a model spec (or `use:` this library from one)", smap.locate(()))
-    for text in overrides:
-        data = apply_override(data, smap, text)
+    data = apply_overrides(data, smap, overrides)
     model = validate(ModelSpec, data, smap)
     _warn_unused_params(data, smap)
     blocks: dict[str, BlockSource] = {}
