@@ -19,7 +19,7 @@ import importlib
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,8 @@ class Report:
     seed: int
     tolerance: float
     rows: tuple[Row, ...]
-    keras_backend: str = ""  # tensorflow | jax | torch
-    versions: dict[str, str] = field(default_factory=dict)  # torch, keras and the Keras backend's framework
+    keras_backend: str  # tensorflow | jax | torch
+    versions: dict[str, str]  # of torch, keras and the Keras backend's framework
 
     @property
     def output(self) -> Row:
