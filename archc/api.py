@@ -90,7 +90,8 @@ _LOADED: weakref.WeakValueDictionary[str, types.ModuleType] = weakref.WeakValueD
 
 
 def load_module(graph: Graph, backend: str) -> types.ModuleType:
-    """The generated module for `graph`, executed in a fresh namespace; no file is written."""
+    """The generated module for `graph`, executed in memory (no file is written); while it is
+    in use, the same text gives the same module, classes included."""
     name = f"archc_generated_{graph.name}_{backend}"
     return _executed(compile(graph, backend), name, f"<archc {graph.source} ({backend})>", backend == "torch")
 
