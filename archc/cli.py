@@ -25,32 +25,59 @@ from archc import __version__
 from archc.errors import SpecError, SpecWarning
 from archc.output import write_atomic
 
+# One command per line, printed as written (`\b`: click does not rewrap the block), so a line
+# pasted into a shell runs what it says.
 EXAMPLES = {
-    "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
-    "    archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
-    "check": "archc check specs/densenet121.yaml\n\n    archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
-    "summary": "archc summary specs/resnet50.yaml\n\n    archc summary specs/densenet121.yaml --level layers --batch 32\n\n"
-    "    archc summary specs/resnet50.yaml --json",
-    "graph": "archc graph specs/resnet50.yaml -o resnet50.svg          # format from the extension; needs Graphviz\n\n"
-    "    archc graph specs/densenet121.yaml --format mermaid\n\n"
-    "    archc graph specs/cifar/resnet20.yaml --expand --format dot | dot -Tpng -o resnet20.png\n\n"
-    "    archc graph specs/resnet18.yaml --level layers -o resnet18_layers.dot",
-    "schema": "archc schema -o docs/archc.schema.json",
-    "completion": 'eval "$(archc completion bash)"     # in ~/.bashrc; zsh and fish likewise',
-    "diff": "archc diff specs/resnet50.yaml specs/resnext50_32x4d.yaml\n\n"
-    "    archc diff specs/cifar/resnet.yaml --set-a params.depth=20 --set-b params.depth=56",
-    "verify": "archc verify specs/resnet50.yaml\n\n    archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
-    "convert": "archc convert specs/resnet50.yaml resnet50.pth resnet50.weights.h5      # PyTorch -> Keras\n\n"
-    "    archc convert specs/resnet50.yaml resnet50.weights.h5 resnet50.pth      # Keras -> PyTorch\n\n"
-    "    archc convert specs/cifar/resnet.yaml --set params.depth=56 r56.pth r56.weights.h5",
-    "blocks": "archc blocks               # every shipped library\n\n    archc blocks densenet      # one library",
+    "build": (
+        "archc build specs/resnet50.yaml --backend torch",
+        "archc build specs/densenet121.yaml --backend keras -o model.py",
+        "archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
+    ),
+    "check": (
+        "archc check specs/densenet121.yaml",
+        "archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
+        "archc check specs/      # every spec under specs/",
+    ),
+    "summary": (
+        "archc summary specs/resnet50.yaml",
+        "archc summary specs/densenet121.yaml --level layers --batch 32",
+        "archc summary specs/resnet50.yaml --json -o resnet50.json",
+        "archc summary specs/      # one row per spec",
+    ),
+    "graph": (
+        "archc graph specs/resnet50.yaml -o resnet50.svg      # format from the extension; needs Graphviz",
+        "archc graph specs/densenet121.yaml --format mermaid",
+        "archc graph specs/cifar/resnet20.yaml --expand --format dot | dot -Tpng -o resnet20.png",
+        "archc graph specs/resnet18.yaml --level layers -o resnet18_layers.dot",
+    ),
+    "schema": ("archc schema -o docs/archc.schema.json",),
+    "completion": ('eval "$(archc completion bash)"      # in ~/.bashrc; zsh and fish likewise',),
+    "diff": (
+        "archc diff specs/resnet50.yaml specs/resnext50_32x4d.yaml",
+        "archc diff specs/cifar/resnet.yaml --set-a params.depth=20 --set-b params.depth=56",
+    ),
+    "verify": (
+        "archc verify specs/resnet50.yaml",
+        "archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
+    ),
+    "convert": (
+        "archc convert specs/resnet50.yaml resnet50.pth resnet50.weights.h5      # PyTorch -> Keras",
+        "archc convert specs/resnet50.yaml resnet50.weights.h5 resnet50.pth      # Keras -> PyTorch",
+        "archc convert specs/cifar/resnet.yaml --set params.depth=56 r56.pth r56.weights.h5",
+    ),
+    "blocks": (
+        "archc blocks                # every shipped library",
+        "archc blocks densenet       # one library",
+    ),
 }
+
+
+def _examples(command: str) -> str:
+    """A command's help epilog: its examples, one per line, never rewrapped."""
+    return "Examples:\n\n\b\n" + "\n".join("  " + line for line in EXAMPLES[command])
+
+
 GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", ".png": "png"}
-INSTALL_GRAPHVIZ = (
-    "svg and png are drawn by Graphviz's `dot`, which is not on PATH: install Graphviz "
-    "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
-    "or write --format dot or --format mermaid"
-)
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
 
 
@@ -84,8 +111,16 @@ def _silence(stream) -> None:  # type: ignore[no-untyped-def]
         os.close(devnull)
 
 
-def _json(command: str, payload: dict) -> None:  # type: ignore[type-arg]
-    _out(json.dumps({"command": command, **payload}, indent=2))
+def _json(command: str, payload: dict, output: str = "-") -> None:  # type: ignore[type-arg]
+    _write(json.dumps({"command": command, **payload}, indent=2), output)
+
+
+def _write(text: str, output: str = "-") -> None:
+    """`text` and a newline on stdout ('-') or, atomically, in the file `output`."""
+    if output == "-":
+        _out(text)
+    else:
+        write_atomic(Path(output), text + "\n", guard=False)  # a report, not a module: no header to check
 
 
 def _fail(message: str) -> None:
@@ -157,14 +192,14 @@ def _complete_backends(ctx: click.Context, param: click.Parameter, incomplete: s
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Shell completion: eval \"$(archc completion bash)\" (or zsh, fish). Colour follows NO_COLOR.",
+    epilog="Colour follows NO_COLOR. Shell completion:\n\n\b\n  " + EXAMPLES["completion"][0],
 )
 @click.version_option(__version__, prog_name="archc")
 def main() -> None:
     """archc: compile a CNN architecture spec (YAML) to PyTorch or Keras code."""
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["build"])
+@main.command(epilog=_examples("build"))
 @click.argument("spec", type=click.Path())
 @click.option(
     "--backend", "-b", "backends", required=True, callback=_backends, shell_complete=_complete_backends,
@@ -276,57 +311,126 @@ def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(out)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["check"])
-@click.argument("spec", type=click.Path(dir_okay=False))
+@main.command(epilog=_examples("check"))
+@click.argument("spec", type=click.Path())
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate SPEC: exit 0 if it compiles, else 2 with a located message."""
+    """Validate SPEC: exit 0 if it compiles, else 2 with a located message. SPEC may be a
+    directory: every spec under it (recursively, in sorted order) is checked, one line each,
+    then a count; exit 2 if any failed."""
 
-    def action() -> None:
+    def checked(path: str):  # type: ignore[no-untyped-def]
         from archc.backends import check_all
 
-        graph = _graph(spec, overrides)
+        graph = _graph(path, overrides)
         check_all(graph)  # what any backend rejects, check rejects: `check` ok means every build works
+        return graph
+
+    def row(path: str, graph) -> dict:  # type: ignore[no-untyped-def, type-arg]
         c = graph.counts
-        if as_json:
-            _json("check", {"spec": spec, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
-                            "trainable": c.trainable, "non_trainable": c.non_trainable})  # fmt: skip
+        return {"spec": path, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
+                "trainable": c.trainable, "non_trainable": c.non_trainable}  # fmt: skip
+
+    def line(path: str, graph) -> str:  # type: ignore[no-untyped-def]
+        return f"{path}: ok ({graph.name}: output {graph.output_shape}, {graph.counts.trainable:,} trainable parameters)"
+
+    def action() -> None:
+        if not Path(spec).is_dir():
+            graph = checked(spec)
+            if as_json:
+                _json("check", row(spec, graph))
+            else:
+                _out(line(spec, graph))
             return
-        _out(f"{spec}: ok ({graph.name}: output {graph.output_shape}, {c.trainable:,} trainable parameters)")
+        rows, failed = [], []
+        for path, outcome in _each(spec, checked):
+            if isinstance(outcome, SpecError):
+                failed.append({"spec": path, "message": str(outcome)})
+                if not as_json:
+                    _echo(click.style("failed", fg="red") + f" {outcome}")
+            else:
+                rows.append(row(path, outcome))
+                if not as_json:
+                    _out(line(path, outcome))
+        if as_json:
+            _json("check", {"specs": rows, "failed": failed})
+        else:
+            _out(f"checked {len(rows) + len(failed)} specs: {len(rows)} ok, {len(failed)} failed")
+        if failed:
+            sys.exit(2)
 
     _run(action)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["summary"])
-@click.argument("spec", type=click.Path(dir_okay=False))
+def _each(root: str, action):  # type: ignore[no-untyped-def]
+    """(path, action(path) or the SpecError it raised) for every spec under the directory
+    `root`, in sorted order; a spec's warnings are printed as it is done, an error's are not."""
+    from archc.batch import find_specs
+
+    for spec in find_specs(Path(root)):
+        path = str(spec)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SpecWarning)
+            try:
+                outcome = action(path)
+            except SpecError as e:
+                outcome = e
+        for w in caught if not isinstance(outcome, SpecError) else ():
+            if isinstance(w.message, SpecWarning):
+                _warn(w.message)
+        yield path, outcome
+
+
+@main.command(epilog=_examples("summary"))
+@click.argument("spec", type=click.Path())
 @click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
               help="blocks: model-level layers, blocks and stages; layers: every layer of the expanded graph.")  # fmt: skip
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size for the activation-memory estimate.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_set_option("--set")
-def summary(spec: str, level: str, batch: int, as_json: bool, overrides: tuple[str, ...]) -> None:
+def summary(spec: str, level: str, batch: int, output: str, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Output shape, trainable and non-trainable parameters and MACs of every block (or
     layer) of SPEC, with totals and an activation-memory estimate, from the IR.
 
     MACs: multiply-accumulates of convolutions and dense layers (torchvision's "GFLOPS"
     column; BN, activations, pooling, add and concat are not counted). Activations:
-    float32 bytes of every layer's output for --batch samples."""
+    float32 bytes of every layer's output for --batch samples.
+
+    SPEC may be a directory: one row of totals per spec under it (recursively, in sorted
+    order), with --json every spec's full report; exit 2 if any failed."""
 
     def action() -> None:
-        from archc.passes.summary import summarize, to_table
+        from archc.passes.summary import overview, summarize, to_table
 
-        report = summarize(_graph(spec, overrides), level, batch)
+        if not Path(spec).is_dir():
+            report = summarize(_graph(spec, overrides), level, batch)
+            if as_json:
+                _json("summary", report.to_dict(), output)
+            else:
+                _write(to_table(report), output)
+            return
+        done, failed = [], []
+        for path, outcome in _each(spec, lambda p: summarize(_graph(p, overrides), level, batch)):
+            if isinstance(outcome, SpecError):
+                failed.append({"spec": path, "message": str(outcome)})
+            else:
+                done.append((path, outcome))
         if as_json:
-            _json("summary", report.to_dict())
+            _json("summary", {"specs": [{"spec": p, **r.to_dict()} for p, r in done], "failed": failed}, output)
         else:
-            _out(to_table(report))
+            lines = [overview(done, batch), *(f"FAILED {f['message']}" for f in failed)]
+            lines.append(f"summarized {len(done)} of {len(done) + len(failed)} specs; {len(failed)} failed")
+            _write("\n".join(lines), output)
+        if failed:
+            sys.exit(2)
 
     _run(action)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["diff"])
+@main.command(epilog=_examples("diff"))
 @click.argument("spec_a", metavar="A", type=click.Path(dir_okay=False))
 @click.argument("spec_b", metavar="[B]", required=False, type=click.Path(dir_okay=False))
 @_set_option("--set", help="Override applied to both A and B (repeatable).")
@@ -358,7 +462,7 @@ def diff(
     _run(action)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["graph"])
+@main.command(epilog=_examples("graph"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--format", "-f", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default=None,
               help="Output format. Default: from -o's extension (.dot .gv .mmd .svg .png), else dot.")  # fmt: skip
@@ -376,7 +480,7 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
     def action() -> None:
         from dataclasses import asdict
 
-        from archc.passes.diagram import diagram, to_dot, to_mermaid
+        from archc.passes.diagram import diagram, render, to_dot, to_mermaid
 
         d = diagram(_graph(spec, overrides), level, expand)
         if as_json:
@@ -385,7 +489,7 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
             return
         form = fmt or GRAPH_FORMATS.get(Path(output).suffix.lower(), "dot")
         if form in ("svg", "png"):
-            data: str | bytes = _render(to_dot(d), form)
+            data: str | bytes = render(to_dot(d), form)
         else:
             data = to_mermaid(d) if form == "mermaid" else to_dot(d)
         if output != "-":
@@ -400,16 +504,7 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
     _run(action)
 
 
-def _render(dot_text: str, form: str) -> bytes:
-    from archc.passes.diagram import render
-
-    data = render(dot_text, form)
-    if data is None:
-        raise SpecError(INSTALL_GRAPHVIZ)
-    return data
-
-
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["schema"])
+@main.command(epilog=_examples("schema"))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
 def schema(output: str) -> None:
     """Print the JSON Schema of the spec language (for editors: completion and inline errors).
@@ -428,7 +523,7 @@ def schema(output: str) -> None:
     _run(action)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["completion"])
+@main.command(epilog=_examples("completion"))
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell-completion script for SHELL (the same as _ARCHC_COMPLETE=SHELL_source archc)."""
@@ -442,7 +537,7 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
     return " ".join([spec, *(f"--set {o}" for o in overrides)])
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["verify"])
+@main.command(epilog=_examples("verify"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, callback=_finite,
@@ -454,29 +549,34 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all-rows", is_flag=True, help="Print every block; by default long runs of agreeing blocks are folded.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def verify(
     spec: str, tolerance: float, batch: int, train_mode: bool, seed: int, overrides: tuple[str, ...], as_json: bool,
-    all_rows: bool,
+    all_rows: bool, progress: bool | None,
 ) -> None:
     """Prove that SPEC's PyTorch and Keras code compute the same function.
 
     Builds both in memory, gives them the same random weights (BatchNorm
     statistics included), runs one random batch through both and compares the
-    output of every block. Exit 0 when they agree, 1 when they do not.
+    output of every block. Exit 0 when they agree, 1 when they do not. The report
+    names the Keras backend (KERAS_BACKEND) and the versions of torch, keras and
+    that backend.
     """
 
     def action() -> bool:
         graph = _graph(spec, overrides)
         if train_mode and batch < 2:
             raise SpecError("--train-mode needs --batch 2 or more: batch statistics of one sample are degenerate")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+        show = sys.stderr is not None and sys.stderr.isatty() if progress is None else progress
         try:
             from archc import verify as verifier
         except ModuleNotFoundError as e:
             if (e.name or "").split(".")[0] not in ("torch", "keras", "tensorflow", "numpy"):
                 raise  # a bug in archc, not a missing runtime
             raise SpecError(f"archc verify needs PyTorch and Keras ({e}); install them with pip install 'archc[torch,keras]'") from None
-        report = verifier.verify(graph, tolerance=tolerance, batch=batch, train_mode=train_mode, seed=seed)
+        report = verifier.verify(
+            graph, tolerance=tolerance, batch=batch, train_mode=train_mode, seed=seed, progress=_bar() if show else None
+        )
         if as_json:
             _json("verify", report.to_dict())
         else:
@@ -486,7 +586,7 @@ def verify(
     sys.exit(0 if _run(action) else 1)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["convert"])
+@main.command(epilog=_examples("convert"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
@@ -546,7 +646,7 @@ def convert(
     _run(action)
 
 
-@main.command(epilog="Examples:\n\n    " + EXAMPLES["blocks"])
+@main.command(epilog=_examples("blocks"))
 @click.argument("library", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def blocks(library: str | None, as_json: bool) -> None:

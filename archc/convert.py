@@ -70,14 +70,15 @@ def convert(
         raise SpecError(f"{src} and {dst} are both {source} files; convert goes from PyTorch to Keras or back")
     if not src.is_file():
         raise SpecError(f"{src}: file not found")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
     import numpy as np
     import torch
 
     from archc import interop
     from archc.api import load_module
+    from archc.frameworks import import_quietly
     from archc.verify import build_keras
+
+    keras = import_quietly("keras")  # without TensorFlow's start-up log lines
 
     tm, km = load_module(graph, "torch"), load_module(graph, "keras")
     report("build", 0, 2)
@@ -90,13 +91,13 @@ def convert(
         state = _read_torch(src, t_model)
         t_model.load_state_dict(state, strict=False)  # strict checking is _read_torch's, with better messages
         report("read", 1, 1)
-        _transfer(interop.torch_to_keras, t_model, k_model, graph, report)
+        transfer(interop.torch_to_keras, t_model, k_model, graph, report)
     else:
         report("read", 0, 1)
         _check_keras_file(src, k_model)
         k_model.load_weights(str(src))  # after _check_keras_file, which refuses what Keras would
         report("read", 1, 1)
-        _transfer(interop.keras_to_torch, k_model, t_model, graph, report)
+        transfer(interop.keras_to_torch, k_model, t_model, graph, report)
 
     report("check", 0, 1)
     t_model.eval()
@@ -135,7 +136,8 @@ class ConversionMismatch(RuntimeError):
     """Both models hold the checkpoint's weights but compute different functions: a bug in archc."""
 
 
-def _transfer(move: Callable[..., None], a: Any, b: Any, graph: Graph, report: Progress) -> None:
+def transfer(move: Callable[..., None], a: Any, b: Any, graph: Graph, report: Progress) -> None:
+    """`move(a, b, graph)` (an `archc.interop` copy), reporting each weighted node as a transfer step."""
     total = sum(1 for node in graph.nodes if node.op.weight_names())
     done = 0
 

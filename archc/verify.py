@@ -17,6 +17,7 @@ failure, whatever the output shows (two mistakes can cancel at the output).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 import sys
@@ -24,14 +25,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import torch
 
 from archc import interop
 from archc.api import load_module, to_ir
+from archc.convert import Progress, transfer
+from archc.frameworks import import_quietly
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ops import Shape
+
+keras = import_quietly("keras")  # without TensorFlow's start-up log lines
 
 # Each block is run as its own Keras model, so TensorFlow warns about function retracing;
 # the report is the output here, not its log.
@@ -69,6 +73,8 @@ class Report:
     seed: int
     tolerance: float
     rows: tuple[Row, ...]
+    keras_backend: str  # tensorflow | jax | torch
+    versions: dict[str, str]  # of torch, keras and the Keras backend's framework
 
     @property
     def output(self) -> Row:
@@ -94,7 +100,8 @@ class Report:
         rows = [_finite({**asdict(r), "shape": list(r.shape), "max_rel": r.max_rel}) for r in self.rows]
         return {
             "spec": self.spec, "model": self.model, "mode": self.mode, "batch": self.batch, "seed": self.seed,
-            "tolerance": self.tolerance, "ok": self.ok, "output": rows[self.rows.index(self.output)], "blocks": rows,
+            "tolerance": self.tolerance, "keras_backend": self.keras_backend, "versions": self.versions, "ok": self.ok,
+            "output": rows[self.rows.index(self.output)], "blocks": rows,
         }  # fmt: skip
 
 
@@ -155,8 +162,11 @@ def _fold(rows: list[Row]) -> list[Row | str]:
 
 def to_table(report: Report, all_rows: bool = False) -> str:
     """The report as text; long runs of agreeing blocks are folded unless `all_rows`."""
+    v = report.versions
+    backend = report.keras_backend
     head = (
         f"{report.spec}: {report.model}, {report.mode} mode, batch {report.batch}, seed {report.seed}\n"
+        f"torch {v['torch']}; keras {v['keras']} on {backend}" + ("" if backend == "torch" else f" {v[backend]}") + "\n"
         f"pass: every row's max |torch - keras| <= {report.tolerance:g} x max(1, max |torch|); "
         "rows over that bound are marked 'over'"
     )
@@ -284,17 +294,31 @@ def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
         sys.setrecursionlimit(limit)
 
 
+def versions() -> tuple[str, dict[str, str]]:
+    """The Keras backend, and the versions of torch, keras and that backend's framework."""
+    backend = keras.backend.backend()
+    found = {"torch": torch.__version__, "keras": keras.__version__}
+    found.setdefault(backend, getattr(importlib.import_module(backend), "__version__", "unknown"))
+    return backend, found
+
+
 def verify(
-    spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0
-) -> Report:
-    """Build both backends of `spec`, transfer random weights, compare every block's output."""
+    spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0,
+    progress: Progress | None = None,
+) -> Report:  # fmt: skip
+    """Build both backends of `spec`, transfer random weights, compare every block's output;
+    `progress(step, done, total)` follows the steps build, transfer and run."""
+    report = progress or (lambda step, done, total: None)
     graph = to_ir(spec)
     tm, km = load_module(graph, "torch"), load_module(graph, "keras")
+    report("build", 0, 2)
     torch.manual_seed(seed)
     t_model = tm.build_model()
     randomize(t_model, graph, seed)
+    report("build", 1, 2)
     k_model = build_keras(km, graph)
-    interop.torch_to_keras(t_model, k_model, graph)
+    report("build", 2, 2)
+    transfer(interop.torch_to_keras, t_model, k_model, graph, report)
 
     # Dropout is random, so it is off in both; --train-mode is about BatchNorm's batch statistics.
     t_model.train(train_mode)
@@ -314,10 +338,12 @@ def verify(
         for path in captured
     ]
     x = np.random.default_rng(seed).standard_normal((batch, *graph.input_shape.as_tuple())).astype("float32")
+    report("run", 0, 2)
     with torch.no_grad():
         t_model(torch.from_numpy(x))
     for hook in hooks:
         hook.remove()
+    report("run", 1, 2)
 
     nodes = {n.id: n for n in graph.nodes}
 
@@ -328,6 +354,7 @@ def verify(
     probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
     outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
     k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
+    report("run", 2, 2)
 
     rows = []
     for p in pts:
@@ -344,7 +371,8 @@ def verify(
         max_abs = float(np.abs(want - got).max())
         magnitude = float(np.abs(want).max())
         rows.append(Row(p.item, p.depth, p.shape.as_tuple(), max_abs, magnitude, max_abs <= tolerance * max(1.0, magnitude)))
-    return Report(graph.source, graph.name, "train" if train_mode else "eval", batch, seed, tolerance, tuple(rows))
+    mode = "train" if train_mode else "eval"
+    return Report(graph.source, graph.name, mode, batch, seed, tolerance, tuple(rows), *versions())
 
 
 def _channels_last(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:

@@ -7,7 +7,8 @@ import importlib.util
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from archc.frameworks import import_quietly
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
@@ -39,6 +40,7 @@ def main(torch_path: str, keras_path: str) -> None:
     print(f"torch  {torch_path}: input {tuple(x.shape)} -> output {tuple(y.shape)}")
     print(f"       {counts(trainable, buffers)}")
 
+    import_quietly("keras")  # before the Keras module imports it: without TensorFlow's start-up log lines
     km = load(keras_path)
     kmodel = km.build_model()
     xk = np.random.default_rng(0).standard_normal((2, *km.INPUT_SHAPE)).astype("float32")

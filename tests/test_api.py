@@ -121,3 +121,60 @@ def test_densenet_sweep():
     assert sum(int(np.prod(w.shape)) for w in keras_model.weights) == archc.summary(
         archc.load_spec(DENSENET_BC, ["params.growth_rate=24", "params.compression=1.0", "params.depth=16", "params.num_classes=100"])
     ).total
+
+
+def test_overrides_as_a_dict_or_a_list():
+    spec = ROOT / "specs/cifar/resnet.yaml"
+    # He et al. 2015, Table 6: ResNet-56 has 0.85M parameters
+    assert archc.summary(spec, overrides={"params.depth": 56}).trainable == 853_018
+    assert archc.to_ir(spec, ["params.depth=56"]).counts.trainable == 853_018
+    assert archc.load_spec(spec, {"params.depth": 56, "name": "r56"}).model.name == "r56"
+    assert archc.compile(spec, "torch", {"params.depth": 56}) == archc.compile(spec, "torch", ["params.depth=56"])
+    with pytest.raises(archc.SpecError, match="depth") as e:
+        archc.summary(spec, overrides={"params.depth": 57})
+    assert "--set params.depth=57" in str(e.value)  # the equivalent command line names the culprit
+    with pytest.raises(archc.SpecError, match=r"overrides\['params.depth'\]: .* is not a spec value"):
+        archc.summary(spec, overrides={"params.depth": object()})
+    with pytest.raises(TypeError, match="not one string"):
+        archc.summary(spec, overrides="params.depth=56")
+    with pytest.raises(ValueError, match="pass them to load_spec"):  # a loaded spec is not loaded again
+        archc.summary(archc.load_spec(spec), overrides={"params.depth": 56})
+    torch = pytest.importorskip("torch")
+    model = archc.build(spec, "torch", overrides={"params.depth": 56}, num_classes=100)
+    assert sum(p.numel() for p in model.parameters()) == 853_018 + 64 * 90 + 90  # a 100-way classifier
+    assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 100)
+
+
+def test_a_built_torch_model_pickles(tmp_path):
+    """torch.save(model) keeps the generated code in the file: torch.load(weights_only=False)
+    restores the model in a process that never built it; deepcopy keeps the class."""
+    import copy
+
+    torch = pytest.importorskip("torch")
+    model = archc.build(ROOT / "specs/cifar/resnet20.yaml", "torch").eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.save(model, tmp_path / "model.pt")
+    torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
+    code = (
+        "import sys, torch\n"
+        f"model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)\n"
+        f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "assert not model.training and torch.equal(model(io['x']), io['y'])\n"
+        "assert type(model).__name__ == 'Resnet20' and type(model.layer1[0]).__name__ == 'CifarBasic'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    twin = copy.deepcopy(model)
+    assert type(twin) is type(model) and type(twin.layer1[0]) is type(model.layer1[0])
+    assert torch.equal(twin(x), model(x))
+    same = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert type(same) is type(model)  # unpickled here: the module built above, not a second copy
+
+    class Mine(type(model)):  # a user's subclass is copied (and pickled) as Python does it
+        pass
+
+    mine = Mine.__new__(Mine)
+    mine.__setstate__(dict(model.__dict__))
+    assert type(copy.deepcopy(mine)) is Mine
+    with pytest.raises(Exception, match="Unsupported global"):  # torch's default refuses code in a checkpoint
+        torch.load(tmp_path / "model.pt")

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import ROOT
@@ -64,6 +65,16 @@ def test_summary_renders_as_html_table():
     assert str(s).splitlines()[0] == "resnet20: input (3, 32, 32) -> output (10,)"
 
 
+def test_summary_shows_its_table_in_a_repl():
+    """What `>>> archc.summary(spec)` prints: the table, not the dataclass's fields."""
+    session = "import archc\narchc.summary('specs/cifar/resnet20.yaml')\n"
+    result = subprocess.run([sys.executable, "-i", "-q"], input=session, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "resnet20: input (3, 32, 32) -> output (10,)", result.stdout + result.stderr
+    assert "trainable 269,722   non-trainable 1,376   total 271,098   MACs 40.55 M" in lines  # He et al.: 0.27M
+    assert "Summary(" not in result.stdout
+
+
 def fake_dot(tmp_path):
     """A `dot` that answers like Graphviz, so the notebook path is tested without Graphviz."""
     dot = tmp_path / "dot"
@@ -84,6 +95,8 @@ def test_diagram_renders_inline_svg_or_mermaid(tmp_path, monkeypatch):
     markdown = d._repr_markdown_()
     assert markdown.startswith("```mermaid\nflowchart TB\n") and markdown.endswith("```\n")
     assert "layer3" in markdown
+    with pytest.raises(archc.SpecError, match=r"not on PATH: install Graphviz \(apt-get install graphviz"):
+        d.svg()  # asked for outright: an error saying what to install, not None
     render_svg.cache_clear()
 
 

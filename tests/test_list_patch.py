@@ -32,6 +32,7 @@ def test_resnext101_from_resnext50_in_one_line(tmp_path):
         archc: 1
         extends: SPECS/resnext50_32x4d.yaml
         name: resnext101_32x8d
+        doc: ResNeXt-101 32x8d, as torchvision.models.resnext101_32x8d.
         params: {width_per_group: 8}
         layers: {layer3: {repeat: 23}}
         """)

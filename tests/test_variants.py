@@ -11,7 +11,7 @@ from conftest import CIFAR_RESNETS, ROOT, ZOO
 from archc.api import load_module
 from archc.backends import emit
 from archc.cli import main
-from archc.errors import SpecError
+from archc.errors import SpecError, SpecWarning
 from archc.lower import lower
 from archc.spec.compose import apply_overrides
 from archc.spec.loader import load_spec
@@ -220,6 +220,52 @@ def test_extends_cycles_and_missing_files(tmp_path):
     with pytest.raises(SpecError, match="not found") as info:
         load_spec(tmp_path / "c.yaml")
     assert str(info.value.where) == f"{tmp_path / 'c.yaml'}:2:10"
+
+
+DOCUMENTED = BASE.replace(", drop: 0.5", "").replace("name: base\n", "name: base\n    doc: DOC\n")
+
+
+def test_extends_that_changes_params_does_not_keep_the_base_doc_silently(tmp_path):
+    """A variant whose params differ and that writes no `doc:` would carry the base's description
+    into its docstring: check warns (once, located at the changed param), and the docstring says
+    what differs. Its own doc, or params the base already had, need neither."""
+    write(tmp_path, "base.yaml", DOCUMENTED.replace("DOC", "A small net, 8 filters wide."))
+    write(tmp_path, "wide.yaml", "archc: 1\nextends: base.yaml\nname: wide\nparams: {width: 32, num_classes: 10}\n")
+    checked = CliRunner().invoke(main, ["check", str(tmp_path / "wide.yaml")])
+    assert checked.exit_code == 0 and checked.stdout.startswith(f"{tmp_path / 'wide.yaml'}: ok")
+    assert checked.stderr.count("\n") == 1 and checked.stderr.startswith(f"{tmp_path / 'wide.yaml'}:4:10: warning: ")
+    assert "params of base.yaml (width)" in checked.stderr and "add a `doc:`" in checked.stderr
+    module = CliRunner().invoke(main, ["build", str(tmp_path / "wide.yaml"), "-b", "torch", "-o", "-"]).stdout
+    docstring = " ".join(module.split('"""')[1].split("\n\n")[0].split())
+    assert docstring == "A small net, 8 filters wide. (wide.yaml extends base.yaml with width=32 instead of 8: the text above describes base.yaml.)"
+    # a spec over the variant that writes nothing new inherits the note and the warning, at the variant
+    write(tmp_path, "wider.yaml", "archc: 1\nextends: wide.yaml\nname: wider\n")
+    again = CliRunner().invoke(main, ["check", str(tmp_path / "wider.yaml")])
+    assert again.stderr.startswith(f"{tmp_path / 'wide.yaml'}:4:10: warning: ")
+    with pytest.warns(SpecWarning, match="params of base.yaml"):
+        assert "with width=32 instead of 8" in load_spec(tmp_path / "wider.yaml").model.doc
+    for name, text in (
+        ("described.yaml", "archc: 1\nextends: wide.yaml\nname: described\ndoc: A small net, 32 filters wide.\n"),
+        ("same.yaml", "archc: 1\nextends: base.yaml\nname: same\nparams: {width: 8}\n"),
+    ):
+        write(tmp_path, name, text)
+        result = CliRunner().invoke(main, ["check", str(tmp_path / name)])
+        assert result.exit_code == 0 and result.stderr == "", result.stderr
+    assert load_spec(tmp_path / "described.yaml").model.doc == "A small net, 32 filters wide."
+    assert load_spec(tmp_path / "same.yaml").model.doc == "A small net, 8 filters wide."
+
+
+def test_a_noted_doc_stays_within_the_docstring_limit(tmp_path):
+    long_doc = "A net described at length, " * 74  # 1,998 characters, the base at the limit
+    write(tmp_path, "base.yaml", DOCUMENTED.replace("DOC", long_doc.strip()))
+    write(tmp_path, "v.yaml", "archc: 1\nextends: base.yaml\nname: v\nparams: {width: 16}\n")
+    with pytest.warns(SpecWarning, match="add a `doc:`"):
+        doc = load_spec(tmp_path / "v.yaml").model.doc
+    assert len(doc) <= 2000 and doc.endswith("(v.yaml extends base.yaml with width=16 instead of 8: the text above describes base.yaml.)")
+    target = tmp_path / "v_torch.py"
+    for _ in range(2):  # the second build recognises the first one's header: the docstring fits it
+        result = CliRunner().invoke(main, ["build", str(tmp_path / "v.yaml"), "-b", "torch", "-o", str(target)])
+        assert result.exit_code == 0, result.output
 
 
 def run(*args):

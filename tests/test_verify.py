@@ -2,6 +2,7 @@
 a missing kernel transpose and Keras 'same' padding at stride 2 must both be caught."""
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -88,9 +89,20 @@ def test_cli(monkeypatch):
     assert data["ok"] and data["mode"] == "eval" and data["seed"] == 3 and data["batch"] == 2
     assert data["output"] == data["blocks"][-1] and data["output"]["shape"] == [10]
     assert {"item", "shape", "max_abs", "max_rel", "magnitude", "within"} <= set(data["blocks"][0])
+    keras, torch = verify.keras, verify.torch
+    backend = keras.backend.backend()
+    framework = __import__(backend)
+    assert data["keras_backend"] == backend == os.environ["KERAS_BACKEND"]
+    assert data["versions"] == {"torch": torch.__version__, "keras": keras.__version__, backend: framework.__version__}
+    assert result.stderr == ""  # not a terminal: no progress bar
 
-    table = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/plain20.yaml")])
-    assert table.exit_code == 0 and "PASS: every row within tolerance" in table.output and "layer3.2" in table.output
+    table = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/plain20.yaml"), "--progress"])
+    assert table.exit_code == 0 and "PASS: every row within tolerance" in table.stdout and "layer3.2" in table.stdout
+    assert f"torch {torch.__version__}; keras {keras.__version__} on {backend} {framework.__version__}" in table.stdout.splitlines()
+    weighted = 2 * 19 + 1  # plain-20: 19 convs with their batch norms, and the classifier
+    bars = table.stderr.replace("\r", "\n").splitlines()
+    assert bars[-1] == "run      [##############################] 2/2"
+    assert f"transfer [##############################] {weighted}/{weighted}" in bars and "build    [" + "#" * 30 + "] 2/2" in bars
 
     usage = runner.invoke(main, ["verify", str(ROOT / "specs/cifar/resnet20.yaml"), "--train-mode", "--batch", "1"])
     assert usage.exit_code == 2 and "--train-mode needs --batch 2" in usage.output
@@ -158,7 +170,8 @@ def test_long_stages_are_folded_but_disagreements_are_not():
     blocks = [row(f"stage.{i}", 1, ok=i != 120) for i in range(200)]
     inner = [row("stage.120.conv", 2, ok=False)]
     rows = (row("stem", 0), row("stage", 0, ok=False), *blocks[:121], *inner, *blocks[121:], row("fc", 0, ok=False))
-    report = verify.Report("s.yaml", "m", "eval", 2, 0, 1e-4, rows)
+    versions = {"torch": "2.13.0", "keras": "3.15.1", "jax": "0.10.2"}
+    report = verify.Report("s.yaml", "m", "eval", 2, 0, 1e-4, rows, "jax", versions)
     text = verify.to_table(report)
     lines = text.splitlines()
     assert len(lines) < 30
@@ -166,7 +179,8 @@ def test_long_stages_are_folded_but_disagreements_are_not():
     assert "  ... 74 more (stage.124 to stage.197), all ok; worst rel diff 0.00e+00 (stage.124)" in lines
     shown = [line.split()[0] for line in lines if line.startswith("  stage.") or line.startswith("    stage.")]
     assert shown == [*(f"stage.{i}" for i in (0, 1, 2, 118, 119, 120)), "stage.120.conv", *(f"stage.{i}" for i in (121, 122, 123, 198, 199))]
-    assert len(verify.to_table(report, all_rows=True).splitlines()) == len(rows) + 6  # two header lines, a blank, the column titles; a blank, the verdict
+    assert lines[1] == "torch 2.13.0; keras 3.15.1 on jax 0.10.2"
+    assert len(verify.to_table(report, all_rows=True).splitlines()) == len(rows) + 7  # three header lines, a blank, the column titles; a blank, the verdict
 
 
 def test_a_row_over_tolerance_fails_the_verdict():
@@ -175,7 +189,7 @@ def test_a_row_over_tolerance_fails_the_verdict():
         verify.Row("layer1", 0, (4, 8, 8), 2.58, 1.0, False),
         verify.Row("output", 0, (5,), 1e-7, 1.0, True),
     )
-    report = verify.Report("t.yaml", "t", "eval", 2, 0, 1e-4, rows)
+    report = verify.Report("t.yaml", "t", "eval", 2, 0, 1e-4, rows, "jax", {"torch": "2", "keras": "3", "jax": "0.10"})
     assert not report.ok and report.first_disagreement().item == "layer1"
     table = verify.to_table(report)
     assert "FAIL" in table and "PASS" not in table and "first disagreement is at layer1" in table

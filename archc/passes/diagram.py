@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from archc import ops
+from archc.errors import SpecError
 from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
 from archc.ops import Shape
 
@@ -61,17 +62,18 @@ class Diagram:
     def to_mermaid(self) -> str:
         return to_mermaid(self)
 
-    def svg(self) -> str | None:
-        """The diagram drawn by Graphviz's `dot` as SVG text; None when dot is not installed."""
+    def svg(self) -> str:
+        """The diagram drawn by Graphviz's `dot` as SVG text (a SpecError saying how to install
+        Graphviz when `dot` is not on PATH)."""
         return render_svg(to_dot(self))
 
     # Notebooks (IPython/Jupyter): inline SVG where Graphviz is installed; otherwise a
     # Mermaid block, which JupyterLab and GitHub draw themselves.
     def _repr_svg_(self) -> str | None:
-        return self.svg()
+        return self.svg() if shutil.which("dot") else None
 
     def _repr_markdown_(self) -> str | None:
-        return None if self.svg() is not None else f"```mermaid\n{to_mermaid(self)}```\n"
+        return None if shutil.which("dot") else f"```mermaid\n{to_mermaid(self)}```\n"
 
 
 def describe(op: ops.Op) -> str:
@@ -381,11 +383,18 @@ def to_mermaid(d: Diagram) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(dot_text: str, form: str) -> bytes | None:
-    """`dot_text` drawn by Graphviz's `dot` as `form` (svg, png); None when dot is not on PATH."""
+INSTALL_GRAPHVIZ = (
+    "svg and png are drawn by Graphviz's `dot`, which is not on PATH: install Graphviz "
+    "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
+    "or write --format dot or --format mermaid (in Python: .to_dot() or .to_mermaid())"
+)
+
+
+def render(dot_text: str, form: str) -> bytes:
+    """`dot_text` drawn by Graphviz's `dot` as `form` (svg, png); a SpecError when dot is not on PATH."""
     dot = shutil.which("dot")
     if dot is None:
-        return None
+        raise SpecError(INSTALL_GRAPHVIZ)
     result = subprocess.run([dot, f"-T{form}"], input=dot_text.encode(), capture_output=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"dot failed on archc's output: {result.stderr.decode(errors='replace')}")
@@ -393,7 +402,6 @@ def render(dot_text: str, form: str) -> bytes | None:
 
 
 @lru_cache(maxsize=16)
-def render_svg(dot_text: str) -> str | None:
+def render_svg(dot_text: str) -> str:
     """SVG text for a notebook (cached: IPython asks for several representations)."""
-    data = render(dot_text, "svg")
-    return None if data is None else data.decode()
+    return render(dot_text, "svg").decode()

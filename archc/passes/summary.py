@@ -25,7 +25,7 @@ class Row:
     macs: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Summary:
     model: str
     input_shape: tuple[int, ...]
@@ -46,6 +46,10 @@ class Summary:
         return {**asdict(self), "total": self.total}
 
     def __str__(self) -> str:
+        return to_table(self)
+
+    def __repr__(self) -> str:
+        """The table: what a REPL shows for `archc.summary(spec)`."""
         return to_table(self)
 
     def _repr_html_(self) -> str:
@@ -143,6 +147,18 @@ _ALIGN = ("left", "left", "left", "right", "right", "right")
 
 def _cells(r: Row) -> tuple[str, ...]:
     return (r.name, r.kind, str(r.output_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", si(r.macs))
+
+
+def overview(reports: list[tuple[str, Summary]], batch: int) -> str:
+    """One row of totals per spec: `archc summary DIRECTORY`."""
+    header = ("spec", "model", "output shape", "trainable", "non-trainable", "MACs", f"activations, batch {batch}")
+    rows = [
+        (path, s.model, str(s.output_shape), f"{s.trainable:,}", f"{s.non_trainable:,}", si(s.macs),
+         f"{s.activation_bytes / 2**20:,.1f} MiB")
+        for path, s in reports
+    ]  # fmt: skip
+    lines, rule = columns([header, *rows])
+    return "\n".join([lines[0], rule, *lines[1:]])
 
 
 def to_table(s: Summary) -> str:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import bisect
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from archc.errors import Location, SpecError
+from archc.errors import Location, SpecError, SpecWarning
+from archc.spec.models import MAX_DOC
 from archc.spec.yamlsrc import (
     Path_,
     SourceMap,
@@ -53,12 +55,20 @@ def _resolved(path: Path, where: Location) -> Path:
         raise SpecError(f"extends: cannot resolve {path}: a symlink loop or an unreadable path", where) from None
 
 
-def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap, list[bytes]]:
-    """Load `path` and, recursively, the specs it extends; merged data, its map, each file's bytes."""
+def load_chain(path: Path) -> tuple[Any, SourceMap, list[bytes]]:
+    """Load `path` and, recursively, the specs it extends; merged data, its map, each file's bytes.
+    A `doc:` that describes a base whose params a later spec changed is a warning (`_stale_doc`)."""
+    data, smap, raws, stale = _load_chain(path, ())
+    for warning in stale:
+        warnings.warn(warning, stacklevel=3)
+    return data, smap, raws
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...]) -> tuple[Any, SourceMap, list[bytes], list[SpecWarning]]:
     raw = read_spec_bytes(path)
     data, smap = load_yaml_bytes(raw, str(path))
     if not (isinstance(data, dict) and "extends" in data):
-        return data, smap, [raw]
+        return data, smap, [raw], []
     ref, where = data["extends"], smap.locate(("extends",))
     if not isinstance(ref, str) or not re.fullmatch(r"[\w./-]+\.ya?ml", ref):
         raise SpecError("extends: give the path of a .yaml spec, relative to this file", where)
@@ -71,14 +81,47 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[Any, SourceMap,
         raise SpecError(f"extends chain is deeper than {MAX_EXTENDS_DEPTH} files", where)
     if not base_path.is_file():
         raise SpecError(f"extends: {base_path} not found (paths are relative to the file that names them)", where)
-    base, base_map, base_raw = load_chain(base_path, chain)
+    base, base_map, base_raw, stale = _load_chain(base_path, chain)
     if not isinstance(base, dict):
         raise SpecError(f"extends: {base_path} is not a spec mapping", where)
     if "library" in base:
         raise SpecError(f"extends: {base_path} is a block library, not a model spec; list it under `use:` instead", where)
     merged = SourceMap(smap.file)
     result = _merge(base, data, (), base_map, smap, merged)
-    return result, merged, [*base_raw, raw]
+    if "doc" in data:
+        stale = []  # this spec describes itself (or deletes the description with `doc: null`)
+    elif (warning := _stale_doc(base, result, merged, path.name, base_path.name)) is not None:
+        stale = [*stale, warning]
+    return result, merged, [*base_raw, raw], stale
+
+
+def _stale_doc(base: dict[Any, Any], result: dict[Any, Any], smap: SourceMap, name: str, base_name: str) -> SpecWarning | None:
+    """A spec that changes its base's params but keeps the base's `doc:` describes a model it is
+    not: the doc in `result` gets a note saying what differs (for the generated docstring), and
+    the warning, at the first changed param, says to write a `doc:`."""
+    old, new, doc = base.get("params"), result.get("params"), result.get("doc")
+    if not (isinstance(old, dict) and isinstance(new, dict) and isinstance(doc, str) and doc.strip()):
+        return None
+    changed = [k for k, v in new.items() if k in old and (type(v), v) != (type(old[k]), old[k])]
+    if not changed:
+        return None
+    shown = [f"{k}={_brief(new[k])} instead of {_brief(old[k])}" for k in changed[:6]]
+    changes = ", ".join(shown) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    note = f"({name} extends {base_name} with {changes}: the text above describes {base_name}.)"
+    doc = " ".join(doc.split())
+    if len(doc) + 1 + len(note) > MAX_DOC:
+        doc = doc[: MAX_DOC - len(note) - 5] + "..."
+    result["doc"] = f"{doc} {note}"
+    return SpecWarning(
+        f"this spec changes params of {base_name} ({', '.join(changed)}) but keeps its doc, which describes "
+        f"{base_name}; add a `doc:` for this model (until then the generated docstring notes what differs)",
+        smap.locate_key(("params", changed[0])),
+    )
+
+
+def _brief(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def _merge(

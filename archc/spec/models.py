@@ -62,7 +62,8 @@ def _prose(value: str) -> str:
     return " ".join(value.split())
 
 
-Doc = Annotated[str, Field(max_length=2000), AfterValidator(_prose)]
+MAX_DOC = 2000  # characters of a `doc:`; a module's docstring holds it whole
+Doc = Annotated[str, Field(max_length=MAX_DOC), AfterValidator(_prose)]
 Message = Annotated[str, Field(max_length=300), AfterValidator(_prose)]
 
 
