@@ -40,7 +40,10 @@ class ActArgs(Arguments):
     @classmethod
     def _short(cls, data: Any) -> Any:
         # `act: relu` is short for `act: {fn: relu}`
-        return {"fn": data} if isinstance(data, str) else data
+        data = {"fn": data} if isinstance(data, str) else data
+        if isinstance(data, dict) and data.get("fn") == "softmax":
+            raise ValueError("softmax reads every channel, so it is a layer kind of its own: write `softmax`, not `act: softmax`")
+        return data
 
 
 @dataclass(frozen=True)

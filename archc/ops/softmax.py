@@ -35,7 +35,7 @@ class SoftmaxArgs(Arguments):
         description="Split attention's radix (timm's RadixSoftmax): a softmax over this many groups of "
         "channels, the result in radix-major order; 1 is a sigmoid. Unset: a softmax over all channels.",
     )
-    cardinality: IntExpr | None = Field(None, description="With radix: the number of cardinal groups (default 1).")
+    cardinality: IntExpr | None = Field(None, description="With radix: the number of cardinal groups; unset: 1.")
 
     @model_validator(mode="after")
     def _radix_first(self) -> Any:
@@ -50,25 +50,21 @@ class Softmax(Op):
 
     kind: ClassVar[str] = "softmax"
     Args: ClassVar[Any] = SoftmaxArgs
-    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("radix", "int", None), Attr("cardinality", "int", None))
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("radix", "int", None), Attr("cardinality", "int", 1))
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"softmax": {"softmax": {}}}
     HELPERS: ClassVar[dict[str, str]] = {"torch": "RadixSoftmax", "keras": "RadixSoftmax"}
-    radix: int | None = None
-    cardinality: int | None = None
-
-    @property
-    def groups(self) -> int:
-        """The channels are split into this many groups (cardinality x radix)."""
-        return (self.cardinality or 1) * (self.radix or 1)
+    radix: int | None = None  # None: over all channels
+    cardinality: int = 1  # with radix only
 
     def infer(self, s: Shape) -> Shape:
         if self.radix is None:
             return s
-        positive("softmax", radix=self.radix, cardinality=self.cardinality or 1)
-        if self.radix > 1 and s.c % self.groups:
+        positive("softmax", radix=self.radix, cardinality=self.cardinality)
+        groups = self.radix * self.cardinality
+        if self.radix > 1 and s.c % groups:
             raise ShapeError(
-                f"softmax radix={self.radix}, cardinality={self.cardinality or 1}: radix x cardinality "
-                f"({self.groups}) must divide the input channels {s.c}"
+                f"softmax radix={self.radix}, cardinality={self.cardinality}: radix x cardinality "
+                f"({groups}) must divide the input channels {s.c}"
             )
         return s
 
@@ -86,13 +82,13 @@ class Softmax(Op):
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         if "radix" in a:
-            return call("RadixSoftmax", a["radix"], a.get("cardinality", "1"))
+            return call("RadixSoftmax", a["radix"], a["cardinality"])
         return call("nn.Softmax", dim="1")
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         if "radix" in a:
-            return [call("RadixSoftmax", a["radix"], a.get("cardinality", "1"), name=ctx.name)]
+            return [call("RadixSoftmax", a["radix"], a["cardinality"], name=ctx.name)]
         return [call("layers.Activation", '"softmax"', name=ctx.name)]
 
     def label(self) -> str:
@@ -100,4 +96,4 @@ class Softmax(Op):
             return "softmax"
         if self.radix == 1:
             return "sigmoid (radix 1)"
-        return f"radix softmax, radix {self.radix}, cardinality {self.cardinality or 1}"
+        return f"radix softmax, radix {self.radix}, cardinality {self.cardinality}"
