@@ -399,8 +399,8 @@ def plan(
         prev = dst
         # where a conditional item is absent, its variable holds its input: as safe as that was
         prev_safe = dst not in named and (condition is None or safe) and item.name not in keep and (dst != first or not keep_first)
-        if (isinstance(item, SymLayer) and item.kind in _EXPRESSIONS) or (isinstance(item, LayerInst) and item.op.EXPRESSION):
-            prev_safe = prev_safe and safe  # a view of its input: writing it writes the input
+        if aliases(item):
+            prev_safe = prev_safe and safe  # its input itself or a view of it: writing it writes the input
     return steps
 
 
@@ -420,6 +420,17 @@ def tensor_variable(name: str) -> str:
     """The variable of a tensor read by name: the layer's name, unless that is a number or
     a module-level name of the generated code (LAYER_NAMES)."""
     return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
+
+
+def aliases(item: object) -> bool:
+    """A layer whose PyTorch output may be its input or a view of it (Op.ALIASES, EXPRESSION)."""
+    if isinstance(item, SymLayer):
+        op = KINDS[item.kind]
+    elif isinstance(item, LayerInst):
+        op = item.op
+    else:
+        return False
+    return op.ALIASES or op.EXPRESSION
 
 
 def is_merge(item: object) -> bool:

@@ -218,13 +218,16 @@ class TorchEmitter:
 
         lines = ["identity = x"] if skip else []
         var = "x"
-        for step in common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts}):
+        steps = common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts})
+        for step in steps:
             lines += self._forward_lines(step, hoist)
             var = step.dst
             lines += apply_shortcuts(step.item.name, var)
         lines += apply_shortcuts(None, "x")
         if skip:
-            lines.append(f"{var} += identity" if var == "out" else "out = x + identity")
+            # the branch's output may be x itself where every layer passed its input on (an identity)
+            fresh = not common.aliases(steps[-1].item) or steps[-1].inplace
+            lines.append(f"{var} += identity" if var == "out" and fresh else f"out = {var} + identity")
             var = "out"
         for step in common.plan(block.after, var, "out", set(), True):
             lines += self._forward_lines(step, hoist)
@@ -567,17 +570,17 @@ class TorchEmitter:
         self.needs_ordered_dict |= not item.positional
         kwargs: dict[str, Code] = {}
         uses: dict[str, int] = {}
-        first = True
+        safe = False  # the list's input may be read elsewhere; an entry's output is its own unless it aliases
         for child in item.items:
             # nn.Sequential calls each entry once: an activation used again gets an entry of its
             # own, named like its IR node (`relu_2`).
             uses[child.name] = uses.get(child.name, 0) + 1
             key = child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}"
-            module = self._module(child, inplace=not first)
+            module = self._module(child, inplace=safe)
             if _kind(child) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             kwargs[key] = module
-            first = False
+            safe = safe or not common.aliases(child)
         if item.positional:
             return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
@@ -589,6 +592,7 @@ class TorchEmitter:
         parts: list[Code] = []
         starts = {start: (count, inst) for start, count, inst in inlined}
         k = 0
+        safe = inplace_first  # whether the next entry may overwrite its input (see common.plan)
         while k < len(items):
             if k in starts:
                 run: list[BlockInst] = []
@@ -603,7 +607,7 @@ class TorchEmitter:
                 for chunk in chunks:
                     stage = common.as_stage(tuple(chunk))
                     parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
-                k = end
+                k, safe = end, True
                 continue
             item = items[k]
             if isinstance(item, BlockInst):
@@ -613,13 +617,13 @@ class TorchEmitter:
                 chunk = tuple(items[k:end])
                 stage = common.as_stage(chunk)  # type: ignore[arg-type]
                 parts += list(self._stage(stage).args)  # type: ignore[union-attr]
-                k = end
+                k, safe = end, True
                 continue
-            module = self._module(item, inplace=(k > 0 or inplace_first))
+            module = self._module(item, inplace=safe)
             if _kind(item) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             parts.append(module)
-            k += 1
+            k, safe = k + 1, safe or not common.aliases(item)
         return parts
 
     def _stage(self, stage: StageInst) -> Code:

@@ -1,4 +1,5 @@
-"""Activations: `act: {fn, negative_slope, alpha}`, or a shorthand (`relu`, `act: relu6`)."""
+"""Activations: `act: {fn, negative_slope, alpha}`, or a shorthand (`relu`, `act: relu6`).
+A softmax is an op of its own (archc.ops.softmax): it reads every channel, not one element."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.ops.base import Attr, KerasCtx, Op
 from archc.spec.types import Arguments, NumExpr
 
 # name -> (PyTorch module, takes inplace=, Keras layer or Activation name, output >= 0)
@@ -22,7 +23,6 @@ FUNCTIONS: dict[str, tuple[str, bool, str, bool]] = {
     "silu": ("nn.SiLU", True, '"silu"', False),
     "sigmoid": ("nn.Sigmoid", False, '"sigmoid"', True),
     "tanh": ("nn.Tanh", False, '"tanh"', False),
-    "softmax": ("nn.Softmax", False, '"softmax"', True),
     "hardswish": ("nn.Hardswish", True, '"hard_swish"', False),
     "hardsigmoid": ("nn.Hardsigmoid", True, '"hard_sigmoid"', True),
 }
@@ -40,7 +40,10 @@ class ActArgs(Arguments):
     @classmethod
     def _short(cls, data: Any) -> Any:
         # `act: relu` is short for `act: {fn: relu}`
-        return {"fn": data} if isinstance(data, str) else data
+        data = {"fn": data} if isinstance(data, str) else data
+        if isinstance(data, dict) and data.get("fn") == "softmax":
+            raise ValueError("softmax reads every channel, so it is a layer kind of its own: write `softmax`, not `act: softmax`")
+        return data
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,6 @@ class Act(Op):
     fn: str
     negative_slope: float | None = None  # leaky_relu
     alpha: float | None = None  # elu
-
-    def infer(self, s: Shape) -> Shape:
-        if self.fn == "softmax" and s.last:
-            raise ShapeError("softmax over the channels of a map PyTorch holds channels-last is not supported; permute back first")
-        return s
 
     def nonneg_after(self, nonneg_in: bool) -> bool:
         return FUNCTIONS[self.fn][3]
@@ -85,8 +83,6 @@ class Act(Op):
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         module, can_inplace, _, _ = FUNCTIONS[a["fn"]]
         kwargs = {k: a[k] for k in ("negative_slope", "alpha") if k in a}
-        if a["fn"] == "softmax":
-            kwargs["dim"] = "1"
         if can_inplace and inplace:
             kwargs["inplace"] = "True"
         return call(module, **kwargs)

@@ -202,6 +202,10 @@ class Op:
     # Computed by an expression of its input (`torch_expr`, `keras_expr`), not by a module or a
     # named layer; the result may be a view of its input (so nothing after it works in place).
     EXPRESSION: ClassVar[bool] = False
+    # Its PyTorch module may return its input tensor itself or a view of it (nn.Identity, and
+    # nn.Dropout in eval, return the input; nn.Flatten a view), so what reads its output must not
+    # overwrite that tensor in place where its input is still read elsewhere. EXPRESSION ops too.
+    ALIASES: ClassVar[bool] = False
     HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
     # Keeps running statistics (PyTorch's reset_running_stats / momentum), which `archc verify`
     # measures on a calibration batch after `randomize`.

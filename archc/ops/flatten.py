@@ -19,6 +19,7 @@ class Flatten(Op):
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"flatten": {"flatten": {}}}
     ELEMENTWISE: ClassVar[bool] = True
+    ALIASES: ClassVar[bool] = True  # a view of its input
 
     def infer(self, s: Shape) -> Shape:
         return Shape(s.numel())

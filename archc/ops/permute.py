@@ -37,6 +37,7 @@ class Permute(Op):
     Args: ClassVar[Any] = PermuteArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("to", "str"),)
     ELEMENTWISE: ClassVar[bool] = True
+    ALIASES: ClassVar[bool] = True  # a view of its input
     CHANNELS_LAST: ClassVar[bool] = True
     HELPERS: ClassVar[dict[str, str]] = {"torch": "Permute"}
     to: str

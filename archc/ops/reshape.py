@@ -21,6 +21,7 @@ class Reshape(Op):
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"reshape": {"reshape": {}}}
     ELEMENTWISE: ClassVar[bool] = True
     FLAT_OUT: ClassVar[bool | None] = False
+    ALIASES: ClassVar[bool] = True  # a view of its input
     CHANNEL_FREE: ClassVar[bool] = False
 
     def infer(self, s: Shape) -> Shape:

@@ -33,6 +33,7 @@ class StochasticDepth(Op):
     Args: ClassVar[Any] = StochasticDepthArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
     ELEMENTWISE: ClassVar[bool] = True
+    ALIASES: ClassVar[bool] = True  # the identity in eval
     CHANNEL_FREE: ClassVar[bool] = True
     HELPERS: ClassVar[dict[str, str]] = {"torch": "StochasticDepth"}
     rate: float
