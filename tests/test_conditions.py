@@ -14,7 +14,8 @@ import pytest
 
 from archc import api
 from archc.backends import emit
-from archc.lower import _assume, lower
+from archc.lower import lower
+from archc.lower.symbolic import _assume
 from archc.spec import expr
 from archc.spec.loader import load_spec_text
 

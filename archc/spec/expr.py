@@ -425,7 +425,7 @@ def bounded(value: object) -> Value:
 
 def substitute(tree: ast.expr, values: Mapping[str, ast.expr]) -> ast.expr:
     """Replace variables by expressions, folding constants where possible. Trees are shared
-    (parsed once, see lower._parse) and never changed in place: the replacement is made
+    (parsed once, see `parse`) and never changed in place: the replacement is made
     in a copy, and only when there is something to replace."""
     if not any(isinstance(n, ast.Name) and n.id in values for n in ast.walk(tree)):
         return fold(tree)

@@ -1,0 +1,124 @@
+"""Lowering: a validated spec becomes the graph IR.
+
+The model's list is walked top to bottom with the current shape in hand, because
+expressions may read it (`in_channels`, `channels`). A block kind becomes one
+function-like structure, its symbolic form (`BlockType`: items whose arguments are
+expressions over its parameters and `in_channels`), built once; every instance of it
+is that form specialised to its arguments and input. The emitters print each kind's
+code from the same form, so what archc counts is what the code builds.
+
+- `context`: where lowering is (the file, the module path, names in scope) and the
+  checks every list shares;
+- `values`: literals and expressions, typed, with the layer defaults and the rules;
+- `limits`: the bounds that keep a spec's cost bounded;
+- `symbolic`: a block kind's symbolic form, and when each of its items exists;
+- `specialise`: an instance of a block kind, from its symbolic form;
+- `model`: the model's own list (layers, groups, branches, stages, inline blocks).
+
+Shape rules and parameter counts live in the ops (`archc.ops`); lowering only applies
+them and turns their complaints into located errors.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from archc import ops
+from archc.errors import Location, SpecError
+from archc.ir.graph import Graph, GroupInst, Inst, LayerInst
+from archc.lower import limits
+from archc.lower.context import Ctx, LayerKey, State
+from archc.lower.model import check_size, lower_items
+from archc.lower.values import run_checks, typed_value
+from archc.ops import Shape, init
+from archc.spec import expr
+from archc.spec.loader import LoadedSpec
+
+
+@expr.work_budget
+def lower(spec: LoadedSpec) -> Graph:
+    """Lower a loaded spec to the IR; raises SpecError for any mistake in the spec."""
+    model = spec.model
+    state = State(spec)
+    scope: dict[str, expr.Value] = {}
+    top = Ctx(spec.source, ("params",), (), scope, True)
+    for name, raw in model.params.items():
+        scope[name] = typed_value(raw, scope, top.where(name), "param", state=state, ref_ok=False)
+    run_checks(model.checks, scope, Ctx(spec.source, ("checks",), (), scope, True), state)
+    c, h, w = model.input
+    in_shape = Shape(c, h, w)
+    if max(c, h, w) > limits.MAX_CHANNELS or in_shape.numel() > limits.MAX_ELEMENTS:
+        raise SpecError(
+            f"input {in_shape} exceeds the limits of {limits.MAX_CHANNELS} per dimension and {limits.MAX_ELEMENTS} values; "
+            "raise archc.lower.limits.MAX_CHANNELS / limits.MAX_ELEMENTS deliberately if you mean it",
+            spec.locate("input"),
+        )
+    check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
+    top = Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
+    body, out_shape, _, _ = lower_items(state, top, model.layers, in_shape, "input", False)
+    if out_shape.last:
+        where = spec.locate("layers", len(model.layers) - 1)
+        raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", where)
+    exposed = _exposed_params(state, scope)
+    body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
+    return Graph(
+        name=model.name,
+        doc=model.doc,
+        input_shape=in_shape,
+        output_shape=out_shape,
+        params=tuple(scope.items()),
+        exposed=tuple((p, scope[p]) for p in exposed),
+        blocks=tuple(state.block_types.values()),
+        body=body,
+        nodes=tuple(state.nodes),
+        inits=tuple((kind, state.init(kind)) for kind in init.KINDS if init.section(kind) == kind),
+        source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
+        sha256=spec.sha256,
+        locations=_locations(state),
+    )
+
+
+def _locations(state: State) -> tuple[tuple[str, Location], ...]:
+    """Where the names that reach generated code are written, for the backends' checks."""
+    spec = state.spec
+    out = [("name", spec.locate("name"))]
+    out += [(f"params.{p}", spec.locate("params", p)) for p in spec.model.params]
+    for block in state.block_types:
+        source = spec.blocks[block]
+        out.append((f"block.{block}", source.source.locate_key(source.path)))
+        out += [(f"block.{block}.params.{p}", source.locate("params", p)) for p in source.definition.params]
+        if source.definition.shortcuts:
+            out.append((f"block.{block}.shortcut", source.locate("shortcut")))
+    # the `defaults:` rules, for checks of the layers that take them from there (a projection shortcut)
+    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in init.KINDS if init.section(kind) == kind]
+    return tuple(out)
+
+
+def _exposed_params(state: State, scope: dict[str, expr.Value]) -> list[str]:
+    """Model params that build_model() can take: used only as the width of a layer
+    that nothing channel-dependent follows (the classifier), or as a dropout rate."""
+    exposed = []
+    for name, refs in state.param_refs.items():
+        if name in state.pinned or isinstance(scope[name], bool):
+            continue
+        ok = all(
+            attr == "rate" or (attr in ("units", "filters") and all(k in ops.KINDS and ops.KINDS[k].CHANNEL_FREE for k in state.top_kinds[idx + 1 :]))
+            for idx, attr, _ in refs
+        )
+        if ok:
+            exposed.append(name)
+    return exposed
+
+
+def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int, str, LayerKey]]], path: LayerKey = ()) -> Inst:
+    """Record on each model-level layer which of its arguments come from build_model()."""
+    here = (*path, item.name)
+    if isinstance(item, GroupInst):
+        items = tuple(_mark_exposed(child, exposed, refs, here) for child in item.items)
+        return dataclasses.replace(item, items=items)
+    if isinstance(item, LayerInst):
+        marks = tuple((attr, p) for p in exposed for _, attr, where in refs.get(p, []) if where == here)
+        return dataclasses.replace(item, exposed=marks) if marks else item
+    return item

@@ -1,0 +1,233 @@
+"""Where lowering is (`Ctx`), what it accumulates for one model (`State`), and the
+checks that every list of layers shares."""
+
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from archc import ops
+from archc.errors import Location, SpecError
+from archc.ir.graph import (
+    BlockType,
+    Counts,
+    Node,
+    SymItem,
+    SymLayer,
+)
+from archc.ops import Shape, init
+from archc.ops.init import Init
+from archc.spec import expr
+from archc.spec import models as m
+from archc.spec.loader import BlockSource, LoadedSpec
+from archc.spec.models import POSITIONAL
+from archc.spec.yamlsrc import SourceMap
+
+
+def item_kind(body: Any) -> str:
+    return _kind_of(type(body))
+
+
+@functools.cache
+def _kind_of(cls: type) -> str:
+    return next(k for k in m._ITEM_KEYS if k in cls.model_fields)
+
+
+@dataclass
+class Ctx:
+    """Where lowering is: the file and YAML path of the current list, the scope of names."""
+
+    source: SourceMap
+    yaml_path: tuple[Any, ...]
+    module_path: tuple[str, ...]
+    scope: dict[str, expr.Value]
+    top_level: bool  # model-level items (model params are in scope)
+
+    def where(self, *sub: Any) -> Location:
+        return self.source.locate((*self.yaml_path, *sub))
+
+
+@dataclass
+class State:
+    """What lowering accumulates for one model: nodes, block kinds, names in use."""
+
+    spec: LoadedSpec
+    nodes: list[Node] = field(default_factory=list)
+    block_types: dict[str, BlockType] = field(default_factory=dict)
+    param_refs: dict[str, list[tuple[int, str, LayerKey]]] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)  # model params used where they cannot be arguments
+    top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
+    block_stack: list[str] = field(default_factory=list)
+    typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
+    # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)
+    arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
+    params: int = 0  # parameters so far, trainable and not
+    inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
+
+    def init(self, kind: str) -> Init:
+        """The rules of `kind` in `defaults:` (unset: torch_default), checked where they are written."""
+        if kind not in self.inits:
+            written = getattr(self.spec.model.defaults, kind).init
+            self.inits[kind] = init.default_init(written)
+            if written is not None:
+                check_init(self.inits[kind], kind, self.spec.locate("defaults", kind, "init"))
+        return self.inits[kind]
+
+
+LayerKey = tuple[str, ...]
+
+
+def check_layout(name: str, kind: str, last: bool, where: Location, in_group: bool = False) -> None:
+    """A map PyTorch holds channels-last reaches only ops that work on the last axis; a bare
+    parameter (layer_scale) is an attribute of its module, never an entry of a list."""
+    op = ops.KINDS[kind]
+    if last and not op.CHANNELS_LAST:
+        raise SpecError(
+            f"{name}: {kind} needs a channels-first map, but after the permute PyTorch holds this one "
+            "channels-last; add `permute: {to: channels_first}` before it",
+            where,
+        )
+    if in_group and op.PARAMETER:
+        raise SpecError(
+            f"{name}: {kind} is a bare parameter of its module in PyTorch (torchvision's `self.{kind} = "
+            "nn.Parameter(...)`), not a module, so it cannot be an entry of a list; write it in a block kind's layers",
+            where,
+        )
+
+
+def numbered_definition(definition: Any) -> bool:
+    """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
+    torch backend's `_sequential`), whose unnamed stages contribute their instances to its
+    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`."""
+    if definition.connectivity != "none" or definition.after:
+        return False
+    for entry in definition.layers:
+        (written, body), = entry.items()
+        kind = item_kind(body)
+        op = ops.KINDS.get(kind)
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
+            return False
+    return True
+
+
+def check_named_layers(source: BlockSource) -> None:
+    """A block kind numbers its layers (an nn.Sequential) only when none has a name; in one
+    with named layers, an unnamed layer with weights or a module of its own would have no
+    attribute to live in."""
+    entries = [(i, *next(iter(entry.items()))) for i, entry in enumerate(source.definition.layers)]
+    for i, written, body in entries:  # the reason a bare parameter makes a block unnumbered
+        op = ops.KINDS.get(item_kind(body))
+        if written == POSITIONAL and op is not None and op.PARAMETER:
+            raise SpecError(
+                f"{op.kind} is a bare parameter of its block in PyTorch (`self.NAME = nn.Parameter(...)`), "
+                f"so it needs a name (`{op.kind}: {op.kind}`)",
+                source.locate("layers", i),
+            )
+    for i, written, body in entries:
+        op = ops.KINDS.get(item_kind(body))
+        if written == POSITIONAL and not (op is not None and (op.MERGE or op.EXPRESSION)):
+            raise SpecError(
+                f"block {source.name!r} names some of its layers, so this one needs a name too (`NAME: ...`): "
+                "only a block kind whose layers are all unnamed is numbered, like nn.Sequential",
+                source.locate("layers", i),
+            )
+
+
+def unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
+    """A layer whose output nothing reads would be built by PyTorch but dropped by Keras."""
+    for name, where in defined.items():
+        if name not in reads:
+            raise SpecError(
+                f"layer {name!r} of {scope} is never read: no later layer reads it and it is not the output; "
+                "read it (`from:`, a merge) or remove it",
+                where,
+            )
+
+
+def shown(written: str, index: int) -> str:
+    """An entry's name for messages: its name, or its position when it has none."""
+    return f"entry {index}" if written == POSITIONAL else written
+
+
+def check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
+    """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
+    if body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE:
+        raise SpecError(
+            f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
+            "read other tensors with `from:` or merges outside the list",
+            where,
+        )
+    if ops.KINDS.get(kind, ops.Op).EXPRESSION:
+        raise SpecError(
+            f"{written}: {kind} is an expression in PyTorch's forward, not a module, so it cannot be an entry of a "
+            "list (an nn.Sequential); write it outside the list",
+            where,
+        )
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor a later entry may name: its node id (or `input`), shape and sign."""
+
+    node: str
+    shape: Shape
+    nonneg: bool
+
+
+def lookup(env: dict[str, Tensor], name: str, where: Location) -> Tensor:
+    if name not in env:
+        import difflib  # error messages only: not imported by a successful check
+
+        hint = difflib.get_close_matches(name, list(env), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        known = ", ".join(env)
+        raise SpecError(
+            f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its list or an enclosing one; "
+            f"{guess}known here: {known}",
+            where,
+        )
+    return env[name]
+
+
+def check_init(rules: Init, kind: str, where: Any) -> None:
+    for role in ("weight", "bias"):
+        problem = init.problem(getattr(rules, role), role, kind)
+        if problem:
+            raise SpecError(f"{kind} init {role}: {problem}", where)
+
+
+def check_inline(source: BlockSource, where: Location) -> None:
+    """A block written `inline` contributes its layers to a numbered list: they must be
+    unnamed layers in sequence (what an nn.Sequential can hold), with no skip connection."""
+    definition = source.definition
+    for entry in definition.layers:
+        ((written, body),) = entry.items()
+        kind = item_kind(body)
+        plain = kind in ops.KINDS and not ops.KINDS[kind].MERGE and not ops.KINDS[kind].EXPRESSION
+        if written != POSITIONAL or not plain or body.from_ is not None or definition.connectivity != "none":
+            raise SpecError(
+                f"block {source.name!r} cannot be written `inline`: its layers become entries of a numbered list, "
+                "so they must all be unnamed layers in sequence (no names, blocks, lists, merges, `from:` or skip)",
+                where,
+            )
+
+
+def sc_index(source: BlockSource, k: int) -> tuple[int, ...]:
+    return (k,) if isinstance(source.definition.shortcut, list) else ()
+
+
+def join_path(path: tuple[str, ...], *more: str) -> str:
+    return ".".join((*path, *more))
+
+
+def counts_of(items: Any) -> Counts:
+    total = Counts()
+    for item in items:
+        total = total + item.counts
+    return total
+
+
+def is_merge(item: SymItem) -> bool:
+    return isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE

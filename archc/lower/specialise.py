@@ -1,0 +1,410 @@
+"""An instance of a block kind: its symbolic form specialised to the instance's
+arguments and input (values, shapes, counts, nodes)."""
+
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from archc import ops
+from archc.errors import Location, SpecError
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    Counts,
+    GroupInst,
+    Inst,
+    LayerInst,
+    Node,
+    StageInst,
+    SymBlock,
+    SymGroup,
+    SymItem,
+    SymLayer,
+    SymShortcut,
+    SymStage,
+    instance_name,
+    spliced,
+)
+from archc.lower.context import (
+    Ctx,
+    State,
+    Tensor,
+    check_inline,
+    counts_of,
+    is_merge,
+    join_path,
+    sc_index,
+)
+from archc.lower.limits import add_node, check_block_depth, check_repeat
+from archc.lower.symbolic import type_of
+from archc.lower.values import (
+    STAGE_INDEX,
+    bind_params,
+    block_checks,
+    type_problem,
+)
+from archc.ops import Shape, ShapeError
+from archc.spec import expr
+from archc.spec.loader import BlockSource
+
+
+@contextmanager
+def _entering(state: State, name: str, where: Location) -> Iterator[None]:
+    if name in state.block_stack:
+        raise SpecError(f"block {name!r} contains itself ({' -> '.join([*state.block_stack, name])})", where)
+    check_block_depth(state.block_stack, name, where)
+    state.block_stack.append(name)
+    try:
+        yield
+    finally:
+        state.block_stack.pop()
+
+
+def instantiate(
+    state: State, ctx: Ctx, block: str, args: dict[str, Any], name: str, shape: Shape, cur: str,
+    stage_ctx: Ctx | None = None, first_position: int | None = None, switches: dict[str, bool] | None = None,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    """One instance; `first_position`: written `inline`, its layers are entries of the
+    enclosing numbered list (ctx's module path) from that position on; `switches`: see `_expand`."""
+    where = (stage_ctx or ctx).where()
+    source = state.spec.blocks.get(block)
+    if source is None:
+        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+        import difflib  # error messages only: not imported by a successful check
+
+        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+    try:
+        return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches)
+    except SpecError as e:
+        if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
+            raise
+        # a mistake inside a library block shows at the instance that triggered it
+        raise SpecError(f"{join_path(ctx.module_path)} (block {block!r}, {e.where}): {e.message}", where) from None
+
+
+def _expand(
+    state: State, ctx: Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
+    where: Location, first_position: int | None = None, switches: dict[str, bool] | None = None,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    """One instance of a block kind: its symbolic form (`BlockType`, what the code is printed
+    from) specialised to these arguments and this input. `switches`: inside another block
+    kind, the values its code passes for the `shape_changes` shortcuts."""
+    block = source.name
+    if first_position is not None:
+        check_inline(source, where)
+    if shape.last:
+        raise SpecError(f"block {block!r} gets a map PyTorch holds channels-last; add `permute: {{to: channels_first}}` before it", where)
+    with _entering(state, block, where):
+        params = bind_params(source, args, where)
+        scope = {**params, "in_channels": shape.c}
+        block_checks(state, source, scope, where)
+        btype = type_of(state, block, where)
+        first_node = len(state.nodes)  # the block's nodes are the ones added from here on
+        spec = _Specialiser(state, source, btype, scope, {"input": Tensor(cur, shape, False)}, {})
+        children, last = spec.items(btype.layers, ctx.module_path, "input", btype.numbered, first_position or 0)
+        out = spec.env[last]
+        used_shortcut = None
+        if btype.connectivity == "skip":
+            out, used_shortcut = spec.merge_skip(ctx.module_path, out, where, switches)
+            spec.env[SUM] = out
+            after, last = spec.items(btype.after, ctx.module_path, SUM, False)
+            children = (*children, *after)
+            out = spec.env[last]
+        spec.check_channels(btype.out_channels, out.shape, f"block {block!r}")
+    counts = Counts(
+        sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
+    )
+    inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
+    return inst, out.node
+
+
+SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus the shortcut
+
+
+@dataclass
+class _Specialiser:
+    """Specialise the items of a block kind (`SymItem`s, their arguments expressions over
+    the kind's parameters and `in_channels`) to one instance: evaluate, infer shapes, count.
+    The code is printed from the same items, so what archc counts is what the code builds;
+    where the two could still part (a channel count the code computes from an expression),
+    they are compared and a difference is a bug in archc."""
+
+    state: State
+    source: BlockSource
+    btype: BlockType
+    scope: dict[str, Any]  # the block's parameters and in_channels
+    env: dict[str, Tensor]  # tensors by name: `input`, the items so far
+    uses: dict[str, int]  # module names so far (an activation used again is called again)
+
+    def where(self, item: SymItem, *sub: Any) -> Location:
+        return self.source.locate(*item.at, *sub)
+
+    def value(self, tree: ast.expr, scope: dict[str, Any], want: str, where: Any) -> Any:
+        """An expression's value, of the type `want` (lowering's `typed_value` types)."""
+        if isinstance(tree, ast.Tuple):  # a [height, width] pair, or padding pairs
+            inner = "pair" if want == "pads" else "int"
+            return tuple(self.value(t, scope, inner, where) for t in tree.elts)
+        try:
+            value = expr.evaluate(tree, scope)
+        except expr.ExprError as e:
+            raise SpecError(str(e), where() if callable(where) else where) from None
+        problem = type_problem(value, "int" if want in ("pair", "pads") else want)
+        if problem:
+            raise SpecError(problem, where() if callable(where) else where)
+        return float(value) if want == "num" else value
+
+    def holds(self, item: SymItem, scope: dict[str, Any]) -> bool:
+        if item.condition is None:
+            return True
+        return bool(self.value(item.condition, scope, "any", lambda: self.where(item, "if")))
+
+    def check_channels(self, tree: ast.expr, shape: Shape, what: str, scope: dict[str, Any] | None = None) -> None:
+        """The channel count the generated code computes equals the one the IR infers."""
+        got = expr.evaluate(tree, self.scope if scope is None else scope)
+        if got != shape.c:
+            raise AssertionError(f"{what}: the code computes {expr.to_python(tree)} = {got} channels, the IR has {shape}")
+
+    def items(
+        self, items: tuple[SymItem, ...], path: tuple[str, ...], prev: str, numbered: bool, position: int = 0,
+        scope: dict[str, Any] | None = None,
+    ) -> tuple[list[Inst], str]:  # fmt: skip
+        """The items of one list; returns their instances and the name of the tensor it ends with.
+        In a numbered list (an nn.Sequential), unnamed entries are numbered as present."""
+        scope = self.scope if scope is None else scope
+        out: list[Inst] = []
+        for item in items:
+            reads = item.inputs or (prev,)
+            if not self.holds(item, scope):  # absent: passes on what it reads
+                passes = (item.passes if isinstance(item, SymLayer) else None) or (prev if is_merge(item) else reads[0])
+                self.env[item.name] = self.env[passes]
+                prev = item.name
+                continue
+            name = str(position) if item.name.isdigit() else item.name
+            position += 1
+            src = self.env[reads[0]]
+            if isinstance(item, SymStage) and spliced(item, numbered):
+                stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
+                out.extend(stage.instances)
+                position += len(stage.instances) - 1
+            else:
+                inst, tensor = self.item(item, name, path, reads, src, scope)
+                if item.inputs:
+                    inst = dataclasses.replace(inst, inputs=item.inputs)
+                out.append(dataclasses.replace(inst, output=tensor.node))
+            self.env[item.name] = tensor
+            prev = item.name
+        return out, prev
+
+    def item(
+        self, item: SymItem, name: str, path: tuple[str, ...], reads: tuple[str, ...], src: Tensor, scope: dict[str, Any],
+    ) -> tuple[Inst, Tensor]:  # fmt: skip
+        if isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE:
+            return self.merge(item, name, path, [self.env[n] for n in reads])
+        if isinstance(item, SymLayer):
+            return self.layer(item, name, path, src, scope)
+        if isinstance(item, SymGroup):
+            group_path = (*path, name)
+            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
+            out = self.env[last]
+            return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children)), out
+        if isinstance(item, SymBlock):
+            return self.block(item, name, (*path, name), src, scope, self.where(item))
+        stage, tensor = self.stage(item, path, src, scope)
+        return stage, tensor
+
+    def node_id(self, path: tuple[str, ...], name: str) -> str:
+        """`path.name`, or `path.name_2` for an activation called again under its name."""
+        base = join_path(path, name)
+        self.uses[base] = self.uses.get(base, 0) + 1
+        return base if self.uses[base] == 1 else f"{base}_{self.uses[base]}"
+
+    def layer(self, item: SymLayer, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any]) -> tuple[Inst, Tensor]:
+        op_class = ops.KINDS[item.kind]
+        given = dict(item.args)
+        values: dict[str, Any] = {}
+        for attr in op_class.ATTRS:
+            tree = given.get(attr.name)
+            if tree is None or attr.type in ("str", "const", "init"):
+                values[attr.name] = None if tree is None else tree.value  # type: ignore[attr-defined]
+                continue
+            values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
+        if op_class.LAYOUT:
+            values["channels_last"] = given["channels_last"].value  # type: ignore[attr-defined]
+        op = op_class(**values)
+        shape = src.shape
+        if not (op_class.CHANNEL_FREE or op_class.EXPRESSION):
+            self.check_channels(item.in_channels, shape, f"{self.source.name}.{item.name}", scope)
+        try:
+            out = op.infer(shape)
+        except ShapeError as e:
+            detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
+            raise SpecError(f"{name}: {detail}", item.where) from None
+        if out.spatial:
+            out = dataclasses.replace(out, last=op.last_after(op.values(), shape.last))
+        counts = Counts(*op.params(shape))
+        node_id = self.node_id(path, name)
+        add_node(self.state, Node(node_id, op, (src.node,), out, counts.trainable, counts.non_trainable, op.macs(shape)), item.where)
+        inst = LayerInst(name, op, shape, out, counts, nonneg_in=src.nonneg, where=item.where)
+        return inst, Tensor(node_id, out, op.nonneg_after(src.nonneg))
+
+    def merge(self, item: SymLayer, name: str, path: tuple[str, ...], sources: list[Tensor]) -> tuple[Inst, Tensor]:
+        op = ops.KINDS[item.kind]()
+        try:
+            out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
+        except ShapeError as e:
+            raise SpecError(f"{name}: {e} (from {', '.join(item.inputs)})", item.where) from None
+        if item.passes is not None:  # the merge of `branches`
+            edges: tuple[str, ...] = ("branch",) * len(sources)
+        else:
+            edges = tuple("gate" if item.kind == "multiply" and t.shape != out else "data" for t in sources)
+        node_id = self.node_id(path, name)
+        add_node(self.state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), item.where)
+        inst = LayerInst(name, op, sources[0].shape, out, Counts(), where=item.where, inputs=item.inputs)
+        nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
+        return inst, Tensor(node_id, out, nonneg)
+
+    def arguments(self, sym: SymBlock, scope: dict[str, Any], where: Location) -> tuple[BlockSource, dict[str, Any]]:
+        """An inner instance's arguments, typed as its kind declares them."""
+        inner = self.state.spec.blocks[sym.block]
+        args: dict[str, Any] = {}
+        for key, tree in sym.args:
+            decl = inner.definition.params[key]
+            kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
+            try:
+                args[key] = self.value(tree, scope, f"param_{kind}", where)
+            except SpecError as e:
+                raise SpecError(f"block {sym.block!r} parameter {key!r} {e.message}", e.where) from None
+        return inner, args
+
+    def block(
+        self, sym: SymBlock, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], where: Location,
+        first_position: int | None = None,
+    ) -> tuple[BlockInst, Tensor]:  # fmt: skip
+        _, args = self.arguments(sym, scope, where)
+        self.check_channels(sym.in_channels, src.shape, f"{self.source.name}.{sym.name}", scope)
+        switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
+        ctx = Ctx(self.source.source, (*self.source.path, *sym.at), path, {}, False)
+        inst, node = instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches)
+        nonneg = self.state.block_types[sym.block].nonneg_out
+        return inst, Tensor(node, inst.out_shape, nonneg)
+
+    def stage(
+        self, sym: SymStage, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], spliced_at: int | None = None,
+    ) -> tuple[StageInst, Tensor]:  # fmt: skip
+        """A stage inside a block kind; `spliced_at`: its instances are entries of the enclosing
+        numbered list from that position on (torchvision's `nn.Sequential(first, *remaining)`)."""
+        where = self.where(sym)
+        repeat = self.value(sym.repeat, scope, "any", lambda: self.where(sym, "repeat"))
+        check_repeat(repeat, self.where(sym, "repeat"))
+        stage_path = (*path, sym.name) if spliced_at is None else path
+        dense = sym.connectivity == "dense"
+        cur, instances = src, []
+        for k in range(repeat):
+            inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
+            here = {**scope, STAGE_INDEX: k}
+            one = sym.rest if dense or k > 0 else sym.first
+            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where)
+            instances.append(dataclasses.replace(inst, output=out.node))
+            if dense:
+                concat = ops.Concat()
+                try:
+                    shape = concat.infer_many([cur.shape, inst.out_shape])
+                except ShapeError as e:
+                    raise SpecError(f"{sym.name}.{inst_name}: {e}", where) from None
+                node_id = join_path(stage_path, f"{inst_name}_concat")
+                add_node(self.state, Node(node_id, concat, (cur.node, out.node), shape, edges=("dense", "data")), where)
+                cur = Tensor(node_id, shape, False)
+            else:
+                cur = out
+        name = sym.name
+        stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))
+        nonneg = not dense and self.state.block_types[sym.block].nonneg_out
+        return dataclasses.replace(stage, output=cur.node), Tensor(cur.node, cur.shape, nonneg)
+
+    def merge_skip(
+        self, path: tuple[str, ...], branch: Tensor, where: Location, switches: dict[str, bool] | None,
+    ) -> tuple[Tensor, str | None]:  # fmt: skip
+        """The sum of the branch and a shortcut: the first of the kind's shortcuts that applies
+        (projection or option A), else the identity. A `shape_changes` shortcut applies where
+        the shapes differ; inside another block kind, where the code's switch says so, and the
+        two must agree."""
+        btype, source = self.btype, self.source
+        chosen: SymShortcut | None = None
+        chosen_in = self.env["input"]
+        for k, sc in enumerate(btype.shortcuts):
+            sc_in = self.env[sc.input] if sc.input else self.env["input"]
+            if sc.when == "always":
+                holds = True
+            elif sc.when == "shape_changes":
+                holds = branch.shape != sc_in.shape
+                if switches is not None and switches.get(sc.name, False) != holds:
+                    raise SpecError(
+                        f"block {source.name!r} changes the map size without a stride here; inside another block its "
+                        "shortcut must follow from its stride and channels",
+                        where,
+                    )
+            else:
+                holds = bool(self.value(sc.condition, self.scope, "bool", lambda: source.locate("shortcut", *sc_index(source, k), "when")))  # type: ignore[arg-type]
+            if holds and chosen is not None and sc.when not in ("always", "shape_changes"):
+                raise SpecError(
+                    f"block {source.name!r}: shortcuts {chosen.name!r} and {sc.name!r} both apply to this instance; "
+                    "make their `when` conditions exclusive",
+                    where,
+                )
+            if holds and chosen is None:
+                chosen, chosen_in = sc, sc_in
+        tensor = chosen_in
+        if chosen is None:
+            if branch.shape != tensor.shape:
+                raise SpecError(
+                    f"identity shortcut over a shape change: block {source.name!r} maps {tensor.shape} to {branch.shape}; "
+                    "declare `shortcut: {kind: projection}` (or option_a) on the block",
+                    where,
+                )
+        else:
+            for node_id, op in self.shortcut_ops(chosen, path, tensor, branch):
+                try:
+                    new_shape = op.infer(tensor.shape)
+                except ShapeError as e:
+                    raise SpecError(f"shortcut of block {source.name!r}: {e}", where) from None
+                t, nt = op.params(tensor.shape)
+                add_node(self.state, Node(node_id, op, (tensor.node,), new_shape, t, nt, op.macs(tensor.shape)), where)
+                tensor = Tensor(node_id, new_shape, False)
+            if tensor.shape != branch.shape:
+                raise SpecError(
+                    f"shortcut of block {source.name!r} gives {tensor.shape} but the branch gives {branch.shape}; "
+                    "the branch must downsample by a whole stride",
+                    where,
+                )
+        add_id = join_path(path, "add")
+        add_node(self.state, Node(add_id, ops.Add(), (branch.node, tensor.node), branch.shape, edges=("data", "residual")), where)
+        return Tensor(add_id, branch.shape, False), chosen.name if chosen else None
+
+    def shortcut_ops(self, sc: SymShortcut, path: tuple[str, ...], src: Tensor, branch: Tensor) -> list[tuple[str, ops.Op]]:
+        """The shortcut's layers with their node ids: its stride is the one its code computes
+        (`sc.stride`, the branch's from the shortcut's input), not a product over every layer."""
+        stride = self.value(sc.stride, self.scope, "int", self.source.locate("shortcut"))
+        base = join_path(path, sc.name)
+        if sc.kind != "projection":
+            return [(base, ops.PadShortcut(stride, branch.shape.c - src.shape.c))]
+        loc = self.source.locate("shortcut")
+        written = next(s for s in self.source.definition.shortcuts if s.name == sc.name)
+        defaults = self.state.spec.model.defaults
+        if written.bias is None and defaults.conv.bias is None:
+            raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
+        self.check_channels(sc.out_channels, branch.shape, f"shortcut of block {self.source.name!r}")
+        conv = ops.Conv(branch.shape.c, 1, stride, 0, 1, 1, sc.bias, self.state.init("conv"))
+        if not sc.batchnorm:
+            return [(base, conv)]  # a lone conv is the module itself
+        if sc.eps is None or sc.momentum is None:
+            raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
+        # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`)
+        return [(f"{base}.0", conv), (f"{base}.1", ops.BatchNorm(sc.eps, sc.momentum, init=self.state.init("batchnorm")))]

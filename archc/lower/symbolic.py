@@ -1,0 +1,506 @@
+"""A block kind's symbolic form (`BlockType`): its items with arguments as
+expressions over its parameters and `in_channels`, the channels and stride each
+tensor has, and under which condition each item exists. Built once per kind; the
+emitters print it and `specialise` evaluates it."""
+
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from archc import ops
+from archc.errors import Location, SpecError
+from archc.ir.graph import (
+    BlockType,
+    SymBlock,
+    SymGroup,
+    SymItem,
+    SymLayer,
+    SymShortcut,
+    SymStage,
+)
+from archc.lower.context import (
+    State,
+    check_layout,
+    check_list_entry,
+    check_named_layers,
+    is_merge,
+    item_kind,
+    numbered_definition,
+    sc_index,
+    shown,
+    unread,
+)
+from archc.lower.limits import check_block_depth
+from archc.lower.values import STAGE_INDEX, raw_args, uses_index
+from archc.spec import expr
+from archc.spec import models as m
+from archc.spec.loader import BlockSource
+from archc.spec.models import POSITIONAL
+
+
+def _block_type(state: State, source: BlockSource) -> BlockType:
+    """The block kind with layer arguments as expressions over its parameters."""
+    definition = source.definition
+    layer_names = {n for entry in (*definition.layers, *definition.after) for n in entry}
+    for sc in definition.shortcuts:
+        if sc.name in definition.params or sc.name in layer_names:
+            raise SpecError(
+                f"shortcut name {sc.name!r} is also a parameter or layer of block {source.name!r}; rename it",
+                source.locate("shortcut"),
+            )
+    defaults = state.spec.model.defaults
+    channels: ast.expr = ast.Name("in_channels")
+    stride: ast.expr = ast.Constant(1)
+    points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
+
+    reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
+    defined: dict[str, Location] = {}
+    aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
+    last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
+
+    def sym_layers(
+        entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
+    ) -> tuple[SymItem, ...]:  # fmt: skip
+        """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
+        out: list[SymItem] = []
+        position = 0
+        for index, entry in enumerate(entries, start=offset):
+            (written, body), = entry.items()
+            kind = item_kind(body)
+            where = source.locate(*section, index, written)
+            if in_group:
+                check_list_entry(shown(written, index), kind, body, where)
+            name = str(position) if written == POSITIONAL else written
+            inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
+            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
+            condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
+            if isinstance(condition, ast.Constant) and not condition.value:
+                points[name] = here  # never present
+                aliases[name] = inputs[0] if inputs else prev
+                prev = name
+                continue
+            passed = here  # what the item passes on where it is absent
+            if condition is not None:  # its input where it is present
+                here = dataclasses.replace(here, channels=_assume(condition, here.channels))
+            position += 1
+            if kind in ("block", "stage"):
+                if body.inline:
+                    raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
+                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where)
+                inner = state.block_types[body.block if kind == "block" else body.stage]
+                nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
+                result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
+            elif kind == "group":
+                if in_group:
+                    raise SpecError(f"{shown(written, index)}: a list inside a list is not supported in a block; use a block kind", where)
+                source_name = inputs[0] if inputs else prev
+                if here is not points[source_name]:  # simplified under its condition
+                    source_name = f"{name}.input"
+                    points[source_name] = here
+                group_section = (*section, index, written, "group")  # `name: {group: [...]}`, or `name: [...]`
+                if (*source.path, *group_section) not in source.source.marks:
+                    group_section = group_section[:-1]
+                children = sym_layers(body.group, group_section, source_name, in_group=True)
+                item, result = SymGroup(name, children, here.channels), points[LAST]
+            elif kind == "branches":
+                # every branch reads the branches' input (`from:` or the previous tensor) and is
+                # present where the branches are; absent, the merge passes that input on
+                read = inputs[0] if inputs else prev
+                tracked = read
+                if here is not points[read]:  # simplified under the condition
+                    tracked = f"{name}.input"
+                    points[tracked] = here
+                ends = []
+                for k, branch in enumerate(body.branches):
+                    (bname,) = branch
+                    if bname == POSITIONAL:
+                        raise SpecError("branches need names: they are module names", source.locate(*section, index, written, "branches", k))
+                    for child in sym_layers([branch], (*section, index, written, "branches"), tracked, offset=k):
+                        if condition is not None:
+                            both = condition if child.condition is None else ast.BoolOp(ast.And(), [condition, child.condition])
+                            child = dataclasses.replace(child, condition=both)
+                        out.append(_with_inputs(child, child.inputs or (read,)))  # a branch may read another tensor
+                        ends.append(child.name)
+                    if not ends or ends[-1] != bname:  # a branch whose `if:` never holds passes the input on
+                        ends.append(read)
+                        points[bname] = points[tracked]
+                reads.update(ends)
+                reads.add(read)
+                merged = _sym_merge(body.merge, [points[e] for e in ends])
+                flats = tuple(points[e].flat for e in ends)
+                item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
+                inputs = ()
+                result = merged
+            elif ops.KINDS[kind].MERGE:
+                inputs = tuple(getattr(body, kind))
+                if body.from_ is not None or len(inputs) < 2:
+                    raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
+                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
+                check_layout(name, kind, any(t.last for t in sources), where)
+                result = _sym_merge(kind, sources)
+                item = SymLayer(name, kind, (), sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
+            else:
+                if kind == "flatten":
+                    raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
+                op = ops.KINDS[kind]
+                check_layout(name, kind, here.last, where, in_group)
+                args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
+                if op.LAYOUT:
+                    args = (*args, ("channels_last", ast.Constant(here.last or here.flat)))
+                params = dict(args)
+                item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
+                step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+                result = SymTensor(
+                    op.out_channels(params, here.channels),
+                    expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
+                    op.sym_nonneg(params, here.nonneg),
+                    (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
+                    op.last_after(params, here.last),
+                )
+            if inputs:
+                item = _with_inputs(item, inputs)
+            reads.update(item.inputs if item.inputs else (prev,))
+            if not in_group:
+                defined[name] = where
+            if condition is not None:
+                item = dataclasses.replace(item, condition=condition)
+                if result.last != passed.last:
+                    raise SpecError(f"{name}: a layer under `if:` may not change where PyTorch holds the channels", where)
+                result = SymTensor(
+                    _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
+                    result.nonneg and passed.nonneg, result.flat, result.last,
+                )
+            points[name] = result
+            prev = name
+            out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
+        points[LAST] = points[prev]
+        last_of[section] = prev
+        return tuple(out)
+
+    layers = sym_layers(definition.layers, ("layers",), "input")
+    channels, stride = points[LAST].channels, points[LAST].stride
+    if points[LAST].last:
+        raise SpecError(
+            f"block {source.name!r} ends with a map PyTorch holds channels-last; end with `permute: {{to: channels_first}}`",
+            source.locate("layers", len(definition.layers) - 1),
+        )
+    shortcuts = []
+    names = [next(iter(e)) for e in definition.layers]
+    for k, sc in enumerate(definition.shortcuts):
+        if sc.input is not None and (sc.input not in points or names.count(sc.input) > 1):
+            raise SpecError(
+                f"shortcut input {sc.input!r} is not a layer (used once) of block {source.name!r}: {', '.join(names)}",
+                source.locate("shortcut", *sc_index(source, k), "input"),
+            )
+        sc_channels, sc_stride = (points[sc.input].channels, points[sc.input].stride) if sc.input else (ast.Name("in_channels"), ast.Constant(1))
+        if not isinstance(sc_stride, ast.Constant) or sc_stride.value != 1:
+            raise SpecError(f"shortcut input {sc.input!r} comes after a strided layer; read an earlier one", source.locate("shortcut"))
+        condition = None
+        if sc.when not in ("shape_changes", "always"):
+            condition = expr.parse(sc.when)
+            unknown = expr.free_names(condition) - set(definition.params)
+            if unknown:
+                where = source.locate("shortcut", *sc_index(source, k), "when")
+                raise SpecError(f"`when` may use only the block's parameters; unknown: {', '.join(sorted(unknown))}", where)
+        bias = sc.bias if sc.bias is not None else bool(defaults.conv.bias)
+        shortcuts.append(SymShortcut(
+            sc.kind, sc.when if condition is None else "expression", condition, sc.input, sc.name, sc_channels,
+            channels, stride, sc.batchnorm, bias, defaults.batchnorm.eps, defaults.batchnorm.momentum,
+        ))  # fmt: skip
+    # `after` reads the sum of the branch and the shortcut (nothing is known of its sign)
+    points["after.input"] = SymTensor(channels, stride, definition.connectivity == "none" and points[LAST].nonneg, False)
+    after = sym_layers(definition.after, ("after",), "after.input")
+    channels = points[LAST].channels
+    kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
+    layers = _live(layers, {last_of[("layers",)], *kept}, aliases)
+    after = _live(after, {last_of[("after",)]}, aliases)
+    params = tuple(
+        (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
+        for k, v in definition.params.items()
+    )
+    reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
+    reads.update(sc.input for sc in definition.shortcuts if sc.input)
+    unread(defined, reads, f"block {source.name!r}")
+    # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
+    nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
+    if not numbered_definition(definition):
+        check_named_layers(source)
+    numbered = definition.connectivity == "none" and not after and all(
+        layer.name.isdigit() and not layer.inputs and not isinstance(layer, SymGroup)
+        and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION))
+        for layer in layers
+    )  # fmt: skip
+    return BlockType(
+        source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
+        stride, source.locate(), nonneg_out, numbered,
+    )  # fmt: skip
+
+
+LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+@dataclass(frozen=True)
+class SymTensor:
+    """A tensor inside a block kind: its channels and stride (from the block input) as
+    expressions, whether it is known to be >= 0, and whether it is flat."""
+
+    channels: ast.expr
+    stride: ast.expr
+    nonneg: bool
+    flat: bool
+    last: bool = False  # a map PyTorch holds channels-last (after a permute)
+
+
+def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
+    if name not in points or "." in name and not name.endswith(".input"):
+        known = ", ".join(n for n in points if "." not in n)
+        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its block; known here: {known}", where)
+    return name
+
+
+def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location) -> ast.expr | None:
+    """An `if:` inside a block kind, over its parameters, in_channels and channels."""
+    if raw is None:
+        return None
+    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
+    unknown = expr.free_names(tree) - set(definition.params) - {"in_channels", "channels"}
+    if unknown:
+        raise SpecError(f"`if` may use the block's parameters, in_channels and channels; unknown: {', '.join(sorted(unknown))}", where)
+    return expr.substitute(tree, {"channels": channels})
+
+
+def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
+    """`then if condition else other`, or just `then` where the two agree whenever the
+    condition fails (`in_channels * t` is `in_channels` where `t != 1` fails)."""
+    if expr.to_python(then) == expr.to_python(other):
+        return then
+    if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
+        left, right = condition.left, condition.comparators[0]
+        if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
+            return then
+        sides = {expr.to_python(left), expr.to_python(right)}
+        if {expr.to_python(then), expr.to_python(other)} == sides and len(sides) == 2:
+            return then  # `a if a != b else b` is `a`
+    return expr.fold(ast.IfExp(condition, then, other))
+
+
+_NEGATED: dict[type, type] = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt}
+
+
+def _negation(tree: ast.expr) -> str:
+    """The source of `not tree`, written as Python would simplify it (`stride != 1` for `stride == 1`)."""
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not):
+        return expr.to_python(tree.operand)
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and type(tree.ops[0]) in _NEGATED:
+        return expr.to_python(ast.Compare(tree.left, [_NEGATED[type(tree.ops[0])]()], tree.comparators))
+    return expr.to_python(ast.UnaryOp(ast.Not(), tree))
+
+
+def _assume(condition: ast.expr, tree: ast.expr) -> ast.expr:
+    """`tree` where `condition` holds: a `then if c else other` whose `c` is the condition
+    (or its negation) is `then` (or `other`). An item under `if: stride != 1` reads
+    `in_channels`, not `in_channels // 2 if stride == 1 else in_channels`."""
+    if not isinstance(tree, ast.IfExp):
+        return tree
+    if expr.to_python(tree.test) == expr.to_python(condition):
+        return _assume(condition, tree.body)
+    if expr.to_python(condition) == _negation(tree.test) or expr.to_python(tree.test) == _negation(condition):
+        return _assume(condition, tree.orelse)
+    return tree
+
+
+def _sym_merge(kind: str, sources: list[SymTensor]) -> SymTensor:
+    first = sources[0]
+    channels = ops.Concat.merged_channels([t.channels for t in sources]) if kind == "concat" else first.channels
+    spatial = [t for t in sources if not t.flat] or sources
+    return SymTensor(expr.fold(channels), spatial[0].stride, all(t.nonneg for t in sources) and kind != "multiply", all(t.flat for t in sources))
+
+
+def _with_inputs(item: SymItem, inputs: tuple[str, ...]) -> SymItem:
+    return dataclasses.replace(item, inputs=inputs)
+
+
+def type_of(state: State, block: str, where: Location) -> BlockType:
+    """The symbolic form of a block kind, built once."""
+    if block in state.block_types:
+        return state.block_types[block]
+    source = state.spec.blocks.get(block)
+    if source is None:
+        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
+    if block in state.typing:
+        raise SpecError(f"block {block!r} contains itself ({' -> '.join([*state.typing, block])})", where)
+    check_block_depth(state.typing, block, where)
+    state.typing.append(block)
+    try:
+        btype = _block_type(state, source)
+    finally:
+        state.typing.pop()
+    return state.block_types.setdefault(block, btype)
+
+
+def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location):  # type: ignore[no-untyped-def]
+    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride)."""
+    inner = type_of(state, body.block if kind == "block" else body.stage, where)
+    declared = {p for p, _, _ in inner.params}
+    for key in [*body.with_, *(body.first if kind == "stage" else {})]:
+        if key not in declared:
+            raise SpecError(f"block {inner.name!r} has no parameter {key!r}; its parameters: {', '.join(declared) or 'none'}", where)
+    common = {k: _sym(v, channels) for k, v in body.with_.items()}
+    if kind == "block":
+        sym = _sym_instance(inner, name, common, channels)
+        return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
+    if body.last:
+        raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
+    if uses_index(body):
+        raise SpecError(
+            f"{name}: the instance index `{STAGE_INDEX}` is available to stages at model level, not inside a block; "
+            "give the block a parameter",
+            where,
+        )
+    repeat = _sym(body.repeat, channels)
+    first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
+    first_out = _frame(inner, first, inner.out_channels)
+    if body.connectivity == "dense":
+        growth = _frame(inner, _sym_instance(inner, name, common, ast.Name("in_channels")), inner.out_channels)
+        if "in_channels" in expr.free_names(growth) or body.first:
+            raise SpecError(f"{name}: inside a block, a dense stage's instances must add a fixed number of channels", where)
+        step = ast.BinOp(ast.Name("i"), ast.Mult(), growth)
+        rest = _sym_instance(inner, name, common, expr.fold(ast.BinOp(channels, ast.Add(), step)))
+        out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
+        if not _is_one(_frame(inner, rest, inner.stride)):
+            raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
+        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, channels), out, ast.Constant(1)
+    rest = _sym_instance(inner, name, common, first_out)
+    rest_out = _frame(inner, rest, inner.out_channels)
+    if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
+        raise SpecError(
+            f"{name}: inside a block, a stage's later instances must keep their input shape "
+            f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
+            where,
+        )
+    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
+    return stage, first_out, _frame(inner, first, inner.stride)
+
+
+def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
+    """An instance of `inner` with its shortcut switches as conditions (torchvision's
+    `stride != 1 or in_channels != planes * expansion`)."""
+    sym = SymBlock(name, inner.name, tuple(args.items()), (), in_channels)
+    flags = tuple((sc.name, _frame(inner, sym, _changes(sc))) for sc in inner.shortcuts if sc.when == "shape_changes")
+    return SymBlock(name, inner.name, tuple(args.items()), flags, in_channels)
+
+
+def _changes(sc: SymShortcut) -> ast.expr:
+    """When a `shape_changes` shortcut applies, as an expression over its block's parameters."""
+    return ast.BoolOp(ast.Or(), [
+        ast.Compare(sc.stride, [ast.NotEq()], [ast.Constant(1)]),
+        ast.Compare(sc.in_channels, [ast.NotEq()], [sc.out_channels]),
+    ])  # fmt: skip
+
+
+def _frame(inner: BlockType, sym: SymBlock, tree: ast.expr) -> ast.expr:
+    """An expression of the inner kind (over its parameters) in the outer kind's terms."""
+    values = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
+    values.update(dict(sym.args))
+    values["in_channels"] = sym.in_channels
+    return expr.substitute(tree, values)
+
+
+def _is_one(tree: ast.expr) -> bool:
+    return isinstance(tree, ast.Constant) and tree.value == 1
+
+
+def _sym_args(state: State, kind: str, args: Any, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
+    out = []
+    raw = raw_args(state, kind, args, where)
+    for attr in ops.KINDS[kind].ATTRS:
+        value = raw[attr.name]
+        if value is not None:
+            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init") else _sym(value, channels)))
+    return tuple(out)
+
+
+def _sym(raw: Any, channels: ast.expr) -> ast.expr:
+    if isinstance(raw, list):  # a [height, width] pair
+        return ast.Tuple([_sym(v, channels) for v in raw], ast.Load())
+    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
+    return expr.substitute(tree, {"channels": channels})
+
+
+def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]) -> tuple[SymItem, ...]:
+    """Each item of a block kind's list exists where its condition holds and something that
+    exists reads it: a layer read only by a merge under `if:` exists where the merge does,
+    in the IR and in both backends alike (a Keras model drops a layer nothing reads).
+
+    Walks the list backwards with, per item, the condition under which its value is used
+    (ALWAYS, or an expression over the block's parameters); an item that is absent passes
+    its input on, so that input is used where the item's value is and its condition fails."""
+    index: dict[str, int] = {}  # name -> the latest item of that name so far
+    wiring: list[tuple[list[object], object]] = []  # per item: what it reads, what it passes on
+
+    def resolve(name: str) -> object:
+        while name in aliases and name not in index:
+            name = aliases[name]
+        return index.get(name, name)
+
+    for k, item in enumerate(items):
+        prev: object = k - 1 if k else None
+        reads = [resolve(n) for n in item.inputs] or [prev]
+        passes = resolve(item.passes) if isinstance(item, SymLayer) and item.passes else prev if is_merge(item) else reads[0]
+        wiring.append((reads, passes))
+        index[item.name] = k
+    used: dict[object, Any] = {resolve(name): ALWAYS for name in outputs}
+    out = list(items)
+    for k in reversed(range(len(items))):
+        item, (reads, passes) = items[k], wiring[k]
+        when = used.get(k)
+        if when is None:
+            continue  # nothing reads it (reported as an unread layer where it is defined)
+        condition = item.condition
+        for source in reads:
+            used[source] = _either(used.get(source), when if source == passes else _both(condition, when))
+        if condition is not None and passes not in reads:
+            used[passes] = _either(used.get(passes), _both(ast.UnaryOp(ast.Not(), condition), when))
+        if when is not ALWAYS and not _implies(condition, when):
+            out[k] = dataclasses.replace(item, condition=_both(condition, when))
+    return tuple(out)
+
+
+ALWAYS = ast.Constant(True)
+
+
+def _both(a: ast.expr | None, b: Any) -> Any:
+    if b is ALWAYS or b is None:
+        return a if a is not None else ALWAYS
+    if a is None or a is ALWAYS:
+        return b
+    return ast.BoolOp(ast.And(), [*_conjuncts(a), *(t for t in _conjuncts(b) if expr.to_python(t) not in {expr.to_python(c) for c in _conjuncts(a)})])
+
+
+def _either(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if a is ALWAYS or b is ALWAYS:
+        return ALWAYS
+    if expr.to_python(a) == expr.to_python(b):
+        return a
+    return ast.BoolOp(ast.Or(), [a, b])
+
+
+def _conjuncts(tree: ast.expr) -> list[ast.expr]:
+    if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And):
+        return [t for v in tree.values for t in _conjuncts(v)]
+    return [tree]
+
+
+def _implies(condition: ast.expr | None, when: ast.expr) -> bool:
+    """Whether `condition` holding means `when` holds, as far as their conjuncts tell."""
+    if condition is None:
+        return False
+    have = {expr.to_python(t) for t in _conjuncts(condition)}
+    return all(expr.to_python(t) in have for t in _conjuncts(when))
