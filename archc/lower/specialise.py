@@ -84,10 +84,22 @@ def instantiate(
     try:
         return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches)
     except SpecError as e:
-        if e.where is None or e.where.file == where.file or e.where.file.startswith("--set"):
+        if e.where is None or e.where == where or e.where.file.startswith("--set"):
             raise
-        # a mistake inside a library block shows at the instance that triggered it
-        raise SpecError(f"{join_path(ctx.module_path)} (block {block!r}, {e.where}): {e.message}", where) from None
+        # a mistake this instance's arguments make inside its kind names the instance and them
+        # (`layer2.0 (planes=128, stride=2): ...`), once, at the innermost instance
+        own = getattr(e, "in_instance", False) and not getattr(e, "attributed", False)
+        shown = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in args.items())
+        path = join_path(ctx.module_path)
+        if e.where.file == where.file:
+            if not own:
+                raise
+            error = SpecError(f"{path} ({shown}): {e.message}" if shown else f"{path}: {e.message}", e.where)
+        else:  # a mistake inside a library block shows at the instance that triggered it
+            head = f"{path} (block {block!r}, {shown + ', ' if own and shown else ''}{e.where})"
+            error = SpecError(f"{head}: {e.message}", where)
+        error.attributed = True  # type: ignore[attr-defined]
+        raise error from None
 
 
 def _expand(
@@ -107,22 +119,35 @@ def _expand(
         scope = {**params, "in_channels": shape.c}
         block_checks(state, source, scope, where)
         btype = type_of(state, block, where)
-        first_node = len(state.nodes)  # the block's nodes are the ones added from here on
-        spec = _Specialiser(state, source, btype, scope, {"input": Tensor(cur, shape, False)}, {})
-        children, last = spec.items(btype.layers, ctx.module_path, "input", btype.numbered, first_position or 0)
+        try:
+            inst, node = _specialise(state, ctx, source, btype, params, scope, name, shape, cur, where, first_position, switches)
+        except SpecError as e:
+            e.in_instance = True  # type: ignore[attr-defined]
+            raise
+    return inst, node
+
+
+def _specialise(
+    state: State, ctx: Ctx, source: BlockSource, btype: BlockType, params: dict[str, Any], scope: dict[str, Any],
+    name: str, shape: Shape, cur: str, where: Location, first_position: int | None, switches: dict[str, bool] | None,
+) -> tuple[BlockInst, str]:  # fmt: skip
+    """The instance's items, shortcut and `after`, from the block kind's symbolic form."""
+    first_node = len(state.nodes)  # the block's nodes are the ones added from here on
+    spec = _Specialiser(state, source, btype, scope, {"input": Tensor(cur, shape, False)}, {})
+    children, last = spec.items(btype.layers, ctx.module_path, "input", btype.numbered, first_position or 0)
+    out = spec.env[last]
+    used_shortcut = None
+    if btype.connectivity == "skip":
+        out, used_shortcut = spec.merge_skip(ctx.module_path, out, where, switches)
+        spec.env[SUM] = out
+        after, last = spec.items(btype.after, ctx.module_path, SUM, False)
+        children = (*children, *after)
         out = spec.env[last]
-        used_shortcut = None
-        if btype.connectivity == "skip":
-            out, used_shortcut = spec.merge_skip(ctx.module_path, out, where, switches)
-            spec.env[SUM] = out
-            after, last = spec.items(btype.after, ctx.module_path, SUM, False)
-            children = (*children, *after)
-            out = spec.env[last]
-        spec.check_channels(btype.out_channels, out.shape, f"block {block!r}")
+    spec.check_channels(btype.out_channels, out.shape, f"block {source.name!r}")
     counts = Counts(
         sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
     )
-    inst = BlockInst(name, block, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
+    inst = BlockInst(name, source.name, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
     return inst, out.node
 
 
