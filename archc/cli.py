@@ -28,7 +28,9 @@ from archc.output import write_atomic
 EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
     "    archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
-    "check": "archc check specs/densenet121.yaml\n\n    archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
+    "check": "archc check specs/densenet121.yaml              # both backends\n\n"
+    "    archc check specs/densenet121.yaml --backend torch  # PyTorch's limits only\n\n"
+    "    archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
     "summary": "archc summary specs/resnet50.yaml\n\n    archc summary specs/densenet121.yaml --level layers --batch 32\n\n"
     "    archc summary specs/resnet50.yaml --json",
     "graph": "archc graph specs/resnet50.yaml -o resnet50.svg          # format from the extension; needs Graphviz\n\n"
@@ -137,7 +139,9 @@ def _set_option(*names: str, help: str = SET_HELP):  # type: ignore[no-untyped-d
                         multiple=True, metavar="PATH=VALUE", help=help)  # fmt: skip
 
 
-def _backends(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+def _backends(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:  # summary's default: no backend
+        return ()
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",")))
     for name in names:
         if name not in ("torch", "keras"):
@@ -278,19 +282,26 @@ def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
 
 @main.command(epilog="Examples:\n\n    " + EXAMPLES["check"])
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--backend", "-b", "backends", default="torch,keras", show_default=True, callback=_backends,
+    shell_complete=_complete_backends, metavar="torch|keras|torch,keras",
+    help="The backends whose limits apply: ok means `archc build --backend` these works.",
+)  # fmt: skip
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate SPEC: exit 0 if it compiles, else 2 with a located message."""
+def check(spec: str, backends: tuple[str, ...], overrides: tuple[str, ...], as_json: bool) -> None:
+    """Validate SPEC: exit 0 if it compiles for every backend of --backend (both by
+    default), else 2 with a located message that names the backend that refuses it."""
 
     def action() -> None:
-        from archc.backends import check_all
+        from archc.backends import check as check_backends
 
         graph = _graph(spec, overrides)
-        check_all(graph)  # what any backend rejects, check rejects: `check` ok means every build works
+        check_backends(graph, backends)  # what a backend rejects, check rejects: ok means each of those builds works
         c = graph.counts
         if as_json:
-            _json("check", {"spec": spec, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
+            _json("check", {"spec": spec, "model": graph.name, "ok": True, "backends": list(backends),
+                            "output_shape": list(graph.output_shape.as_tuple()),
                             "trainable": c.trainable, "non_trainable": c.non_trainable})  # fmt: skip
             return
         _out(f"{spec}: ok ({graph.name}: output {graph.output_shape}, {c.trainable:,} trainable parameters)")
@@ -304,9 +315,14 @@ def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
               help="blocks: model-level layers, blocks and stages; layers: every layer of the expanded graph.")  # fmt: skip
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size for the activation-memory estimate.")  # fmt: skip
+@click.option(
+    "--backend", "-b", "backends", default=None, callback=_backends, shell_complete=_complete_backends,
+    metavar="torch|keras|torch,keras",
+    help="Also refuse what these backends cannot build (default: none; the figures are the same for both).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_set_option("--set")
-def summary(spec: str, level: str, batch: int, as_json: bool, overrides: tuple[str, ...]) -> None:
+def summary(spec: str, level: str, batch: int, backends: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -> None:
     """Output shape, trainable and non-trainable parameters and MACs of every block (or
     layer) of SPEC, with totals and an activation-memory estimate, from the IR.
 
@@ -317,7 +333,12 @@ def summary(spec: str, level: str, batch: int, as_json: bool, overrides: tuple[s
     def action() -> None:
         from archc.passes.summary import summarize, to_table
 
-        report = summarize(_graph(spec, overrides), level, batch)
+        graph = _graph(spec, overrides)
+        if backends:
+            from archc.backends import check as check_backends
+
+            check_backends(graph, backends)
+        report = summarize(graph, level, batch)
         if as_json:
             _json("summary", report.to_dict())
         else:

@@ -7,6 +7,7 @@ import json
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from archc import __version__
 from archc.code import INDENT, LINE, Call, call
@@ -35,6 +36,16 @@ _EXPRESSIONS = frozenset(kind for kind, op in KINDS.items() if op.EXPRESSION)
 def class_name(name: str) -> str:
     """`dense_layer` -> `DenseLayer`, `resnet50` -> `Resnet50`."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Model"
+
+
+class ModuleName(NamedTuple):
+    """A name a backend's generated module defines for the spec: `form` is what `owner`
+    (`block 'basic'`) becomes there (`class Basic in PyTorch`), `key` its place in the spec."""
+
+    name: str
+    owner: str
+    form: str
+    key: str
 
 
 def helper_names(backend: str) -> tuple[str, ...]:
