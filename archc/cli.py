@@ -28,8 +28,8 @@ from archc.output import write_atomic
 EXAMPLES = {
     "build": "archc build specs/resnet50.yaml --backend torch\n\n    archc build specs/densenet121.yaml --backend keras -o model.py\n\n"
     "    archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
-    "check": "archc check specs/densenet121.yaml              # both backends\n\n"
-    "    archc check specs/densenet121.yaml --backend torch  # PyTorch's limits only\n\n"
+    "check": "archc check specs/densenet121.yaml                  # both backends' limits\n\n"
+    "    archc check specs/densenet121.yaml --backend torch  # PyTorch's only\n\n"
     "    archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
     "summary": "archc summary specs/resnet50.yaml\n\n    archc summary specs/densenet121.yaml --level layers --batch 32\n\n"
     "    archc summary specs/resnet50.yaml --json",
@@ -172,7 +172,7 @@ def main() -> None:
 @click.argument("spec", type=click.Path())
 @click.option(
     "--backend", "-b", "backends", required=True, callback=_backends, shell_complete=_complete_backends,
-    metavar="torch|keras|torch,keras", help="Target framework(s), comma-separated.",
+    metavar="torch|keras|torch,keras", help="Target framework(s), comma-separated; only their limits apply.",
 )  # fmt: skip
 @click.option(
     "-o", "--output", "output", type=click.Path(), default=None,
@@ -285,7 +285,7 @@ def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
 @click.option(
     "--backend", "-b", "backends", default="torch,keras", show_default=True, callback=_backends,
     shell_complete=_complete_backends, metavar="torch|keras|torch,keras",
-    help="The backends whose limits apply: ok means `archc build --backend` these works.",
+    help="Whose limits apply: ok means `archc build` for these works.",
 )  # fmt: skip
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
