@@ -233,7 +233,7 @@ def test_pools_match_pytorch(name):
     src = emit(graph, "keras")
     assert squash(POOLS[name][1]) in squash(src), src
     x = -1 - np.abs(np.random.default_rng(0).standard_normal((2, 2, 7, 8))).astype("float32")
-    (want, got), = run(graph, x).values()
+    ((want, got),) = run(graph, x).values()
     assert want.shape == got.shape and np.abs(want - got).max() <= 1e-6
     if name == "mp":
         assert want.max() < 0  # what zero padding would have made 0
@@ -250,8 +250,21 @@ def test_ceil_mode_without_partial_windows_is_the_floor_pool():
     assert 'x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="ap_ceil_pad_pad")(x)' in src
     assert 'x = layers.AveragePooling2D(3, strides=2, name="ap_ceil_pad")(x)' in src and "Padded" not in src
     x = np.random.default_rng(1).standard_normal((2, 2, 7, 7)).astype("float32")
-    (want, got), = run(graph, x).values()
+    ((want, got),) = run(graph, x).values()
     assert np.abs(want - got).max() <= 1e-6
+
+
+@pytest.mark.parametrize("include", [True, False])
+def test_partial_rows_and_whole_columns(include):
+    """9 x 11, kernel 3, stride 3, padding 1, ceil_mode: 4 rows, the last partial; 4 columns,
+    all whole, the last padding column unread (so Keras pads it nowhere)."""
+    layer = "{avgpool: {kernel: 3, stride: 3, padding: 1, ceil_mode: true, count_include_pad: %s}}" % str(include).lower()
+    graph = graph_of(POOL.replace("input: [2, 7, 8]", "input: [2, 9, 11]").replace("LAYER", f"ap: {layer}"))
+    padding = "((0, 1), (0, 0))" if include else "((1, 2), (1, 0))"
+    assert squash(f'PaddedAveragePooling2D(3, strides=3, padding={padding}, name="ap")') in squash(emit(graph, "keras"))
+    x = np.random.default_rng(2).standard_normal((2, 2, 9, 11)).astype("float32")
+    ((want, got),) = run(graph, x).values()
+    assert want.shape == got.shape == (2, 2, 4, 4) and np.abs(want - got).max() <= 1e-6
 
 
 def test_zero_padding_after_relu():

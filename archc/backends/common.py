@@ -55,7 +55,9 @@ def helper_names(backend: str) -> tuple[str, ...]:
 
 def op_helpers(graph: Graph, backend: str) -> set[str]:
     """The helper classes (an op's HELPERS) that the module for `graph` defines: for every
-    op in the expanded graph and every layer of a block kind, present or not."""
+    op in the expanded graph and every layer of a block kind, present or not, as `helper()`
+    decides from its arguments. (The Keras emitter notes the helpers of the layers it writes
+    instead: a max pool's padding layer depends on its input's sign, not on its arguments.)"""
     # helper() is one of HELPERS[backend] or None: an op kind without one needs none
     found = {type(node.op).helper(backend, node.op.values()) for node in graph.nodes if backend in node.op.HELPERS}
 

@@ -58,7 +58,7 @@ def validate(graph: Graph) -> None:
         names = [node.id.replace(".", "_")]
         if getattr(node.op, "padding", 0) or getattr(node.op, "ceil_mode", False):  # ceil_mode pads too
             names.append(names[0] + "_pad")
-        if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop)
+        if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop, a subsample)
             names.append(node.op.keras_output(names[0]))
         for name in names:
             other = seen.get(name)

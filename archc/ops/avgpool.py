@@ -59,5 +59,5 @@ class AvgPool(Pool):
         assert pads is not None
         (p, bottom), (_, right) = pads
         zero = call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad"))
-        extra = str(((0, bottom - p), (0, right - p)))
+        extra = str(((0, max(0, bottom - p)), (0, max(0, right - p))))  # an axis without a partial window: none
         return [zero] * bool(p) + [call(helper, a["kernel"], strides=a["stride"], padding=extra, name=ctx.name)]

@@ -258,7 +258,8 @@ class Op:
     @classmethod
     def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
         """The helper class (of HELPERS) a layer with these arguments (values, or `ast`
-        expressions in a block kind) needs in `backend`, if any."""
+        expressions in a block kind) needs in `backend`, if any (common.op_helpers: the
+        torch backend's; Keras notes the helper classes among the layers it writes)."""
         return cls.HELPERS.get(backend)
 
     # --- symbolic channels ---------------------------------------------------------------
