@@ -27,6 +27,7 @@ from conftest import ROOT
 from archc import api
 from archc.backends import check, emit
 from archc.cli import main
+from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -334,5 +335,5 @@ def test_names_are_each_backends_own():
     check(graph)
     shadow = graph_of(text.replace("    layers:\n      - a:", "    params: {channel_shuffle: 1}\n    layers:\n      - a:"))
     check(shadow, ["torch"])
-    with pytest.raises(Exception, match=r"keras backend: param 'channel_shuffle' would shadow .*\(--backend torch\)$"):
+    with pytest.raises(SpecError, match=r"keras backend: param 'channel_shuffle' would shadow .*\(--backend torch\)$"):
         check(shadow, ["keras"])
