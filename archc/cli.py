@@ -34,7 +34,8 @@ EXAMPLES = {
         "archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
     ),
     "check": (
-        "archc check specs/densenet121.yaml",
+        "archc check specs/densenet121.yaml                    # both backends' limits",
+        "archc check specs/densenet121.yaml --backend torch    # PyTorch's only",
         "archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
         "archc check specs/      # every spec under specs/",
     ),
@@ -172,7 +173,9 @@ def _set_option(*names: str, help: str = SET_HELP):  # type: ignore[no-untyped-d
                         multiple=True, metavar="PATH=VALUE", help=help)  # fmt: skip
 
 
-def _backends(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+def _backends(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:  # summary's default: no backend
+        return ()
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",")))
     for name in names:
         if name not in ("torch", "keras"):
@@ -203,7 +206,7 @@ def main() -> None:
 @click.argument("spec", type=click.Path())
 @click.option(
     "--backend", "-b", "backends", required=True, callback=_backends, shell_complete=_complete_backends,
-    metavar="torch|keras|torch,keras", help="Target framework(s), comma-separated.",
+    metavar="torch|keras|torch,keras", help="Target framework(s), comma-separated; only their limits apply.",
 )  # fmt: skip
 @click.option(
     "-o", "--output", "output", type=click.Path(), default=None,
@@ -313,23 +316,30 @@ def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
 
 @main.command(epilog=_examples("check"))
 @click.argument("spec", type=click.Path())
+@click.option(
+    "--backend", "-b", "backends", default="torch,keras", show_default=True, callback=_backends,
+    shell_complete=_complete_backends, metavar="torch|keras|torch,keras",
+    help="Whose limits apply: ok means `archc build` for these works.",
+)  # fmt: skip
 @_set_option("--set")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate SPEC: exit 0 if it compiles, else 2 with a located message. SPEC may be a
-    directory: every spec under it (recursively, in sorted order) is checked, one line each,
-    then a count; exit 2 if any failed."""
+def check(spec: str, backends: tuple[str, ...], overrides: tuple[str, ...], as_json: bool) -> None:
+    """Validate SPEC: exit 0 if it compiles for every backend of --backend (both by
+    default), else 2 with a located message that names the backend that refuses it. SPEC
+    may be a directory: every spec under it (recursively, in sorted order) is checked, one
+    line each, then a count; exit 2 if any failed."""
 
     def checked(path: str):  # type: ignore[no-untyped-def]
-        from archc.backends import check_all
+        from archc.backends import check as check_backends
 
         graph = _graph(path, overrides)
-        check_all(graph)  # what any backend rejects, check rejects: `check` ok means every build works
+        check_backends(graph, backends)  # what a backend rejects, check rejects: ok means each of those builds works
         return graph
 
     def row(path: str, graph) -> dict:  # type: ignore[no-untyped-def, type-arg]
         c = graph.counts
-        return {"spec": path, "model": graph.name, "ok": True, "output_shape": list(graph.output_shape.as_tuple()),
+        return {"spec": path, "model": graph.name, "ok": True, "backends": list(backends),
+                "output_shape": list(graph.output_shape.as_tuple()),
                 "trainable": c.trainable, "non_trainable": c.non_trainable}  # fmt: skip
 
     def line(path: str, graph) -> str:  # type: ignore[no-untyped-def]
@@ -389,9 +399,16 @@ def _each(root: str, action):  # type: ignore[no-untyped-def]
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size for the activation-memory estimate.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
+@click.option(
+    "--backend", "-b", "backends", default=None, callback=_backends, shell_complete=_complete_backends,
+    metavar="torch|keras|torch,keras",
+    help="Also refuse what these backends cannot build (default: none; the figures are the same for both).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_set_option("--set")
-def summary(spec: str, level: str, batch: int, output: str, as_json: bool, overrides: tuple[str, ...]) -> None:
+def summary(
+    spec: str, level: str, batch: int, output: str, backends: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]
+) -> None:
     """Output shape, trainable and non-trainable parameters and MACs of every block (or
     layer) of SPEC, with totals and an activation-memory estimate, from the IR.
 
@@ -405,15 +422,23 @@ def summary(spec: str, level: str, batch: int, output: str, as_json: bool, overr
     def action() -> None:
         from archc.passes.summary import overview, summarize, to_table
 
+        def summarized(path: str):  # type: ignore[no-untyped-def]
+            graph = _graph(path, overrides)
+            if backends:
+                from archc.backends import check as check_backends
+
+                check_backends(graph, backends)
+            return summarize(graph, level, batch)
+
         if not Path(spec).is_dir():
-            report = summarize(_graph(spec, overrides), level, batch)
+            report = summarized(spec)
             if as_json:
                 _json("summary", report.to_dict(), output)
             else:
                 _write(to_table(report), output)
             return
         done, failed = [], []
-        for path, outcome in _each(spec, lambda p: summarize(_graph(p, overrides), level, batch)):
+        for path, outcome in _each(spec, summarized):
             if isinstance(outcome, SpecError):
                 failed.append({"spec": path, "message": str(outcome)})
             else:

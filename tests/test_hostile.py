@@ -1,8 +1,9 @@
 """The hostile corpus: every file in tests/hostile/ is a broken or malicious spec.
 
 Each starts with `# expect: TEXT` and marks the line the error must point at with
-`#<`. Through the real CLI, each must end in exit 2 with one line naming
-`file:line` and TEXT, no traceback, nothing written. (How fast: bench/corpus.py.)
+`#<`. Through the real CLI (`build --backend torch`, or the backend a second line
+`# backend: NAME` names, for one backend's limits), each must end in exit 2 with one
+line naming `file:line` and TEXT, no traceback, nothing written. (How fast: bench/corpus.py.)
 """
 
 from pathlib import Path
@@ -23,6 +24,11 @@ def expectation(path: Path) -> tuple[str, int]:
     return expect, line
 
 
+def backend_of(path: Path) -> str:
+    second = path.read_bytes().split(b"\n")[1]
+    return second.decode("ascii").removeprefix("# backend: ").strip() if second.startswith(b"# backend: ") else "torch"
+
+
 @pytest.fixture(scope="module")
 def runner():
     runner = CliRunner()
@@ -39,7 +45,8 @@ def test_hostile_spec(name, runner, tmp_path, monkeypatch):
     expect, line = expectation(HOSTILE / name)
     out = tmp_path / "out"
     monkeypatch.chdir(HOSTILE)
-    result = runner.invoke(main, ["build", name, "--backend", "torch", "-o", str(out / "model.py")])
+    backend = backend_of(HOSTILE / name)
+    result = runner.invoke(main, ["build", name, "--backend", backend, "-o", str(out / "model.py")])
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     message = result.stderr
@@ -48,6 +55,10 @@ def test_hostile_spec(name, runner, tmp_path, monkeypatch):
     assert expect in message, message
     assert "Traceback" not in message
     assert not out.exists()
+    if backend != "torch":  # one backend's limit: the other builds it
+        other = runner.invoke(main, ["build", name, "--backend", "torch", "-o", str(out / "model.py")])
+        assert other.exit_code == 0, other.output
+        assert f": {backend} backend: " in message and message.rstrip().endswith("(--backend torch)"), message
 
 
 # --- docs/errors.md is generated from the corpus -------------------------------------------

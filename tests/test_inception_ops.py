@@ -147,9 +147,11 @@ def test_mistakes(old, new, message):
         graph_of(SPEC.replace(old, new))
 
 
-def test_keras_cannot_match_other_paddings():
-    """Not counting the padding is Keras' 'same' pooling only at stride 1, padding (kernel - 1) / 2."""
+def test_other_paddings_are_exact_in_keras():
+    """Not counting the padding at stride 2 (not Keras' 'same'): the PaddedAveragePooling2D
+    helper, the mean over each window's input pixels, as PyTorch's."""
     graph = graph_of(SPEC.replace("- pool: {avgpool: {kernel: 3, stride: 1, padding: 1}}", "- pool: {avgpool: {kernel: 3, stride: 2, padding: 1}}"))
     assert "count_include_pad=False" in emit(graph, "torch")
-    with pytest.raises(SpecError, match="count_include_pad: false is Keras' 'same' average pooling only"):
-        emit(graph, "keras")
+    assert 'x = PaddedAveragePooling2D(3, strides=2, padding=1, name="pool")(x)' in emit(graph, "keras")
+    report = verify.verify(graph)
+    assert report.ok, verify.to_table(report)

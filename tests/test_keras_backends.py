@@ -2,9 +2,10 @@
 
 Keras picks its backend once, at import, so each backend runs tests/keras_backend_check.py
 in its own interpreter (the suite's own backend, tensorflow, in the test process): a CIFAR ResNet (option-A shortcuts), a DenseNet (dense
-concatenation, transitions) and keras.applications' ResNet50V2 layout (pre-activation,
-'same' padding, max-pool shortcuts) at a small input, each verified against PyTorch,
-transferred back, and trained for one step."""
+concatenation, transitions), keras.applications' ResNet50V2 layout (pre-activation,
+'same' padding, max-pool shortcuts) at a small input and the helper layers of archc's exact
+Keras forms (tests/keras_exact.yaml), each verified against PyTorch; the first also
+transferred back and trained for one step."""
 
 import json
 import os
@@ -25,6 +26,7 @@ MODELS = [
     "specs/keras/resnet50v2.yaml::input=[3, 32, 32]::layers.conv2.repeat=2"
     + "".join(f"::layers.conv{s}.repeat=1" for s in (3, 4, 5))
     + "".join(f"::layers.conv{s}.with.filters=16" for s in (2, 3, 4, 5)),
+    "tests/keras_exact.yaml",
 ]
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 

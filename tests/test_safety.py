@@ -214,16 +214,22 @@ def test_ten_thousand_blocks_are_legal_a_million_are_not():
 
 
 def test_backend_complaints_are_located(tmp_path, monkeypatch):
+    """A limit of one backend: located, naming the backend and the way round it; the other
+    backend builds the spec, and `check` refuses it unless told to check the other only."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "pool.yaml").write_text(
-        "archc: 1\nname: pool\ninput: [3, 8, 8]\ndefaults: {conv: {bias: false}}\nlayers:\n"
-        "  - conv0: {conv: {filters: 4, kernel: 3, padding: 1}}\n"
-        "  - pool: {maxpool: {kernel: 3, stride: 2, padding: 1}}\n"
+    (tmp_path / "up.yaml").write_text(
+        "archc: 1\nname: up\ninput: [4, 8, 8]\ndefaults: {conv: {bias: false}}\nlayers:\n"
+        "  - up: {conv_transpose: {filters: 4, kernel: 2, stride: 2, groups: 2}}\n"
     )
-    assert build(CliRunner(), "pool.yaml", "-b", "torch", "-o", "-")[0] == 0
-    code, _, err = build(CliRunner(), "pool.yaml", "-b", "keras", "-o", "model.py")
-    assert code == 2 and err.startswith("archc: error: pool.yaml:7:11: maxpool with padding needs a non-negative input")
+    assert build(CliRunner(), "up.yaml", "-b", "torch", "-o", "-")[0] == 0
+    code, _, err = build(CliRunner(), "up.yaml", "-b", "keras", "-o", "model.py")
+    assert code == 2 and err.startswith("archc: error: up.yaml:6:9: keras backend: conv_transpose with groups"), err
+    assert err.endswith("; or build for torch only (--backend torch)\n") and err.count("\n") == 1, err
     assert not (tmp_path / "model.py").exists()
+    runner = CliRunner()
+    assert runner.invoke(main, ["check", "up.yaml"]).stderr == err
+    assert runner.invoke(main, ["check", "up.yaml", "--backend", "keras"]).stderr == err
+    assert runner.invoke(main, ["check", "up.yaml", "--backend", "torch"]).exit_code == 0
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,25 @@
 """Backends: IR -> source text through jinja2 templates.
 
 A backend is a module of this package with the `Backend` protocol's members: the
-module-level names its generated code defines (`GLOBALS`), `validate(graph)`
-(what it cannot express, as located SpecErrors) and `context(graph, ...)` (the
-template context). Lowering knows none of them.
+module-level names its generated code defines (`GLOBALS`, and `module_names(graph)`
+for the classes or functions of a graph's blocks), `validate(graph)` (what it cannot
+express, as located SpecErrors) and `context(graph, ...)` (the template context).
+Lowering knows none of them.
 
-`emit(graph, backend)` validates the graph for every backend (so a spec that
-builds for one builds for all, and `archc check` means both), builds the
-template context in Python (every name, number and import is decided there),
-renders it, and parses the result before returning it, so a broken module is
-never handed to the caller.
+Each backend's limits are its own: `emit(graph, backend)` checks only `backend`, and
+`check(graph, backends)` (what `archc check` runs, every backend unless told) checks
+each backend named, so what Keras cannot express never blocks a PyTorch build. A
+refusal names its backend and the way round it (`keras backend: ...; or build for
+torch only (--backend torch)`). `emit` builds the template context in Python
+(every name, number and import is decided there), renders it, and parses the result
+before returning it, so a broken module is never handed to the caller.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -26,11 +31,15 @@ from archc.ir.graph import Graph
 if TYPE_CHECKING:
     import jinja2
 
+    from archc.backends.common import ModuleName
+
 BACKENDS = ("torch", "keras")
 
 
 class Backend(Protocol):
     GLOBALS: tuple[str, ...]  # module-level names of its generated modules besides block classes/functions
+
+    def module_names(self, graph: Graph) -> list[ModuleName]: ...
 
     def validate(self, graph: Graph) -> None: ...
 
@@ -43,46 +52,47 @@ def backend_module(name: str) -> ModuleType:
     return importlib.import_module(f"archc.backends.{name}")
 
 
-def validate(graph: Graph) -> None:
-    """Every backend's restrictions, and the names all of them share a module with."""
-    modules = [backend_module(name) for name in BACKENDS]
-    _check_module_names(graph, tuple(n for m in modules for n in m.GLOBALS))
-    for module in modules:
+@contextmanager
+def refusal(backend: str) -> Iterator[None]:
+    """A SpecError raised inside is one of `backend`'s limits: it names the backend and
+    the way round it, the other backends (one line, at the same place in the spec)."""
+    try:
+        yield
+    except SpecError as e:
+        others = ",".join(b for b in BACKENDS if b != backend)
+        message = f"{backend} backend: {e.message}; or build for {others} only (--backend {others})"
+        raise SpecError(message, e.where) from None
+
+
+def validate(graph: Graph, backend: str) -> None:
+    """`backend`'s restrictions, and the names its generated module defines."""
+    module = backend_module(backend)
+    with refusal(backend):
+        _check_module_names(graph, module)
         module.validate(graph)
 
 
-def _check_module_names(graph: Graph, globals_: tuple[str, ...]) -> None:
-    """Names that meet in one generated module must not clash: block classes
-    (PyTorch, CamelCase), block functions (Keras), the model class, the helpers,
-    and the parameters that become arguments."""
-    from archc.backends.common import class_name
-
-    classes = {name: "the generated module" for name in globals_}
-    model_class = class_name(graph.name)
-    if model_class in classes:
-        raise SpecError(
-            f"model {graph.name!r} becomes class {model_class} in PyTorch, a name the generated module uses; rename it",
-            graph.locate("name"),
-        )
-    classes[model_class] = f"model {graph.name!r}"
-    for block in graph.blocks:
-        cls = class_name(block.name)
-        if cls in classes:
+def _check_module_names(graph: Graph, module: Backend) -> None:
+    """Names that meet in one generated module must not clash: what the backend defines for
+    the model and its blocks (`module_names`: PyTorch's classes, Keras' block functions),
+    the helpers and imports (`GLOBALS`), and the parameters that become arguments."""
+    taken = dict.fromkeys(module.GLOBALS, "the generated module")
+    for defined in module.module_names(graph):
+        if defined.name in taken:
             raise SpecError(
-                f"block {block.name!r} becomes class {cls} in PyTorch, a name already used by {classes[cls]}; rename it",
-                graph.locate(f"block.{block.name}"),
+                f"{defined.owner} becomes {defined.form}, a name already used by {taken[defined.name]}; rename it",
+                graph.locate(defined.key),
             )
-        classes[cls] = f"block {block.name!r}"
-    module_scope = set(classes) | {b.name for b in graph.blocks}
+        taken[defined.name] = defined.owner
     for name, _ in graph.params:
-        if name in module_scope:
+        if name in taken:
             raise SpecError(
                 f"param {name!r} would shadow a class or function of the generated module; rename it",
                 graph.locate(f"params.{name}"),
             )
     for block in graph.blocks:
         for name, _, _ in block.params:
-            if name in module_scope:
+            if name in taken:
                 raise SpecError(
                     f"param {name!r} of block {block.name!r} would shadow a class or function of the generated module; rename it",
                     graph.locate(f"block.{block.name}.params.{name}"),
@@ -127,13 +137,14 @@ def _signature(func: str, params: list[str], returns: str, indent: str = "    ")
     return f"{indent}def {func}(\n{body}\n{indent}) -> {returns}:"
 
 
-def check_all(graph: Graph) -> None:
-    """Everything a build decides, for every backend, short of laying out the text: every
-    backend's checks and template context (where emission complains about what a backend
-    cannot express). Templates only lay out what the context holds."""
-    validate(graph)
-    for name in BACKENDS:
-        backend_module(name).context(graph)
+def check(graph: Graph, backends: Sequence[str] = BACKENDS) -> None:
+    """Everything a build for each of `backends` decides, short of laying out the text: its
+    checks and its template context (where emission complains about what the backend cannot
+    express). Templates only lay out what the context holds."""
+    for name in backends:
+        validate(graph, name)
+        with refusal(name):
+            backend_module(name).context(graph)
 
 
 def emit(graph: Graph, backend: str, *, memory_efficient: bool = False) -> str:
@@ -142,8 +153,9 @@ def emit(graph: Graph, backend: str, *, memory_efficient: bool = False) -> str:
     if memory_efficient and backend != "torch":
         raise ValueError("memory_efficient applies to the torch backend only")
     module = backend_module(backend)
-    validate(graph)
-    context = module.context(graph, memory_efficient=memory_efficient)
+    validate(graph, backend)
+    with refusal(backend):
+        context = module.context(graph, memory_efficient=memory_efficient)
     text = _environment().get_template(f"{backend}/module.py.j2").render(**context)
     try:
         compile(text, f"<archc {graph.name} {backend}>", "exec")  # never hand out a module Python rejects

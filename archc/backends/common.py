@@ -7,6 +7,7 @@ import json
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from archc import __version__
 from archc.code import INDENT, LINE, Call, call
@@ -38,6 +39,16 @@ def class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Model"
 
 
+class ModuleName(NamedTuple):
+    """A name a backend's generated module defines for the spec: `form` is what `owner`
+    (`block 'basic'`) becomes there (`class Basic in PyTorch`), `key` its place in the spec."""
+
+    name: str
+    owner: str
+    form: str
+    key: str
+
+
 def helper_names(backend: str) -> tuple[str, ...]:
     """Every helper class an op may add to a generated module (an op's HELPERS)."""
     return tuple(sorted({op.HELPERS[backend] for op in ALL.values() if backend in op.HELPERS}))
@@ -45,7 +56,9 @@ def helper_names(backend: str) -> tuple[str, ...]:
 
 def op_helpers(graph: Graph, backend: str) -> set[str]:
     """The helper classes (an op's HELPERS) that the module for `graph` defines: for every
-    op in the expanded graph and every layer of a block kind, present or not."""
+    op in the expanded graph and every layer of a block kind, present or not, as `helper()`
+    decides from its arguments. (The Keras emitter notes the helpers of the layers it writes
+    instead: a max pool's padding layer depends on its input's sign, not on its arguments.)"""
     # helper() is one of HELPERS[backend] or None: an op kind without one needs none
     found = {type(node.op).helper(backend, node.op.values()) for node in graph.nodes if backend in node.op.HELPERS}
 

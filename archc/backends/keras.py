@@ -43,18 +43,22 @@ GLOBALS = (
 )  # fmt: skip
 
 
+def module_names(graph: Graph) -> list[common.ModuleName]:
+    """One function per block kind, named as the block (`build_model` builds the model)."""
+    return [
+        common.ModuleName(b.name, f"block {b.name!r}", f"function {b.name} in Keras", f"block.{b.name}") for b in graph.blocks
+    ]
+
+
 def validate(graph: Graph) -> None:
     """Keras names every layer after its node id (`layer1.0.conv1` -> `layer1_0_conv1`, with a
     `_pad` layer before padded convs and pools) and requires the names to be unique."""
     seen = {"input": "the input"}
     for node in graph.nodes:
-        problem = node.op.keras_instance_problem()
-        if problem:
-            raise SpecError(f"{node.id}: {problem}", node.where)
         names = [node.id.replace(".", "_")]
-        if getattr(node.op, "padding", 0):
+        if getattr(node.op, "padding", 0) or getattr(node.op, "ceil_mode", False):  # ceil_mode pads too
             names.append(names[0] + "_pad")
-        if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop)
+        if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop, a subsample)
             names.append(node.op.keras_output(names[0]))
         for name in names:
             other = seen.get(name)
@@ -68,12 +72,8 @@ def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
     return KerasEmitter(graph).context()
 
 
-def layer_lines(
-    kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, where: Any, in_shape: Any = None,
-    initializers: tuple[tuple[str, str], ...] = (),
-) -> list[tuple[Call, str]]:  # fmt: skip
-    """Statements for one primitive layer applied to `var`; `name` is the layer name's source."""
-    ctx = ops.KerasCtx(name, nonneg, in_shape, initializers)
+def layer_lines(kind: str, a: dict[str, str], ctx: ops.KerasCtx, var: str, where: Any) -> list[tuple[Call, str]]:
+    """Statements for one primitive layer applied to `var`; `ctx.name` is the layer name's source."""
     problem = ops.KINDS[kind].keras_problem(a, ctx)
     if problem:
         raise SpecError(problem, where)
@@ -266,7 +266,8 @@ class KerasEmitter:
                     layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), block.where,  # type: ignore[attr-defined]
                     f"{block.name}_{prefix}{layer.name}",
                 )
-            for k, (stmt, _) in enumerate(layer_lines(layer.kind, args, name, src, layer.nonneg_in, block.where, None, inits) if not body else []):
+            ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
+            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, block.where) if not body else []):
                 if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
@@ -279,6 +280,21 @@ class KerasEmitter:
             routed = src != "x" and not (src == "inputs" and self.x_is_input)
             body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
+
+    def _layer_lines(self, kind: str, a: dict[str, str], ctx: ops.KerasCtx, var: str, where: Any) -> list[tuple[Call, str]]:
+        """layer_lines, noting the helper classes (an op's HELPERS) its layers are."""
+        lines = layer_lines(kind, a, ctx, var, where)
+        self.helpers |= {layer.func for layer, _ in lines} & set(common.helper_names("keras"))
+        return lines
+
+    def _holds_somewhere(self, block: BlockType, condition: str) -> bool:
+        """Whether `condition` (source over the block kind's parameters) may hold in some
+        instance of the block kind in this model: False only where each instance fails it."""
+        try:
+            tree = expr.parse(condition)
+            return any(expr.evaluate(tree, {**dict(i.args), "in_channels": i.in_shape.c}) for i in common.instances_of(self.graph, block.name))
+        except (expr.ExprError, TypeError):
+            return True
 
     def _holds_everywhere(self, block: BlockType, condition: str) -> bool:
         """Whether `condition` (source over the block kind's parameters) holds in every instance
@@ -424,7 +440,8 @@ class KerasEmitter:
                 inits = ()
                 if item.op.kind in init.KINDS:
                     inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
-                for stmt in layer_lines(item.op.kind, args, common.literal(full), "x", item.nonneg_in, item.where, item.in_shape, inits):
+                ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
+                for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full)
@@ -486,7 +503,6 @@ class KerasEmitter:
         unused = common.inline_only(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
-        self.helpers |= common.op_helpers(self.graph, "keras")
         c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w
         shape = (h, w, c) if self.graph.input_shape.spatial else (c,)
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]

@@ -43,8 +43,18 @@ GLOBALS = (
 )  # fmt: skip
 
 
+def module_names(graph: Graph) -> list[common.ModuleName]:
+    """The model's class and one class per block kind (CamelCase: `basic` -> `Basic`)."""
+    model = common.class_name(graph.name)
+    names = [common.ModuleName(model, f"model {graph.name!r}", f"class {model} in PyTorch", "name")]
+    for block in graph.blocks:
+        cls = common.class_name(block.name)
+        names.append(common.ModuleName(cls, f"block {block.name!r}", f"class {cls} in PyTorch", f"block.{block.name}"))
+    return names
+
+
 def validate(graph: Graph) -> None:
-    """PyTorch expresses every graph lowering accepts; its names are checked with Keras'."""
+    """PyTorch expresses every graph lowering accepts."""
 
 
 def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 Padded zeros count by default (PyTorch's count_include_pad=True), which is what Keras gets
 from explicit ZeroPadding2D. `count_include_pad: false` divides each window by the pixels
-inside the input: Keras' 'same' average pooling (keras.applications' InceptionV3), which
-archc emits where it is that exactly (stride 1, padding (kernel - 1) / 2)."""
+inside the input: Keras' 'same' average pooling (keras.applications' InceptionV3) where it
+is that exactly (stride 1, padding (kernel - 1) / 2), else the PaddedAveragePooling2D
+helper (the mean over a window's input pixels). ceil_mode's last windows, where partial,
+leave out the rows and columns past the padded input (a ZeroPadding2D then that helper);
+where none is partial, ceil_mode gives the floor-mode windows."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx
-from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs, same_pool
+from archc.ops.base import Attr, KerasCtx, suffixed
+from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs, ceil_pads, same_pool
 
 
 class AvgPoolArgs(PoolArgs):
@@ -35,21 +38,26 @@ class AvgPool(Pool):
     ELEMENTWISE: ClassVar[bool] = True
     TORCH: ClassVar[str] = "nn.AvgPool2d"
     KERAS: ClassVar[str] = "layers.AveragePooling2D"
+    HELPERS: ClassVar[dict[str, str]] = {"keras": "PaddedAveragePooling2D"}  # templates/keras/PaddedAveragePooling2D.py.j2
     count_include_pad: bool = True
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        if a.get("count_include_pad", "True") != "True" and same_pool(a):
+        include = a.get("count_include_pad", "True") == "True"
+        if not include and same_pool(a):
             return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
-        return super().keras_layers(a, ctx)
-
-    @classmethod
-    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
-        if a.get("ceil_mode", "False") != "False":
-            return "avgpool with ceil_mode divides its last window by fewer elements in PyTorch; Keras cannot match it"
-        if a.get("count_include_pad", "True") != "True" and a["padding"] != "0" and not same_pool(a):
-            return (
-                "avgpool with count_include_pad: false is Keras' 'same' average pooling only at stride 1 with padding "
-                "(kernel - 1) / 2; Keras cannot match other paddings"
-            )
-        return None
+        pads = ceil_pads(a, ctx)
+        partial = pads is not None and (pads[0][1] > pads[0][0] or pads[1][1] > pads[1][0])
+        if not partial and (include or a["padding"] == "0"):  # each window counts all its pixels
+            return super().keras_layers(a, ctx)
+        helper = cls.HELPERS["keras"]
+        if not include:  # the padding counts nowhere: the helper pads it all
+            padding = a["padding"] if pads is None else str(pads)
+            return [call(helper, a["kernel"], strides=a["stride"], padding=padding, name=ctx.name)]
+        # a partial last window, the padding counted: the zero-padded input is the helper's input,
+        # and the helper adds the rows and columns past it, which count nowhere
+        assert pads is not None
+        (p, bottom), (_, right) = pads
+        zero = call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad"))
+        extra = str(((0, max(0, bottom - p)), (0, max(0, right - p))))  # an axis without a partial window: none
+        return [zero] * bool(p) + [call(helper, a["kernel"], strides=a["stride"], padding=extra, name=ctx.name)]

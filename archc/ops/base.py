@@ -26,6 +26,7 @@ Keras holds every map channels-last, so the flag changes nothing in Keras.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -181,6 +182,9 @@ class KerasCtx:
     in_shape: Shape | None  # concrete input shape, where known (model level)
     # the layer's initializer arguments (`kernel_initializer=...`), as sources; see ops.init
     initializers: tuple[tuple[str, Any], ...] = ()  # source text, or a Call laid out by archc.code
+    # whether a condition (source over a block kind's parameters) may hold in some instance of
+    # it: False only where every instance is known to fail it (so a guarded layer is left out)
+    possible: Callable[[str], bool] = lambda condition: True
 
 
 class Op:
@@ -258,7 +262,8 @@ class Op:
     @classmethod
     def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
         """The helper class (of HELPERS) a layer with these arguments (values, or `ast`
-        expressions in a block kind) needs in `backend`, if any."""
+        expressions in a block kind) needs in `backend`, if any (common.op_helpers: the
+        torch backend's; Keras notes the helper classes among the layers it writes)."""
         return cls.HELPERS.get(backend)
 
     # --- symbolic channels ---------------------------------------------------------------
@@ -290,12 +295,8 @@ class Op:
 
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
-        """Why the Keras backend cannot match PyTorch for these arguments, if it cannot."""
-        return None
-
-    def keras_instance_problem(self) -> str | None:
-        """Why Keras cannot match PyTorch for this concrete layer (every node of the expanded
-        graph, where `keras_problem` sees a block's arguments as expressions), if it cannot."""
+        """Why the Keras backend cannot match PyTorch for these arguments, if it cannot (a
+        limit of the keras backend only: archc.backends names it so)."""
         return None
 
     def keras_output(self, name: str) -> str:

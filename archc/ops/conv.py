@@ -100,12 +100,20 @@ class Conv(Op):
         out = []
         if a["padding"] not in ("0", "(0, 0)") and not same:
             out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")).when(pads_when(a["padding"])))
+        strides, subsample = unless(a["stride"], "1"), _strided_dilation(a, ctx)
+        if subsample is not None:  # Keras' Conv2D refuses strides > 1 with dilation > 1
+            strides = unless(_stride_unless_dilated(a), "1")
         out.append(call(
-            "layers.Conv2D", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
+            "layers.Conv2D", a["filters"], a["kernel"], strides=strides,
             padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),
             groups=unless(a["groups"], "1"), use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
         ))  # fmt: skip
+        if subsample is not None:  # every stride-th output of the stride-1 conv: PyTorch's strided one exactly
+            out.append(call("layers.MaxPooling2D", "1", strides=a["stride"], name=suffixed(ctx.name, "_subsample")).when(subsample or None))
         return out
+
+    def keras_output(self, name: str) -> str:
+        return name + "_subsample" if self.stride > 1 and self.dilation > 1 else name
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
@@ -131,6 +139,33 @@ class Conv(Op):
     def label(self) -> str:
         text = f"conv {show(self.kernel)}" + (f" /{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
         return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {self.dilation}" if self.dilation > 1 else "")
+
+
+def _strided_dilation(a: dict[str, str], ctx: KerasCtx) -> str | None:
+    """Where a conv has both a stride and a dilation above 1, which Keras' Conv2D refuses (it
+    then runs at stride 1 and keeps every stride-th output): None where that is never, "" where
+    always (literal arguments), else the condition over the block kind's parameters."""
+    parts = []
+    for key in ("stride", "dilation"):
+        value = literal_pair(a[key])
+        if value == (1, 1):
+            return None
+        if value is None:
+            parts.append(ast.Compare(ast.parse(a[key], mode="eval").body, [ast.Gt()], [ast.Constant(1)]))
+    if not parts:
+        return ""
+    condition = ast.unparse(parts[0] if len(parts) == 1 else ast.BoolOp(ast.And(), parts))
+    return condition if ctx.possible(condition) else None
+
+
+def _stride_unless_dilated(a: dict[str, str]) -> str:
+    """The Conv2D's stride where it keeps every stride-th output itself: its stride where the
+    dilation is 1, else 1."""
+    dilation = ast.parse(a["dilation"], mode="eval").body
+    if isinstance(dilation, ast.Constant):
+        return "1"
+    one = ast.Compare(dilation, [ast.Eq()], [ast.Constant(1)])
+    return ast.unparse(ast.IfExp(one, ast.parse(a["stride"], mode="eval").body, ast.Constant(1)))
 
 
 def _same(a: dict[str, str]) -> bool:

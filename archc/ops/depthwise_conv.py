@@ -3,10 +3,12 @@ input channel (a conv with groups = filters = input channels, as PyTorch writes 
 DepthwiseConv2D, as keras.applications' MobileNetV2 and EfficientNet write it, whose kernel
 is laid out (kh, kw, channels, 1)).
 
-Keras pads 'same' or not at all, so its padding must be 0 or (kernel - 1) / 2 at stride 1
-on every instance (`keras_instance_problem`); a padding that depends on the block's
-parameters becomes `padding="same" if ... else "valid"`, and keras.applications' uneven
-padding before a strided depthwise conv is a `zeropad` layer in front of it."""
+Keras' DepthwiseConv2D pads 'same' or not at all. Where every instance's padding is 0 or
+(kernel - 1) / 2 at stride 1 (Keras' 'same' exactly), archc writes that, as
+keras.applications does: a padding that depends on the block's parameters becomes
+`padding="same" if ... else "valid"`. Any other padding is a ZeroPadding2D before an
+unpadded DepthwiseConv2D (as for a conv). keras.applications' uneven padding before a
+strided depthwise conv is a `zeropad` layer in front of it."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from archc.ops.base import (
     KerasCtx,
     Op,
     Shape,
+    pads_when,
     positive,
+    suffixed,
     unless,
     window,
 )
@@ -33,9 +37,7 @@ from archc.spec.types import Arguments, BoolExpr, IntExpr
 class DepthwiseConvArgs(Arguments):
     kernel: IntExpr = Field(description="Square kernel size.")
     stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
-    padding: IntExpr = Field(
-        0, description="Zero padding on every side; Keras needs 0, or (kernel - 1) / 2 at stride 1 ('same')."
-    )
+    padding: IntExpr = Field(0, description="Zero padding on every side.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
     init: InitSpec | None = Field(
         None, description="Initialisation, with PyTorch's fans (fan_in k*k, fan_out channels*k*k); unset parts come from defaults.conv.init."
@@ -78,16 +80,6 @@ class DepthwiseConv(Op):
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)
 
-    def keras_instance_problem(self) -> str | None:
-        same = self.stride == 1 and self.kernel % 2 == 1 and self.padding == (self.kernel - 1) // 2
-        if self.padding and not same:
-            return (
-                f"depthwise_conv padding {self.padding} (kernel {self.kernel}, stride {self.stride}): Keras' "
-                "DepthwiseConv2D pads 'same' (stride 1, padding (kernel - 1) // 2) or not at all; "
-                "put other padding in a zeropad layer before it"
-            )
-        return None
-
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         return call(
@@ -97,10 +89,16 @@ class DepthwiseConv(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call(
-            "layers.DepthwiseConv2D", a["kernel"], strides=unless(a["stride"], "1"), padding=_keras_padding(a["padding"]),
-            use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
-        )]  # fmt: skip
+        explicit = _pads_otherwise(a, ctx)  # then a ZeroPadding2D pads every instance
+        out = []
+        if explicit:
+            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")).when(pads_when(a["padding"])))
+        out.append(call(
+            "layers.DepthwiseConv2D", a["kernel"], strides=unless(a["stride"], "1"),
+            padding=None if explicit else _keras_padding(a["padding"]), use_bias=a["bias"], **dict(ctx.initializers),
+            name=ctx.name,
+        ))  # fmt: skip
+        return out
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
@@ -122,6 +120,23 @@ class DepthwiseConv(Op):
 
     def label(self) -> str:
         return f"depthwise {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "")
+
+
+def _pads_otherwise(a: dict[str, str], ctx: KerasCtx) -> bool:
+    """Whether the padding may be neither 0 nor Keras' 'same' (stride 1, padding
+    (kernel - 1) // 2 of an odd kernel): decided on literal arguments, else over the block
+    kind's instances (`ctx.possible`)."""
+    if all(a[key].isdigit() for key in ("padding", "kernel", "stride")):
+        p, k, s = (int(a[key]) for key in ("padding", "kernel", "stride"))
+        return p > 0 and not (s == 1 and k % 2 == 1 and p == (k - 1) // 2)
+    p, k, s = (ast.parse(a[key], mode="eval").body for key in ("padding", "kernel", "stride"))
+
+    def equal(left: ast.expr, right: ast.expr) -> ast.expr:
+        return ast.Compare(left, [ast.Eq()], [right])
+
+    one, two = ast.Constant(1), ast.Constant(2)
+    same = [equal(s, one), equal(ast.BinOp(k, ast.Mod(), two), one), equal(p, ast.BinOp(ast.BinOp(k, ast.Sub(), one), ast.FloorDiv(), two))]
+    return ctx.possible(ast.unparse(ast.BoolOp(ast.And(), [p, ast.UnaryOp(ast.Not(), ast.BoolOp(ast.And(), same))])))
 
 
 def _keras_padding(src: str) -> str | None:

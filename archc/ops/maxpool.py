@@ -1,4 +1,10 @@
-"""Max pooling: `maxpool: {kernel, stride, padding, ceil_mode}`."""
+"""Max pooling: `maxpool: {kernel, stride, padding, ceil_mode}`.
+
+PyTorch pads max pooling with -inf, so a padded pixel is never picked. In Keras, archc pads
+explicitly before an unpadded MaxPooling2D: with zeros (ZeroPadding2D, as keras.applications'
+ResNet) where the input is known to be non-negative (after a relu), else with -inf (the
+NegInfPadding2D helper); Keras' 'same' max pooling where it is PyTorch's exactly (stride 1,
+padding (kernel - 1) / 2). ceil_mode's last windows read extra bottom and right padding."""
 
 from __future__ import annotations
 
@@ -60,15 +66,28 @@ class Pool(Op):
         return call(cls.TORCH, kernel_size=a["kernel"], stride=a["stride"], padding=unless(a["padding"], "0"), **ceil, **extra)
 
     @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        try:
+            _keras_padding(a, ctx)
+        except ShapeError as e:
+            return str(e)
+        return None
+
+    @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        if cls.kind == "maxpool" and same_pool(a):
-            return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
+        """Explicit padding (`_pad`), then the unpadded pooling layer."""
         out = []
         padding = _keras_padding(a, ctx)
         if padding not in ("0", "((0, 0), (0, 0))"):
-            out.append(call("layers.ZeroPadding2D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
+            pad = cls.keras_pad(ctx)
+            out.append(call(pad, padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
         out.append(call(cls.KERAS, a["kernel"], strides=a["stride"], name=ctx.name))
         return out
+
+    @classmethod
+    def keras_pad(cls, ctx: KerasCtx) -> str:
+        """The Keras layer that pads this pool's input."""
+        return "layers.ZeroPadding2D"
 
     def label(self) -> str:
         return f"{self.kind} {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "") + (" ceil" if self.ceil_mode else "")
@@ -84,10 +103,19 @@ def same_pool(a: dict[str, str]) -> bool:
 
 
 def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
-    """Symmetric padding, plus for ceil_mode the extra bottom/right rows PyTorch's last
-    window reads (decided on the concrete input size)."""
-    if a.get("ceil_mode", "False") == "False" or a["stride"] == "1":  # with stride 1, ceil_mode changes nothing
-        return a["padding"]
+    """Symmetric padding, or for ceil_mode ((top, bottom), (left, right)) with the extra
+    bottom/right rows PyTorch's last window reads (ceil_pads)."""
+    pads = ceil_pads(a, ctx)
+    return a["padding"] if pads is None else str(pads)
+
+
+def ceil_pads(a: dict[str, str], ctx: KerasCtx) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """For ceil_mode with a stride, the padding ((top, bottom), (left, right)) whose unpadded
+    windows are PyTorch's (decided on the concrete input size): bottom and right are more than
+    the padding where a last window is partial (reaches past the padded input). None: the
+    symmetric padding (no ceil_mode, or stride 1, where ceil_mode changes nothing)."""
+    if a.get("ceil_mode", "False") == "False" or a["stride"] == "1":
+        return None
     if ctx.in_shape is None or not all(a[k].isdigit() for k in ("padding", "kernel", "stride")):
         raise ShapeError(
             "ceil_mode pooling with a stride inside a block kind: its Keras padding depends on the input size; "
@@ -98,8 +126,7 @@ def _keras_padding(a: dict[str, str], ctx: KerasCtx) -> str:
     for n in (ctx.in_shape.h, ctx.in_shape.w):
         out = window("pool", Shape(1, n, n), k, s, p, ceil=True)[0]
         pads.append((p, max(0, (out - 1) * s + k - n - p)))
-    (top, bottom), (left, right) = pads
-    return f"(({top}, {bottom}), ({left}, {right}))"
+    return pads[0], pads[1]
 
 
 @dataclass(frozen=True)
@@ -112,19 +139,15 @@ class MaxPool(Pool):
     ELEMENTWISE: ClassVar[bool] = True
     TORCH: ClassVar[str] = "nn.MaxPool2d"
     KERAS: ClassVar[str] = "layers.MaxPooling2D"
+    HELPERS: ClassVar[dict[str, str]] = {"keras": "NegInfPadding2D"}  # templates/keras/NegInfPadding2D.py.j2
 
     @classmethod
-    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
-        """Keras pads with zeros, not -inf: only harmless on a non-negative input."""
+    def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         if same_pool(a):
-            return None
-        try:
-            padding = _keras_padding(a, ctx)
-        except ShapeError as e:
-            return str(e)
-        if padding not in ("0", "((0, 0), (0, 0))") and not ctx.nonneg:
-            return (
-                "maxpool with padding needs a non-negative input (after relu) in the keras backend (ceil_mode pads too): "
-                "Keras has no -inf padding, and zero padding would change the result"
-            )
-        return None
+            return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
+        return super().keras_layers(a, ctx)
+
+    @classmethod
+    def keras_pad(cls, ctx: KerasCtx) -> str:
+        """Zeros where the input is non-negative (never above a window's maximum), else -inf."""
+        return "layers.ZeroPadding2D" if ctx.nonneg else "NegInfPadding2D"
