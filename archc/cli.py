@@ -340,10 +340,13 @@ def check(spec: str, backends: tuple[str, ...], overrides: tuple[str, ...], as_j
         c = graph.counts
         return {"spec": path, "model": graph.name, "ok": True, "backends": list(backends),
                 "output_shape": list(graph.output_shape.as_tuple()),
+                "outputs": {o.key: list(o.shape.as_tuple()) for o in graph.outputs},
                 "trainable": c.trainable, "non_trainable": c.non_trainable}  # fmt: skip
 
     def line(path: str, graph) -> str:  # type: ignore[no-untyped-def]
-        return f"{path}: ok ({graph.name}: output {graph.output_shape}, {graph.counts.trainable:,} trainable parameters)"
+        shown = ", ".join(f"{o.key} {o.shape}" for o in graph.outputs) if graph.outputs else graph.output_shape
+        what = "outputs" if graph.outputs else "output"
+        return f"{path}: ok ({graph.name}: {what} {shown}, {graph.counts.trainable:,} trainable parameters)"
 
     def action() -> None:
         if not Path(spec).is_dir():

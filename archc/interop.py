@@ -196,3 +196,33 @@ def _check_sets(what: str, have: set[str], want: set[str], graph: Graph) -> None
             f"the {what} does not match spec {graph.name} ({graph.source}): {'; '.join(parts)}; "
             "was the model generated from this spec?"
         )
+
+
+# --- the models' outputs, side by side ------------------------------------------------------------
+
+
+def keras_layout(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:
+    """A PyTorch output in Keras' layout: NCHW -> NHWC (a map PyTorch holds channels-last
+    after a permute is NHWC already); flat features in H,W,C order."""
+    n = out.shape[0]
+    if out.size != n * shape.numel():
+        return out  # misshapen: reported as a mismatch
+    if shape.spatial:
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and not shape.last else out
+    if flat_from is not None:
+        return out.reshape(n, flat_from.c, flat_from.h, flat_from.w).transpose(0, 2, 3, 1).reshape(n, -1)  # type: ignore[arg-type]
+    return out.reshape(n, -1)
+
+
+def output_pairs(graph: Graph, torch_out: Any, keras_out: Any) -> list[tuple[str | None, np.ndarray, np.ndarray]]:
+    """(key, PyTorch's output in Keras' layout, Keras' output) for each of the model's outputs:
+    one with key None, or one per key of `outputs:` (both models return dicts)."""
+    if not graph.outputs:
+        last = graph.body[-1].output
+        want = keras_layout(torch_out.detach().numpy(), graph.output_shape, flattened_map(graph, last))
+        return [(None, want, np.asarray(keras_out))]
+    pairs = []
+    for o in graph.outputs:
+        want = keras_layout(torch_out[o.key].detach().numpy(), o.shape, flattened_map(graph, o.node))
+        pairs.append((o.key, want, np.asarray(keras_out[o.key])))
+    return pairs

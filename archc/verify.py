@@ -246,7 +246,7 @@ def _observable(pts: list[_Point], graph: Graph) -> list[_Point]:
         op = nodes[p.node].op
         if not (op.EXPRESSION or (op.MERGE and p.node == p.module)):
             out.append(p)
-        elif p is output:
+        elif p is output and not graph.outputs:  # several outputs: each is compared as one
             out.append(dataclasses.replace(p, module="", call=0))
     return out
 
@@ -340,7 +340,7 @@ def verify(
     x = np.random.default_rng(seed).standard_normal((batch, *graph.input_shape.as_tuple())).astype("float32")
     report("run", 0, 2)
     with torch.no_grad():
-        t_model(torch.from_numpy(x))
+        t_result = t_model(torch.from_numpy(x))
     for hook in hooks:
         hook.remove()
     report("run", 1, 2)
@@ -363,7 +363,7 @@ def verify(
         if p.call >= len(calls):
             rows.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, "never run by torch"))
             continue
-        want = _channels_last(calls[p.call], p.shape, interop.flattened_map(graph, p.node))
+        want = interop.keras_layout(calls[p.call], p.shape, interop.flattened_map(graph, p.node))
         if want.shape != got.shape:
             problem = f"shapes differ: torch {tuple(want.shape)}, keras {tuple(got.shape)}"
             rows.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, problem))
@@ -371,18 +371,13 @@ def verify(
         max_abs = float(np.abs(want - got).max())
         magnitude = float(np.abs(want).max())
         rows.append(Row(p.item, p.depth, p.shape.as_tuple(), max_abs, magnitude, max_abs <= tolerance * max(1.0, magnitude)))
+    if graph.outputs:  # the model's outputs, each a row of its own (`output 'aux'`)
+        k_result = k_model(x.transpose(0, 2, 3, 1), training=train_mode)
+        for (key, want, got), o in zip(interop.output_pairs(graph, t_result, k_result), graph.outputs):
+            row = Row(f"output {key!r}", 0, o.shape.as_tuple(), math.inf, math.nan, False, "shapes differ")
+            if want.shape == got.shape:
+                max_abs, magnitude = float(np.abs(want - got).max()), float(np.abs(want).max())
+                row = dataclasses.replace(row, max_abs=max_abs, magnitude=magnitude, within=max_abs <= tolerance * max(1.0, magnitude), problem="")
+            rows.append(row)
     mode = "train" if train_mode else "eval"
     return Report(graph.source, graph.name, mode, batch, seed, tolerance, tuple(rows), *versions())
-
-
-def _channels_last(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:
-    """A PyTorch output in Keras' layout: NCHW -> NHWC (a map PyTorch holds channels-last
-    after a permute is NHWC already); flat features in H,W,C order."""
-    n = out.shape[0]
-    if out.size != n * shape.numel():
-        return out  # misshapen: reported as a mismatch
-    if shape.spatial:
-        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and not shape.last else out
-    if flat_from is not None:
-        return out.reshape(n, flat_from.c, flat_from.h, flat_from.w).transpose(0, 2, 3, 1).reshape(n, -1)  # type: ignore[arg-type]
-    return out.reshape(n, -1)

@@ -19,8 +19,9 @@ from archc.code import flat
 from archc.ir.graph import Graph
 
 
-def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
-    """The IR's output for `x`; `namespace` is the generated module's (its helper classes)."""
+def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.Tensor) -> Any:
+    """The IR's output for `x` (a dict for a model with several outputs); `namespace` is the
+    generated module's (its helper classes)."""
     ns = {**namespace, "torch": torch, "F": F, "nn": nn}
     modules = dict(model.named_modules())
     shapes = {"input": graph.input_shape, **{n.id: n.shape for n in graph.nodes}}
@@ -49,4 +50,6 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
         for line in op.torch_after("out"):
             exec(line, ns, local)
         values[node.id] = local["out"]
+    if graph.outputs:
+        return {o.key: values[o.node] for o in graph.outputs}
     return values[graph.body[-1].output]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,11 +62,14 @@ def agree(text: str, keras_too: bool = True, seed: int = 0):
                 m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=generator) - 0.5)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
         x = torch.randn(2, *graph.input_shape.as_tuple(), generator=generator)
-        expected = model(x)
-        assert tuple(expected.shape) == (2, *graph.output_shape.as_tuple())
-        ir = run_ir(graph, model, tm.__dict__, x)
-    scale = max(1.0, float(expected.abs().max()))
-    assert float((ir - expected).abs().max()) <= 1e-5 * scale, "the generated forward is not the IR's function"
+        expected = outputs(graph, model(x))
+        ir = outputs(graph, run_ir(graph, model, tm.__dict__, x))
+    assert list(expected) == list(ir) == [o.key for o in graph.outputs] or [None]
+    for key, value in expected.items():
+        shape = next((o.shape for o in graph.outputs if o.key == key), graph.output_shape)
+        assert tuple(value.shape) == (2, *shape.as_tuple())
+        scale = max(1.0, float(value.abs().max()))
+        assert float((ir[key] - value).abs().max()) <= 1e-5 * scale, f"the generated forward is not the IR's function ({key})"
     if not keras_too:
         return graph
     km = module_from(emit(graph, "keras"), "t_keras")
@@ -75,12 +79,24 @@ def agree(text: str, keras_too: bool = True, seed: int = 0):
         sum(int(np.prod(w.shape)) for w in kmodel.non_trainable_weights),
     )
     assert k_counts == counts, "Keras counts differ from the IR's"
-    assert tuple(kmodel.output_shape) == (None, *graph.output_shape.as_tuple())
     torch_to_keras(model, kmodel, graph)
     nhwc = x.numpy().transpose(0, *range(2, x.dim()), 1)
-    got = np.asarray(kmodel(nhwc, training=False))
-    assert np.abs(got - expected.numpy()).max() <= 1e-4 * scale, "Keras computes another function"
+    got = outputs(graph, kmodel(nhwc, training=False))
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        want = value.numpy()
+        want = want.transpose(0, *range(2, want.ndim), 1) if want.ndim > 2 else want  # Keras maps are channels-last
+        scale = max(1.0, float(np.abs(want).max()))
+        assert np.abs(np.asarray(got[key]) - want).max() <= 1e-4 * scale, f"Keras computes another function ({key})"
     return graph
+
+
+def outputs(graph, result) -> dict:
+    """A model's result as {key: tensor}: its dict, or {None: tensor} for a single output."""
+    if graph.outputs:
+        assert isinstance(result, dict), "a model with `outputs:` returns a dict"
+        return dict(result)
+    return {None: result}
 
 
 def spec(blocks: str, layers: str, head: str = HEAD) -> str:
@@ -438,3 +454,85 @@ def test_random_dataflow_specs_agree_in_the_ir_and_pytorch(spec_dict):
 @given(dataflow_specs())
 def test_random_dataflow_specs_agree_in_all_three(spec_dict):
     agree(_lowered(spec_dict))
+
+
+# --- several outputs --------------------------------------------------------------------------------
+
+OUTPUTS = """\
+archc: 1
+name: two_heads
+input: [3, 16, 16]
+defaults: {conv: {bias: true}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+layers:
+  - stem: [{conv: {filters: 8, kernel: 3, padding: 1}}, batchnorm, relu]
+  - mid: {conv: {filters: 8, kernel: 3, stride: 2, padding: 1}}
+  - act: relu
+  - head: {conv: {filters: 5, kernel: 1}}
+  - aux: {conv: {filters: 5, kernel: 1}, from: mid}
+  - pooled: global_avgpool
+  - fc: {dense: {units: 4}}
+outputs: {out: head, aux: aux, "0": stem, logits: fc}
+"""
+
+
+def test_several_outputs_are_a_dict_in_their_order():
+    graph = agree(OUTPUTS)
+    assert [(o.key, o.item, o.shape.as_tuple()) for o in graph.outputs] == [
+        ("out", "head", (5, 8, 8)), ("aux", "aux", (5, 8, 8)), ("0", "stem", (8, 16, 16)), ("logits", "fc", (4,)),
+    ]  # fmt: skip
+    torch_code, keras_code = emit(graph, "torch"), emit(graph, "keras")
+    assert "def forward(self, x: Tensor) -> dict[str, Tensor]:" in torch_code
+    assert 'return {"out": head, "aux": aux, "0": stem, "logits": fc}' in torch_code
+    assert 'inputs, {"out": head, "aux": aux, "0": stem, "logits": fc}, name="two_heads"' in keras_code
+
+
+def test_an_output_names_a_known_layer():
+    bad = OUTPUTS.replace("aux: aux,", "aux: auxx,")
+    with pytest.raises(SpecError, match=r"t.yaml:\d+:\d+: unknown tensor 'auxx'.*did you mean 'aux'"):
+        lower(load_spec_text(bad, "t.yaml"))
+
+
+def test_with_outputs_the_last_layer_is_not_one_unless_named():
+    with pytest.raises(SpecError, match="layer 'fc' of the model is never read"):
+        lower(load_spec_text(OUTPUTS.replace(", logits: fc}", "}"), "t.yaml"))
+
+
+def test_several_outputs_in_summary_verify_convert_and_the_diagram(tmp_path):
+    from archc import convert, verify
+    from archc.api import load_module
+    from archc.passes.diagram import diagram
+    from archc.passes.summary import summarize, to_table
+
+    graph = lower(load_spec_text(OUTPUTS, "t.yaml"))
+    report = summarize(graph)
+    assert report.to_dict()["outputs"] == {"out": [5, 8, 8], "aux": [5, 8, 8], "0": [8, 16, 16], "logits": [4]}
+    assert to_table(report).splitlines()[0] == "two_heads: input (3, 16, 16) -> outputs out (5, 8, 8), aux (5, 8, 8), 0 (8, 16, 16), logits (4,)"
+
+    result = verify.verify(graph)
+    assert result.ok and [r.item for r in result.rows if r.item.startswith("output ")] == [
+        "output 'out'", "output 'aux'", "output '0'", "output 'logits'",
+    ]  # fmt: skip
+
+    for level in ("blocks", "layers"):
+        d = diagram(graph, level)
+        outs = {e.src: e.dst for e in d.edges if e.dst.startswith("output")}
+        assert sorted(outs.values()) == ["output.0", "output.aux", "output.logits", "output.out"], level
+
+    model = load_module(graph, "torch").build_model()
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    done = convert.convert(graph, tmp_path / "w.pth", tmp_path / "w.weights.h5")
+    assert done.max_abs <= 1e-4 * max(1.0, done.magnitude) and (tmp_path / "w.weights.h5").exists()
+
+
+def test_generated_code_with_several_outputs_passes_ruff(tmp_path):
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff") or str(Path(__file__).parent.parent / ".venv/bin/ruff")
+    graph = lower(load_spec_text(OUTPUTS, "t.yaml"))
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"{backend}.py"
+        path.write_text(emit(graph, backend))
+        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
+            result = subprocess.run([ruff, *args], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from archc import __version__
-from archc.code import INDENT, LINE, Call, call
+from archc.code import INDENT, LINE, Call, Seq, call
 from archc.ir.graph import (
     BlockInst,
     BlockType,
@@ -383,6 +383,7 @@ class Step:
 
 def plan(
     items: tuple, first: str, default: str, keep: set[str | None], first_safe: bool = False, keep_first: bool = True,  # type: ignore[type-arg]
+    outputs: frozenset[str] = frozenset(),
 ) -> list[Step]:
     """Variables for a list of items that read the previous tensor or named ones.
 
@@ -390,14 +391,17 @@ def plan(
     share `default` (`out`), so a plain sequence reads `out = self.conv1(x)`,
     `out = self.bn1(out)`, ... as torchvision's blocks do. `keep` names items whose
     output is read again elsewhere (a shortcut's input), so the next item must not
-    work in place on it.
+    work in place on it; `outputs`, items whose tensors the model returns (each keeps a
+    variable of its own).
     """
+    keep = {*keep, *outputs}
     # a tensor needs a variable of its own when something other than the next item reads it,
     # or a merge reads it with other named tensors (`torch.cat([branch1, branch2], 1)`)
     after = {item.name: nxt.name for item, nxt in zip(items, items[1:])}
     named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {"input"}
     named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {"input"}
+    named |= set(outputs) - {"input"}
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     steps = []
@@ -539,3 +543,12 @@ class Hoister:
                     lines.append(line)
         return lines
 
+
+
+def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
+    """The dict a model with several outputs returns (`{"out": classifier, ...}`, in the
+    order of `outputs:`); None: it returns its last tensor."""
+    if not graph.outputs:
+        return None
+    var = {"input": first, **{step.item.name: step.dst for step in steps}}
+    return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")

@@ -396,11 +396,12 @@ class KerasEmitter:
 
     def model_body(self) -> list[str]:
         lines = [I1 + 'inputs = keras.Input(shape=INPUT_SHAPE, name="input")']
-        first = "inputs" if common.reads_input(self.graph.body) else "x"
+        outputs = frozenset(o.item for o in self.graph.outputs)
+        first = "inputs" if common.reads_input(self.graph.body) or "input" in outputs else "x"
         if first == "x":
             lines.append(I1 + "x = inputs")
         var = "x"
-        steps = common.plan(self.graph.body, first, "x", set())
+        steps = common.plan(self.graph.body, first, "x", set(), outputs=outputs)
         shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
         for step in steps:
             item = step.item
@@ -416,7 +417,8 @@ class KerasEmitter:
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst
-        lines.append(f"{I1}return keras.Model(inputs, {var}, name={common.literal(self.graph.name)})")
+        returned = common.returned(self.graph, steps, first)
+        lines += render(call("keras.Model", "inputs", returned or var, name=common.literal(self.graph.name)), I1, "return ")
         return lines
 
     def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None) -> list[str]:

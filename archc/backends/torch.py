@@ -405,11 +405,13 @@ class TorchEmitter:
         forward: list[str] = []
         defined: set[str] = set()
         first = "x"
-        if common.reads_input(self.graph.body):
+        outputs = frozenset(o.item for o in self.graph.outputs)
+        if common.reads_input(self.graph.body) or "input" in outputs:
             forward.append("inputs = x")
             first = "inputs"
         var = first
-        for step in common.plan(self.graph.body, first, "x", set(), keep_first=first == "inputs"):
+        steps = common.plan(self.graph.body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
+        for step in steps:
             item = step.item
             var = step.dst
             if common.is_merge(item):
@@ -424,7 +426,8 @@ class TorchEmitter:
                 defined.add(item.name)
                 init += render(self._module(item, inplace=step.inplace), INDENT2, f"self.{item.name} = ")
             forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
-        forward.append(f"return {var}")
+        returned = common.returned(self.graph, steps, first)
+        forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
         init += self.init_lines()
         signature = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         call_args = [f"{n}={n}" for n, _ in self.graph.exposed]
@@ -437,6 +440,7 @@ class TorchEmitter:
             "signature": signature,
             "init": init,
             "forward": forward,
+            "returns": "dict[str, Tensor]" if self.graph.outputs else "Tensor",
             "call_args": call_args,
         }
 

@@ -262,6 +262,17 @@ Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
 
 
 @dataclass(frozen=True)
+class Output:
+    """One of the model's outputs (`outputs:`): its key, the model-level item whose tensor it
+    is (`input` for the input itself), that tensor's node and shape."""
+
+    key: str
+    item: str
+    node: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
 class Graph:
     """The lowered model: every op with shapes and counts, the item tree and the block kinds."""
 
@@ -281,6 +292,9 @@ class Graph:
     locations: tuple[tuple[str, Location], ...] = field(default=(), repr=False)
     # each weighted kind's rules from `defaults:` (ops.init), which its layers share unless they say
     inits: tuple[tuple[str, Init], ...] = ()
+    # several outputs, in order (`outputs:`; forward returns a dict); () : the last tensor alone,
+    # whose shape is `output_shape` (with several, `output_shape` is the first one's)
+    outputs: tuple[Output, ...] = ()
 
     def locate(self, key: str) -> Location | None:
         return dict(self.locations).get(key)

@@ -52,22 +52,28 @@ def lower(spec: LoadedSpec) -> Graph:
     if max(c, h, w) > limits.MAX_CHANNELS or in_shape.numel() > limits.MAX_ELEMENTS:
         raise SpecError(
             f"input {in_shape} exceeds the limits of {limits.MAX_CHANNELS} per dimension and {limits.MAX_ELEMENTS} values; "
-            "raise archc.lower.limits.MAX_CHANNELS / limits.MAX_ELEMENTS deliberately if you mean it",
+            "raise archc.lower.limits.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",
             spec.locate("input"),
         )
     check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
     body, out_shape, _, _ = lower_items(state, top, model.layers, in_shape, "input", False)
-    if out_shape.last:
+    if out_shape.last and not state.outputs:
         where = spec.locate("layers", len(model.layers) - 1)
         raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", where)
+    for output in state.outputs:
+        if output.shape.last:
+            raise SpecError(
+                f"output {output.key!r} is a map PyTorch holds channels-last; name a layer after `permute: {{to: channels_first}}`",
+                spec.locate("outputs", output.key),
+            )
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
         name=model.name,
         doc=model.doc,
         input_shape=in_shape,
-        output_shape=out_shape,
+        output_shape=state.outputs[0].shape if state.outputs else out_shape,
         params=tuple(scope.items()),
         exposed=tuple((p, scope[p]) for p in exposed),
         blocks=tuple(state.block_types.values()),
@@ -77,6 +83,7 @@ def lower(spec: LoadedSpec) -> Graph:
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
         locations=_locations(state),
+        outputs=tuple(state.outputs),
     )
 
 

@@ -14,6 +14,7 @@ from archc.ir.graph import (
     BlockType,
     Counts,
     Node,
+    Output,
     SymItem,
     SymLayer,
 )
@@ -65,6 +66,7 @@ class State:
     arg_notes: dict[tuple[str, str, Any], str] = field(default_factory=dict)
     params: int = 0  # parameters so far, trainable and not
     inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
+    outputs: list[Output] = field(default_factory=list)  # the model's, from `outputs:`
 
     def init(self, kind: str) -> Init:
         """The rules of `kind` in `defaults:` (unset: torch_default), checked where they are written."""

@@ -18,6 +18,7 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     Node,
+    Output,
     StageInst,
     instance_name,
 )
@@ -202,8 +203,19 @@ def lower_items(
         env[name] = Tensor(cur, shape, nonneg)
         prev = name
     if model_level:
-        flow.prune(state, items, defined, flow.resolve(prev))
+        state.outputs = _outputs(state, env, flow)
+        flow.prune(state, items, defined, {o.item for o in state.outputs} or {flow.resolve(prev)})
     return tuple(items), shape, cur, nonneg
+
+
+def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:
+    """The tensors `outputs:` names, in its order (none: the model's last tensor alone)."""
+    written = state.spec.model.outputs or {}
+    out = []
+    for key, name in written.items():
+        tensor = lookup(env, name, state.spec.locate("outputs", key))
+        out.append(Output(key, flow.resolve(name), tensor.node, tensor.shape))
+    return out
 
 
 @dataclass
@@ -221,8 +233,8 @@ class _Flow:
             name = self.aliases[name]
         return name
 
-    def prune(self, state: State, items: list[Inst], defined: dict[str, Location], output: str) -> None:
-        count: dict[str, int] = {output: 1}
+    def prune(self, state: State, items: list[Inst], defined: dict[str, Location], outputs: set[str]) -> None:
+        count: dict[str, int] = dict.fromkeys(outputs, 1)
         for read in self.readers.values():
             for name in read:
                 count[name] = count.get(name, 0) + 1

@@ -103,10 +103,17 @@ def _layers(graph: Graph) -> Diagram:
         nodes.append(DNode(n.id, n.op.label() if kind == "add" else name if text == name else f"{name}\n{text}", kind))
         for i, src in enumerate(n.inputs):
             edges.append(DEdge(src, n.id, shape_label(shapes[src]), EDGE_KINDS[n.edge(i)]))
-    last = graph.nodes[-1].id
-    nodes.append(DNode("output", "output", "io"))
-    edges.append(DEdge(last, "output", shape_label(graph.output_shape)))
+    for nid, label, src, shape in _outputs(graph, graph.nodes[-1].id, {o.item: o.node for o in graph.outputs}):
+        nodes.append(DNode(nid, label, "io"))
+        edges.append(DEdge(src, nid, shape_label(shape)))
     return Diagram(graph.name, "layers", tuple(nodes), tuple(edges), _instance_clusters(graph))
+
+
+def _outputs(graph: Graph, last: str, sources: dict[str, str]) -> list[tuple[str, str, str, Shape]]:
+    """The output nodes: (id, label, the diagram node it comes from, shape); one per key of `outputs:`."""
+    if not graph.outputs:
+        return [("output", "output", last, graph.output_shape)]
+    return [(f"output.{o.key}", f"output {o.key}", sources[o.item], o.shape) for o in graph.outputs]
 
 
 def _instance_clusters(graph: Graph) -> tuple[Cluster, ...]:
@@ -151,8 +158,9 @@ class _Blocks:
 
     def build(self) -> Diagram:
         cur, clusters = self.items(self.graph.body, "", "input")
-        self.nodes.append(DNode("output", "output", "io"))
-        self.edges.append(DEdge(cur, "output", shape_label(self.graph.output_shape)))
+        for nid, label, src, shape in _outputs(self.graph, cur, self.top):
+            self.nodes.append(DNode(nid, label, "io"))
+            self.edges.append(DEdge(src, nid, shape_label(shape)))
         return Diagram(self.graph.name, "blocks", tuple(self.nodes), tuple(self.edges), tuple(clusters))
 
     def items(self, items: tuple[Inst, ...], prefix: str, cur: str) -> tuple[str, list[Cluster]]:
@@ -190,6 +198,8 @@ class _Blocks:
                 label = f"{item.name}\n{item.block} ×{len(item.instances)}{self.stage_args(item)}"
                 cur = self.block(path, label, item.instances[0], list(item.instances), cur)
             outs[item.name] = cur
+        if not prefix:
+            self.top = outs  # the model-level tensors, for the outputs
         return cur, clusters
 
     def node(self, nid: str, label: str, kind: str, src: str, shape: Shape) -> None:

@@ -37,13 +37,21 @@ class Summary:
     level: str = "blocks"  # blocks: model-level items, blocks and stages; layers: every IR node
     batch: int = 1
     activation_bytes: int = 0  # float32 outputs of every node for `batch` samples
+    outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # several outputs (`outputs:`): key, shape
+
+    @property
+    def shown_output(self) -> str:
+        """`(1000,)`, or `out (21, 224, 224), aux (21, 224, 224)` for several outputs."""
+        if not self.outputs:
+            return str(self.output_shape)
+        return ", ".join(f"{key} {shape}" for key, shape in self.outputs)
 
     @property
     def total(self) -> int:
         return self.trainable + self.non_trainable
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
-        return {**asdict(self), "total": self.total}
+        return {**asdict(self), "outputs": {key: list(shape) for key, shape in self.outputs}, "total": self.total}
 
     def __str__(self) -> str:
         return to_table(self)
@@ -87,7 +95,7 @@ def summarize(graph: Graph, level: str = "blocks", batch: int = 1) -> Summary:
     activations = 4 * batch * sum(n.shape.numel() for n in graph.nodes)
     return Summary(
         graph.name, graph.input_shape.as_tuple(), graph.output_shape.as_tuple(), tuple(rows), c.trainable,
-        c.non_trainable, macs, level, batch, activations,
+        c.non_trainable, macs, level, batch, activations, tuple((o.key, o.shape.as_tuple()) for o in graph.outputs),
     )  # fmt: skip
 
 
@@ -135,7 +143,7 @@ def to_html(s: Summary) -> str:
         f"{s.activation_bytes / 2**20:,.1f} MiB &nbsp; parameters (float32): {4 * s.total / 2**20:,.1f} MiB"
     )
     return (
-        f"<div><b>{esc(s.model)}</b>: input {esc(str(s.input_shape))} &rarr; output {esc(str(s.output_shape))}"
+        f"<div><b>{esc(s.model)}</b>: input {esc(str(s.input_shape))} &rarr; {'outputs' if s.outputs else 'output'} {esc(s.shown_output)}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
         f"<tfoot><tr><td colspan='{len(_HEADER)}'>{foot}</td></tr></tfoot></table></div>"
     )
@@ -153,7 +161,7 @@ def overview(reports: list[tuple[str, Summary]], batch: int) -> str:
     """One row of totals per spec: `archc summary DIRECTORY`."""
     header = ("spec", "model", "output shape", "trainable", "non-trainable", "MACs", f"activations, batch {batch}")
     rows = [
-        (path, s.model, str(s.output_shape), f"{s.trainable:,}", f"{s.non_trainable:,}", si(s.macs),
+        (path, s.model, s.shown_output, f"{s.trainable:,}", f"{s.non_trainable:,}", si(s.macs),
          f"{s.activation_bytes / 2**20:,.1f} MiB")
         for path, s in reports
     ]  # fmt: skip
@@ -163,7 +171,7 @@ def overview(reports: list[tuple[str, Summary]], batch: int) -> str:
 
 def to_table(s: Summary) -> str:
     lines, rule = columns([_HEADER, *(_cells(r) for r in s.rows)])
-    out = [f"{s.model}: input {s.input_shape} -> output {s.output_shape}", lines[0], rule, *lines[1:], rule]
+    out = [f"{s.model}: input {s.input_shape} -> {'outputs' if s.outputs else 'output'} {s.shown_output}", lines[0], rule, *lines[1:], rule]
     out.append(f"trainable {s.trainable:,}   non-trainable {s.non_trainable:,}   total {s.total:,}   MACs {si(s.macs)}")
     out.append(
         f"activations, batch {s.batch} (float32, every layer output): {s.activation_bytes / 2**20:,.1f} MiB"

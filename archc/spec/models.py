@@ -39,6 +39,7 @@ from archc.spec.types import (
     IntExpr,
     LayerName,
     Name,
+    OutputKey,
     ParamValue,
     PositiveInt,
     Strict,
@@ -484,6 +485,12 @@ class ModelSpec(Strict):
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
+    outputs: dict[OutputKey, LayerName] | None = Field(
+        None,
+        min_length=1,
+        description="Several outputs: key -> a model-level layer whose tensor it is; forward returns a dict in this "
+        "order (torchvision's {'out': ..., 'aux': ...}), Keras a dict-output Model. Unset: the last layer's tensor.",
+    )
 
 
 class LibrarySpec(Strict):

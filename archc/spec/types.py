@@ -83,6 +83,17 @@ def _layer_name(value: str) -> str:
 LayerName = Annotated[str, Field(max_length=64), AfterValidator(_layer_name)]
 
 
+def _output_key(value: str) -> str:
+    """A key of the model's outputs: a dict key in PyTorch and Keras, so any short text of
+    letters, digits, `_`, `-` and `.` (torchvision's FPN returns "0" ... "3" and "pool")."""
+    if not value or not all(ch.isalnum() or ch in "_-." for ch in value) or not value.isascii():
+        raise ValueError(f"{value!r} is not a valid output key: use letters, digits, _, - and .")
+    return value
+
+
+OutputKey = Annotated[str, Field(max_length=64), AfterValidator(_output_key)]
+
+
 def _expression(value: str) -> str:
     try:
         expr.parse(value)
