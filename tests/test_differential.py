@@ -536,3 +536,47 @@ def test_generated_code_with_several_outputs_passes_ruff(tmp_path):
         for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
             result = subprocess.run([ruff, *args], capture_output=True, text=True)
             assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- names the generated code uses itself --------------------------------------------------------
+
+CODE_NAMES = """\
+archc: 1
+name: code_names
+input: [3, 12, 12]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  unit:
+    params: {w: int}
+    connectivity: skip
+    shortcut: {kind: projection}
+    layers:
+      - x: {conv: {filters: w, kernel: 1}}
+      - identity: batchnorm
+      - y: {conv: {filters: w, kernel: 3, padding: 1}, from: x}
+      - inputs: {add: [identity, y]}
+      - out: relu
+layers:
+  - x: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - out: {block: unit, with: {w: 6}}
+  - identity: {conv: {filters: 6, kernel: 1}, from: x}
+  - y: {add: [out, identity]}
+  - pool: global_avgpool
+  - fc: {dense: {units: 3}}
+"""
+
+
+def test_layers_may_have_the_names_of_the_codes_own_locals():
+    """`out`, `identity`, `x`, `y`, `inputs` are the generated code's locals: a layer of that
+    name is `self.out` and its tensor, read by name, the variable `out_out`."""
+    graph = agree(CODE_NAMES)
+    assert {"out.x", "out.identity", "out.y", "identity", "x"} <= {n.id for n in graph.nodes}
+    assert "out_x = self.x(x)" in emit(graph, "torch")
+
+
+def test_every_reserved_name_is_reported_at_once():
+    bad = CODE_NAMES.replace("params: {w: int}", "params: {w: int, self: 1, forward: 2}").replace("name: code_names", "name: code_names\nparams: {nn: 1}")
+    with pytest.raises(SpecError) as e:
+        lower(load_spec_text(bad, "t.yaml"))
+    text = str(e.value)
+    assert text.count("used by the generated code") == 2 and all(f"'{n}'" in text for n in ("nn", "self", "forward")), text

@@ -183,7 +183,20 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
     elif e["type"] in _SHOW_INPUT:
         message = f"{message}, got {_short(repr(e.get('input')))}"
     where = smap.locate_key(path) if e["type"] == "extra_forbidden" else smap.locate(path)
+    if RESERVED in message:  # every reserved name at once, not one error per run
+        others = []
+        for other in errors:
+            if other is not e and RESERVED in other["msg"]:
+                at = smap.locate(_data_path(other["loc"], data))
+                text = f"{_short(repr(other.get('input')))} at {at}"
+                if at != where and text not in others:
+                    others.append(text)
+        if others:
+            message += f"; also used by the generated code: {', '.join(others)}"
     return SpecError(f"{shown}: {message}", where)
+
+
+RESERVED = "is used by the generated code"
 
 
 _SHOW_INPUT = (

@@ -69,11 +69,12 @@ def _identifier(value: str) -> str:
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
 
-# Reserved names that a layer may still have: module-level names of the generated code that a
-# layer name never becomes. A layer is an attribute (`self.layers`) and a Keras layer name
-# (`"layers_0"`); a tensor read by name gets the variable `out_NAME` instead of `NAME`.
-# torchvision's MNASNet calls its modules `layers`.
-LAYER_NAMES = frozenset({"layers"})
+# Reserved names that a layer may still have: names the generated code uses that a layer name
+# never becomes. A layer is an attribute (`self.out`) and a Keras layer name (`"layers_0"`); a
+# tensor read by name gets the variable `out_NAME` instead of `NAME`, so the code's own locals
+# (`out`, `identity`, `x`, `y`, `inputs`) and Keras' `layers` module stay its own.
+# torchvision's MNASNet calls its modules `layers`; timm's and torchvision's heads, `out`.
+LAYER_NAMES = frozenset({"layers", "out", "identity", "x", "y", "inputs"})
 
 
 def _layer_name(value: str) -> str:
