@@ -35,7 +35,9 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
             values[node.id] = eval(op.torch_merge(names, flats), ns, dict(zip(names, args)))  # type: ignore[attr-defined]
             continue
         if op.EXPRESSION:
-            values[node.id] = eval(op.torch_expr("v0", concrete_args(op, {})), ns, {"v0": args[0]})
+            names = [f"v{k}" for k in range(len(args))]
+            source = op.torch_expr("v0", op.with_reads(concrete_args(op, {}), names))
+            values[node.id] = eval(source, ns, dict(zip(names, args)))
             continue
         if op.PARAMETER:
             module: Any = model.get_parameter(node.id)

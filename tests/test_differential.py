@@ -580,3 +580,51 @@ def test_every_reserved_name_is_reported_at_once():
         lower(load_spec_text(bad, "t.yaml"))
     text = str(e.value)
     assert text.count("used by the generated code") == 2 and all(f"'{n}'" in text for n in ("nn", "self", "forward")), text
+
+
+# --- resizing to another tensor's size -----------------------------------------------------------
+
+RESIZE = """\
+archc: 1
+name: seg
+input: [3, 20, 18]
+defaults: {conv: {bias: true}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  aspp_pool:                       # torchvision's ASPPPooling: pool, 1x1 conv, back to the map's size
+    params: {width: int}
+    layers:
+      - pool: {adaptive_avgpool: {size: 1}}
+      - conv: {conv: {filters: width, kernel: 1}}
+      - act: relu
+      - back: {resize: {like: input, mode: MODE}}
+layers:
+  - stem: [{conv: {filters: 4, kernel: 3, padding: 1}}, batchnorm, relu]
+  - down: {conv: {filters: 8, kernel: 3, stride: 2, padding: 1}}
+  - deeper: {conv: {filters: 8, kernel: 3, stride: 2, padding: 1}}
+  - pooled: {block: aspp_pool, with: {width: 8}}
+  - joined: {concat: [deeper, pooled]}
+  - up: {resize: {like: stem, mode: MODE}}
+  - head: {conv: {filters: 3, kernel: 1}}
+"""
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_resize_to_another_tensors_size(mode):
+    """The size is read when the model runs: PyTorch's model works at any input size, and
+    both backends agree with the IR (Keras' nearest gathers PyTorch's pixels, floor(i * in / out))."""
+    graph = agree(RESIZE.replace("MODE", mode))
+    assert graph.output_shape.as_tuple() == (3, 20, 18)
+    assert next(n for n in graph.nodes if n.id == "up").inputs == ("joined", "stem.2")
+    source = emit(graph, "torch")
+    corners = ", align_corners=False" if mode == "bilinear" else ""
+    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in source
+    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in source  # the block's input
+    assert "import torch.nn.functional as F" in source
+    model = module_from(source, "seg").build_model().eval()
+    with torch.no_grad():
+        assert tuple(model(torch.randn(1, 3, 23, 17)).shape) == (1, 3, 23, 17)  # not a multiple of the stride
+
+
+def test_resize_reads_a_known_map():
+    with pytest.raises(SpecError, match="unknown tensor 'stm'.*did you mean 'stem'"):
+        lower(load_spec_text(RESIZE.replace("MODE", "nearest").replace("like: stem", "like: stm"), "t.yaml"))

@@ -259,6 +259,7 @@ class KerasEmitter:
                     args[key] = tree.value if key == "fn" else (hoist.src(tree) if key in ("filters", "units", "groups") else expr.to_python(tree))  # type: ignore[attr-defined]
             body = []
             if layer.kind in common._EXPRESSIONS:
+                args = ops.KINDS[layer.kind].with_reads(args, step.srcs)
                 body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
             inits = ()
             if layer.kind in init.KINDS:
@@ -410,6 +411,11 @@ class KerasEmitter:
                 flats = [not shapes[n].spatial for n in item.inputs]
                 merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]
                 lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
+            elif isinstance(item, LayerInst) and item.op.READS:  # reads other tensors: their variables
+                args = {k: common.literal(v) for k, v in item.op.values().items() if v is not None}
+                args = item.op.with_reads(args, step.srcs)
+                shown = common.literal(item.name)
+                lines.append(f"{I1}{step.dst} = {expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape)}")
             else:
                 if step.srcs[0] != "x":
                     lines.append(f"{I1}x = {step.srcs[0]}")
@@ -505,6 +511,7 @@ class KerasEmitter:
         unused = common.inline_only(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
+        self.helpers |= common.expression_helpers(self.graph, "keras")
         c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w
         shape = (h, w, c) if self.graph.input_shape.spatial else (c,)
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]

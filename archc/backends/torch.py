@@ -345,7 +345,7 @@ class TorchEmitter:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
-            args = {**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}
+            args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
             body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
             guard = f"if self.{self._switch(layer)}:"
         else:
@@ -420,7 +420,8 @@ class TorchEmitter:
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
-                forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], concrete_args(item.op, dict(item.exposed)))}")
+                args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
+                forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], args)}")
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -700,6 +701,7 @@ class TorchEmitter:
         if self.needs_checkpoint:
             imports += ["from collections.abc import Iterator", "from contextlib import contextmanager, nullcontext"]
         helper_modules = {name for helper in self.helpers for name in _modules_read(helper)}
+        helper_modules |= common.op_names(self.graph)  # an op's expression in forward (`F.interpolate`)
         uses_torch = "torch" in helper_modules
         uses_torch |= any("torch." in line for b in blocks for _, body in b["methods"] for line in body)
         uses_torch |= any("torch." in line for lines in (model["forward"], model["init"], *(b["init"] for b in blocks)) for line in lines)

@@ -177,8 +177,12 @@ def lower_items(
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
             check_layout(name, kind, shape.last, where, in_group)
+            read = [getattr(op, key) for key in op.READS]  # other tensors it reads (`resize: {like: low}`)
+            if read and in_group:
+                raise SpecError(f"{name}: {kind} reads {', '.join(read)} too, so it cannot be an entry of a list; write it outside", where)
+            others = [lookup(env, n, sub.where(kind, key)) for n, key in zip(read, op.READS)]
             try:
-                out = op.infer(shape)
+                out = op.infer_reading(shape, [t.shape for t in others])
             except ShapeError as e:
                 detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
                 raise SpecError(f"{name}: {detail}", where) from None
@@ -186,7 +190,10 @@ def lower_items(
                 out = dataclasses.replace(out, last=op.last_after(op.values(), shape.last))
             counts = Counts(*op.params(shape))
             node_id = join_path(ctx.module_path, node_name)
-            add_node(state, Node(node_id, op, (cur,), out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
+            sources = (cur, *(t.node for t in others))
+            add_node(state, Node(node_id, op, sources, out, counts.trainable, counts.non_trainable, op.macs(shape)), where)
+            if read:
+                inputs = (*(inputs or (prev,)), *read)
             item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
             nonneg = op.nonneg_after(nonneg)
@@ -298,7 +305,7 @@ def _primitive(state: State, ctx: Ctx, kind: str, args: Any, shape: Shape, top_i
     values: dict[str, Any] = {}
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
-        if attr.type in ("str", "const", "init") or value is None:
+        if attr.type in ("str", "const", "init", "tensor") or value is None:
             values[attr.name] = value
             continue
         ref = (top_index, attr.name, ctx.module_path) if ctx.top_level else None

@@ -234,7 +234,7 @@ class _Specialiser:
         if isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE:
             return self.merge(item, name, path, [self.env[n] for n in reads])
         if isinstance(item, SymLayer):
-            return self.layer(item, name, path, src, scope)
+            return self.layer(item, name, path, src, scope, [self.env[n] for n in reads[1:]])
         if isinstance(item, SymGroup):
             group_path = (*path, name)
             children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
@@ -251,13 +251,16 @@ class _Specialiser:
         self.uses[base] = self.uses.get(base, 0) + 1
         return base if self.uses[base] == 1 else f"{base}_{self.uses[base]}"
 
-    def layer(self, item: SymLayer, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any]) -> tuple[Inst, Tensor]:
+    def layer(
+        self, item: SymLayer, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], others: list[Tensor],
+    ) -> tuple[Inst, Tensor]:  # fmt: skip
+        """A primitive layer; `others`: the tensors its READS name (`resize: {like: low}`)."""
         op_class = ops.KINDS[item.kind]
         given = dict(item.args)
         values: dict[str, Any] = {}
         for attr in op_class.ATTRS:
             tree = given.get(attr.name)
-            if tree is None or attr.type in ("str", "const", "init"):
+            if tree is None or attr.type in ("str", "const", "init", "tensor"):
                 values[attr.name] = None if tree is None else tree.value  # type: ignore[attr-defined]
                 continue
             values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
@@ -268,7 +271,7 @@ class _Specialiser:
         if not (op_class.CHANNEL_FREE or op_class.EXPRESSION):
             self.check_channels(item.in_channels, shape, f"{self.source.name}.{item.name}", scope)
         try:
-            out = op.infer(shape)
+            out = op.infer_reading(shape, [t.shape for t in others])
         except ShapeError as e:
             detail = str(e) if str(shape) in str(e) else f"{e} (input {shape})"
             raise SpecError(f"{name}: {detail}", item.where) from None
@@ -276,7 +279,8 @@ class _Specialiser:
             out = dataclasses.replace(out, last=op.last_after(op.values(), shape.last))
         counts = Counts(*op.params(shape))
         node_id = self.node_id(path, name)
-        add_node(self.state, Node(node_id, op, (src.node,), out, counts.trainable, counts.non_trainable, op.macs(shape)), item.where)
+        sources = (src.node, *(t.node for t in others))
+        add_node(self.state, Node(node_id, op, sources, out, counts.trainable, counts.non_trainable, op.macs(shape)), item.where)
         inst = LayerInst(name, op, shape, out, counts, nonneg_in=src.nonneg, where=item.where)
         return inst, Tensor(node_id, out, op.nonneg_after(src.nonneg))
 

@@ -154,9 +154,17 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 params = dict(args)
                 item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+                stride = expr.fold(ast.BinOp(here.stride, ast.Mult(), step))
+                read = [params[key].value for key in op.READS]  # type: ignore[attr-defined]  # other tensors it reads
+                if read:
+                    if in_group:
+                        raise SpecError(f"{name}: {kind} reads {', '.join(read)} too, so it cannot be an entry of a list; write it outside", where)
+                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key))] for n, key in zip(read, op.READS)]
+                    inputs = (*(inputs or (prev,)), *read)
+                    stride = others[0].stride  # it takes their size
                 result = SymTensor(
                     op.out_channels(params, here.channels),
-                    expr.fold(ast.BinOp(here.stride, ast.Mult(), step)),
+                    stride,
                     op.sym_nonneg(params, here.nonneg),
                     (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
@@ -421,7 +429,7 @@ def _sym_args(state: State, kind: str, args: Any, channels: ast.expr, where: Loc
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
         if value is not None:
-            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init") else _sym(value, channels)))
+            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init", "tensor") else _sym(value, channels)))
     return tuple(out)
 
 

@@ -211,6 +211,10 @@ class Op:
     # overwrite that tensor in place where its input is still read elsewhere. EXPRESSION ops too.
     ALIASES: ClassVar[bool] = False
     HELPERS: ClassVar[dict[str, str]] = {}  # backend -> a class the generated module defines for it
+    # Arguments that name other tensors it reads besides its input (`resize: {like: low}`): the
+    # op's inputs are its input and these, and its code receives their variables in place of the names.
+    READS: ClassVar[tuple[str, ...]] = ()
+    TORCH_NAMES: ClassVar[frozenset[str]] = frozenset()  # modules its PyTorch expression reads (`F`)
     # Keeps running statistics (PyTorch's reset_running_stats / momentum), which `archc verify`
     # measures on a calibration batch after `randomize`.
     RUNNING_STATS: ClassVar[bool] = False
@@ -255,6 +259,16 @@ class Op:
     def sym_nonneg(cls, args: dict[str, ast.expr], nonneg_in: bool) -> bool:
         """`nonneg_after` for a layer of a block kind, its arguments as expressions."""
         return nonneg_in and cls.ELEMENTWISE
+
+    def infer_reading(self, s: Shape, reads: list[Shape]) -> Shape:
+        """The output shape given also the shapes of the tensors its READS name."""
+        return self.infer(s)
+
+    @classmethod
+    def with_reads(cls, a: dict[str, str], srcs: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """Its arguments as source, the tensors its READS name replaced by their variables
+        (`srcs`: its input's, then theirs)."""
+        return {**a, **{key: src for key, src in zip(cls.READS, srcs[1:])}}
 
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS
