@@ -446,33 +446,29 @@ class TorchEmitter:
         constructor already did, so it adds nothing), then the layers that differ from their
         kind: in a block kind, a loop over its instances (torchvision's zero_init_residual);
         at model level, one line each."""
-        kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: bias, scale, flat
+        kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: each tensor's presence, flat
         for node in self.graph.nodes:
-            if node.op.kind in init.KINDS:  # a depthwise conv is an nn.Conv2d: the convs' branch
-                facts = kinds.setdefault(init.section(node.op.kind), {"bias": set(), "scale": set(), "flat": set()})
-                facts["bias"].add(getattr(node.op, "bias", True))
-                facts["scale"].add(getattr(node.op, "scale", True))
+            if node.op.TENSORS:  # a depthwise conv is an nn.Conv2d: the convs' branch
+                facts = kinds.setdefault(init.section(node.op.kind), {"weight": set(), "bias": set(), "flat": set()})
+                for role, tensor in node.op.TENSORS.items():
+                    facts[role].add(bool(getattr(node.op, tensor.switch)) if tensor.switch else True)
                 facts["flat"].add(not node.shape.spatial)
         branches: list[tuple[int, Code]] = []  # (depth, statement)
         for kind, facts in kinds.items():
             rules = self.graph.init(kind)
-            weight = init.torch_lines(rules.weight, "weight", "m.weight", kind=kind)
-            bias = init.torch_lines(rules.bias, "bias", "m.bias", kind=kind)
-            body = [(1, line) for line in weight]
-            if kind == "batchnorm" and False in facts["scale"] and weight:
-                body = [(1, "if m.weight is not None:"), *((2, line) for line in weight)]
-            if facts["bias"] == {False}:
-                bias = []
-            elif facts["bias"] != {True} and bias:
-                body += [(1, "if m.bias is not None:"), *((2, line) for line in bias)]
-            else:
-                body += [(1, line) for line in bias]
+            body: list[tuple[int, Code]] = []
+            for role, tensor in ops.KINDS[kind].TENSORS.items():
+                lines = init.torch_lines(getattr(rules, role), role, f"m.{role}", kind=kind)
+                if (facts[role] == {False} and not tensor.subclass_when_off) or not lines:
+                    continue
+                if facts[role] != {True}:  # some layers of the kind leave the tensor out
+                    body += [(1, f"if m.{role} is not None:"), *((2, line) for line in lines)]
+                else:
+                    body += [(1, line) for line in lines]
             if not body:
                 continue
             self._note_init(rules)
-            classes = [init.TORCH_CLASSES[kind]]
-            if kind == "batchnorm":
-                classes = [c for c, flat in (("nn.BatchNorm2d", False), ("nn.BatchNorm1d", True)) if flat in facts["flat"]]
+            classes = ops.KINDS[kind].torch_init_classes(facts["flat"])
             test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
             branches += [(0, f"{'elif' if branches else 'if'} isinstance(m, {test}):"), *body]
         lines: list[tuple[int, Code]] = [(0, "for m in self.modules():"), *((d + 1, c) for d, c in branches)] if branches else []
@@ -491,16 +487,17 @@ class TorchEmitter:
             self.helpers |= {init.TORCH_HELPER} if init.torch_needs_helper(rule) else set()
             self.needs_math |= init.torch_needs_helper(rule) or init.needs_math(rule)
 
-    def _overrides(self, rules: Any, kind: str, path: str, has_bias: bool, has_weight: bool) -> list[Code]:
-        """Statements for one layer whose rules differ from its kind's."""
+    def _overrides(self, rules: Any, kind: str, path: str, present: dict[str, bool]) -> list[Code]:
+        """Statements for one layer whose rules differ from its kind's (`present`: whether it
+        has each tensor)."""
         default = self.graph.init(init.section(kind))
         lines: list[Code] = []
-        for role, present in (("weight", has_weight), ("bias", has_bias)):
+        for role in ("weight", "bias"):
             rule = getattr(rules, role)
-            if present and rule != getattr(default, role):
+            if present[role] and rule != getattr(default, role):
                 lines += init.torch_lines(rule, role, f"{path}.{role}", weight=f"{path}.weight", kind=kind)
                 self._note_init(type(rules)(rule, rule))
-                self.needs_math |= rule.name == "torch_default" and kind != "batchnorm"
+                self.needs_math |= rule.name == "torch_default" and init.tensor(kind, role).torch_default is None
         return lines
 
     def _model_overrides(self, items: tuple[Inst, ...], path: str, positional: bool = False) -> list[Code]:
@@ -509,9 +506,10 @@ class TorchEmitter:
             here = f"{path}[{item.name}]" if positional else f"{path}.{item.name}"
             if isinstance(item, GroupInst):
                 lines += self._model_overrides(item.items, here, item.positional)
-            elif isinstance(item, LayerInst) and item.op.kind in init.KINDS:
+            elif isinstance(item, LayerInst) and item.op.TENSORS:
                 op = item.op
-                lines += self._overrides(op.init, op.kind, here, bool(getattr(op, "bias", True)), bool(getattr(op, "scale", True)))  # type: ignore[attr-defined]
+                present = {role: bool(getattr(op, t.switch)) if t.switch else True for role, t in op.TENSORS.items()}
+                lines += self._overrides(op.init, op.kind, here, present)  # type: ignore[attr-defined]
         return lines
 
     def _block_overrides(self, block: BlockType) -> list[tuple[int, Code]]:
@@ -522,14 +520,15 @@ class TorchEmitter:
 
         def visit(layer: SymItem, path: str | None, where: str) -> None:
             nonlocal lines
-            if not isinstance(layer, SymLayer) or layer.kind not in init.KINDS:
+            op = ops.ALL.get(layer.kind) if isinstance(layer, SymLayer) else None
+            if op is None or not op.TENSORS:
                 return
             rules = layer.arg("init").value  # type: ignore[attr-defined]
-            bias = layer.arg("bias") if "bias" in dict(layer.args) else ast.Constant(True)
-            scale = layer.arg("scale") if "scale" in dict(layer.args) else ast.Constant(True)
-            has_bias = not (isinstance(bias, ast.Constant) and bias.value is False)
-            has_weight = not (isinstance(scale, ast.Constant) and scale.value is False)
-            body = self._overrides(rules, layer.kind, path or "m", has_bias, has_weight)
+            present = {}
+            for role, tensor in op.TENSORS.items():
+                switch = layer.arg(tensor.switch) if tensor.switch in dict(layer.args) else ast.Constant(True)  # type: ignore[union-attr]
+                present[role] = not (isinstance(switch, ast.Constant) and switch.value is False)
+            body = self._overrides(rules, layer.kind, path or "m", present)
             if not body:
                 return
             if path is None or inline:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from archc.code import Call
+from archc.ops.init import Tensor
 from archc.spec.types import Arguments, model_of
 
 
@@ -229,6 +230,11 @@ class Op:
     # against (C, 1, k, k)): a fan rule's mode is swapped, the same Keras initializer otherwise.
     # False: other fans, the fan rules written out with PyTorch's fans (`fan_in`, `fan_out`).
     KERAS_FANS: ClassVar[bool | str] = True
+    # Its tensors with an `init` argument (ops.init), by role (weight, bias): what each rule means
+    # there and Keras' argument for it. Empty: the op takes no `init`.
+    TENSORS: ClassVar[dict[str, Tensor]] = {}
+    # PyTorch's class that the model's init loop tests for this kind (`isinstance(m, ...)`)
+    TORCH_CLASS: ClassVar[str | None] = None
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -326,6 +332,12 @@ class Op:
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
         """Its weight's fan_out as PyTorch computes it, as source; None: no weight."""
         return None
+
+    @classmethod
+    def torch_init_classes(cls, flat: set[bool]) -> tuple[str, ...]:
+        """The classes of PyTorch's init loop branch for this kind, given whether its layers
+        see flat inputs (`flat`: the values that occur)."""
+        return (cls.TORCH_CLASS,) if cls.TORCH_CLASS else ()
 
     @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
