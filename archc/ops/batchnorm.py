@@ -51,6 +51,7 @@ class BatchNorm(Op):
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
     CHANNEL_FREE: ClassVar[bool] = False
     RUNNING_STATS: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # per feature
     TENSORS: ClassVar[dict[str, Tensor]] = {  # gamma and beta: ones and zeros in both frameworks
         "weight": Tensor("gamma_initializer", ONES, ONES, switch="scale", subclass_when_off=True, noun="batch norm's weight"),
         "bias": Tensor("beta_initializer", ZEROS, ZEROS, noun="batch norm's bias"),
@@ -73,6 +74,9 @@ class BatchNorm(Op):
 
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS if self.scale else self.WEIGHTS[1:]
+
+    def feature_axis(self, name: str) -> int | None:
+        return 0  # gamma, beta and the running statistics: one value per feature
 
     def randomize(self, module: Any, gen: Any) -> None:
         if module.weight is not None:  # None: scale: false

@@ -78,6 +78,9 @@ class Dense(Op):
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
         return product(a["units"])
 
+    def feature_axis(self, name: str) -> int | None:
+        return 1 if name == "weight" else None  # (units, in features); its output is its units
+
     def to_keras(self, name: str, w: Any) -> Any:
         return w.T if name == "weight" else w
 
