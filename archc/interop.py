@@ -11,8 +11,10 @@ is its PyTorch module path (`layer1.0.conv1`, so its state_dict keys are
 `layer1.0.conv1.weight`, ...) and, with dots as underscores, its Keras layer
 name (`layer1_0_conv1`). Layouts are converted on the way: conv kernels
 OIHW <-> HWIO (grouped convs included), dense kernels transposed, and where a
-flatten of a feature map feeds a dense (or flat batch-norm) layer, features are
-reordered between PyTorch's C,H,W and Keras' H,W,C. A weight missing on either
+flatten of a feature map feeds a layer with per-feature tensors (a dense layer, a flat
+batch norm or layer norm, through the ops that keep the features' order: `Op.KEEPS_FEATURE_ORDER`),
+those tensors' feature axes (`Op.feature_axis`) are reordered between PyTorch's C,H,W and
+Keras' H,W,C. A weight missing on either
 side, an unexpected one, or a shape that disagrees with the spec is an error.
 Nothing here imports torch or keras until a model is handed over.
 """
@@ -51,14 +53,15 @@ def keras_name(node_id: str) -> str:
 
 def flattened_map(graph: Graph, node_id: str) -> Shape | None:
     """The (C, H, W) map whose flattening gives the features at `node_id`, when the
-    flatten reorders them (H*W > 1) and only element-wise layers follow it; else None."""
+    flatten reorders them (H*W > 1) and only ops that keep the features' order follow it;
+    else None."""
     nodes = {n.id: n for n in graph.nodes}
     while node_id in nodes:
         node = nodes[node_id]
         if isinstance(node.op, ops.Flatten):
             src = nodes[node.inputs[0]].shape if node.inputs[0] in nodes else graph.input_shape
             return src if src.spatial and src.h * src.w > 1 else None  # type: ignore[operator]
-        if node.shape.spatial or not isinstance(node.op, (ops.Dropout, ops.Act, ops.BatchNorm)):
+        if node.shape.spatial or not node.op.KEEPS_FEATURE_ORDER:
             return None
         node_id = node.inputs[0]
     return None
@@ -83,24 +86,28 @@ def _slots(graph: Graph) -> list[_Slot]:
     return slots
 
 
+def keras_feature_order(shape: Shape) -> np.ndarray:
+    """Keras' flat features of a (C, H, W) map (H,W,C), as indices of PyTorch's (C,H,W)."""
+    return np.arange(shape.numel()).reshape(shape.c, shape.h, shape.w).transpose(1, 2, 0).reshape(-1)  # type: ignore[arg-type]
+
+
+def _feature_axis(slot: _Slot, name: str) -> int | None:
+    return None if slot.flat is None else slot.node.op.feature_axis(name)
+
+
 def _to_keras(slot: _Slot, name: str, w: np.ndarray) -> np.ndarray:
-    if slot.flat is not None:
-        c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
-        if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (units, C*H*W) -> (H*W*C, units)
-            return w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, -1)  # type: ignore[operator]
-        if isinstance(slot.node.op, ops.BatchNorm):
-            return w.reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
+    axis = _feature_axis(slot, name)
+    if axis is not None:
+        w = np.take(w, keras_feature_order(slot.flat), axis=axis)  # type: ignore[arg-type]
     return slot.node.op.to_keras(name, w)
 
 
 def _to_torch(slot: _Slot, name: str, k: np.ndarray) -> np.ndarray:
-    if slot.flat is not None:
-        c, h, wd = slot.flat.c, slot.flat.h, slot.flat.w
-        if isinstance(slot.node.op, ops.Dense) and name == "weight":  # (H*W*C, units) -> (units, C*H*W)
-            return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)  # type: ignore[operator]
-        if isinstance(slot.node.op, ops.BatchNorm):
-            return k.reshape(h, wd, c).transpose(2, 0, 1).reshape(-1)
-    return slot.node.op.to_torch(name, k)
+    w = slot.node.op.to_torch(name, k)
+    axis = _feature_axis(slot, name)
+    if axis is not None:
+        w = np.take(w, np.argsort(keras_feature_order(slot.flat)), axis=axis)  # type: ignore[arg-type]
+    return w
 
 
 # --- the two directions ------------------------------------------------------------------------

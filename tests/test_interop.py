@@ -64,6 +64,24 @@ layers:
   - fc: {dense: {units: 5}}
 """
 
+# A flatten of a 3x3 map read by a layer norm, an activation and a batch norm, each keeping the
+# features in the flatten's order (C,H,W in PyTorch, H,W,C in Keras), then a dense layer.
+FLAT_NORMS = """
+archc: 1
+name: flat_norms
+input: [3, 6, 6]
+defaults:
+  conv: {bias: true}
+  batchnorm: {eps: 1.0e-5, momentum: 0.1}
+layers:
+  - conv: {conv: {filters: 4, kernel: 3, stride: 2, padding: 1}}
+  - flatten: flatten
+  - ln: {layernorm: {eps: 1.0e-5}}
+  - relu: relu
+  - bn: batchnorm
+  - fc: {dense: {units: 5}}
+"""
+
 
 def outputs(t_model, k_model, shape):
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
@@ -76,11 +94,11 @@ def state(model):
     return {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
-@pytest.mark.parametrize("source", ["specs/cifar/resnet20.yaml", "specs/cifar/keras_resnet20v1.yaml", "text", "channels_last"])
+@pytest.mark.parametrize("source", ["specs/cifar/resnet20.yaml", "specs/cifar/keras_resnet20v1.yaml", "text", "channels_last", "flat_norms"])
 def test_round_trip(source):
     """torch -> keras -> a fresh torch model gives back every tensor exactly, and the Keras
     model computes what the torch model does."""
-    texts = {"text": LAYOUTS, "channels_last": CHANNELS_LAST}
+    texts = {"text": LAYOUTS, "channels_last": CHANNELS_LAST, "flat_norms": FLAT_NORMS}
     graph = lower(load_spec_text(texts[source]) if source in texts else load_spec(ROOT / source))
     tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
     torch.manual_seed(0)
@@ -121,6 +139,15 @@ def test_flatten_order_matters():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("archc.interop.flattened_map", lambda graph, node_id: None)
         assert not verify.verify(graph).ok
+
+
+def test_flatten_then_layernorm_then_dense():
+    """Regression: a layer norm on the flattened features kept them in the flatten's order, but
+    interop moved neither its per-feature weights nor the dense layer's after it: `archc verify`
+    (which moves torch's weights into Keras) failed on the spec `check` accepts."""
+    graph = lower(load_spec_text(FLAT_NORMS))
+    report = verify.verify(graph)
+    assert report.ok, verify.to_table(report)
 
 
 def test_spec_path_and_errors():

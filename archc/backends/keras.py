@@ -39,7 +39,8 @@ I1 = " " * 4
 # Module-level names of generated modules besides the block functions.
 GLOBALS = (
     "math", "keras", "layers", "INPUT_SHAPE", "build_model", init.KERAS_HELPER, *common.helper_names("keras"),
-    *sorted(expr.HELPER_DEFINITIONS), *(f"{kind.upper()}_{arg.upper()}" for kind, args in init.KERAS_ARGS.items() for arg in args),
+    *sorted(expr.HELPER_DEFINITIONS),
+    *(f"{kind.upper()}_{t.keras_arg.upper()}" for kind, op in ops.KINDS.items() for t in op.TENSORS.values()),
 )  # fmt: skip
 
 
@@ -134,17 +135,16 @@ class KerasEmitter:
         """A layer's initializer arguments (ops.init): Keras' own defaults left out; a config
         that is its kind's rule in `defaults:` is a module constant (CONV_KERNEL_INITIALIZER, as
         keras.applications' EfficientNet), another one a constant named after its layer."""
-        if kind not in init.KERAS_ARGS:
-            return ()
+        op = ops.KINDS[kind]
         out = []
-        for role, arg in zip(("weight", "bias"), init.KERAS_ARGS[kind]):
-            if (kind == "batchnorm" and role == "weight" and a.get("scale") == "False") or (kind != "batchnorm" and role == "bias" and a.get("bias") == "False"):
+        for role, tensor in op.TENSORS.items():
+            arg = tensor.keras_arg
+            if tensor.switch and a.get(tensor.switch) == "False":
                 continue
             rule = getattr(rules, role)
             problem = init.keras_problem(rule)
             if problem:
                 raise SpecError(f"{kind} init {role}: {problem}", where)
-            op = ops.KINDS[kind]
             keras_rule = init.swap_fans(rule) if op.KERAS_FANS == "swapped" and role == "weight" else rule
             source = init.keras_initializer(keras_rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
             if op.KERAS_FANS is False and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
@@ -262,7 +262,7 @@ class KerasEmitter:
                 args = ops.KINDS[layer.kind].with_reads(args, step.srcs)
                 body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
             inits = ()
-            if layer.kind in init.KINDS:
+            if ops.ALL[layer.kind].TENSORS:
                 inits = self.initializers(
                     layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), block.where,  # type: ignore[attr-defined]
                     f"{block.name}_{prefix}{layer.name}",
@@ -384,11 +384,12 @@ class KerasEmitter:
             self.helpers.add("PadShortcut")
             return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
         conv_args, bn_args = common.projection_args(sc, hoist)
-        inits = self.initializers("conv", self.graph.init("conv"), conv_args, in_ch, self.graph.locate("defaults.conv.init"), "")
+        conv_kind, bn_kind = ops.Conv.kind, ops.BatchNorm.kind
+        inits = self.initializers(conv_kind, self.graph.init(conv_kind), conv_args, in_ch, self.graph.locate(f"defaults.{conv_kind}.init"), "")
         (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None, inits))
         lines = render_applied(conv, indent, "identity = ", f"({src})")
         if bn_args is not None:
-            inits = self.initializers("batchnorm", self.graph.init("batchnorm"), bn_args, out_ch, self.graph.locate("defaults.batchnorm.init"), "")
+            inits = self.initializers(bn_kind, self.graph.init(bn_kind), bn_args, out_ch, self.graph.locate(f"defaults.{bn_kind}.init"), "")
             (bn,) = ops.BatchNorm.keras_layers(bn_args, ops.KerasCtx(base + '_1"', False, None, inits))
             lines += render_applied(bn, indent, "identity = ", "(identity)")
         return lines
@@ -446,7 +447,7 @@ class KerasEmitter:
                     lines.append(f"{I1}x = {expression(item.op.kind, args, common.literal(full), 'x', item.nonneg_in, item.where, item.in_shape)}")
                     continue
                 inits = ()
-                if item.op.kind in init.KINDS:
+                if item.op.TENSORS:
                     inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
                 ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
                 for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):

@@ -14,6 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, template_dir
+from archc.backends.torch_init import InitEmission
 from archc.code import Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -98,7 +99,7 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
-class TorchEmitter:
+class TorchEmitter(InitEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
@@ -429,7 +430,7 @@ class TorchEmitter:
             forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
-        init += self.init_lines()
+        init += self.init_lines(INDENT2)
         signature = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         call_args = [f"{n}={n}" for n, _ in self.graph.exposed]
         if self.checkpointed:
@@ -444,126 +445,6 @@ class TorchEmitter:
             "returns": "dict[str, Tensor]" if self.graph.outputs else "Tensor",
             "call_args": call_args,
         }
-
-    def init_lines(self) -> list[str]:
-        """The spec's initialisation, as torchvision writes it: a loop over `self.modules()`
-        with one branch per layer kind (its `defaults:` rules; torch_default is what the
-        constructor already did, so it adds nothing), then the layers that differ from their
-        kind: in a block kind, a loop over its instances (torchvision's zero_init_residual);
-        at model level, one line each."""
-        kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: bias, scale, flat
-        for node in self.graph.nodes:
-            if node.op.kind in init.KINDS:  # a depthwise conv is an nn.Conv2d: the convs' branch
-                facts = kinds.setdefault(init.section(node.op.kind), {"bias": set(), "scale": set(), "flat": set()})
-                facts["bias"].add(getattr(node.op, "bias", True))
-                facts["scale"].add(getattr(node.op, "scale", True))
-                facts["flat"].add(not node.shape.spatial)
-        branches: list[tuple[int, Code]] = []  # (depth, statement)
-        for kind, facts in kinds.items():
-            rules = self.graph.init(kind)
-            weight = init.torch_lines(rules.weight, "weight", "m.weight", kind=kind)
-            bias = init.torch_lines(rules.bias, "bias", "m.bias", kind=kind)
-            body = [(1, line) for line in weight]
-            if kind == "batchnorm" and False in facts["scale"] and weight:
-                body = [(1, "if m.weight is not None:"), *((2, line) for line in weight)]
-            if facts["bias"] == {False}:
-                bias = []
-            elif facts["bias"] != {True} and bias:
-                body += [(1, "if m.bias is not None:"), *((2, line) for line in bias)]
-            else:
-                body += [(1, line) for line in bias]
-            if not body:
-                continue
-            self._note_init(rules)
-            classes = [init.TORCH_CLASSES[kind]]
-            if kind == "batchnorm":
-                classes = [c for c, flat in (("nn.BatchNorm2d", False), ("nn.BatchNorm1d", True)) if flat in facts["flat"]]
-            test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
-            branches += [(0, f"{'elif' if branches else 'if'} isinstance(m, {test}):"), *body]
-        lines: list[tuple[int, Code]] = [(0, "for m in self.modules():"), *((d + 1, c) for d, c in branches)] if branches else []
-        blocks: list[tuple[int, Code]] = []
-        for block in self.graph.blocks:
-            overrides = self._block_overrides(block)
-            if overrides:
-                blocks += [(0, f"{'elif' if blocks else 'if'} isinstance(m, {self.names[block.name]}):"), *((d + 1, c) for d, c in overrides)]
-        if blocks:
-            lines += [(0, "for m in self.modules():"), *((d + 1, c) for d, c in blocks)]
-        lines += [(0, c) for c in self._model_overrides(self.graph.body, "self")]
-        return [out for depth, code in lines for out in _statement(code, INDENT2 + "    " * depth)]
-
-    def _note_init(self, rules: Any) -> None:
-        for rule in (rules.weight, rules.bias):
-            self.helpers |= {init.TORCH_HELPER} if init.torch_needs_helper(rule) else set()
-            self.needs_math |= init.torch_needs_helper(rule) or init.needs_math(rule)
-
-    def _overrides(self, rules: Any, kind: str, path: str, has_bias: bool, has_weight: bool) -> list[Code]:
-        """Statements for one layer whose rules differ from its kind's."""
-        default = self.graph.init(init.section(kind))
-        lines: list[Code] = []
-        for role, present in (("weight", has_weight), ("bias", has_bias)):
-            rule = getattr(rules, role)
-            if present and rule != getattr(default, role):
-                lines += init.torch_lines(rule, role, f"{path}.{role}", weight=f"{path}.weight", kind=kind)
-                self._note_init(type(rules)(rule, rule))
-                self.needs_math |= rule.name == "torch_default" and kind != "batchnorm"
-        return lines
-
-    def _model_overrides(self, items: tuple[Inst, ...], path: str, positional: bool = False) -> list[Code]:
-        lines: list[Code] = []
-        for item in items:
-            here = f"{path}[{item.name}]" if positional else f"{path}.{item.name}"
-            if isinstance(item, GroupInst):
-                lines += self._model_overrides(item.items, here, item.positional)
-            elif isinstance(item, LayerInst) and item.op.kind in init.KINDS:
-                op = item.op
-                lines += self._overrides(op.init, op.kind, here, bool(getattr(op, "bias", True)), bool(getattr(op, "scale", True)))  # type: ignore[attr-defined]
-        return lines
-
-    def _block_overrides(self, block: BlockType) -> list[tuple[int, Code]]:
-        """Statements for the layers of a block kind whose rules differ from their kind's, each
-        reached from the instance `m`, with their depth."""
-        lines: list[tuple[int, Code]] = []
-        inline = block.name in common.inline_only(self.graph)
-
-        def visit(layer: SymItem, path: str | None, where: str) -> None:
-            nonlocal lines
-            if not isinstance(layer, SymLayer) or layer.kind not in init.KINDS:
-                return
-            rules = layer.arg("init").value  # type: ignore[attr-defined]
-            bias = layer.arg("bias") if "bias" in dict(layer.args) else ast.Constant(True)
-            scale = layer.arg("scale") if "scale" in dict(layer.args) else ast.Constant(True)
-            has_bias = not (isinstance(bias, ast.Constant) and bias.value is False)
-            has_weight = not (isinstance(scale, ast.Constant) and scale.value is False)
-            body = self._overrides(rules, layer.kind, path or "m", has_bias, has_weight)
-            if not body:
-                return
-            if path is None or inline:
-                raise SpecError(
-                    f"block {block.name!r}, layer {where}: an init of its own is supported on the named layers of a "
-                    "block kind and on entries of its lists before any conditional or repeated entry; give the "
-                    "layer a name or set the rule in `defaults:`",
-                    self.graph.locate(f"block.{block.name}") or block.where,
-                )
-            if layer.condition is not None:
-                lines += [(0, f"if {path} is not None:"), *((1, line) for line in body)]
-            else:
-                lines += [(0, line) for line in body]
-
-        def group(children: tuple[SymItem, ...], base: str | None, positional: bool, where: str) -> None:
-            static = base is not None  # entries after a conditional or repeated one have no fixed index
-            for k, child in enumerate(children):
-                path = None if base is None else (f"{base}[{k}]" if static else None) if positional else f"{base}.{child.name}"
-                if isinstance(child, SymGroup):
-                    group(child.children, path if child.condition is None else None, child.positional, f"{where}{child.name}.")
-                else:
-                    visit(child, path if not (positional and child.condition is not None) else None, where + child.name)
-                static &= child.condition is None and not isinstance(child, SymStage)
-
-        if common.sequential(block):
-            group(block.layers, "m", True, "")
-        else:
-            group((*block.layers, *block.after), "m", False, "")
-        return lines
 
     def _input_shapes(self, item: Inst) -> list[Any]:
         """Shapes of the model-level tensors a merge reads."""
@@ -767,14 +648,6 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
     args = symbolic_args(layer, hoist)
     variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
     return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
-
-
-def _statement(code: Code, indent: str) -> list[str]:
-    """A statement laid out as ruff does; a long assignment's value goes in parentheses."""
-    if isinstance(code, str) and " = " in code and len(indent + code) > 88:
-        target, value = code.split(" = ", 1)
-        return [f"{indent}{target} = (", f"{indent}    {value}", f"{indent})"]
-    return render(code, indent)
 
 
 def _module_free(kind: str) -> bool:

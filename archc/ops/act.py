@@ -52,6 +52,7 @@ class Act(Op):
 
     kind: ClassVar[str] = "act"
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True
     Args: ClassVar[Any] = ActArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("fn", "str", "defaults.activation"), Attr("negative_slope", "num", None), Attr("alpha", "num", None),

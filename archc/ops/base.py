@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from archc.code import Call
+from archc.ops.init import Tensor
 from archc.spec.types import Arguments, model_of
 
 
@@ -233,6 +234,17 @@ class Op:
     # against (C, 1, k, k)): a fan rule's mode is swapped, the same Keras initializer otherwise.
     # False: other fans, the fan rules written out with PyTorch's fans (`fan_in`, `fan_out`).
     KERAS_FANS: ClassVar[bool | str] = True
+    # Passes flat features on in the order they arrive in: it works element-wise or per feature.
+    # After a flatten of a map with H*W > 1 that order is C,H,W in PyTorch and H,W,C in Keras,
+    # so archc.interop reorders the per-feature tensors (`feature_axis`) of what reads such an
+    # op's output, as it does for what reads the flatten. False: the op's output features are
+    # its own (a dense layer's units), or it is not known to keep the order.
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = False
+    # Its tensors with an `init` argument (ops.init), by role (weight, bias): what each rule means
+    # there and Keras' argument for it. Empty: the op takes no `init`.
+    TENSORS: ClassVar[dict[str, Tensor]] = {}
+    # PyTorch's class that the model's init loop tests for this kind (`isinstance(m, ...)`)
+    TORCH_CLASS: ClassVar[str | None] = None
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -342,8 +354,21 @@ class Op:
         return None
 
     @classmethod
+    def torch_init_classes(cls, flat: set[bool]) -> tuple[str, ...]:
+        """The classes of PyTorch's init loop branch for this kind, given whether its layers
+        see flat inputs (`flat`: the values that occur)."""
+        return (cls.TORCH_CLASS,) if cls.TORCH_CLASS else ()
+
+    @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
         """fan_out / groups, as source: torchvision's RegNet initialises by it."""
+        return None
+
+    def feature_axis(self, name: str) -> int | None:
+        """The axis of its PyTorch tensor `name` that runs over its input's flat features (a
+        dense weight's columns; a flat batch norm's or layer norm's per-feature vectors), which
+        archc.interop reorders between PyTorch's C,H,W and Keras' H,W,C where those features
+        come from a flatten; None: the tensor does not depend on their order."""
         return None
 
     def to_keras(self, name: str, w: Any) -> Any:

@@ -16,7 +16,7 @@ from pydantic import Field, StrictBool
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, keras_momentum
-from archc.ops.init import DEFAULT, Init, InitSpec
+from archc.ops.init import DEFAULT, ONES, ZEROS, Init, InitSpec, Tensor
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -51,6 +51,11 @@ class BatchNorm(Op):
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
     CHANNEL_FREE: ClassVar[bool] = False
     RUNNING_STATS: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # per feature
+    TENSORS: ClassVar[dict[str, Tensor]] = {  # gamma and beta: ones and zeros in both frameworks
+        "weight": Tensor("gamma_initializer", ONES, ONES, switch="scale", subclass_when_off=True, noun="batch norm's weight"),
+        "bias": Tensor("beta_initializer", ZEROS, ZEROS, noun="batch norm's bias"),
+    }
     HELPERS: ClassVar[dict[str, str]] = {"torch": "BatchNorm2dNoScale"}  # templates/torch/BatchNorm2dNoScale.py.j2, scale=False only
     eps: float
     momentum: float  # PyTorch convention: weight of the new batch
@@ -70,6 +75,9 @@ class BatchNorm(Op):
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS if self.scale else self.WEIGHTS[1:]
 
+    def feature_axis(self, name: str) -> int | None:
+        return 0  # gamma, beta and the running statistics: one value per feature
+
     def randomize(self, module: Any, gen: Any) -> None:
         if module.weight is not None:  # None: scale: false
             module.weight.uniform_(0.5, 1.5, generator=gen)
@@ -80,6 +88,10 @@ class BatchNorm(Op):
         scale = args.get("scale", True)
         scale = scale.value if isinstance(scale, ast.Constant) else scale
         return None if scale is True else cls.HELPERS.get(backend)
+
+    @classmethod
+    def torch_init_classes(cls, flat: set[bool]) -> tuple[str, ...]:
+        return tuple(c for c, f in (("nn.BatchNorm2d", False), ("nn.BatchNorm1d", True)) if f in flat)
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:

@@ -23,7 +23,7 @@ from archc.ops.base import (
     unless,
     window,
 )
-from archc.ops.init import DEFAULT, Init, InitSpec, product
+from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
 
 
@@ -52,6 +52,8 @@ class Conv(Op):
         Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
+    TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
+    TORCH_CLASS: ClassVar[str | None] = "nn.Conv2d"
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     filters: int
     kernel: int | tuple[int, int]

@@ -26,7 +26,7 @@ from archc.ops.base import (
     suffixed,
     unless,
 )
-from archc.ops.init import DEFAULT, Init, InitSpec, product
+from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
@@ -57,6 +57,8 @@ class ConvTranspose(Op):
         Attr("init", "init", "defaults.conv_transpose.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
+    TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
+    TORCH_CLASS: ClassVar[str | None] = "nn.ConvTranspose2d"
     filters: int
     kernel: int
     stride: int = 1

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
-from archc.ops.init import DEFAULT, Init, InitSpec, product
+from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
@@ -32,6 +32,8 @@ class Dense(Op):
         Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"), Attr("init", "init", "defaults.dense.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
+    TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
+    TORCH_CLASS: ClassVar[str | None] = "nn.Linear"
     CHANNELS_LAST: ClassVar[bool] = True
     units: int
     bias: bool = True
@@ -75,6 +77,9 @@ class Dense(Op):
     @classmethod
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
         return product(a["units"])
+
+    def feature_axis(self, name: str) -> int | None:
+        return 1 if name == "weight" else None  # (units, in features); its output is its units
 
     def to_keras(self, name: str, w: Any) -> Any:
         return w.T if name == "weight" else w

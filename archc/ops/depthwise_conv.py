@@ -30,7 +30,7 @@ from archc.ops.base import (
     unless,
     window,
 )
-from archc.ops.init import DEFAULT, Init, InitSpec, product
+from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 
@@ -55,6 +55,7 @@ class DepthwiseConv(Op):
         Attr("bias", "bool", "defaults.conv.bias"), Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
+    TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("depthwise_initializer"), "bias": BIAS}  # an nn.Conv2d: the convs' branch of the init loop
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     # Keras' kernel (k, k, C, 1) has fan_in C*k*k and fan_out k*k, PyTorch's (C, 1, k, k) the
     # other way round: a fan rule's mode is swapped for Keras (ops.init.swap_fans)

@@ -25,6 +25,7 @@ class Dropout(Op):
     Args: ClassVar[Any] = DropoutArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
     ELEMENTWISE: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True
     ALIASES: ClassVar[bool] = True  # nn.Dropout in eval returns its input
     rate: float
 

@@ -1,5 +1,7 @@
-"""Flatten a map to (C*H*W,): `flatten`. PyTorch orders C,H,W and Keras H,W,C;
-`archc.interop` reorders the weights of the dense layer that follows."""
+"""Flatten a map to (C*H*W,): `flatten`. PyTorch orders C,H,W and Keras H,W,C; the ops
+after it that keep that order (`Op.KEEPS_FEATURE_ORDER`) pass it on, and `archc.interop`
+reorders the per-feature tensors (`Op.feature_axis`) of what reads it: a dense layer's weight,
+a flat batch norm's or layer norm's vectors."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ class Identity(Op):
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"identity": {"identity": {}}}
     ELEMENTWISE: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True
     ALIASES: ClassVar[bool] = True  # nn.Identity returns its input
     CHANNELS_LAST: ClassVar[bool] = True  # any layout
 

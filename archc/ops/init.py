@@ -1,6 +1,11 @@
 """Initialisation: the `init` argument of the layers that have tensors (conv, conv_transpose,
 dense, batchnorm; depthwise_conv, whose rules are the convs'), its vocabulary, and what each rule becomes in PyTorch and in Keras.
 
+This module holds the rule machinery only. What a rule means for one tensor of one op kind
+(Keras' argument for it, what torch_default and keras_default are there, whether it has fans,
+which argument leaves it out) is declared by the op itself: `Op.TENSORS` (a `Tensor` per role),
+and `Op.TORCH_CLASS` / `Op.torch_init_classes` for PyTorch's init loop.
+
 A layer's `init` names one rule per tensor, `{weight: RULE, bias: RULE}`, or one name for both
 (`torch_default`, `keras_default`). What a layer leaves unset comes from `defaults.KIND.init`,
 and what that leaves unset is `torch_default`: PyTorch's own constructor initialisation,
@@ -290,6 +295,52 @@ def resolve(spec: Any) -> Rule | None:
     return Rule("variance_scaling", (("scale", _num(args.scale)), ("mode", args.mode), ("distribution", args.distribution)))
 
 
+GLOROT_UNIFORM = resolve("glorot_uniform")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor of an op kind with an `init` argument, as its op declares it (`Op.TENSORS`):
+    what its rules mean there and what Keras calls its initializer."""
+
+    keras_arg: str  # Keras' initializer argument: kernel_initializer, gamma_initializer, ...
+    keras_default: Rule  # Keras' own default for that argument: what keras_default means here
+    # PyTorch's constructor initialisation where it is a constant (batch norm's ones and zeros);
+    # None: PyTorch's fan-in bound, uniform(+-1/sqrt(fan_in)) (a conv's or linear layer's reset)
+    torch_default: Rule | None = None
+    fans: bool = False  # a weight with fans, which the fan rules (kaiming, xavier, ...) need
+    switch: str | None = None  # the op's argument whose false leaves the tensor out (bias, scale)
+    # Leaving it out makes the PyTorch module a subclass (batch norm's BatchNorm2dNoScale), which
+    # the init loop tests as its base class: the loop guards the tensor (`if m.weight is not
+    # None:`) wherever a layer lacks it, rather than leaving it out where every layer does.
+    subclass_when_off: bool = False
+    noun: str = "a bias"  # how an error names it
+
+
+def weight(keras_arg: str) -> Tensor:
+    """A conv's or dense layer's weight: Keras' `keras_arg` (kernel_initializer, ...)."""
+    return Tensor(keras_arg, GLOROT_UNIFORM, fans=True, noun="a weight")
+
+
+BIAS = Tensor("bias_initializer", ZEROS, switch="bias")  # a conv's or dense layer's bias
+
+
+def tensor(kind: str, role: str) -> Tensor:
+    """The facts of op kind `kind`'s tensor `role` (weight or bias)."""
+    from archc.ops import KINDS  # at call time: the op modules import this one
+
+    return KINDS[kind].TENSORS[role]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """`KINDS`: the op kinds with an `init` argument (those whose op declares TENSORS)."""
+    if name == "KINDS":
+        from archc.ops import KINDS
+
+        return tuple(kind for kind, op in KINDS.items() if op.TENSORS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _grouped(kind: str) -> bool:
     """Whether the op kind's weight has a fan_out / groups (the convolutions)."""
     from archc.ops import KINDS
@@ -300,10 +351,10 @@ def _grouped(kind: str) -> bool:
 
 def problem(rule: Rule, role: str, kind: str) -> str | None:
     """Why `rule` cannot initialise this tensor, if it cannot: fan rules need a weight with fans."""
-    fans = role == "weight" and kind != "batchnorm"
+    facts = tensor(kind, role)
+    fans = facts.fans
     if not fans and rule.name in ("kaiming", "xavier", "variance_scaling"):
-        what = "batch norm's weight" if kind == "batchnorm" else "a bias"
-        return f"{rule.name} needs a tensor with fans (a conv's or dense layer's weight), not {what}; use zeros, ones, constant, normal, uniform or trunc_normal"
+        return f"{rule.name} needs a tensor with fans (a conv's or dense layer's weight), not {facts.noun}; use zeros, ones, constant, normal, uniform or trunc_normal"
     if rule.name == "kaiming" and rule.arg("mode") == "group_fan_out" and not (fans and _grouped(kind)):
         return "mode group_fan_out is for conv weights (fan_out / groups)"
     if rule.name == "kaiming" and rule.arg("a") != 0 and rule.arg("nonlinearity") != "leaky_relu":
@@ -368,12 +419,11 @@ def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int, groups:
     """(mean, standard deviation) of one element under `rule`, for a tensor with these fans
     (a bias: its weight's fans; `groups`: a conv's). For tests."""
     if rule.name in ("torch_default", "keras_default"):
-        if kind == "batchnorm" or (rule.name == "keras_default" and role == "bias"):
-            return (1.0 if role == "weight" and kind == "batchnorm" else 0.0, 0.0)
-        if rule.name == "keras_default":
-            rule = resolve("glorot_uniform")  # type: ignore[assignment]
-        else:
+        facts = tensor(kind, role)
+        default = facts.keras_default if rule.name == "keras_default" else facts.torch_default
+        if default is None:
             return (0.0, 1 / math.sqrt(fan_in) / math.sqrt(3))  # uniform(+-1/sqrt(fan_in))
+        rule = default
     a = dict(rule.args)
     if rule.name == "constant":
         return (a["value"], 0.0)
@@ -400,9 +450,9 @@ def _g(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def torch_lines(rule: Rule, role: str, tensor: str, weight: str = "", kind: str = "conv") -> list[Call | str]:
-    """Statements that initialise `tensor` by `rule`, as calls (laid out by archc.code.render)."""
-    return [_as_call(line) for line in _torch_text(rule, role, tensor, weight, kind)]
+def torch_lines(rule: Rule, role: str, source: str, weight: str = "", kind: str = "conv") -> list[Call | str]:
+    """Statements that initialise `source` by `rule`, as calls (laid out by archc.code.render)."""
+    return [_as_call(line) for line in _torch_text(rule, role, source, weight, kind)]
 
 
 def _as_call(text: str) -> Call | str:
@@ -422,67 +472,66 @@ def _as_call(text: str) -> Call | str:
     return Call(func, tuple(args))
 
 
-def _torch_text(rule: Rule, role: str, tensor: str, weight: str, kind: str) -> list[str]:
-    """Statements that initialise `tensor` (source, e.g. `m.weight`) by `rule`. torch_default
+def _torch_text(rule: Rule, role: str, source: str, weight: str, kind: str) -> list[str]:
+    """Statements that initialise `source` (source, e.g. `m.weight`) by `rule`. torch_default
     gives none in the init loop (the constructor has done it); where a layer returns to it
     from another kind default, PyTorch's reset is written out (`weight`: its weight's source)."""
     a = dict(rule.args)
+    facts = tensor(kind, role)
     if rule.name == "torch_default":
         if not weight:
             return []
-        if kind == "batchnorm":
-            return [f"nn.init.{'ones_' if role == 'weight' else 'zeros_'}({tensor})"]
-        if role == "weight":
-            return [f"nn.init.kaiming_uniform_({tensor}, a=math.sqrt(5))"]
+        if facts.torch_default is not None:
+            return _torch_text(facts.torch_default, role, source, weight, kind)
+        if facts.fans:
+            return [f"nn.init.kaiming_uniform_({source}, a=math.sqrt(5))"]
         bound = f"1 / math.sqrt({weight}[0].numel())"
-        return [f"nn.init.uniform_({tensor}, -{bound}, {bound})"]
+        return [f"nn.init.uniform_({source}, -{bound}, {bound})"]
     if rule.name == "keras_default":
-        if role == "weight":
-            return [f"nn.init.{'ones_' if kind == 'batchnorm' else 'xavier_uniform_'}({tensor})"]
-        return [f"nn.init.zeros_({tensor})"]
+        return _torch_text(facts.keras_default, role, source, weight, kind)
     if rule.name == "constant":
         value = a["value"]
         if value in (0, 1):
-            return [f"nn.init.{'zeros' if value == 0 else 'ones'}_({tensor})"]
-        return [f"nn.init.constant_({tensor}, {_g(value)})"]
+            return [f"nn.init.{'zeros' if value == 0 else 'ones'}_({source})"]
+        return [f"nn.init.constant_({source}, {_g(value)})"]
     if rule.name == "normal":
-        return [f"nn.init.normal_({tensor}, {_g(a['mean'])}, {_g(a['std'])})"]
+        return [f"nn.init.normal_({source}, {_g(a['mean'])}, {_g(a['std'])})"]
     if rule.name == "uniform":
-        return [f"nn.init.uniform_({tensor}, {_g(a['a'])}, {_g(a['b'])})"]
+        return [f"nn.init.uniform_({source}, {_g(a['a'])}, {_g(a['b'])})"]
     if rule.name == "trunc_normal":
-        return [f"nn.init.trunc_normal_({tensor}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
+        return [f"nn.init.trunc_normal_({source}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
     if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # timm's _init_weight_goog, word for word
-        m = tensor.rsplit(".", 1)[0]
+        m = source.rsplit(".", 1)[0]
         scale = repr(float(gain2(a["nonlinearity"], a["a"])))
         lines = [f"fan_out = {m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels", f"fan_out //= {m}.groups"]
         if a["distribution"] == "normal":
-            return [*lines, f"nn.init.normal_({tensor}, 0.0, math.sqrt({scale} / fan_out))"]
-        return [*lines, f"bound = math.sqrt(3 * {scale} / fan_out)", f"nn.init.uniform_({tensor}, -bound, bound)"]
+            return [*lines, f"nn.init.normal_({source}, 0.0, math.sqrt({scale} / fan_out))"]
+        return [*lines, f"bound = math.sqrt(3 * {scale} / fan_out)", f"nn.init.uniform_({source}, -bound, bound)"]
     if rule.name == "kaiming":
-        parts = [tensor] + ([f"a={_g(a['a'])}"] if a["a"] else [])
+        parts = [source] + ([f"a={_g(a['a'])}"] if a["a"] else [])
         parts += [f"mode={json.dumps(a['mode'])}"] if a["mode"] != "fan_in" else []
         parts += [f"nonlinearity={json.dumps(a['nonlinearity'])}"] if a["nonlinearity"] != "leaky_relu" else []
         return [f"nn.init.kaiming_{a['distribution']}_({', '.join(parts)})"]
     if rule.name == "xavier":
         more = f", gain={_g(a['gain'])}" if a["gain"] != 1 else ""
-        return [f"nn.init.xavier_{a['distribution']}_({tensor}{more})"]
+        return [f"nn.init.xavier_{a['distribution']}_({source}{more})"]
     # variance_scaling: PyTorch's own functions where one draws the same, else the helper
     scale, mode, distribution = a["scale"], a["mode"], a["distribution"]
     torch_kind = "uniform" if distribution == "uniform" else "normal"
     if distribution != "truncated_normal" and mode == "fan_avg" and scale == 1:
-        return [f"nn.init.xavier_{torch_kind}_({tensor})"]
+        return [f"nn.init.xavier_{torch_kind}_({source})"]
     if distribution != "truncated_normal" and mode != "fan_avg" and scale in (1, 2):
         mode_arg = ', mode="fan_out"' if mode == "fan_out" else ""
         nonlinearity = '"relu"' if scale == 2 else '"linear"'
-        return [f"nn.init.kaiming_{torch_kind}_({tensor}{mode_arg}, nonlinearity={nonlinearity})"]
-    return [f"{TORCH_HELPER}({tensor}, scale={float(scale)!r}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
+        return [f"nn.init.kaiming_{torch_kind}_({source}{mode_arg}, nonlinearity={nonlinearity})"]
+    return [f"{TORCH_HELPER}({source}, scale={float(scale)!r}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
 
 
 TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, for Keras' truncated normals
 
 
 def torch_needs_helper(rule: Rule) -> bool:
-    return rule.name == "variance_scaling" and getattr(torch_lines(rule, "weight", "w")[0], "func", "") == TORCH_HELPER
+    return rule.name == "variance_scaling" and getattr(torch_lines(rule, "weight", "w", kind="conv")[0], "func", "") == TORCH_HELPER
 
 
 def needs_math(rule: Rule) -> bool:
@@ -493,9 +542,6 @@ def needs_math(rule: Rule) -> bool:
 # --- Keras --------------------------------------------------------------------------------------
 
 KERAS_HELPER = "torch_bias_initializer"  # templates/keras/torch_bias_initializer.py.j2
-# Keras' default initializer for each tensor, as a Rule (an argument equal to it is left out)
-_KERAS_DEFAULTS = {"weight": resolve("glorot_uniform"), "bias": ZEROS}
-_BN_DEFAULTS = {"weight": ONES, "bias": ZEROS}
 
 
 def _config(class_name: str, **config: Any) -> dict[str, Any]:
@@ -572,15 +618,17 @@ def keras_initializer(
     keras.applications' EfficientNet writes them: one initializer object shared between
     layers would draw the same values for each). None: Keras' own default for that argument
     (left out). `fan_in`: the layer's fan_in as source (PyTorch's default bias needs it)."""
+    facts = tensor(kind, role)
     if rule.name == "keras_default":
         return None
     if rule.name == "torch_default":
-        if kind == "batchnorm":
-            return None  # ones and zeros in both
-        if role == "bias":
+        if facts.torch_default is not None:
+            rule = facts.torch_default
+        elif not facts.fans:
             return f"{KERAS_HELPER}({fan_in})"
-        rule = Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_in"), ("distribution", "uniform")))
-    if rule == (_BN_DEFAULTS if kind == "batchnorm" else _KERAS_DEFAULTS)[role]:
+        else:
+            rule = Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_in"), ("distribution", "uniform")))
+    if rule == facts.keras_default:
         return None
     a = dict(rule.args)
     if rule.name == "constant":
@@ -629,20 +677,6 @@ def keras_problem(rule: Rule) -> str | None:
             )
     return None
 
-
-# Keras' argument for each tensor
-KERAS_ARGS = {
-    "conv": ("kernel_initializer", "bias_initializer"),
-    "conv_transpose": ("kernel_initializer", "bias_initializer"),
-    "dense": ("kernel_initializer", "bias_initializer"),
-    "batchnorm": ("gamma_initializer", "beta_initializer"),
-    "depthwise_conv": ("depthwise_initializer", "bias_initializer"),
-}
-# PyTorch's classes for each kind, as the init loop tests them
-TORCH_CLASSES = {
-    "conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d", "dense": "nn.Linear", "batchnorm": "nn.BatchNorm2d",
-}  # fmt: skip
-KINDS = tuple(KERAS_ARGS)
 
 
 def section(kind: str) -> str:

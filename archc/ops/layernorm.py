@@ -36,6 +36,7 @@ class LayerNorm(Op):
     CHANNEL_FREE: ClassVar[bool] = False
     CHANNELS_LAST: ClassVar[bool] = True
     LAYOUT: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # normalizes over every feature, scales each
     HELPERS: ClassVar[dict[str, str]] = {"torch": "LayerNorm2d"}  # channels-first maps only
     eps: float
     channels_last: bool = False  # set by lowering: the channels are PyTorch's last axis
@@ -62,6 +63,9 @@ class LayerNorm(Op):
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         return [call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
+
+    def feature_axis(self, name: str) -> int | None:
+        return 0  # weight and bias: one value per feature
 
     def randomize(self, module: Any, gen: Any) -> None:
         module.weight.uniform_(0.5, 1.5, generator=gen)

@@ -33,6 +33,7 @@ class StochasticDepth(Op):
     Args: ClassVar[Any] = StochasticDepthArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)
     ELEMENTWISE: ClassVar[bool] = True
+    KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # one factor per sample
     ALIASES: ClassVar[bool] = True  # the identity in eval
     CHANNEL_FREE: ClassVar[bool] = True
     HELPERS: ClassVar[dict[str, str]] = {"torch": "StochasticDepth"}

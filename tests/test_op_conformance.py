@@ -1,0 +1,350 @@
+"""Every op kind of `archc.ops`, found in its registry (a new op kind fails `test_every_op_kind_
+is_covered` until it has a case here or a reason in NOT_PLACED): for seeded random valid
+arguments, a tiny model around the op, and
+- the shape rule (the IR) = the generated PyTorch model's output = the Keras model's;
+- equal parameter counts (trainable, non-trainable) in the IR, PyTorch and Keras;
+- an exact interop round trip of its weights: torch -> keras -> torch gives back every tensor;
+- equal outputs of the two models with the transferred weights (flat features after a flatten
+  compared in each framework's order, which `archc.interop` declares);
+- the initialisation facts the op declares (`Op.TENSORS`): PyTorch's fans are the op's
+  `fan_in` / `fan_out`, its constant defaults are what nn's constructor gives, and each Keras
+  initializer argument is one the Keras layer has, whose own default is the declared one."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from archc import api, ops
+from archc.interop import (
+    flattened_map,
+    keras_feature_order,
+    keras_name,
+    keras_to_torch,
+    torch_to_keras,
+)
+from archc.lower import lower
+from archc.ops import init
+from archc.spec.loader import load_spec_text
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+verify = pytest.importorskip("archc.verify")
+
+CASES = 5  # seeded random argument sets per op kind
+Layers = list[dict[str, Any]]
+Case = tuple[list[int], Layers]  # input (C, H, W), layers; the op under test is the last, named `op`
+
+
+def _map(r: random.Random, lo: int = 3, hi: int = 7) -> list[int]:
+    return [r.choice([2, 4, 6]), r.randint(lo, hi), r.randint(lo, hi)]
+
+
+def _flat(r: random.Random) -> tuple[list[int], Layers]:
+    """Flat features: a flatten of a map with H*W > 1 (their order differs between the
+    frameworks), or a global average pool."""
+    if r.random() < 0.6:
+        return [r.choice([2, 3]), r.randint(2, 3), r.randint(2, 3)], [{"flat": "flatten"}]
+    return _map(r), [{"pool": "global_avgpool"}]
+
+
+def _merge(kind: str) -> Callable[[random.Random], Case]:
+    def case(r: random.Random) -> Case:
+        c = r.choice([2, 4])
+        other = r.choice([2, 6]) if kind == "concat" else c
+        return _map(r), [
+            {"a": {"conv": {"filters": c, "kernel": 1}}},
+            {"b": {"conv": {"filters": other, "kernel": 3, "padding": 1}, "from": "input"}},
+            {"op": {kind: ["a", "b"]}},
+        ]
+
+    return case
+
+
+def _act(r: random.Random) -> Case:
+    fn = r.choice(sorted(ops.act.FUNCTIONS))  # type: ignore[attr-defined]
+    args: dict[str, Any] = {"fn": fn}
+    if fn in ops.act.EXTRA:  # type: ignore[attr-defined]
+        key, _ = ops.act.EXTRA[fn]  # type: ignore[attr-defined]
+        args[key] = round(r.uniform(0.05, 0.5), 3)
+    shape, before = _flat(r) if r.random() < 0.3 else (_map(r), [])
+    return shape, [*before, {"op": {"act": args}}]
+
+
+def _pool(kind: str) -> Callable[[random.Random], Case]:
+    def case(r: random.Random) -> Case:
+        kernel = r.randint(2, 3)
+        args: dict[str, Any] = {"kernel": kernel, "stride": r.randint(1, kernel), "padding": r.randint(0, kernel // 2)}
+        if kind == "avgpool":
+            args["count_include_pad"] = r.random() < 0.5
+        return _map(r, 5, 8), [{"op": {kind: args}}]
+
+    return case
+
+
+def _conv(r: random.Random) -> Case:
+    c = r.choice([2, 4])
+    groups = r.choice([1, 2])
+    kernel: Any = r.choice([1, 3, [1, 3], [3, 1]])
+    args = {"filters": groups * r.randint(1, 3), "kernel": kernel, "stride": r.randint(1, 2), "groups": groups}
+    args.update({"padding": r.randint(0, 1), "dilation": r.randint(1, 2), "bias": r.random() < 0.5})
+    if isinstance(kernel, list):
+        args["dilation"] = 1
+    return [c, r.randint(5, 8), r.randint(5, 8)], [{"op": {"conv": args}}]
+
+
+def _conv_transpose(r: random.Random) -> Case:
+    stride = r.randint(1, 2)
+    kernel = r.randint(max(stride, 2), 4)
+    args = {"filters": r.randint(1, 3), "kernel": kernel, "stride": stride, "bias": r.random() < 0.5}  # groups: PyTorch only
+    args.update({"padding": r.randint(0, (kernel - 1) // 2), "output_padding": r.randint(0, stride - 1)})
+    return [2 * r.randint(1, 2), r.randint(3, 5), r.randint(3, 5)], [{"op": {"conv_transpose": args}}]
+
+
+def _depthwise(r: random.Random) -> Case:
+    kernel = r.choice([3, 5])
+    args = {"kernel": kernel, "stride": r.randint(1, 2), "padding": r.randint(0, kernel // 2), "bias": r.random() < 0.5}
+    return _map(r, 5, 8), [{"op": {"depthwise_conv": args}}]
+
+
+def _batchnorm(r: random.Random) -> Case:
+    args = {"eps": r.choice([1e-5, 1e-3]), "momentum": r.choice([0.1, 0.01])}
+    if r.random() < 0.5:
+        shape, before = _flat(r)
+        return shape, [*before, {"op": {"batchnorm": args}}]
+    args["scale"] = r.random() < 0.7
+    return _map(r), [{"op": {"batchnorm": args}}]
+
+
+def _dense(r: random.Random) -> Case:
+    shape, before = _flat(r)
+    if r.random() < 0.3:  # layers that keep the flatten's order before it
+        before += [{"norm": {"layernorm": {"eps": 1e-5}}}, {"relu": "relu"}]
+    return shape, [*before, {"op": {"dense": {"units": r.randint(1, 5), "bias": r.random() < 0.5}}}]
+
+
+def _layernorm(r: random.Random) -> Case:
+    shape, before = _flat(r) if r.random() < 0.5 else (_map(r), [])
+    return shape, [*before, {"op": {"layernorm": {"eps": r.choice([1e-6, 1e-5])}}}]
+
+
+def _plain(layer: Any, flat_ok: bool = False) -> Callable[[random.Random], Case]:
+    """An op whose arguments are drawn by `layer(r)`, on a map (or flat features too)."""
+
+    def case(r: random.Random) -> Case:
+        shape, before = _flat(r) if flat_ok and r.random() < 0.4 else (_map(r), [])
+        return shape, [*before, {"op": layer(r)}]
+
+    return case
+
+
+def _normalization(r: random.Random) -> Case:
+    c = r.choice([1, 3])
+    if r.random() < 0.3:  # learned from data: non-trainable weights
+        return [c, 4, 4], [{"op": {"normalization": {}}}]
+    args = {"mean": [round(r.uniform(-1, 1), 3) for _ in range(c)], "variance": [round(r.uniform(0.5, 2), 3) for _ in range(c)]}
+    return [c, 4, 4], [{"op": {"normalization": args}}]
+
+
+def _permute(r: random.Random) -> Case:
+    return _map(r), [{"last": {"permute": {"to": "channels_last"}}}, {"op": {"permute": {"to": "channels_first"}}}]
+
+
+def _slice(r: random.Random) -> Case:
+    shape = _map(r)
+    start = r.randint(0, shape[0] - 1)
+    return shape, [{"op": {"slice": {"start": start, "stop": r.randint(start + 1, shape[0])}}}]
+
+
+def _softmax(r: random.Random) -> Case:
+    radix, cardinality = r.choice([(None, None), (2, 1), (2, 2), (1, 2)])
+    args = {} if radix is None else {"radix": radix, "cardinality": cardinality}
+    return [4 * r.randint(1, 2), 1, 1] if radix else _map(r), [{"op": {"softmax": args} if args else "softmax"}]
+
+
+def _zeropad(r: random.Random) -> Case:
+    padding: Any = r.randint(1, 2) if r.random() < 0.5 else [[r.randint(0, 2), r.randint(0, 2)], [r.randint(0, 2), r.randint(1, 2)]]
+    return _map(r), [{"op": {"zeropad": {"padding": padding}}}]
+
+
+BUILDERS: dict[str, Callable[[random.Random], Case]] = {
+    "act": _act,
+    "adaptive_avgpool": lambda r: ([2, 6, 6], [{"op": {"adaptive_avgpool": {"size": r.choice([1, 2, 3, 6])}}}]),
+    "add": _merge("add"),
+    "avgpool": _pool("avgpool"),
+    "batchnorm": _batchnorm,
+    "concat": _merge("concat"),
+    "conv": _conv,
+    "conv_transpose": _conv_transpose,
+    "dense": _dense,
+    "depthwise_conv": _depthwise,
+    "dropout": _plain(lambda r: {"dropout": {"rate": round(r.uniform(0.1, 0.9), 2)}}, flat_ok=True),
+    "flatten": lambda r: (_map(r, 2, 4), [{"op": "flatten"}]),
+    "global_avgpool": _plain(lambda r: "global_avgpool"),
+    "identity": _plain(lambda r: "identity", flat_ok=True),
+    "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3)}}),
+    "layernorm": _layernorm,
+    "maxpool": _pool("maxpool"),
+    "multiply": _merge("multiply"),
+    "normalization": _normalization,
+    "permute": _permute,
+    "rescaling": _plain(lambda r: {"rescaling": {"scale": round(r.uniform(0.1, 2), 3), "offset": round(r.uniform(-1, 1), 3)}}),
+    "reshape": lambda r: (_map(r), [{"pool": "global_avgpool"}, {"op": "reshape"}]),
+    "shuffle": lambda r: ([6, 4, 4], [{"op": {"shuffle": {"groups": r.choice([2, 3])}}}]),
+    "slice": _slice,
+    "softmax": _softmax,
+    "stochastic_depth": _plain(lambda r: {"stochastic_depth": {"rate": round(r.uniform(0.1, 0.5), 2)}}),
+    "upsample": _plain(lambda r: {"upsample": {"scale": r.randint(2, 3), "mode": r.choice(["nearest", "bilinear"])}}),
+    "zeropad": _zeropad,
+}
+# Op kinds that a small spec cannot hold as a layer of their own, and why.
+NOT_PLACED = {
+    "pad_shortcut": "internal: the option_a shortcut of a skip block (`shortcut: option_a`), no spec layer; "
+    "tests/test_zoo.py covers it in specs/cifar/resnet20.yaml",
+}
+DEFAULTS = {
+    "conv": {"bias": True},
+    "dense": {"bias": True},
+    "batchnorm": {"eps": 1e-5, "momentum": 0.1, "scale": True},
+    "activation": "relu",
+    "avgpool": {"count_include_pad": True},
+}
+
+
+def test_every_op_kind_is_covered():
+    """Discovered from the registry: no op kind is skipped silently."""
+    assert set(BUILDERS) | set(NOT_PLACED) == set(ops.ALL), "give every op kind a case in BUILDERS or a reason in NOT_PLACED"
+    assert not set(BUILDERS) & set(NOT_PLACED)
+    assert all(ops.ALL[kind].Args is None for kind in NOT_PLACED)  # only what a spec cannot write
+
+
+def spec_text(kind: str, seed: int) -> str:
+    shape, layers = BUILDERS[kind](random.Random(f"{kind}-{seed}"))
+    spec = {"archc": 1, "name": f"{kind}_{seed}", "input": shape, "defaults": DEFAULTS, "layers": layers}
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def torch_as_keras(graph: Any, out: np.ndarray) -> np.ndarray:
+    """A PyTorch output in Keras' layout: NCHW -> NHWC, flat features in H,W,C order."""
+    shape, last = graph.output_shape, graph.nodes[-1]
+    if shape.spatial:
+        return out if shape.last else out.transpose(0, 2, 3, 1)
+    order = flattened_map(graph, last.id)
+    return out if order is None else out[:, keras_feature_order(order)]
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_op_conforms(kind):
+    for seed in range(CASES):
+        text = spec_text(kind, seed)
+        graph = lower(load_spec_text(text, f"{kind}_{seed}.yaml"))
+        (node,) = [n for n in graph.nodes if n.id == "op"]
+        assert node.op.kind == kind, text
+        tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
+        torch.manual_seed(seed)
+        t_model, k_model = tm.build_model().eval(), km.build_model()
+        what = f"{kind}, seed {seed}:\n{text}"
+
+        # counts: IR = PyTorch = Keras
+        params = dict(t_model.named_parameters())  # non-trainable: the state_dict's other tensors
+        t_counts = (sum(p.numel() for p in params.values()),
+                    sum(v.numel() for k, v in t_model.state_dict().items() if k not in params and not k.endswith("num_batches_tracked")))  # fmt: skip
+        k_counts = (sum(int(np.prod(w.shape)) for w in k_model.trainable_weights),
+                    sum(int(np.prod(w.shape)) for w in k_model.non_trainable_weights))  # fmt: skip
+        assert t_counts == k_counts == (graph.counts.trainable, graph.counts.non_trainable), what
+
+        # the initialisation facts, on PyTorch's freshly constructed module
+        _check_init_facts(node, graph, t_model, k_model, what)
+
+        # the exact round trip, then equal outputs with the transferred weights
+        verify.randomize(t_model, graph, seed=seed)  # leaves the model in train mode
+        t_model.eval()
+        torch_to_keras(t_model, k_model, graph)
+        copy = tm.build_model()
+        keras_to_torch(k_model, copy, graph)
+        for key, value in t_model.state_dict().items():
+            assert torch.equal(value, copy.state_dict()[key]), f"{key} after torch -> keras -> torch; {what}"
+
+        x = np.random.default_rng(seed).standard_normal((2, *graph.input_shape.as_tuple())).astype("float32")
+        with torch.no_grad():
+            want = t_model(torch.from_numpy(x)).numpy()
+        got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+        out = graph.output_shape.as_tuple()
+        keras_shape = (*out[1:], out[0]) if graph.output_shape.spatial else out
+        assert want.shape == (2, *(keras_shape if graph.output_shape.last else out)), what
+        assert got.shape == (2, *keras_shape), what
+        want = torch_as_keras(graph, want)
+        assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), what
+
+
+def _check_init_facts(node: Any, graph: Any, t_model: Any, k_model: Any, what: str) -> None:
+    op = node.op
+    if not op.TENSORS:
+        return
+    module = t_model.get_submodule(node.id)
+    # the init loop's branch (the convs' for a depthwise conv) tests the module's class
+    classes = ops.KINDS[init.section(op.kind)].torch_init_classes({not node.shape.spatial})
+    assert isinstance(module, tuple(getattr(torch.nn, c.removeprefix("nn.")) for c in classes)), what
+    in_ch = str(graph.input_shape.c if node.inputs[0] == "input" else next(n for n in graph.nodes if n.id == node.inputs[0]).shape.c)
+    a = {k: str(v) for k, v in op.values().items() if k != "init"}
+    # PyTorch's own fans (those of nn.init) are the op's
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(module.weight) if op.TENSORS["weight"].fans else (None, None)
+    if op.TENSORS["weight"].fans:
+        assert (_value(op.fan_in(a, in_ch)), _value(op.fan_out(a, in_ch))) == (fan_in, fan_out), what
+        group_fan_out = op.group_fan_out(a)
+        if group_fan_out is not None:
+            assert _value(group_fan_out) == fan_out // module.groups, what
+    layer = k_model.get_layer(keras_name(node.id))
+    for role, tensor in op.TENSORS.items():
+        present = getattr(module, role, None) is not None
+        assert present == (not tensor.switch or bool(getattr(op, tensor.switch))), f"{role}; {what}"
+        # the declared constant default is what PyTorch's constructor gives
+        fresh = type(module)(*_ctor_args(module))
+        if tensor.torch_default is not None and present:
+            value = tensor.torch_default.arg("value")
+            assert torch.all(getattr(fresh, role) == value), f"{role}; {what}"
+        # Keras' argument exists on the layer, and its own default is the declared one
+        assert hasattr(layer, tensor.keras_arg), f"{tensor.keras_arg}; {what}"
+        config = layer.get_config()
+        config.pop(tensor.keras_arg)
+        default = getattr(type(layer).from_config(config), tensor.keras_arg)
+        assert _keras_rule(default) == tensor.keras_default, f"{tensor.keras_arg}: {default}; {what}"
+    if op.TENSORS["weight"].fans:
+        # PyTorch's default weight is uniform(+-1/sqrt(fan_in)), the op's torch_default
+        bound = 1 / np.sqrt(fan_in)
+        fresh = type(module)(*_ctor_args(module))
+        assert fresh.weight.abs().max().item() <= bound + 1e-7, what
+        assert init.moments(init.TORCH_DEFAULT, "weight", op.kind, fan_in, fan_out)[1] == pytest.approx(bound / np.sqrt(3))
+
+
+def _value(source: str) -> int:
+    """A fan as the op gives it: Python source of integer arithmetic, e.g. `(4 // 2) * 9`."""
+    return int(eval(source, {"__builtins__": {}}))
+
+
+def _ctor_args(module: Any) -> tuple[Any, ...]:
+    """A module of the same class, constructed as the generated code constructs it."""
+    if isinstance(module, torch.nn.Linear):
+        return (module.in_features, module.out_features, module.bias is not None)
+    if isinstance(module, torch.nn.modules.conv._ConvNd):
+        return (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                *((module.output_padding,) if module.transposed else ()), *(() if module.transposed else (module.dilation,)),
+                module.groups, module.bias is not None)  # fmt: skip
+    return (module.num_features, module.eps, module.momentum)
+
+
+def _keras_rule(initializer: Any) -> init.Rule:
+    """A Keras initializer object as archc's Rule."""
+    name, config = type(initializer).__name__, initializer.get_config()
+    if name in ("Zeros", "Ones"):
+        return init.ZEROS if name == "Zeros" else init.ONES
+    if name == "Constant":
+        return init.Rule("constant", (("value", float(config["value"])),))
+    assert isinstance(initializer, keras.initializers.VarianceScaling), name
+    args = (("scale", float(initializer.scale)), ("mode", initializer.mode), ("distribution", initializer.distribution))
+    return init.Rule("variance_scaling", args)
