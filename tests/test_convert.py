@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc import api
 from archc.cli import main
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 SPEC = ROOT / "specs/cifar/resnet20.yaml"
 # Grouped conv, a flatten of a 4x4 map and a dense layer: every layout conversion, small.
