@@ -29,11 +29,15 @@ def missing(what: str) -> None:
 
 
 def need(module: str):
-    """The imported `module`, or `missing(module)`; use it instead of pytest.importorskip."""
+    """The imported `module`, or `missing(...)` when it or a module it imports is not installed;
+    use it instead of pytest.importorskip. Any other ImportError (a name that is not there, a
+    missing archc module) is a bug and fails everywhere."""
     try:
         return importlib.import_module(module)
-    except ImportError as e:
-        missing(f"{module} ({e})")
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] == "archc":
+            raise
+        missing(f"{module} (no module named {e.name!r})")
 
 
 def ruff_executable() -> str:

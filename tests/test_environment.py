@@ -37,6 +37,15 @@ def test_missing_module_fails_in_ci(monkeypatch):
         need(NO_SUCH)
 
 
+def test_a_broken_import_fails_even_locally(monkeypatch, tmp_path):
+    """Only a module that is not installed skips: an import that fails otherwise is a bug."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "archc_test_broken.py").write_text("from json import no_such_name\n")
+    with pytest.raises(ImportError, match="no_such_name"):
+        need("archc_test_broken")
+
+
 @pytest.mark.parametrize("ci, status, outcome", [("", 5, "1 skipped"), ("true", 2, "1 error")])
 def test_module_level_need_fails_the_run_in_ci(tmp_path, ci, status, outcome):
     """The whole run: a test module that needs a missing module at import is one skipped module
