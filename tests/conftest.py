@@ -1,5 +1,8 @@
+import functools
+import importlib
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +12,40 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_ci() -> bool:
+    """CI runners set CI=true (.ci/run sets it too)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(what: str) -> None:
+    """Something the test environments install (requirements-dev.txt; torchvision and timm:
+    requirements-tvenv.txt) is absent. Locally the test skips; in CI it fails: a broken
+    environment must not turn whole modules of skips into a green run."""
+    if in_ci():
+        pytest.fail(f"{what} is missing; CI installs it, so its tests must run (CI={os.environ['CI']})", pytrace=False)
+    pytest.skip(f"{what} is not installed", allow_module_level=True)
+
+
+def need(module: str):
+    """The imported `module`, or `missing(...)` when it or a module it imports is not installed;
+    use it instead of pytest.importorskip. Any other ImportError (a name that is not there, a
+    missing archc module) is a bug and fails everywhere."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] == "archc":
+            raise
+        missing(f"{module} (no module named {e.name!r})")
+
+
+def ruff_executable() -> str:
+    """The ruff executable next to this interpreter or on PATH, or `missing("ruff")`."""
+    found = shutil.which(str(Path(sys.executable).parent / "ruff")) or shutil.which("ruff")
+    if found is None:
+        missing("ruff")
+    return found
 
 # spec -> (trainable, non-trainable or None). Trainable figures are the published ones
 # (torchvision, the papers, the Keras example; see shared REFERENCE.md); the
@@ -184,6 +221,38 @@ DEEP = {"specs/cifar/resnet1202.yaml"}
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
 # the paper's Table 6 sizes, exact for option A shortcuts.
 CIFAR_RESNETS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+@functools.cache
+def graph_of(spec: str, *overrides: str):
+    """The IR of a spec in the repository (a path relative to it) under `--set` overrides,
+    lowered once per test process: the IR is immutable, and lowering the zoo is the suite's
+    most repeated work."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    return lower(load_spec(ROOT / spec, list(overrides)))
+
+
+def calibrate_batchnorm(model, input_shape) -> None:
+    """Running statistics measured on one random batch (train mode, momentum None: a plain
+    average), then eval mode. At the reference initialisation (mean 0, variance 1) eval-mode
+    BatchNorm normalises nothing and a deep ResNet's activations grow block by block (ResNet-1202
+    overflows to inf, then NaN); with measured statistics they stay O(1), so a comparison of two
+    runs of the model compares numbers. Other layers keep their initialisation."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.train()(torch.randn(2, *input_shape, generator=generator))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 def load_module(path: Path):

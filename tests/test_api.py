@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 import archc
 from archc.cli import main
@@ -23,7 +23,7 @@ def test_resnet50_macs_match_torchvision():
 
 def test_macs_match_hooks_on_the_torch_model():
     """Count conv and linear multiply-accumulates from the shapes PyTorch actually produces."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     shallow = [f"layers.layer{i}.repeat=2" for i in range(1, 5)]  # still a first block and a repeated one
     spec = archc.load_spec(ROOT / "specs/resnext50_32x4d.yaml", ["input[1]=64", "input[2]=64", *shallow])
     model = archc.build(spec, "torch").eval()
@@ -103,7 +103,7 @@ def test_import_archc_stays_light():
 
 def test_densenet_sweep():
     """The README's sweep, smaller: every variant's summary equals its built model's counts."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     published = archc.summary(DENSENET_BC)
     assert published.trainable == 769_162  # DenseNet-BC L=100 k=12 (Huang et al. 2017)
     for k in (12, 24):
@@ -113,7 +113,7 @@ def test_densenet_sweep():
             model = archc.build(spec, "torch")
             assert sum(p.numel() for p in model.parameters()) == s.trainable
             assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, *s.output_shape)
-    pytest.importorskip("keras")
+    need("keras")
     import numpy as np
 
     keras_model = archc.build(spec, "keras", num_classes=100)
@@ -139,7 +139,7 @@ def test_overrides_as_a_dict_or_a_list():
         archc.summary(spec, overrides="params.depth=56")
     with pytest.raises(ValueError, match="pass them to load_spec"):  # a loaded spec is not loaded again
         archc.summary(archc.load_spec(spec), overrides={"params.depth": 56})
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     model = archc.build(spec, "torch", overrides={"params.depth": 56}, num_classes=100)
     assert sum(p.numel() for p in model.parameters()) == 853_018 + 64 * 90 + 90  # a 100-way classifier
     assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 100)
@@ -150,7 +150,7 @@ def test_a_built_torch_model_pickles(tmp_path):
     restores the model in a process that never built it; deepcopy keeps the class."""
     import copy
 
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     model = archc.build(ROOT / "specs/cifar/resnet20.yaml", "torch").eval()
     x = torch.randn(2, 3, 32, 32)
     torch.save(model, tmp_path / "model.pt")

@@ -30,7 +30,7 @@ def test_build_to_file_and_stdout(tmp_path):
     target = tmp_path / "sub" / "model.py"
     result = run("build", "specs/cifar/resnet20.yaml", "--backend", "keras", "-o", str(target))
     assert result.returncode == 0, result.stderr
-    assert target.read_text().startswith('"""ResNet-20 for CIFAR-10')
+    assert target.read_text() == (ROOT / "generated/resnet20_keras.py").read_text()
     assert [p.name for p in target.parent.iterdir()] == ["model.py"]  # no temp files left
     stdout = run("build", "specs/cifar/resnet20.yaml", "--backend", "keras", "-o", "-")
     assert stdout.stdout == target.read_text()

@@ -1,13 +1,25 @@
 """Generated torch code is compiler-friendly: torch.export and torch.compile(fullgraph=True)
-trace it without graph breaks, channels_last works, and ONNX export runs in onnxruntime."""
+trace it without graph breaks, channels_last works, and ONNX export runs in onnxruntime.
+
+Outputs are compared where they are numbers: each model's BatchNorm statistics are measured
+on a batch first (conftest.calibrate_batchnorm; at the reference initialisation ResNet-1202's
+eval-mode output is NaN and ResNet-152's about 1e8), the reference output must be finite, and
+the difference is bounded relative to its magnitude, as `archc verify` bounds it."""
+
+import copy
 
 import pytest
-from conftest import ROOT, ZOO, expensive, load_module
+from conftest import (
+    ROOT,
+    ZOO,
+    calibrate_batchnorm,
+    expensive,
+    graph_of,
+    load_module,
+    need,
+)
 
-torch = pytest.importorskip("torch")
-
-from archc.lower import lower  # noqa: E402
-from archc.spec.loader import load_spec  # noqa: E402
+torch = need("torch")
 
 SPECS = sorted(ZOO)
 # Each family's representative; the other family members in `make test-slow`.
@@ -17,8 +29,7 @@ REPRESENTATIVE = ["specs/resnet18.yaml", "specs/cifar/densenet_bc100_k12.yaml", 
 
 
 def generated(spec):
-    name = lower(load_spec(ROOT / spec)).name
-    return load_module(ROOT / "generated" / f"{name}_torch.py")
+    return load_module(ROOT / "generated" / f"{graph_of(spec).name}_torch.py")
 
 
 def example(module, batch=2):
@@ -26,25 +37,54 @@ def example(module, batch=2):
     return torch.randn(batch, *module.INPUT_SHAPE)
 
 
+def calibrated(spec, batch=2):
+    """The spec's generated model in eval mode with measured BatchNorm statistics, and an input."""
+    module = generated(spec)
+    model = module.build_model()
+    calibrate_batchnorm(model, module.INPUT_SHAPE)
+    return model, example(module, batch)
+
+
+def assert_same_output(got, expected, tolerance=1e-4):
+    """max |got - expected| <= tolerance * max(1, max |expected|), for a finite reference."""
+    assert torch.isfinite(expected).all(), "the reference output is not finite: there is nothing to compare"
+    assert got.shape == expected.shape
+    error, magnitude = (got - expected).abs().max().item(), expected.abs().max().item()
+    assert error <= tolerance * max(1.0, magnitude), f"max |difference| {error:.3g} at output magnitude {magnitude:.3g}"
+
+
+def test_calibration_keeps_a_deep_resnet_in_range():
+    """ResNet-110 at the reference initialisation: its eval-mode output is ~1e9 (ResNet-1202's
+    overflows); with measured statistics it is O(1). A non-finite reference fails the comparison
+    rather than comparing NaN with NaN."""
+    module = generated("specs/cifar/resnet110.yaml")
+    torch.manual_seed(0)
+    model = module.build_model().eval()
+    x = example(module)
+    with torch.no_grad():
+        assert model(x).abs().max() > 1e6
+        calibrate_batchnorm(model, module.INPUT_SHAPE)
+        assert model(x).abs().max() < 100
+    nan = torch.full((2, 10), float("nan"))
+    with pytest.raises(AssertionError, match="not finite"):
+        assert_same_output(nan, nan)
+
+
 @pytest.mark.parametrize("spec", EXPORT)
 def test_torch_export(spec):
-    module = generated(spec)
-    model = module.build_model().eval()
-    x = example(module, 1)
+    model, x = calibrated(spec, batch=1)
     program = torch.export.export(model, (x,))
     with torch.no_grad():
-        torch.testing.assert_close(program.module()(x), model(x))
+        assert_same_output(program.module()(x), model(x), tolerance=1e-5)
 
 
 @pytest.mark.parametrize("spec", REPRESENTATIVE)
 def test_compile_fullgraph(spec):
     """fullgraph=True fails on any graph break; the eager backend runs TorchDynamo's
     tracing without minutes of C++ compilation (inductor: `make test-slow`)."""
-    module = generated(spec)
-    model = module.build_model().eval()
-    x = example(module)
+    model, x = calibrated(spec)
     with torch.no_grad():
-        torch.testing.assert_close(torch.compile(model, fullgraph=True, backend="eager")(x), model(x))
+        assert_same_output(torch.compile(model, fullgraph=True, backend="eager")(x), model(x), tolerance=1e-5)
 
 
 def test_compile_fullgraph_training_step():
@@ -65,35 +105,39 @@ def test_compile_fullgraph_training_step():
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_compile_inductor(spec):
-    module = generated(spec)
-    model = module.build_model().eval()
-    x = example(module)
+    """Inductor fuses and reorders float32 arithmetic, and a deep random network amplifies
+    rounding: ResNet-152's eager float32 output is 5e-4 of its magnitude from the float64 one
+    (101: 9e-5, 50: 2e-5), so no fixed bound on |inductor - eager| is both safe and tight. The
+    compiled output is as close to the float64 output as eager float32 is (within 4x), or within
+    1e-5 of its magnitude."""
+    model, x = calibrated(spec)
     with torch.no_grad():
-        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), rtol=1e-4, atol=1e-4)
+        compiled, eager = torch.compile(model, fullgraph=True)(x), model(x)
+        exact = copy.deepcopy(model).double()(x.double())
+    assert torch.isfinite(exact).all(), "the reference output is not finite: there is nothing to compare"
+    magnitude = exact.abs().max().item()
+    eager_error = (eager.double() - exact).abs().max().item()
+    error = (compiled.double() - exact).abs().max().item()
+    assert error <= 4 * eager_error + 1e-5 * max(1.0, magnitude), f"inductor {error:.3g}, eager {eager_error:.3g} from float64, magnitude {magnitude:.3g}"
 
 
 @pytest.mark.parametrize("spec", REPRESENTATIVE)
 def test_channels_last(spec):
-    module = generated(spec)
-    model = module.build_model().eval()
-    x = example(module)
+    model, x = calibrated(spec)
     with torch.no_grad():
         expected = model(x)
         model = model.to(memory_format=torch.channels_last)
         out = model(x.to(memory_format=torch.channels_last))
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert_same_output(out, expected)
 
 
 def test_onnx_export_runs_in_onnxruntime(tmp_path):
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
-    module = generated("specs/cifar/resnet20.yaml")  # option A shortcuts: strided slice + channel pad
-    model = module.build_model().eval()
-    x = example(module)
+    need("onnxscript")
+    ort = need("onnxruntime")
+    model, x = calibrated("specs/cifar/resnet20.yaml")  # option A shortcuts: strided slice + channel pad
     path = tmp_path / "resnet20.onnx"
     torch.onnx.export(model, (x,), dynamo=True).save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
-        expected = model(x).numpy()
-    assert abs(out - expected).max() <= 1e-4 * max(1.0, abs(expected).max())
+        assert_same_output(torch.from_numpy(out), model(x))

@@ -4,13 +4,12 @@ layer with `from:` (it passes on the tensor it names, at model level and in bloc
 the input channels of a conditional item simplified by its condition."""
 
 import ast
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import need, ruff_executable
 
 from archc import api
 from archc.backends import emit
@@ -88,8 +87,8 @@ def expected_counts():
 
 
 def test_counts_agree_in_ir_and_both_backends():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    torch = need("torch")
+    need("keras")
     import numpy as np
 
     graph = graph_of(SPLIT)
@@ -111,8 +110,8 @@ def test_counts_agree_in_ir_and_both_backends():
 
 
 def test_backends_agree():
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    need("torch")
+    need("keras")
     from archc import verify
 
     report = verify.verify(graph_of(SPLIT))
@@ -134,9 +133,7 @@ def test_block_code():
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    ruff = shutil.which("ruff") or shutil.which(str(Path(sys.executable).parent / "ruff")) or str(ROOT / ".venv/bin/ruff")
-    if not shutil.which(ruff):
-        pytest.skip("ruff is not installed")
+    ruff = ruff_executable()
     graph = graph_of(SPLIT)
     for backend in ("torch", "keras"):
         path = tmp_path / f"split_{backend}.py"

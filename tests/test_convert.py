@@ -12,15 +12,15 @@ import warnings
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc import api
 from archc.cli import main
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
-h5py = pytest.importorskip("h5py")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
+h5py = need("h5py")
 
 SPEC = ROOT / "specs/cifar/resnet20.yaml"
 # Grouped conv, a flatten of a 4x4 map and a dense layer: every layout conversion, small.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import textwrap
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need, ruff_executable
 from ir_exec import run_ir
 
 from archc.backends import emit
@@ -19,8 +19,8 @@ from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
+torch = need("torch")
+keras = need("keras")
 
 HEAD = """\
 archc: 1
@@ -525,10 +525,9 @@ def test_several_outputs_in_summary_verify_convert_and_the_diagram(tmp_path):
 
 
 def test_generated_code_with_several_outputs_passes_ruff(tmp_path):
-    import shutil
     import subprocess
 
-    ruff = shutil.which("ruff") or str(Path(__file__).parent.parent / ".venv/bin/ruff")
+    ruff = ruff_executable()
     graph = lower(load_spec_text(OUTPUTS, "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"

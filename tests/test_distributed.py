@@ -5,7 +5,7 @@ initialise deterministically from the seed."""
 import ast
 
 import pytest
-from conftest import ROOT, load_module
+from conftest import ROOT, load_module, need
 
 GENERATED = sorted((ROOT / "generated").glob("*_*.py"))
 RESNET20 = ROOT / "generated" / "resnet20_torch.py"
@@ -28,7 +28,7 @@ def test_no_module_level_state(path):
 
 
 def test_torch_init_is_deterministic():
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     module = load_module(RESNET20)
     states = []
     for _ in range(2):
@@ -55,7 +55,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
 
 def test_ddp_gradients_are_synchronised(tmp_path):
     """Each rank's gradient after one step equals the single-process gradient on the whole batch."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     import torch.multiprocessing as mp
 
     torch.manual_seed(1)
@@ -72,12 +72,12 @@ def test_ddp_gradients_are_synchronised(tmp_path):
 
 
 def _keras_resnet20():
-    pytest.importorskip("keras")
+    need("keras")
     return load_module(ROOT / "generated" / "resnet20_keras.py")
 
 
 def test_keras_builds_and_trains_under_tf_distribute():
-    tf = pytest.importorskip("tensorflow")
+    tf = need("tensorflow")
     import numpy as np
 
     module = _keras_resnet20()

@@ -4,7 +4,7 @@ build, and the tutorial's numbers are what archc prints."""
 import re
 
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc.cli import main
 from archc.lower import lower
@@ -76,10 +76,8 @@ def test_tutorial_output_is_what_archc_prints():
 def test_dataflow_examples_agree_in_both_backends():
     """docs/examples' dual-path block and MBConv with squeeze-and-excitation: IR, PyTorch and
     Keras counts are equal, and `verify` finds equal outputs with the weights transferred."""
-    import pytest
-
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    need("torch")
+    need("keras")
     import numpy as np
 
     from archc import api, verify

@@ -7,16 +7,10 @@ import shutil
 import pydot
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import graph_of
 
 from archc.cli import main
-from archc.lower import lower
 from archc.passes.diagram import diagram, shape_label, to_dot, to_mermaid
-from archc.spec.loader import load_spec
-
-
-def graph_of(spec, *overrides):
-    return lower(load_spec(ROOT / spec, overrides))
 
 
 def parse(text):

@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import need
 
 from archc import api
 from archc.backends import emit
@@ -17,9 +18,9 @@ from archc.interop import keras_to_torch, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 SPEC = """\
 archc: 1

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DEEP, ROOT, ZOO, load_module
+from conftest import DEEP, ROOT, ZOO, graph_of, load_module, need
 
 from archc import api
 from archc.errors import SpecError
@@ -22,8 +22,8 @@ from archc.lower import lower
 from archc.ops import init
 from archc.spec.loader import load_spec, load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
+torch = need("torch")
+keras = need("keras")
 
 
 def fans(graph, node) -> tuple[int, int, int]:
@@ -225,7 +225,7 @@ FAST = {
 @pytest.mark.parametrize("spec", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in sorted(ZOO)])
 def test_zoo_models_draw_their_rules(spec):
     """The checked-in generated modules: every tensor of a fresh model, in both backends."""
-    graph = lower(load_spec(ROOT / spec))
+    graph = graph_of(spec)
     name = graph.name
     torch.manual_seed(0)
     assert check_torch(graph, load_module(ROOT / "generated" / f"{name}_torch.py").build_model()) > 0
@@ -242,7 +242,7 @@ def test_zoo_models_draw_their_rules(spec):
 def test_every_zoo_spec_states_its_rules():
     """No zoo model leaves a weighted kind to the unstated default."""
     for spec in sorted(ZOO):
-        graph = lower(load_spec(ROOT / spec))
+        graph = graph_of(spec)
         kinds = {n.op.kind for n in weighted(graph)}
         loaded = load_spec(ROOT / spec).model.defaults
         for kind in kinds:

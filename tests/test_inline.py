@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc import api
 from archc.backends import emit
@@ -97,8 +97,8 @@ def test_inline_numbering_and_code():
 
 
 def test_inline_backends_agree():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    torch = need("torch")
+    need("keras")
     from archc.interop import torch_to_keras
 
     graph = lower(load_spec_text(SPEC, "inline.yaml"))

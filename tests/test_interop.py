@@ -4,16 +4,16 @@ loud failure when the models do not hold the spec's weights."""
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_module
+from conftest import ROOT, load_module, need
 
 from archc import api
 from archc.interop import TransferError, keras_to_torch, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec, load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 # Grouped conv, a flatten of a 4x4 map feeding dropout, a flat batch norm and a dense layer.
 LAYOUTS = """

@@ -15,12 +15,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import KERAS_TOTALS, ROOT, load_module
+from conftest import KERAS_TOTALS, ROOT, graph_of, load_module, need
 
 from archc.lower import lower
 from archc.spec.loader import load_spec
 
-keras = pytest.importorskip("keras")
+keras = need("keras")
 
 # ours -> keras.applications: conv2_block1_b1_conv -> conv2_block1_1_conv, shortcut conv/BN -> _0_conv/_0_bn.
 B_NAMES = [(r"_shortcut_0$", "_0_conv"), (r"_shortcut_1$", "_0_bn"), (r"_b(\d)_(\w+)$", r"_\1_\2")]
@@ -145,7 +145,7 @@ def assert_same_distribution(ours, theirs, what):
 )
 def test_init_matches_keras_applications(spec, constructor, renames):
     """A freshly built generated model draws every tensor as keras.applications' does."""
-    graph = lower(load_spec(ROOT / spec))
+    graph = graph_of(spec)
     ours = load_module(ROOT / "generated" / f"{graph.name}_keras.py").build_model()
     reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
     ref_layers, our_layers, pairs = paired(graph, ours, reference, renames)
@@ -156,7 +156,7 @@ def test_init_matches_keras_applications(spec, constructor, renames):
 
 @pytest.mark.parametrize("spec, constructor, renames", CASES)
 def test_matches_keras_applications(spec, constructor, renames):
-    graph = lower(load_spec(ROOT / spec))
+    graph = graph_of(spec)
     name = graph.name
     module = load_module(ROOT / "generated" / f"{name}_keras.py")
     ours = module.build_model()

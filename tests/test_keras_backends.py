@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, need
 
-pytest.importorskip("torch")
-pytest.importorskip("keras")
+need("torch")
+need("keras")
 
 # Small members of each family (the backends' eager dispatch, not arithmetic, sets the time).
 MODELS = [
@@ -33,7 +33,7 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_backend(backend):
-    pytest.importorskip(BACKENDS[backend])
+    need(BACKENDS[backend])
     import keras
 
     if keras.backend.backend() == backend:  # this interpreter has it already (the suite's default)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc import api
 from archc.backends import check, emit
@@ -31,8 +31,8 @@ from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
+torch = need("torch")
+keras = need("keras")
 verify = pytest.importorskip("archc.verify")
 interop = pytest.importorskip("archc.interop")
 

@@ -6,6 +6,7 @@ layer that does nothing, and a block kind whose instances all pad has no `if`.""
 import textwrap
 
 import pytest
+from conftest import need
 
 from archc import api
 from archc.backends import emit
@@ -75,7 +76,7 @@ def test_code_pads_only_where_the_padding_is_not_zero(graph):
 
 
 def test_no_layer_that_does_nothing(graph):
-    keras = pytest.importorskip("keras")
+    keras = need("keras")
     model = api.load_module(graph, "keras").build_model()
     pads = {layer.name: layer.padding for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)}
     # a: conv padding 1; b: pool padding 1; c: conv padding (0, 1); d, e: conv padding 2 and 1;
@@ -87,7 +88,7 @@ def test_no_layer_that_does_nothing(graph):
 
 
 def test_backends_agree(graph):
-    pytest.importorskip("torch")
-    verify = pytest.importorskip("archc.verify")
+    need("torch")
+    verify = need("archc.verify")
     report = verify.verify(graph)
     assert report.ok, verify.to_table(report)

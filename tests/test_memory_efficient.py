@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, load_module
+from conftest import ROOT, load_module, need
 
-torch = pytest.importorskip("torch")
+torch = need("torch")
 
 
 @pytest.mark.parametrize("name", ["densenet_bc100_k12", "densenet40_k12"])

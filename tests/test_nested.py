@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, need
 from test_variants import in_memory
 
 from archc.backends import emit
@@ -17,8 +17,8 @@ from archc.interop import torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("keras")
+torch = need("torch")
+need("keras")
 
 SPEC = textwrap.dedent("""\
     archc: 1

@@ -3,15 +3,13 @@ hardswish / hardsigmoid activations): at model level and inside block kinds, the
 counts and shapes are the generated PyTorch and Keras models', the two compute the same
 function after `archc.interop` weight transfer, and bad arguments are located mistakes."""
 
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import need, ruff_executable
 
 from archc import api
 from archc.backends import emit
@@ -20,9 +18,9 @@ from archc.interop import keras_to_torch, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 # Every new op at model level. The first item is a slice of the input: the relu after it must
 # not work in place (it would overwrite the caller's tensor), and the last is a slice too (the
@@ -201,9 +199,7 @@ def test_block_code():
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    ruff = shutil.which("ruff") or shutil.which(str(Path(sys.executable).parent / "ruff")) or str(ROOT / ".venv/bin/ruff")
-    if not shutil.which(ruff):
-        pytest.skip("ruff is not installed")
+    ruff = ruff_executable()
     for name, text in SPECS.items():
         graph = graph_of(text)
         for backend in ("torch", "keras"):

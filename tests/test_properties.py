@@ -17,9 +17,9 @@ import tempfile
 import types
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import need
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -177,8 +177,8 @@ def module_from(text: str, name: str) -> types.ModuleType:
 @settings(max_examples=25, **SETTINGS)
 @given(valid_specs())
 def test_random_specs_agree_with_the_ir_in_both_backends(spec):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    torch = need("torch")
+    need("keras")
     import numpy as np
 
     graph = lower(load_spec_text(dump(spec), "prop.yaml"))
@@ -214,8 +214,8 @@ def test_random_dataflow_blocks_agree_with_the_ir_in_both_backends(spec):
 @given(valid_specs(kinds=("flow",)))
 def test_random_dataflow_blocks_verify(tmp_path_factory, spec):
     """Both backends compute the same function (weights transferred through the IR)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    need("torch")
+    need("keras")
     from archc import verify
 
     path = tmp_path_factory.mktemp("flow") / "flow.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -204,7 +204,7 @@ def test_and_or_in_a_block_give_the_same_shape_in_ir_and_module():
     )
     graph = to_ir(load_spec_text(text))
     assert graph.output_shape.as_tuple() == (8, 6, 6)  # stride 3, as Python computes it
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     model = load_module(graph, "torch").build_model()
     assert tuple(model(torch.zeros(1, 3, 16, 16)).shape[1:]) == (8, 6, 6)
 
@@ -213,7 +213,7 @@ def test_a_block_without_parameters_builds_in_every_backend():
     graph = to_ir(load_spec_text(HEAD.format(name="nop") + "blocks: {b: {layers: [{r: relu}]}}\nlayers: [{top: {block: b}}]\n"))
     for backend in ("torch", "keras"):
         ast.parse(emit(graph, backend))
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     assert tuple(load_module(graph, "torch").build_model()(torch.zeros(1, 3, 16, 16)).shape) == (1, 3, 16, 16)
 
 

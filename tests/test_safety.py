@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from conftest import load_module
+from conftest import load_module, need
 
 from archc.backends import emit
 from archc.backends.common import HEADER_MARK
@@ -77,7 +77,7 @@ def test_expression_names_are_checked_in_every_branch():
 
 
 def test_reserved_names_cover_torch_module_attributes():
-    nn = pytest.importorskip("torch.nn")
+    nn = need("torch.nn")
     public = {n for cls in (nn.Module, nn.Sequential, nn.ModuleDict) for n in dir(cls) if not n.startswith("_")}
     assert public <= RESERVED_NAMES, sorted(public - RESERVED_NAMES)
 
@@ -102,7 +102,7 @@ layers:
 
 def test_hoisted_channel_names_avoid_parameters():
     """`planes * conv1_channels` is used three times and would be hoisted as `conv1_channels`."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     graph = lower(load_spec_text(HOIST, "hoist.yaml"))
     assert graph.output_shape.as_tuple() == (4, 8, 8)
     text = emit(graph, "torch")

@@ -5,7 +5,7 @@ generated code passes the index as a loop variable, not one call per instance.""
 
 import textwrap
 
-import pytest
+from conftest import need
 
 from archc import api
 from archc.backends import emit
@@ -57,7 +57,7 @@ def test_instances_read_their_index():
 def test_generated_torch_loops_over_the_index():
     code = emit(graph(), "torch")
     assert "Unit(8, filters=8, block_id=2 + i, total=6) for i in range(3)" in code
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     model = api.load_module(graph(), "torch").build_model()
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.5 * k / 6 for k in range(6)]
     assert "features.2.3.conv.weight" in model.state_dict()
@@ -65,8 +65,8 @@ def test_generated_torch_loops_over_the_index():
 
 
 def test_backends_agree():
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
+    need("torch")
+    need("keras")
     from archc import verify
 
     report = verify.verify(graph())
@@ -97,6 +97,6 @@ layers:
     torch_src, keras_src = api.compile(graph, "torch"), api.compile(graph, "keras")
     assert "Unit(4, p=0.05)" in torch_src and "for i in range(1, 5)" in torch_src
     assert "p=0.3 * (2 + i) / 4.0 / 2" in torch_src and "p=0.3 * (2 + i) / 4.0 / 2" in keras_src
-    pytest.importorskip("torch")
+    need("torch")
     model = api.load_module(graph, "torch").build_model()
     assert [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"] == want

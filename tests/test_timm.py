@@ -4,11 +4,11 @@ Needs timm, which lives with torchvision in the parity environment (`make test-t
 skips without it."""
 
 import pytest
-from conftest import ROOT, load_module
+from conftest import ROOT, load_module, need
 from test_torchvision import assert_same_init, assert_same_model
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
+torch = need("torch")
+timm = need("timm")
 
 MODELS = ["seresnet50"]
 

@@ -4,10 +4,10 @@ outputs agree. Needs torchvision, which the dev environment leaves out; run with
 `make test-torchvision` (see the README)."""
 
 import pytest
-from conftest import ROOT, load_module
+from conftest import ROOT, load_module, need
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+torch = need("torch")
+torchvision = need("torchvision")
 
 MODELS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
@@ -80,10 +80,12 @@ def test_matches_torchvision(name):
 def test_convnext_siblings_load_torchvision(name):
     """convnext_small and convnext_base differ from convnext_tiny (compared in full above)
     only in depths, widths and stochastic depth rates: their state_dicts are torchvision's
-    and load strictly (no forward pass, which takes half a minute each on two cores), and
-    every block's rate is torchvision's."""
-    reference = getattr(torchvision.models, name)(weights=None)
-    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model()
+    and load strictly (no forward pass, which takes half a minute each on two cores: both are
+    built on the meta device, names and shapes without storage), and every block's rate is
+    torchvision's."""
+    with torch.device("meta"):
+        reference = getattr(torchvision.models, name)(weights=None)
+        ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model()
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
     ours.load_state_dict(reference.state_dict(), strict=True)
 
@@ -303,8 +305,9 @@ def test_regnet_bottleneck_multiplier_matches_torchvision(multiplier):
 def test_stochastic_depth_rates_match_torchvision(name):
     """Each residual block's stochastic depth rate is torchvision's (it only acts in training):
     stochastic_depth_prob times the block's index among all blocks, over their number."""
-    reference = getattr(torchvision.models, name)(weights=None)
-    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model()
+    with torch.device("meta"):  # the modules' attributes, no storage
+        reference = getattr(torchvision.models, name)(weights=None)
+        ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model()
     expected = [b.stochastic_depth.p for b in reference.features.modules() if getattr(b, "use_res_connect", False)]
     got = [m.p for m in ours.modules() if type(m).__name__ == "StochasticDepth"]
     assert got == expected and len(got) > 30
@@ -326,7 +329,8 @@ def test_efficientnet_family_counts_match_torchvision(name):
     from archc.spec.loader import load_spec
 
     graph = lower(load_spec(ROOT / "specs" / "efficientnet.yaml", EFFICIENTNET_SETS[name]))
-    reference = getattr(torchvision.models, name)(weights=None)
+    with torch.device("meta"):  # counted, never run
+        reference = getattr(torchvision.models, name)(weights=None)
     trainable = sum(p.numel() for p in reference.parameters())
     stats = sum(b.numel() for n, b in reference.named_buffers() if not n.endswith("num_batches_tracked"))
     assert (graph.counts.trainable, graph.counts.non_trainable) == (trainable, stats)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from conftest import CIFAR_RESNETS, ROOT, ZOO
+from conftest import CIFAR_RESNETS, ROOT, ZOO, need
 
 from archc.api import load_module
 from archc.backends import emit
@@ -24,11 +24,11 @@ in_memory = load_module  # the generated module, executed without writing a file
 def test_one_spec_gives_every_cifar_resnet(depth):
     graph = lower(load_spec(ROOT / "specs/cifar/resnet.yaml", [f"params.depth={depth}"]))
     assert graph.counts.trainable == CIFAR_RESNETS[depth]
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     model = in_memory(graph, "torch").build_model()
     assert sum(p.numel() for p in model.parameters()) == CIFAR_RESNETS[depth]
     assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 10)
-    pytest.importorskip("keras")
+    need("keras")
     keras_model = in_memory(graph, "keras").build_model()
     assert sum(int(w.shape.num_elements()) for w in keras_model.trainable_weights) == CIFAR_RESNETS[depth]
 

@@ -6,12 +6,12 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from conftest import DEEP, ROOT, ZOO, expensive
+from conftest import DEEP, ROOT, ZOO, expensive, graph_of, need
 
 from archc import api
 from archc.cli import main
 
-verify = pytest.importorskip("archc.verify")
+verify = need("archc.verify")
 
 
 def blocks_of(report):
@@ -21,7 +21,7 @@ def blocks_of(report):
 @pytest.mark.parametrize("spec", expensive(set(ZOO) - DEEP))
 def test_zoo_verifies(spec):
     """Each family's representative; every other zoo spec in `make test-slow`."""
-    report = verify.verify(ROOT / spec, batch=1 if "cifar" not in spec else 2)
+    report = verify.verify(graph_of(spec), batch=1 if "cifar" not in spec else 2)
     out = report.output
     assert out.max_abs <= 1e-4 * max(1.0, out.magnitude), verify.to_table(report)
     assert report.ok and not any(r.problem for r in report.rows)
@@ -31,7 +31,7 @@ def test_zoo_verifies(spec):
 @pytest.mark.parametrize("spec", sorted(DEEP))
 def test_deep_zoo_verifies(spec):
     """ResNet-1202: 6,000 Keras layers take minutes to build, so it runs with `make test-slow`."""
-    report = verify.verify(ROOT / spec, batch=1)
+    report = verify.verify(graph_of(spec), batch=1)
     assert report.ok, verify.to_table(report)
 
 
