@@ -33,8 +33,8 @@ from archc.spec.loader import load_spec_text
 
 torch = need("torch")
 keras = need("keras")
-verify = pytest.importorskip("archc.verify")
-interop = pytest.importorskip("archc.interop")
+verify = need("archc.verify")
+interop = need("archc.interop")
 
 DILATED = """\
 archc: 1

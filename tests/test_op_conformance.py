@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import need
 
 from archc import api, ops
 from archc.interop import (
@@ -32,9 +33,9 @@ from archc.lower import lower
 from archc.ops import init
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 CASES = 5  # seeded random argument sets per op kind
 Layers = list[dict[str, Any]]
@@ -195,6 +196,10 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "permute": _permute,
     "rescaling": _plain(lambda r: {"rescaling": {"scale": round(r.uniform(0.1, 2), 3), "offset": round(r.uniform(-1, 1), 3)}}),
     "reshape": lambda r: (_map(r), [{"pool": "global_avgpool"}, {"op": "reshape"}]),
+    "resize": lambda r: (
+        [r.randint(1, 3), r.randint(4, 9), r.randint(4, 9)],
+        [{"small": {"avgpool": {"kernel": 2}}}, {"op": {"resize": {"like": "input", "mode": r.choice(["nearest", "bilinear"])}}}],
+    ),
     "shuffle": lambda r: ([6, 4, 4], [{"op": {"shuffle": {"groups": r.choice([2, 3])}}}]),
     "slice": _slice,
     "softmax": _softmax,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, need
 
 from archc import api
 from archc.backends import emit
@@ -24,9 +24,9 @@ from archc.errors import SpecError
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-verify = pytest.importorskip("archc.verify")
+torch = need("torch")
+keras = need("keras")
+verify = need("archc.verify")
 
 
 def graph_of(text, name="spec.yaml"):
