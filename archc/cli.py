@@ -23,7 +23,6 @@ import click
 
 from archc import __version__
 from archc.errors import SpecError, SpecWarning
-from archc.output import write_atomic
 
 # One command per line, printed as written (`\b`: click does not rewrap the block), so a line
 # pasted into a shell runs what it says.
@@ -92,16 +91,26 @@ def _echo(message: str = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
 
 
 def _out(message: str | bytes = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
-    """click.echo, with a full disk or a closed stdout (or stderr) as a located user error."""
-    stream = sys.stderr if kwargs.get("err") else sys.stdout
-    name = "standard error" if kwargs.get("err") else "standard output"
-    if stream is None:
-        raise SpecError(f"cannot write to {name}: it is closed")
+    """click.echo: everything archc prints goes through here (and click's own --help and
+    --version through _Parsing), so a stream that cannot be written is always the same error."""
+    err = bool(kwargs.get("err"))
+    if (sys.stderr if err else sys.stdout) is None:
+        raise _cannot_write(err)
     try:
         click.echo(message, **kwargs)
     except OSError as e:
-        _silence(stream)
-        raise SpecError(f"cannot write to {name}: {e.strerror or e}") from None
+        raise _cannot_write(err, e) from None
+
+
+def _cannot_write(err: bool, error: OSError | None = None) -> SpecError:
+    """stdout (or stderr) closed, or failing (a full disk, a pipe whose reader has gone): a user
+    error, exit 2 with one line, never a traceback. A stream that failed is pointed at
+    /dev/null, so that Python's flush at exit does not fail again."""
+    stream, name = (sys.stderr, "standard error") if err else (sys.stdout, "standard output")
+    if error is None:
+        return SpecError(f"cannot write to {name}: it is closed")
+    _silence(stream)
+    return SpecError(f"cannot write to {name}: {error.strerror or error}")
 
 
 def _silence(stream) -> None:  # type: ignore[no-untyped-def]
@@ -193,7 +202,31 @@ def _complete_backends(ctx: click.Context, param: click.Parameter, incomplete: s
     return [b for b in ("torch", "keras", "torch,keras") if b.startswith(incomplete)]
 
 
+class _Parsing:
+    """click prints --help and --version while it parses the command line (make_context),
+    where no command's _run is there to catch a failed write."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)  # type: ignore[misc]
+        except OSError as e:  # parsing writes nothing else
+            _fail(str(_cannot_write(False, e)))
+        except click.exceptions.Exit:  # it printed --help or --version, and stops
+            if sys.stdout is None:  # click prints nothing to a closed stdout, and says nothing
+                _fail(str(_cannot_write(False)))
+            raise
+
+
+class _Command(_Parsing, click.Command):
+    pass
+
+
+class _Group(_Parsing, click.Group):
+    command_class = _Command
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Colour follows NO_COLOR. Shell completion:\n\n\b\n  " + EXAMPLES["completion"][0],
 )
@@ -250,6 +283,8 @@ def build(
         if output == "-":
             _out(text, nl=False)
             return
+        from archc.output import write_atomic
+
         target = Path(output) if output else Path("generated") / f"{graph.name}_{backend}.py"
         write_atomic(target, text, force)
         counts = graph.counts
@@ -521,6 +556,8 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
         else:
             data = to_mermaid(d) if form == "mermaid" else to_dot(d)
         if output != "-":
+            from archc.output import write_atomic
+
             write_atomic(Path(output), data, guard=False)  # a diagram, not a module: no header to check
         elif isinstance(data, bytes):
             if sys.stdout is not None and sys.stdout.isatty():
@@ -546,6 +583,8 @@ def schema(output: str) -> None:
         if output == "-":
             _out(schema_text(), nl=False)
         else:
+            from archc.output import write_atomic
+
             write_atomic(Path(output), schema_text(), guard=False)  # JSON has no header to check
 
     _run(action)
@@ -689,7 +728,7 @@ def blocks(library: str | None, as_json: bool) -> None:
         if as_json:
             _json("blocks", listing.to_dict(libraries))
         else:
-            click.echo(listing.to_text(libraries))
+            _out(listing.to_text(libraries))
 
     _run(action)
 

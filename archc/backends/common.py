@@ -30,8 +30,20 @@ from archc.ops import ALL, KINDS
 from archc.spec import expr
 from archc.spec.types import LAYER_NAMES
 
-_MERGES = frozenset(kind for kind, op in KINDS.items() if op.MERGE)
-_EXPRESSIONS = frozenset(kind for kind, op in KINDS.items() if op.EXPRESSION)
+
+class _KindsWith:
+    """The layer kinds whose class sets a flag (`kind in _MERGES`), asking only the kinds
+    asked about: the op modules are imported as a spec uses them (archc.ops)."""
+
+    def __init__(self, flag: str):
+        self.flag = flag
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in KINDS and bool(getattr(KINDS[kind], self.flag))  # type: ignore[index]
+
+
+_MERGES = _KindsWith("MERGE")
+_EXPRESSIONS = _KindsWith("EXPRESSION")
 
 
 def class_name(name: str) -> str:
@@ -50,8 +62,14 @@ class ModuleName(NamedTuple):
 
 
 def helper_names(backend: str) -> tuple[str, ...]:
-    """Every helper class an op may add to a generated module (an op's HELPERS)."""
-    return tuple(sorted({op.HELPERS[backend] for op in ALL.values() if backend in op.HELPERS}))
+    """Every class or function a template may add to a generated module of `backend`: each
+    template but module.py.j2 is named after the one it defines, such as an op's helper class
+    (HELPERS = {"torch": "PadShortcut"}: templates/torch/PadShortcut.py.j2). Read from the
+    templates, not from every op class, which would import every op module."""
+    from archc.backends import template_dir
+
+    names = (path.name.removesuffix(".py.j2") for path in (template_dir() / backend).glob("*.py.j2"))
+    return tuple(sorted(name for name in names if name != "module"))
 
 
 def op_helpers(graph: Graph, backend: str) -> set[str]:

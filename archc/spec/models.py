@@ -211,7 +211,7 @@ ITEMS: Mapping[str, type[Flow]] = _Items(
     {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
-_SHORTHANDS: dict[str, dict[str, Any]] = dict(ops.SHORTHANDS)
+_SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it
 POSITIONAL = "#"  # the key of an entry written without a name; lowering numbers it
 
 

@@ -27,9 +27,6 @@ MAX_NODES = 50_000  # values in a document, aliases expanded (a "billion laughs"
 MAX_DEPTH = 64  # nesting of mappings and lists; real specs need about 10
 MAX_NUMBER_CHARS = 40  # a number literal; archc's numbers stay below 2**53 (16 digits) anyway
 
-# YAML 1.1 (PyYAML) reads 1e-5 as a string; YAML 1.2 and every user read it as a float.
-_FLOAT_EXP = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
 Path_ = tuple[Any, ...]
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 _NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
@@ -118,14 +115,27 @@ else:  # pragma: no cover
             super().fetch_flow_collection_start(token_class)
 
 
-class _Loader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+class _Resolver(yaml.resolver.Resolver):
+    """PyYAML's resolver (YAML 1.1), which reads `1e-5`, `1E5` and `1.0e5` as strings: its
+    floats need a dot and a signed exponent. YAML 1.2 and every reader of a spec take them for
+    numbers, so a plain (unquoted, untagged) scalar of YAML 1.2's float form with an exponent is
+    a float here too; `"1e-5"` and `!!str 1e-5` stay strings. (add_implicit_resolver gives
+    this subclass its own table: PyYAML's loaders are unchanged.)"""
+
+
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"), list("-+.0123456789")
+)
+
+
+class _Loader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, _Resolver):
     """libyaml's events, PyYAML's composer (in Python, so it can count), safe constructors."""
 
     def __init__(self, text: str, file: str):
         _Parser.__init__(self, text)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
+        _Resolver.__init__(self)
         self.file = file
         self.nodes = 0
         self.depth = 0
@@ -271,8 +281,6 @@ class _Converter:
                 self.where(node),
             )
         value = self.loader.construct_object(node, deep=True)
-        if isinstance(value, str) and node.style is None and _FLOAT_EXP.match(value):
-            return float(value)
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise SpecError(
                 f"unsupported YAML value of type {type(value).__name__}; use numbers, strings, lists, mappings",
