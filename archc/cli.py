@@ -130,6 +130,8 @@ def _write(text: str, output: str = "-") -> None:
     if output == "-":
         _out(text)
     else:
+        from archc.output import write_atomic  # imports the IR: here only
+
         write_atomic(Path(output), text + "\n", guard=False)  # a report, not a module: no header to check
 
 
