@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from corpus_runner import AS_BYTES, CPU_S
-from test_hostile import CORPUS, HOSTILE, expectation
+from test_hostile import CORPUS, HOSTILE, backend_of, expectation
 
 ROOT = Path(__file__).resolve().parent.parent
 WRN = str(ROOT / "specs" / "cifar" / "wrn28_10.yaml")
@@ -73,8 +73,8 @@ def command_cases(tmp: Path) -> list[tuple[list[str], int, str]]:
 def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bounds")
     cases = [
-        {"argv": ["build", name, "-b", "torch", "-o", str(tmp / "out" / name / "model.py")], "cwd": str(HOSTILE)}
-        for name in CORPUS
+        {"argv": ["build", name, "-b", backend_of(HOSTILE / name), "-o", str(tmp / "out" / name / "model.py")], "cwd": str(HOSTILE)}
+        for name in CORPUS  # each with the backend whose limit it meets (`# backend:`)
     ]
     commands = command_cases(tmp)
     cases += [{"argv": argv, "cwd": str(tmp)} for argv, _, _ in commands]

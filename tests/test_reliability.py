@@ -23,7 +23,8 @@ from archc.errors import SpecError
 from archc.spec.loader import load_spec_text
 
 HEAD = "archc: 1\nname: {name}\ninput: [3, 16, 16]\ndefaults: {{conv: {{bias: false}}}}\n"
-MAXPOOL_PADDED = HEAD.format(name="mp") + "layers:\n  - c: {conv: {filters: 4, kernel: 3}}\n  - p: {maxpool: {kernel: 3, padding: 1}}\n"
+# a grouped transposed convolution: Keras has none (a Keras-only limit)
+KERAS_REFUSES = HEAD.format(name="mp") + "layers:\n  - c: {conv: {filters: 4, kernel: 3}}\n  - p: {conv_transpose: {filters: 4, kernel: 2, stride: 2, groups: 2}}\n"
 PLAIN = HEAD.format(name="plain") + "layers:\n  - c: {conv: {filters: 4, kernel: 3}}\n  - r: relu\n"
 
 
@@ -89,7 +90,7 @@ def test_a_long_output_name_is_fine(tmp_path):
 
 def test_a_spec_one_backend_rejects_writes_nothing(tmp_path):
     spec = tmp_path / "mp.yaml"
-    spec.write_text(MAXPOOL_PADDED)
+    spec.write_text(KERAS_REFUSES)
     result = cli("build", str(spec), "-b", "torch,keras", "-o", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "keras backend" in result.output and "built 0 modules from 0 of 1 specs" in result.output
@@ -99,7 +100,7 @@ def test_a_spec_one_backend_rejects_writes_nothing(tmp_path):
 
 def test_directory_build_writes_each_spec_whole_or_not_at_all(tmp_path):
     (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "a_mp.yaml").write_text(MAXPOOL_PADDED)
+    (tmp_path / "specs" / "a_mp.yaml").write_text(KERAS_REFUSES)
     (tmp_path / "specs" / "b_plain.yaml").write_text(PLAIN)
     (tmp_path / "specs" / "c_clash.yaml").write_text(PLAIN)
     out = tmp_path / "out"
@@ -114,7 +115,7 @@ def test_check_ok_means_every_backend_builds(tmp_path):
     """`check` runs every backend's emitter: its verdict is every build's verdict."""
     from archc.backends import BACKENDS
 
-    for text in (PLAIN, MAXPOOL_PADDED, MAXPOOL_PADDED.replace("kernel: 3}}\n  - p", "kernel: 3}}\n  - r: relu\n  - p")):
+    for text in (PLAIN, KERAS_REFUSES, KERAS_REFUSES.replace("kernel: 3}}\n  - p", "kernel: 3}}\n  - r: relu\n  - p")):
         spec = tmp_path / "s.yaml"
         spec.write_text(text)
         checked = cli("check", str(spec)).exit_code
