@@ -260,15 +260,15 @@ class KerasEmitter:
             body = []
             if layer.kind in common._EXPRESSIONS:
                 args = ops.KINDS[layer.kind].with_reads(args, step.srcs)
-                body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, block.where)}"]
+                body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, layer.where or block.where)}"]
             inits = ()
             if ops.ALL[layer.kind].TENSORS:
                 inits = self.initializers(
-                    layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), block.where,  # type: ignore[attr-defined]
+                    layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), layer.where or block.where,  # type: ignore[attr-defined]
                     f"{block.name}_{prefix}{layer.name}",
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
-            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, block.where) if not body else []):
+            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []):
                 if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way

@@ -130,7 +130,7 @@ class InitEmission:
                     f"block {block.name!r}, layer {where}: an init of its own is supported on the named layers of a "
                     "block kind and on entries of its lists before any conditional or repeated entry; give the "
                     "layer a name or set the rule in `defaults:`",
-                    self.graph.locate(f"block.{block.name}") or block.where,
+                    layer.where or self.graph.locate(f"block.{block.name}") or block.where,
                 )
             if layer.condition is not None:
                 lines += [(0, f"if {path} is not None:"), *((1, line) for line in body)]

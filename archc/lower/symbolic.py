@@ -265,8 +265,13 @@ class SymTensor:
 
 def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
     if name not in points or "." in name and not name.endswith(".input"):
-        known = ", ".join(n for n in points if "." not in n)
-        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its block; known here: {known}", where)
+        import difflib  # error messages only
+
+        names = [n for n in points if "." not in n and not n.startswith("<")]
+        hint = difflib.get_close_matches(name, names, n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        known = ", ".join(names)
+        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its block; {guess}known here: {known}", where)
     return name
 
 

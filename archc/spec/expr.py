@@ -285,8 +285,12 @@ def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
     """
     unknown = sorted(free_names(tree) - set(scope))
     if unknown:
+        import difflib  # error messages only
+
         known = ", ".join(sorted(scope)) or "none"
-        raise ExprError(f"unknown name {unknown[0]!r} (known here: {known})")
+        hint = difflib.get_close_matches(unknown[0], list(scope), n=1)
+        guess = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ExprError(f"unknown name {unknown[0]!r}{guess} (known here: {known})")
     return bounded(_eval(tree, scope))
 
 

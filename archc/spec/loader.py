@@ -178,6 +178,8 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
 
         hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
         message = f"unknown key {_short(repr(key))}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
+    elif e["type"] == "unknown_layer":
+        message = _unknown_layer(e.get("input"), message)
     elif e["type"] == "missing":
         message = f"missing required key {e['loc'][-1]!r}"
     elif e["type"] in _SHOW_INPUT:
@@ -197,6 +199,20 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
 
 
 RESERVED = "is used by the generated code"
+
+
+def _unknown_layer(given: Any, message: str) -> str:
+    """`unknown layer kind 'batchnrm'; did you mean 'batchnorm'?`, before the list of kinds."""
+    from archc.spec import models
+
+    words = [given] if isinstance(given, str) else [k for k in given if k not in ("from", "if")] if isinstance(given, dict) else []
+    if not words or not isinstance(words[0], str):
+        return message
+    import difflib  # error messages only: not imported by a successful check
+
+    hint = difflib.get_close_matches(words[0], [*models._ITEM_KEYS, *models._SHORTHANDS], n=1)
+    guess = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"unknown layer kind {_short(repr(words[0]))}{guess} ({message})"
 
 
 _SHOW_INPUT = (

@@ -467,6 +467,17 @@ def _format_version(value: Any) -> Any:
 FormatVersion = Annotated[Literal[1], BeforeValidator(_format_version)]
 
 
+def _input_rank(value: Any) -> Any:
+    """(C, H, W) is what archc compiles; a (C, L) or (C, D, H, W) input gets that said, not a
+    missing third item."""
+    if isinstance(value, (list, tuple)) and len(value) != 3:
+        raise ValueError(
+            f"input {list(value)} has {len(value)} dimensions; archc compiles images, (channels, height, width): "
+            "1-D (channels, length) and 3-D (channels, depth, height, width) inputs are not supported yet"
+        )
+    return value
+
+
 class ModelSpec(Strict):
     archc: FormatVersion = Field(description="Spec format version.")
     extends: str | None = Field(
@@ -476,7 +487,9 @@ class ModelSpec(Strict):
     )
     name: Name = Field(description="Model name; also the generated class name's source.")
     doc: Doc = Field("", description="What the model is, with its reference.")
-    input: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(description="Input shape as (channels, height, width).")
+    input: Annotated[tuple[PositiveInt, PositiveInt, PositiveInt], BeforeValidator(_input_rank)] = Field(
+        description="Input shape as (channels, height, width)."
+    )
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
