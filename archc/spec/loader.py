@@ -176,7 +176,7 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
         key = path[-1] if path else ""
         import difflib  # error messages only: not imported by a successful check
 
-        hint = difflib.get_close_matches(str(key), _known_keys(), n=1)
+        hint = difflib.get_close_matches(str(key), _known_keys(_siblings(data, path)), n=1)
         message = f"unknown key {_short(repr(key))}" + (f"; did you mean {hint[0]!r}?" if hint else "; see docs/spec.md")
     elif e["type"] == "unknown_layer":
         message = _unknown_layer(e.get("input"), message)
@@ -258,13 +258,29 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return walk(0, data)
 
 
-def _known_keys() -> list[str]:
-    """Every key the language knows, for "did you mean" hints."""
+def _siblings(data: Any, path: tuple[Any, ...]) -> set[str]:
+    """The other keys of the mapping that holds the last key of `path`."""
+    node = data
+    for part in path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return set()
+    return {str(k) for k in node if k != path[-1]} if isinstance(node, dict) else set()
+
+
+def _known_keys(siblings: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """The keys valid where an unknown key is written, for "did you mean" hints: those of the
+    model (spec, block kind, layer arguments, ...) whose keys the mapping's other keys fit best;
+    every key the language knows when nothing tells."""
     from archc import ops
     from archc.spec import models
 
-    keys: set[str] = set()
+    fields: list[set[str]] = []
     for obj in [*vars(models).values(), *(op.args_model() for op in ops.KINDS.values())]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
-            keys.update(f.alias or n for n, f in obj.model_fields.items())
-    return sorted(keys)
+            fields.append({f.alias or n for n, f in obj.model_fields.items()})
+    best = max((len(siblings & keys) for keys in fields), default=0)
+    if siblings and best:
+        return sorted({k for keys in fields if len(siblings & keys) == best for k in keys})
+    return sorted({k for keys in fields for k in keys})
