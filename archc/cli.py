@@ -22,60 +22,8 @@ from pathlib import Path
 import click
 
 from archc import __version__
+from archc.cli_examples import EXAMPLES, examples
 from archc.errors import SpecError, SpecWarning
-
-# One command per line, printed as written (`\b`: click does not rewrap the block), so a line
-# pasted into a shell runs what it says.
-EXAMPLES = {
-    "build": (
-        "archc build specs/resnet50.yaml --backend torch",
-        "archc build specs/densenet121.yaml --backend keras -o model.py",
-        "archc build specs/ --backend torch,keras      # every spec under specs/, into generated/",
-    ),
-    "check": (
-        "archc check specs/densenet121.yaml                    # both backends' limits",
-        "archc check specs/densenet121.yaml --backend torch    # PyTorch's only",
-        "archc check specs/cifar/resnet.yaml --set params.depth=110 --json",
-        "archc check specs/      # every spec under specs/",
-    ),
-    "summary": (
-        "archc summary specs/resnet50.yaml",
-        "archc summary specs/densenet121.yaml --level layers --batch 32",
-        "archc summary specs/resnet50.yaml --json -o resnet50.json",
-        "archc summary specs/      # one row per spec",
-    ),
-    "graph": (
-        "archc graph specs/resnet50.yaml -o resnet50.svg      # format from the extension; needs Graphviz",
-        "archc graph specs/densenet121.yaml --format mermaid",
-        "archc graph specs/cifar/resnet20.yaml --expand --format dot | dot -Tpng -o resnet20.png",
-        "archc graph specs/resnet18.yaml --level layers -o resnet18_layers.dot",
-    ),
-    "schema": ("archc schema -o docs/archc.schema.json",),
-    "completion": ('eval "$(archc completion bash)"      # in ~/.bashrc; zsh and fish likewise',),
-    "diff": (
-        "archc diff specs/resnet50.yaml specs/resnext50_32x4d.yaml",
-        "archc diff specs/cifar/resnet.yaml --set-a params.depth=20 --set-b params.depth=56",
-    ),
-    "verify": (
-        "archc verify specs/resnet50.yaml",
-        "archc verify specs/densenet121.yaml --train-mode --batch 4 --json",
-    ),
-    "convert": (
-        "archc convert specs/resnet50.yaml resnet50.pth resnet50.weights.h5      # PyTorch -> Keras",
-        "archc convert specs/resnet50.yaml resnet50.weights.h5 resnet50.pth      # Keras -> PyTorch",
-        "archc convert specs/cifar/resnet.yaml --set params.depth=56 r56.pth r56.weights.h5",
-    ),
-    "blocks": (
-        "archc blocks                # every shipped library",
-        "archc blocks densenet       # one library",
-    ),
-}
-
-
-def _examples(command: str) -> str:
-    """A command's help epilog: its examples, one per line, never rewrapped."""
-    return "Examples:\n\n\b\n" + "\n".join("  " + line for line in EXAMPLES[command])
-
 
 GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", ".png": "png"}
 SET_HELP = "Override a spec value: PATH=VALUE, e.g. params.depth=110 or layers.layer3.repeat=8 (repeatable)."
@@ -237,7 +185,7 @@ def main() -> None:
     """archc: compile a CNN architecture spec (YAML) to PyTorch or Keras code."""
 
 
-@main.command(epilog=_examples("build"))
+@main.command(epilog=examples("build"))
 @click.argument("spec", type=click.Path())
 @click.option(
     "--backend", "-b", "backends", required=True, callback=_backends, shell_complete=_complete_backends,
@@ -351,7 +299,7 @@ def _batch_table(result) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(out)
 
 
-@main.command(epilog=_examples("check"))
+@main.command(epilog=examples("check"))
 @click.argument("spec", type=click.Path())
 @click.option(
     "--backend", "-b", "backends", default="torch,keras", show_default=True, callback=_backends,
@@ -432,7 +380,7 @@ def _each(root: str, action):  # type: ignore[no-untyped-def]
         yield path, outcome
 
 
-@main.command(epilog=_examples("summary"))
+@main.command(epilog=examples("summary"))
 @click.argument("spec", type=click.Path())
 @click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
               help="blocks: model-level layers, blocks and stages; layers: every layer of the expanded graph.")  # fmt: skip
@@ -495,7 +443,7 @@ def summary(
     _run(action)
 
 
-@main.command(epilog=_examples("diff"))
+@main.command(epilog=examples("diff"))
 @click.argument("spec_a", metavar="A", type=click.Path(dir_okay=False))
 @click.argument("spec_b", metavar="[B]", required=False, type=click.Path(dir_okay=False))
 @_set_option("--set", help="Override applied to both A and B (repeatable).")
@@ -527,7 +475,7 @@ def diff(
     _run(action)
 
 
-@main.command(epilog=_examples("graph"))
+@main.command(epilog=examples("graph"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--format", "-f", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default=None,
               help="Output format. Default: from -o's extension (.dot .gv .mmd .svg .png), else dot.")  # fmt: skip
@@ -571,7 +519,7 @@ def graph(spec: str, fmt: str | None, level: str, expand: bool, output: str, ove
     _run(action)
 
 
-@main.command(epilog=_examples("schema"))
+@main.command(epilog=examples("schema"))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="Output file ('-', the default: stdout).")
 def schema(output: str) -> None:
     """Print the JSON Schema of the spec language (for editors: completion and inline errors).
@@ -592,7 +540,7 @@ def schema(output: str) -> None:
     _run(action)
 
 
-@main.command(epilog=_examples("completion"))
+@main.command(epilog=examples("completion"))
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell-completion script for SHELL (the same as _ARCHC_COMPLETE=SHELL_source archc)."""
@@ -606,7 +554,7 @@ def _label(spec: str, overrides: tuple[str, ...]) -> str:
     return " ".join([spec, *(f"--set {o}" for o in overrides)])
 
 
-@main.command(epilog=_examples("verify"))
+@main.command(epilog=examples("verify"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, callback=_finite,
@@ -655,7 +603,7 @@ def verify(
     sys.exit(0 if _run(action) else 1)
 
 
-@main.command(epilog=_examples("convert"))
+@main.command(epilog=examples("convert"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
@@ -715,7 +663,7 @@ def convert(
     _run(action)
 
 
-@main.command(epilog=_examples("blocks"))
+@main.command(epilog=examples("blocks"))
 @click.argument("library", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def blocks(library: str | None, as_json: bool) -> None:

@@ -39,6 +39,8 @@ BACKENDS = ("torch", "keras")
 class Backend(Protocol):
     GLOBALS: tuple[str, ...]  # module-level names of its generated modules besides block classes/functions
 
+    def graph_globals(self, graph: Graph) -> tuple[str, ...]: ...  # those that depend on the ops it uses
+
     def module_names(self, graph: Graph) -> list[ModuleName]: ...
 
     def validate(self, graph: Graph) -> None: ...
@@ -76,7 +78,7 @@ def _check_module_names(graph: Graph, module: Backend) -> None:
     """Names that meet in one generated module must not clash: what the backend defines for
     the model and its blocks (`module_names`: PyTorch's classes, Keras' block functions),
     the helpers and imports (`GLOBALS`), and the parameters that become arguments."""
-    taken = dict.fromkeys(module.GLOBALS, "the generated module")
+    taken = dict.fromkeys((*module.GLOBALS, *module.graph_globals(graph)), "the generated module")
     for defined in module.module_names(graph):
         if defined.name in taken:
             raise SpecError(

@@ -40,8 +40,13 @@ I1 = " " * 4
 GLOBALS = (
     "math", "keras", "layers", "INPUT_SHAPE", "build_model", init.KERAS_HELPER, *common.helper_names("keras"),
     *sorted(expr.HELPER_DEFINITIONS),
-    *(f"{kind.upper()}_{t.keras_arg.upper()}" for kind, op in ops.KINDS.items() for t in op.TENSORS.values()),
 )  # fmt: skip
+
+
+def graph_globals(graph: Graph) -> tuple[str, ...]:
+    """The initializer constants a module defines for the weighted op kinds it uses
+    (`CONV_KERNEL_INITIALIZER`): asked of those kinds only, so a check imports no other op."""
+    return tuple(f"{kind.upper()}_{t.keras_arg.upper()}" for kind in sorted(common.op_kinds(graph)) for t in ops.KINDS[kind].TENSORS.values())
 
 
 def module_names(graph: Graph) -> list[common.ModuleName]:

@@ -54,6 +54,11 @@ def module_names(graph: Graph) -> list[common.ModuleName]:
     return names
 
 
+def graph_globals(graph: Graph) -> tuple[str, ...]:
+    """None depends on the ops it uses: GLOBALS holds them all."""
+    return ()
+
+
 def validate(graph: Graph) -> None:
     """PyTorch expresses every graph lowering accepts."""
 

@@ -32,8 +32,9 @@ from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
 from archc.lower.model import check_size, lower_items
 from archc.lower.values import run_checks, typed_value
-from archc.ops import Shape, init
+from archc.ops import Shape
 from archc.spec import expr
+from archc.spec import models as m
 from archc.spec.loader import LoadedSpec
 
 
@@ -79,7 +80,7 @@ def lower(spec: LoadedSpec) -> Graph:
         blocks=tuple(state.block_types.values()),
         body=body,
         nodes=tuple(state.nodes),
-        inits=tuple((kind, state.init(kind)) for kind in init.KINDS if init.section(kind) == kind),
+        inits=tuple((kind, state.init(kind)) for kind in _init_sections()),
         source=shlex.join([spec.path, *(a for o in spec.overrides for a in ("--set", o))]),
         sha256=spec.sha256,
         locations=_locations(state),
@@ -99,7 +100,7 @@ def _locations(state: State) -> tuple[tuple[str, Location], ...]:
         if source.definition.shortcuts:
             out.append((f"block.{block}.shortcut", source.locate("shortcut")))
     # the `defaults:` rules, for checks of the layers that take them from there (a projection shortcut)
-    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in init.KINDS if init.section(kind) == kind]
+    out += [(f"defaults.{kind}.init", spec.locate("defaults", kind, "init")) for kind in _init_sections()]
     return tuple(out)
 
 
@@ -129,3 +130,10 @@ def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int
         marks = tuple((attr, p) for p in exposed for _, attr, where in refs.get(p, []) if where == here)
         return dataclasses.replace(item, exposed=marks) if marks else item
     return item
+
+
+def _init_sections() -> list[str]:
+    """The `defaults:` sections that hold initialisation rules (`defaults.conv.init`, ...), as
+    the spec models declare them: each weighted kind's rules, which its layers share unless
+    they say (asking the op kinds would import every op module)."""
+    return sorted(name for name, f in m.Defaults.model_fields.items() if "init" in getattr(f.annotation, "model_fields", {}))
