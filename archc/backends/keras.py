@@ -46,7 +46,7 @@ GLOBALS = (
 def graph_globals(graph: Graph) -> tuple[str, ...]:
     """The initializer constants a module defines for the weighted op kinds it uses
     (`CONV_KERNEL_INITIALIZER`): asked of those kinds only, so a check imports no other op."""
-    return tuple(f"{kind.upper()}_{t.keras_arg.upper()}" for kind in sorted(common.op_kinds(graph)) for t in ops.KINDS[kind].TENSORS.values())
+    return tuple(f"{kind.upper()}_{t.keras_arg.upper()}" for kind in sorted(common.op_kinds(graph)) for t in ops.ALL[kind].TENSORS.values())
 
 
 def module_names(graph: Graph) -> list[common.ModuleName]:
