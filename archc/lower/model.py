@@ -54,24 +54,22 @@ from archc.spec.models import POSITIONAL
 
 def lower_items(
     state: State, ctx: Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
-    seen: dict[str, Any] | None = None, uses: dict[str, int] | None = None, env: dict[str, Tensor] | None = None,
-    offset: int = 0, prev: str = "input", in_group: bool = False, first_position: int = 0,
-    inlined: list[tuple[int, int, BlockInst]] | None = None, numbered: bool = False,
+    env: dict[str, Tensor] | None = None, offset: int = 0, prev: str = "input", in_group: bool = False,
+    first_position: int = 0, inlined: list[tuple[int, int, BlockInst]] | None = None,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
-    """Lower a list of `name: layer` entries in sequence.
+    """Lower a list of `name: layer` entries of the model's in sequence (a block kind's are
+    its symbolic form's, specialised: `specialise`).
 
     Each entry reads the previous tensor, or the ones it names (`from:`, a merge's
     list) from `env`: the tensors of this list and of the lists enclosing it, by
-    spec name, `input` among them. `seen`/`uses` track names across lists that
-    share a module (a block's layers and `after`). Unnamed entries are numbered from
-    `first_position`; `inlined` collects the block instances written `inline` in this
-    list, as (index of their first layer in the result, number of layers, instance). An
-    unnamed stage of a list (`in_group`) or of a numbered block kind (`numbered`, see
-    `numbered_definition`) contributes its instances to the numbering.
+    spec name, `input` among them. Unnamed entries are numbered from `first_position`;
+    `inlined` collects the block instances written `inline` in this list, as (index of
+    their first layer in the result, number of layers, instance). An unnamed stage of a
+    list (`in_group`) contributes its instances to the numbering.
     """
     items: list[Inst] = []
-    seen = {} if seen is None else seen
-    uses = {} if uses is None else uses
+    seen: dict[str, Any] = {}
+    uses: dict[str, int] = {}
     model_level = env is None and ctx.top_level
     env = {"input": Tensor(cur, shape, nonneg)} if env is None else env
     position = first_position
@@ -148,7 +146,7 @@ def lower_items(
             args = call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = instantiate(state, sub, body.block, args, name, shape, cur)
             nonneg = state.block_types[body.block].nonneg_out
-        elif kind == "stage" and written == POSITIONAL and (in_group or (numbered and body.connectivity == "none")):
+        elif kind == "stage" and written == POSITIONAL and in_group:
             stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
             items.extend(stage.instances[:-1])
             item = stage.instances[-1]
