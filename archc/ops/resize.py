@@ -12,8 +12,6 @@ those pixels itself."""
 
 from __future__ import annotations
 
-import ast
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -21,9 +19,8 @@ from pydantic import Field
 
 from archc.code import Call
 from archc.ops.base import REQUIRED, Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.upsample import MODES, mode_literal
 from archc.spec.types import Arguments, LayerName
-
-MODES = ("nearest", "bilinear")
 
 
 class ResizeArgs(Arguments):
@@ -31,11 +28,6 @@ class ResizeArgs(Arguments):
     mode: Literal[MODES] = Field(  # type: ignore[valid-type]
         "nearest", description="nearest (PyTorch's) or bilinear (PyTorch's align_corners=False)."
     )
-
-
-def _mode(a: dict[str, str]) -> str:
-    value = a["mode"]
-    return json.dumps(ast.literal_eval(value) if value[:1] in "\"'" else value)
 
 
 @dataclass(frozen=True)
@@ -69,13 +61,13 @@ class Resize(Op):
 
     @classmethod
     def torch_expr(cls, src: str, a: dict[str, str]) -> str:
-        mode = _mode(a)
+        mode = mode_literal(a)
         corners = ", align_corners=False" if mode == '"bilinear"' else ""
         return f"F.interpolate({src}, size={a['like']}.shape[-2:], mode={mode}{corners})"
 
     @classmethod
     def keras_expr(cls, src: str, a: dict[str, str], ctx: KerasCtx) -> str:
-        return f"ResizeLike({_mode(a)}, name={ctx.name})([{src}, {a['like']}])"
+        return f"ResizeLike({mode_literal(a)}, name={ctx.name})([{src}, {a['like']}])"
 
     def label(self) -> str:
         return f"resize like {self.like}, {self.mode}"
