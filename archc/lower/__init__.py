@@ -19,7 +19,6 @@ Shape rules and parameter counts live in the ops (`archc.ops`); lowering only ap
 them and turns their complaints into located errors.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,6 @@
 """Where lowering is (`Ctx`), what it accumulates for one model (`State`), and the
 checks that every list of layers shares."""
 
-
 from __future__ import annotations
 
 import functools

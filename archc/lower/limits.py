@@ -1,7 +1,6 @@
 """Limits that keep a spec from asking for an absurd graph; raise them deliberately
 (`archc.lower.limits.MAX_NODES = ...`): every check reads them when it runs."""
 
-
 from __future__ import annotations
 
 import dataclasses

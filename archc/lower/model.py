@@ -1,7 +1,6 @@
 """The model's own list: layers, groups, branches, stages and blocks at model level,
 lowered in order with concrete shapes. Blocks are instantiated by `specialise`."""
 
-
 from __future__ import annotations
 
 import ast

@@ -1,7 +1,6 @@
 """An instance of a block kind: its symbolic form specialised to the instance's
 arguments and input (values, shapes, counts, nodes)."""
 
-
 from __future__ import annotations
 
 import ast

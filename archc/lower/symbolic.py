@@ -3,7 +3,6 @@ expressions over its parameters and `in_channels`, the channels and stride each
 tensor has, and under which condition each item exists. Built once per kind; the
 emitters print it and `specialise` evaluates it."""
 
-
 from __future__ import annotations
 
 import ast

@@ -2,7 +2,6 @@
 written; a layer's arguments with its kind's and the model's defaults filled in; a
 block kind's parameters bound; `checks:` rules."""
 
-
 from __future__ import annotations
 
 import ast
