@@ -24,6 +24,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     instance_name,
+    passed_on,
 )
 from archc.ir.graph import spliced as numbered_on
 from archc.ops import ALL, KINDS
@@ -449,16 +450,16 @@ def plan(
     named |= set(outputs) - {"input"}
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
+    prev_name = "input"
     steps = []
     for item in items:
         srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)
         condition = getattr(item, "condition", None)
         dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        passes = getattr(item, "passes", None)  # what it passes on where its condition fails
-        steps.append(Step(item, srcs, dst, var[passes] if passes else prev if is_merge(item) else srcs[0], safe))
+        steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe))
         var[item.name] = dst
-        prev = dst
+        prev, prev_name = dst, item.name
         # where a conditional item is absent, its variable holds its input: as safe as that was
         prev_safe = dst not in named and (condition is None or safe) and item.name not in keep and (dst != first or not keep_first)
         if aliases(item):
@@ -494,12 +495,6 @@ def aliases(item: object) -> bool:
         return False
     return op.ALIASES or op.EXPRESSION
 
-
-def is_merge(item: object) -> bool:
-    """A layer that reads several tensors (add, concat, multiply)."""
-    if isinstance(item, SymLayer):
-        return item.kind in _MERGES
-    return isinstance(item, LayerInst) and item.op.MERGE
 
 
 def reads_input(items: tuple) -> bool:  # type: ignore[type-arg]

@@ -30,6 +30,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     instance_name,
+    is_merge,
 )
 from archc.ops import init
 from archc.ops.base import suffixed
@@ -412,7 +413,7 @@ class KerasEmitter:
         shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
         for step in steps:
             item = step.item
-            if common.is_merge(item):
+            if is_merge(item):
                 ctx = ops.KerasCtx(common.literal(item.name), False, None)
                 flats = [not shapes[n].spatial for n in item.inputs]
                 merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]

@@ -32,6 +32,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     instance_name,
+    is_merge,
 )
 from archc.ops import init
 from archc.spec import expr
@@ -420,7 +421,7 @@ class TorchEmitter(InitEmission):
         for step in steps:
             item = step.item
             var = step.dst
-            if common.is_merge(item):
+            if is_merge(item):
                 op = item.op  # type: ignore[union-attr]
                 flats = [not s.spatial for s in self._input_shapes(item)]
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from archc.errors import Location
-from archc.ops import Op, Shape
+from archc.ops import KINDS, Op, Shape
 from archc.ops.init import Init
 
 
@@ -124,6 +124,23 @@ def spliced(item: SymItem, numbered: bool) -> bool:
     all unnamed) contributes its instances to the list's numbering, as torchvision's `_stack` is
     `nn.Sequential(first, *remaining)`."""
     return isinstance(item, SymStage) and item.name.isdigit() and numbered and item.connectivity == "none"
+
+
+def is_merge(item: object) -> bool:
+    """A layer that reads several tensors (add, concat, multiply, the merge of branches)."""
+    if isinstance(item, SymLayer):
+        return KINDS[item.kind].MERGE
+    return isinstance(item, LayerInst) and item.op.MERGE
+
+
+def passed_on(item: SymItem | LayerInst, prev: str) -> str:
+    """The tensor an item passes on where its condition fails, `prev` being the one before it:
+    a merge of branches the branches' input, another merge the tensor before it, any other
+    item what it reads. Lowering, the liveness pass and both emitters ask this one rule."""
+    passes = getattr(item, "passes", None)
+    if passes:
+        return passes
+    return prev if is_merge(item) else (item.inputs or (prev,))[0]
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from archc.ir.graph import (
     Counts,
     Node,
     Output,
-    SymItem,
-    SymLayer,
 )
 from archc.ops import Shape, init
 from archc.ops.init import Init
@@ -230,5 +228,3 @@ def counts_of(items: Any) -> Counts:
     return total
 
 
-def is_merge(item: SymItem) -> bool:
-    return isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE

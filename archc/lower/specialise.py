@@ -28,6 +28,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     instance_name,
+    passed_on,
     spliced,
 )
 from archc.lower.context import (
@@ -36,7 +37,6 @@ from archc.lower.context import (
     Tensor,
     check_inline,
     counts_of,
-    is_merge,
     join_path,
     sc_index,
 )
@@ -207,8 +207,7 @@ class _Specialiser:
         for item in items:
             reads = item.inputs or (prev,)
             if not self.holds(item, scope):  # absent: passes on what it reads
-                passes = (item.passes if isinstance(item, SymLayer) else None) or (prev if is_merge(item) else reads[0])
-                self.env[item.name] = self.env[passes]
+                self.env[item.name] = self.env[passed_on(item, prev)]
                 prev = item.name
                 continue
             name = str(position) if item.name.isdigit() else item.name

@@ -20,13 +20,13 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    passed_on,
 )
 from archc.lower.context import (
     State,
     check_layout,
     check_list_entry,
     check_named_layers,
-    is_merge,
     item_kind,
     numbered_definition,
     sc_index,
@@ -461,10 +461,9 @@ def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]
         return index.get(name, name)
 
     for k, item in enumerate(items):
-        prev: object = k - 1 if k else None
-        reads = [resolve(n) for n in item.inputs] or [prev]
-        passes = resolve(item.passes) if isinstance(item, SymLayer) and item.passes else prev if is_merge(item) else reads[0]
-        wiring.append((reads, passes))
+        prev = items[k - 1].name if k else "input"
+        reads = [resolve(n) for n in item.inputs or (prev,)]
+        wiring.append((reads, resolve(passed_on(item, prev))))
         index[item.name] = k
     used: dict[object, Any] = {resolve(name): ALWAYS for name in outputs}
     out = list(items)
