@@ -76,7 +76,7 @@ def convert(
     from archc import interop
     from archc.api import load_module
     from archc.frameworks import import_quietly
-    from archc.verify import build_keras
+    from archc.verify import build_keras, deep_stack
 
     keras = import_quietly("keras")  # without TensorFlow's start-up log lines
 
@@ -104,7 +104,8 @@ def convert(
     x = np.random.default_rng(seed).standard_normal((2, *graph.input_shape.as_tuple())).astype("float32")
     with torch.no_grad():
         t_result = t_model(torch.from_numpy(x))
-    k_result = k_model(x.transpose(0, 2, 3, 1), training=False)
+    with deep_stack(graph):
+        k_result = k_model(x.transpose(0, 2, 3, 1), training=False)
     pairs = [(want, keras.ops.convert_to_numpy(got)) for _, want, got in interop.output_pairs(graph, t_result, k_result)]
     if not all(np.isfinite(want).all() for want, _ in pairs):
         raise SpecError(

@@ -25,6 +25,8 @@ import importlib
 import logging
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -328,15 +330,23 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             m.num_batches_tracked.zero_()
 
 
-def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
-    """`module.build_model(**kwargs)` for a generated Keras module, with room on the stack:
-    Keras recurses through deep functional graphs (ResNet-1202)."""
+@contextmanager
+def deep_stack(graph: Graph) -> Iterator[None]:
+    """Room on the stack while Keras walks a functional graph: it recurses through it
+    (building a model, a probe model over inner layers, calling either), and
+    ResNet-1202 is thousands of layers deep."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20 * len(graph.nodes)))
     try:
-        return module.build_model(**kwargs)
+        yield
     finally:
         sys.setrecursionlimit(limit)
+
+
+def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
+    """`module.build_model(**kwargs)` for a generated Keras module, with room on the stack."""
+    with deep_stack(graph):
+        return module.build_model(**kwargs)
 
 
 def versions() -> tuple[str, dict[str, str]]:
@@ -397,8 +407,9 @@ def verify(
         return "" if p.module == "" else nodes[p.node].op.keras_output(interop.keras_name(p.node))
 
     names = list(dict.fromkeys(keras_output(p) for p in pts))
-    probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
-    outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
+    with deep_stack(graph):
+        probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
+        outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
     k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
     report("run", 2, 2)
 
@@ -417,7 +428,8 @@ def verify(
         error = _error(calls[p.call], exact[p.module][p.call] if p.call < len(exact[p.module]) else None)
         rows.append(_row(p.item, p.depth, p.shape.as_tuple(), want, got, tolerance, error))
     if graph.outputs:  # the model's outputs, each a row of its own (`output 'aux'`)
-        k_result = k_model(x.transpose(0, 2, 3, 1), training=train_mode)
+        with deep_stack(graph):
+            k_result = k_model(x.transpose(0, 2, 3, 1), training=train_mode)
         for (key, want, got), o in zip(interop.output_pairs(graph, t_result, k_result), graph.outputs):
             if want.shape != got.shape:
                 rows.append(Row(f"output {key!r}", 0, o.shape.as_tuple(), math.inf, math.nan, False, "shapes differ"))
