@@ -524,11 +524,12 @@ def test_several_outputs_in_summary_verify_convert_and_the_diagram(tmp_path):
     assert done.max_abs <= 1e-4 * max(1.0, done.magnitude) and (tmp_path / "w.weights.h5").exists()
 
 
-def test_generated_code_with_several_outputs_passes_ruff(tmp_path):
+@pytest.mark.parametrize("which", ["outputs", "taps and resize"])
+def test_generated_code_with_several_outputs_passes_ruff(tmp_path, which):
     import subprocess
 
     ruff = ruff_executable()
-    graph = lower(load_spec_text(OUTPUTS, "t.yaml"))
+    graph = lower(load_spec_text(OUTPUTS if which == "outputs" else TAPS, "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
@@ -616,8 +617,9 @@ def test_resize_to_another_tensors_size(mode):
     assert next(n for n in graph.nodes if n.id == "up").inputs == ("joined", "stem.2")
     source = emit(graph, "torch")
     corners = ", align_corners=False" if mode == "bilinear" else ""
-    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in source
-    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in source  # the block's input
+    squashed = " ".join(source.split()).replace("( ", "(").replace(" )", ")")  # lines split as ruff splits them
+    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in squashed
+    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in squashed  # the block's input
     assert "import torch.nn.functional as F" in source
     model = module_from(source, "seg").build_model().eval()
     with torch.no_grad():
@@ -627,3 +629,78 @@ def test_resize_to_another_tensors_size(mode):
 def test_resize_reads_a_known_map():
     with pytest.raises(SpecError, match="unknown tensor 'stm'.*did you mean 'stem'"):
         lower(load_spec_text(RESIZE.replace("MODE", "nearest").replace("like: stem", "like: stm"), "t.yaml"))
+
+
+# --- taps: reading an entry of a model-level group from outside it ---------------------------------
+
+TAPS = """\
+archc: 1
+name: tapped
+input: [3, 20, 18]
+params: {aux: true}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  unit:
+    params: {w: int, stride: 1}
+    connectivity: skip
+    shortcut: {kind: projection, name: downsample}
+    layers:
+      - conv1: {conv: {filters: w, kernel: 3, stride: stride, padding: 1}}
+      - bn1: batchnorm
+      - relu: relu
+layers:
+  - backbone:
+      - conv1: {conv: {filters: 8, kernel: 3, padding: 1}}
+      - relu: relu
+      - layer1: {stage: unit, repeat: 2, with: {w: 8}}
+      - relu_again: relu
+      - layer2: {stage: unit, repeat: 2, with: {w: 16}, first: {stride: 2}}
+  - features:
+      from: backbone.layer1
+      group:
+        - {conv: {filters: 8, kernel: 1}}
+        - relu
+        - {conv: {filters: 8, kernel: 3, stride: 2, padding: 1}}
+  - head: {conv: {filters: 5, kernel: 1}}
+  - logits: {resize: {like: input, mode: bilinear}}
+  - aux_head: {conv: {filters: 5, kernel: 1}, from: backbone.layer1, if: aux}
+  - low: {add: [features.0, backbone.relu_again]}
+  - aux_logits: {resize: {like: backbone.relu, mode: nearest}, if: aux, from: aux_head}
+outputs: {out: logits, aux: aux_logits, low: low, "1": backbone.layer1, deep: backbone}
+"""
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_taps_read_entries_of_groups(aux):
+    """`from: backbone.layer1`, a merge of `features.0` and `backbone.relu_again`, an output
+    naming a tap: IR = PyTorch = Keras; an output whose layer is absent is left out."""
+    graph = agree(TAPS.replace("aux: true", f"aux: {str(aux).lower()}"))
+    assert [o.key for o in graph.outputs] == ["out", "aux", "low", "1", "deep"] if aux else ["out", "low", "1", "deep"]
+    assert graph.tapped() == {"backbone": {"layer1", "relu_again", *(["relu"] if aux else [])}, "features": {"0"}}
+    source = emit(graph, "torch")
+    assert ("x = self.backbone.relu(x)" in source) != aux  # a tapped entry gets its variable
+    assert ("backbone_relu = self.backbone.relu(x)" in source) == aux
+    assert "features_0 = self.features[0](backbone_layer1)" in source
+    assert "x = self.features[1:](features_0)" in source
+    assert "nn.ReLU(inplace=True)" not in source.split("relu_again=")[1].split(")")[0]  # its input is a tap's
+    model = module_from(source, "tapped").build_model().eval()
+    with torch.no_grad():
+        assert tuple(model(torch.randn(1, 3, 23, 17))["out"].shape) == (1, 5, 23, 17)
+
+
+def test_a_tap_names_an_entry_of_an_earlier_group():
+    bad = TAPS.replace("from: backbone.layer1,", "from: backbone.layer3,")
+    with pytest.raises(SpecError, match=r"unknown tensor 'backbone.layer3'.*did you mean 'backbone.layer\d'"):
+        lower(load_spec_text(bad, "t.yaml"))
+    with pytest.raises(SpecError, match=r"a tap names a direct entry of a group"):
+        lower(load_spec_text(TAPS.replace("from: backbone.layer1,", "from: backbone.layer1.0,"), "t.yaml"))
+    with pytest.raises(SpecError, match=r"layer 'backbone_relu' has the name the generated code gives the tap 'backbone.relu'"):
+        lower(load_spec_text(TAPS.replace("  - low:", "  - backbone_relu: relu\n  - low:"), "t.yaml"))
+
+
+def test_taps_are_verified_where_the_group_runs_in_pieces():
+    from archc import verify
+
+    report = verify.verify(lower(load_spec_text(TAPS, "t.yaml")), batch=1)
+    assert report.ok and not report.first_disagreement()
+    assert "backbone" in [row.item for row in report.rows]

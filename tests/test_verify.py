@@ -6,7 +6,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from conftest import DEEP, ROOT, ZOO, expensive, graph_of, need
+from conftest import DEEP, ROOT, ZOO, expensive, graph_of, need, suite_graph
 
 from archc import api
 from archc.cli import main
@@ -21,7 +21,7 @@ def blocks_of(report):
 @pytest.mark.parametrize("spec", expensive(set(ZOO) - DEEP))
 def test_zoo_verifies(spec):
     """Each family's representative; every other zoo spec in `make test-slow`."""
-    report = verify.verify(graph_of(spec), batch=1 if "cifar" not in spec else 2)
+    report = verify.verify(suite_graph(spec), batch=1 if "cifar" not in spec else 2)
     out = report.output
     assert out.max_abs <= 1e-4 * max(1.0, out.magnitude), verify.to_table(report)
     assert report.ok and not any(r.problem for r in report.rows)

@@ -15,6 +15,7 @@ from archc.ir.graph import (
     BlockInst,
     BlockType,
     Graph,
+    GroupInst,
     LayerInst,
     StageInst,
     SymBlock,
@@ -27,7 +28,7 @@ from archc.ir.graph import (
     passed_on,
 )
 from archc.ir.graph import spliced as numbered_on
-from archc.ops import ALL, KINDS
+from archc.ops import ALL, KINDS, Shape
 from archc.spec import expr
 from archc.spec.types import LAYER_NAMES
 
@@ -425,6 +426,7 @@ class Step:
     dst: str  # the variable it writes
     passthrough: str  # the variable that holds its value where its condition fails
     inplace: bool  # its input is read by nothing else, so an activation may overwrite it
+    taps: tuple[tuple[str, str], ...] = ()  # a group's entries read from outside it: (entry, variable)
 
 
 def plan(
@@ -448,6 +450,7 @@ def plan(
     named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {"input"}
     named |= set(outputs) - {"input"}
+    taps = sorted({n for item in items for n in item.inputs if "." in n} | {n for n in outputs if "." in n})
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     prev_name = "input"
@@ -457,11 +460,14 @@ def plan(
         condition = getattr(item, "condition", None)
         dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe))
+        tapped = tuple((t.partition(".")[2], tensor_variable(t)) for t in taps if t.partition(".")[0] == item.name)
+        steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe, tapped))
         var[item.name] = dst
+        var.update({f"{item.name}.{entry}": v for entry, v in tapped})
         prev, prev_name = dst, item.name
         # where a conditional item is absent, its variable holds its input: as safe as that was
         prev_safe = dst not in named and (condition is None or safe) and item.name not in keep and (dst != first or not keep_first)
+        prev_safe = prev_safe and not tapped  # its last entry's tensor may be a tap's
         if aliases(item):
             prev_safe = prev_safe and safe  # its input itself or a view of it: writing it writes the input
     return steps
@@ -481,7 +487,11 @@ def spliced(item: SymItem, group: SymGroup) -> bool:
 
 def tensor_variable(name: str) -> str:
     """The variable of a tensor read by name: the layer's name, unless that is a number or
-    a module-level name of the generated code (LAYER_NAMES)."""
+    a module-level name of the generated code (LAYER_NAMES); a tap `backbone.layer3` reads
+    `backbone_layer3`."""
+    if "." in name:
+        group, _, entry = name.partition(".")
+        return f"{group}_{entry}"
     return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
 
 
@@ -585,10 +595,21 @@ class Hoister:
 
 
 
+def model_shapes(graph: Graph) -> dict[str, Shape]:
+    """The shape of every tensor the model's own list can read by name: `input`, its items and
+    the entries of its groups (taps, `backbone.layer3`)."""
+    shapes = {"input": graph.input_shape, **{i.name: i.out_shape for i in graph.body}}
+    for item in graph.body:
+        if isinstance(item, GroupInst):
+            shapes.update({f"{item.name}.{c.name}": c.out_shape for c in item.items})
+    return shapes
+
+
 def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
     """The dict a model with several outputs returns (`{"out": classifier, ...}`, in the
     order of `outputs:`); None: it returns its last tensor."""
     if not graph.outputs:
         return None
     var = {"input": first, **{step.item.name: step.dst for step in steps}}
+    var.update({f"{step.item.name}.{entry}": v for step in steps for entry, v in step.taps})
     return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")

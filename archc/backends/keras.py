@@ -410,7 +410,7 @@ class KerasEmitter:
             lines.append(I1 + "x = inputs")
         var = "x"
         steps = common.plan(self.graph.body, first, "x", set(), outputs=outputs)
-        shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
+        shapes = common.model_shapes(self.graph)
         for step in steps:
             item = step.item
             if is_merge(item):
@@ -426,7 +426,7 @@ class KerasEmitter:
             else:
                 if step.srcs[0] != "x":
                     lines.append(f"{I1}x = {step.srcs[0]}")
-                lines += self._items((item,), "")
+                lines += self._tapped(item, dict(step.taps)) if step.taps else self._items((item,), "")  # type: ignore[arg-type]
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst
@@ -434,9 +434,9 @@ class KerasEmitter:
         lines += render(call("keras.Model", "inputs", returned or var, name=common.literal(self.graph.name)), I1, "return ")
         return lines
 
-    def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None) -> list[str]:
+    def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None, uses: dict[str, int] | None = None) -> list[str]:
         lines: list[str] = []
-        uses: dict[str, int] = {}
+        uses = {} if uses is None else uses  # a list written in pieces (_tapped) shares one
         for item in items:
             uses[item.name] = uses.get(item.name, 0) + 1
             name = as_name or (item.name if uses[item.name] == 1 else f"{item.name}_{uses[item.name]}")
@@ -465,9 +465,29 @@ class KerasEmitter:
                 lines += self._instances(list(item.instances), item.block, item, full + "_")
         return lines
 
-    def _rolled(self, items: tuple[Inst, ...], prefix: str) -> list[str]:
+    def _tapped(self, group: GroupInst, taps: dict[str, str]) -> list[str]:
+        """A group whose entries are read from outside it: in pieces that end at each such entry,
+        whose tensor gets its variable (`backbone_layer3 = x`)."""
+        lines: list[str] = []
+        prefix = group.name + "_"
+        start = 0
+        uses: dict[str, int] = {}
+        for end, child in enumerate(group.items, start=1):
+            if child.name not in taps and end < len(group.items):
+                continue
+            if group.positional:
+                lines += self._rolled(group.items[start:end], prefix, start)
+            else:
+                lines += self._items(group.items[start:end], prefix, uses=uses)
+            if child.name in taps:
+                lines.append(f"{I1}{taps[child.name]} = x")
+            start = end
+        return lines
+
+    def _rolled(self, items: tuple[Inst, ...], prefix: str, start: int = 0) -> list[str]:
         """A numbered list; consecutive instances of one block kind become loops where their
-        arguments allow (named by position, as the PyTorch nn.Sequential numbers them)."""
+        arguments allow (named by position, as the PyTorch nn.Sequential numbers them; the
+        list's entries from `start` on)."""
         lines: list[str] = []
         k = 0
         while k < len(items):
@@ -478,7 +498,7 @@ class KerasEmitter:
                     end += 1
                 chunk = list(items[k:end])
                 stage = common.as_stage(tuple(chunk))  # type: ignore[arg-type]
-                lines += self._instances(chunk, item.block, stage, prefix, offset=k)  # type: ignore[arg-type]
+                lines += self._instances(chunk, item.block, stage, prefix, offset=start + k)  # type: ignore[arg-type]
             else:
                 lines += self._items((item,), prefix, as_name=item.name)
             k = end

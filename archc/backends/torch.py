@@ -353,7 +353,8 @@ class TorchEmitter(InitEmission):
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
-            body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
+            indent = INDENT2 if layer.condition is None else INDENT2 + "    "
+            body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
             guard = f"if self.{self._switch(layer)}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
@@ -428,11 +429,15 @@ class TorchEmitter(InitEmission):
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
-                forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], args)}")
+                forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
+            tapped = frozenset(entry for entry, _ in step.taps)
             if item.name not in defined:
                 defined.add(item.name)
-                init += render(self._module(item, inplace=step.inplace), INDENT2, f"self.{item.name} = ")
+                init += render(self._module(item, inplace=step.inplace, tapped=tapped), INDENT2, f"self.{item.name} = ")
+            if step.taps:
+                forward += self._tapped_calls(item, step)  # type: ignore[arg-type]
+                continue
             forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
@@ -452,12 +457,39 @@ class TorchEmitter(InitEmission):
             "call_args": call_args,
         }
 
+    @staticmethod
+    def _tapped_calls(group: GroupInst, step: common.Step) -> list[str]:
+        """A group whose entries are read from outside it, run in pieces that end at each such
+        entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),
+        a numbered one in slices of its nn.Sequential (`self.backbone[:5](x)`)."""
+        taps = dict(step.taps)
+        keys = _sequential_keys(group)
+        cuts = [k + 1 for k, child in enumerate(group.items) if child.name in taps]
+        if cuts[-1] != len(group.items):
+            cuts.append(len(group.items))
+        lines, src, start = [], step.srcs[0], 0
+        for end in cuts:
+            last = group.items[end - 1].name
+            dst = taps.get(last, step.dst) if end < len(group.items) else step.dst
+            if not group.positional:
+                for key in keys[start:end - 1]:
+                    lines.append(f"x = self.{group.name}.{key}({src})")
+                    src = "x"
+                lines.append(f"{dst} = self.{group.name}.{keys[end - 1]}({src})")
+            else:
+                part = f"[{start}]" if end == start + 1 else f"[{start or ''}:{end if end < len(group.items) else ''}]"
+                lines.append(f"{dst} = self.{group.name}{part}({src})")
+            if end == len(group.items) and last in taps and taps[last] != dst:
+                lines.append(f"{taps[last]} = {dst}")
+            src, start = dst, end
+        return lines
+
     def _input_shapes(self, item: Inst) -> list[Any]:
         """Shapes of the model-level tensors a merge reads."""
-        shapes = {"input": self.graph.input_shape, **{i.name: i.out_shape for i in self.graph.body}}
+        shapes = common.model_shapes(self.graph)
         return [shapes[n] for n in item.inputs]
 
-    def _module(self, item: Inst, inplace: bool) -> Code:
+    def _module(self, item: Inst, inplace: bool, tapped: frozenset[str] = frozenset()) -> Code:
         if isinstance(item, LayerInst):
             module = layer_module(item.op.kind, concrete_args(item.op, dict(item.exposed)), common.literal(item.in_shape.c), not item.in_shape.spatial, inplace)
             return module
@@ -471,23 +503,21 @@ class TorchEmitter(InitEmission):
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
         kwargs: dict[str, Code] = {}
-        uses: dict[str, int] = {}
         safe = False  # the list's input may be read elsewhere; an entry's output is its own unless it aliases
-        for child in item.items:
-            # nn.Sequential calls each entry once: an activation used again gets an entry of its
-            # own, named like its IR node (`relu_2`).
-            uses[child.name] = uses.get(child.name, 0) + 1
-            key = child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}"
+        for child, key in zip(item.items, _sequential_keys(item)):
             module = self._module(child, inplace=safe)
             if _kind(child) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             kwargs[key] = module
-            safe = safe or not common.aliases(child)
+            safe = (safe or not common.aliases(child)) and child.name not in tapped  # a tap's tensor is read again
         if item.positional:
-            return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined)))
+            return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined, tapped=tapped)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
 
-    def _rolled(self, items: tuple[Inst, ...], inplace_first: bool, inlined: tuple[tuple[int, int, BlockInst], ...] = ()) -> list[Code]:
+    def _rolled(
+        self, items: tuple[Inst, ...], inplace_first: bool, inlined: tuple[tuple[int, int, BlockInst], ...] = (),
+        tapped: frozenset[str] = frozenset(),
+    ) -> list[Code]:  # fmt: skip
         """The children of a numbered nn.Sequential; consecutive instances of one block kind
         are written as loops where their arguments allow, as a stage's are. The layers of a
         block written `inline` are its nn.Sequential unpacked in place (`*Conv3x3(...)`)."""
@@ -525,7 +555,7 @@ class TorchEmitter(InitEmission):
             if _kind(item) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             parts.append(module)
-            k, safe = k + 1, safe or not common.aliases(item)
+            k, safe = k + 1, (safe or not common.aliases(item)) and item.name not in tapped
         return parts
 
     def _stage(self, stage: StageInst) -> Code:
@@ -630,6 +660,17 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
+
+
+def _sequential_keys(group: GroupInst) -> list[str]:
+    """The keys of a group's nn.Sequential, entry by entry: nn.Sequential calls each entry once,
+    so an activation used again gets an entry of its own, named like its IR node (`relu_2`)."""
+    uses: dict[str, int] = {}
+    keys = []
+    for child in group.items:
+        uses[child.name] = uses.get(child.name, 0) + 1
+        keys.append(child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}")
+    return keys
 
 
 def _unpacked(part: Code) -> Code:

@@ -325,3 +325,15 @@ class Graph:
 
     def block(self, name: str) -> BlockType:
         return next(b for b in self.blocks if b.name == name)
+
+    def tapped(self) -> dict[str, set[str]]:
+        """Model-level groups whose entries are read from outside them (`from: backbone.layer3`,
+        an output naming one): group -> those entries. The code runs such a group in pieces."""
+        reads = [n for item in self.body for n in item.inputs] + [o.item for o in self.outputs]
+        taps: dict[str, set[str]] = {}
+        for name in reads:
+            group, dot, entry = name.partition(".")
+            if dot:
+                taps.setdefault(group, set()).add(entry)
+        return taps
+

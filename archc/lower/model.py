@@ -112,7 +112,9 @@ def lower_items(
             children, out, cur, nonneg = lower_items(
                 state, gctx, body.group, shape, cur, nonneg, env={**env}, in_group=True, inlined=inlined_here
             )
-            item: Inst = GroupInst(name, children, shape, out, counts_of(children), inlined=tuple(inlined_here))
+            item = GroupInst(name, children, shape, out, counts_of(children), inlined=tuple(inlined_here))
+            if model_level:  # taps: `from: backbone.layer3` reads an entry of this group from outside it
+                env.update({f"{name}.{c.name}": Tensor(c.output, c.out_shape, False) for c in children if c.output})
         elif kind in ("block", "stage") and body.inline:
             if written != POSITIONAL or inlined is None:
                 raise SpecError(
@@ -207,9 +209,22 @@ def lower_items(
         env[name] = Tensor(cur, shape, nonneg)
         prev = name
     if model_level:
+        _check_tap_variables(reads, defined)
         state.outputs = _outputs(state, env, flow)
         flow.prune(state, items, defined, {o.item for o in state.outputs} or {flow.resolve(prev)})
     return tuple(items), shape, cur, nonneg
+
+
+def _check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
+    """The code holds a tap `backbone.layer3` in the variable `backbone_layer3`: no layer may
+    have that name."""
+    for name in sorted(n for n in reads if "." in n):
+        variable = name.replace(".", "_")
+        if variable in defined:
+            raise SpecError(
+                f"layer {variable!r} has the name the generated code gives the tap {name!r}; rename the layer",
+                defined[variable],
+            )
 
 
 def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:
@@ -218,7 +233,11 @@ def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:
     out = []
     for key, name in written.items():
         tensor = lookup(env, name, state.spec.locate("outputs", key))
-        out.append(Output(key, flow.resolve(name), tensor.node, tensor.shape))
+        if name in flow.aliases:  # its layer is absent (`if: aux_loss` fails): so is the output
+            continue
+        out.append(Output(key, name, tensor.node, tensor.shape))
+    if written and not out:
+        raise SpecError("every layer that `outputs:` names is absent (their `if:`s fail): the model would return nothing", state.spec.locate("outputs"))
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from archc.code import Call, call
 from archc.ops.base import KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import LayerName
+from archc.spec.types import TensorName
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class Add(Op):
     """A `add` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "add"
-    Args: ClassVar[Any] = list[LayerName]
+    Args: ClassVar[Any] = list[TensorName]
     MERGE: ClassVar[bool] = True
 
     def infer_many(self, shapes: list[Shape]) -> Shape:

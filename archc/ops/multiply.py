@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from archc.code import Call, call
 from archc.ops.base import KerasCtx, Op, Shape, ShapeError
-from archc.spec.types import LayerName
+from archc.spec.types import TensorName
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Multiply(Op):
     """A `multiply` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "multiply"
-    Args: ClassVar[Any] = list[LayerName]
+    Args: ClassVar[Any] = list[TensorName]
     MERGE: ClassVar[bool] = True
 
     def infer_many(self, shapes: list[Shape]) -> Shape:

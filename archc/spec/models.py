@@ -43,6 +43,7 @@ from archc.spec.types import (
     ParamValue,
     PositiveInt,
     Strict,
+    TensorName,
     _layer_name,
 )
 
@@ -84,11 +85,12 @@ def _names_pattern(value: str) -> str:
 class Flow(Strict):
     """What every layer entry may say besides its kind: where it reads from, and when it exists."""
 
-    from_: LayerName | None = Field(
+    from_: TensorName | None = Field(
         None,
         alias="from",
         description="Read this tensor instead of the previous one: `input` (the block's or model's input) "
-        "or the name of an earlier layer in this list or an enclosing one.",
+        "or the name of an earlier layer in this list or an enclosing one; at model level also a tap into a group "
+        "written earlier, `group.entry` (`backbone.layer3`, `backbone.4`).",
     )
     if_: BoolExpr | None = Field(
         None,
@@ -498,11 +500,12 @@ class ModelSpec(Strict):
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
     layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
-    outputs: dict[OutputKey, LayerName] | None = Field(
+    outputs: dict[OutputKey, TensorName] | None = Field(
         None,
         min_length=1,
-        description="Several outputs: key -> a model-level layer whose tensor it is; forward returns a dict in this "
-        "order (torchvision's {'out': ..., 'aux': ...}), Keras a dict-output Model. Unset: the last layer's tensor.",
+        description="Several outputs: key -> a model-level layer whose tensor it is (or a tap, `backbone.layer3`); "
+        "forward returns a dict in this order (torchvision's {'out': ..., 'aux': ...}), Keras a dict-output Model; "
+        "an output whose layer is absent is left out. Unset: the last layer's tensor.",
     )
 
 

@@ -84,6 +84,23 @@ def _layer_name(value: str) -> str:
 LayerName = Annotated[str, Field(max_length=64), AfterValidator(_layer_name)]
 
 
+def _tensor_name(value: str) -> str:
+    """A tensor read by name: a layer's name, or a tap `group.entry` into a model-level group
+    (`backbone.layer3`, `backbone.4` for a numbered entry)."""
+    group, dot, entry = value.partition(".")
+    if not dot:
+        return _layer_name(value)
+    _layer_name(group)
+    if not (entry.isdigit() and entry.isascii() and (entry == "0" or not entry.startswith("0"))):
+        if "." in entry:
+            raise ValueError(f"{value!r}: a tap names a direct entry of a group, `group.entry`; read deeper tensors through that entry")
+        _layer_name(entry)
+    return value
+
+
+TensorName = Annotated[str, Field(max_length=129), AfterValidator(_tensor_name)]
+
+
 def _output_key(value: str) -> str:
     """A key of the model's outputs: a dict key in PyTorch and Keras, so any short text of
     letters, digits, `_`, `-` and `.` (torchvision's FPN returns "0" ... "3" and "pool")."""
