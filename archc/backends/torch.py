@@ -393,7 +393,7 @@ class TorchEmitter(InitEmission):
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
-        conv_args, bn_args = common.projection_args(sc, hoist)
+        conv_args, bn_args = common.projection_args(sc, hoist, self.graph.input_shape.rank)
         conv = ops.Conv.torch_module(conv_args, in_ch, False, False)
         if bn_args is None:
             return conv

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from archc import ops
@@ -56,6 +57,33 @@ def typed_value(
     if problem:
         raise SpecError(problem + provenance(state, raw, where), where)
     return float(value) if want == "num" else value
+
+
+def ranked_values(op: type[ops.Op], values: dict[str, Any], rank: int, where: Callable[[str], Location | None]) -> dict[str, Any]:
+    """A layer's values for a map of `rank` spatial dimensions (0: flat): each per-dimension
+    list (a `pair` or `pads` argument) must have one value per dimension, else a SpecError at
+    that argument (`where(name)`); a one-value list of a 1-D map becomes its value; a RANKED op
+    gets its `rank`."""
+    out = dict(values)
+    for attr in op.ATTRS:
+        value = values.get(attr.name)
+        if attr.type not in ("pair", "pads") or not isinstance(value, tuple) or not rank:
+            continue
+        if len(value) != rank:
+            shown = [list(v) if isinstance(v, tuple) else v for v in value]
+            raise SpecError(
+                f"{op.kind} {attr.name} {shown} has {len(value)} values but the maps here have {rank} spatial "
+                f"dimension{'s' * (rank > 1)} (input {RANK_SHAPES[rank]}); give one value for all, or one per dimension",
+                where(attr.name),
+            )
+        if rank == 1 and attr.type == "pair":
+            out[attr.name] = value[0]
+    if op.RANKED:
+        out["rank"] = rank
+    return out
+
+
+RANK_SHAPES = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
 
 
 def type_problem(value: Any, want: str) -> str | None:

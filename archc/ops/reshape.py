@@ -27,7 +27,7 @@ class Reshape(Op):
     def infer(self, s: Shape) -> Shape:
         if s.spatial:
             raise ShapeError(f"reshape turns a flat (C,) into (C, 1, 1) but gets the map {s}")
-        return Shape(s.c, 1, 1)
+        return Shape(s.c, (1, 1))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
