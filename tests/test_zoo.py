@@ -88,8 +88,7 @@ def test_keras_module(spec):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == ZOO[spec]
-    c, h, w = graph.input_shape.as_tuple()
-    assert module.INPUT_SHAPE == (h, w, c)
+    assert module.INPUT_SHAPE == (*graph.input_shape.size, graph.input_shape.c)  # channels last at every rank
     assert tuple(model.output_shape) == (None, *keras_shape(graph.output_shape))
     if spec in REPRESENTATIVES and spec not in KERAS_FORWARD_ELSEWHERE:
         keras_forward(graph, model)
@@ -105,12 +104,11 @@ def keras_model(spec, module):
 
 
 def keras_shape(shape):
-    return (shape.h, shape.w, shape.c) if shape.spatial else (shape.c,)  # channels_last
+    return (*shape.size, shape.c)  # channels_last
 
 
 def keras_forward(graph, model):
-    c, h, w = graph.input_shape.as_tuple()
-    out = model(np.zeros((2, h, w, c), dtype="float32"), training=False)
+    out = model(np.zeros((2, *keras_shape(graph.input_shape)), dtype="float32"), training=False)
     assert tuple(out.shape) == (2, *keras_shape(graph.output_shape))
 
 

@@ -526,6 +526,7 @@ class KerasEmitter:
             "header": common.header(self.graph, "keras"),
             "stdlib_imports": ["import math"] if self.needs_math else [],
             "input_shape": common.literal(shape),
+            "input_layout": common.input_layout(self.graph.input_shape.rank, "keras"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "constants": [line for name, config in self.constants.items() for line in init.config_source(config, "", f"{name} = ")],

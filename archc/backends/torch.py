@@ -604,6 +604,7 @@ class TorchEmitter(InitEmission):
             "stdlib_imports": imports,
             "imports": torch_imports,
             "input_shape": common.literal(self.graph.input_shape.as_tuple()),
+            "input_layout": common.input_layout(self.graph.input_shape.rank, "torch"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,
