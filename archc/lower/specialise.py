@@ -266,7 +266,7 @@ class _Specialiser:
         if op_class.LAYOUT:
             values["channels_last"] = given["channels_last"].value  # type: ignore[attr-defined]
         shape = src.shape
-        values = ranked_values(op_class, values, shape.rank, lambda key: self.where(item, item.kind, key))
+        values = ranked_values(op_class, values, shape.rank, self.state.rank, lambda key: self.where(item, item.kind, key))
         op = op_class(**values)
         if not (op_class.CHANNEL_FREE or op_class.EXPRESSION):
             self.check_channels(item.in_channels, shape, f"{self.source.name}.{item.name}", scope)

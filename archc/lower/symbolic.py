@@ -34,7 +34,7 @@ from archc.lower.context import (
     unread,
 )
 from archc.lower.limits import check_block_depth
-from archc.lower.values import STAGE_INDEX, raw_args, uses_index
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -151,7 +151,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 if op.LAYOUT:
                     args = (*args, ("channels_last", ast.Constant(here.last or here.flat)))
                 if op.RANKED:
-                    args = (*args, ("rank", ast.Constant(0 if here.flat else state.rank)))
+                    args = (*args, ("rank", ast.Constant(op_rank(op, here.flat, state.rank))))
                 params = dict(args)
                 item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)

@@ -59,11 +59,13 @@ def typed_value(
     return float(value) if want == "num" else value
 
 
-def ranked_values(op: type[ops.Op], values: dict[str, Any], rank: int, where: Callable[[str], Location | None]) -> dict[str, Any]:
+def ranked_values(
+    op: type[ops.Op], values: dict[str, Any], rank: int, model_rank: int, where: Callable[[str], Location | None]
+) -> dict[str, Any]:
     """A layer's values for a map of `rank` spatial dimensions (0: flat): each per-dimension
     list (a `pair` or `pads` argument) must have one value per dimension, else a SpecError at
     that argument (`where(name)`); a one-value list of a 1-D map becomes its value; a RANKED op
-    gets its `rank`."""
+    gets its `rank` (`op_rank`)."""
     out = dict(values)
     for attr in op.ATTRS:
         value = values.get(attr.name)
@@ -79,8 +81,14 @@ def ranked_values(op: type[ops.Op], values: dict[str, Any], rank: int, where: Ca
         if rank == 1 and attr.type == "pair":
             out[attr.name] = value[0]
     if op.RANKED:
-        out["rank"] = rank
+        out["rank"] = op_rank(op, rank == 0, model_rank)
     return out
+
+
+def op_rank(op: type[ops.Op], flat: bool, model_rank: int) -> int:
+    """A RANKED op's `rank`: the model's (its input's spatial dimensions), or 0 on a flat input
+    unless the op makes a map of it (reshape)."""
+    return 0 if flat and op.FLAT_OUT is not False else model_rank
 
 
 RANK_SHAPES = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
