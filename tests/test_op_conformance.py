@@ -492,3 +492,20 @@ def _keras_rule(initializer: Any) -> init.Rule:
     assert isinstance(initializer, keras.initializers.VarianceScaling), name
     args = (("scale", float(initializer.scale)), ("mode", initializer.mode), ("distribution", initializer.distribution))
     return init.Rule("variance_scaling", args)
+
+
+def test_avgpool_3d_needs_its_kernel_inside_the_map():
+    """PyTorch's AvgPool3d (unlike 1d and 2d) refuses a map smaller than its kernel even where
+    the padding makes room (found by tests/test_differential.py's random 3-D specs): the IR
+    refuses it too, and accepts what PyTorch accepts."""
+    def spec(size: list[int]) -> str:
+        layers = [{"op": {"avgpool": {"kernel": 3, "stride": 1, "padding": 1}}}]
+        return yaml.safe_dump({"archc": 1, "name": "pool", "input": [2, *size], "defaults": DEFAULTS, "layers": layers})
+
+    pool = torch.nn.AvgPool3d(3, stride=1, padding=1)
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        pool(torch.zeros(1, 2, 4, 2, 2))
+    with pytest.raises(SpecError, match=r"PyTorch's AvgPool3d needs every size at least the kernel"):
+        lower(load_spec_text(spec([4, 2, 2]), "pool.yaml"))
+    assert tuple(pool(torch.zeros(1, 2, 4, 3, 3)).shape[2:]) == lower(load_spec_text(spec([4, 3, 3]), "pool.yaml")).output_shape.size
+    assert lower(load_spec_text(spec([2, 2]), "pool.yaml")).output_shape.size == (2, 2)  # 2-D: PyTorch pools it

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, rank_of, suffixed
+from archc.ops.base import Attr, KerasCtx, Shape, ShapeError, rank_of, sizes, suffixed
 from archc.ops.conv import literal_sizes
 from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs, ceil_pads, same_pool
 
@@ -41,6 +41,15 @@ class AvgPool(Pool):
     KERAS: ClassVar[str] = "layers.AveragePooling{rank}D"
     HELPERS: ClassVar[dict[str, str]] = {"keras": "PaddedAveragePooling2D"}  # templates/keras/PaddedAveragePooling2D.py.j2
     count_include_pad: bool = True
+
+    def infer(self, s: Shape) -> Shape:
+        out = super().infer(s)
+        if s.rank == 3 and any(n < k for n, k in zip(s.size, sizes(self.kernel, 3))):
+            raise ShapeError(
+                f"avgpool with kernel {self.kernel} on the 3-D map {s}: PyTorch's AvgPool3d needs every size at least "
+                "the kernel, padding aside; use a larger input or a smaller kernel"
+            )
+        return out
 
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
