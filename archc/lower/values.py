@@ -25,7 +25,7 @@ def typed_value(
     ref_ok: bool = False, ref: tuple[int, str, LayerKey] | None = None,
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
-    an int, or [height, width] ints, which becomes a tuple)."""
+    an int, or one int per spatial dimension, which becomes a tuple: see ranked_values)."""
     if want == "pads" and isinstance(raw, list):  # [[top, bottom], [left, right]]
         return tuple(typed_value(v, scope, where, "pair", state=state) for v in raw)
     if want in ("pair", "pads"):

@@ -17,7 +17,8 @@ An op kind is one module in `archc.ops` holding everything archc knows about it:
   moving weights between the two frameworks;
 - `label`: how the diagram shows it.
 
-Shapes are (C, H, W) for feature maps and (C,) once flattened. A map may be held
+Shapes are (C, H, W) for feature maps, (C, L) or (C, D, H, W) in a model whose input has that
+rank (`Shape.size`; `RANKED` ops emit Conv1d/2d/3d and the like), and (C,) once flattened. A map may be held
 channels-last in PyTorch (`Shape.last`, after a `permute`): only ops that work on the
 last axis (`CHANNELS_LAST`: linear layers, layer norm, activations) accept it there.
 Keras holds every map channels-last, so the flag changes nothing in Keras.
@@ -100,8 +101,9 @@ class Attr:
     """
 
     name: str
-    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | pads (an int, or
-    # [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
+    # int | num | bool | str | pair (an int, or one int per spatial dimension, [height, width]: a
+    # tuple; lowering checks its length against the rank) | pads (an int, or [before, after] per
+    # spatial dimension, [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
     # written in the spec, used as it is: e.g. a tuple of per-channel numbers) | init (an
     # initialisation rule, see archc.ops.init)
     type: str
