@@ -373,7 +373,7 @@ RANK_BUILDERS: dict[str, Callable[[random.Random, int], Layers]] = {
     "upsample": lambda r, rank: [{"op": {"upsample": {"scale": r.randint(2, 3)}}}],  # nearest: bilinear is 2-D
     "zeropad": _ranked_zeropad,
 }
-RANK_ONE_ONLY = {"depthwise_conv"}  # Keras has DepthwiseConv1D and 2D, no 3D
+RANK_ONE_ONLY = {"depthwise_conv"}  # Keras has DepthwiseConv1D and 2D, no 3D: PyTorch only at rank 3
 RANK_BUILDERS["depthwise_conv"] = lambda r, rank: [
     {"op": {"depthwise_conv": {"kernel": _per_dim(r, rank, lambda: r.choice([1, 3])), "stride": r.randint(1, 2), "padding": 1}}}
 ]
@@ -407,8 +407,11 @@ def test_every_op_kind_has_a_rank_case():
 @pytest.mark.parametrize("kind", sorted(RANK_BUILDERS))
 def test_op_conforms_at_rank(kind, rank):
     if kind in RANK_ONE_ONLY and rank != 1:
-        with pytest.raises(SpecError, match=rf"{kind} works on .*, not on the 3-D \(C, D, H, W\) map"):
-            lower(load_spec_text(rank_spec_text(kind, rank, 0), "x.yaml"))
+        graph = lower(load_spec_text(rank_spec_text(kind, rank, 0), "x.yaml"))
+        model = api.load_module(graph, "torch").build_model()
+        assert type(model.get_submodule("op")).__name__ == "Conv3d" and model.get_submodule("op").groups == graph.input_shape.c
+        with pytest.raises(SpecError, match=rf"keras backend: {kind} on a 3-D map: Keras has DepthwiseConv1D and DepthwiseConv2D"):
+            api.load_module(graph, "keras")
         return
     for seed in range(3):
         text = rank_spec_text(kind, rank, seed)

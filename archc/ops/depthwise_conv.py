@@ -26,7 +26,6 @@ from archc.ops.base import (
     Op,
     Shape,
     Size,
-    need_rank,
     pads_when,
     rank_of,
     show,
@@ -75,7 +74,6 @@ class DepthwiseConv(Op):
     rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
-        need_rank("depthwise_conv", s, (1, 2))  # Keras has DepthwiseConv1D and 2D only
         return Shape(s.c, window("depthwise_conv", s, self.kernel, self.stride, self.padding))
 
     def params(self, s: Shape) -> tuple[int, int]:
@@ -94,6 +92,12 @@ class DepthwiseConv(Op):
             f"nn.Conv{rank_of(a)}d", in_ch, in_ch, kernel_size=a["kernel"], stride=unless(a["stride"], "1"),
             padding=unless(a["padding"], "0"), groups=in_ch, bias=a["bias"],
         )  # fmt: skip
+
+    @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        if rank_of(a) == 3:
+            return "depthwise_conv on a 3-D map: Keras has DepthwiseConv1D and DepthwiseConv2D, no 3-D one"
+        return None
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
