@@ -105,7 +105,7 @@ def convert(
     with torch.no_grad():
         t_result = t_model(torch.from_numpy(x))
     with deep_stack(graph):
-        k_result = k_model(x.transpose(0, 2, 3, 1), training=False)
+        k_result = k_model(interop.channels_last(x), training=False)
     pairs = [(want, keras.ops.convert_to_numpy(got)) for _, want, got in interop.output_pairs(graph, t_result, k_result)]
     if not all(np.isfinite(want).all() for want, _ in pairs):
         raise SpecError(

@@ -10,7 +10,8 @@ The transfer is driven by the IR, not by layer order: every weighted node's id
 is its PyTorch module path (`layer1.0.conv1`, so its state_dict keys are
 `layer1.0.conv1.weight`, ...) and, with dots as underscores, its Keras layer
 name (`layer1_0_conv1`). Layouts are converted on the way: conv kernels
-OIHW <-> HWIO (grouped convs included), dense kernels transposed, and where a
+(O, I, *k) <-> (*k, I, O) at every rank (OIHW <-> HWIO in 2-D; grouped convs included), dense
+kernels transposed, and where a
 flatten of a feature map feeds a layer with per-feature tensors (a dense layer, a flat
 batch norm or layer norm, through the ops that keep the features' order: `Op.KEEPS_FEATURE_ORDER`),
 those tensors' feature axes (`Op.feature_axis`) are reordered between PyTorch's C,H,W and
@@ -21,6 +22,7 @@ Nothing here imports torch or keras until a model is handed over.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,7 @@ def flattened_map(graph: Graph, node_id: str) -> Shape | None:
         node = nodes[node_id]
         if isinstance(node.op, ops.Flatten):
             src = nodes[node.inputs[0]].shape if node.inputs[0] in nodes else graph.input_shape
-            return src if src.spatial and src.h * src.w > 1 else None  # type: ignore[operator]
+            return src if src.spatial and math.prod(src.size) > 1 else None
         if node.shape.spatial or not node.op.KEEPS_FEATURE_ORDER:
             return None
         node_id = node.inputs[0]
@@ -87,8 +89,8 @@ def _slots(graph: Graph) -> list[_Slot]:
 
 
 def keras_feature_order(shape: Shape) -> np.ndarray:
-    """Keras' flat features of a (C, H, W) map (H,W,C), as indices of PyTorch's (C,H,W)."""
-    return np.arange(shape.numel()).reshape(shape.c, shape.h, shape.w).transpose(1, 2, 0).reshape(-1)  # type: ignore[arg-type]
+    """Keras' flat features of a map (H,W,C; L,C; D,H,W,C), as indices of PyTorch's (C,H,W; C,L; C,D,H,W)."""
+    return channels_last(np.arange(shape.numel()).reshape(1, *shape.as_tuple())).reshape(-1)
 
 
 def _feature_axis(slot: _Slot, name: str) -> int | None:
@@ -208,16 +210,27 @@ def _check_sets(what: str, have: set[str], want: set[str], graph: Graph) -> None
 # --- the models' outputs, side by side ------------------------------------------------------------
 
 
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """A batch in PyTorch's layout as Keras holds it, at any rank: (N, C, L) -> (N, L, C),
+    NCHW -> NHWC, (N, C, D, H, W) -> (N, D, H, W, C)."""
+    return np.moveaxis(x, 1, -1)
+
+
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """A batch in Keras' layout as PyTorch holds it (the inverse of channels_last)."""
+    return np.moveaxis(x, -1, 1)
+
+
 def keras_layout(out: np.ndarray, shape: Shape, flat_from: Shape | None) -> np.ndarray:
-    """A PyTorch output in Keras' layout: NCHW -> NHWC (a map PyTorch holds channels-last
-    after a permute is NHWC already); flat features in H,W,C order."""
+    """A PyTorch output in Keras' layout: channels last at every rank (a map PyTorch holds
+    channels-last after a permute is so already); flat features in (D,) H, W, C order."""
     n = out.shape[0]
     if out.size != n * shape.numel():
         return out  # misshapen: reported as a mismatch
     if shape.spatial:
-        return out.transpose(0, 2, 3, 1) if out.ndim == 4 and not shape.last else out
+        return channels_last(out) if out.ndim == shape.rank + 2 and not shape.last else out
     if flat_from is not None:
-        return out.reshape(n, flat_from.c, flat_from.h, flat_from.w).transpose(0, 2, 3, 1).reshape(n, -1)  # type: ignore[arg-type]
+        return channels_last(out.reshape(n, *flat_from.as_tuple())).reshape(n, -1)
     return out.reshape(n, -1)
 
 

@@ -414,7 +414,7 @@ def verify(
     names = list(dict.fromkeys(keras_output(p) for p in pts))
     with deep_stack(graph):
         probe = keras.Model(k_model.input, [k_model.get_layer(n).output if n else k_model.output for n in names])
-        outs = probe(x.transpose(0, 2, 3, 1), training=train_mode)
+        outs = probe(interop.channels_last(x), training=train_mode)
     k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
     report("run", 2, 2)
 
@@ -436,7 +436,7 @@ def verify(
         comparisons.append((want, got))
     if graph.outputs:  # the model's outputs, each a row of its own (`output 'aux'`)
         with deep_stack(graph):
-            k_result = k_model(x.transpose(0, 2, 3, 1), training=train_mode)
+            k_result = k_model(interop.channels_last(x), training=train_mode)
         for (key, want, got), o in zip(interop.output_pairs(graph, t_result, k_result), graph.outputs):
             if want.shape != got.shape:
                 compared.append((Row(f"output {key!r}", 0, o.shape.as_tuple(), math.inf, math.nan, False, "shapes differ"), None, ("", 0)))

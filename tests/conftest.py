@@ -124,6 +124,9 @@ ZOO = {
     # keras.applications MobileNetV2 (alpha 1.0): torchvision's mobilenet_v2 widths and so its
     # 17,056 BN channels, without the classifier dropout; the same 3,504,872 trainable.
     "specs/keras/mobilenet_v2.yaml": (3_504_872, 34_112),
+    # M5 (Dai et al. 2017) at 128 channels, 1-D: 1,024 BN channels; the count is worked out in docs/spec.md's 'Tensor rank'
+    "specs/audio/m5.yaml": (571_939, 2_048),
+    "specs/video/r3d_18.yaml": (33_371_472, 9_600),  # torchvision r3d_18, 3-D: 4,800 BN channels as resnet18
 }
 
 
@@ -207,6 +210,8 @@ FAMILIES = {
     "keras mobilenet_v2": ["specs/keras/mobilenet_v2.yaml"],
     "keras efficientnet_b0": ["specs/keras/efficientnet_b0.yaml"],
     "keras convnext_tiny": ["specs/keras/convnext_tiny.yaml"],
+    "m5 (1-D)": ["specs/audio/m5.yaml"],
+    "r3d (3-D)": ["specs/video/r3d_18.yaml"],
 }  # fmt: skip
 REPRESENTATIVES = {members[0] for members in FAMILIES.values()}
 # Representatives whose Keras forward pass at full size runs elsewhere (test_keras_applications).
@@ -267,7 +272,7 @@ def calibrate_batchnorm(model, input_shape) -> None:
     runs of the model compares numbers. Other layers keep their initialisation."""
     import torch
 
-    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()

@@ -16,6 +16,7 @@ from conftest import ROOT, need
 
 from archc import api
 from archc.cli import main
+from archc.interop import channels_last
 
 torch = need("torch")
 keras = need("keras")
@@ -94,7 +95,7 @@ def test_torch_to_keras_to_torch(tmp_path):
     x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         want = original.eval()(torch.from_numpy(x)).numpy()
-    got = keras.ops.convert_to_numpy(k_model(x.transpose(0, 2, 3, 1), training=False))
+    got = keras.ops.convert_to_numpy(k_model(channels_last(x), training=False))
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
     result = convert(SPEC, mid, back)

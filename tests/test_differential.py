@@ -6,11 +6,13 @@ random dataflow specs at the end look for the next one."""
 
 from __future__ import annotations
 
+import random
 import textwrap
 import types
 
 import numpy as np
 import pytest
+import yaml
 from conftest import need, ruff_executable
 from ir_exec import run_ir
 
@@ -58,7 +60,7 @@ def agree(text: str, keras_too: bool = True, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
                 m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=generator) - 0.5)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
         x = torch.randn(2, *graph.input_shape.as_tuple(), generator=generator)
@@ -256,7 +258,62 @@ def test_skip_block_with_parallel_strided_branches():
     """The shortcut's stride is the branch's (2), not the product of every layer's (4)."""
     graph = agree(spec(PARALLEL_STRIDED, "- blk: {block: b, with: {w: 8, stride: 2}}\n"))
     (proj,) = [n for n in graph.nodes if n.id == "blk.downsample.0"]
-    assert proj.op.stride == 2 and proj.shape.h == 6
+    assert proj.op.stride == 2 and proj.shape.size[0] == 6
+
+
+def ranked_spec(rank: int, seed: int) -> str:
+    """A small random spec of 1-D or 3-D maps: a strided stem with per-dimension lists, a stage
+    of a skip block kind with projection shortcuts, parallel branches, padding, pooling,
+    upsampling, a flatten or a global pool and a classifier."""
+    r = random.Random(f"rank{rank}-{seed}")
+
+    def per_dim(draw):
+        return draw() if r.random() < 0.4 else [draw() for _ in range(rank)]
+
+    kernel = per_dim(lambda: r.choice([1, 3]))
+    pad = [(k - 1) // 2 for k in kernel] if isinstance(kernel, list) else (kernel - 1) // 2
+    size = [r.randint(10, 16) for _ in range(rank)] if rank == 1 else [r.randint(8, 10) for _ in range(rank)]
+    w = r.choice([4, 8])
+    head = "flatten" if r.random() < 0.5 else "global_avgpool"
+    spec_dict = {
+        "archc": 1, "name": f"rank{rank}_{seed}", "input": [r.choice([1, 3]), *size],
+        "defaults": {"conv": {"bias": r.random() < 0.5}, "batchnorm": {"eps": 1e-5, "momentum": 0.1}, "activation": "relu"},
+        "blocks": {"res": {
+            "params": {"planes": "int", "stride": 1}, "connectivity": "skip",
+            "shortcut": {"kind": "projection", "name": "downsample"},
+            "layers": [
+                {"conv1": [{"conv": {"filters": "planes", "kernel": 3, "stride": "stride", "padding": 1}}, "batchnorm", "relu"]},
+                {"conv2": {"conv": {"filters": "planes", "kernel": kernel, "padding": pad}}},
+                {"bn2": "batchnorm"},
+            ],
+            "after": [{"relu": "act"}],
+        }},
+        "layers": [
+            {"stem": {"conv": {"filters": w, "kernel": per_dim(lambda: r.choice([2, 3])), "stride": per_dim(lambda: r.randint(1, 2)),
+                               "padding": per_dim(lambda: r.randint(0, 1))}}},
+            {"relu": "relu"},
+            {"mix": {"branches": [{"a": {"conv": {"filters": w, "kernel": 1}}}, {"b": {"avgpool": {"kernel": 3, "stride": 1, "padding": 1}}}],
+                     "merge": "concat"}},
+            {"pad": {"zeropad": {"padding": [[r.randint(0, 1), r.randint(0, 1)] for _ in range(rank)]}}},
+            {"pool": {"maxpool": {"kernel": per_dim(lambda: 2), "stride": 1}}},
+            {"layer1": {"stage": "res", "repeat": r.randint(1, 2), "with": {"planes": 2 * w}, "first": {"stride": 2}}},
+            {"up": {"upsample": {"scale": 2}}},
+            {"bn": "batchnorm"},
+            {"head": head},
+            {"fc": {"dense": {"units": r.randint(2, 5)}}},
+        ],
+    }  # fmt: skip
+    return yaml.safe_dump(spec_dict, sort_keys=False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("rank", [1, 3])
+def test_random_specs_of_other_ranks_agree(rank, seed):
+    """IR = PyTorch = Keras for small random 1-D and 3-D specs (a flatten's order differs between
+    the frameworks at every rank; interop reorders the dense weight)."""
+    graph = agree(ranked_spec(rank, seed), seed=seed)
+    assert graph.input_shape.rank == rank
+    assert {n.shape.rank for n in graph.nodes if n.shape.spatial} == {rank}
 
 
 CHANNELS_IN_WITH = """\

@@ -72,6 +72,8 @@ KINDS = {
     "expr": "Expressions outside the small arithmetic language, or out of its bounds.",
     "limit": "Specs that would produce an absurd graph; each names the limit that stops it.",
     "shape": "Channel and spatial mismatches, with the shapes involved.",
+    "rank": "Tensor rank: a per-dimension list with a value count other than the map's spatial dimensions, an op "
+    "that cannot follow the map's rank (1-D (C, L) or 3-D (C, D, H, W)), a backend that cannot.",
     "block": "Block kinds and their parameters.",
     "check": "`checks:` rules that fail; their messages fill in `{param}` and nothing else.",
     "use": "Block libraries that are missing, misnamed or not libraries.",

@@ -15,6 +15,7 @@ from conftest import ROOT, need
 from archc import api
 from archc.backends import emit
 from archc.errors import SpecError
+from archc.interop import channels_last
 from archc.lower import lower
 from archc.spec.loader import load_spec, load_spec_text
 
@@ -118,7 +119,7 @@ def test_inline_backends_agree():
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype("float32")
     with torch.no_grad():
         expected = t_model(torch.from_numpy(x)).numpy()
-    got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    got = np.asarray(k_model(channels_last(x), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, load_module, need
 
 from archc import api
-from archc.interop import TransferError, keras_to_torch, torch_to_keras
+from archc.interop import TransferError, channels_last, keras_to_torch, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec, load_spec_text
 
@@ -87,7 +87,7 @@ def outputs(t_model, k_model, shape):
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
     with torch.no_grad():
         expected = t_model.eval()(torch.from_numpy(x)).numpy()
-    return expected, np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    return expected, np.asarray(k_model(channels_last(x), training=False))
 
 
 def state(model):

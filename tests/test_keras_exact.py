@@ -28,6 +28,7 @@ from archc import api
 from archc.backends import check, emit
 from archc.cli import main
 from archc.errors import SpecError
+from archc.interop import channels_first, channels_last
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -164,9 +165,9 @@ def run(graph, x):
     nodes = {n.id: n for n in graph.nodes}
     layers = [nodes[item.output].op.keras_output(interop.keras_name(item.output)) for item in graph.body]
     probe = keras.Model(k_model.input, [k_model.get_layer(name).output for name in layers])
-    got = probe(x.transpose(0, 2, 3, 1))
+    got = probe(channels_last(x))
     got = got if isinstance(got, (list, tuple)) else [got]
-    return {n: (outs[n].numpy(), np.asarray(g).transpose(0, 3, 1, 2)) for n, g in zip(items, got)}
+    return {n: (outs[n].numpy(), channels_first(np.asarray(g))) for n, g in zip(items, got)}
 
 
 # --- conv: stride and dilation ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from test_variants import in_memory
 
 from archc.backends import emit
 from archc.errors import SpecError
-from archc.interop import torch_to_keras
+from archc.interop import channels_last, torch_to_keras
 from archc.lower import lower
 from archc.spec.loader import load_spec_text
 
@@ -89,7 +89,7 @@ def test_backends_match_the_ir_and_each_other(graph, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         expected = t_model(torch.from_numpy(x)).numpy()
-    got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    got = np.asarray(k_model(channels_last(x), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
     ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
     for backend in ("torch", "keras"):
@@ -207,7 +207,7 @@ def test_unnamed_stages_in_sequences_are_numbered_on_in_every_backend():
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype("float32")
     with torch.no_grad():
         expected = t_model(torch.from_numpy(x)).numpy()
-    got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
+    got = np.asarray(k_model(channels_last(x), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
     assert "out_layers" in emit(graph, "keras")  # never a variable named like keras' `layers`
 

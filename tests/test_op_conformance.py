@@ -8,7 +8,10 @@ arguments, a tiny model around the op, and
   compared in each framework's order, which `archc.interop` declares);
 - the initialisation facts the op declares (`Op.TENSORS`): PyTorch's fans are the op's
   `fan_in` / `fan_out`, its constant defaults are what nn's constructor gives, and each Keras
-  initializer argument is one the Keras layer has, whose own default is the declared one."""
+  initializer argument is one the Keras layer has, whose own default is the declared one.
+The same at ranks 1 and 3 (inputs (C, L) and (C, D, H, W), per-dimension lists of random
+lengths' values) for every op kind that follows the rank (RANK_BUILDERS); the others refuse
+those ranks with a message naming the op and the rank (RANK_REFUSED)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ import yaml
 from conftest import need
 
 from archc import api, ops
+from archc.errors import SpecError
 from archc.interop import (
+    channels_last,
     flattened_map,
     keras_feature_order,
     keras_name,
@@ -238,7 +243,7 @@ def torch_as_keras(graph: Any, out: np.ndarray) -> np.ndarray:
     """A PyTorch output in Keras' layout: NCHW -> NHWC, flat features in H,W,C order."""
     shape, last = graph.output_shape, graph.nodes[-1]
     if shape.spatial:
-        return out if shape.last else out.transpose(0, 2, 3, 1)
+        return out if shape.last else channels_last(out)
     order = flattened_map(graph, last.id)
     return out if order is None else out[:, keras_feature_order(order)]
 
@@ -246,46 +251,183 @@ def torch_as_keras(graph: Any, out: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_op_conforms(kind):
     for seed in range(CASES):
-        text = spec_text(kind, seed)
-        graph = lower(load_spec_text(text, f"{kind}_{seed}.yaml"))
-        (node,) = [n for n in graph.nodes if n.id == "op"]
-        assert node.op.kind == kind, text
-        tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
-        torch.manual_seed(seed)
-        t_model, k_model = tm.build_model().eval(), km.build_model()
-        what = f"{kind}, seed {seed}:\n{text}"
+        conforms(kind, seed, spec_text(kind, seed))
 
-        # counts: IR = PyTorch = Keras
-        params = dict(t_model.named_parameters())  # non-trainable: the state_dict's other tensors
-        t_counts = (sum(p.numel() for p in params.values()),
-                    sum(v.numel() for k, v in t_model.state_dict().items() if k not in params and not k.endswith("num_batches_tracked")))  # fmt: skip
-        k_counts = (sum(int(np.prod(w.shape)) for w in k_model.trainable_weights),
-                    sum(int(np.prod(w.shape)) for w in k_model.non_trainable_weights))  # fmt: skip
-        assert t_counts == k_counts == (graph.counts.trainable, graph.counts.non_trainable), what
 
-        # the initialisation facts, on PyTorch's freshly constructed module
-        _check_init_facts(node, graph, t_model, k_model, what)
+def conforms(kind: str, seed: int, text: str) -> None:
+    """The op `op` of the spec `text` conforms (see the module docstring)."""
+    graph = lower(load_spec_text(text, f"{kind}_{seed}.yaml"))
+    (node,) = [n for n in graph.nodes if n.id == "op"]
+    assert node.op.kind == kind, text
+    tm, km = api.load_module(graph, "torch"), api.load_module(graph, "keras")
+    torch.manual_seed(seed)
+    t_model, k_model = tm.build_model().eval(), km.build_model()
+    what = f"{kind}, seed {seed}:\n{text}"
 
-        # the exact round trip, then equal outputs with the transferred weights
-        verify.randomize(t_model, graph, seed=seed)  # leaves the model in train mode
-        t_model.eval()
-        torch_to_keras(t_model, k_model, graph)
-        copy = tm.build_model()
-        keras_to_torch(k_model, copy, graph)
-        for key, value in t_model.state_dict().items():
-            assert torch.equal(value, copy.state_dict()[key]), f"{key} after torch -> keras -> torch; {what}"
+    # counts: IR = PyTorch = Keras
+    params = dict(t_model.named_parameters())  # non-trainable: the state_dict's other tensors
+    t_counts = (sum(p.numel() for p in params.values()),
+                sum(v.numel() for k, v in t_model.state_dict().items() if k not in params and not k.endswith("num_batches_tracked")))  # fmt: skip
+    k_counts = (sum(int(np.prod(w.shape)) for w in k_model.trainable_weights),
+                sum(int(np.prod(w.shape)) for w in k_model.non_trainable_weights))  # fmt: skip
+    assert t_counts == k_counts == (graph.counts.trainable, graph.counts.non_trainable), what
 
-        x = np.random.default_rng(seed).standard_normal((2, *graph.input_shape.as_tuple())).astype("float32")
-        with torch.no_grad():
-            want = t_model(torch.from_numpy(x)).numpy()
-        got = np.asarray(k_model(x.transpose(0, 2, 3, 1), training=False))
-        out = graph.output_shape.as_tuple()
-        keras_shape = (*out[1:], out[0]) if graph.output_shape.spatial else out
-        assert want.shape == (2, *(keras_shape if graph.output_shape.last else out)), what
-        assert got.shape == (2, *keras_shape), what
-        want = torch_as_keras(graph, want)
-        assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), what
+    # the initialisation facts, on PyTorch's freshly constructed module
+    _check_init_facts(node, graph, t_model, k_model, what)
 
+    # the exact round trip, then equal outputs with the transferred weights
+    verify.randomize(t_model, graph, seed=seed)  # leaves the model in train mode
+    t_model.eval()
+    torch_to_keras(t_model, k_model, graph)
+    copy = tm.build_model()
+    keras_to_torch(k_model, copy, graph)
+    for key, value in t_model.state_dict().items():
+        assert torch.equal(value, copy.state_dict()[key]), f"{key} after torch -> keras -> torch; {what}"
+
+    x = np.random.default_rng(seed).standard_normal((2, *graph.input_shape.as_tuple())).astype("float32")
+    with torch.no_grad():
+        want = t_model(torch.from_numpy(x)).numpy()
+    got = np.asarray(k_model(channels_last(x), training=False))
+    out = graph.output_shape.as_tuple()
+    keras_shape = (*out[1:], out[0]) if graph.output_shape.spatial else out
+    assert want.shape == (2, *(keras_shape if graph.output_shape.last else out)), what
+    assert got.shape == (2, *keras_shape), what
+    want = torch_as_keras(graph, want)
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), what
+
+
+
+# --- ranks 1 and 3 ---------------------------------------------------------------------------
+
+
+def _sizes(r: random.Random, rank: int, lo: int, hi: int) -> list[int]:
+    return [r.randint(lo, hi) for _ in range(rank)]
+
+
+def _per_dim(r: random.Random, rank: int, draw: Callable[[], int]) -> Any:
+    """One value for every spatial dimension, or a list with one per dimension."""
+    return draw() if r.random() < 0.4 else [draw() for _ in range(rank)]
+
+
+def _ranked_conv(r: random.Random, rank: int) -> Layers:
+    groups = r.choice([1, 2])
+    args = {"filters": groups * r.randint(1, 3), "kernel": _per_dim(r, rank, lambda: r.choice([1, 2, 3])), "groups": groups}
+    args.update({"stride": _per_dim(r, rank, lambda: r.randint(1, 2)), "padding": _per_dim(r, rank, lambda: r.randint(0, 1))})
+    args.update({"dilation": _per_dim(r, rank, lambda: r.randint(1, 2)), "bias": r.random() < 0.5})
+    return [{"op": {"conv": args}}]
+
+
+def _ranked_pool(kind: str) -> Callable[[random.Random, int], Layers]:
+    def layers(r: random.Random, rank: int) -> Layers:
+        kernel = r.randint(2, 3)
+        args: dict[str, Any] = {"kernel": _per_dim(r, rank, lambda: kernel), "stride": _per_dim(r, rank, lambda: r.randint(1, kernel))}
+        args["padding"] = _per_dim(r, rank, lambda: r.randint(0, kernel // 2))
+        # max pooling pads with zeros after a relu in Keras (its -inf padding helper is 2-D)
+        return [{"relu": "relu"}] * (kind == "maxpool") + [{"op": {kind: args}}]
+
+    return layers
+
+
+def _ranked_conv_transpose(r: random.Random, rank: int) -> Layers:
+    stride = r.randint(1, 2)
+    kernel = r.randint(max(stride, 2), 3)
+    args = {"filters": r.randint(1, 3), "kernel": _per_dim(r, rank, lambda: kernel), "stride": stride, "bias": r.random() < 0.5}
+    args.update({"padding": _per_dim(r, rank, lambda: r.randint(0, (kernel - 1) // 2)), "output_padding": r.randint(0, stride - 1)})
+    return [{"op": {"conv_transpose": args}}]
+
+
+def _ranked_zeropad(r: random.Random, rank: int) -> Layers:
+    padding: Any = r.randint(1, 2) if r.random() < 0.4 else [[r.randint(0, 2), r.randint(1, 2)] for _ in range(rank)]
+    return [{"op": {"zeropad": {"padding": padding}}}]
+
+
+def _ranked_merge(kind: str) -> Callable[[random.Random, int], Layers]:
+    def layers(r: random.Random, rank: int) -> Layers:
+        return _merge(kind)(r)[1]
+
+    return layers
+
+
+RANK_BUILDERS: dict[str, Callable[[random.Random, int], Layers]] = {
+    "act": lambda r, rank: [{"op": {"act": {"fn": r.choice(["relu", "silu", "sigmoid", "gelu"])}}}],
+    "adaptive_avgpool": lambda r, rank: [{"op": {"adaptive_avgpool": {"size": r.choice([1, 2, 3])}}}],
+    "add": _ranked_merge("add"),
+    "avgpool": _ranked_pool("avgpool"),
+    "batchnorm": lambda r, rank: [{"op": {"batchnorm": {"eps": r.choice([1e-5, 1e-3]), "momentum": 0.1}}}],
+    "concat": _ranked_merge("concat"),
+    "conv": _ranked_conv,
+    "conv_transpose": _ranked_conv_transpose,
+    # a dense layer after a flatten: PyTorch's and Keras' feature orders differ at every rank
+    "dense": lambda r, rank: [{"flat": "flatten"}, {"op": {"dense": {"units": r.randint(1, 4)}}}],
+    "dropout": lambda r, rank: [{"op": {"dropout": {"rate": 0.5}}}],
+    "flatten": lambda r, rank: [{"op": "flatten"}],
+    "global_avgpool": lambda r, rank: [{"op": "global_avgpool"}],
+    "identity": lambda r, rank: [{"op": "identity"}],
+    "maxpool": _ranked_pool("maxpool"),
+    "multiply": _ranked_merge("multiply"),
+    "rescaling": lambda r, rank: [{"op": {"rescaling": {"scale": 0.5, "offset": 0.25}}}],
+    # flat -> (C, 1) or (C, 1, 1, 1), then a gate over the map: squeeze-and-excitation at the rank
+    "reshape": lambda r, rank: [{"pool": "global_avgpool"}, {"op": "reshape"}, {"gate": {"multiply": ["op", "input"]}}],
+    "slice": lambda r, rank: [{"op": {"slice": {"start": 1, "stop": 2}}}],
+    "softmax": lambda r, rank: [{"op": "softmax"}],
+    "upsample": lambda r, rank: [{"op": {"upsample": {"scale": r.randint(2, 3)}}}],  # nearest: bilinear is 2-D
+    "zeropad": _ranked_zeropad,
+}
+RANK_ONE_ONLY = {"depthwise_conv"}  # Keras has DepthwiseConv1D and 2D, no 3D: PyTorch only at rank 3
+RANK_BUILDERS["depthwise_conv"] = lambda r, rank: [
+    {"op": {"depthwise_conv": {"kernel": _per_dim(r, rank, lambda: r.choice([1, 3])), "stride": r.randint(1, 2), "padding": 1}}}
+]
+# Op kinds that work on (C, H, W) maps only, each with a layer that shows it, and what refuses it
+RANK_REFUSED: dict[str, Layers] = {
+    "layer_scale": [{"op": {"layer_scale": {"init_value": 0.5}}}],
+    "layernorm": [{"op": {"layernorm": {"eps": 1e-5}}}],
+    "normalization": [{"op": {"normalization": {"mean": [0.0, 0.0], "variance": [1.0, 1.0]}}}],
+    "permute": [{"op": {"permute": {"to": "channels_last"}}}],
+    "resize": [{"op": {"resize": {"like": "input"}}}],
+    "shuffle": [{"op": {"shuffle": {"groups": 2}}}],
+    "stochastic_depth": [{"op": {"stochastic_depth": {"rate": 0.2}}}],
+}
+
+
+def rank_spec_text(kind: str, rank: int, seed: int) -> str:
+    r = random.Random(f"{kind}-rank{rank}-{seed}")
+    layers = RANK_BUILDERS[kind](r, rank)
+    size = [6] * rank if kind == "adaptive_avgpool" else _sizes(r, rank, 6, 9 if rank == 1 else 6)  # Keras: divisible sizes
+    shape = [r.choice([2, 4]), *size]
+    spec = {"archc": 1, "name": f"{kind}_rank{rank}_{seed}", "input": shape, "defaults": DEFAULTS, "layers": layers}
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def test_every_op_kind_has_a_rank_case():
+    assert set(RANK_BUILDERS) | set(RANK_REFUSED) | set(NOT_PLACED) == set(ops.ALL)
+    assert not set(RANK_BUILDERS) & set(RANK_REFUSED)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+@pytest.mark.parametrize("kind", sorted(RANK_BUILDERS))
+def test_op_conforms_at_rank(kind, rank):
+    if kind in RANK_ONE_ONLY and rank != 1:
+        graph = lower(load_spec_text(rank_spec_text(kind, rank, 0), "x.yaml"))
+        model = api.load_module(graph, "torch").build_model()
+        assert type(model.get_submodule("op")).__name__ == "Conv3d" and model.get_submodule("op").groups == graph.input_shape.c
+        with pytest.raises(SpecError, match=rf"keras backend: {kind} on a 3-D map: Keras has DepthwiseConv1D and DepthwiseConv2D"):
+            api.load_module(graph, "keras")
+        return
+    for seed in range(3):
+        text = rank_spec_text(kind, rank, seed)
+        conforms(kind, seed, text)
+        assert lower(load_spec_text(text, "x.yaml")).input_shape.rank == rank
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+@pytest.mark.parametrize("kind", sorted(RANK_REFUSED))
+def test_op_refuses_rank(kind, rank):
+    """A 2-D-only op on a 1-D or 3-D map: a located error naming the op and the map's rank."""
+    spec = {"archc": 1, "name": "refused", "input": [2, *[4] * rank], "defaults": DEFAULTS, "layers": RANK_REFUSED[kind]}
+    name = {1: r"1-D \(C, L\)", 3: r"3-D \(C, D, H, W\)"}[rank]
+    with pytest.raises(SpecError, match=rf"op: .*{kind.split('_')[0]}.* works on 2-D \(C, H, W\) maps only, not on the {name} map") as e:
+        lower(load_spec_text(yaml.safe_dump(spec, sort_keys=False), "x.yaml"))
+    assert e.value.where is not None and e.value.where.line > 0
 
 def _check_init_facts(node: Any, graph: Any, t_model: Any, k_model: Any, what: str) -> None:
     op = node.op
@@ -293,7 +435,7 @@ def _check_init_facts(node: Any, graph: Any, t_model: Any, k_model: Any, what: s
         return
     module = t_model.get_submodule(node.id)
     # the init loop's branch (the convs' for a depthwise conv) tests the module's class
-    classes = ops.KINDS[init.section(op.kind)].torch_init_classes({not node.shape.spatial})
+    classes = ops.KINDS[init.section(op.kind)].torch_init_classes({node.shape.rank})
     assert isinstance(module, tuple(getattr(torch.nn, c.removeprefix("nn.")) for c in classes)), what
     in_ch = str(graph.input_shape.c if node.inputs[0] == "input" else next(n for n in graph.nodes if n.id == node.inputs[0]).shape.c)
     a = {k: str(v) for k, v in op.values().items() if k != "init"}
@@ -353,3 +495,20 @@ def _keras_rule(initializer: Any) -> init.Rule:
     assert isinstance(initializer, keras.initializers.VarianceScaling), name
     args = (("scale", float(initializer.scale)), ("mode", initializer.mode), ("distribution", initializer.distribution))
     return init.Rule("variance_scaling", args)
+
+
+def test_avgpool_3d_needs_its_kernel_inside_the_map():
+    """PyTorch's AvgPool3d (unlike 1d and 2d) refuses a map smaller than its kernel even where
+    the padding makes room (found by tests/test_differential.py's random 3-D specs): the IR
+    refuses it too, and accepts what PyTorch accepts."""
+    def spec(size: list[int]) -> str:
+        layers = [{"op": {"avgpool": {"kernel": 3, "stride": 1, "padding": 1}}}]
+        return yaml.safe_dump({"archc": 1, "name": "pool", "input": [2, *size], "defaults": DEFAULTS, "layers": layers})
+
+    pool = torch.nn.AvgPool3d(3, stride=1, padding=1)
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        pool(torch.zeros(1, 2, 4, 2, 2))
+    with pytest.raises(SpecError, match=r"PyTorch's AvgPool3d needs every size at least the kernel"):
+        lower(load_spec_text(spec([4, 2, 2]), "pool.yaml"))
+    assert tuple(pool(torch.zeros(1, 2, 4, 3, 3)).shape[2:]) == lower(load_spec_text(spec([4, 3, 3]), "pool.yaml")).output_shape.size
+    assert lower(load_spec_text(spec([2, 2]), "pool.yaml")).output_shape.size == (2, 2)  # 2-D: PyTorch pools it

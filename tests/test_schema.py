@@ -61,7 +61,8 @@ def edited(edit):
         lambda d: d["layers"].append({"act2": {"act": "swish"}}),  # unknown activation
         lambda d: d["layers"].append({"2fc": {"dense": {"units": 10}}}),  # a name must be an identifier
         lambda d: d["layers"][4]["layer1"].update(connectivity="residual"),
-        lambda d: d.update(input=[3, 224]),
+        lambda d: d.update(input=[3]),  # (C, L), (C, H, W) or (C, D, H, W)
+        lambda d: d.update(input=[3, 8, 8, 8, 8]),
         lambda d: d.update(params=None),  # null deletes only in a spec that extends another
     ],
 )

@@ -67,7 +67,7 @@ def test_good_spec_compiles():
         ("  batchnorm: {eps: 1.0e-5, momentum: 0.1}\n", "", "batchnorm eps is not set", 10),
         ("use: [resnet]", "use: [resnot]", "unknown library 'resnot'", 8),
         ("kernel: 3, padding: 1}", "kernel: 3, padding: 1, groups: 3}", "groups=3 must divide input channels 3 and filters 8", 10),
-        ("input: [3, 32, 32]", "input: [3, 32]", "input", 3),
+        ("input: [3, 32, 32]", "input: [3, 2, 32, 32, 32]", "has 5 dimensions; archc compiles (channels, length)", 3),
         ("name: tiny", "name: tiny\nname: again", "duplicate key 'name'", 3),
         ("archc: 1", "archc: !!python/object/apply:os.system ['true']", "is not allowed", 1),
         ("archc: 1", "archc: !!python/name:os.system ''", "python/name:os.system' is not allowed", 1),

@@ -43,7 +43,7 @@ def randomize_batchnorm(model, input_shape):
     per channel (so activations stay O(1) however deep the model is). Layer norms get a
     random weight and bias too, and ConvNeXt's layer scales random values instead of their
     1e-6 start (which would hide every block's branch)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))]
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.LayerNorm):
@@ -74,6 +74,24 @@ def assert_same_model(reference, name: str) -> None:
 def test_matches_torchvision(name):
     torch.manual_seed(0)
     assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)
+
+
+# r3d_18's stride is 16 in height and width and 8 in time: (9, 75, 75) is a multiple of neither,
+# so every strided conv rounds down (as torchvision's does), and the pooled map is not 1x1x1.
+@pytest.mark.parametrize("input_shape", [(), (3, 9, 75, 75)], ids=["INPUT_SHAPE", "9x75x75"])
+def test_r3d_18_matches_torchvision(input_shape):
+    """specs/video/r3d_18.yaml, a 3-D model (input (C, D, H, W)), is torchvision.models.video.r3d_18:
+    its state_dict loads strictly and gives the same outputs."""
+    torch.manual_seed(0)
+    module = load_module(ROOT / "generated" / "r3d_18_torch.py")
+    assert module.INPUT_SHAPE == (3, 16, 112, 112)
+    assert_same(torchvision.models.video.r3d_18(weights=None), module, input_shape)
+
+
+def test_r3d_18_init_matches_torchvision():
+    torch.manual_seed(0)
+    reference = torchvision.models.video.r3d_18(weights=None)
+    assert_same_init(reference, load_module(ROOT / "generated" / "r3d_18_torch.py").build_model())
 
 
 @pytest.mark.parametrize("name", ["convnext_small", "convnext_base"])

@@ -97,8 +97,7 @@ def test_keras_module(spec):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == ZOO[spec]
-    c, h, w = graph.input_shape.as_tuple()
-    assert module.INPUT_SHAPE == (h, w, c)
+    assert module.INPUT_SHAPE == (*graph.input_shape.size, graph.input_shape.c)  # channels last at every rank
     assert [tuple(o.shape) for o in each_output(model.output)] == [(None, *keras_shape(s)) for s in output_shapes(graph)]
     if spec in REPRESENTATIVES and spec not in KERAS_FORWARD_ELSEWHERE:
         keras_forward(spec, module, model)
@@ -114,7 +113,7 @@ def keras_model(spec, module):
 
 
 def keras_shape(shape):
-    return (shape.h, shape.w, shape.c) if shape.spatial else (shape.c,)  # channels_last
+    return (*shape.size, shape.c)  # channels_last
 
 
 def keras_forward(spec, module, model):
@@ -123,8 +122,7 @@ def keras_forward(spec, module, model):
         from archc.api import load_module as module_of
 
         model = module_of(graph, "keras").build_model()
-    c, h, w = suite_input(spec, module)
-    out = model(np.zeros((2, h, w, c), dtype="float32"), training=False)
+    out = model(np.zeros((2, *keras_shape(graph.input_shape)), dtype="float32"), training=False)
     assert [tuple(o.shape) for o in each_output(out)] == [(2, *keras_shape(shape)) for shape in output_shapes(graph)]
 
 

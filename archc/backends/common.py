@@ -197,14 +197,27 @@ def emitted_shortcuts(block: BlockType, sig: Signature) -> list[tuple[SymShortcu
     return out
 
 
-def projection_args(sc: SymShortcut, hoist: Hoister) -> tuple[dict[str, str], dict[str, str] | None]:
+_DIMS = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def input_layout(rank: int, backend: str) -> str:
+    """INPUT_SHAPE's comment: its dimensions and the batch layout, PyTorch's channels first
+    ((channels, height, width); NCHW) or Keras' channels last, at the input's rank."""
+    dims = _DIMS[rank]
+    letters = "".join(d[0].upper() for d in dims)
+    if backend == "torch":
+        return f"({', '.join(('channels', *dims))}); batches are NC{letters}"
+    return f"({', '.join((*dims, 'channels'))}); batches are N{letters}C (channels_last)"
+
+
+def projection_args(sc: SymShortcut, hoist: Hoister, rank: int) -> tuple[dict[str, str], dict[str, str] | None]:
     """A projection shortcut as the arguments of its 1x1 conv and (or None) its batch norm,
-    each as source text, for the conv and batchnorm op modules to emit."""
+    each as source text, for the conv and batchnorm op modules to emit (`rank`: the maps')."""
     conv = {
         "filters": hoist.src(sc.out_channels), "kernel": "1", "stride": expr.to_python(sc.stride), "padding": "0",
-        "groups": "1", "dilation": "1", "bias": literal(sc.bias),
+        "groups": "1", "dilation": "1", "bias": literal(sc.bias), "rank": str(rank),
     }  # fmt: skip
-    bn = {"eps": literal(sc.eps), "momentum": literal(sc.momentum)} if sc.batchnorm else None
+    bn = {"eps": literal(sc.eps), "momentum": literal(sc.momentum), "rank": str(rank)} if sc.batchnorm else None
     return conv, bn
 
 

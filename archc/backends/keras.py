@@ -389,7 +389,7 @@ class KerasEmitter:
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return render_applied(call("PadShortcut", stride, f"{out_ch} - {in_ch}", name=base + '"'), indent, "identity = ", f"({src})")
-        conv_args, bn_args = common.projection_args(sc, hoist)
+        conv_args, bn_args = common.projection_args(sc, hoist, self.graph.input_shape.rank)
         conv_kind, bn_kind = ops.Conv.kind, ops.BatchNorm.kind
         inits = self.initializers(conv_kind, self.graph.init(conv_kind), conv_args, in_ch, self.graph.locate(f"defaults.{conv_kind}.init"), "")
         (conv,) = ops.Conv.keras_layers(conv_args, ops.KerasCtx(base + ('_0"' if bn_args else '"'), False, None, inits))
@@ -539,14 +539,14 @@ class KerasEmitter:
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
         self.helpers |= common.expression_helpers(self.graph, "keras")
-        c, h, w = self.graph.input_shape.c, self.graph.input_shape.h, self.graph.input_shape.w
-        shape = (h, w, c) if self.graph.input_shape.spatial else (c,)
+        shape = (*self.graph.input_shape.size, self.graph.input_shape.c)  # channels last, at every rank
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         return {
             "doc": common.docstring(self.graph.doc or self.graph.name, 0),
             "header": common.header(self.graph, "keras"),
             "stdlib_imports": ["import math"] if self.needs_math else [],
             "input_shape": common.literal(shape),
+            "input_layout": common.input_layout(self.graph.input_shape.rank, "keras"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "constants": [line for name, config in self.constants.items() for line in init.config_source(config, "", f"{name} = ")],

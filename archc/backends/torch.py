@@ -394,7 +394,7 @@ class TorchEmitter(InitEmission):
         if sc.kind == "option_a":
             self.helpers.add("PadShortcut")
             return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
-        conv_args, bn_args = common.projection_args(sc, hoist)
+        conv_args, bn_args = common.projection_args(sc, hoist, self.graph.input_shape.rank)
         conv = ops.Conv.torch_module(conv_args, in_ch, False, False)
         if bn_args is None:
             return conv
@@ -634,6 +634,7 @@ class TorchEmitter(InitEmission):
             "stdlib_imports": imports,
             "imports": torch_imports,
             "input_shape": common.literal(self.graph.input_shape.as_tuple()),
+            "input_layout": common.input_layout(self.graph.input_shape.rank, "torch"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
             "blocks": blocks,

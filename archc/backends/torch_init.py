@@ -40,13 +40,13 @@ class InitEmission:
         constructor already did, so it adds nothing), then the layers that differ from their
         kind: in a block kind, a loop over its instances (torchvision's zero_init_residual);
         at model level, one line each."""
-        kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: each tensor's presence, flat
+        kinds: dict[str, dict[str, set[Any]]] = {}  # kind -> facts about its layers: each tensor's presence, ranks
         for node in self.graph.nodes:
             if node.op.TENSORS:  # a depthwise conv is an nn.Conv2d: the convs' branch
-                facts = kinds.setdefault(init.section(node.op.kind), {"weight": set(), "bias": set(), "flat": set()})
+                facts = kinds.setdefault(init.section(node.op.kind), {"weight": set(), "bias": set(), "ranks": set()})
                 for role, tensor in node.op.TENSORS.items():
                     facts[role].add(bool(getattr(node.op, tensor.switch)) if tensor.switch else True)
-                facts["flat"].add(not node.shape.spatial)
+                facts["ranks"].add(node.shape.rank)
         branches: list[tuple[int, Code]] = []  # (depth, statement)
         for kind, facts in kinds.items():
             rules = self.graph.init(kind)
@@ -62,7 +62,7 @@ class InitEmission:
             if not body:
                 continue
             self._note_init(rules)
-            classes = ops.KINDS[kind].torch_init_classes(facts["flat"])
+            classes = ops.KINDS[kind].torch_init_classes(facts["ranks"])
             test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
             branches += [(0, f"{'elif' if branches else 'if'} isinstance(m, {test}):"), *body]
         lines: list[tuple[int, Code]] = [(0, "for m in self.modules():"), *((d + 1, c) for d, c in branches)] if branches else []

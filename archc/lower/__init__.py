@@ -47,9 +47,9 @@ def lower(spec: LoadedSpec) -> Graph:
     for name, raw in model.params.items():
         scope[name] = typed_value(raw, scope, top.where(name), "param", state=state, ref_ok=False)
     run_checks(model.checks, scope, Ctx(spec.source, ("checks",), (), scope, True), state)
-    c, h, w = model.input
-    in_shape = Shape(c, h, w)
-    if max(c, h, w) > limits.MAX_CHANNELS or in_shape.numel() > limits.MAX_ELEMENTS:
+    c, *size = model.input
+    in_shape = Shape(c, tuple(size))
+    if max(model.input) > limits.MAX_CHANNELS or in_shape.numel() > limits.MAX_ELEMENTS:
         raise SpecError(
             f"input {in_shape} exceeds the limits of {limits.MAX_CHANNELS} per dimension and {limits.MAX_ELEMENTS} values; "
             "raise archc.lower.limits.MAX_CHANNELS / MAX_ELEMENTS deliberately if you mean it",

@@ -65,6 +65,11 @@ class State:
     inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
     outputs: list[Output] = field(default_factory=list)  # the model's, from `outputs:`
 
+    @property
+    def rank(self) -> int:
+        """The spatial dimensions of the model's maps: its input's, (C, L) 1, (C, H, W) 2, (C, D, H, W) 3."""
+        return len(self.spec.model.input) - 1
+
     def init(self, kind: str) -> Init:
         """The rules of `kind` in `defaults:` (unset: torch_default), checked where they are written."""
         if kind not in self.inits:

@@ -41,6 +41,7 @@ from archc.lower.values import (
     STAGE_INDEX,
     call_args,
     provenance,
+    ranked_values,
     raw_args,
     typed_value,
     uses_index,
@@ -332,6 +333,7 @@ def _primitive(state: State, ctx: Ctx, kind: str, args: Any, shape: Shape, top_i
             raise SpecError(e.message + provenance(state, value, where), where) from None
     if ops.KINDS[kind].LAYOUT:
         values["channels_last"] = shape.last or not shape.spatial
+    values = ranked_values(ops.KINDS[kind], values, shape.rank, state.rank, lambda key: ctx.where(kind, key))
     return ops.KINDS[kind](**values)
 
 

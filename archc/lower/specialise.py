@@ -46,6 +46,7 @@ from archc.lower.values import (
     STAGE_INDEX,
     bind_params,
     block_checks,
+    ranked_values,
     type_problem,
 )
 from archc.ops import Shape, ShapeError
@@ -264,8 +265,9 @@ class _Specialiser:
             values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
         if op_class.LAYOUT:
             values["channels_last"] = given["channels_last"].value  # type: ignore[attr-defined]
-        op = op_class(**values)
         shape = src.shape
+        values = ranked_values(op_class, values, shape.rank, self.state.rank, lambda key: self.where(item, item.kind, key))
+        op = op_class(**values)
         if not (op_class.CHANNEL_FREE or op_class.EXPRESSION):
             self.check_channels(item.in_channels, shape, f"{self.source.name}.{item.name}", scope)
         try:
@@ -428,10 +430,10 @@ class _Specialiser:
         if written.bias is None and defaults.conv.bias is None:
             raise SpecError("shortcut conv bias is not set: add defaults.conv.bias or shortcut.bias", loc)
         self.check_channels(sc.out_channels, branch.shape, f"shortcut of block {self.source.name!r}")
-        conv = ops.Conv(branch.shape.c, 1, stride, 0, 1, 1, sc.bias, self.state.init("conv"))
+        conv = ops.Conv(branch.shape.c, 1, stride, 0, 1, 1, sc.bias, self.state.init("conv"), rank=src.shape.rank)
         if not sc.batchnorm:
             return [(base, conv)]  # a lone conv is the module itself
         if sc.eps is None or sc.momentum is None:
             raise SpecError("shortcut batchnorm needs defaults.batchnorm.eps and momentum", loc)
         # conv + BN is an nn.Sequential (`downsample.0`, `downsample.1`)
-        return [(f"{base}.0", conv), (f"{base}.1", ops.BatchNorm(sc.eps, sc.momentum, init=self.state.init("batchnorm")))]
+        return [(f"{base}.0", conv), (f"{base}.1", ops.BatchNorm(sc.eps, sc.momentum, init=self.state.init("batchnorm"), rank=src.shape.rank))]

@@ -34,7 +34,7 @@ from archc.lower.context import (
     unread,
 )
 from archc.lower.limits import check_block_depth
-from archc.lower.values import STAGE_INDEX, raw_args, uses_index
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -150,9 +150,19 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
                 if op.LAYOUT:
                     args = (*args, ("channels_last", ast.Constant(here.last or here.flat)))
+                if op.RANKED:
+                    args = (*args, ("rank", ast.Constant(op_rank(op, here.flat, state.rank))))
                 params = dict(args)
                 item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+                if isinstance(step, ast.Tuple):  # per dimension: the block's stride is one value for all
+                    if len({ast.dump(e) for e in step.elts}) > 1:
+                        raise SpecError(
+                            f"{name}: a stride that differs per dimension inside a block kind (its shortcut follows one "
+                            "stride); write that layer at model level",
+                            source.locate(*section, index, written, kind, op.SPATIAL_STRIDE),
+                        )
+                    step = step.elts[0]
                 stride = expr.fold(ast.BinOp(here.stride, ast.Mult(), step))
                 read = [params[key].value for key in op.READS]  # type: ignore[attr-defined]  # other tensors it reads
                 if read:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from archc import ops
@@ -24,7 +25,7 @@ def typed_value(
     ref_ok: bool = False, ref: tuple[int, str, LayerKey] | None = None,
 ) -> Any:  # fmt: skip
     """Evaluate a literal or expression and check its type (int, num, bool, param; pair:
-    an int, or [height, width] ints, which becomes a tuple)."""
+    an int, or one int per spatial dimension, which becomes a tuple: see ranked_values)."""
     if want == "pads" and isinstance(raw, list):  # [[top, bottom], [left, right]]
         return tuple(typed_value(v, scope, where, "pair", state=state) for v in raw)
     if want in ("pair", "pads"):
@@ -56,6 +57,41 @@ def typed_value(
     if problem:
         raise SpecError(problem + provenance(state, raw, where), where)
     return float(value) if want == "num" else value
+
+
+def ranked_values(
+    op: type[ops.Op], values: dict[str, Any], rank: int, model_rank: int, where: Callable[[str], Location | None]
+) -> dict[str, Any]:
+    """A layer's values for a map of `rank` spatial dimensions (0: flat): each per-dimension
+    list (a `pair` or `pads` argument) must have one value per dimension, else a SpecError at
+    that argument (`where(name)`); a one-value list of a 1-D map becomes its value; a RANKED op
+    gets its `rank` (`op_rank`)."""
+    out = dict(values)
+    for attr in op.ATTRS:
+        value = values.get(attr.name)
+        if attr.type not in ("pair", "pads") or not isinstance(value, tuple) or not rank:
+            continue
+        if len(value) != rank:
+            shown = [list(v) if isinstance(v, tuple) else v for v in value]
+            raise SpecError(
+                f"{op.kind} {attr.name} {shown} has {len(value)} values but the maps here have {rank} spatial "
+                f"dimension{'s' * (rank > 1)} (input {RANK_SHAPES[rank]}); give one value for all, or one per dimension",
+                where(attr.name),
+            )
+        if rank == 1 and attr.type == "pair":
+            out[attr.name] = value[0]
+    if op.RANKED:
+        out["rank"] = op_rank(op, rank == 0, model_rank)
+    return out
+
+
+def op_rank(op: type[ops.Op], flat: bool, model_rank: int) -> int:
+    """A RANKED op's `rank`: the model's (its input's spatial dimensions), or 0 on a flat input
+    unless the op makes a map of it (reshape)."""
+    return 0 if flat and op.FLAT_OUT is not False else model_rank
+
+
+RANK_SHAPES = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
 
 
 def type_problem(value: Any, want: str) -> str | None:

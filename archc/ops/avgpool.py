@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, suffixed
+from archc.ops.base import Attr, KerasCtx, Shape, ShapeError, rank_of, sizes, suffixed
+from archc.ops.conv import literal_sizes
 from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs, ceil_pads, same_pool
 
 
@@ -36,19 +37,38 @@ class AvgPool(Pool):
     Args: ClassVar[Any] = AvgPoolArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (*POOL_ATTRS, Attr("count_include_pad", "bool", "defaults.avgpool.count_include_pad"))
     ELEMENTWISE: ClassVar[bool] = True
-    TORCH: ClassVar[str] = "nn.AvgPool2d"
-    KERAS: ClassVar[str] = "layers.AveragePooling2D"
+    TORCH: ClassVar[str] = "nn.AvgPool{rank}d"
+    KERAS: ClassVar[str] = "layers.AveragePooling{rank}D"
     HELPERS: ClassVar[dict[str, str]] = {"keras": "PaddedAveragePooling2D"}  # templates/keras/PaddedAveragePooling2D.py.j2
     count_include_pad: bool = True
+
+    def infer(self, s: Shape) -> Shape:
+        out = super().infer(s)
+        if s.rank == 3 and any(n < k for n, k in zip(s.size, sizes(self.kernel, 3))):
+            raise ShapeError(
+                f"avgpool with kernel {self.kernel} on the 3-D map {s}: PyTorch's AvgPool3d needs every size at least "
+                "the kernel, padding aside; use a larger input or a smaller kernel"
+            )
+        return out
+
+    @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        problem = super().keras_problem(a, ctx)
+        if problem is None and rank_of(a) != 2 and any(c.func == cls.HELPERS["keras"] for c in cls.keras_layers(a, ctx)):
+            return (
+                f"avgpool on a {rank_of(a)}-D map with padding that does not count (count_include_pad: false) or a partial "
+                "ceil_mode window: Keras' helper for it is 2-D; use count_include_pad: true and no ceil_mode"
+            )
+        return problem
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         include = a.get("count_include_pad", "True") == "True"
         if not include and same_pool(a):
-            return [call(cls.KERAS, a["kernel"], strides="1", padding='"same"', name=ctx.name)]
+            return [call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         pads = ceil_pads(a, ctx)
-        partial = pads is not None and (pads[0][1] > pads[0][0] or pads[1][1] > pads[1][0])
-        if not partial and (include or a["padding"] == "0"):  # each window counts all its pixels
+        partial = pads is not None and any(after > before for before, after in pads)
+        if not partial and (include or literal_sizes(a["padding"]) == (0,)):  # each window counts all its pixels
             return super().keras_layers(a, ctx)
         helper = cls.HELPERS["keras"]
         if not include:  # the padding counts nowhere: the helper pads it all

@@ -17,7 +17,8 @@ An op kind is one module in `archc.ops` holding everything archc knows about it:
   moving weights between the two frameworks;
 - `label`: how the diagram shows it.
 
-Shapes are (C, H, W) for feature maps and (C,) once flattened. A map may be held
+Shapes are (C, H, W) for feature maps, (C, L) or (C, D, H, W) in a model whose input has that
+rank (`Shape.size`; `RANKED` ops emit Conv1d/2d/3d and the like), and (C,) once flattened. A map may be held
 channels-last in PyTorch (`Shape.last`, after a `permute`): only ops that work on the
 last axis (`CHANNELS_LAST`: linear layers, layer norm, activations) accept it there.
 Keras holds every map channels-last, so the flag changes nothing in Keras.
@@ -26,6 +27,7 @@ Keras holds every map channels-last, so the flag changes nothing in Keras.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -41,27 +43,49 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class Shape:
-    """A tensor shape: (C, H, W) for a feature map, (C,) once flattened."""
+    """A tensor shape: channels and the map's spatial sizes, `size` ((L,), (H, W) or (D, H, W):
+    its rank is their number, the spatial dimensions of the model's input), or () once flat."""
 
     c: int
-    h: int | None = None
-    w: int | None = None
+    size: tuple[int, ...] = ()
     last: bool = False  # a map PyTorch holds as (H, W, C), after a permute (ConvNeXt's block)
 
     @property
     def spatial(self) -> bool:
-        return self.h is not None
+        return bool(self.size)
+
+    @property
+    def rank(self) -> int:
+        """Spatial dimensions: 1, 2 or 3 for a map, 0 when flat."""
+        return len(self.size)
 
     def numel(self) -> int:
-        return self.c * (self.h or 1) * (self.w or 1)
+        return self.c * math.prod(self.size)
 
     def __str__(self) -> str:
-        if self.last:
-            return f"({self.h}, {self.w}, {self.c})"
-        return f"({self.c}, {self.h}, {self.w})" if self.spatial else f"({self.c},)"
+        return str(self.as_tuple() if not self.last else (*self.size, self.c))
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (self.c, self.h, self.w) if self.spatial else (self.c,)
+        return (self.c, *self.size)
+
+
+RANK_NAMES = {1: "1-D (C, L)", 2: "2-D (C, H, W)", 3: "3-D (C, D, H, W)"}
+
+
+def need_rank(op: str, s: Shape, ranks: tuple[int, ...] = (2,)) -> None:
+    """Refuse a map of a rank the op cannot follow."""
+    if s.spatial and s.rank not in ranks:
+        can = " or ".join(RANK_NAMES[r] for r in ranks)
+        raise ShapeError(f"{op} works on {can} maps only, not on the {RANK_NAMES[s.rank]} map {s}")
+
+
+def sizes(value: int | tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """A size given once for every spatial dimension, or one per dimension."""
+    if isinstance(value, tuple):
+        if len(value) != rank:
+            raise ShapeError(f"{list(value)} has {len(value)} values but the map has {rank} spatial dimensions")
+        return value
+    return (value,) * rank
 
 
 REQUIRED = object()
@@ -77,8 +101,9 @@ class Attr:
     """
 
     name: str
-    # int | num | bool | str | pair (an int, or [height, width] ints: a tuple) | pads (an int, or
-    # [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
+    # int | num | bool | str | pair (an int, or one int per spatial dimension, [height, width]: a
+    # tuple; lowering checks its length against the rank) | pads (an int, or [before, after] per
+    # spatial dimension, [[top, bottom], [left, right]]: a tuple of pairs) | const (a literal
     # written in the spec, used as it is: e.g. a tuple of per-channel numbers) | init (an
     # initialisation rule, see archc.ops.init)
     type: str
@@ -87,7 +112,7 @@ class Attr:
 
 def need_map(op: str, s: Shape) -> None:
     if not s.spatial:
-        raise ShapeError(f"{op} needs a feature map (C, H, W) but gets the flat shape {s}")
+        raise ShapeError(f"{op} needs a feature map (C, H, W), (C, L) or (C, D, H, W) but gets the flat shape {s}")
 
 
 def positive(op: str, **values: int) -> None:
@@ -96,29 +121,24 @@ def positive(op: str, **values: int) -> None:
             raise ShapeError(f"{op} {key} must be >= 1, got {value}")
 
 
-def hw(value: int | tuple[int, int]) -> tuple[int, int]:
-    """A size given once for both spatial dimensions, or as (height, width)."""
-    return value if isinstance(value, tuple) else (value, value)  # type: ignore[return-value]
+def show(value: int | tuple[int, ...], rank: int = 2) -> str:
+    """A kernel size as the diagram shows it: 3×3, 1×7, 3×3×3, 80."""
+    return "×".join(str(v) for v in sizes(value, rank))
 
 
-def show(value: int | tuple[int, int]) -> str:
-    """A kernel size as the diagram shows it: 3×3, 1×7."""
-    h, w = hw(value)
-    return f"{h}×{w}"
+Size = int | tuple[int, ...]  # one value for every spatial dimension, or one per dimension
 
 
-def window(
-    op: str, s: Shape, kernel: int | tuple[int, int], stride: int, padding: int | tuple[int, int], dilation: int = 1, ceil: bool = False,
-) -> tuple[int, int]:  # fmt: skip
-    """Output size of a sliding window, as PyTorch computes it (ceil_mode included).
-    Kernel and padding are one value for both dimensions or (height, width)."""
+def window(op: str, s: Shape, kernel: Size, stride: Size, padding: Size, dilation: Size = 1, ceil: bool = False) -> tuple[int, ...]:
+    """Output sizes of a sliding window, as PyTorch computes them (ceil_mode included).
+    Each argument is one value for every spatial dimension or one per dimension."""
     need_map(op, s)
-    (kh, kw), (ph, pw) = hw(kernel), hw(padding)
-    if min(kh, kw) < 1 or stride < 1 or min(ph, pw) < 0:
+    ks, ss, ps, ds = (sizes(v, s.rank) for v in (kernel, stride, padding, dilation))
+    if min(ks) < 1 or min(ss) < 1 or min(ps) < 0:
         raise ShapeError(f"{op} needs kernel >= 1, stride >= 1 and padding >= 0, got {kernel}, {stride}, {padding}")
-    positive(op, dilation=dilation)
+    positive(op, dilation=min(ds))
 
-    def size(n: int, kernel: int, padding: int) -> int:
+    def size(n: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
         span = dilation * (kernel - 1) + 1
         room = n + 2 * padding - span
         out = (-(-room // stride) if ceil else room // stride) + 1
@@ -126,13 +146,24 @@ def window(
             out -= 1  # PyTorch: the last window must start inside the input or left padding
         return out
 
-    h, w = size(s.h, kh, ph), size(s.w, kw, pw)  # type: ignore[arg-type]
-    if h < 1 or w < 1:
+    out = tuple(size(*args) for args in zip(s.size, ks, ss, ps, ds))
+    if min(out) < 1:
+        ones = "x".join("1" * s.rank)
         raise ShapeError(
-            f"{op} with kernel {kernel}, stride {stride}, padding {padding} shrinks {s} below 1x1; "
+            f"{op} with kernel {kernel}, stride {stride}, padding {padding} shrinks {s} below {ones}; "
             "use a larger input or fewer downsampling steps"
         )
-    return h, w
+    return out
+
+
+def by_rank(ranks: set[int]) -> list[int]:
+    """Ranks in the order generated code names them: 2-D first (as before ranks), then flat, 1-D, 3-D."""
+    return sorted(ranks, key=lambda r: (r != 2, r))
+
+
+def rank_of(a: dict[str, str]) -> int:
+    """A RANKED op's rank from its arguments as source (a map's spatial dimensions; 0: flat)."""
+    return int(a["rank"])
 
 
 def unless(value: str, default: str) -> str | None:
@@ -225,6 +256,9 @@ class Op:
     # Its PyTorch module depends on where the channels are: lowering adds the argument
     # `channels_last` (true for a flat input or a map held channels-last).
     LAYOUT: ClassVar[bool] = False
+    # Its module or layer depends on the rank of the map it reads (Conv1d, Conv2d, Conv3d):
+    # lowering adds the argument `rank` (the input's spatial dimensions; 0 when flat).
+    RANKED: ClassVar[bool] = False
     # A bare parameter of the enclosing module (torchvision's `self.layer_scale =
     # nn.Parameter(...)`), not a module: its state_dict key is its own path, and it cannot be
     # an entry of a list. `torch_apply` says how `forward` uses it.
@@ -243,7 +277,8 @@ class Op:
     # Its tensors with an `init` argument (ops.init), by role (weight, bias): what each rule means
     # there and Keras' argument for it. Empty: the op takes no `init`.
     TENSORS: ClassVar[dict[str, Tensor]] = {}
-    # PyTorch's class that the model's init loop tests for this kind (`isinstance(m, ...)`)
+    # PyTorch's class that the model's init loop tests for this kind (`isinstance(m, ...)`);
+    # `{rank}` in it stands for the rank of a RANKED op (nn.Conv{rank}d)
     TORCH_CLASS: ClassVar[str | None] = None
 
     # --- shapes and counts -------------------------------------------------------------
@@ -355,10 +390,12 @@ class Op:
         return None
 
     @classmethod
-    def torch_init_classes(cls, flat: set[bool]) -> tuple[str, ...]:
-        """The classes of PyTorch's init loop branch for this kind, given whether its layers
-        see flat inputs (`flat`: the values that occur)."""
-        return (cls.TORCH_CLASS,) if cls.TORCH_CLASS else ()
+    def torch_init_classes(cls, ranks: set[int]) -> tuple[str, ...]:
+        """The classes of PyTorch's init loop branch for this kind, given the ranks of the
+        tensors its layers give (`ranks`: the values that occur; 0 for flat ones)."""
+        if not cls.TORCH_CLASS:
+            return ()
+        return tuple(dict.fromkeys(cls.TORCH_CLASS.format(rank=max(r, 1)) for r in by_rank(ranks)))
 
     @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:

@@ -15,7 +15,17 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, keras_momentum
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    ShapeError,
+    by_rank,
+    keras_momentum,
+    need_rank,
+    rank_of,
+)
 from archc.ops.init import DEFAULT, ONES, ZEROS, Init, InitSpec, Tensor
 from archc.spec.types import Arguments, NumExpr
 
@@ -51,6 +61,7 @@ class BatchNorm(Op):
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
     CHANNEL_FREE: ClassVar[bool] = False
     RUNNING_STATS: ClassVar[bool] = True
+    RANKED: ClassVar[bool] = True  # BatchNorm1d for flat features and (C, L) maps, 2d, 3d
     KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # per feature
     TENSORS: ClassVar[dict[str, Tensor]] = {  # gamma and beta: ones and zeros in both frameworks
         "weight": Tensor("gamma_initializer", ONES, ONES, switch="scale", subclass_when_off=True, noun="batch norm's weight"),
@@ -61,12 +72,15 @@ class BatchNorm(Op):
     momentum: float  # PyTorch convention: weight of the new batch
     scale: bool = True  # learned gamma
     init: Init = DEFAULT
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         if not (self.eps > 0 and 0 < self.momentum < 1):
             raise ShapeError(f"batchnorm needs eps > 0 and 0 < momentum < 1, got {self.eps}, {self.momentum}")
         if not self.scale and not s.spatial:
             raise ShapeError(f"batchnorm with scale: false needs a feature map (C, H, W), got the flat shape {s}")
+        if not self.scale:
+            need_rank("batchnorm with scale: false", s)
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:
@@ -90,14 +104,14 @@ class BatchNorm(Op):
         return None if scale is True else cls.HELPERS.get(backend)
 
     @classmethod
-    def torch_init_classes(cls, flat: set[bool]) -> tuple[str, ...]:
-        return tuple(c for c, f in (("nn.BatchNorm2d", False), ("nn.BatchNorm1d", True)) if f in flat)
+    def torch_init_classes(cls, ranks: set[int]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f"nn.BatchNorm{max(r, 1)}d" for r in by_rank(ranks)))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         if a.get("scale", "True") != "True":
             return call("BatchNorm2dNoScale", in_ch, eps=a["eps"], momentum=a["momentum"])
-        return call("nn.BatchNorm1d" if flat else "nn.BatchNorm2d", in_ch, eps=a["eps"], momentum=a["momentum"])
+        return call(f"nn.BatchNorm{max(rank_of(a), 1)}d", in_ch, eps=a["eps"], momentum=a["momentum"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:

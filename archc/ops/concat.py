@@ -20,9 +20,9 @@ class Concat(Op):
     MERGE: ClassVar[bool] = True
 
     def infer_many(self, shapes: list[Shape]) -> Shape:
-        if any((s.h, s.w) != (shapes[0].h, shapes[0].w) for s in shapes):
+        if any(s.size != shapes[0].size for s in shapes):
             raise ShapeError(f"cannot concatenate maps of different size: {', '.join(map(str, shapes))}")
-        return Shape(sum(s.c for s in shapes), shapes[0].h, shapes[0].w)
+        return Shape(sum(s.c for s in shapes), shapes[0].size)
 
     def nonneg_after(self, nonneg_in: bool) -> bool:
         return nonneg_in

@@ -1,8 +1,11 @@
-"""2-D convolution: `conv: {filters, kernel, stride, padding, groups, dilation, bias}`."""
+"""Convolution: `conv: {filters, kernel, stride, padding, groups, dilation, bias}`, over the
+map's rank (Conv1d/2d/3d, Keras Conv1D/2D/3D); kernel, stride, padding and dilation are one
+value for every spatial dimension or one per dimension."""
 
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,10 +18,12 @@ from archc.ops.base import (
     Op,
     Shape,
     ShapeError,
-    hw,
+    Size,
     pads_when,
     positive,
+    rank_of,
     show,
+    sizes,
     suffixed,
     unless,
     window,
@@ -29,13 +34,16 @@ from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
 
 class ConvArgs(Arguments):
     filters: IntExpr = Field(description="Output channels.")
-    kernel: IntPairExpr = Field(description="Kernel size: one value (square), or [height, width] (a 1x7 kernel is [1, 7]).")
-    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
+    kernel: IntPairExpr = Field(
+        description="Kernel size: one value for every spatial dimension, or one per dimension ([height, width]: a 1x7 "
+        "kernel is [1, 7]; [depth, height, width] in 3-D)."
+    )
+    stride: IntPairExpr = Field(1, description="Stride: one value for every spatial dimension, or one per dimension.")
     padding: IntPairExpr = Field(
-        0, description="Zero padding on every side (symmetric, as in PyTorch); one value, or [height, width]."
+        0, description="Zero padding on every side (symmetric, as in PyTorch); one value, or one per dimension."
     )
     groups: IntExpr = Field(1, description="Grouped convolution; must divide input and output channels.")
-    dilation: IntExpr = Field(1, description="Kernel dilation.")
+    dilation: IntPairExpr = Field(1, description="Kernel dilation: one value, or one per dimension.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
     init: InitSpec | None = Field(None, description="Initialisation; what it leaves unset comes from defaults.conv.init.")
 
@@ -47,39 +55,39 @@ class Conv(Op):
     kind: ClassVar[str] = "conv"
     Args: ClassVar[Any] = ConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
-        Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "int", 1), Attr("padding", "pair", 0),
-        Attr("groups", "int", 1), Attr("dilation", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
+        Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),
+        Attr("groups", "int", 1), Attr("dilation", "pair", 1), Attr("bias", "bool", "defaults.conv.bias"),
         Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
-    TORCH_CLASS: ClassVar[str | None] = "nn.Conv2d"
+    TORCH_CLASS: ClassVar[str | None] = "nn.Conv{rank}d"
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
+    RANKED: ClassVar[bool] = True
     filters: int
-    kernel: int | tuple[int, int]
-    stride: int = 1
-    padding: int | tuple[int, int] = 0
+    kernel: Size
+    stride: Size = 1
+    padding: Size = 0
     groups: int = 1
-    dilation: int = 1
+    dilation: Size = 1
     bias: bool = False
     init: Init = DEFAULT
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         positive("conv", filters=self.filters, groups=self.groups)
-        h, w = window("conv", s, self.kernel, self.stride, self.padding, self.dilation)
+        size = window("conv", s, self.kernel, self.stride, self.padding, self.dilation)
         if s.c % self.groups or self.filters % self.groups:
             raise ShapeError(f"conv groups={self.groups} must divide input channels {s.c} and filters {self.filters}")
-        return Shape(self.filters, h, w)
+        return Shape(self.filters, size)
 
     def params(self, s: Shape) -> tuple[int, int]:
-        kh, kw = hw(self.kernel)
-        weights = self.filters * (s.c // self.groups) * kh * kw
+        weights = self.filters * (s.c // self.groups) * math.prod(sizes(self.kernel, s.rank))
         return (weights + (self.filters if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
         out = self.infer(s)
-        kh, kw = hw(self.kernel)
-        return self.filters * (s.c // self.groups) * kh * kw * out.h * out.w  # type: ignore[operator]
+        return self.filters * (s.c // self.groups) * math.prod(sizes(self.kernel, s.rank)) * math.prod(out.size)
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)
@@ -91,56 +99,63 @@ class Conv(Op):
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         return call(
-            "nn.Conv2d", in_ch, a["filters"], kernel_size=a["kernel"],
+            f"nn.Conv{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"],
             stride=unless(a["stride"], "1"), padding=unless(a["padding"], "0"),
             dilation=unless(a["dilation"], "1"), groups=unless(a["groups"], "1"), bias=a["bias"],
         )  # fmt: skip
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        same = _same(a)
+        same, rank = _same(a), rank_of(a)
         out = []
-        if a["padding"] not in ("0", "(0, 0)") and not same:
-            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")).when(pads_when(a["padding"])))
+        if literal_sizes(a["padding"]) not in ((0,), (0,) * rank) and not same:
+            padding = keras_sizes(a["padding"], rank)
+            out.append(call(f"layers.ZeroPadding{rank}D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
         strides, subsample = unless(a["stride"], "1"), _strided_dilation(a, ctx)
         if subsample is not None:  # Keras' Conv2D refuses strides > 1 with dilation > 1
             strides = unless(_stride_unless_dilated(a), "1")
         out.append(call(
-            "layers.Conv2D", a["filters"], a["kernel"], strides=strides,
+            f"layers.Conv{rank}D", a["filters"], a["kernel"], strides=strides,
             padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),
             groups=unless(a["groups"], "1"), use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
         ))  # fmt: skip
         if subsample is not None:  # every stride-th output of the stride-1 conv: PyTorch's strided one exactly
-            out.append(call("layers.MaxPooling2D", "1", strides=a["stride"], name=suffixed(ctx.name, "_subsample")).when(subsample or None))
+            out.append(call(f"layers.MaxPooling{rank}D", "1", strides=a["stride"], name=suffixed(ctx.name, "_subsample")).when(subsample or None))
         return out
 
     def keras_output(self, name: str) -> str:
-        return name + "_subsample" if self.stride > 1 and self.dilation > 1 else name
+        return name + "_subsample" if shown(self.stride) != "1" and shown(self.dilation) != "1" else name
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
-        return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *_area(a["kernel"]))
+        return product(in_ch if a["groups"] == "1" else f"{in_ch} // {a['groups']}", *_area(a["kernel"], rank_of(a)))
 
     @classmethod
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
-        return product(a["filters"], *_area(a["kernel"]))
+        return product(a["filters"], *_area(a["kernel"], rank_of(a)))
 
     @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
-        out = product(*_area(a["kernel"]), a["filters"])
+        out = product(*_area(a["kernel"], rank_of(a)), a["filters"])
         if a["groups"] == "1":
             return out
         return str(int(out) // int(a["groups"])) if out.isdigit() and a["groups"].isdigit() else f"{out} // {a['groups']}"
 
     def to_keras(self, name: str, w: Any) -> Any:
-        return w.transpose(2, 3, 1, 0) if name == "weight" else w  # OIHW -> HWIO
+        return kernel_to_keras(w) if name == "weight" else w  # (O, I, *k) -> (*k, I, O)
 
     def to_torch(self, name: str, k: Any) -> Any:
-        return k.transpose(3, 2, 0, 1) if name == "weight" else k
+        return kernel_to_torch(k) if name == "weight" else k
 
     def label(self) -> str:
-        text = f"conv {show(self.kernel)}" + (f" /{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
-        return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {self.dilation}" if self.dilation > 1 else "")
+        text = f"conv {show(self.kernel, self.rank)}" + (f" /{shown(self.stride)}" if shown(self.stride) != "1" else "") + f", {self.filters}"
+        return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {shown(self.dilation)}" if shown(self.dilation) != "1" else "")
+
+
+def shown(value: Size) -> str:
+    """A stride or dilation as the diagram shows it: 2, 1×2×2 ("1" where it is 1 everywhere)."""
+    values = value if isinstance(value, tuple) else (value,)
+    return "1" if set(values) == {1} else "×".join(str(v) for v in values)
 
 
 def _strided_dilation(a: dict[str, str], ctx: KerasCtx) -> str | None:
@@ -149,8 +164,8 @@ def _strided_dilation(a: dict[str, str], ctx: KerasCtx) -> str | None:
     always (literal arguments), else the condition over the block kind's parameters."""
     parts = []
     for key in ("stride", "dilation"):
-        value = literal_pair(a[key])
-        if value == (1, 1):
+        value = literal_sizes(a[key])
+        if value is not None and set(value) == {1}:
             return None
         if value is None:
             parts.append(ast.Compare(ast.parse(a[key], mode="eval").body, [ast.Gt()], [ast.Constant(1)]))
@@ -164,7 +179,7 @@ def _stride_unless_dilated(a: dict[str, str]) -> str:
     """The Conv2D's stride where it keeps every stride-th output itself: its stride where the
     dilation is 1, else 1."""
     dilation = ast.parse(a["dilation"], mode="eval").body
-    if isinstance(dilation, ast.Constant):
+    if isinstance(dilation, (ast.Constant, ast.Tuple)):
         return "1"
     one = ast.Compare(dilation, [ast.Eq()], [ast.Constant(1)])
     return ast.unparse(ast.IfExp(one, ast.parse(a["stride"], mode="eval").body, ast.Constant(1)))
@@ -172,31 +187,60 @@ def _stride_unless_dilated(a: dict[str, str]) -> str:
 
 def _same(a: dict[str, str]) -> bool:
     """A stride-1 conv padded by (kernel - 1) / 2 on every side is Keras' 'same' exactly
-    (the uneven split only happens with strides), so it needs no ZeroPadding2D layer:
+    (the uneven split only happens with strides), so it needs no ZeroPadding layer:
     one op less, as in keras.applications. Per dimension for a (height, width) kernel
     (a 1x7 kernel padded (0, 3)). Decided on literal arguments only."""
-    kernel, padding = literal_pair(a["kernel"]), literal_pair(a["padding"])
-    if kernel is None or padding is None or a["stride"] != "1" or a["dilation"] != "1":
+    rank = rank_of(a)
+    kernel, padding = literal_sizes(a["kernel"], rank), literal_sizes(a["padding"], rank)
+    if kernel is None or padding is None or literal_sizes(a["stride"]) != (1,) or literal_sizes(a["dilation"]) != (1,):
         return False
     return all(k % 2 == 1 and p == (k - 1) // 2 for k, p in zip(kernel, padding)) and max(padding) > 0
 
 
-def _area(kernel: str) -> list[str]:
-    """The kernel's height and width as factors of a fan (one literal where they are)."""
-    pair = literal_pair(kernel)
-    if pair:
-        return [str(pair[0] * pair[1])]
-    return [f"{kernel}[0]", f"{kernel}[1]"] if kernel.startswith("(") else [kernel, kernel]
+def _area(kernel: str, rank: int) -> list[str]:
+    """The kernel's sizes as factors of a fan (one literal where they are)."""
+    literal = literal_sizes(kernel, rank)
+    if literal:
+        return [str(math.prod(literal))]
+    return kernel_factors(kernel, rank)
 
 
-def literal_pair(src: str) -> tuple[int, int] | None:
-    """An argument's source as (height, width), if it is a literal: `3`, `(1, 7)`."""
+def kernel_factors(kernel: str, rank: int) -> list[str]:
+    """A kernel's source as one source per spatial dimension: `(3, 7, 7)`'s values, or `k` `rank` times."""
+    tree = ast.parse(kernel, mode="eval").body
+    return [ast.unparse(e) for e in tree.elts] if isinstance(tree, ast.Tuple) else [kernel] * rank
+
+
+def literal_sizes(src: str, rank: int = 0) -> tuple[int, ...] | None:
+    """An argument's source as one size per spatial dimension, if it is a literal: `3`,
+    `(1, 7)`; a single value is repeated `rank` times (kept single for rank 0), and a tuple
+    whose values are all alike is one value for rank 0."""
     try:
         value = ast.literal_eval(src)
     except (ValueError, SyntaxError):
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    return None
+    values = value if isinstance(value, tuple) else (value,)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return None
+    if rank == 0:
+        return values[:1] if len(set(values)) == 1 else values
+    return values * rank if len(values) == 1 else values
+
+
+def keras_sizes(src: str, rank: int) -> str:
+    """A per-dimension argument as Keras' 1-D layers take it: one value, not a 1-tuple
+    (ZeroPadding1D reads a pair as (left, right))."""
+    tree = ast.parse(src, mode="eval").body
+    if rank == 1 and isinstance(tree, ast.Tuple) and len(tree.elts) == 1:
+        return ast.unparse(tree.elts[0])
+    return src
+
+
+def kernel_to_keras(w: Any) -> Any:
+    """A PyTorch conv weight (O, I, *kernel) as Keras' kernel (*kernel, I, O), at any rank."""
+    return w.transpose(*range(2, w.ndim), 1, 0)
+
+
+def kernel_to_torch(k: Any) -> Any:
+    """Keras' kernel (*kernel, I, O) as PyTorch's (O, I, *kernel)."""
+    return k.transpose(k.ndim - 1, k.ndim - 2, *range(k.ndim - 2))

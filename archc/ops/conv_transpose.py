@@ -1,4 +1,4 @@
-"""Transposed 2-D convolution ("deconvolution"):
+"""Transposed convolution ("deconvolution"), over the map's rank (ConvTranspose1d/2d/3d):
 `conv_transpose: {filters, kernel, stride, padding, output_padding, groups, bias}`.
 
 Output size (H - 1) * stride - 2 * padding + kernel + output_padding, as PyTorch's
@@ -9,6 +9,7 @@ side, which is exactly what PyTorch's padding does to the full result."""
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,22 +22,36 @@ from archc.ops.base import (
     Op,
     Shape,
     ShapeError,
+    Size,
     need_map,
     positive,
+    rank_of,
+    show,
+    sizes,
     suffixed,
     unless,
 )
+from archc.ops.conv import (
+    keras_sizes,
+    kernel_factors,
+    kernel_to_keras,
+    kernel_to_torch,
+    literal_sizes,
+    shown,
+)
 from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
-from archc.spec.types import Arguments, BoolExpr, IntExpr
+from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
 
 
 class ConvTransposeArgs(Arguments):
     filters: IntExpr = Field(description="Output channels.")
-    kernel: IntExpr = Field(description="Square kernel size.")
-    stride: IntExpr = Field(1, description="Upsampling factor in both spatial dimensions.")
-    padding: IntExpr = Field(0, description="Rows and columns removed from every side of the full result (PyTorch's padding).")
-    output_padding: IntExpr = Field(
-        0, description="Extra rows and columns at the bottom and right, less than stride (PyTorch's output_padding)."
+    kernel: IntPairExpr = Field(description="Kernel size: one value for every spatial dimension, or one per dimension.")
+    stride: IntPairExpr = Field(1, description="Upsampling factor: one value, or one per dimension.")
+    padding: IntPairExpr = Field(
+        0, description="Rows and columns removed from every side of the full result (PyTorch's padding); one value, or one per dimension."
+    )
+    output_padding: IntPairExpr = Field(
+        0, description="Extra rows and columns at the bottom and right, less than stride (PyTorch's output_padding); one value, or one per dimension."
     )
     groups: IntExpr = Field(1, description="Grouped transposed convolution (PyTorch only: Keras has no groups here).")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
@@ -52,26 +67,29 @@ class ConvTranspose(Op):
     kind: ClassVar[str] = "conv_transpose"
     Args: ClassVar[Any] = ConvTransposeArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
-        Attr("filters", "int"), Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
-        Attr("output_padding", "int", 0), Attr("groups", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
+        Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),
+        Attr("output_padding", "pair", 0), Attr("groups", "int", 1), Attr("bias", "bool", "defaults.conv.bias"),
         Attr("init", "init", "defaults.conv_transpose.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
-    TORCH_CLASS: ClassVar[str | None] = "nn.ConvTranspose2d"
+    TORCH_CLASS: ClassVar[str | None] = "nn.ConvTranspose{rank}d"
+    RANKED: ClassVar[bool] = True
     filters: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    output_padding: int = 0
+    kernel: Size
+    stride: Size = 1
+    padding: Size = 0
+    output_padding: Size = 0
     groups: int = 1
     bias: bool = False
     init: Init = DEFAULT
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         need_map("conv_transpose", s)
-        positive("conv_transpose", filters=self.filters, kernel=self.kernel, stride=self.stride, groups=self.groups)
-        if self.padding < 0 or not 0 <= self.output_padding < self.stride:
+        ks, ss, ps, os = (sizes(v, s.rank) for v in (self.kernel, self.stride, self.padding, self.output_padding))
+        positive("conv_transpose", filters=self.filters, kernel=min(ks), stride=min(ss), groups=self.groups)
+        if min(ps) < 0 or not all(0 <= o < stride for o, stride in zip(os, ss)):
             raise ShapeError(
                 f"conv_transpose needs padding >= 0 and 0 <= output_padding < stride, got padding {self.padding}, "
                 f"output_padding {self.output_padding}, stride {self.stride}"
@@ -79,21 +97,18 @@ class ConvTranspose(Op):
         if s.c % self.groups or self.filters % self.groups:
             raise ShapeError(f"conv_transpose groups={self.groups} must divide input channels {s.c} and filters {self.filters}")
 
-        def size(n: int) -> int:
-            return (n - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
-
-        h, w = size(s.h), size(s.w)  # type: ignore[arg-type]
-        if h < 1 or w < 1:
-            raise ShapeError(f"conv_transpose with kernel {self.kernel} and padding {self.padding} crops {s} below 1x1")
-        return Shape(self.filters, h, w)
+        size = tuple((n - 1) * st - 2 * p + k + o for n, k, st, p, o in zip(s.size, ks, ss, ps, os))
+        if min(size) < 1:
+            raise ShapeError(f"conv_transpose with kernel {self.kernel} and padding {self.padding} crops {s} below {'x'.join('1' * s.rank)}")
+        return Shape(self.filters, size)
 
     def params(self, s: Shape) -> tuple[int, int]:
-        weights = s.c * (self.filters // self.groups) * self.kernel * self.kernel
+        weights = s.c * (self.filters // self.groups) * math.prod(sizes(self.kernel, s.rank))
         return (weights + (self.filters if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
         """Every input pixel multiplies its kernel into the output (torchvision / fvcore)."""
-        return s.c * self.filters * self.kernel * self.kernel * s.h * s.w // self.groups  # type: ignore[operator]
+        return s.c * self.filters * math.prod(sizes(self.kernel, s.rank)) * math.prod(s.size) // self.groups
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)
@@ -105,7 +120,7 @@ class ConvTranspose(Op):
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         return call(
-            "nn.ConvTranspose2d", in_ch, a["filters"], kernel_size=a["kernel"],
+            f"nn.ConvTranspose{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"],
             stride=unless(a["stride"], "1"), padding=unless(a["padding"], "0"),
             output_padding=unless(a["output_padding"], "0"), groups=unless(a["groups"], "1"), bias=a["bias"],
         )  # fmt: skip
@@ -123,36 +138,40 @@ class ConvTranspose(Op):
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         # Unset, Keras' own output_padding gives H * stride where kernel < stride: always state
         # it unless it is 0 and the kernel is known to be at least the stride.
-        literal = a["kernel"].isdigit() and a["stride"].isdigit()
-        plain = a["output_padding"] == "0" and literal and int(a["kernel"]) >= int(a["stride"])
+        rank = rank_of(a)
+        kernel, stride = literal_sizes(a["kernel"], rank), literal_sizes(a["stride"], rank)
+        plain = literal_sizes(a["output_padding"]) == (0,) and kernel is not None and stride is not None and all(
+            k >= st for k, st in zip(kernel, stride)
+        )
         out = [call(
-            "layers.Conv2DTranspose", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
+            f"layers.Conv{rank}DTranspose", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
             output_padding=None if plain else a["output_padding"], use_bias=a["bias"], **dict(ctx.initializers),
             name=ctx.name,
         )]  # fmt: skip
-        if a["padding"] != "0":
-            out.append(call("layers.Cropping2D", a["padding"], name=suffixed(ctx.name, "_crop")))
+        if literal_sizes(a["padding"]) != (0,):
+            out.append(call(f"layers.Cropping{rank}D", keras_sizes(a["padding"], rank), name=suffixed(ctx.name, "_crop")))
         return out
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
         """PyTorch's weight is (in, out / groups, k, k): its fan_in is out / groups * k * k."""
         out = a["filters"] if a["groups"] == "1" else f"{a['filters']} // {a['groups']}"
-        return product(out, a["kernel"], a["kernel"])
+        return product(out, *kernel_factors(a["kernel"], rank_of(a)))
 
     @classmethod
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
-        return product(in_ch, a["kernel"], a["kernel"])
+        return product(in_ch, *kernel_factors(a["kernel"], rank_of(a)))
 
     def keras_output(self, name: str) -> str:
-        return name + "_crop" if self.padding else name
+        return name + "_crop" if any(sizes(self.padding, self.rank)) else name
 
     def to_keras(self, name: str, w: Any) -> Any:
-        return w.transpose(2, 3, 1, 0) if name == "weight" else w  # (in, out, kh, kw) -> (kh, kw, out, in)
+        return kernel_to_keras(w) if name == "weight" else w  # (in, out, *k) -> (*k, out, in)
 
     def to_torch(self, name: str, k: Any) -> Any:
-        return k.transpose(3, 2, 0, 1) if name == "weight" else k
+        return kernel_to_torch(k) if name == "weight" else k
 
     def label(self) -> str:
-        text = f"conv_transpose {self.kernel}×{self.kernel}" + (f" ×{self.stride}" if self.stride > 1 else "") + f", {self.filters}"
+        stride = shown(self.stride)
+        text = f"conv_transpose {show(self.kernel, self.rank)}" + (f" ×{stride}" if stride != "1" else "") + f", {self.filters}"
         return text + (f", groups {self.groups}" if self.groups > 1 else "")

@@ -47,13 +47,13 @@ class Dense(Op):
             )
         if self.units < 1:
             raise ShapeError(f"dense units must be >= 1, got {self.units}")
-        return Shape(self.units, s.h, s.w, s.last)
+        return Shape(self.units, s.size, s.last)
 
     def params(self, s: Shape) -> tuple[int, int]:
         return (s.c * self.units + (self.units if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
-        return s.c * self.units * (s.h or 1) * (s.w or 1)
+        return s.numel() * self.units
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)

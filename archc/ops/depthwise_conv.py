@@ -13,6 +13,7 @@ strided depthwise conv is a `zeropad` layer in front of it."""
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,20 +25,24 @@ from archc.ops.base import (
     KerasCtx,
     Op,
     Shape,
+    Size,
     pads_when,
-    positive,
+    rank_of,
+    show,
+    sizes,
     suffixed,
     unless,
     window,
 )
+from archc.ops.conv import keras_sizes, kernel_factors, literal_sizes, shown
 from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
-from archc.spec.types import Arguments, BoolExpr, IntExpr
+from archc.spec.types import Arguments, BoolExpr, IntPairExpr
 
 
 class DepthwiseConvArgs(Arguments):
-    kernel: IntExpr = Field(description="Square kernel size.")
-    stride: IntExpr = Field(1, description="Stride in both spatial dimensions.")
-    padding: IntExpr = Field(0, description="Zero padding on every side.")
+    kernel: IntPairExpr = Field(description="Kernel size: one value for every spatial dimension, or one per dimension.")
+    stride: IntPairExpr = Field(1, description="Stride: one value, or one per dimension.")
+    padding: IntPairExpr = Field(0, description="Zero padding on every side: one value, or one per dimension.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
     init: InitSpec | None = Field(
         None, description="Initialisation, with PyTorch's fans (fan_in k*k, fan_out channels*k*k); unset parts come from defaults.conv.init."
@@ -51,7 +56,7 @@ class DepthwiseConv(Op):
     kind: ClassVar[str] = "depthwise_conv"
     Args: ClassVar[Any] = DepthwiseConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
-        Attr("kernel", "int"), Attr("stride", "int", 1), Attr("padding", "int", 0),
+        Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),
         Attr("bias", "bool", "defaults.conv.bias"), Attr("init", "init", "defaults.conv.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
@@ -60,23 +65,23 @@ class DepthwiseConv(Op):
     # Keras' kernel (k, k, C, 1) has fan_in C*k*k and fan_out k*k, PyTorch's (C, 1, k, k) the
     # other way round: a fan rule's mode is swapped for Keras (ops.init.swap_fans)
     KERAS_FANS: ClassVar[bool | str] = "swapped"
-    kernel: int
-    stride: int = 1
-    padding: int = 0
+    RANKED: ClassVar[bool] = True
+    kernel: Size
+    stride: Size = 1
+    padding: Size = 0
     bias: bool = False
     init: Init = DEFAULT
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
-        positive("depthwise_conv", kernel=self.kernel)
-        h, w = window("depthwise_conv", s, self.kernel, self.stride, self.padding)
-        return Shape(s.c, h, w)
+        return Shape(s.c, window("depthwise_conv", s, self.kernel, self.stride, self.padding))
 
     def params(self, s: Shape) -> tuple[int, int]:
-        return (s.c * self.kernel * self.kernel + (s.c if self.bias else 0), 0)
+        return (s.c * math.prod(sizes(self.kernel, s.rank)) + (s.c if self.bias else 0), 0)
 
     def macs(self, s: Shape) -> int:
         out = self.infer(s)
-        return s.c * self.kernel * self.kernel * out.h * out.w  # type: ignore[operator]
+        return s.c * math.prod(sizes(self.kernel, s.rank)) * math.prod(out.size)
 
     def weight_names(self) -> tuple[str, ...]:
         return ("weight", "bias") if self.bias else ("weight",)
@@ -84,18 +89,25 @@ class DepthwiseConv(Op):
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         return call(
-            "nn.Conv2d", in_ch, in_ch, kernel_size=a["kernel"], stride=unless(a["stride"], "1"),
+            f"nn.Conv{rank_of(a)}d", in_ch, in_ch, kernel_size=a["kernel"], stride=unless(a["stride"], "1"),
             padding=unless(a["padding"], "0"), groups=in_ch, bias=a["bias"],
         )  # fmt: skip
 
     @classmethod
+    def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        if rank_of(a) == 3:
+            return "depthwise_conv on a 3-D map: Keras has DepthwiseConv1D and DepthwiseConv2D, no 3-D one"
+        return None
+
+    @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        explicit = _pads_otherwise(a, ctx)  # then a ZeroPadding2D pads every instance
+        explicit, rank = _pads_otherwise(a, ctx), rank_of(a)  # explicit: a ZeroPadding layer pads every instance
         out = []
         if explicit:
-            out.append(call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad")).when(pads_when(a["padding"])))
+            padding = keras_sizes(a["padding"], rank)
+            out.append(call(f"layers.ZeroPadding{rank}D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
         out.append(call(
-            "layers.DepthwiseConv2D", a["kernel"], strides=unless(a["stride"], "1"),
+            f"layers.DepthwiseConv{rank}D", a["kernel"], strides=unless(a["stride"], "1"),
             padding=None if explicit else _keras_padding(a["padding"]), use_bias=a["bias"], **dict(ctx.initializers),
             name=ctx.name,
         ))  # fmt: skip
@@ -103,33 +115,35 @@ class DepthwiseConv(Op):
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:
-        return product(a["kernel"], a["kernel"])
+        return product(*kernel_factors(a["kernel"], rank_of(a)))
 
     @classmethod
     def fan_out(cls, a: dict[str, str], in_ch: str) -> str | None:
-        return product(in_ch, a["kernel"], a["kernel"])
+        return product(in_ch, *kernel_factors(a["kernel"], rank_of(a)))
 
     @classmethod
     def group_fan_out(cls, a: dict[str, str]) -> str | None:
-        return product(a["kernel"], a["kernel"])  # fan_out / groups, one group per channel
+        return product(*kernel_factors(a["kernel"], rank_of(a)))  # fan_out / groups, one group per channel
 
     def to_keras(self, name: str, w: Any) -> Any:
-        return w.transpose(2, 3, 0, 1) if name == "weight" else w  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+        return w.transpose(*range(2, w.ndim), 0, 1) if name == "weight" else w  # (C, 1, *k) -> (*k, C, 1)
 
     def to_torch(self, name: str, k: Any) -> Any:
-        return k.transpose(2, 3, 0, 1) if name == "weight" else k
+        return k.transpose(k.ndim - 2, k.ndim - 1, *range(k.ndim - 2)) if name == "weight" else k
 
     def label(self) -> str:
-        return f"depthwise {self.kernel}×{self.kernel}" + (f" /{self.stride}" if self.stride > 1 else "")
+        stride = shown(self.stride)
+        return f"depthwise {show(self.kernel, self.rank)}" + (f" /{stride}" if stride != "1" else "")
 
 
 def _pads_otherwise(a: dict[str, str], ctx: KerasCtx) -> bool:
     """Whether the padding may be neither 0 nor Keras' 'same' (stride 1, padding
     (kernel - 1) // 2 of an odd kernel): decided on literal arguments, else over the block
     kind's instances (`ctx.possible`)."""
-    if all(a[key].isdigit() for key in ("padding", "kernel", "stride")):
-        p, k, s = (int(a[key]) for key in ("padding", "kernel", "stride"))
-        return p > 0 and not (s == 1 and k % 2 == 1 and p == (k - 1) // 2)
+    rank = rank_of(a)
+    ps, ks, ss = (literal_sizes(a[key], rank) for key in ("padding", "kernel", "stride"))
+    if ps is not None and ks is not None and ss is not None:
+        return any(p > 0 for p in ps) and not all(s == 1 and k % 2 == 1 and p == (k - 1) // 2 for p, k, s in zip(ps, ks, ss))
     p, k, s = (ast.parse(a[key], mode="eval").body for key in ("padding", "kernel", "stride"))
 
     def equal(left: ast.expr, right: ast.expr) -> ast.expr:
@@ -147,6 +161,8 @@ def _keras_padding(src: str) -> str | None:
     tree = ast.parse(src, mode="eval").body
     if isinstance(tree, ast.Constant):
         return '"same"' if tree.value else None
+    if isinstance(tree, ast.Tuple) and literal_sizes(src) is not None:  # per dimension: 'same' where any pads
+        return '"same"' if any(literal_sizes(src)) else None  # type: ignore[arg-type]
     if isinstance(tree, ast.IfExp) and isinstance(tree.orelse, ast.Constant) and tree.orelse.value == 0:
         return f'"same" if {ast.unparse(tree.test)} else "valid"'
     return f'"same" if {src} else "valid"' if isinstance(tree, ast.Name) else f'"same" if ({src}) else "valid"'

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, need_map
+from archc.ops.base import KerasCtx, Op, Shape, need_map, rank_of
 from archc.spec.types import Empty
 
 
@@ -18,6 +18,8 @@ class GlobalAvgPool(Op):
     Args: ClassVar[Any] = Empty
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"global_avgpool": {"global_avgpool": {}}}
     ELEMENTWISE: ClassVar[bool] = True
+    RANKED: ClassVar[bool] = True
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         need_map("global_avgpool", s)
@@ -25,7 +27,7 @@ class GlobalAvgPool(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("nn.AdaptiveAvgPool2d", "1")
+        return call(f"nn.AdaptiveAvgPool{rank_of(a)}d", "1")
 
     @classmethod
     def torch_after(cls, var: str) -> list[str]:
@@ -33,7 +35,7 @@ class GlobalAvgPool(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.GlobalAveragePooling2D", name=ctx.name)]
+        return [call(f"layers.GlobalAveragePooling{rank_of(a)}D", name=ctx.name)]
 
     def label(self) -> str:
         return "global avgpool"

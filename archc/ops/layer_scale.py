@@ -19,7 +19,7 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.code import flat as source
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_rank
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -44,6 +44,7 @@ class LayerScale(Op):
     def infer(self, s: Shape) -> Shape:
         if not s.spatial or s.last:
             raise ShapeError(f"layer_scale needs a channels-first feature map (C, H, W), got {s}")
+        need_rank("layer_scale", s)
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_rank
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -44,6 +44,8 @@ class LayerNorm(Op):
     def infer(self, s: Shape) -> Shape:
         if not self.eps > 0:
             raise ShapeError(f"layernorm needs eps > 0, got {self.eps}")
+        if not s.last:
+            need_rank("layernorm over the channels of a map", s)
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:

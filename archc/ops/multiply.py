@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, ShapeError
+from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_rank
 from archc.spec.types import TensorName
 
 
@@ -22,11 +22,13 @@ class Multiply(Op):
     def infer_many(self, shapes: list[Shape]) -> Shape:
         full = max(shapes, key=lambda s: s.numel())
         for s in shapes:
-            if s.c != full.c or (s.spatial and (s.h, s.w) not in ((full.h, full.w), (1, 1))):
+            if s.c != full.c or (s.spatial and s.size not in (full.size, (1,) * full.rank)):
                 raise ShapeError(
                     f"cannot multiply shapes {' and '.join(map(str, shapes))}: a gate must have the map's "
                     f"channels and shape (C, 1, 1) or (C,)"
                 )
+        if any(not s.spatial for s in shapes) and full.spatial:
+            need_rank("multiply by a flat gate", full)  # its code adds two axes to the gate
         return full
 
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, need_rank
 from archc.spec.types import Arguments, FiniteFloat, StrictInt
 
 Numbers = tuple[StrictInt | FiniteFloat, ...]
@@ -60,6 +60,7 @@ class Normalization(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("normalization", s)
+        need_rank("normalization", s)
         if not self.learned and not len(self.mean) == len(self.variance) == s.c:  # type: ignore[arg-type]
             raise ShapeError(
                 f"normalization needs one mean and one variance per channel ({s.c}), "

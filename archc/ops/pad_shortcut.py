@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import KerasCtx, Op, Shape, ShapeError, need_map, need_rank
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,12 @@ class PadShortcut(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("option_a shortcut", s)
+        need_rank("option_a shortcut", s)  # its helpers take every stride-th row and column
         if self.stride < 1:
             raise ShapeError(f"option_a shortcut stride must be >= 1, got {self.stride}")
         if self.extra < 0:
             raise ShapeError(f"option_a shortcut cannot reduce channels ({s.c} -> {s.c + self.extra})")
-        return Shape(s.c + self.extra, -(-s.h // self.stride), -(-s.w // self.stride))  # type: ignore[operator]
+        return Shape(s.c + self.extra, tuple(-(-n // self.stride) for n in s.size))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:

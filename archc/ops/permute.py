@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, need_rank
 from archc.spec.types import Arguments
 
 DIMS = {"channels_last": "[0, 2, 3, 1]", "channels_first": "[0, 3, 1, 2]"}
@@ -44,6 +44,7 @@ class Permute(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("permute", s)
+        need_rank("permute", s)
         last = self.to == "channels_last"
         if s.last == last:
             raise ShapeError(f"permute to {self.to}: the map is {self.to} already")

@@ -18,7 +18,16 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from archc.code import Call, Code, call
-from archc.ops.base import REQUIRED, Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import (
+    REQUIRED,
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    ShapeError,
+    need_map,
+    need_rank,
+)
 from archc.ops.upsample import MODES, mode_literal
 from archc.spec.types import Arguments, TensorName
 
@@ -50,10 +59,11 @@ class Resize(Op):
 
     def infer_reading(self, s: Shape, reads: list[Shape]) -> Shape:
         need_map("resize", s)
+        need_rank("resize", s)
         (like,) = reads
         if not like.spatial:
             raise ShapeError(f"resize takes the height and width of `like`, but {self.like} is flat {like}")
-        return Shape(s.c, like.h, like.w)
+        return Shape(s.c, like.size)
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:

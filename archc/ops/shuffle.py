@@ -11,7 +11,16 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, positive
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    ShapeError,
+    need_map,
+    need_rank,
+    positive,
+)
 from archc.spec.types import Arguments, IntExpr
 
 
@@ -34,6 +43,7 @@ class Shuffle(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("shuffle", s)
+        need_rank("shuffle", s)
         positive("shuffle", groups=self.groups)
         if s.c % self.groups:
             raise ShapeError(f"shuffle groups={self.groups} must divide the input channels {s.c}")

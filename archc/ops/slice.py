@@ -63,7 +63,7 @@ class Slice(Op):
             raise ShapeError(
                 f"slice needs 0 <= start < stop <= channels ({s.c}), got start {self.start}, stop {stop}"
             )
-        return Shape(stop - self.start, s.h, s.w)
+        return Shape(stop - self.start, s.size)
 
     @classmethod
     def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, positive
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_rank, positive
 from archc.spec.types import Arguments, IntExpr
 
 
@@ -60,6 +60,7 @@ class Softmax(Op):
         if self.radix is None:
             return s
         positive("softmax", radix=self.radix, cardinality=self.cardinality)
+        need_rank("softmax with radix", s)
         groups = self.radix * self.cardinality
         if self.radix > 1 and s.c % groups:
             raise ShapeError(

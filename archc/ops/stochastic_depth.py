@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, need_rank
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -41,6 +41,7 @@ class StochasticDepth(Op):
 
     def infer(self, s: Shape) -> Shape:
         need_map("stochastic_depth", s)  # one noise value per sample of a (C, H, W) map: Keras' noise_shape
+        need_rank("stochastic_depth", s)
         if not 0 <= self.rate < 1:
             raise ShapeError(f"stochastic_depth rate must be in [0, 1), got {self.rate}")
         return s

@@ -13,7 +13,16 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, need_map, positive
+from archc.ops.base import (
+    Attr,
+    KerasCtx,
+    Op,
+    Shape,
+    need_map,
+    need_rank,
+    positive,
+    rank_of,
+)
 from archc.spec.types import Arguments, IntExpr
 
 MODES = ("nearest", "bilinear")
@@ -40,13 +49,17 @@ class Upsample(Op):
     Args: ClassVar[Any] = UpsampleArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "int", 2), Attr("mode", "str", "nearest"))
     ELEMENTWISE: ClassVar[bool] = True  # both modes average non-negative values into non-negative ones
+    RANKED: ClassVar[bool] = True
     scale: int = 2
     mode: str = "nearest"
+    rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         need_map("upsample", s)
         positive("upsample", scale=self.scale)
-        return Shape(s.c, s.h * self.scale, s.w * self.scale)  # type: ignore[operator]
+        if self.mode == "bilinear":
+            need_rank("upsample with mode bilinear", s)  # nearest follows every rank
+        return Shape(s.c, tuple(n * self.scale for n in s.size))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
@@ -56,6 +69,8 @@ class Upsample(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
+        if rank_of(a) != 2:  # nearest (infer refuses bilinear there): UpSampling1D and 3D repeat
+            return [call(f"layers.UpSampling{rank_of(a)}D", size=a["scale"], name=ctx.name)]
         return [call("layers.UpSampling2D", size=a["scale"], interpolation=mode_literal(a), name=ctx.name)]
 
     def label(self) -> str:

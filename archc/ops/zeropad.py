@@ -11,18 +11,19 @@ from typing import Annotated, Any, ClassVar, Union
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map
+from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_map, rank_of
 from archc.spec.types import Arguments, IntExpr
 
 _Side = Annotated[list[IntExpr], Field(min_length=2, max_length=2)]
 PadsExpr = Annotated[
-    Union[IntExpr, Annotated[list[_Side], Field(min_length=2, max_length=2)]], Field(union_mode="left_to_right")
+    Union[IntExpr, Annotated[list[_Side], Field(min_length=1, max_length=3)]], Field(union_mode="left_to_right")
 ]
 
 
 class ZeroPadArgs(Arguments):
     padding: PadsExpr = Field(
-        description="Zeros added on every spatial side, or [[top, bottom], [left, right]]."
+        description="Zeros added on every spatial side, or [before, after] per spatial dimension: "
+        "[[top, bottom], [left, right]] in 2-D, [[left, right]] in 1-D, [[front, back], [top, bottom], [left, right]] in 3-D."
     )
 
 
@@ -34,36 +35,40 @@ class ZeroPad(Op):
     Args: ClassVar[Any] = ZeroPadArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("padding", "pads"),)
     ELEMENTWISE: ClassVar[bool] = True
-    padding: int | tuple[tuple[int, int], tuple[int, int]]
+    RANKED: ClassVar[bool] = True
+    padding: int | tuple[tuple[int, int], ...]
+    rank: int = 2  # set by lowering
 
-    def sides(self) -> tuple[int, int, int, int]:
-        """(top, bottom, left, right)."""
+    def sides(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial dimension: ((top, bottom), (left, right)) in 2-D."""
         if isinstance(self.padding, int):
-            return (self.padding,) * 4
-        (top, bottom), (left, right) = self.padding
-        return top, bottom, left, right
+            return ((self.padding, self.padding),) * self.rank
+        return self.padding
 
     def infer(self, s: Shape) -> Shape:
         need_map("zeropad", s)
-        top, bottom, left, right = self.sides()
-        if min(top, bottom, left, right) < 0:
+        sides = self.sides()
+        if min(min(side) for side in sides) < 0:
             raise ShapeError(f"zeropad padding must be >= 0, got {self.padding}")
-        return Shape(s.c, s.h + top + bottom, s.w + left + right)  # type: ignore[operator]
+        return Shape(s.c, tuple(n + before + after for n, (before, after) in zip(s.size, sides)))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        tree = ast.parse(a["padding"], mode="eval").body
-        if isinstance(tree, ast.Tuple):  # ((top, bottom), (left, right)) -> PyTorch's (left, right, top, bottom)
-            (top, bottom), (left, right) = ([ast.unparse(v) for v in side.elts] for side in tree.elts)  # type: ignore[attr-defined]
-            return call("nn.ZeroPad2d", f"({left}, {right}, {top}, {bottom})")
-        return call("nn.ZeroPad2d", a["padding"])
+        module, tree = f"nn.ZeroPad{rank_of(a)}d", ast.parse(a["padding"], mode="eval").body
+        if isinstance(tree, ast.Tuple):  # ((top, bottom), (left, right)) -> PyTorch's (left, right, top, bottom): last dimension first
+            sides = [ast.unparse(v) for side in reversed(tree.elts) for v in side.elts]  # type: ignore[attr-defined]
+            return call(module, f"({', '.join(sides)})")
+        return call(module, a["padding"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.ZeroPadding2D", a["padding"], name=ctx.name)]
+        tree = ast.parse(a["padding"], mode="eval").body
+        padding = a["padding"]
+        if rank_of(a) == 1 and isinstance(tree, ast.Tuple):  # ZeroPadding1D takes (left, right) itself
+            padding = ast.unparse(tree.elts[0])
+        return [call(f"layers.ZeroPadding{rank_of(a)}D", padding, name=ctx.name)]
 
     def label(self) -> str:
         if isinstance(self.padding, int):
             return f"zeropad {self.padding}"
-        top, bottom, left, right = self.sides()
-        return f"zeropad {top},{bottom} / {left},{right}"
+        return "zeropad " + " / ".join(f"{before},{after}" for before, after in self.sides())

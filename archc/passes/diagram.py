@@ -231,7 +231,7 @@ class _Blocks:
             concat = f"{path}.concat"
             self.nodes.append(DNode(concat, f"concat ×{len(stage.instances)}", "concat"))
             grown = stage.out_shape.c - stage.in_shape.c
-            new = Shape(grown, stage.out_shape.h, stage.out_shape.w)
+            new = Shape(grown, stage.out_shape.size)
             self.edges.append(DEdge(path, concat, shape_label(new)))
             self.edges.append(DEdge(cur, concat, shape_label(stage.in_shape), "dense", "dense"))
             return concat
@@ -243,7 +243,7 @@ class _Blocks:
             self.nodes.append(DNode(concat, "concat", "concat"))
             self.edges.append(DEdge(nid, concat, shape_label(inst.out_shape)))
             self.edges.append(DEdge(running, concat, shape_label(shape), "dense", "dense"))
-            shape = Shape(shape.c + inst.out_shape.c, shape.h, shape.w)
+            shape = Shape(shape.c + inst.out_shape.c, shape.size)
             running = concat
         return running
 

@@ -470,12 +470,12 @@ FormatVersion = Annotated[Literal[1], BeforeValidator(_format_version)]
 
 
 def _input_rank(value: Any) -> Any:
-    """(C, H, W) is what archc compiles; a (C, L) or (C, D, H, W) input gets that said, not a
-    missing third item."""
-    if isinstance(value, (list, tuple)) and len(value) != 3:
+    """The input's length is its rank: (C, L), (C, H, W) or (C, D, H, W); another length gets
+    that said, not a missing or extra item."""
+    if isinstance(value, (list, tuple)) and not 2 <= len(value) <= 4:
         raise ValueError(
-            f"input {list(value)} has {len(value)} dimensions; archc compiles images, (channels, height, width): "
-            "1-D (channels, length) and 3-D (channels, depth, height, width) inputs are not supported yet"
+            f"input {list(value)} has {len(value)} dimensions; archc compiles (channels, length), "
+            "(channels, height, width) or (channels, depth, height, width)"
         )
     return value
 
@@ -489,8 +489,9 @@ class ModelSpec(Strict):
     )
     name: Name = Field(description="Model name; also the generated class name's source.")
     doc: Doc = Field("", description="What the model is, with its reference.")
-    input: Annotated[tuple[PositiveInt, PositiveInt, PositiveInt], BeforeValidator(_input_rank)] = Field(
-        description="Input shape as (channels, height, width)."
+    input: Annotated[tuple[PositiveInt, ...], Field(min_length=2, max_length=4), BeforeValidator(_input_rank)] = Field(
+        description="Input shape: (channels, length), (channels, height, width) or (channels, depth, height, width); "
+        "its length sets the rank of every map (see 'Tensor rank')."
     )
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")

@@ -129,8 +129,9 @@ FiniteFloat = Annotated[StrictFloat, AllowInfNan(False)]  # YAML's .inf and .nan
 # in place again, as before; validation and messages are the same.
 IntExpr = TypeAliasType("IntExpr", Annotated[Union[StrictInt, ExprStr], Field(union_mode="left_to_right")])
 NumExpr = TypeAliasType("NumExpr", Annotated[Union[StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")])
-# A size per spatial dimension: one value for both, or [height, width] (a 1x7 kernel is [1, 7]).
-IntPairExpr = TypeAliasType("IntPairExpr", Annotated[Union[StrictInt, ExprStr, Annotated[list[IntExpr], Field(min_length=2, max_length=2)]], Field(union_mode="left_to_right")])
+# A size per spatial dimension: one value for all, or one per dimension ([height, width]: a 1x7
+# kernel is [1, 7]; [depth, height, width] for a 3-D map; lowering checks the count against the rank).
+IntPairExpr = TypeAliasType("IntPairExpr", Annotated[Union[StrictInt, ExprStr, Annotated[list[IntExpr], Field(min_length=1, max_length=3)]], Field(union_mode="left_to_right")])
 BoolExpr = TypeAliasType("BoolExpr", Annotated[Union[StrictBool, ExprStr], Field(union_mode="left_to_right")])
 ParamValue = TypeAliasType("ParamValue", Annotated[Union[StrictBool, StrictInt, FiniteFloat, ExprStr], Field(union_mode="left_to_right")])
 
