@@ -455,6 +455,14 @@ def dataflow_specs(draw):
         blocks["inner"] = block.definition
         inner = "inner"
     layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"act": "relu"}]
+    outputs: dict = {}
+    grouping = draw(st.sampled_from(["none", "named", "numbered"]))  # the stem as a group, tapped
+    if grouping == "named":
+        layers = [{"features": layers}]
+        outputs["tap"] = draw(st.sampled_from(["features.stem", "features.bn", "features.act"]))
+    elif grouping == "numbered":
+        layers = [{"features": [next(iter(entry.values())) for entry in layers]}]
+        outputs["tap"] = f"features.{draw(st.integers(0, 2))}"
     c = stem
     for k in range(draw(st.integers(1, 3))):
         w, flag = draw(st.sampled_from([2, 4, 6])), draw(st.booleans())
@@ -482,12 +490,23 @@ def dataflow_specs(draw):
             if draw(st.booleans()):
                 merge["if"] = draw(st.sampled_from(["true", "false"]))
             layers.append({f"m{k}": merge})
+    if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
+        heads = [
+            {"a": {"conv": {"filters": c, "kernel": 1}}},
+            {"b": {"conv": {"filters": c, "kernel": 3, "padding": 1}, "from": draw(st.sampled_from(["a", "input" if c == c0 else "a"]))}},
+            {"j": {draw(st.sampled_from(["add", "concat"])): ["a", "b"]}},
+        ]
+        layers.append({"heads": {"modules": heads}})
+        outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads"]))
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
-    return {
+    spec = {
         "archc": 1, "name": "rand", "input": [c0, size, size],
         "defaults": {"conv": {"bias": draw(st.booleans())}, "batchnorm": {"eps": 1e-5, "momentum": 0.1}},
         "blocks": blocks, "layers": layers,
     }  # fmt: skip
+    if outputs:
+        spec["outputs"] = {"out": "fc", **outputs}
+    return spec
 
 
 def _lowered(spec_dict):

@@ -24,6 +24,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    container_results,
     instance_name,
     passed_on,
 )
@@ -455,6 +456,8 @@ def plan(
     work in place on it; `outputs`, items whose tensors the model returns (each keeps a
     variable of its own).
     """
+    last = container_results(items)  # an output naming a container is its last entry's tensor
+    outputs = frozenset(last.get(o, o) for o in outputs)
     keep = {*keep, *outputs}
     # a tensor needs a variable of its own when something other than the next item reads it,
     # or a merge reads it with other named tensors (`torch.cat([branch1, branch2], 1)`)
@@ -612,6 +615,7 @@ def model_shapes(graph: Graph) -> dict[str, Shape]:
     the entries of its groups (taps, `backbone.layer3`)."""
     body = graph.flat_body()
     shapes = {"input": graph.input_shape, **{i.name: i.out_shape for i in body}}
+    shapes.update({name: shapes[path] for name, path in container_results(body).items()})
     for item in body:
         if isinstance(item, GroupInst):
             shapes.update({f"{item.name}.{c.name}": c.out_shape for c in item.items})
@@ -632,4 +636,5 @@ def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
         return None
     var = {"input": first, **{step.item.name: step.dst for step in steps}}
     var.update({f"{step.item.name}.{entry}": v for step in steps for entry, v in step.taps})
+    var.update({name: var[path] for name, path in container_results([step.item for step in steps]).items()})
     return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")

@@ -284,6 +284,17 @@ class GroupInst:
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
 
 
+def container_results(flat: tuple[Inst, ...] | list[Inst]) -> dict[str, str]:
+    """For the `modules:` containers among the items of `Graph.flat_body`: container path ->
+    the path of its last entry, whose tensor reading the container by name gives."""
+    last: dict[str, str] = {}
+    for item in flat:
+        parts = item.name.split(".")
+        for k in range(1, len(parts)):
+            last[".".join(parts[:k])] = item.name
+    return last
+
+
 @dataclass(frozen=True)
 class Output:
     """One of the model's outputs (`outputs:`): its key, the model-level item whose tensor it
@@ -345,7 +356,8 @@ class Graph:
                     out.append(dataclasses.replace(item, name=prefix + item.name) if prefix else item)
 
         walk(self.body, "")
-        return tuple(out)
+        last = container_results(out)  # a container read by its name gives its last entry's tensor
+        return tuple(dataclasses.replace(i, inputs=tuple(last.get(n, n) for n in i.inputs)) if set(i.inputs) & set(last) else i for i in out)
 
     def tapped(self) -> dict[str, set[str]]:
         """Model-level groups run in sequence whose entries are read from outside them (`from:
