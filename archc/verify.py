@@ -224,6 +224,9 @@ def points(graph: Graph) -> list[_Point]:
     def walk(items: tuple[Inst, ...], path: tuple[str, ...], depth: int) -> None:
         uses: dict[str, int] = {}
         for item in items:
+            if isinstance(item, GroupInst) and item.dataflow:  # never called itself: its entries are
+                walk(item.items, (*path, item.name), depth)
+                continue
             uses[item.name] = uses.get(item.name, 0) + 1
             n = uses[item.name]
             node_path = ".".join((*path, item.name if n == 1 else f"{item.name}_{n}"))

@@ -81,6 +81,7 @@ ZOO = {
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/segmentation/fcn_resnet50.yaml": (32_957_013, 54_144),  # torchvision segmentation.fcn_resnet50(aux_loss=False)
+    "specs/detection/resnet18_fpn.yaml": (13_783_616, 9_600),  # torchvision resnet_fpn_backbone("resnet18", BatchNorm2d)
     "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
     "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
     "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
@@ -202,6 +203,7 @@ FAMILIES = {
     "seresnet": ["specs/timm/seresnet50.yaml"],
     "unet": ["specs/unet.yaml"],
     "segmentation resnet": ["specs/segmentation/fcn_resnet50.yaml"],
+    "detection fpn": ["specs/detection/resnet18_fpn.yaml"],
     "keras resnet50": ["specs/keras/resnet50.yaml"],
     "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
     "keras densenet121": ["specs/keras/densenet121.yaml"],

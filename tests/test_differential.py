@@ -455,6 +455,14 @@ def dataflow_specs(draw):
         blocks["inner"] = block.definition
         inner = "inner"
     layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"act": "relu"}]
+    outputs: dict = {}
+    grouping = draw(st.sampled_from(["none", "named", "numbered"]))  # the stem as a group, tapped
+    if grouping == "named":
+        layers = [{"features": layers}]
+        outputs["tap"] = draw(st.sampled_from(["features.stem", "features.bn", "features.act"]))
+    elif grouping == "numbered":
+        layers = [{"features": [next(iter(entry.values())) for entry in layers]}]
+        outputs["tap"] = f"features.{draw(st.integers(0, 2))}"
     c = stem
     for k in range(draw(st.integers(1, 3))):
         w, flag = draw(st.sampled_from([2, 4, 6])), draw(st.booleans())
@@ -482,12 +490,23 @@ def dataflow_specs(draw):
             if draw(st.booleans()):
                 merge["if"] = draw(st.sampled_from(["true", "false"]))
             layers.append({f"m{k}": merge})
+    if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
+        heads = [
+            {"a": {"conv": {"filters": c, "kernel": 1}}},
+            {"b": {"conv": {"filters": c, "kernel": 3, "padding": 1}, "from": draw(st.sampled_from(["a", "input" if c == c0 else "a"]))}},
+            {"j": {draw(st.sampled_from(["add", "concat"])): ["a", "b"]}},
+        ]
+        layers.append({"heads": {"modules": heads}})
+        outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads"]))
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
-    return {
+    spec = {
         "archc": 1, "name": "rand", "input": [c0, size, size],
         "defaults": {"conv": {"bias": draw(st.booleans())}, "batchnorm": {"eps": 1e-5, "momentum": 0.1}},
         "blocks": blocks, "layers": layers,
     }  # fmt: skip
+    if outputs:
+        spec["outputs"] = {"out": "fc", **outputs}
+    return spec
 
 
 def _lowered(spec_dict):
@@ -581,12 +600,12 @@ def test_several_outputs_in_summary_verify_convert_and_the_diagram(tmp_path):
     assert done.max_abs <= 1e-4 * max(1.0, done.magnitude) and (tmp_path / "w.weights.h5").exists()
 
 
-@pytest.mark.parametrize("which", ["outputs", "taps and resize"])
+@pytest.mark.parametrize("which", ["outputs", "taps and resize", "modules"])
 def test_generated_code_with_several_outputs_passes_ruff(tmp_path, which):
     import subprocess
 
     ruff = ruff_executable()
-    graph = lower(load_spec_text(OUTPUTS if which == "outputs" else TAPS, "t.yaml"))
+    graph = lower(load_spec_text({"outputs": OUTPUTS, "taps and resize": TAPS, "modules": MODULES}[which], "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
@@ -749,8 +768,8 @@ def test_a_tap_names_an_entry_of_an_earlier_group():
     bad = TAPS.replace("from: backbone.layer1,", "from: backbone.layer3,")
     with pytest.raises(SpecError, match=r"unknown tensor 'backbone.layer3'.*did you mean 'backbone.layer\d'"):
         lower(load_spec_text(bad, "t.yaml"))
-    with pytest.raises(SpecError, match=r"a tap names a direct entry of a group"):
-        lower(load_spec_text(TAPS.replace("from: backbone.layer1,", "from: backbone.layer1.0,"), "t.yaml"))
+    with pytest.raises(SpecError, match=r"unknown tensor 'backbone.layer1.0'.*did you mean 'backbone.layer1'"):
+        lower(load_spec_text(TAPS.replace("from: backbone.layer1,", "from: backbone.layer1.0,"), "t.yaml"))  # a direct entry
     with pytest.raises(SpecError, match=r"layer 'backbone_relu' has the name the generated code gives the tap 'backbone.relu'"):
         lower(load_spec_text(TAPS.replace("  - low:", "  - backbone_relu: relu\n  - low:"), "t.yaml"))
 
@@ -761,3 +780,74 @@ def test_taps_are_verified_where_the_group_runs_in_pieces():
     report = verify.verify(lower(load_spec_text(TAPS, "t.yaml")), batch=1)
     assert report.ok and not report.first_disagreement()
     assert "backbone" in [row.item for row in report.rows]
+
+
+# --- modules: containers wired by dataflow (nn.ModuleDict / nn.ModuleList) -------------------------
+
+MODULES = """\
+archc: 1
+name: fpn_t
+input: [3, 33, 29]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+layers:
+  - body:
+      - conv1: {conv: {filters: 8, kernel: 3, stride: 2, padding: 1}}
+      - bn1: batchnorm
+      - relu: relu
+      - layer1: {conv: {filters: 8, kernel: 3, padding: 1}}
+      - layer2: {conv: {filters: 12, kernel: 3, stride: 2, padding: 1}}
+      - layer3: {conv: {filters: 16, kernel: 3, stride: 2, padding: 1}}
+  - fpn:
+      modules:
+        - inner_blocks:
+            modules:
+              - {from: body.layer1, group: [{conv: {filters: 6, kernel: 1, bias: true}}]}
+              - {from: body.layer2, group: [{conv: {filters: 6, kernel: 1, bias: true}}]}
+              - {from: body.layer3, group: [{conv: {filters: 6, kernel: 1, bias: true}}]}
+        - top2: {resize: {like: inner_blocks.1, mode: nearest}, from: inner_blocks.2}
+        - merged1: {add: [inner_blocks.1, top2]}
+        - top1: {resize: {like: inner_blocks.0, mode: nearest}}
+        - merged0: {add: [inner_blocks.0, top1]}
+        - layer_blocks:
+            modules:
+              - {from: merged0, group: [{conv: {filters: 6, kernel: 3, padding: 1, bias: true}}]}
+              - {from: merged1, group: [{conv: {filters: 6, kernel: 3, padding: 1, bias: true}}]}
+              - {from: inner_blocks.2, group: [{conv: {filters: 6, kernel: 3, padding: 1, bias: true}}]}
+  - pool: {maxpool: {kernel: 1, stride: 2}, from: fpn.layer_blocks.2}
+outputs: {"0": fpn.layer_blocks.0, "1": fpn.layer_blocks.1, "2": fpn.layer_blocks.2, pool: pool}
+"""
+
+
+def test_modules_containers_are_called_entry_by_entry():
+    """An FPN in miniature: module lists read at different places of forward, merges and
+    resizes among them, outputs naming their entries: IR = PyTorch = Keras, torchvision's keys."""
+    graph = agree(MODULES)
+    source = emit(graph, "torch")
+    assert "self.fpn = nn.ModuleDict(" in source and "inner_blocks=nn.ModuleList(" in source
+    assert "fpn_inner_blocks_2 = self.fpn.inner_blocks[2](body_layer3)" in source
+    assert "fpn_layer_blocks_2 = self.fpn.layer_blocks[2](fpn_inner_blocks_2)" in source
+    model = module_from(source, "fpn").build_model()
+    assert "fpn.layer_blocks.2.0.weight" in model.state_dict()
+    assert [o.key for o in graph.outputs] == ["0", "1", "2", "pool"]
+
+
+def test_modules_containers_are_checked():
+    with pytest.raises(SpecError, match=r"named entries \(nn.ModuleDict\) or numbered ones \(nn.ModuleList\), not both"):
+        lower(load_spec_text(MODULES.replace("        - top2:", "        - {conv: {filters: 6, kernel: 1}}\n        - top2:"), "t.yaml"))
+    with pytest.raises(SpecError, match=r"numbered `modules:` container are modules"):
+        bad = MODULES.replace("              - {from: body.layer3, group:", "              - {resize: {like: body.layer1}}\n              - {from: body.layer3, group:")
+        lower(load_spec_text(bad, "t.yaml"))
+    with pytest.raises(SpecError, match=r"unknown tensor 'fpn.layer_blocks.3'"):
+        lower(load_spec_text(MODULES.replace("from: fpn.layer_blocks.2}", "from: fpn.layer_blocks.3}"), "t.yaml"))
+    block_kind = MODULES.replace("layers:\n  - body:", "blocks:\n  k:\n    layers:\n      - m: {modules: [relu]}\nlayers:\n  - k0: {block: k}\n  - body:", 1)
+    with pytest.raises(SpecError, match=r"`modules:` is a container of the model's own list, not of a block kind"):
+        lower(load_spec_text(block_kind, "t.yaml"))
+
+
+def test_modules_containers_are_verified_entry_by_entry():
+    from archc import verify
+
+    report = verify.verify(lower(load_spec_text(MODULES, "t.yaml")), batch=1)
+    assert report.ok and not report.first_disagreement()
+    assert {"fpn.inner_blocks.0", "fpn.layer_blocks.2", "pool"} <= {row.item for row in report.rows}
+

@@ -372,9 +372,20 @@ def test_efficientnet_family_counts_match_torchvision(name):
 # Dense prediction: torchvision's segmentation models (dict outputs, resized to the input at run
 # time), from their specs with `--set` where a builder argument differs. Compared at a size that
 # is not a multiple of the network stride; at the spec's own INPUT_SHAPE with `make test-slow`.
+def _segmentation(builder, **kwargs):
+    return lambda: getattr(torchvision.models.segmentation, builder)(weights=None, weights_backbone=None, **kwargs)
+
+
+def _fpn(backbone):
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    return resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=5, norm_layer=torch.nn.BatchNorm2d)
+
+
 DENSE = {
-    "fcn_resnet50": ("segmentation/fcn_resnet50.yaml", [], "segmentation.fcn_resnet50", {"aux_loss": False}),
-    "fcn_resnet50_aux": ("segmentation/fcn_resnet50.yaml", ["params.aux_loss=true"], "segmentation.fcn_resnet50", {"aux_loss": True}),
+    "fcn_resnet50": ("segmentation/fcn_resnet50.yaml", [], _segmentation("fcn_resnet50", aux_loss=False)),
+    "fcn_resnet50_aux": ("segmentation/fcn_resnet50.yaml", ["params.aux_loss=true"], _segmentation("fcn_resnet50", aux_loss=True)),
+    "resnet18_fpn": ("detection/resnet18_fpn.yaml", [], lambda: _fpn("resnet18")),
 }  # fmt: skip
 ODD_SIZE = (3, 97, 129)
 
@@ -384,12 +395,9 @@ def dense_pair(name):
     from archc.lower import lower
     from archc.spec.loader import load_spec
 
-    spec, sets, builder, kwargs = DENSE[name]
+    spec, sets, build = DENSE[name]
     torch.manual_seed(0)
-    reference = torchvision.models
-    for part in builder.split("."):
-        reference = getattr(reference, part)
-    reference = reference(weights=None, weights_backbone=None, **kwargs)
+    reference = build()
     module = api.load_module(lower(load_spec(ROOT / "specs" / spec, sets)), "torch")
     assert_same(reference, module, None)  # keys, shapes, a strict load
     randomize_batchnorm(reference, ODD_SIZE)

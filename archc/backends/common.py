@@ -24,6 +24,7 @@ from archc.ir.graph import (
     SymLayer,
     SymShortcut,
     SymStage,
+    container_results,
     instance_name,
     passed_on,
 )
@@ -455,6 +456,8 @@ def plan(
     work in place on it; `outputs`, items whose tensors the model returns (each keeps a
     variable of its own).
     """
+    last = container_results(items)  # an output naming a container is its last entry's tensor
+    outputs = frozenset(last.get(o, o) for o in outputs)
     keep = {*keep, *outputs}
     # a tensor needs a variable of its own when something other than the next item reads it,
     # or a merge reads it with other named tensors (`torch.cat([branch1, branch2], 1)`)
@@ -501,10 +504,9 @@ def spliced(item: SymItem, group: SymGroup) -> bool:
 def tensor_variable(name: str) -> str:
     """The variable of a tensor read by name: the layer's name, unless that is a number or
     a module-level name of the generated code (LAYER_NAMES); a tap `backbone.layer3` reads
-    `backbone_layer3`."""
+    `backbone_layer3`, an entry of a container `fpn_inner_blocks_0`."""
     if "." in name:
-        group, _, entry = name.partition(".")
-        return f"{group}_{entry}"
+        return name.replace(".", "_")
     return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
 
 
@@ -611,11 +613,20 @@ class Hoister:
 def model_shapes(graph: Graph) -> dict[str, Shape]:
     """The shape of every tensor the model's own list can read by name: `input`, its items and
     the entries of its groups (taps, `backbone.layer3`)."""
-    shapes = {"input": graph.input_shape, **{i.name: i.out_shape for i in graph.body}}
-    for item in graph.body:
+    body = graph.flat_body()
+    shapes = {"input": graph.input_shape, **{i.name: i.out_shape for i in body}}
+    shapes.update({name: shapes[path] for name, path in container_results(body).items()})
+    for item in body:
         if isinstance(item, GroupInst):
             shapes.update({f"{item.name}.{c.name}": c.out_shape for c in item.items})
     return shapes
+
+
+def module_path(name: str) -> str:
+    """The attribute path of a model-level module by its name: `fpn.inner_blocks[0]` for
+    `fpn.inner_blocks.0` (an entry of an nn.ModuleList)."""
+    first, *rest = name.split(".")
+    return first + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in rest)
 
 
 def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
@@ -625,4 +636,5 @@ def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
         return None
     var = {"input": first, **{step.item.name: step.dst for step in steps}}
     var.update({f"{step.item.name}.{entry}": v for step in steps for entry, v in step.taps})
+    var.update({name: var[path] for name, path in container_results([step.item for step in steps]).items()})
     return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.code import Call, call, flat, render, render_applied
+from archc.code import INDENT, LINE, Call, call, flat, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -94,6 +94,17 @@ def expression(kind: str, a: dict[str, str], name: str, var: str, nonneg: bool, 
     if problem:
         raise SpecError(problem, where)
     return ops.KINDS[kind].keras_expr(var, a, ctx)
+
+
+def _split_call(head: str, applied: str) -> list[str]:
+    """`head + applied` on one line, or split as ruff splits a long `Layer(...)([a, b])`: at
+    the arguments of its last call."""
+    one = head + applied
+    cut = applied.rfind(")(")
+    if len(one) <= LINE or cut < 0 or not applied.endswith(")"):
+        return [one]
+    indent = head[: len(head) - len(head.lstrip())]
+    return [f"{head}{applied[: cut + 2]}", f"{indent}{INDENT}{applied[cut + 2 : -1]}", f"{indent})"]
 
 
 def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
@@ -405,28 +416,32 @@ class KerasEmitter:
     def model_body(self) -> list[str]:
         lines = [I1 + 'inputs = keras.Input(shape=INPUT_SHAPE, name="input")']
         outputs = frozenset(o.item for o in self.graph.outputs)
-        first = "inputs" if common.reads_input(self.graph.body) or "input" in outputs else "x"
+        body = self.graph.flat_body()
+        first = "inputs" if common.reads_input(body) or "input" in outputs else "x"
         if first == "x":
             lines.append(I1 + "x = inputs")
         var = "x"
-        steps = common.plan(self.graph.body, first, "x", set(), outputs=outputs)
+        steps = common.plan(body, first, "x", set(), outputs=outputs)
         shapes = common.model_shapes(self.graph)
         for step in steps:
             item = step.item
             if is_merge(item):
-                ctx = ops.KerasCtx(common.literal(item.name), False, None)
+                ctx = ops.KerasCtx(common.literal(item.name.replace(".", "_")), False, None)
                 flats = [not shapes[n].spatial for n in item.inputs]
                 merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]
                 lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
             elif isinstance(item, LayerInst) and item.op.READS:  # reads other tensors: their variables
                 args = {k: common.literal(v) for k, v in item.op.values().items() if v is not None}
                 args = item.op.with_reads(args, step.srcs)
-                shown = common.literal(item.name)
-                lines.append(f"{I1}{step.dst} = {expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape)}")
+                shown = common.literal(item.name.replace(".", "_"))
+                lines += _split_call(f"{I1}{step.dst} = ", expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape))
             else:
                 if step.srcs[0] != "x":
                     lines.append(f"{I1}x = {step.srcs[0]}")
-                lines += self._tapped(item, dict(step.taps)) if step.taps else self._items((item,), "")  # type: ignore[arg-type]
+                if step.taps:
+                    lines += self._tapped(item, dict(step.taps))  # type: ignore[arg-type]
+                else:  # an entry of a `modules:` container is named by its path (`fpn_inner_blocks_0`)
+                    lines += self._items((item,), "", as_name=item.name.replace(".", "_") if "." in item.name else None)
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst

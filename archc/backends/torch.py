@@ -414,11 +414,13 @@ class TorchEmitter(InitEmission):
         defined: set[str] = set()
         first = "x"
         outputs = frozenset(o.item for o in self.graph.outputs)
-        if common.reads_input(self.graph.body) or "input" in outputs:
+        body = self.graph.flat_body()
+        if common.reads_input(body) or "input" in outputs:
             forward.append("inputs = x")
             first = "inputs"
         var = first
-        steps = common.plan(self.graph.body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
+        steps = common.plan(body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
+        containers = {item.name: item for item in self.graph.body if isinstance(item, GroupInst) and item.dataflow}
         for step in steps:
             item = step.item
             var = step.dst
@@ -432,6 +434,13 @@ class TorchEmitter(InitEmission):
                 forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
             tapped = frozenset(entry for entry, _ in step.taps)
+            top = item.name.split(".")[0]
+            if top in containers:  # an entry of a `modules:` container, defined with it
+                if top not in defined:
+                    defined.add(top)
+                    init += render(self._module(containers[top], inplace=False), INDENT2, f"self.{top} = ")
+                forward += self._call_line(common.module_path(item.name), _kind(item), step.srcs[0], step.dst)
+                continue
             if item.name not in defined:
                 defined.add(item.name)
                 init += render(self._module(item, inplace=step.inplace, tapped=tapped), INDENT2, f"self.{item.name} = ")
@@ -502,6 +511,11 @@ class TorchEmitter(InitEmission):
             return self._stage(item)
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
+        if item.dataflow:  # entries called one by one: their modules, in an nn.ModuleDict or nn.ModuleList
+            entries = [child for child in item.items if not (isinstance(child, LayerInst) and (child.op.MERGE or child.op.EXPRESSION))]
+            if item.positional:
+                return call("nn.ModuleList", Seq(tuple(self._module(child, inplace=False) for child in entries), "[]"))
+            return call("nn.ModuleDict", call("OrderedDict", **{child.name: self._module(child, inplace=False) for child in entries}))
         kwargs: dict[str, Code] = {}
         safe = False  # the list's input may be read elsewhere; an entry's output is its own unless it aliases
         for child, key in zip(item.items, _sequential_keys(item)):

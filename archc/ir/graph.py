@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -268,6 +269,11 @@ class GroupInst:
     # block instances written `inline`: (index of their first layer in `items`, their number of
     # layers, the instance); the layers are numbered entries of this list (torchvision's VGG)
     inlined: tuple[tuple[int, int, BlockInst], ...] = ()
+    # entries wired by dataflow (`modules:`), not run in sequence: an nn.ModuleDict or
+    # nn.ModuleList whose entries the model calls one by one; their `inputs` are model-level
+    # names (`fpn.inner_blocks.2`), and an entry without inputs reads the one before it in
+    # `flat_body` order
+    dataflow: bool = False
 
     @property
     def positional(self) -> bool:
@@ -276,6 +282,17 @@ class GroupInst:
 
 
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
+
+
+def container_results(flat: tuple[Inst, ...] | list[Inst]) -> dict[str, str]:
+    """For the `modules:` containers among the items of `Graph.flat_body`: container path ->
+    the path of its last entry, whose tensor reading the container by name gives."""
+    last: dict[str, str] = {}
+    for item in flat:
+        parts = item.name.split(".")
+        for k in range(1, len(parts)):
+            last[".".join(parts[:k])] = item.name
+    return last
 
 
 @dataclass(frozen=True)
@@ -326,14 +343,33 @@ class Graph:
     def block(self, name: str) -> BlockType:
         return next(b for b in self.blocks if b.name == name)
 
+    def flat_body(self) -> tuple[Inst, ...]:
+        """The model's items in order with its `modules:` containers opened: their entries,
+        named by path (`fpn.inner_blocks.0`), as the model's forward calls them."""
+        out: list[Inst] = []
+
+        def walk(items: tuple[Inst, ...], prefix: str) -> None:
+            for item in items:
+                if isinstance(item, GroupInst) and item.dataflow:
+                    walk(item.items, f"{prefix}{item.name}.")
+                else:
+                    out.append(dataclasses.replace(item, name=prefix + item.name) if prefix else item)
+
+        walk(self.body, "")
+        last = container_results(out)  # a container read by its name gives its last entry's tensor
+        return tuple(dataclasses.replace(i, inputs=tuple(last.get(n, n) for n in i.inputs)) if set(i.inputs) & set(last) else i for i in out)
+
     def tapped(self) -> dict[str, set[str]]:
-        """Model-level groups whose entries are read from outside them (`from: backbone.layer3`,
-        an output naming one): group -> those entries. The code runs such a group in pieces."""
-        reads = [n for item in self.body for n in item.inputs] + [o.item for o in self.outputs]
+        """Model-level groups run in sequence whose entries are read from outside them (`from:
+        backbone.layer3`, an output naming one): group -> those entries. The code runs such a
+        group in pieces."""
+        items = self.flat_body()
+        groups = {item.name for item in items if isinstance(item, GroupInst)}
+        reads = [n for item in items for n in item.inputs] + [o.item for o in self.outputs]
         taps: dict[str, set[str]] = {}
         for name in reads:
-            group, dot, entry = name.partition(".")
-            if dot:
+            group, dot, entry = name.rpartition(".")
+            if dot and group in groups:
                 taps.setdefault(group, set()).add(entry)
         return taps
 

@@ -55,7 +55,7 @@ from archc.spec.models import POSITIONAL
 def lower_items(
     state: State, ctx: Ctx, entries: list[dict[str, Any]], shape: Shape, cur: str, nonneg: bool,
     env: dict[str, Tensor] | None = None, offset: int = 0, prev: str = "input", in_group: bool = False,
-    first_position: int = 0, inlined: list[tuple[int, int, BlockInst]] | None = None,
+    first_position: int = 0, inlined: list[tuple[int, int, BlockInst]] | None = None, in_modules: bool = False,
 ) -> tuple[tuple[Inst, ...], Shape, str, bool]:  # fmt: skip
     """Lower a list of `name: layer` entries of the model's in sequence (a block kind's are
     its symbolic form's, specialised: `specialise`).
@@ -116,6 +116,10 @@ def lower_items(
             item = GroupInst(name, children, shape, out, counts_of(children), inlined=tuple(inlined_here))
             if model_level:  # taps: `from: backbone.layer3` reads an entry of this group from outside it
                 env.update({f"{name}.{c.name}": Tensor(c.output, c.out_shape, False) for c in children if c.output})
+        elif kind == "modules":
+            if not (model_level or in_modules):
+                raise SpecError(f"{name}: `modules:` is a container of the model's own list: write it at model level or in another `modules:`", where)
+            item, cur, nonneg = _lower_modules(state, sub, body, name, shape, cur, nonneg, env)
         elif kind in ("block", "stage") and body.inline:
             if written != POSITIONAL or inlined is None:
                 raise SpecError(
@@ -203,7 +207,7 @@ def lower_items(
         items.append(item)
         read = [*(item.inputs if item.inputs else (prev,)), *((body.from_ or prev,) if kind == "branches" else ())]
         reads.update(read)
-        flow.readers[name] = [flow.resolve(n) for n in read]
+        flow.readers[name] = [flow.resolve(n) for n in read] + [n.split(".")[0] for n in read if "." in n]  # a tap reads its container
         flow.spans[name] = (first_node, len(state.nodes), first_item, len(items))
         defined[name] = where
         shape = item.out_shape
@@ -212,8 +216,53 @@ def lower_items(
     if model_level:
         _check_tap_variables(reads, defined)
         state.outputs = _outputs(state, env, flow)
-        flow.prune(state, items, defined, {o.item for o in state.outputs} or {flow.resolve(prev)})
+        outputs = {o.item for o in state.outputs} | {o.item.split(".")[0] for o in state.outputs}
+        flow.prune(state, items, defined, outputs or {flow.resolve(prev)})
     return tuple(items), shape, cur, nonneg
+
+
+def _lower_modules(
+    state: State, ctx: Ctx, body: m.ModulesItem, name: str, shape: Shape, cur: str, nonneg: bool,
+    env: dict[str, Tensor],
+) -> tuple[GroupInst, str, bool]:  # fmt: skip
+    """A `modules:` container: its entries lowered as a list of the model's own (dataflow, not
+    in sequence), in a scope of their own; each of its tensors is then a tensor of the
+    enclosing list under its path (`fpn.inner_blocks.2`), and the entries' reads are
+    rewritten to such paths, so the emitters call them from the model's forward."""
+    where = ctx.where()
+    mpath = (*ctx.yaml_path, "modules")
+    inner = {**env}
+    mctx = Ctx(ctx.source, mpath, ctx.module_path, ctx.scope, ctx.top_level)
+    children, out, cur, nonneg = lower_items(state, mctx, body.modules, shape, cur, nonneg, env=inner, in_modules=True)
+    numbered = [c.name.isdigit() for c in children]
+    if any(numbered) and not all(numbered):
+        raise SpecError(f"{name}: a `modules:` container has named entries (nn.ModuleDict) or numbered ones (nn.ModuleList), not both", where)
+    if all(numbered) and any(not _is_module(c) for c in children):
+        raise SpecError(
+            f"{name}: the entries of a numbered `modules:` container are modules (an nn.ModuleList): "
+            "write merges and resizes in a named container or outside it",
+            where,
+        )
+    local = {key for key in inner if key not in env or inner[key] is not env[key]}
+    env.update({f"{name}.{key}": inner[key] for key in local})
+    item = GroupInst(name, _qualified(tuple(children), name, local), shape, out, counts_of(children), dataflow=True)
+    return item, cur, nonneg
+
+
+def _is_module(item: Inst) -> bool:
+    """An entry with a PyTorch module (not a merge or an expression in forward)."""
+    return not isinstance(item, LayerInst) or not (item.op.MERGE or item.op.EXPRESSION)
+
+
+def _qualified(items: tuple[Inst, ...], prefix: str, local: set[str]) -> tuple[Inst, ...]:
+    """`items` with their reads of the container's own tensors written as model-level paths."""
+    out = []
+    for item in items:
+        inputs = tuple(f"{prefix}.{n}" if n in local or n.split(".")[0] in local else n for n in item.inputs)
+        if isinstance(item, GroupInst) and item.dataflow:
+            item = dataclasses.replace(item, items=_qualified(item.items, prefix, local))
+        out.append(dataclasses.replace(item, inputs=inputs))
+    return tuple(out)
 
 
 def _check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
@@ -445,8 +494,8 @@ def check_size(state: State, entries: list[dict[str, Any]], scope: dict[str, exp
         (name, body), = entry.items()
         kind = item_kind(body)
         where = state.spec.source.locate((*yaml_path, index, name))
-        if kind == "group":
-            total = check_size(state, body.group, scope, (*yaml_path, index, name, "group"), total)
+        if kind in ("group", "modules"):
+            total = check_size(state, getattr(body, kind), scope, (*yaml_path, index, name, kind), total)
             continue
         count = _block_size(state, getattr(body, kind), ()) if kind in ("block", "stage") else 1
         if kind == "stage":

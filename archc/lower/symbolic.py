@@ -73,6 +73,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             where = source.locate(*section, index, written)
             if in_group:
                 check_list_entry(shown(written, index), kind, body, where)
+            if kind == "modules":
+                raise SpecError(f"{shown(written, index)}: `modules:` is a container of the model's own list, not of a block kind", where)
             name = str(position) if written == POSITIONAL else written
             inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]

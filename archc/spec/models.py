@@ -209,8 +209,18 @@ class BranchesItem(Flow):
     merge: Literal["concat", "add"] = Field("concat", description="How the branch outputs are merged.")
 
 
+class ModulesItem(Flow):
+    """A container of modules wired by dataflow, not run in sequence (torchvision's FPN
+    `inner_blocks`, LRASPP's head): each entry reads the previous one unless it names others
+    (`from:`, merges), as in the model's own list, and the model's forward calls each entry
+    where it is read. Named entries make an nn.ModuleDict, numbered ones an nn.ModuleList;
+    their tensors are read from outside as `name.entry` (model level only)."""
+
+    modules: list[LayerEntry] = Field(min_length=1, description="The entries: layers, blocks, lists or containers.")
+
+
 ITEMS: Mapping[str, type[Flow]] = _Items(
-    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem}
+    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "modules": ModulesItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it

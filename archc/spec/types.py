@@ -85,20 +85,17 @@ LayerName = Annotated[str, Field(max_length=64), AfterValidator(_layer_name)]
 
 
 def _tensor_name(value: str) -> str:
-    """A tensor read by name: a layer's name, or a tap `group.entry` into a model-level group
-    (`backbone.layer3`, `backbone.4` for a numbered entry)."""
-    group, dot, entry = value.partition(".")
-    if not dot:
-        return _layer_name(value)
-    _layer_name(group)
-    if not (entry.isdigit() and entry.isascii() and (entry == "0" or not entry.startswith("0"))):
-        if "." in entry:
-            raise ValueError(f"{value!r}: a tap names a direct entry of a group, `group.entry`; read deeper tensors through that entry")
-        _layer_name(entry)
+    """A tensor read by name: a layer's name, or a tap into a model-level container, its path
+    (`backbone.layer3`, `backbone.4` for a numbered entry, `fpn.layer_blocks.0`)."""
+    first, *rest = value.split(".")
+    _layer_name(first)
+    for part in rest:
+        if not (part.isdigit() and part.isascii() and (part == "0" or not part.startswith("0"))):
+            _layer_name(part)
     return value
 
 
-TensorName = Annotated[str, Field(max_length=129), AfterValidator(_tensor_name)]
+TensorName = Annotated[str, Field(max_length=200), AfterValidator(_tensor_name)]
 
 
 def _output_key(value: str) -> str:
