@@ -27,6 +27,7 @@ from archc.ir.graph import (
     SymBlock,
     SymGroup,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     instance_name,
@@ -206,7 +207,7 @@ class KerasEmitter:
             for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
-                self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymStage))
+                self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
                 body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
@@ -250,6 +251,9 @@ class KerasEmitter:
             body = self._group(layer, hoist, uses, block, prefix, at)
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=src)
+            src = step.dst
+        elif isinstance(layer, SymParallel):
+            body = self._parallel(common.Step(layer, step.srcs, step.dst, step.passthrough, False), hoist, uses, block, prefix, at, name)
             src = step.dst
         elif not isinstance(layer, SymLayer):
             body = self._nested(layer, hoist, name, at)
@@ -346,6 +350,34 @@ class KerasEmitter:
             if condition is not None:
                 terms.append(f"int({condition})")
         return lines
+
+    def _parallel(
+        self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str, name: str,
+    ) -> list[str]:  # fmt: skip
+        """A module list: each path applied to its input and collected in a list named after
+        it, then merged; layer names follow the PyTorch modules (`{name}_convs_0_1`)."""
+        layer = step.item
+        assert isinstance(layer, SymParallel)
+        outs = common.tensor_variable(layer.name)
+        srcs = list(step.srcs)
+        lines: list[str] = []
+        if "x" in srcs and any(isinstance(path, SymGroup) for path in layer.children):  # a list works on `x`
+            taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name) for i in (*block.layers, *block.after))}
+            keep = f"{outs}_input"
+            while keep in taken:
+                keep += "_"
+            lines.append(f"{indent}{keep} = x")
+            srcs = [keep if src == "x" else src for src in srcs]
+        self.x_is_input = False  # the paths write `x`
+        lines.append(f"{indent}{outs} = []")
+        for k, path in enumerate(layer.children):
+            lines += self._sym_layer(common.Step(path, (srcs[k],), "x", srcs[k], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
+            lines.append(f"{indent}{outs}.append(x)")
+        each = [f"{outs}[{k}]" for k in range(len(layer.children))]
+        merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat))  # type: ignore[attr-defined]
+        if applied == f"[{', '.join(each)}]":
+            applied = outs
+        return lines + render_applied(merge, indent, f"{step.dst} = ", f"({applied})")
 
     def _spliced(self, sym: SymStage, hoist: common.Hoister, inner: str, index: str, indent: str) -> list[str]:
         """An unnamed stage whose instances are entries of the enclosing sequence (common.spliced):

@@ -24,11 +24,13 @@ from archc.ir.graph import (
     GroupInst,
     Inst,
     LayerInst,
+    ParallelInst,
     StageInst,
     SymBlock,
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     instance_name,
@@ -268,11 +270,32 @@ class TorchEmitter(InitEmission):
             return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
         if isinstance(layer, SymLayer):
             module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
+        elif isinstance(layer, SymParallel):  # torchvision's ASPP: `self.convs = nn.ModuleList(modules)`
+            module = call("nn.ModuleList", Seq(tuple(self._path_module(path, hoist) for path in layer.children)))
         else:
             module = self._nested(layer, hoist)
         if condition is None:
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
+
+    def _path_module(self, path: SymItem, hoist: common.Hoister) -> Code:
+        """A path of a module list: a layer's module, a list's nn.Sequential or a block. Nothing
+        else reads its input, so only a list's later entries may work in place."""
+        if isinstance(path, SymLayer):
+            return layer_module(path.kind, symbolic_args(path, hoist), hoist.src(path.in_channels), path.flat[0], False)
+        if not isinstance(path, SymGroup):
+            return self._nested(path, hoist)  # type: ignore[arg-type]
+        modules: dict[str, Code] = {}
+        for step in common.plan(path.children, "x", "out", set()):
+            child = step.item
+            if isinstance(child, SymLayer):
+                modules[child.name] = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
+            else:
+                modules[child.name] = self._nested(child, hoist)  # type: ignore[arg-type]
+        if path.positional:
+            return Call("nn.Sequential", tuple(modules.values()))
+        self.needs_ordered_dict = True
+        return call("nn.Sequential", call("OrderedDict", **modules))
 
     def _switch(self, layer: SymLayer) -> str:
         """The attribute that says whether a conditional merge or expression is present:
@@ -351,6 +374,9 @@ class TorchEmitter(InitEmission):
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
+        elif isinstance(layer, SymParallel):
+            body = [f"{step.dst} = {_parallel_call(layer, step.srcs)}"]
+            guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
             body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
@@ -625,7 +651,7 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
             elif isinstance(item, BlockInst):
                 other.add(item.block)
                 walk(item.children)
-            elif isinstance(item, GroupInst):
+            elif isinstance(item, (GroupInst, ParallelInst)):
                 walk(item.items)
 
     walk(graph.body)
@@ -639,6 +665,16 @@ def _unpacked(part: Code) -> Code:
         return Gen("layer", part.clause, prefix="*", more=(f"for layer in {flat(part.elem)}",))
     assert isinstance(part, Call)
     return Call(part.func, part.args, prefix="*")
+
+
+def _parallel_call(layer: SymParallel, srcs: tuple[str, ...]) -> str:
+    """A module list applied: torchvision's ASPP loop as a comprehension where every path reads
+    one tensor and the merge is a concatenation, else each path by its index."""
+    if layer.merge == "concat" and len(set(srcs)) == 1:
+        each = "path" if srcs[0] != "path" else "path_"
+        return f"torch.cat([{each}({srcs[0]}) for {each} in self.{layer.name}], 1)"
+    applied = [f"self.{layer.name}[{k}]({src})" for k, src in enumerate(srcs)]
+    return ops.KINDS[layer.merge].torch_merge(applied, list(layer.flat))  # type: ignore[attr-defined,no-any-return]
 
 
 def _stored(layer: SymLayer, key: str) -> str:

@@ -20,6 +20,7 @@ from archc.ir.graph import (
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymStage,
 )
 from archc.ops import init
@@ -143,6 +144,8 @@ class InitEmission:
                 path = None if base is None else (f"{base}[{k}]" if static else None) if positional else f"{base}.{child.name}"
                 if isinstance(child, SymGroup):
                     group(child.children, path if child.condition is None else None, child.positional, f"{where}{child.name}.")
+                elif isinstance(child, SymParallel):  # an nn.ModuleList: `m.convs[0]`
+                    group(child.children, path if child.condition is None else None, True, f"{where}{child.name}.")
                 else:
                     visit(child, path if not (positional and child.condition is not None) else None, where + child.name)
                 static &= child.condition is None and not isinstance(child, SymStage)

@@ -106,7 +106,7 @@ def numbered_definition(definition: Any) -> bool:
         (written, body), = entry.items()
         kind = item_kind(body)
         op = ops.KINDS.get(kind)
-        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches", "parallel") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
             return False
     return True
 
@@ -152,7 +152,7 @@ def shown(written: str, index: int) -> str:
 
 def check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
     """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
-    if body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE:
+    if body.from_ is not None or kind in ("branches", "parallel") or ops.KINDS.get(kind, ops.Op).MERGE:
         raise SpecError(
             f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
             "read other tensors with `from:` or merges outside the list",

@@ -18,6 +18,7 @@ from archc.ir.graph import (
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     passed_on,
@@ -134,6 +135,12 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
                 inputs = ()
                 result = merged
+            elif kind == "parallel":
+                item, result = _sym_parallel(
+                    lambda entries, sub, read, k: sym_layers(entries, sub, read, offset=k), points, defined, reads,
+                    source, name, body, (*section, index, written), inputs[0] if inputs else prev, here,
+                )  # fmt: skip
+                inputs = item.inputs
             elif ops.KINDS[kind].MERGE:
                 inputs = tuple(getattr(body, kind))
                 if body.from_ is not None or len(inputs) < 2:
@@ -248,6 +255,59 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+_PATH_KINDS = ("block", "group")  # besides layers with a module of their own
+
+
+def _sym_parallel(
+    sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], reads: set[str], source: BlockSource,
+    name: str, body: m.ParallelItem, at: tuple[Any, ...], read: str, here: SymTensor,
+) -> tuple[SymParallel, SymTensor]:  # fmt: skip
+    """A module list in a block kind: each unnamed path (a layer with a module, a list or a
+    block) is typed as an entry of its own reading `read` (the list's input) or its `from:`,
+    and named by its position; the merge of their outputs is the list's tensor."""
+    tracked = read
+    if here is not points[read]:  # simplified under the list's condition
+        tracked = f"{name}.input"
+        points[tracked] = here
+    paths: list[SymItem] = []
+    outs: list[SymTensor] = []
+    sources: list[str] = []
+    for k, entry in enumerate(body.parallel):
+        (written, path), = entry.items()
+        kind = item_kind(path)
+        where = source.locate(*at, "parallel", k)
+        if written != POSITIONAL:
+            raise SpecError(
+                f"{name}.{k}: the paths of a parallel list are numbered (`{name}.{k}`), so they take no name; "
+                "write the entry without one (named paths are `branches`)",
+                where,
+            )
+        op = ops.KINDS.get(kind)
+        if kind not in _PATH_KINDS and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
+            raise SpecError(
+                f"{name}.{k}: a path of a parallel list is a module of an nn.ModuleList: a layer with a module, "
+                f"a list of layers or a block, not {kind}",
+                where,
+            )
+        if path.if_ is not None:
+            raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
+        before_points, before_defined = set(points), set(defined)
+        (child,) = sym_layers([entry], (*at, "parallel"), tracked, k)
+        outs.append(points[LAST])
+        for key in set(points) - before_points:
+            del points[key]
+        for key in set(defined) - before_defined:
+            del defined[key]
+        if isinstance(child, SymGroup) and any(c.condition is not None or isinstance(c, SymStage) for c in child.children):
+            raise SpecError(f"{name}.{k}: the entries of a list in a parallel list cannot be conditional or stages", where)
+        sources.append(child.inputs[0] if child.inputs else read)
+        paths.append(dataclasses.replace(child, name=str(k), inputs=()))
+    reads.update(sources)
+    merged = _sym_merge(body.merge, outs)
+    item = SymParallel(name, tuple(paths), body.merge, here.channels, tuple(sources), tuple(t.flat for t in outs), passes=read)
+    return item, merged
 
 
 @dataclass(frozen=True)

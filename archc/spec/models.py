@@ -207,8 +207,20 @@ class BranchesItem(Flow):
     merge: Literal["concat", "add"] = Field("concat", description="How the branch outputs are merged.")
 
 
+class ParallelItem(Flow):
+    """A module list (torchvision's nn.ModuleList): unnamed paths numbered as its modules
+    (`convs.0`, `convs.1`; a path that is a list numbers its layers on, `convs.0.1`), each
+    reading the list's input or its own `from:`, their outputs merged. The entry's name is
+    the module list's."""
+
+    parallel: list[LayerEntry] = Field(
+        min_length=2, description="The paths, without names: a layer, a list of layers (an nn.Sequential) or a block."
+    )
+    merge: Literal["concat", "add", "multiply"] = Field("concat", description="How the paths' outputs are merged.")
+
+
 ITEMS: Mapping[str, type[Flow]] = _Items(
-    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem}
+    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it
@@ -530,7 +542,7 @@ def json_schema() -> dict[str, Any]:
     """ModelSpec's JSON schema. It needs the whole layer union, which validation builds per
     kind (_Layer): the models that hold layer entries are rebuilt with it for the schema, and
     rebuilt lazily again afterwards."""
-    holders = (GroupItem, BranchesItem, BlockDef, ModelSpec, LibrarySpec)
+    holders = (GroupItem, BranchesItem, ParallelItem, BlockDef, ModelSpec, LibrarySpec)
     _Layer.eager = True
     try:
         for model in holders:
