@@ -1,0 +1,164 @@
+"""Module lists (`parallel:`): numbered paths that read one tensor (or each its own) and are
+merged, as torchvision's ASPP (`self.convs = nn.ModuleList(modules)`). The IR, the generated
+PyTorch and the generated Keras agree (test_differential.agree), module names are the
+checkpoint keys, and the code reads as torchvision writes it."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+from conftest import need, ruff_executable
+from test_differential import agree, module_from, spec
+
+from archc.backends import emit
+from archc.errors import SpecError
+from archc.lower import lower
+from archc.spec.loader import load_spec_text
+
+torch = need("torch")
+
+ASPP = """\
+aspp_conv:
+  params: {w: int, rate: int}
+  layers:
+    - {conv: {filters: w, kernel: 3, padding: rate, dilation: rate}}
+    - batchnorm
+    - relu
+aspp:
+  params: {w: int, rate: 2}
+  layers:
+    - convs:
+        parallel:
+          - [{conv: {filters: w, kernel: 1}}, batchnorm, relu]
+          - {block: aspp_conv, with: {w: w, rate: rate}}
+          - {conv: {filters: w, kernel: 1}}
+        merge: concat
+    - project: [{conv: {filters: w, kernel: 1}}, batchnorm, relu]
+"""
+
+
+def test_module_list_in_a_block_kind():
+    graph = agree(spec(ASPP, "- head: {block: aspp, with: {w: 3}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["head.convs"].inputs == ("head.convs.0.2", "head.convs.1.2", "head.convs.2")
+    assert nodes["head.convs"].shape.c == 9 and nodes["head.project.0"].inputs == ("head.convs",)
+    for path in ("head.convs.0.0", "head.convs.1.0", "head.convs.2"):
+        assert nodes[path].inputs == ("input",)
+    code = emit(graph, "torch")
+    assert "self.convs = nn.ModuleList(" in code
+    assert "out = torch.cat([path(x) for path in self.convs], 1)" in code
+    model = module_from(code, "t").build_model()
+    keys = [k for k in model.state_dict() if k.startswith("head.convs.")]
+    assert keys[:3] == ["head.convs.0.0.weight", "head.convs.0.1.weight", "head.convs.0.1.bias"]
+    assert "head.convs.1.0.weight" in keys and "head.convs.2.weight" in keys
+    keras_code = emit(graph, "keras")
+    for name in ('f"{name}_convs_0_0"', 'f"{name}_convs_1"', 'f"{name}_convs_2"', 'f"{name}_convs"'):
+        assert name in keras_code
+
+
+FROM = """\
+b:
+  params: {w: int}
+  layers:
+    - a: {conv: {filters: w, kernel: 1}}
+    - m:
+        parallel:
+          - {conv: {filters: w, kernel: 1}}
+          - {group: [{conv: {filters: w, kernel: 3, padding: 1}}, relu], from: input}
+        merge: add
+"""
+
+
+def test_a_path_reads_its_own_from():
+    graph = agree(spec(FROM, "- blk: {block: b, with: {w: 4}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["blk.m.0"].inputs == ("blk.a",) and nodes["blk.m.1.0"].inputs == ("input",)
+    assert "out = self.m[0](out) + self.m[1](x)" in emit(graph, "torch")
+
+
+def test_from_on_the_list_is_every_paths_input():
+    blocks = """\
+    b:
+      params: {w: int}
+      layers:
+        - a: {conv: {filters: w, kernel: 1}}
+        - m: {parallel: [{conv: {filters: w, kernel: 1}}, [{conv: {filters: w, kernel: 1}}, relu]], merge: add, from: input}
+        - j: {concat: [a, m]}
+    """
+    graph = agree(spec(textwrap.dedent(blocks), "- blk: {block: b, with: {w: 4}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["blk.m.0"].inputs == ("input",) == nodes["blk.m.1.0"].inputs
+    assert "m = self.m[0](x) + self.m[1](x)" in emit(graph, "torch")
+
+
+CONDITIONAL = """\
+b:
+  params: {w: int, use: false}
+  layers:
+    - a: {conv: {filters: w, kernel: 1}}
+    - m:
+        parallel: [{conv: {filters: w, kernel: 1}}, [{conv: {filters: w, kernel: 1}}, sigmoid]]
+        merge: multiply
+        if: use
+    - n: batchnorm
+"""
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_a_module_list_under_if_exists_only_where_it_holds(on):
+    graph = agree(spec(CONDITIONAL, f"- blk: {{block: b, with: {{w: 4, use: {str(on).lower()}}}}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert ("blk.m.0" in nodes) == on and ("blk.m.1.0" in nodes) == on
+    assert nodes["blk.n"].inputs == (("blk.m",) if on else ("blk.a",))
+
+
+def test_generated_code_passes_ruff(tmp_path):
+    ruff = ruff_executable()
+    graph = lower(load_spec_text(spec(ASPP + FROM, "- head: {block: aspp, with: {w: 3}}\n- blk: {block: b, with: {w: 4}}\n"), "t.yaml"))
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"{backend}.py"
+        path.write_text(emit(graph, backend))
+        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
+            result = subprocess.run([ruff, *args], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("- p0: {conv: {filters: w, kernel: 1}}", "take no name"),
+        ("- {conv: {filters: w, kernel: 1}, if: w > 2}", "cannot be conditional"),
+        ("- {resize: {like: a}}", "not resize"),
+        ("- {stage: unit, repeat: 2, with: {w: w}}", "not stage"),
+    ],
+)
+def test_paths_the_language_refuses(path, message):
+    blocks = f"""\
+    unit:
+      params: {{w: int}}
+      layers: [{{conv: {{conv: {{filters: w, kernel: 1}}}}}}]
+    b:
+      params: {{w: int}}
+      layers:
+        - a: {{conv: {{filters: w, kernel: 1}}}}
+        - m:
+            parallel:
+              - {{conv: {{filters: w, kernel: 1}}}}
+              {path}
+    """
+    with pytest.raises(SpecError, match=message):
+        lower(load_spec_text(spec(textwrap.dedent(blocks), "- blk: {block: b, with: {w: 4}}\n"), "t.yaml"))
+
+
+def test_shape_mismatch_names_the_paths():
+    blocks = """\
+    b:
+      params: {w: int}
+      layers:
+        - m:
+            parallel: [{conv: {filters: w, kernel: 1}}, {conv: {filters: w, kernel: 1, stride: 2}}]
+    """
+    with pytest.raises(SpecError, match=r"m: cannot concatenate maps of different size: \(4, 12, 12\), \(4, 6, 6\)$"):
+        lower(load_spec_text(spec(textwrap.dedent(blocks), "- blk: {block: b, with: {w: 4}}\n"), "t.yaml"))
