@@ -434,6 +434,13 @@ def dataflow_specs(draw):
             if draw(st.booleans()):
                 merge["if"] = draw(st.sampled_from(["true", "false"]))
             layers.append({f"m{k}": merge})
+        if draw(st.booleans()):  # a model-level module list, one path maybe reading the side path
+            merge = draw(st.sampled_from(["add", "concat", "multiply"]))
+            paths: list = [{"conv": {"filters": c, "kernel": 1}}, [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, "batchnorm", "relu"]]
+            if f"side{k}" in [next(iter(e)) for e in layers] and draw(st.booleans()):
+                paths[0]["from"] = f"side{k}"
+            layers.append({f"par{k}": {"parallel": paths, "merge": merge}})
+            c = 2 * c if merge == "concat" else c
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
     return {
         "archc": 1, "name": "rand", "input": [c0, size, size],

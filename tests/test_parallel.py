@@ -162,3 +162,90 @@ def test_shape_mismatch_names_the_paths():
     """
     with pytest.raises(SpecError, match=r"m: cannot concatenate maps of different size: \(4, 12, 12\), \(4, 6, 6\)$"):
         lower(load_spec_text(spec(textwrap.dedent(blocks), "- blk: {block: b, with: {w: 4}}\n"), "t.yaml"))
+
+
+MODEL = """\
+archc: 1
+name: lists
+input: [3, 12, 14]
+params: {num_classes: 4}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  cbr:
+    params: {w: int, rate: 1}
+    layers: [{conv: {filters: w, kernel: 3, padding: rate, dilation: rate}}, batchnorm, relu]
+layers:
+  - stem: [{conv: {filters: 8, kernel: 3, padding: 1}}, batchnorm, relu]
+  - a: {conv: {filters: 8, kernel: 1}}
+  - convs:
+      from: stem
+      parallel:
+        - [{conv: {filters: 6, kernel: 1}}, batchnorm, relu]
+        - {block: cbr, with: {w: 6, rate: 2}}
+        - {conv: {filters: 6, kernel: 1}, from: a}
+      merge: add
+  - fuse: {parallel: [{conv: {filters: 5, kernel: 1}}, [{conv: {filters: 5, kernel: 3, padding: 1}}, relu]]}
+  - pool: global_avgpool
+  - heads: {parallel: [{dense: {units: num_classes}}, [{dense: {units: 8}}, relu, {dense: {units: num_classes}}]], merge: add}
+"""
+
+
+def test_module_lists_at_model_level():
+    graph = agree(MODEL)
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["convs"].inputs == ("convs.0.2", "convs.1.2", "convs.2") and nodes["convs.2"].inputs == ("a",)
+    assert nodes["convs.0.0"].inputs == ("stem.2",) and nodes["fuse"].shape.c == 10
+    assert nodes["heads"].inputs == ("heads.0", "heads.1.2")
+    code = emit(graph, "torch")
+    assert "self.convs = nn.ModuleList(" in code and "x = torch.cat([path(x) for path in self.fuse], 1)" in code
+    assert "x = self.heads[0](x) + self.heads[1](x)" in code
+    keys = set(module_from(code, "t").build_model().state_dict())
+    assert {"convs.0.0.weight", "convs.1.0.weight", "convs.2.weight", "fuse.1.0.weight", "heads.1.2.bias"} <= keys
+    keras_code = emit(graph, "keras")
+    assert all(f'name="{n}"' in keras_code for n in ("convs_0_0", "convs_1", "convs_2", "convs", "fuse_1_0", "heads_1_2"))
+
+
+def test_module_lists_in_summary_diagram_and_verify():
+    from archc import verify
+    from archc.passes.diagram import diagram
+    from archc.passes.summary import summarize
+
+    graph = lower(load_spec_text(MODEL, "t.yaml"))
+    rows = {r.name: r for r in summarize(graph).rows}
+    assert rows["convs"].kind == "add" and rows["convs.1"].kind == "cbr" and rows["convs.0.0"].kind == "conv"
+    d = diagram(graph, "blocks")
+    into = sorted(e.src for e in d.edges if e.dst == "convs")
+    assert into == ["convs.0.2", "convs.1", "convs.2"]
+    assert next(e.src for e in d.edges if e.dst == "convs.2") == "a"
+    assert verify.verify(graph).ok
+
+
+def test_model_level_path_errors_name_the_path():
+    bad = MODEL.replace("        - {conv: {filters: 6, kernel: 1}, from: a}\n", "        - third: {conv: {filters: 6, kernel: 1}, from: a}\n")
+    with pytest.raises(SpecError, match=r"t.yaml:18:\d+: convs.2: the paths of a parallel list are numbered"):
+        lower(load_spec_text(bad, "t.yaml"))
+
+
+ABSENT = """\
+archc: 1
+name: t
+input: [3, 8, 8]
+params: {flag: false}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+layers:
+  - a: {conv: {filters: 4, kernel: 1}}
+  - b: {conv: {filters: 4, kernel: 1}, if: flag}
+  - c: {conv: {filters: 4, kernel: 1}, from: b}
+  - d: {parallel: [{conv: {filters: 4, kernel: 1}}, {conv: {filters: 4, kernel: 1}, from: b}], merge: add}
+  - e: {add: [c, d]}
+  - pool: global_avgpool
+"""
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_reading_an_absent_model_level_layer_reads_what_it_passes_on(flag):
+    """`from: b` with b absent reads a (the emitters once looked up a variable for b)."""
+    graph = agree(ABSENT.replace("flag: false", f"flag: {str(flag).lower()}"))
+    nodes = {n.id: n for n in graph.nodes}
+    source = "b" if flag else "a"
+    assert nodes["c"].inputs == (source,) and nodes["d.1"].inputs == (source,)

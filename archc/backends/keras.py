@@ -23,6 +23,7 @@ from archc.ir.graph import (
     GroupInst,
     Inst,
     LayerInst,
+    ParallelInst,
     StageInst,
     SymBlock,
     SymGroup,
@@ -455,6 +456,8 @@ class KerasEmitter:
                 args = item.op.with_reads(args, step.srcs)
                 shown = common.literal(item.name)
                 lines.append(f"{I1}{step.dst} = {expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape)}")
+            elif isinstance(item, ParallelInst):
+                lines += self._model_parallel(item, step)
             else:
                 if step.srcs[0] != "x":
                     lines.append(f"{I1}x = {step.srcs[0]}")
@@ -465,6 +468,31 @@ class KerasEmitter:
         returned = common.returned(self.graph, steps, first)
         lines += render(call("keras.Model", "inputs", returned or var, name=common.literal(self.graph.name)), I1, "return ")
         return lines
+
+    def _model_parallel(self, item: ParallelInst, step: common.Step) -> list[str]:
+        """A module list at model level: each path on `x` from its input, collected in a list
+        named after it, then merged; layer names follow the PyTorch modules (`convs_0_1`)."""
+        outs = common.tensor_variable(item.name)
+        srcs = list(step.srcs)
+        lines: list[str] = []
+        if "x" in srcs:  # the paths write `x`
+            taken = {"x", "inputs", *(common.tensor_variable(i.name) for i in self.graph.body)}
+            keep = f"{outs}_input"
+            while keep in taken:
+                keep += "_"
+            lines.append(f"{I1}{keep} = x")
+            srcs = [keep if src == "x" else src for src in srcs]
+        lines.append(f"{I1}{outs} = []")
+        for path, src in zip(item.items, srcs):
+            lines.append(f"{I1}x = {src}")
+            lines += self._items((path,), f"{item.name}_", as_name=path.name)
+            lines.append(f"{I1}{outs}.append(x)")
+        each = [f"{outs}[{k}]" for k in range(len(item.items))]
+        flats = [not path.out_shape.spatial for path in item.items]
+        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(item.name), False, None), each, flats)  # type: ignore[attr-defined]
+        if applied == f"[{', '.join(each)}]":
+            applied = outs
+        return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
 
     def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None) -> list[str]:
         lines: list[str] = []

@@ -15,7 +15,7 @@ from typing import Any
 from archc import ops
 from archc.backends import common, template_dir
 from archc.backends.torch_init import InitEmission
-from archc.code import Call, Code, Gen, Seq, call, flat, render
+from archc.code import LINE, Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -282,7 +282,7 @@ class TorchEmitter(InitEmission):
         """A path of a module list: a layer's module, a list's nn.Sequential or a block. Nothing
         else reads its input, so only a list's later entries may work in place."""
         if isinstance(path, SymLayer):
-            return layer_module(path.kind, symbolic_args(path, hoist), hoist.src(path.in_channels), path.flat[0], False)
+            return _flattened(path.kind, layer_module(path.kind, symbolic_args(path, hoist), hoist.src(path.in_channels), path.flat[0], False))
         if not isinstance(path, SymGroup):
             return self._nested(path, hoist)  # type: ignore[arg-type]
         modules: dict[str, Code] = {}
@@ -375,7 +375,7 @@ class TorchEmitter(InitEmission):
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
-            body = [f"{step.dst} = {_parallel_call(layer, step.srcs)}"]
+            body = _parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, INDENT2 + "    " * (layer.condition is not None))
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
@@ -452,6 +452,11 @@ class TorchEmitter(InitEmission):
                 flats = [not s.spatial for s in self._input_shapes(item)]
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
                 continue
+            if isinstance(item, ParallelInst):
+                init += render(self._module(item, inplace=False), INDENT2, f"self.{item.name} = ")
+                flats = tuple(not path.out_shape.spatial for path in item.items)
+                forward += _parallel_lines(item.name, item.merge, flats, step.srcs, step.dst, INDENT2)
+                continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
                 forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], args)}")
@@ -494,6 +499,8 @@ class TorchEmitter(InitEmission):
             return common.instance_call(self.names[item.block], block, sig, run, "_")
         if isinstance(item, StageInst):
             return self._stage(item)
+        if isinstance(item, ParallelInst):  # an nn.ModuleList; nothing else reads a path's input
+            return call("nn.ModuleList", Seq(tuple(_flattened(_kind(path), self._module(path, inplace=False)) for path in item.items)))
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
         kwargs: dict[str, Code] = {}
@@ -667,14 +674,30 @@ def _unpacked(part: Code) -> Code:
     return Call(part.func, part.args, prefix="*")
 
 
-def _parallel_call(layer: SymParallel, srcs: tuple[str, ...]) -> str:
-    """A module list applied: torchvision's ASPP loop as a comprehension where every path reads
-    one tensor and the merge is a concatenation, else each path by its index."""
-    if layer.merge == "concat" and len(set(srcs)) == 1:
+def _parallel_lines(name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[str, ...], dst: str, indent: str) -> list[str]:
+    """`dst = ` a module list applied, as lines at `indent` (returned without it), split as ruff
+    format splits them: torchvision's ASPP loop as a comprehension where every path reads one
+    tensor and the merge is a concatenation, else each path by its index."""
+    if merge == "concat" and len(set(srcs)) == 1:
         each = "path" if srcs[0] != "path" else "path_"
-        return f"torch.cat([{each}({srcs[0]}) for {each} in self.{layer.name}], 1)"
-    applied = [f"self.{layer.name}[{k}]({src})" for k, src in enumerate(srcs)]
-    return ops.KINDS[layer.merge].torch_merge(applied, list(layer.flat))  # type: ignore[attr-defined,no-any-return]
+        code: Code = Call("torch.cat", (Gen(f"{each}({srcs[0]})", f"for {each} in self.{name}", brackets="[]"), "1"))
+    else:
+        applied = [f"self.{name}[{k}]({src})" for k, src in enumerate(srcs)]
+        if merge == "concat":
+            code = Call("torch.cat", (Seq(tuple(applied)), "1"))
+        else:  # a chain of + or *: the terms hold neither
+            text = ops.KINDS[merge].torch_merge(applied, list(flats))  # type: ignore[attr-defined]
+            if len(f"{indent}{dst} = {text}") <= LINE:
+                return [f"{dst} = {text}"]
+            sign = " + " if merge == "add" else " * "
+            terms = text.split(sign)
+            return [f"{dst} = (", f"    {terms[0]}", *(f"    {sign.strip()} {t}" for t in terms[1:]), ")"]
+    return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
+
+
+def _flattened(kind: str, module: Code) -> Code:
+    """A module that forward follows with a flatten (global_avgpool), as an entry of a container."""
+    return call("nn.Sequential", module, call("nn.Flatten")) if kind in ops.KINDS and ops.KINDS[kind].torch_after("x") else module
 
 
 def _stored(layer: SymLayer, key: str) -> str:

@@ -166,6 +166,26 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
         )
 
 
+def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Location) -> None:
+    """Path k of the module list `name` (`parallel:`) is an unnamed, unconditional module:
+    a layer with a module of its own, a list or a block."""
+    if written != POSITIONAL:
+        raise SpecError(
+            f"{name}.{k}: the paths of a parallel list are numbered (`{name}.{k}`), so they take no name; "
+            "write the entry without one (named paths are `branches`)",
+            where,
+        )
+    op = ops.KINDS.get(kind) if kind in ops.KINDS else None
+    if kind not in ("block", "group") and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
+        raise SpecError(
+            f"{name}.{k}: a path of a parallel list is a module of an nn.ModuleList: a layer with a module, "
+            f"a list of layers or a block, not {kind}",
+            where,
+        )
+    if body.if_ is not None:
+        raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
+
+
 @dataclass(frozen=True)
 class Tensor:
     """A tensor a later entry may name: its node id (or `input`), shape and sign."""

@@ -318,7 +318,7 @@ class _Specialiser:
             out = op.infer_many([t.shape for t in outs])  # type: ignore[attr-defined]
         except ShapeError as e:
             shapes = ", ".join(str(t.shape) for t in outs)
-            raise SpecError(f"{name}: {e}" + ("" if shapes in str(e) else f" (its paths give {shapes})"), item.where) from None
+            raise SpecError(f"{name}: {e}" + ("" if all(str(t.shape) in str(e) for t in outs) else f" (its paths give {shapes})"), item.where) from None
         node_id = self.node_id(path, name)
         add_node(self.state, Node(node_id, op, tuple(t.node for t in outs), out, edges=("branch",) * len(outs)), item.where)
         inst = ParallelInst(name, item.merge, tuple(paths), self.env[item.passes or reads[0]].shape, out, counts_of(paths))

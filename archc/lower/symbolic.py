@@ -28,6 +28,7 @@ from archc.lower.context import (
     check_layout,
     check_list_entry,
     check_named_layers,
+    check_path,
     item_kind,
     numbered_definition,
     sc_index,
@@ -257,9 +258,6 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
 
 
-_PATH_KINDS = ("block", "group")  # besides layers with a module of their own
-
-
 def _sym_parallel(
     sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], reads: set[str], source: BlockSource,
     name: str, body: m.ParallelItem, at: tuple[Any, ...], read: str, here: SymTensor,
@@ -276,23 +274,8 @@ def _sym_parallel(
     sources: list[str] = []
     for k, entry in enumerate(body.parallel):
         (written, path), = entry.items()
-        kind = item_kind(path)
         where = source.locate(*at, "parallel", k)
-        if written != POSITIONAL:
-            raise SpecError(
-                f"{name}.{k}: the paths of a parallel list are numbered (`{name}.{k}`), so they take no name; "
-                "write the entry without one (named paths are `branches`)",
-                where,
-            )
-        op = ops.KINDS.get(kind)
-        if kind not in _PATH_KINDS and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
-            raise SpecError(
-                f"{name}.{k}: a path of a parallel list is a module of an nn.ModuleList: a layer with a module, "
-                f"a list of layers or a block, not {kind}",
-                where,
-            )
-        if path.if_ is not None:
-            raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
+        check_path(name, k, written, item_kind(path), path, where)
         before_points, before_defined = set(points), set(defined)
         (child,) = sym_layers([entry], (*at, "parallel"), tracked, k)
         outs.append(points[LAST])
