@@ -38,7 +38,15 @@ from archc import interop
 from archc.api import load_module, to_ir
 from archc.convert import Progress, transfer
 from archc.frameworks import import_quietly
-from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, ParallelInst, StageInst
+from archc.ir.graph import (
+    BlockInst,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    ParallelInst,
+    StageInst,
+)
 from archc.ops import Shape
 
 keras = import_quietly("keras")  # without TensorFlow's start-up log lines

@@ -20,7 +20,15 @@ from functools import lru_cache
 
 from archc import ops
 from archc.errors import SpecError
-from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, ParallelInst, StageInst
+from archc.ir.graph import (
+    BlockInst,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    ParallelInst,
+    StageInst,
+)
 from archc.ops import Shape
 
 
