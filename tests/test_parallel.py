@@ -249,3 +249,64 @@ def test_reading_an_absent_model_level_layer_reads_what_it_passes_on(flag):
     nodes = {n.id: n for n in graph.nodes}
     source = "b" if flag else "a"
     assert nodes["c"].inputs == (source,) and nodes["d.1"].inputs == (source,)
+
+
+POOLING = """\
+aspp_pooling:
+  params: {w: int}
+  layers:
+    - {adaptive_avgpool: {size: 1}}
+    - {conv: {filters: w, kernel: 1}}
+    - batchnorm
+    - relu
+    - {resize: {like: input, mode: bilinear}}
+b:
+  params: {w: int}
+  layers:
+    - convs:
+        parallel:
+          - [{conv: {filters: w, kernel: 1}}, batchnorm, relu]
+          - {block: aspp_pooling, with: {w: w}}
+"""
+
+
+def test_a_numbered_block_kind_with_a_resize_is_torchvisions_aspp_pooling():
+    """Unnamed layers and an unnamed resize: an nn.Sequential subclass numbered around the
+    resize (`convs.1.1.weight`), whose forward resizes back to its input's size."""
+    graph = agree(spec(POOLING, "- blk: {block: b, with: {w: 3}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["blk.convs.1.resize"].inputs == ("blk.convs.1.3", "input") and nodes["blk.convs.1.resize"].shape.h == 12
+    code = emit(graph, "torch")
+    assert "class AsppPooling(nn.Sequential):" in code and "out = super().forward(x)" in code
+    keys = set(module_from(code, "t").build_model().state_dict())
+    assert {"blk.convs.1.1.weight", "blk.convs.1.2.running_mean"} <= keys
+    assert 'name=f"{name}_resize"' in emit(graph, "keras")
+
+
+def test_an_expression_between_modules_is_numbered_around():
+    blocks = """\
+    k:
+      params: {w: int}
+      layers:
+        - {conv: {filters: w, kernel: 1}}
+        - {resize: {like: input}}
+        - {conv: {filters: w, kernel: 1}}
+        - relu
+    """
+    graph = agree(spec(textwrap.dedent(blocks), "- blk: {block: k, with: {w: 4}}\n"))
+    assert [n.id for n in graph.nodes][:4] == ["blk.0", "blk.resize", "blk.1", "blk.2"]
+    code = emit(graph, "torch")
+    assert "out = self[0](x)\n" in code and "out = self[1](out)\n        out = self[2](out)\n" in code
+
+
+def test_a_numbered_kind_with_an_expression_has_no_conditional_entries():
+    blocks = """\
+    k:
+      params: {w: int, use_act: true}
+      layers:
+        - {conv: {filters: w, kernel: 1}}
+        - {act: relu, if: use_act}
+        - {resize: {like: input}}
+    """
+    with pytest.raises(SpecError, match="no conditional or repeated entries"):
+        lower(load_spec_text(spec(textwrap.dedent(blocks), "- blk: {block: k, with: {w: 4}}\n"), "t.yaml"))

@@ -202,7 +202,8 @@ class KerasEmitter:
             body.append(I1 + "inputs = x")
         var = "x"
         if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
-            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1)
+            first = "inputs" if reads_input else "x"  # a resize may read the block input
+            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1, first)
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
@@ -326,13 +327,14 @@ class KerasEmitter:
 
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
+        first: str = "x",
     ) -> list[str]:  # fmt: skip
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
+        for k, child_step in enumerate(common.plan(group.children, first, "x", set())):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
             condition = hoist.condition(child.condition)

@@ -144,17 +144,22 @@ class TorchEmitter(InitEmission):
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
+        self.switches: dict[int, str] = {}
         if common.sequential(block):
-            group = SymGroup("layers", block.layers, ast.Name("in_channels"))
+            modules = tuple(layer for layer in block.layers if not _free(layer))
+            group = SymGroup("layers", modules, ast.Name("in_channels"))
+            init = self._group_lines(group, hoist, INDENT2, target="super().__init__")
+            expressions = [layer for layer in block.layers if _free(layer)]  # torchvision's ASPPPooling
+            for layer in expressions:
+                init += self._init_lines(layer, hoist, False, INDENT2)
             return {
                 "name": self.names[block.name],
                 "base": "nn.Sequential",
                 "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
                 "signature": ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])],
-                "init": self._group_lines(group, hoist, INDENT2, target="super().__init__"),
-                "methods": [],
+                "init": init,
+                "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
-        self.switches: dict[int, str] = {}
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
@@ -253,6 +258,28 @@ class TorchEmitter(InitEmission):
             var = step.dst
         lines.append(f"return {var}")
         return lines
+
+    def _sequence_forward(self, block: BlockType, hoist: common.Hoister) -> list[str]:
+        """The forward of a numbered block kind with expressions among its modules: all the
+        modules in a row are nn.Sequential's own forward, others each by its index; each
+        expression in its place."""
+        steps = common.plan(block.layers, "x", "out", set())
+        count = sum(not _free(step.item) for step in steps)
+        lines: list[str] = []
+        run: list[common.Step] = []
+        first = 0  # the index of the run's first module
+        for step in [*steps, None]:
+            if step is not None and not _free(step.item):
+                run.append(step)
+                continue
+            if run and len(run) == count:
+                lines.append(f"{run[-1].dst} = super().forward({run[0].srcs[0]})")
+            else:  # one line per module, as torchvision's forward reads
+                lines += [f"{s.dst} = self[{first + k}]({s.srcs[0]})" for k, s in enumerate(run)]
+            first, run = first + len(run), []
+            if step is not None:
+                lines += self._forward_lines(step, hoist)
+        return [*lines, f"return {steps[-1].dst}"]
 
     def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
@@ -379,7 +406,7 @@ class TorchEmitter(InitEmission):
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
-            body = [f"{step.dst} = {ops.KINDS[kind].torch_expr(step.srcs[0], args)}"]
+            body = _assigned(step.dst, ops.KINDS[kind].torch_expr(step.srcs[0], args), INDENT2 + "    " * (layer.condition is not None))
             guard = f"if self.{self._switch(layer)}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
@@ -459,7 +486,7 @@ class TorchEmitter(InitEmission):
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
-                forward.append(f"{step.dst} = {item.op.torch_expr(step.srcs[0], args)}")
+                forward += _assigned(step.dst, item.op.torch_expr(step.srcs[0], args), INDENT2)
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -695,6 +722,18 @@ def _parallel_lines(name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[
     return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
 
 
+def _assigned(dst: str, text: str, indent: str) -> list[str]:
+    """`dst = text` at `indent` (returned without it); a call too long for a line is split
+    at its arguments, as ruff format splits it."""
+    line = f"{dst} = {text}"
+    tree = ast.parse(text, mode="eval").body
+    if len(indent + line) <= LINE or not isinstance(tree, ast.Call):
+        return [line]
+    seg = functools.partial(ast.get_source_segment, text)
+    parts = [seg(a) for a in tree.args] + [f"{k.arg}={seg(k.value)}" for k in tree.keywords]
+    return [out[len(indent):] for out in render(Call(seg(tree.func), tuple(parts)), indent, f"{dst} = ")]  # type: ignore[arg-type]
+
+
 def _flattened(kind: str, module: Code) -> Code:
     """A module that forward follows with a flatten (global_avgpool), as an entry of a container."""
     return call("nn.Sequential", module, call("nn.Flatten")) if kind in ops.KINDS and ops.KINDS[kind].torch_after("x") else module
@@ -713,6 +752,11 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
     args = symbolic_args(layer, hoist)
     variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
     return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
+
+
+def _free(item: SymItem) -> bool:
+    """An item of a block kind that is code in `forward`, no module."""
+    return isinstance(item, SymLayer) and _module_free(item.kind)
 
 
 def _module_free(kind: str) -> bool:

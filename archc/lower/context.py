@@ -99,14 +99,15 @@ def check_layout(name: str, kind: str, last: bool, where: Location, in_group: bo
 def numbered_definition(definition: Any) -> bool:
     """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
     torch backend's `_sequential`), whose unnamed stages contribute their instances to its
-    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`."""
+    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`. An unnamed
+    expression (a resize) takes no number: its forward applies it (torchvision's ASPPPooling)."""
     if definition.connectivity != "none" or definition.after:
         return False
     for entry in definition.layers:
         (written, body), = entry.items()
         kind = item_kind(body)
         op = ops.KINDS.get(kind)
-        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches", "parallel") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches", "parallel") or (op is not None and (op.MERGE or op.PARAMETER)):
             return False
     return True
 

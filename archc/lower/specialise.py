@@ -213,7 +213,7 @@ class _Specialiser:
                 prev = item.name
                 continue
             name = str(position) if item.name.isdigit() else item.name
-            position += 1
+            position += not (numbered and not item.name.isdigit())  # an expression of a numbered kind has no number
             src = self.env[reads[0]]
             if isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)

@@ -59,6 +59,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
+    sequence = numbered_definition(definition)
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
@@ -75,7 +76,11 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             where = source.locate(*section, index, written)
             if in_group:
                 check_list_entry(shown(written, index), kind, body, where)
-            name = str(position) if written == POSITIONAL else written
+            # in a numbered block kind an unnamed expression takes no number (torchvision's ASPPPooling)
+            unindexed = written == POSITIONAL and section == ("layers",) and sequence and ops.KINDS.get(kind, ops.Op).EXPRESSION
+            name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
+            if unindexed and name in points:
+                raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
@@ -87,7 +92,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
-            position += 1
+            position += not unindexed
             if kind in ("block", "stage"):
                 if body.inline:
                     raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
@@ -245,10 +250,19 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     if not numbered_definition(definition):
         check_named_layers(source)
     numbered = definition.connectivity == "none" and not after and all(
-        layer.name.isdigit() and not layer.inputs and not isinstance(layer, SymGroup)
-        and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION))
+        (layer.name.isdigit() and not layer.inputs and not isinstance(layer, (SymGroup, SymParallel))
+         and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION)))
+        or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())
         for layer in layers
     )  # fmt: skip
+    if numbered and any(not layer.name.isdigit() for layer in layers) and any(
+        layer.condition is not None or isinstance(layer, SymStage) for layer in layers
+    ):
+        raise SpecError(
+            f"block {source.name!r}: a block kind of unnamed layers with an unnamed expression (numbered around it) "
+            "has no conditional or repeated entries, whose numbers would move; name its layers",
+            source.locate("layers"),
+        )
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(), nonneg_out, numbered,
