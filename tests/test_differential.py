@@ -632,7 +632,8 @@ def test_resize_to_another_tensors_size(mode):
     assert next(n for n in graph.nodes if n.id == "up").inputs == ("joined", "stem.2")
     source = emit(graph, "torch")
     corners = ", align_corners=False" if mode == "bilinear" else ""
-    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in source
+    joined = source.replace("(\n            ", "(").replace("\n        )", ")")  # a long call is split as ruff does
+    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in joined
     assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in source  # the block's input
     assert "import torch.nn.functional as F" in source
     model = module_from(source, "seg").build_model().eval()
