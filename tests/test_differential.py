@@ -634,7 +634,7 @@ def test_resize_to_another_tensors_size(mode):
     corners = ", align_corners=False" if mode == "bilinear" else ""
     joined = source.replace("(\n            ", "(").replace("\n        )", ")")  # a long call is split as ruff does
     assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in joined
-    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in source  # the block's input
+    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in joined  # the block's input
     assert "import torch.nn.functional as F" in source
     model = module_from(source, "seg").build_model().eval()
     with torch.no_grad():
