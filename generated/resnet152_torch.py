@@ -15,7 +15,9 @@ INPUT_SHAPE = (3, 224, 224)
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 with the stride ('ResNet v1.5'), 1x1 expand (torchvision
-    Bottleneck). groups and base_width give ResNeXt and Wide ResNet."""
+    Bottleneck). groups and base_width give ResNeXt and Wide ResNet; dilation, the
+    dilated stages of torchvision's replace_stride_with_dilation (segmentation
+    backbones)."""
 
     def __init__(
         self,
@@ -25,6 +27,7 @@ class Bottleneck(nn.Module):
         stride: int = 1,
         groups: int = 1,
         base_width: int = 64,
+        dilation: int = 1,
         expansion: int = 4,
         downsample: bool = False,
     ) -> None:
@@ -38,7 +41,8 @@ class Bottleneck(nn.Module):
             conv1_channels,
             kernel_size=3,
             stride=stride,
-            padding=1,
+            padding=dilation,
+            dilation=dilation,
             groups=groups,
             bias=False,
         )

@@ -44,12 +44,15 @@ def bottleneck(
     stride: int = 1,
     groups: int = 1,
     base_width: int = 64,
+    dilation: int = 1,
     expansion: int = 4,
     downsample: bool = False,
     name: str,
 ) -> keras.KerasTensor:
     """1x1 reduce, 3x3 with the stride ('ResNet v1.5'), 1x1 expand (torchvision
-    Bottleneck). groups and base_width give ResNeXt and Wide ResNet."""
+    Bottleneck). groups and base_width give ResNeXt and Wide ResNet; dilation, the
+    dilated stages of torchvision's replace_stride_with_dilation (segmentation
+    backbones)."""
     identity = x
     conv1_channels = int(planes * (base_width / 64)) * groups
     x = layers.Conv2D(
@@ -61,11 +64,12 @@ def bottleneck(
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
-    x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
+    x = layers.ZeroPadding2D(dilation, name=f"{name}_conv2_pad")(x)
     x = layers.Conv2D(
         conv1_channels,
         3,
         strides=stride,
+        dilation_rate=dilation,
         groups=groups,
         use_bias=False,
         kernel_initializer=CONV_KERNEL_INITIALIZER,

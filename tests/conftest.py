@@ -1,6 +1,7 @@
 import functools
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -79,6 +80,7 @@ ZOO = {
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
+    "specs/segmentation/deeplabv3_resnet50.yaml": (39_638_869, 56_704),  # torchvision segmentation.deeplabv3_resnet50(aux_loss=False)
     "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
     "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
     "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
@@ -196,6 +198,7 @@ FAMILIES = {
     "convnext": ["specs/convnext_tiny.yaml", "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml"],
     "seresnet": ["specs/timm/seresnet50.yaml"],
     "unet": ["specs/unet.yaml"],
+    "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml"],
     "keras resnet50": ["specs/keras/resnet50.yaml"],
     "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
     "keras densenet121": ["specs/keras/densenet121.yaml"],
@@ -218,6 +221,28 @@ def expensive(specs):
 
 # Deep enough that Keras needs minutes and a raised recursion limit to build it: `make test-slow`.
 DEEP = {"specs/cifar/resnet1202.yaml"}
+# Dense prediction specs: their INPUT_SHAPE is the reference's evaluation size (520 x 520),
+# where a pass costs tens of GMACs; the suite's per-model work runs them at this size instead,
+# which is not a multiple of their output stride (every layer is size-agnostic; the parity
+# tests run the spec's own size with `make test-slow`).
+TEST_INPUT = {"specs/segmentation/deeplabv3_resnet50.yaml": (3, 97, 129)}
+
+
+def suite_input(spec, module):
+    """The input shape (C, H, W) the suite runs `spec`'s generated `module` at."""
+    return TEST_INPUT.get(spec, module.INPUT_SHAPE)
+
+
+def suite_graph(spec):
+    """The IR of `spec` at the input the suite runs it at (see TEST_INPUT)."""
+    if spec not in TEST_INPUT:
+        return graph_of(spec)
+    return graph_of(spec, "input=" + json.dumps(list(TEST_INPUT[spec])))
+
+
+def each_output(result):
+    """A model's result as a list of tensors: its dict's values in order, or the tensor."""
+    return list(result.values()) if isinstance(result, dict) else [result]
 # The CIFAR ResNet family from one spec (specs/cifar/resnet.yaml --set params.depth=N):
 # the paper's Table 6 sizes, exact for option A shortcuts.
 CIFAR_RESNETS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}

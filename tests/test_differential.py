@@ -632,9 +632,9 @@ def test_resize_to_another_tensors_size(mode):
     assert next(n for n in graph.nodes if n.id == "up").inputs == ("joined", "stem.2")
     source = emit(graph, "torch")
     corners = ", align_corners=False" if mode == "bilinear" else ""
-    joined = source.replace("(\n            ", "(").replace("\n        )", ")")  # a long call is split as ruff does
-    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in joined
-    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in joined  # the block's input
+    squashed = " ".join(source.split()).replace("( ", "(").replace(" )", ")")  # lines split as ruff splits them
+    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in squashed
+    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in squashed  # the block's input
     assert "import torch.nn.functional as F" in source
     model = module_from(source, "seg").build_model().eval()
     with torch.no_grad():

@@ -277,11 +277,23 @@ def assert_same(reference, module, input_shape=()):
     ours.load_state_dict(reference.state_dict(), strict=True)
     if input_shape is None:
         return
-    x = torch.randn(2, *input_shape)
+    assert_same_outputs(reference, ours, input_shape)
+
+
+def assert_same_outputs(reference, ours, input_shape, batch=2):
+    """Equal outputs for a random input; a dict of them (segmentation, detection backbones)
+    with the same keys in the same order."""
+    x = torch.randn(batch, *input_shape)
     with torch.no_grad():
         expected, got = reference(x), ours(x)
-    assert got.shape == expected.shape
-    assert (expected - got).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
+    if isinstance(expected, dict):
+        assert list(got) == list(expected)
+        pairs = [(expected[key], got[key]) for key in expected]
+    else:
+        pairs = [(expected, got)]
+    for want, have in pairs:
+        assert have.shape == want.shape
+        assert (want - have).abs().max() <= 1e-5 * max(1.0, want.abs().max())
 
 
 
@@ -337,3 +349,44 @@ def test_efficientnet_family_counts_match_torchvision(name):
     norms = {(m.eps, m.momentum) for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     ours = {(n.op.eps, n.op.momentum) for n in graph.nodes if n.op.kind == "batchnorm"}
     assert ours == norms
+
+
+# Dense prediction: torchvision's segmentation models (dict outputs, resized to the input at run
+# time), from their specs with `--set` where a builder argument differs. Compared at a size that
+# is not a multiple of the network stride; at the spec's own INPUT_SHAPE with `make test-slow`.
+DENSE = {
+    "deeplabv3_resnet50": ("segmentation/deeplabv3_resnet50.yaml", [], "segmentation.deeplabv3_resnet50", {"aux_loss": False}),
+}  # fmt: skip
+ODD_SIZE = (3, 97, 129)
+
+
+def dense_pair(name):
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec
+
+    spec, sets, builder, kwargs = DENSE[name]
+    torch.manual_seed(0)
+    reference = torchvision.models
+    for part in builder.split("."):
+        reference = getattr(reference, part)
+    reference = reference(weights=None, weights_backbone=None, **kwargs)
+    module = api.load_module(lower(load_spec(ROOT / "specs" / spec, sets)), "torch")
+    assert_same(reference, module, None)  # keys, shapes, a strict load
+    randomize_batchnorm(reference, ODD_SIZE)
+    ours = module.build_model().eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours, module.INPUT_SHAPE
+
+
+@pytest.mark.parametrize("name", sorted(DENSE))
+def test_dense_prediction_matches_torchvision(name):
+    reference, ours, _ = dense_pair(name)
+    assert_same_outputs(reference, ours, ODD_SIZE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DENSE))
+def test_dense_prediction_matches_torchvision_at_input_shape(name):
+    reference, ours, input_shape = dense_pair(name)
+    assert_same_outputs(reference, ours, input_shape, batch=1)

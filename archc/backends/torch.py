@@ -406,7 +406,8 @@ class TorchEmitter(InitEmission):
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
-            body = _assigned(step.dst, ops.KINDS[kind].torch_expr(step.srcs[0], args), INDENT2 + "    " * (layer.condition is not None))
+            indent = INDENT2 if layer.condition is None else INDENT2 + "    "
+            body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
             guard = f"if self.{self._switch(layer)}:"
         else:
             src = step.srcs[0] if layer.condition is None else step.dst
@@ -486,7 +487,7 @@ class TorchEmitter(InitEmission):
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
-                forward += _assigned(step.dst, item.op.torch_expr(step.srcs[0], args), INDENT2)
+                forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -720,18 +721,6 @@ def _parallel_lines(name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[
             terms = text.split(sign)
             return [f"{dst} = (", f"    {terms[0]}", *(f"    {sign.strip()} {t}" for t in terms[1:]), ")"]
     return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
-
-
-def _assigned(dst: str, text: str, indent: str) -> list[str]:
-    """`dst = text` at `indent` (returned without it); a call too long for a line is split
-    at its arguments, as ruff format splits it."""
-    line = f"{dst} = {text}"
-    tree = ast.parse(text, mode="eval").body
-    if len(indent + line) <= LINE or not isinstance(tree, ast.Call):
-        return [line]
-    seg = functools.partial(ast.get_source_segment, text)
-    parts = [seg(a) for a in tree.args] + [f"{k.arg}={seg(k.value)}" for k in tree.keywords]
-    return [out[len(indent):] for out in render(Call(seg(tree.func), tuple(parts)), indent, f"{dst} = ")]  # type: ignore[arg-type]
 
 
 def _flattened(kind: str, module: Code) -> Code:

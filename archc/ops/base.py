@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from archc.code import Call
+from archc.code import Call, Code
 from archc.ops.init import Tensor
 from archc.spec.types import Arguments, model_of
 
@@ -331,8 +331,9 @@ class Op:
         return name
 
     @classmethod
-    def torch_expr(cls, src: str, a: dict[str, str]) -> str:
-        """An EXPRESSION op in PyTorch's `forward`, applied to the variable `src`."""
+    def torch_expr(cls, src: str, a: dict[str, str]) -> Code:
+        """An EXPRESSION op in PyTorch's `forward`, applied to the variable `src` (a Call where
+        the line may need splitting)."""
         raise NotImplementedError(cls.kind)
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from archc.code import Call
+from archc.code import Call, Code, call
 from archc.ops.base import REQUIRED, Attr, KerasCtx, Op, Shape, ShapeError, need_map
 from archc.ops.upsample import MODES, mode_literal
 from archc.spec.types import Arguments, LayerName
@@ -60,10 +60,10 @@ class Resize(Op):
         raise NotImplementedError("resize is an expression in forward, not a module")
 
     @classmethod
-    def torch_expr(cls, src: str, a: dict[str, str]) -> str:
+    def torch_expr(cls, src: str, a: dict[str, str]) -> Code:
         mode = mode_literal(a)
-        corners = ", align_corners=False" if mode == '"bilinear"' else ""
-        return f"F.interpolate({src}, size={a['like']}.shape[-2:], mode={mode}{corners})"
+        corners = {"align_corners": "False"} if mode == '"bilinear"' else {}
+        return call("F.interpolate", src, size=f"{a['like']}.shape[-2:]", mode=mode, **corners)
 
     @classmethod
     def keras_expr(cls, src: str, a: dict[str, str], ctx: KerasCtx) -> str:
