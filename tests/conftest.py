@@ -81,6 +81,7 @@ ZOO = {
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/segmentation/deeplabv3_resnet50.yaml": (39_638_869, 56_704),  # torchvision segmentation.deeplabv3_resnet50(aux_loss=False)
+    "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (11_025_477, 27_984),  # torchvision, aux_loss=False
     "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
     "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
     "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
@@ -199,6 +200,7 @@ FAMILIES = {
     "seresnet": ["specs/timm/seresnet50.yaml"],
     "unet": ["specs/unet.yaml"],
     "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml"],
+    "segmentation mobilenet_v3": ["specs/segmentation/deeplabv3_mobilenet_v3_large.yaml"],
     "keras resnet50": ["specs/keras/resnet50.yaml"],
     "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
     "keras densenet121": ["specs/keras/densenet121.yaml"],
@@ -225,7 +227,10 @@ DEEP = {"specs/cifar/resnet1202.yaml"}
 # where a pass costs tens of GMACs; the suite's per-model work runs them at this size instead,
 # which is not a multiple of their output stride (every layer is size-agnostic; the parity
 # tests run the spec's own size with `make test-slow`).
-TEST_INPUT = {"specs/segmentation/deeplabv3_resnet50.yaml": (3, 97, 129)}
+TEST_INPUT = {
+    "specs/segmentation/deeplabv3_resnet50.yaml": (3, 97, 129),
+    "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (3, 97, 129),
+}
 
 
 def suite_input(spec, module):

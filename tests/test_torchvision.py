@@ -356,6 +356,9 @@ def test_efficientnet_family_counts_match_torchvision(name):
 # is not a multiple of the network stride; at the spec's own INPUT_SHAPE with `make test-slow`.
 DENSE = {
     "deeplabv3_resnet50": ("segmentation/deeplabv3_resnet50.yaml", [], "segmentation.deeplabv3_resnet50", {"aux_loss": False}),
+    "deeplabv3_mobilenet_v3_large": (
+        "segmentation/deeplabv3_mobilenet_v3_large.yaml", [], "segmentation.deeplabv3_mobilenet_v3_large", {"aux_loss": False},
+    ),
 }  # fmt: skip
 ODD_SIZE = (3, 97, 129)
 
