@@ -157,7 +157,7 @@ class Aspp(nn.Module):
                 AsppPooling(in_channels, filters=filters),
             ]
         )
-        project_channels = filters + filters + filters + filters + filters
+        project_channels = 5 * filters
         self.project = nn.Sequential(
             nn.Conv2d(project_channels, filters, kernel_size=1, bias=False),
             nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
