@@ -36,7 +36,7 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
             continue
         if op.EXPRESSION:
             names = [f"v{k}" for k in range(len(args))]
-            source = op.torch_expr("v0", op.with_reads(concrete_args(op, {}), names))
+            source = flat(op.torch_expr("v0", op.with_reads(concrete_args(op, {}), names)))
             values[node.id] = eval(source, ns, dict(zip(names, args)))
             continue
         if op.PARAMETER:
