@@ -153,7 +153,13 @@ def shown(written: str, index: int) -> str:
 
 def check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
     """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
-    if body.from_ is not None or kind in ("branches", "parallel") or ops.KINDS.get(kind, ops.Op).MERGE:
+    if kind == "parallel":
+        raise SpecError(
+            f"{written}: a module list is not an entry of a list (an nn.Sequential cannot run an nn.ModuleList's "
+            "paths and merge them); write it outside the list",
+            where,
+        )
+    if body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE:
         raise SpecError(
             f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
             "read other tensors with `from:` or merges outside the list",
