@@ -31,7 +31,7 @@ def test_blocks_lists_every_kind_with_params_and_docs():
     text = result.output
     bottleneck = text[text.index("\n  bottleneck  [skip connection]"):]
     bottleneck = bottleneck[: bottleneck.index("\n\n")]
-    assert "params: planes: int (required), stride = 1, groups = 1, base_width = 64, expansion = 4" in bottleneck
+    assert "params: planes: int (required), stride = 1, groups = 1, base_width = 64, dilation = 1, expansion = 4" in bottleneck
     assert "shortcut: projection (downsample, where the shape changes); otherwise identity" in bottleneck
     assert "layers: conv1 -> bn1 -> relu -> conv2 -> bn2 -> relu -> conv3 -> bn3 -> + -> relu" in bottleneck
     assert "torchvision" in bottleneck  # the doc line

@@ -17,6 +17,7 @@ from conftest import (
     graph_of,
     load_module,
     need,
+    suite_input,
 )
 
 torch = need("torch")
@@ -38,15 +39,24 @@ def example(module, batch=2):
 
 
 def calibrated(spec, batch=2):
-    """The spec's generated model in eval mode with measured BatchNorm statistics, and an input."""
+    """The spec's generated model in eval mode with measured BatchNorm statistics, and an input
+    (at the size the suite runs it, conftest.TEST_INPUT)."""
     module = generated(spec)
     model = module.build_model()
-    calibrate_batchnorm(model, module.INPUT_SHAPE)
-    return model, example(module, batch)
+    shape = suite_input(spec, module)
+    calibrate_batchnorm(model, shape)
+    torch.manual_seed(0)
+    return model, torch.randn(batch, *shape)
 
 
 def assert_same_output(got, expected, tolerance=1e-4):
-    """max |got - expected| <= tolerance * max(1, max |expected|), for a finite reference."""
+    """max |got - expected| <= tolerance * max(1, max |expected|), for a finite reference;
+    output by output for a dict of them."""
+    if isinstance(expected, dict):
+        assert list(got) == list(expected)
+        for key in expected:
+            assert_same_output(got[key], expected[key], tolerance)
+        return
     assert torch.isfinite(expected).all(), "the reference output is not finite: there is nothing to compare"
     assert got.shape == expected.shape
     error, magnitude = (got - expected).abs().max().item(), expected.abs().max().item()
