@@ -15,7 +15,8 @@ from typing import Any
 from archc import ops
 from archc.backends import common, template_dir
 from archc.backends.torch_init import InitEmission
-from archc.code import LINE, Call, Code, Gen, Seq, call, flat, render
+from archc.backends.torch_lists import ListEmission, flattened, free, parallel_lines
+from archc.code import Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -107,7 +108,7 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
-class TorchEmitter(InitEmission):
+class TorchEmitter(InitEmission, ListEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
@@ -146,10 +147,10 @@ class TorchEmitter(InitEmission):
         after_read = {sc.input for sc in block.shortcuts}
         self.switches: dict[int, str] = {}
         if common.sequential(block):
-            modules = tuple(layer for layer in block.layers if not _free(layer))
+            modules = tuple(layer for layer in block.layers if not free(layer))
             group = SymGroup("layers", modules, ast.Name("in_channels"))
             init = self._group_lines(group, hoist, INDENT2, target="super().__init__")
-            expressions = [layer for layer in block.layers if _free(layer)]  # torchvision's ASPPPooling
+            expressions = [layer for layer in block.layers if free(layer)]  # torchvision's ASPPPooling
             for layer in expressions:
                 init += self._init_lines(layer, hoist, False, INDENT2)
             return {
@@ -259,28 +260,6 @@ class TorchEmitter(InitEmission):
         lines.append(f"return {var}")
         return lines
 
-    def _sequence_forward(self, block: BlockType, hoist: common.Hoister) -> list[str]:
-        """The forward of a numbered block kind with expressions among its modules: all the
-        modules in a row are nn.Sequential's own forward, others each by its index; each
-        expression in its place."""
-        steps = common.plan(block.layers, "x", "out", set())
-        count = sum(not _free(step.item) for step in steps)
-        lines: list[str] = []
-        run: list[common.Step] = []
-        first = 0  # the index of the run's first module
-        for step in [*steps, None]:
-            if step is not None and not _free(step.item):
-                run.append(step)
-                continue
-            if run and len(run) == count:
-                lines.append(f"{run[-1].dst} = super().forward({run[0].srcs[0]})")
-            else:  # one line per module, as torchvision's forward reads
-                lines += [f"{s.dst} = self[{first + k}]({s.srcs[0]})" for k, s in enumerate(run)]
-            first, run = first + len(run), []
-            if step is not None:
-                lines += self._forward_lines(step, hoist)
-        return [*lines, f"return {steps[-1].dst}"]
-
     def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
         """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
         lines = hoist.definitions(common.width_trees(layer), indent)
@@ -305,24 +284,8 @@ class TorchEmitter(InitEmission):
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
 
-    def _path_module(self, path: SymItem, hoist: common.Hoister) -> Code:
-        """A path of a module list: a layer's module, a list's nn.Sequential or a block. Nothing
-        else reads its input, so only a list's later entries may work in place."""
-        if isinstance(path, SymLayer):
-            return _flattened(path.kind, layer_module(path.kind, symbolic_args(path, hoist), hoist.src(path.in_channels), path.flat[0], False))
-        if not isinstance(path, SymGroup):
-            return self._nested(path, hoist)  # type: ignore[arg-type]
-        modules: dict[str, Code] = {}
-        for step in common.plan(path.children, "x", "out", set()):
-            child = step.item
-            if isinstance(child, SymLayer):
-                modules[child.name] = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
-            else:
-                modules[child.name] = self._nested(child, hoist)  # type: ignore[arg-type]
-        if path.positional:
-            return Call("nn.Sequential", tuple(modules.values()))
-        self.needs_ordered_dict = True
-        return call("nn.Sequential", call("OrderedDict", **modules))
+    def _sym_module(self, layer: SymLayer, hoist: common.Hoister, inplace: bool) -> Code:
+        return layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
 
     def _switch(self, layer: SymLayer) -> str:
         """The attribute that says whether a conditional merge or expression is present:
@@ -402,7 +365,7 @@ class TorchEmitter(InitEmission):
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
-            body = _parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, INDENT2 + "    " * (layer.condition is not None))
+            body = parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, INDENT2 + "    " * (layer.condition is not None))
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
@@ -483,7 +446,7 @@ class TorchEmitter(InitEmission):
             if isinstance(item, ParallelInst):
                 init += render(self._module(item, inplace=False), INDENT2, f"self.{item.name} = ")
                 flats = tuple(not path.out_shape.spatial for path in item.items)
-                forward += _parallel_lines(item.name, item.merge, flats, step.srcs, step.dst, INDENT2)
+                forward += parallel_lines(item.name, item.merge, flats, step.srcs, step.dst, INDENT2)
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
@@ -528,7 +491,7 @@ class TorchEmitter(InitEmission):
         if isinstance(item, StageInst):
             return self._stage(item)
         if isinstance(item, ParallelInst):  # an nn.ModuleList; nothing else reads a path's input
-            return call("nn.ModuleList", Seq(tuple(_flattened(_kind(path), self._module(path, inplace=False)) for path in item.items)))
+            return call("nn.ModuleList", Seq(tuple(flattened(_kind(path), self._module(path, inplace=False)) for path in item.items)))
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
         kwargs: dict[str, Code] = {}
@@ -702,32 +665,6 @@ def _unpacked(part: Code) -> Code:
     return Call(part.func, part.args, prefix="*")
 
 
-def _parallel_lines(name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[str, ...], dst: str, indent: str) -> list[str]:
-    """`dst = ` a module list applied, as lines at `indent` (returned without it), split as ruff
-    format splits them: torchvision's ASPP loop as a comprehension where every path reads one
-    tensor and the merge is a concatenation, else each path by its index."""
-    if merge == "concat" and len(set(srcs)) == 1:
-        each = "path" if srcs[0] != "path" else "path_"
-        code: Code = Call("torch.cat", (Gen(f"{each}({srcs[0]})", f"for {each} in self.{name}", brackets="[]"), "1"))
-    else:
-        applied = [f"self.{name}[{k}]({src})" for k, src in enumerate(srcs)]
-        if merge == "concat":
-            code = Call("torch.cat", (Seq(tuple(applied)), "1"))
-        else:  # a chain of + or *: the terms hold neither
-            text = ops.KINDS[merge].torch_merge(applied, list(flats))  # type: ignore[attr-defined]
-            if len(f"{indent}{dst} = {text}") <= LINE:
-                return [f"{dst} = {text}"]
-            sign = " + " if merge == "add" else " * "
-            terms = text.split(sign)
-            return [f"{dst} = (", f"    {terms[0]}", *(f"    {sign.strip()} {t}" for t in terms[1:]), ")"]
-    return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
-
-
-def _flattened(kind: str, module: Code) -> Code:
-    """A module that forward follows with a flatten (global_avgpool), as an entry of a container."""
-    return call("nn.Sequential", module, call("nn.Flatten")) if kind in ops.KINDS and ops.KINDS[kind].torch_after("x") else module
-
-
 def _stored(layer: SymLayer, key: str) -> str:
     return f"{layer.name}_{key}"
 
@@ -741,11 +678,6 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
     args = symbolic_args(layer, hoist)
     variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
     return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
-
-
-def _free(item: SymItem) -> bool:
-    """An item of a block kind that is code in `forward`, no module."""
-    return isinstance(item, SymLayer) and _module_free(item.kind)
 
 
 def _module_free(kind: str) -> bool:
