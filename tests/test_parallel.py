@@ -237,18 +237,19 @@ layers:
   - b: {conv: {filters: 4, kernel: 1}, if: flag}
   - c: {conv: {filters: 4, kernel: 1}, from: b}
   - d: {parallel: [{conv: {filters: 4, kernel: 1}}, {conv: {filters: 4, kernel: 1}, from: b}], merge: add}
-  - e: {add: [c, d]}
+  - e: {add: [c, d, b]}
   - pool: global_avgpool
 """
 
 
 @pytest.mark.parametrize("flag", [False, True])
 def test_reading_an_absent_model_level_layer_reads_what_it_passes_on(flag):
-    """`from: b` with b absent reads a (the emitters once looked up a variable for b)."""
+    """`from: b` and `add: [..., b]` with b absent read a (the emitters once looked up a variable for b)."""
     graph = agree(ABSENT.replace("flag: false", f"flag: {str(flag).lower()}"))
     nodes = {n.id: n for n in graph.nodes}
     source = "b" if flag else "a"
     assert nodes["c"].inputs == (source,) and nodes["d.1"].inputs == (source,)
+    assert nodes["e"].inputs == ("c", "d", source)
 
 
 POOLING = """\

@@ -174,7 +174,7 @@ def lower_items(
             edges = tuple("gate" if kind == "multiply" and t.shape != out else "data" for t in sources)
             add_node(state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), where)
             nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
-            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(names))
+            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(flow.resolve(n) for n in names))
             cur = node_id
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
