@@ -38,7 +38,15 @@ from archc import interop
 from archc.api import load_module, to_ir
 from archc.convert import Progress, transfer
 from archc.frameworks import import_quietly
-from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
+from archc.ir.graph import (
+    BlockInst,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    ParallelInst,
+    StageInst,
+)
 from archc.ops import Shape
 
 keras = import_quietly("keras")  # without TensorFlow's start-up log lines
@@ -240,7 +248,7 @@ def points(graph: Graph) -> list[_Point]:
                 out.append(_Point(label, f"{item.name}.{key}", 0, item.output, depth, item.out_shape))
             else:  # at model level the model calls the same module again
                 out.append(_Point(label, item.name, n - 1, item.output, depth, item.out_shape))
-            if isinstance(item, GroupInst):
+            if isinstance(item, (GroupInst, ParallelInst)):
                 walk(item.items, (*path, item.name), depth + 1)
             elif isinstance(item, StageInst):
                 walk(item.instances, (*path, item.name), depth + 1)

@@ -82,6 +82,8 @@ ZOO = {
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/segmentation/fcn_resnet50.yaml": (32_957_013, 54_144),  # torchvision segmentation.fcn_resnet50(aux_loss=False)
     "specs/detection/resnet18_fpn.yaml": (13_783_616, 9_600),  # torchvision resnet_fpn_backbone("resnet18", BatchNorm2d)
+    "specs/segmentation/deeplabv3_resnet50.yaml": (39_638_869, 56_704),  # torchvision segmentation.deeplabv3_resnet50(aux_loss=False)
+    "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (11_025_477, 27_984),  # torchvision, aux_loss=False
     "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
     "specs/squeezenet1_0.yaml": (1_248_424, 0),  # torchvision squeezenet1_0
     "specs/vgg.yaml": (138_357_544, 0),  # the VGG family spec at its defaults: VGG-16
@@ -202,8 +204,9 @@ FAMILIES = {
     "convnext": ["specs/convnext_tiny.yaml", "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml"],
     "seresnet": ["specs/timm/seresnet50.yaml"],
     "unet": ["specs/unet.yaml"],
-    "segmentation resnet": ["specs/segmentation/fcn_resnet50.yaml"],
+    "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml", "specs/segmentation/fcn_resnet50.yaml"],
     "detection fpn": ["specs/detection/resnet18_fpn.yaml"],
+    "segmentation mobilenet_v3": ["specs/segmentation/deeplabv3_mobilenet_v3_large.yaml"],
     "keras resnet50": ["specs/keras/resnet50.yaml"],
     "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
     "keras densenet121": ["specs/keras/densenet121.yaml"],
@@ -232,7 +235,11 @@ DEEP = {"specs/cifar/resnet1202.yaml"}
 # where a pass costs tens of GMACs; the suite's per-model work runs them at this size instead,
 # which is not a multiple of their output stride (every layer is size-agnostic; the parity
 # tests run the spec's own size with `make test-slow`).
-TEST_INPUT = {"specs/segmentation/fcn_resnet50.yaml": (3, 97, 129)}
+TEST_INPUT = {
+    "specs/segmentation/fcn_resnet50.yaml": (3, 97, 129),
+    "specs/segmentation/deeplabv3_resnet50.yaml": (3, 97, 129),
+    "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (3, 97, 129),
+}
 
 
 def suite_input(spec, module):

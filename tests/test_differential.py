@@ -379,7 +379,7 @@ class _Block:
 
     def step(self, inner: str | None) -> None:
         draw = self.draw
-        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner"]))
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel"]))
         src = draw(st.sampled_from([self.last, self.last, *self.ch]))
         body: dict = {} if src == self.last else {"from": src}
         c = self.ch[src]
@@ -412,6 +412,15 @@ class _Block:
                 b[f"{name}_{bname}"] = b.pop(bname)
             body |= {"branches": branches, "merge": merge}
             out = 2 * self.w if merge == "concat" else self.w
+        elif kind == "parallel":  # a module list: numbered paths, one maybe reading another tensor
+            merge = draw(st.sampled_from(["add", "concat", "multiply"]))
+            paths: list = [{"conv": {"filters": "w", "kernel": 1}}, [{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, "batchnorm", "relu"]]
+            if inner is not None and draw(st.booleans()):
+                paths.append({"block": inner, "with": {"w": "w"}})
+            if draw(st.booleans()) and len(self.ch) > 1:
+                paths[0] = {"conv": {"filters": "w", "kernel": 1}, "from": draw(st.sampled_from(list(self.ch)))}
+            body |= {"parallel": paths, "merge": merge}
+            out = len(paths) * self.w if merge == "concat" else self.w
         elif kind == "merge":
             same = [n for n, ch in self.ch.items() if ch == c and n != src]
             if not same:
@@ -490,6 +499,13 @@ def dataflow_specs(draw):
             if draw(st.booleans()):
                 merge["if"] = draw(st.sampled_from(["true", "false"]))
             layers.append({f"m{k}": merge})
+        if draw(st.booleans()):  # a model-level module list, one path maybe reading the side path
+            merge = draw(st.sampled_from(["add", "concat", "multiply"]))
+            paths: list = [{"conv": {"filters": c, "kernel": 1}}, [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, "batchnorm", "relu"]]
+            if f"side{k}" in [next(iter(e)) for e in layers] and draw(st.booleans()):
+                paths[0]["from"] = f"side{k}"
+            layers.append({f"par{k}": {"parallel": paths, "merge": merge}})
+            c = 2 * c if merge == "concat" else c
     if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
         heads = [
             {"a": {"conv": {"filters": c, "kernel": 1}}},

@@ -386,6 +386,10 @@ DENSE = {
     "fcn_resnet50": ("segmentation/fcn_resnet50.yaml", [], _segmentation("fcn_resnet50", aux_loss=False)),
     "fcn_resnet50_aux": ("segmentation/fcn_resnet50.yaml", ["params.aux_loss=true"], _segmentation("fcn_resnet50", aux_loss=True)),
     "resnet18_fpn": ("detection/resnet18_fpn.yaml", [], lambda: _fpn("resnet18")),
+    "deeplabv3_resnet50": ("segmentation/deeplabv3_resnet50.yaml", [], _segmentation("deeplabv3_resnet50", aux_loss=False)),
+    "deeplabv3_mobilenet_v3_large": (
+        "segmentation/deeplabv3_mobilenet_v3_large.yaml", [], _segmentation("deeplabv3_mobilenet_v3_large", aux_loss=False),
+    ),
 }  # fmt: skip
 ODD_SIZE = (3, 97, 129)
 
@@ -417,4 +421,3 @@ def test_dense_prediction_matches_torchvision(name):
 def test_dense_prediction_matches_torchvision_at_input_shape(name):
     reference, ours, input_shape = dense_pair(name)
     assert_same_outputs(reference, ours, input_shape, batch=1)
-

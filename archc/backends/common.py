@@ -22,6 +22,7 @@ from archc.ir.graph import (
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     container_results,
@@ -87,7 +88,7 @@ def op_helpers(graph: Graph, backend: str) -> set[str]:
         for item in items:
             if isinstance(item, SymLayer):
                 found.add(ALL[item.kind].helper(backend, dict(item.args)))
-            elif isinstance(item, SymGroup):
+            elif isinstance(item, (SymGroup, SymParallel)):
                 walk(item.children)
 
     for block in graph.blocks:
@@ -103,7 +104,7 @@ def op_kinds(graph: Graph) -> set[str]:
         for item in items:
             if isinstance(item, SymLayer):
                 kinds.add(item.kind)
-            elif isinstance(item, SymGroup):
+            elif isinstance(item, (SymGroup, SymParallel)):
                 walk(item.children)
 
     for block in graph.blocks:
@@ -395,7 +396,7 @@ def inner_call(
 def sym_trees(layer: SymItem) -> list[ast.expr]:
     """Every expression a symbolic layer, block, stage or list puts into generated code."""
     own = [layer.condition] if layer.condition is not None else []
-    if isinstance(layer, SymGroup):
+    if isinstance(layer, (SymGroup, SymParallel)):
         return own + [t for child in layer.children for t in sym_trees(child)]
     if isinstance(layer, SymStage):
         return [*own, layer.repeat, *sym_trees(layer.first), *sym_trees(layer.rest)]
@@ -412,7 +413,7 @@ def width_trees(layer: SymItem) -> list[ast.expr]:
     """The channel expressions of an item that the Hoister may name."""
     if isinstance(layer, SymLayer):
         return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
-    if isinstance(layer, (SymGroup, SymBlock)):  # a block's width arguments are used where it is built
+    if isinstance(layer, (SymGroup, SymParallel, SymBlock)):  # a block's width arguments are used where it is built
         return _widths(layer)
     return [layer.in_channels]
 
@@ -424,7 +425,7 @@ def _used_widths(layer: SymItem, in_channels: bool = True) -> list[ast.expr]:
         op = KINDS[layer.kind]
         takes = in_channels and not (op.CHANNEL_FREE or op.MERGE or op.EXPRESSION)
         return [layer.in_channels] * takes + [t for k, t in layer.args if k in ("filters", "units", "groups")]
-    if isinstance(layer, SymGroup):
+    if isinstance(layer, (SymGroup, SymParallel)):
         return [t for child in layer.children for t in _used_widths(child, in_channels)]
     if isinstance(layer, SymBlock):
         return [layer.in_channels, *(t for _, t in layer.args)]
@@ -547,7 +548,7 @@ def name_pattern(stage: StageInst, run: Run, var: str, sep: str, prefix: str) ->
 
 def _widths(layer: SymItem) -> list[ast.expr]:
     """Channel expressions of an item, a list's entries' included (for the Hoister)."""
-    if isinstance(layer, SymGroup):
+    if isinstance(layer, (SymGroup, SymParallel)):
         return [layer.in_channels, *(t for child in layer.children for t in _widths(child))]
     if isinstance(layer, SymBlock):
         return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]

@@ -23,10 +23,12 @@ from archc.ir.graph import (
     GroupInst,
     Inst,
     LayerInst,
+    ParallelInst,
     StageInst,
     SymBlock,
     SymGroup,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     instance_name,
@@ -211,13 +213,14 @@ class KerasEmitter:
             body.append(I1 + "inputs = x")
         var = "x"
         if common.sequential(block):  # numbered as its nn.Sequential in PyTorch: conditions and stages shift the numbers
-            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1)
+            first = "inputs" if reads_input else "x"  # a resize may read the block input
+            body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1, first)
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
-                self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymStage))
+                self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
                 body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
         if skip:
@@ -261,6 +264,9 @@ class KerasEmitter:
             body = self._group(layer, hoist, uses, block, prefix, at)
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=src)
+            src = step.dst
+        elif isinstance(layer, SymParallel):
+            body = self._parallel(common.Step(layer, step.srcs, step.dst, step.passthrough, False), hoist, uses, block, prefix, at, name)
             src = step.dst
         elif not isinstance(layer, SymLayer):
             body = self._nested(layer, hoist, name, at)
@@ -332,13 +338,14 @@ class KerasEmitter:
 
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
+        first: str = "x",
     ) -> list[str]:  # fmt: skip
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, "x", "x", set())):
+        for k, child_step in enumerate(common.plan(group.children, first, "x", set())):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
             condition = hoist.condition(child.condition)
@@ -357,6 +364,34 @@ class KerasEmitter:
             if condition is not None:
                 terms.append(f"int({condition})")
         return lines
+
+    def _parallel(
+        self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str, name: str,
+    ) -> list[str]:  # fmt: skip
+        """A module list: each path applied to its input and collected in a list named after
+        it, then merged; layer names follow the PyTorch modules (`{name}_convs_0_1`)."""
+        layer = step.item
+        assert isinstance(layer, SymParallel)
+        outs = common.tensor_variable(layer.name)
+        srcs = list(step.srcs)
+        lines: list[str] = []
+        if "x" in srcs and any(isinstance(path, SymGroup) for path in layer.children):  # a list works on `x`
+            taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name) for i in (*block.layers, *block.after))}
+            keep = f"{outs}_input"
+            while keep in taken:
+                keep += "_"
+            lines.append(f"{indent}{keep} = x")
+            srcs = [keep if src == "x" else src for src in srcs]
+        self.x_is_input = False  # the paths write `x`
+        lines.append(f"{indent}{outs} = []")
+        for k, path in enumerate(layer.children):
+            lines += self._sym_layer(common.Step(path, (srcs[k],), "x", srcs[k], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
+            lines.append(f"{indent}{outs}.append(x)")
+        each = [f"{outs}[{k}]" for k in range(len(layer.children))]
+        merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat))  # type: ignore[attr-defined]
+        if applied == f"[{', '.join(each)}]":
+            applied = outs
+        return lines + render_applied(merge, indent, f"{step.dst} = ", f"({applied})")
 
     def _spliced(self, sym: SymStage, hoist: common.Hoister, inner: str, index: str, indent: str) -> list[str]:
         """An unnamed stage whose instances are entries of the enclosing sequence (common.spliced):
@@ -435,6 +470,8 @@ class KerasEmitter:
                 args = item.op.with_reads(args, step.srcs)
                 shown = common.literal(item.name.replace(".", "_"))
                 lines += _split_call(f"{I1}{step.dst} = ", expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape))
+            elif isinstance(item, ParallelInst):
+                lines += self._model_parallel(item, step)
             else:
                 if step.srcs[0] != "x":
                     lines.append(f"{I1}x = {step.srcs[0]}")
@@ -448,6 +485,31 @@ class KerasEmitter:
         returned = common.returned(self.graph, steps, first)
         lines += render(call("keras.Model", "inputs", returned or var, name=common.literal(self.graph.name)), I1, "return ")
         return lines
+
+    def _model_parallel(self, item: ParallelInst, step: common.Step) -> list[str]:
+        """A module list at model level: each path on `x` from its input, collected in a list
+        named after it, then merged; layer names follow the PyTorch modules (`convs_0_1`)."""
+        outs = common.tensor_variable(item.name)
+        srcs = list(step.srcs)
+        lines: list[str] = []
+        if "x" in srcs:  # the paths write `x`
+            taken = {"x", "inputs", *(common.tensor_variable(i.name) for i in self.graph.body)}
+            keep = f"{outs}_input"
+            while keep in taken:
+                keep += "_"
+            lines.append(f"{I1}{keep} = x")
+            srcs = [keep if src == "x" else src for src in srcs]
+        lines.append(f"{I1}{outs} = []")
+        for path, src in zip(item.items, srcs):
+            lines.append(f"{I1}x = {src}")
+            lines += self._items((path,), f"{item.name}_", as_name=path.name)
+            lines.append(f"{I1}{outs}.append(x)")
+        each = [f"{outs}[{k}]" for k in range(len(item.items))]
+        flats = [not path.out_shape.spatial for path in item.items]
+        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(item.name), False, None), each, flats)  # type: ignore[attr-defined]
+        if applied == f"[{', '.join(each)}]":
+            applied = outs
+        return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
 
     def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None, uses: dict[str, int] | None = None) -> list[str]:
         lines: list[str] = []

@@ -15,6 +15,7 @@ from typing import Any
 from archc import ops
 from archc.backends import common, template_dir
 from archc.backends.torch_init import InitEmission
+from archc.backends.torch_lists import ListEmission, flattened, free, parallel_lines
 from archc.code import Call, Code, Gen, Seq, call, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -24,11 +25,13 @@ from archc.ir.graph import (
     GroupInst,
     Inst,
     LayerInst,
+    ParallelInst,
     StageInst,
     SymBlock,
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     instance_name,
@@ -105,7 +108,7 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
-class TorchEmitter(InitEmission):
+class TorchEmitter(InitEmission, ListEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
@@ -142,17 +145,22 @@ class TorchEmitter(InitEmission):
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
+        self.switches: dict[int, str] = {}
         if common.sequential(block):
-            group = SymGroup("layers", block.layers, ast.Name("in_channels"))
+            modules = tuple(layer for layer in block.layers if not free(layer))
+            group = SymGroup("layers", modules, ast.Name("in_channels"))
+            init = self._group_lines(group, hoist, INDENT2, target="super().__init__")
+            expressions = [layer for layer in block.layers if free(layer)]  # torchvision's ASPPPooling
+            for layer in expressions:
+                init += self._init_lines(layer, hoist, False, INDENT2)
             return {
                 "name": self.names[block.name],
                 "base": "nn.Sequential",
                 "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
                 "signature": ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])],
-                "init": self._group_lines(group, hoist, INDENT2, target="super().__init__"),
-                "methods": [],
+                "init": init,
+                "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
-        self.switches: dict[int, str] = {}
         for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
@@ -268,11 +276,16 @@ class TorchEmitter(InitEmission):
             return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
         if isinstance(layer, SymLayer):
             module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
+        elif isinstance(layer, SymParallel):  # torchvision's ASPP: `self.convs = nn.ModuleList(modules)`
+            module = call("nn.ModuleList", Seq(tuple(self._path_module(path, hoist) for path in layer.children)))
         else:
             module = self._nested(layer, hoist)
         if condition is None:
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
+
+    def _sym_module(self, layer: SymLayer, hoist: common.Hoister, inplace: bool) -> Code:
+        return layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
 
     def _switch(self, layer: SymLayer) -> str:
         """The attribute that says whether a conditional merge or expression is present:
@@ -351,6 +364,9 @@ class TorchEmitter(InitEmission):
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
+        elif isinstance(layer, SymParallel):
+            body = parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, INDENT2 + "    " * (layer.condition is not None))
+            guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
             indent = INDENT2 if layer.condition is None else INDENT2 + "    "
@@ -429,16 +445,22 @@ class TorchEmitter(InitEmission):
                 flats = [not s.spatial for s in self._input_shapes(item)]
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
                 continue
+            top = item.name.split(".")[0]
+            if top in containers and top not in defined:  # its entries are defined with it
+                defined.add(top)
+                init += render(self._module(containers[top], inplace=False), INDENT2, f"self.{top} = ")
+            if isinstance(item, ParallelInst):
+                if top not in containers:
+                    init += render(self._module(item, inplace=False), INDENT2, f"self.{item.name} = ")
+                flats = tuple(not path.out_shape.spatial for path in item.items)
+                forward += parallel_lines(common.module_path(item.name), item.merge, flats, step.srcs, step.dst, INDENT2)
+                continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)
                 forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
             tapped = frozenset(entry for entry, _ in step.taps)
-            top = item.name.split(".")[0]
             if top in containers:  # an entry of a `modules:` container, defined with it
-                if top not in defined:
-                    defined.add(top)
-                    init += render(self._module(containers[top], inplace=False), INDENT2, f"self.{top} = ")
                 forward += self._call_line(common.module_path(item.name), _kind(item), step.srcs[0], step.dst)
                 continue
             if item.name not in defined:
@@ -509,6 +531,8 @@ class TorchEmitter(InitEmission):
             return common.instance_call(self.names[item.block], block, sig, run, "_")
         if isinstance(item, StageInst):
             return self._stage(item)
+        if isinstance(item, ParallelInst):  # an nn.ModuleList; nothing else reads a path's input
+            return call("nn.ModuleList", Seq(tuple(flattened(_kind(path), self._module(path, inplace=False)) for path in item.items)))
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
         if item.dataflow:  # entries called one by one: their modules, in an nn.ModuleDict or nn.ModuleList
@@ -670,7 +694,7 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
             elif isinstance(item, BlockInst):
                 other.add(item.block)
                 walk(item.children)
-            elif isinstance(item, GroupInst):
+            elif isinstance(item, (GroupInst, ParallelInst)):
                 walk(item.items)
 
     walk(graph.body)

@@ -20,6 +20,7 @@ from archc.ir.graph import (
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymStage,
 )
 from archc.ops import init
@@ -139,10 +140,14 @@ class InitEmission:
 
         def group(children: tuple[SymItem, ...], base: str | None, positional: bool, where: str) -> None:
             static = base is not None  # entries after a conditional or repeated one have no fixed index
-            for k, child in enumerate(children):
+            k = -1  # the index of a numbered entry: an expression (a resize) has none, and no init
+            for child in children:
+                k += not (isinstance(child, SymLayer) and (ops.ALL[child.kind].MERGE or ops.ALL[child.kind].EXPRESSION))
                 path = None if base is None else (f"{base}[{k}]" if static else None) if positional else f"{base}.{child.name}"
                 if isinstance(child, SymGroup):
                     group(child.children, path if child.condition is None else None, child.positional, f"{where}{child.name}.")
+                elif isinstance(child, SymParallel):  # an nn.ModuleList: `m.convs[0]`
+                    group(child.children, path if child.condition is None else None, True, f"{where}{child.name}.")
                 else:
                     visit(child, path if not (positional and child.condition is not None) else None, where + child.name)
                 static &= child.condition is None and not isinstance(child, SymStage)

@@ -117,7 +117,24 @@ class SymGroup:
         return bool(self.children) and all(c.name.isdigit() for c in self.children)
 
 
-SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup]
+@dataclass(frozen=True)
+class SymParallel:
+    """A module list inside a block kind (an nn.ModuleList): paths named `0`, `1`, ... (each a
+    layer, a list or a block), each reading its own tensor, their outputs merged."""
+
+    name: str
+    children: tuple[SymItem, ...]  # the paths, named by their position
+    merge: str  # concat | add | multiply
+    in_channels: ast.expr
+    inputs: tuple[str, ...] = ()  # per path, the tensor it reads
+    flat: tuple[bool, ...] = ()  # per path, whether its output is flat (C,)
+    passes: str | None = None  # what it passes on where its condition fails: the list's input
+    condition: ast.expr | None = None
+    where: Location | None = field(default=None, compare=False)
+    at: tuple[Any, ...] = field(default=(), compare=False)
+
+
+SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup, SymParallel]
 
 
 def spliced(item: SymItem, numbered: bool) -> bool:
@@ -281,7 +298,22 @@ class GroupInst:
         return bool(self.items) and all(item.name.isdigit() for item in self.items)
 
 
-Inst = Union[LayerInst, BlockInst, StageInst, GroupInst]
+@dataclass(frozen=True)
+class ParallelInst:
+    """A module list (`parallel:`): its paths `items`, named `0`, `1`, ..., each reading its
+    own tensor (`inputs`, one per path), merged by `merge` into the node `output`."""
+
+    name: str
+    merge: str  # concat | add | multiply
+    items: tuple[Inst, ...]
+    in_shape: Shape
+    out_shape: Shape
+    counts: Counts
+    inputs: tuple[str, ...] = ()
+    output: str = ""  # the merge's IR node
+
+
+Inst = Union[LayerInst, BlockInst, StageInst, GroupInst, ParallelInst]
 
 
 def container_results(flat: tuple[Inst, ...] | list[Inst]) -> dict[str, str]:

@@ -26,7 +26,7 @@ import shlex
 
 from archc import ops
 from archc.errors import Location, SpecError
-from archc.ir.graph import Graph, GroupInst, Inst, LayerInst
+from archc.ir.graph import Graph, GroupInst, Inst, LayerInst, ParallelInst
 from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
 from archc.lower.model import check_size, lower_items
@@ -122,7 +122,7 @@ def _exposed_params(state: State, scope: dict[str, expr.Value]) -> list[str]:
 def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int, str, LayerKey]]], path: LayerKey = ()) -> Inst:
     """Record on each model-level layer which of its arguments come from build_model()."""
     here = (*path, item.name)
-    if isinstance(item, GroupInst):
+    if isinstance(item, (GroupInst, ParallelInst)):
         items = tuple(_mark_exposed(child, exposed, refs, here) for child in item.items)
         return dataclasses.replace(item, items=items)
     if isinstance(item, LayerInst):

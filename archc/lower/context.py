@@ -104,14 +104,15 @@ def check_layout(name: str, kind: str, last: bool, where: Location, in_group: bo
 def numbered_definition(definition: Any) -> bool:
     """A block kind of unnamed layers run in sequence: PyTorch's nn.Sequential subclass (the
     torch backend's `_sequential`), whose unnamed stages contribute their instances to its
-    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`."""
+    numbering, as torchvision's `_stack` is `nn.Sequential(first, *remaining)`. An unnamed
+    expression (a resize) takes no number: its forward applies it (torchvision's ASPPPooling)."""
     if definition.connectivity != "none" or definition.after:
         return False
     for entry in definition.layers:
         (written, body), = entry.items()
         kind = item_kind(body)
         op = ops.KINDS.get(kind)
-        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches") or (op is not None and (op.MERGE or op.EXPRESSION or op.PARAMETER)):
+        if written != POSITIONAL or body.from_ is not None or kind in ("group", "branches", "parallel") or (op is not None and (op.MERGE or op.PARAMETER)):
             return False
     return True
 
@@ -157,6 +158,12 @@ def shown(written: str, index: int) -> str:
 
 def check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
     """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
+    if kind == "parallel":
+        raise SpecError(
+            f"{written}: a module list is not an entry of a list (an nn.Sequential cannot run an nn.ModuleList's "
+            "paths and merge them); write it outside the list",
+            where,
+        )
     if body.from_ is not None or kind == "branches" or ops.KINDS.get(kind, ops.Op).MERGE:
         raise SpecError(
             f"{written}: the entries of a list run in sequence (it becomes an nn.Sequential); "
@@ -169,6 +176,26 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
             "list (an nn.Sequential); write it outside the list",
             where,
         )
+
+
+def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Location) -> None:
+    """Path k of the module list `name` (`parallel:`) is an unnamed, unconditional module:
+    a layer with a module of its own, a list or a block."""
+    if written != POSITIONAL:
+        raise SpecError(
+            f"{name}.{k}: the paths of a parallel list are numbered (`{name}.{k}`), so they take no name; "
+            "write the entry without one (named paths are `branches`)",
+            where,
+        )
+    op = ops.KINDS.get(kind) if kind in ops.KINDS else None
+    if kind not in ("block", "group") and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
+        raise SpecError(
+            f"{name}.{k}: a path of a parallel list is a module of an nn.ModuleList: a layer with a module, "
+            f"a list of layers or a block, not {kind}",
+            where,
+        )
+    if body.if_ is not None:
+        raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
 
 
 @dataclass(frozen=True)

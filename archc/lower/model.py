@@ -18,6 +18,7 @@ from archc.ir.graph import (
     LayerInst,
     Node,
     Output,
+    ParallelInst,
     StageInst,
     instance_name,
 )
@@ -28,6 +29,7 @@ from archc.lower.context import (
     Tensor,
     check_layout,
     check_list_entry,
+    check_path,
     counts_of,
     item_kind,
     join_path,
@@ -148,6 +150,9 @@ def lower_items(
             branches, item, cur, nonneg = _lower_branches(state, sub, body, name, shape, cur, nonneg, env, body.from_ or prev)
             items.extend(branches)
             inputs = ()  # the branches read `from:`; the merge reads the branches
+        elif kind == "parallel":
+            item, cur, nonneg = _lower_parallel(state, sub, body, name, shape, cur, nonneg, env, body.from_ or prev)
+            inputs = item.inputs  # one per path
         elif kind == "block":
             args = call_args(state, sub, body.block, body.with_, {}, "with")
             item, cur = instantiate(state, sub, body.block, args, name, shape, cur)
@@ -176,7 +181,7 @@ def lower_items(
             edges = tuple("gate" if kind == "multiply" and t.shape != out else "data" for t in sources)
             add_node(state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), where)
             nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
-            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(names))
+            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(flow.resolve(n) for n in names))
             cur = node_id
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
@@ -201,8 +206,8 @@ def lower_items(
             item = LayerInst(name, op, shape, out, counts, nonneg_in=nonneg, where=where)
             cur = node_id
             nonneg = op.nonneg_after(nonneg)
-        if inputs:
-            item = dataclasses.replace(item, inputs=inputs)
+        if inputs:  # an absent layer's name reads what it passes on
+            item = dataclasses.replace(item, inputs=tuple(flow.resolve(n) for n in inputs))
         item = dataclasses.replace(item, output=cur)
         items.append(item)
         read = [*(item.inputs if item.inputs else (prev,)), *((body.from_ or prev,) if kind == "branches" else ())]
@@ -363,6 +368,36 @@ def _lower_branches(
     add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged, edges=("branch",) * len(outs)), ctx.where())
     merge = LayerInst(name, op, outs[0].shape, merged, Counts(), where=ctx.where(), inputs=tuple(ends))
     return branches, merge, node_id, all(t.nonneg for t in outs)
+
+
+def _lower_parallel(
+    state: State, ctx: Ctx, body: m.ParallelItem, name: str, shape: Shape, cur: str, nonneg: bool,
+    env: dict[str, Tensor], read: str,
+) -> tuple[ParallelInst, str, bool]:  # fmt: skip
+    """A module list at model level: path k (module `name.k`) reads `read` (the list's input)
+    or its own `from:`; the merge of their outputs is the node `name`."""
+    pctx = Ctx(ctx.source, (*ctx.yaml_path, "parallel"), ctx.module_path, ctx.scope, ctx.top_level)
+    paths: list[Inst] = []
+    outs: list[Tensor] = []
+    sources: list[str] = []
+    for k, entry in enumerate(body.parallel):
+        (written, path), = entry.items()
+        check_path(name, k, written, item_kind(path), path, pctx.where(k))
+        items, out, node, nn = lower_items(state, pctx, [entry], shape, cur, nonneg, env={**env}, offset=k, first_position=k)
+        (inst,) = items
+        paths.append(dataclasses.replace(inst, inputs=()))
+        outs.append(Tensor(node, out, nn))
+        sources.append(path.from_ or read)
+    op = ops.KINDS[body.merge]()
+    try:
+        merged = op.infer_many([t.shape for t in outs])  # type: ignore[attr-defined]
+    except ShapeError as e:
+        shapes = ", ".join(str(t.shape) for t in outs)
+        raise SpecError(f"{name}: {e}" + ("" if all(str(t.shape) in str(e) for t in outs) else f" (its paths give {shapes})"), ctx.where()) from None
+    node_id = join_path(ctx.module_path)
+    add_node(state, Node(node_id, op, tuple(t.node for t in outs), merged, edges=("branch",) * len(outs)), ctx.where())
+    inst = ParallelInst(name, body.merge, tuple(paths), shape, merged, counts_of(paths), inputs=tuple(sources))
+    return inst, node_id, all(t.nonneg for t in outs) and op.nonneg_after(True)
 
 
 def _primitive(state: State, ctx: Ctx, kind: str, args: Any, shape: Shape, top_index: int) -> ops.Op:

@@ -20,11 +20,13 @@ from archc.ir.graph import (
     Inst,
     LayerInst,
     Node,
+    ParallelInst,
     StageInst,
     SymBlock,
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     instance_name,
@@ -212,7 +214,7 @@ class _Specialiser:
                 prev = item.name
                 continue
             name = str(position) if item.name.isdigit() else item.name
-            position += 1
+            position += not (numbered and not item.name.isdigit())  # an expression of a numbered kind has no number
             src = self.env[reads[0]]
             if isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
@@ -241,6 +243,8 @@ class _Specialiser:
             return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children)), out
         if isinstance(item, SymBlock):
             return self.block(item, name, (*path, name), src, scope, self.where(item))
+        if isinstance(item, SymParallel):
+            return self.parallel(item, name, path, reads, scope)
         stage, tensor = self.stage(item, path, src, scope)
         return stage, tensor
 
@@ -299,6 +303,28 @@ class _Specialiser:
         inst = LayerInst(name, op, sources[0].shape, out, Counts(), where=item.where, inputs=item.inputs)
         nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
         return inst, Tensor(node_id, out, nonneg)
+
+    def parallel(
+        self, item: SymParallel, name: str, path: tuple[str, ...], reads: tuple[str, ...], scope: dict[str, Any],
+    ) -> tuple[Inst, Tensor]:  # fmt: skip
+        """A module list: path k (module `name.k`) reads `reads[k]`; the merge of their outputs
+        is the node `name`."""
+        paths: list[Inst] = []
+        outs: list[Tensor] = []
+        for k, child in enumerate(item.children):
+            inst, tensor = self.item(child, str(k), (*path, name), (reads[k],), self.env[reads[k]], scope)
+            paths.append(dataclasses.replace(inst, output=tensor.node))
+            outs.append(tensor)
+        op = ops.KINDS[item.merge]()
+        try:
+            out = op.infer_many([t.shape for t in outs])  # type: ignore[attr-defined]
+        except ShapeError as e:
+            shapes = ", ".join(str(t.shape) for t in outs)
+            raise SpecError(f"{name}: {e}" + ("" if all(str(t.shape) in str(e) for t in outs) else f" (its paths give {shapes})"), item.where) from None
+        node_id = self.node_id(path, name)
+        add_node(self.state, Node(node_id, op, tuple(t.node for t in outs), out, edges=("branch",) * len(outs)), item.where)
+        inst = ParallelInst(name, item.merge, tuple(paths), self.env[item.passes or reads[0]].shape, out, counts_of(paths))
+        return inst, Tensor(node_id, out, all(t.nonneg for t in outs) and op.nonneg_after(True))
 
     def arguments(self, sym: SymBlock, scope: dict[str, Any], where: Location) -> tuple[BlockSource, dict[str, Any]]:
         """An inner instance's arguments, typed as its kind declares them."""

@@ -18,6 +18,7 @@ from archc.ir.graph import (
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
     SymShortcut,
     SymStage,
     passed_on,
@@ -27,6 +28,7 @@ from archc.lower.context import (
     check_layout,
     check_list_entry,
     check_named_layers,
+    check_path,
     item_kind,
     numbered_definition,
     sc_index,
@@ -57,6 +59,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
+    sequence = numbered_definition(definition)
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
@@ -75,7 +78,11 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 check_list_entry(shown(written, index), kind, body, where)
             if kind == "modules":
                 raise SpecError(f"{shown(written, index)}: `modules:` is a container of the model's own list, not of a block kind", where)
-            name = str(position) if written == POSITIONAL else written
+            # in a numbered block kind an unnamed expression takes no number (torchvision's ASPPPooling)
+            unindexed = written == POSITIONAL and section == ("layers",) and sequence and ops.KINDS.get(kind, ops.Op).EXPRESSION
+            name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
+            if unindexed and name in points:
+                raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
@@ -87,7 +94,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
-            position += 1
+            position += not unindexed
             if kind in ("block", "stage"):
                 if body.inline:
                     raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
@@ -136,6 +143,12 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
                 inputs = ()
                 result = merged
+            elif kind == "parallel":
+                item, result = _sym_parallel(
+                    lambda entries, sub, read, k: sym_layers(entries, sub, read, offset=k), points, defined, reads,
+                    source, name, body, (*section, index, written), inputs[0] if inputs else prev, here,
+                )  # fmt: skip
+                inputs = item.inputs
             elif ops.KINDS[kind].MERGE:
                 inputs = tuple(getattr(body, kind))
                 if body.from_ is not None or len(inputs) < 2:
@@ -249,10 +262,19 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     if not numbered_definition(definition):
         check_named_layers(source)
     numbered = definition.connectivity == "none" and not after and all(
-        layer.name.isdigit() and not layer.inputs and not isinstance(layer, SymGroup)
-        and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION))
+        (layer.name.isdigit() and not layer.inputs and not isinstance(layer, (SymGroup, SymParallel))
+         and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION)))
+        or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())
         for layer in layers
     )  # fmt: skip
+    if numbered and any(not layer.name.isdigit() for layer in layers) and any(
+        layer.condition is not None or isinstance(layer, SymStage) for layer in layers
+    ):
+        raise SpecError(
+            f"block {source.name!r}: a block kind of unnamed layers with an unnamed expression (numbered around it) "
+            "has no conditional or repeated entries, whose numbers would move; name its layers",
+            source.locate("layers"),
+        )
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(), nonneg_out, numbered,
@@ -260,6 +282,41 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+def _sym_parallel(
+    sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], reads: set[str], source: BlockSource,
+    name: str, body: m.ParallelItem, at: tuple[Any, ...], read: str, here: SymTensor,
+) -> tuple[SymParallel, SymTensor]:  # fmt: skip
+    """A module list in a block kind: each unnamed path (a layer with a module, a list or a
+    block) is typed as an entry of its own reading `read` (the list's input) or its `from:`,
+    and named by its position; the merge of their outputs is the list's tensor."""
+    tracked = read
+    if here is not points[read]:  # simplified under the list's condition
+        tracked = f"{name}.input"
+        points[tracked] = here
+    paths: list[SymItem] = []
+    outs: list[SymTensor] = []
+    sources: list[str] = []
+    for k, entry in enumerate(body.parallel):
+        (written, path), = entry.items()
+        where = source.locate(*at, "parallel", k)
+        check_path(name, k, written, item_kind(path), path, where)
+        before_points, before_defined = set(points), set(defined)
+        (child,) = sym_layers([entry], (*at, "parallel"), tracked, k)
+        outs.append(points[LAST])
+        for key in set(points) - before_points:
+            del points[key]
+        for key in set(defined) - before_defined:
+            del defined[key]
+        if isinstance(child, SymGroup) and any(c.condition is not None or isinstance(c, SymStage) for c in child.children):
+            raise SpecError(f"{name}.{k}: the entries of a list in a parallel list cannot be conditional or stages", where)
+        sources.append(child.inputs[0] if child.inputs else read)
+        paths.append(dataclasses.replace(child, name=str(k), inputs=()))
+    reads.update(sources)
+    merged = _sym_merge(body.merge, outs)
+    item = SymParallel(name, tuple(paths), body.merge, here.channels, tuple(sources), tuple(t.flat for t in outs), passes=read)
+    return item, merged
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from functools import lru_cache
 
 from archc import ops
 from archc.errors import SpecError
-from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, StageInst
+from archc.ir.graph import (
+    BlockInst,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    ParallelInst,
+    StageInst,
+)
 from archc.ops import Shape
 
 
@@ -128,6 +136,9 @@ def _instance_clusters(graph: Graph) -> tuple[Cluster, ...]:
                 members.append(path)
             elif isinstance(item, GroupInst):
                 clusters.append(_cluster(path, item.name, *walk(item.items, path + ".")))
+            elif isinstance(item, ParallelInst):  # its paths and the merge
+                inner_members, inner = walk(item.items, path + ".")
+                clusters.append(_cluster(path, f"{item.name}: parallel", [*inner_members, path], inner))
             elif isinstance(item, BlockInst):
                 clusters.append(_cluster(path, f"{item.name}: {item.block}", _ids_under(graph, path), []))
             else:
@@ -186,6 +197,18 @@ class _Blocks:
                 cur, inner = self.items(item.items, path + ".", cur)
                 members = [n.id for n in self.nodes[first:] if not any(n.id in c.members for c in inner)]
                 clusters.append(Cluster(path, item.name, tuple(members), tuple(inner)))
+            elif isinstance(item, ParallelInst):  # each path from its input, then the merge
+                ends, inner = [], []
+                for child, src in zip(item.items, item.inputs):
+                    end, more = self.items((child,), path + ".", outs[src])
+                    ends.append(end)
+                    inner += more
+                kind = "concat" if item.merge == "concat" else "add"
+                self.nodes.append(DNode(path, item.name if kind == "concat" else ops.KINDS[item.merge]().label(), kind))
+                self.edges += [DEdge(end, path, "", EDGE_KINDS["branch"]) for end in ends]
+                members = [n.id for n in self.nodes[first:] if not any(n.id in c.members for c in inner)]
+                clusters.append(Cluster(path, item.name, tuple(members), tuple(inner)))
+                cur = path
             elif isinstance(item, BlockInst):
                 cur = self.block(path, f"{item.name}\n{item.block}{self.args(item)}", item, [item], cur)
             elif item.connectivity == "dense":

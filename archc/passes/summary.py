@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from dataclasses import asdict, dataclass
 
-from archc.ir.graph import Graph, GroupInst, Inst, StageInst
+from archc.ir.graph import Graph, GroupInst, Inst, ParallelInst, StageInst
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ def summarize(graph: Graph, level: str = "blocks", batch: int = 1) -> Summary:
             path = f"{prefix}{item.name}"
             if isinstance(item, GroupInst):
                 walk(item.items, path + ".")
+                continue
+            if isinstance(item, ParallelInst):  # its paths, then the merge
+                walk(item.items, path + ".")
+                rows.append(Row(path, item.merge, item.out_shape.as_tuple(), 0, 0, 0))
                 continue
             if isinstance(item, StageInst):
                 kind = f"{item.block} x{len(item.instances)}" + (" (dense)" if item.connectivity == "dense" else "")

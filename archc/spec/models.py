@@ -219,8 +219,21 @@ class ModulesItem(Flow):
     modules: list[LayerEntry] = Field(min_length=1, description="The entries: layers, blocks, lists or containers.")
 
 
+
+class ParallelItem(Flow):
+    """A module list (torchvision's nn.ModuleList): unnamed paths numbered as its modules
+    (`convs.0`, `convs.1`; a path that is a list numbers its layers on, `convs.0.1`), each
+    reading the list's input or its own `from:`, their outputs merged. The entry's name is
+    the module list's."""
+
+    parallel: list[LayerEntry] = Field(
+        min_length=2, description="The paths, without names: a layer, a list of layers (an nn.Sequential) or a block."
+    )
+    merge: Literal["concat", "add", "multiply"] = Field("concat", description="How the paths' outputs are merged.")
+
+
 ITEMS: Mapping[str, type[Flow]] = _Items(
-    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "modules": ModulesItem}
+    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem, "modules": ModulesItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it
@@ -463,7 +476,7 @@ class Defaults(Strict):
 
 def _library_ref(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
-        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path ending in .yaml; got {value!r}")
+        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab) or a path ending in .yaml; got {value!r}")
     return value
 
 
@@ -506,7 +519,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=_empty_list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet) or a path."
+        default_factory=_empty_list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
@@ -544,7 +557,7 @@ def json_schema() -> dict[str, Any]:
     """ModelSpec's JSON schema. It needs the whole layer union, which validation builds per
     kind (_Layer): the models that hold layer entries are rebuilt with it for the schema, and
     rebuilt lazily again afterwards."""
-    holders = (GroupItem, BranchesItem, BlockDef, ModelSpec, LibrarySpec)
+    holders = (GroupItem, BranchesItem, ParallelItem, BlockDef, ModelSpec, LibrarySpec)
     _Layer.eager = True
     try:
         for model in holders:

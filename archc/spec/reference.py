@@ -58,6 +58,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("block", "`name: {block: KIND, ...}`.", m.BlockItem),
     ("stage", "`name: {stage: KIND, ...}`.", m.StageItem),
     ("branches", "`name: {branches: [...], merge: concat}`.", m.BranchesItem),
+    ("parallel", "`name: {parallel: [...], merge: concat}`: a module list.", m.ParallelItem),
     ("Layer entry", "Keys every layer entry may add beside its kind: `name: {conv: {...}, from: x, if: ...}`.", m.Flow),
     *_op_sections(),
     (
