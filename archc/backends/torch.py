@@ -15,8 +15,16 @@ from typing import Any
 from archc import ops
 from archc.backends import common, template_dir
 from archc.backends.torch_init import InitEmission
-from archc.backends.torch_lists import ListEmission, flattened, free, parallel_lines
-from archc.code import Call, Code, Gen, Seq, call, flat, render
+from archc.backends.torch_lists import (
+    ListEmission,
+    container_module,
+    flattened,
+    free,
+    parallel_lines,
+    sequential_keys,
+    tapped_calls,
+)
+from archc.code import Call, Code, Gen, Seq, call, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -467,7 +475,7 @@ class TorchEmitter(InitEmission, ListEmission):
                 defined.add(item.name)
                 init += render(self._module(item, inplace=step.inplace, tapped=tapped), INDENT2, f"self.{item.name} = ")
             if step.taps:
-                forward += self._tapped_calls(item, step)  # type: ignore[arg-type]
+                forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue
             forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
         returned = common.returned(self.graph, steps, first)
@@ -487,33 +495,6 @@ class TorchEmitter(InitEmission, ListEmission):
             "returns": "dict[str, Tensor]" if self.graph.outputs else "Tensor",
             "call_args": call_args,
         }
-
-    @staticmethod
-    def _tapped_calls(group: GroupInst, step: common.Step) -> list[str]:
-        """A group whose entries are read from outside it, run in pieces that end at each such
-        entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),
-        a numbered one in slices of its nn.Sequential (`self.backbone[:5](x)`)."""
-        taps = dict(step.taps)
-        keys = _sequential_keys(group)
-        cuts = [k + 1 for k, child in enumerate(group.items) if child.name in taps]
-        if cuts[-1] != len(group.items):
-            cuts.append(len(group.items))
-        lines, src, start = [], step.srcs[0], 0
-        for end in cuts:
-            last = group.items[end - 1].name
-            dst = taps.get(last, step.dst) if end < len(group.items) else step.dst
-            if not group.positional:
-                for key in keys[start:end - 1]:
-                    lines.append(f"x = self.{group.name}.{key}({src})")
-                    src = "x"
-                lines.append(f"{dst} = self.{group.name}.{keys[end - 1]}({src})")
-            else:
-                part = f"[{start}]" if end == start + 1 else f"[{start or ''}:{end if end < len(group.items) else ''}]"
-                lines.append(f"{dst} = self.{group.name}{part}({src})")
-            if end == len(group.items) and last in taps and taps[last] != dst:
-                lines.append(f"{taps[last]} = {dst}")
-            src, start = dst, end
-        return lines
 
     def _input_shapes(self, item: Inst) -> list[Any]:
         """Shapes of the model-level tensors a merge reads."""
@@ -535,14 +516,11 @@ class TorchEmitter(InitEmission, ListEmission):
             return call("nn.ModuleList", Seq(tuple(flattened(_kind(path), self._module(path, inplace=False)) for path in item.items)))
         assert isinstance(item, GroupInst)
         self.needs_ordered_dict |= not item.positional
-        if item.dataflow:  # entries called one by one: their modules, in an nn.ModuleDict or nn.ModuleList
-            entries = [child for child in item.items if not (isinstance(child, LayerInst) and (child.op.MERGE or child.op.EXPRESSION))]
-            if item.positional:
-                return call("nn.ModuleList", Seq(tuple(self._module(child, inplace=False) for child in entries), "[]"))
-            return call("nn.ModuleDict", call("OrderedDict", **{child.name: self._module(child, inplace=False) for child in entries}))
+        if item.dataflow:  # entries called one by one
+            return container_module(item, lambda child: self._module(child, inplace=False))
         kwargs: dict[str, Code] = {}
         safe = False  # the list's input may be read elsewhere; an entry's output is its own unless it aliases
-        for child, key in zip(item.items, _sequential_keys(item)):
+        for child, key in zip(item.items, sequential_keys(item)):
             module = self._module(child, inplace=safe)
             if _kind(child) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
@@ -551,50 +529,6 @@ class TorchEmitter(InitEmission, ListEmission):
         if item.positional:
             return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined, tapped=tapped)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
-
-    def _rolled(
-        self, items: tuple[Inst, ...], inplace_first: bool, inlined: tuple[tuple[int, int, BlockInst], ...] = (),
-        tapped: frozenset[str] = frozenset(),
-    ) -> list[Code]:  # fmt: skip
-        """The children of a numbered nn.Sequential; consecutive instances of one block kind
-        are written as loops where their arguments allow, as a stage's are. The layers of a
-        block written `inline` are its nn.Sequential unpacked in place (`*Conv3x3(...)`)."""
-        parts: list[Code] = []
-        starts = {start: (count, inst) for start, count, inst in inlined}
-        k = 0
-        safe = inplace_first  # whether the next entry may overwrite its input (see common.plan)
-        while k < len(items):
-            if k in starts:
-                run: list[BlockInst] = []
-                end = k
-                while end in starts and starts[end][1].block == starts[k][1].block:
-                    run.append(starts[end][1])
-                    end += starts[end][0]
-                # a widening first instance stands alone, so the equal ones after it make one loop
-                block, sig = self.graph.block(run[0].block), self.sigs[run[0].block]
-                rows = [common.instance_values(inst, block, sig) for inst in run[:3]]
-                chunks = [run[:1], run[1:]] if len(rows) == 3 and rows[0] != rows[1] == rows[2] else [run]
-                for chunk in chunks:
-                    stage = common.as_stage(tuple(chunk))
-                    parts += [_unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
-                k, safe = end, True
-                continue
-            item = items[k]
-            if isinstance(item, BlockInst):
-                end = k
-                while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
-                    end += 1
-                chunk = tuple(items[k:end])
-                stage = common.as_stage(chunk)  # type: ignore[arg-type]
-                parts += list(self._stage(stage).args)  # type: ignore[union-attr]
-                k, safe = end, True
-                continue
-            module = self._module(item, inplace=safe)
-            if _kind(item) == "global_avgpool":
-                module = call("nn.Sequential", module, call("nn.Flatten"))
-            parts.append(module)
-            k, safe = k + 1, (safe or not common.aliases(item)) and item.name not in tapped
-        return parts
 
     def _stage(self, stage: StageInst) -> Code:
         block = self.graph.block(stage.block)
@@ -699,26 +633,6 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
-
-
-def _sequential_keys(group: GroupInst) -> list[str]:
-    """The keys of a group's nn.Sequential, entry by entry: nn.Sequential calls each entry once,
-    so an activation used again gets an entry of its own, named like its IR node (`relu_2`)."""
-    uses: dict[str, int] = {}
-    keys = []
-    for child in group.items:
-        uses[child.name] = uses.get(child.name, 0) + 1
-        keys.append(child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}")
-    return keys
-
-
-def _unpacked(part: Code) -> Code:
-    """An instance (or a loop of instances) of an nn.Sequential block kind, unpacked into the
-    enclosing nn.Sequential: `*Conv3x3(...)`, `*(layer for _ in range(3) for layer in Conv3x3(...))`."""
-    if isinstance(part, Gen):
-        return Gen("layer", part.clause, prefix="*", more=(f"for layer in {flat(part.elem)}",))
-    assert isinstance(part, Call)
-    return Call(part.func, part.args, prefix="*")
 
 
 def _stored(layer: SymLayer, key: str) -> str:

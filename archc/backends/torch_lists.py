@@ -1,6 +1,7 @@
 """The PyTorch backend's module lists (`parallel:`, torchvision's nn.ModuleList of ASPP's
-`convs`) and numbered block kinds with expressions among their modules (torchvision's
-ASPPPooling, an nn.Sequential subclass whose forward resizes back)."""
+`convs`), numbered block kinds with expressions among their modules (torchvision's
+ASPPPooling, an nn.Sequential subclass whose forward resizes back), containers wired by
+dataflow (`modules:`, nn.ModuleDict / nn.ModuleList) and groups run in pieces (taps)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ from collections.abc import Callable
 
 from archc import ops
 from archc.backends import common
-from archc.code import LINE, Call, Code, Gen, Seq, call, render
-from archc.ir.graph import BlockType, SymGroup, SymItem, SymLayer
+from archc.code import LINE, Call, Code, Gen, Seq, call, flat, render
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    StageInst,
+    SymGroup,
+    SymItem,
+    SymLayer,
+)
 
 
 class ListEmission:
@@ -20,6 +32,52 @@ class ListEmission:
     _sym_module: Callable[[SymLayer, common.Hoister, bool], Code]  # a layer's module
     _nested: Callable[..., Code]  # a block or stage inside a block kind
     _forward_lines: Callable[[common.Step, common.Hoister], list[str]]  # an item in forward
+    graph: Graph
+    sigs: dict[str, common.Signature]
+    _module: Callable[..., Code]  # a model-level item's module
+    _stage: Callable[[StageInst], Code]  # a model-level stage's modules
+
+    def _rolled(
+        self, items: tuple[Inst, ...], inplace_first: bool, inlined: tuple[tuple[int, int, BlockInst], ...] = (),
+        tapped: frozenset[str] = frozenset(),
+    ) -> list[Code]:  # fmt: skip
+        """The children of a numbered nn.Sequential; consecutive instances of one block kind
+        are written as loops where their arguments allow, as a stage's are. The layers of a
+        block written `inline` are its nn.Sequential unpacked in place (`*Conv3x3(...)`)."""
+        parts: list[Code] = []
+        starts = {start: (count, inst) for start, count, inst in inlined}
+        k = 0
+        safe = inplace_first  # whether the next entry may overwrite its input (see common.plan)
+        while k < len(items):
+            if k in starts:
+                run: list[BlockInst] = []
+                end = k
+                while end in starts and starts[end][1].block == starts[k][1].block:
+                    run.append(starts[end][1])
+                    end += starts[end][0]
+                # a widening first instance stands alone, so the equal ones after it make one loop
+                block, sig = self.graph.block(run[0].block), self.sigs[run[0].block]
+                rows = [common.instance_values(inst, block, sig) for inst in run[:3]]
+                chunks = [run[:1], run[1:]] if len(rows) == 3 and rows[0] != rows[1] == rows[2] else [run]
+                for chunk in chunks:
+                    stage = common.as_stage(tuple(chunk))
+                    parts += [unpacked(part) for part in self._stage(stage).args]  # type: ignore[union-attr]
+                k, safe = end, True
+                continue
+            item = items[k]
+            if isinstance(item, BlockInst):
+                end = k
+                while end < len(items) and isinstance(items[end], BlockInst) and items[end].block == item.block:  # type: ignore[union-attr]
+                    end += 1
+                chunk = tuple(items[k:end])
+                stage = common.as_stage(chunk)  # type: ignore[arg-type]
+                parts += list(self._stage(stage).args)  # type: ignore[union-attr]
+                k, safe = end, True
+                continue
+            module = self._module(item, inplace=safe)
+            parts.append(flattened(item.op.kind, module) if isinstance(item, LayerInst) else module)
+            k, safe = k + 1, (safe or not common.aliases(item)) and item.name not in tapped
+        return parts
 
     def _path_module(self, path: SymItem, hoist: common.Hoister) -> Code:
         """A path of a module list: a layer's module, a list's nn.Sequential or a block. Nothing
@@ -89,3 +147,59 @@ def flattened(kind: str, module: Code) -> Code:
 def free(item: SymItem) -> bool:
     """An item of a block kind that is code in `forward`, no module (a merge or an expression)."""
     return isinstance(item, SymLayer) and (ops.KINDS[item.kind].MERGE or ops.KINDS[item.kind].EXPRESSION)
+
+
+def container_module(group: GroupInst, module_of: Callable[[Inst], Code]) -> Code:
+    """A `modules:` container: the modules of its entries (merges and expressions have none) in
+    an nn.ModuleList (numbered) or an nn.ModuleDict (named)."""
+    entries = [c for c in group.items if not (isinstance(c, LayerInst) and (c.op.MERGE or c.op.EXPRESSION))]
+    if group.positional:
+        return call("nn.ModuleList", Seq(tuple(module_of(child) for child in entries), "[]"))
+    return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))
+
+
+def tapped_calls(group: GroupInst, step: common.Step) -> list[str]:
+    """A group whose entries are read from outside it, run in pieces that end at each such
+    entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),
+    a numbered one in slices of its nn.Sequential (`self.backbone[:5](x)`)."""
+    taps = dict(step.taps)
+    keys = sequential_keys(group)
+    cuts = [k + 1 for k, child in enumerate(group.items) if child.name in taps]
+    if cuts[-1] != len(group.items):
+        cuts.append(len(group.items))
+    lines, src, start = [], step.srcs[0], 0
+    for end in cuts:
+        last = group.items[end - 1].name
+        dst = taps.get(last, step.dst) if end < len(group.items) else step.dst
+        if not group.positional:
+            for key in keys[start:end - 1]:
+                lines.append(f"x = self.{group.name}.{key}({src})")
+                src = "x"
+            lines.append(f"{dst} = self.{group.name}.{keys[end - 1]}({src})")
+        else:
+            part = f"[{start}]" if end == start + 1 else f"[{start or ''}:{end if end < len(group.items) else ''}]"
+            lines.append(f"{dst} = self.{group.name}{part}({src})")
+        if end == len(group.items) and last in taps and taps[last] != dst:
+            lines.append(f"{taps[last]} = {dst}")
+        src, start = dst, end
+    return lines
+
+
+def sequential_keys(group: GroupInst) -> list[str]:
+    """The keys of a group's nn.Sequential, entry by entry: nn.Sequential calls each entry once,
+    so an activation used again gets an entry of its own, named like its IR node (`relu_2`)."""
+    uses: dict[str, int] = {}
+    keys = []
+    for child in group.items:
+        uses[child.name] = uses.get(child.name, 0) + 1
+        keys.append(child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}")
+    return keys
+
+
+def unpacked(part: Code) -> Code:
+    """An instance (or a loop of instances) of an nn.Sequential block kind, unpacked into the
+    enclosing nn.Sequential: `*Conv3x3(...)`, `*(layer for _ in range(3) for layer in Conv3x3(...))`."""
+    if isinstance(part, Gen):
+        return Gen("layer", part.clause, prefix="*", more=(f"for layer in {flat(part.elem)}",))
+    assert isinstance(part, Call)
+    return Call(part.func, part.args, prefix="*")
