@@ -82,6 +82,7 @@ ZOO = {
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/segmentation/fcn_resnet50.yaml": (32_957_013, 54_144),  # torchvision segmentation.fcn_resnet50(aux_loss=False)
     "specs/detection/resnet18_fpn.yaml": (13_783_616, 9_600),  # torchvision resnet_fpn_backbone("resnet18", BatchNorm2d)
+    "specs/segmentation/lraspp_mobilenet_v3_large.yaml": (3_221_538, 24_656),  # torchvision segmentation.lraspp_mobilenet_v3_large
     "specs/segmentation/deeplabv3_resnet50.yaml": (39_638_869, 56_704),  # torchvision segmentation.deeplabv3_resnet50(aux_loss=False)
     "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (11_025_477, 27_984),  # torchvision, aux_loss=False
     "specs/alexnet.yaml": (61_100_840, 0),  # torchvision alexnet
@@ -207,6 +208,7 @@ FAMILIES = {
     "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml", "specs/segmentation/fcn_resnet50.yaml"],
     "detection fpn": ["specs/detection/resnet18_fpn.yaml"],
     "segmentation mobilenet_v3": ["specs/segmentation/deeplabv3_mobilenet_v3_large.yaml"],
+    "segmentation lraspp": ["specs/segmentation/lraspp_mobilenet_v3_large.yaml"],
     "keras resnet50": ["specs/keras/resnet50.yaml"],
     "keras resnet50v2": ["specs/keras/resnet50v2.yaml"],
     "keras densenet121": ["specs/keras/densenet121.yaml"],
@@ -239,6 +241,7 @@ TEST_INPUT = {
     "specs/segmentation/fcn_resnet50.yaml": (3, 97, 129),
     "specs/segmentation/deeplabv3_resnet50.yaml": (3, 97, 129),
     "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml": (3, 97, 129),
+    "specs/segmentation/lraspp_mobilenet_v3_large.yaml": (3, 97, 129),
 }
 
 

@@ -386,6 +386,7 @@ DENSE = {
     "fcn_resnet50": ("segmentation/fcn_resnet50.yaml", [], _segmentation("fcn_resnet50", aux_loss=False)),
     "fcn_resnet50_aux": ("segmentation/fcn_resnet50.yaml", ["params.aux_loss=true"], _segmentation("fcn_resnet50", aux_loss=True)),
     "resnet18_fpn": ("detection/resnet18_fpn.yaml", [], lambda: _fpn("resnet18")),
+    "lraspp_mobilenet_v3_large": ("segmentation/lraspp_mobilenet_v3_large.yaml", [], _segmentation("lraspp_mobilenet_v3_large")),
     "deeplabv3_resnet50": ("segmentation/deeplabv3_resnet50.yaml", [], _segmentation("deeplabv3_resnet50", aux_loss=False)),
     "deeplabv3_mobilenet_v3_large": (
         "segmentation/deeplabv3_mobilenet_v3_large.yaml", [], _segmentation("deeplabv3_mobilenet_v3_large", aux_loss=False),

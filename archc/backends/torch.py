@@ -24,7 +24,7 @@ from archc.backends.torch_lists import (
     sequential_keys,
     tapped_calls,
 )
-from archc.code import Call, Code, Gen, Seq, call, render
+from archc.code import LINE, Call, Code, Gen, Seq, call, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -426,9 +426,14 @@ class TorchEmitter(InitEmission, ListEmission):
 
     @staticmethod
     def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
+        """`dst = self.name(src)` (or the op's own form), split as ruff splits it when long
+        (a module deep in a container: `self.classifier.high_classifier(...)`)."""
         op = ops.KINDS.get(kind)
         applied = op.torch_apply(f"self.{name}", src) if op else f"self.{name}({src})"
-        return [f"{dst} = {applied}", *(op.torch_after(dst) if op else [])]
+        line = f"{dst} = {applied}"
+        if len(INDENT2 + line) > LINE and applied == f"self.{name}({src})":
+            return [f"{dst} = self.{name}(", f"    {src}", ")", *(op.torch_after(dst) if op else [])]
+        return [line, *(op.torch_after(dst) if op else [])]
 
     # --- the model ------------------------------------------------------------------------
 
