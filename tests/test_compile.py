@@ -13,6 +13,7 @@ from conftest import (
     ROOT,
     ZOO,
     calibrate_batchnorm,
+    each_output,
     expensive,
     graph_of,
     load_module,
@@ -124,11 +125,12 @@ def test_compile_inductor(spec):
     with torch.no_grad():
         compiled, eager = torch.compile(model, fullgraph=True)(x), model(x)
         exact = copy.deepcopy(model).double()(x.double())
-    assert torch.isfinite(exact).all(), "the reference output is not finite: there is nothing to compare"
-    magnitude = exact.abs().max().item()
-    eager_error = (eager.double() - exact).abs().max().item()
-    error = (compiled.double() - exact).abs().max().item()
-    assert error <= 4 * eager_error + 1e-5 * max(1.0, magnitude), f"inductor {error:.3g}, eager {eager_error:.3g} from float64, magnitude {magnitude:.3g}"
+    for compiled, eager, exact in zip(each_output(compiled), each_output(eager), each_output(exact)):  # a dict's in order
+        assert torch.isfinite(exact).all(), "the reference output is not finite: there is nothing to compare"
+        magnitude = exact.abs().max().item()
+        eager_error = (eager.double() - exact).abs().max().item()
+        error = (compiled.double() - exact).abs().max().item()
+        assert error <= 4 * eager_error + 1e-5 * max(1.0, magnitude), f"inductor {error:.3g}, eager {eager_error:.3g} from float64, magnitude {magnitude:.3g}"
 
 
 @pytest.mark.parametrize("spec", REPRESENTATIVE)

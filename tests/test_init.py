@@ -35,12 +35,13 @@ def fans(graph, node) -> tuple[int, int, int]:
         return c_in, op.units, 1
     if op.kind == "batchnorm":
         return 1, 1, 1
-    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, k, k), one group per channel
-        return op.kernel * op.kernel, c_in * op.kernel * op.kernel, c_in
-    kh, kw = (op.kernel, op.kernel) if isinstance(op.kernel, int) else op.kernel
+    rank = len(graph.input_shape.size)  # a kernel's spatial dimensions: 1 (C, L), 2 or 3 (C, D, H, W)
+    k = math.prod([op.kernel] * rank if isinstance(op.kernel, int) else op.kernel)
+    if op.kind == "depthwise_conv":  # PyTorch's weight (C, 1, *kernel), one group per channel
+        return k, c_in * k, c_in
     if op.kind == "conv_transpose":
-        return op.filters // op.groups * kh * kw, c_in * kh * kw, op.groups
-    return c_in // op.groups * kh * kw, op.filters * kh * kw, op.groups
+        return op.filters // op.groups * k, c_in * k, op.groups
+    return c_in // op.groups * k, op.filters * k, op.groups
 
 
 def expected(graph, node, name: str) -> tuple[float, float]:
