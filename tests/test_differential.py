@@ -512,8 +512,10 @@ def dataflow_specs(draw):
             {"b": {"conv": {"filters": c, "kernel": 3, "padding": 1}, "from": draw(st.sampled_from(["a", "input" if c == c0 else "a"]))}},
             {"j": {draw(st.sampled_from(["add", "concat"])): ["a", "b"]}},
         ]
+        if draw(st.booleans()):  # resized to the input's size, read when the model runs
+            heads.append({"up": {"resize": {"like": "input", "mode": draw(st.sampled_from(["nearest", "bilinear"]))}}})
         layers.append({"heads": {"modules": heads}})
-        outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads"]))
+        outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads.j", "heads"]))
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
     spec = {
         "archc": 1, "name": "rand", "input": [c0, size, size],
