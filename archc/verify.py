@@ -429,44 +429,44 @@ def verify(
     k_outs = dict(zip(names, (keras.ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs]))))
     report("run", 2, 2)
 
-    # (row, PyTorch's value, where its float64 copy has it) for each compared row
-    comparisons: list[tuple[np.ndarray, np.ndarray]] = []  # (torch, keras) in Keras' layout, for each compared
-    compared: list[tuple[Row | None, np.ndarray | None, tuple[str, Any]]] = []
+    # each row: a Row that says why nothing could be compared, or what it compares: (item,
+    # depth, shape, torch and keras in Keras' layout, PyTorch's own value, where the float64
+    # copy of the model has that value)
+    entries: list[Row | tuple[Any, ...]] = []
     for p in pts:
         calls = captured[p.module]
         got = k_outs[keras_output(p)]
         if p.call >= len(calls):
-            compared.append((Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, "never run by torch"), None, ("", 0)))
+            entries.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, "never run by torch"))
             continue
         want = interop.keras_layout(calls[p.call], p.shape, interop.flattened_map(graph, p.node))
         if want.shape != got.shape:
             problem = f"shapes differ: torch {tuple(want.shape)}, keras {tuple(got.shape)}"
-            compared.append((Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, problem), None, ("", 0)))
+            entries.append(Row(p.item, p.depth, p.shape.as_tuple(), math.inf, math.nan, False, problem))
             continue
-        compared.append((_row(p.item, p.depth, p.shape.as_tuple(), want, got, tolerance, 0.0), calls[p.call], (p.module, p.call)))
-        comparisons.append((want, got))
+        entries.append((p.item, p.depth, p.shape.as_tuple(), want, got, calls[p.call], (p.module, p.call)))
     if graph.outputs:  # the model's outputs, each a row of its own (`output 'aux'`)
         with deep_stack(graph):
             k_result = k_model(interop.channels_last(x), training=train_mode)
         for (key, want, got), o in zip(interop.output_pairs(graph, t_result, k_result), graph.outputs):
             if want.shape != got.shape:
-                compared.append((Row(f"output {key!r}", 0, o.shape.as_tuple(), math.inf, math.nan, False, "shapes differ"), None, ("", 0)))
+                entries.append(Row(f"output {key!r}", 0, o.shape.as_tuple(), math.inf, math.nan, False, "shapes differ"))
                 continue
-            row = _row(f"output {key!r}", 0, o.shape.as_tuple(), want, got, tolerance, 0.0)
-            compared.append((row, t_result[key].numpy(), ("output", key)))
-            comparisons.append((want, got))
-    rows = [row for row, _, _ in compared]
-    if any(not row.within and single is not None for row, single, _ in compared):
+            entries.append((f"output {key!r}", 0, o.shape.as_tuple(), want, got, t_result[key].numpy(), (None, key)))
+
+    def rows_with(error: Any) -> list[Row]:
+        return [e if isinstance(e, Row) else _row(*e[:5], tolerance, error(e[5], e[6])) for e in entries]
+
+    rows = rows_with(lambda single, where: 0.0)
+    if not all(row.within for row in rows if not row.problem):
         # over the tolerance somewhere: how far is PyTorch's own float32 run from exact there?
         exact, exact_result = _float64_run(t_model, [p.module for p in pts], x)
-        rows = []
-        pairs = iter(comparisons)
-        for row, single, (where, at) in compared:
-            if single is None:
-                rows.append(row)
-                continue
-            double = exact_result[at] if where == "output" else exact[where][at] if at < len(exact[where]) else None
-            want, got = next(pairs)
-            rows.append(_row(row.item, row.depth, row.shape, want, got, tolerance, _error(single, None if double is None else np.asarray(double))))
+
+        def float32_error(single: np.ndarray, where: tuple[str | None, Any]) -> float:
+            module, at = where  # module None: the model's output `at`
+            double = exact_result[at] if module is None else exact[module][at] if at < len(exact[module]) else None
+            return _error(single, None if double is None else np.asarray(double))
+
+        rows = rows_with(float32_error)
     mode = "train" if train_mode else "eval"
     return Report(graph.source, graph.name, mode, batch, seed, tolerance, tuple(rows), *versions())

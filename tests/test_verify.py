@@ -194,3 +194,14 @@ def test_a_row_over_tolerance_fails_the_verdict():
     table = verify.to_table(report)
     assert "FAIL" in table and "PASS" not in table and "first disagreement is at layer1" in table
     assert report.to_dict()["ok"] is False
+
+
+def test_rows_over_the_tolerance_are_judged_by_pytorchs_own_float32_error():
+    """The float64 copy runs only when a row is over the tolerance; then each row passes
+    within ROUNDING x PyTorch's own float32 error there, and says that error."""
+    graph = graph_of("specs/cifar/resnet20.yaml")
+    assert all(row.float32_error == 0.0 for row in verify.verify(graph, batch=1).rows)  # nothing over: not measured
+    report = verify.verify(graph, batch=1, tolerance=1e-12)
+    compared = [row for row in report.rows if not row.problem]
+    assert all(row.float32_error > 0.0 for row in compared)
+    assert all(row.within == (row.max_abs <= verify.ROUNDING * row.float32_error) for row in compared)
