@@ -28,6 +28,7 @@ from archc.ir.graph import (
     container_results,
     instance_name,
     passed_on,
+    tapped_groups,
 )
 from archc.ir.graph import spliced as numbered_on
 from archc.ops import ALL, KINDS, Shape
@@ -467,7 +468,7 @@ def plan(
     named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {"input"}
     named |= set(outputs) - {"input"}
-    taps = sorted({n for item in items for n in item.inputs if "." in n} | {n for n in outputs if "." in n})
+    taps = tapped_groups(items, outputs)
     var = {"input": first}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     prev_name = "input"
@@ -477,7 +478,7 @@ def plan(
         condition = getattr(item, "condition", None)
         dst = tensor_variable(item.name) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        tapped = tuple((t.partition(".")[2], tensor_variable(t)) for t in taps if t.partition(".")[0] == item.name)
+        tapped = tuple((entry, tensor_variable(f"{item.name}.{entry}")) for entry in sorted(taps.get(item.name, ())))
         steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe, tapped))
         var[item.name] = dst
         var.update({f"{item.name}.{entry}": v for entry, v in tapped})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -316,6 +317,19 @@ class ParallelInst:
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst, ParallelInst]
 
 
+def tapped_groups(items: Sequence[Any], outputs: Iterable[str]) -> dict[str, set[str]]:
+    """Groups among `items` (run in sequence) whose entries later items or the outputs read
+    from outside them (`from: backbone.layer3`): group -> those entries. The code runs such a
+    group in pieces, and verify reads its last entry's module."""
+    groups = {item.name for item in items if isinstance(item, GroupInst)}
+    taps: dict[str, set[str]] = {}
+    for name in [*(n for item in items for n in item.inputs), *outputs]:
+        group, dot, entry = name.rpartition(".")
+        if dot and group in groups:
+            taps.setdefault(group, set()).add(entry)
+    return taps
+
+
 def container_results(flat: tuple[Inst, ...] | list[Inst]) -> dict[str, str]:
     """For the `modules:` containers among the items of `Graph.flat_body`: container path ->
     the path of its last entry, whose tensor reading the container by name gives."""
@@ -392,16 +406,7 @@ class Graph:
         return tuple(dataclasses.replace(i, inputs=tuple(last.get(n, n) for n in i.inputs)) if set(i.inputs) & set(last) else i for i in out)
 
     def tapped(self) -> dict[str, set[str]]:
-        """Model-level groups run in sequence whose entries are read from outside them (`from:
-        backbone.layer3`, an output naming one): group -> those entries. The code runs such a
-        group in pieces."""
-        items = self.flat_body()
-        groups = {item.name for item in items if isinstance(item, GroupInst)}
-        reads = [n for item in items for n in item.inputs] + [o.item for o in self.outputs]
-        taps: dict[str, set[str]] = {}
-        for name in reads:
-            group, dot, entry = name.rpartition(".")
-            if dot and group in groups:
-                taps.setdefault(group, set()).add(entry)
-        return taps
+        """Model-level groups run in sequence whose entries are read from outside them: see
+        `tapped_groups`."""
+        return tapped_groups(self.flat_body(), [o.item for o in self.outputs])
 
