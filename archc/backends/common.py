@@ -28,6 +28,7 @@ from archc.ir.graph import (
     container_results,
     instance_name,
     passed_on,
+    path_variable,
     tapped_groups,
 )
 from archc.ir.graph import spliced as numbered_on
@@ -508,7 +509,7 @@ def tensor_variable(name: str) -> str:
     a module-level name of the generated code (LAYER_NAMES); a tap `backbone.layer3` reads
     `backbone_layer3`, an entry of a container `fpn_inner_blocks_0`."""
     if "." in name:
-        return name.replace(".", "_")
+        return path_variable(name)
     return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
 
 

@@ -317,6 +317,12 @@ class ParallelInst:
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst, ParallelInst]
 
 
+def path_variable(path: str) -> str:
+    """The variable the generated code holds a tensor read by its path in (`backbone.layer3`:
+    `backbone_layer3`); lowering refuses a layer of that name."""
+    return path.replace(".", "_")
+
+
 def tapped_groups(items: Sequence[Any], outputs: Iterable[str]) -> dict[str, set[str]]:
     """Groups among `items` (run in sequence) whose entries later items or the outputs read
     from outside them (`from: backbone.layer3`): group -> those entries. The code runs such a

@@ -21,6 +21,7 @@ from archc.ir.graph import (
     ParallelInst,
     StageInst,
     instance_name,
+    path_variable,
 )
 from archc.lower import limits
 from archc.lower.context import (
@@ -274,7 +275,7 @@ def _check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
     """The code holds a tap `backbone.layer3` in the variable `backbone_layer3`: no layer may
     have that name."""
     for name in sorted(n for n in reads if "." in n):
-        variable = name.replace(".", "_")
+        variable = path_variable(name)
         if variable in defined:
             raise SpecError(
                 f"layer {variable!r} has the name the generated code gives the tap {name!r}; rename the layer",
