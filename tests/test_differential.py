@@ -776,7 +776,8 @@ def test_taps_read_entries_of_groups(aux):
     assert ("backbone_relu = self.backbone.relu(x)" in source) == aux
     assert "features_0 = self.features[0](backbone_layer1)" in source
     assert "x = self.features[1:](features_0)" in source
-    assert "nn.ReLU(inplace=True)" not in source.split("relu_again=")[1].split(")")[0]  # its input is a tap's
+    assert source.split("relu_again=")[1].startswith("nn.ReLU()")  # its input is a tap's: never in place
+    assert "relu=nn.ReLU(inplace=True)" in source  # where nothing reads its input again, in place
     model = module_from(source, "tapped").build_model().eval()
     with torch.no_grad():
         assert tuple(model(torch.randn(1, 3, 23, 17))["out"].shape) == (1, 5, 23, 17)
