@@ -506,6 +506,10 @@ def dataflow_specs(draw):
                 paths[0]["from"] = f"side{k}"
             layers.append({f"par{k}": {"parallel": paths, "merge": merge}})
             c = 2 * c if merge == "concat" else c
+    if draw(st.booleans()):  # a block kind with two inputs reading an earlier tensor and the last one
+        blocks["two"], c = _two_inputs(draw, c)
+        earlier = [next(iter(e)) for e in layers[:-1]]
+        layers.append({"joined": {"block": "two", "with": {"w": c}, "from": [draw(st.sampled_from(earlier)), next(iter(layers[-1]))]}})
     if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
         heads = [
             {"a": {"conv": {"filters": c, "kernel": 1}}},
@@ -525,6 +529,23 @@ def dataflow_specs(draw):
     if outputs:
         spec["outputs"] = {"out": "fc", **outputs}
     return spec
+
+
+def _two_inputs(draw, w: int) -> tuple[dict, int]:
+    """A block kind with inputs `lo` and `hi` (any sizes: `hi` is resized to `lo`'s), its layers
+    reading them by name, one maybe under a condition on their channels; and its output channels."""
+    merge = draw(st.sampled_from(["add", "concat"]))
+    k = draw(st.sampled_from([1, 3]))
+    layers = [
+        {"p": {"conv": {"filters": "w", "kernel": 1}, "from": "hi"}},
+        {"pa": {"act": draw(st.sampled_from(ACTS))}},
+        {"up": {"resize": {"like": "lo", "mode": draw(st.sampled_from(["nearest", "bilinear"]))}}},
+        {"q": {"conv": {"filters": "w", "kernel": k, "padding": k // 2}, "from": "lo"}},
+        {"j": {merge: ["up", "q"]}},
+    ]
+    if draw(st.booleans()):
+        layers[1]["pa"]["if"] = draw(st.sampled_from(["lo_channels != hi_channels", "lo_channels == hi_channels", "w > 3"]))
+    return {"inputs": ["lo", "hi"], "params": {"w": "int"}, "layers": layers}, 2 * w if merge == "concat" else w
 
 
 def _lowered(spec_dict):

@@ -85,6 +85,8 @@ KINDS = {
     "the wrong size, a condition that is not true or false.",
     "parallel": "Module lists (`parallel:`): paths written with names or conditions, paths that are not modules, a "
     "module list inside a sequence, paths whose outputs do not merge.",
+    "inputs": "Block kinds with several inputs (`inputs:`): an instance giving another number of tensors, an input "
+    "nothing reads, a name taken twice, a stage or a skip connection over several inputs.",
 }
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -25,6 +25,7 @@ from archc.ir.graph import (
     SymParallel,
     SymShortcut,
     SymStage,
+    channel_params,
     container_results,
     instance_name,
     passed_on,
@@ -171,10 +172,21 @@ class Signature:
 
     params: tuple[tuple[str, object, str], ...]  # name, default (None: required), type
     flags: tuple[str, ...]  # switches of `when: shape_changes` shortcuts that some instance uses
+    inputs: tuple[str, ...] = ("input",)  # the kind's inputs (BlockType.inputs)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The positional channel arguments, one per input (`in_channels`; `low_channels`, ...)."""
+        return channel_params(self.inputs)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables `forward` (or the Keras function) reads its inputs from: `x`, or one per input."""
+        return ("x",) if self.inputs == ("input",) else tuple(tensor_variable(n) for n in self.inputs)
 
     def arguments(self) -> set[str]:
         """Every name bound in a block's constructor or function besides the hoisted ones."""
-        return {"self", "x", "in_channels", "name", *(n for n, _, _ in self.params), *self.flags}
+        return {"self", "x", "name", *self.channels, *self.variables, *(n for n, _, _ in self.params), *self.flags}
 
     def parts(self) -> list[str]:
         out = [f"{n}: {t}" for n, d, t in self.params if d is None]
@@ -185,7 +197,8 @@ class Signature:
 
 def signature(block: BlockType, graph: Graph) -> Signature:
     used = {inst.shortcut for inst in instances_of(graph, block.name)}
-    return Signature(block.params, tuple(sc.name for sc in block.shortcuts if sc.when == "shape_changes" and sc.name in used))
+    flags = tuple(sc.name for sc in block.shortcuts if sc.when == "shape_changes" and sc.name in used)
+    return Signature(block.params, flags, block.inputs)
 
 
 def emitted_shortcuts(block: BlockType, sig: Signature) -> list[tuple[SymShortcut, str | None]]:
@@ -293,7 +306,7 @@ class Indexed:
 
 def instance_values(inst: BlockInst, block: BlockType, sig: Signature) -> tuple[object, ...]:
     indexed = {key: Indexed(expr.to_python(tree), tree, inst.index) for key, tree in inst.indexed}
-    values: list[object] = [inst.in_shape.c, *(indexed.get(k, v) for k, v in inst.args)]
+    values: list[object] = [inst.in_shape.c, *(s.c for s in inst.more_in), *(indexed.get(k, v) for k, v in inst.args)]
     values += [inst.shortcut == flag for flag in sig.flags]
     return tuple(values)
 
@@ -369,12 +382,12 @@ def _at(value: object, step: int, k: int) -> object:
 
 def instance_call(func: str, block: BlockType, sig: Signature, run: Run, var: str, lead: tuple[str, ...] = ()) -> Call:
     """`Func(in_channels, param=value, ...)`, leaving out parameters at their default."""
-    names = ["in_channels", *(n for n, _, _ in block.params), *sig.flags]
+    names = [*sig.channels, *(n for n, _, _ in block.params), *sig.flags]
     defaults: dict[str, object] = {n: d for n, d, _ in block.params}
     defaults.update((flag, False) for flag in sig.flags)
-    args: list[str] = [*lead, run.arg(0, var)]
+    args: list[str] = [*lead, *(run.arg(k, var) for k in range(len(sig.channels)))]
     kwargs: dict[str, str] = {}
-    for k, name in enumerate(names[1:], start=1):
+    for k, name in enumerate(names[len(sig.channels):], start=len(sig.channels)):
         value, step = run.values[k]
         if step == 0 and name in defaults and defaults[name] is not None and value == defaults[name] and type(value) is type(defaults[name]):
             continue
@@ -392,7 +405,7 @@ def inner_call(
     for flag, condition in sym.flags:
         if flag in sig.flags and not (isinstance(condition, ast.Constant) and condition.value is False):
             kwargs[flag] = expr.to_python(condition)
-    return call(func, *lead, in_channels, **kwargs)
+    return call(func, *lead, in_channels, *(src(t) for t in sym.more_channels), **kwargs)
 
 
 def sym_trees(layer: SymItem) -> list[ast.expr]:
@@ -448,7 +461,7 @@ class Step:
 
 def plan(
     items: tuple, first: str, default: str, keep: set[str | None], first_safe: bool = False, keep_first: bool = True,  # type: ignore[type-arg]
-    outputs: frozenset[str] = frozenset(),
+    outputs: frozenset[str] = frozenset(), inputs: Sequence[str] = ("input",),
 ) -> list[Step]:
     """Variables for a list of items that read the previous tensor or named ones.
 
@@ -457,7 +470,8 @@ def plan(
     `out = self.bn1(out)`, ... as torchvision's blocks do. `keep` names items whose
     output is read again elsewhere (a shortcut's input), so the next item must not
     work in place on it; `outputs`, items whose tensors the model returns (each keeps a
-    variable of its own).
+    variable of its own); `inputs`: the names of a block kind's several inputs, the first
+    held in `first` and the others in variables of their names.
     """
     last = container_results(items)  # an output naming a container is its last entry's tensor
     outputs = frozenset(last.get(o, o) for o in outputs)
@@ -465,14 +479,14 @@ def plan(
     # a tensor needs a variable of its own when something other than the next item reads it,
     # or a merge reads it with other named tensors (`torch.cat([branch1, branch2], 1)`)
     after = {item.name: nxt.name for item, nxt in zip(items, items[1:])}
-    named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {"input"}
-    named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {"input"}
-    named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {"input"}
-    named |= set(outputs) - {"input"}
+    named = {n for item in items for n in item.inputs if after.get(n) != item.name} - {*inputs}
+    named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {*inputs}
+    named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {*inputs}
+    named |= set(outputs) - {*inputs}
     taps = tapped_groups(items, outputs)
-    var = {"input": first}
+    var = {inputs[0]: first, **{n: tensor_variable(n) for n in inputs[1:]}}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
-    prev_name = "input"
+    prev_name = inputs[0]
     steps = []
     for item in items:
         srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)

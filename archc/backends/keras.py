@@ -217,7 +217,8 @@ class KerasEmitter:
             body += self._group(SymGroup("", block.layers, ast.Name("in_channels")), hoist, uses, block, "", I1, first)
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
-            for step in common.plan(block.layers, "inputs" if reads_input else "x", "x", set()):
+            first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
+            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
                 self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
@@ -234,7 +235,9 @@ class KerasEmitter:
         return {
             "name": block.name,
             "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
-            "signature": ["x: keras.KerasTensor", "in_channels: int", "*", *sig.parts(), "name: str"],
+            "signature": [
+                *(f"{v}: keras.KerasTensor" for v in sig.variables), *(f"{c}: int" for c in sig.channels), "*", *sig.parts(), "name: str",
+            ],
             "body": merge_guards(body),
         }
 
@@ -263,7 +266,8 @@ class KerasEmitter:
         if isinstance(layer, SymGroup):
             body = self._group(layer, hoist, uses, block, prefix, at)
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
-            body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=src)
+            lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
+            body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=lead)
             src = step.dst
         elif isinstance(layer, SymParallel):
             body = self._parallel(common.Step(layer, step.srcs, step.dst, step.passthrough, False), hoist, uses, block, prefix, at, name)
@@ -423,9 +427,9 @@ class KerasEmitter:
         return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'{prefix}_{key}"', indent + I1, "x = ")
 
     def _inner(
-        self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python, lead: str = "x",
+        self, sym: SymBlock, in_channels: str, name: str, indent: str, head: str, src: Any = expr.to_python, lead: tuple[str, ...] = ("x",),
     ) -> list[str]:  # fmt: skip
-        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=(lead,), src=src)
+        c = common.inner_call(sym.block, sym, self.sigs[sym.block], in_channels, lead=lead, src=src)
         return render(Call(c.func, (*c.args, f"name={name}")), indent, head)
 
     def _shortcut(self, sc: SymShortcut, hoist: common.Hoister, indent: str, src: str) -> list[str]:
@@ -473,12 +477,14 @@ class KerasEmitter:
             elif isinstance(item, ParallelInst):
                 lines += self._model_parallel(item, step)
             else:
-                if step.srcs[0] != "x":
+                several = isinstance(item, BlockInst) and bool(item.more_in)  # reads its tensors in place
+                if step.srcs[0] != "x" and not several:
                     lines.append(f"{I1}x = {step.srcs[0]}")
                 if step.taps:
                     lines += self._tapped(item, dict(step.taps))  # type: ignore[arg-type]
                 else:  # an entry of a `modules:` container is named by its path (`fpn_inner_blocks_0`)
-                    lines += self._items((item,), "", as_name=item.name.replace(".", "_") if "." in item.name else None)
+                    lead = step.srcs if several else ("x",)
+                    lines += self._items((item,), "", as_name=item.name.replace(".", "_") if "." in item.name else None, lead=lead)
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst
@@ -511,7 +517,11 @@ class KerasEmitter:
             applied = outs
         return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
 
-    def _items(self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None, uses: dict[str, int] | None = None) -> list[str]:
+    def _items(
+        self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None, uses: dict[str, int] | None = None,
+        lead: tuple[str, ...] = ("x",),
+    ) -> list[str]:  # fmt: skip
+        """The items on `x`; `lead`: the tensors a block instance reads (its several inputs)."""
         lines: list[str] = []
         uses = {} if uses is None else uses  # a list written in pieces (_tapped) shares one
         for item in items:
@@ -536,7 +546,7 @@ class KerasEmitter:
                 for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
-                lines += self._instances([item], item.block, None, full)
+                lines += self._instances([item], item.block, None, full, lead=lead)
             else:
                 assert isinstance(item, StageInst)
                 lines += self._instances(list(item.instances), item.block, item, full + "_")
@@ -581,7 +591,10 @@ class KerasEmitter:
             k = end
         return lines
 
-    def _instances(self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str, offset: int = 0) -> list[str]:
+    def _instances(
+        self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str, offset: int = 0,
+        lead: tuple[str, ...] = ("x",),
+    ) -> list[str]:  # fmt: skip
         block = self.graph.block(block_name)
         sig = self.sigs[block_name]
         rows = [common.instance_values(inst, block, sig) for inst in insts]
@@ -600,7 +613,7 @@ class KerasEmitter:
                     name_src = common.literal(prefix)
                 else:
                     name_src, _ = common.name_pattern(stage, r, var, "_", prefix)
-                c = common.instance_call(block_name, block, sig, r, var, lead=("x",))
+                c = common.instance_call(block_name, block, sig, r, var, lead=lead)
                 c = Call(c.func, (*c.args, f"name={name_src}"))
                 indent = I1 + I1 if looped else I1
                 if looped:

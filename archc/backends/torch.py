@@ -169,14 +169,15 @@ class TorchEmitter(InitEmission, ListEmission):
                 "init": init,
                 "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
-        for step in [*common.plan(block.layers, "x", "out", after_read), *common.plan(block.after, "out", "out", after_read, True)]:
+        first = sig.variables[0]
+        for step in [*common.plan(block.layers, first, "out", after_read, inputs=block.inputs), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
             if layer.name in defined and not module_free:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
             init += self._init_lines(layer, hoist, step.inplace, INDENT2)
-        signature = ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])]  # "*" needs a parameter after it
+        signature = [f"{c}: int" for c in sig.channels] + (["*", *sig.parts()] if sig.parts() else [])  # "*" needs a parameter after it
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
             init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")
@@ -187,7 +188,8 @@ class TorchEmitter(InitEmission, ListEmission):
                 forward = [*self._as_list(block), "x = torch.cat(features, 1)", *forward]
                 methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
             else:
-                methods = [("forward(self, x: Tensor) -> Tensor", forward)]
+                tensors = ", ".join(f"{v}: Tensor" for v in sig.variables)
+                methods = [(f"forward(self, {tensors}) -> Tensor", forward)]
         init.insert(0, f"{INDENT2}super().__init__()")
         return {
             "name": self.names[block.name],
@@ -250,8 +252,8 @@ class TorchEmitter(InitEmission, ListEmission):
             return out
 
         lines = ["identity = x"] if skip else []
-        var = "x"
-        steps = common.plan(block.layers, "x", "out", {sc.input for sc in block.shortcuts})
+        var = sig.variables[0]
+        steps = common.plan(block.layers, var, "out", {sc.input for sc in block.shortcuts}, inputs=block.inputs)
         for step in steps:
             lines += self._forward_lines(step, hoist)
             var = step.dst
@@ -381,7 +383,7 @@ class TorchEmitter(InitEmission, ListEmission):
             body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
             guard = f"if self.{self._switch(layer)}:"
         else:
-            src = step.srcs[0] if layer.condition is None else step.dst
+            src = ", ".join((step.srcs[0] if layer.condition is None else step.dst, *_more_inputs(layer, step)))
             body = self._call_line(layer.name, kind, src, step.dst)
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
@@ -473,8 +475,9 @@ class TorchEmitter(InitEmission, ListEmission):
                 forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
             tapped = frozenset(entry for entry, _ in step.taps)
+            src = ", ".join((step.srcs[0], *_more_inputs(item, step)))
             if top in containers:  # an entry of a `modules:` container, defined with it
-                forward += self._call_line(common.module_path(item.name), _kind(item), step.srcs[0], step.dst)
+                forward += self._call_line(common.module_path(item.name), _kind(item), src, step.dst)
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -482,7 +485,7 @@ class TorchEmitter(InitEmission, ListEmission):
             if step.taps:
                 forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue
-            forward += self._call_line(item.name, _kind(item), step.srcs[0], step.dst)
+            forward += self._call_line(item.name, _kind(item), src, step.dst)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
         init += self.init_lines(INDENT2)
@@ -653,6 +656,12 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
     args = symbolic_args(layer, hoist)
     variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
     return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
+
+
+def _more_inputs(item: object, step: common.Step) -> tuple[str, ...]:
+    """The tensors after the first that an instance of a block kind with several inputs reads."""
+    several = isinstance(item, SymBlock) and item.more_channels or isinstance(item, BlockInst) and item.more_in
+    return step.srcs[1:] if several else ()
 
 
 def _module_free(kind: str) -> bool:

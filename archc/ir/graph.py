@@ -81,6 +81,7 @@ class SymBlock:
     condition: ast.expr | None = None
     where: Location | None = field(default=None, compare=False)
     at: tuple[Any, ...] = field(default=(), compare=False)
+    more_channels: tuple[ast.expr, ...] = ()  # a kind with several inputs: the channels of the later ones
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,19 @@ class BlockType:
     # its layers are unnamed and run in sequence: an nn.Sequential subclass in PyTorch (torchvision's
     # Conv2dNormActivation), numbered `0`, `1`, ...; its unnamed stages number on (`_stack`)
     numbered: bool = False
+    inputs: tuple[str, ...] = ("input",)  # the names its layers read its inputs by
+
+    @property
+    def channel_params(self) -> tuple[str, ...]:
+        """The constructor's channel arguments, one per input."""
+        return channel_params(self.inputs)
+
+
+def channel_params(inputs: Sequence[str]) -> tuple[str, ...]:
+    """The channels of a block kind's inputs, as its expressions and its generated constructor
+    name them: `in_channels` for the one `input`, `low_channels`, `high_channels` for `inputs:
+    [low, high]` (torchvision's LRASPPHead(low_channels, high_channels, ...))."""
+    return ("in_channels",) if tuple(inputs) == ("input",) else tuple(f"{n}_channels" for n in inputs)
 
 
 @dataclass(frozen=True)
@@ -249,6 +263,7 @@ class BlockInst:
     # alone, the model's parameters folded in), for emitters to write loops; and this index.
     indexed: tuple[tuple[str, ast.expr], ...] = field(default=(), compare=False)
     index: int = 0
+    more_in: tuple[Shape, ...] = ()  # a kind with several inputs: the shapes of the later ones
 
 
 def instance_name(pattern: str, k: int) -> str:

@@ -151,6 +151,23 @@ def unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
             )
 
 
+def check_arity(source: BlockSource, name: str, kind: str, given: int, where: Location) -> None:
+    """An instance reads as many tensors as its kind has inputs (`from: [a, b]` for `inputs: [low, high]`)."""
+    inputs = source.definition.input_names
+    want = len(inputs)
+    if want == given:
+        return
+    if kind == "stage":
+        raise SpecError(f"{name}: a stage repeats a block with one input; block {source.name!r} has {want} ({', '.join(inputs)})", where)
+    if want == 1:
+        raise SpecError(f"{name}: block {source.name!r} reads one input; `from:` names one tensor", where)
+    raise SpecError(
+        f"{name}: block {source.name!r} reads {want} inputs ({', '.join(inputs)}): write `from: [...]` with "
+        f"{want} tensors, one per input in that order",
+        where,
+    )
+
+
 def shown(written: str, index: int) -> str:
     """An entry's name for messages: its name, or its position when it has none."""
     return f"entry {index}" if written == POSITIONAL else written

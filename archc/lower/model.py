@@ -28,6 +28,7 @@ from archc.lower.context import (
     Ctx,
     State,
     Tensor,
+    check_arity,
     check_layout,
     check_list_entry,
     check_path,
@@ -85,15 +86,17 @@ def lower_items(
         where = ctx.where(index, written)
         if in_group:
             check_list_entry(shown(written, index), kind, body, where)
-        inputs: tuple[str, ...] = ()
-        if body.from_ is not None:  # its input, whether it is present or passes that input on
-            source = lookup(env, body.from_, ctx.where(index, written, "from"))
+        inputs: tuple[str, ...] = body.reads
+        others: tuple[Tensor, ...] = ()  # a block with several inputs: the tensors after the first
+        if inputs:  # its input, whether it is present or passes that input on
+            at = (lambda k: ctx.where(index, written, "from", k)) if len(inputs) > 1 else (lambda k: ctx.where(index, written, "from"))
+            source, *more = [lookup(env, n, at(k)) for k, n in enumerate(inputs)]
             cur, shape, nonneg = source.node, source.shape, source.nonneg
-            inputs = (body.from_,)
+            others = tuple(more)
         if body.if_ is not None and not typed_value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
             if written != POSITIONAL:
                 env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
-                flow.aliases[written] = body.from_ or prev
+                flow.aliases[written] = (inputs or (prev,))[0]
                 prev = written
             flow.excused.update(flow.resolve(n) for n in _merged_names(body, kind))
             continue
@@ -156,7 +159,7 @@ def lower_items(
             inputs = item.inputs  # one per path
         elif kind == "block":
             args = call_args(state, sub, body.block, body.with_, {}, "with")
-            item, cur = instantiate(state, sub, body.block, args, name, shape, cur)
+            item, cur = instantiate(state, sub, body.block, args, name, shape, cur, others=others)
             nonneg = state.block_types[body.block].nonneg_out
         elif kind == "stage" and written == POSITIONAL and in_group:
             stage, cur = _lower_stage(state, sub, body, name, shape, cur, spliced_at=position - 1)
@@ -431,6 +434,8 @@ def _lower_stage(
     the layers of its instances are those entries (torchvision's VGG `features`)."""
     repeat = typed_value(body.repeat, ctx.scope, ctx.where("repeat"), "any", state=state)
     check_repeat(repeat, ctx.where("repeat"))
+    if body.stage in state.spec.blocks:
+        check_arity(state.spec.blocks[body.stage], name, "stage", 1, ctx.where("stage"))
     indexed = uses_index(body)
     common = first = last = {}
     if not indexed:

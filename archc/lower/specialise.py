@@ -29,6 +29,7 @@ from archc.ir.graph import (
     SymParallel,
     SymShortcut,
     SymStage,
+    channel_params,
     instance_name,
     passed_on,
     spliced,
@@ -37,6 +38,7 @@ from archc.lower.context import (
     Ctx,
     State,
     Tensor,
+    check_arity,
     check_inline,
     counts_of,
     join_path,
@@ -71,9 +73,11 @@ def _entering(state: State, name: str, where: Location) -> Iterator[None]:
 def instantiate(
     state: State, ctx: Ctx, block: str, args: dict[str, Any], name: str, shape: Shape, cur: str,
     stage_ctx: Ctx | None = None, first_position: int | None = None, switches: dict[str, bool] | None = None,
+    others: tuple[Tensor, ...] = (),
 ) -> tuple[BlockInst, str]:  # fmt: skip
     """One instance; `first_position`: written `inline`, its layers are entries of the
-    enclosing numbered list (ctx's module path) from that position on; `switches`: see `_expand`."""
+    enclosing numbered list (ctx's module path) from that position on; `switches`: see `_expand`;
+    `others`: for a kind with several inputs, the tensors after the first (`shape`, `cur`)."""
     where = (stage_ctx or ctx).where()
     source = state.spec.blocks.get(block)
     if source is None:
@@ -84,7 +88,7 @@ def instantiate(
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
     try:
-        return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches)
+        return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches, others)
     except SpecError as e:
         if e.where is None or e.where == where or e.where.file.startswith("--set"):
             raise
@@ -107,6 +111,7 @@ def instantiate(
 def _expand(
     state: State, ctx: Ctx, source: BlockSource, args: dict[str, Any], name: str, shape: Shape, cur: str,
     where: Location, first_position: int | None = None, switches: dict[str, bool] | None = None,
+    others: tuple[Tensor, ...] = (),
 ) -> tuple[BlockInst, str]:  # fmt: skip
     """One instance of a block kind: its symbolic form (`BlockType`, what the code is printed
     from) specialised to these arguments and this input. `switches`: inside another block
@@ -118,11 +123,14 @@ def _expand(
         raise SpecError(f"block {block!r} gets a map PyTorch holds channels-last; add `permute: {{to: channels_first}}` before it", where)
     with _entering(state, block, where):
         params = bind_params(source, args, where)
-        scope = {**params, "in_channels": shape.c}
+        inputs = (Tensor(cur, shape, False), *others)
+        channels = dict(zip(channel_params(source.definition.input_names), (t.shape.c for t in inputs)))
+        scope = {**params, **channels}
+        check_arity(source, join_path(ctx.module_path), "block", len(inputs), where)
         block_checks(state, source, scope, where)
         btype = type_of(state, block, where)
         try:
-            inst, node = _specialise(state, ctx, source, btype, params, scope, name, shape, cur, where, first_position, switches)
+            inst, node = _specialise(state, ctx, source, btype, params, scope, name, inputs, where, first_position, switches)
         except SpecError as e:
             e.in_instance = True  # type: ignore[attr-defined]
             raise
@@ -131,12 +139,12 @@ def _expand(
 
 def _specialise(
     state: State, ctx: Ctx, source: BlockSource, btype: BlockType, params: dict[str, Any], scope: dict[str, Any],
-    name: str, shape: Shape, cur: str, where: Location, first_position: int | None, switches: dict[str, bool] | None,
+    name: str, inputs: tuple[Tensor, ...], where: Location, first_position: int | None, switches: dict[str, bool] | None,
 ) -> tuple[BlockInst, str]:  # fmt: skip
     """The instance's items, shortcut and `after`, from the block kind's symbolic form."""
     first_node = len(state.nodes)  # the block's nodes are the ones added from here on
-    spec = _Specialiser(state, source, btype, scope, {"input": Tensor(cur, shape, False)}, {})
-    children, last = spec.items(btype.layers, ctx.module_path, "input", btype.numbered, first_position or 0)
+    spec = _Specialiser(state, source, btype, scope, dict(zip(btype.inputs, inputs)), {})
+    children, last = spec.items(btype.layers, ctx.module_path, btype.inputs[0], btype.numbered, first_position or 0)
     out = spec.env[last]
     used_shortcut = None
     if btype.connectivity == "skip":
@@ -149,8 +157,9 @@ def _specialise(
     counts = Counts(
         sum(n.trainable for n in state.nodes[first_node:]), sum(n.non_trainable for n in state.nodes[first_node:])
     )
+    shape = inputs[0].shape
     inst = BlockInst(name, source.name, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
-    return inst, out.node
+    return dataclasses.replace(inst, more_in=tuple(t.shape for t in inputs[1:])), out.node
 
 
 SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus the shortcut
@@ -242,7 +251,7 @@ class _Specialiser:
             out = self.env[last]
             return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children)), out
         if isinstance(item, SymBlock):
-            return self.block(item, name, (*path, name), src, scope, self.where(item))
+            return self.block(item, name, (*path, name), src, scope, self.where(item), others=tuple(self.env[n] for n in reads[1:]))
         if isinstance(item, SymParallel):
             return self.parallel(item, name, path, reads, scope)
         stage, tensor = self.stage(item, path, src, scope)
@@ -341,13 +350,14 @@ class _Specialiser:
 
     def block(
         self, sym: SymBlock, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], where: Location,
-        first_position: int | None = None,
+        first_position: int | None = None, others: tuple[Tensor, ...] = (),
     ) -> tuple[BlockInst, Tensor]:  # fmt: skip
         _, args = self.arguments(sym, scope, where)
-        self.check_channels(sym.in_channels, src.shape, f"{self.source.name}.{sym.name}", scope)
+        for tree, tensor in zip((sym.in_channels, *sym.more_channels), (src, *others)):
+            self.check_channels(tree, tensor.shape, f"{self.source.name}.{sym.name}", scope)
         switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
         ctx = Ctx(self.source.source, (*self.source.path, *sym.at), path, {}, False)
-        inst, node = instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches)
+        inst, node = instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches, others=others)
         nonneg = self.state.block_types[sym.block].nonneg_out
         return inst, Tensor(node, inst.out_shape, nonneg)
 

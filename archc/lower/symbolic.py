@@ -21,10 +21,12 @@ from archc.ir.graph import (
     SymParallel,
     SymShortcut,
     SymStage,
+    channel_params,
     passed_on,
 )
 from archc.lower.context import (
     State,
+    check_arity,
     check_layout,
     check_list_entry,
     check_named_layers,
@@ -54,9 +56,11 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 source.locate("shortcut"),
             )
     defaults = state.spec.model.defaults
-    channels: ast.expr = ast.Name("in_channels")
-    stride: ast.expr = ast.Constant(1)
-    points: dict[str, SymTensor] = {"input": SymTensor(channels, stride, False, False)}
+    inputs_of = definition.input_names
+    _check_channel_params(source, inputs_of, layer_names)
+    points: dict[str, SymTensor] = {
+        n: SymTensor(ast.Name(c), ast.Constant(1), False, False) for n, c in zip(inputs_of, channel_params(inputs_of))
+    }
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
     sequence = numbered_definition(definition)
@@ -83,7 +87,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
             if unindexed and name in points:
                 raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
-            inputs: tuple[str, ...] = (body.from_,) if body.from_ is not None else ()
+            inputs: tuple[str, ...] = body.reads
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
             if isinstance(condition, ast.Constant) and not condition.value:
@@ -98,7 +102,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             if kind in ("block", "stage"):
                 if body.inline:
                     raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
-                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where)
+                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1))].channels for k, n in enumerate(inputs[1:]))
+                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
@@ -213,7 +218,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
         last_of[section] = prev
         return tuple(out)
 
-    layers = sym_layers(definition.layers, ("layers",), "input")
+    layers = sym_layers(definition.layers, ("layers",), inputs_of[0])
     channels, stride = points[LAST].channels, points[LAST].stride
     if points[LAST].last:
         raise SpecError(
@@ -257,6 +262,9 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
     unread(defined, reads, f"block {source.name!r}")
+    for k, n in enumerate(definition.inputs or ()):
+        if n not in reads:
+            raise SpecError(f"input {n!r} of block {source.name!r} is never read; read it (`from: {n}`, a merge) or remove it", source.locate("inputs", k))
     # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
     if not numbered_definition(definition):
@@ -277,8 +285,21 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
         )
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
-        stride, source.locate(), nonneg_out, numbered,
+        stride, source.locate(), nonneg_out, numbered, inputs_of,
     )  # fmt: skip
+
+
+def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_names: set[str]) -> None:
+    """The names a kind's inputs and their channels take are not also its parameters or layers."""
+    definition = source.definition
+    for k, (n, c) in enumerate(zip(inputs, channel_params(inputs))):
+        taken = [x for x in (n, c) if x in definition.params or (x in layer_names and inputs != ("input",))]
+        if taken:
+            where = source.locate("inputs", k) if definition.inputs else source.locate("params", taken[0])
+            raise SpecError(
+                f"block {source.name!r}: {taken[0]!r} names an input or its channels and also a parameter or layer; rename one",
+                where,
+            )
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
@@ -424,16 +445,18 @@ def type_of(state: State, block: str, where: Location) -> BlockType:
     return state.block_types.setdefault(block, btype)
 
 
-def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location):  # type: ignore[no-untyped-def]
-    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride)."""
+def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = ()):  # type: ignore[no-untyped-def]
+    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride);
+    `more`: the channels of the tensors after the first that a block with several inputs reads."""
     inner = type_of(state, body.block if kind == "block" else body.stage, where)
+    check_arity(state.spec.blocks[inner.name], name, kind, 1 + len(more), where)
     declared = {p for p, _, _ in inner.params}
     for key in [*body.with_, *(body.first if kind == "stage" else {})]:
         if key not in declared:
             raise SpecError(f"block {inner.name!r} has no parameter {key!r}; its parameters: {', '.join(declared) or 'none'}", where)
     common = {k: _sym(v, channels) for k, v in body.with_.items()}
     if kind == "block":
-        sym = _sym_instance(inner, name, common, channels)
+        sym = dataclasses.replace(_sym_instance(inner, name, common, channels), more_channels=more)
         return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
     if body.last:
         raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
@@ -488,7 +511,7 @@ def _frame(inner: BlockType, sym: SymBlock, tree: ast.expr) -> ast.expr:
     """An expression of the inner kind (over its parameters) in the outer kind's terms."""
     values = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
     values.update(dict(sym.args))
-    values["in_channels"] = sym.in_channels
+    values.update(zip(inner.channel_params, (sym.in_channels, *sym.more_channels)))
     return expr.substitute(tree, values)
 
 

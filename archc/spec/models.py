@@ -99,6 +99,13 @@ class Flow(Strict):
         "in_channels, evaluated at build time); elsewhere the layer is absent and passes its input on.",
     )
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The tensors `from:` names: none (the previous one), one, or a block instance's several."""
+        if self.from_ is None:
+            return ()
+        return tuple(self.from_) if isinstance(self.from_, list) else (self.from_,)
+
 
 def _op_item(kind: str, args: Any) -> type[Flow]:
     """`{conv: {...}, from: ..., if: ...}`: the entry model of one op kind."""
@@ -147,6 +154,12 @@ class _Items(Mapping[str, type[Flow]]):
 class BlockItem(Flow):
     """One instance of a block kind."""
 
+    from_: TensorName | Annotated[list[TensorName], Field(min_length=2, max_length=16)] | None = Field(  # type: ignore[assignment]
+        None,
+        alias="from",
+        description="Read this tensor instead of the previous one (see any layer's `from`); for a block kind "
+        "with several `inputs`, the list of tensors it reads, one per input in their order.",
+    )
     block: Name = Field(description="Block kind, defined in `blocks:` or a `use:` library.")
     with_: dict[Name, ParamValue] = Field(default_factory=dict, alias="with", description="Block parameters.")
     inline: StrictBool = Field(
@@ -396,6 +409,14 @@ class BlockDef(Strict):
         default_factory=dict,
         description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
     )
+    inputs: list[Name] | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        description="Several named inputs (`inputs: [low, high]`), read by name as `input` is in a block with "
+        "one; their channels are the parameters `low_channels`, `high_channels` (a block with one input has "
+        "`in_channels`). An instance gives them in order: `from: [backbone.4, backbone.16]`.",
+    )
     connectivity: Literal["none", "skip"] = Field(
         "none",
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
@@ -415,12 +436,23 @@ class BlockDef(Strict):
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
             raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
+        if self.inputs is not None:
+            if len(set(self.inputs)) != len(self.inputs) or "input" in self.inputs:
+                raise ValueError("`inputs` are distinct names, none of them `input`")
+            if self.connectivity == "skip":
+                raise ValueError("a block with several inputs has no skip connectivity (which input would it add?); "
+                                 "write the sum as a layer, e.g. `sum: {add: [low, out]}`")
         names = [sc.name for sc in self.shortcuts]
         if len(set(names)) != len(names):
             raise ValueError("shortcuts need distinct names (`name:`)")
         if len(names) > 1 and any(sc.when == "always" for sc in self.shortcuts):
             raise ValueError("a shortcut with `when: always` is used on every instance, so it must be the only one")
         return self
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The names its layers read its inputs by: `input`, or those of `inputs:`."""
+        return tuple(self.inputs) if self.inputs else ("input",)
 
     @property
     def shortcuts(self) -> tuple[Shortcut, ...]:

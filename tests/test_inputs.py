@@ -1,0 +1,141 @@
+"""Block kinds with several named inputs (`inputs: [low, high]`): an instance reads one
+tensor per input (`from: [a, b]`), the generated PyTorch class takes one channel argument
+per input and `forward(self, low, high)` (torchvision's LRASPPHead(low_channels,
+high_channels, ...)), the Keras function one tensor and one channel count per input. The
+IR, the generated PyTorch and the generated Keras agree (test_differential.agree); the
+zoo's proof is lraspp_mobilenet_v3_large against torchvision (test_torchvision)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import need
+from test_differential import agree, module_from, spec
+
+from archc.backends import emit
+from archc.errors import SpecError
+from archc.lower import lower
+from archc.spec.loader import load_spec_text
+
+torch = need("torch")
+
+# a U-Net decoder step: the coarse map upsampled, concatenated with the skip, then a conv
+UP = """\
+up:
+  inputs: [skip, low]
+  params: {w: int}
+  layers:
+    - upsampled: {conv_transpose: {filters: w, kernel: 2, stride: 2, bias: true}, from: low}
+    - joined: {concat: [skip, upsampled]}
+    - conv: {conv: {filters: w, kernel: 3, padding: 1}}
+    - bn: batchnorm
+    - relu: relu
+"""
+
+MODEL = """\
+- enc: [{conv: {filters: 4, kernel: 3, padding: 1}}, relu]
+- down: [{maxpool: {kernel: 2}}, {conv: {filters: 8, kernel: 3, padding: 1}}, relu]
+- dec: {block: up, with: {w: 4}, from: [enc, down]}
+"""
+
+
+def test_two_inputs_at_model_level():
+    graph = agree(spec(UP, MODEL))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["dec.upsampled"].inputs == ("down.2",)  # the second input
+    assert nodes["dec.joined"].inputs == ("enc.1", "dec.upsampled") and nodes["dec.joined"].shape.c == 8
+    # conv_transpose 8 -> 4 (2x2, bias) and conv 8 -> 4 (3x3) inside dec
+    assert nodes["dec.upsampled"].trainable == 8 * 4 * 4 + 4 and nodes["dec.conv"].trainable == 8 * 4 * 9
+    code = emit(graph, "torch")
+    assert "def __init__(self, skip_channels: int, low_channels: int, *, w: int) -> None:" in code
+    assert "def forward(self, skip: Tensor, low: Tensor) -> Tensor:" in code
+    assert "low_channels, w, kernel_size=2, stride=2, bias=True" in code and "skip_channels + w, w, kernel_size=3" in code
+    assert "self.dec = Up(4, 8, w=4)" in code
+    assert "x = self.dec(enc, down)" in code
+    keras_code = emit(graph, "keras")
+    assert "def up(\n    skip: keras.KerasTensor,\n    low: keras.KerasTensor,\n    skip_channels: int,\n    low_channels: int," in keras_code
+    assert 'x = up(enc, down, 4, 8, w=4, name="dec")' in keras_code
+
+
+def test_two_inputs_inside_another_block_kind():
+    outer = UP + """\
+level:
+  params: {w: int}
+  layers:
+    - skip: [{conv: {filters: w, kernel: 3, padding: 1}}, relu]
+    - inner: [{maxpool: {kernel: 2}}, {conv: {filters: 2 * w, kernel: 3, padding: 1}}, relu]
+    - merged: {block: up, with: {w: w}, from: [skip, inner]}
+"""
+    graph = agree(spec(outer, "- lvl: {block: level, with: {w: 3}}\n"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["lvl.merged.upsampled"].inputs == ("lvl.inner.2",)
+    assert nodes["lvl.merged.joined"].inputs == ("lvl.skip.1", "lvl.merged.upsampled")
+    code = emit(graph, "torch")
+    assert "self.merged = Up(w, inner_channels, w=w)" in code
+    assert "out = self.merged(skip, inner)" in code
+    model = module_from(code, "t").build_model()
+    assert model.lvl.merged.upsampled.in_channels == 6 and model.lvl.merged.conv.in_channels == 6
+
+
+def test_a_conditional_instance_with_two_inputs_passes_its_first_on():
+    outer = UP + """\
+level:
+  params: {w: int, decode: true}
+  layers:
+    - skip: [{conv: {filters: w, kernel: 3, padding: 1}}, relu]
+    - inner: [{maxpool: {kernel: 2}}, {conv: {filters: 2 * w, kernel: 3, padding: 1}}, relu]
+    - merged: {block: up, with: {w: w}, from: [skip, inner], if: decode}
+    - head: {conv: {filters: w, kernel: 1}, from: merged}
+"""
+    on = agree(spec(outer, "- lvl: {block: level, with: {w: 3}}\n"))
+    off = agree(spec(outer, "- lvl: {block: level, with: {w: 3, decode: false}}\n"))
+    assert {n.id for n in on.nodes} > {n.id for n in off.nodes}
+    head = next(n for n in off.nodes if n.id == "lvl.head")
+    assert head.inputs == ("lvl.skip.1",)  # absent, the instance passes its first input on
+
+
+def lowered(text: str):
+    return lower(load_spec_text(text, "t.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("blocks", "layers", "message"),
+    [
+        (UP, "- enc: {conv: {filters: 4, kernel: 1}}\n- dec: {block: up, with: {w: 4}}\n", "reads 2 inputs (skip, low): write `from: [...]` with 2"),
+        (UP, "- a: {conv: {filters: 4, kernel: 1}}\n- dec: {block: up, with: {w: 4}, from: [input, a, a]}\n", "reads 2 inputs"),
+        (
+            "one: {params: {w: int}, layers: [{c: {conv: {filters: w, kernel: 1}}}]}\n",
+            "- a: {conv: {filters: 4, kernel: 1}}\n- b: {block: one, with: {w: 4}, from: [input, a]}\n",
+            "block 'one' reads one input; `from:` names one tensor",
+        ),
+        (UP, "- s: {stage: up, repeat: 2, with: {w: 4}}\n", "a stage repeats a block with one input; block 'up' has 2 (skip, low)"),
+        (
+            "two:\n  inputs: [a, b]\n  layers: [{c: {conv: {filters: 4, kernel: 1}, from: a}}]\n",
+            "- x: {block: two, from: [input, input]}\n",
+            "input 'b' of block 'two' is never read",
+        ),
+        (
+            "two:\n  inputs: [a, b]\n  params: {a_channels: 3}\n  layers: [{m: {add: [a, b]}}]\n",
+            "- x: {block: two, from: [input, input]}\n",
+            "'a_channels' names an input or its channels and also a parameter or layer",
+        ),
+        (
+            "two:\n  inputs: [a, b]\n  connectivity: skip\n  layers: [{m: {add: [a, b]}}]\n",
+            "- x: {block: two, from: [input, input]}\n",
+            "a block with several inputs has no skip connectivity",
+        ),
+        (
+            "two:\n  inputs: [a, input]\n  layers: [{m: {add: [a, input]}}]\n",
+            "- x: {block: two, from: [input, input]}\n",
+            "`inputs` are distinct names, none of them `input`",
+        ),
+        (
+            UP + "outer:\n  layers:\n    - a: {conv: {filters: 4, kernel: 1}}\n    - m: {block: up, with: {w: 4}}\n",
+            "- o: {block: outer}\n",
+            "m: block 'up' reads 2 inputs",
+        ),
+    ],
+)
+def test_mistakes_are_named(blocks, layers, message):
+    with pytest.raises(SpecError) as e:
+        lowered(spec(blocks, layers))
+    assert message in str(e.value)
