@@ -432,6 +432,12 @@ class BlockDef(Strict):
             raise ValueError("a shortcut with `when: always` is used on every instance, so it must be the only one")
         return self
 
+    @model_validator(mode="after")
+    def _signature(self) -> BlockDef:
+        if self.out_channels is None and "out_stride" in self.model_fields_set:
+            raise ValueError("`out_stride` is declared together with `out_channels`; add `out_channels:`")
+        return self
+
     @property
     def shortcuts(self) -> tuple[Shortcut, ...]:
         if self.shortcut is None:
