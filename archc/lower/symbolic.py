@@ -356,6 +356,8 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
     """`then if condition else other`, or just `then` where the two agree whenever the
     condition fails (`in_channels * t` is `in_channels` where `t != 1` fails)."""
+    if isinstance(other, ast.IfExp) and expr.to_python(other.test) == expr.to_python(condition):
+        other = other.orelse  # `a if c else (b if c else d)` is `a if c else d`
     if expr.to_python(then) == expr.to_python(other):
         return then
     if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
