@@ -163,12 +163,15 @@ def check_declared(source: BlockSource, scope: dict[str, Any], inst: BlockInst) 
             want = expr.evaluate(tree, scope)
         except expr.ExprError as e:
             raise SpecError(str(e), source.locate(key)) from None
+        problem = type_problem(want, "int") or (None if want >= 1 else f"must be at least 1, got {want}")
+        if problem:  # the code passes it on as a channel count
+            raise SpecError(f"block {source.name!r}: {key} {expr.to_python(tree)} {problem}", source.locate(key))
         if key == "out_channels":
             found, ok = inst.out_shape.c, want == inst.out_shape.c
         else:  # each side divided by the stride, rounded either way (a padded conv rounds up, a pool down)
             sides = tuple(zip(inst.in_shape.size, inst.out_shape.size))
             found = "x".join(f"{a}->{b}" for a, b in sides)
-            ok = isinstance(want, int) and want >= 1 and all(a // want <= b <= -(-a // want) for a, b in sides)
+            ok = all(a // want <= b <= -(-a // want) for a, b in sides)
         if not ok:
             raise SpecError(
                 f"block {source.name!r} declares {key} {expr.to_python(tree)} = {want!r}, but this instance gives "
