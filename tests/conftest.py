@@ -80,6 +80,7 @@ ZOO = {
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
+    "specs/unet_recursive.yaml": (31_037_698, 11_776),  # the same U-Net, its levels one recursive block kind
     "specs/segmentation/fcn_resnet50.yaml": (32_957_013, 54_144),  # torchvision segmentation.fcn_resnet50(aux_loss=False)
     "specs/detection/resnet18_fpn.yaml": (13_783_616, 9_600),  # torchvision resnet_fpn_backbone("resnet18", BatchNorm2d)
     "specs/segmentation/lraspp_mobilenet_v3_large.yaml": (3_221_538, 24_656),  # torchvision segmentation.lraspp_mobilenet_v3_large
@@ -204,7 +205,7 @@ FAMILIES = {
     "regnet": ["specs/regnet_y_400mf.yaml", "specs/regnet.yaml", "specs/regnet_x_400mf.yaml", "specs/regnet_y_16gf.yaml"],
     "convnext": ["specs/convnext_tiny.yaml", "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml"],
     "seresnet": ["specs/timm/seresnet50.yaml"],
-    "unet": ["specs/unet.yaml"],
+    "unet": ["specs/unet.yaml", "specs/unet_recursive.yaml"],
     "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml", "specs/segmentation/fcn_resnet50.yaml"],
     "detection fpn": ["specs/detection/resnet18_fpn.yaml"],
     "segmentation mobilenet_v3": ["specs/segmentation/deeplabv3_mobilenet_v3_large.yaml"],

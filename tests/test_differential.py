@@ -452,6 +452,27 @@ class _Block:
         self.layers.append({"norm": "batchnorm"})
 
 
+def recursive_kind(draw) -> dict:
+    """A block kind `rec` (w, depth) holding an instance of itself under `if: depth > 1`, at `w`
+    or twice it, maybe merged with the tensor before it, maybe a skip block whose
+    `shape_changes` shortcut the inner instances switch by the declared `out_channels`."""
+    k = draw(st.sampled_from([1, 3]))
+    inner_w = draw(st.sampled_from(["w", "w * 2"]))
+    layers: list[dict] = [
+        {"a": {"conv": {"filters": "w", "kernel": k, "padding": k // 2}}},
+        {"r": draw(st.sampled_from(ACTS))},
+        {"inner": {"block": "rec", "with": {"w": inner_w, "depth": "depth - 1"}, "if": "depth > 1"}},
+    ]
+    merge = draw(st.sampled_from([None, "concat"] + (["add"] if inner_w == "w" else [])))
+    if merge:
+        layers.append({"j": {merge: ["r", "inner"], "if": "depth > 1"}})
+    layers.append({"last": {"conv": {"filters": "w", "kernel": 1}}})
+    definition = {"params": {"w": "int", "depth": "int"}, "out_channels": "w", "layers": layers}
+    if draw(st.booleans()):
+        definition |= {"connectivity": "skip", "shortcut": {"kind": "projection", "batchnorm": draw(st.booleans())}}
+    return definition
+
+
 @st.composite
 def dataflow_specs(draw):
     c0 = draw(st.sampled_from([3, 4]))
@@ -510,6 +531,11 @@ def dataflow_specs(draw):
         blocks["two"], c = _two_inputs(draw, c)
         earlier = [next(iter(e)) for e in layers[:-1]]
         layers.append({"joined": {"block": "two", "with": {"w": c}, "from": [draw(st.sampled_from(earlier)), next(iter(layers[-1]))]}})
+    if draw(st.booleans()):  # a block kind that contains itself while `depth > 1`
+        blocks["rec"] = recursive_kind(draw)
+        w = draw(st.sampled_from([2, 4]))
+        layers.append({"rec": {"block": "rec", "with": {"w": w, "depth": draw(st.integers(1, 3))}}})
+        c = w
     if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
         heads = [
             {"a": {"conv": {"filters": c, "kernel": 1}}},
@@ -891,3 +917,17 @@ def test_modules_containers_are_verified_entry_by_entry():
     assert report.ok and not report.first_disagreement()
     assert {"fpn.inner_blocks.0", "fpn.layer_blocks.2", "pool"} <= {row.item for row in report.rows}
 
+
+
+# --- recursive block kinds ---------------------------------------------------------------------------
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(st.data())
+def test_random_recursive_kinds_agree_in_all_three(data):
+    """The generator's recursive kind alone, so that every example has one (and Keras runs it)."""
+    kind = recursive_kind(data.draw)
+    depth = data.draw(st.integers(1, 3))
+    text = spec(yaml.safe_dump({"rec": kind}, sort_keys=False), f"- top: {{block: rec, with: {{w: 4, depth: {depth}}}}}\n")
+    graph = agree(text)
+    assert len([n for n in graph.nodes if n.id.endswith(".a")]) == depth  # one level per depth, each its own `a`

@@ -35,6 +35,13 @@ MAX_BLOCK_DEPTH = 16  # blocks inside blocks; real networks nest two or three
 
 
 def check_block_depth(stack: list[str], name: str, where: Location) -> None:
+    if len(stack) >= MAX_BLOCK_DEPTH and name in stack:
+        raise SpecError(
+            f"block {name!r} contains itself more than {MAX_BLOCK_DEPTH} deep ({stack[0]} -> ... -> {name}): "
+            "its recursion does not end; give the recursive instance an `if:` that fails at some depth, or raise "
+            "archc.lower.limits.MAX_BLOCK_DEPTH deliberately if you mean it",
+            where,
+        )
     if len(stack) >= MAX_BLOCK_DEPTH:
         raise SpecError(
             f"blocks nested more than {MAX_BLOCK_DEPTH} deep ({stack[0]} -> ... -> {name}); "

@@ -45,7 +45,7 @@ from archc.lower.context import (
     sc_index,
 )
 from archc.lower.limits import add_node, check_block_depth, check_repeat
-from archc.lower.symbolic import type_of
+from archc.lower.symbolic import declared, type_of
 from archc.lower.values import (
     STAGE_INDEX,
     bind_params,
@@ -60,8 +60,6 @@ from archc.spec.loader import BlockSource
 
 @contextmanager
 def _entering(state: State, name: str, where: Location) -> Iterator[None]:
-    if name in state.block_stack:
-        raise SpecError(f"block {name!r} contains itself ({' -> '.join([*state.block_stack, name])})", where)
     check_block_depth(state.block_stack, name, where)
     state.block_stack.append(name)
     try:
@@ -131,6 +129,7 @@ def _expand(
         btype = type_of(state, block, where)
         try:
             inst, node = _specialise(state, ctx, source, btype, params, scope, name, inputs, where, first_position, switches)
+            check_declared(source, scope, inst)
         except SpecError as e:
             e.in_instance = True  # type: ignore[attr-defined]
             raise
@@ -160,6 +159,34 @@ def _specialise(
     shape = inputs[0].shape
     inst = BlockInst(name, source.name, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
     return dataclasses.replace(inst, more_in=tuple(t.shape for t in inputs[1:])), out.node
+
+
+def check_declared(source: BlockSource, scope: dict[str, Any], inst: BlockInst) -> None:
+    """An instance has the output channels and stride its kind declares (`out_channels`,
+    `out_stride`): the symbolic form of a recursive kind types its inner instances by them."""
+    if source.definition.out_channels is None:
+        return
+    for key in ("out_channels", "out_stride"):
+        tree = declared(source, key)
+        try:
+            want = expr.evaluate(tree, scope)
+        except expr.ExprError as e:
+            raise SpecError(str(e), source.locate(key)) from None
+        problem = type_problem(want, "int") or (None if want >= 1 else f"must be at least 1, got {want}")
+        if problem:  # the code passes it on as a channel count
+            raise SpecError(f"block {source.name!r}: {key} {expr.to_python(tree)} {problem}", source.locate(key))
+        if key == "out_channels":
+            found, ok = inst.out_shape.c, want == inst.out_shape.c
+        else:  # each side divided by the stride, rounded either way (a padded conv rounds up, a pool down)
+            sides = tuple(zip(inst.in_shape.size, inst.out_shape.size))
+            found = "x".join(f"{a}->{b}" for a, b in sides)
+            ok = all(a // want <= b <= -(-a // want) for a, b in sides)
+        if not ok:
+            raise SpecError(
+                f"block {source.name!r} declares {key} {expr.to_python(tree)} = {want!r}, but this instance gives "
+                f"{found}{' channels' if key == 'out_channels' else ' (map size)'}; correct the declaration",
+                source.locate(key),
+            )
 
 
 SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus the shortcut

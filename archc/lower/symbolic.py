@@ -159,6 +159,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
                 sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
+                if condition is not None:  # each as it is where the merge is present
+                    sources = [dataclasses.replace(t, channels=_assume(condition, t.channels)) for t in sources]
                 check_layout(name, kind, any(t.last for t in sources), where)
                 result = _sym_merge(kind, sources)
                 item = SymLayer(name, kind, (), sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
@@ -255,10 +257,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
     layers = _live(layers, {last_of[("layers",)], *kept}, aliases)
     after = _live(after, {last_of[("after",)]}, aliases)
-    params = tuple(
-        (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
-        for k, v in definition.params.items()
-    )
+    params = _params(definition)
     reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
     unread(defined, reads, f"block {source.name!r}")
@@ -378,6 +377,8 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
     """`then if condition else other`, or just `then` where the two agree whenever the
     condition fails (`in_channels * t` is `in_channels` where `t != 1` fails)."""
+    if isinstance(other, ast.IfExp) and expr.to_python(other.test) == expr.to_python(condition):
+        other = other.orelse  # `a if c else (b if c else d)` is `a if c else d`
     if expr.to_python(then) == expr.to_python(other):
         return then
     if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
@@ -435,14 +436,65 @@ def type_of(state: State, block: str, where: Location) -> BlockType:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
         raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
     if block in state.typing:
-        raise SpecError(f"block {block!r} contains itself ({' -> '.join([*state.typing, block])})", where)
+        return _in_progress(state, source, where)
     check_block_depth(state.typing, block, where)
     state.typing.append(block)
     try:
         btype = _block_type(state, source)
     finally:
         state.typing.pop()
+        state.block_types.pop(block, None)  # its stand-in, where it met itself
     return state.block_types.setdefault(block, btype)
+
+
+def _params(definition: m.BlockDef) -> tuple[tuple[str, object, str], ...]:
+    """A block kind's parameters: (name, default or None where required, type)."""
+    return tuple(
+        (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
+        for k, v in definition.params.items()
+    )
+
+
+def _in_progress(state: State, source: BlockSource, where: Location) -> BlockType:
+    """A block kind met inside itself (directly or through another kind) while its symbolic
+    form is built: a stand-in with its parameters and the output channels and stride it
+    declares, kept in `state.block_types` until the kind is built. Each instance is checked
+    against the declaration (`specialise.check_declared`)."""
+    name, definition = source.name, source.definition
+    chain = " -> ".join([*state.typing[state.typing.index(name) :], name])
+    if definition.out_channels is None:
+        raise SpecError(
+            f"block {name!r} contains itself ({chain}); a recursive block declares its output channels: add "
+            f"`out_channels:` to block {name!r}, an expression over its parameters and in_channels (e.g. `out_channels: filters`)",
+            where,
+        )
+    channels = declared(source, "out_channels")
+    stride = declared(source, "out_stride")
+    shortcuts = []
+    for sc in definition.shortcuts:
+        if sc.when != "shape_changes":
+            continue  # the stand-in's shortcuts give its instances their `shape_changes` switches
+        if sc.input is not None or definition.after:
+            raise SpecError(
+                f"block {name!r} contains itself ({chain}), and its shortcut {sc.name!r} (`when: shape_changes`) reads "
+                f"{'layer ' + repr(sc.input) if sc.input else 'the input of a block with `after`'}, whose shape its declaration "
+                "does not give; write `when:` as an expression over its parameters (e.g. `stride != 1`)",
+                source.locate("shortcut"),
+            )
+        shortcuts.append(SymShortcut(sc.kind, sc.when, None, None, sc.name, ast.Name("in_channels"), channels, stride, False, False, None, None))
+    stand_in = BlockType(name, definition.doc, _params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names)
+    state.block_types[name] = stand_in
+    return stand_in
+
+
+def declared(source: BlockSource, key: str) -> ast.expr:
+    """A block kind's declared `out_channels` or `out_stride`, over its parameters and in_channels."""
+    raw = getattr(source.definition, key)
+    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
+    unknown = expr.free_names(tree) - set(source.definition.params) - set(channel_params(source.definition.input_names))
+    if unknown:
+        raise SpecError(f"`{key}` may use the block's parameters and its inputs' channels; unknown: {', '.join(sorted(unknown))}", source.locate(key))
+    return tree
 
 
 def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = ()):  # type: ignore[no-untyped-def]

@@ -431,6 +431,16 @@ class BlockDef(Strict):
     layers: list[LayerEntry] = Field(min_length=1, description="The block's layers.")
     after: list[LayerEntry] = Field(default_factory=_empty_list, description="skip only: layers after the addition.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the parameters.")
+    out_channels: IntExpr | None = Field(
+        None,
+        description="The block's output channels, over its parameters and in_channels (e.g. 'filters'); required "
+        "where the block contains itself (directly or through another block), checked on every instance.",
+    )
+    out_stride: IntExpr = Field(
+        1,
+        description="With out_channels: how much the block shrinks the map, over its parameters and in_channels "
+        "(1: the same size); checked on every instance.",
+    )
 
     @model_validator(mode="after")
     def _skip_only(self) -> BlockDef:
@@ -447,6 +457,12 @@ class BlockDef(Strict):
             raise ValueError("shortcuts need distinct names (`name:`)")
         if len(names) > 1 and any(sc.when == "always" for sc in self.shortcuts):
             raise ValueError("a shortcut with `when: always` is used on every instance, so it must be the only one")
+        return self
+
+    @model_validator(mode="after")
+    def _signature(self) -> BlockDef:
+        if self.out_channels is None and "out_stride" in self.model_fields_set:
+            raise ValueError("`out_stride` is declared together with `out_channels`; add `out_channels:`")
         return self
 
     @property
