@@ -139,3 +139,21 @@ def test_mistakes_are_named(blocks, layers, message):
     with pytest.raises(SpecError) as e:
         lowered(spec(blocks, layers))
     assert message in str(e.value)
+
+
+def test_a_tensor_named_like_a_block_kind_does_not_shadow_its_keras_function():
+    """A layer read by name whose name is a block kind's: the Keras function `odd` stays callable
+    (its tensor is `out_odd`), found by the recursion helper's mutual-recursion test."""
+    kinds = """\
+odd:
+  params: {w: int}
+  layers: [{c: {conv: {filters: w, kernel: 1}}}]
+even:
+  params: {w: int}
+  layers:
+    - odd: {block: odd, with: {w: w}}
+    - both: {concat: [odd, input]}
+"""
+    graph = agree(spec(kinds, "- odd: {block: even, with: {w: 3}}\n- odd2: {block: odd, with: {w: 2}, from: input}\n- j: {concat: [odd, odd2]}\n"))
+    keras_code = emit(graph, "keras")
+    assert "    out_odd = x\n" in keras_code and "([out_odd, odd2])" in keras_code and "    odd = x\n" not in keras_code

@@ -461,7 +461,7 @@ class Step:
 
 def plan(
     items: tuple, first: str, default: str, keep: set[str | None], first_safe: bool = False, keep_first: bool = True,  # type: ignore[type-arg]
-    outputs: frozenset[str] = frozenset(), inputs: Sequence[str] = ("input",),
+    outputs: frozenset[str] = frozenset(), inputs: Sequence[str] = ("input",), reserved: frozenset[str] = frozenset(),
 ) -> list[Step]:
     """Variables for a list of items that read the previous tensor or named ones.
 
@@ -471,7 +471,8 @@ def plan(
     output is read again elsewhere (a shortcut's input), so the next item must not
     work in place on it; `outputs`, items whose tensors the model returns (each keeps a
     variable of its own); `inputs`: the names of a block kind's several inputs, the first
-    held in `first` and the others in variables of their names.
+    held in `first` and the others in variables of their names; `reserved`: the module-level
+    names of the generated code that a variable must not shadow (Keras' block functions).
     """
     last = container_results(items)  # an output naming a container is its last entry's tensor
     outputs = frozenset(last.get(o, o) for o in outputs)
@@ -484,16 +485,16 @@ def plan(
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {*inputs}
     named |= set(outputs) - {*inputs}
     taps = tapped_groups(items, outputs)
-    var = {inputs[0]: first, **{n: tensor_variable(n) for n in inputs[1:]}}
+    var = {inputs[0]: first, **{n: tensor_variable(n, reserved) for n in inputs[1:]}}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     prev_name = inputs[0]
     steps = []
     for item in items:
         srcs = tuple(var[n] for n in item.inputs) if item.inputs else (prev,)
         condition = getattr(item, "condition", None)
-        dst = tensor_variable(item.name) if item.name in named else default
+        dst = tensor_variable(item.name, reserved) if item.name in named else default
         safe = prev_safe if not item.inputs else False
-        tapped = tuple((entry, tensor_variable(f"{item.name}.{entry}")) for entry in sorted(taps.get(item.name, ())))
+        tapped = tuple((entry, tensor_variable(f"{item.name}.{entry}", reserved)) for entry in sorted(taps.get(item.name, ())))
         steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe, tapped))
         var[item.name] = dst
         var.update({f"{item.name}.{entry}": v for entry, v in tapped})
@@ -518,13 +519,15 @@ def spliced(item: SymItem, group: SymGroup) -> bool:
     return numbered_on(item, group.positional)
 
 
-def tensor_variable(name: str) -> str:
+def tensor_variable(name: str, reserved: frozenset[str] = frozenset()) -> str:
     """The variable of a tensor read by name: the layer's name, unless that is a number or
     a module-level name of the generated code (LAYER_NAMES); a tap `backbone.layer3` reads
-    `backbone_layer3`, an entry of a container `fpn_inner_blocks_0`."""
+    `backbone_layer3`, an entry of a container `fpn_inner_blocks_0`. A name in `reserved`
+    (a module-level name of this backend's code, such as a Keras block function) is renamed too."""
     if "." in name:
-        return path_variable(name)
-    return name if name.isidentifier() and name not in LAYER_NAMES else f"out_{name}"
+        name = path_variable(name)
+        return name if name not in reserved else f"out_{name}"
+    return name if name.isidentifier() and name not in LAYER_NAMES and name not in reserved else f"out_{name}"
 
 
 def aliases(item: object) -> bool:

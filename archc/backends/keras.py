@@ -146,6 +146,7 @@ class KerasEmitter:
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.x_is_input = False  # inside a block function: `x` still holds the block input
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
+        self.reserved = frozenset(self.sigs)  # the block functions: no variable may shadow one
         self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
 
     def initializers(
@@ -218,7 +219,7 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs):
+            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
                 self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
@@ -227,7 +228,7 @@ class KerasEmitter:
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
             var = "x"
-        for step in common.plan(block.after, var, "x", set()):
+        for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         body.append(f"{I1}return {var}")
@@ -349,7 +350,7 @@ class KerasEmitter:
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, first, "x", set())):
+        for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
             condition = hoist.condition(child.condition)
@@ -376,11 +377,11 @@ class KerasEmitter:
         it, then merged; layer names follow the PyTorch modules (`{name}_convs_0_1`)."""
         layer = step.item
         assert isinstance(layer, SymParallel)
-        outs = common.tensor_variable(layer.name)
+        outs = common.tensor_variable(layer.name, self.reserved)
         srcs = list(step.srcs)
         lines: list[str] = []
         if "x" in srcs and any(isinstance(path, SymGroup) for path in layer.children):  # a list works on `x`
-            taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name) for i in (*block.layers, *block.after))}
+            taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name, self.reserved) for i in (*block.layers, *block.after))}
             keep = f"{outs}_input"
             while keep in taken:
                 keep += "_"
@@ -460,7 +461,7 @@ class KerasEmitter:
         if first == "x":
             lines.append(I1 + "x = inputs")
         var = "x"
-        steps = common.plan(body, first, "x", set(), outputs=outputs)
+        steps = common.plan(body, first, "x", set(), outputs=outputs, reserved=self.reserved)
         shapes = common.model_shapes(self.graph)
         for step in steps:
             item = step.item
@@ -495,11 +496,11 @@ class KerasEmitter:
     def _model_parallel(self, item: ParallelInst, step: common.Step) -> list[str]:
         """A module list at model level: each path on `x` from its input, collected in a list
         named after it, then merged; layer names follow the PyTorch modules (`convs_0_1`)."""
-        outs = common.tensor_variable(item.name)
+        outs = common.tensor_variable(item.name, self.reserved)
         srcs = list(step.srcs)
         lines: list[str] = []
         if "x" in srcs:  # the paths write `x`
-            taken = {"x", "inputs", *(common.tensor_variable(i.name) for i in self.graph.body)}
+            taken = {"x", "inputs", *(common.tensor_variable(i.name, self.reserved) for i in self.graph.body)}
             keep = f"{outs}_input"
             while keep in taken:
                 keep += "_"
