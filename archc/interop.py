@@ -32,7 +32,7 @@ import numpy as np
 
 from archc import ops
 from archc.api import to_ir
-from archc.ir.graph import Graph, Node
+from archc.ir.graph import Graph, Node, keras_name
 from archc.ops import Shape
 from archc.spec.loader import LoadedSpec
 
@@ -46,11 +46,6 @@ class TransferError(ValueError):
 def torch_key(node_id: str, name: str) -> str:
     """The state_dict key of a layer's tensor; a bare parameter (layer_scale) is its own path."""
     return f"{node_id}.{name}" if name else node_id
-
-
-def keras_name(node_id: str) -> str:
-    """The Keras layer name of an IR node: `layer1.0.conv1` -> `layer1_0_conv1`."""
-    return node_id.replace(".", "_")
 
 
 def flattened_map(graph: Graph, node_id: str) -> Shape | None:

@@ -167,6 +167,16 @@ def test_output_is_deterministic():
     assert not re.search(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}", a)  # ... but no date or time
 
 
+def test_the_header_hash_covers_the_libraries_a_spec_uses(tmp_path):
+    """A library decides the code as much as the spec does: editing it changes `spec sha256`."""
+    (tmp_path / "lib.yaml").write_text("archc: 1\nlibrary: lib\nblocks:\n  b:\n    layers: [{c: {conv: {filters: 4, kernel: 1, bias: true}}}]\n")
+    (tmp_path / "m.yaml").write_text("archc: 1\nname: m\ninput: [3, 8, 8]\nuse: [lib.yaml]\nlayers:\n  - x: {block: b}\n")
+    before = load_spec(tmp_path / "m.yaml").sha256
+    (tmp_path / "lib.yaml").write_text((tmp_path / "lib.yaml").read_text().replace("filters: 4", "filters: 5"))
+    after = load_spec(tmp_path / "m.yaml").sha256
+    assert before != after
+
+
 def meta_state_dict(spec):
     """The generated PyTorch model's state_dict, built on the meta device (names and shapes)."""
     torch = need("torch")

@@ -33,6 +33,7 @@ from archc.ir.graph import (
     SymStage,
     instance_name,
     is_merge,
+    keras_name,
 )
 from archc.ops import init
 from archc.ops.base import suffixed
@@ -64,7 +65,7 @@ def validate(graph: Graph) -> None:
     `_pad` layer before padded convs and pools) and requires the names to be unique."""
     seen = {"input": "the input"}
     for node in graph.nodes:
-        names = [node.id.replace(".", "_")]
+        names = [keras_name(node.id)]
         if getattr(node.op, "padding", 0) or getattr(node.op, "ceil_mode", False):  # ceil_mode pads too
             names.append(names[0] + "_pad")
         if node.op.keras_output(names[0]) != names[0]:  # a layer after it (a transposed conv's crop, a subsample)
@@ -466,14 +467,14 @@ class KerasEmitter:
         for step in steps:
             item = step.item
             if is_merge(item):
-                ctx = ops.KerasCtx(common.literal(item.name.replace(".", "_")), False, None)
+                ctx = ops.KerasCtx(common.literal(keras_name(item.name)), False, None)
                 flats = [not shapes[n].spatial for n in item.inputs]
                 merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]
                 lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
             elif isinstance(item, LayerInst) and item.op.READS:  # reads other tensors: their variables
                 args = {k: common.literal(v) for k, v in item.op.values().items() if v is not None}
                 args = item.op.with_reads(args, step.srcs)
-                shown = common.literal(item.name.replace(".", "_"))
+                shown = common.literal(keras_name(item.name))
                 lines += _split_call(f"{I1}{step.dst} = ", expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape))
             elif isinstance(item, ParallelInst):
                 lines += self._model_parallel(item, step)
@@ -485,7 +486,7 @@ class KerasEmitter:
                     lines += self._tapped(item, dict(step.taps))  # type: ignore[arg-type]
                 else:  # an entry of a `modules:` container is named by its path (`fpn_inner_blocks_0`)
                     lead = step.srcs if several else ("x",)
-                    lines += self._items((item,), "", as_name=item.name.replace(".", "_") if "." in item.name else None, lead=lead)
+                    lines += self._items((item,), "", as_name=keras_name(item.name) if "." in item.name else None, lead=lead)
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst

@@ -332,6 +332,12 @@ class ParallelInst:
 Inst = Union[LayerInst, BlockInst, StageInst, GroupInst, ParallelInst]
 
 
+def keras_name(node_id: str) -> str:
+    """The Keras layer name of an IR node, as the Keras backend writes it and weight transfer
+    reads it: `layer1.0.conv1` -> `layer1_0_conv1`."""
+    return node_id.replace(".", "_")
+
+
 def path_variable(path: str) -> str:
     """The variable the generated code holds a tensor read by its path in (`backbone.layer3`:
     `backbone_layer3`); lowering refuses a layer of that name."""

@@ -55,7 +55,7 @@ class LoadedSpec:
     model: ModelSpec
     source: SourceMap
     blocks: dict[str, BlockSource]
-    sha256: str  # of every file in the extends chain and every override
+    sha256: str  # of every file in the extends chain, every library it uses and every override
     path: str
     overrides: tuple[str, ...] = ()
 
@@ -85,6 +85,7 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
     model = validate(ModelSpec, data, smap)
     _warn_unused_params(data, smap)
     blocks: dict[str, BlockSource] = {}
+    libraries: list[bytes] = []  # their text decides the code as much as the spec's does
     for i, ref in enumerate(model.use):
         where = smap.locate(("use", i))
         if ref in model.use[:i]:
@@ -103,7 +104,9 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
                 where,
             )  # fmt: skip
         shown = f"archc/library/{ref}.yaml" if "." not in ref else str(_shown(lib_path))  # not the install path
-        lib_data, lib_map = load_yaml_bytes(read_spec_bytes(lib_path, where), shown)
+        lib_bytes = read_spec_bytes(lib_path, where)
+        libraries.append(lib_bytes)
+        lib_data, lib_map = load_yaml_bytes(lib_bytes, shown)
         if not (isinstance(lib_data, dict) and "library" in lib_data):
             raise SpecError(f"{ref} is not a block library (it has no `library:` key)", where)
         library = validate(LibrarySpec, lib_data, lib_map)
@@ -113,7 +116,7 @@ def _finish(data: Any, smap: SourceMap, raws: list[bytes], overrides: Sequence[s
             blocks[name] = BlockSource(name, definition, lib_map, ("blocks", name))
     for name, definition in model.blocks.items():
         blocks[name] = BlockSource(name, definition, smap, ("blocks", name))  # local blocks override libraries
-    parts = [*raws, *(o.encode() for o in overrides)]
+    parts = [*raws, *libraries, *(o.encode() for o in overrides)]
     if len(parts) == 1:
         sha256 = hashlib.sha256(parts[0]).hexdigest()  # what `sha256sum spec.yaml` prints
     else:
