@@ -374,6 +374,11 @@ def versions() -> tuple[str, dict[str, str]]:
     return backend, found
 
 
+def _first(out: Any) -> Any:
+    """A module's value: its output, or the first of a block kind's several (the row's node)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def verify(
     spec: str | Path | Graph, *, tolerance: float = 1e-4, batch: int = 2, train_mode: bool = False, seed: int = 0,
     progress: Progress | None = None,
@@ -405,7 +410,7 @@ def verify(
     captured: dict[str, list[np.ndarray]] = {p.module: [] for p in pts}
     hooks = [
         t_model.get_submodule(path).register_forward_hook(
-            lambda _m, _i, out, path=path: captured[path].append(out.detach().numpy().copy())
+            lambda _m, _i, out, path=path: captured[path].append(_first(out).detach().numpy().copy())
         )
         for path in captured
     ]

@@ -457,6 +457,12 @@ class Step:
     passthrough: str  # the variable that holds its value where its condition fails
     inplace: bool  # its input is read by nothing else, so an activation may overwrite it
     taps: tuple[tuple[str, str], ...] = ()  # a group's entries read from outside it: (entry, variable)
+    unpacked: tuple[str, ...] = ()  # an instance of a kind with several outputs: the later ones' variables (`_`: unread)
+
+    @property
+    def targets(self) -> str:
+        """What the item assigns: `dst`, or `dst, logits` for a kind with several outputs."""
+        return ", ".join((self.dst, *self.unpacked))
 
 
 def plan(
@@ -485,6 +491,7 @@ def plan(
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {*inputs}
     named |= set(outputs) - {*inputs}
     taps = tapped_groups(items, outputs)
+    read = {n for item in items for n in item.inputs} | set(outputs)
     var = {inputs[0]: first, **{n: tensor_variable(n, reserved) for n in inputs[1:]}}
     prev, prev_safe = first, first_safe  # the block input is kept (skip and dense connections read it)
     prev_name = inputs[0]
@@ -495,8 +502,11 @@ def plan(
         dst = tensor_variable(item.name, reserved) if item.name in named else default
         safe = prev_safe if not item.inputs else False
         tapped = tuple((entry, tensor_variable(f"{item.name}.{entry}", reserved)) for entry in sorted(taps.get(item.name, ())))
-        steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe, tapped))
+        more = [f"{item.name}.{o}" for o in getattr(item, "more_outputs", ())]
+        unpacked = tuple(tensor_variable(path, reserved) if path in read else "_" for path in more)
+        steps.append(Step(item, srcs, dst, var[passed_on(item, prev_name)], safe, tapped, unpacked))
         var[item.name] = dst
+        var.update(zip(more, unpacked))
         var.update({f"{item.name}.{entry}": v for entry, v in tapped})
         prev, prev_name = dst, item.name
         # where a conditional item is absent, its variable holds its input: as safe as that was
@@ -656,5 +666,6 @@ def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
         return None
     var = {"input": first, **{step.item.name: step.dst for step in steps}}
     var.update({f"{step.item.name}.{entry}": v for step in steps for entry, v in step.taps})
+    var.update({f"{step.item.name}.{o}": v for step in steps for o, v in zip(getattr(step.item, "more_outputs", ()), step.unpacked)})
     var.update({name: var[path] for name, path in container_results([step.item for step in steps]).items()})
     return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")

@@ -209,6 +209,7 @@ class KerasEmitter:
             return out
 
         reads_input = any("input" in item.inputs for item in (*block.layers, *block.after))
+        returns: dict[str, str] = {}  # each layer's variable
         if skip:
             body.append(I1 + "identity = x")
         if reads_input:
@@ -220,9 +221,10 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved):
+            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
+                returns[step.item.name] = step.dst
                 self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
                 body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
@@ -232,6 +234,8 @@ class KerasEmitter:
         for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
+        if block.outputs:  # several: each kept in a variable of its own
+            var = ", ".join(returns[o] for o in block.outputs)
         body.append(f"{I1}return {var}")
         self.x_is_input = False
         return {
@@ -241,6 +245,7 @@ class KerasEmitter:
                 *(f"{v}: keras.KerasTensor" for v in sig.variables), *(f"{c}: int" for c in sig.channels), "*", *sig.parts(), "name: str",
             ],
             "body": merge_guards(body),
+            "returns": f"tuple[{', '.join(['keras.KerasTensor'] * len(block.outputs))}]" if block.outputs else "keras.KerasTensor",
         }
 
     def _sym_layer(
@@ -269,7 +274,7 @@ class KerasEmitter:
             body = self._group(layer, hoist, uses, block, prefix, at)
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
-            body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.dst} = ", hoist.src, lead=lead)
+            body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.targets} = ", hoist.src, lead=lead)
             src = step.dst
         elif isinstance(layer, SymParallel):
             body = self._parallel(common.Step(layer, step.srcs, step.dst, step.passthrough, False), hoist, uses, block, prefix, at, name)
@@ -486,7 +491,8 @@ class KerasEmitter:
                     lines += self._tapped(item, dict(step.taps))  # type: ignore[arg-type]
                 else:  # an entry of a `modules:` container is named by its path (`fpn_inner_blocks_0`)
                     lead = step.srcs if several else ("x",)
-                    lines += self._items((item,), "", as_name=keras_name(item.name) if "." in item.name else None, lead=lead)
+                    head = ", ".join(("x", *step.unpacked))  # a kind with several outputs: the later ones too
+                    lines += self._items((item,), "", as_name=keras_name(item.name) if "." in item.name else None, lead=lead, head=head)
                 if step.dst != "x":
                     lines.append(f"{I1}{step.dst} = x")
             var = step.dst
@@ -521,9 +527,10 @@ class KerasEmitter:
 
     def _items(
         self, items: tuple[Inst, ...], prefix: str, as_name: str | None = None, uses: dict[str, int] | None = None,
-        lead: tuple[str, ...] = ("x",),
+        lead: tuple[str, ...] = ("x",), head: str = "x",
     ) -> list[str]:  # fmt: skip
-        """The items on `x`; `lead`: the tensors a block instance reads (its several inputs)."""
+        """The items on `x`; `lead`: the tensors a block instance reads (its several inputs); `head`:
+        what it assigns (its several outputs)."""
         lines: list[str] = []
         uses = {} if uses is None else uses  # a list written in pieces (_tapped) shares one
         for item in items:
@@ -548,7 +555,7 @@ class KerasEmitter:
                 for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
-                lines += self._instances([item], item.block, None, full, lead=lead)
+                lines += self._instances([item], item.block, None, full, lead=lead, head=head)
             else:
                 assert isinstance(item, StageInst)
                 lines += self._instances(list(item.instances), item.block, item, full + "_")
@@ -595,7 +602,7 @@ class KerasEmitter:
 
     def _instances(
         self, insts: list[BlockInst], block_name: str, stage: StageInst | None, prefix: str, offset: int = 0,
-        lead: tuple[str, ...] = ("x",),
+        lead: tuple[str, ...] = ("x",), head: str = "x",
     ) -> list[str]:  # fmt: skip
         block = self.graph.block(block_name)
         sig = self.sigs[block_name]
@@ -621,7 +628,7 @@ class KerasEmitter:
                 if looped:
                     bounds = f"{r.start}, {r.start + r.count}" if r.start else f"{r.count}"
                     lines.append(f"{I1}for i in range({bounds}):")
-                lines += render(c, indent, "y = " if dense else "x = ")
+                lines += render(c, indent, "y = " if dense else f"{head} = ")
                 if dense:
                     lines += render_applied(call("layers.Concatenate", name=suffixed(name_src, "_concat")), indent, "x = ", "([x, y])")
         return lines

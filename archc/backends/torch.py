@@ -170,7 +170,7 @@ class TorchEmitter(InitEmission, ListEmission):
                 "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
         first = sig.variables[0]
-        for step in [*common.plan(block.layers, first, "out", after_read, inputs=block.inputs), *common.plan(block.after, "out", "out", after_read, True)]:
+        for step in [*common.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
             if layer.name in defined and not module_free:
@@ -189,7 +189,8 @@ class TorchEmitter(InitEmission, ListEmission):
                 methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
             else:
                 tensors = ", ".join(f"{v}: Tensor" for v in sig.variables)
-                methods = [(f"forward(self, {tensors}) -> Tensor", forward)]
+                result = f"tuple[{', '.join(['Tensor'] * len(block.outputs))}]" if block.outputs else "Tensor"
+                methods = [(f"forward(self, {tensors}) -> {result}", forward)]
         init.insert(0, f"{INDENT2}super().__init__()")
         return {
             "name": self.names[block.name],
@@ -253,7 +254,7 @@ class TorchEmitter(InitEmission, ListEmission):
 
         lines = ["identity = x"] if skip else []
         var = sig.variables[0]
-        steps = common.plan(block.layers, var, "out", {sc.input for sc in block.shortcuts}, inputs=block.inputs)
+        steps = common.plan(block.layers, var, "out", {sc.input for sc in block.shortcuts}, inputs=block.inputs, outputs=frozenset(block.outputs))
         for step in steps:
             lines += self._forward_lines(step, hoist)
             var = step.dst
@@ -267,6 +268,8 @@ class TorchEmitter(InitEmission, ListEmission):
         for step in common.plan(block.after, var, "out", set(), True):
             lines += self._forward_lines(step, hoist)
             var = step.dst
+        if block.outputs:  # several: each kept in a variable of its own
+            var = ", ".join(next(step.dst for step in steps if step.item.name == o) for o in block.outputs)
         lines.append(f"return {var}")
         return lines
 
@@ -384,7 +387,7 @@ class TorchEmitter(InitEmission, ListEmission):
             guard = f"if self.{self._switch(layer)}:"
         else:
             src = ", ".join((step.srcs[0] if layer.condition is None else step.dst, *_more_inputs(layer, step)))
-            body = self._call_line(layer.name, kind, src, step.dst)
+            body = self._call_line(layer.name, kind, src, step.targets)
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
             return body
@@ -477,7 +480,7 @@ class TorchEmitter(InitEmission, ListEmission):
             tapped = frozenset(entry for entry, _ in step.taps)
             src = ", ".join((step.srcs[0], *_more_inputs(item, step)))
             if top in containers:  # an entry of a `modules:` container, defined with it
-                forward += self._call_line(common.module_path(item.name), _kind(item), src, step.dst)
+                forward += self._call_line(common.module_path(item.name), _kind(item), src, step.targets)
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -485,7 +488,7 @@ class TorchEmitter(InitEmission, ListEmission):
             if step.taps:
                 forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue
-            forward += self._call_line(item.name, _kind(item), src, step.dst)
+            forward += self._call_line(item.name, _kind(item), src, step.targets)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
         init += self.init_lines(INDENT2)

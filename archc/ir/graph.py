@@ -82,6 +82,7 @@ class SymBlock:
     where: Location | None = field(default=None, compare=False)
     at: tuple[Any, ...] = field(default=(), compare=False)
     more_channels: tuple[ast.expr, ...] = ()  # a kind with several inputs: the channels of the later ones
+    more_outputs: tuple[str, ...] = ()  # a kind with several outputs: the names of the later ones
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,10 @@ class BlockType:
     # Conv2dNormActivation), numbered `0`, `1`, ...; its unnamed stages number on (`_stack`)
     numbered: bool = False
     inputs: tuple[str, ...] = ("input",)  # the names its layers read its inputs by
+    # several outputs: the layers whose tensors it returns, the first being its value (out_channels,
+    # stride); for each later one, (name, channels, stride) as expressions
+    outputs: tuple[str, ...] = ()
+    more_outputs: tuple[tuple[str, ast.expr, ast.expr], ...] = ()
 
     @property
     def channel_params(self) -> tuple[str, ...]:
@@ -264,6 +269,11 @@ class BlockInst:
     indexed: tuple[tuple[str, ast.expr], ...] = field(default=(), compare=False)
     index: int = 0
     more_in: tuple[Shape, ...] = ()  # a kind with several inputs: the shapes of the later ones
+    more_out: tuple[tuple[str, str, Shape], ...] = ()  # a kind with several outputs: (name, node, shape) of the later ones
+
+    @property
+    def more_outputs(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.more_out)
 
 
 def instance_name(pattern: str, k: int) -> str:

@@ -154,6 +154,8 @@ def unread(defined: dict[str, Location], reads: set[str], scope: str) -> None:
 def check_arity(source: BlockSource, name: str, kind: str, given: int, where: Location) -> None:
     """An instance reads as many tensors as its kind has inputs (`from: [a, b]` for `inputs: [low, high]`)."""
     inputs = source.definition.input_names
+    if kind == "stage" and source.definition.outputs:
+        raise SpecError(f"{name}: a stage chains one tensor from instance to instance; block {source.name!r} returns several", where)
     want = len(inputs)
     if want == given:
         return
@@ -166,6 +168,23 @@ def check_arity(source: BlockSource, name: str, kind: str, given: int, where: Lo
         f"{want} tensors, one per input in that order",
         where,
     )
+
+
+def check_outputs_place(source: BlockSource, written: str, conditional: bool, contained: bool, where: Location) -> None:
+    """An instance of a kind with several outputs is called by name where its outputs are
+    unpacked: a named, unconditional entry of the model's list or of a block kind's."""
+    outputs = source.definition.outputs
+    if not outputs:
+        return
+    what = f"block {source.name!r} returns several tensors ({', '.join(outputs)})"
+    if written == POSITIONAL or contained:
+        raise SpecError(
+            f"{what}: its instance is a named entry of the model's list or of a block kind's, not of a list, "
+            "a module list or `modules:` (which pass one tensor on)",
+            where,
+        )
+    if conditional:
+        raise SpecError(f"{written}: {what}, so its instance cannot be conditional (what would each output be where it is absent?)", where)
 
 
 def shown(written: str, index: int) -> str:

@@ -31,6 +31,7 @@ from archc.lower.context import (
     check_arity,
     check_layout,
     check_list_entry,
+    check_outputs_place,
     check_path,
     counts_of,
     item_kind,
@@ -93,6 +94,8 @@ def lower_items(
             source, *more = [lookup(env, n, at(k)) for k, n in enumerate(inputs)]
             cur, shape, nonneg = source.node, source.shape, source.nonneg
             others = tuple(more)
+        if kind == "block" and body.block in state.spec.blocks:
+            check_outputs_place(state.spec.blocks[body.block], written, body.if_ is not None, in_group or in_modules, where)
         if body.if_ is not None and not typed_value(body.if_, {**ctx.scope, "channels": shape.c}, ctx.where(index, written, "if"), "bool", state=state):
             if written != POSITIONAL:
                 env[written] = Tensor(cur, shape, nonneg)  # an absent layer passes its input on
@@ -221,6 +224,8 @@ def lower_items(
         defined[name] = where
         shape = item.out_shape
         env[name] = Tensor(cur, shape, nonneg)
+        if isinstance(item, BlockInst):  # the later outputs of a kind with several: `name.output`
+            env.update({f"{name}.{o}": Tensor(node, o_shape, False) for o, node, o_shape in item.more_out})
         prev = name
     if model_level:
         _check_tap_variables(reads, defined)

@@ -144,7 +144,7 @@ def _specialise(
     first_node = len(state.nodes)  # the block's nodes are the ones added from here on
     spec = _Specialiser(state, source, btype, scope, dict(zip(btype.inputs, inputs)), {})
     children, last = spec.items(btype.layers, ctx.module_path, btype.inputs[0], btype.numbered, first_position or 0)
-    out = spec.env[last]
+    out = spec.env[btype.outputs[0] if btype.outputs else last]
     used_shortcut = None
     if btype.connectivity == "skip":
         out, used_shortcut = spec.merge_skip(ctx.module_path, out, where, switches)
@@ -158,7 +158,8 @@ def _specialise(
     )
     shape = inputs[0].shape
     inst = BlockInst(name, source.name, tuple(params.items()), used_shortcut, shape, out.shape, counts, tuple(children))
-    return dataclasses.replace(inst, more_in=tuple(t.shape for t in inputs[1:])), out.node
+    more_out = tuple((o, spec.env[o].node, spec.env[o].shape) for o in btype.outputs[1:])
+    return dataclasses.replace(inst, more_in=tuple(t.shape for t in inputs[1:]), more_out=more_out), out.node
 
 
 def check_declared(source: BlockSource, scope: dict[str, Any], inst: BlockInst) -> None:
@@ -261,6 +262,8 @@ class _Specialiser:
                 if item.inputs:
                     inst = dataclasses.replace(inst, inputs=item.inputs)
                 out.append(dataclasses.replace(inst, output=tensor.node))
+                if isinstance(inst, BlockInst):  # the later outputs of a kind with several
+                    self.env.update({f"{item.name}.{o}": Tensor(node, shape, False) for o, node, shape in inst.more_out})
             self.env[item.name] = tensor
             prev = item.name
         return out, prev

@@ -30,6 +30,7 @@ from archc.lower.context import (
     check_layout,
     check_list_entry,
     check_named_layers,
+    check_outputs_place,
     check_path,
     item_kind,
     numbered_definition,
@@ -107,6 +108,13 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
+                if inner.outputs:  # its later outputs, read as `name.output`
+                    check_outputs_place(state.spec.blocks[inner.name], written, condition is not None, in_group, where)
+                    item = dataclasses.replace(item, more_outputs=tuple(o for o, _, _ in inner.more_outputs))
+                    for o, o_channels, o_stride in inner.more_outputs:
+                        points[f"{name}.{o}"] = SymTensor(
+                            _frame(inner, item, o_channels), expr.fold(ast.BinOp(here.stride, ast.Mult(), _frame(inner, item, o_stride))), False, False,
+                        )  # fmt: skip
             elif kind == "group":
                 if in_group:
                     raise SpecError(f"{shown(written, index)}: a list inside a list is not supported in a block; use a block kind", where)
@@ -221,6 +229,13 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
         return tuple(out)
 
     layers = sym_layers(definition.layers, ("layers",), inputs_of[0])
+    outputs = tuple(definition.outputs or ())
+    for k, o in enumerate(outputs):
+        if o not in defined:
+            known = ", ".join(n for n in defined if not n.isdigit())
+            raise SpecError(f"output {o!r} of block {source.name!r} is not a layer of its list; its layers: {known}", source.locate("outputs", k))
+    if outputs:  # its value is its first output
+        points[LAST] = points[outputs[0]]
     channels, stride = points[LAST].channels, points[LAST].stride
     if points[LAST].last:
         raise SpecError(
@@ -255,11 +270,12 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
-    layers = _live(layers, {last_of[("layers",)], *kept}, aliases)
+    layers = _live(layers, {last_of[("layers",)], *kept, *outputs}, aliases)
     after = _live(after, {last_of[("after",)]}, aliases)
     params = _params(definition)
     reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
+    reads.update(outputs)
     unread(defined, reads, f"block {source.name!r}")
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
@@ -268,7 +284,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
     if not numbered_definition(definition):
         check_named_layers(source)
-    numbered = definition.connectivity == "none" and not after and all(
+    numbered = definition.connectivity == "none" and not after and not outputs and all(
         (layer.name.isdigit() and not layer.inputs and not isinstance(layer, (SymGroup, SymParallel))
          and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION)))
         or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())
@@ -284,7 +300,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
         )
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
-        stride, source.locate(), nonneg_out, numbered, inputs_of,
+        stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
+        tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]),
     )  # fmt: skip
 
 
@@ -352,7 +369,7 @@ class SymTensor:
 
 
 def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
-    if name not in points or "." in name and not name.endswith(".input"):
+    if name not in points:
         import difflib  # error messages only
 
         names = [n for n in points if "." not in n and not n.startswith("<")]
@@ -462,6 +479,8 @@ def _in_progress(state: State, source: BlockSource, where: Location) -> BlockTyp
     against the declaration (`specialise.check_declared`)."""
     name, definition = source.name, source.definition
     chain = " -> ".join([*state.typing[state.typing.index(name) :], name])
+    if definition.outputs:
+        raise SpecError(f"block {name!r} contains itself ({chain}); a recursive block kind returns one tensor, not `outputs`", source.locate("outputs"))
     if definition.out_channels is None:
         raise SpecError(
             f"block {name!r} contains itself ({chain}); a recursive block declares its output channels: add "

@@ -417,6 +417,14 @@ class BlockDef(Strict):
         "one; their channels are the parameters `low_channels`, `high_channels` (a block with one input has "
         "`in_channels`). An instance gives them in order: `from: [backbone.4, backbone.16]`.",
     )
+    outputs: list[Name] | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        description="Several outputs (`outputs: [features, logits]`): layers of the block whose tensors it returns, "
+        "in order. The first is the instance's tensor (what the next layer reads); each is read from outside as "
+        "`instance.output` (`from: head.logits`).",
+    )
     connectivity: Literal["none", "skip"] = Field(
         "none",
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
@@ -452,6 +460,12 @@ class BlockDef(Strict):
             if self.connectivity == "skip":
                 raise ValueError("a block with several inputs has no skip connectivity (which input would it add?); "
                                  "write the sum as a layer, e.g. `sum: {add: [low, out]}`")
+        if self.outputs is not None:
+            if len(set(self.outputs)) != len(self.outputs):
+                raise ValueError("`outputs` are distinct layer names")
+            if self.connectivity == "skip":
+                raise ValueError("a block with several outputs has no skip connectivity (its result is the sum); "
+                                 "write the sum as a layer, e.g. `sum: {add: [input, out]}`, and name it in `outputs`")
         names = [sc.name for sc in self.shortcuts]
         if len(set(names)) != len(names):
             raise ValueError("shortcuts need distinct names (`name:`)")
