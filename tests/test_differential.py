@@ -516,6 +516,14 @@ def dataflow_specs(draw):
             heads.append({"up": {"resize": {"like": "input", "mode": draw(st.sampled_from(["nearest", "bilinear"]))}}})
         layers.append({"heads": {"modules": heads}})
         outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads.j", "heads"]))
+    if draw(st.booleans()):  # a grid (HRNet's fuse layers): a numbered container of module lists, identity entries kept
+        last = next(iter(layers[-1]))
+        rows = [
+            {"parallel": [{"identity": {}}, {"conv": {"filters": c, "kernel": 1}}], "merge": "add"},
+            {"parallel": [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, {"identity": {}, "from": last}], "merge": "add"},
+        ]
+        layers.append({"grid": {"modules": rows}})  # row 1's first path reads row 0, its second the grid's input
+        outputs["grid"] = "grid.1"
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
     spec = {
         "archc": 1, "name": "rand", "input": [c0, size, size],

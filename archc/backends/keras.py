@@ -502,11 +502,11 @@ class KerasEmitter:
         lines.append(f"{I1}{outs} = []")
         for path, src in zip(item.items, srcs):
             lines.append(f"{I1}x = {src}")
-            lines += self._items((path,), f"{item.name}_", as_name=path.name)
+            lines += self._items((path,), item.name.replace(".", "_") + "_", as_name=path.name)
             lines.append(f"{I1}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(item.items))]
         flats = [not path.out_shape.spatial for path in item.items]
-        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(item.name), False, None), each, flats)  # type: ignore[attr-defined]
+        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(item.name.replace(".", "_")), False, None), each, flats)  # type: ignore[attr-defined]
         if applied == f"[{', '.join(each)}]":
             applied = outs
         return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
