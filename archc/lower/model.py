@@ -408,10 +408,14 @@ def _lower_parallel(
     for k, entry in enumerate(body.parallel):
         (written, path), = entry.items()
         check_path(name, k, written, item_kind(path), path, pctx.where(k))
-        items, out, node, nn = lower_items(state, pctx, [entry], shape, cur, nonneg, env={**env}, offset=k, first_position=k)
+        items, out, node, nn = lower_items(state, pctx, [entry], shape, cur, nonneg, env={**env}, offset=k, prev=read, first_position=k)
         (inst,) = items
-        paths.append(dataclasses.replace(inst, inputs=()))
         outs.append(Tensor(node, out, nn))
+        if isinstance(inst, ParallelInst):  # a row of a grid: its paths read their own tensors
+            paths.append(inst)
+            sources += inst.inputs
+            continue
+        paths.append(dataclasses.replace(inst, inputs=()))
         sources.append(path.from_ or read)
     op = ops.KINDS[body.merge]()
     try:
