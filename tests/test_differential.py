@@ -419,6 +419,10 @@ class _Block:
                 paths.append({"block": inner, "with": {"w": "w"}})
             if draw(st.booleans()) and len(self.ch) > 1:
                 paths[0] = {"conv": {"filters": "w", "kernel": 1}, "from": draw(st.sampled_from(list(self.ch)))}
+            if draw(st.booleans()):  # a row of a grid, one of its paths maybe reading another tensor
+                read = {"from": draw(st.sampled_from(list(self.ch)))} if len(self.ch) > 1 and draw(st.booleans()) else {}
+                row = [{"conv": {"filters": "w", "kernel": 1}}, {"conv": {"filters": "w", "kernel": 1}, **read}]
+                paths.append({"parallel": row, "merge": "add"})
             body |= {"parallel": paths, "merge": merge}
             out = len(paths) * self.w if merge == "concat" else self.w
         elif kind == "merge":
@@ -504,8 +508,10 @@ def dataflow_specs(draw):
             paths: list = [{"conv": {"filters": c, "kernel": 1}}, [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, "batchnorm", "relu"]]
             if f"side{k}" in [next(iter(e)) for e in layers] and draw(st.booleans()):
                 paths[0]["from"] = f"side{k}"
+            if draw(st.booleans()):  # a row of a grid, its identity keeping index 0
+                paths.append({"parallel": [{"identity": {}}, {"conv": {"filters": c, "kernel": 1}}], "merge": "add"})
             layers.append({f"par{k}": {"parallel": paths, "merge": merge}})
-            c = 2 * c if merge == "concat" else c
+            c = len(paths) * c if merge == "concat" else c
     if draw(st.booleans()):  # a container wired by dataflow, an entry of it an output
         heads = [
             {"a": {"conv": {"filters": c, "kernel": 1}}},
