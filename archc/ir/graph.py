@@ -145,7 +145,7 @@ def path_reads(paths: Sequence[Any], inputs: Sequence[str]) -> list[tuple[str, .
     out: list[tuple[str, ...]] = []
     k = 0
     for path in paths:
-        n = len(path.children if isinstance(path, SymParallel) else path.items) if isinstance(path, (SymParallel, ParallelInst)) else 1
+        n = len(path.children) if isinstance(path, SymParallel) else len(path.items) if isinstance(path, ParallelInst) else 1
         out.append(tuple(inputs[k:k + n]))
         k += n
     return out
