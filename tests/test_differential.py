@@ -419,6 +419,10 @@ class _Block:
                 paths.append({"block": inner, "with": {"w": "w"}})
             if draw(st.booleans()) and len(self.ch) > 1:
                 paths[0] = {"conv": {"filters": "w", "kernel": 1}, "from": draw(st.sampled_from(list(self.ch)))}
+            if draw(st.booleans()):  # a row of a grid, one of its paths maybe reading another tensor
+                read = {"from": draw(st.sampled_from(list(self.ch)))} if len(self.ch) > 1 and draw(st.booleans()) else {}
+                row = [{"conv": {"filters": "w", "kernel": 1}}, {"conv": {"filters": "w", "kernel": 1}, **read}]
+                paths.append({"parallel": row, "merge": "add"})
             body |= {"parallel": paths, "merge": merge}
             out = len(paths) * self.w if merge == "concat" else self.w
         elif kind == "merge":
@@ -525,8 +529,10 @@ def dataflow_specs(draw):
             paths: list = [{"conv": {"filters": c, "kernel": 1}}, [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, "batchnorm", "relu"]]
             if f"side{k}" in [next(iter(e)) for e in layers] and draw(st.booleans()):
                 paths[0]["from"] = f"side{k}"
+            if draw(st.booleans()):  # a row of a grid, its identity keeping index 0
+                paths.append({"parallel": [{"identity": {}}, {"conv": {"filters": c, "kernel": 1}}], "merge": "add"})
             layers.append({f"par{k}": {"parallel": paths, "merge": merge}})
-            c = 2 * c if merge == "concat" else c
+            c = len(paths) * c if merge == "concat" else c
     if draw(st.booleans()):  # a block kind with two inputs reading an earlier tensor and the last one
         blocks["two"], c = _two_inputs(draw, c)
         earlier = [next(iter(e)) for e in layers[:-1]]
@@ -546,6 +552,14 @@ def dataflow_specs(draw):
             heads.append({"up": {"resize": {"like": "input", "mode": draw(st.sampled_from(["nearest", "bilinear"]))}}})
         layers.append({"heads": {"modules": heads}})
         outputs[draw(st.sampled_from(["0", "head"]))] = draw(st.sampled_from(["heads.a", "heads.b", "heads.j", "heads"]))
+    if draw(st.booleans()):  # a grid (HRNet's fuse layers): a numbered container of module lists, identity entries kept
+        last = next(iter(layers[-1]))
+        rows = [
+            {"parallel": [{"identity": {}}, {"conv": {"filters": c, "kernel": 1}}], "merge": "add"},
+            {"parallel": [{"conv": {"filters": c, "kernel": 3, "padding": 1}}, {"identity": {}, "from": last}], "merge": "add"},
+        ]
+        layers.append({"grid": {"modules": rows}})  # row 1's first path reads row 0, its second the grid's input
+        outputs["grid"] = "grid.1"
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
     spec = {
         "archc": 1, "name": "rand", "input": [c0, size, size],

@@ -84,7 +84,7 @@ KINDS = {
     "flow": "Dataflow mistakes: reading an unknown or later tensor, merging shapes that do not fit, a gate of "
     "the wrong size, a condition that is not true or false.",
     "parallel": "Module lists (`parallel:`): paths written with names or conditions, paths that are not modules, a "
-    "module list inside a sequence, paths whose outputs do not merge.",
+    "module list inside a sequence, paths whose outputs do not merge, a grid deeper than rows of paths.",
     "inputs": "Block kinds with several inputs (`inputs:`): an instance giving another number of tensors, an input "
     "nothing reads, a name taken twice, a stage or a skip connection over several inputs.",
 }

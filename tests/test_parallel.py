@@ -9,7 +9,7 @@ import subprocess
 import textwrap
 
 import pytest
-from conftest import need, ruff_executable
+from conftest import ROOT, need, ruff_executable
 from test_differential import agree, module_from, spec
 
 from archc.backends import emit
@@ -311,3 +311,176 @@ def test_a_numbered_kind_with_an_expression_has_no_conditional_entries():
     """
     with pytest.raises(SpecError, match="no conditional or repeated entries"):
         lower(load_spec_text(spec(textwrap.dedent(blocks), "- blk: {block: k, with: {w: 4}}\n"), "t.yaml"))
+
+
+# --- grids: module lists whose paths are module lists (HRNet's fuse layers) ------------------------
+
+GRID = """\
+archc: 1
+name: grid
+input: [3, 8, 8]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  gridk:
+    params: {w: int}
+    layers:
+      - a: {conv: {filters: w, kernel: 1}}
+      - b: {conv: {filters: w, kernel: 3, padding: 1}, from: input}
+      - fuse:
+          parallel:
+            - parallel: [identity, [{conv: {filters: w, kernel: 1}}, batchnorm]]
+              merge: add
+            - parallel: [{conv: {filters: w, kernel: 1}, from: a}, {identity: {}, from: b}]
+              merge: add
+            - {conv: {filters: w, kernel: 1}, from: a}
+          merge: concat
+layers:
+  - stem: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - a: {conv: {filters: 4, kernel: 1}}
+  - blk: {block: gridk, with: {w: 4}}
+  - fuse:
+      parallel:
+        - parallel: [identity, [{conv: {filters: 12, kernel: 1}}, batchnorm]]
+          merge: add
+        - parallel: [{conv: {filters: 12, kernel: 1}, from: a}, {identity: {}, from: blk}]
+          merge: add
+      merge: add
+"""
+
+
+def test_a_grid_of_module_lists():
+    """Path k of a module list may be a module list (a row, `fuse.k.j`) whose paths read their
+    own tensors; each row is merged into a variable of its own, then the list's merge. An
+    identity entry keeps its index and has no keys."""
+    graph = agree(GRID)
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["blk.fuse.0"].inputs == ("blk.fuse.0.0", "blk.fuse.0.1.1") and nodes["blk.fuse.0.0"].inputs == ("blk.b",)
+    assert nodes["blk.fuse.1.0"].inputs == ("blk.a",) and nodes["blk.fuse.2"].inputs == ("blk.a",)
+    assert nodes["blk.fuse"].inputs == ("blk.fuse.0", "blk.fuse.1", "blk.fuse.2") and nodes["blk.fuse"].shape.c == 12
+    assert nodes["fuse.1.0"].inputs == ("a",) and nodes["fuse.1.1"].inputs == ("blk.fuse",) and nodes["fuse"].inputs == ("fuse.0", "fuse.1")
+    code = emit(graph, "torch")
+    for line in (
+        "fuse_0 = self.fuse[0][0](b) + self.fuse[0][1](b)",
+        "fuse_1 = self.fuse[1][0](a) + self.fuse[1][1](b)",
+        "out = torch.cat([fuse_0, fuse_1, self.fuse[2](a)], 1)",
+        "fuse_0 = self.fuse[0][0](blk) + self.fuse[0][1](blk)",
+        "x = fuse_0 + fuse_1",
+    ):
+        assert line in code, line
+    keys = set(module_from(code, "t").build_model().state_dict())
+    assert {"blk.fuse.0.1.0.weight", "blk.fuse.1.0.weight", "blk.fuse.2.weight", "fuse.0.1.1.running_mean", "fuse.1.0.weight"} <= keys
+    assert not any(k.startswith(("blk.fuse.0.0.", "blk.fuse.1.1.", "fuse.0.0.", "fuse.1.1.")) for k in keys)
+    keras_code = emit(graph, "keras")
+    for name in ('f"{name}_fuse_0_1_0"', 'f"{name}_fuse_1_0"', 'f"{name}_fuse_1"', 'name="fuse_1_0"', 'name="fuse_0"', 'name="fuse"'):
+        assert name in keras_code, name
+
+
+def test_a_rows_variable_is_renamed_around_a_layer_of_its_name():
+    """`fuse_0` is a layer and the variable of row 0 (a torch-only build: Keras would name both
+    `..._fuse_0` and refuses it)."""
+    graph = agree(GRID.replace("- b: {conv", "- fuse_0: {conv").replace("from: b}", "from: fuse_0}"), keras_too=False)
+    code = emit(graph, "torch")
+    assert "fuse_0_ = self.fuse[0][0](fuse_0) + self.fuse[0][1](fuse_0)" in code
+    assert "out = torch.cat([fuse_0_, fuse_1, self.fuse[2](a)], 1)" in code
+
+
+def test_grids_in_summary_diagram_and_verify():
+    from archc import verify
+    from archc.passes.diagram import diagram
+    from archc.passes.summary import summarize
+
+    graph = lower(load_spec_text(GRID, "t.yaml"))
+    rows = {r.name: r for r in summarize(graph).rows}
+    assert rows["fuse.0"].kind == "add" and rows["fuse.1.0"].kind == "conv" and rows["fuse"].kind == "add"
+    d = diagram(graph, "blocks")
+    assert sorted(e.src for e in d.edges if e.dst == "fuse") == ["fuse.0", "fuse.1"]
+    assert sorted(e.src for e in d.edges if e.dst == "fuse.1") == ["fuse.1.0", "fuse.1.1"]
+    assert next(e.src for e in d.edges if e.dst == "fuse.1.0") == "a"
+    assert {c.id for c in next(c for c in d.clusters if c.id == "fuse").clusters} >= {"fuse.0", "fuse.1"}
+    assert verify.verify(graph).ok
+
+
+def test_a_grid_has_two_levels():
+    deeper = GRID.replace(
+        "        - parallel: [identity, [{conv: {filters: 12, kernel: 1}}, batchnorm]]\n",
+        "        - parallel: [identity, {parallel: [identity, identity], merge: add}]\n",
+    )
+    with pytest.raises(SpecError, match=r"t.yaml:25:11: fuse.0: a row of a grid of module lists .* a grid has two levels$"):
+        lower(load_spec_text(deeper, "t.yaml"))
+
+
+HRNET = (ROOT / "tests" / "hrnet_fuse.yaml").read_text()
+
+
+def test_hrnet_fuse_layers_as_a_container_of_rows():
+    """HRNet's fuse layers (tests/hrnet_fuse.yaml, whose state_dict is timm's: tests/test_timm.py):
+    a numbered `modules:` container of `parallel:` rows, each row's paths reading the branch
+    outputs x0, x1, x2 and merged by add; the rows are read from outside (`fuse_layers.1`)."""
+    from archc import verify
+    from archc.passes.diagram import diagram
+
+    graph = agree(HRNET)
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["fuse_layers.2.0.0.0"].inputs == ("x0",) and nodes["fuse_layers.2.1.0.0"].inputs == ("x1",)
+    assert nodes["fuse_layers.2"].inputs == ("fuse_layers.2.0.1.1", "fuse_layers.2.1.0.1", "fuse_layers.2.2")
+    assert nodes["y1"].inputs == ("fuse_layers.1",) and [o.shape.c for o in graph.outputs] == [16, 32, 64]
+    code = emit(graph, "torch")
+    assert "fuse_layers_1 = (\n            self.fuse_layers[1][0](x0)\n" in code
+    keras_code = emit(graph, "keras")
+    assert all(f'name="{n}"' in keras_code for n in ("fuse_layers_0_1_0", "fuse_layers_2_0_1_0", "fuse_layers_2"))
+    assert verify.verify(graph).ok
+    d = diagram(graph, "blocks")
+    assert sorted(e.src for e in d.edges if e.dst == "fuse_layers.1") == ["fuse_layers.1.0.0.1", "fuse_layers.1.1", "fuse_layers.1.2.2"]
+
+
+CONTAINER = """\
+archc: 1
+name: t
+input: [3, 8, 8]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+layers:
+  - stem: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - s0: {conv: {filters: 2, kernel: 1}}
+  - m0: {conv: {filters: 2, kernel: 1}, if: false}
+  - grid:
+      modules:
+        - {parallel: [{identity: {}}, {conv: {filters: 2, kernel: 1}}], merge: add}
+        - {parallel: [{conv: {filters: 2, kernel: 3, padding: 1}}, {identity: {}, from: m0}, {identity: {}, from: stem}], merge: add}
+  - pool: global_avgpool
+outputs: {out: pool, grid: grid.1}
+"""
+
+
+def test_module_lists_in_a_container_read_what_their_paths_name():
+    """The first entry of a `modules:` container reads the tensor before it (not the model's
+    input), a read of an absent layer outside reads what it passes on, and the layers its
+    paths read are read (`stem` was reported as never read)."""
+    with pytest.raises(SpecError, match="cannot add"):  # stem (4 channels) does not add to the row's 2
+        agree(CONTAINER)
+    graph = agree(CONTAINER.replace("{identity: {}, from: stem}", "{conv: {filters: 2, kernel: 1}, from: stem}"))
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["grid.0.0"].inputs == ("s0",) and nodes["grid.1.1"].inputs == ("s0",) and nodes["grid.1.2"].inputs == ("stem",)
+    assert "grid_1 = self.grid[1][0](grid_0) + self.grid[1][1](s0) + self.grid[1][2](stem)" in emit(graph, "torch")
+
+
+def test_the_block_diagram_follows_reads_by_path():
+    """A tensor read by its path from outside its container (`from: body.layer1`, an output
+    `fpn.layer_blocks.0`): the block diagram raised KeyError on resnet18_fpn."""
+    from archc.passes.diagram import diagram
+    from archc.spec.loader import load_spec
+
+    d = diagram(lower(load_spec(ROOT / "specs" / "detection" / "resnet18_fpn.yaml")), "blocks")
+    assert next(e.src for e in d.edges if e.dst == "output.0") == "fpn.layer_blocks.0"
+    assert next(e.src for e in d.edges if e.dst == "fpn.inner_blocks.0").startswith("body.layer1")
+
+
+@pytest.mark.parametrize("text", [GRID, HRNET], ids=["grid", "hrnet"])
+def test_generated_grid_code_passes_ruff(tmp_path, text):
+    ruff = ruff_executable()
+    graph = lower(load_spec_text(text, "t.yaml"))
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"{backend}.py"
+        path.write_text(emit(graph, backend))
+        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
+            result = subprocess.run([ruff, *args], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr

@@ -48,3 +48,41 @@ def test_radix_softmax_is_timms(radix, cardinality, shape):
         got = ours(x.reshape(3, shape[0], 1, 1) if flat else x)
         want = RadixSoftmax(radix, cardinality)(x).reshape(x.shape)
     assert torch.allclose(got, want, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 40)])
+def test_hrnet_fuse_layers_are_timms(size):
+    """A `modules:` container of `parallel:` rows is HRNet's grid of module lists: the
+    generated `fuse_layers` loads the fuse layers of timm's hrnet_w18_small stage3 strictly
+    (keys `fuse_layers.i.j`, none for the identity entries `0.0`, `1.1`, `2.2`, whose indexes
+    are kept), and with the branches' outputs x0, x1, x2 given to timm's own forward (its
+    branches replaced by identities) returns timm's fused maps."""
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    spec = ROOT / "tests" / "hrnet_fuse.yaml"
+    ours = api.load_module(lower(load_spec_text(spec.read_text(), spec.name)), "torch").build_model().eval()
+    torch.manual_seed(0)
+    module = timm.create_model("hrnet_w18_small", pretrained=False).stage3[0].eval()
+    reference = module.fuse_layers
+    keys = reference.state_dict()
+    assert not any(k.startswith(("0.0.", "1.1.", "2.2.")) for k in keys)
+    assert {"2.0.0.0.weight", "2.0.1.1.running_var", "0.2.0.weight"} <= set(keys)
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # statistics of their own, so eval uses them
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    ours.fuse_layers.load_state_dict(reference.state_dict(), strict=True)
+    module.branches = torch.nn.ModuleList([torch.nn.Identity() for _ in range(3)])
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = ours(x)
+        want = module([ours.x0(x), ours.x1(x), ours.x2(x)])
+    assert list(got) == ["0", "1", "2"]
+    for i, w in enumerate(want):
+        assert got[str(i)].shape == w.shape
+        assert torch.allclose(got[str(i)], w, atol=1e-5), (i, (got[str(i)] - w).abs().max())

@@ -34,6 +34,7 @@ from archc.ir.graph import (
     instance_name,
     is_merge,
     keras_name,
+    path_reads,
 )
 from archc.ops import init
 from archc.ops.base import suffixed
@@ -383,11 +384,13 @@ class KerasEmitter:
         it, then merged; layer names follow the PyTorch modules (`{name}_convs_0_1`)."""
         layer = step.item
         assert isinstance(layer, SymParallel)
-        outs = common.tensor_variable(layer.name, self.reserved)
+        outs = f"{prefix}{layer.name}" if layer.name.isdigit() else common.tensor_variable(layer.name, self.reserved)  # a row of a grid: fuse_1
         srcs = list(step.srcs)
         lines: list[str] = []
-        if "x" in srcs and any(isinstance(path, SymGroup) for path in layer.children):  # a list works on `x`
-            taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name, self.reserved) for i in (*block.layers, *block.after))}
+        taken = {"x", "inputs", "identity", *(common.tensor_variable(i.name, self.reserved) for i in (*block.layers, *block.after))}
+        while outs in taken - {common.tensor_variable(layer.name, self.reserved)}:  # a row of a grid (`0`): not a layer's variable
+            outs += "_"
+        if "x" in srcs and any(isinstance(path, (SymGroup, SymParallel)) for path in layer.children):  # a list works on `x`
             keep = f"{outs}_input"
             while keep in taken:
                 keep += "_"
@@ -395,8 +398,8 @@ class KerasEmitter:
             srcs = [keep if src == "x" else src for src in srcs]
         self.x_is_input = False  # the paths write `x`
         lines.append(f"{indent}{outs} = []")
-        for k, path in enumerate(layer.children):
-            lines += self._sym_layer(common.Step(path, (srcs[k],), "x", srcs[k], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
+        for path, read in zip(layer.children, path_reads(layer.children, srcs)):  # a row of a grid reads several
+            lines += self._sym_layer(common.Step(path, read, "x", read[0], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
             lines.append(f"{indent}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(layer.children))]
         merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat))  # type: ignore[attr-defined]
@@ -506,21 +509,27 @@ class KerasEmitter:
         outs = common.tensor_variable(item.name, self.reserved)
         srcs = list(step.srcs)
         lines: list[str] = []
+        taken = {"x", "inputs", *(common.tensor_variable(i.name, self.reserved) for i in self.graph.flat_body()), *srcs}
+        while outs in taken - {common.tensor_variable(item.name, self.reserved)} or outs in srcs:  # a row of a grid: not another tensor's variable
+            outs += "_"
         if "x" in srcs:  # the paths write `x`
-            taken = {"x", "inputs", *(common.tensor_variable(i.name, self.reserved) for i in self.graph.body)}
             keep = f"{outs}_input"
             while keep in taken:
                 keep += "_"
             lines.append(f"{I1}{keep} = x")
             srcs = [keep if src == "x" else src for src in srcs]
         lines.append(f"{I1}{outs} = []")
-        for path, src in zip(item.items, srcs):
-            lines.append(f"{I1}x = {src}")
-            lines += self._items((path,), f"{item.name}_", as_name=path.name)
+        for path, read in zip(item.items, path_reads(item.items, srcs)):
+            if isinstance(path, ParallelInst):  # a row of a grid: its paths read their own tensors
+                row = dataclasses.replace(path, name=f"{item.name}.{path.name}")
+                lines += self._model_parallel(row, common.Step(row, read, "x", read[0], False))
+            else:
+                lines.append(f"{I1}x = {read[0]}")
+                lines += self._items((path,), keras_name(item.name) + "_", as_name=path.name)
             lines.append(f"{I1}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(item.items))]
         flats = [not path.out_shape.spatial for path in item.items]
-        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(item.name), False, None), each, flats)  # type: ignore[attr-defined]
+        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(keras_name(item.name)), False, None), each, flats)  # type: ignore[attr-defined]
         if applied == f"[{', '.join(each)}]":
             applied = outs
         return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")

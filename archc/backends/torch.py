@@ -20,8 +20,10 @@ from archc.backends.torch_lists import (
     container_module,
     flattened,
     free,
+    inst_rows,
     parallel_lines,
     sequential_keys,
+    sym_rows,
     tapped_calls,
 )
 from archc.code import LINE, Call, Code, Gen, Seq, call, render
@@ -153,6 +155,7 @@ class TorchEmitter(InitEmission, ListEmission):
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
+        self.block_locals = frozenset({"x", "out", "identity", *(common.tensor_variable(n.name) for n in (*block.layers, *block.after))})
         self.switches: dict[int, str] = {}
         if common.sequential(block):
             modules = tuple(layer for layer in block.layers if not free(layer))
@@ -378,7 +381,8 @@ class TorchEmitter(InitEmission, ListEmission):
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
-            body = parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, INDENT2 + "    " * (layer.condition is not None))
+            indent = INDENT2 + "    " * (layer.condition is not None)
+            body = parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, indent, sym_rows(layer), self.block_locals)
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
@@ -471,7 +475,8 @@ class TorchEmitter(InitEmission, ListEmission):
                 if top not in containers:
                     init += render(self._module(item, inplace=False), INDENT2, f"self.{item.name} = ")
                 flats = tuple(not path.out_shape.spatial for path in item.items)
-                forward += parallel_lines(common.module_path(item.name), item.merge, flats, step.srcs, step.dst, INDENT2)
+                taken = frozenset({"x", "inputs", *(common.tensor_variable(i.name) for i in body), *(v for s in steps for v in s.srcs)})
+                forward += parallel_lines(common.module_path(item.name), item.merge, flats, step.srcs, step.dst, INDENT2, inst_rows(item), taken)
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
                 args = item.op.with_reads(concrete_args(item.op, dict(item.exposed)), step.srcs)

@@ -17,10 +17,12 @@ from archc.ir.graph import (
     GroupInst,
     Inst,
     LayerInst,
+    ParallelInst,
     StageInst,
     SymGroup,
     SymItem,
     SymLayer,
+    SymParallel,
 )
 
 
@@ -84,6 +86,8 @@ class ListEmission:
         else reads its input, so only a list's later entries may work in place."""
         if isinstance(path, SymLayer):
             return flattened(path.kind, self._sym_module(path, hoist, False))
+        if isinstance(path, SymParallel):  # a row of a grid: a module list of its own
+            return call("nn.ModuleList", Seq(tuple(self._path_module(p, hoist) for p in path.children)))
         if not isinstance(path, SymGroup):
             return self._nested(path, hoist)
         modules: dict[str, Code] = {}
@@ -118,25 +122,65 @@ class ListEmission:
         return [*lines, f"return {steps[-1].dst}"]
 
 
-def parallel_lines(name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[str, ...], dst: str, indent: str) -> list[str]:
+Row = tuple[str, tuple[bool, ...]] | None  # a path that is a module list (a row of a grid): its merge and flats
+
+
+def parallel_lines(
+    name: str, merge: str, flats: tuple[bool, ...], srcs: tuple[str, ...], dst: str, indent: str,
+    rows: tuple[Row, ...] = (), taken: frozenset[str] = frozenset(),
+) -> list[str]:  # fmt: skip
     """`dst = ` a module list applied, as lines at `indent` (returned without it), split as ruff
     format splits them: torchvision's ASPP loop as a comprehension where every path reads one
-    tensor and the merge is a concatenation, else each path by its index."""
+    tensor and the merge is a concatenation, else each path by its index. A row of a grid
+    (HRNet's fuse layers) is merged first into a variable of its own, not one of `taken`
+    (`fuse_1 = self.fuse[1][0](x0) + self.fuse[1][1](x1)`); `srcs` holds its paths' inputs."""
+    if any(rows):
+        lines: list[str] = []
+        applied: list[str] = []
+        start = 0
+        for k, row in enumerate(rows):
+            read = srcs[start:start + (len(row[1]) if row else 1)]
+            start += len(read)
+            if row is None:
+                applied.append(f"self.{name}[{k}]({read[0]})")
+                continue
+            var = "".join(c if c.isalnum() else "_" for c in name).strip("_") + f"_{k}"
+            while var in taken or var in srcs or var == dst:
+                var += "_"
+            lines += parallel_lines(f"{name}[{k}]", row[0], row[1], read, var, indent)
+            applied.append(var)
+        return lines + _merged(merge, applied, flats, dst, indent)
     if merge == "concat" and len(set(srcs)) == 1:
         each = "path" if srcs[0] != "path" else "path_"
         code: Code = Call("torch.cat", (Gen(f"{each}({srcs[0]})", f"for {each} in self.{name}", brackets="[]"), "1"))
-    else:
-        applied = [f"self.{name}[{k}]({src})" for k, src in enumerate(srcs)]
-        if merge == "concat":
-            code = Call("torch.cat", (Seq(tuple(applied)), "1"))
-        else:  # a chain of + or *: the terms hold neither
-            text = ops.KINDS[merge].torch_merge(applied, list(flats))  # type: ignore[attr-defined]
-            if len(f"{indent}{dst} = {text}") <= LINE:
-                return [f"{dst} = {text}"]
-            sign = " + " if merge == "add" else " * "
-            terms = text.split(sign)
-            return [f"{dst} = (", f"    {terms[0]}", *(f"    {sign.strip()} {t}" for t in terms[1:]), ")"]
-    return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
+        return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
+    return _merged(merge, [f"self.{name}[{k}]({src})" for k, src in enumerate(srcs)], flats, dst, indent)
+
+
+def _merged(merge: str, applied: list[str], flats: tuple[bool, ...], dst: str, indent: str) -> list[str]:
+    """`dst = ` the merge of the tensors `applied` (code text), lines as ruff formats them."""
+    if merge == "concat":
+        code = Call("torch.cat", (Seq(tuple(applied)), "1"))
+        return [line[len(indent):] for line in render(code, indent, f"{dst} = ")]
+    # a chain of + or *: the terms hold neither
+    text = ops.KINDS[merge].torch_merge(applied, list(flats))  # type: ignore[attr-defined]
+    if len(f"{indent}{dst} = {text}") <= LINE:
+        return [f"{dst} = {text}"]
+    sign = " + " if merge == "add" else " * "
+    terms = text.split(sign)
+    return [f"{dst} = (", f"    {terms[0]}", *(f"    {sign.strip()} {t}" for t in terms[1:]), ")"]
+
+
+def sym_rows(layer: SymParallel) -> tuple[Row, ...]:
+    """Per path of a module list in a block kind: a row of a grid (its merge and flats), or None."""
+    return tuple((p.merge, p.flat) if isinstance(p, SymParallel) else None for p in layer.children)
+
+
+def inst_rows(item: ParallelInst) -> tuple[Row, ...]:
+    """Per path of a model-level module list: a row of a grid (its merge and flats), or None."""
+    return tuple(
+        (p.merge, tuple(not q.out_shape.spatial for q in p.items)) if isinstance(p, ParallelInst) else None for p in item.items
+    )
 
 
 def flattened(kind: str, module: Code) -> Code:

@@ -123,13 +123,14 @@ class SymGroup:
 @dataclass(frozen=True)
 class SymParallel:
     """A module list inside a block kind (an nn.ModuleList): paths named `0`, `1`, ... (each a
-    layer, a list or a block), each reading its own tensor, their outputs merged."""
+    layer, a list, a block or a module list of its own: a row of a grid), each reading its
+    own tensor, their outputs merged."""
 
     name: str
     children: tuple[SymItem, ...]  # the paths, named by their position
     merge: str  # concat | add | multiply
     in_channels: ast.expr
-    inputs: tuple[str, ...] = ()  # per path, the tensor it reads
+    inputs: tuple[str, ...] = ()  # per path, the tensor it reads; a row's paths, each theirs (path_reads)
     flat: tuple[bool, ...] = ()  # per path, whether its output is flat (C,)
     passes: str | None = None  # what it passes on where its condition fails: the list's input
     condition: ast.expr | None = None
@@ -138,6 +139,18 @@ class SymParallel:
 
 
 SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup, SymParallel]
+
+
+def path_reads(paths: Sequence[Any], inputs: Sequence[str]) -> list[tuple[str, ...]]:
+    """What each path of a module list reads, from the list's `inputs` (one per path, a row
+    of a grid one per path of its own, in order): one tensor, or a row's several."""
+    out: list[tuple[str, ...]] = []
+    k = 0
+    for path in paths:
+        n = len(path.children) if isinstance(path, SymParallel) else len(path.items) if isinstance(path, ParallelInst) else 1
+        out.append(tuple(inputs[k:k + n]))
+        k += n
+    return out
 
 
 def spliced(item: SymItem, numbered: bool) -> bool:
@@ -335,7 +348,7 @@ class ParallelInst:
     in_shape: Shape
     out_shape: Shape
     counts: Counts
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # per path; a row of a grid one per path of its own (path_reads)
     output: str = ""  # the merge's IR node
 
 

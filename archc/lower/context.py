@@ -216,7 +216,8 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
 
 def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Location) -> None:
     """Path k of the module list `name` (`parallel:`) is an unnamed, unconditional module:
-    a layer with a module of its own, a list or a block."""
+    a layer with a module of its own, a list, a block, or a module list whose paths are not
+    module lists (a row of a grid, HRNet's `fuse_layers.i`)."""
     if written != POSITIONAL:
         raise SpecError(
             f"{name}.{k}: the paths of a parallel list are numbered (`{name}.{k}`), so they take no name; "
@@ -224,14 +225,20 @@ def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Loc
             where,
         )
     op = ops.KINDS.get(kind) if kind in ops.KINDS else None
-    if kind not in ("block", "group") and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
+    if kind not in ("block", "group", "parallel") and (op is None or op.MERGE or op.EXPRESSION or op.PARAMETER):
         raise SpecError(
             f"{name}.{k}: a path of a parallel list is a module of an nn.ModuleList: a layer with a module, "
-            f"a list of layers or a block, not {kind}",
+            f"a list of layers, a block or a module list (a row of a grid), not {kind}",
             where,
         )
     if body.if_ is not None:
         raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
+    if kind == "parallel" and any(item_kind(next(iter(e.values()))) == "parallel" for e in body.parallel):
+        raise SpecError(
+            f"{name}.{k}: a row of a grid of module lists (`{name}.{k}.j`) holds paths, not module lists of its own; "
+            "a grid has two levels",
+            where,
+        )
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ def lower_items(
         elif kind == "modules":
             if not (model_level or in_modules):
                 raise SpecError(f"{name}: `modules:` is a container of the model's own list: write it at model level or in another `modules:`", where)
-            item, cur, nonneg = _lower_modules(state, sub, body, name, shape, cur, nonneg, env)
+            item, cur, nonneg = _lower_modules(state, sub, body, name, shape, cur, nonneg, env, flow.resolve(prev))
+            item = _resolved(item, flow.resolve)  # its entries' reads of absent layers outside it
         elif kind in ("block", "stage") and body.inline:
             if written != POSITIONAL or inlined is None:
                 raise SpecError(
@@ -218,6 +219,8 @@ def lower_items(
         item = dataclasses.replace(item, output=cur)
         items.append(item)
         read = [*(item.inputs if item.inputs else (prev,)), *((body.from_ or prev,) if kind == "branches" else ())]
+        if kind == "modules":  # what its entries read from outside it (a row of HRNet's fuse layers reads x0 ... xn)
+            read += container_reads(item)  # type: ignore[arg-type]
         reads.update(read)
         flow.readers[name] = [flow.resolve(n) for n in read] + [n.split(".")[0] for n in read if "." in n]  # a tap reads its container
         flow.spans[name] = (first_node, len(state.nodes), first_item, len(items))
@@ -237,7 +240,7 @@ def lower_items(
 
 def _lower_modules(
     state: State, ctx: Ctx, body: m.ModulesItem, name: str, shape: Shape, cur: str, nonneg: bool,
-    env: dict[str, Tensor],
+    env: dict[str, Tensor], prev: str,
 ) -> tuple[GroupInst, str, bool]:  # fmt: skip
     """A `modules:` container: its entries lowered as a list of the model's own (dataflow, not
     in sequence), in a scope of their own; each of its tensors is then a tensor of the
@@ -247,7 +250,7 @@ def _lower_modules(
     mpath = (*ctx.yaml_path, "modules")
     inner = {**env}
     mctx = Ctx(ctx.source, mpath, ctx.module_path, ctx.scope, ctx.top_level)
-    children, out, cur, nonneg = lower_items(state, mctx, body.modules, shape, cur, nonneg, env=inner, in_modules=True)
+    children, out, cur, nonneg = lower_items(state, mctx, body.modules, shape, cur, nonneg, env=inner, prev=prev, in_modules=True)
     numbered = [c.name.isdigit() for c in children]
     if any(numbered) and not all(numbered):
         raise SpecError(f"{name}: a `modules:` container has named entries (nn.ModuleDict) or numbered ones (nn.ModuleList), not both", where)
@@ -261,6 +264,27 @@ def _lower_modules(
     env.update({f"{name}.{key}": inner[key] for key in local})
     item = GroupInst(name, _qualified(tuple(children), name, local), shape, out, counts_of(children), dataflow=True)
     return item, cur, nonneg
+
+
+def _resolved(group: GroupInst, resolve: Any) -> GroupInst:
+    """A `modules:` container whose entries' reads name what absent layers outside it pass on."""
+    items = tuple(
+        dataclasses.replace(
+            _resolved(item, resolve) if isinstance(item, GroupInst) and item.dataflow else item,
+            inputs=tuple(resolve(n) for n in item.inputs),
+        )
+        for item in group.items
+    )
+    return dataclasses.replace(group, items=items)
+
+
+def container_reads(group: GroupInst) -> list[str]:
+    """The tensors outside a `modules:` container that its entries (and their paths) read."""
+    out: list[str] = []
+    for item in group.items:
+        inner = container_reads(item) if isinstance(item, GroupInst) and item.dataflow else []
+        out += [n for n in (*item.inputs, *inner) if n != group.name and not n.startswith(f"{group.name}.")]
+    return out
 
 
 def _is_module(item: Inst) -> bool:
@@ -392,10 +416,14 @@ def _lower_parallel(
     for k, entry in enumerate(body.parallel):
         (written, path), = entry.items()
         check_path(name, k, written, item_kind(path), path, pctx.where(k))
-        items, out, node, nn = lower_items(state, pctx, [entry], shape, cur, nonneg, env={**env}, offset=k, first_position=k)
+        items, out, node, nn = lower_items(state, pctx, [entry], shape, cur, nonneg, env={**env}, offset=k, prev=read, first_position=k)
         (inst,) = items
-        paths.append(dataclasses.replace(inst, inputs=()))
         outs.append(Tensor(node, out, nn))
+        if isinstance(inst, ParallelInst):  # a row of a grid: its paths read their own tensors
+            paths.append(inst)
+            sources += inst.inputs
+            continue
+        paths.append(dataclasses.replace(inst, inputs=()))
         sources.append(path.from_ or read)
     op = ops.KINDS[body.merge]()
     try:

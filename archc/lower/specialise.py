@@ -32,6 +32,7 @@ from archc.ir.graph import (
     channel_params,
     instance_name,
     passed_on,
+    path_reads,
     spliced,
 )
 from archc.lower.context import (
@@ -346,12 +347,14 @@ class _Specialiser:
     def parallel(
         self, item: SymParallel, name: str, path: tuple[str, ...], reads: tuple[str, ...], scope: dict[str, Any],
     ) -> tuple[Inst, Tensor]:  # fmt: skip
-        """A module list: path k (module `name.k`) reads `reads[k]`; the merge of their outputs
-        is the node `name`."""
+        """A module list: path k (module `name.k`) reads `reads[k]` (a row of a grid, the
+        tensors its paths read); the merge of their outputs is the node `name`."""
         paths: list[Inst] = []
         outs: list[Tensor] = []
-        for k, child in enumerate(item.children):
-            inst, tensor = self.item(child, str(k), (*path, name), (reads[k],), self.env[reads[k]], scope)
+        for k, (child, read) in enumerate(zip(item.children, path_reads(item.children, reads))):
+            inst, tensor = self.item(child, str(k), (*path, name), read, self.env[read[0]], scope)
+            if isinstance(child, SymParallel):
+                inst = dataclasses.replace(inst, inputs=read)
             paths.append(dataclasses.replace(inst, output=tensor.node))
             outs.append(tensor)
         op = ops.KINDS[item.merge]()

@@ -348,6 +348,10 @@ def _sym_parallel(
             del defined[key]
         if isinstance(child, SymGroup) and any(c.condition is not None or isinstance(c, SymStage) for c in child.children):
             raise SpecError(f"{name}.{k}: the entries of a list in a parallel list cannot be conditional or stages", where)
+        if isinstance(child, SymParallel):  # a row of a grid: its paths read their own tensors
+            sources += [read if n == tracked else n for n in child.inputs]
+            paths.append(dataclasses.replace(child, name=str(k), inputs=(), passes=None))
+            continue
         sources.append(child.inputs[0] if child.inputs else read)
         paths.append(dataclasses.replace(child, name=str(k), inputs=()))
     reads.update(sources)

@@ -28,6 +28,7 @@ from archc.ir.graph import (
     LayerInst,
     ParallelInst,
     StageInst,
+    path_reads,
 )
 from archc.ops import Shape
 
@@ -166,13 +167,33 @@ class _Blocks:
         self.graph, self.expand = graph, expand
         self.nodes: list[DNode] = [DNode("input", f"input\n{shape_label(graph.input_shape)}", "io")]
         self.edges: list[DEdge] = []
+        self.paths: dict[str, str] = {}  # the diagram node of each model-level tensor, by its path
 
     def build(self) -> Diagram:
         cur, clusters = self.items(self.graph.body, "", "input")
-        for nid, label, src, shape in _outputs(self.graph, cur, self.top):
+        for nid, label, src, shape in _outputs(self.graph, cur, {**self.paths, **self.top}):
             self.nodes.append(DNode(nid, label, "io"))
             self.edges.append(DEdge(src, nid, shape_label(shape)))
         return Diagram(self.graph.name, "blocks", tuple(self.nodes), tuple(self.edges), tuple(clusters))
+
+    def parallel(self, item: ParallelInst, path: str, srcs: list[str]) -> Cluster:
+        """A module list: each path from its input (`srcs`: diagram nodes; a row of a grid, its
+        paths from theirs), then the merge, the node `path`."""
+        first = len(self.nodes)
+        ends, inner = [], []
+        for child, read in zip(item.items, path_reads(item.items, srcs)):
+            if isinstance(child, ParallelInst):
+                inner.append(self.parallel(child, f"{path}.{child.name}", list(read)))
+                ends.append(f"{path}.{child.name}")
+                continue
+            end, more = self.items((child,), path + ".", read[0])
+            ends.append(end)
+            inner += more
+        kind = "concat" if item.merge == "concat" else "add"
+        self.nodes.append(DNode(path, item.name if kind == "concat" else ops.KINDS[item.merge]().label(), kind))
+        self.edges += [DEdge(end, path, "", EDGE_KINDS["branch"]) for end in ends]
+        members = [n.id for n in self.nodes[first:] if not any(n.id in c.members for c in inner)]
+        return Cluster(path, item.name, tuple(members), tuple(inner))
 
     def items(self, items: tuple[Inst, ...], prefix: str, cur: str) -> tuple[str, list[Cluster]]:
         clusters: list[Cluster] = []
@@ -181,13 +202,13 @@ class _Blocks:
             path = prefix + item.name
             first = len(self.nodes)
             if item.inputs and not (isinstance(item, LayerInst) and item.op.MERGE):
-                cur = outs[item.inputs[0]]
+                cur = outs.get(item.inputs[0]) or self.paths[item.inputs[0]]
             if isinstance(item, LayerInst) and item.op.MERGE:
                 kind = "concat" if item.op.kind == "concat" else "add"
                 self.nodes.append(DNode(path, item.name if kind == "concat" else item.op.label(), kind))
                 node = next(n for n in self.graph.nodes if n.id == path)
                 for i, name in enumerate(item.inputs):
-                    self.edges.append(DEdge(outs[name], path, "", EDGE_KINDS[node.edge(i)]))
+                    self.edges.append(DEdge(outs.get(name) or self.paths[name], path, "", EDGE_KINDS[node.edge(i)]))
                 cur = path
             elif isinstance(item, LayerInst):
                 text = describe(item.op)
@@ -198,16 +219,7 @@ class _Blocks:
                 members = [n.id for n in self.nodes[first:] if not any(n.id in c.members for c in inner)]
                 clusters.append(Cluster(path, item.name, tuple(members), tuple(inner)))
             elif isinstance(item, ParallelInst):  # each path from its input, then the merge
-                ends, inner = [], []
-                for child, src in zip(item.items, item.inputs):
-                    end, more = self.items((child,), path + ".", outs[src])
-                    ends.append(end)
-                    inner += more
-                kind = "concat" if item.merge == "concat" else "add"
-                self.nodes.append(DNode(path, item.name if kind == "concat" else ops.KINDS[item.merge]().label(), kind))
-                self.edges += [DEdge(end, path, "", EDGE_KINDS["branch"]) for end in ends]
-                members = [n.id for n in self.nodes[first:] if not any(n.id in c.members for c in inner)]
-                clusters.append(Cluster(path, item.name, tuple(members), tuple(inner)))
+                clusters.append(self.parallel(item, path, [outs.get(src) or self.paths[src] for src in item.inputs]))
                 cur = path
             elif isinstance(item, BlockInst):
                 cur = self.block(path, f"{item.name}\n{item.block}{self.args(item)}", item, [item], cur)
@@ -221,6 +233,7 @@ class _Blocks:
                 label = f"{item.name}\n{item.block} ×{len(item.instances)}{self.stage_args(item)}"
                 cur = self.block(path, label, item.instances[0], list(item.instances), cur)
             outs[item.name] = cur
+            self.paths[path] = cur  # a tensor read by its path from outside its container (`fpn.inner_blocks.2`)
         if not prefix:
             self.top = outs  # the model-level tensors, for the outputs
         return cur, clusters

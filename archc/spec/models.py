@@ -236,11 +236,13 @@ class ModulesItem(Flow):
 class ParallelItem(Flow):
     """A module list (torchvision's nn.ModuleList): unnamed paths numbered as its modules
     (`convs.0`, `convs.1`; a path that is a list numbers its layers on, `convs.0.1`), each
-    reading the list's input or its own `from:`, their outputs merged. The entry's name is
-    the module list's."""
+    reading the list's input or its own `from:`, their outputs merged. A path may be a module
+    list of its own, a row of a grid (`fuse.1.0`). The entry's name is the module list's."""
 
     parallel: list[LayerEntry] = Field(
-        min_length=2, description="The paths, without names: a layer, a list of layers (an nn.Sequential) or a block."
+        min_length=2,
+        description="The paths, without names: a layer, a list of layers (an nn.Sequential), a block, or a module list "
+        "whose paths are not module lists (a row of a grid).",
     )
     merge: Literal["concat", "add", "multiply"] = Field("concat", description="How the paths' outputs are merged.")
 
