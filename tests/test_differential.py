@@ -537,6 +537,10 @@ def dataflow_specs(draw):
         blocks["two"], c = _two_inputs(draw, c)
         earlier = [next(iter(e)) for e in layers[:-1]]
         layers.append({"joined": {"block": "two", "with": {"w": c}, "from": [draw(st.sampled_from(earlier)), next(iter(layers[-1]))]}})
+    if draw(st.booleans()):  # a block kind with two outputs, both read
+        blocks["split"], merge = _two_outputs(draw), draw(st.sampled_from(["add", "concat"]))
+        layers += [{"sp": {"block": "split", "with": {"w": c}}}, {"spj": {merge: ["sp", "sp.b"]}}]
+        c = 2 * c if merge == "concat" else c
     if draw(st.booleans()):  # a block kind that contains itself while `depth > 1`
         blocks["rec"] = recursive_kind(draw)
         w = draw(st.sampled_from([2, 4]))
@@ -586,6 +590,17 @@ def _two_inputs(draw, w: int) -> tuple[dict, int]:
     if draw(st.booleans()):
         layers[1]["pa"]["if"] = draw(st.sampled_from(["lo_channels != hi_channels", "lo_channels == hi_channels", "w > 3"]))
     return {"inputs": ["lo", "hi"], "params": {"w": "int"}, "layers": layers}, 2 * w if merge == "concat" else w
+
+
+def _two_outputs(draw) -> dict:
+    """A block kind returning `a` and `b` (each `w` channels at its input's size): `b` reads `a`
+    or the input, through a conv or a list; either may come first in its list."""
+    a = {"a": {"conv": {"filters": "w", "kernel": 1}}}
+    b_body: dict = {"conv": {"filters": "w", "kernel": 3, "padding": 1}} if draw(st.booleans()) else {
+        "group": [{"conv": {"filters": "w", "kernel": 1}}, "batchnorm", draw(st.sampled_from(ACTS))]}
+    b = {"b": b_body | ({"from": draw(st.sampled_from(["a", "input"]))})}
+    layers = [a, b] if b["b"]["from"] == "a" or draw(st.booleans()) else [b, a]
+    return {"params": {"w": "int"}, "outputs": ["a", "b"], "layers": layers}
 
 
 def _lowered(spec_dict):

@@ -87,6 +87,8 @@ KINDS = {
     "module list inside a sequence, paths whose outputs do not merge, a grid deeper than rows of paths.",
     "inputs": "Block kinds with several inputs (`inputs:`): an instance giving another number of tensors, an input "
     "nothing reads, a name taken twice, a stage or a skip connection over several inputs.",
+    "outputs": "Block kinds with several outputs (`outputs:`): an output that is not a layer of the kind or that "
+    "nothing reads, an instance that is conditional, unnamed or inside a list (which passes one tensor on), a stage.",
 }
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 

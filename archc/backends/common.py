@@ -641,14 +641,16 @@ class Hoister:
 
 
 def model_shapes(graph: Graph) -> dict[str, Shape]:
-    """The shape of every tensor the model's own list can read by name: `input`, its items and
-    the entries of its groups (taps, `backbone.layer3`)."""
+    """The shape of every tensor the model's own list can read by name: `input`, its items, the
+    entries of its groups (taps, `backbone.layer3`) and the later outputs of its instances (`h.logits`)."""
     body = graph.flat_body()
     shapes = {"input": graph.input_shape, **{i.name: i.out_shape for i in body}}
     shapes.update({name: shapes[path] for name, path in container_results(body).items()})
     for item in body:
         if isinstance(item, GroupInst):
             shapes.update({f"{item.name}.{c.name}": c.out_shape for c in item.items})
+        if isinstance(item, BlockInst):  # the later outputs of a kind with several
+            shapes.update({f"{item.name}.{o}": shape for o, _, shape in item.more_out})
     return shapes
 
 

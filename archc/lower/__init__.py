@@ -26,7 +26,7 @@ import shlex
 
 from archc import ops
 from archc.errors import Location, SpecError
-from archc.ir.graph import Graph, GroupInst, Inst, LayerInst, ParallelInst
+from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, ParallelInst
 from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
 from archc.lower.model import check_size, lower_items
@@ -67,6 +67,7 @@ def lower(spec: LoadedSpec) -> Graph:
                 f"output {output.key!r} is a map PyTorch holds channels-last; name a layer after `permute: {{to: channels_first}}`",
                 spec.locate("outputs", output.key),
             )
+    _check_outputs_read(state, body)
     exposed = _exposed_params(state, scope)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
@@ -85,6 +86,29 @@ def lower(spec: LoadedSpec) -> Graph:
         locations=_locations(state),
         outputs=tuple(state.outputs),
     )
+
+
+def _check_outputs_read(state: State, body: tuple[Inst, ...]) -> None:
+    """Each later output of an instance of a kind with several is read (inside the kind, by a
+    later layer, or as a model output): Keras builds only what an output depends on, so a tensor
+    nothing reads would be a layer in PyTorch and none in Keras."""
+    read = {i for n in state.nodes for i in n.inputs} | {o.node for o in state.outputs}
+
+    def walk(items: tuple[Inst, ...], path: tuple[str, ...]) -> None:
+        for item in items:
+            here = (*path, item.name)
+            if isinstance(item, BlockInst):
+                source = state.spec.blocks[item.block]
+                for k, (o, node, _) in enumerate(item.more_out, start=1):
+                    if node not in read:
+                        raise SpecError(
+                            f"{'.'.join(here)}.{o} is never read: output {o!r} of block {item.block!r} is read as "
+                            f"`{item.name}.{o}` (`from:`, a merge, `outputs:`), or removed from the kind's `outputs`",
+                            source.locate("outputs", k),
+                        )
+            walk(getattr(item, "children", None) or getattr(item, "items", None) or getattr(item, "instances", ()), here)
+
+    walk(body, ())
 
 
 def _locations(state: State) -> tuple[tuple[str, Location], ...]:

@@ -223,6 +223,10 @@ class _Blocks:
                 cur = path
             elif isinstance(item, BlockInst):
                 cur = self.block(path, f"{item.name}\n{item.block}{self.args(item)}", item, [item], cur)
+                for name, shape in zip(item.inputs[1:], item.more_in):  # a kind with several inputs: the others
+                    self.edges.append(DEdge(outs.get(name) or self.paths[name], path, shape_label(shape)))
+                for o in item.more_outputs:  # and several outputs: each read from the block's box
+                    outs[f"{item.name}.{o}"] = self.paths[f"{path}.{o}"] = cur
             elif item.connectivity == "dense":
                 cur = self.dense_stage(path, item, cur)
             elif self.expand or len(item.instances) == 1:

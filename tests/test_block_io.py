@@ -1,9 +1,12 @@
-"""Block kinds with several named inputs (`inputs: [low, high]`): an instance reads one
-tensor per input (`from: [a, b]`), the generated PyTorch class takes one channel argument
-per input and `forward(self, low, high)` (torchvision's LRASPPHead(low_channels,
-high_channels, ...)), the Keras function one tensor and one channel count per input. The
-IR, the generated PyTorch and the generated Keras agree (test_differential.agree); the
-zoo's proof is lraspp_mobilenet_v3_large against torchvision (test_torchvision)."""
+"""Block kinds with several named inputs (`inputs: [low, high]`) and several outputs
+(`outputs: [features, logits]`). An instance reads one tensor per input (`from: [a, b]`):
+the generated PyTorch class takes one channel argument per input and `forward(self, low,
+high)` (torchvision's LRASPPHead(low_channels, high_channels, ...)), the Keras function one
+tensor and one channel count per input. An instance's later outputs are read as
+`instance.logits`: PyTorch returns a tuple and the caller unpacks it (`h, h_logits =
+self.h(x)`), Keras likewise. The IR, the generated PyTorch and the generated Keras agree
+(test_differential.agree); the zoo's proof of inputs is lraspp_mobilenet_v3_large against
+torchvision (test_torchvision)."""
 
 from __future__ import annotations
 
@@ -157,3 +160,113 @@ even:
     graph = agree(spec(kinds, "- odd: {block: even, with: {w: 3}}\n- odd2: {block: odd, with: {w: 2}, from: input}\n- j: {concat: [odd, odd2]}\n"))
     keras_code = emit(graph, "keras")
     assert "    out_odd = x\n" in keras_code and "([out_odd, odd2])" in keras_code and "    odd = x\n" not in keras_code
+
+
+# --- several outputs -------------------------------------------------------------------------------
+
+BODY = """\
+body:
+  params: {w: int}
+  outputs: [features, logits]
+  layers:
+    - features: [{conv: {filters: w, kernel: 3, padding: 1}}, batchnorm, relu]
+    - logits: {conv: {filters: w, kernel: 1}}
+"""
+
+
+def test_two_outputs_at_model_level_read_by_path():
+    text = spec(BODY, "- h: {block: body, with: {w: 8}}\n- aux: {conv: {filters: 8, kernel: 1}, from: h.logits}\n- m: {add: [h, aux]}\n")
+    graph = agree(text)
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["aux"].inputs == ("h.logits",) and nodes["m"].inputs == ("h.features.2", "aux")
+    code = emit(graph, "torch")
+    assert "def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:" in code and "return features, logits" in code
+    assert "h, h_logits = self.h(x)" in code and "aux = self.aux(h_logits)" in code and "x = h + aux" in code
+    keras_code = emit(graph, "keras")
+    assert ") -> tuple[keras.KerasTensor, keras.KerasTensor]:" in keras_code and "    return features, logits\n" in keras_code
+    assert 'x, h_logits = body(x, 4, w=8, name="h")' in keras_code
+
+
+def test_a_later_output_nothing_reads_is_refused():
+    """Keras builds only what the outputs depend on: an output of a kind that nothing reads would
+    be a layer in PyTorch and none in Keras (here the `logits` conv: 64 parameters)."""
+    with pytest.raises(SpecError, match=r"h\.logits is never read: output 'logits' of block 'body' is read as `h\.logits`"):
+        lowered(spec(BODY, "- h: {block: body, with: {w: 8}}\n"))
+
+
+def test_two_outputs_inside_a_block_kind_and_as_model_outputs():
+    outer = BODY + """\
+outer:
+  params: {w: int}
+  layers:
+    - b: {block: body, with: {w: w}}
+    - pooled: {adaptive_avgpool: {size: 1}, from: b.logits}
+    - gate: sigmoid
+    - scaled: {multiply: [b, gate]}
+"""
+    head = HEAD_OUTPUTS
+    text = spec(outer, "- h: {block: body, with: {w: 6}}\n- o: {block: outer, with: {w: 6}, from: h}\n", head=head)
+    text = text.replace("outputs: [features, logits]\n", "outputs: [features, logits]\n", 1)
+    text += "outputs: {out: fc, logits: h.logits}\n"
+    graph = agree(text)
+    nodes = {n.id: n for n in graph.nodes}
+    assert nodes["o.pooled"].inputs == ("o.b.logits",) and nodes["o.scaled"].inputs == ("o.b.features.2", "o.gate")
+    assert [(o.key, o.node) for o in graph.outputs] == [("out", "fc"), ("logits", "h.logits")]
+    code = emit(graph, "torch")
+    assert "b, b_logits = self.b(x)" in code and 'return {"out": fc, "logits": h_logits}' in code
+
+
+HEAD_OUTPUTS = """\
+archc: 1
+name: t
+input: [4, 12, 12]
+params: {num_classes: 5}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+"""
+
+
+def test_verify_reads_the_first_of_several_outputs(tmp_path):
+    from click.testing import CliRunner
+
+    from archc.cli import main
+
+    path = tmp_path / "t.yaml"
+    path.write_text(spec(BODY, "- h: {block: body, with: {w: 8}}\n- m: {add: [h, h.logits]}\n"))
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "\nh " in result.output
+
+
+@pytest.mark.parametrize(
+    ("blocks", "layers", "message"),
+    [
+        (BODY, "- s: {stage: body, repeat: 2, with: {w: 4}}\n", "a stage chains one tensor from instance to instance; block 'body' returns several"),
+        (BODY, "- g: [{block: body, with: {w: 4}}]\n", "block 'body' returns several tensors (features, logits): its instance is a named entry"),
+        (BODY, "- h: {block: body, with: {w: 4}, if: \"num_classes > 1\"}\n", "h: block 'body' returns several tensors (features, logits), so its instance cannot be conditional"),
+        (BODY, "- m: {parallel: [{block: body, with: {w: 4}}, {conv: {filters: 4, kernel: 1}}], merge: add}\n", "its instance is a named entry"),
+        (
+            "two:\n  outputs: [a, nope]\n  layers: [{a: {conv: {filters: 4, kernel: 1}}}]\n",
+            "- x: {block: two}\n",
+            "output 'nope' of block 'two' is not a layer of its list; its layers: a",
+        ),
+        (
+            "two:\n  outputs: [a, b]\n  connectivity: skip\n  layers: [{a: {conv: {filters: 4, kernel: 1}}}, {b: relu}]\n",
+            "- x: {block: two}\n",
+            "a block with several outputs has no skip connectivity",
+        ),
+        (BODY, "- h: {block: body, with: {w: 4}}\n- y: {conv: {filters: 2, kernel: 1}, from: h.nope}\n", "unknown tensor 'h.nope'"),
+    ],
+)
+def test_output_mistakes_are_named(blocks, layers, message):
+    with pytest.raises(SpecError) as e:
+        lowered(spec(blocks, layers))
+    assert message in str(e.value)
+
+
+def test_the_diagram_draws_every_input_and_output_of_an_instance():
+    from archc.passes.diagram import diagram
+
+    d = diagram(lowered(spec(UP, MODEL)))
+    assert {(e.src, e.dst) for e in d.edges} >= {("enc.1", "dec"), ("down.2", "dec")}
+    d = diagram(lowered(spec(BODY, "- h: {block: body, with: {w: 8}}\n- aux: {conv: {filters: 8, kernel: 1}, from: h.logits}\n- m: {add: [h, aux]}\n")))
+    assert {(e.src, e.dst) for e in d.edges} >= {("h", "aux"), ("h", "m"), ("aux", "m")}
