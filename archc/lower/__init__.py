@@ -121,32 +121,39 @@ def _exposed_params(state: State, scope: dict[str, expr.Value], body: tuple[Inst
     """Model params that build_model() can take: those whose every use passes the param itself
     (not an expression of it) at model level
     - to a layer as its dropout `rate`; or
-    - to a layer as its width (`units`, `filters`), or to a block kind's instance or stage as a
-      parameter, where nothing that reads the result, directly or not, depends on the channels it
-      receives (the classifier, then resizes, merges and outputs: their code holds no literal the
-      param sets). A block kind's code must be the same for every value: the param keeps its type,
-      leaves the block's stride alone, and no shortcut of it or of a kind it calls is a switch that
-      its instances set (the shortcut of `when: shape_changes`)."""
+    - to a layer as its width (`units`, `filters`), or to a block instance or stage as a
+      parameter that changes only channels (`_passed_on`), where nothing that reads the result,
+      directly or not, depends on the channels it receives (the classifier, then resizes, merges
+      and outputs: their code holds no literal that the param sets)."""
     free_after = _channel_free_after(state)
     calls = dict(_walk(body))
     exposed = []
     for name, refs in state.param_refs.items():
         if name in state.pinned or isinstance(scope[name], bool):
             continue
-        ok = True
-        for idx, attr, where in refs:
-            if state.top_kinds[idx] in ops.KINDS:  # a layer's attribute
-                ok = attr == "rate" or (attr in ("units", "filters") and free_after(where))
-            else:  # a block kind's parameter
-                call = calls.get(where)
-                inst = call.instances[0] if isinstance(call, StageInst) else call
-                ok = isinstance(inst, BlockInst) and type(dict(inst.args)[attr]) is type(scope[name]) and free_after(where)
-                ok = ok and attr not in expr.free_names(state.block_types[inst.block].stride) and _switch_free(state, inst.block)
-            if not ok:
-                break
-        if ok:
+        if all(
+            (attr == "rate" or (attr in ("units", "filters") and free_after(where)))
+            if state.top_kinds[idx] in ops.KINDS
+            else free_after(where) and _passed_on(state, calls.get(where), attr, scope[name])
+            for idx, attr, where in refs
+        ):
             exposed.append(name)
     return exposed
+
+
+def _passed_on(state: State, call: Inst | None, attr: str, value: expr.Value) -> bool:
+    """Whether a block instance or stage takes `value` as its parameter `attr` as a layer takes
+    a width: its kind's code is the same for every value (its constructor passes the argument
+    on), the value keeps its type, leaves the kind's stride alone (and, in a stage of several
+    instances, its output channels, which the next instance's call prints), and no shortcut of
+    the kind or of a kind it calls is a switch that its instances set (`when: shape_changes`)."""
+    inst = call.instances[0] if isinstance(call, StageInst) and call.instances else call
+    if not isinstance(inst, BlockInst) or type(dict(inst.args)[attr]) is not type(value):
+        return False
+    kind = state.block_types[inst.block]
+    chained = isinstance(call, StageInst) and len(call.instances) > 1  # each instance reads the one before
+    trees = (kind.stride, kind.out_channels) if chained else (kind.stride,)
+    return not any(attr in expr.free_names(tree) for tree in trees) and _switch_free(state, inst.block)
 
 
 def _channel_free_after(state: State) -> Callable[[LayerKey], bool]:
