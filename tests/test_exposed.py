@@ -48,11 +48,21 @@ blocks:
     params: {num_classes: int, stride: 1}
     layers:
       - {conv: {filters: num_classes, kernel: 1, stride: stride}}
+  level:  # recursive: while depth > 1, the next level at twice the filters, between a pool and an up-conv
+    params: {filters: int, depth: int}
+    out_channels: filters
+    layers:
+      - conv: {conv: {filters: filters, kernel: 3, padding: 1}}
+      - pool: {maxpool: {kernel: 2}, if: "depth > 1"}
+      - inner: {block: level, with: {filters: filters * 2, depth: depth - 1}, if: "depth > 1"}
+      - up: {conv_transpose: {filters: filters, kernel: 2, stride: 2, bias: true}, if: "depth > 1"}
+      - cat: {concat: [conv, up], if: "depth > 1"}
+      - fuse: {conv: {filters: filters, kernel: 1}, if: "depth > 1"}
 layers:
   - stem: {conv: {filters: 8, kernel: 3, padding: 1}}
 """
 
-PARAMS = {"num_classes": 10, "width": 6, "factor": 2}  # those a spec's layers use
+PARAMS = {"num_classes": 10, "width": 6, "factor": 2, "depth": 3}  # those a spec's layers use
 # Each spec's layers after the stem, and whether build_model() takes num_classes (or width).
 EXPOSED = {
     "block_then_resize": """
@@ -64,8 +74,19 @@ EXPOSED = {
       - {conv: {filters: 8, kernel: 1}}
       - {block: head, with: {num_classes: num_classes}}
 """,
+    "blocks_in_modules": """
+  - heads:
+      modules:
+        - {block: head, with: {num_classes: num_classes}, from: stem}
+        - {block: head, with: {num_classes: num_classes}, from: stem}
+  - sum: {add: [heads.0, heads.1]}
+""",
     "nested_kind": """
   - classifier: {block: wrap, with: {num_classes: num_classes}}
+""",
+    # the param sets how deep a recursive kind goes: its code recurses on it
+    "recursive_depth": """
+  - unet: {block: level, with: {filters: 4, depth: depth}}
 """,
     "stage_of_one": """
   - heads: {stage: head, repeat: 1, with: {num_classes: num_classes}}
@@ -133,13 +154,13 @@ def graph(layers: str, *sets: str):
 @pytest.mark.parametrize("case", sorted(NOT_EXPOSED))
 def test_not_exposed(case):
     g = graph(NOT_EXPOSED[case])
-    assert dict(g.exposed).keys().isdisjoint({"num_classes", "width", "factor"})
+    assert dict(g.exposed).keys().isdisjoint(PARAMS)
     need("torch")
     assert list(inspect.signature(api.load_module(g, "torch").build_model).parameters) == []
 
 
 def _param(case):
-    return "width" if "mix" in EXPOSED[case] else "num_classes"
+    return next(p for p in ("width", "depth", "num_classes") if f": {p}" in EXPOSED[case])
 
 
 @pytest.mark.parametrize("case", sorted(EXPOSED))

@@ -182,13 +182,17 @@ def _channel_free_after(state: State) -> Callable[[LayerKey], bool]:
 
 
 def _switch_free(state: State, block: str) -> bool:
-    """Whether no shortcut of a block kind, or of a kind it calls, is built by a switch (a
-    `when: shape_changes` shortcut with no condition over the parameters): which switches a
-    kind's code takes depends on the instances' values."""
-    kind = state.block_types[block]
-    if any(sc.when != "always" and sc.condition is None for sc in kind.shortcuts):
-        return False
-    return all(_switch_free(state, inner) for inner in _called_kinds((*kind.layers, *kind.after)))
+    """Whether no shortcut of a block kind, or of a kind it calls (recursive kinds included), is
+    built by a switch (a `when: shape_changes` shortcut with no condition over the parameters):
+    which switches a kind's code takes depends on the instances' values."""
+    seen, todo = {block}, [block]
+    while todo:
+        kind = state.block_types[todo.pop()]
+        if any(sc.when != "always" and sc.condition is None for sc in kind.shortcuts):
+            return False
+        todo += _called_kinds((*kind.layers, *kind.after)) - seen
+        seen |= set(todo)
+    return True
 
 
 def _called_kinds(items: tuple[SymItem, ...]) -> set[str]:
