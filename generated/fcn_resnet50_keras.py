@@ -172,7 +172,7 @@ def fcn_head(
     return x
 
 
-def build_model() -> keras.Model:
+def build_model(num_classes: int = 21) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
@@ -205,6 +205,6 @@ def build_model() -> keras.Model:
     )
     x = bottleneck(x, 2048, planes=512, dilation=4, name="backbone_layer4_1")
     x = bottleneck(x, 2048, planes=512, dilation=4, name="backbone_layer4_2")
-    x = fcn_head(x, 2048, num_classes=21, name="classifier")
+    x = fcn_head(x, 2048, num_classes=num_classes, name="classifier")
     logits = ResizeLike("bilinear", name="logits")([x, inputs])
     return keras.Model(inputs, {"out": logits}, name="fcn_resnet50")

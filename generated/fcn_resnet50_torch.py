@@ -114,7 +114,7 @@ class FcnResnet50(nn.Module):
     resized bilinearly to the input's size, returned as {'out': ...}; with aux_loss,
     a second head on the third stage returned as 'aux'."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 21) -> None:
         super().__init__()
         self.backbone = nn.Sequential(
             OrderedDict(
@@ -142,7 +142,7 @@ class FcnResnet50(nn.Module):
                 ),
             )
         )
-        self.classifier = FcnHead(2048, num_classes=21)
+        self.classifier = FcnHead(2048, num_classes=num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -166,6 +166,6 @@ class FcnResnet50(nn.Module):
         return {"out": logits}
 
 
-def build_model() -> FcnResnet50:
+def build_model(num_classes: int = 21) -> FcnResnet50:
     """The model with the spec's defaults."""
-    return FcnResnet50()
+    return FcnResnet50(num_classes=num_classes)

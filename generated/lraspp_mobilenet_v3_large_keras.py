@@ -268,7 +268,7 @@ def lraspp_head(
     return x
 
 
-def build_model() -> keras.Model:
+def build_model(num_classes: int = 21) -> keras.Model:
     """The model with the spec's defaults."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
@@ -374,6 +374,8 @@ def build_model() -> keras.Model:
     )
     x = conv_bn_act(x, 160, filters=960, kernel=1, use_hs=True, name="backbone_16")
     backbone = x
-    x = lraspp_head(backbone_4, backbone, 40, 960, num_classes=21, name="classifier")
+    x = lraspp_head(
+        backbone_4, backbone, 40, 960, num_classes=num_classes, name="classifier"
+    )
     logits = ResizeLike("bilinear", name="logits")([x, inputs])
     return keras.Model(inputs, {"out": logits}, name="lraspp_mobilenet_v3_large")

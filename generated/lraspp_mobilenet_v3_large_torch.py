@@ -197,7 +197,7 @@ class LrasppMobilenetV3Large(nn.Module):
     the product to C2's size, and adds 1x1 classifiers of both; the sum is resized
     bilinearly to the input's size and returned as {'out': ...}."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 21) -> None:
         super().__init__()
         self.backbone = nn.Sequential(
             ConvBnAct(3, filters=16, stride=2, use_hs=True),
@@ -251,7 +251,7 @@ class LrasppMobilenetV3Large(nn.Module):
             ),
             ConvBnAct(160, filters=960, kernel=1, use_hs=True),
         )
-        self.classifier = LrasppHead(40, 960, num_classes=21)
+        self.classifier = LrasppHead(40, 960, num_classes=num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -288,6 +288,6 @@ class LrasppMobilenetV3Large(nn.Module):
         return {"out": logits}
 
 
-def build_model() -> LrasppMobilenetV3Large:
+def build_model(num_classes: int = 21) -> LrasppMobilenetV3Large:
     """The model with the spec's defaults."""
-    return LrasppMobilenetV3Large()
+    return LrasppMobilenetV3Large(num_classes=num_classes)

@@ -4,7 +4,7 @@ outputs agree. Needs torchvision, which the dev environment leaves out; run with
 `make test-torchvision` (see the README)."""
 
 import pytest
-from conftest import ROOT, load_module, need
+from conftest import ROOT, graph_of, load_module, need
 
 torch = need("torch")
 torchvision = need("torchvision")
@@ -414,6 +414,26 @@ def dense_pair(name):
 @pytest.mark.parametrize("name", sorted(DENSE))
 def test_dense_prediction_matches_torchvision(name):
     reference, ours, _ = dense_pair(name)
+    assert_same_outputs(reference, ours, ODD_SIZE)
+
+
+# build_model(num_classes=...) where the spec's num_classes reaches the head through a block
+# kind's `with:` (FCN, LR-ASPP) or a layer (DeepLabV3): torchvision's builders take it too.
+NUM_CLASSES = ["fcn_resnet50", "fcn_resnet50_aux", "lraspp_mobilenet_v3_large", "deeplabv3_resnet50"]
+
+
+@pytest.mark.parametrize("name", NUM_CLASSES)
+def test_dense_prediction_num_classes_matches_torchvision(name):
+    from archc import api
+
+    spec, sets, _ = DENSE[name]
+    builder = name.removesuffix("_aux")
+    torch.manual_seed(0)
+    kwargs = {"aux_loss": name.endswith("_aux")} if builder != "lraspp_mobilenet_v3_large" else {}
+    reference = _segmentation(builder, num_classes=5, **kwargs)()
+    randomize_batchnorm(reference, ODD_SIZE)
+    ours = api.load_module(graph_of(f"specs/{spec}", *sets), "torch").build_model(num_classes=5).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
     assert_same_outputs(reference, ours, ODD_SIZE)
 
 

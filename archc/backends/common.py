@@ -304,8 +304,17 @@ class Indexed:
         return expr.to_python(expr.substitute(self.tree, {"i": expr.parse(index)}))
 
 
+@dataclass(frozen=True)
+class Exposed:
+    """An argument of an instance that build_model() passes on (BlockInst.exposed): the model
+    param's name, printed as is."""
+
+    name: str
+
+
 def instance_values(inst: BlockInst, block: BlockType, sig: Signature) -> tuple[object, ...]:
-    indexed = {key: Indexed(expr.to_python(tree), tree, inst.index) for key, tree in inst.indexed}
+    indexed: dict[str, object] = {key: Indexed(expr.to_python(tree), tree, inst.index) for key, tree in inst.indexed}
+    indexed.update((key, Exposed(param)) for key, param in inst.exposed)
     values: list[object] = [inst.in_shape.c, *(s.c for s in inst.more_in), *(indexed.get(k, v) for k, v in inst.args)]
     values += [inst.shortcut == flag for flag in sig.flags]
     return tuple(values)
@@ -322,6 +331,8 @@ class Run:
     def arg(self, k: int, var: str) -> str:
         """Argument k as source inside a loop over `var` (which counts from `start`)."""
         value, step = self.values[k]
+        if isinstance(value, Exposed):
+            return value.name
         if isinstance(value, Indexed):  # `var` counts from `start`, where the index is value.k
             if step == 0:
                 return literal(value.value)

@@ -282,6 +282,7 @@ class BlockInst:
     indexed: tuple[tuple[str, ast.expr], ...] = field(default=(), compare=False)
     index: int = 0
     more_in: tuple[Shape, ...] = ()  # a kind with several inputs: the shapes of the later ones
+    exposed: tuple[tuple[str, str], ...] = ()  # (parameter, model param) passed on from build_model()
     more_out: tuple[tuple[str, str, Shape], ...] = ()  # a kind with several outputs: (name, node, shape) of the later ones
 
     @property

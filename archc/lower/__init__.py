@@ -23,10 +23,24 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Callable, Iterator
 
 from archc import ops
 from archc.errors import Location, SpecError
-from archc.ir.graph import BlockInst, Graph, GroupInst, Inst, LayerInst, ParallelInst
+from archc.ir.graph import (
+    BlockInst,
+    Graph,
+    GroupInst,
+    Inst,
+    LayerInst,
+    ParallelInst,
+    StageInst,
+    SymBlock,
+    SymGroup,
+    SymItem,
+    SymParallel,
+    SymStage,
+)
 from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
 from archc.lower.model import check_size, lower_items
@@ -68,7 +82,7 @@ def lower(spec: LoadedSpec) -> Graph:
                 spec.locate("outputs", output.key),
             )
     _check_outputs_read(state, body)
-    exposed = _exposed_params(state, scope)
+    exposed = _exposed_params(state, scope, body)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
         name=model.name,
@@ -127,31 +141,117 @@ def _locations(state: State) -> tuple[tuple[str, Location], ...]:
     return tuple(out)
 
 
-def _exposed_params(state: State, scope: dict[str, expr.Value]) -> list[str]:
-    """Model params that build_model() can take: used only as the width of a layer
-    that nothing channel-dependent follows (the classifier), or as a dropout rate."""
+def _exposed_params(state: State, scope: dict[str, expr.Value], body: tuple[Inst, ...]) -> list[str]:
+    """Model params that build_model() can take: those whose every use passes the param itself
+    (not an expression of it) at model level
+    - to a layer as its dropout `rate`; or
+    - to a layer as its width (`units`, `filters`), or to a block instance or stage as a
+      parameter that changes only channels (`_passed_on`), where nothing that reads the result,
+      directly or not, depends on the channels it receives (the classifier, then resizes, merges
+      and outputs: their code holds no literal that the param sets)."""
+    free_after = _channel_free_after(state)
+    calls = dict(_walk(body))
     exposed = []
     for name, refs in state.param_refs.items():
         if name in state.pinned or isinstance(scope[name], bool):
             continue
-        ok = all(
-            attr == "rate" or (attr in ("units", "filters") and all(k in ops.KINDS and ops.KINDS[k].CHANNEL_FREE for k in state.top_kinds[idx + 1 :]))
-            for idx, attr, _ in refs
-        )
-        if ok:
+        if all(
+            (attr == "rate" or (attr in ("units", "filters") and free_after(where)))
+            if state.top_kinds[idx] in ops.KINDS
+            else free_after(where) and _passed_on(state, calls.get(where), attr, scope[name])
+            for idx, attr, where in refs
+        ):
             exposed.append(name)
     return exposed
 
 
+def _passed_on(state: State, call: Inst | None, attr: str, value: expr.Value) -> bool:
+    """Whether a block instance or stage takes `value` as its parameter `attr` as a layer takes
+    a width: its kind's code is the same for every value (its constructor passes the argument
+    on), the value keeps its type, leaves the kind's stride alone (and, in a stage of several
+    instances, its output channels, which the next instance's call prints), and no shortcut of
+    the kind or of a kind it calls is a switch that its instances set (`when: shape_changes`)."""
+    inst = call.instances[0] if isinstance(call, StageInst) and call.instances else call
+    if not isinstance(inst, BlockInst) or type(dict(inst.args)[attr]) is not type(value):
+        return False
+    kind = state.block_types[inst.block]
+    chained = isinstance(call, StageInst) and len(call.instances) > 1  # each instance reads the one before
+    trees = (kind.stride, kind.out_channels) if chained else (kind.stride,)
+    return not any(attr in expr.free_names(tree) for tree in trees) and _switch_free(state, inst.block)
+
+
+def _channel_free_after(state: State) -> Callable[[LayerKey], bool]:
+    """Whether every node that reads the nodes of the model-level item at a module path, directly
+    or not, is a model-level layer whose module does not depend on its input channels."""
+    readers: dict[str, list[str]] = {}
+    for node in state.nodes:
+        for source in node.inputs:
+            readers.setdefault(source, []).append(node.id)
+    free = {path for path, kind in zip(state.top_paths, state.top_kinds) if kind in ops.KINDS and ops.KINDS[kind].CHANNEL_FREE}
+
+    def check(where: LayerKey) -> bool:
+        path = ".".join(where)
+        seen = {n.id for n in state.nodes if n.id == path or n.id.startswith(path + ".")}
+        todo = list(seen)
+        while todo:
+            for reader in readers.get(todo.pop(), ()):
+                if reader not in seen:
+                    if reader not in free:
+                        return False
+                    seen.add(reader)
+                    todo.append(reader)
+        return True
+
+    return check
+
+
+def _switch_free(state: State, block: str) -> bool:
+    """Whether no shortcut of a block kind, or of a kind it calls (recursive kinds included), is
+    built by a switch (a `when: shape_changes` shortcut with no condition over the parameters):
+    which switches a kind's code takes depends on the instances' values."""
+    seen, todo = {block}, [block]
+    while todo:
+        kind = state.block_types[todo.pop()]
+        if any(sc.when != "always" and sc.condition is None for sc in kind.shortcuts):
+            return False
+        todo += _called_kinds((*kind.layers, *kind.after)) - seen
+        seen |= set(todo)
+    return True
+
+
+def _called_kinds(items: tuple[SymItem, ...]) -> set[str]:
+    out: set[str] = set()
+    for item in items:
+        if isinstance(item, (SymBlock, SymStage)):
+            out.add(item.block)
+        elif isinstance(item, (SymGroup, SymParallel)):
+            out |= _called_kinds(item.children)
+    return out
+
+
+def _walk(items: tuple[Inst, ...], path: LayerKey = ()) -> Iterator[tuple[LayerKey, Inst]]:
+    """Every model-level item with its module path, lists entered."""
+    for item in items:
+        here = (*path, item.name)
+        yield here, item
+        if isinstance(item, (GroupInst, ParallelInst)):
+            yield from _walk(item.items, here)
+
+
 def _mark_exposed(item: Inst, exposed: list[str], refs: dict[str, list[tuple[int, str, LayerKey]]], path: LayerKey = ()) -> Inst:
-    """Record on each model-level layer which of its arguments come from build_model()."""
+    """Record on each model-level layer, block instance and stage instance which of its
+    arguments come from build_model()."""
     here = (*path, item.name)
     if isinstance(item, (GroupInst, ParallelInst)):
         items = tuple(_mark_exposed(child, exposed, refs, here) for child in item.items)
         return dataclasses.replace(item, items=items)
-    if isinstance(item, LayerInst):
-        marks = tuple((attr, p) for p in exposed for _, attr, where in refs.get(p, []) if where == here)
-        return dataclasses.replace(item, exposed=marks) if marks else item
+    marks = tuple(dict.fromkeys((attr, p) for p in exposed for _, attr, where in refs.get(p, []) if where == here))
+    if not marks:
+        return item
+    if isinstance(item, StageInst):
+        return dataclasses.replace(item, instances=tuple(dataclasses.replace(inst, exposed=marks) for inst in item.instances))
+    if isinstance(item, (LayerInst, BlockInst)):
+        return dataclasses.replace(item, exposed=marks)
     return item
 
 

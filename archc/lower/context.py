@@ -57,6 +57,7 @@ class State:
     param_refs: dict[str, list[tuple[int, str, LayerKey]]] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)  # model params used where they cannot be arguments
     top_kinds: list[str] = field(default_factory=list)  # kinds of model-level items, in order
+    top_paths: list[str] = field(default_factory=list)  # their module paths (the ids of their nodes)
     block_stack: list[str] = field(default_factory=list)
     typing: list[str] = field(default_factory=list)  # block kinds whose symbolic form is being built
     # (block, parameter, value) -> where a model parameter behind that argument was set (extends, --set)

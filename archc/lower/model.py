@@ -114,6 +114,7 @@ def lower_items(
         sub = Ctx(ctx.source, (*ctx.yaml_path, index, written), (*ctx.module_path, node_name), ctx.scope, ctx.top_level)
         if ctx.top_level:
             state.top_kinds.append(kind if kind in ops.KINDS else "composite")
+            state.top_paths.append(join_path(sub.module_path))
         if kind == "group":
             gpath = (*sub.yaml_path, "group")  # written `name: {group: [...]}`, or `name: [...]`
             gpath = gpath if gpath in ctx.source.marks else sub.yaml_path
@@ -162,7 +163,7 @@ def lower_items(
             item, cur, nonneg = _lower_parallel(state, sub, body, name, shape, cur, nonneg, env, body.from_ or prev)
             inputs = item.inputs  # one per path
         elif kind == "block":
-            args = call_args(state, sub, body.block, body.with_, {}, "with")
+            args = call_args(state, sub, body.block, body.with_, {}, "with", top_index=len(state.top_kinds) - 1 if ctx.top_level else None)
             item, cur = instantiate(state, sub, body.block, args, name, shape, cur, others=others)
             nonneg = state.block_types[body.block].nonneg_out
         elif kind == "stage" and written == POSITIONAL and in_group:
@@ -471,8 +472,10 @@ def _lower_stage(
         check_arity(state.spec.blocks[body.stage], name, "stage", 1, ctx.where("stage"))
     indexed = uses_index(body)
     common = first = last = {}
+    # its instances pass a model param on from build_model() where each is one call (not spliced into a list)
+    top_index = len(state.top_kinds) - 1 if ctx.top_level and spliced_at is None else None
     if not indexed:
-        common, first, last = _stage_args(state, ctx, body, repeat, ctx.scope)
+        common, first, last = _stage_args(state, ctx, body, repeat, ctx.scope, top_index)
     instances: list[BlockInst] = []
     stage_in, out = shape, shape
     if spliced_at is not None and (body.connectivity == "dense" or body.names != "{i}"):
@@ -486,7 +489,7 @@ def _lower_stage(
         ictx = Ctx(ctx.source, ctx.yaml_path, parent if inline else (*parent, inst_name), ctx.scope, False)
         before = cur
         if indexed:  # the arguments read the instance's index `i`
-            icommon, ifirst, ilast = _stage_args(state, ctx, body, repeat, {**ctx.scope, STAGE_INDEX: k})
+            icommon, ifirst, ilast = _stage_args(state, ctx, body, repeat, {**ctx.scope, STAGE_INDEX: k}, top_index)
             args = ilast if k == repeat - 1 else ifirst if k == 0 else icommon
         else:
             args = last if k == repeat - 1 else first if k == 0 else common
@@ -513,11 +516,16 @@ def _lower_stage(
 
 
 def _stage_args(
-    state: State, ctx: Ctx, body: m.StageItem, repeat: int, scope: dict[str, expr.Value],
+    state: State, ctx: Ctx, body: m.StageItem, repeat: int, scope: dict[str, expr.Value], top_index: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """A stage's arguments for its later, first and last instances."""
+    """A stage's arguments for its later, first and last instances (`top_index`: see `call_args`;
+    a model param in `with:` that `first:` or `last:` overrides is not every instance's)."""
     sctx = dataclasses.replace(ctx, scope=scope)
-    common = call_args(state, sctx, body.stage, body.with_, {}, "with")
+    common = call_args(state, sctx, body.stage, body.with_, {}, "with", top_index=top_index)
+    for key in (body.first.keys() | body.last.keys()) & body.with_.keys():
+        raw = body.with_[key]
+        if isinstance(raw, str) and raw.strip() in state.spec.model.params:
+            state.pinned.add(raw.strip())
     first = call_args(state, sctx, body.stage, body.first, common, "first")
     last = call_args(state, sctx, body.stage, body.last, first if repeat == 1 else common, "last")
     return common, first, last

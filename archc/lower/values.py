@@ -222,9 +222,12 @@ def _default(defaults: m.Defaults, kind: str, attr: ops.Attr, values: dict[str, 
 
 
 def call_args(
-    state: State, ctx: Ctx, block: str, raw: dict[str, Any], base: dict[str, Any], key: str,
+    state: State, ctx: Ctx, block: str, raw: dict[str, Any], base: dict[str, Any], key: str, top_index: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Evaluate `with:` arguments, type-checked here (where the value is written) when the block is known."""
+    """Evaluate `with:` arguments, type-checked here (where the value is written) when the block is known.
+    `top_index`: the call is the model-level item of that index (state.top_kinds), whose arguments may
+    pass a model param on from build_model() (recorded in state.param_refs, judged by lowering's
+    `_exposed_params`)."""
     source = state.spec.blocks.get(block)
     declared = source.definition.params if source else {}
     args = dict(base)
@@ -236,7 +239,8 @@ def call_args(
         kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
         where = ctx.where(key, name)
         try:
-            args[name] = typed_value(value, {**ctx.scope}, where, f"param_{kind}", state=state)
+            ref = (top_index, name, ctx.module_path) if top_index is not None and ctx.top_level else None
+            args[name] = typed_value(value, {**ctx.scope}, where, f"param_{kind}", state=state, ref_ok=ref is not None, ref=ref)
         except SpecError as e:
             raise SpecError(f"block {block!r} parameter {name!r} {e.message}", e.where) from None
         for note in _notes(state, value, where):
