@@ -195,6 +195,30 @@ def test_extends_merge_rules(tmp_path):
     assert dict(load_spec(replaced).model.params) == {"width": 4, "num_classes": 3}
 
 
+def test_extends_renames_an_entry_keeping_its_body_and_place(tmp_path):
+    """`stem: {$rename: trunk, ...}`: the entry keeps its place and body (merged with the rest of
+    its patch); later patches and reads use the new name. The zoo's use: deeplabv3_mobilenet_v3_large
+    is mobilenet_v3_large.yaml's `features` as `backbone` (test_torchvision proves the keys)."""
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", """\
+        archc: 1
+        extends: base.yaml
+        name: child
+        layers:
+          stem: {$rename: trunk, with: {filters: 4}}
+          extra: {$after: trunk, conv: {filters: 4, kernel: 1}}
+        """)
+    spec = load_spec(child)
+    assert [next(iter(e)) for e in spec.model.layers] == ["trunk", "extra", "pool", "fc"]
+    graph = lower(spec)
+    assert graph.counts.trainable == 3 * 4 * 9 + 2 * 4 + 4 * 4 + 4 * 10 + 10
+    assert {n.id.split(".")[0] for n in graph.nodes} == {"trunk", "extra", "pool", "fc"}
+    assert spec.source.locate(("layers", 0)).file.endswith("base.yaml")  # the body keeps its location in the base
+    dl = load_spec(ROOT / "specs/segmentation/deeplabv3_mobilenet_v3_large.yaml")
+    mb = load_spec(ROOT / "specs/mobilenet_v3_large.yaml", overrides=["params.dilated=true"])
+    assert dl.model.layers[0]["backbone"] == mb.model.layers[0]["features"]
+
+
 def test_extends_errors_are_located_in_the_right_file(tmp_path):
     write(tmp_path, "base.yaml", BASE)
     child = write(tmp_path, "child.yaml", "archc: 1\nextends: base.yaml\nname: child\nparams: {width: 0.5}\n")

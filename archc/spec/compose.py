@@ -12,7 +12,8 @@ Merge rules for `extends:` (the extending spec wins):
 - `{$append: [items]}` appends to the base list;
 - a mapping over a list of `name: layer` entries patches it by name: `layer3: {repeat: 23}`
   merges into that entry, `layer3: null` removes it, and a new entry is placed with
-  `{$before: NAME, ...}` or `{$after: NAME, ...}` (an existing one given either moves).
+  `{$before: NAME, ...}` or `{$after: NAME, ...}` (an existing one given either moves), and
+  `{$rename: NEW}` gives an existing entry another name (its body and location kept).
 
 Override paths: `params.depth`, `input[1]`, and list entries by name:
 `layers.layer3.repeat` finds the `layer3: ...` entry of the `layers` list.
@@ -183,7 +184,7 @@ def _patch_entries(
     rows = _Rows(names)
     for key, patch in over.items():
         where = omap.locate_key((*op, key))
-        named = rows.named(key)
+        named = list(rows.named(key))  # a copy: `$rename` moves the row to another name
         if len(named) > 1:
             raise SpecError(
                 f"{_show(path)} has {len(named)} entries named {key!r}; "
@@ -191,6 +192,14 @@ def _patch_entries(
                 where,
             )
         places = {k: patch[k] for k in _PLACES if isinstance(patch, dict) and k in patch}
+        if isinstance(patch, dict) and "$rename" in patch:  # the entry keeps its body under another name
+            new = patch["$rename"]
+            at = omap.locate((*op, key, "$rename"))
+            if not named:
+                raise SpecError(f"$rename renames an existing entry: {_unknown(key, rows.names(), path)}", at)
+            if not (isinstance(new, str) and new.isidentifier()) or rows.named(new):
+                raise SpecError(f"$rename: {new!r} is not a free name in {_show(path)}; give an identifier no other entry has", at)
+            rows.rename(named[0], new)
         if len(places) > 1:
             raise SpecError("give $before or $after, not both", where)
         if not named and patch is None:
@@ -205,7 +214,7 @@ def _patch_entries(
             continue
         if named and places:
             rows.remove(row)
-        body = {k: v for k, v in patch.items() if k not in _PLACES} if isinstance(patch, dict) else patch
+        body = {k: v for k, v in patch.items() if k not in (*_PLACES, "$rename")} if isinstance(patch, dict) else patch
         row.patch = None if body == {} and row.index is not None else (body, key)  # a move alone changes nothing else
         if places:
             (place, anchor), = places.items()
@@ -223,6 +232,7 @@ def _patch_entries(
     result = []
     for j, row in enumerate(rows):
         name, i, dst = row.name, row.index, (*path, j)
+        was = row.base_name  # its name in the base list (another where it is renamed)
         if i is None:  # a new entry, written in the patch
             body, key = row.patch
             out.marks[dst] = omap.locate((*op, key))
@@ -230,13 +240,13 @@ def _patch_entries(
             result.append({name: _copy(body, (*op, key), (*dst, name), omap, out)})
             continue
         out.marks[dst] = bmap.locate((*bp, i))
-        if (*bp, i, name) in bmap.key_marks:
-            out.key_marks[(*dst, name)] = bmap.key_marks[(*bp, i, name)]
+        if (*bp, i, was) in bmap.key_marks:
+            out.key_marks[(*dst, name)] = bmap.key_marks[(*bp, i, was)]
         if row.patch is None:
-            result.append({name: _copy(base[i][name], (*bp, i, name), (*dst, name), bmap, out)})
+            result.append({name: _copy(base[i][was], (*bp, i, was), (*dst, name), bmap, out)})
         else:
             body, key = row.patch
-            result.append({name: _merge(base[i][name], body, (*dst, name), bmap, omap, out, (*bp, i, name), (*op, key))})
+            result.append({name: _merge(base[i][was], body, (*dst, name), bmap, omap, out, (*bp, i, was), (*op, key))})
     return result
 
 
@@ -245,7 +255,7 @@ class _Row:
     entry), its patch (body, key in the patch mapping) if any, and its neighbours."""
 
     def __init__(self, name: Any, index: int | None):
-        self.name, self.index = name, index
+        self.name, self.index, self.base_name = name, index, name
         self.patch: tuple[Any, Any] | None = None
         self.before = self.after = self
 
@@ -268,6 +278,11 @@ class _Rows:
         row.after = row.before.after
         row.before.after = row.after.before = row
         self.by_name.setdefault(row.name, []).append(row)
+
+    def rename(self, row: _Row, name: str) -> None:
+        self.by_name[row.name].remove(row)
+        row.name = name
+        self.by_name.setdefault(name, []).append(row)
 
     def remove(self, row: _Row) -> None:
         row.before.after, row.after.before = row.after, row.before
