@@ -270,3 +270,35 @@ def test_the_diagram_draws_every_input_and_output_of_an_instance():
     assert {(e.src, e.dst) for e in d.edges} >= {("enc.1", "dec"), ("down.2", "dec")}
     d = diagram(lowered(spec(BODY, "- h: {block: body, with: {w: 8}}\n- aux: {conv: {filters: 8, kernel: 1}, from: h.logits}\n- m: {add: [h, aux]}\n")))
     assert {(e.src, e.dst) for e in d.edges} >= {("h", "aux"), ("h", "m"), ("aux", "m")}
+
+
+TWO = """\
+two:
+  inputs: [a, b]
+  layers:
+    - s: {add: [a, b]}
+"""
+
+
+@pytest.mark.parametrize("where", ["model", "kind"])
+def test_a_branch_may_be_an_instance_with_two_inputs(where):
+    branches = "{branches: [{x1: {block: two, from: [input, c]}}, {x2: {conv: {filters: 4, kernel: 1}}}], merge: concat}"
+    if where == "model":
+        graph = agree(spec(TWO, f"- c: {{conv: {{filters: 4, kernel: 1}}}}\n- m: {branches}\n"))
+        assert next(n for n in graph.nodes if n.id == "x1.s").inputs == ("input", "c")
+    else:
+        kind = TWO + f"k:\n  layers:\n    - c: {{conv: {{filters: 4, kernel: 1}}}}\n    - m: {branches}\n"
+        graph = agree(spec(kind, "- k: {block: k}\n"))
+        assert next(n for n in graph.nodes if n.id == "k.x1.s").inputs == ("input", "k.c")
+        assert "x1 = self.x1(x, c)" in emit(graph, "torch")
+
+
+@pytest.mark.parametrize("where", ["model", "kind"])
+def test_a_parallel_path_reads_one_tensor(where):
+    path = "{parallel: [{block: two, from: [input, c]}, {conv: {filters: 4, kernel: 1}}], merge: add}"
+    if where == "model":
+        text = spec(TWO, f"- c: {{conv: {{filters: 4, kernel: 1}}}}\n- m: {path}\n")
+    else:
+        text = spec(TWO + f"k:\n  layers:\n    - c: {{conv: {{filters: 4, kernel: 1}}}}\n    - m: {path}\n", "- k: {block: k}\n")
+    with pytest.raises(SpecError, match="m.0: a path of a parallel list reads one tensor; an instance of a block with several inputs"):
+        lowered(text)

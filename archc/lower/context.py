@@ -232,6 +232,8 @@ def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Loc
             f"a list of layers, a block or a module list (a row of a grid), not {kind}",
             where,
         )
+    if len(body.reads) > 1:
+        raise SpecError(f"{name}.{k}: a path of a parallel list reads one tensor; an instance of a block with several inputs is an entry of its own", where)
     if body.if_ is not None:
         raise SpecError(f"{name}.{k}: a path of a parallel list cannot be conditional (its index would move); put `if:` on the list", where)
     if kind == "parallel" and any(item_kind(next(iter(e.values()))) == "parallel" for e in body.parallel):
