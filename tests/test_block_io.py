@@ -302,3 +302,21 @@ def test_a_parallel_path_reads_one_tensor(where):
         text = spec(TWO + f"k:\n  layers:\n    - c: {{conv: {{filters: 4, kernel: 1}}}}\n    - m: {path}\n", "- k: {block: k}\n")
     with pytest.raises(SpecError, match="m.0: a path of a parallel list reads one tensor; an instance of a block with several inputs"):
         lowered(text)
+
+
+def test_conditions_read_the_channels_of_each_input():
+    """`if: lo_channels != hi_channels` in a kind with inputs [lo, hi] (found by the random generator)."""
+    kind = """\
+mix:
+  inputs: [lo, hi]
+  params: {w: int}
+  layers:
+    - p: {conv: {filters: w, kernel: 1}, from: hi}
+    - pa: {act: relu, if: "lo_channels != hi_channels"}
+    - q: {conv: {filters: w, kernel: 1}, from: lo}
+    - j: {add: [pa, q]}
+"""
+    same = agree(spec(kind, "- a: {conv: {filters: 4, kernel: 1}}\n- m: {block: mix, with: {w: 3}, from: [input, a]}\n"))
+    other = agree(spec(kind, "- a: {conv: {filters: 6, kernel: 1}}\n- m: {block: mix, with: {w: 3}, from: [input, a]}\n"))
+    assert "m.pa" not in {n.id for n in same.nodes} and "m.pa" in {n.id for n in other.nodes}
+    assert "if lo_channels != hi_channels:" in emit(other, "torch")

@@ -443,8 +443,30 @@ class _Block:
             out = self.w if body["with"]["w"] == "w" else c
         self.add(name, body, out if holds else c)
 
+    def unread(self) -> list[str]:
+        """The layers so far that nothing reads (a spec error): read by name, or by the next layer."""
+        read, prev = set(), "input"
+        for entry in self.layers:
+            (name, body), = entry.items()
+            if isinstance(body, dict):
+                lists = [body.get(op, []) for op in ("add", "concat", "multiply")]
+                read.update(n for names in lists for n in names)
+                read.update(b[k].get("from", prev) for b in body.get("branches", []) for k in b if isinstance(b[k], dict))
+                read.update(p.get("from", prev) for p in body.get("parallel", []) if isinstance(p, dict))
+                if not any(lists):
+                    read.add(body.get("from", prev))
+            else:
+                read.add(prev)
+            prev = name
+        return [n for n in self.ch if n not in read and n not in ("input", self.last)]
+
     def finish(self, skip: bool) -> None:
-        """End on `w` channels: a 1x1 conv (strided where the block is), or a strided pair of branches."""
+        """End on `w` channels: a 1x1 conv (strided where the block is), or a strided pair of
+        branches; the layers nothing read are first concatenated with the last, so that most drawn
+        blocks are valid specs."""
+        unread = self.unread()
+        if unread:
+            self.add(self.fresh(), {"concat": [self.last, *unread]}, sum(self.ch[n] for n in [self.last, *unread]))
         if skip and self.draw(st.booleans()):
             body = {"branches": [
                 {"f1": {"conv": {"filters": "w", "kernel": 1, "stride": "stride"}}},

@@ -389,9 +389,10 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
     if raw is None:
         return None
     tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
-    unknown = expr.free_names(tree) - set(definition.params) - {"in_channels", "channels"}
+    inputs = channel_params(definition.input_names)  # in_channels, or low_channels, high_channels, ...
+    unknown = expr.free_names(tree) - set(definition.params) - {*inputs, "channels"}
     if unknown:
-        raise SpecError(f"`if` may use the block's parameters, in_channels and channels; unknown: {', '.join(sorted(unknown))}", where)
+        raise SpecError(f"`if` may use the block's parameters, {', '.join(inputs)} and channels; unknown: {', '.join(sorted(unknown))}", where)
     return expr.substitute(tree, {"channels": channels})
 
 
