@@ -5,7 +5,7 @@ skips without it."""
 
 import pytest
 from conftest import ROOT, load_module, need
-from test_torchvision import assert_same_init, assert_same_model
+from test_torchvision import assert_same, assert_same_init, assert_same_model
 
 torch = need("torch")
 timm = need("timm")
@@ -25,6 +25,28 @@ def test_init_matches_timm(name):
     torch.manual_seed(0)
     reference = timm.create_model(name, pretrained=False)
     assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())
+
+
+@pytest.mark.parametrize("size", [(224, 224), (97, 129)], ids=["224x224", "97x129"])
+def test_repvgg_a0_matches_timm(size):
+    """specs/repvgg_a0.yaml is timm's repvgg_a0 in its training form: its state_dict loads
+    strictly (the identity batch norm only in the blocks that keep their shape), and with
+    random BN statistics the outputs agree, at 224x224 and at a size that is not a multiple of
+    the stride 32 (every strided conv rounds down; the last map is 4x5); about a second each."""
+    torch.manual_seed(0)
+    reference = timm.create_model("repvgg_a0", pretrained=False)
+    keys = reference.state_dict()
+    assert {"stem.conv_kxk.conv.weight", "stem.conv_1x1.bn.running_var", "stages.0.1.identity.weight", "head.fc.weight"} <= set(keys)
+    assert not any(k.startswith(("stem.identity.", "stages.0.0.identity.", "stages.3.0.identity.")) for k in keys)
+    assert_same(reference, load_module(ROOT / "generated" / "repvgg_a0_torch.py"), (3, *size))
+
+
+def test_repvgg_a0_init_matches_timm():
+    """timm's ByobNet init (convs normal with std sqrt(2 / fan_out), the Linear std 0.01),
+    then RepVggBlock.init_weights: every batch norm's gamma normal(0.1, 0.1), beta normal(0, 0.1)."""
+    torch.manual_seed(0)
+    reference = timm.create_model("repvgg_a0", pretrained=False)
+    assert_same_init(reference, load_module(ROOT / "generated" / "repvgg_a0_torch.py").build_model())
 
 
 @pytest.mark.parametrize("radix, cardinality, shape", [(2, 1, (6, 1, 1)), (2, 2, (8, 1, 1)), (4, 2, (16, 3, 2)), (3, 3, (18,)), (1, 4, (6, 2, 2))])
