@@ -7,7 +7,7 @@ pydantic writes unnamed ones, and what the validators add by hand:
   (`batchnorm`, `relu`, ...), a list (a group) or `act: relu`;
 - a spec with `extends:` is a partial document: nothing else is required, and a
   top-level value may be `null` (delete it from the base), `{$replace: value}` or
-  `{$append: [...]}`, and `layers` a patch by entry name. Nested merge operators are
+  `{$append: [...]}`, a mapping's keys `null`, and `layers` a patch by entry name. Nested merge operators are
   left to archc itself, which also checks what no schema can (expressions, names in
   scope, shapes, the merged result).
 """
@@ -159,5 +159,10 @@ def _mergeable(prop: dict[str, Any]) -> dict[str, Any]:
         ops.append({"type": "object", "properties": {"$append": items}, "required": ["$append"], "additionalProperties": False})
         if value.get("items") == {"$ref": "#/$defs/LayerEntry"}:
             # a patch by entry name: null removes, a mapping merges or, with $before/$after, inserts
-            ops.append({"type": "object", "additionalProperties": {"anyOf": [{"type": "null"}, {"type": "object"}]}})
+            # ($rename renames), a list replaces the entry's value (a group's entries)
+            entry = {"anyOf": [{"type": "null"}, {"type": "object"}, {"type": "array"}]}
+            ops.append({"type": "object", "propertyNames": {"pattern": IDENTIFIER}, "additionalProperties": entry})
+    if value.get("type") == "object" and isinstance(value.get("additionalProperties"), dict):
+        # merged key by key: a key given null is deleted from the base (`params: {dropout: null}`)
+        ops.append({"type": "object", "additionalProperties": {"anyOf": [value["additionalProperties"], {"type": "null"}]}})
     return {**described, "anyOf": ops}

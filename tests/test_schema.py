@@ -87,5 +87,7 @@ def test_partial_spec_with_extends(validator):
     assert list(validator.iter_errors({**ok, "layers": {"$append": [{"extra": "relux"}]}}))
     patch = {"layer3": {"repeat": 23}, "maxpool": None, "drop": {"$before": "fc", "dropout": {"rate": 0.2}}}
     assert not list(validator.iter_errors({**ok, "layers": patch}))
-    assert list(validator.iter_errors({**ok, "layers": {"layer3": 23}}))  # an entry patch is a mapping or null
+    assert list(validator.iter_errors({**ok, "layers": {"layer3": 23}}))  # an entry patch is a mapping, a list or null
+    renamed = {"features": {"$rename": "backbone"}, "classifier": [{"block": "aspp"}, "relu"]}  # a list replaces
+    assert not list(validator.iter_errors({**ok, "layers": renamed, "params": {"dropout": None}}))  # null deletes a param
     assert list(validator.iter_errors({"archc": 1, "params": {"groups": 32}}))  # no extends: incomplete
