@@ -69,6 +69,23 @@ def test_basic_block_options_match_timm(name, options):
     assert_same(timm.create_model(name, pretrained=False), module, (3, 97, 83))
 
 
+@pytest.mark.parametrize(
+    "name, kwargs, spec, overrides",
+    [
+        ("seresnext50_32x4d", {}, "docs/examples/seresnext50_32x4d.yaml", []),
+        ("resnet50c", {}, "docs/examples/resnet50c.yaml", []),
+        ("resnet50", {"avg_down": True}, "specs/timm/resnet50d.yaml", ["layers.conv1={conv: {filters: 64, kernel: 7, stride: 2, padding: 3}}"]),
+    ],
+)
+def test_docs_recipes_match_timm(name, kwargs, spec, overrides):
+    """docs/spec.md's recipes, one option each, are timm's models, at 97 x 83."""
+    from archc import api
+
+    module = api.load_module(api.to_ir(ROOT / spec, overrides), "torch")
+    torch.manual_seed(0)
+    assert_same(timm.create_model(name, pretrained=False, **kwargs), module, (3, 97, 83))
+
+
 @pytest.mark.parametrize("radix, cardinality, shape", [(2, 1, (6, 1, 1)), (2, 2, (8, 1, 1)), (4, 2, (16, 3, 2)), (3, 3, (18,)), (1, 4, (6, 2, 2))])
 def test_radix_softmax_is_timms(radix, cardinality, shape):
     """archc's `softmax: {radix, cardinality}` is timm's RadixSoftmax (split attention), its
