@@ -80,6 +80,8 @@ ZOO = {
     "specs/googlenet.yaml": (6_624_904, 14_560),  # torchvision googlenet(aux_logits=False)
     "specs/timm/seresnet50.yaml": (28_088_024, 53_120),  # timm seresnet50
     "specs/repvgg_a0.yaml": (9_108_968, 23_648),  # timm repvgg_a0, training form: 11,824 BN channels
+    "specs/timm/seresnext26d_32x4d.yaml": (16_809_512, 38_656),  # timm seresnext26d_32x4d
+    "specs/timm/resnet50d.yaml": (25_576_264, 53_248),  # timm resnet50d
     "specs/unet.yaml": (31_037_698, 11_776),  # Ronneberger et al. 2015, same padding + BN, 3 -> 2 channels
     "specs/unet_recursive.yaml": (31_037_698, 11_776),  # the same U-Net, its levels one recursive block kind
     "specs/segmentation/fcn_resnet50.yaml": (32_957_013, 54_144),  # torchvision segmentation.fcn_resnet50(aux_loss=False)
@@ -207,6 +209,7 @@ FAMILIES = {
     "convnext": ["specs/convnext_tiny.yaml", "specs/convnext.yaml", "specs/convnext_small.yaml", "specs/convnext_base.yaml"],
     "seresnet": ["specs/timm/seresnet50.yaml"],
     "repvgg": ["specs/repvgg_a0.yaml"],
+    "timm resnet options": ["specs/timm/seresnext26d_32x4d.yaml", "specs/timm/resnet50d.yaml"],
     "unet": ["specs/unet.yaml", "specs/unet_recursive.yaml"],
     "segmentation resnet": ["specs/segmentation/deeplabv3_resnet50.yaml", "specs/segmentation/fcn_resnet50.yaml"],
     "detection fpn": ["specs/detection/resnet18_fpn.yaml"],

@@ -44,6 +44,19 @@ def test_examples_build_with_published_counts():
     assert any(n.id == "denseblock3.denselayer16.drop" for n in variant.nodes)
 
 
+def test_timm_recipes_have_timms_counts():
+    """docs/spec.md's SE-ResNet / ResNet-D recipes: each option's count is timm's
+    (timm.create_model(NAME), summed parameters; outputs compared in tests/test_timm.py)."""
+    examples = ROOT / "docs/examples"
+    assert lower(load_spec(examples / "seresnext50_32x4d.yaml")).counts.trainable == 27_559_896  # seresnext50_32x4d
+    assert lower(load_spec(examples / "resnet50c.yaml")).counts.trainable == 25_576_264  # resnet50c
+    stem = ["layers.conv1={conv: {filters: 64, kernel: 7, stride: 2, padding: 3}}"]  # the 7x7 back
+    assert lower(load_spec(ROOT / "specs/timm/resnet50d.yaml", stem)).counts.trainable == 25_557_032  # resnet50(avg_down=True)
+    text = SPEC_MD.read_text()
+    for count in ("27,559,896", "25,576,264", "25,557,032", "16,809,512"):
+        assert count in text[text.index("## Recipes: SE-ResNet") : text.index("## Libraries")]
+
+
 def test_tutorial_output_is_what_archc_prints():
     text = SPEC_MD.read_text()
     args = [

@@ -103,6 +103,10 @@ blocks:
     params: {p: 1, s: 2}
     layers:
       - pool: {avgpool: {kernel: 3, stride: s, padding: p, count_include_pad: false}}
+  avgc:
+    params: {s: 2}
+    layers:
+      - pool: {avgpool: {kernel: 2, stride: s, ceil_mode: true, count_include_pad: false}}
 layers:
   - LAYER
 """
@@ -131,6 +135,8 @@ POOLS = {  # the layer, and its Keras form
         'x = PaddedAveragePooling2D(3, strides=2, padding=((1, 1), (1, 2)), name="ap_ceil_excl")(x)',
     ),
     "ap_block": ("{block: avgp}", 'x = PaddedAveragePooling2D(3, strides=s, padding=p, name=f"{name}_pool")(x)'),
+    # timm's ResNet-D shortcut pool in a block kind: the helper finds the partial row on its input
+    "ap_block_ceil": ("{block: avgc}", 'x = PaddedAveragePooling2D(2, strides=s, padding=0, ceil_mode=True, name=f"{name}_pool")(x)'),
     "ap_block_s1": ("{block: avgp, with: {p: 0, s: 1}}", 'x = avgp(x, 2, p=0, s=1, name="ap_block_s1")'),
 }
 
@@ -239,7 +245,7 @@ def test_pools_match_pytorch(name):
     assert want.shape == got.shape and np.abs(want - got).max() <= 1e-6
     if name == "mp":
         assert want.max() < 0  # what zero padding would have made 0
-    if name == "ap_ceil":  # the last row averages one input row (divisor 1 x 2), not a 2 x 2 window
+    if name in ("ap_ceil", "ap_block_ceil"):  # the last row averages one input row (divisor 1 x 2), not a 2 x 2 window
         last = x[:, :, 6:7, 0:2].mean(axis=(2, 3))
         assert np.allclose(want[:, :, 3, 0], last) and not np.allclose(want[:, :, 3, 0], last / 2)
 
@@ -267,6 +273,34 @@ def test_partial_rows_and_whole_columns(include):
     x = np.random.default_rng(2).standard_normal((2, 2, 9, 11)).astype("float32")
     ((want, got),) = run(graph, x).values()
     assert want.shape == got.shape == (2, 2, 4, 4) and np.abs(want - got).max() <= 1e-6
+
+
+def test_layer_named_like_a_parameter():
+    """A block kind's layer named like one of its parameters (timm's `se` gate under
+    `if: se > 0`, `se` its reduction) gets a Keras variable of its own: the condition still
+    reads the parameter (a KerasTensor in `if` was a TypeError)."""
+    graph = graph_of(
+        """
+        archc: 1
+        name: shadow
+        input: [4, 5, 5]
+        blocks:
+          unit:
+            params: {se: 0}
+            layers:
+              - conv: {conv: {filters: 4, kernel: 1, bias: true}}
+              - se: {conv: {filters: 4, kernel: 1, bias: true}, if: se > 0}
+              - shortcut: {conv: {filters: 4, kernel: 1, bias: true}, from: input}
+              - add: {add: [se, shortcut]}
+        layers:
+          - a: {block: unit, with: {se: 2}}
+          - b: {block: unit}
+        """
+    )
+    src = emit(graph, "keras")
+    assert "    out_se = x\n    if se > 0:\n" in src and "([out_se, shortcut])" in src
+    report = verify.verify(graph)
+    assert report.ok and {"a", "b"} <= {r.item for r in report.rows}, verify.to_table(report)
 
 
 def test_zero_padding_after_relu():

@@ -11,6 +11,10 @@ torch = need("torch")
 timm = need("timm")
 
 MODELS = ["seresnet50"]
+# Specs over the torchvision zoo with the resnet library's timm kinds (deep_stem, timm_bottleneck's
+# se and avg_down): compared at 97 x 83 in `make test`, where stride-2 maps are odd (the average-pool
+# shortcuts' last windows are partial), and at 224 x 224 in `make test-slow`.
+VARIANTS = ["seresnext26d_32x4d", "resnet50d"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -47,6 +51,61 @@ def test_repvgg_a0_init_matches_timm():
     torch.manual_seed(0)
     reference = timm.create_model("repvgg_a0", pretrained=False)
     assert_same_init(reference, load_module(ROOT / "generated" / "repvgg_a0_torch.py").build_model())
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_resnet_options_match_timm(name):
+    torch.manual_seed(0)
+    assert_same(timm.create_model(name, pretrained=False), load_module(ROOT / "generated" / f"{name}_torch.py"), (3, 97, 83))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", VARIANTS)
+def test_resnet_options_match_timm_at_224(name):
+    torch.manual_seed(0)
+    assert_same_model(timm.create_model(name, pretrained=False), name)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_resnet_options_init_matches_timm(name):
+    """timm_bottleneck's zero bn3 (zero_init_last); the SE convs' biases as PyTorch's default."""
+    torch.manual_seed(0)
+    reference = timm.create_model(name, pretrained=False)
+    assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())
+
+
+@pytest.mark.parametrize("name, options", [("seresnet18", {"se": 16}), ("resnet18d", {"avg_down": True})])
+def test_basic_block_options_match_timm(name, options):
+    """The timm_resnet library's timm_basic: resnet18.yaml with its stages switched to it (and
+    for ResNet-18-D the deep stem) is timm's SE-ResNet-18 and ResNet-18-D, at 97 x 83."""
+    from archc import api
+
+    overrides: dict = {"use": ["resnet", "timm_resnet"]}
+    if options.get("avg_down"):
+        overrides["layers.conv1"] = {"block": "deep_stem"}
+    for i in range(1, 5):
+        overrides[f"layers.layer{i}.stage"] = "timm_basic"
+        overrides.update({f"layers.layer{i}.with.{k}": v for k, v in options.items()})
+    module = api.load_module(api.to_ir(ROOT / "specs" / "resnet18.yaml", overrides), "torch")
+    torch.manual_seed(0)
+    assert_same(timm.create_model(name, pretrained=False), module, (3, 97, 83))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, spec, overrides",
+    [
+        ("seresnext50_32x4d", {}, "docs/examples/seresnext50_32x4d.yaml", []),
+        ("resnet50c", {}, "docs/examples/resnet50c.yaml", []),
+        ("resnet50", {"avg_down": True}, "specs/timm/resnet50d.yaml", ["layers.conv1={conv: {filters: 64, kernel: 7, stride: 2, padding: 3}}"]),
+    ],
+)
+def test_docs_recipes_match_timm(name, kwargs, spec, overrides):
+    """docs/spec.md's recipes, one option each, are timm's models, at 97 x 83."""
+    from archc import api
+
+    module = api.load_module(api.to_ir(ROOT / spec, overrides), "torch")
+    torch.manual_seed(0)
+    assert_same(timm.create_model(name, pretrained=False, **kwargs), module, (3, 97, 83))
 
 
 @pytest.mark.parametrize("radix, cardinality, shape", [(2, 1, (6, 1, 1)), (2, 2, (8, 1, 1)), (4, 2, (16, 3, 2)), (3, 3, (18,)), (1, 4, (6, 2, 2))])

@@ -35,6 +35,16 @@ def test_deep_zoo_verifies(spec):
     assert report.ok, verify.to_table(report)
 
 
+def test_average_pool_shortcuts_verify_at_odd_sizes():
+    """timm/seresnext26d_32x4d at 97 x 83: the maps its average-pool shortcuts (ceil_mode,
+    inside a block kind) halve are odd in layer2 to layer4, so their last windows are
+    partial; Keras' helper finds them on its input."""
+    graph = graph_of("specs/timm/seresnext26d_32x4d.yaml", "input=[3, 97, 83]")
+    report = verify.verify(graph, batch=1)
+    assert report.ok, verify.to_table(report)
+    assert {r.item: r.shape for r in report.rows}["layer4"] == (2048, 4, 3)
+
+
 def test_rows_cover_every_block():
     report = verify.verify(ROOT / "specs/cifar/resnet20.yaml")
     stages = [f"layer{s}" for s in (1, 2, 3)]

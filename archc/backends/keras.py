@@ -193,6 +193,17 @@ class KerasEmitter:
         return tuple(out)
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
+        """The block kind's function; a layer named like one of its parameters (timm's `se`
+        layer of a block whose `se` is the SE reduction) gets a variable of its own (`out_se`)."""
+        sig = self.sigs[block.name]
+        outer = self.reserved
+        self.reserved = outer | {"name", *sig.channels, *(n for n, _, _ in sig.params), *sig.flags}
+        try:
+            return self._block_function(block)
+        finally:
+            self.reserved = outer
+
+    def _block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
         hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []

@@ -6,7 +6,9 @@ inside the input: Keras' 'same' average pooling (keras.applications' InceptionV3
 is that exactly (stride 1, padding (kernel - 1) / 2), else the PaddedAveragePooling2D
 helper (the mean over a window's input pixels). ceil_mode's last windows, where partial,
 leave out the rows and columns past the padded input (a ZeroPadding2D then that helper);
-where none is partial, ceil_mode gives the floor-mode windows."""
+where none is partial, ceil_mode gives the floor-mode windows. Where archc cannot decide
+that (inside a block kind, a stride that is an expression), the helper does, with
+ceil_mode=True, on the input it is called on (padding not counted only)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,8 @@ class AvgPool(Pool):
 
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
+        if _ceil_at_call(a, ctx):
+            return None
         problem = super().keras_problem(a, ctx)
         if problem is None and rank_of(a) != 2 and any(c.func == cls.HELPERS["keras"] for c in cls.keras_layers(a, ctx)):
             return (
@@ -64,6 +68,9 @@ class AvgPool(Pool):
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         include = a.get("count_include_pad", "True") == "True"
+        if _ceil_at_call(a, ctx):
+            helper = cls.HELPERS["keras"]
+            return [call(helper, a["kernel"], strides=a["stride"], padding=a["padding"], ceil_mode="True", name=ctx.name)]
         if not include and same_pool(a):
             return [call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         pads = ceil_pads(a, ctx)
@@ -81,3 +88,16 @@ class AvgPool(Pool):
         zero = call("layers.ZeroPadding2D", a["padding"], name=suffixed(ctx.name, "_pad"))
         extra = str(((0, max(0, bottom - p)), (0, max(0, right - p))))  # an axis without a partial window: none
         return [zero] * bool(p) + [call(helper, a["kernel"], strides=a["stride"], padding=extra, name=ctx.name)]
+
+
+def _ceil_at_call(a: dict[str, str], ctx: KerasCtx) -> bool:
+    """A 2-D ceil_mode pool not counting the padding, whose partial last windows archc cannot
+    decide (inside a block kind, or a stride that is an expression): the Keras helper finds
+    them on the input it is called on (timm's ResNet-D shortcut, `avg_down`)."""
+    if a.get("ceil_mode", "False") == "False" or a.get("count_include_pad", "True") == "True" or rank_of(a) != 2:
+        return False
+    padding = literal_sizes(a["padding"])
+    if literal_sizes(a["stride"]) == (1,) or padding is None or len(padding) != 1:  # the helper's padding: one int
+        return False
+    return ctx.in_shape is None or any(literal_sizes(a[k], 2) is None for k in ("padding", "kernel", "stride"))
+

@@ -540,7 +540,7 @@ class Defaults(Strict):
 
 def _library_ref(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*|[\w./-]+\.ya?ml", value):
-        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab) or a path ending in .yaml; got {value!r}")
+        raise ValueError(f"a library is a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab, timm_resnet) or a path ending in .yaml; got {value!r}")
     return value
 
 
@@ -583,7 +583,7 @@ class ModelSpec(Strict):
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="Model parameters used in expressions.")
     defaults: Defaults = Field(Defaults.model_construct(), description="Values for layer settings a layer leaves unset.")
     use: list[LibraryRef] = Field(
-        default_factory=_empty_list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab) or a path."
+        default_factory=_empty_list, description="Block libraries: a shipped name (resnet, densenet, squeezenet, inception, efficientnet, mobilenet_v3, deeplab, timm_resnet) or a path."
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
