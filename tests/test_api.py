@@ -160,7 +160,7 @@ def test_a_built_torch_model_pickles(tmp_path):
         f"model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)\n"
         f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
         "assert not model.training and torch.equal(model(io['x']), io['y'])\n"
-        "assert type(model).__name__ == 'Resnet20' and type(model.layer1[0]).__name__ == 'CifarBasic'\n"
+        "assert type(model).__name__ == 'CifarResNet' and type(model.layer1[0]).__name__ == 'CifarBasic'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

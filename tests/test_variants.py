@@ -93,7 +93,7 @@ def test_set_errors_name_the_override(override, message):
         lower(load_spec(ROOT / "specs/cifar/resnet.yaml", [override]))
     assert message in str(info.value)
     if "depth=21" in override:  # located at the failing check, naming the override
-        assert str(info.value.where).endswith("specs/cifar/resnet.yaml:14:5")
+        assert str(info.value.where).endswith("specs/cifar/resnet.yaml:15:5")
     else:
         assert str(info.value).startswith(f"--set {override}")
 

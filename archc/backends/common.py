@@ -58,6 +58,11 @@ def class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Model"
 
 
+def class_of(owner: Graph | BlockType) -> str:
+    """The class a model or block kind becomes: its `class:` as spelled, else `class_name`."""
+    return owner.class_name or class_name(owner.name)
+
+
 class ModuleName(NamedTuple):
     """A name a backend's generated module defines for the spec: `form` is what `owner`
     (`block 'basic'`) becomes there (`class Basic in PyTorch`), `key` its place in the spec."""

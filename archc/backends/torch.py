@@ -53,18 +53,21 @@ from archc.spec import expr
 INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
 GLOBALS = (
-    "math", "OrderedDict", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", init.TORCH_HELPER,
+    "math", "OrderedDict", "Iterator", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", init.TORCH_HELPER,
     *common.helper_names("torch"), *sorted(expr.HELPER_DEFINITIONS),
 )  # fmt: skip
 
 
 def module_names(graph: Graph) -> list[common.ModuleName]:
-    """The model's class and one class per block kind (CamelCase: `basic` -> `Basic`)."""
-    model = common.class_name(graph.name)
-    names = [common.ModuleName(model, f"model {graph.name!r}", f"class {model} in PyTorch", "name")]
+    """The model's class and one class per block kind (`class:`, else CamelCase: `basic` -> `Basic`),
+    each located at its `class:` where it has one."""
+    model = common.class_of(graph)
+    key = "class" if graph.class_name else "name"
+    names = [common.ModuleName(model, f"model {graph.name!r}", f"class {model} in PyTorch", key)]
     for block in graph.blocks:
-        cls = common.class_name(block.name)
-        names.append(common.ModuleName(cls, f"block {block.name!r}", f"class {cls} in PyTorch", f"block.{block.name}"))
+        cls = common.class_of(block)
+        key = f"block.{block.name}.class" if block.class_name else f"block.{block.name}"
+        names.append(common.ModuleName(cls, f"block {block.name!r}", f"class {cls} in PyTorch", key))
     return names
 
 
@@ -128,7 +131,7 @@ class TorchEmitter(InitEmission, ListEmission):
         self.needs_ordered_dict = False
         self.needs_checkpoint = False
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
-        self.names = {b.name: common.class_name(b.name) for b in graph.blocks}
+        self.names = {b.name: common.class_of(b) for b in graph.blocks}
         in_dense, elsewhere = _dense_usage(graph)
         # Kinds that dense stages call with the list of earlier features; `standalone`
         # ones are also called on a tensor outside dense stages.
@@ -503,7 +506,7 @@ class TorchEmitter(InitEmission, ListEmission):
             signature.append(f"memory_efficient: bool = {self.memory_efficient}")
             call_args.append("memory_efficient=memory_efficient")
         return {
-            "name": common.class_name(self.graph.name),
+            "name": common.class_of(self.graph),
             "doc": common.docstring(self.graph.doc or self.graph.name, 4),
             "signature": signature,
             "init": init,

@@ -218,6 +218,7 @@ class BlockType:
     # stride); for each later one, (name, channels, stride) as expressions
     outputs: tuple[str, ...] = ()
     more_outputs: tuple[tuple[str, ast.expr, ast.expr], ...] = ()
+    class_name: str | None = None  # its `class:` as spelled; None: a backend derives one from the name
 
     @property
     def channel_params(self) -> tuple[str, ...]:
@@ -418,14 +419,15 @@ class Graph:
     nodes: tuple[Node, ...] = field(repr=False)
     source: str  # spec path as given
     sha256: str
-    # where names that reach generated code are written: "name", "params.P", "block.B",
-    # "block.B.params.P", "block.B.shortcut" (for a backend's complaints about them)
+    # where names that reach generated code are written: "name", "class", "params.P", "block.B",
+    # "block.B.class", "block.B.params.P", "block.B.shortcut" (for a backend's complaints about them)
     locations: tuple[tuple[str, Location], ...] = field(default=(), repr=False)
     # each weighted kind's rules from `defaults:` (ops.init), which its layers share unless they say
     inits: tuple[tuple[str, Init], ...] = ()
     # several outputs, in order (`outputs:`; forward returns a dict); () : the last tensor alone,
     # whose shape is `output_shape` (with several, `output_shape` is the first one's)
     outputs: tuple[Output, ...] = ()
+    class_name: str | None = None  # the model's `class:` as spelled; None: a backend derives one from the name
 
     def locate(self, key: str) -> Location | None:
         return dict(self.locations).get(key)

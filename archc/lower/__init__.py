@@ -99,6 +99,7 @@ def lower(spec: LoadedSpec) -> Graph:
         sha256=spec.sha256,
         locations=_locations(state),
         outputs=tuple(state.outputs),
+        class_name=model.class_,
     )
 
 
@@ -129,10 +130,14 @@ def _locations(state: State) -> tuple[tuple[str, Location], ...]:
     """Where the names that reach generated code are written, for the backends' checks."""
     spec = state.spec
     out = [("name", spec.locate("name"))]
+    if spec.model.class_ is not None:
+        out.append(("class", spec.locate("class")))
     out += [(f"params.{p}", spec.locate("params", p)) for p in spec.model.params]
     for block in state.block_types:
         source = spec.blocks[block]
         out.append((f"block.{block}", source.source.locate_key(source.path)))
+        if source.definition.class_ is not None:
+            out.append((f"block.{block}.class", source.locate("class")))
         out += [(f"block.{block}.params.{p}", source.locate("params", p)) for p in source.definition.params]
         if source.definition.shortcuts:
             out.append((f"block.{block}.shortcut", source.locate("shortcut")))

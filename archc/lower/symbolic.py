@@ -301,7 +301,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     return BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
-        tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]),
+        tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_,
     )  # fmt: skip
 
 
@@ -506,7 +506,7 @@ def _in_progress(state: State, source: BlockSource, where: Location) -> BlockTyp
                 source.locate("shortcut"),
             )
         shortcuts.append(SymShortcut(sc.kind, sc.when, None, None, sc.name, ast.Name("in_channels"), channels, stride, False, False, None, None))
-    stand_in = BlockType(name, definition.doc, _params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names)
+    stand_in = BlockType(name, definition.doc, _params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names, class_name=definition.class_)
     state.block_types[name] = stand_in
     return stand_in
 

@@ -34,6 +34,7 @@ from archc.ops.act import ACTIVATIONS
 from archc.ops.init import InitPair, InitSpec
 from archc.spec.types import (
     BoolExpr,
+    ClassName,
     ExprStr,
     FiniteFloat,
     IntExpr,
@@ -407,6 +408,12 @@ ParamDecl = Annotated[
 
 class BlockDef(Strict):
     doc: Doc = Field("", description="One line describing the block.")
+    class_: ClassName | None = Field(
+        None,
+        alias="class",
+        description="The PyTorch class this kind becomes, spelled exactly (`MBConv`, `CNBlock`: torchvision's names); "
+        "unset: the kind's name in CapWords (`mbconv` -> `Mbconv`). Keras' block functions keep the kind's name.",
+    )
     params: dict[Name, ParamDecl] = Field(
         default_factory=dict,
         description="Parameter name -> default value, or a type name (int, float, bool) for a required one.",
@@ -575,6 +582,13 @@ class ModelSpec(Strict):
         description="A base spec (path relative to this file) that this one modifies; see 'Variants'.",
     )
     name: Name = Field(description="Model name; also the generated class name's source.")
+    class_: ClassName | None = Field(
+        None,
+        alias="class",
+        description="The model's PyTorch class, spelled exactly (`ResNet`, `EfficientNet`); unset: the name in CapWords "
+        "(`resnet50` -> `Resnet50`). A family spec gives its family's, which the specs that extend it and every "
+        "`--set` build keep.",
+    )
     doc: Doc = Field("", description="What the model is, with its reference.")
     input: Annotated[tuple[PositiveInt, ...], Field(min_length=2, max_length=4), BeforeValidator(_input_rank)] = Field(
         description="Input shape: (channels, length), (channels, height, width) or (channels, depth, height, width); "

@@ -104,6 +104,8 @@ def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore
         return "expr"
     if t._identifier in validators or t._layer_name in validators or m._entry_name in validators:
         return "name"
+    if t._class_name in validators:
+        return "class name"
     if m._one_entry in validators or any(isinstance(meta, m._Layer) for meta in metadata):
         return "layer"
     if origin in (typing.Union, types.UnionType):

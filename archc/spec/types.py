@@ -69,6 +69,29 @@ def _identifier(value: str) -> str:
 
 Name = Annotated[str, Field(max_length=64), AfterValidator(_identifier)]
 
+
+def _class_name(value: str) -> str:
+    """A class the PyTorch module defines (`class: MBConv`): CapWords as PEP 8 and torchvision
+    write them, so no local variable, argument or module of the generated code (all lower case)
+    can shadow it. One leading underscore is allowed, as torchvision marks a module-private class
+    (densenet.py's `_DenseLayer`): at module level it is no attribute of nn.Module, whose own
+    private names (`_modules`) a layer name must avoid. Two are refused: `__x` is mangled inside
+    a class body, and a dunder (`__name__`) is the module's own."""
+    if not value.isidentifier() or not value.isascii():
+        raise ValueError(f"{value!r} is not a Python class name: use letters, digits and _, starting with a capital letter")
+    if value.startswith("__"):
+        raise ValueError(f"class name {value!r} starts with two underscores (mangled in a class body); use at most one")
+    if not value.lstrip("_")[:1].isupper():  # keywords included: True, None and False are reserved below
+        raise ValueError(
+            f"class name {value!r} must start with a capital letter, optionally after one underscore (CapWords: 'MBConv', '_DenseLayer')"
+        )
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is used by the generated code; choose another name")
+    return value
+
+
+ClassName = Annotated[str, Field(max_length=64), AfterValidator(_class_name)]
+
 # Reserved names that a layer may still have: names the generated code uses that a layer name
 # never becomes. A layer is an attribute (`self.out`) and a Keras layer name (`"layers_0"`); a
 # tensor read by name gets the variable `out_NAME` instead of `NAME`, so the code's own locals
