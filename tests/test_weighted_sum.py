@@ -4,8 +4,6 @@ its n weights, the function against sums computed here, weights moved both ways,
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 from conftest import need
@@ -119,7 +117,7 @@ def test_weights_round_trip_and_verify():
     [
         ("  - a: {conv: {filters: 2, kernel: 1, bias: false}}\n  - s: {weighted_sum: [input, a]}\n", "a weighted sum needs tensors of one shape"),
         ("  - a: {conv: {filters: 3, kernel: 1, bias: false}}\n  - {weighted_sum: [input, a], normalize: false}\n", "weighted_sum has weights, so it is a module and needs a name"),
-        ("  - a: {conv: {filters: 3, kernel: 1, bias: false}}\n  - s: {weighted_sum: [input, a], eps: -1.0}\n", "eps"),
+        ("  - a: {conv: {filters: 3, kernel: 1, bias: false}}\n  - s: {weighted_sum: [input, a], eps: -1.0}\n", "eps must be >= 0"),
         ("  - a: {conv: {filters: 3, kernel: 1, bias: false}}\n  - s: {parallel: [relu, relu], merge: weighted_sum}\n", "merge"),
     ],
 )

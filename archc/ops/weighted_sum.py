@@ -22,13 +22,19 @@ helper layer `WeightedSum(normalize, eps)` (templates/keras/WeightedSum.py.j2, o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import AfterValidator, Field, StrictBool, StrictInt
 
 from archc.code import Call, call
 from archc.ops.base import KerasCtx, Op, Shape, ShapeError, unless
 from archc.spec.types import Arguments, FiniteFloat, TensorName
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"eps must be >= 0, got {value}")
+    return value
 
 
 class WeightedSumOptions(Arguments):
@@ -39,8 +45,8 @@ class WeightedSumOptions(Arguments):
         description="true: EfficientDet's fast normalized fusion, sum_i relu(w_i) x_i / (sum_j relu(w_j) + eps); "
         "false: the plain weighted sum, sum_i w_i x_i.",
     )
-    eps: StrictInt | FiniteFloat = Field(
-        1e-4, ge=0, description="With normalize: added to the sum of the weights (EfficientDet's epsilon, 1e-4)."
+    eps: Annotated[StrictInt | FiniteFloat, Field(union_mode="left_to_right"), AfterValidator(_not_negative)] = Field(
+        1e-4, description="With normalize: added to the sum of the weights (EfficientDet's epsilon, 1e-4); >= 0."
     )
 
 
