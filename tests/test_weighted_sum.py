@@ -125,3 +125,33 @@ def test_mistakes_are_named(layers, message):
     text = TWO.split("layers:\n")[0] + "layers:\n" + layers
     with pytest.raises(SpecError, match=message):
         lower(load_spec_text(text, "two.yaml"))
+
+
+CONTAINER = """\
+archc: 1
+name: c
+input: [4, 8, 8]
+defaults: {conv: {bias: true}}
+layers:
+  - stem: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - fpn:
+      modules:
+        - lat: {conv: {filters: 4, kernel: 1}, from: stem}
+        - fused: {weighted_sum: [lat, stem]}
+        - out: {conv: {filters: 4, kernel: 3, padding: 1}, from: fused}
+  - pool: {global_avgpool: {}, from: fpn.out}
+  - fc: {dense: {units: 3}}
+"""
+
+
+def test_in_a_dataflow_container_it_is_an_entry_of_its_module_dict():
+    graph = agree(CONTAINER)
+    code = emit(graph, "torch")
+    assert "fused=WeightedSum(2)," in code and "x = self.fpn.fused(fpn_lat, stem)" in code
+    assert tuple(module_from(code, "c_torch").build_model().get_parameter("fpn.fused.weight").shape) == (2,)
+
+
+def test_diagram_label_says_which_sum():
+    graph = lower(load_spec_text(MODEL, "t.yaml"))
+    labels = {n.id: n.op.label() for n in graph.nodes if n.op.kind == "weighted_sum"}
+    assert labels == {"fuse": "Σw·x/Σw", "blk.fuse": "Σw·x"}

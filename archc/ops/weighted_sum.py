@@ -92,4 +92,4 @@ class WeightedSum(Op):
         module.weight.uniform_(-0.25, 1.5, generator=gen)  # some below 0, where normalize's relu matters
 
     def label(self) -> str:
-        return "weighted +" if not self.normalize else "weighted + (normalized)"
+        return "Σw·x/Σw" if self.normalize else "Σw·x"
