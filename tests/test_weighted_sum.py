@@ -155,3 +155,12 @@ def test_diagram_label_says_which_sum():
     graph = lower(load_spec_text(MODEL, "t.yaml"))
     labels = {n.id: n.op.label() for n in graph.nodes if n.op.kind == "weighted_sum"}
     assert labels == {"fuse": "Σw·x/Σw", "blk.fuse": "Σw·x"}
+
+
+@pytest.mark.parametrize("use", [True, False])
+def test_under_if_it_exists_only_where_it_holds(use):
+    text = MODEL.replace("params: {w: int}", "params: {w: int, use: bool}")
+    text = text.replace("normalize: false}", "normalize: false, if: use}").replace("with: {w: 6}}", f"with: {{w: 6, use: {str(use).lower()}}}}}")
+    graph = agree(text)
+    assert any(n.id == "blk.fuse" for n in graph.nodes) == use
+    assert "if self.fuse is not None:\n            out = self.fuse(a, b)" in emit(graph, "torch")  # guarded by its condition
