@@ -308,7 +308,7 @@ def _observable(pts: list[_Point], graph: Graph) -> list[_Point]:
     out = []
     for p in pts:
         op = nodes[p.node].op
-        if not (op.EXPRESSION or (op.MERGE and p.node == p.module)):
+        if not (op.EXPRESSION or (op.module_free() and p.node == p.module)):
             out.append(p)
         elif p is output and not graph.outputs:  # several outputs: each is compared as one
             out.append(dataclasses.replace(p, module="", call=0))

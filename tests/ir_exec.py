@@ -29,7 +29,7 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
     for node in graph.nodes:
         args = [values[i] for i in node.inputs]
         op = node.op
-        if op.MERGE:
+        if op.MERGE and op.module_free():
             names = [f"v{k}" for k in range(len(args))]
             flats = [not shapes[i].spatial for i in node.inputs]
             values[node.id] = eval(op.torch_merge(names, flats), ns, dict(zip(names, args)))  # type: ignore[attr-defined]
@@ -48,7 +48,9 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
                 code = layer_module(op.kind, concrete_args(op, {}), literal(shape.c), not shape.spatial, False)
                 module = eval(flat(code), ns)
         local = {"m": module, "v0": args[0].clone()}  # in-place activations must not touch other readers' input
-        local["out"] = eval(op.torch_apply("m", "v0"), ns, local)
+        more = [f"v{k}" for k in range(1, len(args))] if op.MERGE else []  # a merge with weights reads them all
+        local.update(zip(more, args[1:]))
+        local["out"] = eval(op.torch_apply("m", ", ".join(("v0", *more))), ns, local)
         for line in op.torch_after("out"):
             exec(line, ns, local)
         values[node.id] = local["out"]

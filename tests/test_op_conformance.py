@@ -72,6 +72,15 @@ def _merge(kind: str) -> Callable[[random.Random], Case]:
     return case
 
 
+def _weighted_sum(r: random.Random) -> Case:
+    """Two or three tensors of one shape; normalized (some eps) or plain."""
+    shape, layers = _merge("add")(r)
+    inputs = ["a", "b", "c"][: r.choice([2, 3])]
+    layers[-1:] = [{"c": {"conv": {"filters": layers[0]["a"]["conv"]["filters"], "kernel": 1}, "from": "input"}}] * (len(inputs) == 3)
+    options = {"normalize": r.random() < 0.6, **({"eps": r.choice([1e-4, 1e-2, 0.5])} if r.random() < 0.5 else {})}
+    return shape, [*layers, {"op": {"weighted_sum": inputs, **options}}]
+
+
 def _act(r: random.Random) -> Case:
     fn = r.choice(sorted(ops.act.FUNCTIONS))  # type: ignore[attr-defined]
     args: dict[str, Any] = {"fn": fn}
@@ -209,6 +218,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "slice": _slice,
     "softmax": _softmax,
     "stochastic_depth": _plain(lambda r: {"stochastic_depth": {"rate": round(r.uniform(0.1, 0.5), 2)}}),
+    "weighted_sum": _weighted_sum,
     "upsample": _plain(lambda r: {"upsample": {"scale": r.randint(2, 3), "mode": r.choice(["nearest", "bilinear"])}}),
     "zeropad": _zeropad,
 }
@@ -371,6 +381,7 @@ RANK_BUILDERS: dict[str, Callable[[random.Random, int], Layers]] = {
     "slice": lambda r, rank: [{"op": {"slice": {"start": 1, "stop": 2}}}],
     "softmax": lambda r, rank: [{"op": "softmax"}],
     "upsample": lambda r, rank: [{"op": {"upsample": {"scale": r.randint(2, 3)}}}],  # nearest: bilinear is 2-D
+    "weighted_sum": lambda r, rank: _weighted_sum(r)[1],
     "zeropad": _ranked_zeropad,
 }
 RANK_ONE_ONLY = {"depthwise_conv"}  # Keras has DepthwiseConv1D and 2D, no 3D: PyTorch only at rank 3

@@ -295,7 +295,9 @@ class KerasEmitter:
             body = self._nested(layer, hoist, name, at)
         elif merge:
             op = ops.KINDS[layer.kind]
-            call_, applied = op.keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat))  # type: ignore[attr-defined]
+            options = {key: expr.to_python(tree) for key, tree in layer.args}  # a weighted sum's
+            call_, applied = op.keras_merge(ops.KerasCtx(name, False, None), list(step.srcs), list(layer.flat), options)  # type: ignore[attr-defined]
+            self.helpers |= {call_.func} & set(common.helper_names("keras"))
             body = render_applied(call_, at, f"{step.dst} = ", f"({applied})")
             src = step.dst  # nothing to route
         else:
@@ -413,7 +415,7 @@ class KerasEmitter:
             lines += self._sym_layer(common.Step(path, read, "x", read[0], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
             lines.append(f"{indent}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(layer.children))]
-        merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat))  # type: ignore[attr-defined]
+        merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat), {})  # type: ignore[attr-defined]
         if applied == f"[{', '.join(each)}]":
             applied = outs
         return lines + render_applied(merge, indent, f"{step.dst} = ", f"({applied})")
@@ -488,7 +490,9 @@ class KerasEmitter:
             if is_merge(item):
                 ctx = ops.KerasCtx(common.literal(keras_name(item.name)), False, None)
                 flats = [not shapes[n].spatial for n in item.inputs]
-                merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats)  # type: ignore[union-attr]
+                options = {key: common.literal(value) for key, value in item.op.values().items()}  # type: ignore[union-attr]
+                merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats, options)  # type: ignore[union-attr]
+                self.helpers |= {merge.func} & set(common.helper_names("keras"))
                 lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
             elif isinstance(item, LayerInst) and item.op.READS:  # reads other tensors: their variables
                 args = {k: common.literal(v) for k, v in item.op.values().items() if v is not None}
@@ -540,7 +544,7 @@ class KerasEmitter:
             lines.append(f"{I1}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(item.items))]
         flats = [not path.out_shape.spatial for path in item.items]
-        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(keras_name(item.name)), False, None), each, flats)  # type: ignore[attr-defined]
+        merge, applied = ops.KINDS[item.merge].keras_merge(ops.KerasCtx(common.literal(keras_name(item.name)), False, None), each, flats, {})  # type: ignore[attr-defined]
         if applied == f"[{', '.join(each)}]":
             applied = outs
         return lines + render_applied(merge, I1, f"{step.dst} = ", f"({applied})")

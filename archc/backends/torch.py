@@ -380,7 +380,7 @@ class TorchEmitter(InitEmission, ListEmission):
         """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
         layer = step.item
         kind = getattr(layer, "kind", "block")
-        if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE:
+        if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE and ops.KINDS[kind].module_free():
             body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
@@ -393,7 +393,7 @@ class TorchEmitter(InitEmission, ListEmission):
             body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
             guard = f"if self.{self._switch(layer)}:"
         else:
-            src = ", ".join((step.srcs[0] if layer.condition is None else step.dst, *_more_inputs(layer, step)))
+            src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *_more_inputs(layer, step)))
             body = self._call_line(layer.name, kind, src, step.targets)
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
@@ -465,7 +465,7 @@ class TorchEmitter(InitEmission, ListEmission):
         for step in steps:
             item = step.item
             var = step.dst
-            if is_merge(item):
+            if is_merge(item) and item.op.module_free():  # type: ignore[union-attr]
                 op = item.op  # type: ignore[union-attr]
                 flats = [not s.spatial for s in self._input_shapes(item)]
                 forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
@@ -670,14 +670,15 @@ def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[
 
 
 def _more_inputs(item: object, step: common.Step) -> tuple[str, ...]:
-    """The tensors after the first that an instance of a block kind with several inputs reads."""
-    several = isinstance(item, SymBlock) and item.more_channels or isinstance(item, BlockInst) and item.more_in
+    """The tensors after the first that an instance of a block kind with several inputs, or a
+    merge with a module (a weighted sum: `self.fuse(a, b)`), reads."""
+    several = isinstance(item, SymBlock) and item.more_channels or isinstance(item, BlockInst) and item.more_in or is_merge(item)
     return step.srcs[1:] if several else ()
 
 
 def _module_free(kind: str) -> bool:
     """A merge or an expression: code in `forward`, no module."""
-    return ops.KINDS[kind].MERGE or ops.KINDS[kind].EXPRESSION
+    return ops.KINDS[kind].module_free()
 
 
 def _kind(item: Inst) -> str:

@@ -142,7 +142,7 @@ class InitEmission:
             static = base is not None  # entries after a conditional or repeated one have no fixed index
             k = -1  # the index of a numbered entry: an expression (a resize) has none, and no init
             for child in children:
-                k += not (isinstance(child, SymLayer) and (ops.ALL[child.kind].MERGE or ops.ALL[child.kind].EXPRESSION))
+                k += not (isinstance(child, SymLayer) and ops.ALL[child.kind].module_free())
                 path = None if base is None else (f"{base}[{k}]" if static else None) if positional else f"{base}.{child.name}"
                 if isinstance(child, SymGroup):
                     group(child.children, path if child.condition is None else None, child.positional, f"{where}{child.name}.")

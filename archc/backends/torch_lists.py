@@ -190,13 +190,13 @@ def flattened(kind: str, module: Code) -> Code:
 
 def free(item: SymItem) -> bool:
     """An item of a block kind that is code in `forward`, no module (a merge or an expression)."""
-    return isinstance(item, SymLayer) and (ops.KINDS[item.kind].MERGE or ops.KINDS[item.kind].EXPRESSION)
+    return isinstance(item, SymLayer) and ops.KINDS[item.kind].module_free()
 
 
 def container_module(group: GroupInst, module_of: Callable[[Inst], Code]) -> Code:
     """A `modules:` container: the modules of its entries (merges and expressions have none) in
     an nn.ModuleList (numbered) or an nn.ModuleDict (named)."""
-    entries = [c for c in group.items if not (isinstance(c, LayerInst) and (c.op.MERGE or c.op.EXPRESSION))]
+    entries = [c for c in group.items if not (isinstance(c, LayerInst) and c.op.module_free())]
     if group.positional:
         return call("nn.ModuleList", Seq(tuple(module_of(child) for child in entries), "[]"))
     return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))

@@ -215,6 +215,14 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
         )
 
 
+def check_merge_named(written: str, kind: str, where: Location) -> None:
+    """A merge with weights (a weighted sum) is a module: its name is its attribute."""
+    if written == POSITIONAL and ops.KINDS[kind].WEIGHTS:
+        raise SpecError(
+            f"{kind} has weights, so it is a module and needs a name, its attribute (`fuse: {{{kind}: [a, b]}}`)", where
+        )
+
+
 def check_path(name: str, k: int, written: str, kind: str, body: Any, where: Location) -> None:
     """Path k of the module list `name` (`parallel:`) is an unnamed, unconditional module:
     a layer with a module of its own, a list, a block, or a module list whose paths are not

@@ -31,6 +31,7 @@ from archc.lower.context import (
     check_arity,
     check_layout,
     check_list_entry,
+    check_merge_named,
     check_outputs_place,
     check_path,
     counts_of,
@@ -177,20 +178,22 @@ def lower_items(
             nonneg = body.connectivity == "none" and state.block_types[body.stage].nonneg_out
         elif ops.KINDS[kind].MERGE:
             names = getattr(body, kind)
+            check_merge_named(written, kind, where)
             if body.from_ is not None or len(names) < 2:
                 raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
             sources = [lookup(env, n, sub.where(kind, i)) for i, n in enumerate(names)]
             check_layout(name, kind, any(t.shape.last for t in sources), where)
-            op = ops.KINDS[kind]()
+            op = ops.KINDS[kind].merging(len(names), body)
             try:
                 out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
             except ShapeError as e:
                 raise SpecError(f"{name}: {e} (from {', '.join(names)})", where) from None
             node_id = join_path(ctx.module_path, node_name)
             edges = tuple("gate" if kind == "multiply" and t.shape != out else "data" for t in sources)
-            add_node(state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), where)
+            counts = Counts(*op.params(out))  # a weighted sum's weights
+            add_node(state, Node(node_id, op, tuple(t.node for t in sources), out, counts.trainable, counts.non_trainable, edges=edges), where)
             nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
-            item = LayerInst(name, op, sources[0].shape, out, Counts(), where=where, inputs=tuple(flow.resolve(n) for n in names))
+            item = LayerInst(name, op, sources[0].shape, out, counts, where=where, inputs=tuple(flow.resolve(n) for n in names))
             cur = node_id
         else:
             op = _primitive(state, sub, kind, getattr(body, kind), shape, len(state.top_kinds) - 1)
@@ -290,7 +293,7 @@ def container_reads(group: GroupInst) -> list[str]:
 
 def _is_module(item: Inst) -> bool:
     """An entry with a PyTorch module (not a merge or an expression in forward)."""
-    return not isinstance(item, LayerInst) or not (item.op.MERGE or item.op.EXPRESSION)
+    return not isinstance(item, LayerInst) or not item.op.module_free()
 
 
 def _qualified(items: tuple[Inst, ...], prefix: str, local: set[str]) -> tuple[Inst, ...]:

@@ -329,7 +329,7 @@ class _Specialiser:
         return inst, Tensor(node_id, out, op.nonneg_after(src.nonneg))
 
     def merge(self, item: SymLayer, name: str, path: tuple[str, ...], sources: list[Tensor]) -> tuple[Inst, Tensor]:
-        op = ops.KINDS[item.kind]()
+        op = ops.KINDS[item.kind](**{k: t.value for k, t in item.args})  # type: ignore[attr-defined]
         try:
             out = op.infer_many([t.shape for t in sources])  # type: ignore[attr-defined]
         except ShapeError as e:
@@ -339,8 +339,9 @@ class _Specialiser:
         else:
             edges = tuple("gate" if item.kind == "multiply" and t.shape != out else "data" for t in sources)
         node_id = self.node_id(path, name)
-        add_node(self.state, Node(node_id, op, tuple(t.node for t in sources), out, edges=edges), item.where)
-        inst = LayerInst(name, op, sources[0].shape, out, Counts(), where=item.where, inputs=item.inputs)
+        counts = Counts(*op.params(out))  # a weighted sum's weights
+        add_node(self.state, Node(node_id, op, tuple(t.node for t in sources), out, counts.trainable, counts.non_trainable, edges=edges), item.where)
+        inst = LayerInst(name, op, sources[0].shape, out, counts, where=item.where, inputs=item.inputs)
         nonneg = all(t.nonneg for t in sources) and op.nonneg_after(True)
         return inst, Tensor(node_id, out, nonneg)
 

@@ -29,6 +29,7 @@ from archc.lower.context import (
     check_arity,
     check_layout,
     check_list_entry,
+    check_merge_named,
     check_named_layers,
     check_outputs_place,
     check_path,
@@ -164,14 +165,18 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 inputs = item.inputs
             elif ops.KINDS[kind].MERGE:
                 inputs = tuple(getattr(body, kind))
+                check_merge_named(written, kind, where)
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
                 sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
                 if condition is not None:  # each as it is where the merge is present
                     sources = [dataclasses.replace(t, channels=_assume(condition, t.channels)) for t in sources]
                 check_layout(name, kind, any(t.last for t in sources), where)
+                merge = ops.KINDS[kind].merging(len(inputs), body)
                 result = _sym_merge(kind, sources)
-                item = SymLayer(name, kind, (), sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
+                result = dataclasses.replace(result, nonneg=result.nonneg and merge.nonneg_after(True))
+                options = tuple((k, ast.Constant(v)) for k, v in merge.values().items())
+                item = SymLayer(name, kind, options, sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
             else:
                 if kind == "flatten":
                     raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)

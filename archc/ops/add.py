@@ -31,7 +31,7 @@ class Add(Op):
         return " + ".join(srcs)
 
     @classmethod
-    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool]) -> tuple[Call, str]:
+    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool], a: dict[str, str]) -> tuple[Call, str]:
         return call("layers.Add", name=ctx.name), f"[{', '.join(srcs)}]"
 
     def label(self) -> str:

@@ -234,6 +234,9 @@ class Op:
     ELEMENTWISE: ClassVar[bool] = False  # keeps the sign of its input (for max-pool padding)
     SPATIAL_STRIDE: ClassVar[str | None] = None  # the argument that divides H and W, if any
     MERGE: ClassVar[bool] = False  # reads several tensors
+    # A merge's options, written beside its list of inputs (`{weighted_sum: [a, b], normalize: false}`):
+    # an Arguments declaration of literal fields, or None. See `merging`.
+    OPTIONS: ClassVar[Any] = None
     FLAT_OUT: ClassVar[bool | None] = None  # the output is flat (True) or a map (False); None: as its input
     # Computed by an expression of its input (`torch_expr`, `keras_expr`), not by a module or a
     # named layer; the result may be a view of its input (so nothing after it works in place).
@@ -319,6 +322,17 @@ class Op:
 
     def weight_names(self) -> tuple[str, ...]:
         return self.WEIGHTS
+
+    @classmethod
+    def merging(cls, n: int, item: Any) -> Op:
+        """A MERGE op of `n` tensors, given its spec entry (its OPTIONS are fields of it)."""
+        return cls()
+
+    @classmethod
+    def module_free(cls) -> bool:
+        """Code in `forward`, no module: an expression, or a merge without weights (`a + b`);
+        a merge with weights (a weighted sum) is a module called on the tensors it merges."""
+        return cls.EXPRESSION or (cls.MERGE and not cls.WEIGHTS)
 
     @classmethod
     def helper(cls, backend: str, args: dict[str, Any]) -> str | None:

@@ -41,7 +41,7 @@ class Concat(Op):
         return f"torch.cat([{', '.join(srcs)}], 1)"
 
     @classmethod
-    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool]) -> tuple[Call, str]:
+    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool], a: dict[str, str]) -> tuple[Call, str]:
         return call("layers.Concatenate", name=ctx.name), f"[{', '.join(srcs)}]"
 
     def label(self) -> str:

@@ -36,7 +36,7 @@ class Multiply(Op):
         return " * ".join(f"{s}[:, :, None, None]" if flat and not all(flats) else s for s, flat in zip(srcs, flats))
 
     @classmethod
-    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool]) -> tuple[Call, str]:
+    def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool], a: dict[str, str]) -> tuple[Call, str]:
         # Keras broadcasts a (N, C) gate over (N, H, W, C) once it is reshaped to (N, 1, 1, C)
         if any(flats) and not all(flats):
             srcs = [f"layers.Reshape((1, 1, -1))({s})" if flat else s for s, flat in zip(srcs, flats)]

@@ -46,6 +46,7 @@ from archc.spec.types import (
     Strict,
     TensorName,
     _layer_name,
+    model_of,
 )
 
 FORMAT_VERSION = 1
@@ -108,8 +109,9 @@ class Flow(Strict):
         return tuple(self.from_) if isinstance(self.from_, list) else (self.from_,)
 
 
-def _op_item(kind: str, args: Any) -> type[Flow]:
-    """`{conv: {...}, from: ..., if: ...}`: the entry model of one op kind."""
+def _op_item(kind: str, args: Any, options: Any = None) -> type[Flow]:
+    """`{conv: {...}, from: ..., if: ...}`: the entry model of one op kind; a merge's `options`
+    (an Arguments declaration) are fields beside its list (`{weighted_sum: [a, b], normalize: false}`)."""
     optional = isinstance(args, type) and all(not f.is_required() for f in args.model_fields.values())
     default = args.model_construct() if optional else ...  # all optional: may be written bare (`batchnorm`)
     if getattr(args, "__origin__", None) is list:  # merges: `add: [a, b]` lists their inputs
@@ -119,6 +121,7 @@ def _op_item(kind: str, args: Any) -> type[Flow]:
         f"{kind.title().replace('_', '')}Item",
         __base__=Flow,
         **{kind: (args, Field(default, description=description or f"{kind} arguments"))},
+        **({k: (f.annotation, f) for k, f in model_of(options).model_fields.items()} if options is not None else {}),
     )
 
 
@@ -136,7 +139,7 @@ class _Items(Mapping[str, type[Flow]]):
         if item is None:
             if kind not in ops.KINDS:
                 raise KeyError(kind)
-            item = self._made[kind] = _op_item(kind, ops.KINDS[kind].args_model())
+            item = self._made[kind] = _op_item(kind, ops.KINDS[kind].args_model(), ops.KINDS[kind].OPTIONS)
         return item
 
     def __iter__(self) -> Iterator[str]:
