@@ -430,9 +430,11 @@ class _Block:
             if not same:
                 return
             other = draw(st.sampled_from(same))
-            op = draw(st.sampled_from(["add", "concat"]))
+            op = draw(st.sampled_from(["add", "concat", "weighted_sum"]))
             body.pop("from", None)
             body[op] = [src, other]
+            if op == "weighted_sum":
+                body["normalize"] = draw(st.booleans())
             out = 2 * c if op == "concat" else c
             if text:  # absent, a merge passes the previous tensor on
                 c = self.ch[self.last]
@@ -449,7 +451,7 @@ class _Block:
         for entry in self.layers:
             (name, body), = entry.items()
             if isinstance(body, dict):
-                lists = [body.get(op, []) for op in ("add", "concat", "multiply")]
+                lists = [body.get(op, []) for op in ("add", "concat", "multiply", "weighted_sum")]
                 read.update(n for names in lists for n in names)
                 read.update(b[k].get("from", prev) for b in body.get("branches", []) for k in b if isinstance(b[k], dict))
                 read.update(p.get("from", prev) for p in body.get("parallel", []) if isinstance(p, dict))
@@ -542,7 +544,7 @@ def dataflow_specs(draw):
         layers.append({f"s{k}": item})
         if draw(st.booleans()):  # a model-level side path and a merge, maybe absent
             layers.append({f"side{k}": {"conv": {"filters": c, "kernel": 1}, "from": f"s{k}"}})
-            merge = {"add": [f"s{k}", f"side{k}"]}
+            merge = {draw(st.sampled_from(["add", "weighted_sum"])): [f"s{k}", f"side{k}"]}
             if draw(st.booleans()):
                 merge["if"] = draw(st.sampled_from(["true", "false"]))
             layers.append({f"m{k}": merge})
