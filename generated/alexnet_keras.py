@@ -52,7 +52,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         11,
         strides=4,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(363),
         name="features_0",
@@ -63,7 +62,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         192,
         5,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1600),
         name="features_3",
@@ -74,7 +72,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         384,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1728),
         name="features_6",
@@ -84,7 +81,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(3456),
         name="features_8",
@@ -94,7 +90,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2304),
         name="features_10",
@@ -106,7 +101,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="classifier_0")(x)
     x = layers.Dense(
         4096,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(9216),
         name="classifier_1",
@@ -115,7 +109,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="classifier_3")(x)
     x = layers.Dense(
         4096,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(4096),
         name="classifier_4",
@@ -123,7 +116,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Activation("relu", name="classifier_5")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(4096),
         name="classifier_6",

@@ -42,10 +42,10 @@ class CifarBasic(nn.Module):
         self.conv1 = nn.Conv2d(
             in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
         )
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = None
         if shortcut:
             self.shortcut = PadShortcut(stride, planes - in_channels)
@@ -73,7 +73,7 @@ class CifarResNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = nn.Sequential(*(CifarBasic(16, planes=16) for _ in range(3)))
         self.layer2 = nn.Sequential(
@@ -87,7 +87,7 @@ class CifarResNet(nn.Module):
             CifarBasic(64, planes=64),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(64, num_classes, bias=True)
+        self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

@@ -58,7 +58,6 @@ def stem(
         filters,
         4,
         strides=4,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_0",
     )(x)
@@ -84,7 +83,6 @@ def cn_block(
         7,
         padding="same",
         groups=in_channels,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_block_0",
     )(x)
@@ -92,16 +90,12 @@ def cn_block(
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_block_2")(x)
     x = layers.Dense(
         block_channels,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         name=f"{name}_block_3",
     )(x)
     x = layers.Activation("gelu", name=f"{name}_block_4")(x)
     x = layers.Dense(
-        in_channels,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name=f"{name}_block_5",
+        in_channels, kernel_initializer=DENSE_KERNEL_INITIALIZER, name=f"{name}_block_5"
     )(x)
     x = layers.Identity(name=f"{name}_block_6")(x)
     x = LayerScale(layer_scale, name=f"{name}_layer_scale")(x)
@@ -121,7 +115,6 @@ def downsample(
         filters,
         2,
         strides=2,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_1",
     )(x)
@@ -168,9 +161,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.LayerNormalization(epsilon=1e-06, name="classifier_0")(x)
     x = layers.Flatten(name="classifier_1")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_2",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_2"
     )(x)
     return keras.Model(inputs, x, name="convnext_base")

@@ -67,7 +67,7 @@ class Conv2dNormActivation(nn.Sequential):
 
     def __init__(self, in_channels: int, *, filters: int) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, filters, kernel_size=4, stride=4, bias=True),
+            nn.Conv2d(in_channels, filters, kernel_size=4, stride=4),
             LayerNorm2d(filters, eps=1e-06),
         )
 
@@ -82,18 +82,13 @@ class CNBlock(nn.Module):
         block_channels = 4 * in_channels
         self.block = nn.Sequential(
             nn.Conv2d(
-                in_channels,
-                in_channels,
-                kernel_size=7,
-                padding=3,
-                groups=in_channels,
-                bias=True,
+                in_channels, in_channels, kernel_size=7, padding=3, groups=in_channels
             ),
             Permute([0, 2, 3, 1]),
             nn.LayerNorm(in_channels, eps=1e-06),
-            nn.Linear(in_channels, block_channels, bias=True),
+            nn.Linear(in_channels, block_channels),
             nn.GELU(),
-            nn.Linear(block_channels, in_channels, bias=True),
+            nn.Linear(block_channels, in_channels),
             Permute([0, 3, 1, 2]),
         )
         self.layer_scale = nn.Parameter(torch.ones(in_channels, 1, 1) * layer_scale)
@@ -114,7 +109,7 @@ class Downsample(nn.Sequential):
     def __init__(self, in_channels: int, *, filters: int) -> None:
         super().__init__(
             LayerNorm2d(in_channels, eps=1e-06),
-            nn.Conv2d(in_channels, filters, kernel_size=2, stride=2, bias=True),
+            nn.Conv2d(in_channels, filters, kernel_size=2, stride=2),
         )
 
 
@@ -160,9 +155,7 @@ class ConvNeXt(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            LayerNorm2d(768, eps=1e-06),
-            nn.Flatten(),
-            nn.Linear(768, num_classes, bias=True),
+            LayerNorm2d(768, eps=1e-06), nn.Flatten(), nn.Linear(768, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

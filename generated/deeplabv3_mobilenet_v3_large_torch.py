@@ -76,9 +76,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Hardsigmoid(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -161,7 +161,7 @@ class ASPPConv(nn.Sequential):
                 dilation=rate,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
         )
 
@@ -174,7 +174,7 @@ class ASPPPooling(nn.Sequential):
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_channels, filters, kernel_size=1, bias=False),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
         )
 
@@ -205,7 +205,7 @@ class ASPP(nn.Module):
             [
                 nn.Sequential(
                     nn.Conv2d(in_channels, filters, kernel_size=1, bias=False),
-                    nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+                    nn.BatchNorm2d(filters),
                     nn.ReLU(inplace=True),
                 ),
                 ASPPConv(in_channels, filters=filters, rate=rate1),
@@ -217,7 +217,7 @@ class ASPP(nn.Module):
         project_channels = 5 * filters
         self.project = nn.Sequential(
             nn.Conv2d(project_channels, filters, kernel_size=1, bias=False),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
             nn.Dropout(p=0.5),
         )
@@ -294,9 +294,9 @@ class DeepLabV3(nn.Module):
         self.classifier = nn.Sequential(
             ASPP(960),
             nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(256, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(256),
             nn.ReLU(inplace=True),
-            nn.Conv2d(256, num_classes, kernel_size=1, bias=True),
+            nn.Conv2d(256, num_classes, kernel_size=1),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -287,7 +287,6 @@ def build_model(num_classes: int = 21) -> keras.Model:
     x = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=ASPP_CONV_0_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(256),
         name="classifier_4",

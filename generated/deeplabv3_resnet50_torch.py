@@ -43,7 +43,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         conv1_channels = int(planes * (base_width / 64)) * groups
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -55,12 +55,12 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         conv3_channels = planes * expansion
         self.conv3 = nn.Conv2d(
             conv1_channels, conv3_channels, kernel_size=1, bias=False
         )
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         self.downsample = None
         if downsample:
             self.downsample = nn.Sequential(
@@ -71,7 +71,7 @@ class Bottleneck(nn.Module):
                     stride=stride,
                     bias=False,
                 ),
-                nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(conv3_channels),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +104,7 @@ class ASPPConv(nn.Sequential):
                 dilation=rate,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
         )
 
@@ -117,7 +117,7 @@ class ASPPPooling(nn.Sequential):
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_channels, filters, kernel_size=1, bias=False),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
         )
 
@@ -148,7 +148,7 @@ class ASPP(nn.Module):
             [
                 nn.Sequential(
                     nn.Conv2d(in_channels, filters, kernel_size=1, bias=False),
-                    nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+                    nn.BatchNorm2d(filters),
                     nn.ReLU(inplace=True),
                 ),
                 ASPPConv(in_channels, filters=filters, rate=rate1),
@@ -160,7 +160,7 @@ class ASPP(nn.Module):
         project_channels = 5 * filters
         self.project = nn.Sequential(
             nn.Conv2d(project_channels, filters, kernel_size=1, bias=False),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
             nn.Dropout(p=0.5),
         )
@@ -185,7 +185,7 @@ class DeepLabV3(nn.Module):
         self.backbone = nn.Sequential(
             OrderedDict(
                 conv1=nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
-                bn1=nn.BatchNorm2d(64, eps=1e-05, momentum=0.1),
+                bn1=nn.BatchNorm2d(64),
                 relu=nn.ReLU(inplace=True),
                 maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
                 layer1=nn.Sequential(
@@ -211,9 +211,9 @@ class DeepLabV3(nn.Module):
         self.classifier = nn.Sequential(
             ASPP(2048),
             nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(256, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(256),
             nn.ReLU(inplace=True),
-            nn.Conv2d(256, num_classes, kernel_size=1, bias=True),
+            nn.Conv2d(256, num_classes, kernel_size=1),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -147,9 +147,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.Activation("relu", name="relu")(x)
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier"
     )(x)
     return keras.Model(inputs, x, name="densenet121")

@@ -63,7 +63,7 @@ class DenseLayerBasic(nn.Module):
     ) -> None:
         super().__init__()
         self.memory_efficient = memory_efficient
-        self.norm1 = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+        self.norm1 = nn.BatchNorm2d(in_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(
             in_channels, growth_rate, kernel_size=3, padding=1, bias=False
@@ -90,7 +90,7 @@ class _Transition(nn.Module):
 
     def __init__(self, in_channels: int, *, compression: float = 0.5) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         conv_channels = math.floor(compression * in_channels)
         self.conv = nn.Conv2d(in_channels, conv_channels, kernel_size=1, bias=False)
@@ -138,10 +138,10 @@ class CifarDenseNet(nn.Module):
                 for i in range(12)
             }
         )
-        self.norm = nn.BatchNorm2d(448, eps=1e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(448)
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(448, num_classes, bias=True)
+        self.fc = nn.Linear(448, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -116,9 +116,6 @@ def build_model(num_classes: int = 10) -> keras.Model:
     x = layers.Activation("relu", name="relu")(x)
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="fc",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="fc"
     )(x)
     return keras.Model(inputs, x, name="densenet_bc100_k12")

@@ -69,11 +69,11 @@ class _DenseLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.memory_efficient = memory_efficient
-        self.norm1 = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+        self.norm1 = nn.BatchNorm2d(in_channels)
         self.relu1 = nn.ReLU(inplace=True)
         conv1_channels = bn_size * growth_rate
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.norm2 = nn.BatchNorm2d(conv1_channels)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False
@@ -103,7 +103,7 @@ class _Transition(nn.Module):
 
     def __init__(self, in_channels: int, *, compression: float = 0.5) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         conv_channels = math.floor(compression * in_channels)
         self.conv = nn.Conv2d(in_channels, conv_channels, kernel_size=1, bias=False)
@@ -150,10 +150,10 @@ class CifarDenseNet(nn.Module):
                 for i in range(41)
             }
         )
-        self.norm = nn.BatchNorm2d(1734, eps=1e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(1734)
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(1734, num_classes, bias=True)
+        self.fc = nn.Linear(1734, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -90,7 +90,7 @@ class Conv2dNormActivation(nn.Sequential):
                 groups=groups,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
         ]
         if activation:
             layers.append(nn.SiLU(inplace=True))
@@ -104,9 +104,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.SiLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -338,7 +338,7 @@ class EfficientNet(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Linear(1280, num_classes, bias=True)
+            nn.Dropout(p=dropout), nn.Linear(1280, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

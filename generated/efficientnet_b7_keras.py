@@ -64,7 +64,7 @@ def conv_norm_activation(
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_0",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_1")(x)
+    x = layers.BatchNormalization(name=f"{name}_1")(x)
     if activation:
         x = layers.Activation("silu", name=f"{name}_2")(x)
     return x
@@ -80,17 +80,12 @@ def squeeze_excitation(
     x = layers.Conv2D(
         squeeze_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_fc1",
     )(x)
     x = layers.Activation("silu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels,
-        1,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name=f"{name}_fc2",
+        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
     )(x)
     x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
@@ -327,9 +322,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dropout(dropout, name="classifier_0")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_1",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_1"
     )(x)
     return keras.Model(inputs, x, name="efficientnet_b7")

@@ -95,7 +95,7 @@ class Conv2dNormActivation(nn.Sequential):
                 groups=groups,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=0.001, momentum=0.1),
+            nn.BatchNorm2d(filters, eps=0.001),
         ]
         if activation:
             layers.append(nn.SiLU(inplace=True))
@@ -166,9 +166,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.SiLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -397,7 +397,7 @@ class EfficientNet(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Linear(1280, num_classes, bias=True)
+            nn.Dropout(p=dropout), nn.Linear(1280, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

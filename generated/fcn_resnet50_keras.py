@@ -164,7 +164,6 @@ def fcn_head(
     x = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=FCN_HEAD_0_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer((in_channels // 4)),
         name=f"{name}_4",

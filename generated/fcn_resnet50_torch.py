@@ -42,7 +42,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         conv1_channels = int(planes * (base_width / 64)) * groups
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -54,12 +54,12 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         conv3_channels = planes * expansion
         self.conv3 = nn.Conv2d(
             conv1_channels, conv3_channels, kernel_size=1, bias=False
         )
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         self.downsample = None
         if downsample:
             self.downsample = nn.Sequential(
@@ -70,7 +70,7 @@ class Bottleneck(nn.Module):
                     stride=stride,
                     bias=False,
                 ),
-                nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(conv3_channels),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -98,10 +98,10 @@ class FCNHead(nn.Sequential):
         channels_0 = in_channels // 4
         super().__init__(
             nn.Conv2d(in_channels, channels_0, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(channels_0, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(channels_0),
             nn.ReLU(inplace=True),
             nn.Dropout(p=0.1),
-            nn.Conv2d(channels_0, num_classes, kernel_size=1, bias=True),
+            nn.Conv2d(channels_0, num_classes, kernel_size=1),
         )
 
 
@@ -119,7 +119,7 @@ class FCN(nn.Module):
         self.backbone = nn.Sequential(
             OrderedDict(
                 conv1=nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
-                bn1=nn.BatchNorm2d(64, eps=1e-05, momentum=0.1),
+                bn1=nn.BatchNorm2d(64),
                 relu=nn.ReLU(inplace=True),
                 maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
                 layer1=nn.Sequential(

@@ -37,7 +37,7 @@ class BasicConv2d(nn.Module):
             padding=padding,
             bias=False,
         )
-        self.bn = nn.BatchNorm2d(filters, eps=0.001, momentum=0.1)
+        self.bn = nn.BatchNorm2d(filters, eps=0.001)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,7 +149,7 @@ class GoogLeNet(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(1024, num_classes, bias=True)
+        self.fc = nn.Linear(1024, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)

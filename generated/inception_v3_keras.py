@@ -69,7 +69,7 @@ def basic_conv2d(
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.9, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return x
 
@@ -254,7 +254,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2048),
         name="fc",

@@ -42,7 +42,7 @@ class BasicConv2d(nn.Module):
             padding=(ph, pw),
             bias=False,
         )
-        self.bn = nn.BatchNorm2d(filters, eps=0.001, momentum=0.1)
+        self.bn = nn.BatchNorm2d(filters, eps=0.001)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -63,9 +63,7 @@ class InceptionA(nn.Module):
         self.branch3x3dbl_1 = BasicConv2d(in_channels, filters=64)
         self.branch3x3dbl_2 = BasicConv2d(64, filters=96, kh=3, kw=3, ph=1, pw=1)
         self.branch3x3dbl_3 = BasicConv2d(96, filters=96, kh=3, kw=3, ph=1, pw=1)
-        self.pool = nn.AvgPool2d(
-            kernel_size=3, stride=1, padding=1, count_include_pad=True
-        )
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = BasicConv2d(in_channels, filters=pool_features)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -123,9 +121,7 @@ class InceptionC(nn.Module):
             channels_7x7, filters=channels_7x7, kh=7, ph=3
         )
         self.branch7x7dbl_5 = BasicConv2d(channels_7x7, filters=192, kw=7, pw=3)
-        self.pool = nn.AvgPool2d(
-            kernel_size=3, stride=1, padding=1, count_include_pad=True
-        )
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = BasicConv2d(in_channels, filters=192)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -184,9 +180,7 @@ class InceptionE(nn.Module):
         self.branch3x3dbl_2 = BasicConv2d(448, filters=384, kh=3, kw=3, ph=1, pw=1)
         self.branch3x3dbl_3a = BasicConv2d(384, filters=384, kw=3, pw=1)
         self.branch3x3dbl_3b = BasicConv2d(384, filters=384, kh=3, ph=1)
-        self.pool = nn.AvgPool2d(
-            kernel_size=3, stride=1, padding=1, count_include_pad=True
-        )
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = BasicConv2d(in_channels, filters=192)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -237,7 +231,7 @@ class Inception3(nn.Module):
         self.Mixed_7c = InceptionE(2048)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(2048, num_classes, bias=True)
+        self.fc = nn.Linear(2048, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.Conv2d_1a_3x3(x)

@@ -51,17 +51,14 @@ def block(
         7,
         padding="same",
         groups=in_channels,
-        use_bias=True,
         name=f"{name}_depthwise_conv",
     )(x)
     x = layers.Identity(name=f"{name}_channels_last")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_layernorm")(x)
     pointwise_conv_1_channels = 4 * in_channels
-    x = layers.Dense(
-        pointwise_conv_1_channels, use_bias=True, name=f"{name}_pointwise_conv_1"
-    )(x)
+    x = layers.Dense(pointwise_conv_1_channels, name=f"{name}_pointwise_conv_1")(x)
     x = layers.Activation("gelu", name=f"{name}_gelu")(x)
-    x = layers.Dense(in_channels, use_bias=True, name=f"{name}_pointwise_conv_2")(x)
+    x = layers.Dense(in_channels, name=f"{name}_pointwise_conv_2")(x)
     x = layers.Identity(name=f"{name}_channels_first")(x)
     x = LayerScale(1e-06, name=f"{name}_layer_scale")(x)
     x = layers.Dropout(
@@ -80,42 +77,30 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         variance=(3409.9760250000004, 3262.6944000000003, 3291.890625),
         name="convnext_tiny_prestem_normalization",
     )(x)
-    x = layers.Conv2D(
-        96,
-        4,
-        strides=4,
-        use_bias=True,
-        name="convnext_tiny_stem_conv",
-    )(x)
+    x = layers.Conv2D(96, 4, strides=4, name="convnext_tiny_stem_conv")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name="convnext_tiny_stem_layernorm")(x)
     for i in range(3):
         x = block(x, 96, drop_path_rate=0.0, name=f"convnext_tiny_stage_0_block_{i}")
     x = layers.LayerNormalization(
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_0"
     )(x)
-    x = layers.Conv2D(
-        192, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_0"
-    )(x)
+    x = layers.Conv2D(192, 2, strides=2, name="convnext_tiny_downsampling_conv_0")(x)
     for i in range(3):
         x = block(x, 192, drop_path_rate=0.0, name=f"convnext_tiny_stage_1_block_{i}")
     x = layers.LayerNormalization(
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_1"
     )(x)
-    x = layers.Conv2D(
-        384, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_1"
-    )(x)
+    x = layers.Conv2D(384, 2, strides=2, name="convnext_tiny_downsampling_conv_1")(x)
     for i in range(9):
         x = block(x, 384, drop_path_rate=0.0, name=f"convnext_tiny_stage_2_block_{i}")
     x = layers.LayerNormalization(
         epsilon=1e-06, name="convnext_tiny_downsampling_layernorm_2"
     )(x)
-    x = layers.Conv2D(
-        768, 2, strides=2, use_bias=True, name="convnext_tiny_downsampling_conv_2"
-    )(x)
+    x = layers.Conv2D(768, 2, strides=2, name="convnext_tiny_downsampling_conv_2")(x)
     for i in range(3):
         x = block(x, 768, drop_path_rate=0.0, name=f"convnext_tiny_stage_3_block_{i}")
     x = layers.GlobalAveragePooling2D(name="convnext_tiny_head_gap")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name="convnext_tiny_head_layernorm")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="convnext_tiny_head_dense")(x)
+    x = layers.Dense(num_classes, name="convnext_tiny_head_dense")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_convnext_tiny")

@@ -93,23 +93,14 @@ class Block(nn.Module):
     def __init__(self, in_channels: int, *, drop_path_rate: float) -> None:
         super().__init__()
         self.depthwise_conv = nn.Conv2d(
-            in_channels,
-            in_channels,
-            kernel_size=7,
-            padding=3,
-            groups=in_channels,
-            bias=True,
+            in_channels, in_channels, kernel_size=7, padding=3, groups=in_channels
         )
         self.channels_last = Permute([0, 2, 3, 1])
         self.layernorm = nn.LayerNorm(in_channels, eps=1e-06)
         pointwise_conv_1_channels = 4 * in_channels
-        self.pointwise_conv_1 = nn.Linear(
-            in_channels, pointwise_conv_1_channels, bias=True
-        )
+        self.pointwise_conv_1 = nn.Linear(in_channels, pointwise_conv_1_channels)
         self.gelu = nn.GELU()
-        self.pointwise_conv_2 = nn.Linear(
-            pointwise_conv_1_channels, in_channels, bias=True
-        )
+        self.pointwise_conv_2 = nn.Linear(pointwise_conv_1_channels, in_channels)
         self.channels_first = Permute([0, 3, 1, 2])
         self.layer_scale = nn.Parameter(torch.ones(in_channels, 1, 1) * 1e-06)
         self.stochastic_depth = StochasticDepth(drop_path_rate)
@@ -144,16 +135,14 @@ class KerasConvnextTiny(nn.Module):
             mean=(123.675, 116.28, 103.53),
             variance=(3409.9760250000004, 3262.6944000000003, 3291.890625),
         )
-        self.convnext_tiny_stem_conv = nn.Conv2d(
-            3, 96, kernel_size=4, stride=4, bias=True
-        )
+        self.convnext_tiny_stem_conv = nn.Conv2d(3, 96, kernel_size=4, stride=4)
         self.convnext_tiny_stem_layernorm = LayerNorm2d(96, eps=1e-06)
         self.convnext_tiny_stage_0 = nn.Sequential(
             OrderedDict({f"block_{i}": Block(96, drop_path_rate=0.0) for i in range(3)})
         )
         self.convnext_tiny_downsampling_layernorm_0 = LayerNorm2d(96, eps=1e-06)
         self.convnext_tiny_downsampling_conv_0 = nn.Conv2d(
-            96, 192, kernel_size=2, stride=2, bias=True
+            96, 192, kernel_size=2, stride=2
         )
         self.convnext_tiny_stage_1 = nn.Sequential(
             OrderedDict(
@@ -162,7 +151,7 @@ class KerasConvnextTiny(nn.Module):
         )
         self.convnext_tiny_downsampling_layernorm_1 = LayerNorm2d(192, eps=1e-06)
         self.convnext_tiny_downsampling_conv_1 = nn.Conv2d(
-            192, 384, kernel_size=2, stride=2, bias=True
+            192, 384, kernel_size=2, stride=2
         )
         self.convnext_tiny_stage_2 = nn.Sequential(
             OrderedDict(
@@ -171,7 +160,7 @@ class KerasConvnextTiny(nn.Module):
         )
         self.convnext_tiny_downsampling_layernorm_2 = LayerNorm2d(384, eps=1e-06)
         self.convnext_tiny_downsampling_conv_2 = nn.Conv2d(
-            384, 768, kernel_size=2, stride=2, bias=True
+            384, 768, kernel_size=2, stride=2
         )
         self.convnext_tiny_stage_3 = nn.Sequential(
             OrderedDict(
@@ -180,7 +169,7 @@ class KerasConvnextTiny(nn.Module):
         )
         self.convnext_tiny_head_gap = nn.AdaptiveAvgPool2d(1)
         self.convnext_tiny_head_layernorm = nn.LayerNorm(768, eps=1e-06)
-        self.convnext_tiny_head_dense = nn.Linear(768, num_classes, bias=True)
+        self.convnext_tiny_head_dense = nn.Linear(768, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -20,15 +20,11 @@ def conv_block(
     x: keras.KerasTensor, in_channels: int, *, growth_rate: int, name: str
 ) -> keras.KerasTensor:
     """keras.applications DenseNet conv_block, BN-ReLU-1x1 conv (4k)-BN-ReLU-3x3 conv (k)."""
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_b0_bn"
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_b0_bn")(x)
     x = layers.Activation("relu", name=f"{name}_b0_relu")(x)
     b1_conv_channels = 4 * growth_rate
     x = layers.Conv2D(b1_conv_channels, 1, use_bias=False, name=f"{name}_b1_conv")(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_b1_bn"
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_b1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_b1_relu")(x)
     x = layers.Conv2D(
         growth_rate, 3, padding="same", use_bias=False, name=f"{name}_b2_conv"
@@ -41,11 +37,7 @@ def transition_block(
 ) -> keras.KerasTensor:
     """keras.applications DenseNet transition_block, BN-ReLU-1x1 conv (half the
     channels)-2x2 average pool."""
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05,
-        momentum=0.99,
-        name=f"{name}_bn",
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     conv_channels = math.floor(reduction * in_channels)
     x = layers.Conv2D(conv_channels, 1, use_bias=False, name=f"{name}_conv")(x)
@@ -59,7 +51,7 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = inputs
     x = layers.ZeroPadding2D(3, name="conv1_conv_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
@@ -78,9 +70,9 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     for i in range(16):
         y = conv_block(x, 512 + 32 * i, growth_rate=32, name=f"conv5_block{i + 1}")
         x = layers.Concatenate(name=f"conv5_block{i + 1}_concat")([x, y])
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="bn")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name="bn")(x)
     x = layers.Activation("relu", name="relu")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(num_classes, name="predictions")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_densenet121")

@@ -165,7 +165,7 @@ class KerasDensenet121(nn.Module):
         self.bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01)
         self.relu = nn.ReLU(inplace=True)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(1024, num_classes, bias=True)
+        self.predictions = nn.Linear(1024, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

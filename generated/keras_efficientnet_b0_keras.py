@@ -64,9 +64,7 @@ def mbconv(
             kernel_initializer=CONV_KERNEL_INITIALIZER,
             name=f"{name}_expand_conv",
         )(x)
-        x = layers.BatchNormalization(
-            epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn"
-        )(x)
+        x = layers.BatchNormalization(name=f"{name}_expand_bn")(x)
         x = layers.Activation("silu", name=f"{name}_expand_activation")(x)
     if stride == 2:
         x = layers.ZeroPadding2D(
@@ -81,7 +79,7 @@ def mbconv(
         depthwise_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_dwconv",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
     activation = layers.Activation("silu", name=f"{name}_activation")(x)
     x = layers.GlobalAveragePooling2D(name=f"{name}_se_squeeze")(activation)
     x = layers.Reshape((1, 1, -1), name=f"{name}_se_reshape")(x)
@@ -89,7 +87,6 @@ def mbconv(
     x = layers.Conv2D(
         se_reduce_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_se_reduce",
     )(x)
@@ -97,7 +94,6 @@ def mbconv(
     x = layers.Conv2D(
         expand_conv_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_se_expand",
     )(x)
@@ -112,9 +108,7 @@ def mbconv(
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_project_conv",
     )(x)
-    x = layers.BatchNormalization(
-        epsilon=0.001, momentum=0.99, name=f"{name}_project_bn"
-    )(x)
+    x = layers.BatchNormalization(name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == out_channels:
         x = layers.Dropout(
             drop_connect_rate * block_id / total_blocks,
@@ -140,7 +134,7 @@ def build_model(dropout_rate: float = 0.2, num_classes: int = 1000) -> keras.Mod
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="stem_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="stem_bn")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("silu", name="stem_activation")(x)
     x = mbconv(
         x,
@@ -308,15 +302,12 @@ def build_model(dropout_rate: float = 0.2, num_classes: int = 1000) -> keras.Mod
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="top_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="top_bn")(x)
+    x = layers.BatchNormalization(name="top_bn")(x)
     x = layers.Activation("silu", name="top_activation")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout_rate, name="top_dropout")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="predictions",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions"
     )(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_efficientnet_b0")

@@ -154,11 +154,11 @@ class Mbconv(nn.Module):
         self.se_reshape = nn.Unflatten(1, (expand_conv_channels, 1, 1))
         se_reduce_channels = max(1, int(in_channels * se_ratio))
         self.se_reduce = nn.Conv2d(
-            expand_conv_channels, se_reduce_channels, kernel_size=1, bias=True
+            expand_conv_channels, se_reduce_channels, kernel_size=1
         )
         self.se_reduce_activation = nn.SiLU(inplace=True)
         self.se_expand = nn.Conv2d(
-            se_reduce_channels, expand_conv_channels, kernel_size=1, bias=True
+            se_reduce_channels, expand_conv_channels, kernel_size=1
         )
         self.se_expand_activation = nn.Sigmoid()
         self.project_conv = nn.Conv2d(
@@ -372,7 +372,7 @@ class KerasEfficientnetB0(nn.Module):
         self.top_activation = nn.SiLU(inplace=True)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.top_dropout = nn.Dropout(p=dropout_rate)
-        self.predictions = nn.Linear(1280, num_classes, bias=True)
+        self.predictions = nn.Linear(1280, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

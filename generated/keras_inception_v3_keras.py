@@ -34,9 +34,7 @@ def basic_conv2d(
     x = layers.Conv2D(
         filters, (kh, kw), strides=stride, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = layers.BatchNormalization(
-        epsilon=0.001, momentum=0.99, scale=False, name=f"{name}_bn"
-    )(x)
+    x = layers.BatchNormalization(scale=False, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return x
 
@@ -230,6 +228,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = inception_e(x, 1280, name="mixed9")
     x = inception_e(x, 2048, name="mixed10")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(num_classes, name="predictions")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_inception_v3")

@@ -240,7 +240,7 @@ class KerasInceptionV3(nn.Module):
         self.mixed9 = InceptionE(1280)
         self.mixed10 = InceptionE(2048)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(2048, num_classes, bias=True)
+        self.predictions = nn.Linear(2048, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -38,9 +38,7 @@ def inverted_res_block(
     expand_channels = expansion * in_channels
     if expansion != 1:
         x = layers.Conv2D(expand_channels, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = layers.BatchNormalization(
-            epsilon=0.001, momentum=0.999, name=f"{name}_expand_BN"
-        )(x)
+        x = layers.BatchNormalization(momentum=0.999, name=f"{name}_expand_BN")(x)
         x = layers.Activation("relu6", name=f"{name}_expand_relu")(x)
     if stride == 2:
         x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
@@ -51,14 +49,10 @@ def inverted_res_block(
         use_bias=False,
         name=f"{name}_depthwise",
     )(x)
-    x = layers.BatchNormalization(
-        epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_BN"
-    )(x)
+    x = layers.BatchNormalization(momentum=0.999, name=f"{name}_depthwise_BN")(x)
     x = layers.Activation("relu6", name=f"{name}_depthwise_relu")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
-    x = layers.BatchNormalization(
-        epsilon=0.001, momentum=0.999, name=f"{name}_project_BN"
-    )(x)
+    x = layers.BatchNormalization(momentum=0.999, name=f"{name}_project_BN")(x)
     if stride == 1 and in_channels == filters:
         x = layers.Add(name=f"{name}_add")([inputs, x])
     return x
@@ -70,7 +64,7 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = inputs
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="Conv1_pad")(x)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="Conv1")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="bn_Conv1")(x)
+    x = layers.BatchNormalization(momentum=0.999, name="bn_Conv1")(x)
     x = layers.Activation("relu6", name="Conv1_relu")(x)
     x = inverted_res_block(x, 32, filters=16, expansion=1, name="expanded_conv")
     x = inverted_res_block(x, 16, filters=24, stride=2, name="block_1")
@@ -90,9 +84,9 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = inverted_res_block(x, 160, filters=160, name="block_15")
     x = inverted_res_block(x, 160, filters=320, name="block_16")
     x = layers.Conv2D(1280, 1, use_bias=False, name="Conv_1")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="Conv_1_bn")(x)
+    x = layers.BatchNormalization(momentum=0.999, name="Conv_1_bn")(x)
     x = layers.Activation("relu6", name="out_relu")(x)
     x = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(num_classes, name="predictions")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_mobilenet_v2")

@@ -118,7 +118,7 @@ class KerasMobilenetV2(nn.Module):
         self.Conv_1_bn = nn.BatchNorm2d(1280, eps=0.001, momentum=0.001)
         self.out_relu = nn.ReLU6(inplace=True)
         self.global_average_pooling2d = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(1280, num_classes, bias=True)
+        self.predictions = nn.Linear(1280, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -28,30 +28,19 @@ def keras_basic(
     identity = x
     x = layers.ZeroPadding2D(1, name=f"{name}_conv1_pad")(x)
     x = layers.Conv2D(
-        filters,
-        3,
-        strides=stride,
-        use_bias=True,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv1",
+        filters, 3, strides=stride, kernel_initializer="he_normal", name=f"{name}_conv1"
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn1")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu1")(x)
     x = layers.Conv2D(
-        filters,
-        3,
-        padding="same",
-        use_bias=True,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv2",
+        filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_conv2"
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn2")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
     if projection:
         identity = layers.Conv2D(
             filters,
             1,
             strides=stride,
-            use_bias=True,
             kernel_initializer="he_normal",
             name=f"{name}_projection",
         )(identity)
@@ -65,14 +54,9 @@ def build_model(num_classes: int = 10) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.Conv2D(
-        16,
-        3,
-        padding="same",
-        use_bias=True,
-        kernel_initializer="he_normal",
-        name="conv1",
+        16, 3, padding="same", kernel_initializer="he_normal", name="conv1"
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="bn1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
     x = layers.Activation("relu", name="relu")(x)
     for i in range(3):
         x = keras_basic(x, 16, filters=16, name=f"stage1_{i}")
@@ -84,8 +68,6 @@ def build_model(num_classes: int = 10) -> keras.Model:
     x = keras_basic(x, 64, filters=64, name="stage3_2")
     x = layers.AveragePooling2D(8, strides=8, name="pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(
-        num_classes, use_bias=True, kernel_initializer="he_normal", name="fc"
-    )(x)
+    x = layers.Dense(num_classes, kernel_initializer="he_normal", name="fc")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_resnet20v1")

@@ -47,17 +47,17 @@ class KerasBasic(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(
-            in_channels, filters, kernel_size=3, stride=stride, padding=1, bias=True
+            in_channels, filters, kernel_size=3, stride=stride, padding=1
         )
         self.bn1 = nn.BatchNorm2d(filters, eps=0.001, momentum=0.01)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(filters, filters, kernel_size=3, padding=1, bias=True)
+        self.conv2 = nn.Conv2d(filters, filters, kernel_size=3, padding=1)
         self.bn2 = nn.BatchNorm2d(filters, eps=0.001, momentum=0.01)
         self.relu2 = nn.ReLU(inplace=True)
         self.projection = None
         if projection:
             self.projection = nn.Conv2d(
-                in_channels, filters, kernel_size=1, stride=stride, bias=True
+                in_channels, filters, kernel_size=1, stride=stride
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,7 +82,7 @@ class KerasResnet20v1(nn.Module):
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=True)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
         self.bn1 = nn.BatchNorm2d(16, eps=0.001, momentum=0.01)
         self.relu = nn.ReLU(inplace=True)
         self.stage1 = nn.Sequential(*(KerasBasic(16, filters=16) for _ in range(3)))
@@ -98,7 +98,7 @@ class KerasResnet20v1(nn.Module):
         )
         self.pool = nn.AvgPool2d(kernel_size=8, stride=8)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(64, num_classes, bias=True)
+        self.fc = nn.Linear(64, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -26,35 +26,21 @@ def residual_v1(
     """keras.applications residual_block_v1, 1x1 (stride) - 3x3 - 1x1 (4 x filters), each
     with BN; add; ReLU."""
     identity = x
-    x = layers.Conv2D(
-        filters, 1, strides=stride, use_bias=True, name=f"{name}_b1_conv"
-    )(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_b1_bn"
-    )(x)
+    x = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_b1_conv")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_b1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_b1_relu")(x)
-    x = layers.Conv2D(
-        filters, 3, padding="same", use_bias=True, name=f"{name}_b2_conv"
-    )(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_b2_bn"
-    )(x)
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_b2_conv")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_b2_bn")(x)
     x = layers.Activation("relu", name=f"{name}_b2_relu")(x)
     b3_conv_channels = 4 * filters
-    x = layers.Conv2D(b3_conv_channels, 1, use_bias=True, name=f"{name}_b3_conv")(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_b3_bn"
-    )(x)
+    x = layers.Conv2D(b3_conv_channels, 1, name=f"{name}_b3_conv")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_b3_bn")(x)
     if shortcut:
         identity = layers.Conv2D(
-            b3_conv_channels,
-            1,
-            strides=stride,
-            use_bias=True,
-            name=f"{name}_shortcut_0",
+            b3_conv_channels, 1, strides=stride, name=f"{name}_shortcut_0"
         )(identity)
         identity = layers.BatchNormalization(
-            epsilon=1.001e-05, momentum=0.99, name=f"{name}_shortcut_1"
+            epsilon=1.001e-05, name=f"{name}_shortcut_1"
         )(identity)
     x = layers.Add(name=f"{name}_add")([x, identity])
     x = layers.Activation("relu", name=f"{name}_out_relu")(x)
@@ -66,8 +52,8 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.ZeroPadding2D(3, name="conv1_conv_pad")(x)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1_conv")(x)
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -84,6 +70,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = residual_v1(x, 2048, filters=512, name="conv5_block2")
     x = residual_v1(x, 2048, filters=512, name="conv5_block3")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(num_classes, name="predictions")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="keras_resnet50")

@@ -24,28 +24,20 @@ class ResidualV1(nn.Module):
         self, in_channels: int, *, filters: int, stride: int = 1, shortcut: bool = False
     ) -> None:
         super().__init__()
-        self.b1_conv = nn.Conv2d(
-            in_channels, filters, kernel_size=1, stride=stride, bias=True
-        )
+        self.b1_conv = nn.Conv2d(in_channels, filters, kernel_size=1, stride=stride)
         self.b1_bn = nn.BatchNorm2d(filters, eps=1.001e-05, momentum=0.01)
         self.b1_relu = nn.ReLU(inplace=True)
-        self.b2_conv = nn.Conv2d(filters, filters, kernel_size=3, padding=1, bias=True)
+        self.b2_conv = nn.Conv2d(filters, filters, kernel_size=3, padding=1)
         self.b2_bn = nn.BatchNorm2d(filters, eps=1.001e-05, momentum=0.01)
         self.b2_relu = nn.ReLU(inplace=True)
         b3_conv_channels = 4 * filters
-        self.b3_conv = nn.Conv2d(filters, b3_conv_channels, kernel_size=1, bias=True)
+        self.b3_conv = nn.Conv2d(filters, b3_conv_channels, kernel_size=1)
         self.b3_bn = nn.BatchNorm2d(b3_conv_channels, eps=1.001e-05, momentum=0.01)
         self.out_relu = nn.ReLU(inplace=True)
         self.shortcut = None
         if shortcut:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(
-                    in_channels,
-                    b3_conv_channels,
-                    kernel_size=1,
-                    stride=stride,
-                    bias=True,
-                ),
+                nn.Conv2d(in_channels, b3_conv_channels, kernel_size=1, stride=stride),
                 nn.BatchNorm2d(b3_conv_channels, eps=1.001e-05, momentum=0.01),
             )
 
@@ -74,9 +66,7 @@ class KerasResnet50(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=7, stride=2, padding=3, bias=True
-        )
+        self.conv1_conv = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
         self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01)
         self.conv1_relu = nn.ReLU(inplace=True)
         self.pool1_pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -121,7 +111,7 @@ class KerasResnet50(nn.Module):
             )
         )
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(2048, num_classes, bias=True)
+        self.predictions = nn.Linear(2048, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -115,7 +115,7 @@ def conv_bn_act(
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_0",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_1")(x)
+    x = layers.BatchNormalization(name=f"{name}_1")(x)
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
@@ -137,17 +137,12 @@ def squeeze_excitation(
     x = layers.Conv2D(
         squeeze_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_fc1",
     )(x)
     x = layers.Activation("relu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels,
-        1,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name=f"{name}_fc2",
+        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
     )(x)
     x = layers.Activation("hard_sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
@@ -251,7 +246,6 @@ def lraspp_head(
     low_classifier = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=LRASPP_HEAD_CBR_0_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(low_channels),
         name=f"{name}_low_classifier",
@@ -259,7 +253,6 @@ def lraspp_head(
     high_classifier = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=LRASPP_HEAD_CBR_0_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(inter_channels),
         name=f"{name}_high_classifier",

@@ -75,9 +75,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Hardsigmoid(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -163,7 +163,7 @@ class LRASPPHead(nn.Module):
         super().__init__()
         self.cbr = nn.Sequential(
             nn.Conv2d(high_channels, inter_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(inter_channels, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(inter_channels),
             nn.ReLU(inplace=True),
         )
         self.scale = nn.Sequential(
@@ -171,12 +171,8 @@ class LRASPPHead(nn.Module):
             nn.Conv2d(high_channels, inter_channels, kernel_size=1, bias=False),
             nn.Sigmoid(),
         )
-        self.low_classifier = nn.Conv2d(
-            low_channels, num_classes, kernel_size=1, bias=True
-        )
-        self.high_classifier = nn.Conv2d(
-            inter_channels, num_classes, kernel_size=1, bias=True
-        )
+        self.low_classifier = nn.Conv2d(low_channels, num_classes, kernel_size=1)
+        self.high_classifier = nn.Conv2d(inter_channels, num_classes, kernel_size=1)
 
     def forward(self, low: Tensor, high: Tensor) -> Tensor:
         cbr = self.cbr(high)

@@ -51,7 +51,6 @@ def build_model(num_classes: int = 35) -> keras.Model:
         128,
         80,
         strides=4,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(80),
         name="conv1",
@@ -62,7 +61,6 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         128,
         3,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(384),
         name="conv2",
@@ -73,7 +71,6 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         256,
         3,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(384),
         name="conv3",
@@ -84,7 +81,6 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         512,
         3,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(768),
         name="conv4",
@@ -95,7 +91,6 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.GlobalAveragePooling1D(name="avgpool")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(512),
         name="fc",

@@ -223,9 +223,6 @@ def build_model(dropout: float = 0.2, num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="classifier_0")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_1",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_1"
     )(x)
     return keras.Model(inputs, x, name="mnasnet1_0")

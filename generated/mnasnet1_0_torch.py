@@ -35,7 +35,7 @@ class _InvertedResidual(nn.Module):
         layers_channels = in_channels * expansion_factor
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, layers_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(layers_channels, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(layers_channels, momentum=0.00029999999999996696),
             nn.ReLU(inplace=True),
             nn.Conv2d(
                 layers_channels,
@@ -46,10 +46,10 @@ class _InvertedResidual(nn.Module):
                 groups=layers_channels,
                 bias=False,
             ),
-            nn.BatchNorm2d(layers_channels, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(layers_channels, momentum=0.00029999999999996696),
             nn.ReLU(inplace=True),
             nn.Conv2d(layers_channels, out_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(out_channels, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(out_channels, momentum=0.00029999999999996696),
         )
         self.use_residual = in_channels == out_channels and stride == 1
 
@@ -108,13 +108,13 @@ class MNASNet(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(32, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(32, momentum=0.00029999999999996696),
             nn.ReLU(inplace=True),
             nn.Conv2d(32, 32, kernel_size=3, padding=1, groups=32, bias=False),
-            nn.BatchNorm2d(32, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(32, momentum=0.00029999999999996696),
             nn.ReLU(inplace=True),
             nn.Conv2d(32, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(16, momentum=0.00029999999999996696),
             Stack(16, out_channels=24, kernel=3, stride=2, exp_factor=3, repeats=3),
             Stack(24, out_channels=40, kernel=5, stride=2, exp_factor=3, repeats=3),
             Stack(40, out_channels=80, kernel=5, stride=2, exp_factor=6, repeats=3),
@@ -122,12 +122,12 @@ class MNASNet(nn.Module):
             Stack(96, out_channels=192, kernel=5, stride=2, exp_factor=6, repeats=4),
             Stack(192, out_channels=320, kernel=3, stride=1, exp_factor=6, repeats=1),
             nn.Conv2d(320, 1280, kernel_size=1, bias=False),
-            nn.BatchNorm2d(1280, eps=1e-05, momentum=0.00029999999999996696),
+            nn.BatchNorm2d(1280, momentum=0.00029999999999996696),
             nn.ReLU(inplace=True),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Linear(1280, num_classes, bias=True)
+            nn.Dropout(p=dropout), nn.Linear(1280, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -39,7 +39,7 @@ class Conv2dNormActivation(nn.Sequential):
                 groups=groups,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
             nn.ReLU6(inplace=True),
         )
 
@@ -73,7 +73,7 @@ class InvertedResidual(nn.Module):
                     groups=conv_channels,
                 ),
                 nn.Conv2d(conv_channels, out_channels, kernel_size=1, bias=False),
-                nn.BatchNorm2d(out_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(out_channels),
             ]
         )
         self.conv = nn.Sequential(*conv_layers)
@@ -119,7 +119,7 @@ class MobileNetV2(nn.Module):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Linear(1280, num_classes, bias=True)
+            nn.Dropout(p=dropout), nn.Linear(1280, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -73,9 +73,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Hardsigmoid(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -198,10 +198,10 @@ class MobileNetV3(nn.Module):
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Linear(960, 1280, bias=True),
+            nn.Linear(960, 1280),
             nn.Hardswish(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(1280, num_classes, bias=True),
+            nn.Linear(1280, num_classes),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

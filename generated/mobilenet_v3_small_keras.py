@@ -63,7 +63,7 @@ def conv_bn_act(
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_0",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_1")(x)
+    x = layers.BatchNormalization(name=f"{name}_1")(x)
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
@@ -85,17 +85,12 @@ def squeeze_excitation(
     x = layers.Conv2D(
         squeeze_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_fc1",
     )(x)
     x = layers.Activation("relu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels,
-        1,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name=f"{name}_fc2",
+        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
     )(x)
     x = layers.Activation("hard_sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
@@ -265,17 +260,11 @@ def build_model(dropout: float = 0.2, num_classes: int = 1000) -> keras.Model:
     x = conv_bn_act(x, 96, filters=576, kernel=1, use_hs=True, name="features_12")
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        1024,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_0",
+        1024, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
     )(x)
     x = layers.Activation("hard_swish", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_3",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
     )(x)
     return keras.Model(inputs, x, name="mobilenet_v3_small")

@@ -110,9 +110,6 @@ def build_model(num_classes: int = 400) -> keras.Model:
     x = basic3d(x, 512, planes=512, name="layer4_1")
     x = layers.GlobalAveragePooling3D(name="avgpool")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="fc",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="fc"
     )(x)
     return keras.Model(inputs, x, name="r3d_18")

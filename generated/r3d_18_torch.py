@@ -34,12 +34,12 @@ class BasicBlock(nn.Module):
             nn.Conv3d(
                 in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
             ),
-            nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+            nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
         self.conv2 = nn.Sequential(
             nn.Conv3d(planes, planes, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+            nn.BatchNorm3d(planes),
         )
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -48,7 +48,7 @@ class BasicBlock(nn.Module):
                 nn.Conv3d(
                     in_channels, planes, kernel_size=1, stride=stride, bias=False
                 ),
-                nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                nn.BatchNorm3d(planes),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -81,7 +81,7 @@ class VideoResNet(nn.Module):
                 padding=(1, 3, 3),
                 bias=False,
             ),
-            nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+            nn.BatchNorm3d(64),
             nn.ReLU(inplace=True),
         )
         self.layer1 = nn.Sequential(
@@ -100,7 +100,7 @@ class VideoResNet(nn.Module):
             BasicBlock(512, planes=512),
         )
         self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(512, num_classes, bias=True)
+        self.fc = nn.Linear(512, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -78,7 +78,6 @@ def squeeze_excitation(
     x = layers.Conv2D(
         squeeze_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
         name=f"{name}_fc1",
@@ -87,7 +86,6 @@ def squeeze_excitation(
     x = layers.Conv2D(
         in_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(squeeze_channels),
         name=f"{name}_fc2",
@@ -258,9 +256,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         )
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="fc",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="fc"
     )(x)
     return keras.Model(inputs, x, name="regnet")

@@ -45,7 +45,7 @@ class Conv2dNormActivation(nn.Sequential):
                 groups=groups,
                 bias=False,
             ),
-            nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(filters),
         ]
         if activation:
             layers.append(nn.ReLU(inplace=True))
@@ -59,9 +59,9 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, in_channels: int, *, squeeze_channels: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, kernel_size=1)
         self.activation = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, kernel_size=1)
         self.scale_activation = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -146,7 +146,7 @@ class ResBottleneckBlock(nn.Module):
                 nn.Conv2d(
                     in_channels, width_out, kernel_size=1, stride=stride, bias=False
                 ),
-                nn.BatchNorm2d(width_out, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(width_out),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -252,7 +252,7 @@ class RegNet(nn.Module):
             )
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(440, num_classes, bias=True)
+        self.fc = nn.Linear(440, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -122,7 +122,6 @@ def lateral(
     x = layers.Conv2D(
         filters,
         kernel,
-        use_bias=True,
         kernel_initializer=LATERAL_0_KERNEL_INITIALIZER,
         name=f"{name}_0",
     )(x)

@@ -34,17 +34,17 @@ class BasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(
             in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
         )
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if downsample:
             self.downsample = nn.Sequential(
                 nn.Conv2d(
                     in_channels, planes, kernel_size=1, stride=stride, bias=False
                 ),
-                nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(planes),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,11 +68,7 @@ class Lateral(nn.Sequential):
     def __init__(self, in_channels: int, *, filters: int, kernel: int = 1) -> None:
         super().__init__(
             nn.Conv2d(
-                in_channels,
-                filters,
-                kernel_size=kernel,
-                padding=(kernel - 1) // 2,
-                bias=True,
+                in_channels, filters, kernel_size=kernel, padding=(kernel - 1) // 2
             )
         )
 
@@ -91,7 +87,7 @@ class Resnet18Fpn(nn.Module):
         self.body = nn.Sequential(
             OrderedDict(
                 conv1=nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
-                bn1=nn.BatchNorm2d(64, eps=1e-05, momentum=0.1),
+                bn1=nn.BatchNorm2d(64),
                 relu=nn.ReLU(inplace=True),
                 maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
                 layer1=nn.Sequential(
@@ -158,16 +154,12 @@ class Resnet18Fpn(nn.Module):
         fpn_inner_blocks_2 = self.fpn.inner_blocks[2](body_layer3)
         fpn_inner_blocks_3 = self.fpn.inner_blocks[3](body_layer4)
         fpn_top_down3 = F.interpolate(
-            fpn_inner_blocks_3, size=fpn_inner_blocks_2.shape[-2:], mode="nearest"
+            fpn_inner_blocks_3, size=fpn_inner_blocks_2.shape[-2:]
         )
         fpn_merged2 = fpn_inner_blocks_2 + fpn_top_down3
-        fpn_top_down2 = F.interpolate(
-            fpn_merged2, size=fpn_inner_blocks_1.shape[-2:], mode="nearest"
-        )
+        fpn_top_down2 = F.interpolate(fpn_merged2, size=fpn_inner_blocks_1.shape[-2:])
         fpn_merged1 = fpn_inner_blocks_1 + fpn_top_down2
-        fpn_top_down1 = F.interpolate(
-            fpn_merged1, size=fpn_inner_blocks_0.shape[-2:], mode="nearest"
-        )
+        fpn_top_down1 = F.interpolate(fpn_merged1, size=fpn_inner_blocks_0.shape[-2:])
         x = fpn_inner_blocks_0 + fpn_top_down1
         fpn_layer_blocks_0 = self.fpn.layer_blocks[0](x)
         fpn_layer_blocks_1 = self.fpn.layer_blocks[1](fpn_merged1)

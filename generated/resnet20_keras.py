@@ -124,7 +124,6 @@ def build_model(num_classes: int = 10) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(64),
         name="fc",

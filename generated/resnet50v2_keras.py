@@ -49,20 +49,14 @@ def preact_bottleneck_v2(
     """BN-ReLU, then 1x1, 3x3 (with the stride), 1x1 (4 x filters) convs;
     keras.applications' residual_block_v2."""
     identity = x
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05, momentum=0.99, name=f"{name}_preact_bn"
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_preact_bn")(x)
     x = layers.Activation("relu", name=f"{name}_preact_relu")(x)
     if conv_shortcut:
         identity = layers.Conv2D(
-            4 * filters, 1, strides=stride, use_bias=True, name=f"{name}_shortcut"
+            4 * filters, 1, strides=stride, name=f"{name}_shortcut"
         )(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05,
-        momentum=0.99,
-        name=f"{name}_bn1",
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_bn1")(x)
     x = layers.Activation("relu", name=f"{name}_relu1")(x)
     x = layers.ZeroPadding2D(1, name=f"{name}_conv2_pad")(x)
     x = layers.Conv2D(
@@ -72,13 +66,9 @@ def preact_bottleneck_v2(
         use_bias=False,
         name=f"{name}_conv2",
     )(x)
-    x = layers.BatchNormalization(
-        epsilon=1.001e-05,
-        momentum=0.99,
-        name=f"{name}_bn2",
-    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name=f"{name}_bn2")(x)
     x = layers.Activation("relu", name=f"{name}_relu2")(x)
-    x = layers.Conv2D(4 * filters, 1, use_bias=True, name=f"{name}_conv3")(x)
+    x = layers.Conv2D(4 * filters, 1, name=f"{name}_conv3")(x)
     if subsample:
         identity = PadShortcut(
             stride, 4 * filters - in_channels, name=f"{name}_subsample"
@@ -92,7 +82,7 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1")(x)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     x = preact_bottleneck_v2(x, 64, filters=64, conv_shortcut=True, name="conv2_block1")
@@ -121,9 +111,9 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     )
     x = preact_bottleneck_v2(x, 2048, filters=512, name="conv5_block2")
     x = preact_bottleneck_v2(x, 2048, filters=512, name="conv5_block3")
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="post_bn")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-05, name="post_bn")(x)
     x = layers.Activation("relu", name="post_relu")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(num_classes, use_bias=True, name="predictions")(x)
+    x = layers.Dense(num_classes, name="predictions")(x)
     x = layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, x, name="resnet50v2")

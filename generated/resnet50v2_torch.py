@@ -58,11 +58,11 @@ class PreactBottleneckV2(nn.Module):
         )
         self.bn2 = nn.BatchNorm2d(filters, eps=1.001e-05, momentum=0.01)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv3 = nn.Conv2d(filters, 4 * filters, kernel_size=1, bias=True)
+        self.conv3 = nn.Conv2d(filters, 4 * filters, kernel_size=1)
         self.shortcut = None
         if conv_shortcut:
             self.shortcut = nn.Conv2d(
-                in_channels, 4 * filters, kernel_size=1, stride=stride, bias=True
+                in_channels, 4 * filters, kernel_size=1, stride=stride
             )
         self.subsample = None
         if subsample:
@@ -97,7 +97,7 @@ class Resnet50v2(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=True)
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
         self.pool1_pad = nn.ZeroPad2d(1)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.conv2 = nn.Sequential(
@@ -149,7 +149,7 @@ class Resnet50v2(nn.Module):
         self.post_bn = nn.BatchNorm2d(2048, eps=1.001e-05, momentum=0.01)
         self.post_relu = nn.ReLU(inplace=True)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(2048, num_classes, bias=True)
+        self.predictions = nn.Linear(2048, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

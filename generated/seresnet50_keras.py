@@ -48,7 +48,6 @@ def se(
     x = layers.Conv2D(
         fc1_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
         name=f"{name}_fc1",
@@ -57,7 +56,6 @@ def se(
     x = layers.Conv2D(
         in_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer((in_channels // reduction)),
         name=f"{name}_fc2",
@@ -161,7 +159,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2048),
         name="fc",

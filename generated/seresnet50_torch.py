@@ -22,9 +22,9 @@ class Se(nn.Module):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         fc1_channels = in_channels // reduction
-        self.fc1 = nn.Conv2d(in_channels, fc1_channels, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, fc1_channels, kernel_size=1)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(fc1_channels, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(fc1_channels, in_channels, kernel_size=1)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,16 +52,16 @@ class SeBottleneck(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             planes, planes, kernel_size=3, stride=stride, padding=1, bias=False
         )
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.act2 = nn.ReLU(inplace=True)
         conv3_channels = planes * 4
         self.conv3 = nn.Conv2d(planes, conv3_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         self.se = Se(conv3_channels, reduction=reduction)
         self.act3 = nn.ReLU(inplace=True)
         self.downsample = None
@@ -74,7 +74,7 @@ class SeBottleneck(nn.Module):
                     stride=stride,
                     bias=False,
                 ),
-                nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(conv3_channels),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,7 +105,7 @@ class Seresnet50(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = nn.Sequential(
@@ -127,7 +127,7 @@ class Seresnet50(nn.Module):
             SeBottleneck(2048, planes=512),
         )
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2048, num_classes, bias=True)
+        self.fc = nn.Linear(2048, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

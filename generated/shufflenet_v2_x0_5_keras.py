@@ -184,7 +184,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1024),
         name="fc",

@@ -36,9 +36,9 @@ class InvertedResidual(nn.Module):
                     groups=in_channels,
                     bias=False,
                 ),
-                nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(in_channels),
                 nn.Conv2d(in_channels, branch1_channels, kernel_size=1, bias=False),
-                nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),
+                nn.BatchNorm2d(branch1_channels),
                 nn.ReLU(inplace=True),
             )
         self.use_x2 = stride == 1
@@ -49,7 +49,7 @@ class InvertedResidual(nn.Module):
         )
         self.branch2 = nn.Sequential(
             nn.Conv2d(branch2_channels, branch1_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(branch1_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(
                 branch1_channels,
@@ -60,9 +60,9 @@ class InvertedResidual(nn.Module):
                 groups=branch1_channels,
                 bias=False,
             ),
-            nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(branch1_channels),
             nn.Conv2d(branch1_channels, branch1_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(branch1_channels, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(branch1_channels),
             nn.ReLU(inplace=True),
         )
         self.shuffle = nn.ChannelShuffle(2)
@@ -91,7 +91,7 @@ class ShuffleNetV2(nn.Module):
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(24, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(24),
             nn.ReLU(inplace=True),
         )
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -109,11 +109,11 @@ class ShuffleNetV2(nn.Module):
         )
         self.conv5 = nn.Sequential(
             nn.Conv2d(464, 1024, kernel_size=1, bias=False),
-            nn.BatchNorm2d(1024, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(1024),
             nn.ReLU(inplace=True),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(1024, num_classes, bias=True)
+        self.fc = nn.Linear(1024, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)

@@ -41,7 +41,6 @@ def fire(
     x = layers.Conv2D(
         squeeze_planes,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_squeeze",
     )(x)
@@ -49,7 +48,6 @@ def fire(
     x = layers.Conv2D(
         expand1x1_planes,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_expand1x1",
     )(squeeze_activation)
@@ -60,7 +58,6 @@ def fire(
         expand3x3_planes,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_expand3x3",
     )(squeeze_activation)
@@ -78,12 +75,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.Conv2D(
-        96,
-        7,
-        strides=2,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="features_0",
+        96, 7, strides=2, kernel_initializer=CONV_KERNEL_INITIALIZER, name="features_0"
     )(x)
     x = layers.Activation("relu", name="features_1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_2")(x)
@@ -158,7 +150,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=CLASSIFIER_1_KERNEL_INITIALIZER,
         name="classifier_1",
     )(x)

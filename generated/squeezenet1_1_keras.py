@@ -40,7 +40,6 @@ def fire(
     x = layers.Conv2D(
         squeeze_planes,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_squeeze",
     )(x)
@@ -48,7 +47,6 @@ def fire(
     x = layers.Conv2D(
         expand1x1_planes,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_expand1x1",
     )(squeeze_activation)
@@ -59,7 +57,6 @@ def fire(
         expand3x3_planes,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name=f"{name}_expand3x3",
     )(squeeze_activation)
@@ -77,12 +74,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.Conv2D(
-        64,
-        3,
-        strides=2,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="features_0",
+        64, 3, strides=2, kernel_initializer=CONV_KERNEL_INITIALIZER, name="features_0"
     )(x)
     x = layers.Activation("relu", name="features_1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_2")(x)
@@ -156,7 +148,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Conv2D(
         num_classes,
         1,
-        use_bias=True,
         kernel_initializer=CLASSIFIER_1_KERNEL_INITIALIZER,
         name="classifier_1",
     )(x)

@@ -28,14 +28,12 @@ class Fire(nn.Module):
         expand3x3_planes: int,
     ) -> None:
         super().__init__()
-        self.squeeze = nn.Conv2d(in_channels, squeeze_planes, kernel_size=1, bias=True)
+        self.squeeze = nn.Conv2d(in_channels, squeeze_planes, kernel_size=1)
         self.squeeze_activation = nn.ReLU(inplace=True)
-        self.expand1x1 = nn.Conv2d(
-            squeeze_planes, expand1x1_planes, kernel_size=1, bias=True
-        )
+        self.expand1x1 = nn.Conv2d(squeeze_planes, expand1x1_planes, kernel_size=1)
         self.expand1x1_activation = nn.ReLU(inplace=True)
         self.expand3x3 = nn.Conv2d(
-            squeeze_planes, expand3x3_planes, kernel_size=3, padding=1, bias=True
+            squeeze_planes, expand3x3_planes, kernel_size=3, padding=1
         )
         self.expand3x3_activation = nn.ReLU(inplace=True)
 
@@ -59,7 +57,7 @@ class SqueezeNet(nn.Module):
     def __init__(self, dropout: float = 0.5, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=3, stride=2, bias=True),
+            nn.Conv2d(3, 64, kernel_size=3, stride=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
             Fire(64, squeeze_planes=16, expand1x1_planes=64, expand3x3_planes=64),
@@ -75,7 +73,7 @@ class SqueezeNet(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),
-            nn.Conv2d(512, num_classes, kernel_size=1, bias=True),
+            nn.Conv2d(512, num_classes, kernel_size=1),
             nn.ReLU(inplace=True),
             nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         )

@@ -85,7 +85,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
         512,
         2,
         strides=2,
-        use_bias=True,
         kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
         name="up1",
     )(x)
@@ -96,7 +95,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
         256,
         2,
         strides=2,
-        use_bias=True,
         kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
         name="up2",
     )(x)
@@ -107,7 +105,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
         128,
         2,
         strides=2,
-        use_bias=True,
         kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
         name="up3",
     )(x)
@@ -118,7 +115,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
         64,
         2,
         strides=2,
-        use_bias=True,
         kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
         name="up4",
     )(x)
@@ -126,10 +122,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
     x = layers.Concatenate(name="cat4")([inc, up4])
     x = double_conv(x, 128, filters=64, name="conv_up4")
     x = layers.Conv2D(
-        n_classes,
-        1,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="outc",
+        n_classes, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name="outc"
     )(x)
     return keras.Model(inputs, x, name="unet")

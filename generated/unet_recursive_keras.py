@@ -74,7 +74,6 @@ def level(
             filters,
             2,
             strides=2,
-            use_bias=True,
             kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
             name=f"{name}_up",
         )(x)
@@ -91,10 +90,6 @@ def build_model(n_classes: int = 2) -> keras.Model:
     x = inputs
     x = level(x, 3, filters=64, depth=5, name="levels")
     x = layers.Conv2D(
-        n_classes,
-        1,
-        use_bias=True,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="outc",
+        n_classes, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name="outc"
     )(x)
     return keras.Model(inputs, x, name="unet_recursive")

@@ -25,10 +25,10 @@ class DoubleConv(nn.Module):
         self.conv1 = nn.Conv2d(
             in_channels, filters, kernel_size=3, padding=1, bias=False
         )
-        self.bn1 = nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(filters)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(filters, filters, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(filters)
         self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -57,7 +57,7 @@ class Level(nn.Module):
         self.up = None
         if depth > 1:
             self.up = nn.ConvTranspose2d(
-                inner_channels, filters, kernel_size=2, stride=2, bias=True
+                inner_channels, filters, kernel_size=2, stride=2
             )
         self.use_cat = depth > 1
         self.conv_up = None
@@ -93,7 +93,7 @@ class UnetRecursive(nn.Module):
     def __init__(self, n_classes: int = 2) -> None:
         super().__init__()
         self.levels = Level(3, filters=64, depth=5)
-        self.outc = nn.Conv2d(64, n_classes, kernel_size=1, bias=True)
+        self.outc = nn.Conv2d(64, n_classes, kernel_size=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

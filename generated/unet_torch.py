@@ -25,10 +25,10 @@ class DoubleConv(nn.Module):
         self.conv1 = nn.Conv2d(
             in_channels, filters, kernel_size=3, padding=1, bias=False
         )
-        self.bn1 = nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(filters)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(filters, filters, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(filters)
         self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -70,15 +70,15 @@ class Unet(nn.Module):
         self.down2 = Down(128, filters=256)
         self.down3 = Down(256, filters=512)
         self.down4 = Down(512, filters=1024)
-        self.up1 = nn.ConvTranspose2d(1024, 512, kernel_size=2, stride=2, bias=True)
+        self.up1 = nn.ConvTranspose2d(1024, 512, kernel_size=2, stride=2)
         self.conv_up1 = DoubleConv(1024, filters=512)
-        self.up2 = nn.ConvTranspose2d(512, 256, kernel_size=2, stride=2, bias=True)
+        self.up2 = nn.ConvTranspose2d(512, 256, kernel_size=2, stride=2)
         self.conv_up2 = DoubleConv(512, filters=256)
-        self.up3 = nn.ConvTranspose2d(256, 128, kernel_size=2, stride=2, bias=True)
+        self.up3 = nn.ConvTranspose2d(256, 128, kernel_size=2, stride=2)
         self.conv_up3 = DoubleConv(256, filters=128)
-        self.up4 = nn.ConvTranspose2d(128, 64, kernel_size=2, stride=2, bias=True)
+        self.up4 = nn.ConvTranspose2d(128, 64, kernel_size=2, stride=2)
         self.conv_up4 = DoubleConv(128, filters=64)
-        self.outc = nn.Conv2d(64, n_classes, kernel_size=1, bias=True)
+        self.outc = nn.Conv2d(64, n_classes, kernel_size=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

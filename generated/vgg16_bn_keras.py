@@ -32,7 +32,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_0",
     )(x)
@@ -42,7 +41,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_3",
     )(x)
@@ -53,7 +51,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_7",
     )(x)
@@ -63,7 +60,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_10",
     )(x)
@@ -74,7 +70,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_14",
     )(x)
@@ -84,7 +79,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_17",
     )(x)
@@ -94,7 +88,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_20",
     )(x)
@@ -105,7 +98,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_24",
     )(x)
@@ -115,7 +107,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_27",
     )(x)
@@ -125,7 +116,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_30",
     )(x)
@@ -136,7 +126,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_34",
     )(x)
@@ -146,7 +135,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_37",
     )(x)
@@ -156,7 +144,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_40",
     )(x)
@@ -166,25 +153,16 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_0",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
     )(x)
     x = layers.Activation("relu", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_3",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
     )(x)
     x = layers.Activation("relu", name="classifier_4")(x)
     x = layers.Dropout(dropout, name="classifier_5")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_6",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_6"
     )(x)
     return keras.Model(inputs, x, name="vgg16_bn")

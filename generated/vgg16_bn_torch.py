@@ -20,10 +20,10 @@ class Conv3x3(nn.Sequential):
         self, in_channels: int, *, filters: int, batch_norm: bool = False
     ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, filters, kernel_size=3, padding=1, bias=True)
+            nn.Conv2d(in_channels, filters, kernel_size=3, padding=1)
         ]
         if batch_norm:
-            layers.append(nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1))
+            layers.append(nn.BatchNorm2d(filters))
         layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
@@ -59,13 +59,13 @@ class VGG(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(
-            nn.Linear(25088, 4096, bias=True),
+            nn.Linear(25088, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096, bias=True),
+            nn.Linear(4096, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes, bias=True),
+            nn.Linear(4096, num_classes),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

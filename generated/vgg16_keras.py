@@ -31,7 +31,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_0",
     )(x)
@@ -40,7 +39,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_2",
     )(x)
@@ -50,7 +48,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_5",
     )(x)
@@ -59,7 +56,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_7",
     )(x)
@@ -69,7 +65,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_10",
     )(x)
@@ -78,7 +73,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_12",
     )(x)
@@ -87,7 +81,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_14",
     )(x)
@@ -97,7 +90,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_17",
     )(x)
@@ -106,7 +98,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_19",
     )(x)
@@ -115,7 +106,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_21",
     )(x)
@@ -125,7 +115,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_24",
     )(x)
@@ -134,7 +123,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_26",
     )(x)
@@ -143,7 +131,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_28",
     )(x)
@@ -152,25 +139,16 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_0",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
     )(x)
     x = layers.Activation("relu", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_3",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
     )(x)
     x = layers.Activation("relu", name="classifier_4")(x)
     x = layers.Dropout(dropout, name="classifier_5")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_6",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_6"
     )(x)
     return keras.Model(inputs, x, name="vgg16")

@@ -35,7 +35,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_0",
     )(x)
@@ -44,7 +43,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_2",
     )(x)
@@ -54,7 +52,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_5",
     )(x)
@@ -63,7 +60,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         128,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_7",
     )(x)
@@ -73,7 +69,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_10",
     )(x)
@@ -82,7 +77,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_12",
     )(x)
@@ -91,7 +85,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_14",
     )(x)
@@ -101,7 +94,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_17",
     )(x)
@@ -110,7 +102,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_19",
     )(x)
@@ -119,7 +110,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_21",
     )(x)
@@ -129,7 +119,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_24",
     )(x)
@@ -138,7 +127,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_26",
     )(x)
@@ -147,7 +135,6 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         512,
         3,
         padding="same",
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         name="features_28",
     )(x)
@@ -156,25 +143,16 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_0",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
     )(x)
     x = layers.Activation("relu", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        4096,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_3",
+        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
     )(x)
     x = layers.Activation("relu", name="classifier_4")(x)
     x = layers.Dropout(dropout, name="classifier_5")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name="classifier_6",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_6"
     )(x)
     return keras.Model(inputs, x, name="vgg")

@@ -29,12 +29,12 @@ class WideBasic(nn.Module):
         shortcut: bool = False,
     ) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(
             in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
         )
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(p=dropout)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
@@ -81,10 +81,10 @@ class Wrn2810(nn.Module):
             WideBasic(320, planes=640, stride=2, dropout=0.3, shortcut=True),
             *(WideBasic(640, planes=640, dropout=0.3) for _ in range(3)),
         )
-        self.bn = nn.BatchNorm2d(640, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(640)
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(640, num_classes, bias=True)
+        self.fc = nn.Linear(640, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

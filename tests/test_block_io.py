@@ -51,7 +51,8 @@ def test_two_inputs_at_model_level():
     code = emit(graph, "torch")
     assert "def __init__(self, skip_channels: int, low_channels: int, *, w: int) -> None:" in code
     assert "def forward(self, skip: Tensor, low: Tensor) -> Tensor:" in code
-    assert "low_channels, w, kernel_size=2, stride=2, bias=True" in code and "skip_channels + w, w, kernel_size=3" in code
+    assert "nn.ConvTranspose2d(low_channels, w, kernel_size=2, stride=2)\n" in code  # bias=True: the default
+    assert "skip_channels + w, w, kernel_size=3" in code
     assert "self.dec = Up(4, 8, w=4)" in code
     assert "x = self.dec(enc, down)" in code
     keras_code = emit(graph, "keras")

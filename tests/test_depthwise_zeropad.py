@@ -92,12 +92,12 @@ def test_code():
     torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
     assert "nn.ZeroPad2d((1, 0, 2, 0))" in torch_src and "nn.ZeroPad2d((0, 1, 0, 1))" in torch_src
     assert "layers.ZeroPadding2D(((2, 0), (1, 0)), name=\"pad\")" in keras_src
-    assert "nn.Conv2d(4, 4, kernel_size=3, groups=4, bias=True)" in torch_src
+    assert "nn.Conv2d(4, 4, kernel_size=3, groups=4)\n" in torch_src  # bias=True: the default
     # PyTorch's default weight, uniform in +-1/sqrt(fan_in = k * k): Keras' fan_out of (k, k, C, 1)
     words = " ".join(keras_src.split())
     assert '"config": { "scale": 0.3333333333333333, "mode": "fan_out", "distribution": "uniform", }' in words
     init = "depthwise_initializer=CONV_DEPTHWISE_INITIALIZER,"
-    assert f'layers.DepthwiseConv2D( 3, use_bias=True, {init} bias_initializer=torch_bias_initializer(9), name="dw", )' in words
+    assert f'layers.DepthwiseConv2D( 3, {init} bias_initializer=torch_bias_initializer(9), name="dw", )' in words
     assert f'layers.DepthwiseConv2D( 5, padding="same", use_bias=False, {init} name="same", )' in words
     assert "padding=1 if stride == 1 else 0" in torch_src
     assert 'padding="same" if stride == 1 else "valid"' in keras_src

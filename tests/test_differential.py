@@ -810,10 +810,11 @@ def test_resize_to_another_tensors_size(mode):
     assert graph.output_shape.as_tuple() == (3, 20, 18)
     assert next(n for n in graph.nodes if n.id == "up").inputs == ("joined", "stem.2")
     source = emit(graph, "torch")
-    corners = ", align_corners=False" if mode == "bilinear" else ""
+    # nearest is F.interpolate's default mode: left out
+    corners = ', mode="bilinear", align_corners=False' if mode == "bilinear" else ""
     squashed = " ".join(source.split()).replace("( ", "(").replace(" )", ")")  # lines split as ruff splits them
-    assert f'x = F.interpolate(joined, size=stem.shape[-2:], mode="{mode}"{corners})' in squashed
-    assert f'out = F.interpolate(out, size=x.shape[-2:], mode="{mode}"{corners})' in squashed  # the block's input
+    assert f"x = F.interpolate(joined, size=stem.shape[-2:]{corners})" in squashed
+    assert f"out = F.interpolate(out, size=x.shape[-2:]{corners})" in squashed  # the block's input
     assert "import torch.nn.functional as F" in source
     model = module_from(source, "seg").build_model().eval()
     with torch.no_grad():

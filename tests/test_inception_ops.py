@@ -122,7 +122,8 @@ def test_code():
     assert "self.bn1 = nn.BatchNorm2d(6, eps=0.001, momentum=0.01)" in torch_src
     assert "self.bn2 = BatchNorm2dNoScale(6, eps=0.001, momentum=0.01)" in torch_src
     assert "self.bn = BatchNorm2dNoScale(filters, eps=0.001, momentum=0.01)" in torch_src
-    assert "count_include_pad=False" in torch_src and "count_include_pad=True" in torch_src
+    assert "count_include_pad=False" in torch_src and "count_include_pad=True" not in torch_src  # True: the default
+    assert "self.counted = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)\n" in torch_src
     # a 1x7 conv padded (0, 3) is Keras' 'same'; 'same' average pooling leaves the padding out
     assert '        6,\n        (1, 7),\n        padding="same",\n        use_bias=False,\n' in keras_src
     assert 'kernel_initializer=CONV_KERNEL_INITIALIZER,\n        name="wide",' in keras_src

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op
+from archc.ops.base import Attr, Defaults, KerasCtx, Op
 from archc.spec.types import Arguments, NumExpr
 
 # name -> (PyTorch module, takes inplace=, Keras layer or Activation name, output >= 0)
@@ -58,6 +58,13 @@ class Act(Op):
         Attr("fn", "str", "defaults.activation"), Attr("negative_slope", "num", None), Attr("alpha", "num", None),
     )  # fmt: skip
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"act": {"act": {}}, **{fn: {"act": {"fn": fn}} for fn in FUNCTIONS}}
+    TORCH_DEFAULTS: ClassVar[Defaults] = {
+        **{module: {"inplace": False} for module, can_inplace, _, _ in FUNCTIONS.values() if can_inplace},
+        "nn.LeakyReLU": {"negative_slope": 0.01, "inplace": False},
+        "nn.ELU": {"alpha": 1.0, "inplace": False},
+        "nn.GELU": {"approximate": "none"},
+    }
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.LeakyReLU": {"negative_slope": 0.3}, "layers.ELU": {"alpha": 1.0}}
     fn: str
     negative_slope: float | None = None  # leaky_relu
     alpha: float | None = None  # elu
@@ -84,16 +91,16 @@ class Act(Op):
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         module, can_inplace, _, _ = FUNCTIONS[a["fn"]]
         kwargs = {k: a[k] for k in ("negative_slope", "alpha") if k in a}
-        if can_inplace and inplace:
-            kwargs["inplace"] = "True"
-        return call(module, **kwargs)
+        if can_inplace:
+            kwargs["inplace"] = str(inplace)
+        return cls.torch_call(module, **kwargs)
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         keras = FUNCTIONS[a["fn"]][2]
         if keras.startswith("layers."):
             key = EXTRA[a["fn"]][0]
-            return [call(keras, **{key: a[key]}, name=ctx.name)]
+            return [cls.keras_call(keras, **{key: a[key]}, name=ctx.name)]
         return [call("layers.Activation", keras, name=ctx.name)]
 
     @classmethod

@@ -18,7 +18,17 @@ from typing import Any, ClassVar
 from pydantic import Field, StrictBool
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Shape, ShapeError, rank_of, sizes, suffixed
+from archc.ops.base import (
+    Attr,
+    Defaults,
+    KerasCtx,
+    Shape,
+    ShapeError,
+    rank_of,
+    ranked,
+    sizes,
+    suffixed,
+)
 from archc.ops.conv import literal_sizes
 from archc.ops.maxpool import POOL_ATTRS, Pool, PoolArgs, ceil_pads, same_pool
 
@@ -42,6 +52,14 @@ class AvgPool(Pool):
     TORCH: ClassVar[str] = "nn.AvgPool{rank}d"
     KERAS: ClassVar[str] = "layers.AveragePooling{rank}D"
     HELPERS: ClassVar[dict[str, str]] = {"keras": "PaddedAveragePooling2D"}  # templates/keras/PaddedAveragePooling2D.py.j2
+    TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
+        TORCH,
+        lambda rank: {
+            "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+            **({"divisor_override": None} if rank > 1 else {}),  # AvgPool1d has none
+        },
+    )  # fmt: skip
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(KERAS, lambda rank: {"strides": None, "padding": "valid", "data_format": None})
     count_include_pad: bool = True
 
     def infer(self, s: Shape) -> Shape:
@@ -72,7 +90,7 @@ class AvgPool(Pool):
             helper = cls.HELPERS["keras"]
             return [call(helper, a["kernel"], strides=a["stride"], padding=a["padding"], ceil_mode="True", name=ctx.name)]
         if not include and same_pool(a):
-            return [call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
+            return [cls.keras_call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         pads = ceil_pads(a, ctx)
         partial = pads is not None and any(after > before for before, after in pads)
         if not partial and (include or literal_sizes(a["padding"]) == (0,)):  # each window counts all its pixels

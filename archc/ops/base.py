@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from archc.code import Call, Code
+from archc.code import Call, Code, call
 from archc.ops.init import Tensor
 from archc.spec.types import Arguments, model_of
 
@@ -166,9 +166,39 @@ def rank_of(a: dict[str, str]) -> int:
     return int(a["rank"])
 
 
-def unless(value: str, default: str) -> str | None:
-    """Leave an argument out of generated code when it has the framework's default."""
-    return None if value == default else value
+Defaults = dict[str, dict[str, Any]]  # a class as generated code names it -> keyword -> its default
+
+
+def ranked(pattern: str, defaults: Callable[[int], dict[str, Any]], ranks: tuple[int, ...] = (1, 2, 3)) -> Defaults:
+    """Defaults of a class at each rank (`nn.Conv{rank}d`: nn.Conv1d, nn.Conv2d, nn.Conv3d)."""
+    return {pattern.format(rank=rank): defaults(rank) for rank in ranks}
+
+
+def ones(rank: int) -> int | tuple[int, ...]:
+    """Keras' default stride or dilation at a rank: 1 for 1-D layers, else (1, 1) or (1, 1, 1)."""
+    return 1 if rank == 1 else (1,) * rank
+
+
+def is_default(src: Code | None, default: Any) -> bool:
+    """Whether an argument, as source, is the framework's default: a literal of the same type
+    and value (True is not 1; floats compared exactly). A default given per spatial dimension
+    ((1, 1)) is also met by one int for them all (`strides=1`), which is how the framework
+    reads that int; an expression of a block's parameters is never the default."""
+    if not isinstance(src, str):
+        return False
+    try:
+        value = ast.literal_eval(src)
+    except (ValueError, TypeError, SyntaxError):
+        return False
+    if type(value) is int and isinstance(default, tuple) and all(type(d) is int for d in default):
+        value = (value,) * len(default)
+    return type(value) is type(default) and repr(value) == repr(default)
+
+
+def without_defaults(func: str, table: Defaults, kwargs: dict[str, Code | None]) -> dict[str, Code | None]:
+    """The keyword arguments of a call of `func`, those that equal its default in `table` left out."""
+    defaults = table.get(func, {})
+    return {key: None if key in defaults and is_default(value, defaults[key]) else value for key, value in kwargs.items()}
 
 
 def pads_when(padding: str) -> str | None:
@@ -283,6 +313,15 @@ class Op:
     # PyTorch's class that the model's init loop tests for this kind (`isinstance(m, ...)`);
     # `{rank}` in it stands for the rank of a RANKED op (nn.Conv{rank}d)
     TORCH_CLASS: ClassVar[str | None] = None
+    # The defaults of the classes its emission calls (`torch_call`, `keras_call`): class as
+    # generated code names it (a helper of HELPERS included) -> constructor keyword -> default.
+    # A keyword whose value is its default is left out of generated code, so archc relies on
+    # each of these; tests/test_framework_defaults.py pins them to the installed torch and keras
+    # (and to the helper templates), so that an upgrade that changes one fails there instead of
+    # silently changing models. Listed too: the defaults archc never writes but relies on
+    # (`padding_mode="zeros"`, `affine=True`).
+    TORCH_DEFAULTS: ClassVar[Defaults] = {}
+    KERAS_DEFAULTS: ClassVar[Defaults] = {}
 
     # --- shapes and counts -------------------------------------------------------------
 
@@ -349,6 +388,16 @@ class Op:
         return in_channels
 
     # --- emission ---------------------------------------------------------------------
+
+    @classmethod
+    def torch_call(cls, func: str, *args: Code | None, **kwargs: Code | None) -> Call:
+        """A PyTorch constructor call, leaving out the keywords whose values are its defaults."""
+        return call(func, *args, **without_defaults(func, cls.TORCH_DEFAULTS, kwargs))
+
+    @classmethod
+    def keras_call(cls, func: str, *args: Code | None, **kwargs: Code | None) -> Call:
+        """A Keras layer call, leaving out the keywords whose values are its defaults."""
+        return call(func, *args, **without_defaults(func, cls.KERAS_DEFAULTS, kwargs))
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:

@@ -17,6 +17,7 @@ from pydantic import Field, StrictBool
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
@@ -25,6 +26,7 @@ from archc.ops.base import (
     keras_momentum,
     need_rank,
     rank_of,
+    ranked,
 )
 from archc.ops.init import DEFAULT, ONES, ZEROS, Init, InitSpec, Tensor
 from archc.spec.types import Arguments, NumExpr
@@ -68,6 +70,12 @@ class BatchNorm(Op):
         "bias": Tensor("beta_initializer", ZEROS, ZEROS, noun="batch norm's bias"),
     }
     HELPERS: ClassVar[dict[str, str]] = {"torch": "BatchNorm2dNoScale"}  # templates/torch/BatchNorm2dNoScale.py.j2, scale=False only
+    TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
+        "nn.BatchNorm{rank}d", lambda rank: {"eps": 1e-05, "momentum": 0.1, "affine": True, "track_running_stats": True}
+    )
+    KERAS_DEFAULTS: ClassVar[Defaults] = {
+        "layers.BatchNormalization": {"axis": -1, "momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True}
+    }
     eps: float
     momentum: float  # PyTorch convention: weight of the new batch
     scale: bool = True  # learned gamma
@@ -111,9 +119,14 @@ class BatchNorm(Op):
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         if a.get("scale", "True") != "True":
             return call("BatchNorm2dNoScale", in_ch, eps=a["eps"], momentum=a["momentum"])
-        return call(f"nn.BatchNorm{max(rank_of(a), 1)}d", in_ch, eps=a["eps"], momentum=a["momentum"])
+        return cls.torch_call(f"nn.BatchNorm{max(rank_of(a), 1)}d", in_ch, eps=a["eps"], momentum=a["momentum"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        scale = None if a.get("scale", "True") == "True" else "False"
-        return [call("layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), scale=scale, **dict(ctx.initializers), name=ctx.name)]
+        scale = "True" if a.get("scale", "True") == "True" else "False"
+        return [
+            cls.keras_call(
+                "layers.BatchNormalization", epsilon=a["eps"], momentum=keras_momentum(a["momentum"]), scale=scale,
+                **dict(ctx.initializers), name=ctx.name,
+            )
+        ]  # fmt: skip

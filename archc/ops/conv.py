@@ -14,18 +14,20 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
     ShapeError,
     Size,
+    ones,
     pads_when,
     positive,
     rank_of,
+    ranked,
     show,
     sizes,
     suffixed,
-    unless,
     window,
 )
 from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
@@ -64,6 +66,17 @@ class Conv(Op):
     TORCH_CLASS: ClassVar[str | None] = "nn.Conv{rank}d"
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     RANKED: ClassVar[bool] = True
+    TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
+        "nn.Conv{rank}d",
+        lambda rank: {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True, "padding_mode": "zeros"},
+    )
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(
+        "layers.Conv{rank}D",
+        lambda rank: {
+            "strides": ones(rank), "padding": "valid", "dilation_rate": ones(rank), "groups": 1, "use_bias": True,
+            "activation": None, "data_format": None,
+        },
+    )  # fmt: skip
     filters: int
     kernel: Size
     stride: Size = 1
@@ -98,10 +111,9 @@ class Conv(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call(
-            f"nn.Conv{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"],
-            stride=unless(a["stride"], "1"), padding=unless(a["padding"], "0"),
-            dilation=unless(a["dilation"], "1"), groups=unless(a["groups"], "1"), bias=a["bias"],
+        return cls.torch_call(
+            f"nn.Conv{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"], stride=a["stride"],
+            padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"],
         )  # fmt: skip
 
     @classmethod
@@ -111,13 +123,13 @@ class Conv(Op):
         if literal_sizes(a["padding"]) not in ((0,), (0,) * rank) and not same:
             padding = keras_sizes(a["padding"], rank)
             out.append(call(f"layers.ZeroPadding{rank}D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
-        strides, subsample = unless(a["stride"], "1"), _strided_dilation(a, ctx)
+        strides, subsample = a["stride"], _strided_dilation(a, ctx)
         if subsample is not None:  # Keras' Conv2D refuses strides > 1 with dilation > 1
-            strides = unless(_stride_unless_dilated(a), "1")
-        out.append(call(
+            strides = _stride_unless_dilated(a)
+        out.append(cls.keras_call(
             f"layers.Conv{rank}D", a["filters"], a["kernel"], strides=strides,
-            padding='"same"' if same else None, dilation_rate=unless(a["dilation"], "1"),
-            groups=unless(a["groups"], "1"), use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
+            padding='"same"' if same else None, dilation_rate=a["dilation"],
+            groups=a["groups"], use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
         ))  # fmt: skip
         if subsample is not None:  # every stride-th output of the stride-1 conv: PyTorch's strided one exactly
             out.append(call(f"layers.MaxPooling{rank}D", "1", strides=a["stride"], name=suffixed(ctx.name, "_subsample")).when(subsample or None))

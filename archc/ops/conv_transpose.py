@@ -18,18 +18,20 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
     ShapeError,
     Size,
     need_map,
+    ones,
     positive,
     rank_of,
+    ranked,
     show,
     sizes,
     suffixed,
-    unless,
 )
 from archc.ops.conv import (
     keras_sizes,
@@ -75,6 +77,20 @@ class ConvTranspose(Op):
     TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
     TORCH_CLASS: ClassVar[str | None] = "nn.ConvTranspose{rank}d"
     RANKED: ClassVar[bool] = True
+    TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
+        "nn.ConvTranspose{rank}d",
+        lambda rank: {
+            "stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "bias": True, "dilation": 1,
+            "padding_mode": "zeros",
+        },
+    )  # fmt: skip
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(
+        "layers.Conv{rank}DTranspose",
+        lambda rank: {
+            "strides": ones(rank), "padding": "valid", "output_padding": None, "dilation_rate": ones(rank),
+            "use_bias": True, "activation": None, "data_format": None,
+        },
+    )  # fmt: skip
     filters: int
     kernel: Size
     stride: Size = 1
@@ -119,10 +135,9 @@ class ConvTranspose(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call(
-            f"nn.ConvTranspose{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"],
-            stride=unless(a["stride"], "1"), padding=unless(a["padding"], "0"),
-            output_padding=unless(a["output_padding"], "0"), groups=unless(a["groups"], "1"), bias=a["bias"],
+        return cls.torch_call(
+            f"nn.ConvTranspose{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"], stride=a["stride"],
+            padding=a["padding"], output_padding=a["output_padding"], groups=a["groups"], bias=a["bias"],
         )  # fmt: skip
 
     @classmethod
@@ -143,8 +158,8 @@ class ConvTranspose(Op):
         plain = literal_sizes(a["output_padding"]) == (0,) and kernel is not None and stride is not None and all(
             k >= st for k, st in zip(kernel, stride)
         )
-        out = [call(
-            f"layers.Conv{rank}DTranspose", a["filters"], a["kernel"], strides=unless(a["stride"], "1"),
+        out = [cls.keras_call(
+            f"layers.Conv{rank}DTranspose", a["filters"], a["kernel"], strides=a["stride"],
             output_padding=None if plain else a["output_padding"], use_bias=a["bias"], **dict(ctx.initializers),
             name=ctx.name,
         )]  # fmt: skip

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.code import Call
+from archc.ops.base import Attr, Defaults, KerasCtx, Op, Shape, ShapeError
 from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntExpr
 
@@ -34,6 +34,8 @@ class Dense(Op):
     CHANNEL_FREE: ClassVar[bool] = False
     TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
     TORCH_CLASS: ClassVar[str | None] = "nn.Linear"
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Linear": {"bias": True}}
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.Dense": {"use_bias": True, "activation": None}}
     CHANNELS_LAST: ClassVar[bool] = True
     units: int
     bias: bool = True
@@ -64,11 +66,11 @@ class Dense(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("nn.Linear", in_ch, a["units"], bias=a["bias"])
+        return cls.torch_call("nn.Linear", in_ch, a["units"], bias=a["bias"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.Dense", a["units"], use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name)]
+        return [cls.keras_call("layers.Dense", a["units"], use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name)]
 
     @classmethod
     def fan_in(cls, a: dict[str, str], in_ch: str) -> str | None:

@@ -22,19 +22,21 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
     Size,
+    ones,
     pads_when,
     rank_of,
+    ranked,
     show,
     sizes,
     suffixed,
-    unless,
     window,
 )
-from archc.ops.conv import keras_sizes, kernel_factors, literal_sizes, shown
+from archc.ops.conv import Conv, keras_sizes, kernel_factors, literal_sizes, shown
 from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
 from archc.spec.types import Arguments, BoolExpr, IntPairExpr
 
@@ -66,6 +68,15 @@ class DepthwiseConv(Op):
     # other way round: a fan rule's mode is swapped for Keras (ops.init.swap_fans)
     KERAS_FANS: ClassVar[bool | str] = "swapped"
     RANKED: ClassVar[bool] = True
+    TORCH_DEFAULTS: ClassVar[Defaults] = Conv.TORCH_DEFAULTS  # an nn.Conv2d with groups = its channels
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(
+        "layers.DepthwiseConv{rank}D",
+        lambda rank: {
+            "strides": ones(rank), "padding": "valid", "depth_multiplier": 1, "dilation_rate": ones(rank),
+            "use_bias": True, "activation": None, "data_format": None,
+        },
+        ranks=(1, 2),  # Keras has no DepthwiseConv3D (keras_problem)
+    )  # fmt: skip
     kernel: Size
     stride: Size = 1
     padding: Size = 0
@@ -88,9 +99,9 @@ class DepthwiseConv(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call(
-            f"nn.Conv{rank_of(a)}d", in_ch, in_ch, kernel_size=a["kernel"], stride=unless(a["stride"], "1"),
-            padding=unless(a["padding"], "0"), groups=in_ch, bias=a["bias"],
+        return cls.torch_call(
+            f"nn.Conv{rank_of(a)}d", in_ch, in_ch, kernel_size=a["kernel"], stride=a["stride"],
+            padding=a["padding"], groups=in_ch, bias=a["bias"],
         )  # fmt: skip
 
     @classmethod
@@ -106,8 +117,8 @@ class DepthwiseConv(Op):
         if explicit:
             padding = keras_sizes(a["padding"], rank)
             out.append(call(f"layers.ZeroPadding{rank}D", padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
-        out.append(call(
-            f"layers.DepthwiseConv{rank}D", a["kernel"], strides=unless(a["stride"], "1"),
+        out.append(cls.keras_call(
+            f"layers.DepthwiseConv{rank}D", a["kernel"], strides=a["stride"],
             padding=None if explicit else _keras_padding(a["padding"]), use_bias=a["bias"], **dict(ctx.initializers),
             name=ctx.name,
         ))  # fmt: skip

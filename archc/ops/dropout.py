@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError
+from archc.ops.base import Attr, Defaults, KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -27,6 +27,7 @@ class Dropout(Op):
     ELEMENTWISE: ClassVar[bool] = True
     KEEPS_FEATURE_ORDER: ClassVar[bool] = True
     ALIASES: ClassVar[bool] = True  # nn.Dropout in eval returns its input
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Dropout": {"inplace": False}}  # p: always written, as the rate it is
     rate: float
 
     def infer(self, s: Shape) -> Shape:
@@ -36,7 +37,7 @@ class Dropout(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("nn.Dropout", p=a["rate"])
+        return cls.torch_call("nn.Dropout", p=a["rate"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape
+from archc.code import Call
+from archc.ops.base import Defaults, KerasCtx, Op, Shape
 from archc.spec.types import Empty
 
 
@@ -22,14 +22,16 @@ class Flatten(Op):
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"flatten": {"flatten": {}}}
     ELEMENTWISE: ClassVar[bool] = True
     ALIASES: ClassVar[bool] = True  # a view of its input
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Flatten": {"start_dim": 1, "end_dim": -1}}  # all but the batch axis
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.Flatten": {"data_format": None}}
 
     def infer(self, s: Shape) -> Shape:
         return Shape(s.numel())
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("nn.Flatten")
+        return cls.torch_call("nn.Flatten")
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.Flatten", name=ctx.name)]
+        return [cls.keras_call("layers.Flatten", name=ctx.name)]

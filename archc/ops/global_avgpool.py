@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, need_map, rank_of
+from archc.ops.base import Defaults, KerasCtx, Op, Shape, need_map, rank_of, ranked
 from archc.spec.types import Empty
 
 
@@ -19,6 +19,9 @@ class GlobalAvgPool(Op):
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"global_avgpool": {"global_avgpool": {}}}
     ELEMENTWISE: ClassVar[bool] = True
     RANKED: ClassVar[bool] = True
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(
+        "layers.GlobalAveragePooling{rank}D", lambda rank: {"keepdims": False, "data_format": None}
+    )  # flat output, as nn.AdaptiveAvgPool2d(1) then the flatten archc adds
     rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
@@ -35,7 +38,7 @@ class GlobalAvgPool(Op):
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call(f"layers.GlobalAveragePooling{rank_of(a)}D", name=ctx.name)]
+        return [cls.keras_call(f"layers.GlobalAveragePooling{rank_of(a)}D", name=ctx.name)]
 
     def label(self) -> str:
         return "global avgpool"

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, Shape, ShapeError, need_rank
+from archc.code import Call
+from archc.ops.base import Attr, Defaults, KerasCtx, Op, Shape, ShapeError, need_rank
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -38,6 +38,12 @@ class LayerNorm(Op):
     LAYOUT: ClassVar[bool] = True
     KEEPS_FEATURE_ORDER: ClassVar[bool] = True  # normalizes over every feature, scales each
     HELPERS: ClassVar[dict[str, str]] = {"torch": "LayerNorm2d"}  # channels-first maps only
+    TORCH_DEFAULTS: ClassVar[Defaults] = {
+        module: {"eps": 1e-05, "elementwise_affine": True, "bias": True} for module in ("nn.LayerNorm", "LayerNorm2d")
+    }  # LayerNorm2d: an nn.LayerNorm with its own forward
+    KERAS_DEFAULTS: ClassVar[Defaults] = {
+        "layers.LayerNormalization": {"axis": -1, "epsilon": 0.001, "center": True, "scale": True}
+    }
     eps: float
     channels_last: bool = False  # set by lowering: the channels are PyTorch's last axis
 
@@ -60,11 +66,11 @@ class LayerNorm(Op):
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         module = "nn.LayerNorm" if a.get("channels_last") == "True" else "LayerNorm2d"
-        return call(module, in_ch, eps=a["eps"])
+        return cls.torch_call(module, in_ch, eps=a["eps"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
+        return [cls.keras_call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
 
     def feature_axis(self, name: str) -> int | None:
         return 0  # weight and bias: one value per feature

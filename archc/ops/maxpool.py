@@ -16,6 +16,7 @@ from pydantic import Field, StrictBool
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
@@ -23,10 +24,10 @@ from archc.ops.base import (
     Size,
     pads_when,
     rank_of,
+    ranked,
     show,
     sizes,
     suffixed,
-    unless,
     window,
 )
 from archc.ops.conv import keras_sizes, literal_sizes, shown
@@ -71,11 +72,12 @@ class Pool(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
+        # count_include_pad counts nothing without padding: written only with it
         extra = {"count_include_pad": a.get("count_include_pad", "True")} if cls.kind == "avgpool" and a["padding"] != "0" else {}
-        ceil = {"ceil_mode": "True"} if a.get("ceil_mode", "False") != "False" else {}
-        return call(
-            cls.TORCH.format(rank=rank_of(a)), kernel_size=a["kernel"], stride=a["stride"], padding=unless(a["padding"], "0"), **ceil, **extra
-        )
+        return cls.torch_call(
+            cls.TORCH.format(rank=rank_of(a)), kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+            ceil_mode=a.get("ceil_mode", "False"), **extra,
+        )  # fmt: skip
 
     @classmethod
     def keras_problem(cls, a: dict[str, str], ctx: KerasCtx) -> str | None:
@@ -93,7 +95,7 @@ class Pool(Op):
         if literal_sizes(padding) != (0,) and padding != str(((0, 0),) * rank):
             pad = cls.keras_pad(ctx, rank)
             out.append(call(pad, padding, name=suffixed(ctx.name, "_pad")).when(pads_when(padding)))
-        out.append(call(cls.KERAS.format(rank=rank), a["kernel"], strides=a["stride"], name=ctx.name))
+        out.append(cls.keras_call(cls.KERAS.format(rank=rank), a["kernel"], strides=a["stride"], name=ctx.name))
         return out
 
     @classmethod
@@ -155,11 +157,15 @@ class MaxPool(Pool):
     TORCH: ClassVar[str] = "nn.MaxPool{rank}d"
     KERAS: ClassVar[str] = "layers.MaxPooling{rank}D"
     HELPERS: ClassVar[dict[str, str]] = {"keras": "NegInfPadding2D"}  # templates/keras/NegInfPadding2D.py.j2
+    TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
+        TORCH, lambda rank: {"stride": None, "padding": 0, "dilation": 1, "return_indices": False, "ceil_mode": False}
+    )
+    KERAS_DEFAULTS: ClassVar[Defaults] = ranked(KERAS, lambda rank: {"strides": None, "padding": "valid", "data_format": None})
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         if same_pool(a):
-            return [call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
+            return [cls.keras_call(cls.KERAS.format(rank=rank_of(a)), a["kernel"], strides="1", padding='"same"', name=ctx.name)]
         return super().keras_layers(a, ctx)
 
     @classmethod

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from archc.code import Call, call
-from archc.ops.base import Attr, KerasCtx, Op, unless
+from archc.code import Call
+from archc.ops.base import Attr, Defaults, KerasCtx, Op
 from archc.spec.types import Arguments, NumExpr
 
 
@@ -28,6 +28,8 @@ class Rescaling(Op):
     Args: ClassVar[Any] = RescalingArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "num"), Attr("offset", "num", 0.0))
     HELPERS: ClassVar[dict[str, str]] = {"torch": "Rescaling"}
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"Rescaling": {"offset": 0.0}}  # templates/torch/Rescaling.py.j2
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.Rescaling": {"offset": 0.0}}
     scale: float
     offset: float = 0.0
 
@@ -36,11 +38,11 @@ class Rescaling(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("Rescaling", a["scale"], offset=unless(a["offset"], "0.0"))
+        return cls.torch_call("Rescaling", a["scale"], offset=a["offset"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [call("layers.Rescaling", a["scale"], offset=unless(a["offset"], "0.0"), name=ctx.name)]
+        return [cls.keras_call("layers.Rescaling", a["scale"], offset=a["offset"], name=ctx.name)]
 
     def label(self) -> str:
         return f"x * {self.scale:.4g}" + (f" + {self.offset:g}" if self.offset else "")

@@ -17,10 +17,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from archc.code import Call, Code, call
+from archc.code import Call, Code
 from archc.ops.base import (
     REQUIRED,
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
@@ -51,6 +52,7 @@ class Resize(Op):
     READS: ClassVar[tuple[str, ...]] = ("like",)
     HELPERS: ClassVar[dict[str, str]] = {"keras": "ResizeLike"}
     TORCH_NAMES: ClassVar[frozenset[str]] = frozenset({"F"})
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"F.interpolate": {"mode": "nearest", "align_corners": None}}
     like: str = ""
     mode: str = "nearest"
 
@@ -73,7 +75,7 @@ class Resize(Op):
     def torch_expr(cls, src: str, a: dict[str, str]) -> Code:
         mode = mode_literal(a)
         corners = {"align_corners": "False"} if mode == '"bilinear"' else {}
-        return call("F.interpolate", src, size=f"{a['like']}.shape[-2:]", mode=mode, **corners)
+        return cls.torch_call("F.interpolate", src, size=f"{a['like']}.shape[-2:]", mode=mode, **corners)
 
     @classmethod
     def keras_expr(cls, src: str, a: dict[str, str], ctx: KerasCtx) -> str:

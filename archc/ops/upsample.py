@@ -15,6 +15,7 @@ from pydantic import Field
 from archc.code import Call, call
 from archc.ops.base import (
     Attr,
+    Defaults,
     KerasCtx,
     Op,
     Shape,
@@ -50,6 +51,8 @@ class Upsample(Op):
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("scale", "int", 2), Attr("mode", "str", "nearest"))
     ELEMENTWISE: ClassVar[bool] = True  # both modes average non-negative values into non-negative ones
     RANKED: ClassVar[bool] = True
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Upsample": {"mode": "nearest", "align_corners": None}}
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.UpSampling2D": {"interpolation": "nearest", "data_format": None}}
     scale: int = 2
     mode: str = "nearest"
     rank: int = 2  # set by lowering
@@ -65,13 +68,13 @@ class Upsample(Op):
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         mode = mode_literal(a)
         corners = "False" if mode == '"bilinear"' else None
-        return call("nn.Upsample", scale_factor=a["scale"], mode=mode, align_corners=corners)
+        return cls.torch_call("nn.Upsample", scale_factor=a["scale"], mode=mode, align_corners=corners)
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
         if rank_of(a) != 2:  # nearest (infer refuses bilinear there): UpSampling1D and 3D repeat
             return [call(f"layers.UpSampling{rank_of(a)}D", size=a["scale"], name=ctx.name)]
-        return [call("layers.UpSampling2D", size=a["scale"], interpolation=mode_literal(a), name=ctx.name)]
+        return [cls.keras_call("layers.UpSampling2D", size=a["scale"], interpolation=mode_literal(a), name=ctx.name)]
 
     def label(self) -> str:
         return f"upsample ×{self.scale} {self.mode}"
