@@ -114,10 +114,7 @@ def classifier_head(
     classifier."""
     x = layers.GlobalAveragePooling2D(name=f"{name}_global_pool")(x)
     x = layers.Dense(
-        num_classes,
-        use_bias=True,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name=f"{name}_fc",
+        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name=f"{name}_fc"
     )(x)
     return x
 

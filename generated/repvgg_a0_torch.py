@@ -35,7 +35,7 @@ class ConvNorm(nn.Module):
             padding=kernel // 2,
             bias=False,
         )
-        self.bn = nn.BatchNorm2d(filters, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(filters)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv(x)
@@ -52,7 +52,7 @@ class RepVgg(nn.Module):
         super().__init__()
         self.identity = None
         if stride == 1 and in_channels == filters:
-            self.identity = nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1)
+            self.identity = nn.BatchNorm2d(in_channels)
         self.conv_kxk = ConvNorm(in_channels, filters=filters, kernel=3, stride=stride)
         self.conv_1x1 = ConvNorm(in_channels, filters=filters, kernel=1, stride=stride)
         self.use_residual = stride == 1 and in_channels == filters
@@ -79,7 +79,7 @@ class ClassifierHead(nn.Module):
     def __init__(self, in_channels: int, *, num_classes: int) -> None:
         super().__init__()
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_classes, bias=True)
+        self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.global_pool(x)

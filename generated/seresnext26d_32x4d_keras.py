@@ -133,7 +133,6 @@ def timm_se(
     x = layers.Conv2D(
         squeeze,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
         name=f"{name}_fc1",
@@ -142,7 +141,6 @@ def timm_se(
     x = layers.Conv2D(
         in_channels,
         1,
-        use_bias=True,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(squeeze),
         name=f"{name}_fc2",
@@ -336,7 +334,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
         num_classes,
-        use_bias=True,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2048),
         name="fc",

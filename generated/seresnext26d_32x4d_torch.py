@@ -25,10 +25,10 @@ class DeepStem(nn.Sequential):
             nn.Conv2d(
                 in_channels, width, kernel_size=3, stride=2, padding=1, bias=False
             ),
-            nn.BatchNorm2d(width, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(width, eps=1e-05, momentum=0.1),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width * 2, kernel_size=3, padding=1, bias=False),
         )
@@ -41,9 +41,9 @@ class TimmSe(nn.Module):
     def __init__(self, in_channels: int, *, squeeze: int) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(in_channels, squeeze, kernel_size=1)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze, in_channels, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze, in_channels, kernel_size=1)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ class TimmBottleneck(nn.Module):
         super().__init__()
         conv1_channels = int(planes * (base_width / 64)) * groups
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -91,13 +91,13 @@ class TimmBottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         self.act2 = nn.ReLU(inplace=True)
         conv3_channels = planes * expansion
         self.conv3 = nn.Conv2d(
             conv1_channels, conv3_channels, kernel_size=1, bias=False
         )
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         self.se = None
         if se > 0:
             self.se = TimmSe(
@@ -121,7 +121,7 @@ class TimmBottleneck(nn.Module):
                         stride=1 if avg_down else stride,
                         bias=False,
                     ),
-                    nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                    nn.BatchNorm2d(conv3_channels),
                 ]
             )
             self.downsample = nn.Sequential(*downsample_layers)
@@ -155,7 +155,7 @@ class ResNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = DeepStem(3)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = nn.Sequential(
@@ -197,7 +197,7 @@ class ResNet(nn.Module):
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2048, num_classes, bias=True)
+        self.fc = nn.Linear(2048, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

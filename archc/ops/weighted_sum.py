@@ -26,8 +26,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt
 
-from archc.code import Call, call
-from archc.ops.base import KerasCtx, Op, Shape, ShapeError, unless
+from archc.code import Call
+from archc.ops.base import Defaults, KerasCtx, Op, Shape, ShapeError
 from archc.spec.types import Arguments, FiniteFloat, TensorName
 
 
@@ -60,6 +60,8 @@ class WeightedSum(Op):
     MERGE: ClassVar[bool] = True
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight",)
     HELPERS: ClassVar[dict[str, str]] = {"torch": "WeightedSum", "keras": "WeightedSum"}
+    TORCH_DEFAULTS: ClassVar[Defaults] = {"WeightedSum": {"normalize": True, "eps": 1e-4}}  # the helper's own
+    KERAS_DEFAULTS: ClassVar[Defaults] = {"WeightedSum": {"normalize": True, "eps": 1e-4}}
     n: int = 2  # the number of tensors it sums: its weights
     normalize: bool = True
     eps: float = 1e-4
@@ -81,11 +83,11 @@ class WeightedSum(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return call("WeightedSum", a["n"], normalize=unless(a["normalize"], "True"), eps=unless(a["eps"], "0.0001"))
+        return cls.torch_call("WeightedSum", a["n"], normalize=a["normalize"], eps=a["eps"])
 
     @classmethod
     def keras_merge(cls, ctx: KerasCtx, srcs: list[str], flats: list[bool], a: dict[str, str]) -> tuple[Call, str]:
-        layer = call("WeightedSum", normalize=unless(a["normalize"], "True"), eps=unless(a["eps"], "0.0001"), name=ctx.name)
+        layer = cls.keras_call("WeightedSum", normalize=a["normalize"], eps=a["eps"], name=ctx.name)
         return layer, f"[{', '.join(srcs)}]"
 
     def randomize(self, module: Any, gen: Any) -> None:
