@@ -5,6 +5,8 @@ outputs agree. Needs torchvision, which the dev environment leaves out; run with
 
 import pytest
 from conftest import ROOT, graph_of, load_module, need
+from test_class_names import TORCHVISION as CLASS_TABLE
+from test_class_names import class_at
 
 torch = need("torch")
 torchvision = need("torchvision")
@@ -442,3 +444,15 @@ def test_dense_prediction_num_classes_matches_torchvision(name):
 def test_dense_prediction_matches_torchvision_at_input_shape(name):
     reference, ours, input_shape = dense_pair(name)
     assert_same_outputs(reference, ours, input_shape, batch=1)
+
+
+@pytest.mark.parametrize("spec", sorted(CLASS_TABLE))
+def test_class_names_table_is_torchvisions(spec):
+    """tests/test_class_names.py's table of torchvision's classes (which the generated modules
+    must use) is torchvision's own."""
+    name, classes = CLASS_TABLE[spec]
+    kwargs = {"weights_backbone": None} if spec.startswith("segmentation/") else {}
+    with torch.device("cpu" if name.startswith("regnet") else "meta"):  # RegNet's init has no meta kernel
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    for path, expected in classes.items():
+        assert class_at(model, path) == expected, (spec, path)
