@@ -321,3 +321,11 @@ mix:
     other = agree(spec(kind, "- a: {conv: {filters: 6, kernel: 1}}\n- m: {block: mix, with: {w: 3}, from: [input, a]}\n"))
     assert "m.pa" not in {n.id for n in same.nodes} and "m.pa" in {n.id for n in other.nodes}
     assert "if lo_channels != hi_channels:" in emit(other, "torch")
+
+
+def test_an_input_named_like_a_block_kind_is_one_variable_in_keras():
+    """Keras' function for a kind with inputs [a, up], where `up` is also a kind's function:
+    the parameter and the variable its layers read are one name (`out_up`); they were two."""
+    kinds = "up:\n  layers: [{c: {conv: {filters: 4, kernel: 1}}}]\n" + TWO.replace("[a, b]", "[a, up]")
+    graph = agree(spec(kinds, "- c: {block: up}\n- m: {block: two, from: [input, c]}\n"))
+    assert "out_up: keras.KerasTensor" in emit(graph, "keras")

@@ -178,6 +178,7 @@ class Signature:
     params: tuple[tuple[str, object, str], ...]  # name, default (None: required), type
     flags: tuple[str, ...]  # switches of `when: shape_changes` shortcuts that some instance uses
     inputs: tuple[str, ...] = ("input",)  # the kind's inputs (BlockType.inputs)
+    reserved: frozenset[str] = frozenset()  # module-level names its variables must not shadow (`plan`'s)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -187,7 +188,7 @@ class Signature:
     @property
     def variables(self) -> tuple[str, ...]:
         """The variables `forward` (or the Keras function) reads its inputs from: `x`, or one per input."""
-        return ("x",) if self.inputs == ("input",) else tuple(tensor_variable(n) for n in self.inputs)
+        return ("x",) if self.inputs == ("input",) else tuple(tensor_variable(n, self.reserved) for n in self.inputs)
 
     def arguments(self) -> set[str]:
         """Every name bound in a block's constructor or function besides the hoisted ones."""

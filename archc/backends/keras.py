@@ -147,8 +147,8 @@ class KerasEmitter:
         self.needs_math = False
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.x_is_input = False  # inside a block function: `x` still holds the block input
-        self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
-        self.reserved = frozenset(self.sigs)  # the block functions: no variable may shadow one
+        self.reserved = frozenset(b.name for b in graph.blocks)  # the block functions: no variable may shadow one
+        self.sigs = {b.name: dataclasses.replace(common.signature(b, graph), reserved=self.reserved) for b in graph.blocks}
         self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
 
     def initializers(
