@@ -81,8 +81,9 @@ def lower(spec: LoadedSpec) -> Graph:
                 f"output {output.key!r} is a map PyTorch holds channels-last; name a layer after `permute: {{to: channels_first}}`",
                 spec.locate("outputs", output.key),
             )
-    _check_outputs_read(state, body)
-    exposed = _exposed_params(state, scope, body)
+    readers = _readers(state)
+    _check_outputs_read(state, body, readers)
+    exposed = _exposed_params(state, scope, body, readers)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
     return Graph(
         name=model.name,
@@ -103,11 +104,20 @@ def lower(spec: LoadedSpec) -> Graph:
     )
 
 
-def _check_outputs_read(state: State, body: tuple[Inst, ...]) -> None:
+def _readers(state: State) -> dict[str, list[str]]:
+    """The nodes that read each node: the one record of who reads what, for the checks below."""
+    readers: dict[str, list[str]] = {}
+    for node in state.nodes:
+        for source in node.inputs:
+            readers.setdefault(source, []).append(node.id)
+    return readers
+
+
+def _check_outputs_read(state: State, body: tuple[Inst, ...], readers: dict[str, list[str]]) -> None:
     """Each later output of an instance of a kind with several is read (inside the kind, by a
     later layer, or as a model output): Keras builds only what an output depends on, so a tensor
     nothing reads would be a layer in PyTorch and none in Keras."""
-    read = {i for n in state.nodes for i in n.inputs} | {o.node for o in state.outputs}
+    read = {*readers, *(o.node for o in state.outputs)}
 
     def walk(items: tuple[Inst, ...], path: tuple[str, ...]) -> None:
         for item in items:
@@ -146,7 +156,7 @@ def _locations(state: State) -> tuple[tuple[str, Location], ...]:
     return tuple(out)
 
 
-def _exposed_params(state: State, scope: dict[str, expr.Value], body: tuple[Inst, ...]) -> list[str]:
+def _exposed_params(state: State, scope: dict[str, expr.Value], body: tuple[Inst, ...], readers: dict[str, list[str]]) -> list[str]:
     """Model params that build_model() can take: those whose every use passes the param itself
     (not an expression of it) at model level
     - to a layer as its dropout `rate`; or
@@ -154,7 +164,7 @@ def _exposed_params(state: State, scope: dict[str, expr.Value], body: tuple[Inst
       parameter that changes only channels (`_passed_on`), where nothing that reads the result,
       directly or not, depends on the channels it receives (the classifier, then resizes, merges
       and outputs: their code holds no literal that the param sets)."""
-    free_after = _channel_free_after(state)
+    free_after = _channel_free_after(state, readers)
     calls = dict(_walk(body))
     exposed = []
     for name, refs in state.param_refs.items():
@@ -185,13 +195,9 @@ def _passed_on(state: State, call: Inst | None, attr: str, value: expr.Value) ->
     return not any(attr in expr.free_names(tree) for tree in trees) and _switch_free(state, inst.block)
 
 
-def _channel_free_after(state: State) -> Callable[[LayerKey], bool]:
+def _channel_free_after(state: State, readers: dict[str, list[str]]) -> Callable[[LayerKey], bool]:
     """Whether every node that reads the nodes of the model-level item at a module path, directly
     or not, is a model-level layer whose module does not depend on its input channels."""
-    readers: dict[str, list[str]] = {}
-    for node in state.nodes:
-        for source in node.inputs:
-            readers.setdefault(source, []).append(node.id)
     free = {path for path, kind in zip(state.top_paths, state.top_kinds) if kind in ops.KINDS and ops.KINDS[kind].CHANNEL_FREE}
 
     def check(where: LayerKey) -> bool:
