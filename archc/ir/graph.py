@@ -101,6 +101,7 @@ class SymStage:
     condition: ast.expr | None = None
     where: Location | None = field(default=None, compare=False)
     at: tuple[Any, ...] = field(default=(), compare=False)
+    free: bool = False  # the top function's: each instance reads the shape the one before gives
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from archc.lower.context import (
     sc_index,
 )
 from archc.lower.limits import add_node, check_block_depth, check_repeat
-from archc.lower.symbolic import declared, type_of
+from archc.lower.symbolic import declared, free_channels, type_of
 from archc.lower.values import (
     STAGE_INDEX,
     bind_params,
@@ -384,12 +384,16 @@ class _Specialiser:
 
     def block(
         self, sym: SymBlock, name: str, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], where: Location,
-        first_position: int | None = None, others: tuple[Tensor, ...] = (),
+        first_position: int | None = None, others: tuple[Tensor, ...] = (), free: bool = False,
     ) -> tuple[BlockInst, Tensor]:  # fmt: skip
+        """An instance of another kind; `free`: a later instance of a free stage, which takes
+        the shape the one before gives (its code is printed from it, not from `sym`)."""
         _, args = self.arguments(sym, scope, where)
-        for tree, tensor in zip((sym.in_channels, *sym.more_channels), (src, *others)):
-            self.check_channels(tree, tensor.shape, f"{self.source.name}.{sym.name}", scope)
-        switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
+        switches = None
+        if not free:
+            for tree, tensor in zip((sym.in_channels, *sym.more_channels), (src, *others)):
+                self.check_channels(tree, tensor.shape, f"{self.source.name}.{sym.name}", scope)
+            switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
         ctx = Ctx(self.source.source, (*self.source.path, *sym.at), path, {}, False)
         inst, node = instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches, others=others)
         nonneg = self.state.block_types[sym.block].nonneg_out
@@ -410,7 +414,7 @@ class _Specialiser:
             inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
             one = sym.rest if dense or k > 0 else sym.first
-            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where)
+            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where, free=sym.free and k > 0)
             instances.append(dataclasses.replace(inst, output=out.node))
             if dense:
                 concat = ops.Concat()
@@ -423,6 +427,8 @@ class _Specialiser:
                 cur = Tensor(node_id, shape, False)
             else:
                 cur = out
+        if sym.free:
+            self.scope[free_channels(where)] = cur.shape.c
         name = sym.name
         stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))
         nonneg = not dense and self.state.block_types[sym.block].nonneg_out

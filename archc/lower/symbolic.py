@@ -47,8 +47,10 @@ from archc.spec.loader import BlockSource
 from archc.spec.models import POSITIONAL
 
 
-def _block_type(state: State, source: BlockSource) -> BlockType:
-    """The block kind with layer arguments as expressions over its parameters."""
+def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockType:
+    """The block kind with layer arguments as expressions over its parameters. `top`: the
+    model's own list, the top function, whose code is printed from its one instance (so what
+    a block class needs to print, a channel count or stride as one expression, it may lack)."""
     definition = source.definition
     layer_names = {n for entry in (*definition.layers, *definition.after) for n in entry}
     for sc in definition.shortcuts:
@@ -105,7 +107,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 if body.inline:
                     raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
                 more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1))].channels for k, n in enumerate(inputs[1:]))
-                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more)
+                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more, top)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
@@ -117,7 +119,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                             _frame(inner, item, o_channels), expr.fold(ast.BinOp(here.stride, ast.Mult(), _frame(inner, item, o_stride))), False, False,
                         )  # fmt: skip
             elif kind == "group":
-                if in_group:
+                if in_group and not top:
                     raise SpecError(f"{shown(written, index)}: a list inside a list is not supported in a block; use a block kind", where)
                 source_name = inputs[0] if inputs else prev
                 if here is not points[source_name]:  # simplified under its condition
@@ -191,7 +193,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 item = SymLayer(name, kind, args, here.channels, here.nonneg, (), None, (here.flat,))
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
                 if isinstance(step, ast.Tuple):  # per dimension: the block's stride is one value for all
-                    if len({ast.dump(e) for e in step.elts}) > 1:
+                    if len({ast.dump(e) for e in step.elts}) > 1 and not top:
                         raise SpecError(
                             f"{name}: a stride that differs per dimension inside a block kind (its shortcut follows one "
                             "stride); write that layer at model level",
@@ -526,9 +528,11 @@ def declared(source: BlockSource, key: str) -> ast.expr:
     return tree
 
 
-def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = ()):  # type: ignore[no-untyped-def]
+def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = (), top: bool = False):  # type: ignore[no-untyped-def]
     """A block or stage inside a block kind: (its symbolic form, channels after it, its stride);
-    `more`: the channels of the tensors after the first that a block with several inputs reads."""
+    `more`: the channels of the tensors after the first that a block with several inputs reads;
+    `top`: in the top function, a stage whose instances change the shape one after another is
+    typed instance by instance when it is specialised (`SymStage.free`)."""
     inner = type_of(state, body.block if kind == "block" else body.stage, where)
     check_arity(state.spec.blocks[inner.name], name, kind, 1 + len(more), where)
     declared = {p for p, _, _ in inner.params}
@@ -563,6 +567,9 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
     rest = _sym_instance(inner, name, common, first_out)
     rest_out = _frame(inner, rest, inner.out_channels)
     if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
+        if top:  # its channels and stride are known once it is specialised
+            out = ast.Name(free_channels(where))
+            return SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True), out, ast.Constant(0)
         raise SpecError(
             f"{name}: inside a block, a stage's later instances must keep their input shape "
             f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
@@ -570,6 +577,11 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
         )
     stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
     return stage, first_out, _frame(inner, first, inner.stride)
+
+
+def free_channels(where: Location) -> str:
+    """The name the channels after a free stage (`SymStage.free`) take in the top function's scope."""
+    return f"<channels after {where}>"
 
 
 def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
