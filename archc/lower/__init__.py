@@ -43,7 +43,12 @@ from archc.ir.graph import (
 )
 from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
+import os
+
 from archc.lower.model import check_size, lower_items
+from archc.lower.top import lower_top
+
+_OLD = os.environ.get("ARCHC_OLD") == "1"
 from archc.lower.values import run_checks, typed_value
 from archc.ops import Shape
 from archc.spec import expr
@@ -71,7 +76,7 @@ def lower(spec: LoadedSpec) -> Graph:
         )
     check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
     top = Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
-    body, out_shape, _, _ = lower_items(state, top, model.layers, in_shape, "input", False)
+    body, out_shape, _, _ = lower_items(state, top, model.layers, in_shape, "input", False) if _OLD else lower_top(state, scope, in_shape)[:4]
     if out_shape.last and not state.outputs:
         where = spec.locate("layers", len(model.layers) - 1)
         raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", where)

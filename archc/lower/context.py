@@ -65,6 +65,7 @@ class State:
     params: int = 0  # parameters so far, trainable and not
     inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
     outputs: list[Output] = field(default_factory=list)  # the model's, from `outputs:`
+    absent: set[str] = field(default_factory=set)  # the model's entries whose `if:` fails
 
     @property
     def rank(self) -> int:

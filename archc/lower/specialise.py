@@ -208,6 +208,9 @@ class _Specialiser:
     scope: dict[str, Any]  # the block's parameters and in_channels
     env: dict[str, Tensor]  # tensors by name: `input`, the items so far
     uses: dict[str, int]  # module names so far (an activation used again is called again)
+    # the top function's items with their module paths (None: absent) and whether each is one
+    # call (not a stage spliced into a list), for `top.references`
+    placed: list[tuple[SymItem, tuple[str, ...] | None, bool]] | None = None
 
     def where(self, item: SymItem, *sub: Any) -> Location:
         return self.source.locate(*item.at, *sub)
@@ -248,12 +251,16 @@ class _Specialiser:
         for item in items:
             reads = item.inputs or (prev,)
             if not self.holds(item, scope):  # absent: passes on what it reads
+                if self.placed is not None:
+                    self.placed.append((item, None, False))
                 self.env[item.name] = self.env[passed_on(item, prev)]
                 prev = item.name
                 continue
             name = str(position) if item.name.isdigit() else item.name
             position += not (numbered and not item.name.isdigit())  # an expression of a numbered kind has no number
             src = self.env[reads[0]]
+            if self.placed is not None:
+                self.placed.append((item, (*path, name), not (isinstance(item, SymStage) and spliced(item, numbered))))
             if isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
                 out.extend(stage.instances)
@@ -353,6 +360,8 @@ class _Specialiser:
         paths: list[Inst] = []
         outs: list[Tensor] = []
         for k, (child, read) in enumerate(zip(item.children, path_reads(item.children, reads))):
+            if self.placed is not None:
+                self.placed.append((child, (*path, name, str(k)), True))
             inst, tensor = self.item(child, str(k), (*path, name), read, self.env[read[0]], scope)
             if isinstance(child, SymParallel):
                 inst = dataclasses.replace(inst, inputs=read)

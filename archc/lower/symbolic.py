@@ -67,9 +67,10 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     }
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
-    sequence = numbered_definition(definition)
+    sequence = numbered_definition(definition) and not top  # the model's own list numbers every unnamed entry
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
+    excused: set[str] = set()  # tensors that merges never present list (dropped where nothing else reads them)
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
 
     def sym_layers(
@@ -93,11 +94,15 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = body.reads
             here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
-            condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"))
+            condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"), top)
+            if top and isinstance(body.if_, str):  # a condition is no argument build_model() can take
+                state.pinned.update(expr.free_names(expr.parse(body.if_)) & definition.params.keys())
             if isinstance(condition, ast.Constant) and not condition.value:
                 points[name] = here  # never present
                 aliases[name] = inputs[0] if inputs else prev
                 prev = name
+                if kind in ops.KINDS and ops.KINDS[kind].MERGE:  # what only it merges is not built either
+                    excused.update(getattr(body, kind))
                 continue
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
@@ -215,8 +220,8 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
                 )
-            if inputs:
-                item = _with_inputs(item, inputs)
+            if inputs:  # an entry that is never present is read as what it passes on
+                item = _with_inputs(item, tuple(_resolve(aliases, n) for n in inputs))
             reads.update(item.inputs if item.inputs else (prev,))
             if not in_group:
                 defined[name] = where
@@ -244,7 +249,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     if outputs:  # its value is its first output
         points[LAST] = points[outputs[0]]
     channels, stride = points[LAST].channels, points[LAST].stride
-    if points[LAST].last:
+    if points[LAST].last and not top:  # the model's may end so where it names its outputs (`lower`)
         raise SpecError(
             f"block {source.name!r} ends with a map PyTorch holds channels-last; end with `permute: {{to: channels_first}}`",
             source.locate("layers", len(definition.layers) - 1),
@@ -277,19 +282,26 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
-    layers = _live(layers, {last_of[("layers",)], *kept, *outputs}, aliases)
+    # the top function returns the tensors the model's `outputs:` names (a tap reads its group), or its last
+    returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
+    layers = _live(layers, {*([] if returned else [last_of[("layers",)]]), *kept, *outputs, *returned}, aliases)
     after = _live(after, {last_of[("after",)]}, aliases)
     params = _params(definition)
-    reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
+    if not returned:
+        reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
+    reads.update(returned)
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
     reads.update(outputs)
-    unread(defined, reads, f"block {source.name!r}")
+    if top:
+        state.absent = set(aliases)
+    layers = _drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
+    unread(defined, reads, "the model" if top else f"block {source.name!r}")
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
             raise SpecError(f"input {n!r} of block {source.name!r} is never read; read it (`from: {n}`, a merge) or remove it", source.locate("inputs", k))
     # the output is known to be >= 0 when the last layer says so (after the merge, for skip blocks)
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
-    if not numbered_definition(definition):
+    if not numbered_definition(definition) and not top:
         check_named_layers(source)
     numbered = definition.connectivity == "none" and not after and not outputs and all(
         (layer.name.isdigit() and not layer.inputs and not isinstance(layer, (SymGroup, SymParallel))
@@ -391,8 +403,9 @@ def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str
     return name
 
 
-def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location) -> ast.expr | None:
-    """An `if:` inside a block kind, over its parameters, in_channels and channels."""
+def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location, top: bool = False) -> ast.expr | None:
+    """An `if:` inside a block kind, over its parameters, in_channels and channels; in the top
+    function the parameters have their values (an entry whose `if:` fails is never typed)."""
     if raw is None:
         return None
     tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
@@ -400,7 +413,8 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
     unknown = expr.free_names(tree) - set(definition.params) - {*inputs, "channels"}
     if unknown:
         raise SpecError(f"`if` may use the block's parameters, {', '.join(inputs)} and channels; unknown: {', '.join(sorted(unknown))}", where)
-    return expr.substitute(tree, {"channels": channels})
+    values = {p: ast.Constant(v) for p, v in definition.params.items()} if top else {}
+    return expr.fold(expr.substitute(tree, {"channels": channels, **values})) if top else expr.substitute(tree, {"channels": channels})
 
 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
@@ -627,6 +641,54 @@ def _sym(raw: Any, channels: ast.expr) -> ast.expr:
         return ast.Tuple([_sym(v, channels) for v in raw], ast.Load())
     tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
     return expr.substitute(tree, {"channels": channels})
+
+
+def _resolve(aliases: dict[str, str], name: str) -> str:
+    while name in aliases:
+        name = aliases[name]
+    return name
+
+
+def _drop_excused(
+    items: tuple[SymItem, ...], excused: set[str], returned: set[str], aliases: dict[str, str], defined: dict[str, Location],
+) -> tuple[SymItem, ...]:  # fmt: skip
+    """The list without the entries that only merges which are never present read (and, in
+    turn, the entries only those read): no backend builds them; they leave `defined`."""
+
+    def resolve(name: str) -> str:
+        return _resolve(aliases, name)
+
+    readers: dict[str, list[str]] = {n: [] for n in returned}
+    reads: dict[str, list[str]] = {}
+    prev = "input"
+    for item in items:
+        reads[item.name] = [resolve(n) for n in (*(item.inputs or (prev,)), *_inner_reads(item))]
+        reads[item.name] += [n.split(".")[0] for n in item.inputs if "." in n]  # a tap reads its group
+        for n in reads[item.name]:
+            readers.setdefault(n, []).append(item.name)
+        prev = item.name
+    excused = {resolve(n) for n in excused}
+    dead: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for item in items:
+            alive = [r for r in readers.get(item.name, []) if r not in dead]
+            if item.name not in dead and item.name in excused and not alive and item.name not in returned:
+                dead.add(item.name)
+                excused.update(reads[item.name])
+                changed = True
+    for name in dead:
+        defined.pop(name, None)
+    return tuple(item for item in items if item.name not in dead)
+
+
+def _inner_reads(item: SymItem) -> list[str]:
+    """The tensors the entries of a list or module list read by name."""
+    out: list[str] = []
+    for child in getattr(item, "children", ()):
+        out += [*child.inputs, *_inner_reads(child)]
+    return out
 
 
 def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]) -> tuple[SymItem, ...]:
