@@ -178,8 +178,6 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 options = tuple((k, ast.Constant(v)) for k, v in merge.values().items())
                 item = SymLayer(name, kind, options, sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
             else:
-                if kind == "flatten":
-                    raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
                 op = ops.KINDS[kind]
                 check_layout(name, kind, here.last, where, in_group)
                 args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
@@ -212,7 +210,10 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                     op.sym_nonneg(params, here.nonneg),
                     (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
+                    _positions(kind, op, params, here),
                 )
+                if kind == "flatten":
+                    result = dataclasses.replace(result, channels=_flattened(name, here, where))
             if inputs:
                 item = _with_inputs(item, inputs)
             reads.update(item.inputs if item.inputs else (prev,))
@@ -224,7 +225,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                     raise SpecError(f"{name}: a layer under `if:` may not change where PyTorch holds the channels", where)
                 result = SymTensor(
                     _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
-                    result.nonneg and passed.nonneg, result.flat, result.last,
+                    result.nonneg and passed.nonneg, result.flat, result.last, _same(result.positions, passed.positions),
                 )
             points[name] = result
             prev = name
@@ -375,6 +376,34 @@ class SymTensor:
     nonneg: bool
     flat: bool
     last: bool = False  # a map PyTorch holds channels-last (after a permute)
+    positions: ast.expr | None = None  # H*W (D*H*W, L) where the kind fixes the map's size
+
+
+def _positions(kind: str, op: type[ops.Op], params: dict[str, ast.expr], here: SymTensor) -> ast.expr | None:
+    """The positions of a layer's output map, where the block kind fixes them: an adaptive
+    pool sets them (`size ** rank`); a layer that keeps its input's shape and feature order
+    (norms, activations, dropout) keeps them; any other layer loses them."""
+    if kind == "adaptive_avgpool":
+        return expr.fold(ast.BinOp(params["size"], ast.Pow(), params["rank"]))
+    return here.positions if op.KEEPS_FEATURE_ORDER and not here.flat else None
+
+
+def _same(a: ast.expr | None, b: ast.expr | None) -> ast.expr | None:
+    return a if a is not None and b is not None and expr.to_python(a) == expr.to_python(b) else None
+
+
+def _flattened(name: str, here: SymTensor, where: Location) -> ast.expr:
+    """The features of a `flatten` inside a block kind: channels times the map's positions,
+    which the kind must fix (PyTorch's nn.Linear after it is built with that count)."""
+    if here.flat:
+        return here.channels
+    if here.positions is None:
+        raise SpecError(
+            f"{name}: flatten inside a block kind gives channels x height x width features, and the kind does not fix "
+            "its map's size; put `adaptive_avgpool: {size: N}` (or global_avgpool) before it, or flatten at model level",
+            where,
+        )
+    return expr.fold(ast.BinOp(here.channels, ast.Mult(), here.positions))
 
 
 def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
