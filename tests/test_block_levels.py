@@ -116,3 +116,110 @@ def test_flatten_of_a_map_whose_size_the_kind_does_not_fix_is_refused(between):
     kind = f"head:\n  layers:\n    - pool: {{adaptive_avgpool: {{size: 1}}}}\n    - mid: {between}\n    - flatten: flatten\n"
     with pytest.raises(SpecError, match="the kind does not fix its map's size"):
         lower(load_spec_text(text("- head: {block: head}\n", kind), "t.yaml"))
+
+
+# --- stages with `i` and `last:` ----------------------------------------------------------------
+
+UNIT = """\
+unit:
+  params: {filters: int, block_id: int, total: int, stride: 1}
+  layers:
+    - conv: {conv: {filters: filters, kernel: 3, padding: 1, stride: stride}}
+    - bn: batchnorm
+    - relu: {act: relu, if: block_id % 2 == 0}  # the index decides the function, not only a rate
+    - drop: {dropout: {rate: 0.5 * block_id / total}}
+"""
+STAGE = "{stage: unit, repeat: COUNT, names: NAMES, with: {filters: WIDTH, block_id: i, total: COUNT}, first: {stride: 2}, last: {filters: WIDTH * 2}}"
+TAIL = "- pool: global_avgpool\n- fc: {dense: {units: num_classes}}\n"
+
+
+def fill(template: str, width: str, count: str) -> str:
+    return template.replace("WIDTH", width).replace("COUNT", count)
+
+
+def staged(n: int, names: str) -> tuple[str, str]:
+    """A stage whose instances read `i` and whose last widens, inside a block kind and at model level."""
+    stage = STAGE.replace("NAMES", f'"{names}"')
+    group = f"group:\n  params: {{w: int, count: int}}\n  layers:\n    - units: {fill(stage, 'w', 'count')}\n"
+    in_block = text(f"- body: {{block: group, with: {{w: 6, count: {n}}}}}\n" + TAIL, UNIT + group)
+    at_model = text("- units: " + fill(stage, "6", str(n)) + "\n" + TAIL, UNIT)
+    return in_block, at_model
+
+
+@pytest.mark.parametrize("names", ["{i}", "unit{n}"])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_stage_reading_i_with_last_in_a_block_kind_is_the_model_levels(n, names):
+    graph, _ = same_as_model_level(*staged(n, names))
+    body = graph.body[0]
+    instances = body.children[0].instances
+    assert [dict(inst.args)["block_id"] for inst in instances] == list(range(n))
+    assert [dict(inst.args)["filters"] for inst in instances] == [6] * (n - 1) + [12]
+    assert [dict(inst.args).get("stride", 1) for inst in instances] == [2] + [1] * (n - 1)
+    assert body.out_shape.as_tuple() == (12, 6, 6)
+
+
+def test_the_code_loops_over_i():
+    graph = lower(load_spec_text(staged(3, "{i}")[0], "t.yaml"))
+    torch_code, keras_code = emit(graph, "torch"), emit(graph, "keras")
+    for code in (torch_code, keras_code):
+        assert "filters=w * 2 if count == 1 else w" in code  # the first is also the last where count == 1
+        assert "filters=w * 2 if i == count - 1 else w" in code and "block_id=i," in code
+        assert "for i in range(1, count)" in code
+
+
+NUMBERED = """\
+seq:
+  params: {WIDTH: int, COUNT: int}
+  layers:
+    - {conv: {filters: WIDTH, kernel: 1}}
+    - {stage: unit, repeat: COUNT, with: {filters: WIDTH, block_id: i, total: COUNT}, last: {stride: 2}}
+    - relu
+"""
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_unnamed_stage_reading_i_is_numbered_on_in_a_numbered_block_kind(n):
+    """torchvision's `nn.Sequential(first, *remaining)`: the instances are entries 1 ... n."""
+    stage = fill(NUMBERED.split("    - ")[2].strip(), "6", str(n))
+    in_block = text(f"- body: {{block: seq, with: {{w: 6, count: {n}}}}}\n" + TAIL, UNIT + fill(NUMBERED, "w", "count"))
+    at_model = text(f"- body:\n  - {{conv: {{filters: 6, kernel: 1}}}}\n  - {stage}\n  - relu\n" + TAIL, UNIT)
+    graph, reference = same_as_model_level(in_block, at_model)
+    ids = {node.id for node in graph.nodes}
+    assert ids == {node.id for node in reference.nodes}  # the same module paths: body.1 ... body.n
+    assert f"body.{n}.conv" in ids and f"body.{n + 1}" in ids
+    keras_code = emit(graph, "keras")
+    if n > 1:
+        assert 'name=f"{name}_{i + 1}"' in keras_code  # instance i is entry i + 1
+
+
+DENSE_UNIT = """\
+dense_unit:
+  params: {growth: int, block_id: int}
+  layers:
+    - bn: batchnorm
+    - relu: {act: relu, if: block_id != 1}
+    - conv: {conv: {filters: growth, kernel: 3, padding: 1}}
+"""
+
+
+def test_a_dense_stage_reading_i_in_a_block_kind_is_the_model_levels():
+    stage = "{stage: dense_unit, repeat: 3, connectivity: dense, with: {growth: 4, block_id: i}, last: {block_id: 1}}"
+    kind = DENSE_UNIT + f"dense_block:\n  layers:\n    - block: {stage}\n"
+    stem = "- stem: {conv: {filters: 6, kernel: 3, padding: 1}}\n"
+    graph, _ = same_as_model_level(text(stem + "- db: {block: dense_block}\n" + TAIL, kind), text(stem + f"- block: {stage}\n" + TAIL, DENSE_UNIT))
+    instances = graph.body[1].children[0].instances
+    assert [dict(inst.args)["block_id"] for inst in instances] == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("with: {filters: w + i, block_id: 0, total: 3}", r"later instances must keep their input shape \(here w -> w \+ i channels\)"),
+        ("with: {block_id: 0, total: 3}, first: {filters: w}, last: {filters: w}", "`last:` gives 'filters', which the other instances"),
+        ("connectivity: dense, with: {filters: w + i, block_id: 0, total: 3}", "a dense stage's instances must add a fixed number"),
+    ],
+)
+def test_stage_arguments_a_block_kind_cannot_loop_over_are_refused(stage, message):
+    kind = UNIT + f"group:\n  params: {{w: int}}\n  layers:\n    - units: {{stage: unit, repeat: 3, {stage}}}\n"
+    with pytest.raises(SpecError, match=message):
+        lower(load_spec_text(text("- body: {block: group, with: {w: 6}}\n" + TAIL, kind), "t.yaml"))
