@@ -443,6 +443,10 @@ class _Block:
                 return
             body["block"], body["with"] = inner, {"w": draw(st.sampled_from(["w", "channels"]))}
             out = self.w if body["with"]["w"] == "w" else c
+            if draw(st.booleans()):  # a stage of it whose arguments read the instance index, and `last:`
+                del body["block"]
+                body |= {"stage": inner, "repeat": draw(st.integers(1, 3)), "with": {"w": "w", "flag": "i % 2 == 1"}, "last": {"flag": "not flag"}}
+                out = self.w
         self.add(name, body, out if holds else c)
 
     def unread(self) -> list[str]:

@@ -103,9 +103,12 @@ def test_backends_match_the_ir_and_each_other(graph, tmp_path):
 def test_nested_limits_are_explained():
     grows = SPEC.replace("NAMES", '"{i}"').replace("with: {planes: planes}, first: {stride: stride}}", "with: {planes: planes * 2}}")
     lower(load_spec_text(grows, "ok.yaml"))  # planes*2 everywhere: later instances keep their shape
-    bad = SPEC.replace("NAMES", '"{i}"').replace("first: {stride: stride}}", "first: {stride: stride}, last: {stride: 2}}")
-    with pytest.raises(SpecError, match="`last:` is not supported on a stage inside a block"):
-        lower(load_spec_text(bad, "bad.yaml"))
+    last = SPEC.replace("NAMES", '"{i}"').replace("first: {stride: stride}}", "first: {stride: stride}, last: {stride: 2}}")
+    ids = {n.id for n in lower(load_spec_text(last, "last.yaml")).nodes}  # `last:` downsamples the last instance
+    assert {"res.0.blocks.1.downsample.0", "res.1.blocks.1.downsample.0"} <= ids and "res.1.blocks.0.downsample.0" not in ids
+    wide = SPEC.replace("NAMES", '"{i}"').replace("with: {planes: planes}, first: {stride: stride}}", "with: {planes: planes + i}}")
+    with pytest.raises(SpecError, match="a stage's later instances must keep their input shape"):
+        lower(load_spec_text(wide, "wide.yaml"))
     loop = SPEC.replace("NAMES", '"{i}"').replace("transition: {block: transition, with: {compression: 0.5}}", "again: {block: dense_unit, with: {n: 1, growth_rate: 4}}")
     with pytest.raises(SpecError, match="block 'dense_unit' contains itself"):
         lower(load_spec_text(loop, "loop.yaml"))

@@ -573,6 +573,14 @@ def reads_input(items: tuple) -> bool:  # type: ignore[type-arg]
     return any("input" in item.inputs for item in items)
 
 
+def later_loop(sym: SymStage) -> str:
+    """The loop that builds a stage's later instances inside a block kind: over the index `i`
+    where their arguments read it (`Unit(w, rate=0.1 * i) for i in range(1, n)`), else `_`."""
+    if "i" in {n for _, tree in sym.rest.args for n in expr.free_names(tree)}:  # lowering's STAGE_INDEX
+        return f"for i in range(1, {expr.to_python(sym.repeat)})"
+    return f"for _ in range({expr.to_python(expr.fold(ast.BinOp(sym.repeat, ast.Sub(), ast.Constant(1))))})"
+
+
 def stage_key(pattern: str) -> str:
     """An instance name pattern as an f-string over the loop variable `i`."""
     return 'f"' + pattern.replace("{n}", "{i + 1}") + '"'

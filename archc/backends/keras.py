@@ -426,6 +426,10 @@ class KerasEmitter:
         start = expr.parse(index)
         first = index if index.isdigit() else "{" + index + "}"
         lines = self._inner(sym.first, hoist.src(sym.first.in_channels), f'f"{{name}}_{inner}{first}"', indent, "x = ")
+        if common.later_loop(sym).startswith("for i"):  # the arguments read the instance index: loop over it
+            lines.append(f"{indent}{common.later_loop(sym)}:")
+            position = expr.to_python(expr.fold(ast.BinOp(ast.Name("i"), ast.Add(), start)))
+            return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'f"{{name}}_{inner}{{{position}}}"', indent + I1, "x = ")
         bounds = [expr.fold(ast.BinOp(start, ast.Add(), ast.Constant(1))), expr.fold(ast.BinOp(start, ast.Add(), sym.repeat))]
         lines.append(f"{indent}for i in range({', '.join(expr.to_python(b) for b in bounds)}):")
         return lines + self._inner(sym.rest, expr.to_python(sym.rest.in_channels), f'f"{{name}}_{inner}{{i}}"', indent + I1, "x = ")

@@ -332,8 +332,7 @@ class TorchEmitter(InitEmission, ListEmission):
                 raise SpecError(f"{group.name}.{child.name}: a list inside a list is not supported in a block; use a block kind", None)
             elif common.spliced(child, group):  # its instances are entries of this sequence, as torchvision's _stack
                 first, rest = self._inner(child.first, hoist.src(child.first.in_channels)), self._inner(child.rest, expr.to_python(child.rest.in_channels))
-                more = expr.to_python(expr.fold(ast.BinOp(child.repeat, ast.Sub(), ast.Constant(1))))
-                modules += [(child.name, first, condition), (child.name, Gen(rest, f"for _ in range({more})", prefix="*"), condition)]
+                modules += [(child.name, first, condition), (child.name, Gen(rest, common.later_loop(child), prefix="*"), condition)]
                 continue
             else:
                 code = self._nested(child, hoist)
@@ -413,9 +412,8 @@ class TorchEmitter(InitEmission, ListEmission):
             return call("DenseStage", Gen(Call(f"{key}: {layer.func}", layer.args), f"for i in range({count})", brackets="{}"))
         first = self._inner(sym.first, hoist.src(sym.first.in_channels))
         rest = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
-        more = expr.to_python(expr.fold(ast.BinOp(sym.repeat, ast.Sub(), ast.Constant(1))))
         if sym.names == "{i}":
-            return Call("nn.Sequential", (first, Gen(rest, f"for _ in range({more})", prefix="*")))
+            return Call("nn.Sequential", (first, Gen(rest, common.later_loop(sym), prefix="*")))
         self.needs_ordered_dict = True
         first_key = common.literal(instance_name(sym.names, 0))
         count = expr.to_python(sym.repeat)

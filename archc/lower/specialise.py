@@ -273,6 +273,8 @@ class _Specialiser:
                 if isinstance(inst, BlockInst):  # the later outputs of a kind with several
                     self.env.update({f"{item.name}.{o}": Tensor(node, shape, False) for o, node, shape in inst.more_out})
             self.env[item.name] = tensor
+            if self.placed is not None:  # the top function: channels its form leaves to here (a free stage, a flatten)
+                self.scope[free_channels(item.where)] = tensor.shape.c
             prev = item.name
         return out, prev
 
@@ -436,8 +438,6 @@ class _Specialiser:
                 cur = Tensor(node_id, shape, False)
             else:
                 cur = out
-        if sym.free:
-            self.scope[free_channels(where)] = cur.shape.c
         name = sym.name
         stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))
         nonneg = not dense and self.state.block_types[sym.block].nonneg_out

@@ -40,7 +40,7 @@ from archc.lower.context import (
     unread,
 )
 from archc.lower.limits import check_block_depth
-from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -185,8 +185,6 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 options = tuple((k, ast.Constant(v)) for k, v in merge.values().items())
                 item = SymLayer(name, kind, options, sources[0].channels, False, inputs, None, tuple(t.flat for t in sources))
             else:
-                if kind == "flatten":
-                    raise SpecError(f"{name}: flatten inside a block is not supported; flatten at model level", where)
                 op = ops.KINDS[kind]
                 check_layout(name, kind, here.last, where, in_group)
                 args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
@@ -219,7 +217,10 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     op.sym_nonneg(params, here.nonneg),
                     (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
+                    _positions(kind, op, params, here),
                 )
+                if kind == "flatten":
+                    result = dataclasses.replace(result, channels=_flattened(name, here, where, top))
             if inputs:  # an entry that is never present is read as what it passes on
                 item = _with_inputs(item, tuple(_resolve(aliases, n) for n in inputs))
             reads.update(item.inputs if item.inputs else (prev,))
@@ -231,7 +232,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     raise SpecError(f"{name}: a layer under `if:` may not change where PyTorch holds the channels", where)
                 result = SymTensor(
                     _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
-                    result.nonneg and passed.nonneg, result.flat, result.last,
+                    result.nonneg and passed.nonneg, result.flat, result.last, _same(result.positions, passed.positions),
                 )
             points[name] = result
             prev = name
@@ -389,6 +390,37 @@ class SymTensor:
     nonneg: bool
     flat: bool
     last: bool = False  # a map PyTorch holds channels-last (after a permute)
+    positions: ast.expr | None = None  # H*W (D*H*W, L) where the kind fixes the map's size
+
+
+def _positions(kind: str, op: type[ops.Op], params: dict[str, ast.expr], here: SymTensor) -> ast.expr | None:
+    """The positions of a layer's output map, where the block kind fixes them: an adaptive
+    pool sets them (`size ** rank`); a layer that keeps its input's shape and feature order
+    (norms, activations, dropout) keeps them; any other layer loses them."""
+    if kind == "adaptive_avgpool":
+        return expr.fold(ast.BinOp(params["size"], ast.Pow(), params["rank"]))
+    return here.positions if op.KEEPS_FEATURE_ORDER and not here.flat else None
+
+
+def _same(a: ast.expr | None, b: ast.expr | None) -> ast.expr | None:
+    return a if a is not None and b is not None and expr.to_python(a) == expr.to_python(b) else None
+
+
+def _flattened(name: str, here: SymTensor, where: Location, top: bool = False) -> ast.expr:
+    """The features of a `flatten` inside a block kind: channels times the map's positions,
+    which the kind must fix (PyTorch's nn.Linear after it is built with that count); in the
+    top function, known once it is specialised."""
+    if here.flat:
+        return here.channels
+    if here.positions is None and top:
+        return ast.Name(free_channels(where))
+    if here.positions is None:
+        raise SpecError(
+            f"{name}: flatten inside a block kind gives channels x height x width features, and the kind does not fix "
+            "its map's size; put `adaptive_avgpool: {size: N}` (or global_avgpool) before it, or flatten at model level",
+            where,
+        )
+    return expr.fold(ast.BinOp(here.channels, ast.Mult(), here.positions))
 
 
 def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
@@ -557,40 +589,91 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
     if kind == "block":
         sym = dataclasses.replace(_sym_instance(inner, name, common, channels), more_channels=more)
         return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
-    if body.last:
-        raise SpecError(f"{name}: `last:` is not supported on a stage inside a block; give the block a parameter", where)
-    if uses_index(body):
-        raise SpecError(
-            f"{name}: the instance index `{STAGE_INDEX}` is available to stages at model level, not inside a block; "
-            "give the block a parameter",
-            where,
-        )
     repeat = _sym(body.repeat, channels)
-    first = _sym_instance(inner, name, {**common, **{k: _sym(v, channels) for k, v in body.first.items()}}, channels)
+    opening, first_args, later, middle = _stage_args(inner, name, body, channels, repeat, where)
+    first = _sym_instance(inner, name, first_args, channels)
     first_out = _frame(inner, first, inner.out_channels)
     if body.connectivity == "dense":
-        growth = _frame(inner, _sym_instance(inner, name, common, ast.Name("in_channels")), inner.out_channels)
-        if "in_channels" in expr.free_names(growth) or body.first:
+        growth = _frame(inner, _sym_instance(inner, name, later, ast.Name("in_channels")), inner.out_channels)
+        if {"in_channels", STAGE_INDEX} & expr.free_names(growth) or body.first:
             raise SpecError(f"{name}: inside a block, a dense stage's instances must add a fixed number of channels", where)
         step = ast.BinOp(ast.Name("i"), ast.Mult(), growth)
-        rest = _sym_instance(inner, name, common, expr.fold(ast.BinOp(channels, ast.Add(), step)))
+        rest = _sym_instance(inner, name, later, expr.fold(ast.BinOp(channels, ast.Add(), step)))
         out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
         if not _is_one(_frame(inner, rest, inner.stride)):
             raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
         return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, channels), out, ast.Constant(1)
-    rest = _sym_instance(inner, name, common, first_out)
-    rest_out = _frame(inner, rest, inner.out_channels)
-    if expr.to_python(rest_out) != expr.to_python(first_out) or not _is_one(_frame(inner, rest, inner.stride)):
-        if top:  # its channels and stride are known once it is specialised
-            out = ast.Name(free_channels(where))
-            return SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True), out, ast.Constant(0)
+    head = _sym_instance(inner, name, opening, channels)  # the first instance where there are more
+    head_out = _frame(inner, head, inner.out_channels)
+    rest = _sym_instance(inner, name, later, head_out)
+    between = _sym_instance(inner, name, middle, head_out)  # neither first nor last
+    between_out = _frame(inner, between, inner.out_channels)
+    if top and (body.last or STAGE_INDEX in expr.free_names(between_out) or expr.to_python(between_out) != expr.to_python(head_out)
+                or not _is_one(_frame(inner, between, inner.stride))):  # fmt: skip
+        # the top function's: its channels are known once it is specialised, instance by instance
+        free = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True)
+        return free, ast.Name(free_channels(where)), ast.Constant(0)
+    if expr.to_python(between_out) != expr.to_python(head_out) or not _is_one(_frame(inner, between, inner.stride)):
         raise SpecError(
             f"{name}: inside a block, a stage's later instances must keep their input shape "
-            f"(here {expr.to_python(first_out)} -> {expr.to_python(rest_out)} channels); use a stage at model level",
+            f"(here {expr.to_python(head_out)} -> {expr.to_python(between_out)} channels); use a stage at model level",
             where,
         )
     stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
-    return stage, first_out, _frame(inner, first, inner.stride)
+    first_stride = _frame(inner, first, inner.stride)
+    if not body.last:
+        return stage, first_out, first_stride
+    # the last instance's channels and stride: `rest` at i = repeat - 1, or the first where it is the only one
+    final = {STAGE_INDEX: expr.fold(ast.BinOp(repeat, ast.Sub(), ast.Constant(1)))}
+    last_out = expr.fold(expr.substitute(_frame(inner, rest, inner.out_channels), final))
+    last_stride = expr.fold(expr.substitute(_frame(inner, rest, inner.stride), final))
+    both = expr.fold(ast.BinOp(_frame(inner, head, inner.stride), ast.Mult(), last_stride))
+    alone = ast.Compare(repeat, [ast.Eq()], [ast.Constant(1)])
+    return stage, _pick(alone, first_out, last_out), _pick(alone, first_stride, both)
+
+
+def _stage_args(
+    inner: BlockType, name: str, body: m.StageItem, channels: ast.expr, repeat: ast.expr, where: Location,
+) -> tuple[dict[str, ast.expr], ...]:  # fmt: skip
+    """A stage's arguments inside a block kind, as expressions: (opening, first, later,
+    middle) for its first instance where it has more, its first instance (its `last:` too
+    where `repeat == 1`), every later one (over the loop variable `i`, `last:` as a
+    condition `i == repeat - 1`), and those neither first nor last. As at model level,
+    `last:` applies after `first:` when there is one instance."""
+    index = ast.Name(STAGE_INDEX)
+    middle = {k: _sym(v, channels) for k, v in body.with_.items()}
+    opening = {**middle, **{k: _sym(v, channels) for k, v in body.first.items()}}
+    defaults = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
+    first, later = dict(opening), dict(middle)
+    alone = ast.Compare(repeat, [ast.Eq()], [ast.Constant(1)])
+    final = ast.Compare(index, [ast.Eq()], [expr.fold(ast.BinOp(repeat, ast.Sub(), ast.Constant(1)))])
+    for key, raw in body.last.items():
+        value = _sym(raw, channels)
+        for args, before, test in ((first, opening, alone), (later, middle, final)):
+            other = before.get(key, defaults.get(key))
+            test = expr.fold(test)
+            if isinstance(test, ast.Constant) or other is None:
+                if other is None and not isinstance(test, ast.Constant):
+                    raise SpecError(
+                        f"{name}: `last:` gives {key!r}, which the other instances of block {inner.name!r} need too; "
+                        "give it in `with:`",
+                        where,
+                    )
+                if test.value:  # type: ignore[attr-defined]
+                    args[key] = value
+                continue
+            args[key] = _pick(test, value, other)
+    at_zero = {STAGE_INDEX: ast.Constant(0)}
+    opening, first = ({k: expr.fold(expr.substitute(v, at_zero)) for k, v in d.items()} for d in (opening, first))
+    return opening, first, later, middle
+
+
+def _pick(test: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
+    """`then if test else other`, decided where the test is a constant."""
+    test = expr.fold(test)
+    if isinstance(test, ast.Constant):
+        return then if test.value else other
+    return _if(test, then, other)
 
 
 def free_channels(where: Location) -> str:
