@@ -102,6 +102,7 @@ class SymStage:
     where: Location | None = field(default=None, compare=False)
     at: tuple[Any, ...] = field(default=(), compare=False)
     free: bool = False  # the top function's: each instance reads the shape the one before gives
+    written: tuple[tuple[tuple[str, ast.expr], ...], ...] = ()  # a free stage's `with:`, `first:`, `last:`
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,43 @@ def check_declared(source: BlockSource, scope: dict[str, Any], inst: BlockInst) 
             )
 
 
+def _free_instance(sym: SymStage, k: int, repeat: int) -> SymBlock:
+    """Instance k of a free stage: `with:`, then `first:` on the first, `last:` on the last."""
+    common, first, last = (dict(args) for args in sym.written)
+    args = {**common, **(first if k == 0 else {}), **(last if k == repeat - 1 else {})}
+    return dataclasses.replace(sym.first, args=tuple(args.items()))
+
+
+def _with_index_trees(sym: SymStage, scope: dict[str, Any], instances: list[BlockInst]) -> list[BlockInst]:
+    """Record, on the instances of a free stage whose arguments use `i`, each such argument as
+    an expression of `i` alone (the model's parameters folded in), where it varies: emitters
+    then write one loop, `CNBlock(96, sd_prob=0.1 * (3 + i) / 17.0) for i in range(3)`,
+    rather than a line per instance. Only where that expression gives every instance's value
+    exactly (Python evaluates it as archc does)."""
+    repeat = len(instances)
+    trees = []
+    for k in range(repeat):
+        here = {}
+        for key, tree in _free_instance(sym, k, repeat).args:
+            if STAGE_INDEX in expr.free_names(tree):
+                here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {STAGE_INDEX}})
+        trees.append(here)
+    all_args = [dict(inst.args) for inst in instances]
+    varies = {key: len({args[key] for args in all_args}) > 1 for here in trees for key in here}  # once per key
+    out = []
+    for k, inst in enumerate(instances):
+        keep = []
+        for key, tree in trees[k].items():
+            try:
+                exact = expr.evaluate(tree, {STAGE_INDEX: k}) == all_args[k][key]
+            except expr.ExprError:
+                exact = False
+            if varies[key] and exact:
+                keep.append((key, tree))
+        out.append(dataclasses.replace(inst, indexed=tuple(keep), index=k))
+    return out
+
+
 SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus the shortcut
 
 
@@ -424,8 +461,8 @@ class _Specialiser:
         for k in range(repeat):
             inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
-            one = sym.rest if dense or k > 0 else sym.first
-            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where, free=sym.free and k > 0)
+            one = _free_instance(sym, k, repeat) if sym.free else sym.rest if dense or k > 0 else sym.first
+            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where, free=sym.free)
             instances.append(dataclasses.replace(inst, output=out.node))
             if dense:
                 concat = ops.Concat()
@@ -438,6 +475,8 @@ class _Specialiser:
                 cur = Tensor(node_id, shape, False)
             else:
                 cur = out
+        if sym.free:
+            instances = _with_index_trees(sym, scope, instances)
         name = sym.name
         stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))
         nonneg = not dense and self.state.block_types[sym.block].nonneg_out

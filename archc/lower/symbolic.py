@@ -40,7 +40,7 @@ from archc.lower.context import (
     unread,
 )
 from archc.lower.limits import check_block_depth
-from archc.lower.values import STAGE_INDEX, op_rank, raw_args
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -608,10 +608,12 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
     rest = _sym_instance(inner, name, later, head_out)
     between = _sym_instance(inner, name, middle, head_out)  # neither first nor last
     between_out = _frame(inner, between, inner.out_channels)
-    if top and (body.last or STAGE_INDEX in expr.free_names(between_out) or expr.to_python(between_out) != expr.to_python(head_out)
+    if top and (body.last or uses_index(body) or expr.to_python(between_out) != expr.to_python(head_out)
                 or not _is_one(_frame(inner, between, inner.stride))):  # fmt: skip
-        # the top function's: its channels are known once it is specialised, instance by instance
-        free = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True)
+        # the top function's: each instance's arguments are `with:`, `first:` on the first, `last:`
+        # on the last, and its channels are known once it is specialised, instance by instance
+        written = tuple(tuple((k, _sym(v, channels)) for k, v in args.items()) for args in (body.with_, body.first, body.last))
+        free = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True, written=written)
         return free, ast.Name(free_channels(where)), ast.Constant(0)
     if expr.to_python(between_out) != expr.to_python(head_out) or not _is_one(_frame(inner, between, inner.stride)):
         raise SpecError(
