@@ -82,8 +82,6 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             where = source.locate(*section, index, written)
             if in_group:
                 check_list_entry(shown(written, index), kind, body, where)
-            if kind == "modules":
-                raise SpecError(f"{shown(written, index)}: `modules:` is a container of the model's own list, not of a block kind", where)
             # in a numbered block kind an unnamed expression takes no number (torchvision's ASPPPooling)
             unindexed = written == POSITIONAL and section == ("layers",) and sequence and ops.KINDS.get(kind, ops.Op).EXPRESSION
             name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
@@ -157,6 +155,14 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
                 inputs = ()
                 result = merged
+            elif kind == "modules":
+                if condition is not None:
+                    raise SpecError(f"{name}: a `modules:` container inside a block kind is not conditional; put `if:` on the block", where)
+                item, result = _sym_modules(
+                    state, lambda entries, sub, read: sym_layers(entries, sub, read), points, defined, source, name, body,
+                    (*section, index, written), inputs[0] if inputs else prev, where,
+                )  # fmt: skip
+                inputs = ()
             elif kind == "parallel":
                 item, result = _sym_parallel(
                     lambda entries, sub, read, k: sym_layers(entries, sub, read, offset=k), points, defined, reads,
@@ -281,6 +287,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
     reads.update(outputs)
+    containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
+    reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     unread(defined, reads, f"block {source.name!r}")
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
@@ -344,11 +352,12 @@ def _sym_parallel(
         (written, path), = entry.items()
         where = source.locate(*at, "parallel", k)
         check_path(name, k, written, item_kind(path), path, where)
-        before_points, before_defined = set(points), set(defined)
+        before_points, before_defined = dict(points), set(defined)
         (child,) = sym_layers([entry], (*at, "parallel"), tracked, k)
         outs.append(points[LAST])
-        for key in set(points) - before_points:
+        for key in set(points) - set(before_points):
             del points[key]
+        points.update(before_points)  # a path named `0` shadowed a row `0` of a container of rows
         for key in set(defined) - before_defined:
             del defined[key]
         if isinstance(child, SymGroup) and any(c.condition is not None or isinstance(c, SymStage) for c in child.children):
@@ -363,6 +372,69 @@ def _sym_parallel(
     merged = _sym_merge(body.merge, outs)
     item = SymParallel(name, tuple(paths), body.merge, here.channels, tuple(sources), tuple(t.flat for t in outs), passes=read)
     return item, merged
+
+
+def _sym_modules(
+    state: State, sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], source: BlockSource,
+    name: str, body: m.ModulesItem, at: tuple[Any, ...], read: str, where: Location,
+) -> tuple[SymGroup, SymTensor]:  # fmt: skip
+    """A `modules:` container in a block kind, typed as at model level (model._lower_modules):
+    its entries in a scope of their own, the first reading `read`; each of its tensors is then
+    a tensor of the block under its path (`fuse.1.0`), and the entries' reads of the
+    container's own tensors are written as such paths. Its tensor is its last entry's."""
+    before = dict(points)
+    before_defined = set(defined)
+    children = sym_layers(body.modules, (*at, "modules"), read)
+    result = points[LAST]
+    changed = {key for key in points if key != LAST and (key not in before or points[key] is not before[key])}
+    entries = {c.name for c in children}  # and their own tensors (`inner.2`), not what a list's layers left
+    local = {key for key in changed if key.split(".")[0] in entries}
+    for key in changed:
+        if key in local:
+            points[f"{name}.{key}"] = points[key]
+        if key in before:
+            points[key] = before[key]
+        else:
+            del points[key]
+    points[LAST] = result
+    for key in set(defined) - before_defined:
+        del defined[key]
+    numbered = [c.name.isdigit() for c in children]
+    if any(numbered) and not all(numbered):
+        raise SpecError(f"{name}: a `modules:` container has named entries (nn.ModuleDict) or numbered ones (nn.ModuleList), not both", where)
+    for child, entry in zip(children, body.modules):
+        (written,) = entry
+        if child.condition is not None:
+            raise SpecError(f"{name}.{child.name}: the entries of a `modules:` container inside a block kind are not conditional", child.where)
+        if isinstance(child, SymBlock) and child.more_outputs:
+            check_outputs_place(state.spec.blocks[child.block], written, False, True, child.where)
+        if all(numbered) and isinstance(child, SymLayer) and ops.KINDS[child.kind].module_free():
+            raise SpecError(
+                f"{name}: the entries of a numbered `modules:` container are modules (an nn.ModuleList): "
+                "write merges and resizes in a named container or outside it",
+                where,
+            )
+    children = _sym_qualified(children, name, local)
+    if body.from_ is not None and not children[0].inputs:  # the first entry reads the container's `from:`
+        children = (_with_inputs(children[0], (read,)), *children[1:])
+    return SymGroup(name, children, before[read].channels, dataflow=True), result
+
+
+def _sym_qualified(items: tuple[SymItem, ...], prefix: str, local: set[str]) -> tuple[SymItem, ...]:
+    """`items` with their reads of the container's own tensors written as the block's paths
+    (model._qualified for a block kind's items)."""
+
+    def path(n: str) -> str:
+        return f"{prefix}.{n}" if n in local or n.split(".")[0] in local else n
+
+    out = []
+    for item in items:
+        if isinstance(item, SymGroup) and item.dataflow:
+            item = dataclasses.replace(item, children=_sym_qualified(item.children, prefix, local))
+        if isinstance(item, SymParallel) and item.passes is not None:
+            item = dataclasses.replace(item, passes=path(item.passes))
+        out.append(dataclasses.replace(item, inputs=tuple(path(n) for n in item.inputs)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
