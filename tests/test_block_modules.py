@@ -184,6 +184,14 @@ def test_containers_in_a_block_kind_are_checked():
     _refused(unread.replace("- coarse: {resize: {like: fpn.outer.0}, from: c1}", "- coarse: {resize: {like: c1}, from: c1}"), r"'fpn'.* never read|never read.*fpn")
 
 
+def test_every_entry_of_a_container_in_a_block_kind_is_read():
+    """PyTorch would build an entry nothing reads and Keras would drop it (counts differed by
+    its weights, found by test_differential's container_specs)."""
+    text = fpn_block().replace("- coarse: {resize: {like: fpn.outer.0}, from: fpn.outer.1}", "- coarse: {resize: {like: fpn.inner.1}, from: fpn.outer.0}")
+    with pytest.raises(SpecError, match=r"t.yaml:26:19: entry 'fpn.outer.1' of block 'fpn_kind' is never read"):
+        lower(load_spec_text(text, "t.yaml"))
+
+
 def test_an_entry_reads_the_container_before_it_by_name():
     """A container read by its name is its last entry's tensor (`fpn` here is `fpn.outer.1`)."""
     text = fpn_block().replace("- coarse: {resize: {like: fpn.outer.0}, from: fpn.outer.1}", "- coarse: {resize: {like: fpn.outer.0}, from: fpn}")

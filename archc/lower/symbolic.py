@@ -22,6 +22,8 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
+    container_results,
+    flat_items,
     passed_on,
 )
 from archc.lower.context import (
@@ -162,7 +164,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                     state, lambda entries, sub, read: sym_layers(entries, sub, read), points, defined, source, name, body,
                     (*section, index, written), inputs[0] if inputs else prev, where,
                 )  # fmt: skip
-                inputs = ()
+                inputs = (inputs[0],) if inputs else ()  # its `from:`, as at model level
             elif kind == "parallel":
                 item, result = _sym_parallel(
                     lambda entries, sub, read, k: sym_layers(entries, sub, read, offset=k), points, defined, reads,
@@ -221,7 +223,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 )
             if inputs:
                 item = _with_inputs(item, inputs)
-            reads.update(item.inputs if item.inputs else (prev,))
+            reads.update(item.inputs if item.inputs else _implicit_read(item, prev))
             if not in_group:
                 defined[name] = where
             if condition is not None:
@@ -290,6 +292,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     unread(defined, reads, f"block {source.name!r}")
+    if containers:
+        _check_entries_read(layers, {*kept, *outputs}, source.name)
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
             raise SpecError(f"input {n!r} of block {source.name!r} is never read; read it (`from: {n}`, a merge) or remove it", source.locate("inputs", k))
@@ -418,6 +422,34 @@ def _sym_modules(
     if body.from_ is not None and not children[0].inputs:  # the first entry reads the container's `from:`
         children = (_with_inputs(children[0], (read,)), *children[1:])
     return SymGroup(name, children, before[read].channels, dataflow=True), result
+
+
+def _implicit_read(item: SymItem, prev: str) -> tuple[str, ...]:
+    """What an item without `inputs` reads: the tensor before it, unless it is a `modules:`
+    container whose first entry reads another (Keras would drop a layer only that reads)."""
+    first = item
+    while isinstance(first, SymGroup) and first.dataflow:
+        if first.inputs:
+            return first.inputs
+        first = first.children[0]
+    return first.inputs[:1] if first is not item and first.inputs else (prev,)
+
+
+def _check_entries_read(layers: tuple[SymItem, ...], kept: set[str], block: str) -> None:
+    """Every entry of a block kind's `modules:` containers is read (by a later item, as the
+    block's result, an output or a shortcut's input): Keras builds no layer nothing reads."""
+    flat = flat_items(layers)
+    last = container_results(flat)
+    read = {last.get(n, n) for n in kept} | {flat[-1].name}
+    for k, item in enumerate(flat):
+        read.update(item.inputs or ((flat[k - 1].name,) if k else ()))
+    for item in flat:
+        if "." in item.name and item.name not in read:
+            raise SpecError(
+                f"entry {item.name!r} of block {block!r} is never read: no later layer reads it and it is not the "
+                "block's result; read it (`from:`, a merge) or remove it",
+                item.where,
+            )
 
 
 def _sym_qualified(items: tuple[SymItem, ...], prefix: str, local: set[str]) -> tuple[SymItem, ...]:
