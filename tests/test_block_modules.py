@@ -179,6 +179,7 @@ def test_containers_in_a_block_kind_are_checked():
     _refused(block.replace("from: fpn.outer.1}", "from: fpn.outer.2}"), r"unknown tensor 'fpn.outer.2'")
     _refused(re.sub(r"- fpn:\n( +)modules:", r"- fpn:\n\1if: w > 2\n\1modules:", block), r"fpn: a `modules:` container inside a block kind is not conditional")
     _refused(block.replace("- merged0: {add: [inner.0, top0]}", "- merged0: {add: [inner.0, top0], if: w > 2}"), r"fpn.merged0: the entries of a `modules:` container inside a block kind are not conditional")
+    _refused(block.replace("- c2: {conv: {filters: 3 * w, kernel: 3, padding: 1, stride: 2}}", "- c2: [{conv: {filters: 3 * w, kernel: 3, padding: 1, stride: 2}}, {m: {modules: [relu]}}]"), r"m: a `modules:` container is an entry of a block kind's list or of another `modules:`, not of a list")
     # an entry read by nothing is the container's business (as at model level); the container read by nobody is not
     unread = block.replace("- joined: {concat: [fpn.outer.0, coarse, fpn.inner.0]}", "- joined: {concat: [c2, c2]}").replace("from: fpn.outer.1}", "from: c1}")
     _refused(unread.replace("- coarse: {resize: {like: fpn.outer.0}, from: c1}", "- coarse: {resize: {like: c1}, from: c1}"), r"'fpn'.* never read|never read.*fpn")

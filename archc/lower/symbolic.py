@@ -158,6 +158,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 inputs = ()
                 result = merged
             elif kind == "modules":
+                if in_group:
+                    raise SpecError(f"{name}: a `modules:` container is an entry of a block kind's list or of another `modules:`, not of a list", where)
                 if condition is not None:
                     raise SpecError(f"{name}: a `modules:` container inside a block kind is not conditional; put `if:` on the block", where)
                 item, result = _sym_modules(
