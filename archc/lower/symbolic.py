@@ -22,10 +22,9 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
-    container_results,
-    flat_items,
     passed_on,
 )
+from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
     State,
     check_arity,
@@ -162,9 +161,9 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                     raise SpecError(f"{name}: a `modules:` container is an entry of a block kind's list or of another `modules:`, not of a list", where)
                 if condition is not None:
                     raise SpecError(f"{name}: a `modules:` container inside a block kind is not conditional; put `if:` on the block", where)
-                item, result = _sym_modules(
+                item, result = sym_modules(
                     state, lambda entries, sub, read: sym_layers(entries, sub, read), points, defined, source, name, body,
-                    (*section, index, written), inputs[0] if inputs else prev, where,
+                    (*section, index, written), inputs[0] if inputs else prev, where, LAST,
                 )  # fmt: skip
                 inputs = (inputs[0],) if inputs else ()  # its `from:`, as at model level
             elif kind == "parallel":
@@ -225,7 +224,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                 )
             if inputs:
                 item = _with_inputs(item, inputs)
-            reads.update(item.inputs if item.inputs else _implicit_read(item, prev))
+            reads.update(item.inputs if item.inputs else implicit_read(item, prev))
             if not in_group:
                 defined[name] = where
             if condition is not None:
@@ -295,7 +294,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     unread(defined, reads, f"block {source.name!r}")
     if containers:
-        _check_entries_read(layers, {*kept, *outputs}, source.name)
+        check_entries_read(layers, {*kept, *outputs}, source.name)
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
             raise SpecError(f"input {n!r} of block {source.name!r} is never read; read it (`from: {n}`, a merge) or remove it", source.locate("inputs", k))
@@ -378,97 +377,6 @@ def _sym_parallel(
     merged = _sym_merge(body.merge, outs)
     item = SymParallel(name, tuple(paths), body.merge, here.channels, tuple(sources), tuple(t.flat for t in outs), passes=read)
     return item, merged
-
-
-def _sym_modules(
-    state: State, sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], source: BlockSource,
-    name: str, body: m.ModulesItem, at: tuple[Any, ...], read: str, where: Location,
-) -> tuple[SymGroup, SymTensor]:  # fmt: skip
-    """A `modules:` container in a block kind, typed as at model level (model._lower_modules):
-    its entries in a scope of their own, the first reading `read`; each of its tensors is then
-    a tensor of the block under its path (`fuse.1.0`), and the entries' reads of the
-    container's own tensors are written as such paths. Its tensor is its last entry's."""
-    before = dict(points)
-    before_defined = set(defined)
-    children = sym_layers(body.modules, (*at, "modules"), read)
-    result = points[LAST]
-    changed = {key for key in points if key != LAST and (key not in before or points[key] is not before[key])}
-    entries = {c.name for c in children}  # and their own tensors (`inner.2`), not what a list's layers left
-    local = {key for key in changed if key.split(".")[0] in entries}
-    for key in changed:
-        if key in local:
-            points[f"{name}.{key}"] = points[key]
-        if key in before:
-            points[key] = before[key]
-        else:
-            del points[key]
-    points[LAST] = result
-    for key in set(defined) - before_defined:
-        del defined[key]
-    numbered = [c.name.isdigit() for c in children]
-    if any(numbered) and not all(numbered):
-        raise SpecError(f"{name}: a `modules:` container has named entries (nn.ModuleDict) or numbered ones (nn.ModuleList), not both", where)
-    for child, entry in zip(children, body.modules):
-        (written,) = entry
-        if child.condition is not None:
-            raise SpecError(f"{name}.{child.name}: the entries of a `modules:` container inside a block kind are not conditional", child.where)
-        if isinstance(child, SymBlock) and child.more_outputs:
-            check_outputs_place(state.spec.blocks[child.block], written, False, True, child.where)
-        if all(numbered) and isinstance(child, SymLayer) and ops.KINDS[child.kind].module_free():
-            raise SpecError(
-                f"{name}: the entries of a numbered `modules:` container are modules (an nn.ModuleList): "
-                "write merges and resizes in a named container or outside it",
-                where,
-            )
-    children = _sym_qualified(children, name, local)
-    if body.from_ is not None and not children[0].inputs:  # the first entry reads the container's `from:`
-        children = (_with_inputs(children[0], (read,)), *children[1:])
-    return SymGroup(name, children, before[read].channels, dataflow=True), result
-
-
-def _implicit_read(item: SymItem, prev: str) -> tuple[str, ...]:
-    """What an item without `inputs` reads: the tensor before it, unless it is a `modules:`
-    container whose first entry reads another (Keras would drop a layer only that reads)."""
-    first = item
-    while isinstance(first, SymGroup) and first.dataflow:
-        if first.inputs:
-            return first.inputs
-        first = first.children[0]
-    return first.inputs[:1] if first is not item and first.inputs else (prev,)
-
-
-def _check_entries_read(layers: tuple[SymItem, ...], kept: set[str], block: str) -> None:
-    """Every entry of a block kind's `modules:` containers is read (by a later item, as the
-    block's result, an output or a shortcut's input): Keras builds no layer nothing reads."""
-    flat = flat_items(layers)
-    last = container_results(flat)
-    read = {last.get(n, n) for n in kept} | {flat[-1].name}
-    for k, item in enumerate(flat):
-        read.update(item.inputs or ((flat[k - 1].name,) if k else ()))
-    for item in flat:
-        if "." in item.name and item.name not in read:
-            raise SpecError(
-                f"entry {item.name!r} of block {block!r} is never read: no later layer reads it and it is not the "
-                "block's result; read it (`from:`, a merge) or remove it",
-                item.where,
-            )
-
-
-def _sym_qualified(items: tuple[SymItem, ...], prefix: str, local: set[str]) -> tuple[SymItem, ...]:
-    """`items` with their reads of the container's own tensors written as the block's paths
-    (model._qualified for a block kind's items)."""
-
-    def path(n: str) -> str:
-        return f"{prefix}.{n}" if n in local or n.split(".")[0] in local else n
-
-    out = []
-    for item in items:
-        if isinstance(item, SymGroup) and item.dataflow:
-            item = dataclasses.replace(item, children=_sym_qualified(item.children, prefix, local))
-        if isinstance(item, SymParallel) and item.passes is not None:
-            item = dataclasses.replace(item, passes=path(item.passes))
-        out.append(dataclasses.replace(item, inputs=tuple(path(n) for n in item.inputs)))
-    return tuple(out)
 
 
 @dataclass(frozen=True)
