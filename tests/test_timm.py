@@ -167,3 +167,36 @@ def test_hrnet_fuse_layers_are_timms(size):
     for i, w in enumerate(want):
         assert got[str(i)].shape == w.shape
         assert torch.allclose(got[str(i)], w, atol=1e-5), (i, (got[str(i)] - w).abs().max())
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 40)])
+def test_hrnet_module_as_a_block_kind_is_timms(size):
+    """timm's HighResolutionModule as a block kind (tests/hrnet_module.yaml: `modules:`
+    containers inside a block kind, `branches` of stages and `fuse_layers` of `parallel:`
+    rows): the instance `h` loads hrnet_w18_small's stage3[0] state_dict strictly and, given
+    the same three maps, returns timm's three fused maps."""
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    spec = ROOT / "tests" / "hrnet_module.yaml"
+    ours = api.load_module(lower(load_spec_text(spec.read_text(), spec.name)), "torch").build_model().eval()
+    torch.manual_seed(0)
+    module = timm.create_model("hrnet_w18_small", pretrained=False).stage3[0].eval()
+    assert {"branches.2.1.bn2.running_var", "fuse_layers.2.0.1.1.running_var", "fuse_layers.0.2.0.weight"} <= set(module.state_dict())
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # statistics of their own, so eval uses them
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    ours.h.load_state_dict(module.state_dict(), strict=True)
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = ours(x)
+        want = module([ours.x0(x), ours.x1(x), ours.x2(x)])
+    assert list(got) == ["0", "1", "2"]
+    for i, w in enumerate(want):
+        assert got[str(i)].shape == w.shape
+        assert torch.allclose(got[str(i)], w, atol=1e-5), (i, (got[str(i)] - w).abs().max())

@@ -27,6 +27,7 @@ from archc.ir.graph import (
     SymStage,
     channel_params,
     container_results,
+    flat_items,
     instance_name,
     passed_on,
     path_variable,
@@ -497,6 +498,7 @@ def plan(
     held in `first` and the others in variables of their names; `reserved`: the module-level
     names of the generated code that a variable must not shadow (Keras' block functions).
     """
+    items = flat_items(items)  # a block kind's `modules:` containers opened (the model's are by flat_body)
     last = container_results(items)  # an output naming a container is its last entry's tensor
     outputs = frozenset(last.get(o, o) for o in outputs)
     keep = {*keep, *outputs}

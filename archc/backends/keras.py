@@ -35,6 +35,7 @@ from archc.ir.graph import (
     is_merge,
     keras_name,
     path_reads,
+    path_variable,
 )
 from archc.ops import init
 from archc.ops.base import suffixed
@@ -280,7 +281,7 @@ class KerasEmitter:
             at = indent + I1
         uses[prefix + layer.name] = uses.get(prefix + layer.name, 0) + 1
         n = uses[prefix + layer.name]
-        suffix = prefix + (layer.name if n == 1 else f"{layer.name}_{n}")
+        suffix = prefix + path_variable(layer.name if n == 1 else f"{layer.name}_{n}")  # an entry of a container: m_lat_0
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
             body = self._group(layer, hoist, uses, block, prefix, at)
@@ -308,12 +309,12 @@ class KerasEmitter:
             body = []
             if layer.kind in common._EXPRESSIONS:
                 args = ops.KINDS[layer.kind].with_reads(args, step.srcs)
-                body = [f"{at}{step.dst} = {expression(layer.kind, args, name, src, layer.nonneg_in, layer.where or block.where)}"]
+                body = _split_call(f"{at}{step.dst} = ", expression(layer.kind, args, name, src, layer.nonneg_in, layer.where or block.where))
             inits = ()
             if ops.ALL[layer.kind].TENSORS:
                 inits = self.initializers(
                     layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), layer.where or block.where,  # type: ignore[attr-defined]
-                    f"{block.name}_{prefix}{layer.name}",
+                    f"{block.name}_{prefix}{path_variable(layer.name)}",
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
             for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []):
@@ -369,7 +370,7 @@ class KerasEmitter:
         nn.Sequential numbers them (conditional ones count only where they hold)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
-        inner = f"{prefix}{group.name}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
+        inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
         for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
@@ -412,7 +413,7 @@ class KerasEmitter:
         self.x_is_input = False  # the paths write `x`
         lines.append(f"{indent}{outs} = []")
         for path, read in zip(layer.children, path_reads(layer.children, srcs)):  # a row of a grid reads several
-            lines += self._sym_layer(common.Step(path, read, "x", read[0], False), hoist, uses, block, f"{prefix}{layer.name}_", indent)
+            lines += self._sym_layer(common.Step(path, read, "x", read[0], False), hoist, uses, block, f"{prefix}{path_variable(layer.name)}_", indent)
             lines.append(f"{indent}{outs}.append(x)")
         each = [f"{outs}[{k}]" for k in range(len(layer.children))]
         merge, applied = ops.KINDS[layer.merge].keras_merge(ops.KerasCtx(name, False, None), each, list(layer.flat), {})  # type: ignore[attr-defined]

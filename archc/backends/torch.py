@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from archc import ops
-from archc.backends import common, template_dir
+from archc.backends import _signature, common, template_dir
 from archc.backends.torch_init import InitEmission
 from archc.backends.torch_lists import (
     ListEmission,
@@ -23,6 +23,7 @@ from archc.backends.torch_lists import (
     inst_rows,
     parallel_lines,
     sequential_keys,
+    sym_container_module,
     sym_rows,
     tapped_calls,
 )
@@ -46,6 +47,7 @@ from archc.ir.graph import (
     SymStage,
     instance_name,
     is_merge,
+    path_variable,
 )
 from archc.ops import init
 from archc.spec import expr
@@ -176,9 +178,17 @@ class TorchEmitter(InitEmission, ListEmission):
                 "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
         first = sig.variables[0]
+        containers = {c.name: c for c in layers if isinstance(c, SymGroup) and c.dataflow}
         for step in [*common.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *common.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
+            top = layer.name.split(".")[0]
+            if top in containers and top not in defined:  # its entries are defined with it
+                defined.add(top)
+                init += hoist.definitions(common.width_trees(containers[top]), INDENT2)
+                init += render(self._container_module(containers[top], hoist), INDENT2, f"self.{top} = ")
+            if top in containers and not module_free:
+                continue
             if layer.name in defined and not module_free:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
@@ -194,9 +204,9 @@ class TorchEmitter(InitEmission, ListEmission):
                 forward = [*self._as_list(block), "x = torch.cat(features, 1)", *forward]
                 methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
             else:
-                tensors = ", ".join(f"{v}: Tensor" for v in sig.variables)
                 result = f"tuple[{', '.join(['Tensor'] * len(block.outputs))}]" if block.outputs else "Tensor"
-                methods = [(f"forward(self, {tensors}) -> {result}", forward)]
+                head = _signature("forward", ["self", *(f"{v}: Tensor" for v in sig.variables)], result)  # split where long
+                methods = [(head[len("    def ") : -1], forward)]
         init.insert(0, f"{INDENT2}super().__init__()")
         return {
             "name": self.names[block.name],
@@ -303,6 +313,19 @@ class TorchEmitter(InitEmission, ListEmission):
             return lines + render(module, indent, f"self.{layer.name} = ")
         return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
 
+    def _container_module(self, group: SymGroup, hoist: common.Hoister) -> Code:
+        """A `modules:` container of a block kind, as at model level (container_module)."""
+        self.needs_ordered_dict |= not group.positional
+
+        def module_of(child: SymItem) -> Code:
+            if isinstance(child, SymGroup) and child.dataflow:
+                return self._container_module(child, hoist)
+            if isinstance(child, SymLayer):
+                return self._sym_module(child, hoist, False)
+            return self._path_module(child, hoist)
+
+        return sym_container_module(group, module_of)
+
     def _sym_module(self, layer: SymLayer, hoist: common.Hoister, inplace: bool) -> Code:
         return layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
 
@@ -384,7 +407,7 @@ class TorchEmitter(InitEmission, ListEmission):
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
             indent = INDENT2 + "    " * (layer.condition is not None)
-            body = parallel_lines(layer.name, layer.merge, layer.flat, step.srcs, step.dst, indent, sym_rows(layer), self.block_locals)
+            body = parallel_lines(common.module_path(layer.name), layer.merge, layer.flat, step.srcs, step.dst, indent, sym_rows(layer), self.block_locals)
             guard = f"if self.{layer.name} is not None:"
         elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
             args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
@@ -393,7 +416,7 @@ class TorchEmitter(InitEmission, ListEmission):
             guard = f"if self.{self._switch(layer)}:"
         else:
             src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *_more_inputs(layer, step)))
-            body = self._call_line(layer.name, kind, src, step.targets)
+            body = self._call_line(common.module_path(layer.name), kind, src, step.targets)
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
             return body
@@ -653,7 +676,7 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
 
 def _stored(layer: SymLayer, key: str) -> str:
-    return f"{layer.name}_{key}"
+    return f"{path_variable(layer.name)}_{key}"  # an entry of a container: `m_up_size`
 
 
 def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[str, str]:

@@ -202,6 +202,14 @@ def container_module(group: GroupInst, module_of: Callable[[Inst], Code]) -> Cod
     return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))
 
 
+def sym_container_module(group: SymGroup, module_of: Callable[[SymItem], Code]) -> Code:
+    """A `modules:` container of a block kind, as `container_module` writes the model's."""
+    entries = [c for c in group.children if not free(c)]
+    if group.positional:
+        return call("nn.ModuleList", Seq(tuple(module_of(child) for child in entries), "[]"))
+    return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))
+
+
 def tapped_calls(group: GroupInst, step: common.Step) -> list[str]:
     """A group whose entries are read from outside it, run in pieces that end at each such
     entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),

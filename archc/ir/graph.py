@@ -116,6 +116,10 @@ class SymGroup:
     condition: ast.expr | None = None
     where: Location | None = field(default=None, compare=False)
     at: tuple[Any, ...] = field(default=(), compare=False)
+    # a `modules:` container (nn.ModuleDict / nn.ModuleList), its entries wired by dataflow as
+    # at model level (GroupInst.dataflow): their `inputs` are the block's paths (`fuse.1.0`);
+    # one without inputs reads the one before it in `flat_items` order
+    dataflow: bool = False
 
     @property
     def positional(self) -> bool:
@@ -141,6 +145,33 @@ class SymParallel:
 
 
 SymItem = Union[SymLayer, SymBlock, SymStage, SymGroup, SymParallel]
+
+
+def flat_items(items: Sequence[Any]) -> tuple[Any, ...]:
+    """A list of a block kind's items (or the model's) with its `modules:` containers opened:
+    their entries, named by path (`fuse.1.0`), in the order the code calls them; a read of a
+    container by its name reads its last entry. Items without containers are returned as they are."""
+    if not any(isinstance(i, (SymGroup, GroupInst)) and i.dataflow for i in items):
+        return tuple(items)
+    out: list[Any] = []
+
+    def walk(group: Sequence[Any], prefix: str) -> None:
+        for item in group:
+            if isinstance(item, (SymGroup, GroupInst)) and item.dataflow:
+                walk(item.children if isinstance(item, SymGroup) else item.items, f"{prefix}{item.name}.")
+            else:
+                out.append(dataclasses.replace(item, name=prefix + item.name) if prefix else item)
+
+    walk(items, "")
+    last = container_results(out)  # a container read by its name gives its last entry's tensor
+
+    def resolved(item: Any) -> Any:
+        passes = getattr(item, "passes", None)
+        if passes in last:
+            item = dataclasses.replace(item, passes=last[passes])
+        return dataclasses.replace(item, inputs=tuple(last.get(n, n) for n in item.inputs)) if set(item.inputs) & set(last) else item
+
+    return tuple(resolved(i) for i in out)
 
 
 def path_reads(paths: Sequence[Any], inputs: Sequence[str]) -> list[tuple[str, ...]]:
@@ -447,18 +478,7 @@ class Graph:
     def flat_body(self) -> tuple[Inst, ...]:
         """The model's items in order with its `modules:` containers opened: their entries,
         named by path (`fpn.inner_blocks.0`), as the model's forward calls them."""
-        out: list[Inst] = []
-
-        def walk(items: tuple[Inst, ...], prefix: str) -> None:
-            for item in items:
-                if isinstance(item, GroupInst) and item.dataflow:
-                    walk(item.items, f"{prefix}{item.name}.")
-                else:
-                    out.append(dataclasses.replace(item, name=prefix + item.name) if prefix else item)
-
-        walk(self.body, "")
-        last = container_results(out)  # a container read by its name gives its last entry's tensor
-        return tuple(dataclasses.replace(i, inputs=tuple(last.get(n, n) for n in i.inputs)) if set(i.inputs) & set(last) else i for i in out)
+        return flat_items(self.body)
 
     def tapped(self) -> dict[str, set[str]]:
         """Model-level groups run in sequence whose entries are read from outside them: see

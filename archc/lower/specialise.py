@@ -322,6 +322,8 @@ class _Specialiser:
             return self.merge(item, name, path, [self.env[n] for n in reads])
         if isinstance(item, SymLayer):
             return self.layer(item, name, path, src, scope, [self.env[n] for n in reads[1:]])
+        if isinstance(item, SymGroup) and item.dataflow:
+            return self.container(item, name, path, reads[0], scope, f"{item.name}.")
         if isinstance(item, SymGroup):
             group_path = (*path, name)
             children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
@@ -333,6 +335,28 @@ class _Specialiser:
             return self.parallel(item, name, path, reads, scope)
         stage, tensor = self.stage(item, path, src, scope)
         return stage, tensor
+
+    def container(
+        self, item: SymGroup, name: str, path: tuple[str, ...], prev: str, scope: dict[str, Any], prefix: str,
+    ) -> tuple[GroupInst, Tensor]:  # fmt: skip
+        """A `modules:` container: the GroupInst lowering gives one at model level (dataflow, its
+        entries' reads the block's paths). Each entry's tensor is `prefix + entry` in `env`;
+        an entry without reads reads the one before it."""
+        first = self.env[prev]
+        children: list[Inst] = []
+        for child in item.children:
+            reads = child.inputs or (prev,)
+            if isinstance(child, SymGroup) and child.dataflow:
+                inst, tensor = self.container(child, child.name, (*path, name), prev, scope, f"{prefix}{child.name}.")
+            else:
+                inst, tensor = self.item(child, child.name, (*path, name), reads, self.env[reads[0]], scope)
+            if child.inputs:
+                inst = dataclasses.replace(inst, inputs=child.inputs)
+            children.append(dataclasses.replace(inst, output=tensor.node))
+            prev = prefix + child.name
+            self.env[prev] = tensor
+        out = self.env[prev]
+        return GroupInst(name, tuple(children), first.shape, out.shape, counts_of(children), dataflow=True), out
 
     def node_id(self, path: tuple[str, ...], name: str) -> str:
         """`path.name`, or `path.name_2` for an activation called again under its name."""

@@ -24,6 +24,7 @@ from archc.ir.graph import (
     channel_params,
     passed_on,
 )
+from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
     State,
     check_arity,
@@ -85,8 +86,6 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             where = source.locate(*section, index, written)
             if in_group:
                 check_list_entry(shown(written, index), kind, body, where)
-            if kind == "modules":
-                raise SpecError(f"{shown(written, index)}: `modules:` is a container of the model's own list, not of a block kind", where)
             # in a numbered block kind an unnamed expression takes no number (torchvision's ASPPPooling)
             unindexed = written == POSITIONAL and section == ("layers",) and sequence and ops.KINDS.get(kind, ops.Op).EXPRESSION
             name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
@@ -164,6 +163,16 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 item = SymLayer(name, body.merge, (), merged.channels, False, tuple(ends), None, flats, passes=read)
                 inputs = ()
                 result = merged
+            elif kind == "modules":
+                if in_group:
+                    raise SpecError(f"{name}: a `modules:` container is an entry of a block kind's list or of another `modules:`, not of a list", where)
+                if condition is not None:
+                    raise SpecError(f"{name}: a `modules:` container inside a block kind is not conditional; put `if:` on the block", where)
+                item, result = sym_modules(
+                    state, lambda entries, sub, read: sym_layers(entries, sub, read), points, defined, source, name, body,
+                    (*section, index, written), inputs[0] if inputs else prev, where, LAST,
+                )  # fmt: skip
+                inputs = (inputs[0],) if inputs else ()  # its `from:`, as at model level
             elif kind == "parallel":
                 item, result = _sym_parallel(
                     lambda entries, sub, read, k: sym_layers(entries, sub, read, offset=k), points, defined, reads,
@@ -223,7 +232,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     result = dataclasses.replace(result, channels=_flattened(name, here, where, top))
             if inputs:  # an entry that is never present is read as what it passes on
                 item = _with_inputs(item, tuple(_resolve(aliases, n) for n in inputs))
-            reads.update(item.inputs if item.inputs else (prev,))
+            reads.update(item.inputs if item.inputs else implicit_read(item, prev))
             if not in_group:
                 defined[name] = where
             if condition is not None:
@@ -296,7 +305,11 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     if top:
         state.absent = set(aliases)
     layers = _drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
+    containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
+    reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     unread(defined, reads, "the model" if top else f"block {source.name!r}")
+    if containers:
+        check_entries_read(layers, {*kept, *outputs, *returned}, "the model" if top else f"block {source.name!r}")
     for k, n in enumerate(definition.inputs or ()):
         if n not in reads:
             raise SpecError(f"input {n!r} of block {source.name!r} is never read; read it (`from: {n}`, a merge) or remove it", source.locate("inputs", k))
@@ -359,11 +372,12 @@ def _sym_parallel(
         (written, path), = entry.items()
         where = source.locate(*at, "parallel", k)
         check_path(name, k, written, item_kind(path), path, where)
-        before_points, before_defined = set(points), set(defined)
+        before_points, before_defined = dict(points), set(defined)
         (child,) = sym_layers([entry], (*at, "parallel"), tracked, k)
         outs.append(points[LAST])
-        for key in set(points) - before_points:
+        for key in set(points) - set(before_points):
             del points[key]
+        points.update(before_points)  # a path named `0` shadowed a row `0` of a container of rows
         for key in set(defined) - before_defined:
             del defined[key]
         if isinstance(child, SymGroup) and any(c.condition is not None or isinstance(c, SymStage) for c in child.children):

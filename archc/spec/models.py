@@ -231,7 +231,7 @@ class ModulesItem(Flow):
     `inner_blocks`, LRASPP's head): each entry reads the previous one unless it names others
     (`from:`, merges), as in the model's own list, and the model's forward calls each entry
     where it is read. Named entries make an nn.ModuleDict, numbered ones an nn.ModuleList;
-    their tensors are read from outside as `name.entry` (model level only)."""
+    their tensors are read from outside as `name.entry`, at model level and in a block kind."""
 
     modules: list[LayerEntry] = Field(min_length=1, description="The entries: layers, blocks, lists or containers.")
 
