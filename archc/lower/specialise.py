@@ -499,7 +499,7 @@ class _Specialiser:
                 cur = Tensor(node_id, shape, False)
             else:
                 cur = out
-        if sym.free:
+        if any(STAGE_INDEX in expr.free_names(tree) for args in sym.written for _, tree in args):
             instances = _with_index_trees(sym, scope, instances)
         name = sym.name
         stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))
