@@ -21,7 +21,6 @@ from archc.ir.graph import (
     ParallelInst,
     StageInst,
     instance_name,
-    path_variable,
 )
 from archc.lower import limits
 from archc.lower.context import (
@@ -34,6 +33,7 @@ from archc.lower.context import (
     check_merge_named,
     check_outputs_place,
     check_path,
+    check_tap_variables,
     counts_of,
     item_kind,
     join_path,
@@ -235,7 +235,7 @@ def lower_items(
             env.update({f"{name}.{o}": Tensor(node, o_shape, False) for o, node, o_shape in item.more_out})
         prev = name
     if model_level:
-        _check_tap_variables(reads, defined)
+        check_tap_variables(reads, defined)
         state.outputs = _outputs(state, env, flow)
         outputs = {o.item for o in state.outputs} | {o.item.split(".")[0] for o in state.outputs}
         flow.prune(state, items, defined, outputs or {flow.resolve(prev)})
@@ -305,18 +305,6 @@ def _qualified(items: tuple[Inst, ...], prefix: str, local: set[str]) -> tuple[I
             item = dataclasses.replace(item, items=_qualified(item.items, prefix, local))
         out.append(dataclasses.replace(item, inputs=inputs))
     return tuple(out)
-
-
-def _check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
-    """The code holds a tap `backbone.layer3` in the variable `backbone_layer3`: no layer may
-    have that name."""
-    for name in sorted(n for n in reads if "." in n):
-        variable = path_variable(name)
-        if variable in defined:
-            raise SpecError(
-                f"layer {variable!r} has the name the generated code gives the tap {name!r}; rename the layer",
-                defined[variable],
-            )
 
 
 def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:

@@ -33,6 +33,7 @@ from archc.lower.context import (
     check_named_layers,
     check_outputs_place,
     check_path,
+    check_tap_variables,
     item_kind,
     numbered_definition,
     sc_index,
@@ -69,6 +70,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
+    taps: dict[str, str | None] = {}  # `group.entry` read from outside its list -> why it cannot be, or None
 
     def sym_layers(
         entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
@@ -128,6 +130,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
+                taps.update(_group_taps(points, item, condition))
             elif kind == "branches":
                 # every branch reads the branches' input (`from:` or the previous tensor) and is
                 # present where the branches are; absent, the merge passes that input on
@@ -236,7 +239,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     layers = sym_layers(definition.layers, ("layers",), inputs_of[0])
     outputs = tuple(definition.outputs or ())
     for k, o in enumerate(outputs):
-        if o not in defined:
+        if o not in defined and o not in taps:
             known = ", ".join(n for n in defined if not n.isdigit())
             raise SpecError(f"output {o!r} of block {source.name!r} is not a layer of its list; its layers: {known}", source.locate("outputs", k))
     if outputs:  # its value is its first output
@@ -275,6 +278,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
+    _check_taps((*layers, *after), outputs, taps, defined, reads, source)
     layers = _live(layers, {last_of[("layers",)], *kept, *outputs}, aliases)
     after = _live(after, {last_of[("after",)]}, aliases)
     params = _params(definition)
@@ -324,6 +328,51 @@ def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_na
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.expr | None) -> dict[str, str | None]:
+    """The entries of a list of a block kind as tensors of the kind (`body.2`, `body.conv1`),
+    read from outside it (taps): the code runs the list in pieces that end at each tapped entry,
+    which it can where every entry is there in every instance (and so is numbered alike)."""
+    why = None
+    if condition is not None:
+        why = "the list is under `if:`"
+    elif any(c.condition is not None for c in group.children):
+        why = "an entry of the list is under `if:`"
+    elif group.positional and any(isinstance(c, SymStage) for c in group.children):
+        why = "an unnamed stage of the list numbers its instances with it"
+    out: dict[str, str | None] = {}
+    for child in group.children:
+        points[f"{group.name}.{child.name}"] = points[child.name]
+        out[f"{group.name}.{child.name}"] = why
+    return out
+
+
+def _check_taps(
+    items: tuple[SymItem, ...], outputs: tuple[str, ...], taps: dict[str, str | None], defined: dict[str, Location],
+    reads: set[str], source: BlockSource,
+) -> None:  # fmt: skip
+    """Taps into a block kind's lists: each readable (`_group_taps`), each list read through its
+    taps counted as read, and no layer named like the variable the code holds a tap in."""
+    def walk(items: tuple[SymItem, ...]) -> None:
+        for item in items:
+            for name in item.inputs:
+                if taps.get(name):
+                    raise SpecError(f"{item.name} reads {name!r}, an entry of a list of block {source.name!r} that "
+                                    f"cannot be read from outside it: {taps[name]}; read the list itself", item.where)
+            if isinstance(item, (SymGroup, SymParallel)):
+                walk(item.children)
+
+    walk(items)
+    for k, name in enumerate(outputs):
+        if taps.get(name):
+            raise SpecError(f"output {name!r} of block {source.name!r} cannot be read from outside its list: {taps[name]}",
+                            source.locate("outputs", k))
+    read = {n for n in reads | set(outputs) if n in taps}
+    # a tap of a list's last entry reads the list; of an earlier one, the entries after it still need a reader
+    ends = {f"{item.name}.{item.children[-1].name}" for item in items if isinstance(item, SymGroup) and item.children}
+    reads.update(n.split(".")[0] for n in read & ends)
+    check_tap_variables(read, defined)
 
 
 def _sym_parallel(
@@ -629,6 +678,8 @@ def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]
     wiring: list[tuple[list[object], object]] = []  # per item: what it reads, what it passes on
 
     def resolve(name: str) -> object:
+        if "." in name and name.split(".")[0] in index:  # a tap reads its list
+            name = name.split(".")[0]
         while name in aliases and name not in index:
             name = aliases[name]
         return index.get(name, name)
