@@ -27,6 +27,7 @@ from archc.ir.graph import (
 from archc.lower.context import (
     State,
     check_arity,
+    check_inline,
     check_layout,
     check_list_entry,
     check_merge_named,
@@ -40,7 +41,7 @@ from archc.lower.context import (
     shown,
     unread,
 )
-from archc.lower.limits import check_block_depth
+from archc.lower.limits import check_block_depth, check_repeat
 from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
 from archc.spec import expr
 from archc.spec import models as m
@@ -103,9 +104,27 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
             position += not unindexed
-            if kind in ("block", "stage"):
-                if body.inline:
-                    raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
+            if kind in ("block", "stage") and body.inline:
+                if written != POSITIONAL or not (in_group or (sequence and section == ("layers",))):
+                    raise SpecError(
+                        f"{shown(written, index)}: `inline` writes a block's layers as entries of a numbered list: "
+                        "use it on an unnamed entry of a list",
+                        where,
+                    )
+                if condition is not None or inputs:
+                    raise SpecError(
+                        f"{name}: an `inline` entry of a block kind reads the entry before it and is not under `if:` "
+                        "(its layers are entries of the list); give the layers of its kind the condition",
+                        where,
+                    )
+                *expanded, (item, result) = _sym_inline(state, name, kind, body, here, where, int(name))
+                for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
+                    out.append(dataclasses.replace(layer, where=where, at=(*section, index, written)))
+                    points[layer.name] = tensor
+                    reads.add(layer.name)
+                position += len(expanded)
+                name = item.name
+            elif kind in ("block", "stage"):
                 more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1))].channels for k, n in enumerate(inputs[1:]))
                 item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
@@ -619,6 +638,64 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
         )
     stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
     return stage, first_out, _frame(inner, first, inner.stride)
+
+
+def _sym_inline(state: State, name: str, kind: str, body: Any, here: SymTensor, where: Location, start: int) -> list[tuple[SymLayer, SymTensor]]:
+    """A block or stage written `inline` in a numbered list of a block kind: the layers of each
+    instance (its kind's, unnamed and in sequence), their arguments and conditions in the outer
+    kind's terms, numbered from `start`, each with the tensor after it."""
+    source = state.spec.blocks.get(body.block if kind == "block" else body.stage)
+    if source is not None:  # an unknown kind is reported by its typing
+        check_inline(source, where)
+    sym, _, _ = _sym_nested(state, name, kind, body, here.channels, where)
+    if here.last or here.flat:
+        raise SpecError(f"{name}: an `inline` block reads a map held channels-first (its layers are typed for one)", where)
+    if isinstance(sym, SymBlock):
+        instances = [sym]
+    else:
+        repeat = sym.repeat
+        if sym.connectivity != "none" or sym.names != "{i}":
+            raise SpecError("a stage without a name is numbered with its list: it takes no `names:` and no dense connectivity", where)
+        if not (isinstance(repeat, ast.Constant) and type(repeat.value) is int):
+            raise SpecError(
+                f"{name}: an `inline` stage inside a block kind repeats a fixed number of times (its layers are "
+                f"numbered entries of the list); `repeat: {expr.to_python(repeat)}` depends on the kind's parameters",
+                where,
+            )
+        check_repeat(repeat.value, where)
+        instances = [sym.first, *[sym.rest] * (repeat.value - 1)]
+    inner = state.block_types[sym.block]
+    out: list[tuple[SymLayer, SymTensor]] = []
+    cur = here
+    for inst in instances:
+        for layer in inner.layers:
+            assert isinstance(layer, SymLayer)  # check_inline: layers in sequence
+            condition = None if layer.condition is None else expr.fold(_frame(inner, inst, layer.condition))
+            if isinstance(condition, ast.Constant):
+                if not condition.value:
+                    continue  # never present: takes no number
+                condition = None
+            op = ops.KINDS[layer.kind]
+            args = tuple((k, expr.fold(_frame(inner, inst, t))) for k, t in layer.args)
+            params = dict(args)
+            step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+            step = step.elts[0] if isinstance(step, ast.Tuple) else step
+            result = SymTensor(
+                op.out_channels(params, cur.channels), expr.fold(ast.BinOp(cur.stride, ast.Mult(), step)),
+                op.sym_nonneg(params, cur.nonneg),
+                (cur.flat or (layer.kind == "dense" and not cur.last) or layer.kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
+                op.last_after(params, cur.last),
+            )  # fmt: skip
+            if condition is not None:
+                result = SymTensor(
+                    _if(condition, result.channels, cur.channels), _if(condition, result.stride, cur.stride),
+                    result.nonneg and cur.nonneg, result.flat, result.last,
+                )  # fmt: skip
+            out.append((SymLayer(str(start + len(out)), layer.kind, args, cur.channels, cur.nonneg, (), condition, (cur.flat,)), result))
+            cur = result
+    if not out:
+        raise SpecError(f"{name}: this `inline` instance has no layers (every `if:` fails)", where)
+    return out
 
 
 def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
