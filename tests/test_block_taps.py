@@ -159,3 +159,14 @@ def test_generated_code_with_taps_in_a_kind_passes_ruff(tmp_path):
         for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
             result = subprocess.run([ruff_executable(), *args], capture_output=True, text=True)
             assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("where", ["model", "block"])
+def test_a_list_read_only_through_an_earlier_entry_is_unread(where):
+    """`feats.1` is read, `feats.2` (the list's last entry) by nothing: PyTorch would build it and
+    Keras drop it (their counts differed at model level), so at both levels it is an unread layer."""
+    layers = LAYERS.replace("- coarse: {resize: {like: low, mode: nearest}, from: feats}\n- both: {add: [low, coarse]}\n", "")
+    layers = layers.replace("{like: body.relu, mode: nearest}}", "{like: body.relu, mode: nearest}, from: low}")
+    text = at_model_level(layers) if where == "model" else in_block(layers)
+    with pytest.raises(SpecError, match=r"layer 'feats' of (the model|block 'tapping') is never read"):
+        lower(load_spec_text(text, "t.yaml"))

@@ -226,7 +226,7 @@ def lower_items(
         if kind == "modules":  # what its entries read from outside it (a row of HRNet's fuse layers reads x0 ... xn)
             read += container_reads(item)  # type: ignore[arg-type]
         reads.update(read)
-        flow.readers[name] = [flow.resolve(n) for n in read] + [n.split(".")[0] for n in read if "." in n]  # a tap reads its container
+        flow.readers[name] = [flow.resolve(n) for n in read] + _containers_read(read, items)  # a tap reads its container
         flow.spans[name] = (first_node, len(state.nodes), first_item, len(items))
         defined[name] = where
         shape = item.out_shape
@@ -237,7 +237,7 @@ def lower_items(
     if model_level:
         check_tap_variables(reads, defined)
         state.outputs = _outputs(state, env, flow)
-        outputs = {o.item for o in state.outputs} | {o.item.split(".")[0] for o in state.outputs}
+        outputs = {o.item for o in state.outputs} | set(_containers_read([o.item for o in state.outputs], items))
         flow.prune(state, items, defined, outputs or {flow.resolve(prev)})
     return tuple(items), shape, cur, nonneg
 
@@ -305,6 +305,20 @@ def _qualified(items: tuple[Inst, ...], prefix: str, local: set[str]) -> tuple[I
             item = dataclasses.replace(item, items=_qualified(item.items, prefix, local))
         out.append(dataclasses.replace(item, inputs=inputs))
     return tuple(out)
+
+
+def _containers_read(names: list[str], items: list[Inst]) -> list[str]:
+    """The containers that reads by path (`backbone.layer3`, `fpn.inner_blocks.2`, `h.logits`)
+    read: a group run in sequence only where the path names its last entry (the entries
+    after a tapped one need a reader of their own: a backend builds only what is read)."""
+    groups = {item.name: item for item in items if isinstance(item, GroupInst) and not item.dataflow}
+    out = []
+    for name in names:
+        head, dot, entry = name.partition(".")
+        group = groups.get(head)
+        if dot and (group is None or (group.items and group.items[-1].name == entry)):
+            out.append(head)
+    return out
 
 
 def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:
