@@ -97,6 +97,7 @@ def test_inline_code_in_a_block_kind(tmp_path):
     assert "if bn:\n            body_layers.append(nn.BatchNorm2d(w))" in source  # the instance's condition, in the kind's terms
     assert "class Seq(nn.Sequential):" in source and "nn.MaxPool2d(kernel_size=2, stride=2),\n        )" in source
     keras_source = emit(graph, "keras")
+    assert "class Unit" not in source and "def unit(" not in keras_source  # used only inline in kinds: no code of its own
     assert 'name=f"{name}_body_{int(bn) + 1}"' in keras_source  # the relu, numbered as PyTorch numbers it
     for backend, text in (("torch", source), ("keras", keras_source)):
         path = tmp_path / f"{backend}.py"

@@ -662,7 +662,7 @@ class KerasEmitter:
         return lines
 
     def context(self) -> dict[str, Any]:
-        unused = common.inline_only(self.graph)  # their layers are written out in place
+        unused = common.inline_only(self.graph) | common.unreferenced(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
         self.helpers |= common.expression_helpers(self.graph, "keras")

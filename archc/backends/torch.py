@@ -611,7 +611,8 @@ class TorchEmitter(InitEmission, ListEmission):
     # --- the module ------------------------------------------------------------------------
 
     def context(self) -> dict[str, Any]:
-        blocks = [self.block_class(b) for b in self.graph.blocks]
+        unused = common.unreferenced(self.graph)  # written only `inline` in block kinds: their layers are written out
+        blocks = [self.block_class(b) for b in self.graph.blocks if b.name not in unused]
         model = self.model()
         self.helpers |= common.op_helpers(self.graph, "torch")
         imports = ["import math"] if self.needs_math else []
