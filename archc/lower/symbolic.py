@@ -117,7 +117,7 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                         "(its layers are entries of the list); give the layers of its kind the condition",
                         where,
                     )
-                *expanded, (item, result) = _sym_inline(state, name, kind, body, here, where, int(name))
+                *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name))
                 for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
                     out.append(dataclasses.replace(layer, where=where, at=(*section, index, written)))
                     points[layer.name] = tensor
