@@ -45,6 +45,7 @@ IN_BLOCKS = HEAD + """\
     layers:
       - body:
           - {block: unit, with: {filters: w, batch_norm: bn}, inline: true}
+          - {block: unit, with: {filters: w}, inline: true, if: not bn}
           - {maxpool: {kernel: 2, stride: 2}}
           - {stage: unit, repeat: 2, with: {filters: 2 * w, batch_norm: true}, first: {batch_norm: bn}, inline: true}
       - head: {conv: {filters: w, kernel: 1}}
@@ -63,6 +64,7 @@ layers:
   - blk:
       - body:
           - {block: unit, with: {filters: 6, batch_norm: BN}, inline: true}
+          - {block: unit, with: {filters: 6}, inline: true, if: not BN}
           - {maxpool: {kernel: 2, stride: 2}}
           - {stage: unit, repeat: 2, with: {filters: 12, batch_norm: true}, first: {batch_norm: BN}, inline: true}
       - head: {conv: {filters: 6, kernel: 1}}
@@ -112,8 +114,10 @@ def test_inline_code_in_a_block_kind(tmp_path):
      "first: `inline` writes a block's layers as entries of a numbered list"),
     ("repeat: 2, with: {filters: 2 * w", "repeat: w, with: {filters: 2 * w",
      "an `inline` stage inside a block kind repeats a fixed number of times"),
-    ("- {block: unit, with: {filters: w, batch_norm: bn}, inline: true}", "- {block: unit, with: {filters: w, batch_norm: bn}, inline: true, if: bn}",
-     "an `inline` entry of a block kind reads the entry before it and is not under `if:`"),
+    ("- {block: unit, with: {filters: w}, inline: true, if: not bn}", "- {block: unit, with: {filters: w}, inline: true, if: not bn, from: input}",
+     "entry 1: the entries of a list run in sequence"),
+    ("- {block: unit, with: {filters: w, batch_norm: true}, inline: true}", "- {block: unit, with: {filters: w, batch_norm: true}, inline: true, from: input}",
+     "entry 0: `inline` writes a block's layers as entries of a numbered list"),  # `from:`: the kind's layers are not a sequence
     ("      - relu\n", "      - relu\n      - {act: {fn: relu}, from: input}\n",
      "block 'unit' cannot be written `inline`"),
 ])  # fmt: skip

@@ -111,13 +111,8 @@ def _block_type(state: State, source: BlockSource) -> BlockType:
                         "use it on an unnamed entry of a list",
                         where,
                     )
-                if condition is not None or inputs:
-                    raise SpecError(
-                        f"{name}: an `inline` entry of a block kind reads the entry before it and is not under `if:` "
-                        "(its layers are entries of the list); give the layers of its kind the condition",
-                        where,
-                    )
-                *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name))
+                *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
+                condition = None  # each layer is under it
                 for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
                     out.append(dataclasses.replace(layer, where=where, at=(*section, index, written)))
                     points[layer.name] = tensor
@@ -640,10 +635,14 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
     return stage, first_out, _frame(inner, first, inner.stride)
 
 
-def _sym_inline(state: State, name: str, kind: str, body: Any, here: SymTensor, where: Location, start: int) -> list[tuple[SymLayer, SymTensor]]:
+def _sym_inline(
+    state: State, name: str, kind: str, body: Any, here: SymTensor, where: Location, start: int,
+    condition: ast.expr | None = None, passed: SymTensor | None = None,
+) -> list[tuple[SymLayer, SymTensor]]:  # fmt: skip
     """A block or stage written `inline` in a numbered list of a block kind: the layers of each
     instance (its kind's, unnamed and in sequence), their arguments and conditions in the outer
-    kind's terms, numbered from `start`, each with the tensor after it."""
+    kind's terms, numbered from `start`, each with the tensor after it. Under the entry's
+    `condition`, each layer is under it too, and where it fails the entry passes `passed` on."""
     source = state.spec.blocks.get(body.block if kind == "block" else body.stage)
     if source is not None:  # an unknown kind is reported by its typing
         check_inline(source, where)
@@ -670,11 +669,12 @@ def _sym_inline(state: State, name: str, kind: str, body: Any, here: SymTensor, 
     for inst in instances:
         for layer in inner.layers:
             assert isinstance(layer, SymLayer)  # check_inline: layers in sequence
-            condition = None if layer.condition is None else expr.fold(_frame(inner, inst, layer.condition))
-            if isinstance(condition, ast.Constant):
-                if not condition.value:
+            own = None if layer.condition is None else expr.fold(_frame(inner, inst, layer.condition))
+            if isinstance(own, ast.Constant):
+                if not own.value:
                     continue  # never present: takes no number
-                condition = None
+                own = None
+            both = own if condition is None else condition if own is None else ast.BoolOp(ast.And(), [condition, own])
             op = ops.KINDS[layer.kind]
             args = tuple((k, expr.fold(_frame(inner, inst, t))) for k, t in layer.args)
             params = dict(args)
@@ -686,13 +686,19 @@ def _sym_inline(state: State, name: str, kind: str, body: Any, here: SymTensor, 
                 (cur.flat or (layer.kind == "dense" and not cur.last) or layer.kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                 op.last_after(params, cur.last),
             )  # fmt: skip
-            if condition is not None:
+            if own is not None:
                 result = SymTensor(
-                    _if(condition, result.channels, cur.channels), _if(condition, result.stride, cur.stride),
+                    _if(own, result.channels, cur.channels), _if(own, result.stride, cur.stride),
                     result.nonneg and cur.nonneg, result.flat, result.last,
                 )  # fmt: skip
-            out.append((SymLayer(str(start + len(out)), layer.kind, args, cur.channels, cur.nonneg, (), condition, (cur.flat,)), result))
+            out.append((SymLayer(str(start + len(out)), layer.kind, args, cur.channels, cur.nonneg, (), both, (cur.flat,)), result))
             cur = result
+    if out and condition is not None and passed is not None:  # absent, the entry passes its input on
+        layer, last = out[-1]
+        out[-1] = (layer, SymTensor(
+            _if(condition, last.channels, passed.channels), _if(condition, last.stride, passed.stride),
+            last.nonneg and passed.nonneg, last.flat, last.last,
+        ))  # fmt: skip
     if not out:
         raise SpecError(f"{name}: this `inline` instance has no layers (every `if:` fails)", where)
     return out
