@@ -402,6 +402,8 @@ class _Block:
                 entry["if"] = "flag"
             body["group"] = [entry, "batchnorm", "relu"]
             out = self.w if "if" not in entry or self.flag else c
+            if not text and "if" not in entry and draw(st.booleans()):  # a tap: later layers may read `l3.1`
+                self.ch[f"{name}.1"] = self.w
         elif kind == "branches":
             merge = draw(st.sampled_from(["add", "concat"]))
             branches = [{"b1": {"conv": {"filters": "w", "kernel": 1}}}, {"b2": [{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, "relu"]}]

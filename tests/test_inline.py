@@ -141,7 +141,9 @@ def test_inline_mistakes(old, new, message):
         lower(load_spec_text(SPEC.replace(old, new, 1), "bad.yaml"))
 
 
-def test_inline_is_for_model_level_lists():
+def test_inline_in_a_list_of_a_block_kind():
+    """Inside a block kind, `inline` works as at model level (tests/test_block_inline.py compares
+    the two): the instance's layers are `seq.0` (conv), `seq.1` (relu) of the kind's list."""
     outer = textwrap.indent(textwrap.dedent("""\
         outer:
           params: {filters: int}
@@ -149,7 +151,8 @@ def test_inline_is_for_model_level_lists():
             - seq:
                 - {block: unit, with: {filters: filters}, inline: true}
     """), "  ")
-    nested = SPEC.replace("layers:\n  - features:", outer + "layers:\n  - {block: outer, with: {filters: 4}}\n  - features:", 1)
+    nested = SPEC.replace("layers:\n  - features:", outer + "layers:\n  - o: {block: outer, with: {filters: 4}}\n  - features:", 1)
     assert nested != SPEC
-    with pytest.raises(SpecError, match="`inline` is available in lists at model level, not inside a block kind"):
-        lower(load_spec_text(nested, "bad.yaml"))
+    graph = lower(load_spec_text(nested, "t.yaml"))
+    assert [n.id for n in graph.nodes][:2] == ["o.seq.0", "o.seq.1"]
+    assert "self.seq = nn.Sequential(nn.Conv2d(in_channels, filters" in emit(graph, "torch").replace("\n", "").replace("  ", "")

@@ -287,6 +287,31 @@ def inline_only(graph: Graph) -> set[str]:
     return {name for name in inlined if not instances_of(graph, name)}
 
 
+def unreferenced(graph: Graph) -> set[str]:
+    """Block kinds that neither the model's items nor another kind's code use: written only
+    `inline` inside block kinds, whose code writes their layers out in place."""
+    used: set[str] = set()
+
+    def symbolic(items: tuple) -> None:  # type: ignore[type-arg]
+        for item in items:
+            if isinstance(item, (SymBlock, SymStage)):
+                used.add(item.block)
+            elif isinstance(item, (SymGroup, SymParallel)):
+                symbolic(item.children)
+
+    def walk(items: tuple) -> None:  # type: ignore[type-arg]
+        for item in items:
+            if isinstance(item, (BlockInst, StageInst)):
+                used.add(item.block)
+            used.update(inst.block for _, _, inst in getattr(item, "inlined", ()))
+            walk(getattr(item, "items", ()))
+
+    for block in graph.blocks:
+        symbolic((*block.layers, *block.after))
+    walk(graph.body)
+    return {block.name for block in graph.blocks} - used
+
+
 # --- instances and runs -------------------------------------------------------------------
 
 

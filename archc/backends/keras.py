@@ -237,7 +237,8 @@ class KerasEmitter:
             for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
-                returns[step.item.name] = step.dst
+                returns.setdefault(step.item.name, step.dst)
+                returns.update({f"{step.item.name}.{entry}": v for entry, v in step.taps})
                 self.x_is_input &= step.dst != "x" and not isinstance(step.item, (SymGroup, SymParallel, SymStage))
                 body += apply_shortcuts(step.item.name, var)
         body += apply_shortcuts(None, "identity")
@@ -247,7 +248,7 @@ class KerasEmitter:
         for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
-        if block.outputs:  # several: each kept in a variable of its own
+        if block.outputs:  # several: each kept in a variable of its own (a tap's too)
             var = ", ".join(returns[o] for o in block.outputs)
         body.append(f"{I1}return {var}")
         self.x_is_input = False
@@ -284,7 +285,7 @@ class KerasEmitter:
         suffix = prefix + path_variable(layer.name if n == 1 else f"{layer.name}_{n}")  # an entry of a container: m_lat_0
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
-            body = self._group(layer, hoist, uses, block, prefix, at)
+            body = self._group(layer, hoist, uses, block, prefix, at, taps=dict(step.taps))
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.targets} = ", hoist.src, lead=lead)
@@ -364,10 +365,11 @@ class KerasEmitter:
 
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
-        first: str = "x",
+        first: str = "x", taps: dict[str, str] | None = None,
     ) -> list[str]:  # fmt: skip
         """A list inside a block kind, inlined on `x`; entries are numbered as the PyTorch
-        nn.Sequential numbers them (conditional ones count only where they hold)."""
+        nn.Sequential numbers them (conditional ones count only where they hold); `taps`: entries
+        read from outside the list, each kept in its variable (`body_2 = x`)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
@@ -387,6 +389,8 @@ class KerasEmitter:
                 child = _renamed(child, "{" + index + "}")
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
+            if taps and child.name in taps:
+                lines.append(f"{indent}{taps[child.name]} = {child_step.dst}")
             if condition is not None:
                 terms.append(f"int({condition})")
         return lines
@@ -663,7 +667,7 @@ class KerasEmitter:
         return lines
 
     def context(self) -> dict[str, Any]:
-        unused = common.inline_only(self.graph)  # their layers are written out in place
+        unused = common.inline_only(self.graph) | common.unreferenced(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
         body = self.model_body()
         self.helpers |= common.expression_helpers(self.graph, "keras")

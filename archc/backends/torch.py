@@ -48,6 +48,7 @@ from archc.ir.graph import (
     instance_name,
     is_merge,
     path_variable,
+    tapped_groups,
 )
 from archc.ops import init
 from archc.spec import expr
@@ -160,7 +161,8 @@ class TorchEmitter(InitEmission, ListEmission):
         # An activation may work in place unless its input is also read elsewhere: the block
         # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
         after_read = {sc.input for sc in block.shortcuts}
-        self.block_locals = frozenset({"x", "out", "identity", *(common.tensor_variable(n.name) for n in (*block.layers, *block.after))})
+        taps = [f"{group}.{entry}" for group, entries in tapped_groups(block.layers, block.outputs).items() for entry in entries]
+        self.block_locals = frozenset({"x", "out", "identity", *(common.tensor_variable(n) for n in (*(i.name for i in (*block.layers, *block.after)), *taps))})
         self.switches: dict[int, str] = {}
         if common.sequential(block):
             modules = tuple(layer for layer in block.layers if not free(layer))
@@ -192,7 +194,7 @@ class TorchEmitter(InitEmission, ListEmission):
             if layer.name in defined and not module_free:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
-            init += self._init_lines(layer, hoist, step.inplace, INDENT2)
+            init += self._init_lines(layer, hoist, step.inplace, INDENT2, frozenset(entry for entry, _ in step.taps))
         signature = [f"{c}: int" for c in sig.channels] + (["*", *sig.parts()] if sig.parts() else [])  # "*" needs a parameter after it
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
@@ -284,13 +286,18 @@ class TorchEmitter(InitEmission, ListEmission):
         for step in common.plan(block.after, var, "out", set(), True):
             lines += self._forward_lines(step, hoist)
             var = step.dst
-        if block.outputs:  # several: each kept in a variable of its own
-            var = ", ".join(next(step.dst for step in steps if step.item.name == o) for o in block.outputs)
+        if block.outputs:  # several: each kept in a variable of its own (a tap's too)
+            held: dict[str, str] = {}
+            for step in steps:
+                for name, v in ((step.item.name, step.dst), *((f"{step.item.name}.{e}", v) for e, v in step.taps)):
+                    held.setdefault(name, v)
+            var = ", ".join(held[o] for o in block.outputs)
         lines.append(f"return {var}")
         return lines
 
-    def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str) -> list[str]:
-        """`self.name = Module(...)` for one item of a block kind, guarded by its condition."""
+    def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str, tapped: frozenset[str] = frozenset()) -> list[str]:
+        """`self.name = Module(...)` for one item of a block kind, guarded by its condition;
+        `tapped`: a list's entries read from outside it (no entry after one works in place)."""
         lines = hoist.definitions(common.width_trees(layer), indent)
         condition = hoist.condition(layer.condition)
         if isinstance(layer, SymLayer) and _module_free(layer.kind):
@@ -300,7 +307,7 @@ class TorchEmitter(InitEmission, ListEmission):
             return lines + ([f"{indent}if self.{self._switch(layer)}:"] if condition and stored else []) + stored
         if isinstance(layer, SymGroup):
             if condition is None:
-                return lines + self._group_lines(layer, hoist, indent)
+                return lines + self._group_lines(layer, hoist, indent, tapped=tapped)
             group = self._group_lines(layer, hoist, indent + "    ")
             return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
         if isinstance(layer, SymLayer):
@@ -340,13 +347,15 @@ class TorchEmitter(InitEmission, ListEmission):
             self.switches[id(layer)] = name
         return self.switches[id(layer)]
 
-    def _group_lines(self, group: SymGroup, hoist: common.Hoister, indent: str, target: str | None = None) -> list[str]:
+    def _group_lines(
+        self, group: SymGroup, hoist: common.Hoister, indent: str, target: str | None = None, tapped: frozenset[str] = frozenset(),
+    ) -> list[str]:  # fmt: skip
         """An nn.Sequential inside a block kind; conditional entries are appended when they hold.
         `target`: the call that receives the modules (`super().__init__` for a block kind that
         is itself a numbered sequence); by default `self.NAME = nn.Sequential(...)`."""
         modules: list[tuple[str, Code, str | None]] = []
         lines = hoist.definitions(common.width_trees(group), indent)
-        for step in common.plan(group.children, "x", "out", set()):
+        for step in common.plan(group.children, "x", "out", set(tapped)):  # a tap's tensor is read again
             child = step.item
             condition = hoist.condition(child.condition)
             if isinstance(child, SymLayer):
@@ -414,6 +423,8 @@ class TorchEmitter(InitEmission, ListEmission):
             indent = INDENT2 if layer.condition is None else INDENT2 + "    "
             body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
             guard = f"if self.{self._switch(layer)}:"
+        elif step.taps:  # a list read from outside it (never conditional): run in pieces
+            return tapped_calls(layer, step)  # type: ignore[arg-type]
         else:
             src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *_more_inputs(layer, step)))
             body = self._call_line(common.module_path(layer.name), kind, src, step.targets)
@@ -621,7 +632,8 @@ class TorchEmitter(InitEmission, ListEmission):
     # --- the module ------------------------------------------------------------------------
 
     def context(self) -> dict[str, Any]:
-        blocks = [self.block_class(b) for b in self.graph.blocks]
+        unused = common.unreferenced(self.graph)  # written only `inline` in block kinds: their layers are written out
+        blocks = [self.block_class(b) for b in self.graph.blocks if b.name not in unused]
         model = self.model()
         self.helpers |= common.op_helpers(self.graph, "torch")
         imports = ["import math"] if self.needs_math else []

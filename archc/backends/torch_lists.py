@@ -210,39 +210,46 @@ def sym_container_module(group: SymGroup, module_of: Callable[[SymItem], Code]) 
     return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))
 
 
-def tapped_calls(group: GroupInst, step: common.Step) -> list[str]:
+def tapped_calls(group: GroupInst | SymGroup, step: common.Step) -> list[str]:
     """A group whose entries are read from outside it, run in pieces that end at each such
     entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),
     a numbered one in slices of its nn.Sequential (`self.backbone[:5](x)`)."""
     taps = dict(step.taps)
     keys = sequential_keys(group)
-    cuts = [k + 1 for k, child in enumerate(group.items) if child.name in taps]
-    if cuts[-1] != len(group.items):
-        cuts.append(len(group.items))
+    entries = _entries(group)
+    cuts = [k + 1 for k, child in enumerate(entries) if child.name in taps]
+    if cuts[-1] != len(entries):
+        cuts.append(len(entries))
     lines, src, start = [], step.srcs[0], 0
     for end in cuts:
-        last = group.items[end - 1].name
-        dst = taps.get(last, step.dst) if end < len(group.items) else step.dst
+        last = entries[end - 1].name
+        dst = taps.get(last, step.dst) if end < len(entries) else step.dst
         if not group.positional:
             for key in keys[start:end - 1]:
                 lines.append(f"x = self.{group.name}.{key}({src})")
                 src = "x"
             lines.append(f"{dst} = self.{group.name}.{keys[end - 1]}({src})")
         else:
-            part = f"[{start}]" if end == start + 1 else f"[{start or ''}:{end if end < len(group.items) else ''}]"
+            part = f"[{start}]" if end == start + 1 else f"[{start or ''}:{end if end < len(entries) else ''}]"
             lines.append(f"{dst} = self.{group.name}{part}({src})")
-        if end == len(group.items) and last in taps and taps[last] != dst:
+        if end == len(entries) and last in taps and taps[last] != dst:
             lines.append(f"{taps[last]} = {dst}")
         src, start = dst, end
     return lines
 
 
-def sequential_keys(group: GroupInst) -> list[str]:
+def _entries(group: GroupInst | SymGroup) -> tuple[Inst | SymItem, ...]:
+    """The entries of a model-level group or of a list of a block kind (whose entries are all
+    present where it is run in pieces: symbolic._group_taps)."""
+    return group.items if isinstance(group, GroupInst) else group.children
+
+
+def sequential_keys(group: GroupInst | SymGroup) -> list[str]:
     """The keys of a group's nn.Sequential, entry by entry: nn.Sequential calls each entry once,
     so an activation used again gets an entry of its own, named like its IR node (`relu_2`)."""
     uses: dict[str, int] = {}
     keys = []
-    for child in group.items:
+    for child in _entries(group):
         uses[child.name] = uses.get(child.name, 0) + 1
         keys.append(child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}")
     return keys

@@ -406,7 +406,7 @@ def tapped_groups(items: Sequence[Any], outputs: Iterable[str]) -> dict[str, set
     """Groups among `items` (run in sequence) whose entries later items or the outputs read
     from outside them (`from: backbone.layer3`): group -> those entries. The code runs such a
     group in pieces, and verify reads its last entry's module."""
-    groups = {item.name for item in items if isinstance(item, GroupInst)}
+    groups = {item.name for item in items if isinstance(item, (GroupInst, SymGroup))}
     taps: dict[str, set[str]] = {}
     for name in [*(n for item in items for n in item.inputs), *outputs]:
         group, dot, entry = name.rpartition(".")

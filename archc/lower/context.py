@@ -14,6 +14,7 @@ from archc.ir.graph import (
     Counts,
     Node,
     Output,
+    path_variable,
 )
 from archc.ops import Shape, init
 from archc.ops.init import Init
@@ -315,3 +316,13 @@ def counts_of(items: Any) -> Counts:
     return total
 
 
+def check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
+    """The code holds a tap `backbone.layer3` in the variable `backbone_layer3`: no layer may
+    have that name."""
+    for name in sorted(n for n in reads if "." in n):
+        variable = path_variable(name)
+        if variable in defined:
+            raise SpecError(
+                f"layer {variable!r} has the name the generated code gives the tap {name!r}; rename the layer",
+                defined[variable],
+            )

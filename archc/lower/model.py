@@ -21,7 +21,6 @@ from archc.ir.graph import (
     ParallelInst,
     StageInst,
     instance_name,
-    path_variable,
 )
 from archc.lower import limits
 from archc.lower.context import (
@@ -34,6 +33,7 @@ from archc.lower.context import (
     check_merge_named,
     check_outputs_place,
     check_path,
+    check_tap_variables,
     counts_of,
     item_kind,
     join_path,
@@ -226,7 +226,7 @@ def lower_items(
         if kind == "modules":  # what its entries read from outside it (a row of HRNet's fuse layers reads x0 ... xn)
             read += container_reads(item)  # type: ignore[arg-type]
         reads.update(read)
-        flow.readers[name] = [flow.resolve(n) for n in read] + [n.split(".")[0] for n in read if "." in n]  # a tap reads its container
+        flow.readers[name] = [flow.resolve(n) for n in read] + _containers_read(read, items)  # a tap reads its container
         flow.spans[name] = (first_node, len(state.nodes), first_item, len(items))
         defined[name] = where
         shape = item.out_shape
@@ -235,9 +235,9 @@ def lower_items(
             env.update({f"{name}.{o}": Tensor(node, o_shape, False) for o, node, o_shape in item.more_out})
         prev = name
     if model_level:
-        _check_tap_variables(reads, defined)
+        check_tap_variables(reads, defined)
         state.outputs = _outputs(state, env, flow)
-        outputs = {o.item for o in state.outputs} | {o.item.split(".")[0] for o in state.outputs}
+        outputs = {o.item for o in state.outputs} | set(_containers_read([o.item for o in state.outputs], items))
         flow.prune(state, items, defined, outputs or {flow.resolve(prev)})
     return tuple(items), shape, cur, nonneg
 
@@ -307,16 +307,18 @@ def _qualified(items: tuple[Inst, ...], prefix: str, local: set[str]) -> tuple[I
     return tuple(out)
 
 
-def _check_tap_variables(reads: set[str], defined: dict[str, Location]) -> None:
-    """The code holds a tap `backbone.layer3` in the variable `backbone_layer3`: no layer may
-    have that name."""
-    for name in sorted(n for n in reads if "." in n):
-        variable = path_variable(name)
-        if variable in defined:
-            raise SpecError(
-                f"layer {variable!r} has the name the generated code gives the tap {name!r}; rename the layer",
-                defined[variable],
-            )
+def _containers_read(names: list[str], items: list[Inst]) -> list[str]:
+    """The containers that reads by path (`backbone.layer3`, `fpn.inner_blocks.2`, `h.logits`)
+    read: a group run in sequence only where the path names its last entry (the entries
+    after a tapped one need a reader of their own: a backend builds only what is read)."""
+    groups = {item.name: item for item in items if isinstance(item, GroupInst) and not item.dataflow}
+    out = []
+    for name in names:
+        head, dot, entry = name.partition(".")
+        group = groups.get(head)
+        if dot and (group is None or (group.items and group.items[-1].name == entry)):
+            out.append(head)
+    return out
 
 
 def _outputs(state: State, env: dict[str, Tensor], flow: _Flow) -> list[Output]:

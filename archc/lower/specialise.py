@@ -327,6 +327,7 @@ class _Specialiser:
         if isinstance(item, SymGroup):
             group_path = (*path, name)
             children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
+            self.env.update({f"{item.name}.{c.name}": self.env[c.name] for c in item.children})  # taps: `body.2`
             out = self.env[last]
             return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children)), out
         if isinstance(item, SymBlock):

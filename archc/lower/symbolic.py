@@ -28,19 +28,21 @@ from archc.lower.containers import check_entries_read, implicit_read, sym_module
 from archc.lower.context import (
     State,
     check_arity,
+    check_inline,
     check_layout,
     check_list_entry,
     check_merge_named,
     check_named_layers,
     check_outputs_place,
     check_path,
+    check_tap_variables,
     item_kind,
     numbered_definition,
     sc_index,
     shown,
     unread,
 )
-from archc.lower.limits import check_block_depth
+from archc.lower.limits import check_block_depth, check_repeat
 from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
 from archc.spec import expr
 from archc.spec import models as m
@@ -73,6 +75,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     excused: set[str] = set()  # tensors that merges never present list (dropped where nothing else reads them)
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
+    taps: dict[str, str | None] = {}  # `group.entry` read from outside its list -> why it cannot be, or None
 
     def sym_layers(
         entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
@@ -107,9 +110,22 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
             position += not unindexed
-            if kind in ("block", "stage"):
-                if body.inline:
-                    raise SpecError(f"{name}: `inline` is available in lists at model level, not inside a block kind", where)
+            if kind in ("block", "stage") and body.inline:
+                if written != POSITIONAL or not (in_group or (sequence and section == ("layers",))):
+                    raise SpecError(
+                        f"{shown(written, index)}: `inline` writes a block's layers as entries of a numbered list: "
+                        "use it on an unnamed entry of a list",
+                        where,
+                    )
+                *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
+                condition = None  # each layer is under it
+                for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
+                    out.append(dataclasses.replace(layer, where=where, at=(*section, index, written)))
+                    points[layer.name] = tensor
+                    reads.add(layer.name)
+                position += len(expanded)
+                name = item.name
+            elif kind in ("block", "stage"):
                 more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1))].channels for k, n in enumerate(inputs[1:]))
                 item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more, top)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
@@ -134,6 +150,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
+                taps.update(_group_taps(points, item, condition))
             elif kind == "branches":
                 # every branch reads the branches' input (`from:` or the previous tensor) and is
                 # present where the branches are; absent, the merge passes that input on
@@ -253,7 +270,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     layers = sym_layers(definition.layers, ("layers",), inputs_of[0])
     outputs = tuple(definition.outputs or ())
     for k, o in enumerate(outputs):
-        if o not in defined:
+        if o not in defined and o not in taps:
             known = ", ".join(n for n in defined if not n.isdigit())
             raise SpecError(f"output {o!r} of block {source.name!r} is not a layer of its list; its layers: {known}", source.locate("outputs", k))
     if outputs:  # its value is its first output
@@ -292,6 +309,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
+    _check_taps((*layers, *after), outputs, taps, defined, reads, source)
     # the top function returns the tensors the model's `outputs:` names (a tap reads its group), or its last
     returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
     layers = _live(layers, {*([] if returned else [last_of[("layers",)]]), *kept, *outputs, *returned}, aliases)
@@ -352,6 +370,51 @@ def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_na
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.expr | None) -> dict[str, str | None]:
+    """The entries of a list of a block kind as tensors of the kind (`body.2`, `body.conv1`),
+    read from outside it (taps): the code runs the list in pieces that end at each tapped entry,
+    which it can where every entry is there in every instance (and so is numbered alike)."""
+    why = None
+    if condition is not None:
+        why = "the list is under `if:`"
+    elif any(c.condition is not None for c in group.children):
+        why = "an entry of the list is under `if:`"
+    elif group.positional and any(isinstance(c, SymStage) for c in group.children):
+        why = "an unnamed stage of the list numbers its instances with it"
+    out: dict[str, str | None] = {}
+    for child in group.children:
+        points[f"{group.name}.{child.name}"] = points[child.name]
+        out[f"{group.name}.{child.name}"] = why
+    return out
+
+
+def _check_taps(
+    items: tuple[SymItem, ...], outputs: tuple[str, ...], taps: dict[str, str | None], defined: dict[str, Location],
+    reads: set[str], source: BlockSource,
+) -> None:  # fmt: skip
+    """Taps into a block kind's lists: each readable (`_group_taps`), each list read through its
+    taps counted as read, and no layer named like the variable the code holds a tap in."""
+    def walk(items: tuple[SymItem, ...]) -> None:
+        for item in items:
+            for name in item.inputs:
+                if taps.get(name):
+                    raise SpecError(f"{item.name} reads {name!r}, an entry of a list of block {source.name!r} that "
+                                    f"cannot be read from outside it: {taps[name]}; read the list itself", item.where)
+            if isinstance(item, (SymGroup, SymParallel)):
+                walk(item.children)
+
+    walk(items)
+    for k, name in enumerate(outputs):
+        if taps.get(name):
+            raise SpecError(f"output {name!r} of block {source.name!r} cannot be read from outside its list: {taps[name]}",
+                            source.locate("outputs", k))
+    read = {n for n in reads | set(outputs) if n in taps}
+    # a tap of a list's last entry reads the list; of an earlier one, the entries after it still need a reader
+    ends = {f"{item.name}.{item.children[-1].name}" for item in items if isinstance(item, SymGroup) and item.children}
+    reads.update(n.split(".")[0] for n in read & ends)
+    check_tap_variables(read, defined)
 
 
 def _sym_parallel(
@@ -697,6 +760,75 @@ def free_channels(where: Location) -> str:
     return f"<channels after {where}>"
 
 
+def _sym_inline(
+    state: State, name: str, kind: str, body: Any, here: SymTensor, where: Location, start: int,
+    condition: ast.expr | None = None, passed: SymTensor | None = None,
+) -> list[tuple[SymLayer, SymTensor]]:  # fmt: skip
+    """A block or stage written `inline` in a numbered list of a block kind: the layers of each
+    instance (its kind's, unnamed and in sequence), their arguments and conditions in the outer
+    kind's terms, numbered from `start`, each with the tensor after it. Under the entry's
+    `condition`, each layer is under it too, and where it fails the entry passes `passed` on."""
+    source = state.spec.blocks.get(body.block if kind == "block" else body.stage)
+    if source is not None:  # an unknown kind is reported by its typing
+        check_inline(source, where)
+    sym, _, _ = _sym_nested(state, name, kind, body, here.channels, where)
+    if here.last or here.flat:
+        raise SpecError(f"{name}: an `inline` block reads a map held channels-first (its layers are typed for one)", where)
+    if isinstance(sym, SymBlock):
+        instances = [sym]
+    else:
+        repeat = sym.repeat
+        if sym.connectivity != "none" or sym.names != "{i}":
+            raise SpecError("a stage without a name is numbered with its list: it takes no `names:` and no dense connectivity", where)
+        if not (isinstance(repeat, ast.Constant) and type(repeat.value) is int):
+            raise SpecError(
+                f"{name}: an `inline` stage inside a block kind repeats a fixed number of times (its layers are "
+                f"numbered entries of the list); `repeat: {expr.to_python(repeat)}` depends on the kind's parameters",
+                where,
+            )
+        check_repeat(repeat.value, where)
+        instances = [sym.first, *[sym.rest] * (repeat.value - 1)]
+    inner = state.block_types[sym.block]
+    out: list[tuple[SymLayer, SymTensor]] = []
+    cur = here
+    for inst in instances:
+        for layer in inner.layers:
+            assert isinstance(layer, SymLayer)  # check_inline: layers in sequence
+            own = None if layer.condition is None else expr.fold(_frame(inner, inst, layer.condition))
+            if isinstance(own, ast.Constant):
+                if not own.value:
+                    continue  # never present: takes no number
+                own = None
+            both = own if condition is None else condition if own is None else ast.BoolOp(ast.And(), [condition, own])
+            op = ops.KINDS[layer.kind]
+            args = tuple((k, expr.fold(_frame(inner, inst, t))) for k, t in layer.args)
+            params = dict(args)
+            step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
+            step = step.elts[0] if isinstance(step, ast.Tuple) else step
+            result = SymTensor(
+                op.out_channels(params, cur.channels), expr.fold(ast.BinOp(cur.stride, ast.Mult(), step)),
+                op.sym_nonneg(params, cur.nonneg),
+                (cur.flat or (layer.kind == "dense" and not cur.last) or layer.kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
+                op.last_after(params, cur.last),
+            )  # fmt: skip
+            if own is not None:
+                result = SymTensor(
+                    _if(own, result.channels, cur.channels), _if(own, result.stride, cur.stride),
+                    result.nonneg and cur.nonneg, result.flat, result.last,
+                )  # fmt: skip
+            out.append((SymLayer(str(start + len(out)), layer.kind, args, cur.channels, cur.nonneg, (), both, (cur.flat,)), result))
+            cur = result
+    if out and condition is not None and passed is not None:  # absent, the entry passes its input on
+        layer, last = out[-1]
+        out[-1] = (layer, SymTensor(
+            _if(condition, last.channels, passed.channels), _if(condition, last.stride, passed.stride),
+            last.nonneg and passed.nonneg, last.flat, last.last,
+        ))  # fmt: skip
+    if not out:
+        raise SpecError(f"{name}: this `inline` instance has no layers (every `if:` fails)", where)
+    return out
+
+
 def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
     """An instance of `inner` with its shortcut switches as conditions (torchvision's
     `stride != 1 or in_channels != planes * expansion`)."""
@@ -802,6 +934,8 @@ def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]
     wiring: list[tuple[list[object], object]] = []  # per item: what it reads, what it passes on
 
     def resolve(name: str) -> object:
+        if "." in name and name.split(".")[0] in index:  # a tap reads its list
+            name = name.split(".")[0]
         while name in aliases and name not in index:
             name = aliases[name]
         return index.get(name, name)

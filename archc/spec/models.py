@@ -429,13 +429,13 @@ class BlockDef(Strict):
         "one; their channels are the parameters `low_channels`, `high_channels` (a block with one input has "
         "`in_channels`). An instance gives them in order: `from: [backbone.4, backbone.16]`.",
     )
-    outputs: list[Name] | None = Field(
+    outputs: list[TensorName] | None = Field(
         None,
         min_length=2,
         max_length=16,
-        description="Several outputs (`outputs: [features, logits]`): layers of the block whose tensors it returns, "
-        "in order. The first is the instance's tensor (what the next layer reads); each is read from outside as "
-        "`instance.output` (`from: head.logits`).",
+        description="Several outputs (`outputs: [features, logits]`): layers of the block (or entries of its lists, "
+        "`body.relu`) whose tensors it returns, in order. The first is the instance's tensor (what the next layer "
+        "reads); each is read from outside as `instance.output` (`from: head.logits`, `head.body.relu`).",
     )
     connectivity: Literal["none", "skip"] = Field(
         "none",
