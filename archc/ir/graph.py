@@ -83,6 +83,7 @@ class SymBlock:
     at: tuple[Any, ...] = field(default=(), compare=False)
     more_channels: tuple[ast.expr, ...] = ()  # a kind with several inputs: the channels of the later ones
     more_outputs: tuple[str, ...] = ()  # a kind with several outputs: the names of the later ones
+    inline: bool = False  # the top function's `inline` entry: its layers are entries of the enclosing list
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class SymStage:
     at: tuple[Any, ...] = field(default=(), compare=False)
     free: bool = False  # the top function's: each instance reads the shape the one before gives
     written: tuple[tuple[tuple[str, ast.expr], ...], ...] = ()  # a free stage's `with:`, `first:`, `last:`
+    inline: bool = False  # the top function's `inline` entry: its instances' layers are entries of the list
 
 
 @dataclass(frozen=True)

@@ -279,10 +279,12 @@ class _Specialiser:
 
     def items(
         self, items: tuple[SymItem, ...], path: tuple[str, ...], prev: str, numbered: bool, position: int = 0,
-        scope: dict[str, Any] | None = None,
+        scope: dict[str, Any] | None = None, inlined: list[tuple[int, int, BlockInst]] | None = None,
     ) -> tuple[list[Inst], str]:  # fmt: skip
         """The items of one list; returns their instances and the name of the tensor it ends with.
-        In a numbered list (an nn.Sequential), unnamed entries are numbered as present."""
+        In a numbered list (an nn.Sequential), unnamed entries are numbered as present; `inlined`
+        collects the instances written `inline` (the top function's) as (index of their first
+        layer, number of layers, instance)."""
         scope = self.scope if scope is None else scope
         out: list[Inst] = []
         for item in items:
@@ -298,7 +300,11 @@ class _Specialiser:
             src = self.env[reads[0]]
             if self.placed is not None:
                 self.placed.append((item, (*path, name), not (isinstance(item, SymStage) and spliced(item, numbered))))
-            if isinstance(item, SymStage) and spliced(item, numbered):
+            if isinstance(item, (SymBlock, SymStage)) and item.inline and inlined is not None:
+                before = len(out)
+                tensor = self.inline(item, path, src, scope, position - 1, out, inlined)
+                position += len(out) - before - 1  # its layers are numbered on
+            elif isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
                 out.extend(stage.instances)
                 position += len(stage.instances) - 1
@@ -315,6 +321,26 @@ class _Specialiser:
             prev = item.name
         return out, prev
 
+    def inline(
+        self, item: SymBlock | SymStage, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], at: int,
+        out: list[Inst], inlined: list[tuple[int, int, BlockInst]],
+    ) -> Tensor:  # fmt: skip
+        """An `inline` entry of the top function's numbered list, from position `at`: each
+        instance's layers are appended to `out` as entries of the list (torchvision's VGG
+        `features`)."""
+        if isinstance(item, SymBlock):
+            inst, tensor = self.block(item, str(at), path, src, scope, self.where(item), first_position=at)
+            insts = [inst]
+        else:
+            stage, tensor = self.stage(item, path, src, scope, spliced_at=at, inline=True)
+            insts = list(stage.instances)
+        for inst in insts:
+            if not inst.children:
+                raise SpecError(f"entry {at}: this `inline` instance has no layers (every `if:` fails)", item.where)
+            inlined.append((len(out), len(inst.children), inst))
+            out.extend(inst.children)
+        return tensor
+
     def item(
         self, item: SymItem, name: str, path: tuple[str, ...], reads: tuple[str, ...], src: Tensor, scope: dict[str, Any],
     ) -> tuple[Inst, Tensor]:  # fmt: skip
@@ -326,10 +352,15 @@ class _Specialiser:
             return self.container(item, name, path, reads[0], scope, f"{item.name}.")
         if isinstance(item, SymGroup):
             group_path = (*path, name)
-            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope)
+            inlined: list[tuple[int, int, BlockInst]] = []
+            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined)
             self.env.update({f"{item.name}.{c.name}": self.env[c.name] for c in item.children})  # taps: `body.2`
+            if self.placed is not None:  # the top function's: its entries as they are numbered here
+                for c in children:
+                    self.env[f"{item.name}.{c.name}"] = Tensor(c.output, c.out_shape, False)
+                    self.scope[free_channels(f"{item.name}.{c.name}")] = c.out_shape.c
             out = self.env[last]
-            return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children)), out
+            return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined)), out
         if isinstance(item, SymBlock):
             return self.block(item, name, (*path, name), src, scope, self.where(item), others=tuple(self.env[n] for n in reads[1:]))
         if isinstance(item, SymParallel):
@@ -468,12 +499,15 @@ class _Specialiser:
                 self.check_channels(tree, tensor.shape, f"{self.source.name}.{sym.name}", scope)
             switches = {flag: bool(self.value(tree, scope, "any", where)) for flag, tree in sym.flags}
         ctx = Ctx(self.source.source, (*self.source.path, *sym.at), path, {}, False)
-        inst, node = instantiate(self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches, others=others)
+        inst, node = instantiate(
+            self.state, ctx, sym.block, args, name, src.shape, src.node, switches=switches, others=others, first_position=first_position
+        )
         nonneg = self.state.block_types[sym.block].nonneg_out
         return inst, Tensor(node, inst.out_shape, nonneg)
 
     def stage(
         self, sym: SymStage, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], spliced_at: int | None = None,
+        inline: bool = False,
     ) -> tuple[StageInst, Tensor]:  # fmt: skip
         """A stage inside a block kind; `spliced_at`: its instances are entries of the enclosing
         numbered list from that position on (torchvision's `nn.Sequential(first, *remaining)`)."""
@@ -483,11 +517,16 @@ class _Specialiser:
         stage_path = (*path, sym.name) if spliced_at is None else path
         dense = sym.connectivity == "dense"
         cur, instances = src, []
+        position = spliced_at
         for k in range(repeat):
             inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
             one = _free_instance(sym, k, repeat) if sym.free else sym.rest if dense or k > 0 else sym.first
-            inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where, free=sym.free)
+            if inline:  # its layers are entries of the list from `position` on
+                inst, out = self.block(one, str(position), stage_path, cur, here, where, first_position=position, free=sym.free)
+                position += len(inst.children)  # type: ignore[operator]
+            else:
+                inst, out = self.block(one, inst_name, (*stage_path, inst_name), cur, here, where, free=sym.free)
             instances.append(dataclasses.replace(inst, output=out.node))
             if dense:
                 concat = ops.Concat()

@@ -95,7 +95,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             if unindexed and name in points:
                 raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = body.reads
-            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"))]
+            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"), top)]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"), top)
             if top and isinstance(body.if_, str):  # a condition is no argument build_model() can take
                 state.pinned.update(expr.free_names(expr.parse(body.if_)) & definition.params.keys())
@@ -117,6 +117,16 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                         "use it on an unnamed entry of a list",
                         where,
                     )
+                if top:  # the top function's: specialised as the instances it is, their layers spliced in
+                    item, _, _ = _sym_nested(state, name, kind, body, here.channels, where, (), top)
+                    item = dataclasses.replace(item, inline=True)
+                    inner = state.block_types[body.block if kind == "block" else body.stage]
+                    result = SymTensor(ast.Name(free_channels(where)), ast.Constant(0), inner.nonneg_out, False)
+                    out.append(dataclasses.replace(item, where=where, at=(*section, index, written), condition=condition))
+                    points[name] = result
+                    reads.add(name)
+                    prev = name
+                    continue
                 *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
                 condition = None  # each layer is under it
                 for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
@@ -126,7 +136,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 position += len(expanded)
                 name = item.name
             elif kind in ("block", "stage"):
-                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1))].channels for k, n in enumerate(inputs[1:]))
+                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top)].channels for k, n in enumerate(inputs[1:]))
                 item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more, top)
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
@@ -150,7 +160,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
-                taps.update(_group_taps(points, item, condition))
+                taps.update(_group_taps(points, item, condition, top))
             elif kind == "branches":
                 # every branch reads the branches' input (`from:` or the previous tensor) and is
                 # present where the branches are; absent, the merge passes that input on
@@ -201,7 +211,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 check_merge_named(written, kind, where)
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
-                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i))] for i, n in enumerate(inputs)]
+                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i), top)] for i, n in enumerate(inputs)]
                 if condition is not None:  # each as it is where the merge is present
                     sources = [dataclasses.replace(t, channels=_assume(condition, t.channels)) for t in sources]
                 check_layout(name, kind, any(t.last for t in sources), where)
@@ -234,7 +244,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 if read:
                     if in_group:
                         raise SpecError(f"{name}: {kind} reads {', '.join(read)} too, so it cannot be an entry of a list; write it outside", where)
-                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key))] for n, key in zip(read, op.READS)]
+                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key), top)] for n, key in zip(read, op.READS)]
                     inputs = (*(inputs or (prev,)), *read)
                     stride = others[0].stride  # it takes their size
                 result = SymTensor(
@@ -372,12 +382,16 @@ def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_na
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
 
 
-def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.expr | None) -> dict[str, str | None]:
+def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.expr | None, top: bool = False) -> dict[str, str | None]:
     """The entries of a list of a block kind as tensors of the kind (`body.2`, `body.conv1`),
     read from outside it (taps): the code runs the list in pieces that end at each tapped entry,
     which it can where every entry is there in every instance (and so is numbered alike)."""
     why = None
-    if condition is not None:
+    if top and (group.positional or any(c.condition is not None for c in group.children)):
+        return {}  # the top function's: its entries are numbered and known once it is specialised
+    if top:
+        pass
+    elif condition is not None:
         why = "the list is under `if:`"
     elif any(c.condition is not None for c in group.children):
         why = "an entry of the list is under `if:`"
@@ -500,7 +514,11 @@ def _flattened(name: str, here: SymTensor, where: Location, top: bool = False) -
     return expr.fold(ast.BinOp(here.channels, ast.Mult(), here.positions))
 
 
-def _sym_source(points: dict[str, SymTensor], name: str, where: Location) -> str:
+def _sym_source(points: dict[str, SymTensor], name: str, where: Location, top: bool = False) -> str:
+    """`name`, a tensor in scope; in the top function, an entry of a list (`backbone.4`, an
+    instance of an unnamed stage there) is known once the list is specialised."""
+    if top and name not in points and name.split(".")[0] in points and "." in name:
+        points[name] = SymTensor(ast.Name(free_channels(name)), ast.Constant(0), False, False)
     if name not in points:
         import difflib  # error messages only
 
@@ -755,8 +773,9 @@ def _pick(test: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
     return _if(test, then, other)
 
 
-def free_channels(where: Location) -> str:
-    """The name the channels after a free stage (`SymStage.free`) take in the top function's scope."""
+def free_channels(where: Location | str) -> str:
+    """The name the channels of a tensor that the top function's form leaves to specialisation
+    (after a free stage or a flatten, an entry of a list read from outside it) take in its scope."""
     return f"<channels after {where}>"
 
 
