@@ -260,7 +260,10 @@ class _Specialiser:
         try:
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            raise SpecError(str(e), where() if callable(where) else where) from None
+            hint = ""
+            if STAGE_INDEX not in scope and STAGE_INDEX in expr.free_names(tree):
+                hint = f"; `{STAGE_INDEX}`, the instance index, exists in a stage's `with`, `first` and `last`"
+            raise SpecError(str(e) + hint, where() if callable(where) else where) from None
         problem = type_problem(value, "int" if want in ("pair", "pads") else want)
         if problem:
             raise SpecError(problem, where() if callable(where) else where)
@@ -481,7 +484,7 @@ class _Specialiser:
             decl = inner.definition.params[key]
             kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
             try:
-                args[key] = self.value(tree, scope, f"param_{kind}", where)
+                args[key] = self.value(tree, scope, f"param_{kind}", self.where(sym, "with", key) if sym.at else where)
             except SpecError as e:
                 raise SpecError(f"block {sym.block!r} parameter {key!r} {e.message}", e.where) from None
         return inner, args
@@ -522,6 +525,7 @@ class _Specialiser:
             inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
             one = _free_instance(sym, k, repeat) if sym.free else sym.rest if dense or k > 0 else sym.first
+            one = dataclasses.replace(one, at=sym.at)  # located at the stage
             if inline:  # its layers are entries of the list from `position` on
                 inst, out = self.block(one, str(position), stage_path, cur, here, where, first_position=position, free=sym.free)
                 position += len(inst.children)  # type: ignore[operator]

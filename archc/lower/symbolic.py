@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from archc import ops
@@ -43,7 +44,7 @@ from archc.lower.context import (
     unread,
 )
 from archc.lower.limits import check_block_depth, check_repeat
-from archc.lower.values import STAGE_INDEX, op_rank, raw_args, uses_index
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args, type_problem, uses_index
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -74,6 +75,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     excused: set[str] = set()  # tensors that merges never present list (dropped where nothing else reads them)
+    lists: set[str] = set()  # the top function's lists (groups), whose entries it may read from outside
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
     taps: dict[str, str | None] = {}  # `group.entry` read from outside its list -> why it cannot be, or None
 
@@ -83,6 +85,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
         """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
         out: list[SymItem] = []
         position = 0
+        seen: dict[str, Any] = {}  # the names of this list's entries so far
         for index, entry in enumerate(entries, start=offset):
             (written, body), = entry.items()
             kind = item_kind(body)
@@ -95,7 +98,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             if unindexed and name in points:
                 raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = body.reads
-            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"), top)]
+            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"), top, lists)]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"), top)
             if top and isinstance(body.if_, str):  # a condition is no argument build_model() can take
                 state.pinned.update(expr.free_names(expr.parse(body.if_)) & definition.params.keys())
@@ -106,6 +109,9 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 if kind in ops.KINDS and ops.KINDS[kind].MERGE:  # what only it merges is not built either
                     excused.update(getattr(body, kind))
                 continue
+            if name in seen and not (kind == "act" and seen[name] == body):
+                raise SpecError(f"duplicate layer name {name!r} in this list; only identical activations may share a name", where)
+            seen[name] = body
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
@@ -136,8 +142,10 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 position += len(expanded)
                 name = item.name
             elif kind in ("block", "stage"):
-                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top)].channels for k, n in enumerate(inputs[1:]))
-                item, after_ch, nested_stride = _sym_nested(state, name, kind, body, here.channels, where, more, top)
+                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top, lists)].channels for k, n in enumerate(inputs[1:]))
+                item, after_ch, nested_stride = _sym_nested(
+                    state, name, kind, body, here.channels, where, more, top, lambda *key: source.locate(*section, index, written, *key)
+                )
                 inner = state.block_types[body.block if kind == "block" else body.stage]
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
@@ -160,6 +168,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
+                lists.add(name)
                 taps.update(_group_taps(points, item, condition, top))
             elif kind == "branches":
                 # every branch reads the branches' input (`from:` or the previous tensor) and is
@@ -211,7 +220,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 check_merge_named(written, kind, where)
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
-                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i), top)] for i, n in enumerate(inputs)]
+                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i), top, lists)] for i, n in enumerate(inputs)]
                 if condition is not None:  # each as it is where the merge is present
                     sources = [dataclasses.replace(t, channels=_assume(condition, t.channels)) for t in sources]
                 check_layout(name, kind, any(t.last for t in sources), where)
@@ -223,7 +232,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             else:
                 op = ops.KINDS[kind]
                 check_layout(name, kind, here.last, where, in_group)
-                args = _sym_args(state, kind, getattr(body, kind), here.channels, where)
+                args = _sym_args(state, kind, getattr(body, kind), here.channels, source.locate(*section, index, written, kind))
                 if op.LAYOUT:
                     args = (*args, ("channels_last", ast.Constant(here.last or here.flat)))
                 if op.RANKED:
@@ -244,7 +253,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                 if read:
                     if in_group:
                         raise SpecError(f"{name}: {kind} reads {', '.join(read)} too, so it cannot be an entry of a list; write it outside", where)
-                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key), top)] for n, key in zip(read, op.READS)]
+                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key), top, lists)] for n, key in zip(read, op.READS)]
                     inputs = (*(inputs or (prev,)), *read)
                     stride = others[0].stride  # it takes their size
                 result = SymTensor(
@@ -319,6 +328,9 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     after = sym_layers(definition.after, ("after",), "after.input")
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
+    for key, o in (state.spec.model.outputs or {}).items() if top else ():  # tensors of its own, or absent
+        if o not in aliases:
+            _sym_source(points, o, state.spec.locate("outputs", key), top, lists)
     _check_taps((*layers, *after), outputs, taps, defined, reads, source)
     # the top function returns the tensors the model's `outputs:` names (a tap reads its group), or its last
     returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
@@ -514,19 +526,20 @@ def _flattened(name: str, here: SymTensor, where: Location, top: bool = False) -
     return expr.fold(ast.BinOp(here.channels, ast.Mult(), here.positions))
 
 
-def _sym_source(points: dict[str, SymTensor], name: str, where: Location, top: bool = False) -> str:
+def _sym_source(points: dict[str, SymTensor], name: str, where: Location, top: bool = False, lists: AbstractSet[str] = frozenset()) -> str:
     """`name`, a tensor in scope; in the top function, an entry of a list (`backbone.4`, an
     instance of an unnamed stage there) is known once the list is specialised."""
-    if top and name not in points and name.split(".")[0] in points and "." in name:
+    if top and name not in points and name.count(".") == 1 and name.split(".")[0] in lists:
         points[name] = SymTensor(ast.Name(free_channels(name)), ast.Constant(0), False, False)
     if name not in points:
         import difflib  # error messages only
 
-        names = [n for n in points if "." not in n and not n.startswith("<")]
+        names = [n for n in points if (top or "." not in n) and not n.startswith("<") and not n.endswith(".input")]
         hint = difflib.get_close_matches(name, names, n=1)
         guess = f"did you mean {hint[0]!r}? " if hint else ""
         known = ", ".join(names)
-        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer of its block; {guess}known here: {known}", where)
+        scope = "of its list or an enclosing one" if top else "of its block"
+        raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer {scope}; {guess}known here: {known}", where)
     return name
 
 
@@ -540,8 +553,14 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
     unknown = expr.free_names(tree) - set(definition.params) - {*inputs, "channels"}
     if unknown:
         raise SpecError(f"`if` may use the block's parameters, {', '.join(inputs)} and channels; unknown: {', '.join(sorted(unknown))}", where)
-    values = {p: ast.Constant(v) for p, v in definition.params.items()} if top else {}
-    return expr.fold(expr.substitute(tree, {"channels": channels, **values})) if top else expr.substitute(tree, {"channels": channels})
+    if not top:
+        return expr.substitute(tree, {"channels": channels})
+    values = {p: ast.Constant(v) for p, v in definition.params.items()}
+    tree = expr.fold(expr.substitute(tree, {"channels": channels, **values}))
+    problem = type_problem(tree.value, "bool") if isinstance(tree, ast.Constant) else None
+    if problem:
+        raise SpecError(problem, where)
+    return tree
 
 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
@@ -604,7 +623,11 @@ def type_of(state: State, block: str, where: Location) -> BlockType:
     source = state.spec.blocks.get(block)
     if source is None:
         known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        raise SpecError(f"unknown block {block!r}; known blocks: {known}", where)
+        import difflib  # error messages only: not imported by a successful check
+
+        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
     if block in state.typing:
         return _in_progress(state, source, where)
     check_block_depth(state.typing, block, where)
@@ -669,17 +692,26 @@ def declared(source: BlockSource, key: str) -> ast.expr:
     return tree
 
 
-def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = (), top: bool = False):  # type: ignore[no-untyped-def]
+def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = (), top: bool = False, at: Any = None):  # type: ignore[no-untyped-def]
     """A block or stage inside a block kind: (its symbolic form, channels after it, its stride);
     `more`: the channels of the tensors after the first that a block with several inputs reads;
     `top`: in the top function, a stage whose instances change the shape one after another is
     typed instance by instance when it is specialised (`SymStage.free`)."""
     inner = type_of(state, body.block if kind == "block" else body.stage, where)
-    check_arity(state.spec.blocks[inner.name], name, kind, 1 + len(more), where)
+    def key(*sub: str) -> Location:  # where a key of the entry is written (`at`), else the entry
+        return at(*sub) if at is not None else where
+
+    check_arity(state.spec.blocks[inner.name], name, kind, 1 + len(more), key(kind) if kind == "stage" else where)
     declared = {p for p, _, _ in inner.params}
-    for key in [*body.with_, *(body.first if kind == "stage" else {})]:
-        if key not in declared:
-            raise SpecError(f"block {inner.name!r} has no parameter {key!r}; its parameters: {', '.join(declared) or 'none'}", where)
+    for section in ("with", "first", "last") if kind == "stage" else ("with",):
+        for given_key in getattr(body, "with_" if section == "with" else section):
+            if given_key not in declared:
+                known = ", ".join(p for p, _, _ in inner.params) or "none"
+                raise SpecError(f"block {inner.name!r} has no parameter {given_key!r}; its parameters: {known}", key(section, given_key))
+    given = {*body.with_, *(body.first if kind == "stage" else ()), *(body.last if kind == "stage" else ())}
+    for p, default, type_name in inner.params:
+        if default is None and p not in given:
+            raise SpecError(f"block {inner.name!r} needs parameter {p!r} ({type_name}); pass it in `with:`", where)
     common = {k: _sym(v, channels) for k, v in body.with_.items()}
     if kind == "block":
         sym = dataclasses.replace(_sym_instance(inner, name, common, channels), more_channels=more)
@@ -688,6 +720,10 @@ def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.exp
     opening, first_args, later, middle = _stage_args(inner, name, body, channels, repeat, where)
     first = _sym_instance(inner, name, first_args, channels)
     first_out = _frame(inner, first, inner.out_channels)
+    if body.connectivity == "dense" and top:  # the top function's: typed instance by instance when specialised
+        written = tuple(tuple((k, _sym(v, channels)) for k, v in args.items()) for args in (body.with_, body.first, body.last))
+        free = SymStage(name, inner.name, repeat, "dense", body.names, first, first, channels, free=True, written=written)
+        return free, ast.Name(free_channels(where)), ast.Constant(0)
     if body.connectivity == "dense":
         growth = _frame(inner, _sym_instance(inner, name, later, ast.Name("in_channels")), inner.out_channels)
         if {"in_channels", STAGE_INDEX} & expr.free_names(growth) or body.first:

@@ -287,8 +287,9 @@ def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
     if unknown:
         import difflib  # error messages only
 
-        known = ", ".join(sorted(scope)) or "none"
-        hint = difflib.get_close_matches(unknown[0], list(scope), n=1)
+        names = [n for n in scope if n.isidentifier()]  # not the internal names lowering binds
+        known = ", ".join(sorted(names)) or "none"
+        hint = difflib.get_close_matches(unknown[0], names, n=1)
         guess = f"; did you mean {hint[0]!r}?" if hint else ""
         raise ExprError(f"unknown name {unknown[0]!r}{guess} (known here: {known})")
     return bounded(_eval(tree, scope))
