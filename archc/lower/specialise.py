@@ -213,7 +213,8 @@ def _with_index_trees(sym: SymStage, scope: dict[str, Any], instances: list[Bloc
                 here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {STAGE_INDEX}})
         trees.append(here)
     all_args = [dict(inst.args) for inst in instances]
-    varies = {key: len({args[key] for args in all_args}) > 1 for here in trees for key in here}  # once per key
+    keys = {key for here in trees for key in here}
+    varies = {key: len({args[key] for args in all_args}) > 1 for key in keys}  # once per key, not per instance
     out = []
     for k, inst in enumerate(instances):
         keep = []

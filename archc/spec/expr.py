@@ -283,7 +283,7 @@ def evaluate(tree: ast.expr, scope: Mapping[str, Value]) -> Value:
     the same tree may be printed into generated code, where a stray name would
     reach a global of the generated module.
     """
-    unknown = sorted(free_names(tree) - set(scope))
+    unknown = sorted(n for n in free_names(tree) if n not in scope)  # not set(scope): scopes can be large
     if unknown:
         import difflib  # error messages only
 
