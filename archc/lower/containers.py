@@ -111,7 +111,9 @@ def qualified(items: tuple[SymItem, ...], prefix: str, local: set[str]) -> tuple
     for item in items:
         if isinstance(item, SymGroup) and item.dataflow:
             item = dataclasses.replace(item, children=qualified(item.children, prefix, local))
-        if isinstance(item, SymParallel) and item.passes is not None:
-            item = dataclasses.replace(item, passes=path(item.passes))
+        if isinstance(item, SymParallel):  # a row of a grid, and its own rows
+            item = dataclasses.replace(item, children=qualified(item.children, prefix, local))
+            if item.passes is not None:
+                item = dataclasses.replace(item, passes=path(item.passes))
         out.append(dataclasses.replace(item, inputs=tuple(path(n) for n in item.inputs)))
     return tuple(out)

@@ -43,6 +43,7 @@ from archc.lower.context import (
     check_inline,
     counts_of,
     join_path,
+    lookup,
     sc_index,
 )
 from archc.lower.limits import add_node, check_block_depth, check_repeat
@@ -51,6 +52,7 @@ from archc.lower.values import (
     STAGE_INDEX,
     bind_params,
     block_checks,
+    param_notes,
     ranked_values,
     type_problem,
 )
@@ -301,7 +303,7 @@ class _Specialiser:
                 continue
             name = str(position) if item.name.isdigit() else item.name
             position += not (numbered and not item.name.isdigit())  # an expression of a numbered kind has no number
-            src = self.env[reads[0]]
+            src = self.read(reads[0], item)
             if self.placed is not None:
                 self.placed.append((item, (*path, name), not (isinstance(item, SymStage) and spliced(item, numbered))))
             if isinstance(item, (SymBlock, SymStage)) and item.inline and inlined is not None:
@@ -345,13 +347,18 @@ class _Specialiser:
             out.extend(inst.children)
         return tensor
 
+    def read(self, name: str, item: SymItem) -> Tensor:
+        """The tensor `name`; in the top function, an entry of a list read from outside it is
+        known only here, where the list is specialised (`backbone.layer3`)."""
+        return self.env[name] if name in self.env else lookup(self.env, name, item.where or self.where(item))
+
     def item(
         self, item: SymItem, name: str, path: tuple[str, ...], reads: tuple[str, ...], src: Tensor, scope: dict[str, Any],
     ) -> tuple[Inst, Tensor]:  # fmt: skip
         if isinstance(item, SymLayer) and ops.KINDS[item.kind].MERGE:
-            return self.merge(item, name, path, [self.env[n] for n in reads])
+            return self.merge(item, name, path, [self.read(n, item) for n in reads])
         if isinstance(item, SymLayer):
-            return self.layer(item, name, path, src, scope, [self.env[n] for n in reads[1:]])
+            return self.layer(item, name, path, src, scope, [self.read(n, item) for n in reads[1:]])
         if isinstance(item, SymGroup) and item.dataflow:
             return self.container(item, name, path, reads[0], scope, f"{item.name}.")
         if isinstance(item, SymGroup):
@@ -382,6 +389,8 @@ class _Specialiser:
         children: list[Inst] = []
         for child in item.children:
             reads = child.inputs or (prev,)
+            if self.placed is not None:
+                self.placed.append((child, (*path, name, child.name), True))
             if isinstance(child, SymGroup) and child.dataflow:
                 inst, tensor = self.container(child, child.name, (*path, name), prev, scope, f"{prefix}{child.name}.")
             else:
@@ -412,7 +421,11 @@ class _Specialiser:
             if tree is None or attr.type in ("str", "const", "init", "tensor"):
                 values[attr.name] = None if tree is None else tree.value  # type: ignore[attr-defined]
                 continue
-            values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
+            try:
+                values[attr.name] = self.value(tree, scope, attr.type, lambda: self.where(item, item.kind, attr.name))
+            except SpecError as e:  # in the top function, where model parameters in it were set (extends, --set)
+                notes = param_notes(self.state, expr.to_python(tree), e.where) if self.placed is not None else []
+                raise SpecError(e.message + (f" ({'; '.join(notes)})" if notes else ""), e.where) from None
         if op_class.LAYOUT:
             values["channels_last"] = given["channels_last"].value  # type: ignore[attr-defined]
         shape = src.shape
@@ -484,10 +497,16 @@ class _Specialiser:
         for key, tree in sym.args:
             decl = inner.definition.params[key]
             kind = decl if isinstance(decl, str) else {bool: "bool", int: "int", float: "float"}.get(type(decl), "")
+            at = self.where(sym, "with", key) if sym.at else where
+            # in the top function, a value that model parameters set elsewhere (extends, --set) says so
+            notes = param_notes(self.state, expr.to_python(tree), at) if self.placed is not None else []
             try:
-                args[key] = self.value(tree, scope, f"param_{kind}", self.where(sym, "with", key) if sym.at else where)
+                args[key] = self.value(tree, scope, f"param_{kind}", at)
             except SpecError as e:
-                raise SpecError(f"block {sym.block!r} parameter {key!r} {e.message}", e.where) from None
+                more = f" ({'; '.join(notes)})" if notes else ""
+                raise SpecError(f"block {sym.block!r} parameter {key!r} {e.message}{more}", e.where) from None
+            for note in notes:
+                self.state.arg_notes[(sym.block, key, args[key])] = note
         return inner, args
 
     def block(

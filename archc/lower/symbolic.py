@@ -105,13 +105,13 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
             if isinstance(condition, ast.Constant) and not condition.value:
                 points[name] = here  # never present
                 aliases[name] = inputs[0] if inputs else prev
-                prev = name
+                prev = _resolve(aliases, name)  # what the next entry reads
                 if kind in ops.KINDS and ops.KINDS[kind].MERGE:  # what only it merges is not built either
                     excused.update(getattr(body, kind))
                 continue
-            if name in seen and not (kind == "act" and seen[name] == body):
+            if name in seen and condition is None and seen[name] is not None and not (kind == "act" and seen[name] == body):
                 raise SpecError(f"duplicate layer name {name!r} in this list; only identical activations may share a name", where)
-            seen[name] = body
+            seen[name] = body if condition is None else None  # entries under `if:` may be alternatives
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
                 here = dataclasses.replace(here, channels=_assume(condition, here.channels))
@@ -124,6 +124,9 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
                         where,
                     )
                 if top:  # the top function's: specialised as the instances it is, their layers spliced in
+                    inlined_kind = state.spec.blocks.get(body.block if kind == "block" else body.stage)
+                    if inlined_kind is not None:
+                        check_inline(inlined_kind, where)
                     item, _, _ = _sym_nested(state, name, kind, body, here.channels, where, (), top)
                     item = dataclasses.replace(item, inline=True)
                     inner = state.block_types[body.block if kind == "block" else body.stage]
@@ -347,6 +350,7 @@ def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockTy
     layers = _drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
+    reads.update(_resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
     unread(defined, reads, "the model" if top else f"block {source.name!r}")
     if containers:
         check_entries_read(layers, {*kept, *outputs, *returned}, "the model" if top else f"block {source.name!r}")
@@ -560,7 +564,7 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
     problem = type_problem(tree.value, "bool") if isinstance(tree, ast.Constant) else None
     if problem:
         raise SpecError(problem, where)
-    return tree
+    return None if isinstance(tree, ast.Constant) and tree.value else tree  # always present: unconditional
 
 
 def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:

@@ -114,11 +114,11 @@ def type_problem(value: Any, want: str) -> str | None:
 def provenance(state: State | None, raw: Any, where: Location | None) -> str:
     """' (depth = 21 from --set params.depth=21)' for each model parameter in `raw` that was
     set in another file than `where` (an extending spec, a --set), else ''."""
-    notes = _notes(state, raw, where)
+    notes = param_notes(state, raw, where)
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-def _notes(state: State | None, raw: Any, where: Location | None) -> list[str]:
+def param_notes(state: State | None, raw: Any, where: Location | None) -> list[str]:
     if state is None or where is None or not isinstance(raw, str):
         return []  # without a location yet, the caller adds the notes when it locates the error
     try:
@@ -243,7 +243,7 @@ def call_args(
             args[name] = typed_value(value, {**ctx.scope}, where, f"param_{kind}", state=state, ref_ok=ref is not None, ref=ref)
         except SpecError as e:
             raise SpecError(f"block {block!r} parameter {name!r} {e.message}", e.where) from None
-        for note in _notes(state, value, where):
+        for note in param_notes(state, value, where):
             state.arg_notes[(block, name, args[name])] = note
     return args
 

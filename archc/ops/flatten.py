@@ -22,6 +22,7 @@ class Flatten(Op):
     SHORTHANDS: ClassVar[dict[str, dict[str, Any]]] = {"flatten": {"flatten": {}}}
     ELEMENTWISE: ClassVar[bool] = True
     ALIASES: ClassVar[bool] = True  # a view of its input
+    FLAT_OUT: ClassVar[bool | None] = True
     TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Flatten": {"start_dim": 1, "end_dim": -1}}  # all but the batch axis
     KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.Flatten": {"data_format": None}}
 
