@@ -1,11 +1,12 @@
 """Lowering: a validated spec becomes the graph IR.
 
-The model's list is walked top to bottom with the current shape in hand, because
-expressions may read it (`in_channels`, `channels`). A block kind becomes one
-function-like structure, its symbolic form (`BlockType`: items whose arguments are
-expressions over its parameters and `in_channels`), built once; every instance of it
-is that form specialised to its arguments and input. The emitters print each kind's
-code from the same form, so what archc counts is what the code builds.
+The spec is walked once. A block kind becomes one function-like structure, its symbolic
+form (`BlockType`: items whose arguments are expressions over its parameters and
+`in_channels`), built once; every instance of it is that form specialised to its
+arguments and input. The model's own list is the top function: typed the same way and
+specialised once, to the model's parameters and input. The emitters print each kind's
+code from its form and the model's from its instance, so what archc counts is what the
+code builds.
 
 - `context`: where lowering is (the file, the module path, names in scope) and the
   checks every list shares;
@@ -13,7 +14,8 @@ code from the same form, so what archc counts is what the code builds.
 - `limits`: the bounds that keep a spec's cost bounded;
 - `symbolic`: a block kind's symbolic form, and when each of its items exists;
 - `specialise`: an instance of a block kind, from its symbolic form;
-- `model`: the model's own list (layers, groups, branches, stages, inline blocks).
+- `model`: the model's own list as the top function, its outputs and what build_model()
+  takes; the bound on its size before anything is typed.
 
 Shape rules and parameter counts live in the ops (`archc.ops`); lowering only applies
 them and turns their complaints into located errors.
@@ -43,12 +45,7 @@ from archc.ir.graph import (
 )
 from archc.lower import limits
 from archc.lower.context import Ctx, LayerKey, State
-import os
-
-from archc.lower.model import check_size, lower_items
-from archc.lower.top import lower_top
-
-_OLD = os.environ.get("ARCHC_OLD") == "1"
+from archc.lower.model import check_size, lower_top
 from archc.lower.values import run_checks, typed_value
 from archc.ops import Shape
 from archc.spec import expr
@@ -75,8 +72,7 @@ def lower(spec: LoadedSpec) -> Graph:
             spec.locate("input"),
         )
     check_size(state, model.layers, {**scope, "in_channels": c}, ("layers",))
-    top = Ctx(spec.source, ("layers",), (), {**scope, "in_channels": c}, True)
-    body, out_shape, _, _ = lower_items(state, top, model.layers, in_shape, "input", False) if _OLD else lower_top(state, scope, in_shape)[:4]
+    body, out_shape = lower_top(state, scope, in_shape)
     if out_shape.last and not state.outputs:
         where = spec.locate("layers", len(model.layers) - 1)
         raise SpecError("the model ends with a map PyTorch holds channels-last; end with `permute: {to: channels_first}`", where)

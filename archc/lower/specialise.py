@@ -145,7 +145,7 @@ def _specialise(
 ) -> tuple[BlockInst, str]:  # fmt: skip
     """The instance's items, shortcut and `after`, from the block kind's symbolic form."""
     first_node = len(state.nodes)  # the block's nodes are the ones added from here on
-    spec = _Specialiser(state, source, btype, scope, dict(zip(btype.inputs, inputs)), {})
+    spec = Specialiser(state, source, btype, scope, dict(zip(btype.inputs, inputs)), {})
     children, last = spec.items(btype.layers, ctx.module_path, btype.inputs[0], btype.numbered, first_position or 0)
     out = spec.env[btype.outputs[0] if btype.outputs else last]
     used_shortcut = None
@@ -235,7 +235,7 @@ SUM = "<sum>"  # the tensor a skip block's `after` list reads: the branch plus t
 
 
 @dataclass
-class _Specialiser:
+class Specialiser:
     """Specialise the items of a block kind (`SymItem`s, their arguments expressions over
     the kind's parameters and `in_channels`) to one instance: evaluate, infer shapes, count.
     The code is printed from the same items, so what archc counts is what the code builds;

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 from archc import ops
@@ -51,7 +51,7 @@ from archc.spec.loader import BlockSource
 from archc.spec.models import POSITIONAL
 
 
-def _block_type(state: State, source: BlockSource, top: bool = False) -> BlockType:
+def build_type(state: State, source: BlockSource, top: bool = False) -> BlockType:
     """The block kind with layer arguments as expressions over its parameters. `top`: the
     model's own list, the top function, whose code is printed from its one instance (so what
     a block class needs to print, a channel count or stride as one expression, it may lack)."""
@@ -405,9 +405,9 @@ def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.ex
     why = None
     if top and (group.positional or any(c.condition is not None for c in group.children)):
         return {}  # the top function's: its entries are numbered and known once it is specialised
-    if top:
-        pass
-    elif condition is not None:
+    if top:  # the model's code is printed from its instance, which cuts a list anywhere
+        condition = None
+    if condition is not None:
         why = "the list is under `if:`"
     elif any(c.condition is not None for c in group.children):
         why = "an entry of the list is under `if:`"
@@ -637,7 +637,7 @@ def type_of(state: State, block: str, where: Location) -> BlockType:
     check_block_depth(state.typing, block, where)
     state.typing.append(block)
     try:
-        btype = _block_type(state, source)
+        btype = build_type(state, source)
     finally:
         state.typing.pop()
         state.block_types.pop(block, None)  # its stand-in, where it met itself
