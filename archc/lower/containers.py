@@ -23,7 +23,7 @@ from archc.spec import models as m
 from archc.spec.loader import BlockSource
 
 if TYPE_CHECKING:
-    from archc.lower.symbolic import SymTensor
+    from archc.lower.nested import SymTensor
 
 
 def sym_modules(

@@ -47,7 +47,8 @@ from archc.lower.context import (
     sc_index,
 )
 from archc.lower.limits import add_node, check_block_depth, check_repeat
-from archc.lower.symbolic import declared, free_channels, type_of
+from archc.lower.nested import declared, free_channels
+from archc.lower.symbolic import type_of
 from archc.lower.values import (
     STAGE_INDEX,
     bind_params,

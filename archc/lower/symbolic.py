@@ -8,14 +8,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from typing import Any
 
 from archc import ops
 from archc.errors import Location, SpecError
 from archc.ir.graph import (
     BlockType,
-    SymBlock,
     SymGroup,
     SymItem,
     SymLayer,
@@ -23,12 +21,10 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
-    passed_on,
 )
 from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
     State,
-    check_arity,
     check_inline,
     check_layout,
     check_list_entry,
@@ -43,8 +39,19 @@ from archc.lower.context import (
     shown,
     unread,
 )
-from archc.lower.limits import check_block_depth, check_repeat
-from archc.lower.values import STAGE_INDEX, op_rank, raw_args, type_problem, uses_index
+from archc.lower.limits import check_block_depth
+from archc.lower.liveness import drop_excused, live, resolve
+from archc.lower.nested import (
+    SymTensor,
+    declared,
+    frame,
+    free_channels,
+    if_,
+    sym_inline,
+    sym_nested,
+    sym_value,
+)
+from archc.lower.values import op_rank, raw_args, type_problem
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
@@ -105,7 +112,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
             if isinstance(condition, ast.Constant) and not condition.value:
                 points[name] = here  # never present
                 aliases[name] = inputs[0] if inputs else prev
-                prev = _resolve(aliases, name)  # what the next entry reads
+                prev = resolve(aliases, name)  # what the next entry reads
                 if kind in ops.KINDS and ops.KINDS[kind].MERGE:  # what only it merges is not built either
                     excused.update(getattr(body, kind))
                 continue
@@ -127,7 +134,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     inlined_kind = state.spec.blocks.get(body.block if kind == "block" else body.stage)
                     if inlined_kind is not None:
                         check_inline(inlined_kind, where)
-                    item, _, _ = _sym_nested(state, name, kind, body, here.channels, where, (), top)
+                    item, _, _ = sym_nested(state, name, kind, body, here.channels, where, (), top)
                     item = dataclasses.replace(item, inline=True)
                     inner = state.block_types[body.block if kind == "block" else body.stage]
                     result = SymTensor(ast.Name(free_channels(where)), ast.Constant(0), inner.nonneg_out, False)
@@ -136,7 +143,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     reads.add(name)
                     prev = name
                     continue
-                *expanded, (item, result) = _sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
+                *expanded, (item, result) = sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
                 condition = None  # each layer is under it
                 for layer, tensor in expanded:  # the instance's layers are entries of this list, each read by the next
                     out.append(dataclasses.replace(layer, where=where, at=(*section, index, written)))
@@ -146,7 +153,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 name = item.name
             elif kind in ("block", "stage"):
                 more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top, lists)].channels for k, n in enumerate(inputs[1:]))
-                item, after_ch, nested_stride = _sym_nested(
+                item, after_ch, nested_stride = sym_nested(
                     state, name, kind, body, here.channels, where, more, top, lambda *key: source.locate(*section, index, written, *key)
                 )
                 inner = state.block_types[body.block if kind == "block" else body.stage]
@@ -157,7 +164,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     item = dataclasses.replace(item, more_outputs=tuple(o for o, _, _ in inner.more_outputs))
                     for o, o_channels, o_stride in inner.more_outputs:
                         points[f"{name}.{o}"] = SymTensor(
-                            _frame(inner, item, o_channels), expr.fold(ast.BinOp(here.stride, ast.Mult(), _frame(inner, item, o_stride))), False, False,
+                            frame(inner, item, o_channels), expr.fold(ast.BinOp(here.stride, ast.Mult(), frame(inner, item, o_stride))), False, False,
                         )  # fmt: skip
             elif kind == "group":
                 if in_group and not top:
@@ -270,7 +277,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 if kind == "flatten":
                     result = dataclasses.replace(result, channels=_flattened(name, here, where, top))
             if inputs:  # an entry that is never present is read as what it passes on
-                item = _with_inputs(item, tuple(_resolve(aliases, n) for n in inputs))
+                item = _with_inputs(item, tuple(resolve(aliases, n) for n in inputs))
             reads.update(item.inputs if item.inputs else implicit_read(item, prev))
             if not in_group:
                 defined[name] = where
@@ -279,7 +286,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 if result.last != passed.last:
                     raise SpecError(f"{name}: a layer under `if:` may not change where PyTorch holds the channels", where)
                 result = SymTensor(
-                    _if(condition, result.channels, passed.channels), _if(condition, result.stride, passed.stride),
+                    if_(condition, result.channels, passed.channels), if_(condition, result.stride, passed.stride),
                     result.nonneg and passed.nonneg, result.flat, result.last, _same(result.positions, passed.positions),
                 )
             points[name] = result
@@ -337,8 +344,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     _check_taps((*layers, *after), outputs, taps, defined, reads, source)
     # the top function returns the tensors the model's `outputs:` names (a tap reads its group), or its last
     returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
-    layers = _live(layers, {*([] if returned else [last_of[("layers",)]]), *kept, *outputs, *returned}, aliases)
-    after = _live(after, {last_of[("after",)]}, aliases)
+    layers = live(layers, {*([] if returned else [last_of[("layers",)]]), *kept, *outputs, *returned}, aliases)
+    after = live(after, {last_of[("after",)]}, aliases)
     params = _params(definition)
     if not returned:
         reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
@@ -347,10 +354,10 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     reads.update(outputs)
     if top:
         state.absent = set(aliases)
-    layers = _drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
+    layers = drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
-    reads.update(_resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
+    reads.update(resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
     unread(defined, reads, "the model" if top else f"block {source.name!r}")
     if containers:
         check_entries_read(layers, {*kept, *outputs, *returned}, "the model" if top else f"block {source.name!r}")
@@ -487,19 +494,6 @@ def _sym_parallel(
     return item, merged
 
 
-@dataclass(frozen=True)
-class SymTensor:
-    """A tensor inside a block kind: its channels and stride (from the block input) as
-    expressions, whether it is known to be >= 0, and whether it is flat."""
-
-    channels: ast.expr
-    stride: ast.expr
-    nonneg: bool
-    flat: bool
-    last: bool = False  # a map PyTorch holds channels-last (after a permute)
-    positions: ast.expr | None = None  # H*W (D*H*W, L) where the kind fixes the map's size
-
-
 def _positions(kind: str, op: type[ops.Op], params: dict[str, ast.expr], here: SymTensor) -> ast.expr | None:
     """The positions of a layer's output map, where the block kind fixes them: an adaptive
     pool sets them (`size ** rank`); a layer that keeps its input's shape and feature order
@@ -565,23 +559,6 @@ def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: 
     if problem:
         raise SpecError(problem, where)
     return None if isinstance(tree, ast.Constant) and tree.value else tree  # always present: unconditional
-
-
-def _if(condition: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
-    """`then if condition else other`, or just `then` where the two agree whenever the
-    condition fails (`in_channels * t` is `in_channels` where `t != 1` fails)."""
-    if isinstance(other, ast.IfExp) and expr.to_python(other.test) == expr.to_python(condition):
-        other = other.orelse  # `a if c else (b if c else d)` is `a if c else d`
-    if expr.to_python(then) == expr.to_python(other):
-        return then
-    if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
-        left, right = condition.left, condition.comparators[0]
-        if isinstance(left, ast.Name) and expr.to_python(expr.substitute(then, {left.id: right})) == expr.to_python(other):
-            return then
-        sides = {expr.to_python(left), expr.to_python(right)}
-        if {expr.to_python(then), expr.to_python(other)} == sides and len(sides) == 2:
-            return then  # `a if a != b else b` is `a`
-    return expr.fold(ast.IfExp(condition, then, other))
 
 
 _NEGATED: dict[type, type] = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt}
@@ -686,371 +663,12 @@ def _in_progress(state: State, source: BlockSource, where: Location) -> BlockTyp
     return stand_in
 
 
-def declared(source: BlockSource, key: str) -> ast.expr:
-    """A block kind's declared `out_channels` or `out_stride`, over its parameters and in_channels."""
-    raw = getattr(source.definition, key)
-    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
-    unknown = expr.free_names(tree) - set(source.definition.params) - set(channel_params(source.definition.input_names))
-    if unknown:
-        raise SpecError(f"`{key}` may use the block's parameters and its inputs' channels; unknown: {', '.join(sorted(unknown))}", source.locate(key))
-    return tree
-
-
-def _sym_nested(state: State, name: str, kind: str, body: Any, channels: ast.expr, where: Location, more: tuple[ast.expr, ...] = (), top: bool = False, at: Any = None):  # type: ignore[no-untyped-def]
-    """A block or stage inside a block kind: (its symbolic form, channels after it, its stride);
-    `more`: the channels of the tensors after the first that a block with several inputs reads;
-    `top`: in the top function, a stage whose instances change the shape one after another is
-    typed instance by instance when it is specialised (`SymStage.free`)."""
-    inner = type_of(state, body.block if kind == "block" else body.stage, where)
-    def key(*sub: str) -> Location:  # where a key of the entry is written (`at`), else the entry
-        return at(*sub) if at is not None else where
-
-    check_arity(state.spec.blocks[inner.name], name, kind, 1 + len(more), key(kind) if kind == "stage" else where)
-    declared = {p for p, _, _ in inner.params}
-    for section in ("with", "first", "last") if kind == "stage" else ("with",):
-        for given_key in getattr(body, "with_" if section == "with" else section):
-            if given_key not in declared:
-                known = ", ".join(p for p, _, _ in inner.params) or "none"
-                raise SpecError(f"block {inner.name!r} has no parameter {given_key!r}; its parameters: {known}", key(section, given_key))
-    given = {*body.with_, *(body.first if kind == "stage" else ()), *(body.last if kind == "stage" else ())}
-    for p, default, type_name in inner.params:
-        if default is None and p not in given:
-            raise SpecError(f"block {inner.name!r} needs parameter {p!r} ({type_name}); pass it in `with:`", where)
-    common = {k: _sym(v, channels) for k, v in body.with_.items()}
-    if kind == "block":
-        sym = dataclasses.replace(_sym_instance(inner, name, common, channels), more_channels=more)
-        return sym, _frame(inner, sym, inner.out_channels), _frame(inner, sym, inner.stride)
-    repeat = _sym(body.repeat, channels)
-    opening, first_args, later, middle = _stage_args(inner, name, body, channels, repeat, where)
-    first = _sym_instance(inner, name, first_args, channels)
-    first_out = _frame(inner, first, inner.out_channels)
-    if body.connectivity == "dense" and top:  # the top function's: typed instance by instance when specialised
-        written = tuple(tuple((k, _sym(v, channels)) for k, v in args.items()) for args in (body.with_, body.first, body.last))
-        free = SymStage(name, inner.name, repeat, "dense", body.names, first, first, channels, free=True, written=written)
-        return free, ast.Name(free_channels(where)), ast.Constant(0)
-    if body.connectivity == "dense":
-        growth = _frame(inner, _sym_instance(inner, name, later, ast.Name("in_channels")), inner.out_channels)
-        if {"in_channels", STAGE_INDEX} & expr.free_names(growth) or body.first:
-            raise SpecError(f"{name}: inside a block, a dense stage's instances must add a fixed number of channels", where)
-        step = ast.BinOp(ast.Name("i"), ast.Mult(), growth)
-        rest = _sym_instance(inner, name, later, expr.fold(ast.BinOp(channels, ast.Add(), step)))
-        out = expr.fold(ast.BinOp(channels, ast.Add(), ast.BinOp(repeat, ast.Mult(), growth)))
-        if not _is_one(_frame(inner, rest, inner.stride)):
-            raise SpecError(f"{name}: instances of a dense stage may not change the map size", where)
-        return SymStage(name, inner.name, repeat, "dense", body.names, first, rest, channels), out, ast.Constant(1)
-    head = _sym_instance(inner, name, opening, channels)  # the first instance where there are more
-    head_out = _frame(inner, head, inner.out_channels)
-    rest = _sym_instance(inner, name, later, head_out)
-    between = _sym_instance(inner, name, middle, head_out)  # neither first nor last
-    between_out = _frame(inner, between, inner.out_channels)
-    if top and (body.last or uses_index(body) or expr.to_python(between_out) != expr.to_python(head_out)
-                or not _is_one(_frame(inner, between, inner.stride))):  # fmt: skip
-        # the top function's: each instance's arguments are `with:`, `first:` on the first, `last:`
-        # on the last, and its channels are known once it is specialised, instance by instance
-        written = tuple(tuple((k, _sym(v, channels)) for k, v in args.items()) for args in (body.with_, body.first, body.last))
-        free = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels, free=True, written=written)
-        return free, ast.Name(free_channels(where)), ast.Constant(0)
-    if expr.to_python(between_out) != expr.to_python(head_out) or not _is_one(_frame(inner, between, inner.stride)):
-        raise SpecError(
-            f"{name}: inside a block, a stage's later instances must keep their input shape "
-            f"(here {expr.to_python(head_out)} -> {expr.to_python(between_out)} channels); use a stage at model level",
-            where,
-        )
-    stage = SymStage(name, inner.name, repeat, "none", body.names, first, rest, channels)
-    first_stride = _frame(inner, first, inner.stride)
-    if not body.last:
-        return stage, first_out, first_stride
-    # the last instance's channels and stride: `rest` at i = repeat - 1, or the first where it is the only one
-    final = {STAGE_INDEX: expr.fold(ast.BinOp(repeat, ast.Sub(), ast.Constant(1)))}
-    last_out = expr.fold(expr.substitute(_frame(inner, rest, inner.out_channels), final))
-    last_stride = expr.fold(expr.substitute(_frame(inner, rest, inner.stride), final))
-    both = expr.fold(ast.BinOp(_frame(inner, head, inner.stride), ast.Mult(), last_stride))
-    alone = ast.Compare(repeat, [ast.Eq()], [ast.Constant(1)])
-    return stage, _pick(alone, first_out, last_out), _pick(alone, first_stride, both)
-
-
-def _stage_args(
-    inner: BlockType, name: str, body: m.StageItem, channels: ast.expr, repeat: ast.expr, where: Location,
-) -> tuple[dict[str, ast.expr], ...]:  # fmt: skip
-    """A stage's arguments inside a block kind, as expressions: (opening, first, later,
-    middle) for its first instance where it has more, its first instance (its `last:` too
-    where `repeat == 1`), every later one (over the loop variable `i`, `last:` as a
-    condition `i == repeat - 1`), and those neither first nor last. As at model level,
-    `last:` applies after `first:` when there is one instance."""
-    index = ast.Name(STAGE_INDEX)
-    middle = {k: _sym(v, channels) for k, v in body.with_.items()}
-    opening = {**middle, **{k: _sym(v, channels) for k, v in body.first.items()}}
-    defaults = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
-    first, later = dict(opening), dict(middle)
-    alone = ast.Compare(repeat, [ast.Eq()], [ast.Constant(1)])
-    final = ast.Compare(index, [ast.Eq()], [expr.fold(ast.BinOp(repeat, ast.Sub(), ast.Constant(1)))])
-    for key, raw in body.last.items():
-        value = _sym(raw, channels)
-        for args, before, test in ((first, opening, alone), (later, middle, final)):
-            other = before.get(key, defaults.get(key))
-            test = expr.fold(test)
-            if isinstance(test, ast.Constant) or other is None:
-                if other is None and not isinstance(test, ast.Constant):
-                    raise SpecError(
-                        f"{name}: `last:` gives {key!r}, which the other instances of block {inner.name!r} need too; "
-                        "give it in `with:`",
-                        where,
-                    )
-                if test.value:  # type: ignore[attr-defined]
-                    args[key] = value
-                continue
-            args[key] = _pick(test, value, other)
-    at_zero = {STAGE_INDEX: ast.Constant(0)}
-    opening, first = ({k: expr.fold(expr.substitute(v, at_zero)) for k, v in d.items()} for d in (opening, first))
-    return opening, first, later, middle
-
-
-def _pick(test: ast.expr, then: ast.expr, other: ast.expr) -> ast.expr:
-    """`then if test else other`, decided where the test is a constant."""
-    test = expr.fold(test)
-    if isinstance(test, ast.Constant):
-        return then if test.value else other
-    return _if(test, then, other)
-
-
-def free_channels(where: Location | str) -> str:
-    """The name the channels of a tensor that the top function's form leaves to specialisation
-    (after a free stage or a flatten, an entry of a list read from outside it) take in its scope."""
-    return f"<channels after {where}>"
-
-
-def _sym_inline(
-    state: State, name: str, kind: str, body: Any, here: SymTensor, where: Location, start: int,
-    condition: ast.expr | None = None, passed: SymTensor | None = None,
-) -> list[tuple[SymLayer, SymTensor]]:  # fmt: skip
-    """A block or stage written `inline` in a numbered list of a block kind: the layers of each
-    instance (its kind's, unnamed and in sequence), their arguments and conditions in the outer
-    kind's terms, numbered from `start`, each with the tensor after it. Under the entry's
-    `condition`, each layer is under it too, and where it fails the entry passes `passed` on."""
-    source = state.spec.blocks.get(body.block if kind == "block" else body.stage)
-    if source is not None:  # an unknown kind is reported by its typing
-        check_inline(source, where)
-    sym, _, _ = _sym_nested(state, name, kind, body, here.channels, where)
-    if here.last or here.flat:
-        raise SpecError(f"{name}: an `inline` block reads a map held channels-first (its layers are typed for one)", where)
-    if isinstance(sym, SymBlock):
-        instances = [sym]
-    else:
-        repeat = sym.repeat
-        if sym.connectivity != "none" or sym.names != "{i}":
-            raise SpecError("a stage without a name is numbered with its list: it takes no `names:` and no dense connectivity", where)
-        if not (isinstance(repeat, ast.Constant) and type(repeat.value) is int):
-            raise SpecError(
-                f"{name}: an `inline` stage inside a block kind repeats a fixed number of times (its layers are "
-                f"numbered entries of the list); `repeat: {expr.to_python(repeat)}` depends on the kind's parameters",
-                where,
-            )
-        check_repeat(repeat.value, where)
-        instances = [sym.first, *[sym.rest] * (repeat.value - 1)]
-    inner = state.block_types[sym.block]
-    out: list[tuple[SymLayer, SymTensor]] = []
-    cur = here
-    for inst in instances:
-        for layer in inner.layers:
-            assert isinstance(layer, SymLayer)  # check_inline: layers in sequence
-            own = None if layer.condition is None else expr.fold(_frame(inner, inst, layer.condition))
-            if isinstance(own, ast.Constant):
-                if not own.value:
-                    continue  # never present: takes no number
-                own = None
-            both = own if condition is None else condition if own is None else ast.BoolOp(ast.And(), [condition, own])
-            op = ops.KINDS[layer.kind]
-            args = tuple((k, expr.fold(_frame(inner, inst, t))) for k, t in layer.args)
-            params = dict(args)
-            step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
-            step = step.elts[0] if isinstance(step, ast.Tuple) else step
-            result = SymTensor(
-                op.out_channels(params, cur.channels), expr.fold(ast.BinOp(cur.stride, ast.Mult(), step)),
-                op.sym_nonneg(params, cur.nonneg),
-                (cur.flat or (layer.kind == "dense" and not cur.last) or layer.kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
-                op.last_after(params, cur.last),
-            )  # fmt: skip
-            if own is not None:
-                result = SymTensor(
-                    _if(own, result.channels, cur.channels), _if(own, result.stride, cur.stride),
-                    result.nonneg and cur.nonneg, result.flat, result.last,
-                )  # fmt: skip
-            out.append((SymLayer(str(start + len(out)), layer.kind, args, cur.channels, cur.nonneg, (), both, (cur.flat,)), result))
-            cur = result
-    if out and condition is not None and passed is not None:  # absent, the entry passes its input on
-        layer, last = out[-1]
-        out[-1] = (layer, SymTensor(
-            _if(condition, last.channels, passed.channels), _if(condition, last.stride, passed.stride),
-            last.nonneg and passed.nonneg, last.flat, last.last,
-        ))  # fmt: skip
-    if not out:
-        raise SpecError(f"{name}: this `inline` instance has no layers (every `if:` fails)", where)
-    return out
-
-
-def _sym_instance(inner: BlockType, name: str, args: dict[str, ast.expr], in_channels: ast.expr) -> SymBlock:
-    """An instance of `inner` with its shortcut switches as conditions (torchvision's
-    `stride != 1 or in_channels != planes * expansion`)."""
-    sym = SymBlock(name, inner.name, tuple(args.items()), (), in_channels)
-    flags = tuple((sc.name, _frame(inner, sym, _changes(sc))) for sc in inner.shortcuts if sc.when == "shape_changes")
-    return SymBlock(name, inner.name, tuple(args.items()), flags, in_channels)
-
-
-def _changes(sc: SymShortcut) -> ast.expr:
-    """When a `shape_changes` shortcut applies, as an expression over its block's parameters."""
-    return ast.BoolOp(ast.Or(), [
-        ast.Compare(sc.stride, [ast.NotEq()], [ast.Constant(1)]),
-        ast.Compare(sc.in_channels, [ast.NotEq()], [sc.out_channels]),
-    ])  # fmt: skip
-
-
-def _frame(inner: BlockType, sym: SymBlock, tree: ast.expr) -> ast.expr:
-    """An expression of the inner kind (over its parameters) in the outer kind's terms."""
-    values = {p: ast.Constant(d) for p, d, _ in inner.params if d is not None}
-    values.update(dict(sym.args))
-    values.update(zip(inner.channel_params, (sym.in_channels, *sym.more_channels)))
-    return expr.substitute(tree, values)
-
-
-def _is_one(tree: ast.expr) -> bool:
-    return isinstance(tree, ast.Constant) and tree.value == 1
-
-
 def _sym_args(state: State, kind: str, args: Any, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:
     out = []
     raw = raw_args(state, kind, args, where)
     for attr in ops.KINDS[kind].ATTRS:
         value = raw[attr.name]
         if value is not None:
-            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init", "tensor") else _sym(value, channels)))
+            out.append((attr.name, ast.Constant(value) if attr.type in ("str", "const", "init", "tensor") else sym_value(value, channels)))
     return tuple(out)
 
-
-def _sym(raw: Any, channels: ast.expr) -> ast.expr:
-    if isinstance(raw, list):  # a [height, width] pair
-        return ast.Tuple([_sym(v, channels) for v in raw], ast.Load())
-    tree = expr.parse(raw) if isinstance(raw, str) else ast.Constant(raw)
-    return expr.substitute(tree, {"channels": channels})
-
-
-def _resolve(aliases: dict[str, str], name: str) -> str:
-    while name in aliases:
-        name = aliases[name]
-    return name
-
-
-def _drop_excused(
-    items: tuple[SymItem, ...], excused: set[str], returned: set[str], aliases: dict[str, str], defined: dict[str, Location],
-) -> tuple[SymItem, ...]:  # fmt: skip
-    """The list without the entries that only merges which are never present read (and, in
-    turn, the entries only those read): no backend builds them; they leave `defined`."""
-
-    def resolve(name: str) -> str:
-        return _resolve(aliases, name)
-
-    readers: dict[str, list[str]] = {n: [] for n in returned}
-    reads: dict[str, list[str]] = {}
-    prev = "input"
-    for item in items:
-        reads[item.name] = [resolve(n) for n in (*(item.inputs or (prev,)), *_inner_reads(item))]
-        reads[item.name] += [n.split(".")[0] for n in item.inputs if "." in n]  # a tap reads its group
-        for n in reads[item.name]:
-            readers.setdefault(n, []).append(item.name)
-        prev = item.name
-    excused = {resolve(n) for n in excused}
-    dead: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for item in items:
-            alive = [r for r in readers.get(item.name, []) if r not in dead]
-            if item.name not in dead and item.name in excused and not alive and item.name not in returned:
-                dead.add(item.name)
-                excused.update(reads[item.name])
-                changed = True
-    for name in dead:
-        defined.pop(name, None)
-    return tuple(item for item in items if item.name not in dead)
-
-
-def _inner_reads(item: SymItem) -> list[str]:
-    """The tensors the entries of a list or module list read by name."""
-    out: list[str] = []
-    for child in getattr(item, "children", ()):
-        out += [*child.inputs, *_inner_reads(child)]
-    return out
-
-
-def _live(items: tuple[SymItem, ...], outputs: set[str], aliases: dict[str, str]) -> tuple[SymItem, ...]:
-    """Each item of a block kind's list exists where its condition holds and something that
-    exists reads it: a layer read only by a merge under `if:` exists where the merge does,
-    in the IR and in both backends alike (a Keras model drops a layer nothing reads).
-
-    Walks the list backwards with, per item, the condition under which its value is used
-    (ALWAYS, or an expression over the block's parameters); an item that is absent passes
-    its input on, so that input is used where the item's value is and its condition fails."""
-    index: dict[str, int] = {}  # name -> the latest item of that name so far
-    wiring: list[tuple[list[object], object]] = []  # per item: what it reads, what it passes on
-
-    def resolve(name: str) -> object:
-        if "." in name and name.split(".")[0] in index:  # a tap reads its list
-            name = name.split(".")[0]
-        while name in aliases and name not in index:
-            name = aliases[name]
-        return index.get(name, name)
-
-    for k, item in enumerate(items):
-        prev = items[k - 1].name if k else "input"
-        reads = [resolve(n) for n in item.inputs or (prev,)]
-        wiring.append((reads, resolve(passed_on(item, prev))))
-        index[item.name] = k
-    used: dict[object, Any] = {resolve(name): ALWAYS for name in outputs}
-    out = list(items)
-    for k in reversed(range(len(items))):
-        item, (reads, passes) = items[k], wiring[k]
-        when = used.get(k)
-        if when is None:
-            continue  # nothing reads it (reported as an unread layer where it is defined)
-        condition = item.condition
-        for source in reads:
-            used[source] = _either(used.get(source), when if source == passes else _both(condition, when))
-        if condition is not None and passes not in reads:
-            used[passes] = _either(used.get(passes), _both(ast.UnaryOp(ast.Not(), condition), when))
-        if when is not ALWAYS and not _implies(condition, when):
-            out[k] = dataclasses.replace(item, condition=_both(condition, when))
-    return tuple(out)
-
-
-ALWAYS = ast.Constant(True)
-
-
-def _both(a: ast.expr | None, b: Any) -> Any:
-    if b is ALWAYS or b is None:
-        return a if a is not None else ALWAYS
-    if a is None or a is ALWAYS:
-        return b
-    return ast.BoolOp(ast.And(), [*_conjuncts(a), *(t for t in _conjuncts(b) if expr.to_python(t) not in {expr.to_python(c) for c in _conjuncts(a)})])
-
-
-def _either(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if a is ALWAYS or b is ALWAYS:
-        return ALWAYS
-    if expr.to_python(a) == expr.to_python(b):
-        return a
-    return ast.BoolOp(ast.Or(), [a, b])
-
-
-def _conjuncts(tree: ast.expr) -> list[ast.expr]:
-    if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And):
-        return [t for v in tree.values for t in _conjuncts(v)]
-    return [tree]
-
-
-def _implies(condition: ast.expr | None, when: ast.expr) -> bool:
-    """Whether `condition` holding means `when` holds, as far as their conjuncts tell."""
-    if condition is None:
-        return False
-    have = {expr.to_python(t) for t in _conjuncts(condition)}
-    return all(expr.to_python(t) in have for t in _conjuncts(when))
