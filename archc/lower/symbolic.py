@@ -160,7 +160,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 nonneg_out = inner.nonneg_out and (kind == "block" or body.connectivity == "none")
                 result = SymTensor(after_ch, expr.fold(ast.BinOp(here.stride, ast.Mult(), nested_stride)), nonneg_out, False)
                 if inner.outputs:  # its later outputs, read as `name.output`
-                    check_outputs_place(state.spec.blocks[inner.name], written, condition is not None, in_group, where)
+                    check_outputs_place(state.spec.blocks[inner.name], written, body.if_ is not None, in_group, where)
                     item = dataclasses.replace(item, more_outputs=tuple(o for o, _, _ in inner.more_outputs))
                     for o, o_channels, o_stride in inner.more_outputs:
                         points[f"{name}.{o}"] = SymTensor(
