@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def ruff_executable() -> str:
     if found is None:
         missing("ruff")
     return found
+
+
+def assert_ruff_clean(path: Path) -> None:
+    """Generated code at `path` passes `ruff check` and `ruff format --check`."""
+    ruff = ruff_executable()
+    for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
+        result = subprocess.run([ruff, *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr + path.read_text()
 
 # spec -> (trainable, non-trainable or None). Trainable figures are the published ones
 # (torchvision, the papers, the Keras example; see shared REFERENCE.md); the

@@ -7,10 +7,8 @@ generated PyTorch; each side's IR, PyTorch and Keras agree (test_differential.ag
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-from conftest import need, ruff_executable
+from conftest import assert_ruff_clean, need
 from test_differential import agree, module_from
 
 from archc.backends import emit
@@ -104,9 +102,7 @@ def test_inline_code_in_a_block_kind(tmp_path):
     for backend, text in (("torch", source), ("keras", keras_source)):
         path = tmp_path / f"{backend}.py"
         path.write_text(text)
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff_executable(), *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+        assert_ruff_clean(path)
 
 
 @pytest.mark.parametrize("old, new, message", [

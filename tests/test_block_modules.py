@@ -10,11 +10,10 @@ against a reference is tests/test_timm.py (timm's HighResolutionModule)."""
 from __future__ import annotations
 
 import re
-import subprocess
 import textwrap
 
 import pytest
-from conftest import ROOT, need, ruff_executable
+from conftest import ROOT, assert_ruff_clean, need
 from test_differential import HEAD, agree, module_from
 
 from archc.backends import emit
@@ -150,14 +149,11 @@ def test_hrnet_module_as_a_block_kind_is_the_model_level_grid():
 
 @pytest.mark.parametrize("text", [fpn_block(), hrnet_block()], ids=["fpn", "hrnet"])
 def test_generated_code_passes_ruff(tmp_path, text):
-    ruff = ruff_executable()
     graph = lower(load_spec_text(text, "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+        assert_ruff_clean(path)
 
 
 def _refused(text: str, pattern: str) -> None:

@@ -4,12 +4,11 @@ layer with `from:` (it passes on the tensor it names, at model level and in bloc
 the input channels of a conditional item simplified by its condition."""
 
 import ast
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import need, ruff_executable
+from conftest import assert_ruff_clean, need
 
 from archc import api
 from archc.backends import emit
@@ -133,14 +132,11 @@ def test_block_code():
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    ruff = ruff_executable()
     graph = graph_of(SPLIT)
     for backend in ("torch", "keras"):
         path = tmp_path / f"split_{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + path.read_text()
+        assert_ruff_clean(path)
 
 
 MODEL = """\

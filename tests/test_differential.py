@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 import yaml
-from conftest import need, ruff_executable
+from conftest import assert_ruff_clean, need
 from ir_exec import run_ir
 
 from archc.backends import emit
@@ -781,16 +781,12 @@ def test_several_outputs_in_summary_verify_convert_and_the_diagram(tmp_path):
 
 @pytest.mark.parametrize("which", ["outputs", "taps and resize", "modules"])
 def test_generated_code_with_several_outputs_passes_ruff(tmp_path, which):
-    import subprocess
 
-    ruff = ruff_executable()
     graph = lower(load_spec_text({"outputs": OUTPUTS, "taps and resize": TAPS, "modules": MODULES}[which], "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+        assert_ruff_clean(path)
 
 
 # --- names the generated code uses itself --------------------------------------------------------

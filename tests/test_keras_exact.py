@@ -14,7 +14,6 @@ PyTorch's modules are the reference: every model here is run in both frameworks.
 """
 
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, need
+from conftest import ROOT, assert_ruff_clean, need
 
 from archc import api
 from archc.backends import check, emit
@@ -317,9 +316,7 @@ def test_generated_code_passes_ruff(tmp_path):
     for name, text in (("dilated", DILATED), ("depthwise", DEPTHWISE), *((name, pool_spec(name)) for name in POOLS)):
         path = tmp_path / f"{name}_keras.py"
         path.write_text(emit(graph_of(text), "keras"))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + path.read_text()
+        assert_ruff_clean(path)
 
 
 # --- one backend's limits --------------------------------------------------------------------

@@ -2,13 +2,11 @@
 blocks, each written as a block kind. Counts are checked by hand, the generated code of both
 backends against the IR, and the backends against each other with shared weights."""
 
-import shutil
-import subprocess
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT, need
+from conftest import assert_ruff_clean, need
 from test_variants import in_memory
 
 from archc.backends import emit
@@ -91,13 +89,10 @@ def test_backends_match_the_ir_and_each_other(graph, tmp_path):
         expected = t_model(torch.from_numpy(x)).numpy()
     got = np.asarray(k_model(channels_last(x), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
-    ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout
+        assert_ruff_clean(path)
 
 
 def test_nested_limits_are_explained():

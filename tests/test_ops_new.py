@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import need, ruff_executable
+from conftest import assert_ruff_clean, need
 
 from archc import api
 from archc.backends import emit
@@ -199,15 +199,12 @@ def test_block_code():
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    ruff = ruff_executable()
     for name, text in SPECS.items():
         graph = graph_of(text)
         for backend in ("torch", "keras"):
             path = tmp_path / f"{name}_{backend}.py"
             path.write_text(emit(graph, backend))
-            for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-                result = subprocess.run([ruff, *args], capture_output=True, text=True)
-                assert result.returncode == 0, result.stdout + path.read_text()
+            assert_ruff_clean(path)
 
 
 def test_conv_transpose_counts():

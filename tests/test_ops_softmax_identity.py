@@ -7,7 +7,6 @@ dropout in eval) where that input is read elsewhere."""
 
 import random
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, need
+from conftest import ROOT, assert_ruff_clean, need
 
 from archc import api
 from archc.backends import emit
@@ -208,9 +207,7 @@ def test_generated_code_passes_ruff_and_archc_verify(tmp_path):
     for backend in ("torch", "keras"):
         path = tmp_path / f"split_attention_{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + path.read_text()
+        assert_ruff_clean(path)
     spec = tmp_path / "split_attention.yaml"
     spec.write_text(BLOCKS)
     result = CliRunner().invoke(main, ["verify", str(spec)])

@@ -5,11 +5,10 @@ checkpoint keys, and the code reads as torchvision writes it."""
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 
 import pytest
-from conftest import ROOT, need, ruff_executable
+from conftest import ROOT, assert_ruff_clean, need
 from test_differential import agree, module_from, spec
 
 from archc.backends import emit
@@ -115,14 +114,11 @@ def test_a_module_list_under_if_exists_only_where_it_holds(on):
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    ruff = ruff_executable()
     graph = lower(load_spec_text(spec(ASPP + FROM, "- head: {block: aspp, with: {w: 3}}\n- blk: {block: b, with: {w: 4}}\n"), "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+        assert_ruff_clean(path)
 
 
 @pytest.mark.parametrize(
@@ -476,11 +472,8 @@ def test_the_block_diagram_follows_reads_by_path():
 
 @pytest.mark.parametrize("text", [GRID, HRNET], ids=["grid", "hrnet"])
 def test_generated_grid_code_passes_ruff(tmp_path, text):
-    ruff = ruff_executable()
     graph = lower(load_spec_text(text, "t.yaml"))
     for backend in ("torch", "keras"):
         path = tmp_path / f"{backend}.py"
         path.write_text(emit(graph, backend))
-        for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-            result = subprocess.run([ruff, *args], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+        assert_ruff_clean(path)

@@ -3,12 +3,18 @@ typed by its declared `out_channels` / `out_stride`, its instance chain bounded 
 MAX_BLOCK_DEPTH. specs/unet_recursive.yaml is specs/unet.yaml written as one recursive level."""
 
 import re
-import subprocess
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT, ZOO, graph_of, load_module, need, ruff_executable
+from conftest import (
+    ROOT,
+    ZOO,
+    assert_ruff_clean,
+    graph_of,
+    load_module,
+    need,
+)
 from test_differential import agree, spec
 
 from archc import api, verify
@@ -229,12 +235,9 @@ def test_a_non_recursive_kind_may_declare_its_signature_too():
 
 
 def test_generated_code_of_recursive_kinds_passes_ruff(tmp_path):
-    ruff = ruff_executable()
     for name, blocks, top in [("mutual", MUTUAL, "even, with: {w: 3, depth: 3}"), ("down", DOWN, "down, with: {w: 6, depth: 2}")]:
         graph = lower(load_spec_text(spec(blocks, f"- top: {{block: {top}}}\n"), "t.yaml"))
         for backend in ("torch", "keras"):
             path = tmp_path / f"{name}_{backend}.py"
             path.write_text(emit(graph, backend))
-            for args in (["check", "--no-cache", str(path)], ["format", "--check", "--no-cache", str(path)]):
-                result = subprocess.run([ruff, *args], capture_output=True, text=True)
-                assert result.returncode == 0, result.stdout
+            assert_ruff_clean(path)
