@@ -1,5 +1,5 @@
-"""`modules:` containers inside a block kind (symbolic.py's walker calls these): typed as
-at model level (model._lower_modules), their entries read by path (`fuse.1.0`), and the
+"""`modules:` containers in a block kind's list or the model's (symbolic.py's walker calls
+these): their entries typed in a scope of their own and read by path (`fuse.1.0`), and the
 checks that keep what PyTorch builds what Keras builds."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def sym_modules(
     state: State, sym_layers: Any, points: dict[str, SymTensor], defined: dict[str, Location], source: BlockSource,
     name: str, body: m.ModulesItem, at: tuple[Any, ...], read: str, where: Location, last_key: str,
 ) -> tuple[SymGroup, SymTensor]:  # fmt: skip
-    """A `modules:` container in a block kind, typed as at model level (model._lower_modules):
+    """A `modules:` container in a block kind (or the model, the top function):
     its entries in a scope of their own, the first reading `read`; each of its tensors is then
     a tensor of the block under its path (`fuse.1.0`), and the entries' reads of the
     container's own tensors are written as such paths. Its tensor is its last entry's."""
@@ -102,7 +102,7 @@ def check_entries_read(layers: tuple[SymItem, ...], kept: set[str], scope: str) 
 
 def qualified(items: tuple[SymItem, ...], prefix: str, local: set[str]) -> tuple[SymItem, ...]:
     """`items` with their reads of the container's own tensors written as the block's paths
-    (model._qualified for a block kind's items)."""
+    (`fpn.inner.2`), so the emitters call them from the enclosing forward."""
 
     def path(n: str) -> str:
         return f"{prefix}.{n}" if n in local or n.split(".")[0] in local else n
