@@ -217,6 +217,33 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
         )
 
 
+def check_top_entry(kind: str, body: Any, where: Location) -> None:
+    """An unnamed entry of the model's own list that is a module has no attribute to live in
+    (`self.0` is no Python): torchvision numbers modules only inside a list (`features.0`)."""
+    op = ops.KINDS.get(kind)
+    if kind == "branches" or (op is not None and (op.EXPRESSION or op.MERGE or op.PARAMETER)) or getattr(body, "inline", False):
+        return  # no module of its own (its branches are named), or refused with its own message
+    raise SpecError(
+        f"this {kind} is a module of the model, so it needs a name, its attribute and checkpoint key (`NAME: ...`); "
+        "unnamed entries are numbered only inside a list (`features: [...]`, torchvision's `features.0`)",
+        where,
+    )
+
+
+def check_after_reads(source: BlockSource, written: str, reads: tuple[str, ...], where: Location) -> None:
+    """`after:` runs on the merged output of a skip or dense block; the layers of `layers:` are
+    the branch the merge closes, so an `after:` entry reads the output, not one of them."""
+    inner = {name for entry in source.definition.layers for name in entry}
+    for name in reads:
+        if name in inner:
+            raise SpecError(
+                f"{written}: an `after:` entry reads the block's output after its {source.definition.connectivity} "
+                f"connection, not {name!r} of its `layers:`; to use {name!r} there, write the block with "
+                "`connectivity: none` and the shortcut as layers (`add: [...]`), or move this entry into `layers:`",
+                where,
+            )
+
+
 def check_merge_named(written: str, kind: str, where: Location) -> None:
     """A merge with weights (a weighted sum) is a module: its name is its attribute."""
     if written == POSITIONAL and ops.KINDS[kind].WEIGHTS:

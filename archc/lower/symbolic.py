@@ -30,6 +30,8 @@ from archc.lower.context import (
     check_list_entry,
     check_merge_named,
     check_named_layers,
+    check_top_entry,
+    check_after_reads,
     check_outputs_place,
     check_path,
     check_tap_variables,
@@ -99,6 +101,10 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
             where = source.locate(*section, index, written)
             if in_group:
                 check_list_entry(shown(written, index), kind, body, where)
+            elif top and written == POSITIONAL and section == ("layers",):
+                check_top_entry(kind, body, where)
+            if section == ("after",):
+                check_after_reads(source, shown(written, index), body.reads, where)
             # in a numbered block kind an unnamed expression takes no number (torchvision's ASPPPooling)
             unindexed = written == POSITIONAL and section == ("layers",) and sequence and ops.KINDS.get(kind, ops.Op).EXPRESSION
             name = str(position) if written == POSITIONAL and not unindexed else kind if unindexed else written
