@@ -25,16 +25,16 @@ from archc.ir.graph import (
 from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
     State,
+    check_after_reads,
     check_inline,
     check_layout,
     check_list_entry,
     check_merge_named,
     check_named_layers,
-    check_top_entry,
-    check_after_reads,
     check_outputs_place,
     check_path,
     check_tap_variables,
+    check_top_entry,
     item_kind,
     numbered_definition,
     sc_index,

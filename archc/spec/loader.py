@@ -185,6 +185,8 @@ def _located(err: ValidationError, data: Any, smap: SourceMap) -> SpecError:
         message = _unknown_layer(e.get("input"), message)
     elif e["type"] == "missing":
         message = f"missing required key {e['loc'][-1]!r}"
+    elif _bare_kind(e.get("input")):  # `- layernorm`: an unnamed entry of a kind with no shorthand
+        message = _needs_options(e["input"])
     elif e["type"] in _SHOW_INPUT:
         message = f"{message}, got {_short(repr(e.get('input')))}"
     where = smap.locate_key(path) if e["type"] == "extra_forbidden" else smap.locate(path)
@@ -211,11 +213,61 @@ def _unknown_layer(given: Any, message: str) -> str:
     words = [given] if isinstance(given, str) else [k for k in given if k not in ("from", "if")] if isinstance(given, dict) else []
     if not words or not isinstance(words[0], str):
         return message
+    if _bare_kind(given):
+        return _needs_options(given)
+    if isinstance(given, dict) and words[0] in models._SHORTHANDS and words[0] not in models.ITEMS:
+        return _shorthand_with_keys(words[0], given)
     import difflib  # error messages only: not imported by a successful check
 
     hint = difflib.get_close_matches(words[0], [*models._ITEM_KEYS, *models._SHORTHANDS], n=1)
     guess = f"; did you mean {hint[0]!r}?" if hint else ""
     return f"unknown layer kind {_short(repr(words[0]))}{guess} ({message})"
+
+
+def _flow(value: Any) -> str:
+    """A value as YAML flow text, for a message that shows how to write it."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_flow, value)) + "]"
+    return str(value)
+
+
+def _bare_kind(given: Any) -> bool:
+    from archc.spec import models
+
+    return isinstance(given, str) and given in models.ITEMS and given not in models._SHORTHANDS
+
+
+def _needs_options(kind: str) -> str:
+    """`- ln: layernorm`: a kind with required options has no shorthand."""
+    from archc import ops
+
+    args = ops.KINDS[kind].args_model() if kind in ops.KINDS else None
+    if isinstance(args, type) and issubclass(args, BaseModel):
+        needed = [f.alias or n for n, f in args.model_fields.items() if f.is_required()]
+        example = "{" + ", ".join(f"{n}: ..." for n in needed) + "}" if needed else "{...}"
+    else:  # a merge: the tensors it reads; a block, stage or list: see docs/spec.md
+        example = "[a, b]" if kind in ops.KINDS else "..."
+    what = "the tensors it reads" if example == "[a, b]" else "its options"
+    return f"{kind} needs {what}, so it has no shorthand: write `{{{kind}: {example}}}` (see docs/spec.md)"
+
+
+def _shorthand_with_keys(name: str, given: dict[str, Any]) -> str:
+    """`{relu: {}, from: x}`: a shorthand is a whole layer; with options or keys it is written as its kind."""
+    from archc.spec import models
+
+    ((kind, args),) = models._SHORTHANDS[name].items()
+    options = given[name]
+    merged = {**args, **options} if isinstance(options, dict) else args
+    rest = {k: v for k, v in given.items() if k != name}
+    forms = [_flow({kind: merged, **rest})]
+    if list(merged) == ["fn"]:
+        forms.insert(0, _flow({kind: merged["fn"], **rest}))
+    return (
+        f"{name!r} is a shorthand for a whole layer, not a layer kind: with options or other keys write "
+        + " or ".join(f"`{_short(f)}`" for f in forms)
+    )
 
 
 _SHOW_INPUT = (
