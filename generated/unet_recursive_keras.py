@@ -80,7 +80,7 @@ def level(
     x = up
     if depth > 1:
         x = layers.Concatenate(name=f"{name}_cat")([conv, up])
-        x = double_conv(x, filters + filters, filters=filters, name=f"{name}_conv_up")
+        x = double_conv(x, 2 * filters, filters=filters, name=f"{name}_conv_up")
     return x
 
 

@@ -62,7 +62,7 @@ class Level(nn.Module):
         self.use_cat = depth > 1
         self.conv_up = None
         if depth > 1:
-            self.conv_up = DoubleConv(filters + filters, filters=filters)
+            self.conv_up = DoubleConv(2 * filters, filters=filters)
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv(x)

@@ -53,11 +53,12 @@ from archc.lower.nested import (
     sym_nested,
     sym_value,
 )
-from archc.lower.values import op_rank, raw_args, type_problem
+from archc.lower.values import STAGE_INDEX, op_rank, raw_args, type_problem
 from archc.spec import expr
 from archc.spec import models as m
 from archc.spec.loader import BlockSource
 from archc.spec.models import POSITIONAL
+from archc.spec.simplify import simplify_all
 
 
 def build_type(state: State, source: BlockSource, top: bool = False) -> BlockType:
@@ -388,11 +389,20 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
             "has no conditional or repeated entries, whose numbers would move; name its layers",
             source.locate("layers"),
         )
-    return BlockType(
+    btype = BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
         tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_,
     )  # fmt: skip
+    return simplify_all(btype, int_names(btype))
+
+
+def int_names(btype: BlockType) -> frozenset[str]:
+    """The names a block kind's expressions read that always hold ints: its channel arguments,
+    its parameters of type int (specialisation refuses any other value) and a stage's index."""
+    params = {name for name, _, _ in btype.params}
+    ints = {name for name, _, kind in btype.params if kind == "int"} | set(btype.channel_params)
+    return frozenset(ints | ({STAGE_INDEX} - params))
 
 
 def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_names: set[str]) -> None:
