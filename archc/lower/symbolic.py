@@ -79,6 +79,19 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     points: dict[str, SymTensor] = {
         n: SymTensor(ast.Name(c), ast.Constant(1), False, False) for n, c in zip(inputs_of, channel_params(inputs_of))
     }
+    # the top function's tensors have their channels as numbers where the form gives them (its
+    # parameters and input have their values): no expression grows along the model, and its
+    # stride, which only a block class's shortcut reads, is not tracked
+    known = {p: ast.Constant(v) for p, v in definition.params.items()} if top else {}
+    if top:
+        known["in_channels"] = ast.Constant(state.spec.model.input[0])
+
+    def settled(t: SymTensor) -> SymTensor:
+        if not top:
+            return t
+        values = {n: known[n] for n in expr.free_names(t.channels) if n in known}
+        channels = expr.fold(expr.substitute(t.channels, values)) if values else t.channels
+        return dataclasses.replace(t, channels=channels, stride=ast.Constant(1))
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
     sequence = numbered_definition(definition) and not top  # the model's own list numbers every unnamed entry
@@ -296,7 +309,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     if_(condition, result.channels, passed.channels), if_(condition, result.stride, passed.stride),
                     result.nonneg and passed.nonneg, result.flat, result.last, _same(result.positions, passed.positions),
                 )
-            points[name] = result
+            points[name] = settled(result)
             prev = name
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
         points[LAST] = points[prev]
@@ -394,7 +407,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
         tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_,
     )  # fmt: skip
-    return simplify_all(btype, int_names(btype))
+    scope = {name for name, _, _ in btype.params} | set(btype.channel_params) | {STAGE_INDEX}
+    return simplify_all(btype, int_names(btype), scope)
 
 
 def int_names(btype: BlockType) -> frozenset[str]:

@@ -29,26 +29,32 @@ _T = TypeVar("_T")
 _Linear = dict[str, tuple[ast.expr, int]]  # atom's dump -> (atom, coefficient); "" is the constant
 
 
-def simplify(tree: ast.expr, ints: Set[str] = frozenset()) -> ast.expr:
+def simplify(tree: ast.expr, ints: Set[str] = frozenset(), scope: Set[str] | None = None) -> ast.expr:
     """`tree` simplified, `ints` being the names that always hold ints (not bools); `tree`
-    itself is left as it is, and returned where nothing changes."""
+    itself is left as it is, and returned where nothing changes. With `scope` (the names that
+    exist), a tree that would lose a name outside it is left as it is: evaluating it reports
+    the unknown name, as it does in a branch that is not taken (`width if true else nn`)."""
     out = _simplify(tree, ints, {})
-    return tree if ast.dump(out) == ast.dump(tree) else expr.fold(out)
+    if ast.dump(out) == ast.dump(tree):
+        return tree
+    if scope is not None and any(n not in scope and not n.startswith("<") for n in expr.free_names(tree) - expr.free_names(out)):
+        return tree
+    return expr.fold(out)
 
 
-def simplify_all(obj: _T, ints: Set[str]) -> _T:
+def simplify_all(obj: _T, ints: Set[str], scope: Set[str] | None = None) -> _T:
     """`obj` (an expression, a tuple, a dataclass such as a block kind of the IR) with every
     expression in it simplified; parts where nothing changes are kept as they are."""
     if isinstance(obj, ast.expr):
-        return simplify(obj, ints)  # type: ignore[return-value]
+        return simplify(obj, ints, scope)  # type: ignore[return-value]
     if type(obj) is tuple:
-        items = tuple(simplify_all(item, ints) for item in obj)
+        items = tuple(simplify_all(item, ints, scope) for item in obj)
         return obj if all(a is b for a, b in zip(items, obj)) else items  # type: ignore[return-value]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changes: dict[str, Any] = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            new = simplify_all(value, ints)
+            new = simplify_all(value, ints, scope)
             if new is not value:
                 changes[f.name] = new
         return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[return-value]
