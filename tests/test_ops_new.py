@@ -188,7 +188,7 @@ def test_block_code():
     # forward cannot see __init__'s arguments: an expression argument is stored on the module
     assert "self.x1_stop = in_channels // 2" in torch_src and "x1 = x[:, : self.x1_stop]" in torch_src
     assert "out = x[:, self.x2_start :]" in torch_src
-    assert "self.use_fewer = trim > 0\n        if self.use_fewer:\n            self.fewer_stop = in_channels - trim - trim" in torch_src
+    assert "self.use_fewer = trim > 0\n        if self.use_fewer:\n            self.fewer_stop = in_channels - 2 * trim" in torch_src  # collected (archc.spec.simplify)
     assert "if self.use_fewer:\n            out = out[:, : self.fewer_stop]" in torch_src
     # the relu after a view of the block input (which the skip reads) is not in place
     view_skip = torch_src[torch_src.index("class ViewSkip"):torch_src.index("class Decoder")]
