@@ -150,13 +150,7 @@ def test_hrnet_fuse_layers_are_timms(size):
     keys = reference.state_dict()
     assert not any(k.startswith(("0.0.", "1.1.", "2.2.")) for k in keys)
     assert {"2.0.0.0.weight", "2.0.1.1.running_var", "0.2.0.weight"} <= set(keys)
-    with torch.no_grad():
-        for m in reference.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):  # statistics of their own, so eval uses them
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+    _nontrivial_batchnorm(reference)
     ours.fuse_layers.load_state_dict(reference.state_dict(), strict=True)
     module.branches = torch.nn.ModuleList([torch.nn.Identity() for _ in range(3)])
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
@@ -184,13 +178,7 @@ def test_hrnet_module_as_a_block_kind_is_timms(size):
     torch.manual_seed(0)
     module = timm.create_model("hrnet_w18_small", pretrained=False).stage3[0].eval()
     assert {"branches.2.1.bn2.running_var", "fuse_layers.2.0.1.1.running_var", "fuse_layers.0.2.0.weight"} <= set(module.state_dict())
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):  # statistics of their own, so eval uses them
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+    _nontrivial_batchnorm(module)
     ours.h.load_state_dict(module.state_dict(), strict=True)
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -200,3 +188,14 @@ def test_hrnet_module_as_a_block_kind_is_timms(size):
     for i, w in enumerate(want):
         assert got[str(i)].shape == w.shape
         assert torch.allclose(got[str(i)], w, atol=1e-5), (i, (got[str(i)] - w).abs().max())
+
+
+def _nontrivial_batchnorm(module) -> None:
+    """Give every BatchNorm2d statistics and an affine of its own, so eval-mode outputs use them."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
