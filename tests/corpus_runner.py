@@ -1,7 +1,8 @@
 """Run archc's CLI on hostile inputs, each in its own process under hard resource limits.
 
 A parent process imports archc once (and warms its caches), then forks one child per
-case; the child sets RLIMIT_CPU and RLIMIT_AS and runs the real CLI. A child killed
+case; the child sets RLIMIT_CPU and RLIMIT_AS and runs the `archc` script's entry point
+(archc.__main__.main, with the process settings a user's command runs with). A child killed
 by the CPU limit (SIGXCPU), out of memory (MemoryError: exit 1), or past the wall
 clock limit is a breach. Used by tests/test_cost_bounds.py and bench/corpus.py:
 
@@ -33,9 +34,11 @@ def _child(argv: list[str], cwd: str, out_file: str, err_file: str) -> None:
             target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(target, fd)
             os.close(target)
-        from archc.cli import main
+        # the `archc` script itself, with its process settings
+        from archc.__main__ import main
 
-        main(argv, prog_name="archc")
+        sys.argv = ["archc", *argv]
+        main()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

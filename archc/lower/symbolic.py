@@ -407,6 +407,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
         tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_,
     )  # fmt: skip
+    if top:  # printed from its instance, whose values are numbers: nothing to simplify
+        return btype
     scope = {name for name, _, _ in btype.params} | set(btype.channel_params) | {STAGE_INDEX}
     return simplify_all(btype, int_names(btype), scope)
 

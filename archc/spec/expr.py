@@ -268,9 +268,16 @@ def _check_node(node: ast.AST, text: str) -> None:
             raise ExprError(f"keyword arguments are not allowed in {text!r}")
 
 
-@functools.lru_cache(maxsize=_PER_TREE)
 def free_names(tree: ast.expr) -> frozenset[str]:
     """Variables an expression reads (function names excluded)."""
+    return _NO_NAMES if type(tree) is ast.Constant else _free_names(tree)  # most arguments are numbers
+
+
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+@functools.lru_cache(maxsize=_PER_TREE)
+def _free_names(tree: ast.expr) -> frozenset[str]:
     nodes = _nodes(tree)[0]
     callees = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
     return frozenset(n.id for n in nodes if isinstance(n, ast.Name) and id(n) not in callees)
@@ -458,6 +465,8 @@ class _Subst(ast.NodeTransformer):
 
 def fold(tree: ast.expr) -> ast.expr:
     """Evaluate sub-trees without variables and drop `* 1` / `+ 0`."""
+    if type(tree) is ast.Constant:
+        return tree
     if isinstance(tree, ast.Tuple):  # a [height, width] pair of a layer argument
         return ast.Tuple([fold(v) for v in tree.elts], ast.Load())
     if not free_names(tree):

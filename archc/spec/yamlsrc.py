@@ -63,7 +63,8 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError(_too_large(), Location(file))
     loader = None
     try:
-        loader = _Loader(text, file)
+        _check_size(text, file)
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError("spec is empty; start with `archc: 1`", Location(file, 1, 1))
@@ -87,10 +88,6 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError(f"invalid YAML: character {char!r} is not allowed in YAML text", Location(file, line, col)) from None
     except yaml.YAMLError as e:  # pragma: no cover - PyYAML's other errors carry marks
         raise SpecError(f"invalid YAML: {' '.join(str(e).split())}", Location(file)) from None
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        mark = loader.get_mark() if loader is not None else None
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-        raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", where) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -128,32 +125,43 @@ _Resolver.add_implicit_resolver(
 )
 
 
-class _Loader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, _Resolver):
-    """libyaml's events, PyYAML's composer (in Python, so it can count), safe constructors."""
+# libyaml composes a document in C; without libyaml, PyYAML's composer does it in Python
+_COMPOSER: tuple[type, ...] = () if yaml.__with_libyaml__ else (yaml.composer.Composer,)
 
-    def __init__(self, text: str, file: str):
+
+class _Loader(*_COMPOSER, _Parser, yaml.constructor.SafeConstructor, _Resolver):  # type: ignore[misc]
+    """libyaml's events and composer, safe constructors, archc's resolver."""
+
+    def __init__(self, text: str):
         _Parser.__init__(self, text)
-        yaml.composer.Composer.__init__(self)
+        for base in _COMPOSER:
+            base.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         _Resolver.__init__(self)
-        self.file = file
-        self.nodes = 0
-        self.depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        where = Location(self.file, event.start_mark.line + 1, event.start_mark.column + 1)
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise SpecError(_too_many_values(), where)
-        collection = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
-        self.depth += collection
-        if self.depth > MAX_DEPTH:
-            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", where)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= collection
+
+def _check_size(text: str, file: str) -> None:
+    """Refuse a document of more than MAX_NODES values or nested more than MAX_DEPTH levels
+    before a node is made: one pass over the parser's events (which are not kept)."""
+    parser = _Parser(text)
+    try:
+        nodes = depth = 0
+        starts, ends = (yaml.SequenceStartEvent, yaml.MappingStartEvent), (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+        nodes_of = (yaml.ScalarEvent, yaml.AliasEvent, *starts)
+        while not parser.check_event(yaml.StreamEndEvent):
+            event = parser.get_event()
+            if isinstance(event, ends):
+                depth -= 1
+                continue
+            if not isinstance(event, nodes_of):
+                continue
+            nodes += 1
+            depth += isinstance(event, starts)
+            if nodes > MAX_NODES or depth > MAX_DEPTH:
+                where = Location(file, event.start_mark.line + 1, event.start_mark.column + 1)
+                raise SpecError(_too_many_values() if nodes > MAX_NODES else f"YAML nested more than {MAX_DEPTH} levels deep", where)
+    finally:
+        parser.dispose()
 
 
 def _too_many_values(aliases: bool = False) -> str:
@@ -212,21 +220,25 @@ def load_yaml_bytes(raw: bytes, file: str) -> tuple[Any, SourceMap]:
 def _expanded_size(node: yaml.Node, file: str, sizes: dict[int, int], open_: set[int]) -> int:
     """Values in the document once aliases are expanded, counted per distinct node (so a
     "billion laughs" is refused before anything is expanded)."""
+    if isinstance(node, yaml.ScalarNode):
+        return 1
     key = id(node)
     if key in sizes:
         return sizes[key]
-    where = Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
     if key in open_:
-        raise SpecError("an alias refers to the collection that contains it", where)
+        raise SpecError("an alias refers to the collection that contains it", _where(file, node))
     open_.add(key)
-    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
-    children = node.value if isinstance(node, yaml.SequenceNode) else children
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
     size = 1 + sum(_expanded_size(child, file, sizes, open_) for child in children)
     if size > MAX_NODES:
-        raise SpecError(_too_many_values(aliases=True), where)
+        raise SpecError(_too_many_values(aliases=True), _where(file, node))
     open_.discard(key)
     sizes[key] = size
     return size
+
+
+def _where(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 class _Converter:
@@ -261,7 +273,7 @@ class _Converter:
         return self.scalar(node)
 
     def where(self, node: yaml.Node) -> Location:
-        return Location(self.smap.file, node.start_mark.line + 1, node.start_mark.column + 1)
+        return _where(self.smap.file, node)
 
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
@@ -280,7 +292,7 @@ class _Converter:
                 f"(at most {MAX_NUMBER_CHARS} characters: archc.spec.yamlsrc.MAX_NUMBER_CHARS)",
                 self.where(node),
             )
-        value = self.loader.construct_object(node, deep=True)
+        value = self.loader.yaml_constructors[node.tag](self.loader, node)  # a plain tag's own constructor
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise SpecError(
                 f"unsupported YAML value of type {type(value).__name__}; use numbers, strings, lists, mappings",
