@@ -699,5 +699,7 @@ def _bar():  # type: ignore[no-untyped-def]
     return report
 
 
+import archc.cli_deploy  # noqa: E402, F401 - registers `archc deploy` on `main`
+
 if __name__ == "__main__":  # pragma: no cover
     main()

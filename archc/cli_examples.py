@@ -43,6 +43,10 @@ EXAMPLES = {
         "archc convert specs/resnet50.yaml resnet50.weights.h5 resnet50.pth      # Keras -> PyTorch",
         "archc convert specs/cifar/resnet.yaml --set params.depth=56 r56.pth r56.weights.h5",
     ),
+    "deploy": (
+        "archc deploy specs/repvgg_a0.yaml -o deploy/                      # spec, PyTorch and Keras modules",
+        "archc deploy specs/resnet50.yaml --weights r50.pth -o deploy/     # and the moved weights",
+    ),
     "blocks": (
         "archc blocks                # every shipped library",
         "archc blocks densenet       # one library",

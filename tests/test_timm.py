@@ -199,3 +199,39 @@ def _nontrivial_batchnorm(module) -> None:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+
+
+def test_repvgg_a0_deploy_form_is_timms_reparameterized_model(tmp_path):
+    """`archc deploy`'s form of specs/repvgg_a0.yaml is timm's repvgg_a0 after
+    reparameterize_model: 8,309,384 parameters, timm's re-parameterised state_dict loads into
+    the deploy module strictly (each block's 3x3 + 1x1 + identity BN branches one reparam_conv),
+    the outputs agree, and the weights archc moves from the training checkpoint are timm's."""
+    import numpy as np
+    from timm.utils.model import reparameterize_model
+
+    from archc.api import load_spec, to_ir
+    from archc.api import load_module as build
+    from archc.deploy import plan
+    from archc.deploy.weights import deploy_state
+
+    torch.manual_seed(0)
+    reference = timm.create_model("repvgg_a0", pretrained=False).eval()
+    _nontrivial_batchnorm(reference)
+    spec = load_spec(ROOT / "specs" / "repvgg_a0.yaml")
+    train = to_ir(spec)
+    the_plan = plan(spec, train)
+    (tmp_path / "deploy.yaml").write_text(the_plan.text("specs/repvgg_a0.yaml"))
+    graph = to_ir(load_spec(tmp_path / "deploy.yaml"))
+    fused = reparameterize_model(reference)
+    assert graph.counts.trainable == sum(p.numel() for p in fused.parameters()) == 8_309_384
+    ours = build(graph, "torch").build_model().eval()
+    ours.load_state_dict(fused.state_dict(), strict=True)
+    x = torch.randn(2, 3, 97, 129)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), fused(x), rtol=1e-5, atol=1e-5)
+        want, got = reference.double()(x.double()), ours.double()(x.double())  # float64: the fold itself, not float32 rounding
+        assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max())
+    state = {k: v.double().numpy() for k, v in reference.state_dict().items()}
+    moved = deploy_state(train, graph, state, the_plan.merges)
+    for key, value in fused.state_dict().items():
+        np.testing.assert_allclose(moved[key] if key in moved else state[key], value.double().numpy(), rtol=1e-5, atol=1e-6, err_msg=key)

@@ -280,6 +280,11 @@ class Op:
     # op's inputs are its input and these, and its code receives their variables in place of the names.
     READS: ClassVar[tuple[str, ...]] = ()
     TORCH_NAMES: ClassVar[frozenset[str]] = frozenset()  # modules its PyTorch expression reads (`F`)
+    # Inference forms (archc.deploy): the identity at inference (dropout, stochastic depth), so
+    # the deploy form drops it; a linear map whose output channels lead its weight (conv, dense),
+    # so a batch norm after it folds into its weight and bias.
+    INFERENCE_IDENTITY: ClassVar[bool] = False
+    FOLDS_NORM: ClassVar[bool] = False
     # Keeps running statistics (PyTorch's reset_running_stats / momentum), which `archc verify`
     # measures on a calibration batch after `randomize`.
     RUNNING_STATS: ClassVar[bool] = False

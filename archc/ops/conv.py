@@ -55,6 +55,7 @@ class Conv(Op):
     """A `conv` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "conv"
+    FOLDS_NORM: ClassVar[bool] = True  # archc.deploy
     Args: ClassVar[Any] = ConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),

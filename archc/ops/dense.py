@@ -27,6 +27,7 @@ class Dense(Op):
     """A `dense` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "dense"
+    FOLDS_NORM: ClassVar[bool] = True  # archc.deploy
     Args: ClassVar[Any] = DenseArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"), Attr("init", "init", "defaults.dense.init"),

@@ -56,6 +56,7 @@ class DepthwiseConv(Op):
     """A `depthwise_conv` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "depthwise_conv"
+    FOLDS_NORM: ClassVar[bool] = True  # archc.deploy
     Args: ClassVar[Any] = DepthwiseConvArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),

@@ -21,6 +21,7 @@ class Dropout(Op):
     """A `dropout` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "dropout"
+    INFERENCE_IDENTITY: ClassVar[bool] = True  # archc.deploy
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = DropoutArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)

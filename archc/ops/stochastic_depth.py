@@ -29,6 +29,7 @@ class StochasticDepth(Op):
     """A `stochastic_depth` layer with its arguments resolved (what it is: the module docstring)."""
 
     kind: ClassVar[str] = "stochastic_depth"
+    INFERENCE_IDENTITY: ClassVar[bool] = True  # archc.deploy
     CHANNELS_LAST: ClassVar[bool] = True  # elementwise: any layout
     Args: ClassVar[Any] = StochasticDepthArgs
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("rate", "num"),)

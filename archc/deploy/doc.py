@@ -1,0 +1,198 @@
+"""The spec as a document the deploy passes rewrite: plain mappings and lists, as a person
+writes them, with the block kinds the model uses written out (a library's kinds included),
+and the few facts the passes need about its lists (which entries read which).
+
+A list entry is `{name: body}`; `body` is a mapping with one layer key (`conv: {...}`,
+`block: basic`, `add: [a, b]`, `group: [...]`) and perhaps `from:` and `if:`. An entry
+written without a name has the name `#` (archc.spec.models.POSITIONAL) and is numbered.
+Imports neither torch nor tensorflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from archc import ops
+from archc.spec.loader import LoadedSpec
+from archc.spec.models import ITEMS, POSITIONAL
+
+Entry = dict[str, Any]
+# keys whose value is a list of entries nested in an entry's body
+NESTED = ("group", "branches", "modules", "parallel")
+
+
+def document(spec: LoadedSpec, kinds: list[str]) -> dict[str, Any]:
+    """The spec's model with every block kind in `kinds` (those the model uses) written out:
+    the deploy spec stands alone (no `use:` and no `extends:`)."""
+    doc = spec.model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    doc.pop("use", None)
+    doc.pop("extends", None)
+    doc["blocks"] = {
+        name: spec.blocks[name].definition.model_dump(
+            by_alias=True, exclude_unset=True, mode="json"
+        )
+        for name in kinds
+    }
+    return doc
+
+
+def name_and_body(entry: Entry) -> tuple[str, dict[str, Any]]:
+    ((name, body),) = entry.items()
+    return name, body
+
+
+def kind(body: dict[str, Any]) -> str | None:
+    """The layer key of a body: an op kind (`conv`) or an item (`block`, `stage`, `group`, ...)."""
+    return next((key for key in body if key in ops.KINDS or key in ITEMS), None)
+
+
+def owners(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each function of the spec: its block kinds by name, then the model ("")."""
+    yield from doc["blocks"].items()
+    yield "", doc
+
+
+def lists(owner: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], list[Entry]]]:
+    """Every list of entries in a function, with its path of entry names (a nested `group:`
+    list's entries are `group.k`); `after:` is the list after a skip block's addition."""
+    for key in ("layers", "after"):
+        if key in owner:
+            yield from _lists(owner[key], ())
+
+
+def _lists(
+    entries: list[Entry], path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], list[Entry]]]:
+    yield path, entries
+    numbered = all(name_and_body(e)[0] == POSITIONAL for e in entries)
+    for k, entry in enumerate(entries):
+        name, body = name_and_body(entry)
+        if isinstance(body, dict) and isinstance(body.get("group"), list):
+            yield from _lists(body["group"], (*path, str(k) if numbered else name))
+
+
+def reads(owner: dict[str, Any]) -> Counter[str]:
+    """How often each tensor name is read by name in a function (`from:`, a merge's list,
+    `outputs:`, a shortcut's `input:`, an op's tensor argument such as `resize: {like: x}`),
+    a dotted name (`backbone.4`) also under each of its parts; and each entry read by the
+    entry after it without a name (`entries` below) once more."""
+    counts: Counter[str] = Counter()
+
+    def add(name: object) -> None:
+        if isinstance(name, str):
+            counts[name] += 1
+            if "." in name:
+                counts.update(name.split("."))
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, list):
+            for item in obj:
+                walk(item)
+        if not isinstance(obj, dict):
+            return
+        for key, value in obj.items():
+            if key in ("from", "outputs", "input"):
+                for name in (
+                    value
+                    if isinstance(value, list)
+                    else value.values()
+                    if isinstance(value, dict)
+                    else [value]
+                ):
+                    add(name)
+            elif key in ops.KINDS and ops.KINDS[key].MERGE and isinstance(value, list):
+                for name in value:
+                    add(name)
+            elif key in ops.KINDS and isinstance(value, dict):
+                for read in ops.KINDS[key].READS:
+                    add(value.get(read))
+            walk(value)
+
+    walk(owner)
+    for _, entries in lists(owner):
+        for before, entry in zip(entries, entries[1:]):
+            if reads_previous(name_and_body(entry)[1]):
+                counts[name_and_body(before)[0]] += 1
+    return counts
+
+
+def reads_previous(body: dict[str, Any]) -> bool:
+    """The entry reads the entry before it (it names no input and is not a merge of names)."""
+    k = kind(body)
+    return "from" not in body and not (
+        k in ops.KINDS and ops.KINDS[k].MERGE and isinstance(body[k], list)
+    )
+
+
+def used_kinds(doc: dict[str, Any]) -> set[str]:
+    """The block kinds the model calls, directly or through other kinds."""
+    seen: set[str] = set()
+    todo = [doc]
+    while todo:
+        owner = todo.pop()
+        for name in _called(owner):
+            if name not in seen and name in doc["blocks"]:
+                seen.add(name)
+                todo.append(doc["blocks"][name])
+    return seen
+
+
+def _called(obj: Any) -> Iterator[str]:
+    if isinstance(obj, list):
+        for item in obj:
+            yield from _called(item)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ("block", "stage") and isinstance(value, str):
+                yield value
+            elif key != "blocks":
+                yield from _called(value)
+
+
+_SHORT = {
+    json.dumps(body, sort_keys=True): name for name, body in ops.SHORTHANDS.items()
+}
+
+
+def to_yaml(doc: dict[str, Any], header: str) -> str:
+    """The document as a spec file: entries without a name and layers with nothing to set
+    written as a person writes them (`- relu`, `- bn: batchnorm`)."""
+
+    def tidy(obj: Any) -> Any:
+        if isinstance(obj, list):
+            return [tidy(item) for item in obj]
+        if not isinstance(obj, dict):
+            return obj
+        obj = {key: tidy(value) for key, value in obj.items()}
+        layer = kind(obj)
+        if (
+            layer is not None
+        ):  # the layer first, its wiring last: `{conv: {...}, from: x, if: c}`
+            obj = {layer: obj[layer], **{k: v for k, v in obj.items() if k not in (layer, "from", "if")},
+                   **{k: obj[k] for k in ("from", "if") if k in obj}}  # fmt: skip
+        short = _SHORT.get(json.dumps(obj, sort_keys=True))
+        if short is not None:
+            return short
+        if len(obj) == 1 and POSITIONAL in obj:
+            return obj[POSITIONAL]
+        if len(obj) == 1 and isinstance(
+            obj.get("group"), list
+        ):  # a list of entries is a group
+            return obj["group"]
+        return obj
+
+    body = yaml.safe_dump(
+        tidy(doc),
+        sort_keys=False,
+        default_flow_style=None,
+        width=110,
+        allow_unicode=True,
+    )
+    return (
+        "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body
+    )

@@ -1,0 +1,148 @@
+"""Deploy passes over the spec document: drop what is the identity at inference, and fold
+each batch norm into the conv or dense layer before it. Each pass says what it did; the
+weights follow from the two graphs (archc.deploy.weights), so a pass keeps every name the
+weights are found by.
+
+In a numbered list (an nn.Sequential) a removed entry becomes an `identity` entry, so the
+entries after it keep their numbers and checkpoint keys, as torch.fx's conv-bn fusion
+leaves an nn.Identity. A named entry is removed unless something reads it by name (then
+it too becomes an identity). Imports neither torch nor tensorflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archc import ops
+from archc.deploy.doc import (
+    Entry,
+    kind,
+    lists,
+    name_and_body,
+    owners,
+    reads,
+    reads_previous,
+)
+from archc.spec.models import POSITIONAL
+
+IDENTITY: dict[str, Any] = {"identity": {}}
+
+
+def strip(doc: dict[str, Any]) -> list[str]:
+    """Remove every layer that is the identity at inference (dropout, stochastic depth)."""
+    done = []
+    for owner_name, owner in owners(doc):
+        for path, entries in list(lists(owner)):
+            read = reads(owner)
+            for k in reversed(range(len(entries))):
+                name, body = name_and_body(entries[k])
+                op = kind(body)
+                if not (
+                    isinstance(body, dict)
+                    and op in ops.KINDS
+                    and ops.KINDS[op].INFERENCE_IDENTITY
+                ):
+                    continue
+                _remove(entries, k, read)
+                done.append(f"{_where(owner_name, path, name, k)}: {op} removed")
+    return done
+
+
+def fold(doc: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str], str]]:
+    """Fold each batch norm into the conv or dense layer it reads, where nothing else reads
+    that layer's output and the layer exists only where the norm does; a projection
+    shortcut's conv + batch norm likewise. Also returns (function, layer) -> the norm folded
+    into it, for the layers of a function's own list."""
+    done = []
+    folded: dict[tuple[str, str], str] = {}
+    for owner_name, owner in owners(doc):
+        for path, entries in list(lists(owner)):
+            read = reads(owner)
+            for k in reversed(range(1, len(entries))):
+                name, body = name_and_body(entries[k])
+                layer_name, layer = name_and_body(entries[k - 1])
+                if not (
+                    isinstance(body, dict)
+                    and kind(body) == "batchnorm"
+                    and isinstance(layer, dict)
+                ):
+                    continue
+                op = kind(layer)
+                if (
+                    not (op in ops.KINDS and ops.KINDS[op].FOLDS_NORM)
+                    or body.get("from", layer_name) != layer_name
+                ):
+                    continue
+                read_elsewhere = (
+                    read[str(k - 1)]
+                    if layer_name == POSITIONAL
+                    else read[layer_name] > 1
+                )  # the norm reads it once
+                if layer.get("if") not in (None, body.get("if")) or read_elsewhere:
+                    continue  # the layer's own output is read elsewhere, or it exists without the norm
+                args = layer[op]
+                if (
+                    "if" in body and "if" not in layer and args.get("bias") is not True
+                ):  # a bias where the norm is
+                    args["bias"] = (
+                        f"({body['if']}) or ({args['bias']})"
+                        if isinstance(args.get("bias"), str)
+                        else body["if"]
+                    )
+                else:
+                    args["bias"] = True
+                _remove(entries, k, read)
+                if not path and layer_name != POSITIONAL:
+                    folded[(owner_name, layer_name)] = name
+                done.append(
+                    f"{_where(owner_name, path, name, k)}: batch norm folded into {layer_name if layer_name != POSITIONAL else k - 1}"
+                )
+        for shortcut in _shortcuts(owner):
+            if shortcut.get("kind") == "projection" and shortcut.get("batchnorm", True):
+                shortcut["batchnorm"] = False
+                shortcut["bias"] = True
+                done.append(
+                    f"block {owner_name}: batch norm of shortcut {shortcut.get('name', 'downsample')} folded into its conv"
+                )
+    return done, folded
+
+
+def _shortcuts(owner: dict[str, Any]) -> list[dict[str, Any]]:
+    sc = owner.get("shortcut")
+    return sc if isinstance(sc, list) else [sc] if isinstance(sc, dict) else []
+
+
+def _remove(entries: list[Entry], k: int, read: Any) -> None:
+    """Entry k is the identity now: drop it, or keep an identity where its place or name is read."""
+    name, body = name_and_body(entries[k])
+    numbered = all(name_and_body(e)[0] == POSITIONAL for e in entries)
+    if numbered or read[name] or len(entries) == 1:
+        kept = {
+            "identity": {},
+            **({"from": body["from"]} if "from" in body else {}),
+            **({"if": body["if"]} if "if" in body else {}),
+        }
+        entries[k] = {name: kept}
+        return
+    if (
+        "from" in body
+        and k + 1 < len(entries)
+        and reads_previous(name_and_body(entries[k + 1])[1])
+    ):
+        nxt_name, nxt = name_and_body(entries[k + 1])
+        entries[k + 1] = {
+            nxt_name: {**nxt, "from": body["from"]}
+        }  # what it read, it reads now
+    del entries[k]
+
+
+def _where(owner: str, path: tuple[str, ...], name: str, k: int) -> str:
+    return ".".join(
+        p
+        for p in (
+            (f"block {owner}" if owner else "model"),
+            *path,
+            name if name != POSITIONAL else str(k),
+        )
+        if p
+    )

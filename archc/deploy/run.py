@@ -1,0 +1,183 @@
+"""`archc deploy SPEC -o DIR`: write the inference form of SPEC (archc.deploy.plan) as a spec
+and its generated PyTorch and Keras modules, after proving it: the training model (random
+weights with non-trivial batch-norm statistics, or `--weights`) and the deploy model with the
+moved weights (archc.deploy.weights) give the same outputs in eval mode, in float64, within
+`tolerance` relative to the output's magnitude. A mismatch is a SpecError naming the first
+module (block instance or layer, in the order of the model) whose outputs differ; nothing is
+written then. With `--weights`, the moved PyTorch checkpoint and, through `archc convert`, the
+Keras weights are written too. Files go to a temporary name first, then are renamed.
+
+torch (and keras, for the Keras weights) are imported here, never by the compiler core.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archc.deploy import SUFFIX, Plan, plan
+from archc.errors import SpecError
+from archc.ir.graph import Graph
+from archc.spec.loader import LoadedSpec
+
+
+@dataclass(frozen=True)
+class Result:
+    plan: Plan
+    train: Graph
+    deploy: Graph
+    max_rel: (
+        float  # float64: |training - deploy| / max(1, |training|), over the outputs
+    )
+    max_rel32: float  # the same for the float32 models users run
+    files: tuple[Path, ...]
+
+
+def deploy(
+    spec: LoadedSpec, out: Path, *, weights: Path | None = None, tolerance: float = 1e-5, seed: int = 0,
+    progress: Callable[[str], None] = lambda step: None,
+) -> Result:  # fmt: skip
+    import numpy as np
+    import torch
+
+    from archc.api import compile, load_module, load_spec, to_ir
+    from archc.deploy.weights import deploy_state
+    from archc.verify import points, randomize, x_of
+
+    train = to_ir(spec)
+    the_plan = plan(spec, train)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{train.name}{SUFFIX}"
+    spec_file = stem.with_suffix(".yaml")
+    fd, scratch = tempfile.mkstemp(
+        prefix=f".{spec_file.name}.", suffix=".yaml", dir=out
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(the_plan.text(spec.path))
+        progress("lower")
+        graph = to_ir(load_spec(scratch))
+        progress("weights")
+        t_model = load_module(train, "torch").build_model()
+        if weights is not None:
+            from archc.convert import _read_torch
+
+            t_model.load_state_dict(_read_torch(weights, t_model), strict=True)
+        else:
+            randomize(t_model, train, seed)
+        t_model.eval()
+        state = {
+            k: v.detach().double().numpy() for k, v in t_model.state_dict().items()
+        }
+        moved = deploy_state(train, graph, state, the_plan.merges)
+        d_model = load_module(graph, "torch").build_model()
+        target = d_model.state_dict()
+        for key, value in target.items():
+            new = moved.get(key, state.get(key))
+            if new is None or tuple(new.shape) != tuple(value.shape):
+                raise RuntimeError(
+                    f"deploy weights: no tensor for {key}"
+                )  # a bug in archc.deploy
+            target[key] = torch.from_numpy(np.asarray(new)).to(value.dtype)
+        d_model.load_state_dict(target, strict=True)
+        d_model.eval()
+        progress("check")
+        x = torch.from_numpy(x_of(train, 2, seed))
+        paths = [p.module for p in points(train) if _has(d_model, p.module)]
+        want, want_at = _run(t_model, x.double(), paths)
+        got, got_at = _run(d_model, x.double(), paths)
+        max_rel = _rel(want, got)
+        if not max_rel <= tolerance:
+            first = next(
+                (p for p in paths if _rel(want_at[p], got_at[p]) > tolerance),
+                "the output",
+            )
+            raise SpecError(
+                f"{spec.path}: the deploy form differs from the training form (relative difference {max_rel:.3g} > {tolerance:g}); "
+                f"first at {first}: please report it with the spec"
+            )
+        with torch.no_grad():
+            max_rel32 = _rel(_flat(t_model(x)), _flat(d_model(x)))
+        progress("write")
+        files = [spec_file]
+        for backend in ("torch", "keras"):
+            path = out / f"{train.name}{SUFFIX}_{backend}.py"
+            _atomic_text(path, compile(graph, backend))
+            files.append(path)
+        if weights is not None:
+            pth = stem.with_suffix(".pth")
+            torch.save(d_model.state_dict(), _tmp(pth))
+            os.replace(_tmp(pth), pth)
+            from archc.convert import convert
+
+            h5 = out / f"{train.name}{SUFFIX}.weights.h5"
+            convert(graph, pth, h5, seed=seed)
+            files += [pth, h5]
+        os.replace(scratch, spec_file)
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+    return Result(the_plan, train, graph, max_rel, max_rel32, tuple(files))
+
+
+def _has(model: Any, path: str) -> bool:
+    try:
+        model.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def _run(model: Any, x: Any, paths: list[str]) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    model = copy.deepcopy(model).double()
+    seen: dict[str, Any] = {}
+
+    def keep(
+        path: str, out: Any
+    ) -> None:  # a hook that returns a value replaces the output
+        seen.setdefault(path, _flat(out))
+
+    hooks = [
+        model.get_submodule(p).register_forward_hook(lambda _m, _i, o, p=p: keep(p, o))
+        for p in paths
+    ]
+    with torch.no_grad():
+        result = _flat(model(x))
+    for hook in hooks:
+        hook.remove()
+    return result, seen
+
+
+def _flat(out: Any) -> Any:
+    """A model's or module's output as one float64 array (a dict or tuple of tensors joined)."""
+    import numpy as np
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.detach().double().numpy().ravel()
+    values = out.values() if isinstance(out, dict) else out
+    return np.concatenate([_flat(v) for v in values])
+
+
+def _rel(want: Any, got: Any) -> float:
+    import numpy as np
+
+    if want.shape != got.shape:
+        return float("inf")
+    return float(np.abs(want - got).max() / max(1.0, float(np.abs(want).max())))
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _tmp(path).write_text(text, encoding="utf-8")
+    os.replace(_tmp(path), path)
