@@ -2,7 +2,8 @@
 (its block kinds and the model's own list), each with its weight transform beside it:
 
 - archc.deploy.fold.strip: what is the identity at inference (dropout, stochastic depth) goes;
-- archc.deploy.fold.fold: a batch norm folds into the conv or dense layer before it;
+- archc.deploy.fold.fold: a batch norm folds into the conv or dense layer before it (fold_after_calls:
+  or into the conv that ends the block kind before it);
 - archc.deploy.merge.merge: parallel linear branches meeting at an add become one conv.
 
 `plan(spec, graph)` gives the deploy spec (a document that loads as any spec and compiles to
@@ -16,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from archc.deploy.doc import document, to_yaml, used_kinds
-from archc.deploy.fold import fold, strip
+from archc.deploy.doc import document, drop_unused_params, to_yaml, used_kinds
+from archc.deploy.fold import fold, fold_after_calls, strip
 from archc.deploy.merge import Merge, merge
 from archc.ir.graph import Graph
 from archc.spec.loader import LoadedSpec
@@ -52,11 +53,14 @@ def plan(spec: LoadedSpec, graph: Graph) -> Plan:
     doc["name"] = graph.name + SUFFIX
     note = " Inference form (archc deploy): batch norms folded, dropout removed, linear branches merged."
     doc["doc"] = (doc.get("doc", "") + note)[-MAX_DOC:].strip()
-    steps = strip(doc)
+    removed = strip(doc)
     folds, folded = fold(doc)
+    folds += fold_after_calls(doc)
     merged, merges = merge(doc, folded)
     keep = used_kinds(doc)
     doc["blocks"] = {name: kind for name, kind in doc["blocks"].items() if name in keep}
     if not doc["blocks"]:
         del doc["blocks"]
-    return Plan(doc, tuple(steps + folds + merged), tuple(merges))
+    rewrites = removed + folds + merged
+    # parameters only what went read (a dropout rate): gone too, where something went
+    return Plan(doc, tuple(rewrites + (drop_unused_params(doc) if rewrites else [])), tuple(merges))

@@ -11,6 +11,7 @@ Imports neither torch nor tensorflow.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -65,15 +66,18 @@ def lists(owner: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], list[Entry]]
             yield from _lists(owner[key], ())
 
 
-def _lists(
-    entries: list[Entry], path: tuple[str, ...]
-) -> Iterator[tuple[tuple[str, ...], list[Entry]]]:
-    yield path, entries
+def _lists(entries: list[Entry], path: tuple[str, ...], in_sequence: bool = True) -> Iterator[tuple[tuple[str, ...], list[Entry]]]:
+    """The lists run in sequence (each entry reads the one before it unless it says); the
+    paths of `parallel:` and `branches:` each read the list's input, so only the lists
+    inside them are."""
+    if in_sequence:
+        yield path, entries
     numbered = all(name_and_body(e)[0] == POSITIONAL for e in entries)
     for k, entry in enumerate(entries):
         name, body = name_and_body(entry)
-        if isinstance(body, dict) and isinstance(body.get("group"), list):
-            yield from _lists(body["group"], (*path, str(k) if numbered else name))
+        for key in NESTED:
+            if isinstance(body, dict) and isinstance(body.get(key), list):
+                yield from _lists(body[key], (*path, str(k) if numbered else name), key in ("group", "modules"))
 
 
 def reads(owner: dict[str, Any]) -> Counter[str]:
@@ -196,3 +200,49 @@ def to_yaml(doc: dict[str, Any], header: str) -> str:
     return (
         "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body
     )
+
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def drop_unused_params(doc: dict[str, Any]) -> list[str]:
+    """Parameters no expression reads any more (a dropout rate once its dropout is gone): off
+    the block kinds and their calls' `with:`, `first:` and `last:`, then off the model."""
+    done = []
+    for kind_name, definition in doc.get("blocks", {}).items():
+        params = definition.get("params", {})
+        read = _names({k: v for k, v in definition.items() if k != "params"}) | _names(list(params.values()))
+        for param in [p for p in params if p not in read]:
+            del params[param]
+            for call in _calls(doc, kind_name):
+                for key in ("with", "first", "last"):
+                    call.get(key, {}).pop(param, None)
+            done.append(f"block {kind_name}: parameter {param} unused, removed")
+    params = doc.get("params", {})
+    read = _names({k: v for k, v in doc.items() if k != "params"}) | _names(list(params.values()))
+    for param in [p for p in params if p not in read]:
+        del params[param]
+        done.append(f"model: parameter {param} unused, removed")
+    return done
+
+
+def _names(obj: Any) -> set[str]:
+    """Every identifier in the strings of `obj` (expressions, and more: a superset is safe)."""
+    if isinstance(obj, str):
+        return set(_NAME.findall(obj))
+    if isinstance(obj, dict):  # a `doc:` is prose
+        return set().union(*(_names(v) for k, v in obj.items() if k != "doc")) if obj else set()
+    if isinstance(obj, list):
+        return set().union(*(_names(v) for v in obj)) if obj else set()
+    return set()
+
+
+def _calls(obj: Any, kind_name: str) -> Iterator[dict[str, Any]]:
+    if isinstance(obj, list):
+        for item in obj:
+            yield from _calls(item, kind_name)
+    elif isinstance(obj, dict):
+        if obj.get("block") == kind_name or obj.get("stage") == kind_name:
+            yield obj
+        for value in obj.values():
+            yield from _calls(value, kind_name)

@@ -107,6 +107,44 @@ def fold(doc: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str], str]]:
     return done, folded
 
 
+def fold_after_calls(doc: dict[str, Any]) -> list[str]:
+    """Fold a batch norm that follows every call of a block kind ending in a conv (timm's deep
+    stem, then the model's bn1) into that conv: the kind's conv gets a bias, the norms go."""
+    sites: dict[str, list[tuple[dict[str, Any], list[Entry], int]]] = {}
+    refused: set[str] = set()
+    for _, owner in owners(doc):
+        read = reads(owner)
+        for _, entries in lists(owner):
+            for k, (name, body) in enumerate(map(name_and_body, entries)):
+                if not isinstance(body, dict) or not ({"block", "stage"} & body.keys()):
+                    continue
+                called = body.get("block", body.get("stage"))
+                after = name_and_body(entries[k + 1])[1] if k + 1 < len(entries) else None
+                if (
+                    "block" in body and not body.get("inline") and "if" not in body and name != POSITIONAL and read[name] == 1
+                    and isinstance(after, dict) and kind(after) == "batchnorm" and after.get("from", name) == name and "if" not in after
+                ):  # fmt: skip
+                    sites.setdefault(called, []).append((owner, entries, k + 1))
+                else:
+                    refused.add(called)
+    done = []
+    for called, calls in sites.items():
+        definition = doc["blocks"].get(called)
+        if called in refused or definition is None or set(definition) & {"after", "shortcut", "outputs", "inputs"}:
+            continue
+        last_name, last = name_and_body(definition["layers"][-1])
+        op = kind(last) if isinstance(last, dict) else None
+        by = str(len(definition["layers"]) - 1) if last_name == POSITIONAL else last_name  # read by name or number
+        if not (op in ops.KINDS and ops.KINDS[op].FOLDS_NORM) or "if" in last or reads(definition)[by]:
+            continue
+        last[op]["bias"] = True
+        for owner, entries, k in sorted(calls, key=lambda call: -call[2]):  # later entries of a list first
+            norm = name_and_body(entries[k])[0]
+            _remove(entries, k, reads(owner))
+            done.append(f"{norm}: batch norm folded into the last layer of block {called}")
+    return done
+
+
 def _shortcuts(owner: dict[str, Any]) -> list[dict[str, Any]]:
     sc = owner.get("shortcut")
     return sc if isinstance(sc, list) else [sc] if isinstance(sc, dict) else []

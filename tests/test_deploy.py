@@ -1,0 +1,186 @@
+"""`archc deploy` (archc/deploy/): the inference form of a spec. Over the whole zoo (cheap):
+the deploy spec loads, and its graph, walked on its own, has no batch norm left that a conv
+before it could hold, no dropout and no stochastic depth. On a representative per family and
+on random dataflow specs: the deploy model with the moved weights gives the training model's
+outputs in eval mode (float64), and from the command line the PyTorch and Keras weights are
+written and agree. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
+fusion) are in tests/test_timm.py and tests/test_torchvision.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, ZOO, need
+from hypothesis import given, settings
+from test_differential import SETTINGS, _lowered, dataflow_specs
+
+from archc.api import load_spec, to_ir
+from archc.deploy import plan
+from archc.deploy.doc import document, to_yaml
+from archc.errors import SpecError
+from archc.spec.loader import load_spec_text
+
+torch = need("torch")
+
+
+def deploy_graph(spec, tmp_path: Path):
+    train = to_ir(spec)
+    the_plan = plan(spec, train)
+    path = tmp_path / f"{train.name}_deploy.yaml"
+    path.write_text(the_plan.text(str(spec.path)))
+    return train, the_plan, to_ir(load_spec(path)), path
+
+
+def foldable(graph) -> list[str]:
+    """Batch norms that read a conv or dense layer of the same module (block instance or list)
+    that nothing else reads: what fold leaves none of. (A norm that reads another instance's
+    conv, as a pre-activation block's first norm reads the stem's, differs between the
+    instances of its kind, so the kind keeps it.)"""
+    readers: dict[str, int] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    nodes = {n.id: n for n in graph.nodes}
+    return [
+        n.id for n in graph.nodes
+        if n.op.kind == "batchnorm" and n.inputs[0] in nodes and nodes[n.inputs[0]].op.FOLDS_NORM and readers[n.inputs[0]] == 1
+        and n.id.rpartition(".")[0] == n.inputs[0].rpartition(".")[0]
+    ]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("error::archc.errors.SpecWarning")  # no parameter left unused
+@pytest.mark.parametrize("spec_path", ZOO, ids=lambda p: Path(p).stem)
+def test_every_zoo_spec_has_a_deploy_form(spec_path, tmp_path):
+    spec = load_spec(ROOT / spec_path)
+    train, the_plan, graph, path = deploy_graph(spec, tmp_path)
+    assert not [n.id for n in graph.nodes if n.op.INFERENCE_IDENTITY]
+    left = foldable(graph)
+    assert not left, f"batch norms left after a conv: {left[:5]}"
+    assert graph.counts.trainable <= train.counts.trainable
+    assert sum(n.macs for n in graph.nodes) <= sum(n.macs for n in train.nodes)
+    assert the_plan.text(str(spec.path)) == plan(spec, to_ir(spec)).text(str(spec.path))  # same spec in, same text out
+    training = to_yaml(document(spec, [b.name for b in train.blocks]), "")  # the same spec, its kinds written out
+    assert path.read_text().count("\n") <= training.count("\n") + 6, "the passes made the spec longer"  # a header, the doc's note
+
+
+def check(spec, tmp_path: Path, **kwargs):
+    from archc.deploy.run import deploy
+
+    return deploy(spec, tmp_path / "out", **kwargs)
+
+
+# one per family of what deploy rewrites: shortcut folds, numbered lists (identities keep the
+# numbers), dense connections, SE gates and dropout, stochastic depth, merges, inception
+# branches (conditional norms in inline blocks: vgg16_bn, in the zoo-wide test of make test-slow)
+REPRESENTATIVES = {
+    "specs/resnet18.yaml": 64, "specs/mobilenet_v3_large.yaml": 64, "specs/densenet121.yaml": 64,
+    "specs/efficientnet_b0.yaml": 64, "specs/convnext_tiny.yaml": 64, "specs/repvgg_a0.yaml": 64, "specs/googlenet.yaml": 64,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("spec_path", REPRESENTATIVES, ids=lambda p: Path(p).stem)
+def test_deploy_form_gives_the_training_outputs(spec_path, tmp_path):
+    size = REPRESENTATIVES[spec_path]
+    spec = load_spec(ROOT / spec_path, (f"input=[3, {size}, {size}]",))
+    result = check(spec, tmp_path)
+    assert result.max_rel <= 1e-5
+    assert result.plan.steps
+    assert [p.name for p in result.files] == [f"{result.train.name}_deploy{s}" for s in (".yaml", "_torch.py", "_keras.py")]
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(dataflow_specs())
+def test_random_dataflow_specs_deploy_exactly(spec_dict):
+    """Random block kinds with branches, merges, conditional layers, taps and skip stages: the
+    deploy form (whatever the passes find to fold or merge) gives the training outputs."""
+    import tempfile
+
+    text = _lowered(spec_dict)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "rand.yaml").write_text(text)
+        result = check(load_spec(Path(tmp) / "rand.yaml"), Path(tmp))
+    assert result.max_rel <= 1e-5
+
+
+def test_a_spec_with_nothing_to_fold_says_so(tmp_path):
+    (tmp_path / "plain.yaml").write_text(
+        "archc: 1\nname: plain\ninput: [3, 16, 16]\ndefaults: {conv: {bias: true}}\n"
+        "layers:\n  - conv: {conv: {filters: 8, kernel: 3}}\n  - act: relu\n  - pool: global_avgpool\n  - fc: {dense: {units: 10}}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "archc", "deploy", str(tmp_path / "plain.yaml"), "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "plain: nothing to fold, remove or merge; the deploy form is the training form" in out.stdout
+
+
+def test_a_mismatch_names_the_first_module_that_differs(tmp_path, monkeypatch):
+    """A wrong weight transform (here: a batch norm's shift dropped) is caught before anything
+    is written, naming the first block instance whose outputs differ."""
+    from archc.deploy import weights
+
+    fold = weights._fold
+    monkeypatch.setattr(weights, "_fold", lambda w, b, norm, state: (fold(w, b, norm, state)[0], fold(w, b, norm, state)[1] * 0))
+    spec = load_spec(ROOT / "specs" / "resnet18.yaml", ("input=[3, 32, 32]",))
+    with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at conv1"):
+        check(spec, tmp_path)
+    assert not (tmp_path / "out" / "resnet18_deploy.yaml").exists()
+
+
+def test_weights_are_written_for_both_frameworks(tmp_path):
+    """`--weights`: a PyTorch checkpoint of the training model becomes the deploy model's, in
+    PyTorch and (through archc convert) Keras; both give the training model's outputs."""
+    need("keras")
+    import numpy as np
+
+    from archc.api import load_module
+    from archc.verify import randomize
+
+    spec_path = ROOT / "specs" / "cifar" / "resnet.yaml"
+    train = to_ir(load_spec(spec_path))
+    model = load_module(train, "torch").build_model()
+    randomize(model, train, seed=1)
+    torch.save(model.state_dict(), tmp_path / "train.pth")
+    out = subprocess.run(
+        [sys.executable, "-m", "archc", "deploy", str(spec_path), "--weights", str(tmp_path / "train.pth"), "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    name = train.name + "_deploy"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{name}{s}" for s in (".yaml", "_torch.py", "_keras.py", ".pth", ".weights.h5")
+    )
+    graph = to_ir(load_spec(tmp_path / "out" / f"{name}.yaml"))
+    deployed = load_module(graph, "torch").build_model().eval()
+    deployed.load_state_dict(torch.load(tmp_path / "out" / f"{name}.pth", weights_only=True), strict=True)
+    x = torch.randn(2, *train.input_shape.as_tuple())
+    with torch.no_grad():
+        want = model.eval()(x)
+        torch.testing.assert_close(deployed(x), want, rtol=1e-4, atol=1e-4)
+    keras_model = load_module(graph, "keras").build_model()
+    keras_model.load_weights(tmp_path / "out" / f"{name}.weights.h5")
+    got = keras_model(np.transpose(x.numpy(), (0, 2, 3, 1)), training=False)
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    out = subprocess.run(
+        [sys.executable, "-m", "archc", "deploy", "specs/cifar/resnet.yaml", "--weights", str(tmp_path / "other.pth"), "-o", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "other.pth" in out.stderr, out.stderr
+    assert not (tmp_path / "o" / "cifar_resnet_deploy.yaml").exists()
+
+
+def test_the_deploy_spec_of_a_spec_given_as_text_is_a_spec(tmp_path):
+    """A LoadedSpec from text (the API) deploys as one from a file."""
+    text = (ROOT / "specs" / "repvgg_a0.yaml").read_text()
+    spec = load_spec_text(text, str(tmp_path / "repvgg_a0.yaml"))
+    _, the_plan, graph, _ = deploy_graph(spec, tmp_path)
+    assert graph.counts.trainable == 8_309_384
+    assert "reparam_conv" in the_plan.text("x")
