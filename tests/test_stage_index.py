@@ -155,6 +155,10 @@ def test_stage_block_id_prints_as_a_loop_over_i():
     before (`3 + i`), the total folded in, as it wrote the cumulative sums it replaces."""
     code = emit(numbered(), "torch")
     assert "Unit(7, filters=7, rate=0.4 * (5 + i) / 8) for i in range(3)" in code
+    # outside a loop, a float of the index is its expression at that index, not 0.05 or 0.30000000000000004
+    assert "Unit(8, filters=8, rate=0.4 * 1 / 8)" in code and "Unit(8, filters=8, rate=0.4 * 3 / 8)" in code
+    keras = emit(numbered(), "keras")
+    assert "rate=0.4 * (5 + i) / 8" in keras and "rate=0.4 * 3 / 8" in keras
 
 
 def test_stage_block_id_backends_agree():

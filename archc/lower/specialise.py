@@ -228,6 +228,16 @@ def _with_index_trees(sym: SymStage, scope: dict[str, Any], instances: list[Bloc
     all_args = [dict(inst.args) for inst in instances]
     keys = {key for here in trees for key in here}
     varies = {key: len({args[key] for args in all_args}) > 1 for key in keys}  # once per key, not per instance
+    # an argument of the model-wide index is its expression even where the stage has one instance
+    # (`sd_prob=0.2 * 15 / 16`), where its value varies over the model's first and last instance
+    for args in sym.written:
+        for key, tree in args:
+            if STAGE_BLOCK_ID in expr.free_names(tree) and not varies.get(key, True):
+                ends = [{**scope, STAGE_INDEX: 0, STAGE_BLOCK_ID: n} for n in (0, scope[TOTAL_STAGE_BLOCKS] - 1)]
+                try:
+                    varies[key] = expr.evaluate(tree, ends[0]) != expr.evaluate(tree, ends[1])
+                except expr.ExprError:
+                    pass
     out = []
     for k, inst in enumerate(instances):
         keep = []
