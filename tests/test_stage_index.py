@@ -100,3 +100,72 @@ layers:
     need("torch")
     model = api.load_module(graph, "torch").build_model()
     assert [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"] == want
+
+
+NUMBERED = """\
+archc: 1
+name: numbered
+input: [3, 16, 16]
+params: {num_classes: 5, deep: false, prob: 0.4}
+defaults:
+  conv: {bias: false}
+blocks:
+  unit:
+    params: {filters: int, rate: float}
+    layers:
+      - conv: {conv: {filters: filters, kernel: 3, padding: 1}}
+      - drop: {dropout: {rate: rate}}
+layers:
+  - features:
+      - {conv: {filters: 8, kernel: 3, padding: 1}}
+      - - {stage: unit, repeat: 2, with: {filters: 8, rate: prob * stage_block_id / total_stage_blocks}}
+      - - {stage: unit, repeat: 3, with: {filters: 8, rate: 0.0}, if: deep}
+      - - stage: unit
+          repeat: 3
+          with: {filters: 8, rate: prob * stage_block_id / total_stage_blocks}
+          first: {filters: 6 + stage_block_id, rate: 0.5}
+          last: {filters: total_stage_blocks - 1}
+  - extra: {stage: unit, repeat: 3, with: {filters: 7, rate: prob * stage_block_id / total_stage_blocks}}
+  - pool: global_avgpool
+  - fc: {dense: {units: num_classes}}
+"""
+
+
+def numbered(**params):
+    return lower(load_spec_text(NUMBERED, "numbered.yaml", overrides=[f"params.{k}={v}" for k, v in params.items()]))
+
+
+def test_stage_block_id_counts_across_the_models_stages():
+    """`stage_block_id` is an instance's index among the instances of all the model's present
+    stages (nested lists and later top-level entries included, an absent stage not), and
+    `total_stage_blocks` their number: torchvision's EfficientNet/ConvNeXt builder counters."""
+    g = numbered()
+    rates = [n.op.rate for n in g.nodes if n.op.kind == "dropout"]
+    assert rates == [0.0, 0.4 * 1 / 8, 0.5, 0.4 * 3 / 8, 0.4 * 4 / 8, 0.4 * 5 / 8, 0.4 * 6 / 8, 0.4 * 7 / 8]
+    stage3 = g.body[0].items[3].items  # items[2]: the absent stage's empty list
+    assert [dict(inst.args)["filters"] for inst in stage3] == [6 + 2, 8, 7]  # first: 6 + id; last: the total - 1
+    deep = numbered(deep="true")  # the conditional stage is present: 3 more instances, numbered in order
+    rates = [n.op.rate for n in deep.nodes if n.op.kind == "dropout"]
+    assert rates == [0.0, 0.4 / 11, 0.0, 0.0, 0.0, 0.5, 0.4 * 6 / 11, 0.4 * 7 / 11, 0.4 * 8 / 11, 0.4 * 9 / 11, 0.4 * 10 / 11]
+    assert [dict(inst.args)["filters"] for inst in deep.body[0].items[3].items] == [6 + 5, 8, 10]
+
+
+def test_stage_block_id_prints_as_a_loop_over_i():
+    """The generated code writes the number as the stage's loop variable plus the instances
+    before (`3 + i`), the total folded in, as it wrote the cumulative sums it replaces."""
+    code = emit(numbered(), "torch")
+    assert "Unit(7, filters=7, rate=0.4 * (5 + i) / 8) for i in range(3)" in code
+    # outside a loop, a float of the index is its expression at that index, not 0.05 or 0.30000000000000004
+    assert "Unit(8, filters=8, rate=0.4 * 1 / 8)" in code and "Unit(8, filters=8, rate=0.4 * 3 / 8)" in code
+    keras = emit(numbered(), "keras")
+    assert "rate=0.4 * (5 + i) / 8" in keras and "rate=0.4 * 3 / 8" in keras
+
+
+def test_stage_block_id_backends_agree():
+    need("torch")
+    need("keras")
+    from archc import verify
+
+    for g in (numbered(), numbered(deep="true")):
+        report = verify.verify(g)
+        assert report.ok, verify.to_table(report)

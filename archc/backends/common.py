@@ -335,6 +335,36 @@ class Indexed:
         """The expression where `i` is the source `index`."""
         return expr.to_python(expr.substitute(self.tree, {"i": expr.parse(index)}))
 
+    def alone(self) -> str:
+        """A float at this instance, outside a loop: its expression, the index's integer sums
+        folded (`0.2 * (2 + i) / 16` at 1 is `0.2 * 3 / 16`, not 0.037500000000000006); its
+        value where that does not evaluate to it exactly, and an int's or a bool's."""
+        if type(self.value) is not float:
+            return literal(self.value)
+        tree = _AtIndex(self.k).visit(ast.parse(expr.to_python(self.tree), mode="eval").body)
+        try:
+            exact = expr.evaluate(tree, {}) == self.value and not isinstance(tree, ast.Constant)
+        except expr.ExprError:
+            exact = False
+        return expr.to_python(tree) if exact else literal(self.value)
+
+
+class _AtIndex(ast.NodeTransformer):
+    """`i` as the number k, then sums and differences of two int literals as their value."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return ast.Constant(self.k) if node.id == "i" else node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        self.generic_visit(node)
+        a, b = node.left, node.right
+        if isinstance(node.op, (ast.Add, ast.Sub)) and all(isinstance(t, ast.Constant) and type(t.value) is int for t in (a, b)):
+            return ast.Constant(a.value + b.value if isinstance(node.op, ast.Add) else a.value - b.value)  # type: ignore[attr-defined]
+        return node
+
 
 @dataclass(frozen=True)
 class Exposed:
@@ -367,7 +397,7 @@ class Run:
             return value.name
         if isinstance(value, Indexed):  # `var` counts from `start`, where the index is value.k
             if step == 0:
-                return literal(value.value)
+                return value.alone()
             shift = value.k - self.start
             return value.at(var if shift == 0 else f"{var} + {shift}" if shift > 0 else f"{var} - {-shift}")
         if step == 0:

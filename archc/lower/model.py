@@ -11,7 +11,16 @@ from typing import Any
 
 from archc import ops
 from archc.errors import SpecError
-from archc.ir.graph import Inst, Output, SymBlock, SymItem, SymLayer, SymStage
+from archc.ir.graph import (
+    Inst,
+    Output,
+    SymBlock,
+    SymGroup,
+    SymItem,
+    SymLayer,
+    SymParallel,
+    SymStage,
+)
 from archc.lower import limits
 from archc.lower.context import State, Tensor, item_kind, join_path, lookup
 from archc.lower.specialise import Specialiser
@@ -33,10 +42,30 @@ def lower_top(state: State, scope: dict[str, Any], in_shape: Shape) -> tuple[tup
     source = BlockSource(model.name, definition, state.spec.source, ())
     btype = build_type(state, source, top=True)
     spec = Specialiser(state, source, btype, {**scope, "in_channels": in_shape.c}, {"input": Tensor("input", in_shape, False)}, {}, [])
+    spec.numbering = [0, _stage_blocks(btype.layers, scope)]
     children, last = spec.items(btype.layers, (), "input", btype.numbered)
     references(state, spec.placed or [], set(scope))
     state.outputs = _outputs(state, spec.env)
     return tuple(children), spec.env[last].shape
+
+
+def _stage_blocks(items: tuple[SymItem, ...], scope: dict[str, Any]) -> int:
+    """The number of instances of the top function's stages, those whose `if:` holds (its
+    `total_stage_blocks`). A repeat or condition that does not evaluate counts nothing here:
+    specialisation reports it."""
+    total = 0
+    for item in items:
+        try:
+            if item.condition is not None and not expr.evaluate(item.condition, scope):
+                continue
+            if isinstance(item, SymStage):
+                repeat = expr.evaluate(item.repeat, scope)
+                total += repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else 0
+        except expr.ExprError:
+            continue
+        if isinstance(item, (SymGroup, SymParallel)):
+            total += _stage_blocks(item.children, scope)
+    return total
 
 
 def _outputs(state: State, env: dict[str, Tensor]) -> list[Output]:

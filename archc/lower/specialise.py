@@ -50,9 +50,13 @@ from archc.lower.limits import add_node, check_block_depth, check_repeat
 from archc.lower.nested import declared, free_channels
 from archc.lower.symbolic import type_of
 from archc.lower.values import (
+    INDEX_NAMES,
+    STAGE_BLOCK_ID,
     STAGE_INDEX,
+    TOTAL_STAGE_BLOCKS,
     bind_params,
     block_checks,
+    index_hint,
     param_notes,
     ranked_values,
     type_problem,
@@ -202,22 +206,38 @@ def _free_instance(sym: SymStage, k: int, repeat: int) -> SymBlock:
 
 
 def _with_index_trees(sym: SymStage, scope: dict[str, Any], instances: list[BlockInst]) -> list[BlockInst]:
-    """Record, on the instances of a free stage whose arguments use `i`, each such argument as
-    an expression of `i` alone (the model's parameters folded in), where it varies: emitters
-    then write one loop, `CNBlock(96, sd_prob=0.1 * (3 + i) / 17.0) for i in range(3)`,
-    rather than a line per instance. Only where that expression gives every instance's value
-    exactly (Python evaluates it as archc does)."""
+    """Record, on the instances of a free stage whose arguments use `i` (or `stage_block_id`,
+    `i` plus the instances of the stages before), each such argument as an expression of `i`
+    alone (the model's parameters folded in), where it varies: emitters then write one loop,
+    `CNBlock(96, sd_prob=0.1 * (3 + i) / 17.0) for i in range(3)`, rather than a line per
+    instance. Only where that expression gives every instance's value exactly (Python
+    evaluates it as archc does)."""
     repeat = len(instances)
+    index = {STAGE_INDEX: ast.Name(STAGE_INDEX)}
+    if STAGE_BLOCK_ID in scope:  # the model's stages are numbered: this one's from scope[STAGE_BLOCK_ID]
+        start = scope[STAGE_BLOCK_ID]
+        index[STAGE_BLOCK_ID] = ast.BinOp(ast.Constant(start), ast.Add(), ast.Name(STAGE_INDEX)) if start else ast.Name(STAGE_INDEX)
     trees = []
     for k in range(repeat):
         here = {}
         for key, tree in _free_instance(sym, k, repeat).args:
-            if STAGE_INDEX in expr.free_names(tree):
-                here[key] = expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - {STAGE_INDEX}})
+            names = expr.free_names(tree)
+            if names & index.keys():
+                here[key] = expr.substitute(tree, {n: index.get(n) or ast.Constant(scope[n]) for n in names})
         trees.append(here)
     all_args = [dict(inst.args) for inst in instances]
     keys = {key for here in trees for key in here}
     varies = {key: len({args[key] for args in all_args}) > 1 for key in keys}  # once per key, not per instance
+    # an argument of the model-wide index is its expression even where the stage has one instance
+    # (`sd_prob=0.2 * 15 / 16`), where its value varies over the model's first and last instance
+    for args in sym.written:
+        for key, tree in args:
+            if STAGE_BLOCK_ID in expr.free_names(tree) and not varies.get(key, True):
+                ends = [{**scope, STAGE_INDEX: 0, STAGE_BLOCK_ID: n} for n in (0, scope[TOTAL_STAGE_BLOCKS] - 1)]
+                try:
+                    varies[key] = expr.evaluate(tree, ends[0]) != expr.evaluate(tree, ends[1])
+                except expr.ExprError:
+                    pass
     out = []
     for k, inst in enumerate(instances):
         keep = []
@@ -252,6 +272,8 @@ class Specialiser:
     # the top function's items with their module paths (None: absent) and whether each is one
     # call (not a stage spliced into a list), for `top.references`
     placed: list[tuple[SymItem, tuple[str, ...] | None, bool]] | None = None
+    # the top function's: the index of the next instance among all its stages' and their number
+    numbering: list[int] | None = None
 
     def where(self, item: SymItem, *sub: Any) -> Location:
         return self.source.locate(*item.at, *sub)
@@ -264,9 +286,7 @@ class Specialiser:
         try:
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            hint = ""
-            if STAGE_INDEX not in scope and STAGE_INDEX in expr.free_names(tree):
-                hint = f"; `{STAGE_INDEX}`, the instance index, exists in a stage's `with`, `first` and `last`"
+            hint = index_hint(expr.free_names(tree), scope, model_level=False)
             raise SpecError(str(e) + hint, where() if callable(where) else where) from None
         problem = type_problem(value, "int" if want in ("pair", "pads") else want)
         if problem:
@@ -542,9 +562,16 @@ class Specialiser:
         dense = sym.connectivity == "dense"
         cur, instances = src, []
         position = spliced_at
+        start = None
+        if self.numbering is not None:  # the top function's: its stages' instances are numbered through
+            start, total = self.numbering
+            scope = {**scope, STAGE_BLOCK_ID: start, TOTAL_STAGE_BLOCKS: total}
+            self.numbering[0] += repeat
         for k in range(repeat):
             inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
+            if start is not None:
+                here[STAGE_BLOCK_ID] = start + k
             one = _free_instance(sym, k, repeat) if sym.free else sym.rest if dense or k > 0 else sym.first
             one = dataclasses.replace(one, at=sym.at)  # located at the stage
             if inline:  # its layers are entries of the list from `position` on
@@ -564,7 +591,7 @@ class Specialiser:
                 cur = Tensor(node_id, shape, False)
             else:
                 cur = out
-        if any(STAGE_INDEX in expr.free_names(tree) for args in sym.written for _, tree in args):
+        if any(INDEX_NAMES & expr.free_names(tree) for args in sym.written for _, tree in args):
             instances = _with_index_trees(sym, scope, instances)
         name = sym.name
         stage = StageInst(name, sym.block, sym.connectivity, sym.names, tuple(instances), src.shape, cur.shape, counts_of(instances))

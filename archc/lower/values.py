@@ -43,9 +43,7 @@ def typed_value(
             tree, names = _parse(raw)
             value = expr.evaluate(tree, scope)
         except expr.ExprError as e:
-            hint = ""
-            if STAGE_INDEX not in scope and re.search(rf"\b{STAGE_INDEX}\b", raw):
-                hint = f"; `{STAGE_INDEX}`, the instance index, exists in a stage's `with`, `first` and `last` at model level"
+            hint = index_hint(set(re.findall(r"\w+", raw)), scope)
             raise SpecError(str(e) + hint + provenance(state, raw, where), where) from None
         if state is not None:
             for name in names & state.spec.model.params.keys():
@@ -249,13 +247,37 @@ def call_args(
 
 
 STAGE_INDEX = "i"  # in a stage's `with`, `first` and `last`: the instance's index, from 0
+# in a model-level stage's `with`, `first` and `last`: the instance's index among the instances
+# of all the model's stages, from 0, and their number (torchvision's EfficientNet and ConvNeXt
+# `stage_block_id` / `total_stage_blocks`, for stochastic depth rates growing over the model)
+STAGE_BLOCK_ID = "stage_block_id"
+TOTAL_STAGE_BLOCKS = "total_stage_blocks"
+INDEX_NAMES = frozenset({STAGE_INDEX, STAGE_BLOCK_ID, TOTAL_STAGE_BLOCKS})
+
+
+_INDEX_MEANING = {
+    STAGE_INDEX: "the instance index",
+    STAGE_BLOCK_ID: "the instance's index among all the model's stage instances",
+    TOTAL_STAGE_BLOCKS: "the number of the model's stage instances",
+}
+
+
+def index_hint(names: frozenset[str] | set[str], scope: Any, model_level: bool = True) -> str:
+    """Where an expression reads an index name that does not exist there: where it does."""
+    missing = sorted(INDEX_NAMES & set(names) - set(scope))
+    if not missing:
+        return ""
+    name = missing[0]
+    where = " at model level" if model_level or name != STAGE_INDEX else ""
+    return f"; `{name}`, {_INDEX_MEANING[name]}, exists in a stage's `with`, `first` and `last`{where}"
 
 
 def uses_index(body: m.StageItem) -> bool:
-    """Whether a stage's arguments read the instance index `i` (a name no spec may define)."""
+    """Whether a stage's arguments read an index name (`i`, `stage_block_id`,
+    `total_stage_blocks`: names no spec may define)."""
     for raw in (*body.with_.values(), *body.first.values(), *body.last.values()):
         try:
-            if isinstance(raw, str) and STAGE_INDEX in _parse(raw)[1]:
+            if isinstance(raw, str) and INDEX_NAMES & _parse(raw)[1]:
                 return True
         except expr.ExprError:
             pass  # reported where the argument is evaluated

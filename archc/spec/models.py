@@ -183,7 +183,8 @@ class StageItem(Flow):
         default_factory=dict,
         alias="with",
         description="Parameters of every instance; at model level, expressions here and in first/last may "
-        "read `i`, the instance's index from 0.",
+        "read `i`, the instance's index from 0, `stage_block_id`, its index among the instances of all the "
+        "model's stages, and `total_stage_blocks`, their number.",
     )
     first: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the first instance, e.g. {stride: 2}."

@@ -31,6 +31,8 @@ RESERVED_NAMES = frozenset(
     {
         # locals, arguments and globals of the generated modules
         "memory_efficient", "self", "x", "y", "out", "identity", "inputs", "name", "i", "_",
+        # the index names a model-level stage's arguments read (archc.lower.values.INDEX_NAMES)
+        "stage_block_id", "total_stage_blocks",
         "nn", "F", "torch", "Tensor", "math", "keras", "layers", "OrderedDict",
         "PadShortcut", "DenseStage", "in_channels", "channels", "build_model", "INPUT_SHAPE",
         # builtins the generated code calls (expressions print round, abs, min, max, int, float;
