@@ -10,6 +10,7 @@ tensors make the test tight: PyTorch's default initialisation fails it for every
 differs from it (test_default_init_would_fail)."""
 
 import math
+import re
 import sys
 
 import numpy as np
@@ -370,6 +371,7 @@ def test_variance_scaling_prints_torch_calls_that_draw_the_helpers_values(kind, 
         rule = init.Rule("variance_scaling", (("scale", scale), ("mode", mode), ("distribution", distribution)))
         text = _torch_statements(rule, kind)
         assert init.TORCH_HELPER not in text and not init.torch_needs_helper(rule), text
+        assert not re.search(r"\d\.\d{8}", text), text  # 25 / 9 prints as 25.0 / 9.0, not 2.7777777777777777
         module = make()
         torch.manual_seed(0)
         exec(text, {"m": module, "nn": torch.nn, "math": math})

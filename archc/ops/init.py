@@ -565,7 +565,7 @@ def _variance_scaling_text(scale: float, mode: str, distribution: str, source: s
     m = source.rsplit(".", 1)[0]
     fan = facts.torch_fans[mode == "fan_out"].format(m=m)
     if distribution == "uniform":  # uniform(+-b) has variance b^2 / 3 = scale / fan
-        return [f"init_range = {_over_root(3 * scale, fan)}", f"nn.init.uniform_({source}, -init_range, init_range)"]
+        return [f"init_range = {_over_root(scale, fan, 3)}", f"nn.init.uniform_({source}, -init_range, init_range)"]
     return [f"nn.init.normal_({source}, 0.0, {_over_root(scale, fan)})"]
 
 
@@ -575,18 +575,19 @@ def _root(value: float) -> str:
     return _f(root) if root * root == value and len(repr(root)) <= 10 else f"math.sqrt({_f(value)})"
 
 
-def _over_root(value: float, fan: str) -> str:
-    """sqrt(value / fan) as source: `1.0 / math.sqrt(fan)` where value is 1, `3.0 / ...` where
-    it is 9, else `math.sqrt(value / fan)`."""
+def _over_root(scale: float, fan: str, factor: int = 1) -> str:
+    """sqrt(factor * scale / fan) as source: `1.0 / math.sqrt(fan)` where factor * scale is 1,
+    `3.0 / ...` where it is 9, else `math.sqrt(3 * 25.0 / 9.0 / fan)`."""
+    value = factor * scale
     root = math.sqrt(value)
     if root * root == value and len(repr(root)) <= 10:
         return f"{float(root)!r} / math.sqrt({fan})"
-    return f"math.sqrt({_f(value)} / {_p(fan)})"
+    return f"math.sqrt({f'{factor} * ' if factor != 1 else ''}{_f(scale)} / {_p(fan)})"
 
 
 def _p(source: str) -> str:
     """A source in parentheses where it is a sum or product (a divisor)."""
-    return f"({source})" if any(op in source for op in " +-*/") else source
+    return f"({source})" if any(f" {op} " in source for op in "+-*/") else source
 
 
 TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, for Keras' truncated normals
