@@ -383,7 +383,10 @@ def test_variance_scaling_prints_torch_calls_that_draw_the_helpers_values(kind, 
 
 def test_variance_scaling_reads_as_torchvision_writes_it():
     """EfficientNet's Linear: torchvision's `init_range = 1.0 / math.sqrt(m.out_features)`; a
-    fan rule of a conv reads the fan from its weight; Keras' truncated normal keeps the helper."""
+    fan rule of a conv reads the fan from its weight, a Linear's bias back at PyTorch's default
+    its in_features; Keras' truncated normal keeps the helper."""
+    from archc.code import flat
+
     efficientnet = init.Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_out"), ("distribution", "uniform")))
     assert _torch_statements(efficientnet, "dense") == (
         "init_range = 1.0 / math.sqrt(m.out_features)\nnn.init.uniform_(m.weight, -init_range, init_range)"
@@ -395,6 +398,8 @@ def test_variance_scaling_reads_as_torchvision_writes_it():
     keras_he = init.resolve("he_normal")  # truncated: no PyTorch call cuts at 2 deviations and rescales
     assert _torch_statements(keras_he, "conv") == 'variance_scaling_(m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal")'
     assert init.torch_needs_helper(keras_he)
+    bias = init.torch_lines(init.TORCH_DEFAULT, "bias", "self.fc.bias", weight="self.fc.weight", kind="dense")  # a layer back at PyTorch's bias
+    assert [flat(code) for code in bias] == ["nn.init.uniform_(self.fc.bias, -1 / math.sqrt(self.fc.in_features), 1 / math.sqrt(self.fc.in_features))"]
 
 
 def test_efficientnet_b0_classifier_bound_is_one_over_sqrt_out_features():

@@ -513,7 +513,8 @@ def _torch_text(rule: Rule, role: str, source: str, weight: str, kind: str) -> l
             return _torch_text(facts.torch_default, role, source, weight, kind)
         if facts.fans:
             return [f"nn.init.kaiming_uniform_({source}, a=math.sqrt(5))"]
-        bound = f"1 / math.sqrt({weight}[0].numel())"
+        fan_in = tensor(kind, "weight").torch_fans[0].format(m=weight.rsplit(".", 1)[0])  # its weight's
+        bound = f"1 / math.sqrt({fan_in})"
         return [f"nn.init.uniform_({source}, -{bound}, {bound})"]
     if rule.name == "keras_default":
         return _torch_text(facts.keras_default, role, source, weight, kind)
