@@ -19,21 +19,9 @@ INPUT_SHAPE = (224, 224, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
-}
-DENSE_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
 }
 
 
@@ -52,7 +40,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         64,
         11,
         strides=4,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(363),
         name="features_0",
     )(x)
@@ -62,7 +50,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         192,
         5,
         padding="same",
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1600),
         name="features_3",
     )(x)
@@ -72,7 +60,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         384,
         3,
         padding="same",
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1728),
         name="features_6",
     )(x)
@@ -81,7 +69,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(3456),
         name="features_8",
     )(x)
@@ -90,7 +78,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         256,
         3,
         padding="same",
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2304),
         name="features_10",
     )(x)
@@ -101,7 +89,7 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="classifier_0")(x)
     x = layers.Dense(
         4096,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(9216),
         name="classifier_1",
     )(x)
@@ -109,14 +97,14 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="classifier_3")(x)
     x = layers.Dense(
         4096,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(4096),
         name="classifier_4",
     )(x)
     x = layers.Activation("relu", name="classifier_5")(x)
     x = layers.Dense(
         num_classes,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(4096),
         name="classifier_6",
     )(x)

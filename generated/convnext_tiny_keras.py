@@ -17,11 +17,7 @@ INPUT_SHAPE = (224, 224, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
-    "class_name": "RandomNormal",
-    "config": {"mean": 0.0, "stddev": 0.02},
-}
-DENSE_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "RandomNormal",
     "config": {"mean": 0.0, "stddev": 0.02},
 }
@@ -56,11 +52,7 @@ def stem(
     """The patchify stem (torchvision's Conv2dNormActivation with LayerNorm2d and no
     activation)."""
     x = layers.Conv2D(
-        filters,
-        4,
-        strides=4,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name=f"{name}_0",
+        filters, 4, strides=4, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_0"
     )(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_1")(x)
     return x
@@ -84,19 +76,17 @@ def cn_block(
         7,
         padding="same",
         groups=in_channels,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_block_0",
     )(x)
     x = layers.Identity(name=f"{name}_block_1")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_block_2")(x)
     x = layers.Dense(
-        block_channels,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-        name=f"{name}_block_3",
+        block_channels, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_block_3"
     )(x)
     x = layers.Activation("gelu", name=f"{name}_block_4")(x)
     x = layers.Dense(
-        in_channels, kernel_initializer=DENSE_KERNEL_INITIALIZER, name=f"{name}_block_5"
+        in_channels, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_block_5"
     )(x)
     x = layers.Identity(name=f"{name}_block_6")(x)
     x = LayerScale(layer_scale, name=f"{name}_layer_scale")(x)
@@ -113,11 +103,7 @@ def downsample(
     """Layer norm, then a 2x2 conv with stride 2 to the next stage's width."""
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_0")(x)
     x = layers.Conv2D(
-        filters,
-        2,
-        strides=2,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name=f"{name}_1",
+        filters, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_1"
     )(x)
     return x
 
@@ -162,6 +148,6 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     x = layers.LayerNormalization(epsilon=1e-06, name="classifier_0")(x)
     x = layers.Flatten(name="classifier_1")(x)
     x = layers.Dense(
-        num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_2"
+        num_classes, kernel_initializer=KERNEL_INITIALIZER, name="classifier_2"
     )(x)
     return keras.Model(inputs, x, name="convnext_tiny")

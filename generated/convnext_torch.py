@@ -158,10 +158,7 @@ class ConvNeXt(nn.Module):
             LayerNorm2d(768, eps=1e-06), nn.Flatten(), nn.Linear(768, num_classes)
         )
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.trunc_normal_(m.weight, mean=0, std=0.02, a=-2, b=2)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, mean=0, std=0.02, a=-2, b=2)
                 nn.init.zeros_(m.bias)
 

@@ -49,24 +49,6 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}"
 
 
-def variance_scaling_(
-    weight: Tensor, scale: float, mode: str, distribution: str
-) -> Tensor:
-    """Keras' VarianceScaling initializer in place: variance scale / fan, with torch.nn.init's
-    fans; a truncated normal is cut at 2 standard deviations, as Keras cuts it."""
-    receptive_field = weight[0][0].numel()
-    fan_in = weight.size(1) * receptive_field
-    fan_out = weight.size(0) * receptive_field
-    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
-    std = math.sqrt(scale / fan[mode])
-    if distribution == "uniform":
-        return nn.init.uniform_(weight, -math.sqrt(3) * std, math.sqrt(3) * std)
-    if distribution == "untruncated_normal":
-        return nn.init.normal_(weight, 0.0, std)
-    std /= 0.87962566103423978  # the standard deviation of a unit normal cut at +-2
-    return nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
-
-
 class Conv2dNormActivation(nn.Sequential):
     """Conv, batch norm, then SiLU unless activation is false (torchvision
     Conv2dNormActivation)."""
@@ -335,12 +317,8 @@ class EfficientNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                variance_scaling_(
-                    m.weight,
-                    scale=0.3333333333333333,
-                    mode="fan_out",
-                    distribution="uniform",
-                )
+                init_range = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -init_range, init_range)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:

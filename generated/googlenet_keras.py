@@ -19,21 +19,9 @@ INPUT_SHAPE = (224, 224, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
-}
-DENSE_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
 }
 
 
@@ -61,7 +49,7 @@ def basic_conv2d(
         kernel,
         strides=stride,
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_conv",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
@@ -220,7 +208,7 @@ def build_model(dropout: float = 0.2, num_classes: int = 1000) -> keras.Model:
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(
         num_classes,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1024),
         name="fc",
     )(x)

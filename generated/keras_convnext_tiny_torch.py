@@ -172,10 +172,7 @@ class KerasConvnextTiny(nn.Module):
         self.convnext_tiny_head_dense = nn.Linear(768, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 

@@ -385,12 +385,8 @@ class KerasEfficientnetB0(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                variance_scaling_(
-                    m.weight,
-                    scale=0.3333333333333333,
-                    mode="fan_out",
-                    distribution="uniform",
-                )
+                init_range = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -init_range, init_range)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
             if isinstance(m, Mbconv):

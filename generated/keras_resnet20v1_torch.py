@@ -101,18 +101,13 @@ class KerasResnet20v1(nn.Module):
         self.fc = nn.Linear(64, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 variance_scaling_(
                     m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal"
                 )
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                variance_scaling_(
-                    m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal"
-                )
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:

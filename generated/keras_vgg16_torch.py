@@ -61,10 +61,7 @@ class KerasVgg16(nn.Module):
         self.predictions = nn.Linear(4096, num_classes)
         self.softmax = nn.Softmax(dim=1)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 

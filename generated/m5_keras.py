@@ -19,21 +19,9 @@ INPUT_SHAPE = (8000, 1)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
-}
-DENSE_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
 }
 
 
@@ -51,7 +39,7 @@ def build_model(num_classes: int = 35) -> keras.Model:
         128,
         80,
         strides=4,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(80),
         name="conv1",
     )(x)
@@ -61,7 +49,7 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         128,
         3,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(384),
         name="conv2",
     )(x)
@@ -71,7 +59,7 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         256,
         3,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(384),
         name="conv3",
     )(x)
@@ -81,7 +69,7 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.Conv1D(
         512,
         3,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(768),
         name="conv4",
     )(x)
@@ -91,7 +79,7 @@ def build_model(num_classes: int = 35) -> keras.Model:
     x = layers.GlobalAveragePooling1D(name="avgpool")(x)
     x = layers.Dense(
         num_classes,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(512),
         name="fc",
     )(x)

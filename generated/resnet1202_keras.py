@@ -22,11 +22,7 @@ CONV_KERNEL_INITIALIZER = {
 }
 DENSE_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
 }
 
 

@@ -16,21 +16,9 @@ INPUT_SHAPE = (224, 224, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
-}
-DENSE_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {
-        "scale": 0.3333333333333333,
-        "mode": "fan_in",
-        "distribution": "uniform",
-    },
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
 }
 
 
@@ -84,7 +72,7 @@ def inverted_residual(
             strides=stride,
             groups=in_channels,
             use_bias=False,
-            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            kernel_initializer=KERNEL_INITIALIZER,
             name=f"{name}_branch1_0",
         )(x)
         x = layers.BatchNormalization(
@@ -94,7 +82,7 @@ def inverted_residual(
             branch1_channels,
             1,
             use_bias=False,
-            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            kernel_initializer=KERNEL_INITIALIZER,
             name=f"{name}_branch1_2",
         )(x)
         x = layers.BatchNormalization(
@@ -109,7 +97,7 @@ def inverted_residual(
         branch1_channels,
         1,
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_branch2_0",
     )(x)
     x = layers.BatchNormalization(
@@ -123,7 +111,7 @@ def inverted_residual(
         strides=stride,
         groups=branch1_channels,
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_branch2_3",
     )(x)
     x = layers.BatchNormalization(
@@ -133,7 +121,7 @@ def inverted_residual(
         branch1_channels,
         1,
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_branch2_5",
     )(x)
     x = layers.BatchNormalization(
@@ -156,7 +144,7 @@ def build_model(num_classes: int = 1000) -> keras.Model:
         3,
         strides=2,
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name="conv1_0",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="conv1_1")(x)
@@ -173,18 +161,14 @@ def build_model(num_classes: int = 1000) -> keras.Model:
     for i in range(1, 4):
         x = inverted_residual(x, 464, out_channels=464, name=f"stage4_{i}")
     x = layers.Conv2D(
-        1024,
-        1,
-        use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="conv5_0",
+        1024, 1, use_bias=False, kernel_initializer=KERNEL_INITIALIZER, name="conv5_0"
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="conv5_1")(x)
     x = layers.Activation("relu", name="conv5_2")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dense(
         num_classes,
-        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1024),
         name="fc",
     )(x)

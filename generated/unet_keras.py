@@ -18,11 +18,7 @@ INPUT_SHAPE = (256, 256, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"},
-}
-CONV_TRANSPOSE_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"},
 }
@@ -37,7 +33,7 @@ def double_conv(
         3,
         padding="same",
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_conv1",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
@@ -47,7 +43,7 @@ def double_conv(
         3,
         padding="same",
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_conv2",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
@@ -82,46 +78,33 @@ def build_model(n_classes: int = 2) -> keras.Model:
     x = down3
     x = down(x, 512, filters=1024, name="down4")
     x = layers.Conv2DTranspose(
-        512,
-        2,
-        strides=2,
-        kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
-        name="up1",
+        512, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name="up1"
     )(x)
     up1 = x
     x = layers.Concatenate(name="cat1")([down3, up1])
     x = double_conv(x, 1024, filters=512, name="conv_up1")
     x = layers.Conv2DTranspose(
-        256,
-        2,
-        strides=2,
-        kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
-        name="up2",
+        256, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name="up2"
     )(x)
     up2 = x
     x = layers.Concatenate(name="cat2")([down2, up2])
     x = double_conv(x, 512, filters=256, name="conv_up2")
     x = layers.Conv2DTranspose(
-        128,
-        2,
-        strides=2,
-        kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
-        name="up3",
+        128, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name="up3"
     )(x)
     up3 = x
     x = layers.Concatenate(name="cat3")([down1, up3])
     x = double_conv(x, 256, filters=128, name="conv_up3")
     x = layers.Conv2DTranspose(
-        64,
-        2,
-        strides=2,
-        kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
-        name="up4",
+        64, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name="up4"
     )(x)
     up4 = x
     x = layers.Concatenate(name="cat4")([inc, up4])
     x = double_conv(x, 128, filters=64, name="conv_up4")
     x = layers.Conv2D(
-        n_classes, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name="outc"
+        n_classes,
+        1,
+        kernel_initializer=KERNEL_INITIALIZER,
+        name="outc",
     )(x)
     return keras.Model(inputs, x, name="unet")

@@ -18,11 +18,7 @@ INPUT_SHAPE = (256, 256, 3)
 
 # Initializers (the spec's `init`) as configs: each layer builds its own initializer
 # from one, so each layer draws its own values.
-CONV_KERNEL_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"},
-}
-CONV_TRANSPOSE_KERNEL_INITIALIZER = {
+KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"},
 }
@@ -37,7 +33,7 @@ def double_conv(
         3,
         padding="same",
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_conv1",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
@@ -47,7 +43,7 @@ def double_conv(
         3,
         padding="same",
         use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_conv2",
     )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
@@ -74,7 +70,7 @@ def level(
             filters,
             2,
             strides=2,
-            kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,
+            kernel_initializer=KERNEL_INITIALIZER,
             name=f"{name}_up",
         )(x)
     x = up
@@ -90,6 +86,9 @@ def build_model(n_classes: int = 2) -> keras.Model:
     x = inputs
     x = level(x, 3, filters=64, depth=5, name="levels")
     x = layers.Conv2D(
-        n_classes, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name="outc"
+        n_classes,
+        1,
+        kernel_initializer=KERNEL_INITIALIZER,
+        name="outc",
     )(x)
     return keras.Model(inputs, x, name="unet_recursive")

@@ -10,6 +10,7 @@ tensors make the test tight: PyTorch's default initialisation fails it for every
 differs from it (test_default_init_would_fail)."""
 
 import math
+import re
 import sys
 
 import numpy as np
@@ -337,3 +338,166 @@ def test_depthwise_group_fan_out():
     assert check_torch(graph, api.load_module(graph, "torch").build_model()) > 0
     keras.utils.set_random_seed(0)
     assert check_keras(graph, api.load_module(graph, "keras").build_model()) > 0
+
+
+# --- the printed forms (issue 21 §4): PyTorch's own calls, one branch per body, one Keras
+# constant per config, no unexplained numbers ----------------------------------------------------
+
+VARIANCE_SCALING = [
+    (scale, mode, distribution)
+    for scale in (1 / 3, 0.5, 1.0, 2.0, 3.0, 25 / 9)
+    for mode in ("fan_in", "fan_out", "fan_avg")
+    for distribution in ("uniform", "untruncated_normal")
+]
+
+
+def _torch_statements(rule, kind: str) -> str:
+    from archc.code import render
+
+    return "\n".join(line for code in init.torch_lines(rule, "weight", "m.weight", kind=kind) for line in render(code))
+
+
+@pytest.mark.parametrize(
+    "kind, make", [("conv", lambda: torch.nn.Conv2d(32, 48, (3, 5), groups=4)), ("dense", lambda: torch.nn.Linear(40, 24))]
+)
+def test_variance_scaling_prints_torch_calls_that_draw_the_helpers_values(kind, make):
+    """Every variance-scaling rule PyTorch has a call for is printed as that call, with the fan
+    read from the module (`m.out_features`, `m.weight[:, 0].numel()`), and draws from the same
+    seed the values of the helper archc printed before (templates/torch/variance_scaling_.py.j2,
+    Keras' formula with torch.nn.init's fans): the numerics are unchanged."""
+    helper = {"math": math, "nn": torch.nn, "Tensor": torch.Tensor}
+    exec((ROOT / "templates" / "torch" / f"{init.TORCH_HELPER}.py.j2").read_text(), helper)
+    for scale, mode, distribution in VARIANCE_SCALING:
+        rule = init.Rule("variance_scaling", (("scale", scale), ("mode", mode), ("distribution", distribution)))
+        text = _torch_statements(rule, kind)
+        assert init.TORCH_HELPER not in text and not init.torch_needs_helper(rule), text
+        assert not re.search(r"\d\.\d{8}", text), text  # 25 / 9 prints as 25.0 / 9.0, not 2.7777777777777777
+        module = make()
+        torch.manual_seed(0)
+        exec(text, {"m": module, "nn": torch.nn, "math": math})
+        printed = module.weight.detach().clone()
+        torch.manual_seed(0)
+        helper[init.TORCH_HELPER](module.weight, scale, mode, distribution)
+        assert torch.allclose(printed, module.weight.detach(), rtol=1e-5, atol=1e-8), (text, scale, mode, distribution)
+
+
+def test_variance_scaling_reads_as_torchvision_writes_it():
+    """EfficientNet's Linear: torchvision's `init_range = 1.0 / math.sqrt(m.out_features)`; a
+    fan rule of a conv reads the fan from its weight, a Linear's bias back at PyTorch's default
+    its in_features; Keras' truncated normal keeps the helper."""
+    from archc.code import flat
+
+    efficientnet = init.Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_out"), ("distribution", "uniform")))
+    assert _torch_statements(efficientnet, "dense") == (
+        "init_range = 1.0 / math.sqrt(m.out_features)\nnn.init.uniform_(m.weight, -init_range, init_range)"
+    )
+    lecun = init.Rule("variance_scaling", (("scale", 1 / 3), ("mode", "fan_in"), ("distribution", "untruncated_normal")))
+    assert _torch_statements(lecun, "conv") == "nn.init.normal_(m.weight, 0.0, math.sqrt(1.0 / 3.0 / m.weight[0].numel()))"
+    avg = init.Rule("variance_scaling", (("scale", 0.25), ("mode", "fan_avg"), ("distribution", "uniform")))
+    assert _torch_statements(avg, "conv") == "nn.init.xavier_uniform_(m.weight, gain=0.5)"
+    keras_he = init.resolve("he_normal")  # truncated: no PyTorch call cuts at 2 deviations and rescales
+    assert _torch_statements(keras_he, "conv") == 'variance_scaling_(m.weight, scale=2.0, mode="fan_in", distribution="truncated_normal")'
+    assert init.torch_needs_helper(keras_he)
+    bias = init.torch_lines(init.TORCH_DEFAULT, "bias", "self.fc.bias", weight="self.fc.weight", kind="dense")  # a layer back at PyTorch's bias
+    assert [flat(code) for code in bias] == ["nn.init.uniform_(self.fc.bias, -1 / math.sqrt(self.fc.in_features), 1 / math.sqrt(self.fc.in_features))"]
+
+
+def test_efficientnet_b0_classifier_bound_is_one_over_sqrt_out_features():
+    """The checked-in efficientnet_b0 draws its classifier from uniform(+-1/sqrt(out_features)):
+    1,280,000 values reach within 0.01% of the bound and never past it."""
+    source = (ROOT / "generated" / "efficientnet_b0_torch.py").read_text()
+    assert "init_range = 1.0 / math.sqrt(m.out_features)\n" in source and init.TORCH_HELPER not in source
+    torch.manual_seed(0)
+    weight = load_module(ROOT / "generated" / "efficientnet_b0_torch.py").build_model().classifier[1].weight
+    bound = 1 / math.sqrt(weight.shape[0])
+    assert weight.shape == (1000, 1280)
+    assert bound * (1 - 1e-4) < weight.abs().max().item() <= bound
+
+
+BRANCHES = """
+archc: 1
+name: branches
+input: [16, 8, 8]
+defaults:
+  conv: {bias: true, init: {weight: {trunc_normal: {std: 0.02}}, bias: zeros}}
+  batchnorm: {eps: 1.0e-5, momentum: 0.1, init: {weight: ones, bias: zeros}}
+  dense: {init: {weight: DENSE, bias: zeros}}
+layers:
+  - c: {conv: {filters: 16, kernel: 3, padding: 1}}
+  - bn: batchnorm
+  - pool: global_avgpool
+  - fc: {dense: {units: 10}}
+"""
+
+
+def test_one_branch_for_kinds_with_the_same_rules():
+    """ConvNeXt's `isinstance(m, (nn.Conv2d, nn.Linear))`: kinds whose statements are the same
+    share one branch; kinds whose statements differ keep their own. Both draw their rules."""
+    same = lower(load_spec_text(BRANCHES.replace("DENSE", "{trunc_normal: {std: 0.02}}")))
+    source = api.compile(same, "torch")
+    assert "            if isinstance(m, (nn.Conv2d, nn.Linear)):\n" in source
+    assert source.count("nn.init.trunc_normal_(") == 1 and "isinstance(m, nn.Linear)" not in source
+    assert "            elif isinstance(m, nn.BatchNorm2d):\n" in source
+    other = lower(load_spec_text(BRANCHES.replace("DENSE", "{normal: {std: 0.01}}")))
+    source = api.compile(other, "torch")
+    assert "if isinstance(m, nn.Conv2d):" in source and "elif isinstance(m, nn.Linear):" in source
+    for graph in (same, other):
+        torch.manual_seed(0)
+        assert check_torch(graph, api.load_module(graph, "torch").build_model()) == 6
+    convnext = (ROOT / "generated" / "convnext_tiny_torch.py").read_text()
+    assert convnext.count("isinstance(m, ") == 1 and "if isinstance(m, (nn.Conv2d, nn.Linear)):" in convnext
+
+
+def _constants(source: str) -> dict[str, str]:
+    import ast
+
+    return {n.targets[0].id: ast.dump(n.value) for n in ast.parse(source).body if isinstance(n, ast.Assign) and n.targets[0].id.endswith("_INITIALIZER")}
+
+
+def test_one_keras_constant_per_initializer_config():
+    """Kinds whose defaults give the same config share one constant, named after the argument
+    (KERNEL_INITIALIZER); configs that differ keep their kind's names (keras.applications'
+    CONV_KERNEL_INITIALIZER and DENSE_KERNEL_INITIALIZER). No generated module defines two
+    constants with the same config."""
+    rule = "{variance_scaling: {scale: 2.0, mode: fan_out, distribution: untruncated_normal}}"
+    text = BRANCHES.replace("{trunc_normal: {std: 0.02}}", rule)
+    same = api.compile(lower(load_spec_text(text.replace("DENSE", rule))), "keras")
+    assert list(_constants(same)) == ["KERNEL_INITIALIZER"] and same.count("kernel_initializer=KERNEL_INITIALIZER") == 2
+    other = api.compile(lower(load_spec_text(text.replace("DENSE", "{normal: {std: 0.01}}"))), "keras")
+    assert list(_constants(other)) == ["CONV_KERNEL_INITIALIZER", "DENSE_KERNEL_INITIALIZER"]
+    own = text.replace("DENSE", "{normal: {std: 0.01}}").replace("units: 10}", f"units: 10, init: {{weight: {rule}}}}}")
+    assert list(_constants(api.compile(lower(load_spec_text(own)), "keras"))) == ["CONV_KERNEL_INITIALIZER"]  # the layer's own: that one
+    for path in sorted((ROOT / "generated").glob("*_keras.py")):
+        configs = list(_constants(path.read_text()).values())
+        assert len(configs) == len(set(configs)), f"{path.name}: two initializer constants hold the same config"
+
+
+def test_numbers_print_as_a_reader_writes_them():
+    assert (init._g(1 / 3), init._f(1 / 3), init._f(-1 / 3), init._f(25 / 9)) == ("1 / 3", "1.0 / 3.0", "-1.0 / 3.0", "25.0 / 9.0")
+    assert (init._g(0.1), init._g(0.02), init._g(2.0), init._f(2.0), init._f(0.5625)) == ("0.1", "0.02", "2", "2.0", "0.5625")
+    assert init._g(math.pi) == repr(math.pi) and init._g(1e-06) == "1e-06"  # no small ratio: the number itself
+    config = init.config_source(init.keras_initializer(init.resolve("torch_default"), "weight", "dense", "8"), "", "X = ")
+    assert config[0].startswith("X = {") and '"scale": 1.0 / 3.0,' in "\n".join(config)
+
+
+def test_no_unexplained_numbers_in_generated_init_code():
+    """Init code in generated/ (Keras' initializer constants and calls, PyTorch's nn.init calls
+    and helper calls, the statements of its init loops) holds no float whose repr is a long run
+    of digits (`0.3333333333333333`): a ratio prints as the ratio (`1.0 / 3.0`)."""
+    import ast
+
+    def long_floats(node):
+        return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, float) and len(repr(n.value)) > 10]
+
+    for path in sorted((ROOT / "generated").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        places = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id.endswith("_INITIALIZER")]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = ast.unparse(node.func)
+                if func.startswith(("nn.init.", "keras.initializers.", init.TORCH_HELPER, init.KERAS_HELPER)):
+                    places.append(node)
+            elif isinstance(node, ast.For) and ast.unparse(node.iter) == "self.modules()":
+                places.append(node)
+        found = [v for place in places for v in long_floats(place)]
+        assert not found, f"{path.name}: {found}"

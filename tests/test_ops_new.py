@@ -174,7 +174,8 @@ def test_model_level_code():
     assert 'layers.GlobalAveragePooling2D(keepdims=True, name="pool1")' in keras_src
     # kernel 2 < stride 3: Keras' default output size would be H * 3, so output_padding is stated
     assert "        4,\n        2,\n        strides=3,\n        output_padding=0,\n        use_bias=False,\n" in keras_src
-    assert 'kernel_initializer=CONV_TRANSPOSE_KERNEL_INITIALIZER,\n        name="deconv2"' in keras_src  # torch_default, stated
+    # torch_default, stated: one constant for the conv's and the transposed conv's equal configs
+    assert 'kernel_initializer=KERNEL_INITIALIZER,\n        name="deconv2"' in keras_src
     assert "class ChannelShuffle(layers.Layer)" in keras_src and "class ChannelShuffle" not in torch_src
     x = torch.randn(1, 5, 6, 6)
     before = x.clone()

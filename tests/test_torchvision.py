@@ -163,6 +163,19 @@ def test_init_matches_torchvision(name):
     assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())
 
 
+@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_tiny"])
+def test_seeded_init_draws_torchvisions_values(name):
+    """From the same seed, the generated model draws torchvision's very values: its init code
+    (EfficientNet's `init_range = 1.0 / math.sqrt(m.out_features)`, ConvNeXt's one branch for
+    nn.Conv2d and nn.Linear) draws from the same distributions, in the same order."""
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None).state_dict()
+    torch.manual_seed(0)
+    ours = load_module(ROOT / "generated" / f"{name}_torch.py").build_model().state_dict()
+    assert list(ours) == list(reference)
+    assert [key for key, value in reference.items() if not torch.equal(ours[key], value)] == []
+
+
 # Family specs under --set: the members of torchvision's builders that have no spec file.
 FAMILY = {
     "vgg11": ("vgg.yaml", ["params.depth=11"]),

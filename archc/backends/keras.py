@@ -51,8 +51,10 @@ GLOBALS = (
 
 def graph_globals(graph: Graph) -> tuple[str, ...]:
     """The initializer constants a module defines for the weighted op kinds it uses
-    (`CONV_KERNEL_INITIALIZER`): asked of those kinds only, so a check imports no other op."""
-    return tuple(f"{kind.upper()}_{t.keras_arg.upper()}" for kind in sorted(common.op_kinds(graph)) for t in ops.ALL[kind].TENSORS.values())
+    (`CONV_KERNEL_INITIALIZER`, or `KERNEL_INITIALIZER` where kinds share one): asked of those
+    kinds only, so a check imports no other op."""
+    tensors = [(kind.upper(), t.keras_arg.upper()) for kind in sorted(common.op_kinds(graph)) for t in ops.ALL[kind].TENSORS.values()]
+    return tuple(dict.fromkeys(name for kind, arg in tensors for name in (f"{kind}_{arg}", arg)))
 
 
 def module_names(graph: Graph) -> list[common.ModuleName]:
@@ -175,23 +177,36 @@ class KerasEmitter:
             if source is None:
                 continue
             if isinstance(source, dict):
-                shared = rule == getattr(self.graph.init(init.section(kind)), role)
-                base = init.section(kind).upper() if shared else owner.upper()
-                name, n = f"{base}_{arg.upper()}", 2
-                while self.constants.get(name, source) != source:
-                    name, n = f"{base}_{n}_{arg.upper()}", n + 1
-                if not shared and name not in self.constants:  # a layer's own config that another
-                    # constant holds already (keras.applications' EfficientNet gives its depthwise
-                    # convs CONV_KERNEL_INITIALIZER): that constant
-                    name = next((other for other, config in self.constants.items() if config == source), name)
-                self.constants[name] = source
-                source = name
+                source = self._constant(source, kind, role, arg, rule, owner)
             elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):
                 self.helpers.add(init.KERAS_HELPER)
                 self.needs_math = True
             self.needs_math |= "math." in flat(source)
             out.append((arg, source))
         return tuple(out)
+
+    def _constant(self, config: dict[str, Any], kind: str, role: str, arg: str, rule: init.Rule, owner: str) -> str:
+        """The module constant holding an initializer config, one per distinct config (a
+        config that one holds already: that one, as keras.applications' EfficientNet gives its
+        depthwise convs CONV_KERNEL_INITIALIZER). A kind's rule in `defaults:` is named after
+        its kind (CONV_KERNEL_INITIALIZER), or after its argument alone where the defaults of
+        several kinds of the model give it (KERNEL_INITIALIZER); another after its layer."""
+        held = next((name for name, other in self.constants.items() if other == config), None)
+        if held:
+            return held
+        section = init.section(kind)
+        if rule == getattr(self.graph.init(section), role):
+            kinds = {init.section(n.op.kind) for n in self.graph.nodes if n.op.TENSORS}
+            tensors = {k: ops.KINDS[k].TENSORS.get(role) for k in kinds}
+            giving = [k for k, t in tensors.items() if t and t.keras_arg == arg and init.keras_initializer(getattr(self.graph.init(k), role), role, k, None) == config]
+            base = "" if len(giving) > 1 else f"{section.upper()}_"
+        else:
+            base = f"{owner.upper()}_"
+        name, n = f"{base}{arg.upper()}", 2
+        while name in self.constants:
+            name, n = f"{base}{n}_{arg.upper()}", n + 1
+        self.constants[name] = config
+        return name
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         """The block kind's function; a layer named like one of its parameters (timm's `se`

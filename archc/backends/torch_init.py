@@ -9,7 +9,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common
-from archc.code import Code, render
+from archc.code import Code, flat, render
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockType,
@@ -48,7 +48,7 @@ class InitEmission:
                 for role, tensor in node.op.TENSORS.items():
                     facts[role].add(bool(getattr(node.op, tensor.switch)) if tensor.switch else True)
                 facts["ranks"].add(node.shape.rank)
-        branches: list[tuple[int, Code]] = []  # (depth, statement)
+        same: dict[tuple[tuple[int, str], ...], tuple[list[str], list[tuple[int, Code]]]] = {}  # body -> classes, body
         for kind, facts in kinds.items():
             rules = self.graph.init(kind)
             body: list[tuple[int, Code]] = []
@@ -63,7 +63,10 @@ class InitEmission:
             if not body:
                 continue
             self._note_init(rules)
-            classes = ops.KINDS[kind].torch_init_classes(facts["ranks"])
+            key = tuple((depth, flat(code)) for depth, code in body)
+            same.setdefault(key, ([], body))[0].extend(ops.KINDS[kind].torch_init_classes(facts["ranks"]))
+        branches: list[tuple[int, Code]] = []  # (depth, statement)
+        for classes, body in same.values():  # kinds with the same statements share a branch (convnext.py's)
             test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
             branches += [(0, f"{'elif' if branches else 'if'} isinstance(m, {test}):"), *body]
         lines: list[tuple[int, Code]] = [(0, "for m in self.modules():"), *((d + 1, c) for d, c in branches)] if branches else []

@@ -33,7 +33,9 @@ class Dense(Op):
         Attr("units", "int"), Attr("bias", "bool", "defaults.dense.bias"), Attr("init", "init", "defaults.dense.init"),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
-    TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
+    TENSORS: ClassVar[dict[str, Tensor]] = {
+        "weight": weight("kernel_initializer", ("{m}.in_features", "{m}.out_features")), "bias": BIAS,
+    }  # fmt: skip
     TORCH_CLASS: ClassVar[str | None] = "nn.Linear"
     TORCH_DEFAULTS: ClassVar[Defaults] = {"nn.Linear": {"bias": True}}
     KERAS_DEFAULTS: ClassVar[Defaults] = {"layers.Dense": {"use_bias": True, "activation": None}}

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -54,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from archc.code import Call
+from archc.code import Call, flat
 from archc.spec.types import FiniteFloat, Strict
 
 
@@ -315,11 +316,17 @@ class Tensor:
     # None:`) wherever a layer lacks it, rather than leaving it out where every layer does.
     subclass_when_off: bool = False
     noun: str = "a bias"  # how an error names it
+    # PyTorch's (fan_in, fan_out) of a weight read from its module `{m}`, as the PyTorch code
+    # prints them where a rule needs a fan (`1.0 / math.sqrt(m.out_features)`)
+    torch_fans: tuple[str, str] = ("{m}.weight[0].numel()", "{m}.weight[:, 0].numel()")
 
 
-def weight(keras_arg: str) -> Tensor:
-    """A conv's or dense layer's weight: Keras' `keras_arg` (kernel_initializer, ...)."""
-    return Tensor(keras_arg, GLOROT_UNIFORM, fans=True, noun="a weight")
+def weight(keras_arg: str, torch_fans: tuple[str, str] | None = None) -> Tensor:
+    """A conv's or dense layer's weight: Keras' `keras_arg` (kernel_initializer, ...);
+    `torch_fans`: its module's attributes that are its fans, where it has them (nn.Linear's
+    in_features, out_features); else they are read from the weight (torch.nn.init's fans)."""
+    fans = {"torch_fans": torch_fans} if torch_fans else {}
+    return Tensor(keras_arg, GLOROT_UNIFORM, fans=True, noun="a weight", **fans)
 
 
 BIAS = Tensor("bias_initializer", ZEROS, switch="bias")  # a conv's or dense layer's bias
@@ -446,8 +453,29 @@ def moments(rule: Rule, role: str, kind: str, fan_in: int, fan_out: int, groups:
 # --- PyTorch ------------------------------------------------------------------------------------
 
 
+def _fraction(value: float, form: str = "{}") -> str | None:
+    """`1 / 3` for 0.3333333333333333: a float whose shortest repr is long but which is a
+    ratio of small integers, as a reader would write it (None: no such ratio); `form` prints
+    each integer (`{}.0`: `1.0 / 3.0`, as keras.applications writes its configs)."""
+    if len(repr(float(value)).lstrip("-")) <= 10:
+        return None
+    ratio = Fraction(value).limit_denominator(1000)
+    if ratio.denominator == 1 or ratio.numerator / ratio.denominator != value:
+        return None
+    return f"{form.format(ratio.numerator)} / {form.format(ratio.denominator)}"
+
+
 def _g(value: float) -> str:
-    return repr(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
+    """A number as printed source: an integer without its `.0`, a ratio of small integers as
+    that ratio (never where it would be a divisor: `x / 1 / 3`)."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return repr(int(value))
+    return _fraction(value) or repr(value)
+
+
+def _f(value: float) -> str:
+    """A number as a float literal (`2.0`) or a ratio of small integers (`1.0 / 3.0`)."""
+    return _fraction(float(value), "{}.0") or repr(float(value))
 
 
 def torch_lines(rule: Rule, role: str, source: str, weight: str = "", kind: str = "conv") -> list[Call | str]:
@@ -485,7 +513,8 @@ def _torch_text(rule: Rule, role: str, source: str, weight: str, kind: str) -> l
             return _torch_text(facts.torch_default, role, source, weight, kind)
         if facts.fans:
             return [f"nn.init.kaiming_uniform_({source}, a=math.sqrt(5))"]
-        bound = f"1 / math.sqrt({weight}[0].numel())"
+        fan_in = tensor(kind, "weight").torch_fans[0].format(m=weight.rsplit(".", 1)[0])  # its weight's
+        bound = f"1 / math.sqrt({fan_in})"
         return [f"nn.init.uniform_({source}, -{bound}, {bound})"]
     if rule.name == "keras_default":
         return _torch_text(facts.keras_default, role, source, weight, kind)
@@ -502,7 +531,7 @@ def _torch_text(rule: Rule, role: str, source: str, weight: str, kind: str) -> l
         return [f"nn.init.trunc_normal_({source}, mean={_g(a['mean'])}, std={_g(a['std'])}, a={_g(a['a'])}, b={_g(a['b'])})"]
     if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # timm's _init_weight_goog, word for word
         m = source.rsplit(".", 1)[0]
-        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        scale = _f(gain2(a["nonlinearity"], a["a"]))
         lines = [f"fan_out = {m}.kernel_size[0] * {m}.kernel_size[1] * {m}.out_channels", f"fan_out //= {m}.groups"]
         if a["distribution"] == "normal":
             return [*lines, f"nn.init.normal_({source}, 0.0, math.sqrt({scale} / fan_out))"]
@@ -515,16 +544,51 @@ def _torch_text(rule: Rule, role: str, source: str, weight: str, kind: str) -> l
     if rule.name == "xavier":
         more = f", gain={_g(a['gain'])}" if a["gain"] != 1 else ""
         return [f"nn.init.xavier_{a['distribution']}_({source}{more})"]
-    # variance_scaling: PyTorch's own functions where one draws the same, else the helper
-    scale, mode, distribution = a["scale"], a["mode"], a["distribution"]
+    return _variance_scaling_text(a["scale"], a["mode"], a["distribution"], source, facts)
+
+
+def _variance_scaling_text(scale: float, mode: str, distribution: str, source: str, facts: Tensor) -> list[str]:
+    """Keras' variance scaling in PyTorch's own calls, as torchvision writes them: xavier_*
+    for fan_avg, kaiming_* where the scale is a gain's square (1 linear, 2 relu), else
+    uniform_ / normal_ with the bound or deviation computed from the module's fan
+    (EfficientNet's `init_range = 1.0 / math.sqrt(m.out_features)`). Keras' truncated normal
+    (cut at 2 standard deviations, and rescaled) has no PyTorch call: the helper."""
     torch_kind = "uniform" if distribution == "uniform" else "normal"
-    if distribution != "truncated_normal" and mode == "fan_avg" and scale == 1:
-        return [f"nn.init.xavier_{torch_kind}_({source})"]
-    if distribution != "truncated_normal" and mode != "fan_avg" and scale in (1, 2):
+    if distribution == "truncated_normal":
+        return [f"{TORCH_HELPER}({source}, scale={_f(scale)}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
+    if mode == "fan_avg":  # xavier: std = gain * sqrt(2 / (fan_in + fan_out)), so gain = sqrt(scale)
+        gain = "" if scale == 1 else f", gain={_root(scale)}"
+        return [f"nn.init.xavier_{torch_kind}_({source}{gain})"]
+    if scale in (1, 2):
         mode_arg = ', mode="fan_out"' if mode == "fan_out" else ""
         nonlinearity = '"relu"' if scale == 2 else '"linear"'
         return [f"nn.init.kaiming_{torch_kind}_({source}{mode_arg}, nonlinearity={nonlinearity})"]
-    return [f"{TORCH_HELPER}({source}, scale={float(scale)!r}, mode={json.dumps(mode)}, distribution={json.dumps(distribution)})"]
+    m = source.rsplit(".", 1)[0]
+    fan = facts.torch_fans[mode == "fan_out"].format(m=m)
+    if distribution == "uniform":  # uniform(+-b) has variance b^2 / 3 = scale / fan
+        return [f"init_range = {_over_root(scale, fan, 3)}", f"nn.init.uniform_({source}, -init_range, init_range)"]
+    return [f"nn.init.normal_({source}, 0.0, {_over_root(scale, fan)})"]
+
+
+def _root(value: float) -> str:
+    """sqrt(value) as source: a number where the root is one (`0.5`), else `math.sqrt(value)`."""
+    root = math.sqrt(value)
+    return _f(root) if root * root == value and len(repr(root)) <= 10 else f"math.sqrt({_f(value)})"
+
+
+def _over_root(scale: float, fan: str, factor: int = 1) -> str:
+    """sqrt(factor * scale / fan) as source: `1.0 / math.sqrt(fan)` where factor * scale is 1,
+    `3.0 / ...` where it is 9, else `math.sqrt(3 * 25.0 / 9.0 / fan)`."""
+    value = factor * scale
+    root = math.sqrt(value)
+    if root * root == value and len(repr(root)) <= 10:
+        return f"{float(root)!r} / math.sqrt({fan})"
+    return f"math.sqrt({f'{factor} * ' if factor != 1 else ''}{_f(scale)} / {_p(fan)})"
+
+
+def _p(source: str) -> str:
+    """A source in parentheses where it is a sum or product (a divisor)."""
+    return f"({source})" if any(f" {op} " in source for op in "+-*/") else source
 
 
 TORCH_HELPER = "variance_scaling_"  # templates/torch/variance_scaling_.py.j2, for Keras' truncated normals
@@ -536,7 +600,7 @@ def torch_needs_helper(rule: Rule) -> bool:
 
 def needs_math(rule: Rule) -> bool:
     """The rule's PyTorch statements call `math` (besides the helper's own)."""
-    return rule.name == "kaiming" and rule.arg("mode") == "group_fan_out"
+    return rule.name != "torch_default" and any("math." in flat(line) for line in torch_lines(rule, "weight", "m.weight", kind="conv"))
 
 
 # --- Keras --------------------------------------------------------------------------------------
@@ -556,7 +620,7 @@ def config_source(config: dict[str, Any], indent: str, head: str, tail: str = ""
             return "{" + ", ".join(f"{json.dumps(k)}: {text(v)}" for k, v in value.items()) + "}"
         if isinstance(value, str):
             return json.dumps(value)
-        return repr(float(value))
+        return _f(value)
 
     one = f"{indent}{head}{text(config)}{tail}"
     if len(one) <= 88:
@@ -602,7 +666,7 @@ def explicit_initializer(rule: Rule, fan_in: str, fan_out: str) -> Call | None:
         fan = {"fan_in": fi, "fan_out": fo, "fan_avg": f"({fi} + {fo}) / 2"}[a["mode"]]
     else:
         return None
-    std = f"math.sqrt({float(scale)!r} / {fan if fan.isdigit() or fan.startswith('(') and fan.endswith(')') else f'({fan})'})"
+    std = f"math.sqrt({_f(scale)} / {fan if fan.isdigit() or fan.startswith('(') and fan.endswith(')') else f'({fan})'})"
     if distribution == "uniform":
         return Call("keras.initializers.RandomUniform", (f"-math.sqrt(3) * {std}", f"math.sqrt(3) * {std}"))
     if distribution == "untruncated_normal":
@@ -644,7 +708,7 @@ def keras_initializer(
             return _config("TruncatedNormal", mean=a["mean"], stddev=a["std"])
         return _config("RandomNormal", mean=a["mean"], stddev=a["std"])  # only where the cut is far: see keras_problem
     if rule.name == "kaiming" and a["mode"] == "group_fan_out":  # no Keras fan divides by the groups
-        scale = repr(float(gain2(a["nonlinearity"], a["a"])))
+        scale = _f(gain2(a["nonlinearity"], a["a"]))
         fan = group_fan_out if str(group_fan_out).isdigit() else f"({group_fan_out})"
         if a["distribution"] == "normal":
             return Call("keras.initializers.RandomNormal", (f"stddev=math.sqrt({scale} / {fan})",))
