@@ -119,10 +119,7 @@ def conv_bn_act(
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
-        x = layers.Activation(
-            "relu",
-            name=f"{name}_{int(activation and use_hs) + 2}",
-        )(x)
+        x = layers.Activation("relu", name=f"{name}_2")(x)
     return x
 
 
@@ -191,7 +188,7 @@ def inverted_residual(
             x,
             expanded,
             squeeze_channels=make_divisible(expanded // 4, 8),
-            name=f"{name}_block_{int(expanded != in_channels) + 1}",
+            name=f"{name}_block_2",
         )
     x = conv_bn_act(
         x,

@@ -169,10 +169,9 @@ def mbconv(
     Its drop rate grows with its index among all blocks."""
     inputs = x
     block_channels = make_divisible(in_channels * expand_ratio)
-    if block_channels != in_channels:
-        x = conv_norm_activation(
-            x, in_channels, filters=block_channels, kernel=1, name=f"{name}_block_0"
-        )
+    x = conv_norm_activation(
+        x, in_channels, filters=block_channels, kernel=1, name=f"{name}_block_0"
+    )
     x = conv_norm_activation(
         x,
         block_channels,
@@ -180,13 +179,13 @@ def mbconv(
         kernel=kernel,
         stride=stride,
         groups=block_channels,
-        name=f"{name}_block_{int(block_channels != in_channels)}",
+        name=f"{name}_block_1",
     )
     x = squeeze_excitation(
         x,
         block_channels,
         squeeze_channels=max(1, in_channels // 4),
-        name=f"{name}_block_{int(block_channels != in_channels) + 1}",
+        name=f"{name}_block_2",
     )
     x = conv_norm_activation(
         x,
@@ -194,7 +193,7 @@ def mbconv(
         filters=out_channels,
         kernel=1,
         activation=False,
-        name=f"{name}_block_{int(block_channels != in_channels) + 2}",
+        name=f"{name}_block_3",
     )
     if stride == 1 and in_channels == out_channels:
         x = layers.Dropout(

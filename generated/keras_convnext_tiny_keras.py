@@ -53,13 +53,11 @@ def block(
         groups=in_channels,
         name=f"{name}_depthwise_conv",
     )(x)
-    x = layers.Identity(name=f"{name}_channels_last")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_layernorm")(x)
     pointwise_conv_1_channels = 4 * in_channels
     x = layers.Dense(pointwise_conv_1_channels, name=f"{name}_pointwise_conv_1")(x)
     x = layers.Activation("gelu", name=f"{name}_gelu")(x)
     x = layers.Dense(in_channels, name=f"{name}_pointwise_conv_2")(x)
-    x = layers.Identity(name=f"{name}_channels_first")(x)
     x = LayerScale(1e-06, name=f"{name}_layer_scale")(x)
     x = layers.Dropout(
         drop_path_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_stochastic_depth"

@@ -71,10 +71,7 @@ def conv_bn_act(
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
-        x = layers.Activation(
-            "relu",
-            name=f"{name}_{int(activation and use_hs) + 2}",
-        )(x)
+        x = layers.Activation("relu", name=f"{name}_2")(x)
     return x
 
 
@@ -132,7 +129,7 @@ def inverted_residual(
         expanded,
         filters=expanded,
         kernel=kernel,
-        stride=1 if dilation > 1 else stride,
+        stride=stride,
         dilation=dilation,
         groups=expanded,
         use_hs=use_hs,
@@ -143,7 +140,7 @@ def inverted_residual(
             x,
             expanded,
             squeeze_channels=make_divisible(expanded // 4, 8),
-            name=f"{name}_block_{int(expanded != in_channels) + 1}",
+            name=f"{name}_block_2",
         )
     x = conv_bn_act(
         x,

@@ -115,13 +115,12 @@ def bottleneck_transform(
         groups=a_channels // group_width,
         name=f"{name}_b",
     )
-    if se_ratio > 0:
-        x = squeeze_excitation(
-            x,
-            a_channels,
-            squeeze_channels=int(round(se_ratio * in_channels)),
-            name=f"{name}_se",
-        )
+    x = squeeze_excitation(
+        x,
+        a_channels,
+        squeeze_channels=int(round(se_ratio * in_channels)),
+        name=f"{name}_se",
+    )
     x = conv_bn_act(
         x, a_channels, filters=width_out, activation=False, name=f"{name}_c"
     )

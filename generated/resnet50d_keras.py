@@ -214,7 +214,7 @@ def timm_bottleneck(
     downsample = inputs
     if stride != 1 or in_channels != conv3_channels:
         x = downsample
-        if avg_down and stride != 1:
+        if stride != 1:
             x = PaddedAveragePooling2D(
                 2,
                 strides=stride,
@@ -222,22 +222,15 @@ def timm_bottleneck(
                 ceil_mode=True,
                 name=f"{name}_downsample_0",
             )(x)
-        if avg_down and stride == 1:
-            x = layers.Identity(
-                name=f"{name}_downsample_{int(avg_down and stride != 1)}"
-            )(x)
         x = layers.Conv2D(
             conv3_channels,
             1,
-            strides=1 if avg_down else stride,
             use_bias=False,
             kernel_initializer=CONV_KERNEL_INITIALIZER,
-            name=f"{name}_downsample_{int(avg_down and stride != 1) + int(avg_down and stride == 1)}",
+            name=f"{name}_downsample_1",
         )(x)
         x = layers.BatchNormalization(
-            epsilon=1e-05,
-            momentum=0.9,
-            name=f"{name}_downsample_{int(avg_down and stride != 1) + int(avg_down and stride == 1) + 1}",
+            epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_2"
         )(x)
         downsample = x
     x = layers.Add(name=f"{name}_add")([out_se, downsample])

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from archc import ops
-from archc.backends import common
+from archc.backends import common, decide
 from archc.code import INDENT, LINE, Call, call, flat, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -137,6 +137,21 @@ def merge_guards(lines: list[str]) -> list[str]:
     return out
 
 
+def _followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> set[int]:
+    """The ids of the layers of a block kind's list (and of its lists' lists) that an
+    unconditional entry follows (`last`: the list's last one is followed too): their tensors
+    are never a block's output, which `archc verify` reads by layer name. `returned`: the
+    layers the block returns by name."""
+    out: set[int] = set()
+    for k, item in enumerate(items):
+        followed = items[k + 1].condition is None if k + 1 < len(items) else last
+        if isinstance(item, SymLayer) and followed and item.name not in returned:
+            out.add(id(item))
+        elif isinstance(item, SymGroup):
+            out |= _followed(item.children, followed, frozenset())
+    return out
+
+
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -151,6 +166,10 @@ class KerasEmitter:
         self.reserved = frozenset(b.name for b in graph.blocks)  # the block functions: no variable may shadow one
         self.sigs = {b.name: dataclasses.replace(common.signature(b, graph), reserved=self.reserved) for b in graph.blocks}
         self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
+        self.instances = {b.name: common.instances_of(graph, b.name) for b in graph.blocks}
+        self.varying = decide.varying(graph, self.instances)
+        self.decider = decide.Decider(())  # the bindings where the code being printed runs
+        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (_followed)
 
     def initializers(
         self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
@@ -206,6 +225,10 @@ class KerasEmitter:
 
     def _block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
+        self.decider = decide.Decider(decide.scopes(self.graph, self.instances[block.name], self.varying[block.name]))
+        block = decide.block(block, self.decider)  # what its instances decide, printed decided
+        added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
+        self.passed = _followed(block.layers, added, frozenset(block.outputs)) | _followed(block.after, False, frozenset(block.outputs))
         hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
@@ -285,7 +308,9 @@ class KerasEmitter:
         suffix = prefix + path_variable(layer.name if n == 1 else f"{layer.name}_{n}")  # an entry of a container: m_lat_0
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
+            outer, self.decider = self.decider, self.decider.within(layer.condition)
             body = self._group(layer, hoist, uses, block, prefix, at, taps=dict(step.taps))
+            self.decider = outer
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.targets} = ", hoist.src, lead=lead)
@@ -318,7 +343,16 @@ class KerasEmitter:
                     f"{block.name}_{prefix}{path_variable(layer.name)}",
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
-            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []):
+            stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
+            if id(layer) in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
+                # computes nothing, holds no weights, and no block output is its tensor: left out
+                # (a PyTorch nn.Identity keeps its place in a numbered list; a Keras name needs none)
+                stmts = []
+                if src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
+            for k, (stmt, _) in enumerate(stmts):
                 if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
@@ -376,6 +410,8 @@ class KerasEmitter:
         for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
             child = child_step.item
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            if not index.isdigit():  # the same number in every instance where the entry runs: that number
+                index = self._decided_index(index, child.condition)
             condition = hoist.condition(child.condition)
             if common.spliced(child, group):
                 count = expr.to_python(child.repeat)
@@ -386,7 +422,12 @@ class KerasEmitter:
                 terms.append(f"({count}) * int({condition})" if condition else count)
                 continue
             if group.positional and terms:
-                child = _renamed(child, "{" + index + "}")
+                if index.isdigit():  # an entry before it with this number never runs where it does: no `_2` suffix
+                    uses.pop(inner + index, None)
+                renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
+                if id(child) in self.passed:
+                    self.passed.add(id(renamed))
+                child = renamed
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
             if taps and child.name in taps:
@@ -394,6 +435,14 @@ class KerasEmitter:
             if condition is not None:
                 terms.append(f"int({condition})")
         return lines
+
+    def _decided_index(self, index: str, condition: ast.expr | None) -> str:
+        """An entry's position (`int(expanded != in_channels) + 1`) as a number where every
+        instance that runs the entry gives it the same one, else with its decided conditions."""
+        here = self.decider.within(condition)
+        tree = expr.parse(index)
+        value = here.decided(tree)
+        return str(value) if type(value) is int else expr.to_python(here.tree(tree))
 
     def _parallel(
         self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str, name: str,
