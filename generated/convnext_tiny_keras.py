@@ -91,9 +91,9 @@ def cn_block(
     x = layers.Dense(
         block_channels,
         kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="gelu",
         name=f"{name}_block_3",
     )(x)
-    x = layers.Activation("gelu", name=f"{name}_block_4")(x)
     x = layers.Dense(
         in_channels, kernel_initializer=DENSE_KERNEL_INITIALIZER, name=f"{name}_block_5"
     )(x)

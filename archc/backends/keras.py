@@ -152,6 +152,62 @@ def _followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> s
     return out
 
 
+# Keras layers that take an `activation=` (keras.applications writes VGG's and EfficientNet's
+# squeeze-and-excitation convs so: `Conv2D(..., activation="relu")`).
+ACTIVATED = frozenset({"layers.Conv1D", "layers.Conv2D", "layers.Conv3D", "layers.DepthwiseConv2D", "layers.Dense"})
+
+
+def fused_activation(kind: str, a: dict[str, str], ctx: ops.KerasCtx) -> str | None:
+    """The `activation=` value an op's layer can take in its Keras layer before it, as keras.applications
+    writes it: an op whose Keras form is one `layers.Activation("name")`; None: another form."""
+    try:
+        (layer,) = ops.KINDS[kind].keras_layers(a, ctx)
+    except ValueError:
+        return None
+    if layer.func != "layers.Activation" or layer.guard is not None or not isinstance(layer.args[0], str) or not layer.args[0].startswith('"'):
+        return None
+    return layer.args[0]
+
+
+def with_activation(layer: Call, activation: str) -> Call:
+    """`layer` with `activation=` before its name."""
+    args = list(layer.args)
+    at = next((k for k, arg in enumerate(args) if isinstance(arg, str) and arg.startswith("name=")), len(args))
+    return dataclasses.replace(layer, args=(*args[:at], f"activation={activation}", *args[at:]))
+
+
+def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> dict[int, Any]:
+    """The layers of a block kind's lists (by id) whose next entry is an activation that can
+    be their `activation=`: it reads them only, under the same condition, and its tensor is no
+    block output (`passed`); nothing else reads theirs (`read`: the names read by name). One the
+    spec names after its function (`gelu`) is a layer asked for by name (keras.applications'
+    ConvNeXt has `{prefix}_gelu` Activation layers after its Dense ones): it stays."""
+    out: dict[int, Any] = {}
+    for a, b in zip(items, items[1:]):
+        if (
+            isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
+            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined] and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
+        ):  # fmt: skip
+            out[id(a)] = b
+    for item in items:
+        if isinstance(item, SymGroup):
+            out.update(_fusions(item.children, passed, read))
+    return out
+
+
+def _read_by_name(block: BlockType) -> frozenset[str]:
+    """The names a block kind's entries read by name (`inputs`), its shortcuts read and it returns."""
+    names = {sc.input for sc in block.shortcuts if sc.input is not None} | set(block.outputs)
+
+    def walk(items: tuple[Any, ...]) -> None:
+        for item in items:
+            names.update(n.split(".")[0] for n in item.inputs)
+            walk(getattr(item, "children", ()))
+
+    walk((*block.layers, *block.after))
+    return frozenset(names)
+
+
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -170,6 +226,9 @@ class KerasEmitter:
         self.varying = decide.varying(graph, self.instances)
         self.decider = decide.Decider(())  # the bindings where the code being printed runs
         self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (_followed)
+        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (_fusions)
+        self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
+        self.next_step: common.Step | None = None  # the step after the one being printed, in its list
 
     def initializers(
         self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
@@ -229,6 +288,9 @@ class KerasEmitter:
         block = decide.block(block, self.decider)  # what its instances decide, printed decided
         added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
         self.passed = _followed(block.layers, added, frozenset(block.outputs)) | _followed(block.after, False, frozenset(block.outputs))
+        read = _read_by_name(block)
+        self.fusions = {**_fusions(block.layers, self.passed, read), **_fusions(block.after, self.passed, read)}
+        self.fused = {}
         hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
@@ -257,7 +319,8 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)):
+            steps = list(common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)))
+            for step, self.next_step in zip(steps, [*steps[1:], None]):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
                 returns.setdefault(step.item.name, step.dst)
@@ -268,7 +331,8 @@ class KerasEmitter:
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
             var = "x"
-        for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
+        steps = list(common.plan(block.after, var, "x", set(), reserved=self.reserved))
+        for step, self.next_step in zip(steps, [*steps[1:], None]):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         if block.outputs:  # several: each kept in a variable of its own (a tap's too)
@@ -344,6 +408,21 @@ class KerasEmitter:
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
             stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
+            act = self.fusions.get(id(layer))
+            activation = act and stmts[-1][0].func in ACTIVATED and stmts[-1][0].guard is None and self._activation(act, hoist)
+            out = step.dst  # the variable the last layer writes
+            if activation:  # keras.applications' `Conv2D(..., activation="relu")`: the activation's layer is left out
+                stmts[-1] = (with_activation(stmts[-1][0], activation), stmts[-1][1])
+                after = self.next_step
+                if after is not None and after.item is act and layer.condition is None:  # straight into the activation's variable
+                    out = after.dst
+                self.fused[id(act)] = out
+            if id(layer) in self.fused:  # its conv or dense applied it
+                stmts = []
+                if self.fused[id(layer)] != step.dst and src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
             if id(layer) in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
                 # computes nothing, holds no weights, and no block output is its tensor: left out
                 # (a PyTorch nn.Identity keeps its place in a numbered list; a Keras name needs none)
@@ -358,13 +437,17 @@ class KerasEmitter:
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
                     body.append(f"{at}{step.dst} = {src}")
                     src = step.dst
-                body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+                body += render_applied(stmt, at, f"{out if k == len(stmts) - 1 else step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
             routed = src != "x" and not (src == "inputs" and self.x_is_input)
             body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
+
+    def _activation(self, act: SymLayer, hoist: common.Hoister) -> str | None:
+        args = {key: tree.value if key == "fn" else expr.to_python(tree) for key, tree in act.args if key != "init"}  # type: ignore[attr-defined]
+        return fused_activation(act.kind, args, ops.KerasCtx('"_"', act.nonneg_in, None))
 
     def _layer_lines(self, kind: str, a: dict[str, str], ctx: ops.KerasCtx, var: str, where: Any) -> list[tuple[Call, str]]:
         """layer_lines, noting the helper classes (an op's HELPERS) its layers are."""
@@ -407,8 +490,10 @@ class KerasEmitter:
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
+        steps = list(common.plan(group.children, first, "x", set(), reserved=self.reserved))
+        for k, child_step in enumerate(steps):
             child = child_step.item
+            self.next_step = steps[k + 1] if k + 1 < len(steps) else None
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
             if not index.isdigit():  # the same number in every instance where the entry runs: that number
                 index = self._decided_index(index, child.condition)
@@ -427,6 +512,10 @@ class KerasEmitter:
                 renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
                 if id(child) in self.passed:
                     self.passed.add(id(renamed))
+                if id(child) in self.fused:
+                    self.fused[id(renamed)] = self.fused[id(child)]
+                if id(child) in self.fusions:
+                    self.fusions[id(renamed)] = self.fusions[id(child)]
                 child = renamed
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
