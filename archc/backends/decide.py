@@ -128,7 +128,7 @@ def varying(graph: Graph, instances: Mapping[str, Sequence[Any]]) -> dict[str, f
     while changed:
         changed = False
         for block in graph.blocks:
-            for item in _calls((*block.layers, *block.after)):
+            for item in calls((*block.layers, *block.after)):
                 for key, tree in item.args:
                     if expr.free_names(tree) & out[block.name] and key not in out.setdefault(item.block, set()):
                         out[item.block].add(key)
@@ -136,7 +136,7 @@ def varying(graph: Graph, instances: Mapping[str, Sequence[Any]]) -> dict[str, f
     return {name: frozenset(params) for name, params in out.items()}
 
 
-def _calls(items: Sequence[SymItem]) -> list[SymBlock]:
+def calls(items: Sequence[SymItem]) -> list[SymBlock]:
     out: list[SymBlock] = []
     for item in items:
         if isinstance(item, SymBlock):
@@ -144,22 +144,47 @@ def _calls(items: Sequence[SymItem]) -> list[SymBlock]:
         elif isinstance(item, SymStage):
             out += [item.first, item.rest]
         elif isinstance(item, (SymGroup, SymParallel)):
-            out += _calls(item.children)
+            out += calls(item.children)
     return out
 
 
 def block(btype: BlockType, decider: Decider) -> BlockType:
     """The block kind with what its instances decide printed decided: a condition that holds in
-    each instance where it is read is dropped; one that never holds is kept (the item's name
-    and numbering stay those of the reference)."""
+    each instance where it is read is dropped, and so is an entry (or a shortcut) whose
+    condition never holds, unless something reads it by name."""
     if not decider.scopes:
         return btype
+    read = read_by_name(btype)
     return dataclasses.replace(
         btype,
-        layers=tuple(_item(i, decider) for i in btype.layers),
-        after=tuple(_item(i, decider) for i in btype.after),
-        shortcuts=tuple(_shortcut(s, decider) for s in btype.shortcuts),
+        layers=_items(btype.layers, decider, read),
+        after=_items(btype.after, decider, read),
+        shortcuts=tuple(d for d in (_shortcut(s, decider) for s in btype.shortcuts) if d is not None),
     )
+
+
+def read_by_name(btype: BlockType) -> frozenset[str]:
+    """The names a block kind's entries read by name (`inputs`), its shortcuts read and it returns."""
+    names = {sc.input for sc in btype.shortcuts if sc.input is not None} | set(btype.outputs)
+
+    def walk(items: Sequence[Any]) -> None:
+        for item in items:
+            names.update(n.split(".")[0] for n in item.inputs)
+            walk(getattr(item, "children", ()))
+
+    walk((*btype.layers, *btype.after))
+    return frozenset(names)
+
+
+def _never(tree: ast.expr | None, decider: Decider) -> bool:
+    if tree is None:
+        return False
+    out = decider.tree(tree, True)
+    return isinstance(out, ast.Constant) and not out.value
+
+
+def _items(items: Sequence[SymItem], decider: Decider, read: frozenset[str]) -> tuple[SymItem, ...]:
+    return tuple(_item(i, decider, read) for i in items if i.name in read or not _never(i.condition, decider))
 
 
 def _condition(tree: ast.expr | None, decider: Decider) -> ast.expr | None:
@@ -171,7 +196,7 @@ def _condition(tree: ast.expr | None, decider: Decider) -> ast.expr | None:
     return out
 
 
-def _item(item: SymItem, decider: Decider) -> SymItem:
+def _item(item: SymItem, decider: Decider, read: frozenset[str] = frozenset()) -> SymItem:
     condition = _condition(item.condition, decider)
     inner = decider.within(condition)
     changes: dict[str, Any] = {"condition": condition, "in_channels": inner.tree(item.in_channels)}
@@ -183,14 +208,18 @@ def _item(item: SymItem, decider: Decider) -> SymItem:
         changes["more_channels"] = tuple(inner.tree(t) for t in item.more_channels)
     elif isinstance(item, SymStage):
         changes.update(repeat=inner.tree(item.repeat), first=_item(item.first, inner), rest=_item(item.rest, inner))
-    elif isinstance(item, (SymGroup, SymParallel)):
-        changes["children"] = tuple(_item(c, inner) for c in item.children)
+    elif isinstance(item, SymGroup):
+        changes["children"] = _items(item.children, inner, read)
+    elif isinstance(item, SymParallel):  # its paths are positions: each stays
+        changes["children"] = tuple(_item(c, inner, read) for c in item.children)
     return dataclasses.replace(item, **changes)  # type: ignore[arg-type]
 
 
-def _shortcut(sc: SymShortcut, decider: Decider) -> SymShortcut:
+def _shortcut(sc: SymShortcut, decider: Decider) -> SymShortcut | None:
     if sc.condition is None:
         return sc
+    if _never(sc.condition, decider):
+        return None
     condition = _condition(sc.condition, decider)
     inner = decider.within(condition)
     if condition is None:

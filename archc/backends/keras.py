@@ -195,19 +195,6 @@ def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> 
     return out
 
 
-def _read_by_name(block: BlockType) -> frozenset[str]:
-    """The names a block kind's entries read by name (`inputs`), its shortcuts read and it returns."""
-    names = {sc.input for sc in block.shortcuts if sc.input is not None} | set(block.outputs)
-
-    def walk(items: tuple[Any, ...]) -> None:
-        for item in items:
-            names.update(n.split(".")[0] for n in item.inputs)
-            walk(getattr(item, "children", ()))
-
-    walk((*block.layers, *block.after))
-    return frozenset(names)
-
-
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -229,6 +216,7 @@ class KerasEmitter:
         self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (_fusions)
         self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
         self.next_step: common.Step | None = None  # the step after the one being printed, in its list
+        self.called: set[str] = set()  # the block kinds the printed block functions call
 
     def initializers(
         self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
@@ -286,9 +274,10 @@ class KerasEmitter:
         sig = self.sigs[block.name]
         self.decider = decide.Decider(decide.scopes(self.graph, self.instances[block.name], self.varying[block.name]))
         block = decide.block(block, self.decider)  # what its instances decide, printed decided
+        self.called |= {item.block for item in decide.calls((*block.layers, *block.after))}
         added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
         self.passed = _followed(block.layers, added, frozenset(block.outputs)) | _followed(block.after, False, frozenset(block.outputs))
-        read = _read_by_name(block)
+        read = decide.read_by_name(block)
         self.fusions = {**_fusions(block.layers, self.passed, read), **_fusions(block.after, self.passed, read)}
         self.fused = {}
         hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
@@ -807,6 +796,8 @@ class KerasEmitter:
     def context(self) -> dict[str, Any]:
         unused = common.inline_only(self.graph) | common.unreferenced(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
+        # a kind without instances that no printed function calls any more (its call was a branch that never runs): no function
+        blocks = [f for f in blocks if self.instances[f["name"]] or f["name"] in self.called]
         body = self.model_body()
         self.helpers |= common.expression_helpers(self.graph, "keras")
         shape = (*self.graph.input_shape.size, self.graph.input_shape.c)  # channels last, at every rank
