@@ -260,9 +260,11 @@ def build_model(dropout: float = 0.2, num_classes: int = 1000) -> keras.Model:
     x = conv_bn_act(x, 96, filters=576, kernel=1, use_hs=True, name="features_12")
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        1024, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
+        1024,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="hard_swish",
+        name="classifier_0",
     )(x)
-    x = layers.Activation("hard_swish", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
         num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"

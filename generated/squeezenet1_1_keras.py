@@ -70,9 +70,13 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.Conv2D(
-        64, 3, strides=2, kernel_initializer=CONV_KERNEL_INITIALIZER, name="features_0"
+        64,
+        3,
+        strides=2,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
+        name="features_0",
     )(x)
-    x = layers.Activation("relu", name="features_1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_2")(x)
     x = fire(
         x,

@@ -137,6 +137,78 @@ def merge_guards(lines: list[str]) -> list[str]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Absorbed:
+    """The model-level layers (its list and its lists' entries) with no Keras layer of their own:
+    `gone`: node -> the node whose Keras layer gives its tensor; `activation`: conv or dense
+    node -> the `activation=` it takes (its own tensor, before it, has no Keras layer)."""
+
+    gone: dict[str, str]
+    activation: dict[str, str]
+
+
+def absorbed(graph: Graph) -> Absorbed:
+    """An Identity layer (computes nothing, holds no weights) is left out, and an activation
+    directly after a conv or dense whose tensor nothing else reads is its `activation=`
+    (keras.applications' VGG16: `Conv2D(64, 3, activation="relu", ...)`), unless the spec names
+    the activation after its function. `archc verify` reads the layers by these names."""
+    readers: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node.id)
+    outputs = {o.node for o in graph.outputs}
+    nodes = {n.id: n for n in graph.nodes}
+    gone: dict[str, str] = {}
+    activation: dict[str, str] = {}
+
+    def layers_of(item: LayerInst) -> list[Call]:
+        args = {k: v if k == "fn" else common.literal(v) for k, v in item.op.values().items() if v is not None and k != "init"}
+        if item.op.EXPRESSION or item.exposed or item.op.READS or is_merge(item):
+            return []
+        try:
+            return list(item.op.keras_layers(args, ops.KerasCtx('"_"', item.nonneg_in, item.in_shape)))
+        except (NotImplementedError, KeyError):  # one printed another way (a merge)
+            return []
+
+    def walk(items: tuple[Inst, ...]) -> None:
+        for k, item in enumerate(items):
+            if isinstance(item, GroupInst):
+                walk(item.items)
+            if not isinstance(item, LayerInst) or item.output not in nodes:
+                continue
+            node = nodes[item.output]
+            calls = layers_of(item)
+            if calls and all(c.func == "layers.Identity" for c in calls) and len(node.inputs) == 1:
+                gone[node.id] = node.inputs[0]
+            after = items[k + 1] if k + 1 < len(items) else None
+            if (
+                calls and calls[-1].func in ACTIVATED and calls[-1].guard is None and isinstance(after, LayerInst)
+                and after.op.kind == ops.Act.kind and after.output in nodes and nodes[after.output].inputs == (node.id,)
+                and readers.get(node.id) == [after.output] and node.id not in outputs
+                and after.name.rpartition(".")[2] != after.op.values().get("fn")
+            ):  # fmt: skip
+                fused = fused_activation(after.op.kind, {k: v if k == "fn" else common.literal(v) for k, v in after.op.values().items() if v is not None and k != "init"}, ops.KerasCtx('"_"', after.nonneg_in, after.in_shape))
+                if fused:
+                    activation[node.id] = fused
+                    gone[after.output] = node.id
+
+    walk(graph.flat_body())
+    return Absorbed(gone, activation)
+
+
+def keras_layer(graph: Graph, node: str, absorbed: Absorbed) -> str | None:
+    """The Keras layer whose output is `node`'s tensor; None: none is (a conv or dense that
+    takes the activation after it in)."""
+    if node in absorbed.activation:
+        return None
+    while node in absorbed.gone:
+        node = absorbed.gone[node]
+    if node == "input":
+        return "input"
+    op = next(n.op for n in graph.nodes if n.id == node)
+    return op.keras_output(keras_name(node))
+
+
 def _followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> set[int]:
     """The ids of the layers of a block kind's list (and of its lists' lists) that an
     unconditional entry follows (`last`: the list's last one is followed too): their tensors
@@ -217,6 +289,7 @@ class KerasEmitter:
         self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
         self.next_step: common.Step | None = None  # the step after the one being printed, in its list
         self.called: set[str] = set()  # the block kinds the printed block functions call
+        self.absorbed = absorbed(graph)  # model-level layers left out or taken in
 
     def initializers(
         self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
@@ -701,6 +774,8 @@ class KerasEmitter:
                 lines += self._rolled(item.items, full + "_")
             elif isinstance(item, GroupInst):
                 lines += self._items(item.items, full + "_")
+            elif isinstance(item, LayerInst) and item.output in self.absorbed.gone:
+                continue  # an Identity, or an activation its conv or dense applies
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 values = item.op.values()
@@ -712,7 +787,10 @@ class KerasEmitter:
                 if item.op.TENSORS:
                     inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
                 ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
-                for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
+                stmts = self._layer_lines(item.op.kind, args, ctx, "x", item.where)
+                if item.output in self.absorbed.activation:  # keras.applications' Conv2D(..., activation="relu")
+                    stmts[-1] = (with_activation(stmts[-1][0], self.absorbed.activation[item.output]), stmts[-1][1])
+                for stmt in stmts:
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full, lead=lead, head=head)
