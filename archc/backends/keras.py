@@ -258,7 +258,8 @@ def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> 
     for a, b in zip(items, items[1:]):
         if (
             isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
-            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined] and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
+            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
+            and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
         ):  # fmt: skip
             out[id(a)] = b
     for item in items:
