@@ -156,3 +156,42 @@ def test_fused_model_runs_like_torch():
     names = {layer.name for layer in model.layers}
     assert model.get_layer("features_3_squeeze").get_config()["activation"] == "relu"
     assert "features_3_squeeze_activation" not in names and isinstance(model.get_layer("features_3_expand"), keras.layers.Concatenate)
+
+
+UNITS = """
+archc: 1
+name: units
+input: [3, 8, 8]
+defaults: {conv: {bias: true}}
+blocks:
+  unit:
+    params: {wide: false, gate: 1}
+    layers:
+      - squeeze: {conv: {filters: 4, kernel: 1}, if: wide}
+      - squeeze_act: relu
+      - expand: {conv: {filters: 6, kernel: 1}, if: gate > 0}
+      - expand_act: {act: sigmoid, if: gate > 0}
+      - mix: {conv: {filters: 6, kernel: 1}}
+layers:
+  - u1: {block: unit, with: {gate: 0}}
+  - u2: {block: unit, with: {wide: true, gate: 2}}
+  - pool: global_avgpool
+"""
+
+
+def test_conditions_and_fusion_in_a_small_block():
+    """`gate > 0` differs between the instances: printed; the conv under it takes in the
+    activation under the same condition; the ReLU after a conditional conv keeps its layer."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    source = emit(lower(load_spec_text(UNITS)), "keras")
+    assert "if wide:" in source and "if gate > 0:" in source
+    assert 'activation="sigmoid",\n            name=f"{name}_expand",' in source and "_expand_act" not in source
+    assert 'x = layers.Activation("relu", name=f"{name}_squeeze_act")(x)' in source
+    verify = need("archc.verify")
+    report = verify.verify(lower(load_spec_text(UNITS)))
+    assert report.ok, verify.to_table(report)
+    # every instance gates: the condition is decided, the layers unconditional
+    both = emit(lower(load_spec_text(UNITS.replace("gate: 0}", "gate: 3}"))), "keras")
+    assert "if gate > 0:" not in both and 'activation="sigmoid",\n        name=f"{name}_expand",' in both
