@@ -50,8 +50,6 @@ from archc.ir.graph import (
 )
 from archc.ops import Shape
 
-keras = import_quietly("keras")  # without TensorFlow's start-up log lines
-
 # Each block is run as its own Keras model, so TensorFlow warns about function retracing;
 # the report is the output here, not its log.
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -369,6 +367,7 @@ def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
 
 def versions() -> tuple[str, dict[str, str]]:
     """The Keras backend, and the versions of torch, keras and that backend's framework."""
+    keras = import_quietly("keras")  # here, not on import: deploy uses this module without Keras
     backend = keras.backend.backend()
     found = {"torch": torch.__version__, "keras": keras.__version__}
     found.setdefault(backend, getattr(importlib.import_module(backend), "__version__", "unknown"))
@@ -386,6 +385,7 @@ def verify(
 ) -> Report:  # fmt: skip
     """Build both backends of `spec`, transfer random weights, compare every block's output;
     `progress(step, done, total)` follows the steps build, transfer and run."""
+    keras = import_quietly("keras")  # without TensorFlow's start-up log lines
     report = progress or (lambda step, done, total: None)
     graph = to_ir(spec)
     tm, km = load_module(graph, "torch"), load_module(graph, "keras")

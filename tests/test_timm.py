@@ -209,8 +209,8 @@ def test_repvgg_a0_deploy_form_is_timms_reparameterized_model(tmp_path):
     import numpy as np
     from timm.utils.model import reparameterize_model
 
-    from archc.api import load_spec, to_ir
     from archc.api import load_module as build
+    from archc.api import load_spec, to_ir
     from archc.deploy import plan
     from archc.deploy.weights import deploy_state
 
