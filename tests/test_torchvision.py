@@ -469,3 +469,42 @@ def test_class_names_table_is_torchvisions(spec):
         model = torchvision.models.get_model(name, weights=None, **kwargs)
     for path, expected in classes.items():
         assert class_at(model, path) == expected, (spec, path)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2"])
+def test_deploy_form_is_torch_fx_conv_bn_fusion(name, tmp_path):
+    """`archc deploy`'s form of a torchvision model is what torch.fx's conv-bn fusion
+    (torch.fx.experimental.optimization.fuse) makes of torchvision's: the same parameter
+    count, the same folded tensors (the fused model keeps downsample.0 where archc's deploy
+    spec writes the shortcut's one conv as downsample), and the same outputs."""
+    from torch.fx.experimental.optimization import fuse
+
+    from archc.api import load_spec, to_ir
+    from archc.api import load_module as build
+    from archc.deploy import plan
+    from archc.deploy.weights import deploy_state
+
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)().eval()
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # statistics and an affine of its own: the fold uses them
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+    fused = fuse(reference)
+    spec = load_spec(ROOT / "specs" / f"{name}.yaml")
+    train = to_ir(spec)
+    the_plan = plan(spec, train)
+    (tmp_path / "deploy.yaml").write_text(the_plan.text(name))
+    graph = to_ir(load_spec(tmp_path / "deploy.yaml"))
+    assert graph.counts.trainable == sum(p.numel() for p in fused.parameters())
+    state = {k: v.double().numpy() for k, v in reference.state_dict().items()}
+    moved = deploy_state(train, graph, state, the_plan.merges)
+    ours = build(graph, "torch").build_model().eval()
+    target = ours.state_dict()
+    ours.load_state_dict({k: torch.from_numpy(moved[k] if k in moved else state[k]).to(v.dtype) for k, v in target.items()}, strict=True)
+    for key, value in fused.state_dict().items():
+        mine = ours.state_dict()[key.replace("downsample.0.", "downsample.")]
+        torch.testing.assert_close(mine, value, rtol=1e-5, atol=1e-6, msg=key)
+    x = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), fused(x), rtol=1e-4, atol=1e-4)

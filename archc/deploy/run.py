@@ -87,7 +87,7 @@ def deploy(
         d_model.load_state_dict(target, strict=True)
         d_model.eval()
         progress("check")
-        x = torch.from_numpy(x_of(train, 2, seed))
+        x = torch.from_numpy(x_of(train, 1, seed))
         paths = [p.module for p in points(train) if _has(d_model, p.module)]
         want, want_at = _run(t_model, x.double(), paths)
         got, got_at = _run(d_model, x.double(), paths)
