@@ -73,8 +73,8 @@ def deploy(
             for step in result.plan.steps:
                 _out(f"  {step}")
         _out(
-            f"outputs agree: max relative difference {result.max_rel:.1e} in float64, {result.max_rel32:.1e} in float32 "
-            f"(tolerance {tolerance:g})"
+            f"outputs agree: max relative difference {result.max_rel:.1e} in float64 (the rewrites; tolerance {tolerance:g}), "
+            f"{result.max_rel32:.1e} in float32 (rounding of the moved weights)"
         )
         _out("wrote " + ", ".join(str(p) for p in result.files))
 

@@ -23,7 +23,7 @@ from archc.deploy.doc import (
     reads,
     reads_previous,
 )
-from archc.spec.models import POSITIONAL
+from archc.spec.models import POSITIONAL, Defaults
 
 IDENTITY: dict[str, Any] = {"identity": {}}
 
@@ -81,14 +81,9 @@ def fold(doc: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str], str]]:
                 if layer.get("if") not in (None, body.get("if")) or read_elsewhere:
                     continue  # the layer's own output is read elsewhere, or it exists without the norm
                 args = layer[op]
-                if (
-                    "if" in body and "if" not in layer and args.get("bias") is not True
-                ):  # a bias where the norm is
-                    args["bias"] = (
-                        f"({body['if']}) or ({args['bias']})"
-                        if isinstance(args.get("bias"), str)
-                        else body["if"]
-                    )
+                bias = args.get("bias", _default(doc, op, "bias"))
+                if "if" in body and "if" not in layer and bias is not True:  # a bias where the norm is
+                    args["bias"] = f"({body['if']}) or ({bias})" if isinstance(bias, str) else body["if"]
                 else:
                     args["bias"] = True
                 _remove(entries, k, read)
@@ -143,6 +138,17 @@ def fold_after_calls(doc: dict[str, Any]) -> list[str]:
             _remove(entries, k, reads(owner))
             done.append(f"{norm}: batch norm folded into the last layer of block {called}")
     return done
+
+
+def _default(doc: dict[str, Any], op: str, attr: str) -> Any:
+    """What a layer of kind `op` that leaves `attr` unset gets: its `defaults.KIND.ATTR`
+    (as the op declares), or the op's own default."""
+    default = next(a.default for a in ops.KINDS[op].ATTRS if a.name == attr)
+    if isinstance(default, str) and default.startswith("defaults."):
+        _, section, key = default.split(".")
+        unset = getattr(getattr(Defaults.model_construct(), section), key)  # the spec models' own default
+        return doc.get("defaults", {}).get(section, {}).get(key, unset)
+    return default
 
 
 def _shortcuts(owner: dict[str, Any]) -> list[dict[str, Any]]:

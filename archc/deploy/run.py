@@ -1,8 +1,9 @@
 """`archc deploy SPEC -o DIR`: write the inference form of SPEC (archc.deploy.plan) as a spec
 and its generated PyTorch and Keras modules, after proving it: the training model (random
 weights with non-trivial batch-norm statistics, or `--weights`) and the deploy model with the
-moved weights (archc.deploy.weights) give the same outputs in eval mode, in float64, within
-`tolerance` relative to the output's magnitude. A mismatch is a SpecError naming the first
+moved weights (archc.deploy.weights, in float64, unrounded) give the same outputs in eval mode,
+in float64, within `tolerance` relative to the output's magnitude: a proof of the rewrites
+(about 1e-15), apart from float32 rounding (about 1e-6, reported). A mismatch is a SpecError naming the first
 module (block instance or layer, in the order of the model) whose outputs differ; nothing is
 written then. With `--weights`, the moved PyTorch checkpoint and, through `archc convert`, the
 Keras weights are written too. Files go to a temporary name first, then are renamed.
@@ -40,8 +41,9 @@ class Result:
 
 def deploy(
     spec: LoadedSpec, out: Path, *, weights: Path | None = None, tolerance: float = 1e-5, seed: int = 0,
-    progress: Callable[[str], None] = lambda step: None,
+    progress: Callable[[str], None] = lambda step: None, write: bool = True,
 ) -> Result:  # fmt: skip
+    """`write=False`: the check alone (nothing is written)."""
     import numpy as np
     import torch
 
@@ -75,22 +77,21 @@ def deploy(
             k: v.detach().double().numpy() for k, v in t_model.state_dict().items()
         }
         moved = deploy_state(train, graph, state, the_plan.merges)
-        d_model = load_module(graph, "torch").build_model()
-        target = d_model.state_dict()
-        for key, value in target.items():
-            new = moved.get(key, state.get(key))
-            if new is None or tuple(new.shape) != tuple(value.shape):
-                raise RuntimeError(
-                    f"deploy weights: no tensor for {key}"
-                )  # a bug in archc.deploy
-            target[key] = torch.from_numpy(np.asarray(new)).to(value.dtype)
-        d_model.load_state_dict(target, strict=True)
-        d_model.eval()
+        d_model = load_module(graph, "torch").build_model().eval()
+        exact = copy.deepcopy(d_model).double()  # the moved weights unrounded: the check is of the passes
+        for model in (d_model, exact):
+            target = model.state_dict()
+            for key, value in target.items():
+                new = moved.get(key, state.get(key))
+                if new is None or tuple(new.shape) != tuple(value.shape):
+                    raise RuntimeError(f"deploy weights: no tensor for {key}")  # a bug in archc.deploy
+                target[key] = torch.from_numpy(np.asarray(new)).to(value.dtype)
+            model.load_state_dict(target, strict=True)
         progress("check")
         x = torch.from_numpy(x_of(train, 1, seed))
         paths = [p.module for p in points(train) if _has(d_model, p.module)]
         want, want_at = _run(t_model, x.double(), paths)
-        got, got_at = _run(d_model, x.double(), paths)
+        got, got_at = _run(exact, x.double(), paths)
         max_rel = _rel(want, got)
         if not max_rel <= tolerance:
             first = next(
@@ -103,11 +104,13 @@ def deploy(
             )
         with torch.no_grad():
             max_rel32 = _rel(_flat(t_model(x)), _flat(d_model(x)))
+        if not write:
+            return Result(the_plan, train, graph, max_rel, max_rel32, ())
         progress("write")
         files = [spec_file]
-        for backend in ("torch", "keras"):
-            path = out / f"{train.name}{SUFFIX}_{backend}.py"
-            _atomic_text(path, compile(graph, backend))
+        texts = {out / f"{train.name}{SUFFIX}_{backend}.py": compile(graph, backend) for backend in ("torch", "keras")}
+        for path, text in texts.items():  # both compiled (a backend may refuse) before either is written
+            _atomic_text(path, text)
             files.append(path)
         if weights is not None:
             pth = stem.with_suffix(".pth")
