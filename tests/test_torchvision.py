@@ -479,8 +479,8 @@ def test_deploy_form_is_torch_fx_conv_bn_fusion(name, tmp_path):
     spec writes the shortcut's one conv as downsample), and the same outputs."""
     from torch.fx.experimental.optimization import fuse
 
-    from archc.api import load_spec, to_ir
     from archc.api import load_module as build
+    from archc.api import load_spec, to_ir
     from archc.deploy import plan
     from archc.deploy.weights import deploy_state
 
