@@ -112,7 +112,7 @@ def _branches(
     entries: list[Any],
     k: int,
     folded: dict[tuple[str, str], str],
-):  # type: ignore[no-untyped-def]
+) -> tuple[set[str], list[_Leaf], str, dict[str, Any]] | None:
     """If entry k is an add of linear branches: (the entries it replaces, the branches, the
     tensor they read, the merged conv's arguments); else None."""
     name, body = name_and_body(entries[k])
