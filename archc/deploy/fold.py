@@ -25,9 +25,6 @@ from archc.deploy.doc import (
 )
 from archc.spec.models import POSITIONAL, Defaults
 
-IDENTITY: dict[str, Any] = {"identity": {}}
-
-
 def strip(doc: dict[str, Any]) -> list[str]:
     """Remove every layer that is the identity at inference (dropout, stochastic depth)."""
     done = []
@@ -36,12 +33,8 @@ def strip(doc: dict[str, Any]) -> list[str]:
             read = reads(owner)
             for k in reversed(range(len(entries))):
                 name, body = name_and_body(entries[k])
-                op = kind(body)
-                if not (
-                    isinstance(body, dict)
-                    and op in ops.KINDS
-                    and ops.KINDS[op].INFERENCE_IDENTITY
-                ):
+                op = kind(body) if isinstance(body, dict) else None
+                if not (op in ops.KINDS and ops.KINDS[op].INFERENCE_IDENTITY):
                     continue
                 _remove(entries, k, read)
                 done.append(f"{_where(owner_name, path, name, k)}: {op} removed")
