@@ -25,6 +25,7 @@ from archc.deploy.doc import (
 )
 from archc.spec.models import POSITIONAL, Defaults
 
+
 def strip(doc: dict[str, Any]) -> list[str]:
     """Remove every layer that is the identity at inference (dropout, stochastic depth)."""
     done = []
