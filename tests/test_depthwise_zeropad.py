@@ -95,7 +95,7 @@ def test_code():
     assert "nn.Conv2d(4, 4, kernel_size=3, groups=4)\n" in torch_src  # bias=True: the default
     # PyTorch's default weight, uniform in +-1/sqrt(fan_in = k * k): Keras' fan_out of (k, k, C, 1)
     words = " ".join(keras_src.split())
-    assert '"config": { "scale": 0.3333333333333333, "mode": "fan_out", "distribution": "uniform", }' in words
+    assert '"config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}' in words  # 1 / k, k = 3
     init = "depthwise_initializer=CONV_DEPTHWISE_INITIALIZER,"
     assert f'layers.DepthwiseConv2D( 3, {init} bias_initializer=torch_bias_initializer(9), name="dw", )' in words
     assert f'layers.DepthwiseConv2D( 5, padding="same", use_bias=False, {init} name="same", )' in words

@@ -31,6 +31,7 @@ PRINTING = {
     "blocks": [["blocks"], ["blocks", "resnet", "--json"]],
     "verify": [pytest.param(["verify", SPEC, "--json"], marks=pytest.mark.slow)],  # builds both models
     "convert": [],  # needs a checkpoint: test_convert_success_line below
+    "deploy": [["deploy", SPEC, "-o", "{tmp}/deploy"]],  # the rewrites, the check, the files written
 }
 CLICK = [["--help"], ["--version"], ["check", "--help"]]  # printed by click while it parses
 CASES = [case for cases in PRINTING.values() for case in cases] + CLICK
