@@ -14,7 +14,8 @@ import torch.nn.functional as F  # noqa: N812 - the name generated code uses
 from torch import nn
 
 from archc.backends.common import literal
-from archc.backends.torch import concrete_args, layer_module
+from archc.backends.torch import concrete_args
+from archc.backends.torch_blocks import layer_module
 from archc.code import flat
 from archc.ir.graph import Graph
 

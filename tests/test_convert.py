@@ -392,7 +392,7 @@ def test_success_line_to_a_full_stdout(tiny, tmp_path):
 def test_progress_bar_on_a_full_stderr(monkeypatch):
     """The bar is decoration: a stderr that cannot take it (full, closed) stops the drawing, not
     the conversion."""
-    from archc import cli
+    from archc import cli_frameworks
 
     class Full:
         def write(self, text):
@@ -406,6 +406,6 @@ def test_progress_bar_on_a_full_stderr(monkeypatch):
 
     for stream in (Full(), None):
         monkeypatch.setattr(sys, "stderr", stream)
-        report = cli._bar()
+        report = cli_frameworks._bar()
         report("transfer", 1, 4)
         report("transfer", 4, 4)

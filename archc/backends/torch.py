@@ -1,59 +1,50 @@
 """IR -> PyTorch source, laid out like torchvision's resnet.py / densenet.py.
 
-One `nn.Module` class per block kind, stages as `nn.Sequential` (or a
-`DenseStage` for dense connectivity) built in loops, a flat one-op-per-line
-`forward`, and module names taken from the spec so state_dict keys match.
+One `nn.Module` class per block kind (archc.backends.torch_blocks), stages as
+`nn.Sequential` (or a `DenseStage` for dense connectivity) built in loops, a flat
+one-op-per-line `forward`, and module names taken from the spec so state_dict keys match.
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 from typing import Any
 
 from archc import ops
-from archc.backends import _signature, common, template_dir
+from archc.backends import common, template_dir, variables
+from archc.backends.torch_blocks import (
+    INDENT2,
+    BlockEmission,
+    layer_module,
+    moduleless,
+    more_inputs,
+)
 from archc.backends.torch_init import InitEmission
 from archc.backends.torch_lists import (
     ListEmission,
     container_module,
     flattened,
-    free,
     inst_rows,
     parallel_lines,
     sequential_keys,
-    sym_container_module,
-    sym_rows,
     tapped_calls,
 )
-from archc.code import LINE, Call, Code, Gen, Seq, call, render
-from archc.errors import SpecError
+from archc.code import Call, Code, Gen, Seq, call, render
 from archc.ir.graph import (
     BlockInst,
-    BlockType,
     Graph,
     GroupInst,
     Inst,
     LayerInst,
     ParallelInst,
     StageInst,
-    SymBlock,
-    SymGroup,
-    SymItem,
     SymLayer,
-    SymParallel,
-    SymShortcut,
-    SymStage,
-    instance_name,
     is_merge,
-    path_variable,
-    tapped_groups,
 )
 from archc.ops import init
 from archc.spec import expr
 
-INDENT2 = " " * 8
 # Module-level names of generated modules besides the block classes.
 GLOBALS = (
     "math", "OrderedDict", "Iterator", "torch", "F", "Tensor", "nn", "INPUT_SHAPE", "DenseStage", "build_model", init.TORCH_HELPER,
@@ -87,11 +78,6 @@ def context(graph: Graph, memory_efficient: bool = False) -> dict[str, Any]:
     return TorchEmitter(graph, memory_efficient).context()
 
 
-def layer_module(kind: str, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-    """The module for one primitive layer; `a` holds each argument as source text."""
-    return ops.KINDS[kind].torch_module(a, in_ch, flat, inplace)
-
-
 def concrete_args(op: ops.Op, exposed: dict[str, str]) -> dict[str, str]:
     """Arguments of a concrete op as literals (or the build_model argument that sets them)."""
     out = {}
@@ -102,21 +88,6 @@ def concrete_args(op: ops.Op, exposed: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def symbolic_args(layer: SymLayer, hoist: common.Hoister) -> dict[str, str]:
-    out = {}
-    for key, tree in layer.args:
-        if key == "init":
-            continue
-        if key == "fn":
-            out[key] = tree.value  # type: ignore[attr-defined]
-        elif key in ("filters", "units", "groups"):  # a depthwise conv's groups are its width
-            out[key] = hoist.src(tree)
-        else:
-            out[key] = expr.to_python(tree)
-    return out
-
-
-
 @functools.cache
 def _modules_read(helper: str) -> frozenset[str]:
     """The modules a helper's code reads by name (`torch`, `F`): its template
@@ -124,7 +95,7 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
-class TorchEmitter(InitEmission, ListEmission):
+class TorchEmitter(BlockEmission, InitEmission, ListEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
@@ -144,340 +115,9 @@ class TorchEmitter(InitEmission, ListEmission):
         self.checkpointed = {
             b.name for b in graph.blocks
             if b.name in in_dense and b.connectivity == "none"
-            and all(isinstance(x, SymLayer) and not _module_free(x.kind) and x.condition is None for x in b.layers)
+            and all(isinstance(x, SymLayer) and not moduleless(x.kind) and x.condition is None for x in b.layers)
             and any(x.kind == "conv" for x in b.layers)
         }
-
-    # --- block classes -----------------------------------------------------------------
-
-    def block_class(self, block: BlockType) -> dict[str, Any]:
-        sig = self.sigs[block.name]
-        layers = (*block.layers, *block.after)
-        hoist = common.Hoister(layers, sig.arguments())
-        self.needs_math |= any(expr.uses_math(t) for layer in layers for t in common.sym_trees(layer))
-        self.functions |= {f for layer in layers for f in common.helper_functions(layer)}
-        init: list[str] = []
-        defined: set[str] = set()
-        # An activation may work in place unless its input is also read elsewhere: the block
-        # input (a skip or dense connection keeps it), a shortcut's input or a named tensor.
-        after_read = {sc.input for sc in block.shortcuts}
-        taps = [f"{group}.{entry}" for group, entries in tapped_groups(block.layers, block.outputs).items() for entry in entries]
-        self.block_locals = frozenset({"x", "out", "identity", *(common.tensor_variable(n) for n in (*(i.name for i in (*block.layers, *block.after)), *taps))})
-        self.switches: dict[int, str] = {}
-        if common.sequential(block):
-            modules = tuple(layer for layer in block.layers if not free(layer))
-            group = SymGroup("layers", modules, ast.Name("in_channels"))
-            init = self._group_lines(group, hoist, INDENT2, target="super().__init__")
-            expressions = [layer for layer in block.layers if free(layer)]  # torchvision's ASPPPooling
-            for layer in expressions:
-                init += self._init_lines(layer, hoist, False, INDENT2)
-            return {
-                "name": self.names[block.name],
-                "base": "nn.Sequential",
-                "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
-                "signature": ["in_channels: int", *(["*", *sig.parts()] if sig.parts() else [])],
-                "init": init,
-                "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
-            }
-        first = sig.variables[0]
-        containers = {c.name: c for c in layers if isinstance(c, SymGroup) and c.dataflow}
-        for step in [*common.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *common.plan(block.after, "out", "out", after_read, True)]:
-            layer = step.item
-            module_free = isinstance(layer, SymLayer) and _module_free(layer.kind)
-            top = layer.name.split(".")[0]
-            if top in containers and top not in defined:  # its entries are defined with it
-                defined.add(top)
-                init += hoist.definitions(common.width_trees(containers[top]), INDENT2)
-                init += render(self._container_module(containers[top], hoist), INDENT2, f"self.{top} = ")
-            if top in containers and not module_free:
-                continue
-            if layer.name in defined and not module_free:
-                continue  # a shared activation: one module, called again in forward
-            defined.add(layer.name)
-            init += self._init_lines(layer, hoist, step.inplace, INDENT2, frozenset(entry for entry, _ in step.taps))
-        signature = [f"{c}: int" for c in sig.channels] + (["*", *sig.parts()] if sig.parts() else [])  # "*" needs a parameter after it
-        if block.name in self.checkpointed:
-            signature.append("memory_efficient: bool = False")
-            init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")
-            methods = self._dense_methods(block)
-        else:
-            forward = self._block_forward(block, sig, init, hoist)
-            if block.name in self.dense_kinds:
-                forward = [*self._as_list(block), "x = torch.cat(features, 1)", *forward]
-                methods = [(f"forward(self, {self._features_param(block)}) -> Tensor", forward)]
-            else:
-                result = f"tuple[{', '.join(['Tensor'] * len(block.outputs))}]" if block.outputs else "Tensor"
-                head = _signature("forward", ["self", *(f"{v}: Tensor" for v in sig.variables)], result)  # split where long
-                methods = [(head[len("    def ") : -1], forward)]
-        init.insert(0, f"{INDENT2}super().__init__()")
-        return {
-            "name": self.names[block.name],
-            "base": "nn.Module",
-            "doc": common.docstring(block.doc or f"The {block.name} block.", 4),
-            "signature": signature,
-            "init": init,
-            "methods": methods,
-        }
-
-    def _features_param(self, block: BlockType) -> str:
-        return "features: Tensor | list[Tensor]" if block.name in self.standalone else "features: list[Tensor]"
-
-    def _as_list(self, block: BlockType) -> list[str]:
-        """A dense stage passes the list of the stage input and earlier outputs; elsewhere a tensor."""
-        return ["if isinstance(features, Tensor):", "    features = [features]"] if block.name in self.standalone else []
-
-    def _dense_methods(self, block: BlockType) -> list[tuple[str, list[str]]]:
-        """torchvision's memory-efficient dense layer: concat -> ... -> first conv is a
-        separate method, checkpointed (recomputed in backward) only when gradients flow,
-        so the concatenated features are not kept alive for every layer. Features are
-        passed unpacked: the stage's list grows after the call, before the recompute."""
-        self.needs_checkpoint = True
-        self.helpers.add("checkpointed")
-        split = next(i for i, layer in enumerate(block.layers) if layer.kind == "conv") + 1
-        bottleneck = ["out = torch.cat(features, 1)"]
-        for layer in block.layers[:split]:
-            bottleneck += self._call_line(layer.name, layer.kind, "out", "out")
-        forward = [
-            *self._as_list(block),
-            "if self.memory_efficient and any(f.requires_grad for f in features):",
-            "    out = checkpointed(self, features)",
-            "else:",
-            "    out = self._bottleneck(*features)",
-        ]
-        for layer in block.layers[split:]:
-            forward += self._call_line(layer.name, layer.kind, "out", "out")
-        return [
-            ("_bottleneck(self, *features: Tensor) -> Tensor", [*bottleneck, "return out"]),
-            (f"forward(self, {self._features_param(block)}) -> Tensor", [*forward, "return out"]),
-        ]
-
-    def _block_forward(self, block: BlockType, sig: common.Signature, init: list[str], hoist: common.Hoister) -> list[str]:
-        skip = block.connectivity == "skip"
-        shortcuts = common.emitted_shortcuts(block, sig) if skip else []
-        for sc, condition in shortcuts:
-            module = self._shortcut_module(sc, hoist)
-            if condition is None:
-                init += render(module, INDENT2, f"self.{sc.name} = ")
-            else:
-                init += [f"{INDENT2}self.{sc.name} = None", f"{INDENT2}if {condition}:"]
-                init += render(module, INDENT2 + "    ", f"self.{sc.name} = ")
-
-        def apply_shortcuts(point: str | None, var: str) -> list[str]:
-            out: list[str] = []
-            for sc, condition in shortcuts:
-                if sc.input == point:
-                    line = f"identity = self.{sc.name}({var})"
-                    out += [line] if condition is None else [f"if self.{sc.name} is not None:", "    " + line]
-            return out
-
-        lines = ["identity = x"] if skip else []
-        var = sig.variables[0]
-        steps = common.plan(block.layers, var, "out", {sc.input for sc in block.shortcuts}, inputs=block.inputs, outputs=frozenset(block.outputs))
-        for step in steps:
-            lines += self._forward_lines(step, hoist)
-            var = step.dst
-            lines += apply_shortcuts(step.item.name, var)
-        lines += apply_shortcuts(None, "x")
-        if skip:
-            # the branch's output may be x itself where every layer passed its input on (an identity)
-            fresh = not common.aliases(steps[-1].item) or steps[-1].inplace
-            lines.append(f"{var} += identity" if var == "out" and fresh else f"out = {var} + identity")
-            var = "out"
-        for step in common.plan(block.after, var, "out", set(), True):
-            lines += self._forward_lines(step, hoist)
-            var = step.dst
-        if block.outputs:  # several: each kept in a variable of its own (a tap's too)
-            held: dict[str, str] = {}
-            for step in steps:
-                for name, v in ((step.item.name, step.dst), *((f"{step.item.name}.{e}", v) for e, v in step.taps)):
-                    held.setdefault(name, v)
-            var = ", ".join(held[o] for o in block.outputs)
-        lines.append(f"return {var}")
-        return lines
-
-    def _init_lines(self, layer: SymItem, hoist: common.Hoister, inplace: bool, indent: str, tapped: frozenset[str] = frozenset()) -> list[str]:
-        """`self.name = Module(...)` for one item of a block kind, guarded by its condition;
-        `tapped`: a list's entries read from outside it (no entry after one works in place)."""
-        lines = hoist.definitions(common.width_trees(layer), indent)
-        condition = hoist.condition(layer.condition)
-        if isinstance(layer, SymLayer) and _module_free(layer.kind):
-            lines += [f"{indent}self.{self._switch(layer)} = {condition}"] if condition else []
-            inner = indent + "    " if condition else indent
-            stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
-            return lines + ([f"{indent}if self.{self._switch(layer)}:"] if condition and stored else []) + stored
-        if isinstance(layer, SymGroup):
-            if condition is None:
-                return lines + self._group_lines(layer, hoist, indent, tapped=tapped)
-            group = self._group_lines(layer, hoist, indent + "    ")
-            return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *group]
-        if isinstance(layer, SymLayer):
-            module: Code = layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
-        elif isinstance(layer, SymParallel):  # torchvision's ASPP: `self.convs = nn.ModuleList(modules)`
-            module = call("nn.ModuleList", Seq(tuple(self._path_module(path, hoist) for path in layer.children)))
-        else:
-            module = self._nested(layer, hoist)
-        if condition is None:
-            return lines + render(module, indent, f"self.{layer.name} = ")
-        return [*lines, f"{indent}self.{layer.name} = None", f"{indent}if {condition}:", *render(module, indent + "    ", f"self.{layer.name} = ")]
-
-    def _container_module(self, group: SymGroup, hoist: common.Hoister) -> Code:
-        """A `modules:` container of a block kind, as at model level (container_module)."""
-        self.needs_ordered_dict |= not group.positional
-
-        def module_of(child: SymItem) -> Code:
-            if isinstance(child, SymGroup) and child.dataflow:
-                return self._container_module(child, hoist)
-            if isinstance(child, SymLayer):
-                return self._sym_module(child, hoist, False)
-            return self._path_module(child, hoist)
-
-        return sym_container_module(group, module_of)
-
-    def _sym_module(self, layer: SymLayer, hoist: common.Hoister, inplace: bool) -> Code:
-        return layer_module(layer.kind, symbolic_args(layer, hoist), hoist.src(layer.in_channels), layer.flat[0], inplace)
-
-    def _switch(self, layer: SymLayer) -> str:
-        """The attribute that says whether a conditional merge or expression is present:
-        `use_NAME`, numbered on where alternatives under other conditions share the name."""
-        if id(layer) not in self.switches:
-            taken = set(self.switches.values())
-            name, k = f"use_{layer.name}", 2
-            while name in taken:
-                name, k = f"use_{layer.name}_{k}", k + 1
-            self.switches[id(layer)] = name
-        return self.switches[id(layer)]
-
-    def _group_lines(
-        self, group: SymGroup, hoist: common.Hoister, indent: str, target: str | None = None, tapped: frozenset[str] = frozenset(),
-    ) -> list[str]:  # fmt: skip
-        """An nn.Sequential inside a block kind; conditional entries are appended when they hold.
-        `target`: the call that receives the modules (`super().__init__` for a block kind that
-        is itself a numbered sequence); by default `self.NAME = nn.Sequential(...)`."""
-        modules: list[tuple[str, Code, str | None]] = []
-        lines = hoist.definitions(common.width_trees(group), indent)
-        for step in common.plan(group.children, "x", "out", set(tapped)):  # a tap's tensor is read again
-            child = step.item
-            condition = hoist.condition(child.condition)
-            if isinstance(child, SymLayer):
-                code: Code = layer_module(child.kind, symbolic_args(child, hoist), hoist.src(child.in_channels), child.flat[0], step.inplace)
-            elif isinstance(child, SymGroup):
-                raise SpecError(f"{group.name}.{child.name}: a list inside a list is not supported in a block; use a block kind", None)
-            elif common.spliced(child, group):  # its instances are entries of this sequence, as torchvision's _stack
-                first, rest = self._inner(child.first, hoist.src(child.first.in_channels)), self._inner(child.rest, expr.to_python(child.rest.in_channels))
-                modules += [(child.name, first, condition), (child.name, Gen(rest, common.later_loop(child), prefix="*"), condition)]
-                continue
-            else:
-                code = self._nested(child, hoist)
-            modules.append((child.name, code, condition))
-        head = f"{target}(" if target else f"self.{group.name} = nn.Sequential("
-        if not any(c for _, _, c in modules):
-            if group.positional:
-                sequence = Call(target or "nn.Sequential", tuple(code for _, code, _ in modules))
-                return lines + render(sequence, indent, "" if target else f"self.{group.name} = ")
-            self.needs_ordered_dict = True
-            return lines + render(call("nn.Sequential", call("OrderedDict", **{n: code for n, code, _ in modules})), indent, f"self.{group.name} = ")
-        local = "layers" if target else f"{group.name}_layers"  # a block kind that is a sequence: torchvision's `layers`
-        if not group.positional:
-            lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
-            for name, code, condition in modules:
-                if condition:
-                    lines.append(f"{indent}if {condition}:")
-                lines += render(code, indent + ("    " if condition else ""), f"{local}[{common.literal(name)}] = ")
-        else:  # torchvision's way: a list, extended where a condition holds
-            runs: list[tuple[str | None, list[Code]]] = []  # consecutive entries under one condition
-            for _, code, condition in modules:
-                if runs and runs[-1][0] == condition:
-                    runs[-1][1].append(code)
-                else:
-                    runs.append((condition, [code]))
-            first: list[Code] = runs.pop(0)[1] if runs[0][0] is None else []
-            lines += render(Seq(tuple(first)), indent, f"{local}: list[nn.Module] = ")
-            for condition, run in runs:
-                inner = indent + "    " if condition else indent
-                if condition:
-                    lines.append(f"{indent}if {condition}:")
-                if len(run) == 1 and isinstance(run[0], Gen):  # a loop of instances (an unnamed stage)
-                    grow = Call(f"{local}.extend", (dataclasses.replace(run[0], prefix=""),))
-                elif len(run) > 1:
-                    grow = Call(f"{local}.extend", (Seq(tuple(run)),))
-                else:
-                    grow = Call(f"{local}.append", tuple(run))
-                lines += render(grow, inner)
-        whole = f"*{local}" if group.positional else f"OrderedDict({local})"
-        self.needs_ordered_dict |= not group.positional
-        return [*lines, f"{indent}{head}{whole})"]
-
-    def _forward_lines(self, step: common.Step, hoist: common.Hoister) -> list[str]:
-        """One item of a block kind in `forward`: read `step.srcs`, write `step.dst`."""
-        layer = step.item
-        kind = getattr(layer, "kind", "block")
-        if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE and ops.KINDS[kind].module_free():
-            body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
-            guard = f"if self.{self._switch(layer)}:"
-        elif isinstance(layer, SymParallel):
-            indent = INDENT2 + "    " * (layer.condition is not None)
-            body = parallel_lines(common.module_path(layer.name), layer.merge, layer.flat, step.srcs, step.dst, indent, sym_rows(layer), self.block_locals)
-            guard = f"if self.{layer.name} is not None:"
-        elif isinstance(layer, SymLayer) and ops.KINDS[kind].EXPRESSION:
-            args = ops.KINDS[kind].with_reads({**symbolic_args(layer, hoist), **_forward_args(layer, hoist, stored=True)}, step.srcs)
-            indent = INDENT2 if layer.condition is None else INDENT2 + "    "
-            body = [line[len(indent):] for line in render(ops.KINDS[kind].torch_expr(step.srcs[0], args), indent, f"{step.dst} = ")]
-            guard = f"if self.{self._switch(layer)}:"
-        elif step.taps:  # a list read from outside it (never conditional): run in pieces
-            return tapped_calls(layer, step)  # type: ignore[arg-type]
-        else:
-            src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *_more_inputs(layer, step)))
-            body = self._call_line(common.module_path(layer.name), kind, src, step.targets)
-            guard = f"if self.{layer.name} is not None:"
-        if layer.condition is None:
-            return body
-        preface = [f"{step.dst} = {step.passthrough}"] if step.dst != step.passthrough else []
-        return [*preface, guard, *("    " + line for line in body)]
-
-    def _nested(self, sym: SymBlock | SymStage, hoist: common.Hoister) -> Code:
-        """A block or stage inside a block kind, its arguments as expressions."""
-        if isinstance(sym, SymBlock):
-            return self._inner(sym, hoist.src(sym.in_channels), hoist.src)
-        key = common.stage_key(sym.names)
-        if sym.connectivity == "dense":
-            self.helpers.add("DenseStage")
-            layer = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
-            count = expr.to_python(sym.repeat)
-            return call("DenseStage", Gen(Call(f"{key}: {layer.func}", layer.args), f"for i in range({count})", brackets="{}"))
-        first = self._inner(sym.first, hoist.src(sym.first.in_channels))
-        rest = self._inner(sym.rest, expr.to_python(sym.rest.in_channels))
-        if sym.names == "{i}":
-            return Call("nn.Sequential", (first, Gen(rest, common.later_loop(sym), prefix="*")))
-        self.needs_ordered_dict = True
-        first_key = common.literal(instance_name(sym.names, 0))
-        count = expr.to_python(sym.repeat)
-        rest_items = Gen(Call(f"{key}: {rest.func}", rest.args), f"for i in range(1, {count})", prefix="**", brackets="{}")
-        return call("nn.Sequential", call("OrderedDict", Seq((Call(f"{first_key}: {first.func}", first.args), rest_items), "{}")))
-
-    def _inner(self, sym: SymBlock, in_channels: str, src: Any = expr.to_python) -> Call:
-        return common.inner_call(self.names[sym.block], sym, self.sigs[sym.block], in_channels, src=src)
-
-    def _shortcut_module(self, sc: SymShortcut, hoist: common.Hoister) -> Code:
-        in_ch, out_ch, stride = hoist.src(sc.in_channels), hoist.src(sc.out_channels), expr.to_python(sc.stride)
-        if sc.kind == "option_a":
-            self.helpers.add("PadShortcut")
-            return call("PadShortcut", stride, f"{out_ch} - {in_ch}")
-        conv_args, bn_args = common.projection_args(sc, hoist, self.graph.input_shape.rank)
-        conv = ops.Conv.torch_module(conv_args, in_ch, False, False)
-        if bn_args is None:
-            return conv
-        return Call("nn.Sequential", (conv, ops.BatchNorm.torch_module(bn_args, out_ch, False, False)))
-
-    @staticmethod
-    def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
-        """`dst = self.name(src)` (or the op's own form), split as ruff splits it when long
-        (a module deep in a container: `self.classifier.high_classifier(...)`)."""
-        op = ops.KINDS.get(kind)
-        applied = op.torch_apply(f"self.{name}", src) if op else f"self.{name}({src})"
-        line = f"{dst} = {applied}"
-        if len(INDENT2 + line) > LINE and applied == f"self.{name}({src})":
-            return [f"{dst} = self.{name}(", f"    {src}", ")", *(op.torch_after(dst) if op else [])]
-        return [line, *(op.torch_after(dst) if op else [])]
 
     # --- the model ------------------------------------------------------------------------
 
@@ -492,7 +132,7 @@ class TorchEmitter(InitEmission, ListEmission):
             forward.append("inputs = x")
             first = "inputs"
         var = first
-        steps = common.plan(body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
+        steps = variables.plan(body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
         containers = {item.name: item for item in self.graph.body if isinstance(item, GroupInst) and item.dataflow}
         for step in steps:
             item = step.item
@@ -510,7 +150,7 @@ class TorchEmitter(InitEmission, ListEmission):
                 if top not in containers:
                     init += render(self._module(item, inplace=False), INDENT2, f"self.{item.name} = ")
                 flats = tuple(not path.out_shape.spatial for path in item.items)
-                taken = frozenset({"x", "inputs", *(common.tensor_variable(i.name) for i in body), *(v for s in steps for v in s.srcs)})
+                taken = frozenset({"x", "inputs", *(variables.tensor_variable(i.name) for i in body), *(v for s in steps for v in s.srcs)})
                 forward += parallel_lines(common.module_path(item.name), item.merge, flats, step.srcs, step.dst, INDENT2, inst_rows(item), taken)
                 continue
             if isinstance(item, LayerInst) and item.op.EXPRESSION:  # no module
@@ -518,7 +158,7 @@ class TorchEmitter(InitEmission, ListEmission):
                 forward += [line[len(INDENT2):] for line in render(item.op.torch_expr(step.srcs[0], args), INDENT2, f"{step.dst} = ")]
                 continue
             tapped = frozenset(entry for entry, _ in step.taps)
-            src = ", ".join((step.srcs[0], *_more_inputs(item, step)))
+            src = ", ".join((step.srcs[0], *more_inputs(item, step)))
             if top in containers:  # an entry of a `modules:` container, defined with it
                 forward += self._call_line(common.module_path(item.name), _kind(item), src, step.targets)
                 continue
@@ -576,7 +216,7 @@ class TorchEmitter(InitEmission, ListEmission):
             if _kind(child) == "global_avgpool":
                 module = call("nn.Sequential", module, call("nn.Flatten"))
             kwargs[key] = module
-            safe = (safe or not common.aliases(child)) and child.name not in tapped  # a tap's tensor is read again
+            safe = (safe or not variables.aliases(child)) and child.name not in tapped  # a tap's tensor is read again
         if item.positional:
             return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined, tapped=tapped)))
         return call("nn.Sequential", call("OrderedDict", **kwargs))
@@ -685,33 +325,6 @@ def _dense_usage(graph: Graph) -> tuple[set[str], set[str]]:
 
     walk(graph.body)
     return dense, other
-
-
-def _stored(layer: SymLayer, key: str) -> str:
-    return f"{path_variable(layer.name)}_{key}"  # an entry of a container: `m_up_size`
-
-
-def _forward_args(layer: SymLayer, hoist: common.Hoister, stored: bool) -> dict[str, str]:
-    """The arguments of an expression op that are expressions of the block's parameters:
-    `forward` cannot see those, so `__init__` stores each as `self.<layer>_<argument>`.
-    stored=False: argument -> its source in `__init__`; True: argument -> the attribute."""
-    if not ops.KINDS[layer.kind].EXPRESSION:
-        return {}
-    args = symbolic_args(layer, hoist)
-    variable = [key for key, tree in layer.args if not isinstance(tree, ast.Constant)]
-    return {key: f"self.{_stored(layer, key)}" if stored else args[key] for key in variable}
-
-
-def _more_inputs(item: object, step: common.Step) -> tuple[str, ...]:
-    """The tensors after the first that an instance of a block kind with several inputs, or a
-    merge with a module (a weighted sum: `self.fuse(a, b)`), reads."""
-    several = isinstance(item, SymBlock) and item.more_channels or isinstance(item, BlockInst) and item.more_in or is_merge(item)
-    return step.srcs[1:] if several else ()
-
-
-def _module_free(kind: str) -> bool:
-    """A merge or an expression: code in `forward`, no module."""
-    return ops.KINDS[kind].module_free()
 
 
 def _kind(item: Inst) -> str:

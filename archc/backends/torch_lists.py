@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from archc import ops
-from archc.backends import common
+from archc.backends import common, variables
 from archc.code import LINE, Call, Code, Gen, Seq, call, flat, render
 from archc.ir.graph import (
     BlockInst,
@@ -31,9 +31,9 @@ class ListEmission:
     modules of their paths with the emitter's own layer, block and forward code."""
 
     needs_ordered_dict: bool
-    _sym_module: Callable[[SymLayer, common.Hoister, bool], Code]  # a layer's module
+    _sym_module: Callable[[SymLayer, variables.Hoister, bool], Code]  # a layer's module
     _nested: Callable[..., Code]  # a block or stage inside a block kind
-    _forward_lines: Callable[[common.Step, common.Hoister], list[str]]  # an item in forward
+    _forward_lines: Callable[[variables.Step, variables.Hoister], list[str]]  # an item in forward
     graph: Graph
     sigs: dict[str, common.Signature]
     _module: Callable[..., Code]  # a model-level item's module
@@ -49,7 +49,7 @@ class ListEmission:
         parts: list[Code] = []
         starts = {start: (count, inst) for start, count, inst in inlined}
         k = 0
-        safe = inplace_first  # whether the next entry may overwrite its input (see common.plan)
+        safe = inplace_first  # whether the next entry may overwrite its input (see variables.plan)
         while k < len(items):
             if k in starts:
                 run: list[BlockInst] = []
@@ -78,10 +78,10 @@ class ListEmission:
                 continue
             module = self._module(item, inplace=safe)
             parts.append(flattened(item.op.kind, module) if isinstance(item, LayerInst) else module)
-            k, safe = k + 1, (safe or not common.aliases(item)) and item.name not in tapped
+            k, safe = k + 1, (safe or not variables.aliases(item)) and item.name not in tapped
         return parts
 
-    def _path_module(self, path: SymItem, hoist: common.Hoister) -> Code:
+    def _path_module(self, path: SymItem, hoist: variables.Hoister) -> Code:
         """A path of a module list: a layer's module, a list's nn.Sequential or a block. Nothing
         else reads its input, so only a list's later entries may work in place."""
         if isinstance(path, SymLayer):
@@ -91,7 +91,7 @@ class ListEmission:
         if not isinstance(path, SymGroup):
             return self._nested(path, hoist)
         modules: dict[str, Code] = {}
-        for step in common.plan(path.children, "x", "out", set()):
+        for step in variables.plan(path.children, "x", "out", set()):
             child = step.item
             modules[child.name] = self._sym_module(child, hoist, step.inplace) if isinstance(child, SymLayer) else self._nested(child, hoist)
         if path.positional:
@@ -99,14 +99,14 @@ class ListEmission:
         self.needs_ordered_dict = True
         return call("nn.Sequential", call("OrderedDict", **modules))
 
-    def _sequence_forward(self, block: BlockType, hoist: common.Hoister) -> list[str]:
+    def _sequence_forward(self, block: BlockType, hoist: variables.Hoister) -> list[str]:
         """The forward of a numbered block kind with expressions among its modules: all the
         modules in a row are nn.Sequential's own forward, others each by its index; each
         expression in its place."""
-        steps = common.plan(block.layers, "x", "out", set())
+        steps = variables.plan(block.layers, "x", "out", set())
         count = sum(not free(step.item) for step in steps)
         lines: list[str] = []
-        run: list[common.Step] = []
+        run: list[variables.Step] = []
         first = 0  # the index of the run's first module
         for step in [*steps, None]:
             if step is not None and not free(step.item):
@@ -210,7 +210,7 @@ def sym_container_module(group: SymGroup, module_of: Callable[[SymItem], Code]) 
     return call("nn.ModuleDict", call("OrderedDict", **{child.name: module_of(child) for child in entries}))
 
 
-def tapped_calls(group: GroupInst | SymGroup, step: common.Step) -> list[str]:
+def tapped_calls(group: GroupInst | SymGroup, step: variables.Step) -> list[str]:
     """A group whose entries are read from outside it, run in pieces that end at each such
     entry (`backbone_layer3 = ...`): a named group entry by entry (`self.backbone.conv1(x)`),
     a numbered one in slices of its nn.Sequential (`self.backbone[:5](x)`)."""

@@ -295,8 +295,8 @@ def is_one(tree: ast.expr) -> bool:
 
 
 def _type_of(state: State, block: str, where: Location) -> BlockType:
-    """`symbolic.type_of`: the symbolic form of a kind, built once (that module types a kind's
-    items with this one's functions, hence the import here)."""
-    from archc.lower.symbolic import type_of
+    """`kinds.type_of`: the symbolic form of a kind, built once (symbolic.py types a kind's
+    items with this module's functions, hence the import here)."""
+    from archc.lower.kinds import type_of
 
     return type_of(state, block, where)

@@ -46,9 +46,9 @@ from archc.lower.context import (
     lookup,
     sc_index,
 )
+from archc.lower.kinds import type_of
 from archc.lower.limits import add_node, check_block_depth, check_repeat
 from archc.lower.nested import declared, free_channels
-from archc.lower.symbolic import type_of
 from archc.lower.values import (
     INDEX_NAMES,
     STAGE_BLOCK_ID,

@@ -1,7 +1,7 @@
 """A block kind's symbolic form (`BlockType`): its items with arguments as
 expressions over its parameters and `in_channels`, the channels and stride each
-tensor has, and under which condition each item exists. Built once per kind; the
-emitters print it and `specialise` evaluates it."""
+tensor has, and under which condition each item exists. Built once per kind
+(archc.lower.kinds); the emitters print it and `specialise` evaluates it."""
 
 from __future__ import annotations
 
@@ -41,11 +41,9 @@ from archc.lower.context import (
     shown,
     unread,
 )
-from archc.lower.limits import check_block_depth
 from archc.lower.liveness import drop_excused, live, resolve
 from archc.lower.nested import (
     SymTensor,
-    declared,
     frame,
     free_channels,
     if_,
@@ -366,7 +364,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
     layers = live(layers, {*([] if returned else [last_of[("layers",)]]), *kept, *outputs, *returned}, aliases)
     after = live(after, {last_of[("after",)]}, aliases)
-    params = _params(definition)
+    params = block_params(definition)
     if not returned:
         reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
     reads.update(returned)
@@ -629,70 +627,12 @@ def _with_inputs(item: SymItem, inputs: tuple[str, ...]) -> SymItem:
     return dataclasses.replace(item, inputs=inputs)
 
 
-def type_of(state: State, block: str, where: Location) -> BlockType:
-    """The symbolic form of a block kind, built once."""
-    if block in state.block_types:
-        return state.block_types[block]
-    source = state.spec.blocks.get(block)
-    if source is None:
-        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        import difflib  # error messages only: not imported by a successful check
-
-        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
-        guess = f"did you mean {hint[0]!r}? " if hint else ""
-        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
-    if block in state.typing:
-        return _in_progress(state, source, where)
-    check_block_depth(state.typing, block, where)
-    state.typing.append(block)
-    try:
-        btype = build_type(state, source)
-    finally:
-        state.typing.pop()
-        state.block_types.pop(block, None)  # its stand-in, where it met itself
-    return state.block_types.setdefault(block, btype)
-
-
-def _params(definition: m.BlockDef) -> tuple[tuple[str, object, str], ...]:
+def block_params(definition: m.BlockDef) -> tuple[tuple[str, object, str], ...]:
     """A block kind's parameters: (name, default or None where required, type)."""
     return tuple(
         (k, None, v) if isinstance(v, str) else (k, v, {bool: "bool", int: "int", float: "float"}[type(v)])
         for k, v in definition.params.items()
     )
-
-
-def _in_progress(state: State, source: BlockSource, where: Location) -> BlockType:
-    """A block kind met inside itself (directly or through another kind) while its symbolic
-    form is built: a stand-in with its parameters and the output channels and stride it
-    declares, kept in `state.block_types` until the kind is built. Each instance is checked
-    against the declaration (`specialise.check_declared`)."""
-    name, definition = source.name, source.definition
-    chain = " -> ".join([*state.typing[state.typing.index(name) :], name])
-    if definition.outputs:
-        raise SpecError(f"block {name!r} contains itself ({chain}); a recursive block kind returns one tensor, not `outputs`", source.locate("outputs"))
-    if definition.out_channels is None:
-        raise SpecError(
-            f"block {name!r} contains itself ({chain}); a recursive block declares its output channels: add "
-            f"`out_channels:` to block {name!r}, an expression over its parameters and in_channels (e.g. `out_channels: filters`)",
-            where,
-        )
-    channels = declared(source, "out_channels")
-    stride = declared(source, "out_stride")
-    shortcuts = []
-    for sc in definition.shortcuts:
-        if sc.when != "shape_changes":
-            continue  # the stand-in's shortcuts give its instances their `shape_changes` switches
-        if sc.input is not None or definition.after:
-            raise SpecError(
-                f"block {name!r} contains itself ({chain}), and its shortcut {sc.name!r} (`when: shape_changes`) reads "
-                f"{'layer ' + repr(sc.input) if sc.input else 'the input of a block with `after`'}, whose shape its declaration "
-                "does not give; write `when:` as an expression over its parameters (e.g. `stride != 1`)",
-                source.locate("shortcut"),
-            )
-        shortcuts.append(SymShortcut(sc.kind, sc.when, None, None, sc.name, ast.Name("in_channels"), channels, stride, False, False, None, None))
-    stand_in = BlockType(name, definition.doc, _params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names, class_name=definition.class_)
-    state.block_types[name] = stand_in
-    return stand_in
 
 
 def _sym_args(state: State, kind: str, args: Any, channels: ast.expr, where: Location) -> tuple[tuple[str, ast.expr], ...]:

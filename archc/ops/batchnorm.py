@@ -28,7 +28,8 @@ from archc.ops.base import (
     rank_of,
     ranked,
 )
-from archc.ops.init import DEFAULT, ONES, ZEROS, Init, InitSpec, Tensor
+from archc.ops.init import DEFAULT, ONES, ZEROS, Init, Tensor
+from archc.spec.init_rules import InitSpec
 from archc.spec.types import Arguments, NumExpr
 
 

@@ -41,7 +41,8 @@ from archc.ops.conv import (
     literal_sizes,
     shown,
 )
-from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
+from archc.ops.init import BIAS, DEFAULT, Init, Tensor, product, weight
+from archc.spec.init_rules import InitSpec
 from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
 
 

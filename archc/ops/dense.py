@@ -12,7 +12,8 @@ from pydantic import Field
 
 from archc.code import Call
 from archc.ops.base import Attr, Defaults, KerasCtx, Op, Shape, ShapeError
-from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
+from archc.ops.init import BIAS, DEFAULT, Init, Tensor, product, weight
+from archc.spec.init_rules import InitSpec
 from archc.spec.types import Arguments, BoolExpr, IntExpr
 
 

@@ -37,7 +37,8 @@ from archc.ops.base import (
     window,
 )
 from archc.ops.conv import Conv, keras_sizes, kernel_factors, literal_sizes, shown
-from archc.ops.init import BIAS, DEFAULT, Init, InitSpec, Tensor, product, weight
+from archc.ops.init import BIAS, DEFAULT, Init, Tensor, product, weight
+from archc.spec.init_rules import InitSpec
 from archc.spec.types import Arguments, BoolExpr, IntPairExpr
 
 

@@ -31,7 +31,7 @@ from typing_extensions import TypeAliasType
 
 from archc import ops
 from archc.ops.act import ACTIVATIONS
-from archc.ops.init import InitPair, InitSpec
+from archc.spec.init_rules import InitPair, InitSpec
 from archc.spec.types import (
     BoolExpr,
     ClassName,

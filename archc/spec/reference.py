@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 from typing_extensions import TypeAliasType
 
 from archc import ops
-from archc.ops import init
+from archc.spec import init_rules
 from archc.spec import models as m
 from archc.spec import types as t
 
@@ -68,15 +68,15 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
         "`torch_default`, `keras_default`, `kaiming_normal`, `kaiming_uniform`, `xavier_normal`, `xavier_uniform`, "
         "`glorot_normal`, `glorot_uniform`, `he_normal`, `he_uniform`, `lecun_normal`, `lecun_uniform`) or a one-key "
         "mapping below. See [Initialisation](#initialisation).",
-        init.InitPair,
+        init_rules.InitPair,
     ),
-    ("constant", "`{constant: VALUE}`: every element VALUE.", init.ConstantRule),
-    ("normal", "`{normal: {...}}`.", init.NormalArgs),
-    ("uniform", "`{uniform: {...}}`.", init.UniformArgs),
-    ("trunc_normal", "`{trunc_normal: {...}}`: PyTorch's trunc_normal_.", init.TruncNormalArgs),
-    ("kaiming_normal, kaiming_uniform", "`{kaiming_normal: {...}}`: PyTorch's; a bare name takes these defaults.", init.KaimingArgs),
-    ("xavier_normal, xavier_uniform", "`{xavier_uniform: {...}}`: PyTorch's.", init.XavierArgs),
-    ("variance_scaling", "`{variance_scaling: {...}}`: Keras' VarianceScaling (its presets glorot_*, he_*, lecun_*).", init.VarianceScalingArgs),
+    ("constant", "`{constant: VALUE}`: every element VALUE.", init_rules.ConstantRule),
+    ("normal", "`{normal: {...}}`.", init_rules.NormalArgs),
+    ("uniform", "`{uniform: {...}}`.", init_rules.UniformArgs),
+    ("trunc_normal", "`{trunc_normal: {...}}`: PyTorch's trunc_normal_.", init_rules.TruncNormalArgs),
+    ("kaiming_normal, kaiming_uniform", "`{kaiming_normal: {...}}`: PyTorch's; a bare name takes these defaults.", init_rules.KaimingArgs),
+    ("xavier_normal, xavier_uniform", "`{xavier_uniform: {...}}`: PyTorch's.", init_rules.XavierArgs),
+    ("variance_scaling", "`{variance_scaling: {...}}`: Keras' VarianceScaling (its presets glorot_*, he_*, lecun_*).", init_rules.VarianceScalingArgs),
 )
 
 
@@ -93,9 +93,9 @@ def type_name(annotation: Any, metadata: list[Any] = ()) -> str:  # type: ignore
     if isinstance(annotation, TypeAliasType):  # a named type: NumExpr, LayerEntry, ...
         return type_name(annotation.__value__, metadata)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation == init.RuleSpec:
+    if annotation == init_rules.RuleSpec:
         return "[rule](#init)"
-    if annotation == init.InitSpec:
+    if annotation == init_rules.InitSpec:
         return "`torch_default` \\| `keras_default` or [init](#init)"
     if origin is typing.Annotated:
         return type_name(args[0], list(args[1:]))
