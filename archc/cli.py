@@ -569,6 +569,7 @@ def blocks(library: str | None, as_json: bool) -> None:
 
 import archc.cli_deploy  # noqa: E402, F401 - registers `archc deploy` on `main`
 import archc.cli_frameworks  # noqa: E402, F401 - registers `archc verify` and `archc convert` on `main`
+import archc.cli_import  # noqa: E402, F401 - registers `archc import` on `main`
 
 if __name__ == "__main__":  # pragma: no cover
     main()

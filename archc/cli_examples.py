@@ -47,6 +47,11 @@ EXAMPLES = {
         "archc deploy specs/repvgg_a0.yaml -o deploy/                      # spec, PyTorch and Keras modules",
         "archc deploy specs/resnet50.yaml --weights r50.pth -o deploy/     # and the moved weights",
     ),
+    "import": (
+        "archc import torchvision:resnet50 -o resnet50.yaml      # checked: strict load, equal outputs",
+        "archc import timm:resnet18d --input 3,160,160",
+        "archc import models.py:make_net --arg width=32 --no-check",
+    ),
     "blocks": (
         "archc blocks                # every shipped library",
         "archc blocks densenet       # one library",

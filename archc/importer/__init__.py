@@ -1,0 +1,58 @@
+"""`archc import`: a PyTorch model -> a spec (block kinds, stages, parameters) that rebuilds
+it exactly. Imports torch only when called (the compiler core never does).
+
+    from archc.importer import import_spec
+    result = import_spec("torchvision:resnet18")
+    result.text       # the spec, checked: strict state_dict load, equal outputs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from archc.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Imported:
+    text: str  # the spec's YAML
+    name: str
+    diff: float | None  # the check's relative output difference; None with check=False
+
+
+def import_spec(
+    source: str, input_shape: tuple[int, ...] | None = None, args: dict[str, Any] | None = None, check: bool = True
+) -> Imported:
+    """The spec of SOURCE (`torchvision:NAME`, `timm:NAME`, `path/to/file.py:factory`);
+    SpecError (one line: the module path and what it is) for what archc cannot express."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError:
+        raise SpecError("archc import needs PyTorch; install it with pip install 'archc[torch]'") from None
+    from archc.importer import check as checking
+    from archc.importer import render, text
+    from archc.importer import source as sources
+    from archc.importer.ops import Unsupported
+    from archc.importer.trace import Instance, Tracer
+
+    model, label, init = sources.load(source, dict(args or {}))
+    shape = tuple(input_shape) if input_shape else _default_input(model)
+    try:
+        tracer = Tracer(model, init, shape)
+        root = tracer.describe(model, "")
+        if not isinstance(root, Instance):
+            raise Unsupported(f"model: a bare {type(model).__name__}; archc import reads a model class's forward")
+        spec = render.spec(render.Renderer(), root, label, source, shape)
+    except Unsupported as e:
+        raise SpecError(f"cannot import {source}: {e}") from None
+    written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={v}" for k, v in (args or {}).items()))
+    diff = checking.check(model, written, shape, f"<import {source}>") if check else None
+    return Imported(written, spec["name"], diff)
+
+
+def _default_input(model: Any) -> tuple[int, ...]:
+    """timm's pretrained_cfg input size where there is one, else 3x224x224."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    return tuple(size) if size else (3, 224, 224)

@@ -1,0 +1,273 @@
+"""Instances of one module class -> one block kind: their entry lists aligned, the values
+that differ between instances made parameters (written as expressions of `in_channels`
+and the class's constructor arguments where one fits every instance), the entries that
+only some instances have given an `if:`.
+
+Every expression is checked against every instance when it is chosen, so a kind rebuilds
+each of its instances exactly; the import's check (archc.importer.check) proves the whole.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from archc.importer.ops import Unsupported
+from archc.importer.trace import Entry, Group, Instance, Layer, Merge
+
+
+class Mismatch(Exception):
+    """Instances whose structures cannot be one kind (different wiring or layers)."""
+
+
+@dataclass
+class TLayer:
+    kind: str
+    args: dict[str, list[Any]]
+
+
+@dataclass
+class TMerge:
+    kind: str
+    inputs: list[Any]  # names (after unify)
+
+
+@dataclass
+class TGroup:
+    entries: list[TEntry]
+
+
+@dataclass
+class TInst:
+    kind: str
+    params: dict[str, list[Any]]
+
+
+TNode = Union[TLayer, TMerge, TGroup, TInst]
+
+
+@dataclass
+class TEntry:
+    name: str | None
+    src: str | None
+    present: list[bool]
+    channels: list[Any]
+    node: TNode
+
+
+def _key(entry: Entry) -> tuple[Any, ...]:
+    node = entry.node
+    if isinstance(node, Layer):
+        sig: tuple[Any, ...] = ("L", node.kind)
+    elif isinstance(node, Merge):
+        sig = ("M", node.kind, len(node.inputs))
+    elif isinstance(node, Group):
+        sig = ("G",)
+    else:
+        sig = ("I", node.kind)
+    return (entry.name, entry.src, *sig)
+
+
+def _align(seqs: list[list[Entry]]) -> list[list[Entry | None]]:
+    """Slots over all sequences (a common supersequence by key, later entries matched first):
+    slots[s][k] is sequence k's entry in slot s, or None."""
+    slots: list[list[Entry | None]] = []
+    keys: list[tuple[Any, ...]] = []
+    for k, seq in enumerate(seqs):
+        b = [_key(e) for e in seq]
+        n, m = len(keys), len(b)
+        dp = [[0] * (m + 1) for _ in range(n + 1)]
+        for i in range(n):
+            for j in range(m):
+                dp[i + 1][j + 1] = dp[i][j] + 1 if keys[i] == b[j] else max(dp[i][j + 1], dp[i + 1][j])
+        pairs = []
+        i, j = n, m
+        while i and j:
+            if keys[i - 1] == b[j - 1]:
+                pairs.append((i - 1, j - 1))
+                i, j = i - 1, j - 1
+            elif dp[i - 1][j] >= dp[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+        pairs.reverse()
+        new_slots: list[list[Entry | None]] = []
+        new_keys: list[tuple[Any, ...]] = []
+        i = j = 0
+        for pi, pj in [*pairs, (n, m)]:
+            while i < pi:
+                new_slots.append(slots[i] + [None])
+                new_keys.append(keys[i])
+                i += 1
+            while j < pj:
+                new_slots.append([None] * k + [seq[j]])
+                new_keys.append(b[j])
+                j += 1
+            if pi < n:
+                new_slots.append(slots[pi] + [seq[pj]])
+                new_keys.append(keys[pi])
+                i, j = pi + 1, pj + 1
+        slots, keys = new_slots, new_keys
+    return slots
+
+
+def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
+    """One entry list over several instances' (None: the whole list is absent there)."""
+    there = [s is not None for s in seqs]
+    out = []
+    for slot in _align([s or [] for s in seqs]):
+        first = next(e for e in slot if e is not None)
+        present = [e is not None for e in slot]
+        node = first.node
+        channels = [e.channels if e is not None else None for e in slot]
+        if isinstance(node, Layer):
+            keys = list(node.args)
+            for e in slot:
+                if e is not None and list(e.node.args) != keys:  # type: ignore[union-attr]
+                    raise Mismatch(f"{first.name}: arguments differ")
+            tnode: TNode = TLayer(node.kind, {a: [e.node.args[a] if e is not None else None for e in slot] for a in keys})  # type: ignore[union-attr]
+        elif isinstance(node, Merge):
+            tnode = TMerge(node.kind, [[e.node.inputs[j] if e is not None else None for e in slot] for j in range(len(node.inputs))])  # type: ignore[union-attr]
+        elif isinstance(node, Group):
+            tnode = TGroup(unify([e.node.entries if e is not None else None for e in slot]))  # type: ignore[union-attr]
+        else:
+            names = list(node.params)
+            tnode = TInst(node.kind, {p: [e.node.params[p] if e is not None else None for e in slot] for p in names})  # type: ignore[union-attr]
+        out.append(TEntry(first.name, first.src, [p and t for p, t in zip(present, there)], channels, tnode))
+    for te in out:
+        if isinstance(te.node, TMerge):
+            te.node.inputs = [_merged_input(column, te, out) for column in te.node.inputs]  # type: ignore[arg-type]
+    return out
+
+
+def _merged_input(column: list[str | None], merge: TEntry, entries: list[TEntry]) -> str:
+    """One name for what a merge reads in each instance: where some instances read `a` and
+    the others `b`, an entry `b` that reads `a` and is absent exactly where `a` is read (an
+    absent entry passes its input on: ResNet's `downsample`)."""
+    names = {n for n, p in zip(column, merge.present) if p}
+    if len(names) == 1:
+        return names.pop()
+    if len(names) == 2:
+        for b in names:
+            (a,) = names - {b}
+            for te in entries:
+                if te.name == b and te.src == a and all(
+                    (n == b) == bool(p) for n, p, m in zip(column, te.present, merge.present) if m
+                ):
+                    return b
+    raise Mismatch(f"{merge.name}: reads {sorted(names)} in different instances")
+
+
+@dataclass
+class Scope:
+    """What the expressions of one kind may read: `in_channels` and the constructor arguments."""
+
+    n: int
+    vars: dict[str, list[Any]]  # in_channels, then constructor arguments (same type on every instance)
+    used: dict[str, None] = field(default_factory=dict)
+    new: dict[str, list[Any]] = field(default_factory=dict)
+    reserved: set[str] = field(default_factory=set)
+    outputs: list[str] = field(default_factory=list)  # filters expressions, for conditions
+
+    def value(self, values: list[Any], mask: list[bool], hint: str, channels: list[Any] | None = None) -> Any:
+        pv = [v for v, m in zip(values, mask) if m]
+        if all(v == pv[0] and type(v) is type(pv[0]) for v in pv):
+            return pv[0]
+        if all(type(v) is int for v in pv):
+            for expr, got in self._int_candidates(mask, channels):
+                if got == pv:
+                    return self._use(expr)
+        elif all(type(v) is bool for v in pv):
+            for name, vs in self.vars.items():
+                sel = [v for v, m in zip(vs, mask) if m]
+                if sel == pv:
+                    return self._use(name)
+                if all(type(s) is bool for s in sel) and [not s for s in sel] == pv:
+                    return self._use(f"not {name}")
+        elif all(type(v) in (int, float) for v in pv):
+            for name, vs in self.vars.items():
+                if [v for v, m in zip(vs, mask) if m] == pv:
+                    return self._use(name)
+        if not all(type(v) in (int, float, bool) for v in pv):
+            raise Unsupported(f"{hint} takes the values {pv} in different instances")
+        return self._new(hint, [v if m else pv[0] for v, m in zip(values, mask)])
+
+    def _int_candidates(self, mask: list[bool], channels: list[Any] | None):  # type: ignore[no-untyped-def]
+        ints = {n: [v for v, m in zip(vs, mask) if m] for n, vs in {**self.vars, **self.new}.items()}
+        ints = {n: vs for n, vs in ints.items() if all(type(v) is int for v in vs)}
+        for name, vs in ints.items():
+            yield name, vs
+        if channels is not None:
+            sel = [c for c, m in zip(channels, mask) if m]
+            if all(type(c) is int for c in sel):
+                yield "channels", sel
+        for (a, va), (b, vb) in itertools.combinations(ints.items(), 2):
+            yield f"{a} * {b}", [x * y for x, y in zip(va, vb)]
+        for name, vs in ints.items():
+            for k in (2, 3, 4, 6, 8):
+                yield f"{k} * {name}", [k * v for v in vs]
+                yield f"{name} // {k}", [v // k for v in vs]
+            yield f"({name} - 1) // 2", [(v - 1) // 2 for v in vs]
+
+    def _use(self, expr: str) -> str:
+        for name in re.findall(r"[A-Za-z_]\w*", expr):
+            if name in self.vars or name in self.new:
+                self.used[name] = None
+        return expr
+
+    def _new(self, hint: str, values: list[Any]) -> str:
+        name, k = hint, 2
+        while name in self.vars or name in self.new or name in self.reserved:
+            name, k = f"{hint}{k}", k + 1
+        self.new[name] = values
+        self.used[name] = None
+        return name
+
+    def condition(self, present: list[bool], scope_mask: list[bool], hint: str) -> str:
+        """A boolean expression true exactly on the instances that have the entry."""
+        want = [p for p, m in zip(present, scope_mask) if m]
+        env = [{n: vs[k] for n, vs in {**self.vars, **self.new}.items()} for k in range(self.n) if scope_mask[k]]
+        atoms: list[str] = []
+        for name, vs in {**self.vars, **self.new}.items():
+            if all(type(v) is bool for v in vs):
+                atoms += [name, f"not {name}"]
+            elif all(type(v) is int for v in vs) and name != "in_channels":
+                atoms += [f"{name} != 1", f"{name} == 1"]
+        for expr in dict.fromkeys(self.outputs):
+            atoms += [f"in_channels != {expr}", f"in_channels == {expr}"]
+        candidates = atoms + [f"{a} or {b}" for a, b in itertools.permutations(atoms, 2)]
+        candidates += [f"{a} and {b}" for a, b in itertools.permutations(atoms, 2)]
+        for expr in candidates:
+            try:
+                if [bool(eval(expr, {}, e)) for e in env] == want:  # noqa: S307 - our own expressions
+                    return self._use(expr)
+            except Exception:
+                continue
+        return self._new(f"use_{hint}", [bool(p) for p in present])
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return {}
+    return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def scope_of(instances: list[Instance], reserved: set[str]) -> Scope:
+    n = len(instances)
+    names = [k for k in instances[0].init if all(k in i.init for i in instances)]
+    vars_: dict[str, list[Any]] = {"in_channels": [i.in_channels for i in instances]}
+    for name in names:
+        if name in ("in_channels", "channels", "input", "i", "self") or name in reserved or name.startswith("_"):
+            continue
+        values = [i.init[name] for i in instances]
+        if len({type(v) for v in values}) != 1:
+            continue
+        if values == vars_["in_channels"]:
+            continue  # the input's channels under another name (inplanes, inp)
+        vars_[name] = values
+    return Scope(n, vars_, reserved=set(reserved))

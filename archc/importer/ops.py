@@ -1,0 +1,161 @@
+"""torch.nn leaf modules and traced functions -> archc layers: `(kind, arguments)`.
+
+Arguments equal to the spec's `defaults:` (conv bias false, dense bias true, batch norm eps
+1e-5 and momentum 0.1, see DEFAULTS) are left out. A module archc cannot rebuild exactly is
+an `Unsupported` naming what it is.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "conv": {"bias": False},
+    "batchnorm": {"eps": 1.0e-5, "momentum": 0.1},
+}
+
+# nn activation class name -> archc layer kind (the shorthand, no arguments)
+ACTIVATIONS = {
+    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+    "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid",
+}  # fmt: skip
+
+
+class Unsupported(Exception):
+    """A construct archc cannot express; the message says what it is."""
+
+
+def _single(value: Any, what: str) -> Any:
+    """A symmetric tuple (3, 3) as 3; an asymmetric one as a list."""
+    if isinstance(value, (tuple, list)):
+        values = list(value)
+        if len(set(values)) == 1:
+            return values[0]
+        return values
+    if isinstance(value, str):
+        raise Unsupported(f"{what} {value!r}")
+    return value
+
+
+def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
+    """The layer for a torch.nn module archc has, or None when the module is not a leaf op."""
+    import torch.nn as nn
+
+    name = type(module).__name__
+    if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        if module.padding_mode != "zeros":
+            raise Unsupported(f"{name} with padding_mode={module.padding_mode!r}")
+        args = {
+            "filters": module.out_channels,
+            "kernel": _single(module.kernel_size, "kernel"),
+            "stride": _single(module.stride, "stride"),
+            "padding": _single(module.padding, f"{name} padding"),
+            "groups": module.groups,
+            "dilation": _single(module.dilation, "dilation"),
+            "bias": module.bias is not None,
+        }
+        return "conv", args
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        if not module.affine or not module.track_running_stats:
+            raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats})")
+        if module.momentum is None:
+            raise Unsupported(f"{name}(momentum=None) (a cumulative average)")
+        args = {"eps": module.eps, "momentum": module.momentum}
+        return "batchnorm", args
+    if name in ACTIVATIONS and type(module).__module__.startswith("torch.nn"):
+        return ACTIVATIONS[name], {}
+    if type(module) is nn.LeakyReLU:
+        return "act", {"fn": "leaky_relu", "negative_slope": module.negative_slope}
+    if type(module) is nn.GELU:
+        if module.approximate != "none":
+            raise Unsupported(f"GELU(approximate={module.approximate!r})")
+        return "gelu", {}
+    if type(module) in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d):
+        if _single(module.dilation, "dilation") != 1 or module.return_indices:
+            raise Unsupported(f"{name} with dilation or return_indices")
+        kernel = _single(module.kernel_size, "kernel")
+        args = {"kernel": kernel, "stride": _single(module.stride, "stride"), "padding": _single(module.padding, "padding"),
+                "ceil_mode": module.ceil_mode}  # fmt: skip
+        return "maxpool", args
+    if type(module) in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d):
+        if getattr(module, "divisor_override", None) is not None:
+            raise Unsupported(f"{name} with divisor_override")
+        kernel = _single(module.kernel_size, "kernel")
+        args = {"kernel": kernel, "stride": _single(module.stride, "stride"), "padding": _single(module.padding, "padding"),
+                "ceil_mode": module.ceil_mode, "count_include_pad": module.count_include_pad}  # fmt: skip
+        return "avgpool", args
+    if type(module) in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d):
+        size = _single(module.output_size, "output_size")
+        if not isinstance(size, int):
+            raise Unsupported(f"{name}({module.output_size})")
+        return "adaptive_avgpool", {"size": size}
+    if type(module) is nn.Linear:
+        return "dense", {"units": module.out_features, "bias": module.bias is not None}
+    if type(module) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d):
+        if type(module) is not nn.Dropout:
+            raise Unsupported(f"{name} (channel dropout)")
+        return "dropout", {"rate": module.p}
+    if type(module) is nn.Identity:
+        return "identity", {}
+    if type(module) is nn.Flatten:
+        if module.start_dim != 1 or module.end_dim != -1:
+            raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
+        return "flatten", {}
+    return None
+
+
+# Arguments left out of the spec where they have this value (archc's own default, or the
+# spec's `defaults:`); "kernel" means equal to the layer's kernel.
+OMIT: dict[str, dict[str, Any]] = {
+    "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False},
+    "batchnorm": DEFAULTS["batchnorm"],
+    "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
+    "avgpool": {"stride": "kernel", "padding": 0, "ceil_mode": False, "count_include_pad": True},
+    "dense": {"bias": True},
+}
+
+
+def omitted(kind: str, key: str, value: Any, args: dict[str, Any]) -> bool:
+    """Whether `key: value` of a `kind` layer goes without saying."""
+    default = OMIT.get(kind, {}).get(key, _NONE)
+    if default == "kernel":
+        return value == args.get("kernel")
+    return default is not _NONE and value == default and type(value) is type(default)
+
+
+_NONE = object()
+
+
+def is_container(module: Any) -> bool:
+    import torch.nn as nn
+
+    return type(module) is nn.Sequential
+
+
+def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The archc layer of a traced call_function / call_method: a merge (add, concat,
+    multiply), flatten, an activation, a pool; None when archc has none."""
+    import torch
+    import torch.nn.functional as F
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+    if target in (operator.add, operator.iadd, torch.add, "add", "add_") and not kwargs and len(args) == 2:
+        return "add", {}
+    if target in (operator.mul, operator.imul, torch.mul, "mul", "mul_") and not kwargs and len(args) == 2:
+        return "multiply", {}
+    if target in (torch.cat, torch.concat):
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        return ("concat", {}) if dim == 1 else None
+    if target in (torch.flatten, "flatten"):
+        start = kwargs.get("start_dim", args[1] if len(args) > 1 else 0)
+        end = kwargs.get("end_dim", args[2] if len(args) > 2 else -1)
+        return ("flatten", {}) if (start, end) == (1, -1) else None
+    if target in (F.relu, torch.relu, "relu", "relu_") and len(args) == 1:
+        return "relu", {}
+    if target in (torch.sigmoid, F.sigmoid, "sigmoid") and len(args) == 1:
+        return "sigmoid", {}
+    if target in (F.adaptive_avg_pool2d,):
+        size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
+        return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None
+    return None

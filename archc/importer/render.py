@@ -1,0 +1,308 @@
+"""Entry trees -> a spec: block kinds (bottom-up, one per module class and structure),
+stages for runs of instances, and the YAML text, one line per layer as the zoo writes it."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Any
+
+from archc.importer.kinds import (
+    Mismatch,
+    Scope,
+    TEntry,
+    TGroup,
+    TInst,
+    TLayer,
+    TMerge,
+    constructor_defaults,
+    scope_of,
+    unify,
+)
+from archc.importer.ops import DEFAULTS, omitted
+from archc.importer.trace import Entry, Group, Instance
+
+SHORTHAND = {"batchnorm", "global_avgpool", "flatten", "identity", "relu", "relu6", "silu", "sigmoid", "tanh",
+             "hardswish", "hardsigmoid", "gelu"}  # fmt: skip
+
+
+class Kind:
+    def __init__(self, name: str, cls: type, params: dict[str, Any], layers: list[Any]):
+        self.name, self.cls, self.params, self.layers = name, cls, params, layers
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.kinds: dict[str, Kind] = {}
+
+    # -- kinds ---------------------------------------------------------------------------
+    def form_kinds(self, root: Instance) -> None:
+        """Give every instance below the root its kind and parameters, deepest classes first."""
+        by_class: dict[type, list[Instance]] = {}
+        depth: dict[type, int] = {}
+
+        def walk(entries: list[Entry]) -> int:
+            deepest = 0
+            for e in entries:
+                if isinstance(e.node, Instance):
+                    d = walk(e.node.entries) + 1
+                    by_class.setdefault(e.node.cls, []).append(e.node)
+                    depth[e.node.cls] = max(depth.get(e.node.cls, 0), d)
+                    deepest = max(deepest, d)
+                elif isinstance(e.node, Group):
+                    deepest = max(deepest, walk(e.node.entries))
+            return deepest
+
+        walk(root.entries)
+        for cls in sorted(by_class, key=lambda c: depth[c]):
+            instances = by_class[cls]
+            try:
+                self._kind(cls, instances)
+            except Mismatch:
+                parts: dict[str, list[Instance]] = {}
+                for inst in instances:
+                    parts.setdefault(repr(_shape(inst.entries)), []).append(inst)
+                for part in parts.values():
+                    self._kind(cls, part)
+
+    def _kind(self, cls: type, instances: list[Instance]) -> None:
+        base = snake(cls.__name__)
+        name, k = base, 2
+        while name in self.kinds:
+            name, k = f"{base}_{k}", k + 1
+        tentries = unify([i.entries for i in instances])
+        reserved = _names(tentries)
+        scope = scope_of(instances, reserved)
+        layers = self.entries(tentries, scope, [True] * len(instances))
+        defaults = constructor_defaults(cls)
+        params: dict[str, Any] = {}
+        for p in scope.used:
+            if p == "in_channels":
+                continue
+            values = scope.vars.get(p, scope.new.get(p))
+            d = defaults.get(p) if p in scope.vars else None
+            if d is None or type(d) is not type(values[0]):
+                d = _common(values)
+            params[p] = d if d is not None else type(values[0]).__name__
+        for k_, inst in enumerate(instances):
+            inst.kind = name
+            inst.params = {p: (scope.vars.get(p) or scope.new[p])[k_] for p in params}
+        self.kinds[name] = Kind(name, cls, params, layers)
+
+    # -- rendering -----------------------------------------------------------------------
+    def entries(self, tentries: list[TEntry], scope: Scope, mask: list[bool]) -> list[Any]:
+        items = []
+        for te in tentries:
+            here = [p and m for p, m in zip(te.present, mask)]
+            value, extra = self.node(te, scope, here)
+            if any(m and not p for p, m in zip(te.present, mask)):
+                extra["if"] = scope.condition(te.present, mask, te.name or _hint(te))
+            items.append(_item(te.name, value, {**({"from": te.src} if te.src else {}), **extra}))
+        return items
+
+    def node(self, te: TEntry, scope: Scope, mask: list[bool]) -> tuple[Any, dict[str, Any]]:
+        node = te.node
+        if isinstance(node, TLayer):
+            args = {}
+            for a, values in node.args.items():
+                hint = a if a in ("stride", "groups", "dilation") else f"{te.name or node.kind}_{a}"
+                args[a] = scope.value(values, mask, hint, te.channels if a in ("groups", "filters") else None)
+            args = {a: v for a, v in args.items() if isinstance(v, str) or not omitted(node.kind, a, v, args)}
+            for a in ("filters", "units"):
+                if isinstance(args.get(a), str):
+                    scope.outputs.append(args[a])
+            if not args and node.kind in SHORTHAND:
+                return node.kind, {}
+            return {node.kind: args}, {}
+        if isinstance(node, TMerge):
+            return {node.kind: list(node.inputs)}, {}
+        if isinstance(node, TGroup):
+            return self.group(node, scope, mask), {}
+        kind = self.kinds[node.kind]
+        with_ = {}
+        for p, values in node.params.items():
+            v = scope.value(values, mask, p)
+            if not (v == kind.params.get(p) and type(v) is type(kind.params.get(p))):
+                with_[p] = v
+        return {"block": node.kind, **({"with": with_} if with_ else {})}, {}
+
+    def group(self, node: TGroup, scope: Scope, mask: list[bool]) -> list[Any]:
+        """A list; at model level (one instance) runs of unnamed instances become stages."""
+        if scope.n != 1:
+            return self.entries(node.entries, scope, mask)
+        items: list[Any] = []
+        i = 0
+        while i < len(node.entries):
+            j = i
+            while j < len(node.entries) and node.entries[j].name is None and node.entries[j].src is None and isinstance(
+                node.entries[j].node, TInst
+            ):
+                j += 1
+            if j > i:
+                for run in _runs([te.node for te in node.entries[i:j]]):  # type: ignore[misc]
+                    items += self._stage(run)
+                i = j
+            else:
+                items += self.entries([node.entries[i]], scope, mask)
+                i += 1
+        return items
+
+    def _stage(self, run: list[TInst]) -> list[Any]:
+        kind = self.kinds[run[0].kind]
+        values = [{p: v[0] for p, v in inst.params.items()} for inst in run]
+
+        def shown(params: dict[str, Any]) -> dict[str, Any]:
+            return {p: v for p, v in params.items() if not (v == kind.params.get(p) and type(v) is type(kind.params.get(p)))}
+
+        if len(run) == 1:
+            with_ = shown(values[0])
+            return [{"block": kind.name, **({"with": with_} if with_ else {})}]
+        rest = values[1]
+        first = {p: v for p, v in values[0].items() if v != rest[p] or type(v) is not type(rest[p])}
+        item: dict[str, Any] = {"stage": kind.name, "repeat": len(run)}
+        if shown(rest):
+            item["with"] = shown(rest)
+        if first:
+            item["first"] = first
+        return [item]
+
+    def model_layers(self, root: Instance) -> list[Any]:
+        tentries = unify([root.entries])
+        scope = Scope(1, {})
+        items = []
+        for te in tentries:
+            if te.name is not None and isinstance(te.node, TGroup) and te.node.entries and all(
+                e.name is None and isinstance(e.node, TInst) for e in te.node.entries
+            ):
+                runs = _runs([e.node for e in te.node.entries])  # type: ignore[misc]
+                if len(runs) == 1 and len(runs[0]) > 1:
+                    stage = self._stage(runs[0])[0]
+                    items.append(_item(te.name, None, {"from": te.src} if te.src else {}, stage))
+                    continue
+            value, extra = self.node(te, scope, [True])
+            items.append(_item(te.name, value, {**({"from": te.src} if te.src else {}), **extra}))
+        return items
+
+
+def _common(values: list[Any]) -> Any:
+    """A default for a parameter the constructor gives none: the value most instances take,
+    where there are at most three (a stride, an expansion ratio; not a width)."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) > 3 or len(values) < 3:
+        return None
+    best = max(distinct, key=values.count)
+    return best if values.count(best) * 2 > len(values) else None
+
+
+def _runs(insts: list[TInst]) -> list[list[TInst]]:
+    """Consecutive instances of one kind split into stages: the fewest entries, then the
+    fewest `first:` overrides (a stage's instances after the first share their parameters)."""
+    n = len(insts)
+    best: list[tuple[float, int]] = [(0.0, 0)] + [(float("inf"), 0)] * n
+    for end in range(1, n + 1):
+        for start in range(end - 1, -1, -1):
+            run = insts[start:end]
+            if run[0].kind != run[-1].kind or any(r.kind != run[0].kind for r in run):
+                break
+            if len(run) > 2 and _params(run[-1]) != _params(run[1]):
+                break
+            extra = 0 if len(run) == 1 else sum(1 for p, v in _params(run[0]).items() if _params(run[1])[p] != v)
+            cost = best[start][0] + 1 + 0.4 * extra
+            if cost < best[end][0]:
+                best[end] = (cost, start)
+    out: list[list[TInst]] = []
+    end = n
+    while end:
+        start = best[end][1]
+        out.append(insts[start:end])
+        end = start
+    return out[::-1]
+
+
+def _params(inst: TInst) -> dict[str, Any]:
+    return {p: (v[0], type(v[0])) for p, v in inst.params.items()}
+
+
+def _item(name: str | None, value: Any, extra: dict[str, Any], whole: dict[str, Any] | None = None) -> Any:
+    if whole is not None:
+        body = {**whole, **extra}
+    elif not extra:
+        body = value
+    elif isinstance(value, list):
+        body = {"group": value, **extra}
+    elif isinstance(value, str):
+        body = {value: {}, **extra}
+    else:
+        body = {**value, **extra}
+    return body if name is None else {name: body}
+
+
+def _hint(te: TEntry) -> str:
+    node = te.node
+    if isinstance(node, TInst):
+        return node.kind
+    if isinstance(node, TLayer):
+        return node.kind
+    return "group"
+
+
+def _names(tentries: list[TEntry]) -> set[str]:
+    out = set()
+    for te in tentries:
+        if te.name:
+            out.add(te.name)
+        if isinstance(te.node, TGroup):
+            out |= _names(te.node.entries)
+    return out
+
+
+def _shape(entries: list[Entry]) -> Any:
+    out = []
+    for e in entries:
+        node = e.node
+        if isinstance(node, Group):
+            out.append((e.name, e.src, _shape(node.entries)))
+        elif isinstance(node, Instance):
+            out.append((e.name, e.src, "I", node.kind))
+        else:
+            out.append((e.name, e.src, type(node).__name__, getattr(node, "kind", None), tuple(getattr(node, "inputs", ()))))
+    return out
+
+
+def snake(name: str) -> str:
+    name = name.lstrip("_")
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    s = re.sub(r"\W", "_", s) or "block"
+    return s if not keyword.iskeyword(s) else f"{s}_block"
+
+
+def spec(renderer: Renderer, root: Instance, name: str, source: str, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    renderer.form_kinds(root)
+    layers = renderer.model_layers(root)
+    out: dict[str, Any] = {"archc": 1, "name": model_name(name)}
+    cls = type(root).__name__ if not isinstance(root, Instance) else root.cls.__name__
+    out["class"] = cls
+    out["input"] = list(input_shape)
+    out["defaults"] = dict(DEFAULTS)
+    if renderer.kinds:
+        out["blocks"] = {
+            k.name: {"class": _class_name(k, renderer, cls), "params": k.params, "layers": k.layers} if k.params
+            else {"class": _class_name(k, renderer, cls), "layers": k.layers}
+            for k in renderer.kinds.values()
+        }  # fmt: skip
+    out["layers"] = layers
+    return out
+
+
+def _class_name(kind: Kind, renderer: Renderer, model_class: str) -> str:
+    base = kind.cls.__name__
+    taken = [k.name for k in renderer.kinds.values() if k.cls is kind.cls]
+    name = base if taken.index(kind.name) == 0 else f"{base}{taken.index(kind.name) + 1}"
+    if name == model_class:
+        name += "Block"
+    return name
+
+
+def model_name(label: str) -> str:
+    s = re.sub(r"\W", "_", label).strip("_").lower() or "model"
+    return s if s[0].isalpha() else f"m_{s}"

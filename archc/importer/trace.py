@@ -1,0 +1,253 @@
+"""A module tree -> a tree of entries: layers, groups (nn.Sequential) and block instances.
+
+Each user module (a class that is neither a torch.nn layer archc has nor a plain
+nn.Sequential) is traced with torch.fx, its child modules kept as calls (module-level leaf
+tracing), so its `forward` becomes a list of named entries with their dataflow: `from:`
+where an entry does not read the one before it, merges (`add`, `concat`, `multiply`) for
+the tensor arithmetic. Names are the module hierarchy's, so the spec's state_dict keys are
+the original's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from archc.importer.ops import Unsupported, function, is_container, leaf
+
+
+@dataclass
+class Layer:
+    kind: str
+    args: dict[str, Any]
+
+
+@dataclass
+class Merge:
+    kind: str  # add, concat, multiply
+    inputs: list[str]
+
+
+@dataclass
+class Group:
+    entries: list[Entry]
+
+
+@dataclass
+class Instance:
+    """One module of a user class: its traced entries, constructor arguments, input channels."""
+
+    cls: type
+    path: str
+    init: dict[str, Any]
+    in_channels: int
+    entries: list[Entry]
+    kind: str = ""  # set when kinds are formed
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+Node = Union[Layer, Merge, Group, Instance]
+
+
+@dataclass
+class Entry:
+    name: str | None  # None: numbered by position (an nn.Sequential child)
+    node: Node
+    src: str | None = None  # `from:`; None reads the entry before
+    channels: int | None = None  # the channels it reads (a module's, from a forward pass)
+
+
+class Tracer:
+    """Builds the entry tree of a model; `shapes` maps id(module) -> its input's shape."""
+
+    def __init__(self, model: Any, init: dict[int, dict[str, Any]], input_shape: tuple[int, ...]):
+        import torch
+
+        self.init = init
+        self.shapes: dict[int, tuple[int, ...]] = {}
+        hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
+        try:
+            with torch.no_grad():
+                model(torch.randn(1, *input_shape))
+        except Exception as e:
+            raise Unsupported(f"the model does not run on an input of shape {tuple(input_shape)}: {type(e).__name__}: {e}") from None
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def _hook(self, module: Any, args: tuple[Any, ...]) -> None:
+        import torch
+
+        if id(module) not in self.shapes and args and isinstance(args[0], torch.Tensor):
+            self.shapes[id(module)] = tuple(args[0].shape[1:])
+
+    def _channels(self, module: Any) -> int | None:
+        shape = self.shapes.get(id(module))
+        return shape[0] if shape else None
+
+    def describe(self, module: Any, path: str) -> Node:
+        try:
+            found = leaf(module)
+        except Unsupported as e:
+            raise Unsupported(f"{path or 'model'}: {e}") from None
+        if found is not None:
+            return Layer(*found)
+        if is_container(module):
+            return Group(self._children(module, path))
+        if len(list(module.parameters(recurse=False))) or len(list(module.buffers(recurse=False))):
+            raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds weights of its own (not in a submodule)")
+        return self._instance(module, path)
+
+    def _children(self, module: Any, path: str) -> list[Entry]:
+        entries = []
+        for i, (key, child) in enumerate(module.named_children()):
+            name = None if key == str(i) else key
+            entries.append(Entry(name, self.describe(child, _join(path, key)), channels=self._channels(child)))
+        return entries
+
+    def _instance(self, module: Any, path: str) -> Instance:
+        import torch.fx
+
+        class LeafTracer(torch.fx.Tracer):
+            def is_leaf_module(self, m: Any, qualname: str) -> bool:
+                return True
+
+        what = f"{path or 'model'}: {type(module).__name__}"
+        if id(module) not in self.shapes:
+            raise Unsupported(f"{what} is never called by its parent's forward")
+        try:
+            graph = LeafTracer().trace(module)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
+        entries = self._entries(module, path, graph, what)
+        shape = self.shapes[id(module)]
+        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
+
+    def _entries(self, module: Any, path: str, graph: Any, what: str) -> list[Entry]:
+        import torch.fx
+
+        names: dict[Any, str] = {}  # fx node -> the entry name that holds its tensor
+        entries: list[Entry] = []
+        used: set[str] = {n for n, _ in module.named_children()}
+        called: dict[str, Any] = {}
+        previous = "input"
+        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        for extra in placeholders[1:]:
+            if extra.users:
+                raise Unsupported(f"{what}: forward reads several inputs ({', '.join(p.target for p in placeholders)})")
+
+        def tensor_inputs(node: Any) -> list[Any]:
+            found: list[Any] = []
+            torch.fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n))
+            return found
+
+        def name_of(node: Any) -> str:
+            if node not in names:
+                raise Unsupported(f"{what}: forward reads {node.name}, which archc cannot express")
+            return names[node]
+
+        def fresh(base: str) -> str:
+            name, k = base, 1
+            while name in used:
+                name, k = f"{base}{k}", k + 1
+            used.add(name)
+            return name
+
+        def add(entry: Entry, node: Any, inputs: list[Any]) -> None:
+            nonlocal previous
+            if len(inputs) == 1 and not isinstance(entry.node, Merge):
+                source = name_of(inputs[0])
+                entry.src = None if source == previous else source
+            entries.append(entry)
+            names[node] = entry.name  # type: ignore[assignment]
+            previous = entry.name  # type: ignore[assignment]
+
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if node is placeholders[0]:
+                    names[node] = "input"
+                continue
+            if node.op == "output":
+                result = node.args[0]
+                if not isinstance(result, torch.fx.Node) or name_of(result) != previous:
+                    raise Unsupported(f"{what}: forward returns something other than its last tensor")
+                continue
+            inputs = tensor_inputs(node)
+            if node.op == "call_module":
+                target = str(node.target)
+                if "." in target:
+                    raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
+                child = module.get_submodule(target)
+                if len(inputs) != 1:
+                    raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
+                if target in called:
+                    described = called[target]
+                    if not (isinstance(described, Layer) and not described.args and described.kind in _ACTIVATIONS):
+                        raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called twice (shared weights)")
+                else:
+                    described = called[target] = self.describe(child, _join(path, target))
+                name = None if target.isdigit() else target
+                entry = Entry(name, described, channels=self._channels(child))
+                add(entry, node, inputs)
+                if name is None:
+                    names[node] = target
+                    entry.name = None
+                    previous = target
+                continue
+            if node.op == "get_attr":
+                raise Unsupported(f"{what}: forward reads the tensor {node.target} directly")
+            kind = function(node.target, tuple(node.args), dict(node.kwargs))
+            if kind is None:
+                target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+                raise Unsupported(f"{what}: forward calls {target}, which archc has no layer for")
+            kind, args = kind
+            if kind in ("add", "multiply", "concat"):
+                if kind == "concat":
+                    tensors = node.args[0] if node.args else node.kwargs["tensors"]
+                    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, torch.fx.Node) for t in tensors):
+                        raise Unsupported(f"{what}: torch.cat of something other than a list of tensors")
+                    inputs = list(tensors)
+                elif len(inputs) != 2:
+                    raise Unsupported(f"{what}: {kind} of a tensor and a number")
+                add(Entry(fresh(kind if kind != "concat" else "cat"), Merge(kind, [name_of(i) for i in inputs])), node, inputs)
+                continue
+            if len(inputs) != 1:
+                raise Unsupported(f"{what}: {kind} of {len(inputs)} tensors")
+            add(Entry(fresh("pool" if kind == "adaptive_avgpool" else kind), Layer(kind, args)), node, inputs)
+        return _global_pools(entries)
+
+
+_ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
+
+
+def _global_pools(entries: list[Entry]) -> list[Entry]:
+    """adaptive_avgpool to 1 then flatten -> global_avgpool (archc's flat (C,) output)."""
+    out: list[Entry] = []
+    i = 0
+    while i < len(entries):
+        e = entries[i]
+        nxt = entries[i + 1] if i + 1 < len(entries) else None
+        if (
+            isinstance(e.node, Layer) and e.node.kind == "adaptive_avgpool" and e.node.args.get("size") == 1
+            and nxt is not None and isinstance(nxt.node, Layer) and nxt.node.kind == "flatten" and nxt.src is None
+            and e.name is not None and nxt.name is not None and not _read_by_name(entries[i + 2 :], nxt.name)
+            and not _read_by_name(entries[i + 1 :], e.name)
+        ):  # fmt: skip
+            out.append(Entry(e.name, Layer("global_avgpool", {}), e.src))
+            i += 2
+            continue
+        out.append(e)
+        i += 1
+    return out
+
+
+def _read_by_name(entries: list[Entry], name: str) -> bool:
+    for e in entries:
+        if e.src == name or (isinstance(e.node, Merge) and name in e.node.inputs):
+            return True
+    return False
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
