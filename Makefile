@@ -26,7 +26,7 @@ demo: setup
 
 # The parity tests need torchvision and timm: they run in .tvenv only, and the main run leaves
 # them out (in CI, CI=true, a module whose dependency is missing fails: tests/conftest.py need).
-PARITY := tests/test_torchvision.py tests/test_timm.py
+PARITY := tests/test_torchvision.py tests/test_timm.py tests/test_import.py
 PYTEST := $(PY) -m pytest -n 2 -q $(addprefix --ignore=,$(PARITY))
 PARITY_PYTEST := PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider $(PARITY)
 

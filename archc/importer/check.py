@@ -1,6 +1,7 @@
 """The import's proof: the spec, built by archc, loads the original's state_dict strictly
-and gives its outputs (float64, eval mode, batch-norm statistics and affine parameters
-randomised so that no layer is the identity) on a random input."""
+and gives its outputs (eval mode, batch-norm statistics and affine parameters randomised so
+that no layer is the identity) on a random input. float32: the same operations in the same
+order give the same numbers, and PyTorch's float64 depthwise convs take seconds a pass."""
 
 from __future__ import annotations
 
@@ -28,10 +29,9 @@ def check(model: Any, text: str, input_shape: tuple[int, ...], file: str) -> flo
     except RuntimeError as e:
         first = " ".join(str(e).split())[:300]
         raise SpecError(f"the imported spec's state_dict is not the original's: {first}") from None
-    model = model.double().eval()
-    built = built.double().eval()
+    model, built = model.eval(), built.eval()
     torch.manual_seed(0)
-    x = torch.randn(2, *input_shape, dtype=torch.float64)
+    x = torch.randn(2, *input_shape)
     with torch.no_grad():
         want, got = model(x), built(x)
     if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor):

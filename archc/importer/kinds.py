@@ -177,6 +177,9 @@ class Scope:
         if all(v == pv[0] and type(v) is type(pv[0]) for v in pv):
             return pv[0]
         if all(type(v) is int for v in pv):
+            plain = [n for n, vs in {**self.vars, **self.new}.items() if [v for v, m in zip(vs, mask) if m] == pv]
+            if plain:  # the argument named most like the layer: expand3x3 reads expand3x3_planes
+                return self._use(max(plain, key=lambda n: (_common_prefix(n, hint), -plain.index(n))))
             for expr, got in self._int_candidates(mask, channels):
                 if got == pv:
                     return self._use(expr)
@@ -247,6 +250,15 @@ class Scope:
             except Exception:
                 continue
         return self._new(f"use_{hint}", [bool(p) for p in present])
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def constructor_defaults(cls: type) -> dict[str, Any]:

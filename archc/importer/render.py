@@ -81,7 +81,9 @@ class Renderer:
                 continue
             values = scope.vars.get(p, scope.new.get(p))
             d = defaults.get(p) if p in scope.vars else None
-            if d is None or type(d) is not type(values[0]):
+            if (d is None or type(d) is not type(values[0])) and not any(
+                re.search(rf"\b{p}\b", e) for e in scope.outputs
+            ):  # a default for a stride or a ratio, not for a width
                 d = _common(values)
             params[p] = d if d is not None else type(values[0]).__name__
         for k_, inst in enumerate(instances):

@@ -1,0 +1,189 @@
+"""`archc import` (archc.importer): a torchvision model becomes a spec of block kinds and
+stages that rebuilds it exactly. Each round trip is checked here independently of the
+importer's own check: the spec, compiled by archc, loads torchvision's state_dict strictly
+and, with the batch-norm statistics randomised, gives torchvision's outputs (relative difference <= 1e-5).
+Needs torchvision (runs in .tvenv: `make test-torchvision`)."""
+
+import textwrap
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import need
+
+torch = need("torch")
+torchvision = need("torchvision")
+
+from archc.api import build  # noqa: E402
+from archc.cli import main  # noqa: E402
+from archc.importer import import_spec  # noqa: E402
+from archc.spec.loader import load_spec_text  # noqa: E402
+
+# model -> (block kinds, each model-level stage's (kind, repeat) in order): torchvision's
+# layouts, read off its source (resnet.py's [2, 2, 2, 2] and [3, 4, 6, 3], mobilenetv2.py's
+# inverted_residual_setting, squeezenet.py's Fire modules).
+EXPECTED = {
+    "resnet18": ({"basic_block"}, [("basic_block", 2)] * 4),
+    "resnet50": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)]),
+    "resnext50_32x4d": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)]),
+    "mobilenet_v2": (
+        {"conv2d_norm_activation", "inverted_residual"},
+        [("inverted_residual", n) for n in (2, 3, 4, 3, 3)],
+    ),
+    "squeezenet1_1": ({"fire"}, [("fire", 2)] * 4),
+    "vgg11": (set(), []),
+    "alexnet": (set(), []),
+}  # fmt: skip
+
+
+# Every layer of these models takes any input size; 2 cores compare float64 passes at 64x64
+# in a fraction of the time 224x224 takes (the spec's input is then (3, 64, 64)).
+SMALL = (3, 64, 64)
+
+
+def stages(layers):
+    """(kind, repeat) of every stage in a layer list, nested lists included, in order."""
+    found = []
+    for item in layers:
+        body = next(iter(item.values())) if isinstance(item, dict) and len(item) == 1 else item
+        if isinstance(body, list):
+            found += stages(body)
+        elif isinstance(body, dict) and "stage" in body:
+            found.append((body["stage"], body["repeat"]))
+    return found
+
+
+def randomise(model):
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+    return model.eval()
+
+
+def assert_rebuilds(reference, text, input_shape=(3, 224, 224)):
+    ours = build(load_spec_text(text), "torch")
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *input_shape)
+    with torch.no_grad():
+        want, got = reference(x), ours.eval()(x)
+    assert float((want - got).abs().max() / want.abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_round_trip(name):
+    torch.manual_seed(0)
+    result = import_spec(f"torchvision:{name}", SMALL)
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    kinds, expected_stages = EXPECTED[name]
+    assert set(spec.get("blocks", {})) == kinds
+    assert stages(spec["layers"]) == expected_stages
+    assert_rebuilds(randomise(getattr(torchvision.models, name)(weights=None)), result.text, SMALL)
+
+
+def test_parameters_are_expressions():
+    """A kind's widths are written over its constructor's arguments and in_channels, as
+    torchvision computes them (Bottleneck: conv3 is planes * expansion; its downsample
+    exists where the input's width is not the output's)."""
+    spec = yaml.safe_load(import_spec("torchvision:resnet50", check=False).text)
+    kind = spec["blocks"]["bottleneck"]
+    layers = {name: body for item in kind["layers"] for name, body in item.items()}
+    assert kind["params"] == {"planes": "int", "stride": 1}
+    assert layers["conv3"]["conv"]["filters"] == "4 * planes"
+    assert layers["downsample"]["if"] == "in_channels != 4 * planes" and layers["downsample"]["from"] == "input"
+    assert layers["add"] == {"add": ["bn3", "downsample"]}
+
+
+MODELS_PY = '''
+import torch
+from torch import nn
+
+
+class Unit(nn.Module):
+    def __init__(self, cin, width, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, width, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class Net(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.body = nn.Sequential(Unit(3, width, 2), Unit(width, 2 * width), Unit(2 * width, 2 * width))
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        if x.mean() > 0:  # data-dependent control flow
+            return self.conv(x)
+        return x
+
+
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.gate = Gate()
+
+    def forward(self, x):
+        return self.gate(self.stem(x))
+
+
+def net(width=8):
+    return Net(width)
+
+
+def gated():
+    return Gated()
+'''
+
+
+def test_file_source_with_args(tmp_path):
+    source = tmp_path / "models.py"
+    source.write_text(textwrap.dedent(MODELS_PY))
+    out = tmp_path / "net.yaml"
+    result = CliRunner().invoke(main, ["import", f"{source}:net", "--arg", "width=16", "--input", "3,32,32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(out.read_text())
+    assert spec["input"] == [3, 32, 32] and spec["blocks"]["unit"]["params"] == {"width": "int", "stride": 1}
+    assert spec["layers"][0] == {"body": {"stage": "unit", "repeat": 3, "with": {"width": 32}, "first": {"width": 16, "stride": 2}}}
+    namespace = {}
+    exec(compile(textwrap.dedent(MODELS_PY), str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"](width=16)), out.read_text(), (3, 32, 32))
+
+
+def test_unsupported_module_is_one_line_and_writes_nothing(tmp_path):
+    source = tmp_path / "models.py"
+    source.write_text(textwrap.dedent(MODELS_PY))
+    out = tmp_path / "gated.yaml"
+    result = CliRunner().invoke(main, ["import", f"{source}:gated", "-o", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"archc: error: cannot import {source}:gated: gate: Gate: forward cannot be traced")
+    assert not out.exists()
+
+
+def test_unknown_model_is_one_line():
+    result = CliRunner().invoke(main, ["import", "torchvision:resnet_nonexistent"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "archc: error: torchvision has no model 'resnet_nonexistent' (torchvision.models.list_models())"
