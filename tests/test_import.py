@@ -19,20 +19,32 @@ from archc.cli import main  # noqa: E402
 from archc.importer import import_spec  # noqa: E402
 from archc.spec.loader import load_spec_text  # noqa: E402
 
-# model -> (block kinds, each model-level stage's (kind, repeat) in order): torchvision's
-# layouts, read off its source (resnet.py's [2, 2, 2, 2] and [3, 4, 6, 3], mobilenetv2.py's
-# inverted_residual_setting, squeezenet.py's Fire modules).
+# model -> (block kinds, each model-level stage's (kind, repeat) in order or None, constructor
+# arguments): torchvision's layouts, read off its source (resnet.py's [2, 2, 2, 2] and
+# [3, 4, 6, 3], mobilenetv2.py's inverted_residual_setting, squeezenet.py's Fire modules,
+# efficientnet.py's B0 repeats [1, 2, 2, 3, 3, 4, 1], convnext.py's [3, 3, 9, 3], mnasnet.py's
+# _stack repeats [3, 3, 3, 2, 4, 1]; a stage of one instance is a block).
 EXPECTED = {
-    "resnet18": ({"basic_block"}, [("basic_block", 2)] * 4),
-    "resnet50": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)]),
-    "resnext50_32x4d": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)]),
+    "resnet18": ({"basic_block"}, [("basic_block", 2)] * 4, {}),
+    "resnet50": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)], {}),
+    "resnext50_32x4d": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)], {}),
     "mobilenet_v2": (
         {"conv2d_norm_activation", "inverted_residual"},
         [("inverted_residual", n) for n in (2, 3, 4, 3, 3)],
+        {},
     ),
-    "squeezenet1_1": ({"fire"}, [("fire", 2)] * 4),
-    "vgg11": (set(), []),
-    "alexnet": (set(), []),
+    "squeezenet1_1": ({"fire"}, [("fire", 2)] * 4, {}),
+    "vgg11": (set(), [], {}),
+    "alexnet": (set(), [], {}),
+    "efficientnet_b0": (
+        {"conv2d_norm_activation", "squeeze_excitation", "mb_conv"},
+        [("mb_conv", n) for n in (1, 2, 2, 3, 3, 4, 1)],
+        {},
+    ),
+    "convnext_tiny": ({"conv2d_norm_activation", "cn_block"}, [("cn_block", n) for n in (3, 3, 9, 3)], {}),
+    "mnasnet1_0": ({"inverted_residual"}, [("inverted_residual", n) for n in (3, 3, 3, 2, 4)], {}),
+    "mobilenet_v3_large": ({"conv2d_norm_activation", "inverted_residual", "squeeze_excitation"}, None, {}),
+    "googlenet": ({"basic_conv2d", "inception"}, [], {"aux_logits": False, "init_weights": False}),
 }  # fmt: skip
 
 
@@ -79,13 +91,26 @@ def assert_rebuilds(reference, text, input_shape=(3, 224, 224)):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_round_trip(name):
     torch.manual_seed(0)
-    result = import_spec(f"torchvision:{name}", SMALL)
+    kinds, expected_stages, kwargs = EXPECTED[name]
+    result = import_spec(f"torchvision:{name}", SMALL, kwargs)
     assert result.diff is not None and result.diff <= 1e-5
     spec = yaml.safe_load(result.text)
-    kinds, expected_stages = EXPECTED[name]
     assert set(spec.get("blocks", {})) == kinds
-    assert stages(spec["layers"]) == expected_stages
-    assert_rebuilds(randomise(getattr(torchvision.models, name)(weights=None)), result.text, SMALL)
+    if expected_stages is not None:
+        assert stages(spec["layers"]) == expected_stages
+    assert_rebuilds(randomise(getattr(torchvision.models, name)(weights=None, **kwargs)), result.text, SMALL)
+
+
+def test_growing_rates_are_expressions():
+    """torchvision's stochastic depth rates grow over the model (EfficientNet: 0.2 * k / 16;
+    ConvNeXt: 0.1 * k / 17): one expression over stage_block_id, so a model-level stage keeps
+    its instances together."""
+    spec = yaml.safe_load(import_spec("torchvision:convnext_tiny", SMALL, check=False).text)
+    rates = {s["with"]["stochastic_depth_prob"] for s in spec["layers"][0]["features"] if isinstance(s, list) for s in s if "stage" in s}
+    assert rates == {"0.1 * stage_block_id / (total_stage_blocks - 1)"}
+    spec = yaml.safe_load(import_spec("torchvision:efficientnet_b0", SMALL, check=False).text)
+    rates = {s["with"]["stochastic_depth_prob"] for s in spec["layers"][0]["features"] if isinstance(s, list) for s in s if "stage" in s}
+    assert rates == {"0.2 * stage_block_id / total_stage_blocks"}
 
 
 def test_parameters_are_expressions():

@@ -222,6 +222,8 @@ class Scope:
         return expr
 
     def _new(self, hint: str, values: list[Any]) -> str:
+        hint = re.sub(r"\W", "_", hint).strip("_") or "param"
+        hint = hint if hint[0].isalpha() else f"p_{hint}"
         name, k = hint, 2
         while name in self.vars or name in self.new or name in self.reserved:
             name, k = f"{hint}{k}", k + 1
@@ -239,7 +241,8 @@ class Scope:
                 atoms += [name, f"not {name}"]
             elif all(type(v) is int for v in vs) and name != "in_channels":
                 atoms += [f"{name} != 1", f"{name} == 1"]
-        for expr in dict.fromkeys(self.outputs):
+        widths = [n for n, vs in {**self.vars, **self.new}.items() if n != "in_channels" and all(type(v) is int for v in vs)]
+        for expr in dict.fromkeys([*self.outputs, *widths]):
             atoms += [f"in_channels != {expr}", f"in_channels == {expr}"]
         candidates = atoms + [f"{a} or {b}" for a, b in itertools.permutations(atoms, 2)]
         candidates += [f"{a} and {b}" for a, b in itertools.permutations(atoms, 2)]

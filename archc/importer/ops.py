@@ -96,6 +96,19 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if type(module) is not nn.Dropout:
             raise Unsupported(f"{name} (channel dropout)")
         return "dropout", {"rate": module.p}
+    if name == "StochasticDepth" and hasattr(module, "p") and hasattr(module, "mode"):  # torchvision.ops
+        if module.mode != "row":
+            raise Unsupported(f"StochasticDepth(mode={module.mode!r}) (archc's drops rows)")
+        return "stochastic_depth", {"rate": module.p}
+    if isinstance(module, nn.LayerNorm) and (type(module) is nn.LayerNorm or name == "LayerNorm2d"):
+        if len(module.normalized_shape) != 1 or not module.elementwise_affine or module.bias is None:
+            raise Unsupported(f"{name}({tuple(module.normalized_shape)}) over more than the channels, or without weights")
+        return "layernorm", {"eps": module.eps}
+    if name == "Permute" and hasattr(module, "dims"):  # torchvision.ops.misc.Permute
+        to = {(0, 2, 3, 1): "channels_last", (0, 3, 1, 2): "channels_first"}.get(tuple(module.dims))
+        if to is None:
+            raise Unsupported(f"Permute({list(module.dims)})")
+        return "permute", {"to": to}
     if type(module) is nn.Identity:
         return "identity", {}
     if type(module) is nn.Flatten:
@@ -153,6 +166,8 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return ("flatten", {}) if (start, end) == (1, -1) else None
     if target in (F.relu, torch.relu, "relu", "relu_") and len(args) == 1:
         return "relu", {}
+    if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
+        return "global_avgpool", {}
     if target in (torch.sigmoid, F.sigmoid, "sigmoid") and len(args) == 1:
         return "sigmoid", {}
     if target in (F.adaptive_avg_pool2d,):

@@ -22,6 +22,7 @@ from archc.importer.kinds import (
 from archc.importer.ops import DEFAULTS, omitted
 from archc.importer.trace import Entry, Group, Instance
 
+ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
 SHORTHAND = {"batchnorm", "global_avgpool", "flatten", "identity", "relu", "relu6", "silu", "sigmoid", "tanh",
              "hardswish", "hardsigmoid", "gelu"}  # fmt: skip
 
@@ -34,6 +35,8 @@ class Kind:
 class Renderer:
     def __init__(self) -> None:
         self.kinds: dict[str, Kind] = {}
+        # kind -> parameter -> expression over stage_block_id (stochastic depth rates growing over the model)
+        self.progressive: dict[str, dict[str, str]] = {}
 
     # -- kinds ---------------------------------------------------------------------------
     def form_kinds(self, root: Instance) -> None:
@@ -124,6 +127,8 @@ class Renderer:
         with_ = {}
         for p, values in node.params.items():
             v = scope.value(values, mask, p)
+            if isinstance(v, str) and "channels" in p or p in ("filters", "planes", "width"):
+                scope.outputs.append(v)
             if not (v == kind.params.get(p) and type(v) is type(kind.params.get(p))):
                 with_[p] = v
         return {"block": node.kind, **({"with": with_} if with_ else {})}, {}
@@ -141,7 +146,7 @@ class Renderer:
             ):
                 j += 1
             if j > i:
-                for run in _runs([te.node for te in node.entries[i:j]]):  # type: ignore[misc]
+                for run in self._runs([te.node for te in node.entries[i:j]]):  # type: ignore[misc]
                     items += self._stage(run)
                 i = j
             else:
@@ -149,9 +154,27 @@ class Renderer:
                 i += 1
         return items
 
+    def _runs(self, insts: list[TInst]) -> list[list[TInst]]:
+        if self.progressive:  # only the growing kind's instances are in stages (see _progressive)
+            out: list[list[TInst]] = []
+            for run in _runs(insts, {k: set(v) for k, v in self.progressive.items()}):
+                out += [run] if run[0].kind in self.progressive else [[inst] for inst in run]
+            return out
+        return _runs(insts)
+
     def _stage(self, run: list[TInst]) -> list[Any]:
         kind = self.kinds[run[0].kind]
-        values = [{p: v[0] for p, v in inst.params.items()} for inst in run]
+        growing = self.progressive.get(kind.name, {})
+        values = [{p: v[0] for p, v in inst.params.items() if p not in growing} for inst in run]
+        if growing:  # every instance is in a stage, so that stage_block_id counts it
+            item: dict[str, Any] = {"stage": kind.name, "repeat": len(run)}
+            rest = values[-1]
+            first = {p: v for p, v in values[0].items() if v != rest[p] or type(v) is not type(rest[p])}
+            with_ = {p: v for p, v in rest.items() if not (v == kind.params.get(p) and type(v) is type(kind.params.get(p)))}
+            item["with"] = {**with_, **growing}
+            if first:
+                item["first"] = first
+            return [item]
 
         def shown(params: dict[str, Any]) -> dict[str, Any]:
             return {p: v for p, v in params.items() if not (v == kind.params.get(p) and type(v) is type(kind.params.get(p)))}
@@ -170,13 +193,14 @@ class Renderer:
 
     def model_layers(self, root: Instance) -> list[Any]:
         tentries = unify([root.entries])
+        self.progressive = _progressive(_stage_instances(tentries), self.kinds)
         scope = Scope(1, {})
         items = []
         for te in tentries:
             if te.name is not None and isinstance(te.node, TGroup) and te.node.entries and all(
                 e.name is None and isinstance(e.node, TInst) for e in te.node.entries
             ):
-                runs = _runs([e.node for e in te.node.entries])  # type: ignore[misc]
+                runs = self._runs([e.node for e in te.node.entries])  # type: ignore[misc]
                 if len(runs) == 1 and len(runs[0]) > 1:
                     stage = self._stage(runs[0])[0]
                     items.append(_item(te.name, None, {"from": te.src} if te.src else {}, stage))
@@ -196,7 +220,46 @@ def _common(values: list[Any]) -> Any:
     return best if values.count(best) * 2 > len(values) else None
 
 
-def _runs(insts: list[TInst]) -> list[list[TInst]]:
+def _stage_instances(tentries: list[TEntry]) -> list[TInst]:
+    """The model-level instances a stage may hold (unnamed entries of lists), in model order."""
+    out: list[TInst] = []
+    for te in tentries:
+        if isinstance(te.node, TGroup):
+            out += [e.node for e in te.node.entries if e.name is None and e.src is None and isinstance(e.node, TInst)]
+            out += _stage_instances([e for e in te.node.entries if isinstance(e.node, TGroup)])
+    return out
+
+
+def _progressive(every: list[TInst], kinds: dict[str, Kind]) -> dict[str, dict[str, str]]:
+    """Float parameters that grow with the instance's index over the model, as torchvision's
+    stochastic depth rates (EfficientNet: p * k / n; ConvNeXt: p * k / (n - 1)): written as
+    `p * stage_block_id / total_stage_blocks`. For one kind; the others' instances are then
+    written one by one, so that every stage instance is one of that kind's."""
+    for name in dict.fromkeys(i.kind for i in every):
+        found = _growing([i for i in every if i.kind == name])
+        if found:
+            return {name: found}
+    return {}
+
+
+def _growing(insts: list[TInst]) -> dict[str, str]:
+    n = len(insts)
+    found: dict[str, str] = {}
+    for p in insts[0].params:
+        values = [i.params[p][0] for i in insts]
+        if n < 3 or not all(type(v) is float for v in values) or len(set(values)) < 3:
+            continue
+        fits = []
+        for d, text in ((n, "total_stage_blocks"), (n - 1, "(total_stage_blocks - 1)")):
+            c = float(f"{values[-1] * d / (n - 1):.12g}")
+            if all(abs(v - c * k / d) <= 1e-12 * max(1.0, abs(c)) for k, v in enumerate(values)):
+                fits.append((len(repr(c)), f"{c!r} * stage_block_id / {text}"))
+        if fits:  # the rounder factor: ConvNeXt's 0.1 over n - 1, not 0.10588... over n
+            found[p] = min(fits)[1]
+    return found
+
+
+def _runs(insts: list[TInst], ignore: dict[str, set[str]] | None = None) -> list[list[TInst]]:
     """Consecutive instances of one kind split into stages: the fewest entries, then the
     fewest `first:` overrides (a stage's instances after the first share their parameters)."""
     n = len(insts)
@@ -206,9 +269,10 @@ def _runs(insts: list[TInst]) -> list[list[TInst]]:
             run = insts[start:end]
             if run[0].kind != run[-1].kind or any(r.kind != run[0].kind for r in run):
                 break
-            if len(run) > 2 and _params(run[-1]) != _params(run[1]):
+            skip = (ignore or {}).get(run[0].kind, set())
+            if len(run) > 2 and _params(run[-1], skip) != _params(run[1], skip):
                 break
-            extra = 0 if len(run) == 1 else sum(1 for p, v in _params(run[0]).items() if _params(run[1])[p] != v)
+            extra = 0 if len(run) == 1 else sum(1 for p, v in _params(run[0], skip).items() if _params(run[1], skip)[p] != v)
             cost = best[start][0] + 1 + 0.4 * extra
             if cost < best[end][0]:
                 best[end] = (cost, start)
@@ -221,8 +285,8 @@ def _runs(insts: list[TInst]) -> list[list[TInst]]:
     return out[::-1]
 
 
-def _params(inst: TInst) -> dict[str, Any]:
-    return {p: (v[0], type(v[0])) for p, v in inst.params.items()}
+def _params(inst: TInst, skip: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    return {p: (v[0], type(v[0])) for p, v in inst.params.items() if p not in skip}
 
 
 def _item(name: str | None, value: Any, extra: dict[str, Any], whole: dict[str, Any] | None = None) -> Any:
@@ -232,6 +296,8 @@ def _item(name: str | None, value: Any, extra: dict[str, Any], whole: dict[str, 
         body = value
     elif isinstance(value, list):
         body = {"group": value, **extra}
+    elif isinstance(value, str) and value in ACTIVATIONS:
+        body = {"act": {"fn": value}, **extra}  # `relu: {}` is not a layer; `act: {fn: relu}` is
     elif isinstance(value, str):
         body = {value: {}, **extra}
     else:

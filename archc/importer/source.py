@@ -47,11 +47,15 @@ def recording(store: dict[int, dict[str, Any]]):  # type: ignore[no-untyped-def]
         if outermost is not None and id(self) not in store:
             code = outermost.f_code
             names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-            store[id(self)] = {
-                n: outermost.f_locals[n]
-                for n in names
-                if n in outermost.f_locals and type(outermost.f_locals[n]) in (int, float, bool)
-            }
+            found: dict[str, Any] = {}
+            configs: dict[str, Any] = {}
+            for n in names:
+                value = outermost.f_locals.get(n)
+                if type(value) in (int, float, bool):
+                    found[n] = value
+                elif _config(value):  # a settings object (torchvision's MBConvConfig): its scalar fields
+                    configs.update({k: v for k, v in vars(value).items() if type(v) in (int, float, bool)})
+            store[id(self)] = {**{k: v for k, v in configs.items() if k not in found}, **found}
         original(self, *args, **kwargs)
 
     torch.nn.Module.__init__ = init  # type: ignore[method-assign]
@@ -59,6 +63,15 @@ def recording(store: dict[int, dict[str, Any]]):  # type: ignore[no-untyped-def]
         yield store
     finally:
         torch.nn.Module.__init__ = original  # type: ignore[method-assign]
+
+
+def _config(value: Any) -> bool:
+    import torch
+
+    return (
+        hasattr(value, "__dict__") and not isinstance(value, (torch.nn.Module, torch.Tensor, type))
+        and not callable(value) and type(value).__module__ not in ("builtins", "functools")
+    )  # fmt: skip
 
 
 def load(source: str, kwargs: dict[str, Any]) -> tuple[Any, str, dict[int, dict[str, Any]]]:

@@ -94,8 +94,8 @@ class Tracer:
             return Layer(*found)
         if is_container(module):
             return Group(self._children(module, path))
-        if len(list(module.parameters(recurse=False))) or len(list(module.buffers(recurse=False))):
-            raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds weights of its own (not in a submodule)")
+        if len(list(module.buffers(recurse=False))):
+            raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
         return self._instance(module, path)
 
     def _children(self, module: Any, path: str) -> list[Entry]:
@@ -132,6 +132,8 @@ class Tracer:
         used: set[str] = {n for n, _ in module.named_children()}
         called: dict[str, Any] = {}
         previous = "input"
+        scales: dict[Any, str] = {}
+        scaled: set[str] = set()
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
             if extra.users:
@@ -196,12 +198,26 @@ class Tracer:
                     previous = target
                 continue
             if node.op == "get_attr":
-                raise Unsupported(f"{what}: forward reads the tensor {node.target} directly")
+                scales[node] = str(node.target)  # a layer scale, if a multiply reads it (below)
+                continue
             kind = function(node.target, tuple(node.args), dict(node.kwargs))
             if kind is None:
                 target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
                 raise Unsupported(f"{what}: forward calls {target}, which archc has no layer for")
             kind, args = kind
+            if kind == "multiply" and any(a in scales for a in node.args):
+                (attr,) = [scales[a] for a in node.args if a in scales]
+                (other,) = [a for a in node.args if a not in scales and isinstance(a, torch.fx.Node)]
+                param = getattr(module, attr, None)
+                if not isinstance(param, torch.nn.Parameter) or param.dim() != 3 or tuple(param.shape[1:]) != (1, 1):
+                    raise Unsupported(f"{what}: forward multiplies by the tensor {attr}, not a (C, 1, 1) layer scale")
+                flat = param.detach().flatten()
+                value = float(flat[0]) if bool((flat == flat[0]).all()) else 1.0
+                value = float(f"{value:.7g}")  # a float32's shortest digits: 1e-6, not 9.99999997e-07
+                used.add(attr)
+                scaled.add(attr)
+                add(Entry(attr, Layer("layer_scale", {"init_value": value})), node, [other])
+                continue
             if kind in ("add", "multiply", "concat"):
                 if kind == "concat":
                     tensors = node.args[0] if node.args else node.kwargs["tensors"]
@@ -215,6 +231,12 @@ class Tracer:
             if len(inputs) != 1:
                 raise Unsupported(f"{what}: {kind} of {len(inputs)} tensors")
             add(Entry(fresh("pool" if kind == "adaptive_avgpool" else kind), Layer(kind, args)), node, inputs)
+        for pname, _ in module.named_parameters(recurse=False):
+            if pname not in scaled:
+                raise Unsupported(f"{what} holds the weight {pname} of its own, which its forward does not use as a layer scale")
+        for cname, child in module.named_children():
+            if cname not in called and any(True for _ in child.parameters()):
+                raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
         return _global_pools(entries)
 
 
