@@ -45,7 +45,13 @@ EXPECTED = {
     "mnasnet1_0": ({"inverted_residual"}, [("inverted_residual", n) for n in (3, 3, 3, 2, 4)], {}),
     "mobilenet_v3_large": ({"conv2d_norm_activation", "inverted_residual", "squeeze_excitation"}, None, {}),
     "googlenet": ({"basic_conv2d", "inception"}, [], {"aux_logits": False, "init_weights": False}),
+    "inception_v3": (
+        {"basic_conv2d", "inception_a", "inception_b", "inception_c", "inception_d", "inception_e"},
+        [],
+        {"aux_logits": False, "init_weights": False},
+    ),
 }  # fmt: skip
+INPUT = {"inception_v3": (3, 75, 75)}  # its smallest
 
 
 # Every layer of these models takes any input size; 2 cores compare float64 passes at 64x64
@@ -92,13 +98,14 @@ def assert_rebuilds(reference, text, input_shape=(3, 224, 224)):
 def test_round_trip(name):
     torch.manual_seed(0)
     kinds, expected_stages, kwargs = EXPECTED[name]
-    result = import_spec(f"torchvision:{name}", SMALL, kwargs)
+    shape = INPUT.get(name, SMALL)
+    result = import_spec(f"torchvision:{name}", shape, kwargs)
     assert result.diff is not None and result.diff <= 1e-5
     spec = yaml.safe_load(result.text)
     assert set(spec.get("blocks", {})) == kinds
     if expected_stages is not None:
         assert stages(spec["layers"]) == expected_stages
-    assert_rebuilds(randomise(getattr(torchvision.models, name)(weights=None, **kwargs)), result.text, SMALL)
+    assert_rebuilds(randomise(getattr(torchvision.models, name)(weights=None, **kwargs)), result.text, shape)
 
 
 def test_growing_rates_are_expressions():

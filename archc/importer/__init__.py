@@ -46,7 +46,7 @@ def import_spec(
         spec = render.spec(render.Renderer(), root, label, source, shape)
     except Unsupported as e:
         raise SpecError(f"cannot import {source}: {e}") from None
-    written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={v}" for k, v in (args or {}).items()))
+    written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
     diff = checking.check(model, written, shape, f"<import {source}>") if check else None
     return Imported(written, spec["name"], diff)
 

@@ -194,6 +194,11 @@ class Scope:
             for name, vs in self.vars.items():
                 if [v for v, m in zip(vs, mask) if m] == pv:
                     return self._use(name)
+        if any(isinstance(v, list) for v in pv) and all(type(v) is int or (isinstance(v, list) and len(v) == 2) for v in pv):
+            # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels): each side on its own
+            pairs = [v if isinstance(v, list) else None if v is None else [v, v] for v in values]  # type: ignore[union-attr]
+            sides = [self.value([p[j] if p is not None else None for p in pairs], mask, f"{hint}_{'hw'[j]}") for j in (0, 1)]
+            return sides[0] if sides[0] == sides[1] else sides
         if not all(type(v) in (int, float, bool) for v in pv):
             raise Unsupported(f"{hint} takes the values {pv} in different instances")
         return self._new(hint, [v if m else pv[0] for v, m in zip(values, mask)])

@@ -170,6 +170,20 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return "global_avgpool", {}
     if target in (torch.sigmoid, F.sigmoid, "sigmoid") and len(args) == 1:
         return "sigmoid", {}
+    if target in (F.avg_pool2d, F.max_pool2d):
+        names = ["input", "kernel_size", "stride", "padding"] + (
+            ["ceil_mode", "count_include_pad", "divisor_override"] if target is F.avg_pool2d else ["dilation", "ceil_mode", "return_indices"]
+        )
+        given = {**dict(zip(names[1:], args[1:])), **kwargs}
+        kernel = _single(given.get("kernel_size"), "kernel_size")
+        stride = _single(given.get("stride") or kernel, "stride")
+        if given.get("divisor_override") is not None or _single(given.get("dilation", 1), "dilation") != 1 or given.get("return_indices"):
+            return None
+        out = {"kernel": kernel, "stride": stride, "padding": _single(given.get("padding", 0), "padding"),
+               "ceil_mode": bool(given.get("ceil_mode", False))}  # fmt: skip
+        if target is F.avg_pool2d:
+            return "avgpool", {**out, "count_include_pad": bool(given.get("count_include_pad", True))}
+        return "maxpool", out
     if target in (F.adaptive_avg_pool2d,):
         size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
         return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None

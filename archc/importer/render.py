@@ -19,7 +19,7 @@ from archc.importer.kinds import (
     scope_of,
     unify,
 )
-from archc.importer.ops import DEFAULTS, omitted
+from archc.importer.ops import DEFAULTS, Unsupported, omitted
 from archc.importer.trace import Entry, Group, Instance
 
 ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
@@ -76,7 +76,10 @@ class Renderer:
         tentries = unify([i.entries for i in instances])
         reserved = _names(tentries)
         scope = scope_of(instances, reserved)
-        layers = self.entries(tentries, scope, [True] * len(instances))
+        try:
+            layers = self.entries(tentries, scope, [True] * len(instances))
+        except Unsupported as e:
+            raise Unsupported(f"{instances[0].path}: {cls.__name__} (and its other instances): {e}") from None
         defaults = constructor_defaults(cls)
         params: dict[str, Any] = {}
         for p in scope.used:

@@ -230,7 +230,7 @@ class Tracer:
                 continue
             if len(inputs) != 1:
                 raise Unsupported(f"{what}: {kind} of {len(inputs)} tensors")
-            add(Entry(fresh("pool" if kind == "adaptive_avgpool" else kind), Layer(kind, args)), node, inputs)
+            add(Entry(fresh("pool" if kind in ("adaptive_avgpool", "avgpool", "maxpool") else kind), Layer(kind, args)), node, inputs)
         for pname, _ in module.named_parameters(recurse=False):
             if pname not in scaled:
                 raise Unsupported(f"{what} holds the weight {pname} of its own, which its forward does not use as a layer scale")
