@@ -23,7 +23,8 @@ from archc.spec.loader import load_spec_text  # noqa: E402
 # arguments): torchvision's layouts, read off its source (resnet.py's [2, 2, 2, 2] and
 # [3, 4, 6, 3], mobilenetv2.py's inverted_residual_setting, squeezenet.py's Fire modules,
 # efficientnet.py's B0 repeats [1, 2, 2, 3, 3, 4, 1], convnext.py's [3, 3, 9, 3], mnasnet.py's
-# _stack repeats [3, 3, 3, 2, 4, 1]; a stage of one instance is a block).
+# _stack repeats [3, 3, 3, 2, 4, 1], regnet_y_400mf's depths [1, 3, 6, 6] (stages named
+# block1-0, ...); a stage of one instance is a block, except where its name needs `names:`).
 EXPECTED = {
     "resnet18": ({"basic_block"}, [("basic_block", 2)] * 4, {}),
     "resnet50": ({"bottleneck"}, [("bottleneck", 3), ("bottleneck", 4), ("bottleneck", 6), ("bottleneck", 3)], {}),
@@ -44,6 +45,11 @@ EXPECTED = {
     "convnext_tiny": ({"conv2d_norm_activation", "cn_block"}, [("cn_block", n) for n in (3, 3, 9, 3)], {}),
     "mnasnet1_0": ({"inverted_residual"}, [("inverted_residual", n) for n in (3, 3, 3, 2, 4)], {}),
     "mobilenet_v3_large": ({"conv2d_norm_activation", "inverted_residual", "squeeze_excitation"}, None, {}),
+    "regnet_y_400mf": (
+        {"simple_stem_in", "conv2d_norm_activation", "squeeze_excitation", "bottleneck_transform", "res_bottleneck_block"},
+        [("res_bottleneck_block", n) for n in (1, 3, 6, 6)],
+        {},
+    ),
     "googlenet": ({"basic_conv2d", "inception"}, [], {"aux_logits": False, "init_weights": False}),
     "inception_v3": (
         {"basic_conv2d", "inception_a", "inception_b", "inception_c", "inception_d", "inception_e"},

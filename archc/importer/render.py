@@ -100,13 +100,46 @@ class Renderer:
     # -- rendering -----------------------------------------------------------------------
     def entries(self, tentries: list[TEntry], scope: Scope, mask: list[bool]) -> list[Any]:
         items = []
+        previous: str | None = "input"  # what an entry without `from:` reads, where that is a name
         for te in tentries:
             here = [p and m for p, m in zip(te.present, mask)]
             value, extra = self.node(te, scope, here)
-            if any(m and not p for p, m in zip(te.present, mask)):
+            conditional = any(m and not p for p, m in zip(te.present, mask))
+            if conditional:
                 extra["if"] = scope.condition(te.present, mask, te.name or _hint(te))
-            items.append(_item(te.name, value, {**({"from": te.src} if te.src else {}), **extra}))
+            src = {"from": te.src} if te.src and te.src != previous else {}
+            previous = te.name if not conditional else None
+            stage = self._named_stage(te) if scope.n == 1 and not extra else None
+            if stage is not None:
+                items.append(_item(te.name, None, src, stage))
+                continue
+            items.append(_item(te.name, value, {**src, **extra}))
         return items
+
+    def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
+        """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
+        numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
+        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries:
+            return None
+        entries = te.node.entries
+        if not all(isinstance(e.node, TInst) and e.src is None for e in entries):
+            return None
+        names = None
+        if any(e.name is not None for e in entries):
+            found = [re.fullmatch(r"(.*?)(\d+)", e.name or "") for e in entries]
+            if not all(found) or len({f.group(1) for f in found}) != 1:  # type: ignore[union-attr]
+                return None
+            start = int(found[0].group(2))  # type: ignore[union-attr]
+            if start not in (0, 1) or [int(f.group(2)) for f in found] != list(range(start, start + len(found))):  # type: ignore[union-attr]
+                return None
+            names = found[0].group(1) + ("{i}" if start == 0 else "{n}")  # type: ignore[union-attr]
+        runs = self._runs([e.node for e in entries])  # type: ignore[misc]
+        if len(runs) != 1 or len(runs[0]) < 2 and names is None:
+            return None
+        stage = self._stage(runs[0])[0]
+        if "block" in stage:  # one instance, named block1-0: a stage of one
+            stage = {"stage": stage["block"], "repeat": 1, **({"with": stage["with"]} if "with" in stage else {})}
+        return {**stage, "names": names} if names else stage
 
     def node(self, te: TEntry, scope: Scope, mask: list[bool]) -> tuple[Any, dict[str, Any]]:
         node = te.node
@@ -198,19 +231,7 @@ class Renderer:
         tentries = unify([root.entries])
         self.progressive = _progressive(_stage_instances(tentries), self.kinds)
         scope = Scope(1, {})
-        items = []
-        for te in tentries:
-            if te.name is not None and isinstance(te.node, TGroup) and te.node.entries and all(
-                e.name is None and isinstance(e.node, TInst) for e in te.node.entries
-            ):
-                runs = self._runs([e.node for e in te.node.entries])  # type: ignore[misc]
-                if len(runs) == 1 and len(runs[0]) > 1:
-                    stage = self._stage(runs[0])[0]
-                    items.append(_item(te.name, None, {"from": te.src} if te.src else {}, stage))
-                    continue
-            value, extra = self.node(te, scope, [True])
-            items.append(_item(te.name, value, {**({"from": te.src} if te.src else {}), **extra}))
-        return items
+        return self.entries(tentries, scope, [True])
 
 
 def _common(values: list[Any]) -> Any:

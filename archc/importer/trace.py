@@ -92,7 +92,7 @@ class Tracer:
             raise Unsupported(f"{path or 'model'}: {e}") from None
         if found is not None:
             return Layer(*found)
-        if is_container(module):
+        if is_container(module) or _numbered_sequential(module):
             return Group(self._children(module, path))
         if len(list(module.buffers(recurse=False))):
             raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
@@ -160,7 +160,9 @@ class Tracer:
             nonlocal previous
             if len(inputs) == 1 and not isinstance(entry.node, Merge):
                 source = name_of(inputs[0])
-                entry.src = None if source == previous else source
+                # explicit where the source has a name (the rendering leaves out a `from:` that
+                # reads the entry before), so that instances align however their forward orders calls
+                entry.src = None if source == previous and not _named(source) else source
             entries.append(entry)
             names[node] = entry.name  # type: ignore[assignment]
             previous = entry.name  # type: ignore[assignment]
@@ -252,11 +254,14 @@ def _global_pools(entries: list[Entry]) -> list[Entry]:
         nxt = entries[i + 1] if i + 1 < len(entries) else None
         if (
             isinstance(e.node, Layer) and e.node.kind == "adaptive_avgpool" and e.node.args.get("size") == 1
-            and nxt is not None and isinstance(nxt.node, Layer) and nxt.node.kind == "flatten" and nxt.src is None
-            and e.name is not None and nxt.name is not None and not _read_by_name(entries[i + 2 :], nxt.name)
-            and not _read_by_name(entries[i + 1 :], e.name)
+            and nxt is not None and isinstance(nxt.node, Layer) and nxt.node.kind == "flatten" and nxt.src == e.name
+            and e.name is not None and nxt.name is not None and not _read_by_name(entries[i + 2 :], e.name)
         ):  # fmt: skip
             out.append(Entry(e.name, Layer("global_avgpool", {}), e.src))
+            for later in entries[i + 2 :]:  # what read the flatten reads the pool
+                later.src = e.name if later.src == nxt.name else later.src
+                if isinstance(later.node, Merge):
+                    later.node.inputs = [e.name if n == nxt.name else n for n in later.node.inputs]
             i += 2
             continue
         out.append(e)
@@ -269,6 +274,21 @@ def _read_by_name(entries: list[Entry], name: str) -> bool:
         if e.src == name or (isinstance(e.node, Merge) and name in e.node.inputs):
             return True
     return False
+
+
+def _named(name: str) -> bool:
+    return name == "input" or not name.isdigit()
+
+
+def _numbered_sequential(module: Any) -> bool:
+    """An nn.Sequential subclass that only names its children, `block1-0` (torchvision's
+    RegNet AnyStage): a list whose instances a stage's `names:` spells, not a block kind."""
+    import torch.nn as nn
+
+    return (
+        isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+        and any(not key.isidentifier() and not key.isdigit() for key, _ in module.named_children())
+    )  # fmt: skip
 
 
 def _join(path: str, key: str) -> str:
