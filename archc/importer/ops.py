@@ -153,6 +153,8 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
     import torch.nn.functional as F
 
     kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+    if target in (F.gelu, F.silu) and len(args) == 2 and args[1] is False:  # F.silu(x, False)
+        args = args[:1]
     if target in (operator.add, operator.iadd, torch.add, "add", "add_") and not kwargs and len(args) == 2:
         return "add", {}
     if target in (operator.mul, operator.imul, torch.mul, "mul", "mul_") and not kwargs and len(args) == 2:
@@ -168,6 +170,10 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return "relu", {}
     if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
         return "global_avgpool", {}
+    if target is F.gelu and len(args) == 1 and kwargs.get("approximate", "none") == "none":
+        return "gelu", {}
+    if target in (F.silu, "silu") and len(args) == 1:
+        return "silu", {}
     if target in (torch.sigmoid, F.sigmoid, "sigmoid") and len(args) == 1:
         return "sigmoid", {}
     if target in (F.avg_pool2d, F.max_pool2d):
