@@ -23,7 +23,8 @@ from archc.spec.loader import load_spec_text  # noqa: E402
 # arguments): torchvision's layouts, read off its source (resnet.py's [2, 2, 2, 2] and
 # [3, 4, 6, 3], mobilenetv2.py's inverted_residual_setting, squeezenet.py's Fire modules,
 # efficientnet.py's B0 repeats [1, 2, 2, 3, 3, 4, 1], convnext.py's [3, 3, 9, 3], mnasnet.py's
-# _stack repeats [3, 3, 3, 2, 4, 1], regnet_y_400mf's depths [1, 3, 6, 6] (stages named
+# _stack repeats [3, 3, 3, 2, 4, 1], densenet.py's (6, 12, 24, 16) dense blocks,
+# regnet_y_400mf's depths [1, 3, 6, 6] (stages named
 # block1-0, ...); a stage of one instance is a block, except where its name needs `names:`).
 EXPECTED = {
     "resnet18": ({"basic_block"}, [("basic_block", 2)] * 4, {}),
@@ -45,6 +46,7 @@ EXPECTED = {
     "convnext_tiny": ({"conv2d_norm_activation", "cn_block"}, [("cn_block", n) for n in (3, 3, 9, 3)], {}),
     "mnasnet1_0": ({"inverted_residual"}, [("inverted_residual", n) for n in (3, 3, 3, 2, 4)], {}),
     "mobilenet_v3_large": ({"conv2d_norm_activation", "inverted_residual", "squeeze_excitation"}, None, {}),
+    "densenet121": ({"dense_layer", "transition"}, [("dense_layer", n) for n in (6, 12, 24, 16)], {}),
     "regnet_y_400mf": (
         {"simple_stem_in", "conv2d_norm_activation", "squeeze_excitation", "bottleneck_transform", "res_bottleneck_block"},
         [("res_bottleneck_block", n) for n in (1, 3, 6, 6)],
@@ -124,6 +126,14 @@ def test_growing_rates_are_expressions():
     spec = yaml.safe_load(import_spec("torchvision:efficientnet_b0", SMALL, check=False).text)
     rates = {s["with"]["stochastic_depth_prob"] for s in spec["layers"][0]["features"] if isinstance(s, list) for s in s if "stage" in s}
     assert rates == {"0.2 * stage_block_id / total_stage_blocks"}
+
+
+def test_dense_blocks_are_dense_stages():
+    """torchvision's _DenseBlock (each layer reads the concatenation of all before it) is a
+    stage with connectivity: dense, its layers named as torchvision names them."""
+    spec = yaml.safe_load(import_spec("torchvision:densenet121", SMALL, check=False).text)
+    features = {name: body for item in spec["layers"][0]["features"] for name, body in item.items()}
+    assert features["denseblock3"] == {"stage": "dense_layer", "repeat": 24, "connectivity": "dense", "names": "denselayer{n}"}
 
 
 def test_parameters_are_expressions():

@@ -103,16 +103,16 @@ class Renderer:
         previous: str | None = "input"  # what an entry without `from:` reads, where that is a name
         for te in tentries:
             here = [p and m for p, m in zip(te.present, mask)]
-            value, extra = self.node(te, scope, here)
             conditional = any(m and not p for p, m in zip(te.present, mask))
-            if conditional:
-                extra["if"] = scope.condition(te.present, mask, te.name or _hint(te))
             src = {"from": te.src} if te.src and te.src != previous else {}
             previous = te.name if not conditional else None
-            stage = self._named_stage(te) if scope.n == 1 and not extra else None
+            stage = self._named_stage(te) if scope.n == 1 and not conditional else None
             if stage is not None:
                 items.append(_item(te.name, None, src, stage))
                 continue
+            value, extra = self.node(te, scope, here)
+            if conditional:
+                extra["if"] = scope.condition(te.present, mask, te.name or _hint(te))
             items.append(_item(te.name, value, {**src, **extra}))
         return items
 
@@ -139,6 +139,8 @@ class Renderer:
         stage = self._stage(runs[0])[0]
         if "block" in stage:  # one instance, named block1-0: a stage of one
             stage = {"stage": stage["block"], "repeat": 1, **({"with": stage["with"]} if "with" in stage else {})}
+        if te.node.dense:
+            stage = {**stage, "connectivity": "dense"}
         return {**stage, "names": names} if names else stage
 
     def node(self, te: TEntry, scope: Scope, mask: list[bool]) -> tuple[Any, dict[str, Any]]:
@@ -171,6 +173,8 @@ class Renderer:
 
     def group(self, node: TGroup, scope: Scope, mask: list[bool]) -> list[Any]:
         """A list; at model level (one instance) runs of unnamed instances become stages."""
+        if node.dense:
+            raise Unsupported("a dense block (each layer reads all before it) that is not one stage of one kind at model level")
         if scope.n != 1:
             return self.entries(node.entries, scope, mask)
         items: list[Any] = []

@@ -31,6 +31,7 @@ class Merge:
 @dataclass
 class Group:
     entries: list[Entry]
+    dense: bool = False  # each entry reads the concatenation of the input and the entries before
 
 
 @dataclass
@@ -78,8 +79,14 @@ class Tracer:
     def _hook(self, module: Any, args: tuple[Any, ...]) -> None:
         import torch
 
-        if id(module) not in self.shapes and args and isinstance(args[0], torch.Tensor):
-            self.shapes[id(module)] = tuple(args[0].shape[1:])
+        if id(module) in self.shapes or not args:
+            return
+        first = args[0]
+        if isinstance(first, torch.Tensor):
+            self.shapes[id(module)] = tuple(first.shape[1:])
+        elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
+            shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
+            self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
 
     def _channels(self, module: Any) -> int | None:
         shape = self.shapes.get(id(module))
@@ -120,9 +127,38 @@ class Tracer:
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
+        dense = self._dense(module, path, graph)
+        if dense is not None:
+            return dense  # type: ignore[return-value]
         entries = self._entries(module, path, graph, what)
         shape = self.shapes[id(module)]
         return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
+
+    def _dense(self, module: Any, path: str, graph: Any) -> Group | None:
+        """torchvision's _DenseBlock: features = [x]; each layer reads the list and appends its
+        output; the result is torch.cat(features, 1): a dense stage of its layers."""
+        import torch
+
+        nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
+        inputs = [n for n in graph.nodes if n.op == "placeholder"]
+        calls = [n for n in nodes if n.op == "call_module"]
+        if len(inputs) != 1 or not calls or len(nodes) != len(calls) + 1:
+            return None
+        seen = [inputs[0]]
+        for call in calls:
+            if len(call.args) != 1 or not isinstance(call.args[0], (list, tuple)) or list(call.args[0]) != seen:
+                return None
+            seen.append(call)
+        last = nodes[-1]
+        if last.op != "call_function" or last.target is not torch.cat or list(last.args[0]) != seen:
+            return None
+        if (last.args[1] if len(last.args) > 1 else last.kwargs.get("dim")) != 1:
+            return None
+        entries = []
+        for call in calls:
+            child = module.get_submodule(str(call.target))
+            entries.append(Entry(str(call.target), self.describe(child, _join(path, str(call.target))), channels=self._channels(child)))
+        return Group(entries, dense=True)
 
     def _entries(self, module: Any, path: str, graph: Any, what: str) -> list[Entry]:
         import torch.fx
@@ -223,6 +259,9 @@ class Tracer:
             if kind in ("add", "multiply", "concat"):
                 if kind == "concat":
                     tensors = node.args[0] if node.args else node.kwargs["tensors"]
+                    if tensors is placeholders[0]:  # torch.cat(inputs, 1) of a dense layer: its input is the concatenation
+                        names[node] = names[tensors]
+                        continue
                     if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, torch.fx.Node) for t in tensors):
                         raise Unsupported(f"{what}: torch.cat of something other than a list of tensors")
                     inputs = list(tensors)
