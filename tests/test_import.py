@@ -36,7 +36,7 @@ EXPECTED = {
         {},
     ),
     "squeezenet1_1": ({"fire"}, [("fire", 2)] * 4, {}),
-    "vgg11": (set(), [], {}),
+    "vgg11": ({"conv3x3"}, [("conv3x3", 2)] * 3, {}),  # cfg A: 64, 128, 256 x 2, 512 x 2, 512 x 2
     "alexnet": (set(), [], {}),
     "efficientnet_b0": (
         {"conv2d_norm_activation", "squeeze_excitation", "mb_conv"},
@@ -126,6 +126,20 @@ def test_growing_rates_are_expressions():
     spec = yaml.safe_load(import_spec("torchvision:efficientnet_b0", SMALL, check=False).text)
     rates = {s["with"]["stochastic_depth_prob"] for s in spec["layers"][0]["features"] if isinstance(s, list) for s in s if "stage" in s}
     assert rates == {"0.2 * stage_block_id / total_stage_blocks"}
+
+
+def test_vgg_features_are_inline_stages():
+    """torchvision's make_layers appends conv, BN, ReLU to one features list: a block kind
+    whose instances are written `inline: true`, so the list keeps torchvision's numbering."""
+    spec = yaml.safe_load(import_spec("torchvision:vgg16_bn", SMALL, check=False).text)
+    assert spec["blocks"]["conv3x3"] == {
+        "class": "Conv3x3",
+        "params": {"filters": "int"},
+        "layers": [{"conv": {"filters": "filters", "kernel": 3, "padding": 1, "bias": True}}, "batchnorm", "relu"],
+    }
+    convs = [(e["repeat"], e["with"]["filters"]) for e in spec["layers"][0]["features"] if "stage" in e]
+    assert convs == [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]  # cfg D
+    assert all(e["inline"] for e in spec["layers"][0]["features"] if "stage" in e)
 
 
 def test_dense_blocks_are_dense_stages():

@@ -116,6 +116,60 @@ class Renderer:
             items.append(_item(te.name, value, {**src, **extra}))
         return items
 
+    def _inline(self, entries: list[TEntry]) -> list[Any] | None:
+        """A model-level list of plain layers in which conv (+ batch norm) + activation units
+        repeat with only their filters changing (torchvision's VGG `make_layers`): one block
+        kind for the unit, written `inline: true` so the list keeps its numbering."""
+        if not entries or not all(e.name is None and e.src is None and isinstance(e.node, TLayer) for e in entries):
+            return None
+        kinds = [e.node.kind for e in entries]  # type: ignore[union-attr]
+        units: list[tuple[int, int]] = []  # (start, length) of each conv [batchnorm] act unit
+        i = 0
+        while i < len(kinds):
+            n = 3 if kinds[i : i + 2] == ["conv", "batchnorm"] else 2 if kinds[i] == "conv" else 0
+            if n and i + n <= len(kinds) and kinds[i + n - 1] in ACTIVATIONS:
+                units.append((i, n))
+                i += n
+            else:
+                i += 1
+        if len(units) < 2 or len({tuple(kinds[a : a + n]) for a, n in units}) != 1:
+            return None
+        args = [{k: v[0] for k, v in entries[a].node.args.items()} for a, _ in units]  # type: ignore[union-attr]
+        tails = [[entries[a + j].node.args for j in range(1, n)] for a, n in units]  # type: ignore[union-attr]
+        varying = {k for k in args[0] if len({repr(a[k]) for a in args}) > 1}
+        if varying != {"filters"} or any(t != tails[0] for t in tails):
+            return None
+        first, n = units[0]
+        conv = {k: v for k, v in args[0].items() if k != "filters" and not omitted("conv", k, v, args[0])}
+        layers: list[Any] = [{"conv": {"filters": "filters", **conv}}]
+        for j in range(1, n):
+            te = entries[first + j]
+            value, _ = self.node(te, Scope(1, {}), [True])
+            layers.append(value)
+        kernel = args[0].get("kernel")
+        name = f"conv{kernel}x{kernel}" if isinstance(kernel, int) else "conv_unit"
+        while name in self.kinds:
+            name += "_"
+        cls = type("".join(part[:1].upper() + part[1:] for part in name.split("_")), (), {})  # conv3x3 -> Conv3x3
+        self.kinds[name] = Kind(name, cls, {"filters": "int"}, layers)
+        starts = {a: (k, n) for k, (a, n) in enumerate(units)}
+        items: list[Any] = []
+        i = 0
+        while i < len(entries):
+            if i not in starts:
+                items += self.entries([entries[i]], Scope(1, {}), [True])
+                i += 1
+                continue
+            k, n = starts[i]
+            run = 1
+            while k + run < len(units) and units[k + run][0] == i + run * n and args[k + run] == args[k]:
+                run += 1
+            with_ = {"filters": args[k]["filters"]}
+            items.append({"stage": name, "repeat": run, "with": with_, "inline": True} if run > 1
+                         else {"block": name, "with": with_, "inline": True})  # fmt: skip
+            i += run * n
+        return items
+
     def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
         """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
         numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
@@ -177,6 +231,9 @@ class Renderer:
             raise Unsupported("a dense block (each layer reads all before it) that is not one stage of one kind at model level")
         if scope.n != 1:
             return self.entries(node.entries, scope, mask)
+        inline = self._inline(node.entries)
+        if inline is not None:
+            return inline
         items: list[Any] = []
         i = 0
         while i < len(node.entries):
