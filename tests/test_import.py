@@ -249,3 +249,16 @@ def test_unknown_model_is_one_line():
     result = CliRunner().invoke(main, ["import", "torchvision:resnet_nonexistent"])
     assert result.exit_code == 2
     assert result.output.strip() == "archc: error: torchvision has no model 'resnet_nonexistent' (torchvision.models.list_models())"
+
+
+def test_no_check_writes_to_stdout(tmp_path):
+    """Without -o the spec goes to stdout (nothing else there); --no-check skips the build,
+    so the spec is the same text the checked import writes."""
+    source = tmp_path / "models.py"
+    source.write_text(textwrap.dedent(MODELS_PY))
+    args = ["import", f"{source}:net", "--input", "3,32,32"]
+    unchecked = CliRunner().invoke(main, [*args, "--no-check"])
+    checked = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "net.yaml")])
+    assert unchecked.exit_code == 0 and checked.exit_code == 0
+    assert unchecked.stdout == (tmp_path / "net.yaml").read_text()
+    assert unchecked.stdout.startswith(f"# archc import {source}:net\narchc: 1\n")
