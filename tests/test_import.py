@@ -262,3 +262,13 @@ def test_no_check_writes_to_stdout(tmp_path):
     assert unchecked.exit_code == 0 and checked.exit_code == 0
     assert unchecked.stdout == (tmp_path / "net.yaml").read_text()
     assert unchecked.stdout.startswith(f"# archc import {source}:net\narchc: 1\n")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
+def test_timm_round_trip(name):
+    """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample)."""
+    timm = need("timm")
+    torch.manual_seed(0)
+    result = import_spec(f"timm:{name}", SMALL)
+    assert result.diff is not None and result.diff <= 1e-5
+    assert_rebuilds(randomise(timm.create_model(name, pretrained=False)), result.text, SMALL)
