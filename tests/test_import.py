@@ -9,12 +9,12 @@ import textwrap
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import need
+from conftest import ROOT, need
 
 torch = need("torch")
 torchvision = need("torchvision")
 
-from archc.api import build  # noqa: E402
+from archc.api import build, summary  # noqa: E402
 from archc.cli import main  # noqa: E402
 from archc.importer import import_spec  # noqa: E402
 from archc.spec.loader import load_spec_text  # noqa: E402
@@ -272,3 +272,16 @@ def test_timm_round_trip(name):
     result = import_spec(f"timm:{name}", SMALL)
     assert result.diff is not None and result.diff <= 1e-5
     assert_rebuilds(randomise(timm.create_model(name, pretrained=False)), result.text, SMALL)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "densenet121"])
+def test_counts_match_the_zoo_spec(name):
+    """What `archc diff` compares: the imported spec and the hand-written zoo spec have the
+    same rows (output shape, parameters, MACs; the module path of each row with weights: a
+    row without, such as DenseNet's functional pool, is named by whoever writes it) and totals,
+    at the zoo's input."""
+    imported = summary(load_spec_text(import_spec(f"torchvision:{name}", check=False).text))
+    zoo = summary(str(ROOT / "specs" / f"{name}.yaml"))
+    row = lambda r: (r.name if r.trainable + r.non_trainable else "", r.output_shape, r.trainable, r.non_trainable, r.macs)  # noqa: E731
+    assert [row(r) for r in imported.rows] == [row(r) for r in zoo.rows]
+    assert (imported.trainable, imported.non_trainable, imported.macs) == (zoo.trainable, zoo.non_trainable, zoo.macs)
