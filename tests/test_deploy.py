@@ -8,6 +8,7 @@ fusion) are in tests/test_timm.py and tests/test_torchvision.py."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,84 @@ def test_the_deploy_spec_of_a_spec_given_as_text_is_a_spec(tmp_path):
     _, the_plan, graph, _ = deploy_graph(spec, tmp_path)
     assert graph.counts.trainable == 8_309_384
     assert "reparam_conv" in the_plan.text("x")
+
+
+# A user's own re-parameterisable block, MobileOne's (Vasu et al. 2023; timm's MobileOneBlock):
+# k parallel 3x3 conv + BN branches, a 1x1 conv + BN "scale" branch and a BN identity, summed;
+# its deploy form declared in the spec, so no Python knows it.
+MOBILEONE = """\
+archc: 1
+name: mobileone_like
+input: [3, 32, 32]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  conv_bn:
+    params: {filters: int, kernel: int, stride: 1, groups: 1}
+    layers:
+      - conv: {conv: {filters: filters, kernel: kernel, stride: stride, padding: kernel // 2, groups: groups}}
+      - bn: batchnorm
+  mobileone:
+    params: {filters: int, stride: 1, groups: 1}
+    layers:
+      - identity: {batchnorm: {}, if: stride == 1 and in_channels == filters}
+      - scale: {block: conv_bn, from: input, with: {filters: filters, kernel: 1, stride: stride, groups: groups}}
+      - kxk_0: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - kxk_1: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - kxk_2: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - sum: {add: [kxk_0, kxk_1, kxk_2, scale]}
+      - total: {add: [sum, identity], if: stride == 1 and in_channels == filters}
+      - act: relu
+    deploy: {merge: [kxk_0, kxk_1, kxk_2, scale, identity], into: reparam_conv}
+layers:
+  - stem: {block: mobileone, with: {filters: 16, stride: 2}}
+  - b1: {block: mobileone, with: {filters: 16}}
+  - dw: {block: mobileone, with: {filters: 16, groups: 16}}
+  - b3: {block: mobileone, with: {filters: 32, stride: 2}}
+  - pool: global_avgpool
+  - fc: {dense: {units: 10}}
+"""
+
+
+def test_a_declared_deploy_form_merges_a_users_own_block(tmp_path):
+    """The declared merge gives one 3x3 conv per instance, under the declared name (which the
+    training form does not have: its adds are `sum` and `total`), with the training outputs;
+    its parameters are counted by hand: a 3x3 conv with a bias per block, then the classifier."""
+    (tmp_path / "m.yaml").write_text(MOBILEONE)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    assert "block mobileone: branches identity, scale, kxk_0, kxk_1, kxk_2 and the adds joining them merged into one conv reparam_conv (declared)" in result.plan.steps
+    convs = [n.id for n in result.deploy.nodes if n.op.kind == "conv"]
+    assert convs == ["stem.reparam_conv", "b1.reparam_conv", "dw.reparam_conv", "b3.reparam_conv"]
+    assert not [n for n in result.deploy.nodes if n.op.kind in ("batchnorm", "add")]
+    by_hand = (16 * 3 * 9 + 16) + (16 * 16 * 9 + 16) + (16 * 1 * 9 + 16) + (32 * 16 * 9 + 32) + (32 * 10 + 10)
+    assert result.deploy.counts.trainable == by_hand == 7_898
+    assert "deploy:" not in (tmp_path / "out" / "mobileone_like_deploy.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "edits, message, line",
+    [
+        ([("merge: [kxk_0, kxk_1,", "merge: [kxk_0, kxk_9,")], r"'kxk_9' is not a layer of block mobileone \(nor its input\)", 22),
+        ([("kxk_1, kxk_2, scale, identity]", "kxk_1, scale, identity]")],
+         r"no add joins exactly the branches kxk_0, kxk_1, scale, identity \(through nested adds\); sum joins kxk_0, kxk_1, kxk_2, scale; total joins", 22),
+        ([("      - kxk_2: {block", "      - kxk_2c: {block"), ("      - sum:", "      - kxk_2: relu\n      - sum:")],
+         r"the branches joined by total cannot be merged into one conv: kxk_2 is a layer of kind act, not linear", 23),
+        ([("      - act: relu", "      - act: relu\n      - out: {add: [act, kxk_0]}")],
+         r"the branches joined by total cannot be merged into one conv: kxk_0 is read elsewhere too", 23),
+        ([("into: reparam_conv", "into: act")], r"`into: act` is already a name in block mobileone", 22),
+    ],
+    ids=["unknown", "not-joined", "nonlinear", "read-elsewhere", "into-taken"],
+)  # fmt: skip
+def test_an_invalid_deploy_declaration_is_one_located_error(tmp_path, edits, message, line):
+    """`archc check` (lowering) checks a declared deploy form: one message at the line of the
+    declaration, naming what is wrong, exit 2."""
+    text = MOBILEONE
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    (tmp_path / "m.yaml").write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-m", "archc", "check", str(tmp_path / "m.yaml")], capture_output=True, text=True, cwd=ROOT
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert re.search(rf"m\.yaml:{line}:\d+: block mobileone: deploy: {message}", out.stderr), out.stderr

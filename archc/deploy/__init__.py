@@ -56,7 +56,7 @@ def plan(spec: LoadedSpec, graph: Graph) -> Plan:
     removed = strip(doc)
     folds, folded = fold(doc)
     folds += fold_after_calls(doc)
-    merged, merges = merge(doc, folded)
+    merged, merges = merge(doc, folded, lambda kind, *sub: spec.blocks[kind].locate(*sub))
     keep = used_kinds(doc)
     doc["blocks"] = {name: kind for name, kind in doc["blocks"].items() if name in keep}
     if not doc["blocks"]:
