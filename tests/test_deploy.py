@@ -281,3 +281,63 @@ def test_an_invalid_deploy_declaration_is_one_located_error(tmp_path, edits, mes
     )  # fmt: skip
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert re.search(rf"m\.yaml:{line}:\d+: block mobileone: deploy: {message}", out.stderr), out.stderr
+
+
+# Batch norms before a conv or dense layer: folded where exact (an unpadded conv; a dense layer
+# after a global average pool), left where not (a padded conv: its zeros are not shifted).
+BN_BEFORE = """\
+archc: 1
+name: bn_before
+input: [3, 20, 20]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  pre:
+    params: {filters: int, groups: 1}
+    layers:
+      - act: relu
+      - bn: batchnorm
+      - conv: {conv: {filters: filters, kernel: 3, groups: groups}}
+      - act2: relu
+      - bn2: batchnorm
+      - padded: {conv: {filters: filters, kernel: 3, padding: 1}}
+layers:
+  - bn0: batchnorm
+  - stem: {conv: {filters: 16, kernel: 1}}
+  - b1: {block: pre, with: {filters: 16, groups: 4}}
+  - b2: {block: pre, with: {filters: 24}}
+  - act: relu
+  - bn_head: batchnorm
+  - pool: global_avgpool
+  - flat: flatten
+  - fc: {dense: {units: 10}}
+"""
+
+
+def test_a_batch_norm_folds_into_the_layer_after_it_where_exact(tmp_path):
+    """The model's input norm into the 1x1 stem, a block's norm into its unpadded (grouped)
+    3x3 conv, the head's norm through the pool and flatten into the classifier; the norm
+    before the padded conv stays. Parameters by hand: 12,016 less the four norms' 118, plus
+    the biases the stem and the two convs get (16 + 16 + 24)."""
+    (tmp_path / "m.yaml").write_text(BN_BEFORE)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    assert [s for s in result.plan.steps if "after it" in s] == [
+        "block pre.bn: batch norm folded into conv after it",
+        "model.bn_head: batch norm folded into fc after it",
+        "model.bn0: batch norm folded into stem after it",
+    ]
+    assert [n.id for n in result.deploy.nodes if n.op.kind == "batchnorm"] == ["b1.bn2", "b2.bn2"]
+    assert result.train.counts.trainable == 12_016
+    assert result.deploy.counts.trainable == 12_016 - 2 * (3 + 16 + 16 + 24) + 16 + 16 + 24 == 11_954
+
+
+def test_folding_a_batch_norm_into_a_padded_conv_would_be_caught(tmp_path, monkeypatch):
+    """Why padding refuses the fold: made anyway, the deploy check finds the difference
+    (the border, where the conv reads zeros the norm never shifted) and writes nothing."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("archc.deploy.fold"), "_unpadded", lambda args: True)
+    (tmp_path / "m.yaml").write_text(BN_BEFORE)
+    with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at b1"):
+        check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert not (tmp_path / "out" / "bn_before_deploy.yaml").exists()
