@@ -3,7 +3,9 @@ the deploy spec loads, and its graph, walked on its own, has no batch norm left 
 before it could hold, no dropout and no stochastic depth. On a representative per family and
 on random dataflow specs: the deploy model with the moved weights gives the training model's
 outputs in eval mode (float64), and from the command line the PyTorch and Keras weights are
-written and agree. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
+written and agree; in make test-slow, on one spec per family, the deploy Keras module with the
+moved weights gives the training Keras model's outputs. Declared deploy forms (a user's
+MobileOne-like block) and batch norms folded into the layer after them, on specs of their own. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
 fusion) are in tests/test_timm.py and tests/test_torchvision.py."""
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPRESENTATIVES as FAMILY_REPRESENTATIVES
 from conftest import ROOT, ZOO, need
 from hypothesis import given, settings
 from test_differential import SETTINGS, _lowered, dataflow_specs
@@ -341,3 +344,58 @@ def test_folding_a_batch_norm_into_a_padded_conv_would_be_caught(tmp_path, monke
     with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at b1"):
         check(load_spec(tmp_path / "m.yaml"), tmp_path)
     assert not (tmp_path / "out" / "bn_before_deploy.yaml").exists()
+
+
+def _keras_flat(out):
+    import numpy as np
+
+    if isinstance(out, dict):
+        return np.concatenate([np.asarray(out[k]).ravel() for k in sorted(out)])
+    if isinstance(out, (list, tuple)):
+        return np.concatenate([np.asarray(v).ravel() for v in out])
+    return np.asarray(out).ravel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec_path", sorted(FAMILY_REPRESENTATIVES), ids=lambda p: Path(p).stem)
+def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path, tmp_path):
+    """One spec per family (tests/conftest.py FAMILIES), at height and width at most 128
+    where Keras builds it so:
+    the training Keras model with the training PyTorch model's weights (random, batch-norm
+    statistics included) and the deploy Keras model, generated from the deploy spec, with the
+    weights moved in PyTorch's layout (archc.deploy.weights) and then copied as `archc
+    convert` copies them, give the same outputs in inference mode (float32: to 1e-4 of their
+    scale, as the float32 PyTorch models are checked)."""
+    need("keras")
+    import numpy as np
+
+    from archc.api import load_module
+    from archc.backends import check as check_backends
+    from archc.deploy.run import deploy_models
+    from archc.interop import channels_last, torch_to_keras
+    from archc.verify import randomize, x_of
+
+    spec = load_spec(ROOT / spec_path)
+    shape = spec.model.input
+    if len(shape) == 3 and min(shape[1:]) > 128:
+        smaller = load_spec(ROOT / spec_path, (f"input=[{shape[0]}, 128, 128]",))
+        try:  # where Keras builds it (AlexNet's adaptive pool to 6x6 needs a map divisible by 6)
+            check_backends(to_ir(smaller), ("keras",))
+            spec = smaller
+        except SpecError:
+            pass
+    train, the_plan, graph, _ = deploy_graph(spec, tmp_path)
+    t_model = load_module(train, "torch").build_model()
+    randomize(t_model, train, seed=0)
+    t_model.eval()
+    d_model, _ = deploy_models(train, graph, the_plan, t_model)
+    k_train = load_module(train, "keras").build_model()
+    torch_to_keras(t_model, k_train, train)
+    k_deploy = load_module(graph, "keras").build_model()
+    torch_to_keras(d_model, k_deploy, graph)
+    assert k_deploy.count_params() <= k_train.count_params()
+    x = channels_last(x_of(train, 1, 0))
+    want = _keras_flat(k_train(x, training=False))
+    got = _keras_flat(k_deploy(x, training=False))
+    assert want.shape == got.shape
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), the_plan.steps
