@@ -399,3 +399,38 @@ def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path, tmp
     got = _keras_flat(k_deploy(x, training=False))
     assert want.shape == got.shape
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), the_plan.steps
+
+
+INLINE_BRANCHES = """\
+archc: 1
+name: inline
+input: [8, 12, 12]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  rep:
+    params: {filters: int}
+    layers:
+      - k3: {conv: {filters: filters, kernel: 3, padding: 1}}
+      - k3_bn: batchnorm
+      - k1: {conv: {filters: filters, kernel: 1}, from: input}
+      - out: {add: [k3_bn, k1, input]}
+      - act: relu
+    deploy: {merge: [k3_bn, k1, input], into: fused}
+layers:
+  - a: {block: rep, with: {filters: 8}}
+  - b: {block: rep, with: {filters: 8}}
+"""
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "found"])
+def test_branches_written_inline_merge_with_the_input(tmp_path, declared):
+    """A branch written in the block kind itself (a conv, then its batch norm, which the add
+    reads by name) and the block's input itself as the identity branch: one 3x3 conv per
+    block, 2 x (8 x 8 x 9 + 8) parameters, named as declared (else after the add)."""
+    text = INLINE_BRANCHES if declared else INLINE_BRANCHES.replace("    deploy: {merge: [k3_bn, k1, input], into: fused}\n", "")
+    (tmp_path / "m.yaml").write_text(text)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    name = "fused" if declared else "out"
+    assert [n.id for n in result.deploy.nodes if n.op.weight_names()] == [f"a.{name}", f"b.{name}"]
+    assert result.deploy.counts.trainable == 2 * (8 * 8 * 9 + 8) == 1_168

@@ -3,8 +3,10 @@ re-parameterisation, RepVGG's and MobileOne's deploy form), in any block kind wh
 are linear up to the add.
 
 A branch is the identity of the tensor the branches read, a batch norm of it, a conv of it
-(with the batch norm folded into it before this pass), or a call of a block kind that is one
-such conv. Adds that only join branches (nested adds, an add under `if:` that passes its
+(with the batch norm folded into it before this pass, the add reading the norm by name or
+not), or a call of a block kind that is one such conv. A block kind that declares its deploy
+form (`deploy: {merge: [...], into: NAME}`) gets exactly that merge, checked here with a
+located error for what is not one (the lowering runs this pass for such a spec). Adds that only join branches (nested adds, an add under `if:` that passes its
 first input on where its condition fails) are one sum. The convs must be centred (padding
 kernel // 2, odd kernels, no dilation) with one stride and one groups; the merged conv has
 the largest kernel and takes the name of the last add (so a spec names its deploy conv by
@@ -300,6 +302,9 @@ def _branches(
         op = kind(b)
         if op == "add" and isinstance(b["add"], list) and "from" not in b:
             return all(visit(y, cond or allowed_if, needs) for y in b["add"])
+        conv = b.get("from") or (name_and_body(entries[j - 1])[0] if j else None)
+        if op == "identity" and folded.get((owner_name, conv)) == x:  # a batch norm read by name, folded into its conv
+            return visit(conv, cond or allowed_if, needs)
         if op not in ("batchnorm", "conv", "block"):
             return no(x, f"{x} is a layer of kind {op}, not linear: a branch is a conv, a batch norm, the identity, or a call of a block "
                       "kind that is one conv (each reading the block's input, linear up to the add)")
