@@ -37,7 +37,7 @@ def deploy(
     tolerance: float,
 ) -> None:
     """Write SPEC's inference form to DIR: the deploy spec NAME_deploy.yaml (batch norms
-    folded into the conv or dense layer before them, dropout and stochastic depth removed,
+    folded into the conv or dense layer before them, or after them where exact, dropout and stochastic depth removed,
     parallel linear branches that meet at an add merged into one conv) and its generated
     PyTorch and Keras modules.
 

@@ -3,16 +3,20 @@ the deploy spec loads, and its graph, walked on its own, has no batch norm left 
 before it could hold, no dropout and no stochastic depth. On a representative per family and
 on random dataflow specs: the deploy model with the moved weights gives the training model's
 outputs in eval mode (float64), and from the command line the PyTorch and Keras weights are
-written and agree. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
+written and agree; in make test-slow, on one spec per family, the deploy Keras module with the
+moved weights gives the training Keras model's outputs. Declared deploy forms (a user's
+MobileOne-like block) and batch norms folded into the layer after them, on specs of their own. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
 fusion) are in tests/test_timm.py and tests/test_torchvision.py."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPRESENTATIVES as FAMILY_REPRESENTATIVES
 from conftest import ROOT, ZOO, need
 from hypothesis import given, settings
 from test_differential import SETTINGS, _lowered, dataflow_specs
@@ -199,3 +203,234 @@ def test_the_deploy_spec_of_a_spec_given_as_text_is_a_spec(tmp_path):
     _, the_plan, graph, _ = deploy_graph(spec, tmp_path)
     assert graph.counts.trainable == 8_309_384
     assert "reparam_conv" in the_plan.text("x")
+
+
+# A user's own re-parameterisable block, MobileOne's (Vasu et al. 2023; timm's MobileOneBlock):
+# k parallel 3x3 conv + BN branches, a 1x1 conv + BN "scale" branch and a BN identity, summed;
+# its deploy form declared in the spec, so no Python knows it.
+MOBILEONE = """\
+archc: 1
+name: mobileone_like
+input: [3, 32, 32]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  conv_bn:
+    params: {filters: int, kernel: int, stride: 1, groups: 1}
+    layers:
+      - conv: {conv: {filters: filters, kernel: kernel, stride: stride, padding: kernel // 2, groups: groups}}
+      - bn: batchnorm
+  mobileone:
+    params: {filters: int, stride: 1, groups: 1}
+    layers:
+      - identity: {batchnorm: {}, if: stride == 1 and in_channels == filters}
+      - scale: {block: conv_bn, from: input, with: {filters: filters, kernel: 1, stride: stride, groups: groups}}
+      - kxk_0: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - kxk_1: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - kxk_2: {block: conv_bn, from: input, with: {filters: filters, kernel: 3, stride: stride, groups: groups}}
+      - sum: {add: [kxk_0, kxk_1, kxk_2, scale]}
+      - total: {add: [sum, identity], if: stride == 1 and in_channels == filters}
+      - act: relu
+    deploy: {merge: [kxk_0, kxk_1, kxk_2, scale, identity], into: reparam_conv}
+layers:
+  - stem: {block: mobileone, with: {filters: 16, stride: 2}}
+  - b1: {block: mobileone, with: {filters: 16}}
+  - dw: {block: mobileone, with: {filters: 16, groups: 16}}
+  - b3: {block: mobileone, with: {filters: 32, stride: 2}}
+  - pool: global_avgpool
+  - fc: {dense: {units: 10}}
+"""
+
+
+def test_a_declared_deploy_form_merges_a_users_own_block(tmp_path):
+    """The declared merge gives one 3x3 conv per instance, under the declared name (which the
+    training form does not have: its adds are `sum` and `total`), with the training outputs;
+    its parameters are counted by hand: a 3x3 conv with a bias per block, then the classifier."""
+    (tmp_path / "m.yaml").write_text(MOBILEONE)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    assert "block mobileone: branches identity, scale, kxk_0, kxk_1, kxk_2 and the adds joining them merged into one conv reparam_conv (declared)" in result.plan.steps
+    convs = [n.id for n in result.deploy.nodes if n.op.kind == "conv"]
+    assert convs == ["stem.reparam_conv", "b1.reparam_conv", "dw.reparam_conv", "b3.reparam_conv"]
+    assert not [n for n in result.deploy.nodes if n.op.kind in ("batchnorm", "add")]
+    by_hand = (16 * 3 * 9 + 16) + (16 * 16 * 9 + 16) + (16 * 1 * 9 + 16) + (32 * 16 * 9 + 32) + (32 * 10 + 10)
+    assert result.deploy.counts.trainable == by_hand == 7_898
+    assert "deploy:" not in (tmp_path / "out" / "mobileone_like_deploy.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "edits, message, line",
+    [
+        ([("merge: [kxk_0, kxk_1,", "merge: [kxk_0, kxk_9,")], r"'kxk_9' is not a layer of block mobileone \(nor its input\)", 22),
+        ([("kxk_1, kxk_2, scale, identity]", "kxk_1, scale, identity]")],
+         r"no add joins exactly the branches kxk_0, kxk_1, scale, identity \(through nested adds\); sum joins kxk_0, kxk_1, kxk_2, scale; total joins", 22),
+        ([("      - kxk_2: {block", "      - kxk_2c: {block"), ("      - sum:", "      - kxk_2: relu\n      - sum:")],
+         r"the branches joined by total cannot be merged into one conv: kxk_2 is a layer of kind act, not linear", 23),
+        ([("      - act: relu", "      - act: relu\n      - out: {add: [act, kxk_0]}")],
+         r"the branches joined by total cannot be merged into one conv: kxk_0 is read elsewhere too", 23),
+        ([("into: reparam_conv", "into: act")], r"`into: act` is already a name in block mobileone", 22),
+    ],
+    ids=["unknown", "not-joined", "nonlinear", "read-elsewhere", "into-taken"],
+)  # fmt: skip
+def test_an_invalid_deploy_declaration_is_one_located_error(tmp_path, edits, message, line):
+    """`archc check` (lowering) checks a declared deploy form: one message at the line of the
+    declaration, naming what is wrong, exit 2."""
+    text = MOBILEONE
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    (tmp_path / "m.yaml").write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-m", "archc", "check", str(tmp_path / "m.yaml")], capture_output=True, text=True, cwd=ROOT
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert re.search(rf"m\.yaml:{line}:\d+: block mobileone: deploy: {message}", out.stderr), out.stderr
+
+
+# Batch norms before a conv or dense layer: folded where exact (an unpadded conv; a dense layer
+# after a global average pool), left where not (a padded conv: its zeros are not shifted).
+BN_BEFORE = """\
+archc: 1
+name: bn_before
+input: [3, 20, 20]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  pre:
+    params: {filters: int, groups: 1}
+    layers:
+      - act: relu
+      - bn: batchnorm
+      - conv: {conv: {filters: filters, kernel: 3, groups: groups}}
+      - act2: relu
+      - bn2: batchnorm
+      - padded: {conv: {filters: filters, kernel: 3, padding: 1}}
+layers:
+  - bn0: batchnorm
+  - stem: {conv: {filters: 16, kernel: 1}}
+  - b1: {block: pre, with: {filters: 16, groups: 4}}
+  - b2: {block: pre, with: {filters: 24}}
+  - act: relu
+  - bn_head: batchnorm
+  - pool: global_avgpool
+  - flat: flatten
+  - fc: {dense: {units: 10}}
+"""
+
+
+def test_a_batch_norm_folds_into_the_layer_after_it_where_exact(tmp_path):
+    """The model's input norm into the 1x1 stem, a block's norm into its unpadded (grouped)
+    3x3 conv, the head's norm through the pool and flatten into the classifier; the norm
+    before the padded conv stays. Parameters by hand: 12,016 less the four norms' 118, plus
+    the biases the stem and the two convs get (16 + 16 + 24)."""
+    (tmp_path / "m.yaml").write_text(BN_BEFORE)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    assert [s for s in result.plan.steps if "after it" in s] == [
+        "block pre.bn: batch norm folded into conv after it",
+        "model.bn_head: batch norm folded into fc after it",
+        "model.bn0: batch norm folded into stem after it",
+    ]
+    assert [n.id for n in result.deploy.nodes if n.op.kind == "batchnorm"] == ["b1.bn2", "b2.bn2"]
+    assert result.train.counts.trainable == 12_016
+    assert result.deploy.counts.trainable == 12_016 - 2 * (3 + 16 + 16 + 24) + 16 + 16 + 24 == 11_954
+
+
+def test_folding_a_batch_norm_into_a_padded_conv_would_be_caught(tmp_path, monkeypatch):
+    """Why padding refuses the fold: made anyway, the deploy check finds the difference
+    (the border, where the conv reads zeros the norm never shifted) and writes nothing."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("archc.deploy.fold"), "_unpadded", lambda args: True)
+    (tmp_path / "m.yaml").write_text(BN_BEFORE)
+    with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at b1"):
+        check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert not (tmp_path / "out" / "bn_before_deploy.yaml").exists()
+
+
+def _keras_flat(out):
+    import numpy as np
+
+    if isinstance(out, dict):
+        return np.concatenate([np.asarray(out[k]).ravel() for k in sorted(out)])
+    if isinstance(out, (list, tuple)):
+        return np.concatenate([np.asarray(v).ravel() for v in out])
+    return np.asarray(out).ravel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec_path", sorted(FAMILY_REPRESENTATIVES), ids=lambda p: Path(p).stem)
+def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path, tmp_path):
+    """One spec per family (tests/conftest.py FAMILIES), at height and width at most 128
+    where Keras builds it so:
+    the training Keras model with the training PyTorch model's weights (random, batch-norm
+    statistics included) and the deploy Keras model, generated from the deploy spec, with the
+    weights moved in PyTorch's layout (archc.deploy.weights) and then copied as `archc
+    convert` copies them, give the same outputs in inference mode (float32: to 1e-4 of their
+    scale, as the float32 PyTorch models are checked)."""
+    need("keras")
+    import numpy as np
+
+    from archc.api import load_module
+    from archc.backends import check as check_backends
+    from archc.deploy.run import deploy_models
+    from archc.interop import channels_last, torch_to_keras
+    from archc.verify import randomize, x_of
+
+    spec = load_spec(ROOT / spec_path)
+    shape = spec.model.input
+    if len(shape) == 3 and min(shape[1:]) > 128:
+        smaller = load_spec(ROOT / spec_path, (f"input=[{shape[0]}, 128, 128]",))
+        try:  # where Keras builds it (AlexNet's adaptive pool to 6x6 needs a map divisible by 6)
+            check_backends(to_ir(smaller), ("keras",))
+            spec = smaller
+        except SpecError:
+            pass
+    train, the_plan, graph, _ = deploy_graph(spec, tmp_path)
+    t_model = load_module(train, "torch").build_model()
+    randomize(t_model, train, seed=0)
+    t_model.eval()
+    d_model, _ = deploy_models(train, graph, the_plan, t_model)
+    k_train = load_module(train, "keras").build_model()
+    torch_to_keras(t_model, k_train, train)
+    k_deploy = load_module(graph, "keras").build_model()
+    torch_to_keras(d_model, k_deploy, graph)
+    assert k_deploy.count_params() <= k_train.count_params()
+    x = channels_last(x_of(train, 1, 0))
+    want = _keras_flat(k_train(x, training=False))
+    got = _keras_flat(k_deploy(x, training=False))
+    assert want.shape == got.shape
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), the_plan.steps
+
+
+INLINE_BRANCHES = """\
+archc: 1
+name: inline
+input: [8, 12, 12]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  rep:
+    params: {filters: int}
+    layers:
+      - k3: {conv: {filters: filters, kernel: 3, padding: 1}}
+      - k3_bn: batchnorm
+      - k1: {conv: {filters: filters, kernel: 1}, from: input}
+      - out: {add: [k3_bn, k1, input]}
+      - act: relu
+    deploy: {merge: [k3_bn, k1, input], into: fused}
+layers:
+  - a: {block: rep, with: {filters: 8}}
+  - b: {block: rep, with: {filters: 8}}
+"""
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "found"])
+def test_branches_written_inline_merge_with_the_input(tmp_path, declared):
+    """A branch written in the block kind itself (a conv, then its batch norm, which the add
+    reads by name) and the block's input itself as the identity branch: one 3x3 conv per
+    block, 2 x (8 x 8 x 9 + 8) parameters, named as declared (else after the add)."""
+    text = INLINE_BRANCHES if declared else INLINE_BRANCHES.replace("    deploy: {merge: [k3_bn, k1, input], into: fused}\n", "")
+    (tmp_path / "m.yaml").write_text(text)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    name = "fused" if declared else "out"
+    assert [n.id for n in result.deploy.nodes if n.op.weight_names()] == [f"a.{name}", f"b.{name}"]
+    assert result.deploy.counts.trainable == 2 * (8 * 8 * 9 + 8) == 1_168

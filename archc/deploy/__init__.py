@@ -4,7 +4,9 @@
 - archc.deploy.fold.strip: what is the identity at inference (dropout, stochastic depth) goes;
 - archc.deploy.fold.fold: a batch norm folds into the conv or dense layer before it (fold_after_calls:
   or into the conv that ends the block kind before it);
-- archc.deploy.merge.merge: parallel linear branches meeting at an add become one conv.
+- archc.deploy.merge.merge: parallel linear branches meeting at an add become one conv;
+- archc.deploy.fold.fold_before: a batch norm folds into the conv after it where that is exact
+  (the conv pads nothing), or through a global average pool into a dense layer.
 
 `plan(spec, graph)` gives the deploy spec (a document that loads as any spec and compiles to
 readable PyTorch and Keras) and what the passes did; archc.deploy.weights moves a training
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archc.deploy.doc import document, drop_unused_params, to_yaml, used_kinds
-from archc.deploy.fold import fold, fold_after_calls, strip
+from archc.deploy.fold import fold, fold_after_calls, fold_before, strip
 from archc.deploy.merge import Merge, merge
 from archc.ir.graph import Graph
 from archc.spec.loader import LoadedSpec
@@ -56,11 +58,12 @@ def plan(spec: LoadedSpec, graph: Graph) -> Plan:
     removed = strip(doc)
     folds, folded = fold(doc)
     folds += fold_after_calls(doc)
-    merged, merges = merge(doc, folded)
+    merged, merges = merge(doc, folded, lambda kind, *sub: spec.blocks[kind].locate(*sub))
+    before = fold_before(doc, {(m.owner, m.name) for m in merges})  # not into a merged conv: its weights are made
     keep = used_kinds(doc)
     doc["blocks"] = {name: kind for name, kind in doc["blocks"].items() if name in keep}
     if not doc["blocks"]:
         del doc["blocks"]
-    rewrites = removed + folds + merged
+    rewrites = removed + folds + merged + before
     # parameters only what went read (a dropout rate): gone too, where something went
     return Plan(doc, tuple(rewrites + (drop_unused_params(doc) if rewrites else [])), tuple(merges))

@@ -134,6 +134,78 @@ def fold_after_calls(doc: dict[str, Any]) -> list[str]:
     return done
 
 
+# Per-channel linear ops a batch norm may pass through to a dense layer: the mean over the map
+# of scale * x + shift is scale * mean(x) + shift; a flatten after it keeps the channels' order.
+THROUGH = ("global_avgpool", "flatten")
+
+
+def fold_before(doc: dict[str, Any], merged: set[tuple[str, str]]) -> list[str]:
+    """Fold a batch norm into the conv after it where that is exact: the conv pads nothing
+    (zero padding after the shift is not the shift of zero padding), or into the dense layer
+    after it and a global average pool (the pool of an affine map per channel is that map of
+    the pool). Only where the norm's own input is known not to be a conv or dense layer (it is
+    an op of the same list, or the model's input): there `fold` is the pass, and the weights
+    tell the two apart by it. Not into a conv of `merged` ((block kind, name): made by merge).
+    A norm this cannot fold stays."""
+    done = []
+    for owner_name, owner in owners(doc):
+        for path, entries in list(lists(owner)):
+            read = reads(owner)
+            for k in reversed(range(len(entries) - 1)):
+                name, body = name_and_body(entries[k])
+                if not (isinstance(body, dict) and kind(body) == "batchnorm" and "if" not in body and reads_previous(body)):
+                    continue
+                if k == 0:
+                    if owner_name or path:  # a block kind's or a nested list's input: made elsewhere
+                        continue
+                else:
+                    before = name_and_body(entries[k - 1])[1]
+                    op = kind(before) if isinstance(before, dict) else None
+                    if op not in ops.KINDS or ops.KINDS[op].FOLDS_NORM:
+                        continue
+                target = _reader(entries, k, read)
+                if target is None:
+                    continue
+                j, pooled = target
+                target_name, layer = name_and_body(entries[j])
+                op = kind(layer)
+                if (owner_name, target_name) in merged:
+                    continue
+                if op == "conv" and j == k + 1 and _unpadded(layer["conv"]):
+                    pass
+                elif not (op == "dense" and (pooled or (k and kind(name_and_body(entries[k - 1])[1]) == "global_avgpool"))):
+                    continue
+                layer[op]["bias"] = True
+                _remove(entries, k, read)
+                into = target_name if target_name != POSITIONAL else str(j)
+                done.append(f"{_where(owner_name, path, name, k)}: batch norm folded into {into} after it")
+    return done
+
+
+def _reader(entries: list[Entry], k: int, read: Any) -> tuple[int, bool] | None:
+    """The entry that alone reads the norm at `k`, through global average pools (and a
+    flatten after one) that nothing else reads, and whether it reads through one."""
+    j, pooled = k, False
+    while j + 1 < len(entries):
+        name, body = name_and_body(entries[j])
+        if (read[str(j)] if name == POSITIONAL else read[name] != 1) or "if" in body:
+            return None
+        nxt = name_and_body(entries[j + 1])[1]
+        if not (isinstance(nxt, dict) and reads_previous(nxt)) or "if" in nxt:
+            return None
+        op = kind(nxt)
+        if op == "global_avgpool" or (op == "flatten" and pooled):
+            j, pooled = j + 1, True
+            continue
+        return (j + 1, pooled) if op in ("conv", "dense") else None
+    return None
+
+
+def _unpadded(args: dict[str, Any]) -> bool:
+    padding = args.get("padding", 0)
+    return padding == 0 or (isinstance(padding, list) and all(p == 0 for p in padding))
+
+
 def _default(doc: dict[str, Any], op: str, attr: str) -> Any:
     """What a layer of kind `op` that leaves `attr` unset gets: its `defaults.KIND.ATTR`
     (as the op declares), or the op's own default."""

@@ -3,8 +3,10 @@ re-parameterisation, RepVGG's and MobileOne's deploy form), in any block kind wh
 are linear up to the add.
 
 A branch is the identity of the tensor the branches read, a batch norm of it, a conv of it
-(with the batch norm folded into it before this pass), or a call of a block kind that is one
-such conv. Adds that only join branches (nested adds, an add under `if:` that passes its
+(with the batch norm folded into it before this pass, the add reading the norm by name or
+not), or a call of a block kind that is one such conv. A block kind that declares its deploy
+form (`deploy: {merge: [...], into: NAME}`) gets exactly that merge, checked here with a
+located error for what is not one (the lowering runs this pass for such a spec). Adds that only join branches (nested adds, an add under `if:` that passes its
 first input on where its condition fails) are one sum. The convs must be centred (padding
 kernel // 2, odd kernels, no dilation) with one stride and one groups; the merged conv has
 the largest kernel and takes the name of the last add (so a spec names its deploy conv by
@@ -14,10 +16,13 @@ exact on the model. Imports neither torch nor tensorflow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archc.deploy.doc import kind, name_and_body, reads
+from archc import ops
+from archc.deploy.doc import kind, lists, name_and_body, reads
+from archc.errors import Location, SpecError
 from archc.spec import expr
 
 
@@ -44,12 +49,25 @@ class _Leaf:
 
 
 def merge(
-    doc: dict[str, Any], folded: dict[tuple[str, str], str]
+    doc: dict[str, Any],
+    folded: dict[tuple[str, str], str],
+    locate: Callable[..., Location | None] = lambda kind, *sub: None,
 ) -> tuple[list[str], list[Merge]]:
-    """Merge the branches of every block kind; `folded`: (kind, conv) -> the batch norm folded into it."""
+    """Merge the branches of every block kind; `folded`: (kind, conv) -> the batch norm folded
+    into it. A kind that declares its deploy form (`deploy:`) gets exactly the merges it
+    declares, each checked (a SpecError where `locate(kind, *path)` says); any other kind,
+    those found."""
     done: list[str] = []
     merges: list[Merge] = []
     for owner_name, owner in doc["blocks"].items():
+        declared = owner.pop("deploy", None)
+        if declared is not None:
+            forms = declared if isinstance(declared, list) else [declared]
+            for i, form in enumerate(forms):
+                path = ("deploy", i) if isinstance(declared, list) else ("deploy",)
+                where = lambda *sub, path=path: locate(owner_name, *path, *sub)  # noqa: E731
+                _declared(doc, owner_name, owner, form, folded, where, done, merges)
+            continue
         if owner.get("connectivity", "none") != "none" or owner.get("outputs"):
             continue
         entries = owner["layers"]
@@ -59,40 +77,170 @@ def merge(
             if found is None:
                 k -= 1
                 continue
-            members, leaves, source, conv = found
             name = name_and_body(entries[k])[0]
-            order = {name_and_body(e)[0]: j for j, e in enumerate(entries)}
-            branches = [
-                m
-                for m in sorted(members, key=order.__getitem__)
-                if kind(name_and_body(entries[order[m]])[1]) != "add"
-            ]
-            if any(not leaf.chain for leaf in leaves):
-                branches.append(source)
-            done.append(
-                f"block {owner_name}: branches {', '.join(branches)} and the adds joining them merged into one conv {name}"
-            )
-            merged = (
-                {"conv": conv}
-                if _first_reads(entries, k, members, source, owner)
-                else {"conv": conv, "from": source}
-            )
-            entries[k] = {name: merged}
-            for j in sorted(
-                (i for i in range(k) if name_and_body(entries[i])[0] in members),
-                reverse=True,
-            ):
-                del entries[j]
-            merges.append(
-                Merge(
-                    owner_name,
-                    name,
-                    tuple(leaf.chain for leaf in leaves),
-                    tuple(leaf.needs for leaf in leaves),
-                )
-            )
+            _apply(owner_name, owner, k, found, name, done, merges)
             k = len(entries) - 1
     return done, merges
+
+
+def _apply(
+    owner_name: str,
+    owner: dict[str, Any],
+    k: int,
+    found: tuple[set[str], list[_Leaf], str, dict[str, Any]],
+    name: str,
+    done: list[str],
+    merges: list[Merge],
+    how: str = "",
+) -> None:
+    """Replace the add at `k` and the branches it joins by one conv `name`."""
+    entries = owner["layers"]
+    members, leaves, source, conv = found
+    add_name = name_and_body(entries[k])[0]
+    order = {name_and_body(e)[0]: j for j, e in enumerate(entries)}
+    branches = [
+        m
+        for m in sorted(members, key=order.__getitem__)
+        if kind(name_and_body(entries[order[m]])[1]) != "add"
+    ]
+    if any(not leaf.chain for leaf in leaves):
+        branches.append(source)
+    done.append(
+        f"block {owner_name}: branches {', '.join(branches)} and the adds joining them merged into one conv {name}{how}"
+    )
+    merged = (
+        {"conv": conv}
+        if _first_reads(entries, k, members, source, owner)
+        else {"conv": conv, "from": source}
+    )
+    entries[k] = {name: merged}
+    for j in sorted(
+        (i for i in range(k) if name_and_body(entries[i])[0] in members),
+        reverse=True,
+    ):
+        del entries[j]
+    if name != add_name:
+        _rename(owner, add_name, name)
+    merges.append(
+        Merge(
+            owner_name,
+            name,
+            tuple(leaf.chain for leaf in leaves),
+            tuple(leaf.needs for leaf in leaves),
+        )
+    )
+
+
+def _declared(
+    doc: dict[str, Any],
+    owner_name: str,
+    owner: dict[str, Any],
+    form: dict[str, Any],
+    folded: dict[tuple[str, str], str],
+    where: Callable[..., Location | None],
+    done: list[str],
+    merges: list[Merge],
+) -> None:
+    """Apply one declared merge (`{merge: [...], into: NAME}`) of block kind `owner_name`, or
+    raise the SpecError that says why it is not a merge of linear branches."""
+    wanted, into = form["merge"], form["into"]
+    head = f"block {owner_name}: deploy: "
+    if owner.get("connectivity", "none") != "none" or owner.get("outputs"):
+        raise SpecError(head + "branches merge in a block kind with connectivity: none and one output", where())
+    entries = owner["layers"]
+    inputs = owner.get("inputs") or ["input"]
+    known = {name_and_body(e)[0] for e in entries} | set(inputs)
+    for i, branch in enumerate(wanted):
+        if branch not in known:
+            raise SpecError(head + f"{branch!r} is not a layer of block {owner_name} (nor its input)", where("merge", i))
+    joins = {
+        k: leaves for k in range(len(entries)) if (leaves := _joined(entries, k)) is not None
+    }
+    at = max((k for k, leaves in joins.items() if set(leaves) == set(wanted)), default=None)
+    if at is None:
+        adds = "; ".join(f"{name_and_body(entries[k])[0]} joins {', '.join(leaves)}" for k, leaves in joins.items())
+        raise SpecError(
+            head + f"no add joins exactly the branches {', '.join(wanted)} (through nested adds)"
+            + (f"; {adds}" if adds else f"; block {owner_name} has no add of a list"),
+            where("merge"),
+        )
+    add_name = name_and_body(entries[at])[0]
+    others = {
+        name_and_body(e)[0] for _, es in lists(owner) for e in es
+    } - set(wanted) - {add_name} - set(_added(entries, at))
+    if into in others or into in inputs:
+        raise SpecError(head + f"`into: {into}` is already a name in block {owner_name}; name the merged conv anew "
+                        f"or after the add joining the branches ({add_name})", where("into"))  # fmt: skip
+    why: list[tuple[str | None, str]] = []
+    found = _branches(doc, owner_name, owner, entries, at, folded, why)
+    if found is None:
+        branch, reason = why[0] if why else (None, "they are not linear up to the add")
+        at_branch = where("merge", wanted.index(branch)) if branch in wanted else where("merge")
+        raise SpecError(head + f"the branches joined by {add_name} cannot be merged into one conv: {reason}", at_branch)
+    _apply(owner_name, owner, at, found, into, done, merges, " (declared)")
+
+
+def _joined(entries: list[Any], k: int) -> list[str] | None:
+    """What the add of a list at `k` joins, through the adds of lists it reads; None if entry `k` is no such add."""
+    index = {name_and_body(e)[0]: j for j, e in enumerate(entries)}
+
+    def is_add(body: dict[str, Any]) -> bool:
+        return kind(body) == "add" and isinstance(body["add"], list) and "from" not in body
+
+    if not is_add(name_and_body(entries[k])[1]):
+        return None
+    leaves: list[str] = []
+
+    def walk(body: dict[str, Any]) -> None:
+        for y in body["add"]:
+            j = index.get(y)
+            if j is not None and j < k and is_add(inner := name_and_body(entries[j])[1]):
+                walk(inner)
+            else:
+                leaves.append(y)
+
+    walk(name_and_body(entries[k])[1])
+    return leaves
+
+
+def _added(entries: list[Any], k: int) -> list[str]:
+    """The adds that the add at `k` reads (through adds): they go with it."""
+    index = {name_and_body(e)[0]: j for j, e in enumerate(entries)}
+    out: list[str] = []
+    todo = list(name_and_body(entries[k])[1]["add"])
+    while todo:
+        y = todo.pop()
+        j = index.get(y)
+        if j is not None and j < k and _joined(entries, j) is not None:
+            out.append(y)
+            todo += name_and_body(entries[j])[1]["add"]
+    return out
+
+
+def _rename(owner: dict[str, Any], old: str, new: str) -> None:
+    """Every read of tensor `old` in a block kind reads `new` (`from:`, an add's list, a
+    shortcut's `input:`, an op's tensor argument)."""
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, list):
+            for item in obj:
+                walk(item)
+        if not isinstance(obj, dict):
+            return
+        for key, value in obj.items():
+            if key in ("from", "input") and isinstance(value, (str, list)):
+                obj[key] = new if value == old else [new if v == old else v for v in value] if isinstance(value, list) else value
+            elif key in ops.KINDS and ops.KINDS[key].MERGE and isinstance(value, list):
+                obj[key] = [new if v == old else v for v in value]
+            elif key in ops.KINDS and isinstance(value, dict):
+                for read in ops.KINDS[key].READS:
+                    if value.get(read) == old:
+                        value[read] = new
+            walk(obj[key])
+
+    for key in ("layers", "after", "shortcut"):
+        if key in owner:
+            walk(owner[key])
 
 
 def _first_reads(
@@ -112,9 +260,17 @@ def _branches(
     entries: list[Any],
     k: int,
     folded: dict[tuple[str, str], str],
+    why: list[tuple[str | None, str]] | None = None,
 ) -> tuple[set[str], list[_Leaf], str, dict[str, Any]] | None:
     """If entry k is an add of linear branches: (the entries it replaces, the branches, the
-    tensor they read, the merged conv's arguments); else None."""
+    tensor they read, the merged conv's arguments); else None, with (the branch, the reason)
+    appended to `why`."""
+    why = [] if why is None else why
+
+    def no(branch: str | None, reason: str) -> bool:
+        why.append((branch, reason))
+        return False
+
     name, body = name_and_body(entries[k])
     if kind(body) != "add" or not isinstance(body["add"], list) or "from" in body:
         return None
@@ -132,21 +288,29 @@ def _branches(
             sources.add(x)
             leaves.append(_Leaf((), needs, None))
             return True
-        if x not in index or read[x] != 1:
-            return False
+        if x not in index:
+            return no(x, f"{x} is not a layer of the block")
+        if read[x] != 1:
+            return no(x, f"{x} is read elsewhere too (a branch's output only reaches the adds)")
         j = index[x]
         _, b = name_and_body(entries[j])
         cond = b.get("if")
         if cond is not None and cond != allowed_if:
-            return False
+            return no(x, f"{x} exists under `if: {cond}`, and the add reading it under another condition")
         members.add(x)
         needs = x if cond is not None else needs
         op = kind(b)
         if op == "add" and isinstance(b["add"], list) and "from" not in b:
             return all(visit(y, cond or allowed_if, needs) for y in b["add"])
+        conv = b.get("from") or (name_and_body(entries[j - 1])[0] if j else None)
+        if op == "identity" and folded.get((owner_name, conv)) == x:  # a batch norm read by name, folded into its conv
+            return visit(conv, cond or allowed_if, needs)
+        if op not in ("batchnorm", "conv", "block"):
+            return no(x, f"{x} is a layer of kind {op}, not linear: a branch is a conv, a batch norm, the identity, or a call of a block "
+                      "kind that is one conv (each reading the block's input, linear up to the add)")
         source = b.get("from") or (name_and_body(entries[j - 1])[0] if j else inputs[0])
         if not isinstance(source, str) or source not in inputs:
-            return False
+            return no(x, f"{x} reads {source}, not the block's input")
         sources.add(source)
         if op == "batchnorm":
             leaves.append(_Leaf((x,), needs, None))
@@ -161,17 +325,13 @@ def _branches(
                 )
             )
             return True
-        if op == "block":
-            inner = _single_conv(doc, b, folded)
-            if inner is None:
-                return False
-            conv_name, norm, args = inner
-            chain = (
-                (f"{x}.{conv_name}", f"{x}.{norm}") if norm else (f"{x}.{conv_name}",)
-            )
-            leaves.append(_Leaf(chain, needs, args))
-            return True
-        return False
+        inner = _single_conv(doc, b, folded)  # a call of a block kind
+        if inner is None:
+            return no(x, f"{x} calls block kind {b['block']}, which is not one conv (and its batch norm)")
+        conv_name, norm, args = inner
+        chain = (f"{x}.{conv_name}", f"{x}.{norm}") if norm else (f"{x}.{conv_name}",)
+        leaves.append(_Leaf(chain, needs, args))
+        return True
 
     # where the last add's `if:` fails it passes its first input on: that one is unconditional
     if not all(
@@ -181,9 +341,14 @@ def _branches(
         return None
     convs = [leaf.conv for leaf in leaves if leaf.conv is not None]
     if len(leaves) < 2 or not convs or len(sources) != 1:
+        no(None, "no branch is a conv" if not convs else "the branches read different tensors")
         return None
     conv = _merged_args(convs)
-    return (members, leaves, sources.pop(), conv) if conv is not None else None
+    if conv is None:
+        no(None, "their convs are not one conv's parts (one filters, stride and groups; odd kernels given as "
+           "numbers, padded kernel // 2, without dilation)")
+        return None
+    return members, leaves, sources.pop(), conv
 
 
 def _single_conv(

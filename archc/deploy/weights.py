@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from archc.deploy.fold import THROUGH
 from archc.interop import torch_key
 from archc.ir.graph import Graph, Node
 from archc.ops.base import sizes
@@ -47,6 +48,9 @@ def deploy_state(
                 name: np.asarray(state[torch_key(t.id, name)], np.float64)
                 for name in t.op.weight_names()
             }
+            before = _norm_before(t, nodes, kept)
+            if before is not None:
+                tensors = dict(zip(("weight", "bias"), _fold_before(tensors["weight"], tensors.get("bias"), t, before, state)))
             norm = next(
                 (
                     n
@@ -87,6 +91,36 @@ def deploy_state(
                 value = np.zeros(d.shape.c)
             out[torch_key(d.id, name)] = value
     return out
+
+
+def _norm_before(t: Node, nodes: dict[str, Node], kept: dict[str, Node]) -> Node | None:
+    """The batch norm folded into `t` from before it (archc.deploy.fold.fold_before): the one
+    `t` reads, through global average pools and flattens, that the deploy graph no longer has
+    and that was not folded into a conv or dense layer before it (that one reads such a layer)."""
+    src = nodes.get(t.inputs[0]) if t.inputs else None
+    while src is not None and src.op.kind in THROUGH:
+        src = nodes.get(src.inputs[0])
+    if src is None or src.op.kind != "batchnorm" or not _gone(src, kept):
+        return None
+    made = nodes.get(src.inputs[0])
+    return None if made is not None and made.op.FOLDS_NORM and made.id in kept else src
+
+
+def _fold_before(
+    w: np.ndarray, b: np.ndarray | None, layer: Node, norm: Node, state: State
+) -> tuple[np.ndarray, np.ndarray]:
+    """`layer(scale * x + shift)` as one layer of x: the weight scaled along its input
+    channels, the bias plus the weight applied to the shift (no padding, so the shift
+    reaches every position). A grouped conv's output channel o reads input channels
+    group(o) * (in / groups) + j."""
+    scale, shift = _affine(norm, state)
+    out, per_group = w.shape[0], w.shape[1]
+    groups = len(scale) // per_group
+    channel = (np.arange(out) // (out // groups))[:, None] * per_group + np.arange(per_group)[None, :]  # (out, in / groups)
+    spatial = (1,) * (w.ndim - 2)
+    w2 = w * scale[channel].reshape(out, per_group, *spatial)
+    bias = (0.0 if b is None else b) + (w.reshape(out, per_group, -1).sum(axis=2) * shift[channel]).sum(axis=1)
+    return w2, bias
 
 
 def _gone(norm: Node, kept: dict[str, Node]) -> bool:

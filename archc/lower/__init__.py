@@ -86,7 +86,7 @@ def lower(spec: LoadedSpec) -> Graph:
     _check_outputs_read(state, body, readers)
     exposed = _exposed_params(state, scope, body, readers)
     body = tuple(_mark_exposed(item, exposed, state.param_refs) for item in body)
-    return Graph(
+    graph = Graph(
         name=model.name,
         doc=model.doc,
         input_shape=in_shape,
@@ -103,6 +103,11 @@ def lower(spec: LoadedSpec) -> Graph:
         outputs=tuple(state.outputs),
         class_name=model.class_,
     )
+    if any(spec.blocks[b.name].definition.deploy is not None for b in graph.blocks):  # part of the spec: checked here
+        from archc.deploy import plan
+
+        plan(spec, graph)
+    return graph
 
 
 def _readers(state: State) -> dict[str, list[str]]:

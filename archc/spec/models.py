@@ -404,6 +404,29 @@ class Check(Strict):
     message: Message = Field(description="Shown when it is false; {name} is replaced by the value of a parameter.")
 
 
+class DeployMerge(Strict):
+    """What `archc deploy` merges in a block kind: parallel linear branches, joined by adds,
+    become one conv of the deploy form (structural re-parameterisation: RepVGG, MobileOne)."""
+
+    merge: list[LayerName] = Field(
+        min_length=2,
+        max_length=64,
+        description="The branches, each read by the adds that join them: a layer of the block that is a conv "
+        "(its batch norm after it folds in), a batch norm, a call of a block kind that is one conv (and its norm), "
+        "or `input` (the identity), each reading the block's input. All of them and nothing else.",
+    )
+    into: LayerName = Field(
+        description="The merged conv's name in the deploy form (its module name and checkpoint key): the add that "
+        "joins the branches, or a new name that replaces that add's.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DeployMerge:
+        if len(set(self.merge)) != len(self.merge):
+            raise ValueError("the branches of `merge` are distinct layer names")
+        return self
+
+
 ParamDecl = Annotated[
     Union[StrictBool, StrictInt, FiniteFloat, Literal["int", "float", "bool"]],
     Field(union_mode="left_to_right"),
@@ -463,6 +486,14 @@ class BlockDef(Strict):
         "(1: the same size); checked on every instance.",
     )
 
+    deploy: DeployMerge | list[DeployMerge] | None = Field(
+        None,
+        description="The block's deploy form for `archc deploy`: which parallel linear branches merge into "
+        "which conv (`{merge: [conv_kxk, conv_1x1, identity], into: reparam_conv}`), or a list of such; checked "
+        "(each branch linear up to the adds joining them, one conv for all) wherever the spec is lowered. "
+        "Unset: the branches archc finds linear are merged, named after their last add.",
+    )
+
     @model_validator(mode="after")
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
@@ -496,6 +527,12 @@ class BlockDef(Strict):
     def input_names(self) -> tuple[str, ...]:
         """The names its layers read its inputs by: `input`, or those of `inputs:`."""
         return tuple(self.inputs) if self.inputs else ("input",)
+
+    @property
+    def deploy_merges(self) -> tuple[DeployMerge, ...]:
+        if self.deploy is None:
+            return ()
+        return tuple(self.deploy) if isinstance(self.deploy, list) else (self.deploy,)
 
     @property
     def shortcuts(self) -> tuple[Shortcut, ...]:

@@ -54,6 +54,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("Check", "An item of `checks:` (model or block).", m.Check),
     ("Block kind", "A value of `blocks:` (model spec or library).", m.BlockDef),
     ("Shortcut", "`shortcut:` of a block kind with `connectivity: skip`, or an item of that list.", m.Shortcut),
+    ("deploy", "`deploy:` of a block kind, or an item of that list: what `archc deploy` merges.", m.DeployMerge),
     ("Block library", "The top level of a library file, named in `use:`.", m.LibrarySpec),
     ("block", "`name: {block: KIND, ...}`.", m.BlockItem),
     ("stage", "`name: {stage: KIND, ...}`.", m.StageItem),
