@@ -336,7 +336,11 @@ def randomize(model: Any, graph: Graph, seed: int) -> None:
             m.reset_running_stats()
             m.momentum = None
         model.train()
-        model(torch.randn((2, *graph.input_shape.as_tuple()), generator=gen))
+        # dropout and stochastic depth draw from the global generator in training mode:
+        # seeded here too, so that the same seed gives the same statistics
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model(torch.randn((2, *graph.input_shape.as_tuple()), generator=gen))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
             std = m.running_var.sqrt()
