@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from archc import ops
-from archc.backends import common
+from archc.backends import common, decide
 from archc.code import INDENT, LINE, Call, call, flat, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -139,6 +139,137 @@ def merge_guards(lines: list[str]) -> list[str]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Absorbed:
+    """The model-level layers (its list and its lists' entries) with no Keras layer of their own:
+    `gone`: node -> the node whose Keras layer gives its tensor; `activation`: conv or dense
+    node -> the `activation=` it takes (its own tensor, before it, has no Keras layer)."""
+
+    gone: dict[str, str]
+    activation: dict[str, str]
+
+
+def absorbed(graph: Graph) -> Absorbed:
+    """An Identity layer (computes nothing, holds no weights) is left out, and an activation
+    directly after a conv or dense whose tensor nothing else reads is its `activation=`
+    (keras.applications' VGG16: `Conv2D(64, 3, activation="relu", ...)`), unless the spec names
+    the activation after its function. `archc verify` reads the layers by these names."""
+    readers: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node.id)
+    outputs = {o.node for o in graph.outputs}
+    nodes = {n.id: n for n in graph.nodes}
+    gone: dict[str, str] = {}
+    activation: dict[str, str] = {}
+
+    def layers_of(item: LayerInst) -> list[Call]:
+        args = {k: v if k == "fn" else common.literal(v) for k, v in item.op.values().items() if v is not None and k != "init"}
+        if item.op.EXPRESSION or item.exposed or item.op.READS or is_merge(item):
+            return []
+        try:
+            return list(item.op.keras_layers(args, ops.KerasCtx('"_"', item.nonneg_in, item.in_shape)))
+        except (NotImplementedError, KeyError):  # one printed another way (a merge)
+            return []
+
+    def walk(items: tuple[Inst, ...]) -> None:
+        for k, item in enumerate(items):
+            if isinstance(item, GroupInst):
+                walk(item.items)
+            if not isinstance(item, LayerInst) or item.output not in nodes:
+                continue
+            node = nodes[item.output]
+            calls = layers_of(item)
+            if calls and all(c.func == "layers.Identity" for c in calls) and len(node.inputs) == 1:
+                gone[node.id] = node.inputs[0]
+            after = items[k + 1] if k + 1 < len(items) else None
+            if (
+                calls and calls[-1].func in ACTIVATED and calls[-1].guard is None and isinstance(after, LayerInst)
+                and after.op.kind == ops.Act.kind and after.output in nodes and nodes[after.output].inputs == (node.id,)
+                and readers.get(node.id) == [after.output] and node.id not in outputs
+                and after.name.rpartition(".")[2] != after.op.values().get("fn")
+            ):  # fmt: skip
+                fused = fused_activation(after.op.kind, {k: v if k == "fn" else common.literal(v) for k, v in after.op.values().items() if v is not None and k != "init"}, ops.KerasCtx('"_"', after.nonneg_in, after.in_shape))
+                if fused:
+                    activation[node.id] = fused
+                    gone[after.output] = node.id
+
+    walk(graph.flat_body())
+    return Absorbed(gone, activation)
+
+
+def keras_layer(graph: Graph, node: str, absorbed: Absorbed) -> str | None:
+    """The Keras layer whose output is `node`'s tensor; None: none is (a conv or dense that
+    takes the activation after it in)."""
+    if node in absorbed.activation:
+        return None
+    while node in absorbed.gone:
+        node = absorbed.gone[node]
+    if node == "input":
+        return "input"
+    op = next(n.op for n in graph.nodes if n.id == node)
+    return op.keras_output(keras_name(node))
+
+
+def _followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> set[int]:
+    """The ids of the layers of a block kind's list (and of its lists' lists) that an
+    unconditional entry follows (`last`: the list's last one is followed too): their tensors
+    are never a block's output, which `archc verify` reads by layer name. `returned`: the
+    layers the block returns by name."""
+    out: set[int] = set()
+    for k, item in enumerate(items):
+        followed = items[k + 1].condition is None if k + 1 < len(items) else last
+        if isinstance(item, SymLayer) and followed and item.name not in returned:
+            out.add(id(item))
+        elif isinstance(item, SymGroup):
+            out |= _followed(item.children, followed, frozenset())
+    return out
+
+
+# Keras layers that take an `activation=` (keras.applications writes VGG's and EfficientNet's
+# squeeze-and-excitation convs so: `Conv2D(..., activation="relu")`).
+ACTIVATED = frozenset({"layers.Conv1D", "layers.Conv2D", "layers.Conv3D", "layers.DepthwiseConv2D", "layers.Dense"})
+
+
+def fused_activation(kind: str, a: dict[str, str], ctx: ops.KerasCtx) -> str | None:
+    """The `activation=` value an op's layer can take in its Keras layer before it, as keras.applications
+    writes it: an op whose Keras form is one `layers.Activation("name")`; None: another form."""
+    try:
+        (layer,) = ops.KINDS[kind].keras_layers(a, ctx)
+    except ValueError:
+        return None
+    if layer.func != "layers.Activation" or layer.guard is not None or not isinstance(layer.args[0], str) or not layer.args[0].startswith('"'):
+        return None
+    return layer.args[0]
+
+
+def with_activation(layer: Call, activation: str) -> Call:
+    """`layer` with `activation=` before its name."""
+    args = list(layer.args)
+    at = next((k for k, arg in enumerate(args) if isinstance(arg, str) and arg.startswith("name=")), len(args))
+    return dataclasses.replace(layer, args=(*args[:at], f"activation={activation}", *args[at:]))
+
+
+def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> dict[int, Any]:
+    """The layers of a block kind's lists (by id) whose next entry is an activation that can
+    be their `activation=`: it reads them only, under the same condition, and its tensor is no
+    block output (`passed`); nothing else reads theirs (`read`: the names read by name). One the
+    spec names after its function (`gelu`) is a layer asked for by name (keras.applications'
+    ConvNeXt has `{prefix}_gelu` Activation layers after its Dense ones): it stays."""
+    out: dict[int, Any] = {}
+    for a, b in zip(items, items[1:]):
+        if (
+            isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
+            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
+            and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
+        ):  # fmt: skip
+            out[id(a)] = b
+    for item in items:
+        if isinstance(item, SymGroup):
+            out.update(_fusions(item.children, passed, read))
+    return out
+
+
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -153,6 +284,15 @@ class KerasEmitter:
         self.reserved = frozenset(b.name for b in graph.blocks)  # the block functions: no variable may shadow one
         self.sigs = {b.name: dataclasses.replace(common.signature(b, graph), reserved=self.reserved) for b in graph.blocks}
         self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
+        self.instances = {b.name: common.instances_of(graph, b.name) for b in graph.blocks}
+        self.varying = decide.varying(graph, self.instances)
+        self.decider = decide.Decider(())  # the bindings where the code being printed runs
+        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (_followed)
+        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (_fusions)
+        self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
+        self.next_step: common.Step | None = None  # the step after the one being printed, in its list
+        self.called: set[str] = set()  # the block kinds the printed block functions call
+        self.absorbed = absorbed(graph)  # model-level layers left out or taken in
 
     def initializers(
         self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
@@ -221,6 +361,14 @@ class KerasEmitter:
 
     def _block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
+        self.decider = decide.Decider(decide.scopes(self.graph, self.instances[block.name], self.varying[block.name]))
+        block = decide.block(block, self.decider)  # what its instances decide, printed decided
+        self.called |= {item.block for item in decide.calls((*block.layers, *block.after))}
+        added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
+        self.passed = _followed(block.layers, added, frozenset(block.outputs)) | _followed(block.after, False, frozenset(block.outputs))
+        read = decide.read_by_name(block)
+        self.fusions = {**_fusions(block.layers, self.passed, read), **_fusions(block.after, self.passed, read)}
+        self.fused = {}
         hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
@@ -249,7 +397,8 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)):
+            steps = list(common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)))
+            for step, self.next_step in zip(steps, [*steps[1:], None]):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
                 returns.setdefault(step.item.name, step.dst)
@@ -260,7 +409,8 @@ class KerasEmitter:
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
             var = "x"
-        for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
+        steps = list(common.plan(block.after, var, "x", set(), reserved=self.reserved))
+        for step, self.next_step in zip(steps, [*steps[1:], None]):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         if block.outputs:  # several: each kept in a variable of its own (a tap's too)
@@ -300,7 +450,9 @@ class KerasEmitter:
         suffix = prefix + path_variable(layer.name if n == 1 else f"{layer.name}_{n}")  # an entry of a container: m_lat_0
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
+            outer, self.decider = self.decider, self.decider.within(layer.condition)
             body = self._group(layer, hoist, uses, block, prefix, at, taps=dict(step.taps))
+            self.decider = outer
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.targets} = ", hoist.src, lead=lead)
@@ -333,19 +485,47 @@ class KerasEmitter:
                     f"{block.name}_{prefix}{path_variable(layer.name)}",
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
-            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []):
+            stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
+            act = self.fusions.get(id(layer))
+            activation = act and stmts[-1][0].func in ACTIVATED and stmts[-1][0].guard is None and self._activation(act, hoist)
+            out = step.dst  # the variable the last layer writes
+            if activation:  # keras.applications' `Conv2D(..., activation="relu")`: the activation's layer is left out
+                stmts[-1] = (with_activation(stmts[-1][0], activation), stmts[-1][1])
+                after = self.next_step
+                if after is not None and after.item is act and layer.condition is None:  # straight into the activation's variable
+                    out = after.dst
+                self.fused[id(act)] = out
+            if id(layer) in self.fused:  # its conv or dense applied it
+                stmts = []
+                if self.fused[id(layer)] != step.dst and src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
+            if id(layer) in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
+                # computes nothing, holds no weights, and no block output is its tensor: left out
+                # (a PyTorch nn.Identity keeps its place in a numbered list; a Keras name needs none)
+                stmts = []
+                if src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
+            for k, (stmt, _) in enumerate(stmts):
                 if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
                     body.append(f"{at}{step.dst} = {src}")
                     src = step.dst
-                body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+                body += render_applied(stmt, at, f"{out if k == len(stmts) - 1 else step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
             routed = src != "x" and not (src == "inputs" and self.x_is_input)
             body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
+
+    def _activation(self, act: SymLayer, hoist: common.Hoister) -> str | None:
+        args = {key: tree.value if key == "fn" else expr.to_python(tree) for key, tree in act.args if key != "init"}  # type: ignore[attr-defined]
+        return fused_activation(act.kind, args, ops.KerasCtx('"_"', act.nonneg_in, None))
 
     def _layer_lines(self, kind: str, a: dict[str, str], ctx: ops.KerasCtx, var: str, where: Any) -> list[tuple[Call, str]]:
         """layer_lines, noting the helper classes (an op's HELPERS) its layers are."""
@@ -388,9 +568,13 @@ class KerasEmitter:
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
+        steps = list(common.plan(group.children, first, "x", set(), reserved=self.reserved))
+        for k, child_step in enumerate(steps):
             child = child_step.item
+            self.next_step = steps[k + 1] if k + 1 < len(steps) else None
             index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            if not index.isdigit():  # the same number in every instance where the entry runs: that number
+                index = self._decided_index(index, child.condition)
             condition = hoist.condition(child.condition)
             if common.spliced(child, group):
                 count = expr.to_python(child.repeat)
@@ -401,7 +585,16 @@ class KerasEmitter:
                 terms.append(f"({count}) * int({condition})" if condition else count)
                 continue
             if group.positional and terms:
-                child = _renamed(child, "{" + index + "}")
+                if index.isdigit():  # an entry before it with this number never runs where it does: no `_2` suffix
+                    uses.pop(inner + index, None)
+                renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
+                if id(child) in self.passed:
+                    self.passed.add(id(renamed))
+                if id(child) in self.fused:
+                    self.fused[id(renamed)] = self.fused[id(child)]
+                if id(child) in self.fusions:
+                    self.fusions[id(renamed)] = self.fusions[id(child)]
+                child = renamed
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
             if taps and child.name in taps:
@@ -409,6 +602,14 @@ class KerasEmitter:
             if condition is not None:
                 terms.append(f"int({condition})")
         return lines
+
+    def _decided_index(self, index: str, condition: ast.expr | None) -> str:
+        """An entry's position (`int(expanded != in_channels) + 1`) as a number where every
+        instance that runs the entry gives it the same one, else with its decided conditions."""
+        here = self.decider.within(condition)
+        tree = expr.parse(index)
+        value = here.decided(tree)
+        return str(value) if type(value) is int else expr.to_python(here.tree(tree))
 
     def _parallel(
         self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str, name: str,
@@ -589,6 +790,8 @@ class KerasEmitter:
                 lines += self._rolled(item.items, full + "_")
             elif isinstance(item, GroupInst):
                 lines += self._items(item.items, full + "_")
+            elif isinstance(item, LayerInst) and item.output in self.absorbed.gone:
+                continue  # an Identity, or an activation its conv or dense applies
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 values = item.op.values()
@@ -600,7 +803,10 @@ class KerasEmitter:
                 if item.op.TENSORS:
                     inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
                 ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
-                for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
+                stmts = self._layer_lines(item.op.kind, args, ctx, "x", item.where)
+                if item.output in self.absorbed.activation:  # keras.applications' Conv2D(..., activation="relu")
+                    stmts[-1] = (with_activation(stmts[-1][0], self.absorbed.activation[item.output]), stmts[-1][1])
+                for stmt in stmts:
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full, lead=lead, head=head)
@@ -684,6 +890,8 @@ class KerasEmitter:
     def context(self) -> dict[str, Any]:
         unused = common.inline_only(self.graph) | common.unreferenced(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
+        # a kind without instances that no printed function calls any more (its call was a branch that never runs): no function
+        blocks = [f for f in blocks if self.instances[f["name"]] or f["name"] in self.called]
         body = self.model_body()
         self.helpers |= common.expression_helpers(self.graph, "keras")
         shape = (*self.graph.input_shape.size, self.graph.input_shape.c)  # channels last, at every rank
