@@ -118,33 +118,6 @@ def deep_stem(
     return x
 
 
-def timm_se(
-    x: keras.KerasTensor, in_channels: int, *, squeeze: int, name: str
-) -> keras.KerasTensor:
-    """timm's SEModule (Hu et al. 2018): global average, 1x1 conv to squeeze channels,
-    ReLU, 1x1 conv back, sigmoid, times the input."""
-    inputs = x
-    x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(inputs)
-    x = layers.Conv2D(
-        squeeze,
-        1,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        bias_initializer=torch_bias_initializer(in_channels),
-        activation="relu",
-        name=f"{name}_fc1",
-    )(x)
-    x = layers.Conv2D(
-        in_channels,
-        1,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        bias_initializer=torch_bias_initializer(squeeze),
-        activation="sigmoid",
-        name=f"{name}_fc2",
-    )(x)
-    x = layers.Multiply(name=f"{name}_scale")([inputs, x])
-    return x
-
-
 def timm_bottleneck(
     x: keras.KerasTensor,
     in_channels: int,
@@ -200,13 +173,6 @@ def timm_bottleneck(
         epsilon=1e-05, momentum=0.9, gamma_initializer="zeros", name=f"{name}_bn3"
     )(x)
     out_se = x
-    if se > 0:
-        out_se = timm_se(
-            x,
-            conv3_channels,
-            squeeze=max(8, int(conv3_channels / se + 4) // 8 * 8),
-            name=f"{name}_se",
-        )
     downsample = inputs
     if stride != 1 or in_channels != conv3_channels:
         x = downsample

@@ -137,8 +137,11 @@ def varying(graph: Graph, instances: Mapping[str, Sequence[Any]]) -> dict[str, f
 
 
 def calls(items: Sequence[SymItem]) -> list[SymBlock]:
+    """The block calls of a list (and of its lists), less those under an entry that never runs."""
     out: list[SymBlock] = []
     for item in items:
+        if never(item):
+            continue
         if isinstance(item, SymBlock):
             out.append(item)
         elif isinstance(item, SymStage):
@@ -150,17 +153,33 @@ def calls(items: Sequence[SymItem]) -> list[SymBlock]:
 
 def block(btype: BlockType, decider: Decider) -> BlockType:
     """The block kind with what its instances decide printed decided: a condition that holds in
-    each instance where it is read is dropped, and so is an entry (or a shortcut) whose
-    condition never holds, unless something reads it by name."""
+    each instance where it is read is dropped, a shortcut whose condition never holds is dropped
+    (the block adds its input where it has none), and an entry whose condition never holds is
+    kept in its list as NEVER: the list's numbering (a numbered list counts only the entries that
+    run, as lowering does) and its dataflow (an absent entry passes on what it reads, which its
+    `from:` may name) are the IR's, whether or not a layer is printed for each entry."""
     if not decider.scopes:
         return btype
-    read = read_by_name(btype)
     return dataclasses.replace(
         btype,
-        layers=_items(btype.layers, decider, read),
-        after=_items(btype.after, decider, read),
+        layers=_items(btype.layers, decider),
+        after=_items(btype.after, decider),
         shortcuts=tuple(d for d in (_shortcut(s, decider) for s in btype.shortcuts) if d is not None),
     )
+
+
+NEVER = ast.Constant(False)  # the condition of an entry that no instance runs: no code, its place kept
+
+
+def never(item: Any) -> bool:
+    """Whether an entry of a block kind runs in no instance (its condition is NEVER, or `if: false`)."""
+    condition = getattr(item, "condition", None)
+    return isinstance(condition, ast.Constant) and condition.value is False
+
+
+def live(items: Sequence[SymItem]) -> tuple[SymItem, ...]:
+    """The entries of a list (and of its lists) that run in some instance: those printed."""
+    return tuple(dataclasses.replace(i, children=live(i.children)) if isinstance(i, SymGroup) else i for i in items if not never(i))
 
 
 def read_by_name(btype: BlockType) -> frozenset[str]:
@@ -183,8 +202,8 @@ def _never(tree: ast.expr | None, decider: Decider) -> bool:
     return isinstance(out, ast.Constant) and not out.value
 
 
-def _items(items: Sequence[SymItem], decider: Decider, read: frozenset[str]) -> tuple[SymItem, ...]:
-    return tuple(_item(i, decider, read) for i in items if i.name in read or not _never(i.condition, decider))
+def _items(items: Sequence[SymItem], decider: Decider) -> tuple[SymItem, ...]:
+    return tuple(dataclasses.replace(i, condition=NEVER) if _never(i.condition, decider) else _item(i, decider) for i in items)
 
 
 def _condition(tree: ast.expr | None, decider: Decider) -> ast.expr | None:
@@ -196,7 +215,7 @@ def _condition(tree: ast.expr | None, decider: Decider) -> ast.expr | None:
     return out
 
 
-def _item(item: SymItem, decider: Decider, read: frozenset[str] = frozenset()) -> SymItem:
+def _item(item: SymItem, decider: Decider) -> SymItem:
     condition = _condition(item.condition, decider)
     inner = decider.within(condition)
     changes: dict[str, Any] = {"condition": condition, "in_channels": inner.tree(item.in_channels)}
@@ -209,9 +228,9 @@ def _item(item: SymItem, decider: Decider, read: frozenset[str] = frozenset()) -
     elif isinstance(item, SymStage):
         changes.update(repeat=inner.tree(item.repeat), first=_item(item.first, inner), rest=_item(item.rest, inner))
     elif isinstance(item, SymGroup):
-        changes["children"] = _items(item.children, inner, read)
+        changes["children"] = _items(item.children, inner)
     elif isinstance(item, SymParallel):  # its paths are positions: each stays
-        changes["children"] = tuple(_item(c, inner, read) for c in item.children)
+        changes["children"] = tuple(_item(c, inner) for c in item.children)
     return dataclasses.replace(item, **changes)  # type: ignore[arg-type]
 
 

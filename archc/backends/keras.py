@@ -260,6 +260,7 @@ def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> 
     for a, b in zip(items, items[1:]):
         if (
             isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
+            and not decide.never(a)
             and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
             and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
         ):  # fmt: skip
@@ -369,7 +370,7 @@ class KerasEmitter:
         read = decide.read_by_name(block)
         self.fusions = {**_fusions(block.layers, self.passed, read), **_fusions(block.after, self.passed, read)}
         self.fused = {}
-        hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
+        hoist = common.Hoister(decide.live((*block.layers, *block.after)), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
@@ -433,6 +434,8 @@ class KerasEmitter:
         """One item of a block kind applied to `step.srcs`, written to `step.dst` at `indent`;
         guarded by its condition (its body one level deeper, laid out for that depth)."""
         layer = step.item
+        if decide.never(layer):  # no instance runs it: its variable holds what it passes on
+            return [f"{indent}{step.dst} = {step.passthrough}"] * (step.dst != step.passthrough and not (step.dst == "x" and step.passthrough == "inputs" and self.x_is_input))
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
         self.functions |= common.helper_functions(layer)
         lines = hoist.definitions(common.width_trees(layer), indent)
@@ -567,12 +570,16 @@ class KerasEmitter:
         read from outside the list, each kept in its variable (`body_2 = x`)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
+        fixed = 0  # the earlier entries that are one each (unconditional); one that never runs is none
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
         steps = list(common.plan(group.children, first, "x", set(), reserved=self.reserved))
         for k, child_step in enumerate(steps):
             child = child_step.item
             self.next_step = steps[k + 1] if k + 1 < len(steps) else None
-            index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            if decide.never(child):  # numbered as lowering numbers it: no number, its tensor its input's
+                lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
+                continue
+            index = " + ".join(terms + ([str(fixed)] if fixed or not terms else []))
             if not index.isdigit():  # the same number in every instance where the entry runs: that number
                 index = self._decided_index(index, child.condition)
             condition = hoist.condition(child.condition)
@@ -584,7 +591,7 @@ class KerasEmitter:
                     lines += self._spliced(child, hoist, inner, index, indent)
                 terms.append(f"({count}) * int({condition})" if condition else count)
                 continue
-            if group.positional and terms:
+            if group.positional and index != child.name:  # the entries before it that run shift its number
                 if index.isdigit():  # an entry before it with this number never runs where it does: no `_2` suffix
                     uses.pop(inner + index, None)
                 renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
@@ -601,6 +608,8 @@ class KerasEmitter:
                 lines.append(f"{indent}{taps[child.name]} = {child_step.dst}")
             if condition is not None:
                 terms.append(f"int({condition})")
+            else:
+                fixed += 1
         return lines
 
     def _decided_index(self, index: str, condition: ast.expr | None) -> str:
