@@ -36,7 +36,7 @@ import torch
 
 from archc import interop
 from archc.api import load_module, to_ir
-from archc.backends import keras as keras_code
+from archc.backends import keras_idioms
 from archc.convert import Progress, transfer
 from archc.frameworks import import_quietly
 from archc.ir.graph import (
@@ -407,9 +407,9 @@ def verify(
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
 
-    absorbed = keras_code.absorbed(graph)  # layers the Keras code leaves out or takes in
+    absorbed = keras_idioms.absorbed(graph)  # layers the Keras code leaves out or takes in
     # a conv whose activation its Keras layer applies has no Keras tensor of its own: the activation's row covers it
-    pts = [p for p in _observable(points(graph), graph) if p.module == "" or keras_code.keras_layer(graph, p.node, absorbed) is not None]
+    pts = [p for p in _observable(points(graph), graph) if p.module == "" or keras_idioms.keras_layer(graph, p.node, absorbed) is not None]
     captured: dict[str, list[np.ndarray]] = {p.module: [] for p in pts}
     hooks = [
         t_model.get_submodule(path).register_forward_hook(
@@ -426,7 +426,7 @@ def verify(
     report("run", 1, 2)
 
     def keras_output(p: _Point) -> str:  # "": the model's output
-        return "" if p.module == "" else keras_code.keras_layer(graph, p.node, absorbed) or ""
+        return "" if p.module == "" else keras_idioms.keras_layer(graph, p.node, absorbed) or ""
 
     names = list(dict.fromkeys(keras_output(p) for p in pts))
     with deep_stack(graph):

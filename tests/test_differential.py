@@ -264,6 +264,30 @@ def test_keras_numbers_a_list_past_an_entry_that_never_runs_as_lowering_does():
     assert "if gate" not in source  # decided: no branch that never runs
 
 
+NEVER_BEFORE_A_SPLICED_STAGE = """\
+unit:
+  params: {k: int}
+  layers:
+    - conv: {filters: k, kernel: 1}
+seq:
+  params: {w: int, c: false}
+  layers:
+    - conv: {filters: w, kernel: 1}
+    - {conv: {filters: w, kernel: 1}, if: c}
+    - {stage: unit, repeat: 2, with: {k: w}}
+    - batchnorm
+"""
+
+
+def test_keras_numbers_a_numbered_kind_past_an_entry_that_never_runs():
+    """A block kind of unnamed layers (an nn.Sequential) whose second entry runs in no instance:
+    the stage's instances and the batch norm after it are `1`, `2` and `3`, as lowering numbers them."""
+    graph = agree(spec(NEVER_BEFORE_A_SPLICED_STAGE, "- a: {block: seq, with: {w: 4}}\n"))
+    assert [n.id for n in graph.nodes][:4] == ["a.0", "a.1.0", "a.2.0", "a.3"]
+    source = emit(graph, "keras")
+    assert 'name=f"{name}_1")' in source and 'name=f"{name}_3")' in source and "if c" not in source
+
+
 NEVER_WITH_FROM = """\
 b:
   params: {w: int, flag: false}

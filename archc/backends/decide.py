@@ -249,3 +249,29 @@ def _shortcut(sc: SymShortcut, decider: Decider) -> SymShortcut | None:
     return dataclasses.replace(
         sc, condition=condition, in_channels=inner.tree(sc.in_channels), out_channels=inner.tree(sc.out_channels), stride=inner.tree(sc.stride),
     )  # fmt: skip
+
+
+def holds_somewhere(instances: Sequence[Any], condition: str) -> bool:
+    """Whether `condition` (source over a block kind's parameters) may hold in some of its
+    `instances`: False only where each instance fails it."""
+    try:
+        tree = expr.parse(condition)
+        return any(expr.evaluate(tree, {**dict(i.args), "in_channels": i.in_shape.c}) for i in instances)
+    except (expr.ExprError, TypeError):
+        return True
+
+
+def holds_everywhere(instances: Sequence[Any], condition: str) -> bool:
+    """Whether `condition` (source over a block kind's parameters) holds in every one of its
+    `instances` (there being some); False where that cannot be told."""
+    try:
+        tree = expr.parse(condition)
+    except expr.ExprError:
+        return False
+    for inst in instances:
+        try:
+            if not expr.evaluate(tree, {**dict(inst.args), "in_channels": inst.in_shape.c}):
+                return False
+        except (expr.ExprError, TypeError):
+            return False
+    return bool(instances)

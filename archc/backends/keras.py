@@ -13,8 +13,8 @@ import dataclasses
 from typing import Any
 
 from archc import ops
-from archc.backends import common, decide
-from archc.code import INDENT, LINE, Call, call, flat, render, render_applied
+from archc.backends import common, decide, keras_idioms, keras_init
+from archc.code import INDENT, LINE, Call, call, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -119,158 +119,6 @@ def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
     return render_applied(layer, indent, f"{var} = ", f"({var})")
 
 
-def merge_guards(lines: list[str]) -> list[str]:
-    """One `if` for consecutive layers under the same condition, as keras.applications writes
-    `if block_id:` over three layers: an `if` line that repeats the `if` whose body ends just
-    above it (nothing at its own level in between) is dropped. Conditions read only the block
-    function's arguments, which nothing reassigns, so the merged body runs exactly when each
-    part would have."""
-    out: list[str] = []
-    open_guard: str | None = None  # the `if` line whose body the last lines belong to
-    for line in lines:
-        indent = line[: len(line) - len(line.lstrip())]
-        if open_guard is not None and line == open_guard:
-            continue
-        if open_guard is not None and len(indent) <= len(open_guard) - len(open_guard.lstrip()):
-            open_guard = None
-        if line.lstrip().startswith("if ") and line.endswith(":") and open_guard is None:
-            open_guard = line
-        out.append(line)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class Absorbed:
-    """The model-level layers (its list and its lists' entries) with no Keras layer of their own:
-    `gone`: node -> the node whose Keras layer gives its tensor; `activation`: conv or dense
-    node -> the `activation=` it takes (its own tensor, before it, has no Keras layer)."""
-
-    gone: dict[str, str]
-    activation: dict[str, str]
-
-
-def absorbed(graph: Graph) -> Absorbed:
-    """An Identity layer (computes nothing, holds no weights) is left out, and an activation
-    directly after a conv or dense whose tensor nothing else reads is its `activation=`
-    (keras.applications' VGG16: `Conv2D(64, 3, activation="relu", ...)`), unless the spec names
-    the activation after its function. `archc verify` reads the layers by these names."""
-    readers: dict[str, list[str]] = {}
-    for node in graph.nodes:
-        for src in node.inputs:
-            readers.setdefault(src, []).append(node.id)
-    outputs = {o.node for o in graph.outputs}
-    nodes = {n.id: n for n in graph.nodes}
-    gone: dict[str, str] = {}
-    activation: dict[str, str] = {}
-
-    def layers_of(item: LayerInst) -> list[Call]:
-        args = {k: v if k == "fn" else common.literal(v) for k, v in item.op.values().items() if v is not None and k != "init"}
-        if item.op.EXPRESSION or item.exposed or item.op.READS or is_merge(item):
-            return []
-        try:
-            return list(item.op.keras_layers(args, ops.KerasCtx('"_"', item.nonneg_in, item.in_shape)))
-        except (NotImplementedError, KeyError):  # one printed another way (a merge)
-            return []
-
-    def walk(items: tuple[Inst, ...]) -> None:
-        for k, item in enumerate(items):
-            if isinstance(item, GroupInst):
-                walk(item.items)
-            if not isinstance(item, LayerInst) or item.output not in nodes:
-                continue
-            node = nodes[item.output]
-            calls = layers_of(item)
-            if calls and all(c.func == "layers.Identity" for c in calls) and len(node.inputs) == 1:
-                gone[node.id] = node.inputs[0]
-            after = items[k + 1] if k + 1 < len(items) else None
-            if (
-                calls and calls[-1].func in ACTIVATED and calls[-1].guard is None and isinstance(after, LayerInst)
-                and after.op.kind == ops.Act.kind and after.output in nodes and nodes[after.output].inputs == (node.id,)
-                and readers.get(node.id) == [after.output] and node.id not in outputs
-                and after.name.rpartition(".")[2] != after.op.values().get("fn")
-            ):  # fmt: skip
-                fused = fused_activation(after.op.kind, {k: v if k == "fn" else common.literal(v) for k, v in after.op.values().items() if v is not None and k != "init"}, ops.KerasCtx('"_"', after.nonneg_in, after.in_shape))
-                if fused:
-                    activation[node.id] = fused
-                    gone[after.output] = node.id
-
-    walk(graph.flat_body())
-    return Absorbed(gone, activation)
-
-
-def keras_layer(graph: Graph, node: str, absorbed: Absorbed) -> str | None:
-    """The Keras layer whose output is `node`'s tensor; None: none is (a conv or dense that
-    takes the activation after it in)."""
-    if node in absorbed.activation:
-        return None
-    while node in absorbed.gone:
-        node = absorbed.gone[node]
-    if node == "input":
-        return "input"
-    op = next(n.op for n in graph.nodes if n.id == node)
-    return op.keras_output(keras_name(node))
-
-
-def _followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> set[int]:
-    """The ids of the layers of a block kind's list (and of its lists' lists) that an
-    unconditional entry follows (`last`: the list's last one is followed too): their tensors
-    are never a block's output, which `archc verify` reads by layer name. `returned`: the
-    layers the block returns by name."""
-    out: set[int] = set()
-    for k, item in enumerate(items):
-        followed = items[k + 1].condition is None if k + 1 < len(items) else last
-        if isinstance(item, SymLayer) and followed and item.name not in returned:
-            out.add(id(item))
-        elif isinstance(item, SymGroup):
-            out |= _followed(item.children, followed, frozenset())
-    return out
-
-
-# Keras layers that take an `activation=` (keras.applications writes VGG's and EfficientNet's
-# squeeze-and-excitation convs so: `Conv2D(..., activation="relu")`).
-ACTIVATED = frozenset({"layers.Conv1D", "layers.Conv2D", "layers.Conv3D", "layers.DepthwiseConv2D", "layers.Dense"})
-
-
-def fused_activation(kind: str, a: dict[str, str], ctx: ops.KerasCtx) -> str | None:
-    """The `activation=` value an op's layer can take in its Keras layer before it, as keras.applications
-    writes it: an op whose Keras form is one `layers.Activation("name")`; None: another form."""
-    try:
-        (layer,) = ops.KINDS[kind].keras_layers(a, ctx)
-    except ValueError:
-        return None
-    if layer.func != "layers.Activation" or layer.guard is not None or not isinstance(layer.args[0], str) or not layer.args[0].startswith('"'):
-        return None
-    return layer.args[0]
-
-
-def with_activation(layer: Call, activation: str) -> Call:
-    """`layer` with `activation=` before its name."""
-    args = list(layer.args)
-    at = next((k for k, arg in enumerate(args) if isinstance(arg, str) and arg.startswith("name=")), len(args))
-    return dataclasses.replace(layer, args=(*args[:at], f"activation={activation}", *args[at:]))
-
-
-def _fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> dict[int, Any]:
-    """The layers of a block kind's lists (by id) whose next entry is an activation that can
-    be their `activation=`: it reads them only, under the same condition, and its tensor is no
-    block output (`passed`); nothing else reads theirs (`read`: the names read by name). One the
-    spec names after its function (`gelu`) is a layer asked for by name (keras.applications'
-    ConvNeXt has `{prefix}_gelu` Activation layers after its Dense ones): it stays."""
-    out: dict[int, Any] = {}
-    for a, b in zip(items, items[1:]):
-        if (
-            isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
-            and not decide.never(a)
-            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
-            and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
-        ):  # fmt: skip
-            out[id(a)] = b
-    for item in items:
-        if isinstance(item, SymGroup):
-            out.update(_fusions(item.children, passed, read))
-    return out
-
-
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -284,70 +132,16 @@ class KerasEmitter:
         self.x_is_input = False  # inside a block function: `x` still holds the block input
         self.reserved = frozenset(b.name for b in graph.blocks)  # the block functions: no variable may shadow one
         self.sigs = {b.name: dataclasses.replace(common.signature(b, graph), reserved=self.reserved) for b in graph.blocks}
-        self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
+        self.initializers = keras_init.Initializers(graph)  # a layer's initializer arguments; the module constants
         self.instances = {b.name: common.instances_of(graph, b.name) for b in graph.blocks}
         self.varying = decide.varying(graph, self.instances)
         self.decider = decide.Decider(())  # the bindings where the code being printed runs
-        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (_followed)
-        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (_fusions)
+        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (keras_idioms.followed)
+        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (keras_idioms.fusions)
         self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
         self.next_step: common.Step | None = None  # the step after the one being printed, in its list
         self.called: set[str] = set()  # the block kinds the printed block functions call
-        self.absorbed = absorbed(graph)  # model-level layers left out or taken in
-
-    def initializers(
-        self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
-    ) -> tuple[tuple[str, str], ...]:  # fmt: skip
-        """A layer's initializer arguments (ops.init): Keras' own defaults left out; a config
-        that is its kind's rule in `defaults:` is a module constant (CONV_KERNEL_INITIALIZER, as
-        keras.applications' EfficientNet), another one a constant named after its layer."""
-        op = ops.KINDS[kind]
-        out = []
-        for role, tensor in op.TENSORS.items():
-            arg = tensor.keras_arg
-            if tensor.switch and a.get(tensor.switch) == "False":
-                continue
-            rule = getattr(rules, role)
-            problem = init.keras_problem(rule)
-            if problem:
-                raise SpecError(f"{kind} init {role}: {problem}", where)
-            keras_rule = init.swap_fans(rule) if op.KERAS_FANS == "swapped" and role == "weight" else rule
-            source = init.keras_initializer(keras_rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
-            if op.KERAS_FANS is False and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
-                source = init.explicit_initializer(rule, op.fan_in(a, in_ch), op.fan_out(a, in_ch)) or source
-            if source is None:
-                continue
-            if isinstance(source, dict):
-                source = self._constant(source, kind, role, arg, rule, owner)
-            elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):
-                self.helpers.add(init.KERAS_HELPER)
-                self.needs_math = True
-            self.needs_math |= "math." in flat(source)
-            out.append((arg, source))
-        return tuple(out)
-
-    def _constant(self, config: dict[str, Any], kind: str, role: str, arg: str, rule: init.Rule, owner: str) -> str:
-        """The module constant holding an initializer config, one per distinct config (a
-        config that one holds already: that one, as keras.applications' EfficientNet gives its
-        depthwise convs CONV_KERNEL_INITIALIZER). A kind's rule in `defaults:` is named after
-        its kind (CONV_KERNEL_INITIALIZER), or after its argument alone where the defaults of
-        several kinds of the model give it (KERNEL_INITIALIZER); another after its layer."""
-        held = next((name for name, other in self.constants.items() if other == config), None)
-        if held:
-            return held
-        section = init.section(kind)
-        if rule == getattr(self.graph.init(section), role):
-            kinds = {init.section(n.op.kind) for n in self.graph.nodes if n.op.TENSORS}
-            tensors = {k: ops.KINDS[k].TENSORS.get(role) for k in kinds}
-            giving = [k for k, t in tensors.items() if t and t.keras_arg == arg and init.keras_initializer(getattr(self.graph.init(k), role), role, k, None) == config]
-            base = "" if len(giving) > 1 else f"{section.upper()}_"
-        else:
-            base = f"{owner.upper()}_"
-        name, n = f"{base}{arg.upper()}", 2
-        while name in self.constants:
-            name, n = f"{base}{n}_{arg.upper()}", n + 1
-        self.constants[name] = config
-        return name
+        self.absorbed = keras_idioms.absorbed(graph)  # model-level layers left out or taken in
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         """The block kind's function; a layer named like one of its parameters (timm's `se`
@@ -366,9 +160,9 @@ class KerasEmitter:
         block = decide.block(block, self.decider)  # what its instances decide, printed decided
         self.called |= {item.block for item in decide.calls((*block.layers, *block.after))}
         added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
-        self.passed = _followed(block.layers, added, frozenset(block.outputs)) | _followed(block.after, False, frozenset(block.outputs))
+        self.passed = keras_idioms.followed(block.layers, added, frozenset(block.outputs)) | keras_idioms.followed(block.after, False, frozenset(block.outputs))
         read = decide.read_by_name(block)
-        self.fusions = {**_fusions(block.layers, self.passed, read), **_fusions(block.after, self.passed, read)}
+        self.fusions = {**keras_idioms.fusions(block.layers, self.passed, read), **keras_idioms.fusions(block.after, self.passed, read)}
         self.fused = {}
         hoist = common.Hoister(decide.live((*block.layers, *block.after)), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
@@ -424,7 +218,7 @@ class KerasEmitter:
             "signature": [
                 *(f"{v}: keras.KerasTensor" for v in sig.variables), *(f"{c}: int" for c in sig.channels), "*", *sig.parts(), "name: str",
             ],
-            "body": merge_guards(body),
+            "body": keras_idioms.merge_guards(body),
             "returns": f"tuple[{', '.join(['keras.KerasTensor'] * len(block.outputs))}]" if block.outputs else "keras.KerasTensor",
         }
 
@@ -487,13 +281,13 @@ class KerasEmitter:
                     layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), layer.where or block.where,  # type: ignore[attr-defined]
                     f"{block.name}_{prefix}{path_variable(layer.name)}",
                 )
-            ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
+            ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: decide.holds_somewhere(self.instances[block.name], condition))
             stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
             act = self.fusions.get(id(layer))
-            activation = act and stmts[-1][0].func in ACTIVATED and stmts[-1][0].guard is None and self._activation(act, hoist)
+            activation = act and stmts[-1][0].func in keras_idioms.ACTIVATED and stmts[-1][0].guard is None and keras_idioms.activation_of(act)
             out = step.dst  # the variable the last layer writes
             if activation:  # keras.applications' `Conv2D(..., activation="relu")`: the activation's layer is left out
-                stmts[-1] = (with_activation(stmts[-1][0], activation), stmts[-1][1])
+                stmts[-1] = (keras_idioms.with_activation(stmts[-1][0], activation), stmts[-1][1])
                 after = self.next_step
                 if after is not None and after.item is act and layer.condition is None:  # straight into the activation's variable
                     out = after.dst
@@ -513,7 +307,7 @@ class KerasEmitter:
                 elif layer.condition is not None:
                     lines.pop()  # the `if` over nothing
             for k, (stmt, _) in enumerate(stmts):
-                if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
+                if stmt.guard is not None and decide.holds_everywhere(self.instances[block.name], stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
                     body.append(f"{at}{step.dst} = {src}")
@@ -526,40 +320,11 @@ class KerasEmitter:
             body = [f"{at}x = {src}"] * routed + body + [f"{at}{step.dst} = x"] * (step.dst != "x")
         return lines + body
 
-    def _activation(self, act: SymLayer, hoist: common.Hoister) -> str | None:
-        args = {key: tree.value if key == "fn" else expr.to_python(tree) for key, tree in act.args if key != "init"}  # type: ignore[attr-defined]
-        return fused_activation(act.kind, args, ops.KerasCtx('"_"', act.nonneg_in, None))
-
     def _layer_lines(self, kind: str, a: dict[str, str], ctx: ops.KerasCtx, var: str, where: Any) -> list[tuple[Call, str]]:
         """layer_lines, noting the helper classes (an op's HELPERS) its layers are."""
         lines = layer_lines(kind, a, ctx, var, where)
         self.helpers |= {layer.func for layer, _ in lines} & set(common.helper_names("keras"))
         return lines
-
-    def _holds_somewhere(self, block: BlockType, condition: str) -> bool:
-        """Whether `condition` (source over the block kind's parameters) may hold in some
-        instance of the block kind in this model: False only where each instance fails it."""
-        try:
-            tree = expr.parse(condition)
-            return any(expr.evaluate(tree, {**dict(i.args), "in_channels": i.in_shape.c}) for i in common.instances_of(self.graph, block.name))
-        except (expr.ExprError, TypeError):
-            return True
-
-    def _holds_everywhere(self, block: BlockType, condition: str) -> bool:
-        """Whether `condition` (source over the block kind's parameters) holds in every instance
-        of the block kind in this model; False where that cannot be told."""
-        try:
-            tree = expr.parse(condition)
-        except expr.ExprError:
-            return False
-        instances = common.instances_of(self.graph, block.name)
-        for inst in instances:
-            try:
-                if not expr.evaluate(tree, {**dict(inst.args), "in_channels": inst.in_shape.c}):
-                    return False
-            except (expr.ExprError, TypeError):
-                return False
-        return bool(instances)
 
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
@@ -814,7 +579,7 @@ class KerasEmitter:
                 ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
                 stmts = self._layer_lines(item.op.kind, args, ctx, "x", item.where)
                 if item.output in self.absorbed.activation:  # keras.applications' Conv2D(..., activation="relu")
-                    stmts[-1] = (with_activation(stmts[-1][0], self.absorbed.activation[item.output]), stmts[-1][1])
+                    stmts[-1] = (keras_idioms.with_activation(stmts[-1][0], self.absorbed.activation[item.output]), stmts[-1][1])
                 for stmt in stmts:
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
@@ -902,18 +667,18 @@ class KerasEmitter:
         # a kind without instances that no printed function calls any more (its call was a branch that never runs): no function
         blocks = [f for f in blocks if self.instances[f["name"]] or f["name"] in self.called]
         body = self.model_body()
-        self.helpers |= common.expression_helpers(self.graph, "keras")
+        self.helpers |= common.expression_helpers(self.graph, "keras") | self.initializers.helpers
         shape = (*self.graph.input_shape.size, self.graph.input_shape.c)  # channels last, at every rank
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         return {
             "doc": common.docstring(self.graph.doc or self.graph.name, 0),
             "header": common.header(self.graph, "keras"),
-            "stdlib_imports": ["import math"] if self.needs_math else [],
+            "stdlib_imports": ["import math"] if self.needs_math or self.initializers.needs_math else [],
             "input_shape": common.literal(shape),
             "input_layout": common.input_layout(self.graph.input_shape.rank, "keras"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
-            "constants": [line for name, config in self.constants.items() for line in init.config_source(config, "", f"{name} = ")],
+            "constants": [line for name, config in self.initializers.constants.items() for line in init.config_source(config, "", f"{name} = ")],
             "blocks": blocks,
             "params": exposed,
             "body": body,
