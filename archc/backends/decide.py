@@ -183,12 +183,14 @@ def live(items: Sequence[SymItem]) -> tuple[SymItem, ...]:
 
 
 def read_by_name(btype: BlockType) -> frozenset[str]:
-    """The names a block kind's entries read by name (`inputs`), its shortcuts read and it returns."""
+    """The names a block kind's entries read by name (`inputs`), its shortcuts read and it
+    returns; an entry of a list read from outside it (a tap, `body.relu`) by its path and its list's name."""
     names = {sc.input for sc in btype.shortcuts if sc.input is not None} | set(btype.outputs)
 
     def walk(items: Sequence[Any]) -> None:
         for item in items:
             names.update(n.split(".")[0] for n in item.inputs)
+            names.update(item.inputs)
             walk(getattr(item, "children", ()))
 
     walk((*btype.layers, *btype.after))

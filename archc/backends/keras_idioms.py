@@ -118,18 +118,19 @@ def keras_layer(graph: Graph, node: str, absorbed: Absorbed) -> str | None:
     return op.keras_output(keras_name(node))
 
 
-def followed(items: tuple[Any, ...], last: bool, returned: frozenset[str]) -> set[int]:
+def followed(items: tuple[Any, ...], last: bool, returned: frozenset[str], prefix: str = "") -> set[int]:
     """The ids of the layers of a block kind's list (and of its lists' lists) that an
     unconditional entry follows (`last`: the list's last one is followed too): their tensors
     are never a block's output, which `archc verify` reads by layer name. `returned`: the
-    layers the block returns by name."""
+    layers the block returns by name (`body.relu`: an entry of its list `body`, whose path
+    here is `prefix` + its name)."""
     out: set[int] = set()
     for k, item in enumerate(items):
         next_runs = items[k + 1].condition is None if k + 1 < len(items) else last
-        if isinstance(item, SymLayer) and next_runs and item.name not in returned:
+        if isinstance(item, SymLayer) and next_runs and prefix + item.name not in returned:
             out.add(id(item))
         elif isinstance(item, SymGroup):
-            out |= followed(item.children, next_runs, frozenset())
+            out |= followed(item.children, next_runs, returned, f"{prefix}{item.name}.")
     return out
 
 
@@ -157,10 +158,11 @@ def with_activation(layer: Call, activation: str) -> Call:
     return dataclasses.replace(layer, args=(*args[:at], f"activation={activation}", *args[at:]))
 
 
-def fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> dict[int, Any]:
+def fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str], prefix: str = "") -> dict[int, Any]:
     """The layers of a block kind's lists (by id) whose next entry is an activation that can
     be their `activation=`: it reads them only, under the same condition, and its tensor is no
-    block output (`passed`); nothing else reads theirs (`read`: the names read by name). One the
+    block output (`passed`); nothing else reads theirs (`read`: the names read by name, an
+    entry of a list by its path, `body.relu`, whose path here is `prefix` + its name). One the
     spec names after its function (`gelu`) is a layer asked for by name (keras.applications'
     ConvNeXt has `{prefix}_gelu` Activation layers after its Dense ones): it stays."""
     out: dict[int, Any] = {}
@@ -168,13 +170,13 @@ def fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str]) -> d
         if (
             isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
             and not decide.never(a)
-            and a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
+            and a.name not in read and prefix + a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
             and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
         ):  # fmt: skip
             out[id(a)] = b
     for item in items:
         if isinstance(item, SymGroup):
-            out.update(fusions(item.children, passed, read))
+            out.update(fusions(item.children, passed, read, f"{prefix}{item.name}."))
     return out
 
 
