@@ -36,6 +36,7 @@ import torch
 
 from archc import interop
 from archc.api import load_module, to_ir
+from archc.backends import keras_idioms
 from archc.convert import Progress, transfer
 from archc.frameworks import import_quietly
 from archc.ir.graph import (
@@ -410,7 +411,9 @@ def verify(
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
 
-    pts = _observable(points(graph), graph)
+    absorbed = keras_idioms.absorbed(graph)  # layers the Keras code leaves out or takes in
+    # a conv whose activation its Keras layer applies has no Keras tensor of its own: the activation's row covers it
+    pts = [p for p in _observable(points(graph), graph) if p.module == "" or keras_idioms.keras_layer(graph, p.node, absorbed) is not None]
     captured: dict[str, list[np.ndarray]] = {p.module: [] for p in pts}
     hooks = [
         t_model.get_submodule(path).register_forward_hook(
@@ -426,10 +429,8 @@ def verify(
         hook.remove()
     report("run", 1, 2)
 
-    nodes = {n.id: n for n in graph.nodes}
-
     def keras_output(p: _Point) -> str:  # "": the model's output
-        return "" if p.module == "" else nodes[p.node].op.keras_output(interop.keras_name(p.node))
+        return "" if p.module == "" else keras_idioms.keras_layer(graph, p.node, absorbed) or ""
 
     names = list(dict.fromkeys(keras_output(p) for p in pts))
     with deep_stack(graph):

@@ -42,9 +42,9 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         strides=4,
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(363),
+        activation="relu",
         name="features_0",
     )(x)
-    x = layers.Activation("relu", name="features_1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_2")(x)
     x = layers.Conv2D(
         192,
@@ -52,9 +52,9 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         padding="same",
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1600),
+        activation="relu",
         name="features_3",
     )(x)
-    x = layers.Activation("relu", name="features_4")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_5")(x)
     x = layers.Conv2D(
         384,
@@ -62,46 +62,45 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         padding="same",
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(1728),
+        activation="relu",
         name="features_6",
     )(x)
-    x = layers.Activation("relu", name="features_7")(x)
     x = layers.Conv2D(
         256,
         3,
         padding="same",
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(3456),
+        activation="relu",
         name="features_8",
     )(x)
-    x = layers.Activation("relu", name="features_9")(x)
     x = layers.Conv2D(
         256,
         3,
         padding="same",
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(2304),
+        activation="relu",
         name="features_10",
     )(x)
-    x = layers.Activation("relu", name="features_11")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_12")(x)
-    x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="classifier_0")(x)
     x = layers.Dense(
         4096,
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(9216),
+        activation="relu",
         name="classifier_1",
     )(x)
-    x = layers.Activation("relu", name="classifier_2")(x)
     x = layers.Dropout(dropout, name="classifier_3")(x)
     x = layers.Dense(
         4096,
         kernel_initializer=KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(4096),
+        activation="relu",
         name="classifier_4",
     )(x)
-    x = layers.Activation("relu", name="classifier_5")(x)
     x = layers.Dense(
         num_classes,
         kernel_initializer=KERNEL_INITIALIZER,

@@ -79,16 +79,16 @@ def cn_block(
         kernel_initializer=KERNEL_INITIALIZER,
         name=f"{name}_block_0",
     )(x)
-    x = layers.Identity(name=f"{name}_block_1")(x)
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{name}_block_2")(x)
     x = layers.Dense(
-        block_channels, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_block_3"
+        block_channels,
+        kernel_initializer=KERNEL_INITIALIZER,
+        activation="gelu",
+        name=f"{name}_block_3",
     )(x)
-    x = layers.Activation("gelu", name=f"{name}_block_4")(x)
     x = layers.Dense(
         in_channels, kernel_initializer=KERNEL_INITIALIZER, name=f"{name}_block_5"
     )(x)
-    x = layers.Identity(name=f"{name}_block_6")(x)
     x = LayerScale(layer_scale, name=f"{name}_layer_scale")(x)
     x = layers.Dropout(
         sd_prob, noise_shape=(None, 1, 1, 1), name=f"{name}_stochastic_depth"

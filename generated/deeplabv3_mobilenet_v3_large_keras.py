@@ -115,10 +115,7 @@ def conv_bn_act(
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
-        x = layers.Activation(
-            "relu",
-            name=f"{name}_{int(activation and use_hs) + 2}",
-        )(x)
+        x = layers.Activation("relu", name=f"{name}_2")(x)
     return x
 
 
@@ -134,13 +131,16 @@ def squeeze_excitation(
         squeeze_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("relu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
+        in_channels,
+        1,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="hard_sigmoid",
+        name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("hard_sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 
@@ -187,7 +187,7 @@ def inverted_residual(
             x,
             expanded,
             squeeze_channels=make_divisible(expanded // 4, 8),
-            name=f"{name}_block_{int(expanded != in_channels) + 1}",
+            name=f"{name}_block_2",
         )
     x = conv_bn_act(
         x,

@@ -76,13 +76,16 @@ def squeeze_excitation(
         squeeze_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="silu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("silu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
+        in_channels,
+        1,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="sigmoid",
+        name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 

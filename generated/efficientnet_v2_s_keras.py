@@ -133,13 +133,16 @@ def squeeze_excitation(
         squeeze_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="silu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("silu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
+        in_channels,
+        1,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="sigmoid",
+        name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 
@@ -160,10 +163,9 @@ def mbconv(
     width is kept, stochastic depth and the input added back (torchvision MBConv)."""
     inputs = x
     block_channels = make_divisible(in_channels * expand_ratio)
-    if block_channels != in_channels:
-        x = conv_norm_activation(
-            x, in_channels, filters=block_channels, kernel=1, name=f"{name}_block_0"
-        )
+    x = conv_norm_activation(
+        x, in_channels, filters=block_channels, kernel=1, name=f"{name}_block_0"
+    )
     x = conv_norm_activation(
         x,
         block_channels,
@@ -171,13 +173,13 @@ def mbconv(
         kernel=kernel,
         stride=stride,
         groups=block_channels,
-        name=f"{name}_block_{int(block_channels != in_channels)}",
+        name=f"{name}_block_1",
     )
     x = squeeze_excitation(
         x,
         block_channels,
         squeeze_channels=max(1, in_channels // 4),
-        name=f"{name}_block_{int(block_channels != in_channels) + 1}",
+        name=f"{name}_block_2",
     )
     x = conv_norm_activation(
         x,
@@ -185,7 +187,7 @@ def mbconv(
         filters=out_channels,
         kernel=1,
         activation=False,
-        name=f"{name}_block_{int(block_channels != in_channels) + 2}",
+        name=f"{name}_block_3",
     )
     if stride == 1 and in_channels == out_channels:
         x = layers.Dropout(

@@ -84,17 +84,15 @@ def mbconv(
         se_reduce_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="silu",
         name=f"{name}_se_reduce",
     )(x)
-    x = layers.Activation("silu", name=f"{name}_se_reduce_activation")(x)
-    x = layers.Conv2D(
+    se_expand_activation = layers.Conv2D(
         expand_conv_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="sigmoid",
         name=f"{name}_se_expand",
-    )(x)
-    se_expand_activation = layers.Activation(
-        "sigmoid", name=f"{name}_se_expand_activation"
     )(x)
     x = layers.Multiply(name=f"{name}_se_excite")([activation, se_expand_activation])
     x = layers.Conv2D(

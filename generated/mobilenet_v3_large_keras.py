@@ -71,10 +71,7 @@ def conv_bn_act(
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
     if activation and (not use_hs):
-        x = layers.Activation(
-            "relu",
-            name=f"{name}_{int(activation and use_hs) + 2}",
-        )(x)
+        x = layers.Activation("relu", name=f"{name}_2")(x)
     return x
 
 
@@ -90,13 +87,16 @@ def squeeze_excitation(
         squeeze_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("relu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
-        in_channels, 1, kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}_fc2"
+        in_channels,
+        1,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="hard_sigmoid",
+        name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("hard_sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 
@@ -132,7 +132,7 @@ def inverted_residual(
         expanded,
         filters=expanded,
         kernel=kernel,
-        stride=1 if dilation > 1 else stride,
+        stride=stride,
         dilation=dilation,
         groups=expanded,
         use_hs=use_hs,
@@ -143,7 +143,7 @@ def inverted_residual(
             x,
             expanded,
             squeeze_channels=make_divisible(expanded // 4, 8),
-            name=f"{name}_block_{int(expanded != in_channels) + 1}",
+            name=f"{name}_block_2",
         )
     x = conv_bn_act(
         x,
@@ -261,9 +261,11 @@ def build_model(dropout: float = 0.2, num_classes: int = 1000) -> keras.Model:
     x = conv_bn_act(x, 160, filters=960, kernel=1, use_hs=True, name="features_16")
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(
-        1280, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
+        1280,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="hard_swish",
+        name="classifier_0",
     )(x)
-    x = layers.Activation("hard_swish", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
         num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"

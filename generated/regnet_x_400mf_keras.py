@@ -63,33 +63,6 @@ def conv_bn_act(
     return x
 
 
-def squeeze_excitation(
-    x: keras.KerasTensor, in_channels: int, *, squeeze_channels: int, name: str
-) -> keras.KerasTensor:
-    """Squeeze-and-excitation (torchvision SqueezeExcitation): channel weights from the
-    pooled map (1x1 conv down, ReLU, 1x1 conv back, sigmoid) scale the input."""
-    inputs = x
-    x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_avgpool")(inputs)
-    x = layers.Conv2D(
-        squeeze_channels,
-        1,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        bias_initializer=torch_bias_initializer(in_channels),
-        name=f"{name}_fc1",
-    )(x)
-    x = layers.Activation("relu", name=f"{name}_activation")(x)
-    x = layers.Conv2D(
-        in_channels,
-        1,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        bias_initializer=torch_bias_initializer(squeeze_channels),
-        name=f"{name}_fc2",
-    )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
-    x = layers.Multiply(name=f"{name}_scale")([inputs, x])
-    return x
-
-
 def bottleneck_transform(
     x: keras.KerasTensor,
     in_channels: int,
@@ -115,13 +88,6 @@ def bottleneck_transform(
         groups=a_channels // group_width,
         name=f"{name}_b",
     )
-    if se_ratio > 0:
-        x = squeeze_excitation(
-            x,
-            a_channels,
-            squeeze_channels=int(round(se_ratio * in_channels)),
-            name=f"{name}_se",
-        )
     x = conv_bn_act(
         x, a_channels, filters=width_out, activation=False, name=f"{name}_c"
     )

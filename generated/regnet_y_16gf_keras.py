@@ -75,17 +75,17 @@ def squeeze_excitation(
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
+        activation="relu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("relu", name=f"{name}_activation")(x)
     x = layers.Conv2D(
         in_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(squeeze_channels),
+        activation="sigmoid",
         name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_scale_activation")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 
@@ -115,13 +115,12 @@ def bottleneck_transform(
         groups=a_channels // group_width,
         name=f"{name}_b",
     )
-    if se_ratio > 0:
-        x = squeeze_excitation(
-            x,
-            a_channels,
-            squeeze_channels=int(round(se_ratio * in_channels)),
-            name=f"{name}_se",
-        )
+    x = squeeze_excitation(
+        x,
+        a_channels,
+        squeeze_channels=int(round(se_ratio * in_channels)),
+        name=f"{name}_se",
+    )
     x = conv_bn_act(
         x, a_channels, filters=width_out, activation=False, name=f"{name}_c"
     )

@@ -46,17 +46,17 @@ def se(
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
+        activation="relu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("relu", name=f"{name}_act")(x)
     x = layers.Conv2D(
         in_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer((in_channels // reduction)),
+        activation="sigmoid",
         name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_gate")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 

@@ -131,17 +131,17 @@ def timm_se(
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(in_channels),
+        activation="relu",
         name=f"{name}_fc1",
     )(x)
-    x = layers.Activation("relu", name=f"{name}_act")(x)
     x = layers.Conv2D(
         in_channels,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
         bias_initializer=torch_bias_initializer(squeeze),
+        activation="sigmoid",
         name=f"{name}_fc2",
     )(x)
-    x = layers.Activation("sigmoid", name=f"{name}_gate")(x)
     x = layers.Multiply(name=f"{name}_scale")([inputs, x])
     return x
 
@@ -200,18 +200,16 @@ def timm_bottleneck(
     x = layers.BatchNormalization(
         epsilon=1e-05, momentum=0.9, gamma_initializer="zeros", name=f"{name}_bn3"
     )(x)
-    out_se = x
-    if se > 0:
-        out_se = timm_se(
-            x,
-            conv3_channels,
-            squeeze=max(8, int(conv3_channels / se + 4) // 8 * 8),
-            name=f"{name}_se",
-        )
+    out_se = timm_se(
+        x,
+        conv3_channels,
+        squeeze=max(8, int(conv3_channels / se + 4) // 8 * 8),
+        name=f"{name}_se",
+    )
     downsample = inputs
     if stride != 1 or in_channels != conv3_channels:
         x = downsample
-        if avg_down and stride != 1:
+        if stride != 1:
             x = PaddedAveragePooling2D(
                 2,
                 strides=stride,
@@ -219,22 +217,15 @@ def timm_bottleneck(
                 ceil_mode=True,
                 name=f"{name}_downsample_0",
             )(x)
-        if avg_down and stride == 1:
-            x = layers.Identity(
-                name=f"{name}_downsample_{int(avg_down and stride != 1)}"
-            )(x)
         x = layers.Conv2D(
             conv3_channels,
             1,
-            strides=1 if avg_down else stride,
             use_bias=False,
             kernel_initializer=CONV_KERNEL_INITIALIZER,
-            name=f"{name}_downsample_{int(avg_down and stride != 1) + int(avg_down and stride == 1)}",
+            name=f"{name}_downsample_1",
         )(x)
         x = layers.BatchNormalization(
-            epsilon=1e-05,
-            momentum=0.9,
-            name=f"{name}_downsample_{int(avg_down and stride != 1) + int(avg_down and stride == 1) + 1}",
+            epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_2"
         )(x)
         downsample = x
     x = layers.Add(name=f"{name}_add")([out_se, downsample])

@@ -37,32 +37,28 @@ def fire(
 ) -> keras.KerasTensor:
     """Squeeze with a 1x1 conv, expand with parallel 1x1 and 3x3 convs, concatenate
     (torchvision Fire)."""
-    x = layers.Conv2D(
+    squeeze_activation = layers.Conv2D(
         squeeze_planes,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name=f"{name}_squeeze",
     )(x)
-    squeeze_activation = layers.Activation("relu", name=f"{name}_squeeze_activation")(x)
-    x = layers.Conv2D(
+    expand1x1_activation = layers.Conv2D(
         expand1x1_planes,
         1,
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name=f"{name}_expand1x1",
     )(squeeze_activation)
-    expand1x1_activation = layers.Activation(
-        "relu", name=f"{name}_expand1x1_activation"
-    )(x)
-    x = layers.Conv2D(
+    expand3x3_activation = layers.Conv2D(
         expand3x3_planes,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name=f"{name}_expand3x3",
     )(squeeze_activation)
-    expand3x3_activation = layers.Activation(
-        "relu", name=f"{name}_expand3x3_activation"
-    )(x)
     x = layers.Concatenate(
         name=f"{name}_expand",
     )([expand1x1_activation, expand3x3_activation])
@@ -74,9 +70,13 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE, name="input")
     x = inputs
     x = layers.Conv2D(
-        64, 3, strides=2, kernel_initializer=CONV_KERNEL_INITIALIZER, name="features_0"
+        64,
+        3,
+        strides=2,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
+        name="features_0",
     )(x)
-    x = layers.Activation("relu", name="features_1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="features_2")(x)
     x = fire(
         x,

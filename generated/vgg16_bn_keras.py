@@ -150,17 +150,20 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="features_41")(x)
     x = layers.Activation("relu", name="features_42")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_43")(x)
-    x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
-        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
+        4096,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="relu",
+        name="classifier_0",
     )(x)
-    x = layers.Activation("relu", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
+        4096,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="relu",
+        name="classifier_3",
     )(x)
-    x = layers.Activation("relu", name="classifier_4")(x)
     x = layers.Dropout(dropout, name="classifier_5")(x)
     x = layers.Dense(
         num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_6"

@@ -36,121 +36,124 @@ def build_model(dropout: float = 0.5, num_classes: int = 1000) -> keras.Model:
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_0",
     )(x)
-    x = layers.Activation("relu", name="features_1")(x)
     x = layers.Conv2D(
         64,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_2",
     )(x)
-    x = layers.Activation("relu", name="features_3")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_4")(x)
     x = layers.Conv2D(
         128,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_5",
     )(x)
-    x = layers.Activation("relu", name="features_6")(x)
     x = layers.Conv2D(
         128,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_7",
     )(x)
-    x = layers.Activation("relu", name="features_8")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_9")(x)
     x = layers.Conv2D(
         256,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_10",
     )(x)
-    x = layers.Activation("relu", name="features_11")(x)
     x = layers.Conv2D(
         256,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_12",
     )(x)
-    x = layers.Activation("relu", name="features_13")(x)
     x = layers.Conv2D(
         256,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_14",
     )(x)
-    x = layers.Activation("relu", name="features_15")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_16")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_17",
     )(x)
-    x = layers.Activation("relu", name="features_18")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_19",
     )(x)
-    x = layers.Activation("relu", name="features_20")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_21",
     )(x)
-    x = layers.Activation("relu", name="features_22")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_23")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_24",
     )(x)
-    x = layers.Activation("relu", name="features_25")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_26",
     )(x)
-    x = layers.Activation("relu", name="features_27")(x)
     x = layers.Conv2D(
         512,
         3,
         padding="same",
         kernel_initializer=CONV_KERNEL_INITIALIZER,
+        activation="relu",
         name="features_28",
     )(x)
-    x = layers.Activation("relu", name="features_29")(x)
     x = layers.MaxPooling2D(2, strides=2, name="features_30")(x)
-    x = layers.Identity(name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
-        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_0"
+        4096,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="relu",
+        name="classifier_0",
     )(x)
-    x = layers.Activation("relu", name="classifier_1")(x)
     x = layers.Dropout(dropout, name="classifier_2")(x)
     x = layers.Dense(
-        4096, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_3"
+        4096,
+        kernel_initializer=DENSE_KERNEL_INITIALIZER,
+        activation="relu",
+        name="classifier_3",
     )(x)
-    x = layers.Activation("relu", name="classifier_4")(x)
     x = layers.Dropout(dropout, name="classifier_5")(x)
     x = layers.Dense(
         num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="classifier_6"

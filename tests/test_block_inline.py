@@ -98,8 +98,13 @@ def test_inline_code_in_a_block_kind(tmp_path):
     assert "class Seq(nn.Sequential):" in source and "nn.MaxPool2d(kernel_size=2, stride=2),\n        )" in source
     keras_source = emit(graph, "keras")
     assert "class Unit" not in source and "def unit(" not in keras_source  # used only inline in kinds: no code of its own
-    assert 'name=f"{name}_body_{int(bn) + 1}"' in keras_source  # the relu, numbered as PyTorch numbers it
-    for backend, text in (("torch", source), ("keras", keras_source)):
+    # the one instance of `feats` has bn: the Keras code decides it (issue 21 §5), and the relu is
+    # body_2 as PyTorch numbers it; where the instances differ, its number is in the kind's terms
+    assert 'x = layers.Activation("relu", name=f"{name}_body_2")(x)' in keras_source and "bn" not in keras_source.split("def feats(")[1].split("def seq(")[0].split("-> keras.KerasTensor:")[1]
+    both = IN_BLOCKS.replace("BN", "true").replace("  - s: {block: seq", "  - blk2: {block: feats, with: {w: 6, bn: false}}\n  - s: {block: seq")
+    undecided = emit(agree(both), "keras")
+    assert 'name=f"{name}_body_{int(bn) + 1}"' in undecided  # the relu, numbered as PyTorch numbers it
+    for backend, text in (("torch", source), ("keras", keras_source), ("keras_undecided", undecided)):
         path = tmp_path / f"{backend}.py"
         path.write_text(text)
         assert_ruff_clean(path)

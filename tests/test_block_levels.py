@@ -161,10 +161,16 @@ def test_a_stage_reading_i_with_last_in_a_block_kind_is_the_model_levels(n, name
 def test_the_code_loops_over_i():
     graph = lower(load_spec_text(staged(3, "{i}")[0], "t.yaml"))
     torch_code, keras_code = emit(graph, "torch"), emit(graph, "keras")
+    # the first is also the last where count == 1: PyTorch's class keeps the choice; the Keras
+    # function decides it where every instance does (count is 3 in the only one, issue 21 §5)
+    assert "filters=w * 2 if count == 1 else w" in torch_code
+    assert "count == 1" not in keras_code and "filters=w,\n        block_id=0," in keras_code
     for code in (torch_code, keras_code):
-        assert "filters=w * 2 if count == 1 else w" in code  # the first is also the last where count == 1
         assert "filters=w * 2 if i == count - 1 else w" in code and "block_id=i," in code
         assert "for i in range(1, count)" in code
+    # with an instance whose one unit is also its last, the Keras function keeps the choice too
+    both = staged(3, "{i}")[0].replace("  - pool:", "  - one: {block: group, with: {w: 6, count: 1}}\n  - pool:")
+    assert "filters=w * 2 if count == 1 else w" in emit(agree(both), "keras")
 
 
 NUMBERED = """\

@@ -106,7 +106,7 @@ def test_code():
 def test_consecutive_guards_merge():
     """Keras block functions put consecutive layers under one condition in one `if`, as
     keras.applications' MobileNetV2 does (`if block_id:` over expand, expand_BN, expand_relu)."""
-    from archc.backends.keras import merge_guards
+    from archc.backends.keras_idioms import merge_guards
 
     lines = ["    if a:", "        x = f(x)", "    if a:", "        x = g(", "            x", "        )(x)", "    if a:", "        x = h(x)"]
     assert merge_guards(lines) == [lines[0], lines[1], *lines[3:6], lines[7]]

@@ -243,6 +243,72 @@ def test_alternative_merges_under_complementary_ifs(total):
     assert graph.output_shape.c == 5
 
 
+NEVER_IN_A_NUMBERED_LIST = """\
+b:
+  params: {w: int, gate: false}
+  layers:
+    - l2: {conv: {filters: w, kernel: 1}}
+    - l3: {group: [{conv: {filters: w, kernel: 1}, if: gate}, batchnorm, relu]}
+"""
+
+
+def test_keras_numbers_a_list_past_an_entry_that_never_runs_as_lowering_does():
+    """Lowering numbers a list's entries as present: with `gate` false in every instance the
+    batch norm is `l3.0`. The Keras code prints no layer for the conv that never runs, and
+    still names the batch norm `l3_0` (it was `l3_1`: the entry was dropped from the list, and
+    the entries after it kept the numbers of the spec's positions)."""
+    graph = agree(spec(NEVER_IN_A_NUMBERED_LIST, "- blk: {block: b, with: {w: 3}}\n"))
+    assert {n.id for n in graph.nodes} >= {"blk.l3.0", "blk.l3.1"} and "blk.l3.2" not in {n.id for n in graph.nodes}
+    source = emit(graph, "keras")
+    assert 'name=f"{name}_l3_0"' in source and 'name=f"{name}_l3_1"' in source and "_l3_2" not in source
+    assert "if gate" not in source  # decided: no branch that never runs
+
+
+NEVER_BEFORE_A_SPLICED_STAGE = """\
+unit:
+  params: {k: int}
+  layers:
+    - conv: {filters: k, kernel: 1}
+seq:
+  params: {w: int, c: false}
+  layers:
+    - conv: {filters: w, kernel: 1}
+    - {conv: {filters: w, kernel: 1}, if: c}
+    - {stage: unit, repeat: 2, with: {k: w}}
+    - batchnorm
+"""
+
+
+def test_keras_numbers_a_numbered_kind_past_an_entry_that_never_runs():
+    """A block kind of unnamed layers (an nn.Sequential) whose second entry runs in no instance:
+    the stage's instances and the batch norm after it are `1`, `2` and `3`, as lowering numbers them."""
+    graph = agree(spec(NEVER_BEFORE_A_SPLICED_STAGE, "- a: {block: seq, with: {w: 4}}\n"))
+    assert [n.id for n in graph.nodes][:4] == ["a.0", "a.1.0", "a.2.0", "a.3"]
+    source = emit(graph, "keras")
+    assert 'name=f"{name}_1")' in source and 'name=f"{name}_3")' in source and "if c" not in source
+
+
+NEVER_WITH_FROM = """\
+b:
+  params: {w: int, flag: false}
+  layers:
+    - l1: {conv: {filters: w, kernel: 1}}
+    - l2: {conv: {filters: w * 2, kernel: 3, padding: 1}, from: input}
+    - l3: {act: relu, from: l1, if: flag}
+    - l4: relu
+    - l5: {concat: [l4, l2]}
+"""
+
+
+def test_keras_entry_that_never_runs_passes_on_its_from():
+    """An entry absent in every instance passes on what it reads (`from: l1`), and the entry
+    after it reads that: the Keras code keeps it in the dataflow (dropped, `l4` read `l2`,
+    twice as wide, and the model after it had other weights)."""
+    graph = agree(spec(NEVER_WITH_FROM, "- blk: {block: b, with: {w: 3}}\n"))
+    assert graph.output_shape.c == 5 and "blk.l3" not in {n.id for n in graph.nodes}
+    assert "if flag" not in emit(graph, "keras")
+
+
 PARALLEL_STRIDED = """\
 b:
   params: {w: int, stride: 1}

@@ -173,7 +173,9 @@ def test_in_block_kinds_and_lists():
     # the identity holds index 1: the conv after it is features.3, as in the reference
     assert [k for k in t_model.state_dict() if k.startswith("features.")] == ["features.0.weight", "features.3.weight"]
     assert isinstance(t_model.features[1], torch.nn.Identity)
-    assert isinstance(k_model.get_layer("features_1"), keras.layers.Identity)
+    # Keras has no layer for a model-level identity (no name needs one); one that ends a block
+    # kind stays, as `archc verify` reads the block's output by its name
+    assert "features_1" not in {layer.name for layer in k_model.layers} and k_model.get_layer("features_3")
     assert isinstance(k_model.get_layer("a1_drop"), keras.layers.Identity)
     torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
     assert "self.rsoftmax = RadixSoftmax(radix, groups)" in torch_src

@@ -13,8 +13,8 @@ import dataclasses
 from typing import Any
 
 from archc import ops
-from archc.backends import common
-from archc.code import INDENT, LINE, Call, call, flat, render, render_applied
+from archc.backends import common, decide, keras_idioms, keras_init
+from archc.code import INDENT, LINE, Call, call, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
     BlockInst,
@@ -119,26 +119,6 @@ def applied_lines(stmt: tuple[Call, str], indent: str = I1) -> list[str]:
     return render_applied(layer, indent, f"{var} = ", f"({var})")
 
 
-def merge_guards(lines: list[str]) -> list[str]:
-    """One `if` for consecutive layers under the same condition, as keras.applications writes
-    `if block_id:` over three layers: an `if` line that repeats the `if` whose body ends just
-    above it (nothing at its own level in between) is dropped. Conditions read only the block
-    function's arguments, which nothing reassigns, so the merged body runs exactly when each
-    part would have."""
-    out: list[str] = []
-    open_guard: str | None = None  # the `if` line whose body the last lines belong to
-    for line in lines:
-        indent = line[: len(line) - len(line.lstrip())]
-        if open_guard is not None and line == open_guard:
-            continue
-        if open_guard is not None and len(indent) <= len(open_guard) - len(open_guard.lstrip()):
-            open_guard = None
-        if line.lstrip().startswith("if ") and line.endswith(":") and open_guard is None:
-            open_guard = line
-        out.append(line)
-    return out
-
-
 def _renamed(item: Any, name: str) -> Any:
     return dataclasses.replace(item, name=name)
 
@@ -152,61 +132,16 @@ class KerasEmitter:
         self.x_is_input = False  # inside a block function: `x` still holds the block input
         self.reserved = frozenset(b.name for b in graph.blocks)  # the block functions: no variable may shadow one
         self.sigs = {b.name: dataclasses.replace(common.signature(b, graph), reserved=self.reserved) for b in graph.blocks}
-        self.constants: dict[str, dict[str, Any]] = {}  # module-level initializer configs
-
-    def initializers(
-        self, kind: str, rules: init.Init, a: dict[str, str], in_ch: str, where: Any, owner: str,
-    ) -> tuple[tuple[str, str], ...]:  # fmt: skip
-        """A layer's initializer arguments (ops.init): Keras' own defaults left out; a config
-        that is its kind's rule in `defaults:` is a module constant (CONV_KERNEL_INITIALIZER, as
-        keras.applications' EfficientNet), another one a constant named after its layer."""
-        op = ops.KINDS[kind]
-        out = []
-        for role, tensor in op.TENSORS.items():
-            arg = tensor.keras_arg
-            if tensor.switch and a.get(tensor.switch) == "False":
-                continue
-            rule = getattr(rules, role)
-            problem = init.keras_problem(rule)
-            if problem:
-                raise SpecError(f"{kind} init {role}: {problem}", where)
-            keras_rule = init.swap_fans(rule) if op.KERAS_FANS == "swapped" and role == "weight" else rule
-            source = init.keras_initializer(keras_rule, role, kind, op.fan_in(a, in_ch), op.group_fan_out(a))
-            if op.KERAS_FANS is False and role == "weight" and source is not None:  # Keras' fans are not PyTorch's
-                source = init.explicit_initializer(rule, op.fan_in(a, in_ch), op.fan_out(a, in_ch)) or source
-            if source is None:
-                continue
-            if isinstance(source, dict):
-                source = self._constant(source, kind, role, arg, rule, owner)
-            elif isinstance(source, str) and source.startswith(init.KERAS_HELPER):
-                self.helpers.add(init.KERAS_HELPER)
-                self.needs_math = True
-            self.needs_math |= "math." in flat(source)
-            out.append((arg, source))
-        return tuple(out)
-
-    def _constant(self, config: dict[str, Any], kind: str, role: str, arg: str, rule: init.Rule, owner: str) -> str:
-        """The module constant holding an initializer config, one per distinct config (a
-        config that one holds already: that one, as keras.applications' EfficientNet gives its
-        depthwise convs CONV_KERNEL_INITIALIZER). A kind's rule in `defaults:` is named after
-        its kind (CONV_KERNEL_INITIALIZER), or after its argument alone where the defaults of
-        several kinds of the model give it (KERNEL_INITIALIZER); another after its layer."""
-        held = next((name for name, other in self.constants.items() if other == config), None)
-        if held:
-            return held
-        section = init.section(kind)
-        if rule == getattr(self.graph.init(section), role):
-            kinds = {init.section(n.op.kind) for n in self.graph.nodes if n.op.TENSORS}
-            tensors = {k: ops.KINDS[k].TENSORS.get(role) for k in kinds}
-            giving = [k for k, t in tensors.items() if t and t.keras_arg == arg and init.keras_initializer(getattr(self.graph.init(k), role), role, k, None) == config]
-            base = "" if len(giving) > 1 else f"{section.upper()}_"
-        else:
-            base = f"{owner.upper()}_"
-        name, n = f"{base}{arg.upper()}", 2
-        while name in self.constants:
-            name, n = f"{base}{n}_{arg.upper()}", n + 1
-        self.constants[name] = config
-        return name
+        self.initializers = keras_init.Initializers(graph)  # a layer's initializer arguments; the module constants
+        self.instances = {b.name: common.instances_of(graph, b.name) for b in graph.blocks}
+        self.varying = decide.varying(graph, self.instances)
+        self.decider = decide.Decider(())  # the bindings where the code being printed runs
+        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (keras_idioms.followed)
+        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (keras_idioms.fusions)
+        self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
+        self.next_step: common.Step | None = None  # the step after the one being printed, in its list
+        self.called: set[str] = set()  # the block kinds the printed block functions call
+        self.absorbed = keras_idioms.absorbed(graph)  # model-level layers left out or taken in
 
     def block_function(self, block: BlockType) -> dict[str, Any]:
         """The block kind's function; a layer named like one of its parameters (timm's `se`
@@ -221,7 +156,15 @@ class KerasEmitter:
 
     def _block_function(self, block: BlockType) -> dict[str, Any]:
         sig = self.sigs[block.name]
-        hoist = common.Hoister((*block.layers, *block.after), sig.arguments(), in_channels=False)  # Keras layers infer them
+        self.decider = decide.Decider(decide.scopes(self.graph, self.instances[block.name], self.varying[block.name]))
+        block = decide.block(block, self.decider)  # what its instances decide, printed decided
+        self.called |= {item.block for item in decide.calls((*block.layers, *block.after))}
+        added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
+        self.passed = keras_idioms.followed(block.layers, added, frozenset(block.outputs)) | keras_idioms.followed(block.after, False, frozenset(block.outputs))
+        read = decide.read_by_name(block)
+        self.fusions = {**keras_idioms.fusions(block.layers, self.passed, read), **keras_idioms.fusions(block.after, self.passed, read)}
+        self.fused = {}
+        hoist = common.Hoister(decide.live((*block.layers, *block.after)), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
         skip = block.connectivity == "skip"
@@ -249,7 +192,8 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            for step in common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)):
+            steps = list(common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)))
+            for step, self.next_step in zip(steps, [*steps[1:], None]):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
                 returns.setdefault(step.item.name, step.dst)
@@ -260,7 +204,8 @@ class KerasEmitter:
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
             var = "x"
-        for step in common.plan(block.after, var, "x", set(), reserved=self.reserved):
+        steps = list(common.plan(block.after, var, "x", set(), reserved=self.reserved))
+        for step, self.next_step in zip(steps, [*steps[1:], None]):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
         if block.outputs:  # several: each kept in a variable of its own (a tap's too)
@@ -273,7 +218,7 @@ class KerasEmitter:
             "signature": [
                 *(f"{v}: keras.KerasTensor" for v in sig.variables), *(f"{c}: int" for c in sig.channels), "*", *sig.parts(), "name: str",
             ],
-            "body": merge_guards(body),
+            "body": keras_idioms.merge_guards(body),
             "returns": f"tuple[{', '.join(['keras.KerasTensor'] * len(block.outputs))}]" if block.outputs else "keras.KerasTensor",
         }
 
@@ -283,6 +228,8 @@ class KerasEmitter:
         """One item of a block kind applied to `step.srcs`, written to `step.dst` at `indent`;
         guarded by its condition (its body one level deeper, laid out for that depth)."""
         layer = step.item
+        if decide.never(layer):  # no instance runs it: its variable holds what it passes on
+            return [f"{indent}{step.dst} = {step.passthrough}"] * (step.dst != step.passthrough and not (step.dst == "x" and step.passthrough == "inputs" and self.x_is_input))
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
         self.functions |= common.helper_functions(layer)
         lines = hoist.definitions(common.width_trees(layer), indent)
@@ -300,7 +247,9 @@ class KerasEmitter:
         suffix = prefix + path_variable(layer.name if n == 1 else f"{layer.name}_{n}")  # an entry of a container: m_lat_0
         name = 'f"{name}_' + suffix + '"'
         if isinstance(layer, SymGroup):
+            outer, self.decider = self.decider, self.decider.within(layer.condition)
             body = self._group(layer, hoist, uses, block, prefix, at, taps=dict(step.taps))
+            self.decider = outer
         elif isinstance(layer, SymBlock):  # a function call: reads and writes any variable
             lead = (src, *step.srcs[1:]) if layer.more_channels else (src,)
             body = self._inner(layer, hoist.src(layer.in_channels), name, at, f"{step.targets} = ", hoist.src, lead=lead)
@@ -332,14 +281,38 @@ class KerasEmitter:
                     layer.kind, layer.arg("init").value, args, expr.to_python(layer.in_channels), layer.where or block.where,  # type: ignore[attr-defined]
                     f"{block.name}_{prefix}{path_variable(layer.name)}",
                 )
-            ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: self._holds_somewhere(block, condition))
-            for k, (stmt, _) in enumerate(self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []):
-                if stmt.guard is not None and self._holds_everywhere(block, stmt.guard):
+            ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: decide.holds_somewhere(self.instances[block.name], condition))
+            stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
+            act = self.fusions.get(id(layer))
+            activation = act and stmts[-1][0].func in keras_idioms.ACTIVATED and stmts[-1][0].guard is None and keras_idioms.activation_of(act)
+            out = step.dst  # the variable the last layer writes
+            if activation:  # keras.applications' `Conv2D(..., activation="relu")`: the activation's layer is left out
+                stmts[-1] = (keras_idioms.with_activation(stmts[-1][0], activation), stmts[-1][1])
+                after = self.next_step
+                if after is not None and after.item is act and layer.condition is None:  # straight into the activation's variable
+                    out = after.dst
+                self.fused[id(act)] = out
+            if id(layer) in self.fused:  # its conv or dense applied it
+                stmts = []
+                if self.fused[id(layer)] != step.dst and src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
+            if id(layer) in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
+                # computes nothing, holds no weights, and no block output is its tensor: left out
+                # (a PyTorch nn.Identity keeps its place in a numbered list; a Keras name needs none)
+                stmts = []
+                if src != step.dst:
+                    body.append(f"{at}{step.dst} = {src}")
+                elif layer.condition is not None:
+                    lines.pop()  # the `if` over nothing
+            for k, (stmt, _) in enumerate(stmts):
+                if stmt.guard is not None and decide.holds_everywhere(self.instances[block.name], stmt.guard):
                     stmt = stmt.when(None)  # e.g. a padding of (kernel - 1) // 2 where every kernel is 3 or 5
                 if k == 0 and stmt.guard is not None and src != step.dst:  # the later layers read step.dst either way
                     body.append(f"{at}{step.dst} = {src}")
                     src = step.dst
-                body += render_applied(stmt, at, f"{step.dst} = ", f"({src if k == 0 else step.dst})")
+                body += render_applied(stmt, at, f"{out if k == len(stmts) - 1 else step.dst} = ", f"({src if k == 0 else step.dst})")
             src = step.dst
         if isinstance(layer, (SymGroup, SymStage)):
             # blocks, stages and lists work on `x`: route the input in and the output out
@@ -353,31 +326,6 @@ class KerasEmitter:
         self.helpers |= {layer.func for layer, _ in lines} & set(common.helper_names("keras"))
         return lines
 
-    def _holds_somewhere(self, block: BlockType, condition: str) -> bool:
-        """Whether `condition` (source over the block kind's parameters) may hold in some
-        instance of the block kind in this model: False only where each instance fails it."""
-        try:
-            tree = expr.parse(condition)
-            return any(expr.evaluate(tree, {**dict(i.args), "in_channels": i.in_shape.c}) for i in common.instances_of(self.graph, block.name))
-        except (expr.ExprError, TypeError):
-            return True
-
-    def _holds_everywhere(self, block: BlockType, condition: str) -> bool:
-        """Whether `condition` (source over the block kind's parameters) holds in every instance
-        of the block kind in this model; False where that cannot be told."""
-        try:
-            tree = expr.parse(condition)
-        except expr.ExprError:
-            return False
-        instances = common.instances_of(self.graph, block.name)
-        for inst in instances:
-            try:
-                if not expr.evaluate(tree, {**dict(inst.args), "in_channels": inst.in_shape.c}):
-                    return False
-            except (expr.ExprError, TypeError):
-                return False
-        return bool(instances)
-
     def _group(
         self, group: SymGroup, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str,
         first: str = "x", taps: dict[str, str] | None = None,
@@ -387,10 +335,18 @@ class KerasEmitter:
         read from outside the list, each kept in its variable (`body_2 = x`)."""
         lines: list[str] = []
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
+        fixed = 0  # the earlier entries that are one each (unconditional); one that never runs is none
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        for k, child_step in enumerate(common.plan(group.children, first, "x", set(), reserved=self.reserved)):
+        steps = list(common.plan(group.children, first, "x", set(), reserved=self.reserved))
+        for k, child_step in enumerate(steps):
             child = child_step.item
-            index = " + ".join(terms + ([str(k - len(terms))] if k - len(terms) or not terms else []))
+            self.next_step = steps[k + 1] if k + 1 < len(steps) else None
+            if decide.never(child):  # numbered as lowering numbers it: no number, its tensor its input's
+                lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
+                continue
+            index = " + ".join(terms + ([str(fixed)] if fixed or not terms else []))
+            if not index.isdigit():  # the same number in every instance where the entry runs: that number
+                index = self._decided_index(index, child.condition)
             condition = hoist.condition(child.condition)
             if common.spliced(child, group):
                 count = expr.to_python(child.repeat)
@@ -400,15 +356,34 @@ class KerasEmitter:
                     lines += self._spliced(child, hoist, inner, index, indent)
                 terms.append(f"({count}) * int({condition})" if condition else count)
                 continue
-            if group.positional and terms:
-                child = _renamed(child, "{" + index + "}")
+            if group.positional and index != child.name:  # the entries before it that run shift its number
+                if index.isdigit():  # an entry before it with this number never runs where it does: no `_2` suffix
+                    uses.pop(inner + index, None)
+                renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
+                if id(child) in self.passed:
+                    self.passed.add(id(renamed))
+                if id(child) in self.fused:
+                    self.fused[id(renamed)] = self.fused[id(child)]
+                if id(child) in self.fusions:
+                    self.fusions[id(renamed)] = self.fusions[id(child)]
+                child = renamed
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
             if taps and child.name in taps:
                 lines.append(f"{indent}{taps[child.name]} = {child_step.dst}")
             if condition is not None:
                 terms.append(f"int({condition})")
+            else:
+                fixed += 1
         return lines
+
+    def _decided_index(self, index: str, condition: ast.expr | None) -> str:
+        """An entry's position (`int(expanded != in_channels) + 1`) as a number where every
+        instance that runs the entry gives it the same one, else with its decided conditions."""
+        here = self.decider.within(condition)
+        tree = expr.parse(index)
+        value = here.decided(tree)
+        return str(value) if type(value) is int else expr.to_python(here.tree(tree))
 
     def _parallel(
         self, step: common.Step, hoist: common.Hoister, uses: dict[str, int], block: BlockType, prefix: str, indent: str, name: str,
@@ -589,6 +564,8 @@ class KerasEmitter:
                 lines += self._rolled(item.items, full + "_")
             elif isinstance(item, GroupInst):
                 lines += self._items(item.items, full + "_")
+            elif isinstance(item, LayerInst) and item.output in self.absorbed.gone:
+                continue  # an Identity, or an activation its conv or dense applies
             elif isinstance(item, LayerInst):
                 exposed = dict(item.exposed)
                 values = item.op.values()
@@ -600,7 +577,10 @@ class KerasEmitter:
                 if item.op.TENSORS:
                     inits = self.initializers(item.op.kind, values["init"], args, common.literal(item.in_shape.c), item.where, full)
                 ctx = ops.KerasCtx(common.literal(full), item.nonneg_in, item.in_shape, inits)
-                for stmt in self._layer_lines(item.op.kind, args, ctx, "x", item.where):
+                stmts = self._layer_lines(item.op.kind, args, ctx, "x", item.where)
+                if item.output in self.absorbed.activation:  # keras.applications' Conv2D(..., activation="relu")
+                    stmts[-1] = (keras_idioms.with_activation(stmts[-1][0], self.absorbed.activation[item.output]), stmts[-1][1])
+                for stmt in stmts:
                     lines += applied_lines(stmt)
             elif isinstance(item, BlockInst):
                 lines += self._instances([item], item.block, None, full, lead=lead, head=head)
@@ -684,19 +664,21 @@ class KerasEmitter:
     def context(self) -> dict[str, Any]:
         unused = common.inline_only(self.graph) | common.unreferenced(self.graph)  # their layers are written out in place
         blocks = [self.block_function(b) for b in self.graph.blocks if b.name not in unused]
+        # a kind without instances that no printed function calls any more (its call was a branch that never runs): no function
+        blocks = [f for f in blocks if self.instances[f["name"]] or f["name"] in self.called]
         body = self.model_body()
-        self.helpers |= common.expression_helpers(self.graph, "keras")
+        self.helpers |= common.expression_helpers(self.graph, "keras") | self.initializers.helpers
         shape = (*self.graph.input_shape.size, self.graph.input_shape.c)  # channels last, at every rank
         exposed = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         return {
             "doc": common.docstring(self.graph.doc or self.graph.name, 0),
             "header": common.header(self.graph, "keras"),
-            "stdlib_imports": ["import math"] if self.needs_math else [],
+            "stdlib_imports": ["import math"] if self.needs_math or self.initializers.needs_math else [],
             "input_shape": common.literal(shape),
             "input_layout": common.input_layout(self.graph.input_shape.rank, "keras"),
             "functions": sorted(self.functions),
             "helpers": sorted(self.helpers),
-            "constants": [line for name, config in self.constants.items() for line in init.config_source(config, "", f"{name} = ")],
+            "constants": [line for name, config in self.initializers.constants.items() for line in init.config_source(config, "", f"{name} = ")],
             "blocks": blocks,
             "params": exposed,
             "body": body,
