@@ -12,10 +12,6 @@ from typing import NamedTuple
 
 from archc import __version__
 from archc.backends.variables import Hoister, Step, tensor_variable
-
-# keras.py reads these two here, as common.plan and common.width_trees
-from archc.backends.variables import plan as plan
-from archc.backends.variables import width_trees as width_trees
 from archc.code import Call, Seq, call
 from archc.ir.graph import (
     BlockInst,

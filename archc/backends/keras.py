@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from archc import ops
-from archc.backends import common, decide, keras_idioms, keras_init
+from archc.backends import common, decide, keras_idioms, keras_init, variables
 from archc.code import INDENT, LINE, Call, call, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -192,7 +192,7 @@ class KerasEmitter:
         else:
             self.x_is_input = reads_input  # `x` still holds the block input (`inputs`)
             first = sig.variables[0] if len(block.inputs) > 1 else "inputs" if reads_input else "x"
-            steps = list(common.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)))
+            steps = list(variables.plan(block.layers, first, "x", set(), inputs=block.inputs, reserved=self.reserved, outputs=frozenset(block.outputs)))
             for step, self.next_step in zip(steps, [*steps[1:], None]):
                 body += self._sym_layer(step, hoist, uses, block)
                 var = step.dst
@@ -204,7 +204,7 @@ class KerasEmitter:
         if skip:
             body += render_applied(call("layers.Add", name='f"{name}_add"'), I1, "x = ", f"([{var}, identity])")
             var = "x"
-        steps = list(common.plan(block.after, var, "x", set(), reserved=self.reserved))
+        steps = list(variables.plan(block.after, var, "x", set(), reserved=self.reserved))
         for step, self.next_step in zip(steps, [*steps[1:], None]):
             body += self._sym_layer(step, hoist, uses, block)
             var = step.dst
@@ -232,7 +232,7 @@ class KerasEmitter:
             return [f"{indent}{step.dst} = {step.passthrough}"] * (step.dst != step.passthrough and not (step.dst == "x" and step.passthrough == "inputs" and self.x_is_input))
         self.needs_math |= any(expr.uses_math(t) for t in common.sym_trees(layer))
         self.functions |= common.helper_functions(layer)
-        lines = hoist.definitions(common.width_trees(layer), indent)
+        lines = hoist.definitions(variables.width_trees(layer), indent)
         src = step.srcs[0]
         merge = isinstance(layer, SymLayer) and layer.kind in common._MERGES
         at = indent
@@ -337,7 +337,7 @@ class KerasEmitter:
         terms: list[str] = []  # the positions of earlier entries that are not one each: int(condition), a stage's count
         fixed = 0  # the earlier entries that are one each (unconditional); one that never runs is none
         inner = f"{prefix}{path_variable(group.name)}_" if group.name else prefix  # a block kind that is a sequence: its own numbering
-        steps = list(common.plan(group.children, first, "x", set(), reserved=self.reserved))
+        steps = list(variables.plan(group.children, first, "x", set(), reserved=self.reserved))
         for k, child_step in enumerate(steps):
             child = child_step.item
             self.next_step = steps[k + 1] if k + 1 < len(steps) else None
@@ -482,7 +482,7 @@ class KerasEmitter:
         if first == "x":
             lines.append(I1 + "x = inputs")
         var = "x"
-        steps = common.plan(body, first, "x", set(), outputs=outputs, reserved=self.reserved)
+        steps = variables.plan(body, first, "x", set(), outputs=outputs, reserved=self.reserved)
         shapes = common.model_shapes(self.graph)
         for step in steps:
             item = step.item
