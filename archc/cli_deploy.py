@@ -74,7 +74,7 @@ def deploy(
                 _out(f"  {step}")
         _out(
             f"outputs agree: max relative difference {result.max_rel:.1e} in float64 (the rewrites; tolerance {tolerance:g}), "
-            f"{result.max_rel32:.1e} in float32 (rounding of the moved weights)"
+            f"{result.max_rel32:.1e} in float32 (rounding; the training model's own float32 rounding is {result.own_rel32:.1e})"
         )
         _out("wrote " + ", ".join(str(p) for p in result.files))
 

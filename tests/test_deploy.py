@@ -107,7 +107,10 @@ def test_every_zoo_spec_deploys_exactly(spec_path, tmp_path):
         spec = load_spec(ROOT / spec_path, (f"input=[{shape[0]}, 128, 128]",))
     result = check(spec, tmp_path, write=False)
     assert result.max_rel <= 1e-9, result.plan.steps
-    assert result.max_rel32 <= 1e-4
+    # float32: the folded weights round differently; the difference is of the order of the
+    # training model's own float32 rounding (keras/efficientnet_b0 at 128x128: 8.2e-05 against
+    # its own 4.9e-05 at the logits), never far above it
+    assert result.max_rel32 <= max(1e-4, 4 * result.own_rel32), (result.max_rel32, result.own_rel32)
 
 
 @settings(max_examples=12, **SETTINGS)
@@ -148,6 +151,27 @@ def test_a_mismatch_names_the_first_module_that_differs(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at conv1"):
         check(spec, tmp_path)
     assert not (tmp_path / "out" / "resnet18_deploy.yaml").exists()
+
+
+def test_a_saturated_softmax_does_not_hide_a_mismatch(tmp_path, monkeypatch):
+    """A softmax over large logits is one-hot: a wrong fold leaves the model's outputs equal.
+    The check compares every softmax's input as well, so it still catches it."""
+    from archc.deploy import run, weights
+
+    fold = weights._fold
+    monkeypatch.setattr(weights, "_fold", lambda w, b, norm, state: (fold(w, b, norm, state)[0], fold(w, b, norm, state)[1] * 1.001))
+    outputs = []
+    real_run = run._run
+    monkeypatch.setattr(run, "_run", lambda *a, **k: outputs.append(real_run(*a, **k)[0]) or real_run(*a, **k))
+    spec = load_spec_text(
+        "archc: 1\nname: sat\ninput: [3, 16, 16]\ndefaults: {conv: {bias: false}, dense: {bias: true}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}\n"
+        "layers:\n  - conv: {conv: {filters: 8, kernel: 3}}\n  - bn: batchnorm\n  - act: relu\n  - pool: global_avgpool\n"
+        "  - fc: {dense: {units: 10}}\n  - sharpen: {rescaling: {scale: 10000}}\n  - softmax: softmax\n"
+    )
+    with pytest.raises(SpecError, match=r"the deploy form differs from the training form"):
+        check(spec, tmp_path)
+    want, got = outputs[:2]  # the float64 runs: the outputs alone agree
+    assert abs(want - got).max() <= 1e-12
 
 
 def test_weights_are_written_for_both_frameworks(tmp_path):
