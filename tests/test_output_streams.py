@@ -32,6 +32,7 @@ PRINTING = {
     "verify": [pytest.param(["verify", SPEC, "--json"], marks=pytest.mark.slow)],  # builds both models
     "convert": [],  # needs a checkpoint: test_convert_success_line below
     "deploy": [["deploy", SPEC, "-o", "{tmp}/deploy"]],  # the rewrites, the check, the files written
+    "import": [["import", "tests/tiny_torch_model.py:tiny", "--input", "3,16,16"]],  # the spec, checked
 }
 CLICK = [["--help"], ["--version"], ["check", "--help"]]  # printed by click while it parses
 CASES = [case for cases in PRINTING.values() for case in cases] + CLICK
