@@ -102,7 +102,13 @@ def assert_rebuilds(reference, text, input_shape=(3, 224, 224)):
     assert float((want - got).abs().max() / want.abs().max()) <= 1e-5
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+# make test imports one model of each design (basic and bottleneck residuals, inverted
+# residuals with SE, ConvNeXt, RegNet, MNASNet, SqueezeNet, AlexNet); the larger models whose
+# constructs these cover run in make test-slow (CI runs both)
+SLOW = {"densenet121", "resnext50_32x4d", "vgg11", "googlenet", "inception_v3"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPECTED])
 def test_round_trip(name):
     torch.manual_seed(0)
     kinds, expected_stages, kwargs = EXPECTED[name]
@@ -264,7 +270,7 @@ def test_no_check_writes_to_stdout(tmp_path):
     assert unchecked.stdout.startswith(f"# archc import {source}:net\narchc: 1\n")
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet50d", marks=pytest.mark.slow)])
 def test_timm_round_trip(name):
     """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample)."""
     timm = need("timm")
