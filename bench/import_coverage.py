@@ -109,9 +109,9 @@ def construct(message: str, source: str) -> str:
     """The refusal without the source and module path: `Class: what`, numbers generalised."""
     text = message.removeprefix(f"cannot import {source}: ")
     parts = text.split(": ")
-    if len(parts) >= 3 and not parts[0].startswith("the "):
+    if len(parts) >= 2 and re.fullmatch(r"[\w.]+", parts[0]):
         text = ": ".join(parts[1:])  # drop the module path (`layer1.0.bn1`)
-    text = re.sub(r"\d+(\.\d+)?(e-?\d+)?", "N", text)
+    text = re.sub(r"\b\d+(\.\d+)?(e-?\d+)?\b", "N", text)
     return text[:140]
 
 
@@ -120,7 +120,11 @@ def main() -> int:
     parser.add_argument("--limit-seconds", type=float, default=None)
     parser.add_argument("--model-seconds", type=int, default=300)
     parser.add_argument("--only", choices=("torchvision", "timm"), default=None)
+    parser.add_argument("--summarize", metavar="FILE", help="Only summarise the rows of an earlier run's output.")
     ns = parser.parse_args()
+    if ns.summarize:
+        summarize_file(ns.summarize)
+        return 0
 
     import torch
 
@@ -161,6 +165,12 @@ def main() -> int:
         gc.collect()
 
     print(f"\ntotal {time.monotonic() - start:.0f} s\n")
+    summarize(results)
+    return 0
+
+
+def summarize(results: list[tuple[str, str, str, str]]) -> None:
+    """The exact rate per source and the refusals ranked by how many models each blocks."""
     print("| source | exact | run | skipped |")
     print("|---|---|---|---|")
     for source in ("torchvision", "timm"):
@@ -174,7 +184,21 @@ def main() -> int:
     print("|---|---|")
     for why, n in Counter(r[3] for r in results if r[2] in ("no", "timeout")).most_common():
         print(f"| {n} | {why.replace('|', '/')} |")
-    return 0
+
+
+def summarize_file(path: str) -> None:
+    """The summary of the rows of an earlier run's output (one that was stopped before its end):
+    models it did not reach are not counted."""
+    results = []
+    for line in Path(path).read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith(("torchvision", "timm")):
+            status = "skipped" if cells[2].startswith("skipped") else cells[2]
+            # rows of a run before construct() dropped the module path of a module-level refusal
+            why = re.sub(r"^[\w.]+: (\w+ (holds|is never called|in a numbered) .*)$", r"\1", cells[5])
+            results.append((cells[0], cells[1], status, why))
+    print(f"{len(results)} rows in {path}\n")
+    summarize(results)
 
 
 if __name__ == "__main__":
