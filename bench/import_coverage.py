@@ -10,7 +10,8 @@ importer's one line, its first unsupported construct; any other exception is a r
 The models, chosen by these rules before anything is imported (never by whether it imports):
 
 - torchvision: every model of torchvision.models.list_models(module=M) for the classification,
-  segmentation and video modules, with default constructor arguments and weights=None, except
+  segmentation and video modules, with default constructor arguments and weights=None
+  (segmentation also weights_backbone=None: no download), except
   googlenet and inception_v3, given `aux_logits=False, init_weights=False` (their training-only
   auxiliary heads; the README's import section uses the same arguments).
 - torchvision detection backbones: for each detection model of list_models(module=detection)
@@ -41,7 +42,7 @@ import re
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 TIMM_MODULES = (
@@ -69,7 +70,7 @@ def detection_trunk(name: str):  # type: ignore[no-untyped-def]
     model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
     backbone = model.backbone
     parts = backbone.body if hasattr(backbone, "body") else backbone.features
-    return DetectionTrunk(parts._modules)
+    return DetectionTrunk(OrderedDict(parts.named_children()))
 
 
 def rows() -> list[tuple[str, str, dict, tuple[int, ...]]]:
@@ -82,7 +83,7 @@ def rows() -> list[tuple[str, str, dict, tuple[int, ...]]]:
         fixed = name.startswith(("vit_", "swin_", "maxvit_"))
         out.append(("torchvision", f"torchvision:{name}", TV_ARGS.get(name, {}), (3, 224, 224) if fixed else (3, 128, 128)))
     for name in tvm.list_models(module=tvm.segmentation):
-        out.append(("torchvision-segmentation", f"torchvision:{name}", {}, (3, 128, 128)))
+        out.append(("torchvision-segmentation", f"torchvision:{name}", {"weights_backbone": None}, (3, 128, 128)))
     for name in tvm.list_models(module=tvm.video):
         shape = (3, 16, 224, 224) if name.startswith("mvit") else (3, 8, 224, 224) if name.startswith("swin3d") else (3, 8, 112, 112)
         out.append(("torchvision-video", f"torchvision:{name}", {}, shape))
@@ -120,6 +121,7 @@ def main() -> int:
     parser.add_argument("--limit-seconds", type=float, default=None)
     parser.add_argument("--model-seconds", type=int, default=300)
     parser.add_argument("--only", choices=("torchvision", "timm"), default=None)
+    parser.add_argument("--names", help="Comma-separated model names: only these of the rule's rows (a rerun).")
     parser.add_argument("--summarize", metavar="FILE", help="Only summarise the rows of an earlier run's output.")
     ns = parser.parse_args()
     if ns.summarize:
@@ -133,6 +135,9 @@ def main() -> int:
 
     torch.set_num_threads(2)
     todo = [r for r in rows() if ns.only is None or r[0].startswith(ns.only)]
+    if ns.names:
+        wanted = set(ns.names.split(","))
+        todo = [r for r in todo if r[1].split(":")[-1] in wanted or r[2].get("name") in wanted]
     print(f"{len(todo)} models; torch {torch.__version__}", flush=True)
     print("| group | model | exact | spec lines | seconds | first unsupported construct |")
     print("|---|---|---|---|---|---|", flush=True)
