@@ -291,3 +291,22 @@ def test_counts_match_the_zoo_spec(name):
     row = lambda r: (r.name if r.trainable + r.non_trainable else "", r.output_shape, r.trainable, r.non_trainable, r.macs)  # noqa: E731
     assert [row(r) for r in imported.rows] == [row(r) for r in zoo.rows]
     assert (imported.trainable, imported.non_trainable, imported.macs) == (zoo.trainable, zoo.non_trainable, zoo.macs)
+
+
+def test_timm_batchnorm_act_round_trip():
+    """timm's efficientnet_b0: every norm is a BatchNormAct2d (a BatchNorm2d that applies its
+    child `act`, here SiLU, or none after the projection), its squeeze-excite pools with
+    x.mean((2, 3), keepdim=True) and its classifier is timm.layers.Linear. Each norm becomes a
+    batch norm under the module's own name (the state_dict's `bn1.weight`) and an activation
+    entry `bn1_act`; the projection's norm (`bn3`, act Identity) has none."""
+    timm = need("timm")
+    torch.manual_seed(0)
+    result = import_spec("timm:efficientnet_b0", SMALL)
+    assert result.diff is not None and result.diff <= 1e-5
+    assert_rebuilds(randomise(timm.create_model("efficientnet_b0", pretrained=False)), result.text, SMALL)
+    spec = yaml.safe_load(result.text)
+    layers = [next(iter(e)) for e in spec["layers"]]
+    assert layers[:3] == ["conv_stem", "bn1", "bn1_act"] and spec["layers"][2] == {"bn1_act": "silu"}
+    ir = spec["blocks"]["inverted_residual"]["layers"]
+    names = [next(iter(e)) for e in ir]
+    assert "bn3" in names and "bn3_act" not in names and "bn2_act" in names

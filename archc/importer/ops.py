@@ -90,7 +90,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if not isinstance(size, int):
             raise Unsupported(f"{name}({module.output_size})")
         return "adaptive_avgpool", {"size": size}
-    if type(module) is nn.Linear:
+    if type(module) is nn.Linear or (isinstance(module, nn.Linear) and type(module).__module__ == "timm.layers.linear"):
+        # timm.layers.Linear: nn.Linear with a forward that casts for TorchScript, F.linear otherwise
         return "dense", {"units": module.out_features, "bias": module.bias is not None}
     if type(module) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d):
         if type(module) is not nn.Dropout:
@@ -116,6 +117,31 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
         return "flatten", {}
     return None
+
+
+def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
+    """timm's BatchNormAct2d (timm.layers.norm_act: a BatchNorm2d whose forward then applies
+    its children `drop` and `act`): the batch norm layer, then the activation's, if any; None
+    for any other module. The weights are the module's own (`bn1.weight`), so the batch norm
+    keeps the module's name and the activation, weightless, takes a name of its own."""
+    import torch.nn as nn
+
+    if type(module).__name__ != "BatchNormAct2d" or not isinstance(module, nn.BatchNorm2d):
+        return None
+    name = type(module).__name__
+    if not module.affine or not module.track_running_stats or module.momentum is None:
+        raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats}, momentum={module.momentum})")
+    if set(dict(module.named_children())) != {"drop", "act"}:
+        raise Unsupported(f"{name} with children {sorted(dict(module.named_children()))}")
+    if type(module.drop) is not nn.Identity:
+        raise Unsupported(f"{name} with drop {type(module.drop).__name__} (a dropout between the norm and its activation)")
+    layers: list[tuple[str, dict[str, Any]]] = [("batchnorm", {"eps": module.eps, "momentum": module.momentum})]
+    act = leaf(module.act)
+    if act is None or act[0] not in ACTIVATIONS.values() and act[0] not in ("act", "gelu", "identity"):
+        raise Unsupported(f"{name} with activation {type(module.act).__name__}, which archc has no layer for")
+    if act[0] != "identity":
+        layers.append(act)
+    return layers
 
 
 # Arguments left out of the spec where they have this value (archc's own default, or the
@@ -170,6 +196,9 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return "relu", {}
     if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
         return "global_avgpool", {}
+    keep = kwargs.get("keepdim", args[2] if len(args) == 3 else False)
+    if target == "mean" and len(args) in (2, 3) and list(args[1]) == [2, 3] and set(kwargs) <= {"keepdim"} and keep is True:
+        return "adaptive_avgpool", {"size": 1}  # x.mean((2, 3), keepdim=True): a squeeze-excite's pool
     if target is F.gelu and len(args) == 1 and kwargs.get("approximate", "none") == "none":
         return "gelu", {}
     if target in (F.silu, "silu") and len(args) == 1:

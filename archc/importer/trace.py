@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer.ops import Unsupported, function, is_container, leaf
+from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
 
 
 @dataclass
@@ -109,6 +109,13 @@ class Tracer:
         entries = []
         for i, (key, child) in enumerate(module.named_children()):
             name = None if key == str(i) else key
+            layers = norm_act(child)
+            if layers is not None:  # timm's BatchNormAct2d: its batch norm, then its activation
+                if name is None and len(layers) > 1:
+                    raise Unsupported(f"{_join(path, key)}: BatchNormAct2d in a numbered nn.Sequential (its activation would shift the numbers)")
+                entries.append(Entry(name, Layer(*layers[0]), channels=self._channels(child)))
+                entries.extend(Entry(f"{key}_act", Layer(*layer)) for layer in layers[1:])
+                continue
             entries.append(Entry(name, self.describe(child, _join(path, key)), channels=self._channels(child)))
         return entries
 
@@ -221,6 +228,13 @@ class Tracer:
                 child = module.get_submodule(target)
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
+                if target not in called and norm_act(child) is not None:  # timm's BatchNormAct2d
+                    called[target] = child
+                    first, *rest = norm_act(child)
+                    add(Entry(target, Layer(*first), channels=self._channels(child)), node, inputs)
+                    for kind, args in rest:
+                        add(Entry(fresh(f"{target}_act"), Layer(kind, args)), node, [node])
+                    continue
                 if target in called:
                     described = called[target]
                     if not (isinstance(described, Layer) and not described.args and described.kind in _ACTIVATIONS):
