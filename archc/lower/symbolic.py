@@ -107,6 +107,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         out: list[SymItem] = []
         position = 0
         seen: dict[str, Any] = {}  # the names of this list's entries so far
+        modules: dict[str, tuple[bool, Any]] = {}  # name -> (a module?, its first entry's options)
         for index, entry in enumerate(entries, start=offset):
             (written, body), = entry.items()
             kind = item_kind(body)
@@ -136,6 +137,16 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 continue
             if name in seen and condition is None and seen[name] is not None and not (kind == "act" and seen[name] == body):
                 raise SpecError(f"duplicate layer name {name!r} in this list; only identical activations may share a name", where)
+            module = not (kind in ops.KINDS and (ops.KINDS[kind].MERGE or ops.KINDS[kind].EXPRESSION))
+            conditional = condition is not None or (name in seen and seen[name] is None)
+            same = name in modules and modules[name][1] == body.model_dump(exclude={"if_"})  # one module, used twice
+            if not top and conditional and name in modules and (module or modules[name][0]) and not same:
+                # the printed class has one attribute per name: alternatives are merges only
+                raise SpecError(
+                    f"block {source.name!r} has two layers named {name!r} under `if:`; alternatives of one name "
+                    "must be merges (add, concat, ...): give the others names of their own", where
+                )
+            modules.setdefault(name, (module, body.model_dump(exclude={"if_"})))
             seen[name] = body if condition is None else None  # entries under `if:` may be alternatives
             passed = here  # what the item passes on where it is absent
             if condition is not None:  # its input where it is present
