@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from abba import ratio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # model -> (spec, reference factory)
@@ -71,30 +72,6 @@ def frozen(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
-def timed(model: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
-    with torch.inference_mode():
-        model(x)  # warm
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            model(x)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-    return (time.perf_counter() - start) / reps
-
-
-def ratio(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor, rounds: int, reps: int) -> tuple[float, float, float]:
-    """Median seconds per call of a and b, and the median of b/a per A B B A round (>1: a is faster)."""
-    ta, tb, ratios = [], [], []
-    for _ in range(rounds):
-        a1, b1, b2, a2 = timed(a, x, reps), timed(b, x, reps), timed(b, x, reps), timed(a, x, reps)
-        ta += [a1, a2]
-        tb += [b1, b2]
-        ratios.append((b1 + b2) / (a1 + a2))
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=list(MODELS))
@@ -125,11 +102,14 @@ def main() -> None:
         fused = fused.to(device) if fused is not None else None
         for batch in (1, 32):
             x = torch.randn(batch, 3, 224, 224, device=device)
+            n = reps if batch == 1 else max(1, reps // 5)
+            sync = torch.cuda.synchronize if x.is_cuda else lambda: None
+            fdep, fref = frozen(dep, x), frozen(ref, x)
             with torch.inference_mode():
                 torch.testing.assert_close(dep(x), ref(x), rtol=1e-3, atol=1e-3)
-            ms, _, vs_eval = ratio(dep, ref, x, rounds, reps if batch == 1 else max(1, reps // 5))
-            vs_fx = ratio(dep, fused, x, rounds, reps if batch == 1 else max(1, reps // 5))[2] if fused is not None else float("nan")
-            vs_frozen = ratio(frozen(dep, x), frozen(ref, x), x, rounds, reps if batch == 1 else max(1, reps // 5))[2]
+                ms, _, vs_eval = ratio(lambda: dep(x), lambda: ref(x), rounds, n, sync)
+                vs_fx = ratio(lambda: dep(x), lambda: fused(x), rounds, n, sync)[2] if fused is not None else float("nan")
+                vs_frozen = ratio(lambda: fdep(x), lambda: fref(x), rounds, n, sync)[2]
             print(f"{name:<20}{batch:>6}{ms * 1000:>11.1f}{vs_eval:>9.2f}{vs_fx:>12.2f}{vs_frozen:>13.2f}", flush=True)
 
 
