@@ -15,18 +15,23 @@ from archc.lower.symbolic import block_params, build_type
 from archc.spec.loader import BlockSource
 
 
+def unknown_block(state: State, block: str, where: Location) -> SpecError:
+    """The error for a block kind the spec does not define, with the nearest name."""
+    known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
+    import difflib  # error messages only: not imported by a successful check
+
+    hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
+    guess = f"did you mean {hint[0]!r}? " if hint else ""
+    return SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+
+
 def type_of(state: State, block: str, where: Location) -> BlockType:
     """The symbolic form of a block kind, built once."""
     if block in state.block_types:
         return state.block_types[block]
     source = state.spec.blocks.get(block)
     if source is None:
-        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        import difflib  # error messages only: not imported by a successful check
-
-        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
-        guess = f"did you mean {hint[0]!r}? " if hint else ""
-        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+        raise unknown_block(state, block, where)
     if block in state.typing:
         return _in_progress(state, source, where)
     check_block_depth(state.typing, block, where)

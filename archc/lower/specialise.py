@@ -46,7 +46,7 @@ from archc.lower.context import (
     lookup,
     sc_index,
 )
-from archc.lower.kinds import type_of
+from archc.lower.kinds import type_of, unknown_block
 from archc.lower.limits import add_node, check_block_depth, check_repeat
 from archc.lower.nested import declared, free_channels
 from archc.lower.values import (
@@ -87,12 +87,7 @@ def instantiate(
     where = (stage_ctx or ctx).where()
     source = state.spec.blocks.get(block)
     if source is None:
-        known = ", ".join(sorted(state.spec.blocks)) or "none (add `use: [resnet]` or a `blocks:` section)"
-        import difflib  # error messages only: not imported by a successful check
-
-        hint = difflib.get_close_matches(block, list(state.spec.blocks), n=1)
-        guess = f"did you mean {hint[0]!r}? " if hint else ""
-        raise SpecError(f"unknown block {block!r}; {guess}known blocks: {known}", where)
+        raise unknown_block(state, block, where)
     try:
         return _expand(state, ctx, source, args, name, shape, cur, where, first_position, switches, others)
     except SpecError as e:
