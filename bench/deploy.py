@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -49,16 +48,11 @@ def deploy_module(spec_path: str, ref: torch.nn.Module) -> torch.nn.Module:
     """The deploy form of the spec, holding the reference's weights moved by archc."""
     import numpy as np
 
-    from archc.api import load_module, load_spec, to_ir
-    from archc.deploy import plan
+    from archc.api import load_module, load_spec
+    from archc.deploy.run import forms
     from archc.deploy.weights import deploy_state
 
-    spec = load_spec(ROOT / spec_path)
-    train = to_ir(spec)
-    the_plan = plan(spec, train)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "deploy.yaml").write_text(the_plan.text(spec_path))
-        graph = to_ir(load_spec(Path(tmp) / "deploy.yaml"))
+    train, the_plan, graph = forms(load_spec(ROOT / spec_path))
     state = {k: v.detach().double().numpy() for k, v in ref.state_dict().items()}
     moved = deploy_state(train, graph, state, the_plan.merges)
     model = load_module(graph, "torch").build_model()

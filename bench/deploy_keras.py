@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -43,17 +42,11 @@ BOUND = 1e-4  # |logits difference| / max(1, |logits|), or 4x keras.applications
 def models(spec_path: str, constructor: str, renames) -> tuple[keras.Model, keras.Model, keras.Model, tuple[int, ...]]:
     """keras.applications' model (logits), the same in float64, and the deploy Keras module
     (up to its logits), with the same weights."""
-    from archc.api import load_module, load_spec, to_ir
-    from archc.deploy import plan
-    from archc.deploy.run import deploy_models
+    from archc.api import load_module, load_spec
+    from archc.deploy.run import deploy_models, forms
     from archc.interop import keras_to_torch, torch_to_keras
 
-    spec = load_spec(ROOT / spec_path)
-    train = to_ir(spec)
-    the_plan = plan(spec, train)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "deploy.yaml").write_text(the_plan.text(spec_path))
-        graph = to_ir(load_spec(Path(tmp) / "deploy.yaml"))
+    train, the_plan, graph = forms(load_spec(ROOT / spec_path))
     reference = getattr(keras.applications, constructor)(weights=None, classifier_activation=None)
     randomize(reference, np.random.default_rng(0))
     keras.config.set_dtype_policy("float64")

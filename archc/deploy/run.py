@@ -120,6 +120,17 @@ def deploy(
     return Result(the_plan, train, graph, max_rel, max_rel32, own_rel32, tuple(files))
 
 
+def forms(spec: LoadedSpec) -> tuple[Graph, Plan, Graph]:
+    """The training graph, the deploy plan and the deploy graph of a spec, nothing written."""
+    from archc.api import load_spec, to_ir
+
+    train = to_ir(spec)
+    the_plan = plan(spec, train)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "deploy.yaml").write_text(the_plan.text(spec.path))
+        return train, the_plan, to_ir(load_spec(Path(tmp) / "deploy.yaml"))
+
+
 def deploy_models(train: Graph, graph: Graph, the_plan: Plan, t_model: Any) -> tuple[Any, Any]:
     """The deploy PyTorch model of `graph` in eval mode with `t_model`'s weights moved to it
     (archc.deploy.weights), in float32 as users run it and in float64 unrounded."""
