@@ -80,44 +80,39 @@ def _lists(entries: list[Entry], path: tuple[str, ...], in_sequence: bool = True
                 yield from _lists(body[key], (*path, str(k) if numbered else name), key in ("group", "modules"))
 
 
+def read_sites(obj: Any) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every place a function names a tensor it reads, as (holder, key): `holder[key]` is a
+    name, a list of names or a dict of them (`from:`, `outputs:`, a shortcut's `input:`, a
+    merge's list, an op's tensor argument such as `resize: {like: x}`)."""
+    if isinstance(obj, list):
+        for item in obj:
+            yield from read_sites(item)
+    if not isinstance(obj, dict):
+        return
+    for key, value in obj.items():
+        if key in ("from", "outputs", "input") or (key in ops.KINDS and ops.KINDS[key].MERGE and isinstance(value, list)):
+            yield obj, key
+        elif key in ops.KINDS and isinstance(value, dict):
+            yield from ((value, read) for read in ops.KINDS[key].READS if read in value)
+        yield from read_sites(value)
+
+
+def names_at(value: Any) -> list[Any]:
+    """The names a read site holds."""
+    return list(value) if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+
+
 def reads(owner: dict[str, Any]) -> Counter[str]:
-    """How often each tensor name is read by name in a function (`from:`, a merge's list,
-    `outputs:`, a shortcut's `input:`, an op's tensor argument such as `resize: {like: x}`),
-    a dotted name (`backbone.4`) also under each of its parts; and each entry read by the
-    entry after it without a name (`entries` below) once more."""
+    """How often each tensor name is read by name in a function (`read_sites`), a dotted name
+    (`backbone.4`) also under each of its parts; and each entry read by the entry after it
+    without a name (`entries` below) once more."""
     counts: Counter[str] = Counter()
-
-    def add(name: object) -> None:
-        if isinstance(name, str):
-            counts[name] += 1
-            if "." in name:
-                counts.update(name.split("."))
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, list):
-            for item in obj:
-                walk(item)
-        if not isinstance(obj, dict):
-            return
-        for key, value in obj.items():
-            if key in ("from", "outputs", "input"):
-                for name in (
-                    value
-                    if isinstance(value, list)
-                    else value.values()
-                    if isinstance(value, dict)
-                    else [value]
-                ):
-                    add(name)
-            elif key in ops.KINDS and ops.KINDS[key].MERGE and isinstance(value, list):
-                for name in value:
-                    add(name)
-            elif key in ops.KINDS and isinstance(value, dict):
-                for read in ops.KINDS[key].READS:
-                    add(value.get(read))
-            walk(value)
-
-    walk(owner)
+    for holder, key in read_sites(owner):
+        for name in names_at(holder[key]):
+            if isinstance(name, str):
+                counts[name] += 1
+                if "." in name:
+                    counts.update(name.split("."))
     for _, entries in lists(owner):
         for before, entry in zip(entries, entries[1:]):
             if reads_previous(name_and_body(entry)[1]):

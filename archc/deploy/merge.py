@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archc import ops
-from archc.deploy.doc import kind, lists, name_and_body, reads
+from archc.deploy.doc import kind, lists, name_and_body, read_sites, reads
 from archc.errors import Location, SpecError
 from archc.spec import expr
 
@@ -218,29 +217,16 @@ def _added(entries: list[Any], k: int) -> list[str]:
 
 
 def _rename(owner: dict[str, Any], old: str, new: str) -> None:
-    """Every read of tensor `old` in a block kind reads `new` (`from:`, an add's list, a
-    shortcut's `input:`, an op's tensor argument)."""
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, list):
-            for item in obj:
-                walk(item)
-        if not isinstance(obj, dict):
-            return
-        for key, value in obj.items():
-            if key in ("from", "input") and isinstance(value, (str, list)):
-                obj[key] = new if value == old else [new if v == old else v for v in value] if isinstance(value, list) else value
-            elif key in ops.KINDS and ops.KINDS[key].MERGE and isinstance(value, list):
-                obj[key] = [new if v == old else v for v in value]
-            elif key in ops.KINDS and isinstance(value, dict):
-                for read in ops.KINDS[key].READS:
-                    if value.get(read) == old:
-                        value[read] = new
-            walk(obj[key])
-
-    for key in ("layers", "after", "shortcut"):
-        if key in owner:
-            walk(owner[key])
+    """Every read of tensor `old` in a block kind reads `new` (doc.read_sites: the places
+    `reads` counts, the kind's `outputs:` among them)."""
+    for holder, key in read_sites(owner):
+        value = holder[key]
+        if isinstance(value, list):
+            holder[key] = [new if v == old else v for v in value]
+        elif isinstance(value, dict):
+            holder[key] = {k: new if v == old else v for k, v in value.items()}
+        elif value == old:
+            holder[key] = new
 
 
 def _first_reads(
