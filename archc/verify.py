@@ -38,6 +38,7 @@ from archc import interop
 from archc.api import load_module, to_ir
 from archc.backends import keras_idioms
 from archc.convert import Progress, transfer
+from archc.errors import SpecError
 from archc.frameworks import import_quietly
 from archc.ir.graph import (
     BlockInst,
@@ -49,6 +50,7 @@ from archc.ir.graph import (
     StageInst,
 )
 from archc.ops import Shape
+from archc.spec.loader import LoadedSpec
 
 # Each block is run as its own Keras model, so TensorFlow warns about function retracing;
 # the report is the output here, not its log.
@@ -367,6 +369,25 @@ def build_keras(module: Any, graph: Graph, **kwargs: Any) -> Any:
     """`module.build_model(**kwargs)` for a generated Keras module, with room on the stack."""
     with deep_stack(graph):
         return module.build_model(**kwargs)
+
+
+def smaller(spec: LoadedSpec, height: int = 128, width: int = 128) -> LoadedSpec:
+    """The spec with its 2-D input at most `height` x `width`, where Keras builds it so (AlexNet's
+    adaptive pool to 6x6 needs a map divisible by 6 there): else the spec as it is. Every layer
+    is size-agnostic, so a smaller input checks the same code; a size that is not a multiple of
+    the stride checks how each strided layer rounds."""
+    from archc.api import load_spec
+    from archc.backends import check
+
+    shape = spec.model.input
+    if len(shape) != 3 or (shape[1] <= height and shape[2] <= width):
+        return spec
+    small = load_spec(spec.path, (*spec.overrides, f"input=[{shape[0]}, {min(height, shape[1])}, {min(width, shape[2])}]"))
+    try:
+        check(to_ir(small), ("keras",))
+    except SpecError:
+        return spec
+    return small
 
 
 def versions() -> tuple[str, dict[str, str]]:

@@ -211,7 +211,7 @@ FAMILIES = {
     "googlenet": ["specs/googlenet.yaml"],
     "inception_v3": ["specs/inception_v3.yaml"],
     "efficientnet": [
-        "specs/efficientnet.yaml", "specs/efficientnet_b0.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
+        "specs/efficientnet_b0.yaml", "specs/efficientnet.yaml", "specs/efficientnet_b4.yaml", "specs/efficientnet_b7.yaml",
     ],
     "efficientnet_v2": ["specs/efficientnet_v2_s.yaml"],
     "regnet": ["specs/regnet_y_400mf.yaml", "specs/regnet.yaml", "specs/regnet_x_400mf.yaml", "specs/regnet_y_16gf.yaml"],
@@ -238,6 +238,13 @@ FAMILIES = {
 REPRESENTATIVES = {members[0] for members in FAMILIES.values()}
 # Representatives whose Keras forward pass at full size runs elsewhere (test_keras_applications).
 KERAS_FORWARD_ELSEWHERE = {"specs/keras/vgg16.yaml", "specs/keras/inception_v3.yaml", "specs/keras/convnext_tiny.yaml"}
+
+
+def per_family(names, fast=(), folder="specs"):
+    """pytest parameters for expensive per-model work named by model (`resnet50`: the spec
+    FOLDER/resnet50.yaml): each family's representative and `fast` in `make test`, the others
+    marked slow."""
+    return [n if f"{folder}/{n}.yaml" in REPRESENTATIVES or n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
 
 
 def expensive(specs):

@@ -370,59 +370,23 @@ def test_folding_a_batch_norm_into_a_padded_conv_would_be_caught(tmp_path, monke
     assert not (tmp_path / "out" / "bn_before_deploy.yaml").exists()
 
 
-def _keras_flat(out):
-    import numpy as np
-
-    if isinstance(out, dict):
-        return np.concatenate([np.asarray(out[k]).ravel() for k in sorted(out)])
-    if isinstance(out, (list, tuple)):
-        return np.concatenate([np.asarray(v).ravel() for v in out])
-    return np.asarray(out).ravel()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("spec_path", sorted(FAMILY_REPRESENTATIVES), ids=lambda p: Path(p).stem)
-def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path, tmp_path):
-    """One spec per family (tests/conftest.py FAMILIES), at height and width at most 128
-    where Keras builds it so:
-    the training Keras model with the training PyTorch model's weights (random, batch-norm
-    statistics included) and the deploy Keras model, generated from the deploy spec, with the
-    weights moved in PyTorch's layout (archc.deploy.weights) and then copied as `archc
-    convert` copies them, give the same outputs in inference mode (float32: to 1e-4 of their
-    scale, as the float32 PyTorch models are checked)."""
+def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path):
+    """One spec per family (tests/conftest.py FAMILIES; every zoo spec: scripts/deploy_keras_zoo.py),
+    at height and width at most 128 where Keras builds it so: the training Keras model with the
+    training PyTorch model's weights (random, batch-norm statistics included) and the deploy
+    Keras model, generated from the deploy spec, with the weights moved in PyTorch's layout
+    (archc.deploy.weights) and then copied as `archc convert` copies them, give the same outputs
+    in inference mode (float32: to 1e-4 of their scale, as the float32 PyTorch models are
+    checked)."""
     need("keras")
-    import numpy as np
+    from archc.deploy.keras_check import check_keras
+    from archc.verify import smaller
 
-    from archc.api import load_module
-    from archc.backends import check as check_backends
-    from archc.deploy.run import deploy_models
-    from archc.interop import channels_last, torch_to_keras
-    from archc.verify import randomize, x_of
-
-    spec = load_spec(ROOT / spec_path)
-    shape = spec.model.input
-    if len(shape) == 3 and min(shape[1:]) > 128:
-        smaller = load_spec(ROOT / spec_path, (f"input=[{shape[0]}, 128, 128]",))
-        try:  # where Keras builds it (AlexNet's adaptive pool to 6x6 needs a map divisible by 6)
-            check_backends(to_ir(smaller), ("keras",))
-            spec = smaller
-        except SpecError:
-            pass
-    train, the_plan, graph, _ = deploy_graph(spec, tmp_path)
-    t_model = load_module(train, "torch").build_model()
-    randomize(t_model, train, seed=0)
-    t_model.eval()
-    d_model, _ = deploy_models(train, graph, the_plan, t_model)
-    k_train = load_module(train, "keras").build_model()
-    torch_to_keras(t_model, k_train, train)
-    k_deploy = load_module(graph, "keras").build_model()
-    torch_to_keras(d_model, k_deploy, graph)
-    assert k_deploy.count_params() <= k_train.count_params()
-    x = channels_last(x_of(train, 1, 0))
-    want = _keras_flat(k_train(x, training=False))
-    got = _keras_flat(k_deploy(x, training=False))
-    assert want.shape == got.shape
-    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), the_plan.steps
+    result = check_keras(smaller(load_spec(ROOT / spec_path)))
+    assert result.deploy_params <= result.train_params
+    assert result.max_rel <= 1e-4, result.steps
 
 
 INLINE_BRANCHES = """\

@@ -4,7 +4,7 @@ Needs timm, which lives with torchvision in the parity environment (`make test-t
 skips without it."""
 
 import pytest
-from conftest import ROOT, load_module, need
+from conftest import ROOT, load_module, need, per_family
 from test_torchvision import assert_same, assert_same_init, assert_same_model
 
 torch = need("torch")
@@ -31,12 +31,12 @@ def test_init_matches_timm(name):
     assert_same_init(reference, load_module(ROOT / "generated" / f"{name}_torch.py").build_model())
 
 
-@pytest.mark.parametrize("size", [(224, 224), (97, 129)], ids=["224x224", "97x129"])
+@pytest.mark.parametrize("size", [pytest.param((224, 224), marks=pytest.mark.slow), (97, 129)], ids=["224x224", "97x129"])
 def test_repvgg_a0_matches_timm(size):
     """specs/repvgg_a0.yaml is timm's repvgg_a0 in its training form: its state_dict loads
     strictly (the identity batch norm only in the blocks that keep their shape), and with
-    random BN statistics the outputs agree, at 224x224 and at a size that is not a multiple of
-    the stride 32 (every strided conv rounds down; the last map is 4x5); about a second each."""
+    random BN statistics the outputs agree, at a size that is not a multiple of the stride 32
+    (every strided conv rounds down; the last map is 4x5) and, in make test-slow, at 224x224."""
     torch.manual_seed(0)
     reference = timm.create_model("repvgg_a0", pretrained=False)
     keys = reference.state_dict()
@@ -53,7 +53,7 @@ def test_repvgg_a0_init_matches_timm():
     assert_same_init(reference, load_module(ROOT / "generated" / "repvgg_a0_torch.py").build_model())
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", per_family(VARIANTS, folder="specs/timm"))  # seresnext26d_32x4d in make test, resnet50d in make test-slow
 def test_resnet_options_match_timm(name):
     torch.manual_seed(0)
     assert_same(timm.create_model(name, pretrained=False), load_module(ROOT / "generated" / f"{name}_torch.py"), (3, 97, 83))

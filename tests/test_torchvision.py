@@ -4,7 +4,7 @@ outputs agree. Needs torchvision, which the dev environment leaves out; run with
 `make test-torchvision` (see the README)."""
 
 import pytest
-from conftest import ROOT, graph_of, load_module, need
+from conftest import ROOT, graph_of, load_module, need, per_family
 from test_class_names import TORCHVISION as CLASS_TABLE
 from test_class_names import class_at
 
@@ -72,7 +72,8 @@ def assert_same_model(reference, name: str) -> None:
     assert_same(reference, load_module(ROOT / "generated" / f"{name}_torch.py"), TEST_INPUT.get(name, ()))
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()])
+# Each family's representative (conftest.FAMILIES) in make test, the other members in make test-slow.
+@pytest.mark.parametrize("name", per_family([m for m in MODELS if (ROOT / "specs" / f"{m}.yaml").exists()]))
 def test_matches_torchvision(name):
     torch.manual_seed(0)
     assert_same_model(getattr(torchvision.models, name)(weights=None, **KWARGS.get(name, {})), name)
@@ -188,7 +189,8 @@ FAMILY = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FAMILY))
+# one per family spec in make test (VGG with batch norm, RegNetY, EfficientNet's scaling), the rest in make test-slow
+@pytest.mark.parametrize("name", per_family(sorted(FAMILY), fast={"vgg13_bn", "regnet_y_800mf", "efficientnet_b2"}))
 def test_family_member_matches_torchvision(name):
     from archc import api
     from archc.lower import lower
@@ -201,12 +203,14 @@ def test_family_member_matches_torchvision(name):
 
 
 # A family spec with `--set` is torchvision's builder with the same arguments.
+# one per family spec in make test, the rest in make test-slow
+SLOW = pytest.mark.slow
 VARIANTS = [
-    ("mobilenet_v3_large", ["params.width_mult=0.75"], "mobilenet_v3_large", {"width_mult": 0.75}),
+    pytest.param("mobilenet_v3_large", ["params.width_mult=0.75"], "mobilenet_v3_large", {"width_mult": 0.75}, marks=SLOW),
     ("mobilenet_v3_large", ["params.reduced_tail=true", "params.dilated=true"], "mobilenet_v3_large", {"reduced_tail": True, "dilated": True}),
-    ("mobilenet_v3_small", ["params.width_mult=1.25", "params.reduced_tail=true"], "mobilenet_v3_small", {"width_mult": 1.25, "reduced_tail": True}),
+    pytest.param("mobilenet_v3_small", ["params.width_mult=1.25", "params.reduced_tail=true"], "mobilenet_v3_small", {"width_mult": 1.25, "reduced_tail": True}, marks=SLOW),
     ("mnasnet1_0", ["params.alpha=0.75"], "mnasnet0_75", {}),
-    ("mnasnet1_0", ["params.alpha=1.3"], "mnasnet1_3", {}),
+    pytest.param("mnasnet1_0", ["params.alpha=1.3"], "mnasnet1_3", {}, marks=SLOW),
 ]  # fmt: skip
 
 
@@ -426,7 +430,8 @@ def dense_pair(name):
     return reference, ours, module.INPUT_SHAPE
 
 
-@pytest.mark.parametrize("name", sorted(DENSE))
+# fcn_resnet50 (its aux_loss form, a superset, in make test) in make test-slow
+@pytest.mark.parametrize("name", per_family(sorted(DENSE), fast=set(DENSE) - {"fcn_resnet50"}))
 def test_dense_prediction_matches_torchvision(name):
     reference, ours, _ = dense_pair(name)
     assert_same_outputs(reference, ours, ODD_SIZE)
@@ -434,10 +439,11 @@ def test_dense_prediction_matches_torchvision(name):
 
 # build_model(num_classes=...) where the spec's num_classes reaches the head through a block
 # kind's `with:` (FCN, LR-ASPP) or a layer (DeepLabV3): torchvision's builders take it too.
+# (a block kind's `with:` with and without the aux head in make test; the others in make test-slow)
 NUM_CLASSES = ["fcn_resnet50", "fcn_resnet50_aux", "lraspp_mobilenet_v3_large", "deeplabv3_resnet50"]
 
 
-@pytest.mark.parametrize("name", NUM_CLASSES)
+@pytest.mark.parametrize("name", per_family(NUM_CLASSES, fast={"fcn_resnet50_aux", "lraspp_mobilenet_v3_large"}))
 def test_dense_prediction_num_classes_matches_torchvision(name):
     from archc import api
 

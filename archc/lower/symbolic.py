@@ -21,6 +21,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
+    spliced,
 )
 from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
@@ -207,6 +208,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
+                _check_spliced_names(children, item.positional)
                 lists.add(name)
                 taps.update(_group_taps(points, item, condition, top))
             elif kind == "branches":
@@ -403,6 +405,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())
         for layer in layers
     )  # fmt: skip
+    _check_spliced_names(layers, numbered)
     if numbered and any(not layer.name.isdigit() for layer in layers) and any(
         layer.condition is not None or isinstance(layer, SymStage) for layer in layers
     ):
@@ -444,6 +447,19 @@ def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_na
 
 
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
+
+
+def _check_spliced_names(items: tuple[SymItem, ...] | list[SymItem], numbered: bool) -> None:
+    """An unnamed stage of a numbered list numbers its instances with the list (`features.3`,
+    `features.4`): a `names:` pattern would not name them."""
+    for item in items:
+        if isinstance(item, SymStage) and spliced(item, numbered) and item.names != "{i}":
+            raise SpecError(
+                f"an unnamed stage of a numbered list numbers its instances with the list, so `names: {item.names}` "
+                "would name nothing: give the stage a name (`NAME: {stage: ...}`, its own nn.Sequential whose "
+                "instances take these names), or leave `names:` out",
+                item.where,
+            )
 
 
 def _group_taps(points: dict[str, SymTensor], group: SymGroup, condition: ast.expr | None, top: bool = False) -> dict[str, str | None]:

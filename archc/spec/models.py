@@ -202,7 +202,8 @@ class StageItem(Flow):
         "{i}",
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
-        "stages, 'denselayer{n}' for dense blocks, 'block1-{i}' for RegNet stages).",
+        "stages, 'denselayer{n}' for dense blocks, 'block1-{i}' for RegNet stages). A stage written "
+        "without a name in a numbered list takes none: its instances are numbered with the list.",
     )
     inline: StrictBool = Field(
         False,
