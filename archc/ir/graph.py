@@ -122,10 +122,45 @@ class SymGroup:
     # at model level (GroupInst.dataflow): their `inputs` are the block's paths (`fuse.1.0`);
     # one without inputs reads the one before it in `flat_items` order
     dataflow: bool = False
+    # a row of a table of stages (`stages:`): the table and the row's index; the group is the
+    # row's stage, an nn.Sequential of its instances
+    table: tuple[SymTable, int] | None = field(default=None, compare=False)
 
     @property
     def positional(self) -> bool:
         return bool(self.children) and all(c.name.isdigit() for c in self.children)
+
+
+@dataclass(frozen=True)
+class SymTable:
+    """A table of stages as the spec writes it (`stages:`): each row one stage of `block`."""
+
+    block: str
+    columns: tuple[str, ...]
+    cells: tuple[tuple[ast.expr, ...], ...]  # per row, a value per column
+    # every argument the instances are given, as one expression over the columns, `i` (the
+    # instance's index in its stage), `stage_block_id` and `total_stage_blocks`: `with:`, the
+    # columns that are parameters, `first:` as `X if i == 0 else ...`, `last:` as `X if i == repeat - 1 else ...`
+    args: tuple[tuple[str, ast.expr], ...]
+    where: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of stages in a list (`GroupInst.tables`): the list's entries `start` to
+    `start + len(rows) - 1` are its stages, one per row, each an nn.Sequential of `repeat`
+    instances of `block`. Lowering checked that the arguments, evaluated per instance over its
+    row, its index and its `stage_block_id`, are the instances' arguments, and `out_channels`
+    their channels, so a loop over the rows builds those very instances."""
+
+    start: int
+    block: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[object, ...], ...]  # each row's values, evaluated
+    args: tuple[tuple[str, ast.expr], ...]  # SymTable.args, the model's parameters folded in
+    out_channels: ast.expr  # an instance's output channels, over the same names and `in_channels`
+    block_id: int | None  # `stage_block_id` of the first instance (None: not at model level)
+    total_stage_blocks: int | None
 
 
 @dataclass(frozen=True)
@@ -367,6 +402,10 @@ class GroupInst:
     # names (`fpn.inner_blocks.2`), and an entry without inputs reads the one before it in
     # `flat_body` order
     dataflow: bool = False
+    # a row of a table of stages: its SymTable, the row's index and `stage_block_id` of its first
+    # instance; and the tables whose rows are among `items` (emitters print the table and a loop)
+    table_row: tuple[SymTable, int, int | None] | None = field(default=None, compare=False)
+    tables: tuple[Table, ...] = field(default=(), compare=False)
 
     @property
     def positional(self) -> bool:

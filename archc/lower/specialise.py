@@ -49,6 +49,7 @@ from archc.lower.context import (
 from archc.lower.kinds import type_of, unknown_block
 from archc.lower.limits import add_node, check_block_depth, check_repeat
 from archc.lower.nested import declared, free_channels
+from archc.lower.tables import with_tables
 from archc.lower.values import (
     INDEX_NAMES,
     STAGE_BLOCK_ID,
@@ -379,6 +380,7 @@ class Specialiser:
             return self.container(item, name, path, reads[0], scope, f"{item.name}.")
         if isinstance(item, SymGroup):
             group_path = (*path, name)
+            block_id = self.numbering[0] if self.numbering is not None else None  # a table row's first instance's
             inlined: list[tuple[int, int, BlockInst]] = []
             children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined)
             self.env.update({f"{item.name}.{c.name}": self.env[c.name] for c in item.children})  # taps: `body.2`
@@ -387,7 +389,10 @@ class Specialiser:
                     self.env[f"{item.name}.{c.name}"] = Tensor(c.output, c.out_shape, False)
                     self.scope[free_channels(f"{item.name}.{c.name}")] = c.out_shape.c
             out = self.env[last]
-            return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined)), out
+            row = (*item.table, block_id) if item.table is not None else None
+            group = GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined), table_row=row)
+            total = self.numbering[1] if self.numbering is not None else None
+            return with_tables(group, self.state.block_types, self.scope, total), out
         if isinstance(item, SymBlock):
             return self.block(item, name, (*path, name), src, scope, self.where(item), others=tuple(self.env[n] for n in reads[1:]))
         if isinstance(item, SymParallel):

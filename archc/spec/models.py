@@ -212,6 +212,49 @@ class StageItem(Flow):
     )
 
 
+class StagesItem(Flow):
+    """A table of stages of one block kind, one row per stage (torchvision's `_efficientnet_conf`,
+    `inverted_residual_setting`, ConvNeXt's `block_setting`): each row is one unnamed entry of the
+    enclosing list, an nn.Sequential of its `repeat` instances, numbered on as `- - stage: ...`
+    entries would be; the generated code keeps the table and builds the stages in a loop."""
+
+    stages: Name = Field(description="Block kind of every stage of the table.")
+    columns: Annotated[list[Name], Field(min_length=1, max_length=32)] = Field(
+        description="What each row's values are, in order: `repeat` (the stage's number of instances, required), "
+        "parameters of the kind (given to every instance unless `with`, `first` or `last` sets that parameter), "
+        "and names that `with`, `first` and `last` read (`first: {stride: stride}`)."
+    )
+    rows: Annotated[list[Annotated[list[ParamValue], Field(min_length=1, max_length=32)]], Field(min_length=1, max_length=256)] = Field(
+        description="One stage per row: one value per column, expressions over the model's parameters."
+    )
+    with_: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Parameters of every instance of every row; expressions here and in first/last read the row's "
+        "columns, `i` (the instance's index in its stage), `stage_block_id` (its index among the instances of all "
+        "the model's stages) and `total_stage_blocks` (their number).",
+    )
+    first: dict[Name, ParamValue] = Field(
+        default_factory=dict, description="Overrides for the first instance of each stage, e.g. {stride: stride}."
+    )
+    last: dict[Name, ParamValue] = Field(
+        default_factory=dict, description="Overrides for the last instance of each stage, applied after `first`."
+    )
+
+    @model_validator(mode="after")
+    def _columns(self) -> StagesItem:
+        seen: set[str] = set()
+        for column in self.columns:
+            if column in seen:
+                raise ValueError(f"column {column!r} is written twice")
+            seen.add(column)
+        if "repeat" not in seen:
+            raise ValueError("a table of stages needs a `repeat` column: each row's number of instances")
+        if "stage" in seen:
+            raise ValueError("'stage' is used by the generated code (the list a row's instances are built into); choose another column name")
+        return self
+
+
 class GroupItem(Flow):
     """A named sequence of layers (a container, e.g. torchvision's `features`); entries written
     without a name are numbered like the children of an nn.Sequential."""
@@ -253,7 +296,7 @@ class ParallelItem(Flow):
 
 
 ITEMS: Mapping[str, type[Flow]] = _Items(
-    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem, "modules": ModulesItem}
+    {"block": BlockItem, "stage": StageItem, "stages": StagesItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem, "modules": ModulesItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it
