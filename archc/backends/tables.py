@@ -1,5 +1,5 @@
-"""A model-level list holding a table of stages (`GroupInst.tables`), written as torchvision
-writes EfficientNet's features and keras.applications its blocks: the table as a list of
+"""A model-level list holding tables of stages (`GroupInst.tables`), written as torchvision
+writes EfficientNet's features and keras.applications its blocks: each table as a list of
 tuples and a loop over its rows that builds each row's instances. PyTorch builds them into
 the list's modules (`nn.Sequential(*layers)`), Keras applies them to `x`, named as the
 PyTorch modules are."""
@@ -18,28 +18,30 @@ from archc.spec import expr
 
 LIST = "layers"  # PyTorch: the list the stages are built into (torchvision's)
 STAGE = "stage"  # PyTorch: a row's instances; Keras: the row's number in the list
+DEEPEST = 3 * INDENT  # the indent of a loop's innermost lines (in __init__)
 
 
 class Loop:
     """What both emitters print of one table: the table, the names the loop keeps, the
     arguments of its block call."""
 
-    def __init__(self, emitter: Any, group: GroupInst, reserved: set[str]):
-        self.ok = len(group.tables) == 1 and not group.inlined and group.positional
-        if not self.ok:
-            return
-        self.table = table = group.tables[0]
+    def __init__(self, emitter: Any, group: GroupInst, table: Table, before: Loop | None):
+        self.table = table
         self.block = emitter.graph.block(table.block)
-        sig = emitter.sigs[table.block]
         self.setting = f"{table.block}_setting"
-        self.ok = not sig.flags and len(sig.channels) == 1 and not {STAGE, self.setting} & reserved
-        self.end = table.start + len(table.rows)
-        first = group.items[table.start].items[0]  # type: ignore[union-attr]
+        first = group.items[table.start] if table.flat else group.items[table.start].items[0]  # type: ignore[union-attr]
         assert isinstance(first, BlockInst)
         self.in_channels = first.in_shape.c
         self.trees = dict(table.args)
         self.reads = {n for tree in (*self.trees.values(), table.out_channels) for n in expr.free_names(tree)}
         self.emitter = emitter
+        self.named = False  # Keras: the instance's index is in its name
+        # what the loop before it (if it ends where this one starts) leaves in the counters
+        self.follows = before is not None and before.table.end == table.start
+        self.counted = self.follows and STAGE_BLOCK_ID in before.reads  # type: ignore[union-attr]
+        self.totalled = before is not None and (before.totalled or TOTAL_STAGE_BLOCKS in before.reads)
+        sig = emitter.sigs[table.block]
+        self.ok = not sig.flags and len(sig.channels) == 1 and all(len(DEEPEST + line) <= LINE for line in self.step(""))
 
     def head(self, indent: str) -> list[str]:
         """The table, then the names the loop keeps, before it."""
@@ -47,18 +49,26 @@ class Loop:
             self.emitter.functions |= expr.helper_functions(tree)
             self.emitter.needs_math |= expr.uses_math(tree)
         table = self.table
-        lines = [f"{indent}# {', '.join(table.columns)}: one stage per row", f"{indent}{self.setting} = ["]
+        each = "stage" if "repeat" in table.columns else "block"
+        lines = [f"{indent}# {', '.join(table.columns)}: one {each} per row", f"{indent}{self.setting} = ["]
         lines += [f"{indent}{INDENT}({', '.join(common.literal(v) for v in row)}{',' if len(row) == 1 else ''})," for row in table.rows]
         lines.append(f"{indent}]")
         return lines
 
-    def counters(self, indent: str) -> list[str]:
-        lines = [f"{indent}in_channels = {self.in_channels}"]
-        if TOTAL_STAGE_BLOCKS in self.reads:
-            lines.append(f"{indent}{TOTAL_STAGE_BLOCKS} = {_total(self.table, self.setting)}")
-        if STAGE_BLOCK_ID in self.reads:
+    def counters(self, indent: str, tables: int) -> list[str]:
+        lines = [] if self.follows else [f"{indent}in_channels = {self.in_channels}"]
+        if TOTAL_STAGE_BLOCKS in self.reads and not self.totalled:
+            lines.append(f"{indent}{TOTAL_STAGE_BLOCKS} = {_total(self.table, self.setting, tables)}")
+        if STAGE_BLOCK_ID in self.reads and not self.counted:
             lines.append(f"{indent}{STAGE_BLOCK_ID} = {self.table.block_id}")
         return lines
+
+    def instances(self, lines: list[str], indent: str) -> str:
+        """`for i in range(repeat):` added to `lines` where rows repeat; the indent of the call."""
+        if "repeat" not in self.table.columns:
+            return indent
+        lines.append(f"{indent}for {STAGE_INDEX if STAGE_INDEX in self.reads or self.named else '_'} in range(repeat):")
+        return indent + INDENT
 
     def kwargs(self) -> dict[str, str]:
         """The block call's arguments after its input channels, in the kind's order."""
@@ -73,68 +83,116 @@ class Loop:
         return lines
 
 
-def _total(table: Table, setting: str) -> str:
+def loops(emitter: Any, group: GroupInst, reserved: set[str]) -> list[Loop] | None:
+    """The group's tables as loops, in order; None where it is written as its entries."""
+    if not group.tables or group.inlined or not group.positional:
+        return None
+    out: list[Loop] = []
+    for table in group.tables:
+        out.append(Loop(emitter, group, table, out[-1] if out else None))
+    names = {STAGE, *(loop.setting for loop in out)}
+    if not all(loop.ok for loop in out) or names & reserved or len(names) <= len(out):  # a kind's two tables share a name
+        return None
+    return out
+
+
+def _total(table: Table, setting: str, tables: int) -> str:
     """`total_stage_blocks`: the sum of the table's repeats where they are all the model's
     stage instances (torchvision's `sum(cnf.num_layers for cnf in ...)`), else its value."""
+    if tables > 1 or table.block_id != 0:
+        return str(table.total_stage_blocks)
+    if "repeat" not in table.columns:
+        return f"len({setting})" if len(table.rows) == table.total_stage_blocks else str(table.total_stage_blocks)
     k = table.columns.index("repeat")
-    if table.block_id == 0 and sum(row[k] for row in table.rows) == table.total_stage_blocks:  # type: ignore[misc]
+    if sum(row[k] for row in table.rows) == table.total_stage_blocks:  # type: ignore[misc]
         index = "-1" if k == len(table.columns) - 1 else str(k)
         return f"sum(row[{index}] for row in {setting})"
     return str(table.total_stage_blocks)
 
 
-def _for(indent: str, names: tuple[str, ...], iterable: str) -> list[str]:
-    """`for a, b in iterable:`, its targets one per line where it is too long (as ruff formats it)."""
-    one = f"{indent}for {', '.join(names)} in {iterable}:"
+def _for(indent: str, names: tuple[str, ...], iterable: str, lead: str = "") -> list[str]:
+    """`for a, b in iterable:` (`lead`: `for k, (a, b) in enumerate(...)`), split as ruff
+    formats it where it is too long: the call's arguments, else the targets one per line."""
+    targets = f"{lead}({', '.join(names)})" if lead else ", ".join(names)
+    one = f"{indent}for {targets} in {iterable}:"
     if len(one) <= LINE:
         return [one]
-    return [f"{indent}for (", *(f"{indent}{INDENT}{n}," for n in names), f"{indent}) in {iterable}:"]
+    func, paren, args = iterable.partition("(")
+    if paren and len(f"{indent}for {targets} in {func}(") <= LINE:
+        return [f"{indent}for {targets} in {func}(", f"{indent}{INDENT}{args[:-1]}", f"{indent}):"]
+    return [f"{indent}for {lead}(", *(f"{indent}{INDENT}{n}," for n in names), f"{indent}) in {iterable}:"]
 
 
 class TableEmission:
-    """PyTorch: `attr = nn.Sequential(*layers)`, the table's stages built in a loop."""
+    """PyTorch: `attr = nn.Sequential(*layers)`, the tables' stages built in loops."""
 
     graph: Any
     _rolled: Callable[..., list[Code]]
 
     def table_lines(self, group: GroupInst, attr: str, indent: str, tapped: frozenset[str]) -> list[str] | None:
-        """None where the group is written as its entries (several tables, a tapped or `inline` list)."""
-        loop = Loop(self, group, {n for n, _ in self.graph.exposed})
-        if not loop.ok or tapped:
+        """None where the group is written as its entries (see `loops`; a tapped list)."""
+        found = loops(self, group, {n for n, _ in self.graph.exposed})
+        if found is None or tapped:
             return None
-        table = loop.table
-        inner, body = indent + INDENT, indent + 2 * INDENT
-        lines = loop.head(indent)
-        lines += render(Seq(tuple(self._rolled(group.items[: table.start], inplace_first=False))), indent, f"{LIST}: list[nn.Module] = ")
-        lines += loop.counters(indent)
-        lines += _for(indent, table.columns, loop.setting)
-        lines.append(f"{inner}{STAGE}: list[nn.Module] = []")
-        lines.append(f"{inner}for {STAGE_INDEX if STAGE_INDEX in loop.reads else '_'} in range(repeat):")
-        module = call(common.class_of(loop.block), "in_channels", **loop.kwargs())
-        lines += render(call(f"{STAGE}.append", module), body)
-        lines += loop.step(body)
-        lines.append(f"{inner}{LIST}.append(nn.Sequential(*{STAGE}))")
-        for part in self._rolled(group.items[loop.end :], inplace_first=True):
+        lines: list[str] = []
+        at = 0
+        for k, loop in enumerate(found):
+            table = loop.table
+            lines += loop.head(indent)
+            parts = self._rolled(group.items[at : table.start], inplace_first=at > 0)
+            if k == 0:
+                lines += render(Seq(tuple(parts)), indent, f"{LIST}: list[nn.Module] = ")
+            else:
+                lines += [line for part in parts for line in render(call(f"{LIST}.append", part), indent)]
+            lines += loop.counters(indent, len(found))
+            lines += _for(indent, table.columns, loop.setting)
+            inner = indent + INDENT
+            into = LIST if table.flat else STAGE
+            if not table.flat:
+                lines.append(f"{inner}{STAGE}: list[nn.Module] = []")
+            body = loop.instances(lines, inner)
+            lines += render(call(f"{into}.append", call(common.class_of(loop.block), "in_channels", **loop.kwargs())), body)
+            lines += loop.step(body)
+            if not table.flat:
+                lines.append(f"{inner}{LIST}.append(nn.Sequential(*{STAGE}))")
+            at = table.end
+        for part in self._rolled(group.items[at:], inplace_first=True):
             lines += render(call(f"{LIST}.append", part), indent)
         lines.append(f"{indent}{attr} = nn.Sequential(*{LIST})")
         return lines
 
 
 def keras_table_lines(emitter: Any, group: GroupInst, prefix: str, indent: str, rolled: Callable[..., list[str]]) -> list[str] | None:
-    """Keras: the group's entries on `x`, the table's stages in a loop whose instances are
-    named as the PyTorch modules (`features_1_0`); None where it is written out."""
-    loop = Loop(emitter, group, set(emitter.reserved))
-    if not loop.ok:
+    """Keras: the group's entries on `x`, the tables' stages in loops whose instances are
+    named as the PyTorch modules (`features_1_0`; a `flat` table's `features_2`); None where
+    they are written out."""
+    found = loops(emitter, group, set(emitter.reserved))
+    if found is None:
         return None
-    table = loop.table
-    inner, body = indent + INDENT, indent + 2 * INDENT
-    lines = rolled(group.items[: table.start], prefix)
-    lines += loop.head(indent)
-    lines += loop.counters(indent)
-    lines += render(call("enumerate", loop.setting, f"start={table.start}"), indent, f"for {STAGE}, ({', '.join(table.columns)}) in ", ":")
-    lines.append(f"{inner}for {STAGE_INDEX} in range(repeat):")
-    name = f'f"{prefix}{{{STAGE}}}_{{{STAGE_INDEX}}}"'
-    lines += render(call(loop.block.name, "x", "in_channels", **loop.kwargs(), name=name), body, "x = ")
-    lines += loop.step(body)
-    lines += rolled(group.items[loop.end :], prefix, loop.end)
-    return lines
+    lines: list[str] = []
+    at = 0
+    for loop in found:
+        table = loop.table
+        lines += rolled(group.items[at : table.start], prefix, at)
+        lines += loop.head(indent)
+        lines += loop.counters(indent, len(found))
+        entry = next(n for n in ("entry", "entry_", "entry__") if n not in table.columns)
+        counted = table.flat and "repeat" in table.columns  # the instances are numbered on through the list
+        if counted:
+            lines.append(f"{indent}{entry} = {table.start}")
+            lines += _for(indent, table.columns, loop.setting)
+            name = f'f"{prefix}{{{entry}}}"'
+        elif table.flat:  # one instance per row
+            lines += _for(indent, table.columns, f"enumerate({loop.setting}, start={table.start})", f"{entry}, ")
+            name = f'f"{prefix}{{{entry}}}"'
+        else:
+            lines += _for(indent, table.columns, f"enumerate({loop.setting}, start={table.start})", f"{STAGE}, ")
+            name = f'f"{prefix}{{{STAGE}}}_{{{STAGE_INDEX}}}"' if "repeat" in table.columns else f'f"{prefix}{{{STAGE}}}_0"'
+        loop.named = not table.flat  # the index names the instance
+        body = loop.instances(lines, indent + INDENT)
+        lines += render(call(loop.block.name, "x", "in_channels", **loop.kwargs(), name=name), body, "x = ")
+        lines += loop.step(body)
+        if counted:
+            lines.append(f"{body}{entry} += 1")
+        at = table.end
+    return lines + rolled(group.items[at:], prefix, at)

@@ -105,6 +105,7 @@ class SymStage:
     free: bool = False  # the top function's: each instance reads the shape the one before gives
     written: tuple[tuple[tuple[str, ast.expr], ...], ...] = ()  # a free stage's `with:`, `first:`, `last:`
     inline: bool = False  # the top function's `inline` entry: its instances' layers are entries of the list
+    table: tuple[SymTable, int] | None = field(default=None, compare=False)  # a row of a `flat` table: it and the row's index
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class SymGroup:
     # one without inputs reads the one before it in `flat_items` order
     dataflow: bool = False
     # a row of a table of stages (`stages:`): the table and the row's index; the group is the
-    # row's stage, an nn.Sequential of its instances
+    # row's stage, an nn.Sequential of its instances (a `flat` table's rows are SymStages)
     table: tuple[SymTable, int] | None = field(default=None, compare=False)
 
     @property
@@ -142,18 +143,22 @@ class SymTable:
     # instance's index in its stage), `stage_block_id` and `total_stage_blocks`: `with:`, the
     # columns that are parameters, `first:` as `X if i == 0 else ...`, `last:` as `X if i == repeat - 1 else ...`
     args: tuple[tuple[str, ast.expr], ...]
+    flat: bool = False  # each row's instances are entries of the list, not an nn.Sequential
     where: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Table:
-    """A table of stages in a list (`GroupInst.tables`): the list's entries `start` to
-    `start + len(rows) - 1` are its stages, one per row, each an nn.Sequential of `repeat`
-    instances of `block`. Lowering checked that the arguments, evaluated per instance over its
-    row, its index and its `stage_block_id`, are the instances' arguments, and `out_channels`
-    their channels, so a loop over the rows builds those very instances."""
+    """A table of stages in a list (`GroupInst.tables`): from the list's entry `start` on, one
+    stage per row, `repeat` instances of `block` each: an nn.Sequential per row (its entries
+    `start` to `start + len(rows) - 1`), or, `flat`, the instances themselves, entries of the
+    list. Lowering checked that the arguments, evaluated per instance over its row, its index
+    and its `stage_block_id`, are the instances' arguments, and `out_channels` their channels,
+    so a loop over the rows builds those very instances."""
 
     start: int
+    flat: bool
+    end: int  # the list's entry after the table's last
     block: str
     columns: tuple[str, ...]
     rows: tuple[tuple[object, ...], ...]  # each row's values, evaluated
@@ -402,10 +407,7 @@ class GroupInst:
     # names (`fpn.inner_blocks.2`), and an entry without inputs reads the one before it in
     # `flat_body` order
     dataflow: bool = False
-    # a row of a table of stages: its SymTable, the row's index and `stage_block_id` of its first
-    # instance; and the tables whose rows are among `items` (emitters print the table and a loop)
-    table_row: tuple[SymTable, int, int | None] | None = field(default=None, compare=False)
-    tables: tuple[Table, ...] = field(default=(), compare=False)
+    tables: tuple[Table, ...] = field(default=(), compare=False)  # tables among `items` (emitters print a loop)
 
     @property
     def positional(self) -> bool:

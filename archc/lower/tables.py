@@ -12,10 +12,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from archc.errors import SpecError
-from archc.ir.graph import BlockInst, BlockType, GroupInst, SymTable, Table
+from archc.ir.graph import BlockInst, BlockType, GroupInst, Inst, SymTable, Table
 from archc.lower.values import (
     INDEX_NAMES,
     STAGE_BLOCK_ID,
@@ -46,7 +46,9 @@ def opened(
         here = (*section, index, written)
         table = sym_table(state, source, body, here, top and in_group and written == m.POSITIONAL)
         for r, row in enumerate(body.rows):
-            yield r, m.POSITIONAL, _row_body(body, table, row), (*here, "rows"), (table, r)
+            stage = _row_stage(body, table, row)
+            row_body = stage if body.flat else m.GroupItem.model_construct(group=[{m.POSITIONAL: stage}])
+            yield r, m.POSITIONAL, row_body, (*here, "rows"), (table, r)
 
 
 def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[Any, ...], placed: bool) -> SymTable:
@@ -62,15 +64,19 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
         raise SpecError("a table of stages takes no `from:` or `if:`: its rows read the entry before it", where)
     kind = state.spec.blocks.get(body.stages)
     if kind is None:
-        return SymTable(body.stages, tuple(body.columns), (), ())  # the rows' stages report the unknown kind
+        return SymTable(body.stages, tuple(body.columns), (), (), body.flat)  # the rows' stages report the unknown kind
     declared = kind.definition.params
     model = state.spec.model.params
     written = {key: _tree(v) for part in (body.with_, body.first, body.last) for key, v in part.items()}
     read = {n for tree in written.values() for n in expr.free_names(tree)}
     for c, column in enumerate(body.columns):
         at = source.locate(*here, "columns", c)
-        if column in model:
-            raise SpecError(f"column {column!r} is also a parameter of the model, which the table's expressions would no longer read; rename the column", at)
+        if column in model and column in read:
+            raise SpecError(
+                f"column {column!r} is also a parameter of the model: `with`, `first` and `last` would read the column, "
+                "not the parameter; rename the column",
+                at,
+            )
         if column != REPEAT and column not in declared and column not in read:
             known = ", ".join(declared) or "none"
             raise SpecError(
@@ -84,20 +90,21 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
                 f"row {r} has {len(row)} values for the {len(body.columns)} columns {', '.join(body.columns)}", source.locate(*here, "rows", r)
             )
     implicit = [c for c in body.columns if c in declared and c not in written]
+    single = REPEAT not in body.columns  # one instance per row: the first and the last, `i` 0
     args: dict[str, ast.expr] = {}
     for key in [*(p for p in declared if p in implicit or p in written), *(p for p in written if p not in declared)]:
         default = declared.get(key)
         base = _tree(body.with_[key]) if key in body.with_ else ast.Name(key) if key in implicit else None
         tree = base
         if key in body.first:
-            tree = _if(ast.Constant(0), _tree(body.first[key]), base, default)
+            tree = _if(ast.Constant(0), _tree(body.first[key]), base, default) if not single else _tree(body.first[key])
         if key in body.last:
             last = ast.BinOp(ast.Name(REPEAT), ast.Sub(), ast.Constant(1))
-            tree = _if(last, _tree(body.last[key]), tree, default)
+            tree = _if(last, _tree(body.last[key]), tree, default) if not single else _tree(body.last[key])
         assert tree is not None
-        args[key] = tree
+        args[key] = expr.substitute(tree, {STAGE_INDEX: ast.Constant(0)}) if single else tree
     cells = tuple(tuple(_tree(v) for v in row) for row in body.rows)
-    return SymTable(body.stages, tuple(body.columns), cells, tuple(args.items()), where)
+    return SymTable(body.stages, tuple(body.columns), cells, tuple(args.items()), body.flat, where)
 
 
 def _if(index: ast.expr, then: ast.expr, otherwise: ast.expr | None, default: Any) -> ast.expr:
@@ -108,9 +115,10 @@ def _if(index: ast.expr, then: ast.expr, otherwise: ast.expr | None, default: An
     return ast.IfExp(test, then, otherwise)
 
 
-def _row_body(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.GroupItem:
-    """Row `row` as the entry `- - stage: KIND` it stands for: the columns' values written into
-    `with`, `first` and `last` (a column that is a parameter nothing else sets, into `with`)."""
+def _row_stage(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.StageItem:
+    """Row `row` as the stage entry it stands for (in its own list, `- - stage: KIND`, unless
+    the table is `flat`): the columns' values written into `with`, `first` and `last` (a
+    column that is a parameter nothing else sets, into `with`)."""
     cells = dict(zip(table.columns, row))
     values = {c: _tree(v) for c, v in cells.items()}
 
@@ -132,16 +140,39 @@ def _row_body(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.GroupIte
         stage=body.stages, repeat=cells.get(REPEAT, 1), with_=with_,
         first={k: put(v) for k, v in body.first.items()}, last={k: put(v) for k, v in body.last.items()},
     )  # fmt: skip
-    return m.GroupItem.model_construct(group=[{m.POSITIONAL: stage}])
+    return stage
 
 
-def table_of(rows: list[tuple[int, GroupInst]], btype: BlockType, scope: dict[str, Any], total: int | None) -> Table | None:
-    """The table whose rows are `rows` (their index in the list, their group), its values and
-    arguments evaluated in the model's `scope`; None where the loop would not build exactly
-    the instances lowering built (emitters then write the stages out)."""
-    first_at, first = rows[0]
-    sym, _, start = first.table_row  # type: ignore[misc]
-    if not sym.args or [r for _, g in rows for r in [g.table_row[1]]] != list(range(len(sym.cells))):  # type: ignore[index]
+def _kept(tree: ast.expr) -> ast.expr:
+    """`a if ... and a == b else b` as `b` (a skip block's width: its input's where the stride
+    is 1 and the width is kept, else out_channels, is out_channels); the instances check it."""
+    if isinstance(tree, ast.IfExp):
+        test, body, orelse = tree.test, _kept(tree.body), _kept(tree.orelse)
+        terms = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+        same = {expr.to_python(body), expr.to_python(orelse)}
+        for term in terms:
+            if isinstance(term, ast.Compare) and len(term.ops) == 1 and isinstance(term.ops[0], ast.Eq):
+                if {expr.to_python(term.left), expr.to_python(term.comparators[0])} == same:
+                    return orelse
+        return ast.IfExp(test, body, orelse)
+    return tree
+
+
+class TableRow(NamedTuple):
+    """A row of a table among a list's entries, as specialisation meets it."""
+
+    table: SymTable
+    row: int
+    at: int  # the list's entry where its stage starts
+    block_id: int | None  # `stage_block_id` of its first instance (None: not at model level)
+
+
+def table_of(rows: list[TableRow], items: tuple[Inst, ...], btype: BlockType, scope: dict[str, Any], total: int | None) -> Table | None:
+    """The table whose rows are `rows`, its values and arguments evaluated in the model's
+    `scope`; None where the loop would not build exactly the instances lowering built
+    (emitters then write the stages out)."""
+    sym = rows[0].table
+    if [r.row for r in rows] != list(range(len(sym.cells))):
         return None
     names = {*sym.columns, *INDEX_NAMES, REPEAT}
     try:
@@ -154,18 +185,25 @@ def table_of(rows: list[tuple[int, GroupInst]], btype: BlockType, scope: dict[st
         return None
     given_args = dict(args)
     defaults = {p: ast.Constant(d) for p, d, _ in btype.params if p not in given_args and d is not None}
-    out_channels = expr.fold(expr.substitute(btype.out_channels, {**defaults, **given_args}))
+    out_channels = _kept(expr.fold(expr.substitute(btype.out_channels, {**defaults, **given_args})))
     if expr.free_names(out_channels) - names - {"in_channels"}:
         return None
-    block_id = start
-    for (_, group), row in zip(rows, values):
-        env: dict[str, Any] = dict(zip(sym.columns, row))
-        for k, inst in enumerate(group.items):
+    at = rows[0].at
+    for row, value in zip(rows, values):
+        env: dict[str, Any] = {REPEAT: 1, **dict(zip(sym.columns, value))}
+        count = 1 if not sym.flat else env[REPEAT]
+        if row.at != at or at + count > len(items):
+            return None
+        insts = items[at].items if not sym.flat else items[at : at + count]  # type: ignore[union-attr]
+        at += count
+        if len(insts) != env[REPEAT]:
+            return None
+        for k, inst in enumerate(insts):
             if not isinstance(inst, BlockInst) or inst.block != sym.block or inst.exposed:
                 return None
             here = {**env, STAGE_INDEX: k}
-            if block_id is not None and total is not None:
-                here.update({STAGE_BLOCK_ID: block_id + k, TOTAL_STAGE_BLOCKS: total})
+            if row.block_id is not None and total is not None:
+                here.update({STAGE_BLOCK_ID: row.block_id + k, TOTAL_STAGE_BLOCKS: total})
             given = dict(inst.args)
             try:
                 if any(expr.evaluate(tree, here) != given.get(key) for key, tree in args):
@@ -174,19 +212,17 @@ def table_of(rows: list[tuple[int, GroupInst]], btype: BlockType, scope: dict[st
                     return None
             except expr.ExprError:
                 return None
-        block_id = None if block_id is None else block_id + len(group.items)
-    return Table(first_at, sym.block, sym.columns, values, args, out_channels, start, total)
+    return Table(rows[0].at, sym.flat, at, sym.block, sym.columns, values, args, out_channels, rows[0].block_id, total)
 
 
-def with_tables(group: GroupInst, types: dict[str, BlockType], scope: dict[str, Any], total: int | None) -> GroupInst:
-    """`group` with the tables of its rows (runs of consecutive row groups of one table)."""
-    runs: list[list[tuple[int, GroupInst]]] = []
-    for k, item in enumerate(group.items):
-        if isinstance(item, GroupInst) and item.table_row is not None:
-            if runs and runs[-1][-1][0] == k - 1 and runs[-1][-1][1].table_row[0] is item.table_row[0]:  # type: ignore[index]
-                runs[-1].append((k, item))
-            else:
-                runs.append([(k, item)])
-    made = (table_of(run, types[run[0][1].table_row[0].block], scope, total) for run in runs)  # type: ignore[index]
+def with_tables(group: GroupInst, rows: list[TableRow], types: dict[str, BlockType], scope: dict[str, Any], total: int | None) -> GroupInst:
+    """`group` with the tables of its rows (each table's rows in order)."""
+    runs: list[list[TableRow]] = []
+    for row in rows:
+        if runs and runs[-1][-1].table is row.table:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    made = (table_of(run, group.items, types[run[0].table.block], scope, total) for run in runs)
     tables = tuple(t for t in made if t is not None)
     return dataclasses.replace(group, tables=tables) if tables else group

@@ -214,13 +214,14 @@ class StageItem(Flow):
 
 class StagesItem(Flow):
     """A table of stages of one block kind, one row per stage (torchvision's `_efficientnet_conf`,
-    `inverted_residual_setting`, ConvNeXt's `block_setting`): each row is one unnamed entry of the
-    enclosing list, an nn.Sequential of its `repeat` instances, numbered on as `- - stage: ...`
-    entries would be; the generated code keeps the table and builds the stages in a loop."""
+    `inverted_residual_setting`): each row is one unnamed entry of the enclosing list, an
+    nn.Sequential of its `repeat` instances, numbered on as `- - stage: ...` entries would be
+    (`flat`: its instances are entries of the list, as `- stage: ...` ones); the generated code
+    keeps the table and builds the stages in a loop."""
 
     stages: Name = Field(description="Block kind of every stage of the table.")
     columns: Annotated[list[Name], Field(min_length=1, max_length=32)] = Field(
-        description="What each row's values are, in order: `repeat` (the stage's number of instances, required), "
+        description="What each row's values are, in order: `repeat` (the stage's number of instances; without it, one), "
         "parameters of the kind (given to every instance unless `with`, `first` or `last` sets that parameter), "
         "and names that `with`, `first` and `last` read (`first: {stride: stride}`)."
     )
@@ -240,6 +241,11 @@ class StagesItem(Flow):
     last: dict[Name, ParamValue] = Field(
         default_factory=dict, description="Overrides for the last instance of each stage, applied after `first`."
     )
+    flat: StrictBool = Field(
+        False,
+        description="Each row's instances are entries of the enclosing list, numbered on (torchvision's MobileNetV2 "
+        "and V3 `features.2`, `features.3`), rather than one nn.Sequential per row (EfficientNet's `features.2.0`).",
+    )
 
     @model_validator(mode="after")
     def _columns(self) -> StagesItem:
@@ -248,8 +254,6 @@ class StagesItem(Flow):
             if column in seen:
                 raise ValueError(f"column {column!r} is written twice")
             seen.add(column)
-        if "repeat" not in seen:
-            raise ValueError("a table of stages needs a `repeat` column: each row's number of instances")
         if "stage" in seen:
             raise ValueError("'stage' is used by the generated code (the list a row's instances are built into); choose another column name")
         return self
