@@ -129,6 +129,14 @@ class TableEmission:
     graph: Any
     _rolled: Callable[..., list[Code]]
 
+    def _annotated(self, name: str) -> str:
+        """`: list[nn.Module]` where __init__ assigns `name` the first time (mypy wants one annotation)."""
+        seen: set[str] = self.__dict__.setdefault("_lists_annotated", set())
+        if name in seen:
+            return ""
+        seen.add(name)
+        return ": list[nn.Module]"
+
     def table_lines(self, group: GroupInst, attr: str, indent: str, tapped: frozenset[str]) -> list[str] | None:
         """None where the group is written as its entries (see `loops`; a tapped list)."""
         found = loops(self, group, {n for n, _ in self.graph.exposed})
@@ -141,7 +149,7 @@ class TableEmission:
             lines += loop.head(indent)
             parts = self._rolled(group.items[at : table.start], inplace_first=at > 0)
             if k == 0:
-                lines += render(Seq(tuple(parts)), indent, f"{LIST}: list[nn.Module] = ")
+                lines += render(Seq(tuple(parts)), indent, f"{LIST}{self._annotated(LIST)} = ")
             else:
                 lines += [line for part in parts for line in render(call(f"{LIST}.append", part), indent)]
             lines += loop.counters(indent, len(found))
@@ -149,7 +157,7 @@ class TableEmission:
             inner = indent + INDENT
             into = LIST if table.flat else STAGE
             if not table.flat:
-                lines.append(f"{inner}{STAGE}: list[nn.Module] = []")
+                lines.append(f"{inner}{STAGE}{self._annotated(STAGE)} = []")
             body = loop.instances(lines, inner)
             lines += render(call(f"{into}.append", call(common.class_of(loop.block), "in_channels", **loop.kwargs())), body)
             lines += loop.step(body)

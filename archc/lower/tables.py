@@ -145,11 +145,14 @@ def _row_stage(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.StageIt
 
 def _kept(tree: ast.expr) -> ast.expr:
     """`a if ... and a == b else b` as `b` (a skip block's width: its input's where the stride
-    is 1 and the width is kept, else out_channels, is out_channels); the instances check it."""
+    is 1 and the width is kept, else out_channels, is out_channels), `a if ... else a` as `a`;
+    the instances check it."""
     if isinstance(tree, ast.IfExp):
         test, body, orelse = tree.test, _kept(tree.body), _kept(tree.orelse)
         terms = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
         same = {expr.to_python(body), expr.to_python(orelse)}
+        if len(same) == 1:  # either way
+            return body
         for term in terms:
             if isinstance(term, ast.Compare) and len(term.ops) == 1 and isinstance(term.ops[0], ast.Eq):
                 if {expr.to_python(term.left), expr.to_python(term.comparators[0])} == same:
