@@ -43,7 +43,7 @@ def opened(
         if not isinstance(body, m.StagesItem):
             yield index, written, body, section, None
             continue
-        here = (*section, index, written)
+        here = (*section, index) if written == m.POSITIONAL else (*section, index, written)  # as the YAML nests it
         table = sym_table(state, source, body, here, top and in_group and written == m.POSITIONAL)
         for r, row in enumerate(body.rows):
             stage = _row_stage(body, table, row)
@@ -64,7 +64,10 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
         raise SpecError("a table of stages takes no `from:` or `if:`: its rows read the entry before it", where)
     kind = state.spec.blocks.get(body.stages)
     if kind is None:
-        return SymTable(body.stages, tuple(body.columns), (), (), body.flat)  # the rows' stages report the unknown kind
+        # kinds imports this module (through symbolic): imported where it is needed
+        from archc.lower.kinds import unknown_block
+
+        raise unknown_block(state, body.stages, source.locate(*here, "stages"))
     declared = kind.definition.params
     model = state.spec.model.params
     written = {key: _tree(v) for part in (body.with_, body.first, body.last) for key, v in part.items()}
@@ -85,6 +88,14 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
                 at,
             )
     for r, row in enumerate(body.rows):
+        for value in row:
+            late = expr.free_names(_tree(value)) & (INDEX_NAMES | set(body.columns)) if isinstance(value, str) else set()
+            if late:
+                raise SpecError(
+                    f"row {r} reads {', '.join(sorted(late))}: a row's values are expressions over the model's parameters; "
+                    "what varies per instance or reads the columns belongs in `with`, `first` or `last`",
+                    source.locate(*here, "rows", r),
+                )
         if len(row) != len(body.columns):
             raise SpecError(
                 f"row {r} has {len(row)} values for the {len(body.columns)} columns {', '.join(body.columns)}", source.locate(*here, "rows", r)

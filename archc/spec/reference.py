@@ -58,6 +58,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("Block library", "The top level of a library file, named in `use:`.", m.LibrarySpec),
     ("block", "`name: {block: KIND, ...}`.", m.BlockItem),
     ("stage", "`name: {stage: KIND, ...}`.", m.StageItem),
+    ("stages", "`- {stages: KIND, columns: [...], rows: [[...], ...]}`: a table of stages, an unnamed entry of a model-level list. See [Tables of stages](#tables-of-stages).", m.StagesItem),
     ("branches", "`name: {branches: [...], merge: concat}`.", m.BranchesItem),
     ("parallel", "`name: {parallel: [...], merge: concat}`: a module list.", m.ParallelItem),
     ("Layer entry", "Keys every layer entry may add beside its kind: `name: {conv: {...}, from: x, if: ...}`.", m.Flow),
