@@ -88,10 +88,13 @@ def loops(emitter: Any, group: GroupInst, reserved: set[str]) -> list[Loop] | No
     if not group.tables or group.inlined or not group.positional:
         return None
     out: list[Loop] = []
+    kinds = [table.block for table in group.tables]
     for table in group.tables:
         out.append(Loop(emitter, group, table, out[-1] if out else None))
+        if kinds.count(table.block) > 1:  # a kind's tables numbered: `unit_setting_1`, `unit_setting_2`
+            out[-1].setting += f"_{sum(t.block == table.block for t in group.tables[: len(out)])}"
     names = {STAGE, *(loop.setting for loop in out)}
-    if not all(loop.ok for loop in out) or names & reserved or len(names) <= len(out):  # a kind's two tables share a name
+    if not all(loop.ok for loop in out) or names & reserved:
         return None
     return out
 

@@ -89,7 +89,7 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
             )
     for r, row in enumerate(body.rows):
         for value in row:
-            late = expr.free_names(_tree(value)) & (INDEX_NAMES | set(body.columns)) if isinstance(value, str) else set()
+            late = expr.free_names(_tree(value)) & (INDEX_NAMES | (set(body.columns) - set(model))) if isinstance(value, str) else set()
             if late:
                 raise SpecError(
                     f"row {r} reads {', '.join(sorted(late))}: a row's values are expressions over the model's parameters; "
