@@ -30,8 +30,8 @@ from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypeAliasType
 
 from archc import ops
-from archc.ops.act import ACTIVATIONS
-from archc.spec.init_rules import InitPair, InitSpec
+from archc.spec.defaults import Defaults
+from archc.spec.init_rules import InitPair
 from archc.spec.types import (
     BoolExpr,
     ClassName,
@@ -586,51 +586,6 @@ class BlockDef(Strict):
         if self.shortcut is None:
             return ()
         return tuple(self.shortcut) if isinstance(self.shortcut, list) else (self.shortcut,)
-
-
-_INIT = "Initialisation of the {0} layers, each tensor unless a layer says; unset: torch_default (PyTorch's own)."
-
-
-class ConvDefaults(Strict):
-    bias: StrictBool | None = Field(None, description="Conv bias when a conv does not say.")
-    init: InitSpec | None = Field(None, description=_INIT.format("conv"))
-
-
-class ConvTransposeDefaults(Strict):
-    init: InitSpec | None = Field(None, description=_INIT.format("conv_transpose"))
-
-
-class DenseDefaults(Strict):
-    bias: StrictBool = Field(True, description="Dense bias when a dense layer does not say.")
-    init: InitSpec | None = Field(None, description=_INIT.format("dense"))
-
-
-class BatchNormDefaults(Strict):
-    eps: FiniteFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
-    momentum: FiniteFloat | None = Field(
-        None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
-    )
-    scale: StrictBool = Field(True, description="Learn a per-channel scale (gamma); false as Keras' scale=False.")
-    init: InitSpec | None = Field(None, description=_INIT.format("batchnorm") + " Its weight is gamma, its bias beta.")
-
-
-class AvgPoolDefaults(Strict):
-    count_include_pad: StrictBool = Field(
-        True, description="Average pooling counts padded zeros (PyTorch); false divides by the pixels inside (Keras' 'same')."
-    )
-
-
-class Defaults(Strict):
-    conv: ConvDefaults = Field(ConvDefaults.model_construct(), description="Conv settings a conv layer does not give itself.")
-    conv_transpose: ConvTransposeDefaults = Field(
-        ConvTransposeDefaults.model_construct(), description="Transposed-conv settings a layer does not give itself."
-    )
-    dense: DenseDefaults = Field(DenseDefaults.model_construct(), description="Dense settings a dense layer does not give itself.")
-    batchnorm: BatchNormDefaults = Field(
-        BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
-    )
-    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults.model_construct(), description="Average-pooling settings a pool does not give itself.")
-    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
 def _library_ref(value: str) -> str:
