@@ -18,7 +18,6 @@ from archc.spec import expr
 
 LIST = "layers"  # PyTorch: the list the stages are built into (torchvision's)
 STAGE = "stage"  # PyTorch: a row's instances; Keras: the row's number in the list
-DEEPEST = 3 * INDENT  # the indent of a loop's innermost lines (in __init__)
 
 
 class Loop:
@@ -41,7 +40,10 @@ class Loop:
         self.counted = self.follows and STAGE_BLOCK_ID in before.reads  # type: ignore[union-attr]
         self.totalled = before is not None and (before.totalled or TOTAL_STAGE_BLOCKS in before.reads)
         sig = emitter.sigs[table.block]
-        self.ok = not sig.flags and len(sig.channels) == 1 and all(len(DEEPEST + line) <= LINE for line in self.step(""))
+        # its lines fit as printed (in __init__: a row of the table, a step in `for i`), or it is written out
+        lines = [f"{3 * INDENT}({', '.join(common.literal(v) for v in row)})," for row in table.rows]
+        lines += [4 * INDENT + line for line in self.step("")]
+        self.ok = not sig.flags and len(sig.channels) == 1 and all(len(line) <= LINE for line in lines)
 
     def head(self, indent: str) -> list[str]:
         """The table, then the names the loop keeps, before it."""
