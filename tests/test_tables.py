@@ -203,3 +203,23 @@ def test_a_table_reads_its_columns_only_where_written():
     strides = [dict(inst.args)["stride"] for row in graph.body[0].items[1:4] for inst in row.items]
     assert strides == [1, 2, 1, 1, 2, 1]
 
+
+
+def test_deploy_drops_the_column_of_a_parameter_it_removes():
+    """`archc deploy` removes a parameter no expression reads any more: off a table too, its
+    column and each row's value, unless `with`, `first` or `last` still reads the name."""
+    from archc.deploy.doc import drop_unused_params
+
+    doc = {
+        "params": {"num_classes": 5},
+        "blocks": {"unit": {"params": {"filters": "int", "rate": 0.0, "gap": 1}, "layers": [{"conv": {"conv": {"filters": "filters"}}}]}},
+        "layers": [{"features": [
+            {"stages": "unit", "columns": ["filters", "rate", "gap", "repeat"], "rows": [[8, 0.1, 1, 2], [16, 0.2, 2, 1]],
+             "first": {"filters": "filters * gap"}},
+        ]}, {"fc": {"dense": {"units": "num_classes"}}}],
+    }  # fmt: skip
+    done = drop_unused_params(doc)
+    assert "block unit: parameter rate unused, removed" in done and "block unit: parameter gap unused, removed" in done
+    table = doc["layers"][0]["features"][0]
+    assert table["columns"] == ["filters", "gap", "repeat"]  # `gap` is still read by `first`
+    assert table["rows"] == [[8, 1, 2], [16, 2, 1]]
