@@ -34,6 +34,11 @@ blocks:
       - conv2: {conv: {filters: filters, kernel: 1}}
       - bn2: batchnorm
       - drop: {dropout: {rate: rate}}
+  down:
+    params: {filters: int}
+    layers:
+      - {conv: {filters: filters, kernel: 2, stride: 2}}
+      - batchnorm
 layers:
   - features:
       - {conv: {filters: 8, kernel: 3, padding: 1}}
@@ -83,6 +88,26 @@ FLAT_STAGES = """\
       - {block: unit, with: {filters: 24, rate: prob}}
 """
 
+# ConvNeXt's layout: a downsampling between consecutive stages (`between:`), reading the later row
+BETWEEN_TABLE = """\
+      - stages: unit
+        columns: [dim, repeat]
+        rows:
+          - [8, 2]
+          - ["round(16 * width)", n2]
+          - [24, 1]
+        with: {filters: dim, rate: prob * stage_block_id / (total_stage_blocks - 1.0)}
+        between: {block: down, with: {filters: dim}}
+"""
+BETWEEN_STAGES = """\
+      - - {stage: unit, repeat: 2, with: {filters: 8, rate: prob * stage_block_id / (total_stage_blocks - 1.0)}}
+      - {block: down, with: {filters: "round(16 * width)"}}
+      - - {stage: unit, repeat: n2, with: {filters: "round(16 * width)", rate: prob * stage_block_id / (total_stage_blocks - 1.0)}}
+      - {block: down, with: {filters: 24}}
+      - - {stage: unit, repeat: 1, with: {filters: 24, rate: prob * stage_block_id / (total_stage_blocks - 1.0)}}
+"""
+FORMS = [(NESTED_TABLE, NESTED_STAGES), (FLAT_TABLE, FLAT_STAGES), (BETWEEN_TABLE, BETWEEN_STAGES)]
+
 
 def graph_of(body: str, overrides=()):
     return lower(load_spec_text(HEAD + body + TAIL, "tabled.yaml", overrides))
@@ -100,7 +125,7 @@ def shape_of(graph):
     return nodes, list(names(graph.body)), graph.counts, graph.exposed
 
 
-@pytest.mark.parametrize(("table", "stages"), [(NESTED_TABLE, NESTED_STAGES), (FLAT_TABLE, FLAT_STAGES)], ids=["nested", "flat"])
+@pytest.mark.parametrize(("table", "stages"), FORMS, ids=["nested", "flat", "between"])
 @pytest.mark.parametrize("overrides", [(), ("params.n2=5", "params.width=1.5")], ids=["defaults", "set"])
 def test_a_table_is_the_stage_entries_it_stands_for(table, stages, overrides):
     tabled, staged = graph_of(table, overrides), graph_of(stages, overrides)
@@ -141,6 +166,15 @@ def test_generated_flat_tables_loop_into_the_list():
     assert 'name=f"features_{entry}"' in keras
 
 
+def test_generated_code_downsamples_between_rows():
+    code = api.compile(graph_of(BETWEEN_TABLE), "torch")
+    init = code[code.index("class Tabled") :]
+    assert "for k, (dim, repeat) in enumerate(unit_setting):\n            if k > 0:\n                layers.append(Down(in_channels, filters=dim))" in init
+    keras = api.compile(graph_of(BETWEEN_TABLE), "keras")
+    assert 'x = down(x, in_channels, filters=dim, name=f"features_{entry}")' in keras
+    assert 'name=f"features_{entry}_{i}"' in keras
+
+
 def _torch_modules(body):
     torch = need("torch")
     graph = graph_of(body)
@@ -148,7 +182,7 @@ def _torch_modules(body):
     return api.load_module(graph, "torch").build_model().eval()
 
 
-@pytest.mark.parametrize(("table", "stages"), [(NESTED_TABLE, NESTED_STAGES), (FLAT_TABLE, FLAT_STAGES)], ids=["nested", "flat"])
+@pytest.mark.parametrize(("table", "stages"), FORMS, ids=["nested", "flat", "between"])
 def test_the_loop_builds_the_modules_of_the_stage_entries(table, stages):
     torch = need("torch")
     looped, written = _torch_modules(table), _torch_modules(stages)
@@ -161,7 +195,7 @@ def test_the_loop_builds_the_modules_of_the_stage_entries(table, stages):
         assert torch.equal(looped(x), written(x))
 
 
-@pytest.mark.parametrize("body", [NESTED_TABLE, FLAT_TABLE], ids=["nested", "flat"])
+@pytest.mark.parametrize("body", [NESTED_TABLE, FLAT_TABLE, BETWEEN_TABLE], ids=["nested", "flat", "between"])
 def test_backends_agree_on_a_table(body):
     need("torch")
     need("keras")

@@ -40,14 +40,21 @@ class Loop:
         self.counted = self.follows and STAGE_BLOCK_ID in before.reads  # type: ignore[union-attr]
         self.totalled = before is not None and (before.totalled or TOTAL_STAGE_BLOCKS in before.reads)
         sig = emitter.sigs[table.block]
+        self.between = emitter.graph.block(table.between[0]) if table.between else None
+        self.index = next(n for n in ("k", "k_", "k__") if n not in table.columns)  # the row's, where `between` needs it
+        if table.between:
+            trees = (*(t for _, t in table.between[1]), table.between[2])
+            self.reads |= {n for tree in trees for n in expr.free_names(tree)}
         # its lines fit as printed (in __init__: a row of the table, a step in `for i`), or it is written out
         lines = [f"{3 * INDENT}({', '.join(common.literal(v) for v in row)})," for row in table.rows]
-        lines += [4 * INDENT + line for line in self.step("")]
-        self.ok = not sig.flags and len(sig.channels) == 1 and all(len(line) <= LINE for line in lines)
+        lines += [4 * INDENT + line for line in (*self.step(""), *(self.between_call("_", ())[1] if self.between else ()))]
+        sigs = [sig, *([emitter.sigs[table.between[0]]] if table.between else [])]  # called with in_channels alone
+        self.ok = all(not s.flags and len(s.channels) == 1 for s in sigs) and all(len(line) <= LINE for line in lines)
 
     def head(self, indent: str) -> list[str]:
         """The table, then the names the loop keeps, before it."""
-        for tree in (*self.trees.values(), self.table.out_channels):  # the functions it calls, `math`
+        between = (*(t for _, t in self.table.between[1]), self.table.between[2]) if self.table.between else ()
+        for tree in (*self.trees.values(), self.table.out_channels, *between):  # the functions it calls, `math`
             self.emitter.functions |= expr.helper_functions(tree)
             self.emitter.needs_math |= expr.uses_math(tree)
         table = self.table
@@ -75,6 +82,15 @@ class Loop:
     def kwargs(self) -> dict[str, str]:
         """The block call's arguments after its input channels, in the kind's order."""
         return {name: expr.to_python(self.trees[name]) for name, _, _ in self.block.params if name in self.trees}
+
+    def between_call(self, func: str, lead: tuple[str, ...], **more: str) -> tuple[Any, list[str]]:
+        """`between`'s call, and the next instance's input channels after it."""
+        assert self.table.between is not None and self.between is not None
+        trees = dict(self.table.between[1])
+        kwargs = {name: expr.to_python(trees[name]) for name, _, _ in self.between.params if name in trees}
+        out = self.table.between[2]
+        step = [] if isinstance(out, ast.Name) and out.id == "in_channels" else [f"in_channels = {expr.to_python(out)}"]
+        return call(func, *lead, "in_channels", **kwargs, **more), step
 
     def step(self, indent: str) -> list[str]:
         """After each instance: the next one's input channels, its index among all."""
@@ -158,8 +174,15 @@ class TableEmission:
             else:
                 lines += [line for part in parts for line in render(call(f"{LIST}.append", part), indent)]
             lines += loop.counters(indent, len(found))
-            lines += _for(indent, table.columns, loop.setting)
             inner = indent + INDENT
+            if table.between:  # before each row but the first
+                lines += _for(indent, table.columns, f"enumerate({loop.setting})", f"{loop.index}, ")
+                between, step = loop.between_call(common.class_of(loop.between), ())
+                lines.append(f"{inner}if {loop.index} > 0:")
+                lines += render(call(f"{LIST}.append", between), inner + INDENT)
+                lines += [inner + INDENT + line for line in step]
+            else:
+                lines += _for(indent, table.columns, loop.setting)
             into = LIST if table.flat else STAGE
             if not table.flat:
                 lines.append(f"{inner}{STAGE}{self._annotated(STAGE)} = []")
@@ -190,8 +213,17 @@ def keras_table_lines(emitter: Any, group: GroupInst, prefix: str, indent: str, 
         lines += loop.head(indent)
         lines += loop.counters(indent, len(found))
         entry = next(n for n in ("entry", "entry_", "entry__") if n not in table.columns)
-        counted = table.flat and "repeat" in table.columns  # the instances are numbered on through the list
-        if counted:
+        counted = (table.flat and "repeat" in table.columns) or table.between is not None  # entries numbered on through the list
+        if table.between:
+            lines.append(f"{indent}{entry} = {table.start}")
+            lines += _for(indent, table.columns, f"enumerate({loop.setting})", f"{loop.index}, ")
+            between, step = loop.between_call(loop.between.name, ("x",), name=f'f"{prefix}{{{entry}}}"')  # type: ignore[union-attr]
+            lines.append(f"{indent}{INDENT}if {loop.index} > 0:")
+            lines += render(between, indent + 2 * INDENT, "x = ")
+            lines += [indent + 2 * INDENT + line for line in (*step, f"{entry} += 1")]
+            index = f"{{{STAGE_INDEX}}}" if "repeat" in table.columns else "0"
+            name = f'f"{prefix}{{{entry}}}"' if table.flat else f'f"{prefix}{{{entry}}}_{index}"'
+        elif counted:
             lines.append(f"{indent}{entry} = {table.start}")
             lines += _for(indent, table.columns, loop.setting)
             name = f'f"{prefix}{{{entry}}}"'
@@ -205,7 +237,9 @@ def keras_table_lines(emitter: Any, group: GroupInst, prefix: str, indent: str, 
         body = loop.instances(lines, indent + INDENT)
         lines += render(call(loop.block.name, "x", "in_channels", **loop.kwargs(), name=name), body, "x = ")
         lines += loop.step(body)
-        if counted:
+        if counted and table.flat:
             lines.append(f"{body}{entry} += 1")
+        elif counted:  # a row's stage is one entry
+            lines.append(f"{indent}{INDENT}{entry} += 1")
         at = table.end
     return lines + rolled(group.items[at:], prefix, at)

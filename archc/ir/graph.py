@@ -84,6 +84,7 @@ class SymBlock:
     more_channels: tuple[ast.expr, ...] = ()  # a kind with several inputs: the channels of the later ones
     more_outputs: tuple[str, ...] = ()  # a kind with several outputs: the names of the later ones
     inline: bool = False  # the top function's `inline` entry: its layers are entries of the enclosing list
+    table: TableEntry | None = field(default=None, compare=False)  # a table's `between` instance before row k
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class SymStage:
     free: bool = False  # the top function's: each instance reads the shape the one before gives
     written: tuple[tuple[tuple[str, ast.expr], ...], ...] = ()  # a free stage's `with:`, `first:`, `last:`
     inline: bool = False  # the top function's `inline` entry: its instances' layers are entries of the list
-    table: tuple[SymTable, int] | None = field(default=None, compare=False)  # a row of a `flat` table: it and the row's index
+    table: TableEntry | None = field(default=None, compare=False)  # a row of a `flat` table
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,9 @@ class SymGroup:
     # at model level (GroupInst.dataflow): their `inputs` are the block's paths (`fuse.1.0`);
     # one without inputs reads the one before it in `flat_items` order
     dataflow: bool = False
-    # a row of a table of stages (`stages:`): the table and the row's index; the group is the
-    # row's stage, an nn.Sequential of its instances (a `flat` table's rows are SymStages)
-    table: tuple[SymTable, int] | None = field(default=None, compare=False)
+    # a row of a table of stages (`stages:`): the group is the row's stage, an nn.Sequential of
+    # its instances (a `flat` table's rows are SymStages, a `between` instance a SymBlock)
+    table: TableEntry | None = field(default=None, compare=False)
 
     @property
     def positional(self) -> bool:
@@ -145,6 +146,18 @@ class SymTable:
     args: tuple[tuple[str, ast.expr], ...]
     flat: bool = False  # each row's instances are entries of the list, not an nn.Sequential
     where: Location | None = field(default=None, compare=False)
+    # `between:` the block kind before each row but the first, and its arguments over the columns
+    between: tuple[str, tuple[tuple[str, ast.expr], ...]] | None = None
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """Where a list entry comes from in a table of stages: row `row`'s stage, or (`between`) the
+    block instance before it."""
+
+    table: SymTable
+    row: int
+    between: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,9 @@ class Table:
     out_channels: ast.expr  # an instance's output channels, over the same names and `in_channels`
     block_id: int | None  # `stage_block_id` of the first instance (None: not at model level)
     total_stage_blocks: int | None
+    # `between:` before each row but the first, an entry of the list: its kind, its arguments over
+    # the row's columns (parameters folded in) and its output channels, over them and `in_channels`
+    between: tuple[str, tuple[tuple[str, ast.expr], ...], ast.expr] | None = None
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,7 @@ class Specialiser:
         for item in items:
             row = getattr(item, "table", None)
             if row is not None and rows is not None:  # a table's row, its entries from here on
-                rows.append(TableRow(*row, len(out), self.numbering[0] if self.numbering is not None else None))
+                rows.append(TableRow(row.table, row.row, row.between, len(out), self.numbering[0] if self.numbering is not None else None))
             reads = item.inputs or (prev,)
             if not self.holds(item, scope):  # absent: passes on what it reads
                 if self.placed is not None:

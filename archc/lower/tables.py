@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from archc.errors import SpecError
-from archc.ir.graph import BlockInst, BlockType, GroupInst, Inst, SymTable, Table
+from archc.ir.graph import (
+    BlockInst,
+    BlockType,
+    GroupInst,
+    Inst,
+    SymTable,
+    Table,
+    TableEntry,
+)
 from archc.lower.values import (
     INDEX_NAMES,
     STAGE_BLOCK_ID,
@@ -35,9 +43,10 @@ def _tree(value: Any) -> ast.expr:
 
 def opened(
     state: Any, source: BlockSource, entries: list[dict[str, Any]], section: tuple[Any, ...], offset: int, top: bool, in_group: bool,
-) -> Iterator[tuple[int, str, Any, tuple[Any, ...], tuple[SymTable, int] | None]]:  # fmt: skip
+) -> Iterator[tuple[int, str, Any, tuple[Any, ...], TableEntry | None]]:  # fmt: skip
     """The entries of one list as (index, written name, body, the section that locates it,
-    its table and row): a table's rows are `- - stage: KIND` entries, located at their row."""
+    its table and row): a table's rows are `- - stage: KIND` entries, located at their row, each
+    but the first after its `between` instance."""
     for index, entry in enumerate(entries, start=offset):
         ((written, body),) = entry.items()
         if not isinstance(body, m.StagesItem):
@@ -46,9 +55,11 @@ def opened(
         here = (*section, index) if written == m.POSITIONAL else (*section, index, written)  # as the YAML nests it
         table = sym_table(state, source, body, here, top and in_group and written == m.POSITIONAL)
         for r, row in enumerate(body.rows):
-            stage = _row_stage(body, table, row)
+            stage, between = _row_entries(body, table, row)
+            if r > 0 and between is not None:
+                yield r, m.POSITIONAL, between, (*here, "between"), TableEntry(table, r, True)
             row_body = stage if body.flat else m.GroupItem.model_construct(group=[{m.POSITIONAL: stage}])
-            yield r, m.POSITIONAL, row_body, (*here, "rows"), (table, r)
+            yield r, m.POSITIONAL, row_body, (*here, "rows"), TableEntry(table, r)
 
 
 def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[Any, ...], placed: bool) -> SymTable:
@@ -72,11 +83,13 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
     model = state.spec.model.params
     written = {key: _tree(v) for part in (body.with_, body.first, body.last) for key, v in part.items()}
     read = {n for tree in written.values() for n in expr.free_names(tree)}
+    between = _between(state, source, body, here)
+    read |= {n for _, tree in (between[1] if between else ()) for n in expr.free_names(tree)}
     for c, column in enumerate(body.columns):
         at = source.locate(*here, "columns", c)
         if column in model and column in read:
             raise SpecError(
-                f"column {column!r} is also a parameter of the model: `with`, `first` and `last` would read the column, "
+                f"column {column!r} is also a parameter of the model: `with`, `first`, `last` and `between` would read the column, "
                 "not the parameter; rename the column",
                 at,
             )
@@ -84,7 +97,7 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
             known = ", ".join(declared) or "none"
             raise SpecError(
                 f"column {column!r} is neither `repeat`, a parameter of block {body.stages!r} ({known}), "
-                "nor a name that the table's `with`, `first` or `last` reads",
+                "nor a name that the table's `with`, `first`, `last` or `between` reads",
                 at,
             )
     for r, row in enumerate(body.rows):
@@ -115,7 +128,22 @@ def sym_table(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[A
         assert tree is not None
         args[key] = expr.substitute(tree, {STAGE_INDEX: ast.Constant(0)}) if single else tree
     cells = tuple(tuple(_tree(v) for v in row) for row in body.rows)
-    return SymTable(body.stages, tuple(body.columns), cells, tuple(args.items()), body.flat, where)
+    return SymTable(body.stages, tuple(body.columns), cells, tuple(args.items()), body.flat, where, between)
+
+
+def _between(state: Any, source: BlockSource, body: m.StagesItem, here: tuple[Any, ...]) -> tuple[str, tuple[tuple[str, ast.expr], ...]] | None:
+    """`between:` as its kind and its arguments, expressions over the model's parameters and the row's columns."""
+    item = body.between
+    if item is None:
+        return None
+    where = source.locate(*here, "between")
+    if item.from_ is not None or item.if_ is not None or item.inline:
+        raise SpecError("`between:` is one block instance of the list: it takes no `from:`, `if:` or `inline`", where)
+    args = tuple((k, _tree(v)) for k, v in item.with_.items())
+    late = {n for _, tree in args for n in expr.free_names(tree)} & INDEX_NAMES
+    if late:
+        raise SpecError(f"`between:` reads {', '.join(sorted(late))}, which name a stage's instances; it reads the row's columns", where)
+    return item.block, args
 
 
 def _if(index: ast.expr, then: ast.expr, otherwise: ast.expr | None, default: Any) -> ast.expr:
@@ -126,10 +154,10 @@ def _if(index: ast.expr, then: ast.expr, otherwise: ast.expr | None, default: An
     return ast.IfExp(test, then, otherwise)
 
 
-def _row_stage(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.StageItem:
+def _row_entries(body: m.StagesItem, table: SymTable, row: list[Any]) -> tuple[m.StageItem, m.BlockItem | None]:
     """Row `row` as the stage entry it stands for (in its own list, `- - stage: KIND`, unless
-    the table is `flat`): the columns' values written into `with`, `first` and `last` (a
-    column that is a parameter nothing else sets, into `with`)."""
+    the table is `flat`), and its `between` instance: the columns' values written into `with`,
+    `first` and `last` (a column that is a parameter nothing else sets, into `with`)."""
     cells = dict(zip(table.columns, row))
     values = {c: _tree(v) for c, v in cells.items()}
 
@@ -151,7 +179,10 @@ def _row_stage(body: m.StagesItem, table: SymTable, row: list[Any]) -> m.StageIt
         stage=body.stages, repeat=cells.get(REPEAT, 1), with_=with_,
         first={k: put(v) for k, v in body.first.items()}, last={k: put(v) for k, v in body.last.items()},
     )  # fmt: skip
-    return stage
+    if body.between is None:
+        return stage, None
+    between = m.BlockItem.model_construct(block=body.between.block, with_={k: put(v) for k, v in body.between.with_.items()})
+    return stage, between
 
 
 def _kept(tree: ast.expr) -> ast.expr:
@@ -173,60 +204,80 @@ def _kept(tree: ast.expr) -> ast.expr:
 
 
 class TableRow(NamedTuple):
-    """A row of a table among a list's entries, as specialisation meets it."""
+    """An entry of a list from a table of stages, as specialisation meets it."""
 
     table: SymTable
     row: int
-    at: int  # the list's entry where its stage starts
+    between: bool  # the `between` instance before the row's stage
+    at: int  # the list's entry where it starts
     block_id: int | None  # `stage_block_id` of its first instance (None: not at model level)
 
 
-def table_of(rows: list[TableRow], items: tuple[Inst, ...], btype: BlockType, scope: dict[str, Any], total: int | None) -> Table | None:
-    """The table whose rows are `rows`, its values and arguments evaluated in the model's
+def _folded(trees: tuple[tuple[str, ast.expr], ...], btype: BlockType, scope: dict[str, Any], names: set[str]) -> tuple[tuple[tuple[str, ast.expr], ...], ast.expr] | None:
+    """Arguments with the model's parameters folded in, and the kind's output channels over
+    them; None where they read anything but `names` (and `in_channels`)."""
+    args = tuple((key, expr.fold(expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - names if n in scope}))) for key, tree in trees)
+    given = dict(args)
+    defaults = {p: ast.Constant(d) for p, d, _ in btype.params if p not in given and d is not None}
+    out_channels = _kept(expr.fold(expr.substitute(btype.out_channels, {**defaults, **given})))
+    if any(expr.free_names(tree) - names for _, tree in args) or expr.free_names(out_channels) - names - {"in_channels"}:
+        return None
+    return args, out_channels
+
+
+def _builds(inst: Inst, block: str, args: tuple[tuple[str, ast.expr], ...], out_channels: ast.expr, here: dict[str, Any]) -> bool:
+    """Whether the call the loop makes here is `inst`: its kind, arguments and output channels."""
+    if not isinstance(inst, BlockInst) or inst.block != block or inst.exposed:
+        return False
+    given = dict(inst.args)
+    try:
+        return all(expr.evaluate(tree, here) == given.get(key) for key, tree in args) and (
+            expr.evaluate(out_channels, {**here, "in_channels": inst.in_shape.c}) == inst.out_shape.c
+        )
+    except expr.ExprError:
+        return False
+
+
+def table_of(rows: list[TableRow], items: tuple[Inst, ...], types: dict[str, BlockType], scope: dict[str, Any], total: int | None) -> Table | None:
+    """The table whose entries are `rows`, its values and arguments evaluated in the model's
     `scope`; None where the loop would not build exactly the instances lowering built
     (emitters then write the stages out)."""
     sym = rows[0].table
-    if [r.row for r in rows] != list(range(len(sym.cells))):
+    expected = [(r, between) for r in range(len(sym.cells)) for between in (True, False) if not (between and (r == 0 or sym.between is None))]
+    if [(r.row, r.between) for r in rows] != expected:
         return None
     names = {*sym.columns, *INDEX_NAMES, REPEAT}
     try:
         values = tuple(tuple(expr.evaluate(cell, scope) for cell in row) for row in sym.cells)
-        args = tuple((key, expr.fold(expr.substitute(tree, {n: ast.Constant(scope[n]) for n in expr.free_names(tree) - names if n in scope})))
-                     for key, tree in sym.args)  # fmt: skip
+        stage = _folded(sym.args, types[sym.block], scope, names)
+        between = _folded(sym.between[1], types[sym.between[0]], scope, set(sym.columns)) if sym.between else None
     except expr.ExprError:
         return None
-    if any(expr.free_names(tree) - names for _, tree in args):
-        return None
-    given_args = dict(args)
-    defaults = {p: ast.Constant(d) for p, d, _ in btype.params if p not in given_args and d is not None}
-    out_channels = _kept(expr.fold(expr.substitute(btype.out_channels, {**defaults, **given_args})))
-    if expr.free_names(out_channels) - names - {"in_channels"}:
+    if stage is None or (sym.between is not None and between is None):
         return None
     at = rows[0].at
-    for row, value in zip(rows, values):
-        env: dict[str, Any] = {REPEAT: 1, **dict(zip(sym.columns, value))}
-        count = 1 if not sym.flat else env[REPEAT]
+    for row in rows:
+        env: dict[str, Any] = {REPEAT: 1, **dict(zip(sym.columns, values[row.row]))}
+        count = 1 if row.between or not sym.flat else env[REPEAT]
         if row.at != at or at + count > len(items):
             return None
+        if row.between:
+            if not _builds(items[at], sym.between[0], *between, env):  # type: ignore[index, misc]
+                return None
+            at += 1
+            continue
         insts = items[at].items if not sym.flat else items[at : at + count]  # type: ignore[union-attr]
         at += count
         if len(insts) != env[REPEAT]:
             return None
         for k, inst in enumerate(insts):
-            if not isinstance(inst, BlockInst) or inst.block != sym.block or inst.exposed:
-                return None
             here = {**env, STAGE_INDEX: k}
             if row.block_id is not None and total is not None:
                 here.update({STAGE_BLOCK_ID: row.block_id + k, TOTAL_STAGE_BLOCKS: total})
-            given = dict(inst.args)
-            try:
-                if any(expr.evaluate(tree, here) != given.get(key) for key, tree in args):
-                    return None
-                if expr.evaluate(out_channels, {**here, "in_channels": inst.in_shape.c}) != inst.out_shape.c:
-                    return None
-            except expr.ExprError:
+            if not _builds(inst, sym.block, *stage, here):
                 return None
-    return Table(rows[0].at, sym.flat, at, sym.block, sym.columns, values, args, out_channels, rows[0].block_id, total)
+    more = (sym.between[0], *between) if sym.between and between else None  # type: ignore[misc]
+    return Table(rows[0].at, sym.flat, at, sym.block, sym.columns, values, *stage, rows[0].block_id, total, more)
 
 
 def with_tables(group: GroupInst, rows: list[TableRow], types: dict[str, BlockType], scope: dict[str, Any], total: int | None) -> GroupInst:
@@ -237,6 +288,6 @@ def with_tables(group: GroupInst, rows: list[TableRow], types: dict[str, BlockTy
             runs[-1].append(row)
         else:
             runs.append([row])
-    made = (table_of(run, group.items, types[run[0].table.block], scope, total) for run in runs)
+    made = (table_of(run, group.items, types, scope, total) for run in runs)
     tables = tuple(t for t in made if t is not None)
     return dataclasses.replace(group, tables=tables) if tables else group

@@ -246,6 +246,11 @@ class StagesItem(Flow):
         description="Each row's instances are entries of the enclosing list, numbered on (torchvision's MobileNetV2 "
         "and V3 `features.2`, `features.3`), rather than one nn.Sequential per row (EfficientNet's `features.2.0`).",
     )
+    between: BlockItem | None = Field(
+        None,
+        description="A block instance between consecutive rows' stages, an entry of the list before each row but the "
+        "first, its `with` reading that row's columns (ConvNeXt's downsampling to the next stage's width).",
+    )
 
     @model_validator(mode="after")
     def _columns(self) -> StagesItem:
