@@ -149,13 +149,13 @@ class TableEmission:
 
     graph: Any
     _rolled: Callable[..., list[Code]]
+    annotated: set[str]  # the lists __init__ has annotated (mypy wants one annotation per name)
 
     def _annotated(self, name: str) -> str:
-        """`: list[nn.Module]` where __init__ assigns `name` the first time (mypy wants one annotation)."""
-        seen: set[str] = self.__dict__.setdefault("_lists_annotated", set())
-        if name in seen:
+        """`: list[nn.Module]` where __init__ assigns `name` the first time."""
+        if name in self.annotated:
             return ""
-        seen.add(name)
+        self.annotated.add(name)
         return ": list[nn.Module]"
 
     def table_lines(self, group: GroupInst, attr: str, indent: str, tapped: frozenset[str]) -> list[str] | None:

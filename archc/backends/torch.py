@@ -105,6 +105,7 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.needs_ordered_dict = False
         self.needs_checkpoint = False
+        self.annotated: set[str] = set()  # the lists __init__ has annotated (TableEmission)
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
         self.names = {b.name: common.class_of(b) for b in graph.blocks}
         in_dense, elsewhere = _dense_usage(graph)
