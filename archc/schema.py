@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from archc.spec.models import _SHORTHANDS, ACTIVATIONS, json_schema
+from archc.ops.act import ACTIVATIONS
+from archc.spec.models import _SHORTHANDS, json_schema
 from archc.spec.types import VALUE_TYPES
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"

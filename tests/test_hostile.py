@@ -89,6 +89,9 @@ KINDS = {
     "nothing reads, a name taken twice, a stage or a skip connection over several inputs.",
     "outputs": "Block kinds with several outputs (`outputs:`): an output that is not a layer of the kind or that "
     "nothing reads, an instance that is conditional, unnamed or inside a list (which passes one tensor on), a stage.",
+    "table": "Tables of stages (`stages:`): a row of another length than the columns, a column that is neither `repeat`, "
+    "a parameter of the kind nor read, one written twice or shadowing a parameter the table reads, a row's value "
+    "that reads the columns or an index, a table outside a model-level list or under `if:`.",
 }
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, decide, keras_idioms, keras_init, variables
+from archc.backends.tables import keras_table_lines
 from archc.code import INDENT, LINE, Call, call, render, render_applied
 from archc.errors import SpecError
 from archc.ir.graph import (
@@ -561,7 +562,8 @@ class KerasEmitter:
             name = as_name or (item.name if uses[item.name] == 1 else f"{item.name}_{uses[item.name]}")
             full = prefix + name
             if isinstance(item, GroupInst) and item.positional:
-                lines += self._rolled(item.items, full + "_")
+                looped = keras_table_lines(self, item, full + "_", I1, self._rolled) if item.tables else None
+                lines += looped if looped is not None else self._rolled(item.items, full + "_")
             elif isinstance(item, GroupInst):
                 lines += self._items(item.items, full + "_")
             elif isinstance(item, LayerInst) and item.output in self.absorbed.gone:

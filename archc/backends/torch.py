@@ -13,6 +13,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, template_dir, variables
+from archc.backends.tables import TableEmission
 from archc.backends.torch_blocks import (
     INDENT2,
     BlockEmission,
@@ -95,7 +96,7 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
-class TorchEmitter(BlockEmission, InitEmission, ListEmission):
+class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
         self.memory_efficient = memory_efficient  # the default of build_model(memory_efficient=...)
@@ -104,6 +105,7 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission):
         self.functions: set[str] = set()  # expression functions the module defines (make_divisible)
         self.needs_ordered_dict = False
         self.needs_checkpoint = False
+        self.annotated: set[str] = set()  # the lists __init__ has annotated (TableEmission)
         self.sigs = {b.name: common.signature(b, graph) for b in graph.blocks}
         self.names = {b.name: common.class_of(b) for b in graph.blocks}
         in_dense, elsewhere = _dense_usage(graph)
@@ -164,7 +166,8 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission):
                 continue
             if item.name not in defined:
                 defined.add(item.name)
-                init += render(self._module(item, inplace=step.inplace, tapped=tapped), INDENT2, f"self.{item.name} = ")
+                looped = self.table_lines(item, f"self.{item.name}", INDENT2, tapped) if isinstance(item, GroupInst) and item.tables else None
+                init += looped if looped is not None else render(self._module(item, inplace=step.inplace, tapped=tapped), INDENT2, f"self.{item.name} = ")
             if step.taps:
                 forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue

@@ -147,7 +147,7 @@ def _called(obj: Any) -> Iterator[str]:
             yield from _called(item)
     elif isinstance(obj, dict):
         for key, value in obj.items():
-            if key in ("block", "stage") and isinstance(value, str):
+            if key in ("block", "stage", "stages") and isinstance(value, str):
                 yield value
             elif key != "blocks":
                 yield from _called(value)
@@ -212,6 +212,12 @@ def drop_unused_params(doc: dict[str, Any]) -> list[str]:
             for call in _calls(doc, kind_name):
                 for key in ("with", "first", "last"):
                     call.get(key, {}).pop(param, None)
+                columns = call.get("columns", []) if "stages" in call else []
+                if param in columns and param not in _names([call.get(key, {}) for key in ("with", "first", "last")]):
+                    k = columns.index(param)  # a table's column of it: off the columns and every row
+                    del columns[k]
+                    for row in call.get("rows", []):
+                        del row[k]
             done.append(f"block {kind_name}: parameter {param} unused, removed")
     params = doc.get("params", {})
     read = _names({k: v for k, v in doc.items() if k != "params"}) | _names(list(params.values()))
@@ -237,7 +243,7 @@ def _calls(obj: Any, kind_name: str) -> Iterator[dict[str, Any]]:
         for item in obj:
             yield from _calls(item, kind_name)
     elif isinstance(obj, dict):
-        if obj.get("block") == kind_name or obj.get("stage") == kind_name:
+        if kind_name in (obj.get("block"), obj.get("stage"), obj.get("stages")):
             yield obj
         for value in obj.values():
             yield from _calls(value, kind_name)

@@ -105,9 +105,11 @@ def fold_after_calls(doc: dict[str, Any]) -> list[str]:
         read = reads(owner)
         for _, entries in lists(owner):
             for k, (name, body) in enumerate(map(name_and_body, entries)):
-                if not isinstance(body, dict) or not ({"block", "stage"} & body.keys()):
+                if not isinstance(body, dict) or not ({"block", "stage", "stages"} & body.keys()):
                     continue
-                called = body.get("block", body.get("stage"))
+                called = body.get("block", body.get("stage", body.get("stages")))
+                if isinstance(body.get("between"), dict):  # a table's `between` instance: no site, never folded
+                    refused.add(body["between"].get("block"))
                 after = name_and_body(entries[k + 1])[1] if k + 1 < len(entries) else None
                 if (
                     "block" in body and not body.get("inline") and "if" not in body and name != POSITIONAL and read[name] == 1

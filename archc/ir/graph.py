@@ -84,6 +84,7 @@ class SymBlock:
     more_channels: tuple[ast.expr, ...] = ()  # a kind with several inputs: the channels of the later ones
     more_outputs: tuple[str, ...] = ()  # a kind with several outputs: the names of the later ones
     inline: bool = False  # the top function's `inline` entry: its layers are entries of the enclosing list
+    table: TableEntry | None = field(default=None, compare=False)  # a table's `between` instance before row k
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class SymStage:
     free: bool = False  # the top function's: each instance reads the shape the one before gives
     written: tuple[tuple[tuple[str, ast.expr], ...], ...] = ()  # a free stage's `with:`, `first:`, `last:`
     inline: bool = False  # the top function's `inline` entry: its instances' layers are entries of the list
+    table: TableEntry | None = field(default=None, compare=False)  # a row of a `flat` table
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,64 @@ class SymGroup:
     # at model level (GroupInst.dataflow): their `inputs` are the block's paths (`fuse.1.0`);
     # one without inputs reads the one before it in `flat_items` order
     dataflow: bool = False
+    # a row of a table of stages (`stages:`): the group is the row's stage, an nn.Sequential of
+    # its instances (a `flat` table's rows are SymStages, a `between` instance a SymBlock)
+    table: TableEntry | None = field(default=None, compare=False)
 
     @property
     def positional(self) -> bool:
         return bool(self.children) and all(c.name.isdigit() for c in self.children)
+
+
+@dataclass(frozen=True)
+class SymTable:
+    """A table of stages as the spec writes it (`stages:`): each row one stage of `block`."""
+
+    block: str
+    columns: tuple[str, ...]
+    cells: tuple[tuple[ast.expr, ...], ...]  # per row, a value per column
+    # every argument the instances are given, as one expression over the columns, `i` (the
+    # instance's index in its stage), `stage_block_id` and `total_stage_blocks`: `with:`, the
+    # columns that are parameters, `first:` as `X if i == 0 else ...`, `last:` as `X if i == repeat - 1 else ...`
+    args: tuple[tuple[str, ast.expr], ...]
+    flat: bool = False  # each row's instances are entries of the list, not an nn.Sequential
+    where: Location | None = field(default=None, compare=False)
+    # `between:` the block kind before each row but the first, and its arguments over the columns
+    between: tuple[str, tuple[tuple[str, ast.expr], ...]] | None = None
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """Where a list entry comes from in a table of stages: row `row`'s stage, or (`between`) the
+    block instance before it."""
+
+    table: SymTable
+    row: int
+    between: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of stages in a list (`GroupInst.tables`): from the list's entry `start` on, one
+    stage per row, `repeat` instances of `block` each: an nn.Sequential per row (its entries
+    `start` to `start + len(rows) - 1`), or, `flat`, the instances themselves, entries of the
+    list. Lowering checked that the arguments, evaluated per instance over its row, its index
+    and its `stage_block_id`, are the instances' arguments, and `out_channels` their channels,
+    so a loop over the rows builds those very instances."""
+
+    start: int
+    flat: bool
+    end: int  # the list's entry after the table's last
+    block: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[object, ...], ...]  # each row's values, evaluated
+    args: tuple[tuple[str, ast.expr], ...]  # SymTable.args, the model's parameters folded in
+    out_channels: ast.expr  # an instance's output channels, over the same names and `in_channels`
+    block_id: int | None  # `stage_block_id` of the first instance (None: not at model level)
+    total_stage_blocks: int | None
+    # `between:` before each row but the first, an entry of the list: its kind, its arguments over
+    # the row's columns (parameters folded in) and its output channels, over them and `in_channels`
+    between: tuple[str, tuple[tuple[str, ast.expr], ...], ast.expr] | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +423,7 @@ class GroupInst:
     # names (`fpn.inner_blocks.2`), and an entry without inputs reads the one before it in
     # `flat_body` order
     dataflow: bool = False
+    tables: tuple[Table, ...] = field(default=(), compare=False)  # tables among `items` (emitters print a loop)
 
     @property
     def positional(self) -> bool:

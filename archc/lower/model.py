@@ -136,15 +136,12 @@ def check_size(state: State, entries: list[dict[str, Any]], scope: dict[str, exp
         if kind in ("group", "modules"):
             total = check_size(state, getattr(body, kind), scope, (*yaml_path, index, name, kind), total)
             continue
-        count = _block_size(state, getattr(body, kind), ()) if kind in ("block", "stage") else 1
+        count = _block_size(state, getattr(body, kind), ()) if kind in ("block", "stage", "stages") else 1
         if kind == "stage":
-            try:
-                repeat = typed_value(body.repeat, scope, where, "any")
-            except SpecError:
-                repeat = 1
-            if not isinstance(repeat, int) or not 1 <= repeat <= limits.MAX_REPEAT:
-                repeat = 1  # lowering reports it where it is evaluated
-            count = (count + 1) * repeat  # + a concat per instance in dense stages
+            count = (count + 1) * _repeat(body.repeat, scope, where)  # + a concat per instance in dense stages
+        elif kind == "stages":  # a table: a stage per row
+            at = body.columns.index("repeat") if "repeat" in body.columns else None
+            count *= sum(_repeat(row[at], scope, where) if at is not None and len(row) > at else 1 for row in body.rows)
         total += count
         if total > limits.MAX_NODES:
             raise SpecError(
@@ -153,6 +150,15 @@ def check_size(state: State, entries: list[dict[str, Any]], scope: dict[str, exp
                 where,
             )
     return total
+
+
+def _repeat(raw: Any, scope: dict[str, expr.Value], where: Any) -> int:
+    """A stage's repeat count, 1 where it does not evaluate to one in range (lowering reports it)."""
+    try:
+        repeat = typed_value(raw, scope, where, "any")
+    except SpecError:
+        return 1
+    return repeat if isinstance(repeat, int) and 1 <= repeat <= limits.MAX_REPEAT else 1
 
 
 def _block_size(state: State, block: str, seen: tuple[str, ...]) -> int:

@@ -49,6 +49,7 @@ from archc.lower.context import (
 from archc.lower.kinds import type_of, unknown_block
 from archc.lower.limits import add_node, check_block_depth, check_repeat
 from archc.lower.nested import declared, free_channels
+from archc.lower.tables import TableRow, with_tables
 from archc.lower.values import (
     INDEX_NAMES,
     STAGE_BLOCK_ID,
@@ -302,14 +303,19 @@ class Specialiser:
     def items(
         self, items: tuple[SymItem, ...], path: tuple[str, ...], prev: str, numbered: bool, position: int = 0,
         scope: dict[str, Any] | None = None, inlined: list[tuple[int, int, BlockInst]] | None = None,
+        rows: list[TableRow] | None = None,
     ) -> tuple[list[Inst], str]:  # fmt: skip
         """The items of one list; returns their instances and the name of the tensor it ends with.
         In a numbered list (an nn.Sequential), unnamed entries are numbered as present; `inlined`
         collects the instances written `inline` (the top function's) as (index of their first
-        layer, number of layers, instance)."""
+        layer, number of layers, instance); `rows`, the rows of tables of stages among them
+        (`tables.TableRow`)."""
         scope = self.scope if scope is None else scope
         out: list[Inst] = []
         for item in items:
+            row = getattr(item, "table", None)
+            if row is not None and rows is not None:  # a table's row, its entries from here on
+                rows.append(TableRow(row.table, row.row, row.between, len(out), self.numbering[0] if self.numbering is not None else None))
             reads = item.inputs or (prev,)
             if not self.holds(item, scope):  # absent: passes on what it reads
                 if self.placed is not None:
@@ -380,14 +386,17 @@ class Specialiser:
         if isinstance(item, SymGroup):
             group_path = (*path, name)
             inlined: list[tuple[int, int, BlockInst]] = []
-            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined)
+            rows: list[TableRow] = []
+            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined, rows=rows)
             self.env.update({f"{item.name}.{c.name}": self.env[c.name] for c in item.children})  # taps: `body.2`
             if self.placed is not None:  # the top function's: its entries as they are numbered here
                 for c in children:
                     self.env[f"{item.name}.{c.name}"] = Tensor(c.output, c.out_shape, False)
                     self.scope[free_channels(f"{item.name}.{c.name}")] = c.out_shape.c
             out = self.env[last]
-            return GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined)), out
+            group = GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined))
+            total = self.numbering[1] if self.numbering is not None else None
+            return with_tables(group, rows, self.state.block_types, self.scope, total), out
         if isinstance(item, SymBlock):
             return self.block(item, name, (*path, name), src, scope, self.where(item), others=tuple(self.env[n] for n in reads[1:]))
         if isinstance(item, SymParallel):

@@ -52,6 +52,7 @@ from archc.lower.nested import (
     sym_nested,
     sym_value,
 )
+from archc.lower.tables import opened
 from archc.lower.values import STAGE_INDEX, op_rank, raw_args, type_problem
 from archc.spec import expr
 from archc.spec import models as m
@@ -102,15 +103,15 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     taps: dict[str, str | None] = {}  # `group.entry` read from outside its list -> why it cannot be, or None
 
     def sym_layers(
-        entries: list[dict[str, Any]], section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
+        entries: list[dict[str, Any]], list_section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
     ) -> tuple[SymItem, ...]:  # fmt: skip
-        """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names."""
+        """The entries of one list, each reading `prev` (the name of the tensor before it) or what it names;
+        a table's rows are entries of their own (`tables.opened`), located by `section`."""
         out: list[SymItem] = []
         position = 0
         seen: dict[str, Any] = {}  # the names of this list's entries so far
         modules: dict[str, tuple[bool, Any]] = {}  # name -> (a module?, its first entry's options)
-        for index, entry in enumerate(entries, start=offset):
-            (written, body), = entry.items()
+        for index, written, body, section, row in opened(state, source, entries, list_section, offset, top, in_group):
             kind = item_kind(body)
             where = source.locate(*section, index, written)
             if in_group:
@@ -322,9 +323,11 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 )
             points[name] = settled(result)
             prev = name
+            if row is not None:
+                item = dataclasses.replace(item, table=row)
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
         points[LAST] = points[prev]
-        last_of[section] = prev
+        last_of[list_section] = prev
         return tuple(out)
 
     layers = sym_layers(definition.layers, ("layers",), inputs_of[0])

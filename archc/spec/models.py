@@ -30,8 +30,8 @@ from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypeAliasType
 
 from archc import ops
-from archc.ops.act import ACTIVATIONS
-from archc.spec.init_rules import InitPair, InitSpec
+from archc.spec.defaults import Defaults
+from archc.spec.init_rules import InitPair
 from archc.spec.types import (
     BoolExpr,
     ClassName,
@@ -213,6 +213,58 @@ class StageItem(Flow):
     )
 
 
+class StagesItem(Flow):
+    """A table of stages of one block kind, one row per stage (torchvision's `_efficientnet_conf`,
+    `inverted_residual_setting`): each row is one unnamed entry of the enclosing list, an
+    nn.Sequential of its `repeat` instances, numbered on as `- - stage: ...` entries would be
+    (`flat`: its instances are entries of the list, as `- stage: ...` ones); the generated code
+    keeps the table and builds the stages in a loop."""
+
+    stages: Name = Field(description="Block kind of every stage of the table.")
+    columns: Annotated[list[Name], Field(min_length=1, max_length=32)] = Field(
+        description="What each row's values are, in order: `repeat` (the stage's number of instances; without it, one), "
+        "parameters of the kind (given to every instance unless `with`, `first` or `last` sets that parameter), "
+        "and names that `with`, `first` and `last` read (`first: {stride: stride}`)."
+    )
+    rows: Annotated[list[Annotated[list[ParamValue], Field(min_length=1, max_length=32)]], Field(min_length=1, max_length=256)] = Field(
+        description="One stage per row: one value per column, expressions over the model's parameters."
+    )
+    with_: dict[Name, ParamValue] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Parameters of every instance of every row; expressions here and in first/last read the row's "
+        "columns, `i` (the instance's index in its stage), `stage_block_id` (its index among the instances of all "
+        "the model's stages) and `total_stage_blocks` (their number).",
+    )
+    first: dict[Name, ParamValue] = Field(
+        default_factory=dict, description="Overrides for the first instance of each stage, e.g. {stride: stride}."
+    )
+    last: dict[Name, ParamValue] = Field(
+        default_factory=dict, description="Overrides for the last instance of each stage, applied after `first`."
+    )
+    flat: StrictBool = Field(
+        False,
+        description="Each row's instances are entries of the enclosing list, numbered on (torchvision's MobileNetV2 "
+        "and V3 `features.2`, `features.3`), rather than one nn.Sequential per row (EfficientNet's `features.2.0`).",
+    )
+    between: BlockItem | None = Field(
+        None,
+        description="A block instance between consecutive rows' stages, an entry of the list before each row but the "
+        "first, its `with` reading that row's columns (ConvNeXt's downsampling to the next stage's width).",
+    )
+
+    @model_validator(mode="after")
+    def _columns(self) -> StagesItem:
+        seen: set[str] = set()
+        for column in self.columns:
+            if column in seen:
+                raise ValueError(f"column {column!r} is written twice")
+            seen.add(column)
+        if "stage" in seen:
+            raise ValueError("'stage' is used by the generated code (the list a row's instances are built into); choose another column name")
+        return self
+
+
 class GroupItem(Flow):
     """A named sequence of layers (a container, e.g. torchvision's `features`); entries written
     without a name are numbered like the children of an nn.Sequential."""
@@ -254,7 +306,7 @@ class ParallelItem(Flow):
 
 
 ITEMS: Mapping[str, type[Flow]] = _Items(
-    {"block": BlockItem, "stage": StageItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem, "modules": ModulesItem}
+    {"block": BlockItem, "stage": StageItem, "stages": StagesItem, "group": GroupItem, "branches": BranchesItem, "parallel": ParallelItem, "modules": ModulesItem}
 )
 _ITEM_KEYS = tuple(ITEMS)
 _SHORTHANDS: Mapping[str, dict[str, Any]] = ops.SHORTHANDS  # imports a kind's module as a spec names it
@@ -540,51 +592,6 @@ class BlockDef(Strict):
         if self.shortcut is None:
             return ()
         return tuple(self.shortcut) if isinstance(self.shortcut, list) else (self.shortcut,)
-
-
-_INIT = "Initialisation of the {0} layers, each tensor unless a layer says; unset: torch_default (PyTorch's own)."
-
-
-class ConvDefaults(Strict):
-    bias: StrictBool | None = Field(None, description="Conv bias when a conv does not say.")
-    init: InitSpec | None = Field(None, description=_INIT.format("conv"))
-
-
-class ConvTransposeDefaults(Strict):
-    init: InitSpec | None = Field(None, description=_INIT.format("conv_transpose"))
-
-
-class DenseDefaults(Strict):
-    bias: StrictBool = Field(True, description="Dense bias when a dense layer does not say.")
-    init: InitSpec | None = Field(None, description=_INIT.format("dense"))
-
-
-class BatchNormDefaults(Strict):
-    eps: FiniteFloat | None = Field(None, gt=0, description="Batch-norm epsilon (PyTorch 1e-5, Keras apps 1.001e-5).")
-    momentum: FiniteFloat | None = Field(
-        None, gt=0, lt=1, description="Batch-norm momentum, PyTorch convention (PyTorch 0.1; Keras 0.99 is 0.01 here)."
-    )
-    scale: StrictBool = Field(True, description="Learn a per-channel scale (gamma); false as Keras' scale=False.")
-    init: InitSpec | None = Field(None, description=_INIT.format("batchnorm") + " Its weight is gamma, its bias beta.")
-
-
-class AvgPoolDefaults(Strict):
-    count_include_pad: StrictBool = Field(
-        True, description="Average pooling counts padded zeros (PyTorch); false divides by the pixels inside (Keras' 'same')."
-    )
-
-
-class Defaults(Strict):
-    conv: ConvDefaults = Field(ConvDefaults.model_construct(), description="Conv settings a conv layer does not give itself.")
-    conv_transpose: ConvTransposeDefaults = Field(
-        ConvTransposeDefaults.model_construct(), description="Transposed-conv settings a layer does not give itself."
-    )
-    dense: DenseDefaults = Field(DenseDefaults.model_construct(), description="Dense settings a dense layer does not give itself.")
-    batchnorm: BatchNormDefaults = Field(
-        BatchNormDefaults.model_construct(), description="Batch-norm numerics; archc never relies on a framework's defaults."
-    )
-    avgpool: AvgPoolDefaults = Field(AvgPoolDefaults.model_construct(), description="Average-pooling settings a pool does not give itself.")
-    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation of a bare `act` layer.")  # type: ignore[valid-type]
 
 
 def _library_ref(value: str) -> str:

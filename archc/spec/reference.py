@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 from typing_extensions import TypeAliasType
 
 from archc import ops
-from archc.spec import init_rules
+from archc.spec import defaults, init_rules
 from archc.spec import models as m
 from archc.spec import types as t
 
@@ -46,11 +46,11 @@ def _op_sections() -> list[tuple[str, str, type[BaseModel]]]:
 SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("Model spec", "The top level of a model spec file.", m.ModelSpec),
     ("defaults", "`defaults:` in a model spec.", m.Defaults),
-    ("defaults.conv", "", m.ConvDefaults),
-    ("defaults.conv_transpose", "", m.ConvTransposeDefaults),
-    ("defaults.dense", "", m.DenseDefaults),
-    ("defaults.batchnorm", "", m.BatchNormDefaults),
-    ("defaults.avgpool", "", m.AvgPoolDefaults),
+    ("defaults.conv", "", defaults.ConvDefaults),
+    ("defaults.conv_transpose", "", defaults.ConvTransposeDefaults),
+    ("defaults.dense", "", defaults.DenseDefaults),
+    ("defaults.batchnorm", "", defaults.BatchNormDefaults),
+    ("defaults.avgpool", "", defaults.AvgPoolDefaults),
     ("Check", "An item of `checks:` (model or block).", m.Check),
     ("Block kind", "A value of `blocks:` (model spec or library).", m.BlockDef),
     ("Shortcut", "`shortcut:` of a block kind with `connectivity: skip`, or an item of that list.", m.Shortcut),
@@ -58,6 +58,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("Block library", "The top level of a library file, named in `use:`.", m.LibrarySpec),
     ("block", "`name: {block: KIND, ...}`.", m.BlockItem),
     ("stage", "`name: {stage: KIND, ...}`.", m.StageItem),
+    ("stages", "`- {stages: KIND, columns: [...], rows: [[...], ...]}`: a table of stages, an unnamed entry of a model-level list. See [Tables of stages](#tables-of-stages).", m.StagesItem),
     ("branches", "`name: {branches: [...], merge: concat}`.", m.BranchesItem),
     ("parallel", "`name: {parallel: [...], merge: concat}`: a module list.", m.ParallelItem),
     ("Layer entry", "Keys every layer entry may add beside its kind: `name: {conv: {...}, from: x, if: ...}`.", m.Flow),
