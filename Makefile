@@ -44,9 +44,10 @@ $(TVENV)/.installed: requirements-tvenv.txt
 test-torchvision: $(TVENV)/.installed
 	$(PARITY_PYTEST)
 
-# The slow-marked tests only: verify, export and full-size forward passes of the family members
-# that are not their family's representative (tests/conftest.py FAMILIES), deep Keras models,
-# torch.compile of every zoo model.
+# The slow-marked tests only: verify, export, parity with torchvision and full-size forward passes
+# of the family members that are not their family's representative (tests/conftest.py FAMILIES),
+# deep Keras models, torch.compile (Inductor) and the deploy Keras check of each representative,
+# the deploy check of every zoo spec.
 test-slow: setup $(TVENV)/.installed
 	status=0; $(PYTEST) -m slow || status=1; $(PARITY_PYTEST) -m slow || status=1; exit $$status
 

@@ -10,6 +10,7 @@ import copy
 
 import pytest
 from conftest import (
+    REPRESENTATIVES,
     ROOT,
     ZOO,
     calibrate_batchnorm,
@@ -114,9 +115,10 @@ def test_compile_fullgraph_training_step():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", sorted(REPRESENTATIVES))
 def test_compile_inductor(spec):
-    """Inductor fuses and reorders float32 arithmetic, and a deep random network amplifies
+    """Each family's representative (its members are the same code with other numbers; every zoo
+    spec is traced whole by torch.export above, which fails on a graph break). Inductor fuses and reorders float32 arithmetic, and a deep random network amplifies
     rounding: ResNet-152's eager float32 output is 5e-4 of its magnitude from the float64 one
     (101: 9e-5, 50: 2e-5), so no fixed bound on |inductor - eager| is both safe and tight. The
     compiled output is as close to the float64 output as eager float32 is (within 4x), or within
