@@ -147,10 +147,10 @@ class MBConv(nn.Module):
             ]
         )
         self.block = nn.Sequential(*block_layers)
-        self.stochastic_depth = None
-        if stride == 1 and in_channels == out_channels:
-            self.stochastic_depth = StochasticDepth(stochastic_depth_prob)
         self.use_residual = stride == 1 and in_channels == out_channels
+        self.stochastic_depth = None
+        if self.use_residual:
+            self.stochastic_depth = StochasticDepth(stochastic_depth_prob)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.block(x)

@@ -165,10 +165,10 @@ class Mbconv(nn.Module):
             expand_conv_channels, out_channels, kernel_size=1, bias=False
         )
         self.project_bn = nn.BatchNorm2d(out_channels, eps=0.001, momentum=0.01)
-        self.drop = None
-        if stride == 1 and in_channels == out_channels:
-            self.drop = StochasticDepth(drop_connect_rate * block_id / total_blocks)
         self.use_add = stride == 1 and in_channels == out_channels
+        self.drop = None
+        if self.use_add:
+            self.drop = StochasticDepth(drop_connect_rate * block_id / total_blocks)
 
     def forward(self, x: Tensor) -> Tensor:
         out = x

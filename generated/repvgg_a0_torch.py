@@ -50,12 +50,12 @@ class RepVgg(nn.Module):
 
     def __init__(self, in_channels: int, *, filters: int, stride: int = 1) -> None:
         super().__init__()
+        self.use_reparam_conv = stride == 1 and in_channels == filters
         self.identity = None
-        if stride == 1 and in_channels == filters:
+        if self.use_reparam_conv:
             self.identity = nn.BatchNorm2d(in_channels)
         self.conv_kxk = ConvNorm(in_channels, filters=filters, kernel=3, stride=stride)
         self.conv_1x1 = ConvNorm(in_channels, filters=filters, kernel=1, stride=stride)
-        self.use_reparam_conv = stride == 1 and in_channels == filters
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -222,3 +222,19 @@ def test_stages_are_loops_after_their_first_instance():
     torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
     assert "            InvertedResidual(6, out_channels=12, stride=2),\n            *(InvertedResidual(12, out_channels=12) for _ in range(3)),\n" in torch_src
     assert '    for i in range(1, 4):\n        x = inverted_residual(x, 12, out_channels=12, name=f"stage2_{i}")\n' in keras_src
+
+
+def test_a_compound_condition_used_twice_is_computed_once():
+    """torchvision's `self.use_res_connect = stride == 1 and in_channels == out_channels`: the
+    condition of a conditional merge that a module of the kind is under too is computed once,
+    as the merge's switch, before the module that reads it; a simple comparison (`stride != 1`)
+    stays written where it is used."""
+    source = (ROOT / "generated" / "efficientnet_b0_torch.py").read_text()
+    assert (
+        "        self.use_residual = stride == 1 and in_channels == out_channels\n"
+        "        self.stochastic_depth = None\n"
+        "        if self.use_residual:\n"
+        "            self.stochastic_depth = StochasticDepth(stochastic_depth_prob)\n"
+    ) in source
+    assert source.count("stride == 1 and in_channels == out_channels") == 1
+    assert "if stride != 1:" in emit(graph_of(SPLIT), "torch")

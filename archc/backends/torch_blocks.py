@@ -94,6 +94,8 @@ class BlockEmission:
         taps = [f"{group}.{entry}" for group, entries in tapped_groups(block.layers, block.outputs).items() for entry in entries]
         self.block_locals = frozenset({"x", "out", "identity", *(variables.tensor_variable(n) for n in (*(i.name for i in (*block.layers, *block.after)), *taps))})
         self.switches: dict[int, str] = {}
+        self.named_conditions = _named_conditions((*block.layers, *block.after))
+        self.assigned: set[int] = set()
         if common.sequential(block):
             modules = tuple(layer for layer in block.layers if not free(layer))
             group = SymGroup("layers", modules, ast.Name("in_channels"))
@@ -230,8 +232,14 @@ class BlockEmission:
         `tapped`: a list's entries read from outside it (no entry after one works in place)."""
         lines = hoist.definitions(variables.width_trees(layer), indent)
         condition = hoist.condition(layer.condition)
+        switch = self.named_conditions.get(expr.to_python(layer.condition)) if layer.condition is not None else None
+        if switch is not None:  # a condition used twice: computed once, as the switch it is (torchvision's use_res_connect)
+            if id(switch) not in self.assigned:
+                self.assigned.add(id(switch))
+                lines.append(f"{indent}self.{self._switch(switch)} = {condition}")
+            condition = f"self.{self._switch(switch)}"
         if isinstance(layer, SymLayer) and moduleless(layer.kind):
-            lines += [f"{indent}self.{self._switch(layer)} = {condition}"] if condition else []
+            lines += [f"{indent}self.{self._switch(layer)} = {condition}"] if condition and switch is not layer else []
             inner = indent + "    " if condition else indent
             stored = [f"{inner}self.{_stored(layer, key)} = {value}" for key, value in _forward_args(layer, hoist, stored=False).items()]
             return lines + ([f"{indent}if self.{self._switch(layer)}:"] if condition and stored else []) + stored
@@ -435,3 +443,19 @@ def more_inputs(item: object, step: variables.Step) -> tuple[str, ...]:
 def moduleless(kind: str) -> bool:
     """A merge or an expression: code in `forward`, no module."""
     return ops.KINDS[kind].module_free()
+
+
+def _named_conditions(items: tuple[SymItem, ...]) -> dict[str, SymLayer]:
+    """The compound conditions (`stride == 1 and in_channels == out_channels`) of a block kind's
+    switches (a conditional merge or expression, `use_NAME`) that other items of the kind are
+    under too, by their source: each is computed once, as the switch, and the others read it."""
+    written: dict[str, int] = {}
+    for item in items:
+        if isinstance(item.condition, ast.BoolOp):  # `depth > 1` reads as well as a name for it
+            text = expr.to_python(item.condition)
+            written[text] = written.get(text, 0) + 1
+    named: dict[str, SymLayer] = {}
+    for item in items:
+        if isinstance(item, SymLayer) and moduleless(item.kind) and isinstance(item.condition, ast.BoolOp) and written[expr.to_python(item.condition)] > 1:
+            named.setdefault(expr.to_python(item.condition), item)  # the first such switch; later ones read it
+    return named
