@@ -26,20 +26,21 @@ def check_keras(spec: LoadedSpec, seed: int = 0) -> KerasCheck:
     from archc.api import load_module
     from archc.deploy.run import deploy_models, forms
     from archc.interop import channels_last, torch_to_keras
-    from archc.verify import randomize, x_of
+    from archc.verify import deep_stack, randomize, x_of
 
     train, the_plan, graph = forms(spec)
     t_model = load_module(train, "torch").build_model()
     randomize(t_model, train, seed=seed)
     t_model.eval()
     d_model, _ = deploy_models(train, graph, the_plan, t_model)
-    k_train = load_module(train, "keras").build_model()
-    torch_to_keras(t_model, k_train, train)
-    k_deploy = load_module(graph, "keras").build_model()
-    torch_to_keras(d_model, k_deploy, graph)
-    x = channels_last(x_of(train, 1, seed))
-    want = _flat(k_train(x, training=False))
-    got = _flat(k_deploy(x, training=False))
+    with deep_stack(train):  # Keras recurses through a functional graph (ResNet-1202)
+        k_train = load_module(train, "keras").build_model()
+        torch_to_keras(t_model, k_train, train)
+        k_deploy = load_module(graph, "keras").build_model()
+        torch_to_keras(d_model, k_deploy, graph)
+        x = channels_last(x_of(train, 1, seed))
+        want = _flat(k_train(x, training=False))
+        got = _flat(k_deploy(x, training=False))
     if want.shape != got.shape:
         raise AssertionError(f"{spec.path}: the deploy Keras outputs have {got.shape} values, the training ones {want.shape}")
     import numpy as np
