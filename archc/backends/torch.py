@@ -27,6 +27,7 @@ from archc.backends.torch_lists import (
     container_module,
     flattened,
     inst_rows,
+    ordered_dict,
     parallel_lines,
     sequential_keys,
     tapped_calls,
@@ -41,6 +42,7 @@ from archc.ir.graph import (
     ParallelInst,
     StageInst,
     SymLayer,
+    instance_name,
     is_merge,
 )
 from archc.ops import init
@@ -212,43 +214,36 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
         self.needs_ordered_dict |= not item.positional
         if item.dataflow:  # entries called one by one
             return container_module(item, lambda child: self._module(child, inplace=False))
-        kwargs: dict[str, Code] = {}
+        entries: list[tuple[str | None, Code]] = []  # (key, module), or (None, a comprehension of a stage's)
+        named = dict(item.named)
+        skip = 0
         safe = False  # the list's input may be read elsewhere; an entry's output is its own unless it aliases
-        for child, key in zip(item.items, sequential_keys(item)):
-            module = self._module(child, inplace=safe)
-            if _kind(child) == "global_avgpool":
-                module = call("nn.Sequential", module, call("nn.Flatten"))
-            kwargs[key] = module
+        for k, (child, key) in enumerate(zip(item.items, sequential_keys(item))):
+            if k in named:  # an unnamed stage with `names:`: its instances, alike ones in a loop
+                entries += self._stage_entries(named[k])
+                self.needs_ordered_dict = True
+                skip = len(named[k].instances)
+            if skip:
+                skip -= 1
+            else:
+                module = self._module(child, inplace=safe)
+                if _kind(child) == "global_avgpool":
+                    module = call("nn.Sequential", module, call("nn.Flatten"))
+                entries.append((key, module))
             safe = (safe or not variables.aliases(child)) and child.name not in tapped  # a tap's tensor is read again
         if item.positional:
             return Call("nn.Sequential", tuple(self._rolled(item.items, inplace_first=False, inlined=item.inlined, tapped=tapped)))
-        return call("nn.Sequential", call("OrderedDict", **kwargs))
+        return call("nn.Sequential", ordered_dict(entries))
 
     def _stage(self, stage: StageInst) -> Code:
-        block = self.graph.block(stage.block)
-        sig = self.sigs[stage.block]
-        rows = [common.instance_values(inst, block, sig) for inst in stage.instances]
         plain_names = stage.names == "{i}" and stage.connectivity == "none"
         parts: list[Code] = []
-        for run in common.runs(rows):
-            looped = run.count > 2
-            var = "i" if looped and any(step for _, step in run.values) or (looped and not plain_names) else "_"
-            if run.start == 0 or var == "_":
-                clause = f"for {var} in range({run.count})"
+        for key, module in self._stage_entries(stage, plain_names):
+            if key is None or plain_names:
+                parts.append(module)
             else:
-                clause = f"for {var} in range({run.start}, {run.start + run.count})"
-            if not looped:
-                for k in range(run.count):
-                    single = common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]
-                    module = self._instance_call(stage, single, var)
-                    parts.append(module if plain_names else self._keyed(stage, single, var, module))
-                continue
-            module = self._instance_call(stage, run, var)
-            if plain_names:
-                parts.append(Gen(module, clause, prefix="*"))
-            else:
-                key, _ = common.name_pattern(stage, run, var, "", "")
-                parts.append(Gen(Call(f"{key}: {module.func}", module.args), clause, prefix="**", brackets="{}"))
+                assert isinstance(module, Call)
+                parts.append(Call(f"{common.literal(key)}: {module.func}", module.args))
         if plain_names:
             return Call("nn.Sequential", tuple(parts))
         mapping: Code = parts[0] if len(parts) == 1 and isinstance(parts[0], Gen) else Seq(tuple(parts), "{}")
@@ -260,17 +255,41 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
         self.needs_ordered_dict = True
         return call("nn.Sequential", call("OrderedDict", mapping))
 
+    def _stage_entries(self, stage: StageInst, plain_names: bool = False) -> list[tuple[str | None, Code]]:
+        """A stage's instances: (name, module) each, or (None, a loop over alike ones):
+        `*(Unit(...) for _ in range(3))` for numbered ones (`plain_names`), else
+        `**{f"conv2_{i + 1}": Unit(...) for i in range(3)}`, which an unnamed stage with `names:`
+        puts into the enclosing list's OrderedDict as it is (`graph.named_into`)."""
+        block = self.graph.block(stage.block)
+        sig = self.sigs[stage.block]
+        rows = [common.instance_values(inst, block, sig) for inst in stage.instances]
+        entries: list[tuple[str | None, Code]] = []
+        for run in common.runs(rows):
+            looped = run.count > 2
+            var = "i" if looped and any(step for _, step in run.values) or (looped and not plain_names) else "_"
+            if run.start == 0 or var == "_":
+                clause = f"for {var} in range({run.count})"
+            else:
+                clause = f"for {var} in range({run.start}, {run.start + run.count})"
+            if not looped:
+                for k in range(run.count):
+                    single = common.Run(run.start + k, 1, tuple((v + s * k if s else v, 0) for v, s in run.values))  # type: ignore[operator]
+                    entries.append((instance_name(stage.names, run.start + k), self._instance_call(stage, single, var)))
+                continue
+            module = self._instance_call(stage, run, var)
+            if plain_names:
+                entries.append((None, Gen(module, clause, prefix="*")))
+            else:
+                key, _ = common.name_pattern(stage, run, var, "", "")
+                entries.append((None, Gen(Call(f"{key}: {module.func}", module.args), clause, prefix="**", brackets="{}")))
+        return entries
+
     def _instance_call(self, stage: StageInst, run: common.Run, var: str) -> Call:
         block = self.graph.block(stage.block)
         module = common.instance_call(self.names[stage.block], block, self.sigs[stage.block], run, var)
         if stage.connectivity == "dense" and stage.block in self.checkpointed:
             module = Call(module.func, (*module.args, "memory_efficient=memory_efficient"))
         return module
-
-    @staticmethod
-    def _keyed(stage: StageInst, run: common.Run, var: str, module: Call) -> Code:
-        key, _ = common.name_pattern(stage, run, var, "", "")
-        return Call(f"{key}: {module.func}", module.args)
 
     # --- the module ------------------------------------------------------------------------
 

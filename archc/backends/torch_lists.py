@@ -5,6 +5,7 @@ dataflow (`modules:`, nn.ModuleDict / nn.ModuleList) and groups run in pieces (t
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 
 from archc import ops
@@ -253,6 +254,19 @@ def sequential_keys(group: GroupInst | SymGroup) -> list[str]:
         uses[child.name] = uses.get(child.name, 0) + 1
         keys.append(child.name if uses[child.name] == 1 else f"{child.name}_{uses[child.name]}")
     return keys
+
+
+def ordered_dict(entries: list[tuple[str | None, Code]]) -> Call:
+    """The OrderedDict of a named nn.Sequential from its (key, module) entries, a stage's loop
+    (None, `**{f"conv2_{i + 1}": Unit(...) for i in range(3)}`) among them: keyword arguments
+    where every key is a Python name, else a dict (a list that numbers its unnamed entries among
+    named ones, `{"0": ..., "conv2_1": ...}`)."""
+    if all(key is None or (key.isidentifier() and not keyword.iskeyword(key)) for key, _ in entries):
+        if all(key is not None for key, _ in entries):
+            return call("OrderedDict", **dict(entries))  # type: ignore[arg-type]
+        return Call("OrderedDict", tuple(code if key is None else call("", **{key: code}).args[0] for key, code in entries))
+    shown = [code if key is None else f"{common.literal(key)}: {code}" if isinstance(code, str) else Call(f"{common.literal(key)}: {code.func}", code.args) for key, code in entries]  # type: ignore[union-attr]
+    return Call("OrderedDict", (Seq(tuple(shown), "{}"),))
 
 
 def unpacked(part: Code) -> Code:

@@ -248,7 +248,14 @@ def spliced(item: SymItem, numbered: bool) -> bool:
     """An unnamed stage of a numbered list (a positional list, or a block kind whose layers are
     all unnamed) contributes its instances to the list's numbering, as torchvision's `_stack` is
     `nn.Sequential(first, *remaining)`."""
-    return isinstance(item, SymStage) and item.name.isdigit() and numbered and item.connectivity == "none"
+    return isinstance(item, SymStage) and item.name.isdigit() and numbered and item.connectivity == "none" and item.names == "{i}"
+
+
+def named_into(item: SymItem) -> bool:
+    """An unnamed stage with a `names:` pattern (`conv2_{n}`): its instances are entries of the
+    enclosing list under those names (`conv2_1`, `conv2_2`; at model level, attributes of the
+    model), with no level of their own, as many checkpoints lay them out."""
+    return isinstance(item, SymStage) and item.name.isdigit() and item.names != "{i}" and item.connectivity == "none"
 
 
 def is_merge(item: object) -> bool:
@@ -418,6 +425,9 @@ class GroupInst:
     # block instances written `inline`: (index of their first layer in `items`, their number of
     # layers, the instance); the layers are numbered entries of this list (torchvision's VGG)
     inlined: tuple[tuple[int, int, BlockInst], ...] = ()
+    # unnamed stages with `names:` (`named_into`): (index of their first instance in `items`,
+    # the stage); their instances are entries of this list under the stage's names
+    named: tuple[tuple[int, StageInst], ...] = field(default=(), compare=False)
     # entries wired by dataflow (`modules:`), not run in sequence: an nn.ModuleDict or
     # nn.ModuleList whose entries the model calls one by one; their `inputs` are model-level
     # names (`fpn.inner_blocks.2`), and an entry without inputs reads the one before it in

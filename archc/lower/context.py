@@ -12,8 +12,11 @@ from archc.errors import Location, SpecError
 from archc.ir.graph import (
     BlockType,
     Counts,
+    Inst,
     Node,
     Output,
+    StageInst,
+    SymItem,
     path_variable,
 )
 from archc.ops import Shape, init
@@ -223,11 +226,35 @@ def check_top_entry(kind: str, body: Any, where: Location) -> None:
     op = ops.KINDS.get(kind)
     if kind == "branches" or (op is not None and (op.EXPRESSION or op.MERGE or op.PARAMETER)) or getattr(body, "inline", False):
         return  # no module of its own (its branches are named), or refused with its own message
+    if kind == "stage" and body.names != "{i}" and body.connectivity == "none":  # graph.named_into
+        attribute = body.names.replace("{i}", "0").replace("{n}", "1")
+        if not attribute.isidentifier():
+            raise SpecError(
+                f"this stage places its instances into the model as attributes under `names: {body.names}`, "
+                f"and {attribute!r} is no Python attribute: use letters, digits and _ (`-` is for the keys of a "
+                "list, `features: [...]`), or give the stage a name (`NAME: {stage: ...}`, an nn.Sequential)",
+                where,
+            )
+        return  # its instances are attributes of the model under its `names:`
     raise SpecError(
         f"this {kind} is a module of the model, so it needs a name, its attribute and checkpoint key (`NAME: ...`); "
         "unnamed entries are numbered only inside a list (`features: [...]`, torchvision's `features.0`)",
         where,
     )
+
+
+def check_named_instances(stage: StageInst, items: tuple[SymItem, ...], before: list[Inst], where: Location | None) -> None:
+    """The names an unnamed stage with `names:` gives its instances in the enclosing list
+    (`graph.named_into`) name nothing else there: another entry, or an instance of another
+    such stage."""
+    taken = {item.name for item in items} | {inst.name for inst in before}
+    for inst in stage.instances:
+        if inst.name in taken:
+            raise SpecError(
+                f"`names: {stage.names}` names an instance {inst.name!r}, a name another entry of this list has too: "
+                "rename one, or give the stage a name (`NAME: {stage: ...}`, an nn.Sequential of its own)",
+                where,
+            )
 
 
 def check_after_reads(source: BlockSource, written: str, reads: tuple[str, ...], where: Location) -> None:

@@ -31,6 +31,7 @@ from archc.ir.graph import (
     SymStage,
     channel_params,
     instance_name,
+    named_into,
     passed_on,
     path_reads,
     spliced,
@@ -41,6 +42,7 @@ from archc.lower.context import (
     Tensor,
     check_arity,
     check_inline,
+    check_named_instances,
     counts_of,
     join_path,
     lookup,
@@ -303,13 +305,14 @@ class Specialiser:
     def items(
         self, items: tuple[SymItem, ...], path: tuple[str, ...], prev: str, numbered: bool, position: int = 0,
         scope: dict[str, Any] | None = None, inlined: list[tuple[int, int, BlockInst]] | None = None,
-        rows: list[TableRow] | None = None,
+        rows: list[TableRow] | None = None, named: list[tuple[int, StageInst]] | None = None,
     ) -> tuple[list[Inst], str]:  # fmt: skip
         """The items of one list; returns their instances and the name of the tensor it ends with.
         In a numbered list (an nn.Sequential), unnamed entries are numbered as present; `inlined`
         collects the instances written `inline` (the top function's) as (index of their first
         layer, number of layers, instance); `rows`, the rows of tables of stages among them
-        (`tables.TableRow`)."""
+        (`tables.TableRow`); `named`, the unnamed stages with `names:` (`graph.named_into`) as
+        (index of their first instance, the stage)."""
         scope = self.scope if scope is None else scope
         out: list[Inst] = []
         for item in items:
@@ -327,11 +330,18 @@ class Specialiser:
             position += not (numbered and not item.name.isdigit())  # an expression of a numbered kind has no number
             src = self.read(reads[0], item)
             if self.placed is not None:
-                self.placed.append((item, (*path, name), not (isinstance(item, SymStage) and spliced(item, numbered))))
+                self.placed.append((item, (*path, name), not (isinstance(item, SymStage) and (spliced(item, numbered) or named_into(item)))))
             if isinstance(item, (SymBlock, SymStage)) and item.inline and inlined is not None:
                 before = len(out)
                 tensor = self.inline(item, path, src, scope, position - 1, out, inlined)
                 position += len(out) - before - 1  # its layers are numbered on
+            elif isinstance(item, SymStage) and named_into(item):  # its instances are named entries of this list
+                stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1, named=True)
+                check_named_instances(stage, items, out, item.where)
+                if named is not None:
+                    named.append((len(out), stage))
+                out.extend(stage.instances)
+                position -= 1  # named entries take no number
             elif isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
                 out.extend(stage.instances)
@@ -387,14 +397,17 @@ class Specialiser:
             group_path = (*path, name)
             inlined: list[tuple[int, int, BlockInst]] = []
             rows: list[TableRow] = []
-            children, last = self.items(item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined, rows=rows)
+            named: list[tuple[int, StageInst]] = []
+            children, last = self.items(
+                item.children, group_path, reads[0], item.positional, scope=scope, inlined=inlined, rows=rows, named=named
+            )
             self.env.update({f"{item.name}.{c.name}": self.env[c.name] for c in item.children})  # taps: `body.2`
             if self.placed is not None:  # the top function's: its entries as they are numbered here
                 for c in children:
                     self.env[f"{item.name}.{c.name}"] = Tensor(c.output, c.out_shape, False)
                     self.scope[free_channels(f"{item.name}.{c.name}")] = c.out_shape.c
             out = self.env[last]
-            group = GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined))
+            group = GroupInst(name, tuple(children), src.shape, out.shape, counts_of(children), inlined=tuple(inlined), named=tuple(named))
             total = self.numbering[1] if self.numbering is not None else None
             return with_tables(group, rows, self.state.block_types, self.scope, total), out
         if isinstance(item, SymBlock):
@@ -555,10 +568,11 @@ class Specialiser:
 
     def stage(
         self, sym: SymStage, path: tuple[str, ...], src: Tensor, scope: dict[str, Any], spliced_at: int | None = None,
-        inline: bool = False,
+        inline: bool = False, named: bool = False,
     ) -> tuple[StageInst, Tensor]:  # fmt: skip
         """A stage inside a block kind; `spliced_at`: its instances are entries of the enclosing
-        numbered list from that position on (torchvision's `nn.Sequential(first, *remaining)`)."""
+        numbered list from that position on (torchvision's `nn.Sequential(first, *remaining)`),
+        or, `named`, entries of the enclosing list under its `names:` (`graph.named_into`)."""
         where = self.where(sym)
         repeat = self.value(sym.repeat, scope, "any", lambda: self.where(sym, "repeat"))
         check_repeat(repeat, self.where(sym, "repeat"))
@@ -572,7 +586,7 @@ class Specialiser:
             scope = {**scope, STAGE_BLOCK_ID: start, TOTAL_STAGE_BLOCKS: total}
             self.numbering[0] += repeat
         for k in range(repeat):
-            inst_name = str(spliced_at + k) if spliced_at is not None else instance_name(sym.names, k)
+            inst_name = str(spliced_at + k) if spliced_at is not None and not named else instance_name(sym.names, k)
             here = {**scope, STAGE_INDEX: k}
             if start is not None:
                 here[STAGE_BLOCK_ID] = start + k

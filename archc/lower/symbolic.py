@@ -21,7 +21,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
-    spliced,
+    named_into,
 )
 from archc.lower.containers import check_entries_read, implicit_read, sym_modules
 from archc.lower.context import (
@@ -209,7 +209,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     group_section = group_section[:-1]
                 children = sym_layers(body.group, group_section, source_name, in_group=True)
                 item, result = SymGroup(name, children, here.channels), points[LAST]
-                _check_spliced_names(children, item.positional)
+                _check_named_into(children, top)
                 lists.add(name)
                 taps.update(_group_taps(points, item, condition, top))
             elif kind == "branches":
@@ -408,7 +408,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())
         for layer in layers
     )  # fmt: skip
-    _check_spliced_names(layers, numbered)
+    _check_named_into(layers, top)
     if numbered and any(not layer.name.isdigit() for layer in layers) and any(
         layer.condition is not None or isinstance(layer, SymStage) for layer in layers
     ):
@@ -452,15 +452,16 @@ def _check_channel_params(source: BlockSource, inputs: tuple[str, ...], layer_na
 LAST = "<last>"  # key of the tensor a list of a block kind ends with
 
 
-def _check_spliced_names(items: tuple[SymItem, ...] | list[SymItem], numbered: bool) -> None:
-    """An unnamed stage of a numbered list numbers its instances with the list (`features.3`,
-    `features.4`): a `names:` pattern would not name them."""
+def _check_named_into(items: tuple[SymItem, ...] | list[SymItem], top: bool) -> None:
+    """An unnamed stage with a `names:` pattern places its instances into the enclosing list under
+    those names (`graph.named_into`): supported in the model's lists, not yet inside a block kind."""
     for item in items:
-        if isinstance(item, SymStage) and spliced(item, numbered) and item.names != "{i}":
+        if not top and named_into(item):
             raise SpecError(
-                f"an unnamed stage of a numbered list numbers its instances with the list, so `names: {item.names}` "
-                "would name nothing: give the stage a name (`NAME: {stage: ...}`, its own nn.Sequential whose "
-                "instances take these names), or leave `names:` out",
+                f"an unnamed stage with `names: {item.names}` places its instances into the enclosing list under "
+                "those names, which archc supports in the model's `layers:` and its lists but not inside a block "
+                "kind: give the stage a name (`NAME: {stage: ...}`, its own nn.Sequential whose instances take "
+                "these names), or leave `names:` out",
                 item.where,
             )
 
