@@ -89,8 +89,11 @@ def main() -> None:
         for batch in (1, 32):
             x = tf.constant(np.random.default_rng(1).standard_normal((batch, *shape)).astype("float32"))
             want, got = (calls[m](x).numpy().astype(np.float64) for m in (ref, dep))
-            exact = np.asarray(ref64(tf.cast(x, "float64"), training=False))
-            rel, own = (np.abs(want - v).max() / max(1.0, np.abs(want).max()) for v in (got, exact))
+            # the float64 reference on the first two inputs (TensorFlow's float64 depthwise 7x7
+            # convs on CPU take over 20 minutes for ConvNeXt at batch 32)
+            exact = np.asarray(ref64(tf.cast(x[:2], "float64"), training=False))
+            rel = np.abs(want - got).max() / max(1.0, np.abs(want).max())
+            own = np.abs(want[:2] - exact).max() / max(1.0, np.abs(want[:2]).max())
             if not rel <= max(BOUND, 4 * own):
                 raise SystemExit(f"{name}: the deploy module's logits differ from keras.applications' by {rel:.3g} (its own float32 rounding: {own:.3g})")
             ms, app_ms, r = ratio(lambda: calls[dep](x), lambda: calls[ref](x), rounds, reps if batch == 1 else max(1, reps // 5))
