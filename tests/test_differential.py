@@ -599,7 +599,7 @@ def dataflow_specs(draw):
         skip = draw(st.booleans())
         block = _Block(draw, f"blk{k}", c, w, flag, inner, skip)
         blocks[f"blk{k}"] = block.definition
-        mode = draw(st.sampled_from(["block", "stage", "dense"] if not skip else ["block", "stage"]))
+        mode = draw(st.sampled_from(["block", "stage", "dense", "table", "named"] if not skip else ["block", "stage", "table", "named"]))
         args = {"w": w, "flag": flag}
         if mode == "block":
             item = {"block": f"blk{k}", "with": args | ({"stride": 2} if skip and draw(st.booleans()) else {})}
@@ -608,6 +608,19 @@ def dataflow_specs(draw):
             item = {"stage": f"blk{k}", "repeat": draw(st.integers(1, 3)), "with": args}
             if skip and draw(st.booleans()):
                 item["first"] = {"stride": 2}
+            c = w
+        elif mode == "table":  # a table of stages (rows: width, repeat), in a list of its own
+            widths = [w, draw(st.sampled_from([2, 4, 6]))]
+            table = {"stages": f"blk{k}", "columns": ["w", "repeat"], "rows": [[v, draw(st.integers(1, 2))] for v in widths]}
+            table |= {"with": {"flag": flag}, "flat": draw(st.booleans())}
+            if skip and draw(st.booleans()):
+                table["first"] = {"stride": 2}
+            item = [table]
+            c = widths[-1]
+        elif mode == "named":  # a stage's instances named into the list that holds it
+            item = [{"stage": f"blk{k}", "repeat": draw(st.integers(1, 3)), "names": "u{n}", "with": args}]
+            if draw(st.booleans()):
+                item.insert(0, {"identity": {}})  # a numbered entry beside the named instances
             c = w
         else:
             repeat = draw(st.integers(1, 3))

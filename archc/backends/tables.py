@@ -46,7 +46,7 @@ class Loop:
             trees = (*(t for _, t in table.between[1]), table.between[2])
             self.reads |= {n for tree in trees for n in expr.free_names(tree)}
         # its lines fit as printed (in __init__: a row of the table, a step in `for i`), or it is written out
-        lines = [f"{3 * INDENT}({', '.join(common.literal(v) for v in row)})," for row in table.rows]
+        lines = [f"{3 * INDENT}{_row(row)}," for row in table.rows]
         lines += [4 * INDENT + line for line in (*self.step(""), *(self.between_call("_", ())[1] if self.between else ()))]
         sigs = [sig, *([emitter.sigs[table.between[0]]] if table.between else [])]  # called with in_channels alone
         self.ok = all(not s.flags and len(s.channels) == 1 for s in sigs) and all(len(line) <= LINE for line in lines)
@@ -60,7 +60,7 @@ class Loop:
         table = self.table
         each = "stage" if "repeat" in table.columns else "block"
         lines = [f"{indent}# {', '.join(table.columns)}: one {each} per row", f"{indent}{self.setting} = ["]
-        lines += [f"{indent}{INDENT}({', '.join(common.literal(v) for v in row)}{',' if len(row) == 1 else ''})," for row in table.rows]
+        lines += [f"{indent}{INDENT}{_row(row)}," for row in table.rows]
         lines.append(f"{indent}]")
         return lines
 
@@ -99,6 +99,11 @@ class Loop:
         if STAGE_BLOCK_ID in self.reads:
             lines.append(f"{indent}{STAGE_BLOCK_ID} += 1")
         return lines
+
+
+def _row(row: tuple[Any, ...]) -> str:
+    """A row of a table as the tuple literal both emitters print (and measure)."""
+    return f"({', '.join(common.literal(v) for v in row)}{',' if len(row) == 1 else ''})"
 
 
 def loops(emitter: Any, group: GroupInst, reserved: set[str]) -> list[Loop] | None:
