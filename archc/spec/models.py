@@ -203,8 +203,8 @@ class StageItem(Flow):
         max_length=64,
         description="Instance names: {i} counts from 0, {n} from 1 (torchvision: '{i}' for ResNet "
         "stages, 'denselayer{n}' for dense blocks, 'block1-{i}' for RegNet stages). A stage written "
-        "without a name in a numbered list takes none: its instances are numbered with the list; with a "
-        "pattern other than '{i}' they are entries of the enclosing list (attributes of the model at model "
+        "without a name of its own in a numbered list, with '{i}', numbers its instances with the list; with "
+        "another pattern its instances are entries of the enclosing list (attributes of the model at model "
         "level) under these names, with no level of their own ('conv2_{n}': conv2_1, conv2_2).",
     )
     inline: StrictBool = Field(
