@@ -14,6 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, decide, keras_idioms, keras_init, variables
+from archc.backends.identity import IdentityMap, IdentitySet
 from archc.backends.tables import keras_table_lines
 from archc.code import INDENT, LINE, Call, call, render, render_applied
 from archc.errors import SpecError
@@ -137,9 +138,9 @@ class KerasEmitter:
         self.instances = {b.name: common.instances_of(graph, b.name) for b in graph.blocks}
         self.varying = decide.varying(graph, self.instances)
         self.decider = decide.Decider(())  # the bindings where the code being printed runs
-        self.passed: set[int] = set()  # the block kind's layers an unconditional entry follows (keras_idioms.followed)
-        self.fusions: dict[int, SymLayer] = {}  # a conv or dense (by id) -> the activation it may take in (keras_idioms.fusions)
-        self.fused: dict[int, str] = {}  # the activations taken in (no layer of their own) -> the variable their conv wrote
+        self.passed = IdentitySet()  # the block kind's layers an unconditional entry follows (keras_idioms.followed)
+        self.fusions: IdentityMap[SymLayer] = IdentityMap()  # a conv or dense -> the activation it may take in (keras_idioms.fusions)
+        self.fused: IdentityMap[str] = IdentityMap()  # the activations taken in (no layer of their own) -> the variable their conv wrote
         self.next_step: common.Step | None = None  # the step after the one being printed, in its list
         self.called: set[str] = set()  # the block kinds the printed block functions call
         self.absorbed = keras_idioms.absorbed(graph)  # model-level layers left out or taken in
@@ -163,8 +164,9 @@ class KerasEmitter:
         added = block.connectivity == "skip" or bool(block.after and block.after[0].condition is None)  # the add reads the last
         self.passed = keras_idioms.followed(block.layers, added, frozenset(block.outputs)) | keras_idioms.followed(block.after, False, frozenset(block.outputs))
         read = decide.read_by_name(block)
-        self.fusions = {**keras_idioms.fusions(block.layers, self.passed, read), **keras_idioms.fusions(block.after, self.passed, read)}
-        self.fused = {}
+        self.fusions = keras_idioms.fusions(block.layers, self.passed, read)
+        self.fusions.update(keras_idioms.fusions(block.after, self.passed, read))
+        self.fused = IdentityMap()
         hoist = common.Hoister(decide.live((*block.layers, *block.after)), sig.arguments(), in_channels=False)  # Keras layers infer them
         body: list[str] = []
         uses: dict[str, int] = {}
@@ -284,7 +286,7 @@ class KerasEmitter:
                 )
             ctx = ops.KerasCtx(name, layer.nonneg_in, None, inits, possible=lambda condition: decide.holds_somewhere(self.instances[block.name], condition))
             stmts = self._layer_lines(layer.kind, args, ctx, src, layer.where or block.where) if not body else []
-            act = self.fusions.get(id(layer))
+            act = self.fusions.get(layer)
             activation = act and stmts[-1][0].func in keras_idioms.ACTIVATED and stmts[-1][0].guard is None and keras_idioms.activation_of(act)
             out = step.dst  # the variable the last layer writes
             if activation:  # keras.applications' `Conv2D(..., activation="relu")`: the activation's layer is left out
@@ -292,14 +294,14 @@ class KerasEmitter:
                 after = self.next_step
                 if after is not None and after.item is act and layer.condition is None:  # straight into the activation's variable
                     out = after.dst
-                self.fused[id(act)] = out
-            if id(layer) in self.fused:  # its conv or dense applied it
+                self.fused[act] = out
+            if layer in self.fused:  # its conv or dense applied it
                 stmts = []
-                if self.fused[id(layer)] != step.dst and src != step.dst:
+                if self.fused[layer] != step.dst and src != step.dst:
                     body.append(f"{at}{step.dst} = {src}")
                 elif layer.condition is not None:
                     lines.pop()  # the `if` over nothing
-            if id(layer) in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
+            if layer in self.passed and stmts and all(stmt.func == "layers.Identity" for stmt, _ in stmts):
                 # computes nothing, holds no weights, and no block output is its tensor: left out
                 # (a PyTorch nn.Identity keeps its place in a numbered list; a Keras name needs none)
                 stmts = []
@@ -361,12 +363,12 @@ class KerasEmitter:
                 if index.isdigit():  # an entry before it with this number never runs where it does: no `_2` suffix
                     uses.pop(inner + index, None)
                 renamed = _renamed(child, index if index.isdigit() else "{" + index + "}")
-                if id(child) in self.passed:
-                    self.passed.add(id(renamed))
-                if id(child) in self.fused:
-                    self.fused[id(renamed)] = self.fused[id(child)]
-                if id(child) in self.fusions:
-                    self.fusions[id(renamed)] = self.fusions[id(child)]
+                if child in self.passed:
+                    self.passed.add(renamed)
+                if child in self.fused:
+                    self.fused[renamed] = self.fused[child]
+                if child in self.fusions:
+                    self.fusions[renamed] = self.fusions[child]
                 child = renamed
                 child_step = common.Step(child, child_step.srcs, child_step.dst, child_step.passthrough, child_step.inplace)
             lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)

@@ -12,6 +12,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, decide
+from archc.backends.identity import IdentityMap, IdentitySet
 from archc.code import Call
 from archc.ir.graph import (
     Graph,
@@ -118,17 +119,17 @@ def keras_layer(graph: Graph, node: str, absorbed: Absorbed) -> str | None:
     return op.keras_output(keras_name(node))
 
 
-def followed(items: tuple[Any, ...], last: bool, returned: frozenset[str], prefix: str = "") -> set[int]:
-    """The ids of the layers of a block kind's list (and of its lists' lists) that an
+def followed(items: tuple[Any, ...], last: bool, returned: frozenset[str], prefix: str = "") -> IdentitySet:
+    """The layers of a block kind's list (and of its lists' lists) that an
     unconditional entry follows (`last`: the list's last one is followed too): their tensors
     are never a block's output, which `archc verify` reads by layer name. `returned`: the
     layers the block returns by name (`body.relu`: an entry of its list `body`, whose path
     here is `prefix` + its name)."""
-    out: set[int] = set()
+    out = IdentitySet()
     for k, item in enumerate(items):
         next_runs = items[k + 1].condition is None if k + 1 < len(items) else last
         if isinstance(item, SymLayer) and next_runs and prefix + item.name not in returned:
-            out.add(id(item))
+            out.add(item)
         elif isinstance(item, SymGroup):
             out |= followed(item.children, next_runs, returned, f"{prefix}{item.name}.")
     return out
@@ -158,22 +159,22 @@ def with_activation(layer: Call, activation: str) -> Call:
     return dataclasses.replace(layer, args=(*args[:at], f"activation={activation}", *args[at:]))
 
 
-def fusions(items: tuple[Any, ...], passed: set[int], read: frozenset[str], prefix: str = "") -> dict[int, Any]:
-    """The layers of a block kind's lists (by id) whose next entry is an activation that can
+def fusions(items: tuple[Any, ...], passed: IdentitySet, read: frozenset[str], prefix: str = "") -> IdentityMap[Any]:
+    """The layers of a block kind's lists whose next entry is an activation that can
     be their `activation=`: it reads them only, under the same condition, and its tensor is no
     block output (`passed`); nothing else reads theirs (`read`: the names read by name, an
     entry of a list by its path, `body.relu`, whose path here is `prefix` + its name). One the
     spec names after its function (`gelu`) is a layer asked for by name (keras.applications'
     ConvNeXt has `{prefix}_gelu` Activation layers after its Dense ones): it stays."""
-    out: dict[int, Any] = {}
+    out: IdentityMap[Any] = IdentityMap()
     for a, b in zip(items, items[1:]):
         if (
-            isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and id(b) in passed
+            isinstance(a, SymLayer) and isinstance(b, SymLayer) and b.kind == ops.Act.kind and not b.inputs and b in passed
             and not decide.never(a)
             and a.name not in read and prefix + a.name not in read and b.name != b.arg("fn").value  # type: ignore[attr-defined]
             and ast.dump(a.condition or ast.Constant(None)) == ast.dump(b.condition or ast.Constant(None))
         ):  # fmt: skip
-            out[id(a)] = b
+            out[a] = b
     for item in items:
         if isinstance(item, SymGroup):
             out.update(fusions(item.children, passed, read, f"{prefix}{item.name}."))

@@ -12,6 +12,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import _signature, common, variables
+from archc.backends.identity import IdentityMap, IdentitySet
 from archc.backends.torch_lists import (
     free,
     parallel_lines,
@@ -93,9 +94,9 @@ class BlockEmission:
         after_read = {sc.input for sc in block.shortcuts}
         taps = [f"{group}.{entry}" for group, entries in tapped_groups(block.layers, block.outputs).items() for entry in entries]
         self.block_locals = frozenset({"x", "out", "identity", *(variables.tensor_variable(n) for n in (*(i.name for i in (*block.layers, *block.after)), *taps))})
-        self.switches: dict[int, str] = {}
+        self.switches: IdentityMap[str] = IdentityMap()
         self.named_conditions = _named_conditions((*block.layers, *block.after))
-        self.assigned: set[int] = set()
+        self.assigned = IdentitySet()
         if common.sequential(block):
             modules = tuple(layer for layer in block.layers if not free(layer))
             group = SymGroup("layers", modules, ast.Name("in_channels"))
@@ -234,8 +235,8 @@ class BlockEmission:
         condition = hoist.condition(layer.condition)
         switch = self.named_conditions.get(expr.to_python(layer.condition)) if layer.condition is not None else None
         if switch is not None:  # a condition used twice: computed once, as the switch it is (torchvision's use_res_connect)
-            if id(switch) not in self.assigned:
-                self.assigned.add(id(switch))
+            if switch not in self.assigned:
+                self.assigned.add(switch)
                 lines.append(f"{indent}self.{self._switch(switch)} = {condition}")
             condition = f"self.{self._switch(switch)}"
         if isinstance(layer, SymLayer) and moduleless(layer.kind):
@@ -277,13 +278,13 @@ class BlockEmission:
     def _switch(self, layer: SymLayer) -> str:
         """The attribute that says whether a conditional merge or expression is present:
         `use_NAME`, numbered on where alternatives under other conditions share the name."""
-        if id(layer) not in self.switches:
+        if layer not in self.switches:
             taken = set(self.switches.values())
             name, k = f"use_{layer.name}", 2
             while name in taken:
                 name, k = f"use_{layer.name}_{k}", k + 1
-            self.switches[id(layer)] = name
-        return self.switches[id(layer)]
+            self.switches[layer] = name
+        return self.switches[layer]
 
     def _group_lines(
         self, group: SymGroup, hoist: variables.Hoister, indent: str, target: str | None = None, tapped: frozenset[str] = frozenset(),
