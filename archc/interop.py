@@ -121,12 +121,11 @@ def torch_to_keras(
     layers = _keras_layers(keras_model, slots, graph)
     for slot in slots:
         layer = layers[keras_name(slot.node.id)]
-        current = layer.get_weights()
         new = []
-        for name, dest in zip(slot.names, current):
+        for name, dest in zip(slot.names, layer.weights):  # the variables' shapes and dtypes, not their values
             value = _to_keras(slot, name, state[torch_key(slot.node.id, name)].detach().cpu().numpy())
-            _check_shape(slot, name, value.shape, dest.shape, "keras")
-            new.append(value.astype(dest.dtype))
+            _check_shape(slot, name, value.shape, tuple(dest.shape), "keras")
+            new.append(value.astype(dest.dtype, copy=False))
         layer.set_weights(new)
         if hasattr(layer, "finalize_state"):  # preprocessing layers (Normalization) derive state from their weights
             layer.finalize_state()
