@@ -324,3 +324,20 @@ def test_alternatives_pass_ruff(tmp_path):
         path = tmp_path / f"alternatives_{backend}.py"
         path.write_text(emit(graph, backend))
         assert_ruff_clean(path)
+
+
+def test_keras_chains_only_ifs_at_one_level_with_nothing_between():
+    """The Keras line pass: an `if` joins the chain whose body ends just above it at its own
+    level (a nested chain is its own); a line at that level in between, or an overlap, ends it."""
+    from archc.backends.alternatives import chain_lines
+
+    lines = [
+        "if stride == 1:", "    x = 1", "if stride == 2:", "    x = 2", "    if bn:", "        y = 1",
+        "    if not bn:", "        y = 2", "if stride == 3:", "    x = 3", "z = x", "if stride != 1:", "    x = 4",
+        "if stride > 0:", "    x = 5", "if stride <= 0:", "    x = 6",
+    ]  # fmt: skip
+    assert chain_lines(lines) == [
+        "if stride == 1:", "    x = 1", "elif stride == 2:", "    x = 2", "    if bn:", "        y = 1",
+        "    else:", "        y = 2", "elif stride == 3:", "    x = 3", "z = x", "if stride != 1:", "    x = 4",
+        "if stride > 0:", "    x = 5", "else:", "    x = 6",
+    ]  # fmt: skip
