@@ -103,7 +103,7 @@ def fused_mbconv(
             activation=False,
             name=f"{name}_block_{int(block_channels != in_channels)}",
         )
-    if block_channels == in_channels:
+    else:
         x = conv_norm_activation(
             x,
             block_channels,

@@ -116,7 +116,7 @@ class FusedMBConv(nn.Module):
                     ),
                 ]
             )
-        if block_channels == in_channels:
+        else:
             block_layers.append(
                 Conv2dNormActivation(
                     block_channels, filters=out_channels, kernel=kernel, stride=stride

@@ -114,7 +114,7 @@ def conv_bn_act(
     x = layers.BatchNormalization(name=f"{name}_1")(x)
     if activation and use_hs:
         x = layers.Activation("hard_swish", name=f"{name}_2")(x)
-    if activation and (not use_hs):
+    elif activation and (not use_hs):
         x = layers.Activation("relu", name=f"{name}_2")(x)
     return x
 

@@ -56,7 +56,7 @@ class Conv2dNormActivation(nn.Sequential):
         ]
         if activation and use_hs:
             layers.append(nn.Hardswish(inplace=True))
-        if activation and (not use_hs):
+        elif activation and (not use_hs):
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 

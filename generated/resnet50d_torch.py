@@ -109,7 +109,7 @@ class TimmBottleneck(nn.Module):
                 downsample_layers.append(
                     nn.AvgPool2d(kernel_size=2, stride=stride, ceil_mode=True)
                 )
-            if avg_down and stride == 1:
+            elif avg_down and stride == 1:
                 downsample_layers.append(nn.Identity())
             downsample_layers.extend(
                 [

@@ -238,3 +238,106 @@ def test_a_compound_condition_used_twice_is_computed_once():
     ) in source
     assert source.count("stride == 1 and in_channels == out_channels") == 1
     assert "if stride != 1:" in emit(graph_of(SPLIT), "torch")
+
+
+# Alternatives: entries under conditions that exclude each other, in a block kind (`wide`,
+# `tall`, `deep`: at most one holds; `norm`, `act`: exactly one) and in its lists (numbered:
+# `tail`; named: `head`); each instance takes another one.
+ALTERNATIVES = """\
+archc: 1
+name: alternatives
+input: [4, 12, 12]
+params: {num_classes: 5}
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  b:
+    params: {w: int, mode: 0, bn: true}
+    layers:
+      - conv: {conv: {filters: w, kernel: 1}}
+      - wide: {conv: {filters: w, kernel: 1}, if: mode == 0}
+      - tall: {conv: {filters: w, kernel: 3, padding: 1}, if: mode == 1}
+      - deep: {group: [{conv: {filters: w, kernel: 1}}, relu], if: mode > 1}
+      - norm: {batchnorm: {}, if: bn}
+      - act: {act: relu6, if: not bn}
+      - head:
+          - c: {conv: {filters: w, kernel: 1}}
+          - n: {batchnorm: {}, if: bn}
+          - r: {act: relu, if: not bn and mode == 1}
+          - s: {act: silu, if: not bn and mode != 1}
+      - tail:
+          - {conv: {filters: w, kernel: 1}}
+          - {batchnorm: {}, if: bn}
+          - {act: hardswish, if: not bn}
+layers:
+  - b0: {block: b, with: {w: 6}}
+  - b1: {block: b, with: {w: 6, mode: 1, bn: false}}
+  - b2: {block: b, with: {w: 6, mode: 2}}
+  - b3: {block: b, with: {w: 6, mode: -1, bn: false}}
+  - pool: global_avgpool
+  - fc: {dense: {units: num_classes}}
+"""
+
+
+def test_alternatives_are_one_if_elif_else_chain():
+    """torchvision's FusedMBConv `if ...: ... else: ...`: consecutive entries under conditions
+    that exclude each other are one chain in __init__ (each module that may be absent set to
+    None first), in forward and in Keras; `else:` where one of them always holds."""
+    graph = graph_of(ALTERNATIVES)
+    torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
+    assert (
+        "        self.wide = None\n        self.tall = None\n        self.deep = None\n"
+        "        if mode == 0:\n            self.wide = nn.Conv2d(w, w, kernel_size=1, bias=False)\n"
+        "        elif mode == 1:\n            self.tall = nn.Conv2d(w, w, kernel_size=3, padding=1, bias=False)\n"
+        "        elif mode > 1:\n            self.deep = nn.Sequential(\n"
+    ) in torch_src  # mode < 0 takes none: no else
+    assert (
+        "        self.norm = None\n        self.act = None\n        if bn:\n            self.norm = nn.BatchNorm2d(w)\n"
+        "        else:\n            self.act = nn.ReLU6(inplace=True)\n"
+    ) in torch_src
+    assert (
+        "        if self.wide is not None:\n            out = self.wide(out)\n"
+        "        elif self.tall is not None:\n            out = self.tall(out)\n"
+        "        elif self.deep is not None:\n            out = self.deep(out)\n"
+        "        if self.norm is not None:\n            out = self.norm(out)\n"
+        "        else:\n            out = self.act(out)\n"
+    ) in torch_src
+    assert (
+        '        if bn:\n            head_layers["n"] = nn.BatchNorm2d(w)\n'
+        '        elif not bn and mode == 1:\n            head_layers["r"] = nn.ReLU(inplace=True)\n'
+        '        else:\n            head_layers["s"] = nn.SiLU(inplace=True)\n'
+    ) in torch_src
+    assert (
+        "        if bn:\n            tail_layers.append(nn.BatchNorm2d(w))\n"
+        "        else:\n            tail_layers.append(nn.Hardswish(inplace=True))\n"
+    ) in torch_src
+    assert "    if mode == 0:\n" in keras_src and "    elif mode == 1:\n" in keras_src and "    elif mode > 1:\n" in keras_src
+    assert keras_src.count("    else:\n") == 3  # act, head's s, tail's hardswish
+    assert '    else:\n        x = layers.Activation("relu6", name=f"{name}_act")(x)\n' in keras_src
+    # entries under conditions that may hold together stay separate ifs
+    overlapping = emit(graph_of(ALTERNATIVES.replace("if: mode == 1}", "if: mode >= 0}")), "torch")  # mode 0 takes both
+    assert "        self.tall = None\n        if mode >= 0:\n" in overlapping and "elif mode >= 0" not in overlapping
+
+
+def test_alternatives_pass_ruff(tmp_path):
+    graph = graph_of(ALTERNATIVES)
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"alternatives_{backend}.py"
+        path.write_text(emit(graph, backend))
+        assert_ruff_clean(path)
+
+
+def test_keras_chains_only_ifs_at_one_level_with_nothing_between():
+    """The Keras line pass: an `if` joins the chain whose body ends just above it at its own
+    level (a nested chain is its own); a line at that level in between, or an overlap, ends it."""
+    from archc.backends.alternatives import chain_lines
+
+    lines = [
+        "if stride == 1:", "    x = 1", "if stride == 2:", "    x = 2", "    if bn:", "        y = 1",
+        "    if not bn:", "        y = 2", "if stride == 3:", "    x = 3", "z = x", "if stride != 1:", "    x = 4",
+        "if stride > 0:", "    x = 5", "if stride <= 0:", "    x = 6",
+    ]  # fmt: skip
+    assert chain_lines(lines) == [
+        "if stride == 1:", "    x = 1", "elif stride == 2:", "    x = 2", "    if bn:", "        y = 1",
+        "    else:", "        y = 2", "elif stride == 3:", "    x = 3", "z = x", "if stride != 1:", "    x = 4",
+        "if stride > 0:", "    x = 5", "else:", "    x = 6",
+    ]  # fmt: skip

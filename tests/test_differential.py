@@ -243,6 +243,50 @@ def test_alternative_merges_under_complementary_ifs(total):
     assert graph.output_shape.c == 5
 
 
+ALTERNATIVES = """\
+b:
+  params: {w: int, mode: 0, bn: true}
+  layers:
+    - conv: {conv: {filters: w, kernel: 1}}
+    - wide: {conv: {filters: w, kernel: 1}, if: mode == 0}
+    - tall: {conv: {filters: w, kernel: 3, padding: 1}, if: mode == 1}
+    - deep: {group: [{conv: {filters: w, kernel: 1}}, relu], if: mode > 1}
+    - norm: {batchnorm: {}, if: bn}
+    - act: {act: relu6, if: not bn}
+    - head:
+        - c: {conv: {filters: w, kernel: 1}}
+        - n: {batchnorm: {}, if: bn}
+        - r: {act: relu, if: not bn and mode == 1}
+        - s: {act: silu, if: not bn and mode != 1}
+    - tail:
+        - {conv: {filters: w, kernel: 1}}
+        - {batchnorm: {}, if: bn}
+        - {act: hardswish, if: not bn}
+    - res: {add: [tail, input], if: mode == 1 and in_channels == w}
+    - res: {concat: [tail, input], if: mode != 1 or in_channels != w}
+"""
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [
+        ["{w: 6}", "{w: 10, mode: 1, bn: false}", "{w: 6, mode: 2}", "{w: 6, mode: -1, bn: false}"],  # each alternative taken
+        ["{w: 4, mode: 1, bn: false}"],  # one instance: Keras prints what it decides
+        ["{w: 4, mode: 2, bn: false}", "{w: 8, mode: 0}"],
+    ],
+)
+def test_alternatives_chained_as_if_elif_else_agree(instances):
+    """Entries under conditions that exclude each other are printed as one if/elif/else chain
+    (tests/test_conditions.py shows the text); each instance runs the alternative its
+    parameters choose, in the IR, PyTorch and Keras alike."""
+    layers = "".join(f"- b{k}: {{block: b, with: {w}}}\n" for k, w in enumerate(instances))
+    source = spec(ALTERNATIVES, layers)
+    if len(instances) == 4:
+        code = emit(lower(load_spec_text(source, "t.yaml")), "torch")
+        assert "elif mode > 1:" in code and "elif self.use_res_2:" in code
+    agree(source)
+
+
 NEVER_IN_A_NUMBERED_LIST = """\
 b:
   params: {w: int, gate: false}

@@ -296,3 +296,111 @@ def test_mutated_specs_fail_cleanly(raw):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
         assert LOCATED.match(result.stderr), result.stderr
         assert not out.exists()
+
+
+# --- alternatives: the exclusivity check behind if/elif/else chains ------------------------------
+
+NAMES = ("x", "y", "b")
+GRID = [-3, -2, -1, 0, 1, 2, 3, -0.5, 0.5, 1.5, 2.5, True, False]  # every binding of x, y and b over these
+
+
+@st.composite
+def conditions(draw, depth=2):
+    """A random condition over x, y (numbers) and b: comparisons with small numbers (so that
+    two of them often meet), `and`, `or`, `not`, chains and bare names."""
+    kind = draw(st.sampled_from(["cmp", "cmp", "cmp", "name", "not", "and", "or", "chain"] if depth else ["cmp", "name"]))
+    if kind == "cmp":
+        left, right = draw(st.sampled_from(["x", "y", "x + y", "max(x, y)"])), draw(st.sampled_from(["-1", "0", "1", "1.5", "2", "y"]))
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
+        return f"{right} {op} {left}" if draw(st.booleans()) else f"{left} {op} {right}"
+    if kind == "name":
+        return draw(st.sampled_from(NAMES))
+    if kind == "chain":
+        return f"{draw(st.sampled_from(['0', '1', 'y']))} {draw(st.sampled_from(['<', '<=']))} x {draw(st.sampled_from(['<', '<=', '==']))} 2"
+    if kind == "not":
+        return f"not ({draw(conditions(depth - 1))})"
+    return f"({draw(conditions(depth - 1))}) {kind} ({draw(conditions(depth - 1))})"
+
+
+@st.composite
+def condition_lists(draw):
+    """2 to 4 conditions, each after the first often built from an earlier one (its negation,
+    one of its comparisons under another operator, or it and another), so that many pairs
+    exclude each other, or nearly."""
+    texts = [draw(conditions())]
+    for _ in range(draw(st.integers(1, 3))):
+        earlier = draw(st.sampled_from(texts))
+        how = draw(st.sampled_from(["fresh", "not", "reop", "reop", "and"]))
+        if how == "not":
+            texts.append(f"not ({earlier})")
+        elif how == "reop":
+            ops = ["==", "!=", "<=", ">=", "<", ">"]
+            op = next((o for o in ops if f" {o} " in earlier), None)
+            texts.append(earlier.replace(f" {op} ", f" {draw(st.sampled_from(ops))} ", 1) if op else draw(conditions()))
+        elif how == "and":
+            texts.append(f"({draw(conditions(1))}) and ({earlier})")
+        else:
+            texts.append(draw(conditions()))
+    return texts
+
+
+def _holds(tree, binding):
+    from archc.spec import expr
+
+    return bool(expr.evaluate(tree, binding))
+
+
+BINDINGS = [{"x": x, "y": y, "b": b} for x in GRID for y in GRID for b in (True, False, 0, 2)]
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(condition_lists())
+def test_exclusive_conditions_never_hold_together_and_chains_run_what_separate_ifs_run(texts):
+    """Independent fact: evaluation. Where the check calls two conditions exclusive, no binding
+    makes both hold; where it calls them exhaustive, none makes all fail; and the if/elif/else
+    keywords it gives a list of entries run, in every binding, exactly the entries that
+    separate `if`s run."""
+    from archc.backends import alternatives
+    from archc.spec import expr, logic
+
+    trees = [expr.parse(t) for t in texts]
+    a, b = trees[0], trees[1]
+    if logic.excludes(a, b):
+        assert not any(_holds(a, s) and _holds(b, s) for s in BINDINGS), texts
+    if logic.exhaustive([a, b]):
+        assert all(_holds(a, s) or _holds(b, s) for s in BINDINGS), texts
+    keywords = alternatives.keywords(trees)
+    for s in BINDINGS:
+        separate = [_holds(t, s) for t in trees]
+        chained, taken = [], False
+        for tree, keyword in zip(trees, keywords):
+            if keyword == "if":
+                taken = _holds(tree, s)
+                chained.append(taken)
+            elif keyword == "elif":
+                run = not taken and _holds(tree, s)
+                taken |= run
+                chained.append(run)
+            else:
+                chained.append(not taken)
+        assert chained == separate, (texts, keywords, s)
+
+
+def test_the_exclusivity_check_sees_the_alternatives_specs_write():
+    """What the property above cannot show: that the check claims something. Each pair here
+    is exclusive (the second also exhaustive where marked) and is seen as such; the pairs that
+    overlap in some binding are not."""
+    from archc.spec import expr, logic
+
+    exclusive = [
+        ("stride == 1", "stride != 1", True), ("stride == 1", "stride == 2", False), ("stride > 1", "stride <= 1", True),
+        ("1 < stride", "stride == 1", False), ("bn", "not bn", True), ("activation and use_hs", "activation and not use_hs", False),
+        ("make_divisible(c * e) != c", "make_divisible(c * e) == c", True), ("a < b", "b <= a", True), ("x < 2", "x > 3", False),
+        ("not (a or b)", "a", False), ("0 < x < 2", "x >= 2", False), ("x >= 1.5", "x < 1.5", True),
+    ]  # fmt: skip
+    for first, second, total in exclusive:
+        a, b = expr.parse(first), expr.parse(second)
+        assert logic.excludes(a, b) and logic.excludes(b, a), (first, second)
+        assert logic.exhaustive([a, b]) == total, (first, second)
+    for first, second in [("x < 2", "x > 1"), ("x == 1", "x == true"), ("x", "x == 0"), ("a and b", "a"), ("x != 1", "x != 2")]:
+        assert not logic.excludes(expr.parse(first), expr.parse(second)), (first, second)

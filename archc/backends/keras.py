@@ -14,6 +14,7 @@ from typing import Any
 
 from archc import ops
 from archc.backends import common, decide, keras_idioms, keras_init, variables
+from archc.backends.alternatives import chain_lines
 from archc.backends.identity import IdentityMap, IdentitySet
 from archc.backends.tables import keras_table_lines
 from archc.code import INDENT, LINE, Call, call, render, render_applied
@@ -221,7 +222,7 @@ class KerasEmitter:
             "signature": [
                 *(f"{v}: keras.KerasTensor" for v in sig.variables), *(f"{c}: int" for c in sig.channels), "*", *sig.parts(), "name: str",
             ],
-            "body": keras_idioms.merge_guards(body),
+            "body": chain_lines(keras_idioms.merge_guards(body)),  # alternatives: if/elif/else
             "returns": f"tuple[{', '.join(['keras.KerasTensor'] * len(block.outputs))}]" if block.outputs else "keras.KerasTensor",
         }
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from archc import ops
-from archc.backends import _signature, common, variables
+from archc.backends import _signature, alternatives, common, variables
 from archc.backends.identity import IdentityMap, IdentitySet
 from archc.backends.torch_lists import (
     free,
@@ -38,7 +38,7 @@ from archc.ir.graph import (
     path_variable,
     tapped_groups,
 )
-from archc.spec import expr
+from archc.spec import expr, logic
 
 INDENT2 = " " * 8
 
@@ -114,6 +114,7 @@ class BlockEmission:
             }
         first = sig.variables[0]
         containers = {c.name: c for c in layers if isinstance(c, SymGroup) and c.dataflow}
+        chain = _InitChain()
         for step in [*variables.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *variables.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
             module_free = isinstance(layer, SymLayer) and moduleless(layer.kind)
@@ -127,7 +128,7 @@ class BlockEmission:
             if layer.name in defined and not module_free:
                 continue  # a shared activation: one module, called again in forward
             defined.add(layer.name)
-            init += self._init_lines(layer, hoist, step.inplace, INDENT2, frozenset(entry for entry, _ in step.taps))
+            init = chain.add(init, layer.condition, self._init_lines(layer, hoist, step.inplace, INDENT2, frozenset(entry for entry, _ in step.taps)))
         signature = [f"{c}: int" for c in sig.channels] + (["*", *sig.parts()] if sig.parts() else [])  # "*" needs a parameter after it
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
@@ -206,18 +207,21 @@ class BlockEmission:
         lines = ["identity = x"] if skip else []
         var = sig.variables[0]
         steps = variables.plan(block.layers, var, "out", {sc.input for sc in block.shortcuts}, inputs=block.inputs, outputs=frozenset(block.outputs))
+        chain: list[ast.expr] = []  # the conditions of the `if`/`elif` chain the last lines close
         for step in steps:
-            lines += self._forward_lines(step, hoist)
+            lines, chain = _chained(lines, chain, step.item.condition, self._forward_lines(step, hoist))
             var = step.dst
-            lines += apply_shortcuts(step.item.name, var)
+            more = apply_shortcuts(step.item.name, var)
+            lines, chain = lines + more, chain if not more else []
         lines += apply_shortcuts(None, "x")
         if skip:
             # the branch's output may be x itself where every layer passed its input on (an identity)
             fresh = not variables.aliases(steps[-1].item) or steps[-1].inplace
             lines.append(f"{var} += identity" if var == "out" and fresh else f"out = {var} + identity")
             var = "out"
+        chain = []
         for step in variables.plan(block.after, var, "out", set(), True):
-            lines += self._forward_lines(step, hoist)
+            lines, chain = _chained(lines, chain, step.item.condition, self._forward_lines(step, hoist))
             var = step.dst
         if block.outputs:  # several: each kept in a variable of its own (a tap's too)
             held: dict[str, str] = {}
@@ -293,6 +297,7 @@ class BlockEmission:
         `target`: the call that receives the modules (`super().__init__` for a block kind that
         is itself a numbered sequence); by default `self.NAME = nn.Sequential(...)`."""
         modules: list[tuple[str, Code, str | None]] = []
+        trees: list[ast.expr | None] = []  # each entry's condition (alternatives.keywords)
         lines = hoist.definitions(variables.width_trees(group), indent)
         for step in variables.plan(group.children, "x", "out", set(tapped)):  # a tap's tensor is read again
             child = step.item
@@ -304,10 +309,12 @@ class BlockEmission:
             elif common.spliced(child, group):  # its instances are entries of this sequence, as torchvision's _stack
                 first, rest = self._inner(child.first, hoist.src(child.first.in_channels)), self._inner(child.rest, expr.to_python(child.rest.in_channels))
                 modules += [(child.name, first, condition), (child.name, Gen(rest, common.later_loop(child), prefix="*"), condition)]
+                trees += [child.condition, child.condition]
                 continue
             else:
                 code = self._nested(child, hoist)
             modules.append((child.name, code, condition))
+            trees.append(child.condition)
         head = f"{target}(" if target else f"self.{group.name} = nn.Sequential("
         if not any(c for _, _, c in modules):
             if group.positional:
@@ -318,23 +325,23 @@ class BlockEmission:
         local = "layers" if target else f"{group.name}_layers"  # a block kind that is a sequence: torchvision's `layers`
         if not group.positional:
             lines.append(f"{indent}{local}: dict[str, nn.Module] = {{}}")
-            for name, code, condition in modules:
+            for (name, code, condition), keyword in zip(modules, alternatives.keywords(trees)):  # alternatives: if/elif/else
                 if condition:
-                    lines.append(f"{indent}if {condition}:")
+                    lines.append(f"{indent}{alternatives.guard(keyword, condition)}")
                 lines += render(code, indent + ("    " if condition else ""), f"{local}[{common.literal(name)}] = ")
         else:  # torchvision's way: a list, extended where a condition holds
-            runs: list[tuple[str | None, list[Code]]] = []  # consecutive entries under one condition
-            for _, code, condition in modules:
+            runs: list[tuple[str | None, list[Code], ast.expr | None]] = []  # consecutive entries under one condition
+            for (_, code, condition), tree in zip(modules, trees):
                 if runs and runs[-1][0] == condition:
                     runs[-1][1].append(code)
                 else:
-                    runs.append((condition, [code]))
+                    runs.append((condition, [code], tree))
             first: list[Code] = runs.pop(0)[1] if runs[0][0] is None else []
             lines += render(Seq(tuple(first)), indent, f"{local}: list[nn.Module] = ")
-            for condition, run in runs:
+            for (condition, run, _), keyword in zip(runs, alternatives.keywords([tree for _, _, tree in runs])):  # alternatives: if/elif/else
                 inner = indent + "    " if condition else indent
                 if condition:
-                    lines.append(f"{indent}if {condition}:")
+                    lines.append(f"{indent}{alternatives.guard(keyword, condition)}")
                 if len(run) == 1 and isinstance(run[0], Gen):  # a loop of instances (an unnamed stage)
                     grow = Call(f"{local}.extend", (dataclasses.replace(run[0], prefix=""),))
                 elif len(run) > 1:
@@ -417,6 +424,57 @@ class BlockEmission:
         if len(INDENT2 + line) > LINE and applied == f"self.{name}({src})":
             return [f"{dst} = self.{name}(", f"    {src}", ")", *(op.torch_after(dst) if op else [])]
         return [line, *(op.torch_after(dst) if op else [])]
+
+
+class _InitChain:
+    """Alternatives in `__init__`: a conditional module whose lines are `self.b = None` then
+    `if B:` and that directly follows another such (or its chain) under conditions that exclude
+    each other is printed as the chain's `elif B:` (`else:` where one of them always holds), its
+    `self.b = None` moved up with the chain's: `self.a = None`, `self.b = None`, `if A: ...
+    elif B: ...`. Nothing else is printed between them, and their bodies assign only their own
+    modules, which no condition reads."""
+
+    def __init__(self) -> None:
+        self.conditions: list[ast.expr] = []
+        self.end = -1  # the length of `__init__` after the chain's last body
+        self.nones = 0  # where the next `self.NAME = None` goes
+
+    def add(self, init: list[str], condition: ast.expr | None, new: list[str]) -> list[str]:
+        """`init` with `new` (an item's lines, under `condition`) appended, chained where it may be."""
+        shaped = condition is not None and len(new) > 2 and new[0].endswith(" = None") and new[1].startswith(f"{INDENT2}if ")
+        if not shaped:
+            self.conditions, self.end = [], -1
+            return init + new
+        assert condition is not None
+        if len(init) == self.end and all(logic.excludes(c, condition) for c in self.conditions):
+            self.conditions.append(condition)
+            closed = logic.exhaustive(self.conditions)
+            guard = f"{INDENT2}else:" if closed else f"{INDENT2}el{new[1].lstrip()}"
+            out = [*init[: self.nones], new[0], *init[self.nones :], guard, *new[2:]]
+            self.nones += 1
+            self.conditions, self.end = ([], -1) if closed else (self.conditions, len(out))
+            return out
+        self.conditions, self.nones = [condition], len(init) + 1
+        out = init + new
+        self.end = len(out)
+        return out
+
+
+def _chained(lines: list[str], chain: list[ast.expr], condition: ast.expr | None, new: list[str]) -> tuple[list[str], list[ast.expr]]:
+    """Alternatives in `forward`: an item's lines `new` appended to `lines`, its guard (`if
+    self.b is not None:`, `if self.use_b:`, which holds exactly where its condition does) made
+    the `elif` of the chain whose body ends `lines` where its condition excludes each of
+    `chain`'s (a module's `else:` where one of them always holds: a switch, `use_b`, stays
+    read, as `__init__` sets it); the chain after it. Guards read only attributes, which no
+    body assigns."""
+    if condition is None or not new[0].startswith("if "):  # unconditional, or a line first (`out = x`)
+        return lines + new, [condition] if condition is not None else []
+    if chain and all(logic.excludes(c, condition) for c in chain):
+        chain = [*chain, condition]
+        if logic.exhaustive(chain) and new[0].endswith(" is not None:"):  # a switch (`use_b`) stays read
+            return [*lines, "else:", *new[1:]], []
+        return [*lines, "el" + new[0], *new[1:]], chain
+    return lines + new, [condition]
 
 
 def _stored(layer: SymLayer, key: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from archc.errors import Location
 from archc.ir.graph import SymItem, passed_on
-from archc.spec import expr
+from archc.spec import expr, logic
 
 
 def resolve(aliases: dict[str, str], name: str) -> str:
@@ -120,6 +120,8 @@ def _either(a: Any, b: Any) -> Any:
         return ALWAYS
     if expr.to_python(a) == expr.to_python(b):
         return a
+    if logic.exhaustive([a, b]):  # read under `if: sum` and under `if: not sum`: always
+        return ALWAYS
     return ast.BoolOp(ast.Or(), [a, b])
 
 
@@ -130,8 +132,9 @@ def _conjuncts(tree: ast.expr) -> list[ast.expr]:
 
 
 def _implies(condition: ast.expr | None, when: ast.expr) -> bool:
-    """Whether `condition` holding means `when` holds, as far as their conjuncts tell."""
+    """Whether `condition` holding means `when` holds, as far as their conjuncts tell or
+    archc.spec.logic sees (`sum` and `not not sum`)."""
     if condition is None:
         return False
     have = {expr.to_python(t) for t in _conjuncts(condition)}
-    return all(expr.to_python(t) in have for t in _conjuncts(when))
+    return all(expr.to_python(t) in have for t in _conjuncts(when)) or logic.unsatisfiable([condition, logic.negate(when)])
