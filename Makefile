@@ -26,9 +26,10 @@ demo: setup
 
 # The parity tests need torchvision and timm: they run in .tvenv only, and the main run leaves
 # them out (in CI, CI=true, a module whose dependency is missing fails: tests/conftest.py need).
+# --durations=15: each run (CI's too) ends with its slowest tests, where the suites' time goes.
 PARITY := tests/test_torchvision.py tests/test_timm.py tests/test_import.py
-PYTEST := $(PY) -m pytest -n 2 -q $(addprefix --ignore=,$(PARITY))
-PARITY_PYTEST := PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider $(PARITY)
+PYTEST := $(PY) -m pytest -n 2 -q --durations=15 $(addprefix --ignore=,$(PARITY))
+PARITY_PYTEST := PYTHONPATH=$(CURDIR) $(TVENV)/bin/python -m pytest -n 2 -q --durations=15 -p no:cacheprovider $(PARITY)
 
 # test and test-slow run both environments' tests even when the first run fails, and fail if
 # either did. pytest's exit 5 (no test ran) fails too: every selection here holds tests, so an

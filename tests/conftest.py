@@ -181,10 +181,10 @@ KERAS_TOTALS = {
 }
 # The zoo by family: specs whose generated code differs only in numbers (a family spec, the
 # models that extend it, the sizes of one builder). The first spec of each family is its
-# representative. Cheap checks (counts, golden files, a forward pass at a small size) cover
-# the whole zoo in `make test`; expensive per-model work (`archc verify`, torch.export,
-# full-size forward passes) covers the representatives there and every spec in
-# `make test-slow` (see `expensive`).
+# representative. Cheap checks (IR counts, PyTorch counts on the meta device, golden files)
+# cover the whole zoo in `make test`; expensive per-model work (`archc verify`, torch.export,
+# Keras builds, which create and initialise every weight, full-size forward passes) covers
+# the representatives there and every spec in `make test-slow` (see `expensive`).
 FAMILIES = {
     "resnet basic": ["specs/resnet18.yaml", "specs/resnet34.yaml"],
     "resnet bottleneck": [

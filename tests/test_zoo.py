@@ -16,6 +16,7 @@ from conftest import (
     TEST_INPUT,
     ZOO,
     each_output,
+    expensive,
     graph_of,
     load_module,
     need,
@@ -87,9 +88,12 @@ def output_shapes(graph):
     return [o.shape for o in graph.outputs] or [graph.output_shape]
 
 
-@pytest.mark.parametrize("spec", [pytest.param(s, marks=pytest.mark.slow) if s in DEEP else s for s in SPECS])
+@pytest.mark.parametrize("spec", expensive(ZOO))
 def test_keras_module(spec):
-    """The same for the generated Keras model."""
+    """The same for the generated Keras model, built (a Keras model has no meta device: every
+    build creates and initialises its weights) and run at full size: the representatives in
+    `make test`, the other members (whose code is their representative's with other numbers)
+    in `make test-slow`."""
     need("keras")
     graph = graph_of(spec)
     module = load_module(generated_path(spec, "keras"))
@@ -99,7 +103,7 @@ def test_keras_module(spec):
     assert (trainable, non_trainable) == ZOO[spec]
     assert module.INPUT_SHAPE == (*graph.input_shape.size, graph.input_shape.c)  # channels last at every rank
     assert [tuple(o.shape) for o in each_output(model.output)] == [(None, *keras_shape(s)) for s in output_shapes(graph)]
-    if spec in REPRESENTATIVES and spec not in KERAS_FORWARD_ELSEWHERE:
+    if spec not in KERAS_FORWARD_ELSEWHERE:
         keras_forward(spec, module, model)
 
 
@@ -129,13 +133,11 @@ def keras_forward(spec, module, model):
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", sorted(set(ZOO) - REPRESENTATIVES))
 def test_forward_of_family_members(spec):
-    """Full-size forward passes of the specs that are not their family's representative."""
+    """Full-size PyTorch forward passes of the specs that are not their family's representative
+    (their Keras forward pass: test_keras_module)."""
     need("torch")
-    need("keras")
     module = load_module(generated_path(spec, "torch"))
     torch_forward(spec, module, module.build_model().eval())
-    kmodule = load_module(generated_path(spec, "keras"))
-    keras_forward(spec, kmodule, keras_model(spec, kmodule))
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
