@@ -44,6 +44,15 @@ def test_zoo_is_complete():
     assert sorted(in_families) == SPECS  # each spec in exactly one family
 
 
+def test_a_family_is_one_class():
+    """A spec whose parameters build other members (`--set params.depth=16` of wrn28_10) names
+    its model class after the family (`class: WideResNet`, as torchvision's ResNet, VGG,
+    EfficientNet), so a variant's class is not named after another member (`Wrn2810`). Only
+    the classifier's size (num_classes) does not count."""
+    unnamed = [spec for spec in SPECS if set(load_spec(ROOT / spec).model.params) - {"num_classes"} and graph_of(spec).class_name is None]
+    assert unnamed == []
+
+
 @pytest.mark.parametrize("spec", SPECS)
 def test_ir_counts_match_published(spec):
     counts = graph_of(spec).counts
