@@ -144,7 +144,7 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
             if is_merge(item) and item.op.module_free():  # type: ignore[union-attr]
                 op = item.op  # type: ignore[union-attr]
                 flats = [not s.spatial for s in self._input_shapes(item)]
-                forward.append(f"{step.dst} = {op.torch_merge(list(step.srcs), flats)}")  # type: ignore[attr-defined]
+                forward += op.torch_merge_lines(step.dst, list(step.srcs), flats, op.values())
                 continue
             top = item.name.split(".")[0]
             if top in containers and top not in defined:  # its entries are defined with it

@@ -217,7 +217,10 @@ class BlockEmission:
         if skip:
             # the branch's output may be x itself where every layer passed its input on (an identity)
             fresh = not variables.aliases(steps[-1].item) or steps[-1].inplace
-            lines.append(f"{var} += identity" if var == "out" and fresh else f"out = {var} + identity")
+            if block.sum == "new":  # torchvision's RegNet: `self.proj(x) + self.f(x)`, the shortcut first
+                lines.append(f"out = identity + {var}")
+            else:
+                lines.append(f"{var} += identity" if var == "out" and fresh else f"out = {var} + identity")
             var = "out"
         chain = []
         for step in variables.plan(block.after, var, "out", set(), True):
@@ -358,7 +361,8 @@ class BlockEmission:
         layer = step.item
         kind = getattr(layer, "kind", "block")
         if isinstance(layer, SymLayer) and ops.KINDS[kind].MERGE and ops.KINDS[kind].module_free():
-            body = [f"{step.dst} = {ops.KINDS[kind].torch_merge(list(step.srcs), list(layer.flat))}"]  # type: ignore[attr-defined]
+            options = {key: tree.value for key, tree in layer.args}  # type: ignore[attr-defined]  # its OPTIONS (`in_place`)
+            body = ops.KINDS[kind].torch_merge_lines(step.dst, list(step.srcs), list(layer.flat), options)
             guard = f"if self.{self._switch(layer)}:"
         elif isinstance(layer, SymParallel):
             indent = INDENT2 + "    " * (layer.condition is not None)

@@ -317,6 +317,7 @@ class BlockType:
     outputs: tuple[str, ...] = ()
     more_outputs: tuple[tuple[str, ast.expr, ast.expr], ...] = ()
     class_name: str | None = None  # its `class:` as spelled; None: a backend derives one from the name
+    sum: str = "in_place"  # skip: PyTorch's forward writes `out += identity` (in_place) or `out = identity + out` (new)
 
     @property
     def channel_params(self) -> tuple[str, ...]:

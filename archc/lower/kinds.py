@@ -73,6 +73,6 @@ def _in_progress(state: State, source: BlockSource, where: Location) -> BlockTyp
                 source.locate("shortcut"),
             )
         shortcuts.append(SymShortcut(sc.kind, sc.when, None, None, sc.name, ast.Name("in_channels"), channels, stride, False, False, None, None))
-    stand_in = BlockType(name, definition.doc, block_params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names, class_name=definition.class_)
+    stand_in = BlockType(name, definition.doc, block_params(definition), definition.connectivity, (), (), tuple(shortcuts), channels, stride, source.locate(), inputs=definition.input_names, class_name=definition.class_, sum=definition.sum)
     state.block_types[name] = stand_in
     return stand_in

@@ -42,6 +42,7 @@ from archc.lower.context import (
     shown,
     unread,
 )
+from archc.lower.inplace import check_in_place
 from archc.lower.liveness import drop_excused, live, resolve
 from archc.lower.nested import (
     SymTensor,
@@ -389,6 +390,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     if top:
         state.absent = set(aliases)
     layers = drop_excused(layers, excused, {*returned, *kept, *outputs}, aliases, defined)
+    for items, starts in ((layers, inputs_of), (after, ("after.input",))):  # merges written `in_place: true`
+        check_in_place(items, starts, {*returned, *kept, *outputs}, state.block_types, "the model" if top else f"block {source.name!r}", source.locate)
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     reads.update(resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
@@ -420,7 +423,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     btype = BlockType(
         source.name, definition.doc, params, definition.connectivity, layers, after, tuple(shortcuts), channels,
         stride, source.locate(), nonneg_out, numbered, inputs_of, outputs,
-        tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_,
+        tuple((o, points[o].channels, points[o].stride) for o in outputs[1:]), definition.class_, definition.sum,
     )  # fmt: skip
     if top:  # printed from its instance, whose values are numbers: nothing to simplify
         return btype

@@ -27,6 +27,10 @@ FUNCTIONS: dict[str, tuple[str, bool, str, bool]] = {
     "hardsigmoid": ("nn.Hardsigmoid", True, '"hard_sigmoid"', True),
 }
 ACTIVATIONS = tuple(FUNCTIONS)
+# Those whose PyTorch backward reads their output, as archc builds them (in place where it may):
+# overwriting it (`out += x`) makes backward fail. relu6, silu, hardswish, hardsigmoid and gelu
+# read their input, in place or not (tests/test_inplace_add.py measures this table).
+KEEPS_OUTPUT = frozenset({"relu", "leaky_relu", "elu", "sigmoid", "tanh"})
 # The argument an activation takes, with its default.
 EXTRA = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 
@@ -71,6 +75,11 @@ class Act(Op):
 
     def nonneg_after(self, nonneg_in: bool) -> bool:
         return FUNCTIONS[self.fn][3]
+
+    @classmethod
+    def keeps_output(cls, args: dict[str, ast.expr]) -> bool:
+        fn = args.get("fn")
+        return not isinstance(fn, ast.Constant) or fn.value in KEEPS_OUTPUT
 
     @classmethod
     def sym_nonneg(cls, args: dict[str, ast.expr], nonneg_in: bool) -> bool:

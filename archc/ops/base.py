@@ -373,6 +373,19 @@ class Op:
         return cls()
 
     @classmethod
+    def keeps_output(cls, args: dict[str, ast.expr]) -> bool:
+        """Whether its PyTorch module's backward reads its output (a softmax's, relu's), so that
+        a merge written `in_place` (archc.lower.inplace) must not overwrite it; `args`: its
+        arguments as a block kind holds them."""
+        return False
+
+    @classmethod
+    def torch_merge_lines(cls, dst: str, srcs: list[str], flats: list[bool], options: dict[str, Any]) -> list[str]:
+        """A merge without a module in PyTorch's forward, writing `dst` (`options`: the values
+        of its OPTIONS): `dst = a + b`, its `torch_merge`, unless the op writes it otherwise."""
+        return [f"{dst} = {cls.torch_merge(srcs, flats)}"]  # type: ignore[attr-defined]
+
+    @classmethod
     def module_free(cls) -> bool:
         """Code in `forward`, no module: an expression, or a merge without weights (`a + b`);
         a merge with weights (a weighted sum) is a module called on the tensors it merges."""

@@ -69,6 +69,10 @@ class Softmax(Op):
             )
         return s
 
+    @classmethod
+    def keeps_output(cls, args: dict[str, Any]) -> bool:
+        return True  # softmax's backward reads its output, as the radix-1 sigmoid's does
+
     def nonneg_after(self, nonneg_in: bool) -> bool:
         return True  # a softmax and a sigmoid are positive
 

@@ -521,6 +521,13 @@ class BlockDef(Strict):
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
         "Dense connectivity is a stage's (stage: ..., connectivity: dense).",
     )
+    sum: Literal["in_place", "new"] = Field(
+        "in_place",
+        description="skip only: how PyTorch's forward adds the shortcut to the layers' output. in_place: the "
+        "output updated, `out += identity` (torchvision's ResNet Bottleneck and BasicBlock, ConvNeXt's CNBlock). "
+        "new: a new tensor with the shortcut first, `out = identity + out` (torchvision's RegNet "
+        "ResBottleneckBlock, `self.proj(x) + self.f(x)`). The same sum either way; Keras writes layers.Add.",
+    )
     shortcut: Shortcut | list[Shortcut] | None = Field(
         None,
         description="skip only: the shortcut, or a list of them tried in order (the first whose `when` holds "
@@ -553,6 +560,8 @@ class BlockDef(Strict):
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
             raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
+        if self.connectivity != "skip" and "sum" in self.model_fields_set:
+            raise ValueError("`sum` says how a skip block adds its shortcut; it only applies to blocks with connectivity: skip")
         if self.inputs is not None:
             if len(set(self.inputs)) != len(self.inputs) or "input" in self.inputs:
                 raise ValueError("`inputs` are distinct names, none of them `input`")
