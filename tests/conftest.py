@@ -319,6 +319,17 @@ def calibrate_batchnorm(model, input_shape) -> None:
     model.eval()
 
 
+def forward_statements(code: str, cls: str) -> list[str]:
+    """The statements of `cls.forward` in generated code (an `if`'s body, not the `if`), each
+    as ast.unparse writes it: `out += x`, `out = identity + out`."""
+    import ast
+
+    tree = ast.parse(code)
+    klass = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    forward = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    return [ast.unparse(n).split("\n")[0] for n in ast.walk(forward) if isinstance(n, ast.stmt) and not isinstance(n, ast.If)]
+
+
 def load_module(path: Path):
     name = f"archc_test_{path.stem}_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(name, path)

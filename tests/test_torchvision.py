@@ -4,7 +4,7 @@ outputs agree. Needs torchvision, which the dev environment leaves out; run with
 `make test-torchvision` (see the README)."""
 
 import pytest
-from conftest import ROOT, graph_of, load_module, need, per_family
+from conftest import ROOT, forward_statements, graph_of, load_module, need, per_family
 from test_class_names import TORCHVISION as CLASS_TABLE
 from test_class_names import class_at
 
@@ -237,6 +237,41 @@ def test_make_divisible_is_torchvisions():
             assert make_divisible(v, 8) == _make_divisible(v, 8) == _round_to_multiple_of(v, 8), v
             for divisor, minimum in ((4, None), (16, None), (8, 16), (3, 7)):
                 assert make_divisible(v, divisor, minimum) == _make_divisible(v, divisor, minimum), (v, divisor)
+
+
+SUMS = [  # spec, our class, torchvision's (module, class): the zoo kinds tests/test_inplace_add.py checks
+    ("mobilenet_v3_large", "InvertedResidual", "mobilenetv3", "InvertedResidual"),
+    ("efficientnet_b0", "MBConv", "efficientnet", "MBConv"),
+    ("efficientnet_v2_s", "FusedMBConv", "efficientnet", "FusedMBConv"),
+    ("regnet_y_400mf", "ResBottleneckBlock", "regnet", "ResBottleneckBlock"),
+    ("mobilenet_v2", "InvertedResidual", "mobilenetv2", "InvertedResidual"),
+    ("resnet50", "Bottleneck", "resnet", "Bottleneck"),
+    ("convnext_tiny", "CNBlock", "convnext", "CNBlock"),
+]
+
+
+@pytest.mark.parametrize("spec, ours, module, theirs", SUMS, ids=[f"{s}-{c}" for s, c, _, _ in SUMS])
+def test_residual_sums_are_written_as_torchvision_writes_them(spec, ours, module, theirs):
+    """Where torchvision's forward adds the residual in place (`result += input`), the
+    generated forward does (`out += x`); where it writes a new tensor, so does ours, with the
+    operand that torchvision writes first (RegNet's shortcut: `self.proj(x) + self.f(x)`)."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    cls = getattr(importlib.import_module(f"torchvision.models.{module}"), theirs)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls.forward)))
+    in_place = [n for n in ast.walk(tree) if isinstance(n, ast.AugAssign) and isinstance(n.op, ast.Add)]
+    new = [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add)]
+    assert len(in_place) + len(new) >= 1
+    generated = (ROOT / "generated" / f"{spec}_torch.py").read_text()
+    sums = [s for s in forward_statements(generated, ours) if "+" in s]
+    assert len(sums) == 1 and ("+=" in sums[0]) == bool(in_place), (sums, ast.unparse(tree))
+    if new:  # the shortcut's value first, as torchvision writes it
+        first = ast.unparse(new[0].left)
+        shortcut = first in ("x", "input") or first.startswith("self.proj")
+        assert sums[0].split(" = ")[1].split(" + ")[0] == ("identity" if shortcut and ours == "ResBottleneckBlock" else "x" if shortcut else "out"), (sums, first)
 
 
 def test_stochastic_depth_is_torchvisions():

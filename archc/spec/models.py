@@ -23,7 +23,9 @@ from pydantic import (
     StrictBool,
     StrictInt,
     Tag,
+    ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
@@ -521,13 +523,10 @@ class BlockDef(Strict):
         description="none: layers in sequence. skip: output = after(layers(x) + shortcut(x)). "
         "Dense connectivity is a stage's (stage: ..., connectivity: dense).",
     )
-    sum: Literal["in_place", "new"] = Field(
-        "in_place",
-        description="skip only: how PyTorch's forward adds the shortcut to the layers' output. in_place: the "
-        "output updated, `out += identity` (torchvision's ResNet Bottleneck and BasicBlock, ConvNeXt's CNBlock). "
-        "new: a new tensor with the shortcut first, `out = identity + out` (torchvision's RegNet "
-        "ResBottleneckBlock, `self.proj(x) + self.f(x)`). The same sum either way; Keras writes layers.Add.",
-    )
+    sum: Literal["in_place", "new"] = Field("in_place", description="skip only: how PyTorch's forward adds the shortcut. "
+        "in_place: the layers' output updated, `out += identity` (torchvision's ResNet Bottleneck and BasicBlock, ConvNeXt's "
+        "CNBlock). new: a new tensor, the shortcut first, `out = identity + out` (torchvision's RegNet ResBottleneckBlock, "
+        "`self.proj(x) + self.f(x)`). The same sum either way; Keras writes layers.Add.")  # fmt: skip
     shortcut: Shortcut | list[Shortcut] | None = Field(
         None,
         description="skip only: the shortcut, or a list of them tried in order (the first whose `when` holds "
@@ -556,12 +555,17 @@ class BlockDef(Strict):
         "Unset: the branches archc finds linear are merged, named after their last add.",
     )
 
+    @field_validator("sum")
+    @classmethod
+    def _sum_skip_only(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("connectivity") != "skip":  # written: a default is not validated
+            raise ValueError("`sum` says how a skip block adds its shortcut; it only applies to blocks with connectivity: skip")
+        return value
+
     @model_validator(mode="after")
     def _skip_only(self) -> BlockDef:
         if self.connectivity != "skip" and (self.shortcut is not None or self.after):
             raise ValueError("`shortcut` and `after` only apply to blocks with connectivity: skip")
-        if self.connectivity != "skip" and "sum" in self.model_fields_set:
-            raise ValueError("`sum` says how a skip block adds its shortcut; it only applies to blocks with connectivity: skip")
         if self.inputs is not None:
             if len(set(self.inputs)) != len(self.inputs) or "input" in self.inputs:
                 raise ValueError("`inputs` are distinct names, none of them `input`")
