@@ -135,7 +135,8 @@ def inline_block(draw, c, skip):
 def flow_block(draw):
     """A block as a small dataflow graph: a named tensor read again, a list with a conditional
     entry, parallel branches merged by concat or add, an optional squeeze-and-excitation gate,
-    a residual that exists only where the shapes allow; returns (block, with, out channels)."""
+    a residual that exists only where the shapes allow, adds written in place or not; returns
+    (block, with, out channels)."""
     width = draw(st.sampled_from([2, 4, 6]))
     merge = draw(st.sampled_from(["concat", "add"]))
     out = 2 * width if merge == "concat" else width
@@ -158,8 +159,11 @@ def flow_block(draw):
     if draw(st.booleans()):  # a side path from an earlier tensor, added back
         last = next(iter(layers[-1]))
         layers.append({"tail": {"conv": {"filters": out, "kernel": 1}, "from": draw(st.sampled_from(["pre_act", "pre"]))}})
-        layers.append({"joined": {"add": [last, "tail"]}})
-    layers.append({"residual": {"add": ["input", next(iter(layers[-1]))], "if": f"in_channels == {out}"}})
+        layers.append({"joined": {"add": [last, "tail"], "in_place": draw(st.booleans())}})  # `last` only it reads
+    if draw(st.booleans()):  # PyTorch's `out += x` (the branch's output, which only the sum reads) or `x + out`
+        layers.append({"residual": {"add": [next(iter(layers[-1])), "input"], "in_place": True, "if": f"in_channels == {out}"}})
+    else:
+        layers.append({"residual": {"add": ["input", next(iter(layers[-1]))], "if": f"in_channels == {out}"}})
     block = {"params": {"width": "int", "extra": False}, "layers": layers}
     return block, {"width": width, "extra": draw(st.booleans())}, out
 
