@@ -294,6 +294,24 @@ outputs: {features: a, logits: pool}
 """
     with pytest.raises(SpecError, match="'a' is also read from outside the list"):
         lower(load_spec_text(text, "t.yaml"))
+    entry = """\
+archc: 1
+name: t
+input: [4, 8, 8]
+defaults: {conv: {bias: false}}
+blocks:
+  unit:
+    params: {w: int}
+    outputs: [s, body.c2]
+    layers:
+      - body: [{conv: {filters: w, kernel: 1}}, c2: {conv: {filters: w, kernel: 1}}]
+      - s: {add: [body, input], in_place: true}
+layers:
+  - u: {block: unit, with: {w: 4}}
+  - pool: {global_avgpool: {}, from: u}
+"""  # the list's last entry is an output of the kind: its tensor is the list's
+    with pytest.raises(SpecError, match="'body' is also read from outside the list"):
+        lower(load_spec_text(entry, "t.yaml"))
 
 
 def test_sum_applies_to_skip_kinds_only():

@@ -42,6 +42,7 @@ def check_in_place(
     may not be overwritten. `inputs`: the list's inputs; `outside`: the tensors read from
     outside the list (a shortcut's input, outputs, taps); `scope`: "block 'x'" or "the model"."""
     flat = flat_items(items)
+    outside = {*outside, *(n.split(".")[0] for n in outside)}  # an output `body.relu` reads the list `body`
     readers: dict[str, list[str]] = {}
     before: dict[str, str] = {}  # item -> the tensor before it (what it reads when it names none)
     prev = inputs[0]
