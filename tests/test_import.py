@@ -58,6 +58,8 @@ EXPECTED = {
         [],
         {"aux_logits": False, "init_weights": False},
     ),
+    # shufflenetv2.py: stages_repeats [4, 8, 4], each a stride-2 unit then stride-1 ones
+    "shufflenet_v2_x1_0": ({"inverted_residual"}, [("inverted_residual", n) for n in (4, 8, 4)], {}),
 }  # fmt: skip
 INPUT = {"inception_v3": (3, 75, 75)}  # its smallest
 
@@ -270,6 +272,142 @@ def test_no_check_writes_to_stdout(tmp_path):
     assert unchecked.stdout.startswith(f"# archc import {source}:net\narchc: 1\n")
 
 
+SHUFFLE_PY = '''
+import torch
+from torch import nn
+
+
+def channel_shuffle(x, groups):  # torchvision's shufflenetv2.channel_shuffle
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, num_channels, height, width)
+
+
+def branch(cin, cout, stride):
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+    )
+
+
+class Unit(nn.Module):
+    """ShuffleNet V2's unit: stride 1 splits the input in halves, stride 2 has two branches."""
+
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        self.left = branch(inp, oup // 2, stride) if stride > 1 else nn.Sequential()
+        self.right = branch(inp if stride > 1 else oup // 2, oup // 2, stride)
+
+    def forward(self, x):
+        if self.stride == 1:
+            a, b = x.chunk(2, dim=1)
+            out = torch.cat((a, self.right(b)), dim=1)
+        else:
+            out = torch.cat((self.left(x), self.right(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class Thirds(nn.Module):
+    """chunk(3) of 10 channels (parts of 4, 4 and 2), read out of order; a shuffle of 3
+    groups spelt with x.shape, -1, reshape and no contiguous()."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 1)
+
+    def forward(self, x):
+        parts = torch.chunk(x, 3, 1)
+        y = torch.cat([parts[2], self.conv(parts[0]), parts[1]], 1)
+        n, c, h, w = y.shape
+        return y.reshape(n, 3, -1, h, w).transpose(2, 1).reshape(n, -1, h, w)
+
+
+class Net(nn.Module):
+    def __init__(self, split=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 10 if split else 8, 3, 2, 1)
+        widths = [(8, 24, 2), (24, 24, 1), (24, 24, 1), (24, 48, 2), (48, 48, 1), (48, 48, 1)]
+        self.body = Thirds() if split else nn.Sequential(*(Unit(*w) for w in widths))
+        self.fc = nn.Linear(12 if split else 48, 10)
+
+    def forward(self, x):
+        return self.fc(self.body(self.stem(x)).mean([2, 3]))
+
+
+class Tilted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        n, c, h, w = x.size()
+        return x.view(n, 2, c // 2, h, w).transpose(2, 3).reshape(n, c, h, w)  # not a shuffle
+
+
+def net(split=False):
+    return Net(split)
+
+
+def tilted():
+    return Tilted()
+'''
+
+
+def shuffle_source(tmp_path):
+    source = tmp_path / "shuffles.py"
+    source.write_text(SHUFFLE_PY)
+    namespace = {}
+    exec(compile(SHUFFLE_PY, str(source), "exec"), namespace)
+    return source, namespace
+
+
+def test_channel_shuffle_and_chunk_are_layers(tmp_path):
+    """A unit written as torchvision's ShuffleNet V2 (a module-level channel_shuffle that reads
+    x.size(), views, transposes and views back; x.chunk(2, dim=1) and its halves) is one block
+    kind: the halves are channel slices, present at stride 1 only, the shuffle a shuffle layer."""
+    source, namespace = shuffle_source(tmp_path)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    spec = yaml.safe_load(result.text)
+    assert set(spec["blocks"]) == {"unit"} and spec["blocks"]["unit"]["params"] == {"stride": 1, "oup": "int"}
+    layers = {name: body for item in spec["blocks"]["unit"]["layers"] for name, body in item.items()}
+    assert list(layers) == ["chunk1", "left", "chunk2", "right", "cat", "shuffle"]
+    assert layers["chunk1"] == {"slice": {"stop": "in_channels // 2"}, "if": "stride == 1"}
+    assert layers["chunk2"] == {"slice": {"start": "in_channels // 2"}, "from": "input", "if": "stride == 1"}
+    assert layers["left"]["from"] == "chunk1" and layers["left"]["if"] == "stride != 1"
+    assert layers["right"]["from"] == "chunk2" and "if" not in layers["right"]
+    assert layers["cat"] == {"concat": ["left", "right"]} and layers["shuffle"] == {"shuffle": {"groups": 2}}
+    stage = {"stage": "unit", "repeat": 3, "first": {"stride": 2}}
+    assert spec["layers"][1] == {"body": [{**stage, "with": {"oup": 24}}, {**stage, "with": {"oup": 48}}]}
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
+
+
+def test_uneven_chunks_and_other_shuffle_spellings(tmp_path):
+    """torch.chunk(x, 3, 1) of 10 channels: torch's parts of ceil(10 / 3) = 4, 4 and the 2
+    left; a shuffle spelt y.reshape(n, 3, -1, h, w).transpose(2, 1).reshape(n, -1, h, w)."""
+    source, namespace = shuffle_source(tmp_path)
+    result = import_spec(f"{source}:net", (3, 16, 16), {"split": True})
+    layers = {name: body for item in yaml.safe_load(result.text)["blocks"]["thirds"]["layers"] for name, body in item.items()}
+    assert [layers[f"chunk{i}"]["slice"] for i in (1, 2, 3)] == [{"stop": 4}, {"start": 4, "stop": 8}, {"start": 8}]
+    assert layers["cat"] == {"concat": ["chunk3", "conv", "chunk2"]} and layers["shuffle"] == {"shuffle": {"groups": 3}}
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"](split=True)), result.text, (3, 16, 16))
+
+
+def test_a_transpose_that_is_no_shuffle_is_refused(tmp_path):
+    """view, transpose(2, 3), view back is not a channel shuffle: one line naming the module
+    and the construct, exit 2, nothing written."""
+    source, _ = shuffle_source(tmp_path)
+    out = tmp_path / "tilted.yaml"
+    result = CliRunner().invoke(main, ["import", f"{source}:tilted", "--input", "3,8,8", "-o", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output.strip() == f"archc: error: cannot import {source}:tilted: model: Tilted: forward calls size, which archc has no layer for"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
 def test_timm_round_trip(name):
@@ -281,7 +419,10 @@ def test_timm_round_trip(name):
     assert_rebuilds(randomise(timm.create_model(name, pretrained=False)), result.text, SMALL)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", pytest.param("resnet50", marks=pytest.mark.slow), pytest.param("densenet121", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    ["mobilenet_v2", *(pytest.param(n, marks=pytest.mark.slow) for n in ("resnet50", "densenet121", "shufflenet_v2_x1_0"))],
+)
 def test_counts_match_the_zoo_spec(name):
     """What `archc diff` compares: the imported spec and the hand-written zoo spec have the
     same rows (output shape, parameters, MACs; the module path of each row with weights: a

@@ -69,7 +69,9 @@ def _key(entry: Entry) -> tuple[Any, ...]:
         sig = ("G", node.dense)
     else:
         sig = ("I", node.kind)
-    return (entry.name, entry.src, *sig)
+    # a named entry is one slot whatever it reads (unify then finds one source for it);
+    # a numbered one is matched by what it reads too
+    return (entry.name, entry.src if entry.name is None else None, *sig)
 
 
 def _align(seqs: list[list[Entry]]) -> list[list[Entry | None]]:
@@ -119,6 +121,7 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
     """One entry list over several instances' (None: the whole list is absent there)."""
     there = [s is not None for s in seqs]
     out = []
+    sources: list[list[str | None]] = []
     for slot in _align([s or [] for s in seqs]):
         first = next(e for e in slot if e is not None)
         present = [e is not None for e in slot]
@@ -140,28 +143,65 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
             names = list(node.params)
             tnode = TInst(node.kind, {p: [e.node.params[p] if e is not None else None for e in slot] for p in names})  # type: ignore[union-attr]
         out.append(TEntry(first.name, first.src, [p and t for p, t in zip(present, there)], channels, tnode))
-    for te in out:
+        sources.append([e.src if e is not None else None for e in slot])
+    for te, column in zip(list(out), sources):
+        if len({n for n, p in zip(column, te.present) if p}) > 1:
+            te.src = _merged_input(column, te, out)
+    for te in list(out):
         if isinstance(te.node, TMerge):
             te.node.inputs = [_merged_input(column, te, out) for column in te.node.inputs]  # type: ignore[arg-type]
     return out
 
 
-def _merged_input(column: list[str | None], merge: TEntry, entries: list[TEntry]) -> str:
-    """One name for what a merge reads in each instance: where some instances read `a` and
-    the others `b`, an entry `b` that reads `a` and is absent exactly where `a` is read (an
-    absent entry passes its input on: ResNet's `downsample`)."""
-    names = {n for n, p in zip(column, merge.present) if p}
+def _merged_input(column: list[str | None], reader: TEntry, entries: list[TEntry]) -> str:
+    """One name for what an entry (a merge's input, or its `from:`) reads in each instance:
+    where some instances read `a` and the others `b`, an entry `b` that reads `a` and is
+    absent exactly where `a` is read (an absent entry passes its input on: ResNet's
+    `downsample`); or, where `a` and `b` read the same tensor and each is present exactly
+    where it is read, the later made to read the earlier (ShuffleNet's stride-1 half `x1`
+    and stride-2 `branch1`: `branch1` reads `x1`, which at stride 2 is absent and passes
+    the input on). `entries` may be reordered for the second (see _chain)."""
+    names = {n for n, p in zip(column, reader.present) if p}
     if len(names) == 1:
         return names.pop()
     if len(names) == 2:
         for b in names:
             (a,) = names - {b}
             for te in entries:
-                if te.name == b and te.src == a and all(
-                    (n == b) == bool(p) for n, p, m in zip(column, te.present, merge.present) if m
+                if te is not reader and te.name == b and te.src == a and all(
+                    (n == b) == bool(p) for n, p, m in zip(column, te.present, reader.present) if m
                 ):
                     return b
-    raise Mismatch(f"{merge.name}: reads {sorted(names)} in different instances")
+        chained = _chain(sorted(names), column, reader, entries)
+        if chained is not None:
+            return chained
+    raise Mismatch(f"{reader.name}: reads {sorted(names)} in different instances")
+
+
+def _chain(names: list[str], column: list[str | None], reader: TEntry, entries: list[TEntry]) -> str | None:
+    """Two alternatives `a`, `b` of one tensor as one: the later reads the earlier (see
+    _merged_input); a layer is put before the group or block it stands in for, so that the
+    block reads as the zoo writes it (`x1: {slice}`, then `branch1` reading it)."""
+    found = [next((te for te in entries if te.name == n), None) for n in names]
+    if any(te is None or te is reader for te in found):
+        return None
+    p, q = sorted(found, key=entries.index)  # type: ignore[arg-type]
+    if p.src is None or q.src != p.src or any(x and y for x, y in zip(p.present, q.present)):
+        return None
+    for te in (p, q):  # each present exactly where the reader reads it
+        if not all((n == te.name) == bool(t) for n, t, m in zip(column, te.present, reader.present) if m):
+            return None
+    for te in entries:  # nothing else reads the later one, whose value where absent changes
+        reads = [te.src] + (list(te.node.inputs) if isinstance(te.node, TMerge) else [])
+        if te is not reader and any(r == q.name or isinstance(r, list) and q.name in r for r in reads):
+            return None
+    i, j = entries.index(p), entries.index(q)
+    after = entries[j + 1] if j + 1 < len(entries) else None
+    if isinstance(q.node, TLayer) and not isinstance(p.node, TLayer) and (after is None or after.src is not None):
+        entries.insert(i, entries.pop(j))  # q reads what p reads, which is written before p
+        p, q = q, p
+    q.src = p.name
+    return q.name
 
 
 @dataclass

@@ -152,6 +152,7 @@ OMIT: dict[str, dict[str, Any]] = {
     "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
     "avgpool": {"stride": "kernel", "padding": 0, "ceil_mode": False, "count_include_pad": True},
     "dense": {"bias": True},
+    "slice": {"start": 0},
 }
 
 
@@ -174,11 +175,18 @@ def is_container(module: Any) -> bool:
 
 def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The archc layer of a traced call_function / call_method: a merge (add, concat,
-    multiply), flatten, an activation, a pool; None when archc has none."""
+    multiply), flatten, an activation, a pool, a shuffle or channel slice (the markers
+    archc.importer.patterns rewrites their idioms into); None when archc has none."""
     import torch
     import torch.nn.functional as F
 
+    from archc.importer import patterns
+
     kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+    if target is patterns.channel_shuffle:
+        return "shuffle", {"groups": args[1]}
+    if target is patterns.channel_slice:
+        return "slice", {"start": args[1], **({"stop": args[2]} if args[2] is not None else {})}
     if target in (F.gelu, F.silu) and len(args) == 2 and args[1] is False:  # F.silu(x, False)
         args = args[:1]
     if target in (operator.add, operator.iadd, torch.add, "add", "add_") and not kwargs and len(args) == 2:

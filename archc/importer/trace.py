@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from archc.importer import patterns
 from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
 
 
@@ -137,6 +138,7 @@ class Tracer:
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
+        patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
         entries = self._entries(module, path, graph, what)
         shape = self.shapes[id(module)]
         return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
@@ -285,7 +287,8 @@ class Tracer:
                 continue
             if len(inputs) != 1:
                 raise Unsupported(f"{what}: {kind} of {len(inputs)} tensors")
-            add(Entry(fresh("pool" if kind in ("adaptive_avgpool", "avgpool", "maxpool") else kind), Layer(kind, args)), node, inputs)
+            base = node.meta.get("archc_name") or ("pool" if kind in ("adaptive_avgpool", "avgpool", "maxpool") else kind)
+            add(Entry(fresh(base), Layer(kind, args)), node, inputs)
         for pname, _ in module.named_parameters(recurse=False):
             if pname not in scaled:
                 raise Unsupported(f"{what} holds the weight {pname} of its own, which its forward does not use as a layer scale")
