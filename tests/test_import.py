@@ -16,6 +16,7 @@ torchvision = need("torchvision")
 
 from archc.api import build, summary  # noqa: E402
 from archc.cli import main  # noqa: E402
+from archc.errors import SpecError  # noqa: E402
 from archc.importer import import_spec  # noqa: E402
 from archc.spec.loader import load_spec_text  # noqa: E402
 
@@ -452,3 +453,133 @@ def test_timm_batchnorm_act_round_trip():
     ir = spec["blocks"]["inverted_residual"]["layers"]
     names = [next(iter(e)) for e in ir]
     assert "bn3" in names and "bn3_act" not in names and "bn2_act" in names
+
+
+SEQUENTIAL_PY = """
+from collections import OrderedDict
+
+from torch import nn
+
+
+class Trunk(nn.Sequential):  # an nn.Sequential subclass that keeps nn.Sequential's forward
+    pass
+
+
+def plain():
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3), bn=nn.BatchNorm2d(8), relu=nn.ReLU(),
+                                     features=nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.ReLU())))
+
+
+def trunk():
+    # `body` keeps children 1 and 2 of a list, as torchvision's SSDlite keeps `block[1:]`
+    body = nn.Sequential(OrderedDict([("1", nn.Conv2d(8, 8, 3, padding=1)), ("2", nn.BatchNorm2d(8))]))
+    return Trunk(OrderedDict(stem=nn.Conv2d(3, 8, 3, stride=2), act=nn.ReLU(), body=body))
+
+
+def numbered():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2))
+"""
+
+
+def _sequential_models(tmp_path):
+    source = tmp_path / "sequential.py"
+    source.write_text(SEQUENTIAL_PY)
+    namespace = {}
+    exec(compile(SEQUENTIAL_PY, str(source), "exec"), namespace)
+    return source, namespace
+
+
+@pytest.mark.parametrize("factory", ["plain", "trunk"])
+def test_sequential_model_round_trip(tmp_path, factory):
+    """A bare nn.Sequential with named children and an nn.Sequential subclass as the whole
+    model: its children are the model's entries (keys `conv.weight`, `body.1.weight`). A list
+    whose numbers start at 1 keeps them with an nn.Identity (no weights) at 0."""
+    source, namespace = _sequential_models(tmp_path)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:{factory}", (3, 32, 32))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["class"] == {"plain": "Sequential", "trunk": "Trunk"}[factory]
+    if factory == "trunk":
+        assert [next(iter(e)) for e in spec["layers"]] == ["stem", "act", "body"]
+        assert spec["layers"][2]["body"][0] == "identity"
+    assert_rebuilds(randomise(namespace[factory]()), result.text, (3, 32, 32))
+
+
+def test_numbered_sequential_model_is_one_line_and_writes_nothing(tmp_path):
+    """A model whose own children are numbered (`0.weight`): a spec numbers modules only in a
+    named list, so no spec has these keys; the import says so (exit 2), writes nothing."""
+    source, _ = _sequential_models(tmp_path)
+    out = tmp_path / "numbered.yaml"
+    result = CliRunner().invoke(main, ["import", f"{source}:numbered", "--input", "3,32,32", "-o", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"archc: error: cannot import {source}:numbered: model: Sequential names its own children 0, 1, 2, no attributes"
+    )
+    assert not out.exists()
+
+
+def _detection_trunk(name):
+    """bench/import_coverage.py's DetectionTrunk of detection model NAME (its rule)."""
+    import importlib.util
+
+    path = ROOT / "bench" / "import_coverage.py"
+    spec = importlib.util.spec_from_file_location("import_coverage", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module.detection_trunk(name)
+
+
+@pytest.mark.slow
+def test_detection_trunk_round_trip():
+    """torchvision's Faster R-CNN ResNet-50 FPN trunk as the bench builds it, an nn.Sequential
+    subclass at model level (conv1, bn1, relu, maxpool, layer1-4), rebuilds exactly."""
+    path, _ = _detection_trunk("fasterrcnn_resnet50_fpn")
+    torch.manual_seed(0)
+    result = import_spec(f"{path}:detection_trunk", (3, 64, 64), {"name": "fasterrcnn_resnet50_fpn"})
+    assert result.diff is not None and result.diff <= 1e-5
+    assert [next(iter(e)) for e in yaml.safe_load(result.text)["layers"]][:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert_rebuilds(randomise(_detection_trunk("fasterrcnn_resnet50_fpn")[1]), result.text, (3, 64, 64))
+
+
+SSDLITE_PY = """
+import torchvision
+from torch import nn
+
+
+class Features(nn.Module):
+    def __init__(self, features):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def ssdlite_features():
+    model = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
+    return Features(model.backbone.features)
+"""
+
+
+def test_detection_trunk_with_a_list_numbered_from_1_round_trip(tmp_path):
+    """torchvision's SSDlite MobileNetV3 trunk (backbone.features) under a name: its
+    features.1.0 keeps children 1, 2, 3 of an InvertedResidual's block (an identity at 0)."""
+    source = tmp_path / "ssdlite.py"
+    source.write_text(SSDLITE_PY)
+    namespace = {}
+    exec(compile(SSDLITE_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:ssdlite_features", (3, 64, 64))
+    assert result.diff is not None and result.diff <= 1e-5
+    assert yaml.safe_load(result.text)["layers"][0]["features"][1][0][0] == "identity"
+    assert_rebuilds(randomise(namespace["ssdlite_features"]()), result.text, (3, 64, 64))
+
+
+def test_bench_numbered_detection_trunk_is_refused():
+    """The bench's MobileNetV3-FPN trunk: an nn.Sequential subclass of torchvision's numbered
+    `features` children at model level: refused in one line, not an invalid spec."""
+    path, _ = _detection_trunk("fasterrcnn_mobilenet_v3_large_320_fpn")
+    with pytest.raises(SpecError, match=r"model: DetectionTrunk names its own children 0, 1, 2, \.\.\., no attributes"):
+        import_spec(f"{path}:detection_trunk", (3, 64, 64), {"name": "fasterrcnn_mobilenet_v3_large_320_fpn"})

@@ -34,15 +34,13 @@ def import_spec(
     from archc.importer import render, text
     from archc.importer import source as sources
     from archc.importer.ops import Unsupported
-    from archc.importer.trace import Instance, Tracer
+    from archc.importer.trace import Tracer
 
     model, label, init = sources.load(source, dict(args or {}))
     shape = tuple(input_shape) if input_shape else _default_input(model)
     try:
         tracer = Tracer(model, init, shape)
-        root = tracer.describe(model, "")
-        if not isinstance(root, Instance):
-            raise Unsupported(f"model: a bare {type(model).__name__}; archc import reads a model class's forward")
+        root = tracer.root(model)
         spec = render.spec(render.Renderer(), root, label, source, shape)
     except Unsupported as e:
         raise SpecError(f"cannot import {source}: {e}") from None

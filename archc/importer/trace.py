@@ -106,10 +106,40 @@ class Tracer:
             raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
         return self._instance(module, path)
 
+    def root(self, model: Any) -> Instance:
+        """The model as an instance: its class's traced forward, or a plain nn.Sequential's
+        children as its entries. Every module at model level needs a name, its attribute: a
+        spec numbers modules only inside a named list (`features: [...]`, keys `features.0`),
+        so a model whose own children are numbered (an nn.Sequential's `0`, `1`) has keys no
+        spec gives."""
+        what = f"model: {type(model).__name__}"
+        keys = [k for k, _ in model.named_children() if not k.isidentifier()]
+        if keys:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            raise Unsupported(
+                f"{what} names its own children {shown}, no attributes: a spec numbers modules only inside a named "
+                f"list (`features: [...]`, keys `features.0`), so no spec has this model's keys `{keys[0]}.*`"
+            )
+        node = self.describe(model, "")
+        if isinstance(node, Group) and not node.dense:  # a plain nn.Sequential: its children, named
+            node = Instance(type(model), "", self.init.get(id(model), {}), self.shapes[id(model)][0], node.entries)
+        if not isinstance(node, Instance):
+            raise Unsupported(f"{what}: a bare {'dense block' if isinstance(node, Group) else 'layer'}; archc import reads a model class's forward")
+        return node
+
     def _children(self, module: Any, path: str) -> list[Entry]:
-        entries = []
-        for i, (key, child) in enumerate(module.named_children()):
+        entries: list[Entry] = []
+        i = 0  # the number of the next child
+        for key, child in module.named_children():
+            if key.isdigit() and str(int(key)) == key and int(key) > i and all(e.name is None for e in entries):
+                # a numbered list with numbers missing (torchvision's SSDlite keeps `block[1:]` of a
+                # block: keys 1, 2, 3): nn.Identity placeholders (no weights) keep the numbers
+                entries += [Entry(None, Layer("identity", {})) for _ in range(int(key) - i)]
+                i = int(key)
+            if key != str(i) and key[:1].isdigit():
+                raise Unsupported(f"{_join(path, key)}: an nn.Sequential's child numbered {key} at position {i}, where a spec's list numbers entries by position")
             name = None if key == str(i) else key
+            i += 1
             layers = norm_act(child)
             if layers is not None:  # timm's BatchNormAct2d: its batch norm, then its activation
                 if name is None and len(layers) > 1:
