@@ -67,8 +67,9 @@ def test_ir_total_matches_keras_reference(spec):
 @pytest.mark.parametrize("spec", SPECS)
 def test_torch_module(spec):
     """Every spec's generated PyTorch model has the published counts; the family
-    representatives also run a forward pass at full size (the others: `make test-slow`), and
-    the others are built on the meta device (shapes, no storage or initialisation) to count."""
+    representatives also run a forward pass at full size (the others: test_verify's
+    test_zoo_verifies in `make test-slow`), and the others are built on the meta device (shapes,
+    no storage or initialisation) to count."""
     torch = need("torch")
     graph = graph_of(spec)
     module = load_module(generated_path(spec, "torch"))
@@ -101,8 +102,9 @@ def test_keras_module(spec):
     """The same for the generated Keras model, built (a Keras model has no meta device: every
     build creates and initialises its weights) and run: the representatives in `make test`,
     the other members (whose code is their representative's with other numbers) in
-    `make test-slow`. A fully convolutional spec the suite runs at a smaller size (TEST_INPUT)
-    is built once, at that size: its counts do not depend on it."""
+    `make test-slow`, where test_verify's test_zoo_verifies runs each of them at this size in
+    both frameworks and compares every block. A fully convolutional spec the suite runs at a
+    smaller size (TEST_INPUT) is built once, at that size: its counts do not depend on it."""
     need("keras")
     graph, suite = graph_of(spec), suite_graph(spec)
     module = load_module(generated_path(spec, "keras"))
@@ -113,7 +115,7 @@ def test_keras_module(spec):
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == ZOO[spec]
     assert [tuple(o.shape) for o in each_output(model.output)] == [(None, *keras_shape(s)) for s in output_shapes(suite)]
-    if spec not in KERAS_FORWARD_ELSEWHERE:
+    if spec in REPRESENTATIVES and spec not in KERAS_FORWARD_ELSEWHERE:
         out = model(np.zeros((2, *keras_shape(suite.input_shape)), dtype="float32"), training=False)
         assert [tuple(o.shape) for o in each_output(out)] == [(2, *keras_shape(shape)) for shape in output_shapes(suite)]
 
@@ -129,16 +131,6 @@ def keras_model(spec, module):
 
 def keras_shape(shape):
     return (*shape.size, shape.c)  # channels_last
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec", sorted(set(ZOO) - REPRESENTATIVES))
-def test_forward_of_family_members(spec):
-    """Full-size PyTorch forward passes of the specs that are not their family's representative
-    (their Keras forward pass: test_keras_module)."""
-    need("torch")
-    module = load_module(generated_path(spec, "torch"))
-    torch_forward(spec, module, module.build_model().eval())
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
