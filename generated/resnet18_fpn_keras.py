@@ -192,7 +192,6 @@ def build_model() -> keras.Model:
     x = fpn_inner_blocks_3
     x = lateral(x, 256, filters=256, kernel=3, name="fpn_layer_blocks_3")
     fpn_layer_blocks_3 = x
-    x = fpn_layer_blocks_3
     x = layers.MaxPooling2D(1, strides=2, name="pool")(x)
     pool = x
     return keras.Model(

@@ -66,16 +66,12 @@ def build_model(n_classes: int = 2) -> keras.Model:
     x = inputs
     x = double_conv(x, 3, filters=64, name="inc")
     inc = x
-    x = inc
     x = down(x, 64, filters=128, name="down1")
     down1 = x
-    x = down1
     x = down(x, 128, filters=256, name="down2")
     down2 = x
-    x = down2
     x = down(x, 256, filters=512, name="down3")
     down3 = x
-    x = down3
     x = down(x, 512, filters=1024, name="down4")
     x = layers.Conv2DTranspose(
         512, 2, strides=2, kernel_initializer=KERNEL_INITIALIZER, name="up1"

@@ -196,3 +196,22 @@ def test_under_a_condition_the_instances_are_there_or_not():
     shallow = text.replace("deep: true", "deep: false")
     agree(shallow)
     assert not any(key.startswith("conv2_") for key in state_keys(shallow))
+
+
+def test_a_model_level_instance_is_read_by_its_name():
+    """`from: conv2_2` at model level reads that instance's tensor (in a list: `features.conv2_2`);
+    the IR, PyTorch and Keras agree, and PyTorch keeps it in a variable of that name."""
+    tapped = MODEL.replace("  - pool", "  - tap: {conv: {filters: 8, kernel: 1}, from: conv2_2}\n  - sum: {add: [conv2_3, tap]}\n  - pool")
+    graph = agree(tapped)
+    assert {n.id: n.inputs for n in graph.nodes}["tap"] == ("conv2_2.relu",)
+    source = torch_source(tapped)
+    assert "conv2_2 = self.conv2_2(x)\n" in source and "tap = self.tap(conv2_2)\n" in source
+    keras_source = emit(graph, "keras")
+    assert 'x = unit(x, 8, filters=8, name="conv2_2")\n    conv2_2 = x\n    x = unit(x, 8' in keras_source  # no `x = conv2_2` again
+
+
+def test_reading_an_instance_the_stage_does_not_make_is_located():
+    text = MODEL.replace("  - pool", "  - tap: {conv: {filters: 8, kernel: 1}, from: conv2_4}\n  - sum: {add: [conv2_3, tap]}\n  - pool")
+    with pytest.raises(SpecError, match="conv2_4") as e:
+        lower(load_spec_text(text, "t.yaml"))
+    assert e.value.where is not None and e.value.where.line == 17

@@ -488,6 +488,7 @@ class KerasEmitter:
         var = "x"
         steps = variables.plan(body, first, "x", set(), outputs=outputs, reserved=self.reserved)
         shapes = common.model_shapes(self.graph)
+        held = "x"  # the variable whose tensor `x` holds too (after `conv2_2 = x`), None where unknown
         for step in steps:
             item = step.item
             if is_merge(item):
@@ -497,17 +498,21 @@ class KerasEmitter:
                 merge, applied = item.op.keras_merge(ctx, list(step.srcs), flats, options)  # type: ignore[union-attr]
                 self.helpers |= {merge.func} & set(common.helper_names("keras"))
                 lines += render_applied(merge, I1, f"{step.dst} = ", f"({applied})")
+                held = "x" if step.dst == "x" else held  # it writes its variable only
             elif isinstance(item, LayerInst) and item.op.READS:  # reads other tensors: their variables
                 args = {k: common.literal(v) for k, v in item.op.values().items() if v is not None}
                 args = item.op.with_reads(args, step.srcs)
                 shown = common.literal(keras_name(item.name))
                 lines += _split_call(f"{I1}{step.dst} = ", expression(item.op.kind, args, shown, step.srcs[0], item.nonneg_in, item.where, item.in_shape))
+                held = "x" if step.dst == "x" else held
             elif isinstance(item, ParallelInst):
                 lines += self._model_parallel(item, step)
+                held = "x" if step.dst == "x" else None  # its paths ran on `x`
             else:
                 several = isinstance(item, BlockInst) and bool(item.more_in)  # reads its tensors in place
-                if step.srcs[0] != "x" and not several:
+                if step.srcs[0] not in ("x", held) and not several:
                     lines.append(f"{I1}x = {step.srcs[0]}")
+                held = step.dst
                 if step.taps:
                     lines += self._tapped(item, dict(step.taps))  # type: ignore[arg-type]
                 else:  # an entry of a `modules:` container is named by its path (`fpn_inner_blocks_0`)

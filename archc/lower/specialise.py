@@ -342,6 +342,10 @@ class Specialiser:
                     named.append((len(out), stage))
                 out.extend(stage.instances)
                 position -= 1  # named entries take no number
+                for inst in stage.instances:  # each read by its name (`from: conv2_2`)
+                    self.env[inst.name] = Tensor(inst.output, inst.out_shape, tensor.nonneg)
+                    if self.placed is not None:
+                        self.scope[free_channels(inst.name)] = inst.out_shape.c
             elif isinstance(item, SymStage) and spliced(item, numbered):
                 stage, tensor = self.stage(item, path, src, scope, spliced_at=position - 1)
                 out.extend(stage.instances)

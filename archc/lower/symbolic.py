@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -102,6 +103,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     lists: set[str] = set()  # the top function's lists (groups), whose entries it may read from outside
     last_of: dict[tuple[Any, ...], str] = {}  # each list's last tensor, by its section
     taps: dict[str, str | None] = {}  # `group.entry` read from outside its list -> why it cannot be, or None
+    named: dict[str, str] = {}  # the top function's stages named into its lists: `names:` pattern (conv2_{n}) -> entry
 
     def sym_layers(
         entries: list[dict[str, Any]], list_section: tuple[Any, ...], prev: str, in_group: bool = False, offset: int = 0,
@@ -127,7 +129,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
             if unindexed and name in points:
                 raise SpecError(f"block {source.name!r} has two unnamed {kind} layers; name them", where)
             inputs: tuple[str, ...] = body.reads
-            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"), top, lists)]
+            here = points[_sym_source(points, inputs[0] if inputs else prev, source.locate(*section, index, written, "from"), top, lists, named.keys())]
             condition = _sym_condition(body.if_, definition, here.channels, source.locate(*section, index, written, "if"), top)
             if top and isinstance(body.if_, str):  # a condition is no argument build_model() can take
                 state.pinned.update(expr.free_names(expr.parse(body.if_)) & definition.params.keys())
@@ -184,7 +186,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 position += len(expanded)
                 name = item.name
             elif kind in ("block", "stage"):
-                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top, lists)].channels for k, n in enumerate(inputs[1:]))
+                more = tuple(points[_sym_source(points, n, source.locate(*section, index, written, "from", k + 1), top, lists, named.keys())].channels for k, n in enumerate(inputs[1:]))
                 item, after_ch, nested_stride = sym_nested(
                     state, name, kind, body, here.channels, where, more, top, lambda *key: source.locate(*section, index, written, *key)
                 )
@@ -263,7 +265,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 check_merge_named(written, kind, where)
                 if body.from_ is not None or len(inputs) < 2:
                     raise SpecError(f"{name}: {kind} lists the tensors it merges (at least two), e.g. {kind}: [input, conv2]", where)
-                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i), top, lists)] for i, n in enumerate(inputs)]
+                sources = [points[_sym_source(points, n, source.locate(*section, index, written, kind, i), top, lists, named.keys())] for i, n in enumerate(inputs)]
                 if condition is not None:  # each as it is where the merge is present
                     sources = [dataclasses.replace(t, channels=_assume(condition, t.channels)) for t in sources]
                 check_layout(name, kind, any(t.last for t in sources), where)
@@ -296,7 +298,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 if read:
                     if in_group:
                         raise SpecError(f"{name}: {kind} reads {', '.join(read)} too, so it cannot be an entry of a list; write it outside", where)
-                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key), top, lists)] for n, key in zip(read, op.READS)]
+                    others = [points[_sym_source(points, n, source.locate(*section, index, written, kind, key), top, lists, named.keys())] for n, key in zip(read, op.READS)]
                     inputs = (*(inputs or (prev,)), *read)
                     stride = others[0].stride  # it takes their size
                 result = SymTensor(
@@ -324,6 +326,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 )
             points[name] = settled(result)
             prev = name
+            if top and named_into(item):  # its instances are read by name (`from: conv2_2`), known once specialised
+                named[item.names] = name
             if row is not None:
                 item = dataclasses.replace(item, table=row)
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
@@ -375,7 +379,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
     for key, o in (state.spec.model.outputs or {}).items() if top else ():  # tensors of its own, or absent
         if o not in aliases:
-            _sym_source(points, o, state.spec.locate("outputs", key), top, lists)
+            _sym_source(points, o, state.spec.locate("outputs", key), top, lists, named.keys())
     _check_taps((*layers, *after), outputs, taps, defined, reads, source)
     # the top function returns the tensors the model's `outputs:` names (a tap reads its group), or its last
     returned = [n for o in (state.spec.model.outputs or {}).values() for n in {o, o.split(".")[0]}] if top else []
@@ -395,6 +399,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     reads.update(resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
+    reads.update(stage for pattern, stage in named.items() if any(_instance_of(pattern, n) for n in reads))  # by an instance's name
     unread(defined, reads, "the model" if top else f"block {source.name!r}")
     if containers:
         check_entries_read(layers, {*kept, *outputs, *returned}, "the model" if top else f"block {source.name!r}")
@@ -588,10 +593,15 @@ def _flattened(name: str, here: SymTensor, where: Location, top: bool = False) -
     return expr.fold(ast.BinOp(here.channels, ast.Mult(), here.positions))
 
 
-def _sym_source(points: dict[str, SymTensor], name: str, where: Location, top: bool = False, lists: AbstractSet[str] = frozenset()) -> str:
+def _sym_source(
+    points: dict[str, SymTensor], name: str, where: Location, top: bool = False, lists: AbstractSet[str] = frozenset(),
+    named: AbstractSet[str] = frozenset(),
+) -> str:  # fmt: skip
     """`name`, a tensor in scope; in the top function, an entry of a list (`backbone.4`, an
-    instance of an unnamed stage there) is known once the list is specialised."""
-    if top and name not in points and name.count(".") == 1 and name.split(".")[0] in lists:
+    instance of an unnamed stage there) or an instance a stage names into its list (`conv2_2`
+    of `names: conv2_{n}`) is known once the list is specialised."""
+    entry = top and name not in points and name.count(".") == 1 and name.split(".")[0] in lists
+    if entry or (top and name not in points and any(_instance_of(pattern, name) for pattern in named)):
         points[name] = SymTensor(ast.Name(free_channels(name)), ast.Constant(0), False, False)
     if name not in points:
         import difflib  # error messages only
@@ -603,6 +613,12 @@ def _sym_source(points: dict[str, SymTensor], name: str, where: Location, top: b
         scope = "of its list or an enclosing one" if top else "of its block"
         raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer {scope}; {guess}known here: {known}", where)
     return name
+
+
+def _instance_of(pattern: str, name: str) -> bool:
+    """Whether `name` is a name the `names:` pattern gives an instance (`conv2_2` of `conv2_{n}`)."""
+    parts = re.split(r"\{[in]\}", pattern)
+    return re.fullmatch("[0-9]+".join(map(re.escape, parts)), name) is not None
 
 
 def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location, top: bool = False) -> ast.expr | None:
