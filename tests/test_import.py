@@ -16,7 +16,6 @@ torchvision = need("torchvision")
 
 from archc.api import build, summary  # noqa: E402
 from archc.cli import main  # noqa: E402
-from archc.errors import SpecError  # noqa: E402
 from archc.importer import import_spec  # noqa: E402
 from archc.spec.loader import load_spec_text  # noqa: E402
 
@@ -477,7 +476,7 @@ def trunk():
 
 
 def numbered():
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2))
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.Sequential(nn.BatchNorm2d(16), nn.ReLU()))
 """
 
 
@@ -506,18 +505,16 @@ def test_sequential_model_round_trip(tmp_path, factory):
     assert_rebuilds(randomise(namespace[factory]()), result.text, (3, 32, 32))
 
 
-def test_numbered_sequential_model_is_one_line_and_writes_nothing(tmp_path):
-    """A model whose own children are numbered (`0.weight`): a spec numbers modules only in a
-    named list, so no spec has these keys; the import says so (exit 2), writes nothing."""
-    source, _ = _sequential_models(tmp_path)
-    out = tmp_path / "numbered.yaml"
-    result = CliRunner().invoke(main, ["import", f"{source}:numbered", "--input", "3,32,32", "-o", str(out)])
-    assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        f"archc: error: cannot import {source}:numbered: model: Sequential names its own children 0, 1, 2, no attributes"
-    )
-    assert not out.exists()
+def test_numbered_sequential_model_round_trip(tmp_path):
+    """A model whose own children are numbered (`0.weight`): a numbered model, its layers
+    unnamed (a list inside it is a nested list, `3.0.weight`), rebuilt exactly."""
+    source, namespace = _sequential_models(tmp_path)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:numbered", (3, 32, 32))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][1] == "relu" and spec["layers"][3] == ["batchnorm", "relu"]  # unnamed entries
+    assert_rebuilds(randomise(namespace["numbered"]()), result.text, (3, 32, 32))
 
 
 def _detection_trunk(name):
@@ -541,6 +538,20 @@ def test_detection_trunk_round_trip():
     assert result.diff is not None and result.diff <= 1e-5
     assert [next(iter(e)) for e in yaml.safe_load(result.text)["layers"]][:4] == ["conv1", "bn1", "relu", "maxpool"]
     assert_rebuilds(randomise(_detection_trunk("fasterrcnn_resnet50_fpn")[1]), result.text, (3, 64, 64))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_fpn"])
+def test_numbered_detection_trunk_round_trip(name):
+    """The bench's trunks whose children are numbered (`0.0.weight`; about 6 s each): numbered
+    models, their layers unnamed, rebuilt exactly."""
+    path, _ = _detection_trunk(name)
+    torch.manual_seed(0)
+    result = import_spec(f"{path}:detection_trunk", (3, 64, 64), {"name": name})
+    assert result.diff is not None and result.diff <= 1e-5
+    reference = randomise(_detection_trunk(name)[1])
+    assert next(iter(reference.state_dict())).startswith("0.")  # numbered at model level
+    assert_rebuilds(reference, result.text, (3, 64, 64))
 
 
 SSDLITE_PY = """
@@ -575,11 +586,3 @@ def test_detection_trunk_with_a_list_numbered_from_1_round_trip(tmp_path):
     assert result.diff is not None and result.diff <= 1e-5
     assert yaml.safe_load(result.text)["layers"][0]["features"][1][0][0] == "identity"
     assert_rebuilds(randomise(namespace["ssdlite_features"]()), result.text, (3, 64, 64))
-
-
-def test_bench_numbered_detection_trunk_is_refused():
-    """The bench's MobileNetV3-FPN trunk: an nn.Sequential subclass of torchvision's numbered
-    `features` children at model level: refused in one line, not an invalid spec."""
-    path, _ = _detection_trunk("fasterrcnn_mobilenet_v3_large_320_fpn")
-    with pytest.raises(SpecError, match=r"model: DetectionTrunk names its own children 0, 1, 2, \.\.\., no attributes"):
-        import_spec(f"{path}:detection_trunk", (3, 64, 64), {"name": "fasterrcnn_mobilenet_v3_large_320_fpn"})

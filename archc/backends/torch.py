@@ -98,6 +98,13 @@ def _modules_read(helper: str) -> frozenset[str]:
     tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
     return frozenset(n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
 
+@functools.cache
+def _reads_tensor(helper: str) -> bool:
+    """Whether a helper's code names `Tensor` (its annotations)."""
+    tree = ast.parse((template_dir() / "torch" / f"{helper}.py.j2").read_text())
+    return any(isinstance(n, ast.Name) and n.id == "Tensor" for n in ast.walk(tree))
+
+
 class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
     def __init__(self, graph: Graph, memory_efficient: bool = False):
         self.graph = graph
@@ -126,6 +133,9 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
     # --- the model ------------------------------------------------------------------------
 
     def model(self) -> dict[str, Any]:
+        if self.graph.numbered:  # an nn.Sequential subclass: its children numbered, no forward
+            children = Call("super().__init__", tuple(self._rolled(self.graph.body, inplace_first=False, inlined=self.graph.inlined)))
+            return {**self._model_class([*render(children, INDENT2), *self.init_lines(INDENT2)], []), "base": "nn.Sequential"}
         init: list[str] = []
         forward: list[str] = []
         defined: set[str] = set()
@@ -177,6 +187,9 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
         init += self.init_lines(INDENT2)
+        return {**self._model_class(init, forward), "base": "nn.Module"}
+
+    def _model_class(self, init: list[str], forward: list[str]) -> dict[str, Any]:
         signature = [f"{n}: {type(v).__name__} = {common.literal(v)}" for n, v in self.graph.exposed]
         call_args = [f"{n}={n}" for n, _ in self.graph.exposed]
         if self.checkpointed:
@@ -311,7 +324,9 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
         torch_imports = ["import torch"] if uses_torch else []
         if "F" in helper_modules:
             torch_imports.append("import torch.nn.functional as F")
-        torch_imports.append("from torch import Tensor, nn")
+        # a numbered model of numbered kinds has no forward to annotate
+        typed = bool(model["forward"]) or any(b["methods"] for b in blocks) or any(_reads_tensor(h) for h in self.helpers)
+        torch_imports.append("from torch import Tensor, nn" if typed else "from torch import nn")
         if self.needs_checkpoint:
             torch_imports.append("from torch.utils.checkpoint import checkpoint")
         return {

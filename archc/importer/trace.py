@@ -108,17 +108,23 @@ class Tracer:
 
     def root(self, model: Any) -> Instance:
         """The model as an instance: its class's traced forward, or a plain nn.Sequential's
-        children as its entries. Every module at model level needs a name, its attribute: a
-        spec numbers modules only inside a named list (`features: [...]`, keys `features.0`),
-        so a model whose own children are numbered (an nn.Sequential's `0`, `1`) has keys no
-        spec gives."""
+        children as its entries. An nn.Sequential (or a subclass that keeps its forward) whose
+        children are all numbered (`0.weight`, torchvision's detection trunks) is a numbered
+        model: its entries are unnamed, as a spec whose layers are all unnamed numbers them.
+        Any other model's children need names, its attributes."""
+        import torch.nn as nn
+
         what = f"model: {type(model).__name__}"
         keys = [k for k, _ in model.named_children() if not k.isidentifier()]
+        sequential = isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward
+        if keys and sequential and len(keys) == len(list(model.children())) and all(k.isdigit() for k in keys):
+            entries = self._children(model, "")  # unnamed (nn.Identity placeholders where numbers are missing)
+            return Instance(type(model), "", self.init.get(id(model), {}), self.shapes[id(model)][0], entries)
         if keys:
             shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
             raise Unsupported(
-                f"{what} names its own children {shown}, no attributes: a spec numbers modules only inside a named "
-                f"list (`features: [...]`, keys `features.0`), so no spec has this model's keys `{keys[0]}.*`"
+                f"{what} names its own children {shown}, no attributes: a spec numbers the model's modules only "
+                f"when all are numbered, an nn.Sequential's (`0.weight`), so no spec has this model's keys `{keys[0]}.*`"
             )
         node = self.describe(model, "")
         if isinstance(node, Group) and not node.dense:  # a plain nn.Sequential: its children, named

@@ -531,6 +531,10 @@ class Graph:
     # whose shape is `output_shape` (with several, `output_shape` is the first one's)
     outputs: tuple[Output, ...] = ()
     class_name: str | None = None  # the model's `class:` as spelled; None: a backend derives one from the name
+    # the model's layers are all unnamed (`numbered_model`): its children are numbered `0`, `1`, ...,
+    # an nn.Sequential subclass in PyTorch (torchvision's detection trunks)
+    numbered: bool = False
+    inlined: tuple[tuple[int, int, BlockInst], ...] = ()  # its instances written `inline` (GroupInst.inlined)
 
     def locate(self, key: str) -> Location | None:
         return dict(self.locations).get(key)

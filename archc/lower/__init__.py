@@ -44,7 +44,7 @@ from archc.ir.graph import (
     SymStage,
 )
 from archc.lower import limits
-from archc.lower.context import Ctx, LayerKey, State
+from archc.lower.context import Ctx, LayerKey, State, numbered_model
 from archc.lower.model import check_size, lower_top
 from archc.lower.values import run_checks, typed_value
 from archc.ops import Shape
@@ -102,6 +102,8 @@ def lower(spec: LoadedSpec) -> Graph:
         locations=_locations(state),
         outputs=tuple(state.outputs),
         class_name=model.class_,
+        numbered=numbered_model(model.layers),
+        inlined=tuple(state.inlined),
     )
     if any(spec.blocks[b.name].definition.deploy is not None for b in graph.blocks):  # part of the spec: checked here
         from archc.deploy import plan

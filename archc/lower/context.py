@@ -10,6 +10,7 @@ from typing import Any
 from archc import ops
 from archc.errors import Location, SpecError
 from archc.ir.graph import (
+    BlockInst,
     BlockType,
     Counts,
     Inst,
@@ -70,6 +71,8 @@ class State:
     inits: dict[str, Init] = field(default_factory=dict)  # each kind's rules from `defaults:` (ops.init)
     outputs: list[Output] = field(default_factory=list)  # the model's, from `outputs:`
     absent: set[str] = field(default_factory=set)  # the model's entries whose `if:` fails
+    # a numbered model's instances written `inline` (GroupInst.inlined; Graph.inlined)
+    inlined: list[tuple[int, int, BlockInst]] = field(default_factory=list)
 
     @property
     def rank(self) -> int:
@@ -198,8 +201,15 @@ def shown(written: str, index: int) -> str:
     return f"entry {index}" if written == POSITIONAL else written
 
 
-def check_list_entry(written: str, kind: str, body: Any, where: Location) -> None:
-    """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module."""
+def check_list_entry(written: str, kind: str, body: Any, where: Location, model: bool = False) -> None:
+    """An entry of a list (an nn.Sequential in PyTorch) reads the previous one and is a module;
+    `model`: of a numbered model's own list (`numbered_model`), whose unnamed stages number on."""
+    if model and kind == "stage" and body.names != "{i}":
+        raise SpecError(
+            f"{written}: the model's layers are all unnamed, so it numbers them (an nn.Sequential, `0.weight`): "
+            f"a stage takes no `names: {body.names}` here; drop it, or name the model's layers",
+            where,
+        )
     if kind == "parallel":
         raise SpecError(
             f"{written}: a module list is not an entry of a list (an nn.Sequential cannot run an nn.ModuleList's "
@@ -220,13 +230,32 @@ def check_list_entry(written: str, kind: str, body: Any, where: Location) -> Non
         )
 
 
+def numbered_model(layers: list[dict[str, Any]]) -> bool:
+    """The model's own layers all unnamed, a module among them: a numbered model, an
+    nn.Sequential subclass whose children are `0`, `1`, ... (torchvision's detection trunks);
+    its entries follow a list's rules (`check_list_entry`). Where some are named, an unnamed
+    module is refused (`check_top_entry`); a model of unnamed merges, expressions, branches and
+    stages with `names:` alone numbers nothing and stays as it was."""
+    bodies = [body for entry in layers for written, body in entry.items() if written == POSITIONAL]
+    return len(bodies) == len(layers) and any(_numbered_entry(item_kind(body), body) for body in bodies)
+
+
+def _numbered_entry(kind: str, body: Any) -> bool:
+    """An unnamed model-level entry that is a module of its own (or an `inline` instance's
+    modules): numbered in a numbered model, else it needs a name."""
+    op = ops.KINDS.get(kind)
+    if kind == "branches" or (op is not None and (op.EXPRESSION or op.MERGE or op.PARAMETER)):
+        return False  # no module of its own (its branches are named)
+    return not (kind == "stage" and body.names != "{i}" and body.connectivity == "none")  # graph.named_into
+
+
 def check_top_entry(kind: str, body: Any, where: Location) -> None:
     """An unnamed entry of the model's own list that is a module has no attribute to live in
-    (`self.0` is no Python): torchvision numbers modules only inside a list (`features.0`)."""
-    op = ops.KINDS.get(kind)
-    if kind == "branches" or (op is not None and (op.EXPRESSION or op.MERGE or op.PARAMETER)) or getattr(body, "inline", False):
-        return  # no module of its own (its branches are named), or refused with its own message
-    if kind == "stage" and body.names != "{i}" and body.connectivity == "none":  # graph.named_into
+    (`self.0` is no Python): unless none of the model's layers has a name (`numbered_model`),
+    torchvision numbers modules only inside a list (`features.0`)."""
+    if getattr(body, "inline", False):
+        return  # refused with its own message
+    if kind == "stage" and not _numbered_entry(kind, body):  # graph.named_into
         attribute = body.names.replace("{i}", "0").replace("{n}", "1")
         if not attribute.isidentifier():
             raise SpecError(
@@ -236,9 +265,12 @@ def check_top_entry(kind: str, body: Any, where: Location) -> None:
                 where,
             )
         return  # its instances are attributes of the model under its `names:`
+    if not _numbered_entry(kind, body):
+        return
     raise SpecError(
         f"this {kind} is a module of the model, so it needs a name, its attribute and checkpoint key (`NAME: ...`); "
-        "unnamed entries are numbered only inside a list (`features: [...]`, torchvision's `features.0`)",
+        "unnamed entries are numbered only inside a list (`features: [...]`, torchvision's `features.0`) or when "
+        "none of the model's layers has a name (an nn.Sequential model, `0.weight`)",
         where,
     )
 

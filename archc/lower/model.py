@@ -22,7 +22,14 @@ from archc.ir.graph import (
     SymStage,
 )
 from archc.lower import limits
-from archc.lower.context import State, Tensor, item_kind, join_path, lookup
+from archc.lower.context import (
+    State,
+    Tensor,
+    item_kind,
+    join_path,
+    lookup,
+    numbered_model,
+)
 from archc.lower.specialise import Specialiser
 from archc.lower.symbolic import build_type
 from archc.lower.values import typed_value
@@ -43,7 +50,8 @@ def lower_top(state: State, scope: dict[str, Any], in_shape: Shape) -> tuple[tup
     btype = build_type(state, source, top=True)
     spec = Specialiser(state, source, btype, {**scope, "in_channels": in_shape.c}, {"input": Tensor("input", in_shape, False)}, {}, [])
     spec.numbering = [0, _stage_blocks(btype.layers, scope)]
-    children, last = spec.items(btype.layers, (), "input", btype.numbered)
+    inlined = state.inlined if numbered_model(model.layers) else None  # an nn.Sequential model's, as a list's
+    children, last = spec.items(btype.layers, (), "input", btype.numbered, inlined=inlined)
     references(state, spec.placed or [], set(scope))
     state.outputs = _outputs(state, spec.env)
     return tuple(children), spec.env[last].shape

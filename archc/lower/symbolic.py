@@ -39,6 +39,7 @@ from archc.lower.context import (
     check_top_entry,
     item_kind,
     numbered_definition,
+    numbered_model,
     sc_index,
     shown,
     unread,
@@ -96,7 +97,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         return dataclasses.replace(t, channels=channels, stride=ast.Constant(1))
 
     reads: set[str] = set()  # tensors something reads (to reject layers whose output goes nowhere)
-    sequence = numbered_definition(definition) and not top  # the model's own list numbers every unnamed entry
+    numbered_top = top and numbered_model(definition.layers)  # an nn.Sequential model: its entries are a list's
+    sequence = (numbered_definition(definition) and not top) or numbered_top  # the model's own list numbers every unnamed entry
     defined: dict[str, Location] = {}
     aliases: dict[str, str] = {}  # entries that are never present -> the tensor they pass on
     excused: set[str] = set()  # tensors that merges never present list (dropped where nothing else reads them)
@@ -117,8 +119,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
         for index, written, body, section, row in opened(state, source, entries, list_section, offset, top, in_group):
             kind = item_kind(body)
             where = source.locate(*section, index, written)
-            if in_group:
-                check_list_entry(shown(written, index), kind, body, where)
+            if in_group or (numbered_top and section == ("layers",)):
+                check_list_entry(shown(written, index), kind, body, where, numbered_top and not in_group)
             elif top and written == POSITIONAL and section == ("layers",):
                 check_top_entry(kind, body, where)
             if section == ("after",):
@@ -174,7 +176,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     result = SymTensor(ast.Name(free_channels(where)), ast.Constant(0), inner.nonneg_out, False)
                     out.append(dataclasses.replace(item, where=where, at=(*section, index, written), condition=condition))
                     points[name] = result
-                    reads.add(name)
+                    reads.update((name, prev))  # it reads the entry before it
                     prev = name
                     continue
                 *expanded, (item, result) = sym_inline(state, shown(written, index), kind, body, here, where, int(name), condition, passed)
@@ -410,7 +412,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     nonneg_out = points[LAST].nonneg and (definition.connectivity == "none" or bool(definition.after))
     if not numbered_definition(definition) and not top:
         check_named_layers(source)
-    numbered = definition.connectivity == "none" and not after and not outputs and all(
+    numbered = numbered_top or definition.connectivity == "none" and not after and not outputs and all(
         (layer.name.isdigit() and not layer.inputs and not isinstance(layer, (SymGroup, SymParallel))
          and not (isinstance(layer, SymLayer) and (ops.KINDS[layer.kind].MERGE or ops.KINDS[layer.kind].EXPRESSION)))
         or (sequence and isinstance(layer, SymLayer) and ops.KINDS[layer.kind].EXPRESSION and not layer.name.isdigit())

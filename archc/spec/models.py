@@ -618,7 +618,13 @@ class ModelSpec(Strict):
     )
     blocks: dict[Name, BlockDef] = Field(default_factory=dict, description="Block kinds defined in this spec.")
     checks: list[Check] = Field(default_factory=_empty_list, description="Rules on the model parameters.")
-    layers: list[LayerEntry] = Field(min_length=1, description="The network, input to output.")
+    layers: list[LayerEntry] = Field(
+        min_length=1,
+        description="The network, input to output. Every module entry has a name (its attribute, `conv1.weight`), "
+        "or none has: a numbered model, whose entries follow a list's rules and are numbered like an "
+        "nn.Sequential's children (`0.weight`, `1.0.weight`; an nn.Sequential subclass in PyTorch, Keras layers "
+        "`0`, `1_0`).",
+    )
     outputs: dict[OutputKey, TensorName] | None = Field(
         None,
         min_length=1,
