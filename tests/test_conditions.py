@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_ruff_clean, need
+from test_differential import ALTERNATIVES as KIND
 
 from archc import api
 from archc.backends import emit
@@ -243,31 +244,12 @@ def test_a_compound_condition_used_twice_is_computed_once():
 # Alternatives: entries under conditions that exclude each other, in a block kind (`wide`,
 # `tall`, `deep`: at most one holds; `norm`, `act`: exactly one) and in its lists (numbered:
 # `tail`; named: `head`); each instance takes another one.
-ALTERNATIVES = """\
-archc: 1
-name: alternatives
-input: [4, 12, 12]
-params: {num_classes: 5}
-defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
-blocks:
-  b:
-    params: {w: int, mode: 0, bn: true}
-    layers:
-      - conv: {conv: {filters: w, kernel: 1}}
-      - wide: {conv: {filters: w, kernel: 1}, if: mode == 0}
-      - tall: {conv: {filters: w, kernel: 3, padding: 1}, if: mode == 1}
-      - deep: {group: [{conv: {filters: w, kernel: 1}}, relu], if: mode > 1}
-      - norm: {batchnorm: {}, if: bn}
-      - act: {act: relu6, if: not bn}
-      - head:
-          - c: {conv: {filters: w, kernel: 1}}
-          - n: {batchnorm: {}, if: bn}
-          - r: {act: relu, if: not bn and mode == 1}
-          - s: {act: silu, if: not bn and mode != 1}
-      - tail:
-          - {conv: {filters: w, kernel: 1}}
-          - {batchnorm: {}, if: bn}
-          - {act: hardswish, if: not bn}
+ALTERNATIVES = (
+    "archc: 1\nname: alternatives\ninput: [4, 12, 12]\nparams: {num_classes: 5}\n"
+    "defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}\nblocks:\n"
+    # the kind test_differential checks IR = PyTorch = Keras on, without its merges
+    + textwrap.indent("".join(line for line in KIND.splitlines(keepends=True) if "- res:" not in line), "  ")
+    + """\
 layers:
   - b0: {block: b, with: {w: 6}}
   - b1: {block: b, with: {w: 6, mode: 1, bn: false}}
@@ -276,6 +258,7 @@ layers:
   - pool: global_avgpool
   - fc: {dense: {units: num_classes}}
 """
+)
 
 
 def test_alternatives_are_one_if_elif_else_chain():

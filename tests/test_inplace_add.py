@@ -181,11 +181,8 @@ def test_softmax_output_is_read_by_backward():
         out.sum().backward()
 
 
-MODEL = """\
-archc: 1
-name: t
-input: [4, 8, 8]
-defaults: {conv: {bias: false}}
+HEAD = "archc: 1\nname: t\ninput: [4, 8, 8]\ndefaults: {conv: {bias: false}}\n"
+MODEL = HEAD + """\
 blocks:
   unit:
     params: {w: int, project: false}
@@ -255,11 +252,7 @@ def test_a_first_tensor_only_the_merge_reads_is_updated_in_place(layers):
 
 
 def test_a_nested_block_that_ends_with_a_relu_is_refused():
-    text = """\
-archc: 1
-name: t
-input: [4, 8, 8]
-defaults: {conv: {bias: false}}
+    text = HEAD + """\
 blocks:
   cbr:
     params: {w: int, act: true}
@@ -281,11 +274,7 @@ layers:
 
 
 def test_model_outputs_and_taps_are_read_from_outside():
-    text = """\
-archc: 1
-name: t
-input: [4, 8, 8]
-defaults: {conv: {bias: false}}
+    text = HEAD + """\
 layers:
   - a: {conv: {filters: 4, kernel: 1}}
   - s: {add: [a, input], in_place: true}
@@ -294,11 +283,7 @@ outputs: {features: a, logits: pool}
 """
     with pytest.raises(SpecError, match="'a' is also read from outside the list"):
         lower(load_spec_text(text, "t.yaml"))
-    entry = """\
-archc: 1
-name: t
-input: [4, 8, 8]
-defaults: {conv: {bias: false}}
+    entry = HEAD + """\
 blocks:
   unit:
     params: {w: int}
