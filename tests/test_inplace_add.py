@@ -251,6 +251,23 @@ def test_a_first_tensor_only_the_merge_reads_is_updated_in_place(layers):
     assert "+= x" in emit(graph, "torch")
 
 
+def test_a_nested_block_is_followed_case_by_case():
+    """Walking back through a nested kind's list, a condition assumed on the way decides the
+    items before it (archc.spec.logic): where `c1` is absent (`not p`), the relu under `p` is
+    absent too, so the tensor is c0's, fresh; no case pairs c1's absence with the relu."""
+    inner = (
+        "blocks:\n  inner:\n    params: {w: int, p: false}\n    layers:\n      - c0: {conv: {filters: w, kernel: 1}}\n"
+        "      - r: {act: relu, if: p}\n      - c1: {conv: {filters: w, kernel: 1}, if: p}\n"
+    )
+    text = unit("b: {block: inner, with: {w: w, p: project}}", "s: {add: [b, input], in_place: true}").replace("blocks:\n", inner, 1)
+    for project in ("false", "true"):
+        graph = agree(text.replace("with: {w: 4}", f"with: {{w: 4, project: {project}}}"), keras_too=False)
+        assert "+= x" in emit(graph, "torch")
+    ending = text.replace("      - c1: {conv: {filters: w, kernel: 1}, if: p}\n", "")  # then the relu may end it
+    with pytest.raises(SpecError, match="ends with act 'r'"):
+        lower(load_spec_text(ending, "t.yaml"))
+
+
 def test_a_nested_block_that_ends_with_a_relu_is_refused():
     text = HEAD + """\
 blocks:

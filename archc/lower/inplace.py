@@ -28,7 +28,7 @@ from archc.ir.graph import (
     flat_items,
     passed_on,
 )
-from archc.spec import expr
+from archc.spec import expr, logic
 
 Values = dict[str, ast.expr]  # a kind's parameters, as an instance gives them
 Ends = tuple[str | None, bool]  # what keeps the item's output for backward (None: nothing); whether it may pass its input on
@@ -96,7 +96,7 @@ def ends(item: SymItem, types: dict[str, BlockType], seen: set[str], values: Val
     input on (its output being its input or a view of it). `values`: the parameters of the
     kind the item belongs to, where an instance gives them (`activation: false`), so that an
     item whose `if:` fails there is known absent."""
-    known = _decide(item, values or {}, frozenset())
+    known = _decide(item, values or {}, ())
     if known is False:
         return None, True  # absent: it passes its input on
     keeps, passes = _present(item, types, seen, values or {})
@@ -149,7 +149,7 @@ def _list_end(
     before = {item.name: prev for item, prev in zip(flat, (start, *(i.name for i in flat)))}
     by_name = {item.name: item for item in flat}
 
-    def walk(name: str, facts: frozenset[tuple[str, bool]], budget: list[int]) -> Ends:
+    def walk(name: str, facts: tuple[ast.expr, ...], budget: list[int]) -> Ends:
         while name in by_name:
             item = by_name[name]
             known = _decide(item, values, facts)
@@ -157,9 +157,9 @@ def _list_end(
                 budget[0] -= 1
                 if budget[0] < 0:  # too many cases to follow: not known
                     return f"{name!r}, whose output is not known here", True
-                text, holds = _fact(expr.substitute(item.condition, values))  # type: ignore[arg-type]
-                present = walk_present(item, name, facts | {(text, holds)}, budget)
-                absent = walk(passed_on(item, before[name]), facts | {(text, not holds)}, budget)
+                condition = expr.substitute(item.condition, values)  # type: ignore[arg-type]
+                present = walk_present(item, name, (*facts, condition), budget)
+                absent = walk(passed_on(item, before[name]), (*facts, logic.negate(condition)), budget)
                 return present[0] or absent[0], present[1] or absent[1]
             if known:
                 return walk_present(item, name, facts, budget)
@@ -168,7 +168,7 @@ def _list_end(
             return f"a layer that may return {name!r}", True
         return None, True
 
-    def walk_present(item: SymItem, name: str, facts: frozenset[tuple[str, bool]], budget: list[int]) -> Ends:
+    def walk_present(item: SymItem, name: str, facts: tuple[ast.expr, ...], budget: list[int]) -> Ends:
         keeps, passes = _present(item, types, seen, values)
         if keeps is not None or not passes:
             return keeps, passes
@@ -176,32 +176,22 @@ def _list_end(
 
     if not flat:
         return None, True
-    return walk(flat[-1].name if name is None else name, frozenset(), [64])
+    return walk(flat[-1].name if name is None else name, (), [64])
 
 
-def _decide(item: SymItem, values: Values, facts: frozenset[tuple[str, bool]]) -> bool | None:
-    """Whether an item is present: True, False, or None where it depends on what is not known."""
+def _decide(item: SymItem, values: Values, facts: tuple[ast.expr, ...]) -> bool | None:
+    """Whether an item is present: True, False, or None where it depends on what is not known;
+    `facts`: conditions known to hold on the path walked (archc.spec.logic decides from them)."""
     if item.condition is None:
         return True
     condition = expr.substitute(item.condition, values)
     if isinstance(condition, ast.Constant):
         return bool(condition.value)
-    text, holds = _fact(condition)
-    for known, truth in facts:
-        if known == text:
-            return truth == holds
+    if logic.unsatisfiable([*facts, condition]):
+        return False
+    if logic.unsatisfiable([*facts, logic.negate(condition)]):
+        return True
     return None
-
-
-def _fact(condition: ast.expr) -> tuple[str, bool]:
-    """A condition as (the source of a positive form, whether the condition is that form):
-    `a != b` is (`a == b`, False), `not c` is (`c`, False)."""
-    if isinstance(condition, ast.UnaryOp) and isinstance(condition.op, ast.Not):
-        text, holds = _fact(condition.operand)
-        return text, not holds
-    if isinstance(condition, ast.Compare) and len(condition.ops) == 1 and isinstance(condition.ops[0], ast.NotEq):
-        return expr.to_python(ast.Compare(condition.left, [ast.Eq()], condition.comparators)), False
-    return expr.to_python(condition), True
 
 
 def _inner_reads(item: Any) -> list[str]:
