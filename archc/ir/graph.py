@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -394,6 +395,12 @@ def instance_name(pattern: str, k: int) -> str:
     """The name of instance `k` (from 0) of a stage whose instances are named `pattern`
     (`names:`): `{i}` is k, `{n}` is k + 1 (`denselayer{n}`, `block1-{i}`)."""
     return pattern.replace("{i}", str(k)).replace("{n}", str(k + 1))
+
+
+def instance_of(pattern: str, name: str) -> bool:
+    """Whether `name` is one `instance_name` gives for some k (`conv2_2` of `conv2_{n}`)."""
+    parts = re.split(r"\{[in]\}", pattern)
+    return re.fullmatch("[0-9]+".join(map(re.escape, parts)), name) is not None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import re
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -22,6 +21,7 @@ from archc.ir.graph import (
     SymShortcut,
     SymStage,
     channel_params,
+    instance_of,
     named_into,
 )
 from archc.lower.containers import check_entries_read, implicit_read, sym_modules
@@ -401,7 +401,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     containers = {i.name for i in (*layers, *after) if isinstance(i, SymGroup) and i.dataflow}
     reads.update(n.split(".")[0] for n in tuple(reads) if n.split(".")[0] in containers)  # read by a path into it
     reads.update(resolve(aliases, n) for n in tuple(reads))  # reading an entry that is never present reads what it passes on
-    reads.update(stage for pattern, stage in named.items() if any(_instance_of(pattern, n) for n in reads))  # by an instance's name
+    reads.update(stage for pattern, stage in named.items() if any(instance_of(pattern, n) for n in reads))  # by an instance's name
     unread(defined, reads, "the model" if top else f"block {source.name!r}")
     if containers:
         check_entries_read(layers, {*kept, *outputs, *returned}, "the model" if top else f"block {source.name!r}")
@@ -603,7 +603,7 @@ def _sym_source(
     instance of an unnamed stage there) or an instance a stage names into its list (`conv2_2`
     of `names: conv2_{n}`) is known once the list is specialised."""
     entry = top and name not in points and name.count(".") == 1 and name.split(".")[0] in lists
-    if entry or (top and name not in points and any(_instance_of(pattern, name) for pattern in named)):
+    if entry or (top and name not in points and any(instance_of(pattern, name) for pattern in named)):
         points[name] = SymTensor(ast.Name(free_channels(name)), ast.Constant(0), False, False)
     if name not in points:
         import difflib  # error messages only
@@ -615,12 +615,6 @@ def _sym_source(
         scope = "of its list or an enclosing one" if top else "of its block"
         raise SpecError(f"unknown tensor {name!r}: a layer reads `input` or an earlier layer {scope}; {guess}known here: {known}", where)
     return name
-
-
-def _instance_of(pattern: str, name: str) -> bool:
-    """Whether `name` is a name the `names:` pattern gives an instance (`conv2_2` of `conv2_{n}`)."""
-    parts = re.split(r"\{[in]\}", pattern)
-    return re.fullmatch("[0-9]+".join(map(re.escape, parts)), name) is not None
 
 
 def _sym_condition(raw: Any, definition: m.BlockDef, channels: ast.expr, where: Location, top: bool = False) -> ast.expr | None:
