@@ -128,6 +128,7 @@ def inline_block(draw, c, skip):
     if skip:
         option_a = out >= c and draw(st.booleans())
         block |= {"connectivity": "skip", "shortcut": {"kind": "option_a" if option_a else "projection"}}
+        block["sum"] = draw(st.sampled_from(["in_place", "new"]))  # `out += identity` or `out = identity + out`
         block["after"] = [{"act2": "relu"}]
     return block, planes, out
 
