@@ -111,7 +111,21 @@ def test_flatten_of_a_flat_tensor_keeps_its_features():
     assert graph.output_shape.as_tuple() == (7,)
 
 
-@pytest.mark.parametrize("between", ["{conv: {filters: 4, kernel: 1}}", "{maxpool: {kernel: 2}}"])
+def test_flatten_after_a_pointwise_conv_of_one_position_is_the_model_levels():
+    """A 1x1 conv without padding keeps one position at any stride (timm's ClassifierHead with a
+    conv `fc`): the flatten after it gives `filters` features, in IR, PyTorch and Keras."""
+    kind = "head:\n  layers:\n    - pool: {adaptive_avgpool: {size: 1}}\n    - fc: {conv: {filters: 7, kernel: 1, stride: 2, bias: true}}\n    - flatten: flatten\n    - out: {dense: {units: 3}}\n"
+    stem = "- stem: {conv: {filters: 6, kernel: 3, padding: 1}}\n"
+    graph, _ = same_as_model_level(
+        text(stem + "- head: {block: head}\n", kind),
+        text(stem + "- pool: {adaptive_avgpool: {size: 1}}\n- fc: {conv: {filters: 7, kernel: 1, stride: 2, bias: true}}\n- flatten: flatten\n- out: {dense: {units: 3}}\n"),
+    )
+    assert next(n for n in graph.nodes if n.id == "head.out").trainable == 7 * 3 + 3
+
+
+@pytest.mark.parametrize(
+    "between", ["{conv: {filters: 4, kernel: 1, padding: 1}}", "{conv: {filters: 4, kernel: 3, padding: 1}}", "{maxpool: {kernel: 2}}"]
+)
 def test_flatten_of_a_map_whose_size_the_kind_does_not_fix_is_refused(between):
     kind = f"head:\n  layers:\n    - pool: {{adaptive_avgpool: {{size: 1}}}}\n    - mid: {between}\n    - flatten: flatten\n"
     with pytest.raises(SpecError, match="the kind does not fix its map's size"):

@@ -15,8 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from archc.importer.ops import ACTIVATIONS as _NN_ACTIVATIONS
 from archc.importer.ops import Unsupported
 from archc.importer.trace import Entry, Group, Instance, Layer, Merge
+
+ACTIVATIONS = frozenset({*_NN_ACTIVATIONS.values(), "gelu"})  # the argument-free activation layers
 
 
 class Mismatch(Exception):
@@ -120,6 +123,7 @@ def _align(seqs: list[list[Entry]]) -> list[list[Entry | None]]:
 def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
     """One entry list over several instances' (None: the whole list is absent there)."""
     there = [s is not None for s in seqs]
+    _varied_activations(seqs)
     out = []
     sources: list[list[str | None]] = []
     for slot in _align([s or [] for s in seqs]):
@@ -151,6 +155,28 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
         if isinstance(te.node, TMerge):
             te.node.inputs = [_merged_input(column, te, out) for column in te.node.inputs]  # type: ignore[arg-type]
     return out
+
+
+def _varied_activations(seqs: list[list[Entry] | None]) -> None:
+    """An activation that is one name in the instances but not one function (timm's MobileNetV3
+    blocks: `bn1_act` relu in some, hardswish in others) is one entry per function, named after
+    it (`bn1_relu`, `bn1_hardswish`), each under the `if:` of its instances, as the zoo's
+    Conv2dNormActivation writes them: a class has one attribute per name, and these hold no
+    weights, so the state_dict keys stay the original's."""
+    found: dict[str, set[str]] = {}
+    for seq in seqs:
+        for e in seq or []:
+            if e.name is not None and isinstance(e.node, Layer) and e.node.kind in ACTIVATIONS and not e.node.args:
+                found.setdefault(e.name, set()).add(e.node.kind)
+    for seq in seqs:
+        renamed = {}
+        for e in seq or []:
+            if e.name is not None and len(found.get(e.name, ())) > 1 and isinstance(e.node, Layer) and not e.node.args:
+                renamed[e.name] = e.name = f"{e.name.removesuffix('_act')}_{e.node.kind}"
+        for e in seq or [] if renamed else []:  # what reads it, by its new name
+            e.src = renamed.get(e.src, e.src) if e.src is not None else None
+            if isinstance(e.node, Merge):
+                e.node.inputs = [renamed.get(n, n) for n in e.node.inputs]
 
 
 def _merged_input(column: list[str | None], reader: TEntry, entries: list[TEntry]) -> str:

@@ -112,11 +112,30 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return "permute", {"to": to}
     if type(module) is nn.Identity:
         return "identity", {}
+    if name == "SelectAdaptivePool2d" and type(module).__module__.startswith("timm.layers"):
+        return _timm_pool(module)
     if type(module) is nn.Flatten:
         if module.start_dim != 1 or module.end_dim != -1:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
         return "flatten", {}
     return None
+
+
+def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:
+    """timm's SelectAdaptivePool2d (its children hold no weights): an average to one position,
+    flat (`flatten=True`) or a 1x1 map; other pool types are refused by name."""
+    import torch.nn as nn
+
+    pool, flatten = module.pool, module.flatten
+    kind = type(pool).__name__
+    if kind == "FastAdaptiveAvgPool" and tuple(pool.dim) == (2, 3) and type(flatten) is nn.Identity:
+        return ("global_avgpool", {}) if pool.flatten else ("adaptive_avgpool", {"size": 1})
+    if type(pool) is nn.AdaptiveAvgPool2d and _single(pool.output_size, "output_size") == 1:
+        if type(flatten) is nn.Identity:
+            return "adaptive_avgpool", {"size": 1}
+        if type(flatten) is nn.Flatten and (flatten.start_dim, flatten.end_dim) == (1, -1):
+            return "global_avgpool", {}
+    raise Unsupported(f"SelectAdaptivePool2d(pool_type={module.pool_type!r}) with {kind}, which archc has no layer for")
 
 
 def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:

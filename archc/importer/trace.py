@@ -167,10 +167,12 @@ class Tracer:
         if id(module) not in self.shapes:
             raise Unsupported(f"{what} is never called by its parent's forward")
         try:
-            graph = LeafTracer().trace(module)
+            settings = _settings(module)
+            graph = LeafTracer().trace(module, concrete_args=settings)
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
+        _drop_guards(graph, settings)
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
@@ -266,6 +268,10 @@ class Tracer:
                 child = module.get_submodule(target)
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
+                _settings_kept(child, node, _join(path, target))
+                if type(child) is torch.nn.Identity and not target.isdigit():
+                    names[node] = name_of(inputs[0])  # a placeholder (timm's `se` where a block has none): no layer, no weights
+                    continue
                 if target not in called and norm_act(child) is not None:  # timm's BatchNormAct2d
                     called[target] = child
                     first, *rest = norm_act(child)
@@ -370,6 +376,55 @@ def _read_by_name(entries: list[Entry], name: str) -> bool:
 
 def _named(name: str) -> bool:
     return name == "input" or not name.isdigit()
+
+
+def _settings(module: Any) -> dict[str, Any] | None:
+    """forward's parameters after the first whose defaults are settings, not tensors (timm's
+    `forward(self, x, pre_logits: bool = False)`): traced at their defaults, as the parent's
+    call (one tensor argument, checked when the parent is traced) runs them."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(type(module).forward).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return None
+    settings = {
+        p.name: p.default for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and isinstance(p.default, (bool, int, float, str, type(None)))
+    }  # fmt: skip
+    return settings or None
+
+
+def _settings_kept(child: Any, node: Any, path: str) -> None:
+    """A call that passes a user module anything besides its tensor passes the defaults its
+    forward is traced at (see _settings), or the import refuses it."""
+    import inspect
+
+    if len(node.args) <= 1 and not node.kwargs:
+        return
+    try:
+        bound = inspect.signature(type(child).forward).bind(child, *node.args, **node.kwargs)
+    except TypeError:
+        bound = None
+    settings = _settings(child) or {}
+    extra = {} if bound is None else dict(list(bound.arguments.items())[2:])
+    if bound is None or any(k not in settings or v != settings[k] or type(v) is not type(settings[k]) for k, v in extra.items()):
+        shown = ", ".join(f"{k}={v!r}" for k, v in extra.items()) or "its arguments"
+        raise Unsupported(f"{path}: {type(child).__name__} is called with {shown}, not its forward's defaults")
+
+
+def _drop_guards(graph: Any, settings: dict[str, Any] | None) -> None:
+    """torch.fx keeps a setting traced at its value as a placeholder with an assertion of that
+    value: the graph is for the parent's call, which passes only the tensor, so they go."""
+    if not settings:
+        return
+    for node in reversed(list(graph.nodes)):
+        if node.op == "placeholder" and node is not next(iter(graph.nodes)):
+            for user in list(node.users):
+                for guard in list(user.users):
+                    graph.erase_node(guard)
+                graph.erase_node(user)
+            graph.erase_node(node)
 
 
 def _numbered_sequential(module: Any) -> bool:

@@ -309,7 +309,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                     op.sym_nonneg(params, here.nonneg),
                     (here.flat or (kind == "dense" and not here.last) or kind == "global_avgpool") if op.FLAT_OUT is None else op.FLAT_OUT,
                     op.last_after(params, here.last),
-                    _positions(kind, op, params, here),
+                    op.sym_positions(params, None if here.flat else here.positions),
                 )
                 if kind == "flatten":
                     result = dataclasses.replace(result, channels=_flattened(name, here, where, top))
@@ -563,15 +563,6 @@ def _sym_parallel(
     merged = _sym_merge(body.merge, outs)
     item = SymParallel(name, tuple(paths), body.merge, here.channels, tuple(sources), tuple(t.flat for t in outs), passes=read)
     return item, merged
-
-
-def _positions(kind: str, op: type[ops.Op], params: dict[str, ast.expr], here: SymTensor) -> ast.expr | None:
-    """The positions of a layer's output map, where the block kind fixes them: an adaptive
-    pool sets them (`size ** rank`); a layer that keeps its input's shape and feature order
-    (norms, activations, dropout) keeps them; any other layer loses them."""
-    if kind == "adaptive_avgpool":
-        return expr.fold(ast.BinOp(params["size"], ast.Pow(), params["rank"]))
-    return here.positions if op.KEEPS_FEATURE_ORDER and not here.flat else None
 
 
 def _same(a: ast.expr | None, b: ast.expr | None) -> ast.expr | None:

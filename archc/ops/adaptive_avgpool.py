@@ -10,6 +10,7 @@ level; inside a block kind only size 1 can be written for Keras."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from archc.code import Call, call
 from archc.ops.base import Attr, KerasCtx, Op, Shape, need_map, positive, rank_of
+from archc.spec import expr
 from archc.spec.types import Arguments, IntExpr
 
 
@@ -35,6 +37,11 @@ class AdaptiveAvgPool(Op):
     RANKED: ClassVar[bool] = True
     size: int
     rank: int = 2  # set by lowering
+
+    @classmethod
+    def sym_positions(cls, args: dict[str, ast.expr], positions: ast.expr | None) -> ast.expr | None:
+        """It fixes them: size ** rank."""
+        return expr.fold(ast.BinOp(args["size"], ast.Pow(), args["rank"]))
 
     def infer(self, s: Shape) -> Shape:
         need_map("adaptive_avgpool", s)

@@ -350,6 +350,12 @@ class Op:
         return nonneg_in and self.ELEMENTWISE
 
     @classmethod
+    def sym_positions(cls, args: dict[str, ast.expr], positions: ast.expr | None) -> ast.expr | None:
+        """The positions (H*W) of its output map inside a block kind, given its input's where
+        the kind fixes them (None: not fixed): kept by a layer that keeps the feature order."""
+        return positions if cls.KEEPS_FEATURE_ORDER else None
+
+    @classmethod
     def sym_nonneg(cls, args: dict[str, ast.expr], nonneg_in: bool) -> bool:
         """`nonneg_after` for a layer of a block kind, its arguments as expressions."""
         return nonneg_in and cls.ELEMENTWISE

@@ -112,6 +112,26 @@ class Conv(Op):
         return args["filters"]
 
     @classmethod
+    def sym_positions(cls, args: dict[str, ast.expr], positions: ast.expr | None) -> ast.expr | None:
+        """A 1x1 convolution without padding keeps the positions at stride 1, and one position
+        at any stride (timm's classifier head, a 1x1 conv of the pooled map before flatten)."""
+        def ones(key: str) -> bool:
+            try:
+                value = ast.literal_eval(args[key])
+            except (KeyError, ValueError, TypeError, SyntaxError):
+                return False
+            return all(v == 1 for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+        single = isinstance(positions, ast.Constant) and positions.value == 1
+        if positions is None or not ones("kernel") or not (ones("stride") or single):
+            return None
+        try:
+            padded = ast.literal_eval(args["padding"])
+        except (KeyError, ValueError, TypeError, SyntaxError):
+            return None
+        return positions if all(v == 0 for v in (padded if isinstance(padded, (list, tuple)) else [padded])) else None
+
+    @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
         return cls.torch_call(
             f"nn.Conv{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"], stride=a["stride"],

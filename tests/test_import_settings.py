@@ -1,0 +1,151 @@
+"""`archc import` of the idioms timm's CNNs are built from, on small hand-written modules:
+forward settings (`forward(self, x, pre_logits=False)`), placeholder nn.Identity children,
+an activation that differs between instances of one class, and a classifier head that is a
+1x1 conv of the pooled map before a flatten (timm's ClassifierHead with `use_conv`). Each
+import is checked here independently of the importer's own check: the spec, compiled by
+archc, loads the module's state_dict strictly and gives its outputs. Needs torch (runs in
+.tvenv with the other import tests)."""
+
+import pytest
+import yaml
+from conftest import need
+
+torch = need("torch")
+
+from archc.api import build  # noqa: E402
+from archc.errors import SpecError  # noqa: E402
+from archc.importer import import_spec  # noqa: E402
+from archc.spec.loader import load_spec_text  # noqa: E402
+
+SOURCE = '''
+from torch import nn
+
+
+class Head(nn.Module):  # timm's ClassifierHead: a setting after the tensor, and a 1x1 conv "fc"
+    def __init__(self, channels, classes):
+        super().__init__()
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Conv2d(channels, classes, 1, bias=True)
+        self.flatten = nn.Flatten(1)
+
+    def forward(self, x, pre_logits: bool = False):
+        x = self.global_pool(x)
+        if pre_logits:
+            return self.flatten(x)
+        return self.flatten(self.fc(x))
+
+
+class Block(nn.Module):  # timm's InvertedResidual: `se` an nn.Identity in some instances, the activation varies
+    def __init__(self, channels, hard, se):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.act = nn.Hardswish() if hard else nn.ReLU()
+        self.se = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.Sigmoid()) if se else nn.Identity()
+
+    def forward(self, x):
+        return self.se(self.act(self.bn(self.conv(x))))
+
+
+class Net(nn.Module):
+    def __init__(self, pre_logits=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.blocks = nn.Sequential(Block(8, False, False), Block(8, False, True), Block(8, True, True), Block(8, True, False))
+        self.head = Head(8, 10)
+        self.pre_logits = pre_logits
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.head(x, pre_logits=True) if self.pre_logits else self.head(x)
+
+
+def net():
+    return Net()
+
+
+def pre_logits():
+    return Net(pre_logits=True)
+'''
+INPUT = (3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("settings") / "timmish.py"
+    path.write_text(SOURCE)
+    namespace = {}
+    exec(compile(SOURCE, str(path), "exec"), namespace)
+    return path, namespace
+
+
+def randomised(model):
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
+def test_settings_placeholders_and_varied_activations_round_trip(source):
+    path, namespace = source
+    torch.manual_seed(0)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    # the placeholder nn.Identity is no layer; the activation is one entry per function, each
+    # under the condition of its instances
+    block = spec["blocks"]["block"]["layers"]
+    names = [next(iter(e)) for e in block]
+    assert "se" in names and sum(n == "se" for n in names) == 1
+    acts = [e for e in block if next(iter(e)) in ("act_relu", "act_hardswish")]
+    assert len(acts) == 2 and all("if" in next(iter(e.values())) for e in acts), block
+    # the head: pool, 1x1 conv, flatten in one block kind (its map is one position throughout)
+    head = [next(iter(e)) for e in spec["blocks"]["head"]["layers"]]
+    assert head == ["global_pool", "fc", "flatten"]
+    reference = randomised(namespace["net"]())
+    ours = build(load_spec_text(result.text), "torch")
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        want, got = reference(x), ours.eval()(x)
+    assert float((want - got).abs().max() / want.abs().max()) <= 1e-5
+
+
+def test_a_setting_other_than_the_default_is_refused(source):
+    """The head is traced at pre_logits=False; a parent that passes True would get the other
+    branch, so the import says so in one line instead of writing a spec that differs."""
+    path, _ = source
+    with pytest.raises(SpecError, match=r"head: Head is called with pre_logits=True, not its forward's defaults"):
+        import_spec(f"{path}:pre_logits", INPUT)
+
+
+def test_flatten_after_a_pointwise_conv_of_a_pooled_map_counts():
+    """Inside a block kind, a 1x1 conv (stride any, no padding) keeps the map's one position, so
+    a flatten after it is `filters` features; a 3x3 conv with padding does not fix them."""
+    text = """
+archc: 1
+name: tiny_classifier
+input: [8, 5, 5]
+blocks:
+  head:
+    layers:
+      - {adaptive_avgpool: {size: 1}}
+      - {conv: {filters: 10, kernel: 1, stride: 2, bias: true}}
+      - flatten
+      - {dense: {units: 3}}
+layers:
+  - {block: head}
+"""
+    model = build(load_spec_text(text), "torch")
+    assert sum(p.numel() for p in model.parameters()) == 8 * 10 + 10 + 10 * 3 + 3
+    assert tuple(model.eval()(torch.randn(2, 8, 5, 5)).shape) == (2, 3)
+    with pytest.raises(SpecError, match="flatten inside a block kind"):
+        load_then_build(text.replace("kernel: 1, stride: 2", "kernel: 3, padding: 1"))
+
+
+def load_then_build(text):
+    return build(load_spec_text(text), "torch")
