@@ -46,7 +46,7 @@ def module_from(text: str, name: str) -> types.ModuleType:
 def agree(text: str, keras_too: bool = True, seed: int = 0):
     """Lower `text` and check IR = PyTorch = Keras: counts, output shape, module names,
     the IR's function against PyTorch's forward, and Keras' outputs with PyTorch's weights."""
-    from archc.interop import torch_to_keras
+    from archc.interop import torch_key, torch_to_keras
 
     graph = lower(load_spec_text(text, "t.yaml"))
     counts = (graph.counts.trainable, graph.counts.non_trainable)
@@ -55,8 +55,8 @@ def agree(text: str, keras_too: bool = True, seed: int = 0):
     trainable = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
     assert (trainable, buffers) == counts, "PyTorch counts differ from the IR's"
-    weighted = {n.id for n in graph.nodes if n.op.weight_names()}
-    assert weighted == {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}, "module names differ from node ids"
+    weighted = {torch_key(n.id, w) for n in graph.nodes for w in n.op.weight_names()}
+    assert weighted == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}, "module names differ from node ids"
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -489,7 +489,7 @@ class _Block:
 
     def step(self, inner: str | None) -> None:
         draw = self.draw
-        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel"]))
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca"]))
         src = draw(st.sampled_from([self.last, self.last, *self.ch]))
         body: dict = {} if src == self.last else {"from": src}
         c = self.ch[src]
@@ -506,6 +506,8 @@ class _Block:
             body["conv"] = {"filters": filters, "kernel": k, "padding": k // 2}
         elif kind == "act":
             body["act"], out = draw(st.sampled_from(ACTS)), c
+        elif kind == "eca":  # a kernel as a literal, or odd from the block's parameter
+            body["eca"], out = {"kernel": draw(st.sampled_from([1, 3, "w // 2 * 2 + 1"]))}, c
         elif kind == "group":
             entry = {"conv": {"filters": "w", "kernel": 1}}
             if draw(st.booleans()):

@@ -454,6 +454,59 @@ def test_timm_batchnorm_act_round_trip():
     assert "bn3" in names and "bn3_act" not in names and "bn2_act" in names
 
 
+ECA_PY = """
+import torch
+from timm.layers import EcaModule
+from torch import nn
+
+
+class Unit(nn.Module):
+    def __init__(self, cin, width, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, width, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        self.se = EcaModule(width)  # timm's kernel from the channels: 16 -> 3, 256 -> 5
+
+    def forward(self, x):
+        return torch.relu(self.se(self.bn(self.conv(x))))
+
+
+def net():
+    return nn.Sequential(Unit(3, 16, 2), Unit(16, 256), Unit(256, 256))
+
+
+def gated():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), EcaModule(kernel_size=3, gate_layer="hard_sigmoid"))
+
+
+def mlp():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), EcaModule(8, use_mlp=True))
+"""
+
+
+def test_timm_eca_round_trip(tmp_path):
+    """timm's EcaModule is an `eca` layer with its conv's kernel (here a parameter of the block
+    kind, as timm picks it from the channels); other gates and timm's MLP form are refused."""
+    need("timm")
+    source = tmp_path / "eca.py"
+    source.write_text(ECA_PY)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    layers = {name: body for item in spec["blocks"]["unit"]["layers"] for name, body in item.items()}
+    kernel = layers["se"]["eca"]["kernel"]
+    assert isinstance(kernel, str) and kernel in spec["blocks"]["unit"]["params"]  # 3, then 5
+    namespace = {}
+    exec(compile(ECA_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
+    for factory, why in [("gated", "1: EcaModule with gate Hardsigmoid, where archc's eca gates with a sigmoid"),
+                         ("mlp", "1: EcaModule with children ['act', 'conv', 'conv2', 'gate'] (use_mlp)")]:  # fmt: skip
+        refused = CliRunner().invoke(main, ["import", f"{source}:{factory}", "--input", "3,8,8"])
+        assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+        assert refused.output.startswith(f"archc: error: cannot import {source}:{factory}: {why}"), refused.output
+
+
 SEQUENTIAL_PY = """
 from collections import OrderedDict
 

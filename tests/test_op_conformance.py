@@ -199,6 +199,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "dense": _dense,
     "depthwise_conv": _depthwise,
     "dropout": _plain(lambda r: {"dropout": {"rate": round(r.uniform(0.1, 0.9), 2)}}, flat_ok=True),
+    "eca": _plain(lambda r: {"eca": {"kernel": r.choice([1, 3, 5, 7])}}),  # 7: wider than the channels
     "flatten": lambda r: (_map(r, 2, 4), [{"op": "flatten"}]),
     "global_avgpool": _plain(lambda r: "global_avgpool"),
     "identity": _plain(lambda r: "identity", flat_ok=True),
@@ -390,6 +391,7 @@ RANK_BUILDERS["depthwise_conv"] = lambda r, rank: [
 ]
 # Op kinds that work on (C, H, W) maps only, each with a layer that shows it, and what refuses it
 RANK_REFUSED: dict[str, Layers] = {
+    "eca": [{"op": {"eca": {"kernel": 3}}}],
     "layer_scale": [{"op": {"layer_scale": {"init_value": 0.5}}}],
     "layernorm": [{"op": {"layernorm": {"eps": 1e-5}}}],
     "normalization": [{"op": {"normalization": {"mean": [0.0, 0.0], "variance": [1.0, 1.0]}}}],
@@ -523,3 +525,17 @@ def test_avgpool_3d_needs_its_kernel_inside_the_map():
         lower(load_spec_text(spec([4, 2, 2]), "pool.yaml"))
     assert tuple(pool(torch.zeros(1, 2, 4, 3, 3)).shape[2:]) == lower(load_spec_text(spec([4, 3, 3]), "pool.yaml")).output_shape.size
     assert lower(load_spec_text(spec([2, 2]), "pool.yaml")).output_shape.size == (2, 2)  # 2-D: PyTorch pools it
+
+
+def test_eca_kernel_starts_as_pytorchs_conv1d_in_keras():
+    """eca declares no `init` (PyTorch's Conv1d default, as timm leaves it): Keras' conv starts
+    from the same distribution, uniform(+-1/sqrt(K)), its fan_in K as PyTorch's."""
+    spec = {"archc": 1, "name": "eca", "input": [4, 3, 3], "layers": [{"se": {"eca": {"kernel": 5}}}]}
+    k_model = api.load_module(lower(load_spec_text(yaml.safe_dump(spec), "eca.yaml")), "keras").build_model()
+    initializer = k_model.get_layer("se").conv.kernel_initializer
+    values = np.asarray(initializer((5, 1, 20000)))  # fan_in 5 (kernel 5 x 1 input channel), many draws
+    bound = 1 / np.sqrt(torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(1, 1, 5))[0])
+    assert np.abs(values).max() <= bound and np.abs(values).max() > 0.99 * bound
+    assert abs(values.std() / (bound / np.sqrt(3)) - 1) < 0.02 and abs(values.mean()) < 0.01 * bound
+    fresh = torch.nn.Conv1d(1, 1, 5, padding=2, bias=False)  # PyTorch's own bound for the weight
+    assert float(fresh.weight.detach().abs().max()) <= bound

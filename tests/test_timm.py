@@ -131,6 +131,31 @@ def test_radix_softmax_is_timms(radix, cardinality, shape):
     assert torch.allclose(got, want, atol=1e-7)
 
 
+@pytest.mark.parametrize("channels, kernel, shape", [(None, 3, (16, 5, 7)), (None, 1, (4, 2, 3)), (None, 9, (6, 3, 3)), (256, 5, (256, 2, 2))])
+def test_eca_is_timms(channels, kernel, shape):
+    """archc's `eca: {kernel: K}` is timm's EcaModule(kernel_size=K) with its sigmoid gate
+    (channels=256: timm picks K = 5 from them, ECA-Net's gamma 2, beta 1): K parameters,
+    timm's state_dict (`conv.weight`, (1, 1, K)) loads strictly as `se.conv.weight`, and the
+    outputs are equal. K = 9 on 6 channels: the padding is wider than the channels."""
+    from timm.layers import EcaModule
+
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    theirs = EcaModule(channels, kernel_size=kernel).eval()
+    assert theirs.conv.kernel_size == (kernel,)
+    torch.nn.init.uniform_(theirs.conv.weight, -1, 1, generator=torch.Generator().manual_seed(0))
+    spec = f"archc: 1\nname: eca\ninput: {list(shape)}\nlayers:\n  - se: {{eca: {{kernel: {kernel}}}}}\n"
+    graph = lower(load_spec_text(spec, "eca.yaml"))
+    ours = api.load_module(graph, "torch").build_model().eval()
+    assert graph.counts.trainable == sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == kernel
+    ours.load_state_dict({f"se.{k}": v for k, v in theirs.state_dict().items()}, strict=True)
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
 @pytest.mark.parametrize("size", [(32, 32), (48, 40)])
 def test_hrnet_fuse_layers_are_timms(size):
     """A `modules:` container of `parallel:` rows is HRNet's grid of module lists: the

@@ -114,6 +114,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return "identity", {}
     if name == "SelectAdaptivePool2d" and type(module).__module__.startswith("timm.layers"):
         return _timm_pool(module)
+    if name == "EcaModule" and type(module).__module__.startswith("timm.layers"):
+        return _timm_eca(module)
     if type(module) is nn.Flatten:
         if module.start_dim != 1 or module.end_dim != -1:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
@@ -136,6 +138,26 @@ def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:
         if type(flatten) is nn.Flatten and (flatten.start_dim, flatten.end_dim) == (1, -1):
             return "global_avgpool", {}
     raise Unsupported(f"SelectAdaptivePool2d(pool_type={module.pool_type!r}) with {kind}, which archc has no layer for")
+
+
+def _timm_eca(module: Any) -> tuple[str, dict[str, Any]]:
+    """timm's EcaModule (timm.layers.eca): `eca` with its conv's kernel, as ECA-Net has it (a
+    1-D conv across the channels, no bias, then a sigmoid gate); timm's other gates and its
+    experimental MLP form (use_mlp, an activation between two convs) are refused by name."""
+    import torch.nn as nn
+
+    children = dict(module.named_children())
+    if set(children) != {"conv", "gate"} or getattr(module, "conv2", None) is not None:
+        raise Unsupported(f"EcaModule with children {sorted(children)} (use_mlp), where archc's eca has a conv and a sigmoid")
+    gate = module.gate
+    if not (type(gate) is nn.Sigmoid or (type(gate).__name__ == "Sigmoid" and type(gate).__module__ == "timm.layers.activations")):
+        raise Unsupported(f"EcaModule with gate {type(gate).__name__}, where archc's eca gates with a sigmoid")
+    conv = module.conv
+    (k,) = conv.kernel_size
+    shape = (conv.in_channels, conv.out_channels, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode)
+    if type(conv) is not nn.Conv1d or k % 2 == 0 or conv.bias is not None or shape != (1, 1, (1,), ((k - 1) // 2,), (1,), 1, "zeros"):
+        raise Unsupported(f"EcaModule with conv {conv}, where archc's eca has Conv1d(1, 1, K odd, padding=(K - 1) // 2, bias=False)")
+    return "eca", {"kernel": k}
 
 
 def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
