@@ -305,6 +305,24 @@ def conforms(kind: str, seed: int, text: str) -> None:
     assert got.shape == (2, *keras_shape), what
     want = torch_as_keras(graph, want)
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max()), what
+    if seed == 0:  # `archc convert` reads Keras' weights file where the layout says Keras writes each weight
+        _check_keras_file_layout(k_model, what)
+
+
+def _check_keras_file_layout(k_model: Any, what: str) -> None:
+    import tempfile
+
+    import h5py
+
+    from archc.convert import keras_file_layout
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/m.weights.h5"
+        k_model.save_weights(path)
+        with h5py.File(path, "r") as f:
+            written: dict[str, tuple[int, ...]] = {}
+            f.visititems(lambda name, obj: written.__setitem__(name, obj.shape) if isinstance(obj, h5py.Dataset) else None)
+    assert written == {path: shape for path, _, shape, _ in keras_file_layout(k_model)}, what
 
 
 
@@ -532,8 +550,9 @@ def test_eca_kernel_starts_as_pytorchs_conv1d_in_keras():
     from the same distribution, uniform(+-1/sqrt(K)), its fan_in K as PyTorch's."""
     spec = {"archc": 1, "name": "eca", "input": [4, 3, 3], "layers": [{"se": {"eca": {"kernel": 5}}}]}
     k_model = api.load_module(lower(load_spec_text(yaml.safe_dump(spec), "eca.yaml")), "keras").build_model()
-    initializer = k_model.get_layer("se").conv.kernel_initializer
-    values = np.asarray(initializer((5, 1, 20000)))  # fan_in 5 (kernel 5 x 1 input channel), many draws
+    layer = k_model.get_layer("se")
+    assert [tuple(w.shape) for w in layer.weights] == [(5, 1, 1)]  # Conv1D's layout: (kernel, in, out)
+    values = np.asarray(layer.kernel_initializer((5, 1, 20000)))  # fan_in 5 (kernel 5 x 1 input channel), many draws
     bound = 1 / np.sqrt(torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(1, 1, 5))[0])
     assert np.abs(values).max() <= bound and np.abs(values).max() > 0.99 * bound
     assert abs(values.std() / (bound / np.sqrt(3)) - 1) < 0.02 and abs(values.mean()) < 0.01 * bound
