@@ -444,6 +444,30 @@ def test_channels_in_a_nested_blocks_with():
     assert next(n for n in graph.nodes if n.id == "blk.again.conv").shape.c == 6
 
 
+# timm's byobnet BottleneckBlock as archc import writes it: a width expression that a nested
+# block's argument (not `filters`) uses first and later layers use again
+WIDTH_IN_A_BLOCKS_ARGUMENT = """\
+cna:
+  params: {out_channels: int, kernel_size: 1}
+  layers:
+    - conv: {conv: {filters: out_channels, kernel: kernel_size, padding: kernel_size // 2}}
+bneck:
+  params: {out_chs: int}
+  layers:
+    - conv1: {block: cna, with: {out_channels: out_chs // 4}}
+    - conv2: {block: cna, with: {out_channels: out_chs // 4, kernel_size: 3}}
+    - conv3: {block: cna, with: {out_channels: out_chs}}
+"""
+
+
+def test_a_width_named_before_a_blocks_argument_uses_it():
+    """The named width (`conv1_channels = out_chs // 4`) is defined before the first line that
+    uses it, a nested block's argument (it was defined before the next layer's input channels,
+    after its use: UnboundLocalError in __init__ and in Keras' block function)."""
+    graph = agree(spec(WIDTH_IN_A_BLOCKS_ARGUMENT, "- b: {block: bneck, with: {out_chs: 16}}\n"))
+    assert [n.shape.c for n in graph.nodes if n.id.endswith(".conv")] == [4, 4, 16]
+
+
 # --- random dataflow specs ------------------------------------------------------------------------
 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402

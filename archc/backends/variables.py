@@ -148,8 +148,8 @@ def _widths(layer: SymItem) -> list[ast.expr]:
     """Channel expressions of an item, a list's entries' included (for the Hoister)."""
     if isinstance(layer, (SymGroup, SymParallel)):
         return [layer.in_channels, *(t for child in layer.children for t in _widths(child))]
-    if isinstance(layer, SymBlock):
-        return [layer.in_channels, *(t for k, t in layer.args if k in ("filters", "units", "groups"))]
+    if isinstance(layer, SymBlock):  # every argument: its code passes each (`Cna(c, out_channels=...)`)
+        return [layer.in_channels, *(t for _, t in layer.args)]
     return width_trees(layer)
 
 
