@@ -14,8 +14,10 @@ gamma 2, beta 1: K = the odd number nearest |log2(C) + 1| / 2, at least 3); arch
 Neither framework has the layer, so the generated modules define `EfficientChannelAttention`
 (templates/<backend>/EfficientChannelAttention.py.j2). PyTorch's holds the child `conv`, so
 its state_dict key is `NAME.conv.weight`, shape (1, 1, K), as timm's `se.conv.weight`;
-Keras' holds a `Conv1D(1, K, padding="same", use_bias=False)` over the (C, 1) sequence of
-channels, its kernel (K, 1, 1), initialised as PyTorch initialises its conv."""
+Keras' holds one weight `kernel` in Conv1D's layout (K, 1, 1), initialised as PyTorch
+initialises its conv, and convolves the (C, 1) sequence of channels with `keras.ops.conv`
+(padding "same"). A weight of the layer itself, not of a nested Conv1D: `archc convert`
+finds each weight in Keras' file under its layer (convert.keras_file_layout)."""
 
 from __future__ import annotations
 
