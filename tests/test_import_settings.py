@@ -60,6 +60,27 @@ class Net(nn.Module):
         return self.head(x, pre_logits=True) if self.pre_logits else self.head(x)
 
 
+class XceptionBlock(nn.Module):  # timm's XceptionModule: a shortcut where strided, the sum only where it starts with relu
+    def __init__(self, channels, stride, residual):
+        super().__init__()
+        self.stack = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, stride=stride, padding=1))
+        self.shortcut = nn.Conv2d(channels, channels, 1, stride=stride) if stride != 1 else None
+        self.residual = residual
+
+    def forward(self, x):
+        skip = x
+        x = self.stack(x)
+        if self.shortcut is not None:
+            skip = self.shortcut(skip)
+        if self.residual:
+            x = x + skip
+        return x
+
+
+def xception():
+    return nn.Sequential(XceptionBlock(3, 2, True), XceptionBlock(3, 1, True), XceptionBlock(3, 1, False))
+
+
 def net():
     return Net()
 
@@ -149,3 +170,20 @@ layers:
 
 def load_then_build(text):
     return build(load_spec_text(text), "torch")
+
+
+def test_a_sum_some_instances_leave_out_passes_on_the_other_input(source):
+    """The spec's rule: an absent merge passes on the entry before it. The block without the
+    sum returns `stack`, so the shortcut (present only where strided) is written before
+    `stack`, and `stack` is what the absent sum passes on."""
+    path, namespace = source
+    result = import_spec(f"{path}:xception", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    block = yaml.safe_load(result.text)["blocks"]["xception_block"]["layers"]
+    assert [next(iter(e)) for e in block] == ["shortcut", "stack", "add"]
+    ours = build(load_spec_text(result.text), "torch")
+    reference = namespace["xception"]().eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours.eval()(x), atol=1e-6)

@@ -246,6 +246,11 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         if target is F.avg_pool2d:
             return "avgpool", {**out, "count_include_pad": bool(given.get("count_include_pad", True))}
         return "maxpool", out
+    if target is F.dropout:  # F.dropout(x, p=self.drop_rate, training=self.training): nn.Dropout's
+        given = {**dict(zip(["p", "training"], args[1:])), **kwargs}
+        if set(given) <= {"p", "training"} and isinstance(given.get("p", 0.5), float) and isinstance(given.get("training", True), bool):
+            return "dropout", {"rate": given.get("p", 0.5)}
+        return None
     if target in (F.adaptive_avg_pool2d,):
         size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
         return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None
