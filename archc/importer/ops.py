@@ -57,12 +57,10 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         }
         return "conv", args
     if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-        if not module.affine or not module.track_running_stats:
-            raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats})")
-        if module.momentum is None:
-            raise Unsupported(f"{name}(momentum=None) (a cumulative average)")
-        args = {"eps": module.eps, "momentum": module.momentum}
-        return "batchnorm", args
+        return _batchnorm(module)
+    if type(module) is nn.GroupNorm or (isinstance(module, nn.GroupNorm) and type(module).__module__ == "timm.layers.norm"):
+        # timm.layers.GroupNorm, GroupNorm1: nn.GroupNorm with a forward that calls F.group_norm
+        return _groupnorm(module)
     if name in ACTIVATIONS and type(module).__module__.startswith("torch.nn"):
         return ACTIVATIONS[name], {}
     if type(module) is nn.LeakyReLU:
@@ -138,23 +136,41 @@ def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:
     raise Unsupported(f"SelectAdaptivePool2d(pool_type={module.pool_type!r}) with {kind}, which archc has no layer for")
 
 
+def _batchnorm(module: Any) -> tuple[str, dict[str, Any]]:
+    name = type(module).__name__
+    if not module.affine or not module.track_running_stats:
+        raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats})")
+    if module.momentum is None:
+        raise Unsupported(f"{name}(momentum=None) (a cumulative average)")
+    return "batchnorm", {"eps": module.eps, "momentum": module.momentum}
+
+
+def _groupnorm(module: Any) -> tuple[str, dict[str, Any]]:
+    if not module.affine:
+        raise Unsupported(f"{type(module).__name__}(affine=False) (a group norm without weight and bias)")
+    return "groupnorm", {"groups": module.num_groups, "eps": module.eps}
+
+
 def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
-    """timm's BatchNormAct2d (timm.layers.norm_act: a BatchNorm2d whose forward then applies
-    its children `drop` and `act`): the batch norm layer, then the activation's, if any; None
-    for any other module. The weights are the module's own (`bn1.weight`), so the batch norm
-    keeps the module's name and the activation, weightless, takes a name of its own."""
+    """timm's norm + activation modules (timm.layers.norm_act): BatchNormAct2d, a BatchNorm2d,
+    and GroupNormAct / GroupNorm1Act, an nn.GroupNorm, whose forward then applies its children
+    `drop` and `act`: the norm layer, then the activation's, if any; None for any other module.
+    The weights are the module's own (`bn1.weight`), so the norm keeps the module's name and
+    the activation, weightless, takes a name of its own."""
     import torch.nn as nn
 
-    if type(module).__name__ != "BatchNormAct2d" or not isinstance(module, nn.BatchNorm2d):
-        return None
     name = type(module).__name__
-    if not module.affine or not module.track_running_stats or module.momentum is None:
-        raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats}, momentum={module.momentum})")
+    if name == "BatchNormAct2d" and isinstance(module, nn.BatchNorm2d):
+        norm = _batchnorm(module)
+    elif name in ("GroupNormAct", "GroupNorm1Act") and isinstance(module, nn.GroupNorm):
+        norm = _groupnorm(module)
+    else:
+        return None
     if set(dict(module.named_children())) != {"drop", "act"}:
         raise Unsupported(f"{name} with children {sorted(dict(module.named_children()))}")
     if type(module.drop) is not nn.Identity:
         raise Unsupported(f"{name} with drop {type(module.drop).__name__} (a dropout between the norm and its activation)")
-    layers: list[tuple[str, dict[str, Any]]] = [("batchnorm", {"eps": module.eps, "momentum": module.momentum})]
+    layers: list[tuple[str, dict[str, Any]]] = [norm]
     act = leaf(module.act)
     if act is None or act[0] not in ACTIVATIONS.values() and act[0] not in ("act", "gelu", "identity"):
         raise Unsupported(f"{name} with activation {type(module.act).__name__}, which archc has no layer for")
@@ -168,6 +184,7 @@ def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
 OMIT: dict[str, dict[str, Any]] = {
     "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False},
     "batchnorm": DEFAULTS["batchnorm"],
+    "groupnorm": {"eps": 1.0e-5},
     "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
     "avgpool": {"stride": "kernel", "padding": 0, "ceil_mode": False, "count_include_pad": True},
     "dense": {"bias": True},

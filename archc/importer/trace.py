@@ -147,9 +147,9 @@ class Tracer:
             name = None if key == str(i) else key
             i += 1
             layers = norm_act(child)
-            if layers is not None:  # timm's BatchNormAct2d: its batch norm, then its activation
+            if layers is not None:  # timm's BatchNormAct2d, GroupNormAct: its norm, then its activation
                 if name is None and len(layers) > 1:
-                    raise Unsupported(f"{_join(path, key)}: BatchNormAct2d in a numbered nn.Sequential (its activation would shift the numbers)")
+                    raise Unsupported(f"{_join(path, key)}: {type(child).__name__} in a numbered nn.Sequential (its activation would shift the numbers)")
                 entries.append(Entry(name, Layer(*layers[0]), channels=self._channels(child)))
                 entries.extend(Entry(f"{key}_act", Layer(*layer)) for layer in layers[1:])
                 continue
