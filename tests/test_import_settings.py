@@ -187,3 +187,59 @@ def test_a_sum_some_instances_leave_out_passes_on_the_other_input(source):
     x = torch.randn(2, *INPUT)
     with torch.no_grad():
         assert torch.allclose(reference(x), ours.eval()(x), atol=1e-6)
+
+
+CONVNEXT = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):  # timm's ConvNeXtBlock (conv_mlp=False): channels last around the MLP, a vector gamma
+    def __init__(self, channels):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.fc1 = nn.Linear(channels, 4 * channels)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(4 * channels, channels)
+        self.gamma = nn.Parameter(torch.full((channels,), 1e-6))
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv_dw(x)
+        x = x.permute(0, 2, 3, 1)
+        x = self.fc2(self.act(self.fc1(self.norm(x))))
+        x = x.permute(0, 3, 1, 2)
+        x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+        return x + shortcut
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), Block(8), Block(8))
+'''
+
+
+def test_a_vector_layer_scale_and_permutes_round_trip(tmp_path):
+    """timm's ConvNeXt block: `x.permute(0, 2, 3, 1)` and back are permute layers, and
+    `x.mul(self.gamma.reshape(1, -1, 1, 1))` a layer scale whose parameter stays a vector (C,)
+    (`vector: true`), so the state_dict's `gamma` loads as it is."""
+    path = tmp_path / "convnext.py"
+    path.write_text(CONVNEXT)
+    namespace = {}
+    exec(compile(CONVNEXT, str(path), "exec"), namespace)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    block = yaml.safe_load(result.text)["blocks"]["block"]["layers"]
+    assert {"gamma": {"layer_scale": {"init_value": 1e-6, "vector": True}}} in block
+    assert sum("permute" in str(e) for e in block) == 2
+    reference = namespace["net"]()
+    with torch.no_grad():
+        for m in reference.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.uniform_(0.5, 1.5)
+    ours = build(load_spec_text(result.text), "torch")
+    assert ours.state_dict()["1.gamma"].shape == (8,)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference.eval()(x), ours.eval()(x), atol=1e-5)

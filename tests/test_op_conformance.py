@@ -217,7 +217,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "global_avgpool": _plain(lambda r: "global_avgpool"),
     "groupnorm": _groupnorm,
     "identity": _plain(lambda r: "identity", flat_ok=True),
-    "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3)}}),
+    "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3), "vector": r.random() < 0.5}}),
     "layernorm": _layernorm,
     "maxpool": _pool("maxpool"),
     "multiply": _merge("multiply"),

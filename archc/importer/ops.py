@@ -99,7 +99,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if module.mode != "row":
             raise Unsupported(f"StochasticDepth(mode={module.mode!r}) (archc's drops rows)")
         return "stochastic_depth", {"rate": module.p}
-    if isinstance(module, nn.LayerNorm) and (type(module) is nn.LayerNorm or name == "LayerNorm2d"):
+    timm_norm = type(module).__module__.startswith("timm.layers") and not getattr(module, "_fast_norm", False)
+    if isinstance(module, nn.LayerNorm) and (type(module) is nn.LayerNorm or name == "LayerNorm2d" or timm_norm and name == "LayerNorm"):
         if len(module.normalized_shape) != 1 or not module.elementwise_affine or module.bias is None:
             raise Unsupported(f"{name}({tuple(module.normalized_shape)}) over more than the channels, or without weights")
         return "layernorm", {"eps": module.eps}
@@ -238,6 +239,10 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return ("flatten", {}) if (start, end) == (1, -1) else None
     if target in (F.relu, torch.relu, "relu", "relu_") and len(args) == 1:
         return "relu", {}
+    if target in ("permute", torch.permute):  # x.permute(0, 2, 3, 1): channels last and back
+        dims = tuple(args[1:]) if len(args) > 2 else tuple(args[1]) if len(args) == 2 else tuple(kwargs.get("dims", ()))
+        to = {(0, 2, 3, 1): "channels_last", (0, 3, 1, 2): "channels_first"}.get(dims)
+        return ("permute", {"to": to}) if to is not None and set(kwargs) <= {"dims"} else None
     if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
         return "global_avgpool", {}
     keep = kwargs.get("keepdim", args[2] if len(args) == 3 else False)

@@ -215,7 +215,7 @@ class Tracer:
         used: set[str] = {n for n, _ in module.named_children()}
         called: dict[str, Any] = {}
         previous = "input"
-        scales: dict[Any, str] = {}
+        scales: dict[Any, tuple[str, bool]] = {}  # fx node -> (parameter, reshaped from a vector)
         scaled: set[str] = set()
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
@@ -294,7 +294,13 @@ class Tracer:
                     previous = target
                 continue
             if node.op == "get_attr":
-                scales[node] = str(node.target)  # a layer scale, if a multiply reads it (below)
+                scales[node] = (str(node.target), False)  # a layer scale, if a multiply reads it (below)
+                continue
+            if node.op == "call_method" and node.target in ("reshape", "view") and node.args and node.args[0] in scales:
+                shape = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+                if tuple(shape) != (1, -1, 1, 1):
+                    raise Unsupported(f"{what}: forward reshapes the tensor {scales[node.args[0]][0]} to {tuple(shape)}, not (1, -1, 1, 1)")
+                scales[node] = (scales[node.args[0]][0], True)  # timm's `x.mul(self.gamma.reshape(1, -1, 1, 1))`
                 continue
             kind = function(node.target, tuple(node.args), dict(node.kwargs))
             if kind is None:
@@ -302,17 +308,18 @@ class Tracer:
                 raise Unsupported(f"{what}: forward calls {target}, which archc has no layer for")
             kind, args = kind
             if kind == "multiply" and any(a in scales for a in node.args):
-                (attr,) = [scales[a] for a in node.args if a in scales]
+                ((attr, vector),) = [scales[a] for a in node.args if a in scales]
                 (other,) = [a for a in node.args if a not in scales and isinstance(a, torch.fx.Node)]
                 param = getattr(module, attr, None)
-                if not isinstance(param, torch.nn.Parameter) or param.dim() != 3 or tuple(param.shape[1:]) != (1, 1):
-                    raise Unsupported(f"{what}: forward multiplies by the tensor {attr}, not a (C, 1, 1) layer scale")
+                shape = (1,) if vector else (3, 1, 1)  # the dimensions, then the trailing sizes
+                if not isinstance(param, torch.nn.Parameter) or param.dim() != shape[0] or tuple(param.shape[1:]) != shape[1:]:
+                    raise Unsupported(f"{what}: forward multiplies by the tensor {attr}, not a (C, 1, 1) or reshaped (C,) layer scale")
                 flat = param.detach().flatten()
                 value = float(flat[0]) if bool((flat == flat[0]).all()) else 1.0
                 value = float(f"{value:.7g}")  # a float32's shortest digits: 1e-6, not 9.99999997e-07
                 used.add(attr)
                 scaled.add(attr)
-                add(Entry(attr, Layer("layer_scale", {"init_value": value})), node, [other])
+                add(Entry(attr, Layer("layer_scale", {"init_value": value, **({"vector": True} if vector else {})})), node, [other])
                 continue
             if kind in ("add", "multiply", "concat"):
                 if kind == "concat":
