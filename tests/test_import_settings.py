@@ -243,3 +243,38 @@ def test_a_vector_layer_scale_and_permutes_round_trip(tmp_path):
     x = torch.randn(2, *INPUT)
     with torch.no_grad():
         assert torch.allclose(reference.eval()(x), ours.eval()(x), atol=1e-5)
+
+
+REPGHOST = '''
+from torch import nn
+
+
+class Ghost(nn.Module):  # timm's RepGhostModule: the entries of two lists called in a loop
+    def __init__(self, channels, identity):
+        super().__init__()
+        self.primary_conv = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.fusion_conv = nn.Sequential(nn.Identity() if identity else nn.Conv2d(channels, channels, 1, bias=False), nn.Conv2d(channels, channels, 1))
+        self.fusion_bn = nn.Sequential(nn.BatchNorm2d(channels))
+        self.cheap_operation = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        x2 = x2 + self.fusion_bn[0](self.fusion_conv[1](self.fusion_conv[0](x1)))
+        return x2
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), Ghost(8, True), Ghost(8, False))
+'''
+
+
+def test_calls_of_a_lists_entries_in_order_are_a_call_of_the_list(tmp_path):
+    """`self.fusion_bn[0](self.fusion_conv[1](self.fusion_conv[0](x1)))`: each list's entries,
+    called in order, each reading the one before, are the list (an nn.Sequential runs them so)."""
+    path = tmp_path / "repghost.py"
+    path.write_text(REPGHOST)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    names = [next(iter(e)) for e in yaml.safe_load(result.text)["blocks"]["ghost"]["layers"]]
+    assert names[:4] == ["primary_conv", "cheap_operation", "fusion_conv", "fusion_bn"]

@@ -18,6 +18,7 @@ from typing import Any, Union
 from archc.importer.ops import ACTIVATIONS as _NN_ACTIVATIONS
 from archc.importer.ops import Unsupported
 from archc.importer.trace import Entry, Group, Instance, Layer, Merge
+from archc.spec.types import RESERVED_NAMES
 
 ACTIVATIONS = frozenset({*_NN_ACTIVATIONS.values(), "gelu"})  # the argument-free activation layers
 
@@ -327,7 +328,7 @@ class Scope:
         hint = re.sub(r"\W", "_", hint).strip("_") or "param"
         hint = hint if hint[0].isalpha() else f"p_{hint}"
         name, k = hint, 2
-        while name in self.vars or name in self.new or name in self.reserved:
+        while name in self.vars or name in self.new or name in self.reserved or name in RESERVED_NAMES:
             name, k = f"{hint}{k}", k + 1
         self.new[name] = values
         self.used[name] = None
@@ -381,7 +382,7 @@ def scope_of(instances: list[Instance], reserved: set[str]) -> Scope:
     names = [k for k in instances[0].init if all(k in i.init for i in instances)]
     vars_: dict[str, list[Any]] = {"in_channels": [i.in_channels for i in instances]}
     for name in names:
-        if name in ("in_channels", "channels", "input", "i", "self") or name in reserved or name.startswith("_"):
+        if name in ("in_channels", "channels", "input") or name in RESERVED_NAMES or name in reserved or name.startswith("_"):
             continue
         values = [i.init[name] for i in instances]
         if len({type(v) for v in values}) != 1:

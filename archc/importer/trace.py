@@ -173,6 +173,7 @@ class Tracer:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
@@ -418,6 +419,31 @@ def _settings_kept(child: Any, node: Any, path: str) -> None:
     if bound is None or any(k not in settings or v != settings[k] or type(v) is not type(settings[k]) for k, v in extra.items()):
         shown = ", ".join(f"{k}={v!r}" for k, v in extra.items()) or "its arguments"
         raise Unsupported(f"{path}: {type(child).__name__} is called with {shown}, not its forward's defaults")
+
+
+def _container_calls(module: Any, graph: Any) -> None:
+    """Calls of every entry of an nn.Sequential child in order, each reading the one before
+    (timm's RepGhost: `for conv, bn in zip(self.fusion_conv, self.fusion_bn): bn(conv(x1))`,
+    each list of one entry) are one call of the child, as nn.Sequential runs them."""
+    import torch.nn as nn
+
+    calls: dict[str, list[Any]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and str(node.target).count(".") == 1:
+            calls.setdefault(str(node.target).split(".")[0], []).append(node)
+    for name, nodes in calls.items():
+        child = getattr(module, name, None)
+        if type(child) is not nn.Sequential or [str(n.target) for n in nodes] != [f"{name}.{k}" for k, _ in child.named_children()]:
+            continue
+        if any(len(n.args) != 1 or n.kwargs for n in nodes) or any(
+            later.args[0] is not earlier or len(earlier.users) != 1 for earlier, later in zip(nodes, nodes[1:])
+        ):
+            continue
+        nodes[0].target = name  # the first call runs the whole list: what read the last reads it
+        if len(nodes) > 1:
+            nodes[-1].replace_all_uses_with(nodes[0])
+        for node in reversed(nodes[1:]):
+            graph.erase_node(node)
 
 
 def _drop_guards(graph: Any, settings: dict[str, Any] | None) -> None:
