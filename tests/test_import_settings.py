@@ -278,3 +278,61 @@ def test_calls_of_a_lists_entries_in_order_are_a_call_of_the_list(tmp_path):
     assert result.diff is not None and result.diff <= 1e-5
     names = [next(iter(e)) for e in yaml.safe_load(result.text)["blocks"]["ghost"]["layers"]]
     assert names[:4] == ["primary_conv", "cheap_operation", "fusion_conv", "fusion_bn"]
+
+
+VOVNET = '''
+from typing import List
+
+import torch
+from torch import nn
+
+
+class SequentialAppendList(nn.Sequential):  # timm.models.vovnet's, as it is written there
+    def forward(self, x: torch.Tensor, concat_list: List[torch.Tensor]) -> torch.Tensor:
+        for i, module in enumerate(self):
+            if i == 0:
+                concat_list.append(module(x))
+            else:
+                concat_list.append(module(concat_list[-1]))
+        return torch.cat(concat_list, dim=1)
+
+
+class ConvAct(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Osa(nn.Module):
+    def __init__(self, channels, mid):
+        super().__init__()
+        self.conv_reduction = nn.Conv2d(channels, mid, 1)
+        self.conv_mid = SequentialAppendList(*[ConvAct(mid) for _ in range(3)])
+        self.conv_concat = nn.Conv2d(channels + 3 * mid, channels, 1)
+
+    def forward(self, x):
+        output = [x]
+        x = self.conv_reduction(x)
+        x = self.conv_mid(x, output)
+        return self.conv_concat(x) + output[0]
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), Osa(8, 4), Osa(8, 4))
+'''
+
+
+def test_an_append_list_is_a_list_and_a_concat_of_its_entries(tmp_path):
+    """VoVNet's OSA block: `self.conv_mid(x, output)` runs the list's entries in a chain and
+    returns the concatenation of the list it is given and every entry's output: the list, then
+    `concat: [input, conv_mid.0, conv_mid.1, conv_mid]`."""
+    path = tmp_path / "vovnet.py"
+    path.write_text(VOVNET)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    layers = yaml.safe_load(result.text)["blocks"]["osa"]["layers"]
+    assert {"cat": {"concat": ["input", "conv_mid.0", "conv_mid.1", "conv_mid"]}} in layers

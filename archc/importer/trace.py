@@ -267,6 +267,14 @@ class Tracer:
                 if "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
+                if _append_list(child, node):  # VoVNet's OSA list: its entries in a chain, then one concat
+                    x, listed = node.args
+                    called[target] = child
+                    add(Entry(target, Group(self._children(child, _join(path, target))), channels=self._channels(child)), node, [x])
+                    n = len(child)
+                    parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
+                    add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
+                    continue
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
                 _settings_kept(child, node, _join(path, target))
@@ -419,6 +427,20 @@ def _settings_kept(child: Any, node: Any, path: str) -> None:
     if bound is None or any(k not in settings or v != settings[k] or type(v) is not type(settings[k]) for k, v in extra.items()):
         shown = ", ".join(f"{k}={v!r}" for k, v in extra.items()) or "its arguments"
         raise Unsupported(f"{path}: {type(child).__name__} is called with {shown}, not its forward's defaults")
+
+
+def _append_list(child: Any, node: Any) -> bool:
+    """timm's SequentialAppendList (VoVNet): an nn.Sequential whose forward(x, concat_list)
+    runs its entries in a chain, appends each output to the list it is given, and returns the
+    list's concatenation; called here with a list of tensors."""
+    import torch.fx
+    import torch.nn as nn
+
+    return (
+        isinstance(child, nn.Sequential) and type(child).__name__ == "SequentialAppendList" and len(child) > 0
+        and len(node.args) == 2 and not node.kwargs and isinstance(node.args[1], (list, tuple))
+        and all(isinstance(t, torch.fx.Node) for t in node.args[1])
+    )  # fmt: skip
 
 
 def _container_calls(module: Any, graph: Any) -> None:
