@@ -301,15 +301,16 @@ def _row(item: str, depth: int, shape: tuple[int, ...], want: np.ndarray, got: n
 
 
 def _observable(pts: list[_Point], graph: Graph) -> list[_Point]:
-    """The points both models expose. An expression op (a channel slice) or a merge at model
-    level (`torch.cat`, `+`) has no PyTorch module: where it gives the model's output, that
-    output is compared (module ""); elsewhere its point is left out, and the next one covers it."""
+    """The points both models expose. An expression op (a channel slice), a bare parameter (a
+    layer scale) or a merge at model level (`torch.cat`, `+`) has no PyTorch module: where it
+    gives the model's output, that output is compared (module ""); elsewhere its point is left
+    out, and the next one covers it."""
     nodes = {n.id: n for n in graph.nodes}
     output = [p for p in pts if p.depth == 0][-1]
     out = []
     for p in pts:
         op = nodes[p.node].op
-        if not (op.EXPRESSION or (op.module_free() and p.node == p.module)):
+        if not (op.EXPRESSION or op.PARAMETER or (op.module_free() and p.node == p.module)):
             out.append(p)
         elif p is output and not graph.outputs:  # several outputs: each is compared as one
             out.append(dataclasses.replace(p, module="", call=0))

@@ -619,7 +619,8 @@ class _Block:
         else:
             body = {"conv": {"filters": "w", "kernel": 1, "stride": "stride" if skip else 1}}
         self.add("final", body, self.w)
-        self.layers.append({"norm": "batchnorm"})
+        # a batch norm, or a group norm (groups a constant or an expression of w; w is even)
+        self.layers.append({"norm": self.draw(st.sampled_from(["batchnorm", {"groupnorm": {"groups": 2}}, {"groupnorm": {"groups": "w // 2"}}]))})
 
 
 def recursive_kind(draw) -> dict:

@@ -639,3 +639,122 @@ def test_detection_trunk_with_a_list_numbered_from_1_round_trip(tmp_path):
     assert result.diff is not None and result.diff <= 1e-5
     assert yaml.safe_load(result.text)["layers"][0]["features"][1][0][0] == "identity"
     assert_rebuilds(randomise(namespace["ssdlite_features"]()), result.text, (3, 64, 64))
+
+
+GROUPNORM_PY = """
+from torch import nn
+
+
+class Unit(nn.Module):
+    def __init__(self, cin, cout, groups):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.norm = nn.GroupNorm(groups, cout)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.norm(self.conv(x)))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.gn = nn.GroupNorm(2, 8, eps=1e-6)
+        self.body = nn.Sequential(Unit(8, 16, 4), Unit(16, 32, 8))
+
+    def forward(self, x):
+        return self.body(self.gn(self.stem(x)))
+
+
+class TimmNet(nn.Module):  # timm's norm + activation modules: the norm's weights, then its act
+    def __init__(self):
+        super().__init__()
+        from timm.layers import GroupNorm1Act, GroupNormAct
+
+        self.conv1 = nn.Conv2d(3, 12, 3, padding=1, bias=False)
+        self.bn1 = GroupNormAct(12, num_groups=3, act_layer=nn.SiLU)
+        self.conv2 = nn.Conv2d(12, 8, 1, bias=False)
+        self.bn2 = GroupNorm1Act(8, apply_act=False)
+
+    def forward(self, x):
+        return self.bn2(self.conv2(self.bn1(self.conv1(x))))
+
+
+def net():
+    return Net()
+
+
+def timm_net():
+    return TimmNet()
+
+
+def numbered_act():
+    from timm.layers import GroupNormAct
+
+    return nn.Sequential(nn.Conv2d(3, 8, 1), GroupNormAct(8, num_groups=2))
+
+
+def no_affine():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.GroupNorm(2, 8, affine=False))
+"""
+
+
+def _groupnorm_models(tmp_path):
+    source = tmp_path / "groupnorm.py"
+    source.write_text(GROUPNORM_PY)
+    namespace = {}
+    exec(compile(GROUPNORM_PY, str(source), "exec"), namespace)
+    return source, namespace
+
+
+def _random_group_norms(model):
+    """Weights and biases away from PyTorch's ones and zeros, so a swapped or dropped tensor shows."""
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.copy_(torch.rand(m.num_channels, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_channels, generator=gen) * 0.5)
+    return model.eval()
+
+
+def test_group_norm_round_trip(tmp_path):
+    """nn.GroupNorm is a `groupnorm` layer under its own name (keys `gn.weight`,
+    `body.0.norm.bias`): its groups (a block parameter where the instances differ) and its eps,
+    written only where it is not PyTorch's 1e-5."""
+    source, namespace = _groupnorm_models(tmp_path)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][1] == {"gn": {"groupnorm": {"groups": 2, "eps": 1.0e-6}}}
+    (kind,) = spec["blocks"].values()
+    (norm,) = [e["norm"] for e in kind["layers"] if "norm" in e]
+    assert set(norm) == {"groupnorm"} and set(norm["groupnorm"]) == {"groups"}  # eps 1e-5: left out
+    built = build(load_spec_text(result.text), "torch")
+    assert [(m.num_groups, m.num_channels, m.eps) for m in built.modules() if isinstance(m, torch.nn.GroupNorm)] == [
+        (2, 8, 1e-6), (4, 16, 1e-5), (8, 32, 1e-5)
+    ]  # fmt: skip
+    assert_rebuilds(_random_group_norms(namespace["net"]()), result.text, (3, 16, 16))
+
+
+def test_timm_group_norm_act_round_trip(tmp_path):
+    """timm's GroupNormAct (an nn.GroupNorm that applies its child `act`) is a group norm under
+    the module's name and an activation `bn1_act`; GroupNorm1Act without an activation is one
+    group and nothing after it. In a numbered nn.Sequential the activation would shift the
+    numbers: one line naming the module."""
+    need("timm")
+    source, namespace = _groupnorm_models(tmp_path)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:timm_net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    layers = yaml.safe_load(result.text)["layers"]
+    assert layers == [
+        {"conv1": {"conv": {"filters": 12, "kernel": 3, "padding": 1}}}, {"bn1": {"groupnorm": {"groups": 3}}}, {"bn1_act": "silu"},
+        {"conv2": {"conv": {"filters": 8, "kernel": 1}}}, {"bn2": {"groupnorm": {"groups": 1}}},
+    ]  # fmt: skip
+    assert_rebuilds(_random_group_norms(namespace["timm_net"]()), result.text, (3, 16, 16))
+    for factory, what in [("numbered_act", "1: GroupNormAct in a numbered nn.Sequential"), ("no_affine", "GroupNorm(affine=False)")]:
+        result = CliRunner().invoke(main, ["import", f"{source}:{factory}", "--input", "3,8,8"])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and what in result.output, result.output

@@ -60,6 +60,27 @@ class Net(nn.Module):
         return self.head(x, pre_logits=True) if self.pre_logits else self.head(x)
 
 
+class XceptionBlock(nn.Module):  # timm's XceptionModule: a shortcut where strided, the sum only where it starts with relu
+    def __init__(self, channels, stride, residual):
+        super().__init__()
+        self.stack = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, stride=stride, padding=1))
+        self.shortcut = nn.Conv2d(channels, channels, 1, stride=stride) if stride != 1 else None
+        self.residual = residual
+
+    def forward(self, x):
+        skip = x
+        x = self.stack(x)
+        if self.shortcut is not None:
+            skip = self.shortcut(skip)
+        if self.residual:
+            x = x + skip
+        return x
+
+
+def xception():
+    return nn.Sequential(XceptionBlock(3, 2, True), XceptionBlock(3, 1, True), XceptionBlock(3, 1, False))
+
+
 def net():
     return Net()
 
@@ -149,3 +170,169 @@ layers:
 
 def load_then_build(text):
     return build(load_spec_text(text), "torch")
+
+
+def test_a_sum_some_instances_leave_out_passes_on_the_other_input(source):
+    """The spec's rule: an absent merge passes on the entry before it. The block without the
+    sum returns `stack`, so the shortcut (present only where strided) is written before
+    `stack`, and `stack` is what the absent sum passes on."""
+    path, namespace = source
+    result = import_spec(f"{path}:xception", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    block = yaml.safe_load(result.text)["blocks"]["xception_block"]["layers"]
+    assert [next(iter(e)) for e in block] == ["shortcut", "stack", "add"]
+    ours = build(load_spec_text(result.text), "torch")
+    reference = namespace["xception"]().eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours.eval()(x), atol=1e-6)
+
+
+CONVNEXT = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):  # timm's ConvNeXtBlock (conv_mlp=False): channels last around the MLP, a vector gamma
+    def __init__(self, channels):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.fc1 = nn.Linear(channels, 4 * channels)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(4 * channels, channels)
+        self.gamma = nn.Parameter(torch.full((channels,), 1e-6))
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv_dw(x)
+        x = x.permute(0, 2, 3, 1)
+        x = self.fc2(self.act(self.fc1(self.norm(x))))
+        x = x.permute(0, 3, 1, 2)
+        x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+        return x + shortcut
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), Block(8), Block(8))
+'''
+
+
+def test_a_vector_layer_scale_and_permutes_round_trip(tmp_path):
+    """timm's ConvNeXt block: `x.permute(0, 2, 3, 1)` and back are permute layers, and
+    `x.mul(self.gamma.reshape(1, -1, 1, 1))` a layer scale whose parameter stays a vector (C,)
+    (`vector: true`), so the state_dict's `gamma` loads as it is."""
+    path = tmp_path / "convnext.py"
+    path.write_text(CONVNEXT)
+    namespace = {}
+    exec(compile(CONVNEXT, str(path), "exec"), namespace)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    block = yaml.safe_load(result.text)["blocks"]["block"]["layers"]
+    assert {"gamma": {"layer_scale": {"init_value": 1e-6, "vector": True}}} in block
+    assert sum("permute" in str(e) for e in block) == 2
+    reference = namespace["net"]()
+    with torch.no_grad():
+        for m in reference.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.uniform_(0.5, 1.5)
+    ours = build(load_spec_text(result.text), "torch")
+    assert ours.state_dict()["1.gamma"].shape == (8,)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference.eval()(x), ours.eval()(x), atol=1e-5)
+
+
+REPGHOST = '''
+from torch import nn
+
+
+class Ghost(nn.Module):  # timm's RepGhostModule: the entries of two lists called in a loop
+    def __init__(self, channels, identity):
+        super().__init__()
+        self.primary_conv = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.fusion_conv = nn.Sequential(nn.Identity() if identity else nn.Conv2d(channels, channels, 1, bias=False), nn.Conv2d(channels, channels, 1))
+        self.fusion_bn = nn.Sequential(nn.BatchNorm2d(channels))
+        self.cheap_operation = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        x2 = x2 + self.fusion_bn[0](self.fusion_conv[1](self.fusion_conv[0](x1)))
+        return x2
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), Ghost(8, True), Ghost(8, False))
+'''
+
+
+def test_calls_of_a_lists_entries_in_order_are_a_call_of_the_list(tmp_path):
+    """`self.fusion_bn[0](self.fusion_conv[1](self.fusion_conv[0](x1)))`: each list's entries,
+    called in order, each reading the one before, are the list (an nn.Sequential runs them so)."""
+    path = tmp_path / "repghost.py"
+    path.write_text(REPGHOST)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    names = [next(iter(e)) for e in yaml.safe_load(result.text)["blocks"]["ghost"]["layers"]]
+    assert names[:4] == ["primary_conv", "cheap_operation", "fusion_conv", "fusion_bn"]
+
+
+VOVNET = '''
+from typing import List
+
+import torch
+from torch import nn
+
+
+class SequentialAppendList(nn.Sequential):  # timm.models.vovnet's, as it is written there
+    def forward(self, x: torch.Tensor, concat_list: List[torch.Tensor]) -> torch.Tensor:
+        for i, module in enumerate(self):
+            if i == 0:
+                concat_list.append(module(x))
+            else:
+                concat_list.append(module(concat_list[-1]))
+        return torch.cat(concat_list, dim=1)
+
+
+class ConvAct(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Osa(nn.Module):
+    def __init__(self, channels, mid):
+        super().__init__()
+        self.conv_reduction = nn.Conv2d(channels, mid, 1)
+        self.conv_mid = SequentialAppendList(*[ConvAct(mid) for _ in range(3)])
+        self.conv_concat = nn.Conv2d(channels + 3 * mid, channels, 1)
+
+    def forward(self, x):
+        output = [x]
+        x = self.conv_reduction(x)
+        x = self.conv_mid(x, output)
+        return self.conv_concat(x) + output[0]
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), Osa(8, 4), Osa(8, 4))
+'''
+
+
+def test_an_append_list_is_a_list_and_a_concat_of_its_entries(tmp_path):
+    """VoVNet's OSA block: `self.conv_mid(x, output)` runs the list's entries in a chain and
+    returns the concatenation of the list it is given and every entry's output: the list, then
+    `concat: [input, conv_mid.0, conv_mid.1, conv_mid]`."""
+    path = tmp_path / "vovnet.py"
+    path.write_text(VOVNET)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    layers = yaml.safe_load(result.text)["blocks"]["osa"]["layers"]
+    assert {"cat": {"concat": ["input", "conv_mid.0", "conv_mid.1", "conv_mid"]}} in layers

@@ -148,6 +148,20 @@ def _layernorm(r: random.Random) -> Case:
     return shape, [*before, {"op": {"layernorm": {"eps": r.choice([1e-6, 1e-5])}}}]
 
 
+def _groupnorm(r: random.Random) -> Case:
+    """Groups of one channel up to all of them, after a conv to more channels or on the input;
+    eps unset (1e-5) or written."""
+    shape, before = _map(r), []
+    c = shape[0]
+    if r.random() < 0.5:
+        c = r.choice([6, 8, 12])
+        before = [{"wide": {"conv": {"filters": c, "kernel": 1}}}]
+    args: dict[str, Any] = {"groups": r.choice([g for g in range(1, c + 1) if c % g == 0])}
+    if r.random() < 0.5:
+        args["eps"] = r.choice([1e-6, 1e-3])
+    return shape, [*before, {"op": {"groupnorm": args}}]
+
+
 def _plain(layer: Any, flat_ok: bool = False) -> Callable[[random.Random], Case]:
     """An op whose arguments are drawn by `layer(r)`, on a map (or flat features too)."""
 
@@ -202,8 +216,9 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "eca": _plain(lambda r: {"eca": {"kernel": r.choice([1, 3, 5, 7])}}),  # 7: wider than the channels
     "flatten": lambda r: (_map(r, 2, 4), [{"op": "flatten"}]),
     "global_avgpool": _plain(lambda r: "global_avgpool"),
+    "groupnorm": _groupnorm,
     "identity": _plain(lambda r: "identity", flat_ok=True),
-    "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3)}}),
+    "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3), "vector": r.random() < 0.5}}),
     "layernorm": _layernorm,
     "maxpool": _pool("maxpool"),
     "multiply": _merge("multiply"),
@@ -391,6 +406,7 @@ RANK_BUILDERS: dict[str, Callable[[random.Random, int], Layers]] = {
     "dropout": lambda r, rank: [{"op": {"dropout": {"rate": 0.5}}}],
     "flatten": lambda r, rank: [{"op": "flatten"}],
     "global_avgpool": lambda r, rank: [{"op": "global_avgpool"}],
+    "groupnorm": lambda r, rank: [{"op": {"groupnorm": {"groups": r.choice([1, 2])}}}],
     "identity": lambda r, rank: [{"op": "identity"}],
     "maxpool": _ranked_pool("maxpool"),
     "multiply": _ranked_merge("multiply"),

@@ -187,6 +187,29 @@ layers:
     assert report.ok and not any(r.problem for r in report.rows), verify.to_table(report)
 
 
+def test_model_level_layer_scales():
+    """A layer scale at model level is a bare parameter, no module to hook: the next row covers
+    it (it raised AttributeError, exit 1). Both PyTorch shapes, (C, 1, 1) and the vector (C,)."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text("""
+archc: 1
+name: scaled
+input: [3, 8, 8]
+defaults: {conv: {bias: true}}
+layers:
+  - conv: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - scale: {layer_scale: {init_value: 0.5}}
+  - relu: relu
+  - gamma: {layer_scale: {vector: true}}
+  - pool: global_avgpool
+"""))
+    report = verify.verify(graph)
+    assert [r.item for r in report.rows] == ["conv", "relu", "pool"]
+    assert report.ok, verify.to_table(report)
+
+
 def test_long_stages_are_folded_but_disagreements_are_not():
     """A 200-block stage prints its first and last blocks and one line for the rest; a block
     that disagrees stays visible with its contents; --all-rows prints everything."""

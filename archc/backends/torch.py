@@ -183,7 +183,8 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
             if step.taps:
                 forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue
-            forward += self._call_line(item.name, _kind(item), src, step.targets)
+            a = concrete_args(item.op, dict(item.exposed)) if isinstance(item, LayerInst) else None
+            forward += self._call_line(item.name, _kind(item), src, step.targets, a)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
         init += self.init_lines(INDENT2)

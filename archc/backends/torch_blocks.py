@@ -377,7 +377,8 @@ class BlockEmission:
             return tapped_calls(layer, step)  # type: ignore[arg-type]
         else:
             src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *more_inputs(layer, step)))
-            body = self._call_line(common.module_path(layer.name), kind, src, step.targets)
+            a = symbolic_args(layer, hoist) if isinstance(layer, SymLayer) else None
+            body = self._call_line(common.module_path(layer.name), kind, src, step.targets, a)
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
             return body
@@ -419,11 +420,12 @@ class BlockEmission:
         return Call("nn.Sequential", (conv, ops.BatchNorm.torch_module(bn_args, out_ch, False, False)))
 
     @staticmethod
-    def _call_line(name: str, kind: str, src: str, dst: str) -> list[str]:
-        """`dst = self.name(src)` (or the op's own form), split as ruff splits it when long
-        (a module deep in a container: `self.classifier.high_classifier(...)`)."""
+    def _call_line(name: str, kind: str, src: str, dst: str, a: dict[str, str] | None = None) -> list[str]:
+        """`dst = self.name(src)` (or the op's own form, given its arguments `a` as source
+        text), split as ruff splits it when long (a module deep in a container:
+        `self.classifier.high_classifier(...)`)."""
         op = ops.KINDS.get(kind)
-        applied = op.torch_apply(f"self.{name}", src) if op else f"self.{name}({src})"
+        applied = op.torch_apply(f"self.{name}", src, a or {}) if op else f"self.{name}({src})"
         line = f"{dst} = {applied}"
         if len(INDENT2 + line) > LINE and applied == f"self.{name}({src})":
             return [f"{dst} = self.{name}(", f"    {src}", ")", *(op.torch_after(dst) if op else [])]

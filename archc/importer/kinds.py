@@ -18,6 +18,7 @@ from typing import Any, Union
 from archc.importer.ops import ACTIVATIONS as _NN_ACTIVATIONS
 from archc.importer.ops import Unsupported
 from archc.importer.trace import Entry, Group, Instance, Layer, Merge
+from archc.spec.types import RESERVED_NAMES
 
 ACTIVATIONS = frozenset({*_NN_ACTIVATIONS.values(), "gelu"})  # the argument-free activation layers
 
@@ -154,7 +155,35 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
     for te in list(out):
         if isinstance(te.node, TMerge):
             te.node.inputs = [_merged_input(column, te, out) for column in te.node.inputs]  # type: ignore[arg-type]
+    for te in list(out):
+        if isinstance(te.node, TMerge):
+            _pass_on(te, out)
     return out
+
+
+def _pass_on(merge: TEntry, entries: list[TEntry]) -> None:
+    """A merge absent in some instances passes on the entry before it (the spec's rule), where
+    those instances return the merge's other input (timm's Xception block without a shortcut
+    returns `stack`): an input `p` right before the merge, present only where the merge may be,
+    is moved before the input `q` that is present wherever the merge is not, so `q` is passed on."""
+    i = entries.index(merge)
+    inputs = merge.node.inputs  # type: ignore[union-attr]
+    if all(merge.present) or i < 2 or entries[i - 1].name not in inputs or entries[i - 1].src is None:
+        return
+    p = entries[i - 1]
+    absent = [not m for m in merge.present]
+    q = next((e for e in entries[:i - 1] if e.name in inputs and e.name != p.name and all(t for t, a in zip(e.present, absent) if a)), None)
+    if q is None or all(p.present):
+        return
+    j = entries.index(q)
+    defined = ["input", *(e.name for e in entries[:j])]
+    if p.src not in defined:
+        return
+    if q.src is None:  # it read the entry before it, which p now is
+        if j and entries[j - 1].name is None:
+            return
+        q.src = entries[j - 1].name if j else "input"
+    entries.insert(j, entries.pop(i - 1))
 
 
 def _varied_activations(seqs: list[list[Entry] | None]) -> None:
@@ -246,7 +275,7 @@ class Scope:
         if all(v == pv[0] and type(v) is type(pv[0]) for v in pv):
             return pv[0]
         if all(type(v) is int for v in pv):
-            plain = [n for n, vs in {**self.vars, **self.new}.items() if [v for v, m in zip(vs, mask) if m] == pv]
+            plain = [n for n, vs in {**self.vars, **self.new}.items() if _same([v for v, m in zip(vs, mask) if m], pv)]
             if plain:  # the argument named most like the layer: expand3x3 reads expand3x3_planes
                 return self._use(max(plain, key=lambda n: (_common_prefix(n, hint), -plain.index(n))))
             for expr, got in self._int_candidates(mask, channels):
@@ -255,13 +284,13 @@ class Scope:
         elif all(type(v) is bool for v in pv):
             for name, vs in self.vars.items():
                 sel = [v for v, m in zip(vs, mask) if m]
-                if sel == pv:
+                if _same(sel, pv):
                     return self._use(name)
                 if all(type(s) is bool for s in sel) and [not s for s in sel] == pv:
                     return self._use(f"not {name}")
         elif all(type(v) in (int, float) for v in pv):
             for name, vs in self.vars.items():
-                if [v for v, m in zip(vs, mask) if m] == pv:
+                if _same([v for v, m in zip(vs, mask) if m], pv):
                     return self._use(name)
         if any(isinstance(v, list) for v in pv) and all(type(v) is int or (isinstance(v, list) and len(v) == 2) for v in pv):
             # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels): each side on its own
@@ -299,7 +328,7 @@ class Scope:
         hint = re.sub(r"\W", "_", hint).strip("_") or "param"
         hint = hint if hint[0].isalpha() else f"p_{hint}"
         name, k = hint, 2
-        while name in self.vars or name in self.new or name in self.reserved:
+        while name in self.vars or name in self.new or name in self.reserved or name in RESERVED_NAMES:
             name, k = f"{hint}{k}", k + 1
         self.new[name] = values
         self.used[name] = None
@@ -309,12 +338,9 @@ class Scope:
         """A boolean expression true exactly on the instances that have the entry."""
         want = [p for p, m in zip(present, scope_mask) if m]
         env = [{n: vs[k] for n, vs in {**self.vars, **self.new}.items()} for k in range(self.n) if scope_mask[k]]
-        atoms: list[str] = []
-        for name, vs in {**self.vars, **self.new}.items():
-            if all(type(v) is bool for v in vs):
-                atoms += [name, f"not {name}"]
-            elif all(type(v) is int for v in vs) and name != "in_channels":
-                atoms += [f"{name} != 1", f"{name} == 1"]
+        scope = {**self.vars, **self.new}
+        atoms = [a for n, vs in scope.items() if all(type(v) is bool for v in vs) for a in (n, f"not {n}")]  # flags first
+        atoms += [a for n, vs in scope.items() if n != "in_channels" and all(type(v) is int for v in vs) for a in (f"{n} != 1", f"{n} == 1")]
         widths = [n for n, vs in {**self.vars, **self.new}.items() if n != "in_channels" and all(type(v) is int for v in vs)]
         for expr in dict.fromkeys([*self.outputs, *widths]):
             atoms += [f"in_channels != {expr}", f"in_channels == {expr}"]
@@ -327,6 +353,11 @@ class Scope:
             except Exception:
                 continue
         return self._new(f"use_{hint}", [bool(p) for p in present])
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    """Equal values of equal types: an argument True is no padding 1."""
+    return len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b))
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -351,7 +382,7 @@ def scope_of(instances: list[Instance], reserved: set[str]) -> Scope:
     names = [k for k in instances[0].init if all(k in i.init for i in instances)]
     vars_: dict[str, list[Any]] = {"in_channels": [i.in_channels for i in instances]}
     for name in names:
-        if name in ("in_channels", "channels", "input", "i", "self") or name in reserved or name.startswith("_"):
+        if name in ("in_channels", "channels", "input") or name in RESERVED_NAMES or name in reserved or name.startswith("_"):
             continue
         values = [i.init[name] for i in instances]
         if len({type(v) for v in values}) != 1:

@@ -57,12 +57,10 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         }
         return "conv", args
     if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-        if not module.affine or not module.track_running_stats:
-            raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats})")
-        if module.momentum is None:
-            raise Unsupported(f"{name}(momentum=None) (a cumulative average)")
-        args = {"eps": module.eps, "momentum": module.momentum}
-        return "batchnorm", args
+        return _batchnorm(module)
+    if type(module) is nn.GroupNorm or (isinstance(module, nn.GroupNorm) and type(module).__module__ == "timm.layers.norm"):
+        # timm.layers.GroupNorm, GroupNorm1: nn.GroupNorm with a forward that calls F.group_norm
+        return _groupnorm(module)
     if name in ACTIVATIONS and type(module).__module__.startswith("torch.nn"):
         return ACTIVATIONS[name], {}
     if type(module) is nn.LeakyReLU:
@@ -101,7 +99,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if module.mode != "row":
             raise Unsupported(f"StochasticDepth(mode={module.mode!r}) (archc's drops rows)")
         return "stochastic_depth", {"rate": module.p}
-    if isinstance(module, nn.LayerNorm) and (type(module) is nn.LayerNorm or name == "LayerNorm2d"):
+    timm_norm = type(module).__module__.startswith("timm.layers") and not getattr(module, "_fast_norm", False)
+    if isinstance(module, nn.LayerNorm) and (type(module) is nn.LayerNorm or name == "LayerNorm2d" or timm_norm and name == "LayerNorm"):
         if len(module.normalized_shape) != 1 or not module.elementwise_affine or module.bias is None:
             raise Unsupported(f"{name}({tuple(module.normalized_shape)}) over more than the channels, or without weights")
         return "layernorm", {"eps": module.eps}
@@ -160,23 +159,41 @@ def _timm_eca(module: Any) -> tuple[str, dict[str, Any]]:
     return "eca", {"kernel": k}
 
 
+def _batchnorm(module: Any) -> tuple[str, dict[str, Any]]:
+    name = type(module).__name__
+    if not module.affine or not module.track_running_stats:
+        raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats})")
+    if module.momentum is None:
+        raise Unsupported(f"{name}(momentum=None) (a cumulative average)")
+    return "batchnorm", {"eps": module.eps, "momentum": module.momentum}
+
+
+def _groupnorm(module: Any) -> tuple[str, dict[str, Any]]:
+    if not module.affine:
+        raise Unsupported(f"{type(module).__name__}(affine=False) (a group norm without weight and bias)")
+    return "groupnorm", {"groups": module.num_groups, "eps": module.eps}
+
+
 def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
-    """timm's BatchNormAct2d (timm.layers.norm_act: a BatchNorm2d whose forward then applies
-    its children `drop` and `act`): the batch norm layer, then the activation's, if any; None
-    for any other module. The weights are the module's own (`bn1.weight`), so the batch norm
-    keeps the module's name and the activation, weightless, takes a name of its own."""
+    """timm's norm + activation modules (timm.layers.norm_act): BatchNormAct2d, a BatchNorm2d,
+    and GroupNormAct / GroupNorm1Act, an nn.GroupNorm, whose forward then applies its children
+    `drop` and `act`: the norm layer, then the activation's, if any; None for any other module.
+    The weights are the module's own (`bn1.weight`), so the norm keeps the module's name and
+    the activation, weightless, takes a name of its own."""
     import torch.nn as nn
 
-    if type(module).__name__ != "BatchNormAct2d" or not isinstance(module, nn.BatchNorm2d):
-        return None
     name = type(module).__name__
-    if not module.affine or not module.track_running_stats or module.momentum is None:
-        raise Unsupported(f"{name}(affine={module.affine}, track_running_stats={module.track_running_stats}, momentum={module.momentum})")
+    if name == "BatchNormAct2d" and isinstance(module, nn.BatchNorm2d):
+        norm = _batchnorm(module)
+    elif name in ("GroupNormAct", "GroupNorm1Act") and isinstance(module, nn.GroupNorm):
+        norm = _groupnorm(module)
+    else:
+        return None
     if set(dict(module.named_children())) != {"drop", "act"}:
         raise Unsupported(f"{name} with children {sorted(dict(module.named_children()))}")
     if type(module.drop) is not nn.Identity:
         raise Unsupported(f"{name} with drop {type(module.drop).__name__} (a dropout between the norm and its activation)")
-    layers: list[tuple[str, dict[str, Any]]] = [("batchnorm", {"eps": module.eps, "momentum": module.momentum})]
+    layers: list[tuple[str, dict[str, Any]]] = [norm]
     act = leaf(module.act)
     if act is None or act[0] not in ACTIVATIONS.values() and act[0] not in ("act", "gelu", "identity"):
         raise Unsupported(f"{name} with activation {type(module.act).__name__}, which archc has no layer for")
@@ -190,6 +207,7 @@ def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
 OMIT: dict[str, dict[str, Any]] = {
     "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False},
     "batchnorm": DEFAULTS["batchnorm"],
+    "groupnorm": {"eps": 1.0e-5},
     "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
     "avgpool": {"stride": "kernel", "padding": 0, "ceil_mode": False, "count_include_pad": True},
     "dense": {"bias": True},
@@ -243,6 +261,10 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         return ("flatten", {}) if (start, end) == (1, -1) else None
     if target in (F.relu, torch.relu, "relu", "relu_") and len(args) == 1:
         return "relu", {}
+    if target in ("permute", torch.permute):  # x.permute(0, 2, 3, 1): channels last and back
+        dims = tuple(args[1:]) if len(args) > 2 else tuple(args[1]) if len(args) == 2 else tuple(kwargs.get("dims", ()))
+        to = {(0, 2, 3, 1): "channels_last", (0, 3, 1, 2): "channels_first"}.get(dims)
+        return ("permute", {"to": to}) if to is not None and set(kwargs) <= {"dims"} else None
     if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
         return "global_avgpool", {}
     keep = kwargs.get("keepdim", args[2] if len(args) == 3 else False)
@@ -268,6 +290,11 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         if target is F.avg_pool2d:
             return "avgpool", {**out, "count_include_pad": bool(given.get("count_include_pad", True))}
         return "maxpool", out
+    if target is F.dropout:  # F.dropout(x, p=self.drop_rate, training=self.training): nn.Dropout's
+        given = {**dict(zip(["p", "training"], args[1:])), **kwargs}
+        if set(given) <= {"p", "training"} and isinstance(given.get("p", 0.5), float) and isinstance(given.get("training", True), bool):
+            return "dropout", {"rate": given.get("p", 0.5)}
+        return None
     if target in (F.adaptive_avg_pool2d,):
         size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
         return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None

@@ -147,9 +147,9 @@ class Tracer:
             name = None if key == str(i) else key
             i += 1
             layers = norm_act(child)
-            if layers is not None:  # timm's BatchNormAct2d: its batch norm, then its activation
+            if layers is not None:  # timm's BatchNormAct2d, GroupNormAct: its norm, then its activation
                 if name is None and len(layers) > 1:
-                    raise Unsupported(f"{_join(path, key)}: BatchNormAct2d in a numbered nn.Sequential (its activation would shift the numbers)")
+                    raise Unsupported(f"{_join(path, key)}: {type(child).__name__} in a numbered nn.Sequential (its activation would shift the numbers)")
                 entries.append(Entry(name, Layer(*layers[0]), channels=self._channels(child)))
                 entries.extend(Entry(f"{key}_act", Layer(*layer)) for layer in layers[1:])
                 continue
@@ -173,6 +173,7 @@ class Tracer:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
@@ -215,7 +216,7 @@ class Tracer:
         used: set[str] = {n for n, _ in module.named_children()}
         called: dict[str, Any] = {}
         previous = "input"
-        scales: dict[Any, str] = {}
+        scales: dict[Any, tuple[str, bool]] = {}  # fx node -> (parameter, reshaped from a vector)
         scaled: set[str] = set()
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
@@ -266,6 +267,14 @@ class Tracer:
                 if "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
+                if _append_list(child, node):  # VoVNet's OSA list: its entries in a chain, then one concat
+                    x, listed = node.args
+                    called[target] = child
+                    add(Entry(target, Group(self._children(child, _join(path, target))), channels=self._channels(child)), node, [x])
+                    n = len(child)
+                    parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
+                    add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
+                    continue
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
                 _settings_kept(child, node, _join(path, target))
@@ -294,7 +303,13 @@ class Tracer:
                     previous = target
                 continue
             if node.op == "get_attr":
-                scales[node] = str(node.target)  # a layer scale, if a multiply reads it (below)
+                scales[node] = (str(node.target), False)  # a layer scale, if a multiply reads it (below)
+                continue
+            if node.op == "call_method" and node.target in ("reshape", "view") and node.args and node.args[0] in scales:
+                shape = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+                if tuple(shape) != (1, -1, 1, 1):
+                    raise Unsupported(f"{what}: forward reshapes the tensor {scales[node.args[0]][0]} to {tuple(shape)}, not (1, -1, 1, 1)")
+                scales[node] = (scales[node.args[0]][0], True)  # timm's `x.mul(self.gamma.reshape(1, -1, 1, 1))`
                 continue
             kind = function(node.target, tuple(node.args), dict(node.kwargs))
             if kind is None:
@@ -302,17 +317,18 @@ class Tracer:
                 raise Unsupported(f"{what}: forward calls {target}, which archc has no layer for")
             kind, args = kind
             if kind == "multiply" and any(a in scales for a in node.args):
-                (attr,) = [scales[a] for a in node.args if a in scales]
+                ((attr, vector),) = [scales[a] for a in node.args if a in scales]
                 (other,) = [a for a in node.args if a not in scales and isinstance(a, torch.fx.Node)]
                 param = getattr(module, attr, None)
-                if not isinstance(param, torch.nn.Parameter) or param.dim() != 3 or tuple(param.shape[1:]) != (1, 1):
-                    raise Unsupported(f"{what}: forward multiplies by the tensor {attr}, not a (C, 1, 1) layer scale")
+                shape = (1,) if vector else (3, 1, 1)  # the dimensions, then the trailing sizes
+                if not isinstance(param, torch.nn.Parameter) or param.dim() != shape[0] or tuple(param.shape[1:]) != shape[1:]:
+                    raise Unsupported(f"{what}: forward multiplies by the tensor {attr}, not a (C, 1, 1) or reshaped (C,) layer scale")
                 flat = param.detach().flatten()
                 value = float(flat[0]) if bool((flat == flat[0]).all()) else 1.0
                 value = float(f"{value:.7g}")  # a float32's shortest digits: 1e-6, not 9.99999997e-07
                 used.add(attr)
                 scaled.add(attr)
-                add(Entry(attr, Layer("layer_scale", {"init_value": value})), node, [other])
+                add(Entry(attr, Layer("layer_scale", {"init_value": value, **({"vector": True} if vector else {})})), node, [other])
                 continue
             if kind in ("add", "multiply", "concat"):
                 if kind == "concat":
@@ -411,6 +427,45 @@ def _settings_kept(child: Any, node: Any, path: str) -> None:
     if bound is None or any(k not in settings or v != settings[k] or type(v) is not type(settings[k]) for k, v in extra.items()):
         shown = ", ".join(f"{k}={v!r}" for k, v in extra.items()) or "its arguments"
         raise Unsupported(f"{path}: {type(child).__name__} is called with {shown}, not its forward's defaults")
+
+
+def _append_list(child: Any, node: Any) -> bool:
+    """timm's SequentialAppendList (VoVNet): an nn.Sequential whose forward(x, concat_list)
+    runs its entries in a chain, appends each output to the list it is given, and returns the
+    list's concatenation; called here with a list of tensors."""
+    import torch.fx
+    import torch.nn as nn
+
+    return (
+        isinstance(child, nn.Sequential) and type(child).__name__ == "SequentialAppendList" and len(child) > 0
+        and len(node.args) == 2 and not node.kwargs and isinstance(node.args[1], (list, tuple))
+        and all(isinstance(t, torch.fx.Node) for t in node.args[1])
+    )  # fmt: skip
+
+
+def _container_calls(module: Any, graph: Any) -> None:
+    """Calls of every entry of an nn.Sequential child in order, each reading the one before
+    (timm's RepGhost: `for conv, bn in zip(self.fusion_conv, self.fusion_bn): bn(conv(x1))`,
+    each list of one entry) are one call of the child, as nn.Sequential runs them."""
+    import torch.nn as nn
+
+    calls: dict[str, list[Any]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and str(node.target).count(".") == 1:
+            calls.setdefault(str(node.target).split(".")[0], []).append(node)
+    for name, nodes in calls.items():
+        child = getattr(module, name, None)
+        if type(child) is not nn.Sequential or [str(n.target) for n in nodes] != [f"{name}.{k}" for k, _ in child.named_children()]:
+            continue
+        if any(len(n.args) != 1 or n.kwargs for n in nodes) or any(
+            later.args[0] is not earlier or len(earlier.users) != 1 for earlier, later in zip(nodes, nodes[1:])
+        ):
+            continue
+        nodes[0].target = name  # the first call runs the whole list: what read the last reads it
+        if len(nodes) > 1:
+            nodes[-1].replace_all_uses_with(nodes[0])
+        for node in reversed(nodes[1:]):
+            graph.erase_node(node)
 
 
 def _drop_guards(graph: Any, settings: dict[str, Any] | None) -> None:

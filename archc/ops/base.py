@@ -428,8 +428,9 @@ class Op:
         raise NotImplementedError(cls.kind)
 
     @classmethod
-    def torch_apply(cls, attr: str, src: str) -> str:
-        """The op applied to `src` in `forward`, its module (or parameter) being `attr`."""
+    def torch_apply(cls, attr: str, src: str, a: dict[str, str]) -> str:
+        """The op applied to `src` in `forward`, its module (or parameter) being `attr`, its
+        arguments `a` as source text."""
         return f"{attr}({src})"
 
     @classmethod
