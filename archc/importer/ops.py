@@ -111,6 +111,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return "permute", {"to": to}
     if type(module) is nn.Identity:
         return "identity", {}
+    if name == "RadixSoftmax" and type(module).__module__.startswith("timm.layers"):  # ResNeSt's split attention
+        return "softmax", {"radix": module.radix, "cardinality": module.cardinality}
     if name == "SelectAdaptivePool2d" and type(module).__module__.startswith("timm.layers"):
         return _timm_pool(module)
     if type(module) is nn.Flatten:

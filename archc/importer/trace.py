@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns
+from archc.importer import patterns, radix
 from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
 
 
@@ -178,6 +178,7 @@ class Tracer:
         if dense is not None:
             return dense  # type: ignore[return-value]
         patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
+        radix.rewrite(module, graph, self.shapes[id(module)])  # split attention's radix sums
         entries = self._entries(module, path, graph, what)
         shape = self.shapes[id(module)]
         return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
