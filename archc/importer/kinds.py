@@ -292,11 +292,15 @@ class Scope:
             for name, vs in self.vars.items():
                 if _same([v for v, m in zip(vs, mask) if m], pv):
                     return self._use(name)
-        if any(isinstance(v, list) for v in pv) and all(type(v) is int or (isinstance(v, list) and len(v) == 2) for v in pv):
-            # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels): each side on its own
-            pairs = [v if isinstance(v, list) else None if v is None else [v, v] for v in values]  # type: ignore[union-attr]
-            sides = [self.value([p[j] if p is not None else None for p in pairs], mask, f"{hint}_{'hw'[j]}") for j in (0, 1)]
-            return sides[0] if sides[0] == sides[1] else sides
+        sizes = {len(v) for v in pv if isinstance(v, list)}
+        if len(sizes) == 1 and all(type(v) is int or isinstance(v, list) and all(type(x) is int for x in v) for v in pv):
+            # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels), or a
+            # [depth, height, width] triple (the video ResNets' 1x3x3 kernels): each side on its own
+            (n,) = sizes
+            tuples = [v if isinstance(v, list) else None if v is None else [v] * n for v in values]  # type: ignore[union-attr]
+            axes = "hw" if n == 2 else "dhw" if n == 3 else [str(j) for j in range(n)]
+            sides = [self.value([t[j] if t is not None else None for t in tuples], mask, f"{hint}_{axes[j]}") for j in range(n)]
+            return sides[0] if all(side == sides[0] for side in sides) else sides
         if not all(type(v) in (int, float, bool) for v in pv):
             raise Unsupported(f"{hint} takes the values {pv} in different instances")
         return self._new(hint, [v if m else pv[0] for v, m in zip(values, mask)])

@@ -444,6 +444,8 @@ def spec(renderer: Renderer, root: Instance, name: str, source: str, input_shape
             for k in renderer.kinds.values()
         }  # fmt: skip
     out["layers"] = layers
+    if root.outputs:  # a forward that returns {"out": ...} (torchvision's segmentation models)
+        out["outputs"] = dict(root.outputs)
     return out
 
 

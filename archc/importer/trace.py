@@ -10,10 +10,11 @@ the original's.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns
+from archc.importer import patterns, taps
 from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
 
 
@@ -46,6 +47,7 @@ class Instance:
     entries: list[Entry]
     kind: str = ""  # set when kinds are formed
     params: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # the model's, where its forward returns a dict
 
 
 Node = Union[Layer, Merge, Group, Instance]
@@ -100,7 +102,7 @@ class Tracer:
             raise Unsupported(f"{path or 'model'}: {e}") from None
         if found is not None:
             return Layer(*found)
-        if is_container(module) or _numbered_sequential(module):
+        if is_container(module) or _numbered_sequential(module) or _strided_sequential(module) or taps.layer_getter(module):
             return Group(self._children(module, path))
         if len(list(module.buffers(recurse=False))):
             raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
@@ -178,9 +180,12 @@ class Tracer:
         if dense is not None:
             return dense  # type: ignore[return-value]
         patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
-        entries = self._entries(module, path, graph, what)
+        outputs: dict[str, str] = {}
+        entries = self._entries(module, path, graph, what, outputs)
         shape = self.shapes[id(module)]
-        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
+        if outputs and path:
+            raise Unsupported(f"{what}: forward returns a dict, which archc's blocks do not (a model's may)")
+        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs)
 
     def _dense(self, module: Any, path: str, graph: Any) -> Group | None:
         """torchvision's _DenseBlock: features = [x]; each layer reads the list and appends its
@@ -208,7 +213,7 @@ class Tracer:
             entries.append(Entry(str(call.target), self.describe(child, _join(path, str(call.target))), channels=self._channels(child)))
         return Group(entries, dense=True)
 
-    def _entries(self, module: Any, path: str, graph: Any, what: str) -> list[Entry]:
+    def _entries(self, module: Any, path: str, graph: Any, what: str, outputs: dict[str, str]) -> list[Entry]:
         import torch.fx
 
         names: dict[Any, str] = {}  # fx node -> the entry name that holds its tensor
@@ -218,6 +223,8 @@ class Tracer:
         previous = "input"
         scales: dict[Any, tuple[str, bool]] = {}  # fx node -> (parameter, reshaped from a vector)
         scaled: set[str] = set()
+        tapped: dict[Any, dict[str, str]] = {}  # a layer getter's call -> tap name -> the spec's name
+        sizes: dict[Any, tuple[Any, Any]] = {}  # x.shape, x.shape[-2:] -> (x, where the items start)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
             if extra.users:
@@ -258,8 +265,26 @@ class Tracer:
                 continue
             if node.op == "output":
                 result = node.args[0]
+                if isinstance(result, dict) and result and all(isinstance(k, str) and isinstance(v, torch.fx.Node) for k, v in result.items()):
+                    outputs.update({k: name_of(v) for k, v in result.items()})  # {"out": ...}: the model's `outputs:`
+                    continue
                 if not isinstance(result, torch.fx.Node) or name_of(result) != previous:
                     raise Unsupported(f"{what}: forward returns something other than its last tensor")
+                continue
+            size = taps.size_of(node, sizes)
+            if size is not None:
+                sizes[node] = size
+                continue
+            if node.op == "call_function" and node.target is operator.getitem and node.args[0] in tapped:
+                key = node.args[1]
+                if key not in tapped[node.args[0]]:
+                    raise Unsupported(f"{what}: forward reads the tap {key!r} of {node.args[0].target}, which returns {sorted(tapped[node.args[0]])}")
+                names[node] = tapped[node.args[0]][key]
+                continue
+            resized = taps.resize(node, sizes, len(self.shapes[id(module)]) + 1)
+            if resized is not None:
+                like, mode = resized
+                add(Entry(fresh("resize"), Layer("resize", {"like": name_of(like), "mode": mode})), node, [node.args[0] if node.args else node.kwargs["input"]])
                 continue
             inputs = tensor_inputs(node)
             if node.op == "call_module":
@@ -297,6 +322,10 @@ class Tracer:
                 name = None if target.isdigit() else target
                 entry = Entry(name, described, channels=self._channels(child))
                 add(entry, node, inputs)
+                getter = taps.layer_getter(child)
+                if getter is not None:  # its result is a dict, read by getitem (above)
+                    tapped[node] = taps.tap_names(getter, [k for k, _ in child.named_children()], target)
+                    del names[node]
                 if name is None:
                     names[node] = target
                     entry.name = None
@@ -491,6 +520,18 @@ def _numbered_sequential(module: Any) -> bool:
         isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
         and any(not key.isidentifier() and not key.isdigit() for key, _ in module.named_children())
     )  # fmt: skip
+
+
+def _strided_sequential(module: Any) -> bool:
+    """An nn.Sequential subclass that keeps its forward, holding a layer whose stride differs
+    per dimension (torchvision's video BasicStem: a 3x7x7 conv of stride 1x2x2): a list, as
+    the spec language keeps such strides out of block kinds (a shortcut follows one stride)."""
+    import torch.nn as nn
+
+    if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
+        return False
+    strides = [getattr(m, "stride", None) for m in module.modules()]
+    return any(isinstance(s, (tuple, list)) and len(set(s)) > 1 for s in strides)
 
 
 def _join(path: str, key: str) -> str:

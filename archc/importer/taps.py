@@ -1,0 +1,77 @@
+"""What a segmentation model's forward reads besides tensors: the named maps of a backbone,
+the size of a tensor, and the dict it returns.
+
+- torchvision's IntermediateLayerGetter (torchvision.models._utils): a module dict whose
+  forward runs its children in order and returns the outputs of some of them by new names
+  (`return_layers`, {"layer4": "out"}); it is cut after the last of them. It is a list of
+  its children, and `features["out"]` a read of one child's output: the list's own name
+  where it is the last child, `backbone.layer3` for another;
+- `x.shape[-2:]` (or `x.size()[2:]`), the spatial size of x, read by
+  `F.interpolate(y, size=..., mode=...)`: archc's `resize: {like: x, mode}`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from archc.importer.ops import Unsupported
+
+
+def layer_getter(module: Any) -> dict[str, str] | None:
+    """An IntermediateLayerGetter's `return_layers` (child name -> tap name); None for any
+    other module. Read by its class (its forward is a Python loop over a dict, which is
+    what the taps assume), not by tracing."""
+    cls = type(module)
+    if cls.__name__ != "IntermediateLayerGetter" or cls.__module__ != "torchvision.models._utils":
+        return None
+    children = [k for k, _ in module.named_children()]
+    taps = dict(module.return_layers)
+    if not taps or not set(taps) <= set(children):
+        raise Unsupported(f"IntermediateLayerGetter returning {sorted(taps)}, not children of its own")
+    return taps
+
+
+def tap_names(taps: dict[str, str], children: list[str], name: str) -> dict[str, str]:
+    """Tap name -> the spec's name of that child's output in the getter's list `name`."""
+    last = children[-1]
+    return {out: name if child == last else f"{name}.{child}" for child, out in taps.items()}
+
+
+def size_of(node: Any, sizes: dict[Any, tuple[Any, bool]]) -> tuple[Any, bool] | None:
+    """(x, spatial) where `node` is x.shape or x.size() (spatial False) or its items from 2
+    on (`x.shape[-2:]` of a 4-D x, `x.shape[2:]`: spatial True); None for other nodes."""
+    import torch.fx
+
+    if node.op == "call_function" and node.target is getattr and len(node.args) == 2 and node.args[1] == "shape":
+        return (node.args[0], False) if isinstance(node.args[0], torch.fx.Node) else None
+    if node.op == "call_method" and node.target == "size" and len(node.args) == 1 and not node.kwargs:
+        return (node.args[0], False)
+    if node.op == "call_function" and node.target is operator.getitem and node.args[0] in sizes:
+        x, spatial = sizes[node.args[0]]
+        index = node.args[1]
+        if not spatial and isinstance(index, slice) and index.step is None and index.stop is None:
+            return (x, index.start)  # resolved against the map's rank by resize()
+    return None
+
+
+def resize(node: Any, sizes: dict[Any, tuple[Any, Any]], rank: int) -> tuple[Any, str] | None:
+    """F.interpolate(y, size=x.shape[-2:], mode=m) -> (x, m): resize y like x; None when
+    `node` is no such call. `rank`: the maps' number of dimensions (4 for images)."""
+    import torch.nn.functional as F
+
+    if node.op != "call_function" or node.target is not F.interpolate:
+        return None
+    names = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
+    given = {**dict(zip(names, node.args)), **node.kwargs}
+    size = given.get("size")
+    if size not in sizes or given.get("scale_factor") is not None or given.get("antialias", False):
+        return None
+    x, start = sizes[size]
+    if rank != 4 or start not in (2, -2):
+        return None  # archc's resize takes a 2-D map's height and width
+    mode = given.get("mode", "nearest")
+    corners = given.get("align_corners")
+    if mode == "nearest" and corners is None or mode == "bilinear" and corners is False:
+        return x, mode
+    return None
