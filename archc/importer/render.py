@@ -173,7 +173,7 @@ class Renderer:
     def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
         """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
         numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
-        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries:
+        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel:
             return None
         entries = te.node.entries
         if not all(isinstance(e.node, TInst) and e.src is None for e in entries):
@@ -213,6 +213,10 @@ class Renderer:
             return {node.kind: args}, {}
         if isinstance(node, TMerge):
             return {node.kind: list(node.inputs)}, {}
+        if isinstance(node, TGroup) and node.parallel:  # a module list: its paths, unnamed
+            if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
+                raise Unsupported(f"{te.name}: a module list whose paths differ between instances")
+            return {"parallel": [self.node(e, scope, mask)[0] for e in node.entries]}, {}
         if isinstance(node, TGroup):
             return self.group(node, scope, mask), {}
         kind = self.kinds[node.kind]
@@ -309,7 +313,7 @@ def _stage_instances(tentries: list[TEntry]) -> list[TInst]:
     """The model-level instances a stage may hold (unnamed entries of lists), in model order."""
     out: list[TInst] = []
     for te in tentries:
-        if isinstance(te.node, TGroup):
+        if isinstance(te.node, TGroup) and not te.node.parallel:
             out += [e.node for e in te.node.entries if e.name is None and e.src is None and isinstance(e.node, TInst)]
             out += _stage_instances([e for e in te.node.entries if isinstance(e.node, TGroup)])
     return out
@@ -414,7 +418,7 @@ def _shape(entries: list[Entry]) -> Any:
     for e in entries:
         node = e.node
         if isinstance(node, Group):
-            out.append((e.name, e.src, _shape(node.entries)))
+            out.append((e.name, e.src, node.parallel, _shape(node.entries)))
         elif isinstance(node, Instance):
             out.append((e.name, e.src, "I", node.kind))
         else:

@@ -34,6 +34,7 @@ class Merge:
 class Group:
     entries: list[Entry]
     dense: bool = False  # each entry reads the concatenation of the input and the entries before
+    parallel: bool = False  # an nn.ModuleList: unnamed paths on one input, concatenated
 
 
 @dataclass
@@ -213,6 +214,33 @@ class Tracer:
             entries.append(Entry(str(call.target), self.describe(child, _join(path, str(call.target))), channels=self._channels(child)))
         return Group(entries, dense=True)
 
+    def _parallel(self, module: Any, path: str, graph: Any, first: Any) -> tuple[Entry, Any, list[Any]] | None:
+        """An nn.ModuleList `convs` whose modules are each called once, in order, on one
+        tensor, their outputs concatenated on the channels in that order and read by
+        nothing else: (its entry, the torch.cat node, the calls); None for anything else."""
+        import torch
+        import torch.nn as nn
+
+        head = str(first.target).split(".")[0]
+        paths = module.get_submodule(head)
+        if type(paths) is not nn.ModuleList:
+            return None
+        prefix = f"{head}."
+        calls = [n for n in graph.nodes if n.op == "call_module" and str(n.target).startswith(prefix)]
+        if [str(c.target) for c in calls] != [f"{prefix}{k}" for k in range(len(paths))]:
+            return None
+        if any(len(c.args) != 1 or c.kwargs or c.args[0] is not first.args[0] or len(c.users) != 1 for c in calls):
+            return None
+        (cat,) = calls[0].users
+        if cat.target not in (torch.cat, torch.concat) or function(cat.target, tuple(cat.args), dict(cat.kwargs)) != ("concat", {}):
+            return None
+        if not isinstance(cat.args[0], (list, tuple)) or list(cat.args[0]) != calls:
+            return None
+        entries = []
+        for k, child in enumerate(paths):
+            entries.append(Entry(None, self.describe(child, _join(path, f"{head}.{k}")), channels=self._channels(child)))
+        return Entry(head, Group(entries, parallel=True), channels=self._channels(paths[0])), cat, calls
+
     def _entries(self, module: Any, path: str, graph: Any, what: str, outputs: dict[str, str]) -> list[Entry]:
         import torch.fx
 
@@ -223,6 +251,8 @@ class Tracer:
         previous = "input"
         scales: dict[Any, tuple[str, bool]] = {}  # fx node -> (parameter, reshaped from a vector)
         scaled: set[str] = set()
+        skipped: set[str] = set()  # the paths of a module list, read as one entry
+        skipped_nodes: set[Any] = set()
         tapped: dict[Any, dict[str, str]] = {}  # a layer getter's call -> tap name -> the spec's name
         sizes: dict[Any, tuple[Any, Any]] = {}  # x.shape, x.shape[-2:] -> (x, where the items start)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
@@ -271,6 +301,8 @@ class Tracer:
                 if not isinstance(result, torch.fx.Node) or name_of(result) != previous:
                     raise Unsupported(f"{what}: forward returns something other than its last tensor")
                 continue
+            if node in skipped_nodes:
+                continue
             size = taps.size_of(node, sizes)
             if size is not None:
                 sizes[node] = size
@@ -289,6 +321,17 @@ class Tracer:
             inputs = tensor_inputs(node)
             if node.op == "call_module":
                 target = str(node.target)
+                if target in skipped:
+                    continue
+                if "." in target and target.split(".")[0] not in called:
+                    found = self._parallel(module, path, graph, node)
+                    if found is not None:  # torchvision's ASPP: torch.cat([conv(x) for conv in self.convs], 1)
+                        entry, cat, calls = found
+                        called[entry.name] = entry.node  # type: ignore[index]
+                        skipped.update(str(c.target) for c in calls)
+                        add(entry, cat, inputs)
+                        skipped_nodes.add(cat)
+                        continue
                 if "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
@@ -382,7 +425,7 @@ class Tracer:
         for cname, child in module.named_children():
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
-        return _global_pools(entries)
+        return _numbered_tail(_global_pools(entries))
 
 
 _ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
@@ -410,6 +453,19 @@ def _global_pools(entries: list[Entry]) -> list[Entry]:
         out.append(e)
         i += 1
     return out
+
+
+def _numbered_tail(entries: list[Entry]) -> list[Entry]:
+    """A numbered module (its children 0, 1, ...) whose forward ends with a resize (torchvision's
+    ASPPPooling, an nn.Sequential that resizes back to its input's size): that weightless
+    last layer unnamed too, as a numbered block kind writes it (it takes no number)."""
+    named = [e for e in entries if e.name is not None]
+    if not named or not any(e.name is None for e in entries) or len(named) > 1 or entries[-1] is not named[0]:
+        return entries
+    last = named[0]
+    if isinstance(last.node, Layer) and last.node.kind == "resize" and last.src is None:
+        last.name = None
+    return entries
 
 
 def _read_by_name(entries: list[Entry], name: str) -> bool:
