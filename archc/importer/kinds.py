@@ -386,13 +386,15 @@ def scope_of(instances: list[Instance], reserved: set[str]) -> Scope:
     n = len(instances)
     names = [k for k in instances[0].init if all(k in i.init for i in instances)]
     vars_: dict[str, list[Any]] = {"in_channels": [i.in_channels for i in instances]}
+    if instances[0].inputs:  # several named inputs: their channels are `low_channels`, `high_channels`
+        vars_ = {f"{k}_channels": [i.inputs.get(k) for i in instances] for k in instances[0].inputs}
     for name in names:
         if name in ("in_channels", "channels", "input") or name in RESERVED_NAMES or name in reserved or name.startswith("_"):
             continue
         values = [i.init[name] for i in instances]
         if len({type(v) for v in values}) != 1:
             continue
-        if values == vars_["in_channels"]:
+        if values == vars_.get("in_channels"):
             continue  # the input's channels under another name (inplanes, inp)
         vars_[name] = values
     return Scope(n, vars_, reserved=set(reserved))

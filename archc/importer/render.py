@@ -28,8 +28,9 @@ SHORTHAND = {"batchnorm", "global_avgpool", "flatten", "identity", "relu", "relu
 
 
 class Kind:
-    def __init__(self, name: str, cls: type, params: dict[str, Any], layers: list[Any]):
+    def __init__(self, name: str, cls: type, params: dict[str, Any], layers: list[Any], inputs: list[str] | None = None):
         self.name, self.cls, self.params, self.layers = name, cls, params, layers
+        self.inputs = inputs or []  # several named inputs (LRASPPHead's low, high)
 
 
 class Renderer:
@@ -83,7 +84,7 @@ class Renderer:
         defaults = constructor_defaults(cls)
         params: dict[str, Any] = {}
         for p in scope.used:
-            if p == "in_channels":
+            if p == "in_channels" or p in (f"{k}_channels" for k in instances[0].inputs):
                 continue
             values = scope.vars.get(p, scope.new.get(p))
             d = defaults.get(p) if p in scope.vars else None
@@ -95,7 +96,10 @@ class Renderer:
         for k_, inst in enumerate(instances):
             inst.kind = name
             inst.params = {p: (scope.vars.get(p) or scope.new[p])[k_] for p in params}
-        self.kinds[name] = Kind(name, cls, params, layers)
+        inputs = list(instances[0].inputs)
+        if any(list(i.inputs) != inputs for i in instances):
+            raise Unsupported(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
+        self.kinds[name] = Kind(name, cls, params, layers, inputs)
 
     # -- rendering -----------------------------------------------------------------------
     def entries(self, tentries: list[TEntry], scope: Scope, mask: list[bool]) -> list[Any]:
@@ -104,7 +108,7 @@ class Renderer:
         for te in tentries:
             here = [p and m for p, m in zip(te.present, mask)]
             conditional = any(m and not p for p, m in zip(te.present, mask))
-            src = {"from": te.src} if te.src and te.src != previous else {}
+            src = {"from": list(te.src) if isinstance(te.src, tuple) else te.src} if te.src and te.src != previous else {}
             previous = te.name if not conditional else None
             stage = self._named_stage(te) if scope.n == 1 and not conditional else None
             if stage is not None:
@@ -443,8 +447,8 @@ def spec(renderer: Renderer, root: Instance, name: str, source: str, input_shape
     out["defaults"] = dict(DEFAULTS)
     if renderer.kinds:
         out["blocks"] = {
-            k.name: {"class": _class_name(k, renderer, cls), "params": k.params, "layers": k.layers} if k.params
-            else {"class": _class_name(k, renderer, cls), "layers": k.layers}
+            k.name: {"class": _class_name(k, renderer, cls), **({"inputs": k.inputs} if k.inputs else {}),
+                     **({"params": k.params} if k.params else {}), "layers": k.layers}
             for k in renderer.kinds.values()
         }  # fmt: skip
     out["layers"] = layers

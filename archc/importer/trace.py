@@ -49,6 +49,7 @@ class Instance:
     kind: str = ""  # set when kinds are formed
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # the model's, where its forward returns a dict
+    inputs: dict[str, int] = field(default_factory=dict)  # several named inputs -> their channels (LRASPPHead's low, high)
 
 
 Node = Union[Layer, Merge, Group, Instance]
@@ -58,7 +59,7 @@ Node = Union[Layer, Merge, Group, Instance]
 class Entry:
     name: str | None  # None: numbered by position (an nn.Sequential child)
     node: Node
-    src: str | None = None  # `from:`; None reads the entry before
+    src: str | tuple[str, ...] | None = None  # `from:`; None reads the entry before; a tuple: a block's several inputs
     channels: int | None = None  # the channels it reads (a module's, from a forward pass)
 
 
@@ -70,6 +71,7 @@ class Tracer:
 
         self.init = init
         self.shapes: dict[int, tuple[int, ...]] = {}
+        self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -91,6 +93,9 @@ class Tracer:
         elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
             shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
             self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
+        elif isinstance(first, dict) and first and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in first.items()):
+            self.named_inputs[id(module)] = {k: tuple(t.shape[1:]) for k, t in first.items()}  # LRASPPHead(features)
+            self.shapes[id(module)] = next(iter(self.named_inputs[id(module)].values()))
 
     def _channels(self, module: Any) -> int | None:
         shape = self.shapes.get(id(module))
@@ -186,7 +191,8 @@ class Tracer:
         shape = self.shapes[id(module)]
         if outputs and path:
             raise Unsupported(f"{what}: forward returns a dict, which archc's blocks do not (a model's may)")
-        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs)
+        named = {k: s[0] for k, s in self.named_inputs.get(id(module), {}).items()}
+        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs, inputs=named)
 
     def _dense(self, module: Any, path: str, graph: Any) -> Group | None:
         """torchvision's _DenseBlock: features = [x]; each layer reads the list and appends its
@@ -290,8 +296,14 @@ class Tracer:
 
         for node in graph.nodes:
             if node.op == "placeholder":
-                if node is placeholders[0]:
+                if node is placeholders[0] and id(module) not in self.named_inputs:
                     names[node] = "input"
+                continue
+            if node.op == "call_function" and node.target is operator.getitem and node.args[0] is placeholders[0] and id(module) in self.named_inputs:
+                key = node.args[1]  # input["low"]: the block's input `low`
+                if key not in self.named_inputs[id(module)] or not str(key).isidentifier():
+                    raise Unsupported(f"{what}: forward reads the input {key!r} of {sorted(self.named_inputs[id(module)])}")
+                names[node] = used.add(key) or key  # type: ignore[func-returns-value]
                 continue
             if node.op == "output":
                 result = node.args[0]
@@ -342,6 +354,14 @@ class Tracer:
                     n = len(child)
                     parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
                     add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
+                    continue
+                if len(node.args) == 1 and node.args[0] in tapped and not node.kwargs and id(child) in self.named_inputs:
+                    described = called[target] = self.describe(child, _join(path, target))
+                    got = tapped[node.args[0]]  # a dict of the getter's taps, read by name inside
+                    if not isinstance(described, Instance) or list(described.inputs) != list(got):
+                        raise Unsupported(f"{_join(path, target)}: {type(child).__name__} reads a dict of {sorted(got)}, not as a block of named inputs")
+                    entries.append(Entry(target, described, tuple(got.values()), channels=self._channels(child)))
+                    names[node] = previous = target
                     continue
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
