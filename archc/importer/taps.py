@@ -38,20 +38,27 @@ def tap_names(taps: dict[str, str], children: list[str], name: str) -> dict[str,
     return {out: name if child == last else f"{name}.{child}" for child, out in taps.items()}
 
 
-def size_of(node: Any, sizes: dict[Any, tuple[Any, bool]]) -> tuple[Any, bool] | None:
-    """(x, spatial) where `node` is x.shape or x.size() (spatial False) or its items from 2
-    on (`x.shape[-2:]` of a 4-D x, `x.shape[2:]`: spatial True); None for other nodes."""
+def size_of(node: Any, sizes: dict[Any, tuple[Any, Any]]) -> tuple[Any, Any] | None:
+    """(x, False) where `node` is x.shape or x.size(), (x, start) where it is their items
+    from `start` on (`x.shape[-2:]`), each read only as the size of an F.interpolate (so that
+    any other use is refused where it is); None for other nodes."""
     import torch.fx
+    import torch.nn.functional as F
 
-    if node.op == "call_function" and node.target is getattr and len(node.args) == 2 and node.args[1] == "shape":
-        return (node.args[0], False) if isinstance(node.args[0], torch.fx.Node) else None
-    if node.op == "call_method" and node.target == "size" and len(node.args) == 1 and not node.kwargs:
+    def spatial(n: Any) -> bool:  # x.shape[k:], read only as interpolate's size
+        index = n.args[1] if n.op == "call_function" and n.target is operator.getitem and len(n.args) == 2 else None
+        return (
+            isinstance(index, slice) and index.step is None and index.stop is None and type(index.start) is int
+            and bool(n.users) and all(u.op == "call_function" and u.target is F.interpolate and n not in u.args[:1] for u in n.users)
+        )  # fmt: skip
+
+    whole = (node.op == "call_function" and node.target is getattr and len(node.args) == 2 and node.args[1] == "shape") or (
+        node.op == "call_method" and node.target == "size" and len(node.args) == 1 and not node.kwargs
+    )
+    if whole and isinstance(node.args[0], torch.fx.Node) and node.users and all(spatial(u) for u in node.users):
         return (node.args[0], False)
-    if node.op == "call_function" and node.target is operator.getitem and node.args[0] in sizes:
-        x, spatial = sizes[node.args[0]]
-        index = node.args[1]
-        if not spatial and isinstance(index, slice) and index.step is None and index.stop is None:
-            return (x, index.start)  # resolved against the map's rank by resize()
+    if node.op == "call_function" and node.target is operator.getitem and node.args[0] in sizes and spatial(node):
+        return (sizes[node.args[0]][0], node.args[1].start)
     return None
 
 
