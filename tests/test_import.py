@@ -738,21 +738,33 @@ def _assert_rebuilds_dict(reference, text, input_shape):
 VIDEO = (3, 4, 32, 32)  # 4 frames of 32x32: every layer of the video ResNets takes it
 
 
-def test_video_resnet_round_trip():
-    """torchvision's r3d_18: its convs are Conv3DSimple (an nn.Conv3d subclass that keeps
-    Conv3d's forward, adding only a staticmethod), so each is a conv layer, not a block kind;
-    its stem (BasicStem, an nn.Sequential subclass) holds the 3x7x7 conv of stride 1x2x2,
-    which a block kind cannot (its shortcut follows one stride), so it is a list at model
-    level, as specs/video/r3d_18.yaml writes it; basic blocks [2, 2, 2, 2]."""
+# torchvision/models/video/resnet.py: basic blocks [2, 2, 2, 2]; conv_makers per stage
+VIDEO_BLOCKS = {
+    "mc3_18": ({"basic_block"}, "basic_stem"),  # Conv3DSimple in layer1, Conv3DNoTemporal (1x3x3) after
+    "r3d_18": ({"basic_block"}, "basic_stem"),
+    "r2plus1d_18": ({"basic_block", "conv2_plus1_d"}, "r2_plus1d_stem"),  # (2+1)D: a 1x3x3 then a 3x1x1 conv
+}
+
+
+@pytest.mark.parametrize("name", ["mc3_18", *(pytest.param(n, marks=pytest.mark.slow) for n in ("r3d_18", "r2plus1d_18"))])
+def test_video_resnet_round_trip(name):
+    """torchvision's video ResNets: their convs are nn.Conv3d subclasses that keep Conv3d's
+    forward (Conv3DSimple, Conv3DNoTemporal: only a staticmethod added), so each is a conv
+    layer; mc3_18's and r2plus1d_18's strides are 1x2x2 inside their block kinds (frames
+    kept), as `stride: [1, stride, stride]`, their downsample written out."""
     torch.manual_seed(0)
-    result = import_spec("torchvision:r3d_18", VIDEO)
+    result = import_spec(f"torchvision:{name}", VIDEO)
     assert result.diff is not None and result.diff <= 1e-5
     spec = yaml.safe_load(result.text)
-    assert set(spec["blocks"]) == {"basic_block"}
+    kinds, stem = VIDEO_BLOCKS[name]
+    assert set(spec["blocks"]) == kinds | {stem}
+    assert spec["layers"][0] == {"stem": {"block": stem}}
     assert stages(spec["layers"]) == [("basic_block", 2)] * 4
-    stem = spec["layers"][0]["stem"]
-    assert stem[0] == {"conv": {"filters": 64, "kernel": [3, 7, 7], "stride": [1, 2, 2], "padding": [1, 3, 3]}}
-    assert_rebuilds(_randomised(torchvision.models.video.r3d_18()), result.text, VIDEO)
+    if name == "mc3_18":  # layer1's 3x3x3 kernels, 1x3x3 after: one kind, the depth a parameter
+        conv = spec["blocks"]["basic_block"]["layers"][0]["conv1"][0]["conv"]
+        assert conv["kernel"] == ["conv_kernel_d", 3, 3] and conv["padding"] == ["conv_kernel_d // 2", 1, 1]
+        assert conv["stride"] == [1, "stride", "stride"]
+    assert_rebuilds(_randomised(torchvision.models.get_model(name)), result.text, VIDEO)
 
 
 CONV_SUBCLASS_PY = """
@@ -805,21 +817,6 @@ def test_conv_subclass_keeping_the_forward_is_a_conv(tmp_path):
     run = CliRunner().invoke(main, ["import", f"{source}:shifted", "--input", "3,8,8", "-o", str(out)])
     assert run.exit_code == 2 and not out.exists()
     assert run.output.strip() == f"archc: error: cannot import {source}:shifted: conv: Shifted: forward calls conv2d, which archc has no layer for"
-
-
-def test_per_axis_kernels_are_parameters():
-    """mc3_18's blocks: 3x3x3 convs in layer1, 1x3x3 (Conv3DNoTemporal) after: one kind whose
-    kernel is [conv_kernel_d, 3, 3], its padding an expression of it. (The model itself does
-    not import: its 1x2x2 strides are inside block kinds, which archc's blocks cannot hold.)"""
-    from archc.importer.render import Renderer
-    from archc.importer.render import spec as render_spec
-    from archc.importer.trace import Tracer
-
-    model = torchvision.models.video.mc3_18()
-    root = Tracer(model, {}, VIDEO).root(model)
-    layers = render_spec(Renderer(), root, "mc3_18", "torchvision:mc3_18", VIDEO)["blocks"]["basic_block"]["layers"]
-    conv = layers[0]["conv1"][0]["conv"]
-    assert conv["kernel"] == ["conv_kernel_d", 3, 3] and conv["padding"] == ["conv_kernel_d // 2", 1, 1]
 
 
 @pytest.mark.parametrize("name", ["fcn_resnet50", pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)])

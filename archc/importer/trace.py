@@ -108,7 +108,7 @@ class Tracer:
             raise Unsupported(f"{path or 'model'}: {e}") from None
         if found is not None:
             return Layer(*found)
-        if is_container(module) or _numbered_sequential(module) or _strided_sequential(module) or taps.layer_getter(module):
+        if is_container(module) or _numbered_sequential(module) or taps.layer_getter(module):
             return Group(self._children(module, path))
         if len(list(module.buffers(recurse=False))):
             raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
@@ -596,18 +596,6 @@ def _numbered_sequential(module: Any) -> bool:
         isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
         and any(not key.isidentifier() and not key.isdigit() for key, _ in module.named_children())
     )  # fmt: skip
-
-
-def _strided_sequential(module: Any) -> bool:
-    """An nn.Sequential subclass that keeps its forward, holding a layer whose stride differs
-    per dimension (torchvision's video BasicStem: a 3x7x7 conv of stride 1x2x2): a list, as
-    the spec language keeps such strides out of block kinds (a shortcut follows one stride)."""
-    import torch.nn as nn
-
-    if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
-        return False
-    strides = [getattr(m, "stride", None) for m in module.modules()]
-    return any(isinstance(s, (tuple, list)) and len(set(s)) > 1 for s in strides)
 
 
 def _join(path: str, key: str) -> str:
