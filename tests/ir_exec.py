@@ -51,7 +51,7 @@ def run_ir(graph: Graph, model: nn.Module, namespace: dict[str, Any], x: torch.T
         local = {"m": module, "v0": args[0].clone()}  # in-place activations must not touch other readers' input
         more = [f"v{k}" for k in range(1, len(args))] if op.MERGE else []  # a merge with weights reads them all
         local.update(zip(more, args[1:]))
-        local["out"] = eval(op.torch_apply("m", ", ".join(("v0", *more))), ns, local)
+        local["out"] = eval(op.torch_apply("m", ", ".join(("v0", *more)), concrete_args(op, {})), ns, local)
         for line in op.torch_after("out"):
             exec(line, ns, local)
         values[node.id] = local["out"]

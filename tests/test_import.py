@@ -758,3 +758,163 @@ def test_timm_group_norm_act_round_trip(tmp_path):
     for factory, what in [("numbered_act", "1: GroupNormAct in a numbered nn.Sequential"), ("no_affine", "GroupNorm(affine=False)")]:
         result = CliRunner().invoke(main, ["import", f"{source}:{factory}", "--input", "3,8,8"])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and what in result.output, result.output
+
+
+def _randomised(model):
+    """randomise() for every batch norm (the video models' BatchNorm3d too)."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+    return model.eval()
+
+
+def _assert_rebuilds_dict(reference, text, input_shape):
+    """assert_rebuilds for a model that returns a dict of maps (torchvision's segmentation)."""
+    ours = build(load_spec_text(text), "torch").eval()
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *input_shape)
+    with torch.no_grad():
+        want, got = reference(x), ours(x)
+    assert isinstance(want, dict) and isinstance(got, dict) and list(got) == list(want)
+    for key in want:
+        assert got[key].shape == want[key].shape == (2, 21, *input_shape[1:])
+        assert float((want[key] - got[key]).abs().max() / want[key].abs().max()) <= 1e-5
+
+
+VIDEO = (3, 4, 32, 32)  # 4 frames of 32x32: every layer of the video ResNets takes it
+
+
+# torchvision/models/video/resnet.py: basic blocks [2, 2, 2, 2]; conv_makers per stage
+VIDEO_BLOCKS = {
+    "mc3_18": ({"basic_block"}, "basic_stem"),  # Conv3DSimple in layer1, Conv3DNoTemporal (1x3x3) after
+    "r3d_18": ({"basic_block"}, "basic_stem"),
+    "r2plus1d_18": ({"basic_block", "conv2_plus1_d"}, "r2_plus1d_stem"),  # (2+1)D: a 1x3x3 then a 3x1x1 conv
+}
+
+
+@pytest.mark.parametrize("name", ["mc3_18", *(pytest.param(n, marks=pytest.mark.slow) for n in ("r3d_18", "r2plus1d_18"))])
+def test_video_resnet_round_trip(name):
+    """torchvision's video ResNets: their convs are nn.Conv3d subclasses that keep Conv3d's
+    forward (Conv3DSimple, Conv3DNoTemporal: only a staticmethod added), so each is a conv
+    layer; mc3_18's and r2plus1d_18's strides are 1x2x2 inside their block kinds (frames
+    kept), as `stride: [1, stride, stride]`, their downsample written out."""
+    torch.manual_seed(0)
+    result = import_spec(f"torchvision:{name}", VIDEO)
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    kinds, stem = VIDEO_BLOCKS[name]
+    assert set(spec["blocks"]) == kinds | {stem}
+    assert spec["layers"][0] == {"stem": {"block": stem}}
+    assert stages(spec["layers"]) == [("basic_block", 2)] * 4
+    if name == "mc3_18":  # layer1's 3x3x3 kernels, 1x3x3 after: one kind, the depth a parameter
+        conv = spec["blocks"]["basic_block"]["layers"][0]["conv1"][0]["conv"]
+        assert conv["kernel"] == ["conv_kernel_d", 3, 3] and conv["padding"] == ["conv_kernel_d // 2", 1, 1]
+        assert conv["stride"] == [1, "stride", "stride"]
+    assert_rebuilds(_randomised(torchvision.models.get_model(name)), result.text, VIDEO)
+
+
+CONV_SUBCLASS_PY = """
+import torch
+from torch import nn
+
+
+class Conv3x3(nn.Conv2d):  # as torchvision's Conv3DSimple: only a staticmethod added
+    def __init__(self, cin, cout):
+        super().__init__(cin, cout, 3, padding=1, bias=False)
+
+    @staticmethod
+    def get_downsample_stride(stride):
+        return stride
+
+
+class Shifted(nn.Conv2d):  # computes otherwise: its own forward
+    def forward(self, x):
+        return super().forward(x) + 1
+
+
+class Net(nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def plain():
+    return Net(Conv3x3(3, 8))
+
+
+def shifted():
+    return Net(Shifted(3, 8, 1))
+"""
+
+
+def test_conv_subclass_keeping_the_forward_is_a_conv(tmp_path):
+    """A subclass of nn.Conv2d that keeps its forward is a conv layer; one that overrides it
+    is a module of its own (here refused in one line: its forward calls conv2d)."""
+    source = tmp_path / "convs.py"
+    source.write_text(CONV_SUBCLASS_PY)
+    result = import_spec(f"{source}:plain", (3, 8, 8))
+    spec = yaml.safe_load(result.text)
+    assert "blocks" not in spec and spec["layers"][0] == {"conv": {"conv": {"filters": 8, "kernel": 3, "padding": 1}}}
+    out = tmp_path / "shifted.yaml"
+    run = CliRunner().invoke(main, ["import", f"{source}:shifted", "--input", "3,8,8", "-o", str(out)])
+    assert run.exit_code == 2 and not out.exists()
+    assert run.output.strip() == f"archc: error: cannot import {source}:shifted: conv: Shifted: forward calls conv2d, which archc has no layer for"
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)])
+def test_segmentation_round_trip(name):
+    """torchvision's FCN and DeepLabV3: the backbone is an IntermediateLayerGetter (a list of
+    the ResNet's children returning {"out": layer4}), read by `features["out"]`; the head's
+    output resized to the input's size (F.interpolate(x, size=x.shape[-2:])) is returned as
+    {"out": ...}: the spec's `outputs:`. DeepLabV3's ASPP concatenates its module list
+    `convs` (a `parallel:` entry), its pooling branch resizing back to its input's size."""
+    torch.manual_seed(0)
+    result = import_spec(f"torchvision:{name}", SMALL, {"weights_backbone": None})
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][-1] == {"resize": {"resize": {"like": "input", "mode": "bilinear"}}}
+    assert spec["outputs"] == {"out": "resize"}
+    assert stages(spec["layers"][0]["backbone"]) == [("bottleneck", n) for n in (3, 4, 6, 3)]
+    if name == "deeplabv3_resnet50":
+        convs = spec["blocks"]["aspp"]["layers"][0]["convs"]["parallel"]
+        assert len(convs) == 5 and convs[1:] == [{"block": "aspp_conv", "with": {"dilation": d}} for d in (12, 24, 36)] + [{"block": "aspp_pooling"}]
+    reference = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    _assert_rebuilds_dict(_randomised(reference), result.text, SMALL)
+
+
+def test_segmentation_aux_head_reads_a_tap():
+    """fcn_resnet50(aux_loss=True): the getter also returns layer3 as "aux", read by the aux
+    head: `from: backbone.layer3`, a second output."""
+    result = import_spec("torchvision:fcn_resnet50", SMALL, {"weights_backbone": None, "aux_loss": True}, check=False)
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][-2] == {"aux_classifier": {"block": "fcn_head", "from": "backbone.layer3"}}
+    assert spec["outputs"] == {"out": "resize", "aux": "resize1"}
+    reference = torchvision.models.get_model("fcn_resnet50", weights=None, weights_backbone=None, aux_loss=True)
+    _assert_rebuilds_dict(_randomised(reference), result.text, SMALL)
+
+
+def test_lraspp_head_is_a_block_of_two_inputs():
+    """lraspp_mobilenet_v3_large: the getter returns {"low": features 4, "high": features 16};
+    its head reads that dict by name: a block kind with `inputs: [low, high]`, given
+    `from: [backbone.4, backbone]` (16 is the list's last child), resizing like `low`."""
+    torch.manual_seed(0)
+    result = import_spec("torchvision:lraspp_mobilenet_v3_large", SMALL, {"weights_backbone": None})
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    head = spec["blocks"]["lraspp_head"]
+    assert head["inputs"] == ["low", "high"]
+    assert {"resize": {"resize": {"like": "low", "mode": "bilinear"}}} in head["layers"]
+    assert spec["layers"][1] == {"classifier": {"block": "lraspp_head", "from": ["backbone.4", "backbone"]}}
+    reference = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None)
+    _assert_rebuilds_dict(_randomised(reference), result.text, SMALL)

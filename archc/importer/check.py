@@ -34,13 +34,23 @@ def check(model: Any, text: str, input_shape: tuple[int, ...], file: str) -> flo
     x = torch.randn(2, *input_shape)
     with torch.no_grad():
         want, got = model(x), built(x)
+    if isinstance(want, dict) and isinstance(got, dict):  # {"out": ...}: each output by its name
+        if list(want) != list(got):
+            raise SpecError(f"the imported spec returns the outputs {list(got)}, the original {list(want)}")
+        return max(_compare(want[k], got[k], f" {k!r}") for k in want)
+    return _compare(want, got, "")
+
+
+def _compare(want: Any, got: Any, which: str) -> float:
+    import torch
+
     if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor):
-        raise SpecError(f"the original returns a {type(want).__name__}; archc import compares single tensors")
+        raise SpecError(f"the original returns a {type(want).__name__}; archc import compares tensors or dicts of them")
     if want.shape != got.shape:
-        raise SpecError(f"the imported spec gives outputs of shape {tuple(got.shape)}, the original {tuple(want.shape)}")
+        raise SpecError(f"the imported spec gives{which} outputs of shape {tuple(got.shape)}, the original {tuple(want.shape)}")
     diff = float((want - got).abs().max() / want.abs().max().clamp_min(1e-12))
     if not diff <= TOLERANCE:
-        raise SpecError(f"the imported spec's outputs differ from the original's (relative difference {diff:.3g})")
+        raise SpecError(f"the imported spec's{which} outputs differ from the original's (relative difference {diff:.3g})")
     return diff
 
 

@@ -43,6 +43,7 @@ class TMerge:
 class TGroup:
     entries: list[TEntry]
     dense: bool = False
+    parallel: bool = False
 
 
 @dataclass
@@ -70,7 +71,7 @@ def _key(entry: Entry) -> tuple[Any, ...]:
     elif isinstance(node, Merge):
         sig = ("M", node.kind, len(node.inputs))
     elif isinstance(node, Group):
-        sig = ("G", node.dense)
+        sig = ("G", node.dense, node.parallel)
     else:
         sig = ("I", node.kind)
     # a named entry is one slot whatever it reads (unify then finds one source for it);
@@ -141,9 +142,9 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
         elif isinstance(node, Merge):
             tnode = TMerge(node.kind, [[e.node.inputs[j] if e is not None else None for e in slot] for j in range(len(node.inputs))])  # type: ignore[union-attr]
         elif isinstance(node, Group):
-            if any(e is not None and e.node.dense != node.dense for e in slot):  # type: ignore[union-attr]
-                raise Mismatch(f"{first.name}: dense in some instances only")
-            tnode = TGroup(unify([e.node.entries if e is not None else None for e in slot]), node.dense)  # type: ignore[union-attr]
+            if any(e is not None and (e.node.dense, e.node.parallel) != (node.dense, node.parallel) for e in slot):  # type: ignore[union-attr]
+                raise Mismatch(f"{first.name}: dense or a module list in some instances only")
+            tnode = TGroup(unify([e.node.entries if e is not None else None for e in slot]), node.dense, node.parallel)  # type: ignore[union-attr]
         else:
             names = list(node.params)
             tnode = TInst(node.kind, {p: [e.node.params[p] if e is not None else None for e in slot] for p in names})  # type: ignore[union-attr]
@@ -292,11 +293,15 @@ class Scope:
             for name, vs in self.vars.items():
                 if _same([v for v, m in zip(vs, mask) if m], pv):
                     return self._use(name)
-        if any(isinstance(v, list) for v in pv) and all(type(v) is int or (isinstance(v, list) and len(v) == 2) for v in pv):
-            # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels): each side on its own
-            pairs = [v if isinstance(v, list) else None if v is None else [v, v] for v in values]  # type: ignore[union-attr]
-            sides = [self.value([p[j] if p is not None else None for p in pairs], mask, f"{hint}_{'hw'[j]}") for j in (0, 1)]
-            return sides[0] if sides[0] == sides[1] else sides
+        sizes = {len(v) for v in pv if isinstance(v, list)}
+        if len(sizes) == 1 and all(type(v) is int or isinstance(v, list) and all(type(x) is int for x in v) for v in pv):
+            # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels), or a
+            # [depth, height, width] triple (the video ResNets' 1x3x3 kernels): each side on its own
+            (n,) = sizes
+            tuples = [v if isinstance(v, list) else None if v is None else [v] * n for v in values]  # type: ignore[union-attr]
+            axes = "hw" if n == 2 else "dhw" if n == 3 else [str(j) for j in range(n)]
+            sides = [self.value([t[j] if t is not None else None for t in tuples], mask, f"{hint}_{axes[j]}") for j in range(n)]
+            return sides[0] if all(side == sides[0] for side in sides) else sides
         if not all(type(v) in (int, float, bool) for v in pv):
             raise Unsupported(f"{hint} takes the values {pv} in different instances")
         return self._new(hint, [v if m else pv[0] for v, m in zip(values, mask)])
@@ -381,13 +386,15 @@ def scope_of(instances: list[Instance], reserved: set[str]) -> Scope:
     n = len(instances)
     names = [k for k in instances[0].init if all(k in i.init for i in instances)]
     vars_: dict[str, list[Any]] = {"in_channels": [i.in_channels for i in instances]}
+    if instances[0].inputs:  # several named inputs: their channels are `low_channels`, `high_channels`
+        vars_ = {f"{k}_channels": [i.inputs.get(k) for i in instances] for k in instances[0].inputs}
     for name in names:
         if name in ("in_channels", "channels", "input") or name in RESERVED_NAMES or name in reserved or name.startswith("_"):
             continue
         values = [i.init[name] for i in instances]
         if len({type(v) for v in values}) != 1:
             continue
-        if values == vars_["in_channels"]:
+        if values == vars_.get("in_channels"):
             continue  # the input's channels under another name (inplanes, inp)
         vars_[name] = values
     return Scope(n, vars_, reserved=set(reserved))

@@ -43,7 +43,7 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
     import torch.nn as nn
 
     name = type(module).__name__
-    if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    if _plain(module, nn.Conv1d, nn.Conv2d, nn.Conv3d):
         if module.padding_mode != "zeros":
             raise Unsupported(f"{name} with padding_mode={module.padding_mode!r}")
         args = {
@@ -56,7 +56,7 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
             "bias": module.bias is not None,
         }
         return "conv", args
-    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    if _plain(module, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
         return _batchnorm(module)
     if type(module) is nn.GroupNorm or (isinstance(module, nn.GroupNorm) and type(module).__module__ == "timm.layers.norm"):
         # timm.layers.GroupNorm, GroupNorm1: nn.GroupNorm with a forward that calls F.group_norm
@@ -69,21 +69,21 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if module.approximate != "none":
             raise Unsupported(f"GELU(approximate={module.approximate!r})")
         return "gelu", {}
-    if type(module) in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d):
+    if _plain(module, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d):
         if _single(module.dilation, "dilation") != 1 or module.return_indices:
             raise Unsupported(f"{name} with dilation or return_indices")
         kernel = _single(module.kernel_size, "kernel")
         args = {"kernel": kernel, "stride": _single(module.stride, "stride"), "padding": _single(module.padding, "padding"),
                 "ceil_mode": module.ceil_mode}  # fmt: skip
         return "maxpool", args
-    if type(module) in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d):
+    if _plain(module, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d):
         if getattr(module, "divisor_override", None) is not None:
             raise Unsupported(f"{name} with divisor_override")
         kernel = _single(module.kernel_size, "kernel")
         args = {"kernel": kernel, "stride": _single(module.stride, "stride"), "padding": _single(module.padding, "padding"),
                 "ceil_mode": module.ceil_mode, "count_include_pad": module.count_include_pad}  # fmt: skip
         return "avgpool", args
-    if type(module) in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d):
+    if _plain(module, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d):
         size = _single(module.output_size, "output_size")
         if not isinstance(size, int):
             raise Unsupported(f"{name}({module.output_size})")
@@ -111,6 +111,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return "permute", {"to": to}
     if type(module) is nn.Identity:
         return "identity", {}
+    if name == "RadixSoftmax" and type(module).__module__.startswith("timm.layers"):  # ResNeSt's split attention
+        return "softmax", {"radix": module.radix, "cardinality": module.cardinality}
     if name == "SelectAdaptivePool2d" and type(module).__module__.startswith("timm.layers"):
         return _timm_pool(module)
     if name == "EcaModule" and type(module).__module__.startswith("timm.layers"):
@@ -120,6 +122,21 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
         return "flatten", {}
     return None
+
+
+def _plain(module: Any, *classes: type) -> bool:
+    """An instance of one of `classes` or of a subclass that computes as it does: the same
+    `forward` (and a conv's `_conv_forward`), as torchvision's Conv3DSimple (an nn.Conv3d
+    that only adds a staticmethod); its weights are the base class's, by the same names."""
+    cls = type(module)
+    for base in classes:
+        if cls is base:
+            return True
+        if isinstance(module, base) and all(
+            getattr(cls, m, None) is getattr(base, m, None) for m in ("forward", "_conv_forward", "_check_input_dim")
+        ):
+            return not any(True for _ in module.children())
+    return False
 
 
 def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:

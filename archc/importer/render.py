@@ -28,8 +28,9 @@ SHORTHAND = {"batchnorm", "global_avgpool", "flatten", "identity", "relu", "relu
 
 
 class Kind:
-    def __init__(self, name: str, cls: type, params: dict[str, Any], layers: list[Any]):
+    def __init__(self, name: str, cls: type, params: dict[str, Any], layers: list[Any], inputs: list[str] | None = None):
         self.name, self.cls, self.params, self.layers = name, cls, params, layers
+        self.inputs = inputs or []  # several named inputs (LRASPPHead's low, high)
 
 
 class Renderer:
@@ -83,7 +84,7 @@ class Renderer:
         defaults = constructor_defaults(cls)
         params: dict[str, Any] = {}
         for p in scope.used:
-            if p == "in_channels":
+            if p == "in_channels" or p in (f"{k}_channels" for k in instances[0].inputs):
                 continue
             values = scope.vars.get(p, scope.new.get(p))
             d = defaults.get(p) if p in scope.vars else None
@@ -95,7 +96,10 @@ class Renderer:
         for k_, inst in enumerate(instances):
             inst.kind = name
             inst.params = {p: (scope.vars.get(p) or scope.new[p])[k_] for p in params}
-        self.kinds[name] = Kind(name, cls, params, layers)
+        inputs = list(instances[0].inputs)
+        if any(list(i.inputs) != inputs for i in instances):
+            raise Unsupported(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
+        self.kinds[name] = Kind(name, cls, params, layers, inputs)
 
     # -- rendering -----------------------------------------------------------------------
     def entries(self, tentries: list[TEntry], scope: Scope, mask: list[bool]) -> list[Any]:
@@ -104,7 +108,7 @@ class Renderer:
         for te in tentries:
             here = [p and m for p, m in zip(te.present, mask)]
             conditional = any(m and not p for p, m in zip(te.present, mask))
-            src = {"from": te.src} if te.src and te.src != previous else {}
+            src = {"from": list(te.src) if isinstance(te.src, tuple) else te.src} if te.src and te.src != previous else {}
             previous = te.name if not conditional else None
             stage = self._named_stage(te) if scope.n == 1 and not conditional else None
             if stage is not None:
@@ -173,7 +177,7 @@ class Renderer:
     def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
         """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
         numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
-        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries:
+        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel:
             return None
         entries = te.node.entries
         if not all(isinstance(e.node, TInst) and e.src is None for e in entries):
@@ -213,6 +217,10 @@ class Renderer:
             return {node.kind: args}, {}
         if isinstance(node, TMerge):
             return {node.kind: list(node.inputs)}, {}
+        if isinstance(node, TGroup) and node.parallel:  # a module list: its paths, unnamed
+            if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
+                raise Unsupported(f"{te.name}: a module list whose paths differ between instances")
+            return {"parallel": [self.node(e, scope, mask)[0] for e in node.entries]}, {}
         if isinstance(node, TGroup):
             return self.group(node, scope, mask), {}
         kind = self.kinds[node.kind]
@@ -309,7 +317,7 @@ def _stage_instances(tentries: list[TEntry]) -> list[TInst]:
     """The model-level instances a stage may hold (unnamed entries of lists), in model order."""
     out: list[TInst] = []
     for te in tentries:
-        if isinstance(te.node, TGroup):
+        if isinstance(te.node, TGroup) and not te.node.parallel:
             out += [e.node for e in te.node.entries if e.name is None and e.src is None and isinstance(e.node, TInst)]
             out += _stage_instances([e for e in te.node.entries if isinstance(e.node, TGroup)])
     return out
@@ -414,7 +422,7 @@ def _shape(entries: list[Entry]) -> Any:
     for e in entries:
         node = e.node
         if isinstance(node, Group):
-            out.append((e.name, e.src, _shape(node.entries)))
+            out.append((e.name, e.src, node.parallel, _shape(node.entries)))
         elif isinstance(node, Instance):
             out.append((e.name, e.src, "I", node.kind))
         else:
@@ -439,11 +447,13 @@ def spec(renderer: Renderer, root: Instance, name: str, source: str, input_shape
     out["defaults"] = dict(DEFAULTS)
     if renderer.kinds:
         out["blocks"] = {
-            k.name: {"class": _class_name(k, renderer, cls), "params": k.params, "layers": k.layers} if k.params
-            else {"class": _class_name(k, renderer, cls), "layers": k.layers}
+            k.name: {"class": _class_name(k, renderer, cls), **({"inputs": k.inputs} if k.inputs else {}),
+                     **({"params": k.params} if k.params else {}), "layers": k.layers}
             for k in renderer.kinds.values()
         }  # fmt: skip
     out["layers"] = layers
+    if root.outputs:  # a forward that returns {"out": ...} (torchvision's segmentation models)
+        out["outputs"] = dict(root.outputs)
     return out
 
 

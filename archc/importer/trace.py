@@ -10,10 +10,11 @@ the original's.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns
+from archc.importer import patterns, radix, taps
 from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
 
 
@@ -33,6 +34,7 @@ class Merge:
 class Group:
     entries: list[Entry]
     dense: bool = False  # each entry reads the concatenation of the input and the entries before
+    parallel: bool = False  # an nn.ModuleList: unnamed paths on one input, concatenated
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Instance:
     entries: list[Entry]
     kind: str = ""  # set when kinds are formed
     params: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # the model's, where its forward returns a dict
+    inputs: dict[str, int] = field(default_factory=dict)  # several named inputs -> their channels (LRASPPHead's low, high)
 
 
 Node = Union[Layer, Merge, Group, Instance]
@@ -55,7 +59,7 @@ Node = Union[Layer, Merge, Group, Instance]
 class Entry:
     name: str | None  # None: numbered by position (an nn.Sequential child)
     node: Node
-    src: str | None = None  # `from:`; None reads the entry before
+    src: str | tuple[str, ...] | None = None  # `from:`; None reads the entry before; a tuple: a block's several inputs
     channels: int | None = None  # the channels it reads (a module's, from a forward pass)
 
 
@@ -67,6 +71,7 @@ class Tracer:
 
         self.init = init
         self.shapes: dict[int, tuple[int, ...]] = {}
+        self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -88,6 +93,9 @@ class Tracer:
         elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
             shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
             self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
+        elif isinstance(first, dict) and first and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in first.items()):
+            self.named_inputs[id(module)] = {k: tuple(t.shape[1:]) for k, t in first.items()}  # LRASPPHead(features)
+            self.shapes[id(module)] = next(iter(self.named_inputs[id(module)].values()))
 
     def _channels(self, module: Any) -> int | None:
         shape = self.shapes.get(id(module))
@@ -100,7 +108,7 @@ class Tracer:
             raise Unsupported(f"{path or 'model'}: {e}") from None
         if found is not None:
             return Layer(*found)
-        if is_container(module) or _numbered_sequential(module):
+        if is_container(module) or _numbered_sequential(module) or taps.layer_getter(module):
             return Group(self._children(module, path))
         if len(list(module.buffers(recurse=False))):
             raise Unsupported(f"{path or 'model'}: {type(module).__name__} holds buffers of its own (not in a submodule)")
@@ -178,9 +186,14 @@ class Tracer:
         if dense is not None:
             return dense  # type: ignore[return-value]
         patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
-        entries = self._entries(module, path, graph, what)
+        radix.rewrite(module, graph, self.shapes[id(module)])  # split attention's radix sums
+        outputs: dict[str, str] = {}
+        entries = self._entries(module, path, graph, what, outputs)
         shape = self.shapes[id(module)]
-        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries)
+        if outputs and path:
+            raise Unsupported(f"{what}: forward returns a dict, which archc's blocks do not (a model's may)")
+        named = {k: s[0] for k, s in self.named_inputs.get(id(module), {}).items()}
+        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs, inputs=named)
 
     def _dense(self, module: Any, path: str, graph: Any) -> Group | None:
         """torchvision's _DenseBlock: features = [x]; each layer reads the list and appends its
@@ -208,7 +221,34 @@ class Tracer:
             entries.append(Entry(str(call.target), self.describe(child, _join(path, str(call.target))), channels=self._channels(child)))
         return Group(entries, dense=True)
 
-    def _entries(self, module: Any, path: str, graph: Any, what: str) -> list[Entry]:
+    def _parallel(self, module: Any, path: str, graph: Any, first: Any) -> tuple[Entry, Any, list[Any]] | None:
+        """An nn.ModuleList `convs` whose modules are each called once, in order, on one
+        tensor, their outputs concatenated on the channels in that order and read by
+        nothing else: (its entry, the torch.cat node, the calls); None for anything else."""
+        import torch
+        import torch.nn as nn
+
+        head = str(first.target).split(".")[0]
+        paths = module.get_submodule(head)
+        if type(paths) is not nn.ModuleList:
+            return None
+        prefix = f"{head}."
+        calls = [n for n in graph.nodes if n.op == "call_module" and str(n.target).startswith(prefix)]
+        if [str(c.target) for c in calls] != [f"{prefix}{k}" for k in range(len(paths))]:
+            return None
+        if any(len(c.args) != 1 or c.kwargs or c.args[0] is not first.args[0] or len(c.users) != 1 for c in calls):
+            return None
+        (cat,) = calls[0].users
+        if cat.target not in (torch.cat, torch.concat) or function(cat.target, tuple(cat.args), dict(cat.kwargs)) != ("concat", {}):
+            return None
+        if not isinstance(cat.args[0], (list, tuple)) or list(cat.args[0]) != calls:
+            return None
+        entries = []
+        for k, child in enumerate(paths):
+            entries.append(Entry(None, self.describe(child, _join(path, f"{head}.{k}")), channels=self._channels(child)))
+        return Entry(head, Group(entries, parallel=True), channels=self._channels(paths[0])), cat, calls
+
+    def _entries(self, module: Any, path: str, graph: Any, what: str, outputs: dict[str, str]) -> list[Entry]:
         import torch.fx
 
         names: dict[Any, str] = {}  # fx node -> the entry name that holds its tensor
@@ -218,6 +258,10 @@ class Tracer:
         previous = "input"
         scales: dict[Any, tuple[str, bool]] = {}  # fx node -> (parameter, reshaped from a vector)
         scaled: set[str] = set()
+        skipped: set[str] = set()  # the paths of a module list, read as one entry
+        skipped_nodes: set[Any] = set()
+        tapped: dict[Any, dict[str, str]] = {}  # a layer getter's call -> tap name -> the spec's name
+        sizes: dict[Any, tuple[Any, Any]] = {}  # x.shape, x.shape[-2:] -> (x, where the items start)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
             if extra.users:
@@ -253,17 +297,54 @@ class Tracer:
 
         for node in graph.nodes:
             if node.op == "placeholder":
-                if node is placeholders[0]:
+                if node is placeholders[0] and id(module) not in self.named_inputs:
                     names[node] = "input"
+                continue
+            if node.op == "call_function" and node.target is operator.getitem and node.args[0] is placeholders[0] and id(module) in self.named_inputs:
+                key = node.args[1]  # input["low"]: the block's input `low`
+                if key not in self.named_inputs[id(module)] or not str(key).isidentifier():
+                    raise Unsupported(f"{what}: forward reads the input {key!r} of {sorted(self.named_inputs[id(module)])}")
+                names[node] = used.add(key) or key  # type: ignore[func-returns-value]
                 continue
             if node.op == "output":
                 result = node.args[0]
+                if isinstance(result, dict) and result and all(isinstance(k, str) and isinstance(v, torch.fx.Node) for k, v in result.items()):
+                    outputs.update({k: name_of(v) for k, v in result.items()})  # {"out": ...}: the model's `outputs:`
+                    continue
                 if not isinstance(result, torch.fx.Node) or name_of(result) != previous:
                     raise Unsupported(f"{what}: forward returns something other than its last tensor")
+                continue
+            if node in skipped_nodes:
+                continue
+            size = taps.size_of(node, sizes)
+            if size is not None:
+                sizes[node] = size
+                continue
+            if node.op == "call_function" and node.target is operator.getitem and node.args[0] in tapped:
+                key = node.args[1]
+                if key not in tapped[node.args[0]]:
+                    raise Unsupported(f"{what}: forward reads the tap {key!r} of {node.args[0].target}, which returns {sorted(tapped[node.args[0]])}")
+                names[node] = tapped[node.args[0]][key]
+                continue
+            resized = taps.resize(node, sizes, len(self.shapes[id(module)]) + 1)
+            if resized is not None:
+                like, mode = resized
+                add(Entry(fresh("resize"), Layer("resize", {"like": name_of(like), "mode": mode})), node, [node.args[0] if node.args else node.kwargs["input"]])
                 continue
             inputs = tensor_inputs(node)
             if node.op == "call_module":
                 target = str(node.target)
+                if target in skipped:
+                    continue
+                if "." in target and target.split(".")[0] not in called:
+                    found = self._parallel(module, path, graph, node)
+                    if found is not None:  # torchvision's ASPP: torch.cat([conv(x) for conv in self.convs], 1)
+                        entry, cat, calls = found
+                        called[entry.name] = entry.node  # type: ignore[index]
+                        skipped.update(str(c.target) for c in calls)
+                        add(entry, cat, inputs)
+                        skipped_nodes.add(cat)
+                        continue
                 if "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
@@ -274,6 +355,14 @@ class Tracer:
                     n = len(child)
                     parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
                     add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
+                    continue
+                if len(node.args) == 1 and node.args[0] in tapped and not node.kwargs and id(child) in self.named_inputs:
+                    described = called[target] = self.describe(child, _join(path, target))
+                    got = tapped[node.args[0]]  # a dict of the getter's taps, read by name inside
+                    if not isinstance(described, Instance) or list(described.inputs) != list(got):
+                        raise Unsupported(f"{_join(path, target)}: {type(child).__name__} reads a dict of {sorted(got)}, not as a block of named inputs")
+                    entries.append(Entry(target, described, tuple(got.values()), channels=self._channels(child)))
+                    names[node] = previous = target
                     continue
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
@@ -297,6 +386,10 @@ class Tracer:
                 name = None if target.isdigit() else target
                 entry = Entry(name, described, channels=self._channels(child))
                 add(entry, node, inputs)
+                getter = taps.layer_getter(child)
+                if getter is not None:  # its result is a dict, read by getitem (above)
+                    tapped[node] = taps.tap_names(getter, [k for k, _ in child.named_children()], target)
+                    del names[node]
                 if name is None:
                     names[node] = target
                     entry.name = None
@@ -353,7 +446,7 @@ class Tracer:
         for cname, child in module.named_children():
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
-        return _global_pools(entries)
+        return _numbered_tail(_global_pools(entries))
 
 
 _ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
@@ -381,6 +474,19 @@ def _global_pools(entries: list[Entry]) -> list[Entry]:
         out.append(e)
         i += 1
     return out
+
+
+def _numbered_tail(entries: list[Entry]) -> list[Entry]:
+    """A numbered module (its children 0, 1, ...) whose forward ends with a resize (torchvision's
+    ASPPPooling, an nn.Sequential that resizes back to its input's size): that weightless
+    last layer unnamed too, as a numbered block kind writes it (it takes no number)."""
+    named = [e for e in entries if e.name is not None]
+    if not named or not any(e.name is None for e in entries) or len(named) > 1 or entries[-1] is not named[0]:
+        return entries
+    last = named[0]
+    if isinstance(last.node, Layer) and last.node.kind == "resize" and last.src is None:
+        last.name = None
+    return entries
 
 
 def _read_by_name(entries: list[Entry], name: str) -> bool:

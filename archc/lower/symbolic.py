@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -289,12 +290,18 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 step = params[op.SPATIAL_STRIDE] if op.SPATIAL_STRIDE else ast.Constant(1)
                 if isinstance(step, ast.Tuple):  # per dimension: the block's stride is one value for all
                     if len({ast.dump(e) for e in step.elts}) > 1 and not top:
-                        raise SpecError(
-                            f"{name}: a stride that differs per dimension inside a block kind (its shortcut follows one "
-                            "stride); write that layer at model level",
-                            source.locate(*section, index, written, kind, op.SPATIAL_STRIDE),
-                        )
-                    step = step.elts[0]
+                        if definition.shortcuts or definition.connectivity != "none":
+                            raise SpecError(
+                                f"{name}: a stride that differs per dimension inside a block kind (its shortcut follows one "
+                                "stride); write that layer at model level",
+                                source.locate(*section, index, written, kind, op.SPATIAL_STRIDE),
+                            )
+                        # no shortcut follows it (the video ResNets' 1x2x2 convs, their downsample written
+                        # out): the kind's stride is only read as 1 or not, which the product is exactly when
+                        # every dimension's is
+                        step = functools.reduce(lambda a, b: ast.BinOp(a, ast.Mult(), b), step.elts)
+                    else:
+                        step = step.elts[0]
                 stride = expr.fold(ast.BinOp(here.stride, ast.Mult(), step))
                 read = [params[key].value for key in op.READS]  # type: ignore[attr-defined]  # other tensors it reads
                 if read:
