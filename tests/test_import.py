@@ -872,7 +872,10 @@ def test_conv_subclass_keeping_the_forward_is_a_conv(tmp_path):
     assert run.output.strip() == f"archc: error: cannot import {source}:shifted: conv: Shifted: forward calls conv2d, which archc has no layer for"
 
 
-@pytest.mark.parametrize("name", ["fcn_resnet50", pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)])
+# make test round-trips lraspp (below: taps, a block of two inputs, a dict output) as the
+# segmentation family's representative; the ResNet-50 ones, 4x its cost, run in make test-slow
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
 def test_segmentation_round_trip(name):
     """torchvision's FCN and DeepLabV3: the backbone is an IntermediateLayerGetter (a list of
     the ResNet's children returning {"out": layer4}), read by `features["out"]`; the head's
@@ -893,6 +896,7 @@ def test_segmentation_round_trip(name):
     _assert_rebuilds_dict(_randomised(reference), result.text, SMALL)
 
 
+@pytest.mark.slow
 def test_segmentation_aux_head_reads_a_tap():
     """fcn_resnet50(aux_loss=True): the getter also returns layer3 as "aux", read by the aux
     head: `from: backbone.layer3`, a second output."""
