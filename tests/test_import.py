@@ -408,6 +408,132 @@ def test_a_transpose_that_is_no_shuffle_is_refused(tmp_path):
     assert result.output.strip() == f"archc: error: cannot import {source}:tilted: model: Tilted: forward calls size, which archc has no layer for"
 
 
+SPLITS_PY = '''
+import math
+
+import torch
+from torch import nn
+
+
+def cbr(cin, cout, k=1, groups=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, 1, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Ghost(nn.Module):
+    """timm's GhostModule: a conv and a cheap depthwise conv of its output, concatenated and cut
+    to out_chs channels."""
+
+    def __init__(self, cin, out_chs):
+        super().__init__()
+        self.out_chs = out_chs
+        init = math.ceil(out_chs / 2)
+        self.primary_conv = cbr(cin, init)
+        self.cheap_operation = cbr(init, init, 3, init)
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = torch.cat([x1, x2], dim=1)
+        return out[:, :self.out_chs, :, :]
+
+
+class Res2(nn.Module):
+    """timm's Bottle2neck: torch.split into parts of width channels, each part added to the
+    branch before it, the last part passed through (read as spx[-1])."""
+
+    def __init__(self, cin, width):
+        super().__init__()
+        self.width = width
+        self.conv1 = cbr(cin, 3 * width)
+        self.b1, self.b2 = cbr(width, width, 3), cbr(width, width, 3)
+        self.conv3 = nn.Conv2d(3 * width, cin, 1)
+
+    def forward(self, x):
+        spx = torch.split(self.conv1(x), self.width, 1)
+        sp = self.b1(spx[0])
+        sp2 = self.b2(sp + spx[1])
+        return x + self.conv3(torch.cat([sp, sp2, spx[-1]], 1))
+
+
+class Dual(nn.Module):
+    """timm's DualPathBlock: x[:, :n] and x[:, n:] (here x[:, n:, ...]); an uneven
+    y.split([n, rest], dim=1), one part indexed again (b[:, 1:3], b[:, -2:])."""
+
+    def __init__(self, cin, n):
+        super().__init__()
+        self.n, self.rest = n, cin + 4 - n
+        self.conv = cbr(cin, cin + 4)
+
+    def forward(self, x):
+        a, b = self.conv(x).split([self.n, self.rest], dim=1)
+        return torch.cat([x[:, :self.n] + a, x[:, self.n:, ...], b[:, 1:3], b[:, -2:]], dim=1)
+
+
+class Net(nn.Module):
+    def __init__(self, step=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 2, 1)
+        self.ghost = Ghost(16, 15)
+        self.res2 = Res2(15, 5)
+        self.to16 = nn.Conv2d(15, 16, 1)
+        self.dual = Dual(16, 10)
+        self.step = step
+        self.fc = nn.Linear(10 if step else 20, 10)
+
+    def forward(self, x):
+        x = self.dual(self.to16(self.res2(self.ghost(self.stem(x)))))
+        if self.step:
+            x = x[:, ::2]
+        return self.fc(x.mean([2, 3]))
+
+
+def net(step=False):
+    return Net(step)
+'''
+
+
+def test_splits_and_channel_indexing_are_slices(tmp_path):
+    """torch.split(x, size, 1), x.split([sizes], dim=1) read by constant (and negative) indices,
+    and channel indexing x[:, :n, :, :], x[:, n:], x[:, n:, ...], x[:, -2:] are channel
+    slices: GhostModule's cut, Res2Net's hierarchy, DPN's dual path; the spec rebuilds the model."""
+    source = tmp_path / "splits.py"
+    source.write_text(SPLITS_PY)
+    namespace = {}
+    exec(compile(SPLITS_PY, str(source), "exec"), namespace)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    blocks = yaml.safe_load(result.text)["blocks"]
+    layers = {k: {name: body for item in b["layers"] for name, body in item.items()} for k, b in blocks.items()}
+    # Ghost: 8 + 8 channels cut to out_chs 15
+    assert list(layers["ghost"])[2:] == ["cat", "slice"] and layers["ghost"]["slice"] == {"slice": {"stop": 15}}
+    # Res2: 15 channels in parts of 5; spx[-1] is the third
+    res2 = layers["res2"]
+    assert [res2[f"split{i}"] for i in (1, 2, 3)] == [
+        {"slice": {"stop": 5}}, {"slice": {"start": 5, "stop": 10}, "from": "conv1"}, {"slice": {"start": 10}, "from": "conv1"},
+    ]  # fmt: skip
+    assert res2["add"] == {"add": ["b1", "split2"]} and res2["cat"] == {"concat": ["b1", "b2", "split3"]}
+    # Dual: 20 channels split 10 / 10; the input's 16 at 10
+    dual = layers["dual"]
+    assert dual["split1"] == {"slice": {"stop": 10}} and dual["split2"] == {"slice": {"start": 10}, "from": "conv"}
+    assert dual["slice"] == {"slice": {"stop": 10}, "from": "input"} and dual["slice1"] == {"slice": {"start": 10}, "from": "input"}
+    assert dual["slice2"] == {"slice": {"start": 1, "stop": 3}, "from": "split2"}
+    assert dual["slice3"] == {"slice": {"start": 8}, "from": "split2"}
+    assert dual["cat"] == {"concat": ["add", "slice1", "slice2", "slice3"]}
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
+
+
+def test_a_strided_channel_index_is_refused(tmp_path):
+    """x[:, ::2] is no channel slice: one line naming the module and the index, exit 2."""
+    source = tmp_path / "splits.py"
+    source.write_text(SPLITS_PY)
+    result = CliRunner().invoke(main, ["import", f"{source}:net", "--input", "3,16,16", "--arg", "step=True"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"archc: error: cannot import {source}:net: model: Net: forward indexes dual[:, ::2], "
+        "which no channel slice (constant bounds, step 1) expresses"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
 def test_timm_round_trip(name):

@@ -5,7 +5,10 @@ maps to layers).
 - a channel shuffle written out, as torchvision's `channel_shuffle(x, groups)`: a view of
   (N, C, ...) as (N, groups, C // groups, ...), a transpose of dims 1 and 2 (a `contiguous()`
   or not), and a view back to (N, C, ...) -> `shuffle: {groups}`;
-- `x.chunk(k, dim=1)` (or torch.chunk) whose parts are indexed -> one channel `slice` per part.
+- `x.chunk(k, dim=1)`, `x.split(size or sizes, dim=1)` (or torch.chunk, torch.split) whose
+  parts are indexed by constants -> one channel `slice` per part read;
+- indexing on the channel axis with constant bounds, `x[:, a:b]`, `x[:, :n, :, :]`,
+  `x[:, a:, ...]` -> a channel `slice`.
 
 The patterns are read from the nodes' shapes on the module's input (torch.fx's ShapeProp), not
 from how the shapes are spelt (`x.size()`, `x.shape[1]`, -1), so every spelling of the same
@@ -34,14 +37,17 @@ _VIEWS = ("view", "reshape")
 
 def rewrite(module: Any, graph: Any, input_shape: tuple[int, ...]) -> None:
     """Rewrite the idioms in `graph` (a trace of `module`) in place; nothing when it has none."""
-    if not any(_is(n, "transpose", "chunk") for n in graph.nodes):
+    if not any(_is(n, "transpose", "chunk", "split") or _is_index(n) for n in graph.nodes):
         return
     shapes = _shapes(module, graph, input_shape)
     if shapes is None:
         return  # the forward does not run node by node; the entries then name what is unsupported
+    for node in list(graph.nodes):  # the splits first: their parts' indexing is not a channel index
+        if _is(node, "chunk", "split"):
+            _split(graph, node, shapes)
     for node in list(graph.nodes):
-        if _is(node, "chunk"):
-            _chunk(graph, node, shapes)
+        if _is_index(node):
+            _index(graph, node, shapes)
         elif _is(node, "transpose"):
             _shuffle(graph, node, shapes)
     _drop_unused_shape_arithmetic(graph, shapes)
@@ -53,6 +59,10 @@ def _is(node: Any, *names: str) -> bool:
     if node.op == "call_method":
         return node.target in names
     return node.op == "call_function" and any(node.target is getattr(torch, n, None) for n in names)
+
+
+def _is_index(node: Any) -> bool:
+    return node.op == "call_function" and node.target is operator.getitem
 
 
 def _shapes(module: Any, graph: Any, input_shape: tuple[int, ...]) -> dict[Any, tuple[int, ...]] | None:
@@ -73,31 +83,90 @@ def _arg(node: Any, i: int, name: str, default: Any = None) -> Any:
     return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
 
 
-def _chunk(graph: Any, node: Any, shapes: dict[Any, tuple[int, ...]]) -> None:
-    """x.chunk(k, dim=1), each part read by indexing -> channel slices (torch's chunk sizes:
-    ceil(C / k) each, the last part what is left)."""
-    x, k, dim = _arg(node, 0, "input"), _arg(node, 1, "chunks"), _arg(node, 2, "dim", 0)
-    if x not in shapes or type(k) is not int or k < 1 or dim != 1 or len(shapes[x]) < 3:
-        return
-    users = list(node.users)
-    if not users or not all(u.op == "call_function" and u.target is operator.getitem and type(u.args[1]) is int for u in users):
+def _split(graph: Any, node: Any, shapes: dict[Any, tuple[int, ...]]) -> None:
+    """x.chunk(k, dim=1), x.split(size, dim=1), x.split([sizes], dim=1), each part read by a
+    constant index -> channel slices. torch's parts: chunk, ceil(C / k) each; split by a
+    size, that size each; either, the last part what is left."""
+    x, dim = _arg(node, 0, "input", node.kwargs.get("tensor")), _arg(node, 2, "dim", 0)
+    if x not in shapes or len(shapes[x]) < 3 or dim not in (1, 1 - len(shapes[x])):
         return
     channels = shapes[x][1]
-    size = -(-channels // k)
-    parts = -(-channels // size)
-    for user in users:
-        i = user.args[1] % parts if -parts <= user.args[1] < parts else None
-        if i is None:
-            return
+    if _is(node, "chunk"):
+        k = _arg(node, 1, "chunks")
+        size = -(-channels // k) if type(k) is int and k > 0 else None  # ceil(C / k)
+    else:
+        size = _arg(node, 1, "split_size_or_sections", node.kwargs.get("split_size"))
+    if type(size) is int and size > 0:
+        sizes = [size] * -(-channels // size)  # ceil(C / size) parts
+    elif isinstance(size, (list, tuple)) and all(type(s) is int and s > 0 for s in size) and sum(size) == channels:
+        sizes = list(size)
+    else:
+        return
+    sizes[-1] = channels - sum(sizes[:-1])
+    users = list(node.users)
+    parts = len(sizes)
+    if not users:
+        return
+    if not all(_is_index(u) and type(u.args[1]) is int and -parts <= u.args[1] < parts for u in users):
+        return
+    name = "chunk" if _is(node, "chunk") else "split"
+    made: dict[int, Any] = {}  # part -> its slice (one however often it is read)
     for user in users:
         i = user.args[1] % parts
-        stop = None if i == parts - 1 else (i + 1) * size
-        with graph.inserting_before(user):
-            part = graph.call_function(channel_slice, (x, i * size, stop))
-        part.meta["archc_name"] = f"chunk{i + 1}"  # the entry's name
-        user.replace_all_uses_with(part)
+        if i not in made:
+            start = sum(sizes[:i])
+            stop = None if i == parts - 1 else start + sizes[i]
+            with graph.inserting_before(user):
+                made[i] = graph.call_function(channel_slice, (x, start, stop))
+            made[i].meta["archc_name"] = f"{name}{i + 1}"  # the entry's name
+            shapes[made[i]] = shapes[user]  # a part may be indexed again (x.split(...)[1][:, :2])
+        user.replace_all_uses_with(made[i])
         graph.erase_node(user)
     graph.erase_node(node)
+
+
+def _index(graph: Any, node: Any, shapes: dict[Any, tuple[int, ...]]) -> None:
+    """x[:, a:b], x[:, a:b, :, :], x[:, a:b, ...] with constant bounds (step 1) -> a slice."""
+    x, index = node.args
+    shape = shapes.get(x)
+    if shape is None or len(shape) < 3 or not isinstance(index, tuple) or len(index) < 2:
+        return
+    everything = slice(None, None, None)
+    rest = [i for i in index[2:] if i is not Ellipsis]
+    if index[0] != everything or not isinstance(index[1], slice) or any(i != everything for i in rest):
+        return
+    if len(index) - len(rest) > 3 or 2 + len(rest) > len(shape):  # at most one Ellipsis; no more axes than x has
+        return
+    bounds = (index[1].start, index[1].stop, index[1].step)
+    if not all(b is None or type(b) is int for b in bounds) or bounds[2] not in (None, 1):
+        return
+    start, stop, _ = index[1].indices(shape[1])
+    if start >= stop:
+        return  # no channels: no layer
+    with graph.inserting_before(node):
+        part = graph.call_function(channel_slice, (x, start, None if stop == shape[1] else stop))
+    shapes[part] = shapes[node]
+    node.replace_all_uses_with(part)
+    graph.erase_node(node)
+
+
+def index_text(node: Any) -> str | None:
+    """How an indexing node reads in the source, `x[:, ::2]` (None: no indexing by slices), for
+    the message that refuses it."""
+    index = node.args[1] if _is_index(node) and len(node.args) == 2 else None
+    if not isinstance(index, (tuple, slice)):
+        return None
+
+    def item(i: Any) -> str:
+        if i is Ellipsis:
+            return "..."
+        if not isinstance(i, slice):
+            return getattr(i, "name", repr(i))
+        bounds = [item(b) if b is not None else "" for b in (i.start, i.stop, i.step)]
+        return ":".join(bounds if i.step is not None else bounds[:2])
+
+    items = index if isinstance(index, tuple) else (index,)
+    return f"{getattr(node.args[0], 'name', '?')}[{', '.join(item(i) for i in items)}]"
 
 
 def _shuffle(graph: Any, node: Any, shapes: dict[Any, tuple[int, ...]]) -> None:

@@ -405,6 +405,8 @@ class Tracer:
                 scales[node] = (scales[node.args[0]][0], True)  # timm's `x.mul(self.gamma.reshape(1, -1, 1, 1))`
                 continue
             kind = function(node.target, tuple(node.args), dict(node.kwargs))
+            if kind is None and patterns.index_text(node):
+                raise Unsupported(f"{what}: forward indexes {patterns.index_text(node)}, which no channel slice (constant bounds, step 1) expresses")
             if kind is None:
                 target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
                 raise Unsupported(f"{what}: forward calls {target}, which archc has no layer for")
