@@ -241,6 +241,45 @@ def test_a_compound_condition_used_twice_is_computed_once():
     assert "if stride != 1:" in emit(graph_of(SPLIT), "torch")
 
 
+def test_a_width_named_later_is_spelt_out_by_a_conditional_item_before_it():
+    """A channel expression that the unconditional items after a conditional one read twice
+    is named where it is first defined (`wide_channels = in_channels * ratio`), so the
+    conditional item before the definition writes it out (timm's RexNet expansion conv: named
+    there, it was read before it was assigned, an UnboundLocalError wherever ratio != 1); both
+    backends build and agree on a model with the conv present and absent."""
+    text = """\
+    archc: 1
+    name: late_width
+    input: [3, 8, 8]
+    defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+    blocks:
+      cbn:
+        params: {out_channels: int, groups: 1}
+        layers:
+          - conv: {conv: {filters: out_channels, kernel: 1, groups: groups}}
+          - bn: batchnorm
+      unit:
+        params: {ratio: 1}
+        layers:
+          - exp: {block: cbn, with: {out_channels: in_channels * ratio}, if: ratio != 1}
+          - wide: {block: cbn, with: {out_channels: in_channels * ratio, groups: in_channels * ratio}}
+    layers:
+      - stem: {conv: {filters: 4, kernel: 1}}
+      - u1: {block: unit}
+      - u2: {block: unit, with: {ratio: 2}}
+    """
+    graph = graph_of(text)
+    torch_src, keras_src = emit(graph, "torch"), emit(graph, "keras")
+    assert "            self.exp = Cbn(in_channels, out_channels=in_channels * ratio)\n        wide_channels = in_channels * ratio\n" in torch_src
+    assert "out_channels=in_channels * ratio," in keras_src.split("wide_channels = ")[0]
+    need("torch")
+    need("keras")
+    from archc import verify
+
+    report = verify.verify(graph)
+    assert report.ok, verify.to_table(report)
+
+
 # Alternatives: entries under conditions that exclude each other, in a block kind (`wide`,
 # `tall`, `deep`: at most one holds; `norm`, `act`: exactly one) and in its lists (numbered:
 # `tail`; named: `head`); each instance takes another one.

@@ -534,6 +534,74 @@ def test_a_strided_channel_index_is_refused(tmp_path):
     )
 
 
+REXNET_PY = '''
+import torch
+from torch import nn
+
+
+class ConvBn(nn.Module):
+    def __init__(self, cin, out_channels, kernel_size=1, stride=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class Unit(nn.Module):
+    """timm's RexNet LinearBottleneck: `exp_ratio: float = 1.0` given ints; the expansion conv
+    only where exp_ratio != 1; the input added to the first channels, x[:, 0:in_chs]."""
+
+    def __init__(self, in_chs, out_chs, exp_ratio: float = 1.0, stride=1):
+        super().__init__()
+        self.in_chs = in_chs
+        self.use_shortcut = stride == 1 and in_chs <= out_chs
+        mid = in_chs * exp_ratio
+        self.conv_exp = ConvBn(in_chs, mid) if exp_ratio != 1.0 else None
+        self.conv_dw = ConvBn(mid, mid, 3, stride, groups=mid)
+        self.conv_pwl = ConvBn(mid, out_chs)
+
+    def forward(self, x):
+        shortcut = x
+        if self.conv_exp is not None:
+            x = self.conv_exp(x)
+        x = self.conv_pwl(self.conv_dw(x))
+        if self.use_shortcut:
+            x = torch.cat([x[:, 0:self.in_chs] + shortcut, x[:, self.in_chs:]], dim=1)
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.features = nn.Sequential(Unit(8, 10, 1), Unit(10, 12, 2, 2), Unit(12, 14, 2), Unit(14, 16, 2))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(self.stem(x)).mean([2, 3]))
+'''
+
+
+def test_an_integral_float_default_given_ints_is_an_int(tmp_path):
+    """timm's RexNet LinearBottleneck, `exp_ratio: float = 1.0` given 1 and 2: the kind's
+    default is the int 1, so `in_channels * exp_ratio` stays a whole number (with the float
+    default the spec is refused: out_channels 8.0); the residual is added to x[:, 0:in_chs]."""
+    source = tmp_path / "rex.py"
+    source.write_text(REXNET_PY)
+    namespace = {}
+    exec(compile(REXNET_PY, str(source), "exec"), namespace)
+    result = import_spec(f"{source}:Net", (3, 16, 16))
+    unit = yaml.safe_load(result.text)["blocks"]["unit"]
+    assert unit["params"]["exp_ratio"] == 1 and type(unit["params"]["exp_ratio"]) is int
+    layers = {name: body for item in unit["layers"] for name, body in item.items()}
+    assert layers["conv_exp"] == {"block": "conv_bn", "with": {"out_channels": "in_channels * exp_ratio"}, "if": "exp_ratio != 1"}
+    assert layers["slice"] == {"slice": {"stop": "in_channels"}, "if": "stride == 1"}
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["Net"]()), result.text, (3, 16, 16))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
 def test_timm_round_trip(name):

@@ -88,6 +88,8 @@ class Renderer:
                 continue
             values = scope.vars.get(p, scope.new.get(p))
             d = defaults.get(p) if p in scope.vars else None
+            if type(d) is float and d.is_integer() and all(type(v) is int for v in values):
+                d = int(d)  # `exp_ratio: float = 1.0` given ints (timm's RexNet): an int, so widths stay ints
             if (d is None or type(d) is not type(values[0])) and not any(
                 re.search(rf"\b{p}\b", e) for e in scope.outputs
             ):  # a default for a stride or a ratio, not for a width
