@@ -602,6 +602,49 @@ def test_an_integral_float_default_given_ints_is_an_int(tmp_path):
     assert_rebuilds(randomise(namespace["Net"]()), result.text, (3, 16, 16))
 
 
+POOLS_PY = '''
+from torch import nn
+
+
+class Down(nn.Module):
+    """A pool `pool` that is a max pool in some instances and an average pool in others."""
+
+    def __init__(self, channels, pool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.pool = pool(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.a, self.b, self.c = Down(8, nn.MaxPool2d), Down(8, nn.AvgPool2d), Down(8, nn.MaxPool2d)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(self.stem(x))))
+'''
+
+
+def test_a_layer_that_differs_between_instances_splits_the_kind(tmp_path):
+    """Instances of one class whose layer of one name is a max pool in some and an average
+    pool in others are two kinds (a spec's alternatives of one name may only be merges)."""
+    source = tmp_path / "pools.py"
+    source.write_text(POOLS_PY)
+    namespace = {}
+    exec(compile(POOLS_PY, str(source), "exec"), namespace)
+    result = import_spec(f"{source}:Net", (3, 18, 18))
+    spec = yaml.safe_load(result.text)
+    assert spec["blocks"]["down"]["layers"][1] == {"pool": {"maxpool": {"kernel": 2}}}
+    assert spec["blocks"]["down_2"]["layers"][1] == {"pool": {"avgpool": {"kernel": 2}}}
+    assert [layer[k] for layer in spec["layers"][1:] for k in layer] == [{"block": "down"}, {"block": "down_2"}, {"block": "down"}]
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["Net"]()), result.text, (3, 18, 18))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
 def test_timm_round_trip(name):

@@ -159,6 +159,11 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
     for te in list(out):
         if isinstance(te.node, TMerge):
             _pass_on(te, out)
+    for a, b in itertools.combinations([te for te in out if te.name is not None and not isinstance(te.node, TMerge)], 2):
+        if a.name == b.name and not any(x and y for x, y in zip(a.present, b.present)):
+            # alternatives of one name, which a spec allows of merges only (a max pool in some
+            # instances, an average pool in others): a kind per structure
+            raise Mismatch(f"{a.name}: a different layer in different instances")
     return out
 
 
