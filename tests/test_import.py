@@ -451,7 +451,7 @@ class Res2(nn.Module):
     def forward(self, x):
         spx = torch.split(self.conv1(x), self.width, 1)
         sp = self.b1(spx[0])
-        sp2 = self.b2(sp + spx[1])
+        sp2 = self.b2(sp + spx[1]).contiguous()  # as timm's CrossStage: the same values
         return x + self.conv3(torch.cat([sp, sp2, spx[-1]], 1))
 
 
@@ -495,7 +495,8 @@ def net(step=False):
 def test_splits_and_channel_indexing_are_slices(tmp_path):
     """torch.split(x, size, 1), x.split([sizes], dim=1) read by constant (and negative) indices,
     and channel indexing x[:, :n, :, :], x[:, n:], x[:, n:, ...], x[:, -2:] are channel
-    slices: GhostModule's cut, Res2Net's hierarchy, DPN's dual path; the spec rebuilds the model."""
+    slices: GhostModule's cut, Res2Net's hierarchy, DPN's dual path; x.contiguous() is no
+    layer; the spec rebuilds the model."""
     source = tmp_path / "splits.py"
     source.write_text(SPLITS_PY)
     namespace = {}

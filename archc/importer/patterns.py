@@ -8,7 +8,8 @@ maps to layers).
 - `x.chunk(k, dim=1)`, `x.split(size or sizes, dim=1)` (or torch.chunk, torch.split) whose
   parts are indexed by constants -> one channel `slice` per part read;
 - indexing on the channel axis with constant bounds, `x[:, a:b]`, `x[:, :n, :, :]`,
-  `x[:, a:, ...]` -> a channel `slice`.
+  `x[:, a:, ...]` -> a channel `slice`;
+- `x.contiguous()` (timm's CrossStage) is dropped: the same values.
 
 The patterns are read from the nodes' shapes on the module's input (torch.fx's ShapeProp), not
 from how the shapes are spelt (`x.size()`, `x.shape[1]`, -1), so every spelling of the same
@@ -37,20 +38,23 @@ _VIEWS = ("view", "reshape")
 
 def rewrite(module: Any, graph: Any, input_shape: tuple[int, ...]) -> None:
     """Rewrite the idioms in `graph` (a trace of `module`) in place; nothing when it has none."""
-    if not any(_is(n, "transpose", "chunk", "split") or _is_index(n) for n in graph.nodes):
-        return
-    shapes = _shapes(module, graph, input_shape)
-    if shapes is None:
-        return  # the forward does not run node by node; the entries then name what is unsupported
-    for node in list(graph.nodes):  # the splits first: their parts' indexing is not a channel index
-        if _is(node, "chunk", "split"):
-            _split(graph, node, shapes)
-    for node in list(graph.nodes):
-        if _is_index(node):
-            _index(graph, node, shapes)
-        elif _is(node, "transpose"):
-            _shuffle(graph, node, shapes)
-    _drop_unused_shape_arithmetic(graph, shapes)
+    if any(_is(n, "transpose", "chunk", "split") or _is_index(n) for n in graph.nodes):
+        shapes = _shapes(module, graph, input_shape)
+        if shapes is None:
+            return  # the forward does not run node by node; the entries then name what is unsupported
+        for node in list(graph.nodes):  # the splits first: their parts' indexing is not a channel index
+            if _is(node, "chunk", "split"):
+                _split(graph, node, shapes)
+        for node in list(graph.nodes):
+            if _is_index(node):
+                _index(graph, node, shapes)
+            elif _is(node, "transpose"):
+                _shuffle(graph, node, shapes)
+        _drop_unused_shape_arithmetic(graph, shapes)
+    for node in list(graph.nodes):  # x.contiguous(): the same values (after the shuffle, which may read one)
+        if _is(node, "contiguous") and len(node.args) == 1 and set(node.kwargs) <= {"memory_format"}:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
 
 
 def _is(node: Any, *names: str) -> bool:
