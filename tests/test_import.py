@@ -603,6 +603,52 @@ def test_an_integral_float_default_given_ints_is_an_int(tmp_path):
     assert_rebuilds(randomise(namespace["Net"]()), result.text, (3, 16, 16))
 
 
+NORM_ACT_PY = '''
+from torch import nn
+
+
+class NormAct(nn.Module):
+    """timm's DPN BnAct: a batch norm, then `act`, a ReLU in some instances and a SiLU in others."""
+
+    def __init__(self, channels, act):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.act = act()
+
+    def forward(self, x):
+        return self.act(self.bn(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.a, self.b, self.c = NormAct(8, nn.ReLU), NormAct(8, nn.SiLU), NormAct(8, nn.ReLU)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(self.conv(x))))
+'''
+
+
+def test_alternative_activations_that_end_a_block_are_chained(tmp_path):
+    """A block that ends in its activation, a ReLU in some instances and a SiLU in others
+    (timm's DPN BnAct): the activations are alternatives, and the later reads the earlier, so
+    each instance's output is its own activation's (read from the batch norm, the SiLU was
+    never read: the spec was refused)."""
+    source = tmp_path / "norm_act.py"
+    source.write_text(NORM_ACT_PY)
+    namespace = {}
+    exec(compile(NORM_ACT_PY, str(source), "exec"), namespace)
+    result = import_spec(f"{source}:Net", (3, 8, 8))
+    layers = yaml.safe_load(result.text)["blocks"]["norm_act"]["layers"]
+    assert layers[1:] == [
+        {"act_relu": {"act": {"fn": "relu"}, "if": "use_act_relu"}},
+        {"act_silu": {"act": {"fn": "silu"}, "from": "act_relu", "if": "not use_act_relu"}},
+    ]
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["Net"]()), result.text, (3, 8, 8))
+
+
 POOLS_PY = '''
 from torch import nn
 

@@ -159,6 +159,7 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
     for te in list(out):
         if isinstance(te.node, TMerge):
             _pass_on(te, out)
+    _alternative_ends(out)
     for a, b in itertools.combinations([te for te in out if te.name is not None and not isinstance(te.node, TMerge)], 2):
         if a.name == b.name and not any(x and y for x, y in zip(a.present, b.present)):
             # alternatives of one name, which a spec allows of merges only (a max pool in some
@@ -190,6 +191,20 @@ def _pass_on(merge: TEntry, entries: list[TEntry]) -> None:
             return
         q.src = entries[j - 1].name if j else "input"
     entries.insert(j, entries.pop(i - 1))
+
+
+def _alternative_ends(entries: list[TEntry]) -> None:
+    """The last two entries, never both present, each reading the entry before them (timm's
+    DPN BnAct: `bn` then `bn_relu` in some instances, `bn_silu` in others, see
+    _varied_activations) are the list's output in their instances: the later reads the
+    earlier, so that wherever it is absent it passes the earlier on (the spec's rule)."""
+    if len(entries) < 3 or entries[-3].name is None:
+        return
+    before, p, q = entries[-3:]
+    if any(isinstance(e.node, TMerge) or e.name is None for e in (p, q)) or any(x and y for x, y in zip(p.present, q.present)):
+        return
+    if (p.src or before.name) == before.name == (q.src or before.name) and q.src is not None:
+        q.src = p.name
 
 
 def _varied_activations(seqs: list[list[Entry] | None]) -> None:
