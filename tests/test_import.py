@@ -535,6 +535,40 @@ def test_a_strided_channel_index_is_refused(tmp_path):
     )
 
 
+RADIX_CUT_PY = '''
+import torch
+from torch import nn
+
+
+class Cut(nn.Module):
+    """A channel cut, then split attention's radix sum: x[:, :8] seen as (N, 2, 4, H, W),
+    summed over the radix."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 1)
+
+    def forward(self, x):
+        x = self.conv(x)[:, :8]
+        n, c, h, w = x.shape
+        return x.reshape(n, 2, c // 2, h, w).sum(dim=1)
+'''
+
+
+def test_a_radix_sum_of_a_channel_cut_is_read(tmp_path):
+    """The slice that x[:, :8] becomes computes its channels, so the radix pass after it
+    (archc.importer.radix, which runs the rewritten graph) still reads the radix sum."""
+    source = tmp_path / "cut.py"
+    source.write_text(RADIX_CUT_PY)
+    namespace = {}
+    exec(compile(RADIX_CUT_PY, str(source), "exec"), namespace)
+    result = import_spec(f"{source}:Cut", (3, 8, 8))
+    layers = {name: body for item in yaml.safe_load(result.text)["layers"] for name, body in item.items()}
+    assert layers["slice"] == {"slice": {"stop": 8}}
+    assert layers["add"] == {"add": ["split1", "split2"]}
+    assert_rebuilds(namespace["Cut"]().eval(), result.text, (3, 8, 8))
+
+
 REXNET_PY = '''
 import torch
 from torch import nn

@@ -24,13 +24,16 @@ from typing import Any
 
 
 def channel_shuffle(x: Any, groups: int) -> Any:
-    """Marker: archc's `shuffle` layer (never called: the traced graph only names it)."""
-    raise NotImplementedError
+    """Marker: archc's `shuffle` layer. It computes the layer, so that a later pass's ShapeProp
+    (archc.importer.radix) runs the rewritten graph."""
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
 
 
 def channel_slice(x: Any, start: int, stop: int | None) -> Any:
-    """Marker: archc's `slice` layer, channels start:stop (None: to the end)."""
-    raise NotImplementedError
+    """Marker: archc's `slice` layer, channels start:stop (None: to the end); computed, as
+    channel_shuffle."""
+    return x[:, start:stop]
 
 
 _VIEWS = ("view", "reshape")
