@@ -19,6 +19,8 @@ pattern leaves unused (`x.size()`, its items, `C // groups`) is removed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 from typing import Any
 
@@ -41,7 +43,7 @@ _VIEWS = ("view", "reshape")
 
 def rewrite(module: Any, graph: Any, input_shape: tuple[int, ...]) -> None:
     """Rewrite the idioms in `graph` (a trace of `module`) in place; nothing when it has none."""
-    if any(_is(n, "transpose", "chunk", "split") or _is_index(n) for n in graph.nodes):
+    if any(_is(n, "transpose", "chunk", "split") or _is_index(n) and isinstance(n.args[1], tuple) for n in graph.nodes):
         shapes = _shapes(module, graph, input_shape)
         if shapes is None:
             return  # the forward does not run node by node; the entries then name what is unsupported
@@ -79,7 +81,7 @@ def _shapes(module: Any, graph: Any, input_shape: tuple[int, ...]) -> dict[Any, 
 
     try:
         gm = torch.fx.GraphModule(module, graph)
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints what it re-raises
             ShapeProp(gm).propagate(torch.randn(1, *input_shape))
     except Exception:
         return None
