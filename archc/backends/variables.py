@@ -181,8 +181,8 @@ class Hoister:
         """The expression's source, with its name if it has one, or with the names of the
         parts that are already defined (`a_channels // group_width`)."""
         text = expr.to_python(tree)
-        if text in self.emitted or not self.emitted:  # a name once defined (a conditional item before its definition spells it out)
-            return self.names[text] if text in self.emitted else text
+        if text in self.names or not self.emitted:
+            return self.names.get(text, text)
         return expr.to_python(expr.replace_named(tree, {source: self.names[source] for source in self.emitted}))
 
     def condition(self, tree: ast.expr | None) -> str | None:
