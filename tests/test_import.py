@@ -1240,3 +1240,32 @@ def test_lraspp_head_is_a_block_of_two_inputs():
     assert spec["layers"][1] == {"classifier": {"block": "lraspp_head", "from": ["backbone.4", "backbone"]}}
     reference = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None)
     _assert_rebuilds_dict(_randomised(reference), result.text, SMALL)
+
+
+SPLIT_ATTN_PY = """
+from torch import nn
+from timm.layers import SplitAttn
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), SplitAttn(16, 16, radix=2, groups=2, norm_layer=nn.BatchNorm2d),
+                         SplitAttn(16, 32, radix=4, norm_layer=nn.BatchNorm2d))
+"""
+
+
+def test_split_attention_is_slices_and_a_radix_softmax(tmp_path):
+    """timm's SplitAttn (ResNeSt): the view of its R splits summed over dim 1, the RadixSoftmax
+    and the weighted sum of the splits become channel slices, adds, `softmax: {radix,
+    cardinality}` and multiplies; rebuilt exactly at radix 2 and 4, cardinality 2 and 1."""
+    need("timm")
+    source = tmp_path / "splat.py"
+    source.write_text(SPLIT_ATTN_PY)
+    namespace = {}
+    exec(compile(SPLIT_ATTN_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    layers = yaml.safe_load(result.text)["blocks"]["split_attn"]["layers"]
+    assert any("softmax" in str(e) and "radix" in str(e) for e in layers), layers
+    assert any("slice" in str(e) for e in layers)
+    assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
