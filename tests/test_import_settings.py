@@ -336,3 +336,33 @@ def test_an_append_list_is_a_list_and_a_concat_of_its_entries(tmp_path):
     assert result.diff is not None and result.diff <= 1e-5
     layers = yaml.safe_load(result.text)["blocks"]["osa"]["layers"]
     assert {"cat": {"concat": ["input", "conv_mid.0", "conv_mid.1", "conv_mid"]}} in layers
+
+
+GHOSTV2 = '''
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):  # GhostNetV2's DFC attention: pooled, gated, resized back by the pair of sizes
+    def __init__(self, channels):
+        super().__init__()
+        self.short_conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        res = self.short_conv(F.avg_pool2d(x, kernel_size=2, stride=2))
+        return x * F.interpolate(res.sigmoid(), size=(x.shape[-2], x.shape[-1]), mode="nearest")
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), Attention(8), Attention(8))
+'''
+
+
+def test_a_resize_to_the_pair_of_sizes(tmp_path):
+    """`size=(x.shape[-2], x.shape[-1])` is `x.shape[-2:]` spelt item by item: `resize: {like: x}`."""
+    path = tmp_path / "ghostv2.py"
+    path.write_text(GHOSTV2)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    layers = yaml.safe_load(result.text)["blocks"]["attention"]["layers"]
+    assert any(next(iter(e.values())) == {"resize": {"like": "input", "mode": "nearest"}} for e in layers), layers

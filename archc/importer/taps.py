@@ -6,7 +6,7 @@ the size of a tensor, and the dict it returns.
   (`return_layers`, {"layer4": "out"}); it is cut after the last of them. It is a list of
   its children, and `features["out"]` a read of one child's output: the list's own name
   where it is the last child, `backbone.layer3` for another;
-- `x.shape[-2:]` (or `x.size()[2:]`), the spatial size of x, read by
+- `x.shape[-2:]` (or `x.size()[2:]`, or the pair `(x.shape[-2], x.shape[-1])`), the spatial size of x, read by
   `F.interpolate(y, size=..., mode=...)`: archc's `resize: {like: x, mode}`.
 """
 
@@ -45,11 +45,12 @@ def size_of(node: Any, sizes: dict[Any, tuple[Any, Any]]) -> tuple[Any, Any] | N
     import torch.fx
     import torch.nn.functional as F
 
-    def spatial(n: Any) -> bool:  # x.shape[k:], read only as interpolate's size
+    def spatial(n: Any) -> bool:  # x.shape[k:] (or x.shape[k], one item of a pair), read only as interpolate's size
         index = n.args[1] if n.op == "call_function" and n.target is operator.getitem and len(n.args) == 2 else None
+        items = isinstance(index, slice) and index.step is None and index.stop is None and type(index.start) is int
         return (
-            isinstance(index, slice) and index.step is None and index.stop is None and type(index.start) is int
-            and bool(n.users) and all(u.op == "call_function" and u.target is F.interpolate and n not in u.args[:1] for u in n.users)
+            (items or type(index) is int) and bool(n.users)
+            and all(u.op == "call_function" and u.target is F.interpolate and n not in u.args[:1] for u in n.users)
         )  # fmt: skip
 
     whole = (node.op == "call_function" and node.target is getattr and len(node.args) == 2 and node.args[1] == "shape") or (
@@ -58,13 +59,15 @@ def size_of(node: Any, sizes: dict[Any, tuple[Any, Any]]) -> tuple[Any, Any] | N
     if whole and isinstance(node.args[0], torch.fx.Node) and node.users and all(spatial(u) for u in node.users):
         return (node.args[0], False)
     if node.op == "call_function" and node.target is operator.getitem and node.args[0] in sizes and spatial(node):
-        return (sizes[node.args[0]][0], node.args[1].start)
+        index = node.args[1]
+        return (sizes[node.args[0]][0], index.start if isinstance(index, slice) else (index,))
     return None
 
 
 def resize(node: Any, sizes: dict[Any, tuple[Any, Any]], rank: int) -> tuple[Any, str] | None:
     """F.interpolate(y, size=x.shape[-2:], mode=m) -> (x, m): resize y like x; None when
     `node` is no such call. `rank`: the maps' number of dimensions (4 for images)."""
+    import torch.fx
     import torch.nn.functional as F
 
     if node.op != "call_function" or node.target is not F.interpolate:
@@ -72,9 +75,19 @@ def resize(node: Any, sizes: dict[Any, tuple[Any, Any]], rank: int) -> tuple[Any
     names = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
     given = {**dict(zip(names, node.args)), **node.kwargs}
     size = given.get("size")
-    if size not in sizes or given.get("scale_factor") is not None or given.get("antialias", False):
+    if isinstance(size, (tuple, list)):  # (x.shape[-2], x.shape[-1]), GhostNetV2's spelling
+        pair = [sizes.get(item) if isinstance(item, torch.fx.Node) else None for item in size]
+        if len(pair) != 2 or any(p is None or not isinstance(p[1], tuple) for p in pair) or pair[0][0] is not pair[1][0]:  # type: ignore[index]
+            return None
+        if (pair[0][1][0], pair[1][1][0]) not in ((-2, -1), (2, 3)):  # type: ignore[index]
+            return None
+        x, start = pair[0][0], 2  # type: ignore[index]
+    elif isinstance(size, torch.fx.Node) and size in sizes and not isinstance(sizes[size][1], tuple):
+        x, start = sizes[size]
+    else:
         return None
-    x, start = sizes[size]
+    if given.get("scale_factor") is not None or given.get("antialias", False):
+        return None
     if rank != 4 or start not in (2, -2):
         return None  # archc's resize takes a 2-D map's height and width
     mode = given.get("mode", "nearest")
