@@ -31,6 +31,7 @@ def import_spec(
     except ModuleNotFoundError:
         raise SpecError("archc import needs PyTorch; install it with pip install 'archc[torch]'") from None
     from archc.importer import check as checking
+    from archc.importer import init as initialisation
     from archc.importer import render, text
     from archc.importer import source as sources
     from archc.importer.ops import Unsupported
@@ -42,6 +43,7 @@ def import_spec(
         tracer = Tracer(model, init, shape)
         root = tracer.root(model)
         spec = render.spec(render.Renderer(), root, label, source, shape)
+        initialisation.add_defaults(spec, model)  # the model is freshly built: its own init drew its tensors
     except Unsupported as e:
         raise SpecError(f"cannot import {source}: {e}") from None
     written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
