@@ -1,10 +1,10 @@
 """Which layer kinds get an initialisation rule when `archc import` reads torchvision's
 classification models (archc.importer.init), one line per model:
 
-    PYTHONPATH=$PWD .tvenv/bin/python bench/import_init.py [--skip-large]
+    PYTHONPATH=$PWD .tvenv/bin/python bench/import_init.py [--skip-large] [NAME ...]
 
 Each model is built as `archc import` builds it (no pretrained weights, bench/import_coverage.py's
-arguments), and the rules recognised from its tensors are printed per kind, `-` for a kind
+arguments; NAME ...: only those), and the rules recognised from its tensors are printed per kind, `-` for a kind
 whose layers no single rule fits (or whose tensors are too small to decide). Recognition only:
 whether the model imports is bench/import_coverage.py's table.
 """
@@ -25,8 +25,9 @@ def main() -> None:
     from bench.import_coverage import TV_ARGS
 
     skip = LARGE if "--skip-large" in sys.argv else ()
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
     for name in tvm.list_models(module=tvm):
-        if name in skip:
+        if name in skip or only and name not in only:
             continue
         torch.manual_seed(0)
         start = time.perf_counter()
