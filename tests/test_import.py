@@ -973,3 +973,21 @@ def test_custom_init_rules_are_recognised(tmp_path):
     torch.manual_seed(0)
     odd = yaml.safe_load(import_spec(f"{source}:net", (3, 32, 32), {"odd": True}).text)["defaults"]
     assert odd["conv"]["init"] == {"bias": {"constant": 0.1}} and odd["dense"]["init"] == defaults["dense"]["init"]
+
+
+def test_timm_init_rules():
+    """timm's own rules, read off its source: efficientnet.py's _init_weight_goog draws convs
+    from normal(0, sqrt(2 / fan_out)) with fan_out = k * k * out_channels // groups (archc's
+    group_fan_out) and the classifier from uniform(+-1/sqrt(out_features)); resnet.py's
+    zero_init_last starts each block's last batch norm at zero, the others at one, so no
+    one batch-norm weight rule fits."""
+    timm = need("timm")
+    from archc.importer.init import recognise
+
+    torch.manual_seed(0)
+    found = recognise(timm.create_model("efficientnet_b0", pretrained=False))
+    assert found["conv"]["weight"] == ("fan", "normal", "group_fan_out", 2.0)
+    assert found["dense"] == {"weight": ("fan", "uniform", "fan_out", 1.0 / 3), "bias": ("constant", 0.0)}
+    found = recognise(timm.create_model("resnet18", pretrained=False))
+    assert found["batchnorm"] == {"bias": ("constant", 0.0)}
+    assert found["conv"]["weight"] == ("fan", "normal", "fan_out", 2.0)
