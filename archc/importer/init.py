@@ -8,15 +8,22 @@ A rule is recognised by testing candidates, never by reading the model's code:
 - each candidate is a distribution per tensor (a fan rule's std depends on the layer's fans),
   in a canonical form (`Dist`) in which rules of the same distribution are equal
   (kaiming_normal leaky_relu a=0 is relu; a trunc_normal cut 6 std away or more is the normal);
-- a tensor refutes a candidate where its elements leave the candidate's support, or its mean
-  or std is more than K standard errors from the candidate's (std: relative standard error
-  sqrt((kurtosis - 1) / 4n)); constants are exact; the kind's tensors, standardised and
-  pooled, refute a candidate whose kurtosis (normal 3, uniform 1.8) they do not have;
+- a tensor refutes a candidate where its elements leave the candidate's support, or stay so
+  far inside a bound that no sample near it has probability under e^-30, or its mean or std
+  is more than K standard errors from the candidate's (std: relative standard error
+  sqrt((kurtosis - 1) / 4n)); constants are exact; the kind's tensors, each standardised
+  by its own mean and std and pooled, refute a candidate whose kurtosis (normal 3, uniform
+  1.8, a truncated normal's own) they do not have;
 - tensors under MIN elements only refute: a tensor role is decided by a kind with at least
   one tensor of MIN elements;
-- candidates are tried in an order of preference (PyTorch's default, the common fan rules,
-  fixed rules with round parameters, fan rules with any scale), and the first that no
-  tensor refutes is the kind's rule. Where none survives the kind's rule is left unset.
+- candidates are tried in an order of preference (PyTorch's default, the fan rules of the
+  common gains, fixed rules with parameters of 1 to 3 significant digits, fan rules with
+  any such scale), and the first that no tensor refutes, and that the spec can state, is
+  the kind's rule. Where none survives the kind's rule is left unset (archc's
+  torch_default), which the import's exactness check does not see. Layer norms and group
+  norms have no rule to state (ones and zeros, docs/spec.md "Initialisation"), and one
+  layer unlike the rest of its kind is not written as a per-layer `init:`: the kind gets
+  none (SqueezeNet's final_conv leaves its convs' weight rule unset).
 
 The spec is written with the names the zoo uses (`torch_default`, `kaiming_normal: {mode:
 fan_out, nonlinearity: relu}`, `{normal: {std: 0.01}}`, `zeros`); `canonical` maps any rule
