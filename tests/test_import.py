@@ -1269,3 +1269,127 @@ def test_split_attention_is_slices_and_a_radix_softmax(tmp_path):
     assert any("softmax" in str(e) and "radix" in str(e) for e in layers), layers
     assert any("slice" in str(e) for e in layers)
     assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
+# --- initialisation rules (archc.importer.init) ------------------------------------------------
+# The zoo's hand-written `defaults:` rules were read off torchvision's source (resnet.py's
+# kaiming_normal_(mode="fan_out", nonlinearity="relu"), mobilenetv2.py's normal_(0, 0.01) for the
+# Linear, efficientnet.py's uniform(+-1/sqrt(out_features)), convnext.py's trunc_normal_(std=0.02)):
+# the importer, which sees only the tensors, must find the same distributions.
+ZOO_INIT = {"resnet18": "resnet50", "mobilenet_v2": "mobilenet_v2", "efficientnet_b0": "efficientnet", "convnext_tiny": "convnext"}
+
+
+def zoo_rules(spec_name):
+    """(kind, role) -> the distribution the zoo spec's `defaults:` states (unset: torch_default)."""
+    from pydantic import TypeAdapter
+
+    from archc.importer.init import KINDS, canonical
+    from archc.ops.init import default_init
+    from archc.spec.init_rules import InitSpec
+
+    defaults = yaml.safe_load((ROOT / "specs" / f"{spec_name}.yaml").read_text())["defaults"]
+    out = {}
+    for kind in KINDS:
+        written = defaults.get(kind, {}).get("init")
+        pair = default_init(None if written is None else TypeAdapter(InitSpec).validate_python(written))
+        out.update({(kind, role): canonical(getattr(pair, role), kind, role) for role in ("weight", "bias")})
+    return out
+
+
+@pytest.mark.parametrize("name", list(ZOO_INIT))
+def test_recognised_init_rules_are_the_zoo_specs(name):
+    from archc.importer.init import MIN, recognise, tensors
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None)
+    found, want = recognise(model), zoo_rules(ZOO_INIT[name])
+    present = {key for key, group in tensors(model).items() if max(t.n for t in group) >= MIN}
+    assert present and {(kind, role) for kind, roles in found.items() for role in roles} == present
+    assert {key: found[key[0]][key[1]] for key in present} == {key: want[key] for key in present}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_imported_init_rules_rebuild_the_distributions(name):
+    """The imported spec, built by archc, draws tensors that the zoo's (torchvision's) rules
+    accept; the same spec without its `init:` rules draws tensors they refute."""
+    from archc.importer.init import refutes, tensors
+
+    torch.manual_seed(0)
+    text = import_spec(f"torchvision:{name}", SMALL, check=False).text
+    want = zoo_rules(ZOO_INIT[name])
+    built = tensors(build(load_spec_text(text), "torch"))
+    original = tensors(torchvision.models.get_model(name, weights=None))
+    assert set(built) == set(original)
+    for key, group in built.items():
+        assert not refutes(want[key], original[key]), key
+        assert not refutes(want[key], group), key
+    spec = yaml.safe_load(text)
+    for kind in spec["defaults"]:
+        spec["defaults"][kind].pop("init", None)
+    stripped = tensors(build(load_spec_text(yaml.safe_dump(spec, sort_keys=False)), "torch"))
+    assert refutes(want[("conv", "weight")], stripped[("conv", "weight")])
+
+
+CUSTOM_INIT_PY = '''
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, odd=False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, padding=1)  # 64 channels: biases large enough to decide
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 100)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.05)
+                nn.init.constant_(m.bias, 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 0.5)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(m.weight, -0.2, 0.2)
+        if odd:  # one conv unlike the other: no rule fits every conv
+            nn.init.kaiming_uniform_(self.conv2.weight)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def net(odd=False):
+    return Net(odd)
+'''
+
+
+def test_custom_init_rules_are_recognised(tmp_path):
+    source = tmp_path / "custom.py"
+    source.write_text(CUSTOM_INIT_PY)
+    torch.manual_seed(0)
+    defaults = yaml.safe_load(import_spec(f"{source}:net", (3, 32, 32)).text)["defaults"]
+    assert defaults["conv"]["init"] == {"weight": {"normal": {"std": 0.05}}, "bias": {"constant": 0.1}}
+    assert defaults["batchnorm"]["init"] == {"weight": {"constant": 0.5}, "bias": "zeros"}
+    assert defaults["dense"]["init"] == {"weight": {"uniform": {"a": -0.2, "b": 0.2}}, "bias": "torch_default"}
+    torch.manual_seed(0)
+    odd = yaml.safe_load(import_spec(f"{source}:net", (3, 32, 32), {"odd": True}).text)["defaults"]
+    assert odd["conv"]["init"] == {"bias": {"constant": 0.1}} and odd["dense"]["init"] == defaults["dense"]["init"]
+
+
+def test_timm_init_rules():
+    """timm's own rules, read off its source: efficientnet.py's _init_weight_goog draws convs
+    from normal(0, sqrt(2 / fan_out)) with fan_out = k * k * out_channels // groups (archc's
+    group_fan_out) and the classifier from uniform(+-1/sqrt(out_features)); resnet.py's
+    zero_init_last starts each block's last batch norm at zero, the others at one, so no
+    one batch-norm weight rule fits."""
+    timm = need("timm")
+    from archc.importer.init import recognise
+
+    torch.manual_seed(0)
+    found = recognise(timm.create_model("efficientnet_b0", pretrained=False))
+    assert found["conv"]["weight"] == ("fan", "normal", "group_fan_out", 2.0)
+    assert found["dense"] == {"weight": ("fan", "uniform", "fan_out", 1.0 / 3), "bias": ("constant", 0.0)}
+    found = recognise(timm.create_model("resnet18", pretrained=False))
+    assert found["batchnorm"] == {"bias": ("constant", 0.0)}
+    assert found["conv"]["weight"] == ("fan", "normal", "fan_out", 2.0)

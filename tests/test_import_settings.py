@@ -366,3 +366,16 @@ def test_a_resize_to_the_pair_of_sizes(tmp_path):
     assert result.diff is not None and result.diff <= 1e-5
     layers = yaml.safe_load(result.text)["blocks"]["attention"]["layers"]
     assert any(next(iter(e.values())) == {"resize": {"like": "input", "mode": "nearest"}} for e in layers), layers
+
+
+def test_the_same_source_gives_the_same_spec_whatever_the_callers_rng(source):
+    """The model is built under a seed of its own (its initialisation rules are read off its
+    draw), so the spec does not depend on the caller's random state, which stays as it was."""
+    path, _ = source
+    texts = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        before = torch.random.get_rng_state()
+        texts.append(import_spec(f"{path}:net", INPUT, check=False).text)
+        assert torch.equal(torch.random.get_rng_state(), before)
+    assert texts[0] == texts[1]

@@ -27,21 +27,25 @@ def import_spec(
     """The spec of SOURCE (`torchvision:NAME`, `timm:NAME`, `path/to/file.py:factory`);
     SpecError (one line: the module path and what it is) for what archc cannot express."""
     try:
-        import torch  # noqa: F401
+        import torch
     except ModuleNotFoundError:
         raise SpecError("archc import needs PyTorch; install it with pip install 'archc[torch]'") from None
     from archc.importer import check as checking
+    from archc.importer import init as initialisation
     from archc.importer import render, text
     from archc.importer import source as sources
     from archc.importer.ops import Unsupported
     from archc.importer.trace import Tracer
 
-    model, label, init = sources.load(source, dict(args or {}))
+    with torch.random.fork_rng():  # one draw of the model's own init per SOURCE, so the same spec every time
+        torch.manual_seed(0)  # (its initialisation rules are read off that draw), the caller's RNG untouched
+        model, label, init = sources.load(source, dict(args or {}))
     shape = tuple(input_shape) if input_shape else _default_input(model)
     try:
         tracer = Tracer(model, init, shape)
         root = tracer.root(model)
         spec = render.spec(render.Renderer(), root, label, source, shape)
+        initialisation.add_defaults(spec, model)  # the model is freshly built: its own init drew its tensors
     except Unsupported as e:
         raise SpecError(f"cannot import {source}: {e}") from None
     written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
