@@ -37,19 +37,19 @@ def import_spec(
     from archc.importer.ops import Unsupported
     from archc.importer.trace import Tracer
 
-    with torch.random.fork_rng():  # one draw of the model's own init per SOURCE, so the same spec every time
-        torch.manual_seed(0)  # (its initialisation rules are read off that draw), the caller's RNG untouched
+    with torch.random.fork_rng():  # the caller's random state stays as it was
+        torch.manual_seed(0)  # one draw of the model's own init per SOURCE (its rules are read off it): the same spec every time
         model, label, init = sources.load(source, dict(args or {}))
-    shape = tuple(input_shape) if input_shape else _default_input(model)
-    try:
-        tracer = Tracer(model, init, shape)
-        root = tracer.root(model)
-        spec = render.spec(render.Renderer(), root, label, source, shape)
-        initialisation.add_defaults(spec, model)  # the model is freshly built: its own init drew its tensors
-    except Unsupported as e:
-        raise SpecError(f"cannot import {source}: {e}") from None
-    written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
-    diff = checking.check(model, written, shape, f"<import {source}>") if check else None
+        shape = tuple(input_shape) if input_shape else _default_input(model)
+        try:
+            tracer = Tracer(model, init, shape)
+            root = tracer.root(model)
+            spec = render.spec(render.Renderer(), root, label, source, shape)
+            initialisation.add_defaults(spec, model)  # the model is freshly built: its own init drew its tensors
+        except Unsupported as e:
+            raise SpecError(f"cannot import {source}: {e}") from None
+        written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
+        diff = checking.check(model, written, shape, f"<import {source}>") if check else None
     return Imported(written, spec["name"], diff)
 
 
