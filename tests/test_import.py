@@ -1269,6 +1269,8 @@ def test_split_attention_is_slices_and_a_radix_softmax(tmp_path):
     assert any("softmax" in str(e) and "radix" in str(e) for e in layers), layers
     assert any("slice" in str(e) for e in layers)
     assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 16))
+
+
 # --- initialisation rules (archc.importer.init) ------------------------------------------------
 # The zoo's hand-written `defaults:` rules were read off torchvision's source (resnet.py's
 # kaiming_normal_(mode="fan_out", nonlinearity="relu"), mobilenetv2.py's normal_(0, 0.01) for the
