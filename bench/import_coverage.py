@@ -26,8 +26,9 @@ The models, chosen by these rules before anything is imported (never by whether 
 Input sizes, to bound the time on a CPU: timm models at 3x128x128 unless their pretrained_cfg
 says fixed_input_size, then its input_size; torchvision classification, segmentation and
 detection trunks at 3x128x128, except the vision transformers (vit_*, swin_*, maxvit_t: fixed
-224 input or window sizes) at 3x224x224; video models at 3x8x112x112, except mvit_* (fixed
-16x224x224) and swin3d_* (3x8x224x224).
+224 input or window sizes) at 3x224x224; video models at 3x8x112x112, grown to the smallest
+clip their weights' meta states (`min_temporal_size`, `min_size`: mvit_* 16x224x224, s3d
+14x224x224), except swin3d_* (3x8x224x224, its window sizes).
 
 Time: a model whose import passes --model-seconds (default 300, SIGALRM) is a row `timeout`;
 once --limit-seconds (default unbounded) have passed, the remaining models are listed as
@@ -85,7 +86,9 @@ def rows() -> list[tuple[str, str, dict, tuple[int, ...]]]:
     for name in tvm.list_models(module=tvm.segmentation):
         out.append(("torchvision-segmentation", f"torchvision:{name}", {"weights_backbone": None}, (3, 128, 128)))
     for name in tvm.list_models(module=tvm.video):
-        shape = (3, 16, 224, 224) if name.startswith("mvit") else (3, 8, 224, 224) if name.startswith("swin3d") else (3, 8, 112, 112)
+        meta = next(iter(tvm.get_model_weights(name))).meta
+        frames, (height, width) = max(8, meta.get("min_temporal_size") or 0), (max(112, n) for n in meta.get("min_size", (0, 0)))
+        shape = (3, 8, 224, 224) if name.startswith("swin3d") else (3, frames, height, width)
         out.append(("torchvision-video", f"torchvision:{name}", {}, shape))
     for name in tvm.list_models(module=tvm.detection):
         out.append(("torchvision-detection", f"{HERE}:detection_trunk", {"name": name}, (3, 128, 128)))

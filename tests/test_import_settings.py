@@ -379,3 +379,31 @@ def test_the_same_source_gives_the_same_spec_whatever_the_callers_rng(source):
         texts.append(import_spec(f"{path}:net", INPUT, check=False).text)
         assert torch.equal(torch.random.get_rng_state(), before)
     assert texts[0] == texts[1]
+
+
+CLIP = '''
+import torch
+from torch import nn
+
+
+class Head(nn.Module):  # torchvision's S3D head: a mean over the clip's frames and positions
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, 3)
+        self.fc = nn.Conv3d(8, 4, 1, bias=True)
+
+    def forward(self, x):
+        return torch.mean(self.fc(self.conv(x)), dim=(2, 3, 4))
+
+
+def net():
+    return Head()
+'''
+
+
+def test_the_mean_over_a_clips_positions_is_a_global_pool(tmp_path):
+    path = tmp_path / "clip.py"
+    path.write_text(CLIP)
+    result = import_spec(f"{path}:net", (3, 4, 8, 8))
+    assert result.diff is not None and result.diff <= 1e-5
+    assert yaml.safe_load(result.text)["layers"][-1] == {"global_avgpool": "global_avgpool"}

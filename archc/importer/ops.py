@@ -282,11 +282,15 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         dims = tuple(args[1:]) if len(args) > 2 else tuple(args[1]) if len(args) == 2 else tuple(kwargs.get("dims", ()))
         to = {(0, 2, 3, 1): "channels_last", (0, 3, 1, 2): "channels_first"}.get(dims)
         return ("permute", {"to": to}) if to is not None and set(kwargs) <= {"dims"} else None
-    if target == "mean" and len(args) == 2 and list(args[1]) == [2, 3] and not kwargs:
-        return "global_avgpool", {}
-    keep = kwargs.get("keepdim", args[2] if len(args) == 3 else False)
-    if target == "mean" and len(args) in (2, 3) and list(args[1]) == [2, 3] and set(kwargs) <= {"keepdim"} and keep is True:
-        return "adaptive_avgpool", {"size": 1}  # x.mean((2, 3), keepdim=True): a squeeze-excite's pool
+    if target in ("mean", torch.mean) and len(args) in (2, 3) and set(kwargs) <= {"keepdim", "dim"} or (
+        target in ("mean", torch.mean) and len(args) == 1 and set(kwargs) >= {"dim"}
+    ):
+        # the mean over every position: (2, 3) of an image, (2, 3, 4) of a clip (S3D's head); a
+        # mean over fewer dimensions than the map has would differ, which the import's check finds
+        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = kwargs.get("keepdim", args[2] if len(args) == 3 else False)
+        if isinstance(dims, (tuple, list)) and list(dims) in ([2, 3], [2, 3, 4]) and type(keep) is bool:
+            return ("adaptive_avgpool", {"size": 1}) if keep else ("global_avgpool", {})  # keepdim: a squeeze-excite's pool
     if target is F.gelu and len(args) == 1 and kwargs.get("approximate", "none") == "none":
         return "gelu", {}
     if target in (F.silu, "silu") and len(args) == 1:
