@@ -15,12 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer.ops import ACTIVATIONS as _NN_ACTIVATIONS
-from archc.importer.ops import Unsupported
+from archc.importer.ops import ACTIVATION_LAYERS, Unsupported
 from archc.importer.trace import Entry, Group, Instance, Layer, Merge
 from archc.spec.types import RESERVED_NAMES
-
-ACTIVATIONS = frozenset({*_NN_ACTIVATIONS.values(), "gelu"})  # the argument-free activation layers
 
 
 class Mismatch(Exception):
@@ -216,7 +213,7 @@ def _varied_activations(seqs: list[list[Entry] | None]) -> None:
     found: dict[str, set[str]] = {}
     for seq in seqs:
         for e in seq or []:
-            if e.name is not None and isinstance(e.node, Layer) and e.node.kind in ACTIVATIONS and not e.node.args:
+            if e.name is not None and isinstance(e.node, Layer) and e.node.kind in ACTIVATION_LAYERS and not e.node.args:
                 found.setdefault(e.name, set()).add(e.node.kind)
     for seq in seqs:
         renamed = {}

@@ -20,6 +20,8 @@ ACTIVATIONS = {
     "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Sigmoid": "sigmoid", "Tanh": "tanh",
     "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid",
 }  # fmt: skip
+# the activation layers that take no arguments, as archc writes them (`relu`, `gelu`)
+ACTIVATION_LAYERS = frozenset({*ACTIVATIONS.values(), "gelu"})
 
 
 class Unsupported(Exception):
@@ -212,7 +214,7 @@ def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
         raise Unsupported(f"{name} with drop {type(module.drop).__name__} (a dropout between the norm and its activation)")
     layers: list[tuple[str, dict[str, Any]]] = [norm]
     act = leaf(module.act)
-    if act is None or act[0] not in ACTIVATIONS.values() and act[0] not in ("act", "gelu", "identity"):
+    if act is None or act[0] not in ACTIVATION_LAYERS and act[0] not in ("act", "identity"):
         raise Unsupported(f"{name} with activation {type(module.act).__name__}, which archc has no layer for")
     if act[0] != "identity":
         layers.append(act)

@@ -19,10 +19,9 @@ from archc.importer.kinds import (
     scope_of,
     unify,
 )
-from archc.importer.ops import DEFAULTS, Unsupported, omitted
+from archc.importer.ops import ACTIVATION_LAYERS, DEFAULTS, Unsupported, omitted
 from archc.importer.trace import Entry, Group, Instance
 
-ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
 SHORTHAND = {"batchnorm", "global_avgpool", "flatten", "identity", "relu", "relu6", "silu", "sigmoid", "tanh",
              "hardswish", "hardsigmoid", "gelu"}  # fmt: skip
 
@@ -133,7 +132,7 @@ class Renderer:
         i = 0
         while i < len(kinds):
             n = 3 if kinds[i : i + 2] == ["conv", "batchnorm"] else 2 if kinds[i] == "conv" else 0
-            if n and i + n <= len(kinds) and kinds[i + n - 1] in ACTIVATIONS:
+            if n and i + n <= len(kinds) and kinds[i + n - 1] in ACTIVATION_LAYERS:
                 units.append((i, n))
                 i += n
             else:
@@ -391,7 +390,7 @@ def _item(name: str | None, value: Any, extra: dict[str, Any], whole: dict[str, 
         body = value
     elif isinstance(value, list):
         body = {"group": value, **extra}
-    elif isinstance(value, str) and value in ACTIVATIONS:
+    elif isinstance(value, str) and value in ACTIVATION_LAYERS:
         body = {"act": {"fn": value}, **extra}  # `relu: {}` is not a layer; `act: {fn: relu}` is
     elif isinstance(value, str):
         body = {value: {}, **extra}

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from archc.importer import patterns, radix, taps
-from archc.importer.ops import Unsupported, function, is_container, leaf, norm_act
+from archc.importer.ops import (
+    ACTIVATION_LAYERS,
+    Unsupported,
+    function,
+    is_container,
+    leaf,
+    norm_act,
+)
 
 
 @dataclass
@@ -379,7 +386,7 @@ class Tracer:
                     continue
                 if target in called:
                     described = called[target]
-                    if not (isinstance(described, Layer) and not described.args and described.kind in _ACTIVATIONS):
+                    if not (isinstance(described, Layer) and not described.args and described.kind in ACTIVATION_LAYERS):
                         raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called twice (shared weights)")
                 else:
                     described = called[target] = self.describe(child, _join(path, target))
@@ -449,9 +456,6 @@ class Tracer:
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
         return _numbered_tail(_global_pools(entries))
-
-
-_ACTIVATIONS = {"relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu"}
 
 
 def _global_pools(entries: list[Entry]) -> list[Entry]:
@@ -577,16 +581,31 @@ def _container_calls(module: Any, graph: Any) -> None:
 
 
 def _drop_guards(graph: Any, settings: dict[str, Any] | None) -> None:
-    """torch.fx keeps a setting traced at its value as a placeholder with an assertion of that
-    value: the graph is for the parent's call, which passes only the tensor, so they go."""
+    """torch.fx keeps a setting traced at its value as a placeholder read only by an assertion
+    of that value (`_assert_is_none(p)`, or `torch._assert(p == v)`): the graph is for the
+    parent's call, which passes only the tensor, so they go. A placeholder read by anything
+    else stays (the import then names it: several inputs)."""
+    import torch
+    from torch.fx._symbolic_trace import _assert_is_none
+
+    def guards(p: Any) -> list[Any] | None:  # the nodes of p's assertions, or None if p is read otherwise
+        found = []
+        for user in p.users:
+            if user.op == "call_function" and user.target is _assert_is_none and not user.users:
+                found.append(user)
+            elif user.op == "call_function" and all(u.op == "call_function" and u.target is torch._assert and not u.users for u in user.users):
+                found += [*user.users, user]
+            else:
+                return None
+        return found
+
     if not settings:
         return
-    for node in reversed(list(graph.nodes)):
-        if node.op == "placeholder" and node is not next(iter(graph.nodes)):
-            for user in list(node.users):
-                for guard in list(user.users):
-                    graph.erase_node(guard)
-                graph.erase_node(user)
+    for node in [n for n in graph.nodes if n.op == "placeholder"][1:]:
+        dead = guards(node)
+        if dead is not None:
+            for guard in dead:
+                graph.erase_node(guard)
             graph.erase_node(node)
 
 
