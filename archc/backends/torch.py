@@ -173,8 +173,9 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
                 continue
             tapped = frozenset(entry for entry, _ in step.taps)
             src = ", ".join((step.srcs[0], *more_inputs(item, step)))
+            a = concrete_args(item.op, dict(item.exposed)) if isinstance(item, LayerInst) else None
             if top in containers:  # an entry of a `modules:` container, defined with it
-                forward += self._call_line(common.module_path(item.name), _kind(item), src, step.targets)
+                forward += self._call_line(common.module_path(item.name), _kind(item), src, step.targets, a)
                 continue
             if item.name not in defined:
                 defined.add(item.name)
@@ -183,7 +184,6 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
             if step.taps:
                 forward += tapped_calls(item, step)  # type: ignore[arg-type]
                 continue
-            a = concrete_args(item.op, dict(item.exposed)) if isinstance(item, LayerInst) else None
             forward += self._call_line(item.name, _kind(item), src, step.targets, a)
         returned = common.returned(self.graph, steps, first)
         forward += [line[len(INDENT2):] for line in render(returned or var, INDENT2, "return ")]
