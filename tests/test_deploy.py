@@ -50,7 +50,8 @@ def foldable(graph) -> list[str]:
     nodes = {n.id: n for n in graph.nodes}
     return [
         n.id for n in graph.nodes
-        if n.op.kind == "batchnorm" and n.inputs[0] in nodes and nodes[n.inputs[0]].op.FOLDS_NORM and readers[n.inputs[0]] == 1
+        if n.op.kind == "batchnorm" and n.inputs[0] in nodes and type(op := nodes[n.inputs[0]].op).folds_norm(op.values())
+        and readers[n.inputs[0]] == 1
         and n.id.rpartition(".")[0] == n.inputs[0].rpartition(".")[0]
     ]  # fmt: skip
 
@@ -422,3 +423,58 @@ def test_branches_written_inline_merge_with_the_input(tmp_path, declared):
     name = "fused" if declared else "out"
     assert [n.id for n in result.deploy.nodes if n.op.weight_names()] == [f"a.{name}", f"b.{name}"]
     assert result.deploy.counts.trainable == 2 * (8 * 8 * 9 + 8) == 1_168
+
+
+STANDARDIZED = """\
+archc: 1
+name: standardized
+input: [3, 12, 12]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  stem:
+    params: {w: int}
+    layers:
+      - conv: {conv: {filters: w, kernel: 3, padding: 1, standardize: true, eps: 1.0e-8}}
+  rep:
+    params: {w: int}
+    layers:
+      - a: [{conv: {filters: w, kernel: 3, padding: 1, standardize: true, eps: 1.0e-6, gain: true, gamma: 1.7}}, batchnorm]
+      - b: [{conv: {filters: w, kernel: 1, standardize: true, eps: 1.0e-6}}, batchnorm]
+      - sum: {add: [a, b]}
+layers:
+  - s: {block: stem, with: {w: 8}}
+  - bn_s: batchnorm
+  - conv: {conv: {filters: 8, kernel: 3, padding: 1, standardize: true, eps: 1.0e-8}}
+  - bn: batchnorm
+  - act: relu
+  - bn_before: batchnorm
+  - unpadded: {conv: {filters: 8, kernel: 1, standardize: true, eps: 1.0e-8}}
+  - r: {block: rep, with: {w: 8}}
+  - pool: global_avgpool
+  - fc: {dense: {units: 4}}
+"""
+
+
+def test_a_batch_norm_stays_beside_a_standardized_conv(tmp_path):
+    """A standardized conv computes with its weight normalized per filter, which undoes a
+    folded norm's scale: the norm after it (in a list, and after every call of a block kind
+    ending in one), the norm before an unpadded one and branches of them meeting at an add
+    all stay, and the deploy form gives the training outputs."""
+    (tmp_path / "m.yaml").write_text(STANDARDIZED)
+    result = check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert result.max_rel <= 1e-9
+    norms = [n.id for n in result.train.nodes if n.op.kind == "batchnorm"]
+    assert len(norms) == 5 and [n.id for n in result.deploy.nodes if n.op.kind == "batchnorm"] == norms
+    assert result.deploy.counts == result.train.counts
+
+
+def test_folding_a_batch_norm_into_a_standardized_conv_would_be_caught(tmp_path, monkeypatch):
+    """Why the fold is refused: made anyway (as for a plain conv), the deploy check finds the
+    difference and writes nothing."""
+    from archc import ops
+
+    monkeypatch.setattr(ops.Conv, "folds_norm", classmethod(lambda cls, args: True))
+    (tmp_path / "m.yaml").write_text(STANDARDIZED)
+    with pytest.raises(SpecError, match=r"the deploy form differs from the training form"):
+        check(load_spec(tmp_path / "m.yaml"), tmp_path)
+    assert not (tmp_path / "out" / "standardized_deploy.yaml").exists()

@@ -511,6 +511,11 @@ class _Block:
         holds = {None: True, "flag": self.flag, "not flag": not self.flag, "w > 3": self.w > 3}.get(text)
         return text, holds
 
+    def standardized(self) -> dict:
+        """A conv's weight standardization (BiT), or its scaled form with a gain (NFNet), or none."""
+        form = self.draw(st.sampled_from([None, None, "standardize", "gain"]))
+        return {} if form is None else {"standardize": True, "eps": 1e-6, **({"gain": True, "gamma": 1.5} if form == "gain" else {})}
+
     def step(self, inner: str | None) -> None:
         draw = self.draw
         kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale"]))
@@ -527,7 +532,7 @@ class _Block:
             filters = draw(st.sampled_from(["w", "channels", "w * 2"]))
             out = {"w": self.w, "channels": c, "w * 2": 2 * self.w}[filters]
             k = draw(st.sampled_from([1, 3]))
-            body["conv"] = {"filters": filters, "kernel": k, "padding": k // 2}
+            body["conv"] = {"filters": filters, "kernel": k, "padding": k // 2, **self.standardized()}
         elif kind == "act":
             body["act"], out = draw(st.sampled_from(ACTS)), c
         elif kind == "eca":  # a kernel as a literal, or odd from the block's parameter
@@ -535,7 +540,7 @@ class _Block:
         elif kind == "scale":  # a bare parameter, torchvision's (C, 1, 1) or timm's vector (C,)
             body["layer_scale"], out = {"init_value": 0.5, "vector": draw(st.booleans())}, c
         elif kind == "group":
-            entry = {"conv": {"filters": "w", "kernel": 1}}
+            entry = {"conv": {"filters": "w", "kernel": 1, **self.standardized()}}  # a norm after a standardized conv stays in deploy
             if draw(st.booleans()):
                 entry["if"] = "flag"
             body["group"] = [entry, "batchnorm", "relu"]
@@ -657,7 +662,8 @@ def dataflow_specs(draw):
         block = _Block(draw, "inner", stem, 4, False, None, False)
         blocks["inner"] = block.definition
         inner = "inner"
-    layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1}}}, {"bn": "batchnorm"}, {"act": "relu"}]
+    standardized = {"standardize": True, "eps": 1e-8} if draw(st.booleans()) else {}  # BiT's stem; its norm stays in deploy
+    layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1, **standardized}}}, {"bn": "batchnorm"}, {"act": "relu"}]
     outputs: dict = {}
     grouping = draw(st.sampled_from(["none", "named", "numbered"]))  # the stem as a group, tapped
     if grouping == "named":

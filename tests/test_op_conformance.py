@@ -110,6 +110,10 @@ def _conv(r: random.Random) -> Case:
     args.update({"padding": r.randint(0, 1), "dilation": r.randint(1, 2), "bias": r.random() < 0.5})
     if isinstance(kernel, list):
         args["dilation"] = 1
+    form = r.choice(["plain", "plain", "standardize", "gain", "gamma"]) if kernel != 1 else "plain"
+    if form != "plain":  # weight standardization (BiT), scaled with a gain (NFNet)
+        args.update({"standardize": True, "eps": r.choice([1e-8, 1e-6, 1e-3])})
+        args.update({"gain": True} if form == "gain" else {"gain": True, "gamma": r.choice([0.5, 1.7])} if form == "gamma" else {})
     return [c, r.randint(5, 8), r.randint(5, 8)], [{"op": {"conv": args}}]
 
 
@@ -498,7 +502,8 @@ def _check_init_facts(node: Any, graph: Any, t_model: Any, k_model: Any, what: s
         present = getattr(module, role, None) is not None
         assert present == (not tensor.switch or bool(getattr(op, tensor.switch))), f"{role}; {what}"
         # the declared constant default is what PyTorch's constructor gives
-        fresh = type(module)(*_ctor_args(module))
+        standardized = {"eps": module.eps} if isinstance(module, torch.nn.modules.conv._ConvNd) and hasattr(module, "eps") else {}
+        fresh = type(module)(*_ctor_args(module), **standardized)  # a standardized conv's eps: a keyword
         if tensor.torch_default is not None and present:
             value = tensor.torch_default.arg("value")
             assert torch.all(getattr(fresh, role) == value), f"{role}; {what}"
@@ -511,7 +516,8 @@ def _check_init_facts(node: Any, graph: Any, t_model: Any, k_model: Any, what: s
     if op.TENSORS["weight"].fans:
         # PyTorch's default weight is uniform(+-1/sqrt(fan_in)), the op's torch_default
         bound = 1 / np.sqrt(fan_in)
-        fresh = type(module)(*_ctor_args(module))
+        standardized = {"eps": module.eps} if isinstance(module, torch.nn.modules.conv._ConvNd) and hasattr(module, "eps") else {}
+        fresh = type(module)(*_ctor_args(module), **standardized)  # a standardized conv's eps: a keyword
         assert fresh.weight.abs().max().item() <= bound + 1e-7, what
         assert init.moments(init.TORCH_DEFAULT, "weight", op.kind, fan_in, fan_out)[1] == pytest.approx(bound / np.sqrt(3))
 

@@ -71,6 +71,13 @@ def test_good_spec_compiles():
         ("name: tiny", "name: tiny\nname: again", "duplicate key 'name'", 3),
         ("archc: 1", "archc: !!python/object/apply:os.system ['true']", "is not allowed", 1),
         ("archc: 1", "archc: !!python/name:os.system ''", "python/name:os.system' is not allowed", 1),
+        # weight standardization (BiT's StdConv2d, NFNet's scaled form): its options belong together
+        ("padding: 1}", "padding: 1, standardize: true}", "conv standardize needs `eps`", 10),
+        ("padding: 1}", "padding: 1, eps: 1.0e-8}", "conv eps belongs to weight standardization: add `standardize: true`", 10),
+        ("padding: 1}", "padding: 1, standardize: true, eps: 0.0}", "conv standardize needs eps > 0, got 0.0", 10),
+        ("padding: 1}", "padding: 1, standardize: true, eps: 1.0e-8, gamma: 1.7}", "conv gamma scales the learned gain: add `gain: true`", 10),
+        ("padding: 1}", "padding: 1, gain: true}", "conv gain belongs to weight standardization", 10),
+        ("padding: 1}", "padding: 1, standardize: width > 4, eps: 1.0e-8}", "standardize: Input should be a valid boolean", 10),
     ],
 )
 def test_bad_spec(old, new, message, line):
@@ -80,6 +87,18 @@ def test_bad_spec(old, new, message, line):
     text = str(error_of(GOOD.replace(old, new, 1)))
     assert re.search(message, text) or message in text, text
     assert text.startswith(f"spec.yaml:{line}:") or text.startswith(f"spec.yaml:{line} "), text
+
+
+@pytest.mark.parametrize("shape, rank", [("[3, 32]", "1-D (C, L) map (3, 32)"), ("[3, 8, 8, 8]", "3-D (C, D, H, W) map (3, 8, 8, 8)")])
+def test_weight_standardization_refuses_other_ranks(shape, rank):
+    text = error_of(f"""\
+        archc: 1
+        name: std1d
+        input: {shape}
+        layers:
+          - c: {{conv: {{filters: 4, kernel: 3, bias: false, standardize: true, eps: 1.0e-8}}}}
+        """)
+    assert text.startswith("spec.yaml:5:") and f"conv with standardize works on 2-D (C, H, W) maps only, not on the {rank}" in text, text
 
 
 def test_identity_shortcut_over_shape_change_is_located():

@@ -63,7 +63,7 @@ def fold(doc: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str], str]]:
                     continue
                 op = kind(layer)
                 if (
-                    not (op in ops.KINDS and ops.KINDS[op].FOLDS_NORM)
+                    not (op in ops.KINDS and ops.KINDS[op].folds_norm(_args(layer, op)))
                     or body.get("from", layer_name) != layer_name
                 ):
                     continue
@@ -126,7 +126,7 @@ def fold_after_calls(doc: dict[str, Any]) -> list[str]:
         last_name, last = name_and_body(definition["layers"][-1])
         op = kind(last) if isinstance(last, dict) else None
         by = str(len(definition["layers"]) - 1) if last_name == POSITIONAL else last_name  # read by name or number
-        if not (op in ops.KINDS and ops.KINDS[op].FOLDS_NORM) or "if" in last or reads(definition)[by]:
+        if not (op in ops.KINDS and ops.KINDS[op].folds_norm(_args(last, op))) or "if" in last or reads(definition)[by]:
             continue
         last[op]["bias"] = True
         for owner, entries, k in sorted(calls, key=lambda call: -call[2]):  # later entries of a list first
@@ -173,7 +173,7 @@ def fold_before(doc: dict[str, Any], merged: set[tuple[str, str]]) -> list[str]:
                 op = kind(layer)
                 if (owner_name, target_name) in merged:
                     continue
-                if op == "conv" and j == k + 1 and _unpadded(layer["conv"]):
+                if op == "conv" and j == k + 1 and _unpadded(layer["conv"]) and ops.KINDS["conv"].folds_norm(layer["conv"]):
                     pass
                 elif not (op == "dense" and (pooled or (k and kind(name_and_body(entries[k - 1])[1]) == "global_avgpool"))):
                     continue
@@ -182,6 +182,12 @@ def fold_before(doc: dict[str, Any], merged: set[tuple[str, str]]) -> list[str]:
                 into = target_name if target_name != POSITIONAL else str(j)
                 done.append(f"{_where(owner_name, path, name, k)}: batch norm folded into {into} after it")
     return done
+
+
+def _args(layer: dict[str, Any], op: str) -> dict[str, Any]:
+    """A layer's arguments as the spec writes them (a shorthand has none)."""
+    args = layer.get(op)
+    return args if isinstance(args, dict) else {}
 
 
 def _reader(entries: list[Entry], k: int, read: Any) -> tuple[int, bool] | None:

@@ -332,7 +332,7 @@ def _branches(
     conv = _merged_args(convs)
     if conv is None:
         no(None, "their convs are not one conv's parts (one filters, stride and groups; odd kernels given as "
-           "numbers, padded kernel // 2, without dilation)")
+           "numbers, padded kernel // 2, without dilation; no standardized weight)")
         return None
     return members, leaves, sources.pop(), conv
 
@@ -375,7 +375,10 @@ def _single_conv(
 
 
 def _merged_args(convs: list[dict[str, str]]) -> dict[str, Any] | None:
-    """One conv for centred convs of one stride, groups and width: the largest kernel."""
+    """One conv for centred convs of one stride, groups and width: the largest kernel; not of
+    standardized convs (each computes with its own weight normalized, which no sum is)."""
+    if any(c.get("standardize", "False") != "False" for c in convs):
+        return None
     for key in ("filters", "stride", "groups"):
         if len({c.get(key, "1") for c in convs}) != 1:
             return None

@@ -50,7 +50,7 @@ def deploy_state(
             }
             before = _norm_before(t, nodes, kept)
             if before is not None:
-                tensors = dict(zip(("weight", "bias"), _fold_before(tensors["weight"], tensors.get("bias"), t, before, state)))
+                tensors |= dict(zip(("weight", "bias"), _fold_before(tensors["weight"], tensors.get("bias"), t, before, state)))
             norm = next(
                 (
                     n
@@ -59,8 +59,8 @@ def deploy_state(
                 ),
                 None,
             )
-            if norm is not None and d.op.FOLDS_NORM:
-                tensors = dict(
+            if norm is not None and type(d.op).folds_norm(d.op.values()):
+                tensors |= dict(  # the layer's other tensors (a gain) as they are
                     zip(
                         ("weight", "bias"),
                         _fold(tensors["weight"], tensors.get("bias"), norm, state),

@@ -398,6 +398,12 @@ class Op:
         return cls.EXPRESSION or (cls.MERGE and not cls.WEIGHTS)
 
     @classmethod
+    def folds_norm(cls, args: dict[str, Any]) -> bool:
+        """Whether a batch norm folds into this layer's weight and bias (archc.deploy), given its
+        arguments (as the spec writes them, or values): FOLDS_NORM, unless they say otherwise."""
+        return cls.FOLDS_NORM
+
+    @classmethod
     def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
         """The helper class (of HELPERS) a layer with these arguments (values, or `ast`
         expressions in a block kind) needs in `backend`, if any (common.op_helpers: the

@@ -1,6 +1,23 @@
 """Convolution: `conv: {filters, kernel, stride, padding, groups, dilation, bias}`, over the
 map's rank (Conv1d/2d/3d, Keras Conv1D/2D/3D); kernel, stride, padding and dilation are one
-value for every spatial dimension or one per dimension."""
+value for every spatial dimension or one per dimension.
+
+`standardize: true, eps: E` convolves with the weight standardized (Qiao et al. 2019, BiT's
+ResNetV2; timm's StdConv2d): each filter's weights normalized to mean 0 and variance 1 (the
+biased variance, plus E) when the layer runs, as timm computes it,
+
+    weight = F.batch_norm(self.weight.reshape(1, out_channels, -1), None, None,
+                          training=True, momentum=0.0, eps=eps).reshape_as(self.weight)
+
+so the stored weight is the raw one, by the same key (`conv1.weight`), and the counts are a
+conv's. `gain: true` adds NFNet's scaled form (timm's ScaledStdConv2d): the standardized
+weight times a learned gain per filter, `gain` of shape (filters, 1, 1, 1) starting at ones,
+and gamma / sqrt(fan_in) (`gamma`, 1 unless set). Both on 2-D maps: the generated modules
+define `StdConv2d` / `ScaledStdConv2d` (nn.Conv2d with that forward) and `StdConv2D` /
+`ScaledStdConv2D` (Keras' Conv2D, its kernel standardized in `convolution_op`; the kernel
+moves between the frameworks as a conv's, the gain as a (filters,) vector). A batch norm does
+not fold into such a conv (the standardization would undo the scaling): archc.deploy leaves
+it (Op.folds_norm)."""
 
 from __future__ import annotations
 
@@ -9,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from archc.code import Call, call
 from archc.ops.base import (
@@ -20,6 +37,7 @@ from archc.ops.base import (
     Shape,
     ShapeError,
     Size,
+    need_rank,
     ones,
     pads_when,
     positive,
@@ -32,7 +50,7 @@ from archc.ops.base import (
 )
 from archc.ops.init import BIAS, DEFAULT, Init, Tensor, product, weight
 from archc.spec.init_rules import InitSpec
-from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr
+from archc.spec.types import Arguments, BoolExpr, IntExpr, IntPairExpr, NumExpr
 
 
 class ConvArgs(Arguments):
@@ -49,6 +67,18 @@ class ConvArgs(Arguments):
     dilation: IntPairExpr = Field(1, description="Kernel dilation: one value, or one per dimension.")
     bias: BoolExpr | None = Field(None, description="Learnable bias; unset means defaults.conv.bias.")
     init: InitSpec | None = Field(None, description="Initialisation; what it leaves unset comes from defaults.conv.init.")
+    standardize: StrictBool = Field(
+        False,
+        description="Weight standardization (BiT's StdConv2d): each filter's weights normalized to mean 0, variance 1 "
+        "(plus `eps`) before the convolution; 2-D maps. A literal.",
+    )
+    eps: NumExpr | None = Field(None, description="Added to the variance of a standardized weight (BiT: 1e-8, timm: 1e-6).")
+    gain: StrictBool = Field(
+        False,
+        description="With `standardize`: NFNet's scaled form (timm's ScaledStdConv2d), the standardized weight times a "
+        "learned gain per filter (shape (filters, 1, 1, 1), starting at 1) and gamma / sqrt(fan_in). A literal.",
+    )
+    gamma: NumExpr | None = Field(None, description="With `gain`: the constant factor of its scale (1 unless set).")
 
 
 @dataclass(frozen=True)
@@ -61,11 +91,13 @@ class Conv(Op):
     ATTRS: ClassVar[tuple[Attr, ...]] = (
         Attr("filters", "int"), Attr("kernel", "pair"), Attr("stride", "pair", 1), Attr("padding", "pair", 0),
         Attr("groups", "int", 1), Attr("dilation", "pair", 1), Attr("bias", "bool", "defaults.conv.bias"),
-        Attr("init", "init", "defaults.conv.init"),
+        Attr("init", "init", "defaults.conv.init"), Attr("standardize", "const", False), Attr("eps", "num", None),
+        Attr("gain", "const", False), Attr("gamma", "num", None),
     )  # fmt: skip
     CHANNEL_FREE: ClassVar[bool] = False
     TENSORS: ClassVar[dict[str, Tensor]] = {"weight": weight("kernel_initializer"), "bias": BIAS}
     TORCH_CLASS: ClassVar[str | None] = "nn.Conv{rank}d"
+    HELPERS: ClassVar[dict[str, str]] = {"torch": "StdConv2d", "keras": "StdConv2D"}  # standardized only: see helper()
     SPATIAL_STRIDE: ClassVar[str | None] = "stride"
     RANKED: ClassVar[bool] = True
     TORCH_DEFAULTS: ClassVar[Defaults] = ranked(
@@ -87,25 +119,56 @@ class Conv(Op):
     dilation: Size = 1
     bias: bool = False
     init: Init = DEFAULT
+    standardize: bool = False
+    eps: float | None = None
+    gain: bool = False
+    gamma: float | None = None
     rank: int = 2  # set by lowering
 
     def infer(self, s: Shape) -> Shape:
         positive("conv", filters=self.filters, groups=self.groups)
+        self._check_standardize(s)
         size = window("conv", s, self.kernel, self.stride, self.padding, self.dilation)
         if s.c % self.groups or self.filters % self.groups:
             raise ShapeError(f"conv groups={self.groups} must divide input channels {s.c} and filters {self.filters}")
         return Shape(self.filters, size)
 
+    def _check_standardize(self, s: Shape) -> None:
+        if not self.standardize:
+            for key in ("eps", "gain", "gamma"):
+                if getattr(self, key) not in (None, False):
+                    raise ShapeError(f"conv {key} belongs to weight standardization: add `standardize: true`, or leave {key} out")
+            return
+        if self.eps is None:
+            raise ShapeError("conv standardize needs `eps`, added to each filter's variance (BiT's StdConv2d: 1e-8, timm's default 1e-6)")
+        if not self.eps > 0:
+            raise ShapeError(f"conv standardize needs eps > 0, got {self.eps}")
+        if self.gamma is not None and not self.gain:
+            raise ShapeError("conv gamma scales the learned gain: add `gain: true`, or leave gamma out")
+        if s.spatial:
+            need_rank("conv with standardize", s)
+
     def params(self, s: Shape) -> tuple[int, int]:
         weights = self.filters * (s.c // self.groups) * math.prod(sizes(self.kernel, s.rank))
-        return (weights + (self.filters if self.bias else 0), 0)
+        return (weights + (self.filters if self.bias else 0) + (self.filters if self.gain else 0), 0)
 
     def macs(self, s: Shape) -> int:
         out = self.infer(s)
         return self.filters * (s.c // self.groups) * math.prod(sizes(self.kernel, s.rank)) * math.prod(out.size)
 
     def weight_names(self) -> tuple[str, ...]:
-        return ("weight", "bias") if self.bias else ("weight",)
+        return ("weight", *(("bias",) if self.bias else ()), *(("gain",) if self.gain else ()))  # Keras' order: kernel, bias, gain
+
+    @classmethod
+    def folds_norm(cls, args: dict[str, Any]) -> bool:
+        """Not with a standardized weight: folding scales the weight, and standardization undoes it."""
+        return cls.FOLDS_NORM and not _flag(args.get("standardize"))
+
+    @classmethod
+    def helper(cls, backend: str, args: dict[str, Any]) -> str | None:
+        if not _flag(args.get("standardize")):
+            return None
+        return STANDARDIZED[backend][_flag(args.get("gain"))]
 
     @classmethod
     def out_channels(cls, args: dict[str, ast.expr], in_channels: ast.expr) -> ast.expr:
@@ -133,10 +196,11 @@ class Conv(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        return cls.torch_call(
+        module = cls.torch_call(
             f"nn.Conv{rank_of(a)}d", in_ch, a["filters"], kernel_size=a["kernel"], stride=a["stride"],
             padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"],
         )  # fmt: skip
+        return _standardized(module, a, "torch")
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
@@ -148,11 +212,12 @@ class Conv(Op):
         strides, subsample = a["stride"], _strided_dilation(a, ctx)
         if subsample is not None:  # Keras' Conv2D refuses strides > 1 with dilation > 1
             strides = _stride_unless_dilated(a)
-        out.append(cls.keras_call(
+        layer = cls.keras_call(
             f"layers.Conv{rank}D", a["filters"], a["kernel"], strides=strides,
             padding='"same"' if same else None, dilation_rate=a["dilation"],
             groups=a["groups"], use_bias=a["bias"], **dict(ctx.initializers), name=ctx.name,
-        ))  # fmt: skip
+        )  # fmt: skip
+        out.append(_standardized(layer, a, "keras"))
         if subsample is not None:  # every stride-th output of the stride-1 conv: PyTorch's strided one exactly
             out.append(call(f"layers.MaxPooling{rank}D", "1", strides=a["stride"], name=suffixed(ctx.name, "_subsample")).when(subsample or None))
         return out
@@ -176,14 +241,45 @@ class Conv(Op):
         return str(int(out) // int(a["groups"])) if out.isdigit() and a["groups"].isdigit() else f"{out} // {a['groups']}"
 
     def to_keras(self, name: str, w: Any) -> Any:
+        if name == "gain":
+            return w.reshape(-1)  # (O, 1, 1, 1) -> (O,)
         return kernel_to_keras(w) if name == "weight" else w  # (O, I, *k) -> (*k, I, O)
 
     def to_torch(self, name: str, k: Any) -> Any:
+        if name == "gain":
+            return k.reshape(-1, 1, 1, 1)
         return kernel_to_torch(k) if name == "weight" else k
+
+    def randomize(self, module: Any, gen: Any) -> None:
+        super().randomize(module, gen)
+        if self.gain:
+            module.gain.uniform_(0.5, 1.5, generator=gen)
 
     def label(self) -> str:
         text = f"conv {show(self.kernel, self.rank)}" + (f" /{shown(self.stride)}" if shown(self.stride) != "1" else "") + f", {self.filters}"
-        return text + (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {shown(self.dilation)}" if shown(self.dilation) != "1" else "")
+        text += (f", groups {self.groups}" if self.groups > 1 else "") + (f", dilation {shown(self.dilation)}" if shown(self.dilation) != "1" else "")
+        return text + (", scaled std" if self.gain else ", std" if self.standardize else "")
+
+
+# The helper classes of a standardized conv, per backend: [plain, with a gain]
+STANDARDIZED = {"torch": ("StdConv2d", "ScaledStdConv2d"), "keras": ("StdConv2D", "ScaledStdConv2D")}
+
+
+def _flag(value: Any) -> bool:
+    """A literal flag as a layer holds it: a value, its source, or an `ast` constant (a block kind's)."""
+    value = value.value if isinstance(value, ast.Constant) else value
+    return value is True or value == "True"
+
+
+def _standardized(conv: Call, a: dict[str, str], backend: str) -> Call:
+    """A conv's module or layer (its keywords those of nn.Conv2d / Conv2D, whose defaults the
+    helper keeps) as the standardizing helper's, with eps (and gamma) added."""
+    if not _flag(a.get("standardize")):
+        return conv
+    extra = call("", eps=a["eps"], gamma=a.get("gamma") if _flag(a.get("gain")) else None).args
+    name = [arg for arg in conv.args if isinstance(arg, str) and arg.startswith("name=")]  # Keras' name stays last
+    args = tuple(arg for arg in conv.args if arg not in name)
+    return Call(STANDARDIZED[backend][_flag(a.get("gain"))], args + extra + tuple(name))
 
 
 def shown(value: Size) -> str:
