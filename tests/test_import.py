@@ -1395,3 +1395,69 @@ def test_timm_init_rules():
     found = recognise(timm.create_model("resnet18", pretrained=False))
     assert found["batchnorm"] == {"bias": ("constant", 0.0)}
     assert found["conv"]["weight"] == ("fan", "normal", "fan_out", 2.0)
+
+
+STD_CONV_PY = """
+import torch
+from timm.layers import ScaledStdConv2d, StdConv2d
+from torch import nn
+
+
+class Unit(nn.Module):  # BiT's pre-activation unit, and NFNet's scaled conv
+    def __init__(self, cin, width):
+        super().__init__()
+        self.norm = nn.GroupNorm(2, cin)
+        self.conv = StdConv2d(cin, width, 3, padding=1, eps=1e-8)
+        self.scaled = ScaledStdConv2d(width, width, 1, gamma=1.7139, eps=1e-6)
+
+    def forward(self, x):
+        return self.scaled(torch.relu(self.conv(torch.relu(self.norm(x)))))
+
+
+def net():  # BiT's stem: a standardized 7x7 conv, a zero ConstantPad2d, then an unpadded max pool
+    return nn.Sequential(StdConv2d(3, 8, 7, stride=2, padding=3, eps=1e-8), nn.ConstantPad2d(1, 0.0), nn.MaxPool2d(3, 2),
+                         Unit(8, 16), Unit(16, 16))
+
+
+def padded():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.ConstantPad2d((1, 2, 0, 3), 0.0), nn.ZeroPad2d(2))
+
+
+def valued():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.ConstantPad2d(1, 0.5))
+"""
+
+
+def test_timm_standardized_convs_round_trip(tmp_path):
+    """timm's StdConv2d is a conv with `standardize: true` and its eps, ScaledStdConv2d one with
+    `gain: true` and its gamma (read back from timm's scale); their weights and gains load
+    under the same keys and the outputs are timm's. nn.ConstantPad2d of zeros is a zeropad,
+    uneven ones as [[top, bottom], [left, right]]; of another value it is refused."""
+    need("timm")
+    source = tmp_path / "std_conv.py"
+    source.write_text(STD_CONV_PY)
+    result = import_spec(f"{source}:net", (3, 32, 32))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][0] == {"conv": {"filters": 8, "kernel": 7, "stride": 2, "padding": 3, "standardize": True, "eps": 1e-8}}
+    assert spec["layers"][1] == {"zeropad": {"padding": 1}}
+    layers = {name: body for item in spec["blocks"]["unit"]["layers"] for name, body in item.items()}
+    assert layers["conv"]["conv"] | {"filters": None} == {"filters": None, "kernel": 3, "padding": 1, "standardize": True, "eps": 1e-8}
+    assert layers["scaled"]["conv"] | {"filters": None} == {"filters": None, "kernel": 1, "bias": True, "standardize": True,
+                                                            "eps": 1e-6, "gain": True, "gamma": 1.7139}  # fmt: skip
+    namespace = {}
+    exec(compile(STD_CONV_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    reference = namespace["net"]()
+    with torch.no_grad():
+        for m in reference.modules():
+            if hasattr(m, "gain"):
+                m.gain.uniform_(0.5, 1.5)  # not the ones it starts at
+    assert_rebuilds(reference.eval(), result.text, (3, 32, 32))
+    padded = import_spec(f"{source}:padded", (3, 8, 8))
+    assert padded.diff is not None and padded.diff <= 1e-5
+    assert yaml.safe_load(padded.text)["layers"][1:] == [
+        {"zeropad": {"padding": [[0, 3], [1, 2]]}}, {"zeropad": {"padding": 2}},
+    ]  # fmt: skip
+    refused = CliRunner().invoke(main, ["import", f"{source}:valued", "--input", "3,8,8"])
+    assert refused.exit_code == 2 and "1: ConstantPad2d(value=0.5) (archc's zeropad pads with zeros)" in refused.output, refused.output

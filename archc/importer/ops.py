@@ -45,7 +45,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
     import torch.nn as nn
 
     name = type(module).__name__
-    if _plain(module, nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    standardized = _standardized(module)
+    if _plain(module, nn.Conv1d, nn.Conv2d, nn.Conv3d) or standardized:
         if module.padding_mode != "zeros":
             raise Unsupported(f"{name} with padding_mode={module.padding_mode!r}")
         args = {
@@ -56,6 +57,7 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
             "groups": module.groups,
             "dilation": _single(module.dilation, "dilation"),
             "bias": module.bias is not None,
+            **(standardized or {}),
         }
         return "conv", args
     if _plain(module, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
@@ -113,6 +115,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return "permute", {"to": to}
     if type(module) is nn.Identity:
         return "identity", {}
+    if type(module) in (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d):
+        return _zeropad(module)
     if name == "RadixSoftmax" and type(module).__module__.startswith("timm.layers"):  # ResNeSt's split attention
         return "softmax", {"radix": module.radix, "cardinality": module.cardinality}
     if name == "SelectAdaptivePool2d" and type(module).__module__.startswith("timm.layers"):
@@ -124,6 +128,25 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
         return "flatten", {}
     return None
+
+
+def _standardized(module: Any) -> dict[str, Any] | None:
+    """timm's weight-standardized convs (timm.layers.std_conv): StdConv2d (BiT) as `standardize:
+    true, eps`, ScaledStdConv2d (NFNet) with `gain: true` and its gamma (timm keeps only
+    scale = gamma / sqrt(fan_in), so gamma is read back from it); None for any other module.
+    The `...Same` forms pad by the input's size and are not these."""
+    import torch.nn as nn
+
+    name = type(module).__name__
+    if name not in ("StdConv2d", "ScaledStdConv2d") or not type(module).__module__.startswith("timm.layers"):
+        return None
+    if type(module).__bases__ != (nn.Conv2d,) or any(True for _ in module.children()):
+        raise Unsupported(f"{name} that is not timm's nn.Conv2d with a standardized weight")
+    out: dict[str, Any] = {"standardize": True, "eps": float(module.eps)}
+    if name == "ScaledStdConv2d":
+        gamma = float(module.scale) * module.weight[0].numel() ** 0.5
+        out |= {"gain": True, **({"gamma": float(f"{gamma:.7g}")} if f"{gamma:.7g}" != "1" else {})}
+    return out
 
 
 def _plain(module: Any, *classes: type) -> bool:
@@ -139,6 +162,21 @@ def _plain(module: Any, *classes: type) -> bool:
         ):
             return not any(True for _ in module.children())
     return False
+
+
+def _zeropad(module: Any) -> tuple[str, dict[str, Any]]:
+    """nn.ZeroPad2d, and nn.ConstantPad2d of zeros (BiT's stem, before its max pool): `zeropad`,
+    one value where every side has it, else [before, after] per dimension (PyTorch lists the
+    last dimension first: (left, right, top, bottom))."""
+    name = type(module).__name__
+    if float(getattr(module, "value", 0.0)) != 0.0:
+        raise Unsupported(f"{name}(value={module.value}) (archc's zeropad pads with zeros)")
+    pads = tuple(module.padding)
+    if min(pads) < 0:
+        raise Unsupported(f"{name}({pads}) (a negative padding crops)")
+    if len(set(pads)) == 1:
+        return "zeropad", {"padding": pads[0]}
+    return "zeropad", {"padding": [list(pads[i : i + 2]) for i in reversed(range(0, len(pads), 2))]}
 
 
 def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:
@@ -224,7 +262,7 @@ def norm_act(module: Any) -> list[tuple[str, dict[str, Any]]] | None:
 # Arguments left out of the spec where they have this value (archc's own default, or the
 # spec's `defaults:`); "kernel" means equal to the layer's kernel.
 OMIT: dict[str, dict[str, Any]] = {
-    "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False},
+    "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False, "standardize": False, "gain": False},
     "batchnorm": DEFAULTS["batchnorm"],
     "groupnorm": {"eps": 1.0e-5},
     "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
