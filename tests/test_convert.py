@@ -110,6 +110,27 @@ def test_torch_to_keras_to_torch(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_standardized_convs_move_unchanged(tmp_path):
+    """Weight-standardized convs (BiT's, and NFNet's with a gain): the raw weights move as a
+    conv's, the gain (O, 1, 1, 1) as Keras' (O,), saved in and loaded from the Keras file
+    (Keras' Conv2D writes only its kernel and bias there); the round trip is exact."""
+    spec = tmp_path / "std.yaml"
+    spec.write_text(TINY.replace("padding: 1}}", "padding: 1, standardize: true, eps: 1.0e-8}}", 1)
+                    .replace("groups: 4}}", "groups: 4, standardize: true, eps: 1.0e-6, gain: true, gamma: 1.7}}"))  # fmt: skip
+    graph, original = random_torch(spec)
+    assert original.conv2.gain.shape == (12, 1, 1, 1) and len(set(original.conv2.gain.flatten().tolist())) == 12  # randomized
+    src, mid, back = tmp_path / "s.pth", tmp_path / "s.weights.h5", tmp_path / "back.pt"
+    torch.save(original.state_dict(), src)
+    assert convert(spec, src, mid).exit_code == 0
+    k_model = api.load_module(graph, "keras").build_model()
+    k_model.load_weights(str(mid))
+    assert np.array_equal(k_model.get_layer("conv2").gain.numpy(), original.conv2.gain.detach().numpy().reshape(-1))
+    assert convert(spec, mid, back).exit_code == 0
+    restored = torch.load(back, weights_only=True)
+    for key, value in original.state_dict().items():
+        assert torch.equal(restored[key], value), key
+
+
 def test_overrides_and_layouts(tiny, tmp_path):
     """--set applies as elsewhere; a grouped conv and a flatten into a dense layer convert."""
     graph, model = random_torch(tiny, overrides=["params.width=16"])
