@@ -1461,3 +1461,51 @@ def test_timm_standardized_convs_round_trip(tmp_path):
     ]  # fmt: skip
     refused = CliRunner().invoke(main, ["import", f"{source}:valued", "--input", "3,8,8"])
     assert refused.exit_code == 2 and "1: ConstantPad2d(value=0.5) (archc's zeropad pads with zeros)" in refused.output, refused.output
+
+
+RMS_NORM_PY = """
+from timm.layers import RmsNorm2d
+from torch import nn
+
+
+class Block(nn.Module):  # convnext_atto_rms: RmsNorm2d on the map; nn.RMSNorm on a channels-last one
+    def __init__(self, channels):
+        super().__init__()
+        self.norm = RmsNorm2d(channels, eps=1e-6)
+        self.last = nn.RMSNorm(channels, eps=1e-5)
+
+    def forward(self, x):
+        x = self.norm(x)
+        return self.last(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), Block(8), Block(8))
+
+
+def unscaled():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), RmsNorm2d(8, affine=False))
+"""
+
+
+def test_rms_norms_round_trip(tmp_path):
+    """timm's RmsNorm2d (a map's channels) and nn.RMSNorm (the last axis) are `rmsnorm` layers
+    with their eps; their weights load under the same keys; one without a weight is refused."""
+    need("timm")
+    source = tmp_path / "rms.py"
+    source.write_text(RMS_NORM_PY)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    block = yaml.safe_load(result.text)["blocks"]["block"]["layers"]
+    assert {"norm": {"rmsnorm": {"eps": 1e-6}}} in block and {"last": {"rmsnorm": {"eps": 1e-5}}} in block
+    namespace = {}
+    exec(compile(RMS_NORM_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    reference = namespace["net"]()
+    with torch.no_grad():
+        for m in reference.modules():
+            if "RmsNorm" in type(m).__name__ or isinstance(m, torch.nn.RMSNorm):
+                m.weight.uniform_(0.5, 1.5)  # not the ones they start at
+    assert_rebuilds(reference.eval(), result.text, (3, 16, 16))
+    refused = CliRunner().invoke(main, ["import", f"{source}:unscaled", "--input", "3,8,8"])
+    assert refused.exit_code == 2 and "1: RmsNorm2d((8,)) over more than the channels, or without a weight" in refused.output, refused.output

@@ -75,6 +75,8 @@ def fixed(graph):
         elif n.op.kind == "layernorm":
             yield n, "weight", 1.0
             yield n, "bias", 0.0
+        elif n.op.kind == "rmsnorm":
+            yield n, "weight", 1.0
 
 
 def check_torch(graph, model) -> int:

@@ -152,6 +152,16 @@ def _layernorm(r: random.Random) -> Case:
     return shape, [*before, {"op": {"layernorm": {"eps": r.choice([1e-6, 1e-5])}}}]
 
 
+def _rmsnorm(r: random.Random) -> Case:
+    """On a map's channels, on flat features, or on a map held channels-last (timm's RmsNorm)."""
+    form = r.choice(["map", "flat", "last"])
+    shape, before = _flat(r) if form == "flat" else (_map(r), [])
+    if form == "last":
+        before = [{"to_last": {"permute": {"to": "channels_last"}}}]
+    after = [{"back": {"permute": {"to": "channels_first"}}}] if form == "last" else []
+    return shape, [*before, {"op": {"rmsnorm": {"eps": r.choice([1e-6, 1e-5, 0.1])}}}, *after]
+
+
 def _groupnorm(r: random.Random) -> Case:
     """Groups of one channel up to all of them, after a conv to more channels or on the input;
     eps unset (1e-5) or written."""
@@ -224,6 +234,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "identity": _plain(lambda r: "identity", flat_ok=True),
     "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3), "vector": r.random() < 0.5}}),
     "layernorm": _layernorm,
+    "rmsnorm": _rmsnorm,
     "maxpool": _pool("maxpool"),
     "multiply": _merge("multiply"),
     "normalization": _normalization,
@@ -432,6 +443,7 @@ RANK_REFUSED: dict[str, Layers] = {
     "eca": [{"op": {"eca": {"kernel": 3}}}],
     "layer_scale": [{"op": {"layer_scale": {"init_value": 0.5}}}],
     "layernorm": [{"op": {"layernorm": {"eps": 1e-5}}}],
+    "rmsnorm": [{"op": {"rmsnorm": {"eps": 1e-5}}}],
     "normalization": [{"op": {"normalization": {"mean": [0.0, 0.0], "variance": [1.0, 1.0]}}}],
     "permute": [{"op": {"permute": {"to": "channels_last"}}}],
     "resize": [{"op": {"resize": {"like": "input"}}}],

@@ -108,6 +108,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         if len(module.normalized_shape) != 1 or not module.elementwise_affine or module.bias is None:
             raise Unsupported(f"{name}({tuple(module.normalized_shape)}) over more than the channels, or without weights")
         return "layernorm", {"eps": module.eps}
+    if type(module) is getattr(nn, "RMSNorm", None) or timm_norm and name in ("RmsNorm", "RmsNorm2d"):
+        return _rmsnorm(module)
     if name == "Permute" and hasattr(module, "dims"):  # torchvision.ops.misc.Permute
         to = {(0, 2, 3, 1): "channels_last", (0, 3, 1, 2): "channels_first"}.get(tuple(module.dims))
         if to is None:
@@ -177,6 +179,17 @@ def _zeropad(module: Any) -> tuple[str, dict[str, Any]]:
     if len(set(pads)) == 1:
         return "zeropad", {"padding": pads[0]}
     return "zeropad", {"padding": [list(pads[i : i + 2]) for i in reversed(range(0, len(pads), 2))]}
+
+
+def _rmsnorm(module: Any) -> tuple[str, dict[str, Any]]:
+    """nn.RMSNorm and timm's RmsNorm (the last axis) and RmsNorm2d (a map's channels): `rmsnorm`
+    over the channels, with a learned weight; other shapes, no weight or the dtype's eps refused."""
+    name = type(module).__name__
+    if len(module.normalized_shape) != 1 or getattr(module, "weight", None) is None:
+        raise Unsupported(f"{name}({tuple(module.normalized_shape)}) over more than the channels, or without a weight")
+    if module.eps is None:
+        raise Unsupported(f"{name}(eps=None) (the dtype's epsilon; archc's rmsnorm states its eps)")
+    return "rmsnorm", {"eps": float(module.eps)}
 
 
 def _timm_pool(module: Any) -> tuple[str, dict[str, Any]]:
