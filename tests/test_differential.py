@@ -518,7 +518,7 @@ class _Block:
 
     def step(self, inner: str | None) -> None:
         draw = self.draw
-        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale"]))
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale", "rms"]))
         src = draw(st.sampled_from([self.last, self.last, *self.ch]))
         body: dict = {} if src == self.last else {"from": src}
         c = self.ch[src]
@@ -537,6 +537,8 @@ class _Block:
             body["act"], out = draw(st.sampled_from(ACTS)), c
         elif kind == "eca":  # a kernel as a literal, or odd from the block's parameter
             body["eca"], out = {"kernel": draw(st.sampled_from([1, 3, "w // 2 * 2 + 1"]))}, c
+        elif kind == "rms":  # timm's RmsNorm2d over the map's channels
+            body["rmsnorm"], out = {"eps": draw(st.sampled_from([1e-6, 1e-2]))}, c
         elif kind == "scale":  # a bare parameter, torchvision's (C, 1, 1) or timm's vector (C,)
             body["layer_scale"], out = {"init_value": 0.5, "vector": draw(st.booleans())}, c
         elif kind == "group":
