@@ -1509,3 +1509,55 @@ def test_rms_norms_round_trip(tmp_path):
     assert_rebuilds(reference.eval(), result.text, (3, 16, 16))
     refused = CliRunner().invoke(main, ["import", f"{source}:unscaled", "--input", "3,8,8"])
     assert refused.exit_code == 2 and "1: RmsNorm2d((8,)) over more than the channels, or without a weight" in refused.output, refused.output
+
+
+GLOBAL_CONTEXT_PY = """
+import torch
+from timm.layers import GlobalContext
+from torch import nn
+
+
+class Unit(nn.Module):  # timm's byobnet BottleneckBlock with attn_layer='gca' (gcresnet33ts)
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.attn = GlobalContext(channels, fuse_add=True, fuse_scale=False)
+
+    def forward(self, x):
+        return torch.relu(self.attn(self.conv(x)) + x)
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), Unit(16), Unit(16), GlobalContext(16, fuse_add=True, fuse_scale=True, rd_channels=4))
+
+
+def mean():
+    return nn.Sequential(nn.Conv2d(3, 16, 1), GlobalContext(16, use_attn=False))
+"""
+
+
+def test_timm_global_context_round_trip(tmp_path):
+    """timm's GlobalContext (GCNet) is a `global_context` layer with its MLP width, its layer
+    norm's eps and how it fuses (add, scale or both); its keys are timm's, its outputs timm's
+    (MLPs randomised: timm starts mlp_add's fc2 at zeros, which would hide the context); the
+    mean-pooled form (use_attn=False) is refused."""
+    need("timm")
+    source = tmp_path / "gc.py"
+    source.write_text(GLOBAL_CONTEXT_PY)
+    result = import_spec(f"{source}:net", (3, 16, 16))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][-1] == {"global_context": {"rd_channels": 4, "eps": 1e-6, "fuse_add": True}}  # timm LayerNorm2d eps
+    unit = {name: body for item in spec["blocks"]["unit"]["layers"] for name, body in item.items()}
+    assert unit["attn"] == {"global_context": {"rd_channels": 2, "eps": 1e-6, "fuse_add": True, "fuse_scale": False}}
+    namespace = {}
+    exec(compile(GLOBAL_CONTEXT_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    reference = namespace["net"]()
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if "mlp" in name:
+                p.uniform_(0.5, 1.5) if "norm.weight" in name else p.normal_(0, 0.5)
+    assert_rebuilds(reference.eval(), result.text, (3, 16, 16))
+    refused = CliRunner().invoke(main, ["import", f"{source}:mean", "--input", "3,8,8"])
+    assert refused.exit_code == 2 and "1: GlobalContext(use_attn=False) (a mean context)" in refused.output, refused.output

@@ -162,6 +162,13 @@ def _rmsnorm(r: random.Random) -> Case:
     return shape, [*before, {"op": {"rmsnorm": {"eps": r.choice([1e-6, 1e-5, 0.1])}}}, *after]
 
 
+def _global_context(r: random.Random) -> Case:
+    """GCNet's attention pooling and MLP, added (gcresnet's), gating, or both."""
+    fuse = r.choice([(True, False), (False, True), (True, True)])
+    args = {"rd_channels": r.randint(1, 3), "eps": r.choice([1e-6, 1e-2]), "fuse_add": fuse[0], "fuse_scale": fuse[1]}
+    return _map(r), [{"op": {"global_context": args}}]
+
+
 def _groupnorm(r: random.Random) -> Case:
     """Groups of one channel up to all of them, after a conv to more channels or on the input;
     eps unset (1e-5) or written."""
@@ -234,6 +241,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "identity": _plain(lambda r: "identity", flat_ok=True),
     "layer_scale": _plain(lambda r: {"layer_scale": {"init_value": round(r.uniform(0.1, 2), 3), "vector": r.random() < 0.5}}),
     "layernorm": _layernorm,
+    "global_context": _global_context,
     "rmsnorm": _rmsnorm,
     "maxpool": _pool("maxpool"),
     "multiply": _merge("multiply"),
@@ -443,6 +451,7 @@ RANK_REFUSED: dict[str, Layers] = {
     "eca": [{"op": {"eca": {"kernel": 3}}}],
     "layer_scale": [{"op": {"layer_scale": {"init_value": 0.5}}}],
     "layernorm": [{"op": {"layernorm": {"eps": 1e-5}}}],
+    "global_context": [{"op": {"global_context": {"rd_channels": 2, "eps": 1e-6}}}],
     "rmsnorm": [{"op": {"rmsnorm": {"eps": 1e-5}}}],
     "normalization": [{"op": {"normalization": {"mean": [0.0, 0.0], "variance": [1.0, 1.0]}}}],
     "permute": [{"op": {"permute": {"to": "channels_last"}}}],

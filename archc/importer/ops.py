@@ -125,6 +125,8 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return _timm_pool(module)
     if name == "EcaModule" and type(module).__module__.startswith("timm.layers"):
         return _timm_eca(module)
+    if name == "GlobalContext" and type(module).__module__.startswith("timm.layers"):
+        return _timm_global_context(module)
     if type(module) is nn.Flatten:
         if module.start_dim != 1 or module.end_dim != -1:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
@@ -229,6 +231,35 @@ def _timm_eca(module: Any) -> tuple[str, dict[str, Any]]:
     return "eca", {"kernel": k}
 
 
+def _timm_global_context(module: Any) -> tuple[str, dict[str, Any]]:
+    """timm's GlobalContext (GCNet; timm.layers.global_context): `global_context` with its MLPs'
+    width and layer norm eps, fused by add and/or sigmoid scale, as archc's has it (attention
+    pooling by conv_attn, ConvMlp of 1x1 convs with biases, LayerNorm2d and ReLU); timm's mean
+    pooling (use_attn=False), other gates, norms or activations are refused by name."""
+    import torch.nn as nn
+
+    gate = module.gate
+    if module.conv_attn is None:
+        raise Unsupported("GlobalContext(use_attn=False) (a mean context), where archc's global_context pools by attention")
+    if not (type(gate) is nn.Sigmoid or (type(gate).__name__ == "Sigmoid" and type(gate).__module__ == "timm.layers.activations")):
+        raise Unsupported(f"GlobalContext with gate {type(gate).__name__}, where archc's global_context gates with a sigmoid")
+    attn = module.conv_attn
+    if type(attn) is not nn.Conv2d or attn.kernel_size != (1, 1) or attn.bias is None or attn.out_channels != 1:
+        raise Unsupported(f"GlobalContext with conv_attn {attn}, where archc's has a 1x1 conv to one channel with bias")
+    found = set()
+    for mlp in (m for m in (module.mlp_add, module.mlp_scale) if m is not None):
+        fc1, norm, act, drop, fc2 = (getattr(mlp, key, None) for key in ("fc1", "norm", "act", "drop", "fc2"))
+        convs = all(type(fc) is nn.Conv2d and fc.kernel_size == (1, 1) and fc.bias is not None and fc.groups == 1 for fc in (fc1, fc2))
+        if not (convs and type(norm).__name__ == "LayerNorm2d" and isinstance(norm, nn.LayerNorm) and norm.bias is not None
+                and type(act) is nn.ReLU and isinstance(drop, (nn.Dropout, nn.Identity)) and getattr(drop, "p", 0.0) == 0.0):  # fmt: skip
+            raise Unsupported(f"GlobalContext with MLP {mlp}, where archc's has 1x1 convs with biases, LayerNorm2d and ReLU")
+        found.add((fc1.out_channels, float(norm.eps)))
+    if len(found) != 1:
+        raise Unsupported("GlobalContext whose two MLPs differ in width or eps")
+    ((rd, eps),) = found
+    return "global_context", {"rd_channels": rd, "eps": eps, "fuse_add": module.mlp_add is not None, "fuse_scale": module.mlp_scale is not None}
+
+
 def _batchnorm(module: Any) -> tuple[str, dict[str, Any]]:
     name = type(module).__name__
     if not module.affine or not module.track_running_stats:
@@ -278,6 +309,7 @@ OMIT: dict[str, dict[str, Any]] = {
     "conv": {"stride": 1, "padding": 0, "groups": 1, "dilation": 1, "bias": False, "standardize": False, "gain": False},
     "batchnorm": DEFAULTS["batchnorm"],
     "groupnorm": {"eps": 1.0e-5},
+    "global_context": {"fuse_add": False, "fuse_scale": True},
     "maxpool": {"stride": "kernel", "padding": 0, "ceil_mode": False},
     "avgpool": {"stride": "kernel", "padding": 0, "ceil_mode": False, "count_include_pad": True},
     "dense": {"bias": True},
