@@ -518,7 +518,7 @@ class _Block:
 
     def step(self, inner: str | None) -> None:
         draw = self.draw
-        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale", "rms"]))
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale", "rms", "gc"]))
         src = draw(st.sampled_from([self.last, self.last, *self.ch]))
         body: dict = {} if src == self.last else {"from": src}
         c = self.ch[src]
@@ -537,6 +537,10 @@ class _Block:
             body["act"], out = draw(st.sampled_from(ACTS)), c
         elif kind == "eca":  # a kernel as a literal, or odd from the block's parameter
             body["eca"], out = {"kernel": draw(st.sampled_from([1, 3, "w // 2 * 2 + 1"]))}, c
+        elif kind == "gc":  # GCNet's global context: its width a literal or from the block's parameter
+            fuse = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
+            body["global_context"] = {"rd_channels": draw(st.sampled_from([2, "w // 2 + 1"])), "eps": 1e-6, "fuse_add": fuse[0], "fuse_scale": fuse[1]}
+            out = c
         elif kind == "rms":  # timm's RmsNorm2d over the map's channels
             body["rmsnorm"], out = {"eps": draw(st.sampled_from([1e-6, 1e-2]))}, c
         elif kind == "scale":  # a bare parameter, torchvision's (C, 1, 1) or timm's vector (C,)
