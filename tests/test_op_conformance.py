@@ -303,6 +303,14 @@ def test_op_conforms(kind):
         conforms(kind, seed, spec_text(kind, seed))
 
 
+def test_rmsnorm_of_flattened_features_conforms():
+    """After a flatten of a 3x3 map (its features in C,H,W order in PyTorch, H,W,C in Keras) the
+    norm's per-feature weight is reordered as a dense layer's columns are (no seed above draws it)."""
+    layers = [{"flat": "flatten"}, {"op": {"rmsnorm": {"eps": 1e-5}}}, {"fc": {"dense": {"units": 3, "bias": True}}}]
+    spec = {"archc": 1, "name": "rms_flat", "input": [2, 3, 3], "defaults": DEFAULTS, "layers": layers}
+    conforms("rmsnorm", 0, yaml.safe_dump(spec, sort_keys=False))
+
+
 def conforms(kind: str, seed: int, text: str) -> None:
     """The op `op` of the spec `text` conforms (see the module docstring)."""
     graph = lower(load_spec_text(text, f"{kind}_{seed}.yaml"))
