@@ -1399,7 +1399,7 @@ def test_timm_init_rules():
 
 STD_CONV_PY = """
 import torch
-from timm.layers import ScaledStdConv2d, StdConv2d
+from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d
 from torch import nn
 
 
@@ -1416,7 +1416,7 @@ class Unit(nn.Module):  # BiT's pre-activation unit, and NFNet's scaled conv
 
 def net():  # BiT's stem: a standardized 7x7 conv, a zero ConstantPad2d, then an unpadded max pool
     return nn.Sequential(StdConv2d(3, 8, 7, stride=2, padding=3, eps=1e-8), nn.ConstantPad2d(1, 0.0), nn.MaxPool2d(3, 2),
-                         Unit(8, 16), Unit(16, 16))
+                         Unit(8, 16), Unit(16, 16), ScaledStdConv2dSame(16, 16, 3))  # stride 1: "SAME" is padding 1
 
 
 def padded():
@@ -1441,6 +1441,7 @@ def test_timm_standardized_convs_round_trip(tmp_path):
     spec = yaml.safe_load(result.text)
     assert spec["layers"][0] == {"conv": {"filters": 8, "kernel": 7, "stride": 2, "padding": 3, "standardize": True, "eps": 1e-8}}
     assert spec["layers"][1] == {"zeropad": {"padding": 1}}
+    assert spec["layers"][-1] == {"conv": {"filters": 16, "kernel": 3, "padding": 1, "bias": True, "standardize": True, "eps": 1e-6, "gain": True}}
     layers = {name: body for item in spec["blocks"]["unit"]["layers"] for name, body in item.items()}
     assert layers["conv"]["conv"] | {"filters": None} == {"filters": None, "kernel": 3, "padding": 1, "standardize": True, "eps": 1e-8}
     assert layers["scaled"]["conv"] | {"filters": None} == {"filters": None, "kernel": 1, "bias": True, "standardize": True,

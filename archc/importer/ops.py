@@ -138,12 +138,17 @@ def _standardized(module: Any) -> dict[str, Any] | None:
     """timm's weight-standardized convs (timm.layers.std_conv): StdConv2d (BiT) as `standardize:
     true, eps`, ScaledStdConv2d (NFNet) with `gain: true` and its gamma (timm keeps only
     scale = gamma / sqrt(fan_in), so gamma is read back from it); None for any other module.
-    The `...Same` forms pad by the input's size and are not these."""
+    Their `...Same` forms (TensorFlow's "SAME") too where that padding is static (a stride-1
+    conv: `same_pad` false, its padding the conv's); where it depends on the input's size
+    (`same_pad`: pad_same in forward) they are None, traced as other modules are."""
     import torch.nn as nn
 
     name = type(module).__name__
-    if name not in ("StdConv2d", "ScaledStdConv2d") or not type(module).__module__.startswith("timm.layers"):
+    if name not in ("StdConv2d", "ScaledStdConv2d", "StdConv2dSame", "ScaledStdConv2dSame") or not type(module).__module__.startswith("timm.layers"):
         return None
+    if getattr(module, "same_pad", False):
+        return None
+    name = name.removesuffix("Same")
     if type(module).__bases__ != (nn.Conv2d,) or any(True for _ in module.children()):
         raise Unsupported(f"{name} that is not timm's nn.Conv2d with a standardized weight")
     out: dict[str, Any] = {"standardize": True, "eps": float(module.eps)}
