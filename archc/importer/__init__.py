@@ -19,6 +19,7 @@ class Imported:
     text: str  # the spec's YAML
     name: str
     diff: float | None  # the check's relative output difference; None with check=False
+    input_only: bool = False  # a forward read its input's size as a Python value: exact at this input shape only (sizes.py)
 
 
 def import_spec(
@@ -54,7 +55,7 @@ def import_spec(
         comment = f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items())
         written = text.dump(spec, "\n".join([comment, *tested]))
         diff = checking.check(model, written, shape, f"<import {source}>") if check else None
-    return Imported(written, spec["name"], diff)
+    return Imported(written, spec["name"], diff, bool(doc))
 
 
 def _with_doc(spec: dict[str, Any], doc: str) -> dict[str, Any]:

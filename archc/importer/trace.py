@@ -186,6 +186,7 @@ class Tracer:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
         if tracer.tests:
             sizes.prune(graph)
             self.size_tests[path] = (type(module).__name__, self.shapes[id(module)], tracer.tests)
