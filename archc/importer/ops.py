@@ -318,6 +318,14 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         if set(given) <= {"p", "training"} and isinstance(given.get("p", 0.5), float) and isinstance(given.get("training", True), bool):
             return "dropout", {"rate": given.get("p", 0.5)}
         return None
+    if target is F.pad:  # constant amounts (a 'same' padding rule's, computed at the input shape: sizes.py)
+        given = {**dict(zip(["pad", "mode", "value"], args[1:])), **kwargs}
+        pad, value = given.get("pad"), given.get("value")
+        if given.get("mode", "constant") != "constant" or value not in (None, 0) or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+            return None
+        if not all(type(p) is int and p >= 0 for p in pad):
+            return None
+        return "zeropad", {"padding": [[pad[2], pad[3]], [pad[0], pad[1]]]}  # F.pad's (left, right, top, bottom)
     if target in (F.adaptive_avg_pool2d,):
         size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
         return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None

@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns, radix, taps
+from archc.importer import patterns, radix, sizes, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -79,6 +79,8 @@ class Tracer:
         self.init = init
         self.shapes: dict[int, tuple[int, ...]] = {}
         self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
+        self.tensor_inputs: set[int] = set()  # the modules called with one tensor
+        self.size_tests: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}  # path -> class, input, tests (sizes.py)
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -97,6 +99,7 @@ class Tracer:
         first = args[0]
         if isinstance(first, torch.Tensor):
             self.shapes[id(module)] = tuple(first.shape[1:])
+            self.tensor_inputs.add(id(module))
         elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
             shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
             self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
@@ -172,22 +175,21 @@ class Tracer:
         return entries
 
     def _instance(self, module: Any, path: str) -> Instance:
-        import torch.fx
-
-        class LeafTracer(torch.fx.Tracer):
-            def is_leaf_module(self, m: Any, qualname: str) -> bool:
-                return True
-
         what = f"{path or 'model'}: {type(module).__name__}"
         if id(module) not in self.shapes:
             raise Unsupported(f"{what} is never called by its parent's forward")
         try:
             settings = _settings(module)
-            graph = LeafTracer().trace(module, concrete_args=settings)
+            tracer = sizes.tracer(self.shapes[id(module)] if id(module) in self.tensor_inputs else None)
+            graph = tracer.trace(module, concrete_args=settings)  # every child a call; size tests computed at this input
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
+        if tracer.tests:
+            sizes.prune(graph)
+            self.size_tests[path] = (type(module).__name__, self.shapes[id(module)], tracer.tests)
         _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
