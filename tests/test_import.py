@@ -859,16 +859,20 @@ def net():
     return Net()
 
 
-def constant_pad():
-    return Net(partial(BlurPool2d, pad_mode="constant"))  # timm's "blurpc"
+def replicate_pad():
+    return Net(partial(BlurPool2d, pad_mode="replicate"))
 """
 
 
 def test_timm_space_to_depth_and_blur_pool_round_trip(tmp_path):
     """timm's SpaceToDepth is a `space_to_depth` layer and its BlurPool2d (a ConvNormAct's
     `aa`, present only where the stride is not 1) a `blurpool` one: the import is exact, on
-    a map (16 x 20 -> 4 x 5 -> 2 x 3) whose strided sizes are odd; a blur pool that pads
-    with zeros is refused."""
+    a map (16 x 20 -> 4 x 5 -> 2 x 3) whose strided sizes are odd; one padding with zeros
+    (timm's `blurpc`) is `pad_mode: zeros`, and one replicating its edge is refused."""
+    from timm.layers import BlurPool2d
+
+    from archc.importer.ops import leaf
+
     need("timm")
     source = tmp_path / "aa.py"
     source.write_text(ANTI_ALIASED_PY)
@@ -881,10 +885,11 @@ def test_timm_space_to_depth_and_blur_pool_round_trip(tmp_path):
     exec(compile(ANTI_ALIASED_PY, str(source), "exec"), namespace)
     torch.manual_seed(0)
     assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 20))
-    refused = CliRunner().invoke(main, ["import", f"{source}:constant_pad", "--input", "3,16,16"])
+    assert leaf(BlurPool2d(8, filt_size=5, pad_mode="constant")) == ("blurpool", {"kernel": 5, "stride": 2, "pad_mode": "zeros"})
+    refused = CliRunner().invoke(main, ["import", f"{source}:replicate_pad", "--input", "3,16,16"])
     assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
-    why = "layer1.1.conv1.aa: BlurPool2d(pad_mode='constant'), where archc's blurpool pads by reflection"
-    assert refused.output.startswith(f"archc: error: cannot import {source}:constant_pad: {why}"), refused.output
+    why = "layer1.1.conv1.aa: BlurPool2d(pad_mode='replicate'), where archc's blurpool pads by reflection or with zeros"
+    assert refused.output.startswith(f"archc: error: cannot import {source}:replicate_pad: {why}"), refused.output
 
 
 SEQUENTIAL_PY = """

@@ -201,6 +201,13 @@ def _zeropad(r: random.Random) -> Case:
     return _map(r), [{"op": {"zeropad": {"padding": padding}}}]
 
 
+def _blurpool(r: random.Random) -> Case:
+    """Kernel 2 to 5, stride 1 to 3, padded by reflection (written or not) or with zeros, on a
+    map of 5 to 8 positions (wider than the reflection's padding)."""
+    args = {"kernel": r.randint(2, 5), "stride": r.randint(1, 3), "pad_mode": r.choice(["reflect", "zeros", None])}
+    return _map(r, 5, 8), [{"op": {"blurpool": {k: v for k, v in args.items() if v is not None}}}]
+
+
 def _space_to_depth(r: random.Random) -> Case:
     """Sizes that the block divides (height and width apart), on the input or after a conv."""
     block = r.choice([2, 3, 4])
@@ -215,8 +222,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "add": _merge("add"),
     "avgpool": _pool("avgpool"),
     "batchnorm": _batchnorm,
-    # kernel 2 to 5 (stride 1 included); a map of 5 to 8 positions, wider than the reflection padding
-    "blurpool": lambda r: (_map(r, 5, 8), [{"op": {"blurpool": {"kernel": r.randint(2, 5), "stride": r.randint(1, 3)}}}]),
+    "blurpool": _blurpool,
     "concat": _merge("concat"),
     "conv": _conv,
     "conv_transpose": _conv_transpose,
@@ -613,17 +619,19 @@ def test_space_to_depth_orders_channels_as_documented():
         assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("kernel, stride, row", [(3, 2, [1, 2, 1]), (5, 2, [1, 4, 6, 4, 1]), (2, 1, [1, 1])])
-def test_blurpool_is_a_binomial_filter_after_reflection(kernel, stride, row):
-    """blurpool: the outer product of Pascal's row / 2^(K-1), padded by reflection (numpy's
-    "reflect", the edge not repeated) by (S - 1 + K - 1) // 2, at stride S; computed here
-    with numpy's sliding windows."""
+@pytest.mark.parametrize("kernel, stride, row, pad_mode", [(3, 2, [1, 2, 1], "reflect"), (5, 2, [1, 4, 6, 4, 1], "reflect"),
+                                                      (2, 1, [1, 1], "reflect"), (3, 2, [1, 2, 1], "zeros")])  # fmt: skip
+def test_blurpool_is_a_binomial_filter_after_padding(kernel, stride, row, pad_mode):
+    """blurpool: the outer product of Pascal's row / 2^(K-1), padded by (S - 1 + K - 1) // 2
+    by reflection (numpy's "reflect", the edge not repeated) or with zeros, at stride S;
+    computed here with numpy's sliding windows."""
     x = np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype("float32")
     filt = np.outer(row, row) / 4 ** (kernel - 1)
     p = (stride - 1 + kernel - 1) // 2
-    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect")
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode={"reflect": "reflect", "zeros": "constant"}[pad_mode])
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
     want = (windows * filt).sum(axis=(-2, -1))
-    spec = {"archc": 1, "name": "blur", "input": [3, 7, 6], "layers": [{"op": {"blurpool": {"kernel": kernel, "stride": stride}}}]}
+    layer = {"blurpool": {"kernel": kernel, "stride": stride, "pad_mode": pad_mode}}
+    spec = {"archc": 1, "name": "blur", "input": [3, 7, 6], "layers": [{"op": layer}]}
     for got in _both(spec, x):
         assert got.shape == want.shape and np.abs(got - want).max() < 1e-5

@@ -183,16 +183,22 @@ def test_space_to_depth_is_timms(shape):
     assert not ours.state_dict() and not theirs.state_dict()
 
 
-@pytest.mark.parametrize("channels, kernel, stride, shape", [(8, 3, 2, (8, 9, 6)), (None, 3, 2, (4, 8, 8)), (6, 5, 2, (6, 7, 10)), (None, 3, 1, (2, 5, 4))])
-def test_blurpool_is_timms(channels, kernel, stride, shape):
+@pytest.mark.parametrize(
+    "channels, kernel, stride, pad_mode, shape",
+    [(8, 3, 2, "reflect", (8, 9, 6)), (None, 3, 2, "reflect", (4, 8, 8)), (6, 5, 2, "reflect", (6, 7, 10)),
+     (None, 3, 1, "reflect", (2, 5, 4)), (4, 3, 2, "constant", (4, 7, 6)), (None, 5, 2, "constant", (2, 2, 3))],
+)  # fmt: skip
+def test_blurpool_is_timms(channels, kernel, stride, pad_mode, shape):
     """archc's `blurpool: {kernel: K, stride: S}` is timm's BlurPool2d(channels, K, S) (its filter
-    repeated per channel, or expanded where channels is None): equal outputs, bit for bit, at
-    odd and even sizes; timm's state_dict (empty: the filter is a non-persistent buffer) loads
-    strictly, and archc's holds the same filter as a buffer left out of its state_dict."""
+    repeated per channel, or expanded where channels is None), and with `pad_mode: zeros` timm's
+    pad_mode="constant" (its `blurpc`; 2 x 3: padding wider than the map, which only zeros
+    allow): equal outputs, bit for bit, at odd and even sizes; timm's state_dict (empty: the
+    filter is a non-persistent buffer) loads strictly, and archc's holds the same filter as a
+    buffer left out of its state_dict."""
     from timm.layers import BlurPool2d
 
-    ours, graph = _archc_torch(f"{{blurpool: {{kernel: {kernel}, stride: {stride}}}}}", shape)
-    theirs = BlurPool2d(channels, filt_size=kernel, stride=stride).eval()
+    ours, graph = _archc_torch(f"{{blurpool: {{kernel: {kernel}, stride: {stride}, pad_mode: {pad_mode.replace('constant', 'zeros')}}}}}", shape)
+    theirs = BlurPool2d(channels, filt_size=kernel, stride=stride, pad_mode=pad_mode).eval()
     ours.load_state_dict({f"op.{k}": v for k, v in theirs.state_dict().items()}, strict=True)
     assert torch.equal(ours.op.filt[0, 0], theirs.filt[0, 0]) and not ours.state_dict()
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
