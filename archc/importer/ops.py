@@ -119,6 +119,13 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return _timm_pool(module)
     if name == "EcaModule" and type(module).__module__.startswith("timm.layers"):
         return _timm_eca(module)
+    if name == "SpaceToDepth" and type(module).__module__.startswith("timm.layers"):  # TResNet's stem
+        return "space_to_depth", {"block": module.bs}
+    if name == "BlurPool2d" and type(module).__module__.startswith("timm.layers"):
+        modes = {"reflect": {}, "constant": {"pad_mode": "zeros"}}  # F.pad's modes archc's blurpool has
+        if module.pad_mode not in modes:
+            raise Unsupported(f"BlurPool2d(pad_mode={module.pad_mode!r}), where archc's blurpool pads by reflection or with zeros")
+        return "blurpool", {"kernel": module.filt_size, "stride": module.stride, **modes[module.pad_mode]}
     if type(module) is nn.Flatten:
         if module.start_dim != 1 or module.end_dim != -1:
             raise Unsupported(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})")
