@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns, radix, taps
+from archc.importer import lists, patterns, radix, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -352,7 +352,10 @@ class Tracer:
                         add(entry, cat, inputs)
                         skipped_nodes.add(cat)
                         continue
-                if "." in target:
+                if "." in target and lists.entry_call(module, target) is not None:  # Res2Net's convs[i], one at a time
+                    lists.check_order(graph, module, what)
+                    called[target.split(".")[0]] = module.get_submodule(target.split(".")[0])
+                elif "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
                 if _append_list(child, node):  # VoVNet's OSA list: its entries in a chain, then one concat
@@ -374,7 +377,7 @@ class Tracer:
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
                 _settings_kept(child, node, _join(path, target))
-                if type(child) is torch.nn.Identity and not target.isdigit():
+                if type(child) is torch.nn.Identity and not target.isdigit() and "." not in target:
                     names[node] = name_of(inputs[0])  # a placeholder (timm's `se` where a block has none): no layer, no weights
                     continue
                 if target not in called and norm_act(child) is not None:  # timm's BatchNormAct2d
@@ -382,7 +385,7 @@ class Tracer:
                     first, *rest = norm_act(child)
                     add(Entry(target, Layer(*first), channels=self._channels(child)), node, inputs)
                     for kind, args in rest:
-                        add(Entry(fresh(f"{target}_act"), Layer(kind, args)), node, [node])
+                        add(Entry(fresh(f"{target.replace('.', '_')}_act"), Layer(kind, args)), node, [node])
                     continue
                 if target in called:
                     described = called[target]
@@ -391,6 +394,8 @@ class Tracer:
                 else:
                     described = called[target] = self.describe(child, _join(path, target))
                 name = None if target.isdigit() else target
+                if name is not None and name in names.values() and lists.still_read(graph, names, name, node):
+                    name = fresh(name)  # an activation called again while its earlier output is still read
                 entry = Entry(name, described, channels=self._channels(child))
                 add(entry, node, inputs)
                 getter = taps.layer_getter(child)
