@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import lists, patterns, radix, taps
+from archc.importer import lists, patterns, radix, stacks, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -79,6 +79,7 @@ class Tracer:
         self.init = init
         self.shapes: dict[int, tuple[int, ...]] = {}
         self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
+        self.flattened: dict[int, int] = {}  # a module that reads stacked paths -> their number (archc.importer.stacks)
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -188,12 +189,16 @@ class Tracer:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        if id(module) in self.flattened:  # SKNet's attention: it reads its parent's stacked paths
+            self.shapes[id(module)] = stacks.flatten_child(module, graph, self.shapes[id(module)])
         _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
         patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
+        made = stacks.rewrite(module, graph, self.shapes[id(module)])  # paths stacked on a new axis (SKNet)
         radix.rewrite(module, graph, self.shapes[id(module)])  # split attention's radix sums
+        self.flattened.update({id(module.get_submodule(t)): n for t, n in stacks.finish(graph, made).items()})
         outputs: dict[str, str] = {}
         entries = self._entries(module, path, graph, what, outputs)
         shape = self.shapes[id(module)]
