@@ -783,7 +783,16 @@ def _block_modules(draw, w: int) -> tuple[dict, int]:
         ]
         entries.append({"rows": {"modules": rows}})
         leaves, box = [*leaves, "box.rows.0", "box.rows.1"], w
-    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, {"out": {"concat": draw(st.permutations(leaves))}}]
+    pieces = []
+    if draw(st.booleans()):  # a numbered container's entries written where they are called (Res2Net's convs.i), a merge between
+        second = draw(st.sampled_from([{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, {"group": [{"conv": {"filters": "w", "kernel": 1}}, "relu"]}]))
+        pieces = [
+            {"seq.0": {"conv": {"filters": "w", "kernel": 1}, "from": "pre"}},
+            {"mid": {draw(st.sampled_from(["add", "multiply"])): ["seq.0", "pre"]}},
+            {"seq.1": second},
+        ]
+        leaves = [*leaves, "seq.1"]
+    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, *pieces, {"out": {"concat": draw(st.permutations(leaves))}}]
     out = (2 * w if merge == "concat" else w) + w * (len(leaves) - 1)
     if len(leaves) == 1:
         layers[-1] = {"out": {"add": ["box.j", "box.j"]}} if merge == "add" else {"out": {"concat": ["box.a", "box.j"]}}
