@@ -176,5 +176,5 @@ def test_entries_called_out_of_their_order_are_refused(source):
     """A spec writes `convs.0`, `convs.1` in the order forward calls them, so a forward that
     calls convs[1] first is refused in one line, naming the list and the order."""
     path, _ = source
-    with pytest.raises(SpecError, match=r"0: Bottle2neck: forward calls the entries of convs in the order \[1, 0\]"):
+    with pytest.raises(SpecError, match=r"0: Bottle2neck: forward calls the entries \[1, 0\] of convs \(2 entries\) one at a time"):
         import_spec(f"{path}:reversed_lists", INPUT)

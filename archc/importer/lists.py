@@ -44,8 +44,8 @@ def check_order(graph: Any, module: Any, what: str) -> None:
         size = len(getattr(module, head))
         if numbers != list(range(size)):
             raise Unsupported(
-                f"{what}: forward calls the entries of {head} in the order {numbers}, where a spec writes each of its "
-                f"{size} entries once, numbered in the order they are called"
+                f"{what}: forward calls the entries {numbers} of {head} ({size} entries) one at a time, where a spec "
+                "writes each entry once, numbered in the order forward calls them"
             )
 
 
