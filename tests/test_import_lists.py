@@ -97,7 +97,7 @@ def sknet():
 
 
 def res2net():
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), Bottle2neck(8, 3, 3, stride=2), Bottle2neck(8, 3, 3), Bottle2neck(8, 3, 3))
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), Bottle2neck(8, 3, 3, stride=2), Bottle2neck(8, 3, 3))
 
 
 def reversed_lists():
