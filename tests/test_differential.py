@@ -802,10 +802,11 @@ def dataflow_specs(draw):
     return spec
 
 
-def _block_modules(draw, w: int) -> tuple[dict, int]:
+def _block_modules(draw, w: int, pieces: bool = False) -> tuple[dict, int]:
     """A block kind `mods` (w) with a named `modules:` container whose entries read the block's
     tensors and each other, maybe a numbered container nested in it or a grid of rows, every
-    entry read after it by path; and its output channels."""
+    entry read after it by path, and with `pieces` maybe entries of a numbered container
+    written where they are called; and its output channels."""
     k = draw(st.sampled_from([1, 3]))
     merge = draw(st.sampled_from(["add", "concat"]))
     entries: list[dict] = [
@@ -825,7 +826,17 @@ def _block_modules(draw, w: int) -> tuple[dict, int]:
         ]
         entries.append({"rows": {"modules": rows}})
         leaves, box = [*leaves, "box.rows.0", "box.rows.1"], w
-    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, {"out": {"concat": draw(st.permutations(leaves))}}]
+    if pieces and draw(st.booleans()):  # a numbered container's entries written where they are called (Res2Net's convs.i), a merge between
+        second = draw(st.sampled_from([{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, {"group": [{"conv": {"filters": "w", "kernel": 1}}, "relu"]}]))
+        written = [
+            {"seq.0": {"conv": {"filters": "w", "kernel": 1}, "from": "pre"}},
+            {"mid": {draw(st.sampled_from(["add", "multiply"])): ["seq.0", "pre"]}},
+            {"seq.1": second},
+        ]
+        leaves = [*leaves, "seq.1"]
+    else:
+        written = []
+    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, *written, {"out": {"concat": draw(st.permutations(leaves))}}]
     out = (2 * w if merge == "concat" else w) + w * (len(leaves) - 1)
     if len(leaves) == 1:
         layers[-1] = {"out": {"add": ["box.j", "box.j"]}} if merge == "add" else {"out": {"concat": ["box.a", "box.j"]}}
@@ -891,7 +902,7 @@ def test_random_dataflow_specs_agree_in_all_three(spec_dict):
 def container_specs(draw):
     """A model whose block kind holds `modules:` containers (_block_modules), at one of two widths."""
     c = draw(st.sampled_from([2, 4]))
-    kind, _ = _block_modules(draw, c)
+    kind, _ = _block_modules(draw, c, pieces=True)
     return {
         "archc": 1, "name": "rand", "input": [3, 8, 8], "defaults": {"conv": {"bias": draw(st.booleans())}},
         "blocks": {"mods": kind},

@@ -35,6 +35,7 @@ from archc.ir.graph import (
     SymStage,
     instance_name,
     is_merge,
+    merged_containers,
     path_variable,
     tapped_groups,
 )
@@ -118,7 +119,7 @@ class BlockEmission:
                 "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
         first = sig.variables[0]
-        containers = {c.name: c for c in layers if isinstance(c, SymGroup) and c.dataflow}
+        containers = merged_containers(layers)
         chain = _InitChain()
         for step in [*variables.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *variables.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item

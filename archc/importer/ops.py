@@ -265,11 +265,13 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
     import torch
     import torch.nn.functional as F
 
-    from archc.importer import patterns
+    from archc.importer import patterns, radix
 
     kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
     if target is patterns.channel_shuffle:
         return "shuffle", {"groups": args[1]}
+    if target is radix.radix_softmax:
+        return "softmax", {"radix": args[1], "cardinality": 1}
     if target is patterns.channel_slice:
         return "slice", {"start": args[1], **({"stop": args[2]} if args[2] is not None else {})}
     if target in (F.gelu, F.silu) and len(args) == 2 and args[1] is False:  # F.silu(x, False)
