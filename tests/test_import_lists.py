@@ -159,6 +159,9 @@ def test_paths_stacked_on_a_new_axis_are_their_concatenation(source):
     torch.manual_seed(0)
     result = import_spec(f"{path}:sknet", INPUT)
     assert result.diff is not None and result.diff <= 1e-5
+    # its `torch._assert(x.shape[1] == num_paths)` holds at the input and takes no branch: the
+    # spec is not one of those exact at their input only (archc/importer/sizes.py)
+    assert not result.input_only and "this input only" not in result.text
     spec = yaml.safe_load(result.text)
     blocks = spec["blocks"]
     attn = blocks["attn"]["layers"]

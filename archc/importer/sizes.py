@@ -245,13 +245,24 @@ def fold(graph: Any, tracer: Any) -> None:
     take numbers. Kept symbolic: the size arithmetic itself, F.interpolate's size (archc's
     `resize: {like: x}`, taps.py) and a view's or reshape's shape (patterns.py reads those off
     the shapes). A value that differs between batches of 1 and 2 stays, and is refused later."""
+    import torch
     import torch.fx
     import torch.nn.functional as F
     from torch.fx.proxy import TraceError
 
     if tracer.input_shape is None:
         return
+    asserted = False
     for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch._assert and node.args and is_size(node.args[0]):
+            try:  # an assertion (SKNet's `_assert(x.shape[1] == num_paths)`) takes no branch and gives no number
+                holds = tracer.value(node.args[0], bool)
+            except TraceError:
+                continue
+            if holds and not node.users:  # it holds at this input: nothing to keep (one that fails stays, and is refused)
+                graph.erase_node(node)
+                asserted = True
+            continue
         if node.op not in ("call_function", "call_method", "call_module") or is_size(node) or node.target is F.interpolate:
             continue
         if node.op == "call_method" and node.target in ("view", "reshape", "expand"):
@@ -272,6 +283,8 @@ def fold(graph: Any, tracer: Any) -> None:
         node.args, node.kwargs = torch.fx.node.map_arg((node.args, node.kwargs), number)
         if folded:
             tracer.tests.append(call_text(node))
+    if asserted:
+        prune(graph)
 
 
 def prune(graph: Any) -> None:
