@@ -54,6 +54,7 @@ def import_(source: str, output: str | None, input_shape: tuple[int, ...] | None
         except OSError as e:
             raise SpecError(f"{output}: cannot write: {e.strerror or e}") from None
         checked = "not checked" if result.diff is None else f"checked: strict load, outputs within {result.diff:.1e}"
-        _out(f"wrote {output} ({result.name}, {result.text.count(chr(10))} lines; {checked})", err=True)
+        sized = "; exact at this input shape only: its forwards read sizes (see the spec's comment)" if result.input_only else ""
+        _out(f"wrote {output} ({result.name}, {result.text.count(chr(10))} lines; {checked}{sized})", err=True)
 
     _run(action)

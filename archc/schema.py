@@ -23,6 +23,7 @@ from archc.spec.types import VALUE_TYPES
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENTRY_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.(0|[1-9][0-9]*))?$"  # `convs.1`: an entry of a numbered container
 
 
 def schema() -> dict[str, Any]:
@@ -48,7 +49,7 @@ def schema() -> dict[str, Any]:
                 "type": "object",
                 "minProperties": 1,
                 "maxProperties": 1,
-                "propertyNames": {"pattern": IDENTIFIER, "maxLength": 64},
+                "propertyNames": {"pattern": ENTRY_NAME, "maxLength": 64},
                 "additionalProperties": {"$ref": "#/$defs/Layer"},
             },
             {"$ref": "#/$defs/Layer"},

@@ -1,5 +1,5 @@
-"""The deploy Keras module against the training Keras model for every zoo spec (make test-slow
-checks one spec per family): archc.deploy.keras_check at height and width at most 128 where
+"""The deploy Keras module against the training Keras model for every zoo spec, as a table (make test-slow
+runs the same check on every zoo spec, tests/test_deploy.py): archc.deploy.keras_check at height and width at most 128 where
 Keras builds the spec so. Prints a markdown table; exit 1 if any spec differs by more than
 1e-4 of its outputs' scale or fails.
 

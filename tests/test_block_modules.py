@@ -195,3 +195,71 @@ def test_an_entry_reads_the_container_before_it_by_name():
     graph = agree(text)
     assert {n.id: n for n in graph.nodes}["neck.coarse"].inputs[0] == "neck.fpn.outer.1"
     assert re.search(r"coarse = F.interpolate\(fpn_outer_1, ", emit(graph, "torch"))
+
+
+# timm's Res2Net bottleneck in miniature: `convs.i` and `bns.i` (two nn.ModuleLists) called in
+# turn, between channel slices, an add and a shared ReLU: each entry written where it is called
+RES2NET_LAYERS = """\
+- conv1: {conv: {filters: 3 * w, kernel: 1}}
+- bn1: batchnorm
+- relu: relu
+- split1: {slice: {stop: w}}
+- convs.0: {conv: {filters: w, kernel: 3, padding: 1}}
+- bns.0: batchnorm
+- relu1: relu
+- split2: {slice: {start: w, stop: 2 * w}, from: relu}
+- add: {add: [relu1, split2]}
+- convs.1: CONV1
+- bns.1: batchnorm
+- relu2: relu
+- split3: {slice: {start: 2 * w}, from: relu}
+- cat: {concat: [relu1, relu2, split3]}
+- conv3: {conv: {filters: 12, kernel: 1}}
+- bn3: batchnorm
+- add1: {add: [bn3, IN]}
+- relu3: relu
+"""
+CONV = "{conv: {filters: w, kernel: 3, padding: 1}}"
+
+
+def res2net_block(conv1: str = CONV) -> str:
+    body = textwrap.indent(RES2NET_LAYERS.replace("IN", "input").replace("CONV1", conv1), "    ")
+    kinds = "  cb:\n    params: {f: int}\n    layers:\n      - conv: {conv: {filters: f, kernel: 3, padding: 1}}\n      - bn: batchnorm\n"
+    return HEAD + f"blocks:\n{kinds}  r2n:\n    params: {{w: int}}\n    layers:\n{body}layers:\n  - stem: {{conv: {{filters: 12, kernel: 3, padding: 1}}}}\n  - b: {{block: r2n, with: {{w: 4}}}}\n  - pool: global_avgpool\n"
+
+
+def res2net_model() -> str:
+    body = RES2NET_LAYERS.replace("IN", "stem").replace("CONV1", CONV).replace("3 * w", "12").replace("2 * w", "8").replace(": w", ": 4")
+    return HEAD + "layers:\n  - stem: {conv: {filters: 12, kernel: 3, padding: 1}}\n" + textwrap.indent(body, "  ") + "  - pool: global_avgpool\n"
+
+
+def test_container_entries_written_where_forward_calls_them():
+    """`convs.0`, `convs.1`: the entries of one nn.ModuleList, each at its own place of the list,
+    at model level and in a block kind: IR = PyTorch = Keras, and the two forms agree."""
+    at_model, in_block = both(res2net_model(), res2net_block(), "b")
+    nodes = {n.id: n for n in in_block.nodes}
+    assert nodes["b.convs.1"].inputs == ("b.add",) and nodes["b.bns.0"].inputs == ("b.convs.0",)
+    code = emit(in_block, "torch")
+    assert "self.convs = nn.ModuleList(\n            [\n                nn.Conv2d(w, w, kernel_size=3, padding=1, bias=False),\n" in code
+    assert "self.bns = nn.ModuleList([nn.BatchNorm2d(w), nn.BatchNorm2d(w)])" in code
+    assert "out = self.convs[0](out)\n        out = self.bns[0](out)\n        relu1 = self.relu1(out)" in code
+    assert "out = relu1 + split2\n        out = self.convs[1](out)" in code
+    assert "self.convs = nn.ModuleList(" in emit(at_model, "torch")
+    assert 'name=f"{name}_convs_1"' in emit(in_block, "keras")
+
+
+def test_a_container_entry_written_in_place_may_be_a_block():
+    graph = agree(res2net_block("{block: cb, with: {f: w}}"))
+    assert {n.id: n for n in graph.nodes}["b.convs.1.bn"].inputs == ("b.convs.1.conv",)
+    assert "self.convs = nn.ModuleList(" in emit(graph, "torch")
+
+
+def test_container_entries_written_in_place_are_checked():
+    block = res2net_block()
+    _refused(block.replace("- convs.1:", "- convs.2:"), r"t.yaml:\d+:\d+: convs.2: the entries of container 'convs' are numbered from 0 .* expected convs.1")
+    _refused(block.replace("- relu3: relu", "- convs: relu"), r"convs: the name of a container whose entries are written `convs.0`")
+    _refused(block.replace("- add: {add:", "- bns.9: {add:"), r"bns.9: the entries of a numbered container are modules: .* not add")
+    _refused(block.replace("- convs.1: " + CONV, "- convs.1: {conv: {filters: w, kernel: 3, padding: 1}, if: w > 2}"), r"convs.1: an entry of a container is not conditional")
+    _refused(block.replace("- relu3: relu", "- relu3: [{convs.7: relu}]"), r"convs.7: an entry written as `container.number` is an entry of a block kind's list")
+    _refused(block.replace("- relu3: relu", "- relu3: {act: relu, from: convs}"), r"unknown tensor 'convs'")
+    _refused(block.replace("- convs.1:", "- convs.01:"), r"'convs.01' is not a valid name")

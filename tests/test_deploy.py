@@ -3,8 +3,8 @@ the deploy spec loads, and its graph, walked on its own, has no batch norm left 
 before it could hold, no dropout and no stochastic depth. On a representative per family and
 on random dataflow specs: the deploy model with the moved weights gives the training model's
 outputs in eval mode (float64), and from the command line the PyTorch and Keras weights are
-written and agree; in make test-slow, on one spec per family, the deploy Keras module with the
-moved weights gives the training Keras model's outputs. Declared deploy forms (a user's
+written and agree; in make test-slow, on every zoo spec, the same in PyTorch, and the deploy
+Keras module with the moved weights gives the training Keras model's outputs. Declared deploy forms (a user's
 MobileOne-like block) and batch norms folded into the layer after them, on specs of their own. The reference forms (timm's reparameterize_model, torch.fx's conv-bn
 fusion) are in tests/test_timm.py and tests/test_torchvision.py."""
 
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPRESENTATIVES as FAMILY_REPRESENTATIVES
 from conftest import ROOT, ZOO, need
 from hypothesis import given, settings
 from test_differential import SETTINGS, _lowered, dataflow_specs
@@ -98,20 +97,29 @@ def test_deploy_form_gives_the_training_outputs(spec_path, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec_path", ZOO, ids=lambda p: Path(p).stem)
-def test_every_zoo_spec_deploys_exactly(spec_path, tmp_path):
-    """The rewrites are exact (float64, moved weights unrounded), at the spec's input size
-    with height and width at most 128 (the rewrites do not depend on it; EfficientNet-B7 at
-    600x600 in float64 took minutes)."""
-    spec = load_spec(ROOT / spec_path)
-    shape = spec.model.input
-    if len(shape) == 3 and min(shape[1:]) > 128:
-        spec = load_spec(ROOT / spec_path, (f"input=[{shape[0]}, 128, 128]",))
+def test_every_zoo_spec_deploys_exactly_in_both_frameworks(spec_path, tmp_path):
+    """PyTorch: the rewrites are exact (float64, moved weights unrounded). Keras: the deploy Keras
+    module, generated from the deploy spec, with the moved weights copied as `archc convert`
+    copies them, gives the training Keras model's outputs (that model holding the training
+    PyTorch model's weights, random with non-trivial batch-norm statistics) in inference mode,
+    float32, to 1e-4 of their scale, as the float32 PyTorch models are checked. Both at the
+    spec's input with height and width at most 128 where Keras builds the spec so
+    (archc.verify.smaller: the rewrites do not depend on the size; EfficientNet-B7 at 600x600
+    in float64 took minutes), one set of PyTorch models shared by both checks."""
+    need("keras")
+    from archc.deploy.keras_check import compare_keras
+    from archc.verify import smaller
+
+    spec = smaller(load_spec(ROOT / spec_path))
     result = check(spec, tmp_path, write=False)
     assert result.max_rel <= 1e-9, result.plan.steps
     # float32: the folded weights round differently; the difference is of the order of the
     # training model's own float32 rounding (keras/efficientnet_b0 at 128x128: 8.2e-05 against
     # its own 4.9e-05 at the logits), never far above it
     assert result.max_rel32 <= max(1e-4, 4 * result.own_rel32), (result.max_rel32, result.own_rel32)
+    keras = compare_keras(spec, result.train, result.deploy, result.plan.steps, *result.models)
+    assert keras.deploy_params <= keras.train_params
+    assert keras.max_rel <= 1e-4, keras.steps
 
 
 @settings(max_examples=12, **SETTINGS)
@@ -369,25 +377,6 @@ def test_folding_a_batch_norm_into_a_padded_conv_would_be_caught(tmp_path, monke
     with pytest.raises(SpecError, match=r"the deploy form differs from the training form .*; first at b1"):
         check(load_spec(tmp_path / "m.yaml"), tmp_path)
     assert not (tmp_path / "out" / "bn_before_deploy.yaml").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec_path", sorted(FAMILY_REPRESENTATIVES), ids=lambda p: Path(p).stem)
-def test_the_deploy_keras_module_gives_the_training_keras_outputs(spec_path):
-    """One spec per family (tests/conftest.py FAMILIES; every zoo spec: scripts/deploy_keras_zoo.py),
-    at height and width at most 128 where Keras builds it so: the training Keras model with the
-    training PyTorch model's weights (random, batch-norm statistics included) and the deploy
-    Keras model, generated from the deploy spec, with the weights moved in PyTorch's layout
-    (archc.deploy.weights) and then copied as `archc convert` copies them, give the same outputs
-    in inference mode (float32: to 1e-4 of their scale, as the float32 PyTorch models are
-    checked)."""
-    need("keras")
-    from archc.deploy.keras_check import check_keras
-    from archc.verify import smaller
-
-    result = check_keras(smaller(load_spec(ROOT / spec_path)))
-    assert result.deploy_params <= result.train_params
-    assert result.max_rel <= 1e-4, result.steps
 
 
 INLINE_BRANCHES = """\

@@ -52,8 +52,10 @@ def agree(text: str, keras_too: bool = True, seed: int = 0):
     counts = (graph.counts.trainable, graph.counts.non_trainable)
     tm = module_from(emit(graph, "torch"), "t_torch")
     model = tm.build_model().eval()
-    trainable = sum(p.numel() for p in model.parameters())
-    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    params = dict(model.named_parameters())
+    trainable = sum(p.numel() for p in params.values())
+    # non-trainable: the state_dict's other tensors (a non-persistent buffer, blurpool's constant filter, is not state)
+    buffers = sum(v.numel() for k, v in model.state_dict().items() if k not in params and not k.endswith("num_batches_tracked"))
     assert (trainable, buffers) == counts, "PyTorch counts differ from the IR's"
     weighted = {torch_key(n.id, w) for n in graph.nodes for w in n.op.weight_names()}
     assert weighted == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}, "module names differ from node ids"
@@ -371,6 +373,37 @@ def test_skip_block_with_parallel_strided_branches():
     assert proj.op.stride == 2 and proj.shape.size[0] == 6
 
 
+ANTI_ALIASED = """\
+archc: 1
+name: anti_aliased
+input: [3, 20, 12]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  aa:
+    params: {w: int, stride: 1}
+    connectivity: skip
+    shortcut: {kind: projection}
+    layers:
+      - conv1: {conv: {filters: w, kernel: 3, padding: 1}}
+      - blur: {blurpool: {kernel: 3, stride: stride}, if: stride != 1}
+      - bn: batchnorm
+layers:
+  - s2d: {space_to_depth: {block: 4}}
+  - stem: {conv: {filters: 8, kernel: 3, padding: 1}}
+  - stage: {stage: aa, repeat: 2, with: {w: 8}, first: {stride: 2}}
+  - pool: global_avgpool
+"""
+
+
+def test_anti_aliased_skip_block_agrees():
+    """TResNet's shape in all three: a space-to-depth stem (20 x 12 -> 5 x 3, 48 channels) and a
+    skip block kind whose blur pool is present, at the block's stride, only where it downsamples
+    (5 x 3 -> 3 x 2, the projection shortcut's stride 2 too)."""
+    graph = agree(ANTI_ALIASED)
+    sizes = {n.id: n.shape.as_tuple() for n in graph.nodes}
+    assert sizes["s2d"] == (48, 5, 3) and sizes["stage.0.blur"] == (8, 3, 2) and "stage.1.blur" not in sizes
+
+
 def ranked_spec(rank: int, seed: int) -> str:
     """A small random spec of 1-D or 3-D maps: a strided stem with per-dimension lists, a stage
     of a skip block kind with projection shortcuts, parallel branches, padding, pooling,
@@ -518,7 +551,7 @@ class _Block:
 
     def step(self, inner: str | None) -> None:
         draw = self.draw
-        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale", "rms", "gc"]))
+        kind = draw(st.sampled_from(["conv", "conv", "act", "group", "branches", "merge", "inner", "parallel", "eca", "scale", "blur", "rms", "gc"]))
         src = draw(st.sampled_from([self.last, self.last, *self.ch]))
         body: dict = {} if src == self.last else {"from": src}
         c = self.ch[src]
@@ -537,6 +570,8 @@ class _Block:
             body["act"], out = draw(st.sampled_from(ACTS)), c
         elif kind == "eca":  # a kernel as a literal, or odd from the block's parameter
             body["eca"], out = {"kernel": draw(st.sampled_from([1, 3, "w // 2 * 2 + 1"]))}, c
+        elif kind == "blur":  # a blur pool at stride 1 keeps the size (kernel 3: padding 1 by reflection)
+            body["blurpool"], out = {"kernel": 3, "stride": 1}, c
         elif kind == "gc":  # GCNet's global context: its width a literal or from the block's parameter
             fuse = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
             body["global_context"] = {"rd_channels": draw(st.sampled_from([2, "w // 2 + 1"])), "eps": 1e-6, "fuse_add": fuse[0], "fuse_scale": fuse[1]}
@@ -618,20 +653,25 @@ class _Block:
         return [n for n in self.ch if n not in read and n not in ("input", self.last)]
 
     def finish(self, skip: bool) -> None:
-        """End on `w` channels: a 1x1 conv (strided where the block is), or a strided pair of
-        branches; the layers nothing read are first concatenated with the last, so that most drawn
+        """End on `w` channels: a 1x1 conv (strided where the block is), a strided pair of
+        branches, or a 1x1 conv and a blur pool at the block's stride; the layers nothing read are first concatenated with the last, so that most drawn
         blocks are valid specs."""
         unread = self.unread()
         if unread:
             self.add(self.fresh(), {"concat": [self.last, *unread]}, sum(self.ch[n] for n in [self.last, *unread]))
-        if skip and self.draw(st.booleans()):
+        shape = self.draw(st.sampled_from(["conv", "branches", "blur"] if skip else ["conv"]))
+        if shape == "blur":  # TResNet's anti-aliased downsampling: a 1x1 conv, then a blur pool at the block's stride
+            self.add(self.fresh(), {"conv": {"filters": "w", "kernel": 1}}, self.w)
+            self.add("final", {"blurpool": {"stride": "stride"}}, self.w)
+        elif shape == "branches":
             body = {"branches": [
                 {"f1": {"conv": {"filters": "w", "kernel": 1, "stride": "stride"}}},
                 {"f2": {"conv": {"filters": "w", "kernel": 3, "stride": "stride", "padding": 1}}},
             ], "merge": "add"}  # fmt: skip
         else:
             body = {"conv": {"filters": "w", "kernel": 1, "stride": "stride" if skip else 1}}
-        self.add("final", body, self.w)
+        if shape != "blur":
+            self.add("final", body, self.w)
         # a batch norm, or a group norm (groups a constant or an expression of w; w is even)
         self.layers.append({"norm": self.draw(st.sampled_from(["batchnorm", {"groupnorm": {"groups": 2}}, {"groupnorm": {"groups": "w // 2"}}]))})
 
@@ -670,6 +710,8 @@ def dataflow_specs(draw):
         inner = "inner"
     standardized = {"standardize": True, "eps": 1e-8} if draw(st.booleans()) else {}  # BiT's stem; its norm stays in deploy
     layers: list[dict] = [{"stem": {"conv": {"filters": stem, "kernel": 3, "padding": 1, **standardized}}}, {"bn": "batchnorm"}, {"act": "relu"}]
+    if draw(st.booleans()):  # TResNet's stem: 2x2 blocks of the input's positions as channels (sizes 8 and 10 are even)
+        layers.insert(0, {"s2d": {"space_to_depth": {"block": 2}}})
     outputs: dict = {}
     grouping = draw(st.sampled_from(["none", "named", "numbered"]))  # the stem as a group, tapped
     if grouping == "named":
@@ -772,10 +814,11 @@ def dataflow_specs(draw):
     return spec
 
 
-def _block_modules(draw, w: int) -> tuple[dict, int]:
+def _block_modules(draw, w: int, pieces: bool = False) -> tuple[dict, int]:
     """A block kind `mods` (w) with a named `modules:` container whose entries read the block's
     tensors and each other, maybe a numbered container nested in it or a grid of rows, every
-    entry read after it by path; and its output channels."""
+    entry read after it by path, and with `pieces` maybe entries of a numbered container
+    written where they are called; and its output channels."""
     k = draw(st.sampled_from([1, 3]))
     merge = draw(st.sampled_from(["add", "concat"]))
     entries: list[dict] = [
@@ -795,7 +838,17 @@ def _block_modules(draw, w: int) -> tuple[dict, int]:
         ]
         entries.append({"rows": {"modules": rows}})
         leaves, box = [*leaves, "box.rows.0", "box.rows.1"], w
-    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, {"out": {"concat": draw(st.permutations(leaves))}}]
+    if pieces and draw(st.booleans()):  # a numbered container's entries written where they are called (Res2Net's convs.i), a merge between
+        second = draw(st.sampled_from([{"conv": {"filters": "w", "kernel": 3, "padding": 1}}, {"group": [{"conv": {"filters": "w", "kernel": 1}}, "relu"]}]))
+        written = [
+            {"seq.0": {"conv": {"filters": "w", "kernel": 1}, "from": "pre"}},
+            {"mid": {draw(st.sampled_from(["add", "multiply"])): ["seq.0", "pre"]}},
+            {"seq.1": second},
+        ]
+        leaves = [*leaves, "seq.1"]
+    else:
+        written = []
+    layers = [{"pre": {"conv": {"filters": "w", "kernel": 1}}}, {"box": {"modules": entries}}, *written, {"out": {"concat": draw(st.permutations(leaves))}}]
     out = (2 * w if merge == "concat" else w) + w * (len(leaves) - 1)
     if len(leaves) == 1:
         layers[-1] = {"out": {"add": ["box.j", "box.j"]}} if merge == "add" else {"out": {"concat": ["box.a", "box.j"]}}
@@ -861,7 +914,7 @@ def test_random_dataflow_specs_agree_in_all_three(spec_dict):
 def container_specs(draw):
     """A model whose block kind holds `modules:` containers (_block_modules), at one of two widths."""
     c = draw(st.sampled_from([2, 4]))
-    kind, _ = _block_modules(draw, c)
+    kind, _ = _block_modules(draw, c, pieces=True)
     return {
         "archc": 1, "name": "rand", "input": [3, 8, 8], "defaults": {"conv": {"bias": draw(st.booleans())}},
         "blocks": {"mods": kind},

@@ -727,9 +727,11 @@ def test_a_layer_that_differs_between_instances_splits_the_kind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50d", "tresnet_m", "res2net50_26w_4s", "skresnet18"])
 def test_timm_round_trip(name):
-    """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample)."""
+    """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample),
+    TResNet (its space-to-depth stem and blur pools), Res2Net (module-list entries called one
+    at a time, `convs.1`) and SKNet (paths stacked on a new axis)."""
     timm = need("timm")
     torch.manual_seed(0)
     result = import_spec(f"timm:{name}", SMALL)
@@ -823,6 +825,72 @@ def test_timm_eca_round_trip(tmp_path):
         refused = CliRunner().invoke(main, ["import", f"{source}:{factory}", "--input", "3,8,8"])
         assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
         assert refused.output.startswith(f"archc: error: cannot import {source}:{factory}: {why}"), refused.output
+
+
+ANTI_ALIASED_PY = """
+from functools import partial
+
+import torch
+from timm.layers import BlurPool2d, ConvNormAct, SpaceToDepth
+from torch import nn
+
+
+class Block(nn.Module):  # TResNet's BasicBlock in miniature: the blur only where it downsamples
+    def __init__(self, cin, width, stride=1, aa_layer=BlurPool2d):
+        super().__init__()
+        self.conv1 = ConvNormAct(cin, width, 3, stride=stride, aa_layer=aa_layer)
+        self.conv2 = ConvNormAct(width, width, 3, apply_act=False)
+        self.down = nn.Conv2d(cin, width, 1, stride=stride, bias=False) if stride != 1 or cin != width else nn.Identity()
+
+    def forward(self, x):
+        return torch.relu(self.conv2(self.conv1(x)) + self.down(x))
+
+
+class Net(nn.Module):
+    def __init__(self, aa_layer=BlurPool2d):
+        super().__init__()
+        self.s2d = SpaceToDepth()
+        self.layer1 = nn.Sequential(Block(48, 8, aa_layer=aa_layer), Block(8, 16, 2, aa_layer=aa_layer), Block(16, 16, aa_layer=aa_layer))
+
+    def forward(self, x):
+        return self.layer1(self.s2d(x))
+
+
+def net():
+    return Net()
+
+
+def replicate_pad():
+    return Net(partial(BlurPool2d, pad_mode="replicate"))
+"""
+
+
+def test_timm_space_to_depth_and_blur_pool_round_trip(tmp_path):
+    """timm's SpaceToDepth is a `space_to_depth` layer and its BlurPool2d (a ConvNormAct's
+    `aa`, present only where the stride is not 1) a `blurpool` one: the import is exact, on
+    a map (16 x 20 -> 4 x 5 -> 2 x 3) whose strided sizes are odd; one padding with zeros
+    (timm's `blurpc`) is `pad_mode: zeros`, and one replicating its edge is refused."""
+    from timm.layers import BlurPool2d
+
+    from archc.importer.ops import leaf
+
+    need("timm")
+    source = tmp_path / "aa.py"
+    source.write_text(ANTI_ALIASED_PY)
+    result = import_spec(f"{source}:net", (3, 16, 20))
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert spec["layers"][0] == {"s2d": {"space_to_depth": {"block": 4}}}
+    assert "blurpool: {kernel: 3, stride: 2}" in result.text
+    namespace = {}
+    exec(compile(ANTI_ALIASED_PY, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    assert_rebuilds(randomise(namespace["net"]()), result.text, (3, 16, 20))
+    assert leaf(BlurPool2d(8, filt_size=5, pad_mode="constant")) == ("blurpool", {"kernel": 5, "stride": 2, "pad_mode": "zeros"})
+    refused = CliRunner().invoke(main, ["import", f"{source}:replicate_pad", "--input", "3,16,16"])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    why = "layer1.1.conv1.aa: BlurPool2d(pad_mode='replicate'), where archc's blurpool pads by reflection or with zeros"
+    assert refused.output.startswith(f"archc: error: cannot import {source}:replicate_pad: {why}"), refused.output
 
 
 SEQUENTIAL_PY = """

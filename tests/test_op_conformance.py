@@ -222,12 +222,28 @@ def _zeropad(r: random.Random) -> Case:
     return _map(r), [{"op": {"zeropad": {"padding": padding}}}]
 
 
+def _blurpool(r: random.Random) -> Case:
+    """Kernel 2 to 5, stride 1 to 3, padded by reflection (written or not) or with zeros, on a
+    map of 5 to 8 positions (wider than the reflection's padding)."""
+    args = {"kernel": r.randint(2, 5), "stride": r.randint(1, 3), "pad_mode": r.choice(["reflect", "zeros", None])}
+    return _map(r, 5, 8), [{"op": {"blurpool": {k: v for k, v in args.items() if v is not None}}}]
+
+
+def _space_to_depth(r: random.Random) -> Case:
+    """Sizes that the block divides (height and width apart), on the input or after a conv."""
+    block = r.choice([2, 3, 4])
+    shape = [r.choice([1, 3]), block * r.randint(1, 3), block * r.randint(1, 3)]
+    before = [{"mix": {"conv": {"filters": r.choice([2, 5]), "kernel": 1}}}] if r.random() < 0.5 else []
+    return shape, [*before, {"op": {"space_to_depth": {"block": block}}}]
+
+
 BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "act": _act,
     "adaptive_avgpool": lambda r: ([2, 6, 6], [{"op": {"adaptive_avgpool": {"size": r.choice([1, 2, 3, 6])}}}]),
     "add": _merge("add"),
     "avgpool": _pool("avgpool"),
     "batchnorm": _batchnorm,
+    "blurpool": _blurpool,
     "concat": _merge("concat"),
     "conv": _conv,
     "conv_transpose": _conv_transpose,
@@ -256,6 +272,7 @@ BUILDERS: dict[str, Callable[[random.Random], Case]] = {
     "shuffle": lambda r: ([6, 4, 4], [{"op": {"shuffle": {"groups": r.choice([2, 3])}}}]),
     "slice": _slice,
     "softmax": _softmax,
+    "space_to_depth": _space_to_depth,
     "stochastic_depth": _plain(lambda r: {"stochastic_depth": {"rate": round(r.uniform(0.1, 0.5), 2)}}),
     "weighted_sum": _weighted_sum,
     "upsample": _plain(lambda r: {"upsample": {"scale": r.randint(2, 3), "mode": r.choice(["nearest", "bilinear"])}}),
@@ -456,6 +473,7 @@ RANK_BUILDERS["depthwise_conv"] = lambda r, rank: [
 ]
 # Op kinds that work on (C, H, W) maps only, each with a layer that shows it, and what refuses it
 RANK_REFUSED: dict[str, Layers] = {
+    "blurpool": [{"op": {"blurpool": {"kernel": 3, "stride": 2}}}],
     "eca": [{"op": {"eca": {"kernel": 3}}}],
     "layer_scale": [{"op": {"layer_scale": {"init_value": 0.5}}}],
     "layernorm": [{"op": {"layernorm": {"eps": 1e-5}}}],
@@ -465,6 +483,7 @@ RANK_REFUSED: dict[str, Layers] = {
     "permute": [{"op": {"permute": {"to": "channels_last"}}}],
     "resize": [{"op": {"resize": {"like": "input"}}}],
     "shuffle": [{"op": {"shuffle": {"groups": 2}}}],
+    "space_to_depth": [{"op": {"space_to_depth": {"block": 2}}}],
     "stochastic_depth": [{"op": {"stochastic_depth": {"rate": 0.2}}}],
 }
 
@@ -609,3 +628,45 @@ def test_eca_kernel_starts_as_pytorchs_conv1d_in_keras():
     assert abs(values.std() / (bound / np.sqrt(3)) - 1) < 0.02 and abs(values.mean()) < 0.01 * bound
     fresh = torch.nn.Conv1d(1, 1, 5, padding=2, bias=False)  # PyTorch's own bound for the weight
     assert float(fresh.weight.detach().abs().max()) <= bound
+
+
+def _both(spec: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch and Keras models of `spec` on `x` (N, C, H, W), Keras' output made channels-first."""
+    graph = lower(load_spec_text(yaml.safe_dump(spec), f"{spec['name']}.yaml"))
+    with torch.no_grad():
+        t_out = api.load_module(graph, "torch").build_model().eval()(torch.from_numpy(x)).numpy()
+    k_out = np.asarray(api.load_module(graph, "keras").build_model()(channels_last(x), training=False))
+    return t_out, k_out.transpose(0, 3, 1, 2)
+
+
+def test_space_to_depth_orders_channels_as_documented():
+    """out[(i * B + j) * C + c, y, x] = in[c, y * B + i, x * B + j] in both frameworks (timm's
+    and tf.nn.space_to_depth's order), written out here element by element."""
+    block, (c, h, w) = 2, (3, 4, 6)
+    x = np.arange(2 * c * h * w, dtype="float32").reshape(2, c, h, w)
+    want = np.zeros((2, block * block * c, h // block, w // block), "float32")
+    for i in range(block):
+        for j in range(block):
+            for k in range(c):
+                want[:, (i * block + j) * c + k] = x[:, k, i::block, j::block]
+    spec = {"archc": 1, "name": "s2d", "input": [c, h, w], "layers": [{"op": {"space_to_depth": {"block": block}}}]}
+    for got in _both(spec, x):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kernel, stride, row, pad_mode", [(3, 2, [1, 2, 1], "reflect"), (5, 2, [1, 4, 6, 4, 1], "reflect"),
+                                                      (2, 1, [1, 1], "reflect"), (3, 2, [1, 2, 1], "zeros")])  # fmt: skip
+def test_blurpool_is_a_binomial_filter_after_padding(kernel, stride, row, pad_mode):
+    """blurpool: the outer product of Pascal's row / 2^(K-1), padded by (S - 1 + K - 1) // 2
+    by reflection (numpy's "reflect", the edge not repeated) or with zeros, at stride S;
+    computed here with numpy's sliding windows."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype("float32")
+    filt = np.outer(row, row) / 4 ** (kernel - 1)
+    p = (stride - 1 + kernel - 1) // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode={"reflect": "reflect", "zeros": "constant"}[pad_mode])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    want = (windows * filt).sum(axis=(-2, -1))
+    layer = {"blurpool": {"kernel": kernel, "stride": stride, "pad_mode": pad_mode}}
+    spec = {"archc": 1, "name": "blur", "input": [3, 7, 6], "layers": [{"op": layer}]}
+    for got in _both(spec, x):
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-5

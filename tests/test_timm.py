@@ -156,6 +156,59 @@ def test_eca_is_timms(channels, kernel, shape):
         assert torch.equal(ours(x), theirs(x))
 
 
+def _archc_torch(layer: str, shape: tuple[int, ...]):
+    """A one-layer archc model (`op: LAYER`) on `shape`, built for PyTorch, and its graph."""
+    from archc import api
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text(f"archc: 1\nname: one\ninput: {list(shape)}\nlayers:\n  - op: {layer}\n", "one.yaml"))
+    return api.load_module(graph, "torch").build_model().eval(), graph
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 12), (5, 4, 4)])
+def test_space_to_depth_is_timms(shape):
+    """archc's `space_to_depth: {block: 4}` is timm's SpaceToDepth (TResNet's stem, which allows
+    block 4 only): the same output shape and elements in the same channel order, compared
+    exactly, on a map that is not square; nothing in either state_dict."""
+    from timm.layers import SpaceToDepth
+
+    ours, graph = _archc_torch("{space_to_depth: {block: 4}}", shape)
+    theirs = SpaceToDepth(4)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = theirs(x)
+        assert torch.equal(ours(x), want)
+    assert tuple(want.shape[1:]) == graph.output_shape.as_tuple()
+    assert not ours.state_dict() and not theirs.state_dict()
+
+
+@pytest.mark.parametrize(
+    "channels, kernel, stride, pad_mode, shape",
+    [(8, 3, 2, "reflect", (8, 9, 6)), (None, 3, 2, "reflect", (4, 8, 8)), (6, 5, 2, "reflect", (6, 7, 10)),
+     (None, 3, 1, "reflect", (2, 5, 4)), (4, 3, 2, "constant", (4, 7, 6)), (None, 5, 2, "constant", (2, 2, 3))],
+)  # fmt: skip
+def test_blurpool_is_timms(channels, kernel, stride, pad_mode, shape):
+    """archc's `blurpool: {kernel: K, stride: S}` is timm's BlurPool2d(channels, K, S) (its filter
+    repeated per channel, or expanded where channels is None), and with `pad_mode: zeros` timm's
+    pad_mode="constant" (its `blurpc`; 2 x 3: padding wider than the map, which only zeros
+    allow): equal outputs, bit for bit, at odd and even sizes; timm's state_dict (empty: the
+    filter is a non-persistent buffer) loads strictly, and archc's holds the same filter as a
+    buffer left out of its state_dict."""
+    from timm.layers import BlurPool2d
+
+    ours, graph = _archc_torch(f"{{blurpool: {{kernel: {kernel}, stride: {stride}, pad_mode: {pad_mode.replace('constant', 'zeros')}}}}}", shape)
+    theirs = BlurPool2d(channels, filt_size=kernel, stride=stride, pad_mode=pad_mode).eval()
+    ours.load_state_dict({f"op.{k}": v for k, v in theirs.state_dict().items()}, strict=True)
+    assert torch.equal(ours.op.filt[0, 0], theirs.filt[0, 0]) and not ours.state_dict()
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = theirs(x)
+        assert torch.equal(ours(x), want)
+    assert tuple(want.shape[1:]) == graph.output_shape.as_tuple()
+    assert graph.counts.trainable == graph.counts.non_trainable == 0
+
+
 @pytest.mark.parametrize("size", [(32, 32), (48, 40)])
 def test_hrnet_fuse_layers_are_timms(size):
     """A `modules:` container of `parallel:` rows is HRNet's grid of module lists: the

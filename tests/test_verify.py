@@ -210,6 +210,34 @@ layers:
     assert report.ok, verify.to_table(report)
 
 
+def test_a_vector_layer_scale_in_a_memory_efficient_dense_layer():
+    """A dense layer's first layers up to its conv are a method of their own (torchvision's
+    memory-efficient `_bottleneck`); a vector layer scale there is printed with its reshape as
+    everywhere else (it was `self.scale1 * out`, which broadcasts (C,) over the width)."""
+    from archc.lower import lower
+    from archc.spec.loader import load_spec_text
+
+    graph = lower(load_spec_text("""
+archc: 1
+name: dense_scaled
+input: [3, 8, 8]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  scaled_layer:
+    params: {growth_rate: int}
+    layers:
+      - norm1: batchnorm
+      - scale1: {layer_scale: {init_value: 0.5, vector: true}}
+      - conv1: {conv: {filters: growth_rate, kernel: 3, padding: 1}}
+layers:
+  - conv0: {conv: {filters: 6, kernel: 3, padding: 1}}
+  - block1: {stage: scaled_layer, repeat: 2, connectivity: dense, with: {growth_rate: 4}}
+  - pool: global_avgpool
+"""))
+    report = verify.verify(graph)
+    assert report.ok and not any(r.problem for r in report.rows), verify.to_table(report)
+
+
 def test_long_stages_are_folded_but_disagreements_are_not():
     """A 200-block stage prints its first and last blocks and one line for the rest; a block
     that disagrees stays visible with its contents; --all-rows prints everything."""

@@ -44,6 +44,7 @@ from archc.ir.graph import (
     SymLayer,
     instance_name,
     is_merge,
+    merged_containers,
 )
 from archc.ops import init
 from archc.spec import expr
@@ -147,7 +148,7 @@ class TorchEmitter(BlockEmission, InitEmission, ListEmission, TableEmission):
             first = "inputs"
         var = first
         steps = variables.plan(body, first, "x", set(), keep_first=first == "inputs", outputs=outputs)
-        containers = {item.name: item for item in self.graph.body if isinstance(item, GroupInst) and item.dataflow}
+        containers = merged_containers(self.graph.body)
         for step in steps:
             item = step.item
             var = step.dst

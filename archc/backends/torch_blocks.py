@@ -35,6 +35,7 @@ from archc.ir.graph import (
     SymStage,
     instance_name,
     is_merge,
+    merged_containers,
     path_variable,
     tapped_groups,
 )
@@ -46,6 +47,11 @@ INDENT2 = " " * 8
 def layer_module(kind: str, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
     """The module for one primitive layer; `a` holds each argument as source text."""
     return ops.KINDS[kind].torch_module(a, in_ch, flat, inplace)
+
+
+def _args(layer: Any, hoist: variables.Hoister) -> dict[str, str] | None:
+    """A layer's arguments as source text, as its op's torch_apply reads them (None: not a layer)."""
+    return symbolic_args(layer, hoist) if isinstance(layer, SymLayer) else None
 
 
 def symbolic_args(layer: SymLayer, hoist: variables.Hoister) -> dict[str, str]:
@@ -113,7 +119,7 @@ class BlockEmission:
                 "methods": [("forward(self, x: Tensor) -> Tensor", self._sequence_forward(block, hoist))] if expressions else [],
             }
         first = sig.variables[0]
-        containers = {c.name: c for c in layers if isinstance(c, SymGroup) and c.dataflow}
+        containers = merged_containers(layers)
         chain = _InitChain()
         for step in [*variables.plan(block.layers, first, "out", after_read, inputs=block.inputs, outputs=frozenset(block.outputs)), *variables.plan(block.after, "out", "out", after_read, True)]:
             layer = step.item
@@ -133,7 +139,7 @@ class BlockEmission:
         if block.name in self.checkpointed:
             signature.append("memory_efficient: bool = False")
             init.insert(0, f"{INDENT2}self.memory_efficient = memory_efficient")
-            methods = self._dense_methods(block)
+            methods = self._dense_methods(block, hoist)
         else:
             forward = self._block_forward(block, sig, init, hoist)
             if block.name in self.dense_kinds:
@@ -160,7 +166,7 @@ class BlockEmission:
         """A dense stage passes the list of the stage input and earlier outputs; elsewhere a tensor."""
         return ["if isinstance(features, Tensor):", "    features = [features]"] if block.name in self.standalone else []
 
-    def _dense_methods(self, block: BlockType) -> list[tuple[str, list[str]]]:
+    def _dense_methods(self, block: BlockType, hoist: variables.Hoister) -> list[tuple[str, list[str]]]:
         """torchvision's memory-efficient dense layer: concat -> ... -> first conv is a
         separate method, checkpointed (recomputed in backward) only when gradients flow,
         so the concatenated features are not kept alive for every layer. Features are
@@ -170,7 +176,7 @@ class BlockEmission:
         split = next(i for i, layer in enumerate(block.layers) if layer.kind == "conv") + 1
         bottleneck = ["out = torch.cat(features, 1)"]
         for layer in block.layers[:split]:
-            bottleneck += self._call_line(layer.name, layer.kind, "out", "out")
+            bottleneck += self._call_line(layer.name, layer.kind, "out", "out", _args(layer, hoist))
         forward = [
             *self._as_list(block),
             "if self.memory_efficient and any(f.requires_grad for f in features):",
@@ -179,7 +185,7 @@ class BlockEmission:
             "    out = self._bottleneck(*features)",
         ]
         for layer in block.layers[split:]:
-            forward += self._call_line(layer.name, layer.kind, "out", "out")
+            forward += self._call_line(layer.name, layer.kind, "out", "out", _args(layer, hoist))
         return [
             ("_bottleneck(self, *features: Tensor) -> Tensor", [*bottleneck, "return out"]),
             (f"forward(self, {self._features_param(block)}) -> Tensor", [*forward, "return out"]),
@@ -377,8 +383,7 @@ class BlockEmission:
             return tapped_calls(layer, step)  # type: ignore[arg-type]
         else:
             src = ", ".join((step.srcs[0] if layer.condition is None or is_merge(layer) else step.dst, *more_inputs(layer, step)))
-            a = symbolic_args(layer, hoist) if isinstance(layer, SymLayer) else None
-            body = self._call_line(common.module_path(layer.name), kind, src, step.targets, a)
+            body = self._call_line(common.module_path(layer.name), kind, src, step.targets, _args(layer, hoist))
             guard = f"if self.{layer.name} is not None:"
         if layer.condition is None:
             return body

@@ -36,6 +36,7 @@ class Result:
     max_rel32: float  # the same for the float32 models users run
     own_rel32: float  # the training model's own float32 rounding: float32 against float64
     files: tuple[Path, ...]
+    models: tuple[Any, Any]  # the training and deploy PyTorch models that were compared (float32, eval mode)
 
 
 def deploy(
@@ -97,7 +98,7 @@ def deploy(
         max_rel32 = _worst(want, want_at, got, got_at, softmaxes)
         own_rel32 = _worst(want64, want64_at, want, want_at, softmaxes)
         if not write:
-            return Result(the_plan, train, graph, max_rel, max_rel32, own_rel32, ())
+            return Result(the_plan, train, graph, max_rel, max_rel32, own_rel32, (), (t_model, d_model))
         progress("write")
         files = [spec_file]
         texts = {out / f"{train.name}{SUFFIX}_{backend}.py": compile(graph, backend) for backend in ("torch", "keras")}
@@ -117,7 +118,7 @@ def deploy(
     finally:
         if os.path.exists(scratch):
             os.unlink(scratch)
-    return Result(the_plan, train, graph, max_rel, max_rel32, own_rel32, tuple(files))
+    return Result(the_plan, train, graph, max_rel, max_rel32, own_rel32, tuple(files), (t_model, d_model))
 
 
 def forms(spec: LoadedSpec) -> tuple[Graph, Plan, Graph]:

@@ -19,6 +19,7 @@ class Imported:
     text: str  # the spec's YAML
     name: str
     diff: float | None  # the check's relative output difference; None with check=False
+    input_only: bool = False  # a forward read its input's size as a Python value: exact at this input shape only (sizes.py)
 
 
 def import_spec(
@@ -32,7 +33,7 @@ def import_spec(
         raise SpecError("archc import needs PyTorch; install it with pip install 'archc[torch]'") from None
     from archc.importer import check as checking
     from archc.importer import init as initialisation
-    from archc.importer import render, text
+    from archc.importer import render, sizes, text
     from archc.importer import source as sources
     from archc.importer.ops import Unsupported
     from archc.importer.trace import Tracer
@@ -48,9 +49,23 @@ def import_spec(
             initialisation.add_defaults(spec, model)  # the model is freshly built: its own init drew its tensors
         except Unsupported as e:
             raise SpecError(f"cannot import {source}: {e}") from None
-        written = text.dump(spec, f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items()))
+        doc, tested = sizes.describe(tracer.size_tests, shape)  # forwards that branch on their input's size
+        if doc:
+            spec = _with_doc(spec, doc)
+        comment = f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items())
+        written = text.dump(spec, "\n".join([comment, *tested]))
         diff = checking.check(model, written, shape, f"<import {source}>") if check else None
-    return Imported(written, spec["name"], diff)
+    return Imported(written, spec["name"], diff, bool(doc))
+
+
+def _with_doc(spec: dict[str, Any], doc: str) -> dict[str, Any]:
+    """The spec with `doc:` after its input (the generated model's docstring)."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        out[key] = value
+        if key == "input":
+            out["doc"] = doc
+    return out
 
 
 def _default_input(model: Any) -> tuple[int, ...]:

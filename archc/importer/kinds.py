@@ -310,6 +310,16 @@ class Scope:
             for name, vs in self.vars.items():
                 if _same([v for v, m in zip(vs, mask) if m], pv):
                     return self._use(name)
+        if all(isinstance(v, list) and v and all(isinstance(side, list) and len(side) == 2 for side in v) for v in pv) and len({len(v) for v in pv}) == 1:
+            # a zeropad's [[top, bottom], [left, right]] ('same' padding computed per instance's input): each side on its own
+            names = {1: ["left", "right"], 2: ["top", "bottom", "left", "right"], 3: ["front", "back", "top", "bottom", "left", "right"]}
+            sides = names.get(len(pv[0])) or [f"{j}_{end}" for j in range(len(pv[0])) for end in ("before", "after")]
+            # (an amount of its own where instances differ: no expression of the arguments is its reason)
+            def side(j: int, k: int) -> Any:
+                got = [v[j][k] for v in pv]
+                return got[0] if len(set(got)) == 1 else self._new(f"{hint}_{sides[2 * j + k]}", [v[j][k] if m else got[0] for v, m in zip(values, mask)])
+
+            return [[side(j, 0), side(j, 1)] for j in range(len(pv[0]))]
         sizes = {len(v) for v in pv if isinstance(v, list)}
         if len(sizes) == 1 and all(type(v) is int or isinstance(v, list) and all(type(x) is int for x in v) for v in pv):
             # a [height, width] pair in some instances (Inception's 1x7 and 7x1 kernels), or a

@@ -125,6 +125,13 @@ def leaf(module: Any) -> tuple[str, dict[str, Any]] | None:
         return _timm_pool(module)
     if name == "EcaModule" and type(module).__module__.startswith("timm.layers"):
         return _timm_eca(module)
+    if name == "SpaceToDepth" and type(module).__module__.startswith("timm.layers"):  # TResNet's stem
+        return "space_to_depth", {"block": module.bs}
+    if name == "BlurPool2d" and type(module).__module__.startswith("timm.layers"):
+        modes = {"reflect": {}, "constant": {"pad_mode": "zeros"}}  # F.pad's modes archc's blurpool has
+        if module.pad_mode not in modes:
+            raise Unsupported(f"BlurPool2d(pad_mode={module.pad_mode!r}), where archc's blurpool pads by reflection or with zeros")
+        return "blurpool", {"kernel": module.filt_size, "stride": module.stride, **modes[module.pad_mode]}
     if name == "GlobalContext" and type(module).__module__.startswith("timm.layers"):
         return _timm_global_context(module)
     if type(module) is nn.Flatten:
@@ -346,11 +353,13 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
     import torch
     import torch.nn.functional as F
 
-    from archc.importer import patterns
+    from archc.importer import patterns, radix
 
     kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
     if target is patterns.channel_shuffle:
         return "shuffle", {"groups": args[1]}
+    if target is radix.radix_softmax:
+        return "softmax", {"radix": args[1], "cardinality": 1}
     if target is patterns.channel_slice:
         return "slice", {"start": args[1], **({"stop": args[2]} if args[2] is not None else {})}
     if target in (F.gelu, F.silu) and len(args) == 2 and args[1] is False:  # F.silu(x, False)
@@ -406,6 +415,14 @@ def function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         if set(given) <= {"p", "training"} and isinstance(given.get("p", 0.5), float) and isinstance(given.get("training", True), bool):
             return "dropout", {"rate": given.get("p", 0.5)}
         return None
+    if target is F.pad:  # constant amounts (a 'same' padding rule's, computed at the input shape: sizes.py)
+        given = {**dict(zip(["pad", "mode", "value"], args[1:])), **kwargs}
+        pad, value = given.get("pad"), given.get("value")
+        if given.get("mode", "constant") != "constant" or value not in (None, 0) or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+            return None
+        if not all(type(p) is int and p >= 0 for p in pad):
+            return None
+        return "zeropad", {"padding": [[pad[2], pad[3]], [pad[0], pad[1]]]}  # F.pad's (left, right, top, bottom)
     if target in (F.adaptive_avg_pool2d,):
         size = _single(kwargs.get("output_size", args[1] if len(args) > 1 else None), "output_size")
         return ("adaptive_avgpool", {"size": size}) if isinstance(size, int) else None

@@ -18,6 +18,12 @@ from typing import Any
 from archc.importer import patterns
 
 
+def radix_softmax(x: Any, radix: int) -> Any:
+    """Marker: archc's `softmax: {radix, cardinality: 1}`, a softmax over the R parts of x's
+    channels (N, R * C, ...) at each of the C; computed, as patterns.channel_shuffle."""
+    return x.reshape(x.shape[0], radix, -1, *x.shape[2:]).softmax(1).reshape(x.shape)
+
+
 def rewrite(module: Any, graph: Any, input_shape: tuple[int, ...]) -> None:
     """Rewrite the radix splits in `graph` (a trace of `module`) in place."""
     if not any(_sum_over_splits(n) for n in graph.nodes):
@@ -31,6 +37,7 @@ def rewrite(module: Any, graph: Any, input_shape: tuple[int, ...]) -> None:
             _sum(graph, node, shapes, made)
         elif patterns._is(node, *patterns._VIEWS):
             _softmax_view(module, graph, node, shapes)
+            _softmax_written(graph, node, shapes)
     patterns._drop_unused_shape_arithmetic(graph, shapes)
 
 
@@ -108,3 +115,22 @@ def _softmax_view(module: Any, graph: Any, node: Any, shapes: dict[Any, tuple[in
     node.replace_all_uses_with(source)
     graph.erase_node(node)
     shapes[source] = shapes[given]  # the archc layer's output, as what reads it sees it
+
+
+def _softmax_written(graph: Any, node: Any, shapes: dict[Any, tuple[int, ...]]) -> None:
+    """`torch.softmax(x.view(N, R, C / R, ...), dim=1)` viewed back to x's shape (timm's
+    SelectiveKernelAttn, flattened by archc.importer.stacks): `softmax: {radix: R}`."""
+    if getattr(node, "_erased", False):
+        return  # erased by _softmax_view
+    soft = patterns._arg(node, 0, "input")
+    if not (patterns._is(soft, "softmax") and patterns._arg(soft, 1, "dim") == 1 and set(soft.kwargs) <= {"dim"} and len(soft.users) == 1):
+        return
+    split = _split(patterns._arg(soft, 0, "input"), shapes)
+    if split is None or shapes.get(node) != shapes[split[0]]:
+        return
+    with graph.inserting_before(node):
+        made = graph.call_function(radix_softmax, split)
+    node.replace_all_uses_with(made)
+    view = patterns._arg(soft, 0, "input")
+    for dead in (node, soft, *([view] if len(view.users) == 1 else [])):
+        graph.erase_node(dead)

@@ -11,7 +11,8 @@ from typing import Any
 WIDTH = 120
 # one-key dicts that are a layer with its arguments, not `name: layer`
 _KINDS = {"conv", "batchnorm", "maxpool", "avgpool", "adaptive_avgpool", "dense", "dropout", "act", "block", "stage",
-          "add", "concat", "multiply", "group", "stochastic_depth", "layernorm", "rmsnorm", "groupnorm", "eca", "global_context", "permute", "layer_scale"}  # fmt: skip
+          "add", "concat", "multiply", "group", "stochastic_depth", "layernorm", "rmsnorm", "groupnorm", "eca", "global_context",
+          "permute", "layer_scale", "zeropad", "space_to_depth", "blurpool"}  # fmt: skip
 _PLAIN = re.compile(r"[A-Za-z_(][A-Za-z0-9_ ()*/+\-.<>=!%]*")
 _WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
 

@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import patterns, radix, taps
+from archc.importer import lists, patterns, radix, sizes, stacks, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -79,6 +79,9 @@ class Tracer:
         self.init = init
         self.shapes: dict[int, tuple[int, ...]] = {}
         self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
+        self.tensor_inputs: set[int] = set()  # the modules called with one tensor
+        self.size_tests: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}  # path -> class, input, tests (sizes.py)
+        self.flattened: dict[int, int] = {}  # a module that reads stacked paths -> their number (archc.importer.stacks)
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -97,6 +100,7 @@ class Tracer:
         first = args[0]
         if isinstance(first, torch.Tensor):
             self.shapes[id(module)] = tuple(first.shape[1:])
+            self.tensor_inputs.add(id(module))
         elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
             shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
             self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
@@ -172,28 +176,31 @@ class Tracer:
         return entries
 
     def _instance(self, module: Any, path: str) -> Instance:
-        import torch.fx
-
-        class LeafTracer(torch.fx.Tracer):
-            def is_leaf_module(self, m: Any, qualname: str) -> bool:
-                return True
-
         what = f"{path or 'model'}: {type(module).__name__}"
         if id(module) not in self.shapes:
             raise Unsupported(f"{what} is never called by its parent's forward")
         try:
             settings = _settings(module)
-            graph = LeafTracer().trace(module, concrete_args=settings)
+            tracer = sizes.tracer(self.shapes[id(module)] if id(module) in self.tensor_inputs else None)
+            graph = tracer.trace(module, concrete_args=settings)  # every child a call; size tests computed at this input
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         _drop_guards(graph, settings)
+        sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
+        if tracer.tests:
+            sizes.prune(graph)
+            self.size_tests[path] = (type(module).__name__, self.shapes[id(module)], tracer.tests)
+        if id(module) in self.flattened:  # SKNet's attention: it reads its parent's stacked paths
+            self.shapes[id(module)] = stacks.flatten_child(module, graph, self.shapes[id(module)])
         _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
             return dense  # type: ignore[return-value]
         patterns.rewrite(module, graph, self.shapes[id(module)])  # a written-out channel shuffle, chunk
+        made = stacks.rewrite(module, graph, self.shapes[id(module)])  # paths stacked on a new axis (SKNet)
         radix.rewrite(module, graph, self.shapes[id(module)])  # split attention's radix sums
+        self.flattened.update({id(module.get_submodule(t)): n for t, n in stacks.finish(graph, made).items()})
         outputs: dict[str, str] = {}
         entries = self._entries(module, path, graph, what, outputs)
         shape = self.shapes[id(module)]
@@ -352,7 +359,10 @@ class Tracer:
                         add(entry, cat, inputs)
                         skipped_nodes.add(cat)
                         continue
-                if "." in target:
+                if "." in target and lists.entry_call(module, target) is not None:  # Res2Net's convs[i], one at a time
+                    lists.check_order(graph, module, what)
+                    called[target.split(".")[0]] = module.get_submodule(target.split(".")[0])
+                elif "." in target:
                     raise Unsupported(f"{what}: forward calls {target}, a module inside a child")
                 child = module.get_submodule(target)
                 if _append_list(child, node):  # VoVNet's OSA list: its entries in a chain, then one concat
@@ -374,7 +384,7 @@ class Tracer:
                 if len(inputs) != 1:
                     raise Unsupported(f"{_join(path, target)}: {type(child).__name__} is called with {len(inputs)} tensors")
                 _settings_kept(child, node, _join(path, target))
-                if type(child) is torch.nn.Identity and not target.isdigit():
+                if type(child) is torch.nn.Identity and not target.isdigit() and "." not in target:
                     names[node] = name_of(inputs[0])  # a placeholder (timm's `se` where a block has none): no layer, no weights
                     continue
                 if target not in called and norm_act(child) is not None:  # timm's BatchNormAct2d
@@ -382,7 +392,7 @@ class Tracer:
                     first, *rest = norm_act(child)
                     add(Entry(target, Layer(*first), channels=self._channels(child)), node, inputs)
                     for kind, args in rest:
-                        add(Entry(fresh(f"{target}_act"), Layer(kind, args)), node, [node])
+                        add(Entry(fresh(f"{target.replace('.', '_')}_act"), Layer(kind, args)), node, [node])
                     continue
                 if target in called:
                     described = called[target]
@@ -391,6 +401,8 @@ class Tracer:
                 else:
                     described = called[target] = self.describe(child, _join(path, target))
                 name = None if target.isdigit() else target
+                if name is not None and name in names.values() and lists.still_read(graph, names, name, node):
+                    name = fresh(name)  # an activation called again while its earlier output is still read
                 entry = Entry(name, described, channels=self._channels(child))
                 add(entry, node, inputs)
                 getter = taps.layer_getter(child)

@@ -233,6 +233,19 @@ def flat_items(items: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(resolved(i) for i in out)
 
 
+def merged_containers(items: Any) -> dict[str, Any]:
+    """The `modules:` containers of a list (SymGroup or GroupInst, dataflow) by name, the pieces
+    of one written entry by entry (`convs.0`, `convs.1`: archc.lower.containers.piece) joined into one."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, (SymGroup, GroupInst)) and item.dataflow:
+            if item.name in out:
+                key = "children" if isinstance(item, SymGroup) else "items"
+                item = dataclasses.replace(out[item.name], **{key: (*getattr(out[item.name], key), *getattr(item, key))})
+            out[item.name] = item
+    return out
+
+
 def path_reads(paths: Sequence[Any], inputs: Sequence[str]) -> list[tuple[str, ...]]:
     """What each path of a module list reads, from the list's `inputs` (one per path, a row
     of a grid one per path of its own, in order): one tensor, or a row's several."""

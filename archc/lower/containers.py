@@ -72,6 +72,41 @@ def sym_modules(
     return SymGroup(name, children, before[read].channels, dataflow=True), result
 
 
+def piece(item: SymItem, kind: str, in_group: bool, in_channels: Any, where: Location) -> SymGroup:
+    """`convs.1: {...}`: entry 1 of the numbered container `convs` (an nn.ModuleList), written
+    at the place of the list where forward calls it, between the block's other layers (timm's
+    Res2Net runs convs[i], bns[i] and an add in turn). It is a piece of the container: a
+    one-entry `modules:` container, which `merged_containers` joins with the others of its name."""
+    container, number = item.name.split(".")
+    if in_group:
+        raise SpecError(f"{item.name}: an entry written as `container.number` is an entry of a block kind's list or the model's, not of a list", where)
+    if not (kind in ("block", "group") or (kind in ops.KINDS and not ops.KINDS[kind].module_free())):
+        raise SpecError(f"{item.name}: the entries of a numbered container are modules: a layer with weights or a block, not {kind}", where)
+    if item.condition is not None:
+        raise SpecError(f"{item.name}: an entry of a container is not conditional; put `if:` on the block", where)
+    return SymGroup(container, (dataclasses.replace(item, name=number, where=where),), in_channels, dataflow=True, where=where)
+
+
+def check_pieces(items: tuple[SymItem, ...]) -> None:
+    """The entries written `convs.0`, `convs.1`, ... of one list are numbered from 0 in the
+    order they are written, and no other item of the list is named `convs`."""
+    numbers: dict[str, list[int]] = {}
+    for item in items:
+        if isinstance(item, SymGroup) and item.dataflow and len(item.at) and "." in str(item.at[-1]):
+            (child,) = item.children
+            got = numbers.setdefault(item.name, [])
+            if int(child.name) != len(got):
+                raise SpecError(
+                    f"{item.name}.{child.name}: the entries of container {item.name!r} are numbered from 0 in the order "
+                    f"they are written; expected {item.name}.{len(got)}",
+                    item.where,
+                )
+            got.append(int(child.name))
+    for item in items:
+        if item.name in numbers and not (isinstance(item, SymGroup) and item.dataflow and "." in str(item.at[-1])):
+            raise SpecError(f"{item.name}: the name of a container whose entries are written `{item.name}.0`, ...; name this layer otherwise", item.where)
+
+
 def implicit_read(item: SymItem, prev: str) -> tuple[str, ...]:
     """What an item without `inputs` reads: the tensor before it, unless it is a `modules:`
     container whose first entry reads another (Keras would drop a layer only that reads)."""

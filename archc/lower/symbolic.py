@@ -25,7 +25,13 @@ from archc.ir.graph import (
     instance_of,
     named_into,
 )
-from archc.lower.containers import check_entries_read, implicit_read, sym_modules
+from archc.lower.containers import (
+    check_entries_read,
+    check_pieces,
+    implicit_read,
+    piece,
+    sym_modules,
+)
 from archc.lower.context import (
     State,
     check_after_reads,
@@ -339,7 +345,10 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
                 named[item.names] = name
             if row is not None:
                 item = dataclasses.replace(item, table=row)
+            if "." in name:  # `convs.1`: an entry of the container convs, written in place
+                item = piece(item, kind, in_group, here.channels, where)
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
+        check_pieces(tuple(out))
         points[LAST] = points[prev]
         last_of[list_section] = prev
         return tuple(out)

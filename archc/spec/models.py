@@ -420,7 +420,15 @@ def _one_entry(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _entry_name(value: str) -> str:
-    return value if value == POSITIONAL else _layer_name(value)
+    """A layer's name, or `convs.1`: entry 1 of the numbered container `convs`, written at the
+    place of the list where forward calls it (docs/spec.md "Containers wired by dataflow")."""
+    if value == POSITIONAL:
+        return value
+    container, dot, number = value.partition(".")
+    if dot and number.isdigit() and number.isascii() and (number == "0" or not number.startswith("0")):
+        _layer_name(container)
+        return value
+    return _layer_name(value)
 
 
 EntryName = Annotated[str, Field(max_length=64), AfterValidator(_entry_name)]
