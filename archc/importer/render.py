@@ -64,7 +64,7 @@ class Renderer:
             except Mismatch:
                 parts: dict[str, list[Instance]] = {}
                 for inst in instances:
-                    parts.setdefault(repr(_shape(inst.entries)), []).append(inst)
+                    parts.setdefault(repr((_shape(inst.entries), list(inst.inputs))), []).append(inst)
                 for part in parts.values():
                     self._kind(cls, part)
 
@@ -98,8 +98,8 @@ class Renderer:
             inst.kind = name
             inst.params = {p: (scope.vars.get(p) or scope.new[p])[k_] for p in params}
         inputs = list(instances[0].inputs)
-        if any(list(i.inputs) != inputs for i in instances):
-            raise Unsupported(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
+        if any(list(i.inputs) != inputs for i in instances):  # a kind per structure (form_kinds)
+            raise Mismatch(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
         self.kinds[name] = Kind(name, cls, params, layers, inputs)
 
     # -- rendering -----------------------------------------------------------------------
@@ -178,7 +178,7 @@ class Renderer:
     def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
         """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
         numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
-        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel:
+        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel or te.node.modules:
             return None
         entries = te.node.entries
         if not all(isinstance(e.node, TInst) and e.src is None for e in entries):
@@ -222,6 +222,10 @@ class Renderer:
             if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
                 raise Unsupported(f"{te.name}: a module list whose paths differ between instances")
             return {"parallel": [self.node(e, scope, mask)[0] for e in node.entries]}, {}
+        if isinstance(node, TGroup) and node.modules:  # entries read earlier ones by number (archc.importer.lists)
+            if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
+                raise Unsupported(f"{te.name}: a `modules:` container whose entries differ between instances")
+            return {"modules": self.entries(node.entries, scope, mask)}, {}
         if isinstance(node, TGroup):
             return self.group(node, scope, mask), {}
         kind = self.kinds[node.kind]
@@ -318,7 +322,7 @@ def _stage_instances(tentries: list[TEntry]) -> list[TInst]:
     """The model-level instances a stage may hold (unnamed entries of lists), in model order."""
     out: list[TInst] = []
     for te in tentries:
-        if isinstance(te.node, TGroup) and not te.node.parallel:
+        if isinstance(te.node, TGroup) and not te.node.parallel and not te.node.modules:
             out += [e.node for e in te.node.entries if e.name is None and e.src is None and isinstance(e.node, TInst)]
             out += _stage_instances([e for e in te.node.entries if isinstance(e.node, TGroup)])
     return out

@@ -1,0 +1,178 @@
+"""Lists of tensors passed between modules (timm's SelecSLS: a block takes `[x]` or
+`[x, skip]` and returns `[out, out]` or `[out, skip]`, an nn.Sequential subclass runs the
+blocks in a chain, and a module returns the list's first tensor).
+
+A list is no tensor of a spec, so the import follows each list's elements to the entries
+that computed them. A module called with a list is traced with one placeholder per element;
+what it returns (a list, or one tensor) must be, element by element, either the one tensor
+it computes or one of its inputs passed on. It is then a block kind with one output and one
+input per element it reads (docs/spec.md, "Block kinds with several inputs"), and its
+parent reads each element it passes on where that element was computed. A module that only
+passes an input on (`return x[0]`) is no entry at all. A module that calls its children in
+order, each on what the one before returned (an nn.Sequential in all but its forward), is
+the `modules:` container of them, whose entries read earlier ones by number
+(`from: ["1", "0"]`), with the keys the original's (`features.1.conv1.0.weight`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from archc.importer.ops import Unsupported
+
+
+def concrete(module: Any, n: int | None, settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The concrete arguments that trace `module` on a list of n tensors: one fx placeholder
+    per element (fx flattens the list), and its settings (trace._settings)."""
+    if n is None:
+        return settings
+    import torch.fx
+
+    params = list(inspect.signature(type(module).forward).parameters)
+    return {**(settings or {}), params[1]: [torch.fx.PH] * n}
+
+
+def outputs(graph: Any, what: str, returns_list: bool) -> tuple[tuple[int, ...], tuple[int | None, ...]]:
+    """A graph traced on a list (see concrete): (the elements its computation reads, what each
+    element of its result is: None for its own tensor, k for its input k passed on). The
+    graph is rewritten to return its own tensor, its placeholders named `x0`, `x1` (for
+    trace._entries) where it reads several, and the ones it does not read removed."""
+    import torch.fx
+
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    (out,) = [n for n in graph.nodes if n.op == "output"]
+    leaves = out.args[0] if isinstance(out.args[0], (list, tuple)) else [out.args[0]]
+    if not all(isinstance(leaf, torch.fx.Node) for leaf in leaves) or (not returns_list and len(leaves) != 1):
+        raise Unsupported(f"{what}: forward returns something other than tensors it computes or was given")
+    own = list(dict.fromkeys(leaf for leaf in leaves if leaf not in placeholders))
+    if len(own) > 1:
+        raise Unsupported(f"{what}: forward returns {len(own)} tensors it computes in a list, where a block gives one")
+    passes = tuple(None if leaf not in placeholders else placeholders.index(leaf) for leaf in leaves)
+    read = tuple(k for k, p in enumerate(placeholders) if any(u is not out for u in p.users))
+    out.args = (own[0] if own else placeholders[passes[0]],)  # type: ignore[index]
+    graph._codegen = torch.fx.graph.CodeGen()  # the list's pytree form is gone with the list
+    for k, p in enumerate(placeholders):
+        if k not in read and not (not own and passes == (k,)):
+            graph.erase_node(p)
+        elif len(read) > 1:
+            p.meta["archc_input"] = f"x{k}"
+    return read, passes
+
+
+def chain(module: Any, n: int) -> list[tuple[str, Any]] | None:
+    """The children of a module whose forward, traced on a list of n tensors, calls each
+    child once in order, the first on the whole list and each later on what the one before
+    returned, and returns the last's result; None for any other module."""
+    import torch.fx
+
+    class LeafTracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return True
+
+    children = list(module.named_children())
+    if not children:
+        return None
+    try:
+        graph = LeafTracer().trace(module, concrete_args=concrete(module, n, None))
+    except Exception:
+        return None
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    body = [node for node in graph.nodes if node.op not in ("placeholder", "output")]
+    (out,) = [node for node in graph.nodes if node.op == "output"]
+    if [str(node.target) for node in body] != [k for k, _ in children] or any(node.op != "call_module" or node.kwargs for node in body):
+        return None
+    first = body[0].args
+    if len(first) != 1 or not isinstance(first[0], (list, tuple)) or list(first[0]) != placeholders:
+        return None
+    if any(later.args != (earlier,) for earlier, later in zip(body, body[1:])):
+        return None
+    result = out.args[0]
+    return children if (result if not isinstance(result, (list, tuple)) else list(result)) in (body[-1], [body[-1]]) else None
+
+
+def call(
+    tracer: Any, node: Any, child: Any, path: str, target: str, flow: dict[Any, tuple[str, ...]], name_of: Callable[[Any], str]
+) -> tuple[Any, tuple[str, ...] | None, str | None] | None:
+    """A call of a module with a list of tensors, in a parent's traced forward: None where the
+    call is no such call; else (the parent's entry for it, or None where it only passes an
+    input on; the elements of the list it returns, None where it returns a tensor; the name
+    that tensor has where it is no entry). `flow` maps the parent's list-valued nodes to the
+    names of their elements."""
+    from archc.importer.trace import Entry, Group
+
+    if len(node.args) != 1 or node.kwargs:
+        return None
+    arg = node.args[0]
+    if arg in flow:
+        elements = flow[arg]
+    elif isinstance(arg, (list, tuple)) and arg and id(child) in tracer.returns:
+        elements = tuple(name_of(t) for t in arg)  # `features([x])`, a list in and a list out
+    else:
+        return None
+    children = chain(child, len(elements)) if id(child) in tracer.returns else None
+    if children is None:
+        entry, out, alias = block(tracer, child, path, elements)
+        if entry is not None:
+            entry.name = target
+        return entry, own_name(out, target), alias
+    if not target.isidentifier():
+        raise Unsupported(f"{path}: {type(child).__name__} passes lists between its entries, which need a name to be read by")
+    entries: list[Any] = []
+    inside = elements
+    for k, (key, grandchild) in enumerate(children):
+        entry, out, _ = block(tracer, grandchild, f"{path}.{key}", inside)
+        if entry is None or out is None:
+            raise Unsupported(f"{path}.{key}: {type(grandchild).__name__} in a chain of lists takes a list and does not return one")
+        previous = str(k - 1) if k else None
+        if previous is not None and entry.src == previous:
+            entry.src = None
+        entry.name = None
+        entries.append(entry)
+        inside = own_name(out, str(k))  # type: ignore[assignment]
+    ids = {str(k) for k in range(len(entries))}
+    last = str(len(entries) - 1)  # the container's own tensor, read by its name
+    out = tuple(target if name == last else f"{target}.{name}" if name in ids else name for name in inside)
+    first = entries[0].src
+    src = first if isinstance(first, str) else None  # the container reads what its first entry reads
+    if isinstance(first, str):
+        entries[0].src = None
+    modules = any(e.src is not None for e in entries)  # a plain list where each reads the one before
+    group = Group(entries, modules=modules)
+    return Entry(target, group, src, channels=tracer._channels(child)), out, None
+
+
+def block(tracer: Any, module: Any, path: str, elements: tuple[str, ...]) -> tuple[Any, tuple[str, ...] | None, str | None]:
+    """A module called with a list whose elements are named `elements`: (its entry, unnamed;
+    the elements of the list it returns, or None for a tensor; the name of the tensor it
+    passes on where it computes nothing)."""
+    from archc.importer.trace import Entry, Instance
+
+    shapes = tracer.lists.get(id(module))
+    if shapes is None or len(shapes) != len(elements):
+        raise Unsupported(f"{path}: {type(module).__name__} is called with a list of {len(elements)} tensors in one place and another list elsewhere")
+    tracer.list_calls[id(module)] = len(elements)
+    described = tracer.describe(module, path)
+    if not isinstance(described, Instance) or described.reads is None:
+        raise Unsupported(f"{path}: {type(module).__name__} takes a list of tensors, not as a block")
+    returns = id(module) in tracer.returns
+    if not described.entries:  # `return x[0]`: no entry
+        (k,) = described.passes
+        if returns:
+            raise Unsupported(f"{path}: {type(module).__name__} returns its input list, computing nothing")
+        return None, None, elements[k]
+    reads = described.reads
+    if reads:
+        described.in_channels = shapes[reads[0]][0]
+    if len(reads) > 1:
+        described.inputs = {f"x{k}": shapes[k][0] for k in reads}
+    src: Any = tuple(elements[k] for k in reads) if len(reads) > 1 else elements[reads[0]] if reads else None
+    entry = Entry(None, described, src, channels=described.in_channels)
+    own = "\0"
+    out = tuple(own if p is None else elements[p] for p in described.passes) if returns else None
+    return entry, out, None
+
+
+def own_name(out: tuple[str, ...] | None, name: str) -> tuple[str, ...] | None:
+    """The elements of a block's result, its own tensor named `name`."""
+    return None if out is None else tuple(name if e == "\0" else e for e in out)
