@@ -407,3 +407,96 @@ def test_the_mean_over_a_clips_positions_is_a_global_pool(tmp_path):
     result = import_spec(f"{path}:net", (3, 4, 8, 8))
     assert result.diff is not None and result.diff <= 1e-5
     assert yaml.safe_load(result.text)["layers"][-1] == {"global_avgpool": "global_avgpool"}
+
+
+SELECSLS = '''
+from typing import List
+
+import torch
+from torch import nn
+
+
+def conv_bn(cin, cout, k, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SequentialList(nn.Sequential):  # timm.models.selecsls's: the blocks pass lists on
+    def forward(self, x) -> List[torch.Tensor]:
+        for module in self:
+            x = module(x)
+        return x
+
+
+class SelectSeq(nn.Module):
+    def __init__(self, index=0):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+
+class Block(nn.Module):  # SelecSlsBlock: [x] or [x, skip] in, [out, out] or [out, skip] out
+    def __init__(self, in_chs, skip_chs, out_chs, is_first, stride, twice=False):
+        super().__init__()
+        self.is_first, self.twice = is_first, twice
+        self.conv1 = conv_bn(in_chs, out_chs, 3, stride)
+        self.conv2 = conv_bn(out_chs, out_chs, 1)
+        self.conv6 = conv_bn(2 * out_chs + (0 if is_first else skip_chs), out_chs, 1)
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        if not isinstance(x, list):
+            x = [x]
+        assert len(x) in [1, 2]
+        d1 = self.conv1(x[0])
+        d2 = self.conv2(d1)
+        if self.is_first:
+            out = self.conv6(torch.cat([d1, d2], 1))
+            return [out, d2 if self.twice else out]
+        return [self.conv6(torch.cat([d1, d2, x[1]], 1)), x[1]]
+
+
+class Net(nn.Module):
+    def __init__(self, twice=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.features = SequentialList(
+            Block(8, 0, 8, True, 2, twice), Block(8, 8, 8, False, 1), Block(8, 8, 12, False, 1),
+            Block(12, 0, 16, True, 2), Block(16, 16, 16, False, 1),
+        )
+        self.from_seq = SelectSeq()
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        x = self.features([self.stem(x)])
+        return self.head(self.from_seq(x))
+
+
+def net(twice=False):
+    return Net(twice)
+'''
+
+
+def test_blocks_that_pass_lists_are_blocks_with_several_inputs(tmp_path):
+    """timm's SelecSLS: blocks take `[x]` or `[x, skip]` and return `[out, out]` or
+    `[out, skip]` down an nn.Sequential subclass; a module returns the list's first tensor.
+    Each block is a kind with an input per element it reads, the list a numbered `modules:`
+    container whose entries read the skip where it was made, by number."""
+    path = tmp_path / "selecsls.py"
+    path.write_text(SELECSLS)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert [k.get("inputs") for k in spec["blocks"].values()] == [None, ["x0", "x1"]]
+    features = next(e["features"] for e in spec["layers"] if "features" in e)["modules"]
+    assert [e.get("from") for e in features] == [None, ["0", "0"], ["1", "0"], None, ["3", "3"]]
+    namespace = {}
+    exec(compile(SELECSLS, str(path), "exec"), namespace)
+    reference = randomised(namespace["net"]())
+    ours = build(load_spec_text(result.text), "torch")
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours.eval()(x), atol=1e-5)
+    with pytest.raises(SpecError, match=r"features.0: Block: forward returns 2 tensors it computes in a list, where a block gives one$"):
+        import_spec(f"{path}:net", INPUT, {"twice": True})
