@@ -21,26 +21,69 @@ from typing import Any, Callable
 
 from archc.importer.ops import Unsupported
 
+Call = list[tuple[str, Any]]  # forward's parameters as one call gives them: None a tensor, n a list of n, (value,) a constant
 
-def concrete(module: Any, n: int | None, settings: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The concrete arguments that trace `module` on a list of n tensors: one fx placeholder
-    per element (fx flattens the list), and its settings (trace._settings)."""
-    if n is None:
+
+def concrete(module: Any, call: Call | None, settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The concrete arguments that trace `module` as `call` calls it: one fx placeholder per
+    tensor, a list of them for a list (fx flattens it), constants as given; and its settings
+    (trace._settings) for the parameters the call leaves out."""
+    if call is None:
         return settings
     import torch.fx
 
-    params = list(inspect.signature(type(module).forward).parameters)
-    return {**(settings or {}), params[1]: [torch.fx.PH] * n}
+    out = dict(settings or {})
+    for p, kind in call:
+        out[p] = torch.fx.PH if kind is None else [torch.fx.PH] * kind if isinstance(kind, int) else kind[0]
+    return out
 
 
-def outputs(graph: Any, what: str, returns_list: bool) -> tuple[tuple[int, ...], tuple[int | None, ...]]:
+def leaf_names(call: Call) -> list[str]:
+    """The names of a call's tensors, in order: a tensor parameter's own (`shortcut`; `x0`
+    where the name is the generated code's, as `x` is), a list's elements numbered (`x0`, `x1`)."""
+    from archc.spec.types import _identifier
+
+    def plain(p: str) -> str:
+        try:
+            return _identifier(p)
+        except ValueError:
+            return f"{p}0"
+
+    return [n for p, kind in call for n in ([plain(p)] if kind is None else [f"{p}{k}" for k in range(kind)] if isinstance(kind, int) else [])]
+
+
+def hook(tracer: Any) -> Callable[..., None]:
+    """A forward pre-hook (with kwargs) that records the shapes of every tensor a module is
+    called with, in the order of its forward's parameters, lists flattened."""
+    import torch
+
+    def record(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if id(module) in tracer.leaves:
+            return
+        try:
+            bound = inspect.signature(type(module).forward).bind(module, *args, **kwargs)
+        except (TypeError, ValueError):
+            return
+        shapes = []
+        for v in list(bound.arguments.values())[1:]:
+            for t in v if isinstance(v, (list, tuple)) else [v]:
+                if isinstance(t, torch.Tensor):
+                    shapes.append(tuple(t.shape[1:]))
+        tracer.leaves[id(module)] = shapes
+
+    return record
+
+
+def outputs(graph: Any, what: str, returns_list: bool, names: list[str]) -> tuple[tuple[int, ...], tuple[int | None, ...]]:
     """A graph traced on a list (see concrete): (the elements its computation reads, what each
     element of its result is: None for its own tensor, k for its input k passed on). The
     graph is rewritten to return its own tensor, its placeholders named `x0`, `x1` (for
     trace._entries) where it reads several, and the ones it does not read removed."""
     import torch.fx
 
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in graph.nodes if n.op == "placeholder" and not _guarded(n)]  # not a constant's
+    if len(placeholders) != len(names):
+        raise Unsupported(f"{what}: forward reads {len(placeholders)} inputs where it is called with {len(names)} tensors")
     (out,) = [n for n in graph.nodes if n.op == "output"]
     leaves = out.args[0] if isinstance(out.args[0], (list, tuple)) else [out.args[0]]
     if not all(isinstance(leaf, torch.fx.Node) for leaf in leaves) or (not returns_list and len(leaves) != 1):
@@ -56,8 +99,20 @@ def outputs(graph: Any, what: str, returns_list: bool) -> tuple[tuple[int, ...],
         if k not in read and not (not own and passes == (k,)):
             graph.erase_node(p)
         elif len(read) > 1:
-            p.meta["archc_input"] = f"x{k}"
+            p.meta["archc_input"] = names[k]
     return read, passes
+
+
+def _guarded(node: Any) -> bool:
+    """A placeholder of a constant the trace fixed, read only by fx's checks of its value
+    (trace._drop_guards removes them)."""
+    import torch
+    from torch.fx._symbolic_trace import _assert_is_none
+
+    def check(u: Any) -> bool:
+        return u.op == "call_function" and (u.target is _assert_is_none or u.target is torch._assert) and not u.users
+
+    return bool(node.users) and all(check(u) or u.users and all(check(w) for w in u.users) for u in node.users)
 
 
 def chain(module: Any, n: int) -> list[tuple[str, Any]] | None:
@@ -74,7 +129,7 @@ def chain(module: Any, n: int) -> list[tuple[str, Any]] | None:
     if not children:
         return None
     try:
-        graph = LeafTracer().trace(module, concrete_args=concrete(module, n, None))
+        graph = LeafTracer().trace(module, concrete_args=concrete(module, [(_first(module), n)], None))
     except Exception:
         return None
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
@@ -101,18 +156,13 @@ def call(
     names of their elements."""
     from archc.importer.trace import Entry, Group
 
-    if len(node.args) != 1 or node.kwargs:
+    found = arguments(node, child, flow, name_of, id(child) in tracer.returns)
+    if found is None:
         return None
-    arg = node.args[0]
-    if arg in flow:
-        elements = flow[arg]
-    elif isinstance(arg, (list, tuple)) and arg and id(child) in tracer.returns:
-        elements = tuple(name_of(t) for t in arg)  # `features([x])`, a list in and a list out
-    else:
-        return None
-    children = chain(child, len(elements)) if id(child) in tracer.returns else None
+    spec, elements = found
+    children = chain(child, len(elements)) if id(child) in tracer.returns and len(spec) == 1 and isinstance(spec[0][1], int) else None
     if children is None:
-        entry, out, alias = block(tracer, child, path, elements)
+        entry, out, alias = block(tracer, child, path, spec, elements)
         if entry is not None:
             entry.name = target
         return entry, own_name(out, target), alias
@@ -121,7 +171,7 @@ def call(
     entries: list[Any] = []
     inside = elements
     for k, (key, grandchild) in enumerate(children):
-        entry, out, _ = block(tracer, grandchild, f"{path}.{key}", inside)
+        entry, out, _ = block(tracer, grandchild, f"{path}.{key}", [(_first(grandchild), len(inside))], inside)
         if entry is None or out is None:
             raise Unsupported(f"{path}.{key}: {type(grandchild).__name__} in a chain of lists takes a list and does not return one")
         previous = str(k - 1) if k else None
@@ -142,16 +192,55 @@ def call(
     return Entry(target, group, src, channels=tracer._channels(child)), out, None
 
 
-def block(tracer: Any, module: Any, path: str, elements: tuple[str, ...]) -> tuple[Any, tuple[str, ...] | None, str | None]:
-    """A module called with a list whose elements are named `elements`: (its entry, unnamed;
-    the elements of the list it returns, or None for a tensor; the name of the tensor it
-    passes on where it computes nothing)."""
+def arguments(node: Any, child: Any, flow: dict[Any, tuple[str, ...]], name_of: Callable[[Any], str], returns: bool) -> tuple[Call, tuple[str, ...]] | None:
+    """A call's parameters (see Call) and the names of its tensors, where it passes a list
+    (one a module returned, one of two or more tensors, or any that the module returns a list
+    for) or several tensors; None for a call of one tensor (trace._entries' own case)."""
+    import torch.fx
+
+    try:
+        bound = inspect.signature(type(child).forward).bind(child, *node.args, **node.kwargs)
+    except (TypeError, ValueError):
+        return None
+    spec: Call = []
+    elements: list[str] = []
+    listed = tensors = 0
+    for p, v in list(bound.arguments.items())[1:]:
+        if isinstance(v, torch.fx.Node) and v in flow:
+            spec.append((p, len(flow[v])))
+            elements += flow[v]
+            listed += 2
+        elif isinstance(v, torch.fx.Node):
+            spec.append((p, None))
+            elements.append(name_of(v))
+            tensors += 1
+        elif isinstance(v, (list, tuple)) and all(isinstance(t, torch.fx.Node) and t not in flow for t in v):
+            spec.append((p, len(v)))
+            elements += [name_of(t) for t in v]
+            listed += 2 if len(v) > 1 or returns else 1 if v else 0
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            spec.append((p, (v,)))
+        else:
+            return None
+    if listed < 2 and tensors + listed < 2:
+        return None
+    return spec, tuple(elements)
+
+
+def _first(module: Any) -> str:
+    return list(inspect.signature(type(module).forward).parameters)[1]
+
+
+def block(tracer: Any, module: Any, path: str, spec: Call, elements: tuple[str, ...]) -> tuple[Any, tuple[str, ...] | None, str | None]:
+    """A module called with the tensors named `elements` (as `spec` gives them): (its entry,
+    unnamed; the elements of the list it returns, or None for a tensor; the name of the tensor
+    it passes on where it computes nothing)."""
     from archc.importer.trace import Entry, Instance
 
-    shapes = tracer.lists.get(id(module))
+    shapes = tracer.leaves.get(id(module))
     if shapes is None or len(shapes) != len(elements):
-        raise Unsupported(f"{path}: {type(module).__name__} is called with a list of {len(elements)} tensors in one place and another list elsewhere")
-    tracer.list_calls[id(module)] = len(elements)
+        raise Unsupported(f"{path}: {type(module).__name__} is called with {len(elements)} tensors in one place and another number elsewhere")
+    tracer.list_calls[id(module)] = spec
     described = tracer.describe(module, path)
     if not isinstance(described, Instance) or described.reads is None:
         raise Unsupported(f"{path}: {type(module).__name__} takes a list of tensors, not as a block")
@@ -165,7 +254,8 @@ def block(tracer: Any, module: Any, path: str, elements: tuple[str, ...]) -> tup
     if reads:
         described.in_channels = shapes[reads[0]][0]
     if len(reads) > 1:
-        described.inputs = {f"x{k}": shapes[k][0] for k in reads}
+        names = leaf_names(spec)
+        described.inputs = {names[k]: shapes[k][0] for k in reads}
     src: Any = tuple(elements[k] for k in reads) if len(reads) > 1 else elements[reads[0]] if reads else None
     entry = Entry(None, described, src, channels=described.in_channels)
     own = "\0"
@@ -176,3 +266,36 @@ def block(tracer: Any, module: Any, path: str, elements: tuple[str, ...]) -> tup
 def own_name(out: tuple[str, ...] | None, name: str) -> tuple[str, ...] | None:
     """The elements of a block's result, its own tensor named `name`."""
     return None if out is None else tuple(name if e == "\0" else e for e in out)
+
+
+_WEIGHTLESS = {"maxpool", "avgpool", "adaptive_avgpool", "identity", "dropout"}
+
+
+def unread(entries: list[Any], outputs: dict[str, str]) -> list[Any]:
+    """`entries` without the weightless layers whose tensor nothing reads: where a block
+    does not read an input it is called with (timm's DlaTree passes its `shortcut` to a tree
+    that makes its own), the layer that computed it is dead code, which a spec refuses."""
+    from archc.importer.ops import ACTIVATION_LAYERS
+    from archc.importer.trace import Group, Layer, Merge
+
+    def reads(items: list[Any]) -> set[str]:
+        found: set[str] = set()
+        for e in items:
+            names = [e.src] if isinstance(e.src, str) else list(e.src or ())
+            names += e.node.inputs if isinstance(e.node, Merge) else []
+            names += [e.node.args["like"]] if isinstance(e.node, Layer) and isinstance(e.node.args.get("like"), str) else []
+            found |= {n.split(".")[0] for n in names} | set(names)
+            if isinstance(e.node, Group):
+                found |= reads(e.node.entries)
+        return found
+
+    read = reads(entries) | set(outputs.values()) | {n.split(".")[0] for n in outputs.values()}
+    kept = []
+    for k, e in enumerate(entries):
+        dead = (
+            isinstance(e.node, Layer) and (e.node.kind in _WEIGHTLESS or e.node.kind in ACTIVATION_LAYERS)
+            and e.name is not None and e.name not in read and k + 1 < len(entries) and entries[k + 1].src is not None
+        )  # fmt: skip
+        if not dead:
+            kept.append(e)
+    return kept

@@ -43,22 +43,30 @@ class Renderer:
         """Give every instance below the root its kind and parameters, deepest classes first."""
         by_class: dict[type, list[Instance]] = {}
         depth: dict[type, int] = {}
+        own: dict[int, int] = {}  # id(instance) -> its own depth
+        recursive: set[type] = set()  # classes with instances inside instances of their own (timm's DlaTree)
 
-        def walk(entries: list[Entry]) -> int:
+        def walk(entries: list[Entry], outer: tuple[type, ...]) -> int:
             deepest = 0
             for e in entries:
                 if isinstance(e.node, Instance):
-                    d = walk(e.node.entries) + 1
+                    if e.node.cls in outer:
+                        recursive.add(e.node.cls)
+                    d = own[id(e.node)] = walk(e.node.entries, (*outer, e.node.cls)) + 1
                     by_class.setdefault(e.node.cls, []).append(e.node)
                     depth[e.node.cls] = max(depth.get(e.node.cls, 0), d)
                     deepest = max(deepest, d)
                 elif isinstance(e.node, Group):
-                    deepest = max(deepest, walk(e.node.entries))
+                    deepest = max(deepest, walk(e.node.entries, outer))
             return deepest
 
-        walk(root.entries)
-        for cls in sorted(by_class, key=lambda c: depth[c]):
-            instances = by_class[cls]
+        walk(root.entries, ())
+        batches: list[tuple[int, type, list[Instance]]] = []  # a recursive class's kinds formed level by level, inner first
+        for cls, found in by_class.items():
+            levels = sorted({own[id(i)] for i in found}) if cls in recursive else [depth[cls]]
+            for d in levels:
+                batches.append((d, cls, [i for i in found if cls not in recursive or own[id(i)] == d]))
+        for _, cls, instances in sorted(batches, key=lambda b: b[0]):
             try:
                 self._kind(cls, instances)
             except Mismatch:
@@ -66,7 +74,10 @@ class Renderer:
                 for inst in instances:
                     parts.setdefault(repr((_shape(inst.entries), list(inst.inputs))), []).append(inst)
                 for part in parts.values():
-                    self._kind(cls, part)
+                    try:
+                        self._kind(cls, part)
+                    except Mismatch as e:
+                        raise Unsupported(f"{part[0].path}: {cls.__name__}: instances of one structure that are no one kind ({e})") from None
 
     def _kind(self, cls: type, instances: list[Instance]) -> None:
         base = snake(cls.__name__)

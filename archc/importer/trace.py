@@ -84,10 +84,11 @@ class Tracer:
         self.named_inputs: dict[int, dict[str, tuple[int, ...]]] = {}  # a module called with a dict of maps
         self.tensor_inputs: set[int] = set()  # the modules called with one tensor
         self.size_tests: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}  # path -> class, input, tests (sizes.py)
-        self.lists: dict[int, list[tuple[int, ...]]] = {}  # a module called with a list of maps: their shapes
+        self.leaves: dict[int, list[tuple[int, ...]]] = {}  # the shapes of all tensors a module is called with
         self.returns: dict[int, int] = {}  # a module that returns a list of maps: its length
-        self.list_calls: dict[int, int] = {}  # modules traced on a list of that many tensors (lists.py)
+        self.list_calls: dict[int, lists.Call] = {}  # modules traced as a call with lists or several tensors gives them
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
+        hooks += [m.register_forward_pre_hook(lists.hook(self), with_kwargs=True) for m in model.modules()]
         hooks += [m.register_forward_hook(self._returned) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -110,7 +111,6 @@ class Tracer:
         elif isinstance(first, (list, tuple)) and first and all(isinstance(t, torch.Tensor) for t in first):
             shape = tuple(first[0].shape[1:])  # read as one concatenation (a dense layer's input)
             self.shapes[id(module)] = (sum(t.shape[1] for t in first), *shape[1:])
-            self.lists[id(module)] = [tuple(t.shape[1:]) for t in first]
         elif isinstance(first, dict) and first and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in first.items()):
             self.named_inputs[id(module)] = {k: tuple(t.shape[1:]) for k, t in first.items()}  # LRASPPHead(features)
             self.shapes[id(module)] = next(iter(self.named_inputs[id(module)].values()))
@@ -199,12 +199,13 @@ class Tracer:
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
-        _drop_guards(graph, settings)
+        call = self.list_calls.get(id(module))
+        reads, passes = lists.outputs(graph, what, id(module) in self.returns, lists.leaf_names(call)) if call else (None, ())
+        _drop_guards(graph, settings or call)  # type: ignore[arg-type]
         sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
         if tracer.tests:
             sizes.prune(graph)
             self.size_tests[path] = (type(module).__name__, self.shapes[id(module)], tracer.tests)
-        reads, passes = lists.outputs(graph, what, id(module) in self.returns) if id(module) in self.list_calls else (None, ())
         _container_calls(module, graph)
         dense = self._dense(module, path, graph)
         if dense is not None:
@@ -492,7 +493,7 @@ class Tracer:
         for cname, child in module.named_children():
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
-        return _numbered_tail(_global_pools(entries))
+        return _numbered_tail(_global_pools(lists.unread(entries, outputs)))
 
 
 def _global_pools(entries: list[Entry]) -> list[Entry]:
