@@ -12,6 +12,11 @@ passes an input on (`return x[0]`) is no entry at all. A module that calls its c
 order, each on what the one before returned (an nn.Sequential in all but its forward), is
 the `modules:` container of them, whose entries read earlier ones by number
 (`from: ["1", "0"]`), with the keys the original's (`features.1.conv1.0.weight`).
+
+The same holds of a call with several tensors (timm's DLA: `self.tree1(x, shortcut)`,
+`self.root([x2, x1] + children)`, `self.tree2(x1, None, children)`): the module is traced as
+the call gives its arguments (tensors, lists of them, constants), and is a block kind with
+an input per tensor it reads, named after its parameters (`shortcut`, `children0`).
 """
 
 from __future__ import annotations
@@ -203,7 +208,7 @@ def arguments(node: Any, child: Any, flow: dict[Any, tuple[str, ...]], name_of: 
     except (TypeError, ValueError):
         return None
     spec: Call = []
-    elements: list[str] = []
+    elements: list[Any] = []  # names, or fx nodes named once the call is known to be one of these
     listed = tensors = 0
     for p, v in list(bound.arguments.items())[1:]:
         if isinstance(v, torch.fx.Node) and v in flow:
@@ -212,11 +217,11 @@ def arguments(node: Any, child: Any, flow: dict[Any, tuple[str, ...]], name_of: 
             listed += 2
         elif isinstance(v, torch.fx.Node):
             spec.append((p, None))
-            elements.append(name_of(v))
+            elements.append(v)
             tensors += 1
         elif isinstance(v, (list, tuple)) and all(isinstance(t, torch.fx.Node) and t not in flow for t in v):
             spec.append((p, len(v)))
-            elements += [name_of(t) for t in v]
+            elements += list(v)
             listed += 2 if len(v) > 1 or returns else 1 if v else 0
         elif v is None or isinstance(v, (bool, int, float, str)):
             spec.append((p, (v,)))
@@ -224,7 +229,7 @@ def arguments(node: Any, child: Any, flow: dict[Any, tuple[str, ...]], name_of: 
             return None
     if listed < 2 and tensors + listed < 2:
         return None
-    return spec, tuple(elements)
+    return spec, tuple(e if isinstance(e, str) else name_of(e) for e in elements)
 
 
 def _first(module: Any) -> str:
