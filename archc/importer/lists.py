@@ -279,8 +279,8 @@ _WEIGHTLESS = {"maxpool", "avgpool", "adaptive_avgpool", "identity", "dropout"}
 def unread(entries: list[Any], outputs: dict[str, str]) -> list[Any]:
     """`entries` without the weightless layers whose tensor nothing reads: where a block
     does not read an input it is called with (timm's DlaTree passes its `shortcut` to a tree
-    that makes its own), the layer that computed it is dead code, which a spec refuses."""
-    from archc.importer.ops import ACTIVATION_LAYERS
+    that makes its own), the layer that computed it is dead code, which a spec refuses. Pools,
+    not activations: an in-place activation whose result is unread still changes its input."""
     from archc.importer.trace import Group, Layer, Merge
 
     def reads(items: list[Any]) -> set[str]:
@@ -298,7 +298,7 @@ def unread(entries: list[Any], outputs: dict[str, str]) -> list[Any]:
     kept = []
     for k, e in enumerate(entries):
         dead = (
-            isinstance(e.node, Layer) and (e.node.kind in _WEIGHTLESS or e.node.kind in ACTIVATION_LAYERS)
+            isinstance(e.node, Layer) and e.node.kind in _WEIGHTLESS
             and e.name is not None and e.name not in read and k + 1 < len(entries) and entries[k + 1].src is not None
         )  # fmt: skip
         if not dead:
