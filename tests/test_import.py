@@ -731,7 +731,7 @@ def test_a_layer_that_differs_between_instances_splits_the_kind(tmp_path):
 def test_timm_round_trip(name):
     """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample),
     TResNet (its space-to-depth stem and blur pools), SelecSLS (blocks that pass lists
-    [x, skip] down an nn.Sequential, archc.importer.lists) and DLA (blocks given a shortcut,
+    [x, skip] down an nn.Sequential, archc.importer.listflow) and DLA (blocks given a shortcut,
     roots a list, recursive trees their children)."""
     timm = need("timm")
     torch.manual_seed(0)

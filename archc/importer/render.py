@@ -233,7 +233,7 @@ class Renderer:
             if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
                 raise Unsupported(f"{te.name}: a module list whose paths differ between instances")
             return {"parallel": [self.node(e, scope, mask)[0] for e in node.entries]}, {}
-        if isinstance(node, TGroup) and node.modules:  # entries read earlier ones by number (archc.importer.lists)
+        if isinstance(node, TGroup) and node.modules:  # entries read earlier ones by number (archc.importer.listflow)
             if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
                 raise Unsupported(f"{te.name}: a `modules:` container whose entries differ between instances")
             return {"modules": self.entries(node.entries, scope, mask)}, {}

@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import lists, patterns, radix, sizes, taps
+from archc.importer import listflow, patterns, radix, sizes, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -58,7 +58,7 @@ class Instance:
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # the model's, where its forward returns a dict
     inputs: dict[str, int] = field(default_factory=dict)  # several named inputs -> their channels (LRASPPHead's low, high)
-    reads: tuple[int, ...] | None = None  # called with a list: the elements it reads (see lists.py)
+    reads: tuple[int, ...] | None = None  # called with a list: the elements it reads (see listflow.py)
     passes: tuple[int | None, ...] = ()  # and what it returns: its own tensor (None) or its input k, per element
 
 
@@ -86,9 +86,9 @@ class Tracer:
         self.size_tests: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}  # path -> class, input, tests (sizes.py)
         self.leaves: dict[int, list[tuple[int, ...]]] = {}  # the shapes of all tensors a module is called with
         self.returns: dict[int, int] = {}  # a module that returns a list of maps: its length
-        self.list_calls: dict[int, lists.Call] = {}  # modules traced as a call with lists or several tensors gives them
+        self.list_calls: dict[int, listflow.Call] = {}  # modules traced as a call with lists or several tensors gives them
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
-        hooks += [m.register_forward_pre_hook(lists.hook(self), with_kwargs=True) for m in model.modules()]
+        hooks += [m.register_forward_pre_hook(listflow.hook(self), with_kwargs=True) for m in model.modules()]
         hooks += [m.register_forward_hook(self._returned) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -195,12 +195,12 @@ class Tracer:
         try:
             settings = _settings(module)
             tracer = sizes.tracer(self.shapes[id(module)] if id(module) in self.tensor_inputs and id(module) not in self.list_calls else None)
-            graph = tracer.trace(module, concrete_args=lists.concrete(module, self.list_calls.get(id(module)), settings))  # size tests at this input
+            graph = tracer.trace(module, concrete_args=listflow.concrete(module, self.list_calls.get(id(module)), settings))  # size tests at this input
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
         call = self.list_calls.get(id(module))
-        reads, passes = lists.outputs(graph, what, id(module) in self.returns, lists.leaf_names(call)) if call else (None, ())
+        reads, passes = listflow.outputs(graph, what, id(module) in self.returns, listflow.leaf_names(call)) if call else (None, ())
         _drop_guards(graph, settings or call)  # type: ignore[arg-type]
         sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
         if tracer.tests:
@@ -289,7 +289,7 @@ class Tracer:
         skipped_nodes: set[Any] = set()
         tapped: dict[Any, dict[str, str]] = {}  # a layer getter's call -> tap name -> the spec's name
         sizes: dict[Any, tuple[Any, Any]] = {}  # x.shape, x.shape[-2:] -> (x, where the items start)
-        flow: dict[Any, tuple[str, ...]] = {}  # a list a module returned -> the names of its elements (lists.py)
+        flow: dict[Any, tuple[str, ...]] = {}  # a list a module returned -> the names of its elements (listflow.py)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
             if extra.users and "archc_input" not in extra.meta:
@@ -325,7 +325,7 @@ class Tracer:
 
         for node in graph.nodes:
             if node.op == "placeholder":
-                if "archc_input" in node.meta:  # an element of a list it is called with (lists.py)
+                if "archc_input" in node.meta:  # an element of a list it is called with (listflow.py)
                     names[node] = used.add(node.meta["archc_input"]) or node.meta["archc_input"]  # type: ignore[func-returns-value]
                 elif node is placeholders[0] and id(module) not in self.named_inputs:
                     names[node] = "input"
@@ -389,7 +389,7 @@ class Tracer:
                     parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
                     add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
                     continue
-                found = lists.call(self, node, child, _join(path, target), target, flow, name_of)
+                found = listflow.call(self, node, child, _join(path, target), target, flow, name_of)
                 if found is not None:  # a list of tensors in or out (timm's SelecSLS)
                     listed_entry, elements, alias = found
                     called[target] = child
@@ -493,7 +493,7 @@ class Tracer:
         for cname, child in module.named_children():
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
-        return _numbered_tail(_global_pools(lists.unread(entries, outputs)))
+        return _numbered_tail(_global_pools(listflow.unread(entries, outputs)))
 
 
 def _global_pools(entries: list[Entry]) -> list[Entry]:
