@@ -263,3 +263,65 @@ def test_container_entries_written_in_place_are_checked():
     _refused(block.replace("- relu3: relu", "- relu3: [{convs.7: relu}]"), r"convs.7: an entry written as `container.number` is an entry of a block kind's list")
     _refused(block.replace("- relu3: relu", "- relu3: {act: relu, from: convs}"), r"unknown tensor 'convs'")
     _refused(block.replace("- convs.1:", "- convs.01:"), r"'convs.01' is not a valid name")
+
+
+# timm's SelecSLS in miniature: its blocks pass lists [x, skip] down an nn.Sequential; here a
+# numbered container whose entries read earlier ones by number, `from: ["1", "0"]`
+SLS_KINDS = """\
+blocks:
+  sls_first:
+    params: {w: int}
+    layers:
+      - conv1: {conv: {filters: w, kernel: 3, padding: 1, stride: 2}}
+      - conv2: {conv: {filters: w, kernel: 3, padding: 1}}
+      - cat: {concat: [conv1, conv2]}
+      - conv6: [{conv: {filters: w, kernel: 1}}, batchnorm, relu]
+  sls:
+    inputs: [x0, x1]
+    params: {w: int}
+    layers:
+      - conv1: {conv: {filters: w, kernel: 3, padding: 1}, from: x0}
+      - cat: {concat: [conv1, x1]}
+      - conv6: [{conv: {filters: w, kernel: 1}}, batchnorm, relu]
+"""
+SLS_LAYERS = """\
+- features:
+    modules:
+      - {block: sls_first, with: {w: 6}}
+      - {block: sls, with: {w: 6}, from: ["0", "0"]}
+      - {block: sls, with: {w: 5}, from: ["1", "0"]}
+      - {block: sls_first, with: {w: 7}, from: "2"}
+- head: {conv: {filters: 3, kernel: 3, stride: 2, padding: 1}, from: features.2}
+- joined: {concat: [features, head]}
+"""
+
+
+def sls_model() -> str:
+    return HEAD + SLS_KINDS + "layers:\n  - stem: {conv: {filters: 5, kernel: 3, padding: 1}}\n" + textwrap.indent(SLS_LAYERS, "  ")
+
+
+def sls_block() -> str:
+    kinds = SLS_KINDS + "  trunk:\n    layers:\n" + textwrap.indent(SLS_LAYERS, "      ")
+    return HEAD + kinds + "layers:\n  - stem: {conv: {filters: 5, kernel: 3, padding: 1}}\n  - body: {block: trunk}\n"
+
+
+def test_numbered_entries_read_earlier_ones_by_number():
+    """A numbered container's entry reads an earlier entry of the same container by its number,
+    at model level and inside a block kind: the same IR and function either way."""
+    at_model, in_block = both(sls_model(), sls_block(), "body")
+    nodes = {n.id: n for n in at_model.nodes}
+    assert nodes["features.2.conv1"].inputs == ("features.1.conv6.2",)
+    assert nodes["features.2.cat"].inputs == ("features.2.conv1", "features.0.conv6.2")
+    assert nodes["features.3.conv1"].inputs == ("features.2.conv6.2",)
+    code = emit(at_model, "torch")
+    assert "features_1 = self.features[1](features_0, features_0)" in code
+    assert "features_2 = self.features[2](features_1, features_0)" in code
+    keras_code = emit(in_block, "keras")
+    assert re.search(r"sls\(\s*features_1, features_0,", keras_code), keras_code
+
+
+def test_a_number_reads_only_an_earlier_entry_of_its_numbered_container():
+    text = sls_model()
+    _refused(text.replace('from: ["0", "0"]', 'from: ["0", "2"]'), r"unknown tensor '2'")
+    _refused(text.replace("from: features.2}", 'from: "2"}'), r"unknown tensor '2'.*known here: input, stem, features")
+    _refused(text.replace('from: ["0", "0"]', 'from: ["0", "00"]'), r"'00' is not a valid name")

@@ -816,9 +816,10 @@ def dataflow_specs(draw):
 
 def _block_modules(draw, w: int, pieces: bool = False) -> tuple[dict, int]:
     """A block kind `mods` (w) with a named `modules:` container whose entries read the block's
-    tensors and each other, maybe a numbered container nested in it or a grid of rows, every
-    entry read after it by path, and with `pieces` maybe entries of a numbered container
-    written where they are called; and its output channels."""
+    tensors and each other, maybe a numbered container nested in it (its entries maybe reading
+    earlier ones by number) or a grid of rows, every entry read after it by path, and with
+    `pieces` maybe entries of a numbered container written where they are called; and its
+    output channels."""
     k = draw(st.sampled_from([1, 3]))
     merge = draw(st.sampled_from(["add", "concat"]))
     entries: list[dict] = [
@@ -829,8 +830,11 @@ def _block_modules(draw, w: int, pieces: bool = False) -> tuple[dict, int]:
     leaves, box = ["box.j"], 2 * w if merge == "concat" else w  # what `out` reads; the container's tensor
     nested = draw(st.sampled_from(["none", "list", "grid"]))
     if nested == "list":  # nn.ModuleList inside the nn.ModuleDict
-        entries.append({"inner": {"modules": [{"conv": {"filters": "w", "kernel": 1}, "from": "a"}, [{"conv": {"filters": "w", "kernel": 1}, "from": "pre"}, draw(st.sampled_from(ACTS))]]}})
-        leaves, box = [*leaves, "box.inner.0", "box.inner.1"], w
+        inner = [{"conv": {"filters": "w", "kernel": 1}, "from": "a"}, [{"conv": {"filters": "w", "kernel": 1}, "from": "pre"}, draw(st.sampled_from(ACTS))]]
+        if draw(st.booleans()):  # an entry reading an earlier one of its numbered container by number
+            inner.append({"conv": {"filters": "w", "kernel": 1}, "from": draw(st.sampled_from(["0", "1"]))})
+        entries.append({"inner": {"modules": inner}})
+        leaves, box = [*leaves, *(f"box.inner.{i}" for i in range(len(inner)))], w
     elif nested == "grid":  # rows of module lists read one by one
         rows = [
             {"parallel": [{"identity": {}, "from": "a"}, {"conv": {"filters": "w", "kernel": 1}, "from": "b"}], "merge": "add"},

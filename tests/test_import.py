@@ -727,11 +727,13 @@ def test_a_layer_that_differs_between_instances_splits_the_kind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "resnet50d", "tresnet_m", "res2net50_26w_4s", "skresnet18"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50d", "tresnet_m", "res2net50_26w_4s", "skresnet18", "selecsls42", "dla34"])
 def test_timm_round_trip(name):
     """timm:NAME: timm's ResNet (resnet50d: the deep stem and the average-pool downsample),
     TResNet (its space-to-depth stem and blur pools), Res2Net (module-list entries called one
-    at a time, `convs.1`) and SKNet (paths stacked on a new axis)."""
+    at a time, `convs.1`), SKNet (paths stacked on a new axis), SelecSLS (blocks that pass lists
+    [x, skip] down an nn.Sequential, archc.importer.listflow) and DLA (blocks given a shortcut,
+    roots a list, recursive trees their children)."""
     timm = need("timm")
     torch.manual_seed(0)
     result = import_spec(f"timm:{name}", SMALL)

@@ -407,3 +407,190 @@ def test_the_mean_over_a_clips_positions_is_a_global_pool(tmp_path):
     result = import_spec(f"{path}:net", (3, 4, 8, 8))
     assert result.diff is not None and result.diff <= 1e-5
     assert yaml.safe_load(result.text)["layers"][-1] == {"global_avgpool": "global_avgpool"}
+
+
+SELECSLS = '''
+from typing import List
+
+import torch
+from torch import nn
+
+
+def conv_bn(cin, cout, k, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SequentialList(nn.Sequential):  # timm.models.selecsls's: the blocks pass lists on
+    def forward(self, x) -> List[torch.Tensor]:
+        for module in self:
+            x = module(x)
+        return x
+
+
+class SelectSeq(nn.Module):
+    def __init__(self, index=0):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+
+class Block(nn.Module):  # SelecSlsBlock: [x] or [x, skip] in, [out, out] or [out, skip] out
+    def __init__(self, in_chs, skip_chs, out_chs, is_first, stride, twice=False):
+        super().__init__()
+        self.is_first, self.twice = is_first, twice
+        self.conv1 = conv_bn(in_chs, out_chs, 3, stride)
+        self.conv2 = conv_bn(out_chs, out_chs, 1)
+        self.conv6 = conv_bn(2 * out_chs + (0 if is_first else skip_chs), out_chs, 1)
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        if not isinstance(x, list):
+            x = [x]
+        assert len(x) in [1, 2]
+        d1 = self.conv1(x[0])
+        d2 = self.conv2(d1)
+        if self.is_first:
+            out = self.conv6(torch.cat([d1, d2], 1))
+            return [out, d2 if self.twice else out]
+        return [self.conv6(torch.cat([d1, d2, x[1]], 1)), x[1]]
+
+
+class Net(nn.Module):
+    def __init__(self, twice=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.features = SequentialList(
+            Block(8, 0, 8, True, 2, twice), Block(8, 8, 8, False, 1), Block(8, 8, 12, False, 1),
+            Block(12, 0, 16, True, 2), Block(16, 16, 16, False, 1),
+        )
+        self.from_seq = SelectSeq()
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        x = self.features([self.stem(x)])
+        return self.head(self.from_seq(x))
+
+
+def net(twice=False):
+    return Net(twice)
+'''
+
+
+def test_blocks_that_pass_lists_are_blocks_with_several_inputs(tmp_path):
+    """timm's SelecSLS: blocks take `[x]` or `[x, skip]` and return `[out, out]` or
+    `[out, skip]` down an nn.Sequential subclass; a module returns the list's first tensor.
+    Each block is a kind with an input per element it reads, the list a numbered `modules:`
+    container whose entries read the skip where it was made, by number."""
+    path = tmp_path / "selecsls.py"
+    path.write_text(SELECSLS)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    spec = yaml.safe_load(result.text)
+    assert [k.get("inputs") for k in spec["blocks"].values()] == [None, ["x0", "x1"]]
+    features = next(e["features"] for e in spec["layers"] if "features" in e)["modules"]
+    assert [e.get("from") for e in features] == [None, ["0", "0"], ["1", "0"], None, ["3", "3"]]
+    namespace = {}
+    exec(compile(SELECSLS, str(path), "exec"), namespace)
+    reference = randomised(namespace["net"]())
+    ours = build(load_spec_text(result.text), "torch")
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours.eval()(x), atol=1e-5)
+    with pytest.raises(SpecError, match=r"features.0: Block: forward returns 2 tensors it computes in a list, where a block gives one$"):
+        import_spec(f"{path}:net", INPUT, {"twice": True})
+
+
+DLA = '''
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+
+class Basic(nn.Module):  # timm's DlaBasic: a residual block given its shortcut, or its input
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+
+    def forward(self, x, shortcut: Optional[torch.Tensor] = None, children: Optional[List[torch.Tensor]] = None):
+        if shortcut is None:
+            shortcut = x
+        return self.relu(self.bn1(self.conv1(x)) + shortcut)
+
+
+class Root(nn.Module):  # DlaRoot: a list of tensors concatenated, then conv, norm, relu
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x_children: List[torch.Tensor]):
+        return torch.relu(self.bn(self.conv(torch.cat(x_children, 1))))
+
+
+class Tree(nn.Module):  # DlaTree: recursive; an inner tree gets the list of the outer one's children
+    def __init__(self, levels, cin, cout, stride=1, level_root=False, root_dim=0):
+        super().__init__()
+        root_dim = (root_dim or 2 * cout) + (cin if level_root else 0)
+        self.downsample = nn.MaxPool2d(stride, stride=stride) if stride > 1 else nn.Identity()
+        self.project = nn.Identity()
+        if levels == 1:
+            self.tree1 = Basic(cin, cout, stride)
+            self.tree2 = Basic(cout, cout)
+            if cin != cout:
+                self.project = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            self.root = Root(root_dim, cout)
+        else:
+            self.tree1 = Tree(levels - 1, cin, cout, stride)
+            self.tree2 = Tree(levels - 1, cout, cout, root_dim=root_dim + cout)
+            self.root = None
+        self.level_root = level_root
+
+    def forward(self, x, shortcut: Optional[torch.Tensor] = None, children: Optional[List[torch.Tensor]] = None):
+        if children is None:
+            children = []
+        bottom = self.downsample(x)
+        shortcut = self.project(bottom)
+        if self.level_root:
+            children.append(bottom)
+        x1 = self.tree1(x, shortcut)
+        if self.root is not None:
+            x2 = self.tree2(x1)
+            return self.root([x2, x1] + children)
+        children.append(x1)
+        return self.tree2(x1, None, children)
+
+
+def net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Tree(1, 4, 6, 2), Tree(2, 6, 8, 2, level_root=True), Tree(2, 8, 8, 2))
+'''
+
+
+def test_calls_with_several_tensors_and_lists_are_blocks_with_several_inputs(tmp_path):
+    """timm's DLA: blocks called with (x, shortcut), roots with a list, trees with (x, None,
+    children): each a block kind with an input per tensor it reads; a recursive class's kinds
+    formed level by level; the max pool whose tensor only an unread shortcut takes is dropped."""
+    path = tmp_path / "dla.py"
+    path.write_text(DLA)
+    result = import_spec(f"{path}:net", INPUT)
+    assert result.diff is not None and result.diff <= 1e-5
+    kinds = yaml.safe_load(result.text)["blocks"]
+    inputs = {k: v.get("inputs") for k, v in kinds.items()}
+    assert inputs["basic"] == ["x0", "shortcut"] and inputs["root"] == ["x_children0", "x_children1"]
+    assert ["x0", "children0", "children1"] in inputs.values()  # the inner tree given the outer one's children
+    outer = next(v["layers"] for v in kinds.values() if any("tree2" in e and e["tree2"].get("from") == ["tree1", "downsample", "tree1"] for e in v["layers"]))
+    assert [next(iter(e)) for e in outer] == ["downsample", "tree1", "tree2"]
+    layers = [[next(iter(e)) for e in v["layers"]] for v in kinds.values()]
+    assert ["tree1", "tree2"] in layers  # the last tree: its max pool only fed tree1's shortcut, which tree1 does not read
+    namespace = {}
+    exec(compile(DLA, str(path), "exec"), namespace)
+    reference = randomised(namespace["net"]())
+    ours = build(load_spec_text(result.text), "torch")
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), ours.eval()(x), atol=1e-5)

@@ -41,6 +41,7 @@ class TGroup:
     entries: list[TEntry]
     dense: bool = False
     parallel: bool = False
+    modules: bool = False
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _key(entry: Entry) -> tuple[Any, ...]:
     elif isinstance(node, Merge):
         sig = ("M", node.kind, len(node.inputs))
     elif isinstance(node, Group):
-        sig = ("G", node.dense, node.parallel)
+        sig = ("G", node.dense, node.parallel, node.modules)
     else:
         sig = ("I", node.kind)
     # a named entry is one slot whatever it reads (unify then finds one source for it);
@@ -139,9 +140,9 @@ def unify(seqs: list[list[Entry] | None]) -> list[TEntry]:
         elif isinstance(node, Merge):
             tnode = TMerge(node.kind, [[e.node.inputs[j] if e is not None else None for e in slot] for j in range(len(node.inputs))])  # type: ignore[union-attr]
         elif isinstance(node, Group):
-            if any(e is not None and (e.node.dense, e.node.parallel) != (node.dense, node.parallel) for e in slot):  # type: ignore[union-attr]
+            if any(e is not None and (e.node.dense, e.node.parallel, e.node.modules) != (node.dense, node.parallel, node.modules) for e in slot):  # type: ignore[union-attr]
                 raise Mismatch(f"{first.name}: dense or a module list in some instances only")
-            tnode = TGroup(unify([e.node.entries if e is not None else None for e in slot]), node.dense, node.parallel)  # type: ignore[union-attr]
+            tnode = TGroup(unify([e.node.entries if e is not None else None for e in slot]), node.dense, node.parallel, node.modules)  # type: ignore[union-attr]
         else:
             names = list(node.params)
             tnode = TInst(node.kind, {p: [e.node.params[p] if e is not None else None for e in slot] for p in names})  # type: ignore[union-attr]

@@ -43,30 +43,41 @@ class Renderer:
         """Give every instance below the root its kind and parameters, deepest classes first."""
         by_class: dict[type, list[Instance]] = {}
         depth: dict[type, int] = {}
+        own: dict[int, int] = {}  # id(instance) -> its own depth
+        recursive: set[type] = set()  # classes with instances inside instances of their own (timm's DlaTree)
 
-        def walk(entries: list[Entry]) -> int:
+        def walk(entries: list[Entry], outer: tuple[type, ...]) -> int:
             deepest = 0
             for e in entries:
                 if isinstance(e.node, Instance):
-                    d = walk(e.node.entries) + 1
+                    if e.node.cls in outer:
+                        recursive.add(e.node.cls)
+                    d = own[id(e.node)] = walk(e.node.entries, (*outer, e.node.cls)) + 1
                     by_class.setdefault(e.node.cls, []).append(e.node)
                     depth[e.node.cls] = max(depth.get(e.node.cls, 0), d)
                     deepest = max(deepest, d)
                 elif isinstance(e.node, Group):
-                    deepest = max(deepest, walk(e.node.entries))
+                    deepest = max(deepest, walk(e.node.entries, outer))
             return deepest
 
-        walk(root.entries)
-        for cls in sorted(by_class, key=lambda c: depth[c]):
-            instances = by_class[cls]
+        walk(root.entries, ())
+        batches: list[tuple[int, type, list[Instance]]] = []  # a recursive class's kinds formed level by level, inner first
+        for cls, found in by_class.items():
+            levels = sorted({own[id(i)] for i in found}) if cls in recursive else [depth[cls]]
+            for d in levels:
+                batches.append((d, cls, [i for i in found if cls not in recursive or own[id(i)] == d]))
+        for _, cls, instances in sorted(batches, key=lambda b: b[0]):
             try:
                 self._kind(cls, instances)
             except Mismatch:
                 parts: dict[str, list[Instance]] = {}
                 for inst in instances:
-                    parts.setdefault(repr(_shape(inst.entries)), []).append(inst)
+                    parts.setdefault(repr((_shape(inst.entries), list(inst.inputs))), []).append(inst)
                 for part in parts.values():
-                    self._kind(cls, part)
+                    try:
+                        self._kind(cls, part)
+                    except Mismatch as e:
+                        raise Unsupported(f"{part[0].path}: {cls.__name__}: instances of one structure that are no one kind ({e})") from None
 
     def _kind(self, cls: type, instances: list[Instance]) -> None:
         base = snake(cls.__name__)
@@ -98,8 +109,8 @@ class Renderer:
             inst.kind = name
             inst.params = {p: (scope.vars.get(p) or scope.new[p])[k_] for p in params}
         inputs = list(instances[0].inputs)
-        if any(list(i.inputs) != inputs for i in instances):
-            raise Unsupported(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
+        if any(list(i.inputs) != inputs for i in instances):  # a kind per structure (form_kinds)
+            raise Mismatch(f"{instances[0].path}: {cls.__name__} reads different named inputs in different instances")
         self.kinds[name] = Kind(name, cls, params, layers, inputs)
 
     # -- rendering -----------------------------------------------------------------------
@@ -178,7 +189,7 @@ class Renderer:
     def _named_stage(self, te: TEntry) -> dict[str, Any] | None:
         """A model-level list of one kind's instances as one stage (`layer1: {stage: ...}`):
         numbered entries, or entries named `prefix0`, `prefix1`, ... (`names: "block1-{i}"`)."""
-        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel:
+        if te.name is None or not isinstance(te.node, TGroup) or not te.node.entries or te.node.parallel or te.node.modules:
             return None
         entries = te.node.entries
         if not all(isinstance(e.node, TInst) and e.src is None for e in entries):
@@ -222,6 +233,10 @@ class Renderer:
             if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
                 raise Unsupported(f"{te.name}: a module list whose paths differ between instances")
             return {"parallel": [self.node(e, scope, mask)[0] for e in node.entries]}, {}
+        if isinstance(node, TGroup) and node.modules:  # entries read earlier ones by number (archc.importer.listflow)
+            if any(m and not p for e in node.entries for p, m in zip(e.present, mask)):
+                raise Unsupported(f"{te.name}: a `modules:` container whose entries differ between instances")
+            return {"modules": self.entries(node.entries, scope, mask)}, {}
         if isinstance(node, TGroup):
             return self.group(node, scope, mask), {}
         kind = self.kinds[node.kind]
@@ -318,7 +333,7 @@ def _stage_instances(tentries: list[TEntry]) -> list[TInst]:
     """The model-level instances a stage may hold (unnamed entries of lists), in model order."""
     out: list[TInst] = []
     for te in tentries:
-        if isinstance(te.node, TGroup) and not te.node.parallel:
+        if isinstance(te.node, TGroup) and not te.node.parallel and not te.node.modules:
             out += [e.node for e in te.node.entries if e.name is None and e.src is None and isinstance(e.node, TInst)]
             out += _stage_instances([e for e in te.node.entries if isinstance(e.node, TGroup)])
     return out

@@ -88,11 +88,11 @@ def items(values: list[Any], indent: int) -> list[str]:
                 out.append(f"{pad}- {scalar(name)}:")
                 out += items(body, indent + 4)
                 continue
-            if isinstance(body, dict) and isinstance(body.get("group"), list):
+            if isinstance(body, dict) and any(isinstance(body.get(k), list) for k in ("group", "modules")):
                 out.append(f"{pad}- {scalar(name)}:")
                 for k, v in body.items():
-                    if k == "group":
-                        out.append(f"{pad}    group:")
+                    if k in ("group", "modules"):
+                        out.append(f"{pad}    {k}:")
                         out += items(v, indent + 6)
                     else:
                         out.append(f"{pad}    {scalar(k)}: {flow(v)}")

@@ -14,7 +14,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from archc.importer import lists, patterns, radix, sizes, stacks, taps
+from archc.importer import listflow, lists, patterns, radix, sizes, stacks, taps
 from archc.importer.ops import (
     ACTIVATION_LAYERS,
     Unsupported,
@@ -42,6 +42,7 @@ class Group:
     entries: list[Entry]
     dense: bool = False  # each entry reads the concatenation of the input and the entries before
     parallel: bool = False  # an nn.ModuleList: unnamed paths on one input, concatenated
+    modules: bool = False  # a `modules:` container: numbered entries that read earlier ones by number
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Instance:
     params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # the model's, where its forward returns a dict
     inputs: dict[str, int] = field(default_factory=dict)  # several named inputs -> their channels (LRASPPHead's low, high)
+    reads: tuple[int, ...] | None = None  # called with a list: the elements it reads (see listflow.py)
+    passes: tuple[int | None, ...] = ()  # and what it returns: its own tensor (None) or its input k, per element
 
 
 Node = Union[Layer, Merge, Group, Instance]
@@ -82,7 +85,12 @@ class Tracer:
         self.tensor_inputs: set[int] = set()  # the modules called with one tensor
         self.size_tests: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}  # path -> class, input, tests (sizes.py)
         self.flattened: dict[int, int] = {}  # a module that reads stacked paths -> their number (archc.importer.stacks)
+        self.leaves: dict[int, list[tuple[int, ...]]] = {}  # the shapes of all tensors a module is called with
+        self.returns: dict[int, int] = {}  # a module that returns a list of maps: its length
+        self.list_calls: dict[int, listflow.Call] = {}  # modules traced as a call with lists or several tensors gives them
         hooks = [m.register_forward_pre_hook(self._hook) for m in model.modules()]
+        hooks += [m.register_forward_pre_hook(listflow.hook(self), with_kwargs=True) for m in model.modules()]
+        hooks += [m.register_forward_hook(self._returned) for m in model.modules()]
         try:
             with torch.no_grad():
                 model(torch.randn(1, *input_shape))
@@ -107,6 +115,12 @@ class Tracer:
         elif isinstance(first, dict) and first and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in first.items()):
             self.named_inputs[id(module)] = {k: tuple(t.shape[1:]) for k, t in first.items()}  # LRASPPHead(features)
             self.shapes[id(module)] = next(iter(self.named_inputs[id(module)].values()))
+
+    def _returned(self, module: Any, args: Any, out: Any) -> None:
+        import torch
+
+        if isinstance(out, (list, tuple)) and out and all(isinstance(t, torch.Tensor) for t in out):
+            self.returns.setdefault(id(module), len(out))
 
     def _channels(self, module: Any) -> int | None:
         shape = self.shapes.get(id(module))
@@ -181,12 +195,14 @@ class Tracer:
             raise Unsupported(f"{what} is never called by its parent's forward")
         try:
             settings = _settings(module)
-            tracer = sizes.tracer(self.shapes[id(module)] if id(module) in self.tensor_inputs else None)
-            graph = tracer.trace(module, concrete_args=settings)  # every child a call; size tests computed at this input
+            tracer = sizes.tracer(self.shapes[id(module)] if id(module) in self.tensor_inputs and id(module) not in self.list_calls else None)
+            graph = tracer.trace(module, concrete_args=listflow.concrete(module, self.list_calls.get(id(module)), settings))  # size tests at this input
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise Unsupported(f"{what}: forward cannot be traced ({first})") from None
-        _drop_guards(graph, settings)
+        call = self.list_calls.get(id(module))
+        reads, passes = listflow.outputs(graph, what, id(module) in self.returns, listflow.leaf_names(call)) if call else (None, ())
+        _drop_guards(graph, settings or call)  # type: ignore[arg-type]
         sizes.fold(graph, tracer)  # a size a call takes (F.pad's amounts): its number at this input
         if tracer.tests:
             sizes.prune(graph)
@@ -207,7 +223,9 @@ class Tracer:
         if outputs and path:
             raise Unsupported(f"{what}: forward returns a dict, which archc's blocks do not (a model's may)")
         named = {k: s[0] for k, s in self.named_inputs.get(id(module), {}).items()}
-        return Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs, inputs=named)
+        found = Instance(type(module), path, self.init.get(id(module), {}), shape[0], entries, outputs=outputs, inputs=named)
+        found.reads, found.passes = reads, passes
+        return found
 
     def _dense(self, module: Any, path: str, graph: Any) -> Group | None:
         """torchvision's _DenseBlock: features = [x]; each layer reads the list and appends its
@@ -276,9 +294,10 @@ class Tracer:
         skipped_nodes: set[Any] = set()
         tapped: dict[Any, dict[str, str]] = {}  # a layer getter's call -> tap name -> the spec's name
         sizes: dict[Any, tuple[Any, Any]] = {}  # x.shape, x.shape[-2:] -> (x, where the items start)
+        flow: dict[Any, tuple[str, ...]] = {}  # a list a module returned -> the names of its elements (listflow.py)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         for extra in placeholders[1:]:
-            if extra.users:
+            if extra.users and "archc_input" not in extra.meta:
                 raise Unsupported(f"{what}: forward reads several inputs ({', '.join(p.target for p in placeholders)})")
 
         def tensor_inputs(node: Any) -> list[Any]:
@@ -311,7 +330,9 @@ class Tracer:
 
         for node in graph.nodes:
             if node.op == "placeholder":
-                if node is placeholders[0] and id(module) not in self.named_inputs:
+                if "archc_input" in node.meta:  # an element of a list it is called with (listflow.py)
+                    names[node] = used.add(node.meta["archc_input"]) or node.meta["archc_input"]  # type: ignore[func-returns-value]
+                elif node is placeholders[0] and id(module) not in self.named_inputs:
                     names[node] = "input"
                 continue
             if node.op == "call_function" and node.target is operator.getitem and node.args[0] is placeholders[0] and id(module) in self.named_inputs:
@@ -333,6 +354,9 @@ class Tracer:
             size = taps.size_of(node, sizes)
             if size is not None:
                 sizes[node] = size
+                continue
+            if node.op == "call_function" and node.target is operator.getitem and node.args[0] in flow and type(node.args[1]) is int:
+                names[node] = flow[node.args[0]][node.args[1]]  # x[0] of a list a block returned
                 continue
             if node.op == "call_function" and node.target is operator.getitem and node.args[0] in tapped:
                 key = node.args[1]
@@ -372,6 +396,18 @@ class Tracer:
                     n = len(child)
                     parts = [name_of(t) for t in listed] + [f"{target}.{k}" for k in range(n - 1)] + [target]
                     add(Entry(fresh("cat"), Merge("concat", parts)), node, [*listed, node])
+                    continue
+                found = listflow.call(self, node, child, _join(path, target), target, flow, name_of)
+                if found is not None:  # a list of tensors in or out (timm's SelecSLS)
+                    listed_entry, elements, alias = found
+                    called[target] = child
+                    if listed_entry is None:
+                        names[node] = alias
+                        continue
+                    entries.append(listed_entry)
+                    names[node] = previous = target
+                    if elements is not None:
+                        flow[node] = elements
                     continue
                 if len(node.args) == 1 and node.args[0] in tapped and not node.kwargs and id(child) in self.named_inputs:
                     described = called[target] = self.describe(child, _join(path, target))
@@ -467,7 +503,7 @@ class Tracer:
         for cname, child in module.named_children():
             if cname not in called and any(True for _ in child.parameters()):
                 raise Unsupported(f"{_join(path, cname)}: {type(child).__name__} has weights but forward never calls it (a training-only head? see --arg)")
-        return _numbered_tail(_global_pools(entries))
+        return _numbered_tail(_global_pools(listflow.unread(entries, outputs)))
 
 
 def _global_pools(entries: list[Entry]) -> list[Entry]:

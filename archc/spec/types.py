@@ -113,11 +113,16 @@ def _tensor_name(value: str) -> str:
     """A tensor read by name: a layer's name, or a tap into a model-level container, its path
     (`backbone.layer3`, `backbone.4` for a numbered entry, `fpn.layer_blocks.0`)."""
     first, *rest = value.split(".")
-    _layer_name(first)
+    if not _number(first):
+        _layer_name(first)
     for part in rest:
         if not (part.isdigit() and part.isascii() and (part == "0" or not part.startswith("0"))):
             _layer_name(part)
     return value
+
+
+def _number(part: str) -> bool:
+    return part.isdigit() and part.isascii() and (part == "0" or not part.startswith("0"))
 
 
 TensorName = Annotated[str, Field(max_length=200), AfterValidator(_tensor_name)]
