@@ -110,7 +110,7 @@ def fused_mbconv(
             filters=out_channels,
             kernel=kernel,
             stride=stride,
-            name=f"{name}_block_{int(block_channels != in_channels) + int(block_channels != in_channels)}",
+            name=f"{name}_block_{2 * int(block_channels != in_channels)}",
         )
     if stride == 1 and in_channels == out_channels:
         x = layers.Dropout(

@@ -210,6 +210,78 @@ def test_unnamed_stages_in_sequences_are_numbered_on_in_every_backend():
     assert "out_layers" in emit(graph, "keras")  # never a variable named like keras' `layers`
 
 
+MANY_UNDER_ONE_FLAG = """\
+archc: 1
+name: many_flags
+input: [3, 8, 8]
+defaults:
+  conv: {bias: false}
+  batchnorm: {eps: 1.0e-5, momentum: 0.1}
+blocks:
+  unit:
+    layers:
+      - conv: {conv: {filters: in_channels, kernel: 3, padding: 1}}
+      - bn: batchnorm
+      - add: {add: [bn, input]}
+  stage:
+    params: {use_pre_activation_bottleneck_2: bool}
+    layers:
+      - blocks:
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit, if: use_pre_activation_bottleneck_2}
+          - {block: unit}
+layers:
+  - stem: {conv: {filters: 4, kernel: 3, padding: 1}}
+  - s1: {block: stage, with: {use_pre_activation_bottleneck_2: true}}
+  - s2: {block: stage, with: {use_pre_activation_bottleneck_2: false}}
+  - pool: global_avgpool
+"""
+
+
+def test_many_entries_under_one_flag_number_keras_layers_as_pytorch():
+    """24 entries of a list under one long flag, then one without (timm's ResNetV2 stage, as
+    imported): the last entry's number is `24 * int(flag)`, once per distinct term; written
+    term by term it passed the expression length limit and the Keras emitter failed (exit 1).
+    Keras layer names, PyTorch keys and IR node ids are one numbering; outputs agree."""
+    graph = lower(load_spec_text(MANY_UNDER_ONE_FLAG, "many.yaml"))
+    ids = {n.id for n in graph.nodes}
+    assert {"s1.blocks.24.conv", "s2.blocks.0.conv"} <= ids and "s2.blocks.1.conv" not in ids
+    code = emit(graph, "keras")
+    assert 'name=f"{name}_blocks_{24 * int(use_pre_activation_bottleneck_2)}"' in code
+    t_model = in_memory(graph, "torch").build_model().eval()
+    k_model = in_memory(graph, "keras").build_model()
+    assert {k.rsplit(".", 1)[0] for k in t_model.state_dict()} == {n.id for n in graph.nodes if n.op.weight_names()}
+    assert {n.id.replace(".", "_") for n in graph.nodes} <= {layer.name for layer in k_model.layers}
+    torch_to_keras(t_model, k_model, graph)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype("float32")
+    with torch.no_grad():
+        expected = t_model(torch.from_numpy(x)).numpy()
+    got = np.asarray(k_model(channels_last(x), training=False))
+    assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
 def test_layers_is_a_layer_name_only():
     """`layers` may name a layer (torchvision's MNASNet), not a parameter or block, which
     would shadow Keras' `layers` module in generated code."""

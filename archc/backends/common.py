@@ -4,6 +4,7 @@ variables of a block's code: archc.backends.variables)."""
 from __future__ import annotations
 
 import ast
+import collections
 import json
 import textwrap
 from collections.abc import Callable
@@ -564,3 +565,12 @@ def returned(graph: Graph, steps: list[Step], first: str) -> Seq | None:
     var.update({f"{step.item.name}.{o}": v for step in steps for o, v in zip(getattr(step.item, "more_outputs", ()), step.unpacked)})
     var.update({name: var[path] for name, path in container_results([step.item for step in steps]).items()})
     return Seq(tuple(f"{literal(o.key)}: {var[o.item]}" for o in graph.outputs), "{}")
+
+
+def position(terms: list[str], fixed: int) -> str:
+    """The number of the entries before one in a list: the conditional ones' terms, each written
+    once with its count (`19 * int(deep) + 1`: an imported ResNetV2 stage has 22 entries under
+    two flags), and the unconditional ones' count."""
+    counts = collections.Counter(terms)
+    parts = [term if counts[term] == 1 else f"{counts[term]} * {term}" for term in dict.fromkeys(terms)]
+    return " + ".join(parts + ([str(fixed)] if fixed or not parts else []))

@@ -348,7 +348,7 @@ class KerasEmitter:
             if decide.never(child):  # numbered as lowering numbers it: no number, its tensor its input's
                 lines += self._sym_layer(child_step, hoist, uses, block, inner, indent)
                 continue
-            index = " + ".join(terms + ([str(fixed)] if fixed or not terms else []))
+            index = common.position(terms, fixed)
             if not index.isdigit():  # the same number in every instance where the entry runs: that number
                 index = self._decided_index(index, child.condition)
             condition = hoist.condition(child.condition)
