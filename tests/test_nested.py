@@ -260,26 +260,62 @@ layers:
 """
 
 
-def test_many_entries_under_one_flag_number_keras_layers_as_pytorch():
-    """24 entries of a list under one long flag, then one without (timm's ResNetV2 stage, as
-    imported): the last entry's number is `24 * int(flag)`, once per distinct term; written
-    term by term it passed the expression length limit and the Keras emitter failed (exit 1).
-    Keras layer names, PyTorch keys and IR node ids are one numbering; outputs agree."""
-    graph = lower(load_spec_text(MANY_UNDER_ONE_FLAG, "many.yaml"))
-    ids = {n.id for n in graph.nodes}
-    assert {"s1.blocks.24.conv", "s2.blocks.0.conv"} <= ids and "s2.blocks.1.conv" not in ids
-    code = emit(graph, "keras")
-    assert 'name=f"{name}_blocks_{24 * int(use_pre_activation_bottleneck_2)}"' in code
+TWO_STAGES_OF_ONE_COUNT = """\
+archc: 1
+name: twice
+input: [3, 8, 8]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  unit:
+    params: {filters: int}
+    layers:
+      - {conv: {filters: filters, kernel: 1}}
+      - relu
+  grouped:
+    params: {filters: int, n: int}
+    layers:
+      - layers:
+          - {stage: unit, repeat: n - 1, with: {filters: filters}}
+          - {stage: unit, repeat: n - 1, with: {filters: filters}}
+          - relu
+          - {conv: {filters: filters, kernel: 1}}
+layers:
+  - g: {block: grouped, with: {filters: 4, n: 3}}
+  - pool: global_avgpool
+"""
+
+
+def _named_alike_and_equal(graph, shape):
+    """Keras layer names, PyTorch keys and IR node ids are one numbering; the outputs agree."""
     t_model = in_memory(graph, "torch").build_model().eval()
     k_model = in_memory(graph, "keras").build_model()
     assert {k.rsplit(".", 1)[0] for k in t_model.state_dict()} == {n.id for n in graph.nodes if n.op.weight_names()}
     assert {n.id.replace(".", "_") for n in graph.nodes} <= {layer.name for layer in k_model.layers}
     torch_to_keras(t_model, k_model, graph)
-    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype("float32")
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype("float32")
     with torch.no_grad():
         expected = t_model(torch.from_numpy(x)).numpy()
     got = np.asarray(k_model(channels_last(x), training=False))
     assert np.abs(expected - got).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_many_entries_under_one_flag_number_keras_layers_as_pytorch():
+    """24 entries of a list under one long flag, then one without (timm's ResNetV2 stage, as
+    imported): the last entry's number is `24 * int(flag)`, once per distinct term; written
+    term by term it passed the expression length limit and the Keras emitter failed (exit 1)."""
+    graph = lower(load_spec_text(MANY_UNDER_ONE_FLAG, "many.yaml"))
+    ids = {n.id for n in graph.nodes}
+    assert {"s1.blocks.24.conv", "s2.blocks.0.conv"} <= ids and "s2.blocks.1.conv" not in ids
+    assert 'name=f"{name}_blocks_{24 * int(use_pre_activation_bottleneck_2)}"' in emit(graph, "keras")
+    _named_alike_and_equal(graph, (3, 8, 8))
+
+
+def test_two_stages_of_one_count_number_keras_layers_as_pytorch():
+    """Two unconditional stages of `n - 1` blocks in one list: the entries after them are at
+    2 * (n - 1) + k (written `2 * n - 1` the Keras names were one off the PyTorch keys)."""
+    graph = lower(load_spec_text(TWO_STAGES_OF_ONE_COUNT, "twice.yaml"))
+    assert {"g.layers.4", "g.layers.5"} <= {n.id for n in graph.nodes}
+    _named_alike_and_equal(graph, (3, 8, 8))
 
 
 def test_layers_is_a_layer_name_only():

@@ -572,5 +572,12 @@ def position(terms: list[str], fixed: int) -> str:
     once with its count (`19 * int(deep) + 1`: an imported ResNetV2 stage has 22 entries under
     two flags), and the unconditional ones' count."""
     counts = collections.Counter(terms)
-    parts = [term if counts[term] == 1 else f"{counts[term]} * {term}" for term in dict.fromkeys(terms)]
+    parts = [term if counts[term] == 1 else f"{counts[term]} * {_factor(term)}" for term in dict.fromkeys(terms)]
     return " + ".join(parts + ([str(fixed)] if fixed or not parts else []))
+
+
+def _factor(term: str) -> str:
+    """`term` as a factor of a product: a stage's count `n - 1` in parentheses, a call or a name as it is."""
+    tree = ast.parse(term, mode="eval").body
+    product = isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult)
+    return term if product or isinstance(tree, (ast.Call, ast.Name, ast.Constant)) else f"({term})"
