@@ -260,9 +260,42 @@ def test_container_entries_written_in_place_are_checked():
     _refused(block.replace("- relu3: relu", "- convs: relu"), r"convs: the name of a container whose entries are written `convs.0`")
     _refused(block.replace("- add: {add:", "- bns.9: {add:"), r"bns.9: the entries of a numbered container are modules: .* not add")
     _refused(block.replace("- convs.1: " + CONV, "- convs.1: {conv: {filters: w, kernel: 3, padding: 1}, if: w > 2}"), r"convs.1: an entry of a container is not conditional")
-    _refused(block.replace("- relu3: relu", "- relu3: [{convs.7: relu}]"), r"convs.7: an entry written as `container.number` is an entry of a block kind's list")
+    _refused(block.replace("- relu3: relu", "- relu3: [{convs.7: relu}]"), r"convs.7: an entry written as `container.number` is an entry of a block kind's `layers:`")
     _refused(block.replace("- relu3: relu", "- relu3: {act: relu, from: convs}"), r"unknown tensor 'convs'")
     _refused(block.replace("- convs.1:", "- convs.01:"), r"'convs.01' is not a valid name")
+
+
+
+AFTER_PIECES = """\
+archc: 1
+name: after
+input: [4, 8, 8]
+defaults: {conv: {bias: false}, batchnorm: {eps: 1.0e-5, momentum: 0.1}}
+blocks:
+  b:
+    connectivity: skip
+    layers:
+      - convs.0: {conv: {filters: 4, kernel: 3, padding: 1}}
+      - r: relu
+      - LAST
+    after:
+      - AFTER
+layers:
+  - x: {block: b}
+"""
+
+
+def test_container_entries_written_in_place_across_a_blocks_sections():
+    """A piece in `after:` (numbered apart from `layers:`, PyTorch ran the 3x3 conv where the 1x1
+    belonged) and an `after:` layer named as a container of `layers:` (dropped from __init__)
+    are refused; a piece as the block's last layer is its output (it was refused as never read)."""
+    text = AFTER_PIECES.replace("      - LAST\n", "")
+    _refused(text.replace("AFTER", "convs.0: {conv: {filters: 4, kernel: 1}}"), r"convs.0: an entry written as `container.number` .* not of a list or `after:`")
+    _refused(text.replace("AFTER", "convs: {conv: {filters: 4, kernel: 1}}"), r"convs: the name of a container whose entries are written `convs.0`")
+    graph = agree(AFTER_PIECES.replace("LAST", "convs.1: {conv: {filters: 4, kernel: 1}}").replace("AFTER", "out: relu"))
+    assert [n.id for n in graph.nodes if n.op.kind == "conv"] == ["x.convs.0", "x.convs.1"]
+    # an unnamed module in `after:` of a block with named layers has no attribute (`self.0 = ...`)
+    _refused(text.replace("AFTER", "relu").replace("convs.0:", "c:"), r"t.yaml:12:9: block 'b' names some of its layers, so this one needs a name too")
 
 
 # timm's SelecSLS in miniature: its blocks pass lists [x, skip] down an nn.Sequential; here a

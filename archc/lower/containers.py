@@ -79,12 +79,19 @@ def piece(item: SymItem, kind: str, in_group: bool, in_channels: Any, where: Loc
     one-entry `modules:` container, which `merged_containers` joins with the others of its name."""
     container, number = item.name.split(".")
     if in_group:
-        raise SpecError(f"{item.name}: an entry written as `container.number` is an entry of a block kind's list or the model's, not of a list", where)
+        raise SpecError(f"{item.name}: an entry written as `container.number` is an entry of a block kind's `layers:` or the model's, not of a list or `after:`", where)
     if not (kind in ("block", "group") or (kind in ops.KINDS and not ops.KINDS[kind].module_free())):
         raise SpecError(f"{item.name}: the entries of a numbered container are modules: a layer with weights or a block, not {kind}", where)
     if item.condition is not None:
         raise SpecError(f"{item.name}: an entry of a container is not conditional; put `if:` on the block", where)
     return SymGroup(container, (dataclasses.replace(item, name=number, where=where),), in_channels, dataflow=True, where=where)
+
+
+def written_name(item: SymItem) -> str:
+    """An item's name as the spec writes it: `convs.1` for a piece of the container convs."""
+    if isinstance(item, SymGroup) and item.dataflow and len(item.at) and "." in str(item.at[-1]):
+        return f"{item.name}.{item.children[0].name}"
+    return item.name
 
 
 def check_pieces(items: tuple[SymItem, ...]) -> None:

@@ -130,22 +130,23 @@ def check_named_layers(source: BlockSource) -> None:
     """A block kind numbers its layers (an nn.Sequential) only when none has a name; in one
     with named layers, an unnamed layer with weights or a module of its own would have no
     attribute to live in."""
-    entries = [(i, *next(iter(entry.items()))) for i, entry in enumerate(source.definition.layers)]
-    for i, written, body in entries:  # the reason a bare parameter makes a block unnumbered
+    definition = source.definition  # `after:` too: a block kind with one is never numbered
+    entries = [(section, i, *next(iter(entry.items()))) for section in ("layers", "after") for i, entry in enumerate(getattr(definition, section))]
+    for section, i, written, body in entries:  # the reason a bare parameter makes a block unnumbered
         op = ops.KINDS.get(item_kind(body))
         if written == POSITIONAL and op is not None and op.PARAMETER:
             raise SpecError(
                 f"{op.kind} is a bare parameter of its block in PyTorch (`self.NAME = nn.Parameter(...)`), "
                 f"so it needs a name (`{op.kind}: {op.kind}`)",
-                source.locate("layers", i),
+                source.locate(section, i),
             )
-    for i, written, body in entries:
+    for section, i, written, body in entries:
         op = ops.KINDS.get(item_kind(body))
         if written == POSITIONAL and not (op is not None and (op.MERGE or op.EXPRESSION)):
             raise SpecError(
                 f"block {source.name!r} names some of its layers, so this one needs a name too (`NAME: ...`): "
-                "only a block kind whose layers are all unnamed is numbered, like nn.Sequential",
-                source.locate("layers", i),
+                "only a block kind whose layers are all unnamed (and that has no `after:`) is numbered, like nn.Sequential",
+                source.locate(section, i),
             )
 
 

@@ -31,6 +31,7 @@ from archc.lower.containers import (
     implicit_read,
     piece,
     sym_modules,
+    written_name,
 )
 from archc.lower.context import (
     State,
@@ -79,10 +80,8 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     layer_names = {n for entry in (*definition.layers, *definition.after) for n in entry}
     for sc in definition.shortcuts:
         if sc.name in definition.params or sc.name in layer_names:
-            raise SpecError(
-                f"shortcut name {sc.name!r} is also a parameter or layer of block {source.name!r}; rename it",
-                source.locate("shortcut"),
-            )
+            message = f"shortcut name {sc.name!r} is also a parameter or layer of block {source.name!r}; rename it"
+            raise SpecError(message, source.locate("shortcut"))
     defaults = state.spec.model.defaults
     inputs_of = definition.input_names
     _check_channel_params(source, inputs_of, layer_names)
@@ -346,7 +345,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
             if row is not None:
                 item = dataclasses.replace(item, table=row)
             if "." in name:  # `convs.1`: an entry of the container convs, written in place
-                item = piece(item, kind, in_group, here.channels, where)
+                item = piece(item, kind, in_group or section == ("after",), here.channels, where)
             out.append(dataclasses.replace(item, where=where, at=(*section, index, written)))
         check_pieces(tuple(out))
         points[LAST] = points[prev]
@@ -393,6 +392,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     # `after` reads the sum of the branch and the shortcut (nothing is known of its sign)
     points["after.input"] = SymTensor(channels, stride, definition.connectivity == "none" and points[LAST].nonneg, False)
     after = sym_layers(definition.after, ("after",), "after.input")
+    check_pieces((*layers, *after))  # no item of `after:` named as a container of `layers:`
     channels = points[LAST].channels
     kept = {sc.input for sc in definition.shortcuts if sc.input} | {n for item in after for n in item.inputs}
     for key, o in (state.spec.model.outputs or {}).items() if top else ():  # tensors of its own, or absent
@@ -405,7 +405,7 @@ def build_type(state: State, source: BlockSource, top: bool = False) -> BlockTyp
     after = live(after, {last_of[("after",)]}, aliases)
     params = block_params(definition)
     if not returned:
-        reads.update({prev_name for prev_name in (layers[-1].name if layers else None, after[-1].name if after else None) if prev_name})
+        reads.update(written_name(items[-1]) for items in (layers, after) if items)
     reads.update(returned)
     reads.update(sc.input for sc in definition.shortcuts if sc.input)
     reads.update(outputs)
