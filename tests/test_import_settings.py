@@ -594,3 +594,22 @@ def test_calls_with_several_tensors_and_lists_are_blocks_with_several_inputs(tmp
     x = torch.randn(2, *INPUT)
     with torch.no_grad():
         assert torch.allclose(reference(x), ours.eval()(x), atol=1e-5)
+
+
+def test_the_import_check_leaves_no_parameter_at_a_constant():
+    """The importer's own check (archc/importer/check.py) draws every parameter that starts as
+    a constant: a zero-initialised last conv (timm's GlobalContext MLP), a gain of 0, norm
+    scales of 1 and shifts of 0 would let wiring they multiply go unchecked."""
+    from torch import nn
+
+    from archc.importer.check import _randomise
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.GroupNorm(2, 4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    nn.init.zeros_(model[2].weight)
+    model.register_parameter("gain", nn.Parameter(torch.zeros(())))
+    before = model[0].weight.clone()
+    _randomise(model)
+    constant = [name for name, p in model.named_parameters() if p.numel() > 1 and bool((p == p.reshape(-1)[0]).all())]
+    assert not constant and 0.5 <= float(model.gain) <= 1.5
+    assert torch.equal(model[0].weight, before)  # drawn weights are kept
+    assert not torch.equal(model[3].running_var, torch.ones(4))

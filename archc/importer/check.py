@@ -1,6 +1,8 @@
 """The import's proof: the spec, built by archc, loads the original's state_dict strictly
 and gives its outputs (eval mode, batch-norm statistics and affine parameters randomised so
-that no layer is the identity) on a random input. float32: the same operations in the same
+that no layer is the identity, and every parameter whose elements all start equal made
+random: a zero-initialised last conv, as timm's GlobalContext MLP, a gain of 0, norm scales
+of 1, which would hide the wiring they multiply) on a random input. float32: the same operations in the same
 order give the same numbers, and PyTorch's float64 depthwise convs take seconds a pass."""
 
 from __future__ import annotations
@@ -66,3 +68,6 @@ def _randomise(model: Any) -> None:
                 m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
                 m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+        for p in model.parameters():  # constants at initialisation (zeros, ones, a scalar gain)
+            if p.numel() and bool((p == p.reshape(-1)[0]).all()):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
