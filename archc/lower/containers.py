@@ -81,7 +81,7 @@ def piece(item: SymItem, kind: str, in_group: bool, in_channels: Any, where: Loc
     if in_group:
         raise SpecError(f"{item.name}: an entry written as `container.number` is an entry of a block kind's `layers:` or the model's, not of a list or `after:`", where)
     if not (kind in ("block", "group") or (kind in ops.KINDS and not ops.KINDS[kind].module_free())):
-        raise SpecError(f"{item.name}: the entries of a numbered container are modules: a layer with weights or a block, not {kind}", where)
+        raise SpecError(f"{item.name}: the entries of a numbered container are modules: a layer PyTorch holds as a module or a block, not {kind}", where)
     if item.condition is not None:
         raise SpecError(f"{item.name}: an entry of a container is not conditional; put `if:` on the block", where)
     return SymGroup(container, (dataclasses.replace(item, name=number, where=where),), in_channels, dataflow=True, where=where)
