@@ -47,8 +47,8 @@ test-torchvision: $(TVENV)/.installed
 
 # The slow-marked tests only: verify, export, parity with torchvision and full-size forward passes
 # of the family members that are not their family's representative (tests/conftest.py FAMILIES),
-# deep Keras models, torch.compile (Inductor) and the deploy Keras check of each representative,
-# the deploy check of every zoo spec.
+# deep Keras models, torch.compile (Inductor), the deploy check of every zoo spec in PyTorch and
+# Keras, and bench/import_coverage.py's timm list (issue 22).
 test-slow: setup $(TVENV)/.installed
 	status=0; $(PYTEST) -m slow || status=1; $(PARITY_PYTEST) -m slow || status=1; exit $$status
 
