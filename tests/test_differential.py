@@ -801,7 +801,7 @@ def dataflow_specs(draw):
         layers.append({"grid": {"modules": rows}})  # row 1's first path reads row 0, its second the grid's input
         outputs["grid"] = "grid.1"
     if draw(st.booleans()):  # a block kind holding containers (named, a numbered one nested, or rows of a grid)
-        blocks["mods"], c = _block_modules(draw, c)
+        blocks["mods"], c = _block_modules(draw, c, pieces=True)
         layers.append({"mb": {"block": "mods", "with": {"w": c}}})
     layers += [{"pool": "global_avgpool"}, {"fc": {"dense": {"units": 5}}}]
     spec = {
@@ -930,6 +930,40 @@ def container_specs(draw):
 @given(container_specs())
 def test_random_block_kinds_with_containers_agree_in_all_three(spec_dict):
     agree(_lowered(spec_dict))
+
+
+CONDITIONAL_NESTED_READ = """\
+archc: 1
+name: nest
+input: [2, 8, 8]
+defaults: {conv: {bias: false}}
+blocks:
+  k:
+    params: {w: int, flag: false}
+    layers:
+      - l1: {conv: {filters: w, kernel: 1}}
+      - l2:
+          from: input
+          if: not flag
+          parallel:
+            - {conv: {filters: w, kernel: 1}}
+            - parallel:
+                - {conv: {filters: w, kernel: 1}}
+                - {conv: {filters: w, kernel: 1}, from: l1}
+              merge: add
+          merge: add
+layers:
+  - b: {block: k, with: {w: 6}}
+"""
+
+
+def test_a_conditional_module_list_reading_the_tensor_before_it_by_a_nested_path_agrees():
+    """A conditional module list first sets its variable to what it passes on (`out = x`); the
+    tensor before it, read by a nested row's path (`from: l1`), had been left in that variable,
+    so PyTorch's conv read the block's input (2 channels, not 6). Found by
+    test_random_dataflow_specs_agree_in_the_ir_and_pytorch."""
+    agree(CONDITIONAL_NESTED_READ)
+    agree(CONDITIONAL_NESTED_READ.replace("w: 6}", "w: 6, flag: true}"))  # absent: the block passes its input on
 
 
 # --- several outputs --------------------------------------------------------------------------------

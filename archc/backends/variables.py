@@ -72,6 +72,14 @@ def plan(
     named |= {n for item in items if len(set(item.inputs) & named) > 0 for n in item.inputs} - {*inputs}
     named |= {p for item in items if (p := getattr(item, "passes", None)) and after.get(p) != item.name} - {*inputs}
     named |= set(outputs) - {*inputs}
+    # a conditional item first sets its variable to what it passes on (`out = x`, then `if
+    # self.l2 is not None:`), so a tensor it reads besides that one (a nested path's `from:`)
+    # must not be held in that variable
+    before = {nxt.name: item.name for item, nxt in zip(items, items[1:])}
+    named |= {
+        n for item in items if getattr(item, "condition", None) is not None
+        for n in item.inputs if n != passed_on(item, before.get(item.name, inputs[0]))
+    } - {*inputs}  # fmt: skip
     taps = tapped_groups(items, outputs)
     read = {n for item in items for n in item.inputs} | set(outputs)
     var = {inputs[0]: first, **{n: tensor_variable(n, reserved) for n in inputs[1:]}}
