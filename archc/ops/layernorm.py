@@ -44,14 +44,16 @@ class LayerNorm(Op):
     KERAS_DEFAULTS: ClassVar[Defaults] = {
         "layers.LayerNormalization": {"axis": -1, "epsilon": 0.001, "center": True, "scale": True}
     }
+    # PyTorch's module where the channels are its last axis, where they are first; Keras' layer
+    MODULES: ClassVar[tuple[str, str, str]] = ("nn.LayerNorm", "LayerNorm2d", "layers.LayerNormalization")
     eps: float
     channels_last: bool = False  # set by lowering: the channels are PyTorch's last axis
 
     def infer(self, s: Shape) -> Shape:
         if not self.eps > 0:
-            raise ShapeError(f"layernorm needs eps > 0, got {self.eps}")
+            raise ShapeError(f"{self.kind} needs eps > 0, got {self.eps}")
         if not s.last:
-            need_rank("layernorm over the channels of a map", s)
+            need_rank(f"{self.kind} over the channels of a map", s)
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:
@@ -65,12 +67,12 @@ class LayerNorm(Op):
 
     @classmethod
     def torch_module(cls, a: dict[str, str], in_ch: str, flat: bool, inplace: bool) -> Call:
-        module = "nn.LayerNorm" if a.get("channels_last") == "True" else "LayerNorm2d"
+        module = cls.MODULES[0] if a.get("channels_last") == "True" else cls.MODULES[1]
         return cls.torch_call(module, in_ch, eps=a["eps"])
 
     @classmethod
     def keras_layers(cls, a: dict[str, str], ctx: KerasCtx) -> list[Call]:
-        return [cls.keras_call("layers.LayerNormalization", epsilon=a["eps"], name=ctx.name)]
+        return [cls.keras_call(cls.MODULES[2], epsilon=a["eps"], name=ctx.name)]
 
     def feature_axis(self, name: str) -> int | None:
         return 0  # weight and bias: one value per feature
