@@ -11,6 +11,7 @@ groups the same consecutive channels, with gamma and beta (PyTorch's weight and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -59,6 +60,11 @@ class GroupNorm(Op):
             raise ShapeError(f"groupnorm needs eps > 0, got {self.eps}")
         if s.c % self.groups:
             raise ShapeError(f"groupnorm groups={self.groups} must divide the input channels {s.c}")
+        if s.c // self.groups * math.prod(s.size) == 1:  # its statistics are of that one value: the output is 0
+            raise ShapeError(
+                f"groupnorm groups={self.groups} on {s.c} channels of a {'x'.join(map(str, s.size))} map normalizes one value "
+                "per group (always 0; PyTorch refuses it): use fewer groups or normalize a larger map"
+            )
         return s
 
     def params(self, s: Shape) -> tuple[int, int]:
