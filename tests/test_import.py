@@ -1682,3 +1682,27 @@ def test_the_timm_coverage_list(module):
     for source, message in refused.items():
         assert message.startswith(f"cannot import {source}: ") and "\n" not in message, message
     assert exact >= TIMM_EXACT[module], refused
+
+
+@pytest.mark.slow
+def test_timm_vgg_pools_its_small_map_up_to_the_heads_kernel():
+    """timm's vgg11_bn at 3x64x64: the features give 2x2, which ConvMlp pools up to 7x7 for its
+    7x7 conv `fc1`; the spec has that pool and says the branch is this input's."""
+    # the helpers of the main environment's tests of sizes, which has no timm
+    from test_import_sizes import layers_of, same_model
+
+    timm = need("timm")
+    torch.manual_seed(0)
+    result = import_spec("timm:vgg11_bn", (3, 64, 64))
+    assert result.diff is not None and result.diff <= 1e-5 and result.input_only
+    spec = yaml.safe_load(result.text)
+    assert layers_of(spec, "conv_mlp")[:2] == [{"adaptive_avgpool": {"size": 7}}, {"conv": {"filters": 4096, "kernel": 7, "bias": True}}]
+    assert "#   pre_logits (ConvMlp, input 512x2x2): x.shape[-2] < 7 is True; x.shape[-2] > 7 is False; x.shape[-1] > 7 is False" in result.text
+    reference = timm.create_model("vgg11_bn", pretrained=False)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    same_model(result.text, reference, (3, 64, 64))
