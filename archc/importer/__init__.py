@@ -54,7 +54,10 @@ def import_spec(
             spec = _with_doc(spec, doc)
         comment = f"archc import {source}" + "".join(f" --arg {k}={text.flow(v)}" for k, v in (args or {}).items())
         written = text.dump(spec, "\n".join([comment, *tested]))
-        diff = checking.check(model, written, shape, f"<import {source}>") if check else None
+        try:
+            diff = checking.check(model, written, shape, f"<import {source}>") if check else None
+        except SpecError as e:  # the spec does not rebuild the model: one line naming SOURCE, as any refusal
+            raise SpecError(f"cannot import {source}: {e}") from None
     return Imported(written, spec["name"], diff, bool(doc))
 
 
